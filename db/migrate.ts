@@ -1,0 +1,61 @@
+import pg from 'pg';
+import type { Knex } from 'knex';
+
+/** The URL of the server's maintenance database, used to create or drop other databases. */
+export function maintenanceUrl(databaseUrl: string): string {
+  const url = new URL(databaseUrl);
+  url.pathname = '/postgres';
+  return url.toString();
+}
+
+export function databaseName(databaseUrl: string): string {
+  const name = decodeURIComponent(new URL(databaseUrl).pathname.replace(/^\//, ''));
+  if (!name) throw new Error(`DATABASE_URL names no database: ${databaseUrl}`);
+  return name;
+}
+
+export const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** Runs `fn` with a short-lived client on the maintenance database. */
+export async function withMaintenanceClient<T>(
+  databaseUrl: string,
+  fn: (client: pg.Client) => Promise<T>,
+): Promise<T> {
+  const client = new pg.Client({
+    connectionString: maintenanceUrl(databaseUrl),
+    connectionTimeoutMillis: 3000,
+  });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates the database named in `databaseUrl` unless it exists. Returns true when created. */
+export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
+  const name = databaseName(databaseUrl);
+  return withMaintenanceClient(databaseUrl, async (client) => {
+    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (found.rowCount) return false;
+    try {
+      await client.query(`CREATE DATABASE ${quoteIdent(name)}`);
+      return true;
+    } catch (err) {
+      // Another process created it between our check and our CREATE.
+      if ((err as { code?: string }).code === '42P04') return false;
+      throw err;
+    }
+  });
+}
+
+export async function migrateToLatest(db: Knex): Promise<string[]> {
+  const [, applied] = (await db.migrate.latest()) as [number, string[]];
+  return applied;
+}
+
+export async function rollbackAll(db: Knex): Promise<string[]> {
+  const [, reverted] = (await db.migrate.rollback(undefined, true)) as [number, string[]];
+  return reverted;
+}

@@ -1,0 +1,35 @@
+import type { Knex } from 'knex';
+import path from 'node:path';
+import { loadConfig, type Config } from './src/config';
+
+type DbConfig = Pick<
+  Config,
+  'databaseUrl' | 'dbPoolMax' | 'dbStatementTimeoutMs' | 'dbAcquireTimeoutMs'
+>;
+
+/** knex settings for the engine's database; the one place connection and pool options live. */
+export function knexConfig(config: DbConfig, applicationName = 'energy-engine'): Knex.Config {
+  const compiled = path.extname(__filename) === '.js';
+  return {
+    client: 'pg',
+    connection: {
+      connectionString: config.databaseUrl,
+      application_name: applicationName,
+      // Nothing may wait forever: a stuck statement fails, and the flusher retries its job.
+      statement_timeout: config.dbStatementTimeoutMs,
+      connectionTimeoutMillis: Math.min(config.dbAcquireTimeoutMs, 5000),
+    },
+    pool: { min: 0, max: config.dbPoolMax },
+    acquireConnectionTimeout: config.dbAcquireTimeoutMs,
+    migrations: {
+      directory: path.join(__dirname, 'db', 'migrations'),
+      loadExtensions: [compiled ? '.js' : '.ts'],
+      tableName: 'knex_migrations',
+    },
+  };
+}
+
+/** For the knex CLI: `npx knex --knexfile knexfile.ts migrate:status`. */
+export default async function (): Promise<Knex.Config> {
+  return knexConfig(loadConfig(process.env));
+}

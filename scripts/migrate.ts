@@ -1,0 +1,28 @@
+/** `npm run migrate`: creates the database in DATABASE_URL if needed, then migrates to latest. */
+import { createDb } from '../db/create-db';
+import { ensureDatabase, migrateToLatest } from '../db/migrate';
+import { loadConfig, redactUrl, type Config } from '../src/config';
+import { exitOnStartupFailure } from '../src/lifecycle';
+import { createLogger, type Logger } from '../src/logger';
+import { assertPostgresReachable } from '../src/startup-checks';
+
+export async function runMigrations(config: Config, logger: Logger): Promise<void> {
+  await assertPostgresReachable(config.databaseUrl);
+  if (await ensureDatabase(config.databaseUrl)) {
+    logger.info({ database: redactUrl(config.databaseUrl) }, 'database created');
+  }
+  const db = createDb(config, 'energy-migrate');
+  try {
+    const applied = await migrateToLatest(db);
+    logger.info({ applied }, applied.length ? 'migrations applied' : 'schema is up to date');
+  } finally {
+    await db.destroy();
+  }
+}
+
+if (require.main === module) {
+  const logger = createLogger({ level: 'info', name: 'migrate' });
+  Promise.resolve()
+    .then(() => runMigrations(loadConfig(process.env), logger))
+    .catch((err: unknown) => exitOnStartupFailure(err, logger));
+}

@@ -1,0 +1,64 @@
+/**
+ * `npm start`: checks PostgreSQL and Redis, migrates, then runs the API and the flusher together in
+ * the foreground with both logs. Ctrl-C (or SIGTERM) stops both cleanly; if one dies, both stop.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { loadConfig } from '../src/config';
+import { exitOnStartupFailure } from '../src/lifecycle';
+import { createLogger } from '../src/logger';
+import { assertDependenciesReachable } from '../src/startup-checks';
+import { runMigrations } from './migrate';
+
+const logger = createLogger({ level: 'info', name: 'start' });
+
+function startChild(name: string, relativeEntry: string): ChildProcess {
+  const compiled = path.extname(__filename) === '.js';
+  const entry = path.join(__dirname, '..', relativeEntry + (compiled ? '.js' : '.ts'));
+  const args = compiled ? [entry] : [require.resolve('tsx/cli'), entry];
+  const child = spawn(process.execPath, args, { stdio: 'inherit', env: process.env });
+  logger.info({ process: name, pid: child.pid }, `${name} started`);
+  return child;
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  await assertDependenciesReachable(config);
+  await runMigrations(config, logger);
+
+  const children = new Map<string, ChildProcess>([
+    ['api', startChild('api', 'src/server')],
+    ['flusher', startChild('flusher', 'workers/flusher')],
+  ]);
+  let stopping = false;
+  let exitCode = 0;
+
+  const stopAll = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    for (const child of children.values()) if (child.exitCode === null) child.kill(signal);
+  };
+
+  for (const [name, child] of children) {
+    child.on('exit', (code, signal) => {
+      children.delete(name);
+      if (!stopping) {
+        logger.error(
+          { process: name, code, signal },
+          `${name} exited unexpectedly: stopping the engine`,
+        );
+        exitCode = 1;
+        stopAll('SIGTERM');
+      }
+      if (children.size === 0) process.exit(exitCode);
+    });
+  }
+  // Ctrl-C reaches the children too (same process group); this covers a SIGTERM sent to us alone.
+  process.on('SIGINT', () => stopAll('SIGINT'));
+  process.on('SIGTERM', () => stopAll('SIGTERM'));
+  logger.info(
+    `engine running: API on http://127.0.0.1:${config.port}, flusher health on :${config.flusherPort}; Ctrl-C stops both`,
+  );
+}
+
+main().catch((err: unknown) => exitOnStartupFailure(err, logger));

@@ -1,0 +1,119 @@
+import express, { type Express } from 'express';
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import { pinoHttp } from 'pino-http';
+import { randomUUID } from 'node:crypto';
+import type { Config } from './config';
+import { createHealthRouter } from './health';
+import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
+import type { Logger } from './logger';
+import type { IngestQueue } from './queue/ingest-queue';
+import { createRedisKeys } from './redis-keys';
+import { MappingStore } from './stores/mapping-store';
+import { StatusStore } from './stores/status-store';
+import { IngestAdmission } from './telemetry/admission';
+import { createBatchStore, IngestService } from './telemetry/ingest-service';
+import { LiveStateStore } from './telemetry/live-state';
+import { createTelemetryRouter } from './telemetry/telemetry-routes';
+import { createReadingValidator } from './telemetry/validation';
+
+export interface AppDeps {
+  config: Config;
+  db: Knex;
+  /** A `command` connection (see src/redis.ts); the queue may share it. */
+  redis: Redis;
+  queue: IngestQueue;
+  logger: Logger;
+}
+
+export interface Api {
+  app: Express;
+  ingestService: IngestService;
+  admission: IngestAdmission;
+  /** Stops accepting into the buffer's background work and waits for accepted readings to be stored. */
+  close(): Promise<void>;
+}
+
+/** Builds the API: stores, services and routes, wired from the given connections. Never listens. */
+export function createApp({ config, db, redis, queue, logger }: AppDeps): Api {
+  const keys = createRedisKeys(config.redisPrefix);
+  const liveState = new LiveStateStore(redis, keys);
+  const statusStore = new StatusStore(db);
+  const mappingStore = new MappingStore(db);
+  const validator = createReadingValidator({ maxClockSkewS: config.maxClockSkewS });
+  const admission = new IngestAdmission({
+    redis,
+    keys,
+    config,
+    logger: logger.child({ module: 'admission' }),
+  });
+  const ingestService = new IngestService({
+    validator,
+    admission,
+    storeBatches: createBatchStore({
+      queue,
+      redis,
+      keys,
+      liveState,
+      logger: logger.child({ module: 'ingest' }),
+    }),
+    config,
+    logger: logger.child({ module: 'ingest' }),
+  });
+  admission.start();
+  let closing = false;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(
+    pinoHttp({
+      logger: logger.child({ module: 'http' }),
+      genReqId: (req, res) => {
+        const incoming = req.headers['x-request-id'];
+        const id =
+          typeof incoming === 'string' && /^[\w.:-]{1,128}$/.test(incoming)
+            ? incoming
+            : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      // Per-request lines cost throughput on the hot path: only failures are logged by default.
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'debug'),
+    }),
+  );
+  app.use(securityHeaders);
+  app.use(
+    createHealthRouter({
+      checks: {
+        postgres: () => db.raw('SELECT 1'),
+        redis: () => redis.ping(),
+      },
+      isShuttingDown: () => closing,
+    }),
+  );
+  app.use(
+    createTelemetryRouter({
+      ingestService,
+      liveState,
+      statusStore,
+      mappingStore,
+      validator,
+      config,
+      logger: logger.child({ module: 'telemetry' }),
+    }),
+  );
+  app.use(notFoundHandler);
+  app.use(createErrorHandler(logger.child({ module: 'errors' })));
+
+  return {
+    app,
+    ingestService,
+    admission,
+    async close() {
+      closing = true;
+      admission.stop();
+      await ingestService.drain();
+    },
+  };
+}

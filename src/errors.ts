@@ -1,0 +1,41 @@
+/**
+ * Errors a client may see. Anything that is not an AppError becomes a generic 500 in the error
+ * middleware, so driver and database messages never reach a response.
+ */
+export interface ErrorDetail {
+  path: string;
+  message: string;
+}
+
+export class AppError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly details: ErrorDetail[] = [],
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+
+  toJSON(): { error: string; message: string; details: ErrorDetail[] } {
+    return { error: this.code, message: this.message, details: this.details };
+  }
+}
+
+export const badRequest = (code: string, message: string, details: ErrorDetail[] = []) =>
+  new AppError(400, code, message, details);
+
+export const notFound = (message: string) => new AppError(404, 'not_found', message);
+
+export const conflict = (code: string, message: string, details: ErrorDetail[] = []) =>
+  new AppError(409, code, message, details);
+
+export const payloadTooLarge = (message: string) => new AppError(413, 'payload_too_large', message);
+
+export const unsupportedMediaType = (message: string) =>
+  new AppError(415, 'unsupported_media_type', message);
+
+export const serviceUnavailable = (code: string, message: string, retryAfterS: number) =>
+  new AppError(503, code, message, [], { 'Retry-After': String(retryAfterS) });

@@ -1,0 +1,64 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { AppError } from '../errors';
+import type { Logger } from '../logger';
+
+/** Errors thrown by Express itself or its parsers carry a 4xx `status`; keep those as 4xx. */
+function fromFrameworkError(err: unknown): AppError | null {
+  const { status, statusCode } = (err ?? {}) as { status?: unknown; statusCode?: unknown };
+  const code = status ?? statusCode;
+  if (typeof code === 'number' && code >= 400 && code < 500) {
+    return new AppError(code, 'bad_request', 'The request could not be understood');
+  }
+  return null;
+}
+
+/**
+ * The last middleware: AppErrors become their JSON body, framework 4xx stay 4xx, anything else is a
+ * generic 500 whose details go to the log only (never a stack trace or driver message to clients).
+ */
+export function createErrorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const appError = err instanceof AppError ? err : fromFrameworkError(err);
+    if (res.headersSent) {
+      logger.error({ err, url: req.originalUrl }, 'error after the response started');
+      res.destroy();
+      return;
+    }
+    if (!appError) {
+      logger.error({ err, method: req.method, url: req.originalUrl }, 'unhandled error');
+      res.status(500).json({
+        error: 'internal_error',
+        message: 'Something went wrong on our side; it has been logged',
+        details: [],
+      });
+      return;
+    }
+    if (appError.statusCode >= 500) {
+      logger.warn({ code: appError.code, url: req.originalUrl }, appError.message);
+    }
+    // A refused upload may still be streaming in: close the connection rather than read it all.
+    if (appError.statusCode === 413) res.set('Connection', 'close');
+    res.set(appError.headers).status(appError.statusCode).json(appError.toJSON());
+  };
+}
+
+export const notFoundHandler: RequestHandler = (req, res) => {
+  res.status(404).json({
+    error: 'not_found',
+    message: `No route for ${req.method} ${req.path}`,
+    details: [],
+  });
+};
+
+/** Conservative headers for a JSON API. */
+export const securityHeaders: RequestHandler = (_req, res, next) => {
+  res.set({
+    'X-Content-Type-Options': 'nosniff',
+    'X-Frame-Options': 'DENY',
+    'Referrer-Policy': 'no-referrer',
+    'Cache-Control': 'no-store',
+    'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
+    'Cross-Origin-Resource-Policy': 'same-origin',
+  });
+  next();
+};

@@ -1,0 +1,114 @@
+import type { Request } from 'express';
+import { createGunzip } from 'node:zlib';
+import type { Readable } from 'node:stream';
+import { AppError, badRequest, payloadTooLarge, unsupportedMediaType } from '../errors';
+
+export type BodyFormat = 'json' | 'ndjson';
+
+const MEDIA_TYPES: Record<string, BodyFormat> = {
+  'application/json': 'json',
+  'application/x-ndjson': 'ndjson',
+  'application/ndjson': 'ndjson',
+  'application/jsonl': 'ndjson',
+};
+
+export function bodyFormatOf(req: Request, accepted: BodyFormat[]): BodyFormat {
+  const header = req.headers['content-type'];
+  const [mediaType, ...params] = (header ?? '').split(';').map((p) => p.trim().toLowerCase());
+  const format = MEDIA_TYPES[mediaType];
+  const names = Object.keys(MEDIA_TYPES).filter((m) => accepted.includes(MEDIA_TYPES[m]));
+  if (!format || !accepted.includes(format)) {
+    throw unsupportedMediaType(
+      `Content-Type ${header ? JSON.stringify(header) : 'is missing'}${header ? ' is not accepted' : ''}; send ${names.join(' or ')}`,
+    );
+  }
+  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length);
+  if (charset && !['utf-8', 'utf8', '"utf-8"'].includes(charset)) {
+    throw unsupportedMediaType(`charset ${charset} is not accepted; send UTF-8`);
+  }
+  return format;
+}
+
+function decodedStream(req: Request): Readable {
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding === 'identity' || encoding === '') return req;
+  if (encoding === 'gzip' || encoding === 'x-gzip') return req.pipe(createGunzip());
+  throw new AppError(
+    415,
+    'unsupported_encoding',
+    `Content-Encoding ${encoding} is not accepted; send gzip or none`,
+  );
+}
+
+/**
+ * Reads the whole body as UTF-8 text, gunzipping when asked, and stops as soon as it passes
+ * `limitBytes` (compressed or not): a gzip bomb costs at most the limit.
+ */
+export async function readBodyText(req: Request, limitBytes: number): Promise<string> {
+  const tooLarge = () => payloadTooLarge(`The body is larger than ${limitBytes} bytes`);
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limitBytes) {
+    req.resume();
+    throw tooLarge();
+  }
+  const stream = decodedStream(req);
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let compressedReceived = 0;
+  if (stream !== req) req.on('data', (chunk: Buffer) => (compressedReceived += chunk.length));
+
+  await new Promise<void>((resolve, reject) => {
+    const fail = (err: AppError) => {
+      stream.removeAllListeners('data');
+      if (stream !== req) stream.destroy();
+      req.unpipe();
+      req.resume(); // discard the rest; the error handler closes the connection
+      reject(err);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limitBytes || compressedReceived > limitBytes) return fail(tooLarge());
+      chunks.push(chunk);
+    });
+    stream.on('end', () => resolve());
+    stream.on('error', (err: Error) =>
+      fail(
+        stream === req
+          ? badRequest('body_read_error', 'The request body could not be read')
+          : badRequest('invalid_gzip', `The body is not valid gzip: ${err.message}`),
+      ),
+    );
+    req.on('aborted', () => fail(badRequest('body_read_error', 'The client aborted the request')));
+  });
+
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  } catch {
+    throw badRequest('invalid_encoding', 'The body is not valid UTF-8');
+  }
+}
+
+export function parseJson(text: string): unknown {
+  if (text.trim() === '') throw badRequest('empty_body', 'The request body is empty');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw badRequest('invalid_json', `The body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** One NDJSON line: its parsed value, or why it could not be parsed. */
+export type NdjsonItem = { value: unknown } | { parseError: string };
+
+export function parseNdjson(text: string): NdjsonItem[] {
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
+  if (lines.length === 0) throw badRequest('empty_body', 'The request body has no NDJSON lines');
+  return lines.map((line) => {
+    try {
+      return { value: JSON.parse(line) };
+    } catch (err) {
+      return { parseError: (err as Error).message };
+    }
+  });
+}

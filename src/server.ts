@@ -1,0 +1,64 @@
+/** Entry point of the API process: `npm run start:api`. */
+import type { Server } from 'node:http';
+import { createApp } from './app';
+import { loadConfig, redactUrl } from './config';
+import { createDb } from '../db/create-db';
+import { exitOnStartupFailure, stopOnSignals } from './lifecycle';
+import { createLogger } from './logger';
+import { createIngestQueue } from './queue/ingest-queue';
+import { createRedis } from './redis';
+import { createRedisKeys } from './redis-keys';
+import { assertDependenciesReachable } from './startup-checks';
+
+async function main(): Promise<void> {
+  let logger = createLogger({ level: 'info', name: 'api' });
+  try {
+    const config = loadConfig(process.env);
+    logger = createLogger({ level: config.logLevel, name: 'api' });
+    await assertDependenciesReachable(config);
+
+    const db = createDb(config, 'energy-api');
+    const redis = createRedis(config.redisUrl, 'command');
+    const queue = createIngestQueue({
+      connection: redis,
+      keys: createRedisKeys(config.redisPrefix),
+      config,
+    });
+    const api = createApp({ config, db, redis, queue, logger });
+
+    const server: Server = await new Promise((resolve) => {
+      const s = api.app.listen(config.port, () => resolve(s));
+    });
+    // Gateways keep connections open; the load balancer's idle timeout should be below this.
+    server.keepAliveTimeout = 65_000;
+    server.headersTimeout = 66_000;
+    logger.info(
+      {
+        port: config.port,
+        database: redactUrl(config.databaseUrl),
+        redis: redactUrl(config.redisUrl),
+        prefix: config.redisPrefix,
+      },
+      `API listening on http://127.0.0.1:${config.port}`,
+    );
+
+    stopOnSignals(
+      async () => {
+        // Order: stop taking requests, store what was accepted, then close connections.
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        await api.close();
+        await closed;
+        await queue.close();
+        await redis.quit().catch(() => redis.disconnect());
+        await db.destroy();
+      },
+      logger,
+      config.shutdownTimeoutMs,
+    );
+  } catch (err) {
+    exitOnStartupFailure(err, logger);
+  }
+}
+
+void main();

@@ -1,0 +1,105 @@
+import type { Knex } from 'knex';
+import { conflict } from '../errors';
+
+const TABLE = 'vehicle_meter_map';
+
+/** One period in which a vehicle charged from one meter; `to` null means it still does. */
+export interface MappingPeriod {
+  vehicleId: string;
+  meterId: string;
+  from: Date;
+  to: Date | null;
+}
+
+interface MappingRow {
+  vehicle_id: string;
+  meter_id: string;
+  valid_from: Date;
+  valid_to: Date | null;
+}
+
+const toPeriod = (row: MappingRow): MappingPeriod => ({
+  vehicleId: row.vehicle_id,
+  meterId: row.meter_id,
+  from: row.valid_from,
+  to: row.valid_to,
+});
+
+export class MappingStore {
+  constructor(private readonly db: Knex) {}
+
+  /**
+   * From `since` on, the vehicle charges from `meterId`: closes the current period at `since` and
+   * opens a new one, in one transaction locked per vehicle. Mapping to the current meter again is
+   * a no-op. Returns the current period and the one it closed, if any.
+   */
+  async assign(
+    vehicleId: string,
+    meterId: string,
+    since: Date,
+  ): Promise<{ current: MappingPeriod; previous: MappingPeriod | null; changed: boolean }> {
+    return this.db.transaction(async (trx) => {
+      await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
+      const current = await trx<MappingRow>(TABLE)
+        .where({ vehicle_id: vehicleId })
+        .whereNull('valid_to')
+        .first();
+      if (current && current.meter_id === meterId) {
+        return { current: toPeriod(current), previous: null, changed: false };
+      }
+      const latest = await trx<MappingRow>(TABLE)
+        .where({ vehicle_id: vehicleId })
+        .orderBy('valid_from', 'desc')
+        .first();
+      const earliestAllowed = latest ? (latest.valid_to ?? latest.valid_from) : null;
+      if (earliestAllowed && since.getTime() <= earliestAllowed.getTime()) {
+        throw conflict(
+          'mapping_conflict',
+          `since must be later than ${earliestAllowed.toISOString()}, where the vehicle's latest mapping period starts or ends; past periods are never rewritten`,
+          [{ path: '/since', message: `must be after ${earliestAllowed.toISOString()}` }],
+        );
+      }
+      let previous: MappingPeriod | null = null;
+      if (current) {
+        const [closed] = await trx<MappingRow>(TABLE)
+          .where({ vehicle_id: vehicleId })
+          .whereNull('valid_to')
+          .update({ valid_to: since })
+          .returning(['vehicle_id', 'meter_id', 'valid_from', 'valid_to']);
+        previous = toPeriod(closed as MappingRow);
+      }
+      const [opened] = await trx<MappingRow>(TABLE)
+        .insert({ vehicle_id: vehicleId, meter_id: meterId, valid_from: since })
+        .returning(['vehicle_id', 'meter_id', 'valid_from', 'valid_to']);
+      return { current: toPeriod(opened as MappingRow), previous, changed: true };
+    });
+  }
+
+  /** Every period of the vehicle, oldest first. */
+  async history(vehicleId: string): Promise<MappingPeriod[]> {
+    const rows = await this.db<MappingRow>(TABLE)
+      .where({ vehicle_id: vehicleId })
+      .orderBy('valid_from', 'asc');
+    return rows.map(toPeriod);
+  }
+
+  /** Periods overlapping [from, to), clipped to it, oldest first. */
+  async periodsWithin(
+    vehicleId: string,
+    from: Date,
+    to: Date,
+    db: Knex = this.db,
+  ): Promise<MappingPeriod[]> {
+    const rows = await db<MappingRow>(TABLE)
+      .where({ vehicle_id: vehicleId })
+      .where('valid_from', '<', to)
+      .where((q) => q.whereNull('valid_to').orWhere('valid_to', '>', from))
+      .orderBy('valid_from', 'asc');
+    return rows.map((row) => ({
+      vehicleId: row.vehicle_id,
+      meterId: row.meter_id,
+      from: row.valid_from > from ? row.valid_from : from,
+      to: row.valid_to === null || row.valid_to > to ? to : row.valid_to,
+    }));
+  }
+}

@@ -1,0 +1,96 @@
+import type { Redis } from 'ioredis';
+import { serviceUnavailable } from '../errors';
+import type { Logger } from '../logger';
+import type { RedisKeys } from '../redis-keys';
+
+export interface AdmissionSample {
+  backlogReadings: number;
+  usedMemoryBytes: number;
+  maxMemoryBytes: number;
+  sampledAt: number;
+}
+
+function parseInfoField(info: string, field: string): number {
+  const match = new RegExp(`^${field}:(\\d+)`, 'm').exec(info);
+  return match ? Number(match[1]) : 0;
+}
+
+/**
+ * Backpressure: refuses new readings (503 + Retry-After) when the queue backlog passes
+ * MAX_BACKLOG_READINGS or Redis memory passes its high-water mark, so Redis never reaches the
+ * point of refusing writes. It samples Redis in the background; the per-request check is free.
+ */
+export class IngestAdmission {
+  private sample: AdmissionSample = {
+    backlogReadings: 0,
+    usedMemoryBytes: 0,
+    maxMemoryBytes: 0,
+    sampledAt: 0,
+  };
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly deps: {
+      redis: Redis;
+      keys: RedisKeys;
+      config: { maxBacklogReadings: number; redisMemoryHighWater: number };
+      logger: Logger;
+      intervalMs?: number;
+    },
+  ) {}
+
+  get latest(): AdmissionSample {
+    return this.sample;
+  }
+
+  start(): void {
+    if (this.timer) return;
+    const tick = () => {
+      this.refresh()
+        .catch((err: unknown) => this.deps.logger.debug({ err }, 'admission sample failed'))
+        .finally(() => {
+          if (this.timer) this.timer = setTimeout(tick, this.deps.intervalMs ?? 250);
+        });
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  async refresh(): Promise<AdmissionSample> {
+    const [backlog, info] = await Promise.all([
+      this.deps.redis.get(this.deps.keys.backlogReadings),
+      this.deps.redis.info('memory'),
+    ]);
+    this.sample = {
+      backlogReadings: Math.max(0, Number(backlog ?? 0)),
+      usedMemoryBytes: parseInfoField(info, 'used_memory'),
+      maxMemoryBytes: parseInfoField(info, 'maxmemory'),
+      sampledAt: Date.now(),
+    };
+    return this.sample;
+  }
+
+  /** Throws a 503 when `incoming` more readings (plus those still in this process) would not fit. */
+  check(incoming: number, pendingInProcess: number): void {
+    const { backlogReadings, usedMemoryBytes, maxMemoryBytes } = this.sample;
+    const { maxBacklogReadings, redisMemoryHighWater } = this.deps.config;
+    if (backlogReadings + pendingInProcess + incoming > maxBacklogReadings) {
+      throw serviceUnavailable(
+        'backlog_full',
+        `The ingest backlog is full (${backlogReadings} readings waiting for PostgreSQL, limit ${maxBacklogReadings}); retry later`,
+        5,
+      );
+    }
+    if (maxMemoryBytes > 0 && usedMemoryBytes > maxMemoryBytes * redisMemoryHighWater) {
+      throw serviceUnavailable(
+        'redis_memory_high',
+        `Redis memory is above ${Math.round(redisMemoryHighWater * 100)}% of maxmemory; retry later`,
+        5,
+      );
+    }
+  }
+}

@@ -1,0 +1,86 @@
+import type { Reading } from './readings';
+
+interface Waiter {
+  readings: Reading[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** Stores batches of readings durably (one queue job per batch); resolves once all are stored. */
+export type StoreBatches = (batches: Reading[][]) => Promise<void>;
+
+/**
+ * Group commit: concurrent requests share queue jobs. While one store is in flight, arriving
+ * readings wait for the next one, so an idle server stores at once and a busy one makes big jobs.
+ * Each caller's promise settles when the job(s) holding its readings are stored, or failed.
+ */
+export class GroupCommitBuffer {
+  private waiting: Waiter[] = [];
+  private waitingReadings = 0;
+  private inFlight: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: StoreBatches,
+    private readonly options: { batchSize: number; maxBatchesPerStore: number },
+    private readonly onStored: (readings: number, batches: number) => void = () => undefined,
+  ) {}
+
+  /** Readings accepted by this process and not yet stored. */
+  get pendingReadings(): number {
+    return this.waitingReadings;
+  }
+
+  add(readings: Reading[]): Promise<void> {
+    if (readings.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({ readings, resolve, reject });
+      this.waitingReadings += readings.length;
+      if (!this.inFlight) this.inFlight = this.storeLoop();
+    });
+  }
+
+  /** Resolves when everything added so far has been stored (or failed). */
+  async drain(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  private async storeLoop(): Promise<void> {
+    // Let requests that arrive in the same tick join the first store.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.waiting.length > 0) {
+      const group = this.takeGroup();
+      const readings = group.flatMap((w) => w.readings);
+      const batches = chunk(readings, this.options.batchSize);
+      try {
+        await this.store(batches);
+        this.onStored(readings.length, batches.length);
+        group.forEach((w) => w.resolve());
+      } catch (err) {
+        group.forEach((w) => w.reject(err));
+      }
+    }
+    this.inFlight = null;
+  }
+
+  /** Takes whole requests until the group would pass the per-store cap (always at least one). */
+  private takeGroup(): Waiter[] {
+    const cap = this.options.batchSize * this.options.maxBatchesPerStore;
+    let taken = 0;
+    let count = 0;
+    while (
+      count < this.waiting.length &&
+      (count === 0 || taken + this.waiting[count].readings.length <= cap)
+    ) {
+      taken += this.waiting[count].readings.length;
+      count += 1;
+    }
+    this.waitingReadings -= taken;
+    return this.waiting.splice(0, count);
+  }
+}
+
+export function chunk<T>(items: T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}

@@ -1,0 +1,188 @@
+import type { Redis } from 'ioredis';
+import { AppError, payloadTooLarge, serviceUnavailable, type ErrorDetail } from '../errors';
+import type { Logger } from '../logger';
+import type { IngestQueue } from '../queue/ingest-queue';
+import type { RedisKeys } from '../redis-keys';
+import type { IngestAdmission } from './admission';
+import { GroupCommitBuffer, type StoreBatches } from './group-commit';
+import type { LiveStateStore } from './live-state';
+import type { Reading } from './readings';
+import type { ReadingValidator } from './validation';
+
+/** What a request body held: one reading, or a list (array or NDJSON) whose items may be unparseable. */
+export type IngestInput =
+  | { kind: 'single'; value: unknown }
+  | { kind: 'batch'; items: ({ value: unknown } | { parseError: string })[] };
+
+export interface ItemError {
+  index: number;
+  error: string;
+  message: string;
+  details: ErrorDetail[];
+}
+
+export type IngestOutcome =
+  { kind: 'single'; reading: Reading } | { kind: 'batch'; accepted: number; errors: ItemError[] };
+
+export interface IngestMetrics {
+  onAccepted(readings: Reading[]): void;
+  onRejected(reason: string, count: number): void;
+  onBatchStored(readings: number, jobs: number): void;
+  onUnavailable(cause: string): void;
+}
+
+export const noIngestMetrics: IngestMetrics = {
+  onAccepted: () => undefined,
+  onRejected: () => undefined,
+  onBatchStored: () => undefined,
+  onUnavailable: () => undefined,
+};
+
+/**
+ * Stores a group of batches: one BullMQ job per batch (a single Redis round trip through addBulk),
+ * the backlog counter, and the devices' live state. Resolves only when the jobs are in Redis.
+ */
+export function createBatchStore({
+  queue,
+  redis,
+  keys,
+  liveState,
+  logger,
+}: {
+  queue: IngestQueue;
+  redis: Redis;
+  keys: RedisKeys;
+  liveState: LiveStateStore;
+  logger: Logger;
+}): StoreBatches {
+  return async (batches) => {
+    const acceptedAt = Date.now();
+    const readings = batches.flat();
+    const jobs = batches.map((batch) => ({
+      name: 'readings',
+      data: { acceptedAt, readings: batch },
+    }));
+    const [added, counted, live] = await Promise.allSettled([
+      queue.addBulk(jobs),
+      redis.incrby(keys.backlogReadings, readings.length),
+      liveState.applyReadings(readings, acceptedAt),
+    ]);
+    if (added.status === 'rejected') {
+      if (counted.status === 'fulfilled') {
+        redis.decrby(keys.backlogReadings, readings.length).catch(() => undefined);
+      }
+      throw added.reason;
+    }
+    // The jobs are stored: the readings are accepted even if the bookkeeping below failed.
+    if (counted.status === 'rejected') {
+      logger.warn(
+        { err: counted.reason },
+        'backlog counter not incremented; backlog under-counted',
+      );
+    }
+    if (live.status === 'rejected') {
+      logger.warn({ err: live.reason }, 'live state not updated for an accepted batch');
+    }
+  };
+}
+
+export class IngestService {
+  private readonly buffer: GroupCommitBuffer;
+
+  constructor(
+    private readonly deps: {
+      validator: ReadingValidator;
+      admission: IngestAdmission;
+      storeBatches: StoreBatches;
+      config: { maxBatchReadings: number; queueBatchReadings: number };
+      logger: Logger;
+      metrics?: IngestMetrics;
+    },
+  ) {
+    this.buffer = new GroupCommitBuffer(
+      deps.storeBatches,
+      { batchSize: deps.config.queueBatchReadings, maxBatchesPerStore: 20 },
+      (readings, jobs) => this.metrics.onBatchStored(readings, jobs),
+    );
+  }
+
+  private get metrics(): IngestMetrics {
+    return this.deps.metrics ?? noIngestMetrics;
+  }
+
+  get pendingReadings(): number {
+    return this.buffer.pendingReadings;
+  }
+
+  /** Validates, applies backpressure, and resolves once every valid reading is durably queued. */
+  async ingest(input: IngestInput): Promise<IngestOutcome> {
+    if (input.kind === 'single') {
+      const result = this.deps.validator.validateReading(input.value);
+      if (!result.ok) {
+        this.metrics.onRejected(result.failure.error, 1);
+        throw new AppError(
+          400,
+          result.failure.error,
+          result.failure.message,
+          result.failure.details,
+        );
+      }
+      await this.store([result.value]);
+      return { kind: 'single', reading: result.value };
+    }
+
+    const { items } = input;
+    if (items.length > this.deps.config.maxBatchReadings) {
+      this.metrics.onRejected('too_many_readings', items.length);
+      throw payloadTooLarge(
+        `The request holds ${items.length} readings; at most ${this.deps.config.maxBatchReadings} are accepted per request`,
+      );
+    }
+    const readings: Reading[] = [];
+    const errors: ItemError[] = [];
+    items.forEach((item, index) => {
+      if ('parseError' in item) {
+        errors.push({
+          index,
+          error: 'invalid_json',
+          message: `Line is not valid JSON: ${item.parseError}`,
+          details: [],
+        });
+        return;
+      }
+      const result = this.deps.validator.validateReading(item.value);
+      if (result.ok) readings.push(result.value);
+      else errors.push({ index, ...result.failure });
+    });
+    for (const e of errors) this.metrics.onRejected(e.error, 1);
+    // All invalid: nothing to store; the route answers 400 with the errors.
+    if (readings.length > 0) await this.store(readings);
+    return { kind: 'batch', accepted: readings.length, errors };
+  }
+
+  private async store(readings: Reading[]): Promise<void> {
+    try {
+      this.deps.admission.check(readings.length, this.buffer.pendingReadings);
+    } catch (err) {
+      this.metrics.onUnavailable((err as AppError).code);
+      throw err;
+    }
+    try {
+      await this.buffer.add(readings);
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'enqueue failed: answering 503');
+      this.metrics.onUnavailable('redis_unavailable');
+      throw serviceUnavailable(
+        'redis_unavailable',
+        'The ingest queue (Redis) is not available; retry shortly',
+        1,
+      );
+    }
+    this.metrics.onAccepted(readings);
+  }
+
+  /** Waits until every reading already accepted is stored (used on shutdown). */
+  drain(): Promise<void> {
+    return this.buffer.drain();
+  }
+}

@@ -1,0 +1,97 @@
+import type { Redis } from 'ioredis';
+import type { RedisKeys } from '../redis-keys';
+import type { DeviceType, Reading } from './readings';
+
+/**
+ * Live state: one Redis hash per device holding its newest reading. A reading moves the hash only
+ * if it is newer than what is stored, checked and written atomically inside one script call.
+ *
+ * ARGV holds, per key: ts, field count n, then n field/value pairs.
+ */
+const SET_IF_NEWER = `
+local a = 1
+local updated = 0
+for i = 1, #KEYS do
+  local ts = tonumber(ARGV[a])
+  local n = tonumber(ARGV[a + 1])
+  local current = redis.call('HGET', KEYS[i], 'ts')
+  if (not current) or tonumber(current) < ts then
+    local args = { 'ts', ARGV[a] }
+    for j = 0, n - 1 do
+      args[#args + 1] = ARGV[a + 2 + 2 * j]
+      args[#args + 1] = ARGV[a + 3 + 2 * j]
+    end
+    redis.call('HSET', KEYS[i], unpack(args))
+    updated = updated + 1
+  end
+  a = a + 2 + 2 * n
+end
+return updated
+`;
+
+/** Keys per script call: keeps each call short so Redis stays responsive to other clients. */
+const KEYS_PER_CALL = 500;
+
+type RedisWithScript = Redis & {
+  setLiveIfNewer(numKeys: number, ...args: (string | number)[]): Promise<number>;
+};
+
+export interface LiveState {
+  type: DeviceType;
+  id: string;
+  ts: number;
+  receivedAt: number;
+  values: Record<string, number>;
+}
+
+function fieldsOf(reading: Reading): [string, number][] {
+  return reading.type === 'meter'
+    ? [
+        ['kwhConsumedAc', reading.kwhConsumedAc],
+        ['voltage', reading.voltage],
+      ]
+    : [
+        ['soc', reading.soc],
+        ['kwhDeliveredDc', reading.kwhDeliveredDc],
+        ['batteryTemp', reading.batteryTemp],
+      ];
+}
+
+export class LiveStateStore {
+  private readonly redis: RedisWithScript;
+
+  constructor(
+    redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {
+    redis.defineCommand('setLiveIfNewer', { lua: SET_IF_NEWER });
+    this.redis = redis as RedisWithScript;
+  }
+
+  /** Applies readings newer than the stored state; returns how many hashes moved. */
+  async applyReadings(readings: Reading[], receivedAt: number): Promise<number> {
+    const calls: Promise<number>[] = [];
+    for (let start = 0; start < readings.length; start += KEYS_PER_CALL) {
+      const slice = readings.slice(start, start + KEYS_PER_CALL);
+      const keys = slice.map((r) => this.keys.liveState(r.type, r.id));
+      const args: (string | number)[] = [];
+      for (const reading of slice) {
+        const fields = [...fieldsOf(reading), ['receivedAt', receivedAt] as [string, number]];
+        args.push(reading.ts, fields.length);
+        for (const [name, value] of fields) args.push(name, value);
+      }
+      calls.push(this.redis.setLiveIfNewer(keys.length, ...keys, ...args));
+    }
+    const updated = await Promise.all(calls);
+    return updated.reduce((sum, n) => sum + n, 0);
+  }
+
+  async get(type: DeviceType, id: string): Promise<LiveState | null> {
+    const hash = await this.redis.hgetall(this.keys.liveState(type, id));
+    if (!hash.ts) return null;
+    const { ts, receivedAt, ...rest } = hash;
+    const values: Record<string, number> = {};
+    for (const [name, value] of Object.entries(rest)) values[name] = Number(value);
+    return { type, id, ts: Number(ts), receivedAt: Number(receivedAt), values };
+  }
+}

@@ -1,0 +1,171 @@
+import request from 'supertest';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { migrateToLatest, rollbackAll } from '../db/migrate';
+import { ConfigError, loadConfig } from '../src/config';
+import { startTestApi, startTestFlusher, type TestApi } from './helpers/engine';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+const ROOT = path.join(__dirname, '..');
+
+/** Runs a TypeScript entry point as its own process and collects its output and exit code. */
+function runEntry(entry: string, env: Record<string, string>, timeoutMs = 20_000) {
+  return new Promise<{ code: number | null; output: string; ms: number }>((resolve) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, [require.resolve('tsx/cli'), path.join(ROOT, entry)], {
+      env: { ...process.env, ...env },
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output, ms: Date.now() - started });
+    });
+  });
+}
+
+describe('configuration', () => {
+  test('when nothing is set, then the documented local defaults apply', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      databaseUrl: 'postgres://postgres@127.0.0.1:5432/energy',
+      redisUrl: 'redis://127.0.0.1:6379',
+      port: 3000,
+      flusherPort: 9464,
+      redisPrefix: 'energy',
+      logLevel: 'info',
+      maxBatchReadings: 5000,
+      bodyLimitBytes: 4 * 1024 * 1024,
+      queueBatchReadings: 1000,
+      maxBacklogReadings: 1_000_000,
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  test('when variables are invalid, then one error names every bad variable and what it expects', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        PORT: 'eighty',
+        REDIS_URL: 'http://x',
+        LOG_LEVEL: 'loud',
+        BODY_LIMIT: '4 gigs',
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message).toMatch(/PORT="eighty": expected an integer from 0 to 65535/);
+    expect(message).toMatch(/REDIS_URL="http:\/\/x": expected a redis: or rediss:\/\/ URL/);
+    expect(message).toMatch(/LOG_LEVEL="loud": expected one of/);
+    expect(message).toMatch(/BODY_LIMIT/);
+  });
+});
+
+describe('schema migrations', () => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await createTestContext();
+  });
+  afterAll(() => ctx.cleanup());
+
+  test('when migrated, then history is partitioned by day around today and status tables use fillfactor 50', async () => {
+    const parts = await ctx.db.raw(`
+      SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'telemetry_history'::regclass`);
+    expect(parts.rows[0].n).toBeGreaterThanOrEqual(5);
+    const key = await ctx.db.raw(`
+      SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint
+      WHERE conrelid = 'telemetry_history'::regclass AND contype = 'p'`);
+    expect(key.rows[0].def).toBe('PRIMARY KEY (device_type, device_id, ts)');
+    const options = await ctx.db.raw(`
+      SELECT relname, reloptions FROM pg_class WHERE relname IN ('meter_status', 'vehicle_status')`);
+    for (const row of options.rows) expect(row.reloptions).toContain('fillfactor=50');
+  });
+
+  test('when rolled back completely and migrated again, then the schema comes back', async () => {
+    const reverted = await rollbackAll(ctx.db);
+    expect(reverted.length).toBeGreaterThan(0);
+    const gone = await ctx.db.raw(`SELECT to_regclass('telemetry_history') AS t`);
+    expect(gone.rows[0].t).toBeNull();
+    const applied = await migrateToLatest(ctx.db);
+    expect(applied).toEqual(reverted.slice().reverse());
+    const back = await ctx.db.raw(`SELECT to_regclass('telemetry_history') AS t`);
+    expect(back.rows[0].t).toBe('telemetry_history');
+  });
+});
+
+describe('health', () => {
+  let ctx: TestContext;
+  let engine: TestApi;
+  beforeAll(async () => {
+    ctx = await createTestContext();
+    engine = await startTestApi(ctx);
+  });
+  afterAll(async () => {
+    await engine.close();
+    await ctx.cleanup();
+  });
+
+  test('when PostgreSQL and Redis work, then the API is live and ready', async () => {
+    await request(engine.api.app).get('/health/live').expect(200, { status: 'live' });
+    const ready = await request(engine.api.app).get('/health/ready').expect(200);
+    expect(ready.body).toEqual({ status: 'ready', checks: { postgres: 'ok', redis: 'ok' } });
+  });
+
+  test('when the flusher runs, then its health app reports ready including its worker', async () => {
+    const flusher = await startTestFlusher(ctx);
+    try {
+      const ready = await request(flusher.flusher.healthApp).get('/health/ready').expect(200);
+      expect(ready.body.checks).toEqual({ postgres: 'ok', redis: 'ok', worker: 'ok' });
+    } finally {
+      await flusher.close();
+    }
+  });
+
+  test('when an unknown route is asked for, then the answer is a JSON 404', async () => {
+    const res = await request(engine.api.app).get('/nope').expect(404);
+    expect(res.body.error).toBe('not_found');
+  });
+});
+
+describe('start-up without PostgreSQL or Redis', () => {
+  const closedPort = '1'; // nothing listens on port 1 here
+
+  test('when PostgreSQL is unreachable, then the API exits fast naming PostgreSQL, its URL and how to get it', async () => {
+    const result = await runEntry('src/server.ts', {
+      DATABASE_URL: `postgres://postgres:secret@127.0.0.1:${closedPort}/energy`,
+      PORT: '0',
+    });
+    expect(result.code).toBe(1);
+    expect(result.ms).toBeLessThan(15_000);
+    expect(result.output).toMatch(
+      /PostgreSQL is not reachable at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/energy/,
+    );
+    expect(result.output).toMatch(/apt-get install -y postgresql/);
+    expect(result.output).toMatch(/docker compose up -d postgres/);
+    expect(result.output).not.toMatch(/secret/);
+    expect(result.output).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  test('when Redis is unreachable, then the flusher exits fast naming Redis and its URL', async () => {
+    const result = await runEntry('workers/flusher.ts', {
+      REDIS_URL: `redis://127.0.0.1:${closedPort}`,
+      FLUSHER_PORT: '0',
+    });
+    expect(result.code).toBe(1);
+    expect(result.output).toMatch(/Redis is not reachable at redis:\/\/127\.0\.0\.1:1/);
+    expect(result.output).toMatch(/apt-get install -y redis-server/);
+    expect(result.output).not.toMatch(/\n\s+at /);
+  });
+
+  test('when a variable is invalid, then migrate exits naming it', async () => {
+    const result = await runEntry('scripts/migrate.ts', { DATABASE_URL: 'mysql://x' });
+    expect(result.code).toBe(1);
+    expect(result.output).toMatch(
+      /DATABASE_URL="mysql:\/\/x": expected a postgres: or postgresql:\/\/ URL/,
+    );
+  });
+});

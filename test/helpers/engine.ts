@@ -1,0 +1,113 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { createApp, type Api } from '../../src/app';
+import { createIngestQueue, type IngestQueue } from '../../src/queue/ingest-queue';
+import { createRedis, waitForRedis } from '../../src/redis';
+import { INGEST_QUEUE_NAME, createRedisKeys } from '../../src/redis-keys';
+import type { IngestJobData } from '../../src/telemetry/readings';
+import { createFlusher, type Flusher } from '../../workers/flusher-service';
+import type { TestContext } from './test-env';
+
+export interface TestApi {
+  api: Api;
+  queue: IngestQueue;
+  close(): Promise<void>;
+}
+
+/** The real API wired to the test context's PostgreSQL database and Redis prefix. */
+export async function startTestApi(ctx: TestContext): Promise<TestApi> {
+  const queue = createIngestQueue({
+    connection: ctx.redis,
+    keys: createRedisKeys(ctx.config.redisPrefix),
+    config: ctx.config,
+  });
+  const api = createApp({
+    config: ctx.config,
+    db: ctx.db,
+    redis: ctx.redis,
+    queue,
+    logger: ctx.logger,
+  });
+  await api.admission.refresh();
+  return {
+    api,
+    queue,
+    async close() {
+      await api.close();
+      await queue.close();
+    },
+  };
+}
+
+export interface TestFlusher {
+  flusher: Flusher;
+  close(): Promise<void>;
+}
+
+/** A real flusher (BullMQ worker) in this process, on its own blocking connection. */
+export async function startTestFlusher(ctx: TestContext): Promise<TestFlusher> {
+  const workerConnection = createRedis(ctx.config.redisUrl, 'blocking');
+  const commands = createRedis(ctx.config.redisUrl, 'command');
+  await waitForRedis(commands, 3000);
+  const flusher = createFlusher({
+    config: ctx.config,
+    db: ctx.db,
+    redis: commands,
+    workerConnection,
+    logger: ctx.logger,
+  });
+  await flusher.partitions.maintain();
+  void flusher.worker.run();
+  await flusher.worker.waitUntilReady();
+  return {
+    flusher,
+    async close() {
+      await flusher.close();
+      workerConnection.disconnect();
+      commands.disconnect();
+    },
+  };
+}
+
+/** A read-only view of the test's ingest queue. */
+export function openQueue(redis: Redis, prefix: string): Queue<IngestJobData> {
+  return new Queue<IngestJobData>(INGEST_QUEUE_NAME, {
+    connection: redis,
+    prefix: createRedisKeys(prefix).queuePrefix,
+  });
+}
+
+/** Polls until `check` returns true, or fails after `timeoutMs`. */
+export async function waitFor(
+  check: () => Promise<boolean>,
+  timeoutMs = 15_000,
+  what = 'condition',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Waits until the queue holds no unfinished job. */
+export async function waitForDrained(
+  queue: Queue<IngestJobData>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  await waitFor(
+    async () => {
+      const counts = await queue.getJobCounts(
+        'waiting',
+        'active',
+        'delayed',
+        'prioritized',
+        'paused',
+      );
+      return Object.values(counts).every((n) => n === 0);
+    },
+    timeoutMs,
+    'the queue to drain',
+  );
+}

@@ -1,0 +1,163 @@
+import type { Job } from 'bullmq';
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../src/logger';
+import type { RedisKeys } from '../src/redis-keys';
+import type { HistoryStore } from '../src/stores/history-store';
+import type { StatusStore } from '../src/stores/status-store';
+import type {
+  IngestJobData,
+  MeterReading,
+  Reading,
+  VehicleReading,
+} from '../src/telemetry/readings';
+import type { PartitionMaintainer } from './partition-maintainer';
+import { isMissingPartition, isPermanentDataError } from './pg-errors';
+
+export interface FlushResult {
+  written: number;
+  duplicates: number;
+  deadLettered: number;
+}
+
+export interface FlushMetrics {
+  onFlushed(result: FlushResult, durationMs: number, acceptedAt: number): void;
+  onRetry(err: unknown): void;
+}
+
+/** A reading PostgreSQL refused for good, kept in Redis until re-driven. */
+export interface DeadLetter {
+  reading: Reading;
+  acceptedAt: number;
+  jobId: string | undefined;
+  error: string;
+  code: string | undefined;
+  failedAt: string;
+}
+
+/** Subtracts a job's readings from the backlog counter once, however often the job runs. */
+const SETTLE_BACKLOG = `
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('DECRBY', KEYS[1], ARGV[1])
+end
+return -1
+`;
+/** Long enough to cover a job re-run after a crash between commit and completion. */
+const SETTLED_MARK_TTL_S = 900;
+
+type RedisWithSettle = Redis & {
+  settleBacklog(
+    numKeys: 2,
+    counterKey: string,
+    markKey: string,
+    readings: number,
+    ttlS: number,
+  ): Promise<number>;
+};
+
+/** Writes one batch in one transaction: history, then status rows (newest only, sorted keys). */
+export async function writeBatch(
+  deps: { db: Knex; historyStore: HistoryStore; statusStore: StatusStore },
+  readings: Reading[],
+  acceptedAt: number,
+): Promise<number> {
+  return deps.db.transaction(async (trx) => {
+    const inserted = await deps.historyStore.insert(readings, acceptedAt, trx);
+    await deps.statusStore.upsertMeters(
+      readings.filter((r): r is MeterReading => r.type === 'meter'),
+      trx,
+    );
+    await deps.statusStore.upsertVehicles(
+      readings.filter((r): r is VehicleReading => r.type === 'vehicle'),
+      trx,
+    );
+    return inserted;
+  });
+}
+
+/**
+ * The flusher's job handler. A job commits in one transaction, or throws (BullMQ retries it with
+ * backoff). When PostgreSQL refuses the batch for a permanent reason, the batch is split in halves
+ * until the bad readings are alone: the rest commits, the bad ones go to the dead-letter list.
+ */
+export function createFlushProcessor(deps: {
+  db: Knex;
+  redis: Redis;
+  keys: RedisKeys;
+  historyStore: HistoryStore;
+  statusStore: StatusStore;
+  partitions: PartitionMaintainer;
+  logger: Logger;
+  metrics?: FlushMetrics;
+}): (job: Job<IngestJobData>) => Promise<FlushResult> {
+  deps.redis.defineCommand('settleBacklog', { lua: SETTLE_BACKLOG });
+  const redis = deps.redis as RedisWithSettle;
+
+  async function writeIsolating(
+    readings: Reading[],
+    job: Job<IngestJobData>,
+    result: FlushResult,
+  ): Promise<void> {
+    try {
+      result.written += await writeBatch(deps, readings, job.data.acceptedAt);
+    } catch (err) {
+      if (!isPermanentDataError(err)) throw err;
+      if (readings.length === 1) {
+        await deadLetter(readings[0], job, err);
+        result.deadLettered += 1;
+        return;
+      }
+      const half = Math.ceil(readings.length / 2);
+      await writeIsolating(readings.slice(0, half), job, result);
+      await writeIsolating(readings.slice(half), job, result);
+    }
+  }
+
+  async function deadLetter(
+    reading: Reading,
+    job: Job<IngestJobData>,
+    err: unknown,
+  ): Promise<void> {
+    const letter: DeadLetter = {
+      reading,
+      acceptedAt: job.data.acceptedAt,
+      jobId: job.id,
+      error: (err as Error).message,
+      code: (err as { code?: string }).code,
+      failedAt: new Date().toISOString(),
+    };
+    await deps.redis.rpush(deps.keys.deadLetters, JSON.stringify(letter));
+    deps.logger.error(
+      { reading, err, jobId: job.id },
+      'reading refused by PostgreSQL: dead-lettered',
+    );
+  }
+
+  return async (job) => {
+    const started = Date.now();
+    const { readings, acceptedAt } = job.data;
+    const result: FlushResult = { written: 0, duplicates: 0, deadLettered: 0 };
+    try {
+      await deps.partitions.ensureFor(readings.map((r) => r.ts));
+      await writeIsolating(readings, job, result);
+    } catch (err) {
+      if (isMissingPartition(err)) deps.partitions.forget();
+      deps.metrics?.onRetry(err);
+      deps.logger.warn(
+        { err, jobId: job.id, attempt: job.attemptsMade + 1 },
+        'flush failed: will retry',
+      );
+      throw err;
+    }
+    result.duplicates = readings.length - result.written - result.deadLettered;
+    await redis.settleBacklog(
+      2,
+      deps.keys.backlogReadings,
+      deps.keys.backlogSettled(String(job.id)),
+      readings.length,
+      SETTLED_MARK_TTL_S,
+    );
+    deps.metrics?.onFlushed(result, Date.now() - started, acceptedAt);
+    return result;
+  };
+}

@@ -1,0 +1,136 @@
+import { Queue, Worker, type Job } from 'bullmq';
+import express, { type Express } from 'express';
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import type { Config } from '../src/config';
+import { createHealthRouter } from '../src/health';
+import type { Logger } from '../src/logger';
+import { FLUSH_BACKOFF_TYPE } from '../src/queue/ingest-queue';
+import { INGEST_QUEUE_NAME, createRedisKeys } from '../src/redis-keys';
+import { HistoryStore } from '../src/stores/history-store';
+import { StatusStore } from '../src/stores/status-store';
+import type { IngestJobData } from '../src/telemetry/readings';
+import { createFlushProcessor, type FlushMetrics, type FlushResult } from './flush-processor';
+import { PartitionMaintainer } from './partition-maintainer';
+
+/** Backoff between attempts: doubles from FLUSH_BACKOFF_MS, capped at a minute. */
+export function cappedExponentialBackoff(attemptsMade: number, baseMs: number): number {
+  return Math.min(baseMs * 2 ** Math.max(0, attemptsMade - 1), 60_000);
+}
+
+export interface FlusherDeps {
+  config: Config;
+  db: Knex;
+  /** Commands (backlog, dead letters, durability checks). */
+  redis: Redis;
+  /** The worker's own blocking connection (`createRedis(url, 'blocking')`). */
+  workerConnection: Redis;
+  logger: Logger;
+  metrics?: FlushMetrics;
+}
+
+export interface Flusher {
+  worker: Worker<IngestJobData, FlushResult>;
+  partitions: PartitionMaintainer;
+  healthApp: Express;
+  /** Epoch ms at which the oldest reading not yet in PostgreSQL was accepted, or null. */
+  oldestUnflushedAcceptedAt(): Promise<number | null>;
+  close(): Promise<void>;
+}
+
+/** Builds the flusher: the BullMQ worker writing PostgreSQL, its partition upkeep and health app. */
+export function createFlusher(deps: FlusherDeps): Flusher {
+  const { config, db, redis, logger } = deps;
+  const keys = createRedisKeys(config.redisPrefix);
+  const partitions = new PartitionMaintainer({
+    db,
+    config,
+    logger: logger.child({ module: 'partitions' }),
+  });
+  const processor = createFlushProcessor({
+    db,
+    redis,
+    keys,
+    historyStore: new HistoryStore(db),
+    statusStore: new StatusStore(db),
+    partitions,
+    logger: logger.child({ module: 'flush' }),
+    metrics: deps.metrics,
+  });
+  const lockDuration = config.flusherLockMs;
+  const worker = new Worker<IngestJobData, FlushResult>(INGEST_QUEUE_NAME, processor, {
+    connection: deps.workerConnection,
+    prefix: keys.queuePrefix,
+    concurrency: config.flusherConcurrency,
+    autorun: false,
+    lockDuration,
+    stalledInterval: Math.max(1000, Math.floor(lockDuration / 2)),
+    // A job whose flusher died is run again; only after many such crashes is it parked as failed.
+    maxStalledCount: 10,
+    settings: {
+      backoffStrategy: (attemptsMade: number, type?: string) =>
+        type === FLUSH_BACKOFF_TYPE
+          ? cappedExponentialBackoff(attemptsMade, config.flushBackoffMs)
+          : 1000,
+    },
+  });
+  worker.on('error', (err) => logger.error({ err }, 'flusher worker error'));
+  worker.on('failed', (job: Job<IngestJobData> | undefined, err) => {
+    if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+      logger.error(
+        { err, jobId: job.id, readings: job.data.readings.length },
+        'job kept as failed after its last attempt: re-drive it with `npm run redrive`',
+      );
+    }
+  });
+
+  let closing = false;
+  const healthApp = express();
+  healthApp.disable('x-powered-by');
+  healthApp.use(
+    createHealthRouter({
+      checks: {
+        postgres: () => db.raw('SELECT 1'),
+        redis: () => redis.ping(),
+        worker: async () => {
+          if (!worker.isRunning()) throw new Error('worker is not running');
+        },
+      },
+      isShuttingDown: () => closing,
+    }),
+  );
+
+  // A reader on the command connection, for the lag figure (the worker's own connection blocks).
+  const queue = new Queue<IngestJobData>(INGEST_QUEUE_NAME, {
+    connection: redis,
+    prefix: keys.queuePrefix,
+  });
+  queue.on('error', () => undefined);
+
+  async function oldestUnflushedAcceptedAt(): Promise<number | null> {
+    // Jobs wait in arrival order, so the oldest waiting job is enough; active and delayed (retrying)
+    // jobs are few and may be older.
+    const groups = await Promise.all([
+      queue.getJobs(['waiting'], 0, 0, true),
+      queue.getJobs(['active'], 0, 199, true),
+      queue.getJobs(['delayed', 'prioritized'], 0, 199, true),
+    ]);
+    const times = groups
+      .flat()
+      .flatMap((job) => (job?.data?.acceptedAt ? [job.data.acceptedAt] : []));
+    return times.length > 0 ? Math.min(...times) : null;
+  }
+
+  return {
+    worker,
+    partitions,
+    healthApp,
+    oldestUnflushedAcceptedAt,
+    async close() {
+      closing = true;
+      partitions.stop();
+      await worker.close();
+      await queue.close();
+    },
+  };
+}

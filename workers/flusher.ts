@@ -1,0 +1,75 @@
+/** Entry point of the flusher process: `npm run start:flusher`. */
+import type { Server } from 'node:http';
+import { createDb } from '../db/create-db';
+import { loadConfig } from '../src/config';
+import { exitOnStartupFailure, stopOnSignals } from '../src/lifecycle';
+import { createLogger } from '../src/logger';
+import { createRedis } from '../src/redis';
+import { assertDependenciesReachable } from '../src/startup-checks';
+import { createFlusher } from './flusher-service';
+import { checkRedisDurability } from './redis-durability';
+
+const LAG_LOG_INTERVAL_MS = 10_000;
+
+async function main(): Promise<void> {
+  let logger = createLogger({ level: 'info', name: 'flusher' });
+  try {
+    const config = loadConfig(process.env);
+    logger = createLogger({ level: config.logLevel, name: 'flusher' });
+    await assertDependenciesReachable(config);
+
+    const db = createDb(config, 'energy-flusher');
+    const redis = createRedis(config.redisUrl, 'command');
+    const workerConnection = createRedis(config.redisUrl, 'blocking');
+    const flusher = createFlusher({
+      config,
+      db,
+      redis,
+      workerConnection,
+      logger,
+    });
+
+    for (const problem of await checkRedisDurability(redis).catch(() => [])) {
+      logger.warn({ problem }, `REDIS IS NOT SAFE FOR THE QUEUE: ${problem}`);
+    }
+    await flusher.partitions.start();
+    void flusher.worker.run();
+
+    const server: Server = await new Promise((resolve) => {
+      const s = flusher.healthApp.listen(config.flusherPort, () => resolve(s));
+    });
+    logger.info(
+      { port: config.flusherPort, concurrency: config.flusherConcurrency },
+      'flusher running',
+    );
+
+    const lagTimer = setInterval(() => {
+      flusher
+        .oldestUnflushedAcceptedAt()
+        .then((acceptedAt) => {
+          if (acceptedAt !== null)
+            logger.info({ oldestUnflushedAgeMs: Date.now() - acceptedAt }, 'flush lag');
+        })
+        .catch(() => undefined);
+    }, LAG_LOG_INTERVAL_MS);
+    lagTimer.unref();
+
+    stopOnSignals(
+      async () => {
+        clearInterval(lagTimer);
+        // Finish the active jobs (they commit or are retried later), then close connections.
+        await flusher.close();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await workerConnection.quit().catch(() => workerConnection.disconnect());
+        await redis.quit().catch(() => redis.disconnect());
+        await db.destroy();
+      },
+      logger,
+      config.shutdownTimeoutMs,
+    );
+  } catch (err) {
+    exitOnStartupFailure(err, logger);
+  }
+}
+
+void main();

@@ -1,0 +1,83 @@
+import type { Knex } from 'knex';
+import type { Logger } from '../src/logger';
+
+const DAY_MS = 86_400_000;
+const utcDay = (ms: number) =>
+  new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
+
+/**
+ * Daily history partitions: created ahead of time on a schedule, on demand for any other date a
+ * batch carries (backfill), and dropped past RETENTION_DAYS. The SQL functions take an advisory
+ * lock, so several flushers can race to create the same day safely.
+ */
+export class PartitionMaintainer {
+  private readonly knownDays = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly deps: {
+      db: Knex;
+      config: { retentionDays: number; partitionDaysAhead: number };
+      logger: Logger;
+      now?: () => number;
+    },
+  ) {}
+
+  /** Makes sure a partition exists for the day of every timestamp given. */
+  async ensureFor(timestamps: number[]): Promise<void> {
+    const missing = new Set<string>();
+    for (const ts of timestamps) {
+      const day = utcDay(ts);
+      if (!this.knownDays.has(day)) missing.add(day);
+    }
+    for (const day of missing) {
+      await this.deps.db.raw('SELECT ensure_history_partition(?::date)', [day]);
+      this.knownDays.add(day);
+    }
+  }
+
+  /** Forgets what it knows, e.g. after an insert found a partition missing (dropped elsewhere). */
+  forget(): void {
+    this.knownDays.clear();
+  }
+
+  /** Creates yesterday's to a few days ahead, and applies retention. */
+  async maintain(): Promise<{ created: number; dropped: string[] }> {
+    const now = (this.deps.now ?? Date.now)();
+    const { retentionDays, partitionDaysAhead } = this.deps.config;
+    const result = await this.deps.db.raw(
+      'SELECT ensure_history_partitions(?::date, ?::date) AS created',
+      [utcDay(now - DAY_MS), utcDay(now + partitionDaysAhead * DAY_MS)],
+    );
+    const created = Number(result.rows[0].created);
+    let dropped: string[] = [];
+    if (retentionDays > 0) {
+      const cutoff = utcDay(now - retentionDays * DAY_MS);
+      const rows = await this.deps.db.raw(
+        'SELECT drop_history_partitions_before(?::date) AS name',
+        [cutoff],
+      );
+      dropped = rows.rows.map((r: { name: string }) => r.name);
+      if (dropped.length > 0) this.forget();
+    }
+    if (created > 0 || dropped.length > 0)
+      this.deps.logger.info({ created, dropped }, 'history partitions maintained');
+    return { created, dropped };
+  }
+
+  /** Runs `maintain` now and then every `intervalMs` (errors are logged, the schedule goes on). */
+  start(intervalMs = 3_600_000): Promise<unknown> {
+    const run = () =>
+      this.maintain().catch((err: unknown) =>
+        this.deps.logger.error({ err }, 'partition maintenance failed'),
+      );
+    this.timer = setInterval(run, intervalMs);
+    this.timer.unref();
+    return run();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
