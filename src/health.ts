@@ -1,24 +1,17 @@
 import { Router } from 'express';
+import { withTimeout } from './with-timeout';
 
 /** A readiness check resolves when its dependency works and rejects (with a reason) when not. */
 export type ReadinessChecks = Record<string, () => Promise<unknown>>;
 
 const CHECK_TIMEOUT_MS = 1000;
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 export async function runReadinessChecks(
   checks: ReadinessChecks,
 ): Promise<{ ready: boolean; checks: Record<string, string> }> {
   const names = Object.keys(checks);
   const outcomes = await Promise.allSettled(
-    names.map((n) => withTimeout(checks[n](), CHECK_TIMEOUT_MS)),
+    names.map((n) => withTimeout(checks[n](), CHECK_TIMEOUT_MS, 'check')),
   );
   const report: Record<string, string> = {};
   outcomes.forEach((outcome, i) => {

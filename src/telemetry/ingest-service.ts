@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { withTimeout } from '../with-timeout';
 import { AppError, payloadTooLarge, serviceUnavailable, type ErrorDetail } from '../errors';
 import type { Logger } from '../logger';
 import type { IngestQueue } from '../queue/ingest-queue';
@@ -38,6 +39,9 @@ export const noIngestMetrics: IngestMetrics = {
   onUnavailable: () => undefined,
 };
 
+/** A Redis that accepts connections but does not answer must still give a fast 503. */
+const ENQUEUE_TIMEOUT_MS = 1000;
+
 /**
  * Stores a group of batches: one BullMQ job per batch (a single Redis round trip through addBulk),
  * the backlog counter, and the devices' live state. Resolves only when the jobs are in Redis.
@@ -56,6 +60,8 @@ export function createBatchStore({
   logger: Logger;
 }): StoreBatches {
   return async (batches) => {
+    // BullMQ waits for a connection that is down instead of failing: answer 503 at once instead.
+    if (redis.status !== 'ready') throw new Error(`Redis connection is ${redis.status}`);
     const acceptedAt = Date.now();
     const readings = batches.flat();
     const jobs = batches.map((batch) => ({
@@ -63,7 +69,7 @@ export function createBatchStore({
       data: { acceptedAt, readings: batch },
     }));
     const [added, counted, live] = await Promise.allSettled([
-      queue.addBulk(jobs),
+      withTimeout(queue.addBulk(jobs), ENQUEUE_TIMEOUT_MS, 'enqueue'),
       redis.incrby(keys.backlogReadings, readings.length),
       liveState.applyReadings(readings, acceptedAt),
     ]);

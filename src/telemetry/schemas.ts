@@ -22,8 +22,7 @@ const timestamp = {
 
 const finiteNumber = (minimum: number, maximum?: number, description?: string) =>
   ({
-    type: 'number',
-    finite: true,
+    type: 'number', // ajv's number excludes Infinity and NaN (JSON.parse makes 1e400 Infinity)
     minimum,
     ...(maximum === undefined ? {} : { maximum }),
     ...(description ? { description } : {}),

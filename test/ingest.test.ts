@@ -1,0 +1,522 @@
+import request from 'supertest';
+import { gzipSync } from 'node:zlib';
+import type { Queue } from 'bullmq';
+import { createApp } from '../src/app';
+import { createIngestQueue } from '../src/queue/ingest-queue';
+import { createRedis } from '../src/redis';
+import { createRedisKeys } from '../src/redis-keys';
+import type { IngestJobData, Reading } from '../src/telemetry/readings';
+import { openQueue, startTestApi, type TestApi } from './helpers/engine';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+const METER = {
+  meterId: 'M-123',
+  kwhConsumedAc: 150.5,
+  voltage: 230,
+  timestamp: '2024-03-20T10:00:00Z',
+};
+const VEHICLE = {
+  vehicleId: 'V-456',
+  soc: 85,
+  kwhDeliveredDc: 120.2,
+  batteryTemp: 35.5,
+  timestamp: '2024-03-20T10:00:00Z',
+};
+
+let ctx: TestContext;
+let engine: TestApi;
+let queue: Queue<IngestJobData>;
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  engine = await startTestApi(ctx);
+  queue = openQueue(ctx.redis, ctx.config.redisPrefix);
+});
+afterAll(async () => {
+  await queue.close();
+  await engine.close();
+  await ctx.cleanup();
+});
+beforeEach(async () => {
+  await queue.obliterate({ force: true });
+});
+
+const ingest = () => request(engine.api.app).post('/v1/telemetry/ingest');
+const sendJson = (body: unknown) =>
+  ingest().set('Content-Type', 'application/json').send(JSON.stringify(body));
+
+async function queuedReadings(): Promise<Reading[]> {
+  const jobs = await queue.getJobs(['waiting', 'active', 'delayed', 'prioritized']);
+  return jobs.flatMap((job) => job.data.readings);
+}
+
+describe('POST /v1/telemetry/ingest: one reading', () => {
+  test('when the meter seed payload is sent as written, then it is accepted as a meter and queued', async () => {
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send(
+        '{"meterId":"M-123","kwhConsumedAc":150.5,"voltage":230,"timestamp":"2024-03-20T10:00:00Z"}',
+      )
+      .expect(202);
+    expect(res.body).toEqual({ accepted: 1, type: 'meter', id: 'M-123' });
+    expect(await queuedReadings()).toEqual([
+      {
+        type: 'meter',
+        id: 'M-123',
+        ts: Date.parse('2024-03-20T10:00:00Z'),
+        kwhConsumedAc: 150.5,
+        voltage: 230,
+      },
+    ]);
+  });
+
+  test('when the vehicle seed payload is sent as written, then it is accepted as a vehicle and queued', async () => {
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send(
+        '{"vehicleId":"V-456","soc":85,"kwhDeliveredDc":120.2,"batteryTemp":35.5,"timestamp":"2024-03-20T10:00:00Z"}',
+      )
+      .expect(202);
+    expect(res.body).toEqual({ accepted: 1, type: 'vehicle', id: 'V-456' });
+    const [reading] = await queuedReadings();
+    expect(reading).toEqual({
+      type: 'vehicle',
+      id: 'V-456',
+      ts: Date.parse('2024-03-20T10:00:00Z'),
+      soc: 85,
+      kwhDeliveredDc: 120.2,
+      batteryTemp: 35.5,
+    });
+  });
+
+  const future = new Date(Date.now() + 3600_000).toISOString();
+  const invalid: [string, unknown, string, RegExp, string][] = [
+    ['soc above 100', { ...VEHICLE, soc: 101 }, '/soc', /must be <= 100/, 'invalid_reading'],
+    [
+      'negative AC energy',
+      { ...METER, kwhConsumedAc: -1 },
+      '/kwhConsumedAc',
+      /must be >= 0/,
+      'invalid_reading',
+    ],
+    [
+      'voltage above 1000',
+      { ...METER, voltage: 1001 },
+      '/voltage',
+      /must be <= 1000/,
+      'invalid_reading',
+    ],
+    [
+      'battery colder than -50',
+      { ...VEHICLE, batteryTemp: -51 },
+      '/batteryTemp',
+      /must be >= -50/,
+      'invalid_reading',
+    ],
+    [
+      'a number sent as a string',
+      { ...VEHICLE, soc: '85' },
+      '/soc',
+      /must be a number/,
+      'invalid_reading',
+    ],
+    [
+      'a null number',
+      { ...METER, voltage: null },
+      '/voltage',
+      /must be a number/,
+      'invalid_reading',
+    ],
+    [
+      'a missing field',
+      { meterId: 'M-1', voltage: 230, timestamp: METER.timestamp },
+      '/kwhConsumedAc',
+      /is required/,
+      'invalid_reading',
+    ],
+    [
+      'an unknown field',
+      { ...METER, extra: 1 },
+      '/extra',
+      /not an accepted field/,
+      'invalid_reading',
+    ],
+    [
+      'an id with a space',
+      { ...METER, meterId: 'M 1' },
+      '/meterId',
+      /1-64 characters/,
+      'invalid_reading',
+    ],
+    [
+      'an id of 65 characters',
+      { ...METER, meterId: 'M'.repeat(65) },
+      '/meterId',
+      /64/,
+      'invalid_reading',
+    ],
+    [
+      'an empty id',
+      { ...METER, meterId: '' },
+      '/meterId',
+      /1-64 characters|fewer than 1/,
+      'invalid_reading',
+    ],
+    [
+      'a timestamp without zone',
+      { ...METER, timestamp: '2024-03-20T10:00:00' },
+      '/timestamp',
+      /RFC 3339/,
+      'invalid_reading',
+    ],
+    [
+      'a date that does not exist',
+      { ...METER, timestamp: '2024-02-30T10:00:00Z' },
+      '/timestamp',
+      /RFC 3339|real date/,
+      'invalid_reading',
+    ],
+    [
+      'a timestamp in the future',
+      { ...METER, timestamp: future },
+      '/timestamp',
+      /ahead of the server clock/,
+      'timestamp_in_future',
+    ],
+    [
+      'both ids',
+      { ...METER, vehicleId: 'V-1' },
+      '/',
+      /both meterId and vehicleId/,
+      'unrecognised_reading',
+    ],
+    [
+      'neither id',
+      { voltage: 230, timestamp: METER.timestamp },
+      '/',
+      /neither meterId nor vehicleId/,
+      'unrecognised_reading',
+    ],
+    [
+      'an array as a reading field',
+      { ...METER, voltage: [230] },
+      '/voltage',
+      /must be a number/,
+      'invalid_reading',
+    ],
+    ['a string body', 'hello', '/', /must be an object/, 'invalid_reading'],
+  ];
+
+  test.each(invalid)(
+    'when a reading has %s, then 400 names the field',
+    async (_name, body, path, message, code) => {
+      const res = await sendJson(body).expect(400);
+      expect(res.body.error).toBe(code);
+      expect(typeof res.body.message).toBe('string');
+      expect(res.body.details).toEqual(expect.arrayContaining([expect.objectContaining({ path })]));
+      const detail = res.body.details.find((d: { path: string }) => d.path === path);
+      expect(detail.message).toMatch(message);
+      expect(await queuedReadings()).toEqual([]);
+    },
+  );
+
+  test('when a number overflows to Infinity (1e400), then 400 names the field', async () => {
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send(
+        '{"meterId":"M-1","kwhConsumedAc":1e400,"voltage":230,"timestamp":"2024-03-20T10:00:00Z"}',
+      )
+      .expect(400);
+    expect(res.body.details).toEqual([{ path: '/kwhConsumedAc', message: 'must be a number' }]);
+  });
+
+  test('when the JSON is malformed, then 400 invalid_json', async () => {
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send('{"meterId": ')
+      .expect(400);
+    expect(res.body.error).toBe('invalid_json');
+    expect(res.body.message).toMatch(/not valid JSON/);
+  });
+
+  test('when the content type is not JSON or NDJSON, then 415', async () => {
+    const res = await ingest()
+      .set('Content-Type', 'text/plain')
+      .send(JSON.stringify(METER))
+      .expect(415);
+    expect(res.body.error).toBe('unsupported_media_type');
+    expect(res.body.message).toMatch(/application\/json/);
+  });
+
+  test('when __proto__ is smuggled in, then it is rejected and Object.prototype is untouched', async () => {
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send(
+        '{"meterId":"M-1","kwhConsumedAc":1,"voltage":230,"timestamp":"2024-03-20T10:00:00Z","__proto__":{"polluted":1}}',
+      )
+      .expect(400);
+    expect(res.body.details).toEqual([{ path: '/__proto__', message: 'is not an accepted field' }]);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('POST /v1/telemetry/ingest: batches', () => {
+  const meter = (i: number) => ({ ...METER, meterId: `M-${i}` });
+  const vehicle = (i: number) => ({ ...VEHICLE, vehicleId: `V-${i}` });
+
+  test('when an array of valid mixed readings is sent, then 202 counts them and all are queued', async () => {
+    const res = await sendJson([meter(1), vehicle(1), meter(2)]).expect(202);
+    expect(res.body).toEqual({ accepted: 3, rejected: 0 });
+    expect((await queuedReadings()).map((r) => `${r.type}:${r.id}`).sort()).toEqual([
+      'meter:M-1',
+      'meter:M-2',
+      'vehicle:V-1',
+    ]);
+  });
+
+  test('when some readings are invalid, then 207 lists each by index and the valid ones are queued', async () => {
+    const res = await sendJson([meter(1), { ...vehicle(1), soc: 300 }, 42, vehicle(2)]).expect(207);
+    expect(res.body.accepted).toBe(2);
+    expect(res.body.rejected).toBe(2);
+    expect(res.body.errors).toEqual([
+      expect.objectContaining({
+        index: 1,
+        error: 'invalid_reading',
+        details: [{ path: '/soc', message: 'must be <= 100' }],
+      }),
+      expect.objectContaining({ index: 2, error: 'invalid_reading' }),
+    ]);
+    expect((await queuedReadings()).map((r) => r.id).sort()).toEqual(['M-1', 'V-2']);
+  });
+
+  test('when no reading of a batch is valid, then 400 with every error', async () => {
+    const res = await sendJson([{ ...meter(1), voltage: -5 }, { foo: 1 }]).expect(400);
+    expect(res.body.error).toBe('no_valid_readings');
+    expect(res.body.details[0].path).toBe('/0/voltage');
+    expect(res.body.errors).toHaveLength(2);
+    expect(await queuedReadings()).toEqual([]);
+  });
+
+  test('when the array is empty, then 400', async () => {
+    const res = await sendJson([]).expect(400);
+    expect(res.body.error).toBe('empty_batch');
+  });
+
+  test('when more readings than MAX_BATCH_READINGS are sent, then 413 and nothing is queued', async () => {
+    const body = Array.from({ length: ctx.config.maxBatchReadings + 1 }, (_, i) => meter(i));
+    const res = await sendJson(body).expect(413);
+    expect(res.body.message).toMatch(/at most 5000/);
+    expect(await queuedReadings()).toEqual([]);
+  });
+
+  test('when the body is larger than BODY_LIMIT, then 413', async () => {
+    const big = JSON.stringify([{ ...METER, meterId: 'x'.repeat(64) }]).padEnd(
+      ctx.config.bodyLimitBytes + 10,
+      ' ',
+    );
+    const res = await ingest().set('Content-Type', 'application/json').send(big);
+    expect(res.status).toBe(413);
+  });
+
+  test('when NDJSON is sent, then each line is a reading and a bad line is reported by index', async () => {
+    const lines = [
+      JSON.stringify(meter(1)),
+      '',
+      JSON.stringify(vehicle(1)),
+      '{broken',
+      JSON.stringify(meter(2)),
+    ];
+    const res = await ingest()
+      .set('Content-Type', 'application/x-ndjson')
+      .send(lines.join('\n'))
+      .expect(207);
+    expect(res.body).toMatchObject({ accepted: 3, rejected: 1 });
+    expect(res.body.errors).toEqual([expect.objectContaining({ index: 2, error: 'invalid_json' })]);
+  });
+
+  test('when the body is gzip-compressed, then it is accepted like plain JSON', async () => {
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .set('Content-Encoding', 'gzip')
+      .serialize((body) => body)
+      .send(gzipSync(JSON.stringify([meter(1), vehicle(1)])))
+      .expect(202);
+    expect(res.body).toEqual({ accepted: 2, rejected: 0 });
+  });
+
+  test('when gzip NDJSON is sent, then it is accepted', async () => {
+    const body = gzipSync([meter(7), vehicle(7)].map((r) => JSON.stringify(r)).join('\n'));
+    await ingest()
+      .set('Content-Type', 'application/x-ndjson')
+      .set('Content-Encoding', 'gzip')
+      .send(body)
+      .expect(202);
+  });
+
+  test('when the gzip stream is truncated, then 400 invalid_gzip', async () => {
+    const body = gzipSync(JSON.stringify([meter(1)]));
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .set('Content-Encoding', 'gzip')
+      .serialize((b) => b)
+      .send(body.subarray(0, body.length - 8))
+      .expect(400);
+    expect(res.body.error).toBe('invalid_gzip');
+  });
+
+  test('when gzip expands past BODY_LIMIT (a zip bomb), then 413 without inflating it all', async () => {
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x20));
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .set('Content-Encoding', 'gzip')
+      .serialize((body) => body)
+      .send(bomb);
+    expect(res.status).toBe(413);
+  });
+
+  test('when an unknown content encoding is used, then 415', async () => {
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .set('Content-Encoding', 'br')
+      .send('{}');
+    expect(res.status).toBe(415);
+    expect(res.body.error).toBe('unsupported_encoding');
+  });
+
+  test('when many single readings arrive concurrently, then they are coalesced into fewer jobs', async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => sendJson({ ...METER, meterId: `M-c${i}` })),
+    );
+    expect(responses.every((r) => r.status === 202)).toBe(true);
+    const jobs = await queue.getJobs(['waiting']);
+    expect(jobs.flatMap((j) => j.data.readings)).toHaveLength(200);
+    expect(jobs.length).toBeLessThan(200);
+  });
+
+  test('when a job is queued, then it carries attempts with backoff and is kept on failure', async () => {
+    await sendJson(METER).expect(202);
+    const [job] = await queue.getJobs(['waiting']);
+    expect(job.opts.attempts).toBe(ctx.config.flushAttempts);
+    expect(job.opts.backoff).toEqual({
+      type: 'capped-exponential',
+      delay: ctx.config.flushBackoffMs,
+    });
+    expect(job.opts.removeOnFail).toBe(false);
+    expect(typeof job.data.acceptedAt).toBe('number');
+  });
+});
+
+describe('live state', () => {
+  const at = (minute: number) => `2024-03-20T10:${String(minute).padStart(2, '0')}:00Z`;
+
+  test('when readings arrive out of order, then live state stays on the newest', async () => {
+    await sendJson({ ...VEHICLE, vehicleId: 'V-ooo', soc: 50, timestamp: at(5) }).expect(202);
+    await sendJson([
+      { ...VEHICLE, vehicleId: 'V-ooo', soc: 10, timestamp: at(1) },
+      { ...VEHICLE, vehicleId: 'V-ooo', soc: 60, timestamp: at(6) },
+      { ...VEHICLE, vehicleId: 'V-ooo', soc: 20, timestamp: at(2) },
+    ]).expect(202);
+    await sendJson({ ...VEHICLE, vehicleId: 'V-ooo', soc: 30, timestamp: at(3) }).expect(202);
+    const res = await request(engine.api.app).get('/v1/vehicles/V-ooo/status').expect(200);
+    expect(res.body).toEqual({
+      vehicleId: 'V-ooo',
+      timestamp: '2024-03-20T10:06:00.000Z',
+      soc: 60,
+      kwhDeliveredDc: 120.2,
+      batteryTemp: 35.5,
+      source: 'live',
+    });
+    // The older readings are still queued for history.
+    expect((await queuedReadings()).filter((r) => r.id === 'V-ooo')).toHaveLength(5);
+  });
+
+  test('when a meter reported, then its status is answered from Redis', async () => {
+    await sendJson({ ...METER, meterId: 'M-live', voltage: 231 }).expect(202);
+    const res = await request(engine.api.app).get('/v1/meters/M-live/status').expect(200);
+    expect(res.body).toEqual({
+      meterId: 'M-live',
+      timestamp: '2024-03-20T10:00:00.000Z',
+      kwhConsumedAc: 150.5,
+      voltage: 231,
+      source: 'live',
+    });
+  });
+
+  test('when Redis has no entry but PostgreSQL has, then status falls back to the status table', async () => {
+    await ctx
+      .db('meter_status')
+      .insert({ meter_id: 'M-db', ts: '2024-03-20T09:00:00Z', kwh_consumed_ac: 3, voltage: 229 });
+    const res = await request(engine.api.app).get('/v1/meters/M-db/status').expect(200);
+    expect(res.body).toMatchObject({ meterId: 'M-db', voltage: 229, source: 'database' });
+  });
+
+  test('when a device was never seen, then 404; when its id is malformed, then 400', async () => {
+    await request(engine.api.app).get('/v1/vehicles/V-never/status').expect(404);
+    const res = await request(engine.api.app).get('/v1/vehicles/bad%20id/status').expect(400);
+    expect(res.body.details[0].path).toBe('/vehicleId');
+  });
+});
+
+describe('backpressure and Redis outages', () => {
+  test('when the backlog would pass MAX_BACKLOG_READINGS, then 503 with Retry-After and nothing is queued', async () => {
+    const small = await createTestContext({ MAX_BACKLOG_READINGS: '5' });
+    const smallEngine = await (await import('./helpers/engine')).startTestApi(small);
+    const smallQueue = openQueue(small.redis, small.config.redisPrefix);
+    try {
+      const batch = Array.from({ length: 4 }, (_, i) => ({ ...METER, meterId: `M-b${i}` }));
+      await request(smallEngine.api.app)
+        .post('/v1/telemetry/ingest')
+        .set('Content-Type', 'application/json')
+        .send(batch)
+        .expect(202);
+      await smallEngine.api.admission.refresh();
+      const res = await request(smallEngine.api.app)
+        .post('/v1/telemetry/ingest')
+        .set('Content-Type', 'application/json')
+        .send(batch)
+        .expect(503);
+      expect(res.headers['retry-after']).toBeDefined();
+      expect(res.body.error).toBe('backlog_full');
+      const jobs = await smallQueue.getJobs(['waiting']);
+      expect(jobs.flatMap((j) => j.data.readings)).toHaveLength(4);
+    } finally {
+      await smallQueue.close();
+      await smallEngine.close();
+      await small.cleanup();
+    }
+  });
+
+  test('when Redis is unreachable, then ingest answers 503 with Retry-After within a second', async () => {
+    const deadRedis = createRedis('redis://127.0.0.1:1', 'command');
+    const deadQueue = createIngestQueue({
+      connection: deadRedis,
+      keys: createRedisKeys('dead'),
+      config: ctx.config,
+    });
+    const api = createApp({
+      config: ctx.config,
+      db: ctx.db,
+      redis: deadRedis,
+      queue: deadQueue,
+      logger: ctx.logger,
+    });
+    try {
+      const started = Date.now();
+      const res = await request(api.app)
+        .post('/v1/telemetry/ingest')
+        .set('Content-Type', 'application/json')
+        .send(METER);
+      expect(res.status).toBe(503);
+      expect(Date.now() - started).toBeLessThan(1500);
+      expect(res.headers['retry-after']).toBe('1');
+      expect(res.body.error).toBe('redis_unavailable');
+      const ready = await request(api.app).get('/health/ready').expect(503);
+      expect(ready.body.checks.redis).toMatch(/failing/);
+      expect(ready.body.checks.postgres).toBe('ok');
+    } finally {
+      api.admission.stop();
+      await deadQueue.close().catch(() => undefined);
+      deadRedis.disconnect();
+    }
+  });
+});

@@ -1,0 +1,124 @@
+import request from 'supertest';
+import { startTestApi, type TestApi } from './helpers/engine';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+let ctx: TestContext;
+let engine: TestApi;
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  engine = await startTestApi(ctx);
+});
+afterAll(async () => {
+  await engine.close();
+  await ctx.cleanup();
+});
+
+const map = (body: unknown) =>
+  request(engine.api.app)
+    .post('/v1/telemetry/map')
+    .set('Content-Type', 'application/json')
+    .send(JSON.stringify(body));
+
+describe('vehicle to meter mapping', () => {
+  test('when a vehicle is mapped, then 200 returns the mapping and GET shows it as current', async () => {
+    const res = await map({
+      vehicleId: 'V-1',
+      meterId: 'M-1',
+      since: '2024-03-20T00:00:00Z',
+    }).expect(200);
+    expect(res.body).toEqual({
+      vehicleId: 'V-1',
+      meterId: 'M-1',
+      since: '2024-03-20T00:00:00.000Z',
+      changed: true,
+      previous: null,
+    });
+    const got = await request(engine.api.app).get('/v1/telemetry/map/V-1').expect(200);
+    expect(got.body).toEqual({
+      vehicleId: 'V-1',
+      current: { meterId: 'M-1', from: '2024-03-20T00:00:00.000Z', to: null },
+      history: [{ meterId: 'M-1', from: '2024-03-20T00:00:00.000Z', to: null }],
+    });
+  });
+
+  test('when a vehicle is re-mapped, then the previous period is closed at the new start and kept', async () => {
+    await map({ vehicleId: 'V-2', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
+    const res = await map({
+      vehicleId: 'V-2',
+      meterId: 'M-2',
+      since: '2024-03-20T12:00:00Z',
+    }).expect(200);
+    expect(res.body.previous).toEqual({
+      meterId: 'M-1',
+      from: '2024-03-20T00:00:00.000Z',
+      to: '2024-03-20T12:00:00.000Z',
+    });
+    const got = await request(engine.api.app).get('/v1/telemetry/map/V-2').expect(200);
+    expect(got.body.history).toEqual([
+      { meterId: 'M-1', from: '2024-03-20T00:00:00.000Z', to: '2024-03-20T12:00:00.000Z' },
+      { meterId: 'M-2', from: '2024-03-20T12:00:00.000Z', to: null },
+    ]);
+  });
+
+  test('when mapped to its current meter again, then nothing changes', async () => {
+    await map({ vehicleId: 'V-3', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
+    const res = await map({ vehicleId: 'V-3', meterId: 'M-1' }).expect(200);
+    expect(res.body).toMatchObject({ changed: false, since: '2024-03-20T00:00:00.000Z' });
+    const got = await request(engine.api.app).get('/v1/telemetry/map/V-3').expect(200);
+    expect(got.body.history).toHaveLength(1);
+  });
+
+  test('when a re-mapping would start before the current period, then 409 and the past is untouched', async () => {
+    await map({ vehicleId: 'V-4', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
+    const res = await map({
+      vehicleId: 'V-4',
+      meterId: 'M-2',
+      since: '2024-03-19T00:00:00Z',
+    }).expect(409);
+    expect(res.body.error).toBe('mapping_conflict');
+    expect(res.body.details).toEqual([expect.objectContaining({ path: '/since' })]);
+  });
+
+  test('when no since is given, then the mapping starts now', async () => {
+    const before = Date.now();
+    const res = await map({ vehicleId: 'V-5', meterId: 'M-9' }).expect(200);
+    expect(Date.parse(res.body.since)).toBeGreaterThanOrEqual(before - 1000);
+  });
+
+  test('when concurrent re-mappings race, then periods never overlap', async () => {
+    await map({ vehicleId: 'V-6', meterId: 'M-0', since: '2024-01-01T00:00:00Z' }).expect(200);
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        map({
+          vehicleId: 'V-6',
+          meterId: `M-${i + 1}`,
+          since: `2024-02-${String(i + 1).padStart(2, '0')}T00:00:00Z`,
+        }),
+      ),
+    );
+    expect(results.every((r) => r.status === 200 || r.status === 409)).toBe(true);
+    const { body } = await request(engine.api.app).get('/v1/telemetry/map/V-6').expect(200);
+    const periods = body.history as { from: string; to: string | null }[];
+    expect(periods.filter((p) => p.to === null)).toHaveLength(1);
+    for (let i = 1; i < periods.length; i++) expect(periods[i - 1].to).toBe(periods[i].from);
+  });
+
+  test.each([
+    [{ vehicleId: 'V-1' }, '/meterId', /is required/],
+    [{ vehicleId: 'V 1', meterId: 'M-1' }, '/vehicleId', /1-64 characters/],
+    [{ vehicleId: 'V-1', meterId: 'M-1', since: 'yesterday' }, '/since', /RFC 3339/],
+    [{ vehicleId: 'V-1', meterId: 'M-1', extra: true }, '/extra', /not an accepted field/],
+  ])('when the mapping body is %j, then 400 names %s', async (body, path, message) => {
+    const res = await map(body).expect(400);
+    expect(res.body.error).toBe('invalid_mapping');
+    expect(res.body.details).toEqual(
+      expect.arrayContaining([{ path, message: expect.stringMatching(message) }]),
+    );
+  });
+
+  test('when a vehicle was never mapped, then GET answers 404', async () => {
+    const res = await request(engine.api.app).get('/v1/telemetry/map/V-none').expect(404);
+    expect(res.body.error).toBe('not_found');
+  });
+});
