@@ -3,6 +3,13 @@ import type { MeterReading, Reading, VehicleReading } from '../telemetry/reading
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** The history key order: meters before vehicles, then device id, then time. */
+export function compareKeys(a: Reading, b: Reading): number {
+  if (a.type !== b.type) return a.type === 'meter' ? -1 : 1;
+  if (a.id !== b.id) return a.id < b.id ? -1 : 1;
+  return a.ts - b.ts;
+}
+
 /**
  * telemetry_history: append-only, keyed by (device_type, device_id, ts). One set-based INSERT per
  * batch; ON CONFLICT DO NOTHING makes a retried or duplicated reading a no-op.
@@ -13,8 +20,11 @@ export class HistoryStore {
   /** Inserts the readings; returns how many rows were new (the rest were already stored). */
   async insert(readings: Reading[], receivedAt: number, db: Knex = this.db): Promise<number> {
     if (readings.length === 0) return 0;
-    const meters = readings.filter((r): r is MeterReading => r.type === 'meter');
-    const vehicles = readings.filter((r): r is VehicleReading => r.type === 'vehicle');
+    // Concurrent transactions inserting overlapping keys wait on each other's rows; inserting in
+    // one global order (type, id, ts) means those waits can never form a cycle (a deadlock).
+    const sorted = readings.slice().sort(compareKeys);
+    const meters = sorted.filter((r): r is MeterReading => r.type === 'meter');
+    const vehicles = sorted.filter((r): r is VehicleReading => r.type === 'vehicle');
     const rows = [...meters, ...vehicles];
     const pick = <T>(fn: (r: MeterReading) => T | null, fv: (r: VehicleReading) => T | null) => [
       ...meters.map(fn),

@@ -1,5 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { createDb } from '../../db/create-db';
+import type { Config } from '../../src/config';
 import { createApp, type Api } from '../../src/app';
 import { createIngestQueue, type IngestQueue } from '../../src/queue/ingest-queue';
 import { createRedis, waitForRedis } from '../../src/redis';
@@ -44,14 +46,22 @@ export interface TestFlusher {
   close(): Promise<void>;
 }
 
-/** A real flusher (BullMQ worker) in this process, on its own blocking connection. */
-export async function startTestFlusher(ctx: TestContext): Promise<TestFlusher> {
-  const workerConnection = createRedis(ctx.config.redisUrl, 'blocking');
-  const commands = createRedis(ctx.config.redisUrl, 'command');
+/**
+ * A real flusher (BullMQ worker) in this process, on its own connections. `overrides` change its
+ * configuration (e.g. a short statement timeout) without touching the test context's.
+ */
+export async function startTestFlusher(
+  ctx: TestContext,
+  overrides: Partial<Config> = {},
+): Promise<TestFlusher> {
+  const config: Config = { ...ctx.config, ...overrides };
+  const db = createDb(config, 'energy-test-flusher');
+  const workerConnection = createRedis(config.redisUrl, 'blocking');
+  const commands = createRedis(config.redisUrl, 'command');
   await waitForRedis(commands, 3000);
   const flusher = createFlusher({
-    config: ctx.config,
-    db: ctx.db,
+    config,
+    db,
     redis: commands,
     workerConnection,
     logger: ctx.logger,
@@ -65,6 +75,7 @@ export async function startTestFlusher(ctx: TestContext): Promise<TestFlusher> {
       await flusher.close();
       workerConnection.disconnect();
       commands.disconnect();
+      await db.destroy();
     },
   };
 }

@@ -1,0 +1,37 @@
+/**
+ * `npm run redrive [-- --dry-run]`: retries failed flush jobs and re-enqueues dead-lettered readings.
+ */
+import { loadConfig } from '../src/config';
+import { exitOnStartupFailure } from '../src/lifecycle';
+import { createLogger } from '../src/logger';
+import { createIngestQueue } from '../src/queue/ingest-queue';
+import { createRedis, waitForRedis } from '../src/redis';
+import { createRedisKeys } from '../src/redis-keys';
+import { redrive } from '../workers/redrive';
+
+async function main(): Promise<void> {
+  const logger = createLogger({ level: 'info', name: 'redrive' });
+  try {
+    const config = loadConfig(process.env);
+    const dryRun = process.argv.includes('--dry-run');
+    const redis = createRedis(config.redisUrl, 'command');
+    await waitForRedis(redis, 3000);
+    const keys = createRedisKeys(config.redisPrefix);
+    const queue = createIngestQueue({ connection: redis, keys, config });
+    const report = await redrive({ redis, queue, keys, logger }, { dryRun });
+    logger.info(report, dryRun ? 'would re-drive (dry run)' : 're-driven');
+    console.log(
+      `${dryRun ? 'would retry' : 'retried'} ${report.failedJobsRetried} failed job(s); ` +
+        `${dryRun ? 'would re-enqueue' : 're-enqueued'} ${report.deadLettersRequeued} dead-lettered reading(s)` +
+        (report.deadLettersUnreadable
+          ? `; dropped ${report.deadLettersUnreadable} unreadable entries`
+          : ''),
+    );
+    await queue.close();
+    await redis.quit();
+  } catch (err) {
+    exitOnStartupFailure(err, logger);
+  }
+}
+
+void main();

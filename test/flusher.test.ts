@@ -1,0 +1,258 @@
+import type { Queue } from 'bullmq';
+import { createRedisKeys } from '../src/redis-keys';
+import type { IngestJobData, Reading } from '../src/telemetry/readings';
+import { chunk } from '../src/telemetry/group-commit';
+import { redrive } from '../workers/redrive';
+import { cappedExponentialBackoff } from '../workers/flusher-service';
+import {
+  openQueue,
+  startTestFlusher,
+  waitFor,
+  waitForDrained,
+  type TestFlusher,
+} from './helpers/engine';
+import { envFor, startProcess } from './helpers/processes';
+import {
+  fleetReadings,
+  meterReading,
+  seededRandom,
+  shuffle,
+  vehicleReading,
+} from './helpers/readings';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+const T0 = Date.parse('2024-03-20T10:00:00Z');
+
+let ctx: TestContext;
+let queue: Queue<IngestJobData>;
+
+/** Enqueues readings as the API does: jobs of `size` readings, counted in the backlog. */
+async function enqueue(readings: Reading[], size = 1000): Promise<void> {
+  const acceptedAt = Date.now();
+  await queue.addBulk(
+    chunk(readings, size).map((batch) => ({
+      name: 'readings',
+      data: { acceptedAt, readings: batch },
+      opts: {
+        attempts: 25,
+        backoff: { type: 'capped-exponential', delay: 100 },
+        removeOnComplete: true,
+        removeOnFail: false,
+      },
+    })),
+  );
+  await ctx.redis.incrby(createRedisKeys(ctx.config.redisPrefix).backlogReadings, readings.length);
+}
+
+const historyCount = async () => Number((await ctx.db('telemetry_history').count({ n: '*' }))[0].n);
+
+async function resetData(): Promise<void> {
+  await ctx.db.raw('TRUNCATE telemetry_history, meter_status, vehicle_status');
+  await queue.obliterate({ force: true });
+  const keys = createRedisKeys(ctx.config.redisPrefix);
+  await ctx.redis.del(keys.backlogReadings, keys.deadLetters);
+}
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  queue = openQueue(ctx.redis, ctx.config.redisPrefix);
+});
+afterAll(async () => {
+  await queue.close();
+  await ctx.cleanup();
+});
+beforeEach(resetData);
+
+describe('flusher in this process', () => {
+  let flusher: TestFlusher;
+  beforeAll(async () => {
+    flusher = await startTestFlusher(ctx);
+  });
+  afterAll(() => flusher.close());
+
+  test('when the same readings are queued many times, then each is stored exactly once', async () => {
+    const readings = fleetReadings(20, 10, T0); // 400 distinct readings
+    for (let i = 0; i < 5; i++) await enqueue(shuffle(readings, seededRandom(i)), 37);
+    await waitForDrained(queue);
+    expect(await historyCount()).toBe(readings.length);
+    const backlog = await ctx.redis.get(createRedisKeys(ctx.config.redisPrefix).backlogReadings);
+    expect(Number(backlog)).toBe(0);
+  });
+
+  test('when readings arrive shuffled, then the status tables hold the newest reading per device', async () => {
+    const readings = fleetReadings(10, 30, T0);
+    await enqueue(shuffle(readings, seededRandom(42)), 50);
+    await waitForDrained(queue);
+    const meters = await ctx.db('meter_status').orderBy('meter_id');
+    expect(meters).toHaveLength(10);
+    for (const row of meters) expect(row.ts.getTime()).toBe(T0 + 29 * 60_000);
+    const vehicles = await ctx.db('vehicle_status');
+    for (const row of vehicles) {
+      expect(row.ts.getTime()).toBe(T0 + 29 * 60_000);
+      expect(row.soc).toBe(49);
+    }
+  });
+
+  test('when a batch holds an older reading than the stored status, then the status does not go back', async () => {
+    await enqueue([meterReading('M-x', T0 + 60_000, 5, 231)]);
+    await waitForDrained(queue);
+    await enqueue([meterReading('M-x', T0, 1, 229)]);
+    await waitForDrained(queue);
+    const row = await ctx.db('meter_status').where({ meter_id: 'M-x' }).first();
+    expect(row.voltage).toBe(231);
+    expect(await historyCount()).toBe(2);
+  });
+
+  test('when readings straddle midnight UTC or are years old, then each lands in its day partition', async () => {
+    const lastMs = Date.parse('2024-06-30T23:59:59.999Z');
+    const midnight = Date.parse('2024-07-01T00:00:00Z');
+    const old = Date.parse('2017-01-15T08:00:00Z');
+    await enqueue([
+      meterReading('M-b', lastMs),
+      meterReading('M-b', midnight),
+      vehicleReading('V-old', old),
+    ]);
+    await waitForDrained(queue);
+    const rows = await ctx.db.raw(`
+      SELECT tableoid::regclass::text AS part, device_id, ts FROM telemetry_history ORDER BY ts`);
+    expect(rows.rows.map((r: { part: string }) => r.part)).toEqual([
+      'telemetry_history_p20170115',
+      'telemetry_history_p20240630',
+      'telemetry_history_p20240701',
+    ]);
+    expect(rows.rows[1].ts.toISOString()).toBe('2024-06-30T23:59:59.999Z');
+  });
+
+  test('when one reading of a batch is refused by PostgreSQL, then the rest lands and it is dead-lettered', async () => {
+    const good = fleetReadings(5, 20, T0); // 200 readings
+    const poison = vehicleReading('V-poison', T0, 150); // soc 150 breaks a CHECK constraint
+    await enqueue([...good.slice(0, 77), poison, ...good.slice(77)]);
+    await waitForDrained(queue);
+    expect(await historyCount()).toBe(good.length);
+    const keys = createRedisKeys(ctx.config.redisPrefix);
+    const letters = (await ctx.redis.lrange(keys.deadLetters, 0, -1)).map((l) => JSON.parse(l));
+    expect(letters).toHaveLength(1);
+    expect(letters[0]).toMatchObject({ reading: poison, code: '23514' });
+    expect(await queue.getJobCountByTypes('failed')).toBe(0);
+
+    // Re-driving puts it back in the queue; still invalid, it returns to the dead-letter list.
+    const report = await redrive({ redis: ctx.redis, queue, keys, logger: ctx.logger });
+    expect(report.deadLettersRequeued).toBe(1);
+    await waitForDrained(queue);
+    await waitFor(
+      async () => (await ctx.redis.llen(keys.deadLetters)) === 1,
+      5000,
+      'the reading to be dead-lettered again',
+    );
+  });
+});
+
+describe('flusher riding out a stuck PostgreSQL', () => {
+  test('when statements time out on a locked table, then the job is retried and lands once the lock is gone', async () => {
+    const flusher = await startTestFlusher(ctx, { dbStatementTimeoutMs: 200 });
+    const locker = await ctx.db.transaction();
+    try {
+      await locker.raw('LOCK TABLE meter_status IN ACCESS EXCLUSIVE MODE');
+      await enqueue([meterReading('M-lock', T0)]);
+      await waitFor(
+        async () => (await queue.getJobs(['delayed'])).some((j) => j.attemptsMade >= 1),
+        10_000,
+        'a retry',
+      );
+      expect(await historyCount()).toBe(0); // the failed attempt rolled back entirely
+      await locker.rollback();
+      await waitForDrained(queue);
+      expect(await historyCount()).toBe(1);
+      expect(await ctx.db('meter_status').where({ meter_id: 'M-lock' }).first()).toBeDefined();
+    } finally {
+      if (!locker.isCompleted()) await locker.rollback();
+      await flusher.close();
+    }
+  });
+});
+
+describe('capped exponential backoff', () => {
+  test('when attempts grow, then the delay doubles and stops at a minute', () => {
+    expect([1, 2, 3, 4].map((n) => cappedExponentialBackoff(n, 1000))).toEqual([
+      1000, 2000, 4000, 8000,
+    ]);
+    expect(cappedExponentialBackoff(20, 1000)).toBe(60_000);
+  });
+});
+
+describe('flusher processes', () => {
+  test('when two flusher processes write overlapping devices at once, then no deadlock surfaces and nothing is lost or doubled', async () => {
+    const readings = fleetReadings(200, 20, T0); // 8,000 readings over 400 devices
+    const random = seededRandom(7);
+    // Every reading twice, shuffled, in small jobs: both processes touch the same devices at once.
+    await enqueue(shuffle([...readings, ...readings], random), 250);
+    const env = envFor(ctx.config, { FLUSHER_CONCURRENCY: '4' });
+    const flushers = [
+      startProcess('workers/flusher.ts', env),
+      startProcess('workers/flusher.ts', env),
+    ];
+    try {
+      await waitForDrained(queue, 40_000).catch((err) => {
+        throw new Error(`${(err as Error).message}\n${flushers.map((f) => f.output()).join('\n')}`);
+      });
+      expect(await historyCount()).toBe(readings.length);
+      expect(await queue.getJobCountByTypes('failed')).toBe(0);
+      const stale = await ctx.db.raw(`SELECT count(*)::int AS n FROM meter_status WHERE ts <> ?`, [
+        new Date(T0 + 19 * 60_000),
+      ]);
+      expect(stale.rows[0].n).toBe(0);
+      for (const f of flushers) expect(f.output()).not.toMatch(/deadlock/i);
+    } finally {
+      flushers.forEach((f) => f.child.kill('SIGTERM'));
+      await Promise.all(flushers.map((f) => f.exited));
+    }
+  });
+
+  test('when a flusher is SIGKILLed mid-batch and restarted, then every queued reading is stored exactly once', async () => {
+    const readings = fleetReadings(500, 60, T0); // 60,000 readings
+    await enqueue(readings, 1000);
+    const env = envFor(ctx.config, { FLUSHER_LOCK_MS: '2000', FLUSHER_CONCURRENCY: '2' });
+    const first = startProcess('workers/flusher.ts', env);
+    await waitFor(async () => (await historyCount()) > 0, 30_000, 'the first rows');
+    first.child.kill('SIGKILL');
+    expect(await first.exited).toBe('SIGKILL');
+    const storedAtKill = await historyCount();
+    expect(storedAtKill).toBeLessThan(readings.length);
+
+    const second = startProcess('workers/flusher.ts', env);
+    try {
+      await waitForDrained(queue, 60_000);
+      expect(await historyCount()).toBe(readings.length);
+      const dupes = await ctx.db.raw(`
+        SELECT count(*)::int AS n FROM (
+          SELECT 1 FROM telemetry_history GROUP BY device_type, device_id, ts HAVING count(*) > 1) d`);
+      expect(dupes.rows[0].n).toBe(0);
+    } finally {
+      second.child.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+    }
+  });
+
+  test('when RETENTION_DAYS is set, then partitions older than that are dropped and recent ones kept', async () => {
+    const day = (offset: number) =>
+      new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+    await ctx.db.raw('SELECT ensure_history_partition(?::date)', [day(-10)]);
+    const flusher = startProcess('workers/flusher.ts', envFor(ctx.config, { RETENTION_DAYS: '3' }));
+    try {
+      const name = (offset: number) => `telemetry_history_p${day(offset).replace(/-/g, '')}`;
+      await waitFor(
+        async () => {
+          const r = await ctx.db.raw('SELECT to_regclass(?) AS t', [name(-10)]);
+          return r.rows[0].t === null;
+        },
+        20_000,
+        'the old partition to be dropped',
+      );
+      const kept = await ctx.db.raw('SELECT to_regclass(?) AS t', [name(-1)]);
+      expect(kept.rows[0].t).not.toBeNull();
+    } finally {
+      flusher.child.kill('SIGTERM');
+      await flusher.exited;
+    }
+  });
+});
