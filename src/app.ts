@@ -3,6 +3,9 @@ import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
 import { pinoHttp } from 'pino-http';
 import { randomUUID } from 'node:crypto';
+import { AnalyticsStore } from './analytics/analytics-store';
+import { createAnalyticsRouter } from './analytics/analytics-routes';
+import { PerformanceService } from './analytics/performance-service';
 import type { Config } from './config';
 import { createHealthRouter } from './health';
 import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
@@ -60,6 +63,14 @@ export function createApp({ config, db, redis, queue, logger }: AppDeps): Api {
     config,
     logger: logger.child({ module: 'ingest' }),
   });
+  const performance = new PerformanceService({
+    store: new AnalyticsStore(db),
+    mappingStore,
+    redis,
+    keys,
+    config,
+    logger: logger.child({ module: 'analytics' }),
+  });
   admission.start();
   let closing = false;
 
@@ -103,6 +114,7 @@ export function createApp({ config, db, redis, queue, logger }: AppDeps): Api {
       logger: logger.child({ module: 'telemetry' }),
     }),
   );
+  app.use(createAnalyticsRouter({ performance, config }));
   app.use(notFoundHandler);
   app.use(createErrorHandler(logger.child({ module: 'errors' })));
 

@@ -11,8 +11,90 @@ export function compareKeys(a: Reading, b: Reading): number {
 }
 
 /**
- * telemetry_history: append-only, keyed by (device_type, device_id, ts). One set-based INSERT per
- * batch; ON CONFLICT DO NOTHING makes a retried or duplicated reading a no-op.
+ * One statement: insert the batch into history (duplicates skipped by the primary key), and fold
+ * exactly the rows that were inserted into their hourly rollups. Rollup buckets whose register
+ * increase can no longer be merged (readings arrived inside an already covered span) come back
+ * as `stale` and are recomputed from history by the next statement.
+ */
+const INSERT_AND_ROLL_UP = `
+WITH inserted AS (
+  INSERT INTO telemetry_history
+    (device_type, device_id, ts, kwh_consumed_ac, voltage, soc, kwh_delivered_dc, battery_temp, received_at)
+  SELECT t.*, ?::timestamptz
+  FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[], ?::float8[], ?::float8[]) AS t
+  ON CONFLICT DO NOTHING
+  RETURNING device_type, device_id, ts, coalesce(kwh_consumed_ac, kwh_delivered_dc) AS energy, battery_temp, soc
+),
+steps AS (
+  SELECT i.*, date_trunc('hour', i.ts, 'UTC') AS hour,
+         lag(i.energy) OVER (PARTITION BY i.device_type, i.device_id, date_trunc('hour', i.ts, 'UTC') ORDER BY i.ts) AS previous_energy
+  FROM inserted i
+),
+buckets AS (
+  SELECT device_type, device_id, hour, count(*)::int AS readings, sum(energy) AS energy_sum,
+         sum(register_step(previous_energy, energy)) AS register_increase,
+         min(ts) AS first_ts, (array_agg(energy ORDER BY ts))[1] AS first_energy,
+         max(ts) AS last_ts, (array_agg(energy ORDER BY ts DESC))[1] AS last_energy,
+         sum(battery_temp) AS temp_sum, min(battery_temp) AS temp_min, max(battery_temp) AS temp_max,
+         min(soc) AS soc_min, max(soc) AS soc_max,
+         (array_agg(soc ORDER BY ts))[1] AS first_soc, (array_agg(soc ORDER BY ts DESC))[1] AS last_soc
+  FROM steps
+  GROUP BY device_type, device_id, hour
+),
+upserted AS (
+  INSERT INTO telemetry_hourly AS h
+  SELECT * FROM buckets ORDER BY device_type, device_id, hour
+  ON CONFLICT (device_type, device_id, hour) DO UPDATE SET
+    readings = h.readings + EXCLUDED.readings,
+    energy_sum = h.energy_sum + EXCLUDED.energy_sum,
+    register_increase = CASE
+      WHEN h.register_increase IS NULL THEN NULL
+      WHEN h.last_ts < EXCLUDED.first_ts
+        THEN h.register_increase + register_step(h.last_energy, EXCLUDED.first_energy) + EXCLUDED.register_increase
+      WHEN EXCLUDED.last_ts < h.first_ts
+        THEN EXCLUDED.register_increase + register_step(EXCLUDED.last_energy, h.first_energy) + h.register_increase
+      ELSE NULL END,
+    first_ts = LEAST(h.first_ts, EXCLUDED.first_ts),
+    first_energy = CASE WHEN EXCLUDED.first_ts < h.first_ts THEN EXCLUDED.first_energy ELSE h.first_energy END,
+    first_soc = CASE WHEN EXCLUDED.first_ts < h.first_ts THEN EXCLUDED.first_soc ELSE h.first_soc END,
+    last_ts = GREATEST(h.last_ts, EXCLUDED.last_ts),
+    last_energy = CASE WHEN EXCLUDED.last_ts > h.last_ts THEN EXCLUDED.last_energy ELSE h.last_energy END,
+    last_soc = CASE WHEN EXCLUDED.last_ts > h.last_ts THEN EXCLUDED.last_soc ELSE h.last_soc END,
+    temp_sum = h.temp_sum + EXCLUDED.temp_sum,
+    temp_min = LEAST(h.temp_min, EXCLUDED.temp_min),
+    temp_max = GREATEST(h.temp_max, EXCLUDED.temp_max),
+    soc_min = LEAST(h.soc_min, EXCLUDED.soc_min),
+    soc_max = GREATEST(h.soc_max, EXCLUDED.soc_max)
+  RETURNING h.device_type, h.device_id, h.hour, h.register_increase IS NULL AS stale
+)
+SELECT (SELECT count(*) FROM inserted)::int AS inserted,
+       coalesce(array_agg(device_type) FILTER (WHERE stale), '{}') AS stale_types,
+       coalesce(array_agg(device_id) FILTER (WHERE stale), '{}') AS stale_ids,
+       coalesce(array_agg(hour) FILTER (WHERE stale), '{}') AS stale_hours
+FROM upserted`;
+
+/** Recomputes the register increase of the given buckets from their raw history rows. */
+const RECOMPUTE_REGISTER_INCREASE = `
+UPDATE telemetry_hourly h SET register_increase = r.increase
+FROM (
+  SELECT device_type, device_id, hour, sum(register_step(previous_energy, energy)) AS increase
+  FROM (
+    SELECT k.device_type, k.device_id, k.hour, coalesce(t.kwh_consumed_ac, t.kwh_delivered_dc) AS energy,
+           lag(coalesce(t.kwh_consumed_ac, t.kwh_delivered_dc)) OVER (
+             PARTITION BY k.device_type, k.device_id, k.hour ORDER BY t.ts) AS previous_energy
+    FROM unnest(?::text[], ?::text[], ?::timestamptz[]) AS k(device_type, device_id, hour)
+    JOIN telemetry_history t
+      ON t.device_type = k.device_type AND t.device_id = k.device_id
+     AND t.ts >= k.hour AND t.ts < k.hour + interval '1 hour'
+  ) steps
+  GROUP BY device_type, device_id, hour
+) r
+WHERE h.device_type = r.device_type AND h.device_id = r.device_id AND h.hour = r.hour`;
+
+/**
+ * telemetry_history (append-only, keyed by device type, id and timestamp) and its hourly rollups.
+ * One set-based statement per batch; ON CONFLICT DO NOTHING makes a retried or duplicated reading
+ * a no-op, and only rows actually inserted reach the rollups.
  */
 export class HistoryStore {
   constructor(private readonly db: Knex) {}
@@ -26,43 +108,55 @@ export class HistoryStore {
     const meters = sorted.filter((r): r is MeterReading => r.type === 'meter');
     const vehicles = sorted.filter((r): r is VehicleReading => r.type === 'vehicle');
     const rows = [...meters, ...vehicles];
-    const pick = <T>(fn: (r: MeterReading) => T | null, fv: (r: VehicleReading) => T | null) => [
-      ...meters.map(fn),
+    const pick = <T>(fm: (r: MeterReading) => T | null, fv: (r: VehicleReading) => T | null) => [
+      ...meters.map(fm),
       ...vehicles.map(fv),
     ];
-    const result = await db.raw(
-      `INSERT INTO telemetry_history
-         (device_type, device_id, ts, kwh_consumed_ac, voltage, soc, kwh_delivered_dc, battery_temp, received_at)
-       SELECT t.*, ?::timestamptz
-       FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[], ?::float8[], ?::float8[]) AS t
-       ON CONFLICT DO NOTHING`,
-      [
-        iso(receivedAt),
-        rows.map((r) => r.type),
-        rows.map((r) => r.id),
-        rows.map((r) => iso(r.ts)),
-        pick(
-          (m) => m.kwhConsumedAc,
-          () => null,
-        ),
-        pick(
-          (m) => m.voltage,
-          () => null,
-        ),
-        pick(
-          () => null,
-          (v) => v.soc,
-        ),
-        pick(
-          () => null,
-          (v) => v.kwhDeliveredDc,
-        ),
-        pick(
-          () => null,
-          (v) => v.batteryTemp,
-        ),
-      ] as unknown as Knex.RawBinding[],
-    );
-    return (result as { rowCount: number }).rowCount;
+    const result = await db.raw(INSERT_AND_ROLL_UP, [
+      iso(receivedAt),
+      rows.map((r) => r.type),
+      rows.map((r) => r.id),
+      rows.map((r) => iso(r.ts)),
+      pick(
+        (m) => m.kwhConsumedAc,
+        () => null,
+      ),
+      pick(
+        (m) => m.voltage,
+        () => null,
+      ),
+      pick(
+        () => null,
+        (v) => v.soc,
+      ),
+      pick(
+        () => null,
+        (v) => v.kwhDeliveredDc,
+      ),
+      pick(
+        () => null,
+        (v) => v.batteryTemp,
+      ),
+    ] as unknown as Knex.RawBinding[]);
+    const summary = result.rows[0] as {
+      inserted: number;
+      stale_types: string[];
+      stale_ids: string[];
+      stale_hours: Date[];
+    };
+    if (summary.stale_ids.length > 0) {
+      await db.raw(RECOMPUTE_REGISTER_INCREASE, [
+        summary.stale_types,
+        summary.stale_ids,
+        summary.stale_hours.map((h) => h.toISOString()),
+      ] as unknown as Knex.RawBinding[]);
+    }
+    return summary.inserted;
+  }
+
+  /** Recomputes the rollups of [from, to) from history; returns the number of rollup rows. */
+  async rebuildRollups(from: Date, to: Date, db: Knex = this.db): Promise<number> {
+    const result = await db.raw('SELECT rebuild_hourly_rollups(?, ?) AS written', [from, to]);
+    return Number(result.rows[0].written);
   }
 }

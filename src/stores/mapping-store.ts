@@ -11,6 +11,14 @@ export interface MappingPeriod {
   to: Date | null;
 }
 
+/** A mapping period clipped to a window: always closed. */
+export interface ClippedPeriod {
+  vehicleId: string;
+  meterId: string;
+  from: Date;
+  to: Date;
+}
+
 interface MappingRow {
   vehicle_id: string;
   meter_id: string;
@@ -89,7 +97,7 @@ export class MappingStore {
     from: Date,
     to: Date,
     db: Knex = this.db,
-  ): Promise<MappingPeriod[]> {
+  ): Promise<ClippedPeriod[]> {
     const rows = await db<MappingRow>(TABLE)
       .where({ vehicle_id: vehicleId })
       .where('valid_from', '<', to)

@@ -1,0 +1,150 @@
+import type { Knex } from 'knex';
+import type { DeviceType } from '../telemetry/readings';
+
+/** One hour of one device, as the flusher rolls it up. */
+export interface HourlyRollup {
+  hour: Date;
+  readings: number;
+  energySum: number;
+  /** Sum of register increases inside the hour; null if it still needs recomputing. */
+  registerIncrease: number | null;
+  firstEnergy: number;
+  lastEnergy: number;
+  tempSum: number | null;
+  tempMin: number | null;
+  tempMax: number | null;
+  socMin: number | null;
+  socMax: number | null;
+  firstSoc: number | null;
+  lastSoc: number | null;
+}
+
+/** One raw reading, reduced to what analytics needs. */
+export interface RawPoint {
+  ts: Date;
+  energy: number;
+  batteryTemp: number | null;
+  soc: number | null;
+}
+
+export interface TimeRange {
+  from: Date;
+  to: Date;
+}
+
+const ENERGY = 'coalesce(kwh_consumed_ac, kwh_delivered_dc)';
+
+interface RollupRow {
+  hour: Date;
+  readings: number;
+  energy_sum: number;
+  register_increase: number | null;
+  first_energy: number;
+  last_energy: number;
+  temp_sum: number | null;
+  temp_min: number | null;
+  temp_max: number | null;
+  soc_min: number | null;
+  soc_max: number | null;
+  first_soc: number | null;
+  last_soc: number | null;
+}
+
+const toRollup = (r: RollupRow): HourlyRollup => ({
+  hour: r.hour,
+  readings: r.readings,
+  energySum: r.energy_sum,
+  registerIncrease: r.register_increase,
+  firstEnergy: r.first_energy,
+  lastEnergy: r.last_energy,
+  tempSum: r.temp_sum,
+  tempMin: r.temp_min,
+  tempMax: r.temp_max,
+  socMin: r.soc_min,
+  socMax: r.soc_max,
+  firstSoc: r.first_soc,
+  lastSoc: r.last_soc,
+});
+
+/**
+ * Reads for analytics. Every query is an index range scan: the history primary key
+ * (device_type, device_id, ts) or the rollup key (device_type, device_id, hour).
+ */
+export class AnalyticsStore {
+  constructor(private readonly db: Knex) {}
+
+  rollupsQuery(type: DeviceType, id: string, fromHour: Date, toHour: Date): Knex.QueryBuilder {
+    return this.db('telemetry_hourly')
+      .where({ device_type: type, device_id: id })
+      .where('hour', '>=', fromHour)
+      .where('hour', '<', toHour)
+      .orderBy('hour');
+  }
+
+  async rollups(
+    type: DeviceType,
+    id: string,
+    fromHour: Date,
+    toHour: Date,
+  ): Promise<HourlyRollup[]> {
+    if (fromHour >= toHour) return [];
+    const rows = (await this.rollupsQuery(type, id, fromHour, toHour)) as RollupRow[];
+    return rows.map(toRollup);
+  }
+
+  rawPointsQuery(type: DeviceType, id: string, ranges: TimeRange[]): Knex.Raw {
+    const parts = ranges.map(
+      () => `(SELECT ts, ${ENERGY} AS energy, battery_temp, soc FROM telemetry_history
+              WHERE device_type = ? AND device_id = ? AND ts >= ? AND ts < ?)`,
+    );
+    const bindings = ranges.flatMap((r) => [type, id, r.from, r.to]);
+    return this.db.raw(`${parts.join(' UNION ALL ')} ORDER BY ts`, bindings);
+  }
+
+  /** Raw readings inside the given ranges, oldest first. */
+  async rawPoints(type: DeviceType, id: string, ranges: TimeRange[]): Promise<RawPoint[]> {
+    const nonEmpty = ranges.filter((r) => r.from < r.to);
+    if (nonEmpty.length === 0) return [];
+    const result = await this.rawPointsQuery(type, id, nonEmpty);
+    return (
+      result.rows as { ts: Date; energy: number; battery_temp: number | null; soc: number | null }[]
+    ).map((r) => ({ ts: r.ts, energy: r.energy, batteryTemp: r.battery_temp, soc: r.soc }));
+  }
+
+  /**
+   * The energy register value of the device's last reading before `before`: from the raw rows of
+   * `before`'s own hour, else from the last rollup of an earlier hour. Two short index scans,
+   * however many partitions history has.
+   */
+  async lastEnergyBefore(
+    type: DeviceType,
+    id: string,
+    before: Date,
+    hourStart: Date,
+  ): Promise<number | null> {
+    const raw = await this.db('telemetry_history')
+      .select(this.db.raw(`${ENERGY} AS energy`))
+      .where({ device_type: type, device_id: id })
+      .where('ts', '>=', hourStart)
+      .where('ts', '<', before)
+      .orderBy('ts', 'desc')
+      .first();
+    if (raw) return (raw as { energy: number }).energy;
+    const rollup = await this.db('telemetry_hourly')
+      .select('last_energy')
+      .where({ device_type: type, device_id: id })
+      .where('hour', '<', hourStart)
+      .orderBy('hour', 'desc')
+      .first();
+    return rollup ? (rollup as { last_energy: number }).last_energy : null;
+  }
+
+  async vehicleExists(vehicleId: string): Promise<boolean> {
+    const row = await this.db.raw(
+      `SELECT EXISTS (SELECT 1 FROM vehicle_status WHERE vehicle_id = ?)
+           OR EXISTS (SELECT 1 FROM vehicle_meter_map WHERE vehicle_id = ?) AS found`,
+      [vehicleId, vehicleId],
+    );
+    return Boolean(row.rows[0].found);
+  }
+}

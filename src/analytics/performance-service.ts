@@ -1,0 +1,238 @@
+import type { Redis } from 'ioredis';
+import type { EnergyReadingsMode } from '../config';
+import { notFound } from '../errors';
+import type { Logger } from '../logger';
+import type { RedisKeys } from '../redis-keys';
+import type { MappingStore } from '../stores/mapping-store';
+import type { DeviceType } from '../telemetry/readings';
+import type { AnalyticsStore, HourlyRollup, RawPoint, TimeRange } from './analytics-store';
+import { summarizeWindow, type WindowStats } from './window-stats';
+
+const HOUR_MS = 3_600_000;
+const floorHour = (d: Date) => new Date(Math.floor(d.getTime() / HOUR_MS) * HOUR_MS);
+const ceilHour = (d: Date) => new Date(Math.ceil(d.getTime() / HOUR_MS) * HOUR_MS);
+
+const round = (value: number | null, digits: number) =>
+  value === null ? null : Math.round(value * 10 ** digits) / 10 ** digits;
+
+export interface PerformanceReport {
+  vehicleId: string;
+  window: { from: string; to: string };
+  meters: { meterId: string; from: string; to: string }[];
+  energy: {
+    acConsumedKwh: number | null;
+    dcDeliveredKwh: number | null;
+    efficiency: number | null;
+    threshold: number;
+    alert: boolean | null;
+    mode: EnergyReadingsMode;
+  };
+  battery: {
+    avgTempC: number | null;
+    minTempC: number | null;
+    maxTempC: number | null;
+    socStart: number | null;
+    socEnd: number | null;
+    socMin: number | null;
+    socMax: number | null;
+  };
+  counts: { vehicleReadings: number; meterReadings: number };
+  warnings: string[];
+  cache: 'hit' | 'miss' | 'off';
+}
+
+export interface AnalyticsMetrics {
+  onCache(result: 'hit' | 'miss' | 'error'): void;
+}
+
+/**
+ * The 24-hour (or any window's) performance report of one vehicle: DC energy stored, AC energy
+ * drawn by the meters it was mapped to (each only for its mapping period), efficiency and battery
+ * behaviour. Reads rollups for whole hours and raw rows for the partial hours at the edges.
+ */
+export class PerformanceService {
+  constructor(
+    private readonly deps: {
+      store: AnalyticsStore;
+      mappingStore: MappingStore;
+      redis: Redis;
+      keys: RedisKeys;
+      config: {
+        energyReadings: EnergyReadingsMode;
+        efficiencyThreshold: number;
+        analyticsCacheTtlS: number;
+      };
+      logger: Logger;
+      metrics?: AnalyticsMetrics;
+    },
+  ) {}
+
+  async report(vehicleId: string, from: Date, to: Date): Promise<PerformanceReport> {
+    const { config } = this.deps;
+    const cacheKey = this.deps.keys.analyticsCache(
+      vehicleId,
+      from.getTime(),
+      to.getTime(),
+      `perf:${config.energyReadings}`,
+    );
+    const cached = await this.cacheGet(cacheKey);
+    if (cached) return { ...cached, cache: 'hit' };
+    const report = await this.compute(vehicleId, from, to);
+    await this.cacheSet(cacheKey, report);
+    return { ...report, cache: config.analyticsCacheTtlS > 0 ? 'miss' : 'off' };
+  }
+
+  /** Stats of one device over [from, to): rollups for whole hours, raw rows at the edges. */
+  async deviceWindow(type: DeviceType, id: string, from: Date, to: Date): Promise<WindowStats> {
+    const { store } = this.deps;
+    const mode = this.deps.config.energyReadings;
+    const firstFullHour = ceilHour(from);
+    const endOfFullHours = floorHour(to);
+    const hasFullHours = firstFullHour < endOfFullHours;
+    const rawRanges: TimeRange[] = hasFullHours
+      ? [
+          { from, to: firstFullHour },
+          { from: endOfFullHours, to },
+        ]
+      : [{ from, to }];
+    const [rollups, raw, prior] = await Promise.all([
+      hasFullHours ? store.rollups(type, id, firstFullHour, endOfFullHours) : Promise.resolve([]),
+      store.rawPoints(type, id, rawRanges),
+      mode === 'cumulative'
+        ? store.lastEnergyBefore(type, id, from, floorHour(from))
+        : Promise.resolve(null),
+    ]);
+    const points = await this.inTimeOrder(type, id, rollups, raw, firstFullHour, mode);
+    return summarizeWindow(points, mode, prior);
+  }
+
+  /**
+   * Raw points before the first full hour, then the hours, then the rest. An hour whose register
+   * increase is still pending recomputation is read raw instead (rare: only right after a
+   * reading arrived inside an already covered span).
+   */
+  private async inTimeOrder(
+    type: DeviceType,
+    id: string,
+    rollups: HourlyRollup[],
+    raw: RawPoint[],
+    firstFullHour: Date,
+    mode: EnergyReadingsMode,
+  ): Promise<(RawPoint | HourlyRollup)[]> {
+    const middle: (RawPoint | HourlyRollup)[] = [];
+    for (const rollup of rollups) {
+      if (mode === 'cumulative' && rollup.registerIncrease === null) {
+        const end = new Date(rollup.hour.getTime() + HOUR_MS);
+        middle.push(
+          ...(await this.deps.store.rawPoints(type, id, [{ from: rollup.hour, to: end }])),
+        );
+      } else {
+        middle.push(rollup);
+      }
+    }
+    const head = raw.filter((p) => p.ts < firstFullHour);
+    const tail = raw.filter((p) => p.ts >= firstFullHour);
+    return [...head, ...middle, ...tail];
+  }
+
+  private async compute(
+    vehicleId: string,
+    from: Date,
+    to: Date,
+  ): Promise<Omit<PerformanceReport, 'cache'>> {
+    const { config, store, mappingStore } = this.deps;
+    const [periods, vehicle] = await Promise.all([
+      mappingStore.periodsWithin(vehicleId, from, to),
+      this.deviceWindow('vehicle', vehicleId, from, to),
+    ]);
+    if (periods.length === 0 && vehicle.readings === 0 && !(await store.vehicleExists(vehicleId))) {
+      throw notFound(`Vehicle ${vehicleId} has sent no readings and is mapped to no meter`);
+    }
+    const meterStats = await Promise.all(
+      periods.map((p) => this.deviceWindow('meter', p.meterId, p.from, p.to)),
+    );
+
+    const warnings: string[] = [];
+    let ac: number | null = null;
+    if (periods.length === 0) {
+      warnings.push(
+        `Vehicle ${vehicleId} is mapped to no meter in this window, so AC energy is unknown`,
+      );
+    } else {
+      periods.forEach((p, i) => {
+        if (meterStats[i].readings === 0) {
+          warnings.push(
+            `Meter ${p.meterId} sent no readings between ${p.from.toISOString()} and ${p.to.toISOString()}`,
+          );
+        }
+      });
+      const known = meterStats.filter((s) => s.energyKwh !== null);
+      ac = known.length > 0 ? known.reduce((sum, s) => sum + (s.energyKwh ?? 0), 0) : null;
+    }
+    const dc = vehicle.energyKwh;
+    if (vehicle.readings === 0)
+      warnings.push(`Vehicle ${vehicleId} sent no readings in this window`);
+    let efficiency: number | null = null;
+    if (ac !== null && dc !== null) {
+      if (ac > 0) efficiency = dc / ac;
+      else warnings.push('AC energy in this window is 0, so efficiency is undefined');
+    }
+    if (efficiency !== null && efficiency > 1) {
+      warnings.push(
+        'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
+      );
+    }
+
+    return {
+      vehicleId,
+      window: { from: from.toISOString(), to: to.toISOString() },
+      meters: periods.map((p) => ({
+        meterId: p.meterId,
+        from: p.from.toISOString(),
+        to: p.to.toISOString(),
+      })),
+      energy: {
+        acConsumedKwh: round(ac, 4),
+        dcDeliveredKwh: round(dc, 4),
+        efficiency: round(efficiency, 4),
+        threshold: config.efficiencyThreshold,
+        alert: efficiency === null ? null : efficiency < config.efficiencyThreshold,
+        mode: config.energyReadings,
+      },
+      battery: {
+        avgTempC: vehicle.tempCount > 0 ? round(vehicle.tempSum / vehicle.tempCount, 2) : null,
+        minTempC: round(vehicle.tempMin, 2),
+        maxTempC: round(vehicle.tempMax, 2),
+        socStart: round(vehicle.socStart, 2),
+        socEnd: round(vehicle.socEnd, 2),
+        socMin: round(vehicle.socMin, 2),
+        socMax: round(vehicle.socMax, 2),
+      },
+      counts: {
+        vehicleReadings: vehicle.readings,
+        meterReadings: meterStats.reduce((sum, s) => sum + s.readings, 0),
+      },
+      warnings,
+    };
+  }
+
+  /** The cache is an optimisation: when Redis fails, answer from PostgreSQL. */
+  private async cacheGet(key: string): Promise<Omit<PerformanceReport, 'cache'> | null> {
+    if (this.deps.config.analyticsCacheTtlS === 0) return null;
+    try {
+      const value = await this.deps.redis.get(key);
+      this.deps.metrics?.onCache(value ? 'hit' : 'miss');
+      return value ? (JSON.parse(value) as Omit<PerformanceReport, 'cache'>) : null;
+    } catch (err) {
+      this.deps.metrics?.onCache('error');
+      this.deps.logger.warn({ err }, 'analytics cache unavailable: reading PostgreSQL');
+      return null;
+    }
+  }
+
+  private async cacheSet(key: string, report: Omit<PerformanceReport, 'cache'>): Promise<void> {
+    const ttl = this.deps.config.analyticsCacheTtlS;
+    if (ttl === 0) return;
+    await this.deps.redis.set(key, JSON.stringify(report), 'EX', ttl).catch(() => undefined);
+  }
+}

@@ -1,0 +1,473 @@
+import request from 'supertest';
+import type { Queue } from 'bullmq';
+import { createApp } from '../src/app';
+import { createIngestQueue } from '../src/queue/ingest-queue';
+import { createRedis } from '../src/redis';
+import { createRedisKeys } from '../src/redis-keys';
+import type { IngestJobData } from '../src/telemetry/readings';
+import { AnalyticsStore } from '../src/analytics/analytics-store';
+import {
+  openQueue,
+  startTestApi,
+  startTestFlusher,
+  waitForDrained,
+  type TestApi,
+  type TestFlusher,
+} from './helpers/engine';
+import { seededRandom, shuffle } from './helpers/readings';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+interface Engine {
+  ctx: TestContext;
+  api: TestApi;
+  flusher: TestFlusher;
+  queue: Queue<IngestJobData>;
+}
+
+async function startEngine(overrides: Record<string, string> = {}): Promise<Engine> {
+  const ctx = await createTestContext(overrides);
+  const api = await startTestApi(ctx);
+  const flusher = await startTestFlusher(ctx);
+  return { ctx, api, flusher, queue: openQueue(ctx.redis, ctx.config.redisPrefix) };
+}
+
+async function stopEngine(e: Engine): Promise<void> {
+  await e.queue.close();
+  await e.flusher.close();
+  await e.api.close();
+  await e.ctx.cleanup();
+}
+
+const meter = (meterId: string, timestamp: string, kwhConsumedAc: number) => ({
+  meterId,
+  kwhConsumedAc,
+  voltage: 230,
+  timestamp,
+});
+const vehicle = (
+  vehicleId: string,
+  timestamp: string,
+  kwhDeliveredDc: number,
+  soc = 50,
+  batteryTemp = 30,
+) => ({
+  vehicleId,
+  soc,
+  kwhDeliveredDc,
+  batteryTemp,
+  timestamp,
+});
+
+async function ingest(e: Engine, readings: object[]): Promise<void> {
+  await request(e.api.api.app)
+    .post('/v1/telemetry/ingest')
+    .set('Content-Type', 'application/json')
+    .send(readings)
+    .expect(202);
+  await waitForDrained(e.queue);
+}
+
+async function map(e: Engine, vehicleId: string, meterId: string, since: string): Promise<void> {
+  await request(e.api.api.app)
+    .post('/v1/telemetry/map')
+    .set('Content-Type', 'application/json')
+    .send({ vehicleId, meterId, since })
+    .expect(200);
+}
+
+/** Forgets cached reports, so the next request computes from PostgreSQL again. */
+async function clearAnalyticsCache(e: Engine): Promise<void> {
+  const keys = await e.ctx.redis.keys(`${e.ctx.config.redisPrefix}:analytics:*`);
+  if (keys.length > 0) await e.ctx.redis.del(...keys);
+}
+
+const report = (e: Engine, vehicleId: string, query: string) =>
+  request(e.api.api.app).get(`/v1/analytics/performance/${vehicleId}?${query}`);
+
+describe('performance report, interval readings', () => {
+  let e: Engine;
+  beforeAll(async () => {
+    e = await startEngine();
+  });
+  afterAll(() => stopEngine(e));
+
+  test('when the two seed payloads and a mapping are stored, then efficiency is 120.2 / 150.5 with an alert', async () => {
+    await ingest(e, [
+      { meterId: 'M-123', kwhConsumedAc: 150.5, voltage: 230, timestamp: '2024-03-20T10:00:00Z' },
+      {
+        vehicleId: 'V-456',
+        soc: 85,
+        kwhDeliveredDc: 120.2,
+        batteryTemp: 35.5,
+        timestamp: '2024-03-20T10:00:00Z',
+      },
+    ]);
+    await map(e, 'V-456', 'M-123', '2024-03-19T00:00:00Z');
+    const res = await report(
+      e,
+      'V-456',
+      'from=2024-03-19T10:00:01Z&to=2024-03-20T10:00:01Z',
+    ).expect(200);
+    expect(res.body).toEqual({
+      vehicleId: 'V-456',
+      window: { from: '2024-03-19T10:00:01.000Z', to: '2024-03-20T10:00:01.000Z' },
+      meters: [
+        { meterId: 'M-123', from: '2024-03-19T10:00:01.000Z', to: '2024-03-20T10:00:01.000Z' },
+      ],
+      energy: {
+        acConsumedKwh: 150.5,
+        dcDeliveredKwh: 120.2,
+        efficiency: 0.7987,
+        threshold: 0.85,
+        alert: true,
+        mode: 'interval',
+      },
+      battery: {
+        avgTempC: 35.5,
+        minTempC: 35.5,
+        maxTempC: 35.5,
+        socStart: 85,
+        socEnd: 85,
+        socMin: 85,
+        socMax: 85,
+      },
+      counts: { vehicleReadings: 1, meterReadings: 1 },
+      warnings: [],
+      cache: 'miss',
+    });
+  });
+
+  test('when asked again for the same window, then the answer comes from the cache', async () => {
+    const res = await report(
+      e,
+      'V-456',
+      'from=2024-03-19T10:00:01Z&to=2024-03-20T10:00:01Z',
+    ).expect(200);
+    expect(res.body.cache).toBe('hit');
+    expect(res.body.energy.efficiency).toBe(0.7987);
+  });
+
+  // Readings every 20 minutes from 09:00 to 13:40; window 09:30 to 13:10 cuts hours at both ends.
+  const times = Array.from({ length: 15 }, (_, i) =>
+    new Date(Date.parse('2024-05-01T09:00:00Z') + i * 20 * 60_000).toISOString(),
+  );
+  const meterReadings = times.map((t, i) => meter('M-int', t, 1 + i)); // 1..15 kWh
+  const vehicleReadings = times.map((t, i) =>
+    vehicle('V-int', t, 0.9 * (1 + i), 20 + i * 5, 25 + i),
+  );
+  // In the window: readings 09:40 (i=2) .. 13:00 (i=12): AC = 3+...+13 = 88; DC = 0.9 * 88 = 79.2
+  const window = 'from=2024-05-01T09:30:00Z&to=2024-05-01T13:10:00Z';
+  const expected = {
+    energy: {
+      acConsumedKwh: 88,
+      dcDeliveredKwh: 79.2,
+      efficiency: 0.9,
+      threshold: 0.85,
+      alert: false,
+      mode: 'interval',
+    },
+    battery: {
+      avgTempC: 32,
+      minTempC: 27,
+      maxTempC: 37,
+      socStart: 30,
+      socEnd: 80,
+      socMin: 30,
+      socMax: 80,
+    },
+    counts: { vehicleReadings: 11, meterReadings: 11 },
+  };
+
+  test('when a window cuts hours at both ends, then whole hours and edge readings add up exactly', async () => {
+    await map(e, 'V-int', 'M-int', '2024-04-01T00:00:00Z');
+    await ingest(e, [...meterReadings, ...vehicleReadings]);
+    const res = await report(e, 'V-int', window).expect(200);
+    expect(res.body).toMatchObject(expected);
+  });
+
+  test('when the same readings arrive again, duplicated and out of order, then the answer does not change', async () => {
+    const all = [...meterReadings, ...vehicleReadings];
+    await ingest(e, shuffle([...all, ...all], seededRandom(3)));
+    await clearAnalyticsCache(e);
+    const res = await report(e, 'V-int', window).expect(200);
+    expect(res.body.cache).toBe('miss');
+    expect(res.body).toMatchObject(expected);
+  });
+
+  test('when the vehicle is re-mapped mid-window, then each meter counts only for its own period', async () => {
+    await map(e, 'V-re', 'M-A', '2024-06-01T00:00:00Z');
+    await map(e, 'V-re', 'M-B', '2024-06-01T11:00:00Z');
+    await ingest(e, [
+      meter('M-A', '2024-06-01T10:30:00Z', 2),
+      meter('M-A', '2024-06-01T11:30:00Z', 50), // after the re-mapping: not this vehicle's
+      meter('M-B', '2024-06-01T10:30:00Z', 70), // before the re-mapping: not this vehicle's
+      meter('M-B', '2024-06-01T11:30:00Z', 3),
+      vehicle('V-re', '2024-06-01T10:45:00Z', 4.5),
+    ]);
+    const res = await report(e, 'V-re', 'from=2024-06-01T10:00:00Z&to=2024-06-01T12:00:00Z').expect(
+      200,
+    );
+    expect(res.body.meters).toEqual([
+      { meterId: 'M-A', from: '2024-06-01T10:00:00.000Z', to: '2024-06-01T11:00:00.000Z' },
+      { meterId: 'M-B', from: '2024-06-01T11:00:00.000Z', to: '2024-06-01T12:00:00.000Z' },
+    ]);
+    expect(res.body.energy).toMatchObject({
+      acConsumedKwh: 5,
+      dcDeliveredKwh: 4.5,
+      efficiency: 0.9,
+      alert: false,
+    });
+
+    // A later re-mapping never rewrites that past window.
+    await map(e, 'V-re', 'M-C', '2024-07-01T00:00:00Z');
+    const again = await report(
+      e,
+      'V-re',
+      'from=2024-06-01T10:00:00Z&to=2024-06-01T12:00:01Z',
+    ).expect(200);
+    expect(again.body.energy.acConsumedKwh).toBe(5);
+  });
+
+  test('when a window crosses midnight UTC, then readings on both days count', async () => {
+    await map(e, 'V-mid', 'M-mid', '2024-08-01T00:00:00Z');
+    await ingest(e, [
+      meter('M-mid', '2024-08-01T23:30:00Z', 4),
+      meter('M-mid', '2024-08-01T23:59:59.999Z', 1),
+      meter('M-mid', '2024-08-02T00:00:00Z', 2),
+      meter('M-mid', '2024-08-02T00:30:00Z', 3),
+      vehicle('V-mid', '2024-08-01T23:45:00Z', 4),
+      vehicle('V-mid', '2024-08-02T00:15:00Z', 4),
+    ]);
+    const res = await report(
+      e,
+      'V-mid',
+      'from=2024-08-01T23:00:00Z&to=2024-08-02T01:00:00Z',
+    ).expect(200);
+    expect(res.body.energy).toMatchObject({
+      acConsumedKwh: 10,
+      dcDeliveredKwh: 8,
+      efficiency: 0.8,
+      alert: true,
+    });
+    expect(res.body.counts).toEqual({ vehicleReadings: 2, meterReadings: 4 });
+  });
+
+  test('when the vehicle has no mapping, then AC and efficiency are null with a warning saying why', async () => {
+    await ingest(e, [vehicle('V-alone', '2024-03-20T10:00:00Z', 3)]);
+    const res = await report(
+      e,
+      'V-alone',
+      'from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z',
+    ).expect(200);
+    expect(res.body.energy).toMatchObject({
+      acConsumedKwh: null,
+      dcDeliveredKwh: 3,
+      efficiency: null,
+      alert: null,
+    });
+    expect(res.body.warnings).toEqual([expect.stringMatching(/mapped to no meter/)]);
+  });
+
+  test('when the mapped meter sent nothing, then the warning names the meter', async () => {
+    await map(e, 'V-quiet', 'M-quiet', '2024-03-01T00:00:00Z');
+    await ingest(e, [vehicle('V-quiet', '2024-03-20T10:00:00Z', 3)]);
+    const res = await report(
+      e,
+      'V-quiet',
+      'from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z',
+    ).expect(200);
+    expect(res.body.energy.efficiency).toBeNull();
+    expect(res.body.warnings).toEqual([expect.stringMatching(/Meter M-quiet sent no readings/)]);
+  });
+
+  test('when a vehicle is unknown, then 404', async () => {
+    const res = await report(e, 'V-ghost', 'hours=24').expect(404);
+    expect(res.body.error).toBe('not_found');
+  });
+
+  test('when no window is given, then it is the last 24 hours ending now', async () => {
+    const res = await report(e, 'V-456', '').expect(200);
+    const { from, to } = res.body.window;
+    expect(Date.parse(to) - Date.parse(from)).toBe(24 * 3600_000);
+    expect(Math.abs(Date.parse(to) - Date.now())).toBeLessThan(61_000);
+  });
+
+  test.each([
+    ['hours=0', '/hours'],
+    ['hours=169', '/hours'],
+    ['hours=abc', '/hours'],
+    ['from=yesterday&to=2024-03-20T00:00:00Z', '/from'],
+    ['from=2024-03-21T00:00:00Z&to=2024-03-20T00:00:00Z', '/from'],
+    ['from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z&hours=2', '/hours'],
+    ['from=2024-01-01T00:00:00Z&to=2024-06-01T00:00:00Z', '/to'],
+    ['window=24h', '/window'],
+    ['from=2024-03-20T00:00:00Z&from=2024-03-21T00:00:00Z', '/from'],
+  ])('when the query is %s, then 400 names %s', async (query, path) => {
+    const res = await report(e, 'V-456', query).expect(400);
+    expect(res.body.error).toBe('invalid_parameter');
+    expect(res.body.details[0].path).toBe(path);
+  });
+
+  test('when Redis is down, then the report is still answered from PostgreSQL', async () => {
+    const deadRedis = createRedis('redis://127.0.0.1:1', 'command');
+    const deadQueue = createIngestQueue({
+      connection: deadRedis,
+      keys: createRedisKeys('dead2'),
+      config: e.ctx.config,
+    });
+    const api = createApp({
+      config: e.ctx.config,
+      db: e.ctx.db,
+      redis: deadRedis,
+      queue: deadQueue,
+      logger: e.ctx.logger,
+    });
+    try {
+      const res = await request(api.app)
+        .get('/v1/analytics/performance/V-456?from=2024-03-19T10:00:01Z&to=2024-03-20T10:00:01Z')
+        .expect(200);
+      expect(res.body.energy.efficiency).toBe(0.7987);
+      expect(res.body.cache).toBe('miss');
+    } finally {
+      api.admission.stop();
+      await deadQueue.close().catch(() => undefined);
+      deadRedis.disconnect();
+    }
+  });
+});
+
+describe('performance report, cumulative register readings', () => {
+  let e: Engine;
+  beforeAll(async () => {
+    e = await startEngine({ ENERGY_READINGS: 'cumulative' });
+    await map(e, 'V-cum', 'M-cum', '2024-03-01T00:00:00Z');
+    await ingest(e, [
+      meter('M-cum', '2024-03-20T09:50:00Z', 100), // the register before the window
+      meter('M-cum', '2024-03-20T10:10:00Z', 105), // +5
+      meter('M-cum', '2024-03-20T10:40:00Z', 112), // +7
+      meter('M-cum', '2024-03-20T11:10:00Z', 3), //   reset: +3
+      meter('M-cum', '2024-03-20T11:40:00Z', 10), //  +7
+      meter('M-cum', '2024-03-20T12:10:00Z', 15), //  after the window
+      vehicle('V-cum', '2024-03-20T09:55:00Z', 1000),
+      vehicle('V-cum', '2024-03-20T10:30:00Z', 1009), // +9
+      vehicle('V-cum', '2024-03-20T11:30:00Z', 1018.9), // +9.9
+    ]);
+  });
+  afterAll(() => stopEngine(e));
+
+  test('when the window covers whole hours, then energy is the sum of register increases, a reset counting its new value', async () => {
+    const res = await report(
+      e,
+      'V-cum',
+      'from=2024-03-20T10:00:00Z&to=2024-03-20T12:00:00Z',
+    ).expect(200);
+    expect(res.body.energy).toEqual({
+      acConsumedKwh: 22,
+      dcDeliveredKwh: 18.9,
+      efficiency: 0.8591,
+      threshold: 0.85,
+      alert: false,
+      mode: 'cumulative',
+    });
+  });
+
+  test('when the window cuts hours, then the increase starts from the last reading before it', async () => {
+    const res = await report(
+      e,
+      'V-cum',
+      'from=2024-03-20T10:30:00Z&to=2024-03-20T11:45:00Z',
+    ).expect(200);
+    // meter: 105 -> 112 (+7) -> 3 (+3) -> 10 (+7); vehicle: 1000 -> 1009 (+9) -> 1018.9 (+9.9)
+    expect(res.body.energy).toMatchObject({ acConsumedKwh: 17, dcDeliveredKwh: 18.9 });
+  });
+
+  test('when a reading arrives late inside an hour already rolled up, then the hour is recomputed', async () => {
+    await ingest(e, [meter('M-cum', '2024-03-20T10:20:00Z', 90)]); // 105 -> 90 is a reset: +90, then 90 -> 112: +22
+    await clearAnalyticsCache(e);
+    const fresh = await report(
+      e,
+      'V-cum',
+      'from=2024-03-20T10:00:00Z&to=2024-03-20T12:00:00Z',
+    ).expect(200);
+    expect(fresh.body.energy.acConsumedKwh).toBe(5 + 90 + 22 + 3 + 7);
+  });
+});
+
+describe('query plans', () => {
+  let e: Engine;
+  beforeAll(async () => {
+    e = await startEngine();
+    // 300 devices x 300 readings, interleaved in time as real traffic is.
+    await e.ctx.db.raw(`SELECT ensure_history_partitions('2024-09-01', '2024-09-02')`);
+    await e.ctx.db.raw(`
+      INSERT INTO telemetry_history (device_type, device_id, ts, soc, kwh_delivered_dc, battery_temp, received_at)
+      SELECT 'vehicle', 'V-' || d, timestamptz '2024-09-01T00:00:00Z' + m * interval '1 minute', 50, 1, 30, now()
+      FROM generate_series(1, 300) m, generate_series(1, 300) d`);
+    await e.ctx.db.raw(
+      `SELECT rebuild_hourly_rollups('2024-09-01T00:00:00Z', '2024-09-02T00:00:00Z')`,
+    );
+    await e.ctx.db.raw('ANALYZE');
+  });
+  afterAll(() => stopEngine(e));
+
+  test('when the report reads history and rollups, then it uses index scans, never a sequential scan of history', async () => {
+    const store = new AnalyticsStore(e.ctx.db);
+    const raw = store.rawPointsQuery('vehicle', 'V-7', [
+      { from: new Date('2024-09-01T00:10:00Z'), to: new Date('2024-09-01T01:00:00Z') },
+      { from: new Date('2024-09-01T04:00:00Z'), to: new Date('2024-09-01T04:30:00Z') },
+    ]);
+    const rawPlan = (await e.ctx.db.raw(`EXPLAIN ${raw.toString()}`)).rows
+      .map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN'])
+      .join('\n');
+    expect(rawPlan).not.toMatch(/Seq Scan/);
+    expect(rawPlan).toMatch(/Index (Only )?Scan/);
+    expect(rawPlan).not.toMatch(/telemetry_history_p2024090[2-9]/); // only the window's partition
+
+    const rollups = store.rollupsQuery(
+      'vehicle',
+      'V-7',
+      new Date('2024-09-01T01:00:00Z'),
+      new Date('2024-09-01T04:00:00Z'),
+    );
+    const rollupPlan = (await e.ctx.db.raw(`EXPLAIN ${rollups.toString()}`)).rows
+      .map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN'])
+      .join('\n');
+    expect(rollupPlan).not.toMatch(/Seq Scan/);
+  });
+
+  test('when rollups are maintained by the flusher, then they equal a rebuild from raw history', async () => {
+    const random = seededRandom(11);
+    const readings = Array.from({ length: 600 }, (_, i) => {
+      const ts = new Date(
+        Date.parse('2024-10-01T00:00:00Z') + Math.floor(random() * 5 * 3600_000),
+      ).toISOString();
+      return i % 2 === 0
+        ? meter(`M-r${i % 7}`, ts, Math.round(random() * 100) / 10)
+        : vehicle(
+            `V-r${i % 5}`,
+            ts,
+            Math.round(random() * 100) / 10,
+            Math.round(random() * 100),
+            Math.round(random() * 40),
+          );
+    });
+    for (const part of [readings.slice(0, 200), readings.slice(150, 450), readings.slice(100)]) {
+      await ingest(e, shuffle(part, random));
+    }
+    const snapshot = async () =>
+      (
+        await e.ctx.db.raw(`
+          SELECT device_type, device_id, hour, readings, round(energy_sum::numeric, 6) AS energy_sum,
+                 round(register_increase::numeric, 6) AS register_increase, first_ts, last_ts,
+                 first_energy, last_energy, round(temp_sum::numeric, 6) AS temp_sum, temp_min, temp_max,
+                 soc_min, soc_max, first_soc, last_soc
+          FROM telemetry_hourly WHERE hour >= '2024-10-01' AND hour < '2024-10-02' ORDER BY 1, 2, 3`)
+      ).rows;
+    const maintained = await snapshot();
+    await e.ctx.db.raw(
+      `SELECT rebuild_hourly_rollups('2024-10-01T00:00:00Z', '2024-10-02T00:00:00Z')`,
+    );
+    expect(maintained.length).toBeGreaterThan(0);
+    expect(maintained).toEqual(await snapshot());
+  });
+});
