@@ -1,14 +1,13 @@
 import express, { type Express } from 'express';
 import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
-import { pinoHttp } from 'pino-http';
-import { randomUUID } from 'node:crypto';
 import { AnalyticsStore } from './analytics/analytics-store';
 import { createAnalyticsRouter } from './analytics/analytics-routes';
 import { PerformanceService } from './analytics/performance-service';
 import type { Config } from './config';
 import { createHealthRouter } from './health';
 import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
+import { requestId } from './http/request-id';
 import type { Logger } from './logger';
 import type { IngestQueue } from './queue/ingest-queue';
 import { createRedisKeys } from './redis-keys';
@@ -77,22 +76,7 @@ export function createApp({ config, db, redis, queue, logger }: AppDeps): Api {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(
-    pinoHttp({
-      logger: logger.child({ module: 'http' }),
-      genReqId: (req, res) => {
-        const incoming = req.headers['x-request-id'];
-        const id =
-          typeof incoming === 'string' && /^[\w.:-]{1,128}$/.test(incoming)
-            ? incoming
-            : randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      // Per-request lines cost throughput on the hot path: only failures are logged by default.
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'debug'),
-    }),
-  );
+  app.use(requestId);
   app.use(securityHeaders);
   app.use(
     createHealthRouter({

@@ -25,7 +25,10 @@ export function createErrorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (!appError) {
-      logger.error({ err, method: req.method, url: req.originalUrl }, 'unhandled error');
+      logger.error(
+        { err, reqId: req.id, method: req.method, url: req.originalUrl },
+        'unhandled error',
+      );
       res.status(500).json({
         error: 'internal_error',
         message: 'Something went wrong on our side; it has been logged',
@@ -34,7 +37,7 @@ export function createErrorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (appError.statusCode >= 500) {
-      logger.warn({ code: appError.code, url: req.originalUrl }, appError.message);
+      logger.warn({ code: appError.code, reqId: req.id, url: req.originalUrl }, appError.message);
     }
     // A refused upload may still be streaming in: close the connection rather than read it all.
     if (appError.statusCode === 413) res.set('Connection', 'close');

@@ -1,0 +1,451 @@
+/**
+ * `npm run bench [-- --quick]`: one reproducible run on this machine. Starts its own API, flusher,
+ * bare HTTP server and load generator (autocannon) against a fresh benchmark database and Redis
+ * prefix, measures ingest, end-to-end durability, the PostgreSQL COPY ceiling, analytics and
+ * memory, prints a table with ratios to the ceilings, and writes bench/results/latest.json.
+ */
+import autocannon from 'autocannon';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import knex from 'knex';
+import { createDb } from '../db/create-db';
+import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
+import { loadConfig } from '../src/config';
+import { createRedisKeys, INGEST_QUEUE_NAME } from '../src/redis-keys';
+import { fmt, freePort, sleep, startNode, waitForHttp, type Proc } from './bench-helpers';
+
+const quick = process.argv.includes('--quick');
+const SECONDS = quick ? 5 : 15;
+const E2E_READINGS = quick ? 200_000 : 1_000_000;
+const ANALYTICS_VEHICLES = quick ? 200 : 1000;
+const DEVICES = 10_000;
+
+const baseUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_bench';
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const prefix = `bench-${Date.now().toString(36)}`;
+
+interface Results {
+  machine: Record<string, unknown>;
+  mode: 'quick' | 'full';
+  httpCeiling: { requestsPerS: number; p50Ms: number; p99Ms: number };
+  singleIngest: {
+    requestsPerS: number;
+    p50Ms: number;
+    p99Ms: number;
+    non2xx: number;
+    ratioToCeiling: number;
+  };
+  batchIngest: { readingsPerS: number; requestsPerS: number; p99Ms: number; rejected503: number };
+  endToEnd: {
+    readings: number;
+    seconds: number;
+    readingsPerS: number;
+    maxLagMs: number;
+    ratioToCopy: number;
+  };
+  copyCeiling: { rows: number; rowsPerS: number };
+  analytics: {
+    vehicles: number;
+    uncached: { p50Ms: number; p99Ms: number; requestsPerS: number };
+    cached: { p50Ms: number; p99Ms: number; requestsPerS: number };
+  };
+  memory: { apiPeakRssMb: number; flusherPeakRssMb: number };
+}
+
+/** Load timestamps start three days ago, so every phase stays in the past (and fresh partitions). */
+const loadBase = () => Math.floor(Date.now() / 60_000) * 60_000 - 3 * 86_400_000;
+
+function meterJson(n: number, base: number): string {
+  const device = n % DEVICES;
+  const minute = Math.floor(n / DEVICES);
+  return `{"meterId":"M-${device}","kwhConsumedAc":0.0167,"voltage":230,"timestamp":"${new Date(base + minute * 60_000).toISOString()}"}`;
+}
+
+function vehicleJson(n: number, base: number): string {
+  const device = n % DEVICES;
+  const minute = Math.floor(n / DEVICES);
+  return `{"vehicleId":"V-${device}","soc":${50 + (minute % 50)},"kwhDeliveredDc":0.015,"batteryTemp":31.5,"timestamp":"${new Date(base + minute * 60_000).toISOString()}"}`;
+}
+
+/** Single-reading requests, each a different device and minute, as a fleet sends them. */
+function singleReadingRequests(startAt: number, base: number) {
+  let n = startAt;
+  return [
+    {
+      method: 'POST' as const,
+      path: '/v1/telemetry/ingest',
+      headers: { 'content-type': 'application/json' },
+      setupRequest: (req: autocannon.Request) => ({ ...req, body: meterJson(n++, base) }),
+    },
+  ];
+}
+
+/** Batch requests of 1,000 mixed readings. */
+function batchRequests(startAt: number, base: number) {
+  let n = startAt;
+  return [
+    {
+      method: 'POST' as const,
+      path: '/v1/telemetry/ingest',
+      headers: { 'content-type': 'application/json' },
+      setupRequest: (req: autocannon.Request) => {
+        const parts: string[] = [];
+        for (let i = 0; i < 500; i++, n++) parts.push(meterJson(n, base), vehicleJson(n, base));
+        return { ...req, body: `[${parts.join(',')}]` };
+      },
+    },
+  ];
+}
+
+async function run(opts: autocannon.Options): Promise<autocannon.Result> {
+  return autocannon({ ...opts });
+}
+
+async function waitUntilDrained(
+  redis: Redis,
+  sampleLag: () => Promise<void>,
+  timeoutMs = 600_000,
+): Promise<number> {
+  const keys = createRedisKeys(prefix);
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    await sampleLag();
+    const [backlog, waiting, active, delayed] = await Promise.all([
+      redis.get(keys.backlogReadings),
+      redis.llen(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:wait`),
+      redis.llen(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:active`),
+      redis.zcard(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:delayed`),
+    ]);
+    if (Number(backlog ?? 0) <= 0 && waiting === 0 && active === 0 && delayed === 0)
+      return Date.now();
+    await sleep(100);
+  }
+  throw new Error('backlog did not drain');
+}
+
+/** Age of the oldest reading still in the queue (waiting jobs are in arrival order). */
+async function oldestQueuedAgeMs(redis: Redis): Promise<number> {
+  const keys = createRedisKeys(prefix);
+  const ids = await redis.lrange(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:wait`, -1, -1);
+  const active = await redis.lrange(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:active`, 0, 50);
+  let oldest = Infinity;
+  for (const id of [...ids, ...active]) {
+    const data = await redis.hget(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:${id}`, 'data');
+    if (data) oldest = Math.min(oldest, (JSON.parse(data) as { acceptedAt: number }).acceptedAt);
+  }
+  return oldest === Infinity ? 0 : Date.now() - oldest;
+}
+
+async function copyCeiling(
+  databaseUrl: string,
+  rows: number,
+): Promise<{ rows: number; rowsPerS: number }> {
+  const db = knex({ client: 'pg', connection: databaseUrl });
+  await db.raw('DROP TABLE IF EXISTS bench_copy');
+  await db.raw(
+    `CREATE TABLE bench_copy (LIKE telemetry_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`,
+  );
+  await db.raw('ALTER TABLE bench_copy ADD PRIMARY KEY (device_type, device_id, ts)');
+  const file = path.join(os.tmpdir(), `bench-copy-${process.pid}.csv`);
+  const base = loadBase();
+  const lines: string[] = [];
+  const received = new Date().toISOString();
+  for (let n = 0; n < rows; n += 2) {
+    const ts = new Date(base + Math.floor(n / DEVICES) * 60_000).toISOString();
+    lines.push(`meter,M-${n % DEVICES},${ts},0.0167,230,,,,${received}`);
+    lines.push(`vehicle,V-${n % DEVICES},${ts},,,55,0.015,31.5,${received}`);
+  }
+  writeFileSync(file, lines.join('\n') + '\n');
+  const started = process.hrtime.bigint();
+  execFileSync('psql', [databaseUrl, '-q', '-c', `\\copy bench_copy FROM '${file}' CSV`]);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  unlinkSync(file);
+  await db.raw('DROP TABLE bench_copy');
+  await db.destroy();
+  return { rows: lines.length, rowsPerS: lines.length / seconds };
+}
+
+/** A day of time-ordered readings for `vehicles` vehicles and their meters, loaded with SQL. */
+async function loadAnalyticsData(databaseUrl: string, vehicles: number): Promise<number> {
+  const db = knex({ client: 'pg', connection: databaseUrl });
+  const end = Math.floor(Date.now() / 60_000) * 60_000;
+  const start = new Date(end - 1440 * 60_000).toISOString();
+  await db.raw(`SELECT ensure_history_partitions((?::timestamptz)::date, current_date)`, [start]);
+  for (const [type, columns, values] of [
+    ['vehicle', 'soc, kwh_delivered_dc, battery_temp', `50 + (m % 50), 0.015, 30 + (d % 10)`],
+    ['meter', 'kwh_consumed_ac, voltage', `0.0167, 230`],
+  ]) {
+    const idPrefix = type === 'vehicle' ? 'AV-' : 'AM-';
+    await db.raw(
+      `INSERT INTO telemetry_history (device_type, device_id, ts, ${columns}, received_at)
+       SELECT ?, ? || d, ?::timestamptz + m * interval '1 minute', ${values}, now()
+       FROM generate_series(0, 1439) m, generate_series(1, ?) d`,
+      [type, idPrefix, start, vehicles],
+    );
+  }
+  await db.raw(`SELECT rebuild_hourly_rollups(?::timestamptz, now())`, [start]);
+  await db.raw(
+    `INSERT INTO vehicle_meter_map (vehicle_id, meter_id, valid_from)
+     SELECT 'AV-' || d, 'AM-' || d, ?::timestamptz - interval '1 day' FROM generate_series(1, ?) d`,
+    [start, vehicles],
+  );
+  await db.raw('ANALYZE');
+  await db.destroy();
+  return end;
+}
+
+async function main(): Promise<void> {
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGb: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    date: new Date().toISOString(),
+  };
+  console.log(
+    `benchmark (${quick ? 'quick' : 'full'}) on ${machine.cpus} cores, ${machine.cpuModel}`,
+  );
+
+  // Fresh database and prefix.
+  const name = new URL(baseUrl).pathname.slice(1);
+  await withMaintenanceClient(baseUrl, (c) =>
+    c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
+  );
+  await ensureDatabase(baseUrl);
+  const config = loadConfig({ DATABASE_URL: baseUrl, REDIS_URL: redisUrl, REDIS_PREFIX: prefix });
+  const migrator = createDb(config);
+  await migrateToLatest(migrator);
+  await migrator.destroy();
+  const redis = new Redis(redisUrl);
+  const procs: Proc[] = [];
+
+  try {
+    // 1. HTTP ceiling.
+    const barePort = await freePort();
+    const bare = startNode('bare', 'bench/bare-server.js', [String(barePort)], {});
+    procs.push(bare);
+    await sleep(500);
+    const base = loadBase();
+    const ceiling = await run({
+      url: `http://127.0.0.1:${barePort}`,
+      connections: 64,
+      duration: SECONDS,
+      requests: singleReadingRequests(0, base),
+    });
+    await bare.stop();
+    console.log(`HTTP ceiling: ${fmt(ceiling.requests.average)} req/s`);
+
+    // 2. The engine.
+    const apiPort = await freePort();
+    const flusherPort = await freePort();
+    const env = {
+      DATABASE_URL: baseUrl,
+      REDIS_URL: redisUrl,
+      REDIS_PREFIX: prefix,
+      PORT: String(apiPort),
+      FLUSHER_PORT: String(flusherPort),
+      LOG_LEVEL: 'warn',
+      ANALYTICS_CACHE_TTL_S: '30',
+    };
+    const api = startNode('api', 'src/server.js', [], env);
+    const flusher = startNode('flusher', 'workers/flusher.js', [], env);
+    procs.push(api, flusher);
+    await waitForHttp(`http://127.0.0.1:${apiPort}/health/ready`);
+    await waitForHttp(`http://127.0.0.1:${flusherPort}/health/ready`);
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+
+    const single = await run({
+      url: apiUrl,
+      connections: 64,
+      duration: SECONDS,
+      requests: singleReadingRequests(0, base),
+    });
+    console.log(
+      `single-reading ingest: ${fmt(single.requests.average)} req/s, p99 ${single.latency.p99} ms`,
+    );
+    await waitUntilDrained(redis, async () => undefined);
+
+    const batch = await run({
+      url: apiUrl,
+      connections: 8,
+      duration: SECONDS,
+      requests: batchRequests(3_000_000, base),
+    });
+    const batch2xx = batch.requests.total - batch.non2xx;
+    console.log(`batch ingest: ${fmt((batch2xx * 1000) / batch.duration)} readings/s`);
+    await waitUntilDrained(redis, async () => undefined);
+
+    // 3. End to end: E2E_READINGS as fast as accepted, until all are durable in PostgreSQL.
+    let maxLagMs = 0;
+    const sampleLag = async () => {
+      maxLagMs = Math.max(maxLagMs, await oldestQueuedAgeMs(redis));
+    };
+    const e2eStart = Date.now();
+    const lagTimer = setInterval(() => void sampleLag(), 250);
+    const e2eLoad = await run({
+      url: apiUrl,
+      connections: 8,
+      amount: E2E_READINGS / 1000,
+      requests: batchRequests(6_000_000, base),
+    });
+    const drainedAt = await waitUntilDrained(redis, sampleLag);
+    clearInterval(lagTimer);
+    const e2eAccepted = (e2eLoad.requests.total - e2eLoad.non2xx) * 1000;
+    const e2eSeconds = (drainedAt - e2eStart) / 1000;
+    console.log(
+      `end-to-end: ${fmt(e2eAccepted / e2eSeconds)} readings/s durable, max lag ${fmt(maxLagMs)} ms`,
+    );
+
+    // 4. PostgreSQL COPY ceiling on the same rows.
+    const copy = await copyCeiling(baseUrl, E2E_READINGS);
+    console.log(`COPY ceiling: ${fmt(copy.rowsPerS)} rows/s`);
+
+    // 5. Analytics: a day of time-ordered readings per vehicle.
+    const end = await loadAnalyticsData(baseUrl, ANALYTICS_VEHICLES);
+    let k = 0;
+    const uncached = await run({
+      url: apiUrl,
+      connections: 10,
+      duration: SECONDS,
+      requests: [
+        {
+          method: 'GET',
+          setupRequest: (req: autocannon.Request) => {
+            const vehicle = 1 + (k % ANALYTICS_VEHICLES);
+            const to = new Date(end - (k++ % 60_000)).toISOString(); // a different window each time
+            return {
+              ...req,
+              path: `/v1/analytics/performance/AV-${vehicle}?hours=24&to=${encodeURIComponent(to)}`,
+            };
+          },
+        },
+      ],
+    });
+    const fixedTo = encodeURIComponent(new Date(end).toISOString());
+    let j = 0;
+    const cached = await run({
+      url: apiUrl,
+      connections: 10,
+      duration: SECONDS,
+      requests: [
+        {
+          method: 'GET',
+          setupRequest: (req: autocannon.Request) => ({
+            ...req,
+            path: `/v1/analytics/performance/AV-${1 + (j++ % 50)}?hours=24&to=${fixedTo}`,
+          }),
+        },
+      ],
+    });
+    console.log(
+      `analytics: uncached p99 ${uncached.latency.p99} ms, cached p99 ${cached.latency.p99} ms`,
+    );
+
+    const memory = { apiPeakRssMb: api.peakRssMb(), flusherPeakRssMb: flusher.peakRssMb() };
+    const results: Results = {
+      machine,
+      mode: quick ? 'quick' : 'full',
+      httpCeiling: {
+        requestsPerS: ceiling.requests.average,
+        p50Ms: ceiling.latency.p50,
+        p99Ms: ceiling.latency.p99,
+      },
+      singleIngest: {
+        requestsPerS: single.requests.average,
+        p50Ms: single.latency.p50,
+        p99Ms: single.latency.p99,
+        non2xx: single.non2xx,
+        ratioToCeiling: single.requests.average / ceiling.requests.average,
+      },
+      batchIngest: {
+        readingsPerS: (batch2xx * 1000) / batch.duration,
+        requestsPerS: batch.requests.average,
+        p99Ms: batch.latency.p99,
+        rejected503: batch.non2xx,
+      },
+      endToEnd: {
+        readings: e2eAccepted,
+        seconds: e2eSeconds,
+        readingsPerS: e2eAccepted / e2eSeconds,
+        maxLagMs,
+        ratioToCopy: e2eAccepted / e2eSeconds / copy.rowsPerS,
+      },
+      copyCeiling: copy,
+      analytics: {
+        vehicles: ANALYTICS_VEHICLES,
+        uncached: {
+          p50Ms: uncached.latency.p50,
+          p99Ms: uncached.latency.p99,
+          requestsPerS: uncached.requests.average,
+        },
+        cached: {
+          p50Ms: cached.latency.p50,
+          p99Ms: cached.latency.p99,
+          requestsPerS: cached.requests.average,
+        },
+      },
+      memory,
+    };
+    printTable(results);
+    const dir = path.join(__dirname, '..', '..', 'bench', 'results');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');
+    console.log(`\nwritten: bench/results/latest.json`);
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+    const keys = await redis.keys(`*${prefix}*`);
+    for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
+    redis.disconnect();
+  }
+}
+
+function printTable(r: Results): void {
+  const rows: [string, string, string][] = [
+    [
+      'HTTP ceiling (bare node http, 64 conns)',
+      `${fmt(r.httpCeiling.requestsPerS)} req/s, p99 ${r.httpCeiling.p99Ms} ms`,
+      '1.00',
+    ],
+    [
+      'single-reading ingest (64 conns)',
+      `${fmt(r.singleIngest.requestsPerS)} req/s, p50 ${r.singleIngest.p50Ms} ms, p99 ${r.singleIngest.p99Ms} ms`,
+      `${fmt(r.singleIngest.ratioToCeiling, 2)} of HTTP ceiling`,
+    ],
+    [
+      'batch ingest (1,000 readings/request, 8 conns)',
+      `${fmt(r.batchIngest.readingsPerS)} readings/s, p99 ${r.batchIngest.p99Ms} ms`,
+      `${fmt(r.batchIngest.rejected503)} 503s`,
+    ],
+    [
+      `end-to-end (${fmt(r.endToEnd.readings)} readings durable)`,
+      `${fmt(r.endToEnd.readingsPerS)} readings/s, max lag ${fmt(r.endToEnd.maxLagMs)} ms`,
+      `${fmt(r.endToEnd.ratioToCopy, 2)} of COPY ceiling`,
+    ],
+    ['PostgreSQL COPY ceiling (same rows)', `${fmt(r.copyCeiling.rowsPerS)} rows/s`, '1.00'],
+    [
+      `analytics uncached (${r.analytics.vehicles} vehicles x 1,440/day, 10 conns)`,
+      `p50 ${r.analytics.uncached.p50Ms} ms, p99 ${r.analytics.uncached.p99Ms} ms, ${fmt(r.analytics.uncached.requestsPerS)} req/s`,
+      '',
+    ],
+    [
+      'analytics cached',
+      `p50 ${r.analytics.cached.p50Ms} ms, p99 ${r.analytics.cached.p99Ms} ms, ${fmt(r.analytics.cached.requestsPerS)} req/s`,
+      '',
+    ],
+    [
+      'peak RSS',
+      `API ${fmt(r.memory.apiPeakRssMb)} MB, flusher ${fmt(r.memory.flusherPeakRssMb)} MB`,
+      '',
+    ],
+  ];
+  console.log('\n| figure | measured | ratio |\n|---|---|---|');
+  for (const [a, b, c] of rows) console.log(`| ${a} | ${b} | ${c} |`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
