@@ -5,7 +5,18 @@ import { AnalyticsStore } from './analytics/analytics-store';
 import { createAnalyticsRouter } from './analytics/analytics-routes';
 import { PerformanceService } from './analytics/performance-service';
 import type { Config } from './config';
+import type { Registry } from 'prom-client';
 import { createHealthRouter } from './health';
+import {
+  createAnalyticsMetrics,
+  createHttpMetrics,
+  createIngestMetrics,
+  createRegistry,
+  metricsHandler,
+  registerPoolMetrics,
+  registerQueueMetrics,
+} from './metrics';
+import { readQueueStats } from './queue/queue-stats';
 import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
 import { requestId } from './http/request-id';
 import type { Logger } from './logger';
@@ -26,19 +37,31 @@ export interface AppDeps {
   redis: Redis;
   queue: IngestQueue;
   logger: Logger;
+  /** Where its metrics go; a new registry when not given. */
+  registry?: Registry;
 }
 
 export interface Api {
   app: Express;
   ingestService: IngestService;
   admission: IngestAdmission;
+  registry: Registry;
   /** Stops accepting into the buffer's background work and waits for accepted readings to be stored. */
   close(): Promise<void>;
 }
 
 /** Builds the API: stores, services and routes, wired from the given connections. Never listens. */
-export function createApp({ config, db, redis, queue, logger }: AppDeps): Api {
+export function createApp({
+  config,
+  db,
+  redis,
+  queue,
+  logger,
+  registry = createRegistry('api'),
+}: AppDeps): Api {
   const keys = createRedisKeys(config.redisPrefix);
+  registerPoolMetrics(registry, db);
+  registerQueueMetrics(registry, () => readQueueStats(queue, redis, keys));
   const liveState = new LiveStateStore(redis, keys);
   const statusStore = new StatusStore(db);
   const mappingStore = new MappingStore(db);
@@ -61,6 +84,7 @@ export function createApp({ config, db, redis, queue, logger }: AppDeps): Api {
     }),
     config,
     logger: logger.child({ module: 'ingest' }),
+    metrics: createIngestMetrics(registry),
   });
   const performance = new PerformanceService({
     store: new AnalyticsStore(db),
@@ -69,6 +93,7 @@ export function createApp({ config, db, redis, queue, logger }: AppDeps): Api {
     keys,
     config,
     logger: logger.child({ module: 'analytics' }),
+    metrics: createAnalyticsMetrics(registry),
   });
   admission.start();
   let closing = false;
@@ -77,7 +102,9 @@ export function createApp({ config, db, redis, queue, logger }: AppDeps): Api {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(requestId);
+  app.use(createHttpMetrics(registry));
   app.use(securityHeaders);
+  app.get('/metrics', metricsHandler(registry));
   app.use(
     createHealthRouter({
       checks: {
@@ -106,6 +133,7 @@ export function createApp({ config, db, redis, queue, logger }: AppDeps): Api {
     app,
     ingestService,
     admission,
+    registry,
     async close() {
       closing = true;
       admission.stop();

@@ -10,7 +10,16 @@ import { INGEST_QUEUE_NAME, createRedisKeys } from '../src/redis-keys';
 import { HistoryStore } from '../src/stores/history-store';
 import { StatusStore } from '../src/stores/status-store';
 import type { IngestJobData } from '../src/telemetry/readings';
-import { createFlushProcessor, type FlushMetrics, type FlushResult } from './flush-processor';
+import type { Registry } from 'prom-client';
+import {
+  createFlushMetrics,
+  createRegistry,
+  metricsHandler,
+  registerPoolMetrics,
+  registerQueueMetrics,
+} from '../src/metrics';
+import { oldestUnflushedAcceptedAt, readQueueStats } from '../src/queue/queue-stats';
+import { createFlushProcessor, type FlushResult } from './flush-processor';
 import { PartitionMaintainer } from './partition-maintainer';
 
 /** Backoff between attempts: doubles from FLUSH_BACKOFF_MS, capped at a minute. */
@@ -26,13 +35,15 @@ export interface FlusherDeps {
   /** The worker's own blocking connection (`createRedis(url, 'blocking')`). */
   workerConnection: Redis;
   logger: Logger;
-  metrics?: FlushMetrics;
+  /** Where its metrics go; a new registry when not given. */
+  registry?: Registry;
 }
 
 export interface Flusher {
   worker: Worker<IngestJobData, FlushResult>;
   partitions: PartitionMaintainer;
   healthApp: Express;
+  registry: Registry;
   /** Epoch ms at which the oldest reading not yet in PostgreSQL was accepted, or null. */
   oldestUnflushedAcceptedAt(): Promise<number | null>;
   close(): Promise<void>;
@@ -42,6 +53,7 @@ export interface Flusher {
 export function createFlusher(deps: FlusherDeps): Flusher {
   const { config, db, redis, logger } = deps;
   const keys = createRedisKeys(config.redisPrefix);
+  const registry = deps.registry ?? createRegistry('flusher');
   const partitions = new PartitionMaintainer({
     db,
     config,
@@ -55,7 +67,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     statusStore: new StatusStore(db),
     partitions,
     logger: logger.child({ module: 'flush' }),
-    metrics: deps.metrics,
+    metrics: createFlushMetrics(registry),
   });
   const lockDuration = config.flusherLockMs;
   const worker = new Worker<IngestJobData, FlushResult>(INGEST_QUEUE_NAME, processor, {
@@ -106,26 +118,16 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     prefix: keys.queuePrefix,
   });
   queue.on('error', () => undefined);
-
-  async function oldestUnflushedAcceptedAt(): Promise<number | null> {
-    // Jobs wait in arrival order, so the oldest waiting job is enough; active and delayed (retrying)
-    // jobs are few and may be older.
-    const groups = await Promise.all([
-      queue.getJobs(['waiting'], 0, 0, true),
-      queue.getJobs(['active'], 0, 199, true),
-      queue.getJobs(['delayed', 'prioritized'], 0, 199, true),
-    ]);
-    const times = groups
-      .flat()
-      .flatMap((job) => (job?.data?.acceptedAt ? [job.data.acceptedAt] : []));
-    return times.length > 0 ? Math.min(...times) : null;
-  }
+  registerPoolMetrics(registry, db);
+  registerQueueMetrics(registry, () => readQueueStats(queue, redis, keys));
+  healthApp.get('/metrics', metricsHandler(registry));
 
   return {
     worker,
     partitions,
     healthApp,
-    oldestUnflushedAcceptedAt,
+    registry,
+    oldestUnflushedAcceptedAt: () => oldestUnflushedAcceptedAt(queue),
     async close() {
       closing = true;
       partitions.stop();

@@ -1,0 +1,210 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RequestHandler } from 'express';
+import type { Knex } from 'knex';
+import type { AnalyticsMetrics } from './analytics/performance-service';
+import type { IngestMetrics } from './telemetry/ingest-service';
+import type { FlushMetrics } from '../workers/flush-processor';
+
+/**
+ * Every metric the engine exports, on an injected registry (prom-client's global one leaks between
+ * tests and processes). Base units, `_total` counters, and low-cardinality labels only: never a
+ * device id or a raw path.
+ */
+export function createRegistry(process: 'api' | 'flusher'): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ process });
+  collectDefaultMetrics({ register: registry });
+  // prom-client names these gauges `_total`, which Prometheus reserves for counters
+  // (`promtool check metrics` flags them); nodejs_active_handles and nodejs_active_resources carry the same counts.
+  for (const name of [
+    'nodejs_active_handles_total',
+    'nodejs_active_requests_total',
+    'nodejs_active_resources_total',
+  ]) {
+    registry.removeSingleMetric(name);
+  }
+  return registry;
+}
+
+/** PostgreSQL pool usage, read when Prometheus scrapes. */
+export function registerPoolMetrics(registry: Registry, db: Knex): void {
+  const pool = () =>
+    (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number } })
+      .pool;
+  new Gauge({
+    name: 'energy_db_pool_connections',
+    help: 'PostgreSQL pool connections by state',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const p = pool();
+      this.set({ state: 'in_use' }, p?.numUsed() ?? 0);
+      this.set({ state: 'idle' }, p?.numFree() ?? 0);
+      this.set({ state: 'waiting' }, p?.numPendingAcquires() ?? 0);
+    },
+  });
+}
+
+/** Queue backlog, read from Redis when Prometheus scrapes (both processes export it). */
+export function registerQueueMetrics(
+  registry: Registry,
+  read: () => Promise<{
+    jobs: Record<string, number>;
+    readingsWaiting: number;
+    oldestUnflushedAgeS: number | null;
+  }>,
+): void {
+  let latest: Promise<Awaited<ReturnType<typeof read>> | null> | null = null;
+  // One Redis read per scrape, shared by the three gauges below.
+  const sample = () =>
+    (latest ??= read()
+      .catch(() => null)
+      .finally(() => setImmediate(() => (latest = null))));
+  new Gauge({
+    name: 'energy_queue_jobs',
+    help: 'Ingest queue jobs by state',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect() {
+      const s = await sample();
+      for (const [state, count] of Object.entries(s?.jobs ?? {})) this.set({ state }, count);
+    },
+  });
+  new Gauge({
+    name: 'energy_queue_readings_waiting',
+    help: 'Readings accepted and not yet committed to PostgreSQL',
+    registers: [registry],
+    async collect() {
+      const s = await sample();
+      if (s) this.set(s.readingsWaiting);
+    },
+  });
+  new Gauge({
+    name: 'energy_oldest_unflushed_reading_age_seconds',
+    help: 'Age of the oldest accepted reading not yet in PostgreSQL (0 when none waits)',
+    registers: [registry],
+    async collect() {
+      const s = await sample();
+      if (s) this.set(s.oldestUnflushedAgeS ?? 0);
+    },
+  });
+}
+
+export function createHttpMetrics(registry: Registry): RequestHandler {
+  const duration = new Histogram({
+    name: 'energy_http_request_duration_seconds',
+    help: 'HTTP request duration by route template, method and status',
+    labelNames: ['route', 'method', 'status_code'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  return (req, res, next) => {
+    const end = duration.startTimer();
+    res.once('finish', () => {
+      // The route template (e.g. /v1/vehicles/:vehicleId/status), never the raw path.
+      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      end({ route, method: req.method, status_code: String(res.statusCode) });
+    });
+    next();
+  };
+}
+
+export function createIngestMetrics(registry: Registry): IngestMetrics {
+  const accepted = new Counter({
+    name: 'energy_ingest_readings_accepted_total',
+    help: 'Readings accepted (stored in the queue), by device type',
+    labelNames: ['type'],
+    registers: [registry],
+  });
+  const rejected = new Counter({
+    name: 'energy_ingest_readings_rejected_total',
+    help: 'Readings rejected as invalid, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const batchSize = new Histogram({
+    name: 'energy_ingest_group_commit_readings',
+    help: 'Readings stored per group commit (one Redis round trip)',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+    registers: [registry],
+  });
+  const unavailable = new Counter({
+    name: 'energy_ingest_unavailable_total',
+    help: 'Ingest requests answered 503, by cause',
+    labelNames: ['cause'],
+    registers: [registry],
+  });
+  return {
+    onAccepted(readings) {
+      let meters = 0;
+      for (const r of readings) if (r.type === 'meter') meters += 1;
+      if (meters > 0) accepted.inc({ type: 'meter' }, meters);
+      if (readings.length > meters) accepted.inc({ type: 'vehicle' }, readings.length - meters);
+    },
+    onRejected: (reason, count) => rejected.inc({ reason }, count),
+    onBatchStored: (readings) => batchSize.observe(readings),
+    onUnavailable: (cause) => unavailable.inc({ cause }),
+  };
+}
+
+export function createFlushMetrics(registry: Registry): FlushMetrics {
+  const written = new Counter({
+    name: 'energy_flush_readings_written_total',
+    help: 'Readings committed to PostgreSQL history',
+    registers: [registry],
+  });
+  const duplicates = new Counter({
+    name: 'energy_flush_duplicates_ignored_total',
+    help: 'Readings already in history (retries, resent readings)',
+    registers: [registry],
+  });
+  const deadLettered = new Counter({
+    name: 'energy_flush_dead_lettered_total',
+    help: 'Readings PostgreSQL refused for good, moved to the dead-letter list',
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: 'energy_flush_transaction_retries_total',
+    help: 'Flush transactions that failed and will be retried',
+    registers: [registry],
+  });
+  const batchDuration = new Histogram({
+    name: 'energy_flush_batch_duration_seconds',
+    help: 'Time to write one job (batch) to PostgreSQL',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const lag = new Histogram({
+    name: 'energy_ingest_to_durable_seconds',
+    help: 'Time from acceptance by the API to commit in PostgreSQL',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [registry],
+  });
+  return {
+    onFlushed(result, durationMs, acceptedAt) {
+      written.inc(result.written);
+      duplicates.inc(result.duplicates);
+      deadLettered.inc(result.deadLettered);
+      batchDuration.observe(durationMs / 1000);
+      lag.observe(Math.max(0, Date.now() - acceptedAt) / 1000);
+    },
+    onRetry: () => retries.inc(),
+  };
+}
+
+export function createAnalyticsMetrics(registry: Registry): AnalyticsMetrics {
+  const cache = new Counter({
+    name: 'energy_analytics_cache_total',
+    help: 'Analytics cache lookups by result (hit, miss, error)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  return { onCache: (result) => cache.inc({ result }) };
+}
+
+/** `GET /metrics` in Prometheus text format. */
+export function metricsHandler(registry: Registry): RequestHandler {
+  return async (_req, res) => {
+    res.set('Content-Type', registry.contentType).send(await registry.metrics());
+  };
+}
