@@ -18,6 +18,7 @@ import {
 } from './metrics';
 import { readQueueStats } from './queue/queue-stats';
 import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
+import { buildOpenApiDocument, createDocsRouter } from './http/openapi';
 import { requestId } from './http/request-id';
 import type { Logger } from './logger';
 import type { IngestQueue } from './queue/ingest-queue';
@@ -105,6 +106,7 @@ export function createApp({
   app.use(createHttpMetrics(registry));
   app.use(securityHeaders);
   app.get('/metrics', metricsHandler(registry));
+  app.use(createDocsRouter(buildOpenApiDocument(config)));
   app.use(
     createHealthRouter({
       checks: {

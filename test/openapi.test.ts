@@ -1,0 +1,191 @@
+import request from 'supertest';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
+import type { Queue } from 'bullmq';
+import type { IngestJobData } from '../src/telemetry/readings';
+import {
+  openQueue,
+  startTestApi,
+  startTestFlusher,
+  waitForDrained,
+  type TestApi,
+  type TestFlusher,
+} from './helpers/engine';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+let ctx: TestContext;
+let engine: TestApi;
+let flusher: TestFlusher;
+let queue: Queue<IngestJobData>;
+let ajv: Ajv;
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  engine = await startTestApi(ctx);
+  flusher = await startTestFlusher(ctx);
+  queue = openQueue(ctx.redis, ctx.config.redisPrefix);
+  const document = (await request(engine.api.app).get('/openapi.json').expect(200)).body;
+  ajv = new Ajv({ strict: false, allErrors: true });
+  addFormats(ajv);
+  ajv.addSchema({ ...document, $id: 'openapi.json' });
+});
+afterAll(async () => {
+  await queue.close();
+  await flusher.close();
+  await engine.close();
+  await ctx.cleanup();
+});
+
+const pointer = (...parts: string[]) =>
+  parts.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
+
+/** Checks a real response against the document's schema for its path, method and status. */
+function expectDocumented(res: request.Response, path: string, method: string): void {
+  const status = String(res.status);
+  const type = status === '200' && path === '/metrics' ? 'text/plain' : 'application/json';
+  const ref = `openapi.json#/${pointer('paths', path, method, 'responses', status, 'content', type, 'schema')}`;
+  const validate = ajv.getSchema(ref);
+  if (!validate)
+    throw new Error(`the document has no ${status} response for ${method.toUpperCase()} ${path}`);
+  const body = type === 'text/plain' ? res.text : res.body;
+  if (!validate(body)) {
+    throw new Error(
+      `${method.toUpperCase()} ${path} ${status} does not match the document: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body)}`,
+    );
+  }
+}
+
+const app = () => request(engine.api.app);
+const post = (path: string, body: unknown, type = 'application/json') =>
+  app()
+    .post(path)
+    .set('Content-Type', type)
+    .send(typeof body === 'string' ? body : JSON.stringify(body));
+
+const METER = {
+  meterId: 'M-123',
+  kwhConsumedAc: 150.5,
+  voltage: 230,
+  timestamp: '2024-03-20T10:00:00Z',
+};
+const VEHICLE = {
+  vehicleId: 'V-456',
+  soc: 85,
+  kwhDeliveredDc: 120.2,
+  batteryTemp: 35.5,
+  timestamp: '2024-03-20T10:00:00Z',
+};
+
+describe('the API document', () => {
+  test('when every endpoint answers, success or error, then each body matches the published document', async () => {
+    const ingest = '/v1/telemetry/ingest';
+    expectDocumented(await post(ingest, METER).expect(202), ingest, 'post');
+    expectDocumented(await post(ingest, [METER, VEHICLE]).expect(202), ingest, 'post');
+    expectDocumented(
+      await post(ingest, [METER, { ...VEHICLE, soc: 101 }]).expect(207),
+      ingest,
+      'post',
+    );
+    expectDocumented(await post(ingest, { ...VEHICLE, soc: 101 }).expect(400), ingest, 'post');
+    expectDocumented(await post(ingest, [{ foo: 1 }]).expect(400), ingest, 'post');
+    expectDocumented(await post(ingest, '{oops').expect(400), ingest, 'post');
+    expectDocumented(await post(ingest, 'x', 'text/plain').expect(415), ingest, 'post');
+    expectDocumented(
+      await post(ingest, Array(ctx.config.maxBatchReadings + 1).fill(METER)).expect(413),
+      ingest,
+      'post',
+    );
+
+    const map = '/v1/telemetry/map';
+    expectDocumented(
+      await post(map, {
+        vehicleId: 'V-456',
+        meterId: 'M-123',
+        since: '2024-03-19T00:00:00Z',
+      }).expect(200),
+      map,
+      'post',
+    );
+    expectDocumented(await post(map, { vehicleId: 'V-456' }).expect(400), map, 'post');
+    expectDocumented(
+      await post(map, { vehicleId: 'V-456', meterId: 'M-9', since: '2024-03-01T00:00:00Z' }).expect(
+        409,
+      ),
+      map,
+      'post',
+    );
+
+    const mapGet = '/v1/telemetry/map/{vehicleId}';
+    expectDocumented(await app().get('/v1/telemetry/map/V-456').expect(200), mapGet, 'get');
+    expectDocumented(await app().get('/v1/telemetry/map/V-none').expect(404), mapGet, 'get');
+    expectDocumented(await app().get('/v1/telemetry/map/bad%20id').expect(400), mapGet, 'get');
+
+    expectDocumented(
+      await app().get('/v1/meters/M-123/status').expect(200),
+      '/v1/meters/{meterId}/status',
+      'get',
+    );
+    expectDocumented(
+      await app().get('/v1/meters/M-none/status').expect(404),
+      '/v1/meters/{meterId}/status',
+      'get',
+    );
+    expectDocumented(
+      await app().get('/v1/vehicles/V-456/status').expect(200),
+      '/v1/vehicles/{vehicleId}/status',
+      'get',
+    );
+    expectDocumented(
+      await app().get('/v1/vehicles/bad%20id/status').expect(400),
+      '/v1/vehicles/{vehicleId}/status',
+      'get',
+    );
+
+    await waitForDrained(queue);
+    const perf = '/v1/analytics/performance/{vehicleId}';
+    expectDocumented(
+      await app()
+        .get('/v1/analytics/performance/V-456?from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z')
+        .expect(200),
+      perf,
+      'get',
+    );
+    expectDocumented(
+      await app().get('/v1/analytics/performance/V-456?hours=0').expect(400),
+      perf,
+      'get',
+    );
+    expectDocumented(await app().get('/v1/analytics/performance/V-none').expect(404), perf, 'get');
+
+    expectDocumented(await app().get('/health/live').expect(200), '/health/live', 'get');
+    expectDocumented(await app().get('/health/ready').expect(200), '/health/ready', 'get');
+    expectDocumented(await app().get('/metrics').expect(200), '/metrics', 'get');
+  });
+
+  test('when a body does not match the document, then the check fails (the check can fail)', () => {
+    const fake = { status: 202, body: { accepted: 'all', type: 'meter' } } as unknown as request.Response;
+    expect(() => expectDocumented(fake, '/v1/telemetry/ingest', 'post')).toThrow(/does not match/);
+  });
+
+  test('when the docs page is opened, then it loads Swagger UI from this server with the document', async () => {
+    const page = await app().get('/docs').expect(200);
+    expect(page.text).toMatch(/swagger-ui-bundle\.js/);
+    await app().get('/docs/assets/swagger-ui-bundle.js').expect(200);
+    expect((await app().get('/docs/init.js').expect(200)).text).toMatch(/\/openapi\.json/);
+  });
+
+  test('when the ingest request schema is read from the document, then it is the one the server validates with', async () => {
+    const document = (await app().get('/openapi.json').expect(200)).body;
+    expect(document.openapi).toBe('3.1.0');
+    expect(document.components.schemas.MeterReading.required).toEqual([
+      'meterId',
+      'kwhConsumedAc',
+      'voltage',
+      'timestamp',
+    ]);
+    expect(document.components.schemas.VehicleReading.properties.soc).toMatchObject({
+      minimum: 0,
+      maximum: 100,
+    });
+  });
+});
