@@ -199,7 +199,16 @@ export function createAnalyticsMetrics(registry: Registry): AnalyticsMetrics {
     labelNames: ['result'],
     registers: [registry],
   });
-  return { onCache: (result) => cache.inc({ result }) };
+  const reports = new Counter({
+    name: 'energy_analytics_reports_total',
+    help: 'Performance reports computed from PostgreSQL, by efficiency alert (true, false, unknown)',
+    labelNames: ['alert'],
+    registers: [registry],
+  });
+  return {
+    onCache: (result) => cache.inc({ result }),
+    onReport: (alert) => reports.inc({ alert: alert === null ? 'unknown' : String(alert) }),
+  };
 }
 
 /** `GET /metrics` in Prometheus text format. */

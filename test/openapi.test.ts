@@ -163,7 +163,10 @@ describe('the API document', () => {
   });
 
   test('when a body does not match the document, then the check fails (the check can fail)', () => {
-    const fake = { status: 202, body: { accepted: 'all', type: 'meter' } } as unknown as request.Response;
+    const fake = {
+      status: 202,
+      body: { accepted: 'all', type: 'meter' },
+    } as unknown as request.Response;
     expect(() => expectDocumented(fake, '/v1/telemetry/ingest', 'post')).toThrow(/does not match/);
   });
 

@@ -43,6 +43,8 @@ export interface PerformanceReport {
 
 export interface AnalyticsMetrics {
   onCache(result: 'hit' | 'miss' | 'error'): void;
+  /** A report computed from PostgreSQL, with its efficiency alert. */
+  onReport(alert: boolean | null): void;
 }
 
 /**
@@ -78,6 +80,7 @@ export class PerformanceService {
     const cached = await this.cacheGet(cacheKey);
     if (cached) return { ...cached, cache: 'hit' };
     const report = await this.compute(vehicleId, from, to);
+    this.deps.metrics?.onReport(report.energy.alert);
     await this.cacheSet(cacheKey, report);
     return { ...report, cache: config.analyticsCacheTtlS > 0 ? 'miss' : 'off' };
   }

@@ -20,8 +20,9 @@ import {
 
 /** The schemas as components, without ajv's `$id` (OpenAPI names them by their key). */
 function component(schema: object): object {
-  const { $id: _id, ...rest } = schema as { $id?: string };
-  return rest;
+  const copy: Record<string, unknown> = { ...schema };
+  delete copy.$id;
+  return copy;
 }
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
