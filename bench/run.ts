@@ -39,6 +39,12 @@ interface Results {
     ratioToCeiling: number;
   };
   batchIngest: { readingsPerS: number; requestsPerS: number; p99Ms: number; rejected503: number };
+  nominalLag: {
+    readingsPerS: number;
+    readings: number;
+    p50Ms: number | null;
+    p99Ms: number | null;
+  };
   endToEnd: {
     readings: number;
     seconds: number;
@@ -299,6 +305,28 @@ async function main(): Promise<void> {
       `end-to-end: ${fmt(e2eAccepted / e2eSeconds)} readings/s durable, max lag ${fmt(maxLagMs)} ms`,
     );
 
+    // 3b. Lag at the nominal rate of a 10,000-device fleet: 166 single readings/s.
+    const flusherMetrics = () =>
+      fetch(`http://127.0.0.1:${flusherPort}/metrics`).then((r) => r.text());
+    const lagBefore = await flusherMetrics();
+    const paced = await run({
+      url: apiUrl,
+      connections: 8,
+      duration: SECONDS,
+      overallRate: 166,
+      requests: singleReadingRequests(9_000_000, base),
+    });
+    await waitUntilDrained(redis, async () => undefined);
+    await sleep(200);
+    const lag = histogramDelta(
+      lagBefore,
+      await flusherMetrics(),
+      'energy_ingest_to_durable_seconds',
+    );
+    console.log(
+      `nominal lag: p50 ${fmt(lag.p50Ms)} ms, p99 ${fmt(lag.p99Ms)} ms over ${lag.count} batches`,
+    );
+
     // 4. PostgreSQL COPY ceiling on the same rows.
     const copy = await copyCeiling(baseUrl, E2E_READINGS);
     console.log(`COPY ceiling: ${fmt(copy.rowsPerS)} rows/s`);
@@ -373,6 +401,12 @@ async function main(): Promise<void> {
         maxLagMs,
         ratioToCopy: e2eAccepted / e2eSeconds / copy.rowsPerS,
       },
+      nominalLag: {
+        readingsPerS: (paced.requests.total - paced.non2xx) / paced.duration,
+        readings: lag.count,
+        p50Ms: lag.p50Ms,
+        p99Ms: lag.p99Ms,
+      },
       copyCeiling: copy,
       analytics: {
         vehicles: ANALYTICS_VEHICLES,
@@ -402,6 +436,43 @@ async function main(): Promise<void> {
   }
 }
 
+/** Quantiles of a Prometheus histogram's growth between two scrapes (linear inside a bucket). */
+function histogramDelta(
+  before: string,
+  after: string,
+  name: string,
+): { count: number; p50Ms: number | null; p99Ms: number | null } {
+  const buckets = (text: string) => {
+    const map = new Map<number, number>();
+    for (const m of text.matchAll(
+      new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'),
+    )) {
+      map.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+    }
+    return map;
+  };
+  const a = buckets(before);
+  const b = buckets(after);
+  const bounds = [...b.keys()].sort((x, y) => x - y);
+  const counts = bounds.map((le) => (b.get(le) ?? 0) - (a.get(le) ?? 0));
+  const total = counts[counts.length - 1] ?? 0;
+  const quantile = (q: number): number | null => {
+    if (total === 0) return null;
+    const rank = q * total;
+    for (let i = 0; i < bounds.length; i++) {
+      if (counts[i] >= rank) {
+        const lower = i === 0 ? 0 : bounds[i - 1];
+        const below = i === 0 ? 0 : counts[i - 1];
+        const upper = Number.isFinite(bounds[i]) ? bounds[i] : lower;
+        const share = counts[i] === below ? 1 : (rank - below) / (counts[i] - below);
+        return (lower + (upper - lower) * share) * 1000;
+      }
+    }
+    return null;
+  };
+  return { count: total, p50Ms: quantile(0.5), p99Ms: quantile(0.99) };
+}
+
 function printTable(r: Results): void {
   const rows: [string, string, string][] = [
     [
@@ -423,6 +494,11 @@ function printTable(r: Results): void {
       `end-to-end (${fmt(r.endToEnd.readings)} readings durable)`,
       `${fmt(r.endToEnd.readingsPerS)} readings/s, max lag ${fmt(r.endToEnd.maxLagMs)} ms`,
       `${fmt(r.endToEnd.ratioToCopy, 2)} of COPY ceiling`,
+    ],
+    [
+      `ingest-to-durable lag at ${fmt(r.nominalLag.readingsPerS)} readings/s`,
+      `p50 ${fmt(r.nominalLag.p50Ms)} ms, p99 ${fmt(r.nominalLag.p99Ms)} ms (${fmt(r.nominalLag.batches)} group-committed batches)`,
+      '',
     ],
     ['PostgreSQL COPY ceiling (same rows)', `${fmt(r.copyCeiling.rowsPerS)} rows/s`, '1.00'],
     [

@@ -1,0 +1,220 @@
+/**
+ * `npm run simulate -- --meters N --vehicles N [--interval 60] [--speed X] [--duration D]
+ *   [--url U] [--mode interval|cumulative] [--faulty 0.05] [--backfill 24h] [--seed S] [--prefix P]`
+ *
+ * Maps every vehicle to a meter through the API, then sends the fleet's readings through batch
+ * ingest: live (one tick every interval/speed seconds, for --duration) or, with --backfill, a past
+ * span as fast as the engine accepts it. Honours 503 + Retry-After and shows a progress line.
+ * Prints the vehicles whose charger it made faulty, so the analytics report can be checked.
+ */
+import {
+  Fleet,
+  type EnergyMode,
+  type MeterReadingBody,
+  type VehicleReadingBody,
+} from './fleet-model';
+
+type Reading = MeterReadingBody | VehicleReadingBody;
+
+function parseDuration(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!match) throw new Error(`not a duration: ${text} (use e.g. 90s, 10m, 24h)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? 's'] ?? 1000;
+  return Number(match[1]) * unit;
+}
+
+export interface SimulateOptions {
+  url: string;
+  meters: number;
+  vehicles: number;
+  intervalS: number;
+  speed: number;
+  durationMs: number;
+  mode: EnergyMode;
+  faulty: number;
+  backfillMs: number;
+  seed: number;
+  prefix: string;
+  batchSize: number;
+  quiet: boolean;
+}
+
+export function parseArgs(argv: string[]): SimulateOptions {
+  const args = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i].startsWith('--'))
+      args.set(
+        argv[i].slice(2),
+        argv[i + 1]?.startsWith('--') || argv[i + 1] === undefined ? 'true' : argv[++i],
+      );
+  }
+  const num = (name: string, fallback: number) => {
+    const value = Number(args.get(name) ?? fallback);
+    if (!Number.isFinite(value) || value < 0)
+      throw new Error(`--${name} must be a non-negative number`);
+    return value;
+  };
+  const mode = (args.get('mode') ?? 'interval') as EnergyMode;
+  if (mode !== 'interval' && mode !== 'cumulative')
+    throw new Error('--mode must be interval or cumulative');
+  return {
+    url: (args.get('url') ?? 'http://127.0.0.1:3000').replace(/\/$/, ''),
+    meters: Math.max(1, num('meters', 10)),
+    vehicles: Math.max(1, num('vehicles', 10)),
+    intervalS: Math.max(1, num('interval', 60)),
+    speed: Math.max(0.001, num('speed', 1)),
+    durationMs: args.has('duration') ? parseDuration(args.get('duration') as string) : Infinity,
+    mode,
+    faulty: Math.min(1, num('faulty', 0.05)),
+    backfillMs: args.has('backfill') ? parseDuration(args.get('backfill') as string) : 0,
+    seed: num('seed', 42),
+    prefix: args.get('prefix') ?? 'SIM-',
+    batchSize: Math.max(1, num('batch', 5000)),
+    quiet: args.has('quiet'),
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+class Sender {
+  sent = 0;
+  rejected = 0;
+  retries = 0;
+  private readonly started = Date.now();
+
+  constructor(private readonly options: SimulateOptions) {}
+
+  /** Sends one batch; on 503 waits Retry-After and tries again. */
+  async send(batch: Reading[]): Promise<void> {
+    for (;;) {
+      const res = await fetch(`${this.options.url}/v1/telemetry/ingest`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(batch),
+      });
+      if (res.status === 503) {
+        this.retries += 1;
+        await sleep(Number(res.headers.get('retry-after') ?? 1) * 1000);
+        continue;
+      }
+      const body = (await res.json()) as { accepted?: number; rejected?: number; message?: string };
+      if (res.status >= 400)
+        throw new Error(`ingest answered ${res.status}: ${body.message ?? ''}`);
+      this.sent += body.accepted ?? 0;
+      this.rejected += body.rejected ?? 0;
+      return;
+    }
+  }
+
+  async progress(): Promise<string> {
+    let backlog = '?';
+    try {
+      const text = await (await fetch(`${this.options.url}/metrics`)).text();
+      backlog = /^energy_queue_readings_waiting(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? '?';
+    } catch {
+      // metrics unavailable: show what we know
+    }
+    const rate = this.sent / Math.max(0.001, (Date.now() - this.started) / 1000);
+    return `sent ${this.sent.toLocaleString('en-US')} readings, ${Math.round(rate).toLocaleString('en-US')}/s, rejected ${this.rejected}, 503 retries ${this.retries}, server backlog ${backlog}`;
+  }
+}
+
+async function mapFleet(fleet: Fleet, options: SimulateOptions, sinceMs: number): Promise<void> {
+  const since = new Date(sinceMs).toISOString();
+  const queue = fleet.vehicles.slice();
+  const worker = async () => {
+    for (let v = queue.shift(); v; v = queue.shift()) {
+      const res = await fetch(`${options.url}/v1/telemetry/map`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ vehicleId: v.id, meterId: v.meter.id, since }),
+      });
+      // 409: already mapped from an earlier run; the existing mapping stays.
+      if (res.status !== 200 && res.status !== 409)
+        throw new Error(`mapping ${v.id} answered ${res.status}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+}
+
+export async function simulate(
+  options: SimulateOptions,
+  log: (line: string) => void = console.log,
+): Promise<Fleet> {
+  const fleet = new Fleet({
+    meters: options.meters,
+    vehicles: options.vehicles,
+    faultyShare: options.faulty,
+    mode: options.mode,
+    seed: options.seed,
+    prefix: options.prefix,
+  });
+  const sender = new Sender(options);
+  const now = Math.floor(Date.now() / 1000) * 1000;
+  const stepMs = options.intervalS * 1000;
+  const firstTick = options.backfillMs > 0 ? now - options.backfillMs : now;
+  await mapFleet(fleet, options, firstTick - stepMs);
+
+  const timer = options.quiet
+    ? null
+    : setInterval(
+        () => void sender.progress().then((line) => process.stdout.write(`\r${line}   `)),
+        1000,
+      );
+  try {
+    if (options.backfillMs > 0) {
+      // As fast as accepted: a few batches in flight, each readings of whole ticks.
+      let pending: Reading[] = [];
+      const inFlight = new Set<Promise<void>>();
+      const flush = async (batch: Reading[]) => {
+        const p = sender.send(batch).finally(() => inFlight.delete(p));
+        inFlight.add(p);
+        if (inFlight.size >= 4) await Promise.race(inFlight);
+      };
+      for (let t = firstTick; t <= now; t += stepMs) {
+        pending.push(...fleet.tick(t, options.intervalS));
+        while (pending.length >= options.batchSize) {
+          await flush(pending.slice(0, options.batchSize));
+          pending = pending.slice(options.batchSize);
+        }
+      }
+      if (pending.length > 0) await flush(pending);
+      await Promise.all(inFlight);
+    } else {
+      const endAt = Date.now() + options.durationMs;
+      for (let t = now; Date.now() < endAt; t += stepMs) {
+        const readings = fleet.tick(Math.min(t, Date.now()), options.intervalS);
+        for (let i = 0; i < readings.length; i += options.batchSize)
+          await sender.send(readings.slice(i, i + options.batchSize));
+        await sleep(Math.max(0, stepMs / options.speed - 1));
+      }
+    }
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+  if (!options.quiet) log(`\n${await sender.progress()}`);
+  const faulty = fleet.faulty();
+  log(
+    `\n${faulty.length} of ${fleet.vehicles.length} vehicles charge from a faulty charger (efficiency < 0.85):`,
+  );
+  for (const f of faulty) log(`  ${f.vehicleId} on ${f.meterId}: ${f.efficiency}`);
+  log(
+    `\nCheck one: curl '${options.url}/v1/analytics/performance/${faulty[0]?.vehicleId ?? fleet.vehicles[0].id}'`,
+  );
+  return fleet;
+}
+
+if (require.main === module) {
+  let options: SimulateOptions;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(2);
+  }
+  process.on('SIGINT', () => process.exit(0));
+  simulate(options).catch((err: unknown) => {
+    console.error(`\nsimulation stopped: ${(err as Error).message}`);
+    process.exit(1);
+  });
+}
