@@ -41,7 +41,7 @@ interface Results {
   batchIngest: { readingsPerS: number; requestsPerS: number; p99Ms: number; rejected503: number };
   nominalLag: {
     readingsPerS: number;
-    readings: number;
+    batches: number;
     p50Ms: number | null;
     p99Ms: number | null;
   };
