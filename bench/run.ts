@@ -403,7 +403,7 @@ async function main(): Promise<void> {
       },
       nominalLag: {
         readingsPerS: (paced.requests.total - paced.non2xx) / paced.duration,
-        readings: lag.count,
+        batches: lag.count,
         p50Ms: lag.p50Ms,
         p99Ms: lag.p99Ms,
       },
