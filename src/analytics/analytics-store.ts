@@ -73,25 +73,6 @@ const toRollup = (r: RollupRow): HourlyRollup => ({
 export class AnalyticsStore {
   constructor(private readonly db: Knex) {}
 
-  rollupsQuery(type: DeviceType, id: string, fromHour: Date, toHour: Date): Knex.QueryBuilder {
-    return this.db('telemetry_hourly')
-      .where({ device_type: type, device_id: id })
-      .where('hour', '>=', fromHour)
-      .where('hour', '<', toHour)
-      .orderBy('hour');
-  }
-
-  async rollups(
-    type: DeviceType,
-    id: string,
-    fromHour: Date,
-    toHour: Date,
-  ): Promise<HourlyRollup[]> {
-    if (fromHour >= toHour) return [];
-    const rows = (await this.rollupsQuery(type, id, fromHour, toHour)) as RollupRow[];
-    return rows.map(toRollup);
-  }
-
   rawPointsQuery(type: DeviceType, id: string, ranges: TimeRange[]): Knex.Raw {
     const parts = ranges.map(
       () => `(SELECT ts, ${ENERGY} AS energy, battery_temp, soc FROM telemetry_history
@@ -99,6 +80,55 @@ export class AnalyticsStore {
     );
     const bindings = ranges.flatMap((r) => [type, id, r.from, r.to]);
     return this.db.raw(`${parts.join(' UNION ALL ')} ORDER BY ts`, bindings);
+  }
+
+  /**
+   * One round trip for a device's window: the rollups of the whole hours [fromHour, toHour) and the
+   * raw readings of the edge ranges, in time order (an hour sorts at its start, between the head
+   * readings before it and the tail readings after the last whole hour).
+   */
+  windowItemsQuery(
+    type: DeviceType,
+    id: string,
+    fromHour: Date,
+    toHour: Date,
+    edges: TimeRange[],
+  ): Knex.Raw {
+    const parts: string[] = [];
+    const bindings: unknown[] = [];
+    if (fromHour < toHour) {
+      parts.push(`(SELECT true AS rolled_up, hour AS ts, readings, energy_sum, register_increase,
+                          first_energy, last_energy, temp_sum, temp_min, temp_max, soc_min, soc_max, first_soc, last_soc
+                   FROM telemetry_hourly WHERE device_type = ? AND device_id = ? AND hour >= ? AND hour < ?)`);
+      bindings.push(type, id, fromHour, toHour);
+    }
+    for (const edge of edges.filter((r) => r.from < r.to)) {
+      // Column names come from the first branch of a UNION, so every branch names its columns.
+      parts.push(`(SELECT false AS rolled_up, ts, 1 AS readings, ${ENERGY} AS energy_sum, NULL::float8 AS register_increase,
+                          ${ENERGY} AS first_energy, ${ENERGY} AS last_energy, battery_temp AS temp_sum,
+                          battery_temp AS temp_min, battery_temp AS temp_max, soc AS soc_min, soc AS soc_max,
+                          soc AS first_soc, soc AS last_soc
+                   FROM telemetry_history WHERE device_type = ? AND device_id = ? AND ts >= ? AND ts < ?)`);
+      bindings.push(type, id, edge.from, edge.to);
+    }
+    if (parts.length === 0)
+      parts.push('(SELECT NULL::boolean AS rolled_up, NULL::timestamptz AS ts WHERE false)');
+    return this.db.raw(`${parts.join(' UNION ALL ')} ORDER BY ts`, bindings as Knex.RawBinding[]);
+  }
+
+  async windowItems(
+    type: DeviceType,
+    id: string,
+    fromHour: Date,
+    toHour: Date,
+    edges: TimeRange[],
+  ): Promise<(RawPoint | HourlyRollup)[]> {
+    const result = await this.windowItemsQuery(type, id, fromHour, toHour, edges);
+    return (result.rows as (RollupRow & { rolled_up: boolean; ts: Date })[]).map((row) =>
+      row.rolled_up
+        ? toRollup({ ...row, hour: row.ts })
+        : { ts: row.ts, energy: row.energy_sum, batteryTemp: row.temp_min, soc: row.soc_min },
+    );
   }
 
   /** Raw readings inside the given ranges, oldest first. */

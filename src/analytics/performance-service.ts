@@ -98,44 +98,38 @@ export class PerformanceService {
           { from: endOfFullHours, to },
         ]
       : [{ from, to }];
-    const [rollups, raw, prior] = await Promise.all([
-      hasFullHours ? store.rollups(type, id, firstFullHour, endOfFullHours) : Promise.resolve([]),
-      store.rawPoints(type, id, rawRanges),
+    const [items, prior] = await Promise.all([
+      store.windowItems(type, id, firstFullHour, endOfFullHours, rawRanges),
       mode === 'cumulative'
         ? store.lastEnergyBefore(type, id, from, floorHour(from))
         : Promise.resolve(null),
     ]);
-    const points = await this.inTimeOrder(type, id, rollups, raw, firstFullHour, mode);
+    const points = await this.withStaleHoursRaw(type, id, items, mode);
     return summarizeWindow(points, mode, prior);
   }
 
   /**
-   * Raw points before the first full hour, then the hours, then the rest. An hour whose register
-   * increase is still pending recomputation is read raw instead (rare: only right after a
-   * reading arrived inside an already covered span).
+   * An hour whose register increase is still pending recomputation is read raw instead (rare: only
+   * right after a reading arrived inside an already covered span).
    */
-  private async inTimeOrder(
+  private async withStaleHoursRaw(
     type: DeviceType,
     id: string,
-    rollups: HourlyRollup[],
-    raw: RawPoint[],
-    firstFullHour: Date,
+    items: (RawPoint | HourlyRollup)[],
     mode: EnergyReadingsMode,
   ): Promise<(RawPoint | HourlyRollup)[]> {
-    const middle: (RawPoint | HourlyRollup)[] = [];
-    for (const rollup of rollups) {
-      if (mode === 'cumulative' && rollup.registerIncrease === null) {
-        const end = new Date(rollup.hour.getTime() + HOUR_MS);
-        middle.push(
-          ...(await this.deps.store.rawPoints(type, id, [{ from: rollup.hour, to: end }])),
-        );
+    if (mode !== 'cumulative' || !items.some((i) => 'hour' in i && i.registerIncrease === null))
+      return items;
+    const result: (RawPoint | HourlyRollup)[] = [];
+    for (const item of items) {
+      if ('hour' in item && item.registerIncrease === null) {
+        const end = new Date(item.hour.getTime() + HOUR_MS);
+        result.push(...(await this.deps.store.rawPoints(type, id, [{ from: item.hour, to: end }])));
       } else {
-        middle.push(rollup);
+        result.push(item);
       }
     }
-    const head = raw.filter((p) => p.ts < firstFullHour);
-    const tail = raw.filter((p) => p.ts >= firstFullHour);
-    return [...head, ...middle, ...tail];
+    return result;
   }
 
   private async compute(
