@@ -36,7 +36,8 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
 /** Reports a start-up failure as a readable message (no stack trace for expected failures). */
 export function exitOnStartupFailure(err: unknown, logger: Logger): never {
   const message = err instanceof Error ? err.message : String(err);
-  const expected = err instanceof Error && /ConfigError|DependencyUnavailableError/.test(err.name);
+  const expected =
+    err instanceof Error && /ConfigError|DependencyUnavailableError|UsageError/.test(err.name);
   logger.fatal(expected ? { reason: message } : { err }, 'cannot start');
   // The log line is JSON for machines; a person at a terminal gets the plain message too.
   process.stderr.write(`\nCannot start: ${message}\n\n`);

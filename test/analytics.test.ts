@@ -14,6 +14,7 @@ import {
   type TestApi,
   type TestFlusher,
 } from './helpers/engine';
+import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
@@ -183,6 +184,54 @@ describe('performance report, interval readings', () => {
     await ingest(e, [...meterReadings, ...vehicleReadings]);
     const res = await report(e, 'V-int', window).expect(200);
     expect(res.body).toMatchObject(expected);
+  });
+
+  test('when bucket=hour is asked, then the series has one entry per hour adding up to the window', async () => {
+    const res = await report(e, 'V-int', `${window}&bucket=hour`).expect(200);
+    expect(res.body).toMatchObject(expected);
+    expect(res.body.series).toEqual([
+      {
+        hour: '2024-05-01T09:00:00.000Z',
+        acConsumedKwh: 3,
+        dcDeliveredKwh: 2.7,
+        efficiency: 0.9,
+        avgTempC: 27,
+        socEnd: 30,
+      },
+      {
+        hour: '2024-05-01T10:00:00.000Z',
+        acConsumedKwh: 15,
+        dcDeliveredKwh: 13.5,
+        efficiency: 0.9,
+        avgTempC: 29,
+        socEnd: 45,
+      },
+      {
+        hour: '2024-05-01T11:00:00.000Z',
+        acConsumedKwh: 24,
+        dcDeliveredKwh: 21.6,
+        efficiency: 0.9,
+        avgTempC: 32,
+        socEnd: 60,
+      },
+      {
+        hour: '2024-05-01T12:00:00.000Z',
+        acConsumedKwh: 33,
+        dcDeliveredKwh: 29.7,
+        efficiency: 0.9,
+        avgTempC: 35,
+        socEnd: 75,
+      },
+      {
+        hour: '2024-05-01T13:00:00.000Z',
+        acConsumedKwh: 13,
+        dcDeliveredKwh: 11.7,
+        efficiency: 0.9,
+        avgTempC: 37,
+        socEnd: 80,
+      },
+    ]);
+    await report(e, 'V-int', `${window}&bucket=day`).expect(400);
   });
 
   test('when the same readings arrive again, duplicated and out of order, then the answer does not change', async () => {
@@ -381,6 +430,23 @@ describe('performance report, cumulative register readings', () => {
     expect(res.body.energy).toMatchObject({ acConsumedKwh: 17, dcDeliveredKwh: 18.9 });
   });
 
+  test('when bucket=hour is asked in cumulative mode, then each increase counts in the hour of the later reading', async () => {
+    const res = await report(
+      e,
+      'V-cum',
+      'from=2024-03-20T10:00:00Z&to=2024-03-20T12:00:00Z&bucket=hour',
+    ).expect(200);
+    expect(
+      res.body.series.map((p: { acConsumedKwh: number; dcDeliveredKwh: number }) => [
+        p.acConsumedKwh,
+        p.dcDeliveredKwh,
+      ]),
+    ).toEqual([
+      [12, 9],
+      [10, 9.9],
+    ]);
+  });
+
   test('when a reading arrives late inside an hour already rolled up, then the hour is recomputed', async () => {
     await ingest(e, [meter('M-cum', '2024-03-20T10:20:00Z', 90)]); // 105 -> 90 is a reset: +90, then 90 -> 112: +22
     await clearAnalyticsCache(e);
@@ -429,6 +495,43 @@ describe('query plans', () => {
     expect(plan).toMatch(/Index (Only )?Scan using telemetry_hourly_pkey/);
     expect(plan).toMatch(/Index (Only )?Scan using telemetry_history_p20240901_pkey/);
     expect(plan).not.toMatch(/telemetry_history_p2024090[2-9]/); // only the window's partition
+  });
+
+  test('when rollups are lost, then npm run rollups:rebuild recomputes them from history', async () => {
+    const count = async () =>
+      Number(
+        (
+          await e.ctx
+            .db('telemetry_hourly')
+            .where('hour', '>=', '2024-09-01')
+            .where('hour', '<', '2024-09-02')
+            .count({ n: '*' })
+        )[0].n,
+      );
+    const before = await count();
+    expect(before).toBe(300 * 6); // 300 vehicles x the hours 00:00 to 05:00
+    await e.ctx
+      .db('telemetry_hourly')
+      .where('hour', '>=', '2024-09-01')
+      .where('hour', '<', '2024-09-02')
+      .del();
+    const env = { DATABASE_URL: e.ctx.config.databaseUrl, LOG_LEVEL: 'warn' };
+    const ok = startProcess('scripts/rollups-rebuild.ts', env, [
+      '--from',
+      '2024-09-01T00:00:00Z',
+      '--to',
+      '2024-09-02T00:00:00Z',
+    ]);
+    expect(await ok.exited).toBe(0);
+    expect(await count()).toBe(before);
+    const bad = startProcess('scripts/rollups-rebuild.ts', env, [
+      '--from',
+      'yesterday',
+      '--to',
+      '2024-09-02T00:00:00Z',
+    ]);
+    expect(await bad.exited).toBe(1);
+    expect(bad.output()).toMatch(/--from must be an RFC 3339 date-time/);
   });
 
   test('when rollups are maintained by the flusher, then they equal a rebuild from raw history', async () => {

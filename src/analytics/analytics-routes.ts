@@ -29,9 +29,15 @@ export function createAnalyticsRouter({
     const window = parseWindow(req.query as Record<string, unknown>, {
       now: now(),
       alignS: Math.min(config.analyticsCacheTtlS, 60),
-      allowed: ['from', 'to', 'hours'],
+      allowed: ['from', 'to', 'hours', 'bucket'],
     });
-    res.json(await performance.report(vehicleId, window.from, window.to));
+    const { bucket } = req.query;
+    if (bucket !== undefined && bucket !== 'hour') {
+      throw badRequest('invalid_parameter', 'bucket must be hour', [
+        { path: '/bucket', message: 'must be hour' },
+      ]);
+    }
+    res.json(await performance.report(vehicleId, window.from, window.to, { bucket }));
   });
 
   return router;

@@ -6,7 +6,7 @@ import type { RedisKeys } from '../redis-keys';
 import type { MappingStore } from '../stores/mapping-store';
 import type { DeviceType } from '../telemetry/readings';
 import type { AnalyticsStore, HourlyRollup, RawPoint, TimeRange } from './analytics-store';
-import { summarizeWindow, type WindowStats } from './window-stats';
+import { summarizeByHour, summarizeWindow, type WindowStats } from './window-stats';
 
 const HOUR_MS = 3_600_000;
 const floorHour = (d: Date) => new Date(Math.floor(d.getTime() / HOUR_MS) * HOUR_MS);
@@ -38,7 +38,26 @@ export interface PerformanceReport {
   };
   counts: { vehicleReadings: number; meterReadings: number };
   warnings: string[];
+  /** With `bucket=hour`: one entry per hour of the window (the first and last may be partial). */
+  series?: HourlyPoint[];
   cache: 'hit' | 'miss' | 'off';
+}
+
+/** A device's readings over a window, in time order, and what they add up to. */
+export interface DeviceWindow {
+  stats: WindowStats;
+  points: (RawPoint | HourlyRollup)[];
+  /** The energy register before the window (cumulative mode), or null. */
+  prior: number | null;
+}
+
+export interface HourlyPoint {
+  hour: string;
+  acConsumedKwh: number | null;
+  dcDeliveredKwh: number | null;
+  efficiency: number | null;
+  avgTempC: number | null;
+  socEnd: number | null;
 }
 
 export interface AnalyticsMetrics {
@@ -69,24 +88,29 @@ export class PerformanceService {
     },
   ) {}
 
-  async report(vehicleId: string, from: Date, to: Date): Promise<PerformanceReport> {
+  async report(
+    vehicleId: string,
+    from: Date,
+    to: Date,
+    options: { bucket?: 'hour' } = {},
+  ): Promise<PerformanceReport> {
     const { config } = this.deps;
     const cacheKey = this.deps.keys.analyticsCache(
       vehicleId,
       from.getTime(),
       to.getTime(),
-      `perf:${config.energyReadings}`,
+      `perf:${config.energyReadings}:${options.bucket ?? 'none'}`,
     );
     const cached = await this.cacheGet(cacheKey);
     if (cached) return { ...cached, cache: 'hit' };
-    const report = await this.compute(vehicleId, from, to);
+    const report = await this.compute(vehicleId, from, to, options.bucket);
     this.deps.metrics?.onReport(report.energy.alert);
     await this.cacheSet(cacheKey, report);
     return { ...report, cache: config.analyticsCacheTtlS > 0 ? 'miss' : 'off' };
   }
 
-  /** Stats of one device over [from, to): rollups for whole hours, raw rows at the edges. */
-  async deviceWindow(type: DeviceType, id: string, from: Date, to: Date): Promise<WindowStats> {
+  /** One device over [from, to): rollups for whole hours, raw rows at the edges, folded to stats. */
+  async deviceWindow(type: DeviceType, id: string, from: Date, to: Date): Promise<DeviceWindow> {
     const { store } = this.deps;
     const mode = this.deps.config.energyReadings;
     const firstFullHour = ceilHour(from);
@@ -105,7 +129,7 @@ export class PerformanceService {
         : Promise.resolve(null),
     ]);
     const points = await this.withStaleHoursRaw(type, id, items, mode);
-    return summarizeWindow(points, mode, prior);
+    return { stats: summarizeWindow(points, mode, prior), points, prior };
   }
 
   /**
@@ -136,18 +160,21 @@ export class PerformanceService {
     vehicleId: string,
     from: Date,
     to: Date,
+    bucket?: 'hour',
   ): Promise<Omit<PerformanceReport, 'cache'>> {
     const { config, store, mappingStore } = this.deps;
-    const [periods, vehicle] = await Promise.all([
+    const [periods, vehicleWindow] = await Promise.all([
       mappingStore.periodsWithin(vehicleId, from, to),
       this.deviceWindow('vehicle', vehicleId, from, to),
     ]);
+    const vehicle = vehicleWindow.stats;
     if (periods.length === 0 && vehicle.readings === 0 && !(await store.vehicleExists(vehicleId))) {
       throw notFound(`Vehicle ${vehicleId} has sent no readings and is mapped to no meter`);
     }
-    const meterStats = await Promise.all(
+    const meterWindows = await Promise.all(
       periods.map((p) => this.deviceWindow('meter', p.meterId, p.from, p.to)),
     );
+    const meterStats = meterWindows.map((w) => w.stats);
 
     const warnings: string[] = [];
     let ac: number | null = null;
@@ -210,7 +237,40 @@ export class PerformanceService {
         meterReadings: meterStats.reduce((sum, s) => sum + s.readings, 0),
       },
       warnings,
+      ...(bucket === 'hour'
+        ? { series: this.hourlySeries(from, to, vehicleWindow, meterWindows) }
+        : {}),
     };
+  }
+
+  /** One entry per hour touching the window: AC of the meters mapped then, DC, temperature, SoC. */
+  private hourlySeries(
+    from: Date,
+    to: Date,
+    vehicle: DeviceWindow,
+    meters: DeviceWindow[],
+  ): HourlyPoint[] {
+    const mode = this.deps.config.energyReadings;
+    const dcByHour = summarizeByHour(vehicle.points, mode, vehicle.prior);
+    const acByHour = meters.map((m) => summarizeByHour(m.points, mode, m.prior));
+    const series: HourlyPoint[] = [];
+    for (let hour = floorHour(from).getTime(); hour < to.getTime(); hour += HOUR_MS) {
+      const dc = dcByHour.get(hour);
+      const acParts = acByHour
+        .map((m) => m.get(hour)?.energyKwh)
+        .filter((e): e is number => e != null);
+      const ac = acParts.length > 0 ? acParts.reduce((sum, e) => sum + e, 0) : null;
+      const dcKwh = dc?.energyKwh ?? null;
+      series.push({
+        hour: new Date(hour).toISOString(),
+        acConsumedKwh: round(ac, 4),
+        dcDeliveredKwh: round(dcKwh, 4),
+        efficiency: ac !== null && ac > 0 && dcKwh !== null ? round(dcKwh / ac, 4) : null,
+        avgTempC: dc && dc.tempCount > 0 ? round(dc.tempSum / dc.tempCount, 2) : null,
+        socEnd: round(dc?.socEnd ?? null, 2),
+      });
+    }
+    return series;
   }
 
   /** The cache is an optimisation: when Redis fails, answer from PostgreSQL. */

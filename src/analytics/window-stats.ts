@@ -120,3 +120,37 @@ export function summarizeWindow(
   stats.energyKwh = stats.readings > 0 ? energy : null;
   return stats;
 }
+
+const HOUR_MS = 3_600_000;
+
+/** The hour (epoch ms of its start) a raw point or rollup belongs to. */
+const hourOf = (item: RawPoint | HourlyRollup) =>
+  'hour' in item ? item.hour.getTime() : Math.floor(item.ts.getTime() / HOUR_MS) * HOUR_MS;
+
+const lastEnergyOf = (item: RawPoint | HourlyRollup) =>
+  'hour' in item ? item.lastEnergy : item.energy;
+
+/**
+ * The same stats per hour, for charts. In cumulative mode the increase from the previous reading
+ * (in an earlier hour, or `priorEnergy`) counts in the hour of the later reading, so the hours
+ * add up to the whole window.
+ */
+export function summarizeByHour(
+  points: (RawPoint | HourlyRollup)[],
+  mode: EnergyReadingsMode,
+  priorEnergy: number | null,
+): Map<number, WindowStats> {
+  const byHour = new Map<number, WindowStats>();
+  let carry = priorEnergy;
+  let start = 0;
+  while (start < points.length) {
+    const hour = hourOf(points[start]);
+    let end = start;
+    while (end < points.length && hourOf(points[end]) === hour) end += 1;
+    const group = points.slice(start, end);
+    byHour.set(hour, summarizeWindow(group, mode, carry));
+    carry = lastEnergyOf(group[group.length - 1]);
+    start = end;
+  }
+  return byHour;
+}

@@ -55,6 +55,12 @@ const windowParams = [
     schema: { type: 'integer', minimum: 1, maximum: 168 },
     description: 'window length, with at most one of from/to; default 24',
   },
+  {
+    name: 'bucket',
+    in: 'query',
+    schema: { enum: ['hour'] },
+    description: 'hour: add `series`, one entry per hour, for charts',
+  },
 ];
 
 const readingOrBatch = {

@@ -199,6 +199,24 @@ export const performanceReportSchema = {
       properties: { vehicleReadings: { type: 'integer' }, meterReadings: { type: 'integer' } },
     },
     warnings: { type: 'array', items: { type: 'string' } },
+    series: {
+      type: 'array',
+      description:
+        'with bucket=hour: one entry per hour of the window (the first and last may be partial)',
+      items: {
+        type: 'object',
+        required: ['hour', 'acConsumedKwh', 'dcDeliveredKwh', 'efficiency', 'avgTempC', 'socEnd'],
+        additionalProperties: false,
+        properties: {
+          hour: timestamp,
+          acConsumedKwh: nullableNumber,
+          dcDeliveredKwh: nullableNumber,
+          efficiency: nullableNumber,
+          avgTempC: nullableNumber,
+          socEnd: nullableNumber,
+        },
+      },
+    },
     cache: { enum: ['hit', 'miss', 'off'] },
   },
 } as const;

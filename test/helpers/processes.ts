@@ -26,11 +26,19 @@ export function envFor(config: Config, extra: Record<string, string> = {}): Reco
 }
 
 /** Starts a TypeScript entry point (e.g. workers/flusher.ts) as a separate process. */
-export function startProcess(entry: string, env: Record<string, string>): EngineProcess {
-  const child = spawn(process.execPath, [require.resolve('tsx/cli'), path.join(ROOT, entry)], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export function startProcess(
+  entry: string,
+  env: Record<string, string>,
+  args: string[] = [],
+): EngineProcess {
+  const child = spawn(
+    process.execPath,
+    [require.resolve('tsx/cli'), path.join(ROOT, entry), ...args],
+    {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
