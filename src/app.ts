@@ -3,6 +3,8 @@ import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
 import { AnalyticsStore } from './analytics/analytics-store';
 import { createAnalyticsRouter } from './analytics/analytics-routes';
+import { FleetService } from './analytics/fleet-service';
+import { FleetStore } from './analytics/fleet-store';
 import { PerformanceService } from './analytics/performance-service';
 import type { Config } from './config';
 import type { Registry } from 'prom-client';
@@ -127,7 +129,14 @@ export function createApp({
       logger: logger.child({ module: 'telemetry' }),
     }),
   );
-  app.use(createAnalyticsRouter({ performance, config }));
+  const fleet = new FleetService({
+    store: new FleetStore(db),
+    redis,
+    keys,
+    config,
+    logger: logger.child({ module: 'fleet' }),
+  });
+  app.use(createAnalyticsRouter({ performance, fleet, config }));
   app.use(notFoundHandler);
   app.use(createErrorHandler(logger.child({ module: 'errors' })));
 

@@ -157,6 +157,19 @@ describe('the API document', () => {
     );
     expectDocumented(await app().get('/v1/analytics/performance/V-none').expect(404), perf, 'get');
 
+    expectDocumented(
+      await app()
+        .get('/v1/analytics/fleet?from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z&limit=1')
+        .expect(200),
+      '/v1/analytics/fleet',
+      'get',
+    );
+    expectDocumented(
+      await app().get('/v1/analytics/fleet?limit=0').expect(400),
+      '/v1/analytics/fleet',
+      'get',
+    );
+
     expectDocumented(await app().get('/health/live').expect(200), '/health/live', 'get');
     expectDocumented(await app().get('/health/ready').expect(200), '/health/ready', 'get');
     expectDocumented(await app().get('/metrics').expect(200), '/metrics', 'get');

@@ -8,6 +8,7 @@ import {
 } from '../telemetry/schemas';
 import {
   errorResponseSchema,
+  fleetReportSchema,
   healthSchema,
   ingestBatchResponseSchema,
   ingestSingleResponseSchema,
@@ -169,6 +170,36 @@ export function buildOpenApiDocument(config: {
           },
         },
       },
+      '/v1/analytics/fleet': {
+        get: {
+          summary: 'Every vehicle active in the window, worst efficiency first, paged',
+          parameters: [
+            ...windowParams.filter((p) => p.name !== 'bucket'),
+            {
+              name: 'below',
+              in: 'query',
+              schema: { type: 'number', minimum: 0, maximum: 10 },
+              description: 'alert threshold; default EFFICIENCY_THRESHOLD',
+            },
+            {
+              name: 'limit',
+              in: 'query',
+              schema: { type: 'integer', minimum: 1, maximum: 10000 },
+              description: 'vehicles per page; default 100',
+            },
+            {
+              name: 'cursor',
+              in: 'query',
+              schema: { type: 'string' },
+              description: 'nextCursor of the previous page',
+            },
+          ],
+          responses: {
+            '200': reply('the fleet report', ref('FleetReport')),
+            '400': error('invalid window, below, limit or cursor'),
+          },
+        },
+      },
       '/health/live': {
         get: { summary: 'The process is up', responses: { '200': reply('live', ref('Health')) } },
       },
@@ -206,6 +237,7 @@ export function buildOpenApiDocument(config: {
         MeterStatus: meterStatusSchema,
         VehicleStatus: vehicleStatusSchema,
         PerformanceReport: performanceReportSchema,
+        FleetReport: fleetReportSchema,
         Health: healthSchema,
       },
     },

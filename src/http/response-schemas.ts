@@ -231,3 +231,81 @@ export const healthSchema = {
     checks: { type: 'object', additionalProperties: { type: 'string' } },
   },
 } as const;
+
+export const fleetReportSchema = {
+  type: 'object',
+  required: [
+    'window',
+    'mode',
+    'below',
+    'totals',
+    'vehicles',
+    'withoutMapping',
+    'withoutMeterData',
+    'nextCursor',
+    'cache',
+  ],
+  additionalProperties: false,
+  properties: {
+    window: {
+      type: 'object',
+      required: ['from', 'to'],
+      additionalProperties: false,
+      properties: { from: timestamp, to: timestamp },
+    },
+    mode: { enum: ['interval', 'cumulative'] },
+    below: { type: 'number', description: 'efficiency below this raises an alert' },
+    totals: {
+      type: 'object',
+      required: ['vehiclesChecked', 'vehiclesFlagged', 'withoutMapping', 'withoutMeterData'],
+      additionalProperties: false,
+      properties: {
+        vehiclesChecked: { type: 'integer' },
+        vehiclesFlagged: { type: 'integer' },
+        withoutMapping: { type: 'integer' },
+        withoutMeterData: { type: 'integer' },
+      },
+    },
+    vehicles: {
+      type: 'array',
+      description: 'worst efficiency first; undefined efficiency (AC 0, no vehicle readings) last',
+      items: {
+        type: 'object',
+        required: [
+          'vehicleId',
+          'meters',
+          'acConsumedKwh',
+          'dcDeliveredKwh',
+          'efficiency',
+          'alert',
+          'counts',
+        ],
+        additionalProperties: false,
+        properties: {
+          vehicleId: { type: 'string' },
+          meters: performanceReportSchema.properties.meters,
+          acConsumedKwh: nullableNumber,
+          dcDeliveredKwh: nullableNumber,
+          efficiency: nullableNumber,
+          alert: { type: ['boolean', 'null'] },
+          counts: performanceReportSchema.properties.counts,
+        },
+      },
+    },
+    withoutMapping: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'vehicles with readings but no meter mapping in the window',
+    },
+    withoutMeterData: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'vehicles whose mapped meters sent nothing in the window',
+    },
+    nextCursor: {
+      type: ['string', 'null'],
+      description: 'pass as cursor for the next page; null on the last',
+    },
+    cache: { enum: ['hit', 'miss', 'off'] },
+  },
+} as const;

@@ -1,0 +1,181 @@
+import type { Redis } from 'ioredis';
+import type { EnergyReadingsMode } from '../config';
+import { badRequest } from '../errors';
+import type { Logger } from '../logger';
+import type { RedisKeys } from '../redis-keys';
+import type { FleetRow, FleetStore } from './fleet-store';
+
+const round = (value: number | null, digits: number) =>
+  value === null ? null : Math.round(value * 10 ** digits) / 10 ** digits;
+
+export interface FleetVehicle {
+  vehicleId: string;
+  meters: { meterId: string; from: string; to: string }[];
+  acConsumedKwh: number | null;
+  dcDeliveredKwh: number | null;
+  efficiency: number | null;
+  alert: boolean | null;
+  counts: { vehicleReadings: number; meterReadings: number };
+}
+
+interface FleetSnapshot {
+  vehicles: FleetVehicle[];
+  withoutMapping: string[];
+  withoutMeterData: string[];
+}
+
+export interface FleetReport {
+  window: { from: string; to: string };
+  mode: EnergyReadingsMode;
+  below: number;
+  totals: {
+    vehiclesChecked: number;
+    vehiclesFlagged: number;
+    withoutMapping: number;
+    withoutMeterData: number;
+  };
+  vehicles: FleetVehicle[];
+  withoutMapping: string[];
+  withoutMeterData: string[];
+  nextCursor: string | null;
+  cache: 'hit' | 'miss' | 'off';
+}
+
+export function encodeCursor(offset: number): string {
+  return Buffer.from(JSON.stringify({ offset })).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): number {
+  try {
+    const { offset } = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as {
+      offset?: unknown;
+    };
+    if (typeof offset === 'number' && Number.isInteger(offset) && offset >= 0) return offset;
+  } catch {
+    // fall through
+  }
+  throw badRequest('invalid_parameter', 'cursor is not one this API returned', [
+    { path: '/cursor', message: 'must be a nextCursor from a previous page' },
+  ]);
+}
+
+/**
+ * Which chargers are losing energy: every vehicle active in the window with the same AC, DC and
+ * efficiency as its own performance report, worst efficiency first, paged. One SQL statement
+ * computes the fleet; the result is cached per window so paging through it is consistent.
+ */
+export class FleetService {
+  constructor(
+    private readonly deps: {
+      store: FleetStore;
+      redis: Redis;
+      keys: RedisKeys;
+      config: { energyReadings: EnergyReadingsMode; analyticsCacheTtlS: number };
+      logger: Logger;
+    },
+  ) {}
+
+  async report(
+    from: Date,
+    to: Date,
+    options: { below: number; limit: number; offset: number },
+  ): Promise<FleetReport> {
+    const { config } = this.deps;
+    const key = this.deps.keys.analyticsCache(
+      'fleet',
+      from.getTime(),
+      to.getTime(),
+      `fleet:${config.energyReadings}`,
+    );
+    let snapshot = await this.cacheGet(key);
+    const cache: FleetReport['cache'] = snapshot
+      ? 'hit'
+      : config.analyticsCacheTtlS > 0
+        ? 'miss'
+        : 'off';
+    if (!snapshot) {
+      snapshot = this.toSnapshot(await this.deps.store.vehicleWindows(from, to));
+      await this.cacheSet(key, snapshot);
+    }
+    const withAlerts = snapshot.vehicles.map((v) => ({
+      ...v,
+      alert: v.efficiency === null ? null : v.efficiency < options.below,
+    }));
+    const page = withAlerts.slice(options.offset, options.offset + options.limit);
+    const next = options.offset + options.limit;
+    return {
+      window: { from: from.toISOString(), to: to.toISOString() },
+      mode: config.energyReadings,
+      below: options.below,
+      totals: {
+        vehiclesChecked:
+          withAlerts.length + snapshot.withoutMapping.length + snapshot.withoutMeterData.length,
+        vehiclesFlagged: withAlerts.filter((v) => v.alert === true).length,
+        withoutMapping: snapshot.withoutMapping.length,
+        withoutMeterData: snapshot.withoutMeterData.length,
+      },
+      vehicles: page,
+      withoutMapping: snapshot.withoutMapping,
+      withoutMeterData: snapshot.withoutMeterData,
+      nextCursor: next < withAlerts.length ? encodeCursor(next) : null,
+      cache,
+    };
+  }
+
+  private toSnapshot(rows: FleetRow[]): FleetSnapshot {
+    const cumulative = this.deps.config.energyReadings === 'cumulative';
+    const snapshot: FleetSnapshot = { vehicles: [], withoutMapping: [], withoutMeterData: [] };
+    for (const row of rows) {
+      if (row.meters.length === 0) {
+        snapshot.withoutMapping.push(row.vehicleId);
+        continue;
+      }
+      if (row.metersWithData === 0) {
+        snapshot.withoutMeterData.push(row.vehicleId);
+        continue;
+      }
+      const ac = cumulative ? row.acCumulative : row.acInterval;
+      const dc = row.vehicleReadings > 0 ? (cumulative ? row.dcCumulative : row.dcInterval) : null;
+      const efficiency = ac !== null && dc !== null && ac > 0 ? dc / ac : null;
+      snapshot.vehicles.push({
+        vehicleId: row.vehicleId,
+        meters: row.meters.map((m) => ({
+          meterId: m.meterId,
+          from: m.from.toISOString(),
+          to: m.to.toISOString(),
+        })),
+        acConsumedKwh: round(ac, 4),
+        dcDeliveredKwh: round(dc, 4),
+        efficiency: round(efficiency, 4),
+        alert: null,
+        counts: { vehicleReadings: row.vehicleReadings, meterReadings: row.meterReadings },
+      });
+    }
+    // Worst first; vehicles whose efficiency is undefined (AC 0, no vehicle readings) last.
+    snapshot.vehicles.sort(
+      (a, b) =>
+        (a.efficiency ?? Infinity) - (b.efficiency ?? Infinity) ||
+        (a.vehicleId < b.vehicleId ? -1 : 1),
+    );
+    snapshot.withoutMapping.sort();
+    snapshot.withoutMeterData.sort();
+    return snapshot;
+  }
+
+  private async cacheGet(key: string): Promise<FleetSnapshot | null> {
+    if (this.deps.config.analyticsCacheTtlS === 0) return null;
+    try {
+      const value = await this.deps.redis.get(key);
+      return value ? (JSON.parse(value) as FleetSnapshot) : null;
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'fleet cache unavailable: reading PostgreSQL');
+      return null;
+    }
+  }
+
+  private async cacheSet(key: string, snapshot: FleetSnapshot): Promise<void> {
+    const ttl = this.deps.config.analyticsCacheTtlS;
+    if (ttl === 0) return;
+    await this.deps.redis.set(key, JSON.stringify(snapshot), 'EX', ttl).catch(() => undefined);
+  }
+}
