@@ -94,7 +94,9 @@ export class FleetService {
         ? 'miss'
         : 'off';
     if (!snapshot) {
-      snapshot = this.toSnapshot(await this.deps.store.vehicleWindows(from, to));
+      snapshot = this.toSnapshot(
+        await this.deps.store.vehicleWindows(from, to, config.energyReadings),
+      );
       await this.cacheSet(key, snapshot);
     }
     const withAlerts = snapshot.vehicles.map((v) => ({
@@ -123,7 +125,6 @@ export class FleetService {
   }
 
   private toSnapshot(rows: FleetRow[]): FleetSnapshot {
-    const cumulative = this.deps.config.energyReadings === 'cumulative';
     const snapshot: FleetSnapshot = { vehicles: [], withoutMapping: [], withoutMeterData: [] };
     for (const row of rows) {
       if (row.meters.length === 0) {
@@ -134,8 +135,8 @@ export class FleetService {
         snapshot.withoutMeterData.push(row.vehicleId);
         continue;
       }
-      const ac = cumulative ? row.acCumulative : row.acInterval;
-      const dc = row.vehicleReadings > 0 ? (cumulative ? row.dcCumulative : row.dcInterval) : null;
+      const ac = row.ac;
+      const dc = row.vehicleReadings > 0 ? row.dc : null;
       const efficiency = ac !== null && dc !== null && ac > 0 ? dc / ac : null;
       snapshot.vehicles.push({
         vehicleId: row.vehicleId,

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { EnergyReadingsMode } from '../config';
 
 /** What one vehicle's window adds up to, for the whole fleet in one statement. */
 export interface FleetRow {
@@ -8,20 +9,19 @@ export interface FleetRow {
   meterReadings: number;
   /** Meter periods that had at least one reading. */
   metersWithData: number;
-  dcInterval: number | null;
-  dcCumulative: number | null;
-  acInterval: number | null;
-  acCumulative: number | null;
+  /** kWh in the configured energy mode; null when the device sent nothing. */
+  dc: number | null;
+  ac: number | null;
 }
 
 /**
  * The fleet report's one statement. Every vehicle active in the window gets a "device window" for
  * itself (DC) and one per meter period of its mapping clipped to the window (AC); each device
  * window reads the rollups of its whole hours and the raw readings of its partial edge hours, the
- * same pieces the per-vehicle report reads, so both report the same figures. Both energy modes are
- * computed; the caller picks one.
+ * same pieces the per-vehicle report reads, so both report the same figures.
  */
-const FLEET_SQL = `
+const COMMON_CTES = `
+
 WITH params AS (SELECT ?::timestamptz AS wf, ?::timestamptz AS wt),
 active AS (
   SELECT DISTINCT r.device_id AS vehicle_id
@@ -48,19 +48,42 @@ bounds AS (
   FROM windows w
 ),
 pieces AS (
+  -- Whole hours: one range scan of the window's rollups (index on device_type, hour, device_id).
   SELECT b.key, b.role, b.device_id, b.wfrom, r.hour AS ts, r.readings, r.energy_sum,
          coalesce(r.register_increase, 0) AS inc, r.first_energy, r.last_energy
   FROM bounds b
   JOIN telemetry_hourly r
     ON r.device_type = b.device_type AND r.device_id = b.device_id AND r.hour >= b.fh AND r.hour < b.th
+  CROSS JOIN params
+  WHERE r.hour >= date_trunc('hour', wf, 'UTC') AND r.hour < wt
   UNION ALL
-  SELECT b.key, b.role, b.device_id, b.wfrom, t.ts, 1, e.energy, 0, e.energy, e.energy
+  -- Partial edge hours: per device window, two primary-key range scans of history.
+  SELECT b.key, b.role, b.device_id, b.wfrom, e.ts, 1, e.energy, 0, e.energy, e.energy
   FROM bounds b
-  JOIN telemetry_history t
-    ON t.device_type = b.device_type AND t.device_id = b.device_id
-   AND ((t.ts >= b.wfrom AND t.ts < least(b.fh, b.wto)) OR (t.ts >= greatest(b.th, b.fh) AND t.ts < b.wto))
-  CROSS JOIN LATERAL (SELECT coalesce(t.kwh_consumed_ac, t.kwh_delivered_dc) AS energy) e
-),
+  CROSS JOIN LATERAL (
+    SELECT t.ts, coalesce(t.kwh_consumed_ac, t.kwh_delivered_dc) AS energy FROM telemetry_history t
+    WHERE t.device_type = b.device_type AND t.device_id = b.device_id
+      AND t.ts >= b.wfrom AND t.ts < least(b.fh, b.wto)
+    UNION ALL
+    SELECT t.ts, coalesce(t.kwh_consumed_ac, t.kwh_delivered_dc) FROM telemetry_history t
+    WHERE t.device_type = b.device_type AND t.device_id = b.device_id
+      AND t.ts >= greatest(b.th, b.fh) AND t.ts < b.wto
+  ) e
+)`;
+
+/** Interval readings: a window's energy is the sum of its pieces. */
+const INTERVAL_WINDOWS = `
+per_window AS (
+  SELECT key, role, device_id, wfrom, sum(readings)::int AS readings, sum(energy_sum) AS energy
+  FROM pieces
+  GROUP BY key, role, device_id, wfrom
+)`;
+
+/**
+ * Register readings: the increases inside each piece plus the steps between consecutive pieces,
+ * starting from the device's last reading before its window (a drop is a reset).
+ */
+const CUMULATIVE_WINDOWS = `
 priors AS (
   SELECT b.key, b.role, b.device_id, b.wfrom,
          coalesce(
@@ -81,23 +104,22 @@ stepped AS (
 per_window AS (
   SELECT s.key, s.role, s.device_id, s.wfrom,
          sum(s.readings)::int AS readings,
-         sum(s.energy_sum) AS energy_interval,
          sum(s.inc) + sum(CASE WHEN coalesce(s.previous, pr.prior) IS NULL THEN 0
-                               ELSE register_step(coalesce(s.previous, pr.prior), s.first_energy) END) AS energy_cumulative
+                               ELSE register_step(coalesce(s.previous, pr.prior), s.first_energy) END) AS energy
   FROM stepped s
   JOIN priors pr USING (key, role, device_id, wfrom)
   GROUP BY s.key, s.role, s.device_id, s.wfrom
-)
+)`;
+
+const PER_VEHICLE = `
 SELECT b.key AS vehicle_id,
        coalesce(json_agg(json_build_object('meterId', b.device_id, 'from', b.wfrom, 'to', b.wto) ORDER BY b.wfrom)
                 FILTER (WHERE b.role = 'ac'), '[]') AS meters,
        coalesce(sum(pw.readings) FILTER (WHERE b.role = 'dc'), 0)::int AS vehicle_readings,
        coalesce(sum(pw.readings) FILTER (WHERE b.role = 'ac'), 0)::int AS meter_readings,
        count(pw.readings) FILTER (WHERE b.role = 'ac')::int AS meters_with_data,
-       sum(pw.energy_interval) FILTER (WHERE b.role = 'dc') AS dc_interval,
-       sum(pw.energy_cumulative) FILTER (WHERE b.role = 'dc') AS dc_cumulative,
-       sum(pw.energy_interval) FILTER (WHERE b.role = 'ac') AS ac_interval,
-       sum(pw.energy_cumulative) FILTER (WHERE b.role = 'ac') AS ac_cumulative
+       sum(pw.energy) FILTER (WHERE b.role = 'dc') AS dc,
+       sum(pw.energy) FILTER (WHERE b.role = 'ac') AS ac
 FROM bounds b
 LEFT JOIN per_window pw USING (key, role, device_id, wfrom)
 GROUP BY b.key`;
@@ -108,17 +130,22 @@ interface FleetSqlRow {
   vehicle_readings: number;
   meter_readings: number;
   meters_with_data: number;
-  dc_interval: number | null;
-  dc_cumulative: number | null;
-  ac_interval: number | null;
-  ac_cumulative: number | null;
+  dc: number | null;
+  ac: number | null;
 }
 
 export class FleetStore {
   constructor(private readonly db: Knex) {}
 
-  async vehicleWindows(from: Date, to: Date): Promise<FleetRow[]> {
-    const result = await this.db.raw(FLEET_SQL, [from, to]);
+  async vehicleWindows(from: Date, to: Date, mode: EnergyReadingsMode): Promise<FleetRow[]> {
+    const sql = `${COMMON_CTES},${mode === 'interval' ? INTERVAL_WINDOWS : CUMULATIVE_WINDOWS}${PER_VEHICLE}`;
+    const result = await this.db.transaction(async (trx) => {
+      // Sorting and grouping the fleet's pieces wants memory, not disk; and JIT compilation costs
+      // more (~100 ms) than this statement saves from it.
+      await trx.raw(`SET LOCAL work_mem = '64MB'`);
+      await trx.raw('SET LOCAL jit = off');
+      return (await trx.raw(sql, [from, to])) as { rows: FleetSqlRow[] };
+    });
     return (result.rows as FleetSqlRow[]).map((r) => ({
       vehicleId: r.vehicle_id,
       meters: r.meters.map((m) => ({
@@ -129,10 +156,8 @@ export class FleetStore {
       vehicleReadings: r.vehicle_readings,
       meterReadings: r.meter_readings,
       metersWithData: r.meters_with_data,
-      dcInterval: r.dc_interval,
-      dcCumulative: r.dc_cumulative,
-      acInterval: r.ac_interval,
-      acCumulative: r.ac_cumulative,
+      dc: r.dc,
+      ac: r.ac,
     }));
   }
 }
