@@ -47,9 +47,11 @@ export function createAnalyticsRouter({
 
   router.get('/v1/analytics/fleet', async (req, res) => {
     const query = req.query as Record<string, unknown>;
+    // A window ending "now" ends at the last whole hour here: the fleet then reads rollups only
+    // (no partial hours), which is what keeps 10,000 vehicles well under a second.
     const window = parseWindow(query, {
       now: now(),
-      alignS: Math.min(config.analyticsCacheTtlS, 60),
+      alignS: 3600,
       allowed: ['from', 'to', 'hours', 'below', 'limit', 'cursor'],
     });
     const below = numberParam(query, 'below', config.efficiencyThreshold, {

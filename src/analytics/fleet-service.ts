@@ -1,12 +1,12 @@
 import type { Redis } from 'ioredis';
+import { roundFigure } from './rounding';
 import type { EnergyReadingsMode } from '../config';
 import { badRequest } from '../errors';
 import type { Logger } from '../logger';
 import type { RedisKeys } from '../redis-keys';
 import type { FleetRow, FleetStore } from './fleet-store';
 
-const round = (value: number | null, digits: number) =>
-  value === null ? null : Math.round(value * 10 ** digits) / 10 ** digits;
+const round = roundFigure;
 
 export interface FleetVehicle {
   vehicleId: string;

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { roundFigure } from './rounding';
 import type { EnergyReadingsMode } from '../config';
 import { notFound } from '../errors';
 import type { Logger } from '../logger';
@@ -12,8 +13,7 @@ const HOUR_MS = 3_600_000;
 const floorHour = (d: Date) => new Date(Math.floor(d.getTime() / HOUR_MS) * HOUR_MS);
 const ceilHour = (d: Date) => new Date(Math.ceil(d.getTime() / HOUR_MS) * HOUR_MS);
 
-const round = (value: number | null, digits: number) =>
-  value === null ? null : Math.round(value * 10 ** digits) / 10 ** digits;
+const round = roundFigure;
 
 export interface PerformanceReport {
   vehicleId: string;
