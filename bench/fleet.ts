@@ -2,7 +2,8 @@
  * `npm run bench:fleet [-- --vehicles 10000]`: the fleet report at fleet scale. Loads a day of
  * time-ordered readings (every vehicle and its meter each minute: 28.8 million rows at 10,000
  * vehicles) into a fresh `energy_fleet_bench` database with SQL, builds the rollups, then times
- * the uncached fleet statement for an hour-aligned and an unaligned 24-hour window.
+ * the uncached fleet statement for an hour-aligned and an unaligned 24-hour window. `--reuse`
+ * times an already loaded database again.
  */
 import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
@@ -19,6 +20,7 @@ async function main(): Promise<void> {
   const vehicles = argValue('vehicles', 10_000);
   const url =
     process.env.BENCH_FLEET_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_fleet_bench';
+  if (process.argv.includes('--reuse')) return timeAll(url);
   const name = new URL(url).pathname.slice(1);
   await withMaintenanceClient(url, (c) =>
     c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
@@ -63,6 +65,20 @@ async function main(): Promise<void> {
   const rows = Number((await db.raw('SELECT count(*) AS n FROM telemetry_history')).rows[0].n);
   console.log(`\nloaded ${fmt(rows)} rows in ${fmt((Date.now() - loadStarted) / 1000)} s`);
 
+  await db.destroy();
+  await timeAll(url);
+}
+
+/** Times the uncached fleet statement on the loaded database (`--reuse` skips the load). */
+async function timeAll(url: string): Promise<void> {
+  const db = createDb(loadConfig({ DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: '3600000' }));
+  const bounds = (
+    await db.raw(
+      `SELECT min(hour) AS start, max(hour) + interval '1 hour' AS "end" FROM telemetry_hourly`,
+    )
+  ).rows[0];
+  const start = new Date(bounds.start).getTime();
+  const end = new Date(bounds.end).getTime();
   const store = new FleetStore(db);
   const time = async (label: string, from: number, to: number) => {
     const runs: number[] = [];

@@ -22,23 +22,22 @@ export interface FleetRow {
  */
 const COMMON_CTES = `
 
-WITH params AS (SELECT ?::timestamptz AS wf, ?::timestamptz AS wt),
-active AS (
+WITH active AS (
   SELECT DISTINCT r.device_id AS vehicle_id
-  FROM telemetry_hourly r, params
-  WHERE r.device_type = 'vehicle' AND r.hour >= date_trunc('hour', wf, 'UTC') AND r.hour < wt
+  FROM telemetry_hourly r
+  WHERE r.device_type = 'vehicle' AND r.hour >= date_trunc('hour', $WF, 'UTC') AND r.hour < $WT
   UNION
-  SELECT m.vehicle_id FROM vehicle_meter_map m, params
-  WHERE m.valid_from < wt AND (m.valid_to IS NULL OR m.valid_to > wf)
+  SELECT m.vehicle_id FROM vehicle_meter_map m
+  WHERE m.valid_from < $WT AND (m.valid_to IS NULL OR m.valid_to > $WF)
 ),
 windows AS (
   SELECT a.vehicle_id AS key, 'dc' AS role, 'vehicle' AS device_type, a.vehicle_id AS device_id,
-         wf AS wfrom, wt AS wto
-  FROM active a, params
+         $WF AS wfrom, $WT AS wto
+  FROM active a
   UNION ALL
-  SELECT m.vehicle_id, 'ac', 'meter', m.meter_id, greatest(m.valid_from, wf), least(coalesce(m.valid_to, 'infinity'), wt)
-  FROM vehicle_meter_map m, params
-  WHERE m.valid_from < wt AND (m.valid_to IS NULL OR m.valid_to > wf)
+  SELECT m.vehicle_id, 'ac', 'meter', m.meter_id, greatest(m.valid_from, $WF), least(coalesce(m.valid_to, 'infinity'), $WT)
+  FROM vehicle_meter_map m
+  WHERE m.valid_from < $WT AND (m.valid_to IS NULL OR m.valid_to > $WF)
 ),
 bounds AS (
   SELECT w.*,
@@ -54,8 +53,7 @@ pieces AS (
   FROM bounds b
   JOIN telemetry_hourly r
     ON r.device_type = b.device_type AND r.device_id = b.device_id AND r.hour >= b.fh AND r.hour < b.th
-  CROSS JOIN params
-  WHERE r.hour >= date_trunc('hour', wf, 'UTC') AND r.hour < wt
+  WHERE r.hour >= date_trunc('hour', $WF, 'UTC') AND r.hour < $WT
   UNION ALL
   -- Partial edge hours: per device window, two primary-key range scans of history.
   SELECT b.key, b.role, b.device_id, b.wfrom, e.ts, 1, e.energy, 0, e.energy, e.energy
@@ -69,6 +67,8 @@ pieces AS (
     WHERE t.device_type = b.device_type AND t.device_id = b.device_id
       AND t.ts >= greatest(b.th, b.fh) AND t.ts < b.wto
   ) e
+  -- Hour-aligned windows have no partial hours: skip their lookups altogether.
+  WHERE b.wfrom < least(b.fh, b.wto) OR greatest(b.th, b.fh) < b.wto
 )`;
 
 /** Interval readings: a window's energy is the sum of its pieces. */
@@ -138,13 +138,20 @@ export class FleetStore {
   constructor(private readonly db: Knex) {}
 
   async vehicleWindows(from: Date, to: Date, mode: EnergyReadingsMode): Promise<FleetRow[]> {
-    const sql = `${COMMON_CTES},${mode === 'interval' ? INTERVAL_WINDOWS : CUMULATIVE_WINDOWS}${PER_VEHICLE}`;
+    const template = `${COMMON_CTES},${mode === 'interval' ? INTERVAL_WINDOWS : CUMULATIVE_WINDOWS}${PER_VEHICLE}`;
+    // $WF and $WT are the window's bounds, bound as parameters wherever they appear (as constants
+    // the planner can use, rather than a joined CTE).
+    const bindings: Date[] = [];
+    const sql = template.replace(/\$(WF|WT)\b/g, (_m, name: string) => {
+      bindings.push(name === 'WF' ? from : to);
+      return '?::timestamptz';
+    });
     const result = await this.db.transaction(async (trx) => {
       // Sorting and grouping the fleet's pieces wants memory, not disk; and JIT compilation costs
       // more (~100 ms) than this statement saves from it.
       await trx.raw(`SET LOCAL work_mem = '64MB'`);
       await trx.raw('SET LOCAL jit = off');
-      return (await trx.raw(sql, [from, to])) as { rows: FleetSqlRow[] };
+      return (await trx.raw(sql, bindings)) as { rows: FleetSqlRow[] };
     });
     return (result.rows as FleetSqlRow[]).map((r) => ({
       vehicleId: r.vehicle_id,
