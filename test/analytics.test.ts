@@ -1,43 +1,12 @@
 import request from 'supertest';
-import type { Queue } from 'bullmq';
 import { createApp } from '../src/app';
 import { createIngestQueue } from '../src/queue/ingest-queue';
 import { createRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
-import type { IngestJobData } from '../src/telemetry/readings';
 import { AnalyticsStore } from '../src/analytics/analytics-store';
-import {
-  openQueue,
-  startTestApi,
-  startTestFlusher,
-  waitForDrained,
-  type TestApi,
-  type TestFlusher,
-} from './helpers/engine';
+import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
-import { createTestContext, type TestContext } from './helpers/test-env';
-
-interface Engine {
-  ctx: TestContext;
-  api: TestApi;
-  flusher: TestFlusher;
-  queue: Queue<IngestJobData>;
-}
-
-async function startEngine(overrides: Record<string, string> = {}): Promise<Engine> {
-  const ctx = await createTestContext(overrides);
-  const api = await startTestApi(ctx);
-  const flusher = await startTestFlusher(ctx);
-  return { ctx, api, flusher, queue: openQueue(ctx.redis, ctx.config.redisPrefix) };
-}
-
-async function stopEngine(e: Engine): Promise<void> {
-  await e.queue.close();
-  await e.flusher.close();
-  await e.api.close();
-  await e.ctx.cleanup();
-}
 
 const meter = (meterId: string, timestamp: string, kwhConsumedAc: number) => ({
   meterId,
@@ -59,7 +28,7 @@ const vehicle = (
   timestamp,
 });
 
-async function ingest(e: Engine, readings: object[]): Promise<void> {
+async function ingest(e: TestEngine, readings: object[]): Promise<void> {
   await request(e.api.api.app)
     .post('/v1/telemetry/ingest')
     .set('Content-Type', 'application/json')
@@ -68,7 +37,12 @@ async function ingest(e: Engine, readings: object[]): Promise<void> {
   await waitForDrained(e.queue);
 }
 
-async function map(e: Engine, vehicleId: string, meterId: string, since: string): Promise<void> {
+async function map(
+  e: TestEngine,
+  vehicleId: string,
+  meterId: string,
+  since: string,
+): Promise<void> {
   await request(e.api.api.app)
     .post('/v1/telemetry/map')
     .set('Content-Type', 'application/json')
@@ -77,20 +51,20 @@ async function map(e: Engine, vehicleId: string, meterId: string, since: string)
 }
 
 /** Forgets cached reports, so the next request computes from PostgreSQL again. */
-async function clearAnalyticsCache(e: Engine): Promise<void> {
+async function clearAnalyticsCache(e: TestEngine): Promise<void> {
   const keys = await e.ctx.redis.keys(`${e.ctx.config.redisPrefix}:analytics:*`);
   if (keys.length > 0) await e.ctx.redis.del(...keys);
 }
 
-const report = (e: Engine, vehicleId: string, query: string) =>
+const report = (e: TestEngine, vehicleId: string, query: string) =>
   request(e.api.api.app).get(`/v1/analytics/performance/${vehicleId}?${query}`);
 
 describe('performance report, interval readings', () => {
-  let e: Engine;
+  let e: TestEngine;
   beforeAll(async () => {
-    e = await startEngine();
+    e = await startTestEngine();
   });
-  afterAll(() => stopEngine(e));
+  afterAll(() => e.stop());
 
   test('when the two seed payloads and a mapping are stored, then efficiency is 120.2 / 150.5 with an alert', async () => {
     await ingest(e, [
@@ -386,9 +360,9 @@ describe('performance report, interval readings', () => {
 });
 
 describe('performance report, cumulative register readings', () => {
-  let e: Engine;
+  let e: TestEngine;
   beforeAll(async () => {
-    e = await startEngine({ ENERGY_READINGS: 'cumulative' });
+    e = await startTestEngine({ ENERGY_READINGS: 'cumulative' });
     await map(e, 'V-cum', 'M-cum', '2024-03-01T00:00:00Z');
     await ingest(e, [
       meter('M-cum', '2024-03-20T09:50:00Z', 100), // the register before the window
@@ -402,7 +376,7 @@ describe('performance report, cumulative register readings', () => {
       vehicle('V-cum', '2024-03-20T11:30:00Z', 1018.9), // +9.9
     ]);
   });
-  afterAll(() => stopEngine(e));
+  afterAll(() => e.stop());
 
   test('when the window covers whole hours, then energy is the sum of register increases, a reset counting its new value', async () => {
     const res = await report(
@@ -460,9 +434,9 @@ describe('performance report, cumulative register readings', () => {
 });
 
 describe('query plans', () => {
-  let e: Engine;
+  let e: TestEngine;
   beforeAll(async () => {
-    e = await startEngine();
+    e = await startTestEngine();
     // 300 devices x 300 readings, interleaved in time as real traffic is.
     await e.ctx.db.raw(`SELECT ensure_history_partitions('2024-09-01', '2024-09-02')`);
     await e.ctx.db.raw(`
@@ -474,7 +448,7 @@ describe('query plans', () => {
     );
     await e.ctx.db.raw('ANALYZE');
   });
-  afterAll(() => stopEngine(e));
+  afterAll(() => e.stop());
 
   test('when the report reads history and rollups, then it uses index scans, never a sequential scan of history', async () => {
     const store = new AnalyticsStore(e.ctx.db);

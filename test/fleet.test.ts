@@ -1,47 +1,7 @@
 import request from 'supertest';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Queue } from 'bullmq';
-import type { IngestJobData } from '../src/telemetry/readings';
 import { parseArgs, simulate } from '../scripts/simulate';
 import type { Fleet } from '../scripts/fleet-model';
-import {
-  openQueue,
-  startTestApi,
-  startTestFlusher,
-  waitForDrained,
-  type TestApi,
-  type TestFlusher,
-} from './helpers/engine';
-import { createTestContext, type TestContext } from './helpers/test-env';
-
-interface Engine {
-  ctx: TestContext;
-  api: TestApi;
-  flusher: TestFlusher;
-  queue: Queue<IngestJobData>;
-  server: Server;
-  url: string;
-}
-
-async function startEngine(overrides: Record<string, string>): Promise<Engine> {
-  const ctx = await createTestContext(overrides);
-  const api = await startTestApi(ctx);
-  const flusher = await startTestFlusher(ctx);
-  const server = await new Promise<Server>((resolve) => {
-    const s = api.api.app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { ctx, api, flusher, queue: openQueue(ctx.redis, ctx.config.redisPrefix), server, url };
-}
-
-async function stopEngine(e: Engine): Promise<void> {
-  await new Promise((r) => e.server.close(r));
-  await e.queue.close();
-  await e.flusher.close();
-  await e.api.close();
-  await e.ctx.cleanup();
-}
+import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 
 interface FleetVehicleJson {
   vehicleId: string;
@@ -53,7 +13,7 @@ interface FleetVehicleJson {
 }
 
 /** Every page of the fleet report, following nextCursor. */
-async function allPages(e: Engine, query: string, limit: number) {
+async function allPages(e: TestEngine, query: string, limit: number) {
   const pages = [];
   let cursor: string | null = null;
   do {
@@ -67,7 +27,7 @@ async function allPages(e: Engine, query: string, limit: number) {
 }
 
 describe.each(['interval', 'cumulative'] as const)('fleet report, %s readings', (mode) => {
-  let e: Engine;
+  let e: TestEngine;
   let fleet: Fleet;
   // An unaligned window holding the whole simulated span (every vehicle charged in it), with
   // partial hours at both ends.
@@ -79,7 +39,7 @@ describe.each(['interval', 'cumulative'] as const)('fleet report, %s readings', 
   let query: string;
 
   beforeAll(async () => {
-    e = await startEngine({ ENERGY_READINGS: mode });
+    e = await startTestEngine({ ENERGY_READINGS: mode });
     fleet = await simulate(
       {
         ...parseArgs([
@@ -114,7 +74,7 @@ describe.each(['interval', 'cumulative'] as const)('fleet report, %s readings', 
     await waitForDrained(e.queue, 60_000);
     query = windowQuery();
   });
-  afterAll(() => stopEngine(e));
+  afterAll(() => e.stop());
 
   test('when the fleet is checked, then exactly the faulty chargers are flagged, worst first', async () => {
     const res = await request(e.api.api.app)
@@ -176,11 +136,11 @@ describe.each(['interval', 'cumulative'] as const)('fleet report, %s readings', 
 });
 
 describe('fleet report parameters', () => {
-  let e: Engine;
+  let e: TestEngine;
   beforeAll(async () => {
-    e = await startEngine({});
+    e = await startTestEngine({});
   });
-  afterAll(() => stopEngine(e));
+  afterAll(() => e.stop());
 
   test.each([
     ['below=abc', '/below'],

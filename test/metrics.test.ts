@@ -6,32 +6,26 @@ import path from 'node:path';
 import type { Queue } from 'bullmq';
 import type { IngestJobData } from '../src/telemetry/readings';
 import {
-  openQueue,
-  startTestApi,
-  startTestFlusher,
+  startTestEngine,
   waitForDrained,
   type TestApi,
+  type TestEngine,
   type TestFlusher,
 } from './helpers/engine';
-import { createTestContext, type TestContext } from './helpers/test-env';
+import type { TestContext } from './helpers/test-env';
 
+let testEngine: TestEngine;
 let ctx: TestContext;
 let api: TestApi;
 let flusher: TestFlusher;
 let queue: Queue<IngestJobData>;
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  api = await startTestApi(ctx);
-  flusher = await startTestFlusher(ctx);
-  queue = openQueue(ctx.redis, ctx.config.redisPrefix);
+  testEngine = await startTestEngine();
+  ({ ctx, flusher, queue } = testEngine);
+  api = testEngine.api;
 });
-afterAll(async () => {
-  await queue.close();
-  await flusher.close();
-  await api.close();
-  await ctx.cleanup();
-});
+afterAll(() => testEngine.stop());
 
 /** The value of the sample `name` whose labels include `labels` (label order does not matter). */
 function value(text: string, name: string, labels: Record<string, string> = {}): number {

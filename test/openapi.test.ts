@@ -3,38 +3,25 @@ import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 import type { Queue } from 'bullmq';
 import type { IngestJobData } from '../src/telemetry/readings';
-import {
-  openQueue,
-  startTestApi,
-  startTestFlusher,
-  waitForDrained,
-  type TestApi,
-  type TestFlusher,
-} from './helpers/engine';
-import { createTestContext, type TestContext } from './helpers/test-env';
+import { startTestEngine, waitForDrained, type TestApi, type TestEngine } from './helpers/engine';
+import type { TestContext } from './helpers/test-env';
 
+let testEngine: TestEngine;
 let ctx: TestContext;
 let engine: TestApi;
-let flusher: TestFlusher;
 let queue: Queue<IngestJobData>;
 let ajv: Ajv;
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  engine = await startTestApi(ctx);
-  flusher = await startTestFlusher(ctx);
-  queue = openQueue(ctx.redis, ctx.config.redisPrefix);
+  testEngine = await startTestEngine();
+  ({ ctx, queue } = testEngine);
+  engine = testEngine.api;
   const document = (await request(engine.api.app).get('/openapi.json').expect(200)).body;
   ajv = new Ajv({ strict: false, allErrors: true });
   addFormats(ajv);
   ajv.addSchema({ ...document, $id: 'openapi.json' });
 });
-afterAll(async () => {
-  await queue.close();
-  await flusher.close();
-  await engine.close();
-  await ctx.cleanup();
-});
+afterAll(() => testEngine.stop());
 
 const pointer = (...parts: string[]) =>
   parts.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');

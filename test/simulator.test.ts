@@ -1,43 +1,20 @@
 import request from 'supertest';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import type { IngestJobData } from '../src/telemetry/readings';
 import { parseArgs, simulate } from '../scripts/simulate';
-import {
-  openQueue,
-  startTestApi,
-  startTestFlusher,
-  waitForDrained,
-  type TestApi,
-  type TestFlusher,
-} from './helpers/engine';
-import { createTestContext, type TestContext } from './helpers/test-env';
+import { startTestEngine, waitForDrained, type TestApi, type TestEngine } from './helpers/engine';
 
-let ctx: TestContext;
-let api: TestApi;
-let flusher: TestFlusher;
-let queue: Queue<IngestJobData>;
-let server: Server;
+let testEngine: TestEngine;
 let url: string;
+let api: TestApi;
+let queue: Queue<IngestJobData>;
 
 beforeAll(async () => {
-  ctx = await createTestContext();
-  api = await startTestApi(ctx);
-  flusher = await startTestFlusher(ctx);
-  queue = openQueue(ctx.redis, ctx.config.redisPrefix);
-  server = await new Promise<Server>((resolve) => {
-    const s = api.api.app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  testEngine = await startTestEngine();
+  ({ queue, url } = testEngine);
+  api = testEngine.api;
 });
-afterAll(async () => {
-  await new Promise((r) => server.close(r));
-  await queue.close();
-  await flusher.close();
-  await api.close();
-  await ctx.cleanup();
-});
+afterAll(() => testEngine.stop());
 
 describe('fleet simulator', () => {
   test('when options are given, then they are parsed with units and defaults', () => {

@@ -8,7 +8,9 @@ import { createRedis, waitForRedis } from '../../src/redis';
 import { INGEST_QUEUE_NAME, createRedisKeys } from '../../src/redis-keys';
 import type { IngestJobData } from '../../src/telemetry/readings';
 import { createFlusher, type Flusher } from '../../workers/flusher-service';
-import type { TestContext } from './test-env';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createTestContext, type TestContext } from './test-env';
 
 export interface TestApi {
   api: Api;
@@ -121,4 +123,39 @@ export async function waitForDrained(
     timeoutMs,
     'the queue to drain',
   );
+}
+
+export interface TestEngine {
+  ctx: TestContext;
+  api: TestApi;
+  flusher: TestFlusher;
+  queue: Queue<IngestJobData>;
+  /** The API over real HTTP, for clients that cannot use supertest (the simulator, Prometheus). */
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A whole engine for one test file: its own database and prefix, the API, a flusher, the queue. */
+export async function startTestEngine(overrides: Record<string, string> = {}): Promise<TestEngine> {
+  const ctx = await createTestContext(overrides);
+  const api = await startTestApi(ctx);
+  const flusher = await startTestFlusher(ctx);
+  const queue = openQueue(ctx.redis, ctx.config.redisPrefix);
+  const server = await new Promise<Server>((resolve) => {
+    const s = api.api.app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  return {
+    ctx,
+    api,
+    flusher,
+    queue,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async stop() {
+      await new Promise((r) => server.close(r));
+      await queue.close();
+      await flusher.close();
+      await api.close();
+      await ctx.cleanup();
+    },
+  };
 }
