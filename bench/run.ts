@@ -254,6 +254,7 @@ async function main(): Promise<void> {
       PORT: String(apiPort),
       FLUSHER_PORT: String(flusherPort),
       LOG_LEVEL: 'warn',
+      AUTH: 'off',
       ANALYTICS_CACHE_TTL_S: '30',
     };
     const api = startNode('api', 'src/server.js', [], env);

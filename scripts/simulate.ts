@@ -1,6 +1,7 @@
 /**
  * `npm run simulate -- --meters N --vehicles N [--interval 60] [--speed X] [--duration D]
- *   [--url U] [--mode interval|cumulative] [--faulty 0.05] [--backfill 24h] [--seed S] [--prefix P]`
+ *   [--url U] [--mode interval|cumulative] [--faulty 0.05] [--backfill 24h] [--seed S] [--prefix P]
+ *   [--key K]` (K: an API key with the ingest and admin scopes, when the engine requires keys)
  *
  * Maps every vehicle to a meter through the API, then sends the fleet's readings through batch
  * ingest: live (one tick every interval/speed seconds, for --duration) or, with --backfill, a past
@@ -37,6 +38,8 @@ export interface SimulateOptions {
   prefix: string;
   batchSize: number;
   quiet: boolean;
+  /** API key (Authorization: Bearer), when the engine requires one: scopes ingest and admin. */
+  key: string | null;
 }
 
 export function parseArgs(argv: string[]): SimulateOptions {
@@ -71,10 +74,16 @@ export function parseArgs(argv: string[]): SimulateOptions {
     prefix: args.get('prefix') ?? 'SIM-',
     batchSize: Math.max(1, num('batch', 5000)),
     quiet: args.has('quiet'),
+    key: args.get('key') ?? null,
   };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const headersFor = (options: SimulateOptions) => ({
+  'content-type': 'application/json',
+  ...(options.key ? { authorization: `Bearer ${options.key}` } : {}),
+});
 
 class Sender {
   sent = 0;
@@ -89,7 +98,7 @@ class Sender {
     for (;;) {
       const res = await fetch(`${this.options.url}/v1/telemetry/ingest`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: headersFor(this.options),
         body: JSON.stringify(batch),
       });
       if (res.status === 503) {
@@ -126,7 +135,7 @@ async function mapFleet(fleet: Fleet, options: SimulateOptions, sinceMs: number)
     for (let v = queue.shift(); v; v = queue.shift()) {
       const res = await fetch(`${options.url}/v1/telemetry/map`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: headersFor(options),
         body: JSON.stringify({ vehicleId: v.id, meterId: v.meter.id, since }),
       });
       // 409: already mapped from an earlier run; the existing mapping stays.

@@ -22,6 +22,13 @@ function startChild(name: string, relativeEntry: string): ChildProcess {
 }
 
 async function main(): Promise<void> {
+  if (!process.env.API_KEYS && !process.env.AUTH) {
+    // The one-command local start stays one command: no keys configured means no authentication.
+    process.env.AUTH = 'off';
+    logger.warn(
+      'no API_KEYS set: starting with AUTH=off (anyone who can reach the API can use it); see `npm run key`',
+    );
+  }
   const config = loadConfig(process.env);
   await assertDependenciesReachable(config);
   await runMigrations(config, logger);

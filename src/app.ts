@@ -6,6 +6,7 @@ import { createAnalyticsRouter } from './analytics/analytics-routes';
 import { FleetService } from './analytics/fleet-service';
 import { FleetStore } from './analytics/fleet-store';
 import { PerformanceService } from './analytics/performance-service';
+import { createAuthorize } from './auth/authorize';
 import type { Config } from './config';
 import type { Registry } from 'prom-client';
 import { createHealthRouter } from './health';
@@ -98,6 +99,12 @@ export function createApp({
     logger: logger.child({ module: 'analytics' }),
     metrics: createAnalyticsMetrics(registry),
   });
+  const authorize = createAuthorize({
+    config,
+    redis,
+    rateLimitKey: keys.rateLimit,
+    logger: logger.child({ module: 'auth' }),
+  });
   admission.start();
   let closing = false;
 
@@ -127,6 +134,7 @@ export function createApp({
       validator,
       config,
       logger: logger.child({ module: 'telemetry' }),
+      authorize,
     }),
   );
   const fleet = new FleetService({
@@ -136,7 +144,7 @@ export function createApp({
     config,
     logger: logger.child({ module: 'fleet' }),
   });
-  app.use(createAnalyticsRouter({ performance, fleet, config }));
+  app.use(createAnalyticsRouter({ performance, fleet, config, authorize }));
   app.use(notFoundHandler);
   app.use(createErrorHandler(logger.child({ module: 'errors' })));
 

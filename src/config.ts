@@ -4,6 +4,7 @@
  * passes the result down; nothing else reads process.env.
  */
 import os from 'node:os';
+import { parseApiKeys, type ApiKey } from './auth/api-keys';
 
 export type EnergyReadingsMode = 'interval' | 'cumulative';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -45,6 +46,12 @@ export interface Config {
   readonly flushBackoffMs: number;
   /** Time a process gets to finish its work on SIGTERM before it exits anyway. */
   readonly shutdownTimeoutMs: number;
+  /** `off` serves everyone; `on` (default) requires a key from API_KEYS on /v1 routes. */
+  readonly auth: 'on' | 'off';
+  readonly apiKeys: readonly ApiKey[];
+  /** Requests per second per key (token bucket shared through Redis); 0 turns the limit off. */
+  readonly rateLimitPerS: number;
+  readonly rateLimitBurst: number;
 }
 
 export class ConfigError extends Error {
@@ -119,6 +126,12 @@ class EnvReader {
     return value;
   }
 
+  apiKeys(name: string): ApiKey[] {
+    const { keys, problems } = parseApiKeys(this.raw(name) ?? '');
+    this.problems.push(...problems);
+    return keys;
+  }
+
   oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
     const value = this.raw(name) ?? fallback;
     if (!allowed.includes(value as T)) {
@@ -180,6 +193,10 @@ export function loadConfig(env: Env = {}): Config {
     flushAttempts: read.number('FLUSH_ATTEMPTS', 25, 1, 1000),
     flushBackoffMs: read.number('FLUSH_BACKOFF_MS', 1000, 1, 600_000),
     shutdownTimeoutMs: read.number('SHUTDOWN_TIMEOUT_MS', 30_000, 100, 600_000),
+    auth: read.oneOf('AUTH', 'on', ['on', 'off'] as const),
+    apiKeys: read.apiKeys('API_KEYS'),
+    rateLimitPerS: read.number('RATE_LIMIT_PER_S', 0, 0, 1_000_000, false),
+    rateLimitBurst: read.number('RATE_LIMIT_BURST', 100, 1, 1_000_000),
   };
   if (read.problems.length > 0) throw new ConfigError(read.problems);
   return Object.freeze(config);

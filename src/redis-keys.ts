@@ -14,6 +14,7 @@ export interface RedisKeys {
   /** Readings PostgreSQL rejected for good, as JSON lines, for `npm run redrive`. */
   readonly deadLetters: string;
   liveState(type: 'meter' | 'vehicle', id: string): string;
+  rateLimit(keyName: string): string;
   analyticsCache(vehicleId: string, fromMs: number, toMs: number, variant: string): string;
 }
 
@@ -28,6 +29,7 @@ export function createRedisKeys(prefix: string): RedisKeys {
     backlogSettled: (jobId) => `${queuePrefix}:${INGEST_QUEUE_NAME}:settled:${jobId}`,
     deadLetters: `${queuePrefix}:${INGEST_QUEUE_NAME}:dead-letters`,
     liveState: (type, id) => `${prefix}:live:${type}:${id}`,
+    rateLimit: (keyName) => `${prefix}:rate-limit:${keyName}`,
     analyticsCache: (vehicleId, fromMs, toMs, variant) =>
       `${prefix}:analytics:${variant}:${vehicleId}:${fromMs}:${toMs}`,
   };

@@ -1,7 +1,7 @@
 /** Entry point of the API process: `npm run start:api`. */
 import type { Server } from 'node:http';
 import { createApp } from './app';
-import { loadConfig, redactUrl } from './config';
+import { ConfigError, loadConfig, redactUrl } from './config';
 import { createDb } from '../db/create-db';
 import { exitOnStartupFailure, stopOnSignals } from './lifecycle';
 import { createLogger } from './logger';
@@ -15,6 +15,13 @@ async function main(): Promise<void> {
   try {
     const config = loadConfig(process.env);
     logger = createLogger({ level: config.logLevel, name: 'api' });
+    if (config.auth === 'on' && config.apiKeys.length === 0) {
+      throw new ConfigError([
+        'API_KEYS is empty: create a key with `npm run key -- --name gateway-1 --scopes ingest` and set API_KEYS, or set AUTH=off to serve without authentication',
+      ]);
+    }
+    if (config.auth === 'off')
+      logger.warn('AUTH=off: every client can write and read; set API_KEYS to require keys');
     await assertDependenciesReachable(config);
 
     const db = createDb(config, 'energy-api');

@@ -138,6 +138,7 @@ describe('start-up without PostgreSQL or Redis', () => {
     const result = await runEntry('src/server.ts', {
       DATABASE_URL: `postgres://postgres:secret@127.0.0.1:${closedPort}/energy`,
       PORT: '0',
+      AUTH: 'off',
     });
     expect(result.code).toBe(1);
     expect(result.ms).toBeLessThan(15_000);
@@ -159,6 +160,13 @@ describe('start-up without PostgreSQL or Redis', () => {
     expect(result.output).toMatch(/Redis is not reachable at redis:\/\/127\.0\.0\.1:1/);
     expect(result.output).toMatch(/apt-get install -y redis-server/);
     expect(result.output).not.toMatch(/\n\s+at /);
+  });
+
+  test('when no API key is configured and AUTH is not off, then the API refuses to start, saying what to do', async () => {
+    const result = await runEntry('src/server.ts', { PORT: '0', API_KEYS: '', AUTH: '' });
+    expect(result.code).toBe(1);
+    expect(result.output).toMatch(/API_KEYS is empty: create a key with `npm run key/);
+    expect(result.output).toMatch(/AUTH=off/);
   });
 
   test('when a variable is invalid, then migrate exits naming it', async () => {

@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import type { Authorize } from '../auth/authorize';
 import { badRequest } from '../errors';
 import { DEVICE_ID_PATTERN } from '../telemetry/schemas';
 import { decodeCursor, type FleetService } from './fleet-service';
@@ -36,8 +37,10 @@ export function createAnalyticsRouter({
   performance,
   fleet,
   config,
+  authorize,
   now = Date.now,
 }: {
+  authorize: Authorize;
   performance: PerformanceService;
   fleet: FleetService;
   config: { analyticsCacheTtlS: number; efficiencyThreshold: number };
@@ -45,7 +48,7 @@ export function createAnalyticsRouter({
 }): Router {
   const router = Router();
 
-  router.get('/v1/analytics/fleet', async (req, res) => {
+  router.get('/v1/analytics/fleet', authorize('read'), async (req, res) => {
     const query = req.query as Record<string, unknown>;
     // A window ending "now" ends at the last whole hour here: the fleet then reads rollups only
     // (no partial hours), which is what keeps 10,000 vehicles well under a second.
@@ -70,8 +73,8 @@ export function createAnalyticsRouter({
     res.json(await fleet.report(window.from, window.to, { below, limit, offset }));
   });
 
-  router.get('/v1/analytics/performance/:vehicleId', async (req, res) => {
-    const { vehicleId } = req.params;
+  router.get('/v1/analytics/performance/:vehicleId', authorize('read'), async (req, res) => {
+    const vehicleId = String(req.params.vehicleId);
     if (!DEVICE_ID.test(vehicleId)) {
       throw badRequest(
         'invalid_device_id',

@@ -72,6 +72,24 @@ const readingOrBatch = {
   ],
 };
 
+/** Every /v1 operation takes an API key (unless AUTH=off) and may be refused for it. */
+type Operation = { responses: Record<string, unknown>; [field: string]: unknown };
+
+function withSecurity(paths: Record<string, Record<string, Operation>>) {
+  for (const [path, operations] of Object.entries(paths)) {
+    if (!path.startsWith('/v1/')) continue;
+    for (const operation of Object.values(operations)) {
+      Object.assign(operation, { security: [{ apiKey: [] }] });
+      operation.responses['401'] ??= error(
+        'no API key, or not a valid one (WWW-Authenticate: Bearer)',
+      );
+      operation.responses['403'] ??= error('the key lacks the scope this endpoint needs');
+      operation.responses['429'] ??= error('the key is over its rate limit; see Retry-After');
+    }
+  }
+  return paths;
+}
+
 /** The OpenAPI 3.1 document, built from the very schemas the server validates with. */
 export function buildOpenApiDocument(config: {
   maxBatchReadings: number;
@@ -85,7 +103,7 @@ export function buildOpenApiDocument(config: {
       description:
         'Telemetry for EV fleets: smart meters (AC) and vehicles (DC). A 202 means the reading is durably queued and will reach PostgreSQL.',
     },
-    paths: {
+    paths: withSecurity({
       '/v1/telemetry/ingest': {
         post: {
           summary: 'Ingest one reading, a JSON array, or NDJSON (gzip accepted)',
@@ -223,8 +241,16 @@ export function buildOpenApiDocument(config: {
           },
         },
       },
-    },
+    }),
     components: {
+      securitySchemes: {
+        apiKey: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'A key from `npm run key`; scopes: ingest (POST ingest), read (status, analytics, GET map), admin (POST map)',
+        },
+      },
       schemas: {
         MeterReading: component(meterReadingSchema),
         VehicleReading: component(vehicleReadingSchema),

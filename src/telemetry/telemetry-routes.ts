@@ -1,4 +1,5 @@
 import { Router, type Request } from 'express';
+import type { Authorize } from '../auth/authorize';
 import { AppError, badRequest, notFound } from '../errors';
 import { bodyFormatOf, parseJson, parseNdjson, readBodyText } from '../http/read-body';
 import type { Logger } from '../logger';
@@ -50,7 +51,9 @@ export function createTelemetryRouter({
   validator,
   config,
   logger,
+  authorize,
 }: {
+  authorize: Authorize;
   ingestService: IngestService;
   liveState: LiveStateStore;
   statusStore: StatusStore;
@@ -62,7 +65,7 @@ export function createTelemetryRouter({
   const router = Router();
   const validateMapping = createMappingValidator();
 
-  router.post('/v1/telemetry/ingest', async (req, res) => {
+  router.post('/v1/telemetry/ingest', authorize('ingest'), async (req, res) => {
     const input = await readIngestInput(req, config.bodyLimitBytes);
     const outcome = await ingestService.ingest(input);
     if (outcome.kind === 'single') {
@@ -93,7 +96,7 @@ export function createTelemetryRouter({
     });
   });
 
-  router.post('/v1/telemetry/map', async (req, res) => {
+  router.post('/v1/telemetry/map', authorize('admin'), async (req, res) => {
     bodyFormatOf(req, ['json']);
     const body = parseJson(await readBodyText(req, 64 * 1024));
     const result = validateMapping(body);
@@ -127,7 +130,7 @@ export function createTelemetryRouter({
     });
   });
 
-  router.get('/v1/telemetry/map/:vehicleId', async (req, res) => {
+  router.get('/v1/telemetry/map/:vehicleId', authorize('read'), async (req, res) => {
     const vehicleId = deviceIdParam(req, 'vehicleId');
     const periods = await mappingStore.history(vehicleId);
     if (periods.length === 0)
@@ -172,7 +175,7 @@ export function createTelemetryRouter({
   }
 
   const statusRoute = (type: DeviceType, param: 'meterId' | 'vehicleId') =>
-    router.get(`/v1/${type}s/:${param}/status`, async (req, res) => {
+    router.get(`/v1/${type}s/:${param}/status`, authorize('read'), async (req, res) => {
       const id = deviceIdParam(req, param);
       const state = await liveOrStored(type, id);
       if (!state) throw notFound(`No reading has been received from ${type} ${id}`);

@@ -19,6 +19,7 @@ export function envFor(config: Config, extra: Record<string, string> = {}): Reco
     REDIS_PREFIX: config.redisPrefix,
     FLUSH_BACKOFF_MS: String(config.flushBackoffMs),
     LOG_LEVEL: 'warn',
+    AUTH: 'off',
     PORT: '0',
     FLUSHER_PORT: '0',
     ...extra,

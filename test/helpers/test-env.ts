@@ -33,6 +33,7 @@ export function createTestConfig(overrides: Record<string, string> = {}): Config
     REDIS_PREFIX: `test-${process.env[TEST_ENV.runId] ?? 'x'}-${uniqueSuffix()}`,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     FLUSH_BACKOFF_MS: '100',
+    AUTH: 'off',
     ...overrides,
   });
 }

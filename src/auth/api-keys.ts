@@ -1,0 +1,61 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+
+export const SCOPES = ['ingest', 'read', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/** A configured client: its name, what it may do, and the SHA-256 of its key (never the key). */
+export interface ApiKey {
+  name: string;
+  scopes: Scope[];
+  hash: Buffer;
+}
+
+export const hashKey = (key: string) => createHash('sha256').update(key, 'utf8').digest();
+
+/**
+ * Parses API_KEYS: comma-separated `name:scopes:sha256hex` entries, scopes joined with `+`.
+ * Returns the keys and the problems found (each naming the entry and what is wrong).
+ */
+export function parseApiKeys(text: string): { keys: ApiKey[]; problems: string[] } {
+  const keys: ApiKey[] = [];
+  const problems: string[] = [];
+  const entries = text
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '');
+  entries.forEach((entry, i) => {
+    const [name, scopeText, hex, ...rest] = entry.split(':');
+    const where = `API_KEYS entry ${i + 1}${name ? ` (${name})` : ''}`;
+    if (rest.length > 0 || !name || !scopeText || !hex) {
+      problems.push(`${where}: expected name:scopes:sha256hex`);
+      return;
+    }
+    if (!/^[\w.-]{1,64}$/.test(name))
+      problems.push(`${where}: the name must be 1-64 characters from A-Z a-z 0-9 _ . -`);
+    const scopes = scopeText.split('+');
+    const unknown = scopes.filter((s) => !SCOPES.includes(s as Scope));
+    if (unknown.length > 0)
+      problems.push(`${where}: unknown scope ${unknown.join(', ')} (use ${SCOPES.join(', ')})`);
+    if (!/^[0-9a-f]{64}$/i.test(hex))
+      problems.push(`${where}: the hash must be 64 hex characters (the SHA-256 of the key)`);
+    if (keys.some((k) => k.name === name)) problems.push(`${where}: the name is used twice`);
+    keys.push({ name, scopes: scopes as Scope[], hash: Buffer.from(hex, 'hex') });
+  });
+  return { keys, problems };
+}
+
+/** Finds the key's entry, comparing every hash in constant time (no early exit on a match). */
+export function findKey(keys: ApiKey[], presented: string): ApiKey | null {
+  const hash = hashKey(presented);
+  let found: ApiKey | null = null;
+  for (const key of keys) {
+    if (key.hash.length === hash.length && timingSafeEqual(key.hash, hash)) found = key;
+  }
+  return found;
+}
+
+/** A new random key and the API_KEYS entry that admits it. */
+export function generateKey(name: string, scopes: Scope[]): { key: string; entry: string } {
+  const key = `eie_${randomBytes(32).toString('base64url')}`;
+  return { key, entry: `${name}:${scopes.join('+')}:${hashKey(key).toString('hex')}` };
+}

@@ -1,0 +1,129 @@
+import request from 'supertest';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { generateKey, parseApiKeys } from '../src/auth/api-keys';
+import { startTestApi, type TestApi } from './helpers/engine';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+const gateway = generateKey('gateway-1', ['ingest']);
+const dashboard = generateKey('dashboard', ['read']);
+const operator = generateKey('operator', ['ingest', 'read', 'admin']);
+const limited = generateKey('limited', ['ingest']);
+
+const METER = { meterId: 'M-1', kwhConsumedAc: 1, voltage: 230, timestamp: '2024-03-20T10:00:00Z' };
+
+let ctx: TestContext;
+let engine: TestApi;
+
+beforeAll(async () => {
+  ctx = await createTestContext({
+    AUTH: 'on',
+    API_KEYS: [gateway, dashboard, operator, limited].map((k) => k.entry).join(','),
+    RATE_LIMIT_PER_S: '1',
+    RATE_LIMIT_BURST: '3',
+  });
+  engine = await startTestApi(ctx);
+});
+afterAll(async () => {
+  await engine.close();
+  await ctx.cleanup();
+});
+
+const app = () => request(engine.api.app);
+const ingest = (key?: string) => {
+  const req = app().post('/v1/telemetry/ingest').set('Content-Type', 'application/json');
+  return (key ? req.set('Authorization', `Bearer ${key}`) : req).send(JSON.stringify(METER));
+};
+
+describe('API keys', () => {
+  test('when no key is sent, then 401 with WWW-Authenticate: Bearer', async () => {
+    const res = await ingest().expect(401);
+    expect(res.headers['www-authenticate']).toMatch(/^Bearer/);
+    expect(res.body.error).toBe('missing_api_key');
+  });
+
+  test('when an unknown key is sent, then 401', async () => {
+    const res = await ingest('eie_not-a-real-key').expect(401);
+    expect(res.body.error).toBe('invalid_api_key');
+  });
+
+  test('when a key has the scope, then the request passes; without it, 403', async () => {
+    await ingest(gateway.key).expect(202);
+    const res = await ingest(dashboard.key).expect(403);
+    expect(res.body.error).toBe('insufficient_scope');
+    await app()
+      .get('/v1/meters/M-1/status')
+      .set('Authorization', `Bearer ${dashboard.key}`)
+      .expect(200);
+    await app()
+      .get('/v1/meters/M-1/status')
+      .set('Authorization', `Bearer ${gateway.key}`)
+      .expect(403);
+    await app()
+      .get('/v1/analytics/fleet')
+      .set('Authorization', `Bearer ${dashboard.key}`)
+      .expect(200);
+  });
+
+  test('when a mapping is written, then only an admin key may do it', async () => {
+    const body = JSON.stringify({ vehicleId: 'V-1', meterId: 'M-1' });
+    await app()
+      .post('/v1/telemetry/map')
+      .set('Content-Type', 'application/json')
+      .set('Authorization', `Bearer ${dashboard.key}`)
+      .send(body)
+      .expect(403);
+    await app()
+      .post('/v1/telemetry/map')
+      .set('Content-Type', 'application/json')
+      .set('Authorization', `Bearer ${operator.key}`)
+      .send(body)
+      .expect(200);
+  });
+
+  test('when health, metrics or the API document are asked for, then no key is needed', async () => {
+    await app().get('/health/ready').expect(200);
+    await app().get('/metrics').expect(200);
+    await app().get('/openapi.json').expect(200);
+  });
+
+  test('when a key passes its rate limit, then 429 with Retry-After, and other keys are unaffected', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await ingest(limited.key)).status);
+    expect(statuses.slice(0, 3)).toEqual([202, 202, 202]);
+    expect(statuses).toContain(429);
+    const res = await ingest(limited.key);
+    if (res.status === 429) expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    await ingest(operator.key).expect(202);
+  });
+});
+
+describe('API_KEYS', () => {
+  test('when entries are malformed, then each problem names its entry', () => {
+    const { problems } = parseApiKeys(
+      'good:ingest:' + 'a'.repeat(64) + ',bad:fly:' + 'b'.repeat(64) + ',x:read:nothex,broken',
+    );
+    expect(problems).toEqual([
+      expect.stringMatching(/entry 2 \(bad\): unknown scope fly/),
+      expect.stringMatching(/entry 3 \(x\): the hash must be 64 hex characters/),
+      expect.stringMatching(/entry 4 \(broken\): expected name:scopes:sha256hex/),
+    ]);
+  });
+
+  test('when npm run key makes a key, then its entry admits exactly that key', () => {
+    const out = execFileSync(process.execPath, [
+      require.resolve('tsx/cli'),
+      path.join(__dirname, '..', 'scripts', 'key.ts'),
+      '--name',
+      'gw-2',
+      '--scopes',
+      'ingest+read',
+    ]).toString();
+    const key = /key \(give it to gw-2[^)]*\): (\S+)/.exec(out)?.[1];
+    const entry = /API_KEYS entry[^:]*: (\S+)/.exec(out)?.[1];
+    expect(key).toMatch(/^eie_/);
+    const { keys, problems } = parseApiKeys(entry ?? '');
+    expect(problems).toEqual([]);
+    expect(keys[0]).toMatchObject({ name: 'gw-2', scopes: ['ingest', 'read'] });
+  });
+});
