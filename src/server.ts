@@ -55,6 +55,8 @@ async function main(): Promise<void> {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         await api.close();
+        // Every accepted reading is stored now; keep-alive clients must not hold the exit.
+        server.closeAllConnections();
         await closed;
         await queue.close();
         await redis.quit().catch(() => redis.disconnect());

@@ -12,7 +12,7 @@ const ROOT = path.join(__dirname, '..');
 function runEntry(entry: string, env: Record<string, string>, timeoutMs = 20_000) {
   return new Promise<{ code: number | null; output: string; ms: number }>((resolve) => {
     const started = Date.now();
-    const child = spawn(process.execPath, [require.resolve('tsx/cli'), path.join(ROOT, entry)], {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
       env: { ...process.env, ...env },
     });
     let output = '';

@@ -26,20 +26,19 @@ export function envFor(config: Config, extra: Record<string, string> = {}): Reco
   };
 }
 
-/** Starts a TypeScript entry point (e.g. workers/flusher.ts) as a separate process. */
+/**
+ * Starts a TypeScript entry point (e.g. workers/flusher.ts) as one separate process: `node --import
+ * tsx`, not the tsx CLI, which would run it in a child and keep it alive past a SIGKILL.
+ */
 export function startProcess(
   entry: string,
   env: Record<string, string>,
   args: string[] = [],
 ): EngineProcess {
-  const child = spawn(
-    process.execPath,
-    [require.resolve('tsx/cli'), path.join(ROOT, entry), ...args],
-    {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));

@@ -1,0 +1,235 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from '../../bench/bench-helpers';
+import type { Config } from '../../src/config';
+import { envFor, startProcess, type EngineProcess } from '../helpers/processes';
+import type { TestContext } from '../helpers/test-env';
+
+/** A redis-server of the test's own, on its own port and directory, so it can be killed. */
+export class OwnRedis {
+  private child: ChildProcess | null = null;
+  readonly dir = mkdtempSync(path.join(os.tmpdir(), 'fault-redis-'));
+  constructor(
+    readonly port: number,
+    private readonly args: string[] = [],
+  ) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async create(args: string[] = []): Promise<OwnRedis> {
+    const redis = new OwnRedis(await freePort(), args);
+    await redis.start();
+    return redis;
+  }
+
+  async start(): Promise<void> {
+    this.child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        this.dir,
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--maxmemory-policy',
+        'noeviction',
+        ...this.args,
+      ],
+      { stdio: 'ignore' },
+    );
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const { Redis } = await import('ioredis');
+      const probe = new Redis(this.url, {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        await probe.ping();
+        probe.disconnect();
+        return;
+      } catch {
+        probe.disconnect();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    throw new Error('own redis-server did not start');
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill(signal);
+    });
+  }
+}
+
+/** API and flusher processes pointed at a context's database and a Redis URL. */
+export class EngineProcesses {
+  readonly flushers: EngineProcess[] = [];
+  api: EngineProcess | null = null;
+  constructor(
+    readonly env: Record<string, string>,
+    readonly apiPort: number,
+  ) {}
+
+  static async create(
+    ctx: TestContext,
+    redisUrl: string,
+    extra: Record<string, string> = {},
+  ): Promise<EngineProcesses> {
+    const apiPort = await freePort();
+    const config: Config = { ...ctx.config, redisUrl };
+    return new EngineProcesses(
+      envFor(config, { PORT: String(apiPort), FLUSHER_LOCK_MS: '2000', ...extra }),
+      apiPort,
+    );
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.apiPort}`;
+  }
+
+  async startApi(): Promise<void> {
+    this.api = startProcess('src/server.ts', this.env);
+    await waitHttp(`${this.url}/health/ready`);
+  }
+
+  startFlusher(): EngineProcess {
+    const flusher = startProcess('workers/flusher.ts', this.env);
+    this.flushers.push(flusher);
+    return flusher;
+  }
+
+  async stopAll(): Promise<void> {
+    const all = [...this.flushers, ...(this.api ? [this.api] : [])];
+    for (const p of all)
+      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+    await Promise.all(all.map((p) => p.exited));
+  }
+}
+
+export async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not become ready`);
+}
+
+/**
+ * Continuous load with a ledger: batches of new readings, each reading recorded only when the
+ * engine acknowledged it with 2xx. 503s and refused connections are retried later, not recorded.
+ */
+export class LoadWithLedger {
+  readonly acknowledged = new Map<string, number>(); // "M-3@ts" -> kwh
+  sent = 0;
+  refused = 0;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private counter = 0;
+
+  constructor(
+    private readonly url: () => string,
+    private readonly devices = 50,
+    private readonly batch = 50,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+
+  private nextBatch() {
+    const base = Date.parse('2024-05-01T00:00:00Z');
+    return Array.from({ length: this.batch }, () => {
+      const n = this.counter++;
+      return {
+        meterId: `F-${n % this.devices}`,
+        kwhConsumedAc: (n % 97) / 10,
+        voltage: 230,
+        timestamp: new Date(base + n * 1000).toISOString(),
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      const readings = this.nextBatch();
+      try {
+        const res = await fetch(`${this.url()}/v1/telemetry/ingest`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(readings),
+          signal: AbortSignal.timeout(5000),
+        });
+        this.sent += readings.length;
+        if (res.status === 202) {
+          for (const r of readings)
+            this.acknowledged.set(`${r.meterId}@${Date.parse(r.timestamp)}`, r.kwhConsumedAc);
+        } else {
+          this.refused += readings.length;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        await res.arrayBuffer().catch(() => undefined);
+      } catch {
+        this.refused += readings.length;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+}
+
+/** Every acknowledged reading is in history exactly once, and status holds the newest per device. */
+export async function verifyLedger(
+  ctx: TestContext,
+  ledger: LoadWithLedger,
+): Promise<{ acknowledged: number; stored: number }> {
+  const rows = await ctx.db.raw(`
+    SELECT device_id, (extract(epoch FROM ts) * 1000)::bigint AS ms, count(*) OVER (PARTITION BY device_id, ts) AS copies
+    FROM telemetry_history WHERE device_type = 'meter' AND device_id LIKE 'F-%'`);
+  const stored = new Set<string>();
+  for (const row of rows.rows as { device_id: string; ms: number; copies: number }[]) {
+    if (Number(row.copies) !== 1)
+      throw new Error(`${row.device_id}@${row.ms} is stored ${row.copies} times`);
+    stored.add(`${row.device_id}@${Number(row.ms)}`);
+  }
+  const missing = [...ledger.acknowledged.keys()].filter((k) => !stored.has(k));
+  if (missing.length > 0)
+    throw new Error(
+      `${missing.length} acknowledged readings are missing, e.g. ${missing.slice(0, 3).join(', ')}`,
+    );
+  const newest = await ctx.db.raw(`
+    SELECT s.meter_id FROM meter_status s
+    JOIN (SELECT device_id, max(ts) AS ts FROM telemetry_history WHERE device_type = 'meter' GROUP BY device_id) h
+      ON h.device_id = s.meter_id WHERE s.ts <> h.ts AND s.meter_id LIKE 'F-%'`);
+  if (newest.rows.length > 0)
+    throw new Error(`status is not on the newest reading for ${newest.rows.length} meters`);
+  return { acknowledged: ledger.acknowledged.size, stored: stored.size };
+}
