@@ -19,6 +19,7 @@ import {
   registerQueueMetrics,
 } from '../src/metrics';
 import { oldestUnflushedAcceptedAt, readQueueStats } from '../src/queue/queue-stats';
+import { startBacklogReconciler } from './backlog-reconciler';
 import { createFlushProcessor, type FlushResult } from './flush-processor';
 import { PartitionMaintainer } from './partition-maintainer';
 
@@ -120,6 +121,11 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   queue.on('error', () => undefined);
   registerPoolMetrics(registry, db);
   registerQueueMetrics(registry, () => readQueueStats(queue, redis, keys));
+  const stopReconciler = startBacklogReconciler({
+    redis,
+    keys,
+    logger: logger.child({ module: 'backlog' }),
+  });
   healthApp.get('/metrics', metricsHandler(registry));
 
   return {
@@ -130,6 +136,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     oldestUnflushedAcceptedAt: () => oldestUnflushedAcceptedAt(queue),
     async close() {
       closing = true;
+      stopReconciler();
       partitions.stop();
       await worker.close();
       await queue.close();

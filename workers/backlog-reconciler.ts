@@ -1,0 +1,53 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../src/logger';
+import { INGEST_QUEUE_NAME, type RedisKeys } from '../src/redis-keys';
+
+/**
+ * The backlog counter is bookkeeping next to the queue, so a Redis failure at the wrong moment can
+ * leave it off (e.g. a job store failing after the counter was raised, with Redis gone before the
+ * API could lower it again). When the queue holds no job at all, the backlog is zero by definition:
+ * this script checks that and resets the counter atomically. Returns the corrected value, or -1.
+ */
+const RECONCILE = `
+for i = 2, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind == 'list' and redis.call('LLEN', KEYS[i]) > 0 then return -1 end
+  if kind == 'zset' and redis.call('ZCARD', KEYS[i]) > 0 then return -1 end
+end
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current == 0 then return -1 end
+redis.call('SET', KEYS[1], '0')
+return current
+`;
+
+type RedisWithReconcile = Redis & {
+  reconcileBacklog(numKeys: number, ...keys: string[]): Promise<number>;
+};
+
+export function startBacklogReconciler(deps: {
+  redis: Redis;
+  keys: RedisKeys;
+  logger: Logger;
+  intervalMs?: number;
+}): () => void {
+  deps.redis.defineCommand('reconcileBacklog', { lua: RECONCILE });
+  const redis = deps.redis as RedisWithReconcile;
+  const q = `${deps.keys.queuePrefix}:${INGEST_QUEUE_NAME}`;
+  const queueKeys = ['wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children'].map(
+    (k) => `${q}:${k}`,
+  );
+  const timer = setInterval(() => {
+    redis
+      .reconcileBacklog(1 + queueKeys.length, deps.keys.backlogReadings, ...queueKeys)
+      .then((corrected) => {
+        if (corrected > 0)
+          deps.logger.warn(
+            { was: corrected },
+            'backlog counter drifted with an empty queue: reset to 0',
+          );
+      })
+      .catch(() => undefined);
+  }, deps.intervalMs ?? 5000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
