@@ -18,12 +18,16 @@ interface Scenario {
   load: LoadWithLedger;
 }
 
-async function setUp(extra: Record<string, string> = {}): Promise<Scenario> {
-  const redis = await OwnRedis.create();
+async function setUp(
+  extra: Record<string, string> = {},
+  redisArgs: string[] = [],
+  batch = 50,
+): Promise<Scenario> {
+  const redis = await OwnRedis.create(redisArgs);
   const ctx = await createTestContext({ REDIS_URL: redis.url });
   const engine = await EngineProcesses.create(ctx, redis.url, extra);
   await engine.startApi();
-  const load = new LoadWithLedger(() => engine.url);
+  const load = new LoadWithLedger(() => engine.url, 50, batch);
   return { ctx, redis, engine, load };
 }
 
@@ -133,6 +137,33 @@ describe('fault scenarios', () => {
       );
       await s.load.stop();
       await drainedAndVerified(s);
+    } finally {
+      await tearDown(s);
+    }
+  });
+
+  test('when Redis nears maxmemory, then ingest answers 503 before Redis refuses writes, and recovers as the flusher drains', async () => {
+    // 32 MB holds about 150,000 queued readings; no flusher runs at first, so the queue fills.
+    const s = await setUp({}, ['--maxmemory', '32mb'], 1000);
+    try {
+      s.load.start();
+      await waitFor(
+        async () => (s.load.refusals.get('503 redis_memory_high') ?? 0) > 0,
+        90_000,
+        'the memory high-water 503',
+      );
+      // Redis itself never refused a write: no enqueue failed as "unavailable".
+      expect(s.load.refusals.get('503 redis_unavailable') ?? 0).toBe(0);
+      s.engine.startFlusher();
+      const before = s.load.acknowledged.size;
+      await waitFor(
+        async () => s.load.acknowledged.size > before + 5000,
+        90_000,
+        'ingest to resume as the backlog drains',
+      );
+      await s.load.stop();
+      await drainedAndVerified(s);
+      expect(s.load.refusals.get('503 redis_unavailable') ?? 0).toBe(0);
     } finally {
       await tearDown(s);
     }

@@ -144,6 +144,8 @@ export async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
  */
 export class LoadWithLedger {
   readonly acknowledged = new Map<string, number>(); // "M-3@ts" -> kwh
+  /** Error codes of refused requests (e.g. redis_memory_high), counted. */
+  readonly refusals = new Map<string, number>();
   sent = 0;
   refused = 0;
   private running = false;
@@ -195,9 +197,12 @@ export class LoadWithLedger {
             this.acknowledged.set(`${r.meterId}@${Date.parse(r.timestamp)}`, r.kwhConsumedAc);
         } else {
           this.refused += readings.length;
+          const body = (await res.json().catch(() => ({}))) as { error?: string };
+          const code = `${res.status} ${body.error ?? ''}`.trim();
+          this.refusals.set(code, (this.refusals.get(code) ?? 0) + 1);
           await new Promise((r) => setTimeout(r, 50));
         }
-        await res.arrayBuffer().catch(() => undefined);
+        if (!res.bodyUsed) await res.arrayBuffer().catch(() => undefined);
       } catch {
         this.refused += readings.length;
         await new Promise((r) => setTimeout(r, 50));
