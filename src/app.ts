@@ -6,6 +6,7 @@ import { createAnalyticsRouter } from './analytics/analytics-routes';
 import { FleetService } from './analytics/fleet-service';
 import { FleetStore } from './analytics/fleet-store';
 import { PerformanceService } from './analytics/performance-service';
+import { ReportCache } from './analytics/report-cache';
 import { createAuthorize } from './auth/authorize';
 import type { Config } from './config';
 import type { Registry } from 'prom-client';
@@ -90,14 +91,19 @@ export function createApp({
     logger: logger.child({ module: 'ingest' }),
     metrics: createIngestMetrics(registry),
   });
+  const analyticsMetrics = createAnalyticsMetrics(registry);
   const performance = new PerformanceService({
     store: new AnalyticsStore(db),
     mappingStore,
-    redis,
+    cache: new ReportCache({
+      redis,
+      ttlS: config.analyticsCacheTtlS,
+      logger: logger.child({ module: 'analytics' }),
+      onLookup: analyticsMetrics.onCache,
+    }),
     keys,
     config,
-    logger: logger.child({ module: 'analytics' }),
-    metrics: createAnalyticsMetrics(registry),
+    metrics: analyticsMetrics,
   });
   const authorize = createAuthorize({
     config,
@@ -139,10 +145,13 @@ export function createApp({
   );
   const fleet = new FleetService({
     store: new FleetStore(db),
-    redis,
+    cache: new ReportCache({
+      redis,
+      ttlS: config.analyticsCacheTtlS,
+      logger: logger.child({ module: 'fleet' }),
+    }),
     keys,
     config,
-    logger: logger.child({ module: 'fleet' }),
   });
   app.use(createAnalyticsRouter({ performance, fleet, config, authorize }));
   app.use(notFoundHandler);

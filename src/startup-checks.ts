@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { maintenanceUrl } from '../db/migrate';
 import { redactUrl } from './config';
 import { createRedis, waitForRedis } from './redis';
 
@@ -18,10 +19,8 @@ export async function assertPostgresReachable(
   timeoutMs = 3000,
 ): Promise<void> {
   // Connect to the maintenance database: the engine's own database may not be created yet.
-  const url = new URL(databaseUrl);
-  url.pathname = '/postgres';
   const client = new pg.Client({
-    connectionString: url.toString(),
+    connectionString: maintenanceUrl(databaseUrl),
     connectionTimeoutMillis: timeoutMs,
   });
   client.on('error', () => undefined);

@@ -1,12 +1,10 @@
 import { Router } from 'express';
 import type { Authorize } from '../auth/authorize';
 import { badRequest } from '../errors';
-import { DEVICE_ID_PATTERN } from '../telemetry/schemas';
+import { deviceIdParam } from '../http/device-id-param';
 import { decodeCursor, type FleetService } from './fleet-service';
 import type { PerformanceService } from './performance-service';
 import { parseWindow } from './window-params';
-
-const DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
 
 function numberParam(
   query: Record<string, unknown>,
@@ -74,14 +72,7 @@ export function createAnalyticsRouter({
   });
 
   router.get('/v1/analytics/performance/:vehicleId', authorize('read'), async (req, res) => {
-    const vehicleId = String(req.params.vehicleId);
-    if (!DEVICE_ID.test(vehicleId)) {
-      throw badRequest(
-        'invalid_device_id',
-        'vehicleId must be 1-64 characters from A-Z a-z 0-9 . _ : -',
-        [{ path: '/vehicleId', message: 'must be 1-64 characters from A-Z a-z 0-9 . _ : -' }],
-      );
-    }
+    const vehicleId = deviceIdParam(req, 'vehicleId');
     const window = parseWindow(req.query as Record<string, unknown>, {
       now: now(),
       alignS: Math.min(config.analyticsCacheTtlS, 60),

@@ -1,8 +1,7 @@
-import type { Redis } from 'ioredis';
+import type { ReportCache } from './report-cache';
 import { roundFigure } from './rounding';
 import type { EnergyReadingsMode } from '../config';
 import { badRequest } from '../errors';
-import type { Logger } from '../logger';
 import type { RedisKeys } from '../redis-keys';
 import type { FleetRow, FleetStore } from './fleet-store';
 
@@ -18,7 +17,7 @@ export interface FleetVehicle {
   counts: { vehicleReadings: number; meterReadings: number };
 }
 
-interface FleetSnapshot {
+export interface FleetSnapshot {
   vehicles: FleetVehicle[];
   withoutMapping: string[];
   withoutMeterData: string[];
@@ -68,10 +67,9 @@ export class FleetService {
   constructor(
     private readonly deps: {
       store: FleetStore;
-      redis: Redis;
+      cache: ReportCache<FleetSnapshot>;
       keys: RedisKeys;
-      config: { energyReadings: EnergyReadingsMode; analyticsCacheTtlS: number };
-      logger: Logger;
+      config: { energyReadings: EnergyReadingsMode };
     },
   ) {}
 
@@ -87,17 +85,13 @@ export class FleetService {
       to.getTime(),
       `fleet:${config.energyReadings}`,
     );
-    let snapshot = await this.cacheGet(key);
-    const cache: FleetReport['cache'] = snapshot
-      ? 'hit'
-      : config.analyticsCacheTtlS > 0
-        ? 'miss'
-        : 'off';
+    let snapshot = await this.deps.cache.get(key);
+    const cache: FleetReport['cache'] = snapshot ? 'hit' : this.deps.cache.enabled ? 'miss' : 'off';
     if (!snapshot) {
       snapshot = this.toSnapshot(
         await this.deps.store.vehicleWindows(from, to, config.energyReadings),
       );
-      await this.cacheSet(key, snapshot);
+      await this.deps.cache.set(key, snapshot);
     }
     const withAlerts = snapshot.vehicles.map((v) => ({
       ...v,
@@ -161,22 +155,5 @@ export class FleetService {
     snapshot.withoutMapping.sort();
     snapshot.withoutMeterData.sort();
     return snapshot;
-  }
-
-  private async cacheGet(key: string): Promise<FleetSnapshot | null> {
-    if (this.deps.config.analyticsCacheTtlS === 0) return null;
-    try {
-      const value = await this.deps.redis.get(key);
-      return value ? (JSON.parse(value) as FleetSnapshot) : null;
-    } catch (err) {
-      this.deps.logger.warn({ err }, 'fleet cache unavailable: reading PostgreSQL');
-      return null;
-    }
-  }
-
-  private async cacheSet(key: string, snapshot: FleetSnapshot): Promise<void> {
-    const ttl = this.deps.config.analyticsCacheTtlS;
-    if (ttl === 0) return;
-    await this.deps.redis.set(key, JSON.stringify(snapshot), 'EX', ttl).catch(() => undefined);
   }
 }

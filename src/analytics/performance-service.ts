@@ -1,8 +1,7 @@
-import type { Redis } from 'ioredis';
+import type { ReportCache } from './report-cache';
 import { roundFigure } from './rounding';
 import type { EnergyReadingsMode } from '../config';
 import { notFound } from '../errors';
-import type { Logger } from '../logger';
 import type { RedisKeys } from '../redis-keys';
 import type { MappingStore } from '../stores/mapping-store';
 import type { DeviceType } from '../telemetry/readings';
@@ -76,14 +75,13 @@ export class PerformanceService {
     private readonly deps: {
       store: AnalyticsStore;
       mappingStore: MappingStore;
-      redis: Redis;
+      cache: ReportCache<Omit<PerformanceReport, 'cache'>>;
       keys: RedisKeys;
       config: {
         energyReadings: EnergyReadingsMode;
         efficiencyThreshold: number;
         analyticsCacheTtlS: number;
       };
-      logger: Logger;
       metrics?: AnalyticsMetrics;
     },
   ) {}
@@ -101,12 +99,12 @@ export class PerformanceService {
       to.getTime(),
       `perf:${config.energyReadings}:${options.bucket ?? 'none'}`,
     );
-    const cached = await this.cacheGet(cacheKey);
+    const cached = await this.deps.cache.get(cacheKey);
     if (cached) return { ...cached, cache: 'hit' };
     const report = await this.compute(vehicleId, from, to, options.bucket);
     this.deps.metrics?.onReport(report.energy.alert);
-    await this.cacheSet(cacheKey, report);
-    return { ...report, cache: config.analyticsCacheTtlS > 0 ? 'miss' : 'off' };
+    await this.deps.cache.set(cacheKey, report);
+    return { ...report, cache: this.deps.cache.enabled ? 'miss' : 'off' };
   }
 
   /** One device over [from, to): rollups for whole hours, raw rows at the edges, folded to stats. */
@@ -271,25 +269,5 @@ export class PerformanceService {
       });
     }
     return series;
-  }
-
-  /** The cache is an optimisation: when Redis fails, answer from PostgreSQL. */
-  private async cacheGet(key: string): Promise<Omit<PerformanceReport, 'cache'> | null> {
-    if (this.deps.config.analyticsCacheTtlS === 0) return null;
-    try {
-      const value = await this.deps.redis.get(key);
-      this.deps.metrics?.onCache(value ? 'hit' : 'miss');
-      return value ? (JSON.parse(value) as Omit<PerformanceReport, 'cache'>) : null;
-    } catch (err) {
-      this.deps.metrics?.onCache('error');
-      this.deps.logger.warn({ err }, 'analytics cache unavailable: reading PostgreSQL');
-      return null;
-    }
-  }
-
-  private async cacheSet(key: string, report: Omit<PerformanceReport, 'cache'>): Promise<void> {
-    const ttl = this.deps.config.analyticsCacheTtlS;
-    if (ttl === 0) return;
-    await this.deps.redis.set(key, JSON.stringify(report), 'EX', ttl).catch(() => undefined);
   }
 }

@@ -1,6 +1,7 @@
 import { Router, type Request } from 'express';
 import type { Authorize } from '../auth/authorize';
 import { AppError, badRequest, notFound } from '../errors';
+import { deviceIdParam } from '../http/device-id-param';
 import { bodyFormatOf, parseJson, parseNdjson, readBodyText } from '../http/read-body';
 import type { Logger } from '../logger';
 import type { MappingPeriod, MappingStore } from '../stores/mapping-store';
@@ -9,9 +10,6 @@ import type { IngestInput, IngestService } from './ingest-service';
 import type { LiveStateStore } from './live-state';
 import type { DeviceType } from './readings';
 import { createMappingValidator, type ReadingValidator } from './validation';
-import { DEVICE_ID_PATTERN } from './schemas';
-
-const DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
 
 async function readIngestInput(req: Request, limitBytes: number): Promise<IngestInput> {
   const format = bodyFormatOf(req, ['json', 'ndjson']);
@@ -23,18 +21,6 @@ async function readIngestInput(req: Request, limitBytes: number): Promise<Ingest
     return { kind: 'batch', items: body.map((value: unknown) => ({ value })) };
   }
   return { kind: 'single', value: body };
-}
-
-function deviceIdParam(req: Request, name: string): string {
-  const id = req.params[name];
-  if (typeof id !== 'string' || !DEVICE_ID.test(id)) {
-    throw badRequest(
-      'invalid_device_id',
-      `${name} must be 1-64 characters from A-Z a-z 0-9 . _ : -`,
-      [{ path: `/${name}`, message: 'must be 1-64 characters from A-Z a-z 0-9 . _ : -' }],
-    );
-  }
-  return id;
 }
 
 const periodJson = (p: MappingPeriod) => ({
