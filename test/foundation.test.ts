@@ -1,29 +1,18 @@
 import request from 'supertest';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { migrateToLatest, rollbackAll } from '../db/migrate';
 import { ConfigError, loadConfig } from '../src/config';
 import { startTestApi, startTestFlusher, type TestApi } from './helpers/engine';
+import { startProcess } from './helpers/processes';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
-const ROOT = path.join(__dirname, '..');
-
 /** Runs a TypeScript entry point as its own process and collects its output and exit code. */
-function runEntry(entry: string, env: Record<string, string>, timeoutMs = 20_000) {
-  return new Promise<{ code: number | null; output: string; ms: number }>((resolve) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
-      env: { ...process.env, ...env },
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output, ms: Date.now() - started });
-    });
-  });
+async function runEntry(entry: string, env: Record<string, string>, timeoutMs = 20_000) {
+  const started = Date.now();
+  const run = startProcess(entry, env);
+  const timer = setTimeout(() => run.child.kill('SIGKILL'), timeoutMs);
+  const code = await run.exited;
+  clearTimeout(timer);
+  return { code, output: run.output(), ms: Date.now() - started };
 }
 
 describe('configuration', () => {

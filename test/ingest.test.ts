@@ -7,21 +7,11 @@ import { createRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import type { IngestJobData, Reading } from '../src/telemetry/readings';
 import { openQueue, startTestApi, type TestApi } from './helpers/engine';
+import { SEED_METER, SEED_VEHICLE } from './helpers/readings';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
-const METER = {
-  meterId: 'M-123',
-  kwhConsumedAc: 150.5,
-  voltage: 230,
-  timestamp: '2024-03-20T10:00:00Z',
-};
-const VEHICLE = {
-  vehicleId: 'V-456',
-  soc: 85,
-  kwhDeliveredDc: 120.2,
-  batteryTemp: 35.5,
-  timestamp: '2024-03-20T10:00:00Z',
-};
+const METER = SEED_METER;
+const VEHICLE = SEED_VEHICLE;
 
 let ctx: TestContext;
 let engine: TestApi;

@@ -4,6 +4,7 @@ import addFormats from 'ajv-formats';
 import type { Queue } from 'bullmq';
 import type { IngestJobData } from '../src/telemetry/readings';
 import { startTestEngine, waitForDrained, type TestApi, type TestEngine } from './helpers/engine';
+import { SEED_METER, SEED_VEHICLE } from './helpers/readings';
 import type { TestContext } from './helpers/test-env';
 
 let testEngine: TestEngine;
@@ -49,19 +50,8 @@ const post = (path: string, body: unknown, type = 'application/json') =>
     .set('Content-Type', type)
     .send(typeof body === 'string' ? body : JSON.stringify(body));
 
-const METER = {
-  meterId: 'M-123',
-  kwhConsumedAc: 150.5,
-  voltage: 230,
-  timestamp: '2024-03-20T10:00:00Z',
-};
-const VEHICLE = {
-  vehicleId: 'V-456',
-  soc: 85,
-  kwhDeliveredDc: 120.2,
-  batteryTemp: 35.5,
-  timestamp: '2024-03-20T10:00:00Z',
-};
+const METER = SEED_METER;
+const VEHICLE = SEED_VEHICLE;
 
 describe('the API document', () => {
   test('when every endpoint answers, success or error, then each body matches the published document', async () => {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../../bench/bench-helpers';
+import { freePort, waitForHttp } from '../../bench/bench-helpers';
 import type { Config } from '../../src/config';
 import { envFor, startProcess, type EngineProcess } from '../helpers/processes';
 import type { TestContext } from '../helpers/test-env';
@@ -108,7 +108,7 @@ export class EngineProcesses {
 
   async startApi(): Promise<void> {
     this.api = startProcess('src/server.ts', this.env);
-    await waitHttp(`${this.url}/health/ready`);
+    await waitForHttp(`${this.url}/health/ready`, 30_000);
   }
 
   startFlusher(): EngineProcess {
@@ -123,19 +123,6 @@ export class EngineProcesses {
       if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
     await Promise.all(all.map((p) => p.exited));
   }
-}
-
-export async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} did not become ready`);
 }
 
 /**

@@ -1,5 +1,20 @@
 import type { MeterReading, Reading, VehicleReading } from '../../src/telemetry/readings';
 
+/** The two seed payloads of the product brief, as a client sends them. */
+export const SEED_METER = {
+  meterId: 'M-123',
+  kwhConsumedAc: 150.5,
+  voltage: 230,
+  timestamp: '2024-03-20T10:00:00Z',
+};
+export const SEED_VEHICLE = {
+  vehicleId: 'V-456',
+  soc: 85,
+  kwhDeliveredDc: 120.2,
+  batteryTemp: 35.5,
+  timestamp: '2024-03-20T10:00:00Z',
+};
+
 export const meterReading = (
   id: string,
   ts: number,
