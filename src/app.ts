@@ -128,6 +128,8 @@ export function createApp({
         postgres: () => db.raw('SELECT 1'),
         redis: () => redis.ping(),
       },
+      // Ingest needs Redis only: it keeps accepting while PostgreSQL is down.
+      parts: { ingest: ['redis'] },
       isShuttingDown: () => closing,
     }),
   );

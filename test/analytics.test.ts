@@ -7,6 +7,8 @@ import { AnalyticsStore } from '../src/analytics/analytics-store';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
+import { createTestContext } from './helpers/test-env';
+import { createDb } from '../db/create-db';
 
 const meter = (meterId: string, timestamp: string, kwhConsumedAc: number) => ({
   meterId,
@@ -542,5 +544,60 @@ describe('query plans', () => {
     );
     expect(maintained.length).toBeGreaterThan(0);
     expect(maintained).toEqual(await snapshot());
+  });
+});
+
+describe('when PostgreSQL is unreachable', () => {
+  test('then reports, status and mapping answer 503 database_unavailable with Retry-After, while ingest still answers 202 and stays ready', async () => {
+    const ctx = await createTestContext();
+    // Port 1: nothing listens there, so every connection is refused at once.
+    const deadDb = createDb(
+      { ...ctx.config, databaseUrl: 'postgres://postgres@127.0.0.1:1/none' },
+      'energy-test-dead',
+      ctx.logger,
+    );
+    const queue = createIngestQueue({
+      connection: ctx.redis,
+      keys: createRedisKeys(ctx.config.redisPrefix),
+      config: ctx.config,
+    });
+    const api = createApp({
+      config: ctx.config,
+      db: deadDb,
+      redis: ctx.redis,
+      queue,
+      logger: ctx.logger,
+    });
+    try {
+      const app = request(api.app);
+      for (const res of [
+        await app.get('/v1/analytics/performance/V-1'),
+        await app.get('/v1/analytics/fleet'),
+        await app.get('/v1/vehicles/V-unknown/status'),
+        await app.post('/v1/telemetry/map').send({ vehicleId: 'V-1', meterId: 'M-1' }),
+      ]) {
+        expect(res.status).toBe(503);
+        expect(res.body.error).toBe('database_unavailable');
+        expect(res.headers['retry-after']).toBe('5');
+        expect(JSON.stringify(res.body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1/);
+      }
+      await app
+        .post('/v1/telemetry/ingest')
+        .send(meter('M-1', '2024-03-20T10:00:00Z', 1))
+        .expect(202);
+      const ready = await app.get('/health/ready').expect(503);
+      expect(ready.body.checks).toMatchObject({
+        postgres: expect.stringMatching(/failing/),
+        redis: 'ok',
+      });
+      // What a load balancer in front of ingest asks: Redis only, so ingest stays in rotation.
+      const ingestReady = await app.get('/health/ready/ingest').expect(200);
+      expect(ingestReady.body).toEqual({ status: 'ready', checks: { redis: 'ok' } });
+    } finally {
+      await api.close();
+      await queue.close();
+      await deadDb.destroy();
+      await ctx.cleanup();
+    }
   });
 });

@@ -149,6 +149,11 @@ describe('the API document', () => {
 
     expectDocumented(await app().get('/health/live').expect(200), '/health/live', 'get');
     expectDocumented(await app().get('/health/ready').expect(200), '/health/ready', 'get');
+    expectDocumented(
+      await app().get('/health/ready/ingest').expect(200),
+      '/health/ready/ingest',
+      'get',
+    );
     expectDocumented(await app().get('/metrics').expect(200), '/metrics', 'get');
   });
 

@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError } from '../errors';
+import { AppError, serviceUnavailable } from '../errors';
+import { isDatabaseUnavailable, isStatementTimeout } from '../stores/database-errors';
 import type { Logger } from '../logger';
 
 /** Errors thrown by Express itself or its parsers carry a 4xx `status`; keep those as 4xx. */
@@ -12,13 +13,33 @@ function fromFrameworkError(err: unknown): AppError | null {
   return null;
 }
 
+const DATABASE_RETRY_AFTER_S = 5;
+
+/** PostgreSQL down, restarting or overloaded: a 503 the client can retry, not a server fault. */
+function fromDatabaseError(err: unknown): AppError | null {
+  if (isDatabaseUnavailable(err))
+    return serviceUnavailable(
+      'database_unavailable',
+      'The database is not available right now; try again shortly',
+      DATABASE_RETRY_AFTER_S,
+    );
+  if (isStatementTimeout(err))
+    return serviceUnavailable(
+      'database_timeout',
+      'The database took too long to answer; try again shortly',
+      DATABASE_RETRY_AFTER_S,
+    );
+  return null;
+}
+
 /**
  * The last middleware: AppErrors become their JSON body, framework 4xx stay 4xx, anything else is a
  * generic 500 whose details go to the log only (never a stack trace or driver message to clients).
  */
 export function createErrorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    const appError = err instanceof AppError ? err : fromFrameworkError(err);
+    const appError =
+      err instanceof AppError ? err : (fromFrameworkError(err) ?? fromDatabaseError(err));
     if (res.headersSent) {
       logger.error({ err, url: req.originalUrl }, 'error after the response started');
       res.destroy();
@@ -37,7 +58,11 @@ export function createErrorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (appError.statusCode >= 500) {
-      logger.warn({ code: appError.code, reqId: req.id, url: req.originalUrl }, appError.message);
+      const cause = appError === err ? undefined : err;
+      logger.warn(
+        { code: appError.code, reqId: req.id, url: req.originalUrl, err: cause },
+        appError.message,
+      );
     }
     // A refused upload may still be streaming in: close the connection rather than read it all.
     if (appError.statusCode === 413) res.set('Connection', 'close');

@@ -72,7 +72,10 @@ const readingOrBatch = {
   ],
 };
 
-/** Every /v1 operation takes an API key (unless AUTH=off) and may be refused for it. */
+/**
+ * Every /v1 operation takes an API key (unless AUTH=off) and may be refused for it, and may answer
+ * 503 while PostgreSQL is down (ingest has its own 503s: it does not touch PostgreSQL).
+ */
 type Operation = { responses: Record<string, unknown>; [field: string]: unknown };
 
 function withSecurity(paths: Record<string, Record<string, Operation>>) {
@@ -85,6 +88,9 @@ function withSecurity(paths: Record<string, Record<string, Operation>>) {
       );
       operation.responses['403'] ??= error('the key lacks the scope this endpoint needs');
       operation.responses['429'] ??= error('the key is over its rate limit; see Retry-After');
+      operation.responses['503'] ??= error(
+        'PostgreSQL unavailable or too slow (database_unavailable, database_timeout); see Retry-After',
+      );
     }
   }
   return paths;
@@ -224,6 +230,15 @@ export function buildOpenApiDocument(config: {
       '/health/ready': {
         get: {
           summary: 'PostgreSQL and Redis answer',
+          responses: {
+            '200': reply('ready', ref('Health')),
+            '503': reply('not ready; names the failing part', ref('Health')),
+          },
+        },
+      },
+      '/health/ready/ingest': {
+        get: {
+          summary: 'What ingest needs (Redis) answers; for load balancers in front of ingest',
           responses: {
             '200': reply('ready', ref('Health')),
             '503': reply('not ready; names the failing part', ref('Health')),

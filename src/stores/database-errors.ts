@@ -1,0 +1,44 @@
+/**
+ * Which errors mean "PostgreSQL cannot answer right now" rather than "this request is wrong" or "we
+ * have a bug". The API answers those with 503 + Retry-After, so clients and load balancers retry
+ * instead of reporting a server fault.
+ */
+interface DriverError {
+  code?: unknown;
+  name?: unknown;
+  message?: unknown;
+}
+
+/** Socket-level failures reaching the server. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/** SQLSTATEs of a server that is shutting down, starting up, or out of connections. */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
+
+/** node-postgres and knex report lost connections and pool timeouts by message only. */
+const UNAVAILABLE_MESSAGES =
+  /Connection terminated|timeout exceeded when trying to connect|Timeout acquiring a connection|Client has encountered a connection error/i;
+
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const { code, name, message } = (err ?? {}) as DriverError;
+  if (typeof code === 'string') {
+    if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) return true;
+    if (code.length === 5 && code.startsWith('08')) return true; // connection exception class
+  }
+  if (name === 'KnexTimeoutError') return true;
+  return typeof message === 'string' && UNAVAILABLE_MESSAGES.test(message);
+}
+
+/** 57014: the statement ran past DB_STATEMENT_TIMEOUT_MS (the database is overloaded or locked). */
+export function isStatementTimeout(err: unknown): boolean {
+  return (err as DriverError)?.code === '57014';
+}
