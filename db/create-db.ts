@@ -2,6 +2,7 @@ import knex, { type Knex } from 'knex';
 import pg from 'pg';
 import { knexConfig } from '../knexfile';
 import type { Config } from '../src/config';
+import type { Logger } from '../src/logger';
 
 export type { Knex };
 
@@ -10,6 +11,20 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
 // numeric (used by rounding in SQL) as a number, not a string.
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (value: string) => Number(value));
 
-export function createDb(config: Config, applicationName?: string): Knex {
-  return knex(knexConfig(config, applicationName));
+/** knex for the engine's database; its own warnings (e.g. a lost connection) go to `logger`. */
+export function createDb(config: Config, applicationName?: string, logger?: Logger): Knex {
+  return knex({
+    ...knexConfig(config, applicationName),
+    ...(logger ? { log: knexLog(logger) } : {}),
+  });
+}
+
+/**
+ * knex prints to the console by default; route it through the structured log instead. Its warnings
+ * are mostly failed connection attempts, which the engine reports itself: they go to debug.
+ */
+function knexLog(logger: Logger): Knex.Config['log'] {
+  const log = (level: 'warn' | 'error' | 'debug') => (message: unknown) =>
+    logger[level]({ component: 'knex', detail: String(message) }, 'knex');
+  return { warn: log('debug'), error: log('error'), deprecate: log('warn'), debug: log('debug') };
 }

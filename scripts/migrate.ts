@@ -11,7 +11,7 @@ export async function runMigrations(config: Config, logger: Logger): Promise<voi
   if (await ensureDatabase(config.databaseUrl)) {
     logger.info({ database: redactUrl(config.databaseUrl) }, 'database created');
   }
-  const db = createDb(config, 'energy-migrate');
+  const db = createDb(config, 'energy-migrate', logger);
   try {
     const applied = await migrateToLatest(db);
     logger.info({ applied }, applied.length ? 'migrations applied' : 'schema is up to date');

@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   try {
     const { from, to } = parseRange(process.argv.slice(2));
     const config = loadConfig(process.env);
-    const db = createDb(config, 'energy-rollups-rebuild');
+    const db = createDb(config, 'energy-rollups-rebuild', logger);
     const history = new HistoryStore(db);
     let rows = 0;
     for (let start = from.getTime(); start < to.getTime(); start += DAY_MS) {

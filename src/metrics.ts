@@ -192,6 +192,17 @@ export function createFlushMetrics(registry: Registry): FlushMetrics {
   };
 }
 
+/** 1 while the flusher is paused because PostgreSQL cannot be reached. */
+export function createDatabaseOutageGauge(registry: Registry): (down: boolean) => void {
+  const gauge = new Gauge({
+    name: 'energy_flusher_paused_database_unavailable',
+    help: '1 while the flusher is paused because PostgreSQL cannot be reached (readings wait in the queue)',
+    registers: [registry],
+  });
+  gauge.set(0);
+  return (down) => gauge.set(down ? 1 : 0);
+}
+
 export function createAnalyticsMetrics(registry: Registry): AnalyticsMetrics {
   const cache = new Counter({
     name: 'energy_analytics_cache_total',

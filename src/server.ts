@@ -24,7 +24,7 @@ async function main(): Promise<void> {
       logger.warn('AUTH=off: every client can write and read; set API_KEYS to require keys');
     await assertDependenciesReachable(config);
 
-    const db = createDb(config, 'energy-api');
+    const db = createDb(config, 'energy-api', logger);
     const redis = createRedis(config.redisUrl, 'command');
     const queue = createIngestQueue({
       connection: redis,

@@ -19,6 +19,7 @@ import {
   shuffle,
   vehicleReading,
 } from './helpers/readings';
+import { TcpProxy } from './helpers/tcp-proxy';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
 const T0 = Date.parse('2024-03-20T10:00:00Z');
@@ -167,6 +168,64 @@ describe('flusher riding out a stuck PostgreSQL', () => {
     } finally {
       if (!locker.isCompleted()) await locker.rollback();
       await flusher.close();
+    }
+  });
+});
+
+describe('partitions created concurrently', () => {
+  test('when many flushers create the same day partitions at once, then every call succeeds', async () => {
+    const days = ['2031-01-01', '2031-01-02', '2031-01-03'];
+    const calls = days.flatMap((day) =>
+      Array.from({ length: 6 }, () =>
+        ctx.db.raw('SELECT ensure_history_partition(?::date)', [day]),
+      ),
+    );
+    const outcomes = await Promise.allSettled(calls);
+    expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
+    const parts = await ctx.db.raw(
+      `SELECT count(*)::int AS n FROM pg_class WHERE relkind = 'r' AND relname LIKE 'telemetry_history_p2031010%'`,
+    );
+    expect(parts.rows[0].n).toBe(3);
+  });
+});
+
+describe('flusher riding out an unreachable PostgreSQL', () => {
+  test('when PostgreSQL cannot be reached, then the flusher pauses without spending job attempts and writes everything once it is back', async () => {
+    const base = new URL(ctx.config.databaseUrl);
+    const proxy = await TcpProxy.start({ host: base.hostname, port: Number(base.port || 5432) });
+    const flusher = await startTestFlusher(ctx, {
+      databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
+    });
+    const paused = async () =>
+      (
+        await flusher.flusher.registry
+          .getSingleMetric('energy_flusher_paused_database_unavailable')
+          ?.get()
+      )?.values[0]?.value;
+    try {
+      const before = fleetReadings(10, 10, T0); // 200 readings
+      await enqueue(before, 50);
+      await waitForDrained(queue);
+      expect(await historyCount()).toBe(before.length);
+
+      await proxy.cut();
+      const during = fleetReadings(10, 25, T0 + 3_600_000); // 500 readings, 10 jobs
+      await enqueue(during, 50);
+      await waitFor(async () => (await paused()) === 1, 10_000, 'the flusher to pause');
+      // With a 100 ms retry base, a job retried blindly would be on its 4th or 5th attempt by now.
+      await new Promise((r) => setTimeout(r, 1500));
+      const jobs = await queue.getJobs(['waiting', 'delayed', 'active', 'failed']);
+      expect(jobs).toHaveLength(10);
+      expect(Math.max(...jobs.map((j) => j.attemptsMade))).toBeLessThanOrEqual(1);
+      expect(await queue.getJobCountByTypes('failed')).toBe(0);
+
+      await proxy.restore();
+      await waitForDrained(queue);
+      expect(await historyCount()).toBe(before.length + during.length);
+      expect(await paused()).toBe(0);
+    } finally {
+      await flusher.close();
+      await proxy.cut();
     }
   });
 });

@@ -13,6 +13,7 @@ import type {
 } from '../src/telemetry/readings';
 import type { PartitionMaintainer } from './partition-maintainer';
 import { isMissingPartition, isPermanentDataError } from './pg-errors';
+import { isDatabaseUnavailable } from '../src/stores/database-errors';
 
 export interface FlushResult {
   written: number;
@@ -89,6 +90,8 @@ export function createFlushProcessor(deps: {
   partitions: PartitionMaintainer;
   logger: Logger;
   metrics?: FlushMetrics;
+  /** Told when PostgreSQL cannot be reached at all (it pauses the flusher). */
+  onDatabaseUnavailable?: (err: unknown) => void;
 }): (job: Job<IngestJobData>) => Promise<FlushResult> {
   deps.redis.defineCommand('settleBacklog', { lua: SETTLE_BACKLOG });
   const redis = deps.redis as RedisWithSettle;
@@ -143,6 +146,10 @@ export function createFlushProcessor(deps: {
     } catch (err) {
       if (isMissingPartition(err)) deps.partitions.forget();
       deps.metrics?.onRetry(err);
+      if (isDatabaseUnavailable(err) && deps.onDatabaseUnavailable) {
+        deps.onDatabaseUnavailable(err); // logs once per outage, not once per job
+        throw err;
+      }
       deps.logger.warn(
         { err, jobId: job.id, attempt: job.attemptsMade + 1 },
         'flush failed: will retry',

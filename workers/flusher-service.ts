@@ -12,6 +12,7 @@ import { StatusStore } from '../src/stores/status-store';
 import type { IngestJobData } from '../src/telemetry/readings';
 import type { Registry } from 'prom-client';
 import {
+  createDatabaseOutageGauge,
   createFlushMetrics,
   createRegistry,
   metricsHandler,
@@ -20,6 +21,7 @@ import {
 } from '../src/metrics';
 import { oldestUnflushedAcceptedAt, readQueueStats } from '../src/queue/queue-stats';
 import { startBacklogReconciler } from './backlog-reconciler';
+import { DatabaseOutageGuard } from './database-outage';
 import { createFlushProcessor, type FlushResult } from './flush-processor';
 import { PartitionMaintainer } from './partition-maintainer';
 
@@ -60,6 +62,15 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     config,
     logger: logger.child({ module: 'partitions' }),
   });
+  // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
+  const outage = new DatabaseOutageGuard({
+    db,
+    logger: logger.child({ module: 'outage' }),
+    probeIntervalMs: Math.min(config.flushBackoffMs, 1000),
+    pause: () => worker.pause(true),
+    resume: () => worker.resume(),
+    onChange: createDatabaseOutageGauge(registry),
+  });
   const processor = createFlushProcessor({
     db,
     redis,
@@ -69,6 +80,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     partitions,
     logger: logger.child({ module: 'flush' }),
     metrics: createFlushMetrics(registry),
+    onDatabaseUnavailable: (err) => outage.report(err),
   });
   const lockDuration = config.flusherLockMs;
   const worker = new Worker<IngestJobData, FlushResult>(INGEST_QUEUE_NAME, processor, {
@@ -138,6 +150,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       closing = true;
       stopReconciler();
       partitions.stop();
+      outage.stop();
       await worker.close();
       await queue.close();
     },

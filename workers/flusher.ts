@@ -18,7 +18,7 @@ async function main(): Promise<void> {
     logger = createLogger({ level: config.logLevel, name: 'flusher' });
     await assertDependenciesReachable(config);
 
-    const db = createDb(config, 'energy-flusher');
+    const db = createDb(config, 'energy-flusher', logger);
     const redis = createRedis(config.redisUrl, 'command');
     const workerConnection = createRedis(config.redisUrl, 'blocking');
     const flusher = createFlusher({

@@ -57,7 +57,7 @@ export async function startTestFlusher(
   overrides: Partial<Config> = {},
 ): Promise<TestFlusher> {
   const config: Config = { ...ctx.config, ...overrides };
-  const db = createDb(config, 'energy-test-flusher');
+  const db = createDb(config, 'energy-test-flusher', ctx.logger);
   const workerConnection = createRedis(config.redisUrl, 'blocking');
   const commands = createRedis(config.redisUrl, 'command');
   await waitForRedis(commands, 3000);

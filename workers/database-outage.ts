@@ -1,0 +1,70 @@
+import type { Knex } from 'knex';
+import type { Logger } from '../src/logger';
+
+/**
+ * Pauses the flusher while PostgreSQL is unreachable. Without it every job would spend its retry
+ * attempts against a dead server (a long outage would park jobs as failed) and log each attempt;
+ * paused, the jobs simply wait in the queue, where they are durable, and one probe per interval
+ * finds out when the database is back.
+ */
+export class DatabaseOutageGuard {
+  private downSince: number | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly deps: {
+      db: Knex;
+      logger: Logger;
+      probeIntervalMs: number;
+      /** Stop and restart taking jobs (the BullMQ worker's pause/resume). */
+      pause: () => Promise<void>;
+      resume: () => void;
+      onChange?: (down: boolean) => void;
+    },
+  ) {}
+
+  get isDown(): boolean {
+    return this.downSince !== null;
+  }
+
+  /** A flush failed because PostgreSQL could not be reached: pause until a probe succeeds. */
+  report(err: unknown): void {
+    if (this.downSince !== null || this.stopped) return;
+    this.downSince = Date.now();
+    this.deps.logger.warn(
+      { err },
+      'PostgreSQL unavailable: flusher paused, readings wait in the queue until it is back',
+    );
+    this.deps.onChange?.(true);
+    this.deps
+      .pause()
+      .catch((pauseErr) => this.deps.logger.error({ err: pauseErr }, 'pause failed'));
+    this.scheduleProbe();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+  }
+
+  private scheduleProbe(): void {
+    if (this.stopped) return;
+    this.probeTimer = setTimeout(() => void this.probe(), this.deps.probeIntervalMs);
+  }
+
+  private async probe(): Promise<void> {
+    try {
+      await this.deps.db.raw('SELECT 1');
+    } catch {
+      this.scheduleProbe();
+      return;
+    }
+    if (this.stopped || this.downSince === null) return;
+    const downForMs = Date.now() - this.downSince;
+    this.downSince = null;
+    this.deps.onChange?.(false);
+    this.deps.resume();
+    this.deps.logger.info({ downForMs }, 'PostgreSQL is back: flusher resumed');
+  }
+}
