@@ -7,7 +7,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '../helpers/engine';
 import { seededRandom, shuffle } from '../helpers/readings';
 import { createTestContext, type TestContext } from '../helpers/test-env';
-import { EngineProcesses, LoadWithLedger, OwnRedis, verifyLedger } from './harness';
+import {
+  EngineProcesses,
+  LoadWithLedger,
+  OwnPostgres,
+  OwnRedis,
+  openOwnDatabaseContext,
+  verifyLedger,
+} from './harness';
 
 jest.setTimeout(180_000);
 
@@ -18,16 +25,25 @@ interface Scenario {
   load: LoadWithLedger;
 }
 
-async function setUp(
-  extra: Record<string, string> = {},
-  redisArgs: string[] = [],
-  batch = 50,
-): Promise<Scenario> {
-  const redis = await OwnRedis.create(redisArgs);
-  const ctx = await createTestContext({ REDIS_URL: redis.url });
-  const engine = await EngineProcesses.create(ctx, redis.url, extra);
+interface ScenarioOptions {
+  /** Extra environment for the engine processes. */
+  extra?: Record<string, string>;
+  redisArgs?: string[];
+  /** Readings per request of the load, and the pause after each acknowledged request. */
+  batch?: number;
+  pauseMs?: number;
+  /** A PostgreSQL cluster of the scenario's own, which it may stop; else the run's server. */
+  postgres?: OwnPostgres;
+}
+
+async function setUp(options: ScenarioOptions = {}): Promise<Scenario> {
+  const redis = await OwnRedis.create(options.redisArgs);
+  const ctx = options.postgres
+    ? await openOwnDatabaseContext(options.postgres, redis.url)
+    : await createTestContext({ REDIS_URL: redis.url });
+  const engine = await EngineProcesses.create(ctx, redis.url, options.extra);
   await engine.startApi();
-  const load = new LoadWithLedger(() => engine.url, 50, batch);
+  const load = new LoadWithLedger(() => engine.url, 50, options.batch ?? 50, options.pauseMs);
   return { ctx, redis, engine, load };
 }
 
@@ -38,7 +54,18 @@ async function tearDown(s: Scenario): Promise<void> {
   await s.redis.kill('SIGTERM');
 }
 
-async function drainedAndVerified(s: Scenario): Promise<{ acknowledged: number; stored: number }> {
+/** One line per scenario with what was acknowledged and verified, for the record. */
+function record(scenario: string, figures: Record<string, number | string>): void {
+  const parts = Object.entries(figures).map(([k, v]) => `${k}=${v}`);
+  process.stdout.write(`[fault] ${scenario}: ${parts.join(' ')}\n`);
+}
+
+/** Waits for the backlog to drain, checks the ledger and records what was verified. */
+async function drainedAndVerified(
+  s: Scenario,
+  scenario: string,
+  extra: Record<string, number | string> = {},
+): Promise<{ acknowledged: number; stored: number }> {
   await waitFor(
     async () => {
       try {
@@ -52,7 +79,15 @@ async function drainedAndVerified(s: Scenario): Promise<{ acknowledged: number; 
     'the backlog to drain',
   );
   await sleep(500);
-  return verifyLedger(s.ctx, s.load);
+  const result = await verifyLedger(s.ctx, s.load);
+  const refusals = [...s.load.refusals].map(([code, n]) => `${code.replace(' ', ':')}x${n}`);
+  record(scenario, {
+    acknowledged: result.acknowledged,
+    verified: result.stored,
+    refusedRequests: refusals.join(',') || 'none',
+    ...extra,
+  });
+  return result;
 }
 
 describe('fault scenarios', () => {
@@ -68,7 +103,7 @@ describe('fault scenarios', () => {
       s.engine.startFlusher();
       await sleep(2000);
       await s.load.stop();
-      const result = await drainedAndVerified(s);
+      const result = await drainedAndVerified(s, 'flusher SIGKILL');
       expect(result.acknowledged).toBeGreaterThan(3000);
     } finally {
       await tearDown(s);
@@ -94,7 +129,74 @@ describe('fault scenarios', () => {
       await s.load.stop();
       await s.engine.startApi();
       s.engine.startFlusher();
-      await drainedAndVerified(s);
+      await drainedAndVerified(s, 'flusher+API SIGTERM');
+    } finally {
+      await tearDown(s);
+    }
+  });
+
+  test('when PostgreSQL is down for 20 s, then ingest keeps answering 202 and the backlog drains once it is back', async () => {
+    const postgres = await OwnPostgres.create();
+    // A steady load (about 2,000 readings/s), so the outage's backlog stays far below the limit.
+    const s = await setUp({ postgres, pauseMs: 20 });
+    try {
+      const flusher = s.engine.startFlusher();
+      s.load.start();
+      await waitFor(async () => s.load.acknowledged.size > 2000, 60_000, 'load');
+      await waitFor(
+        async () => Number((await s.ctx.db('telemetry_history').count({ n: '*' }))[0].n) > 0,
+        30_000,
+        'the flusher to write',
+      );
+      const before = { acknowledged: s.load.acknowledged.size, refused: s.load.refused };
+      await postgres.stop('immediate');
+      const outageStarted = Date.now();
+
+      // Meanwhile: readiness names PostgreSQL, reports answer 503 (not 500), ingest goes on.
+      const ready = await fetch(`${s.engine.url}/health/ready`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { checks: { postgres: string } }).checks.postgres).toMatch(
+        /failing/,
+      );
+      expect((await fetch(`${s.engine.url}/health/ready/ingest`)).status).toBe(200);
+      const report = await fetch(`${s.engine.url}/v1/analytics/performance/V-1`);
+      expect(report.status).toBe(503);
+      expect(report.headers.get('retry-after')).toBeTruthy();
+      expect(((await report.json()) as { error: string }).error).toBe('database_unavailable');
+      await sleep(20_000 - (Date.now() - outageStarted));
+      const duringOutage = s.load.acknowledged.size - before.acknowledged;
+      expect(s.load.refused - before.refused).toBe(0);
+      expect(duringOutage).toBeGreaterThan(5000);
+      expect(flusher.child.exitCode).toBeNull();
+      expect(flusher.child.signalCode).toBeNull();
+
+      await postgres.start();
+      const restarted = Date.now();
+      // The backlog of the outage is written: history holds as many rows as were acknowledged.
+      const backlog = s.load.acknowledged.size;
+      await waitFor(
+        async () =>
+          Number(
+            (
+              await s.ctx
+                .db('telemetry_history')
+                .where('device_id', 'like', 'F-%')
+                .count({ n: '*' })
+            )[0].n,
+          ) >= backlog,
+        90_000,
+        'the backlog to drain',
+      );
+      const drainedS = (Date.now() - restarted) / 1000;
+      await s.load.stop();
+      const result = await drainedAndVerified(s, 'PostgreSQL down 20 s', {
+        acknowledgedWhileDown: duringOutage,
+        backlogDrainedAfterRestartS: drainedS.toFixed(1),
+      });
+      expect(result.acknowledged).toBeGreaterThan(before.acknowledged + duringOutage);
+      // It paused rather than spending every job's retries on a dead server.
+      expect(flusher.output()).toMatch(/PostgreSQL unavailable: flusher paused/);
+      expect(flusher.output()).not.toMatch(/job kept as failed/);
     } finally {
       await tearDown(s);
     }
@@ -136,7 +238,7 @@ describe('fault scenarios', () => {
         'ingest to resume',
       );
       await s.load.stop();
-      await drainedAndVerified(s);
+      await drainedAndVerified(s, 'Redis SIGKILL+restart');
     } finally {
       await tearDown(s);
     }
@@ -144,7 +246,7 @@ describe('fault scenarios', () => {
 
   test('when Redis nears maxmemory, then ingest answers 503 before Redis refuses writes, and recovers as the flusher drains', async () => {
     // 32 MB holds about 150,000 queued readings; no flusher runs at first, so the queue fills.
-    const s = await setUp({}, ['--maxmemory', '32mb'], 1000);
+    const s = await setUp({ redisArgs: ['--maxmemory', '32mb'], batch: 1000 });
     try {
       s.load.start();
       await waitFor(
@@ -162,7 +264,7 @@ describe('fault scenarios', () => {
         'ingest to resume as the backlog drains',
       );
       await s.load.stop();
-      await drainedAndVerified(s);
+      await drainedAndVerified(s, 'Redis near maxmemory');
       expect(s.load.refusals.get('503 redis_unavailable') ?? 0).toBe(0);
     } finally {
       await tearDown(s);
@@ -170,13 +272,13 @@ describe('fault scenarios', () => {
   });
 
   test('when four flushers write the same devices at once, then no deadlock surfaces, nothing is lost or doubled', async () => {
-    const s = await setUp({ FLUSHER_CONCURRENCY: '4', QUEUE_BATCH_READINGS: '100' });
+    const s = await setUp({ extra: { FLUSHER_CONCURRENCY: '4', QUEUE_BATCH_READINGS: '100' } });
     try {
       for (let i = 0; i < 4; i++) s.engine.startFlusher();
       s.load.start();
       await waitFor(async () => s.load.acknowledged.size > 10_000, 90_000, 'load');
       await s.load.stop();
-      await drainedAndVerified(s);
+      await drainedAndVerified(s, 'four flushers');
       for (const f of s.engine.flushers) expect(f.output()).not.toMatch(/deadlock/i);
     } finally {
       await tearDown(s);
@@ -206,7 +308,10 @@ describe('fault scenarios', () => {
         });
         expect(res.status).toBe(202);
       }
-      await drainedAndVerified(s);
+      await drainedAndVerified(s, '100k duplicates', {
+        sent: all.length,
+        distinct: distinct.length,
+      });
       const rows = await s.ctx.db.raw(
         `SELECT count(*)::int AS n FROM telemetry_history WHERE device_id LIKE 'D-%'`,
       );

@@ -1,11 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { freePort, waitForHttp } from '../../bench/bench-helpers';
 import type { Config } from '../../src/config';
 import { envFor, startProcess, type EngineProcess } from '../helpers/processes';
-import type { TestContext } from '../helpers/test-env';
+import { ensureDatabase, migrateToLatest } from '../../db/migrate';
+import { createDb } from '../../db/create-db';
+import { createTestConfig, openTestContext, type TestContext } from '../helpers/test-env';
 
 /** A redis-server of the test's own, on its own port and directory, so it can be killed. */
 export class OwnRedis {
@@ -80,6 +83,125 @@ export class OwnRedis {
   }
 }
 
+const execFileAsync = promisify(execFile);
+
+/**
+ * Where initdb and pg_ctl live: Debian keeps them in /usr/lib/postgresql/<version>/bin, off PATH
+ * (the newest version wins); elsewhere `pg_config --bindir`, else PATH.
+ */
+function postgresBinDir(): string {
+  const debian = '/usr/lib/postgresql';
+  const versions = existsSync(debian)
+    ? readdirSync(debian)
+        .filter((v) => existsSync(path.join(debian, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  if (versions.length > 0) return path.join(debian, versions[0], 'bin');
+  try {
+    const dir = execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
+    if (existsSync(path.join(dir, 'initdb'))) return dir;
+  } catch {
+    // no pg_config: fall back to PATH
+  }
+  return '';
+}
+
+/**
+ * A PostgreSQL cluster of the test's own (initdb, then pg_ctl on its own port and socket directory),
+ * so a scenario can stop and restart it without touching the machine's server. initdb refuses to
+ * run as root, so as root the cluster belongs to the `postgres` user and its tools run as that user.
+ */
+export class OwnPostgres {
+  private readonly data: string;
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+    private readonly bin: string,
+  ) {
+    this.data = path.join(dir, 'data');
+  }
+
+  static async create(): Promise<OwnPostgres> {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'fault-pg-'));
+    const pg = new OwnPostgres(await freePort(), dir, postgresBinDir());
+    if (process.getuid?.() === 0) {
+      const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
+      const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
+      chownSync(dir, uid, gid);
+    }
+    await pg.tool('initdb', ['-D', pg.data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8']);
+    await pg.start();
+    return pg;
+  }
+
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/energy_faults`;
+  }
+
+  async start(): Promise<void> {
+    const options = [
+      `-p ${this.port}`,
+      `-k ${this.dir}`,
+      '-c listen_addresses=127.0.0.1',
+      // The scenario stops the server, not the machine: the OS cache keeps what fsync would.
+      '-c fsync=off',
+    ].join(' ');
+    await this.tool('pg_ctl', [
+      '-D',
+      this.data,
+      '-l',
+      path.join(this.dir, 'log'),
+      '-o',
+      options,
+      '-w',
+      '-t',
+      '30',
+      'start',
+    ]);
+  }
+
+  /** `immediate` is a crash as far as clients see: every connection drops at once. */
+  async stop(mode: 'fast' | 'immediate' = 'immediate'): Promise<void> {
+    await this.tool('pg_ctl', ['-D', this.data, '-m', mode, '-w', 'stop']);
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop('fast').catch(() => undefined);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private async tool(name: string, args: string[]): Promise<void> {
+    const file = this.bin ? path.join(this.bin, name) : name;
+    const [command, commandArgs] =
+      process.getuid?.() === 0
+        ? ['runuser', ['-u', 'postgres', '--', file, ...args]]
+        : [file, args];
+    try {
+      await execFileAsync(command, commandArgs, { cwd: this.dir, timeout: 60_000 });
+    } catch (err) {
+      throw new Error(
+        `${name} failed (the PostgreSQL scenario needs the server binaries, e.g. Debian's postgresql): ${(err as Error).message}`,
+      );
+    }
+  }
+}
+
+/** A test context whose database is on the scenario's own cluster, migrated to latest. */
+export async function openOwnDatabaseContext(
+  pg: OwnPostgres,
+  redisUrl: string,
+): Promise<TestContext> {
+  await ensureDatabase(pg.url);
+  const config = createTestConfig({ DATABASE_URL: pg.url, REDIS_URL: redisUrl });
+  const migrator = createDb(config, 'energy-test-migrate');
+  try {
+    await migrateToLatest(migrator);
+  } finally {
+    await migrator.destroy();
+  }
+  return openTestContext(config, () => pg.destroy());
+}
+
 /** API and flusher processes pointed at a context's database and a Redis URL. */
 export class EngineProcesses {
   readonly flushers: EngineProcess[] = [];
@@ -143,6 +265,8 @@ export class LoadWithLedger {
     private readonly url: () => string,
     private readonly devices = 50,
     private readonly batch = 50,
+    /** Pause after each acknowledged request, for a steady rate rather than as fast as possible. */
+    private readonly pauseMs = 0,
   ) {}
 
   start(): void {
@@ -182,6 +306,7 @@ export class LoadWithLedger {
         if (res.status === 202) {
           for (const r of readings)
             this.acknowledged.set(`${r.meterId}@${Date.parse(r.timestamp)}`, r.kwhConsumedAc);
+          if (this.pauseMs > 0) await new Promise((r) => setTimeout(r, this.pauseMs));
         } else {
           this.refused += readings.length;
           const body = (await res.json().catch(() => ({}))) as { error?: string };

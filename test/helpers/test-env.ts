@@ -62,10 +62,22 @@ export async function createTestContext(
     DATABASE_URL: withDatabaseName(baseDatabaseUrl(), name),
     ...overrides,
   });
-  const db = createDb(config, 'energy-test');
+  return openTestContext(config, () =>
+    withMaintenanceClient(baseDatabaseUrl(), (client) =>
+      client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
+    ),
+  );
+}
+
+/** Connects to a configuration's database and Redis; cleanup deletes its keys, then `dropDatabase`. */
+export async function openTestContext(
+  config: Config,
+  dropDatabase: () => Promise<unknown>,
+): Promise<TestContext> {
+  const logger = createLogger({ level: config.logLevel, name: 'test' });
+  const db = createDb(config, 'energy-test', logger);
   const redis = createRedis(config.redisUrl, 'command');
   await waitForRedis(redis, 3000);
-  const logger = createLogger({ level: config.logLevel, name: 'test' });
   return {
     config,
     db,
@@ -75,9 +87,7 @@ export async function createTestContext(
       await deleteKeys(redis, config.redisPrefix);
       redis.disconnect();
       await db.destroy();
-      await withMaintenanceClient(baseDatabaseUrl(), (client) =>
-        client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
-      );
+      await dropDatabase();
     },
   };
 }
