@@ -26,18 +26,23 @@ WITH inserted AS (
   RETURNING device_type, device_id, ts, coalesce(kwh_consumed_ac, kwh_delivered_dc) AS energy, battery_temp, soc
 ),
 steps AS (
+  -- One sort serves the whole bucket: the previous energy (register steps) and which row is first
+  -- and last in its hour, so the aggregates below need no per-group sort.
   SELECT i.*, date_trunc('hour', i.ts, 'UTC') AS hour,
-         lag(i.energy) OVER (PARTITION BY i.device_type, i.device_id, date_trunc('hour', i.ts, 'UTC') ORDER BY i.ts) AS previous_energy
+         lag(i.energy) OVER w AS previous_energy,
+         lag(i.ts) OVER w IS NULL AS is_first,
+         lead(i.ts) OVER w IS NULL AS is_last
   FROM inserted i
+  WINDOW w AS (PARTITION BY i.device_type, i.device_id, date_trunc('hour', i.ts, 'UTC') ORDER BY i.ts)
 ),
 buckets AS (
   SELECT device_type, device_id, hour, count(*)::int AS readings, sum(energy) AS energy_sum,
          sum(register_step(previous_energy, energy)) AS register_increase,
-         min(ts) AS first_ts, (array_agg(energy ORDER BY ts))[1] AS first_energy,
-         max(ts) AS last_ts, (array_agg(energy ORDER BY ts DESC))[1] AS last_energy,
+         min(ts) AS first_ts, min(energy) FILTER (WHERE is_first) AS first_energy,
+         max(ts) AS last_ts, min(energy) FILTER (WHERE is_last) AS last_energy,
          sum(battery_temp) AS temp_sum, min(battery_temp) AS temp_min, max(battery_temp) AS temp_max,
          min(soc) AS soc_min, max(soc) AS soc_max,
-         (array_agg(soc ORDER BY ts))[1] AS first_soc, (array_agg(soc ORDER BY ts DESC))[1] AS last_soc
+         min(soc) FILTER (WHERE is_first) AS first_soc, min(soc) FILTER (WHERE is_last) AS last_soc
   FROM steps
   GROUP BY device_type, device_id, hour
 ),
