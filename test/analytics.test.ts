@@ -4,7 +4,7 @@ import { createIngestQueue } from '../src/queue/ingest-queue';
 import { createRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import { AnalyticsStore } from '../src/analytics/analytics-store';
-import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
+import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
 import { createTestContext } from './helpers/test-env';
@@ -556,20 +556,9 @@ describe('when PostgreSQL is unreachable', () => {
       'energy-test-dead',
       ctx.logger,
     );
-    const queue = createIngestQueue({
-      connection: ctx.redis,
-      keys: createRedisKeys(ctx.config.redisPrefix),
-      config: ctx.config,
-    });
-    const api = createApp({
-      config: ctx.config,
-      db: deadDb,
-      redis: ctx.redis,
-      queue,
-      logger: ctx.logger,
-    });
+    const api = await startTestApi({ ...ctx, db: deadDb });
     try {
-      const app = request(api.app);
+      const app = request(api.api.app);
       for (const res of [
         await app.get('/v1/analytics/performance/V-1'),
         await app.get('/v1/analytics/fleet'),
@@ -595,7 +584,6 @@ describe('when PostgreSQL is unreachable', () => {
       expect(ingestReady.body).toEqual({ status: 'ready', checks: { redis: 'ok' } });
     } finally {
       await api.close();
-      await queue.close();
       await deadDb.destroy();
       await ctx.cleanup();
     }

@@ -96,6 +96,16 @@ function withSecurity(paths: Record<string, Record<string, Operation>>) {
   return paths;
 }
 
+const readiness = (summary: string) => ({
+  get: {
+    summary,
+    responses: {
+      '200': reply('ready', ref('Health')),
+      '503': reply('not ready; names the failing part', ref('Health')),
+    },
+  },
+});
+
 /** The OpenAPI 3.1 document, built from the very schemas the server validates with. */
 export function buildOpenApiDocument(config: {
   maxBatchReadings: number;
@@ -227,24 +237,10 @@ export function buildOpenApiDocument(config: {
       '/health/live': {
         get: { summary: 'The process is up', responses: { '200': reply('live', ref('Health')) } },
       },
-      '/health/ready': {
-        get: {
-          summary: 'PostgreSQL and Redis answer',
-          responses: {
-            '200': reply('ready', ref('Health')),
-            '503': reply('not ready; names the failing part', ref('Health')),
-          },
-        },
-      },
-      '/health/ready/ingest': {
-        get: {
-          summary: 'What ingest needs (Redis) answers; for load balancers in front of ingest',
-          responses: {
-            '200': reply('ready', ref('Health')),
-            '503': reply('not ready; names the failing part', ref('Health')),
-          },
-        },
-      },
+      '/health/ready': readiness('PostgreSQL and Redis answer'),
+      '/health/ready/ingest': readiness(
+        'What ingest needs (Redis) answers; for load balancers in front of ingest',
+      ),
       '/metrics': {
         get: {
           summary: 'Prometheus metrics',
