@@ -230,6 +230,39 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
   });
 });
 
+describe('flusher stopping while PostgreSQL is unreachable', () => {
+  test('when the flusher is paused for an outage and asked to stop, then it stops at once and its jobs stay queued', async () => {
+    const base = new URL(ctx.config.databaseUrl);
+    const proxy = await TcpProxy.start({ host: base.hostname, port: Number(base.port || 5432) });
+    const flusher = await startTestFlusher(ctx, {
+      databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
+    });
+    try {
+      await proxy.cut();
+      const readings = fleetReadings(5, 10, T0);
+      await enqueue(readings, 25);
+      await waitFor(
+        async () =>
+          (
+            await flusher.flusher.registry
+              .getSingleMetric('energy_flusher_paused_database_unavailable')
+              ?.get()
+          )?.values[0]?.value === 1,
+        10_000,
+        'the flusher to pause',
+      );
+      const started = Date.now();
+      await flusher.close();
+      expect(Date.now() - started).toBeLessThan(5000);
+      const queued = await queue.getJobs(['waiting', 'delayed']);
+      expect(queued.flatMap((j) => j.data.readings)).toHaveLength(readings.length);
+    } finally {
+      await flusher.close().catch(() => undefined);
+      await proxy.cut();
+    }
+  });
+});
+
 describe('capped exponential backoff', () => {
   test('when attempts grow, then the delay doubles and stops at a minute', () => {
     expect([1, 2, 3, 4].map((n) => cappedExponentialBackoff(n, 1000))).toEqual([
