@@ -24,10 +24,6 @@ export class DatabaseOutageGuard {
     },
   ) {}
 
-  get isDown(): boolean {
-    return this.downSince !== null;
-  }
-
   /** A flush failed because PostgreSQL could not be reached: pause until a probe succeeds. */
   report(err: unknown): void {
     if (this.downSince !== null || this.stopped) return;
