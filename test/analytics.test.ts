@@ -588,4 +588,29 @@ describe('when PostgreSQL is unreachable', () => {
       await ctx.cleanup();
     }
   });
+
+  test('when PostgreSQL is too slow (a locked table past the statement timeout), then reports answer 503 database_timeout', async () => {
+    const ctx = await createTestContext();
+    const slowDb = createDb(
+      { ...ctx.config, dbStatementTimeoutMs: 200 },
+      'energy-test-slow',
+      ctx.logger,
+    );
+    const api = await startTestApi({ ...ctx, db: slowDb });
+    const locker = await ctx.db.transaction();
+    try {
+      await locker.raw('LOCK TABLE telemetry_hourly IN ACCESS EXCLUSIVE MODE');
+      const res = await request(api.api.app).get(
+        '/v1/analytics/performance/V-1?from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z',
+      );
+      expect(res.status).toBe(503);
+      expect(res.body.error).toBe('database_timeout');
+      expect(res.headers['retry-after']).toBe('5');
+    } finally {
+      await locker.rollback();
+      await api.close();
+      await slowDb.destroy();
+      await ctx.cleanup();
+    }
+  });
 });
