@@ -18,6 +18,10 @@ export function knexConfig(config: DbConfig, applicationName = 'energy-engine'):
       // Nothing may wait forever: a stuck statement fails, and the flusher retries its job.
       statement_timeout: config.dbStatementTimeoutMs,
       connectionTimeoutMillis: Math.min(config.dbAcquireTimeoutMs, 5000),
+      // TCP keepalive: an idle connection to a vanished server is found dead (after the kernel's
+      // probes) instead of kept in the pool for ever.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
     },
     pool: { min: 0, max: config.dbPoolMax },
     acquireConnectionTimeout: config.dbAcquireTimeoutMs,

@@ -189,19 +189,28 @@ describe('partitions created concurrently', () => {
   });
 });
 
+/** A flusher whose PostgreSQL connections go through a proxy the test can cut or freeze. */
+async function startFlusherBehindProxy(
+  overrides: Partial<TestContext['config']> = {},
+): Promise<{ proxy: TcpProxy; flusher: TestFlusher; paused: () => Promise<number | undefined> }> {
+  const base = new URL(ctx.config.databaseUrl);
+  const proxy = await TcpProxy.start({ host: base.hostname, port: Number(base.port || 5432) });
+  const flusher = await startTestFlusher(ctx, {
+    databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
+    ...overrides,
+  });
+  const paused = async () =>
+    (
+      await flusher.flusher.registry
+        .getSingleMetric('energy_flusher_paused_database_unavailable')
+        ?.get()
+    )?.values[0]?.value;
+  return { proxy, flusher, paused };
+}
+
 describe('flusher riding out an unreachable PostgreSQL', () => {
   test('when PostgreSQL cannot be reached, then the flusher pauses without spending job attempts and writes everything once it is back', async () => {
-    const base = new URL(ctx.config.databaseUrl);
-    const proxy = await TcpProxy.start({ host: base.hostname, port: Number(base.port || 5432) });
-    const flusher = await startTestFlusher(ctx, {
-      databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
-    });
-    const paused = async () =>
-      (
-        await flusher.flusher.registry
-          .getSingleMetric('energy_flusher_paused_database_unavailable')
-          ?.get()
-      )?.values[0]?.value;
+    const { proxy, flusher, paused } = await startFlusherBehindProxy();
     try {
       const before = fleetReadings(10, 10, T0); // 200 readings
       await enqueue(before, 50);
@@ -228,29 +237,42 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
       await proxy.cut();
     }
   });
-});
 
-describe('flusher stopping while PostgreSQL is unreachable', () => {
+  test('when PostgreSQL stops answering without closing connections, then the stuck transaction is cut, the flusher pauses, and everything lands once it answers', async () => {
+    // A 300 ms statement timeout puts the transaction deadline at 5.6 s.
+    const { proxy, flusher, paused } = await startFlusherBehindProxy({ dbStatementTimeoutMs: 300 });
+    try {
+      const before = fleetReadings(10, 10, T0);
+      await enqueue(before, 50);
+      await waitForDrained(queue);
+
+      proxy.freeze();
+      const during = fleetReadings(10, 25, T0 + 3_600_000);
+      await enqueue(during, 50);
+      // Without a deadline the first transaction would wait for its reply for ever.
+      await waitFor(async () => (await paused()) === 1, 20_000, 'the flusher to pause');
+      expect(await queue.getJobCountByTypes('failed')).toBe(0);
+      const jobs = await queue.getJobs(['waiting', 'delayed', 'active']);
+      expect(Math.max(...jobs.map((j) => j.attemptsMade))).toBeLessThanOrEqual(1);
+
+      proxy.thaw();
+      await waitForDrained(queue, 30_000);
+      expect(await historyCount()).toBe(before.length + during.length);
+      expect(await paused()).toBe(0);
+    } finally {
+      proxy.thaw();
+      await flusher.close();
+      await proxy.cut();
+    }
+  });
+
   test('when the flusher is paused for an outage and asked to stop, then it stops at once and its jobs stay queued', async () => {
-    const base = new URL(ctx.config.databaseUrl);
-    const proxy = await TcpProxy.start({ host: base.hostname, port: Number(base.port || 5432) });
-    const flusher = await startTestFlusher(ctx, {
-      databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
-    });
+    const { proxy, flusher, paused } = await startFlusherBehindProxy();
     try {
       await proxy.cut();
       const readings = fleetReadings(5, 10, T0);
       await enqueue(readings, 25);
-      await waitFor(
-        async () =>
-          (
-            await flusher.flusher.registry
-              .getSingleMetric('energy_flusher_paused_database_unavailable')
-              ?.get()
-          )?.values[0]?.value === 1,
-        10_000,
-        'the flusher to pause',
-      );
+      await waitFor(async () => (await paused()) === 1, 10_000, 'the flusher to pause');
       const started = Date.now();
       await flusher.close();
       expect(Date.now() - started).toBeLessThan(5000);

@@ -1,4 +1,3 @@
-import type { Knex } from 'knex';
 import type { Logger } from '../src/logger';
 
 /**
@@ -14,7 +13,8 @@ export class DatabaseOutageGuard {
 
   constructor(
     private readonly deps: {
-      db: Knex;
+      /** Resolves when PostgreSQL answers (with a deadline of its own: it may hang, not refuse). */
+      probe: () => Promise<unknown>;
       logger: Logger;
       probeIntervalMs: number;
       /** Stop and restart taking jobs (the BullMQ worker's pause/resume). */
@@ -51,7 +51,7 @@ export class DatabaseOutageGuard {
 
   private async probe(): Promise<void> {
     try {
-      await this.deps.db.raw('SELECT 1');
+      await this.deps.probe();
     } catch {
       this.scheduleProbe();
       return;

@@ -14,6 +14,7 @@ import type {
 import type { PartitionMaintainer } from './partition-maintainer';
 import { isMissingPartition, isPermanentDataError } from './pg-errors';
 import { isDatabaseUnavailable } from '../src/stores/database-errors';
+import { transactionWithDeadline } from '../db/transaction-deadline';
 
 export interface FlushResult {
   written: number;
@@ -56,13 +57,21 @@ type RedisWithSettle = Redis & {
   ): Promise<number>;
 };
 
-/** Writes one batch in one transaction: history, then status rows (newest only, sorted keys). */
+/**
+ * Writes one batch in one transaction: history, then status rows (newest only, sorted keys). A
+ * transaction still running at `transactionDeadlineMs` has lost its server: its connection is cut.
+ */
 export async function writeBatch(
-  deps: { db: Knex; historyStore: HistoryStore; statusStore: StatusStore },
+  deps: {
+    db: Knex;
+    historyStore: HistoryStore;
+    statusStore: StatusStore;
+    transactionDeadlineMs: number;
+  },
   readings: Reading[],
   acceptedAt: number,
 ): Promise<number> {
-  return deps.db.transaction(async (trx) => {
+  return transactionWithDeadline(deps.db, deps.transactionDeadlineMs, async (trx) => {
     const inserted = await deps.historyStore.insert(readings, acceptedAt, trx);
     await deps.statusStore.upsertMeters(
       readings.filter((r): r is MeterReading => r.type === 'meter'),
@@ -90,6 +99,7 @@ export function createFlushProcessor(deps: {
   partitions: PartitionMaintainer;
   logger: Logger;
   metrics?: FlushMetrics;
+  transactionDeadlineMs: number;
   /** Told when PostgreSQL cannot be reached at all (it pauses the flusher). */
   onDatabaseUnavailable?: (err: unknown) => void;
 }): (job: Job<IngestJobData>) => Promise<FlushResult> {

@@ -21,6 +21,7 @@ import {
 } from '../src/metrics';
 import { oldestUnflushedAcceptedAt, readQueueStats } from '../src/queue/queue-stats';
 import { startBacklogReconciler } from './backlog-reconciler';
+import { transactionWithDeadline } from '../db/transaction-deadline';
 import { DatabaseOutageGuard } from './database-outage';
 import { createFlushProcessor, type FlushResult } from './flush-processor';
 import { PartitionMaintainer } from './partition-maintainer';
@@ -52,6 +53,16 @@ export interface Flusher {
   close(): Promise<void>;
 }
 
+const PROBE_DEADLINE_MS = 5000;
+
+/**
+ * How long a flush transaction may run before its connection is cut: each statement is already
+ * cancelled by the server at DB_STATEMENT_TIMEOUT_MS, so twice that plus a margin only passes when
+ * the server has stopped answering.
+ */
+export const flushTransactionDeadlineMs = (config: { dbStatementTimeoutMs: number }) =>
+  2 * config.dbStatementTimeoutMs + 5000;
+
 /** Builds the flusher: the BullMQ worker writing PostgreSQL, its partition upkeep and health app. */
 export function createFlusher(deps: FlusherDeps): Flusher {
   const { config, db, redis, logger } = deps;
@@ -62,9 +73,13 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     config,
     logger: logger.child({ module: 'partitions' }),
   });
+  const transactionDeadlineMs = flushTransactionDeadlineMs(config);
   // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
   const outage = new DatabaseOutageGuard({
-    db,
+    probe: () =>
+      transactionWithDeadline(db, Math.min(PROBE_DEADLINE_MS, transactionDeadlineMs), (trx) =>
+        trx.raw('SELECT 1'),
+      ),
     logger: logger.child({ module: 'outage' }),
     probeIntervalMs: Math.min(config.flushBackoffMs, 1000),
     pause: () => worker.pause(true),
@@ -80,6 +95,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     partitions,
     logger: logger.child({ module: 'flush' }),
     metrics: createFlushMetrics(registry),
+    transactionDeadlineMs,
     onDatabaseUnavailable: (err) => outage.report(err),
   });
   const lockDuration = config.flusherLockMs;

@@ -1,12 +1,20 @@
 import net from 'node:net';
 
+interface Pair {
+  client: net.Socket;
+  upstream: net.Socket | null;
+}
+
 /**
- * A TCP proxy in front of a real server (PostgreSQL here). `cut()` drops every connection and
- * refuses new ones, as a dead server or network would; `restore()` listens again on the same port.
+ * A TCP proxy in front of a real server (PostgreSQL here), for faults a test can switch on and off:
+ * `cut()` drops every connection and refuses new ones, as a dead server does; `freeze()` keeps
+ * every connection open but forwards nothing, as a vanished host or a network partition does (no
+ * error, no answer); `restore()` / `thaw()` undo them.
  */
 export class TcpProxy {
   private server: net.Server | null = null;
-  private readonly sockets = new Set<net.Socket>();
+  private readonly pairs = new Set<Pair>();
+  private frozen = false;
 
   private constructor(
     private readonly target: { host: string; port: number },
@@ -28,7 +36,7 @@ export class TcpProxy {
   }
 
   async restore(): Promise<void> {
-    const server = net.createServer((client) => this.pipe(client));
+    const server = net.createServer((client) => this.accept(client));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.port, '127.0.0.1', () => resolve());
@@ -40,23 +48,50 @@ export class TcpProxy {
   async cut(): Promise<void> {
     const server = this.server;
     this.server = null;
-    for (const socket of this.sockets) socket.destroy();
-    this.sockets.clear();
+    for (const pair of this.pairs) this.destroy(pair);
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  private pipe(client: net.Socket): void {
-    const upstream = net.connect(this.target.port, this.target.host);
-    for (const socket of [client, upstream]) {
-      this.sockets.add(socket);
-      socket.on('error', () => undefined);
-      socket.on('close', () => {
-        this.sockets.delete(socket);
-        client.destroy();
-        upstream.destroy();
-      });
+  freeze(): void {
+    this.frozen = true;
+    for (const pair of this.pairs) {
+      pair.client.unpipe();
+      pair.upstream?.unpipe();
+      pair.client.pause();
+      pair.upstream?.pause();
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+  }
+
+  thaw(): void {
+    this.frozen = false;
+    for (const pair of this.pairs) this.forward(pair);
+  }
+
+  private accept(client: net.Socket): void {
+    const pair: Pair = { client, upstream: null };
+    this.pairs.add(pair);
+    client.on('error', () => undefined);
+    client.on('close', () => this.destroy(pair));
+    if (this.frozen) client.pause();
+    else this.forward(pair);
+  }
+
+  private forward(pair: Pair): void {
+    if (!pair.upstream) {
+      const upstream = net.connect(this.target.port, this.target.host);
+      upstream.on('error', () => undefined);
+      upstream.on('close', () => this.destroy(pair));
+      pair.upstream = upstream;
+    }
+    pair.client.pipe(pair.upstream);
+    pair.upstream.pipe(pair.client);
+    pair.client.resume();
+    pair.upstream.resume();
+  }
+
+  private destroy(pair: Pair): void {
+    this.pairs.delete(pair);
+    pair.client.destroy();
+    pair.upstream?.destroy();
   }
 }
