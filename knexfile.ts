@@ -1,11 +1,17 @@
 import type { Knex } from 'knex';
 import path from 'node:path';
+import type pg from 'pg';
+import { armQueryDeadline } from './db/query-deadline';
 import { loadConfig, type Config } from './src/config';
 
 type DbConfig = Pick<
   Config,
   'databaseUrl' | 'dbPoolMax' | 'dbStatementTimeoutMs' | 'dbAcquireTimeoutMs'
 >;
+
+/** How long a query may wait for its reply before its connection is cut (see armQueryDeadline). */
+export const queryDeadlineMs = (config: Pick<Config, 'dbStatementTimeoutMs'>) =>
+  config.dbStatementTimeoutMs + 5000;
 
 /** knex settings for the engine's database; the one place connection and pool options live. */
 export function knexConfig(config: DbConfig, applicationName = 'energy-engine'): Knex.Config {
@@ -23,7 +29,15 @@ export function knexConfig(config: DbConfig, applicationName = 'energy-engine'):
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
     },
-    pool: { min: 0, max: config.dbPoolMax },
+    pool: {
+      min: 0,
+      max: config.dbPoolMax,
+      // A query the server has not answered well past statement_timeout has lost its server.
+      afterCreate: (connection: pg.Client, done: (err: Error | null, c: pg.Client) => void) => {
+        armQueryDeadline(connection, queryDeadlineMs(config));
+        done(null, connection);
+      },
+    },
     acquireConnectionTimeout: config.dbAcquireTimeoutMs,
     migrations: {
       directory: path.join(__dirname, 'db', 'migrations'),

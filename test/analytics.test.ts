@@ -7,6 +7,7 @@ import { AnalyticsStore } from '../src/analytics/analytics-store';
 import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
+import { TcpProxy } from './helpers/tcp-proxy';
 import { createTestContext } from './helpers/test-env';
 import { createDb } from '../db/create-db';
 
@@ -610,6 +611,44 @@ describe('when PostgreSQL is unreachable', () => {
       await locker.rollback();
       await api.close();
       await slowDb.destroy();
+      await ctx.cleanup();
+    }
+  });
+
+  test('when PostgreSQL stops answering without closing connections, then a report answers 503 by the query deadline and the next one works once it answers again', async () => {
+    const ctx = await createTestContext();
+    const base = new URL(ctx.config.databaseUrl);
+    const proxy = await TcpProxy.start({ host: base.hostname, port: Number(base.port || 5432) });
+    // A 300 ms statement timeout puts the query deadline at 5.3 s.
+    const db = createDb(
+      {
+        ...ctx.config,
+        databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
+        dbStatementTimeoutMs: 300,
+      },
+      'energy-test-frozen',
+      ctx.logger,
+    );
+    const api = await startTestApi({ ...ctx, db });
+    const report = () =>
+      request(api.api.app).get(
+        '/v1/analytics/performance/V-none?from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z',
+      );
+    try {
+      expect((await report()).status).toBe(404); // unknown vehicle: PostgreSQL answered
+      proxy.freeze();
+      const started = Date.now();
+      const frozen = await report();
+      expect(frozen.status).toBe(503);
+      expect(frozen.body.error).toBe('database_unavailable');
+      expect(Date.now() - started).toBeLessThan(10_000);
+      proxy.thaw();
+      expect((await report()).status).toBe(404);
+    } finally {
+      proxy.thaw();
+      await api.close();
+      await db.destroy();
+      await proxy.cut();
       await ctx.cleanup();
     }
   });

@@ -238,8 +238,8 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
     }
   });
 
-  test('when PostgreSQL stops answering without closing connections, then the stuck transaction is cut, the flusher pauses, and everything lands once it answers', async () => {
-    // A 300 ms statement timeout puts the transaction deadline at 5.6 s.
+  test('when PostgreSQL stops answering without closing connections, then the stuck query is cut, the flusher pauses, and everything lands once it answers', async () => {
+    // A 300 ms statement timeout puts the query deadline at 5.3 s.
     const { proxy, flusher, paused } = await startFlusherBehindProxy({ dbStatementTimeoutMs: 300 });
     try {
       const before = fleetReadings(10, 10, T0);

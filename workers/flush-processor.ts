@@ -14,7 +14,6 @@ import type {
 import type { PartitionMaintainer } from './partition-maintainer';
 import { isMissingPartition, isPermanentDataError } from './pg-errors';
 import { isDatabaseUnavailable } from '../src/stores/database-errors';
-import { transactionWithDeadline } from '../db/transaction-deadline';
 
 export interface FlushResult {
   written: number;
@@ -57,21 +56,13 @@ type RedisWithSettle = Redis & {
   ): Promise<number>;
 };
 
-/**
- * Writes one batch in one transaction: history, then status rows (newest only, sorted keys). A
- * transaction still running at `transactionDeadlineMs` has lost its server: its connection is cut.
- */
+/** Writes one batch in one transaction: history, then status rows (newest only, sorted keys). */
 export async function writeBatch(
-  deps: {
-    db: Knex;
-    historyStore: HistoryStore;
-    statusStore: StatusStore;
-    transactionDeadlineMs: number;
-  },
+  deps: { db: Knex; historyStore: HistoryStore; statusStore: StatusStore },
   readings: Reading[],
   acceptedAt: number,
 ): Promise<number> {
-  return transactionWithDeadline(deps.db, deps.transactionDeadlineMs, async (trx) => {
+  return deps.db.transaction(async (trx) => {
     const inserted = await deps.historyStore.insert(readings, acceptedAt, trx);
     await deps.statusStore.upsertMeters(
       readings.filter((r): r is MeterReading => r.type === 'meter'),
@@ -99,7 +90,6 @@ export function createFlushProcessor(deps: {
   partitions: PartitionMaintainer;
   logger: Logger;
   metrics?: FlushMetrics;
-  transactionDeadlineMs: number;
   /** Told when PostgreSQL cannot be reached at all (it pauses the flusher). */
   onDatabaseUnavailable?: (err: unknown) => void;
 }): (job: Job<IngestJobData>) => Promise<FlushResult> {

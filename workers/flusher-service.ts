@@ -21,7 +21,7 @@ import {
 } from '../src/metrics';
 import { oldestUnflushedAcceptedAt, readQueueStats } from '../src/queue/queue-stats';
 import { startBacklogReconciler } from './backlog-reconciler';
-import { transactionWithDeadline } from '../db/transaction-deadline';
+import { withTimeout } from '../src/with-timeout';
 import { DatabaseOutageGuard } from './database-outage';
 import { createFlushProcessor, type FlushResult } from './flush-processor';
 import { PartitionMaintainer } from './partition-maintainer';
@@ -53,15 +53,8 @@ export interface Flusher {
   close(): Promise<void>;
 }
 
-const PROBE_DEADLINE_MS = 5000;
-
-/**
- * How long a flush transaction may run before its connection is cut: each statement is already
- * cancelled by the server at DB_STATEMENT_TIMEOUT_MS, so twice that plus a margin only passes when
- * the server has stopped answering.
- */
-export const flushTransactionDeadlineMs = (config: { dbStatementTimeoutMs: number }) =>
-  2 * config.dbStatementTimeoutMs + 5000;
+/** A probe of a server that hangs rather than refuses gives up this early (its query is cut later). */
+const PROBE_TIMEOUT_MS = 5000;
 
 /** Builds the flusher: the BullMQ worker writing PostgreSQL, its partition upkeep and health app. */
 export function createFlusher(deps: FlusherDeps): Flusher {
@@ -73,13 +66,9 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     config,
     logger: logger.child({ module: 'partitions' }),
   });
-  const transactionDeadlineMs = flushTransactionDeadlineMs(config);
   // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
   const outage = new DatabaseOutageGuard({
-    probe: () =>
-      transactionWithDeadline(db, Math.min(PROBE_DEADLINE_MS, transactionDeadlineMs), (trx) =>
-        trx.raw('SELECT 1'),
-      ),
+    probe: () => withTimeout(db.raw('SELECT 1'), PROBE_TIMEOUT_MS, 'PostgreSQL probe'),
     logger: logger.child({ module: 'outage' }),
     probeIntervalMs: Math.min(config.flushBackoffMs, 1000),
     pause: () => worker.pause(true),
@@ -95,7 +84,6 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     partitions,
     logger: logger.child({ module: 'flush' }),
     metrics: createFlushMetrics(registry),
-    transactionDeadlineMs,
     onDatabaseUnavailable: (err) => outage.report(err),
   });
   const lockDuration = config.flusherLockMs;
