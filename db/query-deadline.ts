@@ -20,23 +20,23 @@ export class QueryDeadlineError extends Error {
  * gone without closing its sockets, a query would wait for its reply for minutes (TCP
  * retransmissions) or for ever (an idle socket). At the deadline the socket is destroyed: the query
  * fails, knex sees the connection end and drops it from the pool, and the next query gets a new one.
- * knex calls `query(config, callback)`; other call shapes pass through unchanged.
+ * knex calls `query(config, callback)`; other call shapes pass through unchanged. (A plain
+ * function with call/apply: a bound rest-and-spread wrapper cost ~9% of uncached analytics.)
  */
 export function armQueryDeadline(client: pg.Client, deadlineMs: number): void {
-  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (
-    ...args: unknown[]
-  ) => {
-    const callback = args[args.length - 1];
-    if (typeof callback !== 'function') return query(...args);
+  type Callback = (err: unknown, result: unknown) => void;
+  const query = client.query as unknown as (this: pg.Client, ...args: unknown[]) => unknown;
+  const withDeadline = function (this: pg.Client, config: unknown, callback?: unknown): unknown {
+    // eslint-disable-next-line prefer-rest-params
+    if (typeof callback !== 'function') return query.apply(this, arguments as unknown as unknown[]);
     const timer = setTimeout(
       () => socketOf(client)?.destroy(new QueryDeadlineError(deadlineMs)),
       deadlineMs,
     );
-    args[args.length - 1] = (err: unknown, result: unknown) => {
+    return query.call(this, config, (err: unknown, result: unknown) => {
       clearTimeout(timer);
-      (callback as (err: unknown, result: unknown) => void)(err, result);
-    };
-    return query(...args);
+      (callback as Callback)(err, result);
+    });
   };
+  (client as unknown as { query: unknown }).query = withDeadline;
 }
