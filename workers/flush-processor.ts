@@ -5,12 +5,7 @@ import type { Logger } from '../src/logger';
 import type { RedisKeys } from '../src/redis-keys';
 import type { HistoryStore } from '../src/stores/history-store';
 import type { StatusStore } from '../src/stores/status-store';
-import type {
-  IngestJobData,
-  MeterReading,
-  Reading,
-  VehicleReading,
-} from '../src/telemetry/readings';
+import type { IngestJobData, Reading } from '../src/telemetry/readings';
 import type { PartitionMaintainer } from './partition-maintainer';
 import { isMissingPartition, isPermanentDataError } from './pg-errors';
 import { isDatabaseUnavailable } from '../src/stores/database-errors';
@@ -56,28 +51,25 @@ type RedisWithSettle = Redis & {
   ): Promise<number>;
 };
 
-/** Writes one batch in one transaction: history, then status rows (newest only, sorted keys). */
+/**
+ * Writes one batch in one statement: history, hourly rollups and status rows (newest only, sorted
+ * keys) together, atomic without an explicit transaction, in one round trip.
+ */
 export async function writeBatch(
   deps: { db: Knex; historyStore: HistoryStore; statusStore: StatusStore },
   readings: Reading[],
   acceptedAt: number,
 ): Promise<number> {
-  return deps.db.transaction(async (trx) => {
-    const inserted = await deps.historyStore.insert(readings, acceptedAt, trx);
-    await deps.statusStore.upsertMeters(
-      readings.filter((r): r is MeterReading => r.type === 'meter'),
-      trx,
-    );
-    await deps.statusStore.upsertVehicles(
-      readings.filter((r): r is VehicleReading => r.type === 'vehicle'),
-      trx,
-    );
-    return inserted;
-  });
+  return deps.historyStore.insert(
+    readings,
+    acceptedAt,
+    deps.db,
+    deps.statusStore.upsertParts(readings),
+  );
 }
 
 /**
- * The flusher's job handler. A job commits in one transaction, or throws (BullMQ retries it with
+ * The flusher's job handler. A job commits in one statement, or throws (BullMQ retries it with
  * backoff). When PostgreSQL refuses the batch for a permanent reason, the batch is split in halves
  * until the bad readings are alone: the rest commits, the bad ones go to the dead-letter list.
  */

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { MeterReading, Reading, VehicleReading } from '../telemetry/readings';
+import type { CtePart } from './status-store';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -16,7 +17,7 @@ export function compareKeys(a: Reading, b: Reading): number {
  * increase can no longer be merged (readings arrived inside an already covered span) come back
  * as `stale` and are recomputed from history by the next statement.
  */
-const INSERT_AND_ROLL_UP = `
+const insertAndRollUp = (alongside: CtePart[]) => `
 WITH inserted AS (
   INSERT INTO telemetry_history
     (device_type, device_id, ts, kwh_consumed_ac, voltage, soc, kwh_delivered_dc, battery_temp, received_at)
@@ -71,7 +72,7 @@ upserted AS (
     soc_min = LEAST(h.soc_min, EXCLUDED.soc_min),
     soc_max = GREATEST(h.soc_max, EXCLUDED.soc_max)
   RETURNING h.device_type, h.device_id, h.hour, h.register_increase IS NULL AS stale
-)
+)${alongside.map((part) => `,\n${part.sql}`).join('')}
 SELECT (SELECT count(*) FROM inserted)::int AS inserted,
        coalesce(array_agg(device_type) FILTER (WHERE stale), '{}') AS stale_types,
        coalesce(array_agg(device_id) FILTER (WHERE stale), '{}') AS stale_ids,
@@ -104,8 +105,18 @@ WHERE h.device_type = r.device_type AND h.device_id = r.device_id AND h.hour = r
 export class HistoryStore {
   constructor(private readonly db: Knex) {}
 
-  /** Inserts the readings; returns how many rows were new (the rest were already stored). */
-  async insert(readings: Reading[], receivedAt: number, db: Knex = this.db): Promise<number> {
+  /**
+   * Inserts the readings; returns how many rows were new (the rest were already stored).
+   * `alongside` are more CTEs (the status upserts) run in the same statement, so the batch is one
+   * round trip and one atomic write. Only a late reading inside an already rolled-up span needs a
+   * second statement, and until it runs the bucket reads as "recompute from raw", never wrong.
+   */
+  async insert(
+    readings: Reading[],
+    receivedAt: number,
+    db: Knex = this.db,
+    alongside: CtePart[] = [],
+  ): Promise<number> {
     if (readings.length === 0) return 0;
     // Concurrent transactions inserting overlapping keys wait on each other's rows; inserting in
     // one global order (type, id, ts) means those waits can never form a cycle (a deadlock).
@@ -117,7 +128,7 @@ export class HistoryStore {
       ...meters.map(fm),
       ...vehicles.map(fv),
     ];
-    const result = await db.raw(INSERT_AND_ROLL_UP, [
+    const result = await db.raw(insertAndRollUp(alongside), [
       iso(receivedAt),
       rows.map((r) => r.type),
       rows.map((r) => r.id),
@@ -142,6 +153,7 @@ export class HistoryStore {
         () => null,
         (v) => v.batteryTemp,
       ),
+      ...alongside.flatMap((part) => part.bindings),
     ] as unknown as Knex.RawBinding[]);
     const summary = result.rows[0] as {
       inserted: number;

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { MeterReading, VehicleReading } from '../telemetry/readings';
+import type { MeterReading, Reading, VehicleReading } from '../telemetry/readings';
 
 export interface MeterStatus {
   meterId: string;
@@ -28,47 +28,62 @@ export function newestPerDevice<T extends { id: string; ts: number }>(readings: 
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** A data-modifying CTE (`name AS (...)`) and its bindings, to run inside another statement. */
+export interface CtePart {
+  sql: string;
+  bindings: unknown[];
+}
+
 /** meter_status and vehicle_status: one row per device, moved only forward in time. */
 export class StatusStore {
   constructor(private readonly db: Knex) {}
 
-  async upsertMeters(readings: MeterReading[], db: Knex = this.db): Promise<void> {
-    const rows = newestPerDevice(readings);
-    if (rows.length === 0) return;
-    await db.raw(
-      `INSERT INTO meter_status AS s (meter_id, ts, kwh_consumed_ac, voltage)
-       SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::float8[], ?::float8[])
-       ON CONFLICT (meter_id) DO UPDATE
-         SET ts = EXCLUDED.ts, kwh_consumed_ac = EXCLUDED.kwh_consumed_ac,
-             voltage = EXCLUDED.voltage, updated_at = now()
-         WHERE s.ts < EXCLUDED.ts`,
-      [
-        rows.map((r) => r.id),
-        rows.map((r) => iso(r.ts)),
-        rows.map((r) => r.kwhConsumedAc),
-        rows.map((r) => r.voltage),
-      ],
+  /**
+   * The newer-only upserts of a batch's meters and vehicles, as CTEs: the flusher runs them in the
+   * same statement as the history insert, one round trip and one atomic write per batch.
+   */
+  upsertParts(readings: Reading[]): CtePart[] {
+    const parts: CtePart[] = [];
+    const meters = newestPerDevice(readings.filter((r): r is MeterReading => r.type === 'meter'));
+    if (meters.length > 0)
+      parts.push({
+        sql: `meter_status_upserted AS (
+          INSERT INTO meter_status AS s (meter_id, ts, kwh_consumed_ac, voltage)
+          SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::float8[], ?::float8[])
+          ON CONFLICT (meter_id) DO UPDATE
+            SET ts = EXCLUDED.ts, kwh_consumed_ac = EXCLUDED.kwh_consumed_ac,
+                voltage = EXCLUDED.voltage, updated_at = now()
+            WHERE s.ts < EXCLUDED.ts
+          RETURNING 1)`,
+        bindings: [
+          meters.map((r) => r.id),
+          meters.map((r) => iso(r.ts)),
+          meters.map((r) => r.kwhConsumedAc),
+          meters.map((r) => r.voltage),
+        ],
+      });
+    const vehicles = newestPerDevice(
+      readings.filter((r): r is VehicleReading => r.type === 'vehicle'),
     );
-  }
-
-  async upsertVehicles(readings: VehicleReading[], db: Knex = this.db): Promise<void> {
-    const rows = newestPerDevice(readings);
-    if (rows.length === 0) return;
-    await db.raw(
-      `INSERT INTO vehicle_status AS s (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
-       SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[])
-       ON CONFLICT (vehicle_id) DO UPDATE
-         SET ts = EXCLUDED.ts, soc = EXCLUDED.soc, kwh_delivered_dc = EXCLUDED.kwh_delivered_dc,
-             battery_temp = EXCLUDED.battery_temp, updated_at = now()
-         WHERE s.ts < EXCLUDED.ts`,
-      [
-        rows.map((r) => r.id),
-        rows.map((r) => iso(r.ts)),
-        rows.map((r) => r.soc),
-        rows.map((r) => r.kwhDeliveredDc),
-        rows.map((r) => r.batteryTemp),
-      ],
-    );
+    if (vehicles.length > 0)
+      parts.push({
+        sql: `vehicle_status_upserted AS (
+          INSERT INTO vehicle_status AS s (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
+          SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[])
+          ON CONFLICT (vehicle_id) DO UPDATE
+            SET ts = EXCLUDED.ts, soc = EXCLUDED.soc, kwh_delivered_dc = EXCLUDED.kwh_delivered_dc,
+                battery_temp = EXCLUDED.battery_temp, updated_at = now()
+            WHERE s.ts < EXCLUDED.ts
+          RETURNING 1)`,
+        bindings: [
+          vehicles.map((r) => r.id),
+          vehicles.map((r) => iso(r.ts)),
+          vehicles.map((r) => r.soc),
+          vehicles.map((r) => r.kwhDeliveredDc),
+          vehicles.map((r) => r.batteryTemp),
+        ],
+      });
+    return parts;
   }
 
   async getMeter(meterId: string): Promise<MeterStatus | null> {
