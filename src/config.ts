@@ -41,6 +41,8 @@ export interface Config {
   readonly dbPoolMax: number;
   readonly dbStatementTimeoutMs: number;
   readonly dbAcquireTimeoutMs: number;
+  /** `off` behind a pooler that cannot keep prepared statements (PgBouncer transaction mode < 1.21). */
+  readonly dbPreparedStatements: 'on' | 'off';
   /** Attempts per flush job before it is kept as failed (backoff doubles from flushBackoffMs). */
   readonly flushAttempts: number;
   readonly flushBackoffMs: number;
@@ -190,6 +192,7 @@ export function loadConfig(env: Env = {}): Config {
     dbPoolMax: read.number('DB_POOL_MAX', 10, 1, 200),
     dbStatementTimeoutMs: read.number('DB_STATEMENT_TIMEOUT_MS', 30_000, 100, 3_600_000),
     dbAcquireTimeoutMs: read.number('DB_ACQUIRE_TIMEOUT_MS', 10_000, 100, 600_000),
+    dbPreparedStatements: read.oneOf('DB_PREPARED_STATEMENTS', 'on', ['on', 'off'] as const),
     flushAttempts: read.number('FLUSH_ATTEMPTS', 25, 1, 1000),
     flushBackoffMs: read.number('FLUSH_BACKOFF_MS', 1000, 1, 600_000),
     shutdownTimeoutMs: read.number('SHUTDOWN_TIMEOUT_MS', 30_000, 100, 600_000),

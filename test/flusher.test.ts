@@ -172,6 +172,20 @@ describe('flusher riding out a stuck PostgreSQL', () => {
   });
 });
 
+describe('flusher without prepared statements', () => {
+  test('when DB_PREPARED_STATEMENTS is off (a pooler in transaction mode), then batches are written the same', async () => {
+    const flusher = await startTestFlusher(ctx, { dbPreparedStatements: 'off' });
+    try {
+      const readings = fleetReadings(5, 10, T0);
+      await enqueue([...readings, ...readings], 30);
+      await waitForDrained(queue);
+      expect(await historyCount()).toBe(readings.length);
+    } finally {
+      await flusher.close();
+    }
+  });
+});
+
 describe('partitions created concurrently', () => {
   test('when many flushers create the same day partitions at once, then every call succeeds', async () => {
     const days = ['2031-01-01', '2031-01-02', '2031-01-03'];

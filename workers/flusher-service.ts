@@ -79,7 +79,9 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     db,
     redis,
     keys,
-    historyStore: new HistoryStore(db),
+    historyStore: new HistoryStore(db, {
+      preparedStatements: config.dbPreparedStatements === 'on',
+    }),
     statusStore: new StatusStore(db),
     partitions,
     logger: logger.child({ module: 'flush' }),

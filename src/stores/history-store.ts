@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { MeterReading, Reading, VehicleReading } from '../telemetry/readings';
 import type { CtePart } from './status-store';
@@ -79,6 +80,10 @@ SELECT (SELECT count(*) FROM inserted)::int AS inserted,
        coalesce(array_agg(hour) FILTER (WHERE stale), '{}') AS stale_hours
 FROM upserted`;
 
+/** One prepared-statement name per distinct statement text (the status CTEs make a few). */
+const preparedName = (sql: string) =>
+  `history-insert-${createHash('sha1').update(sql).digest('hex').slice(0, 16)}`;
+
 /** Recomputes the register increase of the given buckets from their raw history rows. */
 const RECOMPUTE_REGISTER_INCREASE = `
 UPDATE telemetry_hourly h SET register_increase = r.increase
@@ -103,7 +108,11 @@ WHERE h.device_type = r.device_type AND h.device_id = r.device_id AND h.hour = r
  * a no-op, and only rows actually inserted reach the rollups.
  */
 export class HistoryStore {
-  constructor(private readonly db: Knex) {}
+  constructor(
+    private readonly db: Knex,
+    /** Run the batch insert as a named (prepared) statement; see DB_PREPARED_STATEMENTS. */
+    private readonly options: { preparedStatements?: boolean } = {},
+  ) {}
 
   /**
    * Inserts the readings; returns how many rows were new (the rest were already stored).
@@ -128,7 +137,8 @@ export class HistoryStore {
       ...meters.map(fm),
       ...vehicles.map(fv),
     ];
-    const result = await db.raw(insertAndRollUp(alongside), [
+    const sql = insertAndRollUp(alongside);
+    const statement = db.raw(sql, [
       iso(receivedAt),
       rows.map((r) => r.type),
       rows.map((r) => r.id),
@@ -155,6 +165,11 @@ export class HistoryStore {
       ),
       ...alongside.flatMap((part) => part.bindings),
     ] as unknown as Knex.RawBinding[]);
+    // A named (prepared) statement is planned once per connection instead of once per batch:
+    // planning was a third of the statement's time for the small batches of single readings.
+    const result = await (this.options.preparedStatements
+      ? statement.options({ name: preparedName(sql) })
+      : statement);
     const summary = result.rows[0] as {
       inserted: number;
       stale_types: string[];
