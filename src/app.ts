@@ -93,7 +93,7 @@ export function createApp({
   });
   const analyticsMetrics = createAnalyticsMetrics(registry);
   const performance = new PerformanceService({
-    store: new AnalyticsStore(db),
+    store: new AnalyticsStore(db, { preparedStatements: config.dbPreparedStatements === 'on' }),
     mappingStore,
     cache: new ReportCache({
       redis,

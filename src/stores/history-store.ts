@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
+import { asPrepared } from '../../db/prepared';
 import type { MeterReading, Reading, VehicleReading } from '../telemetry/readings';
 import type { CtePart } from './status-store';
 
@@ -79,10 +79,6 @@ SELECT (SELECT count(*) FROM inserted)::int AS inserted,
        coalesce(array_agg(device_id) FILTER (WHERE stale), '{}') AS stale_ids,
        coalesce(array_agg(hour) FILTER (WHERE stale), '{}') AS stale_hours
 FROM upserted`;
-
-/** One prepared-statement name per distinct statement text (the status CTEs make a few). */
-const preparedName = (sql: string) =>
-  `history-insert-${createHash('sha1').update(sql).digest('hex').slice(0, 16)}`;
 
 /** Recomputes the register increase of the given buckets from their raw history rows. */
 const RECOMPUTE_REGISTER_INCREASE = `
@@ -165,11 +161,8 @@ export class HistoryStore {
       ),
       ...alongside.flatMap((part) => part.bindings),
     ] as unknown as Knex.RawBinding[]);
-    // A named (prepared) statement is planned once per connection instead of once per batch:
-    // planning was a third of the statement's time for the small batches of single readings.
-    const result = await (this.options.preparedStatements
-      ? statement.options({ name: preparedName(sql) })
-      : statement);
+    // Planning was a third of this statement's time for the small batches of single readings.
+    const result = await asPrepared(statement, sql, this.options.preparedStatements ?? false);
     const summary = result.rows[0] as {
       inserted: number;
       stale_types: string[];
