@@ -474,6 +474,39 @@ describe('query plans', () => {
     expect(plan).not.toMatch(/telemetry_history_p2024090[2-9]/); // only the window's partition
   });
 
+  test('when the report query runs prepared (a generic plan), then it still uses index scans and prunes history to the window at run time', async () => {
+    const store = new AnalyticsStore(e.ctx.db);
+    const native = store
+      .windowItemsQuery(
+        'vehicle',
+        'V-7',
+        new Date('2024-09-01T01:00:00Z'),
+        new Date('2024-09-01T04:00:00Z'),
+        [
+          { from: new Date('2024-09-01T00:10:00Z'), to: new Date('2024-09-01T01:00:00Z') },
+          { from: new Date('2024-09-01T04:00:00Z'), to: new Date('2024-09-01T04:30:00Z') },
+        ],
+      )
+      .toSQL()
+      .toNative();
+    const args = (native.bindings as (string | Date)[])
+      .map((b) => `'${b instanceof Date ? b.toISOString() : b}'`)
+      .join(', ');
+    await e.ctx.db.raw(`SELECT ensure_history_partition('2024-09-03')`); // one more to prune
+    const plan = await e.ctx.db.transaction(async (trx) => {
+      await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
+      await trx.raw(`PREPARE generic_window AS ${native.sql}`);
+      const rows = (await trx.raw(`EXPLAIN (ANALYZE, COSTS OFF) EXECUTE generic_window(${args})`))
+        .rows as { 'QUERY PLAN': string }[];
+      await trx.raw('DEALLOCATE generic_window');
+      return rows.map((r) => r['QUERY PLAN']).join('\n');
+    });
+    expect(plan).not.toMatch(/Seq Scan/);
+    expect(plan).toMatch(/Index (Only )?Scan using telemetry_hourly_pkey/);
+    expect(plan).toMatch(/Subplans Removed: [1-9]/); // history partitions outside the window
+    expect(plan).not.toMatch(/telemetry_history_p20240903/);
+  });
+
   test('when rollups are lost, then npm run rollups:rebuild recomputes them from history', async () => {
     const count = async () =>
       Number(
