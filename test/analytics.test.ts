@@ -675,6 +675,10 @@ describe('when PostgreSQL is unreachable', () => {
       expect(frozen.status).toBe(503);
       expect(frozen.body.error).toBe('database_unavailable');
       expect(Date.now() - started).toBeLessThan(10_000);
+      // That connection was cut; a new one gets no answer to its start-up either: still a 503.
+      const connecting = await report();
+      expect(connecting.status).toBe(503);
+      expect(connecting.body.error).toBe('database_unavailable');
       proxy.thaw();
       expect((await report()).status).toBe(404);
     } finally {

@@ -24,9 +24,12 @@ const NETWORK_CODES = new Set([
 /** SQLSTATEs of a server that is shutting down, starting up, or out of connections. */
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
 
-/** node-postgres and knex report lost connections and pool timeouts by message only. */
+/**
+ * node-postgres and knex report lost connections and connect or pool timeouts by message only
+ * ("timeout expired" is a connection that got no answer within connectionTimeoutMillis).
+ */
 const UNAVAILABLE_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|Timeout acquiring a connection|Client has encountered a connection error/i;
+  /Connection terminated|^timeout expired$|timeout exceeded when trying to connect|Timeout acquiring a connection|Client has encountered a connection error/i;
 
 export function isDatabaseUnavailable(err: unknown): boolean {
   const { code, name, message } = (err ?? {}) as DriverError;

@@ -6,6 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '../helpers/engine';
 import { seededRandom, shuffle } from '../helpers/readings';
+import { TcpProxy } from '../helpers/tcp-proxy';
 import { createTestContext, type TestContext } from '../helpers/test-env';
 import {
   EngineProcesses,
@@ -23,6 +24,8 @@ interface Scenario {
   redis: OwnRedis;
   engine: EngineProcesses;
   load: LoadWithLedger;
+  /** Between the engine and PostgreSQL, when the scenario asked for one. */
+  proxy?: TcpProxy;
 }
 
 interface ScenarioOptions {
@@ -34,6 +37,8 @@ interface ScenarioOptions {
   pauseMs?: number;
   /** A PostgreSQL cluster of the scenario's own, which it may stop; else the run's server. */
   postgres?: OwnPostgres;
+  /** Put a proxy between the engine and PostgreSQL (the test itself connects directly). */
+  databaseProxy?: boolean;
 }
 
 async function setUp(options: ScenarioOptions = {}): Promise<Scenario> {
@@ -41,15 +46,24 @@ async function setUp(options: ScenarioOptions = {}): Promise<Scenario> {
   const ctx = options.postgres
     ? await openOwnDatabaseContext(options.postgres, redis.url)
     : await createTestContext({ REDIS_URL: redis.url });
-  const engine = await EngineProcesses.create(ctx, redis.url, options.extra);
+  const database = new URL(ctx.config.databaseUrl);
+  const proxy = options.databaseProxy
+    ? await TcpProxy.start({ host: database.hostname, port: Number(database.port || 5432) })
+    : undefined;
+  const engine = await EngineProcesses.create(ctx, redis.url, {
+    ...(proxy ? { DATABASE_URL: proxy.rewrite(ctx.config.databaseUrl) } : {}),
+    ...options.extra,
+  });
   await engine.startApi();
   const load = new LoadWithLedger(() => engine.url, 50, options.batch ?? 50, options.pauseMs);
-  return { ctx, redis, engine, load };
+  return { ctx, redis, engine, load, proxy };
 }
 
 async function tearDown(s: Scenario): Promise<void> {
   await s.load.stop();
+  s.proxy?.thaw();
   await s.engine.stopAll();
+  await s.proxy?.cut();
   await s.ctx.cleanup().catch(() => undefined);
   await s.redis.kill('SIGTERM');
 }
@@ -196,6 +210,63 @@ describe('fault scenarios', () => {
       expect(result.acknowledged).toBeGreaterThan(before.acknowledged + duringOutage);
       // It paused rather than spending every job's retries on a dead server.
       expect(flusher.output()).toMatch(/PostgreSQL unavailable: flusher paused/);
+      expect(flusher.output()).not.toMatch(/job kept as failed/);
+    } finally {
+      await tearDown(s);
+    }
+  });
+
+  test('when PostgreSQL stops answering for 12 s without closing connections (a failover, a partition), then ingest keeps answering 202 and everything lands after', async () => {
+    // A 1 s statement timeout puts the engine's query deadline at 6 s.
+    const s = await setUp({
+      databaseProxy: true,
+      pauseMs: 20,
+      extra: { DB_STATEMENT_TIMEOUT_MS: '1000' },
+    });
+    const proxy = s.proxy as TcpProxy;
+    try {
+      const flusher = s.engine.startFlusher();
+      s.load.start();
+      await waitFor(async () => s.load.acknowledged.size > 2000, 60_000, 'load');
+      await waitFor(
+        async () => Number((await s.ctx.db('telemetry_history').count({ n: '*' }))[0].n) > 0,
+        30_000,
+        'the flusher to write',
+      );
+      const before = { acknowledged: s.load.acknowledged.size, refused: s.load.refused };
+      proxy.freeze();
+      const frozenAt = Date.now();
+      const report = await fetch(`${s.engine.url}/v1/analytics/performance/V-1`);
+      expect(report.status).toBe(503); // at the query deadline, not a hang
+      expect(Date.now() - frozenAt).toBeLessThan(10_000);
+      await sleep(12_000 - (Date.now() - frozenAt));
+      const whileFrozen = s.load.acknowledged.size - before.acknowledged;
+      expect(s.load.refused - before.refused).toBe(0);
+      expect(whileFrozen).toBeGreaterThan(3000);
+      expect(flusher.output()).toMatch(/PostgreSQL unavailable: flusher paused/);
+
+      proxy.thaw();
+      const thawedAt = Date.now();
+      const backlog = s.load.acknowledged.size;
+      await waitFor(
+        async () =>
+          Number(
+            (
+              await s.ctx
+                .db('telemetry_history')
+                .where('device_id', 'like', 'F-%')
+                .count({ n: '*' })
+            )[0].n,
+          ) >= backlog,
+        90_000,
+        'the backlog to drain',
+      );
+      const drainedS = (Date.now() - thawedAt) / 1000;
+      await s.load.stop();
+      await drainedAndVerified(s, 'PostgreSQL frozen 12 s', {
+        acknowledgedWhileFrozen: whileFrozen,
+        backlogDrainedAfterThawS: drainedS.toFixed(1),
+      });
       expect(flusher.output()).not.toMatch(/job kept as failed/);
     } finally {
       await tearDown(s);
