@@ -9,7 +9,6 @@ import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
 import { TcpProxy } from './helpers/tcp-proxy';
 import { createTestContext } from './helpers/test-env';
-import { createDb } from '../db/create-db';
 
 const meter = (meterId: string, timestamp: string, kwhConsumedAc: number) => ({
   meterId,
@@ -585,12 +584,7 @@ describe('when PostgreSQL is unreachable', () => {
   test('then reports, status and mapping answer 503 database_unavailable with Retry-After, while ingest still answers 202 and stays ready', async () => {
     const ctx = await createTestContext();
     // Port 1: nothing listens there, so every connection is refused at once.
-    const deadDb = createDb(
-      { ...ctx.config, databaseUrl: 'postgres://postgres@127.0.0.1:1/none' },
-      'energy-test-dead',
-      ctx.logger,
-    );
-    const api = await startTestApi({ ...ctx, db: deadDb });
+    const api = await startTestApi(ctx, { databaseUrl: 'postgres://postgres@127.0.0.1:1/none' });
     try {
       const app = request(api.api.app);
       for (const res of [
@@ -618,19 +612,13 @@ describe('when PostgreSQL is unreachable', () => {
       expect(ingestReady.body).toEqual({ status: 'ready', checks: { redis: 'ok' } });
     } finally {
       await api.close();
-      await deadDb.destroy();
       await ctx.cleanup();
     }
   });
 
   test('when PostgreSQL is too slow (a locked table past the statement timeout), then reports answer 503 database_timeout', async () => {
     const ctx = await createTestContext();
-    const slowDb = createDb(
-      { ...ctx.config, dbStatementTimeoutMs: 200 },
-      'energy-test-slow',
-      ctx.logger,
-    );
-    const api = await startTestApi({ ...ctx, db: slowDb });
+    const api = await startTestApi(ctx, { dbStatementTimeoutMs: 200 });
     const locker = await ctx.db.transaction();
     try {
       await locker.raw('LOCK TABLE telemetry_hourly IN ACCESS EXCLUSIVE MODE');
@@ -643,26 +631,18 @@ describe('when PostgreSQL is unreachable', () => {
     } finally {
       await locker.rollback();
       await api.close();
-      await slowDb.destroy();
       await ctx.cleanup();
     }
   });
 
   test('when PostgreSQL stops answering without closing connections, then a report answers 503 by the query deadline and the next one works once it answers again', async () => {
     const ctx = await createTestContext();
-    const base = new URL(ctx.config.databaseUrl);
-    const proxy = await TcpProxy.start({ host: base.hostname, port: Number(base.port || 5432) });
+    const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);
     // A 300 ms statement timeout puts the query deadline at 5.3 s.
-    const db = createDb(
-      {
-        ...ctx.config,
-        databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
-        dbStatementTimeoutMs: 300,
-      },
-      'energy-test-frozen',
-      ctx.logger,
-    );
-    const api = await startTestApi({ ...ctx, db });
+    const api = await startTestApi(ctx, {
+      databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
+      dbStatementTimeoutMs: 300,
+    });
     const report = () =>
       request(api.api.app).get(
         '/v1/analytics/performance/V-none?from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z',
@@ -684,7 +664,6 @@ describe('when PostgreSQL is unreachable', () => {
     } finally {
       proxy.thaw();
       await api.close();
-      await db.destroy();
       await proxy.cut();
       await ctx.cleanup();
     }

@@ -207,8 +207,7 @@ describe('partitions created concurrently', () => {
 async function startFlusherBehindProxy(
   overrides: Partial<TestContext['config']> = {},
 ): Promise<{ proxy: TcpProxy; flusher: TestFlusher; paused: () => Promise<number | undefined> }> {
-  const base = new URL(ctx.config.databaseUrl);
-  const proxy = await TcpProxy.start({ host: base.hostname, port: Number(base.port || 5432) });
+  const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);
   const flusher = await startTestFlusher(ctx, {
     databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
     ...overrides,

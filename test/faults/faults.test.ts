@@ -46,9 +46,8 @@ async function setUp(options: ScenarioOptions = {}): Promise<Scenario> {
   const ctx = options.postgres
     ? await openOwnDatabaseContext(options.postgres, redis.url)
     : await createTestContext({ REDIS_URL: redis.url });
-  const database = new URL(ctx.config.databaseUrl);
   const proxy = options.databaseProxy
-    ? await TcpProxy.start({ host: database.hostname, port: Number(database.port || 5432) })
+    ? await TcpProxy.inFrontOf(ctx.config.databaseUrl)
     : undefined;
   const engine = await EngineProcesses.create(ctx, redis.url, {
     ...(proxy ? { DATABASE_URL: proxy.rewrite(ctx.config.databaseUrl) } : {}),
@@ -72,6 +71,29 @@ async function tearDown(s: Scenario): Promise<void> {
 function record(scenario: string, figures: Record<string, number | string>): void {
   const parts = Object.entries(figures).map(([k, v]) => `${k}=${v}`);
   process.stdout.write(`[fault] ${scenario}: ${parts.join(' ')}\n`);
+}
+
+/** Rows of the load's readings in history so far. */
+async function loadRowsStored(s: Scenario): Promise<number> {
+  const [row] = await s.ctx
+    .db('telemetry_history')
+    .where('device_id', 'like', 'F-%')
+    .count({ n: '*' });
+  return Number(row.n);
+}
+
+/** The state each fault is injected into: the load acknowledged and the flusher writing. */
+async function loadFlowing(s: Scenario, acknowledged: number): Promise<void> {
+  await waitFor(async () => s.load.acknowledged.size > acknowledged, 60_000, 'load');
+  await waitFor(async () => (await loadRowsStored(s)) > 0, 30_000, 'the flusher to write');
+}
+
+/** Seconds until history holds every reading acknowledged so far (a fault's backlog written). */
+async function secondsToWriteBacklog(s: Scenario): Promise<number> {
+  const started = Date.now();
+  const backlog = s.load.acknowledged.size;
+  await waitFor(async () => (await loadRowsStored(s)) >= backlog, 90_000, 'the backlog to drain');
+  return (Date.now() - started) / 1000;
 }
 
 /** Waits for the backlog to drain, checks the ledger and records what was verified. */
@@ -129,12 +151,7 @@ describe('fault scenarios', () => {
     try {
       s.load.start();
       const flusher = s.engine.startFlusher();
-      await waitFor(async () => s.load.acknowledged.size > 2000, 60_000, 'load');
-      await waitFor(
-        async () => Number((await s.ctx.db('telemetry_history').count({ n: '*' }))[0].n) > 0,
-        30_000,
-        'the flusher to write',
-      );
+      await loadFlowing(s, 2000);
       flusher.child.kill('SIGTERM');
       expect(await flusher.exited).toBe(0);
       await sleep(500); // readings keep being acknowledged into the queue
@@ -156,12 +173,7 @@ describe('fault scenarios', () => {
     try {
       const flusher = s.engine.startFlusher();
       s.load.start();
-      await waitFor(async () => s.load.acknowledged.size > 2000, 60_000, 'load');
-      await waitFor(
-        async () => Number((await s.ctx.db('telemetry_history').count({ n: '*' }))[0].n) > 0,
-        30_000,
-        'the flusher to write',
-      );
+      await loadFlowing(s, 2000);
       const before = { acknowledged: s.load.acknowledged.size, refused: s.load.refused };
       await postgres.stop('immediate');
       const outageStarted = Date.now();
@@ -185,23 +197,7 @@ describe('fault scenarios', () => {
       expect(flusher.child.signalCode).toBeNull();
 
       await postgres.start();
-      const restarted = Date.now();
-      // The backlog of the outage is written: history holds as many rows as were acknowledged.
-      const backlog = s.load.acknowledged.size;
-      await waitFor(
-        async () =>
-          Number(
-            (
-              await s.ctx
-                .db('telemetry_history')
-                .where('device_id', 'like', 'F-%')
-                .count({ n: '*' })
-            )[0].n,
-          ) >= backlog,
-        90_000,
-        'the backlog to drain',
-      );
-      const drainedS = (Date.now() - restarted) / 1000;
+      const drainedS = await secondsToWriteBacklog(s);
       await s.load.stop();
       const result = await drainedAndVerified(s, 'PostgreSQL down 20 s', {
         acknowledgedWhileDown: duringOutage,
@@ -227,12 +223,7 @@ describe('fault scenarios', () => {
     try {
       const flusher = s.engine.startFlusher();
       s.load.start();
-      await waitFor(async () => s.load.acknowledged.size > 2000, 60_000, 'load');
-      await waitFor(
-        async () => Number((await s.ctx.db('telemetry_history').count({ n: '*' }))[0].n) > 0,
-        30_000,
-        'the flusher to write',
-      );
+      await loadFlowing(s, 2000);
       const before = { acknowledged: s.load.acknowledged.size, refused: s.load.refused };
       proxy.freeze();
       const frozenAt = Date.now();
@@ -246,22 +237,7 @@ describe('fault scenarios', () => {
       expect(flusher.output()).toMatch(/PostgreSQL unavailable: flusher paused/);
 
       proxy.thaw();
-      const thawedAt = Date.now();
-      const backlog = s.load.acknowledged.size;
-      await waitFor(
-        async () =>
-          Number(
-            (
-              await s.ctx
-                .db('telemetry_history')
-                .where('device_id', 'like', 'F-%')
-                .count({ n: '*' })
-            )[0].n,
-          ) >= backlog,
-        90_000,
-        'the backlog to drain',
-      );
-      const drainedS = (Date.now() - thawedAt) / 1000;
+      const drainedS = await secondsToWriteBacklog(s);
       await s.load.stop();
       await drainedAndVerified(s, 'PostgreSQL frozen 12 s', {
         acknowledgedWhileFrozen: whileFrozen,

@@ -18,16 +18,26 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-/** The real API wired to the test context's PostgreSQL database and Redis prefix. */
-export async function startTestApi(ctx: TestContext): Promise<TestApi> {
+/**
+ * The real API wired to the test context's PostgreSQL database and Redis prefix. `overrides` give
+ * it PostgreSQL connections of its own (a dead port, a short statement timeout, a proxy) without
+ * touching the context's, as startTestFlusher does.
+ */
+export async function startTestApi(
+  ctx: TestContext,
+  overrides: Partial<Config> = {},
+): Promise<TestApi> {
+  const config: Config = { ...ctx.config, ...overrides };
+  const ownDb = Object.keys(overrides).length > 0;
+  const db = ownDb ? createDb(config, 'energy-test-api', ctx.logger) : ctx.db;
   const queue = createIngestQueue({
     connection: ctx.redis,
-    keys: createRedisKeys(ctx.config.redisPrefix),
-    config: ctx.config,
+    keys: createRedisKeys(config.redisPrefix),
+    config,
   });
   const api = createApp({
-    config: ctx.config,
-    db: ctx.db,
+    config,
+    db,
     redis: ctx.redis,
     queue,
     logger: ctx.logger,
@@ -39,6 +49,7 @@ export async function startTestApi(ctx: TestContext): Promise<TestApi> {
     async close() {
       await api.close();
       await queue.close();
+      if (ownDb) await db.destroy();
     },
   };
 }

@@ -27,6 +27,12 @@ export class TcpProxy {
     return proxy;
   }
 
+  /** A proxy in front of the server a connection URL names. */
+  static inFrontOf(url: string): Promise<TcpProxy> {
+    const { hostname, port } = new URL(url);
+    return TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+  }
+
   /** The URL with its host and port replaced by the proxy's. */
   rewrite(url: string): string {
     const parsed = new URL(url);
