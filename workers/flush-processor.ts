@@ -7,8 +7,11 @@ import type { HistoryStore } from '../src/stores/history-store';
 import type { StatusStore } from '../src/stores/status-store';
 import type { IngestJobData, Reading } from '../src/telemetry/readings';
 import type { PartitionMaintainer } from './partition-maintainer';
-import { isMissingPartition, isPermanentDataError } from './pg-errors';
-import { isDatabaseUnavailable } from '../src/stores/database-errors';
+import {
+  isDatabaseUnavailable,
+  isMissingPartition,
+  isPermanentDataError,
+} from '../src/stores/database-errors';
 
 export interface FlushResult {
   written: number;

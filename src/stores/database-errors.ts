@@ -1,7 +1,11 @@
 /**
- * Which errors mean "PostgreSQL cannot answer right now" rather than "this request is wrong" or "we
- * have a bug". The API answers those with 503 + Retry-After, so clients and load balancers retry
- * instead of reporting a server fault.
+ * How PostgreSQL failures are told apart, for the API and the flusher alike:
+ * - unavailable (the server cannot answer right now): the API answers 503 + Retry-After, so clients
+ *   and load balancers retry instead of reporting a server fault; the flusher pauses;
+ * - permanent data errors (SQLSTATE classes 22 and 23) fail again however often a batch is retried,
+ *   so the flusher isolates the readings that cause them;
+ * - everything else (timeouts, deadlocks, a partition dropped under us) is retried with backoff:
+ *   when in doubt, retry rather than drop.
  */
 interface DriverError {
   code?: unknown;
@@ -44,4 +48,14 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 /** 57014: the statement ran past DB_STATEMENT_TIMEOUT_MS (the database is overloaded or locked). */
 export function isStatementTimeout(err: unknown): boolean {
   return (err as DriverError)?.code === '57014';
+}
+
+export function isMissingPartition(err: unknown): boolean {
+  return /no partition of relation/i.test(String((err as DriverError)?.message ?? ''));
+}
+
+export function isPermanentDataError(err: unknown): boolean {
+  const code = (err as DriverError)?.code;
+  if (typeof code !== 'string' || code.length !== 5 || isMissingPartition(err)) return false;
+  return code.startsWith('22') || code.startsWith('23');
 }
