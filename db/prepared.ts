@@ -9,6 +9,16 @@ import type { Knex } from 'knex';
  */
 export function asPrepared(statement: Knex.Raw, sql: string, prepared: boolean): Knex.Raw {
   if (!prepared) return statement;
-  const name = `energy-${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
-  return statement.options({ name });
+  return statement.options({ name: nameOf(sql) });
+}
+
+// The statements come in a handful of text variants, so the names are hashed once, not per call.
+const names = new Map<string, string>();
+function nameOf(sql: string): string {
+  let name = names.get(sql);
+  if (!name) {
+    name = `energy-${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+    names.set(sql, name);
+  }
+  return name;
 }
