@@ -76,34 +76,32 @@ function vehicleJson(n: number, base: number): string {
   return `{"vehicleId":"V-${device}","soc":${50 + (minute % 50)},"kwhDeliveredDc":0.015,"batteryTemp":31.5,"timestamp":"${new Date(base + minute * 60_000).toISOString()}"}`;
 }
 
-/** Single-reading requests, each a different device and minute, as a fleet sends them. */
-function singleReadingRequests(startAt: number, base: number) {
-  let n = startAt;
+/** Autocannon requests posting to the ingest endpoint, each with the body `next()` makes. */
+function ingestRequests(next: () => string) {
   return [
     {
       method: 'POST' as const,
       path: '/v1/telemetry/ingest',
       headers: { 'content-type': 'application/json' },
-      setupRequest: (req: autocannon.Request) => ({ ...req, body: meterJson(n++, base) }),
+      setupRequest: (req: autocannon.Request) => ({ ...req, body: next() }),
     },
   ];
+}
+
+/** Single-reading requests, each a different device and minute, as a fleet sends them. */
+function singleReadingRequests(startAt: number, base: number) {
+  let n = startAt;
+  return ingestRequests(() => meterJson(n++, base));
 }
 
 /** Batch requests of 1,000 mixed readings. */
 function batchRequests(startAt: number, base: number) {
   let n = startAt;
-  return [
-    {
-      method: 'POST' as const,
-      path: '/v1/telemetry/ingest',
-      headers: { 'content-type': 'application/json' },
-      setupRequest: (req: autocannon.Request) => {
-        const parts: string[] = [];
-        for (let i = 0; i < 500; i++, n++) parts.push(meterJson(n, base), vehicleJson(n, base));
-        return { ...req, body: `[${parts.join(',')}]` };
-      },
-    },
-  ];
+  return ingestRequests(() => {
+    const parts: string[] = [];
+    for (let i = 0; i < 500; i++, n++) parts.push(meterJson(n, base), vehicleJson(n, base));
+    return `[${parts.join(',')}]`;
+  });
 }
 
 async function run(opts: autocannon.Options): Promise<autocannon.Result> {
