@@ -14,9 +14,10 @@ export interface RedriveReport {
 const DEAD_LETTERS_PER_ROUND = 1000;
 
 /**
- * Puts what the flusher gave up on back into the queue: failed jobs (all attempts used, e.g. a long
- * PostgreSQL outage) are retried, and dead-lettered readings are enqueued again as new jobs. Run it
- * once the cause is fixed; a reading that is still refused lands in the dead-letter list again.
+ * Puts what the flusher gave up on back into the queue: failed jobs (all attempts used on an error
+ * that kept coming back; an unreachable PostgreSQL pauses the flusher instead) are retried, and
+ * dead-lettered readings are enqueued again as new jobs. Run it once the cause is fixed; a reading
+ * that is still refused lands in the dead-letter list again.
  */
 export async function redrive(
   deps: { redis: Redis; queue: IngestQueue; keys: RedisKeys; logger: Logger },
