@@ -7,7 +7,8 @@
  */
 import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
-import { FleetStore } from '../src/analytics/fleet-store';
+import { EnergyReportStore } from '../src/analytics/energy-report-store';
+import { RollupStore } from '../src/stores/rollup-store';
 import { loadConfig } from '../src/config';
 import { fmt } from './bench-helpers';
 
@@ -52,10 +53,7 @@ async function main(): Promise<void> {
     );
     process.stdout.write(`\rloaded ${hour + 1}/24 hours`);
   }
-  await db.raw('SELECT rebuild_hourly_rollups(?::timestamptz, ?::timestamptz)', [
-    new Date(start).toISOString(),
-    new Date(end).toISOString(),
-  ]);
+  await new RollupStore(db).rebuild(new Date(start), new Date(end));
   await db.raw(
     `INSERT INTO vehicle_meter_map (vehicle_id, meter_id, valid_from)
      SELECT 'FV-' || d, 'FM-' || d, ?::timestamptz - interval '1 day' FROM generate_series(1, ?) d`,
@@ -79,13 +77,13 @@ async function timeAll(url: string): Promise<void> {
   ).rows[0];
   const start = new Date(bounds.start).getTime();
   const end = new Date(bounds.end).getTime();
-  const store = new FleetStore(db);
+  const store = new EnergyReportStore(db);
   const time = async (label: string, from: number, to: number) => {
     const runs: number[] = [];
     let flagged = 0;
     for (let i = 0; i < 5; i++) {
       const started = process.hrtime.bigint();
-      const result = await store.vehicleWindows(new Date(from), new Date(to), 'interval');
+      const result = await store.fleet(new Date(from), new Date(to), 'interval');
       runs.push(Number(process.hrtime.bigint() - started) / 1e6);
       flagged = result.filter((r) => r.ac && r.dc !== null && r.dc / r.ac < 0.85).length;
     }

@@ -7,7 +7,7 @@ import { createDb } from '../db/create-db';
 import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
-import { HistoryStore } from '../src/stores/history-store';
+import { RollupStore } from '../src/stores/rollup-store';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -44,11 +44,11 @@ async function main(): Promise<void> {
     const { from, to } = parseRange(process.argv.slice(2));
     const config = loadConfig(process.env);
     const db = createDb(config, 'energy-rollups-rebuild', logger);
-    const history = new HistoryStore(db);
+    const rollups = new RollupStore(db);
     let rows = 0;
     for (let start = from.getTime(); start < to.getTime(); start += DAY_MS) {
       const end = new Date(Math.min(start + DAY_MS, to.getTime()));
-      rows += await db.transaction((trx) => history.rebuildRollups(new Date(start), end, trx));
+      rows += await rollups.rebuild(new Date(start), end);
       logger.info({ from: new Date(start).toISOString(), to: end.toISOString(), rows }, 'rebuilt');
     }
     logger.info(

@@ -1,38 +1,41 @@
 import express, { type Express } from 'express';
 import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
-import { AnalyticsStore } from './analytics/analytics-store';
-import { createAnalyticsRouter } from './analytics/analytics-routes';
+import type { Registry } from 'prom-client';
+import { analyticsRoutes } from './analytics/analytics-routes';
+import { EnergyReportStore } from './analytics/energy-report-store';
 import { FleetService } from './analytics/fleet-service';
-import { FleetStore } from './analytics/fleet-store';
 import { PerformanceService } from './analytics/performance-service';
 import { ReportCache } from './analytics/report-cache';
 import { createAuthorize } from './auth/authorize';
 import type { Config } from './config';
-import type { Registry } from 'prom-client';
-import { createHealthRouter } from './health';
+import { statusRoutes } from './devices/status-routes';
+import { healthRoutes } from './health';
+import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
+import { mountRoutes } from './http/mount-routes';
+import { buildOpenApiDocument, createDocsRouter } from './http/openapi';
+import { requestId } from './http/request-id';
+import type { AnyRoute } from './http/route-contract';
+import type { Logger } from './logger';
+import { mappingRoutes } from './mapping/mapping-routes';
 import {
   createAnalyticsMetrics,
   createHttpMetrics,
   createIngestMetrics,
   createRegistry,
-  metricsHandler,
+  metricsRoute,
   registerPoolMetrics,
   registerQueueMetrics,
 } from './metrics';
-import { readQueueStats } from './queue/queue-stats';
-import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
-import { buildOpenApiDocument, createDocsRouter } from './http/openapi';
-import { requestId } from './http/request-id';
-import type { Logger } from './logger';
 import type { IngestQueue } from './queue/ingest-queue';
+import { readQueueStats } from './queue/queue-stats';
 import { createRedisKeys } from './redis-keys';
 import { MappingStore } from './stores/mapping-store';
 import { StatusStore } from './stores/status-store';
 import { IngestAdmission } from './telemetry/admission';
+import { ingestRoutes } from './telemetry/ingest-routes';
 import { createBatchStore, IngestService } from './telemetry/ingest-service';
 import { LiveStateStore } from './telemetry/live-state';
-import { createTelemetryRouter } from './telemetry/telemetry-routes';
 import { createReadingValidator } from './telemetry/validation';
 
 export interface AppDeps {
@@ -48,12 +51,21 @@ export interface AppDeps {
 
 export interface Api {
   app: Express;
+  /** Every route the API serves, as declared (the API document is built from them). */
+  routes: AnyRoute[];
   ingestService: IngestService;
   admission: IngestAdmission;
   registry: Registry;
   /** Stops accepting into the buffer's background work and waits for accepted readings to be stored. */
   close(): Promise<void>;
 }
+
+export const API_INFO = {
+  title: 'Energy Ingestion Engine',
+  version: '0.2.0',
+  description:
+    'Telemetry for EV fleets: smart meters (AC) and vehicles (DC). A 202 means the reading is durably queued and will reach PostgreSQL.',
+};
 
 /** Builds the API: stores, services and routes, wired from the given connections. Never listens. */
 export function createApp({
@@ -68,8 +80,6 @@ export function createApp({
   registerPoolMetrics(registry, db);
   registerQueueMetrics(registry, () => readQueueStats(queue, redis, keys));
   const liveState = new LiveStateStore(redis, keys);
-  const statusStore = new StatusStore(db);
-  const mappingStore = new MappingStore(db);
   const validator = createReadingValidator({ maxClockSkewS: config.maxClockSkewS });
   const admission = new IngestAdmission({
     redis,
@@ -91,28 +101,54 @@ export function createApp({
     logger: logger.child({ module: 'ingest' }),
     metrics: createIngestMetrics(registry),
   });
+  const reports = new EnergyReportStore(db, {
+    preparedStatements: config.dbPreparedStatements === 'on',
+  });
   const analyticsMetrics = createAnalyticsMetrics(registry);
-  const performance = new PerformanceService({
-    store: new AnalyticsStore(db, { preparedStatements: config.dbPreparedStatements === 'on' }),
-    mappingStore,
-    cache: new ReportCache({
+  const reportCache = <T>(module: string, onLookup?: (result: 'hit' | 'miss' | 'error') => void) =>
+    new ReportCache<T>({
       redis,
       ttlS: config.analyticsCacheTtlS,
-      logger: logger.child({ module: 'analytics' }),
-      onLookup: analyticsMetrics.onCache,
-    }),
+      logger: logger.child({ module }),
+      onLookup,
+    });
+  const performance = new PerformanceService({
+    store: reports,
+    cache: reportCache('analytics', analyticsMetrics.onCache),
     keys,
     config,
     metrics: analyticsMetrics,
   });
-  const authorize = createAuthorize({
-    config,
-    redis,
-    rateLimitKey: keys.rateLimit,
-    logger: logger.child({ module: 'auth' }),
-  });
+  const fleet = new FleetService({ store: reports, cache: reportCache('fleet'), keys, config });
   admission.start();
   let closing = false;
+
+  const routes: AnyRoute[] = [
+    ...ingestRoutes({ ingestService, config }),
+    ...mappingRoutes({
+      mappingStore: new MappingStore(db),
+      validator,
+      logger: logger.child({ module: 'mapping' }),
+    }),
+    ...statusRoutes({
+      liveState,
+      statusStore: new StatusStore(db),
+      logger: logger.child({ module: 'status' }),
+    }),
+    ...analyticsRoutes({ performance, fleet, config }),
+    ...healthRoutes({
+      checks: { postgres: () => db.raw('SELECT 1'), redis: () => redis.ping() },
+      // Ingest needs Redis only: it keeps accepting while PostgreSQL is down.
+      parts: {
+        ingest: {
+          checks: ['redis'],
+          summary: 'What ingest needs (Redis) answers; for load balancers in front of ingest',
+        },
+      },
+      isShuttingDown: () => closing,
+    }),
+    metricsRoute(registry),
+  ];
 
   const app = express();
   app.disable('x-powered-by');
@@ -120,47 +156,23 @@ export function createApp({
   app.use(requestId);
   app.use(createHttpMetrics(registry));
   app.use(securityHeaders);
-  app.get('/metrics', metricsHandler(registry));
-  app.use(createDocsRouter(buildOpenApiDocument(config)));
+  app.use(createDocsRouter(buildOpenApiDocument(routes, API_INFO)));
   app.use(
-    createHealthRouter({
-      checks: {
-        postgres: () => db.raw('SELECT 1'),
-        redis: () => redis.ping(),
-      },
-      // Ingest needs Redis only: it keeps accepting while PostgreSQL is down.
-      parts: { ingest: ['redis'] },
-      isShuttingDown: () => closing,
+    mountRoutes(routes, {
+      authorize: createAuthorize({
+        config,
+        redis,
+        rateLimitKey: keys.rateLimit,
+        logger: logger.child({ module: 'auth' }),
+      }),
     }),
   );
-  app.use(
-    createTelemetryRouter({
-      ingestService,
-      liveState,
-      statusStore,
-      mappingStore,
-      validator,
-      config,
-      logger: logger.child({ module: 'telemetry' }),
-      authorize,
-    }),
-  );
-  const fleet = new FleetService({
-    store: new FleetStore(db),
-    cache: new ReportCache({
-      redis,
-      ttlS: config.analyticsCacheTtlS,
-      logger: logger.child({ module: 'fleet' }),
-    }),
-    keys,
-    config,
-  });
-  app.use(createAnalyticsRouter({ performance, fleet, config, authorize }));
   app.use(notFoundHandler);
   app.use(createErrorHandler(logger.child({ module: 'errors' })));
 
   return {
     app,
+    routes,
     ingestService,
     admission,
     registry,

@@ -27,6 +27,10 @@ export class AppError extends Error {
 export const badRequest = (code: string, message: string, details: ErrorDetail[] = []) =>
   new AppError(400, code, message, details);
 
+/** A path or query parameter that is not acceptable; `message` completes "<name> ...". */
+export const invalidParameter = (name: string, message: string) =>
+  badRequest('invalid_parameter', `${name} ${message}`, [{ path: `/${name}`, message }]);
+
 export const notFound = (message: string) => new AppError(404, 'not_found', message);
 
 export const conflict = (code: string, message: string, details: ErrorDetail[] = []) =>

@@ -1,10 +1,20 @@
-import { Router, type RequestHandler } from 'express';
+import { Type } from '@sinclair/typebox';
+import { defineRoute, reply, type AnyRoute } from './http/route-contract';
 import { withTimeout } from './with-timeout';
 
 /** A readiness check resolves when its dependency works and rejects (with a reason) when not. */
 export type ReadinessChecks = Record<string, () => Promise<unknown>>;
 
 const CHECK_TIMEOUT_MS = 1000;
+
+const Health = Type.Object(
+  {
+    status: Type.Union([Type.Literal('live'), Type.Literal('ready'), Type.Literal('not_ready')]),
+    reason: Type.Optional(Type.String()),
+    checks: Type.Optional(Type.Record(Type.String(), Type.String())),
+  },
+  { $id: 'Health', additionalProperties: false },
+);
 
 export async function runReadinessChecks(
   checks: ReadinessChecks,
@@ -28,38 +38,54 @@ export async function runReadinessChecks(
  * `/health/ready/<part>`: only the checks that part needs (`parts`), e.g. the API's ingest needs
  * Redis only, so a load balancer in front of ingest keeps it in rotation while PostgreSQL is down.
  */
-export function createHealthRouter({
+export function healthRoutes({
   checks,
   parts = {},
   isShuttingDown = () => false,
 }: {
   checks: ReadinessChecks;
-  parts?: Record<string, string[]>;
+  parts?: Record<string, { checks: string[]; summary: string }>;
   isShuttingDown?: () => boolean;
-}): Router {
-  const router = Router();
-  router.get('/health/live', (_req, res) => {
-    res.json({ status: 'live' });
-  });
-  const readiness =
-    (selected: ReadinessChecks): RequestHandler =>
-    async (_req, res) => {
-      if (isShuttingDown()) {
-        res.status(503).json({ status: 'not_ready', reason: 'shutting down', checks: {} });
-        return;
-      }
-      const { ready, checks: report } = await runReadinessChecks(selected);
-      const failing = Object.keys(report).filter((name) => report[name] !== 'ok');
-      res.status(ready ? 200 : 503).json({
-        status: ready ? 'ready' : 'not_ready',
-        ...(ready ? {} : { reason: `${failing.join(' and ')} not available` }),
-        checks: report,
-      });
-    };
-  router.get('/health/ready', readiness(checks));
-  for (const [part, names] of Object.entries(parts)) {
-    const selected = Object.fromEntries(names.map((name) => [name, checks[name]]));
-    router.get(`/health/ready/${part}`, readiness(selected));
-  }
-  return router;
+}): AnyRoute[] {
+  const readiness = (path: string, summary: string, selected: ReadinessChecks) =>
+    defineRoute({
+      method: 'get',
+      path,
+      summary,
+      responses: {
+        200: { description: 'ready', schema: Health },
+        503: { description: 'not ready; names the failing part', schema: Health },
+      },
+      handler: async () => {
+        if (isShuttingDown()) {
+          return reply(503, { status: 'not_ready' as const, reason: 'shutting down', checks: {} });
+        }
+        const { ready, checks: report } = await runReadinessChecks(selected);
+        const failing = Object.keys(report).filter((name) => report[name] !== 'ok');
+        return ready
+          ? reply(200, { status: 'ready' as const, checks: report })
+          : reply(503, {
+              status: 'not_ready' as const,
+              reason: `${failing.join(' and ')} not available`,
+              checks: report,
+            });
+      },
+    });
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/health/live',
+      summary: 'The process is up',
+      responses: { 200: { description: 'live', schema: Health } },
+      handler: () => reply(200, { status: 'live' as const }),
+    }),
+    readiness('/health/ready', `${Object.keys(checks).join(' and ')} answer`, checks),
+    ...Object.entries(parts).map(([part, { checks: names, summary }]) =>
+      readiness(
+        `/health/ready/${part}`,
+        summary,
+        Object.fromEntries(names.map((name) => [name, checks[name]])),
+      ),
+    ),
+  ];
 }

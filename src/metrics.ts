@@ -1,9 +1,40 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Type } from '@sinclair/typebox';
 import type { RequestHandler } from 'express';
 import type { Knex } from 'knex';
-import type { AnalyticsMetrics } from './analytics/performance-service';
-import type { IngestMetrics } from './telemetry/ingest-service';
-import type { FlushMetrics } from '../workers/flush-processor';
+import type { Reading } from './devices/device-kinds';
+import { defineRoute, reply, type AnyRoute } from './http/route-contract';
+
+/** What ingest reports (HTTP and every other intake). */
+export interface IngestMetrics {
+  onAccepted(readings: Reading[]): void;
+  onRejected(reason: string, count: number): void;
+  onBatchStored(readings: number, jobs: number): void;
+  onUnavailable(cause: string): void;
+}
+
+export const noIngestMetrics: IngestMetrics = {
+  onAccepted: () => undefined,
+  onRejected: () => undefined,
+  onBatchStored: () => undefined,
+  onUnavailable: () => undefined,
+};
+
+/** What the flusher reports per job. */
+export interface FlushMetrics {
+  onFlushed(
+    result: { written: number; duplicates: number; deadLettered: number },
+    durationMs: number,
+    acceptedAt: number,
+  ): void;
+  onRetry(err: unknown): void;
+}
+
+export interface AnalyticsMetrics {
+  onCache(result: 'hit' | 'miss' | 'error'): void;
+  /** A report computed from PostgreSQL, with its efficiency alert. */
+  onReport(alert: boolean | null): void;
+}
 
 /**
  * Every metric the engine exports, on an injected registry (prom-client's global one leaks between
@@ -223,8 +254,19 @@ export function createAnalyticsMetrics(registry: Registry): AnalyticsMetrics {
 }
 
 /** `GET /metrics` in Prometheus text format. */
-export function metricsHandler(registry: Registry): RequestHandler {
-  return async (_req, res) => {
-    res.set('Content-Type', registry.contentType).send(await registry.metrics());
-  };
+export function metricsRoute(registry: Registry): AnyRoute {
+  return defineRoute({
+    method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus metrics',
+    responses: {
+      200: {
+        description: 'text exposition format',
+        schema: Type.String(),
+        contentType: 'text/plain',
+      },
+    },
+    handler: async () =>
+      reply(200, await registry.metrics(), { 'Content-Type': registry.contentType }),
+  });
 }

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import { createRedisKeys } from '../src/redis-keys';
-import type { IngestJobData, Reading } from '../src/telemetry/readings';
+import type { Reading } from '../src/devices/device-kinds';
+import type { IngestJobData } from '../src/queue/ingest-queue';
 import { chunk } from '../src/telemetry/group-commit';
 import { redrive } from '../workers/redrive';
 import { cappedExponentialBackoff } from '../workers/flusher-service';

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Queue } from 'bullmq';
-import type { IngestJobData } from '../src/telemetry/readings';
+import type { IngestJobData } from '../src/queue/ingest-queue';
 import {
   startTestEngine,
   waitForDrained,

@@ -2,7 +2,7 @@ import request from 'supertest';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 import type { Queue } from 'bullmq';
-import type { IngestJobData } from '../src/telemetry/readings';
+import type { IngestJobData } from '../src/queue/ingest-queue';
 import { startTestEngine, waitForDrained, type TestApi, type TestEngine } from './helpers/engine';
 import { SEED_METER, SEED_VEHICLE } from './helpers/readings';
 import type { TestContext } from './helpers/test-env';

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import type { Queue } from 'bullmq';
-import type { IngestJobData } from '../src/telemetry/readings';
+import type { IngestJobData } from '../src/queue/ingest-queue';
 import { parseArgs, simulate } from '../scripts/simulate';
 import { startTestEngine, waitForDrained, type TestApi, type TestEngine } from './helpers/engine';
 

@@ -5,7 +5,9 @@ import type { Logger } from '../src/logger';
 import type { RedisKeys } from '../src/redis-keys';
 import type { HistoryStore } from '../src/stores/history-store';
 import type { StatusStore } from '../src/stores/status-store';
-import type { IngestJobData, Reading } from '../src/telemetry/readings';
+import type { Reading } from '../src/devices/device-kinds';
+import type { FlushMetrics } from '../src/metrics';
+import type { IngestJobData } from '../src/queue/ingest-queue';
 import type { PartitionMaintainer } from './partition-maintainer';
 import {
   isDatabaseUnavailable,
@@ -17,11 +19,6 @@ export interface FlushResult {
   written: number;
   duplicates: number;
   deadLettered: number;
-}
-
-export interface FlushMetrics {
-  onFlushed(result: FlushResult, durationMs: number, acceptedAt: number): void;
-  onRetry(err: unknown): void;
 }
 
 /** A reading PostgreSQL refused for good, kept in Redis until re-driven. */

@@ -3,19 +3,20 @@ import express, { type Express } from 'express';
 import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
 import type { Config } from '../src/config';
-import { createHealthRouter } from '../src/health';
+import { healthRoutes } from '../src/health';
+import { mountRoutes } from '../src/http/mount-routes';
 import type { Logger } from '../src/logger';
 import { FLUSH_BACKOFF_TYPE } from '../src/queue/ingest-queue';
 import { INGEST_QUEUE_NAME, createRedisKeys } from '../src/redis-keys';
 import { HistoryStore } from '../src/stores/history-store';
 import { StatusStore } from '../src/stores/status-store';
-import type { IngestJobData } from '../src/telemetry/readings';
+import type { IngestJobData } from '../src/queue/ingest-queue';
 import type { Registry } from 'prom-client';
 import {
   createDatabaseOutageGauge,
   createFlushMetrics,
   createRegistry,
-  metricsHandler,
+  metricsRoute,
   registerPoolMetrics,
   registerQueueMetrics,
 } from '../src/metrics';
@@ -25,6 +26,8 @@ import { withTimeout } from '../src/with-timeout';
 import { DatabaseOutageGuard } from './database-outage';
 import { createFlushProcessor, type FlushResult } from './flush-processor';
 import { PartitionMaintainer } from './partition-maintainer';
+import { RollupRoller } from './rollup-roller';
+import { RollupStore } from '../src/stores/rollup-store';
 
 /** Backoff between attempts: doubles from FLUSH_BACKOFF_MS, capped at a minute. */
 export function cappedExponentialBackoff(attemptsMade: number, baseMs: number): number {
@@ -46,10 +49,13 @@ export interface FlusherDeps {
 export interface Flusher {
   worker: Worker<IngestJobData, FlushResult>;
   partitions: PartitionMaintainer;
+  rollups: RollupRoller;
   healthApp: Express;
   registry: Registry;
   /** Epoch ms at which the oldest reading not yet in PostgreSQL was accepted, or null. */
   oldestUnflushedAcceptedAt(): Promise<number | null>;
+  /** Creates today's partitions, then takes jobs and rolls up closed hours in the background. */
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -65,6 +71,10 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     db,
     config,
     logger: logger.child({ module: 'partitions' }),
+  });
+  const rollups = new RollupRoller({
+    store: new RollupStore(db),
+    logger: logger.child({ module: 'rollups' }),
   });
   // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
   const outage = new DatabaseOutageGuard({
@@ -119,16 +129,19 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   const healthApp = express();
   healthApp.disable('x-powered-by');
   healthApp.use(
-    createHealthRouter({
-      checks: {
-        postgres: () => db.raw('SELECT 1'),
-        redis: () => redis.ping(),
-        worker: async () => {
-          if (!worker.isRunning()) throw new Error('worker is not running');
+    mountRoutes([
+      ...healthRoutes({
+        checks: {
+          postgres: () => db.raw('SELECT 1'),
+          redis: () => redis.ping(),
+          worker: async () => {
+            if (!worker.isRunning()) throw new Error('worker is not running');
+          },
         },
-      },
-      isShuttingDown: () => closing,
-    }),
+        isShuttingDown: () => closing,
+      }),
+      metricsRoute(registry),
+    ]),
   );
 
   // A reader on the command connection, for the lag figure (the worker's own connection blocks).
@@ -144,19 +157,26 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     keys,
     logger: logger.child({ module: 'backlog' }),
   });
-  healthApp.get('/metrics', metricsHandler(registry));
 
   return {
     worker,
     partitions,
+    rollups,
     healthApp,
     registry,
     oldestUnflushedAcceptedAt: () => oldestUnflushedAcceptedAt(queue),
+    async start() {
+      await partitions.start();
+      void worker.run();
+      await worker.waitUntilReady();
+      rollups.start();
+    },
     async close() {
       closing = true;
       stopReconciler();
       partitions.stop();
       outage.stop();
+      await rollups.stop();
       await worker.close();
       await queue.close();
     },

@@ -32,8 +32,7 @@ async function main(): Promise<void> {
     for (const problem of await checkRedisDurability(redis).catch(() => [])) {
       logger.warn({ problem }, `REDIS IS NOT SAFE FOR THE QUEUE: ${problem}`);
     }
-    await flusher.partitions.start();
-    void flusher.worker.run();
+    await flusher.start();
 
     const server: Server = await new Promise((resolve) => {
       const s = flusher.healthApp.listen(config.flusherPort, () => resolve(s));

@@ -1,43 +1,15 @@
-import type { ReportCache } from './report-cache';
-import { roundFigure } from './rounding';
 import type { EnergyReadingsMode } from '../config';
-import { badRequest } from '../errors';
+import { invalidParameter } from '../errors';
 import type { RedisKeys } from '../redis-keys';
-import type { FleetRow, FleetStore } from './fleet-store';
-
-const round = roundFigure;
-
-export interface FleetVehicle {
-  vehicleId: string;
-  meters: { meterId: string; from: string; to: string }[];
-  acConsumedKwh: number | null;
-  dcDeliveredKwh: number | null;
-  efficiency: number | null;
-  alert: boolean | null;
-  counts: { vehicleReadings: number; meterReadings: number };
-}
+import type { EnergyReportStore, FleetRow } from './energy-report-store';
+import type { ReportCache } from './report-cache';
+import type { FleetReport, FleetVehicle } from './report-schemas';
+import { roundFigure as round } from './rounding';
 
 export interface FleetSnapshot {
   vehicles: FleetVehicle[];
   withoutMapping: string[];
   withoutMeterData: string[];
-}
-
-export interface FleetReport {
-  window: { from: string; to: string };
-  mode: EnergyReadingsMode;
-  below: number;
-  totals: {
-    vehiclesChecked: number;
-    vehiclesFlagged: number;
-    withoutMapping: number;
-    withoutMeterData: number;
-  };
-  vehicles: FleetVehicle[];
-  withoutMapping: string[];
-  withoutMeterData: string[];
-  nextCursor: string | null;
-  cache: 'hit' | 'miss' | 'off';
 }
 
 export function encodeCursor(offset: number): string {
@@ -53,9 +25,7 @@ export function decodeCursor(cursor: string): number {
   } catch {
     // fall through
   }
-  throw badRequest('invalid_parameter', 'cursor is not one this API returned', [
-    { path: '/cursor', message: 'must be a nextCursor from a previous page' },
-  ]);
+  throw invalidParameter('cursor', 'must be a nextCursor from a previous page');
 }
 
 /**
@@ -66,7 +36,7 @@ export function decodeCursor(cursor: string): number {
 export class FleetService {
   constructor(
     private readonly deps: {
-      store: FleetStore;
+      store: EnergyReportStore;
       cache: ReportCache<FleetSnapshot>;
       keys: RedisKeys;
       config: { energyReadings: EnergyReadingsMode };
@@ -88,9 +58,7 @@ export class FleetService {
     let snapshot = await this.deps.cache.get(key);
     const cache: FleetReport['cache'] = snapshot ? 'hit' : this.deps.cache.enabled ? 'miss' : 'off';
     if (!snapshot) {
-      snapshot = this.toSnapshot(
-        await this.deps.store.vehicleWindows(from, to, config.energyReadings),
-      );
+      snapshot = this.toSnapshot(await this.deps.store.fleet(from, to, config.energyReadings));
       await this.deps.cache.set(key, snapshot);
     }
     const withAlerts = snapshot.vehicles.map((v) => ({

@@ -1,79 +1,77 @@
-import { badRequest } from '../errors';
+import { Type } from '@sinclair/typebox';
+import { invalidParameter } from '../errors';
+import { Timestamp } from '../schema/primitives';
 
 const HOUR_MS = 3_600_000;
+const DEFAULT_HOURS = 24;
+export const MAX_HOURS_PARAM = 168;
+/** The longest window a report reads (a month): bounds the work one request can ask for. */
 export const MAX_WINDOW_HOURS = 31 * 24;
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
+
+/** The query parameters that choose a report's window, as the routes declare them. */
+export const WindowQuery = {
+  from: Type.Optional({ ...Timestamp, description: 'window start (inclusive)' }),
+  to: Type.Optional({ ...Timestamp, description: 'window end (exclusive)' }),
+  hours: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: MAX_HOURS_PARAM,
+      description: `window length, with at most one of from/to; default ${DEFAULT_HOURS}. A window (from and to) may span at most ${MAX_WINDOW_HOURS} hours.`,
+    }),
+  ),
+};
 
 export interface AnalyticsWindow {
   from: Date;
   to: Date;
 }
 
-const bad = (param: string, message: string) =>
-  badRequest('invalid_parameter', `${param} ${message}`, [{ path: `/${param}`, message }]);
-
-function parseInstant(param: string, value: string): Date {
-  const ms = RFC3339.test(value) ? Date.parse(value) : NaN;
-  if (!Number.isFinite(ms))
-    throw bad(param, 'must be an RFC 3339 date-time with a zone offset, e.g. 2024-03-20T10:00:00Z');
+function instant(param: string, value: string): Date {
+  const ms = Date.parse(value);
+  if (!Number.isFinite(ms)) {
+    throw invalidParameter(
+      param,
+      'must be a real date and time (no leap second or day 31 of a 30-day month)',
+    );
+  }
   return new Date(ms);
 }
 
 /**
- * The window [from, to) of an analytics request: `from` and `to`, or `hours` (1-168) with at most
- * one of them; by default the last 24 hours. A window ending "now" ends at the last multiple of
- * `alignS` seconds, so repeated requests share one cached answer (the response states the bounds).
+ * The window [from, to) of a report from already validated parameters: `from` and `to`, or
+ * `hours` with at most one of them; by default the last 24 hours. A window ending "now" ends at
+ * the last multiple of `alignS` seconds, so repeated requests share one cached answer (the
+ * response states the bounds).
  */
 export function parseWindow(
-  query: Record<string, unknown>,
-  { now, alignS, allowed }: { now: number; alignS: number; allowed: string[] },
+  query: { from?: string; to?: string; hours?: number },
+  { now, alignS }: { now: number; alignS: number },
 ): AnalyticsWindow {
-  for (const key of Object.keys(query)) {
-    if (!allowed.includes(key))
-      throw bad(key, `is not a known parameter (use ${allowed.join(', ')})`);
-  }
-  const text = (param: string): string | undefined => {
-    const value = query[param];
-    if (value === undefined) return undefined;
-    if (typeof value !== 'string' || value === '')
-      throw bad(param, 'must be given once, with a value');
-    return value;
-  };
-  const fromText = text('from');
-  const toText = text('to');
-  const hoursText = text('hours');
-
-  let hours: number | undefined;
-  if (hoursText !== undefined) {
-    hours = Number(hoursText);
-    if (!/^\d+$/.test(hoursText) || hours < 1 || hours > 168)
-      throw bad('hours', 'must be a whole number from 1 to 168');
-    if (fromText !== undefined && toText !== undefined) {
-      throw bad(
-        'hours',
-        'cannot be combined with both from and to; give from and to, or hours with one of them',
-      );
-    }
+  if (query.hours !== undefined && query.from !== undefined && query.to !== undefined) {
+    throw invalidParameter(
+      'hours',
+      'cannot be combined with both from and to; give from and to, or hours with one of them',
+    );
   }
   const alignMs = Math.max(1, alignS) * 1000;
   const alignedNow = new Date(Math.floor(now / alignMs) * alignMs);
-  const span = (hours ?? 24) * HOUR_MS;
+  const span = (query.hours ?? DEFAULT_HOURS) * HOUR_MS;
 
   let from: Date;
   let to: Date;
-  if (fromText !== undefined && toText !== undefined) {
-    from = parseInstant('from', fromText);
-    to = parseInstant('to', toText);
-  } else if (fromText !== undefined) {
-    from = parseInstant('from', fromText);
+  if (query.from !== undefined && query.to !== undefined) {
+    from = instant('from', query.from);
+    to = instant('to', query.to);
+  } else if (query.from !== undefined) {
+    from = instant('from', query.from);
     to = new Date(from.getTime() + span);
   } else {
-    to = toText !== undefined ? parseInstant('to', toText) : alignedNow;
+    to = query.to !== undefined ? instant('to', query.to) : alignedNow;
     from = new Date(to.getTime() - span);
   }
-  if (from >= to) throw bad('from', 'must be earlier than to');
+  if (from >= to) throw invalidParameter('from', 'must be earlier than to');
   if (to.getTime() - from.getTime() > MAX_WINDOW_HOURS * HOUR_MS) {
-    throw bad('to', `must be at most ${MAX_WINDOW_HOURS} hours after from`);
+    throw invalidParameter('to', `must be at most ${MAX_WINDOW_HOURS} hours after from`);
   }
   return { from, to };
 }

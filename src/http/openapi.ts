@@ -1,282 +1,140 @@
-import { Router, static as serveStatic } from 'express';
-import path from 'node:path';
-import {
-  deviceIdSchema,
-  mappingRequestSchema,
-  meterReadingSchema,
-  vehicleReadingSchema,
-} from '../telemetry/schemas';
-import {
-  errorResponseSchema,
-  fleetReportSchema,
-  healthSchema,
-  ingestBatchResponseSchema,
-  ingestSingleResponseSchema,
-  mappingHistorySchema,
-  mappingResponseSchema,
-  meterStatusSchema,
-  performanceReportSchema,
-  vehicleStatusSchema,
-} from './response-schemas';
-
-/** The schemas as components, without ajv's `$id` (OpenAPI names them by their key). */
-function component(schema: object): object {
-  const copy: Record<string, unknown> = { ...schema };
-  delete copy.$id;
-  return copy;
-}
-
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const json = (schema: object) => ({ 'application/json': { schema } });
-const reply = (description: string, schema: object) => ({ description, content: json(schema) });
-const error = (description: string) => reply(description, ref('Error'));
-
-const deviceParam = (name: string) => ({
-  name,
-  in: 'path',
-  required: true,
-  schema: deviceIdSchema,
-});
-const windowParams = [
-  {
-    name: 'from',
-    in: 'query',
-    schema: { type: 'string', format: 'date-time' },
-    description: 'window start (inclusive)',
-  },
-  {
-    name: 'to',
-    in: 'query',
-    schema: { type: 'string', format: 'date-time' },
-    description: 'window end (exclusive)',
-  },
-  {
-    name: 'hours',
-    in: 'query',
-    schema: { type: 'integer', minimum: 1, maximum: 168 },
-    description: 'window length, with at most one of from/to; default 24',
-  },
-  {
-    name: 'bucket',
-    in: 'query',
-    schema: { enum: ['hour'] },
-    description: 'hour: add `series`, one entry per hour, for charts',
-  },
-];
-
-const readingOrBatch = {
-  oneOf: [
-    ref('MeterReading'),
-    ref('VehicleReading'),
-    { type: 'array', minItems: 1, items: { oneOf: [ref('MeterReading'), ref('VehicleReading')] } },
-  ],
-};
-
 /**
- * Every /v1 operation takes an API key (unless AUTH=off) and may be refused for it, and may answer
- * 503 while PostgreSQL is down (ingest has its own 503s: it does not touch PostgreSQL).
+ * `/openapi.json`, assembled from the route declarations: every path, parameter, body and response
+ * is the schema the server validates with or answers with. Schemas with an `$id` become named
+ * components. `/docs` serves Swagger UI from this process.
  */
-type Operation = { responses: Record<string, unknown>; [field: string]: unknown };
+import { Router, static as serveStatic, type RequestHandler } from 'express';
+import type { TObject, TSchema } from '@sinclair/typebox';
+import path from 'node:path';
+import { ErrorBody } from '../schema/primitives';
+import type { AnyRoute, ResponseDeclaration } from './route-contract';
 
-function withSecurity(paths: Record<string, Record<string, Operation>>) {
-  for (const [path, operations] of Object.entries(paths)) {
-    if (!path.startsWith('/v1/')) continue;
-    for (const operation of Object.values(operations)) {
-      Object.assign(operation, { security: [{ apiKey: [] }] });
-      operation.responses['401'] ??= error(
-        'no API key, or not a valid one (WWW-Authenticate: Bearer)',
-      );
-      operation.responses['403'] ??= error('the key lacks the scope this endpoint needs');
-      operation.responses['429'] ??= error('the key is over its rate limit; see Retry-After');
-      operation.responses['503'] ??= error(
-        'PostgreSQL unavailable or too slow (database_unavailable, database_timeout); see Retry-After',
-      );
-    }
-  }
-  return paths;
+type Json = Record<string, unknown>;
+
+/** A copy of the schema with each `$id` sub-schema replaced by a `$ref` to its component. */
+function withRefs(schema: TSchema, components: Json): Json {
+  const walk = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(walk);
+    if (typeof node !== 'object' || node === null) return node;
+    const { $id, ...rest } = node as Json;
+    const copy = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, walk(v)]));
+    if (typeof $id !== 'string') return copy;
+    components[$id] ??= copy;
+    return { $ref: `#/components/schemas/${$id}` };
+  };
+  // JSON round trip: TypeBox's symbol-keyed metadata is not part of the document.
+  return walk(JSON.parse(JSON.stringify(schema))) as Json;
 }
 
-const readiness = (summary: string) => ({
-  get: {
-    summary,
-    responses: {
-      '200': reply('ready', ref('Health')),
-      '503': reply('not ready; names the failing part', ref('Health')),
-    },
-  },
-});
+function parameters(schema: TObject | undefined, where: 'path' | 'query', components: Json) {
+  if (!schema) return [];
+  const required = new Set(schema.required ?? []);
+  return Object.entries(schema.properties).map(([name, property]) => {
+    const { description, ...rest } = withRefs(property, components);
+    return {
+      name,
+      in: where,
+      required: where === 'path' || required.has(name),
+      ...(description ? { description } : {}),
+      schema: rest,
+    };
+  });
+}
 
-/** The OpenAPI 3.1 document, built from the very schemas the server validates with. */
-export function buildOpenApiDocument(config: {
-  maxBatchReadings: number;
-  bodyLimitBytes: number;
-}): object {
+function response(declared: ResponseDeclaration, components: Json): Json {
+  if (!declared.schema) return { description: declared.description };
   return {
-    openapi: '3.1.0',
-    info: {
-      title: 'Energy Ingestion Engine',
-      version: '0.1.0',
-      description:
-        'Telemetry for EV fleets: smart meters (AC) and vehicles (DC). A 202 means the reading is durably queued and will reach PostgreSQL.',
+    description: declared.description,
+    content: {
+      [declared.contentType ?? 'application/json']: {
+        schema: withRefs(declared.schema, components),
+      },
     },
-    paths: withSecurity({
-      '/v1/telemetry/ingest': {
-        post: {
-          summary: 'Ingest one reading, a JSON array, or NDJSON (gzip accepted)',
-          description: `Up to ${config.maxBatchReadings} readings and ${config.bodyLimitBytes} bytes (after decompression) per request.`,
+  };
+}
+
+/** What every route of a kind may answer besides what it declares. */
+function implicitResponses(route: AnyRoute): Record<number, ResponseDeclaration> {
+  const error = (description: string): ResponseDeclaration => ({ description, schema: ErrorBody });
+  const responses: Record<number, ResponseDeclaration> = {};
+  if (route.params || route.query) responses[400] = error('invalid path or query parameter');
+  if (route.scope) {
+    responses[401] = error('no API key, or not a valid one (WWW-Authenticate: Bearer)');
+    responses[403] = error('the key lacks the scope this endpoint needs');
+    responses[429] = error('the key is over its rate limit; see Retry-After');
+  }
+  if (route.database) {
+    responses[503] = error(
+      'PostgreSQL unavailable or too slow (database_unavailable, database_timeout); see Retry-After',
+    );
+  }
+  return responses;
+}
+
+function operation(route: AnyRoute, components: Json): Json {
+  const responses = { ...implicitResponses(route), ...route.responses };
+  const body = route.body;
+  return {
+    summary: route.summary,
+    ...(route.description ? { description: route.description } : {}),
+    ...(route.scope ? { security: [{ apiKey: [] }], 'x-scope': route.scope } : {}),
+    parameters: [
+      ...parameters(route.params, 'path', components),
+      ...parameters(route.query, 'query', components),
+    ],
+    ...(body
+      ? {
           requestBody: {
             required: true,
-            content: {
-              'application/json': { schema: readingOrBatch },
-              'application/x-ndjson': {
-                schema: { type: 'string', description: 'one reading per line' },
-              },
-            },
-          },
-          responses: {
-            '202': {
-              description: 'accepted and durably queued',
-              content: json({ oneOf: [ref('IngestSingleResult'), ref('IngestBatchResult')] }),
-            },
-            '207': reply(
-              'some readings invalid; the valid ones are accepted',
-              ref('IngestBatchResult'),
+            content: Object.fromEntries(
+              Object.entries({ 'application/json': body.schema, ...body.alternatives }).map(
+                ([type, schema]) => [type, { schema: withRefs(schema as TSchema, components) }],
+              ),
             ),
-            '400': error('invalid reading(s), malformed JSON, bad gzip or encoding'),
-            '413': error('body or reading count over the limit'),
-            '415': error('content type or encoding not accepted'),
-            '503': error('backlog full, Redis memory high, or Redis unavailable; see Retry-After'),
           },
-        },
-      },
-      '/v1/telemetry/map': {
-        post: {
-          summary: 'From `since` on, the vehicle charges from this meter',
-          requestBody: { required: true, content: json(ref('MappingRequest')) },
-          responses: {
-            '200': reply('the current mapping', ref('MappingResult')),
-            '400': error('invalid mapping'),
-            '409': error('since is not after the start of the current period'),
-          },
-        },
-      },
-      '/v1/telemetry/map/{vehicleId}': {
-        get: {
-          summary: 'Current mapping and every past period of a vehicle',
-          parameters: [deviceParam('vehicleId')],
-          responses: {
-            '200': reply('mapping history', ref('MappingHistory')),
-            '400': error('invalid vehicle id'),
-            '404': error('never mapped'),
-          },
-        },
-      },
-      '/v1/meters/{meterId}/status': {
-        get: {
-          summary: 'Latest reading of a meter',
-          parameters: [deviceParam('meterId')],
-          responses: {
-            '200': reply('latest reading', ref('MeterStatus')),
-            '400': error('invalid meter id'),
-            '404': error('never seen'),
-          },
-        },
-      },
-      '/v1/vehicles/{vehicleId}/status': {
-        get: {
-          summary: 'Latest reading of a vehicle',
-          parameters: [deviceParam('vehicleId')],
-          responses: {
-            '200': reply('latest reading', ref('VehicleStatus')),
-            '400': error('invalid vehicle id'),
-            '404': error('never seen'),
-          },
-        },
-      },
-      '/v1/analytics/performance/{vehicleId}': {
-        get: {
-          summary: 'AC consumed, DC delivered, efficiency and battery behaviour over a window',
-          parameters: [deviceParam('vehicleId'), ...windowParams],
-          responses: {
-            '200': reply('the report', ref('PerformanceReport')),
-            '400': error('invalid id or window parameter'),
-            '404': error('no readings and no mapping'),
-          },
-        },
-      },
-      '/v1/analytics/fleet': {
-        get: {
-          summary: 'Every vehicle active in the window, worst efficiency first, paged',
-          parameters: [
-            ...windowParams.filter((p) => p.name !== 'bucket'),
-            {
-              name: 'below',
-              in: 'query',
-              schema: { type: 'number', minimum: 0, maximum: 10 },
-              description: 'alert threshold; default EFFICIENCY_THRESHOLD',
-            },
-            {
-              name: 'limit',
-              in: 'query',
-              schema: { type: 'integer', minimum: 1, maximum: 10000 },
-              description: 'vehicles per page; default 100',
-            },
-            {
-              name: 'cursor',
-              in: 'query',
-              schema: { type: 'string' },
-              description: 'nextCursor of the previous page',
-            },
-          ],
-          responses: {
-            '200': reply('the fleet report', ref('FleetReport')),
-            '400': error('invalid window, below, limit or cursor'),
-          },
-        },
-      },
-      '/health/live': {
-        get: { summary: 'The process is up', responses: { '200': reply('live', ref('Health')) } },
-      },
-      '/health/ready': readiness('PostgreSQL and Redis answer'),
-      '/health/ready/ingest': readiness(
-        'What ingest needs (Redis) answers; for load balancers in front of ingest',
-      ),
-      '/metrics': {
-        get: {
-          summary: 'Prometheus metrics',
-          responses: {
-            '200': {
-              description: 'text exposition format',
-              content: { 'text/plain': { schema: { type: 'string' } } },
-            },
-          },
-        },
-      },
-    }),
+        }
+      : {}),
+    responses: Object.fromEntries(
+      Object.entries(responses).map(([status, declared]) => [
+        status,
+        response(declared as ResponseDeclaration, components),
+      ]),
+    ),
+  };
+}
+
+/** Which routes each scope opens, for the security scheme's description. */
+function scopesDescription(routes: AnyRoute[]): string {
+  const byScope = new Map<string, string[]>();
+  for (const route of routes.filter((r) => r.scope)) {
+    const list = byScope.get(route.scope as string) ?? [];
+    list.push(`${route.method.toUpperCase()} ${route.path}`);
+    byScope.set(route.scope as string, list);
+  }
+  const lines = [...byScope].map(([scope, ops]) => `- \`${scope}\`: ${ops.join(', ')}`);
+  return `A key from \`npm run key\`, sent as \`Authorization: Bearer <key>\`. Scopes:\n${lines.join('\n')}`;
+}
+
+/** The OpenAPI 3.1 document of the given routes. */
+export function buildOpenApiDocument(
+  routes: AnyRoute[],
+  info: { title: string; version: string; description: string },
+): Json {
+  const components: Json = {};
+  const paths: Record<string, Json> = {};
+  for (const route of routes) {
+    paths[route.path] ??= {};
+    paths[route.path][route.method] = operation(route, components);
+  }
+  return {
+    openapi: '3.1.0',
+    info,
+    paths,
     components: {
       securitySchemes: {
-        apiKey: {
-          type: 'http',
-          scheme: 'bearer',
-          description:
-            'A key from `npm run key`; scopes: ingest (POST ingest), read (status, analytics, GET map), admin (POST map)',
-        },
+        apiKey: { type: 'http', scheme: 'bearer', description: scopesDescription(routes) },
       },
-      schemas: {
-        MeterReading: component(meterReadingSchema),
-        VehicleReading: component(vehicleReadingSchema),
-        MappingRequest: component(mappingRequestSchema),
-        Error: errorResponseSchema,
-        IngestSingleResult: ingestSingleResponseSchema,
-        IngestBatchResult: ingestBatchResponseSchema,
-        MappingResult: mappingResponseSchema,
-        MappingHistory: mappingHistorySchema,
-        MeterStatus: meterStatusSchema,
-        VehicleStatus: vehicleStatusSchema,
-        PerformanceReport: performanceReportSchema,
-        FleetReport: fleetReportSchema,
-        Health: healthSchema,
-      },
+      schemas: components,
     },
   };
 }
@@ -291,15 +149,11 @@ const DOCS_PAGE = `<!doctype html>
 const DOCS_INIT = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui' });`;
 
 /** `/openapi.json` and interactive docs at `/docs` (Swagger UI, served from this process). */
-export function createDocsRouter(document: object): Router {
+export function createDocsRouter(document: Json): Router {
   const router = Router();
   const assets = path.dirname(require.resolve('swagger-ui-dist/package.json'));
   // The JSON API forbids everything; the docs page needs its own scripts and styles.
-  const docsHeaders = (
-    _req: unknown,
-    res: { set(h: Record<string, string>): void },
-    next: () => void,
-  ) => {
+  const docsHeaders: RequestHandler = (_req, res, next) => {
     res.set({
       'Content-Security-Policy':
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",

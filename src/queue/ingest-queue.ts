@@ -1,7 +1,13 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { INGEST_QUEUE_NAME, type RedisKeys } from '../redis-keys';
-import type { IngestJobData } from '../telemetry/readings';
+import type { Reading } from '../devices/device-kinds';
+
+/** The payload of one BullMQ job: a batch of readings and when the API accepted them. */
+export interface IngestJobData {
+  acceptedAt: number;
+  readings: Reading[];
+}
 
 export type IngestQueue = Queue<IngestJobData>;
 

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../redis-keys';
-import type { IngestJobData } from '../telemetry/readings';
+import type { IngestJobData } from './ingest-queue';
 
 export interface QueueStats {
   jobs: Record<string, number>;

@@ -1,19 +1,17 @@
 import type { Knex } from 'knex';
-import type { MeterReading, Reading, VehicleReading } from '../telemetry/readings';
+import {
+  DEVICE_KINDS,
+  kindOf,
+  valuesOf,
+  type DeviceKind,
+  type DeviceType,
+  type Reading,
+} from '../devices/device-kinds';
 
-export interface MeterStatus {
-  meterId: string;
+/** A device's latest stored reading: its timestamp and field values by field name. */
+export interface DeviceStatus {
   ts: Date;
-  kwhConsumedAc: number;
-  voltage: number;
-}
-
-export interface VehicleStatus {
-  vehicleId: string;
-  ts: Date;
-  soc: number;
-  kwhDeliveredDc: number;
-  batteryTemp: number;
+  values: Record<string, number>;
 }
 
 /** Keeps only the newest reading per device, sorted by id so concurrent upserts lock in one order. */
@@ -34,80 +32,56 @@ export interface CtePart {
   bindings: unknown[];
 }
 
-/** meter_status and vehicle_status: one row per device, moved only forward in time. */
+const columnsOf = (kind: DeviceKind) =>
+  kind.fieldNames.map((name) => ({
+    name,
+    column: (kind.fields as Record<string, { column: string }>)[name].column,
+  }));
+
+/** The newer-only upsert of one kind's status rows, as a CTE over unnest()ed arrays. */
+function upsertPart(kind: DeviceKind, readings: Reading[]): CtePart {
+  const fields = columnsOf(kind);
+  const columns = fields.map((f) => f.column);
+  return {
+    sql: `${kind.type}_status_upserted AS (
+          INSERT INTO ${kind.statusTable} AS s (${kind.statusIdColumn}, ts, ${columns.join(', ')})
+          SELECT * FROM unnest(?::text[], ?::timestamptz[]${', ?::float8[]'.repeat(columns.length)})
+          ON CONFLICT (${kind.statusIdColumn}) DO UPDATE
+            SET ts = EXCLUDED.ts, ${columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ')},
+                updated_at = now()
+            WHERE s.ts < EXCLUDED.ts
+          RETURNING 1)`,
+    bindings: [
+      readings.map((r) => r.id),
+      readings.map((r) => iso(r.ts)),
+      ...fields.map((f) => readings.map((r) => valuesOf(r)[f.name])),
+    ],
+  };
+}
+
+/** The status tables (meter_status, vehicle_status, ...): one row per device, moved only forward. */
 export class StatusStore {
   constructor(private readonly db: Knex) {}
 
   /**
-   * The newer-only upserts of a batch's meters and vehicles, as CTEs: the flusher runs them in the
-   * same statement as the history insert, one round trip and one atomic write per batch.
+   * The newer-only upserts of a batch, one CTE per kind present: the flusher runs them in the same
+   * statement as the history insert, one round trip and one atomic write per batch.
    */
   upsertParts(readings: Reading[]): CtePart[] {
-    const parts: CtePart[] = [];
-    const meters = newestPerDevice(readings.filter((r): r is MeterReading => r.type === 'meter'));
-    if (meters.length > 0)
-      parts.push({
-        sql: `meter_status_upserted AS (
-          INSERT INTO meter_status AS s (meter_id, ts, kwh_consumed_ac, voltage)
-          SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::float8[], ?::float8[])
-          ON CONFLICT (meter_id) DO UPDATE
-            SET ts = EXCLUDED.ts, kwh_consumed_ac = EXCLUDED.kwh_consumed_ac,
-                voltage = EXCLUDED.voltage, updated_at = now()
-            WHERE s.ts < EXCLUDED.ts
-          RETURNING 1)`,
-        bindings: [
-          meters.map((r) => r.id),
-          meters.map((r) => iso(r.ts)),
-          meters.map((r) => r.kwhConsumedAc),
-          meters.map((r) => r.voltage),
-        ],
-      });
-    const vehicles = newestPerDevice(
-      readings.filter((r): r is VehicleReading => r.type === 'vehicle'),
-    );
-    if (vehicles.length > 0)
-      parts.push({
-        sql: `vehicle_status_upserted AS (
-          INSERT INTO vehicle_status AS s (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
-          SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::float8[], ?::float8[], ?::float8[])
-          ON CONFLICT (vehicle_id) DO UPDATE
-            SET ts = EXCLUDED.ts, soc = EXCLUDED.soc, kwh_delivered_dc = EXCLUDED.kwh_delivered_dc,
-                battery_temp = EXCLUDED.battery_temp, updated_at = now()
-            WHERE s.ts < EXCLUDED.ts
-          RETURNING 1)`,
-        bindings: [
-          vehicles.map((r) => r.id),
-          vehicles.map((r) => iso(r.ts)),
-          vehicles.map((r) => r.soc),
-          vehicles.map((r) => r.kwhDeliveredDc),
-          vehicles.map((r) => r.batteryTemp),
-        ],
-      });
-    return parts;
+    return DEVICE_KINDS.flatMap((kind) => {
+      const newest = newestPerDevice(readings.filter((r) => r.type === kind.type));
+      return newest.length > 0 ? [upsertPart(kind, newest)] : [];
+    });
   }
 
-  async getMeter(meterId: string): Promise<MeterStatus | null> {
-    const row = await this.db('meter_status').where({ meter_id: meterId }).first();
-    return row
-      ? {
-          meterId: row.meter_id,
-          ts: row.ts,
-          kwhConsumedAc: row.kwh_consumed_ac,
-          voltage: row.voltage,
-        }
-      : null;
-  }
-
-  async getVehicle(vehicleId: string): Promise<VehicleStatus | null> {
-    const row = await this.db('vehicle_status').where({ vehicle_id: vehicleId }).first();
-    return row
-      ? {
-          vehicleId: row.vehicle_id,
-          ts: row.ts,
-          soc: row.soc,
-          kwhDeliveredDc: row.kwh_delivered_dc,
-          batteryTemp: row.battery_temp,
-        }
-      : null;
+  async get(type: DeviceType, id: string): Promise<DeviceStatus | null> {
+    const kind: DeviceKind = kindOf(type);
+    const row = await this.db(kind.statusTable)
+      .where({ [kind.statusIdColumn]: id })
+      .first();
+    if (!row) return null;
+    const values: Record<string, number> = {};
+    for (const { name, column } of columnsOf(kind)) values[name] = row[column];
+    return { ts: row.ts, values };
   }
 }

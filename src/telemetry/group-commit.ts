@@ -1,4 +1,4 @@
-import type { Reading } from './readings';
+import type { Reading } from '../devices/device-kinds';
 
 interface Waiter {
   readings: Reading[];

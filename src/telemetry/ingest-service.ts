@@ -7,7 +7,8 @@ import type { RedisKeys } from '../redis-keys';
 import type { IngestAdmission } from './admission';
 import { GroupCommitBuffer, type StoreBatches } from './group-commit';
 import type { LiveStateStore } from './live-state';
-import type { Reading } from './readings';
+import type { Reading } from '../devices/device-kinds';
+import { noIngestMetrics, type IngestMetrics } from '../metrics';
 import type { ReadingValidator } from './validation';
 
 /** What a request body held: one reading, or a list (array or NDJSON) whose items may be unparseable. */
@@ -24,20 +25,6 @@ export interface ItemError {
 
 export type IngestOutcome =
   { kind: 'single'; reading: Reading } | { kind: 'batch'; accepted: number; errors: ItemError[] };
-
-export interface IngestMetrics {
-  onAccepted(readings: Reading[]): void;
-  onRejected(reason: string, count: number): void;
-  onBatchStored(readings: number, jobs: number): void;
-  onUnavailable(cause: string): void;
-}
-
-export const noIngestMetrics: IngestMetrics = {
-  onAccepted: () => undefined,
-  onRejected: () => undefined,
-  onBatchStored: () => undefined,
-  onUnavailable: () => undefined,
-};
 
 /** A Redis that accepts connections but does not answer must still give a fast 503. */
 const ENQUEUE_TIMEOUT_MS = 1000;

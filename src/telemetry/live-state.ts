@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../redis-keys';
-import type { DeviceType, Reading } from './readings';
+import { kindOf, valuesOf, type DeviceType, type Reading } from '../devices/device-kinds';
 
 /**
  * Live state: one Redis hash per device holding its newest reading. A reading moves the hash only
@@ -44,17 +44,10 @@ export interface LiveState {
   values: Record<string, number>;
 }
 
+/** The reading's declared fields, as the hash stores them. */
 function fieldsOf(reading: Reading): [string, number][] {
-  return reading.type === 'meter'
-    ? [
-        ['kwhConsumedAc', reading.kwhConsumedAc],
-        ['voltage', reading.voltage],
-      ]
-    : [
-        ['soc', reading.soc],
-        ['kwhDeliveredDc', reading.kwhDeliveredDc],
-        ['batteryTemp', reading.batteryTemp],
-      ];
+  const values = valuesOf(reading);
+  return kindOf(reading.type).fieldNames.map((name) => [name, values[name]]);
 }
 
 export class LiveStateStore {

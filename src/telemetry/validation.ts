@@ -1,83 +1,47 @@
-import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormats from 'ajv-formats';
-import type { ErrorDetail } from '../errors';
-import type { Reading } from './readings';
-import { mappingRequestSchema, meterReadingSchema, vehicleReadingSchema } from './schemas';
-
-/** Why one reading (or one request body) was refused, in the API's error shape. */
-export interface ValidationFailure {
-  error: string;
-  message: string;
-  details: ErrorDetail[];
-}
-
-export type Validated<T> = { ok: true; value: T } | { ok: false; failure: ValidationFailure };
+import type Ajv from 'ajv';
+import { DEVICE_KINDS, type DeviceKind, type Reading } from '../devices/device-kinds';
+import {
+  compile,
+  createAjv,
+  describeDetails,
+  failure,
+  isPlainObject,
+  toDetails,
+  type Validated,
+} from '../schema/validator';
 
 /** Earliest timestamp accepted: nothing in an EV fleet's history predates it. */
 const MIN_TIMESTAMP_MS = Date.UTC(1970, 0, 1);
 
-export function createAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: true, strict: true, coerceTypes: false, useDefaults: false });
-  addFormats(ajv, ['date-time']);
-  return ajv;
-}
-
-const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string> = {
-  required: () => 'is required',
-  additionalProperties: () => 'is not an accepted field',
-  format: () => 'must be an RFC 3339 date-time with a zone offset, e.g. 2024-03-20T10:00:00Z',
-  pattern: () => 'must be 1-64 characters from A-Z a-z 0-9 . _ : -',
-  type: (e) => `must be a ${String(e.params.type)}`,
-};
-
-/** Turns ajv's errors into one detail per offending field, named by JSON pointer. */
-export function toDetails(errors: ErrorObject[] | null | undefined): ErrorDetail[] {
-  const details = (errors ?? []).map((e) => {
-    let path = e.instancePath;
-    if (e.keyword === 'required') path += `/${String(e.params.missingProperty)}`;
-    if (e.keyword === 'additionalProperties') path += `/${String(e.params.additionalProperty)}`;
-    const friendly = FRIENDLY_MESSAGES[e.keyword];
-    return { path: path || '/', message: friendly ? friendly(e) : (e.message ?? 'is invalid') };
-  });
-  // ajv may report a field twice (minLength and pattern); one line per field and message is enough.
-  const seen = new Set<string>();
-  return details.filter((d) => {
-    const key = `${d.path} ${d.message}`;
-    return seen.has(key) ? false : (seen.add(key), true);
-  });
-}
-
-export const describeDetails = (details: ErrorDetail[]) =>
-  details.map((d) => `${d.path} ${d.message}`).join('; ');
-
-function failure(error: string, message: string, details: ErrorDetail[] = []): Validated<never> {
-  return { ok: false, failure: { error, message, details } };
-}
-
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
-
 const hasOwn = (obj: object, key: string) => Object.prototype.hasOwnProperty.call(obj, key);
 
-interface MeterInput {
-  meterId: string;
-  kwhConsumedAc: number;
-  voltage: number;
-  timestamp: string;
-}
-
-interface VehicleInput {
-  vehicleId: string;
-  soc: number;
-  kwhDeliveredDc: number;
-  batteryTemp: number;
-  timestamp: string;
-}
-
 export interface ReadingValidator {
+  /** A reading of any kind, recognised by its id field. */
   validateReading(input: unknown): Validated<Reading>;
   /** Parses an RFC 3339 timestamp already checked by the schema, and checks its range. */
   checkTimestamp(value: string, path: string): Validated<number>;
+}
+
+const idFields = DEVICE_KINDS.map((k) => k.idField);
+
+function unrecognised(found: string[]): Validated<never> {
+  const described = DEVICE_KINDS.map((k) => `${k.idField} (${k.type} reading)`).join(' or ');
+  return found.length > 1
+    ? failure(
+        'unrecognised_reading',
+        `A reading carries one of ${idFields.join(', ')}, not ${found.join(' and ')}`,
+        [{ path: '/', message: `has both ${found.join(' and ')}` }],
+      )
+    : failure('unrecognised_reading', `A reading must carry ${described}`, [
+        { path: '/', message: `has neither ${idFields.join(' nor ')}` },
+      ]);
+}
+
+/** Builds the engine's reading: type, id and timestamp, and exactly the kind's declared fields. */
+function toReading(kind: DeviceKind, input: Record<string, unknown>, ts: number): Reading {
+  const reading: Record<string, unknown> = { type: kind.type, id: input[kind.idField], ts };
+  for (const name of kind.fieldNames) reading[name] = input[name];
+  return reading as Reading;
 }
 
 export function createReadingValidator({
@@ -89,8 +53,7 @@ export function createReadingValidator({
   maxClockSkewS: number;
   now?: () => number;
 }): ReadingValidator {
-  const validateMeter = ajv.compile<MeterInput>(meterReadingSchema);
-  const validateVehicle = ajv.compile<VehicleInput>(vehicleReadingSchema);
+  const kinds = DEVICE_KINDS.map((kind) => ({ kind, validate: compile(ajv, kind.readingSchema) }));
 
   function checkTimestamp(value: string, path: string): Validated<number> {
     const ms = Date.parse(value);
@@ -122,94 +85,27 @@ export function createReadingValidator({
     return { ok: true, value: ms };
   }
 
-  function schemaFailure(kind: string, validate: ValidateFunction): Validated<never> {
-    const details = toDetails(validate.errors);
-    return failure(
-      'invalid_reading',
-      `Invalid ${kind} reading: ${describeDetails(details)}`,
-      details,
-    );
-  }
-
   function validateReading(input: unknown): Validated<Reading> {
     if (!isPlainObject(input)) {
       return failure('invalid_reading', 'A reading must be a JSON object', [
         { path: '/', message: 'must be an object' },
       ]);
     }
-    const isMeter = hasOwn(input, 'meterId');
-    const isVehicle = hasOwn(input, 'vehicleId');
-    if (isMeter === isVehicle) {
+    const matches = kinds.filter(({ kind }) => hasOwn(input, kind.idField));
+    if (matches.length !== 1) return unrecognised(matches.map(({ kind }) => kind.idField));
+    const [{ kind, validate }] = matches;
+    if (!validate(input)) {
+      const details = toDetails(validate.errors);
       return failure(
-        'unrecognised_reading',
-        isMeter
-          ? 'A reading carries either meterId (meter) or vehicleId (vehicle), not both'
-          : 'A reading must carry meterId (meter reading) or vehicleId (vehicle reading)',
-        [
-          {
-            path: '/',
-            message: isMeter
-              ? 'has both meterId and vehicleId'
-              : 'has neither meterId nor vehicleId',
-          },
-        ],
+        'invalid_reading',
+        `Invalid ${kind.type} reading: ${describeDetails(details)}`,
+        details,
       );
     }
-    if (isMeter) {
-      if (!validateMeter(input)) return schemaFailure('meter', validateMeter);
-      const ts = checkTimestamp(input.timestamp, '/timestamp');
-      if (!ts.ok) return ts;
-      return {
-        ok: true,
-        value: {
-          type: 'meter',
-          id: input.meterId,
-          ts: ts.value,
-          kwhConsumedAc: input.kwhConsumedAc,
-          voltage: input.voltage,
-        },
-      };
-    }
-    if (!validateVehicle(input)) return schemaFailure('vehicle', validateVehicle);
     const ts = checkTimestamp(input.timestamp, '/timestamp');
     if (!ts.ok) return ts;
-    return {
-      ok: true,
-      value: {
-        type: 'vehicle',
-        id: input.vehicleId,
-        ts: ts.value,
-        soc: input.soc,
-        kwhDeliveredDc: input.kwhDeliveredDc,
-        batteryTemp: input.batteryTemp,
-      },
-    };
+    return { ok: true, value: toReading(kind, input, ts.value) };
   }
 
   return { validateReading, checkTimestamp };
-}
-
-export interface MappingRequest {
-  vehicleId: string;
-  meterId: string;
-  since?: string;
-}
-
-export function createMappingValidator(ajv: Ajv = createAjv()) {
-  const validate = ajv.compile<MappingRequest>(mappingRequestSchema);
-  return (input: unknown): Validated<MappingRequest> => {
-    if (!isPlainObject(input)) {
-      return failure('invalid_mapping', 'The mapping must be a JSON object', [
-        { path: '/', message: 'must be an object' },
-      ]);
-    }
-    if (!validate(input)) {
-      const details = toDetails(validate.errors);
-      return failure('invalid_mapping', `Invalid mapping: ${describeDetails(details)}`, details);
-    }
-    return {
-      ok: true,
-      value: { vehicleId: input.vehicleId, meterId: input.meterId, since: input.since },
-    };
-  };
 }

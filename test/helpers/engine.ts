@@ -6,7 +6,7 @@ import { createApp, type Api } from '../../src/app';
 import { createIngestQueue, type IngestQueue } from '../../src/queue/ingest-queue';
 import { createRedis, waitForRedis } from '../../src/redis';
 import { INGEST_QUEUE_NAME, createRedisKeys } from '../../src/redis-keys';
-import type { IngestJobData } from '../../src/telemetry/readings';
+import type { IngestJobData } from '../../src/queue/ingest-queue';
 import { createFlusher, type Flusher } from '../../workers/flusher-service';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -79,9 +79,7 @@ export async function startTestFlusher(
     workerConnection,
     logger: ctx.logger,
   });
-  await flusher.partitions.maintain();
-  void flusher.worker.run();
-  await flusher.worker.waitUntilReady();
+  await flusher.start();
   return {
     flusher,
     async close() {

@@ -1,4 +1,7 @@
-import type { MeterReading, Reading, VehicleReading } from '../../src/telemetry/readings';
+import type { Reading, ReadingOf } from '../../src/devices/device-kinds';
+
+type MeterReading = ReadingOf<'meter'>;
+type VehicleReading = ReadingOf<'vehicle'>;
 
 /** The two seed payloads of the product brief, as a client sends them. */
 export const SEED_METER = {

@@ -1,0 +1,70 @@
+import { Type, type TSchema } from '@sinclair/typebox';
+import { notFound } from '../errors';
+import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
+import type { Logger } from '../logger';
+import { DeviceId, ErrorBody, Instant } from '../schema/primitives';
+import type { StatusStore } from '../stores/status-store';
+import type { LiveStateStore } from '../telemetry/live-state';
+import { DEVICE_KINDS, type DeviceKind, type DeviceType } from './device-kinds';
+
+const Source = Type.Union([Type.Literal('live'), Type.Literal('database')], {
+  description: 'live: Redis; database: the status tables',
+});
+
+/** `{ <idField>, timestamp, <fields>, source }`, from the kind's declaration. */
+function statusSchema(kind: DeviceKind): TSchema {
+  const fields = Object.fromEntries(kind.fieldNames.map((name) => [name, Type.Number()]));
+  return Type.Object(
+    { [kind.idField]: Type.String(), timestamp: Instant, ...fields, source: Source },
+    { $id: `${kind.name}Status`, additionalProperties: false },
+  );
+}
+
+/** `GET /v1/{meters|vehicles|...}/{id}/status`: the latest reading, from Redis or PostgreSQL. */
+export function statusRoutes({
+  liveState,
+  statusStore,
+  logger,
+}: {
+  liveState: LiveStateStore;
+  statusStore: StatusStore;
+  logger: Logger;
+}): AnyRoute[] {
+  async function latest(type: DeviceType, id: string) {
+    try {
+      const live = await liveState.get(type, id);
+      if (live) return { ts: live.ts, values: live.values, source: 'live' as const };
+    } catch (err) {
+      logger.warn({ err }, 'live state unavailable: answering from PostgreSQL');
+    }
+    const row = await statusStore.get(type, id);
+    return row ? { ts: row.ts.getTime(), values: row.values, source: 'database' as const } : null;
+  }
+
+  return DEVICE_KINDS.map((kind) =>
+    defineRoute({
+      method: 'get',
+      path: `/v1/${kind.plural}/{${kind.idField}}/status`,
+      summary: `Latest reading of a ${kind.type}`,
+      scope: 'read',
+      database: true,
+      params: Type.Object({ [kind.idField]: DeviceId }),
+      responses: {
+        200: { description: 'latest reading', schema: statusSchema(kind) },
+        404: { description: 'never seen', schema: ErrorBody },
+      },
+      handler: async ({ params }) => {
+        const id = (params as Record<string, string>)[kind.idField];
+        const state = await latest(kind.type, id);
+        if (!state) throw notFound(`No reading has been received from ${kind.type} ${id}`);
+        const values = Object.fromEntries(kind.fieldNames.map((n) => [n, state.values[n]]));
+        return reply(200, {
+          [kind.idField]: id,
+          timestamp: new Date(state.ts).toISOString(),
+          ...values,
+          source: state.source,
+        });
+      },
+    }),
+  );
+}

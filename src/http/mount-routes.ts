@@ -1,0 +1,92 @@
+/**
+ * Mounts declared routes on an Express router: one validation step for every route (path
+ * parameters, query, JSON body), then the handler with typed input, then its reply.
+ */
+import { Router, type RequestHandler } from 'express';
+import type { TObject } from '@sinclair/typebox';
+import type Ajv from 'ajv';
+import type { Authorize } from '../auth/authorize';
+import { AppError, invalidParameter } from '../errors';
+import { compile, createAjv, objectValidator, toDetails } from '../schema/validator';
+import { bodyFormatOf, parseJson, readBodyText } from './read-body';
+import type { AnyRoute } from './route-contract';
+
+/** Largest JSON body a route that reads its own body accepts (ingest has BODY_LIMIT). */
+const JSON_BODY_LIMIT_BYTES = 64 * 1024;
+
+export const expressPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
+
+/** Path and query values arrive as text: numbers are coerced, anything else must already fit. */
+function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') {
+  const validate = compile(ajv, schema);
+  const declared = Object.keys(schema.properties);
+  return (raw: Record<string, unknown>): Record<string, unknown> => {
+    const input: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(raw)) {
+      if (!declared.includes(name)) {
+        throw invalidParameter(name, `is not a known parameter (use ${declared.join(', ')})`);
+      }
+      if (typeof value !== 'string' || value === '') {
+        throw invalidParameter(name, 'must be given once, with a value');
+      }
+      input[name] = value;
+    }
+    if (!validate(input)) {
+      const [first] = toDetails(validate.errors);
+      const name = first.path.replace(/^\//, '') || where;
+      throw invalidParameter(name, first.message);
+    }
+    return input;
+  };
+}
+
+/** `authorize` guards the routes that declare a scope (every route of the API has one or none). */
+export function mountRoutes(
+  routes: AnyRoute[],
+  { authorize }: { authorize?: Authorize } = {},
+): Router {
+  const router = Router();
+  const textAjv = createAjv({ coerce: true });
+  const bodyAjv = createAjv();
+  for (const route of routes) {
+    const params = route.params ? textInputValidator(textAjv, route.params, 'path') : null;
+    const query = route.query ? textInputValidator(textAjv, route.query, 'query') : null;
+    const body =
+      route.body?.read === 'json'
+        ? objectValidator(bodyAjv, route.body.schema, route.body.name)
+        : null;
+
+    const handle: RequestHandler = async (req, res) => {
+      const input = {
+        params: params ? params(req.params) : {},
+        query: query ? query(req.query as Record<string, unknown>) : {},
+        body: undefined as unknown,
+        req,
+        res,
+      };
+      if (body) {
+        bodyFormatOf(req, ['json']);
+        const result = body(parseJson(await readBodyText(req, JSON_BODY_LIMIT_BYTES)));
+        if (!result.ok) {
+          const { error, message, details } = result.failure;
+          throw new AppError(400, error, message, details);
+        }
+        input.body = result.value;
+      }
+      const reply = await route.handler(input);
+      if (reply.headers) res.set(reply.headers);
+      res.status(reply.status);
+      const contentType = route.responses[reply.status]?.contentType;
+      if (reply.body === undefined) res.end();
+      else if (contentType) {
+        // A declared media type; the handler may name it more precisely (parameters) in headers.
+        if (!res.get('Content-Type')) res.type(contentType);
+        res.send(reply.body);
+      } else res.json(reply.body);
+    };
+    if (route.scope && !authorize) throw new Error(`${route.path} needs a scope but no authorize`);
+    const guards = route.scope && authorize ? [authorize(route.scope)] : [];
+    router[route.method](expressPath(route.path), ...guards, handle);
+  }
+  return router;
+}

@@ -1,0 +1,127 @@
+import { Type } from '@sinclair/typebox';
+import { AppError, notFound } from '../errors';
+import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
+import type { Logger } from '../logger';
+import { DeviceId, ErrorBody, Instant, Nullable, Timestamp } from '../schema/primitives';
+import type { MappingPeriod, MappingStore } from '../stores/mapping-store';
+import type { ReadingValidator } from '../telemetry/validation';
+
+const MappingRequest = Type.Object(
+  { vehicleId: DeviceId, meterId: DeviceId, since: Type.Optional(Timestamp) },
+  {
+    $id: 'MappingRequest',
+    description: 'From `since` (default now) on, the vehicle charges from this meter.',
+    additionalProperties: false,
+  },
+);
+
+const Period = Type.Object(
+  { meterId: Type.String(), from: Instant, to: Nullable(Instant) },
+  { additionalProperties: false },
+);
+
+const MappingResult = Type.Object(
+  {
+    vehicleId: Type.String(),
+    meterId: Type.String(),
+    since: Instant,
+    changed: Type.Boolean({ description: 'false when the vehicle was already on this meter' }),
+    previous: Nullable(Period),
+  },
+  { $id: 'MappingResult', additionalProperties: false },
+);
+
+const MappingHistory = Type.Object(
+  { vehicleId: Type.String(), current: Nullable(Period), history: Type.Array(Period) },
+  { $id: 'MappingHistory', additionalProperties: false },
+);
+
+const periodJson = (p: MappingPeriod) => ({
+  meterId: p.meterId,
+  from: p.from.toISOString(),
+  to: p.to ? p.to.toISOString() : null,
+});
+
+/** Which meter feeds which vehicle, with history: analytics counts each meter for its period. */
+export function mappingRoutes({
+  mappingStore,
+  validator,
+  logger,
+  now = Date.now,
+}: {
+  mappingStore: MappingStore;
+  validator: ReadingValidator;
+  logger: Logger;
+  now?: () => number;
+}): AnyRoute[] {
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/v1/telemetry/map',
+      summary: 'From `since` on, the vehicle charges from this meter',
+      scope: 'admin',
+      database: true,
+      body: { schema: MappingRequest, name: 'mapping', read: 'json' },
+      responses: {
+        200: { description: 'the current mapping', schema: MappingResult },
+        400: { description: 'invalid mapping', schema: ErrorBody },
+        409: {
+          description: 'since is not after the start of the current period',
+          schema: ErrorBody,
+        },
+      },
+      handler: async ({ body }) => {
+        const { vehicleId, meterId, since } = body;
+        let sinceMs = now();
+        if (since !== undefined) {
+          const checked = validator.checkTimestamp(since, '/since');
+          if (!checked.ok) {
+            throw new AppError(
+              400,
+              'invalid_mapping',
+              checked.failure.message,
+              checked.failure.details,
+            );
+          }
+          sinceMs = checked.value;
+        }
+        const { current, previous, changed } = await mappingStore.assign(
+          vehicleId,
+          meterId,
+          new Date(sinceMs),
+        );
+        logger.info({ vehicleId, meterId, changed }, 'vehicle mapped to meter');
+        return reply(200, {
+          vehicleId,
+          meterId: current.meterId,
+          since: current.from.toISOString(),
+          changed,
+          previous: previous ? periodJson(previous) : null,
+        });
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/v1/telemetry/map/{vehicleId}',
+      summary: 'Current mapping and every past period of a vehicle',
+      scope: 'read',
+      database: true,
+      params: Type.Object({ vehicleId: DeviceId }),
+      responses: {
+        200: { description: 'mapping history', schema: MappingHistory },
+        404: { description: 'never mapped', schema: ErrorBody },
+      },
+      handler: async ({ params }) => {
+        const periods = await mappingStore.history(params.vehicleId);
+        if (periods.length === 0)
+          throw notFound(`Vehicle ${params.vehicleId} has never been mapped to a meter`);
+        const current = periods.find((p) => p.to === null) ?? null;
+        return reply(200, {
+          vehicleId: params.vehicleId,
+          current: current ? periodJson(current) : null,
+          history: periods.map(periodJson),
+        });
+      },
+    }),
+  ];
+}

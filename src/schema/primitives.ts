@@ -1,0 +1,78 @@
+/**
+ * The schema atoms every contract is built from (TypeBox: each is a JSON Schema and a TypeScript
+ * type at once). Requests, responses, device readings and the API document all use these.
+ */
+import { Type, type TSchema } from '@sinclair/typebox';
+
+export const DEVICE_ID_PATTERN = '^[A-Za-z0-9._:-]{1,64}$';
+export const DEVICE_ID_RULE = 'must be 1-64 characters from A-Z a-z 0-9 . _ : -';
+
+export const DeviceId = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: DEVICE_ID_PATTERN,
+  description: '1-64 characters from A-Z a-z 0-9 . _ : -',
+});
+
+export const TIMESTAMP_RULE =
+  'must be an RFC 3339 date-time with a zone offset, e.g. 2024-03-20T10:00:00Z';
+
+/** An instant a client sends: RFC 3339 with a zone offset. */
+export const Timestamp = Type.String({
+  format: 'date-time',
+  maxLength: 64,
+  description:
+    'RFC 3339 with a zone offset, e.g. 2024-03-20T10:00:00Z; at most MAX_CLOCK_SKEW_S in the future',
+});
+
+/** An instant the engine answers with (always UTC, milliseconds). */
+export const Instant = Type.String({ format: 'date-time' });
+
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+export const NullableNumber = Nullable(Type.Number());
+
+/** `{ from, to }` of a report: the half-open window [from, to). */
+export const Window = Type.Object({ from: Instant, to: Instant }, { additionalProperties: false });
+
+/**
+ * A reading's number: ajv's `number` excludes Infinity and NaN (JSON.parse makes 1e400 Infinity).
+ * `unit` is published in the API document as `x-unit`.
+ */
+export const Measure = (options: {
+  minimum: number;
+  maximum?: number;
+  unit: string;
+  description: string;
+}) =>
+  Type.Number({
+    minimum: options.minimum,
+    ...(options.maximum === undefined ? {} : { maximum: options.maximum }),
+    description: options.description,
+    'x-unit': options.unit,
+  });
+
+export const CacheState = Type.Union([
+  Type.Literal('hit'),
+  Type.Literal('miss'),
+  Type.Literal('off'),
+]);
+
+export const ErrorDetail = Type.Object(
+  {
+    path: Type.String({
+      description: 'JSON pointer of the offending field ("/" for the whole value)',
+    }),
+    message: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.String({ description: 'a stable machine-readable code, e.g. invalid_reading' }),
+    message: Type.String({ description: 'a sentence a person understands' }),
+    details: Type.Array(ErrorDetail),
+  },
+  { $id: 'Error' },
+);

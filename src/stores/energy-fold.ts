@@ -1,0 +1,60 @@
+/**
+ * The energy arithmetic, defined once. Every consumer — the hourly rollups (and their rebuild),
+ * the per-vehicle report and the fleet report — folds "pieces" of a device's readings with these
+ * expressions, so they cannot disagree.
+ *
+ * A piece is a stretch of one device's readings in time order: a single raw reading, or a
+ * rolled-up hour. Its columns: ts, readings, energy_sum, first_energy, last_energy, increase (the
+ * register increase inside it), temp_sum, temp_count, temp_min, temp_max, first_soc, last_soc,
+ * soc_min, soc_max.
+ *
+ * - interval semantics: each reading is the energy since the previous one, so a span's energy is
+ *   the sum of its readings;
+ * - register (cumulative) semantics: readings are a counter, so a span's energy is the sum of the
+ *   increases between consecutive readings, starting from the last reading before the span; a
+ *   drop means the register was reset and counts the new value (`register_step`, a SQL function
+ *   of the initial migration).
+ */
+import { historyRoleSql } from '../devices/device-kinds';
+
+const raw = historyRoleSql('t');
+
+/** A raw history row (alias `t`) as a piece. */
+export const RAW_PIECE = `t.ts, 1 AS readings,
+  ${raw.energy} AS energy_sum, ${raw.energy} AS first_energy, ${raw.energy} AS last_energy,
+  0::float8 AS increase,
+  ${raw.temperature} AS temp_sum, (${raw.temperature} IS NOT NULL)::int AS temp_count,
+  ${raw.temperature} AS temp_min, ${raw.temperature} AS temp_max,
+  ${raw.soc} AS first_soc, ${raw.soc} AS last_soc, ${raw.soc} AS soc_min, ${raw.soc} AS soc_max`;
+
+/** A rolled-up hour (alias `r`, a telemetry_hourly row) as a piece. */
+export const ROLLUP_PIECE = `r.hour AS ts, r.readings,
+  r.energy_sum, r.first_energy, r.last_energy,
+  r.register_increase AS increase,
+  r.temp_sum, CASE WHEN r.temp_sum IS NULL THEN 0 ELSE r.readings END AS temp_count,
+  r.temp_min, r.temp_max,
+  r.first_soc, r.last_soc, r.soc_min, r.soc_max`;
+
+/**
+ * The last energy before each piece of a series, in time order; the series' first piece steps
+ * from `prior` (the last reading before the series, or NULL: no step).
+ */
+export const previousEnergy = (series: string, prior = 'NULL::float8') =>
+  `coalesce(lag(last_energy) OVER (PARTITION BY ${series} ORDER BY ts), ${prior})`;
+
+/** Aggregates over pieces that carry `previous_energy`. */
+export const FOLD = {
+  readings: 'sum(readings)::int',
+  intervalEnergy: 'sum(energy_sum)',
+  registerEnergy: 'sum(increase) + sum(register_step(previous_energy, first_energy))',
+  tempSum: 'sum(temp_sum)',
+  tempCount: 'sum(temp_count)::int',
+  tempMin: 'min(temp_min)',
+  tempMax: 'max(temp_max)',
+  socMin: 'min(soc_min)',
+  socMax: 'max(soc_max)',
+};
+
+/** A span's energy by its device's semantics (`mode`: an SQL expression, 'interval' or 'cumulative'). */
+export const energyByMode = (mode: string, intervalEnergy: string, registerEnergy: string) =>
+  `CASE WHEN ${mode} = 'interval' THEN ${intervalEnergy} ELSE ${registerEnergy} END`;

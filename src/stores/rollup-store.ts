@@ -1,0 +1,116 @@
+import type { Knex } from 'knex';
+import { FOLD, RAW_PIECE, previousEnergy } from './energy-fold';
+
+/**
+ * Hourly rollups (telemetry_hourly), computed from history once an hour has closed.
+ *
+ * The flusher marks every (device, hour) it inserts readings into in rollup_pending, in the same
+ * statement as the insert. Reports read a marked hour's raw readings, so they are exact whether or
+ * not its rollup is up to date. Here, closed hours are rolled up and their marks removed; a late
+ * reading marks its hour again and it is rolled up again.
+ *
+ * Rolling up first takes a lock on rollup_pending that waits for every flush in flight and holds
+ * new ones back until the rollup commits: a flush can then never add a reading to an hour between
+ * the moment its mark is removed and the moment its rollup is computed.
+ */
+const LOCK_PENDING = 'LOCK TABLE rollup_pending IN SHARE ROW EXCLUSIVE MODE';
+
+const ROLLUP_COLUMNS = [
+  'readings',
+  'energy_sum',
+  'register_increase',
+  'first_ts',
+  'first_energy',
+  'last_ts',
+  'last_energy',
+  'temp_sum',
+  'temp_min',
+  'temp_max',
+  'soc_min',
+  'soc_max',
+  'first_soc',
+  'last_soc',
+];
+
+/** Folds the raw pieces of `pieces` (with device_type, device_id, hour) into telemetry_hourly. */
+const upsertRollups = (pieces: string) => `
+pieces AS (${pieces}),
+stepped AS (
+  SELECT p.*, ${previousEnergy('device_type, device_id, hour')} AS previous_energy,
+         lag(ts) OVER w IS NULL AS is_first, lead(ts) OVER w IS NULL AS is_last
+  FROM pieces p
+  WINDOW w AS (PARTITION BY device_type, device_id, hour ORDER BY ts)
+)
+INSERT INTO telemetry_hourly AS h (device_type, device_id, hour, ${ROLLUP_COLUMNS.join(', ')})
+SELECT device_type, device_id, hour, ${FOLD.readings}, ${FOLD.intervalEnergy}, ${FOLD.registerEnergy},
+       min(ts), min(first_energy) FILTER (WHERE is_first), max(ts), min(last_energy) FILTER (WHERE is_last),
+       ${FOLD.tempSum}, ${FOLD.tempMin}, ${FOLD.tempMax}, ${FOLD.socMin}, ${FOLD.socMax},
+       min(first_soc) FILTER (WHERE is_first), min(last_soc) FILTER (WHERE is_last)
+FROM stepped
+GROUP BY device_type, device_id, hour
+ORDER BY device_type, device_id, hour
+ON CONFLICT (device_type, device_id, hour) DO UPDATE SET
+  ${ROLLUP_COLUMNS.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`;
+
+/** Removes up to `limit` marks of hours before the cutoff and rolls those hours up from history. */
+const ROLL_UP_PENDING = `
+WITH due AS (
+  DELETE FROM rollup_pending d
+  USING (SELECT device_type, device_id, hour FROM rollup_pending WHERE hour < ?
+         ORDER BY hour, device_type, device_id LIMIT ?) pick
+  WHERE d.device_type = pick.device_type AND d.device_id = pick.device_id AND d.hour = pick.hour
+  RETURNING d.device_type, d.device_id, d.hour
+),
+${upsertRollups(`
+  SELECT d.device_type, d.device_id, d.hour, ${RAW_PIECE}
+  FROM due d
+  JOIN telemetry_history t
+    ON t.device_type = d.device_type AND t.device_id = d.device_id
+   AND t.ts >= d.hour AND t.ts < d.hour + interval '1 hour'`)}`;
+
+/** Every hour of [?, ?) from history. */
+const REBUILD = `
+WITH ${upsertRollups(`
+  SELECT t.device_type, t.device_id, date_trunc('hour', t.ts, 'UTC') AS hour, ${RAW_PIECE}
+  FROM telemetry_history t
+  WHERE t.ts >= ? AND t.ts < ?`)}`;
+
+const HOUR_MS = 3_600_000;
+
+export class RollupStore {
+  constructor(private readonly db: Knex) {}
+
+  /**
+   * Rolls up marked hours that closed before `closedBefore`, oldest first, at most `limit` device
+   * hours per transaction (flushes wait while it runs). Returns how many device hours it rolled up.
+   */
+  async rollUpPending(closedBefore: Date, limit: number): Promise<number> {
+    return this.db.transaction(async (trx) => {
+      await trx.raw(LOCK_PENDING);
+      const result = await trx.raw(ROLL_UP_PENDING, [closedBefore, limit]);
+      return result.rowCount ?? 0;
+    });
+  }
+
+  /** Hours with marks older than `closedBefore`: how much rolling up is left. */
+  async pendingBefore(closedBefore: Date): Promise<number> {
+    const row = await this.db('rollup_pending').where('hour', '<', closedBefore).count({ n: '*' });
+    return Number(row[0].n);
+  }
+
+  /**
+   * Recomputes the rollups of every hour touching [from, to) from history (for repairs, or history
+   * loaded from outside); returns the number of rollup rows written.
+   */
+  async rebuild(from: Date, to: Date): Promise<number> {
+    const first = new Date(Math.floor(from.getTime() / HOUR_MS) * HOUR_MS);
+    const end = new Date(Math.ceil(to.getTime() / HOUR_MS) * HOUR_MS);
+    return this.db.transaction(async (trx) => {
+      await trx.raw(LOCK_PENDING);
+      await trx('telemetry_hourly').where('hour', '>=', first).where('hour', '<', end).del();
+      await trx('rollup_pending').where('hour', '>=', first).where('hour', '<', end).del();
+      const result = await trx.raw(REBUILD, [first, end]);
+      return result.rowCount ?? 0;
+    });
+  }
+}

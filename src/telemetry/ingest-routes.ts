@@ -1,0 +1,135 @@
+import { Type, type TSchema } from '@sinclair/typebox';
+import type { Request } from 'express';
+import { DEVICE_KINDS } from '../devices/device-kinds';
+import { badRequest } from '../errors';
+import { bodyFormatOf, parseJson, parseNdjson, readBodyText } from '../http/read-body';
+import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
+import { ErrorBody, ErrorDetail } from '../schema/primitives';
+import type { IngestInput, IngestService } from './ingest-service';
+
+const AnyReading = Type.Union(DEVICE_KINDS.map((k) => k.readingSchema) as TSchema[]);
+
+const ItemError = Type.Object(
+  {
+    index: Type.Integer({
+      description: 'position of the reading in the array or NDJSON lines (blank lines skipped)',
+    }),
+    error: Type.String(),
+    message: Type.String(),
+    details: Type.Array(ErrorDetail),
+  },
+  { additionalProperties: false },
+);
+
+const IngestSingleResult = Type.Object(
+  {
+    accepted: Type.Literal(1),
+    type: Type.Union(DEVICE_KINDS.map((k) => Type.Literal(k.type))),
+    id: Type.String(),
+  },
+  { $id: 'IngestSingleResult', additionalProperties: false },
+);
+
+const IngestBatchResult = Type.Object(
+  {
+    accepted: Type.Integer({ minimum: 0 }),
+    rejected: Type.Integer({ minimum: 0 }),
+    errors: Type.Optional(Type.Array(ItemError)),
+  },
+  { $id: 'IngestBatchResult', additionalProperties: false },
+);
+
+/** The 400 of a batch in which no reading is valid: the error, and each reading's own. */
+const NoValidReadings = Type.Object(
+  {
+    ...ErrorBody.properties,
+    accepted: Type.Literal(0),
+    rejected: Type.Integer(),
+    errors: Type.Array(ItemError),
+  },
+  { $id: 'NoValidReadings' },
+);
+
+async function readIngestInput(req: Request, limitBytes: number): Promise<IngestInput> {
+  const format = bodyFormatOf(req, ['json', 'ndjson']);
+  const text = await readBodyText(req, limitBytes);
+  if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text) };
+  const body = parseJson(text);
+  if (Array.isArray(body)) {
+    if (body.length === 0) throw badRequest('empty_batch', 'The array holds no readings');
+    return { kind: 'batch', items: body.map((value: unknown) => ({ value })) };
+  }
+  return { kind: 'single', value: body };
+}
+
+export function ingestRoutes({
+  ingestService,
+  config,
+}: {
+  ingestService: IngestService;
+  config: { bodyLimitBytes: number; maxBatchReadings: number };
+}): AnyRoute[] {
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/v1/telemetry/ingest',
+      summary: 'Ingest one reading, a JSON array, or NDJSON (gzip accepted)',
+      description: `Up to ${config.maxBatchReadings} readings and ${config.bodyLimitBytes} bytes (after decompression) per request. A 202 means the readings are durably queued and will reach PostgreSQL.`,
+      scope: 'ingest',
+      body: {
+        schema: Type.Union([AnyReading, Type.Array(AnyReading, { minItems: 1 })]),
+        name: 'readings',
+        read: 'handler',
+        alternatives: {
+          'application/x-ndjson': Type.String({ description: 'one reading per line' }),
+        },
+      },
+      responses: {
+        202: {
+          description: 'accepted and durably queued',
+          schema: Type.Union([IngestSingleResult, IngestBatchResult]),
+        },
+        207: {
+          description: 'some readings invalid; the valid ones are accepted',
+          schema: IngestBatchResult,
+        },
+        400: {
+          description: 'invalid reading(s), malformed JSON, bad gzip or encoding',
+          schema: Type.Union([NoValidReadings, ErrorBody]),
+        },
+        413: { description: 'body or reading count over the limit', schema: ErrorBody },
+        415: { description: 'content type or encoding not accepted', schema: ErrorBody },
+        503: {
+          description: 'backlog full, Redis memory high, or Redis unavailable; see Retry-After',
+          schema: ErrorBody,
+        },
+      },
+      handler: async ({ req }) => {
+        const outcome = await ingestService.ingest(
+          await readIngestInput(req, config.bodyLimitBytes),
+        );
+        if (outcome.kind === 'single') {
+          const { reading } = outcome;
+          return reply(202, { accepted: 1 as const, type: reading.type, id: reading.id });
+        }
+        const { accepted, errors } = outcome;
+        if (accepted === 0) {
+          const first = errors[0];
+          return reply(400, {
+            error: 'no_valid_readings',
+            message: `None of the ${errors.length} readings is valid (first: reading ${first.index}: ${first.message})`,
+            details: first.details.map((d) => ({
+              path: `/${first.index}${d.path === '/' ? '' : d.path}`,
+              message: d.message,
+            })),
+            accepted: 0 as const,
+            rejected: errors.length,
+            errors,
+          });
+        }
+        const body = { accepted, rejected: errors.length };
+        return errors.length > 0 ? reply(207, { ...body, errors }) : reply(202, body);
+      },
+    }),
+  ];
+}
