@@ -1,51 +1,6 @@
 import type { Knex } from 'knex';
-import path from 'node:path';
-import type pg from 'pg';
-import { armQueryDeadline } from './db/query-deadline';
-import { loadConfig, type Config } from './src/config';
-
-type DbConfig = Pick<
-  Config,
-  'databaseUrl' | 'dbPoolMax' | 'dbStatementTimeoutMs' | 'dbAcquireTimeoutMs'
->;
-
-/** How long a query may wait for its reply before its connection is cut (see armQueryDeadline). */
-export const queryDeadlineMs = (config: Pick<Config, 'dbStatementTimeoutMs'>) =>
-  config.dbStatementTimeoutMs + 5000;
-
-/** knex settings for the engine's database; the one place connection and pool options live. */
-export function knexConfig(config: DbConfig, applicationName = 'energy-engine'): Knex.Config {
-  const compiled = path.extname(__filename) === '.js';
-  return {
-    client: 'pg',
-    connection: {
-      connectionString: config.databaseUrl,
-      application_name: applicationName,
-      // Nothing may wait forever: a stuck statement fails, and the flusher retries its job.
-      statement_timeout: config.dbStatementTimeoutMs,
-      connectionTimeoutMillis: Math.min(config.dbAcquireTimeoutMs, 5000),
-      // TCP keepalive: an idle connection to a vanished server is found dead (after the kernel's
-      // probes) instead of kept in the pool for ever.
-      keepAlive: true,
-      keepAliveInitialDelayMillis: 10_000,
-    },
-    pool: {
-      min: 0,
-      max: config.dbPoolMax,
-      // A query the server has not answered well past statement_timeout has lost its server.
-      afterCreate: (connection: pg.Client, done: (err: Error | null, c: pg.Client) => void) => {
-        armQueryDeadline(connection, queryDeadlineMs(config));
-        done(null, connection);
-      },
-    },
-    acquireConnectionTimeout: config.dbAcquireTimeoutMs,
-    migrations: {
-      directory: path.join(__dirname, 'db', 'migrations'),
-      loadExtensions: [compiled ? '.js' : '.ts'],
-      tableName: 'knex_migrations',
-    },
-  };
-}
+import { knexConfig } from './db/knex-config';
+import { loadConfig } from './src/config';
 
 /** For the knex CLI: `npx knex --knexfile knexfile.ts migrate:status`. */
 export default async function (): Promise<Knex.Config> {

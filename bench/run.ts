@@ -14,7 +14,7 @@ import knex from 'knex';
 import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
-import { createRedisKeys, INGEST_QUEUE_NAME } from '../src/redis-keys';
+import { createRedisKeys } from '../src/redis-keys';
 import { fmt, freePort, sleep, startNode, waitForHttp, type Proc } from './bench-helpers';
 
 const quick = process.argv.includes('--quick');
@@ -119,9 +119,9 @@ async function waitUntilDrained(
     await sampleLag();
     const [backlog, waiting, active, delayed] = await Promise.all([
       redis.get(keys.backlogReadings),
-      redis.llen(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:wait`),
-      redis.llen(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:active`),
-      redis.zcard(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:delayed`),
+      redis.llen(keys.queueKey('wait')),
+      redis.llen(keys.queueKey('active')),
+      redis.zcard(keys.queueKey('delayed')),
     ]);
     if (Number(backlog ?? 0) <= 0 && waiting === 0 && active === 0 && delayed === 0)
       return Date.now();
@@ -133,11 +133,11 @@ async function waitUntilDrained(
 /** Age of the oldest reading still in the queue (waiting jobs are in arrival order). */
 async function oldestQueuedAgeMs(redis: Redis): Promise<number> {
   const keys = createRedisKeys(prefix);
-  const ids = await redis.lrange(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:wait`, -1, -1);
-  const active = await redis.lrange(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:active`, 0, 50);
+  const ids = await redis.lrange(keys.queueKey('wait'), -1, -1);
+  const active = await redis.lrange(keys.queueKey('active'), 0, 50);
   let oldest = Infinity;
   for (const id of [...ids, ...active]) {
-    const data = await redis.hget(`${keys.queuePrefix}:${INGEST_QUEUE_NAME}:${id}`, 'data');
+    const data = await redis.hget(keys.queueKey(id), 'data');
     if (data) oldest = Math.min(oldest, (JSON.parse(data) as { acceptedAt: number }).acceptedAt);
   }
   return oldest === Infinity ? 0 : Date.now() - oldest;

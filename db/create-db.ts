@@ -1,8 +1,7 @@
 import knex, { type Knex } from 'knex';
 import pg from 'pg';
-import { knexConfig } from '../knexfile';
-import type { Config } from '../src/config';
-import type { Logger } from '../src/logger';
+import type { Logger } from 'pino';
+import { knexConfig, type DbSettings } from './knex-config';
 
 export type { Knex };
 
@@ -12,7 +11,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (value: string) => Number(value));
 
 /** knex for the engine's database; its own warnings (e.g. a lost connection) go to `logger`. */
-export function createDb(config: Config, applicationName?: string, logger?: Logger): Knex {
+export function createDb(config: DbSettings, applicationName?: string, logger?: Logger): Knex {
   return knex({
     ...knexConfig(config, applicationName),
     ...(logger ? { log: knexLog(logger) } : {}),

@@ -7,6 +7,10 @@ export interface RedisKeys {
   readonly prefix: string;
   /** BullMQ's `prefix` option. */
   readonly queuePrefix: string;
+  /** A key of the ingest queue as BullMQ names it: `wait`, `active`, `delayed`, a job id... */
+  queueKey(name: string): string;
+  /** Glob patterns that together match every key of this prefix (for cleanup). */
+  readonly keyPatterns: readonly string[];
   /** Readings enqueued and not yet committed to PostgreSQL. */
   readonly backlogReadings: string;
   /** Marks a job whose readings were already subtracted from the backlog (retries count once). */
@@ -22,12 +26,15 @@ export const INGEST_QUEUE_NAME = 'ingest';
 
 export function createRedisKeys(prefix: string): RedisKeys {
   const queuePrefix = `{${prefix}}`;
+  const queueKey = (name: string) => `${queuePrefix}:${INGEST_QUEUE_NAME}:${name}`;
   return {
     prefix,
     queuePrefix,
-    backlogReadings: `${queuePrefix}:${INGEST_QUEUE_NAME}:backlog-readings`,
-    backlogSettled: (jobId) => `${queuePrefix}:${INGEST_QUEUE_NAME}:settled:${jobId}`,
-    deadLetters: `${queuePrefix}:${INGEST_QUEUE_NAME}:dead-letters`,
+    queueKey,
+    keyPatterns: [`${prefix}:*`, `${queuePrefix}:*`],
+    backlogReadings: queueKey('backlog-readings'),
+    backlogSettled: (jobId) => queueKey(`settled:${jobId}`),
+    deadLetters: queueKey('dead-letters'),
     liveState: (type, id) => `${prefix}:live:${type}:${id}`,
     rateLimit: (keyName) => `${prefix}:rate-limit:${keyName}`,
     analyticsCache: (vehicleId, fromMs, toMs, variant) =>

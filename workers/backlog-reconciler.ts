@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logger';
-import { INGEST_QUEUE_NAME, type RedisKeys } from '../src/redis-keys';
+import type { RedisKeys } from '../src/redis-keys';
 
 /**
  * The backlog counter is bookkeeping next to the queue, so a Redis failure at the wrong moment can
@@ -32,9 +32,8 @@ export function startBacklogReconciler(deps: {
 }): () => void {
   deps.redis.defineCommand('reconcileBacklog', { lua: RECONCILE });
   const redis = deps.redis as RedisWithReconcile;
-  const q = `${deps.keys.queuePrefix}:${INGEST_QUEUE_NAME}`;
   const queueKeys = ['wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children'].map(
-    (k) => `${q}:${k}`,
+    deps.keys.queueKey,
   );
   const timer = setInterval(() => {
     redis

@@ -6,6 +6,7 @@ import { quoteIdent, withMaintenanceClient } from '../../db/migrate';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger, type Logger } from '../../src/logger';
 import { createRedis, waitForRedis } from '../../src/redis';
+import { createRedisKeys } from '../../src/redis-keys';
 
 export const TEST_ENV = {
   runId: 'ENERGY_TEST_RUN_ID',
@@ -94,7 +95,7 @@ export async function openTestContext(
 
 /** Deletes every key of a prefix: plain keys (`prefix:`) and queue keys (`{prefix}:`). */
 export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
-  for (const pattern of [`${prefix}:*`, `{${prefix}}:*`]) {
+  for (const pattern of createRedisKeys(prefix).keyPatterns) {
     let cursor = '0';
     do {
       // The prefix is validated to [A-Za-z0-9_.-], so it holds no glob characters.

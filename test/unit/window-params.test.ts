@@ -1,0 +1,72 @@
+import { AppError } from '../../src/errors';
+import { MAX_WINDOW_HOURS, parseWindow } from '../../src/analytics/window-params';
+
+const NOW = Date.parse('2024-03-20T10:17:42.500Z');
+const parse = (query: { from?: string; to?: string; hours?: number }, alignS = 30) =>
+  parseWindow(query, { now: NOW, alignS });
+const iso = (w: { from: Date; to: Date }) => [w.from.toISOString(), w.to.toISOString()];
+
+/** The parameter a refused window names, from its 400. */
+function refused(query: { from?: string; to?: string; hours?: number }): string {
+  try {
+    parse(query);
+  } catch (err) {
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).statusCode).toBe(400);
+    expect((err as AppError).code).toBe('invalid_parameter');
+    return (err as AppError).details[0].path;
+  }
+  throw new Error('the window was accepted');
+}
+
+describe('parseWindow', () => {
+  test('when nothing is given, then it is the 24 hours ending now, aligned down to alignS', () => {
+    expect(iso(parse({}))).toEqual(['2024-03-19T10:17:30.000Z', '2024-03-20T10:17:30.000Z']);
+    expect(iso(parse({}, 3600))).toEqual(['2024-03-19T10:00:00.000Z', '2024-03-20T10:00:00.000Z']);
+  });
+
+  test('when hours is given alone, then the window ends now and spans that many hours', () => {
+    expect(iso(parse({ hours: 2 }))).toEqual([
+      '2024-03-20T08:17:30.000Z',
+      '2024-03-20T10:17:30.000Z',
+    ]);
+  });
+
+  test('when from is given with hours, then the window starts at from', () => {
+    expect(iso(parse({ from: '2024-03-01T00:00:00Z', hours: 3 }))).toEqual([
+      '2024-03-01T00:00:00.000Z',
+      '2024-03-01T03:00:00.000Z',
+    ]);
+  });
+
+  test('when to is given alone, then the window is the 24 hours before it', () => {
+    expect(iso(parse({ to: '2024-03-02T00:00:00+01:00' }))).toEqual([
+      '2024-02-29T23:00:00.000Z',
+      '2024-03-01T23:00:00.000Z',
+    ]);
+  });
+
+  test('when from and to are given, then they are the window exactly (any zone offset)', () => {
+    expect(
+      iso(parse({ from: '2024-03-01T00:00:00.250Z', to: '2024-03-01T02:00:00-02:00' })),
+    ).toEqual(['2024-03-01T00:00:00.250Z', '2024-03-01T04:00:00.000Z']);
+  });
+
+  test('when hours comes with both from and to, then 400 names hours', () => {
+    expect(refused({ from: '2024-03-01T00:00:00Z', to: '2024-03-02T00:00:00Z', hours: 2 })).toBe(
+      '/hours',
+    );
+  });
+
+  test('when from is not before to, then 400 names from', () => {
+    expect(refused({ from: '2024-03-02T00:00:00Z', to: '2024-03-02T00:00:00Z' })).toBe('/from');
+    expect(refused({ from: '2024-03-03T00:00:00Z', to: '2024-03-02T00:00:00Z' })).toBe('/from');
+  });
+
+  test('when the window is longer than the cap, then 400 names to; exactly the cap is accepted', () => {
+    const from = Date.parse('2024-01-01T00:00:00Z');
+    const at = (hours: number) => new Date(from + hours * 3600_000).toISOString();
+    expect(refused({ from: at(0), to: at(MAX_WINDOW_HOURS + 1) })).toBe('/to');
+    expect(iso(parse({ from: at(0), to: at(MAX_WINDOW_HOURS) }))[1]).toBe(at(MAX_WINDOW_HOURS));
+  });
+});
