@@ -9,6 +9,7 @@ import { PerformanceService } from './analytics/performance-service';
 import { ReportCache } from './analytics/report-cache';
 import { createAuthorize } from './auth/authorize';
 import type { Config } from './config';
+import { settingsRoutes } from './devices/settings-routes';
 import { statusRoutes } from './devices/status-routes';
 import { healthRoutes } from './health';
 import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
@@ -30,6 +31,7 @@ import {
 import type { IngestQueue } from './queue/ingest-queue';
 import { readQueueStats } from './queue/queue-stats';
 import { createRedisKeys } from './redis-keys';
+import { DeviceSettingsStore } from './stores/device-settings-store';
 import { MappingStore } from './stores/mapping-store';
 import { StatusStore } from './stores/status-store';
 import { IngestAdmission } from './telemetry/admission';
@@ -101,6 +103,7 @@ export function createApp({
     logger: logger.child({ module: 'ingest' }),
     metrics: createIngestMetrics(registry),
   });
+  const settings = new DeviceSettingsStore(db);
   const reports = new EnergyReportStore(db, {
     preparedStatements: config.dbPreparedStatements === 'on',
   });
@@ -133,8 +136,11 @@ export function createApp({
     ...statusRoutes({
       liveState,
       statusStore: new StatusStore(db),
+      settings,
+      config,
       logger: logger.child({ module: 'status' }),
     }),
+    ...settingsRoutes({ settings, config }),
     ...analyticsRoutes({ performance, fleet, config }),
     ...healthRoutes({
       checks: { postgres: () => db.raw('SELECT 1'), redis: () => redis.ping() },

@@ -90,7 +90,12 @@ describe('performance report, interval readings', () => {
       vehicleId: 'V-456',
       window: { from: '2024-03-19T10:00:01.000Z', to: '2024-03-20T10:00:01.000Z' },
       meters: [
-        { meterId: 'M-123', from: '2024-03-19T10:00:01.000Z', to: '2024-03-20T10:00:01.000Z' },
+        {
+          meterId: 'M-123',
+          from: '2024-03-19T10:00:01.000Z',
+          to: '2024-03-20T10:00:01.000Z',
+          energyReadings: 'interval',
+        },
       ],
       energy: {
         acConsumedKwh: 150.5,
@@ -234,8 +239,18 @@ describe('performance report, interval readings', () => {
       200,
     );
     expect(res.body.meters).toEqual([
-      { meterId: 'M-A', from: '2024-06-01T10:00:00.000Z', to: '2024-06-01T11:00:00.000Z' },
-      { meterId: 'M-B', from: '2024-06-01T11:00:00.000Z', to: '2024-06-01T12:00:00.000Z' },
+      {
+        meterId: 'M-A',
+        from: '2024-06-01T10:00:00.000Z',
+        to: '2024-06-01T11:00:00.000Z',
+        energyReadings: 'interval',
+      },
+      {
+        meterId: 'M-B',
+        from: '2024-06-01T11:00:00.000Z',
+        to: '2024-06-01T12:00:00.000Z',
+        energyReadings: 'interval',
+      },
     ]);
     expect(res.body.energy).toMatchObject({
       acConsumedKwh: 5,

@@ -415,6 +415,7 @@ describe('live state', () => {
       soc: 60,
       kwhDeliveredDc: 120.2,
       batteryTemp: 35.5,
+      energyReadings: 'interval',
       source: 'live',
     });
     // The older readings are still queued for history.
@@ -429,6 +430,7 @@ describe('live state', () => {
       timestamp: '2024-03-20T10:00:00.000Z',
       kwhConsumedAc: 150.5,
       voltage: 231,
+      energyReadings: 'interval',
       source: 'live',
     });
   });

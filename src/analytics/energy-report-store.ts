@@ -11,7 +11,7 @@ import { FOLD, RAW_PIECE, ROLLUP_PIECE, energyByMode, previousEnergy } from '../
  * rolled up yet (their rollup_pending mark), and the raw readings of the partial hours at its
  * edges: index range scans only. Pieces fold with the one definition in stores/energy-fold.ts.
  *
- * The statement starts from a `windows` CTE (wid, vehicle_id, role, device_type, device_id, mode,
+ * The statement starts from a `windows` CTE (wid, vehicle_id, role, device_type, device_id,
  * wfrom, wto); the per-vehicle report and the fleet report differ only in that CTE and in what
  * they aggregate at the end.
  */
@@ -24,11 +24,13 @@ const ENERGY = historyRoleSql('t').energy;
  */
 const piecesSql = (rollupRange: string) => `
 bounds AS (
-  SELECT w.*,
+  -- Each device by its own semantics (device_settings), else the configured default.
+  SELECT w.*, coalesce(ds.energy_readings, $MODE::text) AS mode,
          CASE WHEN date_trunc('hour', w.wfrom, 'UTC') = w.wfrom THEN w.wfrom
               ELSE date_trunc('hour', w.wfrom, 'UTC') + interval '1 hour' END AS fh,
          date_trunc('hour', w.wto, 'UTC') AS th
   FROM windows w
+  LEFT JOIN device_settings ds ON ds.device_type = w.device_type AND ds.device_id = w.device_id
 ),
 pieces AS (
   -- Whole hours with an up-to-date rollup.
@@ -108,9 +110,9 @@ stepped AS (
 const VEHICLE_WINDOWS = `
 windows AS (
   SELECT 0 AS wid, $V::text AS vehicle_id, 'dc' AS role, 'vehicle' AS device_type, $V::text AS device_id,
-         $MODE::text AS mode, $WF AS wfrom, $WT AS wto
+         $WF AS wfrom, $WT AS wto
   UNION ALL
-  SELECT row_number() OVER (ORDER BY m.valid_from)::int, m.vehicle_id, 'ac', 'meter', m.meter_id, $MODE::text,
+  SELECT row_number() OVER (ORDER BY m.valid_from)::int, m.vehicle_id, 'ac', 'meter', m.meter_id,
          greatest(m.valid_from, $WF), least(coalesce(m.valid_to, 'infinity'), $WT)
   FROM vehicle_meter_map m
   WHERE m.vehicle_id = $V AND m.valid_from < $WT AND (m.valid_to IS NULL OR m.valid_to > $WF)
@@ -132,7 +134,7 @@ folded AS (
   FROM stepped
   GROUP BY GROUPING SETS ((wid), (wid, date_trunc('hour', ts, 'UTC')))
 )
-SELECT b.wid, b.role, b.device_id, b.wfrom, b.wto, f.hour, coalesce(f.whole, true) AS whole,
+SELECT b.wid, b.role, b.device_id, b.mode, b.wfrom, b.wto, f.hour, coalesce(f.whole, true) AS whole,
        coalesce(f.readings, 0) AS readings,
        ${energyByMode('b.mode', 'f.interval_energy', 'f.register_energy')} AS energy,
        f.temp_sum, coalesce(f.temp_count, 0) AS temp_count, f.temp_min, f.temp_max,
@@ -157,10 +159,10 @@ active AS (
 windows AS (
   SELECT row_number() OVER ()::int AS wid, w.* FROM (
     SELECT a.vehicle_id, 'dc' AS role, 'vehicle' AS device_type, a.vehicle_id AS device_id,
-           $MODE::text AS mode, $WF AS wfrom, $WT AS wto
+           $WF AS wfrom, $WT AS wto
     FROM active a
     UNION ALL
-    SELECT m.vehicle_id, 'ac', 'meter', m.meter_id, $MODE::text,
+    SELECT m.vehicle_id, 'ac', 'meter', m.meter_id,
            greatest(m.valid_from, $WF), least(coalesce(m.valid_to, 'infinity'), $WT)
     FROM vehicle_meter_map m
     WHERE m.valid_from < $WT AND (m.valid_to IS NULL OR m.valid_to > $WF)
@@ -178,7 +180,8 @@ per_window AS (
   GROUP BY wid
 )
 SELECT b.vehicle_id,
-       coalesce(json_agg(json_build_object('meterId', b.device_id, 'from', b.wfrom, 'to', b.wto) ORDER BY b.wfrom)
+       coalesce(json_agg(json_build_object('meterId', b.device_id, 'from', b.wfrom, 'to', b.wto,
+                                           'energyReadings', b.mode) ORDER BY b.wfrom)
                 FILTER (WHERE b.role = 'ac'), '[]') AS meters,
        coalesce(sum(pw.readings) FILTER (WHERE b.role = 'dc'), 0)::int AS vehicle_readings,
        coalesce(sum(pw.readings) FILTER (WHERE b.role = 'ac'), 0)::int AS meter_readings,
@@ -204,6 +207,8 @@ export interface WindowRow {
   wid: number;
   role: 'dc' | 'ac';
   deviceId: string;
+  /** The device's energy semantics. */
+  mode: EnergyReadingsMode;
   from: Date;
   to: Date;
   /** Start of the hour; null for the whole window. */
@@ -224,7 +229,7 @@ export interface WindowRow {
 /** What one vehicle's window adds up to, as one line of the fleet. */
 export interface FleetRow {
   vehicleId: string;
-  meters: { meterId: string; from: Date; to: Date }[];
+  meters: { meterId: string; from: Date; to: Date; energyReadings: EnergyReadingsMode }[];
   vehicleReadings: number;
   meterReadings: number;
   /** Meter periods that had at least one reading. */
@@ -237,6 +242,7 @@ interface VehicleSqlRow {
   wid: number;
   role: 'dc' | 'ac';
   device_id: string;
+  mode: EnergyReadingsMode;
   wfrom: Date;
   wto: Date;
   hour: Date | null;
@@ -255,7 +261,7 @@ interface VehicleSqlRow {
 
 interface FleetSqlRow {
   vehicle_id: string;
-  meters: { meterId: string; from: string; to: string }[];
+  meters: { meterId: string; from: string; to: string; energyReadings: EnergyReadingsMode }[];
   vehicle_readings: number;
   meter_readings: number;
   meters_with_data: number;
@@ -289,6 +295,7 @@ export class EnergyReportStore {
       wid: r.wid,
       role: r.role,
       deviceId: r.device_id,
+      mode: r.mode,
       from: r.wfrom,
       to: r.wto,
       hour: r.whole ? null : r.hour,
@@ -330,6 +337,7 @@ export class EnergyReportStore {
         meterId: m.meterId,
         from: new Date(m.from),
         to: new Date(m.to),
+        energyReadings: m.energyReadings,
       })),
       vehicleReadings: r.vehicle_readings,
       meterReadings: r.meter_readings,

@@ -106,6 +106,7 @@ export class FleetService {
           meterId: m.meterId,
           from: m.from.toISOString(),
           to: m.to.toISOString(),
+          energyReadings: m.energyReadings,
         })),
         acConsumedKwh: round(ac, 4),
         dcDeliveredKwh: round(dc, 4),

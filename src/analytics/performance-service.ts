@@ -106,6 +106,7 @@ export class PerformanceService {
         meterId: m.deviceId,
         from: m.from.toISOString(),
         to: m.to.toISOString(),
+        energyReadings: m.mode,
       })),
       energy: {
         acConsumedKwh: round(ac, 4),
@@ -113,7 +114,7 @@ export class PerformanceService {
         efficiency: round(efficiency, 4),
         threshold: config.efficiencyThreshold,
         alert: efficiency === null ? null : efficiency < config.efficiencyThreshold,
-        mode: config.energyReadings,
+        mode: vehicle.mode,
       },
       battery: {
         avgTempC:

@@ -5,7 +5,12 @@ import { CacheState, Instant, Nullable, NullableNumber, Window } from '../schema
 export const EnergyMode = Type.Union([Type.Literal('interval'), Type.Literal('cumulative')]);
 
 export const MeterPeriod = Type.Object(
-  { meterId: Type.String(), from: Instant, to: Instant },
+  {
+    meterId: Type.String(),
+    from: Instant,
+    to: Instant,
+    energyReadings: { ...EnergyMode, description: "the meter's own energy semantics" },
+  },
   { additionalProperties: false },
 );
 
@@ -43,7 +48,10 @@ export const PerformanceReport = Type.Object(
         ),
         threshold: Type.Number(),
         alert: Nullable(Type.Boolean({ description: 'efficiency below threshold' })),
-        mode: EnergyMode,
+        mode: {
+          ...EnergyMode,
+          description: "the vehicle's energy semantics (each meter's: meters)",
+        },
       },
       { additionalProperties: false },
     ),
@@ -88,7 +96,10 @@ export const FleetVehicle = Type.Object(
 export const FleetReport = Type.Object(
   {
     window: Window,
-    mode: EnergyMode,
+    mode: {
+      ...EnergyMode,
+      description: 'ENERGY_READINGS: the semantics of devices without their own',
+    },
     below: Type.Number({ description: 'efficiency below this raises an alert' }),
     totals: Type.Object(
       {

@@ -4,14 +4,23 @@
  * history columns, analytics and the API document are all derived from here, so adding a field
  * to a kind touches this file and a migration (see README, "Adding a field").
  */
-import { Type, type Static, type TNumber, type TObject, type TString } from '@sinclair/typebox';
+import {
+  Type,
+  type Static,
+  type TNumber,
+  type TObject,
+  type TOptional,
+  type TString,
+} from '@sinclair/typebox';
 import { DeviceId, Measure, Timestamp } from '../schema/primitives';
 
 /** One reading field: its schema (limits, unit, description) and its column. */
 export interface FieldDeclaration {
   schema: TNumber;
-  /** Column in telemetry_history and in the kind's status table. */
+  /** Column in telemetry_history and in the kind's status table (nullable when optional). */
   column: string;
+  /** A device may leave it out (e.g. a charger's register without voltage). */
+  optional?: true;
 }
 
 interface KindDeclaration<
@@ -36,7 +45,9 @@ interface KindDeclaration<
   temperature?: keyof F & string;
 }
 
-type FieldSchemas<F extends Record<string, FieldDeclaration>> = { [N in keyof F]: F[N]['schema'] };
+type FieldSchemas<F extends Record<string, FieldDeclaration>> = {
+  [N in keyof F]: F[N]['optional'] extends true ? TOptional<F[N]['schema']> : F[N]['schema'];
+};
 
 type ReadingSchema<I extends string, F extends Record<string, FieldDeclaration>> = TObject<
   { [K in I]: TString } & FieldSchemas<F> & { timestamp: TString }
@@ -44,7 +55,10 @@ type ReadingSchema<I extends string, F extends Record<string, FieldDeclaration>>
 
 const fieldSchemas = <F extends Record<string, FieldDeclaration>>(fields: F) =>
   Object.fromEntries(
-    Object.entries(fields).map(([name, field]) => [name, field.schema]),
+    Object.entries(fields).map(([name, field]) => [
+      name,
+      field.optional ? Type.Optional(field.schema) : field.schema,
+    ]),
   ) as FieldSchemas<F>;
 
 function declareKind<
@@ -89,8 +103,14 @@ export const meterKind = declareKind({
       column: 'kwh_consumed_ac',
     },
     voltage: {
-      schema: Measure({ minimum: 0, maximum: 1000, unit: 'V', description: 'volts' }),
+      schema: Measure({
+        minimum: 0,
+        maximum: 1000,
+        unit: 'V',
+        description: 'volts, when the meter measures them',
+      }),
       column: 'voltage',
+      optional: true,
     },
   },
   energy: 'kwhConsumedAc',
@@ -157,15 +177,15 @@ export function kindOf<T extends DeviceType>(type: T): KindOf<T> {
 }
 
 /** A reading's field values by field name (the generic view the stores and live state use). */
-export const valuesOf = (reading: Reading): Record<string, number> =>
-  reading as unknown as Record<string, number>;
+export const valuesOf = (reading: Reading): Record<string, number | undefined> =>
+  reading as unknown as Record<string, number | undefined>;
 
 /** Every history column a reading field is stored in, once, in declaration order. */
 export const HISTORY_COLUMNS: { column: string; valueOf: (r: Reading) => number | null }[] =
   DEVICE_KINDS.flatMap((kind) =>
     Object.entries(kind.fields).map(([name, field]) => ({
       column: field.column,
-      valueOf: (r: Reading) => (r.type === kind.type ? valuesOf(r)[name] : null),
+      valueOf: (r: Reading) => (r.type === kind.type ? (valuesOf(r)[name] ?? null) : null),
     })),
   );
 

@@ -2,10 +2,18 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import { notFound } from '../errors';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import type { Logger } from '../logger';
-import { DeviceId, ErrorBody, Instant } from '../schema/primitives';
+import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
+import { EnergyMode } from '../analytics/report-schemas';
+import type { EnergyReadingsMode } from '../config';
+import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { StatusStore } from '../stores/status-store';
 import type { LiveStateStore } from '../telemetry/live-state';
-import { DEVICE_KINDS, type DeviceKind, type DeviceType } from './device-kinds';
+import {
+  DEVICE_KINDS,
+  type DeviceKind,
+  type DeviceType,
+  type FieldDeclaration,
+} from './device-kinds';
 
 const Source = Type.Union([Type.Literal('live'), Type.Literal('database')], {
   description: 'live: Redis; database: the status tables',
@@ -13,9 +21,23 @@ const Source = Type.Union([Type.Literal('live'), Type.Literal('database')], {
 
 /** `{ <idField>, timestamp, <fields>, source }`, from the kind's declaration. */
 function statusSchema(kind: DeviceKind): TSchema {
-  const fields = Object.fromEntries(kind.fieldNames.map((name) => [name, Type.Number()]));
+  const fields = Object.fromEntries(
+    Object.entries(kind.fields as Record<string, FieldDeclaration>).map(([name, field]) => [
+      name,
+      field.optional ? Nullable(Type.Number()) : Type.Number(),
+    ]),
+  );
   return Type.Object(
-    { [kind.idField]: Type.String(), timestamp: Instant, ...fields, source: Source },
+    {
+      [kind.idField]: Type.String(),
+      timestamp: Instant,
+      ...fields,
+      energyReadings: Nullable({
+        ...EnergyMode,
+        description: 'how its energy values are read; null when PostgreSQL cannot tell',
+      }),
+      source: Source,
+    },
     { $id: `${kind.name}Status`, additionalProperties: false },
   );
 }
@@ -24,12 +46,26 @@ function statusSchema(kind: DeviceKind): TSchema {
 export function statusRoutes({
   liveState,
   statusStore,
+  settings,
+  config,
   logger,
 }: {
   liveState: LiveStateStore;
   statusStore: StatusStore;
+  settings: DeviceSettingsStore;
+  config: { energyReadings: EnergyReadingsMode };
   logger: Logger;
 }): AnyRoute[] {
+  /** Best effort: live status must answer while PostgreSQL is down. */
+  async function energyReadings(type: DeviceType, id: string) {
+    try {
+      return (await settings.energyReadings(type, id)) ?? config.energyReadings;
+    } catch (err) {
+      logger.warn({ err }, 'device settings unavailable: status without energyReadings');
+      return null;
+    }
+  }
+
   async function latest(type: DeviceType, id: string) {
     try {
       const live = await liveState.get(type, id);
@@ -55,13 +91,17 @@ export function statusRoutes({
       },
       handler: async ({ params }) => {
         const id = (params as Record<string, string>)[kind.idField];
-        const state = await latest(kind.type, id);
+        const [state, mode] = await Promise.all([
+          latest(kind.type, id),
+          energyReadings(kind.type, id),
+        ]);
         if (!state) throw notFound(`No reading has been received from ${kind.type} ${id}`);
-        const values = Object.fromEntries(kind.fieldNames.map((n) => [n, state.values[n]]));
+        const values = Object.fromEntries(kind.fieldNames.map((n) => [n, state.values[n] ?? null]));
         return reply(200, {
           [kind.idField]: id,
           timestamp: new Date(state.ts).toISOString(),
           ...values,
+          energyReadings: mode,
           source: state.source,
         });
       },

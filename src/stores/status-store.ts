@@ -54,7 +54,7 @@ function upsertPart(kind: DeviceKind, readings: Reading[]): CtePart {
     bindings: [
       readings.map((r) => r.id),
       readings.map((r) => iso(r.ts)),
-      ...fields.map((f) => readings.map((r) => valuesOf(r)[f.name])),
+      ...fields.map((f) => readings.map((r) => valuesOf(r)[f.name] ?? null)),
     ],
   };
 }
@@ -81,7 +81,8 @@ export class StatusStore {
       .first();
     if (!row) return null;
     const values: Record<string, number> = {};
-    for (const { name, column } of columnsOf(kind)) values[name] = row[column];
+    for (const { name, column } of columnsOf(kind))
+      if (row[column] !== null) values[name] = row[column];
     return { ts: row.ts, values };
   }
 }

@@ -44,10 +44,10 @@ export interface LiveState {
   values: Record<string, number>;
 }
 
-/** The reading's declared fields, as the hash stores them. */
-function fieldsOf(reading: Reading): [string, number][] {
+/** The reading's declared fields, as the hash stores them ('' for an optional field left out). */
+function fieldsOf(reading: Reading): [string, number | string][] {
   const values = valuesOf(reading);
-  return kindOf(reading.type).fieldNames.map((name) => [name, values[name]]);
+  return kindOf(reading.type).fieldNames.map((name) => [name, values[name] ?? '']);
 }
 
 export class LiveStateStore {
@@ -84,7 +84,8 @@ export class LiveStateStore {
     if (!hash.ts) return null;
     const { ts, receivedAt, ...rest } = hash;
     const values: Record<string, number> = {};
-    for (const [name, value] of Object.entries(rest)) values[name] = Number(value);
+    for (const [name, value] of Object.entries(rest))
+      if (value !== '') values[name] = Number(value);
     return { type, id, ts: Number(ts), receivedAt: Number(receivedAt), values };
   }
 }
