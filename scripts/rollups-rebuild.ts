@@ -7,14 +7,13 @@ import { createDb } from '../db/create-db';
 import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
+import { StartupError } from '../src/startup-error';
 import { HistoryStore } from '../src/stores/history-store';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 
-class UsageError extends Error {
-  override name = 'UsageError';
-}
+class UsageError extends StartupError {}
 
 export function parseRange(argv: string[]): { from: Date; to: Date } {
   const value = (name: string) => {

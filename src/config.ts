@@ -5,6 +5,7 @@
  */
 import os from 'node:os';
 import { parseApiKeys, type ApiKey } from './auth/api-keys';
+import { StartupError } from './startup-error';
 
 export type EnergyReadingsMode = 'interval' | 'cumulative';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -56,10 +57,9 @@ export interface Config {
   readonly rateLimitBurst: number;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends StartupError {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
-    this.name = 'ConfigError';
   }
 }
 
