@@ -1,10 +1,21 @@
 /**
  * The HTTP ceiling: a bare Node `http` server that reads and parses the same JSON body and
- * answers 202, with nothing else. `node dist/bench/bare-server.js <port>`.
+ * answers 202, with nothing else. `node dist/bench/bare-server.js [PORT]`.
  */
 import http from 'node:http';
+import { commandLineOrExit, numberOption, parseCommandLine, UsageError } from '../scripts/cli';
 
-const port = Number(process.argv[2] ?? 3999);
+const DEFAULT_PORT = '3999';
+
+const port = commandLineOrExit(() => {
+  const { positionals } = parseCommandLine(process.argv.slice(2), {
+    usage: `node dist/bench/bare-server.js [PORT]  (PORT: default ${DEFAULT_PORT})`,
+    options: {},
+    positionals: true,
+  });
+  if (positionals.length > 1) throw new UsageError('expected at most one argument, the port');
+  return numberOption('PORT', positionals[0] ?? DEFAULT_PORT, { max: 65535, integer: true });
+});
 const server = http.createServer((req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));

@@ -10,18 +10,33 @@ import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } fr
 import { EnergyReportStore } from '../src/analytics/energy-report-store';
 import { RollupStore } from '../src/stores/rollup-store';
 import { loadConfig } from '../src/config';
+import { commandLineOrExit, numberOption, parseCommandLine } from '../scripts/cli';
 import { fmt } from './bench-helpers';
 
-const argValue = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-};
+const options = commandLineOrExit(() => {
+  const { values } = parseCommandLine(process.argv.slice(2), {
+    usage: 'npm run bench:fleet [-- --vehicles N | --reuse]',
+    options: {
+      vehicles: {
+        type: 'string',
+        value: 'N',
+        default: '10000',
+        help: 'vehicles (and meters) loaded',
+      },
+      reuse: { type: 'boolean', help: 'time the already loaded database again, load nothing' },
+    },
+  });
+  return {
+    vehicles: numberOption('--vehicles', values.vehicles, { min: 1, integer: true }),
+    reuse: values.reuse ?? false,
+  };
+});
 
 async function main(): Promise<void> {
-  const vehicles = argValue('vehicles', 10_000);
+  const { vehicles } = options;
   const url =
     process.env.BENCH_FLEET_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_fleet_bench';
-  if (process.argv.includes('--reuse')) return timeAll(url);
+  if (options.reuse) return timeAll(url);
   const name = new URL(url).pathname.slice(1);
   await withMaintenanceClient(url, (c) =>
     c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),

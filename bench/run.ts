@@ -15,9 +15,16 @@ import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
 import { createRedisKeys } from '../src/redis-keys';
+import { commandLineOrExit, parseCommandLine } from '../scripts/cli';
 import { fmt, freePort, sleep, startNode, waitForHttp, type Proc } from './bench-helpers';
 
-const quick = process.argv.includes('--quick');
+const quick = commandLineOrExit(
+  () =>
+    parseCommandLine(process.argv.slice(2), {
+      usage: 'npm run bench [-- --quick]',
+      options: { quick: { type: 'boolean', help: 'shorter runs, under two minutes' } },
+    }).values.quick ?? false,
+);
 const SECONDS = quick ? 5 : 15;
 const E2E_READINGS = quick ? 200_000 : 1_000_000;
 const ANALYTICS_VEHICLES = quick ? 200 : 1000;

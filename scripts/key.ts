@@ -3,25 +3,45 @@
  * the client, once) and the API_KEYS entry that admits it (only the key's SHA-256 is stored).
  */
 import { SCOPES, generateKey, type Scope } from '../src/auth/api-keys';
+import { exitOnUsageError, parseCommandLine, UsageError } from './cli';
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
+const NAME_RULE = '1-64 characters from A-Z a-z 0-9 _ . -';
+
+const command = {
+  usage: `npm run key -- --name NAME --scopes ${SCOPES.join('+')}`,
+  options: {
+    name: {
+      type: 'string',
+      value: 'NAME',
+      help: `the client's name: ${NAME_RULE}`,
+    },
+    scopes: {
+      type: 'string',
+      value: 'SCOPES',
+      help: `what it may do: one or more of ${SCOPES.join(', ')}, joined with +`,
+    },
+  },
+} as const;
+
+function main(): void {
+  const { values } = parseCommandLine(process.argv.slice(2), command);
+  const { name, scopes: scopeText } = values;
+  if (!name) throw new UsageError(`--name is required\nusage: ${command.usage}`);
+  if (!/^[\w.-]{1,64}$/.test(name)) throw new UsageError(`--name must be ${NAME_RULE}`);
+  const scopes = (scopeText ?? '').split('+').filter(Boolean);
+  if (scopes.length === 0) throw new UsageError(`--scopes is required\nusage: ${command.usage}`);
+  const unknown = scopes.filter((s) => !SCOPES.includes(s as Scope));
+  if (unknown.length > 0)
+    throw new UsageError(
+      `--scopes: unknown scope ${unknown.join(', ')} (use ${SCOPES.join(', ')})`,
+    );
+  const { key, entry } = generateKey(name, scopes as Scope[]);
+  console.log(`key (give it to ${name}; it is not stored anywhere): ${key}`);
+  console.log(`API_KEYS entry (comma-separate several): ${entry}`);
 }
 
-const name = arg('name');
-const scopes = (arg('scopes') ?? '').split('+').filter(Boolean);
-if (
-  !name ||
-  !/^[\w.-]{1,64}$/.test(name) ||
-  scopes.length === 0 ||
-  scopes.some((s) => !SCOPES.includes(s as Scope))
-) {
-  console.error(
-    `usage: npm run key -- --name NAME --scopes ${SCOPES.join('+')} (one or more, joined with +)`,
-  );
-  process.exit(2);
+try {
+  main();
+} catch (err) {
+  exitOnUsageError(err);
 }
-const { key, entry } = generateKey(name, scopes as Scope[]);
-console.log(`key (give it to ${name}; it is not stored anywhere): ${key}`);
-console.log(`API_KEYS entry (comma-separate several): ${entry}`);

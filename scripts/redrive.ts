@@ -8,12 +8,20 @@ import { createIngestQueue } from '../src/queue/ingest-queue';
 import { createRedis, waitForRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import { redrive } from '../workers/redrive';
+import { parseCommandLine } from './cli';
+
+const command = {
+  usage: 'npm run redrive [-- --dry-run]',
+  options: {
+    'dry-run': { type: 'boolean', help: 'count the failed jobs and dead letters, change nothing' },
+  },
+} as const;
 
 async function main(): Promise<void> {
   const logger = createLogger({ level: 'info', name: 'redrive' });
   try {
+    const dryRun = parseCommandLine(process.argv.slice(2), command).values['dry-run'] ?? false;
     const config = loadConfig(process.env);
-    const dryRun = process.argv.includes('--dry-run');
     const redis = createRedis(config.redisUrl, 'command');
     await waitForRedis(redis, 3000);
     const keys = createRedisKeys(config.redisPrefix);

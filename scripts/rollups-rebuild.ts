@@ -8,18 +8,27 @@ import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
 import { RollupStore } from '../src/stores/rollup-store';
+import { parseCommandLine, UsageError } from './cli';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 
-class UsageError extends Error {
-  override name = 'UsageError';
-}
+const command = {
+  usage: 'npm run rollups:rebuild -- --from DATE-TIME --to DATE-TIME',
+  options: {
+    from: {
+      type: 'string',
+      value: 'DATE-TIME',
+      help: 'start of the range, e.g. 2024-03-01T00:00:00Z',
+    },
+    to: { type: 'string', value: 'DATE-TIME', help: 'end of the range (excluded)' },
+  },
+} as const;
 
 export function parseRange(argv: string[]): { from: Date; to: Date } {
-  const value = (name: string) => {
-    const i = argv.indexOf(`--${name}`);
-    const text = i >= 0 ? argv[i + 1] : undefined;
+  const { values } = parseCommandLine(argv, command);
+  const value = (name: 'from' | 'to') => {
+    const text = values[name];
     const ms = text ? Date.parse(text) : NaN;
     if (!text || !/(Z|[+-]\d{2}:\d{2})$/i.test(text) || !Number.isFinite(ms)) {
       throw new UsageError(

@@ -1,13 +1,13 @@
 /**
- * `npm run simulate -- --meters N --vehicles N [--interval 60] [--speed X] [--duration D]
- *   [--url U] [--mode interval|cumulative] [--faulty 0.05] [--backfill 24h] [--seed S] [--prefix P]
- *   [--key K]` (K: an API key with the ingest and admin scopes, when the engine requires keys)
+ * `npm run simulate -- --meters N --vehicles N [--backfill 24h | --duration 10m] [options]`
+ * (`--help` lists the options and their defaults).
  *
  * Maps every vehicle to a meter through the API, then sends the fleet's readings through batch
  * ingest: live (one tick every interval/speed seconds, for --duration) or, with --backfill, a past
  * span as fast as the engine accepts it. Honours 503 + Retry-After and shows a progress line.
  * Prints the vehicles whose charger it made faulty, so the analytics report can be checked.
  */
+import { exitOnUsageError, numberOption, parseCommandLine, UsageError } from './cli';
 import {
   Fleet,
   type EnergyMode,
@@ -17,9 +17,9 @@ import {
 
 type Reading = MeterReadingBody | VehicleReadingBody;
 
-function parseDuration(text: string): number {
+function parseDuration(name: string, text: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
-  if (!match) throw new Error(`not a duration: ${text} (use e.g. 90s, 10m, 24h)`);
+  if (!match) throw new UsageError(`--${name}: not a duration: ${text} (use e.g. 90s, 10m, 24h)`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? 's'] ?? 1000;
   return Number(match[1]) * unit;
 }
@@ -42,39 +42,66 @@ export interface SimulateOptions {
   key: string | null;
 }
 
+const command = {
+  usage: 'npm run simulate -- --meters N --vehicles N [options]',
+  options: {
+    meters: { type: 'string', value: 'N', default: '10', help: 'meters in the fleet' },
+    vehicles: { type: 'string', value: 'N', default: '10', help: 'vehicles, one meter each' },
+    interval: { type: 'string', value: 'S', default: '60', help: 'seconds between readings' },
+    speed: { type: 'string', value: 'X', default: '1', help: 'live ticks this many times faster' },
+    duration: {
+      type: 'string',
+      value: 'D',
+      help: 'run live this long, e.g. 10m (default: until Ctrl-C)',
+    },
+    url: { type: 'string', value: 'URL', default: 'http://127.0.0.1:3000', help: 'the engine' },
+    mode: {
+      type: 'string',
+      value: 'M',
+      default: 'interval',
+      help: "interval or cumulative, as the engine's ENERGY_READINGS",
+    },
+    faulty: { type: 'string', value: 'F', default: '0.05', help: 'share of faulty chargers' },
+    backfill: {
+      type: 'string',
+      value: 'D',
+      help: 'load this past span as fast as accepted, e.g. 24h',
+    },
+    seed: { type: 'string', value: 'S', default: '42', help: 'random seed' },
+    prefix: { type: 'string', value: 'P', default: 'SIM-', help: 'device id prefix' },
+    batch: { type: 'string', value: 'N', default: '5000', help: 'readings per ingest request' },
+    quiet: { type: 'boolean', help: 'no progress line' },
+    key: {
+      type: 'string',
+      value: 'K',
+      help: 'API key with the ingest and admin scopes, if required',
+    },
+  },
+} as const;
+
 export function parseArgs(argv: string[]): SimulateOptions {
-  const args = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i].startsWith('--'))
-      args.set(
-        argv[i].slice(2),
-        argv[i + 1]?.startsWith('--') || argv[i + 1] === undefined ? 'true' : argv[++i],
-      );
-  }
-  const num = (name: string, fallback: number) => {
-    const value = Number(args.get(name) ?? fallback);
-    if (!Number.isFinite(value) || value < 0)
-      throw new Error(`--${name} must be a non-negative number`);
-    return value;
-  };
-  const mode = (args.get('mode') ?? 'interval') as EnergyMode;
+  const { values } = parseCommandLine(argv, command);
+  const num = (name: 'meters' | 'vehicles' | 'interval' | 'speed' | 'faulty' | 'seed' | 'batch') =>
+    numberOption(`--${name}`, values[name]);
+  const mode = values.mode;
   if (mode !== 'interval' && mode !== 'cumulative')
-    throw new Error('--mode must be interval or cumulative');
+    throw new UsageError('--mode must be interval or cumulative');
   return {
-    url: (args.get('url') ?? 'http://127.0.0.1:3000').replace(/\/$/, ''),
-    meters: Math.max(1, num('meters', 10)),
-    vehicles: Math.max(1, num('vehicles', 10)),
-    intervalS: Math.max(1, num('interval', 60)),
-    speed: Math.max(0.001, num('speed', 1)),
-    durationMs: args.has('duration') ? parseDuration(args.get('duration') as string) : Infinity,
+    url: values.url.replace(/\/$/, ''),
+    meters: Math.max(1, num('meters')),
+    vehicles: Math.max(1, num('vehicles')),
+    intervalS: Math.max(1, num('interval')),
+    speed: Math.max(0.001, num('speed')),
+    durationMs:
+      values.duration !== undefined ? parseDuration('duration', values.duration) : Infinity,
     mode,
-    faulty: Math.min(1, num('faulty', 0.05)),
-    backfillMs: args.has('backfill') ? parseDuration(args.get('backfill') as string) : 0,
-    seed: num('seed', 42),
-    prefix: args.get('prefix') ?? 'SIM-',
-    batchSize: Math.max(1, num('batch', 5000)),
-    quiet: args.has('quiet'),
-    key: args.get('key') ?? null,
+    faulty: Math.min(1, num('faulty')),
+    backfillMs: values.backfill !== undefined ? parseDuration('backfill', values.backfill) : 0,
+    seed: num('seed'),
+    prefix: values.prefix,
+    batchSize: Math.max(1, num('batch')),
+    quiet: values.quiet ?? false,
+    key: values.key ?? null,
   };
 }
 
@@ -218,8 +245,7 @@ if (require.main === module) {
   try {
     options = parseArgs(process.argv.slice(2));
   } catch (err) {
-    console.error((err as Error).message);
-    process.exit(2);
+    exitOnUsageError(err);
   }
   process.on('SIGINT', () => process.exit(0));
   simulate(options).catch((err: unknown) => {

@@ -2,207 +2,312 @@
  * The engine's configuration: read from the environment once, validated, frozen.
  * Every process (API, flusher, scripts) calls loadConfig(process.env) at its entry point and
  * passes the result down; nothing else reads process.env.
+ *
+ * Each variable is declared once, in `settingsSchema`: its type, default, limits, allowed values
+ * and meaning. The `Config` type, the validation (ajv), the error messages and the README's
+ * Configuration table (`describeSettings`) are all derived from that declaration.
  */
 import os from 'node:os';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import Ajv, { type ErrorObject, type SchemaValidateFunction } from 'ajv';
 import { parseApiKeys, type ApiKey } from './auth/api-keys';
+import { StartupError } from './startup-error';
 
-export type EnergyReadingsMode = 'interval' | 'cumulative';
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const ENERGY_READINGS_MODES = ['interval', 'cumulative'] as const;
+export type EnergyReadingsMode = (typeof ENERGY_READINGS_MODES)[number];
 
-export interface Config {
-  readonly databaseUrl: string;
-  readonly redisUrl: string;
-  readonly port: number;
-  readonly flusherPort: number;
-  readonly redisPrefix: string;
-  readonly logLevel: LogLevel;
-  /** Readings allowed in one ingest request (array or NDJSON). */
-  readonly maxBatchReadings: number;
-  /** Largest request body in bytes, checked after decompression too. */
-  readonly bodyLimitBytes: number;
-  /** How far in the future a reading's timestamp may be, in seconds. */
-  readonly maxClockSkewS: number;
-  /** Readings per BullMQ job built by the group-commit buffer. */
-  readonly queueBatchReadings: number;
-  /** Readings waiting in the queue above which ingest answers 503. */
-  readonly maxBacklogReadings: number;
-  /** Share of Redis maxmemory above which ingest answers 503 (before Redis refuses writes). */
-  readonly redisMemoryHighWater: number;
-  readonly flusherConcurrency: number;
-  /** BullMQ lock of a running job; a crashed flusher's job runs again after about this long. */
-  readonly flusherLockMs: number;
-  /** Days of history kept; 0 keeps everything. */
-  readonly retentionDays: number;
-  /** Days ahead of today for which history partitions are created in advance. */
-  readonly partitionDaysAhead: number;
-  readonly energyReadings: EnergyReadingsMode;
-  readonly efficiencyThreshold: number;
-  readonly analyticsCacheTtlS: number;
-  readonly dbPoolMax: number;
-  readonly dbStatementTimeoutMs: number;
-  readonly dbAcquireTimeoutMs: number;
-  /** `off` behind a pooler that cannot keep prepared statements (PgBouncer transaction mode < 1.21). */
-  readonly dbPreparedStatements: 'on' | 'off';
-  /** Attempts per flush job before it is kept as failed (backoff doubles from flushBackoffMs). */
-  readonly flushAttempts: number;
-  readonly flushBackoffMs: number;
-  /** Time a process gets to finish its work on SIGTERM before it exits anyway. */
-  readonly shutdownTimeoutMs: number;
-  /** `off` serves everyone; `on` (default) requires a key from API_KEYS on /v1 routes. */
-  readonly auth: 'on' | 'off';
-  readonly apiKeys: readonly ApiKey[];
-  /** Requests per second per key (token bucket shared through Redis); 0 turns the limit off. */
-  readonly rateLimitPerS: number;
-  readonly rateLimitBurst: number;
+const KB = 1024;
+const MB = 1024 * KB;
+
+/** Annotations on a setting's schema, beyond JSON Schema's own keywords. */
+interface SettingOptions {
+  description: string;
+  /** The README's default when the value depends on the machine. */
+  defaultText?: string;
+  /** What a valid value looks like, for rules no other keyword describes (a pattern). */
+  expected?: string;
+  /** URL schemes accepted (`new URL(v).protocol`). */
+  protocols?: readonly string[];
+  /** A size such as `4mb`, `512kb` or `1048576`, in bytes from minimum to maximum. */
+  byteSize?: { minimum: number; maximum: number };
+  /** Parsed by parseApiKeys, which names every bad entry. */
+  apiKeys?: true;
 }
 
-export class ConfigError extends Error {
+const integer = (defaultValue: number, minimum: number, maximum: number, options: SettingOptions) =>
+  Type.Integer({ default: defaultValue, minimum, maximum, ...options });
+
+const number = (defaultValue: number, minimum: number, maximum: number, options: SettingOptions) =>
+  Type.Number({ default: defaultValue, minimum, maximum, ...options });
+
+const oneOf = <T extends string>(values: readonly T[], defaultValue: T, options: SettingOptions) =>
+  Type.Unsafe<T>({ type: 'string', enum: values, default: defaultValue, ...options });
+
+const text = (defaultValue: string, options: SettingOptions & { pattern?: string }) =>
+  Type.String({ default: defaultValue, ...options });
+
+const code = (value: string) => `\`${value}\``;
+
+export const settingsSchema = Type.Object({
+  DATABASE_URL: text('postgres://postgres@127.0.0.1:5432/energy', {
+    protocols: ['postgres:', 'postgresql:'],
+    description: 'PostgreSQL; `npm run migrate` creates the database',
+  }),
+  REDIS_URL: text('redis://127.0.0.1:6379', {
+    protocols: ['redis:', 'rediss:'],
+    description: 'Redis (queue, live state, caches)',
+  }),
+  REDIS_PREFIX: text('energy', {
+    pattern: '^[A-Za-z0-9_.-]{1,64}$',
+    expected: '1-64 characters from A-Z a-z 0-9 _ . -',
+    description:
+      'prefix of every Redis key and queue; deployments sharing a Redis use different ones',
+  }),
+  PORT: integer(3000, 0, 65535, { description: 'API port' }),
+  FLUSHER_PORT: integer(9464, 0, 65535, { description: "flusher's health (and metrics) port" }),
+  LOG_LEVEL: oneOf(LOG_LEVELS, 'info', { description: LOG_LEVELS.map(code).join(' ') }),
+  MAX_BATCH_READINGS: integer(5000, 1, 100_000, { description: 'readings per ingest request' }),
+  BODY_LIMIT: text('4mb', {
+    byteSize: { minimum: 1 * KB, maximum: 256 * MB },
+    description: 'largest body, also after gzip decompression',
+  }),
+  MAX_CLOCK_SKEW_S: integer(300, 0, 86_400, {
+    description: 'how far in the future a timestamp may be',
+  }),
+  QUEUE_BATCH_READINGS: integer(1000, 1, 100_000, {
+    description: 'readings per queue job (group commit)',
+  }),
+  MAX_BACKLOG_READINGS: integer(1_000_000, 1, 1_000_000_000, {
+    description: 'readings waiting for PostgreSQL above which ingest answers 503',
+  }),
+  // Below 1: ingest must refuse before Redis itself refuses writes.
+  REDIS_MEMORY_HIGH_WATER: number(0.9, 0.1, 0.99, {
+    description: 'share of Redis `maxmemory` above which ingest answers 503',
+  }),
+  FLUSHER_CONCURRENCY: integer(Math.max(2, os.availableParallelism()), 1, 256, {
+    defaultText: 'cores, at least 2',
+    description: 'jobs one flusher process writes at once',
+  }),
+  FLUSHER_LOCK_MS: integer(30_000, 1000, 600_000, {
+    description: "job lock; a crashed flusher's job runs again after about this long",
+  }),
+  FLUSH_ATTEMPTS: integer(25, 1, 1000, {
+    description: 'attempts per job before it is kept as failed (about 20 minutes of retries)',
+  }),
+  FLUSH_BACKOFF_MS: integer(1000, 1, 600_000, {
+    description: 'first retry delay; doubles per attempt, capped at 60 s',
+  }),
+  RETENTION_DAYS: integer(0, 0, 36_500, {
+    description: 'drop history partitions older than this many days; 0 keeps everything',
+  }),
+  PARTITION_DAYS_AHEAD: integer(3, 1, 60, {
+    description: 'daily partitions created ahead of time',
+  }),
+  DB_POOL_MAX: integer(10, 1, 200, { description: 'PostgreSQL connections per process' }),
+  DB_STATEMENT_TIMEOUT_MS: integer(30_000, 100, 3_600_000, {
+    description: '`statement_timeout` of every connection',
+  }),
+  DB_PREPARED_STATEMENTS: oneOf(['on', 'off'] as const, 'on', {
+    description:
+      "the flusher's batch insert and the report's window query as prepared statements; `off` behind PgBouncer in transaction mode before 1.21",
+  }),
+  DB_ACQUIRE_TIMEOUT_MS: integer(10_000, 100, 600_000, {
+    description: 'longest wait for a pooled connection',
+  }),
+  SHUTDOWN_TIMEOUT_MS: integer(30_000, 100, 600_000, {
+    description: 'time to finish work on SIGTERM before exiting anyway',
+  }),
+  ENERGY_READINGS: oneOf(ENERGY_READINGS_MODES, 'interval', {
+    description: '`interval` or `cumulative` meter/vehicle energy values',
+  }),
+  EFFICIENCY_THRESHOLD: number(0.85, 0, 10, {
+    description: 'efficiency below this raises an alert',
+  }),
+  ANALYTICS_CACHE_TTL_S: integer(30, 0, 86_400, { description: 'analytics cache lifetime' }),
+  // `on` requires a key from API_KEYS on /v1 routes.
+  AUTH: oneOf(['on', 'off'] as const, 'on', {
+    description: '`off` serves every client without a key',
+  }),
+  API_KEYS: text('', {
+    apiKeys: true,
+    description: '`name:scopes:sha256hex` entries, comma-separated (`npm run key`)',
+  }),
+  // A token bucket per key, shared through Redis.
+  RATE_LIMIT_PER_S: number(0, 0, 1_000_000, {
+    description: 'requests per second per key; 0 turns the limit off',
+  }),
+  RATE_LIMIT_BURST: integer(100, 1, 1_000_000, {
+    description: 'requests a key may send at once before the rate applies',
+  }),
+});
+
+type Settings = Static<typeof settingsSchema>;
+type SettingName = keyof Settings & string;
+
+/** `MAX_CLOCK_SKEW_S` -> `maxClockSkewS`: the config key of a variable. */
+type CamelCase<S extends string> = S extends `${infer Head}_${infer Tail}`
+  ? `${Lowercase<Head>}${Capitalize<CamelCase<Tail>>}`
+  : Lowercase<S>;
+
+const camelCase = (name: string) =>
+  name.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/** Variables whose config value is parsed from the validated text, under a key of its own. */
+const PARSED = ['BODY_LIMIT', 'API_KEYS'] as const;
+
+type PlainSettings = {
+  readonly [K in Exclude<SettingName, (typeof PARSED)[number]> as CamelCase<K>]: Settings[K];
+};
+
+export interface Config extends PlainSettings {
+  /** BODY_LIMIT in bytes: the largest request body, checked after decompression too. */
+  readonly bodyLimitBytes: number;
+  /** API_KEYS parsed; only the keys' SHA-256 hashes are ever configured. */
+  readonly apiKeys: readonly ApiKey[];
+}
+
+export class ConfigError extends StartupError {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
-    this.name = 'ConfigError';
   }
 }
+
+const BYTE_UNITS: Record<string, number> = { b: 1, kb: KB, mb: MB };
+
+/** `4mb`, `512kb`, `1048576` -> bytes; NaN when the text is not a size. */
+export function parseByteSize(value: string): number {
+  const match = /^(\d+)\s*(b|kb|mb)?$/i.exec(value);
+  return match ? Number(match[1]) * BYTE_UNITS[(match[2] ?? 'b').toLowerCase()] : NaN;
+}
+
+const formatBytes = (bytes: number) =>
+  bytes % MB === 0 ? `${bytes / MB}mb` : bytes % KB === 0 ? `${bytes / KB}kb` : String(bytes);
+
+type SettingSchema = TSchema & SettingOptions & Record<string, unknown>;
+const schemaOf = (name: string) =>
+  (settingsSchema.properties as Record<string, SettingSchema>)[name];
+
+/** What a valid value of the setting looks like, from its schema. */
+function expectation(schema: SettingSchema): string {
+  if (schema.expected) return schema.expected;
+  if (schema.protocols) return `a ${schema.protocols.join(' or ')}// URL`;
+  if (schema.byteSize) {
+    const { minimum, maximum } = schema.byteSize;
+    return `a size such as 4mb, 512kb or 1048576 (${formatBytes(minimum)} to ${formatBytes(maximum)})`;
+  }
+  if (Array.isArray(schema.enum)) return `one of ${schema.enum.join(', ')}`;
+  const kind = schema.type === 'integer' ? 'an integer' : 'a number';
+  return `${kind} from ${String(schema.minimum)} to ${String(schema.maximum)}`;
+}
+
+const checkProtocols: SchemaValidateFunction = (protocols: string[], value: string) => {
+  try {
+    return protocols.includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+};
+
+const checkByteSize: SchemaValidateFunction = (
+  range: { minimum: number; maximum: number },
+  value: string,
+) => {
+  const bytes = parseByteSize(value);
+  return Number.isSafeInteger(bytes) && bytes >= range.minimum && bytes <= range.maximum;
+};
+
+const checkApiKeys: SchemaValidateFunction = (_: true, value: string) => {
+  const { problems } = parseApiKeys(value);
+  checkApiKeys.errors = problems.map((message) => ({ keyword: 'apiKeys', message, params: {} }));
+  return problems.length === 0;
+};
+
+function compileSettings() {
+  // coerceTypes turns numeric text into numbers. Two of its traps are guarded against:
+  // - '' would become 0: loadConfig drops blank variables first, so a blank means the default;
+  // - 'Infinity' and '1e400' become Infinity, and with strictNumbers ajv skips minimum/maximum
+  //   for a number that is not finite, so PORT=Infinity would pass. Without strictNumbers the
+  //   bounds refuse it (every numeric setting has both: see `integer` and `number`).
+  const ajv = new Ajv({
+    allErrors: true,
+    strict: true,
+    strictNumbers: false,
+    coerceTypes: true,
+    useDefaults: true,
+  });
+  ajv.addVocabulary(['defaultText', 'expected']);
+  ajv.addKeyword({ keyword: 'protocols', type: 'string', validate: checkProtocols });
+  ajv.addKeyword({ keyword: 'byteSize', type: 'string', validate: checkByteSize });
+  ajv.addKeyword({ keyword: 'apiKeys', type: 'string', errors: true, validate: checkApiKeys });
+  return ajv.compile<Settings>(settingsSchema);
+}
+
+let validateSettings: ReturnType<typeof compileSettings> | undefined;
 
 type Env = Record<string, string | undefined>;
 
-/** Collects every problem before failing, so one start-up names all bad variables at once. */
-class EnvReader {
-  readonly problems: string[] = [];
-  constructor(private readonly env: Env) {}
-
-  private raw(name: string): string | undefined {
-    const value = this.env[name];
-    return value === undefined || value.trim() === '' ? undefined : value.trim();
+/** Reads and checks every setting; one ConfigError lists every bad variable at once. */
+export function loadConfig(env: Env = {}): Config {
+  validateSettings ??= compileSettings();
+  const names = Object.keys(settingsSchema.properties);
+  const given: Record<string, string> = {};
+  for (const name of names) {
+    const value = env[name]?.trim();
+    if (value) given[name] = value;
   }
-
-  string(name: string, fallback: string, pattern?: RegExp, expects?: string): string {
-    const value = this.raw(name) ?? fallback;
-    if (pattern && !pattern.test(value)) {
-      this.problems.push(`${name}=${JSON.stringify(value)}: expected ${expects}`);
-    }
-    return value;
+  // ajv fills in the defaults and converts numbers in place.
+  const values: Record<string, unknown> = { ...given };
+  if (!validateSettings(values)) {
+    const errors = validateSettings.errors ?? [];
+    throw new ConfigError(names.flatMap((name) => problemsOf(name, given[name], errors)));
   }
-
-  url(name: string, fallback: string, protocols: string[]): string {
-    const value = this.raw(name) ?? fallback;
-    try {
-      const parsed = new URL(value);
-      if (!protocols.includes(parsed.protocol)) throw new Error('protocol');
-    } catch {
-      this.problems.push(
-        `${name}=${JSON.stringify(value)}: expected a ${protocols.join(' or ')}// URL`,
-      );
-    }
-    return value;
+  const config: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(values)) {
+    if (!(PARSED as readonly string[]).includes(name)) config[camelCase(name)] = value;
   }
-
-  number(name: string, fallback: number, min: number, max: number, integer = true): number {
-    const text = this.raw(name);
-    if (text === undefined) return fallback;
-    const value = Number(text);
-    const kind = integer ? 'an integer' : 'a number';
-    if (
-      !Number.isFinite(value) ||
-      (integer && !Number.isInteger(value)) ||
-      value < min ||
-      value > max
-    ) {
-      this.problems.push(`${name}=${JSON.stringify(text)}: expected ${kind} from ${min} to ${max}`);
-      return fallback;
-    }
-    return value;
-  }
-
-  bytes(name: string, fallback: number): number {
-    const text = this.raw(name);
-    if (text === undefined) return fallback;
-    const match = /^(\d+)\s*(b|kb|mb)?$/i.exec(text);
-    const units: Record<string, number> = { b: 1, kb: 1024, mb: 1024 * 1024 };
-    const value = match ? Number(match[1]) * units[(match[2] ?? 'b').toLowerCase()] : NaN;
-    if (!Number.isSafeInteger(value) || value < 1024 || value > 256 * 1024 * 1024) {
-      this.problems.push(
-        `${name}=${JSON.stringify(text)}: expected a size such as 4mb, 512kb or 1048576 (1kb to 256mb)`,
-      );
-      return fallback;
-    }
-    return value;
-  }
-
-  apiKeys(name: string): ApiKey[] {
-    const { keys, problems } = parseApiKeys(this.raw(name) ?? '');
-    this.problems.push(...problems);
-    return keys;
-  }
-
-  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
-    const value = this.raw(name) ?? fallback;
-    if (!allowed.includes(value as T)) {
-      this.problems.push(`${name}=${JSON.stringify(value)}: expected one of ${allowed.join(', ')}`);
-      return fallback;
-    }
-    return value as T;
-  }
+  config.bodyLimitBytes = parseByteSize(values.BODY_LIMIT);
+  config.apiKeys = parseApiKeys(values.API_KEYS).keys;
+  return Object.freeze(config as unknown as Config);
 }
 
-const LOG_LEVELS: readonly LogLevel[] = [
-  'fatal',
-  'error',
-  'warn',
-  'info',
-  'debug',
-  'trace',
-  'silent',
-];
+function problemsOf(name: string, value: string | undefined, errors: ErrorObject[]): string[] {
+  const own = errors.filter((e) => e.instancePath === `/${name}`);
+  if (own.length === 0) return [];
+  // parseApiKeys names the entry and what is wrong with it; its messages stand on their own.
+  const listed = own.filter((e) => e.keyword === 'apiKeys').map((e) => e.message ?? '');
+  if (listed.length > 0) return listed;
+  return [`${name}=${JSON.stringify(value)}: expected ${expectation(schemaOf(name))}`];
+}
 
-export function loadConfig(env: Env = {}): Config {
-  const read = new EnvReader(env);
-  const config: Config = {
-    databaseUrl: read.url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/energy', [
-      'postgres:',
-      'postgresql:',
-    ]),
-    redisUrl: read.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
-    port: read.number('PORT', 3000, 0, 65535),
-    flusherPort: read.number('FLUSHER_PORT', 9464, 0, 65535),
-    redisPrefix: read.string(
-      'REDIS_PREFIX',
-      'energy',
-      /^[A-Za-z0-9_.-]{1,64}$/,
-      '1-64 characters from A-Z a-z 0-9 _ . -',
-    ),
-    logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
-    maxBatchReadings: read.number('MAX_BATCH_READINGS', 5000, 1, 100_000),
-    bodyLimitBytes: read.bytes('BODY_LIMIT', 4 * 1024 * 1024),
-    maxClockSkewS: read.number('MAX_CLOCK_SKEW_S', 300, 0, 86_400),
-    queueBatchReadings: read.number('QUEUE_BATCH_READINGS', 1000, 1, 100_000),
-    maxBacklogReadings: read.number('MAX_BACKLOG_READINGS', 1_000_000, 1, 1_000_000_000),
-    redisMemoryHighWater: read.number('REDIS_MEMORY_HIGH_WATER', 0.9, 0.1, 0.99, false),
-    flusherConcurrency: read.number(
-      'FLUSHER_CONCURRENCY',
-      Math.max(2, os.availableParallelism()),
-      1,
-      256,
-    ),
-    flusherLockMs: read.number('FLUSHER_LOCK_MS', 30_000, 1000, 600_000),
-    retentionDays: read.number('RETENTION_DAYS', 0, 0, 36_500),
-    partitionDaysAhead: read.number('PARTITION_DAYS_AHEAD', 3, 1, 60),
-    energyReadings: read.oneOf('ENERGY_READINGS', 'interval', ['interval', 'cumulative'] as const),
-    efficiencyThreshold: read.number('EFFICIENCY_THRESHOLD', 0.85, 0, 10, false),
-    analyticsCacheTtlS: read.number('ANALYTICS_CACHE_TTL_S', 30, 0, 86_400),
-    dbPoolMax: read.number('DB_POOL_MAX', 10, 1, 200),
-    dbStatementTimeoutMs: read.number('DB_STATEMENT_TIMEOUT_MS', 30_000, 100, 3_600_000),
-    dbAcquireTimeoutMs: read.number('DB_ACQUIRE_TIMEOUT_MS', 10_000, 100, 600_000),
-    dbPreparedStatements: read.oneOf('DB_PREPARED_STATEMENTS', 'on', ['on', 'off'] as const),
-    flushAttempts: read.number('FLUSH_ATTEMPTS', 25, 1, 1000),
-    flushBackoffMs: read.number('FLUSH_BACKOFF_MS', 1000, 1, 600_000),
-    shutdownTimeoutMs: read.number('SHUTDOWN_TIMEOUT_MS', 30_000, 100, 600_000),
-    auth: read.oneOf('AUTH', 'on', ['on', 'off'] as const),
-    apiKeys: read.apiKeys('API_KEYS'),
-    rateLimitPerS: read.number('RATE_LIMIT_PER_S', 0, 0, 1_000_000, false),
-    rateLimitBurst: read.number('RATE_LIMIT_BURST', 100, 1, 1_000_000),
-  };
-  if (read.problems.length > 0) throw new ConfigError(read.problems);
-  return Object.freeze(config);
+export interface SettingDescription {
+  name: string;
+  /** As the README shows it: `` `4mb` ``, `(empty)`, or a phrase for machine-dependent ones. */
+  default: string;
+  description: string;
+}
+
+/** Every setting with its default and meaning, in declaration order. */
+export function listSettings(): SettingDescription[] {
+  return Object.keys(settingsSchema.properties).map((name) => {
+    const schema = schemaOf(name);
+    const value = String(schema.default);
+    return {
+      name,
+      default: schema.defaultText ?? (value === '' ? '(empty)' : code(value)),
+      description: schema.description,
+    };
+  });
+}
+
+/** The rows of the README's Configuration table (before Prettier aligns them). */
+export function describeSettings(): string[] {
+  return [
+    '| variable | default | meaning |',
+    '| --- | --- | --- |',
+    ...listSettings().map((s) => `| ${code(s.name)} | ${s.default} | ${s.description} |`),
+  ];
 }
 
 /** Hides the password of a connection URL so it can be logged or shown in an error. */

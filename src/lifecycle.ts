@@ -1,4 +1,5 @@
 import type { Logger } from './logger';
+import { StartupError } from './startup-error';
 
 /**
  * Runs `stop` once on SIGTERM or SIGINT, then exits. A second signal, or a stop that outlives
@@ -36,8 +37,7 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
 /** Reports a start-up failure as a readable message (no stack trace for expected failures). */
 export function exitOnStartupFailure(err: unknown, logger: Logger): never {
   const message = err instanceof Error ? err.message : String(err);
-  const expected =
-    err instanceof Error && /ConfigError|DependencyUnavailableError|UsageError/.test(err.name);
+  const expected = err instanceof StartupError;
   logger.fatal(expected ? { reason: message } : { err }, 'cannot start');
   // The log line is JSON for machines; a person at a terminal gets the plain message too.
   process.stderr.write(`\nCannot start: ${message}\n\n`);

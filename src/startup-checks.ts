@@ -2,14 +2,10 @@ import pg from 'pg';
 import { maintenanceUrl } from '../db/migrate';
 import { redactUrl } from './config';
 import { createRedis, waitForRedis } from './redis';
+import { StartupError } from './startup-error';
 
 /** A dependency the process cannot start without; its message tells a person what to do. */
-export class DependencyUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DependencyUnavailableError';
-  }
-}
+export class DependencyUnavailableError extends StartupError {}
 
 const describe = (err: unknown) =>
   (err instanceof Error ? err.message : String(err)) || 'no answer';

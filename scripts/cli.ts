@@ -1,0 +1,131 @@
+/**
+ * Command-line options for the scripts and benchmarks, through `node:util` parseArgs (strict):
+ * an unknown option, a missing value or a value given to a flag is a UsageError naming the
+ * option, and every command answers `--help` with its usage, built from the same declaration.
+ */
+import { parseArgs } from 'node:util';
+import { StartupError } from '../src/startup-error';
+
+/** A wrong command line; its message says what is wrong and how the command is used. */
+export class UsageError extends StartupError {}
+
+type OptionSpec =
+  | {
+      type: 'string';
+      /** What the value is, in the usage (`--name NAME`). */
+      value: string;
+      /** The value when the option is absent; the help text shows it. */
+      default?: string;
+      help: string;
+    }
+  | { type: 'boolean'; help: string };
+
+export interface Command<O extends Record<string, OptionSpec>> {
+  /** How to run it, e.g. `npm run key -- --name NAME --scopes SCOPES`. */
+  usage: string;
+  options: O;
+  /** Whether it takes arguments that are not options (the usage shows which). */
+  positionals?: boolean;
+}
+
+/** A string option with a default always has a value; any other may be absent. */
+type OptionValues<O extends Record<string, OptionSpec>> = {
+  [K in keyof O as O[K] extends { default: string } ? K : never]: string;
+} & {
+  [K in keyof O as O[K] extends { default: string } ? never : K]?: O[K]['type'] extends 'string'
+    ? string
+    : boolean;
+};
+
+/** The usage line and one line per option. */
+export function helpText(command: Command<Record<string, OptionSpec>>): string {
+  const lines = Object.entries(command.options).map(([name, spec]) =>
+    spec.type === 'string'
+      ? [
+          `--${name} ${spec.value}`,
+          spec.default === undefined ? spec.help : `${spec.help} (default ${spec.default})`,
+        ]
+      : [`--${name}`, spec.help],
+  );
+  lines.push(['-h, --help', 'this text']);
+  const width = Math.max(...lines.map(([option]) => option.length));
+  return [
+    `usage: ${command.usage}`,
+    ...lines.map(([option, help]) => `  ${option.padEnd(width)}  ${help}`),
+  ].join('\n');
+}
+
+/**
+ * Parses `argv` (without node and the script) against the command's options. `--help` prints
+ * the help text and exits; a mistake throws a UsageError that names the option.
+ */
+export function parseCommandLine<const O extends Record<string, OptionSpec>>(
+  argv: readonly string[],
+  command: Command<O>,
+): { values: OptionValues<O>; positionals: string[] } {
+  const options = Object.fromEntries(
+    Object.entries(command.options).map(([name, spec]) => [
+      name,
+      spec.type === 'string' ? { type: spec.type, default: spec.default } : { type: spec.type },
+    ]),
+  );
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: command.positionals ?? false,
+    });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\nusage: ${command.usage} (--help for more)`);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(`${helpText(command)}\n`);
+    process.exit(0);
+  }
+  return { values: parsed.values as OptionValues<O>, positionals: parsed.positionals };
+}
+
+/** For an entry point: a UsageError is printed without a stack and the process exits with 2. */
+export function exitOnUsageError(err: unknown): never {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`${err.message}\n`);
+  process.exit(2);
+}
+
+/**
+ * For an entry point without error handling of its own: runs `read` (parseCommandLine and any
+ * checks of the values) and exits with 2 on a UsageError.
+ */
+export function commandLineOrExit<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    exitOnUsageError(err);
+  }
+}
+
+/** An option's text as a number within limits; otherwise a UsageError naming the option. */
+export function numberOption(
+  label: string,
+  text: string,
+  { min = 0, max = Infinity, integer = false } = {},
+): number {
+  const value = text.trim() === '' ? NaN : Number(text);
+  if (
+    Number.isFinite(value) &&
+    (!integer || Number.isInteger(value)) &&
+    value >= min &&
+    value <= max
+  )
+    return value;
+  const kind = integer ? 'integer' : 'number';
+  const range =
+    max !== Infinity
+      ? `${integer ? 'an' : 'a'} ${kind} from ${min} to ${max}`
+      : min === 0
+        ? `a non-negative ${kind}`
+        : `${integer ? 'an' : 'a'} ${kind} of at least ${min}`;
+  throw new UsageError(`${label} must be ${range}`);
+}

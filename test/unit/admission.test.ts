@@ -1,0 +1,131 @@
+import type { Redis } from 'ioredis';
+import { AppError } from '../../src/errors';
+import { createLogger } from '../../src/logger';
+import { createRedisKeys } from '../../src/redis-keys';
+import { IngestAdmission } from '../../src/telemetry/admission';
+
+const keys = createRedisKeys('unit');
+
+/** Just what IngestAdmission.refresh reads from Redis: the backlog counter and INFO memory. */
+function redisStub(sample: { backlog: string | null; usedMemory: number; maxMemory: number }) {
+  const stub = {
+    get: jest.fn(async (key: string) => (key === keys.backlogReadings ? sample.backlog : null)),
+    info: jest.fn(
+      async (section: string) =>
+        `# ${section}\r\nused_memory:${sample.usedMemory}\r\nused_memory_human:1M\r\n` +
+        `used_memory_rss:99999999999\r\nmaxmemory:${sample.maxMemory}\r\nmaxmemory_human:1M\r\n`,
+    ),
+  };
+  return { stub, redis: stub as unknown as Redis };
+}
+
+async function admissionWith(
+  sample: { backlog: string | null; usedMemory?: number; maxMemory?: number },
+  config = { maxBacklogReadings: 1000, redisMemoryHighWater: 0.9 },
+) {
+  const { stub, redis } = redisStub({ usedMemory: 0, maxMemory: 0, ...sample });
+  const admission = new IngestAdmission({
+    redis,
+    keys,
+    config,
+    logger: createLogger({ level: 'silent', name: 'unit' }),
+  });
+  await admission.refresh();
+  return { admission, stub };
+}
+
+/** The 503 that check throws, or null when the readings are admitted. */
+function refusal(admission: IngestAdmission, incoming: number, pending: number) {
+  try {
+    admission.check(incoming, pending);
+    return null;
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    return { status: err.statusCode, code: err.code, retryAfter: err.headers['Retry-After'] };
+  }
+}
+
+describe('IngestAdmission', () => {
+  test('when Redis is sampled, then the backlog counter and INFO memory fields are read', async () => {
+    const { admission, stub } = await admissionWith({
+      backlog: '250',
+      usedMemory: 1234,
+      maxMemory: 5678,
+    });
+    expect(stub.get).toHaveBeenCalledWith(keys.backlogReadings);
+    expect(stub.info).toHaveBeenCalledWith('memory');
+    expect(admission.latest).toMatchObject({
+      backlogReadings: 250,
+      usedMemoryBytes: 1234,
+      maxMemoryBytes: 5678,
+    });
+  });
+
+  test('when the backlog counter is missing or negative, then the backlog counts as 0', async () => {
+    expect((await admissionWith({ backlog: null })).admission.latest.backlogReadings).toBe(0);
+    expect((await admissionWith({ backlog: '-7' })).admission.latest.backlogReadings).toBe(0);
+  });
+
+  test('when nothing has been sampled yet, then readings are admitted', () => {
+    const admission = new IngestAdmission({
+      redis: redisStub({ backlog: null, usedMemory: 0, maxMemory: 0 }).redis,
+      keys,
+      config: { maxBacklogReadings: 10, redisMemoryHighWater: 0.9 },
+      logger: createLogger({ level: 'silent', name: 'unit' }),
+    });
+    expect(refusal(admission, 10, 0)).toBeNull();
+  });
+
+  test('when backlog, pending and incoming readings reach the limit exactly, then they are admitted', async () => {
+    const { admission } = await admissionWith({ backlog: '900' });
+    expect(refusal(admission, 60, 40)).toBeNull();
+  });
+
+  test.each([
+    ['incoming readings', 101, 0],
+    ['readings still pending in this process', 1, 100],
+    ['pending and incoming readings together', 51, 50],
+  ])(
+    'when %s pass the backlog limit, then ingest answers 503 backlog_full with Retry-After',
+    async (_, incoming, pending) => {
+      const { admission } = await admissionWith({ backlog: '900' });
+      expect(refusal(admission, incoming, pending)).toEqual({
+        status: 503,
+        code: 'backlog_full',
+        retryAfter: '5',
+      });
+    },
+  );
+
+  test('when Redis memory is above the high-water share of maxmemory, then ingest answers 503 redis_memory_high', async () => {
+    const { admission } = await admissionWith({ backlog: '0', usedMemory: 901, maxMemory: 1000 });
+    expect(refusal(admission, 1, 0)).toEqual({
+      status: 503,
+      code: 'redis_memory_high',
+      retryAfter: '5',
+    });
+  });
+
+  test('when Redis memory is at the high-water mark, then readings are admitted', async () => {
+    const { admission } = await admissionWith({ backlog: '0', usedMemory: 900, maxMemory: 1000 });
+    expect(refusal(admission, 1, 0)).toBeNull();
+  });
+
+  test('when Redis has no maxmemory, then memory never refuses readings', async () => {
+    const { admission } = await admissionWith({
+      backlog: '0',
+      usedMemory: 64 * 2 ** 30,
+      maxMemory: 0,
+    });
+    expect(refusal(admission, 1, 0)).toBeNull();
+  });
+
+  test('when both the backlog and memory are over, then the backlog is named', async () => {
+    const { admission } = await admissionWith({
+      backlog: '1000',
+      usedMemory: 999,
+      maxMemory: 1000,
+    });
+    expect(refusal(admission, 1, 0)?.code).toBe('backlog_full');
+  });
+});

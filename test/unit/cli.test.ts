@@ -1,0 +1,150 @@
+import { helpText, numberOption, parseCommandLine, UsageError } from '../../scripts/cli';
+import { parseRange } from '../../scripts/rollups-rebuild';
+import { parseArgs } from '../../scripts/simulate';
+import { StartupError } from '../../src/startup-error';
+
+const command = {
+  usage: 'npm run example -- --name NAME [--count N] [--dry-run]',
+  options: {
+    name: { type: 'string', value: 'NAME', help: 'who' },
+    count: { type: 'string', value: 'N', default: '3', help: 'how many' },
+    'dry-run': { type: 'boolean', help: 'change nothing' },
+  },
+} as const;
+
+const usageErrorOf = (run: () => unknown): UsageError => {
+  try {
+    run();
+  } catch (err) {
+    if (err instanceof UsageError) return err;
+    throw err;
+  }
+  throw new Error('no UsageError');
+};
+
+describe('command lines', () => {
+  test('when options are given, then their values are returned and absent ones take their defaults', () => {
+    expect(parseCommandLine(['--name', 'a', '--dry-run'], command).values).toEqual({
+      name: 'a',
+      count: '3',
+      'dry-run': true,
+    });
+    expect(parseCommandLine(['--name=b', '--count', '7'], command).values).toMatchObject({
+      name: 'b',
+      count: '7',
+    });
+  });
+
+  test.each([
+    [['--nmae', 'a'], /Unknown option '--nmae'/],
+    [['--name'], /--name <value>' argument missing/],
+    [['--dry-run=yes'], /'--dry-run' does not take an argument/],
+    [['stray'], /Unexpected argument 'stray'/],
+  ])(
+    'when the command line is %j, then a UsageError names the problem and shows the usage',
+    (argv, problem) => {
+      const error = usageErrorOf(() => parseCommandLine(argv, command));
+      expect(error).toBeInstanceOf(StartupError);
+      expect(error.message).toMatch(problem);
+      expect(error.message).toContain(`usage: ${command.usage}`);
+    },
+  );
+
+  test('when help is asked for, then every option is listed with its value and default', () => {
+    expect(helpText(command).split('\n')).toEqual([
+      `usage: ${command.usage}`,
+      '  --name NAME  who',
+      '  --count N    how many (default 3)',
+      '  --dry-run    change nothing',
+      '  -h, --help   this text',
+    ]);
+  });
+
+  test.each([
+    ['12', {}, 12],
+    ['0.5', {}, 0.5],
+    ['65535', { max: 65535, integer: true }, 65535],
+  ])(
+    'when a number option is %j within its limits, then it is that number',
+    (text, limits, value) => {
+      expect(numberOption('--n', text, limits)).toBe(value);
+    },
+  );
+
+  test.each([
+    ['-1', {}, '--n must be a non-negative number'],
+    ['', {}, '--n must be a non-negative number'],
+    ['ten', { min: 1, integer: true }, '--n must be an integer of at least 1'],
+    ['1.5', { max: 9, integer: true }, '--n must be an integer from 0 to 9'],
+    ['Infinity', {}, '--n must be a non-negative number'],
+  ])(
+    'when a number option is %j, then the UsageError says what it must be',
+    (text, limits, message) => {
+      expect(usageErrorOf(() => numberOption('--n', text, limits)).message).toBe(message);
+    },
+  );
+});
+
+describe('rollups:rebuild range', () => {
+  test('when the range has zones, then it widens to the whole hours that contain it', () => {
+    expect(
+      parseRange(['--from', '2024-03-01T00:30:00+01:00', '--to', '2024-03-01T05:10:00Z']),
+    ).toEqual({
+      from: new Date('2024-02-29T23:00:00Z'),
+      to: new Date('2024-03-01T06:00:00Z'),
+    });
+  });
+
+  test.each([
+    [
+      ['--from', 'yesterday', '--to', '2024-03-02T00:00:00Z'],
+      /--from must be an RFC 3339 date-time/,
+    ],
+    [
+      ['--from', '2024-03-01T00:00:00', '--to', '2024-03-02T00:00:00Z'],
+      /--from must be an RFC 3339/,
+    ],
+    [['--from', '2024-03-01T00:00:00Z'], /--to must be an RFC 3339 date-time/],
+    [
+      ['--to', '2024-03-01T00:00:00Z', '--from', '2024-03-02T00:00:00Z'],
+      /--from must be earlier than --to/,
+    ],
+    [
+      ['--from', '2024-03-01T00:00:00Z', '--to', '2024-03-02T00:00:00Z', '--days', '1'],
+      /Unknown option '--days'/,
+    ],
+  ])('when the arguments are %j, then a UsageError says what is wrong', (argv, message) => {
+    expect(usageErrorOf(() => parseRange(argv)).message).toMatch(message);
+  });
+});
+
+describe('simulator options', () => {
+  test('when nothing is given, then the documented defaults apply', () => {
+    expect(parseArgs([])).toEqual({
+      url: 'http://127.0.0.1:3000',
+      meters: 10,
+      vehicles: 10,
+      intervalS: 60,
+      speed: 1,
+      durationMs: Infinity,
+      mode: 'interval',
+      faulty: 0.05,
+      backfillMs: 0,
+      seed: 42,
+      prefix: 'SIM-',
+      batchSize: 5000,
+      quiet: false,
+      key: null,
+    });
+  });
+
+  test.each([
+    [['--meters', 'many'], /--meters must be a non-negative number/],
+    [['--duration', '3x'], /--duration: not a duration/],
+    [['--mode', 'weekly'], /--mode must be interval or cumulative/],
+    [['--quiet=yes'], /'--quiet' does not take an argument/],
+    [['--meter', '5'], /Unknown option '--meter'/],
+  ])('when the options are %j, then a UsageError names the option', (argv, message) => {
+    expect(usageErrorOf(() => parseArgs(argv)).message).toMatch(message);
+  });
+});

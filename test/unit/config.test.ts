@@ -1,0 +1,321 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { hashKey } from '../../src/auth/api-keys';
+import {
+  ConfigError,
+  describeSettings,
+  listSettings,
+  loadConfig,
+  type Config,
+} from '../../src/config';
+import { StartupError } from '../../src/startup-error';
+
+/** The problems loadConfig reports for this environment (none when it loads). */
+function problemsFor(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return err.problems;
+  }
+}
+
+const MB = 1024 * 1024;
+
+describe('configuration defaults', () => {
+  test('when nothing is set, then every documented default applies and the result is frozen', () => {
+    const config = loadConfig({});
+    expect(config).toEqual({
+      databaseUrl: 'postgres://postgres@127.0.0.1:5432/energy',
+      redisUrl: 'redis://127.0.0.1:6379',
+      redisPrefix: 'energy',
+      port: 3000,
+      flusherPort: 9464,
+      logLevel: 'info',
+      maxBatchReadings: 5000,
+      bodyLimitBytes: 4 * MB,
+      maxClockSkewS: 300,
+      queueBatchReadings: 1000,
+      maxBacklogReadings: 1_000_000,
+      redisMemoryHighWater: 0.9,
+      flusherConcurrency: Math.max(2, os.availableParallelism()),
+      flusherLockMs: 30_000,
+      flushAttempts: 25,
+      flushBackoffMs: 1000,
+      retentionDays: 0,
+      partitionDaysAhead: 3,
+      dbPoolMax: 10,
+      dbStatementTimeoutMs: 30_000,
+      dbPreparedStatements: 'on',
+      dbAcquireTimeoutMs: 10_000,
+      shutdownTimeoutMs: 30_000,
+      energyReadings: 'interval',
+      efficiencyThreshold: 0.85,
+      analyticsCacheTtlS: 30,
+      auth: 'on',
+      apiKeys: [],
+      rateLimitPerS: 0,
+      rateLimitBurst: 100,
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  test('when the config is built, then its keys are exactly those of the Config type', () => {
+    // Typed, so a key the type lacks fails typecheck; compared at run time, so the two agree.
+    const keys: Array<keyof Config> = [
+      'databaseUrl',
+      'redisUrl',
+      'redisPrefix',
+      'port',
+      'flusherPort',
+      'logLevel',
+      'maxBatchReadings',
+      'bodyLimitBytes',
+      'maxClockSkewS',
+      'queueBatchReadings',
+      'maxBacklogReadings',
+      'redisMemoryHighWater',
+      'flusherConcurrency',
+      'flusherLockMs',
+      'flushAttempts',
+      'flushBackoffMs',
+      'retentionDays',
+      'partitionDaysAhead',
+      'dbPoolMax',
+      'dbStatementTimeoutMs',
+      'dbPreparedStatements',
+      'dbAcquireTimeoutMs',
+      'shutdownTimeoutMs',
+      'energyReadings',
+      'efficiencyThreshold',
+      'analyticsCacheTtlS',
+      'auth',
+      'apiKeys',
+      'rateLimitPerS',
+      'rateLimitBurst',
+    ];
+    expect(Object.keys(loadConfig({})).sort()).toEqual([...keys].sort());
+  });
+
+  test('when a variable is blank or only spaces, then it counts as unset and its default applies', () => {
+    const config = loadConfig({
+      PORT: '',
+      MAX_CLOCK_SKEW_S: '   ',
+      RETENTION_DAYS: '\t',
+      BODY_LIMIT: '',
+      LOG_LEVEL: ' ',
+      API_KEYS: ' ',
+      DATABASE_URL: '',
+    });
+    expect(config).toMatchObject({
+      port: 3000,
+      maxClockSkewS: 300,
+      retentionDays: 0,
+      bodyLimitBytes: 4 * MB,
+      logLevel: 'info',
+      apiKeys: [],
+      databaseUrl: 'postgres://postgres@127.0.0.1:5432/energy',
+    });
+  });
+
+  test('when values are set, then they are trimmed and numbers become numbers', () => {
+    const config = loadConfig({
+      PORT: ' 8080 ',
+      REDIS_MEMORY_HIGH_WATER: '0.5',
+      RATE_LIMIT_PER_S: '2.5',
+      RETENTION_DAYS: '0',
+      LOG_LEVEL: 'debug',
+      ENERGY_READINGS: 'cumulative',
+      DB_PREPARED_STATEMENTS: 'off',
+      AUTH: 'off',
+      DATABASE_URL: 'postgresql://u:p@db:5432/x',
+      REDIS_URL: 'rediss://cache:6380',
+      REDIS_PREFIX: 'energy-eu_1.a',
+    });
+    expect(config).toMatchObject({
+      port: 8080,
+      redisMemoryHighWater: 0.5,
+      rateLimitPerS: 2.5,
+      retentionDays: 0,
+      logLevel: 'debug',
+      energyReadings: 'cumulative',
+      dbPreparedStatements: 'off',
+      auth: 'off',
+      databaseUrl: 'postgresql://u:p@db:5432/x',
+      redisUrl: 'rediss://cache:6380',
+      redisPrefix: 'energy-eu_1.a',
+    });
+  });
+
+  test('when variables outside the settings are present, then they are ignored', () => {
+    expect(() => loadConfig({ HOME: '/root', PORTS: 'x', port: 'x' })).not.toThrow();
+  });
+});
+
+describe('configuration problems', () => {
+  test.each([
+    ['PORT', 'eighty', 'PORT="eighty": expected an integer from 0 to 65535'],
+    ['PORT', '80.5', 'PORT="80.5": expected an integer from 0 to 65535'],
+    ['PORT', '65536', 'PORT="65536": expected an integer from 0 to 65535'],
+    ['PORT', '-1', 'PORT="-1": expected an integer from 0 to 65535'],
+    ['PORT', 'Infinity', 'PORT="Infinity": expected an integer from 0 to 65535'],
+    ['PORT', '-Infinity', 'PORT="-Infinity": expected an integer from 0 to 65535'],
+    ['PORT', '1e400', 'PORT="1e400": expected an integer from 0 to 65535'],
+    ['FLUSHER_PORT', 'x', 'FLUSHER_PORT="x": expected an integer from 0 to 65535'],
+    ['MAX_BATCH_READINGS', '0', 'MAX_BATCH_READINGS="0": expected an integer from 1 to 100000'],
+    [
+      'MAX_BACKLOG_READINGS',
+      '1e10',
+      'MAX_BACKLOG_READINGS="1e10": expected an integer from 1 to 1000000000',
+    ],
+    [
+      'REDIS_MEMORY_HIGH_WATER',
+      '1',
+      'REDIS_MEMORY_HIGH_WATER="1": expected a number from 0.1 to 0.99',
+    ],
+    ['EFFICIENCY_THRESHOLD', 'NaN', 'EFFICIENCY_THRESHOLD="NaN": expected a number from 0 to 10'],
+    [
+      'RATE_LIMIT_PER_S',
+      'Infinity',
+      'RATE_LIMIT_PER_S="Infinity": expected a number from 0 to 1000000',
+    ],
+    ['FLUSHER_CONCURRENCY', '0', 'FLUSHER_CONCURRENCY="0": expected an integer from 1 to 256'],
+    ['REDIS_URL', 'http://x', 'REDIS_URL="http://x": expected a redis: or rediss:// URL'],
+    [
+      'REDIS_URL',
+      'localhost:6379',
+      'REDIS_URL="localhost:6379": expected a redis: or rediss:// URL',
+    ],
+    [
+      'DATABASE_URL',
+      'mysql://db/x',
+      'DATABASE_URL="mysql://db/x": expected a postgres: or postgresql:// URL',
+    ],
+    ['REDIS_PREFIX', 'a b', 'REDIS_PREFIX="a b": expected 1-64 characters from A-Z a-z 0-9 _ . -'],
+    [
+      'REDIS_PREFIX',
+      'x'.repeat(65),
+      `REDIS_PREFIX="${'x'.repeat(65)}": expected 1-64 characters from A-Z a-z 0-9 _ . -`,
+    ],
+    [
+      'LOG_LEVEL',
+      'loud',
+      'LOG_LEVEL="loud": expected one of fatal, error, warn, info, debug, trace, silent',
+    ],
+    ['ENERGY_READINGS', 'weekly', 'ENERGY_READINGS="weekly": expected one of interval, cumulative'],
+    ['DB_PREPARED_STATEMENTS', 'yes', 'DB_PREPARED_STATEMENTS="yes": expected one of on, off'],
+    ['AUTH', 'OFF', 'AUTH="OFF": expected one of on, off'],
+  ])('when %s is %j, then the problem names it and what it expects', (name, value, message) => {
+    expect(problemsFor({ [name]: value })).toEqual([message]);
+  });
+
+  test('when several variables are bad, then one ConfigError names each of them, in the order they are documented', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        LOG_LEVEL: 'loud',
+        PORT: 'eighty',
+        REDIS_URL: 'http://x',
+        BODY_LIMIT: '4 gigs',
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).toBeInstanceOf(StartupError);
+    expect((error as ConfigError).problems.map((p) => p.split('=')[0])).toEqual([
+      'REDIS_URL',
+      'PORT',
+      'LOG_LEVEL',
+      'BODY_LIMIT',
+    ]);
+    expect((error as Error).message).toMatch(
+      /^Invalid configuration:\n {2}- REDIS_URL="http:\/\/x"/,
+    );
+  });
+});
+
+describe('BODY_LIMIT', () => {
+  test.each([
+    ['4mb', 4 * MB],
+    ['512kb', 512 * 1024],
+    ['1048576', MB],
+    ['4 MB', 4 * MB],
+    ['2048b', 2048],
+    ['1kb', 1024],
+    ['256mb', 256 * MB],
+  ])('when it is %j, then the limit is %d bytes', (value, bytes) => {
+    expect(loadConfig({ BODY_LIMIT: value }).bodyLimitBytes).toBe(bytes);
+  });
+
+  test.each(['1023', '257mb', '1gb', '4.5mb', 'big', '-1kb', '99999999999999999999mb'])(
+    'when it is %j, then it is refused with the sizes it accepts',
+    (value) => {
+      expect(problemsFor({ BODY_LIMIT: value })).toEqual([
+        `BODY_LIMIT=${JSON.stringify(value)}: expected a size such as 4mb, 512kb or 1048576 (1kb to 256mb)`,
+      ]);
+    },
+  );
+});
+
+describe('API_KEYS', () => {
+  const hex = hashKey('secret').toString('hex');
+
+  test('when entries are valid, then each key keeps its name, scopes and hash', () => {
+    const { apiKeys } = loadConfig({ API_KEYS: ` gw-1:ingest:${hex} , ops:read+admin:${hex}` });
+    expect(apiKeys.map((k) => [k.name, k.scopes])).toEqual([
+      ['gw-1', ['ingest']],
+      ['ops', ['read', 'admin']],
+    ]);
+    expect(apiKeys[0].hash.equals(hashKey('secret'))).toBe(true);
+  });
+
+  test('when entries are bad, then every problem of every entry is reported with the other variables', () => {
+    expect(problemsFor({ API_KEYS: `a:fly:${hex},b`, PORT: 'x' })).toEqual([
+      'PORT="x": expected an integer from 0 to 65535',
+      'API_KEYS entry 1 (a): unknown scope fly (use ingest, read, admin)',
+      'API_KEYS entry 2 (b): expected name:scopes:sha256hex',
+    ]);
+  });
+});
+
+describe('settings documentation', () => {
+  /** The README's Configuration table: variable name -> default cell. */
+  function readmeDefaults(): Map<string, string> {
+    const readme = readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+    const section = readme.split(/^## Configuration$/m)[1]?.split(/^## /m)[0] ?? '';
+    const rows = new Map<string, string>();
+    for (const line of section.split('\n')) {
+      const cells = line.split('|').map((c) => c.trim());
+      const name = /^`([A-Z0-9_]+)`$/.exec(cells[1] ?? '')?.[1];
+      if (name) rows.set(name, cells[2]);
+    }
+    return rows;
+  }
+
+  test('when the README is read, then its Configuration table lists every setting with the same default', () => {
+    const documented = readmeDefaults();
+    const declared = listSettings();
+    expect(declared.map((s) => [s.name, documented.get(s.name)])).toEqual(
+      declared.map((s) => [s.name, s.default]),
+    );
+    expect([...documented.keys()].sort()).toEqual(declared.map((s) => s.name).sort());
+  });
+
+  test('when the settings are described, then there is one table row per setting with its default and meaning', () => {
+    const rows = describeSettings();
+    expect(rows[0]).toBe('| variable | default | meaning |');
+    expect(rows).toHaveLength(listSettings().length + 2);
+    expect(rows).toContain(
+      '| `BODY_LIMIT` | `4mb` | largest body, also after gzip decompression |',
+    );
+    expect(rows).toContain(
+      '| `FLUSHER_CONCURRENCY` | cores, at least 2 | jobs one flusher process writes at once |',
+    );
+    expect(rows).toContain(
+      '| `API_KEYS` | (empty) | `name:scopes:sha256hex` entries, comma-separated (`npm run key`) |',
+    );
+  });
+});
