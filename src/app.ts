@@ -9,6 +9,7 @@ import { PerformanceService } from './analytics/performance-service';
 import { ReportCache } from './analytics/report-cache';
 import { createAuthorize } from './auth/authorize';
 import type { Config } from './config';
+import { createDashboardRouter, dashboardAssetsDir } from './dashboard/dashboard-router';
 import type { Registry } from 'prom-client';
 import { createHealthRouter } from './health';
 import {
@@ -156,6 +157,7 @@ export function createApp({
     config,
   });
   app.use(createAnalyticsRouter({ performance, fleet, config, authorize }));
+  app.use(createDashboardRouter({ assetsDir: dashboardAssetsDir() }));
   app.use(notFoundHandler);
   app.use(createErrorHandler(logger.child({ module: 'errors' })));
 
