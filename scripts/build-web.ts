@@ -35,7 +35,7 @@ function licenseBanner(): string {
   const { version } = JSON.parse(
     readFileSync(join(projectRoot(), 'node_modules', 'uplot', 'package.json'), 'utf8'),
   ) as { version: string };
-  return `/*! Includes uPlot ${version} (c) Leon Sorokin, MIT License, https://github.com/leeoniya/uPlot */`;
+  return `/*! Includes uPlot ${version}, (c) Leon Sorokin, MIT License */`;
 }
 
 export async function buildWeb(outDir = WEB_OUT_DIR): Promise<void> {

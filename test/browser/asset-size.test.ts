@@ -31,6 +31,6 @@ describe('dashboard assets (built by the global setup, as npm run build:web does
     ]);
     // No CDN, no other origin anywhere in the bundle.
     const js = readFileSync(join(WEB_OUT_DIR, urls[2].replace('/dashboard/', '')), 'utf8');
-    expect(js).not.toMatch(/https?:\/\/(?!github\.com\/leeoniya\/uPlot)[\w.-]+\//);
+    expect(js).not.toMatch(/https?:\/\//);
   });
 });

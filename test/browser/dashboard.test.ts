@@ -139,6 +139,39 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
   });
 });
 
+describe('dashboard window choice', () => {
+  test('when a custom window is applied, then the fleet reports exactly that span', async () => {
+    await page.goto(`${engine.url}/dashboard#/fleet?window=24h`);
+    await page.waitForSelector('.fleet-view tbody tr');
+    await page.getByLabel('Custom').check();
+    // Prefilled with the span on screen; narrow it to the last two whole hours.
+    const to = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+    const from = new Date(to.getTime() - 2 * 3_600_000);
+    // The browser runs in Europe/Berlin: type the wall-clock times it shows there.
+    const berlin = (d: Date) =>
+      new Intl.DateTimeFormat('sv-SE', {
+        timeZone: 'Europe/Berlin',
+        dateStyle: 'short',
+        timeStyle: 'short',
+      })
+        .format(d)
+        .replace(' ', 'T');
+    await page.getByLabel('From').fill(berlin(from));
+    await page.getByLabel('To', { exact: true }).fill(berlin(to));
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await page.waitForFunction(() => location.hash.includes('window=custom'));
+    await page.waitForFunction(
+      (iso) =>
+        document.querySelector('.fleet-view .window-line time')?.getAttribute('datetime') === iso,
+      from.toISOString(),
+    );
+    const params = new URLSearchParams(new URL(page.url()).hash.split('?')[1]);
+    expect(params.get('from')).toBe(from.toISOString());
+    expect(params.get('to')).toBe(to.toISOString());
+    expect(await page.isChecked('#fleet-window-custom')).toBe(true);
+  });
+});
+
 describe('dashboard page rules', () => {
   test('when the page and its assets are fetched, then they need no key and carry the dashboard CSP', async () => {
     const res = await fetch(`${engine.url}/dashboard`);

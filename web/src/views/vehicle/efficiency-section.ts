@@ -54,11 +54,12 @@ export class EfficiencySection extends Section {
     this.batteryChart = createBatteryChart(batteryPlot);
   }
 
-  render(report: PerformanceReport | null, missingReason: string): void {
-    if (!report) {
-      this.show(notice('empty', 'No report for this vehicle', missingReason));
-      return;
-    }
+  /** The engine has nothing on the vehicle at all (its 404, which says why). */
+  renderMissing(reason: string): void {
+    this.show(notice('empty', 'No report for this vehicle', reason));
+  }
+
+  render(report: PerformanceReport): void {
     const series = report.series ?? [];
     const charted = hasData(series);
     // The figures stay the same elements across refreshes, so uPlot only swaps its data.

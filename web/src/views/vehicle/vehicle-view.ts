@@ -101,8 +101,8 @@ export class VehicleView implements View {
     if (status.status === 'fulfilled') this.live.render(status.value);
     else this.live.showError(status.reason);
 
-    if (report.status === 'fulfilled') this.efficiency.render(report.value, '');
-    else if (isNotFound(report.reason)) this.efficiency.render(null, report.reason.message);
+    if (report.status === 'fulfilled') this.efficiency.render(report.value);
+    else if (isNotFound(report.reason)) this.efficiency.renderMissing(report.reason.message);
     else this.efficiency.showError(report.reason);
 
     if (mapping.status === 'fulfilled') this.mapping.render(mapping.value);
