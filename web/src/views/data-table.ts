@@ -16,13 +16,12 @@ export function dataTable<Row>({
   columns,
   rows,
   rowAttrs,
-  footer,
 }: {
-  caption: string | Node;
+  caption: string;
   columns: Column<Row>[];
   rows: Row[];
+  /** Attributes of a row (`class`, `data-*`, `aria-current`). */
   rowAttrs?: (row: Row) => Record<string, string | boolean | undefined>;
-  footer?: HTMLTableRowElement;
 }): HTMLElement {
   const cellClass = (c: Column<Row>) => (c.numeric ? 'num' : undefined);
   const table = h(
@@ -41,28 +40,22 @@ export function dataTable<Row>({
     h(
       'tbody',
       null,
-      rows.map((row) => {
-        const attrs = rowAttrs?.(row) ?? {};
-        return h(
+      rows.map((row) =>
+        h(
           'tr',
-          {
-            class: typeof attrs.class === 'string' ? attrs.class : undefined,
-            attrs: { ...attrs, class: undefined },
-          },
+          { attrs: rowAttrs?.(row) },
           columns.map((c, i) =>
             i === 0
               ? h('th', { class: cellClass(c), attrs: { scope: 'row' } }, c.cell(row))
               : h('td', { class: cellClass(c) }, c.cell(row)),
           ),
-        );
-      }),
+        ),
+      ),
     ),
-    footer ? h('tfoot', null, footer) : null,
   );
-  const label = typeof caption === 'string' ? caption : (caption.textContent ?? 'table');
   return h(
     'div',
-    { class: 'table-scroll', attrs: { tabindex: 0, role: 'region', 'aria-label': label } },
+    { class: 'table-scroll', attrs: { tabindex: 0, role: 'region', 'aria-label': caption } },
     table,
   );
 }
