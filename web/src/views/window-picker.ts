@@ -76,7 +76,7 @@ export function createWindowPicker({
   const sizeSelect = pageSizes
     ? h(
         'select',
-        { attrs: { id: id('page-size') }, on: { change: () => emitPreset(selectedPreset()) } },
+        { attrs: { id: id('page-size') }, on: { change: pageSizeChanged } },
         pageSizes.map((n) => h('option', { attrs: { value: n } }, formatCount(n))),
       )
     : null;
@@ -104,12 +104,12 @@ export function createWindowPicker({
   const selectedPreset = (): Preset => radios.find((r) => r.input.checked)?.value ?? '24h';
   const pageSize = () => (sizeSelect ? Number(sizeSelect.value) : undefined);
 
-  function emitPreset(preset: Preset): void {
-    if (preset === 'custom') {
-      if (current.window.kind === 'custom')
-        onChange({ window: current.window, pageSize: pageSize() });
-      return;
-    }
+  /** A new page size keeps the window on screen (a custom span not yet applied stays a draft). */
+  function pageSizeChanged(): void {
+    onChange({ window: current.window, pageSize: pageSize() });
+  }
+
+  function emitPreset(preset: Exclude<Preset, 'custom'>): void {
     onChange({ window: { kind: 'last', hours: preset === '7d' ? 168 : 24 }, pageSize: pageSize() });
   }
 
