@@ -3,8 +3,8 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  // The fault scenarios run on their own: `npm run test:faults`.
-  testPathIgnorePatterns: ['/node_modules/', '/test/faults/'],
+  // The fault scenarios and the browser tests run on their own: `npm run test:faults`, `test:browser`.
+  testPathIgnorePatterns: ['/node_modules/', '/test/faults/', '/test/browser/'],
   transform: {
     // Type checking is done once by `npm run typecheck`; here it would only slow every run.
     '^.+\\.ts$': ['ts-jest', { diagnostics: false }],

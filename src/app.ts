@@ -9,6 +9,7 @@ import { PerformanceService } from './analytics/performance-service';
 import { ReportCache } from './analytics/report-cache';
 import { createAuthorize } from './auth/authorize';
 import type { Config } from './config';
+import { createDashboardRouter, dashboardAssetsDir } from './dashboard/dashboard-router';
 import { settingsRoutes } from './devices/settings-routes';
 import { statusRoutes } from './devices/status-routes';
 import { healthRoutes } from './health';
@@ -173,6 +174,7 @@ export function createApp({
       }),
     }),
   );
+  app.use(createDashboardRouter({ assetsDir: dashboardAssetsDir() }));
   app.use(notFoundHandler);
   app.use(createErrorHandler(logger.child({ module: 'errors' })));
 

@@ -1,0 +1,76 @@
+import express, { Router, type Response } from 'express';
+import { extname, join, resolve } from 'node:path';
+import { AppError } from '../errors';
+
+/**
+ * The page's own policy, replacing the JSON API's `default-src 'none'`: scripts, styles and data
+ * from this origin only, nothing inline and no eval. uPlot styles elements through the CSSOM,
+ * which `style-src 'self'` allows. `img-src data:` is for the empty favicon only.
+ */
+export const DASHBOARD_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/** Asset names carry their content hash, so a browser may keep them for good. */
+const HASHED_ASSET_CACHE = 'public, max-age=31536000, immutable';
+
+/**
+ * Where `npm run build:web` writes the dashboard: dist/web. Compiled, this file is
+ * dist/src/dashboard/*.js (so ../../web); from sources (tsx, jest) it is src/dashboard/*.ts.
+ */
+export function dashboardAssetsDir(): string {
+  return extname(__filename) === '.js'
+    ? resolve(__dirname, '..', '..', 'web')
+    : resolve(__dirname, '..', '..', 'dist', 'web');
+}
+
+const notBuilt = () =>
+  new AppError(
+    503,
+    'dashboard_not_built',
+    'The dashboard has not been built on this server; run npm run build',
+  );
+
+const useDashboardPolicy = (res: Response) => res.set('Content-Security-Policy', DASHBOARD_CSP);
+
+/**
+ * `GET /dashboard`: the page (index.html, revalidated on every load so a new build is picked up)
+ * and `/dashboard/assets/*` (hashed, cached for a year). Neither needs an API key: the page asks
+ * for one and sends it with its API requests.
+ */
+export function createDashboardRouter({ assetsDir }: { assetsDir: string }): Router {
+  const root = resolve(assetsDir);
+  const router = Router();
+
+  router.use('/dashboard', (_req, res, next) => {
+    useDashboardPolicy(res);
+    next();
+  });
+
+  router.get('/dashboard', (_req, res, next) => {
+    res.set('Cache-Control', 'no-cache');
+    res.sendFile(join(root, 'index.html'), { cacheControl: false }, (err?: Error) => {
+      if (!err || res.headersSent) return;
+      next((err as NodeJS.ErrnoException).code === 'ENOENT' ? notBuilt() : err);
+    });
+  });
+
+  router.use(
+    '/dashboard/assets',
+    express.static(join(root, 'assets'), {
+      index: false,
+      redirect: false,
+      cacheControl: false,
+      setHeaders: (res) => res.set('Cache-Control', HASHED_ASSET_CACHE),
+    }),
+  );
+
+  return router;
+}

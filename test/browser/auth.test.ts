@@ -1,0 +1,91 @@
+import type { Page } from 'playwright-core';
+import { generateKey } from '../../src/auth/api-keys';
+import { startTestEngine, type TestEngine } from '../helpers/engine';
+import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
+import { loadSimulatedFleet } from './helpers/fleet-loader';
+import { recordCspViolations, runAxe } from './helpers/page-checks';
+
+const reader = generateKey('dashboard-reader', ['read']);
+const loader = generateKey('fleet-loader', ['ingest', 'admin', 'read']);
+const ingestOnly = generateKey('gateway', ['ingest']);
+
+let engine: TestEngine;
+let browser: DashboardBrowser;
+
+beforeAll(async () => {
+  engine = await startTestEngine({
+    AUTH: 'on',
+    API_KEYS: [reader.entry, loader.entry, ingestOnly.entry].join(','),
+  });
+  await loadSimulatedFleet(engine, { vehicles: 6, faulty: 0.34, backfill: '2h', key: loader.key });
+  browser = await launchDashboardBrowser();
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await engine?.stop();
+});
+
+const keyDialog = (page: Page) => page.locator('dialog.key-dialog');
+
+async function enterKey(page: Page, key: string): Promise<void> {
+  await page.getByLabel('API key (read scope)').fill(key);
+  await page.getByRole('button', { name: 'Use key' }).click();
+}
+
+describe('dashboard with AUTH on', () => {
+  test('when the page loads, then it needs no key itself but asks for one before showing data', async () => {
+    expect((await fetch(`${engine.url}/dashboard`)).status).toBe(200);
+    expect((await fetch(`${engine.url}/v1/analytics/fleet`)).status).toBe(401);
+    const page = await browser.newPage();
+    const cspViolations = await recordCspViolations(page);
+    await page.goto(`${engine.url}/dashboard`);
+    await keyDialog(page).waitFor({ state: 'visible' });
+    await expect(page.locator('.key-message').textContent()).resolves.toMatch(
+      /requires an API key with the read scope/,
+    );
+    // The open prompt is accessible too (labelled field, named dialog).
+    const serious = (await runAxe(page)).filter(
+      (v) => v.impact === 'serious' || v.impact === 'critical',
+    );
+    expect(serious).toEqual([]);
+
+    await enterKey(page, 'not-a-key-this-engine-knows');
+    await page.waitForFunction(() =>
+      /The key was refused/.test(document.querySelector('.key-message')?.textContent ?? ''),
+    );
+    expect(await keyDialog(page).isVisible()).toBe(true);
+
+    await enterKey(page, ingestOnly.key);
+    await page.waitForFunction(() =>
+      /lacks the read scope/.test(document.querySelector('.key-message')?.textContent ?? ''),
+    );
+
+    await enterKey(page, reader.key);
+    await page.waitForSelector('.fleet-view tbody tr');
+    expect(await keyDialog(page).isVisible()).toBe(false);
+    expect(await page.locator('.fleet-view tbody tr').count()).toBe(6);
+    expect(await page.locator('.fleet-view tbody tr[data-flagged="true"]').count()).toBe(2);
+
+    // Kept for the tab: a reload asks no more; the key is in sessionStorage, nowhere else.
+    await page.reload();
+    await page.waitForSelector('.fleet-view tbody tr');
+    expect(await keyDialog(page).isVisible()).toBe(false);
+    expect(await page.evaluate(() => Object.values(sessionStorage))).toContain(reader.key);
+    expect(await page.evaluate(() => Object.values(localStorage))).not.toContain(reader.key);
+    expect(await cspViolations()).toEqual([]);
+    await page.close();
+  });
+
+  test('when the prompt is declined, then the page says which key is missing instead of a blank', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${engine.url}/dashboard`);
+    await keyDialog(page).waitFor({ state: 'visible' });
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await page.waitForSelector('.notice-error');
+    await expect(page.locator('.notice-error').textContent()).resolves.toMatch(
+      /Could not load the fleet report.*No accepted API key \(401 missing_api_key\)/,
+    );
+    await page.close();
+  });
+});

@@ -1,0 +1,238 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import type { Fleet } from '../../scripts/fleet-model';
+import { startTestEngine, type TestEngine } from '../helpers/engine';
+import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
+import { loadSimulatedFleet } from './helpers/fleet-loader';
+import { drawnPixels, parseFigure, recordCspViolations, runAxe } from './helpers/page-checks';
+
+const DOCS = join(__dirname, '..', '..', 'docs');
+
+let engine: TestEngine;
+let fleet: Fleet;
+let browser: DashboardBrowser;
+let page: Page;
+let cspViolations: () => Promise<string[]>;
+
+beforeAll(async () => {
+  engine = await startTestEngine();
+  fleet = await loadSimulatedFleet(engine, { vehicles: 20, faulty: 0.25, backfill: '3h' });
+  browser = await launchDashboardBrowser();
+  page = await browser.newPage();
+  cspViolations = await recordCspViolations(page);
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await engine?.stop();
+});
+
+async function api<T>(path: string): Promise<T> {
+  const res = await fetch(`${engine.url}${path}`);
+  expect(res.status).toBe(200);
+  return (await res.json()) as T;
+}
+
+interface FleetRow {
+  vehicleId: string;
+  flagged: boolean;
+  status: string;
+}
+
+const fleetRows = (p: Page): Promise<FleetRow[]> =>
+  p.$$eval('.fleet-view tbody tr', (rows) =>
+    rows.map((r) => ({
+      vehicleId: r.getAttribute('data-vehicle-id') ?? '',
+      flagged: r.getAttribute('data-flagged') === 'true',
+      status: r.querySelector('td')?.textContent ?? '',
+    })),
+  );
+
+/** A <dl> of dt/dd pairs as { term: definition }. */
+const definitionList = (p: Page, selector: string): Promise<Record<string, string>> =>
+  p.$eval(selector, (dl) =>
+    Object.fromEntries(
+      [...dl.querySelectorAll('dt')].map((dt) => [
+        dt.textContent ?? '',
+        dt.nextElementSibling?.textContent ?? '',
+      ]),
+    ),
+  );
+
+describe('dashboard against a simulated fleet with known faulty chargers', () => {
+  test('when the dashboard opens, then the fleet lists exactly the flagged vehicles, worst first', async () => {
+    await page.goto(`${engine.url}/dashboard`);
+    await page.waitForSelector('.fleet-view tbody tr');
+    const rows = await fleetRows(page);
+    const faulty = fleet.faulty().map((f) => f.vehicleId);
+    expect(faulty.length).toBe(5);
+
+    expect(rows).toHaveLength(20);
+    const flagged = rows.filter((r) => r.flagged).map((r) => r.vehicleId);
+    expect(new Set(flagged)).toEqual(new Set(faulty));
+    expect(rows.slice(0, faulty.length).every((r) => r.flagged)).toBe(true);
+    for (const row of rows.filter((r) => r.flagged))
+      expect(row.status).toMatch(/Flagged\s+Below the 85\.0\s%\sefficiency threshold/);
+
+    // Same order as the engine's report for the same window.
+    const report = await api<{ vehicles: { vehicleId: string }[] }>(
+      '/v1/analytics/fleet?hours=24&limit=100',
+    );
+    expect(rows.map((r) => r.vehicleId)).toEqual(report.vehicles.map((v) => v.vehicleId));
+    await expect(page.locator('.count-alert dd').textContent()).resolves.toBe('5');
+    await expect(page.locator('.window-line time').first().textContent()).resolves.toMatch(
+      /^\d{4}-\d{2}-\d{2} \d{2}:00 \+0[12]:00$/,
+    );
+    expect(page.url()).toMatch(/#\/fleet\?window=24h$/);
+
+    mkdirSync(DOCS, { recursive: true });
+    await page.screenshot({ path: join(DOCS, 'dashboard-fleet.png'), fullPage: true });
+  });
+
+  test('when a flagged vehicle is clicked, then its view draws the chart and shows the API figures', async () => {
+    const worst = (await fleetRows(page))[0].vehicleId;
+    await page.click(`.fleet-view tbody tr[data-vehicle-id="${worst}"] a`);
+    await page.waitForSelector('#efficiency .window-totals');
+    await page.waitForSelector('#efficiency .chart canvas');
+    expect(page.url()).toContain(`#/vehicles/${worst}?window=24h`);
+
+    // Drawn, not blank: bars and lines put thousands of pixels on the canvas.
+    const charts = await page.$$('#efficiency .chart canvas');
+    expect(charts).toHaveLength(2);
+    expect(
+      await drawnPixels(page, '#efficiency .chart-figure:nth-of-type(1) canvas'),
+    ).toBeGreaterThan(2000);
+
+    // The same window's report, asked of the API directly.
+    const [from, to] = await page.$$eval('#efficiency .window-line time', (times) =>
+      times.map((t) => t.getAttribute('datetime')),
+    );
+    const report = await api<{
+      energy: { acConsumedKwh: number; dcDeliveredKwh: number; efficiency: number; alert: boolean };
+      series: { acConsumedKwh: number | null; dcDeliveredKwh: number | null }[];
+    }>(`/v1/analytics/performance/${worst}?from=${from}&to=${to}&bucket=hour`);
+    const totals = await definitionList(page, '#efficiency .window-totals');
+    const figure = (label: string) => parseFigure(totals[label] ?? '');
+    expect(report.energy.alert).toBe(true);
+    expect(figure('AC consumed')).toBeCloseTo(report.energy.acConsumedKwh, 2);
+    expect(figure('DC delivered')).toBeCloseTo(report.energy.dcDeliveredKwh, 2);
+    expect(figure('Efficiency (DC / AC)')).toBeCloseTo(report.energy.efficiency * 100, 1);
+
+    // The hourly table under the charts carries the series hour by hour.
+    const hourly = await page.$$eval('#efficiency .hourly tbody tr', (rows) =>
+      rows.map((r) => [...r.querySelectorAll('td')].slice(0, 2).map((td) => td.textContent ?? '')),
+    );
+    expect(hourly).toHaveLength(report.series.length);
+    report.series.forEach((point, i) => {
+      if (point.acConsumedKwh !== null)
+        expect(parseFigure(hourly[i][0])).toBeCloseTo(point.acConsumedKwh, 2);
+      if (point.dcDeliveredKwh !== null)
+        expect(parseFigure(hourly[i][1])).toBeCloseTo(point.dcDeliveredKwh, 2);
+    });
+
+    // No sessions endpoint yet: the section stays hidden; the mapping and live status show.
+    expect(await page.isHidden('#sessions')).toBe(true);
+    await page.waitForSelector('#live-status .figures');
+    await page.waitForSelector('#mapping table');
+    await page.screenshot({ path: join(DOCS, 'dashboard-vehicle.png'), fullPage: true });
+  });
+});
+
+describe('dashboard window choice', () => {
+  test('when a custom window is applied, then the fleet reports exactly that span', async () => {
+    await page.goto(`${engine.url}/dashboard#/fleet?window=24h`);
+    await page.waitForSelector('.fleet-view tbody tr');
+    await page.getByLabel('Custom').check();
+    // Prefilled with the span on screen; narrow it to the last two whole hours.
+    const to = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+    const from = new Date(to.getTime() - 2 * 3_600_000);
+    // The browser runs in Europe/Berlin: type the wall-clock times it shows there.
+    const berlin = (d: Date) =>
+      new Intl.DateTimeFormat('sv-SE', {
+        timeZone: 'Europe/Berlin',
+        dateStyle: 'short',
+        timeStyle: 'short',
+      })
+        .format(d)
+        .replace(' ', 'T');
+    await page.getByLabel('From').fill(berlin(from));
+    await page.getByLabel('To', { exact: true }).fill(berlin(to));
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await page.waitForFunction(() => location.hash.includes('window=custom'));
+    await page.waitForFunction(
+      (iso) =>
+        document.querySelector('.fleet-view .window-line time')?.getAttribute('datetime') === iso,
+      from.toISOString(),
+    );
+    const params = new URLSearchParams(new URL(page.url()).hash.split('?')[1]);
+    expect(params.get('from')).toBe(from.toISOString());
+    expect(params.get('to')).toBe(to.toISOString());
+    expect(await page.isChecked('#fleet-window-custom')).toBe(true);
+  });
+});
+
+describe('dashboard page rules', () => {
+  test('when the page and its assets are fetched, then they need no key and carry the dashboard CSP', async () => {
+    const res = await fetch(`${engine.url}/dashboard`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-cache');
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("style-src 'self'");
+    expect(csp).not.toMatch(/unsafe-inline|unsafe-eval/);
+    const html = await res.text();
+    expect(html).not.toMatch(/<script>|<style|style=/);
+    const assets = [...html.matchAll(/\/dashboard\/assets\/[\w.-]+/g)].map((m) => m[0]);
+    expect(assets).toHaveLength(2);
+    for (const asset of assets) {
+      const assetRes = await fetch(`${engine.url}${asset}`);
+      expect(assetRes.status).toBe(200);
+      expect(assetRes.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    }
+    // The JSON API keeps its own policy.
+    const apiRes = await fetch(`${engine.url}/v1/analytics/fleet`);
+    expect(apiRes.headers.get('content-security-policy')).toBe(
+      "default-src 'none'; frame-ancestors 'none'",
+    );
+    // Every view visited so far, charts included, ran without a CSP violation.
+    expect(await cspViolations()).toEqual([]);
+  });
+
+  test('when axe-core checks the fleet and vehicle views, then it finds no serious or critical violation', async () => {
+    const serious = async () =>
+      (await runAxe(page)).filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    expect(await serious()).toEqual([]);
+    await page.goto(`${engine.url}/dashboard#/fleet?window=24h`);
+    await page.waitForSelector('.fleet-view tbody tr');
+    expect(await serious()).toEqual([]);
+  });
+
+  test('when 30 s pass on a vehicle view, then it refreshes in place: same vehicle, window and scroll', async () => {
+    const vehicleId = fleet.faulty()[0].vehicleId;
+    const refreshing = await browser.newPage();
+    try {
+      await refreshing.clock.install();
+      await refreshing.goto(`${engine.url}/dashboard#/vehicles/${vehicleId}?window=7d`);
+      await refreshing.waitForSelector('#efficiency .chart canvas');
+      await refreshing.evaluate(() => window.scrollTo(0, 600));
+      const before = await refreshing.evaluate(() => window.scrollY);
+      const refreshed = refreshing.waitForResponse((r) =>
+        r.url().includes(`/v1/analytics/performance/${vehicleId}`),
+      );
+      await refreshing.clock.fastForward(30_000);
+      await refreshed;
+      await refreshing.waitForFunction(() =>
+        /^Updated /.test(document.querySelector('.refresh-status')?.textContent ?? ''),
+      );
+      expect(refreshing.url()).toContain(`#/vehicles/${vehicleId}?window=7d`);
+      expect(await refreshing.isChecked('#vehicle-window-7d')).toBe(true);
+      expect(await refreshing.evaluate(() => window.scrollY)).toBe(before);
+      expect(await drawnPixels(refreshing, '#efficiency .chart canvas')).toBeGreaterThan(2000);
+      // No charge points endpoint yet: its nav entry stays hidden.
+      expect(await refreshing.isHidden('[data-nav-item="charge-points"]')).toBe(true);
+    } finally {
+      await refreshing.close();
+    }
+  });
+});

@@ -1,0 +1,119 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from '../helpers/engine';
+import { createTestContext } from '../helpers/test-env';
+import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
+
+let engine: TestEngine;
+let browser: DashboardBrowser;
+
+beforeAll(async () => {
+  engine = await startTestEngine();
+  browser = await launchDashboardBrowser();
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await engine?.stop();
+});
+
+const noticeTexts = (url: string, selector = '.notice') =>
+  browser.newPage().then(async (page) => {
+    try {
+      await page.goto(url);
+      await page.waitForSelector(selector);
+      return await page.locator(selector).allTextContents();
+    } finally {
+      await page.close();
+    }
+  });
+
+describe('dashboard empty and error states', () => {
+  test('when the engine has no readings, then the fleet says so instead of showing an empty table', async () => {
+    // The 7-day window: the fleet report is cached per window, and the next test reads 24 hours.
+    const texts = await noticeTexts(`${engine.url}/dashboard#/fleet?window=7d`, '.notice-empty');
+    expect(texts.join(' ')).toMatch(/No vehicle sent readings in this window/);
+  });
+
+  test('when a vehicle reports but is mapped to no meter, then its views name what is missing', async () => {
+    const hour = 3_600_000;
+    const start = Math.floor(Date.now() / hour) * hour - 2 * hour;
+    const readings = Array.from({ length: 12 }, (_, i) => ({
+      vehicleId: 'V-UNMAPPED',
+      soc: 40 + i,
+      kwhDeliveredDc: 0.5,
+      batteryTemp: 30,
+      timestamp: new Date(start + i * 5 * 60_000).toISOString(),
+    }));
+    const res = await fetch(`${engine.url}/v1/telemetry/ingest`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(readings),
+    });
+    expect(res.status).toBe(202);
+    await waitForDrained(engine.queue);
+
+    const fleet = await browser.newPage();
+    await fleet.goto(`${engine.url}/dashboard`);
+    await fleet.waitForSelector('.fleet-summary');
+    await expect(
+      fleet.locator('.count', { hasText: 'Without mapping' }).locator('dd').textContent(),
+    ).resolves.toBe('1');
+    await expect(fleet.locator('.notice-empty').textContent()).resolves.toMatch(
+      /No vehicle can be measured in this window/,
+    );
+    await fleet.locator('summary', { hasText: 'Without mapping' }).click();
+    await fleet.getByRole('link', { name: 'V-UNMAPPED' }).click();
+
+    await fleet.waitForSelector('#mapping .notice-empty');
+    await expect(fleet.locator('#mapping .notice-empty').textContent()).resolves.toMatch(
+      /No mapping: this vehicle has never been mapped to a meter/,
+    );
+    await fleet.waitForSelector('#efficiency .window-totals');
+    await expect(fleet.locator('#efficiency .warnings').textContent()).resolves.toMatch(
+      /mapped to no meter in this window, so AC energy is unknown/,
+    );
+    await expect(fleet.locator('#efficiency .window-totals').textContent()).resolves.toMatch(
+      /AC consumed\s*unknown \(see warnings\)/,
+    );
+    await fleet.close();
+  });
+
+  test('when a vehicle is unknown, then its view says it sent nothing', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${engine.url}/dashboard#/vehicles/V-NEVER-SEEN?window=24h`);
+    await page.waitForSelector('#live-status .notice');
+    await page.waitForSelector('#efficiency .notice');
+    await expect(page.locator('#live-status .notice').textContent()).resolves.toMatch(
+      /No readings received from this vehicle yet/,
+    );
+    await expect(page.locator('#efficiency .notice').textContent()).resolves.toMatch(
+      /No report for this vehicle.*has sent no readings and is mapped to no meter/,
+    );
+    await page.waitForSelector('#mapping .notice');
+    await expect(page.locator('#mapping .notice').textContent()).resolves.toMatch(
+      /never been mapped to a meter/,
+    );
+    await page.close();
+  });
+
+  test('when PostgreSQL is unreachable, then the page says the engine is unavailable (503)', async () => {
+    const ctx = await createTestContext();
+    // Port 1: nothing listens there, so every database connection is refused at once.
+    const api = await startTestApi(ctx, { databaseUrl: 'postgres://postgres@127.0.0.1:1/none' });
+    const server = await new Promise<Server>((resolve) => {
+      const s = api.api.app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const texts = await noticeTexts(`${url}/dashboard`, '.notice-error');
+      expect(texts.join(' ')).toMatch(
+        /Could not load the fleet report.*The engine is unavailable \(503 database_unavailable\).*tries again every 30 s/,
+      );
+    } finally {
+      await new Promise((r) => server.close(r));
+      await api.close();
+      await ctx.cleanup();
+    }
+  });
+});

@@ -1,0 +1,125 @@
+import type { Page } from 'playwright-core';
+import { startTestEngine, type TestEngine } from '../helpers/engine';
+import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
+import { loadSimulatedFleet } from './helpers/fleet-loader';
+
+const VEHICLES = 1000;
+
+let engine: TestEngine;
+let browser: DashboardBrowser;
+
+beforeAll(async () => {
+  engine = await startTestEngine();
+  // 1,000 vehicles and their meters, a reading every 5 minutes for 3 hours: 74,000 readings.
+  await loadSimulatedFleet(engine, {
+    vehicles: VEHICLES,
+    faulty: 0.05,
+    backfill: '3h',
+    interval: 300,
+  });
+  browser = await launchDashboardBrowser();
+}, 300_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await engine?.stop();
+});
+
+/**
+ * Milliseconds from navigation start to the fleet table on screen (the page's own performance
+ * mark), to the page's scripts having run (DOMContentLoaded), and the fleet request's share.
+ */
+async function firstRender(
+  page: Page,
+): Promise<{ renderedMs: number; scriptsMs: number; apiMs: number }> {
+  await page.waitForFunction(() => performance.getEntriesByName('fleet-table-rendered').length > 0);
+  return page.evaluate(() => {
+    const rendered = performance.getEntriesByName('fleet-table-rendered')[0];
+    const request = performance
+      .getEntriesByType('resource')
+      .find((r) => r.name.includes('/v1/analytics/fleet')) as PerformanceResourceTiming;
+    const navigation = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming;
+    return {
+      renderedMs: rendered.startTime,
+      scriptsMs: navigation.domContentLoadedEventEnd,
+      apiMs: request.responseEnd - request.requestStart,
+    };
+  });
+}
+
+const firstRowId = (page: Page) =>
+  page.locator('.fleet-view tbody tr').first().getAttribute('data-vehicle-id');
+
+describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
+  test('when the fleet view first opens, then the time to the rendered table is measured', async () => {
+    const lines: string[] = [];
+    for (const [label, hash] of [
+      ['default page, 50 rows (uncached report)', '#/fleet?window=24h'],
+      ['default page, 50 rows (cached report)', '#/fleet?window=24h'],
+      ['all 1,000 rows on one page', '#/fleet?window=24h&limit=1000'],
+    ] as const) {
+      const page = await browser.newPage();
+      await page.goto(`${engine.url}/dashboard${hash}`);
+      const { renderedMs, scriptsMs, apiMs } = await firstRender(page);
+      expect(await page.locator('.fleet-view tbody tr').count()).toBe(
+        hash.includes('limit=1000') ? VEHICLES : 50,
+      );
+      lines.push(
+        `  ${label}: ${Math.round(renderedMs)} ms from navigation to the table ` +
+          `(page and scripts ready at ${Math.round(scriptsMs)} ms, fleet API ${Math.round(apiMs)} ms)`,
+      );
+      await page.close();
+    }
+    process.stdout.write(
+      `\nFleet view first render, ${VEHICLES} vehicles (headless Chromium):\n${lines.join('\n')}\n`,
+    );
+  });
+
+  test('when the page turns and 30 s pass, then the refresh keeps the page, scroll and focus; a reload too', async () => {
+    const page = await browser.newPage();
+    await page.clock.install();
+    await page.goto(`${engine.url}/dashboard#/fleet?window=7d&limit=25`);
+    await page.waitForSelector('.fleet-view tbody tr');
+    await page.getByRole('link', { name: 'Next page →' }).click();
+    await page.waitForFunction(
+      () => document.querySelector('.pager-page')?.textContent === 'Page 2',
+    );
+    expect(page.url()).toMatch(/#\/fleet\?window=7d&limit=25&trail=[\w-]+$/);
+    const hash = new URL(page.url()).hash;
+
+    // Page 2 is the engine's second page of the same report.
+    const res = await fetch(`${engine.url}/v1/analytics/fleet?hours=168&limit=25`);
+    const firstPage = (await res.json()) as { vehicles: { vehicleId: string }[] };
+    const secondPage = (await (
+      await fetch(
+        `${engine.url}/v1/analytics/fleet?hours=168&limit=25&cursor=${new URLSearchParams(hash.split('?')[1]).get('trail')}`,
+      )
+    ).json()) as { vehicles: { vehicleId: string }[] };
+    expect(await firstRowId(page)).toBe(secondPage.vehicles[0].vehicleId);
+    expect(secondPage.vehicles[0].vehicleId).not.toBe(firstPage.vehicles[0].vehicleId);
+
+    await page.evaluate(() => window.scrollTo(0, 700));
+    await page.getByRole('link', { name: 'Next page →' }).focus();
+    const scrollBefore = await page.evaluate(() => window.scrollY);
+    const refreshed = page.waitForResponse((r) => r.url().includes('/v1/analytics/fleet'));
+    await page.clock.fastForward(30_000);
+    await refreshed;
+    await page.waitForFunction(() =>
+      /^Updated /.test(document.querySelector('.refresh-status')?.textContent ?? ''),
+    );
+    expect(new URL(page.url()).hash).toBe(hash);
+    expect(await page.evaluate(() => window.scrollY)).toBe(scrollBefore);
+    expect(await page.isChecked('#fleet-window-7d')).toBe(true);
+    expect(await page.evaluate(() => document.activeElement?.getAttribute('data-focus-key'))).toBe(
+      'next',
+    );
+    expect(await firstRowId(page)).toBe(secondPage.vehicles[0].vehicleId);
+
+    await page.reload();
+    await page.waitForSelector('.fleet-view tbody tr');
+    await page.waitForFunction((y) => Math.abs(window.scrollY - y) < 2, scrollBefore);
+    expect(await firstRowId(page)).toBe(secondPage.vehicles[0].vehicleId);
+    expect(await page.locator('.pager-page').textContent()).toBe('Page 2');
+    await page.close();
+  });
+});

@@ -1,0 +1,43 @@
+import { unlessRouteMissing, type ApiClient, type Query } from './api-client';
+import type {
+  ChargePoint,
+  ChargePointList,
+  FleetReport,
+  MappingHistory,
+  PerformanceReport,
+  SessionDetail,
+  SessionList,
+  VehicleStatus,
+} from './types';
+
+/** One function per engine endpoint the dashboard reads. */
+const id = encodeURIComponent;
+
+export const fetchFleet = (api: ApiClient, query: Query) =>
+  api.get<FleetReport>('/v1/analytics/fleet', query);
+
+export const fetchHourlyPerformance = (api: ApiClient, vehicleId: string, query: Query) =>
+  api.get<PerformanceReport>(`/v1/analytics/performance/${id(vehicleId)}`, {
+    ...query,
+    bucket: 'hour',
+  });
+
+export const fetchVehicleStatus = (api: ApiClient, vehicleId: string) =>
+  api.get<VehicleStatus>(`/v1/vehicles/${id(vehicleId)}/status`);
+
+export const fetchMappingHistory = (api: ApiClient, vehicleId: string) =>
+  api.get<MappingHistory>(`/v1/telemetry/map/${id(vehicleId)}`);
+
+/** null: this engine has no sessions endpoint (yet). */
+export const fetchSessions = (api: ApiClient, vehicleId: string, query: Query) =>
+  unlessRouteMissing(api.get<SessionList>(`/v1/vehicles/${id(vehicleId)}/sessions`, query));
+
+export const fetchSession = (api: ApiClient, vehicleId: string, sessionId: string) =>
+  api.get<SessionDetail>(`/v1/vehicles/${id(vehicleId)}/sessions/${id(sessionId)}`);
+
+/** null: this engine has no charge points endpoint (yet). */
+export const fetchChargePoints = (api: ApiClient) =>
+  unlessRouteMissing(api.get<ChargePointList>('/v1/charge-points'));
+
+export const fetchChargePoint = (api: ApiClient, chargePointId: string) =>
+  api.get<ChargePoint>(`/v1/charge-points/${id(chargePointId)}`);

@@ -1,0 +1,46 @@
+import { formatRoute, parseRoute, type Route } from '../routing/routes';
+import type { LoadOutcome, View } from '../views/view';
+
+/**
+ * Shows the view of the URL hash in <main>: the same screen takes new parameters in place, another
+ * screen replaces it. After a navigation focus moves to the new screen's heading.
+ */
+export function startViewRouter({
+  main,
+  createView,
+  onNavigated,
+  onLoaded,
+}: {
+  main: HTMLElement;
+  createView(route: Route): View;
+  onNavigated(route: Route): void;
+  /** A navigation's data is on screen (or its error is). */
+  onLoaded(outcome: LoadOutcome): void;
+}): { current(): View | null } {
+  let view: View | null = null;
+
+  const show = (route: Route, byUser: boolean) => {
+    onNavigated(route);
+    const updated = view?.update(route);
+    if (updated) {
+      void updated.then(onLoaded);
+      return;
+    }
+    view?.destroy();
+    const next = createView(route);
+    view = next;
+    main.replaceChildren(next.root);
+    if (byUser) next.root.querySelector<HTMLElement>('h1')?.focus({ preventScroll: true });
+    void next.load().then((outcome) => {
+      if (view === next) onLoaded(outcome);
+    });
+  };
+
+  window.addEventListener('hashchange', () => show(parseRoute(location.hash), true));
+  const initial = parseRoute(location.hash);
+  // An empty or unknown hash shows the fleet; the URL says so, without a history entry.
+  const canonical = formatRoute(initial);
+  if (!location.hash.startsWith('#/')) history.replaceState(null, '', canonical);
+  show(initial, false);
+  return { current: () => view };
+}

@@ -1,0 +1,46 @@
+/** Dates in the browser's time zone, always with the offset: 2024-03-20 11:00 +01:00. */
+const pad = (n: number) => String(n).padStart(2, '0');
+
+export function formatOffset(date: Date): string {
+  const minutes = -date.getTimezoneOffset();
+  const abs = Math.abs(minutes);
+  return `${minutes < 0 ? '-' : '+'}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+const localDay = (d: Date) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+const localMinute = (d: Date) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+
+export const toDate = (value: Date | string | number): Date =>
+  value instanceof Date ? value : new Date(value);
+
+export function formatDateTime(value: Date | string | number): string {
+  const d = toDate(value);
+  return `${localDay(d)} ${localMinute(d)} ${formatOffset(d)}`;
+}
+
+export function formatDateTimeSeconds(value: Date | string | number): string {
+  const d = toDate(value);
+  return `${localDay(d)} ${localMinute(d)}:${pad(d.getSeconds())} ${formatOffset(d)}`;
+}
+
+/** How long ago, in the largest unit that matters: "40 s ago", "12 min ago", "3 h 5 min ago". */
+export function formatAge(ms: number): string {
+  if (ms < 0) return 'in the future (clock skew)';
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s} s ago`;
+  const min = Math.floor(s / 60);
+  if (min < 60) return `${min} min ago`;
+  const hours = Math.floor(min / 60);
+  if (hours < 48) return `${hours} h ${min % 60} min ago`;
+  return `${Math.floor(hours / 24)} days ago`;
+}
+
+/** The value of an `<input type="datetime-local">` for a date (local time, minutes). */
+export const toDateTimeLocalValue = (d: Date): string => `${localDay(d)}T${localMinute(d)}`;
+
+/** An `<input type="datetime-local">` value read as local time, or null when empty or invalid. */
+export function fromDateTimeLocalValue(value: string): Date | null {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(value)) return null;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d;
+}

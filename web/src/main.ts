@@ -1,0 +1,102 @@
+/**
+ * The dashboard's composition root: builds the API client, the key prompt, the views and the
+ * router, and starts the 30-second refresh. Nothing else in the page holds global state.
+ */
+import 'uplot/dist/uPlot.min.css';
+import './styles/main.css';
+import { ApiClient } from './api/api-client';
+import { fetchChargePoints } from './api/endpoints';
+import { startAutoRefresh } from './app/auto-refresh';
+import { createScrollMemory } from './app/scroll-memory';
+import { startViewRouter } from './app/view-router';
+import { createKeyDialog } from './auth/key-dialog';
+import { createSessionKeyStore } from './auth/session-key-store';
+import { defaultRoute, formatRoute, type Route } from './routing/routes';
+import { ChargePointsView, ChargePointView } from './views/charge-points-view';
+import { FleetView } from './views/fleet-view';
+import { VehicleView } from './views/vehicle/vehicle-view';
+import type { View } from './views/view';
+
+const REFRESH_INTERVAL_MS = 30_000;
+const FLEET_HREF_KEY = 'energy-dashboard:fleet-href';
+
+function required<T extends Element>(selector: string): T {
+  const el = document.querySelector<T>(selector);
+  if (!el) throw new Error(`the page lacks ${selector}`);
+  return el;
+}
+
+function start(): void {
+  const main = required<HTMLElement>('#main');
+  const status = required<HTMLElement>('.refresh-status');
+  const fleetLink = required<HTMLAnchorElement>('[data-nav="fleet"]');
+  const chargePointsItem = required<HTMLElement>('[data-nav-item="charge-points"]');
+  const navLinks = [...document.querySelectorAll<HTMLAnchorElement>('[data-nav]')];
+
+  const api = new ApiClient({
+    keys: createSessionKeyStore(),
+    promptForKey: createKeyDialog(document.body),
+  });
+  const navigate = (route: Route) => {
+    location.hash = formatRoute(route);
+  };
+  // The fleet as last seen (window, page), so "Fleet" goes back to it, also after a reload.
+  const fleetHref = () => sessionStorage.getItem(FLEET_HREF_KEY) ?? formatRoute(defaultRoute());
+
+  const createView = (route: Route): View => {
+    switch (route.view) {
+      case 'fleet':
+        return new FleetView(route, { api, navigate });
+      case 'vehicle':
+        return new VehicleView(route, { api, navigate, fleetHref });
+      case 'charge-points':
+        return new ChargePointsView(api);
+      case 'charge-point':
+        return new ChargePointView(route.chargePointId, api);
+    }
+  };
+
+  // The charge points entry appears only when the engine has the endpoint.
+  let chargePointsKnown = false;
+  const probeChargePoints = () => {
+    if (chargePointsKnown) return;
+    fetchChargePoints(api).then(
+      (list) => {
+        chargePointsKnown = true;
+        chargePointsItem.hidden = list === null;
+      },
+      () => undefined, // unknown for now (engine down, no key): asked again on the next refresh
+    );
+  };
+
+  const scroll = createScrollMemory();
+  const refresher = startAutoRefresh({
+    intervalMs: REFRESH_INTERVAL_MS,
+    refresh: () => {
+      probeChargePoints();
+      return router.current()?.load() ?? Promise.resolve('ok');
+    },
+    status,
+  });
+  const router = startViewRouter({
+    main,
+    createView,
+    onNavigated: (route) => {
+      if (route.view === 'fleet') sessionStorage.setItem(FLEET_HREF_KEY, formatRoute(route));
+      fleetLink.href = fleetHref();
+      const section =
+        route.view === 'fleet' || route.view === 'vehicle' ? 'fleet' : 'charge-points';
+      for (const link of navLinks) {
+        if (link.dataset.nav === section) link.setAttribute('aria-current', 'page');
+        else link.removeAttribute('aria-current');
+      }
+    },
+    onLoaded: (outcome) => {
+      refresher.loaded(outcome);
+      scroll.restore(location.hash);
+    },
+  });
+  probeChargePoints();
+}
+
+start();

@@ -1,0 +1,84 @@
+import {
+  DEFAULT_WINDOW,
+  windowFromParams,
+  windowToParams,
+  type AnalyticsWindow,
+} from './analytics-window';
+
+/**
+ * Every screen is a URL hash (#/fleet?window=7d, #/vehicles/V-1?window=24h&session=S-3), so what
+ * is on screen survives a reload and can be shared or bookmarked.
+ */
+export type Route =
+  | {
+      view: 'fleet';
+      window: AnalyticsWindow;
+      limit: number;
+      /** The cursors that led to this page, oldest first (empty on page 1). */
+      trail: string[];
+    }
+  | { view: 'vehicle'; vehicleId: string; window: AnalyticsWindow; session: string | null }
+  | { view: 'charge-points' }
+  | { view: 'charge-point'; chargePointId: string };
+
+export const PAGE_SIZES = [25, 50, 100, 250, 1000] as const;
+export const DEFAULT_PAGE_SIZE = 50;
+
+export const defaultRoute = (): Route => ({
+  view: 'fleet',
+  window: DEFAULT_WINDOW,
+  limit: DEFAULT_PAGE_SIZE,
+  trail: [],
+});
+
+export function parseRoute(hash: string): Route {
+  const [path, queryText = ''] = hash.replace(/^#/, '').split('?', 2);
+  const params = new URLSearchParams(queryText);
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  switch (parts[0]) {
+    case 'vehicles':
+      if (parts.length === 2) {
+        return {
+          view: 'vehicle',
+          vehicleId: parts[1],
+          window: windowFromParams(params),
+          session: params.get('session'),
+        };
+      }
+      break;
+    case 'charge-points':
+      if (parts.length === 1) return { view: 'charge-points' };
+      if (parts.length === 2) return { view: 'charge-point', chargePointId: parts[1] };
+      break;
+    case 'fleet': {
+      const limit = Number(params.get('limit'));
+      return {
+        view: 'fleet',
+        window: windowFromParams(params),
+        limit: (PAGE_SIZES as readonly number[]).includes(limit) ? limit : DEFAULT_PAGE_SIZE,
+        trail: (params.get('trail') ?? '').split(',').filter(Boolean),
+      };
+    }
+  }
+  return defaultRoute();
+}
+
+export function formatRoute(route: Route): string {
+  const params = new URLSearchParams();
+  const seg = encodeURIComponent;
+  switch (route.view) {
+    case 'fleet':
+      windowToParams(route.window, params);
+      if (route.limit !== DEFAULT_PAGE_SIZE) params.set('limit', String(route.limit));
+      if (route.trail.length > 0) params.set('trail', route.trail.join(','));
+      return `#/fleet?${params}`;
+    case 'vehicle':
+      windowToParams(route.window, params);
+      if (route.session) params.set('session', route.session);
+      return `#/vehicles/${seg(route.vehicleId)}?${params}`;
+    case 'charge-points':
+      return '#/charge-points';
+    case 'charge-point':
+      return `#/charge-points/${seg(route.chargePointId)}`;
+  }
+}

@@ -1,0 +1,309 @@
+import type { ApiClient } from '../api/api-client';
+import { fetchFleet } from '../api/endpoints';
+import type { FleetReport, FleetVehicle } from '../api/types';
+import { h, replaceContent } from '../dom/h';
+import { formatDateTimeSeconds } from '../format/dates';
+import { formatCount, formatKwh, formatRatio } from '../format/numbers';
+import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
+import { formatRoute, PAGE_SIZES, type Route } from '../routing/routes';
+import { dataTable, type Column } from './data-table';
+import { flagBadge, flagOf } from './flag';
+import { errorNotice, notice, staleNotice } from './notices';
+import { windowText } from './time-text';
+import type { LoadOutcome, View, ViewDeps } from './view';
+import { createWindowPicker, type WindowPicker } from './window-picker';
+
+type FleetRoute = Extract<Route, { view: 'fleet' }>;
+
+/** Marked once, when the first fleet table is on screen (the tests read it). */
+export const FLEET_RENDERED_MARK = 'fleet-table-rendered';
+
+const missing = (text: string) => h('span', { class: 'missing' }, text);
+
+/**
+ * The landing page: every vehicle's charging efficiency over the window, worst first, flagged
+ * ones marked with their reason; paged by the engine's cursors, which the URL keeps.
+ */
+export class FleetView implements View {
+  readonly root: HTMLElement;
+  private readonly picker: WindowPicker;
+  private readonly feedback = h('div', { class: 'feedback' });
+  private readonly content = h('div', { class: 'fleet-content' });
+  private shown: { report: FleetReport; at: Date } | null = null;
+  private generation = 0;
+
+  constructor(
+    private route: FleetRoute,
+    private readonly deps: ViewDeps & { api: ApiClient },
+  ) {
+    this.picker = createWindowPicker({
+      idPrefix: 'fleet-window',
+      pageSizes: PAGE_SIZES,
+      onChange: ({ window, pageSize }) =>
+        deps.navigate({ ...this.route, window, limit: pageSize ?? this.route.limit, trail: [] }),
+    });
+    this.picker.show({ window: route.window, pageSize: route.limit });
+    this.root = h(
+      'section',
+      { class: 'view fleet-view', attrs: { 'aria-labelledby': 'view-title' } },
+      h('h1', { attrs: { id: 'view-title', tabindex: -1 } }, 'Fleet charging efficiency'),
+      this.picker.root,
+      this.feedback,
+      this.content,
+    );
+    this.content.append(notice('info', 'Loading the fleet report…'));
+  }
+
+  update(route: Route): Promise<LoadOutcome> | null {
+    if (route.view !== 'fleet') return null;
+    this.route = route;
+    this.shown = null;
+    this.picker.show({ window: route.window, pageSize: route.limit });
+    return this.load();
+  }
+
+  async load(): Promise<LoadOutcome> {
+    const generation = ++this.generation;
+    const route = this.route;
+    try {
+      const report = await fetchFleet(this.deps.api, {
+        ...fleetWindowQuery(route.window),
+        limit: route.limit,
+        cursor: route.trail[route.trail.length - 1],
+      });
+      if (generation !== this.generation) return 'ok';
+      this.shown = { report, at: new Date() };
+      this.feedback.replaceChildren();
+      replaceContent(this.content, this.render(report, route));
+      if (performance.getEntriesByName(FLEET_RENDERED_MARK).length === 0)
+        performance.mark(FLEET_RENDERED_MARK);
+      return 'ok';
+    } catch (err) {
+      if (generation !== this.generation) return 'failed';
+      if (this.shown) {
+        replaceContent(
+          this.feedback,
+          staleNotice('the fleet report', err, formatDateTimeSeconds(this.shown.at)),
+        );
+      } else {
+        replaceContent(this.content, errorNotice('the fleet report', err));
+      }
+      return 'failed';
+    }
+  }
+
+  destroy(): void {
+    this.generation += 1;
+  }
+
+  private render(report: FleetReport, route: FleetRoute): DocumentFragment {
+    const fragment = document.createDocumentFragment();
+    fragment.append(this.summary(report, route));
+    const { totals } = report;
+    if (totals.vehiclesChecked === 0) {
+      fragment.append(
+        notice(
+          'empty',
+          'No vehicle sent readings in this window',
+          'Choose a longer window, or check that the vehicles are ingesting telemetry.',
+        ),
+      );
+      return fragment;
+    }
+    if (report.vehicles.length === 0) {
+      fragment.append(
+        route.trail.length > 0
+          ? notice('empty', 'This page is past the end of the report', 'Go back to the first page.')
+          : notice(
+              'empty',
+              'No vehicle can be measured in this window',
+              'Every vehicle with readings lacks a meter mapping or meter data (listed below).',
+            ),
+      );
+    } else {
+      fragment.append(this.table(report, route), this.pager(report, route));
+    }
+    fragment.append(
+      this.vehicleList(
+        'Without mapping',
+        'mapped to no meter in this window, so AC energy is unknown',
+        report.withoutMapping,
+        route,
+      ),
+      this.vehicleList(
+        'Without meter data',
+        'their meters sent nothing in this window',
+        report.withoutMeterData,
+        route,
+      ),
+    );
+    return fragment;
+  }
+
+  private summary(report: FleetReport, route: FleetRoute): HTMLElement {
+    const { totals } = report;
+    const item = (label: string, value: number, className = '') =>
+      h(
+        'div',
+        { class: `count ${className}` },
+        h('dt', null, label),
+        h('dd', null, formatCount(value)),
+      );
+    return h(
+      'div',
+      { class: 'fleet-summary' },
+      h(
+        'p',
+        { class: 'window-line' },
+        `${describeWindow(route.window)}: `,
+        windowText(report.window),
+        ` · flagged below ${formatRatio(report.below)} efficiency`,
+      ),
+      h(
+        'dl',
+        { class: 'counts' },
+        item('Vehicles checked', totals.vehiclesChecked),
+        item('Flagged', totals.vehiclesFlagged, totals.vehiclesFlagged > 0 ? 'count-alert' : ''),
+        item('Without mapping', totals.withoutMapping),
+        item('Without meter data', totals.withoutMeterData),
+      ),
+    );
+  }
+
+  private table(report: FleetReport, route: FleetRoute): HTMLElement {
+    const vehicleRoute = (vehicleId: string): Route => ({
+      view: 'vehicle',
+      vehicleId,
+      window: route.window,
+      session: null,
+    });
+    const columns: Column<FleetVehicle>[] = [
+      {
+        header: 'Vehicle',
+        cell: (v) =>
+          h(
+            'a',
+            {
+              attrs: {
+                href: formatRoute(vehicleRoute(v.vehicleId)),
+                'data-focus-key': `vehicle:${v.vehicleId}`,
+              },
+            },
+            v.vehicleId,
+          ),
+      },
+      { header: 'Status', cell: (v) => flagBadge(flagOf(v, report.below)) },
+      {
+        header: 'Efficiency (DC / AC)',
+        numeric: true,
+        cell: (v) => (v.efficiency === null ? missing('n/a') : formatRatio(v.efficiency)),
+      },
+      {
+        header: 'AC consumed',
+        numeric: true,
+        cell: (v) => (v.acConsumedKwh === null ? missing('unknown') : formatKwh(v.acConsumedKwh)),
+      },
+      {
+        header: 'DC delivered',
+        numeric: true,
+        cell: (v) =>
+          v.dcDeliveredKwh === null ? missing('no readings') : formatKwh(v.dcDeliveredKwh),
+      },
+      { header: 'Meters', cell: (v) => v.meters.map((m) => m.meterId).join(', ') },
+      {
+        header: 'Readings (vehicle / meter)',
+        numeric: true,
+        cell: (v) =>
+          `${formatCount(v.counts.vehicleReadings)} / ${formatCount(v.counts.meterReadings)}`,
+      },
+    ];
+    const first = route.trail.length * route.limit + 1;
+    const last = first + report.vehicles.length - 1;
+    return dataTable({
+      caption: `Vehicles by efficiency, worst first: ${formatCount(first)}–${formatCount(last)} of ${formatCount(
+        report.totals.vehiclesChecked -
+          report.totals.withoutMapping -
+          report.totals.withoutMeterData,
+      )}`,
+      columns,
+      rows: report.vehicles,
+      rowAttrs: (v) => {
+        const flagged = flagOf(v, report.below).flagged;
+        return {
+          class: flagged ? 'row-flagged' : undefined,
+          'data-vehicle-id': v.vehicleId,
+          'data-flagged': flagged ? 'true' : 'false',
+        };
+      },
+    });
+  }
+
+  private pager(report: FleetReport, route: FleetRoute): HTMLElement {
+    const page = route.trail.length + 1;
+    const link = (label: string, target: FleetRoute | null, key: string) =>
+      target
+        ? h(
+            'a',
+            { class: 'pager-link', attrs: { href: formatRoute(target), 'data-focus-key': key } },
+            label,
+          )
+        : h(
+            'span',
+            { class: 'pager-link pager-disabled', attrs: { 'aria-disabled': 'true' } },
+            label,
+          );
+    return h(
+      'nav',
+      { class: 'pager', attrs: { 'aria-label': 'Fleet report pages' } },
+      link(
+        '← Previous page',
+        page > 1 ? { ...route, trail: route.trail.slice(0, -1) } : null,
+        'prev',
+      ),
+      h('span', { class: 'pager-page' }, `Page ${page}`),
+      link(
+        'Next page →',
+        report.nextCursor ? { ...route, trail: [...route.trail, report.nextCursor] } : null,
+        'next',
+      ),
+    );
+  }
+
+  private vehicleList(
+    title: string,
+    why: string,
+    vehicleIds: string[],
+    route: FleetRoute,
+  ): HTMLElement | string {
+    if (vehicleIds.length === 0) return '';
+    return h(
+      'details',
+      { class: 'vehicle-list', attrs: { 'data-state-key': title } },
+      h('summary', null, `${title}: ${formatCount(vehicleIds.length)} vehicles (${why})`),
+      h(
+        'ul',
+        null,
+        vehicleIds.map((vehicleId) =>
+          h(
+            'li',
+            null,
+            h(
+              'a',
+              {
+                attrs: {
+                  href: formatRoute({
+                    view: 'vehicle',
+                    vehicleId,
+                    window: route.window,
+                    session: null,
+                  }),
+                },
+              },
+              vehicleId,
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+}

@@ -1,0 +1,48 @@
+import { ApiError, EngineUnreachableError } from '../api/api-client';
+import { h } from '../dom/h';
+
+export type NoticeKind = 'empty' | 'error' | 'info';
+
+/** A message where data would be: says what is missing or what went wrong, never a blank. */
+export function notice(kind: NoticeKind, title: string, detail?: string | Node): HTMLElement {
+  return h(
+    'div',
+    {
+      class: `notice notice-${kind}`,
+      attrs: { role: kind === 'error' ? 'alert' : 'status' },
+    },
+    h('p', { class: 'notice-title' }, title),
+    detail ? h('p', { class: 'notice-detail' }, detail) : null,
+  );
+}
+
+/** What an error means to the person looking at the page. */
+export function describeError(err: unknown): string {
+  if (err instanceof EngineUnreachableError) {
+    return `${err.message}: it is down or the network is. The page tries again every 30 s.`;
+  }
+  if (err instanceof ApiError) {
+    if (err.status === 503) {
+      const retry = err.retryAfterS
+        ? ` (the engine suggests retrying in ${err.retryAfterS} s)`
+        : '';
+      return `The engine is unavailable (503 ${err.code}): ${err.message}${retry}. The page tries again every 30 s.`;
+    }
+    if (err.status === 401 || err.status === 403) {
+      return `No accepted API key (${err.status} ${err.code}): ${err.message}. Reload the page to enter a key.`;
+    }
+    return `${err.message} (${err.status} ${err.code})`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+export const errorNotice = (what: string, err: unknown): HTMLElement =>
+  notice('error', `Could not load ${what}`, describeError(err));
+
+/** Shown above data that is still on screen when a refresh failed: stale, but not gone. */
+export const staleNotice = (what: string, err: unknown, since: string): HTMLElement =>
+  notice(
+    'error',
+    `Could not refresh ${what}; showing the data loaded at ${since}`,
+    describeError(err),
+  );

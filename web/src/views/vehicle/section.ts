@@ -1,0 +1,55 @@
+import { ApiError } from '../../api/api-client';
+import { h, replaceContent, type Child } from '../../dom/h';
+import { formatDateTimeSeconds } from '../../format/dates';
+import { errorNotice, staleNotice } from '../notices';
+
+/** The engine answered 404 for the vehicle (no readings, no mapping), not for a missing route. */
+export const isNotFound = (err: unknown): err is ApiError =>
+  err instanceof ApiError && err.status === 404 && !err.routeMissing;
+
+/**
+ * A titled part of the vehicle view that renders its own data or its own error: one failing
+ * request leaves the others on screen. A failed refresh keeps the data, marked as stale.
+ */
+export class Section {
+  readonly root: HTMLElement;
+  protected readonly body = h('div', { class: 'section-body' });
+  private readonly feedback = h('div', { class: 'feedback' });
+  private shownAt: Date | null = null;
+
+  constructor(
+    id: string,
+    title: string,
+    private readonly what: string,
+  ) {
+    this.root = h(
+      'section',
+      { class: 'panel', attrs: { 'aria-labelledby': `${id}-title`, id } },
+      h('h2', { attrs: { id: `${id}-title` } }, title),
+      this.feedback,
+      this.body,
+    );
+  }
+
+  protected show(...children: (Child | Child[])[]): void {
+    this.shownAt = new Date();
+    this.feedback.replaceChildren();
+    replaceContent(this.body, ...children);
+  }
+
+  showError(err: unknown): void {
+    if (this.shownAt) {
+      replaceContent(
+        this.feedback,
+        staleNotice(this.what, err, formatDateTimeSeconds(this.shownAt)),
+      );
+    } else {
+      replaceContent(this.body, errorNotice(this.what, err));
+    }
+  }
+
+  /** New parameters (another window): what is shown no longer answers them. */
+  forget(): void {
+    this.shownAt = null;
+  }
+}

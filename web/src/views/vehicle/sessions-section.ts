@@ -1,0 +1,176 @@
+import type { ChargingSession, SessionDetail } from '../../api/types';
+import { createSessionBatteryChart, createSessionPowerChart } from '../../charts/session-charts';
+import { h, replaceContent } from '../../dom/h';
+import { formatKw, formatKwh, formatPercent, formatRatio } from '../../format/numbers';
+import { dataTable } from '../data-table';
+import { flagBadge, flagOf } from '../flag';
+import { errorNotice, notice } from '../notices';
+import { timeText } from '../time-text';
+import { Section } from './section';
+
+const dash = (value: number | null, format: (n: number) => string) =>
+  value === null ? h('span', { class: 'missing' }, '–') : format(value);
+
+const sourceText = (s: ChargingSession) =>
+  s.source === 'ocpp'
+    ? `OCPP${s.transactionId !== undefined && s.transactionId !== null ? ` transaction ${s.transactionId}` : ''}`
+    : 'detected from telemetry';
+
+const meterIds = (meters: unknown[] | undefined) =>
+  (meters ?? [])
+    .map((m) =>
+      typeof m === 'string' ? m : ((m as { meterId?: unknown } | null)?.meterId ?? null),
+    )
+    .filter((m): m is string => typeof m === 'string')
+    .join(', ');
+
+/**
+ * The vehicle's charging sessions in the window (GET /v1/vehicles/:id/sessions), each opening its
+ * per-minute chart. Hidden altogether while the engine has no sessions endpoint.
+ */
+export class SessionsSection extends Section {
+  private readonly detail = h('div', { class: 'session-detail' });
+  private powerChart: ReturnType<typeof createSessionPowerChart> | null = null;
+  private batteryChart: ReturnType<typeof createSessionBatteryChart> | null = null;
+  private detailFor: string | null = null;
+
+  constructor(
+    private readonly links: {
+      open(sessionId: string): string;
+      close(): string;
+    },
+  ) {
+    super('sessions', 'Charging sessions', 'the charging sessions');
+    this.root.hidden = true;
+  }
+
+  /** `null`: the engine has no sessions endpoint: the section stays hidden. */
+  render(sessions: ChargingSession[] | null, selected: string | null): void {
+    this.root.hidden = sessions === null;
+    if (sessions === null) return;
+    if (sessions.length === 0) {
+      this.show(notice('empty', 'No charging sessions in this window'));
+      return;
+    }
+    const ordered = [...sessions].sort((a, b) => Date.parse(b.start) - Date.parse(a.start));
+    this.show(
+      dataTable<ChargingSession>({
+        caption: 'Sessions, newest first',
+        columns: [
+          { header: 'Start', cell: (s) => timeText(s.start) },
+          {
+            header: 'End',
+            cell: (s) => (s.open || !s.end ? h('strong', null, 'open') : timeText(s.end)),
+          },
+          { header: 'Source', cell: sourceText },
+          {
+            header: 'Meters',
+            cell: (s) => meterIds(s.meters) || h('span', { class: 'missing' }, 'none'),
+          },
+          { header: 'AC consumed', numeric: true, cell: (s) => dash(s.acConsumedKwh, formatKwh) },
+          { header: 'DC delivered', numeric: true, cell: (s) => dash(s.dcDeliveredKwh, formatKwh) },
+          { header: 'Efficiency', numeric: true, cell: (s) => dash(s.efficiency, formatRatio) },
+          { header: 'Status', cell: (s) => flagBadge(flagOf(s, s.threshold)) },
+          {
+            header: 'SoC',
+            numeric: true,
+            cell: (s) =>
+              s.socStart === null || s.socEnd === null
+                ? h('span', { class: 'missing' }, '–')
+                : `${formatPercent(s.socStart)} → ${formatPercent(s.socEnd)}`,
+          },
+          {
+            header: 'AC power (mean / peak)',
+            numeric: true,
+            cell: (s) => [dash(s.meanAcPowerKw, formatKw), ' / ', dash(s.peakAcPowerKw, formatKw)],
+          },
+          {
+            header: 'Chart',
+            cell: (s) =>
+              s.id === selected
+                ? h(
+                    'a',
+                    { attrs: { href: this.links.close(), 'data-focus-key': `session:${s.id}` } },
+                    'Hide chart',
+                  )
+                : h(
+                    'a',
+                    { attrs: { href: this.links.open(s.id), 'data-focus-key': `session:${s.id}` } },
+                    'Show chart',
+                  ),
+          },
+        ],
+        rows: ordered,
+        rowAttrs: (s) => ({
+          'aria-current': s.id === selected ? 'true' : undefined,
+          'data-session-id': s.id,
+        }),
+      }),
+      this.detail,
+    );
+  }
+
+  renderDetail(session: SessionDetail | null): void {
+    if (!session) {
+      this.closeDetail();
+      return;
+    }
+    if (this.detailFor !== session.id) this.closeDetail();
+    this.detailFor = session.id;
+    if (!this.powerChart || !this.batteryChart) {
+      const powerPlot = h('div', { class: 'chart' });
+      const batteryPlot = h('div', { class: 'chart' });
+      replaceContent(
+        this.detail,
+        h(
+          'h3',
+          null,
+          'Session from ',
+          timeText(session.start),
+          ' to ',
+          session.end ? timeText(session.end) : 'now (open)',
+        ),
+        session.series.length === 0
+          ? notice('empty', 'No per-minute readings for this session')
+          : [
+              h(
+                'figure',
+                { class: 'chart-figure' },
+                h('figcaption', null, 'AC and DC power per minute'),
+                powerPlot,
+              ),
+              h(
+                'figure',
+                { class: 'chart-figure' },
+                h('figcaption', null, 'State of charge and battery temperature per minute'),
+                batteryPlot,
+              ),
+            ],
+        h('p', null, h('a', { attrs: { href: this.links.close() } }, 'Close the session chart')),
+      );
+      if (session.series.length === 0) return;
+      this.powerChart = createSessionPowerChart(powerPlot);
+      this.batteryChart = createSessionBatteryChart(batteryPlot);
+    }
+    this.powerChart.frame.setData(this.powerChart.data(session.series));
+    this.batteryChart.frame.setData(this.batteryChart.data(session.series));
+  }
+
+  renderDetailError(err: unknown): void {
+    this.closeDetail();
+    replaceContent(this.detail, errorNotice('the session’s per-minute series', err));
+  }
+
+  destroy(): void {
+    this.closeDetail();
+  }
+
+  private closeDetail(): void {
+    this.powerChart?.frame.destroy();
+    this.batteryChart?.frame.destroy();
+    this.powerChart = null;
+    this.batteryChart = null;
+    this.detailFor = null;
+    this.detail.replaceChildren();
+  }
+}

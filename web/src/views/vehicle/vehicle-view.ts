@@ -1,0 +1,129 @@
+import type { ApiClient } from '../../api/api-client';
+import {
+  fetchHourlyPerformance,
+  fetchMappingHistory,
+  fetchSession,
+  fetchSessions,
+  fetchVehicleStatus,
+} from '../../api/endpoints';
+import { h } from '../../dom/h';
+import { windowBounds } from '../../routing/analytics-window';
+import { formatRoute, type Route } from '../../routing/routes';
+import type { LoadOutcome, View, ViewDeps } from '../view';
+import { createWindowPicker, type WindowPicker } from '../window-picker';
+import { EfficiencySection } from './efficiency-section';
+import { LiveStatusSection } from './live-status-section';
+import { MappingSection } from './mapping-section';
+import { isNotFound } from './section';
+import { SessionsSection } from './sessions-section';
+
+type VehicleRoute = Extract<Route, { view: 'vehicle' }>;
+
+/** A 404 for the vehicle means "nothing yet"; anything else is an error for the section. */
+async function orNullIfNotFound<T>(request: Promise<T>): Promise<T | null> {
+  try {
+    return await request;
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+/**
+ * One vehicle: its live status, hourly efficiency and SoC charts for the window, its charging
+ * sessions (when the engine has them) and its mapping history. Sections load independently.
+ */
+export class VehicleView implements View {
+  readonly root: HTMLElement;
+  private readonly picker: WindowPicker;
+  private readonly live = new LiveStatusSection();
+  private readonly efficiency = new EfficiencySection();
+  private readonly sessions: SessionsSection;
+  private readonly mapping = new MappingSection();
+  private generation = 0;
+
+  constructor(
+    private route: VehicleRoute,
+    private readonly deps: ViewDeps & { api: ApiClient; fleetHref(): string },
+  ) {
+    this.picker = createWindowPicker({
+      idPrefix: 'vehicle-window',
+      onChange: ({ window }) => deps.navigate({ ...this.route, window, session: null }),
+    });
+    this.picker.show({ window: route.window });
+    this.sessions = new SessionsSection({
+      open: (session) => formatRoute({ ...this.route, session }),
+      close: () => formatRoute({ ...this.route, session: null }),
+    });
+    this.root = h(
+      'section',
+      { class: 'view vehicle-view', attrs: { 'aria-labelledby': 'view-title' } },
+      h(
+        'nav',
+        { class: 'breadcrumb', attrs: { 'aria-label': 'Breadcrumb' } },
+        h('a', { attrs: { href: deps.fleetHref() } }, '← Fleet'),
+      ),
+      h('h1', { attrs: { id: 'view-title', tabindex: -1 } }, `Vehicle ${route.vehicleId}`),
+      this.picker.root,
+      this.live.root,
+      this.efficiency.root,
+      this.sessions.root,
+      this.mapping.root,
+    );
+  }
+
+  update(route: Route): Promise<LoadOutcome> | null {
+    if (route.view !== 'vehicle' || route.vehicleId !== this.route.vehicleId) return null;
+    if (JSON.stringify(route.window) !== JSON.stringify(this.route.window)) {
+      this.efficiency.forget();
+      this.sessions.forget();
+    }
+    this.route = route;
+    this.picker.show({ window: route.window });
+    return this.load();
+  }
+
+  async load(): Promise<LoadOutcome> {
+    const generation = ++this.generation;
+    const { api } = this.deps;
+    const { vehicleId, session } = this.route;
+    const bounds = windowBounds(this.route.window);
+    const results = await Promise.allSettled([
+      orNullIfNotFound(fetchVehicleStatus(api, vehicleId)),
+      fetchHourlyPerformance(api, vehicleId, bounds),
+      orNullIfNotFound(fetchMappingHistory(api, vehicleId)),
+      fetchSessions(api, vehicleId, bounds),
+      session ? fetchSession(api, vehicleId, session) : Promise.resolve(null),
+    ]);
+    if (generation !== this.generation) return 'ok';
+    const [status, report, mapping, sessions, detail] = results;
+
+    if (status.status === 'fulfilled') this.live.render(status.value);
+    else this.live.showError(status.reason);
+
+    if (report.status === 'fulfilled') this.efficiency.render(report.value);
+    else if (isNotFound(report.reason)) this.efficiency.renderMissing(report.reason.message);
+    else this.efficiency.showError(report.reason);
+
+    if (mapping.status === 'fulfilled') this.mapping.render(mapping.value);
+    else this.mapping.showError(mapping.reason);
+
+    if (sessions.status === 'fulfilled') {
+      this.sessions.render(sessions.value?.sessions ?? null, session);
+      if (sessions.value) {
+        if (detail.status === 'fulfilled') this.sessions.renderDetail(detail.value);
+        else this.sessions.renderDetailError(detail.reason);
+      }
+    } else {
+      this.sessions.root.hidden = false;
+      this.sessions.showError(sessions.reason);
+    }
+    return results.some((r) => r.status === 'rejected') ? 'failed' : 'ok';
+  }
+
+  destroy(): void {
+    this.generation += 1;
+    this.efficiency.destroy();
+    this.sessions.destroy();
+  }
+}

@@ -1,0 +1,18 @@
+import type { Route } from '../routing/routes';
+
+/** What a view's load did; the header shows when data last arrived. */
+export type LoadOutcome = 'ok' | 'failed';
+
+/** One screen of the dashboard, mounted in <main> by the router. */
+export interface View {
+  readonly root: HTMLElement;
+  /** Fetches and renders its data in place; errors become notices, never rejections. */
+  load(): Promise<LoadOutcome>;
+  /** Takes new parameters (window, page) for the same screen and reloads; null: not this screen. */
+  update(route: Route): Promise<LoadOutcome> | null;
+  destroy(): void;
+}
+
+export interface ViewDeps {
+  navigate(route: Route): void;
+}

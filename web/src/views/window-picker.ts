@@ -1,0 +1,164 @@
+import { h } from '../dom/h';
+import { formatCount } from '../format/numbers';
+import { fromDateTimeLocalValue, toDateTimeLocalValue } from '../format/dates';
+import {
+  MAX_CUSTOM_WINDOW_HOURS,
+  windowBounds,
+  type AnalyticsWindow,
+} from '../routing/analytics-window';
+
+export interface WindowChoice {
+  window: AnalyticsWindow;
+  pageSize?: number;
+}
+
+export interface WindowPicker {
+  readonly root: HTMLFormElement;
+  /** Shows a choice made elsewhere (the URL), without calling onChange. */
+  show(choice: WindowChoice): void;
+}
+
+const PRESETS = [
+  { value: '24h', label: 'Last 24 hours' },
+  { value: '7d', label: 'Last 7 days' },
+  { value: 'custom', label: 'Custom' },
+] as const;
+type Preset = (typeof PRESETS)[number]['value'];
+
+/**
+ * The window a view reports on (last 24 hours, 7 days, or a custom span in local time) and, for
+ * the fleet, the page size. Presets apply at once; a custom span on "Apply".
+ */
+export function createWindowPicker({
+  idPrefix,
+  pageSizes,
+  onChange,
+}: {
+  idPrefix: string;
+  pageSizes?: readonly number[];
+  onChange(choice: WindowChoice): void;
+}): WindowPicker {
+  const id = (name: string) => `${idPrefix}-${name}`;
+  const radios = PRESETS.map(({ value, label }) => {
+    const input = h('input', {
+      attrs: { type: 'radio', name: id('preset'), id: id(value), value },
+      on: { change: () => presetChanged() },
+    });
+    return {
+      value,
+      element: h(
+        'span',
+        { class: 'radio' },
+        input,
+        h('label', { attrs: { for: id(value) } }, label),
+      ),
+      input,
+    };
+  });
+  const fromInput = h('input', {
+    attrs: { type: 'datetime-local', id: id('from'), required: true },
+  });
+  const toInput = h('input', { attrs: { type: 'datetime-local', id: id('to'), required: true } });
+  const problem = h('p', {
+    class: 'field-problem',
+    attrs: { id: id('problem'), 'aria-live': 'polite' },
+  });
+  const custom = h(
+    'div',
+    { class: 'custom-window', attrs: { hidden: true } },
+    h('label', { attrs: { for: id('from') } }, 'From'),
+    fromInput,
+    h('label', { attrs: { for: id('to') } }, 'To'),
+    toInput,
+    h('button', { attrs: { type: 'submit' } }, 'Apply'),
+    problem,
+  );
+  const sizeSelect = pageSizes
+    ? h(
+        'select',
+        { attrs: { id: id('page-size') }, on: { change: pageSizeChanged } },
+        pageSizes.map((n) => h('option', { attrs: { value: n } }, formatCount(n))),
+      )
+    : null;
+  const root = h(
+    'form',
+    { class: 'window-picker', attrs: { 'aria-label': 'Report window' } },
+    h(
+      'fieldset',
+      null,
+      h('legend', null, 'Window'),
+      radios.map((r) => r.element),
+    ),
+    custom,
+    sizeSelect
+      ? h(
+          'div',
+          { class: 'page-size' },
+          h('label', { attrs: { for: id('page-size') } }, 'Rows per page'),
+          sizeSelect,
+        )
+      : null,
+  );
+
+  let current: WindowChoice = { window: { kind: 'last', hours: 24 } };
+  const selectedPreset = (): Preset => radios.find((r) => r.input.checked)?.value ?? '24h';
+  const pageSize = () => (sizeSelect ? Number(sizeSelect.value) : undefined);
+
+  /** A new page size keeps the window on screen (a custom span not yet applied stays a draft). */
+  function pageSizeChanged(): void {
+    onChange({ window: current.window, pageSize: pageSize() });
+  }
+
+  function emitPreset(preset: Exclude<Preset, 'custom'>): void {
+    onChange({ window: { kind: 'last', hours: preset === '7d' ? 168 : 24 }, pageSize: pageSize() });
+  }
+
+  function presetChanged(): void {
+    const preset = selectedPreset();
+    custom.hidden = preset !== 'custom';
+    if (preset === 'custom') {
+      // Start from the span on screen, so "Custom" is an edit of what is shown.
+      const bounds = windowBounds(current.window);
+      fromInput.value = toDateTimeLocalValue(new Date(bounds.from));
+      toInput.value = toDateTimeLocalValue(new Date(bounds.to));
+      fromInput.focus();
+      return;
+    }
+    emitPreset(preset);
+  }
+
+  root.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const from = fromDateTimeLocalValue(fromInput.value);
+    const to = fromDateTimeLocalValue(toInput.value);
+    let message = '';
+    if (!from || !to) message = 'Enter both dates.';
+    else if (from >= to) message = '"From" must be before "To".';
+    else if (to.getTime() - from.getTime() > MAX_CUSTOM_WINDOW_HOURS * 3_600_000)
+      message = `A window can span at most ${MAX_CUSTOM_WINDOW_HOURS / 24} days.`;
+    problem.textContent = message;
+    if (message || !from || !to) return;
+    onChange({
+      window: { kind: 'custom', from: from.toISOString(), to: to.toISOString() },
+      pageSize: pageSize(),
+    });
+  });
+
+  return {
+    root,
+    show(choice) {
+      current = choice;
+      const { window } = choice;
+      const preset: Preset =
+        window.kind === 'custom' ? 'custom' : window.hours === 168 ? '7d' : '24h';
+      for (const r of radios) r.input.checked = r.value === preset;
+      custom.hidden = preset !== 'custom';
+      if (window.kind === 'custom') {
+        fromInput.value = toDateTimeLocalValue(new Date(window.from));
+        toInput.value = toDateTimeLocalValue(new Date(window.to));
+      }
+      problem.textContent = '';
+      if (sizeSelect && choice.pageSize !== undefined) sizeSelect.value = String(choice.pageSize);
+    },
+  };
+}
