@@ -20,6 +20,8 @@ import { requestId } from './http/request-id';
 import type { AnyRoute } from './http/route-contract';
 import type { Logger } from './logger';
 import { mappingRoutes } from './mapping/mapping-routes';
+import { createOcppIntake } from './ocpp/ocpp-intake';
+import type { OcppEndpoint } from './ocpp/ocpp-endpoint';
 import {
   createAnalyticsMetrics,
   createHttpMetrics,
@@ -58,6 +60,8 @@ export interface Api {
   routes: AnyRoute[];
   ingestService: IngestService;
   admission: IngestAdmission;
+  /** OCPP charge points: attach it to the HTTP server that listens (`ocpp.attach(server)`). */
+  ocpp: OcppEndpoint;
   registry: Registry;
   /** Stops accepting into the buffer's background work and waits for accepted readings to be stored. */
   close(): Promise<void>;
@@ -124,13 +128,26 @@ export function createApp({
     metrics: analyticsMetrics,
   });
   const fleet = new FleetService({ store: reports, cache: reportCache('fleet'), keys, config });
+  const mappingStore = new MappingStore(db);
+  const ocpp = createOcppIntake({
+    config,
+    db,
+    redis,
+    keys,
+    ingestService,
+    liveState,
+    mappingStore,
+    settings,
+    registry,
+    logger: logger.child({ module: 'ocpp' }),
+  });
   admission.start();
   let closing = false;
 
   const routes: AnyRoute[] = [
     ...ingestRoutes({ ingestService, config }),
     ...mappingRoutes({
-      mappingStore: new MappingStore(db),
+      mappingStore,
       validator,
       logger: logger.child({ module: 'mapping' }),
     }),
@@ -140,9 +157,11 @@ export function createApp({
       settings,
       config,
       logger: logger.child({ module: 'status' }),
+      extensions: ocpp.statusExtensions,
     }),
     ...settingsRoutes({ settings, config }),
     ...analyticsRoutes({ performance, fleet, config }),
+    ...ocpp.routes,
     ...healthRoutes({
       checks: { postgres: () => db.raw('SELECT 1'), redis: () => redis.ping() },
       // Ingest needs Redis only: it keeps accepting while PostgreSQL is down.
@@ -183,9 +202,12 @@ export function createApp({
     routes,
     ingestService,
     admission,
+    ocpp: ocpp.endpoint,
     registry,
     async close() {
       closing = true;
+      // Charge points' calls in progress are answered once their readings are stored.
+      await ocpp.endpoint.close();
       admission.stop();
       await ingestService.drain();
     },

@@ -120,7 +120,8 @@ export const settingsSchema = Type.Object({
     description: 'time to finish work on SIGTERM before exiting anyway',
   }),
   ENERGY_READINGS: oneOf(ENERGY_READINGS_MODES, 'interval', {
-    description: '`interval` or `cumulative` meter/vehicle energy values',
+    description:
+      '`interval` or `cumulative` meter/vehicle energy values, for devices without their own setting (OCPP connectors are registers)',
   }),
   EFFICIENCY_THRESHOLD: number(0.85, 0, 10, {
     description: 'efficiency below this raises an alert',
@@ -140,6 +141,10 @@ export const settingsSchema = Type.Object({
   }),
   RATE_LIMIT_BURST: integer(100, 1, 1_000_000, {
     description: 'requests a key may send at once before the rate applies',
+  }),
+  OCPP_UNKNOWN_ID_TAGS: oneOf(['accept', 'reject'] as const, 'accept', {
+    description:
+      'what Authorize and StartTransaction answer for an idTag no vehicle is registered to (`PUT /v1/id-tags/{idTag}`)',
   }),
 });
 

@@ -270,3 +270,68 @@ export function metricsRoute(registry: Registry): AnyRoute {
       reply(200, await registry.metrics(), { 'Content-Type': registry.contentType }),
   });
 }
+
+/** What the OCPP endpoint reports. Actions outside OCPP 1.6 count as `other` (bounded labels). */
+export interface OcppMetrics {
+  onConnections(count: number): void;
+  onResponse(
+    action: string,
+    outcome: 'ok' | 'callerror',
+    errorCode: string | null,
+    ms: number,
+  ): void;
+  onSampleIgnored(measurand: string): void;
+  onSampleRejected(reason: string): void;
+}
+
+export function createOcppMetrics(registry: Registry, actions: readonly string[]): OcppMetrics {
+  const connected = new Gauge({
+    name: 'energy_ocpp_connected_charge_points',
+    help: 'OCPP charge points connected to this process',
+    registers: [registry],
+  });
+  connected.set(0);
+  const messages = new Counter({
+    name: 'energy_ocpp_messages_total',
+    help: 'OCPP CALLs from charge points, by action and outcome (ok: a .conf; callerror)',
+    labelNames: ['action', 'outcome'],
+    registers: [registry],
+  });
+  const callErrors = new Counter({
+    name: 'energy_ocpp_callerrors_total',
+    help: 'CALLERRORs answered to charge points, by error code',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'energy_ocpp_call_duration_seconds',
+    help: 'From a CALL received to its answer sent (a .conf waits for its readings to be stored)',
+    labelNames: ['action'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const ignored = new Counter({
+    name: 'energy_ocpp_samples_ignored_total',
+    help: 'Meter value samples of measurands the engine does not read, by measurand',
+    labelNames: ['measurand'],
+    registers: [registry],
+  });
+  const rejected = new Counter({
+    name: 'energy_ocpp_samples_rejected_total',
+    help: 'Meter value samples refused (unknown unit, non-numeric, negative...), by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const known = new Set(actions);
+  const label = (action: string) => (known.has(action) ? action : 'other');
+  return {
+    onConnections: (count) => connected.set(count),
+    onResponse(action, outcome, errorCode, ms) {
+      messages.inc({ action: label(action), outcome });
+      if (errorCode) callErrors.inc({ code: errorCode.slice(0, 40) });
+      duration.observe({ action: label(action) }, ms / 1000);
+    },
+    onSampleIgnored: (measurand) => ignored.inc({ measurand: measurand.slice(0, 40) }),
+    onSampleRejected: (reason) => rejected.inc({ reason }),
+  };
+}

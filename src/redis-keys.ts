@@ -18,6 +18,11 @@ export interface RedisKeys {
   /** Readings PostgreSQL rejected for good, as JSON lines, for `npm run redrive`. */
   readonly deadLetters: string;
   liveState(type: 'meter' | 'vehicle', id: string): string;
+  /** An OCPP charge point's connection and boot, and the set of its connector ids. */
+  chargePoint(id: string): string;
+  chargePointConnectors(id: string): string;
+  /** An OCPP connector's last StatusNotification, by its meter id. */
+  connectorStatus(meterId: string): string;
   rateLimit(keyName: string): string;
   analyticsCache(vehicleId: string, fromMs: number, toMs: number, variant: string): string;
 }
@@ -36,6 +41,9 @@ export function createRedisKeys(prefix: string): RedisKeys {
     backlogSettled: (jobId) => queueKey(`settled:${jobId}`),
     deadLetters: queueKey('dead-letters'),
     liveState: (type, id) => `${prefix}:live:${type}:${id}`,
+    chargePoint: (id) => `${prefix}:ocpp:cp:${id}`,
+    chargePointConnectors: (id) => `${prefix}:ocpp:cp:${id}:connectors`,
+    connectorStatus: (meterId) => `${prefix}:ocpp:connector:${meterId}`,
     rateLimit: (keyName) => `${prefix}:rate-limit:${keyName}`,
     analyticsCache: (vehicleId, fromMs, toMs, variant) =>
       `${prefix}:analytics:${variant}:${vehicleId}:${fromMs}:${toMs}`,

@@ -36,6 +36,7 @@ async function main(): Promise<void> {
     const server: Server = await new Promise((resolve) => {
       const s = api.app.listen(config.port, () => resolve(s));
     });
+    api.ocpp.attach(server);
     // Gateways keep connections open; the load balancer's idle timeout should be below this.
     server.keepAliveTimeout = 65_000;
     server.headersTimeout = 66_000;

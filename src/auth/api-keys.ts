@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export const SCOPES = ['ingest', 'read', 'admin'] as const;
+/** What a key may do; `charge-point` admits an OCPP charge point whose id is the key's name. */
+export const SCOPES = ['ingest', 'read', 'admin', 'charge-point'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** A configured client: its name, what it may do, and the SHA-256 of its key (never the key). */

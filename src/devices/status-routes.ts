@@ -19,8 +19,20 @@ const Source = Type.Union([Type.Literal('live'), Type.Literal('database')], {
   description: 'live: Redis; database: the status tables',
 });
 
-/** `{ <idField>, timestamp, <fields>, source }`, from the kind's declaration. */
-function statusSchema(kind: DeviceKind): TSchema {
+/**
+ * More a status may tell about some devices, from elsewhere than their readings: e.g. an OCPP
+ * connector's last StatusNotification, under `connector` in its meter's status.
+ */
+export interface StatusExtension {
+  type: DeviceType;
+  name: string;
+  schema: TSchema;
+  /** Its value for the device, or null when there is none (it is then left out). */
+  load(id: string): Promise<unknown>;
+}
+
+/** `{ <idField>, timestamp, <fields>, energyReadings, source }`, from the kind's declaration. */
+function statusSchema(kind: DeviceKind, extensions: StatusExtension[]): TSchema {
   const fields = Object.fromEntries(
     Object.entries(kind.fields as Record<string, FieldDeclaration>).map(([name, field]) => [
       name,
@@ -37,6 +49,7 @@ function statusSchema(kind: DeviceKind): TSchema {
         description: 'how its energy values are read; null when PostgreSQL cannot tell',
       }),
       source: Source,
+      ...Object.fromEntries(extensions.map((e) => [e.name, Type.Optional(e.schema)])),
     },
     { $id: `${kind.name}Status`, additionalProperties: false },
   );
@@ -49,13 +62,31 @@ export function statusRoutes({
   settings,
   config,
   logger,
+  extensions = [],
 }: {
   liveState: LiveStateStore;
   statusStore: StatusStore;
   settings: DeviceSettingsStore;
   config: { energyReadings: EnergyReadingsMode };
   logger: Logger;
+  extensions?: StatusExtension[];
 }): AnyRoute[] {
+  /** The device's extensions that have a value; best effort, like the settings. */
+  async function extras(type: DeviceType, id: string) {
+    const mine = extensions.filter((e) => e.type === type);
+    const values = await Promise.all(
+      mine.map((e) =>
+        e.load(id).catch((err: unknown) => {
+          logger.warn({ err, extension: e.name }, 'status extension unavailable');
+          return null;
+        }),
+      ),
+    );
+    return Object.fromEntries(
+      mine.flatMap((e, i) => (values[i] === null ? [] : [[e.name, values[i]]])),
+    );
+  }
+
   /** Best effort: live status must answer while PostgreSQL is down. */
   async function energyReadings(type: DeviceType, id: string) {
     try {
@@ -86,14 +117,21 @@ export function statusRoutes({
       database: true,
       params: Type.Object({ [kind.idField]: DeviceId }),
       responses: {
-        200: { description: 'latest reading', schema: statusSchema(kind) },
+        200: {
+          description: 'latest reading',
+          schema: statusSchema(
+            kind,
+            extensions.filter((e) => e.type === kind.type),
+          ),
+        },
         404: { description: 'never seen', schema: ErrorBody },
       },
       handler: async ({ params }) => {
         const id = (params as Record<string, string>)[kind.idField];
-        const [state, mode] = await Promise.all([
+        const [state, mode, more] = await Promise.all([
           latest(kind.type, id),
           energyReadings(kind.type, id),
+          extras(kind.type, id),
         ]);
         if (!state) throw notFound(`No reading has been received from ${kind.type} ${id}`);
         const values = Object.fromEntries(kind.fieldNames.map((n) => [n, state.values[n] ?? null]));
@@ -103,6 +141,7 @@ export function statusRoutes({
           ...values,
           energyReadings: mode,
           source: state.source,
+          ...more,
         });
       },
     }),

@@ -11,14 +11,6 @@ export interface MappingPeriod {
   to: Date | null;
 }
 
-/** A mapping period clipped to a window: always closed. */
-export interface ClippedPeriod {
-  vehicleId: string;
-  meterId: string;
-  from: Date;
-  to: Date;
-}
-
 interface MappingRow {
   vehicle_id: string;
   meter_id: string;
@@ -59,8 +51,12 @@ export class MappingStore {
         .where({ vehicle_id: vehicleId })
         .orderBy('valid_from', 'desc')
         .first();
+      // A new period starts after the open one's start, or at or after the closed one's end.
       const earliestAllowed = latest ? (latest.valid_to ?? latest.valid_from) : null;
-      if (earliestAllowed && since.getTime() <= earliestAllowed.getTime()) {
+      const tooEarly = latest?.valid_to
+        ? since.getTime() < latest.valid_to.getTime()
+        : earliestAllowed !== null && since.getTime() <= earliestAllowed.getTime();
+      if (earliestAllowed && tooEarly) {
         throw conflict(
           'mapping_conflict',
           `since must be later than ${earliestAllowed.toISOString()}, where the vehicle's latest mapping period starts or ends; past periods are never rewritten`,
@@ -83,31 +79,27 @@ export class MappingStore {
     });
   }
 
+  /**
+   * Ends the period in which the vehicle charges from `meterId` since `from`, at `to` (a charging
+   * transaction that stopped). Returns false when that period is not the open one any more.
+   */
+  async endPeriod(vehicleId: string, meterId: string, from: Date, to: Date): Promise<boolean> {
+    if (to.getTime() <= from.getTime()) return false;
+    return this.db.transaction(async (trx) => {
+      await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
+      const updated = await trx(TABLE)
+        .where({ vehicle_id: vehicleId, meter_id: meterId, valid_from: from })
+        .whereNull('valid_to')
+        .update({ valid_to: to });
+      return updated > 0;
+    });
+  }
+
   /** Every period of the vehicle, oldest first. */
   async history(vehicleId: string): Promise<MappingPeriod[]> {
     const rows = await this.db<MappingRow>(TABLE)
       .where({ vehicle_id: vehicleId })
       .orderBy('valid_from', 'asc');
     return rows.map(toPeriod);
-  }
-
-  /** Periods overlapping [from, to), clipped to it, oldest first. */
-  async periodsWithin(
-    vehicleId: string,
-    from: Date,
-    to: Date,
-    db: Knex = this.db,
-  ): Promise<ClippedPeriod[]> {
-    const rows = await db<MappingRow>(TABLE)
-      .where({ vehicle_id: vehicleId })
-      .where('valid_from', '<', to)
-      .where((q) => q.whereNull('valid_to').orWhere('valid_to', '>', from))
-      .orderBy('valid_from', 'asc');
-    return rows.map((row) => ({
-      vehicleId: row.vehicle_id,
-      meterId: row.meter_id,
-      from: row.valid_from > from ? row.valid_from : from,
-      to: row.valid_to === null || row.valid_to > to ? to : row.valid_to,
-    }));
   }
 }

@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,79 +9,9 @@ import { envFor, startProcess, type EngineProcess } from '../helpers/processes';
 import { ensureDatabase, migrateToLatest } from '../../db/migrate';
 import { createDb } from '../../db/create-db';
 import { createTestConfig, openTestContext, type TestContext } from '../helpers/test-env';
+import { OwnRedis } from '../helpers/own-redis';
 
-/** A redis-server of the test's own, on its own port and directory, so it can be killed. */
-export class OwnRedis {
-  private child: ChildProcess | null = null;
-  readonly dir = mkdtempSync(path.join(os.tmpdir(), 'fault-redis-'));
-  constructor(
-    readonly port: number,
-    private readonly args: string[] = [],
-  ) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  static async create(args: string[] = []): Promise<OwnRedis> {
-    const redis = new OwnRedis(await freePort(), args);
-    await redis.start();
-    return redis;
-  }
-
-  async start(): Promise<void> {
-    this.child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        this.dir,
-        '--save',
-        '',
-        '--appendonly',
-        'yes',
-        '--appendfsync',
-        'always',
-        '--maxmemory-policy',
-        'noeviction',
-        ...this.args,
-      ],
-      { stdio: 'ignore' },
-    );
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      const { Redis } = await import('ioredis');
-      const probe = new Redis(this.url, {
-        lazyConnect: true,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
-      });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        await probe.ping();
-        probe.disconnect();
-        return;
-      } catch {
-        probe.disconnect();
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    throw new Error('own redis-server did not start');
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill(signal);
-    });
-  }
-}
+export { OwnRedis };
 
 const execFileAsync = promisify(execFile);
 

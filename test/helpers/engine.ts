@@ -153,6 +153,7 @@ export async function startTestEngine(overrides: Record<string, string> = {}): P
   const server = await new Promise<Server>((resolve) => {
     const s = api.api.app.listen(0, '127.0.0.1', () => resolve(s));
   });
+  api.api.ocpp.attach(server);
   return {
     ctx,
     api,
@@ -160,6 +161,8 @@ export async function startTestEngine(overrides: Record<string, string> = {}): P
     queue,
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     async stop() {
+      // Charge points' WebSockets would keep the server open.
+      await api.api.ocpp.close();
       await new Promise((r) => server.close(r));
       await queue.close();
       await flusher.close();

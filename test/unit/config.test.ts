@@ -58,6 +58,7 @@ describe('configuration defaults', () => {
       apiKeys: [],
       rateLimitPerS: 0,
       rateLimitBurst: 100,
+      ocppUnknownIdTags: 'accept',
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -95,6 +96,7 @@ describe('configuration defaults', () => {
       'apiKeys',
       'rateLimitPerS',
       'rateLimitBurst',
+      'ocppUnknownIdTags',
     ];
     expect(Object.keys(loadConfig({})).sort()).toEqual([...keys].sort());
   });
@@ -275,7 +277,7 @@ describe('API_KEYS', () => {
   test('when entries are bad, then every problem of every entry is reported with the other variables', () => {
     expect(problemsFor({ API_KEYS: `a:fly:${hex},b`, PORT: 'x' })).toEqual([
       'PORT="x": expected an integer from 0 to 65535',
-      'API_KEYS entry 1 (a): unknown scope fly (use ingest, read, admin)',
+      'API_KEYS entry 1 (a): unknown scope fly (use ingest, read, admin, charge-point)',
       'API_KEYS entry 2 (b): expected name:scopes:sha256hex',
     ]);
   });

@@ -1,0 +1,296 @@
+import type { EnergyReadingsMode } from '../config';
+import { AppError } from '../errors';
+import type { Logger } from '../logger';
+import type { OcppMetrics } from '../metrics';
+import type { DeviceSettingsStore } from '../stores/device-settings-store';
+import type { MappingStore } from '../stores/mapping-store';
+import type { IngestService } from '../telemetry/ingest-service';
+import type { ChargePointStore } from './charge-point-store';
+import { connectorMeterId, type ChargePointState } from './charge-point-state';
+import type { IdTagStore } from './id-tag-store';
+import { readMeterValues, type MeterValue } from './meter-values';
+import type { TransactionStore } from './transaction-store';
+
+/** The heartbeat interval (s) a booted charge point is told to keep. */
+export const HEARTBEAT_INTERVAL_S = 60;
+
+/** The OCPP 1.6 payloads handled here, as the library has validated them against the schemas. */
+export interface BootNotificationReq {
+  chargePointVendor: string;
+  chargePointModel: string;
+  chargePointSerialNumber?: string;
+  chargeBoxSerialNumber?: string;
+  firmwareVersion?: string;
+}
+export interface StatusNotificationReq {
+  connectorId: number;
+  errorCode: string;
+  status: string;
+  info?: string;
+  timestamp?: string;
+}
+export interface StartTransactionReq {
+  connectorId: number;
+  idTag: string;
+  meterStart: number;
+  timestamp: string;
+}
+export interface StopTransactionReq {
+  transactionId: number;
+  meterStop: number;
+  timestamp: string;
+  idTag?: string;
+  reason?: string;
+  transactionData?: MeterValue[];
+}
+export interface MeterValuesReq {
+  connectorId: number;
+  meterValue: MeterValue[];
+  transactionId?: number;
+}
+
+type IdTagStatus = 'Accepted' | 'Invalid';
+
+/** Readings a charge point sent could not be stored: it must keep them and send them again. */
+export class NotStoredError extends Error {
+  constructor(cause: unknown) {
+    super('The readings could not be stored; retry later');
+    this.name = 'NotStoredError';
+    this.cause = cause;
+  }
+}
+
+/**
+ * OCPP 1.6 allows timestamps without a zone (UTC by the standard) and some chargers send a space
+ * for the `T`: turn them into the RFC 3339 instants the engine stores.
+ */
+export function utcTimestamp(timestamp: string): string {
+  const text = timestamp.trim().replace(' ', 'T');
+  return /([zZ]|[+-]\d\d:?\d\d)$/.test(text) ? text.toUpperCase() : `${text.toUpperCase()}Z`;
+}
+
+const whToKwh = (wh: number) => Math.round(wh) / 1000;
+
+/**
+ * A transaction's mapping period is (start, stop]: the register reading at the start is the
+ * baseline, and the one at the stop holds the session's last energy. Periods are half-open
+ * [from, to) at millisecond precision, so both bounds move one millisecond on.
+ */
+const justAfter = (at: Date) => new Date(at.getTime() + 1);
+
+/**
+ * What the engine does with each OCPP message of a charge point. Connector n of charge point CP
+ * is the meter `CP:n`; its readings take the same path as HTTP readings (validation, group commit,
+ * live state, history), and a `.conf` is returned only once they are stored.
+ */
+export class ChargePointService {
+  /** Connector meters whose register semantics this process has recorded. */
+  private readonly registers = new Set<string>();
+
+  constructor(
+    private readonly deps: {
+      ingestService: IngestService;
+      state: ChargePointState;
+      chargePoints: ChargePointStore;
+      transactions: TransactionStore;
+      idTags: IdTagStore;
+      mapping: MappingStore;
+      settings: DeviceSettingsStore;
+      config: { ocppUnknownIdTags: 'accept' | 'reject' };
+      metrics: OcppMetrics;
+      logger: Logger;
+      now?: () => number;
+    },
+  ) {}
+
+  private now(): Date {
+    return new Date((this.deps.now ?? Date.now)());
+  }
+
+  async bootNotification(chargePointId: string, req: BootNotificationReq) {
+    const at = this.now();
+    // The record is informative: a boot is accepted even while PostgreSQL or Redis is away.
+    await Promise.all([
+      this.deps.chargePoints.recordBoot({
+        id: chargePointId,
+        vendor: req.chargePointVendor,
+        model: req.chargePointModel,
+        serialNumber: req.chargePointSerialNumber ?? req.chargeBoxSerialNumber ?? null,
+        firmwareVersion: req.firmwareVersion ?? null,
+        lastBootAt: at,
+      }),
+      this.deps.state.booted(chargePointId, at),
+    ]).catch((err: unknown) => this.deps.logger.warn({ err, chargePointId }, 'boot not recorded'));
+    return { status: 'Accepted', interval: HEARTBEAT_INTERVAL_S, currentTime: at.toISOString() };
+  }
+
+  heartbeat() {
+    return { currentTime: this.now().toISOString() };
+  }
+
+  async statusNotification(chargePointId: string, req: StatusNotificationReq) {
+    this.recordRegisterSoon(chargePointId, req.connectorId);
+    await this.deps.state.connectorStatus(chargePointId, req.connectorId, {
+      status: req.status,
+      errorCode: req.errorCode,
+      info: req.info ?? null,
+      at: req.timestamp
+        ? new Date(utcTimestamp(req.timestamp)).toISOString()
+        : this.now().toISOString(),
+    });
+    return {};
+  }
+
+  async authorize(_chargePointId: string, req: { idTag: string }) {
+    return { idTagInfo: { status: await this.idTagStatus(req.idTag) } };
+  }
+
+  async startTransaction(chargePointId: string, req: StartTransactionReq) {
+    const meterId = connectorMeterId(chargePointId, req.connectorId);
+    const tag = await this.deps.idTags.get(req.idTag);
+    const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus();
+    const startedAt = new Date(utcTimestamp(req.timestamp));
+    const { transaction, created } = await this.deps.transactions.start({
+      chargePointId,
+      connectorId: req.connectorId,
+      idTag: req.idTag,
+      idTagStatus: status,
+      vehicleId: tag?.vehicleId ?? null,
+      meterStartWh: req.meterStart,
+      startedAt,
+    });
+    await this.recordRegister(chargePointId, req.connectorId);
+    if (transaction.vehicleId) {
+      await this.mapVehicle(transaction.vehicleId, meterId, justAfter(startedAt));
+    }
+    await this.store(meterId, [{ timestamp: req.timestamp, kwh: whToKwh(req.meterStart) }]);
+    this.deps.logger.info(
+      { chargePointId, connectorId: req.connectorId, transactionId: transaction.id, created },
+      created ? 'transaction started' : 'StartTransaction repeated: same transaction',
+    );
+    return { transactionId: transaction.id, idTagInfo: { status } };
+  }
+
+  async stopTransaction(chargePointId: string, req: StopTransactionReq) {
+    const stoppedAt = new Date(utcTimestamp(req.timestamp));
+    const known = await this.deps.transactions.get(req.transactionId);
+    if (!known || known.chargePointId !== chargePointId) {
+      // Nothing to attach its readings to: answer, so the charge point does not resend for ever.
+      this.deps.logger.warn(
+        { chargePointId, transactionId: req.transactionId },
+        'StopTransaction for a transaction this charge point never started: readings dropped',
+      );
+      return {};
+    }
+    const transaction = await this.deps.transactions.stop(req.transactionId, {
+      meterStopWh: req.meterStop,
+      stoppedAt,
+      reason: req.reason ?? null,
+    });
+    const meterId = connectorMeterId(chargePointId, known.connectorId);
+    await this.recordRegister(chargePointId, known.connectorId);
+    const data = this.read(req.transactionData ?? []);
+    await this.store(meterId, [...data, { timestamp: req.timestamp, kwh: whToKwh(req.meterStop) }]);
+    if (transaction?.vehicleId) {
+      await this.deps.mapping.endPeriod(
+        transaction.vehicleId,
+        meterId,
+        justAfter(known.startedAt),
+        justAfter(stoppedAt),
+      );
+    }
+    return req.idTag ? { idTagInfo: { status: await this.idTagStatus(req.idTag) } } : {};
+  }
+
+  async meterValues(chargePointId: string, req: MeterValuesReq) {
+    const meterId = connectorMeterId(chargePointId, req.connectorId);
+    this.recordRegisterSoon(chargePointId, req.connectorId);
+    await this.store(meterId, this.read(req.meterValue));
+    return {};
+  }
+
+  /** The register readings of a meterValue list; samples it cannot use are counted and logged. */
+  private read(meterValue: MeterValue[]) {
+    const result = readMeterValues(meterValue);
+    for (const [measurand, count] of Object.entries(result.ignored))
+      for (let i = 0; i < count; i++) this.deps.metrics.onSampleIgnored(measurand);
+    for (const reject of result.rejects) {
+      this.deps.metrics.onSampleRejected(reject.reason);
+      this.deps.logger.warn(reject, 'meter value sample rejected');
+    }
+    return result.readings;
+  }
+
+  /** Stores register readings of a connector meter through ingest; resolves once they are queued. */
+  private async store(
+    meterId: string,
+    readings: { timestamp: string; kwh: number; voltage?: number }[],
+  ): Promise<void> {
+    if (readings.length === 0) return;
+    const items = readings.map((r) => ({
+      value: {
+        meterId,
+        kwhConsumedAc: r.kwh,
+        ...(r.voltage === undefined ? {} : { voltage: r.voltage }),
+        timestamp: utcTimestamp(r.timestamp),
+      },
+    }));
+    let outcome;
+    try {
+      outcome = await this.deps.ingestService.ingest({ kind: 'batch', items });
+    } catch (err) {
+      if (!(err instanceof AppError) || err.statusCode === 503) throw new NotStoredError(err);
+      // Refused for good (e.g. too many readings at once): resending would not help.
+      this.deps.logger.warn({ meterId, err }, 'OCPP readings refused');
+      return;
+    }
+    if (outcome.kind === 'batch' && outcome.errors.length > 0) {
+      // Invalid readings are not stored, and resending them would not help: log them.
+      this.deps.logger.warn({ meterId, errors: outcome.errors }, 'OCPP readings refused');
+    }
+  }
+
+  /** OCPP connectors are registers: their meters say so, whatever ENERGY_READINGS says. */
+  private async recordRegister(chargePointId: string, connectorId: number): Promise<void> {
+    const meterId = connectorMeterId(chargePointId, connectorId);
+    if (this.registers.has(meterId)) return;
+    const mode: EnergyReadingsMode = 'cumulative';
+    await Promise.all([
+      this.deps.settings.setMany('meter', [meterId], mode),
+      this.deps.state.knownConnector(chargePointId, connectorId),
+    ]);
+    this.registers.add(meterId);
+  }
+
+  /**
+   * The same, off the message's path (meter values and statuses do not wait for PostgreSQL): a
+   * failure is retried with the connector's next message.
+   */
+  private recordRegisterSoon(chargePointId: string, connectorId: number): void {
+    this.recordRegister(chargePointId, connectorId).catch((err: unknown) =>
+      this.deps.logger.debug(
+        { err, chargePointId, connectorId },
+        'register semantics not recorded yet',
+      ),
+    );
+  }
+
+  /** From the transaction's start, the vehicle charges from the connector's meter. */
+  private async mapVehicle(vehicleId: string, meterId: string, since: Date): Promise<void> {
+    try {
+      await this.deps.mapping.assign(vehicleId, meterId, since);
+    } catch (err) {
+      // A mapping made later than this start (by hand, or by a later transaction) is kept.
+      if (!(err instanceof AppError && err.statusCode === 409)) throw err;
+      this.deps.logger.info({ vehicleId, meterId, err: err.message }, 'vehicle mapping kept');
+    }
+  }
+
+  private async idTagStatus(idTag: string): Promise<IdTagStatus> {
+    return (await this.deps.idTags.get(idTag)) ? 'Accepted' : this.unknownIdTagStatus();
+  }
+
+  private unknownIdTagStatus(): IdTagStatus {
+    return this.deps.config.ocppUnknownIdTags === 'accept' ? 'Accepted' : 'Invalid';
+  }
+}

@@ -1,0 +1,152 @@
+import type { Redis } from 'ioredis';
+import type { RedisKeys } from '../redis-keys';
+
+/** A charge point's meter for one connector (0: the whole charge point). */
+export const connectorMeterId = (chargePointId: string, connectorId: number) =>
+  `${chargePointId}:${connectorId}`;
+
+export interface ConnectorStatus {
+  status: string;
+  errorCode: string;
+  info: string | null;
+  /** When the charge point says the status began (its timestamp, else when it arrived). */
+  at: string;
+}
+
+export interface ChargePointLiveState {
+  connected: boolean;
+  /** Since when it is connected, or when it was last seen. */
+  connectedAt: string | null;
+  lastSeenAt: string | null;
+  lastBootAt: string | null;
+  connectors: { connectorId: number; status: ConnectorStatus | null }[];
+}
+
+/** Writes a connector's status unless the stored one is newer (ARGV: at-ms, field/value pairs). */
+const SET_STATUS_IF_NEWER = `
+local current = redis.call('HGET', KEYS[1], 'atMs')
+if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'atMs', ARGV[1], unpack(ARGV, 2))
+return 1`;
+
+/** Forgets the connection only if it is still the one that closed (it may have reconnected elsewhere). */
+const DISCONNECT = `
+if redis.call('HGET', KEYS[1], 'connection') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'connection', 'connectedAt')
+  redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[2])
+  return 1
+end
+return 0`;
+
+type RedisWithScripts = Redis & {
+  setConnectorStatusIfNewer(numKeys: 1, key: string, ...args: string[]): Promise<number>;
+  disconnectChargePoint(numKeys: 1, key: string, connection: string, at: string): Promise<number>;
+};
+
+/**
+ * What the engine knows live about charge points, in Redis so every API replica sees it: which
+ * replica connection holds each charge point (refreshed while it lives: a replica that dies
+ * stops refreshing, and its charge points read as disconnected after `staleAfterMs`), its last
+ * boot, and each connector's latest StatusNotification.
+ */
+export class ChargePointState {
+  private readonly redis: RedisWithScripts;
+
+  constructor(
+    redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly staleAfterMs: number,
+  ) {
+    redis.defineCommand('setConnectorStatusIfNewer', { lua: SET_STATUS_IF_NEWER });
+    redis.defineCommand('disconnectChargePoint', { lua: DISCONNECT });
+    this.redis = redis as RedisWithScripts;
+  }
+
+  async connected(chargePointId: string, connection: string, at: Date): Promise<void> {
+    const now = at.toISOString();
+    await this.redis.hset(this.keys.chargePoint(chargePointId), {
+      connection,
+      connectedAt: now,
+      lastSeenAt: now,
+    });
+  }
+
+  async disconnected(chargePointId: string, connection: string, at: Date): Promise<void> {
+    await this.redis.disconnectChargePoint(
+      1,
+      this.keys.chargePoint(chargePointId),
+      connection,
+      at.toISOString(),
+    );
+  }
+
+  /** Marks these charge points as still connected here (one round trip for all of them). */
+  async seen(chargePointIds: string[], at: Date): Promise<void> {
+    if (chargePointIds.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const id of chargePointIds)
+      pipeline.hset(this.keys.chargePoint(id), 'lastSeenAt', at.toISOString());
+    await pipeline.exec();
+  }
+
+  async booted(chargePointId: string, at: Date): Promise<void> {
+    await this.redis.hset(this.keys.chargePoint(chargePointId), 'lastBootAt', at.toISOString());
+  }
+
+  async connectorStatus(
+    chargePointId: string,
+    connectorId: number,
+    status: ConnectorStatus,
+  ): Promise<void> {
+    const meterId = connectorMeterId(chargePointId, connectorId);
+    await Promise.all([
+      this.redis.sadd(this.keys.chargePointConnectors(chargePointId), String(connectorId)),
+      this.redis.setConnectorStatusIfNewer(
+        1,
+        this.keys.connectorStatus(meterId),
+        String(Date.parse(status.at)),
+        'status',
+        status.status,
+        'errorCode',
+        status.errorCode,
+        'info',
+        status.info ?? '',
+        'at',
+        status.at,
+      ),
+    ]);
+  }
+
+  /** Remembers a connector that sent meter values before any status. */
+  async knownConnector(chargePointId: string, connectorId: number): Promise<void> {
+    await this.redis.sadd(this.keys.chargePointConnectors(chargePointId), String(connectorId));
+  }
+
+  async statusOf(meterId: string): Promise<ConnectorStatus | null> {
+    const hash = await this.redis.hgetall(this.keys.connectorStatus(meterId));
+    if (!hash.status) return null;
+    return { status: hash.status, errorCode: hash.errorCode, info: hash.info || null, at: hash.at };
+  }
+
+  async get(chargePointId: string, now: Date): Promise<ChargePointLiveState | null> {
+    const [hash, connectorIds] = await Promise.all([
+      this.redis.hgetall(this.keys.chargePoint(chargePointId)),
+      this.redis.smembers(this.keys.chargePointConnectors(chargePointId)),
+    ]);
+    if (!hash.lastSeenAt && !hash.lastBootAt && connectorIds.length === 0) return null;
+    const ids = connectorIds.map(Number).sort((a, b) => a - b);
+    const statuses = await Promise.all(
+      ids.map((id) => this.statusOf(connectorMeterId(chargePointId, id))),
+    );
+    const fresh =
+      hash.lastSeenAt !== undefined &&
+      now.getTime() - Date.parse(hash.lastSeenAt) <= this.staleAfterMs;
+    return {
+      connected: Boolean(hash.connection) && fresh,
+      connectedAt: hash.connection ? (hash.connectedAt ?? null) : null,
+      lastSeenAt: hash.lastSeenAt ?? null,
+      lastBootAt: hash.lastBootAt ?? null,
+      connectors: ids.map((connectorId, i) => ({ connectorId, status: statuses[i] })),
+    };
+  }
+}

@@ -1,0 +1,58 @@
+import type { Knex } from 'knex';
+
+/** What a charge point said about itself at its last BootNotification. */
+export interface ChargePointRecord {
+  id: string;
+  vendor: string;
+  model: string;
+  serialNumber: string | null;
+  firmwareVersion: string | null;
+  lastBootAt: Date;
+}
+
+interface ChargePointRow {
+  id: string;
+  vendor: string;
+  model: string;
+  serial_number: string | null;
+  firmware_version: string | null;
+  last_boot_at: Date;
+}
+
+const toRecord = (r: ChargePointRow): ChargePointRecord => ({
+  id: r.id,
+  vendor: r.vendor,
+  model: r.model,
+  serialNumber: r.serial_number,
+  firmwareVersion: r.firmware_version,
+  lastBootAt: r.last_boot_at,
+});
+
+/** Charge points that have booted at least once (charge_points). */
+export class ChargePointStore {
+  constructor(private readonly db: Knex) {}
+
+  async recordBoot(record: ChargePointRecord): Promise<void> {
+    const row = {
+      id: record.id,
+      vendor: record.vendor,
+      model: record.model,
+      serial_number: record.serialNumber,
+      firmware_version: record.firmwareVersion,
+      last_boot_at: record.lastBootAt,
+    };
+    await this.db('charge_points').insert(row).onConflict('id').merge();
+  }
+
+  async get(id: string): Promise<ChargePointRecord | null> {
+    const row = await this.db<ChargePointRow>('charge_points').where({ id }).first();
+    return row ? toRecord(row) : null;
+  }
+
+  /** A page of charge points in id order, after `afterId`. */
+  async list(limit: number, afterId: string | null): Promise<ChargePointRecord[]> {
+    const query = this.db<ChargePointRow>('charge_points').orderBy('id').limit(limit);
+    if (afterId !== null) query.where('id', '>', afterId);
+    return (await query).map(toRecord);
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * OCPP 1.6 MeterValues.req `meterValue` / StopTransaction.req `transactionData` -> the connector
+ * meter's register readings. Pure: no I/O, no clock, no library types.
+ */
+
+/** One SampledValue as in the OCPP 1.6 JSON schema (all fields but `value` optional). */
+export interface SampledValue {
+  value: string;
+  context?: string;
+  format?: string;
+  measurand?: string;
+  phase?: string;
+  location?: string;
+  unit?: string;
+}
+
+/** One element of `meterValue` / `transactionData`. */
+export interface MeterValue {
+  timestamp: string;
+  sampledValue: readonly SampledValue[];
+}
+
+/** What one meterValue element tells about the meter (energy register in kWh). */
+export interface MeterReading {
+  timestamp: string;
+  kwh: number;
+  voltage: number | undefined;
+}
+
+export type RejectReason =
+  'unknown unit' | 'non-numeric value' | 'negative value' | 'signed data' | 'incomplete phases';
+
+export interface SampleReject {
+  timestamp: string;
+  measurand: string;
+  reason: RejectReason;
+}
+
+export interface MeterValuesResult {
+  /** one per meterValue element that yields an energy register, in input order */
+  readings: MeterReading[];
+  rejects: SampleReject[];
+  /** samples of measurands we do not read (e.g. Temperature: the charger's, never a battery's) */
+  ignored: Record<string, number>;
+  /** elements that yielded no reading (e.g. voltage only, or every register sample rejected) */
+  elementsWithoutRegister: number;
+}
+
+export const ENERGY_REGISTER = 'Energy.Active.Import.Register';
+export const VOLTAGE = 'Voltage';
+
+/** OCPP 1.6 §7.31: a SampledValue without measurand is the active import register. */
+export function measurandOf(sample: SampledValue): string {
+  return sample.measurand ?? ENERGY_REGISTER;
+}
+
+/** Factor from the sample's unit to kWh; undefined = not an energy unit we accept. Default Wh. */
+export function kwhPerUnit(unit: string | undefined): number | undefined {
+  if (unit === undefined || unit === 'Wh') return 0.001;
+  if (unit === 'kWh') return 1;
+  return undefined;
+}
+
+/** Voltage samples must be in V (the default when absent). */
+export function isVoltUnit(unit: string | undefined): boolean {
+  return unit === undefined || unit === 'V';
+}
+
+// A plain decimal, as meters print it. Number() alone would take '', ' ', '0x10', 'Infinity'.
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/** Parses a sample value: a finite, non-negative decimal, or the reason it is not one. */
+export function parseReading(value: string): number | 'non-numeric value' | 'negative value' {
+  if (typeof value !== 'string' || !DECIMAL.test(value.trim())) return 'non-numeric value';
+  const n = Number(value.trim());
+  if (!Number.isFinite(n)) return 'non-numeric value';
+  if (n < 0) return 'negative value';
+  return n === 0 ? 0 : n; // -0 -> 0
+}
+
+/** Checks one sample we read (register or voltage); returns its value in kWh / V, or why not. */
+export function readSample(sample: SampledValue): number | RejectReason {
+  // SignedData carries an opaque signed blob, not a number we may use as is.
+  if (sample.format === 'SignedData') return 'signed data';
+  const isRegister = measurandOf(sample) === ENERGY_REGISTER;
+  const factor = isRegister ? kwhPerUnit(sample.unit) : isVoltUnit(sample.unit) ? 1 : undefined;
+  if (factor === undefined) return 'unknown unit';
+  const n = parseReading(sample.value);
+  return typeof n === 'number' ? n * factor : n;
+}
+
+// Readings are kept to the mWh / mV: enough for any meter, and it hides float noise (0.1 + 0.2).
+function round6(n: number): number {
+  return Math.round(n * 1e6) / 1e6;
+}
+
+interface Read {
+  value: number;
+  phased: boolean;
+}
+
+/**
+ * The register of one element: the unphased value if sent (it is the total; the phases would
+ * count twice), else the sum of the phased values. A phase that was rejected makes the sum
+ * a partial total, which a cumulative register would read as a drop (a false reset): no reading.
+ */
+export function registerKwh(reads: readonly Read[], phasedRejected: boolean): number | undefined {
+  const total = reads.find((r) => !r.phased);
+  if (total) return round6(total.value);
+  if (reads.length === 0 || phasedRejected) return undefined;
+  return round6(reads.reduce((sum, r) => sum + r.value, 0));
+}
+
+/** The element's voltage: the unphased value if sent, else the mean of the phases sent. */
+export function voltageOf(reads: readonly Read[]): number | undefined {
+  const total = reads.find((r) => !r.phased);
+  if (total) return round6(total.value);
+  if (reads.length === 0) return undefined;
+  return round6(reads.reduce((sum, r) => sum + r.value, 0) / reads.length);
+}
+
+/** Turns a `meterValue` array into readings; bad samples are rejected, the rest is kept. */
+export function readMeterValues(meterValue: readonly MeterValue[]): MeterValuesResult {
+  const result: MeterValuesResult = {
+    readings: [],
+    rejects: [],
+    ignored: {},
+    elementsWithoutRegister: 0,
+  };
+
+  for (const element of meterValue) {
+    const registers: Read[] = [];
+    const volts: Read[] = [];
+    let phasedRegisterRejected = false;
+
+    for (const sample of element.sampledValue) {
+      const measurand = measurandOf(sample);
+      if (measurand !== ENERGY_REGISTER && measurand !== VOLTAGE) {
+        result.ignored[measurand] = (result.ignored[measurand] ?? 0) + 1;
+        continue;
+      }
+      const read = readSample(sample);
+      const phased = sample.phase !== undefined;
+      if (typeof read === 'string') {
+        result.rejects.push({ timestamp: element.timestamp, measurand, reason: read });
+        if (measurand === ENERGY_REGISTER && phased) phasedRegisterRejected = true;
+        continue;
+      }
+      (measurand === ENERGY_REGISTER ? registers : volts).push({ value: read, phased });
+    }
+
+    const kwh = registerKwh(registers, phasedRegisterRejected);
+    if (kwh === undefined) {
+      if (phasedRegisterRejected && registers.length > 0) {
+        // the good phases are dropped too: say so, or the loss would be silent
+        result.rejects.push({
+          timestamp: element.timestamp,
+          measurand: ENERGY_REGISTER,
+          reason: 'incomplete phases',
+        });
+      }
+      result.elementsWithoutRegister++;
+      continue;
+    }
+    result.readings.push({ timestamp: element.timestamp, kwh, voltage: voltageOf(volts) });
+  }
+  return result;
+}

@@ -1,0 +1,255 @@
+/**
+ * `ws://HOST:PORT/ocpp/{chargePointId}`: OCPP 1.6J on the API's own HTTP server. ocpp-rpc does the
+ * OCPP-J framing, validates every message both ways against the official OCPP 1.6 JSON schemas
+ * (strict mode) and keeps connections alive with pings; this module decides who may connect and
+ * hands each action to the ChargePointService.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { RPCServer, createRPCError } from 'ocpp-rpc';
+import type RPCServerClient from 'ocpp-rpc/lib/server-client';
+import { findKey, type ApiKey } from '../auth/api-keys';
+import type { Logger } from '../logger';
+import type { OcppMetrics } from '../metrics';
+import type { ChargePointState } from './charge-point-state';
+import {
+  NotStoredError,
+  type BootNotificationReq,
+  type ChargePointService,
+  type MeterValuesReq,
+  type StartTransactionReq,
+  type StatusNotificationReq,
+  type StopTransactionReq,
+} from './charge-point-service';
+
+export const OCPP_PATH = '/ocpp';
+export const OCPP_PROTOCOL = 'ocpp1.6';
+/**
+ * A charge point id: a meter id is `{chargePointId}:{connectorId}`, so no `:` (the split stays
+ * unambiguous) and at most 48 characters (OCPP's identity limit; the meter id stays within 64).
+ */
+export const CHARGE_POINT_ID_PATTERN = '^[A-Za-z0-9._-]{1,48}$';
+const CHARGE_POINT_ID = new RegExp(CHARGE_POINT_ID_PATTERN);
+
+/** The actions this engine answers; anything else gets the library's NotImplemented. */
+export const OCPP_ACTIONS = [
+  'BootNotification',
+  'Heartbeat',
+  'StatusNotification',
+  'Authorize',
+  'StartTransaction',
+  'StopTransaction',
+  'MeterValues',
+] as const;
+
+/** A charge point keeps at most this many bytes in one message. */
+const MAX_MESSAGE_BYTES = 256 * 1024;
+/** How often this process tells Redis its charge points are still connected. */
+const SEEN_INTERVAL_MS = 30_000;
+
+/** The charge point id of an upgrade URL `/ocpp/{id}` (query ignored), or null. */
+export function chargePointIdOf(url: string | undefined): string | null {
+  const match = /^\/ocpp\/([^/?]+)(\?.*)?$/.exec(url ?? '');
+  if (!match) return null;
+  try {
+    const id = decodeURIComponent(match[1]);
+    return CHARGE_POINT_ID.test(id) ? id : null;
+  } catch {
+    // A malformed escape; ocpp-rpc 2.2.1 would throw it out of handleUpgrade unhandled.
+    return null;
+  }
+}
+
+function refuse(socket: Duplex, status: 404 | 503): void {
+  const text = status === 404 ? 'Not Found' : 'Service Unavailable';
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+interface PendingCall {
+  action: string;
+  startedAt: number;
+}
+
+export interface OcppEndpoint {
+  /** Takes the WebSocket upgrades of `/ocpp/...` on this server. */
+  attach(server: Server): void;
+  /** Charge points connected to this process. */
+  connected(): number;
+  /** Refuses new connections, lets calls in progress answer, then closes every connection. */
+  close(): Promise<void>;
+}
+
+export function createOcppEndpoint({
+  service,
+  state,
+  config,
+  metrics,
+  logger,
+  pingIntervalMs = 30_000,
+}: {
+  service: ChargePointService;
+  state: ChargePointState;
+  config: { auth: 'on' | 'off'; apiKeys: readonly ApiKey[] };
+  metrics: OcppMetrics;
+  logger: Logger;
+  pingIntervalMs?: number;
+}): OcppEndpoint {
+  const rpc = new RPCServer({
+    protocols: [OCPP_PROTOCOL],
+    strictMode: true,
+    pingIntervalMs,
+    maxBadMessages: 10,
+    wssOptions: { maxPayload: MAX_MESSAGE_BYTES },
+  });
+  rpc.on('error', (err: Error) => logger.error({ err }, 'OCPP server error'));
+  const keys = [...config.apiKeys];
+  const live = new Map<string, RPCServerClient>();
+  let closing = false;
+
+  rpc.auth((accept, reject, handshake) => {
+    if (handshake.endpoint !== OCPP_PATH || !CHARGE_POINT_ID.test(handshake.identity)) {
+      reject(404, 'Not Found');
+      return;
+    }
+    if (config.auth === 'on') {
+      // Security profile 1: HTTP Basic, user = the charge point id (ocpp-rpc checks that),
+      // password = a key with the charge-point scope whose name is that id.
+      const key = handshake.password ? findKey(keys, handshake.password.toString('utf8')) : null;
+      if (!key || key.name !== handshake.identity || !key.scopes.includes('charge-point')) {
+        reject(401, 'Unauthorized');
+        return;
+      }
+    }
+    // Naming the protocol makes the library refuse (400) a client that did not offer it.
+    accept({}, OCPP_PROTOCOL);
+  });
+
+  const seenTimer = setInterval(() => {
+    state.seen([...live.keys()], new Date()).catch((err: unknown) => {
+      logger.debug({ err }, 'charge point presence not refreshed');
+    });
+  }, SEEN_INTERVAL_MS);
+  seenTimer.unref();
+
+  /** Wraps a handler: any failure becomes a CALLERROR with our own words, never a driver's. */
+  const handler =
+    <P>(action: string, id: string, run: (params: P) => unknown) =>
+    async ({ params }: { params?: Record<string, unknown> }) => {
+      try {
+        return (await run(params as P)) as Record<string, unknown>;
+      } catch (err) {
+        const stored = err instanceof NotStoredError;
+        logger.warn({ err, chargePointId: id, action }, 'OCPP call answered with InternalError');
+        throw createRPCError(
+          'InternalError',
+          stored ? err.message : 'The engine could not handle this message; retry later',
+        );
+      }
+    };
+
+  function watch(client: RPCServerClient, id: string): void {
+    const pending = new Map<string, PendingCall>();
+    client.on('call', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
+      if (!outbound)
+        pending.set(String(payload[1]), { action: String(payload[2]), startedAt: Date.now() });
+    });
+    client.on('response', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
+      if (!outbound) return;
+      const call = pending.get(String(payload[1]));
+      if (!call) return;
+      pending.delete(String(payload[1]));
+      const failed = payload[0] === 4;
+      metrics.onResponse(
+        call.action,
+        failed ? 'callerror' : 'ok',
+        failed ? String(payload[2]) : null,
+        Date.now() - call.startedAt,
+      );
+    });
+    client.on(
+      'strictValidationFailure',
+      (event: { method: string; outbound: boolean; error: Error }) => {
+        logger.warn(
+          {
+            chargePointId: id,
+            action: event.method,
+            outbound: event.outbound,
+            reason: event.error.message,
+          },
+          event.outbound ? 'our OCPP answer failed its schema' : 'OCPP message failed its schema',
+        );
+      },
+    );
+  }
+
+  rpc.on('client', (client: RPCServerClient) => {
+    const id = client.identity as string;
+    const connection = randomBytes(6).toString('hex');
+    // A charge point that reconnects before its old connection is seen dead: keep the newest.
+    const previous = live.get(id);
+    live.set(id, client);
+    if (previous) void previous.close({ code: 1000, reason: 'Replaced by a new connection' });
+    metrics.onConnections(live.size);
+    state.connected(id, connection, new Date()).catch((err: unknown) => {
+      logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
+    });
+    watch(client, id);
+    client.once('close', ({ code }: { code: number }) => {
+      if (live.get(id) === client) live.delete(id);
+      metrics.onConnections(live.size);
+      logger.debug({ chargePointId: id, code }, 'charge point disconnected');
+      state.disconnected(id, connection, new Date()).catch(() => undefined);
+    });
+
+    client.handle(
+      'BootNotification',
+      handler<BootNotificationReq>('BootNotification', id, (p) => service.bootNotification(id, p)),
+    );
+    client.handle(
+      'Heartbeat',
+      handler('Heartbeat', id, () => service.heartbeat()),
+    );
+    client.handle(
+      'StatusNotification',
+      handler<StatusNotificationReq>('StatusNotification', id, (p) =>
+        service.statusNotification(id, p),
+      ),
+    );
+    client.handle(
+      'Authorize',
+      handler<{ idTag: string }>('Authorize', id, (p) => service.authorize(id, p)),
+    );
+    client.handle(
+      'StartTransaction',
+      handler<StartTransactionReq>('StartTransaction', id, (p) => service.startTransaction(id, p)),
+    );
+    client.handle(
+      'StopTransaction',
+      handler<StopTransactionReq>('StopTransaction', id, (p) => service.stopTransaction(id, p)),
+    );
+    client.handle(
+      'MeterValues',
+      handler<MeterValuesReq>('MeterValues', id, (p) => service.meterValues(id, p)),
+    );
+  });
+
+  return {
+    attach(server) {
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (closing) return refuse(socket, 503);
+        if (chargePointIdOf(req.url) === null) return refuse(socket, 404);
+        rpc.handleUpgrade(req, socket as Socket, head).catch(() => socket.destroy());
+      });
+    },
+    connected: () => live.size,
+    async close() {
+      closing = true;
+      clearInterval(seenTimer);
+      // Calls in progress finish (their readings are stored and answered); then every socket
+      // closes as "going away", and charge points reconnect to another replica.
+      await rpc.close({ code: 1001, reason: 'Server shutting down', awaitPending: true });
+    },
+  };
+}

@@ -1,0 +1,108 @@
+import { Type } from '@sinclair/typebox';
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { ApiKey } from '../auth/api-keys';
+import type { StatusExtension } from '../devices/status-routes';
+import type { AnyRoute } from '../http/route-contract';
+import type { Logger } from '../logger';
+import { createOcppMetrics } from '../metrics';
+import type { RedisKeys } from '../redis-keys';
+import { Instant, Nullable } from '../schema/primitives';
+import type { DeviceSettingsStore } from '../stores/device-settings-store';
+import type { MappingStore } from '../stores/mapping-store';
+import type { IngestService } from '../telemetry/ingest-service';
+import type { LiveStateStore } from '../telemetry/live-state';
+import { ChargePointService } from './charge-point-service';
+import { ChargePointState } from './charge-point-state';
+import { ChargePointStore } from './charge-point-store';
+import { IdTagStore } from './id-tag-store';
+import { OCPP_ACTIONS, createOcppEndpoint, type OcppEndpoint } from './ocpp-endpoint';
+import { ocppRoutes } from './ocpp-routes';
+import { TransactionStore } from './transaction-store';
+
+const PING_INTERVAL_MS = 30_000;
+
+/** An OCPP connector's last StatusNotification, in its meter's status. */
+const ConnectorStatus = Type.Object(
+  {
+    status: Type.String(),
+    errorCode: Type.String(),
+    info: Nullable(Type.String()),
+    at: Instant,
+  },
+  { additionalProperties: false, description: "the OCPP connector's last StatusNotification" },
+);
+
+export interface OcppIntake {
+  endpoint: OcppEndpoint;
+  routes: AnyRoute[];
+  statusExtensions: StatusExtension[];
+}
+
+/** Charge points over OCPP 1.6J: the WebSocket endpoint, its stores and its HTTP routes. */
+export function createOcppIntake({
+  config,
+  db,
+  redis,
+  keys,
+  ingestService,
+  liveState,
+  mappingStore,
+  settings,
+  registry,
+  logger,
+}: {
+  config: {
+    auth: 'on' | 'off';
+    apiKeys: readonly ApiKey[];
+    ocppUnknownIdTags: 'accept' | 'reject';
+  };
+  db: Knex;
+  redis: Redis;
+  keys: RedisKeys;
+  ingestService: IngestService;
+  liveState: LiveStateStore;
+  mappingStore: MappingStore;
+  settings: DeviceSettingsStore;
+  registry: Registry;
+  logger: Logger;
+}): OcppIntake {
+  // A charge point reads as disconnected once no replica has vouched for it in two pings.
+  const state = new ChargePointState(redis, keys, 2 * PING_INTERVAL_MS + 5000);
+  const chargePoints = new ChargePointStore(db);
+  const transactions = new TransactionStore(db);
+  const idTags = new IdTagStore(db);
+  const metrics = createOcppMetrics(registry, OCPP_ACTIONS);
+  const service = new ChargePointService({
+    ingestService,
+    state,
+    chargePoints,
+    transactions,
+    idTags,
+    mapping: mappingStore,
+    settings,
+    config,
+    metrics,
+    logger,
+  });
+  return {
+    endpoint: createOcppEndpoint({
+      service,
+      state,
+      config,
+      metrics,
+      logger,
+      pingIntervalMs: PING_INTERVAL_MS,
+    }),
+    routes: ocppRoutes({ idTags, chargePoints, state, transactions, liveState }),
+    statusExtensions: [
+      {
+        type: 'meter',
+        name: 'connector',
+        schema: ConnectorStatus,
+        load: (meterId) => state.statusOf(meterId),
+      },
+    ],
+  };
+}

@@ -1,0 +1,249 @@
+import { Type } from '@sinclair/typebox';
+import { notFound } from '../errors';
+import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
+import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
+import type { LiveStateStore } from '../telemetry/live-state';
+import type { ChargePointStore } from './charge-point-store';
+import { connectorMeterId, type ChargePointState } from './charge-point-state';
+import { CHARGE_POINT_ID_PATTERN } from './ocpp-endpoint';
+import type { IdTagStore } from './id-tag-store';
+import type { Transaction, TransactionStore } from './transaction-store';
+
+/** OCPP idTags are CiString20: up to 20 characters; here printable ones without / ? # % or space. */
+const IdTagParam = Type.String({
+  minLength: 1,
+  maxLength: 20,
+  pattern: '^[A-Za-z0-9._:+=@-]{1,20}$',
+  description: 'an RFID card or app token, 1-20 characters; compared case-insensitively',
+});
+
+const ChargePointIdParam = Type.String({
+  pattern: CHARGE_POINT_ID_PATTERN,
+  description: '1-48 characters from A-Z a-z 0-9 . _ -',
+});
+
+const IdTagBody = Type.Object(
+  { vehicleId: DeviceId },
+  { $id: 'IdTagRequest', additionalProperties: false },
+);
+
+const IdTag = Type.Object(
+  { idTag: Type.String(), vehicleId: Type.String(), updatedAt: Instant },
+  { $id: 'IdTag', additionalProperties: false },
+);
+
+const OpenTransaction = Type.Object(
+  {
+    transactionId: Type.Integer(),
+    idTag: Type.String(),
+    vehicleId: Nullable(Type.String()),
+    startedAt: Instant,
+    meterStartKwh: Type.Number(),
+  },
+  { additionalProperties: false },
+);
+
+const Connector = Type.Object(
+  {
+    connectorId: Type.Integer({ description: '0: the charge point as a whole' }),
+    meterId: Type.String({
+      description: 'the meter the connector reports as: {chargePointId}:{connectorId}',
+    }),
+    status: Nullable(Type.String({ description: 'the last StatusNotification status' })),
+    errorCode: Nullable(Type.String()),
+    statusAt: Nullable(Instant),
+    registerKwh: Nullable(Type.Number({ description: "the meter's latest register reading" })),
+    registerAt: Nullable(Instant),
+    openTransaction: Nullable(OpenTransaction),
+  },
+  { additionalProperties: false },
+);
+
+const ChargePoint = Type.Object(
+  {
+    id: Type.String(),
+    connected: Type.Boolean(),
+    connectedAt: Nullable(Instant),
+    lastSeenAt: Nullable(Instant),
+    lastBootAt: Nullable(Instant),
+    vendor: Nullable(Type.String()),
+    model: Nullable(Type.String()),
+    firmwareVersion: Nullable(Type.String()),
+    connectors: Type.Array(Connector),
+  },
+  { $id: 'ChargePoint', additionalProperties: false },
+);
+
+const ChargePointList = Type.Object(
+  { chargePoints: Type.Array(ChargePoint), nextCursor: Nullable(Type.String()) },
+  { $id: 'ChargePointList', additionalProperties: false },
+);
+
+const openTransactionJson = (t: Transaction) => ({
+  transactionId: t.id,
+  idTag: t.idTag,
+  vehicleId: t.vehicleId,
+  startedAt: t.startedAt.toISOString(),
+  meterStartKwh: t.meterStartWh / 1000,
+});
+
+/** `/v1/id-tags/{idTag}` and `/v1/charge-points[/{id}]`. */
+export function ocppRoutes({
+  idTags,
+  chargePoints,
+  state,
+  transactions,
+  liveState,
+  now = Date.now,
+}: {
+  idTags: IdTagStore;
+  chargePoints: ChargePointStore;
+  state: ChargePointState;
+  transactions: TransactionStore;
+  liveState: LiveStateStore;
+  now?: () => number;
+}): AnyRoute[] {
+  const idTagParams = Type.Object({ idTag: IdTagParam });
+
+  /** Everything known of one charge point: its boot record, live state, connectors. */
+  async function describe(id: string) {
+    const [record, live, open] = await Promise.all([
+      chargePoints.get(id),
+      state.get(id, new Date(now())),
+      transactions.openOn(id),
+    ]);
+    if (!record && !live) return null;
+    const connectorIds = new Set([
+      ...(live?.connectors.map((c) => c.connectorId) ?? []),
+      ...open.map((t) => t.connectorId),
+    ]);
+    const connectors = await Promise.all(
+      [...connectorIds]
+        .sort((a, b) => a - b)
+        .map(async (connectorId) => {
+          const meterId = connectorMeterId(id, connectorId);
+          const status = live?.connectors.find((c) => c.connectorId === connectorId)?.status;
+          const register = await liveState.get('meter', meterId);
+          const transaction = open.find((t) => t.connectorId === connectorId);
+          return {
+            connectorId,
+            meterId,
+            status: status?.status ?? null,
+            errorCode: status?.errorCode ?? null,
+            statusAt: status?.at ?? null,
+            registerKwh: register?.values.kwhConsumedAc ?? null,
+            registerAt: register ? new Date(register.ts).toISOString() : null,
+            openTransaction: transaction ? openTransactionJson(transaction) : null,
+          };
+        }),
+    );
+    return {
+      id,
+      connected: live?.connected ?? false,
+      connectedAt: live?.connectedAt ?? null,
+      lastSeenAt: live?.lastSeenAt ?? null,
+      lastBootAt: record?.lastBootAt.toISOString() ?? live?.lastBootAt ?? null,
+      vendor: record?.vendor ?? null,
+      model: record?.model ?? null,
+      firmwareVersion: record?.firmwareVersion ?? null,
+      connectors,
+    };
+  }
+
+  return [
+    defineRoute({
+      method: 'put',
+      path: '/v1/id-tags/{idTag}',
+      summary: 'Registers which vehicle an idTag (RFID card, app token) identifies',
+      description:
+        'A charging transaction started with this idTag maps the vehicle to the connector from its start.',
+      scope: 'admin',
+      database: true,
+      params: idTagParams,
+      body: { schema: IdTagBody, name: 'id tag', read: 'json' },
+      responses: { 200: { description: 'registered', schema: IdTag } },
+      handler: async ({ params, body }) => {
+        const tag = await idTags.set(params.idTag, body.vehicleId);
+        return reply(200, { ...tag, updatedAt: tag.updatedAt.toISOString() });
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/v1/id-tags/{idTag}',
+      summary: 'The vehicle an idTag identifies',
+      scope: 'read',
+      database: true,
+      params: idTagParams,
+      responses: {
+        200: { description: 'the registration', schema: IdTag },
+        404: { description: 'not registered', schema: ErrorBody },
+      },
+      handler: async ({ params }) => {
+        const tag = await idTags.get(params.idTag);
+        if (!tag) throw notFound(`idTag ${params.idTag} is not registered to a vehicle`);
+        return reply(200, { ...tag, updatedAt: tag.updatedAt.toISOString() });
+      },
+    }),
+    defineRoute({
+      method: 'delete',
+      path: '/v1/id-tags/{idTag}',
+      summary: 'Forgets an idTag',
+      scope: 'admin',
+      database: true,
+      params: idTagParams,
+      responses: {
+        204: { description: 'forgotten' },
+        404: { description: 'not registered', schema: ErrorBody },
+      },
+      handler: async ({ params }) => {
+        if (!(await idTags.delete(params.idTag)))
+          throw notFound(`idTag ${params.idTag} is not registered to a vehicle`);
+        return reply(204, undefined);
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/v1/charge-points',
+      summary: 'OCPP charge points that have booted, in id order, paged',
+      scope: 'read',
+      database: true,
+      query: Type.Object({
+        limit: Type.Optional(
+          Type.Integer({ minimum: 1, maximum: 1000, description: 'default 100' }),
+        ),
+        cursor: Type.Optional({
+          ...ChargePointIdParam,
+          description: 'nextCursor of the previous page',
+        }),
+      }),
+      responses: { 200: { description: 'a page of charge points', schema: ChargePointList } },
+      handler: async ({ query }) => {
+        const limit = query.limit ?? 100;
+        const records = await chargePoints.list(limit, query.cursor ?? null);
+        const described = await Promise.all(records.map((r) => describe(r.id)));
+        return reply(200, {
+          chargePoints: described.filter((d): d is NonNullable<typeof d> => d !== null),
+          nextCursor: records.length === limit ? records[records.length - 1].id : null,
+        });
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/v1/charge-points/{chargePointId}',
+      summary:
+        'Connection state, last boot, connectors with their status, register and open transaction',
+      scope: 'read',
+      database: true,
+      params: Type.Object({ chargePointId: ChargePointIdParam }),
+      responses: {
+        200: { description: 'the charge point', schema: ChargePoint },
+        404: { description: 'never connected', schema: ErrorBody },
+      },
+      handler: async ({ params }) => {
+        const described = await describe(params.chargePointId);
+        if (!described) throw notFound(`Charge point ${params.chargePointId} has never connected`);
+        return reply(200, described);
+      },
+    }),
+  ];
+}

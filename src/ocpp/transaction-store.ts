@@ -1,0 +1,115 @@
+import type { Knex } from 'knex';
+import { normalizeIdTag } from './id-tag-store';
+
+/** A charging transaction as a charge point reported it (register values in Wh). */
+export interface Transaction {
+  id: number;
+  chargePointId: string;
+  connectorId: number;
+  idTag: string;
+  idTagStatus: string;
+  vehicleId: string | null;
+  meterStartWh: number;
+  startedAt: Date;
+  meterStopWh: number | null;
+  stoppedAt: Date | null;
+  stopReason: string | null;
+}
+
+interface TransactionRow {
+  id: number;
+  charge_point_id: string;
+  connector_id: number;
+  id_tag: string;
+  id_tag_status: string;
+  vehicle_id: string | null;
+  meter_start_wh: number;
+  started_at: Date;
+  meter_stop_wh: number | null;
+  stopped_at: Date | null;
+  stop_reason: string | null;
+}
+
+const toTransaction = (r: TransactionRow): Transaction => ({
+  id: r.id,
+  chargePointId: r.charge_point_id,
+  connectorId: r.connector_id,
+  idTag: r.id_tag,
+  idTagStatus: r.id_tag_status,
+  vehicleId: r.vehicle_id,
+  meterStartWh: Number(r.meter_start_wh),
+  startedAt: r.started_at,
+  meterStopWh: r.meter_stop_wh === null ? null : Number(r.meter_stop_wh),
+  stoppedAt: r.stopped_at,
+  stopReason: r.stop_reason,
+});
+
+const TABLE = 'ocpp_transactions';
+
+/** OCPP transactions in PostgreSQL; their ids are the table's identity, unique across replicas. */
+export class TransactionStore {
+  constructor(private readonly db: Knex) {}
+
+  /**
+   * Records a StartTransaction, or finds the one already recorded with the same charge point,
+   * connector, idTag, timestamp and meterStart (a retransmission): the same transaction id.
+   */
+  async start(t: {
+    chargePointId: string;
+    connectorId: number;
+    idTag: string;
+    idTagStatus: string;
+    vehicleId: string | null;
+    meterStartWh: number;
+    startedAt: Date;
+  }): Promise<{ transaction: Transaction; created: boolean }> {
+    const result = await this.db.raw(
+      `INSERT INTO ${TABLE} (charge_point_id, connector_id, id_tag, id_tag_status, vehicle_id, meter_start_wh, started_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (charge_point_id, connector_id, id_tag, started_at, meter_start_wh)
+         DO UPDATE SET id_tag_status = ${TABLE}.id_tag_status
+       RETURNING *, (xmax = 0) AS created`,
+      [
+        t.chargePointId,
+        t.connectorId,
+        normalizeIdTag(t.idTag),
+        t.idTagStatus,
+        t.vehicleId,
+        t.meterStartWh,
+        t.startedAt,
+      ],
+    );
+    const row = result.rows[0] as TransactionRow & { created: boolean };
+    return { transaction: toTransaction(row), created: row.created };
+  }
+
+  /** Records a StopTransaction; a retransmission writes the same values again. Null if unknown. */
+  async stop(
+    id: number,
+    stop: { meterStopWh: number; stoppedAt: Date; reason: string | null },
+  ): Promise<Transaction | null> {
+    const [row] = await this.db<TransactionRow>(TABLE)
+      .where({ id })
+      .update({
+        meter_stop_wh: stop.meterStopWh,
+        stopped_at: stop.stoppedAt,
+        stop_reason: stop.reason,
+      })
+      .returning('*');
+    return row ? toTransaction(row as TransactionRow) : null;
+  }
+
+  async get(id: number): Promise<Transaction | null> {
+    const row = await this.db<TransactionRow>(TABLE).where({ id }).first();
+    return row ? toTransaction(row) : null;
+  }
+
+  /** Transactions still open on a charge point, newest first. */
+  async openOn(chargePointId: string): Promise<Transaction[]> {
+    const rows = await this.db<TransactionRow>(TABLE)
+      .where({ charge_point_id: chargePointId })
+      .whereNull('stopped_at')
+      .orderBy('started_at', 'desc');
+    return rows.map(toTransaction);
+  }
+}

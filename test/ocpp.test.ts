@@ -1,0 +1,385 @@
+import request from 'supertest';
+import { RPCClient } from 'ocpp-rpc';
+import { generateKey } from '../src/auth/api-keys';
+import { startTestEngine, waitFor, waitForDrained, type TestEngine } from './helpers/engine';
+import { OwnRedis } from './helpers/own-redis';
+
+/** A charge point: ocpp-rpc's own client, validating what it sends and gets (strict mode). */
+async function chargePoint(
+  e: TestEngine,
+  identity: string,
+  options: { password?: string; protocols?: string[]; strict?: boolean } = {},
+): Promise<RPCClient> {
+  const client = new RPCClient({
+    endpoint: `${e.url.replace('http', 'ws')}/ocpp`,
+    identity,
+    protocols: options.protocols ?? ['ocpp1.6'],
+    strictMode: options.strict ?? true,
+    reconnect: false,
+    ...(options.password ? { password: options.password } : {}),
+  } as ConstructorParameters<typeof RPCClient>[0]);
+  await client.connect();
+  return client;
+}
+
+/** What the charge point got back for a CALL that failed: the CALLERROR's code. */
+async function callError(call: Promise<unknown>): Promise<string> {
+  try {
+    await call;
+  } catch (err) {
+    return (err as { rpcErrorCode: string }).rpcErrorCode;
+  }
+  throw new Error('the call was answered with a .conf');
+}
+
+const wh = (value: number, extra: Record<string, string> = {}) => ({
+  value: String(value),
+  ...extra,
+});
+
+const meterValues = (connectorId: number, timestamp: string, ...sampledValue: object[]) => ({
+  connectorId,
+  meterValue: [{ timestamp, sampledValue }],
+});
+
+async function history(e: TestEngine, meterId: string) {
+  return (
+    await e.ctx.db.raw(
+      `SELECT to_char(ts AT TIME ZONE 'UTC', 'HH24:MI') AS at, kwh_consumed_ac AS kwh, voltage
+       FROM telemetry_history WHERE device_type = 'meter' AND device_id = ? ORDER BY ts`,
+      [meterId],
+    )
+  ).rows as { at: string; kwh: number; voltage: number | null }[];
+}
+
+describe('OCPP 1.6J charge points', () => {
+  let e: TestEngine;
+  const clients: RPCClient[] = [];
+  const connect = async (identity: string) => {
+    const client = await chargePoint(e, identity);
+    clients.push(client);
+    return client;
+  };
+
+  beforeAll(async () => {
+    e = await startTestEngine();
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close({ force: true })));
+    await e.stop();
+  });
+
+  test('when a charge point boots and beats, then it is accepted with a 60 s interval and the time', async () => {
+    const cp = await connect('CP-BOOT');
+    const boot = (await cp.call('BootNotification', {
+      chargePointVendor: 'Acme',
+      chargePointModel: 'Wallbox 11',
+    })) as { currentTime: string };
+    expect(boot).toMatchObject({ status: 'Accepted', interval: 60 });
+    expect(Math.abs(Date.parse(boot.currentTime) - Date.now())).toBeLessThan(5000);
+    expect(await cp.call('Heartbeat', {})).toEqual({ currentTime: expect.any(String) });
+    const res = await request(e.api.api.app).get('/v1/charge-points/CP-BOOT').expect(200);
+    expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
+  });
+
+  test('when an action the engine does not handle arrives, then the library answers NotImplemented', async () => {
+    const cp = await connect('CP-NI');
+    expect(
+      await callError(cp.call('DataTransfer', { vendorId: 'x', messageId: 'y', data: 'z' })),
+    ).toBe('NotImplemented');
+  });
+
+  test('when an idTag is registered, then Authorize accepts it, case-insensitively, and unknown ones by default too', async () => {
+    await request(e.api.api.app)
+      .put('/v1/id-tags/Card-1')
+      .send({ vehicleId: 'V-auth' })
+      .expect(200);
+    const got = await request(e.api.api.app).get('/v1/id-tags/CARD-1').expect(200);
+    expect(got.body).toMatchObject({ idTag: 'CARD-1', vehicleId: 'V-auth' });
+    const cp = await connect('CP-AUTH');
+    expect(await cp.call('Authorize', { idTag: 'card-1' })).toEqual({
+      idTagInfo: { status: 'Accepted' },
+    });
+    expect(await cp.call('Authorize', { idTag: 'nobody' })).toEqual({
+      idTagInfo: { status: 'Accepted' },
+    });
+    await request(e.api.api.app).delete('/v1/id-tags/card-1').expect(204);
+    await request(e.api.api.app).get('/v1/id-tags/card-1').expect(404);
+  });
+
+  test('when a vehicle charges through a whole transaction, then the register in Wh and kWh, phased-only, lands as kWh and the transaction maps the vehicle', async () => {
+    await request(e.api.api.app).put('/v1/id-tags/TAG-OC').send({ vehicleId: 'V-oc' }).expect(200);
+    const cp = await connect('CP-R');
+    await cp.call('StatusNotification', {
+      connectorId: 1,
+      errorCode: 'NoError',
+      status: 'Preparing',
+    });
+    const start = {
+      connectorId: 1,
+      idTag: 'tag-oc',
+      meterStart: 1_000_000,
+      timestamp: '2024-04-01T10:00:00Z',
+    };
+    type Started = { transactionId: number; idTagInfo: { status: string } };
+    const started = (await cp.call('StartTransaction', start)) as Started;
+    expect(started.idTagInfo).toEqual({ status: 'Accepted' });
+    // Retransmitted (its .conf was lost): the same transaction, not a second one.
+    const again = (await cp.call('StartTransaction', start)) as Started;
+    expect(again.transactionId).toBe(started.transactionId);
+
+    await cp.call('MeterValues', meterValues(1, '2024-04-01T10:15:00Z', wh(1_002_500)));
+    const inKwh = meterValues(1, '2024-04-01T10:30:00Z', {
+      value: '1005',
+      unit: 'kWh',
+      measurand: 'Energy.Active.Import.Register',
+    });
+    await cp.call('MeterValues', inKwh);
+    await cp.call('MeterValues', inKwh); // retransmitted: stored once
+    await cp.call(
+      'MeterValues',
+      meterValues(
+        1,
+        '2024-04-01T10:45:00Z',
+        wh(335_000, { phase: 'L1' }),
+        wh(335_000, { phase: 'L2' }),
+        wh(337_500, { phase: 'L3' }),
+        { value: '231', measurand: 'Voltage', phase: 'L1-N', unit: 'V' },
+        { value: '229', measurand: 'Voltage', phase: 'L2-N', unit: 'V' },
+        { value: '41.5', measurand: 'Temperature', unit: 'Celsius' },
+      ),
+    );
+    await cp.call('StatusNotification', {
+      connectorId: 1,
+      errorCode: 'NoError',
+      status: 'Charging',
+    });
+    await cp.call('StopTransaction', {
+      transactionId: started.transactionId,
+      meterStop: 1_010_000,
+      timestamp: '2024-04-01T11:00:00Z',
+      reason: 'EVDisconnected',
+      transactionData: [{ timestamp: '2024-04-01T10:55:00Z', sampledValue: [wh(1_009_000)] }],
+    });
+    await waitForDrained(e.queue);
+
+    expect(await history(e, 'CP-R:1')).toEqual([
+      { at: '10:00', kwh: 1000, voltage: null },
+      { at: '10:15', kwh: 1002.5, voltage: null },
+      { at: '10:30', kwh: 1005, voltage: null },
+      { at: '10:45', kwh: 1007.5, voltage: 230 },
+      { at: '10:55', kwh: 1009, voltage: null },
+      { at: '11:00', kwh: 1010, voltage: null },
+    ]);
+    const mapping = await request(e.api.api.app).get('/v1/telemetry/map/V-oc').expect(200);
+    expect(mapping.body.history).toEqual([
+      { meterId: 'CP-R:1', from: '2024-04-01T10:00:00.001Z', to: '2024-04-01T11:00:00.001Z' },
+    ]);
+    const status = await request(e.api.api.app).get('/v1/meters/CP-R:1/status').expect(200);
+    expect(status.body).toMatchObject({
+      kwhConsumedAc: 1010,
+      energyReadings: 'cumulative',
+      connector: { status: 'Charging', errorCode: 'NoError' },
+    });
+  });
+
+  test('when the vehicle posts its DC over HTTP, then its report uses the connector register for AC: hand-computed efficiency and alert', async () => {
+    await request(e.api.api.app)
+      .post('/v1/telemetry/ingest')
+      .send([
+        {
+          vehicleId: 'V-oc',
+          soc: 40,
+          kwhDeliveredDc: 3,
+          batteryTemp: 30,
+          timestamp: '2024-04-01T10:20:00Z',
+        },
+        {
+          vehicleId: 'V-oc',
+          soc: 55,
+          kwhDeliveredDc: 3,
+          batteryTemp: 31,
+          timestamp: '2024-04-01T10:40:00Z',
+        },
+        {
+          vehicleId: 'V-oc',
+          soc: 68,
+          kwhDeliveredDc: 2.4,
+          batteryTemp: 32,
+          timestamp: '2024-04-01T10:59:00Z',
+        },
+      ])
+      .expect(202);
+    await waitForDrained(e.queue);
+    const res = await request(e.api.api.app)
+      .get('/v1/analytics/performance/V-oc?from=2024-04-01T09:00:00Z&to=2024-04-01T12:00:00Z')
+      .expect(200);
+    // AC: the register from meterStart 1000 kWh to meterStop 1010 kWh; DC: 3 + 3 + 2.4.
+    expect(res.body.meters).toEqual([
+      {
+        meterId: 'CP-R:1',
+        from: '2024-04-01T10:00:00.001Z',
+        to: '2024-04-01T11:00:00.001Z',
+        energyReadings: 'cumulative',
+      },
+    ]);
+    expect(res.body.energy).toEqual({
+      acConsumedKwh: 10,
+      dcDeliveredKwh: 8.4,
+      efficiency: 0.84,
+      threshold: 0.85,
+      alert: true,
+      mode: 'interval',
+    });
+  });
+
+  test('when the register resets mid-transaction, then the new value counts as the increase', async () => {
+    const cp = await connect('CP-RESET');
+    await cp.call('StartTransaction', {
+      connectorId: 2,
+      idTag: 'any',
+      meterStart: 500_000,
+      timestamp: '2024-04-02T10:00:00Z',
+    });
+    await cp.call('MeterValues', meterValues(2, '2024-04-02T10:10:00Z', wh(502_000)));
+    await cp.call('MeterValues', meterValues(2, '2024-04-02T10:20:00Z', wh(1_500))); // reset
+    await cp.call('MeterValues', meterValues(2, '2024-04-02T10:30:00Z', wh(4_000)));
+    await waitForDrained(e.queue);
+    await request(e.api.api.app)
+      .post('/v1/telemetry/map')
+      .send({ vehicleId: 'V-reset', meterId: 'CP-RESET:2', since: '2024-04-02T10:00:00.001Z' })
+      .expect(200);
+    const res = await request(e.api.api.app)
+      .get('/v1/analytics/performance/V-reset?from=2024-04-02T10:00:00Z&to=2024-04-02T11:00:00Z')
+      .expect(200);
+    // 500 -> 502 (+2), reset to 1.5 (+1.5), -> 4 (+2.5)
+    expect(res.body.energy.acConsumedKwh).toBe(6);
+  });
+
+  test('when a sample has a unit wrong for its measurand or a negative value, then it is refused and the rest of the message kept', async () => {
+    const cp = await connect('CP-UNIT');
+    await cp.call('MeterValues', {
+      connectorId: 1,
+      meterValue: [
+        { timestamp: '2024-04-03T10:00:00Z', sampledValue: [{ value: '7', unit: 'kW' }] },
+        { timestamp: '2024-04-03T10:01:00Z', sampledValue: [wh(-5)] },
+        { timestamp: '2024-04-03T10:02:00Z', sampledValue: [wh(12_000)] },
+      ],
+    });
+    await waitForDrained(e.queue);
+    expect(await history(e, 'CP-UNIT:1')).toEqual([{ at: '10:02', kwh: 12, voltage: null }]);
+    const metrics = await request(e.api.api.app).get('/metrics').expect(200);
+    expect(metrics.text).toMatch(
+      /energy_ocpp_samples_rejected_total\{reason="unknown unit"[^}]*\} 1/,
+    );
+    expect(metrics.text).toMatch(/energy_ocpp_samples_rejected_total\{reason="negative value"/);
+  });
+
+  test('when a message breaks the OCPP schema, then the engine refuses it with the schema violation and stores nothing', async () => {
+    // A charge point that does not check what it sends (strict mode would refuse to send it).
+    const cp = await chargePoint(e, 'CP-BAD', { strict: false });
+    clients.push(cp);
+    expect(
+      await callError(
+        cp.call('MeterValues', {
+          connectorId: 'one',
+          meterValue: [{ timestamp: '2024-04-05T10:00:00Z', sampledValue: [wh(1)] }],
+        }),
+      ),
+    ).toBe('TypeConstraintViolation');
+    expect(
+      await callError(cp.call('MeterValues', { connectorId: 1, meterValue: [], extra: true })),
+    ).toBe('PropertyConstraintViolation');
+    await waitForDrained(e.queue);
+    expect(await history(e, 'CP-BAD:1')).toEqual([]);
+  });
+
+  test('when a client offers no subprotocol, or the path is not /ocpp/{id}, then no socket opens', async () => {
+    await expect(chargePoint(e, 'CP-NOPROTO', { protocols: [] })).rejects.toThrow();
+    const res = await request(e.url).get('/ocpp/a%E0%A4%A').set({
+      Connection: 'Upgrade',
+      Upgrade: 'websocket',
+      'Sec-WebSocket-Version': '13',
+      'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+    });
+    expect(res.status).not.toBe(101);
+  });
+});
+
+describe('OCPP with AUTH on', () => {
+  let e: TestEngine;
+  const cp1 = generateKey('CP-1', ['charge-point']);
+  const other = generateKey('CP-2', ['charge-point']);
+  const reader = generateKey('reader', ['read', 'admin']);
+
+  beforeAll(async () => {
+    e = await startTestEngine({
+      AUTH: 'on',
+      API_KEYS: [cp1.entry, other.entry, reader.entry].join(','),
+      OCPP_UNKNOWN_ID_TAGS: 'reject',
+    });
+  });
+  afterAll(() => e.stop());
+
+  test("when the Basic password is the charge point's own key, then it connects", async () => {
+    const cp = await chargePoint(e, 'CP-1', { password: cp1.key });
+    expect(await cp.call('Authorize', { idTag: 'unknown' })).toEqual({
+      idTagInfo: { status: 'Invalid' },
+    });
+    await cp.close();
+  });
+
+  test.each([
+    ['no password', undefined],
+    ['a wrong key', 'eie_not-a-key'],
+    ["another charge point's key", other.key],
+    ['a key without the charge-point scope', reader.key],
+  ])(
+    'when it sends %s, then the upgrade is refused with 401 and no socket',
+    async (_n, password) => {
+      const err = await chargePoint(e, 'CP-1', { password }).then(
+        () => null,
+        (error: unknown) => error as { code?: number },
+      );
+      expect(err?.code).toBe(401);
+    },
+  );
+});
+
+describe('OCPP while Redis is down', () => {
+  let redis: OwnRedis;
+  let e: TestEngine;
+
+  beforeAll(async () => {
+    redis = await OwnRedis.create();
+    e = await startTestEngine({ REDIS_URL: redis.url });
+  });
+  afterAll(async () => {
+    await e.stop();
+    await redis.kill();
+  });
+
+  test('when MeterValues cannot be stored, then the charge point gets InternalError, and its retry is stored once', async () => {
+    const cp = await chargePoint(e, 'CP-OUT');
+    const message = meterValues(1, '2024-04-04T10:00:00Z', wh(42_000));
+    await redis.kill();
+    expect(await callError(cp.call('MeterValues', message))).toBe('InternalError');
+    await redis.start();
+    await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
+    await waitFor(
+      async () => {
+        try {
+          await cp.call('MeterValues', message);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      15_000,
+      'the retried MeterValues to be stored',
+    );
+    await waitForDrained(e.queue);
+    expect(await history(e, 'CP-OUT:1')).toEqual([{ at: '10:00', kwh: 42, voltage: null }]);
+    await cp.close({ force: true });
+  });
+});
