@@ -20,6 +20,9 @@ import { requestId } from './http/request-id';
 import type { AnyRoute } from './http/route-contract';
 import type { Logger } from './logger';
 import { mappingRoutes } from './mapping/mapping-routes';
+import { sessionRoutes } from './sessions/session-routes';
+import { SessionService } from './sessions/session-service';
+import { SessionStore } from './sessions/session-store';
 import { createOcppIntake } from './ocpp/ocpp-intake';
 import type { OcppEndpoint } from './ocpp/ocpp-endpoint';
 import {
@@ -120,8 +123,15 @@ export function createApp({
       logger: logger.child({ module }),
       onLookup,
     });
+  const sessions = new SessionService({
+    store: new SessionStore(db, config),
+    cache: reportCache('sessions'),
+    keys,
+    config,
+  });
   const performance = new PerformanceService({
     store: reports,
+    sessions: { summary: (vehicleId, from, to) => sessions.summary(vehicleId, from, to) },
     cache: reportCache('analytics', analyticsMetrics.onCache),
     keys,
     config,
@@ -161,6 +171,7 @@ export function createApp({
     }),
     ...settingsRoutes({ settings, config }),
     ...analyticsRoutes({ performance, fleet, config }),
+    ...sessionRoutes({ sessions, config }),
     ...ocpp.routes,
     ...healthRoutes({
       checks: { postgres: () => db.raw('SELECT 1'), redis: () => redis.ping() },

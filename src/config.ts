@@ -142,6 +142,20 @@ export const settingsSchema = Type.Object({
   RATE_LIMIT_BURST: integer(100, 1, 1_000_000, {
     description: 'requests a key may send at once before the rate applies',
   }),
+  EFFICIENCY_THRESHOLDS: text('', {
+    pattern: '^((\\d+(\\.\\d+)?|\\*):\\d+(\\.\\d+)?)(,(\\d+(\\.\\d+)?|\\*):\\d+(\\.\\d+)?)*$|^$',
+    expected: 'classes kW:threshold, e.g. 3.7:0.75,11:0.82,22:0.85,*:0.88',
+    description:
+      "a charging session's threshold by its mean AC power: `3.7:0.75,11:0.82,*:0.88` is 0.75 up to 3.7 kW, 0.82 up to 11 kW, 0.88 above; empty: `EFFICIENCY_THRESHOLD` for all",
+  }),
+  EFFICIENCY_DRIFT: number(0.04, 0, 1, {
+    description:
+      "a session is flagged `drift` when its efficiency is this far below the median of the vehicle's previous 30 days of sessions on the same meter (at least 5)",
+  }),
+  SESSION_GAP_S: integer(600, 60, 86_400, {
+    description:
+      'charging readings at most this far apart belong to one charging session (sessions detected from readings)',
+  }),
   OCPP_UNKNOWN_ID_TAGS: oneOf(['accept', 'reject'] as const, 'accept', {
     description:
       'what Authorize and StartTransaction answer for an idTag no vehicle is registered to (`PUT /v1/id-tags/{idTag}`)',

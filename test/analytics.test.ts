@@ -116,6 +116,20 @@ describe('performance report, interval readings', () => {
       },
       counts: { vehicleReadings: 1, meterReadings: 1 },
       warnings: [],
+      // One charging reading: a session from the gap before it (10 min, no earlier reading).
+      sessions: {
+        count: 1,
+        flagged: 1,
+        worst: expect.objectContaining({
+          id: 'd-1710928200000',
+          start: '2024-03-20T09:50:00.000Z',
+          end: '2024-03-20T10:00:00.000Z',
+          acConsumedKwh: 150.5,
+          dcDeliveredKwh: 120.2,
+          efficiency: 0.7987,
+          alert: true,
+        }),
+      },
       cache: 'miss',
     });
   });

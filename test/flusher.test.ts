@@ -357,7 +357,12 @@ describe('flusher processes', () => {
       expect(dupes.rows[0].n).toBe(0);
     } finally {
       second.child.kill('SIGTERM');
-      expect(await second.exited).toBe(0);
+      const code = await second.exited;
+      // On a failure, the process's last log lines say why.
+      expect({ code, log: code === 0 ? '' : second.output().slice(-2000) }).toEqual({
+        code: 0,
+        log: '',
+      });
     }
   });
 

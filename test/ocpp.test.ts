@@ -233,6 +233,28 @@ describe('OCPP 1.6J charge points', () => {
     });
   });
 
+  test('when the vehicle charged in that transaction, then the transaction is its charging session', async () => {
+    const res = await request(e.api.api.app)
+      .get('/v1/vehicles/V-oc/sessions?from=2024-04-01T00:00:00Z&to=2024-04-02T00:00:00Z')
+      .expect(200);
+    expect(res.body.sessions).toEqual([
+      expect.objectContaining({
+        source: 'ocpp',
+        id: expect.stringMatching(/^tx-\d+$/),
+        start: '2024-04-01T10:00:00.000Z',
+        end: '2024-04-01T11:00:00.000Z',
+        open: false,
+        meters: ['CP-R:1'],
+        acConsumedKwh: 10,
+        dcDeliveredKwh: 8.4,
+        efficiency: 0.84,
+        meanAcPowerKw: 10,
+        socEnd: 68,
+        alert: true,
+      }),
+    ]);
+  });
+
   test('when the register resets mid-transaction, then the new value counts as the increase', async () => {
     const cp = await connect('CP-RESET');
     await cp.call('StartTransaction', {

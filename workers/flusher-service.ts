@@ -27,6 +27,8 @@ import { DatabaseOutageGuard } from './database-outage';
 import { createFlushProcessor, type FlushResult } from './flush-processor';
 import { PartitionMaintainer } from './partition-maintainer';
 import { RollupRoller } from './rollup-roller';
+import { SessionBuilder } from './session-builder';
+import { SessionStore } from '../src/sessions/session-store';
 import { RollupStore } from '../src/stores/rollup-store';
 
 /** Backoff between attempts: doubles from FLUSH_BACKOFF_MS, capped at a minute. */
@@ -50,6 +52,7 @@ export interface Flusher {
   worker: Worker<IngestJobData, FlushResult>;
   partitions: PartitionMaintainer;
   rollups: RollupRoller;
+  sessions: SessionBuilder;
   healthApp: Express;
   registry: Registry;
   /** Epoch ms at which the oldest reading not yet in PostgreSQL was accepted, or null. */
@@ -75,6 +78,12 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   const rollups = new RollupRoller({
     store: new RollupStore(db),
     logger: logger.child({ module: 'rollups' }),
+  });
+  const sessions = new SessionBuilder({
+    store: new SessionStore(db, config),
+    horizon: () => rollups.closedBefore(),
+    config,
+    logger: logger.child({ module: 'sessions' }),
   });
   // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
   const outage = new DatabaseOutageGuard({
@@ -162,6 +171,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     worker,
     partitions,
     rollups,
+    sessions,
     healthApp,
     registry,
     oldestUnflushedAcceptedAt: () => oldestUnflushedAcceptedAt(queue),
@@ -170,6 +180,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       void worker.run();
       await worker.waitUntilReady();
       rollups.start();
+      sessions.start();
     },
     async close() {
       closing = true;
@@ -177,6 +188,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       partitions.stop();
       outage.stop();
       await rollups.stop();
+      await sessions.stop();
       await worker.close();
       await queue.close();
     },

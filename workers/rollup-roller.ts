@@ -16,6 +16,8 @@ export class RollupRoller {
   private timer: NodeJS.Timeout | null = null;
   /** Runs in this process, one after the other. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Set on stop: a run in progress ends after its current transaction. */
+  private stopping = false;
 
   constructor(
     private readonly deps: {
@@ -36,11 +38,12 @@ export class RollupRoller {
   rollUpNow(closedBefore = this.closedBefore()): Promise<number> {
     const run = this.queue.then(async () => {
       let total = 0;
-      for (;;) {
+      while (!this.stopping) {
         const rolled = await this.deps.store.rollUpPending(closedBefore, BATCH_DEVICE_HOURS);
         total += rolled;
-        if (rolled < BATCH_DEVICE_HOURS) return total;
+        if (rolled < BATCH_DEVICE_HOURS) break;
       }
+      return total;
     });
     this.queue = run.catch(() => undefined);
     return run;
@@ -62,6 +65,7 @@ export class RollupRoller {
 
   /** Stops the schedule and waits for a run in progress. */
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.queue;

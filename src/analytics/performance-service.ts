@@ -4,6 +4,7 @@ import type { RedisKeys } from '../redis-keys';
 import type { AnalyticsMetrics } from '../metrics';
 import type { EnergyReportStore, WindowRow } from './energy-report-store';
 import type { ReportCache } from './report-cache';
+import type { SessionSummary } from '../sessions/session-schemas';
 import type { HourlyPoint, PerformanceReport } from './report-schemas';
 import { roundFigure as round } from './rounding';
 
@@ -29,6 +30,8 @@ export class PerformanceService {
   constructor(
     private readonly deps: {
       store: EnergyReportStore;
+      /** The window's charging sessions, summed up for the report. */
+      sessions: { summary(vehicleId: string, from: Date, to: Date): Promise<SessionSummary> };
       cache: ReportCache<ComputedReport>;
       keys: RedisKeys;
       config: {
@@ -67,7 +70,10 @@ export class PerformanceService {
     bucket?: 'hour',
   ): Promise<ComputedReport> {
     const { config, store } = this.deps;
-    const rows = await store.vehicleWindows(vehicleId, from, to, config.energyReadings);
+    const [rows, sessions] = await Promise.all([
+      store.vehicleWindows(vehicleId, from, to, config.energyReadings),
+      this.deps.sessions.summary(vehicleId, from, to),
+    ]);
     const whole = rows.filter((r) => r.hour === null);
     const vehicle = whole.find((r) => r.role === 'dc') as WindowRow;
     const meters = whole.filter((r) => r.role === 'ac');
@@ -131,6 +137,7 @@ export class PerformanceService {
         meterReadings: meters.reduce((sum, m) => sum + m.readings, 0),
       },
       warnings,
+      sessions,
       ...(bucket === 'hour' ? { series: hourlySeries(from, to, rows) } : {}),
     };
   }

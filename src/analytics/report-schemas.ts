@@ -1,5 +1,6 @@
 /** The analytics responses: schemas the API document publishes, and their TypeScript types. */
 import { Type, type Static } from '@sinclair/typebox';
+import { SessionSummary } from '../sessions/session-schemas';
 import { CacheState, Instant, Nullable, NullableNumber, Window } from '../schema/primitives';
 
 export const EnergyMode = Type.Union([Type.Literal('interval'), Type.Literal('cumulative')]);
@@ -69,6 +70,7 @@ export const PerformanceReport = Type.Object(
     ),
     counts: ReadingCounts,
     warnings: Type.Array(Type.String()),
+    sessions: { ...SessionSummary, description: "the window's charging sessions" },
     series: Type.Optional(
       Type.Array(HourlyPoint, {
         description:

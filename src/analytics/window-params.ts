@@ -45,7 +45,12 @@ function instant(param: string, value: string): Date {
  */
 export function parseWindow(
   query: { from?: string; to?: string; hours?: number },
-  { now, alignS }: { now: number; alignS: number },
+  {
+    now,
+    alignS,
+    defaultHours = DEFAULT_HOURS,
+    maxWindowHours = MAX_WINDOW_HOURS,
+  }: { now: number; alignS: number; defaultHours?: number; maxWindowHours?: number },
 ): AnalyticsWindow {
   if (query.hours !== undefined && query.from !== undefined && query.to !== undefined) {
     throw invalidParameter(
@@ -55,7 +60,7 @@ export function parseWindow(
   }
   const alignMs = Math.max(1, alignS) * 1000;
   const alignedNow = new Date(Math.floor(now / alignMs) * alignMs);
-  const span = (query.hours ?? DEFAULT_HOURS) * HOUR_MS;
+  const span = (query.hours ?? defaultHours) * HOUR_MS;
 
   let from: Date;
   let to: Date;
@@ -70,8 +75,8 @@ export function parseWindow(
     from = new Date(to.getTime() - span);
   }
   if (from >= to) throw invalidParameter('from', 'must be earlier than to');
-  if (to.getTime() - from.getTime() > MAX_WINDOW_HOURS * HOUR_MS) {
-    throw invalidParameter('to', `must be at most ${MAX_WINDOW_HOURS} hours after from`);
+  if (to.getTime() - from.getTime() > maxWindowHours * HOUR_MS) {
+    throw invalidParameter('to', `must be at most ${maxWindowHours} hours after from`);
   }
   return { from, to };
 }

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { markSessionsChanged } from '../stores/session-marks';
 import { normalizeIdTag } from './id-tag-store';
 
 /** A charging transaction as a charge point reported it (register values in Wh). */
@@ -80,6 +81,8 @@ export class TransactionStore {
       ],
     );
     const row = result.rows[0] as TransactionRow & { created: boolean };
+    // A transaction naming a vehicle is that vehicle's charging session.
+    if (row.vehicle_id) await markSessionsChanged(this.db, row.vehicle_id, row.started_at);
     return { transaction: toTransaction(row), created: row.created };
   }
 
@@ -96,7 +99,10 @@ export class TransactionStore {
         stop_reason: stop.reason,
       })
       .returning('*');
-    return row ? toTransaction(row as TransactionRow) : null;
+    const stopped = row as TransactionRow | undefined;
+    if (stopped?.vehicle_id)
+      await markSessionsChanged(this.db, stopped.vehicle_id, stopped.started_at);
+    return stopped ? toTransaction(stopped) : null;
   }
 
   async get(id: number): Promise<Transaction | null> {

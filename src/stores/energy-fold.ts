@@ -42,11 +42,21 @@ export const ROLLUP_PIECE = `r.hour AS ts, r.readings,
 export const previousEnergy = (series: string, prior = 'NULL::float8') =>
   `coalesce(lag(last_energy) OVER (PARTITION BY ${series} ORDER BY ts), ${prior})`;
 
-/** Aggregates over pieces that carry `previous_energy`. */
+/** What one piece adds to its series' energy, per semantics (it needs `previous_energy`). */
+export const PIECE_ENERGY = {
+  interval: 'energy_sum',
+  register: 'increase + register_step(previous_energy, first_energy)',
+};
+
+/** A piece's energy by its device's semantics (`mode`: an SQL expression). */
+export const pieceEnergy = (mode: string) =>
+  energyByMode(mode, PIECE_ENERGY.interval, PIECE_ENERGY.register);
+
+/** Aggregates over pieces that carry `previous_energy`: a span's energy is its pieces' sum. */
 export const FOLD = {
   readings: 'sum(readings)::int',
-  intervalEnergy: 'sum(energy_sum)',
-  registerEnergy: 'sum(increase) + sum(register_step(previous_energy, first_energy))',
+  intervalEnergy: `sum(${PIECE_ENERGY.interval})`,
+  registerEnergy: `sum(${PIECE_ENERGY.register})`,
   tempSum: 'sum(temp_sum)',
   tempCount: 'sum(temp_count)::int',
   tempMin: 'min(temp_min)',

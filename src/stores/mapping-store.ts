@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { conflict } from '../errors';
+import { markSessionsChanged } from './session-marks';
 
 const TABLE = 'vehicle_meter_map';
 
@@ -75,6 +76,7 @@ export class MappingStore {
       const [opened] = await trx<MappingRow>(TABLE)
         .insert({ vehicle_id: vehicleId, meter_id: meterId, valid_from: since })
         .returning(['vehicle_id', 'meter_id', 'valid_from', 'valid_to']);
+      await markSessionsChanged(trx, vehicleId, since);
       return { current: toPeriod(opened as MappingRow), previous, changed: true };
     });
   }
@@ -91,6 +93,7 @@ export class MappingStore {
         .where({ vehicle_id: vehicleId, meter_id: meterId, valid_from: from })
         .whereNull('valid_to')
         .update({ valid_to: to });
+      if (updated > 0) await markSessionsChanged(trx, vehicleId, to);
       return updated > 0;
     });
   }

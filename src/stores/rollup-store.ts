@@ -52,7 +52,11 @@ ORDER BY device_type, device_id, hour
 ON CONFLICT (device_type, device_id, hour) DO UPDATE SET
   ${ROLLUP_COLUMNS.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`;
 
-/** Removes up to `limit` marks of hours before the cutoff and rolls those hours up from history. */
+/**
+ * Removes up to `limit` marks of hours before the cutoff and rolls those hours up from history;
+ * the vehicles whose readings (or whose meters' readings) changed in them get their sessions
+ * marked for the session builder.
+ */
 const ROLL_UP_PENDING = `
 WITH due AS (
   DELETE FROM rollup_pending d
@@ -60,6 +64,20 @@ WITH due AS (
          ORDER BY hour, device_type, device_id LIMIT ?) pick
   WHERE d.device_type = pick.device_type AND d.device_id = pick.device_id AND d.hour = pick.hour
   RETURNING d.device_type, d.device_id, d.hour
+),
+sessions_changed AS (
+  INSERT INTO session_dirty AS s (vehicle_id, since)
+  SELECT vehicle_id, min(hour) FROM (
+    SELECT device_id AS vehicle_id, hour FROM due WHERE device_type = 'vehicle'
+    UNION ALL
+    SELECT m.vehicle_id, due.hour FROM due
+    JOIN vehicle_meter_map m ON m.meter_id = due.device_id
+     AND m.valid_from < due.hour + interval '1 hour' AND (m.valid_to IS NULL OR m.valid_to > due.hour)
+    WHERE due.device_type = 'meter'
+  ) changed
+  GROUP BY vehicle_id
+  ORDER BY vehicle_id
+  ON CONFLICT (vehicle_id) DO UPDATE SET since = least(s.since, EXCLUDED.since), version = s.version + 1
 ),
 ${upsertRollups(`
   SELECT d.device_type, d.device_id, d.hour, ${RAW_PIECE}

@@ -58,6 +58,9 @@ describe('configuration defaults', () => {
       apiKeys: [],
       rateLimitPerS: 0,
       rateLimitBurst: 100,
+      efficiencyThresholds: '',
+      efficiencyDrift: 0.04,
+      sessionGapS: 600,
       ocppUnknownIdTags: 'accept',
     });
     expect(Object.isFrozen(config)).toBe(true);
@@ -96,6 +99,9 @@ describe('configuration defaults', () => {
       'apiKeys',
       'rateLimitPerS',
       'rateLimitBurst',
+      'efficiencyThresholds',
+      'efficiencyDrift',
+      'sessionGapS',
       'ocppUnknownIdTags',
     ];
     expect(Object.keys(loadConfig({})).sort()).toEqual([...keys].sort());

@@ -1,0 +1,131 @@
+import { Type } from '@sinclair/typebox';
+import { decodeCursor, encodeCursor } from '../analytics/fleet-service';
+import { parseWindow } from '../analytics/window-params';
+import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
+import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
+import { FleetSessions, SessionDetail, VehicleSessions } from './session-schemas';
+import type { SessionService } from './session-service';
+
+const VEHICLE_DEFAULT_HOURS = 7 * 24;
+const VEHICLE_MAX_HOURS = 92 * 24;
+const FLEET_DEFAULT_HOURS = 24;
+const FLEET_MAX_HOURS = 31 * 24;
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 10_000;
+
+const windowQuery = (defaultHours: number, maxHours: number) => ({
+  from: Type.Optional({
+    ...Timestamp,
+    description: `window start (inclusive); default ${defaultHours} hours before to`,
+  }),
+  to: Type.Optional({
+    ...Timestamp,
+    description: `window end (exclusive); default now; at most ${maxHours} hours after from`,
+  }),
+});
+
+/** `/v1/vehicles/{vehicleId}/sessions[/{sessionId}]` and `/v1/analytics/sessions`. */
+export function sessionRoutes({
+  sessions,
+  config,
+  now = Date.now,
+}: {
+  sessions: SessionService;
+  config: { analyticsCacheTtlS: number };
+  now?: () => number;
+}): AnyRoute[] {
+  const alignS = Math.min(config.analyticsCacheTtlS, 60);
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/v1/vehicles/{vehicleId}/sessions',
+      summary: "A vehicle's charging sessions overlapping the window, newest first",
+      scope: 'read',
+      database: true,
+      params: Type.Object({ vehicleId: DeviceId }),
+      query: Type.Object(windowQuery(VEHICLE_DEFAULT_HOURS, VEHICLE_MAX_HOURS)),
+      responses: { 200: { description: 'the sessions', schema: VehicleSessions } },
+      handler: async ({ params, query }) => {
+        const window = parseWindow(query, {
+          now: now(),
+          alignS,
+          defaultHours: VEHICLE_DEFAULT_HOURS,
+          maxWindowHours: VEHICLE_MAX_HOURS,
+        });
+        const found = await sessions.ofVehicle(params.vehicleId, window.from, window.to);
+        return reply(200, {
+          vehicleId: params.vehicleId,
+          window: { from: window.from.toISOString(), to: window.to.toISOString() },
+          sessions: found.sessions,
+          cache: found.cache,
+        });
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/v1/vehicles/{vehicleId}/sessions/{sessionId}',
+      summary:
+        'One charging session with its per-minute series (AC and DC power, SoC, temperature)',
+      scope: 'read',
+      database: true,
+      params: Type.Object({
+        vehicleId: DeviceId,
+        sessionId: Type.String({
+          pattern: '^(tx-\\d{1,10}|d-\\d{1,15})$',
+          description: 'a session id',
+        }),
+      }),
+      responses: {
+        200: { description: 'the session', schema: SessionDetail },
+        404: { description: 'no such session', schema: ErrorBody },
+      },
+      handler: async ({ params }) =>
+        reply(200, await sessions.detail(params.vehicleId, params.sessionId)),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/v1/analytics/sessions',
+      summary:
+        'Charging sessions of the whole fleet overlapping the window, worst efficiency first, paged',
+      scope: 'read',
+      database: true,
+      query: Type.Object({
+        ...windowQuery(FLEET_DEFAULT_HOURS, FLEET_MAX_HOURS),
+        flagged: Type.Optional(
+          Type.Boolean({ description: 'true: only sessions with an alert or drift' }),
+        ),
+        limit: Type.Optional(
+          Type.Integer({ minimum: 1, maximum: MAX_PAGE, description: `default ${DEFAULT_PAGE}` }),
+        ),
+        cursor: Type.Optional(Type.String({ description: 'nextCursor of the previous page' })),
+      }),
+      responses: { 200: { description: 'the sessions', schema: FleetSessions } },
+      handler: async ({ query }) => {
+        const window = parseWindow(query, {
+          now: now(),
+          alignS,
+          defaultHours: FLEET_DEFAULT_HOURS,
+          maxWindowHours: FLEET_MAX_HOURS,
+        });
+        const found = await sessions.ofFleet(window.from, window.to);
+        const listed = query.flagged
+          ? found.sessions.filter((s) => s.alert === true || s.drift === true)
+          : found.sessions;
+        const offset = query.cursor ? decodeCursor(query.cursor) : 0;
+        const limit = query.limit ?? DEFAULT_PAGE;
+        const next = offset + limit;
+        return reply(200, {
+          window: { from: window.from.toISOString(), to: window.to.toISOString() },
+          totals: {
+            sessions: found.sessions.length,
+            flagged: found.sessions.filter((s) => s.alert === true || s.drift === true).length,
+            drifting: found.sessions.filter((s) => s.drift === true).length,
+          },
+          sessions: listed.slice(offset, next),
+          nextCursor: next < listed.length ? encodeCursor(next) : null,
+          cache: found.cache,
+        });
+      },
+    }),
+  ];
+}

@@ -1,0 +1,188 @@
+import type { ReportCache } from '../analytics/report-cache';
+import { roundFigure as round } from '../analytics/rounding';
+import type { EnergyReadingsMode } from '../config';
+import { notFound } from '../errors';
+import type { RedisKeys } from '../redis-keys';
+import type { Session, SessionMinute, SessionSummary } from './session-schemas';
+import type { SessionRow, SessionStore } from './session-store';
+import { parseThresholdClasses, thresholdFor } from './thresholds';
+
+const DAY_MS = 86_400_000;
+/** A vehicle whose sessions were never built is computed from this long before the window. */
+const UNBUILT_LOOKBACK_MS = 2 * DAY_MS;
+
+export interface SessionConfig {
+  sessionGapS: number;
+  energyReadings: EnergyReadingsMode;
+  efficiencyThreshold: number;
+  efficiencyThresholds: string;
+  efficiencyDrift: number;
+}
+
+const overlaps = (s: SessionRow, from: Date, to: Date) => s.end >= from && s.start < to;
+
+/** Worst efficiency first; sessions without one (no AC) last. */
+const byEfficiency = (a: Session, b: Session) =>
+  (a.efficiency ?? Infinity) - (b.efficiency ?? Infinity) ||
+  (a.vehicleId < b.vehicleId ? -1 : a.vehicleId > b.vehicleId ? 1 : 0) ||
+  a.start.localeCompare(b.start);
+
+/**
+ * Charging sessions as operators read them: the kept ones (built in the background) joined to
+ * the ones computed live for what is newer, each judged against the threshold of its power class
+ * and against the vehicle's own recent sessions on the same meter (drift).
+ */
+export class SessionService {
+  private readonly classes;
+
+  constructor(
+    private readonly deps: {
+      store: SessionStore;
+      cache: ReportCache<Session[]>;
+      keys: RedisKeys;
+      config: SessionConfig;
+      now?: () => number;
+    },
+  ) {
+    this.classes = parseThresholdClasses(deps.config.efficiencyThresholds);
+  }
+
+  private now(): Date {
+    return new Date((this.deps.now ?? Date.now)());
+  }
+
+  /** Sessions overlapping [from, to), whole, of one vehicle (or null: the fleet), unjudged. */
+  private async collect(vehicleId: string | null, from: Date, to: Date): Promise<SessionRow[]> {
+    const { store } = this.deps;
+    const now = this.now();
+    const live = await store.liveFrom(
+      vehicleId === null ? null : [vehicleId],
+      new Date(from.getTime() - UNBUILT_LOOKBACK_MS),
+    );
+    const liveFrom = new Map(live.map((l) => [l.vehicleId, l.from.getTime()]));
+    const [kept, computed] = await Promise.all([
+      store.kept(vehicleId, from, to),
+      store.compute(live, now),
+    ]);
+    return [
+      ...kept.filter((s) => s.start.getTime() < (liveFrom.get(s.vehicleId) ?? Infinity)),
+      ...computed.filter((s) => overlaps(s, from, to)),
+    ];
+  }
+
+  /** Judges sessions: efficiency, power, threshold of its class, alert, drift. */
+  private async judge(rows: SessionRow[]): Promise<Session[]> {
+    const { config, store } = this.deps;
+    const now = this.now().getTime();
+    const single = rows.map((r, i) => ({ r, i })).filter(({ r }) => r.meterIds.length === 1);
+    const baselines = await store.baselines(
+      single.map(({ r }) => ({ vehicleId: r.vehicleId, meterId: r.meterIds[0], start: r.start })),
+    );
+    const baselineOf = new Map(single.map(({ i }, k) => [i, baselines[k]]));
+    return rows.map((r, i) => {
+      const durationS = (r.end.getTime() - r.start.getTime()) / 1000;
+      const efficiency =
+        r.acKwh !== null && r.dcKwh !== null && r.acKwh > 0 ? r.dcKwh / r.acKwh : null;
+      const meanAcPowerKw = r.acKwh !== null && durationS > 0 ? r.acKwh / (durationS / 3600) : null;
+      const threshold = thresholdFor(this.classes, meanAcPowerKw, config.efficiencyThreshold);
+      const base = baselineOf.get(i);
+      const baseline =
+        base && base.median !== null && base.sessions >= 5
+          ? { medianEfficiency: round(base.median, 4) as number, sessions: base.sessions }
+          : null;
+      return {
+        id: r.key,
+        vehicleId: r.vehicleId,
+        source: r.source,
+        transactionId: r.transactionId,
+        start: r.start.toISOString(),
+        end: r.end.toISOString(),
+        durationS,
+        open: r.source === 'ocpp' ? r.running : r.end.getTime() + config.sessionGapS * 1000 > now,
+        meters: r.meterIds,
+        acConsumedKwh: round(r.acKwh, 4),
+        dcDeliveredKwh: round(r.dcKwh, 4),
+        efficiency: round(efficiency, 4),
+        meanAcPowerKw: round(meanAcPowerKw, 3),
+        peakAcPowerKw: round(r.peakAcKw, 3),
+        socStart: round(r.socStart, 2),
+        socEnd: round(r.socEnd, 2),
+        batteryTempMeanC: round(r.tempMean, 2),
+        batteryTempMaxC: round(r.tempMax, 2),
+        threshold,
+        alert: efficiency === null ? null : efficiency < threshold,
+        drift:
+          efficiency === null || !baseline
+            ? null
+            : efficiency < baseline.medianEfficiency - config.efficiencyDrift,
+        baseline,
+        counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
+      };
+    });
+  }
+
+  private async cached(key: string, compute: () => Promise<Session[]>) {
+    const hit = await this.deps.cache.get(key);
+    if (hit) return { sessions: hit, cache: 'hit' as const };
+    const sessions = await compute();
+    await this.deps.cache.set(key, sessions);
+    return { sessions, cache: this.deps.cache.enabled ? ('miss' as const) : ('off' as const) };
+  }
+
+  /** A vehicle's sessions overlapping the window, newest first. */
+  async ofVehicle(vehicleId: string, from: Date, to: Date) {
+    const key = this.deps.keys.analyticsCache(vehicleId, from.getTime(), to.getTime(), 'sessions');
+    return this.cached(key, async () =>
+      (await this.judge(await this.collect(vehicleId, from, to))).sort((a, b) =>
+        b.start.localeCompare(a.start),
+      ),
+    );
+  }
+
+  /** What the per-vehicle report shows of the window's sessions. */
+  async summary(vehicleId: string, from: Date, to: Date): Promise<SessionSummary> {
+    const { sessions } = await this.ofVehicle(vehicleId, from, to);
+    const worst = sessions.filter((s) => s.efficiency !== null).sort(byEfficiency)[0] ?? null;
+    return {
+      count: sessions.length,
+      flagged: sessions.filter((s) => s.alert === true || s.drift === true).length,
+      worst,
+    };
+  }
+
+  /** Every vehicle's sessions overlapping the window, worst efficiency first. */
+  async ofFleet(from: Date, to: Date) {
+    const key = this.deps.keys.analyticsCache('fleet', from.getTime(), to.getTime(), 'sessions');
+    return this.cached(key, async () =>
+      (await this.judge(await this.collect(null, from, to))).sort(byEfficiency),
+    );
+  }
+
+  /** One session with its per-minute series. */
+  async detail(vehicleId: string, id: string): Promise<Session & { series: SessionMinute[] }> {
+    const start = await this.deps.store.startOf(vehicleId, id);
+    const missing = () => notFound(`Vehicle ${vehicleId} has no session ${id}`);
+    if (!start) throw missing();
+    const around = new Date(start.getTime() + 1);
+    const [session] = (await this.judge(await this.collect(vehicleId, start, around))).filter(
+      (s) => s.id === id,
+    );
+    if (!session) throw missing();
+    const minutes = await this.deps.store.minutes(
+      vehicleId,
+      id,
+      new Date(start.getTime() - this.deps.config.sessionGapS * 1000),
+      this.now(),
+    );
+    return {
+      ...session,
+      series: minutes.map((m) => ({
+        minute: m.minute.toISOString(),
+        acPowerKw: round(m.acKw, 3),
+        dcPowerKw: round(m.dcKw, 3),
+        soc: round(m.soc, 2),
+        batteryTempC: round(m.temp, 2),
+      })),
+    };
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * Charging sessions from stored readings, in SQL: the one definition both the session builder
+ * (which keeps them, workers/session-builder.ts) and live reports (for the hours not built yet)
+ * run.
+ *
+ * A session is an OCPP transaction whose idTag names the vehicle, from its start to its stop, or
+ * else a maximal run of the vehicle's charging readings (a positive interval value, or a register
+ * that rose since the previous reading) in which consecutive charging readings are at most the
+ * gap apart. A detected session spans from its first charging reading minus that reading's
+ * interval to the previous reading (capped at the gap) to its last charging reading.
+ *
+ * Over a session's span (start, end], DC is the vehicle's energy and AC the energy of the meter(s)
+ * it was mapped to (each only for its mapping period), each device by its own semantics, folded
+ * with the one energy definition (stores/energy-fold.ts) from raw readings.
+ *
+ * Parameters: $VEHICLES text[] and $FROMS timestamptz[] (each vehicle's readings are read from
+ * its `from`, plus the one reading before), $TO (exclusive end), $GAP (seconds), $MODE (the
+ * default semantics).
+ */
+import { historyRoleSql } from '../devices/device-kinds';
+import { RAW_PIECE, pieceEnergy, previousEnergy } from '../stores/energy-fold';
+
+const vehicle = historyRoleSql('h');
+
+/** Every session (detected and OCPP) of the targets, as `spans`. */
+const SPANS = `
+targets AS MATERIALIZED (
+  SELECT t.vehicle_id, t.from_ts, coalesce(ds.energy_readings, $MODE::text) AS mode
+  FROM unnest($VEHICLES::text[], $FROMS::timestamptz[]) AS t(vehicle_id, from_ts)
+  LEFT JOIN device_settings ds ON ds.device_type = 'vehicle' AND ds.device_id = t.vehicle_id
+),
+vehicle_readings AS (
+  SELECT t.vehicle_id, h.ts, ${vehicle.energy} AS energy
+  FROM targets t
+  JOIN telemetry_history h ON h.device_type = 'vehicle' AND h.device_id = t.vehicle_id
+   AND h.ts >= t.from_ts AND h.ts < $TO
+  UNION ALL
+  SELECT t.vehicle_id, p.ts, p.energy
+  FROM targets t
+  CROSS JOIN LATERAL (
+    SELECT h.ts, ${vehicle.energy} AS energy FROM telemetry_history h
+    WHERE h.device_type = 'vehicle' AND h.device_id = t.vehicle_id AND h.ts < t.from_ts
+    ORDER BY h.ts DESC LIMIT 1) p
+),
+stepped AS (
+  SELECT r.*, t.mode, t.from_ts,
+         lag(r.energy) OVER w AS prev_energy, lag(r.ts) OVER w AS prev_ts
+  FROM vehicle_readings r JOIN targets t USING (vehicle_id)
+  WINDOW w AS (PARTITION BY r.vehicle_id ORDER BY r.ts)
+),
+charging AS (
+  SELECT s.vehicle_id, s.ts, s.prev_ts,
+         lag(s.ts) OVER (PARTITION BY s.vehicle_id ORDER BY s.ts) AS prev_charging_ts
+  FROM stepped s
+  WHERE s.ts >= s.from_ts
+    AND CASE WHEN s.mode = 'interval' THEN s.energy > 0 ELSE s.energy > s.prev_energy END
+),
+runs AS (
+  SELECT c.*,
+         sum((c.prev_charging_ts IS NULL OR c.ts - c.prev_charging_ts > $GAP)::int)
+           OVER (PARTITION BY c.vehicle_id ORDER BY c.ts) AS run
+  FROM charging c
+),
+detected AS (
+  SELECT vehicle_id,
+         min(ts) - least(coalesce(min(ts) - (array_agg(prev_ts ORDER BY ts))[1], $GAP), $GAP) AS start_ts,
+         max(ts) AS end_ts
+  FROM runs
+  GROUP BY vehicle_id, run
+),
+transactions AS (
+  SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
+         least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running
+  FROM targets t
+  JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id
+   AND x.started_at >= t.from_ts AND x.started_at < $TO
+),
+spans AS (
+  SELECT vehicle_id, 'tx-' || transaction_id AS key, 'ocpp' AS source, transaction_id,
+         start_ts, end_ts, running
+  FROM transactions
+  UNION ALL
+  SELECT d.vehicle_id, 'd-' || (extract(epoch FROM d.start_ts) * 1000)::bigint, 'detected', NULL,
+         d.start_ts, d.end_ts, false
+  FROM detected d
+  -- The transaction is the session: readings it covers form no session of their own.
+  WHERE NOT EXISTS (SELECT 1 FROM transactions x
+                    WHERE x.vehicle_id = d.vehicle_id AND x.start_ts <= d.end_ts AND x.end_ts >= d.start_ts)
+)`;
+
+/**
+ * The device windows of every span: the vehicle over (start, end], each mapped meter over its part
+ * of it. Half-open [from, to) at millisecond precision, so both bounds move one millisecond on.
+ */
+const WINDOWS = `
+windows AS MATERIALIZED (
+  SELECT row_number() OVER ()::int AS wid, w.*, coalesce(ds.energy_readings, $MODE::text) AS mode
+  FROM (
+    SELECT s.vehicle_id, s.key, 'dc' AS role, 'vehicle' AS device_type, s.vehicle_id AS device_id,
+           s.start_ts + interval '1 millisecond' AS wfrom, s.end_ts + interval '1 millisecond' AS wto
+    FROM spans s
+    UNION ALL
+    SELECT s.vehicle_id, s.key, 'ac', 'meter', m.meter_id,
+           greatest(m.valid_from, s.start_ts + interval '1 millisecond'),
+           least(coalesce(m.valid_to, 'infinity'), s.end_ts + interval '1 millisecond')
+    FROM spans s
+    JOIN vehicle_meter_map m ON m.vehicle_id = s.vehicle_id
+     AND m.valid_from < s.end_ts + interval '1 millisecond'
+     AND (m.valid_to IS NULL OR m.valid_to > s.start_ts + interval '1 millisecond')
+  ) w
+  LEFT JOIN device_settings ds ON ds.device_type = w.device_type AND ds.device_id = w.device_id
+),
+window_pieces AS (
+  SELECT w.wid, false AS prior, ${RAW_PIECE}
+  FROM windows w
+  JOIN telemetry_history t ON t.device_type = w.device_type AND t.device_id = w.device_id
+   AND t.ts >= w.wfrom AND t.ts < w.wto
+  UNION ALL
+  -- The reading before each window: the register's starting point, the interval of the first
+  -- reading (for power), and the SoC at the start.
+  SELECT w.wid, true, p.*
+  FROM windows w
+  CROSS JOIN LATERAL (
+    SELECT ${RAW_PIECE} FROM telemetry_history t
+    WHERE t.device_type = w.device_type AND t.device_id = w.device_id AND t.ts < w.wfrom
+    ORDER BY t.ts DESC LIMIT 1) p
+),
+window_stepped AS (
+  SELECT p.*, ${previousEnergy('p.wid')} AS previous_energy,
+         lag(p.ts) OVER (PARTITION BY p.wid ORDER BY p.ts) AS previous_ts
+  FROM window_pieces p
+),
+window_energy AS (
+  SELECT s.*, ${pieceEnergy('w.mode')} AS energy
+  FROM window_stepped s JOIN windows w USING (wid)
+),
+window_powered AS (
+  SELECT e.*,
+         CASE WHEN e.previous_ts IS NULL OR e.ts = e.previous_ts THEN NULL
+              ELSE e.energy / (extract(epoch FROM e.ts - e.previous_ts) / 3600) END AS power_kw
+  FROM window_energy e
+)`;
+
+/** Folded per window: energy by the device's semantics, power, SoC and temperature. */
+const FOLDED = `
+folded AS (
+  SELECT wid,
+         count(*) FILTER (WHERE NOT prior)::int AS readings,
+         sum(energy) FILTER (WHERE NOT prior) AS energy,
+         max(power_kw) FILTER (WHERE NOT prior) AS peak_kw,
+         (array_agg(first_soc ORDER BY prior DESC, ts) FILTER (WHERE first_soc IS NOT NULL))[1] AS soc_start,
+         (array_agg(last_soc ORDER BY ts DESC) FILTER (WHERE NOT prior AND last_soc IS NOT NULL))[1] AS soc_end,
+         sum(temp_sum) FILTER (WHERE NOT prior) AS temp_sum,
+         sum(temp_count) FILTER (WHERE NOT prior)::int AS temp_count,
+         max(temp_max) FILTER (WHERE NOT prior) AS temp_max
+  FROM window_powered
+  GROUP BY wid
+)`;
+
+/** One row per session: its span, its meters, and what the vehicle and the meters did in it. */
+export const SESSIONS_SQL = `
+WITH ${SPANS},
+${WINDOWS},
+${FOLDED}
+SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running,
+       coalesce(array_agg(DISTINCT w.device_id) FILTER (WHERE w.role = 'ac'), '{}') AS meter_ids,
+       sum(f.energy) FILTER (WHERE w.role = 'ac') AS ac_kwh,
+       sum(f.energy) FILTER (WHERE w.role = 'dc') AS dc_kwh,
+       coalesce(sum(f.readings) FILTER (WHERE w.role = 'dc'), 0)::int AS vehicle_readings,
+       coalesce(sum(f.readings) FILTER (WHERE w.role = 'ac'), 0)::int AS meter_readings,
+       max(f.peak_kw) FILTER (WHERE w.role = 'ac') AS peak_ac_kw,
+       min(f.soc_start) FILTER (WHERE w.role = 'dc') AS soc_start,
+       min(f.soc_end) FILTER (WHERE w.role = 'dc') AS soc_end,
+       sum(f.temp_sum) FILTER (WHERE w.role = 'dc') / nullif(sum(f.temp_count) FILTER (WHERE w.role = 'dc'), 0) AS temp_mean,
+       max(f.temp_max) FILTER (WHERE w.role = 'dc') AS temp_max
+FROM spans s
+JOIN windows w ON w.vehicle_id = s.vehicle_id AND w.key = s.key
+LEFT JOIN folded f ON f.wid = w.wid
+GROUP BY s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running
+ORDER BY s.vehicle_id, s.start_ts`;
+
+/**
+ * One session's minutes, for a chart: AC and DC power (the minute's kWh, per hour), SoC and
+ * battery temperature. Parameters as SESSIONS_SQL, plus $KEY.
+ */
+export const SESSION_MINUTES_SQL = `
+WITH ${SPANS},
+${WINDOWS}
+SELECT date_trunc('minute', p.ts, 'UTC') AS minute,
+       sum(p.energy) FILTER (WHERE w.role = 'ac') * 60 AS ac_kw,
+       sum(p.energy) FILTER (WHERE w.role = 'dc') * 60 AS dc_kw,
+       (array_agg(p.last_soc ORDER BY p.ts DESC) FILTER (WHERE w.role = 'dc'))[1] AS soc,
+       avg(p.temp_sum) FILTER (WHERE w.role = 'dc') AS temp
+FROM window_powered p
+JOIN windows w USING (wid)
+WHERE NOT p.prior AND w.key = $KEY
+GROUP BY 1
+ORDER BY 1`;
+
+/** Binds `$NAME` placeholders (each as often as it appears) as positional parameters. */
+export function bindSessionSql(
+  template: string,
+  values: {
+    VEHICLES: string[];
+    FROMS: Date[];
+    TO: Date;
+    GAP: number;
+    MODE: string;
+    KEY?: string;
+  },
+): { sql: string; bindings: unknown[] } {
+  const bindings: unknown[] = [];
+  const sql = template.replace(/\$(VEHICLES|FROMS|TO|GAP|MODE|KEY)\b/g, (_m, name: string) => {
+    const value = values[name as keyof typeof values];
+    if (name === 'GAP') {
+      bindings.push(`${value as number} seconds`);
+      return '?::interval';
+    }
+    if (name === 'FROMS') {
+      bindings.push((value as Date[]).map((d) => d.toISOString()));
+      return '?';
+    }
+    bindings.push(value);
+    return name === 'TO' ? '?::timestamptz' : '?';
+  });
+  return { sql, bindings };
+}

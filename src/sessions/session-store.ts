@@ -1,0 +1,338 @@
+import type { Knex } from 'knex';
+import type { EnergyReadingsMode } from '../config';
+import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
+
+/** A charging session as computed from readings (see session-sql.ts). */
+export interface SessionRow {
+  vehicleId: string;
+  key: string;
+  source: 'ocpp' | 'detected';
+  transactionId: number | null;
+  start: Date;
+  end: Date;
+  /** An OCPP transaction not stopped yet. */
+  running: boolean;
+  meterIds: string[];
+  acKwh: number | null;
+  dcKwh: number | null;
+  vehicleReadings: number;
+  meterReadings: number;
+  peakAcKw: number | null;
+  socStart: number | null;
+  socEnd: number | null;
+  tempMean: number | null;
+  tempMax: number | null;
+}
+
+export interface SessionMinute {
+  minute: Date;
+  acKw: number | null;
+  dcKw: number | null;
+  soc: number | null;
+  temp: number | null;
+}
+
+/** Where one vehicle's kept sessions stop and must be computed live instead. */
+export interface LiveFrom {
+  vehicleId: string;
+  /** Kept sessions starting at or after this are replaced by live ones. */
+  from: Date;
+}
+
+interface SqlSession {
+  vehicle_id: string;
+  key: string;
+  source: 'ocpp' | 'detected';
+  transaction_id: number | null;
+  start_ts: Date;
+  end_ts: Date;
+  running?: boolean;
+  meter_ids: string[];
+  ac_kwh: number | null;
+  dc_kwh: number | null;
+  vehicle_readings: number;
+  meter_readings: number;
+  peak_ac_kw: number | null;
+  soc_start: number | null;
+  soc_end: number | null;
+  temp_mean: number | null;
+  temp_max: number | null;
+}
+
+const toSession = (r: SqlSession): SessionRow => ({
+  vehicleId: r.vehicle_id,
+  key: r.key,
+  source: r.source,
+  transactionId: r.transaction_id,
+  start: r.start_ts,
+  end: r.end_ts,
+  running: r.running ?? false,
+  meterIds: r.meter_ids,
+  acKwh: r.ac_kwh,
+  dcKwh: r.dc_kwh,
+  vehicleReadings: r.vehicle_readings,
+  meterReadings: r.meter_readings,
+  peakAcKw: r.peak_ac_kw,
+  socStart: r.soc_start,
+  socEnd: r.soc_end,
+  tempMean: r.temp_mean,
+  tempMax: r.temp_max,
+});
+
+const COLUMNS = [
+  'vehicle_id',
+  'key',
+  'source',
+  'transaction_id',
+  'start_ts',
+  'end_ts',
+  'meter_ids',
+  'ac_kwh',
+  'dc_kwh',
+  'vehicle_readings',
+  'meter_readings',
+  'peak_ac_kw',
+  'soc_start',
+  'soc_end',
+  'temp_mean',
+  'temp_max',
+];
+
+const toRow = (s: SessionRow) => ({
+  vehicle_id: s.vehicleId,
+  key: s.key,
+  source: s.source,
+  transaction_id: s.transactionId,
+  start_ts: s.start,
+  end_ts: s.end,
+  meter_ids: s.meterIds,
+  ac_kwh: s.acKwh,
+  dc_kwh: s.dcKwh,
+  vehicle_readings: s.vehicleReadings,
+  meter_readings: s.meterReadings,
+  peak_ac_kw: s.peakAcKw,
+  soc_start: s.socStart,
+  soc_end: s.socEnd,
+  temp_mean: s.tempMean,
+  temp_max: s.tempMax,
+});
+
+/** Charging sessions: computing them from history, and the ones the builder keeps. */
+export class SessionStore {
+  constructor(
+    private readonly db: Knex,
+    private readonly config: { sessionGapS: number; energyReadings: EnergyReadingsMode },
+  ) {}
+
+  /**
+   * Computes the sessions of each vehicle from its readings since its `from` (and the one reading
+   * before) up to `to`, sessions starting at or after `from` only (an earlier one may be cut).
+   */
+  async compute(targets: LiveFrom[], to: Date, db: Knex = this.db): Promise<SessionRow[]> {
+    if (targets.length === 0) return [];
+    const { sql, bindings } = bindSessionSql(SESSIONS_SQL, {
+      VEHICLES: targets.map((t) => t.vehicleId),
+      FROMS: targets.map((t) => t.from),
+      TO: to,
+      GAP: this.config.sessionGapS,
+      MODE: this.config.energyReadings,
+    });
+    const result = await db.raw(sql, bindings as Knex.RawBinding[]);
+    const from = new Map(targets.map((t) => [t.vehicleId, t.from.getTime()]));
+    return (result.rows as SqlSession[])
+      .map(toSession)
+      .filter((s) => s.start.getTime() >= (from.get(s.vehicleId) ?? 0));
+  }
+
+  async minutes(vehicleId: string, key: string, from: Date, to: Date): Promise<SessionMinute[]> {
+    const { sql, bindings } = bindSessionSql(SESSION_MINUTES_SQL, {
+      VEHICLES: [vehicleId],
+      FROMS: [from],
+      TO: to,
+      GAP: this.config.sessionGapS,
+      MODE: this.config.energyReadings,
+      KEY: key,
+    });
+    const result = await this.db.raw(sql, bindings as Knex.RawBinding[]);
+    return (
+      result.rows as {
+        minute: Date;
+        ac_kw: number | null;
+        dc_kw: number | null;
+        soc: number | null;
+        temp: number | null;
+      }[]
+    ).map((r) => ({ minute: r.minute, acKw: r.ac_kw, dcKw: r.dc_kw, soc: r.soc, temp: r.temp }));
+  }
+
+  /** Kept sessions overlapping [from, to), of one vehicle or (vehicleId null) of every one. */
+  async kept(vehicleId: string | null, from: Date, to: Date): Promise<SessionRow[]> {
+    const query = this.db<SqlSession>('charging_sessions')
+      .where('end_ts', '>=', from)
+      .where('start_ts', '<', to)
+      .orderBy(['vehicle_id', 'start_ts']);
+    if (vehicleId !== null) query.where({ vehicle_id: vehicleId });
+    return (await query).map(toSession);
+  }
+
+  /**
+   * Where each vehicle's kept sessions end and live computing must start: at the session still
+   * going on when it was built (else a gap before where it was built), earlier where its readings
+   * changed since (a session mark) or where an hour of it or of its meters is still pending, and
+   * never inside a kept session. A vehicle never built starts at `fallback`.
+   *
+   * `vehicleIds`: these vehicles; null: every vehicle that has anything live (the fleet).
+   */
+  async liveFrom(vehicleIds: string[] | null, fallback: Date): Promise<LiveFrom[]> {
+    const gap = `${this.config.sessionGapS} seconds`;
+    const candidates =
+      vehicleIds !== null
+        ? 'SELECT unnest(?::text[]) AS vehicle_id'
+        : `SELECT device_id AS vehicle_id FROM rollup_pending WHERE device_type = 'vehicle'
+           UNION SELECT vehicle_id FROM session_dirty
+           UNION SELECT vehicle_id FROM session_built WHERE open_since IS NOT NULL
+           UNION SELECT m.vehicle_id FROM rollup_pending p
+                 JOIN vehicle_meter_map m ON m.meter_id = p.device_id
+                  AND m.valid_from < p.hour + interval '1 hour' AND (m.valid_to IS NULL OR m.valid_to > p.hour)
+                 WHERE p.device_type = 'meter'`;
+    const result = await this.db.raw(
+      `WITH vehicles AS (${candidates}),
+       cut AS (
+         SELECT v.vehicle_id, least(
+           coalesce(b.open_since, b.built_to - ?::interval, ?::timestamptz),
+           (SELECT d.since - ?::interval FROM session_dirty d WHERE d.vehicle_id = v.vehicle_id),
+           (SELECT min(p.hour) - ?::interval FROM rollup_pending p
+             WHERE p.device_type = 'vehicle' AND p.device_id = v.vehicle_id),
+           (SELECT min(p.hour) - ?::interval FROM vehicle_meter_map m
+             JOIN rollup_pending p ON p.device_type = 'meter' AND p.device_id = m.meter_id
+              AND m.valid_from < p.hour + interval '1 hour' AND (m.valid_to IS NULL OR m.valid_to > p.hour)
+             WHERE m.vehicle_id = v.vehicle_id)) AS at
+         FROM vehicles v LEFT JOIN session_built b USING (vehicle_id)
+       )
+       SELECT c.vehicle_id,
+              least(c.at, (SELECT min(s.start_ts) FROM charging_sessions s
+                           WHERE s.vehicle_id = c.vehicle_id AND s.end_ts >= c.at)) AS live_from
+       FROM cut c`,
+      [...(vehicleIds !== null ? [vehicleIds] : []), gap, fallback, gap, gap, gap],
+    );
+    return (result.rows as { vehicle_id: string; live_from: Date }[]).map((r) => ({
+      vehicleId: r.vehicle_id,
+      from: r.live_from,
+    }));
+  }
+
+  /**
+   * Where a vehicle's sessions must be computed again for a change at `since`: a gap before it,
+   * or earlier at the start of a kept session reaching that far, of the session that was still
+   * going on when it was built, or of an OCPP transaction of the vehicle running over it.
+   */
+  async rebuildFrom(vehicleId: string, since: Date): Promise<Date> {
+    const gap = `${this.config.sessionGapS} seconds`;
+    const result = await this.db.raw(
+      `SELECT least(
+         ?::timestamptz - ?::interval,
+         (SELECT open_since FROM session_built WHERE vehicle_id = ?),
+         (SELECT min(start_ts) FROM charging_sessions
+           WHERE vehicle_id = ? AND end_ts >= ?::timestamptz - ?::interval),
+         (SELECT min(started_at) FROM ocpp_transactions
+           WHERE vehicle_id = ? AND (stopped_at IS NULL OR stopped_at >= ?::timestamptz - ?::interval))
+       ) AS at`,
+      [since, gap, vehicleId, vehicleId, since, gap, vehicleId, since, gap],
+    );
+    return result.rows[0].at as Date;
+  }
+
+  /**
+   * Replaces a vehicle's kept sessions from `from` on with `sessions` (those final by then), and
+   * records how far it is built; its session mark is removed, or moved on to `nextSince` when
+   * there is more to build, unless something marked it again meanwhile. One transaction.
+   */
+  async keep(
+    vehicleId: string,
+    from: Date,
+    sessions: SessionRow[],
+    built: { to: Date; openSince: Date | null },
+    mark: { version: number; nextSince: Date | null },
+  ): Promise<void> {
+    await this.db.transaction(async (trx) => {
+      await trx('charging_sessions')
+        .where({ vehicle_id: vehicleId })
+        .where('start_ts', '>=', from)
+        .del();
+      if (sessions.length > 0) {
+        await trx('charging_sessions')
+          .insert(sessions.map(toRow))
+          .onConflict(['vehicle_id', 'key'])
+          .merge(COLUMNS.filter((c) => c !== 'vehicle_id' && c !== 'key'));
+      }
+      await trx('session_built')
+        .insert({ vehicle_id: vehicleId, built_to: built.to, open_since: built.openSince })
+        .onConflict('vehicle_id')
+        .merge();
+      // Only the mark this build handled: one made meanwhile stays for the next build.
+      const handled = trx('session_dirty').where({ vehicle_id: vehicleId, version: mark.version });
+      if (mark.nextSince) await handled.update({ since: mark.nextSince });
+      else await handled.del();
+    });
+  }
+
+  /**
+   * For each session, the median efficiency of the same vehicle's kept sessions on the same
+   * (single) meter over the 30 days before it, and how many there were.
+   */
+  async baselines(
+    items: { vehicleId: string; meterId: string; start: Date }[],
+  ): Promise<{ median: number | null; sessions: number }[]> {
+    if (items.length === 0) return [];
+    const result = await this.db.raw(
+      `SELECT q.i, b.median, b.n
+       FROM unnest(?::text[], ?::text[], ?::timestamptz[]) WITH ORDINALITY AS q(vehicle_id, meter_id, start_ts, i)
+       CROSS JOIN LATERAL (
+         SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.dc_kwh / s.ac_kwh) AS median,
+                count(*)::int AS n
+         FROM charging_sessions s
+         WHERE s.vehicle_id = q.vehicle_id AND s.meter_ids = ARRAY[q.meter_id]
+           AND s.start_ts >= q.start_ts - interval '30 days' AND s.start_ts < q.start_ts
+           AND s.ac_kwh > 0 AND s.dc_kwh IS NOT NULL) b
+       ORDER BY q.i`,
+      [
+        items.map((i) => i.vehicleId),
+        items.map((i) => i.meterId),
+        items.map((i) => i.start.toISOString()),
+      ],
+    );
+    return (result.rows as { median: number | null; n: number }[]).map((r) => ({
+      median: r.median,
+      sessions: r.n,
+    }));
+  }
+
+  /** Where a session id says the session starts (`d-<ms>`; `tx-<id>`: the transaction's start). */
+  async startOf(vehicleId: string, id: string): Promise<Date | null> {
+    const detected = /^d-(\d{1,15})$/.exec(id);
+    if (detected) return new Date(Number(detected[1]));
+    const transaction = /^tx-(\d{1,10})$/.exec(id);
+    if (!transaction) return null;
+    const row = await this.db('ocpp_transactions')
+      .select('started_at')
+      .where({ id: Number(transaction[1]), vehicle_id: vehicleId })
+      .first();
+    return row ? (row.started_at as Date) : null;
+  }
+
+  /** Vehicles whose sessions changed before `before`, oldest change first, with their mark. */
+  async dirty(
+    before: Date,
+    limit: number,
+  ): Promise<{ vehicleId: string; since: Date; version: number }[]> {
+    const rows = await this.db('session_dirty')
+      .where('since', '<', before)
+      .orderBy('since')
+      .limit(limit);
+    return rows.map((r: { vehicle_id: string; since: Date; version: number }) => ({
+      vehicleId: r.vehicle_id,
+      since: r.since,
+      version: Number(r.version),
+    }));
+  }
+}

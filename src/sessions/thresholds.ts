@@ -1,0 +1,32 @@
+/**
+ * A session's efficiency threshold by its mean AC power: slow AC charging loses more on healthy
+ * hardware (13-24 % on a 2.3 kW household socket against 6-10 % on an 11 kW wallbox), so one
+ * threshold for all either flags healthy slow chargers or misses degrading fast ones.
+ */
+export interface ThresholdClass {
+  /** Sessions whose mean AC power is at most this (kW) use `threshold`; Infinity for `*`. */
+  upToKw: number;
+  threshold: number;
+}
+
+/** EFFICIENCY_THRESHOLDS (`3.7:0.75,11:0.82,*:0.88`, already checked by its pattern) as classes. */
+export function parseThresholdClasses(text: string): ThresholdClass[] {
+  if (text.trim() === '') return [];
+  return text
+    .split(',')
+    .map((entry) => {
+      const [kw, threshold] = entry.split(':');
+      return { upToKw: kw === '*' ? Infinity : Number(kw), threshold: Number(threshold) };
+    })
+    .sort((a, b) => a.upToKw - b.upToKw);
+}
+
+/** The threshold for a session of this mean AC power: its class, else the single default. */
+export function thresholdFor(
+  classes: ThresholdClass[],
+  meanAcPowerKw: number | null,
+  fallback: number,
+): number {
+  if (meanAcPowerKw === null) return fallback;
+  return classes.find((c) => meanAcPowerKw <= c.upToKw)?.threshold ?? fallback;
+}

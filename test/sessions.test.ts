@@ -1,0 +1,317 @@
+import request from 'supertest';
+import { SessionStore } from '../src/sessions/session-store';
+import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
+import { seededRandom, shuffle } from './helpers/readings';
+
+const MIN = 60_000;
+const at = (day: string, hhmm: string) => Date.parse(`2024-05-${day}T${hhmm}:00Z`);
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Readings every `stepMin` minutes in [from, to], with `value` each. */
+function every(stepMin: number, from: number, to: number, value: (ts: number) => object) {
+  const readings: object[] = [];
+  for (let ts = from; ts <= to; ts += stepMin * MIN) readings.push(value(ts));
+  return readings;
+}
+const vehicle =
+  (id: string, dc: number, soc = 50, temp = 30) =>
+  (ts: number) => ({
+    vehicleId: id,
+    kwhDeliveredDc: dc,
+    soc,
+    batteryTemp: temp,
+    timestamp: iso(ts),
+  });
+const meter = (id: string, ac: number) => (ts: number) => ({
+  meterId: id,
+  kwhConsumedAc: ac,
+  voltage: 230,
+  timestamp: iso(ts),
+});
+
+async function ingest(e: TestEngine, readings: object[]): Promise<void> {
+  for (let i = 0; i < readings.length; i += 2000) {
+    await request(e.api.api.app)
+      .post('/v1/telemetry/ingest')
+      .send(readings.slice(i, i + 2000))
+      .expect(202);
+  }
+  await waitForDrained(e.queue);
+}
+
+const map = (e: TestEngine, vehicleId: string, meterId: string, since: string) =>
+  request(e.api.api.app).post('/v1/telemetry/map').send({ vehicleId, meterId, since }).expect(200);
+
+/** Rolls the hours up and builds the sessions, as the flusher does in the background. */
+async function build(e: TestEngine): Promise<void> {
+  const horizon = new Date(Date.now() - 3600_000);
+  await e.flusher.flusher.rollups.rollUpNow(horizon);
+  await e.flusher.flusher.sessions.buildNow(horizon);
+}
+
+interface SessionJson {
+  id: string;
+  start: string;
+  end: string;
+  meters: string[];
+  acConsumedKwh: number | null;
+  dcDeliveredKwh: number | null;
+  efficiency: number | null;
+  meanAcPowerKw: number | null;
+  peakAcPowerKw: number | null;
+  threshold: number;
+  alert: boolean | null;
+  drift: boolean | null;
+  source: string;
+  open: boolean;
+}
+
+async function sessionsOf(e: TestEngine, vehicleId: string, from: string, to: string) {
+  const res = await request(e.api.api.app)
+    .get(`/v1/vehicles/${vehicleId}/sessions?from=${from}&to=${to}`)
+    .expect(200);
+  return res.body.sessions as SessionJson[];
+}
+
+describe('charging sessions detected from readings', () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await map(e, 'V-s', 'M-s', '2024-05-01T00:00:00Z');
+    await ingest(e, [
+      // Session 1: idle at 07:55, charging 08:00-08:30 every 5 min (1 kWh DC, 1.25 kWh AC each).
+      vehicle('V-s', 0)(at('10', '07:55')),
+      ...every(5, at('10', '08:00'), at('10', '08:30'), vehicle('V-s', 1)),
+      // A 15-minute gap (more than SESSION_GAP_S = 600 s) splits: session 2, 08:45-09:00.
+      ...every(5, at('10', '08:45'), at('10', '09:00'), vehicle('V-s', 2)),
+      // An 8-minute gap does not: session 3 runs 14:00-14:10 and 14:18-14:20.
+      ...every(5, at('10', '14:00'), at('10', '14:10'), vehicle('V-s', 1)),
+      vehicle('V-s', 1)(at('10', '14:18')),
+      vehicle('V-s', 1)(at('10', '14:20')),
+      ...every(5, at('10', '07:55'), at('10', '09:00'), meter('M-s', 1.25)),
+      ...every(5, at('10', '13:55'), at('10', '14:20'), meter('M-s', 1.25)),
+      meter('M-s', 1.25)(at('10', '14:18')),
+    ]);
+  });
+  afterAll(() => e.stop());
+
+  test('when a vehicle charges twice a day, and a gap longer than SESSION_GAP_S splits a run, then each run is a session with hand-computed figures', async () => {
+    const found = await sessionsOf(e, 'V-s', '2024-05-10T00:00:00Z', '2024-05-11T00:00:00Z');
+    expect(found.map((s) => [s.id, s.start, s.end])).toEqual([
+      // No reading since 09:00: the span starts SESSION_GAP_S before the first charging one.
+      [`d-${at('10', '13:50')}`, iso(at('10', '13:50')), iso(at('10', '14:20'))],
+      [`d-${at('10', '08:35')}`, iso(at('10', '08:35')), iso(at('10', '09:00'))],
+      [`d-${at('10', '07:55')}`, iso(at('10', '07:55')), iso(at('10', '08:30'))],
+    ]);
+    const [afternoon, second, first] = found;
+    // 7 readings of 1 kWh DC; the meter's 7 readings in (07:55, 08:30] of 1.25 kWh.
+    expect(first).toMatchObject({
+      source: 'detected',
+      meters: ['M-s'],
+      dcDeliveredKwh: 7,
+      acConsumedKwh: 8.75,
+      efficiency: 0.8,
+      meanAcPowerKw: 15, // 8.75 kWh over 35 minutes
+      peakAcPowerKw: 15, // 1.25 kWh in 5 minutes
+      threshold: 0.85,
+      alert: true,
+      open: false,
+    });
+    // Its first charging reading is 15 min after the previous reading: the span starts 10 min
+    // (SESSION_GAP_S) before it. The meter read 08:40 ... 09:00 (5 x 1.25) in (08:35, 09:00].
+    expect(second).toMatchObject({ dcDeliveredKwh: 8, acConsumedKwh: 6.25, efficiency: 1.28 });
+    // 14:00, 14:05, 14:10, 14:18, 14:20: one session (the 8-minute gap is within 600 s).
+    expect(afternoon).toMatchObject({ dcDeliveredKwh: 5 });
+  });
+
+  test('when the hours are built in the background, then the kept sessions are the same', async () => {
+    const live = await sessionsOf(e, 'V-s', '2024-05-10T00:00:00Z', '2024-05-11T00:00:00Z');
+    await build(e);
+    const kept = Number((await e.ctx.db('charging_sessions').count({ n: '*' }))[0].n);
+    expect(kept).toBe(3);
+    expect(await sessionsOf(e, 'V-s', '2024-05-10T00:00:00Z', '2024-05-11T00:00:00Z')).toEqual(
+      live,
+    );
+  });
+
+  test('when a late reading fills the gap, then the two sessions merge; the session detail has its minutes', async () => {
+    await ingest(e, [vehicle('V-s', 1)(at('10', '08:38'))]);
+    const live = await sessionsOf(e, 'V-s', '2024-05-10T08:00:00Z', '2024-05-10T10:00:00Z');
+    expect(live.map((s) => [s.start, s.end, s.dcDeliveredKwh])).toEqual([
+      [iso(at('10', '07:55')), iso(at('10', '09:00')), 7 + 1 + 8],
+    ]);
+    await build(e);
+    expect(await sessionsOf(e, 'V-s', '2024-05-10T08:00:00Z', '2024-05-10T10:00:00Z')).toEqual(
+      live,
+    );
+    const detail = await request(e.api.api.app)
+      .get(`/v1/vehicles/V-s/sessions/${live[0].id}`)
+      .expect(200);
+    const minute = detail.body.series.find(
+      (m: { minute: string }) => m.minute === iso(at('10', '08:05')),
+    );
+    expect(minute).toMatchObject({ acPowerKw: 75, dcPowerKw: 60 }); // 1.25 and 1 kWh in a minute
+    await request(e.api.api.app).get('/v1/vehicles/V-s/sessions/d-1').expect(404);
+  });
+});
+
+describe('a session across midnight and a re-mapping, register devices among interval ones', () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await map(e, 'V-m', 'M-a', '2024-05-01T00:00:00Z');
+    await map(e, 'V-m', 'M-b', '2024-05-13T00:00:00Z');
+    // The vehicle reports a register; meter A intervals, meter B a register.
+    await request(e.api.api.app)
+      .put('/v1/vehicles/V-m/settings')
+      .send({ energyReadings: 'cumulative' })
+      .expect(200);
+    await request(e.api.api.app)
+      .put('/v1/meters/M-b/settings')
+      .send({ energyReadings: 'cumulative' })
+      .expect(200);
+    let register = 100;
+    await ingest(e, [
+      ...every(10, at('12', '23:20'), at('12', '23:30'), () => ({})).map((_, i) =>
+        vehicle('V-m', 100)(at('12', '23:20') + i * 10 * MIN),
+      ),
+      ...every(10, at('12', '23:40'), at('12', '23:50'), (ts) =>
+        vehicle('V-m', (register += 2))(ts),
+      ),
+      ...every(10, at('13', '00:00'), at('13', '00:20'), (ts) =>
+        vehicle('V-m', (register += 2))(ts),
+      ),
+      ...every(10, at('12', '23:30'), at('12', '23:50'), meter('M-a', 2.5)),
+      meter('M-a', 2.5)(at('13', '00:00')),
+      meter('M-a', 99)(at('13', '00:10')), // after the re-mapping: not this vehicle's
+      ...every(10, at('12', '23:50'), at('13', '00:20'), (ts) =>
+        meter('M-b', 1000 + ((ts - at('12', '23:50')) / (10 * MIN)) * 2.5)(ts),
+      ),
+    ]);
+  });
+  afterAll(() => e.stop());
+
+  test('then it is one session; each meter counts only for its part, each device by its semantics', async () => {
+    const [session] = await sessionsOf(e, 'V-m', '2024-05-12T00:00:00Z', '2024-05-14T00:00:00Z');
+    // The register rises at 23:40, 23:50, 00:00, 00:10, 00:20 (+2 each): 10 kWh.
+    expect(session).toMatchObject({
+      start: iso(at('12', '23:30')),
+      end: iso(at('13', '00:20')),
+      meters: ['M-a', 'M-b'],
+      dcDeliveredKwh: 10,
+    });
+    // M-a (intervals) in (23:30, 00:00]: 23:40, 23:50, 00:00 = 7.5; M-b (register) in
+    // (00:00, 00:20]: from 1002.5 at 23:50... its prior at 00:00 is 1002.5 -> 1007.5 at 00:20 = 5.
+    expect(session.acConsumedKwh).toBe(12.5);
+    expect(session.efficiency).toBe(0.8);
+  });
+});
+
+describe('power classes and drift', () => {
+  let classes: TestEngine;
+  let single: TestEngine;
+  // A 2.31 kW socket session at 0.80 (healthy for slow AC charging): idle at 09:50, then
+  // 7 readings 10:00-11:00 of 0.385 kWh AC and 0.308 kWh DC: 2.695 kWh over 70 minutes.
+  const slow = [
+    vehicle('V-slow', 0)(at('20', '09:50')),
+    ...every(10, at('20', '10:00'), at('20', '11:00'), vehicle('V-slow', 0.308)),
+    ...every(10, at('20', '10:00'), at('20', '11:00'), meter('M-slow', 0.385)),
+  ];
+  // Six weeks of 0.93 sessions, then one at 0.87: above 0.85, but 0.06 below its median.
+  const drifting = [0, 1, 2, 3, 4, 5, 6].flatMap((day) => {
+    const eff = day === 6 ? 0.87 : 0.93;
+    const start = Date.parse('2024-06-01T08:00:00Z') + day * 86_400_000;
+    return [
+      ...every(10, start, start + 60 * MIN, vehicle('V-drift', 1.74)),
+      ...every(10, start, start + 60 * MIN, meter('M-drift', 1.74 / eff)),
+    ];
+  });
+
+  beforeAll(async () => {
+    [classes, single] = await Promise.all([
+      startTestEngine({
+        ANALYTICS_CACHE_TTL_S: '0',
+        EFFICIENCY_THRESHOLDS: '3.7:0.75,11:0.82,22:0.85,*:0.88',
+      }),
+      startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' }),
+    ]);
+    for (const e of [classes, single]) {
+      await map(e, 'V-slow', 'M-slow', '2024-05-01T00:00:00Z');
+      await map(e, 'V-drift', 'M-drift', '2024-05-01T00:00:00Z');
+      await ingest(e, [...slow, ...drifting]);
+      await build(e);
+    }
+  });
+  afterAll(() => Promise.all([classes.stop(), single.stop()]));
+
+  test('when a vehicle charges slowly at 0.80, then its power class (<= 3.7 kW: 0.75) does not flag it; the single threshold does', async () => {
+    const window = ['2024-05-20T00:00:00Z', '2024-05-21T00:00:00Z'] as const;
+    const [withClasses] = await sessionsOf(classes, 'V-slow', ...window);
+    const [withSingle] = await sessionsOf(single, 'V-slow', ...window);
+    expect(withClasses).toMatchObject({ meanAcPowerKw: 2.31, efficiency: 0.8 });
+    expect(withClasses).toMatchObject({ threshold: 0.75, alert: false });
+    expect(withSingle).toMatchObject({ threshold: 0.85, alert: true });
+  });
+
+  test('when a charger degrades from 0.93 to 0.87, then its session is flagged drift while above its threshold', async () => {
+    const found = await sessionsOf(
+      single,
+      'V-drift',
+      '2024-06-07T00:00:00Z',
+      '2024-06-08T00:00:00Z',
+    );
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ efficiency: 0.87, alert: false, drift: true });
+    expect(found[0]).toMatchObject({ baseline: { medianEfficiency: 0.93, sessions: 6 } });
+    const fleet = await request(single.api.api.app)
+      .get('/v1/analytics/sessions?from=2024-05-20T00:00:00Z&to=2024-06-10T00:00:00Z&flagged=true')
+      .expect(200);
+    // Worst efficiency first: the slow session (0.80, under the single threshold), then drift.
+    expect(fleet.body.sessions.map((s: SessionJson) => [s.id, s.alert, s.drift])).toEqual([
+      [`d-${at('20', '09:50')}`, true, null],
+      [found[0].id, false, true],
+    ]);
+    expect(fleet.body.totals).toEqual({ sessions: 8, flagged: 2, drifting: 1 });
+  });
+});
+
+describe('sessions under any arrival order', () => {
+  test('when readings arrive shuffled, late and duplicated, with builds in between, then the sessions equal the ones computed from scratch', async () => {
+    const e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    try {
+      const random = seededRandom(7);
+      await map(e, 'V-r', 'M-r', '2024-05-01T00:00:00Z');
+      const readings: object[] = [];
+      let charging = false;
+      for (let ts = at('25', '00:00'); ts < at('26', '00:00'); ts += 3 * MIN) {
+        if (random() < 0.06) charging = !charging;
+        if (random() < 0.1) continue; // a missing reading, sometimes a gap
+        const dc = charging ? Math.round(random() * 100) / 100 : 0;
+        readings.push(vehicle('V-r', dc)(ts), meter('M-r', Math.round(dc * 125) / 100)(ts));
+      }
+      const parts = shuffle([...readings, ...readings.slice(0, 40)], random);
+      for (let i = 0; i < parts.length; i += 97) {
+        await ingest(e, parts.slice(i, i + 97));
+        if (random() < 0.5) await build(e);
+      }
+      const window = ['2024-05-24T00:00:00Z', '2024-05-27T00:00:00Z'] as const;
+      const answered = await sessionsOf(e, 'V-r', ...window);
+      await build(e);
+      const built = await sessionsOf(e, 'V-r', ...window);
+      const scratch = await new SessionStore(e.ctx.db, e.ctx.config).compute(
+        [{ vehicleId: 'V-r', from: new Date('2024-05-20T00:00:00Z') }],
+        new Date(),
+      );
+      expect(scratch.length).toBeGreaterThan(3);
+      const keys = (s: { start: string | Date; end: string | Date }[]) =>
+        s.map((x) => [new Date(x.start).toISOString(), new Date(x.end).toISOString()]).sort();
+      expect(keys(answered)).toEqual(keys(scratch));
+      expect(built).toEqual(answered);
+      const dc = (s: { dcKwh?: number | null; dcDeliveredKwh?: number | null }[]) =>
+        s.map((x) => Math.round(((x.dcKwh ?? x.dcDeliveredKwh) as number) * 1e4) / 1e4).sort();
+      expect(dc(answered)).toEqual(dc(scratch));
+    } finally {
+      await e.stop();
+    }
+  });
+});
