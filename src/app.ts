@@ -137,7 +137,13 @@ export function createApp({
     config,
     metrics: analyticsMetrics,
   });
-  const fleet = new FleetService({ store: reports, cache: reportCache('fleet'), keys, config });
+  const fleet = new FleetService({
+    store: reports,
+    cache: reportCache('fleet'),
+    keys,
+    config,
+    sessions,
+  });
   const mappingStore = new MappingStore(db);
   const ocpp = createOcppIntake({
     config,

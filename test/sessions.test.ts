@@ -275,6 +275,45 @@ describe('power classes and drift', () => {
   });
 });
 
+describe('the fleet report ranked by sessions', () => {
+  test('when rank=session, then vehicles come worst session first, each with that session', async () => {
+    const e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    try {
+      await map(e, 'V-good', 'M-good', '2024-05-01T00:00:00Z');
+      await map(e, 'V-bad', 'M-bad', '2024-05-01T00:00:00Z');
+      await ingest(e, [
+        // V-good: a long 0.92 session and a short 0.80 one; V-bad: one 0.84 session.
+        ...every(5, at('21', '08:00'), at('21', '12:00'), vehicle('V-good', 0.92)),
+        ...every(5, at('21', '08:00'), at('21', '12:00'), meter('M-good', 1)),
+        ...every(5, at('21', '14:00'), at('21', '14:10'), vehicle('V-good', 0.8)),
+        ...every(5, at('21', '14:00'), at('21', '14:10'), meter('M-good', 1)),
+        ...every(5, at('21', '08:00'), at('21', '09:00'), vehicle('V-bad', 0.84)),
+        ...every(5, at('21', '08:00'), at('21', '09:00'), meter('M-bad', 1)),
+      ]);
+      const query = 'from=2024-05-21T00:00:00Z&to=2024-05-22T00:00:00Z';
+      const byWindow = await request(e.api.api.app).get(`/v1/analytics/fleet?${query}`).expect(200);
+      expect(byWindow.body.vehicles.map((v: { vehicleId: string }) => v.vehicleId)).toEqual([
+        'V-bad',
+        'V-good',
+      ]);
+      const bySession = await request(e.api.api.app)
+        .get(`/v1/analytics/fleet?${query}&rank=session`)
+        .expect(200);
+      expect(
+        bySession.body.vehicles.map((v: { vehicleId: string; worstSession: object }) => [
+          v.vehicleId,
+          v.worstSession,
+        ]),
+      ).toEqual([
+        ['V-good', expect.objectContaining({ efficiency: 0.8, alert: true })],
+        ['V-bad', expect.objectContaining({ efficiency: 0.84, alert: true })],
+      ]);
+    } finally {
+      await e.stop();
+    }
+  });
+});
+
 describe('sessions under any arrival order', () => {
   test('when readings arrive shuffled, late and duplicated, with builds in between, then the sessions equal the ones computed from scratch', async () => {
     const e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });

@@ -76,6 +76,12 @@ export function analyticsRoutes({
           }),
         ),
         cursor: Type.Optional(Type.String({ description: 'nextCursor of the previous page' })),
+        rank: Type.Optional(
+          Type.Union([Type.Literal('efficiency'), Type.Literal('session')], {
+            description:
+              "efficiency (default): by the window's efficiency; session: by each vehicle's worst charging session (adds worstSession)",
+          }),
+        ),
       }),
       responses: { 200: { description: 'the fleet report', schema: FleetReport } },
       handler: async ({ query }) => {
@@ -88,6 +94,7 @@ export function analyticsRoutes({
             below: query.below ?? config.efficiencyThreshold,
             limit: query.limit ?? DEFAULT_PAGE,
             offset: query.cursor ? decodeCursor(query.cursor) : 0,
+            rank: query.rank,
           }),
         );
       },

@@ -3,7 +3,8 @@ import { invalidParameter } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { EnergyReportStore, FleetRow } from './energy-report-store';
 import type { ReportCache } from './report-cache';
-import type { FleetReport, FleetVehicle } from './report-schemas';
+import type { Session } from '../sessions/session-schemas';
+import type { FleetReport, FleetVehicle, WorstSession } from './report-schemas';
 import { roundFigure as round } from './rounding';
 
 export interface FleetSnapshot {
@@ -40,13 +41,32 @@ export class FleetService {
       cache: ReportCache<FleetSnapshot>;
       keys: RedisKeys;
       config: { energyReadings: EnergyReadingsMode };
+      /** The fleet's charging sessions in a window, for ranking by the worst one. */
+      sessions: { ofFleet(from: Date, to: Date): Promise<{ sessions: Session[] }> };
     },
   ) {}
+
+  /** Each vehicle's worst session of the window (lowest efficiency), by vehicle. */
+  private async worstSessions(from: Date, to: Date): Promise<Map<string, WorstSession>> {
+    const worst = new Map<string, WorstSession>();
+    // Sessions come worst first: the first one seen of each vehicle is its worst.
+    for (const s of (await this.deps.sessions.ofFleet(from, to)).sessions) {
+      if (s.efficiency === null || worst.has(s.vehicleId)) continue;
+      worst.set(s.vehicleId, {
+        id: s.id,
+        efficiency: s.efficiency,
+        threshold: s.threshold,
+        alert: s.alert,
+        drift: s.drift,
+      });
+    }
+    return worst;
+  }
 
   async report(
     from: Date,
     to: Date,
-    options: { below: number; limit: number; offset: number },
+    options: { below: number; limit: number; offset: number; rank?: 'efficiency' | 'session' },
   ): Promise<FleetReport> {
     const { config } = this.deps;
     const key = this.deps.keys.analyticsCache(
@@ -61,10 +81,20 @@ export class FleetService {
       snapshot = this.toSnapshot(await this.deps.store.fleet(from, to, config.energyReadings));
       await this.deps.cache.set(key, snapshot);
     }
-    const withAlerts = snapshot.vehicles.map((v) => ({
+    let withAlerts: FleetVehicle[] = snapshot.vehicles.map((v) => ({
       ...v,
       alert: v.efficiency === null ? null : v.efficiency < options.below,
     }));
+    if (options.rank === 'session') {
+      const worst = await this.worstSessions(from, to);
+      withAlerts = withAlerts
+        .map((v) => ({ ...v, worstSession: worst.get(v.vehicleId) ?? null }))
+        .sort(
+          (a, b) =>
+            (a.worstSession?.efficiency ?? Infinity) - (b.worstSession?.efficiency ?? Infinity) ||
+            (a.vehicleId < b.vehicleId ? -1 : 1),
+        );
+    }
     const page = withAlerts.slice(options.offset, options.offset + options.limit);
     const next = options.offset + options.limit;
     return {

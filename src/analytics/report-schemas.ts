@@ -82,6 +82,17 @@ export const PerformanceReport = Type.Object(
   { $id: 'PerformanceReport', additionalProperties: false },
 );
 
+export const WorstSession = Type.Object(
+  {
+    id: Type.String(),
+    efficiency: Type.Number(),
+    threshold: Type.Number(),
+    alert: Nullable(Type.Boolean()),
+    drift: Nullable(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
 export const FleetVehicle = Type.Object(
   {
     vehicleId: Type.String(),
@@ -91,6 +102,12 @@ export const FleetVehicle = Type.Object(
     efficiency: NullableNumber,
     alert: Nullable(Type.Boolean()),
     counts: ReadingCounts,
+    worstSession: Type.Optional(
+      Nullable({
+        ...WorstSession,
+        description: "with rank=session: the vehicle's least efficient session in the window",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -133,3 +150,4 @@ export type PerformanceReport = Static<typeof PerformanceReport>;
 export type HourlyPoint = Static<typeof HourlyPoint>;
 export type FleetVehicle = Static<typeof FleetVehicle>;
 export type FleetReport = Static<typeof FleetReport>;
+export type WorstSession = Static<typeof WorstSession>;
