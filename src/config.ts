@@ -11,10 +11,9 @@ import os from 'node:os';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import Ajv, { type ErrorObject, type SchemaValidateFunction } from 'ajv';
 import { parseApiKeys, type ApiKey } from './auth/api-keys';
+import { LOG_LEVELS } from './logger';
 import { StartupError } from './startup-error';
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 export const ENERGY_READINGS_MODES = ['interval', 'cumulative'] as const;
 export type EnergyReadingsMode = (typeof ENERGY_READINGS_MODES)[number];
 

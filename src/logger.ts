@@ -1,7 +1,9 @@
 import pino, { type Logger } from 'pino';
-import type { LogLevel } from './config';
 
 export type { Logger };
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** The root logger of a process; modules take named children of it (`logger.child({ module })`). */
 export function createLogger({ level, name }: { level: LogLevel; name: string }): Logger {

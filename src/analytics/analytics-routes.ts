@@ -1,10 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody } from '../schema/primitives';
-import { decodeCursor, type FleetService } from './fleet-service';
+import { decodeCursor } from '../reports/paging';
+import type { FleetService } from './fleet-service';
 import type { PerformanceService } from './performance-service';
 import { FleetReport, PerformanceReport } from './report-schemas';
-import { WindowQuery, parseWindow } from './window-params';
+import { WindowQuery, parseWindow } from '../reports/window-params';
 
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 10_000;

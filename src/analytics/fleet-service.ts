@@ -1,32 +1,16 @@
 import type { EnergyReadingsMode } from '../config';
-import { invalidParameter } from '../errors';
+import { encodeCursor } from '../reports/paging';
 import type { RedisKeys } from '../redis-keys';
 import type { EnergyReportStore, FleetRow } from './energy-report-store';
-import type { ReportCache } from './report-cache';
+import type { ReportCache } from '../reports/report-cache';
 import type { Session } from '../sessions/session-schemas';
 import type { FleetReport, FleetVehicle, WorstSession } from './report-schemas';
-import { roundFigure as round } from './rounding';
+import { roundFigure as round } from '../reports/rounding';
 
 export interface FleetSnapshot {
   vehicles: FleetVehicle[];
   withoutMapping: string[];
   withoutMeterData: string[];
-}
-
-export function encodeCursor(offset: number): string {
-  return Buffer.from(JSON.stringify({ offset })).toString('base64url');
-}
-
-export function decodeCursor(cursor: string): number {
-  try {
-    const { offset } = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as {
-      offset?: unknown;
-    };
-    if (typeof offset === 'number' && Number.isInteger(offset) && offset >= 0) return offset;
-  } catch {
-    // fall through
-  }
-  throw invalidParameter('cursor', 'must be a nextCursor from a previous page');
 }
 
 /**

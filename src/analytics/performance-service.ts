@@ -3,10 +3,10 @@ import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { AnalyticsMetrics } from '../metrics';
 import type { EnergyReportStore, WindowRow } from './energy-report-store';
-import type { ReportCache } from './report-cache';
+import type { ReportCache } from '../reports/report-cache';
 import type { SessionSummary } from '../sessions/session-schemas';
 import type { HourlyPoint, PerformanceReport } from './report-schemas';
-import { roundFigure as round } from './rounding';
+import { roundFigure as round } from '../reports/rounding';
 
 const HOUR_MS = 3_600_000;
 

@@ -1,9 +1,14 @@
 /** The analytics responses: schemas the API document publishes, and their TypeScript types. */
 import { Type, type Static } from '@sinclair/typebox';
 import { SessionSummary } from '../sessions/session-schemas';
-import { CacheState, Instant, Nullable, NullableNumber, Window } from '../schema/primitives';
-
-export const EnergyMode = Type.Union([Type.Literal('interval'), Type.Literal('cumulative')]);
+import {
+  CacheState,
+  EnergyMode,
+  Instant,
+  Nullable,
+  NullableNumber,
+  Window,
+} from '../schema/primitives';
 
 export const MeterPeriod = Type.Object(
   {

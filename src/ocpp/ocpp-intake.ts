@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { ApiKey } from '../auth/api-keys';
-import type { StatusExtension } from '../devices/status-routes';
+import type { StatusExtension } from '../telemetry/status-routes';
 import type { AnyRoute } from '../http/route-contract';
 import type { Logger } from '../logger';
 import { createOcppMetrics } from '../metrics';

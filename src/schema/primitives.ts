@@ -52,6 +52,9 @@ export const Measure = (options: {
     'x-unit': options.unit,
   });
 
+/** A device's energy semantics: each reading the energy since the previous one, or a register. */
+export const EnergyMode = Type.Union([Type.Literal('interval'), Type.Literal('cumulative')]);
+
 export const CacheState = Type.Union([
   Type.Literal('hit'),
   Type.Literal('miss'),

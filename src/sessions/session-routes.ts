@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import { decodeCursor, encodeCursor } from '../analytics/fleet-service';
-import { parseWindow } from '../analytics/window-params';
+import { decodeCursor, encodeCursor } from '../reports/paging';
+import { parseWindow } from '../reports/window-params';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
 import { FleetSessions, SessionDetail, VehicleSessions } from './session-schemas';

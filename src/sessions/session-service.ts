@@ -1,5 +1,5 @@
-import type { ReportCache } from '../analytics/report-cache';
-import { roundFigure as round } from '../analytics/rounding';
+import type { ReportCache } from '../reports/report-cache';
+import { roundFigure as round } from '../reports/rounding';
 import type { EnergyReadingsMode } from '../config';
 import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';

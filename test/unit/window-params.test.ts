@@ -1,5 +1,5 @@
 import { AppError } from '../../src/errors';
-import { MAX_WINDOW_HOURS, parseWindow } from '../../src/analytics/window-params';
+import { MAX_WINDOW_HOURS, parseWindow } from '../../src/reports/window-params';
 
 const NOW = Date.parse('2024-03-20T10:17:42.500Z');
 const parse = (query: { from?: string; to?: string; hours?: number }, alignS = 30) =>

@@ -2,18 +2,17 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import { notFound } from '../errors';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import type { Logger } from '../logger';
-import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
-import { EnergyMode } from '../analytics/report-schemas';
+import { DeviceId, EnergyMode, ErrorBody, Instant, Nullable } from '../schema/primitives';
 import type { EnergyReadingsMode } from '../config';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { StatusStore } from '../stores/status-store';
-import type { LiveStateStore } from '../telemetry/live-state';
+import type { LiveStateStore } from './live-state';
 import {
   DEVICE_KINDS,
   type DeviceKind,
   type DeviceType,
   type FieldDeclaration,
-} from './device-kinds';
+} from '../devices/device-kinds';
 
 const Source = Type.Union([Type.Literal('live'), Type.Literal('database')], {
   description: 'live: Redis; database: the status tables',

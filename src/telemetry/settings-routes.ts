@@ -1,10 +1,9 @@
 import { Type } from '@sinclair/typebox';
-import { EnergyMode } from '../analytics/report-schemas';
 import type { EnergyReadingsMode } from '../config';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
-import { DeviceId, Nullable } from '../schema/primitives';
+import { DeviceId, EnergyMode, Nullable } from '../schema/primitives';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
-import { DEVICE_KINDS, type DeviceKind } from './device-kinds';
+import { DEVICE_KINDS, type DeviceKind } from '../devices/device-kinds';
 
 const SettingsRequest = Type.Object(
   {
