@@ -1,5 +1,6 @@
 import type { Logger } from '../src/logger';
 import type { RollupStore } from '../src/stores/rollup-store';
+import { BackgroundTask } from './background-task';
 
 const HOUR_MS = 3_600_000;
 /** Readings of an hour still arrive a little after it ends; rolling up after this saves a redo. */
@@ -13,11 +14,7 @@ const BATCH_DEVICE_HOURS = 2000;
  * transactions take turns, and each takes marks the others have already removed.
  */
 export class RollupRoller {
-  private timer: NodeJS.Timeout | null = null;
-  /** Runs in this process, one after the other. */
-  private queue: Promise<unknown> = Promise.resolve();
-  /** Set on stop: a run in progress ends after its current transaction. */
-  private stopping = false;
+  private readonly task: BackgroundTask<number>;
 
   constructor(
     private readonly deps: {
@@ -26,7 +23,14 @@ export class RollupRoller {
       intervalMs?: number;
       now?: () => number;
     },
-  ) {}
+  ) {
+    this.task = new BackgroundTask({
+      name: 'rolling up hours',
+      intervalMs: deps.intervalMs ?? 10_000,
+      logger: deps.logger,
+      describe: (deviceHours) => (deviceHours > 0 ? { deviceHours } : null),
+    });
+  }
 
   /** The hour boundary before which hours count as closed. */
   closedBefore(): Date {
@@ -36,38 +40,25 @@ export class RollupRoller {
 
   /** Rolls up every closed marked hour now; returns how many device hours it rolled up. */
   rollUpNow(closedBefore = this.closedBefore()): Promise<number> {
-    const run = this.queue.then(async () => {
-      let total = 0;
-      while (!this.stopping) {
-        const rolled = await this.deps.store.rollUpPending(closedBefore, BATCH_DEVICE_HOURS);
-        total += rolled;
-        if (rolled < BATCH_DEVICE_HOURS) break;
-      }
-      return total;
-    });
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.task.run(() => this.rollUp(closedBefore));
+  }
+
+  private async rollUp(closedBefore: Date): Promise<number> {
+    let total = 0;
+    while (!this.task.stopping()) {
+      const rolled = await this.deps.store.rollUpPending(closedBefore, BATCH_DEVICE_HOURS);
+      total += rolled;
+      if (rolled < BATCH_DEVICE_HOURS) break;
+    }
+    return total;
   }
 
   start(): void {
-    const tick = () => {
-      this.rollUpNow()
-        .then((rolled) => {
-          if (rolled > 0) this.deps.logger.debug({ deviceHours: rolled }, 'hours rolled up');
-        })
-        .catch((err: unknown) => this.deps.logger.warn({ err }, 'rolling up hours failed'))
-        .finally(() => {
-          if (this.timer) this.timer = setTimeout(tick, this.deps.intervalMs ?? 10_000);
-        });
-    };
-    this.timer = setTimeout(tick, 0);
+    this.task.start(() => this.rollUp(this.closedBefore()));
   }
 
-  /** Stops the schedule and waits for a run in progress. */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.queue;
+  /** Stops the schedule; a run in progress ends after its current transaction. */
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 }

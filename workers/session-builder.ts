@@ -1,5 +1,6 @@
 import type { Logger } from '../src/logger';
 import type { SessionRow, SessionStore } from '../src/sessions/session-store';
+import { BackgroundTask } from './background-task';
 
 const DAY_MS = 86_400_000;
 /** A vehicle's history is built a month at a time (a first build, or a long backfill). */
@@ -16,10 +17,7 @@ const MAX_ROUNDS = 100;
  * is newer is computed live by reports.
  */
 export class SessionBuilder {
-  private timer: NodeJS.Timeout | null = null;
-  private queue: Promise<unknown> = Promise.resolve();
-  /** Set on stop: a run in progress ends after the vehicle it is building. */
-  private stopping = false;
+  private readonly task: BackgroundTask<number>;
 
   constructor(
     private readonly deps: {
@@ -30,25 +28,41 @@ export class SessionBuilder {
       logger: Logger;
       intervalMs?: number;
     },
-  ) {}
+  ) {
+    this.task = new BackgroundTask({
+      name: 'building charging sessions',
+      intervalMs: deps.intervalMs ?? 10_000,
+      logger: deps.logger,
+      describe: (builds) => (builds > 0 ? { builds } : null),
+    });
+  }
 
   /** Builds every marked vehicle now; returns how many vehicle builds ran. */
   buildNow(horizon = this.deps.horizon()): Promise<number> {
-    const run = this.queue.then(async () => {
-      let builds = 0;
-      for (let round = 0; round < MAX_ROUNDS; round++) {
-        const marks = await this.deps.store.dirty(horizon, MARKS_PER_ROUND);
-        if (marks.length === 0) break;
-        for (const mark of marks) {
-          if (this.stopping) return builds;
-          await this.buildVehicle(mark, horizon);
-          builds += 1;
-        }
+    return this.task.run(() => this.build(horizon));
+  }
+
+  start(): void {
+    this.task.start(() => this.build(this.deps.horizon()));
+  }
+
+  /** Stops the schedule; a run in progress ends after the vehicle it is building. */
+  stop(): Promise<void> {
+    return this.task.stop();
+  }
+
+  private async build(horizon: Date): Promise<number> {
+    let builds = 0;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const marks = await this.deps.store.dirty(horizon, MARKS_PER_ROUND);
+      if (marks.length === 0) break;
+      for (const mark of marks) {
+        if (this.task.stopping()) return builds;
+        await this.buildVehicle(mark, horizon);
+        builds += 1;
       }
-      return builds;
-    });
-    this.queue = run.catch(() => undefined);
-    return run;
+    }
+    return builds;
   }
 
   private isFinal(session: SessionRow, builtTo: Date): boolean {
@@ -86,32 +100,11 @@ export class SessionBuilder {
       { to: builtTo, openSince },
       {
         version: mark.version,
-        // The next week starts where this one's unfinished session (or its last gap) starts.
+        // The next chunk starts where this one's unfinished session (or its last gap) starts.
         nextSince: more
           ? (openSince ?? new Date(builtTo.getTime() - this.deps.config.sessionGapS * 1000))
           : null,
       },
     );
-  }
-
-  start(): void {
-    const tick = () => {
-      this.buildNow()
-        .then((builds) => {
-          if (builds > 0) this.deps.logger.debug({ builds }, 'charging sessions built');
-        })
-        .catch((err: unknown) => this.deps.logger.warn({ err }, 'building sessions failed'))
-        .finally(() => {
-          if (this.timer) this.timer = setTimeout(tick, this.deps.intervalMs ?? 10_000);
-        });
-    };
-    this.timer = setTimeout(tick, 0);
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.queue;
   }
 }
