@@ -29,6 +29,8 @@ const SECONDS = quick ? 5 : 15;
 const E2E_READINGS = quick ? 200_000 : 1_000_000;
 const ANALYTICS_VEHICLES = quick ? 200 : 1000;
 const DEVICES = 10_000;
+/** The engine's QUEUE_SHARDS for this run (the processes inherit it from the environment). */
+const QUEUE_SHARDS = Number(process.env.QUEUE_SHARDS ?? 1);
 
 const baseUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_bench';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -120,18 +122,19 @@ async function waitUntilDrained(
   sampleLag: () => Promise<void>,
   timeoutMs = 600_000,
 ): Promise<number> {
-  const keys = createRedisKeys(prefix);
+  const shards = createRedisKeys(prefix).shards(QUEUE_SHARDS);
   const started = Date.now();
   while (Date.now() - started < timeoutMs) {
     await sampleLag();
-    const [backlog, waiting, active, delayed] = await Promise.all([
-      redis.get(keys.backlogReadings),
-      redis.llen(keys.queueKey('wait')),
-      redis.llen(keys.queueKey('active')),
-      redis.zcard(keys.queueKey('delayed')),
-    ]);
-    if (Number(backlog ?? 0) <= 0 && waiting === 0 && active === 0 && delayed === 0)
-      return Date.now();
+    const pending = await Promise.all(
+      shards.flatMap((shard) => [
+        redis.get(shard.backlogReadings).then((n) => Math.max(0, Number(n ?? 0))),
+        redis.llen(shard.queueKey('wait')),
+        redis.llen(shard.queueKey('active')),
+        redis.zcard(shard.queueKey('delayed')),
+      ]),
+    );
+    if (pending.every((n) => n === 0)) return Date.now();
     await sleep(100);
   }
   throw new Error('backlog did not drain');
@@ -139,13 +142,14 @@ async function waitUntilDrained(
 
 /** Age of the oldest reading still in the queue (waiting jobs are in arrival order). */
 async function oldestQueuedAgeMs(redis: Redis): Promise<number> {
-  const keys = createRedisKeys(prefix);
-  const ids = await redis.lrange(keys.queueKey('wait'), -1, -1);
-  const active = await redis.lrange(keys.queueKey('active'), 0, 50);
   let oldest = Infinity;
-  for (const id of [...ids, ...active]) {
-    const data = await redis.hget(keys.queueKey(id), 'data');
-    if (data) oldest = Math.min(oldest, (JSON.parse(data) as { acceptedAt: number }).acceptedAt);
+  for (const shard of createRedisKeys(prefix).shards(QUEUE_SHARDS)) {
+    const ids = await redis.lrange(shard.queueKey('wait'), -1, -1);
+    const active = await redis.lrange(shard.queueKey('active'), 0, 50);
+    for (const id of [...ids, ...active]) {
+      const data = await redis.hget(shard.queueKey(id), 'data');
+      if (data) oldest = Math.min(oldest, (JSON.parse(data) as { acceptedAt: number }).acceptedAt);
+    }
   }
   return oldest === Infinity ? 0 : Date.now() - oldest;
 }

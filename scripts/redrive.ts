@@ -4,7 +4,7 @@
 import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
-import { createIngestQueue } from '../src/queue/ingest-queue';
+import { openShard, shardsInUse } from '../src/queue/ingest-queue';
 import { createRedis, waitForRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import { redrive } from '../workers/redrive';
@@ -22,11 +22,22 @@ async function main(): Promise<void> {
   try {
     const dryRun = parseCommandLine(process.argv.slice(2), command).values['dry-run'] ?? false;
     const config = loadConfig(process.env);
-    const redis = createRedis(config.redisUrl, 'command');
+    const redis = createRedis(config, 'command');
     await waitForRedis(redis, 3000);
     const keys = createRedisKeys(config.redisPrefix);
-    const queue = createIngestQueue({ connection: redis, keys, config });
-    const report = await redrive({ redis, queue, keys, logger }, { dryRun });
+    const shards = (await shardsInUse(redis, keys, config.queueShards)).map((k) =>
+      openShard(redis, k, config),
+    );
+    const report = await redrive(
+      {
+        redis,
+        shards,
+        target: shards[0],
+        deadLetters: [keys.deadLetters, keys.legacyDeadLetters],
+        logger,
+      },
+      { dryRun },
+    );
     logger.info(report, dryRun ? 'would re-drive (dry run)' : 're-driven');
     console.log(
       `${dryRun ? 'would retry' : 'retried'} ${report.failedJobsRetried} failed job(s); ` +
@@ -35,7 +46,7 @@ async function main(): Promise<void> {
           ? `; dropped ${report.deadLettersUnreadable} unreadable entries`
           : ''),
     );
-    await queue.close();
+    await Promise.all(shards.map((s) => s.queue.close()));
     await redis.quit();
   } catch (err) {
     exitOnStartupFailure(err, logger);

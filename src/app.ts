@@ -1,6 +1,6 @@
 import express, { type Express } from 'express';
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis';
 import type { Registry } from 'prom-client';
 import { analyticsRoutes } from './analytics/analytics-routes';
 import { EnergyReportStore } from './analytics/energy-report-store';
@@ -34,8 +34,8 @@ import {
   registerPoolMetrics,
   registerQueueMetrics,
 } from './metrics';
-import type { IngestQueue } from './queue/ingest-queue';
-import { readQueueStats } from './queue/queue-stats';
+import { shardsInUse, type IngestQueues } from './queue/ingest-queue';
+import { backlogReadings, readQueueStats } from './queue/queue-stats';
 import { createRedisKeys } from './redis-keys';
 import { DeviceSettingsStore } from './stores/device-settings-store';
 import { MappingStore } from './stores/mapping-store';
@@ -49,9 +49,9 @@ import { createReadingValidator } from './telemetry/validation';
 export interface AppDeps {
   config: Config;
   db: Knex;
-  /** A `command` connection (see src/redis.ts); the queue may share it. */
-  redis: Redis;
-  queue: IngestQueue;
+  /** A `command` connection (see src/redis.ts); the queues may share it. */
+  redis: RedisClient;
+  queues: IngestQueues;
   logger: Logger;
   /** Where its metrics go; a new registry when not given. */
   registry?: Registry;
@@ -82,18 +82,19 @@ export function createApp({
   config,
   db,
   redis,
-  queue,
+  queues,
   logger,
   registry = createRegistry('api'),
 }: AppDeps): Api {
   const keys = createRedisKeys(config.redisPrefix);
   registerPoolMetrics(registry, db);
-  registerQueueMetrics(registry, () => readQueueStats(queue, redis, keys));
+  registerQueueMetrics(registry, () => readQueueStats(queues.shards, redis));
   const liveState = new LiveStateStore(redis, keys);
   const validator = createReadingValidator({ maxClockSkewS: config.maxClockSkewS });
   const admission = new IngestAdmission({
     redis,
-    keys,
+    // Every shard in use, also those another process (or an earlier configuration) wrote to.
+    backlog: async () => backlogReadings(redis, await shardsInUse(redis, keys, config.queueShards)),
     config,
     logger: logger.child({ module: 'admission' }),
   });
@@ -101,11 +102,11 @@ export function createApp({
     validator,
     admission,
     storeBatches: createBatchStore({
-      queue,
+      queues,
       redis,
-      keys,
       liveState,
       logger: logger.child({ module: 'ingest' }),
+      config,
     }),
     config,
     logger: logger.child({ module: 'ingest' }),

@@ -58,6 +58,23 @@ export const settingsSchema = Type.Object({
     protocols: ['redis:', 'rediss:'],
     description: 'Redis (queue, live state, caches)',
   }),
+  REDIS_CLUSTER_NODES: text('', {
+    pattern: '^$|^[A-Za-z0-9.-]+:\\d{1,5}(,[A-Za-z0-9.-]+:\\d{1,5})*$',
+    expected: 'comma-separated host:port seed nodes, e.g. 10.0.0.1:6379,10.0.0.2:6379',
+    description:
+      'comma-separated `host:port` seed nodes of a Redis Cluster; unset: the standalone `REDIS_URL` (its password and TLS apply to the cluster nodes too)',
+  }),
+  QUEUE_SHARDS: integer(1, 1, 64, {
+    description:
+      'BullMQ queues the ingest stream is split over, each under its own hash tag (`{REDIS_PREFIX:q0}`, ...); every flusher consumes every shard',
+  }),
+  REDIS_WAIT_REPLICAS: integer(0, 0, 10, {
+    description:
+      'acknowledge readings only once their job reached this many replicas (Redis `WAIT`), else `503`; 0: once on the master',
+  }),
+  REDIS_WAIT_TIMEOUT_MS: integer(1000, 1, 60_000, {
+    description: 'how long `REDIS_WAIT_REPLICAS` waits for the replicas',
+  }),
   REDIS_PREFIX: text('energy', {
     pattern: '^[A-Za-z0-9_.-]{1,64}$',
     expected: '1-64 characters from A-Z a-z 0-9 _ . -',

@@ -1,23 +1,43 @@
 /**
  * Every Redis key the engine uses, derived from REDIS_PREFIX so deployments and test runs sharing
- * one Redis never touch each other. Queue keys sit under `{prefix}`: the braces are a Redis Cluster
- * hash tag, which keeps all of BullMQ's keys (and our backlog counter) in one slot.
+ * one Redis never touch each other. Braces mark Redis Cluster hash tags: the keys of one queue
+ * shard sit in one slot (BullMQ requires it, and our scripts touch the queue's keys together),
+ * and live state is spread over a fixed number of tagged buckets so one script call updates many
+ * devices of one slot.
  */
-export interface RedisKeys {
+import calculateSlot from 'cluster-key-slot';
+
+/** The keys of one ingest queue shard. */
+export interface QueueShardKeys {
+  /** Shard number, or `legacy` for the single queue from before sharding (`{prefix}`). */
+  readonly shard: number | 'legacy';
+  /** BullMQ's `prefix` option: `{energy:q0}`. */
   readonly prefix: string;
-  /** BullMQ's `prefix` option. */
-  readonly queuePrefix: string;
-  /** A key of the ingest queue as BullMQ names it: `wait`, `active`, `delayed`, a job id... */
+  /** The cluster slot of every key of this shard. */
+  readonly slot: number;
+  /** A key of the shard's queue as BullMQ names it: `wait`, `active`, `delayed`, a job id... */
   queueKey(name: string): string;
-  /** Glob patterns that together match every key of this prefix (for cleanup). */
-  readonly keyPatterns: readonly string[];
-  /** Readings enqueued and not yet committed to PostgreSQL. */
+  /** Readings enqueued in this shard and not yet committed to PostgreSQL. */
   readonly backlogReadings: string;
   /** Marks a job whose readings were already subtracted from the backlog (retries count once). */
   backlogSettled(jobId: string): string;
+}
+
+export interface RedisKeys {
+  readonly prefix: string;
+  /** The ingest queue shards 0..count-1. */
+  shards(count: number): QueueShardKeys[];
+  /** The queue of releases before sharding, drained by flushers until it is empty. */
+  readonly legacyShard: QueueShardKeys;
+  /** The most shards any process of this deployment has used (so none is left undrained). */
+  readonly shardHighWater: string;
+  /** Glob patterns that together match every key of this prefix (for cleanup). */
+  readonly keyPatterns: readonly string[];
   /** Readings PostgreSQL rejected for good, as JSON lines, for `npm run redrive`. */
   readonly deadLetters: string;
-  liveState(type: 'meter' | 'vehicle', id: string): string;
+  /** Where dead letters were kept before sharding (still re-driven). */
+  readonly legacyDeadLetters: string;
+  liveState(type: string, id: string): string;
   /** An OCPP charge point's connection and boot, and the set of its connector ids. */
   chargePoint(id: string): string;
   chargePointConnectors(id: string): string;
@@ -29,18 +49,43 @@ export interface RedisKeys {
 
 export const INGEST_QUEUE_NAME = 'ingest';
 
-export function createRedisKeys(prefix: string): RedisKeys {
-  const queuePrefix = `{${prefix}}`;
-  const queueKey = (name: string) => `${queuePrefix}:${INGEST_QUEUE_NAME}:${name}`;
+/** Live state hash buckets: a batch updates its devices in at most this many script calls. */
+export const LIVE_STATE_BUCKETS = 64;
+
+/** FNV-1a: a device id's live-state bucket (stable across processes and releases). */
+function bucketOf(id: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    hash ^= id.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % LIVE_STATE_BUCKETS;
+}
+
+function shardKeys(tag: string, shard: number | 'legacy'): QueueShardKeys {
+  const prefix = `{${tag}}`;
+  const queueKey = (name: string) => `${prefix}:${INGEST_QUEUE_NAME}:${name}`;
   return {
+    shard,
     prefix,
-    queuePrefix,
+    slot: calculateSlot(tag),
     queueKey,
-    keyPatterns: [`${prefix}:*`, `${queuePrefix}:*`],
     backlogReadings: queueKey('backlog-readings'),
     backlogSettled: (jobId) => queueKey(`settled:${jobId}`),
-    deadLetters: queueKey('dead-letters'),
-    liveState: (type, id) => `${prefix}:live:${type}:${id}`,
+  };
+}
+
+export function createRedisKeys(prefix: string): RedisKeys {
+  const legacyShard = shardKeys(prefix, 'legacy');
+  return {
+    prefix,
+    shards: (count) => Array.from({ length: count }, (_, i) => shardKeys(`${prefix}:q${i}`, i)),
+    legacyShard,
+    shardHighWater: `${prefix}:queue-shards`,
+    keyPatterns: [`${prefix}:*`, `{${prefix}:*`, `{${prefix}}:*`],
+    deadLetters: `${prefix}:ingest:dead-letters`,
+    legacyDeadLetters: legacyShard.queueKey('dead-letters'),
+    liveState: (type, id) => `{${prefix}:live:${bucketOf(id)}}:${type}:${id}`,
     chargePoint: (id) => `${prefix}:ocpp:cp:${id}`,
     chargePointConnectors: (id) => `${prefix}:ocpp:cp:${id}:connectors`,
     connectorStatus: (meterId) => `${prefix}:ocpp:connector:${meterId}`,

@@ -1,32 +1,95 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 
-export type { Redis };
+/** A connection to standalone Redis or to a Redis Cluster: the engine uses either the same way. */
+export type RedisClient = Redis | Cluster;
+
+export interface RedisSettings {
+  redisUrl: string;
+  /** `host:port,...` seed nodes of a cluster; empty for standalone Redis at redisUrl. */
+  redisClusterNodes: string;
+}
 
 /**
  * Two kinds of connection:
- * - `command`: the API's connection. No offline queue and one retry per request, so a Redis outage
- *   turns into a fast error (and a 503) instead of requests piling up in memory.
+ * - `command`: the API's connection. No offline queue, one retry per request and a command
+ *   timeout, so a Redis outage (or a cluster failover) turns into a fast error and a 503 instead
+ *   of requests piling up in memory or hanging.
  * - `blocking`: for BullMQ workers, which must wait through outages (`maxRetriesPerRequest: null`).
  */
-export function createRedis(url: string, kind: 'command' | 'blocking' = 'command'): Redis {
-  const options: RedisOptions = {
+function optionsFor(kind: 'command' | 'blocking'): RedisOptions {
+  return {
     connectTimeout: 2000,
-    lazyConnect: false,
     // Reconnect quickly at first, then every 2 s: an outage is ridden out, not given up on.
     retryStrategy: (times) => Math.min(times * 100, 2000),
     ...(kind === 'command'
       ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000 }
       : { maxRetriesPerRequest: null }),
   };
-  const redis = new Redis(url, options);
+}
+
+/** Credentials and TLS from REDIS_URL, for a cluster's nodes. */
+function credentialsOf(url: string): RedisOptions {
+  const parsed = new URL(url);
+  return {
+    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+function createCluster(settings: RedisSettings, kind: 'command' | 'blocking'): Cluster {
+  const seeds = settings.redisClusterNodes.split(',').map((node) => {
+    const [host, port] = node.split(':');
+    return { host, port: Number(port) };
+  });
+  const options: ClusterOptions = {
+    redisOptions: { ...optionsFor(kind), ...credentialsOf(settings.redisUrl) },
+    clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
+    slotsRefreshTimeout: 2000,
+    // Keyless commands (INFO, PING) go to masters; every command of a slot to its master.
+    scaleReads: 'master',
+    ...(kind === 'command' ? { enableOfflineQueue: false } : {}),
+  };
+  return new Cluster(seeds, options);
+}
+
+export function createRedis(
+  settings: RedisSettings,
+  kind: 'command' | 'blocking' = 'command',
+): RedisClient {
+  const redis = settings.redisClusterNodes
+    ? createCluster(settings, kind)
+    : new Redis(settings.redisUrl, optionsFor(kind));
   // Connection errors are reported by readiness and by the failing command; without a listener
   // ioredis would print every reconnect attempt as an unhandled error event.
   redis.on('error', () => undefined);
   return redis;
 }
 
+export const isCluster = (redis: RedisClient): redis is Cluster =>
+  (redis as Cluster).isCluster === true;
+
+/** The masters' connections of a cluster, or the one connection of standalone Redis. */
+export function masters(redis: RedisClient): Redis[] {
+  return isCluster(redis) ? redis.nodes('master') : [redis];
+}
+
+/**
+ * The connection a command on `key` goes over (on a cluster, its slot's master's), e.g. for a
+ * `WAIT` that must follow the writes made on that very connection. Null while a cluster does not
+ * know the slot's master (during a failover).
+ */
+export function connectionFor(redis: RedisClient, slot: number): Redis | null {
+  if (!isCluster(redis)) return redis;
+  const address = redis.slots[slot]?.[0];
+  if (!address) return null;
+  return (
+    redis.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === address) ?? null
+  );
+}
+
 /** Waits until the connection is ready, or fails after `timeoutMs`. */
-export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<void> {
+export async function waitForRedis(redis: RedisClient, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {

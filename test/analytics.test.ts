@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { createApp } from '../src/app';
-import { createIngestQueue } from '../src/queue/ingest-queue';
+import { IngestQueues } from '../src/queue/ingest-queue';
 import { createRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import { EnergyReportStore } from '../src/analytics/energy-report-store';
@@ -364,8 +364,11 @@ describe('performance report, interval readings', () => {
   });
 
   test('when Redis is down, then the report is still answered from PostgreSQL', async () => {
-    const deadRedis = createRedis('redis://127.0.0.1:1', 'command');
-    const deadQueue = createIngestQueue({
+    const deadRedis = createRedis(
+      { redisUrl: 'redis://127.0.0.1:1', redisClusterNodes: '' },
+      'command',
+    );
+    const deadQueues = new IngestQueues({
       connection: deadRedis,
       keys: createRedisKeys('dead2'),
       config: e.ctx.config,
@@ -374,7 +377,7 @@ describe('performance report, interval readings', () => {
       config: e.ctx.config,
       db: e.ctx.db,
       redis: deadRedis,
-      queue: deadQueue,
+      queues: deadQueues,
       logger: e.ctx.logger,
     });
     try {
@@ -385,7 +388,7 @@ describe('performance report, interval readings', () => {
       expect(res.body.cache).toBe('miss');
     } finally {
       api.admission.stop();
-      await deadQueue.close().catch(() => undefined);
+      await deadQueues.close().catch(() => undefined);
       deadRedis.disconnect();
     }
   });

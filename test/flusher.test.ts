@@ -43,7 +43,10 @@ async function enqueue(readings: Reading[], size = 1000): Promise<void> {
       },
     })),
   );
-  await ctx.redis.incrby(createRedisKeys(ctx.config.redisPrefix).backlogReadings, readings.length);
+  await ctx.redis.incrby(
+    createRedisKeys(ctx.config.redisPrefix).shards(1)[0].backlogReadings,
+    readings.length,
+  );
 }
 
 const historyCount = async () => Number((await ctx.db('telemetry_history').count({ n: '*' }))[0].n);
@@ -52,7 +55,8 @@ async function resetData(): Promise<void> {
   await ctx.db.raw('TRUNCATE telemetry_history, meter_status, vehicle_status');
   await queue.obliterate({ force: true });
   const keys = createRedisKeys(ctx.config.redisPrefix);
-  await ctx.redis.del(keys.backlogReadings, keys.deadLetters);
+  await ctx.redis.del(keys.shards(1)[0].backlogReadings);
+  await ctx.redis.del(keys.deadLetters);
 }
 
 beforeAll(async () => {
@@ -77,7 +81,9 @@ describe('flusher in this process', () => {
     for (let i = 0; i < 5; i++) await enqueue(shuffle(readings, seededRandom(i)), 37);
     await waitForDrained(queue);
     expect(await historyCount()).toBe(readings.length);
-    const backlog = await ctx.redis.get(createRedisKeys(ctx.config.redisPrefix).backlogReadings);
+    const backlog = await ctx.redis.get(
+      createRedisKeys(ctx.config.redisPrefix).shards(1)[0].backlogReadings,
+    );
     expect(Number(backlog)).toBe(0);
   });
 
@@ -138,7 +144,14 @@ describe('flusher in this process', () => {
     expect(await queue.getJobCountByTypes('failed')).toBe(0);
 
     // Re-driving puts it back in the queue; still invalid, it returns to the dead-letter list.
-    const report = await redrive({ redis: ctx.redis, queue, keys, logger: ctx.logger });
+    const shard = { keys: keys.shards(1)[0], queue };
+    const report = await redrive({
+      redis: ctx.redis,
+      shards: [shard],
+      target: shard,
+      deadLetters: [keys.deadLetters],
+      logger: ctx.logger,
+    });
     expect(report.deadLettersRequeued).toBe(1);
     await waitForDrained(queue);
     await waitFor(

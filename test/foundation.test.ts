@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { migrateToLatest, rollbackAll } from '../db/migrate';
 import { ConfigError, loadConfig } from '../src/config';
-import { startTestApi, startTestFlusher, type TestApi } from './helpers/engine';
+import { startTestApi, startTestFlusher, waitFor, type TestApi } from './helpers/engine';
 import { startProcess } from './helpers/processes';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
@@ -123,8 +123,8 @@ describe('health', () => {
 describe('start-up without PostgreSQL or Redis', () => {
   const closedPort = '1'; // nothing listens on port 1 here
 
-  test('when PostgreSQL is unreachable, then the API exits fast naming PostgreSQL, its URL and how to get it', async () => {
-    const result = await runEntry('src/server.ts', {
+  test('when PostgreSQL is unreachable, then npm start (which migrates) exits fast naming PostgreSQL, its URL and how to get it', async () => {
+    const result = await runEntry('scripts/start.ts', {
       DATABASE_URL: `postgres://postgres:secret@127.0.0.1:${closedPort}/energy`,
       PORT: '0',
       AUTH: 'off',
@@ -138,6 +138,55 @@ describe('start-up without PostgreSQL or Redis', () => {
     expect(result.output).toMatch(/docker compose up -d postgres/);
     expect(result.output).not.toMatch(/secret/);
     expect(result.output).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  test('when PostgreSQL is unreachable, then the API starts anyway, says so once, accepts ingest and answers reads 503', async () => {
+    const api = startProcess('src/server.ts', {
+      DATABASE_URL: `postgres://postgres:secret@127.0.0.1:${closedPort}/energy`,
+      REDIS_PREFIX: `test-nopg-${Date.now().toString(36)}`,
+      PORT: '0',
+      AUTH: 'off',
+      LOG_LEVEL: 'info',
+    });
+    try {
+      await waitFor(async () => /API listening/.test(api.output()), 20_000, 'the API to listen');
+      const port = /"port":(\d+)/.exec(api.output())?.[1];
+      const url = `http://127.0.0.1:${port}`;
+      const lines = api.output().split('\n');
+      expect(lines.filter((l) => /PostgreSQL is not reachable/.test(l))).toHaveLength(1);
+      await request(url)
+        .post('/v1/telemetry/ingest')
+        .send({ meterId: 'M-1', kwhConsumedAc: 1, timestamp: '2024-03-20T10:00:00Z' })
+        .expect(202);
+      const read = await request(url).get('/v1/analytics/performance/V-1').expect(503);
+      expect(read.body.error).toBe('database_unavailable');
+      await request(url).get('/health/ready/ingest').expect(200);
+      expect(api.output()).not.toMatch(/secret/);
+    } finally {
+      api.child.kill('SIGTERM');
+      expect(await api.exited).toBe(0);
+    }
+  });
+
+  test('when PostgreSQL is unreachable, then the flusher starts paused and stays up', async () => {
+    const flusher = startProcess('workers/flusher.ts', {
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${closedPort}/energy`,
+      REDIS_PREFIX: `test-nopg-${Date.now().toString(36)}`,
+      FLUSHER_PORT: '0',
+      LOG_LEVEL: 'info',
+    });
+    try {
+      await waitFor(
+        async () => /flusher paused/.test(flusher.output()),
+        20_000,
+        'the flusher to pause',
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(flusher.child.exitCode).toBeNull();
+    } finally {
+      flusher.child.kill('SIGTERM');
+      await flusher.exited;
+    }
   });
 
   test('when Redis is unreachable, then the flusher exits fast naming Redis and its URL', async () => {

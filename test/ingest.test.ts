@@ -2,7 +2,7 @@ import request from 'supertest';
 import { gzipSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import { createApp } from '../src/app';
-import { createIngestQueue } from '../src/queue/ingest-queue';
+import { IngestQueues } from '../src/queue/ingest-queue';
 import { createRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import type { Reading } from '../src/devices/device-kinds';
@@ -480,8 +480,11 @@ describe('backpressure and Redis outages', () => {
   });
 
   test('when Redis is unreachable, then ingest answers 503 with Retry-After within a second', async () => {
-    const deadRedis = createRedis('redis://127.0.0.1:1', 'command');
-    const deadQueue = createIngestQueue({
+    const deadRedis = createRedis(
+      { redisUrl: 'redis://127.0.0.1:1', redisClusterNodes: '' },
+      'command',
+    );
+    const deadQueues = new IngestQueues({
       connection: deadRedis,
       keys: createRedisKeys('dead'),
       config: ctx.config,
@@ -490,7 +493,7 @@ describe('backpressure and Redis outages', () => {
       config: ctx.config,
       db: ctx.db,
       redis: deadRedis,
-      queue: deadQueue,
+      queues: deadQueues,
       logger: ctx.logger,
     });
     try {
@@ -508,7 +511,7 @@ describe('backpressure and Redis outages', () => {
       expect(ready.body.checks.postgres).toBe('ok');
     } finally {
       api.admission.stop();
-      await deadQueue.close().catch(() => undefined);
+      await deadQueues.close().catch(() => undefined);
       deadRedis.disconnect();
     }
   });

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis';
 import type { Logger } from '../src/logger';
-import type { RedisKeys } from '../src/redis-keys';
+import type { QueueShardKeys } from '../src/redis-keys';
 
 /**
  * The backlog counter is bookkeeping next to the queue, so a Redis failure at the wrong moment can
@@ -20,24 +20,25 @@ redis.call('SET', KEYS[1], '0')
 return current
 `;
 
-type RedisWithReconcile = Redis & {
+type RedisWithReconcile = RedisClient & {
   reconcileBacklog(numKeys: number, ...keys: string[]): Promise<number>;
 };
 
+/** Checks one queue shard's counter (its keys share the shard's slot) every `intervalMs`. */
 export function startBacklogReconciler(deps: {
-  redis: Redis;
-  keys: RedisKeys;
+  redis: RedisClient;
+  shard: QueueShardKeys;
   logger: Logger;
   intervalMs?: number;
 }): () => void {
   deps.redis.defineCommand('reconcileBacklog', { lua: RECONCILE });
   const redis = deps.redis as RedisWithReconcile;
   const queueKeys = ['wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children'].map(
-    deps.keys.queueKey,
+    (name) => deps.shard.queueKey(name),
   );
   const timer = setInterval(() => {
     redis
-      .reconcileBacklog(1 + queueKeys.length, deps.keys.backlogReadings, ...queueKeys)
+      .reconcileBacklog(1 + queueKeys.length, deps.shard.backlogReadings, ...queueKeys)
       .then((corrected) => {
         if (corrected > 0)
           deps.logger.warn(

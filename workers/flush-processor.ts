@@ -1,8 +1,8 @@
 import type { Job } from 'bullmq';
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis';
 import type { Logger } from '../src/logger';
-import type { RedisKeys } from '../src/redis-keys';
+import type { QueueShardKeys } from '../src/redis-keys';
 import type { HistoryStore } from '../src/stores/history-store';
 import type { StatusStore } from '../src/stores/status-store';
 import type { Reading } from '../src/devices/device-kinds';
@@ -41,7 +41,7 @@ return -1
 /** Long enough to cover a job re-run after a crash between commit and completion. */
 const SETTLED_MARK_TTL_S = 900;
 
-type RedisWithSettle = Redis & {
+type RedisWithSettle = RedisClient & {
   settleBacklog(
     numKeys: 2,
     counterKey: string,
@@ -75,8 +75,11 @@ export async function writeBatch(
  */
 export function createFlushProcessor(deps: {
   db: Knex;
-  redis: Redis;
-  keys: RedisKeys;
+  redis: RedisClient;
+  /** The queue shard its jobs come from (its backlog counter and settled marks). */
+  shard: QueueShardKeys;
+  /** The Redis list readings PostgreSQL refused for good go to. */
+  deadLetters: string;
   historyStore: HistoryStore;
   statusStore: StatusStore;
   partitions: PartitionMaintainer;
@@ -121,7 +124,7 @@ export function createFlushProcessor(deps: {
       code: (err as { code?: string }).code,
       failedAt: new Date().toISOString(),
     };
-    await deps.redis.rpush(deps.keys.deadLetters, JSON.stringify(letter));
+    await deps.redis.rpush(deps.deadLetters, JSON.stringify(letter));
     deps.logger.error(
       { reading, err, jobId: job.id },
       'reading refused by PostgreSQL: dead-lettered',
@@ -151,8 +154,8 @@ export function createFlushProcessor(deps: {
     result.duplicates = readings.length - result.written - result.deadLettered;
     await redis.settleBacklog(
       2,
-      deps.keys.backlogReadings,
-      deps.keys.backlogSettled(String(job.id)),
+      deps.shard.backlogReadings,
+      deps.shard.backlogSettled(String(job.id)),
       readings.length,
       SETTLED_MARK_TTL_S,
     );

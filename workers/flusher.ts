@@ -4,8 +4,8 @@ import { createDb } from '../db/create-db';
 import { loadConfig } from '../src/config';
 import { exitOnStartupFailure, stopOnSignals } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
-import { createRedis } from '../src/redis';
-import { assertDependenciesReachable } from '../src/startup-checks';
+import { createRedis, waitForRedis } from '../src/redis';
+import { assertRedisReachable } from '../src/startup-checks';
 import { createFlusher } from './flusher-service';
 import { checkRedisDurability } from './redis-durability';
 
@@ -16,11 +16,13 @@ async function main(): Promise<void> {
   try {
     const config = loadConfig(process.env);
     logger = createLogger({ level: config.logLevel, name: 'flusher' });
-    await assertDependenciesReachable(config);
+    // Readings wait in Redis: without PostgreSQL the flusher starts paused, and writes once it is back.
+    await assertRedisReachable(config);
 
     const db = createDb(config, 'energy-flusher', logger);
-    const redis = createRedis(config.redisUrl, 'command');
-    const workerConnection = createRedis(config.redisUrl, 'blocking');
+    const redis = createRedis(config, 'command');
+    const workerConnection = createRedis(config, 'blocking');
+    await waitForRedis(redis, 5000);
     const flusher = createFlusher({
       config,
       db,

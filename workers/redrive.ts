@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logger';
-import type { IngestQueue } from '../src/queue/ingest-queue';
-import type { RedisKeys } from '../src/redis-keys';
+import type { QueueShard } from '../src/queue/ingest-queue';
+import type { RedisClient } from '../src/redis';
 import { chunk } from '../src/telemetry/group-commit';
 import type { DeadLetter } from './flush-processor';
 
@@ -15,35 +14,57 @@ const DEAD_LETTERS_PER_ROUND = 1000;
 
 /**
  * Puts what the flusher gave up on back into the queue: failed jobs (all attempts used on an error
- * that kept coming back; an unreachable PostgreSQL pauses the flusher instead) are retried, and
- * dead-lettered readings are enqueued again as new jobs. Run it once the cause is fixed; a reading
- * that is still refused lands in the dead-letter list again.
+ * that kept coming back; an unreachable PostgreSQL pauses the flusher instead) of every shard are
+ * retried, and dead-lettered readings are enqueued again as new jobs in `target`. Run it once the
+ * cause is fixed; a reading that is still refused lands in the dead-letter list again.
  */
 export async function redrive(
-  deps: { redis: Redis; queue: IngestQueue; keys: RedisKeys; logger: Logger },
+  deps: {
+    redis: RedisClient;
+    /** Every queue shard in use (failed jobs are retried where they are). */
+    shards: QueueShard[];
+    /** The shard re-driven dead letters go to. */
+    target: QueueShard;
+    /** The dead-letter lists to empty (today's, and the one from before sharding). */
+    deadLetters: string[];
+    logger: Logger;
+  },
   options: { dryRun?: boolean } = {},
 ): Promise<RedriveReport> {
-  const { redis, queue, keys, logger } = deps;
-  const failed = await queue.getJobCountByTypes('failed');
+  const { redis, shards, deadLetters } = deps;
+  const failedPerShard = await Promise.all(shards.map((s) => s.queue.getJobCountByTypes('failed')));
+  const failed = failedPerShard.reduce((sum, n) => sum + n, 0);
+  const letters = (await Promise.all(deadLetters.map((list) => redis.llen(list)))).reduce(
+    (sum, n) => sum + n,
+    0,
+  );
+  if (options.dryRun) {
+    return { failedJobsRetried: failed, deadLettersRequeued: letters, deadLettersUnreadable: 0 };
+  }
+  await Promise.all(
+    shards.map((s, i) =>
+      failedPerShard[i] > 0 ? s.queue.retryJobs({ state: 'failed', count: 1000 }) : undefined,
+    ),
+  );
   const report: RedriveReport = {
-    failedJobsRetried: 0,
+    failedJobsRetried: failed,
     deadLettersRequeued: 0,
     deadLettersUnreadable: 0,
   };
-  if (options.dryRun) {
-    return {
-      ...report,
-      failedJobsRetried: failed,
-      deadLettersRequeued: await redis.llen(keys.deadLetters),
-    };
-  }
-  if (failed > 0) {
-    await queue.retryJobs({ state: 'failed', count: 1000 });
-    report.failedJobsRetried = failed;
-  }
+  for (const list of deadLetters) await requeue(deps, list, report);
+  return report;
+}
+
+/** Moves one dead-letter list back into the queue, a round at a time. */
+async function requeue(
+  deps: { redis: RedisClient; target: QueueShard; logger: Logger },
+  list: string,
+  report: RedriveReport,
+): Promise<void> {
+  const { redis, target, logger } = deps;
   for (;;) {
-    const entries = await redis.lpop(keys.deadLetters, DEAD_LETTERS_PER_ROUND);
-    if (!entries || entries.length === 0) break;
+    const entries = await redis.lpop(list, DEAD_LETTERS_PER_ROUND);
+    if (!entries || entries.length === 0) return;
     const letters: DeadLetter[] = [];
     for (const entry of entries) {
       try {
@@ -55,22 +76,18 @@ export async function redrive(
     }
     try {
       const acceptedAt = Date.now();
-      await queue.addBulk(
+      await target.queue.addBulk(
         chunk(
           letters.map((l) => l.reading),
           DEAD_LETTERS_PER_ROUND,
-        ).map((readings) => ({
-          name: 'redrive',
-          data: { acceptedAt, readings },
-        })),
+        ).map((readings) => ({ name: 'redrive', data: { acceptedAt, readings } })),
       );
-      await redis.incrby(keys.backlogReadings, letters.length);
+      await redis.incrby(target.keys.backlogReadings, letters.length);
     } catch (err) {
       // Put them back so nothing is lost, then stop.
-      await redis.lpush(keys.deadLetters, ...entries.reverse());
+      await redis.lpush(list, ...entries.reverse());
       throw err;
     }
     report.deadLettersRequeued += letters.length;
   }
-  return report;
 }

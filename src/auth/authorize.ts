@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import { findKey, type ApiKey, type Scope } from './api-keys';
@@ -28,7 +28,7 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return wait
 `;
 
-type RedisWithBucket = Redis & {
+type RedisWithBucket = RedisClient & {
   takeToken(numKeys: 1, key: string, rate: number, burst: number): Promise<number>;
 };
 
@@ -56,7 +56,7 @@ export function createAuthorize({
     rateLimitPerS: number;
     rateLimitBurst: number;
   };
-  redis: Redis;
+  redis: RedisClient;
   rateLimitKey: (keyName: string) => string;
   logger: Logger;
 }): Authorize {

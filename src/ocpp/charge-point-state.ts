@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis';
 import type { RedisKeys } from '../redis-keys';
 
 /** A charge point's meter for one connector (0: the whole charge point). */
@@ -38,7 +38,7 @@ if redis.call('HGET', KEYS[1], 'connection') == ARGV[1] then
 end
 return 0`;
 
-type RedisWithScripts = Redis & {
+type RedisWithScripts = RedisClient & {
   setConnectorStatusIfNewer(numKeys: 1, key: string, ...args: string[]): Promise<number>;
   disconnectChargePoint(numKeys: 1, key: string, connection: string, at: string): Promise<number>;
 };
@@ -53,7 +53,7 @@ export class ChargePointState {
   private readonly redis: RedisWithScripts;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly staleAfterMs: number,
   ) {

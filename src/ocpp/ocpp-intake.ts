@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis';
 import type { Registry } from 'prom-client';
 import type { ApiKey } from '../auth/api-keys';
 import type { StatusExtension } from '../telemetry/status-routes';
@@ -59,7 +59,7 @@ export function createOcppIntake({
     ocppUnknownIdTags: 'accept' | 'reject';
   };
   db: Knex;
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   ingestService: IngestService;
   liveState: LiveStateStore;

@@ -1,7 +1,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { INGEST_QUEUE_NAME, type RedisKeys } from '../redis-keys';
 import type { Reading } from '../devices/device-kinds';
+import type { RedisClient } from '../redis';
+import { INGEST_QUEUE_NAME, type QueueShardKeys, type RedisKeys } from '../redis-keys';
 
 /** The payload of one BullMQ job: a batch of readings and when the API accepted them. */
 export interface IngestJobData {
@@ -11,7 +11,13 @@ export interface IngestJobData {
 
 export type IngestQueue = Queue<IngestJobData>;
 
-/** Name of the capped-exponential backoff the flusher registers (see workers/flusher-worker.ts). */
+/** One shard of the ingest stream: its keys and its BullMQ queue. */
+export interface QueueShard {
+  keys: QueueShardKeys;
+  queue: IngestQueue;
+}
+
+/** Name of the capped-exponential backoff the flusher registers (see workers/flusher-service.ts). */
 export const FLUSH_BACKOFF_TYPE = 'capped-exponential';
 
 export function ingestJobOptions(config: {
@@ -28,25 +34,71 @@ export function ingestJobOptions(config: {
   };
 }
 
-/**
- * The producer side of the ingest queue. `connection` should be a `command` connection (no offline
- * queue), so a Redis outage fails an enqueue fast instead of buffering it in memory.
- */
-export function createIngestQueue({
-  connection,
-  keys,
-  config,
-}: {
-  connection: Redis;
-  keys: RedisKeys;
-  config: { flushAttempts: number; flushBackoffMs: number };
-}): IngestQueue {
+/** The BullMQ queue of one shard, on the given connection. */
+export function openShard(
+  connection: RedisClient,
+  keys: QueueShardKeys,
+  config?: { flushAttempts: number; flushBackoffMs: number },
+): QueueShard {
   const queue = new Queue<IngestJobData>(INGEST_QUEUE_NAME, {
     connection,
-    prefix: keys.queuePrefix,
-    defaultJobOptions: ingestJobOptions(config),
+    prefix: keys.prefix,
+    ...(config ? { defaultJobOptions: ingestJobOptions(config) } : {}),
     streams: { events: { maxLen: 1000 } },
   });
   queue.on('error', () => undefined); // surfaced by the failing call and by readiness
-  return queue;
+  return { keys, queue };
+}
+
+/** Remembers that this many shards are in use, so flushers drain them all (a script: atomic max). */
+const RAISE_TO = `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) return tonumber(ARGV[1]) end
+return current`;
+
+/**
+ * Every shard a process must look at for the backlog and for draining: as many as this process
+ * uses or any process of the deployment has used (QUEUE_SHARDS lowered between restarts leaves
+ * jobs in the shards above), and the queue from before sharding.
+ */
+export async function shardsInUse(
+  redis: RedisClient,
+  keys: RedisKeys,
+  queueShards: number,
+): Promise<QueueShardKeys[]> {
+  const highest = Number(await redis.eval(RAISE_TO, 1, keys.shardHighWater, queueShards));
+  return [...keys.shards(Math.max(queueShards, highest)), keys.legacyShard];
+}
+
+/**
+ * The producer side of the ingest stream: QUEUE_SHARDS queues, each under its own hash tag, written
+ * to in turn. `connection` should be a `command` connection (no offline queue), so a Redis outage
+ * fails an enqueue fast instead of buffering it in memory.
+ */
+export class IngestQueues {
+  readonly shards: QueueShard[];
+  private turn = 0;
+
+  constructor({
+    connection,
+    keys,
+    config,
+  }: {
+    connection: RedisClient;
+    keys: RedisKeys;
+    config: { queueShards: number; flushAttempts: number; flushBackoffMs: number };
+  }) {
+    this.shards = keys.shards(config.queueShards).map((k) => openShard(connection, k, config));
+  }
+
+  /** The shard the next batch goes to: readings may go to any, so they take turns. */
+  next(): QueueShard {
+    const shard = this.shards[this.turn % this.shards.length];
+    this.turn += 1;
+    return shard;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.queue.close()));
+  }
 }

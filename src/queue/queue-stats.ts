@@ -1,7 +1,6 @@
-import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import type { RedisKeys } from '../redis-keys';
-import type { IngestJobData } from './ingest-queue';
+import type { RedisClient } from '../redis';
+import type { QueueShardKeys } from '../redis-keys';
+import type { QueueShard } from './ingest-queue';
 
 export interface QueueStats {
   jobs: Record<string, number>;
@@ -10,12 +9,13 @@ export interface QueueStats {
   oldestUnflushedAgeS: number | null;
 }
 
-/** Epoch ms at which the oldest reading not yet in PostgreSQL was accepted, or null. */
-export async function oldestUnflushedAcceptedAt(
-  queue: Queue<IngestJobData>,
-): Promise<number | null> {
+const JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] as const;
+
+/** Epoch ms at which the oldest reading of a shard not yet in PostgreSQL was accepted, or null. */
+async function oldestIn(shard: QueueShard): Promise<number | null> {
   // Jobs wait in arrival order, so the oldest waiting job is enough; active and delayed (retrying)
   // jobs are few and may be older.
+  const { queue } = shard;
   const groups = await Promise.all([
     queue.getJobs(['waiting'], 0, 0, true),
     queue.getJobs(['active'], 0, 199, true),
@@ -27,19 +27,40 @@ export async function oldestUnflushedAcceptedAt(
   return times.length > 0 ? Math.min(...times) : null;
 }
 
+/** Epoch ms at which the oldest reading of any shard not yet in PostgreSQL was accepted, or null. */
+export async function oldestUnflushedAcceptedAt(shards: QueueShard[]): Promise<number | null> {
+  const oldest = (await Promise.all(shards.map(oldestIn))).filter((t): t is number => t !== null);
+  return oldest.length > 0 ? Math.min(...oldest) : null;
+}
+
+/** Readings waiting for PostgreSQL in these shards (each shard keeps its own counter). */
+export async function backlogReadings(
+  redis: RedisClient,
+  shards: QueueShardKeys[],
+): Promise<number> {
+  // One GET per shard: on a cluster their counters sit in different slots.
+  const counts = await Promise.all(shards.map((s) => redis.get(s.backlogReadings)));
+  return counts.reduce((sum, n) => sum + Math.max(0, Number(n ?? 0)), 0);
+}
+
+/** Jobs, readings waiting and lag over every shard. */
 export async function readQueueStats(
-  queue: Queue<IngestJobData>,
-  redis: Redis,
-  keys: RedisKeys,
+  shards: QueueShard[],
+  redis: RedisClient,
 ): Promise<QueueStats> {
-  const [jobs, backlog, oldest] = await Promise.all([
-    queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed'),
-    redis.get(keys.backlogReadings),
-    oldestUnflushedAcceptedAt(queue),
+  const [counts, readingsWaiting, oldest] = await Promise.all([
+    Promise.all(shards.map((s) => s.queue.getJobCounts(...JOB_STATES))),
+    backlogReadings(
+      redis,
+      shards.map((s) => s.keys),
+    ),
+    oldestUnflushedAcceptedAt(shards),
   ]);
+  const jobs: Record<string, number> = {};
+  for (const state of JOB_STATES) jobs[state] = counts.reduce((sum, c) => sum + (c[state] ?? 0), 0);
   return {
     jobs,
-    readingsWaiting: Math.max(0, Number(backlog ?? 0)),
+    readingsWaiting,
     oldestUnflushedAgeS: oldest === null ? null : Math.max(0, Date.now() - oldest) / 1000,
   };
 }

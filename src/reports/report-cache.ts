@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis';
 import type { Logger } from '../logger';
 
 /**
@@ -8,7 +8,7 @@ import type { Logger } from '../logger';
 export class ReportCache<T> {
   constructor(
     private readonly deps: {
-      redis: Redis;
+      redis: RedisClient;
       ttlS: number;
       logger: Logger;
       onLookup?: (result: 'hit' | 'miss' | 'error') => void;

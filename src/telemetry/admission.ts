@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import { serviceUnavailable } from '../errors';
 import type { Logger } from '../logger';
-import type { RedisKeys } from '../redis-keys';
+import { masters, type RedisClient } from '../redis';
 
 export interface AdmissionSample {
   backlogReadings: number;
@@ -31,8 +30,9 @@ export class IngestAdmission {
 
   constructor(
     private readonly deps: {
-      redis: Redis;
-      keys: RedisKeys;
+      redis: RedisClient;
+      /** Readings waiting for PostgreSQL, over every queue shard. */
+      backlog: () => Promise<number>;
       config: { maxBacklogReadings: number; redisMemoryHighWater: number };
       logger: Logger;
       intervalMs?: number;
@@ -61,17 +61,26 @@ export class IngestAdmission {
   }
 
   async refresh(): Promise<AdmissionSample> {
-    const [backlog, info] = await Promise.all([
-      this.deps.redis.get(this.deps.keys.backlogReadings),
-      this.deps.redis.info('memory'),
-    ]);
-    this.sample = {
-      backlogReadings: Math.max(0, Number(backlog ?? 0)),
+    const [backlog, memory] = await Promise.all([this.deps.backlog(), this.fullestMaster()]);
+    this.sample = { backlogReadings: backlog, ...memory, sampledAt: Date.now() };
+    return this.sample;
+  }
+
+  /**
+   * Memory of the master closest to its maxmemory: on a cluster each master fills on its own, and
+   * a write to the full one fails whatever the others have left.
+   */
+  private async fullestMaster(): Promise<{ usedMemoryBytes: number; maxMemoryBytes: number }> {
+    const nodes0 = masters(this.deps.redis);
+    if (nodes0.length === 0) throw new Error('no Redis master is reachable');
+    const infos = await Promise.all(nodes0.map((node) => node.info('memory')));
+    const nodes = infos.map((info) => ({
       usedMemoryBytes: parseInfoField(info, 'used_memory'),
       maxMemoryBytes: parseInfoField(info, 'maxmemory'),
-      sampledAt: Date.now(),
-    };
-    return this.sample;
+    }));
+    const share = (n: { usedMemoryBytes: number; maxMemoryBytes: number }) =>
+      n.maxMemoryBytes > 0 ? n.usedMemoryBytes / n.maxMemoryBytes : 0;
+    return nodes.reduce((a, b) => (share(b) > share(a) ? b : a), nodes[0]);
   }
 
   /** Throws a 503 when `incoming` more readings (plus those still in this process) would not fit. */

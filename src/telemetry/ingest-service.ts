@@ -1,9 +1,8 @@
-import type { Redis } from 'ioredis';
 import { withTimeout } from '../with-timeout';
 import { AppError, payloadTooLarge, serviceUnavailable, type ErrorDetail } from '../errors';
 import type { Logger } from '../logger';
-import type { IngestQueue } from '../queue/ingest-queue';
-import type { RedisKeys } from '../redis-keys';
+import type { IngestQueues } from '../queue/ingest-queue';
+import { connectionFor, type RedisClient } from '../redis';
 import type { IngestAdmission } from './admission';
 import { GroupCommitBuffer, type StoreBatches } from './group-commit';
 import type { LiveStateStore } from './live-state';
@@ -29,26 +28,55 @@ export type IngestOutcome =
 /** A Redis that accepts connections but does not answer must still give a fast 503. */
 const ENQUEUE_TIMEOUT_MS = 1000;
 
+/** The job holding the readings did not reach REDIS_WAIT_REPLICAS replicas in time. */
+export class NotReplicatedError extends Error {
+  constructor(acked: number, wanted: number, timeoutMs: number) {
+    super(`${acked} of ${wanted} Redis replicas confirmed the readings within ${timeoutMs} ms`);
+    this.name = 'NotReplicatedError';
+  }
+}
+
 /**
- * Stores a group of batches: one BullMQ job per batch (a single Redis round trip through addBulk),
- * the backlog counter, and the devices' live state. Resolves only when the jobs are in Redis.
+ * Waits until the master that holds the shard has passed our writes on to `replicas` replicas.
+ * WAIT counts the writes made on its own connection, so it goes over the connection the queue
+ * wrote with (on a cluster, the shard's master's); if the slot moved meanwhile, the writes may be
+ * on a master that is gone: not confirmed.
+ */
+async function confirmReplicated(
+  redis: RedisClient,
+  slot: number,
+  writer: ReturnType<typeof connectionFor>,
+  wait: { replicas: number; timeoutMs: number },
+): Promise<void> {
+  const now = connectionFor(redis, slot);
+  if (!writer || now !== writer) throw new NotReplicatedError(0, wait.replicas, 0);
+  const acked = Number(await writer.wait(wait.replicas, wait.timeoutMs));
+  if (acked < wait.replicas) throw new NotReplicatedError(acked, wait.replicas, wait.timeoutMs);
+}
+
+/**
+ * Stores a group of batches in the next queue shard: one BullMQ job per batch (a single Redis round
+ * trip through addBulk), the shard's backlog counter, and the devices' live state; with
+ * REDIS_WAIT_REPLICAS, also waits for the shard's replicas. Resolves only when the jobs are stored.
  */
 export function createBatchStore({
-  queue,
+  queues,
   redis,
-  keys,
   liveState,
   logger,
+  config,
 }: {
-  queue: IngestQueue;
-  redis: Redis;
-  keys: RedisKeys;
+  queues: IngestQueues;
+  redis: RedisClient;
   liveState: LiveStateStore;
   logger: Logger;
+  config: { redisWaitReplicas: number; redisWaitTimeoutMs: number };
 }): StoreBatches {
   return async (batches) => {
     // BullMQ waits for a connection that is down instead of failing: answer 503 at once instead.
     if (redis.status !== 'ready') throw new Error(`Redis connection is ${redis.status}`);
+    const { queue, keys } = queues.next();
+    const writer = connectionFor(redis, keys.slot);
     const acceptedAt = Date.now();
     const readings = batches.flat();
     const jobs = batches.map((batch) => ({
@@ -76,9 +104,14 @@ export function createBatchStore({
     if (live.status === 'rejected') {
       logger.warn({ err: live.reason }, 'live state not updated for an accepted batch');
     }
+    if (config.redisWaitReplicas > 0) {
+      await confirmReplicated(redis, keys.slot, writer, {
+        replicas: config.redisWaitReplicas,
+        timeoutMs: config.redisWaitTimeoutMs,
+      });
+    }
   };
 }
-
 export class IngestService {
   private readonly buffer: GroupCommitBuffer;
 
@@ -163,6 +196,14 @@ export class IngestService {
     try {
       await this.buffer.add(readings);
     } catch (err) {
+      if (err instanceof NotReplicatedError) {
+        this.metrics.onUnavailable('redis_not_replicated');
+        throw serviceUnavailable(
+          'redis_not_replicated',
+          `The readings were not confirmed by Redis replicas in time (${err.message}); send them again`,
+          1,
+        );
+      }
       this.deps.logger.warn({ err }, 'enqueue failed: answering 503');
       this.metrics.onUnavailable('redis_unavailable');
       throw serviceUnavailable(

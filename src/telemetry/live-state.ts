@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis';
 import type { RedisKeys } from '../redis-keys';
 import { kindOf, valuesOf, type DeviceType, type Reading } from '../devices/device-kinds';
 
@@ -32,7 +32,7 @@ return updated
 /** Keys per script call: keeps each call short so Redis stays responsive to other clients. */
 const KEYS_PER_CALL = 500;
 
-type RedisWithScript = Redis & {
+type RedisWithScript = RedisClient & {
   setLiveIfNewer(numKeys: number, ...args: (string | number)[]): Promise<number>;
 };
 
@@ -54,29 +54,47 @@ export class LiveStateStore {
   private readonly redis: RedisWithScript;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {
     redis.defineCommand('setLiveIfNewer', { lua: SET_IF_NEWER });
     this.redis = redis as RedisWithScript;
   }
 
-  /** Applies readings newer than the stored state; returns how many hashes moved. */
+  /**
+   * Applies readings newer than the stored state; returns how many hashes moved. One script call
+   * per live-state bucket present (a call may only touch keys of one cluster slot).
+   */
   async applyReadings(readings: Reading[], receivedAt: number): Promise<number> {
+    const buckets = new Map<string, { key: string; reading: Reading }[]>();
+    for (const reading of readings) {
+      const key = this.keys.liveState(reading.type, reading.id);
+      const tag = key.slice(0, key.indexOf('}') + 1);
+      const bucket = buckets.get(tag) ?? [];
+      bucket.push({ key, reading });
+      buckets.set(tag, bucket);
+    }
     const calls: Promise<number>[] = [];
-    for (let start = 0; start < readings.length; start += KEYS_PER_CALL) {
-      const slice = readings.slice(start, start + KEYS_PER_CALL);
-      const keys = slice.map((r) => this.keys.liveState(r.type, r.id));
-      const args: (string | number)[] = [];
-      for (const reading of slice) {
-        const fields = [...fieldsOf(reading), ['receivedAt', receivedAt] as [string, number]];
-        args.push(reading.ts, fields.length);
-        for (const [name, value] of fields) args.push(name, value);
+    for (const entries of buckets.values()) {
+      for (let start = 0; start < entries.length; start += KEYS_PER_CALL) {
+        calls.push(this.applyToBucket(entries.slice(start, start + KEYS_PER_CALL), receivedAt));
       }
-      calls.push(this.redis.setLiveIfNewer(keys.length, ...keys, ...args));
     }
     const updated = await Promise.all(calls);
     return updated.reduce((sum, n) => sum + n, 0);
+  }
+
+  private applyToBucket(
+    entries: { key: string; reading: Reading }[],
+    receivedAt: number,
+  ): Promise<number> {
+    const args: (string | number)[] = [];
+    for (const { reading } of entries) {
+      const fields = [...fieldsOf(reading), ['receivedAt', receivedAt] as [string, number]];
+      args.push(reading.ts, fields.length);
+      for (const [name, value] of fields) args.push(name, value);
+    }
+    return this.redis.setLiveIfNewer(entries.length, ...entries.map((e) => e.key), ...args);
   }
 
   async get(type: DeviceType, id: string): Promise<LiveState | null> {

@@ -1,10 +1,9 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { createDb } from '../../db/create-db';
 import type { Config } from '../../src/config';
 import { createApp, type Api } from '../../src/app';
-import { createIngestQueue, type IngestQueue } from '../../src/queue/ingest-queue';
-import { createRedis, waitForRedis } from '../../src/redis';
+import { IngestQueues, type IngestQueue } from '../../src/queue/ingest-queue';
+import { createRedis, waitForRedis, type RedisClient } from '../../src/redis';
 import { INGEST_QUEUE_NAME, createRedisKeys } from '../../src/redis-keys';
 import type { IngestJobData } from '../../src/queue/ingest-queue';
 import { createFlusher, type Flusher } from '../../workers/flusher-service';
@@ -14,6 +13,8 @@ import { createTestContext, type TestContext } from './test-env';
 
 export interface TestApi {
   api: Api;
+  queues: IngestQueues;
+  /** The first shard's queue (the only one with the default QUEUE_SHARDS=1). */
   queue: IngestQueue;
   close(): Promise<void>;
 }
@@ -30,7 +31,7 @@ export async function startTestApi(
   const config: Config = { ...ctx.config, ...overrides };
   const ownDb = Object.keys(overrides).length > 0;
   const db = ownDb ? createDb(config, 'energy-test-api', ctx.logger) : ctx.db;
-  const queue = createIngestQueue({
+  const queues = new IngestQueues({
     connection: ctx.redis,
     keys: createRedisKeys(config.redisPrefix),
     config,
@@ -39,16 +40,17 @@ export async function startTestApi(
     config,
     db,
     redis: ctx.redis,
-    queue,
+    queues,
     logger: ctx.logger,
   });
   await api.admission.refresh();
   return {
     api,
-    queue,
+    queues,
+    queue: queues.shards[0].queue,
     async close() {
       await api.close();
-      await queue.close();
+      await queues.close();
       if (ownDb) await db.destroy();
     },
   };
@@ -69,8 +71,8 @@ export async function startTestFlusher(
 ): Promise<TestFlusher> {
   const config: Config = { ...ctx.config, ...overrides };
   const db = createDb(config, 'energy-test-flusher', ctx.logger);
-  const workerConnection = createRedis(config.redisUrl, 'blocking');
-  const commands = createRedis(config.redisUrl, 'command');
+  const workerConnection = createRedis(config, 'blocking');
+  const commands = createRedis(config, 'command');
   await waitForRedis(commands, 3000);
   const flusher = createFlusher({
     config,
@@ -91,11 +93,11 @@ export async function startTestFlusher(
   };
 }
 
-/** A read-only view of the test's ingest queue. */
-export function openQueue(redis: Redis, prefix: string): Queue<IngestJobData> {
+/** A read-only view of one shard of the test's ingest queue (the first by default). */
+export function openQueue(redis: RedisClient, prefix: string, shard = 0): Queue<IngestJobData> {
   return new Queue<IngestJobData>(INGEST_QUEUE_NAME, {
     connection: redis,
-    prefix: createRedisKeys(prefix).queuePrefix,
+    prefix: createRedisKeys(prefix).shards(shard + 1)[shard].prefix,
   });
 }
 

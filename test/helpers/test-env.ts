@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
 import { createDb } from '../../db/create-db';
 import { quoteIdent, withMaintenanceClient } from '../../db/migrate';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger, type Logger } from '../../src/logger';
-import { createRedis, waitForRedis } from '../../src/redis';
+import { createRedis, masters, waitForRedis, type RedisClient } from '../../src/redis';
 import { createRedisKeys } from '../../src/redis-keys';
 
 export const TEST_ENV = {
@@ -42,7 +41,7 @@ export function createTestConfig(overrides: Record<string, string> = {}): Config
 export interface TestContext {
   config: Config;
   db: Knex;
-  redis: Redis;
+  redis: RedisClient;
   logger: Logger;
   /** Drops this context's database and deletes its Redis keys. */
   cleanup(): Promise<void>;
@@ -77,7 +76,7 @@ export async function openTestContext(
 ): Promise<TestContext> {
   const logger = createLogger({ level: config.logLevel, name: 'test' });
   const db = createDb(config, 'energy-test', logger);
-  const redis = createRedis(config.redisUrl, 'command');
+  const redis = createRedis(config, 'command');
   await waitForRedis(redis, 3000);
   return {
     config,
@@ -93,15 +92,18 @@ export async function openTestContext(
   };
 }
 
-/** Deletes every key of a prefix: plain keys (`prefix:`) and queue keys (`{prefix}:`). */
-export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
-  for (const pattern of createRedisKeys(prefix).keyPatterns) {
-    let cursor = '0';
-    do {
-      // The prefix is validated to [A-Za-z0-9_.-], so it holds no glob characters.
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
+/** Deletes every key of a prefix (on every master of a cluster). */
+export async function deleteKeys(redis: RedisClient, prefix: string): Promise<void> {
+  for (const node of masters(redis)) {
+    for (const pattern of createRedisKeys(prefix).keyPatterns) {
+      let cursor = '0';
+      do {
+        // The prefix is validated to [A-Za-z0-9_.-], so it holds no glob characters.
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        // One key per call: a cluster refuses multi-key commands across slots.
+        await Promise.all(keys.map((key) => node.unlink(key)));
+      } while (cursor !== '0');
+    }
   }
 }

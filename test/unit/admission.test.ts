@@ -1,22 +1,23 @@
-import type { Redis } from 'ioredis';
 import { AppError } from '../../src/errors';
 import { createLogger } from '../../src/logger';
+import { backlogReadings } from '../../src/queue/queue-stats';
+import type { RedisClient } from '../../src/redis';
 import { createRedisKeys } from '../../src/redis-keys';
 import { IngestAdmission } from '../../src/telemetry/admission';
 
-const keys = createRedisKeys('unit');
+const [shard] = createRedisKeys('unit').shards(1);
 
 /** Just what IngestAdmission.refresh reads from Redis: the backlog counter and INFO memory. */
 function redisStub(sample: { backlog: string | null; usedMemory: number; maxMemory: number }) {
   const stub = {
-    get: jest.fn(async (key: string) => (key === keys.backlogReadings ? sample.backlog : null)),
+    get: jest.fn(async (key: string) => (key === shard.backlogReadings ? sample.backlog : null)),
     info: jest.fn(
       async (section: string) =>
         `# ${section}\r\nused_memory:${sample.usedMemory}\r\nused_memory_human:1M\r\n` +
         `used_memory_rss:99999999999\r\nmaxmemory:${sample.maxMemory}\r\nmaxmemory_human:1M\r\n`,
     ),
   };
-  return { stub, redis: stub as unknown as Redis };
+  return { stub, redis: stub as unknown as RedisClient };
 }
 
 async function admissionWith(
@@ -26,7 +27,7 @@ async function admissionWith(
   const { stub, redis } = redisStub({ usedMemory: 0, maxMemory: 0, ...sample });
   const admission = new IngestAdmission({
     redis,
-    keys,
+    backlog: () => backlogReadings(redis, [shard]),
     config,
     logger: createLogger({ level: 'silent', name: 'unit' }),
   });
@@ -52,7 +53,7 @@ describe('IngestAdmission', () => {
       usedMemory: 1234,
       maxMemory: 5678,
     });
-    expect(stub.get).toHaveBeenCalledWith(keys.backlogReadings);
+    expect(stub.get).toHaveBeenCalledWith(shard.backlogReadings);
     expect(stub.info).toHaveBeenCalledWith('memory');
     expect(admission.latest).toMatchObject({
       backlogReadings: 250,
@@ -67,9 +68,10 @@ describe('IngestAdmission', () => {
   });
 
   test('when nothing has been sampled yet, then readings are admitted', () => {
+    const { redis } = redisStub({ backlog: null, usedMemory: 0, maxMemory: 0 });
     const admission = new IngestAdmission({
-      redis: redisStub({ backlog: null, usedMemory: 0, maxMemory: 0 }).redis,
-      keys,
+      redis,
+      backlog: () => backlogReadings(redis, [shard]),
       config: { maxBacklogReadings: 10, redisMemoryHighWater: 0.9 },
       logger: createLogger({ level: 'silent', name: 'unit' }),
     });

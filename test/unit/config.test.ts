@@ -30,6 +30,10 @@ describe('configuration defaults', () => {
     expect(config).toEqual({
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/energy',
       redisUrl: 'redis://127.0.0.1:6379',
+      redisClusterNodes: '',
+      queueShards: 1,
+      redisWaitReplicas: 0,
+      redisWaitTimeoutMs: 1000,
       redisPrefix: 'energy',
       port: 3000,
       flusherPort: 9464,
@@ -71,6 +75,10 @@ describe('configuration defaults', () => {
     const keys: Array<keyof Config> = [
       'databaseUrl',
       'redisUrl',
+      'redisClusterNodes',
+      'queueShards',
+      'redisWaitReplicas',
+      'redisWaitTimeoutMs',
       'redisPrefix',
       'port',
       'flusherPort',
