@@ -10,7 +10,7 @@ import { ReportCache } from './analytics/report-cache';
 import { createAuthorize } from './auth/authorize';
 import type { Config } from './config';
 import { statusRoutes } from './devices/status-routes';
-import { healthRoutes } from './health';
+import { healthRoutes, type ReadinessChecks } from './health';
 import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
 import { mountRoutes } from './http/mount-routes';
 import { buildOpenApiDocument, createDocsRouter } from './http/openapi';
@@ -21,7 +21,6 @@ import { mappingRoutes } from './mapping/mapping-routes';
 import {
   createAnalyticsMetrics,
   createHttpMetrics,
-  createIngestMetrics,
   createRegistry,
   metricsRoute,
   registerPoolMetrics,
@@ -29,14 +28,12 @@ import {
 } from './metrics';
 import type { IngestQueue } from './queue/ingest-queue';
 import { readQueueStats } from './queue/queue-stats';
-import { createRedisKeys } from './redis-keys';
 import { MappingStore } from './stores/mapping-store';
 import { StatusStore } from './stores/status-store';
-import { IngestAdmission } from './telemetry/admission';
+import type { IngestAdmission } from './telemetry/admission';
+import { createIngestPipeline, type IngestPipeline } from './telemetry/ingest-pipeline';
 import { ingestRoutes } from './telemetry/ingest-routes';
-import { createBatchStore, IngestService } from './telemetry/ingest-service';
-import { LiveStateStore } from './telemetry/live-state';
-import { createReadingValidator } from './telemetry/validation';
+import type { IngestService } from './telemetry/ingest-service';
 
 export interface AppDeps {
   config: Config;
@@ -47,6 +44,10 @@ export interface AppDeps {
   logger: Logger;
   /** Where its metrics go; a new registry when not given. */
   registry?: Registry;
+  /** The ingest pipeline when the process shares it with another intake (MQTT); else built here. */
+  ingest?: IngestPipeline;
+  /** Readiness checks beyond PostgreSQL and Redis (e.g. the MQTT broker connection). */
+  readinessChecks?: ReadinessChecks;
 }
 
 export interface Api {
@@ -56,7 +57,7 @@ export interface Api {
   ingestService: IngestService;
   admission: IngestAdmission;
   registry: Registry;
-  /** Stops accepting into the buffer's background work and waits for accepted readings to be stored. */
+  /** Stops the ingest pipeline's background work and waits for accepted readings to be stored. */
   close(): Promise<void>;
 }
 
@@ -75,32 +76,12 @@ export function createApp({
   queue,
   logger,
   registry = createRegistry('api'),
+  ingest = createIngestPipeline({ config, redis, queue, logger, registry }),
+  readinessChecks = {},
 }: AppDeps): Api {
-  const keys = createRedisKeys(config.redisPrefix);
+  const { keys, liveState, validator, admission, ingestService } = ingest;
   registerPoolMetrics(registry, db);
   registerQueueMetrics(registry, () => readQueueStats(queue, redis, keys));
-  const liveState = new LiveStateStore(redis, keys);
-  const validator = createReadingValidator({ maxClockSkewS: config.maxClockSkewS });
-  const admission = new IngestAdmission({
-    redis,
-    keys,
-    config,
-    logger: logger.child({ module: 'admission' }),
-  });
-  const ingestService = new IngestService({
-    validator,
-    admission,
-    storeBatches: createBatchStore({
-      queue,
-      redis,
-      keys,
-      liveState,
-      logger: logger.child({ module: 'ingest' }),
-    }),
-    config,
-    logger: logger.child({ module: 'ingest' }),
-    metrics: createIngestMetrics(registry),
-  });
   const reports = new EnergyReportStore(db, {
     preparedStatements: config.dbPreparedStatements === 'on',
   });
@@ -120,7 +101,6 @@ export function createApp({
     metrics: analyticsMetrics,
   });
   const fleet = new FleetService({ store: reports, cache: reportCache('fleet'), keys, config });
-  admission.start();
   let closing = false;
 
   const routes: AnyRoute[] = [
@@ -137,7 +117,11 @@ export function createApp({
     }),
     ...analyticsRoutes({ performance, fleet, config }),
     ...healthRoutes({
-      checks: { postgres: () => db.raw('SELECT 1'), redis: () => redis.ping() },
+      checks: {
+        postgres: () => db.raw('SELECT 1'),
+        redis: () => redis.ping(),
+        ...readinessChecks,
+      },
       // Ingest needs Redis only: it keeps accepting while PostgreSQL is down.
       parts: {
         ingest: {
@@ -178,8 +162,7 @@ export function createApp({
     registry,
     async close() {
       closing = true;
-      admission.stop();
-      await ingestService.drain();
+      await ingest.close();
     },
   };
 }

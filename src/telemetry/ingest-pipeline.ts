@@ -1,0 +1,77 @@
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { createIngestMetrics } from '../metrics';
+import type { IngestQueue } from '../queue/ingest-queue';
+import { createRedisKeys, type RedisKeys } from '../redis-keys';
+import { IngestAdmission } from './admission';
+import { createBatchStore, IngestService } from './ingest-service';
+import { LiveStateStore } from './live-state';
+import { createReadingValidator, type ReadingValidator } from './validation';
+
+/** Everything between an intake (HTTP, MQTT) and the queue, built once per process. */
+export interface IngestPipeline {
+  keys: RedisKeys;
+  validator: ReadingValidator;
+  liveState: LiveStateStore;
+  admission: IngestAdmission;
+  ingestService: IngestService;
+  /** Stops the admission sampler and waits until every accepted reading is stored. */
+  close(): Promise<void>;
+}
+
+/**
+ * Validation, backpressure (admission), group commit into the queue and live state: the same for
+ * every intake, so the API and the MQTT process store readings with one set of rules.
+ */
+export function createIngestPipeline({
+  config,
+  redis,
+  queue,
+  logger,
+  registry,
+}: {
+  config: Config;
+  /** A `command` connection (see src/redis.ts); the queue may share it. */
+  redis: Redis;
+  queue: IngestQueue;
+  logger: Logger;
+  registry: Registry;
+}): IngestPipeline {
+  const keys = createRedisKeys(config.redisPrefix);
+  const liveState = new LiveStateStore(redis, keys);
+  const validator = createReadingValidator({ maxClockSkewS: config.maxClockSkewS });
+  const admission = new IngestAdmission({
+    redis,
+    keys,
+    config,
+    logger: logger.child({ module: 'admission' }),
+  });
+  const ingestService = new IngestService({
+    validator,
+    admission,
+    storeBatches: createBatchStore({
+      queue,
+      redis,
+      keys,
+      liveState,
+      logger: logger.child({ module: 'ingest' }),
+    }),
+    config,
+    logger: logger.child({ module: 'ingest' }),
+    metrics: createIngestMetrics(registry),
+  });
+  admission.start();
+  return {
+    keys,
+    validator,
+    liveState,
+    admission,
+    ingestService,
+    async close() {
+      admission.stop();
+      await ingestService.drain();
+    },
+  };
+}
