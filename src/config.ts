@@ -54,6 +54,21 @@ export interface Config {
   /** Requests per second per key (token bucket shared through Redis); 0 turns the limit off. */
   readonly rateLimitPerS: number;
   readonly rateLimitBurst: number;
+  // MQTT intake (src/mqtt/): off while mqttUrl is unset.
+  /** Broker URL (mqtt:// or mqtts://); when set, the API process consumes MQTT too. */
+  readonly mqttUrl: string | undefined;
+  /** Topics are `{prefix}/readings` and `{prefix}/{kind plural}/{id}`. */
+  readonly mqttTopicPrefix: string;
+  readonly mqttUsername: string | undefined;
+  readonly mqttPassword: string | undefined;
+  /** The session's client id; unset: derived from REDIS_PREFIX, the host name and the process role. */
+  readonly mqttClientId: string | undefined;
+  /** Health and metrics port of `npm run start:mqtt`. */
+  readonly mqttHealthPort: number;
+  /** Unacknowledged messages the broker may send at once (MQTT 5 Receive Maximum). */
+  readonly mqttReceiveMaximum: number;
+  /** How long the broker keeps the session (and queues messages for it) while the engine is away. */
+  readonly mqttSessionExpiryS: number;
 }
 
 export class ConfigError extends Error {
@@ -134,6 +149,14 @@ class EnvReader {
     return keys;
   }
 
+  optionalUrl(name: string, protocols: string[]): string | undefined {
+    return this.raw(name) === undefined ? undefined : this.url(name, '', protocols);
+  }
+
+  optionalString(name: string): string | undefined {
+    return this.raw(name);
+  }
+
   oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
     const value = this.raw(name) ?? fallback;
     if (!allowed.includes(value as T)) {
@@ -200,6 +223,25 @@ export function loadConfig(env: Env = {}): Config {
     apiKeys: read.apiKeys('API_KEYS'),
     rateLimitPerS: read.number('RATE_LIMIT_PER_S', 0, 0, 1_000_000, false),
     rateLimitBurst: read.number('RATE_LIMIT_BURST', 100, 1, 1_000_000),
+    mqttUrl: read.optionalUrl('MQTT_URL', ['mqtt:', 'mqtts:']),
+    mqttTopicPrefix: read.string(
+      'MQTT_TOPIC_PREFIX',
+      'energy/v1',
+      /^(?![$/])(?!.*\/$)(?!.*\/\/)[^#+]{1,200}$/,
+      'topic levels without wildcards (+ #), not starting with $ or /, not ending with /',
+    ),
+    mqttUsername: read.optionalString('MQTT_USERNAME'),
+    mqttPassword: read.optionalString('MQTT_PASSWORD'),
+    mqttClientId:
+      read.string(
+        'MQTT_CLIENT_ID',
+        '',
+        /^[A-Za-z0-9_.:-]{0,128}$/,
+        'up to 128 characters from A-Z a-z 0-9 _ . : -',
+      ) || undefined,
+    mqttHealthPort: read.number('MQTT_HEALTH_PORT', 9465, 0, 65535),
+    mqttReceiveMaximum: read.number('MQTT_RECEIVE_MAXIMUM', 1000, 1, 65535),
+    mqttSessionExpiryS: read.number('MQTT_SESSION_EXPIRY_S', 7 * 86_400, 60, 4_294_967_295),
   };
   if (read.problems.length > 0) throw new ConfigError(read.problems);
   return Object.freeze(config);

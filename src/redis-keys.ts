@@ -17,6 +17,8 @@ export interface RedisKeys {
   backlogSettled(jobId: string): string;
   /** Readings PostgreSQL rejected for good, as JSON lines, for `npm run redrive`. */
   readonly deadLetters: string;
+  /** MQTT payloads acknowledged as invalid, newest first, capped (see src/mqtt/reject-log.ts). */
+  readonly mqttRejects: string;
   liveState(type: 'meter' | 'vehicle', id: string): string;
   rateLimit(keyName: string): string;
   analyticsCache(vehicleId: string, fromMs: number, toMs: number, variant: string): string;
@@ -35,6 +37,7 @@ export function createRedisKeys(prefix: string): RedisKeys {
     backlogReadings: queueKey('backlog-readings'),
     backlogSettled: (jobId) => queueKey(`settled:${jobId}`),
     deadLetters: queueKey('dead-letters'),
+    mqttRejects: `${prefix}:mqtt:rejects`,
     liveState: (type, id) => `${prefix}:live:${type}:${id}`,
     rateLimit: (keyName) => `${prefix}:rate-limit:${keyName}`,
     analyticsCache: (vehicleId, fromMs, toMs, variant) =>

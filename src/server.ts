@@ -5,9 +5,12 @@ import { ConfigError, loadConfig, redactUrl } from './config';
 import { createDb } from '../db/create-db';
 import { exitOnStartupFailure, stopOnSignals } from './lifecycle';
 import { createLogger } from './logger';
+import { createRegistry } from './metrics';
+import { startMqttIntake } from './mqtt/mqtt-intake';
 import { createIngestQueue } from './queue/ingest-queue';
 import { createRedis } from './redis';
 import { createRedisKeys } from './redis-keys';
+import { createIngestPipeline } from './telemetry/ingest-pipeline';
 import { assertDependenciesReachable } from './startup-checks';
 
 async function main(): Promise<void> {
@@ -22,7 +25,7 @@ async function main(): Promise<void> {
     }
     if (config.auth === 'off')
       logger.warn('AUTH=off: every client can write and read; set API_KEYS to require keys');
-    await assertDependenciesReachable(config);
+    await assertDependenciesReachable(config, { mqtt: true });
 
     const db = createDb(config, 'energy-api', logger);
     const redis = createRedis(config.redisUrl, 'command');
@@ -31,7 +34,31 @@ async function main(): Promise<void> {
       keys: createRedisKeys(config.redisPrefix),
       config,
     });
-    const api = createApp({ config, db, redis, queue, logger });
+    const registry = createRegistry('api');
+    const ingest = createIngestPipeline({ config, redis, queue, logger, registry });
+    // With MQTT_URL the API consumes MQTT too, into the same pipeline (so `npm start` includes it).
+    const { mqttUrl } = config;
+    const intake = mqttUrl
+      ? startMqttIntake({
+          config: { ...config, mqttUrl },
+          role: 'api',
+          ingestService: ingest.ingestService,
+          redis,
+          keys: ingest.keys,
+          registry,
+          logger,
+        })
+      : null;
+    const api = createApp({
+      config,
+      db,
+      redis,
+      queue,
+      logger,
+      registry,
+      ingest,
+      readinessChecks: intake ? { mqtt: () => intake.ready() } : {},
+    });
 
     const server: Server = await new Promise((resolve) => {
       const s = api.app.listen(config.port, () => resolve(s));
@@ -45,15 +72,17 @@ async function main(): Promise<void> {
         database: redactUrl(config.databaseUrl),
         redis: redactUrl(config.redisUrl),
         prefix: config.redisPrefix,
+        ...(intake && mqttUrl ? { mqtt: redactUrl(mqttUrl), mqttClientId: intake.clientId } : {}),
       },
-      `API listening on http://127.0.0.1:${config.port}`,
+      `API listening on http://127.0.0.1:${config.port}${intake ? ', consuming MQTT' : ''}`,
     );
 
     stopOnSignals(
       async () => {
-        // Order: stop taking requests, store what was accepted, then close connections.
+        // Order: stop taking requests and messages, store what was accepted, then close connections.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
+        await intake?.close();
         await api.close();
         // Every accepted reading is stored now; keep-alive clients must not hold the exit.
         server.closeAllConnections();
