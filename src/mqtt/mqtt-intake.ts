@@ -25,6 +25,7 @@ import {
   type DeliveredMessage,
   type PubackReason,
 } from './ack-after-store';
+import { ConcurrencyLimit } from './concurrency-limit';
 import { decodePayload } from './payload';
 import { RejectLog } from './reject-log';
 import { RetryGate, type GateTicket } from './retry-gate';
@@ -111,6 +112,8 @@ export function startMqttIntake({
   const metrics: MqttMetrics = createMqttMetrics(registry, {
     unacked: () => subscriber?.unacked ?? 0,
   });
+  // As many at once as the broker should send: beyond that, messages wait undecoded.
+  const limit = new ConcurrencyLimit(config.mqttReceiveMaximum);
   let lastCause = '';
   const gate = new RetryGate({
     ...RETRY,
@@ -255,7 +258,9 @@ export function startMqttIntake({
     receiveMaximum: config.mqttReceiveMaximum,
     sessionExpiryS: config.mqttSessionExpiryS,
     handle: (message) =>
-      message.qos === 0 ? handleQos0(message) : handle({ ...message, once: false }),
+      limit.run(message.signal, () =>
+        message.qos === 0 ? handleQos0(message) : handle({ ...message, once: false }),
+      ),
     logger: log,
     onConnection: (up) => metrics.onConnection(up),
     onAck: (reason, seconds) =>
