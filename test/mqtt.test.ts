@@ -451,7 +451,7 @@ describe('PUBACK after store (the mqtt.js mechanism, checked on the wire)', () =
       // delivers it again (dup) and that delivery is acknowledged.
       await pub.publishAsync('mech/b', 'late', { qos: 1 });
       await waitFor(async () => held.length === 31, 10_000, 'the 31st message');
-      const closed = new Promise((r) => subscriber.client.once('close', r));
+      const closed = new Promise<void>((r) => subscriber.client.once('close', () => r()));
       subscriber.client.stream.destroy();
       await closed;
       held[30].resolve(REASON_SUCCESS); // stored, but its connection is gone: no PUBACK
