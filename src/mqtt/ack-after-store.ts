@@ -16,9 +16,10 @@
  *      the message: a PUBACK of an older connection is dropped (mqtt.js would queue it for the
  *      next one); the broker redelivers such messages, and storage is idempotent.
  * Backpressure: a handler that cannot store yet keeps its message unacknowledged; once Receive
- * Maximum messages are, the broker stops sending and queues the rest. The socket is never paused
- * (that would hold back PINGRESP too and end in a keepalive timeout).
+ * Maximum messages are, the broker stops sending and queues the rest. The socket is not paused
+ * (mqtt.js's pipe resumes it); reading stops only past a hard bound (HELD_PER_RECEIVE_MAXIMUM).
  */
+import { setMaxListeners } from 'node:events';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from '../logger';
 
@@ -74,6 +75,16 @@ export interface AckAfterStoreSubscriber {
 
 /** Keepalive below 30 s made Mosquitto's post-outage bursts (PINGRESP behind them) cut connections. */
 const KEEPALIVE_S = 30;
+/**
+ * The memory bound. Mosquitto 2.0.11 honours Receive Maximum while nothing is acknowledged, but
+ * once PUBACKs flow while a backlog is queued it sends far more (52,948 unacknowledged measured
+ * with Receive Maximum 1000). Past this many messages, or bytes, held at once, mqtt.js is not given
+ * its callback, so it reads no further (TCP pushes back to the broker) until a store finishes.
+ * Reading held back also holds back PINGRESP: were stores stuck for 1.5 x keepalive, the client
+ * would reconnect and the broker redeliver, which loses nothing.
+ */
+const HELD_PER_RECEIVE_MAXIMUM = 2;
+const MAX_HELD_BYTES = 64 * 1024 * 1024;
 const RESUBSCRIBE_DELAY_MS = 5000;
 
 type Stream = MqttClient['stream'];
@@ -117,9 +128,25 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
   /** Errors while reconnecting repeat every second: one log line per outage is enough. */
   let errorReported = false;
   let closing = false;
-  let connection = new AbortController();
+  /** Aborts when the current connection closes, or on close(); every waiting message listens to it. */
+  const newConnection = () => {
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    return controller;
+  };
+  let connection = newConnection();
   const pending = new Set<Promise<unknown>>();
-  const closed = new AbortController();
+  let heldBytes = 0;
+  /** mqtt.js's callback for the last message, kept while too much is held: it reads nothing meanwhile. */
+  let paused: (() => void) | null = null;
+  const maxHeld = o.receiveMaximum * HELD_PER_RECEIVE_MAXIMUM;
+  const tooMuchHeld = () =>
+    pending.size >= maxHeld || (pending.size > 1 && heldBytes >= MAX_HELD_BYTES);
+  const resumeReading = () => {
+    const resume = paused;
+    paused = null;
+    resume?.();
+  };
 
   const flushAcks = () => {
     while (fifo.length > 0 && fifo[0].reason !== undefined) {
@@ -140,22 +167,23 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
       callback();
       return;
     }
-    if (packet.qos === 1) callback(DEFERRED);
-    else callback();
-    if (closing) return; // not acknowledged: the broker delivers it again after the restart
+    // An error makes mqtt.js skip its own PUBACK (QoS 1); without one it has nothing to send (QoS 0).
+    const next = packet.qos === 1 ? () => callback(DEFERRED) : () => callback();
+    if (closing) return next(); // not acknowledged: the broker delivers it again after the restart
     const entry: Entry | null =
       packet.qos === 1 && packet.messageId !== undefined
         ? { messageId: packet.messageId, stream: client.stream, receivedAt: performance.now() }
         : null;
     if (entry) fifo.push(entry);
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    heldBytes += payload.length;
     const work = o
       .handle({
         topic: packet.topic,
         payload,
         qos: packet.qos,
         redelivered: packet.dup,
-        signal: AbortSignal.any([connection.signal, closed.signal]),
+        signal: connection.signal,
       })
       .then(
         (reason) => {
@@ -170,9 +198,13 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
       )
       .finally(() => {
         pending.delete(work);
+        heldBytes -= payload.length;
         flushAcks();
+        if (paused && !tooMuchHeld()) resumeReading();
       });
     pending.add(work);
+    if (tooMuchHeld()) paused = next;
+    else next();
   };
 
   const subscribe = (stream: Stream) => {
@@ -207,12 +239,13 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     if (!connack.sessionPresent) subscribe(client.stream);
   });
   client.on('close', () => {
+    resumeReading(); // lets the closed connection's packet pump finish
     if (wasConnected && !closing) o.logger.warn('MQTT connection closed; reconnecting');
     wasConnected = false;
     subscribed = false;
     o.onConnection?.(false);
     connection.abort();
-    connection = new AbortController();
+    connection = newConnection();
   });
   client.on('disconnect', (packet) => {
     if (packet.reasonCode === REASON_SESSION_TAKEN_OVER) {
@@ -242,7 +275,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
       closing = true;
       // Messages still waiting for storage stay unacknowledged, for the next start; those being
       // stored right now finish and are acknowledged.
-      closed.abort();
+      connection.abort();
       const timer = new Promise((resolve) => setTimeout(resolve, timeoutMs).unref());
       await Promise.race([Promise.allSettled([...pending]), timer]);
       flushAcks();
