@@ -471,6 +471,50 @@ describe('PUBACK after store (the mqtt.js mechanism, checked on the wire)', () =
   });
 });
 
+describe('memory bound', () => {
+  test('when the broker sends a queued backlog beyond Receive Maximum, then at most twice Receive Maximum messages are held at once and none is lost', async () => {
+    const broker = await Mosquitto.start();
+    const clientId = `bound-${ctx.config.redisPrefix}`;
+    let held = 0;
+    let most = 0;
+    const seen = new Set<string>();
+    const start = () =>
+      startAckAfterStoreSubscriber({
+        url: broker.url,
+        clientId,
+        subscription: 'bound/#',
+        receiveMaximum: 10,
+        sessionExpiryS: 600,
+        handle: async (message) => {
+          held += 1;
+          most = Math.max(most, held);
+          await new Promise((r) => setTimeout(r, 1));
+          seen.add(message.payload.toString());
+          held -= 1;
+          return REASON_SUCCESS;
+        },
+        logger: createLogger({ level: 'silent', name: 'test' }),
+      });
+    let subscriber = start();
+    const pub = await connectPublisher(broker.url);
+    try {
+      await waitFor(async () => subscriber.ready, 10_000, 'subscribed');
+      await subscriber.close(1000); // the session stays, and queues what follows
+      await Promise.all(
+        Array.from({ length: 3000 }, (_, i) => pub.publishAsync('bound/a', `m${i}`, { qos: 1 })),
+      );
+      subscriber = start();
+      await waitFor(async () => seen.size === 3000, 30_000, 'the backlog');
+      expect(most).toBeGreaterThan(1);
+      expect(most).toBeLessThanOrEqual(20);
+    } finally {
+      await pub.endAsync();
+      await subscriber.close(1000);
+      await broker.destroy();
+    }
+  });
+});
+
 describe('the API process with MQTT_URL', () => {
   test('when MQTT_URL is set, then the API consumes MQTT and its readiness reports the broker', async () => {
     const broker = await Mosquitto.start();
