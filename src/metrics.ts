@@ -51,16 +51,6 @@ export interface MqttMetrics {
   onConnection(connected: boolean): void;
 }
 
-export const noMqttMetrics: MqttMetrics = {
-  onMessage: () => undefined,
-  onReadings: () => undefined,
-  onRejected: () => undefined,
-  onAcked: () => undefined,
-  onAckDropped: () => undefined,
-  onStoreRetry: () => undefined,
-  onConnection: () => undefined,
-};
-
 /**
  * Every metric the engine exports, on an injected registry (prom-client's global one leaks between
  * tests and processes). Base units, `_total` counters, and low-cardinality labels only: never a

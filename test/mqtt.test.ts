@@ -19,7 +19,7 @@ import {
 } from '../src/mqtt/ack-after-store';
 import type { Config } from '../src/config';
 import { createLogger } from '../src/logger';
-import type { RejectEntry } from '../src/mqtt/reject-log';
+import { RejectLog, type RejectEntry } from '../src/mqtt/reject-log';
 import { createRedisKeys } from '../src/redis-keys';
 import { OwnRedis } from './faults/harness';
 import { startTestFlusher, waitFor, type TestFlusher } from './helpers/engine';
@@ -103,10 +103,8 @@ async function waitForHistory(type: 'meter' | 'vehicle', id: string, count: numb
   return historyOf(type, id);
 }
 
-async function rejects(): Promise<RejectEntry[]> {
-  const raw = await ctx.redis.lrange(createRedisKeys(ctx.config.redisPrefix).mqttRejects, 0, -1);
-  return raw.map((line) => JSON.parse(line) as RejectEntry);
-}
+const rejects = (): Promise<RejectEntry[]> =>
+  new RejectLog(ctx.redis, createRedisKeys(ctx.config.redisPrefix).mqttRejects).latest(1000);
 
 async function rejectFor(topic: string): Promise<RejectEntry> {
   let found: RejectEntry | undefined;
