@@ -67,8 +67,8 @@ export async function assertMqttBrokerReachable(
     const client = await mqtt.connectAsync(config.mqttUrl, {
       protocolVersion: 5,
       clientId: `energy-probe-${randomBytes(4).toString('hex')}`,
-      username: config.mqttUsername,
-      password: config.mqttPassword,
+      username: config.mqttUsername || undefined,
+      password: config.mqttPassword || undefined,
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: timeoutMs,

@@ -53,7 +53,7 @@ export type MqttConfig = Pick<
  */
 export function mqttClientId(config: MqttConfig, role: MqttRole, hostname = os.hostname()): string {
   const host = hostname.replace(/[^A-Za-z0-9_.-]/g, '-');
-  return config.mqttClientId ?? `${config.redisPrefix}-${host}-${role}`;
+  return config.mqttClientId || `${config.redisPrefix}-${host}-${role}`;
 }
 
 export interface MqttIntake {
@@ -252,8 +252,9 @@ export function startMqttIntake({
   subscriber = startAckAfterStoreSubscriber({
     url: config.mqttUrl,
     clientId,
-    username: config.mqttUsername,
-    password: config.mqttPassword,
+    // Unset may arrive as '' (an empty user name is still a user name in CONNECT).
+    username: config.mqttUsername || undefined,
+    password: config.mqttPassword || undefined,
     subscription: topics.subscription,
     receiveMaximum: config.mqttReceiveMaximum,
     sessionExpiryS: config.mqttSessionExpiryS,
