@@ -3,7 +3,7 @@
  * a directory of its own, with the settings ops/mosquitto/mosquitto.conf gives operators: nothing
  * dropped for a slow or absent consumer (max_queued_messages 0), persistence on.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -15,6 +15,8 @@ export interface MosquittoOptions {
   autosaveS?: number;
   /** Every packet in the log (e.g. to see the PUBACK reason codes the broker received). */
   logAll?: boolean;
+  /** User names and passwords: anonymous clients are refused when given. */
+  users?: Record<string, string>;
   /** Extra mosquitto.conf lines. */
   extra?: string[];
 }
@@ -48,11 +50,19 @@ export class Mosquitto {
 
   async start(): Promise<void> {
     const conf = path.join(this.dir, 'mosquitto.conf');
+    const passwords = path.join(this.dir, 'passwords');
+    const users = Object.entries(this.options.users ?? {});
+    writeFileSync(passwords, '');
+    for (const [user, password] of users) {
+      execFileSync('mosquitto_passwd', ['-b', passwords, user, password]);
+    }
     writeFileSync(
       conf,
       [
         `listener ${this.port} 127.0.0.1`,
-        'allow_anonymous true',
+        ...(users.length > 0
+          ? ['allow_anonymous false', `password_file ${passwords}`]
+          : ['allow_anonymous true']),
         'persistence true',
         `persistence_location ${this.dir}/`,
         `autosave_interval ${this.options.autosaveS ?? 10}`,

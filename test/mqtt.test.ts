@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { freePort, waitForHttp } from '../bench/bench-helpers';
 import { Mosquitto } from '../bench/mosquitto';
 import {
@@ -508,6 +508,42 @@ describe('memory bound', () => {
     } finally {
       await pub.endAsync();
       await subscriber.close(1000);
+      await broker.destroy();
+    }
+  });
+});
+
+describe('broker credentials', () => {
+  test('when the broker refuses anonymous clients, then MQTT_USERNAME and MQTT_PASSWORD let the intake in', async () => {
+    const broker = await Mosquitto.start({ users: { engine: 's3cret', device: 'd3vice' } });
+    const topicPrefix = `${prefix}-auth`;
+    const secured = await startConsumer('auth', {
+      mqttUrl: broker.url,
+      mqttTopicPrefix: topicPrefix,
+      mqttUsername: 'engine',
+      mqttPassword: 's3cret',
+    });
+    const pub = await mqtt.connectAsync(broker.url, {
+      protocolVersion: 5,
+      username: 'device',
+      password: 'd3vice',
+      reconnectPeriod: 0,
+    });
+    try {
+      await pub.publishAsync(
+        `${topicPrefix}/meters/M-auth`,
+        JSON.stringify(meter(undefined, 3000)),
+        {
+          qos: 1,
+        },
+      );
+      expect(await waitForHistory('meter', 'M-auth', 1)).toEqual([BASE_MS + 3_000_000]);
+      await expect(
+        mqtt.connectAsync(broker.url, { protocolVersion: 5, reconnectPeriod: 0 }),
+      ).rejects.toThrow(/Not authorized|Bad User Name or Password/i);
+    } finally {
+      await pub.endAsync();
+      await secured.close();
       await broker.destroy();
     }
   });
