@@ -84,3 +84,40 @@ export const fmt = (n: number | null | undefined, digits = 0) =>
   n === null || n === undefined || !Number.isFinite(n)
     ? 'n/a'
     : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** Quantiles of a Prometheus histogram's growth between two scrapes (linear inside a bucket). */
+export function histogramDelta(
+  before: string,
+  after: string,
+  name: string,
+): { count: number; p50Ms: number | null; p99Ms: number | null } {
+  const buckets = (text: string) => {
+    const map = new Map<number, number>();
+    for (const m of text.matchAll(
+      new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'),
+    )) {
+      map.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+    }
+    return map;
+  };
+  const a = buckets(before);
+  const b = buckets(after);
+  const bounds = [...b.keys()].sort((x, y) => x - y);
+  const counts = bounds.map((le) => (b.get(le) ?? 0) - (a.get(le) ?? 0));
+  const total = counts[counts.length - 1] ?? 0;
+  const quantile = (q: number): number | null => {
+    if (total === 0) return null;
+    const rank = q * total;
+    for (let i = 0; i < bounds.length; i++) {
+      if (counts[i] >= rank) {
+        const lower = i === 0 ? 0 : bounds[i - 1];
+        const below = i === 0 ? 0 : counts[i - 1];
+        const upper = Number.isFinite(bounds[i]) ? bounds[i] : lower;
+        const share = counts[i] === below ? 1 : (rank - below) / (counts[i] - below);
+        return (lower + (upper - lower) * share) * 1000;
+      }
+    }
+    return null;
+  };
+  return { count: total, p50Ms: quantile(0.5), p99Ms: quantile(0.99) };
+}

@@ -16,7 +16,17 @@ import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } fr
 import { loadConfig } from '../src/config';
 import { createRedisKeys } from '../src/redis-keys';
 import { commandLineOrExit, parseCommandLine } from '../scripts/cli';
-import { fmt, freePort, sleep, startNode, waitForHttp, type Proc } from './bench-helpers';
+import { RollupStore } from '../src/stores/rollup-store';
+import { benchMqtt, type MqttBenchResults } from './mqtt';
+import {
+  fmt,
+  freePort,
+  histogramDelta,
+  sleep,
+  startNode,
+  waitForHttp,
+  type Proc,
+} from './bench-helpers';
 
 const quick = commandLineOrExit(
   () =>
@@ -67,7 +77,8 @@ interface Results {
     uncached: { p50Ms: number; p99Ms: number; requestsPerS: number };
     cached: { p50Ms: number; p99Ms: number; requestsPerS: number };
   };
-  memory: { apiPeakRssMb: number; flusherPeakRssMb: number };
+  mqtt: MqttBenchResults & { batchRatioToHttpBatch: number; singleRatioToHttpSingle: number };
+  memory: { apiPeakRssMb: number; flusherPeakRssMb: number; mqttPeakRssMb: number };
 }
 
 /** Load timestamps start three days ago, so every phase stays in the past (and fresh partitions). */
@@ -201,7 +212,7 @@ async function loadAnalyticsData(databaseUrl: string, vehicles: number): Promise
       [type, idPrefix, start, vehicles],
     );
   }
-  await db.raw(`SELECT rebuild_hourly_rollups(?::timestamptz, now())`, [start]);
+  await new RollupStore(db).rebuild(new Date(start), new Date());
   await db.raw(
     `INSERT INTO vehicle_meter_map (vehicle_id, meter_id, valid_from)
      SELECT 'AV-' || d, 'AM-' || d, ?::timestamptz - interval '1 day' FROM generate_series(1, ?) d`,
@@ -293,6 +304,24 @@ async function main(): Promise<void> {
     const batch2xx = batch.requests.total - batch.non2xx;
     console.log(`batch ingest: ${fmt((batch2xx * 1000) / batch.duration)} readings/s`);
     await waitUntilDrained(redis, async () => undefined);
+
+    // 2b. The same ingest through MQTT (its own process and broker, the same queue and flusher).
+    const mqtt = await benchMqtt({
+      env,
+      quick,
+      seconds: SECONDS,
+      meterJson: (n) => meterJson(n, base),
+      mixedBatch: (n, size) => {
+        const parts: string[] = [];
+        for (let i = 0; i < size / 2; i++)
+          parts.push(meterJson(n + i, base), vehicleJson(n + i, base));
+        return `[${parts.join(',')}]`;
+      },
+      waitUntilDrained: () => waitUntilDrained(redis, async () => undefined),
+    });
+    console.log(
+      `MQTT: ${fmt(mqtt.batch.readingsPerS)} readings/s in 100-reading messages, ${fmt(mqtt.single.readingsPerS)} in single-reading messages; at ${rateLabel(mqtt.nominal.readingsPerS)} stored-PUBACK p99 ${fmt(mqtt.nominal.storedAckP99Ms)} ms`,
+    );
 
     // 3. End to end: E2E_READINGS as fast as accepted, until all are durable in PostgreSQL.
     let maxLagMs = 0;
@@ -390,7 +419,12 @@ async function main(): Promise<void> {
       `analytics: uncached p99 ${uncached.latency.p99} ms, cached p99 ${cached.latency.p99} ms`,
     );
 
-    const memory = { apiPeakRssMb: api.peakRssMb(), flusherPeakRssMb: flusher.peakRssMb() };
+    const memory = {
+      apiPeakRssMb: api.peakRssMb(),
+      flusherPeakRssMb: flusher.peakRssMb(),
+      mqttPeakRssMb: mqtt.peakRssMb,
+    };
+    const httpBatchReadingsPerS = (batch2xx * 1000) / batch.duration;
     const results: Results = {
       machine,
       mode: quick ? 'quick' : 'full',
@@ -407,7 +441,7 @@ async function main(): Promise<void> {
         ratioToCeiling: single.requests.average / ceiling.requests.average,
       },
       batchIngest: {
-        readingsPerS: (batch2xx * 1000) / batch.duration,
+        readingsPerS: httpBatchReadingsPerS,
         requestsPerS: batch.requests.average,
         p99Ms: batch.latency.p99,
         rejected503: batch.non2xx,
@@ -424,6 +458,11 @@ async function main(): Promise<void> {
         batches: lag.count,
         p50Ms: lag.p50Ms,
         p99Ms: lag.p99Ms,
+      },
+      mqtt: {
+        ...mqtt,
+        batchRatioToHttpBatch: mqtt.batch.readingsPerS / httpBatchReadingsPerS,
+        singleRatioToHttpSingle: mqtt.single.readingsPerS / single.requests.average,
       },
       copyCeiling: copy,
       analytics: {
@@ -454,42 +493,7 @@ async function main(): Promise<void> {
   }
 }
 
-/** Quantiles of a Prometheus histogram's growth between two scrapes (linear inside a bucket). */
-function histogramDelta(
-  before: string,
-  after: string,
-  name: string,
-): { count: number; p50Ms: number | null; p99Ms: number | null } {
-  const buckets = (text: string) => {
-    const map = new Map<number, number>();
-    for (const m of text.matchAll(
-      new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'),
-    )) {
-      map.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
-    }
-    return map;
-  };
-  const a = buckets(before);
-  const b = buckets(after);
-  const bounds = [...b.keys()].sort((x, y) => x - y);
-  const counts = bounds.map((le) => (b.get(le) ?? 0) - (a.get(le) ?? 0));
-  const total = counts[counts.length - 1] ?? 0;
-  const quantile = (q: number): number | null => {
-    if (total === 0) return null;
-    const rank = q * total;
-    for (let i = 0; i < bounds.length; i++) {
-      if (counts[i] >= rank) {
-        const lower = i === 0 ? 0 : bounds[i - 1];
-        const below = i === 0 ? 0 : counts[i - 1];
-        const upper = Number.isFinite(bounds[i]) ? bounds[i] : lower;
-        const share = counts[i] === below ? 1 : (rank - below) / (counts[i] - below);
-        return (lower + (upper - lower) * share) * 1000;
-      }
-    }
-    return null;
-  };
-  return { count: total, p50Ms: quantile(0.5), p99Ms: quantile(0.99) };
-}
+const rateLabel = (readingsPerS: number) => `${fmt(readingsPerS)} readings/s`;
 
 function printTable(r: Results): void {
   const rows: [string, string, string][] = [
@@ -507,6 +511,21 @@ function printTable(r: Results): void {
       'batch ingest (1,000 readings/request, 8 conns)',
       `${fmt(r.batchIngest.readingsPerS)} readings/s, p99 ${r.batchIngest.p99Ms} ms`,
       `${fmt(r.batchIngest.rejected503)} 503s`,
+    ],
+    [
+      'MQTT batch (100 readings/message, QoS 1, PUBACK once stored)',
+      `${fmt(r.mqtt.batch.readingsPerS)} readings/s (${fmt(r.mqtt.batch.messages)} messages)`,
+      `${fmt(r.mqtt.batchRatioToHttpBatch, 2)} of HTTP batch`,
+    ],
+    [
+      'MQTT single-reading messages (QoS 1, PUBACK once stored)',
+      `${fmt(r.mqtt.single.readingsPerS)} readings/s (${fmt(r.mqtt.single.messages)} messages)`,
+      `${fmt(r.mqtt.singleRatioToHttpSingle, 2)} of HTTP single`,
+    ],
+    [
+      `MQTT at ${rateLabel(r.mqtt.nominal.readingsPerS)}: publish -> broker PUBACK; receive -> stored PUBACK`,
+      `p50 ${fmt(r.mqtt.nominal.brokerPubackP50Ms, 1)} ms, p99 ${fmt(r.mqtt.nominal.brokerPubackP99Ms, 1)} ms; p50 ${fmt(r.mqtt.nominal.storedAckP50Ms, 1)} ms, p99 ${fmt(r.mqtt.nominal.storedAckP99Ms, 1)} ms`,
+      '',
     ],
     [
       `end-to-end (${fmt(r.endToEnd.readings)} readings durable)`,
@@ -531,7 +550,7 @@ function printTable(r: Results): void {
     ],
     [
       'peak RSS',
-      `API ${fmt(r.memory.apiPeakRssMb)} MB, flusher ${fmt(r.memory.flusherPeakRssMb)} MB`,
+      `API ${fmt(r.memory.apiPeakRssMb)} MB, flusher ${fmt(r.memory.flusherPeakRssMb)} MB, MQTT ${fmt(r.memory.mqttPeakRssMb)} MB`,
       '',
     ],
   ];

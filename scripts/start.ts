@@ -1,6 +1,7 @@
 /**
- * `npm start`: checks PostgreSQL and Redis, migrates, then runs the API and the flusher together in
- * the foreground with both logs. Ctrl-C (or SIGTERM) stops both cleanly; if one dies, both stop.
+ * `npm start`: checks PostgreSQL and Redis (and the MQTT broker when MQTT_URL is set), migrates, then
+ * runs the API (which consumes MQTT when MQTT_URL is set) and the flusher together in the
+ * foreground with both logs. Ctrl-C (or SIGTERM) stops both cleanly; if one dies, both stop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
     );
   }
   const config = loadConfig(process.env);
-  await assertDependenciesReachable(config);
+  await assertDependenciesReachable(config, { mqtt: true });
   await runMigrations(config, logger);
 
   const children = new Map<string, ChildProcess>([
@@ -64,7 +65,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stopAll('SIGINT'));
   process.on('SIGTERM', () => stopAll('SIGTERM'));
   logger.info(
-    `engine running: API on http://127.0.0.1:${config.port}, flusher health on :${config.flusherPort}; Ctrl-C stops both`,
+    `engine running: API on http://127.0.0.1:${config.port}${config.mqttUrl ? ' (consuming MQTT)' : ''}, flusher health on :${config.flusherPort}; Ctrl-C stops both`,
   );
 }
 

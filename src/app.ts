@@ -12,7 +12,7 @@ import type { Config } from './config';
 import { createDashboardRouter, dashboardAssetsDir } from './dashboard/dashboard-router';
 import { settingsRoutes } from './telemetry/settings-routes';
 import { statusRoutes } from './telemetry/status-routes';
-import { healthRoutes } from './health';
+import { healthRoutes, type ReadinessChecks } from './health';
 import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
 import { mountRoutes } from './http/mount-routes';
 import { buildOpenApiDocument, createDocsRouter } from './http/openapi';
@@ -28,23 +28,20 @@ import type { OcppEndpoint } from './ocpp/ocpp-endpoint';
 import {
   createAnalyticsMetrics,
   createHttpMetrics,
-  createIngestMetrics,
   createRegistry,
   metricsRoute,
   registerPoolMetrics,
   registerQueueMetrics,
 } from './metrics';
-import { shardsInUse, type IngestQueues } from './queue/ingest-queue';
-import { backlogReadings, readQueueStats } from './queue/queue-stats';
-import { createRedisKeys } from './redis-keys';
+import type { IngestQueues } from './queue/ingest-queue';
+import { readQueueStats } from './queue/queue-stats';
 import { DeviceSettingsStore } from './stores/device-settings-store';
 import { MappingStore } from './stores/mapping-store';
 import { StatusStore } from './stores/status-store';
-import { IngestAdmission } from './telemetry/admission';
+import type { IngestAdmission } from './telemetry/admission';
+import { createIngestPipeline, type IngestPipeline } from './telemetry/ingest-pipeline';
 import { ingestRoutes } from './telemetry/ingest-routes';
-import { createBatchStore, IngestService } from './telemetry/ingest-service';
-import { LiveStateStore } from './telemetry/live-state';
-import { createReadingValidator } from './telemetry/validation';
+import type { IngestService } from './telemetry/ingest-service';
 
 export interface AppDeps {
   config: Config;
@@ -55,6 +52,10 @@ export interface AppDeps {
   logger: Logger;
   /** Where its metrics go; a new registry when not given. */
   registry?: Registry;
+  /** The ingest pipeline when the process shares it with another intake (MQTT); else built here. */
+  ingest?: IngestPipeline;
+  /** Readiness checks beyond PostgreSQL and Redis (e.g. the MQTT broker connection). */
+  readinessChecks?: ReadinessChecks;
 }
 
 export interface Api {
@@ -66,7 +67,7 @@ export interface Api {
   /** OCPP charge points: attach it to the HTTP server that listens (`ocpp.attach(server)`). */
   ocpp: OcppEndpoint;
   registry: Registry;
-  /** Stops accepting into the buffer's background work and waits for accepted readings to be stored. */
+  /** Stops the ingest pipeline's background work and waits for accepted readings to be stored. */
   close(): Promise<void>;
 }
 
@@ -85,33 +86,12 @@ export function createApp({
   queues,
   logger,
   registry = createRegistry('api'),
+  ingest = createIngestPipeline({ config, redis, queues, logger, registry }),
+  readinessChecks = {},
 }: AppDeps): Api {
-  const keys = createRedisKeys(config.redisPrefix);
+  const { keys, liveState, validator, admission, ingestService } = ingest;
   registerPoolMetrics(registry, db);
   registerQueueMetrics(registry, () => readQueueStats(queues.shards, redis));
-  const liveState = new LiveStateStore(redis, keys);
-  const validator = createReadingValidator({ maxClockSkewS: config.maxClockSkewS });
-  const admission = new IngestAdmission({
-    redis,
-    // Every shard in use, also those another process (or an earlier configuration) wrote to.
-    backlog: async () => backlogReadings(redis, await shardsInUse(redis, keys, config.queueShards)),
-    config,
-    logger: logger.child({ module: 'admission' }),
-  });
-  const ingestService = new IngestService({
-    validator,
-    admission,
-    storeBatches: createBatchStore({
-      queues,
-      redis,
-      liveState,
-      logger: logger.child({ module: 'ingest' }),
-      config,
-    }),
-    config,
-    logger: logger.child({ module: 'ingest' }),
-    metrics: createIngestMetrics(registry),
-  });
   const settings = new DeviceSettingsStore(db);
   const reports = new EnergyReportStore(db, {
     preparedStatements: config.dbPreparedStatements === 'on',
@@ -158,7 +138,6 @@ export function createApp({
     registry,
     logger: logger.child({ module: 'ocpp' }),
   });
-  admission.start();
   let closing = false;
 
   const routes: AnyRoute[] = [
@@ -181,7 +160,11 @@ export function createApp({
     ...sessionRoutes({ sessions, config }),
     ...ocpp.routes,
     ...healthRoutes({
-      checks: { postgres: () => db.raw('SELECT 1'), redis: () => redis.ping() },
+      checks: {
+        postgres: () => db.raw('SELECT 1'),
+        redis: () => redis.ping(),
+        ...readinessChecks,
+      },
       // Ingest needs Redis only: it keeps accepting while PostgreSQL is down.
       parts: {
         ingest: {
@@ -226,8 +209,7 @@ export function createApp({
       closing = true;
       // Charge points' calls in progress are answered once their readings are stored.
       await ocpp.endpoint.close();
-      admission.stop();
-      await ingestService.drain();
+      await ingest.close();
     },
   };
 }

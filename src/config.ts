@@ -176,6 +176,37 @@ export const settingsSchema = Type.Object({
     description:
       'what Authorize and StartTransaction answer for an idTag no vehicle is registered to (`PUT /v1/id-tags/{idTag}`)',
   }),
+  MQTT_URL: text('', {
+    protocols: ['mqtt:', 'mqtts:'],
+    description:
+      'MQTT broker (`mqtt://` or `mqtts://`); when set, the API consumes MQTT too; `npm run start:mqtt` requires it',
+  }),
+  MQTT_TOPIC_PREFIX: text('energy/v1', {
+    pattern: '^(?![$/])(?!.*/$)(?!.*//)[^#+]{1,200}$',
+    expected: 'topic levels without wildcards (+ #), not starting with $ or /, not ending with /',
+    description:
+      'topics `{prefix}/readings`, `{prefix}/meters/{meterId}`, `{prefix}/vehicles/{vehicleId}`',
+  }),
+  MQTT_USERNAME: text('', { description: 'broker user name' }),
+  MQTT_PASSWORD: text('', { description: 'broker password' }),
+  MQTT_CLIENT_ID: text('', {
+    pattern: '^[A-Za-z0-9_.:-]{0,128}$',
+    expected: 'up to 128 characters from A-Z a-z 0-9 _ . : -',
+    defaultText: '`{REDIS_PREFIX}-{host name}-{role}`',
+    description:
+      "the session's client id (role `api` or `mqtt`): one per process, the same across its restarts (see MQTT)",
+  }),
+  MQTT_HEALTH_PORT: integer(9465, 0, 65535, {
+    description: 'health and metrics port of `npm run start:mqtt`',
+  }),
+  MQTT_RECEIVE_MAXIMUM: integer(1000, 1, 65535, {
+    description:
+      'unacknowledged messages the broker may send a process at once; it stores that many at once and holds at most twice as many',
+  }),
+  MQTT_SESSION_EXPIRY_S: integer(7 * 86_400, 60, 4_294_967_295, {
+    description:
+      "how long the broker keeps a process's session, and queues for it, while it is away (7 days)",
+  }),
 });
 
 type Settings = Static<typeof settingsSchema>;
@@ -238,6 +269,8 @@ function expectation(schema: SettingSchema): string {
 }
 
 const checkProtocols: SchemaValidateFunction = (protocols: string[], value: string) => {
+  // Blank variables are dropped before validation: '' is an optional URL's default (unset).
+  if (value === '') return true;
   try {
     return protocols.includes(new URL(value).protocol);
   } catch {

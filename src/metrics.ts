@@ -36,12 +36,27 @@ export interface AnalyticsMetrics {
   onReport(alert: boolean | null): void;
 }
 
+/** What the MQTT intake reports (src/mqtt/). `topicKind` is `readings`, a device type or `unknown`. */
+export interface MqttMetrics {
+  onMessage(topicKind: string): void;
+  onReadings(topicKind: string, count: number): void;
+  /** A message acknowledged with 0x99 (payload format invalid). */
+  onRejected(reason: string): void;
+  /** A PUBACK sent, `seconds` after the message arrived. */
+  onAcked(result: 'stored' | 'rejected', seconds: number): void;
+  /** A PUBACK not sent because its connection closed first (the broker redelivers the message). */
+  onAckDropped(): void;
+  /** A store that could not be done yet (503 cause) and will be retried. */
+  onStoreRetry(cause: string): void;
+  onConnection(connected: boolean): void;
+}
+
 /**
  * Every metric the engine exports, on an injected registry (prom-client's global one leaks between
  * tests and processes). Base units, `_total` counters, and low-cardinality labels only: never a
  * device id or a raw path.
  */
-export function createRegistry(process: 'api' | 'flusher'): Registry {
+export function createRegistry(process: 'api' | 'flusher' | 'mqtt'): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ process });
   collectDefaultMetrics({ register: registry });
@@ -250,6 +265,71 @@ export function createAnalyticsMetrics(registry: Registry): AnalyticsMetrics {
   return {
     onCache: (result) => cache.inc({ result }),
     onReport: (alert) => reports.inc({ alert: alert === null ? 'unknown' : String(alert) }),
+  };
+}
+
+export function createMqttMetrics(
+  registry: Registry,
+  { unacked }: { unacked: () => number },
+): MqttMetrics {
+  const messages = new Counter({
+    name: 'energy_mqtt_messages_received_total',
+    help: 'MQTT messages received (redeliveries included), by topic kind (readings, meter, vehicle, unknown)',
+    labelNames: ['topic_kind'],
+    registers: [registry],
+  });
+  const readings = new Counter({
+    name: 'energy_mqtt_readings_received_total',
+    help: 'Readings in decoded MQTT messages, valid or not, by topic kind',
+    labelNames: ['topic_kind'],
+    registers: [registry],
+  });
+  const rejected = new Counter({
+    name: 'energy_mqtt_messages_rejected_total',
+    help: 'MQTT messages acknowledged with 0x99 (payload format invalid) and listed in the rejects list, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const ackDuration = new Histogram({
+    name: 'energy_mqtt_ack_duration_seconds',
+    help: 'Time from receiving an MQTT message to sending its PUBACK, by result (stored, rejected)',
+    labelNames: ['result'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30, 60],
+    registers: [registry],
+  });
+  const dropped = new Counter({
+    name: 'energy_mqtt_acks_dropped_total',
+    help: 'PUBACKs not sent because the connection closed first (the broker redelivers those messages)',
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: 'energy_mqtt_store_retries_total',
+    help: 'MQTT stores that could not be done yet and are retried (message held unacknowledged), by cause',
+    labelNames: ['cause'],
+    registers: [registry],
+  });
+  const connected = new Gauge({
+    name: 'energy_mqtt_connected',
+    help: '1 while the MQTT intake is connected to the broker',
+    registers: [registry],
+  });
+  connected.set(0);
+  new Gauge({
+    name: 'energy_mqtt_messages_unacknowledged',
+    help: 'MQTT messages received and not yet acknowledged (being stored or waiting to be)',
+    registers: [registry],
+    collect() {
+      this.set(unacked());
+    },
+  });
+  return {
+    onMessage: (topicKind) => messages.inc({ topic_kind: topicKind }),
+    onReadings: (topicKind, count) => readings.inc({ topic_kind: topicKind }, count),
+    onRejected: (reason) => rejected.inc({ reason }),
+    onAcked: (result, seconds) => ackDuration.observe({ result }, seconds),
+    onAckDropped: () => dropped.inc(),
+    onStoreRetry: (cause) => retries.inc({ cause }),
+    onConnection: (up) => connected.set(up ? 1 : 0),
   };
 }
 

@@ -43,6 +43,8 @@ export interface RedisKeys {
   chargePointConnectors(id: string): string;
   /** An OCPP connector's last StatusNotification, by its meter id. */
   connectorStatus(meterId: string): string;
+  /** MQTT payloads acknowledged as invalid, newest first, capped (see src/mqtt/reject-log.ts). */
+  readonly mqttRejects: string;
   rateLimit(keyName: string): string;
   analyticsCache(vehicleId: string, fromMs: number, toMs: number, variant: string): string;
 }
@@ -89,6 +91,7 @@ export function createRedisKeys(prefix: string): RedisKeys {
     chargePoint: (id) => `${prefix}:ocpp:cp:${id}`,
     chargePointConnectors: (id) => `${prefix}:ocpp:cp:${id}:connectors`,
     connectorStatus: (meterId) => `${prefix}:ocpp:connector:${meterId}`,
+    mqttRejects: `${prefix}:mqtt:rejects`,
     rateLimit: (keyName) => `${prefix}:rate-limit:${keyName}`,
     analyticsCache: (vehicleId, fromMs, toMs, variant) =>
       `${prefix}:analytics:${variant}:${vehicleId}:${fromMs}:${toMs}`,

@@ -6,10 +6,13 @@ import { ConfigError, loadConfig, redactUrl } from './config';
 import { createDb } from '../db/create-db';
 import { exitOnStartupFailure, stopOnSignals } from './lifecycle';
 import { createLogger } from './logger';
+import { createRegistry } from './metrics';
+import { startMqttIntake } from './mqtt/mqtt-intake';
 import { IngestQueues } from './queue/ingest-queue';
 import { createRedis, waitForRedis } from './redis';
 import { createRedisKeys } from './redis-keys';
-import { assertRedisReachable, postgresProblem } from './startup-checks';
+import { assertDependenciesReachable, postgresProblem } from './startup-checks';
+import { createIngestPipeline } from './telemetry/ingest-pipeline';
 
 async function main(): Promise<void> {
   let logger = createLogger({ level: 'info', name: 'api' });
@@ -24,7 +27,7 @@ async function main(): Promise<void> {
     if (config.auth === 'off')
       logger.warn('AUTH=off: every client can write and read; set API_KEYS to require keys');
     // Ingest needs Redis only: a replica (re)started while PostgreSQL is down must still serve it.
-    await assertRedisReachable(config);
+    await assertDependenciesReachable(config, { postgres: false, mqtt: Boolean(config.mqttUrl) });
     const postgres = await postgresProblem(config.databaseUrl);
     if (postgres) {
       logger.warn(
@@ -41,7 +44,31 @@ async function main(): Promise<void> {
       keys: createRedisKeys(config.redisPrefix),
       config,
     });
-    const api = createApp({ config, db, redis, queues, logger });
+    const registry = createRegistry('api');
+    const ingest = createIngestPipeline({ config, redis, queues, logger, registry });
+    // With MQTT_URL the API consumes MQTT too, into the same pipeline (so `npm start` includes it).
+    const { mqttUrl } = config;
+    const intake = mqttUrl
+      ? startMqttIntake({
+          config: { ...config, mqttUrl },
+          role: 'api',
+          ingestService: ingest.ingestService,
+          redis,
+          keys: ingest.keys,
+          registry,
+          logger,
+        })
+      : null;
+    const api = createApp({
+      config,
+      db,
+      redis,
+      queues,
+      logger,
+      registry,
+      ingest,
+      readinessChecks: intake ? { mqtt: () => intake.ready() } : {},
+    });
 
     const server: Server = await new Promise((resolve) => {
       const s = api.app.listen(config.port, () => resolve(s));
@@ -58,15 +85,17 @@ async function main(): Promise<void> {
         redis: config.redisClusterNodes || redactUrl(config.redisUrl),
         queueShards: config.queueShards,
         prefix: config.redisPrefix,
+        ...(intake && mqttUrl ? { mqtt: redactUrl(mqttUrl), mqttClientId: intake.clientId } : {}),
       },
-      `API listening on http://127.0.0.1:${port}`,
+      `API listening on http://127.0.0.1:${port}${intake ? ', consuming MQTT' : ''}`,
     );
 
     stopOnSignals(
       async () => {
-        // Order: stop taking requests, store what was accepted, then close connections.
+        // Order: stop taking requests and messages, store what was accepted, then close connections.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
+        await intake?.close();
         await api.close();
         // Every accepted reading is stored now; keep-alive clients must not hold the exit.
         server.closeAllConnections();

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import mqtt from 'mqtt';
 import pg from 'pg';
 import { maintenanceUrl } from '../db/migrate';
 import { redactUrl } from './config';
@@ -71,13 +73,51 @@ export async function postgresProblem(databaseUrl: string): Promise<string | nul
   }
 }
 
-/** Checks both, in parallel, and reports every dependency that is missing. */
-export async function assertDependenciesReachable(
-  config: { databaseUrl: string } & RedisSettings,
+/** Connects once with a throw-away client id (never the engine's: that would take its session). */
+export async function assertMqttBrokerReachable(
+  config: { mqttUrl: string; mqttUsername?: string; mqttPassword?: string },
+  timeoutMs = 3000,
 ): Promise<void> {
+  try {
+    const client = await mqtt.connectAsync(config.mqttUrl, {
+      protocolVersion: 5,
+      clientId: `energy-probe-${randomBytes(4).toString('hex')}`,
+      username: config.mqttUsername || undefined,
+      password: config.mqttPassword || undefined,
+      clean: true,
+      reconnectPeriod: 0,
+      connectTimeout: timeoutMs,
+    });
+    await client.endAsync();
+  } catch (err) {
+    throw new DependencyUnavailableError(
+      `The MQTT broker is not reachable at ${redactUrl(config.mqttUrl)} (${describe(err)}).\n` +
+        '  Start it (see ops/mosquitto/mosquitto.conf for the settings), or point MQTT_URL at a running broker:\n' +
+        '    Debian/Ubuntu: sudo apt-get install -y mosquitto && sudo service mosquitto start\n' +
+        '    Docker:        docker compose up -d mosquitto',
+    );
+  }
+}
+
+/**
+ * Checks what a process needs, in parallel, and reports every dependency that is missing:
+ * Redis always, PostgreSQL unless `postgres: false`, the MQTT broker when MQTT_URL is set and
+ * `mqtt: true`.
+ */
+export async function assertDependenciesReachable(
+  config: {
+    databaseUrl: string;
+    mqttUrl?: string;
+    mqttUsername?: string;
+    mqttPassword?: string;
+  } & RedisSettings,
+  { postgres = true, mqtt = false }: { postgres?: boolean; mqtt?: boolean } = {},
+): Promise<void> {
+  const { mqttUrl } = config;
   const results = await Promise.allSettled([
-    assertPostgresReachable(config.databaseUrl),
+    postgres ? assertPostgresReachable(config.databaseUrl) : Promise.resolve(),
     assertRedisReachable(config),
+    mqtt && mqttUrl ? assertMqttBrokerReachable({ ...config, mqttUrl }) : Promise.resolve(),
   ]);
   const failures = results.flatMap((r) => (r.status === 'rejected' ? [describe(r.reason)] : []));
   if (failures.length > 0) throw new DependencyUnavailableError(failures.join('\n'));

@@ -68,12 +68,13 @@ describe('docker-compose stack', () => {
     >;
   };
 
-  test('when the compose file is read, then it runs the stores, a migrate job, the API, the flusher, Prometheus and Grafana', () => {
+  test('when the compose file is read, then it runs the stores, the MQTT broker, a migrate job, the API, the flusher, Prometheus and Grafana', () => {
     expect(Object.keys(compose.services).sort()).toEqual([
       'api',
       'flusher',
       'grafana',
       'migrate',
+      'mosquitto',
       'postgres',
       'prometheus',
       'redis',
@@ -84,6 +85,18 @@ describe('docker-compose stack', () => {
     for (const name of ['api', 'flusher', 'migrate'])
       expect(compose.services[name].build).toBe('.');
     expect(existsSync(path.join(ROOT, 'Dockerfile'))).toBe(true);
+  });
+
+  test('when the compose stack runs MQTT, then the API consumes it with a fixed client id and the broker drops nothing', () => {
+    const api = compose.services.api.environment ?? {};
+    expect(api.MQTT_URL).toBe('mqtt://mosquitto:1883');
+    expect(api.MQTT_CLIENT_ID).toBeTruthy();
+    const conf = read('ops/mosquitto/mosquitto.conf');
+    for (const line of ['persistence true', 'max_queued_messages 0', 'max_queued_bytes 0'])
+      expect(conf.split('\n')).toContain(line);
+    expect(compose.services.mosquitto.volumes).toContain(
+      './ops/mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro',
+    );
   });
 
   test('when the compose file names a host path or a command, then it exists', () => {

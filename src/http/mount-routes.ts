@@ -8,7 +8,8 @@ import type Ajv from 'ajv';
 import type { Authorize } from '../auth/authorize';
 import { AppError, invalidParameter } from '../errors';
 import { compile, createAjv, objectValidator, toDetails } from '../schema/validator';
-import { bodyFormatOf, parseJson, readBodyText } from './read-body';
+import { parseJson } from '../telemetry/ingest-input';
+import { bodyFormatOf, readBodyText } from './read-body';
 import type { AnyRoute } from './route-contract';
 
 /** Largest JSON body a route that reads its own body accepts (ingest has BODY_LIMIT). */

@@ -2,6 +2,7 @@ import type { Request } from 'express';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { AppError, badRequest, payloadTooLarge, unsupportedMediaType } from '../errors';
+import { decodeUtf8 } from '../telemetry/ingest-input';
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -81,34 +82,5 @@ export async function readBodyText(req: Request, limitBytes: number): Promise<st
     req.on('aborted', () => fail(badRequest('body_read_error', 'The client aborted the request')));
   });
 
-  try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
-    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-  } catch {
-    throw badRequest('invalid_encoding', 'The body is not valid UTF-8');
-  }
-}
-
-export function parseJson(text: string): unknown {
-  if (text.trim() === '') throw badRequest('empty_body', 'The request body is empty');
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw badRequest('invalid_json', `The body is not valid JSON: ${(err as Error).message}`);
-  }
-}
-
-/** One NDJSON line: its parsed value, or why it could not be parsed. */
-export type NdjsonItem = { value: unknown } | { parseError: string };
-
-export function parseNdjson(text: string): NdjsonItem[] {
-  const lines = text.split('\n').filter((line) => line.trim() !== '');
-  if (lines.length === 0) throw badRequest('empty_body', 'The request body has no NDJSON lines');
-  return lines.map((line) => {
-    try {
-      return { value: JSON.parse(line) };
-    } catch (err) {
-      return { parseError: (err as Error).message };
-    }
-  });
+  return decodeUtf8(Buffer.concat(chunks));
 }

@@ -1,10 +1,10 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { Request } from 'express';
 import { DEVICE_KINDS } from '../devices/device-kinds';
-import { badRequest } from '../errors';
-import { bodyFormatOf, parseJson, parseNdjson, readBodyText } from '../http/read-body';
+import { bodyFormatOf, readBodyText } from '../http/read-body';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { ErrorBody, ErrorDetail } from '../schema/primitives';
+import { parseIngestText } from './ingest-input';
 import type { IngestInput, IngestService } from './ingest-service';
 
 const AnyReading = Type.Union(DEVICE_KINDS.map((k) => k.readingSchema) as TSchema[]);
@@ -52,14 +52,7 @@ const NoValidReadings = Type.Object(
 
 async function readIngestInput(req: Request, limitBytes: number): Promise<IngestInput> {
   const format = bodyFormatOf(req, ['json', 'ndjson']);
-  const text = await readBodyText(req, limitBytes);
-  if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text) };
-  const body = parseJson(text);
-  if (Array.isArray(body)) {
-    if (body.length === 0) throw badRequest('empty_batch', 'The array holds no readings');
-    return { kind: 'batch', items: body.map((value: unknown) => ({ value })) };
-  }
-  return { kind: 'single', value: body };
+  return parseIngestText(await readBodyText(req, limitBytes), format);
 }
 
 export function ingestRoutes({

@@ -8,12 +8,19 @@ import { GroupCommitBuffer, type StoreBatches } from './group-commit';
 import type { LiveStateStore } from './live-state';
 import type { Reading } from '../devices/device-kinds';
 import { noIngestMetrics, type IngestMetrics } from '../metrics';
+import type { ValidationFailure } from '../schema/validator';
 import type { ReadingValidator } from './validation';
+
+/**
+ * One item of a list: a parsed value, a line that did not parse, or a value the intake already
+ * refused for a reason of its own (e.g. an MQTT device topic naming another device).
+ */
+export type IngestItem =
+  { value: unknown } | { parseError: string } | { invalid: ValidationFailure };
 
 /** What a request body held: one reading, or a list (array or NDJSON) whose items may be unparseable. */
 export type IngestInput =
-  | { kind: 'single'; value: unknown }
-  | { kind: 'batch'; items: ({ value: unknown } | { parseError: string })[] };
+  { kind: 'single'; value: unknown } | { kind: 'batch'; items: IngestItem[] };
 
 export interface ItemError {
   index: number;
@@ -174,6 +181,10 @@ export class IngestService {
           message: `Line is not valid JSON: ${item.parseError}`,
           details: [],
         });
+        return;
+      }
+      if ('invalid' in item) {
+        errors.push({ index, ...item.invalid });
         return;
       }
       const result = this.deps.validator.validateReading(item.value);

@@ -256,7 +256,7 @@ export class LoadWithLedger {
 /** Every acknowledged reading is in history exactly once, and status holds the newest per device. */
 export async function verifyLedger(
   ctx: TestContext,
-  ledger: LoadWithLedger,
+  ledger: Pick<LoadWithLedger, 'acknowledged'>,
 ): Promise<{ acknowledged: number; stored: number }> {
   const rows = await ctx.db.raw(`
     SELECT device_id, (extract(epoch FROM ts) * 1000)::bigint AS ms, count(*) OVER (PARTITION BY device_id, ts) AS copies

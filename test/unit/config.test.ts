@@ -66,6 +66,14 @@ describe('configuration defaults', () => {
       efficiencyDrift: 0.04,
       sessionGapS: 600,
       ocppUnknownIdTags: 'accept',
+      mqttUrl: '',
+      mqttTopicPrefix: 'energy/v1',
+      mqttUsername: '',
+      mqttPassword: '',
+      mqttClientId: '',
+      mqttHealthPort: 9465,
+      mqttReceiveMaximum: 1000,
+      mqttSessionExpiryS: 604_800,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -111,6 +119,14 @@ describe('configuration defaults', () => {
       'efficiencyDrift',
       'sessionGapS',
       'ocppUnknownIdTags',
+      'mqttUrl',
+      'mqttTopicPrefix',
+      'mqttUsername',
+      'mqttPassword',
+      'mqttClientId',
+      'mqttHealthPort',
+      'mqttReceiveMaximum',
+      'mqttSessionExpiryS',
     ];
     expect(Object.keys(loadConfig({})).sort()).toEqual([...keys].sort());
   });
@@ -223,6 +239,17 @@ describe('configuration problems', () => {
     ['ENERGY_READINGS', 'weekly', 'ENERGY_READINGS="weekly": expected one of interval, cumulative'],
     ['DB_PREPARED_STATEMENTS', 'yes', 'DB_PREPARED_STATEMENTS="yes": expected one of on, off'],
     ['AUTH', 'OFF', 'AUTH="OFF": expected one of on, off'],
+    ['MQTT_URL', 'http://broker', 'MQTT_URL="http://broker": expected a mqtt: or mqtts:// URL'],
+    [
+      'MQTT_TOPIC_PREFIX',
+      'energy/#',
+      'MQTT_TOPIC_PREFIX="energy/#": expected topic levels without wildcards (+ #), not starting with $ or /, not ending with /',
+    ],
+    [
+      'MQTT_CLIENT_ID',
+      'a b',
+      'MQTT_CLIENT_ID="a b": expected up to 128 characters from A-Z a-z 0-9 _ . : -',
+    ],
   ])('when %s is %j, then the problem names it and what it expects', (name, value, message) => {
     expect(problemsFor({ [name]: value })).toEqual([message]);
   });

@@ -1,0 +1,63 @@
+/** Entry point of the MQTT intake process: `npm run start:mqtt`. */
+import type { Server } from 'node:http';
+import { ConfigError, loadConfig, redactUrl } from './config';
+import { exitOnStartupFailure, stopOnSignals } from './lifecycle';
+import { createLogger } from './logger';
+import { createMqttService } from './mqtt/mqtt-service';
+import { IngestQueues } from './queue/ingest-queue';
+import { createRedis, waitForRedis } from './redis';
+import { createRedisKeys } from './redis-keys';
+import { assertDependenciesReachable } from './startup-checks';
+
+async function main(): Promise<void> {
+  let logger = createLogger({ level: 'info', name: 'mqtt' });
+  try {
+    const config = loadConfig(process.env);
+    logger = createLogger({ level: config.logLevel, name: 'mqtt' });
+    const { mqttUrl } = config;
+    if (!mqttUrl) {
+      throw new ConfigError([
+        'MQTT_URL is not set: the MQTT process needs a broker, e.g. MQTT_URL=mqtt://127.0.0.1:1883',
+      ]);
+    }
+    await assertDependenciesReachable(config, { postgres: false, mqtt: true });
+
+    const redis = createRedis(config, 'command');
+    await waitForRedis(redis, 5000);
+    const queues = new IngestQueues({
+      connection: redis,
+      keys: createRedisKeys(config.redisPrefix),
+      config,
+    });
+    const service = createMqttService({ config: { ...config, mqttUrl }, redis, queues, logger });
+    const server: Server = await new Promise((resolve) => {
+      const s = service.healthApp.listen(config.mqttHealthPort, () => resolve(s));
+    });
+    logger.info(
+      {
+        broker: redactUrl(mqttUrl),
+        clientId: service.intake.clientId,
+        subscription: service.intake.subscription,
+        healthPort: config.mqttHealthPort,
+        redis: config.redisClusterNodes || redactUrl(config.redisUrl),
+      },
+      'MQTT intake running',
+    );
+
+    stopOnSignals(
+      async () => {
+        // Order: stop taking messages, store and acknowledge those in hand, then close.
+        await service.close();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await queues.close();
+        await redis.quit().catch(() => redis.disconnect());
+      },
+      logger,
+      config.shutdownTimeoutMs,
+    );
+  } catch (err) {
+    exitOnStartupFailure(err, logger);
+  }
+}
+
+void main();

@@ -1,0 +1,45 @@
+/**
+ * At most `max` messages decoded and being stored at once; the rest wait, in arrival order, as the
+ * raw payloads mqtt.js already holds. Receive Maximum alone does not bound this: Mosquitto 2.0.11
+ * sends far beyond it once PUBACKs flow while a backlog is queued (tens of thousands of messages
+ * measured), and a parsed message takes several times its payload's memory.
+ */
+export class ConcurrencyLimit {
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(private readonly max: number) {}
+
+  /** Runs `task` once a slot is free; rejects (AbortError) if `signal` aborts while waiting. */
+  async run<T>(signal: AbortSignal, task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await this.slot(signal);
+    else this.active += 1;
+    try {
+      return await task();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.active -= 1;
+    }
+  }
+
+  /** Waits for a slot handed over by a finishing task (which keeps `active` as it is). */
+  private slot(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.queue.indexOf(wake);
+        if (i >= 0) this.queue.splice(i, 1);
+        const err = new Error('aborted');
+        err.name = 'AbortError';
+        reject(err);
+      };
+      const wake = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.queue.push(wake);
+    });
+  }
+}

@@ -1,0 +1,72 @@
+import express, { type Express } from 'express';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config';
+import { healthRoutes } from '../health';
+import { mountRoutes } from '../http/mount-routes';
+import type { Logger } from '../logger';
+import { createRegistry, metricsRoute } from '../metrics';
+import type { IngestQueues } from '../queue/ingest-queue';
+import type { RedisClient } from '../redis';
+import { createIngestPipeline } from '../telemetry/ingest-pipeline';
+import { startMqttIntake, type MqttIntake } from './mqtt-intake';
+
+export interface MqttService {
+  intake: MqttIntake;
+  /** `/health/live`, `/health/ready` (Redis and the broker) and `/metrics`; never listens. */
+  healthApp: Express;
+  registry: Registry;
+  /** Stops taking messages, stores and acknowledges those in hand, then stops the pipeline. */
+  close(): Promise<void>;
+}
+
+/**
+ * The MQTT process (`npm run start:mqtt`): the ingest pipeline the API uses, fed by the MQTT
+ * intake instead of HTTP. It needs Redis and the broker, never PostgreSQL.
+ */
+export function createMqttService({
+  config,
+  redis,
+  queues,
+  logger,
+  registry = createRegistry('mqtt'),
+}: {
+  config: Config & { mqttUrl: string };
+  /** A `command` connection (see src/redis.ts); the queues may share it. */
+  redis: RedisClient;
+  queues: IngestQueues;
+  logger: Logger;
+  registry?: Registry;
+}): MqttService {
+  const ingest = createIngestPipeline({ config, redis, queues, logger, registry });
+  const intake = startMqttIntake({
+    config,
+    role: 'mqtt',
+    ingestService: ingest.ingestService,
+    redis,
+    keys: ingest.keys,
+    registry,
+    logger,
+  });
+  let closing = false;
+  const healthApp = express();
+  healthApp.disable('x-powered-by');
+  healthApp.use(
+    mountRoutes([
+      ...healthRoutes({
+        checks: { redis: () => redis.ping(), mqtt: () => intake.ready() },
+        isShuttingDown: () => closing,
+      }),
+      metricsRoute(registry),
+    ]),
+  );
+  return {
+    intake,
+    healthApp,
+    registry,
+    async close() {
+      closing = true;
+      await intake.close();
+      await ingest.close();
+    },
+  };
+}

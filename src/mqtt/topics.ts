@@ -1,0 +1,86 @@
+/**
+ * The MQTT topics the engine consumes, derived from the device kinds: `{prefix}/readings` carries
+ * readings of any kind (each names its device), `{prefix}/{kind.plural}/{id}` readings of one device,
+ * which may leave the id out (the topic gives it) and, when they carry it, must carry the same.
+ */
+import { DEVICE_KINDS, type DeviceKind } from '../devices/device-kinds';
+import { isPlainObject } from '../schema/validator';
+import type { IngestItem } from '../telemetry/ingest-service';
+
+export type TopicRoute = { kind: 'readings' } | { kind: 'device'; device: DeviceKind; id: string };
+
+/** Low-cardinality label of a topic for metrics: `readings`, a device type, or `unknown`. */
+export type TopicKind = 'readings' | DeviceKind['type'] | 'unknown';
+
+export interface MqttTopics {
+  /** What the engine subscribes to: every topic under the prefix, shared by the group. */
+  readonly subscription: string;
+  readonly readings: string;
+  /** The topic forms, for messages: `energy/v1/readings`, `energy/v1/meters/{meterId}`, ... */
+  readonly forms: readonly string[];
+  device(kind: DeviceKind, id: string): string;
+  /** The route of a topic, or null when it is not one of the engine's. */
+  parse(topic: string): TopicRoute | null;
+}
+
+export const topicKind = (route: TopicRoute | null): TopicKind =>
+  route === null ? 'unknown' : route.kind === 'readings' ? 'readings' : route.device.type;
+
+/**
+ * `shareGroup` names the shared subscription (`$share/{group}/...`): every engine process of one
+ * deployment (one REDIS_PREFIX) is in the same group, so the broker hands each message to one.
+ */
+export function createMqttTopics(prefix: string, shareGroup: string): MqttTopics {
+  const byPlural = new Map<string, DeviceKind>(DEVICE_KINDS.map((k) => [k.plural, k]));
+  const readings = `${prefix}/readings`;
+  const levels = prefix.split('/').length;
+  return {
+    subscription: `$share/${shareGroup}/${prefix}/#`,
+    readings,
+    forms: [readings, ...DEVICE_KINDS.map((k) => `${prefix}/${k.plural}/{${k.idField}}`)],
+    device: (kind, id) => `${prefix}/${kind.plural}/${id}`,
+    parse(topic) {
+      if (topic === readings) return { kind: 'readings' };
+      if (!topic.startsWith(`${prefix}/`)) return null;
+      const rest = topic.split('/').slice(levels);
+      const device = rest.length === 2 ? byPlural.get(rest[0]) : undefined;
+      if (!device || rest[1] === '') return null;
+      return { kind: 'device', device, id: rest[1] };
+    },
+  };
+}
+
+const mismatch = (message: string, path: string, detail: string): IngestItem => ({
+  invalid: { error: 'topic_mismatch', message, details: [{ path, message: detail }] },
+});
+
+/**
+ * Binds the items of a device topic to its device: an item without the id gets the topic's, one
+ * with another id or another kind's id field is refused (`topic_mismatch`). Anything that is not
+ * an object is left for validation to describe.
+ */
+export function bindToTopic(items: IngestItem[], route: TopicRoute): IngestItem[] {
+  if (route.kind !== 'device') return items;
+  const { device, id } = route;
+  return items.map((item) => {
+    if (!('value' in item) || !isPlainObject(item.value)) return item;
+    const value = item.value;
+    const other = DEVICE_KINDS.find((k) => k !== device && Object.hasOwn(value, k.idField));
+    if (other) {
+      return mismatch(
+        `A ${other.type} reading (${other.idField}) was sent to the ${device.type} topic of ${JSON.stringify(id)}`,
+        `/${other.idField}`,
+        `not allowed on a ${device.plural} topic`,
+      );
+    }
+    if (!Object.hasOwn(value, device.idField)) return { value: { ...value, [device.idField]: id } };
+    if (value[device.idField] !== id) {
+      return mismatch(
+        `${device.idField} ${JSON.stringify(value[device.idField])} differs from the topic's ${JSON.stringify(id)}`,
+        `/${device.idField}`,
+        `must equal the topic's device id ${JSON.stringify(id)}`,
+      );
+    }
+    return item;
+  });
+}

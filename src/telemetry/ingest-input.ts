@@ -1,0 +1,69 @@
+/**
+ * From bytes to IngestInput, the same for every intake (HTTP bodies, MQTT payloads): strict UTF-8,
+ * then one JSON value, a JSON array, or NDJSON. Failures are 400 AppErrors whose codes
+ * (`invalid_encoding`, `invalid_json`, `empty_body`, `empty_batch`) name what was wrong.
+ */
+import { badRequest } from '../errors';
+import type { IngestInput } from './ingest-service';
+
+/** `auto` (MQTT, which has no content type): JSON when the whole text parses, else NDJSON lines. */
+export type IngestFormat = 'json' | 'ndjson' | 'auto';
+
+/** Decodes UTF-8 strictly (a malformed byte is an error, never U+FFFD) and drops a leading BOM. */
+export function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  } catch {
+    throw badRequest('invalid_encoding', 'The body is not valid UTF-8');
+  }
+}
+
+export function parseJson(text: string): unknown {
+  if (text.trim() === '') throw badRequest('empty_body', 'The request body is empty');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw badRequest('invalid_json', `The body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** One NDJSON line: its parsed value, or why it could not be parsed. */
+export type NdjsonItem = { value: unknown } | { parseError: string };
+
+export function parseNdjson(text: string): NdjsonItem[] {
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
+  if (lines.length === 0) throw badRequest('empty_body', 'The request body has no NDJSON lines');
+  return lines.map((line) => {
+    try {
+      return { value: JSON.parse(line) };
+    } catch (err) {
+      return { parseError: (err as Error).message };
+    }
+  });
+}
+
+function fromJsonValue(body: unknown): IngestInput {
+  if (Array.isArray(body)) {
+    if (body.length === 0) throw badRequest('empty_batch', 'The array holds no readings');
+    return { kind: 'batch', items: body.map((value: unknown) => ({ value })) };
+  }
+  return { kind: 'single', value: body };
+}
+
+/** Text (already decoded) to what ingest takes: one reading, or a list whose items may be unparseable. */
+export function parseIngestText(text: string, format: IngestFormat): IngestInput {
+  if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text) };
+  if (format === 'json') return fromJsonValue(parseJson(text));
+  try {
+    return fromJsonValue(parseJson(text));
+  } catch (err) {
+    // Several lines of which at least one parses: NDJSON, with its bad lines reported one by one.
+    // Otherwise the JSON error (a single broken document, e.g. pretty-printed) says more.
+    if (text.trim().includes('\n')) {
+      const items = parseNdjson(text);
+      if (items.some((item) => 'value' in item)) return { kind: 'batch', items };
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,79 @@
+import type { Registry } from 'prom-client';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { createIngestMetrics } from '../metrics';
+import { shardsInUse, type IngestQueues } from '../queue/ingest-queue';
+import { backlogReadings } from '../queue/queue-stats';
+import type { RedisClient } from '../redis';
+import { createRedisKeys, type RedisKeys } from '../redis-keys';
+import { IngestAdmission } from './admission';
+import { createBatchStore, IngestService } from './ingest-service';
+import { LiveStateStore } from './live-state';
+import { createReadingValidator, type ReadingValidator } from './validation';
+
+/** Everything between an intake (HTTP, OCPP, MQTT) and the queue, built once per process. */
+export interface IngestPipeline {
+  keys: RedisKeys;
+  validator: ReadingValidator;
+  liveState: LiveStateStore;
+  admission: IngestAdmission;
+  ingestService: IngestService;
+  /** Stops the admission sampler and waits until every accepted reading is stored. */
+  close(): Promise<void>;
+}
+
+/**
+ * Validation, backpressure (admission), group commit into the queue and live state: the same for
+ * every intake, so the API and the MQTT process store readings with one set of rules.
+ */
+export function createIngestPipeline({
+  config,
+  redis,
+  queues,
+  logger,
+  registry,
+}: {
+  config: Config;
+  /** A `command` connection (see src/redis.ts); the queues may share it. */
+  redis: RedisClient;
+  queues: IngestQueues;
+  logger: Logger;
+  registry: Registry;
+}): IngestPipeline {
+  const keys = createRedisKeys(config.redisPrefix);
+  const liveState = new LiveStateStore(redis, keys);
+  const validator = createReadingValidator({ maxClockSkewS: config.maxClockSkewS });
+  const admission = new IngestAdmission({
+    redis,
+    // Every shard in use, also those another process (or an earlier configuration) wrote to.
+    backlog: async () => backlogReadings(redis, await shardsInUse(redis, keys, config.queueShards)),
+    config,
+    logger: logger.child({ module: 'admission' }),
+  });
+  const ingestService = new IngestService({
+    validator,
+    admission,
+    storeBatches: createBatchStore({
+      queues,
+      redis,
+      liveState,
+      logger: logger.child({ module: 'ingest' }),
+      config,
+    }),
+    config,
+    logger: logger.child({ module: 'ingest' }),
+    metrics: createIngestMetrics(registry),
+  });
+  admission.start();
+  return {
+    keys,
+    validator,
+    liveState,
+    admission,
+    ingestService,
+    async close() {
+      admission.stop();
+      await ingestService.drain();
+    },
+  };
+}

@@ -1,0 +1,166 @@
+import { gzipSync } from 'node:zlib';
+import { meterKind, vehicleKind } from '../../src/devices/device-kinds';
+import { ConcurrencyLimit } from '../../src/mqtt/concurrency-limit';
+import { decodePayload } from '../../src/mqtt/payload';
+import { RetryGate } from '../../src/mqtt/retry-gate';
+import { bindToTopic, createMqttTopics, topicKind } from '../../src/mqtt/topics';
+
+const never = new AbortController().signal;
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('MQTT topics', () => {
+  const topics = createMqttTopics('energy/v1', 'energy');
+
+  test('when the topics are derived from the device kinds, then each kind has its form and the subscription is shared', () => {
+    expect(topics.subscription).toBe('$share/energy/energy/v1/#');
+    expect(topics.forms).toEqual([
+      'energy/v1/readings',
+      'energy/v1/meters/{meterId}',
+      'energy/v1/vehicles/{vehicleId}',
+    ]);
+    expect(topics.device(vehicleKind, 'V-1')).toBe('energy/v1/vehicles/V-1');
+  });
+
+  test('when a topic is parsed, then only the engine forms are routes', () => {
+    expect(topics.parse('energy/v1/readings')).toEqual({ kind: 'readings' });
+    expect(topics.parse('energy/v1/meters/M-1')).toEqual({
+      kind: 'device',
+      device: meterKind,
+      id: 'M-1',
+    });
+    for (const other of [
+      'energy/v1/meters/',
+      'energy/v1/meters/M-1/extra',
+      'energy/v1/meters',
+      'energy/v1/gadgets/G-1',
+      'energy/v2/readings',
+      'energy/v1/readings/x',
+    ])
+      expect({ other, route: topics.parse(other) }).toEqual({ other, route: null });
+    expect(topicKind(topics.parse('energy/v1/vehicles/V-1'))).toBe('vehicle');
+    expect(topicKind(null)).toBe('unknown');
+  });
+
+  test('when items are bound to a device topic, then the id is filled in, kept when equal, and refused when not', () => {
+    const route = { kind: 'device' as const, device: meterKind, id: 'M-1' };
+    const [filled, same, other, wrongKind, notObject] = bindToTopic(
+      [
+        { value: { voltage: 1 } },
+        { value: { meterId: 'M-1' } },
+        { value: { meterId: 'M-2' } },
+        { value: { vehicleId: 'V-1' } },
+        { value: 'text' },
+      ],
+      route,
+    );
+    expect(filled).toEqual({ value: { voltage: 1, meterId: 'M-1' } });
+    expect(same).toEqual({ value: { meterId: 'M-1' } });
+    expect(other).toMatchObject({ invalid: { error: 'topic_mismatch' } });
+    expect(wrongKind).toMatchObject({
+      invalid: { error: 'topic_mismatch', details: [{ path: '/vehicleId' }] },
+    });
+    expect(notObject).toEqual({ value: 'text' });
+  });
+});
+
+describe('MQTT payloads', () => {
+  test('when a payload is gzip, JSON or NDJSON, then it decodes to the same input as an HTTP body', async () => {
+    const reading = { meterId: 'M-1' };
+    expect(await decodePayload(Buffer.from(JSON.stringify(reading)), 1024)).toMatchObject({
+      ok: true,
+      input: { kind: 'single', value: reading },
+    });
+    expect(await decodePayload(gzipSync(JSON.stringify([reading, reading])), 1024)).toMatchObject({
+      ok: true,
+      input: { kind: 'batch', items: [{ value: reading }, {}] },
+    });
+    const ndjson = await decodePayload(Buffer.from('{"a":1}\n{"b":\n{"c":3}\n'), 1024);
+    expect(ndjson).toMatchObject({
+      ok: true,
+      input: {
+        kind: 'batch',
+        items: [{ value: { a: 1 } }, { parseError: expect.any(String) }, {}],
+      },
+    });
+  });
+
+  test('when a payload cannot be decoded, then the reason says why, and a gzip bomb stops at the limit', async () => {
+    const reason = async (payload: Buffer, limit = 1024) => {
+      const decoded = await decodePayload(payload, limit);
+      return decoded.ok ? 'ok' : decoded.error.code;
+    };
+    expect(await reason(gzipSync(Buffer.alloc(1_000_000, 32)))).toBe('payload_too_large');
+    expect(await reason(Buffer.alloc(2000, 32))).toBe('payload_too_large');
+    expect(await reason(Buffer.from([0x1f, 0x8b, 0, 0]))).toBe('invalid_gzip');
+    expect(await reason(Buffer.from([0x22, 0xc3, 0x28, 0x22]))).toBe('invalid_encoding');
+    expect(await reason(Buffer.from('{\n  "a": 1,\n'))).toBe('invalid_json');
+    expect(await reason(Buffer.from('   '))).toBe('empty_body');
+    expect(await reason(Buffer.from('[]'))).toBe('empty_batch');
+  });
+});
+
+describe('retry gate', () => {
+  test('when storage refuses, then one probe at a time tries after the delay, and a success lets every waiter go', async () => {
+    const gate = new RetryGate({ minMs: 20, maxMs: 40 });
+    gate.failed(await gate.pass(never));
+    expect(gate.isOpen).toBe(false);
+    const passed: boolean[] = [];
+    const waiters = [1, 2, 3].map(() => gate.pass(never).then((t) => passed.push(t.probe)));
+    // No further probe is scheduled until this one reports, however long it takes.
+    while (passed.length < 1) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(passed).toEqual([true]);
+    gate.failed({ probe: true });
+    while (passed.length < 2) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(passed).toEqual([true, true]);
+    gate.succeeded();
+    await Promise.all(waiters);
+    expect(passed).toEqual([true, true, false]);
+    expect(gate.isOpen).toBe(true);
+    gate.close();
+  });
+
+  test('when a waiter is aborted, then it stops waiting', async () => {
+    const gate = new RetryGate({ minMs: 10_000, maxMs: 10_000 });
+    gate.failed(await gate.pass(never));
+    const abort = new AbortController();
+    const waiting = gate.pass(abort.signal);
+    abort.abort();
+    await expect(waiting).rejects.toMatchObject({ name: 'AbortError' });
+    expect(gate.waiting).toBe(0);
+    gate.close();
+  });
+});
+
+describe('concurrency limit', () => {
+  test('when more tasks come than the limit, then the rest wait in order and an aborted waiter leaves', async () => {
+    const limit = new ConcurrencyLimit(2);
+    let running = 0;
+    let most = 0;
+    const order: number[] = [];
+    const release: (() => void)[] = [];
+    const task = (n: number) => async () => {
+      running += 1;
+      most = Math.max(most, running);
+      order.push(n);
+      await new Promise<void>((r) => release.push(r));
+      running -= 1;
+    };
+    const abort = new AbortController();
+    const runs = [1, 2, 3].map((n) => limit.run(never, task(n)));
+    const aborted = limit.run(abort.signal, task(99));
+    const last = limit.run(never, task(4));
+    await tick();
+    abort.abort();
+    await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
+    while (order.length < 4) {
+      release.shift()?.();
+      await tick();
+    }
+    release.forEach((r) => r());
+    await Promise.all([...runs, last]);
+    expect(most).toBe(2);
+    expect(order).toEqual([1, 2, 3, 4]);
+  });
+});
