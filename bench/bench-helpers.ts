@@ -23,14 +23,15 @@ export interface Proc {
   peakRssMb(): number;
 }
 
-/** Starts a compiled entry point (relative to dist/) with the given environment. */
+/** Starts a compiled entry point (relative to dist/) with the given environment and node flags. */
 export function startNode(
   name: string,
   entry: string,
   args: string[],
   env: Record<string, string>,
+  nodeArgs: string[] = [],
 ): Proc {
-  const child = spawn(process.execPath, [path.join(DIST_ROOT, entry), ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(DIST_ROOT, entry), ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
@@ -84,3 +85,46 @@ export const fmt = (n: number | null | undefined, digits = 0) =>
   n === null || n === undefined || !Number.isFinite(n)
     ? 'n/a'
     : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/**
+ * Quantiles of a Prometheus histogram's growth between two scrapes (linear inside a bucket), of
+ * the series whose labels include `labels` (e.g. `action="MeterValues"`), else of every series.
+ */
+export function histogramDelta(
+  before: string,
+  after: string,
+  name: string,
+  labels = '',
+): { count: number; p50Ms: number | null; p99Ms: number | null } {
+  const buckets = (text: string) => {
+    const map = new Map<number, number>();
+    for (const m of text.matchAll(
+      new RegExp(`^${name}_bucket\\{([^}]*)le="([^"]+)"([^}]*)\\} (\\S+)$`, 'gm'),
+    )) {
+      if (!`${m[1]}${m[3]}`.includes(labels)) continue;
+      const le = m[2] === '+Inf' ? Infinity : Number(m[2]);
+      map.set(le, (map.get(le) ?? 0) + Number(m[4]));
+    }
+    return map;
+  };
+  const a = buckets(before);
+  const b = buckets(after);
+  const bounds = [...b.keys()].sort((x, y) => x - y);
+  const counts = bounds.map((le) => (b.get(le) ?? 0) - (a.get(le) ?? 0));
+  const total = counts[counts.length - 1] ?? 0;
+  const quantile = (q: number): number | null => {
+    if (total === 0) return null;
+    const rank = q * total;
+    for (let i = 0; i < bounds.length; i++) {
+      if (counts[i] >= rank) {
+        const lower = i === 0 ? 0 : bounds[i - 1];
+        const below = i === 0 ? 0 : counts[i - 1];
+        const upper = Number.isFinite(bounds[i]) ? bounds[i] : lower;
+        const share = counts[i] === below ? 1 : (rank - below) / (counts[i] - below);
+        return (lower + (upper - lower) * share) * 1000;
+      }
+    }
+    return null;
+  };
+  return { count: total, p50Ms: quantile(0.5), p99Ms: quantile(0.99) };
+}

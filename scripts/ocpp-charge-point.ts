@@ -23,6 +23,8 @@ export interface ChargePointOptions {
   callTimeoutMs?: number;
   /** The client's own WebSocket pings; 0 leaves keep-alive to the engine's pings. */
   pingIntervalMs?: number;
+  /** Check what it sends and gets against the OCPP 1.6 schemas (default true). */
+  strict?: boolean;
 }
 
 /** The engine refused a message for good (a CALLERROR other than InternalError). */
@@ -85,7 +87,7 @@ export class SimulatedChargePoint {
       endpoint: options.endpoint,
       identity: options.id,
       protocols: [OCPP_PROTOCOL],
-      strictMode: true,
+      strictMode: options.strict ?? true,
       reconnect: true,
       callTimeoutMs: options.callTimeoutMs ?? 30_000,
       pingIntervalMs: options.pingIntervalMs ?? 30_000,
@@ -126,14 +128,19 @@ export class SimulatedChargePoint {
     throw new Error(`charge point ${this.options.id} is closed`);
   }
 
+  /** Sends one CALL once, on the connection as it is: the .conf, or why there is none. */
+  async callOnce<T = Record<string, unknown>>(action: string, params: object): Promise<T> {
+    const conf = (await this.client.call(action, params)) as T;
+    this.counters.answered++;
+    return conf;
+  }
+
   /** Sends one CALL until it gets its .conf; throws MessageRefused if resending cannot help. */
   async call<T = Record<string, unknown>>(action: string, params: object): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       await this.connect();
       try {
-        const conf = (await this.client.call(action, params)) as T;
-        this.counters.answered++;
-        return conf;
+        return await this.callOnce<T>(action, params);
       } catch (err) {
         if (this.closed) throw err;
         if (!worthResending(err)) {
