@@ -16,6 +16,7 @@ import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
 import { createRedisKeys } from '../src/redis-keys';
+import { RollupStore } from '../src/stores/rollup-store';
 import { UsageError, commandLineOrExit, parseCommandLine } from '../scripts/cli';
 import {
   fmt,
@@ -237,7 +238,7 @@ async function loadAnalyticsData(databaseUrl: string, vehicles: number): Promise
       [type, idPrefix, start, vehicles],
     );
   }
-  await db.raw(`SELECT rebuild_hourly_rollups(?::timestamptz, now())`, [start]);
+  await new RollupStore(db).rebuild(new Date(start), new Date());
   await db.raw(
     `INSERT INTO vehicle_meter_map (vehicle_id, meter_id, valid_from)
      SELECT 'AV-' || d, 'AM-' || d, ?::timestamptz - interval '1 day' FROM generate_series(1, ?) d`,
