@@ -7,7 +7,7 @@
  *                       for trafficMs; then {type:'done'} with the CALL-to-.conf latencies;
  *   {type:'exit'}    -> closes every connection and exits.
  */
-import { SimulatedChargePoint, meterValuesReq } from '../scripts/ocpp-charge-point';
+import { SimulatedChargePoint, meterValue, meterValuesReq } from '../scripts/ocpp-charge-point';
 
 export interface ClientsPlan {
   endpoint: string;
@@ -72,7 +72,10 @@ async function traffic(chargePoints: SimulatedChargePoint[], plan: ClientsPlan) 
     const begun = performance.now();
     tally.calls++;
     const call = cp
-      .callOnce('MeterValues', meterValuesReq(1, new Date().toISOString(), registerWh.value, 230))
+      .callOnce(
+        'MeterValues',
+        meterValuesReq(1, [meterValue(new Date().toISOString(), registerWh.value, 230)]),
+      )
       .then(
         () => {
           tally.answered++;

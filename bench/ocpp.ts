@@ -9,7 +9,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { SimulatedChargePoint, meterValuesReq } from '../scripts/ocpp-charge-point';
+import { SimulatedChargePoint, meterValue, meterValuesReq } from '../scripts/ocpp-charge-point';
 import {
   freePort,
   histogramDelta,
@@ -146,7 +146,10 @@ async function warmUp(endpoint: string): Promise<void> {
   await Promise.all(
     warm.map(async (cp, i) => {
       for (let k = 0; k < 5; k++)
-        await cp.call('MeterValues', meterValuesReq(1, new Date().toISOString(), 1000 + i + k));
+        await cp.call(
+          'MeterValues',
+          meterValuesReq(1, [meterValue(new Date().toISOString(), 1000 + i + k)]),
+        );
     }),
   );
   await Promise.all(warm.map((cp) => cp.close({ force: true })));

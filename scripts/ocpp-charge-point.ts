@@ -161,28 +161,35 @@ export class SimulatedChargePoint {
   }
 }
 
-/** A MeterValues.req with one element: the register in Wh and, if given, the voltage. */
+/** One `meterValue` element: the register in Wh and, if given, the voltage, at `timestamp`. */
+export function meterValue(timestamp: string, registerWh: number, voltage?: number) {
+  return {
+    timestamp,
+    sampledValue: [
+      {
+        value: String(registerWh),
+        measurand: 'Energy.Active.Import.Register',
+        unit: 'Wh',
+        context: 'Sample.Periodic',
+      },
+      ...(voltage === undefined
+        ? []
+        : [{ value: voltage.toFixed(1), measurand: 'Voltage', unit: 'V' }]),
+    ],
+  };
+}
+
+export type MeterValueElement = ReturnType<typeof meterValue>;
+
+/** A MeterValues.req of one connector: one element, or several a charger sends when catching up. */
 export function meterValuesReq(
   connectorId: number,
-  timestamp: string,
-  registerWh: number,
-  voltage?: number,
+  elements: MeterValueElement[],
   transactionId?: number,
 ) {
-  const sampledValue = [
-    {
-      value: String(registerWh),
-      measurand: 'Energy.Active.Import.Register',
-      unit: 'Wh',
-      context: 'Sample.Periodic',
-    },
-    ...(voltage === undefined
-      ? []
-      : [{ value: voltage.toFixed(1), measurand: 'Voltage', unit: 'V' }]),
-  ];
   return {
     connectorId,
-    meterValue: [{ timestamp, sampledValue }],
+    meterValue: elements,
     ...(transactionId === undefined ? {} : { transactionId }),
   };
 }

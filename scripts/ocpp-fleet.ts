@@ -9,7 +9,13 @@
 import { createHash } from 'node:crypto';
 import { connectorMeterId } from '../src/ocpp/charge-point-state';
 import type { Charger, Fleet, FleetStep, Vehicle } from './fleet-model';
-import { MessageRefused, SimulatedChargePoint, meterValuesReq } from './ocpp-charge-point';
+import {
+  MessageRefused,
+  SimulatedChargePoint,
+  meterValue,
+  meterValuesReq,
+  type MeterValueElement,
+} from './ocpp-charge-point';
 
 /** The one connector of every simulated charge point. */
 export const CONNECTOR_ID = 1;
@@ -21,6 +27,9 @@ export const ocppMeterIdOf = (prefix: string) => (n: number) =>
   connectorMeterId(chargePointIdOf(prefix, n), CONNECTOR_ID);
 
 const ID_TAG = /^[A-Za-z0-9._:+=@-]{1,20}$/;
+
+/** Samples queued behind each other go out as one MeterValues, up to this many. */
+const SAMPLES_PER_MESSAGE = 60;
 
 /** The idTag on a vehicle's card: its id when that fits OCPP's 20 characters, else a digest. */
 export function idTagOf(vehicleId: string): string {
@@ -35,9 +44,14 @@ interface Outgoing {
   onConf?: (conf: Record<string, unknown>) => void;
 }
 
+/** A register sample: consecutive ones are sent together, as a charger catching up sends them. */
+interface Sample {
+  sample: MeterValueElement;
+}
+
 /** One charge point's messages, sent one after another, each until answered. */
 class Outbox {
-  private readonly queue: Outgoing[] = [];
+  private readonly queue: (Outgoing | Sample)[] = [];
   private running: Promise<void> | null = null;
   transactionId: number | null = null;
 
@@ -51,7 +65,7 @@ class Outbox {
     return this.queue.length;
   }
 
-  push(...messages: Outgoing[]): void {
+  push(...messages: (Outgoing | Sample)[]): void {
     this.queue.push(...messages);
     if (!this.running) this.running = this.run().catch(this.onFailure);
   }
@@ -63,22 +77,39 @@ class Outbox {
   private async run(): Promise<void> {
     await Promise.resolve(); // push() records this run before it can end
     try {
-      for (let m = this.queue[0]; m; m = this.queue[0]) {
-        const params = m.params();
+      while (this.queue.length > 0) {
+        const { message, taken } = this.next();
+        const params = message.params();
         if (params) {
           try {
-            const conf = await this.chargePoint.call(m.action, params);
-            m.onConf?.(conf);
+            const conf = await this.chargePoint.call(message.action, params);
+            message.onConf?.(conf);
           } catch (err) {
             if (!(err instanceof MessageRefused)) throw err;
             this.onRefused(err);
           }
         }
-        this.queue.shift();
+        this.queue.splice(0, taken);
       }
     } finally {
       this.running = null;
     }
+  }
+
+  /** The first queued message, with the samples queued right behind it when it is a sample. */
+  private next(): { message: Outgoing; taken: number } {
+    const first = this.queue[0];
+    if (!('sample' in first)) return { message: first, taken: 1 };
+    const samples: MeterValueElement[] = [];
+    for (const m of this.queue) {
+      if (!('sample' in m) || samples.length === SAMPLES_PER_MESSAGE) break;
+      samples.push(m.sample);
+    }
+    const message = {
+      action: 'MeterValues',
+      params: () => meterValuesReq(CONNECTOR_ID, samples, this.transactionId ?? undefined),
+    };
+    return { message, taken: samples.length };
   }
 }
 
@@ -201,13 +232,7 @@ export class OcppFleet {
       else if (vehicle && stopped.has(charger))
         box.push(...this.stopMessages(box, charger, vehicle, timestamp));
       else {
-        const wh = registerWh(charger);
-        const voltage = voltages.get(charger.id);
-        box.push({
-          action: 'MeterValues',
-          params: () =>
-            meterValuesReq(CONNECTOR_ID, timestamp, wh, voltage, box.transactionId ?? undefined),
-        });
+        box.push({ sample: meterValue(timestamp, registerWh(charger), voltages.get(charger.id)) });
       }
     }
   }

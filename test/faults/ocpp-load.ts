@@ -1,4 +1,4 @@
-import { SimulatedChargePoint, meterValuesReq } from '../../scripts/ocpp-charge-point';
+import { SimulatedChargePoint, meterValue, meterValuesReq } from '../../scripts/ocpp-charge-point';
 import { connectorMeterId } from '../../src/ocpp/charge-point-state';
 import type { Ledger } from './harness';
 
@@ -81,7 +81,10 @@ export class OcppLoadWithLedger implements Ledger {
     for (let k = 0; this.running; k++) {
       const ms = BASE_MS + k * 1000;
       const wh = 1_000_000 + k * 250;
-      await cp.call('MeterValues', meterValuesReq(1, new Date(ms).toISOString(), wh, 230));
+      await cp.call(
+        'MeterValues',
+        meterValuesReq(1, [meterValue(new Date(ms).toISOString(), wh, 230)]),
+      );
       this.acknowledged.set(`${meterId}@${ms}`, wh / 1000);
       this.answeredBy[index] += 1;
       await new Promise((r) => setTimeout(r, this.pauseMs));

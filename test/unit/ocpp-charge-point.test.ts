@@ -6,6 +6,7 @@ import {
   ConnectionRefused,
   MessageRefused,
   SimulatedChargePoint,
+  meterValue,
   meterValuesReq,
 } from '../../scripts/ocpp-charge-point';
 
@@ -44,7 +45,7 @@ async function centralSystem(answer: (attempt: number) => 'conf' | string) {
   };
 }
 
-const message = meterValuesReq(1, '2024-04-01T10:00:00Z', 1_002_500, 230.4, 7);
+const message = meterValuesReq(1, [meterValue('2024-04-01T10:00:00Z', 1_002_500, 230.4)], 7);
 
 describe('simulated OCPP charge point', () => {
   test('when the engine answers InternalError, then the message is sent again until its .conf', async () => {
@@ -87,7 +88,7 @@ describe('simulated OCPP charge point', () => {
   });
 
   test('when a register and voltage are sent, then they are samples in Wh and V the OCPP schema accepts', () => {
-    expect(meterValuesReq(1, '2024-04-01T10:00:00Z', 1500)).toEqual({
+    expect(meterValuesReq(1, [meterValue('2024-04-01T10:00:00Z', 1500)])).toEqual({
       connectorId: 1,
       meterValue: [
         {
