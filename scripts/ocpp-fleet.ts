@@ -139,11 +139,13 @@ async function inParallel<T>(items: T[], width: number, work: (item: T) => Promi
 
 export class OcppFleet {
   private readonly boxes = new Map<Charger, Outbox>();
+  /** The vehicle that charges at each charger (one each). */
   private readonly driverOf = new Map<Charger, Vehicle>();
   private failure: unknown = null;
-  /** StartTransactions whose idTag the engine did not accept; messages given up. */
+  /** StartTransactions whose idTag the engine did not accept. */
   idTagsNotAccepted = 0;
-  refusals: string[] = [];
+  /** Messages the engine refused for good, with why. */
+  readonly refusals: string[] = [];
 
   constructor(
     private readonly fleet: Fleet,
