@@ -23,14 +23,15 @@ export interface Proc {
   peakRssMb(): number;
 }
 
-/** Starts a compiled entry point (relative to dist/) with the given environment. */
+/** Starts a compiled entry point (relative to dist/) with the given environment and node flags. */
 export function startNode(
   name: string,
   entry: string,
   args: string[],
   env: Record<string, string>,
+  nodeArgs: string[] = [],
 ): Proc {
-  const child = spawn(process.execPath, [path.join(DIST_ROOT, entry), ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(DIST_ROOT, entry), ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
@@ -85,18 +86,24 @@ export const fmt = (n: number | null | undefined, digits = 0) =>
     ? 'n/a'
     : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
-/** Quantiles of a Prometheus histogram's growth between two scrapes (linear inside a bucket). */
+/**
+ * Quantiles of a Prometheus histogram's growth between two scrapes (linear inside a bucket), of
+ * the series whose labels include `labels` (e.g. `action="MeterValues"`), else of every series.
+ */
 export function histogramDelta(
   before: string,
   after: string,
   name: string,
+  labels = '',
 ): { count: number; p50Ms: number | null; p99Ms: number | null } {
   const buckets = (text: string) => {
     const map = new Map<number, number>();
     for (const m of text.matchAll(
-      new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'),
+      new RegExp(`^${name}_bucket\\{([^}]*)le="([^"]+)"([^}]*)\\} (\\S+)$`, 'gm'),
     )) {
-      map.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+      if (!`${m[1]}${m[3]}`.includes(labels)) continue;
+      const le = m[2] === '+Inf' ? Infinity : Number(m[2]);
+      map.set(le, (map.get(le) ?? 0) + Number(m[4]));
     }
     return map;
   };

@@ -1,8 +1,9 @@
 /**
  * `npm run bench [-- --quick]`: one reproducible run on this machine. Starts its own API, flusher,
  * bare HTTP server and load generator (autocannon) against a fresh benchmark database and Redis
- * prefix, measures ingest, end-to-end durability, the PostgreSQL COPY ceiling, analytics and
- * memory, prints a table with ratios to the ceilings, and writes bench/results/latest.json.
+ * prefix, measures ingest, end-to-end durability, the PostgreSQL COPY ceiling, analytics, memory
+ * and OCPP charge points at scale (bench/ocpp.ts), prints a table with ratios to the ceilings, and
+ * writes bench/results/latest.json. `--only ocpp` runs the OCPP phase alone (nothing written).
  */
 import autocannon from 'autocannon';
 import { execFileSync } from 'node:child_process';
@@ -15,7 +16,7 @@ import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
 import { createRedisKeys } from '../src/redis-keys';
-import { commandLineOrExit, parseCommandLine } from '../scripts/cli';
+import { UsageError, commandLineOrExit, parseCommandLine } from '../scripts/cli';
 import { RollupStore } from '../src/stores/rollup-store';
 import { benchMqtt, type MqttBenchResults } from './mqtt';
 import {
@@ -27,20 +28,33 @@ import {
   waitForHttp,
   type Proc,
 } from './bench-helpers';
+import { benchOcpp, type OcppBenchPlan, type OcppBenchResults } from './ocpp';
 
-const quick = commandLineOrExit(
-  () =>
-    parseCommandLine(process.argv.slice(2), {
-      usage: 'npm run bench [-- --quick]',
-      options: { quick: { type: 'boolean', help: 'shorter runs, under two minutes' } },
-    }).values.quick ?? false,
-);
+const { quick, onlyOcpp } = commandLineOrExit(() => {
+  const { values } = parseCommandLine(process.argv.slice(2), {
+    usage: 'npm run bench [-- --quick] [-- --only ocpp]',
+    options: {
+      quick: { type: 'boolean', help: 'shorter runs, under three minutes' },
+      only: { type: 'string', value: 'PHASE', help: 'run only this phase: ocpp' },
+    },
+  });
+  if (values.only !== undefined && values.only !== 'ocpp')
+    throw new UsageError('--only: the phase that runs alone is ocpp');
+  return { quick: values.quick ?? false, onlyOcpp: values.only === 'ocpp' };
+});
 const SECONDS = quick ? 5 : 15;
 const E2E_READINGS = quick ? 200_000 : 1_000_000;
 const ANALYTICS_VEHICLES = quick ? 200 : 1000;
 const DEVICES = 10_000;
 /** The engine's QUEUE_SHARDS for this run (the processes inherit it from the environment). */
 const QUEUE_SHARDS = Number(process.env.QUEUE_SHARDS ?? 1);
+/** 10,000 charge points, each sending MeterValues ten times as often as the nominal 60 s. */
+const OCPP: Omit<OcppBenchPlan, 'env'> = {
+  chargePoints: quick ? 1000 : 10_000,
+  clientProcesses: 2,
+  intervalS: 6,
+  trafficS: quick ? 12 : 60,
+};
 
 const baseUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_bench';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -79,6 +93,7 @@ interface Results {
   };
   mqtt: MqttBenchResults & { batchRatioToHttpBatch: number; singleRatioToHttpSingle: number };
   memory: { apiPeakRssMb: number; flusherPeakRssMb: number; mqttPeakRssMb: number };
+  ocpp: OcppBenchResults;
 }
 
 /** Load timestamps start three days ago, so every phase stays in the past (and fresh partitions). */
@@ -126,6 +141,23 @@ function batchRequests(startAt: number, base: number) {
 
 async function run(opts: autocannon.Options): Promise<autocannon.Result> {
   return autocannon({ ...opts });
+}
+
+/** 1. The HTTP ceiling: a bare node http server under the same single-reading requests. */
+async function httpCeiling(procs: Proc[], base: number): Promise<autocannon.Result> {
+  const barePort = await freePort();
+  const bare = startNode('bare', 'bench/bare-server.js', [String(barePort)], {});
+  procs.push(bare);
+  await sleep(500);
+  const ceiling = await run({
+    url: `http://127.0.0.1:${barePort}`,
+    connections: 64,
+    duration: SECONDS,
+    requests: singleReadingRequests(0, base),
+  });
+  await bare.stop();
+  console.log(`HTTP ceiling: ${fmt(ceiling.requests.average)} req/s`);
+  return ceiling;
 }
 
 async function waitUntilDrained(
@@ -249,20 +281,8 @@ async function main(): Promise<void> {
   const procs: Proc[] = [];
 
   try {
-    // 1. HTTP ceiling.
-    const barePort = await freePort();
-    const bare = startNode('bare', 'bench/bare-server.js', [String(barePort)], {});
-    procs.push(bare);
-    await sleep(500);
     const base = loadBase();
-    const ceiling = await run({
-      url: `http://127.0.0.1:${barePort}`,
-      connections: 64,
-      duration: SECONDS,
-      requests: singleReadingRequests(0, base),
-    });
-    await bare.stop();
-    console.log(`HTTP ceiling: ${fmt(ceiling.requests.average)} req/s`);
+    const ceiling = onlyOcpp ? null : await httpCeiling(procs, base);
 
     // 2. The engine.
     const apiPort = await freePort();
@@ -283,6 +303,23 @@ async function main(): Promise<void> {
     await waitForHttp(`http://127.0.0.1:${apiPort}/health/ready`);
     await waitForHttp(`http://127.0.0.1:${flusherPort}/health/ready`);
     const apiUrl = `http://127.0.0.1:${apiPort}`;
+    const ocppPhase = async () => {
+      console.log(
+        `OCPP: ${fmt(OCPP.chargePoints)} charge points, MeterValues every ${OCPP.intervalS} s for ${OCPP.trafficS} s`,
+      );
+      const figures = await benchOcpp({ ...OCPP, env });
+      console.log(
+        `OCPP: ${fmt(figures.traffic.answeredPerS)} MeterValues/s answered, p99 ${fmt(figures.traffic.p99Ms, 1)} ms`,
+      );
+      return figures;
+    };
+    if (!ceiling) {
+      const figures = await ocppPhase();
+      printRows(ocppRows(figures));
+      console.log(`\nnote: ${figures.note}`);
+      console.log(JSON.stringify(figures, null, 2));
+      return;
+    }
 
     const single = await run({
       url: apiUrl,
@@ -425,6 +462,8 @@ async function main(): Promise<void> {
       mqttPeakRssMb: mqtt.peakRssMb,
     };
     const httpBatchReadingsPerS = (batch2xx * 1000) / batch.duration;
+    // 7. OCPP charge points, on an API process of their own (measured from its start).
+    const ocpp = await ocppPhase();
     const results: Results = {
       machine,
       mode: quick ? 'quick' : 'full',
@@ -479,8 +518,10 @@ async function main(): Promise<void> {
         },
       },
       memory,
+      ocpp,
     };
     printTable(results);
+    console.log(`\nnote (OCPP rows): ${ocpp.note}`);
     const dir = path.join(__dirname, '..', '..', 'bench', 'results');
     mkdirSync(dir, { recursive: true });
     writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');
@@ -553,7 +594,35 @@ function printTable(r: Results): void {
       `API ${fmt(r.memory.apiPeakRssMb)} MB, flusher ${fmt(r.memory.flusherPeakRssMb)} MB, MQTT ${fmt(r.memory.mqttPeakRssMb)} MB`,
       '',
     ],
+    ...ocppRows(r.ocpp),
   ];
+  printRows(rows);
+}
+
+function ocppRows(o: OcppBenchResults): [string, string, string][] {
+  const met = (ok: boolean) => (ok ? 'met' : 'not met');
+  const loaded = o.memory.loadedKbPerConnection;
+  const idle = o.memory.idleKbPerConnection;
+  return [
+    [
+      `OCPP charge points (${fmt(o.chargePointsPlanned)}, in ${o.clientProcesses} client processes)`,
+      `${fmt(o.connectionsHeld)} connections held; all connected in ${fmt(o.connect.seconds, 1)} s`,
+      '',
+    ],
+    [
+      `OCPP MeterValues, each every ${o.traffic.intervalS} s (${fmt(o.traffic.seconds)} s)`,
+      `${fmt(o.traffic.answeredPerS)} answered/s, p50 ${fmt(o.traffic.p50Ms, 1)} ms, p99 ${fmt(o.traffic.p99Ms, 1)} ms CALL to .conf at the clients (in the API: p99 ${o.traffic.server.atLeast ? '>= ' : ''}${fmt(o.traffic.server.p99Ms, 1)} ms); ${fmt(o.traffic.callErrors + o.traffic.failed)} unanswered; API CPU ${fmt(o.traffic.apiCpuMsPerMessage, 2)} ms/message, ${fmt(o.traffic.apiCores, 2)} cores (clients ${fmt(o.traffic.clientCores, 2)})`,
+      `goal p99 <= ${o.goals.p99Ms} ms: ${met((o.traffic.p99Ms ?? Infinity) <= o.goals.p99Ms)}`,
+    ],
+    [
+      'OCPP API memory per connection (after GC)',
+      `RSS ${fmt(loaded.rss, 1)} KB, heap ${fmt(loaded.heap, 1)} KB after traffic (idle: ${fmt(idle.rss, 1)} / ${fmt(idle.heap, 1)} KB)`,
+      `goal <= ${o.goals.kbPerConnection} KB: ${met(loaded.rss <= o.goals.kbPerConnection)}`,
+    ],
+  ];
+}
+
+function printRows(rows: [string, string, string][]): void {
   console.log('\n| figure | measured | ratio |\n|---|---|---|');
   for (const [a, b, c] of rows) console.log(`| ${a} | ${b} | ${c} |`);
 }

@@ -13,15 +13,18 @@ export interface FleetOptions {
   seed: number;
   /** Id prefix, so several simulations can share one engine. */
   prefix: string;
+  /** The meter id of charger n (1-based); default `{prefix}M-{n}`. */
+  meterId?: (n: number) => string;
 }
 
-interface Charger {
+export interface Charger {
   id: string;
   efficiency: number;
+  /** Energy drawn since it was installed, kWh: what its meter's register shows. */
   register: number;
 }
 
-interface Vehicle {
+export interface Vehicle {
   id: string;
   meter: Charger;
   capacityKwh: number;
@@ -47,6 +50,17 @@ export interface VehicleReadingBody {
   timestamp: string;
 }
 
+/** What one tick of the fleet produced. */
+export interface FleetStep {
+  atMs: number;
+  vehicles: VehicleReadingBody[];
+  meters: MeterReadingBody[];
+  /** Vehicles that plugged in at this tick: their energy flows from the next tick on. */
+  started: Vehicle[];
+  /** Vehicles whose session ended with this tick's energy. */
+  stopped: Vehicle[];
+}
+
 const CHARGER_KW = 11; // DC power while charging
 const STANDBY_KWH_PER_HOUR = 0.002;
 const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -70,7 +84,7 @@ export class Fleet {
     this.rand = random(options.seed);
     const faultyCount = Math.round(options.meters * options.faultyShare);
     this.chargers = Array.from({ length: options.meters }, (_, i) => ({
-      id: `${options.prefix}M-${i + 1}`,
+      id: options.meterId?.(i + 1) ?? `${options.prefix}M-${i + 1}`,
       efficiency: i < faultyCount ? 0.7 + this.rand() * 0.14 : 0.88 + this.rand() * 0.07,
       register: 1000 + Math.floor(this.rand() * 5000),
     }));
@@ -108,12 +122,18 @@ export class Fleet {
 
   /** Advances the fleet by `intervalS` seconds and returns every device's reading at `atMs`. */
   tick(atMs: number, intervalS: number): (MeterReadingBody | VehicleReadingBody)[] {
+    const step = this.step(atMs, intervalS);
+    return [...step.vehicles, ...step.meters];
+  }
+
+  /** The same, with the charging sessions that began and ended at this tick. */
+  step(atMs: number, intervalS: number): FleetStep {
     const hours = intervalS / 3600;
     const timestamp = new Date(atMs).toISOString();
     const acByCharger = new Map<Charger, number>(
       this.chargers.map((c) => [c, STANDBY_KWH_PER_HOUR * hours]),
     );
-    const readings: (MeterReadingBody | VehicleReadingBody)[] = [];
+    const step: FleetStep = { atMs, vehicles: [], meters: [], started: [], stopped: [] };
 
     for (const v of this.vehicles) {
       let dc = 0;
@@ -122,17 +142,21 @@ export class Fleet {
         v.soc = Math.min(100, v.soc + (dc / v.capacityKwh) * 100);
         v.temp += (38 - v.temp) * Math.min(1, hours * 2);
         acByCharger.set(v.meter, (acByCharger.get(v.meter) ?? 0) + dc / v.meter.efficiency);
-        if (v.soc >= v.targetSoc) v.charging = false;
+        if (v.soc >= v.targetSoc) {
+          v.charging = false;
+          step.stopped.push(v);
+        }
       } else {
         v.soc = Math.max(5, v.soc - this.rand() * 8 * hours); // driving
         v.temp += (24 - v.temp) * Math.min(1, hours);
         if (v.soc < 30 || this.rand() < 0.05 * hours) {
           v.charging = true;
           v.targetSoc = 80 + this.rand() * 15;
+          step.started.push(v);
         }
       }
       v.register += dc;
-      readings.push({
+      step.vehicles.push({
         vehicleId: v.id,
         soc: round(v.soc, 2),
         kwhDeliveredDc: round(this.options.mode === 'interval' ? dc : v.register, 6),
@@ -143,13 +167,13 @@ export class Fleet {
     for (const c of this.chargers) {
       const ac = acByCharger.get(c) ?? 0;
       c.register += ac;
-      readings.push({
+      step.meters.push({
         meterId: c.id,
         kwhConsumedAc: round(this.options.mode === 'interval' ? ac : c.register, 6),
         voltage: round(228 + this.rand() * 6, 1),
         timestamp,
       });
     }
-    return readings;
+    return step;
   }
 }

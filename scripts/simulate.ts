@@ -6,14 +6,22 @@
  * ingest: live (one tick every interval/speed seconds, for --duration) or, with --backfill, a past
  * span as fast as the engine accepts it. Honours 503 + Retry-After and shows a progress line.
  * Prints the vehicles whose charger it made faulty, so the analytics report can be checked.
+ *
+ * With --ocpp the chargers are OCPP 1.6J charge points instead (scripts/ocpp-fleet.ts): their
+ * registers go over OCPP MeterValues and their transactions map the vehicles; the vehicles' own
+ * readings still go through batch ingest.
  */
+import { CHARGE_POINT_ID_PATTERN } from '../src/ocpp/ocpp-endpoint';
+import { readChargePointKeys } from './charge-point-keys';
 import { exitOnUsageError, numberOption, parseCommandLine, UsageError } from './cli';
 import {
   Fleet,
   type EnergyMode,
+  type FleetStep,
   type MeterReadingBody,
   type VehicleReadingBody,
 } from './fleet-model';
+import { OcppFleet, chargePointIdOf, ocppMeterIdOf } from './ocpp-fleet';
 
 type Reading = MeterReadingBody | VehicleReadingBody;
 
@@ -40,6 +48,10 @@ export interface SimulateOptions {
   quiet: boolean;
   /** API key (Authorization: Bearer), when the engine requires one: scopes ingest and admin. */
   key: string | null;
+  /** Chargers are OCPP charge points; their transactions map the vehicles. */
+  ocpp: boolean;
+  /** With --ocpp and AUTH=on: each charge point's key (`chargePointId key` lines). */
+  cpKeyFile: string | null;
 }
 
 const command = {
@@ -76,6 +88,15 @@ const command = {
       value: 'K',
       help: 'API key with the ingest and admin scopes, if required',
     },
+    ocpp: {
+      type: 'boolean',
+      help: 'chargers are OCPP 1.6J charge points {prefix}CP-{n} (needs --meters >= --vehicles)',
+    },
+    'cp-key-file': {
+      type: 'string',
+      value: 'FILE',
+      help: 'with --ocpp and AUTH=on: lines "chargePointId key" (charge-point scoped keys)',
+    },
   },
 } as const;
 
@@ -86,6 +107,10 @@ export function parseArgs(argv: string[]): SimulateOptions {
   const mode = values.mode;
   if (mode !== 'interval' && mode !== 'cumulative')
     throw new UsageError('--mode must be interval or cumulative');
+  const ocpp = values.ocpp ?? false;
+  if (ocpp) checkOcppFleet(values.prefix, Math.max(1, num('meters')), Math.max(1, num('vehicles')));
+  if (values['cp-key-file'] !== undefined && !ocpp)
+    throw new UsageError('--cp-key-file is for --ocpp charge points');
   return {
     url: values.url.replace(/\/$/, ''),
     meters: Math.max(1, num('meters')),
@@ -102,7 +127,22 @@ export function parseArgs(argv: string[]): SimulateOptions {
     batchSize: Math.max(1, num('batch')),
     quiet: values.quiet ?? false,
     key: values.key ?? null,
+    ocpp,
+    cpKeyFile: values['cp-key-file'] ?? null,
   };
+}
+
+/** One connector per charge point, one vehicle per connector, ids OCPP accepts. */
+function checkOcppFleet(prefix: string, meters: number, vehicles: number): void {
+  if (vehicles > meters)
+    throw new UsageError(
+      '--ocpp: each vehicle charges at a charge point of its own: --meters must be at least --vehicles',
+    );
+  const longest = chargePointIdOf(prefix, meters);
+  if (!new RegExp(CHARGE_POINT_ID_PATTERN).test(longest))
+    throw new UsageError(
+      `--ocpp: charge point id ${longest} is not 1-48 characters from A-Z a-z 0-9 . _ - (shorten --prefix)`,
+    );
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -184,19 +224,39 @@ export async function simulate(
     mode: options.mode,
     seed: options.seed,
     prefix: options.prefix,
+    ...(options.ocpp ? { meterId: ocppMeterIdOf(options.prefix) } : {}),
   });
   const sender = new Sender(options);
   const now = Math.floor(Date.now() / 1000) * 1000;
   const stepMs = options.intervalS * 1000;
   const firstTick = options.backfillMs > 0 ? now - options.backfillMs : now;
-  await mapFleet(fleet, options, firstTick - stepMs);
+  const chargePoints = options.ocpp
+    ? new OcppFleet(fleet, {
+        url: options.url,
+        prefix: options.prefix,
+        chargePointKeys: options.cpKeyFile ? readChargePointKeys(options.cpKeyFile) : new Map(),
+        adminKey: options.key,
+      })
+    : null;
+  if (chargePoints) {
+    await chargePoints.registerIdTags();
+    await chargePoints.boot(firstTick - stepMs);
+  } else {
+    await mapFleet(fleet, options, firstTick - stepMs);
+  }
 
+  const progress = async () =>
+    [await sender.progress(), ...(chargePoints ? [chargePoints.progress()] : [])].join('; ');
   const timer = options.quiet
     ? null
-    : setInterval(
-        () => void sender.progress().then((line) => process.stdout.write(`\r${line}   `)),
-        1000,
-      );
+    : setInterval(() => void progress().then((line) => process.stdout.write(`\r${line}   `)), 1000);
+  /** The tick's readings for batch ingest; with --ocpp the chargers' go to their charge points. */
+  const readingsOf = async (step: FleetStep): Promise<Reading[]> => {
+    if (!chargePoints) return [...step.vehicles, ...step.meters];
+    chargePoints.onStep(step);
+    await chargePoints.room();
+    return step.vehicles;
+  };
   try {
     if (options.backfillMs > 0) {
       // As fast as accepted: a few batches in flight, each readings of whole ticks.
@@ -208,7 +268,7 @@ export async function simulate(
         if (inFlight.size >= 4) await Promise.race(inFlight);
       };
       for (let t = firstTick; t <= now; t += stepMs) {
-        pending.push(...fleet.tick(t, options.intervalS));
+        pending.push(...(await readingsOf(fleet.step(t, options.intervalS))));
         while (pending.length >= options.batchSize) {
           await flush(pending.slice(0, options.batchSize));
           pending = pending.slice(options.batchSize);
@@ -219,16 +279,23 @@ export async function simulate(
     } else {
       const endAt = Date.now() + options.durationMs;
       for (let t = now; Date.now() < endAt; t += stepMs) {
-        const readings = fleet.tick(Math.min(t, Date.now()), options.intervalS);
+        const readings = await readingsOf(fleet.step(Math.min(t, Date.now()), options.intervalS));
         for (let i = 0; i < readings.length; i += options.batchSize)
           await sender.send(readings.slice(i, i + options.batchSize));
         await sleep(Math.max(0, stepMs / options.speed - 1));
       }
     }
+    await chargePoints?.drained();
   } finally {
     if (timer) clearInterval(timer);
+    await chargePoints?.close();
   }
-  if (!options.quiet) log(`\n${await sender.progress()}`);
+  if (!options.quiet) log(`\n${await progress()}`);
+  for (const refusal of chargePoints?.refusals ?? []) log(`refused: ${refusal}`);
+  if (chargePoints?.idTagsNotAccepted)
+    log(
+      `${chargePoints.idTagsNotAccepted} transactions started with an idTag the engine did not accept`,
+    );
   const faulty = fleet.faulty();
   log(
     `\n${faulty.length} of ${fleet.vehicles.length} vehicles charge from a faulty charger (efficiency < 0.85):`,

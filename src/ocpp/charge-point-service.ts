@@ -1,12 +1,11 @@
-import type { EnergyReadingsMode } from '../config';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
-import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { MappingStore } from '../stores/mapping-store';
 import type { IngestService } from '../telemetry/ingest-service';
 import type { ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
+import type { ConnectorRegisters } from './connector-registers';
 import type { IdTagStore } from './id-tag-store';
 import { readMeterValues, type MeterValue } from './meter-values';
 import type { TransactionStore } from './transaction-store';
@@ -84,9 +83,6 @@ const justAfter = (at: Date) => new Date(at.getTime() + 1);
  * live state, history), and a `.conf` is returned only once they are stored.
  */
 export class ChargePointService {
-  /** Connector meters whose register semantics this process has recorded. */
-  private readonly registers = new Set<string>();
-
   constructor(
     private readonly deps: {
       ingestService: IngestService;
@@ -95,7 +91,8 @@ export class ChargePointService {
       transactions: TransactionStore;
       idTags: IdTagStore;
       mapping: MappingStore;
-      settings: DeviceSettingsStore;
+      /** Records each connector meter's register semantics, once. */
+      registers: ConnectorRegisters;
       config: { ocppUnknownIdTags: 'accept' | 'reject' };
       metrics: OcppMetrics;
       logger: Logger;
@@ -251,15 +248,8 @@ export class ChargePointService {
   }
 
   /** OCPP connectors are registers: their meters say so, whatever ENERGY_READINGS says. */
-  private async recordRegister(chargePointId: string, connectorId: number): Promise<void> {
-    const meterId = connectorMeterId(chargePointId, connectorId);
-    if (this.registers.has(meterId)) return;
-    const mode: EnergyReadingsMode = 'cumulative';
-    await Promise.all([
-      this.deps.settings.setMany('meter', [meterId], mode),
-      this.deps.state.knownConnector(chargePointId, connectorId),
-    ]);
-    this.registers.add(meterId);
+  private recordRegister(chargePointId: string, connectorId: number): Promise<void> {
+    return this.deps.registers.record(chargePointId, connectorId);
   }
 
   /**

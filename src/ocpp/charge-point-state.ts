@@ -117,9 +117,16 @@ export class ChargePointState {
     ]);
   }
 
-  /** Remembers a connector that sent meter values before any status. */
-  async knownConnector(chargePointId: string, connectorId: number): Promise<void> {
-    await this.redis.sadd(this.keys.chargePointConnectors(chargePointId), String(connectorId));
+  /** Remembers connectors that sent meter values before any status (one round trip for all). */
+  async knownConnectors(
+    connectors: readonly { chargePointId: string; connectorId: number }[],
+  ): Promise<void> {
+    if (connectors.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const { chargePointId, connectorId } of connectors)
+      pipeline.sadd(this.keys.chargePointConnectors(chargePointId), String(connectorId));
+    const failed = (await pipeline.exec())?.find(([err]) => err);
+    if (failed) throw failed[0];
   }
 
   async statusOf(meterId: string): Promise<ConnectorStatus | null> {

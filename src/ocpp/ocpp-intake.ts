@@ -16,6 +16,7 @@ import type { LiveStateStore } from '../telemetry/live-state';
 import { ChargePointService } from './charge-point-service';
 import { ChargePointState } from './charge-point-state';
 import { ChargePointStore } from './charge-point-store';
+import { ConnectorRegisters } from './connector-registers';
 import { IdTagStore } from './id-tag-store';
 import { OCPP_ACTIONS, createOcppEndpoint, type OcppEndpoint } from './ocpp-endpoint';
 import { ocppRoutes } from './ocpp-routes';
@@ -81,7 +82,10 @@ export function createOcppIntake({
     transactions,
     idTags,
     mapping: mappingStore,
-    settings,
+    registers: ConnectorRegisters.using({
+      settings,
+      knownConnectors: (connectors) => state.knownConnectors(connectors),
+    }),
     config,
     metrics,
     logger,

@@ -253,29 +253,50 @@ export class LoadWithLedger {
   }
 }
 
-/** Every acknowledged reading is in history exactly once, and status holds the newest per device. */
+/** What a load acknowledged: "device@ms" -> the kWh it sent. */
+export interface Ledger {
+  readonly acknowledged: ReadonlyMap<string, number>;
+}
+
+/**
+ * Every acknowledged reading is in history exactly once with the value sent, and status holds the
+ * newest per device; `devices` is a LIKE pattern for the load's meter ids.
+ */
 export async function verifyLedger(
   ctx: TestContext,
-  ledger: Pick<LoadWithLedger, 'acknowledged'>,
+  ledger: Ledger,
+  devices = 'F-%',
 ): Promise<{ acknowledged: number; stored: number }> {
-  const rows = await ctx.db.raw(`
-    SELECT device_id, (extract(epoch FROM ts) * 1000)::bigint AS ms, count(*) OVER (PARTITION BY device_id, ts) AS copies
-    FROM telemetry_history WHERE device_type = 'meter' AND device_id LIKE 'F-%'`);
-  const stored = new Set<string>();
-  for (const row of rows.rows as { device_id: string; ms: number; copies: number }[]) {
+  const rows = await ctx.db.raw(
+    `SELECT device_id, (extract(epoch FROM ts) * 1000)::bigint AS ms, kwh_consumed_ac AS kwh,
+            count(*) OVER (PARTITION BY device_id, ts) AS copies
+     FROM telemetry_history WHERE device_type = 'meter' AND device_id LIKE ?`,
+    [devices],
+  );
+  const stored = new Map<string, number>();
+  for (const row of rows.rows as { device_id: string; ms: number; kwh: number; copies: number }[]) {
     if (Number(row.copies) !== 1)
       throw new Error(`${row.device_id}@${row.ms} is stored ${row.copies} times`);
-    stored.add(`${row.device_id}@${Number(row.ms)}`);
+    stored.set(`${row.device_id}@${Number(row.ms)}`, row.kwh);
   }
   const missing = [...ledger.acknowledged.keys()].filter((k) => !stored.has(k));
   if (missing.length > 0)
     throw new Error(
       `${missing.length} acknowledged readings are missing, e.g. ${missing.slice(0, 3).join(', ')}`,
     );
-  const newest = await ctx.db.raw(`
-    SELECT s.meter_id FROM meter_status s
-    JOIN (SELECT device_id, max(ts) AS ts FROM telemetry_history WHERE device_type = 'meter' GROUP BY device_id) h
-      ON h.device_id = s.meter_id WHERE s.ts <> h.ts AND s.meter_id LIKE 'F-%'`);
+  const altered = [...ledger.acknowledged].filter(
+    ([k, kwh]) => Math.abs((stored.get(k) ?? NaN) - kwh) > 1e-9,
+  );
+  if (altered.length > 0)
+    throw new Error(
+      `${altered.length} readings are stored with another value, e.g. ${altered[0][0]}`,
+    );
+  const newest = await ctx.db.raw(
+    `SELECT s.meter_id FROM meter_status s
+     JOIN (SELECT device_id, max(ts) AS ts FROM telemetry_history WHERE device_type = 'meter' GROUP BY device_id) h
+       ON h.device_id = s.meter_id WHERE s.ts <> h.ts AND s.meter_id LIKE ?`,
+    [devices],
+  );
   if (newest.rows.length > 0)
     throw new Error(`status is not on the newest reading for ${newest.rows.length} meters`);
   return { acknowledged: ledger.acknowledged.size, stored: stored.size };

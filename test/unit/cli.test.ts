@@ -135,6 +135,8 @@ describe('simulator options', () => {
       batchSize: 5000,
       quiet: false,
       key: null,
+      ocpp: false,
+      cpKeyFile: null,
     });
   });
 
@@ -144,6 +146,7 @@ describe('simulator options', () => {
     [['--mode', 'weekly'], /--mode must be interval or cumulative/],
     [['--quiet=yes'], /'--quiet' does not take an argument/],
     [['--meter', '5'], /Unknown option '--meter'/],
+    [['--ocpp', '--vehicles', '11'], /--meters must be at least --vehicles/],
   ])('when the options are %j, then a UsageError names the option', (argv, message) => {
     expect(usageErrorOf(() => parseArgs(argv)).message).toMatch(message);
   });
