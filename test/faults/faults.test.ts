@@ -371,7 +371,7 @@ describe('fault scenarios', () => {
         }
       }
       if (refusals.length > 0)
-        console.log(`[fault] 100k duplicates: 503s answered ${refusals.join(', ')}`);
+        process.stdout.write(`[fault] 100k duplicates: 503s answered ${refusals.join(', ')}\n`);
       await drainedAndVerified(s, '100k duplicates', {
         sent: all.length,
         distinct: distinct.length,
