@@ -3,10 +3,11 @@ import type {
   ChargePoint,
   ChargePointList,
   FleetReport,
+  FleetSessions,
   MappingHistory,
   PerformanceReport,
   SessionDetail,
-  SessionList,
+  VehicleSessions,
   VehicleStatus,
 } from './types';
 
@@ -28,14 +29,27 @@ export const fetchVehicleStatus = (api: ApiClient, vehicleId: string) =>
 export const fetchMappingHistory = (api: ApiClient, vehicleId: string) =>
   api.get<MappingHistory>(`/v1/telemetry/map/${id(vehicleId)}`);
 
-/** null: this engine has no sessions endpoint (yet). */
+/** null: this engine has no sessions endpoint. */
 export const fetchSessions = (api: ApiClient, vehicleId: string, query: Query) =>
-  unlessRouteMissing(api.get<SessionList>(`/v1/vehicles/${id(vehicleId)}/sessions`, query));
+  unlessRouteMissing(api.get<VehicleSessions>(`/v1/vehicles/${id(vehicleId)}/sessions`, query));
+
+/** The engine's largest page of fleet sessions: flagged ones are few, one page holds them. */
+const FLAGGED_SESSIONS_PAGE = 10_000;
+
+/** The fleet's sessions with an alert or drift in the window; null: no sessions endpoint. */
+export const fetchFlaggedSessions = (api: ApiClient, window: { from: string; to: string }) =>
+  unlessRouteMissing(
+    api.get<FleetSessions>('/v1/analytics/sessions', {
+      ...window,
+      flagged: 'true',
+      limit: FLAGGED_SESSIONS_PAGE,
+    }),
+  );
 
 export const fetchSession = (api: ApiClient, vehicleId: string, sessionId: string) =>
   api.get<SessionDetail>(`/v1/vehicles/${id(vehicleId)}/sessions/${id(sessionId)}`);
 
-/** null: this engine has no charge points endpoint (yet). */
+/** null: this engine has no charge points endpoint. */
 export const fetchChargePoints = (api: ApiClient) =>
   unlessRouteMissing(api.get<ChargePointList>('/v1/charge-points'));
 

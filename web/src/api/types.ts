@@ -1,156 +1,94 @@
-/** The engine's response bodies, as src/http/response-schemas.ts describes them. */
-export interface MeterPeriod {
-  meterId: string;
-  from: string;
-  to: string;
-}
+/**
+ * The engine's response bodies. Where the engine exports a route's response schema, the type is
+ * that schema's TypeBox `Static<>` (imported type-only: nothing of src/ reaches the bundle). The
+ * status, mapping and charge point schemas live inside their route files, so those three are
+ * declared here, and test/browser/api-types.test.ts holds them equal to the API document.
+ */
+import type { Static } from '@sinclair/typebox';
+import type {
+  FleetReport as FleetReportSchema,
+  FleetVehicle as FleetVehicleSchema,
+  HourlyPoint as HourlyPointSchema,
+  PerformanceReport as PerformanceReportSchema,
+} from '../../../src/analytics/report-schemas';
+import type {
+  FleetSessions as FleetSessionsSchema,
+  Session as SessionSchema,
+  SessionDetail as SessionDetailSchema,
+  SessionMinute as SessionMinuteSchema,
+  VehicleSessions as VehicleSessionsSchema,
+} from '../../../src/sessions/session-schemas';
+import type { ErrorBody as ErrorBodySchema } from '../../../src/schema/primitives';
 
-export interface ReadingCounts {
-  vehicleReadings: number;
-  meterReadings: number;
-}
+export type FleetReport = Static<typeof FleetReportSchema>;
+export type FleetVehicle = Static<typeof FleetVehicleSchema>;
+export type HourlyPoint = Static<typeof HourlyPointSchema>;
+export type PerformanceReport = Static<typeof PerformanceReportSchema>;
+export type ChargingSession = Static<typeof SessionSchema>;
+export type SessionMinute = Static<typeof SessionMinuteSchema>;
+export type SessionDetail = Static<typeof SessionDetailSchema>;
+export type VehicleSessions = Static<typeof VehicleSessionsSchema>;
+export type FleetSessions = Static<typeof FleetSessionsSchema>;
+export type ErrorBody = Static<typeof ErrorBodySchema>;
 
-export interface FleetVehicle {
-  vehicleId: string;
-  meters: MeterPeriod[];
-  acConsumedKwh: number | null;
-  dcDeliveredKwh: number | null;
-  efficiency: number | null;
-  alert: boolean | null;
-  counts: ReadingCounts;
-  /** Announced, not served yet: why a vehicle is flagged, once sessions exist. */
-  reason?: string | null;
-  drift?: boolean | null;
-}
-
-export interface FleetReport {
-  window: { from: string; to: string };
-  mode: 'interval' | 'cumulative';
-  below: number;
-  totals: {
-    vehiclesChecked: number;
-    vehiclesFlagged: number;
-    withoutMapping: number;
-    withoutMeterData: number;
-  };
-  vehicles: FleetVehicle[];
-  withoutMapping: string[];
-  withoutMeterData: string[];
-  nextCursor: string | null;
-}
-
-export interface HourlyPoint {
-  hour: string;
-  acConsumedKwh: number | null;
-  dcDeliveredKwh: number | null;
-  efficiency: number | null;
-  avgTempC: number | null;
-  socEnd: number | null;
-}
-
-export interface PerformanceReport {
-  vehicleId: string;
-  window: { from: string; to: string };
-  meters: MeterPeriod[];
-  energy: {
-    acConsumedKwh: number | null;
-    dcDeliveredKwh: number | null;
-    efficiency: number | null;
-    threshold: number;
-    alert: boolean | null;
-    mode: 'interval' | 'cumulative';
-  };
-  battery: {
-    avgTempC: number | null;
-    minTempC: number | null;
-    maxTempC: number | null;
-    socStart: number | null;
-    socEnd: number | null;
-    socMin: number | null;
-    socMax: number | null;
-  };
-  counts: ReadingCounts;
-  warnings: string[];
-  series?: HourlyPoint[];
-}
-
+/** `VehicleStatus` of the API document (GET /v1/vehicles/{vehicleId}/status). */
 export interface VehicleStatus {
   vehicleId: string;
   timestamp: string;
   soc: number;
   kwhDeliveredDc: number;
   batteryTemp: number;
+  energyReadings: 'interval' | 'cumulative' | null;
   source: 'live' | 'database';
 }
 
+interface MappingPeriod {
+  meterId: string;
+  from: string;
+  to: string | null;
+}
+
+/** `MappingHistory` of the API document (GET /v1/telemetry/map/{vehicleId}). */
 export interface MappingHistory {
   vehicleId: string;
-  current: { meterId: string; from: string; to: string | null } | null;
-  history: { meterId: string; from: string; to: string | null }[];
+  current: MappingPeriod | null;
+  history: MappingPeriod[];
 }
 
-/** Announced (GET /v1/vehicles/:id/sessions), not served yet. */
-export interface ChargingSession {
-  id: string;
-  source: 'ocpp' | 'detected';
-  transactionId?: string | number | null;
-  start: string;
-  end: string | null;
-  open: boolean;
-  meters?: unknown[];
-  acConsumedKwh: number | null;
-  dcDeliveredKwh: number | null;
-  efficiency: number | null;
-  threshold: number;
-  alert: boolean | null;
-  drift?: boolean | null;
-  reason?: string | null;
-  socStart: number | null;
-  socEnd: number | null;
-  meanAcPowerKw: number | null;
-  peakAcPowerKw: number | null;
+export interface OpenTransaction {
+  transactionId: number;
+  idTag: string;
+  vehicleId: string | null;
+  startedAt: string;
+  meterStartKwh: number;
 }
 
-export interface SessionList {
-  vehicleId: string;
-  window: { from: string; to: string };
-  sessions: ChargingSession[];
-}
-
-export interface SessionMinute {
-  minute: string;
-  acPowerKw: number | null;
-  dcPowerKw: number | null;
-  soc: number | null;
-  batteryTempC: number | null;
-}
-
-export interface SessionDetail extends ChargingSession {
-  series: SessionMinute[];
-}
-
-/** Announced (GET /v1/charge-points), not served yet. */
 export interface Connector {
-  connectorId: number | string;
-  meterId: string | null;
+  connectorId: number;
+  meterId: string;
   status: string | null;
   errorCode: string | null;
+  statusAt: string | null;
   registerKwh: number | null;
-  openTransaction: unknown;
+  registerAt: string | null;
+  openTransaction: OpenTransaction | null;
 }
 
+/** `ChargePoint` of the API document (GET /v1/charge-points/{chargePointId}). */
 export interface ChargePoint {
   id: string;
   connected: boolean;
+  connectedAt: string | null;
+  lastSeenAt: string | null;
   lastBootAt: string | null;
+  vendor: string | null;
+  model: string | null;
+  firmwareVersion: string | null;
   connectors: Connector[];
 }
 
+/** `ChargePointList` of the API document (GET /v1/charge-points). */
 export interface ChargePointList {
   chargePoints: ChargePoint[];
-}
-
-export interface ErrorBody {
-  error: string;
-  message: string;
+  nextCursor: string | null;
 }

@@ -1,6 +1,6 @@
 import { ApiError, type ApiClient } from '../api/api-client';
 import { fetchChargePoint, fetchChargePoints } from '../api/endpoints';
-import type { ChargePoint, Connector } from '../api/types';
+import type { ChargePoint, Connector, OpenTransaction } from '../api/types';
 import { h, replaceContent } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh } from '../format/numbers';
@@ -15,11 +15,15 @@ const missing = (text: string) => h('span', { class: 'missing' }, text);
 const connectedText = (cp: ChargePoint) =>
   cp.connected ? 'Connected' : h('strong', { class: 'badge badge-alert' }, 'Disconnected');
 
-const transactionText = (tx: unknown) => {
-  if (tx === null || tx === undefined || tx === false) return 'none';
-  const id = (tx as { transactionId?: unknown }).transactionId;
-  return typeof id === 'string' || typeof id === 'number' ? `transaction ${id}` : 'open';
-};
+const transactionText = (tx: OpenTransaction | null) =>
+  tx
+    ? [
+        `transaction ${tx.transactionId}`,
+        tx.vehicleId ? ` (${tx.vehicleId})` : ` (idTag ${tx.idTag})`,
+        ', since ',
+        timeText(tx.startedAt),
+      ]
+    : 'none';
 
 function connectorsTable(cp: ChargePoint): HTMLElement {
   if (cp.connectors.length === 0)
@@ -28,7 +32,13 @@ function connectorsTable(cp: ChargePoint): HTMLElement {
     caption: `Connectors of ${cp.id}`,
     columns: [
       { header: 'Connector', cell: (c) => String(c.connectorId) },
-      { header: 'Status', cell: (c) => c.status ?? missing('unknown') },
+      {
+        header: 'Status',
+        cell: (c) =>
+          c.status === null
+            ? missing('unknown')
+            : [c.status, ...(c.statusAt ? [', since ', timeText(c.statusAt)] : [])],
+      },
       {
         header: 'Error code',
         cell: (c) =>
@@ -36,7 +46,7 @@ function connectorsTable(cp: ChargePoint): HTMLElement {
             ? h('strong', null, c.errorCode)
             : (c.errorCode ?? missing('none')),
       },
-      { header: 'Meter', cell: (c) => c.meterId ?? missing('no meter') },
+      { header: 'Meter', cell: (c) => c.meterId },
       {
         header: 'Register',
         numeric: true,
@@ -211,13 +221,20 @@ export class ChargePointView extends ChargePointScreen {
         );
       const row = (label: string, value: Node | string) =>
         h('div', null, h('dt', null, label), h('dd', null, value));
+      const since = cp.connected ? cp.connectedAt : cp.lastSeenAt;
       replaceContent(
         this.content,
         h(
           'dl',
           { class: 'figures' },
           row('Connection', connectedText(cp)),
+          row(
+            cp.connected ? 'Connected since' : 'Last seen',
+            since ? timeText(since) : missing('unknown'),
+          ),
           row('Last boot', cp.lastBootAt ? timeText(cp.lastBootAt) : missing('never booted')),
+          row('Model', [cp.vendor, cp.model].filter(Boolean).join(' ') || missing('not reported')),
+          row('Firmware', cp.firmwareVersion ?? missing('not reported')),
         ),
         connectorsTable(cp),
       );

@@ -1,31 +1,102 @@
+import type { ChargingSession, FleetVehicle } from '../api/types';
 import { h } from '../dom/h';
-import { formatRatio } from '../format/numbers';
+import { formatCount, formatRatio } from '../format/numbers';
 
-interface Flaggable {
-  alert: boolean | null;
-  drift?: boolean | null;
-  reason?: string | null;
-  efficiency: number | null;
-  acConsumedKwh: number | null;
-  dcDeliveredKwh: number | null;
-}
+/** Why something is flagged: efficiency under a threshold, or drift from its own usual. */
+export type FlagReason = 'threshold' | 'drift';
 
 export interface Flag {
   flagged: boolean;
-  /** Why, in words: the engine's own reason when it gives one, else the threshold or drift. */
+  reasons: FlagReason[];
+  /** Why, in words (or, unflagged, why there is no figure). */
   text: string;
 }
 
-export function flagOf(item: Flaggable, threshold: number): Flag {
-  const flagged = item.alert === true || item.drift === true;
-  if (item.reason) return { flagged, text: item.reason };
-  if (item.drift === true) return { flagged, text: 'Drift: efficiency falling across sessions' };
-  if (item.alert === true)
-    return { flagged, text: `Below the ${formatRatio(threshold)} efficiency threshold` };
-  if (item.alert === false) return { flagged, text: 'OK' };
-  if (item.acConsumedKwh === null) return { flagged, text: 'No efficiency: AC energy unknown' };
-  if (item.dcDeliveredKwh === null) return { flagged, text: 'No efficiency: no vehicle readings' };
-  return { flagged, text: 'No efficiency: no AC energy drawn' };
+const flag = (parts: { reason: FlagReason; text: string }[], unflagged: string): Flag => ({
+  flagged: parts.length > 0,
+  reasons: [...new Set(parts.map((p) => p.reason))],
+  text: parts.length > 0 ? parts.map((p) => p.text).join('; ') : unflagged,
+});
+
+const sessionsText = (n: number) => `${formatCount(n)} session${n === 1 ? '' : 's'}`;
+
+/** What the engine says of a vehicle's (or a session's) energy over a window. */
+type Measured = Pick<FleetVehicle, 'alert' | 'acConsumedKwh' | 'dcDeliveredKwh'>;
+
+function noFigure(item: Measured) {
+  if (item.alert === false) return 'OK';
+  if (item.acConsumedKwh === null) return 'No efficiency: AC energy unknown';
+  if (item.dcDeliveredKwh === null) return 'No efficiency: no vehicle readings';
+  return 'No efficiency: no AC energy drawn';
+}
+
+/** The drift sentence of a session: its efficiency against its usual on that meter. */
+const driftText = (s: ChargingSession) =>
+  s.efficiency !== null && s.baseline
+    ? `Drift: ${formatRatio(s.efficiency)} against its usual ${formatRatio(s.baseline.medianEfficiency)}`
+    : 'Drift: below its usual efficiency';
+
+/** A session: below its power class's threshold, drifting from the vehicle's usual, or both. */
+export function sessionFlagOf(s: ChargingSession): Flag {
+  return flag(
+    [
+      ...(s.alert === true
+        ? [
+            {
+              reason: 'threshold' as const,
+              text: `Below its ${formatRatio(s.threshold)} threshold`,
+            },
+          ]
+        : []),
+      ...(s.drift === true ? [{ reason: 'drift' as const, text: driftText(s) }] : []),
+    ],
+    noFigure(s),
+  );
+}
+
+/**
+ * A vehicle over a window: its efficiency under the threshold, and the flagged sessions the engine
+ * found for it in the same window (GET /v1/analytics/sessions?flagged=true).
+ */
+export function vehicleFlagOf(
+  v: Measured,
+  below: number,
+  flaggedSessions: readonly ChargingSession[],
+): Flag {
+  const underThreshold = flaggedSessions.filter((s) => s.alert === true).length;
+  const drifting = flaggedSessions.filter((s) => s.drift === true);
+  return flag(
+    [
+      ...(v.alert === true
+        ? [
+            {
+              reason: 'threshold' as const,
+              text: `Below the ${formatRatio(below)} efficiency threshold`,
+            },
+          ]
+        : []),
+      ...(underThreshold > 0
+        ? [
+            {
+              reason: 'threshold' as const,
+              text: `${sessionsText(underThreshold)} below their threshold`,
+            },
+          ]
+        : []),
+      ...(drifting.length > 0
+        ? [
+            {
+              reason: 'drift' as const,
+              text:
+                drifting.length === 1
+                  ? driftText(drifting[0])
+                  : `Drift: ${sessionsText(drifting.length)} below their usual efficiency`,
+            },
+          ]
+        : []),
+    ],
+    noFigure(v),
+  );
 }
 
 /** The status cell: a visible "Flagged" badge (not colour alone) followed by the reason. */

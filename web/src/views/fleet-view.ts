@@ -1,13 +1,13 @@
 import type { ApiClient } from '../api/api-client';
-import { fetchFleet } from '../api/endpoints';
-import type { FleetReport, FleetVehicle } from '../api/types';
+import { fetchFlaggedSessions, fetchFleet } from '../api/endpoints';
+import type { ChargingSession, FleetReport, FleetSessions, FleetVehicle } from '../api/types';
 import { h, replaceContent } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh, formatRatio } from '../format/numbers';
-import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
+import { describeWindow, fleetWindowQuery, windowBounds } from '../routing/analytics-window';
 import { formatRoute, PAGE_SIZES, type Route } from '../routing/routes';
 import { dataTable, type Column } from './data-table';
-import { flagBadge, flagOf } from './flag';
+import { flagBadge, vehicleFlagOf, type Flag } from './flag';
 import { errorNotice, notice, staleNotice } from './notices';
 import { windowText } from './time-text';
 import type { LoadOutcome, View, ViewDeps } from './view';
@@ -19,6 +19,23 @@ type FleetRoute = Extract<Route, { view: 'fleet' }>;
 export const FLEET_RENDERED_MARK = 'fleet-table-rendered';
 
 const missing = (text: string) => h('span', { class: 'missing' }, text);
+
+/**
+ * The fleet's flagged sessions in the window, by vehicle; `null`: the engine has no sessions
+ * endpoint; an error: it could not answer (the report is shown without them).
+ */
+interface FlaggedSessions {
+  byVehicle: Map<string, ChargingSession[]>;
+  totals: FleetSessions['totals'];
+}
+
+function flaggedSessionsOf(found: FleetSessions | null): FlaggedSessions | null {
+  if (!found) return null;
+  const byVehicle = new Map<string, ChargingSession[]>();
+  for (const s of found.sessions)
+    byVehicle.set(s.vehicleId, [...(byVehicle.get(s.vehicleId) ?? []), s]);
+  return { byVehicle, totals: found.totals };
+}
 
 /**
  * The landing page: every vehicle's charging efficiency over the window, worst first, flagged
@@ -66,15 +83,30 @@ export class FleetView implements View {
     const generation = ++this.generation;
     const route = this.route;
     try {
-      const report = await fetchFleet(this.deps.api, {
-        ...fleetWindowQuery(route.window),
-        limit: route.limit,
-        cursor: route.trail[route.trail.length - 1],
-      });
+      const [report, sessionFlags] = await Promise.all([
+        fetchFleet(this.deps.api, {
+          ...fleetWindowQuery(route.window),
+          limit: route.limit,
+          cursor: route.trail[route.trail.length - 1],
+        }),
+        fetchFlaggedSessions(this.deps.api, windowBounds(route.window)).then(
+          flaggedSessionsOf,
+          (error: unknown) => ({ error }),
+        ),
+      ]);
       if (generation !== this.generation) return 'ok';
       this.shown = { report, at: new Date() };
       this.feedback.replaceChildren();
-      replaceContent(this.content, this.render(report, route));
+      if (sessionFlags && 'error' in sessionFlags)
+        this.feedback.append(errorNotice('the flagged sessions (drift)', sessionFlags.error));
+      replaceContent(
+        this.content,
+        this.render(
+          report,
+          route,
+          sessionFlags && 'byVehicle' in sessionFlags ? sessionFlags : null,
+        ),
+      );
       if (performance.getEntriesByName(FLEET_RENDERED_MARK).length === 0)
         performance.mark(FLEET_RENDERED_MARK);
       return 'ok';
@@ -96,9 +128,13 @@ export class FleetView implements View {
     this.generation += 1;
   }
 
-  private render(report: FleetReport, route: FleetRoute): DocumentFragment {
+  private render(
+    report: FleetReport,
+    route: FleetRoute,
+    sessionFlags: FlaggedSessions | null,
+  ): DocumentFragment {
     const fragment = document.createDocumentFragment();
-    fragment.append(this.summary(report, route));
+    fragment.append(this.summary(report, route, sessionFlags));
     const { totals } = report;
     if (totals.vehiclesChecked === 0) {
       fragment.append(
@@ -121,7 +157,9 @@ export class FleetView implements View {
             ),
       );
     } else {
-      fragment.append(this.table(report, route), this.pager(report, route));
+      const flagOf = (v: FleetVehicle) =>
+        vehicleFlagOf(v, report.below, sessionFlags?.byVehicle.get(v.vehicleId) ?? []);
+      fragment.append(this.table(report, route, flagOf), this.pager(report, route));
     }
     fragment.append(
       this.vehicleList(
@@ -140,7 +178,11 @@ export class FleetView implements View {
     return fragment;
   }
 
-  private summary(report: FleetReport, route: FleetRoute): HTMLElement {
+  private summary(
+    report: FleetReport,
+    route: FleetRoute,
+    sessionFlags: FlaggedSessions | null,
+  ): HTMLElement {
     const { totals } = report;
     const item = (label: string, value: number, className = '') =>
       h(
@@ -166,11 +208,26 @@ export class FleetView implements View {
         item('Flagged', totals.vehiclesFlagged, totals.vehiclesFlagged > 0 ? 'count-alert' : ''),
         item('Without mapping', totals.withoutMapping),
         item('Without meter data', totals.withoutMeterData),
+        sessionFlags
+          ? [
+              item('Sessions', sessionFlags.totals.sessions),
+              item(
+                'Sessions flagged',
+                sessionFlags.totals.flagged,
+                sessionFlags.totals.flagged > 0 ? 'count-sessions-flagged' : '',
+              ),
+              item('Sessions drifting', sessionFlags.totals.drifting, 'count-drifting'),
+            ]
+          : null,
       ),
     );
   }
 
-  private table(report: FleetReport, route: FleetRoute): HTMLElement {
+  private table(
+    report: FleetReport,
+    route: FleetRoute,
+    flagOf: (v: FleetVehicle) => Flag,
+  ): HTMLElement {
     const vehicleRoute = (vehicleId: string): Route => ({
       view: 'vehicle',
       vehicleId,
@@ -192,7 +249,7 @@ export class FleetView implements View {
             v.vehicleId,
           ),
       },
-      { header: 'Status', cell: (v) => flagBadge(flagOf(v, report.below)) },
+      { header: 'Status', cell: (v) => flagBadge(flagOf(v)) },
       {
         header: 'Efficiency (DC / AC)',
         numeric: true,
@@ -228,11 +285,12 @@ export class FleetView implements View {
       columns,
       rows: report.vehicles,
       rowAttrs: (v) => {
-        const flagged = flagOf(v, report.below).flagged;
+        const { flagged, reasons } = flagOf(v);
         return {
           class: flagged ? 'row-flagged' : undefined,
           'data-vehicle-id': v.vehicleId,
           'data-flagged': flagged ? 'true' : 'false',
+          'data-flag-reasons': reasons.join(' ') || undefined,
         };
       },
     });

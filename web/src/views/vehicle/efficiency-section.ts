@@ -9,7 +9,7 @@ import {
   formatRatio,
 } from '../../format/numbers';
 import { dataTable } from '../data-table';
-import { flagBadge, flagOf } from '../flag';
+import { flagBadge, vehicleFlagOf } from '../flag';
 import { notice } from '../notices';
 import { timeText, windowText } from '../time-text';
 import { Section } from './section';
@@ -107,7 +107,7 @@ export class EfficiencySection extends Section {
         orMissing(energy.efficiency, formatRatio, 'undefined (see warnings)'),
       ),
       row('Threshold', formatRatio(energy.threshold)),
-      row('Status', flagBadge(flagOf(energy, energy.threshold))),
+      row('Status', flagBadge(vehicleFlagOf(energy, energy.threshold, []))),
       row(
         'State of charge',
         battery.socStart === null || battery.socEnd === null

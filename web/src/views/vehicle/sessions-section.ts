@@ -3,7 +3,7 @@ import { createSessionBatteryChart, createSessionPowerChart } from '../../charts
 import { h, replaceContent } from '../../dom/h';
 import { formatKw, formatKwh, formatPercent, formatRatio } from '../../format/numbers';
 import { dataTable } from '../data-table';
-import { flagBadge, flagOf } from '../flag';
+import { flagBadge, sessionFlagOf } from '../flag';
 import { errorNotice, notice } from '../notices';
 import { timeText } from '../time-text';
 import { Section } from './section';
@@ -13,16 +13,8 @@ const dash = (value: number | null, format: (n: number) => string) =>
 
 const sourceText = (s: ChargingSession) =>
   s.source === 'ocpp'
-    ? `OCPP${s.transactionId !== undefined && s.transactionId !== null ? ` transaction ${s.transactionId}` : ''}`
+    ? `OCPP${s.transactionId === null ? '' : ` transaction ${s.transactionId}`}`
     : 'detected from telemetry';
-
-const meterIds = (meters: unknown[] | undefined) =>
-  (meters ?? [])
-    .map((m) =>
-      typeof m === 'string' ? m : ((m as { meterId?: unknown } | null)?.meterId ?? null),
-    )
-    .filter((m): m is string => typeof m === 'string')
-    .join(', ');
 
 /**
  * The vehicle's charging sessions in the window (GET /v1/vehicles/:id/sessions), each opening its
@@ -60,17 +52,17 @@ export class SessionsSection extends Section {
           { header: 'Start', cell: (s) => timeText(s.start) },
           {
             header: 'End',
-            cell: (s) => (s.open || !s.end ? h('strong', null, 'open') : timeText(s.end)),
+            cell: (s) => (s.open ? h('strong', null, 'open') : timeText(s.end)),
           },
           { header: 'Source', cell: sourceText },
           {
             header: 'Meters',
-            cell: (s) => meterIds(s.meters) || h('span', { class: 'missing' }, 'none'),
+            cell: (s) => s.meters.join(', ') || h('span', { class: 'missing' }, 'none'),
           },
           { header: 'AC consumed', numeric: true, cell: (s) => dash(s.acConsumedKwh, formatKwh) },
           { header: 'DC delivered', numeric: true, cell: (s) => dash(s.dcDeliveredKwh, formatKwh) },
           { header: 'Efficiency', numeric: true, cell: (s) => dash(s.efficiency, formatRatio) },
-          { header: 'Status', cell: (s) => flagBadge(flagOf(s, s.threshold)) },
+          { header: 'Status', cell: (s) => flagBadge(sessionFlagOf(s)) },
           {
             header: 'SoC',
             numeric: true,
@@ -104,6 +96,7 @@ export class SessionsSection extends Section {
         rowAttrs: (s) => ({
           'aria-current': s.id === selected ? 'true' : undefined,
           'data-session-id': s.id,
+          'data-flag-reasons': sessionFlagOf(s).reasons.join(' ') || undefined,
         }),
       }),
       this.detail,
@@ -128,7 +121,7 @@ export class SessionsSection extends Section {
           'Session from ',
           timeText(session.start),
           ' to ',
-          session.end ? timeText(session.end) : 'now (open)',
+          session.open ? 'now (open)' : timeText(session.end),
         ),
         session.series.length === 0
           ? notice('empty', 'No per-minute readings for this session')
