@@ -9,7 +9,15 @@ import { waitForDrained, type TestEngine } from '../../helpers/engine';
  */
 export async function loadSimulatedFleet(
   engine: TestEngine,
-  options: { vehicles: number; faulty: number; backfill: string; interval?: number; key?: string },
+  options: {
+    vehicles: number;
+    faulty: number;
+    backfill: string;
+    interval?: number;
+    key?: string;
+    /** Chargers are OCPP charge points ({prefix}CP-n), as `--ocpp` makes them. */
+    ocpp?: boolean;
+  },
 ): Promise<Fleet> {
   const fleet = await simulate(
     {
@@ -25,6 +33,7 @@ export async function loadSimulatedFleet(
         '--interval',
         String(options.interval ?? 60),
         '--quiet',
+        ...(options.ocpp ? ['--ocpp'] : []),
       ]),
       url: engine.url,
       key: options.key ?? null,

@@ -1,7 +1,14 @@
 import type { ChargingSession, SessionDetail } from '../../api/types';
 import { createSessionBatteryChart, createSessionPowerChart } from '../../charts/session-charts';
 import { h, replaceContent } from '../../dom/h';
-import { formatKw, formatKwh, formatPercent, formatRatio } from '../../format/numbers';
+import {
+  formatCelsius,
+  formatCount,
+  formatKw,
+  formatKwh,
+  formatPercent,
+  formatRatio,
+} from '../../format/numbers';
 import { dataTable } from '../data-table';
 import { flagBadge, sessionFlagOf } from '../flag';
 import { errorNotice, notice } from '../notices';
@@ -15,6 +22,28 @@ const sourceText = (s: ChargingSession) =>
   s.source === 'ocpp'
     ? `OCPP${s.transactionId === null ? '' : ` transaction ${s.transactionId}`}`
     : 'detected from telemetry';
+
+/** The session's totals beside its chart: the same figures as the API's. */
+function sessionFigures(s: SessionDetail): HTMLElement {
+  const row = (label: string, value: Node | string | (Node | string)[]) =>
+    h('div', null, h('dt', null, label), h('dd', null, value));
+  return h(
+    'dl',
+    { class: 'figures session-figures' },
+    row('AC consumed', dash(s.acConsumedKwh, formatKwh)),
+    row('DC delivered', dash(s.dcDeliveredKwh, formatKwh)),
+    row('Efficiency (DC / AC)', dash(s.efficiency, formatRatio)),
+    row('Status', flagBadge(sessionFlagOf(s))),
+    row('Mean AC power', dash(s.meanAcPowerKw, formatKw)),
+    row('Peak AC power', dash(s.peakAcPowerKw, formatKw)),
+    row('Battery temperature (mean / max)', [
+      dash(s.batteryTempMeanC, formatCelsius),
+      ' / ',
+      dash(s.batteryTempMaxC, formatCelsius),
+    ]),
+    row('Minutes charted', formatCount(s.series.length)),
+  );
+}
 
 /**
  * The vehicle's charging sessions in the window (GET /v1/vehicles/:id/sessions), each opening its
@@ -123,6 +152,7 @@ export class SessionsSection extends Section {
           ' to ',
           session.open ? 'now (open)' : timeText(session.end),
         ),
+        sessionFigures(session),
         session.series.length === 0
           ? notice('empty', 'No per-minute readings for this session')
           : [
