@@ -125,7 +125,7 @@ const rowsOf = (selector: string, idAttribute: string): Promise<Row[]> =>
         flagged: r.getAttribute('data-flagged') === 'true',
         reasons: r.getAttribute('data-flag-reasons') ?? '',
         reasonText: r.querySelector('.flag-reason')?.textContent ?? '',
-        cells: [...r.querySelectorAll('td')].map((td) => td.textContent ?? ''),
+        cells: [...r.querySelectorAll('th, td')].map((td) => td.textContent ?? ''),
       })),
     idAttribute,
   );
@@ -295,7 +295,7 @@ describe('charge point view', () => {
     const list = await api<{ chargePoints: ChargePointJson[] }>('/v1/charge-points');
     expect(list.chargePoints).toHaveLength(fleet.vehicles.length + 1);
     const rows = await page.$$eval('.view tbody tr', (trs) =>
-      trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')),
+      trs.map((tr) => [...tr.querySelectorAll('th, td')].map((td) => td.textContent ?? '')),
     );
     expect(rows.map((r) => r[0])).toEqual(list.chargePoints.map((cp) => cp.id));
     list.chargePoints.forEach((cp, i) => {
@@ -316,7 +316,7 @@ describe('charge point view', () => {
     expect(figures['Connection']).toBe('Connected');
     expect(figures['Model']).toBe('Acme Wallbox 22');
     const connectors = await page.$$eval('.view tbody tr', (trs) =>
-      trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')),
+      trs.map((tr) => [...tr.querySelectorAll('th, td')].map((td) => td.textContent ?? '')),
     );
     expect(connectors).toHaveLength(cp.connectors.length);
     const [charging, faulted] = cp.connectors;
