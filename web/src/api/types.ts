@@ -42,7 +42,7 @@ export interface VehicleStatus {
   source: 'live' | 'database';
 }
 
-interface MappingPeriod {
+export interface MappingPeriod {
   meterId: string;
   from: string;
   to: string | null;

@@ -205,7 +205,11 @@ export class FleetView implements View {
         'dl',
         { class: 'counts' },
         item('Vehicles checked', totals.vehiclesChecked),
-        item('Flagged', totals.vehiclesFlagged, totals.vehiclesFlagged > 0 ? 'count-alert' : ''),
+        item(
+          'Flagged below threshold',
+          totals.vehiclesFlagged,
+          totals.vehiclesFlagged > 0 ? 'count-alert' : '',
+        ),
         item('Without mapping', totals.withoutMapping),
         item('Without meter data', totals.withoutMeterData),
         sessionFlags
@@ -266,7 +270,11 @@ export class FleetView implements View {
         cell: (v) =>
           v.dcDeliveredKwh === null ? missing('no readings') : formatKwh(v.dcDeliveredKwh),
       },
-      { header: 'Meters', cell: (v) => v.meters.map((m) => m.meterId).join(', ') },
+      {
+        header: 'Meters',
+        // One mapping period per OCPP transaction: the same meter often, named once.
+        cell: (v) => [...new Set(v.meters.map((m) => m.meterId))].join(', '),
+      },
       {
         header: 'Readings (vehicle / meter)',
         numeric: true,
