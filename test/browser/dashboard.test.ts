@@ -59,7 +59,7 @@ const definitionList = (p: Page, selector: string): Promise<Record<string, strin
 describe('dashboard against a simulated fleet with known faulty chargers', () => {
   test('when the dashboard opens, then the fleet lists exactly the flagged vehicles, worst first', async () => {
     await page.goto(`${engine.url}/dashboard`);
-    await page.waitForSelector('.fleet-view tbody tr');
+    await page.waitForSelector('.fleet-content[data-session-flags="loaded"] tbody tr');
     const rows = await fleetRows(page);
     const faulty = fleet.faulty().map((f) => f.vehicleId);
     expect(faulty.length).toBe(5);

@@ -145,7 +145,7 @@ const percent = (ratio: number) => `${(ratio * 100).toFixed(1)}\u00a0%`;
 describe('fleet view with sessions', () => {
   test('when chargers are faulty or drifting, then exactly those vehicles are flagged, first, with their reason', async () => {
     await page.goto(`${engine.url}/dashboard#/fleet?window=24h`);
-    await page.waitForSelector('.fleet-view tbody tr');
+    await page.waitForSelector('.fleet-content[data-session-flags="loaded"] tbody tr');
     const rows = await rowsOf('.fleet-view tbody tr', 'data-vehicle-id');
     const window = await shownWindow('.fleet-view');
     const flaggedSessions = await api<{

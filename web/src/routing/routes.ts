@@ -6,7 +6,7 @@ import {
 } from './analytics-window';
 
 /**
- * Every screen is a URL hash (#/fleet?window=7d, #/vehicles/V-1?window=24h&session=S-3), so what
+ * Every screen is a URL hash (#/fleet?window=7d, #/vehicles/V-1?window=24h&session=tx-12), so what
  * is on screen survives a reload and can be shared or bookmarked.
  */
 export type Route =

@@ -17,6 +17,8 @@ type FleetRoute = Extract<Route, { view: 'fleet' }>;
 
 /** Marked once, when the first fleet table is on screen (the tests read it). */
 export const FLEET_RENDERED_MARK = 'fleet-table-rendered';
+/** Marked once, when the flagged sessions (drift) first mark the table. */
+export const FLEET_FLAGS_MARK = 'fleet-session-flags-rendered';
 
 const missing = (text: string) => h('span', { class: 'missing' }, text);
 
@@ -28,6 +30,9 @@ interface FlaggedSessions {
   byVehicle: Map<string, ChargingSession[]>;
   totals: FleetSessions['totals'];
 }
+
+type SessionFlagsState =
+  { state: 'pending' | 'none' | 'error' } | { state: 'loaded'; sessions: FlaggedSessions };
 
 function flaggedSessionsOf(found: FleetSessions | null): FlaggedSessions | null {
   if (!found) return null;
@@ -47,6 +52,8 @@ export class FleetView implements View {
   private readonly feedback = h('div', { class: 'feedback' });
   private readonly content = h('div', { class: 'fleet-content' });
   private shown: { report: FleetReport; at: Date } | null = null;
+  /** The window's flagged sessions; a refresh shows the last ones until the new ones arrive. */
+  private flags: SessionFlagsState = { state: 'pending' };
   private generation = 0;
 
   constructor(
@@ -75,6 +82,7 @@ export class FleetView implements View {
     if (route.view !== 'fleet') return null;
     this.route = route;
     this.shown = null;
+    this.flags = { state: 'pending' };
     this.picker.show({ window: route.window, pageSize: route.limit });
     return this.load();
   }
@@ -83,32 +91,37 @@ export class FleetView implements View {
     const generation = ++this.generation;
     const route = this.route;
     try {
-      const [report, sessionFlags] = await Promise.all([
-        fetchFleet(this.deps.api, {
-          ...fleetWindowQuery(route.window),
-          limit: route.limit,
-          cursor: route.trail[route.trail.length - 1],
-        }),
-        fetchFlaggedSessions(this.deps.api, windowBounds(route.window)).then(
-          flaggedSessionsOf,
-          (error: unknown) => ({ error }),
-        ),
-      ]);
+      // Both asked at once; the table does not wait for the sessions (slower over a big fleet).
+      const flagsRequest = fetchFlaggedSessions(this.deps.api, windowBounds(route.window)).then(
+        flaggedSessionsOf,
+        (error: unknown) => ({ error }),
+      );
+      const report = await fetchFleet(this.deps.api, {
+        ...fleetWindowQuery(route.window),
+        limit: route.limit,
+        cursor: route.trail[route.trail.length - 1],
+      });
       if (generation !== this.generation) return 'ok';
       this.shown = { report, at: new Date() };
       this.feedback.replaceChildren();
-      if (sessionFlags && 'error' in sessionFlags)
-        this.feedback.append(errorNotice('the flagged sessions (drift)', sessionFlags.error));
-      replaceContent(
-        this.content,
-        this.render(
-          report,
-          route,
-          sessionFlags && 'byVehicle' in sessionFlags ? sessionFlags : null,
-        ),
-      );
+      this.show(report, route);
       if (performance.getEntriesByName(FLEET_RENDERED_MARK).length === 0)
         performance.mark(FLEET_RENDERED_MARK);
+
+      const flags = await flagsRequest;
+      if (generation !== this.generation) return 'ok';
+      if (flags && 'error' in flags) {
+        this.feedback.append(errorNotice('the flagged sessions (drift)', flags.error));
+        this.flags = { state: 'error' };
+      } else {
+        this.flags = flags ? { state: 'loaded', sessions: flags } : { state: 'none' };
+      }
+      this.show(report, route);
+      if (
+        this.flags.state === 'loaded' &&
+        performance.getEntriesByName(FLEET_FLAGS_MARK).length === 0
+      )
+        performance.mark(FLEET_FLAGS_MARK);
       return 'ok';
     } catch (err) {
       if (generation !== this.generation) return 'failed';
@@ -126,6 +139,16 @@ export class FleetView implements View {
 
   destroy(): void {
     this.generation += 1;
+  }
+
+  /** `data-session-flags` says whether the drift marks are in yet (pending, loaded, none, error). */
+  private show(report: FleetReport, route: FleetRoute): void {
+    const flags = this.flags;
+    this.content.setAttribute('data-session-flags', flags.state);
+    replaceContent(
+      this.content,
+      this.render(report, route, flags.state === 'loaded' ? flags.sessions : null),
+    );
   }
 
   private render(
@@ -200,6 +223,7 @@ export class FleetView implements View {
         `${describeWindow(route.window)}: `,
         windowText(report.window),
         ` · flagged below ${formatRatio(report.below)} efficiency`,
+        this.flags.state === 'pending' ? ' · checking the sessions for drift…' : '',
       ),
       h(
         'dl',
