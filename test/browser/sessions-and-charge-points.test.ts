@@ -74,6 +74,10 @@ beforeAll(async () => {
     days: 6,
     lastSessionStartMs: lastWholeHour - 3 * HOUR_MS,
   });
+  // What the flusher does in the background: roll the closed hours up and keep their sessions.
+  // Drift compares a session with the kept sessions before it, so it shows once they are built.
+  await engine.flusher.flusher.rollups.rollUpNow();
+  await engine.flusher.flusher.sessions.buildNow();
   live = await connectLiveChargePoint(engine, {
     id: LIVE_CP,
     idTag: 'CARD-LIVE-1',
@@ -164,7 +168,15 @@ describe('fleet view with sessions', () => {
       new Set(flaggedSessions.sessions.filter((s) => s.alert).map((s) => s.vehicleId)),
     ).toEqual(new Set(faulty));
 
-    expect(rows).toHaveLength(fleet.vehicles.length + 1);
+    // The engine's report for the same window, in its order: the simulated fleet, the drifting
+    // vehicle and, once its transaction is inside the window, the live charge point's vehicle.
+    const report = await api<{ vehicles: { vehicleId: string }[] }>(
+      `/v1/analytics/fleet?limit=100&from=${window.from}&to=${window.to}`,
+    );
+    expect(rows.map((r) => r.id)).toEqual(report.vehicles.map((v) => v.vehicleId));
+    expect(rows.map((r) => r.id)).toEqual(
+      expect.arrayContaining([...fleet.vehicles.map((v) => v.id), drifting.vehicleId]),
+    );
     const flagged = rows.filter((r) => r.flagged);
     expect(new Set(flagged.map((r) => r.id))).toEqual(new Set([...faulty, drifting.vehicleId]));
     // Worst efficiency first: the faulty chargers (0.70-0.84), then the drifting one (0.87).
