@@ -22,15 +22,16 @@ export const FLEET_FLAGS_MARK = 'fleet-session-flags-rendered';
 
 const missing = (text: string) => h('span', { class: 'missing' }, text);
 
-/**
- * The fleet's flagged sessions in the window, by vehicle; `null`: the engine has no sessions
- * endpoint; an error: it could not answer (the report is shown without them).
- */
+/** The fleet's flagged sessions in the window (GET /v1/analytics/sessions?flagged=true). */
 interface FlaggedSessions {
   byVehicle: Map<string, ChargingSession[]>;
   totals: FleetSessions['totals'];
 }
 
+/**
+ * Whether the table carries the session flags: `none`, the engine has no sessions endpoint;
+ * `error`, it could not answer (the report is shown without them, with a notice).
+ */
 type SessionFlagsState =
   { state: 'pending' | 'none' | 'error' } | { state: 'loaded'; sessions: FlaggedSessions };
 
