@@ -192,6 +192,8 @@ function checkOcppFleet(prefix: string, meters: number, vehicles: number): void 
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Times a batch is sent again after its connection failed before the simulation stops. */
+const CONNECTION_ATTEMPTS = 5;
 
 const headersFor = (options: SimulateOptions) => ({
   'content-type': 'application/json',
@@ -206,14 +208,26 @@ class Sender {
 
   constructor(private readonly options: SimulateOptions) {}
 
-  /** Sends one batch; on 503 waits Retry-After and tries again. */
+  /**
+   * Sends one batch; on 503 waits Retry-After and tries again, and so after a lost connection (a
+   * kept-alive socket the server closed as it was reused): readings are stored once however often
+   * they are sent.
+   */
   async send(batch: Reading[]): Promise<void> {
-    for (;;) {
-      const res = await fetch(`${this.options.url}/v1/telemetry/ingest`, {
-        method: 'POST',
-        headers: headersFor(this.options),
-        body: JSON.stringify(batch),
-      });
+    for (let lost = 0; ;) {
+      let res: Response;
+      try {
+        res = await fetch(`${this.options.url}/v1/telemetry/ingest`, {
+          method: 'POST',
+          headers: headersFor(this.options),
+          body: JSON.stringify(batch),
+        });
+      } catch (err) {
+        if (++lost > CONNECTION_ATTEMPTS) throw err;
+        this.retries += 1;
+        await sleep(250 * lost);
+        continue;
+      }
       if (res.status === 503) {
         this.retries += 1;
         await sleep(Number(res.headers.get('retry-after') ?? 1) * 1000);

@@ -247,7 +247,7 @@ describe('fleet simulator over several days: power classes, faulty and drifting 
         ...parseArgs([
           ...['--meters', '12', '--vehicles', '12', '--mode', 'cumulative', '--quiet'],
           ...['--chargers', '2.3:0.34,11:0.33,22:0.33', '--faulty', '0.25', '--drifting', '0.25'],
-          ...['--backfill', '3d', '--prefix', 'MD-', '--seed', '42'],
+          ...['--backfill', '3d', '--interval', '120', '--prefix', 'MD-', '--seed', '42'],
         ]),
         url: e.url,
         // Judged by the engine's own settings, read as the engine reads them.
