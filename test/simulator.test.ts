@@ -7,7 +7,7 @@ import { generateKey } from '../src/auth/api-keys';
 import type { IngestJobData } from '../src/queue/ingest-queue';
 import { parseChargePointKeys } from '../scripts/charge-point-keys';
 import { idTagOf } from '../scripts/ocpp-fleet';
-import type { Fleet } from '../scripts/fleet-model';
+import { Fleet, parseChargerMix } from '../scripts/fleet-model';
 import type { JudgedSession } from '../scripts/fleet-sessions';
 import { judgingSettings, parseArgs, simulate } from '../scripts/simulate';
 import { startTestEngine, waitForDrained, type TestApi, type TestEngine } from './helpers/engine';
@@ -324,6 +324,32 @@ describe('fleet simulator over several days: power classes, faulty and drifting 
       for (const s of own) expect(s).toMatchObject({ threshold: 0.75, alert: false });
       expect(own.every((s) => (s.efficiency ?? 1) < e.ctx.config.efficiencyThreshold)).toBe(true);
     }
+  });
+
+  test('when the same fleet is judged under the single threshold, then its healthy sockets are listed too', () => {
+    const single = new Fleet({
+      meters: 12,
+      vehicles: 12,
+      faultyShare: 0.25,
+      driftingShare: 0.25,
+      chargers: parseChargerMix('2.3:0.34,11:0.33,22:0.33'),
+      mode: 'cumulative',
+      seed: 42,
+      prefix: 'MD-',
+      judging: judgingSettings({}),
+      span: { fromMs: 0, toMs: 3 * 86_400_000 },
+    });
+    single.baseline(-120_000);
+    for (let t = 0; t <= 3 * 86_400_000; t += 120_000) single.step(t, 120);
+    const sockets = single.withCharger('healthy').filter((v) => v.ratedKw === 2.3);
+    const alerted = new Set(
+      single.sessions
+        .judged()
+        .filter((s) => s.alert)
+        .map((s) => s.vehicleId),
+    );
+    expect(sockets.length).toBeGreaterThan(0);
+    for (const socket of sockets) expect(alerted.has(socket.vehicleId)).toBe(true);
   });
 
   test("then the fleet report ranked by session and each vehicle's report carry the same flags", async () => {

@@ -288,27 +288,30 @@ export class SessionStore {
   ): Promise<{ median: number | null; sessions: number }[]> {
     if (items.length === 0) return [];
     const result = await this.db.raw(
+      // The live sessions are joined by hash on (vehicle, meter), not scanned once per session.
       `WITH live AS (
          SELECT * FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::float8[])
-           AS l(vehicle_id, meter_id, start_ts, efficiency))
-       SELECT q.i, b.median, b.n
-       FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[])
-         WITH ORDINALITY AS q(vehicle_id, meter_id, start_ts, kept_before, i)
-       CROSS JOIN LATERAL (
-         SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e.efficiency) AS median,
-                count(*)::int AS n
-         FROM (
+           AS l(vehicle_id, meter_id, start_ts, efficiency)),
+       q AS (
+         SELECT * FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[])
+           WITH ORDINALITY AS q(vehicle_id, meter_id, start_ts, kept_before, i)),
+       earlier AS (
+         SELECT q.i, k.efficiency
+         FROM q CROSS JOIN LATERAL (
            SELECT s.dc_kwh / s.ac_kwh AS efficiency
            FROM charging_sessions s
            WHERE s.vehicle_id = q.vehicle_id AND s.meter_ids = ARRAY[q.meter_id]
              AND s.start_ts >= q.start_ts - interval '30 days'
              AND s.start_ts < least(q.start_ts, q.kept_before)
-             AND s.ac_kwh > 0 AND s.dc_kwh IS NOT NULL
-           UNION ALL
-           SELECT l.efficiency FROM live l
-           WHERE l.vehicle_id = q.vehicle_id AND l.meter_id = q.meter_id
-             AND l.start_ts >= q.start_ts - interval '30 days' AND l.start_ts < q.start_ts
-         ) e) b
+             AND s.ac_kwh > 0 AND s.dc_kwh IS NOT NULL) k
+         UNION ALL
+         SELECT q.i, l.efficiency
+         FROM q JOIN live l ON l.vehicle_id = q.vehicle_id AND l.meter_id = q.meter_id
+         WHERE l.start_ts >= q.start_ts - interval '30 days' AND l.start_ts < q.start_ts)
+       SELECT q.i, percentile_cont(0.5) WITHIN GROUP (ORDER BY e.efficiency) AS median,
+              count(e.efficiency)::int AS n
+       FROM q LEFT JOIN earlier e USING (i)
+       GROUP BY q.i
        ORDER BY q.i`,
       [
         live.map((l) => l.vehicleId),
