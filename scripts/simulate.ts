@@ -136,6 +136,15 @@ export function judgingSettings(env: NodeJS.ProcessEnv = process.env): JudgingSe
   return { efficiencyThreshold, efficiencyThresholds, efficiencyDrift, sessionGapS };
 }
 
+/** The same, a bad setting told as a usage error: the simulator reads the engine's environment. */
+function judgingOf(env: NodeJS.ProcessEnv): JudgingSettings {
+  try {
+    return judgingSettings(env);
+  } catch (err) {
+    throw new UsageError(`judging sessions by the engine's settings: ${(err as Error).message}`);
+  }
+}
+
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): SimulateOptions {
   const { values } = parseCommandLine(argv, command);
   const num = (
@@ -166,7 +175,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     faulty: Math.min(1, num('faulty')),
     drifting: Math.min(1, num('drifting')),
     chargers,
-    judging: judgingSettings(env),
+    judging: judgingOf(env),
     backfillMs: values.backfill !== undefined ? parseDuration('backfill', values.backfill) : 0,
     seed: num('seed'),
     prefix: values.prefix,
