@@ -7,11 +7,18 @@
  * SESSION_GAP_S apart, spanning (first charging reading - its interval to the previous reading,
  * capped at the gap, last charging reading]; DC is the vehicle's energy and AC its meter's over
  * that span. An OCPP transaction spans the same ticks (plugged in, last energy), so one account
- * serves both modes. The thresholds, the drift rule and the rounding are the engine's own code.
+ * serves both modes (a transaction still running ends where the engine asks, not at its last
+ * reading: its mean power reads a little lower there). The threshold classes, the drift baseline's
+ * span and size and the rounding are the engine's own declarations.
  */
 import type { Config } from '../src/config';
 import { roundFigure } from '../src/reports/rounding';
-import { parseThresholdClasses, thresholdFor } from '../src/sessions/thresholds';
+import {
+  DRIFT_BASELINE_DAYS,
+  DRIFT_MIN_SESSIONS,
+  parseThresholdClasses,
+  thresholdFor,
+} from '../src/sessions/thresholds';
 
 /** The engine settings that decide which sessions are flagged. */
 export type JudgingSettings = Pick<
@@ -39,9 +46,7 @@ export interface JudgedSession {
   drift: boolean | null;
 }
 
-/** The engine's drift baseline: previous sessions on the same meter within this span. */
-const DRIFT_LOOKBACK_MS = 30 * 86_400_000;
-const DRIFT_MIN_SESSIONS = 5;
+const DRIFT_LOOKBACK_MS = DRIFT_BASELINE_DAYS * 86_400_000;
 
 /** Energy of each reading of one device, by its semantics, from the values as sent. */
 class EnergySteps {

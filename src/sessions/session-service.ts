@@ -5,7 +5,7 @@ import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { Session, SessionMinute, SessionSummary } from './session-schemas';
 import type { SessionRow, SessionStore } from './session-store';
-import { parseThresholdClasses, thresholdFor } from './thresholds';
+import { DRIFT_MIN_SESSIONS, parseThresholdClasses, thresholdFor } from './thresholds';
 
 const DAY_MS = 86_400_000;
 /** A vehicle whose sessions were never built is computed from this long before the window. */
@@ -114,7 +114,7 @@ export class SessionService {
       const threshold = thresholdFor(this.classes, meanAcPowerKw, config.efficiencyThreshold);
       const base = baselineOf.get(i);
       const baseline =
-        base && base.median !== null && base.sessions >= 5
+        base && base.median !== null && base.sessions >= DRIFT_MIN_SESSIONS
           ? { medianEfficiency: round(base.median, 4) as number, sessions: base.sessions }
           : null;
       return {

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
+import { DRIFT_BASELINE_DAYS } from './thresholds';
 
 /** A charging session as computed from readings (see session-sql.ts). */
 export interface SessionRow {
@@ -301,13 +302,13 @@ export class SessionStore {
            SELECT s.dc_kwh / s.ac_kwh AS efficiency
            FROM charging_sessions s
            WHERE s.vehicle_id = q.vehicle_id AND s.meter_ids = ARRAY[q.meter_id]
-             AND s.start_ts >= q.start_ts - interval '30 days'
+             AND s.start_ts >= q.start_ts - interval '${DRIFT_BASELINE_DAYS} days'
              AND s.start_ts < least(q.start_ts, q.kept_before)
              AND s.ac_kwh > 0 AND s.dc_kwh IS NOT NULL) k
          UNION ALL
          SELECT q.i, l.efficiency
          FROM q JOIN live l ON l.vehicle_id = q.vehicle_id AND l.meter_id = q.meter_id
-         WHERE l.start_ts >= q.start_ts - interval '30 days' AND l.start_ts < q.start_ts)
+         WHERE l.start_ts >= q.start_ts - interval '${DRIFT_BASELINE_DAYS} days' AND l.start_ts < q.start_ts)
        SELECT q.i, percentile_cont(0.5) WITHIN GROUP (ORDER BY e.efficiency) AS median,
               count(e.efficiency)::int AS n
        FROM q LEFT JOIN earlier e USING (i)
