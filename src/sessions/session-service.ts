@@ -91,13 +91,16 @@ export class SessionService {
     const { config, store } = this.deps;
     const now = this.now().getTime();
     const single = rows.map((r, i) => ({ r, i })).filter(({ r }) => r.meterIds.length === 1);
-    const cut = (vehicleId: string) => liveFrom.get(vehicleId);
+    const keptBefore = (vehicleId: string) => {
+      const at = liveFrom.get(vehicleId);
+      return at === undefined ? null : new Date(at);
+    };
     const baselines = await store.baselines(
       single.map(({ r }) => ({
         vehicleId: r.vehicleId,
         meterId: r.meterIds[0],
         start: r.start,
-        keptBefore: cut(r.vehicleId) === undefined ? null : new Date(cut(r.vehicleId) as number),
+        keptBefore: keptBefore(r.vehicleId),
       })),
       computed.flatMap((r) => {
         const efficiency = efficiencyOf(r);
