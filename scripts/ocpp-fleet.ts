@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { connectorMeterId } from '../src/ocpp/charge-point-state';
-import type { Charger, Fleet, FleetStep, Vehicle } from './fleet-model';
+import { registerWh, type Charger, type Fleet, type FleetStep, type Vehicle } from './fleet-model';
 import {
   MessageRefused,
   SimulatedChargePoint,
@@ -208,10 +208,12 @@ export class OcppFleet {
     const timestamp = new Date(atMs).toISOString();
     await inParallel([...this.boxes.values()], 100, (box) => box.chargePoint.connect());
     for (const [charger, box] of this.boxes) {
+      // The model names the charger's power class, as a real charge point's model does.
+      const chargePointModel = `AC-${charger.ratedKw}kW`;
       box.push(
         {
           action: 'BootNotification',
-          params: () => ({ chargePointVendor: 'EIE Simulator', chargePointModel: 'AC-11kW' }),
+          params: () => ({ chargePointVendor: 'EIE Simulator', chargePointModel }),
         },
         status('Available', timestamp),
       );
@@ -321,6 +323,3 @@ function status(status: 'Available' | 'Charging', timestamp: string): Outgoing {
     params: () => ({ connectorId: CONNECTOR_ID, errorCode: 'NoError', status, timestamp }),
   };
 }
-
-/** OCPP registers are integer Wh; the same rounding everywhere, so a start and a sample agree. */
-const registerWh = (charger: Charger) => Math.round(charger.register * 1000);

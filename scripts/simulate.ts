@@ -5,22 +5,29 @@
  * Maps every vehicle to a meter through the API, then sends the fleet's readings through batch
  * ingest: live (one tick every interval/speed seconds, for --duration) or, with --backfill, a past
  * span as fast as the engine accepts it. Honours 503 + Retry-After and shows a progress line.
- * Prints the vehicles whose charger it made faulty, so the analytics report can be checked.
+ * Chargers come in power classes (--chargers); a --faulty share is below its class's threshold and
+ * a --drifting share degrades. At the end it judges the sessions it sent with the engine's settings
+ * (read from the same environment, as the engine reads them) and prints the vehicles flagged by an
+ * alert and by drift, so the engine's flags can be checked against them.
  *
  * With --ocpp the chargers are OCPP 1.6J charge points instead (scripts/ocpp-fleet.ts): their
  * registers go over OCPP MeterValues and their transactions map the vehicles; the vehicles' own
  * readings still go through batch ingest.
  */
+import { loadConfig } from '../src/config';
 import { CHARGE_POINT_ID_PATTERN } from '../src/ocpp/ocpp-endpoint';
 import { readChargePointKeys } from './charge-point-keys';
 import { exitOnUsageError, numberOption, parseCommandLine, UsageError } from './cli';
 import {
   Fleet,
+  parseChargerMix,
+  type ChargerShare,
   type EnergyMode,
   type FleetStep,
   type MeterReadingBody,
   type VehicleReadingBody,
 } from './fleet-model';
+import type { JudgedSession, JudgingSettings } from './fleet-sessions';
 import { OcppFleet, chargePointIdOf, ocppMeterIdOf } from './ocpp-fleet';
 
 type Reading = MeterReadingBody | VehicleReadingBody;
@@ -41,6 +48,11 @@ export interface SimulateOptions {
   durationMs: number;
   mode: EnergyMode;
   faulty: number;
+  /** Share of the chargers that degrade over the run (wallboxes and faster). */
+  drifting: number;
+  chargers: ChargerShare[];
+  /** The engine's settings its sessions are judged by. */
+  judging: JudgingSettings;
   backfillMs: number;
   seed: number;
   prefix: string;
@@ -73,7 +85,24 @@ const command = {
       default: 'interval',
       help: "interval or cumulative, as the engine's ENERGY_READINGS",
     },
-    faulty: { type: 'string', value: 'F', default: '0.05', help: 'share of faulty chargers' },
+    faulty: {
+      type: 'string',
+      value: 'F',
+      default: '0.05',
+      help: "share of faulty chargers (below their power class's threshold)",
+    },
+    drifting: {
+      type: 'string',
+      value: 'F',
+      default: '0',
+      help: 'share of chargers degrading from 0.93 towards 0.87 over the run (11 kW and up)',
+    },
+    chargers: {
+      type: 'string',
+      value: 'MIX',
+      default: '11:1',
+      help: 'ratings kW:share, e.g. 2.3:0.2,11:0.6,22:0.2 (household socket, wallbox, 22 kW)',
+    },
     backfill: {
       type: 'string',
       value: 'D',
@@ -100,10 +129,33 @@ const command = {
   },
 } as const;
 
-export function parseArgs(argv: string[]): SimulateOptions {
+/** The settings the engine judges sessions by, from the environment the engine reads. */
+export function judgingSettings(env: NodeJS.ProcessEnv = process.env): JudgingSettings {
+  const { efficiencyThreshold, efficiencyThresholds, efficiencyDrift, sessionGapS } =
+    loadConfig(env);
+  return { efficiencyThreshold, efficiencyThresholds, efficiencyDrift, sessionGapS };
+}
+
+/** The same, a bad setting told as a usage error: the simulator reads the engine's environment. */
+function judgingOf(env: NodeJS.ProcessEnv): JudgingSettings {
+  try {
+    return judgingSettings(env);
+  } catch (err) {
+    throw new UsageError(`judging sessions by the engine's settings: ${(err as Error).message}`);
+  }
+}
+
+export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): SimulateOptions {
   const { values } = parseCommandLine(argv, command);
-  const num = (name: 'meters' | 'vehicles' | 'interval' | 'speed' | 'faulty' | 'seed' | 'batch') =>
-    numberOption(`--${name}`, values[name]);
+  const num = (
+    name: 'meters' | 'vehicles' | 'interval' | 'speed' | 'faulty' | 'drifting' | 'seed' | 'batch',
+  ) => numberOption(`--${name}`, values[name]);
+  let chargers: ChargerShare[];
+  try {
+    chargers = parseChargerMix(values.chargers);
+  } catch (err) {
+    throw new UsageError(`--chargers: ${(err as Error).message}`);
+  }
   const mode = values.mode;
   if (mode !== 'interval' && mode !== 'cumulative')
     throw new UsageError('--mode must be interval or cumulative');
@@ -121,6 +173,9 @@ export function parseArgs(argv: string[]): SimulateOptions {
       values.duration !== undefined ? parseDuration('duration', values.duration) : Infinity,
     mode,
     faulty: Math.min(1, num('faulty')),
+    drifting: Math.min(1, num('drifting')),
+    chargers,
+    judging: judgingOf(env),
     backfillMs: values.backfill !== undefined ? parseDuration('backfill', values.backfill) : 0,
     seed: num('seed'),
     prefix: values.prefix,
@@ -146,6 +201,8 @@ function checkOcppFleet(prefix: string, meters: number, vehicles: number): void 
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Times a batch is sent again after its connection failed before the simulation stops. */
+const CONNECTION_ATTEMPTS = 5;
 
 const headersFor = (options: SimulateOptions) => ({
   'content-type': 'application/json',
@@ -160,14 +217,26 @@ class Sender {
 
   constructor(private readonly options: SimulateOptions) {}
 
-  /** Sends one batch; on 503 waits Retry-After and tries again. */
+  /**
+   * Sends one batch; on 503 waits Retry-After and tries again, and so after a lost connection (a
+   * kept-alive socket the server closed as it was reused): readings are stored once however often
+   * they are sent.
+   */
   async send(batch: Reading[]): Promise<void> {
-    for (;;) {
-      const res = await fetch(`${this.options.url}/v1/telemetry/ingest`, {
-        method: 'POST',
-        headers: headersFor(this.options),
-        body: JSON.stringify(batch),
-      });
+    for (let lost = 0; ;) {
+      let res: Response;
+      try {
+        res = await fetch(`${this.options.url}/v1/telemetry/ingest`, {
+          method: 'POST',
+          headers: headersFor(this.options),
+          body: JSON.stringify(batch),
+        });
+      } catch (err) {
+        if (++lost > CONNECTION_ATTEMPTS) throw err;
+        this.retries += 1;
+        await sleep(250 * lost);
+        continue;
+      }
       if (res.status === 503) {
         this.retries += 1;
         await sleep(Number(res.headers.get('retry-after') ?? 1) * 1000);
@@ -217,19 +286,23 @@ export async function simulate(
   options: SimulateOptions,
   log: (line: string) => void = console.log,
 ): Promise<Fleet> {
+  const now = Math.floor(Date.now() / 1000) * 1000;
+  const stepMs = options.intervalS * 1000;
+  const firstTick = options.backfillMs > 0 ? now - options.backfillMs : now;
   const fleet = new Fleet({
     meters: options.meters,
     vehicles: options.vehicles,
     faultyShare: options.faulty,
+    driftingShare: options.drifting,
+    chargers: options.chargers,
     mode: options.mode,
     seed: options.seed,
     prefix: options.prefix,
-    ...(options.ocpp ? { meterId: ocppMeterIdOf(options.prefix) } : {}),
+    judging: options.judging,
+    span: { fromMs: firstTick, toMs: spanEnd(options, now) },
+    ...(options.ocpp ? { meterId: ocppMeterIdOf(options.prefix), ocppMeters: true } : {}),
   });
   const sender = new Sender(options);
-  const now = Math.floor(Date.now() / 1000) * 1000;
-  const stepMs = options.intervalS * 1000;
-  const firstTick = options.backfillMs > 0 ? now - options.backfillMs : now;
   const chargePoints = options.ocpp
     ? new OcppFleet(fleet, {
         url: options.url,
@@ -258,6 +331,11 @@ export async function simulate(
     return step.vehicles;
   };
   try {
+    // One reading of every device before the first tick (a charge point's is its meterStart).
+    const baseline = fleet.baseline(firstTick - stepMs);
+    await sender.send(
+      chargePoints ? baseline.vehicles : [...baseline.vehicles, ...baseline.meters],
+    );
     if (options.backfillMs > 0) {
       // As fast as accepted: a few batches in flight, each readings of whole ticks.
       let pending: Reading[] = [];
@@ -296,15 +374,54 @@ export async function simulate(
     log(
       `${chargePoints.idTagsNotAccepted} transactions started with an idTag the engine did not accept`,
     );
-  const faulty = fleet.faulty();
-  log(
-    `\n${faulty.length} of ${fleet.vehicles.length} vehicles charge from a faulty charger (efficiency < 0.85):`,
-  );
-  for (const f of faulty) log(`  ${f.vehicleId} on ${f.meterId}: ${f.efficiency}`);
-  log(
-    `\nCheck one: curl '${options.url}/v1/analytics/performance/${faulty[0]?.vehicleId ?? fleet.vehicles[0].id}'`,
-  );
+  for (const line of flaggedReport(fleet, options.judging)) log(line);
+  const from = new Date(firstTick - stepMs).toISOString();
+  log(`\nCheck: curl '${options.url}/v1/analytics/sessions?flagged=true&from=${from}'`);
   return fleet;
+}
+
+/** Where drifting chargers have degraded fully: the run's end (a live run without one: 3 days). */
+function spanEnd(options: SimulateOptions, now: number): number {
+  if (options.backfillMs > 0) return now;
+  const simulatedMs = options.durationMs * options.speed;
+  return now + (Number.isFinite(simulatedMs) ? simulatedMs : 3 * 86_400_000);
+}
+
+const figure = (value: number | null, digits: number) =>
+  value === null ? 'n/a' : String(Math.round(value * 10 ** digits) / 10 ** digits);
+
+/**
+ * The vehicles with a session flagged by an alert, then by drift, as the engine will flag them,
+ * with the settings used: what `GET /v1/analytics/sessions?flagged=true` should list.
+ */
+export function flaggedReport(fleet: Fleet, judging: JudgingSettings): string[] {
+  const sessions = fleet.sessions.judged();
+  const lines = [
+    `\n${sessions.length} charging sessions, judged with EFFICIENCY_THRESHOLD=${judging.efficiencyThreshold}` +
+      ` EFFICIENCY_THRESHOLDS=${judging.efficiencyThresholds || '(unset)'}` +
+      ` EFFICIENCY_DRIFT=${judging.efficiencyDrift} SESSION_GAP_S=${judging.sessionGapS}`,
+  ];
+  const total = fleet.vehicles.length;
+  for (const [flag, heading] of [
+    ['alert', 'a session below its threshold (alert)'],
+    ['drift', 'a session flagged drift (below its own median)'],
+  ] as const) {
+    const byVehicle = new Map<string, JudgedSession[]>();
+    for (const s of sessions.filter((x) => x[flag] === true))
+      byVehicle.set(s.vehicleId, [...(byVehicle.get(s.vehicleId) ?? []), s]);
+    lines.push(`${byVehicle.size} of ${total} vehicles have ${heading}:`);
+    for (const v of fleet.vehicles) {
+      const flagged = byVehicle.get(v.id);
+      if (!flagged) continue;
+      const worst = flagged.reduce((a, b) => ((a.efficiency ?? 0) <= (b.efficiency ?? 0) ? a : b));
+      const all = sessions.filter((s) => s.vehicleId === v.id).length;
+      lines.push(
+        `  ${v.id} on ${v.meter.id} (${v.meter.ratedKw} kW, ${v.meter.condition}): ${flagged.length} of ${all} sessions,` +
+          ` worst ${figure(worst.efficiency, 4)} at ${figure(worst.meanAcPowerKw, 2)} kW (threshold ${worst.threshold})`,
+      );
+    }
+  }
+  return lines;
 }
 
 if (require.main === module) {

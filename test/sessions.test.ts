@@ -275,6 +275,42 @@ describe('power classes and drift', () => {
   });
 });
 
+describe('drift before the sessions are built', () => {
+  test('when the earlier sessions are still computed live, then drift is judged against them as it is once they are kept', async () => {
+    const e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    try {
+      await map(e, 'V-d', 'M-d', '2024-05-01T00:00:00Z');
+      // Six days of 0.93 sessions, then one at 0.87, none of them built yet.
+      await ingest(
+        e,
+        [0, 1, 2, 3, 4, 5, 6].flatMap((day) => {
+          const start = Date.parse('2024-06-01T08:00:00Z') + day * 86_400_000;
+          const eff = day === 6 ? 0.87 : 0.93;
+          return [
+            ...every(10, start, start + 60 * MIN, vehicle('V-d', 1.74)),
+            ...every(10, start, start + 60 * MIN, meter('M-d', 1.74 / eff)),
+          ];
+        }),
+      );
+      const window = ['2024-06-01T00:00:00Z', '2024-06-08T00:00:00Z'] as const;
+      const live = await sessionsOf(e, 'V-d', ...window);
+      expect(live).toHaveLength(7);
+      expect(live[0]).toMatchObject({
+        efficiency: 0.87,
+        alert: false,
+        drift: true,
+        baseline: { medianEfficiency: 0.93, sessions: 6 },
+      });
+      expect(live.slice(1).map((s) => s.drift)).toEqual([false, null, null, null, null, null]);
+      await build(e);
+      expect(Number((await e.ctx.db('charging_sessions').count({ n: '*' }))[0].n)).toBe(7);
+      expect(await sessionsOf(e, 'V-d', ...window)).toEqual(live);
+    } finally {
+      await e.stop();
+    }
+  });
+});
+
 describe('the fleet report ranked by sessions', () => {
   test('when rank=session, then vehicles come worst session first, each with that session', async () => {
     const e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });

@@ -7,7 +7,9 @@ import { generateKey } from '../src/auth/api-keys';
 import type { IngestJobData } from '../src/queue/ingest-queue';
 import { parseChargePointKeys } from '../scripts/charge-point-keys';
 import { idTagOf } from '../scripts/ocpp-fleet';
-import { parseArgs, simulate } from '../scripts/simulate';
+import { Fleet, parseChargerMix } from '../scripts/fleet-model';
+import type { JudgedSession } from '../scripts/fleet-sessions';
+import { judgingSettings, parseArgs, simulate } from '../scripts/simulate';
 import { startTestEngine, waitForDrained, type TestApi, type TestEngine } from './helpers/engine';
 
 let testEngine: TestEngine;
@@ -47,6 +49,26 @@ describe('fleet simulator', () => {
     expect(() => parseArgs(['--mode', 'weekly'])).toThrow(/interval or cumulative/);
   });
 
+  test("when power classes and drift are asked for, then the mix is normalised and the judging settings are the engine environment's", () => {
+    const env = { EFFICIENCY_THRESHOLDS: '3.7:0.75,*:0.88', SESSION_GAP_S: '900' };
+    expect(parseArgs(['--chargers', '2.3:1,11:2,22:1', '--drifting', '0.2'], env)).toMatchObject({
+      chargers: [
+        { ratedKw: 2.3, share: 0.25 },
+        { ratedKw: 11, share: 0.5 },
+        { ratedKw: 22, share: 0.25 },
+      ],
+      drifting: 0.2,
+      judging: {
+        efficiencyThreshold: 0.85,
+        efficiencyThresholds: '3.7:0.75,*:0.88',
+        efficiencyDrift: 0.04,
+        sessionGapS: 900,
+      },
+    });
+    expect(parseArgs([], {})).toMatchObject({ chargers: [{ ratedKw: 11, share: 1 }], drifting: 0 });
+    expect(() => parseArgs(['--chargers', '11kW'])).toThrow(/--chargers: not kW:share/);
+  });
+
   test('when a past span is back-filled, then the performance report flags exactly the faulty chargers', async () => {
     const lines: string[] = [];
     const fleet = await simulate(
@@ -69,7 +91,7 @@ describe('fleet simulator', () => {
     await waitForDrained(queue, 60_000);
     const faulty = new Set(fleet.faulty().map((f) => f.vehicleId));
     expect(faulty.size).toBe(5);
-    expect(lines.join('\n')).toMatch(/5 of 20 vehicles charge from a faulty charger/);
+    expect(printedVehicles(lines, 'alert')).toEqual([...faulty].sort());
 
     const from = new Date(Date.now() - 4 * 3600_000).toISOString();
     const to = new Date(Date.now() + 60_000).toISOString();
@@ -155,7 +177,7 @@ describe('fleet simulator as OCPP charge points (--ocpp)', () => {
     await waitForDrained(e.queue, 60_000);
     const faulty = fleet.faulty().map((f) => f.vehicleId);
     expect(faulty).toHaveLength(5);
-    expect(lines.join('\n')).toMatch(/5 of 20 vehicles charge from a faulty charger/);
+    expect(printedVehicles(lines, 'alert')).toEqual([...faulty].sort());
     expect(lines.join('\n')).not.toMatch(/refused:/);
 
     // Every mapping period is a transaction's (start, stop]: none was made by hand.
@@ -197,5 +219,229 @@ describe('fleet simulator as OCPP charge points (--ocpp)', () => {
       expect(line.meters.every((m) => m.meterId === vehicle?.meter.id)).toBe(true);
       expect(line.efficiency).toBeCloseTo(vehicle?.meter.efficiency ?? 0, 2);
     }
+    // The transactions are the sessions, flagged as the simulator judged them.
+    const sessions = await fleetSessions(e, from, to, admin.key);
+    expect(sessions.every((s) => s.source === 'ocpp')).toBe(true);
+    expect(flagKeys(sessions)).toEqual(flagKeys(fleet.sessions.judged().map(asJson)));
   });
 });
+
+describe('fleet simulator over several days: power classes, faulty and drifting chargers', () => {
+  let e: TestEngine;
+  let fleet: Fleet;
+  let lines: string[];
+  let judged: JudgedSession[];
+  let from: string;
+  let to: string;
+
+  beforeAll(async () => {
+    e = await startTestEngine({
+      ANALYTICS_CACHE_TTL_S: '0',
+      ENERGY_READINGS: 'cumulative',
+      EFFICIENCY_THRESHOLDS: '3.7:0.75,11:0.82,22:0.85,*:0.88',
+    });
+    from = new Date(Date.now() - 3 * 86_400_000 - 10 * 60_000).toISOString();
+    lines = [];
+    fleet = await simulate(
+      {
+        ...parseArgs([
+          ...['--meters', '12', '--vehicles', '12', '--mode', 'cumulative', '--quiet'],
+          ...['--chargers', '2.3:0.34,11:0.33,22:0.33', '--faulty', '0.25', '--drifting', '0.25'],
+          ...['--backfill', '3d', '--interval', '120', '--prefix', 'MD-', '--seed', '42'],
+        ]),
+        url: e.url,
+        // Judged by the engine's own settings, read as the engine reads them.
+        judging: judgingSettings({
+          EFFICIENCY_THRESHOLDS: e.ctx.config.efficiencyThresholds,
+          EFFICIENCY_THRESHOLD: String(e.ctx.config.efficiencyThreshold),
+          EFFICIENCY_DRIFT: String(e.ctx.config.efficiencyDrift),
+          SESSION_GAP_S: String(e.ctx.config.sessionGapS),
+        }),
+      },
+      (line) => lines.push(line),
+    );
+    await waitForDrained(e.queue, 120_000);
+    // Build every session that can end, as the flusher does once hours close: the drift baseline
+    // is the kept sessions.
+    await e.flusher.flusher.sessions.buildNow(new Date());
+    to = new Date(Date.now() + 60_000).toISOString();
+    judged = fleet.sessions.judged();
+  }, 300_000);
+  afterAll(() => e.stop());
+
+  test('then the engine finds the sessions the simulator sent, with its figures', async () => {
+    const sessions = await fleetSessions(e, from, to);
+    expect(sessions.length).toBeGreaterThan(100);
+    const byKey = new Map(
+      judged.map((s) => [`${s.vehicleId} ${new Date(s.startMs).toISOString()}`, s]),
+    );
+    expect(sessions.map((s) => `${s.vehicleId} ${s.start}`).sort()).toEqual(
+      [...byKey.keys()].sort(),
+    );
+    for (const s of sessions) {
+      const own = byKey.get(`${s.vehicleId} ${s.start}`);
+      expect(s.end).toBe(new Date(own?.endMs ?? 0).toISOString());
+      expect(s.efficiency).toBeCloseTo(own?.efficiency ?? 0, 4);
+      expect(s.threshold).toBe(own?.threshold);
+    }
+  });
+
+  test('then the flagged sessions are exactly the ones the simulator printed: faulty by alert, drifting by drift', async () => {
+    const flagged = await fleetSessions(e, from, to, null, true);
+    expect(flagKeys(flagged)).toEqual(flagKeys(judged.map(asJson)));
+    const vehiclesWith = (flag: 'alert' | 'drift') =>
+      [...new Set(flagged.filter((s) => s[flag] === true).map((s) => s.vehicleId))].sort();
+    expect(printedVehicles(lines, 'alert')).toEqual(vehiclesWith('alert'));
+    expect(printedVehicles(lines, 'drift')).toEqual(vehiclesWith('drift'));
+    // What the simulator built in is what is caught, and drifting chargers stay above threshold.
+    expect(vehiclesWith('alert')).toEqual(
+      fleet
+        .faulty()
+        .map((f) => f.vehicleId)
+        .sort(),
+    );
+    expect(vehiclesWith('drift')).toEqual(
+      fleet
+        .withCharger('drifting')
+        .map((f) => f.vehicleId)
+        .sort(),
+    );
+    expect(vehiclesWith('drift').length).toBeGreaterThanOrEqual(2);
+    expect(flagged.filter((s) => s.drift === true).every((s) => s.alert === false)).toBe(true);
+    expect(lines.join('\n')).toMatch(
+      /EFFICIENCY_THRESHOLD=0.85 EFFICIENCY_THRESHOLDS=3.7:0.75,11:0.82,22:0.85,\*:0.88 EFFICIENCY_DRIFT=0.04 SESSION_GAP_S=600/,
+    );
+  });
+
+  test('then healthy household sockets are not flagged, though below the single threshold', async () => {
+    const sockets = fleet.withCharger('healthy').filter((v) => v.ratedKw === 2.3);
+    expect(sockets.length).toBeGreaterThan(0);
+    const flagged = new Set((await fleetSessions(e, from, to, null, true)).map((s) => s.vehicleId));
+    for (const socket of sockets) {
+      expect(flagged.has(socket.vehicleId)).toBe(false);
+      const own = judged.filter((s) => s.vehicleId === socket.vehicleId);
+      expect(own.length).toBeGreaterThan(0);
+      for (const s of own) expect(s).toMatchObject({ threshold: 0.75, alert: false });
+      expect(own.every((s) => (s.efficiency ?? 1) < e.ctx.config.efficiencyThreshold)).toBe(true);
+    }
+  });
+
+  test('when the same fleet is judged under the single threshold, then its healthy sockets are listed too', () => {
+    const single = new Fleet({
+      meters: 12,
+      vehicles: 12,
+      faultyShare: 0.25,
+      driftingShare: 0.25,
+      chargers: parseChargerMix('2.3:0.34,11:0.33,22:0.33'),
+      mode: 'cumulative',
+      seed: 42,
+      prefix: 'MD-',
+      judging: judgingSettings({}),
+      span: { fromMs: 0, toMs: 3 * 86_400_000 },
+    });
+    single.baseline(-120_000);
+    for (let t = 0; t <= 3 * 86_400_000; t += 120_000) single.step(t, 120);
+    const sockets = single.withCharger('healthy').filter((v) => v.ratedKw === 2.3);
+    const alerted = new Set(
+      single.sessions
+        .judged()
+        .filter((s) => s.alert)
+        .map((s) => s.vehicleId),
+    );
+    expect(sockets.length).toBeGreaterThan(0);
+    for (const socket of sockets) expect(alerted.has(socket.vehicleId)).toBe(true);
+  });
+
+  test("then the fleet report ranked by session and each vehicle's report carry the same flags", async () => {
+    const res = await request(e.api.api.app)
+      .get(`/v1/analytics/fleet?from=${from}&to=${to}&rank=session&limit=100`)
+      .expect(200);
+    const lines = res.body.vehicles as {
+      vehicleId: string;
+      worstSession: { efficiency: number; alert: boolean; drift: boolean | null };
+    }[];
+    expect(lines).toHaveLength(12);
+    for (const line of lines) {
+      const own = judged.filter((s) => s.vehicleId === line.vehicleId);
+      const worst = own.reduce((a, b) => ((a.efficiency ?? 9) <= (b.efficiency ?? 9) ? a : b));
+      expect(line.worstSession.efficiency).toBeCloseTo(worst.efficiency ?? 0, 4);
+      // Equal-efficiency sessions (a steady charger) tie: a first one has no drift baseline (null),
+      // a later one does (false); either way it is not drift.
+      expect([line.worstSession.alert, line.worstSession.drift === true]).toEqual([
+        worst.alert,
+        worst.drift === true,
+      ]);
+    }
+    const drifting = fleet.withCharger('drifting')[0].vehicleId;
+    const report = await request(e.api.api.app)
+      .get(`/v1/analytics/performance/${drifting}?from=${from}&to=${to}`)
+      .expect(200);
+    const own = judged.filter((s) => s.vehicleId === drifting);
+    expect(report.body.sessions).toMatchObject({
+      count: own.length,
+      flagged: own.filter((s) => s.alert === true || s.drift === true).length,
+    });
+  });
+});
+
+interface SessionLine {
+  vehicleId: string;
+  source: string;
+  start: string;
+  end: string;
+  efficiency: number | null;
+  threshold: number;
+  alert: boolean | null;
+  drift: boolean | null;
+}
+
+/** The vehicles printed under the simulator's `alert` or `drift` heading, sorted. */
+function printedVehicles(lines: string[], flag: 'alert' | 'drift'): string[] {
+  const text = lines.join('\n').split('\n');
+  const heading = text.findIndex((l) =>
+    flag === 'alert'
+      ? /vehicles have a session below its threshold/.test(l)
+      : /flagged drift/.test(l),
+  );
+  const listed: string[] = [];
+  for (const l of text.slice(heading + 1)) {
+    const match = /^ {2}(\S+) on /.exec(l);
+    if (!match) break;
+    listed.push(match[1]);
+  }
+  return listed.sort();
+}
+
+/** Every page of GET /v1/analytics/sessions over the window. */
+async function fleetSessions(
+  e: TestEngine,
+  from: string,
+  to: string,
+  key: string | null = null,
+  flagged = false,
+): Promise<SessionLine[]> {
+  const res = await request(e.api.api.app)
+    .get(
+      `/v1/analytics/sessions?from=${from}&to=${to}&limit=10000${flagged ? '&flagged=true' : ''}`,
+    )
+    .set(key ? { authorization: `Bearer ${key}` } : {})
+    .expect(200);
+  expect(res.body.nextCursor).toBeNull();
+  return res.body.sessions as SessionLine[];
+}
+
+const asJson = (s: JudgedSession) => ({
+  vehicleId: s.vehicleId,
+  start: new Date(s.startMs).toISOString(),
+  alert: s.alert,
+  drift: s.drift,
+});
+
+/** The flagged sessions as `vehicle start alert drift`, sorted. */
+const flagKeys = (
+  sessions: { vehicleId: string; start: string; alert: boolean | null; drift: boolean | null }[],
+) =>
+  sessions
+    .filter((s) => s.alert === true || s.drift === true)
+    .map((s) => `${s.vehicleId} ${s.start} alert=${String(s.alert)} drift=${String(s.drift)}`)
+    .sort();

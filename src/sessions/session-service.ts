@@ -5,7 +5,7 @@ import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { Session, SessionMinute, SessionSummary } from './session-schemas';
 import type { SessionRow, SessionStore } from './session-store';
-import { parseThresholdClasses, thresholdFor } from './thresholds';
+import { DRIFT_MIN_SESSIONS, parseThresholdClasses, thresholdFor } from './thresholds';
 
 const DAY_MS = 86_400_000;
 /** A vehicle whose sessions were never built is computed from this long before the window. */
@@ -20,6 +20,18 @@ export interface SessionConfig {
 }
 
 const overlaps = (s: SessionRow, from: Date, to: Date) => s.end >= from && s.start < to;
+
+/** The sessions of a window, and what drift baselines need beyond them. */
+interface Collected {
+  rows: SessionRow[];
+  /** Where each vehicle's kept sessions stop counting (live ones replace them from there). */
+  liveFrom: Map<string, number>;
+  /** Every session computed live, in the window or not. */
+  computed: SessionRow[];
+}
+
+const efficiencyOf = (r: SessionRow) =>
+  r.acKwh !== null && r.dcKwh !== null && r.acKwh > 0 ? r.dcKwh / r.acKwh : null;
 
 /** Worst efficiency first; sessions without one (no AC) last. */
 const byEfficiency = (a: Session, b: Session) =>
@@ -52,7 +64,7 @@ export class SessionService {
   }
 
   /** Sessions overlapping [from, to), whole, of one vehicle (or null: the fleet), unjudged. */
-  private async collect(vehicleId: string | null, from: Date, to: Date): Promise<SessionRow[]> {
+  private async collect(vehicleId: string | null, from: Date, to: Date): Promise<Collected> {
     const { store } = this.deps;
     const now = this.now();
     const live = await store.liveFrom(
@@ -64,30 +76,48 @@ export class SessionService {
       store.kept(vehicleId, from, to),
       store.compute(live, now),
     ]);
-    return [
-      ...kept.filter((s) => s.start.getTime() < (liveFrom.get(s.vehicleId) ?? Infinity)),
-      ...computed.filter((s) => overlaps(s, from, to)),
-    ];
+    return {
+      rows: [
+        ...kept.filter((s) => s.start.getTime() < (liveFrom.get(s.vehicleId) ?? Infinity)),
+        ...computed.filter((s) => overlaps(s, from, to)),
+      ],
+      liveFrom,
+      computed,
+    };
   }
 
   /** Judges sessions: efficiency, power, threshold of its class, alert, drift. */
-  private async judge(rows: SessionRow[]): Promise<Session[]> {
+  private async judge({ rows, liveFrom, computed }: Collected): Promise<Session[]> {
     const { config, store } = this.deps;
     const now = this.now().getTime();
     const single = rows.map((r, i) => ({ r, i })).filter(({ r }) => r.meterIds.length === 1);
+    const keptBefore = (vehicleId: string) => {
+      const at = liveFrom.get(vehicleId);
+      return at === undefined ? null : new Date(at);
+    };
     const baselines = await store.baselines(
-      single.map(({ r }) => ({ vehicleId: r.vehicleId, meterId: r.meterIds[0], start: r.start })),
+      single.map(({ r }) => ({
+        vehicleId: r.vehicleId,
+        meterId: r.meterIds[0],
+        start: r.start,
+        keptBefore: keptBefore(r.vehicleId),
+      })),
+      computed.flatMap((r) => {
+        const efficiency = efficiencyOf(r);
+        return r.meterIds.length === 1 && efficiency !== null
+          ? [{ vehicleId: r.vehicleId, meterId: r.meterIds[0], start: r.start, efficiency }]
+          : [];
+      }),
     );
     const baselineOf = new Map(single.map(({ i }, k) => [i, baselines[k]]));
     return rows.map((r, i) => {
       const durationS = (r.end.getTime() - r.start.getTime()) / 1000;
-      const efficiency =
-        r.acKwh !== null && r.dcKwh !== null && r.acKwh > 0 ? r.dcKwh / r.acKwh : null;
+      const efficiency = efficiencyOf(r);
       const meanAcPowerKw = r.acKwh !== null && durationS > 0 ? r.acKwh / (durationS / 3600) : null;
       const threshold = thresholdFor(this.classes, meanAcPowerKw, config.efficiencyThreshold);
       const base = baselineOf.get(i);
       const baseline =
-        base && base.median !== null && base.sessions >= 5
+        base && base.median !== null && base.sessions >= DRIFT_MIN_SESSIONS
           ? { medianEfficiency: round(base.median, 4) as number, sessions: base.sessions }
           : null;
       return {

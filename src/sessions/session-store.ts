@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
+import { DRIFT_BASELINE_DAYS } from './thresholds';
 
 /** A charging session as computed from readings (see session-sql.ts). */
 export interface SessionRow {
@@ -277,28 +278,51 @@ export class SessionStore {
   }
 
   /**
-   * For each session, the median efficiency of the same vehicle's kept sessions on the same
-   * (single) meter over the 30 days before it, and how many there were.
+   * For each session, the median efficiency of the same vehicle's sessions on the same (single)
+   * meter over the 30 days before it, and how many there were: the kept sessions that start before
+   * `keptBefore` (the vehicle's live cut) and the live ones, which replace the kept ones after it,
+   * so the baseline is the same whether or not the sessions before it are built yet.
    */
   async baselines(
-    items: { vehicleId: string; meterId: string; start: Date }[],
+    items: { vehicleId: string; meterId: string; start: Date; keptBefore: Date | null }[],
+    live: { vehicleId: string; meterId: string; start: Date; efficiency: number }[],
   ): Promise<{ median: number | null; sessions: number }[]> {
     if (items.length === 0) return [];
     const result = await this.db.raw(
-      `SELECT q.i, b.median, b.n
-       FROM unnest(?::text[], ?::text[], ?::timestamptz[]) WITH ORDINALITY AS q(vehicle_id, meter_id, start_ts, i)
-       CROSS JOIN LATERAL (
-         SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.dc_kwh / s.ac_kwh) AS median,
-                count(*)::int AS n
-         FROM charging_sessions s
-         WHERE s.vehicle_id = q.vehicle_id AND s.meter_ids = ARRAY[q.meter_id]
-           AND s.start_ts >= q.start_ts - interval '30 days' AND s.start_ts < q.start_ts
-           AND s.ac_kwh > 0 AND s.dc_kwh IS NOT NULL) b
+      // The live sessions are joined by hash on (vehicle, meter), not scanned once per session.
+      `WITH live AS (
+         SELECT * FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::float8[])
+           AS l(vehicle_id, meter_id, start_ts, efficiency)),
+       q AS (
+         SELECT * FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[])
+           WITH ORDINALITY AS q(vehicle_id, meter_id, start_ts, kept_before, i)),
+       earlier AS (
+         SELECT q.i, k.efficiency
+         FROM q CROSS JOIN LATERAL (
+           SELECT s.dc_kwh / s.ac_kwh AS efficiency
+           FROM charging_sessions s
+           WHERE s.vehicle_id = q.vehicle_id AND s.meter_ids = ARRAY[q.meter_id]
+             AND s.start_ts >= q.start_ts - interval '${DRIFT_BASELINE_DAYS} days'
+             AND s.start_ts < least(q.start_ts, q.kept_before)
+             AND s.ac_kwh > 0 AND s.dc_kwh IS NOT NULL) k
+         UNION ALL
+         SELECT q.i, l.efficiency
+         FROM q JOIN live l ON l.vehicle_id = q.vehicle_id AND l.meter_id = q.meter_id
+         WHERE l.start_ts >= q.start_ts - interval '${DRIFT_BASELINE_DAYS} days' AND l.start_ts < q.start_ts)
+       SELECT q.i, percentile_cont(0.5) WITHIN GROUP (ORDER BY e.efficiency) AS median,
+              count(e.efficiency)::int AS n
+       FROM q LEFT JOIN earlier e USING (i)
+       GROUP BY q.i
        ORDER BY q.i`,
       [
+        live.map((l) => l.vehicleId),
+        live.map((l) => l.meterId),
+        live.map((l) => l.start.toISOString()),
+        live.map((l) => l.efficiency),
         items.map((i) => i.vehicleId),
         items.map((i) => i.meterId),
         items.map((i) => i.start.toISOString()),
+        items.map((i) => i.keptBefore?.toISOString() ?? 'infinity'),
       ],
     );
     return (result.rows as { median: number | null; n: number }[]).map((r) => ({

@@ -3,6 +3,13 @@
  * hardware (13-24 % on a 2.3 kW household socket against 6-10 % on an 11 kW wallbox), so one
  * threshold for all either flags healthy slow chargers or misses degrading fast ones.
  */
+/**
+ * Drift: a session's baseline is the median efficiency of the same vehicle's sessions on the same
+ * meter over this many days before it, when there are at least DRIFT_MIN_SESSIONS of them.
+ */
+export const DRIFT_BASELINE_DAYS = 30;
+export const DRIFT_MIN_SESSIONS = 5;
+
 export interface ThresholdClass {
   /** Sessions whose mean AC power is at most this (kW) use `threshold`; Infinity for `*`. */
   upToKw: number;

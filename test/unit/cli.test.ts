@@ -120,7 +120,7 @@ describe('rollups:rebuild range', () => {
 
 describe('simulator options', () => {
   test('when nothing is given, then the documented defaults apply', () => {
-    expect(parseArgs([])).toEqual({
+    expect(parseArgs([], {})).toEqual({
       url: 'http://127.0.0.1:3000',
       meters: 10,
       vehicles: 10,
@@ -129,6 +129,15 @@ describe('simulator options', () => {
       durationMs: Infinity,
       mode: 'interval',
       faulty: 0.05,
+      drifting: 0,
+      chargers: [{ ratedKw: 11, share: 1 }],
+      // The engine's settings by their declared defaults (an empty environment).
+      judging: {
+        efficiencyThreshold: 0.85,
+        efficiencyThresholds: '',
+        efficiencyDrift: 0.04,
+        sessionGapS: 600,
+      },
       backfillMs: 0,
       seed: 42,
       prefix: 'SIM-',
