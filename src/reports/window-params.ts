@@ -50,7 +50,15 @@ export function parseWindow(
     alignS,
     defaultHours = DEFAULT_HOURS,
     maxWindowHours = MAX_WINDOW_HOURS,
-  }: { now: number; alignS: number; defaultHours?: number; maxWindowHours?: number },
+    fromAloneEndsNow = false,
+  }: {
+    now: number;
+    alignS: number;
+    defaultHours?: number;
+    maxWindowHours?: number;
+    /** Without `hours`, a window given only its `from` runs until now (not `defaultHours` on). */
+    fromAloneEndsNow?: boolean;
+  },
 ): AnalyticsWindow {
   if (query.hours !== undefined && query.from !== undefined && query.to !== undefined) {
     throw invalidParameter(
@@ -69,7 +77,7 @@ export function parseWindow(
     to = instant('to', query.to);
   } else if (query.from !== undefined) {
     from = instant('from', query.from);
-    to = new Date(from.getTime() + span);
+    to = fromAloneEndsNow ? alignedNow : new Date(from.getTime() + span);
   } else {
     to = query.to !== undefined ? instant('to', query.to) : alignedNow;
     from = new Date(to.getTime() - span);

@@ -51,6 +51,7 @@ export function sessionRoutes({
           alignS,
           defaultHours: VEHICLE_DEFAULT_HOURS,
           maxWindowHours: VEHICLE_MAX_HOURS,
+          fromAloneEndsNow: true,
         });
         const found = await sessions.ofVehicle(params.vehicleId, window.from, window.to);
         return reply(200, {
@@ -106,6 +107,7 @@ export function sessionRoutes({
           alignS,
           defaultHours: FLEET_DEFAULT_HOURS,
           maxWindowHours: FLEET_MAX_HOURS,
+          fromAloneEndsNow: true,
         });
         const found = await sessions.ofFleet(window.from, window.to);
         const listed = query.flagged

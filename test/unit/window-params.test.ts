@@ -39,6 +39,18 @@ describe('parseWindow', () => {
     ]);
   });
 
+  test('when from is given alone, then a report spans the default hours, a session list runs until now', () => {
+    expect(iso(parse({ from: '2024-03-12T00:00:00Z' }))).toEqual([
+      '2024-03-12T00:00:00.000Z',
+      '2024-03-13T00:00:00.000Z',
+    ]);
+    const untilNow = parseWindow(
+      { from: '2024-03-12T00:00:00Z' },
+      { now: NOW, alignS: 30, defaultHours: 168, maxWindowHours: 92 * 24, fromAloneEndsNow: true },
+    );
+    expect(iso(untilNow)).toEqual(['2024-03-12T00:00:00.000Z', '2024-03-20T10:17:30.000Z']);
+  });
+
   test('when to is given alone, then the window is the 24 hours before it', () => {
     expect(iso(parse({ to: '2024-03-02T00:00:00+01:00' }))).toEqual([
       '2024-02-29T23:00:00.000Z',
