@@ -187,6 +187,9 @@ export class LoadWithLedger {
   readonly refusals = new Map<string, number>();
   sent = 0;
   refused = 0;
+  /** The slowest answer (ms), and refusals (503) that came without a Retry-After. */
+  slowestMs = 0;
+  refusedWithoutRetryAfter = 0;
   private running = false;
   private loop: Promise<void> | null = null;
   private counter = 0;
@@ -225,6 +228,7 @@ export class LoadWithLedger {
   private async run(): Promise<void> {
     while (this.running) {
       const readings = this.nextBatch();
+      const started = Date.now();
       try {
         const res = await fetch(`${this.url()}/v1/telemetry/ingest`, {
           method: 'POST',
@@ -233,6 +237,8 @@ export class LoadWithLedger {
           signal: AbortSignal.timeout(5000),
         });
         this.sent += readings.length;
+        this.slowestMs = Math.max(this.slowestMs, Date.now() - started);
+        if (res.status === 503 && !res.headers.get('retry-after')) this.refusedWithoutRetryAfter++;
         if (res.status === 202) {
           for (const r of readings)
             this.acknowledged.set(`${r.meterId}@${Date.parse(r.timestamp)}`, r.kwhConsumedAc);
@@ -246,6 +252,8 @@ export class LoadWithLedger {
         }
         if (!res.bodyUsed) await res.arrayBuffer().catch(() => undefined);
       } catch {
+        // Refused connections, and answers cut at the 5 s timeout (a hang).
+        this.slowestMs = Math.max(this.slowestMs, Date.now() - started);
         this.refused += readings.length;
         await new Promise((r) => setTimeout(r, 50));
       }
