@@ -88,10 +88,16 @@ export function createBatchStore({
       name: 'readings',
       data: { acceptedAt, readings: batch },
     }));
+    // Every part has the deadline: on a cluster the counter and the live-state buckets may sit on
+    // a master that is failing over, whose commands ioredis retries for well over a second.
     const [added, counted, live] = await Promise.allSettled([
       withTimeout(queue.addBulk(jobs), ENQUEUE_TIMEOUT_MS, 'enqueue'),
-      redis.incrby(keys.backlogReadings, readings.length),
-      liveState.applyReadings(readings, acceptedAt),
+      withTimeout(
+        redis.incrby(keys.backlogReadings, readings.length),
+        ENQUEUE_TIMEOUT_MS,
+        'backlog counter',
+      ),
+      withTimeout(liveState.applyReadings(readings, acceptedAt), ENQUEUE_TIMEOUT_MS, 'live state'),
     ]);
     if (added.status === 'rejected') {
       if (counted.status === 'fulfilled') {

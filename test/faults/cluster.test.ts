@@ -43,12 +43,18 @@ async function setUp(waitReplicas: number): Promise<ClusterScenario> {
   };
   const ctx = await createTestContext(env);
   const engine = await EngineProcesses.create(ctx, ctx.config.redisUrl, env);
-  await engine.startApi();
-  engine.startFlusher();
-  engine.startFlusher();
   // A steady load (pauses between requests), as devices send, not a saturating benchmark.
-  const load = new LoadWithLedger(() => engine.url, 50, 50, 10);
-  return { cluster, ctx, engine, load };
+  const s = { cluster, ctx, engine, load: new LoadWithLedger(() => engine.url, 50, 50, 10) };
+  try {
+    await engine.startApi();
+  } catch (err) {
+    const output = engine.api?.output() ?? '';
+    await tearDown(s);
+    throw new Error(`${(err as Error).message}; the API said:\n${output}`);
+  }
+  engine.startFlusher();
+  engine.startFlusher();
+  return s;
 }
 
 async function tearDown(s: ClusterScenario): Promise<void> {
@@ -143,6 +149,8 @@ async function killShardMaster(s: ClusterScenario) {
   await waitFor(async () => s.load.acknowledged.size > 3000, 60_000, 'load');
   await waitFor(async () => (await loadRowsStored(s)) > 0, 30_000, 'the flushers to write');
   const master = await shardMaster(s);
+  const slowestBeforeKillMs = s.load.slowestMs;
+  const killedAt = Date.now();
   await s.cluster.kill(master.port, 'SIGKILL');
   const ackedAtKill = s.load.acknowledged.size;
   const { newMaster, elapsedMs } = await s.cluster.waitForFailover(master.port);
@@ -153,6 +161,8 @@ async function killShardMaster(s: ClusterScenario) {
     promoted: newMaster.port,
     failoverMs: elapsedMs,
     acknowledgedAfterKill: s.load.acknowledged.size - ackedAtKill,
+    slowestBeforeKillMs,
+    slowestAnswerAfterKillAtMs: s.load.slowestAt - killedAt,
   };
 }
 

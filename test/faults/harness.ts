@@ -187,8 +187,9 @@ export class LoadWithLedger {
   readonly refusals = new Map<string, number>();
   sent = 0;
   refused = 0;
-  /** The slowest answer (ms), and refusals (503) that came without a Retry-After. */
+  /** The slowest answer (ms) and when it came (epoch ms), and 503s without a Retry-After. */
   slowestMs = 0;
+  slowestAt = 0;
   refusedWithoutRetryAfter = 0;
   private running = false;
   private loop: Promise<void> | null = null;
@@ -210,6 +211,11 @@ export class LoadWithLedger {
   async stop(): Promise<void> {
     this.running = false;
     await this.loop;
+  }
+
+  private timed(started: number): void {
+    const ms = Date.now() - started;
+    if (ms > this.slowestMs) [this.slowestMs, this.slowestAt] = [ms, Date.now()];
   }
 
   private nextBatch() {
@@ -237,7 +243,7 @@ export class LoadWithLedger {
           signal: AbortSignal.timeout(5000),
         });
         this.sent += readings.length;
-        this.slowestMs = Math.max(this.slowestMs, Date.now() - started);
+        this.timed(started);
         if (res.status === 503 && !res.headers.get('retry-after')) this.refusedWithoutRetryAfter++;
         if (res.status === 202) {
           for (const r of readings)
@@ -253,7 +259,7 @@ export class LoadWithLedger {
         if (!res.bodyUsed) await res.arrayBuffer().catch(() => undefined);
       } catch {
         // Refused connections, and answers cut at the 5 s timeout (a hang).
-        this.slowestMs = Math.max(this.slowestMs, Date.now() - started);
+        this.timed(started);
         this.refused += readings.length;
         await new Promise((r) => setTimeout(r, 50));
       }
