@@ -16,10 +16,10 @@ jest.setTimeout(240_000);
 const QUEUE_SHARDS = 3;
 
 /**
- * An answer slower than this is a hang, not a fast 503: the enqueue deadline (1 s) plus the WAIT
- * timeout (1 s) plus slack for a shared 2-core machine. The figure itself is printed.
+ * The hang guard: the load gives up on a request after 5 s (test/faults/harness.ts), so an answer
+ * that slow is a hang, not a fast 503. Only the guard is asserted; the slowest answer is printed.
  */
-const HANG_GUARD_MS = 4000;
+const HANG_GUARD_MS = 5000;
 
 interface ClusterScenario {
   cluster: RedisClusterHandle;
