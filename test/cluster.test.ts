@@ -1,7 +1,16 @@
 import request from 'supertest';
 import { generateKey } from '../src/auth/api-keys';
+import { IngestQueues, SHARD_REST_MS } from '../src/queue/ingest-queue';
 import { createRedisKeys } from '../src/redis-keys';
-import { openQueue, startTestEngine, waitFor, type TestEngine } from './helpers/engine';
+import {
+  openQueue,
+  startTestApi,
+  startTestEngine,
+  startTestFlusher,
+  waitFor,
+  type TestEngine,
+} from './helpers/engine';
+import { createTestContext, type TestContext } from './helpers/test-env';
 import { startRedisCluster, type RedisClusterHandle } from './helpers/redis-cluster';
 
 /** Every shard's queue is empty and its backlog counter at zero. */
@@ -64,5 +73,73 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
       .set('Authorization', `Bearer ${key.key}`)
       .expect(200);
     expect(status.body).toMatchObject({ source: 'live', kwhConsumedAc: 1 });
+  });
+});
+
+describe('queue shards on standalone Redis', () => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await createTestContext();
+  });
+  afterAll(async () => {
+    await ctx?.cleanup();
+  });
+
+  test('when QUEUE_SHARDS is lowered from 3 to 1 between restarts, then a flusher with 1 still drains the jobs left in shards 1 and 2', async () => {
+    const api = await startTestApi(ctx, { queueShards: 3 });
+    const app = request(api.api.app);
+    for (let batch = 0; batch < 6; batch++) {
+      const readings = Array.from({ length: 20 }, (_, i) => meter(`S-${i}`, batch));
+      await app.post('/v1/telemetry/ingest').send(readings).expect(202);
+    }
+    await api.close();
+    const counts = await Promise.all(
+      [0, 1, 2].map(async (shard) => {
+        const queue = openQueue(ctx.redis, ctx.config.redisPrefix, shard);
+        const n = await queue.getWaitingCount();
+        await queue.close();
+        return n;
+      }),
+    );
+    expect(counts.every((n) => n > 0)).toBe(true);
+
+    const flusher = await startTestFlusher(ctx, { queueShards: 1 });
+    try {
+      await waitFor(
+        async () => {
+          const [row] = await ctx.db('telemetry_history').where('device_id', 'like', 'S-%').count({
+            n: '*',
+          });
+          return Number(row.n) === 120;
+        },
+        30_000,
+        'every reading of the three shards to be written',
+      );
+    } finally {
+      await flusher.close();
+    }
+  });
+
+  test('when a store in a shard fails, then the next batches go to the other shards until it has rested', () => {
+    const queues = new IngestQueues({
+      connection: ctx.redis,
+      keys: createRedisKeys(ctx.config.redisPrefix),
+      config: { queueShards: 3, flushAttempts: 1, flushBackoffMs: 100 },
+    });
+    const order = (n: number, now: number) =>
+      Array.from({ length: n }, () => queues.next(now).keys.shard);
+    try {
+      expect(order(3, 0)).toEqual([0, 1, 2]);
+      queues.rest(queues.shards[1], 1000);
+      expect(order(4, 1000)).toEqual([0, 2, 0, 2]);
+      // Every shard resting: the one resting longest is tried.
+      queues.rest(queues.shards[0], 2000);
+      queues.rest(queues.shards[2], 3000);
+      expect(order(1, 3000)).toEqual([1]);
+      // Rested: back in turn.
+      expect(order(3, 3000 + SHARD_REST_MS).sort()).toEqual([0, 1, 2]);
+    } finally {
+      void queues.close();
+    }
   });
 });

@@ -64,12 +64,18 @@ describe('docker-compose stack', () => {
         command?: string[];
         volumes?: string[];
         environment?: Record<string, string>;
+        profiles?: string[];
       }
     >;
   };
+  /** The services of a profile; '' for those that always run. */
+  const servicesOf = (profile: string) =>
+    Object.keys(compose.services)
+      .filter((name) => (compose.services[name].profiles ?? ['']).includes(profile))
+      .sort();
 
   test('when the compose file is read, then it runs the stores, the MQTT broker, a migrate job, the API, the flusher, Prometheus and Grafana', () => {
-    expect(Object.keys(compose.services).sort()).toEqual([
+    expect(servicesOf('')).toEqual([
       'api',
       'flusher',
       'grafana',
@@ -118,6 +124,25 @@ describe('docker-compose stack', () => {
       const environment = compose.services[name].environment;
       expect(environment?.DATABASE_URL).toMatch(/^postgres:\/\/postgres@postgres:5432\//);
       expect(() => loadConfig(environment)).not.toThrow();
+    }
+  });
+
+  test('when the cluster profile is read, then six persistent cluster nodes, a create job and the engine on them with 3 shards and WAIT 1 are defined', () => {
+    const nodes = servicesOf('cluster').filter((name) => name.startsWith('redis-node-'));
+    expect(nodes).toHaveLength(6);
+    for (const name of nodes) {
+      const command = compose.services[name].command?.join(' ') ?? '';
+      expect(command).toMatch(/--cluster-enabled yes/);
+      expect(command).toMatch(/--appendonly yes/);
+      expect(command).toMatch(/--maxmemory-policy noeviction/);
+      expect(compose.services[name].volumes).toEqual([`${name}:/data`]);
+    }
+    const create = compose.services['redis-cluster-create'].command?.join(' ') ?? '';
+    expect(create).toMatch(/--cluster create .* --cluster-replicas 1 --cluster-yes/);
+    for (const name of ['api-cluster', 'flusher-cluster']) {
+      const environment = compose.services[name].environment ?? {};
+      expect(environment.REDIS_CLUSTER_NODES?.split(',')).toEqual(nodes.map((n) => `${n}:6379`));
+      expect(loadConfig(environment)).toMatchObject({ queueShards: 3, redisWaitReplicas: 1 });
     }
   });
 

@@ -71,6 +71,13 @@ export async function shardsInUse(
 }
 
 /**
+ * A shard whose last store failed (its master failed over, or has no replica left to confirm a
+ * WAIT) is passed over this long while the other shards take the readings; then one batch tries
+ * it again.
+ */
+export const SHARD_REST_MS = 5000;
+
+/**
  * The producer side of the ingest stream: QUEUE_SHARDS queues, each under its own hash tag, written
  * to in turn. `connection` should be a `command` connection (no offline queue), so a Redis outage
  * fails an enqueue fast instead of buffering it in memory.
@@ -78,6 +85,8 @@ export async function shardsInUse(
 export class IngestQueues {
   readonly shards: QueueShard[];
   private turn = 0;
+  /** Per shard: until when (epoch ms) it is passed over after a failed store. */
+  private readonly restingUntil: number[];
 
   constructor({
     connection,
@@ -89,13 +98,29 @@ export class IngestQueues {
     config: { queueShards: number; flushAttempts: number; flushBackoffMs: number };
   }) {
     this.shards = keys.shards(config.queueShards).map((k) => openShard(connection, k, config));
+    this.restingUntil = this.shards.map(() => 0);
   }
 
-  /** The shard the next batch goes to: readings may go to any, so they take turns. */
-  next(): QueueShard {
-    const shard = this.shards[this.turn % this.shards.length];
-    this.turn += 1;
-    return shard;
+  /**
+   * The shard the next batch goes to: readings may go to any, so they take turns among the shards
+   * not resting; when all rest, the one resting longest is tried.
+   */
+  next(now = Date.now()): QueueShard {
+    const count = this.shards.length;
+    let chosen = -1;
+    for (let i = 0; i < count && chosen < 0; i++) {
+      const index = (this.turn + i) % count;
+      if (this.restingUntil[index] <= now) chosen = index;
+    }
+    if (chosen < 0) chosen = this.restingUntil.indexOf(Math.min(...this.restingUntil));
+    this.turn = chosen + 1;
+    return this.shards[chosen];
+  }
+
+  /** A store in this shard failed: the next batches go to the others for a while. */
+  rest(shard: QueueShard, now = Date.now()): void {
+    const index = this.shards.indexOf(shard);
+    if (index >= 0) this.restingUntil[index] = now + SHARD_REST_MS;
   }
 
   async close(): Promise<void> {

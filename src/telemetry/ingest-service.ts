@@ -1,7 +1,7 @@
 import { withTimeout } from '../with-timeout';
 import { AppError, payloadTooLarge, serviceUnavailable, type ErrorDetail } from '../errors';
 import type { Logger } from '../logger';
-import type { IngestQueues } from '../queue/ingest-queue';
+import type { IngestQueues, QueueShard } from '../queue/ingest-queue';
 import { connectionFor, type RedisClient } from '../redis';
 import type { IngestAdmission } from './admission';
 import { GroupCommitBuffer, type StoreBatches } from './group-commit';
@@ -79,10 +79,8 @@ export function createBatchStore({
   logger: Logger;
   config: { redisWaitReplicas: number; redisWaitTimeoutMs: number };
 }): StoreBatches {
-  return async (batches) => {
-    // BullMQ waits for a connection that is down instead of failing: answer 503 at once instead.
-    if (redis.status !== 'ready') throw new Error(`Redis connection is ${redis.status}`);
-    const { queue, keys } = queues.next();
+  const storeIn = async (shard: QueueShard, batches: Reading[][]): Promise<void> => {
+    const { queue, keys } = shard;
     const writer = connectionFor(redis, keys.slot);
     const acceptedAt = Date.now();
     const readings = batches.flat();
@@ -90,10 +88,16 @@ export function createBatchStore({
       name: 'readings',
       data: { acceptedAt, readings: batch },
     }));
+    // Every part has the deadline: on a cluster the counter and the live-state buckets may sit on
+    // a master that is failing over, whose commands ioredis retries for well over a second.
     const [added, counted, live] = await Promise.allSettled([
       withTimeout(queue.addBulk(jobs), ENQUEUE_TIMEOUT_MS, 'enqueue'),
-      redis.incrby(keys.backlogReadings, readings.length),
-      liveState.applyReadings(readings, acceptedAt),
+      withTimeout(
+        redis.incrby(keys.backlogReadings, readings.length),
+        ENQUEUE_TIMEOUT_MS,
+        'backlog counter',
+      ),
+      withTimeout(liveState.applyReadings(readings, acceptedAt), ENQUEUE_TIMEOUT_MS, 'live state'),
     ]);
     if (added.status === 'rejected') {
       if (counted.status === 'fulfilled') {
@@ -116,6 +120,18 @@ export function createBatchStore({
         replicas: config.redisWaitReplicas,
         timeoutMs: config.redisWaitTimeoutMs,
       });
+    }
+  };
+  return async (batches) => {
+    // BullMQ waits for a connection that is down instead of failing: answer 503 at once instead.
+    if (redis.status !== 'ready') throw new Error(`Redis connection is ${redis.status}`);
+    const shard = queues.next();
+    try {
+      await storeIn(shard, batches);
+    } catch (err) {
+      // A shard whose master is failing over is left alone while the others take the readings.
+      queues.rest(shard);
+      throw err;
     }
   };
 }

@@ -187,6 +187,10 @@ export class LoadWithLedger {
   readonly refusals = new Map<string, number>();
   sent = 0;
   refused = 0;
+  /** The slowest answer (ms) and when it came (epoch ms), and 503s without a Retry-After. */
+  slowestMs = 0;
+  slowestAt = 0;
+  refusedWithoutRetryAfter = 0;
   private running = false;
   private loop: Promise<void> | null = null;
   private counter = 0;
@@ -209,6 +213,11 @@ export class LoadWithLedger {
     await this.loop;
   }
 
+  private timed(started: number): void {
+    const ms = Date.now() - started;
+    if (ms > this.slowestMs) [this.slowestMs, this.slowestAt] = [ms, Date.now()];
+  }
+
   private nextBatch() {
     const base = Date.parse('2024-05-01T00:00:00Z');
     return Array.from({ length: this.batch }, () => {
@@ -225,6 +234,7 @@ export class LoadWithLedger {
   private async run(): Promise<void> {
     while (this.running) {
       const readings = this.nextBatch();
+      const started = Date.now();
       try {
         const res = await fetch(`${this.url()}/v1/telemetry/ingest`, {
           method: 'POST',
@@ -233,6 +243,8 @@ export class LoadWithLedger {
           signal: AbortSignal.timeout(5000),
         });
         this.sent += readings.length;
+        this.timed(started);
+        if (res.status === 503 && !res.headers.get('retry-after')) this.refusedWithoutRetryAfter++;
         if (res.status === 202) {
           for (const r of readings)
             this.acknowledged.set(`${r.meterId}@${Date.parse(r.timestamp)}`, r.kwhConsumedAc);
@@ -246,6 +258,8 @@ export class LoadWithLedger {
         }
         if (!res.bodyUsed) await res.arrayBuffer().catch(() => undefined);
       } catch {
+        // Refused connections, and answers cut at the 5 s timeout (a hang).
+        this.timed(started);
         this.refused += readings.length;
         await new Promise((r) => setTimeout(r, 50));
       }
