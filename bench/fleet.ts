@@ -128,12 +128,15 @@ async function timeAll(url: string): Promise<void> {
   await db.destroy();
 }
 
-/** Prints the fleet statement's plan: its SQL is caught on its way out, then explained alike. */
+/**
+ * Prints the fleet statement's plan: its SQL is caught on its way out (numbered placeholders, in
+ * order, turned back into knex's `?`), then explained with the same settings.
+ */
 async function explain(db: Knex, store: EnergyReportStore, from: number, to: number) {
   let statement: { sql: string; bindings: unknown[] } | null = null;
   const catchFleet = (q: { sql: string; bindings?: unknown[] }) => {
     if (q.sql.length > (statement?.sql.length ?? 0)) {
-      statement = { sql: q.sql, bindings: q.bindings ?? [] };
+      statement = { sql: q.sql.replace(/\$\d+\b/g, '?'), bindings: q.bindings ?? [] };
     }
   };
   db.on('query', catchFleet);
