@@ -3,9 +3,10 @@
  * time-ordered readings (every vehicle and its meter each minute: 28.8 million rows at 10,000
  * vehicles) into a fresh `energy_fleet_bench` database with SQL, builds the rollups, then times
  * the uncached fleet statement for an hour-aligned and an unaligned 24-hour window. `--reuse`
- * times an already loaded database again.
+ * times an already loaded database again (migrated first, so the statement of this checkout runs);
+ * `--explain` prints each window's plan (EXPLAIN ANALYZE, BUFFERS) after its timings.
  */
-import { createDb } from '../db/create-db';
+import { createDb, type Knex } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
 import { EnergyReportStore } from '../src/analytics/energy-report-store';
 import { RollupStore } from '../src/stores/rollup-store';
@@ -15,7 +16,7 @@ import { fmt } from './bench-helpers';
 
 const options = commandLineOrExit(() => {
   const { values } = parseCommandLine(process.argv.slice(2), {
-    usage: 'npm run bench:fleet [-- --vehicles N | --reuse]',
+    usage: 'npm run bench:fleet [-- --vehicles N | --reuse] [--explain]',
     options: {
       vehicles: {
         type: 'string',
@@ -24,11 +25,13 @@ const options = commandLineOrExit(() => {
         help: 'vehicles (and meters) loaded',
       },
       reuse: { type: 'boolean', help: 'time the already loaded database again, load nothing' },
+      explain: { type: 'boolean', help: "print each window's plan with its timings and buffers" },
     },
   });
   return {
     vehicles: numberOption('--vehicles', values.vehicles, { min: 1, integer: true }),
     reuse: values.reuse ?? false,
+    explain: values.explain ?? false,
   };
 });
 
@@ -36,7 +39,14 @@ async function main(): Promise<void> {
   const { vehicles } = options;
   const url =
     process.env.BENCH_FLEET_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_fleet_bench';
-  if (options.reuse) return timeAll(url);
+  if (options.reuse) {
+    const db = createDb(loadConfig({ DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: '3600000' }));
+    const applied = await migrateToLatest(db);
+    if (applied.length > 0) console.log(`migrated: ${applied.join(', ')}`);
+    await db.raw('VACUUM ANALYZE');
+    await db.destroy();
+    return timeAll(url);
+  }
   const name = new URL(url).pathname.slice(1);
   await withMaintenanceClient(url, (c) =>
     c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
@@ -68,7 +78,11 @@ async function main(): Promise<void> {
     );
     process.stdout.write(`\rloaded ${hour + 1}/24 hours`);
   }
-  await new RollupStore(db).rebuild(new Date(start), new Date(end));
+  // An hour per statement keeps each sort small (as the migration that added quarter hours).
+  const rollups = new RollupStore(db);
+  for (let hour = start; hour < end; hour += 3_600_000) {
+    await rollups.rebuild(new Date(hour), new Date(hour + 3_600_000));
+  }
   await db.raw(
     `INSERT INTO vehicle_meter_map (vehicle_id, meter_id, valid_from)
      SELECT 'FV-' || d, 'FM-' || d, ?::timestamptz - interval '1 day' FROM generate_series(1, ?) d`,
@@ -108,12 +122,39 @@ async function timeAll(url: string): Promise<void> {
     );
   };
   await time('fleet report, 24 h aligned to hours', start, end);
+  if (options.explain) await explain(db, store, start, end);
   await time(
     'fleet report, 24 h unaligned (partial edge hours)',
     start + 17 * 60_000,
     end - 23 * 60_000,
   );
+  if (options.explain) await explain(db, store, start + 17 * 60_000, end - 23 * 60_000);
   await db.destroy();
+}
+
+/**
+ * Prints the fleet statement's plan: its SQL is caught on its way out (numbered placeholders, in
+ * order, turned back into knex's `?`), then explained with the same settings.
+ */
+async function explain(db: Knex, store: EnergyReportStore, from: number, to: number) {
+  let statement: { sql: string; bindings: unknown[] } | null = null;
+  const catchFleet = (q: { sql: string; bindings?: unknown[] }) => {
+    if (q.sql.length > (statement?.sql.length ?? 0)) {
+      statement = { sql: q.sql.replace(/\$\d+\b/g, '?'), bindings: q.bindings ?? [] };
+    }
+  };
+  db.on('query', catchFleet);
+  await store.fleet(new Date(from), new Date(to), 'interval');
+  db.off('query', catchFleet);
+  const { sql, bindings } = statement as unknown as { sql: string; bindings: Knex.RawBinding[] };
+  const plan = await db.transaction(async (trx) => {
+    await trx.raw(`SET LOCAL work_mem = '64MB'`);
+    await trx.raw('SET LOCAL jit = off');
+    return (await trx.raw(`EXPLAIN (ANALYZE, BUFFERS) ${sql}`, bindings)).rows as {
+      'QUERY PLAN': string;
+    }[];
+  });
+  console.log(plan.map((r) => r['QUERY PLAN']).join('\n'));
 }
 
 main().catch((err: unknown) => {

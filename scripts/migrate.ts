@@ -6,12 +6,19 @@ import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, type Logger } from '../src/logger';
 import { assertPostgresReachable } from '../src/startup-checks';
 
+/** A migration may backfill a big database (e.g. rollups from history): hours, not seconds. */
+const MIGRATION_STATEMENT_TIMEOUT_MS = 6 * 3_600_000;
+
 export async function runMigrations(config: Config, logger: Logger): Promise<void> {
   await assertPostgresReachable(config.databaseUrl);
   if (await ensureDatabase(config.databaseUrl)) {
     logger.info({ database: redactUrl(config.databaseUrl) }, 'database created');
   }
-  const db = createDb(config, 'energy-migrate', logger);
+  const db = createDb(
+    { ...config, dbStatementTimeoutMs: MIGRATION_STATEMENT_TIMEOUT_MS },
+    'energy-migrate',
+    logger,
+  );
   try {
     const applied = await migrateToLatest(db);
     logger.info({ applied }, applied.length ? 'migrations applied' : 'schema is up to date');

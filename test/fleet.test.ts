@@ -1,7 +1,13 @@
 import request from 'supertest';
 import { parseArgs, simulate } from '../scripts/simulate';
 import type { Fleet } from '../scripts/fleet-model';
+import { EnergyReportStore, type WindowRow } from '../src/analytics/energy-report-store';
+import type { Reading } from '../src/devices/device-kinds';
+import { HistoryStore } from '../src/stores/history-store';
+import { RollupStore } from '../src/stores/rollup-store';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
+import { meterReading, seededRandom, vehicleReading } from './helpers/readings';
+import { createTestContext, type TestContext } from './helpers/test-env';
 
 interface FleetVehicleJson {
   vehicleId: string;
@@ -162,5 +168,164 @@ describe('fleet report parameters', () => {
       withoutMeterData: 0,
     });
     expect(res.body.nextCursor).toBeNull();
+  });
+});
+
+/**
+ * The fleet statement reads by time (hourly rollups, quarter-hour rollups, raw minutes at the
+ * edges, marked hours raw); one vehicle's report reads its own hours. Every line must agree, for
+ * any window, in both semantics, per device, across a re-mapping, and while late readings wait in
+ * hours already rolled up.
+ */
+describe('fleet lines against each vehicle report, read from the stores', () => {
+  let ctx: TestContext;
+  let history: HistoryStore;
+  let rollups: RollupStore;
+  let reports: EnergyReportStore;
+  const at = (hhmm: string) => Date.parse(`2024-06-10T${hhmm}Z`);
+  const VEHICLES = ['V-1', 'V-2', 'V-3', 'V-4'];
+  const WINDOWS: [string, string, string][] = [
+    ['aligned to hours', '08:00:00', '14:00:00'],
+    ['minute edges inside a quarter', '08:17:00', '13:37:00'],
+    ['edges on quarter boundaries', '08:15:00', '13:45:00'],
+    ['second edges', '09:07:30', '12:52:30'],
+    ['inside one hour', '10:05:00', '10:50:00'],
+    ['inside one quarter', '10:16:00', '10:29:00'],
+    ['across an hour boundary, no whole hour', '09:50:00', '10:20:00'],
+  ];
+
+  /** Readings every 3 minutes from 08:00 to 14:00: registers climb with a reset, intervals vary. */
+  function day(random: () => number): Reading[] {
+    const readings: Reading[] = [];
+    const registers = new Map<string, number>();
+    for (let ms = at('08:00:00'); ms < at('14:00:00'); ms += 180_000) {
+      for (const id of ['M-1', 'M-2', 'M-3', 'M-4', 'V-1', 'V-2', 'V-3', 'V-4']) {
+        const step = Math.round(random() * 50) / 10;
+        const register = ms === at('11:00:00') ? step : (registers.get(id) ?? 100) + step;
+        registers.set(id, register);
+        const value = id === 'M-2' || id === 'V-2' ? register : step;
+        readings.push(
+          id.startsWith('M')
+            ? meterReading(id, ms, value)
+            : vehicleReading(id, ms + 30_000, 50, value),
+        );
+      }
+    }
+    return readings;
+  }
+
+  const round = (v: number | null) => (v === null ? null : Math.round(v * 1e6) / 1e6);
+
+  /** What one vehicle's own report says, in the shape of a fleet line. */
+  async function own(vehicleId: string, from: Date, to: Date, mode: 'interval' | 'cumulative') {
+    const whole = (await reports.vehicleWindows(vehicleId, from, to, mode)).filter(
+      (r) => r.hour === null,
+    );
+    const dc = whole.find((r) => r.role === 'dc') as WindowRow;
+    const meters = whole.filter((r) => r.role === 'ac');
+    const known = meters.filter((m) => m.energy !== null);
+    return {
+      meters: meters.map((m) => ({
+        meterId: m.deviceId,
+        from: m.from,
+        to: m.to,
+        energyReadings: m.mode,
+      })),
+      vehicleReadings: dc.readings,
+      meterReadings: meters.reduce((sum, m) => sum + m.readings, 0),
+      metersWithData: meters.filter((m) => m.readings > 0).length,
+      dc: round(dc.energy),
+      ac: known.length > 0 ? round(known.reduce((sum, m) => sum + (m.energy ?? 0), 0)) : null,
+    };
+  }
+
+  async function expectFleetEqualsOwn(): Promise<void> {
+    for (const mode of ['interval', 'cumulative'] as const) {
+      for (const [label, from, to] of WINDOWS) {
+        const window = [new Date(at(from)), new Date(at(to))] as const;
+        const lines = await reports.fleet(...window, mode);
+        expect({ label, mode, vehicles: lines.map((l) => l.vehicleId).sort() }).toEqual({
+          label,
+          mode,
+          vehicles: VEHICLES,
+        });
+        for (const line of lines) {
+          const { vehicleId, ...figures } = line;
+          expect({
+            label,
+            mode,
+            vehicleId,
+            ...figures,
+            dc: round(line.dc),
+            ac: round(line.ac),
+          }).toEqual({ label, mode, vehicleId, ...(await own(vehicleId, ...window, mode)) });
+        }
+      }
+    }
+  }
+
+  const quarterRollup = async (deviceId: string, quarter: string) =>
+    (
+      await ctx
+        .db('telemetry_15min')
+        .where({ device_id: deviceId, quarter: new Date(at(quarter)) })
+        .select('readings')
+    )[0]?.readings as number | undefined;
+
+  beforeAll(async () => {
+    ctx = await createTestContext();
+    history = new HistoryStore(ctx.db);
+    rollups = new RollupStore(ctx.db);
+    reports = new EnergyReportStore(ctx.db);
+    await ctx.db.raw(`SELECT ensure_history_partition('2024-06-10')`);
+    // Per-device semantics: V-2 and M-2 are registers whatever the default says.
+    await ctx.db('device_settings').insert([
+      { device_type: 'vehicle', device_id: 'V-2', energy_readings: 'cumulative' },
+      { device_type: 'meter', device_id: 'M-2', energy_readings: 'cumulative' },
+      { device_type: 'meter', device_id: 'M-1', energy_readings: 'interval' },
+    ]);
+    // V-3 is re-mapped from M-3 to M-4 at 10:40; V-4 has no meter.
+    await ctx.db('vehicle_meter_map').insert([
+      { vehicle_id: 'V-1', meter_id: 'M-1', valid_from: '2024-06-01T00:00:00Z' },
+      { vehicle_id: 'V-2', meter_id: 'M-2', valid_from: '2024-06-01T00:00:00Z' },
+      {
+        vehicle_id: 'V-3',
+        meter_id: 'M-3',
+        valid_from: '2024-06-01T00:00:00Z',
+        valid_to: '2024-06-10T10:40:00Z',
+      },
+      { vehicle_id: 'V-3', meter_id: 'M-4', valid_from: '2024-06-10T10:40:00Z' },
+    ]);
+    await history.insert(day(seededRandom(19)), Date.now());
+  });
+  afterAll(() => ctx.cleanup());
+
+  test('when no hour is rolled up yet, then every line equals the vehicle report', async () => {
+    await expectFleetEqualsOwn();
+  });
+
+  test('when the hours are rolled up at both grains, then every line still equals the vehicle report', async () => {
+    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toBe(8 * 6);
+    expect(await quarterRollup('M-1', '10:15:00')).toBe(5); // 10:15, :18, :21, :24, :27
+    await expectFleetEqualsOwn();
+  });
+
+  test('when late readings land in rolled-up hours (an edge quarter, a whole hour), then lines equal the vehicle report before and after both grains are rolled up again', async () => {
+    await history.insert(
+      [
+        meterReading('M-1', at('08:20:00'), 7), // in the minutes short of a quarter
+        meterReading('M-1', at('13:40:00'), 7),
+        meterReading('M-2', at('10:20:00'), 1), // a register reset inside a quarter
+        vehicleReading('V-1', at('11:01:00'), 50, 3), // a whole hour
+        vehicleReading('V-2', at('12:31:00'), 50, 9999),
+        meterReading('M-4', at('10:50:00'), 2),
+      ],
+      Date.now(),
+    );
+    await expectFleetEqualsOwn();
+    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toBe(6);
+    expect(await quarterRollup('M-1', '08:15:00')).toBe(6);
+    expect(await quarterRollup('M-2', '10:15:00')).toBe(6);
+    await expectFleetEqualsOwn();
   });
 });

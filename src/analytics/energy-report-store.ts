@@ -17,12 +17,8 @@ import { FOLD, RAW_PIECE, ROLLUP_PIECE, energyByMode, previousEnergy } from '../
  */
 const ENERGY = historyRoleSql('t').energy;
 
-/**
- * `rollupRange` narrows the rollup scan to the window's hours as constants: the fleet then reads
- * them in one range scan of the (device_type, hour) index; one vehicle reads its own rollups by
- * primary key instead.
- */
-const piecesSql = (rollupRange: string) => `
+/** Each device window with its semantics and the whole hours inside it. */
+const BOUNDS = `
 bounds AS (
   -- Each device by its own semantics (device_settings), else the configured default.
   SELECT w.*, coalesce(ds.energy_readings, $MODE::text) AS mode,
@@ -31,11 +27,19 @@ bounds AS (
          date_trunc('hour', w.wto, 'UTC') AS th
   FROM windows w
   LEFT JOIN device_settings ds ON ds.device_type = w.device_type AND ds.device_id = w.device_id
-),
+)`;
+
+/**
+ * The pieces of the device windows in `source` (rows of bounds), stepped in time order.
+ * `rollupRange` narrows the rollup scan to the window's hours as constants: the fleet then reads
+ * them in one range scan of the (device_type, hour) index; one vehicle reads its own rollups by
+ * primary key instead.
+ */
+const piecesSql = (rollupRange: string, source = 'bounds') => `
 pieces AS (
   -- Whole hours with an up-to-date rollup.
   SELECT b.wid, ${ROLLUP_PIECE}
-  FROM bounds b
+  FROM ${source} b
   JOIN telemetry_hourly r
     ON r.device_type = b.device_type AND r.device_id = b.device_id AND r.hour >= b.fh AND r.hour < b.th
   WHERE ${rollupRange} NOT EXISTS (SELECT 1 FROM rollup_pending p
@@ -43,7 +47,7 @@ pieces AS (
   UNION ALL
   -- Whole hours not rolled up yet, or with readings that arrived after their rollup: raw.
   SELECT b.wid, ${RAW_PIECE}
-  FROM bounds b
+  FROM ${source} b
   JOIN rollup_pending p
     ON p.device_type = b.device_type AND p.device_id = b.device_id AND p.hour >= b.fh AND p.hour < b.th
   JOIN telemetry_history t
@@ -55,7 +59,7 @@ pieces AS (
   -- Partial hours at the edges: two primary-key range scans per device window. (The window's
   -- own bounds, repeated as constants, let the planner prune history partitions.)
   SELECT b.wid, e.*
-  FROM bounds b
+  FROM ${source} b
   CROSS JOIN LATERAL (
     SELECT ${RAW_PIECE} FROM telemetry_history t
     WHERE t.device_type = b.device_type AND t.device_id = b.device_id
@@ -97,7 +101,7 @@ priors AS MATERIALIZED (
           AND p.hour < date_trunc('hour', b.wfrom, 'UTC')
         ORDER BY p.hour DESC LIMIT 1)
     ) c ORDER BY c.ts DESC LIMIT 1) AS prior
-  FROM bounds b
+  FROM ${source} b
   WHERE b.mode = 'cumulative'
 ),
 stepped AS (
@@ -121,6 +125,7 @@ windows AS (
 /** Per device window and per hour (for charts), energy and battery behaviour. */
 const VEHICLE_REPORT = `
 WITH ${VEHICLE_WINDOWS},
+${BOUNDS},
 ${piecesSql('')},
 folded AS (
   SELECT wid, date_trunc('hour', ts, 'UTC') AS hour, GROUPING(date_trunc('hour', ts, 'UTC')) = 1 AS whole,
@@ -143,15 +148,52 @@ FROM bounds b
 LEFT JOIN folded f USING (wid)
 ORDER BY b.wid, f.hour NULLS FIRST`;
 
+/**
+ * Every device's readings and interval energy over the whole fleet window, read by time, not per
+ * device: hourly rollups for its whole hours, quarter-hour rollups for the whole quarters of its
+ * partial hours, raw readings for the minutes short of a quarter at its edges (the spans $H, $Q,
+ * $R of fleetSpans). Hours marked in rollup_pending (a late reading made their rollups stale) are
+ * read raw instead, from the small set of marks. Interval energy is a plain sum: no ordering.
+ */
+const DEVICE_TOTALS = `
+pending AS MATERIALIZED (
+  SELECT device_type, device_id, hour FROM rollup_pending
+  WHERE hour >= date_trunc('hour', $WF, 'UTC') AND hour < $WT
+),
+device_totals AS MATERIALIZED (
+  SELECT device_type, device_id, ${FOLD.readings} AS readings, ${FOLD.intervalEnergy} AS interval_energy
+  FROM (
+    SELECT device_type, device_id, readings, energy_sum
+    FROM (
+      SELECT r.device_type, r.device_id, r.hour, r.readings, r.energy_sum
+      FROM telemetry_hourly r
+      WHERE r.hour >= $H0 AND r.hour < $H1
+      UNION ALL
+      SELECT q.device_type, q.device_id, date_trunc('hour', q.quarter, 'UTC'), q.readings, q.energy_sum
+      FROM telemetry_15min q
+      WHERE (q.quarter >= $Q0 AND q.quarter < $Q1) OR (q.quarter >= $Q2 AND q.quarter < $Q3)
+      UNION ALL
+      SELECT t.device_type, t.device_id, date_trunc('hour', t.ts, 'UTC'), 1, ${ENERGY}
+      FROM telemetry_history t
+      WHERE (t.ts >= $R0 AND t.ts < $R1) OR (t.ts >= $R2 AND t.ts < $R3)
+    ) rolled
+    WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE p.device_type = rolled.device_type
+                        AND p.device_id = rolled.device_id AND p.hour = rolled.hour)
+    UNION ALL
+    SELECT t.device_type, t.device_id, 1, ${ENERGY}
+    FROM pending p
+    JOIN telemetry_history t
+      ON t.device_type = p.device_type AND t.device_id = p.device_id
+     AND t.ts >= p.hour AND t.ts < p.hour + interval '1 hour'
+    WHERE t.ts >= $WF AND t.ts < $WT
+  ) pieces
+  GROUP BY device_type, device_id
+)`;
+
 /** Every vehicle with readings in the window or mapped during it, and its meter periods. */
 const FLEET_WINDOWS = `
 active AS (
-  SELECT DISTINCT r.device_id AS vehicle_id
-  FROM telemetry_hourly r
-  WHERE r.device_type = 'vehicle' AND r.hour >= date_trunc('hour', $WF, 'UTC') AND r.hour < $WT
-  UNION
-  SELECT p.device_id FROM rollup_pending p
-  WHERE p.device_type = 'vehicle' AND p.hour >= date_trunc('hour', $WF, 'UTC') AND p.hour < $WT
+  SELECT device_id AS vehicle_id FROM device_totals WHERE device_type = 'vehicle'
   UNION
   SELECT m.vehicle_id FROM vehicle_meter_map m
   WHERE m.valid_from < $WT AND (m.valid_to IS NULL OR m.valid_to > $WF)
@@ -169,15 +211,30 @@ windows AS (
   ) w
 )`;
 
-/** Per vehicle: DC, AC over its meter periods, and reading counts. */
+/** A device window that is its device's totals: interval semantics over the whole window. */
+const BY_TOTALS = `b.mode = 'interval' AND b.wfrom = $WF AND b.wto = $WT`;
+
+/**
+ * Per vehicle: DC, AC over its meter periods, and reading counts. Interval windows over the whole
+ * window are their devices' totals; the rest (register semantics, a meter period that starts or
+ * ends inside the window) fold their own pieces in time order, as one vehicle's report does.
+ */
 const FLEET_REPORT = `
-WITH ${FLEET_WINDOWS},
-${piecesSql("r.hour >= date_trunc('hour', $WF, 'UTC') AND r.hour < $WT AND")},
+WITH ${DEVICE_TOTALS},
+${FLEET_WINDOWS},
+${BOUNDS},
+folded_bounds AS (SELECT * FROM bounds b WHERE NOT (${BY_TOTALS})),
+${piecesSql("r.hour >= date_trunc('hour', $WF, 'UTC') AND r.hour < $WT AND", 'folded_bounds')},
 per_window AS (
   SELECT wid, ${FOLD.readings} AS readings, ${FOLD.intervalEnergy} AS interval_energy,
          ${FOLD.registerEnergy} AS register_energy
   FROM stepped
   GROUP BY wid
+  UNION ALL
+  SELECT b.wid, d.readings, d.interval_energy, NULL
+  FROM bounds b
+  JOIN device_totals d ON d.device_type = b.device_type AND d.device_id = b.device_id
+  WHERE ${BY_TOTALS}
 )
 SELECT b.vehicle_id,
        coalesce(json_agg(json_build_object('meterId', b.device_id, 'from', b.wfrom, 'to', b.wto,
@@ -192,12 +249,36 @@ FROM bounds b
 LEFT JOIN per_window pw USING (wid)
 GROUP BY b.vehicle_id`;
 
+const HOUR_MS = 3_600_000;
+const QUARTER_MS = 900_000;
+const floorTo = (ms: number, step: number) => Math.floor(ms / step) * step;
+const ceilTo = (ms: number, step: number) => Math.ceil(ms / step) * step;
+
+/**
+ * How the fleet reads [from, to): whole hours [H0, H1) from hourly rollups, the whole quarters
+ * [Q0, Q1) and [Q2, Q3) of the partial hours from quarter-hour rollups, [R0, R1) and [R2, R3)
+ * raw. Disjoint and covering the window; an empty span starts where it ends.
+ */
+export function fleetSpans(from: Date, to: Date): Record<string, Date> {
+  const wf = from.getTime();
+  const wt = to.getTime();
+  const [fh, th] = [ceilTo(wf, HOUR_MS), floorTo(wt, HOUR_MS)];
+  const [fq, tq] = [ceilTo(wf, QUARTER_MS), floorTo(wt, QUARTER_MS)];
+  let spans: number[];
+  if (fh <= th) spans = [fh, th, fq, fh, th, tq, wf, fq, tq, wt];
+  else if (fq <= tq) spans = [wf, wf, fq, tq, wf, wf, wf, fq, tq, wt];
+  else spans = [wf, wf, wf, wf, wf, wf, wf, wt, wt, wt];
+  const names = ['H0', 'H1', 'Q0', 'Q1', 'Q2', 'Q3', 'R0', 'R1', 'R2', 'R3'];
+  return Object.fromEntries(names.map((name, i) => [name, new Date(spans[i])]));
+}
+
 /** Binds `$NAME` placeholders (each as often as it appears) as positional parameters. */
 function bind(template: string, values: Record<string, unknown>) {
   const bindings: unknown[] = [];
-  const sql = template.replace(/\$(WF|WT|V|MODE)\b/g, (_m, name: string) => {
+  const sql = template.replace(/\$([A-Z][A-Z0-9]*)\b/g, (_m, name: string) => {
+    if (!(name in values)) throw new Error(`no value for $${name}`);
     bindings.push(values[name]);
-    return name === 'WF' || name === 'WT' ? '?::timestamptz' : '?';
+    return values[name] instanceof Date ? '?::timestamptz' : '?';
   });
   return { sql, bindings: bindings as Knex.RawBinding[] };
 }
@@ -323,7 +404,12 @@ export class EnergyReportStore {
 
   /** The whole fleet over [from, to) in one statement. */
   async fleet(from: Date, to: Date, mode: EnergyReadingsMode): Promise<FleetRow[]> {
-    const { sql, bindings } = bind(FLEET_REPORT, { WF: from, WT: to, MODE: mode });
+    const { sql, bindings } = bind(FLEET_REPORT, {
+      WF: from,
+      WT: to,
+      MODE: mode,
+      ...fleetSpans(from, to),
+    });
     const result = await this.db.transaction(async (trx) => {
       // Sorting and grouping the fleet's pieces wants memory, not disk; and JIT compilation costs
       // more (~100 ms) than this statement saves from it.

@@ -1,12 +1,12 @@
 /**
- * The energy arithmetic, defined once. Every consumer — the hourly rollups (and their rebuild),
+ * The energy arithmetic, defined once. Every consumer — the rollups (and their rebuild),
  * the per-vehicle report and the fleet report — folds "pieces" of a device's readings with these
  * expressions, so they cannot disagree.
  *
  * A piece is a stretch of one device's readings in time order: a single raw reading, or a
- * rolled-up hour. Its columns: ts, readings, energy_sum, first_energy, last_energy, increase (the
- * register increase inside it), temp_sum, temp_count, temp_min, temp_max, first_soc, last_soc,
- * soc_min, soc_max.
+ * rolled-up hour or quarter hour. Its columns: ts, readings, energy_sum, first_energy,
+ * last_energy, increase (the register increase inside it), temp_sum, temp_count, temp_min,
+ * temp_max, first_soc, last_soc, soc_min, soc_max.
  *
  * - interval semantics: each reading is the energy since the previous one, so a span's energy is
  *   the sum of its readings;
@@ -27,13 +27,19 @@ export const RAW_PIECE = `t.ts, 1 AS readings,
   ${raw.temperature} AS temp_min, ${raw.temperature} AS temp_max,
   ${raw.soc} AS first_soc, ${raw.soc} AS last_soc, ${raw.soc} AS soc_min, ${raw.soc} AS soc_max`;
 
+/**
+ * A rollup row as a piece: `bucket` is its time column (`hour` in telemetry_hourly, `quarter` in
+ * telemetry_15min, the quarter-hour rollups of the same shape).
+ */
+export const rollupPiece = (r: string, bucket: string) => `${r}.${bucket} AS ts, ${r}.readings,
+  ${r}.energy_sum, ${r}.first_energy, ${r}.last_energy,
+  ${r}.register_increase AS increase,
+  ${r}.temp_sum, CASE WHEN ${r}.temp_sum IS NULL THEN 0 ELSE ${r}.readings END AS temp_count,
+  ${r}.temp_min, ${r}.temp_max,
+  ${r}.first_soc, ${r}.last_soc, ${r}.soc_min, ${r}.soc_max`;
+
 /** A rolled-up hour (alias `r`, a telemetry_hourly row) as a piece. */
-export const ROLLUP_PIECE = `r.hour AS ts, r.readings,
-  r.energy_sum, r.first_energy, r.last_energy,
-  r.register_increase AS increase,
-  r.temp_sum, CASE WHEN r.temp_sum IS NULL THEN 0 ELSE r.readings END AS temp_count,
-  r.temp_min, r.temp_max,
-  r.first_soc, r.last_soc, r.soc_min, r.soc_max`;
+export const ROLLUP_PIECE = rollupPiece('r', 'hour');
 
 /**
  * The last energy before each piece of a series, in time order; the series' first piece steps

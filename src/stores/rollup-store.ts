@@ -1,12 +1,14 @@
 import type { Knex } from 'knex';
-import { FOLD, RAW_PIECE, previousEnergy } from './energy-fold';
+import { FOLD, RAW_PIECE, previousEnergy, rollupPiece } from './energy-fold';
 
 /**
- * Hourly rollups (telemetry_hourly), computed from history once an hour has closed.
+ * Rollups per hour (telemetry_hourly) and per quarter hour (telemetry_15min, for the partial hours
+ * at a report's edges), computed from history once an hour has closed, both grains in one
+ * statement, so a mark covers both.
  *
  * The flusher marks every (device, hour) it inserts readings into in rollup_pending, in the same
  * statement as the insert. Reports read a marked hour's raw readings, so they are exact whether or
- * not its rollup is up to date. Here, closed hours are rolled up and their marks removed; a late
+ * not its rollups are up to date. Here, closed hours are rolled up and their marks removed; a late
  * reading marks its hour again and it is rolled up again.
  *
  * Rolling up first takes a lock on rollup_pending that waits for every flush in flight and holds
@@ -32,25 +34,60 @@ const ROLLUP_COLUMNS = [
   'last_soc',
 ];
 
-/** Folds the raw pieces of `pieces` (with device_type, device_id, hour) into telemetry_hourly. */
-const upsertRollups = (pieces: string) => `
-pieces AS (${pieces}),
-stepped AS (
-  SELECT p.*, ${previousEnergy('device_type, device_id, hour')} AS previous_energy,
-         lag(ts) OVER w IS NULL AS is_first, lead(ts) OVER w IS NULL AS is_last
-  FROM pieces p
-  WINDOW w AS (PARTITION BY device_type, device_id, hour ORDER BY ts)
-)
-INSERT INTO telemetry_hourly AS h (device_type, device_id, hour, ${ROLLUP_COLUMNS.join(', ')})
-SELECT device_type, device_id, hour, ${FOLD.readings}, ${FOLD.intervalEnergy}, ${FOLD.registerEnergy},
-       min(ts), min(first_energy) FILTER (WHERE is_first), max(ts), min(last_energy) FILTER (WHERE is_last),
+/** A quarter hour's start (UTC quarters: every time zone's offset is a multiple of 15 minutes). */
+const QUARTER = (ts: string) => `date_bin('15 minutes', ${ts}, timestamptz '2000-01-01T00:00:00Z')`;
+
+/**
+ * Folds `source` (pieces with device_type, device_id and `bucket`) into one rollup row per device
+ * and bucket of `table`; `firstTs` and `lastTs` are the rows' first and last reading times.
+ */
+const upsertRollups = (
+  table: string,
+  bucket: string,
+  source: string,
+  { firstTs, lastTs }: { firstTs: string; lastTs: string },
+) => `
+INSERT INTO ${table} (device_type, device_id, ${bucket}, ${ROLLUP_COLUMNS.join(', ')})
+SELECT device_type, device_id, ${bucket}, ${FOLD.readings}, ${FOLD.intervalEnergy}, ${FOLD.registerEnergy},
+       ${firstTs}, min(first_energy) FILTER (WHERE is_first), ${lastTs}, min(last_energy) FILTER (WHERE is_last),
        ${FOLD.tempSum}, ${FOLD.tempMin}, ${FOLD.tempMax}, ${FOLD.socMin}, ${FOLD.socMax},
        min(first_soc) FILTER (WHERE is_first), min(last_soc) FILTER (WHERE is_last)
-FROM stepped
-GROUP BY device_type, device_id, hour
-ORDER BY device_type, device_id, hour
-ON CONFLICT (device_type, device_id, hour) DO UPDATE SET
+FROM (
+  SELECT p.*, ${previousEnergy(`device_type, device_id, ${bucket}`)} AS previous_energy,
+         lag(ts) OVER w IS NULL AS is_first, lead(ts) OVER w IS NULL AS is_last
+  FROM ${source} p
+  WINDOW w AS (PARTITION BY device_type, device_id, ${bucket} ORDER BY ts)
+) stepped
+GROUP BY device_type, device_id, ${bucket}
+-- In time order: the rollups' BRIN indexes stay selective.
+ORDER BY ${bucket}, device_type, device_id
+ON CONFLICT (device_type, device_id, ${bucket}) DO UPDATE SET
   ${ROLLUP_COLUMNS.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`;
+
+/**
+ * Rolls the raw pieces of `pieces` (with device_type, device_id) up at both grains in one
+ * statement: quarter hours from the readings, then hours from the quarter hours (what the quarter
+ * rows returned). The statement's row count is the device hours written.
+ */
+const upsertBothGrains = (pieces: string) => `
+raw_pieces AS (
+  SELECT x.*, ${QUARTER('x.ts')} AS quarter FROM (${pieces}) x
+),
+quarters AS (${upsertRollups('telemetry_15min', 'quarter', 'raw_pieces', {
+  firstTs: 'min(ts)',
+  lastTs: 'max(ts)',
+})}
+  RETURNING *
+),
+quarter_pieces AS (
+  SELECT q.device_type, q.device_id, date_trunc('hour', q.quarter, 'UTC') AS hour,
+         q.first_ts, q.last_ts, ${rollupPiece('q', 'quarter')}
+  FROM quarters q
+)
+${upsertRollups('telemetry_hourly', 'hour', 'quarter_pieces', {
+  firstTs: 'min(first_ts)',
+  lastTs: 'max(last_ts)',
+})}`;
 
 /**
  * Removes up to `limit` marks of hours before the cutoff and rolls those hours up from history;
@@ -79,8 +116,8 @@ sessions_changed AS (
   ORDER BY vehicle_id
   ON CONFLICT (vehicle_id) DO UPDATE SET since = least(s.since, EXCLUDED.since), version = s.version + 1
 ),
-${upsertRollups(`
-  SELECT d.device_type, d.device_id, d.hour, ${RAW_PIECE}
+${upsertBothGrains(`
+  SELECT d.device_type, d.device_id, ${RAW_PIECE}
   FROM due d
   JOIN telemetry_history t
     ON t.device_type = d.device_type AND t.device_id = d.device_id
@@ -88,8 +125,8 @@ ${upsertRollups(`
 
 /** Every hour of [?, ?) from history. */
 const REBUILD = `
-WITH ${upsertRollups(`
-  SELECT t.device_type, t.device_id, date_trunc('hour', t.ts, 'UTC') AS hour, ${RAW_PIECE}
+WITH ${upsertBothGrains(`
+  SELECT t.device_type, t.device_id, ${RAW_PIECE}
   FROM telemetry_history t
   WHERE t.ts >= ? AND t.ts < ?`)}`;
 
@@ -117,8 +154,8 @@ export class RollupStore {
   }
 
   /**
-   * Recomputes the rollups of every hour touching [from, to) from history (for repairs, or history
-   * loaded from outside); returns the number of rollup rows written.
+   * Recomputes the rollups (both grains) of every hour touching [from, to) from history (for
+   * repairs, or history loaded from outside); returns the number of hourly rollup rows written.
    */
   async rebuild(from: Date, to: Date): Promise<number> {
     const first = new Date(Math.floor(from.getTime() / HOUR_MS) * HOUR_MS);
@@ -126,6 +163,7 @@ export class RollupStore {
     return this.db.transaction(async (trx) => {
       await trx.raw(LOCK_PENDING);
       await trx('telemetry_hourly').where('hour', '>=', first).where('hour', '<', end).del();
+      await trx('telemetry_15min').where('quarter', '>=', first).where('quarter', '<', end).del();
       await trx('rollup_pending').where('hour', '>=', first).where('hour', '<', end).del();
       const result = await trx.raw(REBUILD, [first, end]);
       return result.rowCount ?? 0;
