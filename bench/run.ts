@@ -47,7 +47,7 @@ const { quick, onlyOcpp } = commandLineOrExit(() => {
 });
 const SECONDS = quick ? 5 : 15;
 /** The backlog the API accepts with the flusher stopped (below MAX_BACKLOG_READINGS). */
-const BACKLOG_READINGS = quick ? 200_000 : 800_000;
+const BACKLOG_READINGS = quick ? 200_000 : 500_000;
 const ANALYTICS_VEHICLES = quick ? 200 : 1000;
 const DEVICES = 10_000;
 /** The engine's QUEUE_SHARDS for this run (the processes inherit it from the environment). */
@@ -196,7 +196,12 @@ async function steady(
   durationS = SECONDS,
 ): Promise<Latency> {
   const result = await openLoop({ url, ratePerS, durationS, request });
-  console.log(`${label} at ${fmt(ratePerS)}/s: ${describeLatency(result)}`);
+  const statuses = Object.entries(result.statuses)
+    .map(([status, n]) => `${status}: ${n}`)
+    .join(', ');
+  console.log(
+    `${label} at ${fmt(ratePerS)}/s: ${describeLatency(result)} (${statuses}; ${result.connections} connections, generator up to ${fmt(result.maxSendLagMs, 1)} ms late)`,
+  );
   return latencyOf(result);
 }
 
