@@ -395,10 +395,9 @@ async function main(): Promise<void> {
     const bareUrl = `http://127.0.0.1:${barePort}`;
     const expressUrl = `http://127.0.0.1:${expressPort}`;
     const flusherReady = `http://127.0.0.1:${flusherPort}/health/ready`;
-    await waitForHttp(`${apiUrl}/health/ready`);
-    await waitForHttp(flusherReady);
-    await waitForHttp(bareUrl);
-    await waitForHttp(expressUrl);
+    // Generous: on a busy machine the processes take a while to start.
+    for (const url of [`${apiUrl}/health/ready`, flusherReady, bareUrl, expressUrl])
+      await waitForHttp(url, 120_000);
     const base = loadBase();
 
     // 1. Single readings at saturation, 64 connections: Express ceiling, then the engine.
@@ -475,7 +474,7 @@ async function main(): Promise<void> {
     console.log(
       `flusher: ${fmt(flushPerS)} rows/s durable (${fmt(backlog)} readings drained; rollups done ${fmt(rollupsDoneS, 1)} s after start)`,
     );
-    await waitForHttp(flusherReady);
+    await waitForHttp(flusherReady, 120_000);
     const copy = await copyCeiling(baseUrl, backlog);
     console.log(`COPY ceiling: ${fmt(copy.rowsPerS)} rows/s`);
 
