@@ -2,7 +2,9 @@
  * An open-loop load generator: request i is sent at start + i / rate whatever the server is doing,
  * and its latency is measured from that scheduled time, so a server that stalls is charged for
  * every request that should have gone out during the stall (no coordinated omission). Connections
- * are kept alive and reused; when all are busy another one opens rather than the send waiting.
+ * are kept alive and reused; when all are busy another one opens rather than the send waiting, up
+ * to `maxConnections`: beyond it a request waits for a free connection, its latency still counted
+ * from its scheduled time (so an overloaded server is not also buried under new connections).
  */
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -23,6 +25,8 @@ export interface OpenLoopOptions {
   request: (i: number) => OpenLoopRequest;
   /** A request unanswered this long counts as an error (its latency is not recorded). */
   timeoutMs?: number;
+  /** Connections open at most; default no limit. */
+  maxConnections?: number;
 }
 
 export interface OpenLoopResult {
@@ -102,9 +106,10 @@ export async function openLoop({
   durationS,
   request,
   timeoutMs = 10_000,
+  maxConnections = Infinity,
 }: OpenLoopOptions): Promise<OpenLoopResult> {
   const origin = new URL(url);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: maxConnections });
   const sockets = new Set<unknown>();
   const total = Math.round(ratePerS * durationS);
   const intervalMs = 1000 / ratePerS;

@@ -195,7 +195,7 @@ async function steady(
   request: (i: number) => OpenLoopRequest,
   durationS = SECONDS,
 ): Promise<Latency> {
-  const result = await openLoop({ url, ratePerS, durationS, request });
+  const result = await openLoop({ url, ratePerS, durationS, request, maxConnections: 64 });
   const statuses = Object.entries(result.statuses)
     .map(([status, n]) => `${status}: ${n}`)
     .join(', ');

@@ -100,7 +100,14 @@ async function steady(
   durationS: number,
   request: (i: number) => OpenLoopRequest,
 ): Promise<OpenLoopResult> {
-  const result = await openLoop({ url, ratePerS, durationS, request, timeoutMs: 30_000 });
+  const result = await openLoop({
+    url,
+    ratePerS,
+    durationS,
+    request,
+    timeoutMs: 30_000,
+    maxConnections: 64,
+  });
   console.log(
     `${label} at ${fmt(ratePerS, 1)}/s: p50 ${fmt(result.p50Ms, 1)} ms, p95 ${fmt(result.p95Ms, 1)} ms, p99 ${fmt(result.p99Ms, 1)} ms, max ${fmt(result.maxMs, 1)} ms; ${result.errors} errors of ${result.sent}`,
   );

@@ -104,6 +104,25 @@ describe('open-loop generator', () => {
     }
   });
 
+  it('queues beyond maxConnections, the wait counted from the scheduled send', async () => {
+    const delayMs = 100;
+    const server = await serve((_req, res) => setTimeout(() => answer(res, 200), delayMs));
+    try {
+      const result = await openLoop({
+        url: server.url,
+        ratePerS: 100,
+        durationS: 0.2,
+        maxConnections: 2,
+        request: () => ({ method: 'GET', path: '/' }),
+      });
+      expect(result).toMatchObject({ sent: 20, ok: 20, connections: 2 });
+      // 20 requests of 100 ms on two connections take 1 s; the last was scheduled at 190 ms.
+      expect(result.maxMs).toBeGreaterThanOrEqual(10 * delayMs - 190);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('counts refused connections as errors', async () => {
     const server = await serve((_req, res) => answer(res, 200));
     const { url } = server;
