@@ -143,10 +143,13 @@ async function main(): Promise<void> {
       ],
     });
     console.log(`reports: ${fmt(reports.requests.average)} req/s, ${reports.non2xx} non-2xx`);
+    await api.stop();
 
     // 3. The flusher on a backlog of batches (the API alone took them).
     await drained(redis, prefix);
     await flusher.stop();
+    api = startNode('api', 'src/server.js', [], env);
+    await waitForHttp(`${apiUrl}/health/ready`, 120_000);
     n = 5_000_000;
     const batches = await autocannon({
       url: apiUrl,
@@ -195,9 +198,8 @@ async function explainReport(end: number): Promise<void> {
         new Date(end - 12_345),
         'interval',
       )
-      .toSQL()
-      .toNative();
-    const plan = await db.raw(`EXPLAIN (ANALYZE, BUFFERS) ${query.sql}`, query.bindings);
+      .toSQL();
+    const plan = await db.raw(`EXPLAIN (ANALYZE, BUFFERS) ${query.sql}`, [...query.bindings]);
     console.log('\nEXPLAIN (ANALYZE, BUFFERS) of the uncached report statement:');
     for (const row of (plan as { rows: Record<string, string>[] }).rows)
       console.log(Object.values(row)[0]);
