@@ -1,6 +1,7 @@
 /**
- * The HTTP ceiling: a bare Node `http` server that reads and parses the same JSON body and
- * answers 202, with nothing else. `node dist/bench/bare-server.js [PORT]`.
+ * The bare HTTP ceiling: a Node `http` server that reads and parses the same JSON bodies (one
+ * reading or a batch) and answers 202, with nothing else; a GET gets a small JSON at once (the
+ * stall floor). `node dist/bench/bare-server.js [PORT]`.
  */
 import http from 'node:http';
 import { commandLineOrExit, numberOption, parseCommandLine, UsageError } from '../scripts/cli';
@@ -20,10 +21,21 @@ const server = http.createServer((req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
+    if (req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      return;
+    }
     try {
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { meterId?: string };
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as
+        { meterId?: string } | unknown[];
       res.writeHead(202, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ accepted: 1, type: 'meter', id: body.meterId }));
+      res.end(
+        JSON.stringify(
+          Array.isArray(body)
+            ? { accepted: body.length, rejected: 0 }
+            : { accepted: 1, type: 'meter', id: body.meterId },
+        ),
+      );
     } catch {
       res.writeHead(400).end();
     }

@@ -1,0 +1,214 @@
+/**
+ * `node dist/bench/profile.js`: where the time goes, for the notes behind a performance change.
+ * Against the database a `npm run bench` left behind (its analytics data), it runs the API and
+ * the flusher under `node --cpu-prof` for three cases, each in processes of its own:
+ * - single: single-reading ingest, 64 connections, for SECONDS;
+ * - reports: uncached performance reports (a different window each time), 10 connections;
+ * - flush: the flusher started on a backlog of 1,000-reading batches the API took alone;
+ * and prints each profile's functions by self time, then EXPLAIN (ANALYZE, BUFFERS) of the
+ * uncached report's statement. The .cpuprofile files stay in a temporary directory (printed).
+ */
+import autocannon from 'autocannon';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import knex from 'knex';
+import { Redis } from 'ioredis';
+import { EnergyReportStore } from '../src/analytics/energy-report-store';
+import { createRedisKeys } from '../src/redis-keys';
+import { fmt, freePort, sleep, startNode, waitForHttp } from './bench-helpers';
+
+const SECONDS = Number(process.env.PROFILE_SECONDS ?? 15);
+const databaseUrl =
+  process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_bench';
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+interface CpuProfile {
+  nodes: {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+  }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Self time per function (name, file and line), largest first, as shares of all samples. */
+export function selfTimes(profile: CpuProfile): { name: string; ms: number; share: number }[] {
+  const frameOf = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
+  const byName = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const frame = frameOf.get(id);
+    const us = profile.timeDeltas[i] ?? 0;
+    total += us;
+    if (!frame) return;
+    const file = frame.url.replace(/^.*\/(node_modules\/)/, '$1').replace(/^.*\/dist\//, '');
+    const name = `${frame.functionName || '(anonymous)'} ${file ? `${file}:${frame.lineNumber + 1}` : ''}`;
+    byName.set(name, (byName.get(name) ?? 0) + us);
+  });
+  return [...byName.entries()]
+    .map(([name, us]) => ({ name, ms: us / 1000, share: us / total }))
+    .sort((a, b) => b.ms - a.ms);
+}
+
+function printTop(label: string, dir: string, top = 20): void {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'))) {
+    const rows = selfTimes(JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as CpuProfile);
+    const busy = rows.filter((r) => !/^\((idle|program|garbage collector)\)/.test(r.name));
+    const share = (name: string) => rows.find((r) => r.name.startsWith(name))?.share ?? 0;
+    console.log(
+      `\n${label} (${file}): idle ${fmt(share('(idle)') * 100, 1)} %, GC ${fmt(share('(garbage collector)') * 100, 1)} %, program ${fmt(share('(program)') * 100, 1)} %`,
+    );
+    for (const r of busy.slice(0, top))
+      console.log(
+        `  ${fmt(r.share * 100, 1).padStart(5)} %  ${fmt(r.ms).padStart(6)} ms  ${r.name}`,
+      );
+  }
+}
+
+async function drained(redis: Redis, prefix: string): Promise<void> {
+  const [shard] = createRedisKeys(prefix).shards(1);
+  while (Number((await redis.get(shard.backlogReadings)) ?? 0) > 0) await sleep(100);
+}
+
+function engineEnv(prefix: string, apiPort: number, flusherPort: number) {
+  return {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    PORT: String(apiPort),
+    FLUSHER_PORT: String(flusherPort),
+    LOG_LEVEL: 'warn',
+    AUTH: 'off',
+    ANALYTICS_CACHE_TTL_S: '30',
+  };
+}
+
+const base = Math.floor(Date.now() / 60_000) * 60_000 - 2 * 86_400_000;
+const reading = (n: number) =>
+  `{"meterId":"PM-${n % 10_000}","kwhConsumedAc":0.0167,"voltage":230,"timestamp":"${new Date(base + Math.floor(n / 10_000) * 60_000).toISOString()}"}`;
+
+async function main(): Promise<void> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'energy-profile-'));
+  const redis = new Redis(redisUrl);
+  const prefix = `profile-${Date.now().toString(36)}`;
+  const apiPort = await freePort();
+  const flusherPort = await freePort();
+  const env = engineEnv(prefix, apiPort, flusherPort);
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const profiled = (name: string, entry: string, dir: string) =>
+    startNode(name, entry, [], env, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+  try {
+    // 1. Single readings (the flusher runs, unprofiled).
+    let n = 0;
+    const dirs = { single: '', reports: '', flush: '' };
+    for (const k of Object.keys(dirs) as (keyof typeof dirs)[])
+      dirs[k] = mkdtempSync(path.join(root, `${k}-`));
+    let api = profiled('api', 'src/server.js', dirs.single);
+    let flusher = startNode('flusher', 'workers/flusher.js', [], env);
+    await waitForHttp(`${apiUrl}/health/ready`, 120_000);
+    const single = await autocannon({
+      url: apiUrl,
+      connections: 64,
+      duration: SECONDS,
+      requests: [
+        {
+          method: 'POST',
+          path: '/v1/telemetry/ingest',
+          headers: { 'content-type': 'application/json' },
+          setupRequest: (req) => ({ ...req, body: reading(n++) }),
+        },
+      ],
+    });
+    console.log(`single: ${fmt(single.requests.average)} req/s`);
+    await api.stop();
+
+    // 2. Uncached reports of the vehicles the bench loaded.
+    api = profiled('api', 'src/server.js', dirs.reports);
+    await waitForHttp(`${apiUrl}/health/ready`, 120_000);
+    const end = Math.floor(Date.now() / 60_000) * 60_000;
+    let k = 0;
+    const reports = await autocannon({
+      url: apiUrl,
+      connections: 10,
+      duration: SECONDS,
+      requests: [
+        {
+          method: 'GET',
+          setupRequest: (req) => ({
+            ...req,
+            path: `/v1/analytics/performance/AV-${1 + (k % 1000)}?hours=24&to=${encodeURIComponent(new Date(end - (k++ % 60_000)).toISOString())}`,
+          }),
+        },
+      ],
+    });
+    console.log(`reports: ${fmt(reports.requests.average)} req/s, ${reports.non2xx} non-2xx`);
+    await api.stop();
+
+    // 3. The flusher on a backlog of batches (the API alone took them).
+    await drained(redis, prefix);
+    await flusher.stop();
+    api = startNode('api', 'src/server.js', [], env);
+    await waitForHttp(`${apiUrl}/health/ready`, 120_000);
+    n = 5_000_000;
+    const batches = await autocannon({
+      url: apiUrl,
+      connections: 8,
+      amount: 200,
+      requests: [
+        {
+          method: 'POST',
+          path: '/v1/telemetry/ingest',
+          headers: { 'content-type': 'application/json' },
+          setupRequest: (req) => ({
+            ...req,
+            body: `[${Array.from({ length: 1000 }, () => reading(n++)).join(',')}]`,
+          }),
+        },
+      ],
+    });
+    console.log(`backlog: ${fmt((batches.requests.total - batches.non2xx) * 1000)} readings`);
+    await api.stop();
+    const flushStart = Date.now();
+    flusher = profiled('flusher', 'workers/flusher.js', dirs.flush);
+    await drained(redis, prefix);
+    console.log(`flushed in ${fmt((Date.now() - flushStart) / 1000, 1)} s (with start-up)`);
+    await flusher.stop();
+
+    printTop('single-reading ingest, API', dirs.single);
+    printTop('uncached reports, API', dirs.reports);
+    printTop('flushed batches, flusher', dirs.flush);
+    await explainReport(end);
+    console.log(`\nprofiles: ${root}`);
+  } finally {
+    const keys = await redis.keys(`*${prefix}*`);
+    for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
+    redis.disconnect();
+  }
+}
+
+async function explainReport(end: number): Promise<void> {
+  const db = knex({ client: 'pg', connection: databaseUrl });
+  try {
+    const store = new EnergyReportStore(db, { preparedStatements: false });
+    const query = store
+      .vehicleQuery(
+        'AV-17',
+        new Date(end - 86_400_000 - 12_345),
+        new Date(end - 12_345),
+        'interval',
+      )
+      .toSQL();
+    const plan = await db.raw(`EXPLAIN (ANALYZE, BUFFERS) ${query.sql}`, [...query.bindings]);
+    console.log('\nEXPLAIN (ANALYZE, BUFFERS) of the uncached report statement:');
+    for (const row of (plan as { rows: Record<string, string>[] }).rows)
+      console.log(Object.values(row)[0]);
+  } finally {
+    await db.destroy();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
