@@ -141,9 +141,13 @@ window_powered AS (
   FROM window_energy e
 )`;
 
-/** Folded per window: energy by the device's semantics, power, SoC and temperature. */
+/**
+ * Folded per window: energy by the device's semantics, power, SoC and temperature. Materialized:
+ * the planner, expecting a single span, otherwise re-ran the whole fold once per window (a nested
+ * loop: 2.1 s instead of 0.1 s for 12 vehicles' day).
+ */
 const FOLDED = `
-folded AS (
+folded AS MATERIALIZED (
   SELECT wid,
          count(*) FILTER (WHERE NOT prior)::int AS readings,
          sum(energy) FILTER (WHERE NOT prior) AS energy,
