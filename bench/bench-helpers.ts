@@ -79,6 +79,36 @@ export async function waitForHttp(url: string, timeoutMs = 20_000): Promise<void
   throw new Error(`${url} did not answer within ${timeoutMs} ms`);
 }
 
+/** The environment of the engine processes a benchmark starts (quiet logs, no auth). */
+export function engineEnv(
+  {
+    databaseUrl,
+    redisUrl,
+    prefix,
+    apiPort,
+    flusherPort,
+  }: {
+    databaseUrl: string;
+    redisUrl: string;
+    prefix: string;
+    apiPort: number;
+    flusherPort: number;
+  },
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    PORT: String(apiPort),
+    FLUSHER_PORT: String(flusherPort),
+    LOG_LEVEL: 'warn',
+    AUTH: 'off',
+    ANALYTICS_CACHE_TTL_S: '30',
+    ...overrides,
+  };
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export const fmt = (n: number | null | undefined, digits = 0) =>

@@ -16,7 +16,7 @@ import knex from 'knex';
 import { Redis } from 'ioredis';
 import { EnergyReportStore } from '../src/analytics/energy-report-store';
 import { createRedisKeys } from '../src/redis-keys';
-import { fmt, freePort, sleep, startNode, waitForHttp } from './bench-helpers';
+import { engineEnv, fmt, freePort, sleep, startNode, waitForHttp } from './bench-helpers';
 
 const SECONDS = Number(process.env.PROFILE_SECONDS ?? 15);
 const databaseUrl =
@@ -71,19 +71,6 @@ async function drained(redis: Redis, prefix: string): Promise<void> {
   while (Number((await redis.get(shard.backlogReadings)) ?? 0) > 0) await sleep(100);
 }
 
-function engineEnv(prefix: string, apiPort: number, flusherPort: number) {
-  return {
-    DATABASE_URL: databaseUrl,
-    REDIS_URL: redisUrl,
-    REDIS_PREFIX: prefix,
-    PORT: String(apiPort),
-    FLUSHER_PORT: String(flusherPort),
-    LOG_LEVEL: 'warn',
-    AUTH: 'off',
-    ANALYTICS_CACHE_TTL_S: '30',
-  };
-}
-
 const base = Math.floor(Date.now() / 60_000) * 60_000 - 2 * 86_400_000;
 const reading = (n: number) =>
   `{"meterId":"PM-${n % 10_000}","kwhConsumedAc":0.0167,"voltage":230,"timestamp":"${new Date(base + Math.floor(n / 10_000) * 60_000).toISOString()}"}`;
@@ -94,7 +81,7 @@ async function main(): Promise<void> {
   const prefix = `profile-${Date.now().toString(36)}`;
   const apiPort = await freePort();
   const flusherPort = await freePort();
-  const env = engineEnv(prefix, apiPort, flusherPort);
+  const env = engineEnv({ databaseUrl, redisUrl, prefix, apiPort, flusherPort });
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const profiled = (name: string, entry: string, dir: string) =>
     startNode(name, entry, [], env, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);

@@ -23,6 +23,7 @@ import { RollupStore } from '../src/stores/rollup-store';
 import { benchMqtt, type MqttBenchResults } from './mqtt';
 import {
   fmt,
+  engineEnv,
   freePort,
   histogramDelta,
   sleep,
@@ -355,16 +356,7 @@ async function main(): Promise<void> {
   try {
     const apiPort = await freePort();
     const flusherPort = await freePort();
-    const env = {
-      DATABASE_URL: baseUrl,
-      REDIS_URL: redisUrl,
-      REDIS_PREFIX: prefix,
-      PORT: String(apiPort),
-      FLUSHER_PORT: String(flusherPort),
-      LOG_LEVEL: 'warn',
-      AUTH: 'off',
-      ANALYTICS_CACHE_TTL_S: '30',
-    };
+    const env = engineEnv({ databaseUrl: baseUrl, redisUrl, prefix, apiPort, flusherPort });
     const ocppPhase = async () => {
       console.log(
         `OCPP: ${fmt(OCPP.chargePoints)} charge points, MeterValues every ${OCPP.intervalS} s for ${OCPP.trafficS} s`,

@@ -16,7 +16,15 @@ import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
 import { commandLineOrExit, numberOption, parseCommandLine } from '../scripts/cli';
-import { fmt, freePort, sleep, startNode, waitForHttp, type Proc } from './bench-helpers';
+import {
+  engineEnv,
+  fmt,
+  freePort,
+  sleep,
+  startNode,
+  waitForHttp,
+  type Proc,
+} from './bench-helpers';
 import { openLoop, type OpenLoopRequest, type OpenLoopResult } from './open-loop';
 
 const { vehicles, seconds } = commandLineOrExit(() => {
@@ -148,16 +156,10 @@ async function main(): Promise<void> {
 
     const apiPort = await freePort();
     const expressPort = await freePort();
-    const env = {
-      DATABASE_URL: baseUrl,
-      REDIS_URL: redisUrl,
-      REDIS_PREFIX: prefix,
-      PORT: String(apiPort),
-      FLUSHER_PORT: String(await freePort()),
-      LOG_LEVEL: 'warn',
-      AUTH: 'off',
-      ANALYTICS_CACHE_TTL_S: '0',
-    };
+    const env = engineEnv(
+      { databaseUrl: baseUrl, redisUrl, prefix, apiPort, flusherPort: await freePort() },
+      { ANALYTICS_CACHE_TTL_S: '0' },
+    );
     const buildStart = Date.now();
     procs.push(startNode('flusher', 'workers/flusher.js', [], env));
     const api = startNode('api', 'src/server.js', [], env);
