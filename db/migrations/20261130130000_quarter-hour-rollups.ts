@@ -1,15 +1,16 @@
 import type { Knex } from 'knex';
-import { RollupStore } from '../../src/stores/rollup-store';
-
-const HOUR_MS = 3_600_000;
 
 /**
  * Quarter-hour rollups (telemetry_15min, the shape of telemetry_hourly with `quarter` for `hour`),
  * rolled up with the hours (src/stores/rollup-store.ts): the fleet report reads the partial hours
  * at a window's edges from them, and raw readings only for the minutes short of a quarter.
  * BRIN indexes on the rollups' and history's time: rows are written in time order, so a small
- * index finds a window's rows for the whole fleet. Hours already rolled up get their quarter hours
- * now, from history, one hour per statement.
+ * index finds a window's rows for the whole fleet.
+ *
+ * Hours already rolled up have no quarter hours yet: they are marked for the roller, which rolls
+ * them up again at both grains in the background (oldest first). Until it has, reports read those
+ * hours raw, as they read every marked hour, so they stay exact; the rollup arithmetic stays in
+ * one place (the store) instead of being copied into this migration.
  */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`
@@ -21,15 +22,13 @@ export async function up(knex: Knex): Promise<void> {
   await knex.raw(
     'CREATE INDEX IF NOT EXISTS telemetry_history_ts ON telemetry_history USING brin (ts)',
   );
-  // An hour's readings sort in memory; hours of a big database take a while: no timeout.
-  await knex.raw(`SET LOCAL work_mem = '256MB'`);
+  // A big database has many rolled hours: no statement timeout for this one.
   await knex.raw('SET LOCAL statement_timeout = 0');
-  const hours = (await knex.raw(`SELECT DISTINCT hour FROM telemetry_hourly ORDER BY hour`))
-    .rows as { hour: Date }[];
-  const rollups = new RollupStore(knex);
-  for (const { hour } of hours) {
-    await rollups.rebuild(hour, new Date(hour.getTime() + HOUR_MS));
-  }
+  await knex.raw(`
+    INSERT INTO rollup_pending (device_type, device_id, hour)
+    SELECT device_type, device_id, hour FROM telemetry_hourly
+    ON CONFLICT DO NOTHING
+  `);
 }
 
 export async function down(knex: Knex): Promise<void> {
