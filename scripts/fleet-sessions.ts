@@ -79,16 +79,29 @@ interface Run {
   pendingDc: number;
 }
 
+/** A session before it is judged: who, where, when and how much energy. */
+type SessionSpan = Omit<
+  JudgedSession,
+  'efficiency' | 'meanAcPowerKw' | 'threshold' | 'alert' | 'drift'
+>;
+
+/** A run of charging readings (closed, or still going on) as the session it makes. */
+const spanOf = (vehicleId: string, run: Run): SessionSpan => ({
+  vehicleId,
+  meterId: run.meterId,
+  startMs: run.startMs,
+  endMs: run.lastChargingMs,
+  acKwh: run.ac,
+  dcKwh: run.dc,
+});
+
 /** Collects every vehicle's sessions from the readings as they are sent, then judges them. */
 export class SessionLedger {
   private readonly vehicleSteps = new Map<string, EnergySteps>();
   private readonly meterSteps = new Map<string, EnergySteps>();
   private readonly lastReadingMs = new Map<string, number>();
   private readonly runs = new Map<string, Run>();
-  private readonly closed: Omit<
-    JudgedSession,
-    'efficiency' | 'meanAcPowerKw' | 'threshold' | 'alert' | 'drift'
-  >[] = [];
+  private readonly closed: SessionSpan[] = [];
 
   constructor(
     private readonly settings: JudgingSettings,
@@ -165,28 +178,14 @@ export class SessionLedger {
 
   private close(vehicleId: string, run: Run): void {
     this.runs.delete(vehicleId);
-    this.closed.push({
-      vehicleId,
-      meterId: run.meterId,
-      startMs: run.startMs,
-      endMs: run.lastChargingMs,
-      acKwh: run.ac,
-      dcKwh: run.dc,
-    });
+    this.closed.push(spanOf(vehicleId, run));
   }
 
   /** Every session so far (the ones still going on included), judged as the engine judges them. */
   judged(): JudgedSession[] {
     const sessions = [
       ...this.closed,
-      ...[...this.runs].map(([vehicleId, run]) => ({
-        vehicleId,
-        meterId: run.meterId,
-        startMs: run.startMs,
-        endMs: run.lastChargingMs,
-        acKwh: run.ac,
-        dcKwh: run.dc,
-      })),
+      ...[...this.runs].map(([vehicleId, run]) => spanOf(vehicleId, run)),
     ].sort((a, b) => a.startMs - b.startMs);
     const classes = parseThresholdClasses(this.settings.efficiencyThresholds);
     const earlier = new Map<string, { startMs: number; efficiency: number }[]>();

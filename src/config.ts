@@ -12,6 +12,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import Ajv, { type ErrorObject, type SchemaValidateFunction } from 'ajv';
 import { parseApiKeys, type ApiKey } from './auth/api-keys';
 import { LOG_LEVELS } from './logger';
+import { DRIFT_BASELINE_DAYS, DRIFT_MIN_SESSIONS } from './sessions/thresholds';
 import { StartupError } from './startup-error';
 
 export const ENERGY_READINGS_MODES = ['interval', 'cumulative'] as const;
@@ -165,8 +166,7 @@ export const settingsSchema = Type.Object({
       "a charging session's threshold by its mean AC power: `3.7:0.75,11:0.82,*:0.88` is 0.75 up to 3.7 kW, 0.82 up to 11 kW, 0.88 above; empty: `EFFICIENCY_THRESHOLD` for all",
   }),
   EFFICIENCY_DRIFT: number(0.04, 0, 1, {
-    description:
-      "a session is flagged `drift` when its efficiency is this far below the median of the vehicle's previous 30 days of sessions on the same meter (at least 5)",
+    description: `a session is flagged \`drift\` when its efficiency is this far below the median of the vehicle's previous ${DRIFT_BASELINE_DAYS} days of sessions on the same meter (at least ${DRIFT_MIN_SESSIONS})`,
   }),
   SESSION_GAP_S: integer(600, 60, 86_400, {
     description:
