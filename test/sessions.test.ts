@@ -207,6 +207,41 @@ describe('a session across midnight and a re-mapping, register devices among int
   });
 });
 
+describe('register devices silent for days before a session', () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await map(e, 'V-q', 'M-q', '2024-05-01T00:00:00Z');
+    for (const path of ['/v1/vehicles/V-q/settings', '/v1/meters/M-q/settings']) {
+      await request(e.api.api.app).put(path).send({ energyReadings: 'cumulative' }).expect(200);
+    }
+    // Last heard of three days before the session: the registers count from there.
+    await ingest(e, [
+      vehicle('V-q', 500, 40)(at('01', '10:00')),
+      meter('M-q', 2000)(at('01', '10:00')),
+      vehicle('V-q', 510)(at('04', '10:00')),
+      vehicle('V-q', 515)(at('04', '10:05')),
+      meter('M-q', 2012.5)(at('04', '10:00')),
+      meter('M-q', 2018.75)(at('04', '10:05')),
+    ]);
+  });
+  afterAll(() => e.stop());
+
+  test('then the session starts SESSION_GAP_S before its first reading and its energy and SoC count from the readings days before', async () => {
+    const [session] = await sessionsOf(e, 'V-q', '2024-05-04T00:00:00Z', '2024-05-05T00:00:00Z');
+    expect(session).toMatchObject({
+      start: iso(at('04', '09:50')),
+      end: iso(at('04', '10:05')),
+      dcDeliveredKwh: 15, // 500 -> 515
+      acConsumedKwh: 18.75, // 2000 -> 2018.75
+      efficiency: 0.8,
+      socStart: 40,
+      socEnd: 50,
+      peakAcPowerKw: 75, // 6.25 kWh in the last 5 minutes
+    });
+  });
+});
+
 describe('power classes and drift', () => {
   let classes: TestEngine;
   let single: TestEngine;

@@ -15,7 +15,10 @@
  *
  * Parameters: $VEHICLES text[] and $FROMS timestamptz[] (each vehicle's readings are read from
  * its `from`, plus the one reading before), $TO (exclusive end), $GAP (seconds), $MODE (the
- * default semantics).
+ * default semantics), and $FIRST, the earliest of the froms: as a constant it lets the planner
+ * leave out the history partitions before it (no window starts earlier than a gap before it).
+ * The reading before a window may be older: `history_before` (a SQL function, see its migration)
+ * finds it without planning every partition.
  */
 import { historyRoleSql } from '../devices/device-kinds';
 import { RAW_PIECE, pieceEnergy, previousEnergy } from '../stores/energy-fold';
@@ -33,14 +36,11 @@ vehicle_readings AS (
   SELECT t.vehicle_id, h.ts, ${vehicle.energy} AS energy
   FROM targets t
   JOIN telemetry_history h ON h.device_type = 'vehicle' AND h.device_id = t.vehicle_id
-   AND h.ts >= t.from_ts AND h.ts < $TO
+   AND h.ts >= t.from_ts AND h.ts < $TO AND h.ts >= $FIRST
   UNION ALL
-  SELECT t.vehicle_id, p.ts, p.energy
+  SELECT t.vehicle_id, h.ts, ${vehicle.energy}
   FROM targets t
-  CROSS JOIN LATERAL (
-    SELECT h.ts, ${vehicle.energy} AS energy FROM telemetry_history h
-    WHERE h.device_type = 'vehicle' AND h.device_id = t.vehicle_id AND h.ts < t.from_ts
-    ORDER BY h.ts DESC LIMIT 1) p
+  CROSS JOIN LATERAL history_before('vehicle', t.vehicle_id, t.from_ts) h
 ),
 stepped AS (
   SELECT r.*, t.mode, t.from_ts,
@@ -114,16 +114,13 @@ window_pieces AS (
   SELECT w.wid, false AS prior, ${RAW_PIECE}
   FROM windows w
   JOIN telemetry_history t ON t.device_type = w.device_type AND t.device_id = w.device_id
-   AND t.ts >= w.wfrom AND t.ts < w.wto
+   AND t.ts >= w.wfrom AND t.ts < w.wto AND t.ts >= $FIRST - $GAP
   UNION ALL
   -- The reading before each window: the register's starting point, the interval of the first
   -- reading (for power), and the SoC at the start.
-  SELECT w.wid, true, p.*
+  SELECT w.wid, true, ${RAW_PIECE}
   FROM windows w
-  CROSS JOIN LATERAL (
-    SELECT ${RAW_PIECE} FROM telemetry_history t
-    WHERE t.device_type = w.device_type AND t.device_id = w.device_id AND t.ts < w.wfrom
-    ORDER BY t.ts DESC LIMIT 1) p
+  CROSS JOIN LATERAL history_before(w.device_type, w.device_id, w.wfrom) t
 ),
 window_stepped AS (
   SELECT p.*, ${previousEnergy('p.wid')} AS previous_energy,
@@ -214,18 +211,23 @@ export function bindSessionSql(
   },
 ): { sql: string; bindings: unknown[] } {
   const bindings: unknown[] = [];
-  const sql = template.replace(/\$(VEHICLES|FROMS|TO|GAP|MODE|KEY)\b/g, (_m, name: string) => {
-    const value = values[name as keyof typeof values];
-    if (name === 'GAP') {
-      bindings.push(`${value as number} seconds`);
-      return '?::interval';
-    }
-    if (name === 'FROMS') {
-      bindings.push((value as Date[]).map((d) => d.toISOString()));
-      return '?';
-    }
-    bindings.push(value);
-    return name === 'TO' ? '?::timestamptz' : '?';
-  });
+  const first = new Date(Math.min(...values.FROMS.map((d) => d.getTime())));
+  const named = { ...values, FIRST: first };
+  const sql = template.replace(
+    /\$(VEHICLES|FROMS|TO|GAP|MODE|KEY|FIRST)\b/g,
+    (_m, name: string) => {
+      const value = named[name as keyof typeof named];
+      if (name === 'GAP') {
+        bindings.push(`${value as number} seconds`);
+        return '?::interval';
+      }
+      if (name === 'FROMS') {
+        bindings.push((value as Date[]).map((d) => d.toISOString()));
+        return '?';
+      }
+      bindings.push(value);
+      return name === 'TO' || name === 'FIRST' ? '?::timestamptz' : '?';
+    },
+  );
   return { sql, bindings };
 }
