@@ -180,7 +180,9 @@ async function main(): Promise<void> {
     const vehiclePath = `/v1/vehicles/SV-1/sessions?from=${iso(end - 30 * DAY_MS)}&to=${iso(end)}`;
     const fleetPath = `/v1/analytics/sessions?from=${iso(end - DAY_MS)}&to=${iso(end)}`;
     const vehicleRequest = (): OpenLoopRequest => ({ method: 'GET', path: vehiclePath });
-    await steady('warm-up, one vehicle', apiUrl, 10, 1, vehicleRequest);
+    // Warm-up at the measured rate: the API's pool opens its connections, and each plans its
+    // prepared statements, before anything is measured (a steady state, as in production).
+    await steady('warm-up, one vehicle', apiUrl, TARGETS.vehicleRatePerS, 3, vehicleRequest);
     const expressCeiling = await steady(
       'Express small JSON',
       expressUrl,

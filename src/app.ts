@@ -113,7 +113,10 @@ export function createApp({
       onLookup,
     });
   const sessions = new SessionService({
-    store: new SessionStore(db, config),
+    store: new SessionStore(db, {
+      ...config,
+      preparedStatements: config.dbPreparedStatements === 'on',
+    }),
     cache: reportCache('sessions'),
     keys,
     config,

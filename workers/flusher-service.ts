@@ -81,7 +81,10 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     logger: logger.child({ module: 'rollups' }),
   });
   const sessions = new SessionBuilder({
-    store: new SessionStore(db, config),
+    store: new SessionStore(db, {
+      ...config,
+      preparedStatements: config.dbPreparedStatements === 'on',
+    }),
     horizon: () => rollups.closedBefore(),
     config,
     logger: logger.child({ module: 'sessions' }),

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { runGeneric } from '../../db/prepared';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
 import { DRIFT_BASELINE_DAYS } from './thresholds';
@@ -122,7 +123,12 @@ const toRow = (s: SessionRow) => ({
 export class SessionStore {
   constructor(
     private readonly db: Knex,
-    private readonly config: { sessionGapS: number; energyReadings: EnergyReadingsMode },
+    private readonly config: {
+      sessionGapS: number;
+      energyReadings: EnergyReadingsMode;
+      /** One vehicle's live sessions as a prepared statement; see DB_PREPARED_STATEMENTS. */
+      preparedStatements?: boolean;
+    },
   ) {}
 
   /**
@@ -138,7 +144,14 @@ export class SessionStore {
       GAP: this.config.sessionGapS,
       MODE: this.config.energyReadings,
     });
-    const result = await db.raw(sql, bindings as Knex.RawBinding[]);
+    // One vehicle's, on every report request, is planned once per connection (it cost more to
+    // plan than to run); the fleet's many vehicles are planned for their number each time.
+    const result = await runGeneric(
+      db,
+      sql,
+      bindings as Knex.RawBinding[],
+      targets.length === 1 && (this.config.preparedStatements ?? false),
+    );
     const from = new Map(targets.map((t) => [t.vehicleId, t.from.getTime()]));
     return (result.rows as SqlSession[])
       .map(toSession)
