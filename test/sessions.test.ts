@@ -338,7 +338,13 @@ describe('drift before the sessions are built', () => {
       });
       expect(live.slice(1).map((s) => s.drift)).toEqual([false, null, null, null, null, null]);
       await build(e);
-      expect(Number((await e.ctx.db('charging_sessions').count({ n: '*' }))[0].n)).toBe(7);
+      // Kept with their baselines (0 to 6 sessions before each), which reports then read.
+      const kept = await e.ctx
+        .db('charging_sessions')
+        .orderBy('start_ts')
+        .select('baseline_median', 'baseline_sessions');
+      expect(kept.map((k) => k.baseline_sessions)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+      expect(kept[6].baseline_median).toBeCloseTo(0.93, 10);
       expect(await sessionsOf(e, 'V-d', ...window)).toEqual(live);
     } finally {
       await e.stop();

@@ -92,11 +92,13 @@ export class SessionBuilder {
       openSince = this.openSince(sessions, builtTo);
     }
     const final = sessions.filter((s) => this.isFinal(s, builtTo));
+    // Kept with their drift baselines: those depend only on the sessions before them.
+    const baselines = await store.baselinesOf(final, () => from, final);
     const more = builtTo < horizon;
     await store.keep(
       mark.vehicleId,
       from,
-      final,
+      final.map((s, i) => ({ ...s, baseline: baselines[i] })),
       { to: builtTo, openSince },
       {
         version: mark.version,

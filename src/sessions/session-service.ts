@@ -4,7 +4,7 @@ import type { EnergyReadingsMode } from '../config';
 import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { Session, SessionMinute, SessionSummary } from './session-schemas';
-import type { SessionRow, SessionStore } from './session-store';
+import { sessionEfficiency, type SessionRow, type SessionStore } from './session-store';
 import { DRIFT_MIN_SESSIONS, parseThresholdClasses, thresholdFor } from './thresholds';
 
 const DAY_MS = 86_400_000;
@@ -29,9 +29,6 @@ interface Collected {
   /** Every session computed live, in the window or not. */
   computed: SessionRow[];
 }
-
-const efficiencyOf = (r: SessionRow) =>
-  r.acKwh !== null && r.dcKwh !== null && r.acKwh > 0 ? r.dcKwh / r.acKwh : null;
 
 /** Worst efficiency first; sessions without one (no AC) last. */
 const byEfficiency = (a: Session, b: Session) =>
@@ -90,32 +87,20 @@ export class SessionService {
   private async judge({ rows, liveFrom, computed }: Collected): Promise<Session[]> {
     const { config, store } = this.deps;
     const now = this.now().getTime();
-    const single = rows.map((r, i) => ({ r, i })).filter(({ r }) => r.meterIds.length === 1);
-    const keptBefore = (vehicleId: string) => {
-      const at = liveFrom.get(vehicleId);
-      return at === undefined ? null : new Date(at);
-    };
-    const baselines = await store.baselines(
-      single.map(({ r }) => ({
-        vehicleId: r.vehicleId,
-        meterId: r.meterIds[0],
-        start: r.start,
-        keptBefore: keptBefore(r.vehicleId),
-      })),
-      computed.flatMap((r) => {
-        const efficiency = efficiencyOf(r);
-        return r.meterIds.length === 1 && efficiency !== null
-          ? [{ vehicleId: r.vehicleId, meterId: r.meterIds[0], start: r.start, efficiency }]
-          : [];
-      }),
+    const baselines = await store.baselinesOf(
+      rows,
+      (vehicleId) => {
+        const at = liveFrom.get(vehicleId);
+        return at === undefined ? null : new Date(at);
+      },
+      computed,
     );
-    const baselineOf = new Map(single.map(({ i }, k) => [i, baselines[k]]));
     return rows.map((r, i) => {
       const durationS = (r.end.getTime() - r.start.getTime()) / 1000;
-      const efficiency = efficiencyOf(r);
+      const efficiency = sessionEfficiency(r);
       const meanAcPowerKw = r.acKwh !== null && durationS > 0 ? r.acKwh / (durationS / 3600) : null;
       const threshold = thresholdFor(this.classes, meanAcPowerKw, config.efficiencyThreshold);
-      const base = baselineOf.get(i);
+      const base = baselines[i];
       const baseline =
         base && base.median !== null && base.sessions >= DRIFT_MIN_SESSIONS
           ? { medianEfficiency: round(base.median, 4) as number, sessions: base.sessions }

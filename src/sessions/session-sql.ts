@@ -15,8 +15,9 @@
  *
  * Parameters: $VEHICLES text[] and $FROMS timestamptz[] (each vehicle's readings are read from
  * its `from`, plus the one reading before), $TO (exclusive end), $GAP (seconds), $MODE (the
- * default semantics), and $FIRST, the earliest of the froms: as a constant it lets the planner
- * leave out the history partitions before it (no window starts earlier than a gap before it).
+ * default semantics), and $FIRST, the earliest of the froms less the gap: no window starts
+ * before it, and as a constant (computed here: `timestamptz - interval` is not one to the
+ * planner) it lets the planner leave out the history partitions before it.
  * The reading before a window may be older: `history_before` (a SQL function, see its migration)
  * finds it without planning every partition.
  */
@@ -114,7 +115,7 @@ window_pieces AS (
   SELECT w.wid, false AS prior, ${RAW_PIECE}
   FROM windows w
   JOIN telemetry_history t ON t.device_type = w.device_type AND t.device_id = w.device_id
-   AND t.ts >= w.wfrom AND t.ts < w.wto AND t.ts >= $FIRST - $GAP
+   AND t.ts >= w.wfrom AND t.ts < w.wto AND t.ts >= $FIRST
   UNION ALL
   -- The reading before each window: the register's starting point, the interval of the first
   -- reading (for power), and the SoC at the start.
@@ -211,7 +212,7 @@ export function bindSessionSql(
   },
 ): { sql: string; bindings: unknown[] } {
   const bindings: unknown[] = [];
-  const first = new Date(Math.min(...values.FROMS.map((d) => d.getTime())));
+  const first = new Date(Math.min(...values.FROMS.map((d) => d.getTime())) - values.GAP * 1000);
   const named = { ...values, FIRST: first };
   const sql = template.replace(
     /\$(VEHICLES|FROMS|TO|GAP|MODE|KEY|FIRST)\b/g,

@@ -24,7 +24,19 @@ export interface SessionRow {
   socEnd: number | null;
   tempMean: number | null;
   tempMax: number | null;
+  /** The drift baseline stored with a kept session; null: to be computed (see baselines). */
+  baseline: Baseline | null;
 }
+
+/** The median efficiency of a vehicle's sessions on one meter before a session, and their number. */
+export interface Baseline {
+  median: number | null;
+  sessions: number;
+}
+
+/** DC out per AC in; null without AC. The baselines' SQL says the same of kept rows. */
+export const sessionEfficiency = (r: SessionRow) =>
+  r.acKwh !== null && r.dcKwh !== null && r.acKwh > 0 ? r.dcKwh / r.acKwh : null;
 
 export interface SessionMinute {
   minute: Date;
@@ -59,6 +71,8 @@ interface SqlSession {
   soc_end: number | null;
   temp_mean: number | null;
   temp_max: number | null;
+  baseline_median?: number | null;
+  baseline_sessions?: number | null;
 }
 
 const toSession = (r: SqlSession): SessionRow => ({
@@ -79,6 +93,10 @@ const toSession = (r: SqlSession): SessionRow => ({
   socEnd: r.soc_end,
   tempMean: r.temp_mean,
   tempMax: r.temp_max,
+  baseline:
+    r.baseline_sessions === null || r.baseline_sessions === undefined
+      ? null
+      : { median: r.baseline_median ?? null, sessions: r.baseline_sessions },
 });
 
 const COLUMNS = [
@@ -98,6 +116,8 @@ const COLUMNS = [
   'soc_end',
   'temp_mean',
   'temp_max',
+  'baseline_median',
+  'baseline_sessions',
 ];
 
 const toRow = (s: SessionRow) => ({
@@ -117,6 +137,8 @@ const toRow = (s: SessionRow) => ({
   soc_end: s.socEnd,
   temp_mean: s.tempMean,
   temp_max: s.tempMax,
+  baseline_median: s.baseline?.median ?? null,
+  baseline_sessions: s.baseline?.sessions ?? null,
 });
 
 /** Charging sessions: computing them from history, and the ones the builder keeps. */
@@ -291,6 +313,37 @@ export class SessionStore {
   }
 
   /**
+   * Each session's drift baseline, or null for a session without exactly one meter: the one stored
+   * with a kept session, else computed (see baselines) from the vehicle's sessions kept before
+   * `keptBefore(vehicleId)` and the `live` ones.
+   */
+  async baselinesOf(
+    rows: SessionRow[],
+    keptBefore: (vehicleId: string) => Date | null,
+    live: SessionRow[],
+  ): Promise<(Baseline | null)[]> {
+    const missing = rows.flatMap((r, i) => (r.meterIds.length === 1 && !r.baseline ? [i] : []));
+    const computed = await this.baselines(
+      missing.map((i) => ({
+        vehicleId: rows[i].vehicleId,
+        meterId: rows[i].meterIds[0],
+        start: rows[i].start,
+        keptBefore: keptBefore(rows[i].vehicleId),
+      })),
+      live.flatMap((r) => {
+        const efficiency = sessionEfficiency(r);
+        return r.meterIds.length === 1 && efficiency !== null
+          ? [{ vehicleId: r.vehicleId, meterId: r.meterIds[0], start: r.start, efficiency }]
+          : [];
+      }),
+    );
+    const found = new Map(missing.map((i, k) => [i, computed[k]]));
+    return rows.map((r, i) =>
+      r.meterIds.length === 1 ? (r.baseline ?? found.get(i) ?? null) : null,
+    );
+  }
+
+  /**
    * For each session, the median efficiency of the same vehicle's sessions on the same (single)
    * meter over the 30 days before it, and how many there were: the kept sessions that start before
    * `keptBefore` (the vehicle's live cut) and the live ones, which replace the kept ones after it,
@@ -299,7 +352,7 @@ export class SessionStore {
   async baselines(
     items: { vehicleId: string; meterId: string; start: Date; keptBefore: Date | null }[],
     live: { vehicleId: string; meterId: string; start: Date; efficiency: number }[],
-  ): Promise<{ median: number | null; sessions: number }[]> {
+  ): Promise<Baseline[]> {
     if (items.length === 0) return [];
     const result = await this.db.raw(
       // The live sessions are joined by hash on (vehicle, meter), not scanned once per session.
