@@ -1,8 +1,8 @@
 /**
  * `npm run bench:sessions [-- --vehicles N] [-- --seconds S]`: charging-session reports against a
  * fresh database, uncached (ANALYTICS_CACHE_TTL_S=0), with the open-loop generator:
- * - one vehicle's sessions over 30 days (a reading a minute, a 2-hour charge a day) at a steady
- *   50 requests/s, beside the Express ceiling (bench/express-ceiling.ts) at the same rate;
+ * - one vehicle's sessions over 30 days (a reading a minute until now, a 2-hour charge a day) at
+ *   a steady 50 requests/s, beside the Express ceiling (bench/express-ceiling.ts) at the same rate;
  * - the fleet's sessions (GET /v1/analytics/sessions) over 24 hours for N vehicles (default
  *   10,000; a reading every 5 minutes, one 2-hour charge each), one request every 2 seconds.
  * The readings are loaded with SQL and the sessions built by the flusher, as in production, before
@@ -149,7 +149,10 @@ async function main(): Promise<void> {
     await db.raw(`SELECT ensure_history_partitions((?::timestamptz)::date, current_date)`, [
       new Date(end - 31 * DAY_MS).toISOString(),
     ]);
-    await loadFleet(db, { vehicle: 'SV-', meter: 'SM-' }, 1, end - 30 * DAY_MS, end, 1);
+    // The one vehicle reports until now, so each request also computes its newest readings
+    // live (the hours not built yet), as for a vehicle in service.
+    const now = Math.floor(Date.now() / 60_000) * 60_000;
+    await loadFleet(db, { vehicle: 'SV-', meter: 'SM-' }, 1, end - 30 * DAY_MS, now, 1);
     await loadFleet(db, { vehicle: 'FV-', meter: 'FM-' }, vehicles, end - DAY_MS, end, 5);
     await db.raw('ANALYZE');
     console.log(`loaded in ${fmt((Date.now() - loadStart) / 1000, 1)} s`);
