@@ -34,6 +34,10 @@ export function knexConfig(config: DbSettings, applicationName = 'energy-engine'
     pool: {
       min: 0,
       max: config.dbPoolMax,
+      // The pool reuses its most recent connection first, so with the default 30 s the others
+      // close between bursts and the next burst opens new ones, whose first statements cost
+      // 100-200 ms (the server loads its catalog caches and plans them again): keep them open.
+      idleTimeoutMillis: 600_000,
       // A query the server has not answered well past statement_timeout has lost its server.
       afterCreate: (connection: pg.Client, done: (err: Error | null, c: pg.Client) => void) => {
         armQueryDeadline(connection, queryDeadlineMs(config));
