@@ -128,7 +128,7 @@ export const settingsSchema = Type.Object({
   }),
   DB_PREPARED_STATEMENTS: oneOf(['on', 'off'] as const, 'on', {
     description:
-      "the flusher's batch insert and the report's window query as prepared statements; `off` behind PgBouncer in transaction mode before 1.21",
+      "the flusher's batch insert, the report's window query and one vehicle's live sessions as prepared statements; `off` behind PgBouncer in transaction mode before 1.21",
   }),
   DB_ACQUIRE_TIMEOUT_MS: integer(10_000, 100, 600_000, {
     description: 'longest wait for a pooled connection',
