@@ -149,6 +149,23 @@ LEFT JOIN folded f USING (wid)
 ORDER BY b.wid, f.hour NULLS FIRST`;
 
 /**
+ * A span at a window's edge ([from, to) inside one hour, named as $ placeholders): each device's
+ * readings and energy in it, as one piece of that hour. Quarter spans ($Q*) read quarter-hour
+ * rollups, raw spans ($R*) history. Folded per device here, so the raw minutes (20 per device in
+ * a window cut at :17 and :37) reach the fleet's aggregate as one row each.
+ */
+const edgeSpan = (from: string, to: string) =>
+  from.startsWith('$Q')
+    ? `SELECT q.device_type, q.device_id, date_trunc('hour', ${from}, 'UTC'), sum(q.readings), sum(q.energy_sum)
+      FROM telemetry_15min q
+      WHERE q.quarter >= ${from} AND q.quarter < ${to}
+      GROUP BY q.device_type, q.device_id`
+    : `SELECT t.device_type, t.device_id, date_trunc('hour', ${from}, 'UTC'), count(*), sum(${ENERGY})
+      FROM telemetry_history t
+      WHERE t.ts >= ${from} AND t.ts < ${to}
+      GROUP BY t.device_type, t.device_id`;
+
+/**
  * Every device's readings and interval energy over the whole fleet window, read by time, not per
  * device: hourly rollups for its whole hours, quarter-hour rollups for the whole quarters of its
  * partial hours, raw readings for the minutes short of a quarter at its edges (the spans $H, $Q,
@@ -169,13 +186,13 @@ device_totals AS MATERIALIZED (
       FROM telemetry_hourly r
       WHERE r.hour >= $H0 AND r.hour < $H1
       UNION ALL
-      SELECT q.device_type, q.device_id, date_trunc('hour', q.quarter, 'UTC'), q.readings, q.energy_sum
-      FROM telemetry_15min q
-      WHERE (q.quarter >= $Q0 AND q.quarter < $Q1) OR (q.quarter >= $Q2 AND q.quarter < $Q3)
+      ${edgeSpan('$Q0', '$Q1')}
       UNION ALL
-      SELECT t.device_type, t.device_id, date_trunc('hour', t.ts, 'UTC'), 1, ${ENERGY}
-      FROM telemetry_history t
-      WHERE (t.ts >= $R0 AND t.ts < $R1) OR (t.ts >= $R2 AND t.ts < $R3)
+      ${edgeSpan('$Q2', '$Q3')}
+      UNION ALL
+      ${edgeSpan('$R0', '$R1')}
+      UNION ALL
+      ${edgeSpan('$R2', '$R3')}
     ) rolled
     WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE p.device_type = rolled.device_type
                         AND p.device_id = rolled.device_id AND p.hour = rolled.hour)
