@@ -156,11 +156,11 @@ ORDER BY b.wid, f.hour NULLS FIRST`;
  */
 const edgeSpan = (from: string, to: string) =>
   from.startsWith('$Q')
-    ? `SELECT q.device_type, q.device_id, date_trunc('hour', ${from}, 'UTC'), sum(q.readings), sum(q.energy_sum)
+    ? `SELECT q.device_type, q.device_id, date_trunc('hour', ${from}, 'UTC'), sum(q.readings)::int, sum(q.energy_sum)
       FROM telemetry_15min q
       WHERE q.quarter >= ${from} AND q.quarter < ${to}
       GROUP BY q.device_type, q.device_id`
-    : `SELECT t.device_type, t.device_id, date_trunc('hour', ${from}, 'UTC'), count(*), sum(${ENERGY})
+    : `SELECT t.device_type, t.device_id, date_trunc('hour', ${from}, 'UTC'), count(*)::int, sum(${ENERGY})
       FROM telemetry_history t
       WHERE t.ts >= ${from} AND t.ts < ${to}
       GROUP BY t.device_type, t.device_id`;
