@@ -187,6 +187,7 @@ describe('fleet lines against each vehicle report, read from the stores', () => 
   const WINDOWS: [string, string, string][] = [
     ['aligned to hours', '08:00:00', '14:00:00'],
     ['minute edges inside a quarter', '08:17:00', '13:37:00'],
+    ['edges far from their quarter boundary', '08:04:00', '13:56:00'],
     ['edges on quarter boundaries', '08:15:00', '13:45:00'],
     ['second edges', '09:07:30', '12:52:30'],
     ['inside one hour', '10:05:00', '10:50:00'],
