@@ -329,4 +329,16 @@ describe('fleet lines against each vehicle report, read from the stores', () => 
     expect(await quarterRollup('M-2', '10:15:00')).toBe(6);
     await expectFleetEqualsOwn();
   });
+
+  test("when a vehicle's only readings in an edge quarter are before the window, then it has no line", async () => {
+    await history.insert([vehicleReading('V-5', at('08:01:00'), 50, 4)], Date.now());
+    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toBe(1);
+    const vehicles = async (from: string, to: string) =>
+      (await reports.fleet(new Date(at(from)), new Date(at(to)), 'interval'))
+        .map((l) => l.vehicleId)
+        .sort();
+    // From 08:05 the edge reads the quarter from 08:00 less 08:00 to 08:05: V-5's one reading.
+    expect(await vehicles('08:05:00', '10:00:00')).toEqual(VEHICLES);
+    expect(await vehicles('08:00:00', '10:00:00')).toEqual([...VEHICLES, 'V-5']);
+  });
 });
