@@ -173,8 +173,8 @@ const edgeSpan = (source: 'quarters' | 'raw' | 'less', from: string, to: string)
  * Every device's readings and interval energy over the whole fleet window, read by time, not per
  * device: hourly rollups for its whole hours, quarter-hour rollups for the whole quarters of its
  * partial hours, raw readings for the minutes short of a quarter at its edges (the spans $H, $Q,
- * $R, $L of fleetSpans). Hours marked in rollup_pending (a late reading made their rollups stale) are
- * read raw instead, from the small set of marks. Interval energy is a plain sum: no ordering.
+ * $R, $L of fleetSpans). Hours marked in rollup_pending (a late reading made their rollups stale)
+ * are read raw instead, from the small set of marks. Interval energy is a plain sum: no ordering.
  */
 const DEVICE_TOTALS = `
 pending AS MATERIALIZED (
@@ -287,7 +287,8 @@ const ceilTo = (ms: number, step: number) => Math.ceil(ms / step) * step;
  * less the raw readings of [L0, L1) and [L2, L3). An edge more than half a quarter short of its
  * quarter boundary reads that whole quarter less the minutes outside the window ([L0, L1) before
  * it starts, [L2, L3) after it ends): at most 7.5 raw minutes per edge instead of 15. Each span
- * lies inside one hour; an empty span starts where it ends.
+ * lies inside one hour; an empty span starts where it ends. Counts stay exact; the energy differs
+ * from a sum of the window's own readings only in float rounding, as any summing order does.
  */
 export function fleetSpans(from: Date, to: Date): Record<string, Date> {
   const wf = from.getTime();
