@@ -187,6 +187,7 @@ describe('fleet lines against each vehicle report, read from the stores', () => 
   const WINDOWS: [string, string, string][] = [
     ['aligned to hours', '08:00:00', '14:00:00'],
     ['minute edges inside a quarter', '08:17:00', '13:37:00'],
+    ['edges far from their quarter boundary', '08:04:00', '13:56:00'],
     ['edges on quarter boundaries', '08:15:00', '13:45:00'],
     ['second edges', '09:07:30', '12:52:30'],
     ['inside one hour', '10:05:00', '10:50:00'],
@@ -327,5 +328,17 @@ describe('fleet lines against each vehicle report, read from the stores', () => 
     expect(await quarterRollup('M-1', '08:15:00')).toBe(6);
     expect(await quarterRollup('M-2', '10:15:00')).toBe(6);
     await expectFleetEqualsOwn();
+  });
+
+  test("when a vehicle's only readings in an edge quarter are before the window, then it has no line", async () => {
+    await history.insert([vehicleReading('V-5', at('08:01:00'), 50, 4)], Date.now());
+    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toBe(1);
+    const vehicles = async (from: string, to: string) =>
+      (await reports.fleet(new Date(at(from)), new Date(at(to)), 'interval'))
+        .map((l) => l.vehicleId)
+        .sort();
+    // From 08:05 the edge reads the quarter from 08:00 less 08:00 to 08:05: V-5's one reading.
+    expect(await vehicles('08:05:00', '10:00:00')).toEqual(VEHICLES);
+    expect(await vehicles('08:00:00', '10:00:00')).toEqual([...VEHICLES, 'V-5']);
   });
 });
