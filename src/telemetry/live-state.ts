@@ -95,34 +95,35 @@ export class LiveStateStore {
    * Redis the buckets do not matter, and a batch takes one call per KEYS_PER_CALL readings.
    */
   async applyReadings(readings: Reading[], receivedAt: number): Promise<number> {
-    const groups = new Map<string, { key: string; reading: Reading }[]>();
-    for (const reading of readings) {
-      const key = this.keys.liveState(reading.type, reading.id);
-      const tag = this.cluster ? key.slice(0, key.indexOf('}') + 1) : '';
-      const group = groups.get(tag);
-      if (group) group.push({ key, reading });
-      else groups.set(tag, [{ key, reading }]);
-    }
     const calls: Promise<number>[] = [];
-    for (const entries of groups.values()) {
-      for (let start = 0; start < entries.length; start += KEYS_PER_CALL) {
-        calls.push(this.applyToBucket(entries.slice(start, start + KEYS_PER_CALL), receivedAt));
+    for (const group of this.cluster ? this.byBucket(readings) : [readings]) {
+      for (let start = 0; start < group.length; start += KEYS_PER_CALL) {
+        calls.push(this.applyToBucket(group.slice(start, start + KEYS_PER_CALL), receivedAt));
       }
     }
     const updated = await Promise.all(calls);
     return updated.reduce((sum, n) => sum + n, 0);
   }
 
-  private applyToBucket(
-    entries: { key: string; reading: Reading }[],
-    receivedAt: number,
-  ): Promise<number> {
+  private byBucket(readings: Reading[]): Reading[][] {
+    const buckets = new Map<string, Reading[]>();
+    for (const reading of readings) {
+      const key = this.keys.liveState(reading.type, reading.id);
+      const tag = key.slice(0, key.indexOf('}') + 1);
+      const bucket = buckets.get(tag);
+      if (bucket) bucket.push(reading);
+      else buckets.set(tag, [reading]);
+    }
+    return [...buckets.values()];
+  }
+
+  private applyToBucket(readings: Reading[], receivedAt: number): Promise<number> {
     return this.redis.setLiveIfNewer(
-      entries.length,
-      ...entries.map((e) => e.key),
+      readings.length,
+      ...readings.map((r) => this.keys.liveState(r.type, r.id)),
       String(receivedAt),
       FIELD_NAMES_JSON,
-      `[${entries.map((e) => entryJson(e.reading)).join(',')}]`,
+      `[${readings.map(entryJson).join(',')}]`,
     );
   }
 
