@@ -40,8 +40,24 @@ export function createAjv({ coerce = false }: { coerce?: boolean } = {}): Ajv {
     useDefaults: false,
   });
   addFormats(ajv, ['date-time']);
+  const dateTime = ajv.formats['date-time'] as { validate: (value: string) => boolean };
+  ajv.addFormat('date-time', { ...dateTime, validate: rememberLastValid(dateTime.validate) });
   ajv.addVocabulary(ANNOTATIONS);
   return ajv;
+}
+
+/**
+ * A string check that answers at once for the last string it accepted: the readings of a batch
+ * mostly share their timestamp, and the full RFC 3339 check cost a third of validating one.
+ */
+function rememberLastValid(check: (value: string) => boolean): (value: string) => boolean {
+  let lastValid: string | undefined;
+  return (value) => {
+    if (value === lastValid) return true;
+    const ok = check(value);
+    if (ok) lastValid = value;
+    return ok;
+  };
 }
 
 /** Compiles a schema once per ajv instance (a schema with `$id` may only be added once). */

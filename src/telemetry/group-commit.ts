@@ -10,18 +10,29 @@ interface Waiter {
 export type StoreBatches = (batches: Reading[][]) => Promise<void>;
 
 /**
- * Group commit: concurrent requests share queue jobs. While one store is in flight, arriving
- * readings wait for the next one, so an idle server stores at once and a busy one makes big jobs.
- * Each caller's promise settles when the job(s) holding its readings are stored, or failed.
+ * Group commit: concurrent requests share queue jobs. While `maxStoresInFlight` stores are in
+ * flight, arriving readings wait for the next one, so an idle server stores at once and a busy one
+ * makes big jobs. Each caller's promise settles when the job(s) holding its readings are stored,
+ * or failed.
  */
 export class GroupCommitBuffer {
   private waiting: Waiter[] = [];
   private waitingReadings = 0;
-  private inFlight: Promise<void> | null = null;
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Store loops running; each leaves (synchronously) as soon as it finds nothing waiting. */
+  private loops = 0;
 
   constructor(
     private readonly store: StoreBatches,
-    private readonly options: { batchSize: number; maxBatchesPerStore: number },
+    private readonly options: {
+      batchSize: number;
+      maxBatchesPerStore: number;
+      /**
+       * More than one lets requests parsed while a store is in flight be stored at once, so the
+       * process works while Redis does instead of taking turns with it. Default 1.
+       */
+      maxStoresInFlight?: number;
+    },
     private readonly onStored: (readings: number, batches: number) => void = () => undefined,
   ) {}
 
@@ -35,13 +46,19 @@ export class GroupCommitBuffer {
     return new Promise<void>((resolve, reject) => {
       this.waiting.push({ readings, resolve, reject });
       this.waitingReadings += readings.length;
-      if (!this.inFlight) this.inFlight = this.storeLoop();
+      if (this.loops < (this.options.maxStoresInFlight ?? 1)) this.startLoop();
     });
   }
 
   /** Resolves when everything added so far has been stored (or failed). */
   async drain(): Promise<void> {
-    while (this.inFlight) await this.inFlight;
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
+  }
+
+  private startLoop(): void {
+    this.loops += 1;
+    const loop: Promise<void> = this.storeLoop().finally(() => this.inFlight.delete(loop));
+    this.inFlight.add(loop);
   }
 
   private async storeLoop(): Promise<void> {
@@ -59,7 +76,7 @@ export class GroupCommitBuffer {
         group.forEach((w) => w.reject(err));
       }
     }
-    this.inFlight = null;
+    this.loops -= 1;
   }
 
   /** Takes whole requests until the group would pass the per-store cap (always at least one). */

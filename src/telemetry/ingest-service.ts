@@ -150,7 +150,12 @@ export class IngestService {
   ) {
     this.buffer = new GroupCommitBuffer(
       deps.storeBatches,
-      { batchSize: deps.config.queueBatchReadings, maxBatchesPerStore: 20 },
+      {
+        batchSize: deps.config.queueBatchReadings,
+        maxBatchesPerStore: 20,
+        // Two: the requests parsed while one store is in Redis are stored at once, not after it.
+        maxStoresInFlight: 2,
+      },
       (readings, jobs) => this.metrics.onBatchStored(readings, jobs),
     );
   }

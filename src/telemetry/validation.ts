@@ -55,8 +55,30 @@ export function createReadingValidator({
 }): ReadingValidator {
   const kinds = DEVICE_KINDS.map((kind) => ({ kind, validate: compile(ajv, kind.readingSchema) }));
 
+  /** The one kind whose id field the input carries, or undefined (none, or several). */
+  function kindOf(input: Record<string, unknown>): (typeof kinds)[number] | undefined {
+    let found: (typeof kinds)[number] | undefined;
+    for (const entry of kinds) {
+      if (!hasOwn(input, entry.kind.idField)) continue;
+      if (found) return undefined;
+      found = entry;
+    }
+    return found;
+  }
+
+  /** The last timestamp parsed, and its instant: the readings of a batch mostly share theirs. */
+  let lastText = '';
+  let lastMs = NaN;
+  const parseInstant = (text: string): number => {
+    if (text !== lastText) {
+      lastText = text;
+      lastMs = Date.parse(text);
+    }
+    return lastMs;
+  };
+
   function checkTimestamp(value: string, path: string): Validated<number> {
-    const ms = Date.parse(value);
+    const ms = parseInstant(value);
     if (!Number.isFinite(ms)) {
       return failure('invalid_reading', `${path} is not a real instant`, [
         {
@@ -91,9 +113,13 @@ export function createReadingValidator({
         { path: '/', message: 'must be an object' },
       ]);
     }
-    const matches = kinds.filter(({ kind }) => hasOwn(input, kind.idField));
-    if (matches.length !== 1) return unrecognised(matches.map(({ kind }) => kind.idField));
-    const [{ kind, validate }] = matches;
+    const match = kindOf(input);
+    if (!match) {
+      return unrecognised(
+        kinds.filter(({ kind }) => hasOwn(input, kind.idField)).map(({ kind }) => kind.idField),
+      );
+    }
+    const { kind, validate } = match;
     if (!validate(input)) {
       const details = toDetails(validate.errors);
       return failure(

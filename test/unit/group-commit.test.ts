@@ -91,6 +91,32 @@ describe('GroupCommitBuffer', () => {
     expect([b.settled, c.settled]).toEqual(['resolved', 'resolved']);
   });
 
+  test('when two stores may be in flight, then adds arriving while one is in flight are stored at once, and the third store waits', async () => {
+    const { store, calls } = manualStore();
+    const buffer = new GroupCommitBuffer(store, {
+      batchSize: 10,
+      maxBatchesPerStore: 4,
+      maxStoresInFlight: 2,
+    });
+    const a = watch(buffer.add(readings('a', 1)));
+    await turn();
+    const b = watch(buffer.add(readings('b', 1)));
+    await turn();
+    const c = watch(buffer.add(readings('c', 1)));
+    await turn();
+    expect(calls.map((call) => tags(call.batches))).toEqual([[['a']], [['b']]]);
+
+    calls[1].resolve();
+    await turn();
+    expect([a.settled, b.settled, c.settled]).toEqual(['pending', 'resolved', 'pending']);
+    expect(tags(calls[2].batches)).toEqual([['c']]);
+
+    calls[0].resolve();
+    calls[2].resolve();
+    await buffer.drain();
+    expect([a.settled, c.settled]).toEqual(['resolved', 'resolved']);
+  });
+
   test('when a group holds more readings than a batch, then it is stored as batches of batchSize', async () => {
     const { store, calls } = manualStore();
     const onStored = jest.fn();
