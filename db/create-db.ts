@@ -11,12 +11,41 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (value: string) => Number(value));
 
 /** knex for the engine's database; its own warnings (e.g. a lost connection) go to `logger`. */
-export function createDb(config: DbSettings, applicationName?: string, logger?: Logger): Knex {
+export function createDb(
+  config: DbSettings,
+  applicationName?: string,
+  logger?: Logger,
+  options: { genericPlans?: boolean } = {},
+): Knex {
   return knex({
-    ...knexConfig(config, applicationName),
+    ...knexConfig(config, applicationName, options),
     ...(logger ? { log: knexLog(logger) } : {}),
   });
 }
+
+/**
+ * A second, small pool whose connections plan prepared statements generically: statements over
+ * history, whose generic plan PostgreSQL never picks by itself (its estimate covers every
+ * partition, though they are pruned when it starts), so it plans them again on every call. Only
+ * named statements go there (unnamed ones would be planned generically each time, without
+ * pruning). Null when DB_PREPARED_STATEMENTS is off.
+ */
+export function createGenericPlanDb(
+  config: DbSettings & { dbPreparedStatements: 'on' | 'off' },
+  applicationName: string,
+  logger?: Logger,
+): Knex | null {
+  if (config.dbPreparedStatements === 'off') return null;
+  return createDb(
+    { ...config, dbPoolMax: Math.min(config.dbPoolMax, GENERIC_POOL_MAX) },
+    applicationName,
+    logger,
+    { genericPlans: true },
+  );
+}
+
+/** Connections of the generic-plan pool: it serves one short statement per request. */
+const GENERIC_POOL_MAX = 4;
 
 /**
  * knex prints to the console by default; route it through the structured log instead. Its warnings

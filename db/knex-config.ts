@@ -15,14 +15,23 @@ export interface DbSettings {
 export const queryDeadlineMs = (config: Pick<DbSettings, 'dbStatementTimeoutMs'>) =>
   config.dbStatementTimeoutMs + 5000;
 
-/** knex settings for the engine's database; the one place connection and pool options live. */
-export function knexConfig(config: DbSettings, applicationName = 'energy-engine'): Knex.Config {
+/**
+ * knex settings for the engine's database; the one place connection and pool options live.
+ * `genericPlans`: the connections plan prepared statements once, generically (see
+ * createGenericPlanDb), where PostgreSQL would otherwise plan them again on every call.
+ */
+export function knexConfig(
+  config: DbSettings,
+  applicationName = 'energy-engine',
+  { genericPlans = false }: { genericPlans?: boolean } = {},
+): Knex.Config {
   const compiled = path.extname(__filename) === '.js';
   return {
     client: 'pg',
     connection: {
       connectionString: config.databaseUrl,
       application_name: applicationName,
+      ...(genericPlans ? { options: '-c plan_cache_mode=force_generic_plan' } : {}),
       // Nothing may wait forever: a stuck statement fails, and the flusher retries its job.
       statement_timeout: config.dbStatementTimeoutMs,
       connectionTimeoutMillis: Math.min(config.dbAcquireTimeoutMs, 5000),

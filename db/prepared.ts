@@ -22,22 +22,3 @@ function nameOf(sql: string): string {
   }
   return name;
 }
-
-/**
- * Runs `sql` prepared with a generic plan (when `prepared` is set), in a transaction of its own so
- * the setting ends with it. For statements over history whose custom plans PostgreSQL would
- * otherwise keep re-making: the generic plan's estimate covers every partition, so it is never
- * chosen by itself, though its partitions are pruned when it starts, as a custom plan's are.
- */
-export async function runGeneric(
-  db: Knex,
-  sql: string,
-  bindings: readonly Knex.RawBinding[],
-  prepared: boolean,
-): Promise<{ rows: unknown[] }> {
-  if (!prepared) return db.raw(sql, bindings);
-  return db.transaction(async (trx) => {
-    await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
-    return asPrepared(trx.raw(sql, bindings), sql, true);
-  });
-}

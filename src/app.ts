@@ -46,6 +46,8 @@ import type { IngestService } from './telemetry/ingest-service';
 export interface AppDeps {
   config: Config;
   db: Knex;
+  /** Generic plans for the hot statements over history (createGenericPlanDb); null: none. */
+  genericDb?: Knex | null;
   /** A `command` connection (see src/redis.ts); the queues may share it. */
   redis: RedisClient;
   queues: IngestQueues;
@@ -90,6 +92,7 @@ export function createExpress(): Express {
 export function createApp({
   config,
   db,
+  genericDb = null,
   redis,
   queues,
   logger,
@@ -113,10 +116,7 @@ export function createApp({
       onLookup,
     });
   const sessions = new SessionService({
-    store: new SessionStore(db, {
-      ...config,
-      preparedStatements: config.dbPreparedStatements === 'on',
-    }),
+    store: new SessionStore(db, config, genericDb),
     cache: reportCache('sessions'),
     keys,
     config,

@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
 import { ConfigError, loadConfig, redactUrl } from './config';
-import { createDb } from '../db/create-db';
+import { createDb, createGenericPlanDb } from '../db/create-db';
 import { exitOnStartupFailure, stopOnSignals } from './lifecycle';
 import { createLogger } from './logger';
 import { createRegistry } from './metrics';
@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     }
 
     const db = createDb(config, 'energy-api', logger);
+    const genericDb = createGenericPlanDb(config, 'energy-api-generic', logger);
     const redis = createRedis(config, 'command');
     await waitForRedis(redis, 5000);
     const queues = new IngestQueues({
@@ -62,6 +63,7 @@ async function main(): Promise<void> {
     const api = createApp({
       config,
       db,
+      genericDb,
       redis,
       queues,
       logger,
@@ -103,6 +105,7 @@ async function main(): Promise<void> {
         await queues.close();
         await redis.quit().catch(() => redis.disconnect());
         await db.destroy();
+        await genericDb?.destroy();
       },
       logger,
       config.shutdownTimeoutMs,

@@ -81,10 +81,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     logger: logger.child({ module: 'rollups' }),
   });
   const sessions = new SessionBuilder({
-    store: new SessionStore(db, {
-      ...config,
-      preparedStatements: config.dbPreparedStatements === 'on',
-    }),
+    store: new SessionStore(db, config),
     horizon: () => rollups.closedBefore(),
     config,
     logger: logger.child({ module: 'sessions' }),

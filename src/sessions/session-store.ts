@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { runGeneric } from '../../db/prepared';
+import { asPrepared } from '../../db/prepared';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
 import { DRIFT_BASELINE_DAYS } from './thresholds';
@@ -145,12 +145,12 @@ const toRow = (s: SessionRow) => ({
 export class SessionStore {
   constructor(
     private readonly db: Knex,
-    private readonly config: {
-      sessionGapS: number;
-      energyReadings: EnergyReadingsMode;
-      /** One vehicle's live sessions as a prepared statement; see DB_PREPARED_STATEMENTS. */
-      preparedStatements?: boolean;
-    },
+    private readonly config: { sessionGapS: number; energyReadings: EnergyReadingsMode },
+    /**
+     * Where one vehicle's live sessions run as a prepared statement, planned once per connection
+     * (db/create-db.ts createGenericPlanDb); null: planned on each call.
+     */
+    private readonly genericDb: Knex | null = null,
   ) {}
 
   /**
@@ -168,12 +168,10 @@ export class SessionStore {
     });
     // One vehicle's, on every report request, is planned once per connection (it cost more to
     // plan than to run); the fleet's many vehicles are planned for their number each time.
-    const result = await runGeneric(
-      db,
-      sql,
-      bindings as Knex.RawBinding[],
-      targets.length === 1 && (this.config.preparedStatements ?? false),
-    );
+    const generic = targets.length === 1 && db === this.db ? this.genericDb : null;
+    const result = generic
+      ? await asPrepared(generic.raw(sql, bindings as Knex.RawBinding[]), sql, true)
+      : await db.raw(sql, bindings as Knex.RawBinding[]);
     const from = new Map(targets.map((t) => [t.vehicleId, t.from.getTime()]));
     return (result.rows as SqlSession[])
       .map(toSession)

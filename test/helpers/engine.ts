@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import { createDb } from '../../db/create-db';
+import { createDb, createGenericPlanDb } from '../../db/create-db';
 import type { Config } from '../../src/config';
 import { createApp, type Api } from '../../src/app';
 import { IngestQueues, type IngestQueue } from '../../src/queue/ingest-queue';
@@ -31,6 +31,7 @@ export async function startTestApi(
   const config: Config = { ...ctx.config, ...overrides };
   const ownDb = Object.keys(overrides).length > 0;
   const db = ownDb ? createDb(config, 'energy-test-api', ctx.logger) : ctx.db;
+  const genericDb = createGenericPlanDb(config, 'energy-test-api-generic', ctx.logger);
   const queues = new IngestQueues({
     connection: ctx.redis,
     keys: createRedisKeys(config.redisPrefix),
@@ -39,6 +40,7 @@ export async function startTestApi(
   const api = createApp({
     config,
     db,
+    genericDb,
     redis: ctx.redis,
     queues,
     logger: ctx.logger,
@@ -52,6 +54,7 @@ export async function startTestApi(
       await api.close();
       await queues.close();
       if (ownDb) await db.destroy();
+      await genericDb?.destroy();
     },
   };
 }
