@@ -1,7 +1,7 @@
 import knex, { type Knex } from 'knex';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { knexConfig, type DbSettings } from './knex-config';
+import { GENERIC_POOL_MAX, knexConfig, type DbSettings } from './knex-config';
 
 export type { Knex };
 
@@ -43,9 +43,6 @@ export function createGenericPlanDb(
     { genericPlans: true },
   );
 }
-
-/** Connections of the generic-plan pool: it serves one short statement per request. */
-const GENERIC_POOL_MAX = 4;
 
 /**
  * knex prints to the console by default; route it through the structured log instead. Its warnings

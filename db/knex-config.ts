@@ -11,6 +11,9 @@ export interface DbSettings {
   dbAcquireTimeoutMs: number;
 }
 
+/** Connections of the generic-plan pool (createGenericPlanDb): one short statement per request. */
+export const GENERIC_POOL_MAX = 4;
+
 /** How long a query may wait for its reply before its connection is cut (see armQueryDeadline). */
 export const queryDeadlineMs = (config: Pick<DbSettings, 'dbStatementTimeoutMs'>) =>
   config.dbStatementTimeoutMs + 5000;
