@@ -33,6 +33,9 @@ export { cappedExponentialBackoff } from './shard-workers';
 
 /** How often a flusher looks for queue shards another process started using. */
 const SHARD_CHECK_INTERVAL_MS = 30_000;
+/** How long a starting flusher waits for Redis to say which shards to drain; how often it asks. */
+const STARTUP_WAIT_MS = 30_000;
+const STARTUP_RETRY_MS = 500;
 
 export interface FlusherDeps {
   config: Config;
@@ -121,6 +124,22 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   });
   const useShardsInUse = async () =>
     workers.ensure(await shardsInUse(redis, keys, config.queueShards));
+  /**
+   * The shards to drain, read once Redis answers them: a cluster that is still forming or failing
+   * over refuses (CLUSTERDOWN) for a few seconds, which must not stop the flusher from starting.
+   */
+  const firstShards = async () => {
+    const deadline = Date.now() + STARTUP_WAIT_MS;
+    for (;;) {
+      try {
+        return await useShardsInUse();
+      } catch (err) {
+        if (Date.now() >= deadline) throw err;
+        logger.warn({ err }, 'queue shards not readable yet; trying again');
+        await new Promise((resolve) => setTimeout(resolve, STARTUP_RETRY_MS));
+      }
+    }
+  };
   let closing = false;
   const healthApp = express();
   healthApp.disable('x-powered-by');
@@ -153,7 +172,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     registry,
     oldestUnflushedAcceptedAt: () => oldestUnflushedAcceptedAt(workers.readers()),
     async start() {
-      await useShardsInUse();
+      await firstShards();
       try {
         await withTimeout(db.raw('SELECT 1'), PROBE_TIMEOUT_MS, 'PostgreSQL probe');
       } catch (err) {

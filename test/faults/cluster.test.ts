@@ -138,7 +138,13 @@ function refusalsOf(s: ClusterScenario): string {
 
 /** The flushers are still running (none exited on the failover). */
 function flushersAlive(s: ClusterScenario): boolean {
-  return s.engine.flushers.every((f) => f.child.exitCode === null && f.child.signalCode === null);
+  const dead = s.engine.flushers.filter(
+    (f) => f.child.exitCode !== null || f.child.signalCode !== null,
+  );
+  // A dead flusher's own last words say why.
+  for (const f of dead)
+    process.stdout.write(`[fault] cluster: a flusher exited:\n${f.output().slice(-4000)}\n`);
+  return dead.length === 0;
 }
 
 /**

@@ -84,10 +84,15 @@ export async function openTestContext(
     redis,
     logger,
     async cleanup() {
-      await deleteKeys(redis, config.redisPrefix);
-      redis.disconnect();
-      await db.destroy();
-      await dropDatabase();
+      // The connections close even when the keys could not be deleted (a cluster failing over):
+      // an open pool would keep the test process alive.
+      try {
+        await deleteKeys(redis, config.redisPrefix);
+      } finally {
+        redis.disconnect();
+        await db.destroy();
+        await dropDatabase();
+      }
     },
   };
 }
