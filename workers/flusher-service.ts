@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import express, { type Express } from 'express';
 import type { Knex } from 'knex';
 import type { RedisClient } from '../src/redis';
@@ -136,7 +137,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       } catch (err) {
         if (Date.now() >= deadline) throw err;
         logger.warn({ err }, 'queue shards not readable yet; trying again');
-        await new Promise((resolve) => setTimeout(resolve, STARTUP_RETRY_MS));
+        await sleep(STARTUP_RETRY_MS);
       }
     }
   };

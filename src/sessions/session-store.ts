@@ -347,7 +347,7 @@ export class SessionStore {
    * `keptBefore` (the vehicle's live cut) and the live ones, which replace the kept ones after it,
    * so the baseline is the same whether or not the sessions before it are built yet.
    */
-  async baselines(
+  private async baselines(
     items: { vehicleId: string; meterId: string; start: Date; keptBefore: Date | null }[],
     live: { vehicleId: string; meterId: string; start: Date; efficiency: number }[],
   ): Promise<Baseline[]> {

@@ -6,6 +6,7 @@ import {
   describeDetails,
   failure,
   isPlainObject,
+  rememberLast,
   toDetails,
   type Validated,
 } from '../schema/validator';
@@ -66,16 +67,7 @@ export function createReadingValidator({
     return found;
   }
 
-  /** The last timestamp parsed, and its instant: the readings of a batch mostly share theirs. */
-  let lastText = '';
-  let lastMs = NaN;
-  const parseInstant = (text: string): number => {
-    if (text !== lastText) {
-      lastText = text;
-      lastMs = Date.parse(text);
-    }
-    return lastMs;
-  };
+  const parseInstant = rememberLast(Date.parse);
 
   function checkTimestamp(value: string, path: string): Validated<number> {
     const ms = parseInstant(value);
