@@ -5,8 +5,9 @@
  * the uncached fleet statement for an hour-aligned and an unaligned 24-hour window. `--reuse`
  * times an already loaded database again (migrated first, so the statement of this checkout runs);
  * `--explain` prints each window's plan (EXPLAIN ANALYZE, BUFFERS) after its timings;
- * `--current-hour` marks the last hour of every device in rollup_pending while timing, as the hour
- * in progress always is in production (the roller rolls up closed hours only), and unmarks it after.
+ * `--current-hour` times each window as if it ended now: every device's quarter hours that the
+ * roller has not rolled up yet at the window's end (the quarter in progress, and one that closed
+ * less than its delay before) are marked in rollup_pending while timing, and unmarked after.
  */
 import { createDb, type Knex } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
@@ -30,7 +31,7 @@ const options = commandLineOrExit(() => {
       explain: { type: 'boolean', help: "print each window's plan with its timings and buffers" },
       'current-hour': {
         type: 'boolean',
-        help: 'time with the last hour marked not rolled up, as the hour in progress is',
+        help: 'time each window as if it ended now: its last quarter hour marked, as the roller leaves it',
       },
     },
   });
@@ -116,43 +117,50 @@ async function timeAll(url: string): Promise<void> {
   const start = new Date(bounds.start).getTime();
   const end = new Date(bounds.end).getTime();
   const store = new EnergyReportStore(db);
-  const lastHour = new Date(end - 3_600_000);
-  if (options.currentHour) {
+  /** Marks what the roller (workers/rollup-roller.ts) leaves marked at `to`; undone by unmark. */
+  const mark = async (to: number) => {
     await db.raw(
-      `INSERT INTO rollup_pending (device_type, device_id, hour)
-       SELECT device_type, device_id, hour FROM telemetry_hourly WHERE hour = ? ON CONFLICT DO NOTHING`,
-      [lastHour],
+      `INSERT INTO rollup_pending (device_type, device_id, quarter)
+       SELECT device_type, device_id, quarter FROM telemetry_15min
+       -- The quarter in progress, and one closed less than the roller's 2-minute delay before.
+       WHERE quarter > ?::timestamptz - interval '17 minutes' AND quarter < ?`,
+      [new Date(to), new Date(to)],
     );
     await db.raw('ANALYZE rollup_pending');
-  }
-  const time = async (label: string, from: number, to: number) => {
-    const runs: number[] = [];
-    let flagged = 0;
-    for (let i = 0; i < 5; i++) {
-      const started = process.hrtime.bigint();
-      const result = await store.fleet(new Date(from), new Date(to), 'interval');
-      runs.push(Number(process.hrtime.bigint() - started) / 1e6);
-      flagged = result.filter((r) => r.ac && r.dc !== null && r.dc / r.ac < 0.85).length;
-    }
-    runs.sort((a, b) => a - b);
-    console.log(
-      `${label}: median ${fmt(runs[2])} ms, best ${fmt(runs[0])} ms, worst ${fmt(runs[4])} ms (${flagged} flagged)`,
-    );
   };
+  const unmark = async () => {
+    await db('rollup_pending').del();
+    await db.raw('ANALYZE rollup_pending');
+  };
+  const time = async (label: string, from: number, to: number) => {
+    if (options.currentHour) await mark(to);
+    try {
+      const runs: number[] = [];
+      let flagged = 0;
+      for (let i = 0; i < 5; i++) {
+        const started = process.hrtime.bigint();
+        const result = await store.fleet(new Date(from), new Date(to), 'interval');
+        runs.push(Number(process.hrtime.bigint() - started) / 1e6);
+        flagged = result.filter((r) => r.ac && r.dc !== null && r.dc / r.ac < 0.85).length;
+      }
+      runs.sort((a, b) => a - b);
+      console.log(
+        `${label}: median ${fmt(runs[2])} ms, best ${fmt(runs[0])} ms, worst ${fmt(runs[4])} ms (${flagged} flagged)`,
+      );
+      if (options.explain) await explain(db, store, from, to);
+    } finally {
+      if (options.currentHour) await unmark();
+    }
+  };
+  const ending = options.currentHour ? ', ending now' : '';
   try {
-    await time('fleet report, 24 h aligned to hours', start, end);
-    if (options.explain) await explain(db, store, start, end);
+    await time(`fleet report, 24 h aligned to hours${ending}`, start, end);
     await time(
-      'fleet report, 24 h unaligned (partial edge hours)',
+      `fleet report, 24 h unaligned (partial edge hours)${ending}`,
       start + 17 * 60_000,
       end - 23 * 60_000,
     );
-    if (options.explain) await explain(db, store, start + 17 * 60_000, end - 23 * 60_000);
   } finally {
-    if (options.currentHour) {
-      await db('rollup_pending').where('hour', lastHour).del();
-      await db.raw('ANALYZE rollup_pending');
-    }
     await db.destroy();
   }
 }
@@ -175,6 +183,7 @@ async function explain(db: Knex, store: EnergyReportStore, from: number, to: num
   const plan = await db.transaction(async (trx) => {
     await trx.raw(`SET LOCAL work_mem = '64MB'`);
     await trx.raw('SET LOCAL jit = off');
+    await trx.raw('SET LOCAL enable_mergejoin = off');
     return (await trx.raw(`EXPLAIN (ANALYZE, BUFFERS) ${sql}`, bindings)).rows as {
       'QUERY PLAN': string;
     }[];

@@ -6,9 +6,9 @@ import { createTestContext, type TestContext } from './helpers/test-env';
 import { meterReading, vehicleReading } from './helpers/readings';
 
 /**
- * The energy arithmetic (stores/energy-fold.ts) against hand-computed figures, read the three ways
- * a report can find an hour: pending (raw readings), rolled up, and rolled up but marked again by
- * a late reading.
+ * The energy arithmetic (stores/energy-fold.ts) against hand-computed figures, read the ways a
+ * report can find an hour: pending (raw readings), in progress (some quarters rolled up), rolled
+ * up, and rolled up but marked again by a late reading.
  */
 let ctx: TestContext;
 let history: HistoryStore;
@@ -97,8 +97,18 @@ describe('the energy fold', () => {
     expect(await energies('interval')).toEqual(INTERVAL);
   });
 
-  test('when the hours are rolled up, then the rollups hold the hour figures and the reports do not change', async () => {
-    expect(await rollups.rollUpPending(new Date(at('13:00')), 1000)).toBe(6);
+  test('when the hours are rolled up quarter by quarter, then the rollups hold the hour figures and the reports do not change', async () => {
+    // Up to 11:30: hour 11 is in progress, its closed quarters rolled up, its hour row partial.
+    expect(await rollups.rollUpPending(new Date(at('11:30')), 1000)).toEqual({
+      quarters: 7,
+      hours: 4,
+    });
+    expect(await energies('cumulative')).toEqual(REGISTER);
+    expect(await energies('interval')).toEqual(INTERVAL);
+    expect(await rollups.rollUpPending(new Date(at('13:00')), 1000)).toEqual({
+      quarters: 4,
+      hours: 4,
+    });
     const meterHours = (await rollupRows()).filter((r) => r.device_id === 'M-f');
     expect(meterHours.map((r) => [r.readings, r.energy_sum, r.register_increase])).toEqual([
       [2, 205, 5], // 100 -> 105
@@ -113,7 +123,10 @@ describe('the energy fold', () => {
     await insert([meter('11:30', 1)]); // 3 -> 1 is another reset (+1), then 1 -> 10 (+9)
     const expected = { ...REGISTER, ac: 25, 'ac@11': 20 };
     expect(await energies('cumulative')).toEqual(expected);
-    expect(await rollups.rollUpPending(new Date(at('13:00')), 1000)).toBe(1);
+    expect(await rollups.rollUpPending(new Date(at('13:00')), 1000)).toEqual({
+      quarters: 1,
+      hours: 1,
+    });
     expect(await energies('cumulative')).toEqual(expected);
     const rolled = await rollupRows();
     await rollups.rebuild(new Date(at('00:00')), new Date(at('23:00')));

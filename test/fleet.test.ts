@@ -305,8 +305,22 @@ describe('fleet lines against each vehicle report, read from the stores', () => 
     await expectFleetEqualsOwn();
   });
 
+  test('when the last hour is in progress (its closed quarters rolled up, the rest marked), then every line equals the vehicle report', async () => {
+    // Every device has readings in every quarter: 8 devices, 5 hours and 2 quarters of 13:00.
+    expect(await rollups.rollUpPending(new Date(at('13:30:00')), 10_000)).toEqual({
+      quarters: 8 * (5 * 4 + 2),
+      hours: 8 * 6,
+    });
+    expect(await quarterRollup('M-1', '13:15:00')).toBe(5); // 13:15, :18, :21, :24, :27
+    expect(await quarterRollup('M-1', '13:30:00')).toBeUndefined();
+    await expectFleetEqualsOwn();
+  });
+
   test('when the hours are rolled up at both grains, then every line still equals the vehicle report', async () => {
-    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toBe(8 * 6);
+    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toEqual({
+      quarters: 8 * 2,
+      hours: 8,
+    });
     expect(await quarterRollup('M-1', '10:15:00')).toBe(5); // 10:15, :18, :21, :24, :27
     await expectFleetEqualsOwn();
   });
@@ -324,7 +338,10 @@ describe('fleet lines against each vehicle report, read from the stores', () => 
       Date.now(),
     );
     await expectFleetEqualsOwn();
-    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toBe(6);
+    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toEqual({
+      quarters: 6,
+      hours: 6,
+    });
     expect(await quarterRollup('M-1', '08:15:00')).toBe(6);
     expect(await quarterRollup('M-2', '10:15:00')).toBe(6);
     await expectFleetEqualsOwn();
@@ -332,7 +349,10 @@ describe('fleet lines against each vehicle report, read from the stores', () => 
 
   test("when a vehicle's only readings in an edge quarter are before the window, then it has no line", async () => {
     await history.insert([vehicleReading('V-5', at('08:01:00'), 50, 4)], Date.now());
-    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toBe(1);
+    expect(await rollups.rollUpPending(new Date(at('15:00:00')), 10_000)).toEqual({
+      quarters: 1,
+      hours: 1,
+    });
     const vehicles = async (from: string, to: string) =>
       (await reports.fleet(new Date(at(from)), new Date(at(to)), 'interval'))
         .map((l) => l.vehicleId)

@@ -3,16 +3,17 @@ import type { Logger } from '../src/logger';
 import type { RollupStore } from '../src/stores/rollup-store';
 import { BackgroundTask } from './background-task';
 
-const HOUR_MS = 3_600_000;
-/** Readings of an hour still arrive a little after it ends; rolling up after this saves a redo. */
+const QUARTER_MS = 900_000;
+/** Readings of a quarter still arrive a little after it ends; rolling up after this saves a redo. */
 const CLOSE_DELAY_MS = 120_000;
-/** Device hours per transaction: flushes wait while one runs, so it stays short. */
-const BATCH_DEVICE_HOURS = 2000;
+/** Device quarters per transaction: flushes wait while one runs, so it stays short. */
+const BATCH_DEVICE_QUARTERS = 2000;
 
 /**
- * Rolls up closed hours in the background of the flusher (see src/stores/rollup-store.ts), every
- * `intervalMs`, until no closed hour is left marked. Several flushers may run one each: the rollup
- * transactions take turns, and each takes marks the others have already removed.
+ * Rolls up closed quarter hours in the background of the flusher (see
+ * src/stores/rollup-store.ts), every `intervalMs`, until no closed quarter is left marked. Several
+ * flushers may run one each: the rollup transactions take turns, and each takes marks the others
+ * have already removed.
  */
 export class RollupRoller {
   private readonly task: BackgroundTask<number>;
@@ -26,20 +27,20 @@ export class RollupRoller {
     },
   ) {
     this.task = new BackgroundTask({
-      name: 'rolling up hours',
+      name: 'rolling up quarter hours',
       intervalMs: deps.intervalMs ?? 10_000,
       logger: deps.logger,
       describe: (deviceHours) => (deviceHours > 0 ? { deviceHours } : null),
     });
   }
 
-  /** The hour boundary before which hours count as closed. */
+  /** The quarter-hour boundary before which quarters count as closed. */
   closedBefore(): Date {
     const now = (this.deps.now ?? Date.now)() - CLOSE_DELAY_MS;
-    return new Date(Math.floor(now / HOUR_MS) * HOUR_MS);
+    return new Date(Math.floor(now / QUARTER_MS) * QUARTER_MS);
   }
 
-  /** Rolls up every closed marked hour now; returns how many device hours it rolled up. */
+  /** Rolls up every closed marked quarter now; returns how many device hours it rolled up. */
   rollUpNow(closedBefore = this.closedBefore()): Promise<number> {
     return this.task.run(() => this.rollUp(closedBefore));
   }
@@ -48,9 +49,9 @@ export class RollupRoller {
     let total = 0;
     while (!this.task.stopping()) {
       const started = Date.now();
-      const rolled = await this.deps.store.rollUpPending(closedBefore, BATCH_DEVICE_HOURS);
-      total += rolled;
-      if (rolled < BATCH_DEVICE_HOURS) break;
+      const rolled = await this.deps.store.rollUpPending(closedBefore, BATCH_DEVICE_QUARTERS);
+      total += rolled.hours;
+      if (rolled.quarters < BATCH_DEVICE_QUARTERS) break;
       // Flushes wait while a batch holds the lock: after a backlog of old hours, give them as
       // long again before the next batch, so catching up never starves ingest's durability.
       await setTimeout(Date.now() - started);

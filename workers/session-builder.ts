@@ -11,10 +11,10 @@ const MAX_ROUNDS = 100;
 
 /**
  * Keeps charging sessions (src/sessions/session-sql.ts) up to date in the flusher's background:
- * for each vehicle marked as changed (its readings, its meters' readings in rolled-up hours, its
- * mapping or an OCPP transaction), computes its sessions again from the first one the change can
- * reach, up to `horizon` (the hours already closed), and keeps those that are final there. What
- * is newer is computed live by reports.
+ * for each vehicle marked as changed (its readings, its meters' readings in rolled-up quarter
+ * hours, its mapping or an OCPP transaction), computes its sessions again from the first one the
+ * change can reach, up to `horizon` (where closed quarter hours end), and keeps those that are
+ * final there. What is newer is computed live by reports.
  */
 export class SessionBuilder {
   private readonly task: BackgroundTask<number>;

@@ -3,13 +3,14 @@ import { asPrepared } from '../../db/prepared';
 import { historyRoleSql } from '../devices/device-kinds';
 import type { EnergyReadingsMode } from '../config';
 import { FOLD, RAW_PIECE, ROLLUP_PIECE, energyByMode, previousEnergy } from '../stores/energy-fold';
+import { quarterOf } from '../stores/rollup-store';
 
 /**
  * The reports' SQL. A report is a set of "device windows": the vehicle over the window (DC) and
  * each meter it was mapped to, clipped to its mapping period (AC). A device window reads, in time
  * order, the rollups of its whole hours that are up to date, the raw readings of whole hours not
- * rolled up yet (their rollup_pending mark), and the raw readings of the partial hours at its
- * edges: index range scans only. Pieces fold with the one definition in stores/energy-fold.ts.
+ * rolled up yet (a quarter of theirs is marked in rollup_pending), and the raw readings of the
+ * partial hours at its edges: index range scans only. Pieces fold with the one definition in stores/energy-fold.ts.
  *
  * The statement starts from a `windows` CTE (wid, vehicle_id, role, device_type, device_id,
  * wfrom, wto); the per-vehicle report and the fleet report differ only in that CTE and in what
@@ -29,6 +30,11 @@ bounds AS (
   LEFT JOIN device_settings ds ON ds.device_type = w.device_type AND ds.device_id = w.device_id
 )`;
 
+/** A marked quarter in the hour of the rollup row `r`: the row is not up to date. */
+const MARK_IN_HOUR = `SELECT 1 FROM rollup_pending p
+  WHERE p.device_type = r.device_type AND p.device_id = r.device_id
+    AND p.quarter >= r.hour AND p.quarter < r.hour + interval '1 hour'`;
+
 /**
  * The pieces of the device windows in `source` (rows of bounds), stepped in time order.
  * `rollupRange` narrows the rollup scan to the window's hours as constants: the fleet then reads
@@ -42,19 +48,21 @@ pieces AS (
   FROM ${source} b
   JOIN telemetry_hourly r
     ON r.device_type = b.device_type AND r.device_id = b.device_id AND r.hour >= b.fh AND r.hour < b.th
-  WHERE ${rollupRange} NOT EXISTS (SELECT 1 FROM rollup_pending p
-                    WHERE p.device_type = r.device_type AND p.device_id = r.device_id AND p.hour = r.hour)
+  WHERE ${rollupRange} NOT EXISTS (${MARK_IN_HOUR})
   UNION ALL
   -- Whole hours not rolled up yet, or with readings that arrived after their rollup: raw.
   SELECT b.wid, ${RAW_PIECE}
   FROM ${source} b
-  JOIN rollup_pending p
-    ON p.device_type = b.device_type AND p.device_id = b.device_id AND p.hour >= b.fh AND p.hour < b.th
+  CROSS JOIN LATERAL (
+    SELECT DISTINCT date_trunc('hour', p.quarter, 'UTC') AS hour FROM rollup_pending p
+    WHERE p.device_type = b.device_type AND p.device_id = b.device_id
+      AND p.quarter >= b.fh AND p.quarter < b.th
+      AND p.quarter >= date_trunc('hour', $WF, 'UTC') AND p.quarter < $WT
+  ) p
   JOIN telemetry_history t
-    ON t.device_type = p.device_type AND t.device_id = p.device_id
+    ON t.device_type = b.device_type AND t.device_id = b.device_id
    AND t.ts >= p.hour AND t.ts < p.hour + interval '1 hour'
-  WHERE p.hour >= date_trunc('hour', $WF, 'UTC') AND p.hour < $WT
-    AND t.ts >= $WF AND t.ts < $WT
+  WHERE t.ts >= $WF AND t.ts < $WT
   UNION ALL
   -- Partial hours at the edges: two primary-key range scans per device window. (The window's
   -- own bounds, repeated as constants, let the planner prune history partitions.)
@@ -87,19 +95,20 @@ priors AS MATERIALIZED (
       (SELECT r.last_ts, r.last_energy FROM telemetry_hourly r
         WHERE r.device_type = b.device_type AND r.device_id = b.device_id
           AND r.hour < date_trunc('hour', b.wfrom, 'UTC')
-          AND NOT EXISTS (SELECT 1 FROM rollup_pending p
-                          WHERE p.device_type = r.device_type AND p.device_id = r.device_id AND p.hour = r.hour)
+          AND NOT EXISTS (${MARK_IN_HOUR})
         ORDER BY r.hour DESC LIMIT 1)
       UNION ALL
+      -- The newest hour with a marked quarter: its newest reading.
       (SELECT x.ts, x.energy FROM rollup_pending p
         CROSS JOIN LATERAL (
           SELECT t.ts, ${ENERGY} AS energy FROM telemetry_history t
           WHERE t.device_type = p.device_type AND t.device_id = p.device_id
-            AND t.ts >= p.hour AND t.ts < p.hour + interval '1 hour' AND t.ts < $WT
+            AND t.ts >= date_trunc('hour', p.quarter, 'UTC')
+            AND t.ts < date_trunc('hour', p.quarter, 'UTC') + interval '1 hour' AND t.ts < $WT
           ORDER BY t.ts DESC LIMIT 1) x
         WHERE p.device_type = b.device_type AND p.device_id = b.device_id
-          AND p.hour < date_trunc('hour', b.wfrom, 'UTC')
-        ORDER BY p.hour DESC LIMIT 1)
+          AND p.quarter < date_trunc('hour', b.wfrom, 'UTC')
+        ORDER BY p.quarter DESC LIMIT 1)
     ) c ORDER BY c.ts DESC LIMIT 1) AS prior
   FROM ${source} b
   WHERE b.mode = 'cumulative'
@@ -148,68 +157,86 @@ FROM bounds b
 LEFT JOIN folded f USING (wid)
 ORDER BY b.wid, f.hour NULLS FIRST`;
 
+/** No mark in `pending` for the quarter `quarter` of the row `x`'s device. */
+const unmarked = (x: string, quarter: string) => `NOT EXISTS (SELECT 1 FROM pending p
+  WHERE p.device_type = ${x}.device_type AND p.device_id = ${x}.device_id AND p.quarter = ${quarter})`;
+
 /**
  * A span at a window's edge ([from, to) inside one hour, named as $ placeholders): each device's
- * readings and energy in it, as one piece of that hour, folded per device here so the raw minutes
- * reach the fleet's aggregate as one row per device. `quarters` reads quarter-hour rollups, `raw`
- * history, `less` history taken away (the minutes of an edge quarter outside the window).
+ * readings and energy in it, as one piece, folded per device here so the raw minutes reach the
+ * fleet's aggregate as one row per device. `quarters` reads quarter-hour rollups, `raw` history,
+ * `less` history taken away (the minutes of an edge quarter outside the window). Marked quarters
+ * are left out: the fleet reads them raw. (A raw span lies inside one quarter.)
  */
 const edgeSpan = (source: 'quarters' | 'raw' | 'less', from: string, to: string) => {
-  const hour = `date_trunc('hour', ${from}, 'UTC')`;
   if (source === 'quarters') {
-    return `SELECT q.device_type, q.device_id, ${hour}, sum(q.readings)::int, sum(q.energy_sum)
+    return `SELECT q.device_type, q.device_id, sum(q.readings)::int AS readings, sum(q.energy_sum) AS energy_sum
       FROM telemetry_15min q
-      WHERE q.quarter >= ${from} AND q.quarter < ${to}
+      WHERE q.quarter >= ${from} AND q.quarter < ${to} AND ${unmarked('q', 'q.quarter')}
       GROUP BY q.device_type, q.device_id`;
   }
   const sign = source === 'less' ? '-' : '';
-  return `SELECT t.device_type, t.device_id, ${hour}, ${sign}count(*)::int, ${sign}sum(${ENERGY})
-      FROM telemetry_history t
-      WHERE t.ts >= ${from} AND t.ts < ${to}
-      GROUP BY t.device_type, t.device_id`;
+  return `SELECT g.* FROM (
+        SELECT t.device_type, t.device_id, ${sign}count(*)::int AS readings, ${sign}sum(${ENERGY}) AS energy_sum
+        FROM telemetry_history t
+        WHERE t.ts >= ${from} AND t.ts < ${to}
+        GROUP BY t.device_type, t.device_id
+      ) g
+      WHERE ${unmarked('g', quarterOf(from))}`;
 };
 
 /**
  * Every device's readings and interval energy over the whole fleet window, read by time, not per
  * device: hourly rollups for its whole hours, quarter-hour rollups for the whole quarters of its
  * partial hours, raw readings for the minutes short of a quarter at its edges (the spans $H, $Q,
- * $R, $L of fleetSpans). Hours marked in rollup_pending (a late reading made their rollups stale)
- * are read raw instead, from the small set of marks. Interval energy is a plain sum: no ordering.
+ * $R, $L of fleetSpans). Quarters marked in rollup_pending (the quarter in progress, or a late
+ * reading made their rollups stale) are read raw instead, from the small set of marks, and the
+ * other quarters of their hours from quarter-hour rollups. Interval energy is a plain sum: no
+ * ordering.
  */
 const DEVICE_TOTALS = `
 pending AS MATERIALIZED (
-  SELECT device_type, device_id, hour FROM rollup_pending
-  WHERE hour >= date_trunc('hour', $WF, 'UTC') AND hour < $WT
+  SELECT device_type, device_id, quarter FROM rollup_pending
+  WHERE quarter >= date_trunc('hour', $WF, 'UTC') AND quarter < $WT
+),
+pending_hours AS MATERIALIZED (
+  SELECT DISTINCT device_type, device_id, date_trunc('hour', quarter, 'UTC') AS hour FROM pending
 ),
 device_totals AS MATERIALIZED (
   SELECT device_type, device_id, ${FOLD.readings} AS readings, ${FOLD.intervalEnergy} AS interval_energy
   FROM (
-    SELECT device_type, device_id, readings, energy_sum
-    FROM (
-      SELECT r.device_type, r.device_id, r.hour, r.readings, r.energy_sum
-      FROM telemetry_hourly r
-      WHERE r.hour >= $H0 AND r.hour < $H1
-      UNION ALL
-      ${edgeSpan('quarters', '$Q0', '$Q1')}
-      UNION ALL
-      ${edgeSpan('quarters', '$Q2', '$Q3')}
-      UNION ALL
-      ${edgeSpan('raw', '$R0', '$R1')}
-      UNION ALL
-      ${edgeSpan('raw', '$R2', '$R3')}
-      UNION ALL
-      ${edgeSpan('less', '$L0', '$L1')}
-      UNION ALL
-      ${edgeSpan('less', '$L2', '$L3')}
-    ) rolled
-    WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE p.device_type = rolled.device_type
-                        AND p.device_id = rolled.device_id AND p.hour = rolled.hour)
+    SELECT r.device_type, r.device_id, r.readings, r.energy_sum
+    FROM telemetry_hourly r
+    WHERE r.hour >= $H0 AND r.hour < $H1
+      AND NOT EXISTS (SELECT 1 FROM pending_hours p WHERE p.device_type = r.device_type
+                        AND p.device_id = r.device_id AND p.hour = r.hour)
     UNION ALL
+    -- The unmarked quarters of whole hours with a marked one.
+    SELECT q.device_type, q.device_id, q.readings, q.energy_sum
+    FROM pending_hours h
+    JOIN telemetry_15min q
+      ON q.device_type = h.device_type AND q.device_id = h.device_id
+     AND q.quarter >= h.hour AND q.quarter < h.hour + interval '1 hour'
+    WHERE h.hour >= $H0 AND h.hour < $H1 AND ${unmarked('q', 'q.quarter')}
+    UNION ALL
+    ${edgeSpan('quarters', '$Q0', '$Q1')}
+    UNION ALL
+    ${edgeSpan('quarters', '$Q2', '$Q3')}
+    UNION ALL
+    ${edgeSpan('raw', '$R0', '$R1')}
+    UNION ALL
+    ${edgeSpan('raw', '$R2', '$R3')}
+    UNION ALL
+    ${edgeSpan('less', '$L0', '$L1')}
+    UNION ALL
+    ${edgeSpan('less', '$L2', '$L3')}
+    UNION ALL
+    -- Marked quarters: raw.
     SELECT t.device_type, t.device_id, 1, ${ENERGY}
     FROM pending p
     JOIN telemetry_history t
       ON t.device_type = p.device_type AND t.device_id = p.device_id
-     AND t.ts >= p.hour AND t.ts < p.hour + interval '1 hour'
+     AND t.ts >= p.quarter AND t.ts < p.quarter + interval '15 minutes'
     WHERE t.ts >= $WF AND t.ts < $WT
   ) pieces
   GROUP BY device_type, device_id

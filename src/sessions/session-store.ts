@@ -212,7 +212,7 @@ export class SessionStore {
   /**
    * Where each vehicle's kept sessions end and live computing must start: at the session still
    * going on when it was built (else a gap before where it was built), earlier where its readings
-   * changed since (a session mark) or where an hour of it or of its meters is still pending, and
+   * changed since (a session mark) or where a quarter hour of it or of its meters is still pending, and
    * never inside a kept session. A vehicle never built starts at `fallback`.
    *
    * `vehicleIds`: these vehicles; null: every vehicle that has anything live (the fleet).
@@ -227,7 +227,8 @@ export class SessionStore {
            UNION SELECT vehicle_id FROM session_built WHERE open_since IS NOT NULL
            UNION SELECT m.vehicle_id FROM rollup_pending p
                  JOIN vehicle_meter_map m ON m.meter_id = p.device_id
-                  AND m.valid_from < p.hour + interval '1 hour' AND (m.valid_to IS NULL OR m.valid_to > p.hour)
+                  AND m.valid_from < p.quarter + interval '15 minutes'
+                  AND (m.valid_to IS NULL OR m.valid_to > p.quarter)
                  WHERE p.device_type = 'meter'`;
     const result = await this.db.raw(
       `WITH vehicles AS (${candidates}),
@@ -235,11 +236,12 @@ export class SessionStore {
          SELECT v.vehicle_id, least(
            coalesce(b.open_since, b.built_to - ?::interval, ?::timestamptz),
            (SELECT d.since - ?::interval FROM session_dirty d WHERE d.vehicle_id = v.vehicle_id),
-           (SELECT min(p.hour) - ?::interval FROM rollup_pending p
+           (SELECT min(p.quarter) - ?::interval FROM rollup_pending p
              WHERE p.device_type = 'vehicle' AND p.device_id = v.vehicle_id),
-           (SELECT min(p.hour) - ?::interval FROM vehicle_meter_map m
+           (SELECT min(p.quarter) - ?::interval FROM vehicle_meter_map m
              JOIN rollup_pending p ON p.device_type = 'meter' AND p.device_id = m.meter_id
-              AND m.valid_from < p.hour + interval '1 hour' AND (m.valid_to IS NULL OR m.valid_to > p.hour)
+              AND m.valid_from < p.quarter + interval '15 minutes'
+              AND (m.valid_to IS NULL OR m.valid_to > p.quarter)
              WHERE m.vehicle_id = v.vehicle_id)) AS at
          FROM vehicles v LEFT JOIN session_built b USING (vehicle_id)
        )

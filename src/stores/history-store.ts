@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { asPrepared } from '../../db/prepared';
 import { DEVICE_TYPES, HISTORY_COLUMNS, type Reading } from '../devices/device-kinds';
+import { quarterOf } from './rollup-store';
 import type { CtePart } from './status-store';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -16,7 +17,7 @@ const columns = HISTORY_COLUMNS.map((c) => c.column);
 
 /**
  * One statement: insert the batch into history (duplicates skipped by the primary key) and mark
- * the hours that gained readings for their rollup (see rollup-store.ts); `alongside` CTEs (the
+ * the quarter hours that gained readings for their rollups (see rollup-store.ts); `alongside` CTEs (the
  * status upserts) run in the same statement.
  */
 const insertAndMark = (alongside: CtePart[]) => `
@@ -28,8 +29,8 @@ WITH inserted AS (
   RETURNING device_type, device_id, ts
 ),
 marked AS (
-  INSERT INTO rollup_pending (device_type, device_id, hour)
-  SELECT DISTINCT device_type, device_id, date_trunc('hour', ts, 'UTC') FROM inserted
+  INSERT INTO rollup_pending (device_type, device_id, quarter)
+  SELECT DISTINCT device_type, device_id, ${quarterOf('ts')} FROM inserted
   ORDER BY 1, 2, 3
   ON CONFLICT DO NOTHING
 )${alongside.map((part) => `,\n${part.sql}`).join('')}

@@ -3,13 +3,15 @@ import { FOLD, RAW_PIECE, previousEnergy, rollupPiece } from './energy-fold';
 
 /**
  * Rollups per hour (telemetry_hourly) and per quarter hour (telemetry_15min, for the partial hours
- * at a report's edges), computed from history once an hour has closed, both grains in one
- * statement, so a mark covers both.
+ * at a report's edges), computed from history once a quarter hour has closed: its quarter, then
+ * its hour again from the hour's quarters, in one statement.
  *
- * The flusher marks every (device, hour) it inserts readings into in rollup_pending, in the same
- * statement as the insert. Reports read a marked hour's raw readings, so they are exact whether or
- * not its rollups are up to date. Here, closed hours are rolled up and their marks removed; a late
- * reading marks its hour again and it is rolled up again.
+ * The flusher marks every (device, quarter hour) it inserts readings into in rollup_pending, in
+ * the same statement as the insert. A quarter's rollup is up to date when the quarter is not
+ * marked, an hour's when none of its quarters is; reports read what is not up to date raw, so they
+ * are exact either way. Here, closed quarters are rolled up and their marks removed; a late
+ * reading marks its quarter again and it is rolled up again. The hour in progress thus has rollups
+ * for its closed quarters: a report that ends now reads raw only the quarter in progress.
  *
  * Rolling up first takes a lock on rollup_pending that waits for every flush in flight and holds
  * new ones back until the rollup commits: a flush can then never add a reading to an hour between
@@ -35,7 +37,8 @@ const ROLLUP_COLUMNS = [
 ];
 
 /** A quarter hour's start (UTC quarters: every time zone's offset is a multiple of 15 minutes). */
-const QUARTER = (ts: string) => `date_bin('15 minutes', ${ts}, timestamptz '2000-01-01T00:00:00Z')`;
+export const quarterOf = (ts: string) =>
+  `date_bin('15 minutes', ${ts}, timestamptz '2000-01-01T00:00:00Z')`;
 
 /**
  * Folds `source` (pieces with device_type, device_id and `bucket`) into one rollup row per device
@@ -66,12 +69,13 @@ ON CONFLICT (device_type, device_id, ${bucket}) DO UPDATE SET
 
 /**
  * Rolls the raw pieces of `pieces` (with device_type, device_id) up at both grains in one
- * statement: quarter hours from the readings, then hours from the quarter hours (what the quarter
- * rows returned). The statement's row count is the device hours written.
+ * statement: quarter hours from the readings, then hours from their quarter hours (the quarter
+ * rows written, and `otherQuarters`: telemetry_15min rows of the same hours written before, which
+ * the statement cannot see through its own upsert). `hours` has a row per device hour written.
  */
-const upsertBothGrains = (pieces: string) => `
+const upsertBothGrains = (pieces: string, otherQuarters?: string) => `
 raw_pieces AS (
-  SELECT x.*, ${QUARTER('x.ts')} AS quarter FROM (${pieces}) x
+  SELECT x.*, ${quarterOf('x.ts')} AS quarter FROM (${pieces}) x
 ),
 quarters AS (${upsertRollups('telemetry_15min', 'quarter', 'raw_pieces', {
   firstTs: 'min(ts)',
@@ -82,17 +86,19 @@ quarters AS (${upsertRollups('telemetry_15min', 'quarter', 'raw_pieces', {
 quarter_pieces AS (
   SELECT q.device_type, q.device_id, date_trunc('hour', q.quarter, 'UTC') AS hour,
          q.first_ts, q.last_ts, ${rollupPiece('q', 'quarter')}
-  FROM quarters q
-)
-${upsertRollups('telemetry_hourly', 'hour', 'quarter_pieces', {
+  FROM (SELECT * FROM quarters${otherQuarters ? ` UNION ALL ${otherQuarters}` : ''}) q
+),
+hours AS (${upsertRollups('telemetry_hourly', 'hour', 'quarter_pieces', {
   firstTs: 'min(first_ts)',
   lastTs: 'max(last_ts)',
-})}`;
+})}
+  RETURNING 1
+)`;
 
 /**
- * Removes up to `limit` marks of hours before the cutoff and rolls those hours up from history;
- * the vehicles whose readings (or whose meters' readings) changed in them get their sessions
- * marked for the session builder.
+ * Removes up to `limit` marks of quarter hours before the cutoff and rolls those quarters and
+ * their hours up from history; the vehicles whose readings (or whose meters' readings) changed in
+ * them get their sessions marked for the session builder.
  */
 const ROLL_UP_PENDING = `
 WITH due AS (
@@ -100,37 +106,50 @@ WITH due AS (
   -- statistics say between its bursts) compared every mark with every other (2,000 marks: 4
   -- million comparisons, 2.5 s while flushes wait on the lock). The lock keeps the rows in place.
   DELETE FROM rollup_pending d
-  WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM rollup_pending WHERE hour < ?
-                            ORDER BY hour, device_type, device_id LIMIT ?))
-  RETURNING d.device_type, d.device_id, d.hour
+  WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM rollup_pending WHERE quarter < ?
+                            ORDER BY quarter, device_type, device_id LIMIT ?))
+  RETURNING d.device_type, d.device_id, d.quarter
 ),
 sessions_changed AS (
   INSERT INTO session_dirty AS s (vehicle_id, since)
-  SELECT vehicle_id, min(hour) FROM (
-    SELECT device_id AS vehicle_id, hour FROM due WHERE device_type = 'vehicle'
+  SELECT vehicle_id, min(quarter) FROM (
+    SELECT device_id AS vehicle_id, quarter FROM due WHERE device_type = 'vehicle'
     UNION ALL
-    SELECT m.vehicle_id, due.hour FROM due
+    SELECT m.vehicle_id, due.quarter FROM due
     JOIN vehicle_meter_map m ON m.meter_id = due.device_id
-     AND m.valid_from < due.hour + interval '1 hour' AND (m.valid_to IS NULL OR m.valid_to > due.hour)
+     AND m.valid_from < due.quarter + interval '15 minutes'
+     AND (m.valid_to IS NULL OR m.valid_to > due.quarter)
     WHERE due.device_type = 'meter'
   ) changed
   GROUP BY vehicle_id
   ORDER BY vehicle_id
   ON CONFLICT (vehicle_id) DO UPDATE SET since = least(s.since, EXCLUDED.since), version = s.version + 1
 ),
-${upsertBothGrains(`
+${upsertBothGrains(
+  `
   SELECT d.device_type, d.device_id, ${RAW_PIECE}
   FROM due d
   JOIN telemetry_history t
     ON t.device_type = d.device_type AND t.device_id = d.device_id
-   AND t.ts >= d.hour AND t.ts < d.hour + interval '1 hour'`)}`;
+   AND t.ts >= d.quarter AND t.ts < d.quarter + interval '15 minutes'`,
+  `
+  SELECT q.* FROM (SELECT DISTINCT device_type, device_id, date_trunc('hour', quarter, 'UTC') AS hour
+                   FROM due) h
+  JOIN telemetry_15min q
+    ON q.device_type = h.device_type AND q.device_id = h.device_id
+   AND q.quarter >= h.hour AND q.quarter < h.hour + interval '1 hour'
+  WHERE NOT EXISTS (SELECT 1 FROM due d WHERE d.device_type = q.device_type
+                      AND d.device_id = q.device_id AND d.quarter = q.quarter)`,
+)}
+SELECT (SELECT count(*) FROM due)::int AS quarters, (SELECT count(*) FROM hours)::int AS hours`;
 
 /** Every hour of [?, ?) from history. */
 const REBUILD = `
 WITH ${upsertBothGrains(`
   SELECT t.device_type, t.device_id, ${RAW_PIECE}
   FROM telemetry_history t
-  WHERE t.ts >= ? AND t.ts < ?`)}`;
+  WHERE t.ts >= ? AND t.ts < ?`)}
+SELECT count(*)::int AS hours FROM hours`;
 
 const HOUR_MS = 3_600_000;
 
@@ -138,20 +157,26 @@ export class RollupStore {
   constructor(private readonly db: Knex) {}
 
   /**
-   * Rolls up marked hours that closed before `closedBefore`, oldest first, at most `limit` device
-   * hours per transaction (flushes wait while it runs). Returns how many device hours it rolled up.
+   * Rolls up marked quarter hours that closed before `closedBefore`, oldest first, at most `limit`
+   * per transaction (flushes wait while it runs). Returns how many device quarters it took and
+   * how many device hours it wrote.
    */
-  async rollUpPending(closedBefore: Date, limit: number): Promise<number> {
+  async rollUpPending(
+    closedBefore: Date,
+    limit: number,
+  ): Promise<{ quarters: number; hours: number }> {
     return this.db.transaction(async (trx) => {
       await trx.raw(LOCK_PENDING);
       const result = await trx.raw(ROLL_UP_PENDING, [closedBefore, limit]);
-      return result.rowCount ?? 0;
+      return result.rows[0] as { quarters: number; hours: number };
     });
   }
 
-  /** Hours with marks older than `closedBefore`: how much rolling up is left. */
+  /** Quarter hours with marks older than `closedBefore`: how much rolling up is left. */
   async pendingBefore(closedBefore: Date): Promise<number> {
-    const row = await this.db('rollup_pending').where('hour', '<', closedBefore).count({ n: '*' });
+    const row = await this.db('rollup_pending')
+      .where('quarter', '<', closedBefore)
+      .count({ n: '*' });
     return Number(row[0].n);
   }
 
@@ -166,9 +191,9 @@ export class RollupStore {
       await trx.raw(LOCK_PENDING);
       await trx('telemetry_hourly').where('hour', '>=', first).where('hour', '<', end).del();
       await trx('telemetry_15min').where('quarter', '>=', first).where('quarter', '<', end).del();
-      await trx('rollup_pending').where('hour', '>=', first).where('hour', '<', end).del();
+      await trx('rollup_pending').where('quarter', '>=', first).where('quarter', '<', end).del();
       const result = await trx.raw(REBUILD, [first, end]);
-      return result.rowCount ?? 0;
+      return (result.rows[0] as { hours: number }).hours;
     });
   }
 }
