@@ -75,6 +75,17 @@ const base = Math.floor(Date.now() / 60_000) * 60_000 - 2 * 86_400_000;
 const reading = (n: number) =>
   `{"meterId":"PM-${n % 10_000}","kwhConsumedAc":0.0167,"voltage":230,"timestamp":"${new Date(base + Math.floor(n / 10_000) * 60_000).toISOString()}"}`;
 
+/** How many analytics vehicles the bench loaded (200 in a quick run, 1,000 in a full one). */
+async function loadedVehicles(): Promise<number> {
+  const db = knex({ client: 'pg', connection: databaseUrl });
+  try {
+    const rows = await db('vehicle_meter_map').where('vehicle_id', 'like', 'AV-%').count({ n: '*' });
+    return Number(rows[0].n);
+  } finally {
+    await db.destroy();
+  }
+}
+
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'energy-profile-'));
   const redis = new Redis(redisUrl);
@@ -114,6 +125,7 @@ async function main(): Promise<void> {
     api = profiled('api', 'src/server.js', dirs.reports);
     await waitForHttp(`${apiUrl}/health/ready`, 120_000);
     const end = Math.floor(Date.now() / 60_000) * 60_000;
+    const vehicles = await loadedVehicles();
     let k = 0;
     const reports = await autocannon({
       url: apiUrl,
@@ -124,7 +136,7 @@ async function main(): Promise<void> {
           method: 'GET',
           setupRequest: (req) => ({
             ...req,
-            path: `/v1/analytics/performance/AV-${1 + (k % 1000)}?hours=24&to=${encodeURIComponent(new Date(end - (k++ % 60_000)).toISOString())}`,
+            path: `/v1/analytics/performance/AV-${1 + (k % vehicles)}?hours=24&to=${encodeURIComponent(new Date(end - (k++ % 60_000)).toISOString())}`,
           }),
         },
       ],

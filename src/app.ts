@@ -106,6 +106,7 @@ export function createApp({
   const settings = new DeviceSettingsStore(db);
   const reports = new EnergyReportStore(db, {
     preparedStatements: config.dbPreparedStatements === 'on',
+    genericDb,
   });
   const analyticsMetrics = createAnalyticsMetrics(registry);
   const reportCache = <T>(module: string, onLookup?: (result: 'hit' | 'miss' | 'error') => void) =>

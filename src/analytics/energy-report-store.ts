@@ -426,15 +426,22 @@ interface FleetSqlRow {
 export class EnergyReportStore {
   constructor(
     private readonly db: Knex,
-    /** Run the per-vehicle statement prepared; see DB_PREPARED_STATEMENTS. */
-    private readonly options: { preparedStatements?: boolean } = {},
+    private readonly options: {
+      /** Run the per-vehicle statement prepared; see DB_PREPARED_STATEMENTS. */
+      preparedStatements?: boolean;
+      /** Where it runs prepared with a generic plan (db/create-db.ts createGenericPlanDb). */
+      genericDb?: Knex | null;
+    } = {},
   ) {}
 
   /** The vehicle report's statement (exposed so tests can read its plan). */
   vehicleQuery(vehicleId: string, from: Date, to: Date, mode: EnergyReadingsMode): Knex.Raw {
     const { sql, bindings } = bind(VEHICLE_REPORT, { V: vehicleId, WF: from, WT: to, MODE: mode });
-    // Planning this statement costs more than running it for a day of one vehicle.
-    return asPrepared(this.db.raw(sql, bindings), sql, this.options.preparedStatements ?? false);
+    // Planning this statement costs more than running it for a day of one vehicle, even when
+    // prepared (a custom plan each call: 2.6 ms a day, 0.7 ms with a generic plan).
+    const { genericDb, preparedStatements = false } = this.options;
+    if (genericDb) return asPrepared(genericDb.raw(sql, bindings), sql, true);
+    return asPrepared(this.db.raw(sql, bindings), sql, preparedStatements);
   }
 
   /** Each device window of the vehicle's report, whole and per hour, in window then time order. */
