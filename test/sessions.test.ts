@@ -1,5 +1,7 @@
 import request from 'supertest';
 import { SessionStore } from '../src/sessions/session-store';
+import { RollupStore } from '../src/stores/rollup-store';
+import { SessionBuilder } from '../workers/session-builder';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { seededRandom, shuffle } from './helpers/readings';
 
@@ -429,5 +431,133 @@ describe('sessions under any arrival order', () => {
     } finally {
       await e.stop();
     }
+  });
+});
+
+describe('an open session continued from where it was built', () => {
+  const T = (hhmm: string) => at('21', hhmm);
+  let e: TestEngine;
+  let store: SessionStore;
+
+  /** The two vehicles' sessions as the API answers them. */
+  const answer = async () => ({
+    interval: await sessionsOf(e, 'V-oi', '2024-05-20T00:00:00Z', '2024-05-23T00:00:00Z'),
+    register: await sessionsOf(e, 'V-oc', '2024-05-20T00:00:00Z', '2024-05-23T00:00:00Z'),
+  });
+
+  /** The same, with every session computed whole: a session mark (far ahead) stops continuing. */
+  async function answerWhole() {
+    await e.ctx.db('session_dirty').insert([
+      { vehicle_id: 'V-oi', since: '2030-01-01T00:00:00Z' },
+      { vehicle_id: 'V-oc', since: '2030-01-01T00:00:00Z' },
+    ]);
+    try {
+      return await answer();
+    } finally {
+      await e.ctx.db('session_dirty').where('since', '2030-01-01T00:00:00Z').del();
+    }
+  }
+
+  /** Continued and whole agree (a mean of temperatures summed in another order: to 0.01). */
+  async function expectSameAsWhole(continuedFrom: boolean) {
+    const open = await store.liveFrom(['V-oi', 'V-oc'], new Date(T('00:00')));
+    expect(open.map((l) => [l.vehicleId, l.open ? 'continued' : 'whole']).sort()).toEqual([
+      ['V-oc', continuedFrom ? 'continued' : 'whole'],
+      ['V-oi', continuedFrom ? 'continued' : 'whole'],
+    ]);
+    const continued = await answer();
+    const whole = await answerWhole();
+    const temps = (s: { interval: object[]; register: object[] }) =>
+      [...s.interval, ...s.register].map(
+        (x) => (x as { batteryTempMeanC: number }).batteryTempMeanC,
+      );
+    temps(continued).forEach((t, i) => expect(Math.abs(t - temps(whole)[i])).toBeLessThan(0.0101));
+    const withoutTemps = (s: { interval: object[]; register: object[] }) => ({
+      interval: s.interval.map((x) => ({ ...x, batteryTempMeanC: null })),
+      register: s.register.map((x) => ({ ...x, batteryTempMeanC: null })),
+    });
+    expect(withoutTemps(continued)).toEqual(withoutTemps(whole));
+    return continued;
+  }
+
+  /** Both vehicles, every minute of [from, to]: charging where `dc` says, their meters alike. */
+  function minutes(from: string, to: string, dc: (ts: number) => number, random: () => number) {
+    const readings: object[] = [];
+    for (let ts = T(from); ts <= T(to); ts += MIN) {
+      const kwh = dc(ts) > 0 ? Math.round((dc(ts) + random() * 0.2) * 100) / 100 : 0;
+      const temp = 25 + Math.floor(random() * 10);
+      registers.vehicle += kwh;
+      registers.meter += Math.round(kwh * 115) / 100;
+      readings.push(
+        vehicle('V-oi', kwh, 40 + (ts - T('10:00')) / MIN / 4, temp)(ts),
+        meter(ts < T('10:40') ? 'M-oi' : 'M-oi2', Math.round(kwh * 115) / 100)(ts),
+        vehicle('V-oc', Math.round(registers.vehicle * 100) / 100, 50, temp)(ts),
+        meter('M-oc', Math.round(registers.meter * 100) / 100)(ts),
+      );
+    }
+    return readings;
+  }
+  const registers = { vehicle: 500, meter: 800 };
+
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    // Rolled up and built here, to a chosen horizon, not on the flusher's schedule.
+    await e.flusher.flusher.rollups.stop();
+    await e.flusher.flusher.sessions.stop();
+    store = new SessionStore(e.ctx.db, e.ctx.config);
+    await map(e, 'V-oi', 'M-oi', '2024-05-01T00:00:00Z');
+    await map(e, 'V-oi', 'M-oi2', iso(T('10:40'))); // a re-mapping inside the session
+    await map(e, 'V-oc', 'M-oc', '2024-05-01T00:00:00Z');
+    for (const path of ['/v1/vehicles/V-oc/settings', '/v1/meters/M-oc/settings']) {
+      await request(e.api.api.app).put(path).send({ energyReadings: 'cumulative' }).expect(200);
+    }
+  });
+  afterAll(() => e.stop());
+
+  test('when it is built while charging, then reports continue it from its end and equal it computed whole, through pauses, a new session and a late reading', async () => {
+    const random = seededRandom(11);
+    // Charging from 10:00, a 5-minute pause (shorter than the gap) at 10:30.
+    await ingest(
+      e,
+      minutes('10:00', '11:20', (ts) => (ts >= T('10:30') && ts < T('10:35') ? 0 : 0.2), random),
+    );
+    const horizon = new Date(T('11:15'));
+    await new RollupStore(e.ctx.db).rollUpPending(horizon, 100_000);
+    await new SessionBuilder({
+      store,
+      horizon: () => horizon,
+      config: e.ctx.config,
+      logger: e.ctx.logger,
+    }).buildNow();
+    const built = await e.ctx.db('session_built').whereIn('vehicle_id', ['V-oi', 'V-oc']);
+    expect(built.map((b) => b.open_session?.end).sort()).toEqual([
+      iso(T('11:14')),
+      iso(T('11:14')),
+    ]);
+    expect((await expectSameAsWhole(true)).interval).toHaveLength(1);
+
+    // It goes on past a 7-minute pause, stops for longer than the gap, and a new session starts.
+    await ingest(
+      e,
+      minutes(
+        '11:21',
+        '12:40',
+        (ts) =>
+          (ts >= T('11:40') && ts < T('11:47')) || (ts >= T('12:10') && ts < T('12:31')) ? 0 : 0.3,
+        random,
+      ),
+    );
+    const { interval } = await expectSameAsWhole(true);
+    expect(interval.map((s) => [s.start, s.end])).toEqual([
+      [iso(T('12:30')), iso(T('12:40'))],
+      [iso(T('09:50')), iso(T('12:09'))],
+    ]);
+
+    // A late reading inside what was built: computed whole until built again.
+    await ingest(e, [
+      meter('M-oc', 850)(T('10:05') + 30_000),
+      vehicle('V-oi', 0.1)(T('10:05') + 30_000),
+    ]);
+    await expectSameAsWhole(false);
   });
 });

@@ -22,7 +22,7 @@ export class SessionBuilder {
   constructor(
     private readonly deps: {
       store: SessionStore;
-      /** Hours before this are closed (the rollup roller's cutoff). */
+      /** Quarter hours before this are closed (the rollup roller's cutoff). */
       horizon: () => Date;
       config: { sessionGapS: number };
       logger: Logger;
@@ -92,6 +92,9 @@ export class SessionBuilder {
       openSince = this.openSince(sessions, builtTo);
     }
     const final = sessions.filter((s) => this.isFinal(s, builtTo));
+    // A detected session still going on is kept as built so far: reports continue it from there.
+    const going = sessions.filter((s) => !this.isFinal(s, builtTo));
+    const open = going.length === 1 && going[0].source === 'detected' ? going[0] : null;
     // Kept with their drift baselines: those depend only on the sessions before them.
     const baselines = await store.baselinesOf(final, () => from, final);
     const more = builtTo < horizon;
@@ -99,7 +102,7 @@ export class SessionBuilder {
       mark.vehicleId,
       from,
       final.map((s, i) => ({ ...s, baseline: baselines[i] })),
-      { to: builtTo, openSince },
+      { to: builtTo, openSince, open },
       {
         version: mark.version,
         // The next chunk starts where this one's unfinished session (or its last gap) starts.

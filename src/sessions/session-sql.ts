@@ -14,12 +14,18 @@
  * with the one energy definition (stores/energy-fold.ts) from raw readings.
  *
  * Parameters: $VEHICLES text[] and $FROMS timestamptz[] (each vehicle's readings are read from
- * its `from`, plus the one reading before), $TO (exclusive end), $GAP (seconds), $MODE (the
- * default semantics), and $FIRST, the earliest of the froms less the gap: no window starts
+ * its `from`, plus the one reading before), $OPEN_STARTS and $OPEN_ENDS timestamptz[] (a detected
+ * session already folded up to its end, whose last charging reading is the vehicle's `from`, or
+ * NULLs: see below), $TO (exclusive end), $GAP (seconds), $MODE (the default semantics), and
+ * $FIRST, the earliest of the froms less the gap: no window starts
  * before it, and as a constant (computed here: `timestamptz - interval` is not one to the
  * planner) it lets the planner leave out the history partitions before it.
  * The reading before a window may be older: `history_before` (a SQL function, see its migration)
  * finds it without planning every partition.
+ *
+ * Continuing an open session: the run its last charging reading (at its end, the vehicle's
+ * `from`) starts is its continuation. That run keeps the session's start and id but folds only
+ * what comes after the session's end, and is flagged `continues`: the caller adds the two.
  */
 import { historyRoleSql } from '../devices/device-kinds';
 import { RAW_PIECE, pieceEnergy, previousEnergy } from '../stores/energy-fold';
@@ -29,8 +35,10 @@ const vehicle = historyRoleSql('h');
 /** Every session (detected and OCPP) of the targets, as `spans`. */
 const SPANS = `
 targets AS MATERIALIZED (
-  SELECT t.vehicle_id, t.from_ts, coalesce(ds.energy_readings, $MODE::text) AS mode
-  FROM unnest($VEHICLES::text[], $FROMS::timestamptz[]) AS t(vehicle_id, from_ts)
+  SELECT t.vehicle_id, t.from_ts, t.open_start, t.open_end,
+         coalesce(ds.energy_readings, $MODE::text) AS mode
+  FROM unnest($VEHICLES::text[], $FROMS::timestamptz[], $OPEN_STARTS::timestamptz[],
+              $OPEN_ENDS::timestamptz[]) AS t(vehicle_id, from_ts, open_start, open_end)
   LEFT JOIN device_settings ds ON ds.device_type = 'vehicle' AND ds.device_id = t.vehicle_id
 ),
 vehicle_readings AS (
@@ -44,14 +52,15 @@ vehicle_readings AS (
   CROSS JOIN LATERAL history_before('vehicle', t.vehicle_id, t.from_ts) h
 ),
 stepped AS (
-  SELECT r.*, t.mode, t.from_ts,
+  SELECT r.*, t.mode, t.from_ts, t.open_start, t.open_end,
          lag(r.energy) OVER w AS prev_energy, lag(r.ts) OVER w AS prev_ts
   FROM vehicle_readings r JOIN targets t USING (vehicle_id)
   WINDOW w AS (PARTITION BY r.vehicle_id ORDER BY r.ts)
 ),
 charging AS (
-  SELECT s.vehicle_id, s.ts, s.prev_ts,
-         lag(s.ts) OVER (PARTITION BY s.vehicle_id ORDER BY s.ts) AS prev_charging_ts
+  SELECT s.vehicle_id, s.ts, s.prev_ts, s.open_start, s.open_end,
+         -- An open session's end continues its run (run 0 below).
+         coalesce(lag(s.ts) OVER (PARTITION BY s.vehicle_id ORDER BY s.ts), s.open_end) AS prev_charging_ts
   FROM stepped s
   WHERE s.ts >= s.from_ts
     AND CASE WHEN s.mode = 'interval' THEN s.energy > 0 ELSE s.energy > s.prev_energy END
@@ -64,8 +73,11 @@ runs AS (
 ),
 detected AS (
   SELECT vehicle_id,
-         min(ts) - least(coalesce(min(ts) - (array_agg(prev_ts ORDER BY ts))[1], $GAP), $GAP) AS start_ts,
-         max(ts) AS end_ts
+         CASE WHEN run = 0 THEN min(open_start)
+              ELSE min(ts) - least(coalesce(min(ts) - (array_agg(prev_ts ORDER BY ts))[1], $GAP), $GAP)
+         END AS start_ts,
+         max(ts) AS end_ts,
+         run = 0 AS continues, min(open_end) AS folded_to
   FROM runs
   GROUP BY vehicle_id, run
 ),
@@ -78,11 +90,11 @@ transactions AS (
 ),
 spans AS (
   SELECT vehicle_id, 'tx-' || transaction_id AS key, 'ocpp' AS source, transaction_id,
-         start_ts, end_ts, running
+         start_ts, end_ts, running, false AS continues, start_ts AS fold_from
   FROM transactions
   UNION ALL
   SELECT d.vehicle_id, 'd-' || (extract(epoch FROM d.start_ts) * 1000)::bigint, 'detected', NULL,
-         d.start_ts, d.end_ts, false
+         d.start_ts, d.end_ts, false, d.continues, CASE WHEN d.continues THEN d.folded_to ELSE d.start_ts END
   FROM detected d
   -- The transaction is the session: readings it covers form no session of their own.
   WHERE NOT EXISTS (SELECT 1 FROM transactions x
@@ -91,23 +103,24 @@ spans AS (
 
 /**
  * The device windows of every span: the vehicle over (start, end], each mapped meter over its part
- * of it. Half-open [from, to) at millisecond precision, so both bounds move one millisecond on.
+ * of it (from the end of what is folded already, for a continuation). Half-open [from, to) at
+ * millisecond precision, so both bounds move one millisecond on.
  */
 const WINDOWS = `
 windows AS MATERIALIZED (
   SELECT row_number() OVER ()::int AS wid, w.*, coalesce(ds.energy_readings, $MODE::text) AS mode
   FROM (
     SELECT s.vehicle_id, s.key, 'dc' AS role, 'vehicle' AS device_type, s.vehicle_id AS device_id,
-           s.start_ts + interval '1 millisecond' AS wfrom, s.end_ts + interval '1 millisecond' AS wto
+           s.fold_from + interval '1 millisecond' AS wfrom, s.end_ts + interval '1 millisecond' AS wto
     FROM spans s
     UNION ALL
     SELECT s.vehicle_id, s.key, 'ac', 'meter', m.meter_id,
-           greatest(m.valid_from, s.start_ts + interval '1 millisecond'),
+           greatest(m.valid_from, s.fold_from + interval '1 millisecond'),
            least(coalesce(m.valid_to, 'infinity'), s.end_ts + interval '1 millisecond')
     FROM spans s
     JOIN vehicle_meter_map m ON m.vehicle_id = s.vehicle_id
      AND m.valid_from < s.end_ts + interval '1 millisecond'
-     AND (m.valid_to IS NULL OR m.valid_to > s.start_ts + interval '1 millisecond')
+     AND (m.valid_to IS NULL OR m.valid_to > s.fold_from + interval '1 millisecond')
   ) w
   LEFT JOIN device_settings ds ON ds.device_type = w.device_type AND ds.device_id = w.device_id
 ),
@@ -164,7 +177,7 @@ export const SESSIONS_SQL = `
 WITH ${SPANS},
 ${WINDOWS},
 ${FOLDED}
-SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running,
+SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running, s.continues,
        coalesce(array_agg(DISTINCT w.device_id) FILTER (WHERE w.role = 'ac'), '{}') AS meter_ids,
        sum(f.energy) FILTER (WHERE w.role = 'ac') AS ac_kwh,
        sum(f.energy) FILTER (WHERE w.role = 'dc') AS dc_kwh,
@@ -174,11 +187,12 @@ SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.
        min(f.soc_start) FILTER (WHERE w.role = 'dc') AS soc_start,
        min(f.soc_end) FILTER (WHERE w.role = 'dc') AS soc_end,
        sum(f.temp_sum) FILTER (WHERE w.role = 'dc') / nullif(sum(f.temp_count) FILTER (WHERE w.role = 'dc'), 0) AS temp_mean,
+       coalesce(sum(f.temp_count) FILTER (WHERE w.role = 'dc'), 0)::int AS temp_count,
        max(f.temp_max) FILTER (WHERE w.role = 'dc') AS temp_max
 FROM spans s
 JOIN windows w ON w.vehicle_id = s.vehicle_id AND w.key = s.key
 LEFT JOIN folded f ON f.wid = w.wid
-GROUP BY s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running
+GROUP BY s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running, s.continues
 ORDER BY s.vehicle_id, s.start_ts`;
 
 /**
@@ -205,6 +219,8 @@ export function bindSessionSql(
   values: {
     VEHICLES: string[];
     FROMS: Date[];
+    /** Per vehicle, the open session continued from its `from` (see above), or null. */
+    OPENS?: ({ start: Date; end: Date } | null)[];
     TO: Date;
     GAP: number;
     MODE: string;
@@ -213,17 +229,23 @@ export function bindSessionSql(
 ): { sql: string; bindings: unknown[] } {
   const bindings: unknown[] = [];
   const first = new Date(Math.min(...values.FROMS.map((d) => d.getTime())) - values.GAP * 1000);
-  const named = { ...values, FIRST: first };
+  const opens = values.OPENS ?? values.FROMS.map(() => null);
+  const named = {
+    ...values,
+    FIRST: first,
+    OPEN_STARTS: opens.map((o) => o?.start ?? null),
+    OPEN_ENDS: opens.map((o) => o?.end ?? null),
+  };
   const sql = template.replace(
-    /\$(VEHICLES|FROMS|TO|GAP|MODE|KEY|FIRST)\b/g,
+    /\$(VEHICLES|FROMS|OPEN_STARTS|OPEN_ENDS|TO|GAP|MODE|KEY|FIRST)\b/g,
     (_m, name: string) => {
       const value = named[name as keyof typeof named];
       if (name === 'GAP') {
         bindings.push(`${value as number} seconds`);
         return '?::interval';
       }
-      if (name === 'FROMS') {
-        bindings.push((value as Date[]).map((d) => d.toISOString()));
+      if (name === 'FROMS' || name === 'OPEN_STARTS' || name === 'OPEN_ENDS') {
+        bindings.push((value as (Date | null)[]).map((d) => d?.toISOString() ?? null));
         return '?';
       }
       bindings.push(value);

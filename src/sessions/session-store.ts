@@ -23,6 +23,8 @@ export interface SessionRow {
   socStart: number | null;
   socEnd: number | null;
   tempMean: number | null;
+  /** Vehicle readings with a battery temperature (what tempMean averages); 0 for kept rows. */
+  tempCount: number;
   tempMax: number | null;
   /** The drift baseline stored with a kept session; null: to be computed (see baselines). */
   baseline: Baseline | null;
@@ -51,6 +53,11 @@ export interface LiveFrom {
   vehicleId: string;
   /** Kept sessions starting at or after this are replaced by live ones. */
   from: Date;
+  /**
+   * The detected session going on where the vehicle's sessions are built, as built (it starts at
+   * `from`), when nothing before its end changed since: live computing continues it from its end.
+   */
+  open?: SessionRow | null;
 }
 
 interface SqlSession {
@@ -70,9 +77,12 @@ interface SqlSession {
   soc_start: number | null;
   soc_end: number | null;
   temp_mean: number | null;
+  temp_count?: number;
   temp_max: number | null;
   baseline_median?: number | null;
   baseline_sessions?: number | null;
+  /** A computed open session's continuation (see session-sql.ts). */
+  continues?: boolean;
 }
 
 const toSession = (r: SqlSession): SessionRow => ({
@@ -92,6 +102,7 @@ const toSession = (r: SqlSession): SessionRow => ({
   socStart: r.soc_start,
   socEnd: r.soc_end,
   tempMean: r.temp_mean,
+  tempCount: r.temp_count ?? 0,
   tempMax: r.temp_max,
   baseline:
     r.baseline_sessions === null || r.baseline_sessions === undefined
@@ -141,6 +152,40 @@ const toRow = (s: SessionRow) => ({
   baseline_sessions: s.baseline?.sessions ?? null,
 });
 
+/** An open session as stored in session_built.open_session (JSON: its times as text). */
+const openFromJson = (json: SessionRow | null): SessionRow | null =>
+  json && { ...json, start: new Date(json.start), end: new Date(json.end), baseline: null };
+
+const addOrNull = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : a + b);
+const maxOrNull = (a: number | null, b: number | null) =>
+  a === null ? b : b === null ? a : Math.max(a, b);
+
+/**
+ * An open session as built, continued by `rest` (what a live computation folded after its end):
+ * what the session computed whole would be (sums in another order: float rounding only).
+ */
+function continued(open: SessionRow, rest: SessionRow): SessionRow {
+  const tempCount = open.tempCount + rest.tempCount;
+  const tempSum = (open.tempMean ?? 0) * open.tempCount + (rest.tempMean ?? 0) * rest.tempCount;
+  return {
+    ...open,
+    end: rest.end,
+    meterIds: rest.meterIds.every((m) => open.meterIds.includes(m))
+      ? open.meterIds
+      : [...new Set([...open.meterIds, ...rest.meterIds])].sort(),
+    acKwh: addOrNull(open.acKwh, rest.acKwh),
+    dcKwh: addOrNull(open.dcKwh, rest.dcKwh),
+    vehicleReadings: open.vehicleReadings + rest.vehicleReadings,
+    meterReadings: open.meterReadings + rest.meterReadings,
+    peakAcKw: maxOrNull(open.peakAcKw, rest.peakAcKw),
+    socStart: open.socStart ?? rest.socStart,
+    socEnd: rest.socEnd ?? open.socEnd,
+    tempMean: tempCount === 0 ? null : tempSum / tempCount,
+    tempCount,
+    tempMax: maxOrNull(open.tempMax, rest.tempMax),
+  };
+}
+
 /** Charging sessions: computing them from history, and the ones the builder keeps. */
 export class SessionStore {
   constructor(
@@ -161,7 +206,9 @@ export class SessionStore {
     if (targets.length === 0) return [];
     const { sql, bindings } = bindSessionSql(SESSIONS_SQL, {
       VEHICLES: targets.map((t) => t.vehicleId),
-      FROMS: targets.map((t) => t.from),
+      // An open session continues from its last charging reading, read again.
+      FROMS: targets.map((t) => t.open?.end ?? t.from),
+      OPENS: targets.map((t) => t.open ?? null),
       TO: to,
       GAP: this.config.sessionGapS,
       MODE: this.config.energyReadings,
@@ -173,8 +220,13 @@ export class SessionStore {
       ? await asPrepared(generic.raw(sql, bindings as Knex.RawBinding[]), sql, true)
       : await db.raw(sql, bindings as Knex.RawBinding[]);
     const from = new Map(targets.map((t) => [t.vehicleId, t.from.getTime()]));
+    const open = new Map(targets.flatMap((t) => (t.open ? [[t.vehicleId, t.open]] : [])));
     return (result.rows as SqlSession[])
-      .map(toSession)
+      .map((r) => {
+        const session = toSession(r);
+        const kept = r.continues ? open.get(r.vehicle_id) : undefined;
+        return kept ? continued(kept, session) : session;
+      })
       .filter((s) => s.start.getTime() >= (from.get(s.vehicleId) ?? 0));
   }
 
@@ -232,28 +284,43 @@ export class SessionStore {
                  WHERE p.device_type = 'meter'`;
     const result = await this.db.raw(
       `WITH vehicles AS (${candidates}),
-       cut AS (
-         SELECT v.vehicle_id, least(
-           coalesce(b.open_since, b.built_to - ?::interval, ?::timestamptz),
-           (SELECT d.since - ?::interval FROM session_dirty d WHERE d.vehicle_id = v.vehicle_id),
-           (SELECT min(p.quarter) - ?::interval FROM rollup_pending p
-             WHERE p.device_type = 'vehicle' AND p.device_id = v.vehicle_id),
-           (SELECT min(p.quarter) - ?::interval FROM vehicle_meter_map m
-             JOIN rollup_pending p ON p.device_type = 'meter' AND p.device_id = m.meter_id
-              AND m.valid_from < p.quarter + interval '15 minutes'
-              AND (m.valid_to IS NULL OR m.valid_to > p.quarter)
-             WHERE m.vehicle_id = v.vehicle_id)) AS at
+       changes AS (
+         SELECT v.vehicle_id, b.built_to, b.open_since, b.open_session,
+                (SELECT d.since FROM session_dirty d WHERE d.vehicle_id = v.vehicle_id) AS marked,
+                least(
+                  (SELECT min(p.quarter) FROM rollup_pending p
+                    WHERE p.device_type = 'vehicle' AND p.device_id = v.vehicle_id),
+                  (SELECT min(p.quarter) FROM vehicle_meter_map m
+                    JOIN rollup_pending p ON p.device_type = 'meter' AND p.device_id = m.meter_id
+                     AND m.valid_from < p.quarter + interval '15 minutes'
+                     AND (m.valid_to IS NULL OR m.valid_to > p.quarter)
+                    WHERE m.vehicle_id = v.vehicle_id)) AS pending
          FROM vehicles v LEFT JOIN session_built b USING (vehicle_id)
+       ),
+       cut AS (
+         SELECT c.*, least(coalesce(c.open_since, c.built_to - ?::interval, ?::timestamptz),
+                           c.marked - ?::interval, c.pending - ?::interval) AS at
+         FROM changes c
+       ),
+       live AS (
+         SELECT c.*, least(c.at, (SELECT min(s.start_ts) FROM charging_sessions s
+                                  WHERE s.vehicle_id = c.vehicle_id AND s.end_ts >= c.at)) AS live_from
+         FROM cut c
        )
-       SELECT c.vehicle_id,
-              least(c.at, (SELECT min(s.start_ts) FROM charging_sessions s
-                           WHERE s.vehicle_id = c.vehicle_id AND s.end_ts >= c.at)) AS live_from
-       FROM cut c`,
-      [...(vehicleIds !== null ? [vehicleIds] : []), gap, fallback, gap, gap, gap],
+       SELECT vehicle_id, live_from,
+              -- Continued only when live computing starts at it and nothing before its end changed.
+              CASE WHEN live_from = open_since AND marked IS NULL
+                        AND coalesce(pending > (open_session->>'end')::timestamptz, true)
+                   THEN open_session END AS open_session
+       FROM live`,
+      [...(vehicleIds !== null ? [vehicleIds] : []), gap, fallback, gap, gap],
     );
-    return (result.rows as { vehicle_id: string; live_from: Date }[]).map((r) => ({
+    return (
+      result.rows as { vehicle_id: string; live_from: Date; open_session: SessionRow | null }[]
+    ).map((r) => ({
       vehicleId: r.vehicle_id,
       from: r.live_from,
+      open: openFromJson(r.open_session),
     }));
   }
 
@@ -280,14 +347,15 @@ export class SessionStore {
 
   /**
    * Replaces a vehicle's kept sessions from `from` on with `sessions` (those final by then), and
-   * records how far it is built; its session mark is removed, or moved on to `nextSince` when
-   * there is more to build, unless something marked it again meanwhile. One transaction.
+   * records how far it is built (and the detected session still going on there, as built so far);
+   * its session mark is removed, or moved on to `nextSince` when there is more to build, unless
+   * something marked it again meanwhile. One transaction.
    */
   async keep(
     vehicleId: string,
     from: Date,
     sessions: SessionRow[],
-    built: { to: Date; openSince: Date | null },
+    built: { to: Date; openSince: Date | null; open: SessionRow | null },
     mark: { version: number; nextSince: Date | null },
   ): Promise<void> {
     await this.db.transaction(async (trx) => {
@@ -302,7 +370,12 @@ export class SessionStore {
           .merge(COLUMNS.filter((c) => c !== 'vehicle_id' && c !== 'key'));
       }
       await trx('session_built')
-        .insert({ vehicle_id: vehicleId, built_to: built.to, open_since: built.openSince })
+        .insert({
+          vehicle_id: vehicleId,
+          built_to: built.to,
+          open_since: built.openSince,
+          open_session: built.open === null ? null : JSON.stringify(built.open),
+        })
         .onConflict('vehicle_id')
         .merge();
       // Only the mark this build handled: one made meanwhile stays for the next build.

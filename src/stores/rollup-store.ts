@@ -96,6 +96,27 @@ hours AS (${upsertRollups('telemetry_hourly', 'hour', 'quarter_pieces', {
 )`;
 
 /**
+ * Marks for the session builder the vehicles whose readings, or whose meters' readings, changed in
+ * the quarters of `changed` (rows with device_type, device_id, quarter), from the first of them.
+ */
+const markSessions = (changed: string) => `
+sessions_changed AS (
+  INSERT INTO session_dirty AS s (vehicle_id, since)
+  SELECT vehicle_id, min(quarter) FROM (
+    SELECT device_id AS vehicle_id, quarter FROM ${changed} WHERE device_type = 'vehicle'
+    UNION ALL
+    SELECT m.vehicle_id, c.quarter FROM ${changed} c
+    JOIN vehicle_meter_map m ON m.meter_id = c.device_id
+     AND m.valid_from < c.quarter + interval '15 minutes'
+     AND (m.valid_to IS NULL OR m.valid_to > c.quarter)
+    WHERE c.device_type = 'meter'
+  ) changed
+  GROUP BY vehicle_id
+  ORDER BY vehicle_id
+  ON CONFLICT (vehicle_id) DO UPDATE SET since = least(s.since, EXCLUDED.since), version = s.version + 1
+)`;
+
+/**
  * Removes up to `limit` marks of quarter hours before the cutoff and rolls those quarters and
  * their hours up from history; the vehicles whose readings (or whose meters' readings) changed in
  * them get their sessions marked for the session builder.
@@ -110,21 +131,7 @@ WITH due AS (
                             ORDER BY quarter, device_type, device_id LIMIT ?))
   RETURNING d.device_type, d.device_id, d.quarter
 ),
-sessions_changed AS (
-  INSERT INTO session_dirty AS s (vehicle_id, since)
-  SELECT vehicle_id, min(quarter) FROM (
-    SELECT device_id AS vehicle_id, quarter FROM due WHERE device_type = 'vehicle'
-    UNION ALL
-    SELECT m.vehicle_id, due.quarter FROM due
-    JOIN vehicle_meter_map m ON m.meter_id = due.device_id
-     AND m.valid_from < due.quarter + interval '15 minutes'
-     AND (m.valid_to IS NULL OR m.valid_to > due.quarter)
-    WHERE due.device_type = 'meter'
-  ) changed
-  GROUP BY vehicle_id
-  ORDER BY vehicle_id
-  ON CONFLICT (vehicle_id) DO UPDATE SET since = least(s.since, EXCLUDED.since), version = s.version + 1
-),
+${markSessions('due')},
 ${upsertBothGrains(
   `
   SELECT d.device_type, d.device_id, ${RAW_PIECE}
@@ -143,12 +150,16 @@ ${upsertBothGrains(
 )}
 SELECT (SELECT count(*) FROM due)::int AS quarters, (SELECT count(*) FROM hours)::int AS hours`;
 
-/** Every hour of [?, ?) from history. */
+/**
+ * Every hour of [?, ?) from history; the sessions of the vehicles concerned are marked to be built
+ * again (history loaded from outside has not been seen by the session builder).
+ */
 const REBUILD = `
 WITH ${upsertBothGrains(`
   SELECT t.device_type, t.device_id, ${RAW_PIECE}
   FROM telemetry_history t
-  WHERE t.ts >= ? AND t.ts < ?`)}
+  WHERE t.ts >= ? AND t.ts < ?`)},
+${markSessions('quarters')}
 SELECT count(*)::int AS hours FROM hours`;
 
 const HOUR_MS = 3_600_000;
@@ -182,7 +193,8 @@ export class RollupStore {
 
   /**
    * Recomputes the rollups (both grains) of every hour touching [from, to) from history (for
-   * repairs, or history loaded from outside); returns the number of hourly rollup rows written.
+   * repairs, or history loaded from outside) and marks the sessions concerned for the session
+   * builder; returns the number of hourly rollup rows written.
    */
   async rebuild(from: Date, to: Date): Promise<number> {
     const first = new Date(Math.floor(from.getTime() / HOUR_MS) * HOUR_MS);
