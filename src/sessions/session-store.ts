@@ -282,8 +282,7 @@ export class SessionStore {
                   AND m.valid_from < p.quarter + interval '15 minutes'
                   AND (m.valid_to IS NULL OR m.valid_to > p.quarter)
                  WHERE p.device_type = 'meter'`;
-    const result = await this.db.raw(
-      `WITH vehicles AS (${candidates}),
+    const sql = `WITH vehicles AS (${candidates}),
        changes AS (
          SELECT v.vehicle_id, b.built_to, b.open_since, b.open_session,
                 (SELECT d.since FROM session_dirty d WHERE d.vehicle_id = v.vehicle_id) AS marked,
@@ -312,9 +311,13 @@ export class SessionStore {
               CASE WHEN live_from = open_since AND marked IS NULL
                         AND coalesce(pending > (open_session->>'end')::timestamptz, true)
                    THEN open_session END AS open_session
-       FROM live`,
-      [...(vehicleIds !== null ? [vehicleIds] : []), gap, fallback, gap, gap],
-    );
+       FROM live`;
+    const bindings = [...(vehicleIds !== null ? [vehicleIds] : []), gap, fallback, gap, gap];
+    // One vehicle's, on every report request, is planned once per connection, as in compute().
+    const generic = vehicleIds?.length === 1 ? this.genericDb : null;
+    const result = generic
+      ? await asPrepared(generic.raw(sql, bindings), sql, true)
+      : await this.db.raw(sql, bindings);
     return (
       result.rows as { vehicle_id: string; live_from: Date; open_session: SessionRow | null }[]
     ).map((r) => ({
