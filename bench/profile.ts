@@ -79,7 +79,9 @@ const reading = (n: number) =>
 async function loadedVehicles(): Promise<number> {
   const db = knex({ client: 'pg', connection: databaseUrl });
   try {
-    const rows = await db('vehicle_meter_map').where('vehicle_id', 'like', 'AV-%').count({ n: '*' });
+    const rows = await db('vehicle_meter_map')
+      .where('vehicle_id', 'like', 'AV-%')
+      .count({ n: '*' });
     return Number(rows[0].n);
   } finally {
     await db.destroy();
