@@ -86,6 +86,10 @@ export const settingsSchema = Type.Object({
   PORT: integer(3000, 0, 65535, { description: 'API port' }),
   FLUSHER_PORT: integer(9464, 0, 65535, { description: "flusher's health (and metrics) port" }),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info', { description: LOG_LEVELS.map(code).join(' ') }),
+  HEAP_GROWING_PERCENT: integer(20, 0, 400, {
+    description:
+      "how far a long-running process's JavaScript heap may grow past what it kept at its last full garbage collection, in percent; `0`: V8's own choice (up to 4 times under load)",
+  }),
   MAX_BATCH_READINGS: integer(5000, 1, 100_000, { description: 'readings per ingest request' }),
   BODY_LIMIT: text('4mb', {
     byteSize: { minimum: 1 * KB, maximum: 256 * MB },

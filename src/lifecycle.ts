@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8';
 import type { Logger } from './logger';
 import { StartupError } from './startup-error';
 
@@ -42,4 +43,14 @@ export function exitOnStartupFailure(err: unknown, logger: Logger): never {
   // The log line is JSON for machines; a person at a terminal gets the plain message too.
   process.stderr.write(`\nCannot start: ${message}\n\n`);
   process.exit(1);
+}
+
+/**
+ * Keeps the JavaScript heap near its live data (HEAP_GROWING_PERCENT). Under ingest load V8 let
+ * the API's heap grow to several times what it kept: 225 MB resident for about 26 MB live, 140 MB
+ * with 20 %, at a few percent of throughput (more frequent, shorter full collections). V8 reads
+ * the flag at each collection, so it applies when set at start.
+ */
+export function limitHeapGrowth(percent: number): void {
+  if (percent > 0) setFlagsFromString(`--heap-growing-percent=${percent}`);
 }

@@ -1,7 +1,7 @@
 /** Entry point of the MQTT intake process: `npm run start:mqtt`. */
 import type { Server } from 'node:http';
 import { ConfigError, loadConfig, redactUrl } from './config';
-import { exitOnStartupFailure, stopOnSignals } from './lifecycle';
+import { exitOnStartupFailure, limitHeapGrowth, stopOnSignals } from './lifecycle';
 import { createLogger } from './logger';
 import { createMqttService } from './mqtt/mqtt-service';
 import { IngestQueues } from './queue/ingest-queue';
@@ -13,6 +13,7 @@ async function main(): Promise<void> {
   let logger = createLogger({ level: 'info', name: 'mqtt' });
   try {
     const config = loadConfig(process.env);
+    limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'mqtt' });
     const { mqttUrl } = config;
     if (!mqttUrl) {

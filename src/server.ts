@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
 import { ConfigError, loadConfig, redactUrl } from './config';
 import { createDb, createGenericPlanDb } from '../db/create-db';
-import { exitOnStartupFailure, stopOnSignals } from './lifecycle';
+import { exitOnStartupFailure, limitHeapGrowth, stopOnSignals } from './lifecycle';
 import { createLogger } from './logger';
 import { createRegistry } from './metrics';
 import { startMqttIntake } from './mqtt/mqtt-intake';
@@ -18,6 +18,7 @@ async function main(): Promise<void> {
   let logger = createLogger({ level: 'info', name: 'api' });
   try {
     const config = loadConfig(process.env);
+    limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'api' });
     if (config.auth === 'on' && config.apiKeys.length === 0) {
       throw new ConfigError([
