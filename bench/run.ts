@@ -269,7 +269,7 @@ async function flushRate(redis: Redis): Promise<{ rows: number; seconds: number 
   return { rows: first.backlog, seconds: (drainedAt - first.at) / 1000 };
 }
 
-/** Waits until every marked hour is rolled up; the seconds it took. */
+/** Waits until every marked quarter hour is rolled up; the seconds it took. */
 async function waitForRollups(databaseUrl: string, since: number): Promise<number> {
   const db = knex({ client: 'pg', connection: databaseUrl });
   try {
@@ -722,7 +722,7 @@ function otherRows(r: Results): [string, string, string][] {
       '',
     ],
     [
-      'flusher: until every marked hour is rolled up (the roller runs every 10 s)',
+      'flusher: until every marked quarter hour is rolled up (the roller runs every 10 s)',
       `${fmt(r.flush.rollupsDoneS, 1)} s after the flusher started`,
       '',
     ],
