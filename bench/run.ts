@@ -13,7 +13,7 @@ import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import knex from 'knex';
+import knex, { type Knex } from 'knex';
 import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
@@ -269,12 +269,16 @@ async function flushRate(redis: Redis): Promise<{ rows: number; seconds: number 
   return { rows: first.backlog, seconds: (drainedAt - first.at) / 1000 };
 }
 
-/** Waits until every marked quarter hour is rolled up; the seconds it took. */
-async function waitForRollups(databaseUrl: string, since: number): Promise<number> {
+/** Waits until `rows` (a query of the bench database) finds none; the seconds since `since`. */
+async function waitUntilNone(
+  databaseUrl: string,
+  since: number,
+  rows: (db: Knex) => Knex.QueryBuilder,
+): Promise<number> {
   const db = knex({ client: 'pg', connection: databaseUrl });
   try {
     for (;;) {
-      const [{ count }] = await db('rollup_pending').count<{ count: string }[]>({ count: '*' });
+      const [{ count }] = await rows(db).count<{ count: string }[]>({ count: '*' });
       if (Number(count) === 0) return (Date.now() - since) / 1000;
       await sleep(200);
     }
@@ -283,21 +287,15 @@ async function waitForRollups(databaseUrl: string, since: number): Promise<numbe
   }
 }
 
+/** Waits until every marked quarter hour is rolled up; the seconds since `since`. */
+const waitForRollups = (databaseUrl: string, since: number) =>
+  waitUntilNone(databaseUrl, since, (db) => db('rollup_pending'));
+
 /** Waits until the session builder has built the analytics vehicles; the seconds since `since`. */
-async function waitForSessions(databaseUrl: string, since: number): Promise<number> {
-  const db = knex({ client: 'pg', connection: databaseUrl });
-  try {
-    for (;;) {
-      const [{ count }] = await db('session_dirty')
-        .where('vehicle_id', 'like', 'AV-%')
-        .count<{ count: string }[]>({ count: '*' });
-      if (Number(count) === 0) return (Date.now() - since) / 1000;
-      await sleep(200);
-    }
-  } finally {
-    await db.destroy();
-  }
-}
+const waitForSessions = (databaseUrl: string, since: number) =>
+  waitUntilNone(databaseUrl, since, (db) =>
+    db('session_dirty').where('vehicle_id', 'like', 'AV-%'),
+  );
 
 interface CopyResult {
   rows: number;

@@ -12,6 +12,24 @@ export function asPrepared(statement: Knex.Raw, sql: string, prepared: boolean):
   return statement.options({ name: nameOf(sql) });
 }
 
+/**
+ * `sql` on `genericDb` (db/create-db.ts createGenericPlanDb) as a named statement, planned once per
+ * connection and generically, when there is one; else on `db`, named when `prepared` is set. For
+ * the short statements over history a report runs on every request: planning them cost more than
+ * running them.
+ */
+export function onGenericPlan(
+  genericDb: Knex | null,
+  db: Knex,
+  sql: string,
+  bindings: readonly Knex.RawBinding[],
+  prepared = false,
+): Knex.Raw {
+  return genericDb
+    ? asPrepared(genericDb.raw(sql, bindings), sql, true)
+    : asPrepared(db.raw(sql, bindings), sql, prepared);
+}
+
 // The statements come in a handful of text variants, so the names are hashed once, not per call.
 const names = new Map<string, string>();
 function nameOf(sql: string): string {

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { asPrepared } from '../../db/prepared';
+import { onGenericPlan } from '../../db/prepared';
 import { historyRoleSql } from '../devices/device-kinds';
 import type { EnergyReadingsMode } from '../config';
 import { FOLD, RAW_PIECE, ROLLUP_PIECE, energyByMode, previousEnergy } from '../stores/energy-fold';
@@ -10,7 +10,8 @@ import { quarterOf } from '../stores/rollup-store';
  * each meter it was mapped to, clipped to its mapping period (AC). A device window reads, in time
  * order, the rollups of its whole hours that are up to date, the raw readings of whole hours not
  * rolled up yet (a quarter of theirs is marked in rollup_pending), and the raw readings of the
- * partial hours at its edges: index range scans only. Pieces fold with the one definition in stores/energy-fold.ts.
+ * partial hours at its edges: index range scans only. Pieces fold with the one definition in
+ * stores/energy-fold.ts.
  *
  * The statement starts from a `windows` CTE (wid, vehicle_id, role, device_type, device_id,
  * wfrom, wto); the per-vehicle report and the fleet report differ only in that CTE and in what
@@ -439,9 +440,8 @@ export class EnergyReportStore {
     const { sql, bindings } = bind(VEHICLE_REPORT, { V: vehicleId, WF: from, WT: to, MODE: mode });
     // Planning this statement costs more than running it for a day of one vehicle, even when
     // prepared (a custom plan each call: 2.6 ms a day, 0.7 ms with a generic plan).
-    const { genericDb, preparedStatements = false } = this.options;
-    if (genericDb) return asPrepared(genericDb.raw(sql, bindings), sql, true);
-    return asPrepared(this.db.raw(sql, bindings), sql, preparedStatements);
+    const { genericDb = null, preparedStatements = false } = this.options;
+    return onGenericPlan(genericDb, this.db, sql, bindings, preparedStatements);
   }
 
   /** Each device window of the vehicle's report, whole and per hour, in window then time order. */

@@ -17,9 +17,9 @@
  * its `from`, plus the one reading before), $OPEN_STARTS and $OPEN_ENDS timestamptz[] (a detected
  * session already folded up to its end, whose last charging reading is the vehicle's `from`, or
  * NULLs: see below), $TO (exclusive end), $GAP (seconds), $MODE (the default semantics), and
- * $FIRST, the earliest of the froms less the gap: no window starts
- * before it, and as a constant (computed here: `timestamptz - interval` is not one to the
- * planner) it lets the planner leave out the history partitions before it.
+ * $FIRST, the earliest of the froms less the gap: no window starts before it, and as a constant
+ * (computed here: `timestamptz - interval` is not one to the planner) it lets the planner leave
+ * out the history partitions before it.
  * The reading before a window may be older: `history_before` (a SQL function, see its migration)
  * finds it without planning every partition.
  *

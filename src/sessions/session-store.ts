@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import { asPrepared } from '../../db/prepared';
+import { onGenericPlan } from '../../db/prepared';
+import { mappedInQuarter } from '../stores/rollup-store';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
 import { DRIFT_BASELINE_DAYS } from './thresholds';
@@ -216,9 +217,7 @@ export class SessionStore {
     // One vehicle's, on every report request, is planned once per connection (it cost more to
     // plan than to run); the fleet's many vehicles are planned for their number each time.
     const generic = targets.length === 1 && db === this.db ? this.genericDb : null;
-    const result = generic
-      ? await asPrepared(generic.raw(sql, bindings as Knex.RawBinding[]), sql, true)
-      : await db.raw(sql, bindings as Knex.RawBinding[]);
+    const result = await onGenericPlan(generic, db, sql, bindings as Knex.RawBinding[]);
     const from = new Map(targets.map((t) => [t.vehicleId, t.from.getTime()]));
     const open = new Map(targets.flatMap((t) => (t.open ? [[t.vehicleId, t.open]] : [])));
     return (result.rows as SqlSession[])
@@ -264,8 +263,8 @@ export class SessionStore {
   /**
    * Where each vehicle's kept sessions end and live computing must start: at the session still
    * going on when it was built (else a gap before where it was built), earlier where its readings
-   * changed since (a session mark) or where a quarter hour of it or of its meters is still pending, and
-   * never inside a kept session. A vehicle never built starts at `fallback`.
+   * changed since (a session mark) or where a quarter hour of it or of its meters is still
+   * pending, and never inside a kept session. A vehicle never built starts at `fallback`.
    *
    * `vehicleIds`: these vehicles; null: every vehicle that has anything live (the fleet).
    */
@@ -279,8 +278,7 @@ export class SessionStore {
            UNION SELECT vehicle_id FROM session_built WHERE open_since IS NOT NULL
            UNION SELECT m.vehicle_id FROM rollup_pending p
                  JOIN vehicle_meter_map m ON m.meter_id = p.device_id
-                  AND m.valid_from < p.quarter + interval '15 minutes'
-                  AND (m.valid_to IS NULL OR m.valid_to > p.quarter)
+                  AND ${mappedInQuarter('m', 'p.quarter')}
                  WHERE p.device_type = 'meter'`;
     const sql = `WITH vehicles AS (${candidates}),
        -- Materialized, and the marks read by primary key, each meter's on its own (each OFFSET 0
@@ -298,8 +296,7 @@ export class SessionStore {
                    CROSS JOIN LATERAL (
                      SELECT q.quarter FROM rollup_pending q
                      WHERE q.device_type = 'meter' AND q.device_id = m.meter_id
-                       AND m.valid_from < q.quarter + interval '15 minutes'
-                       AND (m.valid_to IS NULL OR m.valid_to > q.quarter)
+                       AND ${mappedInQuarter('m', 'q.quarter')}
                      OFFSET 0) p
                    WHERE m.vehicle_id = v.vehicle_id
                    OFFSET 0) x) AS pending
@@ -324,9 +321,7 @@ export class SessionStore {
     const bindings = [...(vehicleIds !== null ? [vehicleIds] : []), gap, fallback, gap, gap];
     // One vehicle's, on every report request, is planned once per connection, as in compute().
     const generic = vehicleIds?.length === 1 ? this.genericDb : null;
-    const result = generic
-      ? await asPrepared(generic.raw(sql, bindings), sql, true)
-      : await this.db.raw(sql, bindings);
+    const result = await onGenericPlan(generic, this.db, sql, bindings);
     return (
       result.rows as { vehicle_id: string; live_from: Date; open_session: SessionRow | null }[]
     ).map((r) => ({

@@ -17,8 +17,8 @@ const columns = HISTORY_COLUMNS.map((c) => c.column);
 
 /**
  * One statement: insert the batch into history (duplicates skipped by the primary key) and mark
- * the quarter hours that gained readings for their rollups (see rollup-store.ts); `alongside` CTEs (the
- * status upserts) run in the same statement.
+ * the quarter hours that gained readings for their rollups (see rollup-store.ts); `alongside` CTEs
+ * (the status upserts) run in the same statement.
  */
 const insertAndMark = (alongside: CtePart[]) => `
 WITH inserted AS (

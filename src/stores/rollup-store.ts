@@ -41,6 +41,13 @@ export const quarterOf = (ts: string) =>
   `date_bin('15 minutes', ${ts}, timestamptz '2000-01-01T00:00:00Z')`;
 
 /**
+ * The mapping row `m` (vehicle_meter_map) was in force during some of the quarter hour starting
+ * at `quarter`. (Not a range over `quarter`: looked up per meter, its marks are read by key.)
+ */
+export const mappedInQuarter = (m: string, quarter: string) =>
+  `${m}.valid_from < ${quarter} + interval '15 minutes' AND (${m}.valid_to IS NULL OR ${m}.valid_to > ${quarter})`;
+
+/**
  * Folds `source` (pieces with device_type, device_id and `bucket`) into one rollup row per device
  * and bucket of `table`; `firstTs` and `lastTs` are the rows' first and last reading times.
  */
@@ -106,9 +113,7 @@ sessions_changed AS (
     SELECT device_id AS vehicle_id, quarter FROM ${changed} WHERE device_type = 'vehicle'
     UNION ALL
     SELECT m.vehicle_id, c.quarter FROM ${changed} c
-    JOIN vehicle_meter_map m ON m.meter_id = c.device_id
-     AND m.valid_from < c.quarter + interval '15 minutes'
-     AND (m.valid_to IS NULL OR m.valid_to > c.quarter)
+    JOIN vehicle_meter_map m ON m.meter_id = c.device_id AND ${mappedInQuarter('m', 'c.quarter')}
     WHERE c.device_type = 'meter'
   ) changed
   GROUP BY vehicle_id
