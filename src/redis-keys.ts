@@ -35,6 +35,11 @@ export interface RedisKeys {
   readonly keyPatterns: readonly string[];
   /** Readings PostgreSQL rejected for good, as JSON lines, for `npm run redrive`. */
   readonly deadLetters: string;
+  /**
+   * Marks a reading of a job as dead-lettered, so a job run again (a retry, a stalled job) does not
+   * list it twice; tagged to sit in the dead-letter list's slot, as one script writes both.
+   */
+  deadLettered(jobId: string, readingKey: string): string;
   /** Where dead letters were kept before sharding (still re-driven). */
   readonly legacyDeadLetters: string;
   liveState(type: string, id: string): string;
@@ -86,6 +91,8 @@ export function createRedisKeys(prefix: string): RedisKeys {
     shardHighWater: `${prefix}:queue-shards`,
     keyPatterns: [`${prefix}:*`, `{${prefix}:*`, `{${prefix}}:*`],
     deadLetters: `${prefix}:ingest:dead-letters`,
+    deadLettered: (jobId, readingKey) =>
+      `{${prefix}:ingest:dead-letters}:marked:${jobId}:${readingKey}`,
     legacyDeadLetters: legacyShard.queueKey('dead-letters'),
     liveState: (type, id) => `{${prefix}:live:${bucketOf(id)}}:${type}:${id}`,
     chargePoint: (id) => `${prefix}:ocpp:cp:${id}`,

@@ -1,9 +1,13 @@
-import type { Queue } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
 import { createRedisKeys } from '../src/redis-keys';
 import type { Reading } from '../src/devices/device-kinds';
 import type { IngestJobData } from '../src/queue/ingest-queue';
 import { chunk } from '../src/telemetry/group-commit';
 import { redrive } from '../workers/redrive';
+import { createFlushProcessor } from '../workers/flush-processor';
+import { PartitionMaintainer } from '../workers/partition-maintainer';
+import { HistoryStore } from '../src/stores/history-store';
+import { StatusStore } from '../src/stores/status-store';
 import { cappedExponentialBackoff } from '../workers/flusher-service';
 import {
   openQueue,
@@ -159,6 +163,39 @@ describe('flusher in this process', () => {
       5000,
       'the reading to be dead-lettered again',
     );
+  });
+});
+
+describe('a job run again', () => {
+  test('when a job holding a refused reading runs twice (a retry or a stalled job), then the reading is dead-lettered once', async () => {
+    const keys = createRedisKeys(ctx.config.redisPrefix);
+    const flush = createFlushProcessor({
+      db: ctx.db,
+      redis: ctx.redis,
+      shard: keys.shards(1)[0],
+      deadLetters: { list: keys.deadLetters, marked: keys.deadLettered },
+      historyStore: new HistoryStore(ctx.db),
+      statusStore: new StatusStore(ctx.db),
+      partitions: new PartitionMaintainer({ db: ctx.db, config: ctx.config, logger: ctx.logger }),
+      logger: ctx.logger,
+    });
+    const good = fleetReadings(2, 5, T0);
+    const poison = vehicleReading('V-poison-twice', T0, 150);
+    const job = {
+      id: `rerun-${Date.now()}`,
+      attemptsMade: 0,
+      data: { acceptedAt: Date.now(), readings: [...good, poison] },
+    } as unknown as Job<IngestJobData>;
+    const first = await flush(job);
+    const second = await flush(job);
+    expect(first).toEqual({ written: good.length, duplicates: 0, deadLettered: 1 });
+    expect(second).toEqual({ written: 0, duplicates: good.length, deadLettered: 1 });
+    const letters = await ctx.redis.lrange(keys.deadLetters, 0, -1);
+    expect(letters.map((l) => JSON.parse(l).reading)).toEqual([poison]);
+
+    // Another job holding the same reading (a re-drive) lists it again.
+    await flush({ ...job, id: `${job.id}-redriven` } as unknown as Job<IngestJobData>);
+    expect(await ctx.redis.llen(keys.deadLetters)).toBe(2);
   });
 });
 

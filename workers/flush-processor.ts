@@ -41,7 +41,28 @@ return -1
 /** Long enough to cover a job re-run after a crash between commit and completion. */
 const SETTLED_MARK_TTL_S = 900;
 
-type RedisWithSettle = RedisClient & {
+/**
+ * Lists a refused reading once per job, however often the job runs: a job retried after a later
+ * half of its batch failed for a passing reason, or re-run after a stall, meets it again.
+ */
+const DEAD_LETTER_ONCE = `
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`;
+/** A job's retries run within its backoff (minutes); a day leaves room for a paused flusher. */
+const DEAD_LETTERED_MARK_TTL_S = 86_400;
+
+type RedisWithScripts = RedisClient & {
+  deadLetterOnce(
+    numKeys: 2,
+    listKey: string,
+    markKey: string,
+    letter: string,
+    ttlS: number,
+  ): Promise<number>;
   settleBacklog(
     numKeys: 2,
     counterKey: string,
@@ -78,8 +99,8 @@ export function createFlushProcessor(deps: {
   redis: RedisClient;
   /** The queue shard its jobs come from (its backlog counter and settled marks). */
   shard: QueueShardKeys;
-  /** The Redis list readings PostgreSQL refused for good go to. */
-  deadLetters: string;
+  /** The Redis list readings PostgreSQL refused for good go to, and each one's mark. */
+  deadLetters: { list: string; marked(jobId: string, readingKey: string): string };
   historyStore: HistoryStore;
   statusStore: StatusStore;
   partitions: PartitionMaintainer;
@@ -89,7 +110,8 @@ export function createFlushProcessor(deps: {
   onDatabaseUnavailable?: (err: unknown) => void;
 }): (job: Job<IngestJobData>) => Promise<FlushResult> {
   deps.redis.defineCommand('settleBacklog', { lua: SETTLE_BACKLOG });
-  const redis = deps.redis as RedisWithSettle;
+  deps.redis.defineCommand('deadLetterOnce', { lua: DEAD_LETTER_ONCE });
+  const redis = deps.redis as RedisWithScripts;
 
   async function writeIsolating(
     readings: Reading[],
@@ -124,7 +146,14 @@ export function createFlushProcessor(deps: {
       code: (err as { code?: string }).code,
       failedAt: new Date().toISOString(),
     };
-    await deps.redis.rpush(deps.deadLetters, JSON.stringify(letter));
+    const listed = await redis.deadLetterOnce(
+      2,
+      deps.deadLetters.list,
+      deps.deadLetters.marked(String(job.id), `${reading.type}:${reading.id}:${reading.ts}`),
+      JSON.stringify(letter),
+      DEAD_LETTERED_MARK_TTL_S,
+    );
+    if (listed === 0) return; // listed by an earlier run of this job
     deps.logger.error(
       { reading, err, jobId: job.id },
       'reading refused by PostgreSQL: dead-lettered',

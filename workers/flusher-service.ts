@@ -112,7 +112,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         db,
         redis,
         shard,
-        deadLetters: keys.deadLetters,
+        deadLetters: { list: keys.deadLetters, marked: keys.deadLettered },
         historyStore,
         statusStore,
         partitions,
