@@ -6,7 +6,12 @@ import { BackgroundTask } from './background-task';
 const QUARTER_MS = 900_000;
 /** Readings of a quarter still arrive a little after it ends; rolling up after this saves a redo. */
 const CLOSE_DELAY_MS = 120_000;
-/** Device quarters per transaction: flushes wait while one runs, so it stays short. */
+/**
+ * A quarter still gaining readings (a backlog being drained, a device catching up) is left until
+ * none came for this long: rolled up meanwhile, it would be rolled up again after every flush.
+ */
+const QUIET_MS = 30_000;
+/** Device quarters per transaction: flushes of those quarters wait while one runs. */
 const BATCH_DEVICE_QUARTERS = 2000;
 
 /**
@@ -40,27 +45,34 @@ export class RollupRoller {
     return new Date(Math.floor(now / QUARTER_MS) * QUARTER_MS);
   }
 
-  /** Rolls up every closed marked quarter now; returns how many device hours it rolled up. */
+  /**
+   * Rolls up every closed marked quarter now, quiet or not; returns how many device hours it
+   * rolled up.
+   */
   rollUpNow(closedBefore = this.closedBefore()): Promise<number> {
-    return this.task.run(() => this.rollUp(closedBefore));
+    return this.task.run(() => this.rollUp(closedBefore, null));
   }
 
-  private async rollUp(closedBefore: Date): Promise<number> {
+  private async rollUp(closedBefore: Date, quietMs: number | null): Promise<number> {
     let total = 0;
     while (!this.task.stopping()) {
       const started = Date.now();
-      const rolled = await this.deps.store.rollUpPending(closedBefore, BATCH_DEVICE_QUARTERS);
+      const rolled = await this.deps.store.rollUpPending(
+        closedBefore,
+        BATCH_DEVICE_QUARTERS,
+        quietMs,
+      );
       total += rolled.hours;
       if (rolled.quarters < BATCH_DEVICE_QUARTERS) break;
-      // Flushes wait while a batch holds the lock: after a backlog of old hours, give them as
-      // long again before the next batch, so catching up never starves ingest's durability.
+      // Catching up on old hours: PostgreSQL's time goes to rollups instead of flushes; give
+      // flushes as long again before the next batch, so catching up never starves durability.
       await setTimeout(Date.now() - started);
     }
     return total;
   }
 
   start(): void {
-    this.task.start(() => this.rollUp(this.closedBefore()));
+    this.task.start(() => this.rollUp(this.closedBefore(), QUIET_MS));
   }
 
   /** Stops the schedule; a run in progress ends after its current transaction. */

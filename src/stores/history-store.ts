@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { asPrepared } from '../../db/prepared';
 import { DEVICE_TYPES, HISTORY_COLUMNS, type Reading } from '../devices/device-kinds';
-import { quarterOf } from './rollup-store';
+import { markQuarters } from './rollup-store';
 import type { CtePart } from './status-store';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -28,12 +28,7 @@ WITH inserted AS (
   ON CONFLICT DO NOTHING
   RETURNING device_type, device_id, ts
 ),
-marked AS (
-  INSERT INTO rollup_pending (device_type, device_id, quarter)
-  SELECT DISTINCT device_type, device_id, ${quarterOf('ts')} FROM inserted
-  ORDER BY 1, 2, 3
-  ON CONFLICT DO NOTHING
-)${alongside.map((part) => `,\n${part.sql}`).join('')}
+marked AS (${markQuarters('inserted')})${alongside.map((part) => `,\n${part.sql}`).join('')}
 SELECT count(*)::int AS inserted FROM inserted`;
 
 /**

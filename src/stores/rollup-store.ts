@@ -13,11 +13,33 @@ import { FOLD, RAW_PIECE, previousEnergy, rollupPiece } from './energy-fold';
  * reading marks its quarter again and it is rolled up again. The hour in progress thus has rollups
  * for its closed quarters: a report that ends now reads raw only the quarter in progress.
  *
- * Rolling up first takes a lock on rollup_pending that waits for every flush in flight and holds
- * new ones back until the rollup commits: a flush can then never add a reading to an hour between
- * the moment its mark is removed and the moment its rollup is computed.
+ * A rollup must never remove a mark while a flush that relied on it (found it there, so added
+ * none) has not committed: the rollup would miss that flush's readings and leave no mark. So a
+ * flush locks every mark it finds, and a rollup first locks the marks it takes (waiting for the
+ * flushes holding them), then reads history in a later statement, which sees those flushes. A
+ * flush meeting a mark a rollup holds waits for it, then adds the mark again. Flushes of other
+ * quarters never wait for a rollup; rollups take turns among themselves (an hour is recomputed
+ * from its quarters, which a concurrent rollup might be changing).
  */
+const ROLLUPS_TAKE_TURNS = 'SELECT pg_advisory_xact_lock(hashtext(?))';
+const ROLLUPS_LOCK_NAME = 'energy rollups';
+/** A rebuild also holds every flush back: it deletes and recomputes whole hours at once. */
 const LOCK_PENDING = 'LOCK TABLE rollup_pending IN SHARE ROW EXCLUSIVE MODE';
+
+/** A mark's touched_at is refreshed at most this often: most flushes only lock the mark. */
+const TOUCH_REFRESH = "interval '10 seconds'";
+
+/**
+ * Marks the quarters of `inserted` (rows with device_type, device_id, ts), in key order (so that
+ * flushes lock marks in one order). An existing mark is locked even when the WHERE leaves it as
+ * it is: that is how ON CONFLICT DO UPDATE works, and what a rollup taking it waits for.
+ */
+export const markQuarters = (inserted: string) => `
+  INSERT INTO rollup_pending AS p (device_type, device_id, quarter)
+  SELECT DISTINCT device_type, device_id, ${quarterOf('ts')} FROM ${inserted}
+  ORDER BY 1, 2, 3
+  ON CONFLICT (device_type, device_id, quarter) DO UPDATE SET touched_at = now()
+    WHERE p.touched_at < now() - ${TOUCH_REFRESH}`;
 
 const ROLLUP_COLUMNS = [
   'readings',
@@ -126,14 +148,26 @@ sessions_changed AS (
  * their hours up from history; the vehicles whose readings (or whose meters' readings) changed in
  * them get their sessions marked for the session builder.
  */
+/**
+ * Locks up to `limit` marks of quarters before the cutoff, oldest first, that gained no reading
+ * for some milliseconds (NULL: whichever), in key order (as flushes lock them); returns their row addresses.
+ * By row address: joined to a LIMIT subquery, the planner (expecting one mark, as the table's
+ * statistics say between its bursts) compared every mark with every other (2,000 marks: 4 million
+ * comparisons, 2.5 s).
+ */
+const TAKE_MARKS = `
+SELECT p.ctid::text AS address FROM rollup_pending p
+WHERE p.ctid = ANY (ARRAY(SELECT ctid FROM rollup_pending
+                          WHERE quarter < ?
+                            AND (?::int IS NULL OR touched_at < now() - ?::int * interval '1 ms')
+                          ORDER BY quarter, device_type, device_id LIMIT ?))
+ORDER BY p.device_type, p.device_id, p.quarter
+FOR UPDATE`;
+
+/** Removes the marks taken (locked, they stay at their addresses), rolling them up. */
 const ROLL_UP_PENDING = `
 WITH due AS (
-  -- By row address: joined to a LIMIT subquery, the planner (expecting one mark, as the table's
-  -- statistics say between its bursts) compared every mark with every other (2,000 marks: 4
-  -- million comparisons, 2.5 s while flushes wait on the lock). The lock keeps the rows in place.
-  DELETE FROM rollup_pending d
-  WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM rollup_pending WHERE quarter < ?
-                            ORDER BY quarter, device_type, device_id LIMIT ?))
+  DELETE FROM rollup_pending d WHERE d.ctid = ANY (?::tid[])
   RETURNING d.device_type, d.device_id, d.quarter
 ),
 ${markSessions('due')},
@@ -173,17 +207,22 @@ export class RollupStore {
   constructor(private readonly db: Knex) {}
 
   /**
-   * Rolls up marked quarter hours that closed before `closedBefore`, oldest first, at most `limit`
-   * per transaction (flushes wait while it runs). Returns how many device quarters it took and
-   * how many device hours it wrote.
+   * Rolls up marked quarter hours that closed before `closedBefore` and, with `quietMs`, gained
+   * no reading for that long (by PostgreSQL's clock): oldest first, at most `limit` per transaction. Returns how many device
+   * quarters it took and how many device hours it wrote.
    */
   async rollUpPending(
     closedBefore: Date,
     limit: number,
+    quietMs: number | null = null,
   ): Promise<{ quarters: number; hours: number }> {
     return this.db.transaction(async (trx) => {
-      await trx.raw(LOCK_PENDING);
-      const result = await trx.raw(ROLL_UP_PENDING, [closedBefore, limit]);
+      await trx.raw(ROLLUPS_TAKE_TURNS, [ROLLUPS_LOCK_NAME]);
+      const taken = await trx.raw(TAKE_MARKS, [closedBefore, quietMs, quietMs, limit]);
+      const addresses = (taken.rows as { address: string }[]).map((r) => r.address);
+      if (addresses.length === 0) return { quarters: 0, hours: 0 };
+      // A statement of its own: its snapshot sees the flushes the lock waited for.
+      const result = await trx.raw(ROLL_UP_PENDING, [addresses]);
       return result.rows[0] as { quarters: number; hours: number };
     });
   }
@@ -205,6 +244,7 @@ export class RollupStore {
     const first = new Date(Math.floor(from.getTime() / HOUR_MS) * HOUR_MS);
     const end = new Date(Math.ceil(to.getTime() / HOUR_MS) * HOUR_MS);
     return this.db.transaction(async (trx) => {
+      await trx.raw(ROLLUPS_TAKE_TURNS, [ROLLUPS_LOCK_NAME]);
       await trx.raw(LOCK_PENDING);
       await trx('telemetry_hourly').where('hour', '>=', first).where('hour', '<', end).del();
       await trx('telemetry_15min').where('quarter', '>=', first).where('quarter', '<', end).del();

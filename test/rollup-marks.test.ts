@@ -1,0 +1,135 @@
+import type { Reading } from '../src/devices/device-kinds';
+import { HistoryStore } from '../src/stores/history-store';
+import { RollupStore } from '../src/stores/rollup-store';
+import { StatusStore } from '../src/stores/status-store';
+import { waitFor } from './helpers/engine';
+import { meterReading, seededRandom, shuffle, vehicleReading } from './helpers/readings';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+/**
+ * Flushes and rollups run side by side without a table lock (src/stores/rollup-store.ts): a flush
+ * locks the marks it finds, a rollup locks the marks it takes. Whatever the interleaving, once
+ * every mark is rolled up the rollups equal a rebuild from history.
+ */
+let ctx: TestContext;
+let history: HistoryStore;
+let status: StatusStore;
+let rollups: RollupStore;
+
+const T0 = Date.parse('2024-07-02T10:00:00Z');
+const QUARTER = 900_000;
+const flush = (readings: Reading[], db = ctx.db) =>
+  history.insert(readings, Date.now(), db, status.upsertParts(readings));
+
+const quarterRow = async (id: string, quarter: number) =>
+  (await ctx
+    .db('telemetry_15min')
+    .where({ device_id: id, quarter: new Date(quarter) })
+    .first('readings')) as { readings: number } | undefined;
+const marks = async (id: string) =>
+  Number((await ctx.db('rollup_pending').where({ device_id: id }).count({ n: '*' }))[0].n);
+
+/** Every rollup row, rounded, in key order. */
+async function rollupTables(): Promise<unknown[]> {
+  const rows = async (table: string, bucket: string) =>
+    (
+      await ctx.db.raw(`
+        SELECT device_type, device_id, ${bucket} AS bucket, readings,
+               round(energy_sum::numeric, 6)::float8 AS energy_sum,
+               round(register_increase::numeric, 6)::float8 AS register_increase,
+               first_ts, last_ts, first_energy, last_energy
+        FROM ${table} ORDER BY 1, 2, 3`)
+    ).rows;
+  return [await rows('telemetry_15min', 'quarter'), await rows('telemetry_hourly', 'hour')];
+}
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  history = new HistoryStore(ctx.db);
+  status = new StatusStore(ctx.db);
+  rollups = new RollupStore(ctx.db);
+  await ctx.db.raw(`SELECT ensure_history_partition('2024-07-02')`);
+});
+afterAll(() => ctx.cleanup());
+
+describe('marks shared by flushes and rollups', () => {
+  test('when a flush that found its quarter already marked has not committed, then a rollup of that quarter waits for it and includes its reading', async () => {
+    await flush([meterReading('M-wait', T0 + 60_000, 1)]);
+    const open = await ctx.db.transaction();
+    try {
+      // The mark exists: this flush adds none, it only locks it.
+      await flush([meterReading('M-wait', T0 + 120_000, 2)], open);
+      const rolling = rollups.rollUpPending(new Date(T0 + QUARTER), 1000);
+      await waitFor(
+        async () =>
+          (
+            await ctx.db.raw(
+              `SELECT 1 FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+            )
+          ).rows.length > 0,
+        5000,
+        'the rollup to wait for the flush',
+      );
+      await open.commit();
+      expect(await rolling).toEqual({ quarters: 1, hours: 1 });
+    } finally {
+      if (!open.isCompleted()) await open.rollback();
+    }
+    expect(await quarterRow('M-wait', T0)).toEqual({ readings: 2 });
+    expect(await marks('M-wait')).toBe(0);
+  });
+
+  test('when a quarter gained a reading lately, then a rollup asked for quiet quarters leaves it, and takes it once quiet', async () => {
+    const quarter = T0 + QUARTER;
+    await flush([meterReading('M-quiet', quarter + 60_000, 1)]);
+    expect(await rollups.rollUpPending(new Date(quarter + QUARTER), 1000, 30_000)).toEqual({
+      quarters: 0,
+      hours: 0,
+    });
+    expect(await marks('M-quiet')).toBe(1);
+    await ctx
+      .db('rollup_pending')
+      .where({ device_id: 'M-quiet' })
+      .update({ touched_at: ctx.db.raw(`now() - interval '1 minute'`) });
+    expect(await rollups.rollUpPending(new Date(quarter + QUARTER), 1000, 30_000)).toEqual({
+      quarters: 1,
+      hours: 1,
+    });
+    expect(await quarterRow('M-quiet', quarter)).toEqual({ readings: 1 });
+  });
+
+  test('when flushes keep landing in the quarters two rollups are rolling up, then once all is rolled up the rollups equal a rebuild', async () => {
+    const random = seededRandom(7);
+    const start = T0 + 4 * QUARTER;
+    // 6 devices, a reading every 20 s for an hour: 180 per device, in small shuffled batches.
+    const readings: Reading[] = [];
+    for (let s = 0; s < 180; s++) {
+      const ts = start + s * 20_000;
+      for (let d = 0; d < 3; d++) {
+        readings.push(meterReading(`M-race-${d}`, ts, 1 + s + d));
+        readings.push(vehicleReading(`V-race-${d}`, ts, 50, 0.1 * s));
+      }
+    }
+    const batches: Reading[][] = [];
+    const shuffled = shuffle(readings, random);
+    for (let i = 0; i < shuffled.length; i += 15) batches.push(shuffled.slice(i, i + 15));
+
+    let flushing = true;
+    const flusher = async () => {
+      while (batches.length > 0) await flush(batches.shift()!);
+    };
+    const roller = async () => {
+      while (flushing) await rollups.rollUpPending(new Date(start + 4 * QUARTER), 5);
+    };
+    const rolling = [roller(), roller()];
+    await Promise.all([flusher(), flusher(), flusher()]);
+    flushing = false;
+    await Promise.all(rolling);
+    while ((await rollups.rollUpPending(new Date(start + 4 * QUARTER), 1000)).quarters > 0);
+
+    const rolled = await rollupTables();
+    await rollups.rebuild(new Date(start), new Date(start + 4 * QUARTER));
+    expect(rolled).toEqual(await rollupTables());
+  });
+});
