@@ -11,7 +11,8 @@ const utcDay = (ms: number) =>
  * lock, so several flushers can race to create the same day safely.
  */
 export class PartitionMaintainer {
-  private readonly knownDays = new Set<string>();
+  /** Days (since the epoch) whose partition is known to exist. */
+  private readonly knownDays = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -25,13 +26,13 @@ export class PartitionMaintainer {
 
   /** Makes sure a partition exists for the day of every timestamp given. */
   async ensureFor(timestamps: number[]): Promise<void> {
-    const missing = new Set<string>();
+    const missing = new Set<number>();
     for (const ts of timestamps) {
-      const day = utcDay(ts);
+      const day = Math.floor(ts / DAY_MS);
       if (!this.knownDays.has(day)) missing.add(day);
     }
     for (const day of missing) {
-      await this.deps.db.raw('SELECT ensure_history_partition(?::date)', [day]);
+      await this.deps.db.raw('SELECT ensure_history_partition(?::date)', [utcDay(day * DAY_MS)]);
       this.knownDays.add(day);
     }
   }

@@ -1,10 +1,9 @@
 import type { Knex } from 'knex';
 import { asPrepared } from '../../db/prepared';
 import { DEVICE_TYPES, HISTORY_COLUMNS, type Reading } from '../devices/device-kinds';
+import { fromEpochMs } from './epoch-ms';
 import { markQuarters } from './rollup-store';
 import type { CtePart } from './status-store';
-
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /** The history key order: kinds in declaration order (meters first), then device id, then time. */
 export function compareKeys(a: Reading, b: Reading): number {
@@ -23,8 +22,10 @@ const columns = HISTORY_COLUMNS.map((c) => c.column);
 const insertAndMark = (alongside: CtePart[]) => `
 WITH inserted AS (
   INSERT INTO telemetry_history (device_type, device_id, ts, ${columns.join(', ')}, received_at)
-  SELECT t.*, ?::timestamptz
-  FROM unnest(?::text[], ?::text[], ?::timestamptz[]${', ?::float8[]'.repeat(columns.length)}) AS t
+  SELECT t.device_type, t.device_id, ${fromEpochMs('t.ts_ms')}, ${columns.map((c) => `t.${c}`).join(', ')},
+         ${fromEpochMs('?::float8')}
+  FROM unnest(?::text[], ?::text[]${', ?::float8[]'.repeat(columns.length + 1)})
+    AS t(device_type, device_id, ts_ms, ${columns.join(', ')})
   ON CONFLICT DO NOTHING
   RETURNING device_type, device_id, ts
 ),
@@ -59,10 +60,10 @@ export class HistoryStore {
     const rows = readings.slice().sort(compareKeys);
     const sql = insertAndMark(alongside);
     const statement = db.raw(sql, [
-      iso(receivedAt),
+      receivedAt,
       rows.map((r) => r.type),
       rows.map((r) => r.id),
-      rows.map((r) => iso(r.ts)),
+      rows.map((r) => r.ts),
       ...HISTORY_COLUMNS.map((c) => rows.map(c.valueOf)),
       ...alongside.flatMap((part) => part.bindings),
     ] as unknown as Knex.RawBinding[]);

@@ -7,6 +7,7 @@ import {
   type DeviceType,
   type Reading,
 } from '../devices/device-kinds';
+import { fromEpochMs } from './epoch-ms';
 
 /** A device's latest stored reading: its timestamp and field values by field name. */
 export interface DeviceStatus {
@@ -23,8 +24,6 @@ export function newestPerDevice<T extends { id: string; ts: number }>(readings: 
   }
   return [...newest.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
-
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /** A data-modifying CTE (`name AS (...)`) and its bindings, to run inside another statement. */
 export interface CtePart {
@@ -45,7 +44,9 @@ function upsertPart(kind: DeviceKind, readings: Reading[]): CtePart {
   return {
     sql: `${kind.type}_status_upserted AS (
           INSERT INTO ${kind.statusTable} AS s (${kind.statusIdColumn}, ts, ${columns.join(', ')})
-          SELECT * FROM unnest(?::text[], ?::timestamptz[]${', ?::float8[]'.repeat(columns.length)})
+          SELECT t.id, ${fromEpochMs('t.ts_ms')}, ${columns.map((c) => `t.${c}`).join(', ')}
+          FROM unnest(?::text[], ?::float8[]${', ?::float8[]'.repeat(columns.length)})
+            AS t(id, ts_ms, ${columns.join(', ')})
           ON CONFLICT (${kind.statusIdColumn}) DO UPDATE
             SET ts = EXCLUDED.ts, ${columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ')},
                 updated_at = now()
@@ -53,7 +54,7 @@ function upsertPart(kind: DeviceKind, readings: Reading[]): CtePart {
           RETURNING 1)`,
     bindings: [
       readings.map((r) => r.id),
-      readings.map((r) => iso(r.ts)),
+      readings.map((r) => r.ts),
       ...fields.map((f) => readings.map((r) => valuesOf(r)[f.name] ?? null)),
     ],
   };
