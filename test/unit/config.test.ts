@@ -45,7 +45,7 @@ describe('configuration defaults', () => {
       queueBatchReadings: 1000,
       maxBacklogReadings: 1_000_000,
       redisMemoryHighWater: 0.9,
-      flusherConcurrency: Math.max(2, os.availableParallelism()),
+      flusherConcurrency: Math.max(4, 2 * os.availableParallelism()),
       flusherLockMs: 30_000,
       flushAttempts: 25,
       flushBackoffMs: 1000,
@@ -357,7 +357,7 @@ describe('settings documentation', () => {
       '| `BODY_LIMIT` | `4mb` | largest body, also after gzip decompression |',
     );
     expect(rows).toContain(
-      '| `FLUSHER_CONCURRENCY` | cores, at least 2 | jobs one flusher process writes at once |',
+      '| `FLUSHER_CONCURRENCY` | twice the cores, at least 4 | jobs one flusher process writes at once |',
     );
     expect(rows).toContain(
       '| `API_KEYS` | (empty) | `name:scopes:sha256hex` entries, comma-separated (`npm run key`) |',
