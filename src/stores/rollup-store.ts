@@ -144,16 +144,11 @@ sessions_changed AS (
 )`;
 
 /**
- * Removes up to `limit` marks of quarter hours before the cutoff and rolls those quarters and
- * their hours up from history; the vehicles whose readings (or whose meters' readings) changed in
- * them get their sessions marked for the session builder.
- */
-/**
  * Locks up to `limit` marks of quarters before the cutoff, oldest first, that gained no reading
- * for some milliseconds (NULL: whichever), in key order (as flushes lock them); returns their row addresses.
- * By row address: joined to a LIMIT subquery, the planner (expecting one mark, as the table's
- * statistics say between its bursts) compared every mark with every other (2,000 marks: 4 million
- * comparisons, 2.5 s).
+ * for some milliseconds (NULL: whichever), in key order (as flushes lock them); returns their row
+ * addresses. By row address: joined to a LIMIT subquery, the planner (expecting one mark, as the
+ * table's statistics say between its bursts) compared every mark with every other (2,000 marks:
+ * 4 million comparisons, 2.5 s).
  */
 const TAKE_MARKS = `
 SELECT p.ctid::text AS address FROM rollup_pending p
@@ -164,7 +159,11 @@ WHERE p.ctid = ANY (ARRAY(SELECT ctid FROM rollup_pending
 ORDER BY p.device_type, p.device_id, p.quarter
 FOR UPDATE`;
 
-/** Removes the marks taken (locked, they stay at their addresses), rolling them up. */
+/**
+ * Removes the marks taken (locked, they stay at their addresses) and rolls those quarters and
+ * their hours up from history; the vehicles whose readings (or whose meters' readings) changed in
+ * them get their sessions marked for the session builder.
+ */
 const ROLL_UP_PENDING = `
 WITH due AS (
   DELETE FROM rollup_pending d WHERE d.ctid = ANY (?::tid[])
@@ -208,8 +207,8 @@ export class RollupStore {
 
   /**
    * Rolls up marked quarter hours that closed before `closedBefore` and, with `quietMs`, gained
-   * no reading for that long (by PostgreSQL's clock): oldest first, at most `limit` per transaction. Returns how many device
-   * quarters it took and how many device hours it wrote.
+   * no reading for that long (by PostgreSQL's clock): oldest first, at most `limit` per
+   * transaction. Returns how many device quarters it took and how many device hours it wrote.
    */
   async rollUpPending(
     closedBefore: Date,
