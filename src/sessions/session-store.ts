@@ -256,8 +256,11 @@ export class SessionStore {
       .where('end_ts', '>=', from)
       .where('start_ts', '<', to)
       .orderBy(['vehicle_id', 'start_ts']);
-    if (vehicleId !== null) query.where({ vehicle_id: vehicleId });
-    return (await query).map(toSession);
+    if (vehicleId === null) return (await query).map(toSession);
+    // One vehicle's, on every uncached report: planned once per connection.
+    const { sql, bindings } = query.where({ vehicle_id: vehicleId }).toSQL();
+    const result = await onGenericPlan(this.genericDb, this.db, sql, bindings);
+    return (result.rows as SqlSession[]).map(toSession);
   }
 
   /**
@@ -434,7 +437,10 @@ export class SessionStore {
     live: { vehicleId: string; meterId: string; start: Date; efficiency: number }[],
   ): Promise<Baseline[]> {
     if (items.length === 0) return [];
-    const result = await this.db.raw(
+    // Planned once per connection: on every uncached report, planning cost more than running it.
+    const result = await onGenericPlan(
+      this.genericDb,
+      this.db,
       // The live sessions are joined by hash on (vehicle, meter), not scanned once per session.
       `WITH live AS (
          SELECT * FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::float8[])
