@@ -60,6 +60,9 @@ export interface AppDeps {
   readinessChecks?: ReadinessChecks;
 }
 
+/** Enough reports at once to open and warm every connection of both pools, three times over. */
+const REPORT_WARM_UP = { waves: 3, concurrency: 16 };
+
 export interface Api {
   app: Express;
   /** Every route the API serves, as declared (the API document is built from them). */
@@ -69,6 +72,8 @@ export interface Api {
   /** OCPP charge points: attach it to the HTTP server that listens (`ocpp.attach(server)`). */
   ocpp: OcppEndpoint;
   registry: Registry;
+  /** Warms the report path up (PerformanceService.warmUp): run before the API takes requests. */
+  warmUp(): Promise<void>;
   /** Stops the ingest pipeline's background work and waits for accepted readings to be stored. */
   close(): Promise<void>;
 }
@@ -215,6 +220,7 @@ export function createApp({
     admission,
     ocpp: ocpp.endpoint,
     registry,
+    warmUp: () => performance.warmUp(REPORT_WARM_UP),
     async close() {
       closing = true;
       // Charge points' calls in progress are answered once their readings are stored.

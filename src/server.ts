@@ -13,6 +13,10 @@ import { createRedis, waitForRedis } from './redis';
 import { createRedisKeys } from './redis-keys';
 import { assertDependenciesReachable, postgresProblem } from './startup-checks';
 import { createIngestPipeline } from './telemetry/ingest-pipeline';
+import { withTimeout } from './with-timeout';
+
+/** A slow database must not hold the API's start for long: the warm-up only saves time. */
+const WARM_UP_TIMEOUT_MS = 15_000;
 
 async function main(): Promise<void> {
   let logger = createLogger({ level: 'info', name: 'api' });
@@ -73,6 +77,15 @@ async function main(): Promise<void> {
       readinessChecks: intake ? { mqtt: () => intake.ready() } : {},
     });
 
+    if (!postgres) {
+      const started = Date.now();
+      try {
+        await withTimeout(api.warmUp(), WARM_UP_TIMEOUT_MS, 'report warm-up');
+        logger.info({ ms: Date.now() - started }, 'report path warmed up');
+      } catch (err) {
+        logger.warn({ err }, 'report warm-up did not finish: the first reports will be slower');
+      }
+    }
     const server: Server = await new Promise((resolve) => {
       const s = api.app.listen(config.port, () => resolve(s));
     });

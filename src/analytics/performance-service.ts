@@ -63,6 +63,24 @@ export class PerformanceService {
     return { ...report, cache: this.deps.cache.enabled ? 'miss' : 'off' };
   }
 
+  /**
+   * Runs the report path `waves` times, `concurrency` reports at once, for a vehicle that does not
+   * exist: each PostgreSQL connection's first statements load its catalog caches and plan them
+   * (100-200 ms), and V8 compiles the code, which otherwise the first real reports after a start
+   * would wait for (at 100 uncached reports/s: p95 150-310 ms over the first 5 s, 12-14 ms after).
+   */
+  async warmUp({ waves, concurrency }: { waves: number; concurrency: number }): Promise<void> {
+    const to = new Date();
+    const from = new Date(to.getTime() - 24 * HOUR_MS);
+    for (let wave = 0; wave < waves; wave++) {
+      await Promise.all(
+        Array.from({ length: concurrency }, (_, i) =>
+          this.compute(`warm-up-${wave}-${i}`, from, to).catch(() => undefined),
+        ),
+      );
+    }
+  }
+
   private async compute(
     vehicleId: string,
     from: Date,
