@@ -285,9 +285,9 @@ export class SessionStore {
                  WHERE p.device_type = 'meter'`;
     const sql = `WITH vehicles AS (${candidates}),
        -- Materialized, and the marks read by primary key, each meter's on its own (each OFFSET 0
-       -- keeps the planner from merging the subquery back: it then walked the time index for
-       -- min(), or read every meter mark when its statistics said there were few): otherwise
-       -- every mark was scanned, several times (10-13 ms with 10,000 marks).
+       -- keeps the planner from merging the subquery back: it then walked the quarter index, since
+       -- dropped, for min(), or read every meter mark when its statistics said there were few):
+       -- otherwise every mark was scanned, several times (10-13 ms with 10,000 marks).
        changes AS MATERIALIZED (
          SELECT v.vehicle_id, b.built_to, b.open_since, b.open_session,
                 (SELECT d.since FROM session_dirty d WHERE d.vehicle_id = v.vehicle_id) AS marked,
