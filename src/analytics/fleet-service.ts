@@ -63,7 +63,7 @@ export class FleetService {
     const cache: FleetReport['cache'] = snapshot ? 'hit' : this.deps.cache.enabled ? 'miss' : 'off';
     if (!snapshot) {
       snapshot = this.toSnapshot(await this.deps.store.fleet(from, to, config.energyReadings));
-      await this.deps.cache.set(key, snapshot);
+      this.deps.cache.set(key, snapshot);
     }
     let withAlerts: FleetVehicle[] = snapshot.vehicles.map((v) => ({
       ...v,

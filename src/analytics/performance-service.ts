@@ -59,7 +59,7 @@ export class PerformanceService {
     if (cached) return { ...cached, cache: 'hit' };
     const report = await this.compute(vehicleId, from, to, options.bucket);
     this.deps.metrics?.onReport(report.energy.alert);
-    await this.deps.cache.set(cacheKey, report);
+    this.deps.cache.set(cacheKey, report);
     return { ...report, cache: this.deps.cache.enabled ? 'miss' : 'off' };
   }
 

@@ -32,10 +32,12 @@ export class ReportCache<T> {
     }
   }
 
-  async set(key: string, value: T): Promise<void> {
+  /**
+   * Stores without waiting: the caller answers at once. Redis runs one connection's commands in
+   * order, so a later `get` through this client already sees the value.
+   */
+  set(key: string, value: T): void {
     if (!this.enabled) return;
-    await this.deps.redis
-      .set(key, JSON.stringify(value), 'EX', this.deps.ttlS)
-      .catch(() => undefined);
+    this.deps.redis.set(key, JSON.stringify(value), 'EX', this.deps.ttlS).catch(() => undefined);
   }
 }

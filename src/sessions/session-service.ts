@@ -64,15 +64,16 @@ export class SessionService {
   private async collect(vehicleId: string | null, from: Date, to: Date): Promise<Collected> {
     const { store } = this.deps;
     const now = this.now();
-    const live = await store.liveFrom(
-      vehicleId === null ? null : [vehicleId],
-      new Date(from.getTime() - UNBUILT_LOOKBACK_MS),
-    );
-    const liveFrom = new Map(live.map((l) => [l.vehicleId, l.from.getTime()]));
-    const [kept, computed] = await Promise.all([
+    // The kept sessions do not depend on where live computing starts: read both at once.
+    const [live, kept] = await Promise.all([
+      store.liveFrom(
+        vehicleId === null ? null : [vehicleId],
+        new Date(from.getTime() - UNBUILT_LOOKBACK_MS),
+      ),
       store.kept(vehicleId, from, to),
-      store.compute(live, now),
     ]);
+    const liveFrom = new Map(live.map((l) => [l.vehicleId, l.from.getTime()]));
+    const computed = await store.compute(live, now);
     return {
       rows: [
         ...kept.filter((s) => s.start.getTime() < (liveFrom.get(s.vehicleId) ?? Infinity)),
@@ -140,7 +141,7 @@ export class SessionService {
     const hit = await this.deps.cache.get(key);
     if (hit) return { sessions: hit, cache: 'hit' as const };
     const sessions = await compute();
-    await this.deps.cache.set(key, sessions);
+    this.deps.cache.set(key, sessions);
     return { sessions, cache: this.deps.cache.enabled ? ('miss' as const) : ('off' as const) };
   }
 
