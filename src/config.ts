@@ -114,6 +114,10 @@ export const settingsSchema = Type.Object({
     defaultText: 'twice the cores, at least 4',
     description: 'jobs one flusher process writes at once',
   }),
+  FLUSHER_NICE: integer(10, 0, 19, {
+    description:
+      "the flusher's CPU priority below the API's, as nice(1): where they share cores, requests are answered first and the flusher catches up in between; 0: the same priority",
+  }),
   FLUSHER_LOCK_MS: integer(30_000, 1000, 600_000, {
     description: "job lock; a crashed flusher's job runs again after about this long",
   }),

@@ -1,4 +1,5 @@
 import type { Job, Queue } from 'bullmq';
+import { readFileSync } from 'node:fs';
 import { createRedisKeys } from '../src/redis-keys';
 import type { Reading } from '../src/devices/device-kinds';
 import type { IngestJobData } from '../src/queue/ingest-queue';
@@ -413,6 +414,21 @@ describe('flusher processes', () => {
         code: 0,
         log: '',
       });
+    }
+  });
+
+  test('when a flusher process starts, then it lowers its CPU priority to FLUSHER_NICE', async () => {
+    const flusher = startProcess('workers/flusher.ts', envFor(ctx.config, { FLUSHER_NICE: '7' }));
+    // Field 19 of /proc/<pid>/stat is the nice value; the process sets it once configured.
+    const nice = () => {
+      const stat = readFileSync(`/proc/${flusher.child.pid}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    };
+    try {
+      await waitFor(async () => nice() === 7, 20_000, 'the flusher to lower its priority');
+    } finally {
+      flusher.child.kill('SIGTERM');
+      await flusher.exited;
     }
   });
 

@@ -2,7 +2,12 @@
 import type { Server } from 'node:http';
 import { createDb } from '../db/create-db';
 import { loadConfig } from '../src/config';
-import { exitOnStartupFailure, limitHeapGrowth, stopOnSignals } from '../src/lifecycle';
+import {
+  exitOnStartupFailure,
+  limitHeapGrowth,
+  lowerCpuPriority,
+  stopOnSignals,
+} from '../src/lifecycle';
 import { createLogger } from '../src/logger';
 import { createRedis, waitForRedis } from '../src/redis';
 import { assertRedisReachable } from '../src/startup-checks';
@@ -17,6 +22,7 @@ async function main(): Promise<void> {
     const config = loadConfig(process.env);
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'flusher' });
+    lowerCpuPriority(config.flusherNice, logger);
     // Readings wait in Redis: without PostgreSQL the flusher starts paused, and writes once it is back.
     await assertRedisReachable(config);
 
