@@ -1,5 +1,6 @@
 import request from 'supertest';
-import { SessionStore } from '../src/sessions/session-store';
+import type { Knex } from 'knex';
+import { SessionStore, type LiveFrom, type SessionRow } from '../src/sessions/session-store';
 import { RollupStore } from '../src/stores/rollup-store';
 import { SessionBuilder } from '../workers/session-builder';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
@@ -559,5 +560,127 @@ describe('an open session continued from where it was built', () => {
       vehicle('V-oi', 0.1)(T('10:05') + 30_000),
     ]);
     await expectSameAsWhole(false);
+  });
+});
+
+describe('the builder continuing the session still going on', () => {
+  const T = (hhmm: string) => at('22', hhmm);
+  let e: TestEngine;
+  /** Every computation the builder asks for: where it starts reading, continuing or not. */
+  const computed: { readFrom: string; continued: boolean }[] = [];
+  let store: SessionStore;
+
+  class RecordingStore extends SessionStore {
+    override async compute(targets: LiveFrom[], to: Date, db?: Knex): Promise<SessionRow[]> {
+      for (const t of targets) {
+        computed.push({ readFrom: iso((t.open?.end ?? t.from).getTime()), continued: !!t.open });
+      }
+      return super.compute(targets, to, db);
+    }
+  }
+
+  /** Charging (0.2 kWh DC, 0.25 AC a minute) where `charging` says, every minute of [from, to]. */
+  function minutes(from: number, to: number, charging: (ts: number) => boolean) {
+    const readings: object[] = [];
+    for (let ts = from; ts <= to; ts += MIN) {
+      const on = charging(ts);
+      readings.push(
+        vehicle('V-ob', on ? 0.2 : 0, 40 + (ts - T('10:00')) / MIN / 10, 25 + ((ts / MIN) % 7))(ts),
+        meter('M-ob', on ? 0.25 : 0)(ts),
+      );
+    }
+    return readings;
+  }
+
+  /** The session as kept (built or still going on), its figures to 9 digits. */
+  const figures = (s: SessionRow) => ({
+    start: iso(s.start.getTime()),
+    end: iso(s.end.getTime()),
+    acKwh: s.acKwh?.toFixed(9),
+    dcKwh: s.dcKwh?.toFixed(9),
+    readings: [s.vehicleReadings, s.meterReadings],
+    peakAcKw: s.peakAcKw?.toFixed(9),
+    soc: [s.socStart, s.socEnd],
+    tempMean: s.tempMean?.toFixed(9),
+    tempMax: s.tempMax,
+  });
+
+  /** Rolls up and builds to `horizon`; returns the session kept there, open or final. */
+  async function buildTo(hhmm: string): Promise<SessionRow> {
+    const horizon = new Date(T(hhmm));
+    await new RollupStore(e.ctx.db).rollUpPending(horizon, 100_000);
+    await new SessionBuilder({
+      store,
+      horizon: () => horizon,
+      config: e.ctx.config,
+      logger: e.ctx.logger,
+    }).buildNow();
+    const built = await e.ctx.db('session_built').where({ vehicle_id: 'V-ob' }).first();
+    if (built.open_session) {
+      const open = built.open_session as SessionRow;
+      return { ...open, start: new Date(open.start), end: new Date(open.end) };
+    }
+    const [kept] = await store.kept('V-ob', new Date(T('00:00')), horizon);
+    return kept;
+  }
+
+  /** The same session computed from scratch, from the day's start. */
+  async function whole(hhmm: string): Promise<SessionRow> {
+    const sessions = await new SessionStore(e.ctx.db, e.ctx.config).compute(
+      [{ vehicleId: 'V-ob', from: new Date(T('00:00')) }],
+      new Date(T(hhmm)),
+    );
+    expect(sessions).toHaveLength(1);
+    return sessions[0];
+  }
+
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await e.flusher.flusher.rollups.stop();
+    await e.flusher.flusher.sessions.stop();
+    store = new RecordingStore(e.ctx.db, e.ctx.config);
+    await map(e, 'V-ob', 'M-ob', '2024-05-01T00:00:00Z');
+  });
+  afterAll(() => e.stop());
+
+  test('when a session is built again while charging, then it is read on from its end, and kept as computed whole; a late reading inside it has it read whole again', async () => {
+    await ingest(
+      e,
+      minutes(T('10:00'), T('11:20'), () => true),
+    );
+    expect(figures(await buildTo('11:15'))).toEqual(figures(await whole('11:15')));
+    // The first build reads from the mapping's start (it marked the vehicle from there).
+    expect(computed.splice(0).map((c) => c.continued)).toEqual([false]);
+
+    // Still charging: only what came after the kept end (11:14) is read.
+    await ingest(
+      e,
+      minutes(T('11:21'), T('11:50'), () => true),
+    );
+    const continued = await buildTo('11:45');
+    expect(figures(continued)).toEqual(figures(await whole('11:45')));
+    expect(figures(continued).end).toBe(iso(T('11:44')));
+    expect(computed.splice(0)).toEqual([{ readFrom: iso(T('11:14')), continued: true }]);
+
+    // A late reading inside the kept session: read whole again, from its start.
+    await ingest(e, [vehicle('V-ob', 0.1, 45, 30)(T('10:30') + 30_000)]);
+    await ingest(
+      e,
+      minutes(T('11:51'), T('12:05'), () => true),
+    );
+    expect(figures(await buildTo('12:00'))).toEqual(figures(await whole('12:00')));
+    expect(computed.splice(0)).toEqual([{ readFrom: iso(T('09:50')), continued: false }]);
+
+    // It stops: continued to its end, it is final and kept as computed whole.
+    await ingest(
+      e,
+      minutes(T('12:06'), T('12:40'), (ts) => ts < T('12:10')),
+    );
+    const final = await buildTo('12:30');
+    expect(figures(final)).toEqual(figures(await whole('12:30')));
+    expect(figures(final).end).toBe(iso(T('12:09')));
+    expect(computed.splice(0)).toEqual([{ readFrom: iso(T('11:59')), continued: true }]);
+    const built = await e.ctx.db('session_built').where({ vehicle_id: 'V-ob' }).first();
+    expect(built.open_session).toBeNull();
   });
 });

@@ -13,8 +13,9 @@ const MAX_ROUNDS = 100;
  * Keeps charging sessions (src/sessions/session-sql.ts) up to date in the flusher's background:
  * for each vehicle marked as changed (its readings, its meters' readings in rolled-up quarter
  * hours, its mapping or an OCPP transaction), computes its sessions again from the first one the
- * change can reach, up to `horizon` (where closed quarter hours end), and keeps those that are
- * final there. What is newer is computed live by reports.
+ * change can reach (continuing the session still going on where it was built when the change
+ * is after it), up to `horizon` (where closed quarter hours end), and keeps those that are final
+ * there. What is newer is computed live by reports.
  */
 export class SessionBuilder {
   private readonly task: BackgroundTask<number>;
@@ -81,14 +82,17 @@ export class SessionBuilder {
     horizon: Date,
   ): Promise<void> {
     const { store } = this.deps;
-    const from = await store.rebuildFrom(mark.vehicleId, mark.since);
-    let builtTo = new Date(Math.min(from.getTime() + CHUNK_MS, horizon.getTime()));
-    let sessions = await store.compute([{ vehicleId: mark.vehicleId, from }], builtTo);
+    const { from, open: kept } = await store.rebuildFrom(mark.vehicleId, mark.since);
+    const target = { vehicleId: mark.vehicleId, from, open: kept };
+    // A kept session continued is read from its end on: the chunk starts there.
+    const readFrom = kept?.end ?? from;
+    let builtTo = new Date(Math.min(readFrom.getTime() + CHUNK_MS, horizon.getTime()));
+    let sessions = await store.compute([target], builtTo);
     let openSince = this.openSince(sessions, builtTo);
     if (openSince && openSince <= from && builtTo < horizon) {
       // One session longer than a chunk: build the rest in one go, or it would never move on.
       builtTo = horizon;
-      sessions = await store.compute([{ vehicleId: mark.vehicleId, from }], builtTo);
+      sessions = await store.compute([target], builtTo);
       openSince = this.openSince(sessions, builtTo);
     }
     const final = sessions.filter((s) => this.isFinal(s, builtTo));

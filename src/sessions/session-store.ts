@@ -338,21 +338,32 @@ export class SessionStore {
    * Where a vehicle's sessions must be computed again for a change at `since`: a gap before it,
    * or earlier at the start of a kept session reaching that far, of the session that was still
    * going on when it was built, or of an OCPP transaction of the vehicle running over it.
+   * `open`: that session still going on, as built, when the computation starts at it and the
+   * change is after its end: nothing it was built from changed, so it is continued from its end
+   * instead of read again from its start (a session charging for hours is not re-read every run).
    */
-  async rebuildFrom(vehicleId: string, since: Date): Promise<Date> {
+  async rebuildFrom(
+    vehicleId: string,
+    since: Date,
+  ): Promise<{ from: Date; open: SessionRow | null }> {
     const gap = `${this.config.sessionGapS} seconds`;
     const result = await this.db.raw(
       `SELECT least(
          ?::timestamptz - ?::interval,
-         (SELECT open_since FROM session_built WHERE vehicle_id = ?),
+         b.open_since,
          (SELECT min(start_ts) FROM charging_sessions
            WHERE vehicle_id = ? AND end_ts >= ?::timestamptz - ?::interval),
          (SELECT min(started_at) FROM ocpp_transactions
            WHERE vehicle_id = ? AND (stopped_at IS NULL OR stopped_at >= ?::timestamptz - ?::interval))
-       ) AS at`,
-      [since, gap, vehicleId, vehicleId, since, gap, vehicleId, since, gap],
+       ) AS at, b.open_session
+       FROM (SELECT 1) one LEFT JOIN session_built b ON b.vehicle_id = ?`,
+      [since, gap, vehicleId, since, gap, vehicleId, since, gap, vehicleId],
     );
-    return result.rows[0].at as Date;
+    const row = result.rows[0] as { at: Date; open_session: SessionRow | null };
+    const open = openFromJson(row.open_session);
+    const continues =
+      open !== null && open.start.getTime() === row.at.getTime() && since > open.end;
+    return { from: row.at, open: continues ? open : null };
   }
 
   /**
