@@ -52,6 +52,17 @@ async function build(e: TestEngine): Promise<void> {
   await e.flusher.flusher.sessions.buildNow(horizon);
 }
 
+/** Rolls the hours up and builds the sessions to a chosen horizon, with the given store. */
+async function buildAt(e: TestEngine, store: SessionStore, horizon: Date): Promise<void> {
+  await new RollupStore(e.ctx.db).rollUpPending(horizon, 100_000);
+  await new SessionBuilder({
+    store,
+    horizon: () => horizon,
+    config: e.ctx.config,
+    logger: e.ctx.logger,
+  }).buildNow();
+}
+
 interface SessionJson {
   id: string;
   start: string;
@@ -522,14 +533,7 @@ describe('an open session continued from where it was built', () => {
       e,
       minutes('10:00', '11:20', (ts) => (ts >= T('10:30') && ts < T('10:35') ? 0 : 0.2), random),
     );
-    const horizon = new Date(T('11:15'));
-    await new RollupStore(e.ctx.db).rollUpPending(horizon, 100_000);
-    await new SessionBuilder({
-      store,
-      horizon: () => horizon,
-      config: e.ctx.config,
-      logger: e.ctx.logger,
-    }).buildNow();
+    await buildAt(e, store, new Date(T('11:15')));
     const built = await e.ctx.db('session_built').whereIn('vehicle_id', ['V-oi', 'V-oc']);
     expect(built.map((b) => b.open_session?.end).sort()).toEqual([
       iso(T('11:14')),
@@ -608,13 +612,7 @@ describe('the builder continuing the session still going on', () => {
   /** Rolls up and builds to `horizon`; returns the session kept there, open or final. */
   async function buildTo(hhmm: string): Promise<SessionRow> {
     const horizon = new Date(T(hhmm));
-    await new RollupStore(e.ctx.db).rollUpPending(horizon, 100_000);
-    await new SessionBuilder({
-      store,
-      horizon: () => horizon,
-      config: e.ctx.config,
-      logger: e.ctx.logger,
-    }).buildNow();
+    await buildAt(e, store, horizon);
     const built = await e.ctx.db('session_built').where({ vehicle_id: 'V-ob' }).first();
     if (built.open_session) {
       const open = built.open_session as SessionRow;
