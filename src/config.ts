@@ -10,7 +10,7 @@
 import os from 'node:os';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import Ajv, { type ErrorObject, type SchemaValidateFunction } from 'ajv';
-import { GENERIC_POOL_MAX } from '../db/knex-config';
+import { FLUSHER_BACKGROUND_CONNECTIONS, GENERIC_POOL_MAX } from '../db/knex-config';
 import { parseApiKeys, type ApiKey } from './auth/api-keys';
 import { LOG_LEVELS } from './logger';
 import { DRIFT_BASELINE_DAYS, DRIFT_MIN_SESSIONS } from './sessions/thresholds';
@@ -134,7 +134,7 @@ export const settingsSchema = Type.Object({
     description: 'daily partitions created ahead of time',
   }),
   DB_POOL_MAX: integer(10, 1, 200, {
-    description: `PostgreSQL connections per process (the API opens up to ${GENERIC_POOL_MAX} more for its generic-plan statements while DB_PREPARED_STATEMENTS is on)`,
+    description: `PostgreSQL connections per process (the API opens up to ${GENERIC_POOL_MAX} more for its generic-plan statements while DB_PREPARED_STATEMENTS is on; a flusher at least FLUSHER_CONCURRENCY + ${FLUSHER_BACKGROUND_CONNECTIONS})`,
   }),
   DB_STATEMENT_TIMEOUT_MS: integer(30_000, 100, 3_600_000, {
     description: '`statement_timeout` of every connection',

@@ -417,6 +417,39 @@ describe('flusher processes', () => {
     }
   });
 
+  test('when FLUSHER_CONCURRENCY is above DB_POOL_MAX, then each job still writes on a connection of its own', async () => {
+    await resetData();
+    // Status writes wait behind this lock: every job in flight then holds a waiting connection.
+    const lock = await ctx.db.transaction();
+    await lock.raw('LOCK TABLE meter_status IN SHARE MODE');
+    const meters = fleetReadings(30, 1, T0).filter((r) => r.type === 'meter');
+    await enqueue(meters, 10); // 3 jobs
+    const flusher = startProcess(
+      'workers/flusher.ts',
+      envFor(ctx.config, { FLUSHER_CONCURRENCY: '3', DB_POOL_MAX: '1' }),
+    );
+    const waitingJobs = async () => {
+      const r = await ctx.db.raw(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'energy-flusher'
+           AND wait_event_type = 'Lock'`,
+      );
+      return r.rows[0].n as number;
+    };
+    try {
+      try {
+        await waitFor(async () => (await waitingJobs()) === 3, 20_000, '3 jobs on 3 connections');
+      } finally {
+        await lock.rollback();
+      }
+      await waitForDrained(queue);
+      expect(await historyCount()).toBe(meters.length);
+    } finally {
+      flusher.child.kill('SIGTERM');
+      await flusher.exited;
+    }
+  });
+
   test('when a flusher process starts, then it lowers its CPU priority to FLUSHER_NICE', async () => {
     const flusher = startProcess('workers/flusher.ts', envFor(ctx.config, { FLUSHER_NICE: '7' }));
     // Field 19 of /proc/<pid>/stat is the nice value; the process sets it once configured.

@@ -1,6 +1,7 @@
 /** Entry point of the flusher process: `npm run start:flusher`. */
 import type { Server } from 'node:http';
 import { createDb } from '../db/create-db';
+import { FLUSHER_BACKGROUND_CONNECTIONS } from '../db/knex-config';
 import { loadConfig } from '../src/config';
 import {
   exitOnStartupFailure,
@@ -26,7 +27,17 @@ async function main(): Promise<void> {
     // Readings wait in Redis: without PostgreSQL the flusher starts paused, and writes once it is back.
     await assertRedisReachable(config);
 
-    const db = createDb(config, 'energy-flusher', logger);
+    const db = createDb(
+      {
+        ...config,
+        dbPoolMax: Math.max(
+          config.dbPoolMax,
+          config.flusherConcurrency + FLUSHER_BACKGROUND_CONNECTIONS,
+        ),
+      },
+      'energy-flusher',
+      logger,
+    );
     const redis = createRedis(config, 'command');
     const workerConnection = createRedis(config, 'blocking');
     await waitForRedis(redis, 5000);
