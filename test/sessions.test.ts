@@ -1,6 +1,11 @@
 import request from 'supertest';
 import type { Knex } from 'knex';
-import { SessionStore, type LiveFrom, type SessionRow } from '../src/sessions/session-store';
+import {
+  SessionStore,
+  readsFrom,
+  type LiveFrom,
+  type SessionRow,
+} from '../src/sessions/session-store';
 import { RollupStore } from '../src/stores/rollup-store';
 import { SessionBuilder } from '../workers/session-builder';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
@@ -577,7 +582,7 @@ describe('the builder continuing the session still going on', () => {
   class RecordingStore extends SessionStore {
     override async compute(targets: LiveFrom[], to: Date, db?: Knex): Promise<SessionRow[]> {
       for (const t of targets) {
-        computed.push({ readFrom: iso((t.open?.end ?? t.from).getTime()), continued: !!t.open });
+        computed.push({ readFrom: iso(readsFrom(t).getTime()), continued: !!t.open });
       }
       return super.compute(targets, to, db);
     }

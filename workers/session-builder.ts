@@ -1,5 +1,5 @@
 import type { Logger } from '../src/logger';
-import type { SessionRow, SessionStore } from '../src/sessions/session-store';
+import { readsFrom, type SessionRow, type SessionStore } from '../src/sessions/session-store';
 import { BackgroundTask } from './background-task';
 
 const DAY_MS = 86_400_000;
@@ -85,8 +85,7 @@ export class SessionBuilder {
     const { from, open: kept } = await store.rebuildFrom(mark.vehicleId, mark.since);
     const target = { vehicleId: mark.vehicleId, from, open: kept };
     // A kept session continued is read from its end on: the chunk starts there.
-    const readFrom = kept?.end ?? from;
-    let builtTo = new Date(Math.min(readFrom.getTime() + CHUNK_MS, horizon.getTime()));
+    let builtTo = new Date(Math.min(readsFrom(target).getTime() + CHUNK_MS, horizon.getTime()));
     let sessions = await store.compute([target], builtTo);
     let openSince = this.openSince(sessions, builtTo);
     if (openSince && openSince <= from && builtTo < horizon) {

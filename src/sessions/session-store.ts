@@ -61,6 +61,9 @@ export interface LiveFrom {
   open?: SessionRow | null;
 }
 
+/** Where computing a target starts reading: a session still going on continues from its end. */
+export const readsFrom = (target: LiveFrom): Date => target.open?.end ?? target.from;
+
 interface SqlSession {
   vehicle_id: string;
   key: string;
@@ -208,7 +211,7 @@ export class SessionStore {
     const { sql, bindings } = bindSessionSql(SESSIONS_SQL, {
       VEHICLES: targets.map((t) => t.vehicleId),
       // An open session continues from its last charging reading, read again.
-      FROMS: targets.map((t) => t.open?.end ?? t.from),
+      FROMS: targets.map(readsFrom),
       OPENS: targets.map((t) => t.open ?? null),
       TO: to,
       GAP: this.config.sessionGapS,
