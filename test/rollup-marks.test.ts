@@ -99,6 +99,51 @@ describe('marks shared by flushes and rollups', () => {
     expect(await quarterRow('M-quiet', quarter)).toEqual({ readings: 1 });
   });
 
+  test('when two rollups take quarters of the same hour at once, then the second waits for the first and the hour holds both quarters', async () => {
+    const hour = T0 + 8 * QUARTER;
+    const id = 'M-turns';
+    await flush([meterReading(id, hour + 60_000, 1), meterReading(id, hour + QUARTER + 60_000, 2)]);
+    // The first quarter gained a reading lately, the second long ago: a rollup asked for quiet
+    // quarters takes only the second; one asked for quarters before the second takes the first.
+    // Neither waits on the other's marks.
+    await ctx
+      .db('rollup_pending')
+      .where({ device_id: id, quarter: new Date(hour + QUARTER) })
+      .update({ touched_at: ctx.db.raw(`now() - interval '1 hour'`) });
+    const closed = new Date(hour + 4 * QUARTER);
+    const first = await ctx.db.transaction();
+    try {
+      // Rolled up inside a transaction left open: its hour row is written, not yet committed.
+      expect(await new RollupStore(first).rollUpPending(closed, 1000, 60_000)).toEqual({
+        quarters: 1,
+        hours: 1,
+      });
+      const second = rollups.rollUpPending(new Date(hour + QUARTER), 1000);
+      await waitFor(
+        async () =>
+          (
+            await ctx.db.raw(
+              `SELECT 1 FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+            )
+          ).rows.length > 0,
+        5000,
+        'the second rollup to wait',
+      );
+      await first.commit();
+      expect(await second).toEqual({ quarters: 1, hours: 1 });
+    } finally {
+      if (!first.isCompleted()) await first.rollback();
+    }
+    // Had the second not waited, it would have recomputed the hour from quarters before the first
+    // committed, and written it last: with only the first quarter's reading.
+    const hourRow = await ctx
+      .db('telemetry_hourly')
+      .where({ device_id: id, hour: new Date(hour) })
+      .first('readings');
+    expect(hourRow).toEqual({ readings: 2 });
+  });
+
   test('when flushes keep landing in the quarters two rollups are rolling up, then once all is rolled up the rollups equal a rebuild', async () => {
     const random = seededRandom(7);
     const start = T0 + 4 * QUARTER;
