@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -157,4 +157,75 @@ export function histogramDelta(
     return null;
   };
   return { count: total, p50Ms: quantile(0.5), p99Ms: quantile(0.99) };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc; null elsewhere. */
+export function cpuSeconds(pid: number | undefined): number | null {
+  try {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const ticksPerSecond = 100; // USER_HZ on Linux
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+  } catch {
+    return null;
+  }
+}
+
+/** The ids of the processes running `command` (e.g. every PostgreSQL backend), or none. */
+function processesNamed(command: string): number[] {
+  try {
+    return execFileSync('pgrep', ['-x', command], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches, and is missing off Linux
+  }
+}
+
+/** Where a phase's CPU goes: each named party's processes, as pids or a command name. */
+export type CpuParties = Record<
+  string,
+  { pids: () => (number | undefined)[] } | { command: string }
+>;
+
+/**
+ * Cores each party used while `work` ran (CPU seconds over wall seconds; null off Linux), and the
+ * load generator's own (this process). Processes that start or end during the phase count from
+ * when they are first or last seen.
+ */
+export async function measureCores<T>(
+  parties: CpuParties,
+  work: () => Promise<T>,
+): Promise<{ result: T; cores: Record<string, number | null> }> {
+  const pidsOf = (name: string) => {
+    const party = parties[name];
+    return 'command' in party ? processesNamed(party.command) : party.pids();
+  };
+  const sample = () => {
+    const seconds = new Map<number, number>();
+    for (const name of Object.keys(parties))
+      for (const pid of pidsOf(name)) {
+        const s = pid === undefined ? null : cpuSeconds(pid);
+        if (pid !== undefined && s !== null) seconds.set(pid, s);
+      }
+    return seconds;
+  };
+  const before = sample();
+  const generatorBefore = process.cpuUsage();
+  const started = process.hrtime.bigint();
+  const result = await work();
+  const wallS = Number(process.hrtime.bigint() - started) / 1e9;
+  const generator = process.cpuUsage(generatorBefore);
+  const after = sample();
+  const cores: Record<string, number | null> = {};
+  for (const name of Object.keys(parties)) {
+    const pids = pidsOf(name).filter((p): p is number => p !== undefined && after.has(p));
+    cores[name] =
+      process.platform === 'linux'
+        ? pids.reduce((sum, pid) => sum + (after.get(pid)! - (before.get(pid) ?? 0)), 0) / wallS
+        : null;
+  }
+  cores.generator = (generator.user + generator.system) / 1e6 / wallS;
+  return { result, cores };
 }

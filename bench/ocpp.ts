@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { SimulatedChargePoint, meterValue, meterValuesReq } from '../scripts/ocpp-charge-point';
 import {
+  cpuSeconds,
   freePort,
   histogramDelta,
   sleep,
@@ -119,18 +120,6 @@ async function apiMemory(api: Proc): Promise<Memory> {
   api.child.send({ type: 'memory' });
   const { rss, heapUsed } = await reply;
   return { rssMb: rss / MB, heapUsedMb: heapUsed / MB };
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc; null elsewhere. */
-function cpuSeconds(pid: number | undefined): number | null {
-  try {
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    const ticksPerSecond = 100; // USER_HZ on Linux
-    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
-  } catch {
-    return null;
-  }
 }
 
 function openFileLimit(pid: number | undefined): number | null {

@@ -26,9 +26,11 @@ import {
   engineEnv,
   freePort,
   histogramDelta,
+  measureCores,
   sleep,
   startNode,
   waitForHttp,
+  type CpuParties,
   type Proc,
 } from './bench-helpers';
 import { openLoop, type OpenLoopRequest, type OpenLoopResult } from './open-loop';
@@ -95,14 +97,17 @@ interface Row {
 type Latency = Pick<
   OpenLoopResult,
   'ratePerS' | 'sent' | 'errors' | 'achievedPerS' | 'p50Ms' | 'p95Ms' | 'p99Ms' | 'maxMs'
->;
+> & {
+  /** Cores each process used during the phase (see measureCores), where they were measured. */
+  cores?: Record<string, number | null>;
+};
 
 interface Results {
   machine: Record<string, unknown>;
   mode: 'quick' | 'full';
   rows: Row[];
   single: { expressPerS: number; apiPerS: number; apiNon2xx: number };
-  singleLatency: { express: Latency; api: Latency; bareFloor: Latency };
+  singleLatency: { express: Latency; api: Latency; apiAlone: Latency; bareFloor: Latency };
   batch: { bareReadingsPerS: number; apiReadingsPerS: number; api503: number };
   flush: { rows: number; rowsPerS: number; rollupsDoneS: number; copy: CopyResult };
   nominalLag: { readingsPerS: number; batches: number; p50Ms: number | null; p99Ms: number | null };
@@ -204,23 +209,35 @@ const latencyOf = (r: OpenLoopResult): Latency => ({
   maxMs: r.maxMs,
 });
 
-/** The open loop against `url` at `ratePerS` for `durationS`, printed as it ends. */
+/**
+ * The open loop against `url` at `ratePerS` for `durationS`, printed as it ends; with `parties`,
+ * also the cores each of them used meanwhile.
+ */
 async function steady(
   label: string,
   url: string,
   ratePerS: number,
   request: (i: number) => OpenLoopRequest,
+  parties: CpuParties = {},
   durationS = SECONDS,
 ): Promise<Latency> {
-  const result = await openLoop({ url, ratePerS, durationS, request, maxConnections: 64 });
+  const { result, cores } = await measureCores(parties, () =>
+    openLoop({ url, ratePerS, durationS, request, maxConnections: 64 }),
+  );
   const statuses = Object.entries(result.statuses)
     .map(([status, n]) => `${status}: ${n}`)
     .join(', ');
   console.log(
     `${label} at ${fmt(ratePerS)}/s: ${describeLatency(result)} (${statuses}; ${result.connections} connections, generator up to ${fmt(result.maxSendLagMs, 1)} ms late)`,
   );
-  return latencyOf(result);
+  if (Object.keys(parties).length > 0) console.log(`  CPU meanwhile: ${describeCores(cores)}`);
+  return { ...latencyOf(result), cores };
 }
+
+const describeCores = (cores: Record<string, number | null>) =>
+  Object.entries(cores)
+    .map(([name, n]) => `${name} ${fmt(n, 2)}`)
+    .join(', ') + ' cores';
 
 const describeLatency = (l: Latency) =>
   `p50 ${fmt(l.p50Ms, 1)} ms, p95 ${fmt(l.p95Ms, 1)} ms, p99 ${fmt(l.p99Ms, 1)} ms, max ${fmt(l.maxMs)} ms; ${fmt(l.errors)} errors of ${fmt(l.sent)}, ${fmt(l.achievedPerS)}/s answered`;
@@ -449,18 +466,40 @@ async function main(): Promise<void> {
       }),
     );
     const singleRate = TARGETS.singleRatePerS;
+    // Where the CPU goes at that rate: the ceiling's one process, and every part of the engine.
     const expressSteady = await steady(
       'Express ceiling, single readings',
       expressUrl,
       singleRate,
       singleReadingAt(1_000_000, base),
+      { express: { pids: () => [express.child.pid] } },
     );
+    const engineParties = (withFlusher: boolean): CpuParties => ({
+      api: { pids: () => [api.child.pid] },
+      ...(withFlusher ? { flusher: { pids: () => [flusher.child.pid] } } : {}),
+      redis: { command: 'redis-server' },
+      postgres: { command: 'postgres' },
+    });
     const apiSteady = await steady(
       'single-reading ingest',
       apiUrl,
       singleRate,
       singleReadingAt(1_000_000, base),
+      engineParties(true),
     );
+    await waitUntilDrained(redis);
+    // The same with the flusher stopped: what the API and Redis alone answer at that rate. Then
+    // the flusher drains those readings before the batch phases, which start from an empty queue.
+    await flusher.stop();
+    const apiAloneSteady = await steady(
+      'single-reading ingest, flusher stopped',
+      apiUrl,
+      singleRate,
+      singleReadingAt(2_000_000, base),
+      engineParties(false),
+    );
+    flusher = startNode('flusher', 'workers/flusher.js', [], env);
+    procs.push(flusher);
     await waitUntilDrained(redis);
 
     // 3. 1,000-reading batches with the flusher stopped: bare parse ceiling, then the API alone.
@@ -562,12 +601,18 @@ async function main(): Promise<void> {
     const cachedRate = TARGETS.cachedRatePerS;
     const uncached = {
       express: await steady('Express small JSON', expressUrl, uncachedRate, uncachedRequest),
-      api: await steady('analytics uncached', apiUrl, uncachedRate, uncachedRequest),
+      api: await steady(
+        'analytics uncached',
+        apiUrl,
+        uncachedRate,
+        uncachedRequest,
+        engineParties(true),
+      ),
     };
-    await steady('analytics cache warm-up', apiUrl, 50, cachedRequest, 1);
+    await steady('analytics cache warm-up', apiUrl, 50, cachedRequest, {}, 1);
     const cached = {
       express: await steady('Express small JSON', expressUrl, cachedRate, cachedRequest),
-      api: await steady('analytics cached', apiUrl, cachedRate, cachedRequest),
+      api: await steady('analytics cached', apiUrl, cachedRate, cachedRequest, engineParties(true)),
     };
 
     const memory = {
@@ -586,7 +631,12 @@ async function main(): Promise<void> {
         apiPerS: single.requests.average,
         apiNon2xx: single.non2xx,
       },
-      singleLatency: { express: expressSteady, api: apiSteady, bareFloor },
+      singleLatency: {
+        express: expressSteady,
+        api: apiSteady,
+        apiAlone: apiAloneSteady,
+        bareFloor,
+      },
       batch: { bareReadingsPerS: bareBatchPerS, apiReadingsPerS: batchPerS, api503: batch.non2xx },
       flush: { rows: flushed.rows, rowsPerS: flushPerS, rollupsDoneS, copy },
       nominalLag: {
@@ -712,12 +762,23 @@ function rowsOf(r: Results): Row[] {
 
 /** Figures printed for reference, without a ceiling of their own. */
 function otherRows(r: Results): [string, string, string][] {
-  const floor = r.singleLatency.bareFloor;
+  const latency = r.singleLatency;
+  const floor = latency.bareFloor;
   return [
     [
       `stall floor: bare node:http, open loop at ${fmt(floor.ratePerS)} req/s`,
       `p50 ${ms(floor.p50Ms)}, p95 ${ms(floor.p95Ms)}, p99 ${ms(floor.p99Ms)}, max ${ms(floor.maxMs)}`,
       '',
+    ],
+    [
+      `CPU during single-reading ingest at ${fmt(latency.api.ratePerS)} req/s (cores)`,
+      `engine: ${describeCores(latency.api.cores ?? {})}`,
+      `Express ceiling at the same rate: ${describeCores(latency.express.cores ?? {})}`,
+    ],
+    [
+      `single-reading ingest at ${fmt(latency.apiAlone.ratePerS)} req/s with the flusher stopped`,
+      `p50 ${ms(latency.apiAlone.p50Ms)}, p95 ${ms(latency.apiAlone.p95Ms)}, p99 ${ms(latency.apiAlone.p99Ms)}, max ${ms(latency.apiAlone.maxMs)}`,
+      describeCores(latency.apiAlone.cores ?? {}),
     ],
     [
       'flusher: until every marked quarter hour is rolled up (the roller runs every 10 s)',
