@@ -134,14 +134,14 @@ export const settingsSchema = Type.Object({
     description: 'daily partitions created ahead of time',
   }),
   DB_POOL_MAX: integer(10, 1, 200, {
-    description: `PostgreSQL connections per process (the API opens up to ${GENERIC_POOL_MAX} more for its generic-plan statements while DB_PREPARED_STATEMENTS is on; a flusher at least FLUSHER_CONCURRENCY + ${FLUSHER_BACKGROUND_CONNECTIONS})`,
+    description: `PostgreSQL connections per process (the API and a flusher each open up to ${GENERIC_POOL_MAX} more for their generic-plan statements while DB_PREPARED_STATEMENTS is on; a flusher at least FLUSHER_CONCURRENCY + ${FLUSHER_BACKGROUND_CONNECTIONS})`,
   }),
   DB_STATEMENT_TIMEOUT_MS: integer(30_000, 100, 3_600_000, {
     description: '`statement_timeout` of every connection',
   }),
   DB_PREPARED_STATEMENTS: oneOf(['on', 'off'] as const, 'on', {
     description:
-      "the flusher's batch insert, the report's window query and one vehicle's live sessions as prepared statements; `off` behind PgBouncer in transaction mode before 1.21",
+      "the flusher's batch insert, the report's window query and one vehicle's sessions (live in reports, built by the flusher) as prepared statements; `off` behind PgBouncer in transaction mode before 1.21",
   }),
   DB_ACQUIRE_TIMEOUT_MS: integer(10_000, 100, 600_000, {
     description: 'longest wait for a pooled connection',

@@ -41,6 +41,11 @@ const STARTUP_RETRY_MS = 500;
 export interface FlusherDeps {
   config: Config;
   db: Knex;
+  /**
+   * Where the session builder plans its statements once per connection (createGenericPlanDb):
+   * planning its per-vehicle statement cost more than running it. Null: planned on every call.
+   */
+  genericDb?: Knex | null;
   /** Commands (backlog, dead letters, durability checks). */
   redis: RedisClient;
   /** A `blocking` connection, which the workers duplicate for their blocking calls. */
@@ -85,7 +90,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     logger: logger.child({ module: 'rollups' }),
   });
   const sessions = new SessionBuilder({
-    store: new SessionStore(db, config),
+    store: new SessionStore(db, config, deps.genericDb ?? null),
     horizon: () => rollups.closedBefore(),
     config,
     logger: logger.child({ module: 'sessions' }),

@@ -1,6 +1,6 @@
 /** Entry point of the flusher process: `npm run start:flusher`. */
 import type { Server } from 'node:http';
-import { createDb } from '../db/create-db';
+import { createDb, createGenericPlanDb } from '../db/create-db';
 import { FLUSHER_BACKGROUND_CONNECTIONS } from '../db/knex-config';
 import { loadConfig } from '../src/config';
 import {
@@ -38,12 +38,15 @@ async function main(): Promise<void> {
       'energy-flusher',
       logger,
     );
+    // The session builder's statements, planned once per connection (see SessionStore).
+    const genericDb = createGenericPlanDb(config, 'energy-flusher-generic', logger);
     const redis = createRedis(config, 'command');
     const workerConnection = createRedis(config, 'blocking');
     await waitForRedis(redis, 5000);
     const flusher = createFlusher({
       config,
       db,
+      genericDb,
       redis,
       workerConnection,
       logger,
@@ -82,6 +85,7 @@ async function main(): Promise<void> {
         await workerConnection.quit().catch(() => workerConnection.disconnect());
         await redis.quit().catch(() => redis.disconnect());
         await db.destroy();
+        await genericDb?.destroy();
       },
       logger,
       config.shutdownTimeoutMs,
