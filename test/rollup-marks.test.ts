@@ -26,6 +26,19 @@ const quarterRow = async (id: string, quarter: number) =>
     .db('telemetry_15min')
     .where({ device_id: id, quarter: new Date(quarter) })
     .first('readings')) as { readings: number } | undefined;
+/** Until a session of the test database waits on a lock (a row's, a table's or an advisory one). */
+const untilWaitingOnALock = (what: string) =>
+  waitFor(
+    async () =>
+      (
+        await ctx.db.raw(
+          `SELECT 1 FROM pg_stat_activity
+           WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        )
+      ).rows.length > 0,
+    5000,
+    what,
+  );
 const marks = async (id: string) =>
   Number((await ctx.db('rollup_pending').where({ device_id: id }).count({ n: '*' }))[0].n);
 
@@ -60,17 +73,7 @@ describe('marks shared by flushes and rollups', () => {
       // The mark exists: this flush adds none, it only locks it.
       await flush([meterReading('M-wait', T0 + 120_000, 2)], open);
       const rolling = rollups.rollUpPending(new Date(T0 + QUARTER), 1000);
-      await waitFor(
-        async () =>
-          (
-            await ctx.db.raw(
-              `SELECT 1 FROM pg_stat_activity
-               WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-            )
-          ).rows.length > 0,
-        5000,
-        'the rollup to wait for the flush',
-      );
+      await untilWaitingOnALock('the rollup to wait for the flush');
       await open.commit();
       expect(await rolling).toEqual({ quarters: 1, hours: 1 });
     } finally {
@@ -119,17 +122,7 @@ describe('marks shared by flushes and rollups', () => {
         hours: 1,
       });
       const second = rollups.rollUpPending(new Date(hour + QUARTER), 1000);
-      await waitFor(
-        async () =>
-          (
-            await ctx.db.raw(
-              `SELECT 1 FROM pg_stat_activity
-               WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-            )
-          ).rows.length > 0,
-        5000,
-        'the second rollup to wait',
-      );
+      await untilWaitingOnALock('the second rollup to wait');
       await first.commit();
       expect(await second).toEqual({ quarters: 1, hours: 1 });
     } finally {
