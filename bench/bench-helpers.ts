@@ -191,41 +191,36 @@ export type CpuParties = Record<
 
 /**
  * Cores each party used while `work` ran (CPU seconds over wall seconds; null off Linux), and the
- * load generator's own (this process). Processes that start or end during the phase count from
- * when they are first or last seen.
+ * load generator's own (this process). A process counts while it is seen at the end of the phase,
+ * from the start of the phase or from when it started.
  */
 export async function measureCores<T>(
   parties: CpuParties,
   work: () => Promise<T>,
 ): Promise<{ result: T; cores: Record<string, number | null> }> {
-  const pidsOf = (name: string) => {
-    const party = parties[name];
-    return 'command' in party ? processesNamed(party.command) : party.pids();
-  };
-  const sample = () => {
-    const seconds = new Map<number, number>();
-    for (const name of Object.keys(parties))
-      for (const pid of pidsOf(name)) {
-        const s = pid === undefined ? null : cpuSeconds(pid);
+  /** Each party's processes, by pid, with the CPU seconds each has used so far. */
+  const sample = () =>
+    Object.entries(parties).map(([name, party]) => {
+      const pids = 'command' in party ? processesNamed(party.command) : party.pids();
+      const seconds = new Map<number, number>();
+      for (const pid of pids) {
+        const s = cpuSeconds(pid);
         if (pid !== undefined && s !== null) seconds.set(pid, s);
       }
-    return seconds;
-  };
+      return { name, seconds };
+    });
   const before = sample();
   const generatorBefore = process.cpuUsage();
   const started = process.hrtime.bigint();
   const result = await work();
   const wallS = Number(process.hrtime.bigint() - started) / 1e9;
   const generator = process.cpuUsage(generatorBefore);
-  const after = sample();
   const cores: Record<string, number | null> = {};
-  for (const name of Object.keys(parties)) {
-    const pids = pidsOf(name).filter((p): p is number => p !== undefined && after.has(p));
-    cores[name] =
-      process.platform === 'linux'
-        ? pids.reduce((sum, pid) => sum + (after.get(pid)! - (before.get(pid) ?? 0)), 0) / wallS
-        : null;
-  }
+  sample().forEach(({ name, seconds }, i) => {
+    let used = 0;
+    for (const [pid, s] of seconds) used += s - (before[i].seconds.get(pid) ?? 0);
+    cores[name] = process.platform === 'linux' ? used / wallS : null;
+  });
   cores.generator = (generator.user + generator.system) / 1e6 / wallS;
   return { result, cores };
 }
