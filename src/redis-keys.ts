@@ -21,6 +21,12 @@ export interface QueueShardKeys {
   readonly backlogReadings: string;
   /** Marks a job whose readings were already subtracted from the backlog (retries count once). */
   backlogSettled(jobId: string): string;
+  /** Small stores of readings waiting to be moved into jobs (see src/queue/intake.ts). */
+  readonly intake: string;
+  /** Numbers the intake's entries, so the jobs made of them get ids of their own. */
+  readonly intakeSeq: string;
+  /** Held by the one flusher moving this shard's intake into jobs. */
+  readonly intakeMover: string;
 }
 
 export interface RedisKeys {
@@ -79,6 +85,9 @@ function shardKeys(tag: string, shard: number | 'legacy'): QueueShardKeys {
     queueKey,
     backlogReadings: queueKey('backlog-readings'),
     backlogSettled: (jobId) => queueKey(`settled:${jobId}`),
+    intake: queueKey('intake'),
+    intakeSeq: queueKey('intake-seq'),
+    intakeMover: queueKey('intake-mover'),
   };
 }
 

@@ -4,6 +4,7 @@ import { IngestQueues, SHARD_REST_MS } from '../src/queue/ingest-queue';
 import { createRedisKeys } from '../src/redis-keys';
 import {
   openQueue,
+  queuedReadings,
   startTestApi,
   startTestEngine,
   startTestFlusher,
@@ -17,9 +18,9 @@ import { startRedisCluster, type RedisClusterHandle } from './helpers/redis-clus
 async function drained(e: TestEngine, shards: number): Promise<boolean> {
   for (let shard = 0; shard < shards; shard++) {
     const queue = openQueue(e.ctx.redis, e.ctx.config.redisPrefix, shard);
-    const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+    const waiting = await queuedReadings(queue);
     await queue.close();
-    if (Object.values(counts).some((n) => n > 0)) return false;
+    if (waiting.length > 0) return false;
   }
   return true;
 }
@@ -96,7 +97,7 @@ describe('queue shards on standalone Redis', () => {
     const counts = await Promise.all(
       [0, 1, 2].map(async (shard) => {
         const queue = openQueue(ctx.redis, ctx.config.redisPrefix, shard);
-        const n = await queue.getWaitingCount();
+        const n = (await queuedReadings(queue)).length;
         await queue.close();
         return n;
       }),

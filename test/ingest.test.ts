@@ -3,11 +3,19 @@ import { gzipSync } from 'node:zlib';
 import type { Queue } from 'bullmq';
 import { createApp } from '../src/app';
 import { IngestQueues } from '../src/queue/ingest-queue';
+import { INTAKE_BELOW_READINGS } from '../src/queue/intake';
 import { createRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import type { Reading } from '../src/devices/device-kinds';
 import type { IngestJobData } from '../src/queue/ingest-queue';
-import { openQueue, startTestApi, type TestApi } from './helpers/engine';
+import {
+  emptyQueue,
+  openQueue,
+  queuedReadings as queuedReadingsOf,
+  startTestApi,
+  storesWaiting,
+  type TestApi,
+} from './helpers/engine';
 import { SEED_METER, SEED_VEHICLE } from './helpers/readings';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
@@ -29,17 +37,14 @@ afterAll(async () => {
   await ctx.cleanup();
 });
 beforeEach(async () => {
-  await queue.obliterate({ force: true });
+  await emptyQueue(queue);
 });
 
 const ingest = () => request(engine.api.app).post('/v1/telemetry/ingest');
 const sendJson = (body: unknown) =>
   ingest().set('Content-Type', 'application/json').send(JSON.stringify(body));
 
-async function queuedReadings(): Promise<Reading[]> {
-  const jobs = await queue.getJobs(['waiting', 'active', 'delayed', 'prioritized']);
-  return jobs.flatMap((job) => job.data.readings);
-}
+const queuedReadings = (): Promise<Reading[]> => queuedReadingsOf(queue);
 
 describe('POST /v1/telemetry/ingest: one reading', () => {
   test('when the meter seed payload is sent as written, then it is accepted as a meter and queued', async () => {
@@ -379,13 +384,16 @@ describe('POST /v1/telemetry/ingest: batches', () => {
       Array.from({ length: 200 }, (_, i) => sendJson({ ...METER, meterId: `M-c${i}` })),
     );
     expect(responses.every((r) => r.status === 202)).toBe(true);
-    const jobs = await queue.getJobs(['waiting']);
-    expect(jobs.flatMap((j) => j.data.readings)).toHaveLength(200);
-    expect(jobs.length).toBeLessThan(200);
+    expect(await queuedReadings()).toHaveLength(200);
+    expect(await storesWaiting(queue)).toBeLessThan(200);
   });
 
   test('when a job is queued, then it carries attempts with backoff and is kept on failure', async () => {
-    await sendJson(METER).expect(202);
+    const batch = Array.from({ length: INTAKE_BELOW_READINGS }, (_, i) => ({
+      ...METER,
+      meterId: `M-j${i}`,
+    }));
+    await sendJson(batch).expect(202);
     const [job] = await queue.getJobs(['waiting']);
     expect(job.opts.attempts).toBe(ctx.config.flushAttempts);
     expect(job.opts.backoff).toEqual({
@@ -470,8 +478,7 @@ describe('backpressure and Redis outages', () => {
         .expect(503);
       expect(res.headers['retry-after']).toBeDefined();
       expect(res.body.error).toBe('backlog_full');
-      const jobs = await smallQueue.getJobs(['waiting']);
-      expect(jobs.flatMap((j) => j.data.readings)).toHaveLength(4);
+      expect(await queuedReadingsOf(smallQueue)).toHaveLength(4);
     } finally {
       await smallQueue.close();
       await smallEngine.close();

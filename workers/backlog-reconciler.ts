@@ -5,7 +5,8 @@ import type { QueueShardKeys } from '../src/redis-keys';
 /**
  * The backlog counter is bookkeeping next to the queue, so a Redis failure at the wrong moment can
  * leave it off (e.g. a job store failing after the counter was raised, with Redis gone before the
- * API could lower it again). When the queue holds no job at all, the backlog is zero by definition:
+ * API could lower it again). When the queue holds no job at all and the intake no entry, the
+ * backlog is zero by definition:
  * this script checks that and resets the counter atomically. Returns the corrected value, or -1.
  */
 const RECONCILE = `
@@ -33,9 +34,12 @@ export function startBacklogReconciler(deps: {
 }): () => void {
   deps.redis.defineCommand('reconcileBacklog', { lua: RECONCILE });
   const redis = deps.redis as RedisWithReconcile;
-  const queueKeys = ['wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children'].map(
-    (name) => deps.shard.queueKey(name),
-  );
+  const queueKeys = [
+    ...['wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children'].map((name) =>
+      deps.shard.queueKey(name),
+    ),
+    deps.shard.intake,
+  ];
   const timer = setInterval(() => {
     redis
       .reconcileBacklog(1 + queueKeys.length, deps.shard.backlogReadings, ...queueKeys)

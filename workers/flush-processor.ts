@@ -79,11 +79,11 @@ type RedisWithScripts = RedisClient & {
 export async function writeBatch(
   deps: { db: Knex; historyStore: HistoryStore; statusStore: StatusStore },
   readings: Reading[],
-  acceptedAt: number,
+  receivedAt: number[],
 ): Promise<number> {
   return deps.historyStore.insert(
     readings,
-    acceptedAt,
+    receivedAt,
     deps.db,
     deps.statusStore.upsertParts(readings),
   );
@@ -113,34 +113,37 @@ export function createFlushProcessor(deps: {
   deps.redis.defineCommand('deadLetterOnce', { lua: DEAD_LETTER_ONCE });
   const redis = deps.redis as RedisWithScripts;
 
+  /** Writes readings (each with when it was accepted), isolating those PostgreSQL refuses. */
   async function writeIsolating(
     readings: Reading[],
+    receivedAt: number[],
     job: Job<IngestJobData>,
     result: FlushResult,
   ): Promise<void> {
     try {
-      result.written += await writeBatch(deps, readings, job.data.acceptedAt);
+      result.written += await writeBatch(deps, readings, receivedAt);
     } catch (err) {
       if (!isPermanentDataError(err)) throw err;
       if (readings.length === 1) {
-        await deadLetter(readings[0], job, err);
+        await deadLetter(readings[0], receivedAt[0], job, err);
         result.deadLettered += 1;
         return;
       }
       const half = Math.ceil(readings.length / 2);
-      await writeIsolating(readings.slice(0, half), job, result);
-      await writeIsolating(readings.slice(half), job, result);
+      await writeIsolating(readings.slice(0, half), receivedAt.slice(0, half), job, result);
+      await writeIsolating(readings.slice(half), receivedAt.slice(half), job, result);
     }
   }
 
   async function deadLetter(
     reading: Reading,
+    acceptedAt: number,
     job: Job<IngestJobData>,
     err: unknown,
   ): Promise<void> {
     const letter: DeadLetter = {
       reading,
-      acceptedAt: job.data.acceptedAt,
+      acceptedAt,
       jobId: job.id,
       error: (err as Error).message,
       code: (err as { code?: string }).code,
@@ -166,7 +169,12 @@ export function createFlushProcessor(deps: {
     const result: FlushResult = { written: 0, duplicates: 0, deadLettered: 0 };
     try {
       await deps.partitions.ensureFor(readings.map((r) => r.ts));
-      await writeIsolating(readings, job, result);
+      await writeIsolating(
+        readings,
+        job.data.receivedAt ?? readings.map(() => acceptedAt),
+        job,
+        result,
+      );
     } catch (err) {
       if (isMissingPartition(err)) deps.partitions.forget();
       deps.metrics?.onRetry(err);

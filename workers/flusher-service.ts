@@ -176,7 +176,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     sessions,
     healthApp,
     registry,
-    oldestUnflushedAcceptedAt: () => oldestUnflushedAcceptedAt(workers.readers()),
+    oldestUnflushedAcceptedAt: () => oldestUnflushedAcceptedAt(redis, workers.readers()),
     async start() {
       await firstShards();
       try {

@@ -10,6 +10,7 @@ import type { RedisClient } from '../src/redis';
 import { INGEST_QUEUE_NAME, type QueueShardKeys } from '../src/redis-keys';
 import { startBacklogReconciler } from './backlog-reconciler';
 import type { FlushResult } from './flush-processor';
+import { IntakeMover } from './intake-mover';
 
 /** Backoff between attempts: doubles from FLUSH_BACKOFF_MS, capped at a minute. */
 export function cappedExponentialBackoff(attemptsMade: number, baseMs: number): number {
@@ -20,12 +21,15 @@ interface ShardWorker {
   worker: Worker<IngestJobData, FlushResult>;
   /** A reader on the command connection, for the backlog and lag figures. */
   reader: QueueShard;
+  /** Moves the shard's intake (small stores) into jobs. */
+  mover: IntakeMover;
   stopReconciler: () => void;
 }
 
 /**
  * One BullMQ worker per queue shard, all writing with the same processor: every flusher drains
- * every shard in use (BullMQ hands each job to one worker of one flusher).
+ * every shard in use (BullMQ hands each job to one worker of one flusher), and offers to move each
+ * shard's intake into jobs (one flusher at a time does).
  */
 export class ShardWorkers {
   private readonly workers = new Map<string, ShardWorker>();
@@ -41,7 +45,9 @@ export class ShardWorkers {
       config: {
         flusherConcurrency: number;
         flusherLockMs: number;
+        flushAttempts: number;
         flushBackoffMs: number;
+        queueBatchReadings: number;
       };
       logger: Logger;
     },
@@ -86,11 +92,19 @@ export class ShardWorkers {
         );
       }
     });
-    if (this.running) this.run(worker);
+    const reader = openShard(this.deps.redis, keys);
+    const mover = new IntakeMover({
+      redis: this.deps.redis,
+      shard: reader,
+      config,
+      logger: logger.child({ module: 'intake', shard: keys.shard }),
+    });
+    if (this.running) this.run(worker, mover);
     if (this.paused) void worker.pause(true);
     return {
       worker,
-      reader: openShard(this.deps.redis, keys),
+      reader,
+      mover,
       stopReconciler: startBacklogReconciler({
         redis: this.deps.redis,
         shard: keys,
@@ -99,15 +113,16 @@ export class ShardWorkers {
     };
   }
 
-  private run(worker: Worker<IngestJobData, FlushResult>): void {
+  private run(worker: Worker<IngestJobData, FlushResult>, mover: IntakeMover): void {
     worker.run().catch((err: unknown) => this.deps.logger.error({ err }, 'worker stopped'));
+    mover.start();
   }
 
   async start(): Promise<void> {
     this.running = true;
-    const all = [...this.workers.values()].map((w) => w.worker);
-    all.forEach((w) => this.run(w));
-    await Promise.all(all.map((w) => w.waitUntilReady()));
+    const all = [...this.workers.values()];
+    all.forEach((w) => this.run(w.worker, w.mover));
+    await Promise.all(all.map((w) => w.worker.waitUntilReady()));
   }
 
   /** Readers of every shard drained, for the backlog and lag figures. */
@@ -129,10 +144,11 @@ export class ShardWorkers {
     for (const w of this.workers.values()) w.worker.resume();
   }
 
-  /** Finishes the active jobs, then closes every worker and reader. */
+  /** Stops moving intakes, finishes the active jobs, then closes every worker and reader. */
   async close(): Promise<void> {
     const all = [...this.workers.values()];
     all.forEach((w) => w.stopReconciler());
+    await Promise.all(all.map((w) => w.mover.stop()));
     await Promise.all(all.map((w) => w.worker.close()));
     await Promise.all(all.map((w) => w.reader.queue.close()));
   }

@@ -5,8 +5,11 @@ import { INGEST_QUEUE_NAME, type QueueShardKeys, type RedisKeys } from '../redis
 
 /** The payload of one BullMQ job: a batch of readings and when the API accepted them. */
 export interface IngestJobData {
+  /** When the API accepted the readings; the oldest of them, for a job made of several stores. */
   acceptedAt: number;
   readings: Reading[];
+  /** Per reading, when it was accepted, if they were not all accepted at `acceptedAt`. */
+  receivedAt?: number[];
 }
 
 export type IngestQueue = Queue<IngestJobData>;

@@ -1,6 +1,7 @@
 import type { RedisClient } from '../redis';
 import type { QueueShardKeys } from '../redis-keys';
 import type { QueueShard } from './ingest-queue';
+import { oldestInIntake } from './intake';
 
 export interface QueueStats {
   jobs: Record<string, number>;
@@ -12,11 +13,12 @@ export interface QueueStats {
 const JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] as const;
 
 /** Epoch ms at which the oldest reading of a shard not yet in PostgreSQL was accepted, or null. */
-async function oldestIn(shard: QueueShard): Promise<number | null> {
-  // Jobs wait in arrival order, so the oldest waiting job is enough; active and delayed (retrying)
-  // jobs are few and may be older.
+async function oldestIn(redis: RedisClient, shard: QueueShard): Promise<number | null> {
+  // Jobs and intake entries wait in arrival order, so the first of each is enough; active and
+  // delayed (retrying) jobs are few and may be older.
   const { queue } = shard;
-  const groups = await Promise.all([
+  const [intake, ...groups] = await Promise.all([
+    oldestInIntake(redis, shard.keys),
     queue.getJobs(['waiting'], 0, 0, true),
     queue.getJobs(['active'], 0, 199, true),
     queue.getJobs(['delayed', 'prioritized'], 0, 199, true),
@@ -24,12 +26,18 @@ async function oldestIn(shard: QueueShard): Promise<number | null> {
   const times = groups
     .flat()
     .flatMap((job) => (job?.data?.acceptedAt ? [job.data.acceptedAt] : []));
+  if (intake !== null) times.push(intake);
   return times.length > 0 ? Math.min(...times) : null;
 }
 
 /** Epoch ms at which the oldest reading of any shard not yet in PostgreSQL was accepted, or null. */
-export async function oldestUnflushedAcceptedAt(shards: QueueShard[]): Promise<number | null> {
-  const oldest = (await Promise.all(shards.map(oldestIn))).filter((t): t is number => t !== null);
+export async function oldestUnflushedAcceptedAt(
+  redis: RedisClient,
+  shards: QueueShard[],
+): Promise<number | null> {
+  const oldest = (await Promise.all(shards.map((shard) => oldestIn(redis, shard)))).filter(
+    (t): t is number => t !== null,
+  );
   return oldest.length > 0 ? Math.min(...oldest) : null;
 }
 
@@ -54,7 +62,7 @@ export async function readQueueStats(
       redis,
       shards.map((s) => s.keys),
     ),
-    oldestUnflushedAcceptedAt(shards),
+    oldestUnflushedAcceptedAt(redis, shards),
   ]);
   const jobs: Record<string, number> = {};
   for (const state of JOB_STATES) jobs[state] = counts.reduce((sum, c) => sum + (c[state] ?? 0), 0);

@@ -23,9 +23,9 @@ const insertAndMark = (alongside: CtePart[]) => `
 WITH inserted AS (
   INSERT INTO telemetry_history (device_type, device_id, ts, ${columns.join(', ')}, received_at)
   SELECT t.device_type, t.device_id, ${fromEpochMs('t.ts_ms')}, ${columns.map((c) => `t.${c}`).join(', ')},
-         ${fromEpochMs('?::float8')}
-  FROM unnest(?::text[], ?::text[]${', ?::float8[]'.repeat(columns.length + 1)})
-    AS t(device_type, device_id, ts_ms, ${columns.join(', ')})
+         ${fromEpochMs('t.received_ms')}
+  FROM unnest(?::text[], ?::text[]${', ?::float8[]'.repeat(columns.length + 2)})
+    AS t(device_type, device_id, ts_ms, ${columns.join(', ')}, received_ms)
   ON CONFLICT DO NOTHING
   RETURNING device_type, device_id, ts
 ),
@@ -45,26 +45,30 @@ export class HistoryStore {
 
   /**
    * Inserts the readings; returns how many rows were new (the rest were already stored).
+   * `receivedAt` is when the engine accepted them: one time for all, or one per reading.
    * `alongside` are more CTEs (the status upserts) run in the same statement, so the batch is one
    * round trip and one atomic write.
    */
   async insert(
     readings: Reading[],
-    receivedAt: number,
+    receivedAt: number | readonly number[],
     db: Knex = this.db,
     alongside: CtePart[] = [],
   ): Promise<number> {
     if (readings.length === 0) return 0;
     // Concurrent transactions inserting overlapping keys wait on each other's rows; inserting in
     // one global order (type, id, ts) means those waits can never form a cycle (a deadlock).
-    const rows = readings.slice().sort(compareKeys);
+    const order = readings.map((_, i) => i).sort((a, b) => compareKeys(readings[a], readings[b]));
+    const rows = order.map((i) => readings[i]);
     const sql = insertAndMark(alongside);
     const statement = db.raw(sql, [
-      receivedAt,
       rows.map((r) => r.type),
       rows.map((r) => r.id),
       rows.map((r) => r.ts),
       ...HISTORY_COLUMNS.map((c) => rows.map(c.valueOf)),
+      typeof receivedAt === 'number'
+        ? order.map(() => receivedAt)
+        : order.map((i) => receivedAt[i]),
       ...alongside.flatMap((part) => part.bindings),
     ] as unknown as Knex.RawBinding[]);
     // Planning was a third of this statement's time for the small batches of single readings.

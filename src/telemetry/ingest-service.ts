@@ -2,6 +2,7 @@ import { withTimeout } from '../with-timeout';
 import { AppError, payloadTooLarge, serviceUnavailable, type ErrorDetail } from '../errors';
 import type { Logger } from '../logger';
 import type { IngestQueues, QueueShard } from '../queue/ingest-queue';
+import { createIntakePush, INTAKE_BELOW_READINGS } from '../queue/intake';
 import { connectionFor, type RedisClient } from '../redis';
 import type { IngestAdmission } from './admission';
 import { GroupCommitBuffer, type StoreBatches } from './group-commit';
@@ -62,8 +63,9 @@ async function confirmReplicated(
 }
 
 /**
- * Stores a group of batches in the next queue shard: one BullMQ job per batch (a single Redis round
- * trip through addBulk), the shard's backlog counter, and the devices' live state; with
+ * Stores a group of batches in the next queue shard: a small group in the shard's intake, a large
+ * one as a BullMQ job per batch (one Redis round trip through addBulk), the shard's backlog
+ * counter, and the devices' live state; with
  * REDIS_WAIT_REPLICAS, also waits for the shard's replicas. Resolves only when the jobs are stored.
  */
 export function createBatchStore({
@@ -79,39 +81,61 @@ export function createBatchStore({
   logger: Logger;
   config: { redisWaitReplicas: number; redisWaitTimeoutMs: number };
 }): StoreBatches {
-  const storeIn = async (shard: QueueShard, batches: Reading[][]): Promise<void> => {
-    const { queue, keys } = shard;
-    const writer = connectionFor(redis, keys.slot);
-    const acceptedAt = Date.now();
-    const readings = batches.flat();
+  const pushToIntake = createIntakePush(redis);
+  /** Small stores go to the intake (counted in the same script); large ones become jobs at once. */
+  const enqueue = async (
+    shard: QueueShard,
+    batches: Reading[][],
+    readings: Reading[],
+    acceptedAt: number,
+  ) => {
+    if (readings.length < INTAKE_BELOW_READINGS) {
+      await withTimeout(
+        pushToIntake(shard.keys, acceptedAt, readings),
+        ENQUEUE_TIMEOUT_MS,
+        'enqueue',
+      );
+      return;
+    }
     const jobs = batches.map((batch) => ({
       name: 'readings',
       data: { acceptedAt, readings: batch },
     }));
-    // Every part has the deadline: on a cluster the counter and the live-state buckets may sit on
-    // a master that is failing over, whose commands ioredis retries for well over a second.
-    const [added, counted, live] = await Promise.allSettled([
-      withTimeout(queue.addBulk(jobs), ENQUEUE_TIMEOUT_MS, 'enqueue'),
+    const [added, counted] = await Promise.allSettled([
+      withTimeout(shard.queue.addBulk(jobs), ENQUEUE_TIMEOUT_MS, 'enqueue'),
       withTimeout(
-        redis.incrby(keys.backlogReadings, readings.length),
+        redis.incrby(shard.keys.backlogReadings, readings.length),
         ENQUEUE_TIMEOUT_MS,
         'backlog counter',
       ),
-      withTimeout(liveState.applyReadings(readings, acceptedAt), ENQUEUE_TIMEOUT_MS, 'live state'),
     ]);
     if (added.status === 'rejected') {
       if (counted.status === 'fulfilled') {
-        redis.decrby(keys.backlogReadings, readings.length).catch(() => undefined);
+        redis.decrby(shard.keys.backlogReadings, readings.length).catch(() => undefined);
       }
       throw added.reason;
     }
-    // The jobs are stored: the readings are accepted even if the bookkeeping below failed.
+    // The jobs are stored: the readings are accepted even if the counter was not raised.
     if (counted.status === 'rejected') {
       logger.warn(
         { err: counted.reason },
         'backlog counter not incremented; backlog under-counted',
       );
     }
+  };
+  const storeIn = async (shard: QueueShard, batches: Reading[][]): Promise<void> => {
+    const { keys } = shard;
+    const writer = connectionFor(redis, keys.slot);
+    const acceptedAt = Date.now();
+    const readings = batches.flat();
+    // Every part has the deadline: on a cluster the counter and the live-state buckets may sit on
+    // a master that is failing over, whose commands ioredis retries for well over a second.
+    const [stored, live] = await Promise.allSettled([
+      enqueue(shard, batches, readings, acceptedAt),
+      withTimeout(liveState.applyReadings(readings, acceptedAt), ENQUEUE_TIMEOUT_MS, 'live state'),
+    ]);
+    if (stored.status === 'rejected') throw stored.reason;
+    // The readings are stored: they are accepted even if live state was not updated.
     if (live.status === 'rejected') {
       logger.warn({ err: live.reason }, 'live state not updated for an accepted batch');
     }

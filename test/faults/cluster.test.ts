@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRedisKeys } from '../../src/redis-keys';
-import { openQueue, waitFor } from '../helpers/engine';
+import { openQueue, queuedReadings, waitFor } from '../helpers/engine';
 import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster';
 import { createTestContext, type TestContext } from '../helpers/test-env';
 import { EngineProcesses, LoadWithLedger, verifyLedger } from './harness';
@@ -83,13 +83,12 @@ async function shardMaster(s: ClusterScenario) {
   return s.cluster.masterForSlot(shard.slot);
 }
 
-/** No job of any shard is left to write. */
+/** No job or intake entry of any shard is left to write. */
 async function queuesEmpty(s: ClusterScenario): Promise<boolean> {
   for (let shard = 0; shard < QUEUE_SHARDS; shard++) {
     const queue = openQueue(s.ctx.redis, s.ctx.config.redisPrefix, shard);
     try {
-      const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      if (Object.values(counts).some((n) => n > 0)) return false;
+      if ((await queuedReadings(queue)).length > 0) return false;
     } finally {
       await queue.close();
     }

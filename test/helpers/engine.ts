@@ -6,6 +6,8 @@ import { IngestQueues, type IngestQueue } from '../../src/queue/ingest-queue';
 import { createRedis, waitForRedis, type RedisClient } from '../../src/redis';
 import { INGEST_QUEUE_NAME, createRedisKeys } from '../../src/redis-keys';
 import type { IngestJobData } from '../../src/queue/ingest-queue';
+import { parseIntakeEntry } from '../../src/queue/intake';
+import type { Reading } from '../../src/devices/device-kinds';
 import { createFlusher, type Flusher } from '../../workers/flusher-service';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -118,21 +120,45 @@ export async function waitFor(
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
-/** Waits until the queue holds no unfinished job. */
+/** The connection a queue of openQueue or startTestApi was opened on, and its shard's intake. */
+function intakeOf(queue: Queue<IngestJobData>): { redis: RedisClient; key: string } {
+  return { redis: queue.opts.connection as RedisClient, key: queue.toKey('intake') };
+}
+
+/** The readings waiting in a shard: in its unfinished jobs, then in its intake. */
+export async function queuedReadings(queue: Queue<IngestJobData>): Promise<Reading[]> {
+  const jobs = await queue.getJobs(['waiting', 'active', 'delayed', 'prioritized']);
+  const { redis, key } = intakeOf(queue);
+  const entries = (await redis.lrange(key, 0, -1)).map(parseIntakeEntry);
+  return [...jobs.flatMap((job) => job.data.readings), ...entries.flatMap((e) => e.readings)];
+}
+
+/** Empties a shard: every job of its queue and every entry of its intake. */
+export async function emptyQueue(queue: Queue<IngestJobData>): Promise<void> {
+  const { redis, key } = intakeOf(queue);
+  await queue.obliterate({ force: true });
+  await redis.del(key);
+}
+
+/** Stores waiting in a shard: its waiting jobs and its intake's entries. */
+export async function storesWaiting(queue: Queue<IngestJobData>): Promise<number> {
+  const { redis, key } = intakeOf(queue);
+  return (await queue.getWaitingCount()) + (await redis.llen(key));
+}
+
+/** Waits until the queue holds no unfinished job and its intake no entry. */
 export async function waitForDrained(
   queue: Queue<IngestJobData>,
   timeoutMs = 30_000,
 ): Promise<void> {
+  const { redis, key } = intakeOf(queue);
   await waitFor(
     async () => {
-      const counts = await queue.getJobCounts(
-        'waiting',
-        'active',
-        'delayed',
-        'prioritized',
-        'paused',
-      );
-      return Object.values(counts).every((n) => n === 0);
+      const [counts, intake] = await Promise.all([
+        queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'paused'),
+        redis.llen(key),
+      ]);
+      return intake === 0 && Object.values(counts).every((n) => n === 0);
     },
     timeoutMs,
     'the queue to drain',

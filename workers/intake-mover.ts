@@ -1,0 +1,215 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Job } from 'bullmq';
+import type { Logger } from '../src/logger';
+import { ingestJobOptions, type IngestJobData, type QueueShard } from '../src/queue/ingest-queue';
+import { parseIntakeEntry, type IntakeEntry } from '../src/queue/intake';
+import type { RedisClient } from '../src/redis';
+
+/**
+ * Takes (or keeps) the shard's mover lock for ARGV[1] and returns the intake's first ARGV[3]
+ * entries; false while another flusher holds the lock. Only the holder removes entries, so the
+ * ones it read stay at the head of the list until it does.
+ */
+const CLAIM_AND_PEEK = `
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1)`;
+
+/**
+ * Removes the ARGV[2] entries a move read, if the first of them (numbered ARGV[1]) still heads the
+ * list. It would not if the lock lapsed mid-move and another flusher moved them: removing as many
+ * again would drop entries nobody moved.
+ */
+const TRIM_MOVED = `
+local head = redis.call('LINDEX', KEYS[1], 0)
+if head and string.sub(head, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('LTRIM', KEYS[1], ARGV[2], -1)
+  return 1
+end
+return 0`;
+
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+type RedisWithMover = RedisClient & {
+  claimIntake(
+    numKeys: 2,
+    lock: string,
+    intake: string,
+    token: string,
+    lockMs: number,
+    entries: number,
+  ): Promise<string[] | null>;
+  releaseIntake(numKeys: 1, lock: string, token: string): Promise<number>;
+};
+
+type TransactionWithTrim = {
+  trimMoved(numKeys: 1, intake: string, head: string, count: number): unknown;
+};
+
+/** How often the intake is looked at: the longest a small store waits to become a job. */
+const MOVE_INTERVAL_MS = 20;
+/** Entries read and moved at once. */
+const MOVE_ENTRIES = 1000;
+/** A mover lock lapses this long after its holder last looked (a flusher that died). */
+const MOVER_LOCK_MS = 10_000;
+/** How often a flusher whose shard another one moves asks again; and after a failed move. */
+const RETRY_MS = 1000;
+
+/**
+ * Groups consecutive entries into job payloads of at most `batchReadings` readings (an entry is
+ * never split). A job's id names the entries it holds, so entries moved twice the same way (a lock
+ * that lapsed mid-move) make one job, which BullMQ adds once.
+ */
+export function jobsFromEntries(
+  entries: IntakeEntry[],
+  batchReadings: number,
+): { jobId: string; data: IngestJobData }[] {
+  const groups: IntakeEntry[][] = [];
+  let readings = 0;
+  for (const entry of entries) {
+    const current = groups.at(-1);
+    if (current && readings + entry.readings.length <= batchReadings) {
+      current.push(entry);
+      readings += entry.readings.length;
+    } else {
+      groups.push([entry]);
+      readings = entry.readings.length;
+    }
+  }
+  return groups.map((group) => ({
+    jobId: `intake-${group[0].seq}-${group[group.length - 1].seq}`,
+    data: jobData(group),
+  }));
+}
+
+function jobData(group: IntakeEntry[]): IngestJobData {
+  const acceptedAt = Math.min(...group.map((e) => e.acceptedAt));
+  const readings = group.flatMap((e) => e.readings);
+  if (group.every((e) => e.acceptedAt === acceptedAt)) return { acceptedAt, readings };
+  return {
+    acceptedAt,
+    readings,
+    receivedAt: group.flatMap((e) => e.readings.map(() => e.acceptedAt)),
+  };
+}
+
+/**
+ * Moves one shard's intake into BullMQ jobs, as one flusher of the deployment at a time (a lock
+ * per shard). The jobs and the removal of their entries are one MULTI: an entry is either still
+ * in the intake or in a job, whatever fails between. Should the lock lapse mid-move (a flusher
+ * stalled for MOVER_LOCK_MS), entries may be moved twice: written once all the same (history
+ * skips duplicates), and the backlog counter corrected once the queue is empty.
+ */
+export class IntakeMover {
+  private readonly token = randomUUID();
+  private readonly redis: RedisWithMover;
+  private readonly stopped = new AbortController();
+  private loop: Promise<void> | null = null;
+  private failing = false;
+
+  constructor(
+    private readonly deps: {
+      redis: RedisClient;
+      /** The shard, its queue on `redis`. */
+      shard: QueueShard;
+      config: { queueBatchReadings: number; flushAttempts: number; flushBackoffMs: number };
+      logger: Logger;
+    },
+  ) {
+    deps.redis.defineCommand('claimIntake', { lua: CLAIM_AND_PEEK });
+    deps.redis.defineCommand('releaseIntake', { lua: RELEASE });
+    deps.redis.defineCommand('trimMoved', { lua: TRIM_MOVED });
+    this.redis = deps.redis as RedisWithMover;
+  }
+
+  /** Moves what the intake holds now; the entries moved, or null while another flusher moves it. */
+  async moveOnce(): Promise<number | null> {
+    const entries = await this.claim();
+    if (entries === null) return null;
+    return entries.length === 0 ? 0 : this.move(entries);
+  }
+
+  /** Takes or keeps the shard's lock and reads the intake's first entries; null if not ours. */
+  async claim(): Promise<string[] | null> {
+    const { keys } = this.deps.shard;
+    return this.redis.claimIntake(
+      2,
+      keys.intakeMover,
+      keys.intake,
+      this.token,
+      MOVER_LOCK_MS,
+      MOVE_ENTRIES,
+    );
+  }
+
+  /**
+   * Adds the jobs made of entries `claim` read and removes the entries, in one transaction; the
+   * entries removed (0 when another flusher had moved them meanwhile).
+   */
+  async move(entries: string[]): Promise<number> {
+    const { shard, config } = this.deps;
+    const jobs = jobsFromEntries(entries.map(parseIntakeEntry), config.queueBatchReadings);
+    const options = ingestJobOptions(config);
+    const transaction = (await shard.queue.client).multi();
+    for (const { jobId, data } of jobs) {
+      // Queued on the transaction synchronously; its outcome is read from exec() below.
+      void new Job(shard.queue, 'readings', data, { ...options, jobId }, jobId).addJob(transaction);
+    }
+    const head = `${entries[0].slice(0, entries[0].indexOf(' '))} `;
+    (transaction as unknown as TransactionWithTrim).trimMoved(
+      1,
+      shard.keys.intake,
+      head,
+      entries.length,
+    );
+    const results = await transaction.exec();
+    const failed = results?.find(([err]) => err !== null);
+    if (!results || failed) throw failed?.[0] ?? new Error('intake move was not executed');
+    if (results[results.length - 1][1] === 0) {
+      this.deps.logger.warn('intake entries were moved by another flusher meanwhile');
+      return 0;
+    }
+    return entries.length;
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Stops moving (a move under way finishes) and gives the shard to another flusher. */
+  async stop(): Promise<void> {
+    this.stopped.abort();
+    await this.loop;
+    await this.redis
+      .releaseIntake(1, this.deps.shard.keys.intakeMover, this.token)
+      .catch(() => undefined);
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped.signal.aborted) {
+      const pause = await this.moveAndChoosePause();
+      if (pause > 0) {
+        await sleep(pause, undefined, { signal: this.stopped.signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  private async moveAndChoosePause(): Promise<number> {
+    try {
+      const moved = await this.moveOnce();
+      if (this.failing) this.deps.logger.info('intake moving again');
+      this.failing = false;
+      if (moved === null) return RETRY_MS;
+      return moved >= MOVE_ENTRIES ? 0 : MOVE_INTERVAL_MS;
+    } catch (err) {
+      // Redis down or failing over: said once per outage, tried again every second.
+      if (!this.failing) this.deps.logger.warn({ err }, 'intake not moved: trying again');
+      this.failing = true;
+      return RETRY_MS;
+    }
+  }
+}
