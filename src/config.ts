@@ -72,7 +72,7 @@ export const settingsSchema = Type.Object({
   }),
   REDIS_WAIT_REPLICAS: integer(0, 0, 10, {
     description:
-      'acknowledge readings only once their job reached this many replicas (Redis `WAIT`), else `503`; 0: once on the master',
+      'acknowledge readings only once they reached this many replicas (Redis `WAIT`), else `503`; 0: once on the master',
   }),
   REDIS_WAIT_TIMEOUT_MS: integer(1000, 1, 60_000, {
     description: 'how long `REDIS_WAIT_REPLICAS` waits for the replicas',
@@ -99,7 +99,8 @@ export const settingsSchema = Type.Object({
     description: 'how far in the future a timestamp may be',
   }),
   QUEUE_BATCH_READINGS: integer(1000, 1, 100_000, {
-    description: 'readings per queue job (group commit)',
+    description:
+      'readings per queue job (group commit; the intake moves small stores into jobs of up to this many)',
   }),
   MAX_BACKLOG_READINGS: integer(1_000_000, 1, 1_000_000_000, {
     description: 'readings waiting for PostgreSQL above which ingest answers 503',
