@@ -50,8 +50,10 @@ type TransactionWithTrim = {
   trimMoved(numKeys: 1, intake: string, head: string, count: number): unknown;
 };
 
-/** How often the intake is looked at: the longest a small store waits to become a job. */
+/** How often a busy intake is looked at: the longest a small store then waits to become a job. */
 const MOVE_INTERVAL_MS = 20;
+/** How often an intake found empty is looked at (64 shards idle cost Redis little). */
+const IDLE_INTERVAL_MS = 100;
 /** Entries read and moved at once. */
 const MOVE_ENTRIES = 1000;
 /** A mover lock lapses this long after its holder last looked (a flusher that died). */
@@ -204,6 +206,7 @@ export class IntakeMover {
       if (this.failing) this.deps.logger.info('intake moving again');
       this.failing = false;
       if (moved === null) return RETRY_MS;
+      if (moved === 0) return IDLE_INTERVAL_MS;
       return moved >= MOVE_ENTRIES ? 0 : MOVE_INTERVAL_MS;
     } catch (err) {
       // Redis down or failing over: said once per outage, tried again every second.
