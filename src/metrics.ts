@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { RequestHandler } from 'express';
 import type { Knex } from 'knex';
 import type { Reading } from './devices/device-kinds';
+import type { QueueStats } from './queue/queue-stats';
 import { defineRoute, reply, type AnyRoute } from './http/route-contract';
 
 /** What ingest reports (HTTP and every other intake). */
@@ -92,16 +93,9 @@ export function registerPoolMetrics(registry: Registry, db: Knex): void {
 }
 
 /** Queue backlog, read from Redis when Prometheus scrapes (both processes export it). */
-export function registerQueueMetrics(
-  registry: Registry,
-  read: () => Promise<{
-    jobs: Record<string, number>;
-    readingsWaiting: number;
-    oldestUnflushedAgeS: number | null;
-  }>,
-): void {
+export function registerQueueMetrics(registry: Registry, read: () => Promise<QueueStats>): void {
   let latest: Promise<Awaited<ReturnType<typeof read>> | null> | null = null;
-  // One Redis read per scrape, shared by the three gauges below.
+  // One Redis read per scrape, shared by the gauges below.
   const sample = () =>
     (latest ??= read()
       .catch(() => null)
@@ -114,6 +108,15 @@ export function registerQueueMetrics(
     async collect() {
       const s = await sample();
       for (const [state, count] of Object.entries(s?.jobs ?? {})) this.set({ state }, count);
+    },
+  });
+  new Gauge({
+    name: 'energy_queue_intake_entries',
+    help: 'Small stores of readings in the intake, not yet moved into jobs by a flusher',
+    registers: [registry],
+    async collect() {
+      const s = await sample();
+      if (s) this.set(s.intakeEntries);
     },
   });
   new Gauge({

@@ -165,6 +165,14 @@ describe('the intake', () => {
     expect(await oldestUnflushedAcceptedAt(ctx.redis, [shard])).toBe(entry.acceptedAt);
   });
 
+  test('when stores wait in the intake, then the metrics count them as entries and as readings waiting', async () => {
+    await post(meter('M-1'));
+    await post([meter('M-2'), meter('M-3')]);
+    const text = (await request(api.api.app).get('/metrics').expect(200)).text;
+    expect(text).toMatch(/^energy_queue_intake_entries(\{[^}]*\})? 2$/m);
+    expect(text).toMatch(/^energy_queue_readings_waiting(\{[^}]*\})? 3$/m);
+  });
+
   test('when the queue is empty but the intake is not, then the backlog counter is not reset', async () => {
     await post(meter('M-1'));
     const stop = startBacklogReconciler({

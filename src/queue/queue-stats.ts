@@ -5,6 +5,8 @@ import { oldestInIntake } from './intake';
 
 export interface QueueStats {
   jobs: Record<string, number>;
+  /** Small stores in the shards' intakes, not yet moved into jobs. */
+  intakeEntries: number;
   readingsWaiting: number;
   /** Seconds since the oldest reading not yet in PostgreSQL was accepted; null when none waits. */
   oldestUnflushedAgeS: number | null;
@@ -51,13 +53,14 @@ export async function backlogReadings(
   return counts.reduce((sum, n) => sum + Math.max(0, Number(n ?? 0)), 0);
 }
 
-/** Jobs, readings waiting and lag over every shard. */
+/** Jobs, intake entries, readings waiting and lag over every shard. */
 export async function readQueueStats(
   shards: QueueShard[],
   redis: RedisClient,
 ): Promise<QueueStats> {
-  const [counts, readingsWaiting, oldest] = await Promise.all([
+  const [counts, intakes, readingsWaiting, oldest] = await Promise.all([
     Promise.all(shards.map((s) => s.queue.getJobCounts(...JOB_STATES))),
+    Promise.all(shards.map((s) => redis.llen(s.keys.intake))),
     backlogReadings(
       redis,
       shards.map((s) => s.keys),
@@ -68,6 +71,7 @@ export async function readQueueStats(
   for (const state of JOB_STATES) jobs[state] = counts.reduce((sum, c) => sum + (c[state] ?? 0), 0);
   return {
     jobs,
+    intakeEntries: intakes.reduce((sum, n) => sum + n, 0),
     readingsWaiting,
     oldestUnflushedAgeS: oldest === null ? null : Math.max(0, Date.now() - oldest) / 1000,
   };
