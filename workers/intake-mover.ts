@@ -50,9 +50,7 @@ type TransactionWithTrim = {
   trimMoved(numKeys: 1, intake: string, head: string, count: number): unknown;
 };
 
-/** How often a busy intake is looked at: the longest a small store then waits to become a job. */
-const MOVE_INTERVAL_MS = 20;
-/** How often an intake found empty is looked at (64 shards idle cost Redis little). */
+/** How often an intake found empty is looked at, at least (64 shards idle cost Redis little). */
 const IDLE_INTERVAL_MS = 100;
 /** Entries read and moved at once. */
 const MOVE_ENTRIES = 1000;
@@ -118,7 +116,13 @@ export class IntakeMover {
       redis: RedisClient;
       /** The shard, its queue on `redis`. */
       shard: QueueShard;
-      config: { queueBatchReadings: number; flushAttempts: number; flushBackoffMs: number };
+      config: {
+        queueBatchReadings: number;
+        flushAttempts: number;
+        flushBackoffMs: number;
+        /** How often an intake holding entries is looked at (INTAKE_MOVE_INTERVAL_MS). */
+        intakeMoveIntervalMs: number;
+      };
       logger: Logger;
     },
   ) {
@@ -206,8 +210,9 @@ export class IntakeMover {
       if (this.failing) this.deps.logger.info('intake moving again');
       this.failing = false;
       if (moved === null) return RETRY_MS;
-      if (moved === 0) return IDLE_INTERVAL_MS;
-      return moved >= MOVE_ENTRIES ? 0 : MOVE_INTERVAL_MS;
+      const interval = this.deps.config.intakeMoveIntervalMs;
+      if (moved === 0) return Math.max(interval, IDLE_INTERVAL_MS);
+      return moved >= MOVE_ENTRIES ? 0 : interval;
     } catch (err) {
       // Redis down or failing over: said once per outage, tried again every second.
       if (!this.failing) this.deps.logger.warn({ err }, 'intake not moved: trying again');

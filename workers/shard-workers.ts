@@ -48,6 +48,7 @@ export class ShardWorkers {
         flushAttempts: number;
         flushBackoffMs: number;
         queueBatchReadings: number;
+        intakeMoveIntervalMs: number;
       };
       logger: Logger;
     },
