@@ -13,6 +13,7 @@ import Ajv, { type ErrorObject, type SchemaValidateFunction } from 'ajv';
 import { FLUSHER_BACKGROUND_CONNECTIONS, GENERIC_POOL_MAX } from '../db/knex-config';
 import { parseApiKeys, type ApiKey } from './auth/api-keys';
 import { LOG_LEVELS } from './logger';
+import { INTAKE_BELOW_READINGS } from './queue/intake';
 import { DRIFT_BASELINE_DAYS, DRIFT_MIN_SESSIONS } from './sessions/thresholds';
 import { StartupError } from './startup-error';
 
@@ -105,8 +106,7 @@ export const settingsSchema = Type.Object({
   // 20 ms made jobs of 20 readings at 1,000 single readings/s; 50 ms, of 50, for 40 % less flusher
   // CPU and a quarter less Redis CPU, at 30 ms more flush lag.
   INTAKE_MOVE_INTERVAL_MS: integer(50, 1, 10_000, {
-    description:
-      "how often a flusher moves a shard's intake (stores of fewer than 100 readings) into jobs while it holds entries: longer makes fewer, larger jobs (less CPU in the flusher, Redis and PostgreSQL) and a longer flush lag",
+    description: `how often a flusher moves a shard's intake (stores of fewer than ${INTAKE_BELOW_READINGS} readings) into jobs while it holds entries: longer makes fewer, larger jobs (less CPU in the flusher, Redis and PostgreSQL) and a longer flush lag`,
   }),
   MAX_BACKLOG_READINGS: integer(1_000_000, 1, 1_000_000_000, {
     description: 'readings waiting for PostgreSQL above which ingest answers 503',
