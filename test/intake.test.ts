@@ -119,6 +119,37 @@ describe('the intake', () => {
     expect(await shard.queue.getWaitingCount()).toBe(1);
   });
 
+  test('when adding the jobs fails, then the entries stay in the intake, and the next move takes the same ones', async () => {
+    await post(meter('M-1'));
+    await post(meter('M-2'));
+    const m = mover();
+    // Every job add now fails (BullMQ's add script reads the queue's meta hash before it writes
+    // the job).
+    await ctx.redis.set(shard.keys.queueKey('meta'), 'not a hash');
+    await expect(m.moveOnce()).rejects.toThrow(/WRONGTYPE/);
+    expect((await intake()).map((e) => e.readings[0].id)).toEqual(['M-1', 'M-2']);
+    expect(await backlog()).toBe(2);
+    await post(meter('M-3'));
+    await ctx.redis.del(shard.keys.queueKey('meta'));
+    expect(await m.moveOnce()).toBe(2); // the failed move's entries, as one job
+    expect(await m.moveOnce()).toBe(1);
+    const jobs = await shard.queue.getJobs(['waiting']);
+    expect(jobs.map((j) => j.data.readings.map((r) => r.id)).sort()).toEqual([
+      ['M-1', 'M-2'],
+      ['M-3'],
+    ]);
+    expect(await intake()).toEqual([]);
+  });
+
+  test('when an entry does not parse, then it is dropped and the others are moved', async () => {
+    await ctx.redis.rpush(shard.keys.intake, 'garbage');
+    await post(meter('M-1'));
+    expect(await oldestUnflushedAcceptedAt(ctx.redis, [shard])).toBeNull();
+    expect(await mover().moveOnce()).toBe(2);
+    expect(await intake()).toEqual([]);
+    expect((await queuedReadings(api.queue)).map((r) => r.id)).toEqual(['M-1']);
+  });
+
   test('when entries were accepted at different times, then their job keeps each reading’s own time', () => {
     const entries = [
       { seq: 1, acceptedAt: 1000, readings: [meterReading('M-1', 1), meterReading('M-2', 1)] },

@@ -79,7 +79,7 @@ type RedisWithScripts = RedisClient & {
 export async function writeBatch(
   deps: { db: Knex; historyStore: HistoryStore; statusStore: StatusStore },
   readings: Reading[],
-  receivedAt: number[],
+  receivedAt: number | number[],
 ): Promise<number> {
   return deps.historyStore.insert(
     readings,
@@ -88,6 +88,12 @@ export async function writeBatch(
     deps.statusStore.upsertParts(readings),
   );
 }
+
+/** When the reading at `index` was accepted: one time for all, or one per reading. */
+const atOf = (receivedAt: number | number[], index: number) =>
+  typeof receivedAt === 'number' ? receivedAt : receivedAt[index];
+const sliceOf = (receivedAt: number | number[], start: number, end?: number) =>
+  typeof receivedAt === 'number' ? receivedAt : receivedAt.slice(start, end);
 
 /**
  * The flusher's job handler. A job commits in one statement, or throws (BullMQ retries it with
@@ -116,7 +122,7 @@ export function createFlushProcessor(deps: {
   /** Writes readings (each with when it was accepted), isolating those PostgreSQL refuses. */
   async function writeIsolating(
     readings: Reading[],
-    receivedAt: number[],
+    receivedAt: number | number[],
     job: Job<IngestJobData>,
     result: FlushResult,
   ): Promise<void> {
@@ -125,13 +131,13 @@ export function createFlushProcessor(deps: {
     } catch (err) {
       if (!isPermanentDataError(err)) throw err;
       if (readings.length === 1) {
-        await deadLetter(readings[0], receivedAt[0], job, err);
+        await deadLetter(readings[0], atOf(receivedAt, 0), job, err);
         result.deadLettered += 1;
         return;
       }
       const half = Math.ceil(readings.length / 2);
-      await writeIsolating(readings.slice(0, half), receivedAt.slice(0, half), job, result);
-      await writeIsolating(readings.slice(half), receivedAt.slice(half), job, result);
+      await writeIsolating(readings.slice(0, half), sliceOf(receivedAt, 0, half), job, result);
+      await writeIsolating(readings.slice(half), sliceOf(receivedAt, half), job, result);
     }
   }
 
@@ -169,12 +175,7 @@ export function createFlushProcessor(deps: {
     const result: FlushResult = { written: 0, duplicates: 0, deadLettered: 0 };
     try {
       await deps.partitions.ensureFor(readings.map((r) => r.ts));
-      await writeIsolating(
-        readings,
-        job.data.receivedAt ?? readings.map(() => acceptedAt),
-        job,
-        result,
-      );
+      await writeIsolating(readings, job.data.receivedAt ?? acceptedAt, job, result);
     } catch (err) {
       if (isMissingPartition(err)) deps.partitions.forget();
       deps.metrics?.onRetry(err);

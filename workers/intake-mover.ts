@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Job } from 'bullmq';
 import type { Logger } from '../src/logger';
 import { ingestJobOptions, type IngestJobData, type QueueShard } from '../src/queue/ingest-queue';
 import { parseIntakeEntry, type IntakeEntry } from '../src/queue/intake';
@@ -18,13 +17,18 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1)`;
 
 /**
- * Removes the ARGV[2] entries a move read, if the first of them (numbered ARGV[1]) still heads the
- * list. It would not if the lock lapsed mid-move and another flusher moved them: removing as many
- * again would drop entries nobody moved.
+ * Removes the ARGV[2] entries a move read, once every job made of them is stored (KEYS[2..], each
+ * job's hash or, for a job already written and removed, its settled mark), and only if the first
+ * of them (ARGV[1]; entries are numbered, so unique) still heads the list. Returns 1 when removed, 0 when another flusher
+ * removed them (a lock that lapsed mid-move: removing as many again would drop entries nobody
+ * moved), -1 when a job is missing (its add failed: the entries stay for the next try).
  */
 const TRIM_MOVED = `
+for i = 2, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i], KEYS[i + 1]) == 0 then return -1 end
+end
 local head = redis.call('LINDEX', KEYS[1], 0)
-if head and string.sub(head, 1, #ARGV[1]) == ARGV[1] then
+if head == ARGV[1] then
   redis.call('LTRIM', KEYS[1], ARGV[2], -1)
   return 1
 end
@@ -44,10 +48,7 @@ type RedisWithMover = RedisClient & {
     entries: number,
   ): Promise<string[] | null>;
   releaseIntake(numKeys: 1, lock: string, token: string): Promise<number>;
-};
-
-type TransactionWithTrim = {
-  trimMoved(numKeys: 1, intake: string, head: string, count: number): unknown;
+  trimMoved(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
 };
 
 /** How often an intake found empty is looked at, at least (64 shards idle cost Redis little). */
@@ -58,6 +59,8 @@ const MOVE_ENTRIES = 1000;
 const MOVER_LOCK_MS = 10_000;
 /** How often a flusher whose shard another one moves asks again; and after a failed move. */
 const RETRY_MS = 1000;
+/** A move failing again and again is logged once, then once every this many tries. */
+const FAILURES_PER_LOG = 30;
 
 /**
  * Groups consecutive entries into job payloads of at most `batchReadings` readings (an entry is
@@ -99,17 +102,21 @@ function jobData(group: IntakeEntry[]): IngestJobData {
 
 /**
  * Moves one shard's intake into BullMQ jobs, as one flusher of the deployment at a time (a lock
- * per shard). The jobs and the removal of their entries are one MULTI: an entry is either still
- * in the intake or in a job, whatever fails between. Should the lock lapse mid-move (a flusher
- * stalled for MOVER_LOCK_MS), entries may be moved twice: written once all the same (history
- * skips duplicates), and the backlog counter corrected once the queue is empty.
+ * per shard): first the jobs (each add is BullMQ's own script, and adding a job id again is a
+ * no-op), then, once they are all stored, the removal of their entries. An entry is thus always in
+ * the intake or in a job; a failed move is tried again with the same entries, so it makes the same
+ * jobs. Should the lock lapse mid-move (a flusher stalled for MOVER_LOCK_MS), or a flusher die
+ * between adding and removing, entries may be moved twice, grouped otherwise: written once all the
+ * same (history skips duplicates); the backlog counter then reads low until the queue is empty.
  */
 export class IntakeMover {
   private readonly token = randomUUID();
   private readonly redis: RedisWithMover;
   private readonly stopped = new AbortController();
   private loop: Promise<void> | null = null;
-  private failing = false;
+  private failures = 0;
+  /** Entries of a move that failed after its jobs may have been added: moved first next time. */
+  private unfinished: string[] | null = null;
 
   constructor(
     private readonly deps: {
@@ -136,7 +143,8 @@ export class IntakeMover {
   async moveOnce(): Promise<number | null> {
     const entries = await this.claim();
     if (entries === null) return null;
-    return entries.length === 0 ? 0 : this.move(entries);
+    const next = this.unfinished ?? entries;
+    return next.length === 0 ? 0 : this.move(next);
   }
 
   /** Takes or keeps the shard's lock and reads the intake's first entries; null if not ours. */
@@ -153,30 +161,36 @@ export class IntakeMover {
   }
 
   /**
-   * Adds the jobs made of entries `claim` read and removes the entries, in one transaction; the
-   * entries removed (0 when another flusher had moved them meanwhile).
+   * Adds the jobs made of entries `claim` read, then removes the entries if every job is stored;
+   * the entries removed (0 when another flusher had moved them meanwhile).
    */
   async move(entries: string[]): Promise<number> {
-    const { shard, config } = this.deps;
-    const jobs = jobsFromEntries(entries.map(parseIntakeEntry), config.queueBatchReadings);
-    const options = ingestJobOptions(config);
-    const transaction = (await shard.queue.client).multi();
-    for (const { jobId, data } of jobs) {
-      // Queued on the transaction synchronously; its outcome is read from exec() below.
-      void new Job(shard.queue, 'readings', data, { ...options, jobId }, jobId).addJob(transaction);
-    }
-    const head = `${entries[0].slice(0, entries[0].indexOf(' '))} `;
-    (transaction as unknown as TransactionWithTrim).trimMoved(
-      1,
+    const { shard, config, logger } = this.deps;
+    this.unfinished = entries;
+    const { parsed, malformed } = parseEntries(entries);
+    // Only the push script writes entries: one that does not parse was put there by hand.
+    for (const raw of malformed)
+      logger.error({ entry: raw.slice(0, 500) }, 'intake entry does not parse: dropped');
+    const jobs = jobsFromEntries(parsed, config.queueBatchReadings);
+    const opts = ingestJobOptions(config);
+    await shard.queue.addBulk(
+      jobs.map(({ jobId, data }) => ({ name: 'readings', data, opts: { ...opts, jobId } })),
+    );
+    const stored = jobs.flatMap(({ jobId }) => [
+      shard.keys.queueKey(jobId),
+      shard.keys.backlogSettled(jobId),
+    ]);
+    const trimmed = await this.redis.trimMoved(
+      1 + stored.length,
       shard.keys.intake,
-      head,
+      ...stored,
+      entries[0],
       entries.length,
     );
-    const results = await transaction.exec();
-    const failed = results?.find(([err]) => err !== null);
-    if (!results || failed) throw failed?.[0] ?? new Error('intake move was not executed');
-    if (results[results.length - 1][1] === 0) {
-      this.deps.logger.warn('intake entries were moved by another flusher meanwhile');
+    if (trimmed === -1) throw new Error('a job made of intake entries was not stored');
+    this.unfinished = null;
+    if (trimmed === 0) {
+      logger.warn('intake entries were moved by another flusher meanwhile');
       return 0;
     }
     return entries.length;
@@ -207,17 +221,36 @@ export class IntakeMover {
   private async moveAndChoosePause(): Promise<number> {
     try {
       const moved = await this.moveOnce();
-      if (this.failing) this.deps.logger.info('intake moving again');
-      this.failing = false;
+      if (this.failures > 0) this.deps.logger.info('intake moving again');
+      this.failures = 0;
       if (moved === null) return RETRY_MS;
       const interval = this.deps.config.intakeMoveIntervalMs;
       if (moved === 0) return Math.max(interval, IDLE_INTERVAL_MS);
       return moved >= MOVE_ENTRIES ? 0 : interval;
     } catch (err) {
-      // Redis down or failing over: said once per outage, tried again every second.
-      if (!this.failing) this.deps.logger.warn({ err }, 'intake not moved: trying again');
-      this.failing = true;
+      // Redis down or failing over, or out of memory: tried again every second.
+      if (this.failures % FAILURES_PER_LOG === 0) {
+        this.deps.logger.warn(
+          { err, failures: this.failures + 1 },
+          'intake not moved: trying again',
+        );
+      }
+      this.failures += 1;
       return RETRY_MS;
     }
   }
+}
+
+/** The entries that parse, and the raw ones that do not. */
+function parseEntries(entries: string[]): { parsed: IntakeEntry[]; malformed: string[] } {
+  const parsed: IntakeEntry[] = [];
+  const malformed: string[] = [];
+  for (const raw of entries) {
+    try {
+      parsed.push(parseIntakeEntry(raw));
+    } catch {
+      malformed.push(raw);
+    }
+  }
+  return { parsed, malformed };
 }

@@ -35,6 +35,8 @@ export class ShardWorkers {
   private readonly workers = new Map<string, ShardWorker>();
   private paused = false;
   private running = false;
+  /** Set by close(): a shard check still under way must not start a worker (or a mover) after it. */
+  private closed = false;
 
   constructor(
     private readonly deps: {
@@ -56,6 +58,7 @@ export class ShardWorkers {
 
   /** Starts a worker for each of these shards that has none yet. */
   ensure(shards: QueueShardKeys[]): void {
+    if (this.closed) return;
     for (const keys of shards) {
       if (!this.workers.has(keys.prefix)) this.workers.set(keys.prefix, this.create(keys));
     }
@@ -147,6 +150,7 @@ export class ShardWorkers {
 
   /** Stops moving intakes, finishes the active jobs, then closes every worker and reader. */
   async close(): Promise<void> {
+    this.closed = true;
     const all = [...this.workers.values()];
     all.forEach((w) => w.stopReconciler());
     await Promise.all(all.map((w) => w.mover.stop()));

@@ -41,10 +41,19 @@ type RedisWithPush = RedisClient & {
   ): Promise<number>;
 };
 
+/** An entry as the push script wrote it; throws for anything else. */
 export function parseIntakeEntry(raw: string): IntakeEntry {
   const space = raw.indexOf(' ');
-  const { acceptedAt, readings } = JSON.parse(raw.slice(space + 1)) as Omit<IntakeEntry, 'seq'>;
-  return { seq: Number(raw.slice(0, space)), acceptedAt, readings };
+  const seq = Number(raw.slice(0, space));
+  const { acceptedAt, readings } = JSON.parse(raw.slice(space + 1)) as Partial<IntakeEntry>;
+  if (
+    space < 1 ||
+    !Number.isInteger(seq) ||
+    typeof acceptedAt !== 'number' ||
+    !Array.isArray(readings)
+  )
+    throw new Error('not an intake entry');
+  return { seq, acceptedAt, readings };
 }
 
 /** Pushes a store into a shard's intake; resolves once Redis has it. */
@@ -76,5 +85,9 @@ export async function oldestInIntake(
   keys: QueueShardKeys,
 ): Promise<number | null> {
   const head = await redis.lindex(keys.intake, 0);
-  return head === null ? null : parseIntakeEntry(head).acceptedAt;
+  try {
+    return head === null ? null : parseIntakeEntry(head).acceptedAt;
+  } catch {
+    return null; // not ours: the mover drops it
+  }
 }
