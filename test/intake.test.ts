@@ -76,6 +76,22 @@ describe('the intake', () => {
     expect(await backlog()).toBe(INTAKE_BELOW_READINGS);
   });
 
+  test('when QUEUE_BATCH_READINGS is below INTAKE_BELOW_READINGS, then a store of that many becomes jobs of at most that many', async () => {
+    const small = await startTestApi(ctx, { queueBatchReadings: 5 });
+    try {
+      await request(small.api.app)
+        .post('/v1/telemetry/ingest')
+        .send(Array.from({ length: 7 }, (_, i) => meter(`M-s${i}`)))
+        .expect(202);
+      await request(small.api.app).post('/v1/telemetry/ingest').send(meter('M-one')).expect(202);
+    } finally {
+      await small.close();
+    }
+    const jobs = await shard.queue.getJobs(['waiting']);
+    expect(jobs.map((j) => j.data.readings.length).sort()).toEqual([2, 5]);
+    expect((await intake()).map((e) => e.readings.length)).toEqual([1]);
+  });
+
   test('when a mover moves the intake, then its stores become jobs with the ingest job options, and the intake is empty', async () => {
     for (let i = 0; i < 5; i++) await post(meter(`M-${i}`));
     expect(await mover().moveOnce()).toBe(5);

@@ -79,9 +79,11 @@ export function createBatchStore({
   redis: RedisClient;
   liveState: LiveStateStore;
   logger: Logger;
-  config: { redisWaitReplicas: number; redisWaitTimeoutMs: number };
+  config: { redisWaitReplicas: number; redisWaitTimeoutMs: number; queueBatchReadings: number };
 }): StoreBatches {
   const pushToIntake = createIntakePush(redis);
+  // Below the job size too: entries are never split, so each job stays within QUEUE_BATCH_READINGS.
+  const intakeBelow = Math.min(INTAKE_BELOW_READINGS, config.queueBatchReadings);
   /** Small stores go to the intake (counted in the same script); large ones become jobs at once. */
   const enqueue = async (
     shard: QueueShard,
@@ -89,7 +91,7 @@ export function createBatchStore({
     readings: Reading[],
     acceptedAt: number,
   ) => {
-    if (readings.length < INTAKE_BELOW_READINGS) {
+    if (readings.length < intakeBelow) {
       await withTimeout(
         pushToIntake(shard.keys, acceptedAt, readings),
         ENQUEUE_TIMEOUT_MS,
