@@ -110,33 +110,32 @@ export function registerQueueMetrics(registry: Registry, read: () => Promise<Que
       for (const [state, count] of Object.entries(s?.jobs ?? {})) this.set({ state }, count);
     },
   });
-  new Gauge({
-    name: 'energy_queue_intake_entries',
-    help: 'Small stores of readings in the intake, not yet moved into jobs by a flusher',
-    registers: [registry],
-    async collect() {
-      const s = await sample();
-      if (s) this.set(s.intakeEntries);
-    },
-  });
-  new Gauge({
-    name: 'energy_queue_readings_waiting',
-    help: 'Readings accepted and not yet committed to PostgreSQL',
-    registers: [registry],
-    async collect() {
-      const s = await sample();
-      if (s) this.set(s.readingsWaiting);
-    },
-  });
-  new Gauge({
-    name: 'energy_oldest_unflushed_reading_age_seconds',
-    help: 'Age of the oldest accepted reading not yet in PostgreSQL (0 when none waits)',
-    registers: [registry],
-    async collect() {
-      const s = await sample();
-      if (s) this.set(s.oldestUnflushedAgeS ?? 0);
-    },
-  });
+  /** A gauge of one figure of the shared sample; left as it was when the read failed. */
+  const sampled = (name: string, help: string, figure: (s: QueueStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const s = await sample();
+        if (s) this.set(figure(s));
+      },
+    });
+  sampled(
+    'energy_queue_intake_entries',
+    'Small stores of readings in the intake, not yet moved into jobs by a flusher',
+    (s) => s.intakeEntries,
+  );
+  sampled(
+    'energy_queue_readings_waiting',
+    'Readings accepted and not yet committed to PostgreSQL',
+    (s) => s.readingsWaiting,
+  );
+  sampled(
+    'energy_oldest_unflushed_reading_age_seconds',
+    'Age of the oldest accepted reading not yet in PostgreSQL (0 when none waits)',
+    (s) => s.oldestUnflushedAgeS ?? 0,
+  );
 }
 
 export function createHttpMetrics(registry: Registry): RequestHandler {

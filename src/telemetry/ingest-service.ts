@@ -66,7 +66,7 @@ async function confirmReplicated(
  * Stores a group of batches in the next queue shard: a small group in the shard's intake, a large
  * one as a BullMQ job per batch (one Redis round trip through addBulk), the shard's backlog
  * counter, and the devices' live state; with
- * REDIS_WAIT_REPLICAS, also waits for the shard's replicas. Resolves only when the jobs are stored.
+ * REDIS_WAIT_REPLICAS, also waits for the shard's replicas. Resolves only when the readings are stored.
  */
 export function createBatchStore({
   queues,
