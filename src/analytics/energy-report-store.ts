@@ -51,8 +51,11 @@ pieces AS (
     ON r.device_type = b.device_type AND r.device_id = b.device_id AND r.hour >= b.fh AND r.hour < b.th
   WHERE ${rollupRange} NOT EXISTS (${MARK_IN_HOUR})
   UNION ALL
-  -- Whole hours not rolled up yet, or with readings that arrived after their rollup: raw.
-  SELECT b.wid, ${RAW_PIECE}
+  -- Whole hours not rolled up yet, or with readings that arrived after their rollup: raw, read
+  -- hour by hour from the marks. (OFFSET 0 keeps the history scan inside the loop over the marked
+  -- hours: merged into the join, a generic plan read all of the window's history first and looked
+  -- up the marks for every reading, 7 ms for a day of one vehicle with nothing marked.)
+  SELECT b.wid, h.*
   FROM ${source} b
   CROSS JOIN LATERAL (
     SELECT DISTINCT date_trunc('hour', p.quarter, 'UTC') AS hour FROM rollup_pending p
@@ -60,10 +63,12 @@ pieces AS (
       AND p.quarter >= b.fh AND p.quarter < b.th
       AND p.quarter >= date_trunc('hour', $WF, 'UTC') AND p.quarter < $WT
   ) p
-  JOIN telemetry_history t
-    ON t.device_type = b.device_type AND t.device_id = b.device_id
-   AND t.ts >= p.hour AND t.ts < p.hour + interval '1 hour'
-  WHERE t.ts >= $WF AND t.ts < $WT
+  CROSS JOIN LATERAL (
+    SELECT ${RAW_PIECE} FROM telemetry_history t
+    WHERE t.device_type = b.device_type AND t.device_id = b.device_id
+      AND t.ts >= p.hour AND t.ts < p.hour + interval '1 hour' AND t.ts >= $WF AND t.ts < $WT
+    OFFSET 0
+  ) h
   UNION ALL
   -- Partial hours at the edges: two primary-key range scans per device window. (The window's
   -- own bounds, repeated as constants, let the planner prune history partitions.)
