@@ -6,6 +6,7 @@ import {
   type LiveFrom,
   type SessionRow,
 } from '../src/sessions/session-store';
+import { SESSIONS_SQL, bindSessionSql } from '../src/sessions/session-sql';
 import { RollupStore } from '../src/stores/rollup-store';
 import { SessionBuilder } from '../workers/session-builder';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
@@ -171,6 +172,54 @@ describe('charging sessions detected from readings', () => {
     );
     expect(minute).toMatchObject({ acPowerKw: 75, dcPowerKw: 60 }); // 1.25 and 1 kWh in a minute
     await request(e.api.api.app).get('/v1/vehicles/V-s/sessions/d-1').expect(404);
+  });
+});
+
+describe('the sessions statement with many devices configured', () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine();
+    await map(e, 'V-p', 'M-p', '2024-05-01T00:00:00Z');
+    await ingest(e, every(5, at('10', '08:00'), at('10', '09:00'), vehicle('V-p', 1)));
+    await e.ctx.db.raw(`INSERT INTO device_settings (device_type, device_id, energy_readings)
+      SELECT 'meter', 'M-set-' || d, 'interval' FROM generate_series(1, 10000) d`);
+    await e.ctx.db.raw(`INSERT INTO vehicle_meter_map (vehicle_id, meter_id, valid_from)
+      SELECT 'V-map-' || d, 'M-map-' || d, '2024-01-01' FROM generate_series(1, 10000) d`);
+    await e.ctx.db.raw('ANALYZE device_settings, vehicle_meter_map');
+  });
+  afterAll(() => e.stop());
+
+  /** A statement parameter as an SQL literal (arrays as array literals). */
+  const literal = (v: unknown): string =>
+    v === null
+      ? 'NULL'
+      : Array.isArray(v)
+        ? `'{${v.map((x) => (x === null ? 'NULL' : `"${String(x)}"`)).join(',')}}'`
+        : `'${v instanceof Date ? v.toISOString() : String(v)}'`;
+
+  test('when it runs prepared (a generic plan, as on every report), then it looks settings and mappings up by key, never reading either table whole', async () => {
+    const { sql, bindings } = bindSessionSql(SESSIONS_SQL, {
+      VEHICLES: ['V-p'],
+      FROMS: [new Date(at('10', '00:00'))],
+      TO: new Date(at('11', '00:00')),
+      GAP: 600,
+      MODE: 'interval',
+    });
+    const native = e.ctx.db
+      .raw(sql, bindings as Knex.RawBinding[])
+      .toSQL()
+      .toNative();
+    const plan = await e.ctx.db.transaction(async (trx) => {
+      await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
+      await trx.raw(`PREPARE generic_sessions AS ${native.sql}`);
+      const args = native.bindings.map(literal).join(', ');
+      const rows = (await trx.raw(`EXPLAIN (ANALYZE, COSTS OFF) EXECUTE generic_sessions(${args})`))
+        .rows as { 'QUERY PLAN': string }[];
+      await trx.raw('DEALLOCATE generic_sessions');
+      return rows.map((r) => r['QUERY PLAN']).join('\n');
+    });
+    expect(plan).toMatch(/device_settings_pkey/);
+    expect(plan).not.toMatch(/Seq Scan on (device_settings|vehicle_meter_map)/);
   });
 });
 
