@@ -155,9 +155,13 @@ export class SessionService {
     );
   }
 
-  /** What the per-vehicle report shows of the window's sessions. */
+  /**
+   * What the per-vehicle report shows of the window's sessions. Computed, not looked up: it is part
+   * of a report that is cached itself, and a cache of its own cost an uncached report two more
+   * Redis round trips (a lookup that missed, then a write).
+   */
   async summary(vehicleId: string, from: Date, to: Date): Promise<SessionSummary> {
-    const { sessions } = await this.ofVehicle(vehicleId, from, to);
+    const sessions = await this.judge(await this.collect(vehicleId, from, to));
     const worst = sessions.filter((s) => s.efficiency !== null).sort(byEfficiency)[0] ?? null;
     return {
       count: sessions.length,
