@@ -198,7 +198,7 @@ export function createApp({
   app.use(requestId);
   app.use(createHttpMetrics(registry));
   app.use(securityHeaders);
-  app.use(createDocsRouter(buildOpenApiDocument(routes, API_INFO)));
+  // The API's routes first: the requests that must be fast never walk the docs' routes.
   app.use(
     mountRoutes(routes, {
       authorize: createAuthorize({
@@ -209,6 +209,7 @@ export function createApp({
       }),
     }),
   );
+  app.use(createDocsRouter(buildOpenApiDocument(routes, API_INFO)));
   app.use(createDashboardRouter({ assetsDir: dashboardAssetsDir() }));
   app.use(notFoundHandler);
   app.use(createErrorHandler(logger.child({ module: 'errors' })));
