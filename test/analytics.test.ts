@@ -6,6 +6,7 @@ import { createRedisKeys } from '../src/redis-keys';
 import { EnergyReportStore } from '../src/analytics/energy-report-store';
 import { RollupStore } from '../src/stores/rollup-store';
 import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
+import { explainGeneric } from './helpers/plans';
 import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
 import { TcpProxy } from './helpers/tcp-proxy';
@@ -506,27 +507,16 @@ describe('query plans', () => {
 
   test('when the report query runs prepared (a generic plan), then it still uses index scans and prunes history to the window at run time', async () => {
     const store = new EnergyReportStore(e.ctx.db);
-    const native = store
-      .vehicleQuery(
+    await e.ctx.db.raw(`SELECT ensure_history_partition('2024-09-03')`); // one more to prune
+    const plan = await explainGeneric(
+      e.ctx.db,
+      store.vehicleQuery(
         'V-7',
         new Date('2024-09-01T00:10:00Z'),
         new Date('2024-09-01T04:30:00Z'),
         'cumulative',
-      )
-      .toSQL()
-      .toNative();
-    const args = (native.bindings as (string | Date)[])
-      .map((b) => `'${b instanceof Date ? b.toISOString() : b}'`)
-      .join(', ');
-    await e.ctx.db.raw(`SELECT ensure_history_partition('2024-09-03')`); // one more to prune
-    const plan = await e.ctx.db.transaction(async (trx) => {
-      await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
-      await trx.raw(`PREPARE generic_window AS ${native.sql}`);
-      const rows = (await trx.raw(`EXPLAIN (ANALYZE, COSTS OFF) EXECUTE generic_window(${args})`))
-        .rows as { 'QUERY PLAN': string }[];
-      await trx.raw('DEALLOCATE generic_window');
-      return rows.map((r) => r['QUERY PLAN']).join('\n');
-    });
+      ),
+    );
     // The mapping and rollup_pending are near empty here: reading them whole is the right plan.
     expect(plan).not.toMatch(/Seq Scan on telemetry_/);
     expect(plan).toMatch(/Index (Only )?Scan using telemetry_hourly_pkey/);

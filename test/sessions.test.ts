@@ -10,6 +10,7 @@ import { SESSIONS_SQL, bindSessionSql } from '../src/sessions/session-sql';
 import { RollupStore } from '../src/stores/rollup-store';
 import { SessionBuilder } from '../workers/session-builder';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
+import { explainGeneric } from './helpers/plans';
 import { seededRandom, shuffle } from './helpers/readings';
 
 const MIN = 60_000;
@@ -189,14 +190,6 @@ describe('the sessions statement with many devices configured', () => {
   });
   afterAll(() => e.stop());
 
-  /** A statement parameter as an SQL literal (arrays as array literals). */
-  const literal = (v: unknown): string =>
-    v === null
-      ? 'NULL'
-      : Array.isArray(v)
-        ? `'{${v.map((x) => (x === null ? 'NULL' : `"${String(x)}"`)).join(',')}}'`
-        : `'${v instanceof Date ? v.toISOString() : String(v)}'`;
-
   test('when it runs prepared (a generic plan, as on every report), then it looks settings and mappings up by key, never reading either table whole', async () => {
     const { sql, bindings } = bindSessionSql(SESSIONS_SQL, {
       VEHICLES: ['V-p'],
@@ -205,19 +198,7 @@ describe('the sessions statement with many devices configured', () => {
       GAP: 600,
       MODE: 'interval',
     });
-    const native = e.ctx.db
-      .raw(sql, bindings as Knex.RawBinding[])
-      .toSQL()
-      .toNative();
-    const plan = await e.ctx.db.transaction(async (trx) => {
-      await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
-      await trx.raw(`PREPARE generic_sessions AS ${native.sql}`);
-      const args = native.bindings.map(literal).join(', ');
-      const rows = (await trx.raw(`EXPLAIN (ANALYZE, COSTS OFF) EXECUTE generic_sessions(${args})`))
-        .rows as { 'QUERY PLAN': string }[];
-      await trx.raw('DEALLOCATE generic_sessions');
-      return rows.map((r) => r['QUERY PLAN']).join('\n');
-    });
+    const plan = await explainGeneric(e.ctx.db, e.ctx.db.raw(sql, bindings as Knex.RawBinding[]));
     expect(plan).toMatch(/device_settings_pkey/);
     expect(plan).not.toMatch(/Seq Scan on (device_settings|vehicle_meter_map)/);
   });
