@@ -19,9 +19,10 @@ return redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1)`;
 /**
  * Removes the ARGV[2] entries a move read, once every job made of them is stored (KEYS[2..], each
  * job's hash or, for a job already written and removed, its settled mark), and only if the first
- * of them (ARGV[1]; entries are numbered, so unique) still heads the list. Returns 1 when removed, 0 when another flusher
- * removed them (a lock that lapsed mid-move: removing as many again would drop entries nobody
- * moved), -1 when a job is missing (its add failed: the entries stay for the next try).
+ * of them (ARGV[1]; entries are numbered, so unique) still heads the list. Returns 1 when removed,
+ * 0 when another flusher removed them (a lock that lapsed mid-move: removing as many again would
+ * drop entries nobody moved), -1 when a job is missing (its add failed: the entries stay for the
+ * next try).
  */
 const TRIM_MOVED = `
 for i = 2, #KEYS, 2 do
