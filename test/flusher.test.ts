@@ -7,6 +7,7 @@ import { chunk } from '../src/telemetry/group-commit';
 import { redrive } from '../workers/redrive';
 import { createFlushProcessor } from '../workers/flush-processor';
 import { PartitionMaintainer } from '../workers/partition-maintainer';
+import { float8ArrayLiteral, textArrayLiteral } from '../src/stores/array-literals';
 import { HistoryStore } from '../src/stores/history-store';
 import { StatusStore } from '../src/stores/status-store';
 import { cappedExponentialBackoff } from '../workers/flusher-service';
@@ -221,6 +222,38 @@ describe('flusher riding out a stuck PostgreSQL', () => {
       if (!locker.isCompleted()) await locker.rollback();
       await flusher.close();
     }
+  });
+});
+
+describe('array literals for the batch statement', () => {
+  const readBack = async (sql: string, literal: string) =>
+    (
+      await ctx.db.raw(`SELECT v FROM unnest(?::${sql}) WITH ORDINALITY AS t(v, n) ORDER BY n`, [
+        literal,
+      ])
+    ).rows.map((r: { v: unknown }) => r.v);
+
+  test('when text elements hold quotes, backslashes, separators or the word NULL, then PostgreSQL reads each back as sent', async () => {
+    const texts = ['M-1', 'NULL', 'null', 'a"b', 'c\\d', '\\"', 'e,f', '{g}', ' h ', 'ü:ï', ''];
+    expect(await readBack('text[]', textArrayLiteral(texts))).toEqual(texts);
+  });
+
+  test('when float8 elements are missing, tiny, huge or epoch milliseconds, then PostgreSQL reads each back exactly', async () => {
+    const numbers = [
+      0.0167,
+      null,
+      undefined,
+      -1.5,
+      1e-7,
+      1.7976931348623157e308,
+      5e-324,
+      1719791999999,
+      0.1 + 0.2,
+    ];
+    expect(await readBack('float8[]', float8ArrayLiteral(numbers))).toEqual(
+      numbers.map((n) => n ?? null),
+    );
+    expect(await readBack('float8[]', float8ArrayLiteral([]))).toEqual([]);
   });
 });
 

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { asPrepared } from '../../db/prepared';
 import { DEVICE_TYPES, HISTORY_COLUMNS, type Reading } from '../devices/device-kinds';
+import { float8ArrayLiteral, textArrayLiteral } from './array-literals';
 import { fromEpochMs } from './epoch-ms';
 import { markQuarters } from './rollup-store';
 import type { CtePart } from './status-store';
@@ -77,11 +78,11 @@ export class HistoryStore {
     const sql = insertAndMark(alongside);
     const statement = db.raw(sql, [
       oneTime,
-      rows.map((r) => r.type),
-      rows.map((r) => r.id),
-      rows.map((r) => r.ts),
-      ...HISTORY_COLUMNS.map((c) => rows.map(c.valueOf)),
-      perRow,
+      textArrayLiteral(rows.map((r) => r.type)),
+      textArrayLiteral(rows.map((r) => r.id)),
+      float8ArrayLiteral(rows.map((r) => r.ts)),
+      ...HISTORY_COLUMNS.map((c) => float8ArrayLiteral(rows.map(c.valueOf))),
+      float8ArrayLiteral(perRow),
       ...alongside.flatMap((part) => part.bindings),
     ] as unknown as Knex.RawBinding[]);
     // Planning was a third of this statement's time for the small batches of single readings.

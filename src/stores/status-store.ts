@@ -7,6 +7,7 @@ import {
   type DeviceType,
   type Reading,
 } from '../devices/device-kinds';
+import { float8ArrayLiteral, textArrayLiteral } from './array-literals';
 import { fromEpochMs } from './epoch-ms';
 
 /** A device's latest stored reading: its timestamp and field values by field name. */
@@ -53,9 +54,9 @@ function upsertPart(kind: DeviceKind, readings: Reading[]): CtePart {
             WHERE s.ts < EXCLUDED.ts
           RETURNING 1)`,
     bindings: [
-      readings.map((r) => r.id),
-      readings.map((r) => r.ts),
-      ...fields.map((f) => readings.map((r) => valuesOf(r)[f.name] ?? null)),
+      textArrayLiteral(readings.map((r) => r.id)),
+      float8ArrayLiteral(readings.map((r) => r.ts)),
+      ...fields.map((f) => float8ArrayLiteral(readings.map((r) => valuesOf(r)[f.name]))),
     ],
   };
 }
