@@ -9,7 +9,6 @@ import { createFlushProcessor } from '../workers/flush-processor';
 import { PartitionMaintainer } from '../workers/partition-maintainer';
 import { float8ArrayLiteral, textArrayLiteral } from '../src/stores/array-literals';
 import { HistoryStore } from '../src/stores/history-store';
-import { StatusStore } from '../src/stores/status-store';
 import { cappedExponentialBackoff } from '../workers/flusher-service';
 import {
   openQueue,
@@ -117,6 +116,23 @@ describe('flusher in this process', () => {
     expect(await historyCount()).toBe(2);
   });
 
+  test('when a batch holds two readings of a device at one time, then its status is the one history keeps', async () => {
+    await enqueue([
+      meterReading('M-twice', T0, 1, 229),
+      meterReading('M-twice', T0 + 60_000, 2, 231),
+      meterReading('M-twice', T0 + 60_000, 3, 232),
+    ]);
+    await waitForDrained(queue);
+    const kept = await ctx
+      .db('telemetry_history')
+      .where({ device_id: 'M-twice', ts: new Date(T0 + 60_000) })
+      .first();
+    const status = await ctx.db('meter_status').where({ meter_id: 'M-twice' }).first();
+    expect(kept.voltage).toBe(231);
+    expect(status).toMatchObject({ voltage: 231, kwh_consumed_ac: kept.kwh_consumed_ac });
+    expect(status.ts.getTime()).toBe(T0 + 60_000);
+  });
+
   test('when readings straddle midnight UTC or are years old, then each lands in its day partition', async () => {
     const lastMs = Date.parse('2024-06-30T23:59:59.999Z');
     const midnight = Date.parse('2024-07-01T00:00:00Z');
@@ -177,7 +193,6 @@ describe('a job run again', () => {
       shard: keys.shards(1)[0],
       deadLetters: { list: keys.deadLetters, marked: keys.deadLettered },
       historyStore: new HistoryStore(ctx.db),
-      statusStore: new StatusStore(ctx.db),
       partitions: new PartitionMaintainer({ db: ctx.db, config: ctx.config, logger: ctx.logger }),
       logger: ctx.logger,
     });

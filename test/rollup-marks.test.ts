@@ -1,7 +1,7 @@
 import type { Reading } from '../src/devices/device-kinds';
 import { HistoryStore } from '../src/stores/history-store';
 import { RollupStore } from '../src/stores/rollup-store';
-import { StatusStore } from '../src/stores/status-store';
+import { statusUpsertsFrom } from '../src/stores/status-store';
 import { waitFor } from './helpers/engine';
 import { meterReading, seededRandom, shuffle, vehicleReading } from './helpers/readings';
 import { createTestContext, type TestContext } from './helpers/test-env';
@@ -13,13 +13,12 @@ import { createTestContext, type TestContext } from './helpers/test-env';
  */
 let ctx: TestContext;
 let history: HistoryStore;
-let status: StatusStore;
 let rollups: RollupStore;
 
 const T0 = Date.parse('2024-07-02T10:00:00Z');
 const QUARTER = 900_000;
 const flush = (readings: Reading[], db = ctx.db) =>
-  history.insert(readings, Date.now(), db, status.upsertParts(readings));
+  history.insert(readings, Date.now(), db, statusUpsertsFrom);
 
 const quarterRow = async (id: string, quarter: number) =>
   (await ctx
@@ -59,7 +58,6 @@ async function rollupTables(): Promise<unknown[]> {
 beforeAll(async () => {
   ctx = await createTestContext();
   history = new HistoryStore(ctx.db);
-  status = new StatusStore(ctx.db);
   rollups = new RollupStore(ctx.db);
   await ctx.db.raw(`SELECT ensure_history_partition('2024-07-02')`);
 });

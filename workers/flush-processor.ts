@@ -4,7 +4,7 @@ import type { RedisClient } from '../src/redis';
 import type { Logger } from '../src/logger';
 import type { QueueShardKeys } from '../src/redis-keys';
 import type { HistoryStore } from '../src/stores/history-store';
-import type { StatusStore } from '../src/stores/status-store';
+import { statusUpsertsFrom } from '../src/stores/status-store';
 import type { Reading } from '../src/devices/device-kinds';
 import type { FlushMetrics } from '../src/metrics';
 import type { IngestJobData } from '../src/queue/ingest-queue';
@@ -73,20 +73,15 @@ type RedisWithScripts = RedisClient & {
 };
 
 /**
- * Writes one batch in one statement: history, hourly rollups and status rows (newest only, sorted
- * keys) together, atomic without an explicit transaction, in one round trip.
+ * Writes one batch in one statement: history, the quarter-hour marks of its rollups and status rows
+ * (each device's newest) together, atomic without an explicit transaction, in one round trip.
  */
 export async function writeBatch(
-  deps: { db: Knex; historyStore: HistoryStore; statusStore: StatusStore },
+  deps: { db: Knex; historyStore: HistoryStore },
   readings: Reading[],
   receivedAt: number | number[],
 ): Promise<number> {
-  return deps.historyStore.insert(
-    readings,
-    receivedAt,
-    deps.db,
-    deps.statusStore.upsertParts(readings),
-  );
+  return deps.historyStore.insert(readings, receivedAt, deps.db, statusUpsertsFrom);
 }
 
 /** When the reading at `index` was accepted: one time for all, or one per reading. */
@@ -108,7 +103,6 @@ export function createFlushProcessor(deps: {
   /** The Redis list readings PostgreSQL refused for good go to, and each one's mark. */
   deadLetters: { list: string; marked(jobId: string, readingKey: string): string };
   historyStore: HistoryStore;
-  statusStore: StatusStore;
   partitions: PartitionMaintainer;
   logger: Logger;
   metrics?: FlushMetrics;

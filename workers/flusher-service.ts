@@ -9,7 +9,6 @@ import type { Logger } from '../src/logger';
 import { shardsInUse } from '../src/queue/ingest-queue';
 import { createRedisKeys } from '../src/redis-keys';
 import { HistoryStore } from '../src/stores/history-store';
-import { StatusStore } from '../src/stores/status-store';
 import type { Registry } from 'prom-client';
 import {
   createDatabaseOutageGauge,
@@ -107,7 +106,6 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   const historyStore = new HistoryStore(db, {
     preparedStatements: config.dbPreparedStatements === 'on',
   });
-  const statusStore = new StatusStore(db);
   const flushMetrics = createFlushMetrics(registry);
   const workers: ShardWorkers = new ShardWorkers({
     redis,
@@ -119,7 +117,6 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         shard,
         deadLetters: { list: keys.deadLetters, marked: keys.deadLettered },
         historyStore,
-        statusStore,
         partitions,
         logger: logger.child({ module: 'flush', shard: shard.shard }),
         metrics: flushMetrics,

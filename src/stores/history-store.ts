@@ -4,7 +4,6 @@ import { DEVICE_TYPES, HISTORY_COLUMNS, type Reading } from '../devices/device-k
 import { float8ArrayLiteral, textArrayLiteral } from './array-literals';
 import { fromEpochMs } from './epoch-ms';
 import { markQuarters } from './rollup-store';
-import type { CtePart } from './status-store';
 
 /** The history key order: kinds in declaration order (meters first), then device id, then time. */
 export function compareKeys(a: Reading, b: Reading): number {
@@ -26,21 +25,24 @@ function sortedWithTimes(readings: Reading[], receivedAt: readonly number[]) {
 const columns = HISTORY_COLUMNS.map((c) => c.column);
 
 /**
- * One statement: insert the batch into history (duplicates skipped by the primary key) and mark
- * the quarter hours that gained readings for their rollups (see rollup-store.ts); `alongside` CTEs
- * (the status upserts) run in the same statement.
+ * One statement: the batch (`batch`, in key order, `n` its position) goes into history (duplicates
+ * skipped by the primary key), the quarter hours that gained readings are marked for their rollups
+ * (see rollup-store.ts), and `alongside` CTEs read from the same batch (the status upserts).
  */
-const insertAndMark = (alongside: CtePart[]) => `
-WITH inserted AS (
-  INSERT INTO telemetry_history (device_type, device_id, ts, ${columns.join(', ')}, received_at)
-  SELECT t.device_type, t.device_id, ${fromEpochMs('t.ts_ms')}, ${columns.map((c) => `t.${c}`).join(', ')},
-         ${fromEpochMs('coalesce(t.received_ms, ?::float8)')}
+const insertAndMark = (alongside: string[]) => `
+WITH batch AS (
+  SELECT t.device_type, t.device_id, ${fromEpochMs('t.ts_ms')} AS ts, ${columns.map((c) => `t.${c}`).join(', ')},
+         ${fromEpochMs('coalesce(t.received_ms, ?::float8)')} AS received_at, t.n
   FROM unnest(?::text[], ?::text[]${', ?::float8[]'.repeat(columns.length + 2)})
-    AS t(device_type, device_id, ts_ms, ${columns.join(', ')}, received_ms)
+    WITH ORDINALITY AS t(device_type, device_id, ts_ms, ${columns.join(', ')}, received_ms, n)
+),
+inserted AS (
+  INSERT INTO telemetry_history (device_type, device_id, ts, ${columns.join(', ')}, received_at)
+  SELECT device_type, device_id, ts, ${columns.join(', ')}, received_at FROM batch ORDER BY n
   ON CONFLICT DO NOTHING
   RETURNING device_type, device_id, ts
 ),
-marked AS (${markQuarters('inserted')})${alongside.map((part) => `,\n${part.sql}`).join('')}
+marked AS (${markQuarters('inserted')})${alongside.map((part) => `,\n${part}`).join('')}
 SELECT count(*)::int AS inserted FROM inserted`;
 
 /**
@@ -57,14 +59,14 @@ export class HistoryStore {
   /**
    * Inserts the readings; returns how many rows were new (the rest were already stored).
    * `receivedAt` is when the engine accepted them: one time for all, or one per reading.
-   * `alongside` are more CTEs (the status upserts) run in the same statement, so the batch is one
-   * round trip and one atomic write.
+   * `alongside` makes more CTEs (the status upserts) from the name of the batch's rows, run in the
+   * same statement, so the batch is one round trip and one atomic write.
    */
   async insert(
     readings: Reading[],
     receivedAt: number | readonly number[],
     db: Knex = this.db,
-    alongside: CtePart[] = [],
+    alongside: (batch: string) => string[] = () => [],
   ): Promise<number> {
     if (readings.length === 0) return 0;
     // Concurrent transactions inserting overlapping keys wait on each other's rows; inserting in
@@ -75,7 +77,7 @@ export class HistoryStore {
       typeof receivedAt === 'number'
         ? { rows: readings.slice().sort(compareKeys), oneTime: receivedAt, perRow: [] }
         : sortedWithTimes(readings, receivedAt);
-    const sql = insertAndMark(alongside);
+    const sql = insertAndMark(alongside('batch'));
     const statement = db.raw(sql, [
       oneTime,
       textArrayLiteral(rows.map((r) => r.type)),
@@ -83,7 +85,6 @@ export class HistoryStore {
       float8ArrayLiteral(rows.map((r) => r.ts)),
       ...HISTORY_COLUMNS.map((c) => float8ArrayLiteral(rows.map(c.valueOf))),
       float8ArrayLiteral(perRow),
-      ...alongside.flatMap((part) => part.bindings),
     ] as unknown as Knex.RawBinding[]);
     // Planning was a third of this statement's time for the small batches of single readings.
     const result = await asPrepared(statement, sql, this.options.preparedStatements ?? false);
