@@ -1,9 +1,9 @@
 /**
  * PostgreSQL array literals for the flusher's unnest() bindings, built in one pass per column.
  * Handed JavaScript arrays, pg quotes every text element with two regular expressions and builds
- * the literal by concatenation, and knex first walks every element looking for `undefined`: with
- * 20 columns of 1,000 readings per batch, that was a fifth of the flusher's CPU, and much of its
- * garbage. A literal is one string: nothing to walk, one allocation per column.
+ * the literal by concatenation, and knex first walks every element looking for `undefined`: for
+ * the 20 arrays of a 1,000-reading batch (history's and the status rows'), a fifth of the
+ * flusher's CPU and much of its garbage. A literal is one string: nothing to walk, one allocation.
  */
 
 /** `{1.5,NULL,230}` for a float8[] binding: numbers as JavaScript prints them (exact), NULL for none. */
