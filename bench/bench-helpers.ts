@@ -2,6 +2,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { createDb } from '../db/create-db';
+import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
+import { loadConfig } from '../src/config';
 
 export const DIST_ROOT = path.join(__dirname, '..');
 
@@ -14,6 +17,18 @@ export async function freePort(): Promise<number> {
     });
     server.on('error', reject);
   });
+}
+
+/** Drops the database `url` names, creates it again and migrates it to the latest schema. */
+export async function freshDatabase(url: string): Promise<void> {
+  const name = new URL(url).pathname.slice(1);
+  await withMaintenanceClient(url, (c) =>
+    c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
+  );
+  await ensureDatabase(url);
+  const migrator = createDb(loadConfig({ DATABASE_URL: url }));
+  await migrateToLatest(migrator);
+  await migrator.destroy();
 }
 
 export interface Proc {

@@ -8,23 +8,30 @@
  * is met, and writes bench/results/latest.json. `--only ocpp` runs the OCPP phase alone.
  */
 import autocannon from 'autocannon';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import knex, { type Knex } from 'knex';
-import { createDb } from '../db/create-db';
-import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
-import { loadConfig } from '../src/config';
 import { createRedisKeys } from '../src/redis-keys';
 import { UsageError, commandLineOrExit, parseCommandLine } from '../scripts/cli';
 import { RollupStore } from '../src/stores/rollup-store';
+import {
+  batchJson,
+  copyCeiling,
+  flushRate,
+  waitUntilDrained,
+  loadBase,
+  meterJson,
+  vehicleJson,
+  type CopyResult,
+} from './batches';
 import { benchMqtt, type MqttBenchResults } from './mqtt';
 import {
   fmt,
   engineEnv,
   freePort,
+  freshDatabase,
   histogramDelta,
   measureCores,
   sleep,
@@ -52,7 +59,6 @@ const SECONDS = quick ? 5 : 15;
 /** The backlog the API accepts with the flusher stopped (below MAX_BACKLOG_READINGS). */
 const BACKLOG_READINGS = quick ? 200_000 : 500_000;
 const ANALYTICS_VEHICLES = quick ? 200 : 1000;
-const DEVICES = 10_000;
 /** The engine's QUEUE_SHARDS for this run (the processes inherit it from the environment). */
 const QUEUE_SHARDS = Number(process.env.QUEUE_SHARDS ?? 1);
 /** 10,000 charge points, each sending MeterValues ten times as often as the nominal 60 s. */
@@ -82,6 +88,7 @@ const TARGETS = {
 const baseUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_bench';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `bench-${Date.now().toString(36)}`;
+const shards = createRedisKeys(prefix).shards(QUEUE_SHARDS);
 
 /** One printed row: a figure beside its ceiling of the same run, and the target it is held to. */
 interface Row {
@@ -119,28 +126,6 @@ interface Results {
   mqtt: MqttBenchResults & { batchRatioToHttpBatch: number; singleRatioToHttpSingle: number };
   memory: { apiPeakRssMb: number; flusherPeakRssMb: number; mqttPeakRssMb: number };
   ocpp: OcppBenchResults;
-}
-
-/** Load timestamps start three days ago, so every phase stays in the past (and fresh partitions). */
-const loadBase = () => Math.floor(Date.now() / 60_000) * 60_000 - 3 * 86_400_000;
-
-function meterJson(n: number, base: number): string {
-  const device = n % DEVICES;
-  const minute = Math.floor(n / DEVICES);
-  return `{"meterId":"M-${device}","kwhConsumedAc":0.0167,"voltage":230,"timestamp":"${new Date(base + minute * 60_000).toISOString()}"}`;
-}
-
-function vehicleJson(n: number, base: number): string {
-  const device = n % DEVICES;
-  const minute = Math.floor(n / DEVICES);
-  return `{"vehicleId":"V-${device}","soc":${50 + (minute % 50)},"kwhDeliveredDc":0.015,"batteryTemp":31.5,"timestamp":"${new Date(base + minute * 60_000).toISOString()}"}`;
-}
-
-/** 1,000 mixed readings from reading number `n` on. */
-function batchJson(n: number, base: number): string {
-  const parts: string[] = [];
-  for (let i = 0; i < 500; i++) parts.push(meterJson(n + i, base), vehicleJson(n + i, base));
-  return `[${parts.join(',')}]`;
 }
 
 const INGEST_PATH = '/v1/telemetry/ingest';
@@ -242,50 +227,6 @@ const describeCores = (cores: Record<string, number | null>) =>
 const describeLatency = (l: Latency) =>
   `p50 ${fmt(l.p50Ms, 1)} ms, p95 ${fmt(l.p95Ms, 1)} ms, p99 ${fmt(l.p99Ms, 1)} ms, max ${fmt(l.maxMs)} ms; ${fmt(l.errors)} errors of ${fmt(l.sent)}, ${fmt(l.achievedPerS)}/s answered`;
 
-async function backlogOf(redis: Redis): Promise<number> {
-  const counts = await Promise.all(
-    createRedisKeys(prefix)
-      .shards(QUEUE_SHARDS)
-      .map((shard) => redis.get(shard.backlogReadings).then((n) => Math.max(0, Number(n ?? 0)))),
-  );
-  return counts.reduce((a, b) => a + b, 0);
-}
-
-async function waitUntilDrained(redis: Redis, timeoutMs = 600_000): Promise<number> {
-  const shards = createRedisKeys(prefix).shards(QUEUE_SHARDS);
-  const started = Date.now();
-  while (Date.now() - started < timeoutMs) {
-    const pending = await Promise.all(
-      shards.flatMap((shard) => [
-        redis.get(shard.backlogReadings).then((n) => Math.max(0, Number(n ?? 0))),
-        redis.llen(shard.queueKey('wait')),
-        redis.llen(shard.queueKey('active')),
-        redis.zcard(shard.queueKey('delayed')),
-      ]),
-    );
-    if (pending.every((n) => n === 0)) return Date.now();
-    await sleep(50);
-  }
-  throw new Error('backlog did not drain');
-}
-
-/**
- * Rows made durable per second by a flusher started on a backlog: from the first sample where the
- * backlog has shrunk to the queue being empty, the rows flushed in between.
- */
-async function flushRate(redis: Redis): Promise<{ rows: number; seconds: number }> {
-  const initial = await backlogOf(redis);
-  if (initial === 0) return { rows: 0, seconds: NaN };
-  let first: { at: number; backlog: number } | null = null;
-  while (!first) {
-    const backlog = await backlogOf(redis);
-    if (backlog < initial) first = { at: Date.now(), backlog };
-    else await sleep(20);
-  }
-  const drainedAt = await waitUntilDrained(redis);
-  return { rows: first.backlog, seconds: (drainedAt - first.at) / 1000 };
-}
-
 /** Waits until `rows` (a query of the bench database) finds none; the seconds since `since`. */
 async function waitUntilNone(
   databaseUrl: string,
@@ -313,37 +254,6 @@ const waitForSessions = (databaseUrl: string, since: number) =>
   waitUntilNone(databaseUrl, since, (db) =>
     db('session_dirty').where('vehicle_id', 'like', 'AV-%'),
   );
-
-interface CopyResult {
-  rows: number;
-  rowsPerS: number;
-}
-
-async function copyCeiling(databaseUrl: string, rows: number): Promise<CopyResult> {
-  const db = knex({ client: 'pg', connection: databaseUrl });
-  await db.raw('DROP TABLE IF EXISTS bench_copy');
-  await db.raw(
-    `CREATE TABLE bench_copy (LIKE telemetry_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`,
-  );
-  await db.raw('ALTER TABLE bench_copy ADD PRIMARY KEY (device_type, device_id, ts)');
-  const file = path.join(os.tmpdir(), `bench-copy-${process.pid}.csv`);
-  const base = loadBase();
-  const lines: string[] = [];
-  const received = new Date().toISOString();
-  for (let n = 0; n < rows; n += 2) {
-    const ts = new Date(base + Math.floor(n / DEVICES) * 60_000).toISOString();
-    lines.push(`meter,M-${n % DEVICES},${ts},0.0167,230,,,,${received}`);
-    lines.push(`vehicle,V-${n % DEVICES},${ts},,,55,0.015,31.5,${received}`);
-  }
-  writeFileSync(file, lines.join('\n') + '\n');
-  const started = process.hrtime.bigint();
-  execFileSync('psql', [databaseUrl, '-q', '-c', `\\copy bench_copy FROM '${file}' CSV`]);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  unlinkSync(file);
-  await db.raw('DROP TABLE bench_copy');
-  await db.destroy();
-  return { rows: lines.length, rowsPerS: lines.length / seconds };
-}
 
 /** A day of time-ordered readings for `vehicles` vehicles and their meters, loaded with SQL. */
 async function loadAnalyticsData(databaseUrl: string, vehicles: number): Promise<number> {
@@ -388,15 +298,7 @@ async function main(): Promise<void> {
   );
 
   // Fresh database and prefix.
-  const name = new URL(baseUrl).pathname.slice(1);
-  await withMaintenanceClient(baseUrl, (c) =>
-    c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
-  );
-  await ensureDatabase(baseUrl);
-  const config = loadConfig({ DATABASE_URL: baseUrl, REDIS_URL: redisUrl, REDIS_PREFIX: prefix });
-  const migrator = createDb(config);
-  await migrateToLatest(migrator);
-  await migrator.destroy();
+  await freshDatabase(baseUrl);
   const redis = new Redis(redisUrl);
   const procs: Proc[] = [];
 
@@ -453,7 +355,7 @@ async function main(): Promise<void> {
     console.log(
       `single-reading ingest: ${fmt(single.requests.average)} req/s (${fmt(single.non2xx)} non-2xx)`,
     );
-    await waitUntilDrained(redis);
+    await waitUntilDrained(redis, shards);
 
     // 2. Single readings at a steady rate: the stall floor (bare), Express, then the engine.
     const bareFloor = await steady(
@@ -487,7 +389,7 @@ async function main(): Promise<void> {
       singleReadingAt(1_000_000, base),
       engineParties(true),
     );
-    await waitUntilDrained(redis);
+    await waitUntilDrained(redis, shards);
     // The same with the flusher stopped: what the API and Redis alone answer at that rate. Then
     // the flusher drains those readings before the batch phases, which start from an empty queue.
     await flusher.stop();
@@ -500,7 +402,7 @@ async function main(): Promise<void> {
     );
     flusher = startNode('flusher', 'workers/flusher.js', [], env);
     procs.push(flusher);
-    await waitUntilDrained(redis);
+    await waitUntilDrained(redis, shards);
 
     // 3. 1,000-reading batches with the flusher stopped: bare parse ceiling, then the API alone.
     await flusher.stop();
@@ -529,7 +431,7 @@ async function main(): Promise<void> {
     flusher = startNode('flusher', 'workers/flusher.js', [], env);
     procs.push(flusher);
     const flushStart = Date.now();
-    const flushed = await flushRate(redis);
+    const flushed = await flushRate(redis, shards);
     const rollupsDoneS = await waitForRollups(baseUrl, flushStart);
     const flushPerS = flushed.rows / flushed.seconds;
     console.log(
@@ -551,7 +453,7 @@ async function main(): Promise<void> {
           parts.push(meterJson(n + i, base), vehicleJson(n + i, base));
         return `[${parts.join(',')}]`;
       },
-      waitUntilDrained: () => waitUntilDrained(redis),
+      waitUntilDrained: () => waitUntilDrained(redis, shards),
     });
     console.log(
       `MQTT: ${fmt(mqtt.batch.readingsPerS)} readings/s in 100-reading messages, ${fmt(mqtt.single.readingsPerS)} in single-reading messages`,
@@ -567,7 +469,7 @@ async function main(): Promise<void> {
       TARGETS.nominalReadingsPerS,
       singleReadingAt(9_000_000, base),
     );
-    await waitUntilDrained(redis);
+    await waitUntilDrained(redis, shards);
     await sleep(200);
     const lag = histogramDelta(
       lagBefore,

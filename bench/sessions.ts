@@ -12,14 +12,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import knex, { type Knex } from 'knex';
-import { createDb } from '../db/create-db';
-import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
-import { loadConfig } from '../src/config';
 import { commandLineOrExit, numberOption, parseCommandLine } from '../scripts/cli';
 import {
   engineEnv,
   fmt,
   freePort,
+  freshDatabase,
   sleep,
   startNode,
   waitForHttp,
@@ -129,16 +127,7 @@ async function main(): Promise<void> {
       .map((n) => n.toFixed(1))
       .join(' ')}`,
   );
-  const name = new URL(baseUrl).pathname.slice(1);
-  await withMaintenanceClient(baseUrl, (c) =>
-    c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
-  );
-  await ensureDatabase(baseUrl);
-  const migrator = createDb(
-    loadConfig({ DATABASE_URL: baseUrl, REDIS_URL: redisUrl, REDIS_PREFIX: prefix }),
-  );
-  await migrateToLatest(migrator);
-  await migrator.destroy();
+  await freshDatabase(baseUrl);
 
   // Whole closed hours, ending an hour ago.
   const end = Math.floor(Date.now() / HOUR_MS) * HOUR_MS - HOUR_MS;
