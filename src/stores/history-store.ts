@@ -45,6 +45,9 @@ inserted AS (
 marked AS (${markQuarters('inserted')})${alongside.map((part) => `,\n${part}`).join('')}
 SELECT count(*)::int AS inserted FROM inserted`;
 
+/** No more CTEs: history and the marks only. */
+const NOTHING_ALONGSIDE = (): string[] => [];
+
 /**
  * telemetry_history: append-only, keyed by device type, id and timestamp. One set-based statement
  * per batch; ON CONFLICT DO NOTHING makes a retried or duplicated reading a no-op.
@@ -57,6 +60,21 @@ export class HistoryStore {
   ) {}
 
   /**
+   * The statement for each `alongside` (a function defined once, as statusUpsertsFrom): its text
+   * depends on nothing else, so it is built once, not for every batch.
+   */
+  private readonly statements = new Map<(batch: string) => string[], string>();
+
+  private statementWith(alongside: (batch: string) => string[]): string {
+    let sql = this.statements.get(alongside);
+    if (sql === undefined) {
+      sql = insertAndMark(alongside('batch'));
+      this.statements.set(alongside, sql);
+    }
+    return sql;
+  }
+
+  /**
    * Inserts the readings; returns how many rows were new (the rest were already stored).
    * `receivedAt` is when the engine accepted them: one time for all, or one per reading.
    * `alongside` makes more CTEs (the status upserts) from the name of the batch's rows, run in the
@@ -66,7 +84,7 @@ export class HistoryStore {
     readings: Reading[],
     receivedAt: number | readonly number[],
     db: Knex = this.db,
-    alongside: (batch: string) => string[] = () => [],
+    alongside: (batch: string) => string[] = NOTHING_ALONGSIDE,
   ): Promise<number> {
     if (readings.length === 0) return 0;
     // Concurrent transactions inserting overlapping keys wait on each other's rows; inserting in
@@ -77,7 +95,7 @@ export class HistoryStore {
       typeof receivedAt === 'number'
         ? { rows: readings.slice().sort(compareKeys), oneTime: receivedAt, perRow: [] }
         : sortedWithTimes(readings, receivedAt);
-    const sql = insertAndMark(alongside('batch'));
+    const sql = this.statementWith(alongside);
     const statement = db.raw(sql, [
       oneTime,
       textArrayLiteral(rows.map((r) => r.type)),
