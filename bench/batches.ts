@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type autocannon from 'autocannon';
 import type { Redis } from 'ioredis';
 import knex from 'knex';
 import type { QueueShardKeys } from '../src/redis-keys';
@@ -34,6 +35,27 @@ export function batchJson(n: number, base: number): string {
   const parts: string[] = [];
   for (let i = 0; i < 500; i++) parts.push(meterJson(n + i, base), vehicleJson(n + i, base));
   return `[${parts.join(',')}]`;
+}
+
+export const INGEST_PATH = '/v1/telemetry/ingest';
+export const JSON_HEADERS = { 'content-type': 'application/json' };
+
+/** Autocannon requests posting to the ingest endpoint, each with the body `next()` makes. */
+export function ingestRequests(next: () => string) {
+  return [
+    {
+      method: 'POST' as const,
+      path: INGEST_PATH,
+      headers: JSON_HEADERS,
+      setupRequest: (req: autocannon.Request) => ({ ...req, body: next() }),
+    },
+  ];
+}
+
+/** Batch requests of 1,000 mixed readings. */
+export function batchRequests(startAt: number, base: number) {
+  let n = startAt;
+  return ingestRequests(() => batchJson((n += 500), base));
 }
 
 export interface CopyResult {

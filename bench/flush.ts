@@ -10,7 +10,7 @@ import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { createRedisKeys } from '../src/redis-keys';
 import { commandLineOrExit, numberOption, parseCommandLine } from '../scripts/cli';
-import { batchJson, copyCeiling, flushRate, loadBase } from './batches';
+import { batchRequests, copyCeiling, flushRate, loadBase } from './batches';
 import {
   engineEnv,
   fmt,
@@ -49,20 +49,11 @@ async function round(redis: Redis, index: number): Promise<void> {
   const procs: Proc[] = [startNode('api', 'src/server.js', [], env)];
   try {
     await waitForHttp(`http://127.0.0.1:${apiPort}/health/ready`, 120_000);
-    const base = loadBase();
-    let n = 0;
     await autocannon({
       url: `http://127.0.0.1:${apiPort}`,
       connections: 8,
       amount: readings / 1000,
-      requests: [
-        {
-          method: 'POST',
-          path: '/v1/telemetry/ingest',
-          headers: { 'content-type': 'application/json' },
-          setupRequest: (req) => ({ ...req, body: batchJson((n += 500), base) }),
-        },
-      ],
+      requests: batchRequests(0, loadBase()),
     });
     const flusher = startNode('flusher', 'workers/flusher.js', [], env);
     procs.push(flusher);

@@ -17,9 +17,12 @@ import { createRedisKeys } from '../src/redis-keys';
 import { UsageError, commandLineOrExit, parseCommandLine } from '../scripts/cli';
 import { RollupStore } from '../src/stores/rollup-store';
 import {
-  batchJson,
+  INGEST_PATH,
+  JSON_HEADERS,
+  batchRequests,
   copyCeiling,
   flushRate,
+  ingestRequests,
   waitUntilDrained,
   loadBase,
   meterJson,
@@ -128,31 +131,10 @@ interface Results {
   ocpp: OcppBenchResults;
 }
 
-const INGEST_PATH = '/v1/telemetry/ingest';
-const JSON_HEADERS = { 'content-type': 'application/json' };
-
-/** Autocannon requests posting to the ingest endpoint, each with the body `next()` makes. */
-function ingestRequests(next: () => string) {
-  return [
-    {
-      method: 'POST' as const,
-      path: INGEST_PATH,
-      headers: JSON_HEADERS,
-      setupRequest: (req: autocannon.Request) => ({ ...req, body: next() }),
-    },
-  ];
-}
-
 /** Single-reading requests, each a different device and minute, as a fleet sends them. */
 function singleReadingRequests(startAt: number, base: number) {
   let n = startAt;
   return ingestRequests(() => meterJson(n++, base));
-}
-
-/** Batch requests of 1,000 mixed readings. */
-function batchRequests(startAt: number, base: number) {
-  let n = startAt;
-  return ingestRequests(() => batchJson((n += 500), base));
 }
 
 /** Open-loop single-reading requests from reading number `startAt` on. */
