@@ -131,6 +131,14 @@ export const fmt = (n: number | null | undefined, digits = 0) =>
     ? 'n/a'
     : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
+/** The sum of a Prometheus counter's series whose labels include `labels` (e.g. `result="miss"`). */
+export function counterTotal(text: string, name: string, labels = ''): number {
+  let total = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, 'gm')))
+    if (m[1].includes(labels)) total += Number(m[2]);
+  return total;
+}
+
 /**
  * Quantiles of a Prometheus histogram's growth between two scrapes (linear inside a bucket), of
  * the series whose labels include `labels` (e.g. `action="MeterValues"`), else of every series.

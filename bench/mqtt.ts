@@ -10,6 +10,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import {
+  counterTotal,
   freePort,
   histogramDelta,
   sleep,
@@ -103,14 +104,8 @@ export async function benchMqtt({
   const publishers = await connectPublishers(broker.url, 2);
   const metricsUrl = `http://127.0.0.1:${healthPort}/metrics`;
   const scrape = () => fetch(metricsUrl).then((r) => r.text());
-  const accepted = async () => {
-    let total = 0;
-    for (const m of (await scrape()).matchAll(
-      /^energy_ingest_readings_accepted_total\{[^}]*\} (\S+)$/gm,
-    ))
-      total += Number(m[1]);
-    return total;
-  };
+  const accepted = async () =>
+    counterTotal(await scrape(), 'energy_ingest_readings_accepted_total');
 
   const throughput = async (
     messages: number,
