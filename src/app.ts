@@ -118,6 +118,7 @@ export function createApp({
     new ReportCache<T>({
       redis,
       ttlS: config.analyticsCacheTtlS,
+      localBudgetChars: config.analyticsCacheLocalKb * 1024,
       logger: logger.child({ module }),
       onLookup,
     });

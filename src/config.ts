@@ -164,6 +164,10 @@ export const settingsSchema = Type.Object({
     description: 'efficiency below this raises an alert',
   }),
   ANALYTICS_CACHE_TTL_S: integer(30, 0, 86_400, { description: 'analytics cache lifetime' }),
+  // A hot report then costs no Redis round trip; a copy never outlives its Redis entry.
+  ANALYTICS_CACHE_LOCAL_KB: integer(1024, 0, 1_048_576, {
+    description: 'copy of cached reports in each API process, per cache (KB of JSON; 0: none)',
+  }),
   // `on` requires a key from API_KEYS on /v1 routes.
   AUTH: oneOf(['on', 'off'] as const, 'on', {
     description: '`off` serves every client without a key',

@@ -54,11 +54,16 @@ async function map(
     .expect(200);
 }
 
-/** Forgets cached reports, so the next request computes from PostgreSQL again. */
+/**
+ * Forgets cached reports, so the next request computes from PostgreSQL again (for engines started
+ * with WITHOUT_LOCAL_COPIES: a process's own copies would answer until their Redis entry expires).
+ */
 async function clearAnalyticsCache(e: TestEngine): Promise<void> {
   const keys = await e.ctx.redis.keys(`${e.ctx.config.redisPrefix}:analytics:*`);
   if (keys.length > 0) await e.ctx.redis.del(...keys);
 }
+
+const WITHOUT_LOCAL_COPIES = { ANALYTICS_CACHE_LOCAL_KB: '0' };
 
 const report = (e: TestEngine, vehicleId: string, query: string) =>
   request(e.api.api.app).get(`/v1/analytics/performance/${vehicleId}?${query}`);
@@ -66,7 +71,7 @@ const report = (e: TestEngine, vehicleId: string, query: string) =>
 describe('performance report, interval readings', () => {
   let e: TestEngine;
   beforeAll(async () => {
-    e = await startTestEngine();
+    e = await startTestEngine(WITHOUT_LOCAL_COPIES);
   });
   afterAll(() => e.stop());
 
@@ -398,7 +403,7 @@ describe('performance report, interval readings', () => {
 describe('performance report, cumulative register readings', () => {
   let e: TestEngine;
   beforeAll(async () => {
-    e = await startTestEngine({ ENERGY_READINGS: 'cumulative' });
+    e = await startTestEngine({ ENERGY_READINGS: 'cumulative', ...WITHOUT_LOCAL_COPIES });
     await map(e, 'V-cum', 'M-cum', '2024-03-01T00:00:00Z');
     await ingest(e, [
       meter('M-cum', '2024-03-20T09:50:00Z', 100), // the register before the window

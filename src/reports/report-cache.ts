@@ -1,17 +1,32 @@
 import type { RedisClient } from '../redis';
 import type { Logger } from '../logger';
 
+/** An in-process copy of a Redis entry's text. */
+interface LocalCopy {
+  text: string;
+  /** When the Redis entry expires: a copy is never served longer than Redis would serve it. */
+  expiresAt: number;
+}
+
 /**
- * Computed reports in Redis for `ttlS` seconds (0: no caching). The cache is an optimisation:
- * when Redis fails, the caller computes from PostgreSQL, so errors are logged, never thrown.
+ * Computed reports in Redis for `ttlS` seconds (0: no caching), and a copy of the recent ones in
+ * the process, up to `localBudgetChars` of JSON: a hot report is then answered without the Redis
+ * round trip that is most of a cached report's cost. The cache is an optimisation: when Redis
+ * fails, the caller computes from PostgreSQL, so errors are logged, never thrown.
  */
 export class ReportCache<T> {
+  private readonly local = new Map<string, LocalCopy>();
+  private localChars = 0;
+
   constructor(
     private readonly deps: {
       redis: RedisClient;
       ttlS: number;
+      /** 0: every lookup goes to Redis. */
+      localBudgetChars: number;
       logger: Logger;
       onLookup?: (result: 'hit' | 'miss' | 'error') => void;
+      now?: () => number;
     },
   ) {}
 
@@ -21,15 +36,11 @@ export class ReportCache<T> {
 
   async get(key: string): Promise<T | null> {
     if (!this.enabled) return null;
-    try {
-      const value = await this.deps.redis.get(key);
-      this.deps.onLookup?.(value ? 'hit' : 'miss');
-      return value ? (JSON.parse(value) as T) : null;
-    } catch (err) {
-      this.deps.onLookup?.('error');
-      this.deps.logger.warn({ err }, 'analytics cache unavailable: reading PostgreSQL');
-      return null;
-    }
+    const text = this.localText(key) ?? (await this.redisText(key));
+    if (text === undefined) return null; // Redis failed
+    this.deps.onLookup?.(text === null ? 'miss' : 'hit');
+    // Parsed on every hit: each caller gets its own copy to change as it likes.
+    return text === null ? null : (JSON.parse(text) as T);
   }
 
   /**
@@ -38,6 +49,57 @@ export class ReportCache<T> {
    */
   set(key: string, value: T): void {
     if (!this.enabled) return;
-    this.deps.redis.set(key, JSON.stringify(value), 'EX', this.deps.ttlS).catch(() => undefined);
+    const text = JSON.stringify(value);
+    this.keepLocal(key, text, this.now() + this.deps.ttlS * 1000);
+    this.deps.redis.set(key, text, 'EX', this.deps.ttlS).catch(() => undefined);
+  }
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
+  }
+
+  private localText(key: string): string | null {
+    const copy = this.local.get(key);
+    if (!copy) return null;
+    if (copy.expiresAt > this.now()) return copy.text;
+    this.dropLocal(key, copy);
+    return null;
+  }
+
+  /** The entry's text (null: none), copied locally until it expires in Redis; undefined: failed. */
+  private async redisText(key: string): Promise<string | null | undefined> {
+    try {
+      const [[getError, text], [ttlError, ttlMs]] = (await this.deps.redis
+        .pipeline()
+        .get(key)
+        .pttl(key)
+        .exec()) as [[Error | null, string | null], [Error | null, number]];
+      if (getError) throw getError;
+      if (text !== null && !ttlError && ttlMs > 0) this.keepLocal(key, text, this.now() + ttlMs);
+      return text;
+    } catch (err) {
+      this.deps.onLookup?.('error');
+      this.deps.logger.warn({ err }, 'analytics cache unavailable: reading PostgreSQL');
+      return undefined;
+    }
+  }
+
+  private keepLocal(key: string, text: string, expiresAt: number): void {
+    const old = this.local.get(key);
+    if (old) this.dropLocal(key, old);
+    // A fleet-sized report would push out hundreds of vehicles' ones: it stays in Redis only.
+    if (text.length > this.deps.localBudgetChars / 8) return;
+    this.local.set(key, { text, expiresAt });
+    this.localChars += text.length;
+    // Oldest first: a Map iterates in insertion order.
+    for (const [oldest, copy] of this.local) {
+      if (this.localChars <= this.deps.localBudgetChars) break;
+      this.dropLocal(oldest, copy);
+    }
+  }
+
+  private dropLocal(key: string, copy: LocalCopy): void {
+    this.local.delete(key);
+    this.localChars -= copy.text.length;
   }
 }
