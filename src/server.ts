@@ -2,6 +2,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
+import { startPlanRefresh } from './analytics/plan-refresh';
 import { ConfigError, loadConfig, redactUrl } from './config';
 import { createDb, createGenericPlanDb } from '../db/create-db';
 import { exitOnStartupFailure, limitHeapGrowth, stopOnSignals } from './lifecycle';
@@ -17,6 +18,9 @@ import { withTimeout } from './with-timeout';
 
 /** A slow database must not hold the API's start for long: the warm-up only saves time. */
 const WARM_UP_TIMEOUT_MS = 15_000;
+
+/** How often the API checks whether PostgreSQL will plan its prepared statements again. */
+const PLAN_CHECK_INTERVAL_MS = 5_000;
 
 async function main(): Promise<void> {
   let logger = createLogger({ level: 'info', name: 'api' });
@@ -86,6 +90,15 @@ async function main(): Promise<void> {
         logger.warn({ err }, 'report warm-up did not finish: the first reports will be slower');
       }
     }
+    // Only prepared statements keep plans that a change can make stale.
+    const planRefresh = genericDb
+      ? startPlanRefresh({
+          db,
+          warmUp: () => withTimeout(api.warmUp(), WARM_UP_TIMEOUT_MS, 'report warm-up'),
+          intervalMs: PLAN_CHECK_INTERVAL_MS,
+          logger,
+        })
+      : null;
     const server: Server = await new Promise((resolve) => {
       const s = api.app.listen(config.port, () => resolve(s));
     });
@@ -113,6 +126,7 @@ async function main(): Promise<void> {
         server.closeIdleConnections();
         await intake?.close();
         await api.close();
+        await planRefresh?.stop();
         // Every accepted reading is stored now; keep-alive clients must not hold the exit.
         server.closeAllConnections();
         await closed;

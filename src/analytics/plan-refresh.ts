@@ -1,0 +1,73 @@
+import type { Knex } from 'knex';
+import type { Logger } from '../logger';
+
+/**
+ * What changes when PostgreSQL drops its prepared plans: statistics (any ANALYZE, autovacuum's
+ * too) and relations (a new history partition). Read from the statistics views and the catalog,
+ * both cheap.
+ */
+const CATALOG_VERSION = `
+SELECT (SELECT coalesce(sum(analyze_count + autoanalyze_count), 0) FROM pg_stat_user_tables)
+       || ':' || (SELECT count(*) FROM pg_class) AS version`;
+
+export interface PlanRefresh {
+  /** Stops watching; waits for a warm-up in progress. */
+  stop(): Promise<void>;
+}
+
+/**
+ * After such a change, PostgreSQL plans each prepared statement again on its next execution, on
+ * every connection: 20-100 ms for each of a report's statements on each generic-plan connection,
+ * and a burst of reports pays it on all of them at once (a bulk load's ANALYZE then stalled the
+ * next reports for 0.3-0.7 s). Every `intervalMs` this checks whether the catalog changed and if so
+ * warms the report path again, so that the plans are made before the next reports need them.
+ */
+export function startPlanRefresh({
+  db,
+  warmUp,
+  intervalMs,
+  logger,
+}: {
+  db: Knex;
+  warmUp: () => Promise<void>;
+  intervalMs: number;
+  logger: Logger;
+}): PlanRefresh {
+  let seen: string | null = null;
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<void> = Promise.resolve();
+
+  async function check(): Promise<void> {
+    const { rows } = (await db.raw(CATALOG_VERSION)) as { rows: { version: string }[] };
+    const version = rows[0].version;
+    const changed = seen !== null && version !== seen;
+    seen = version;
+    if (!changed || stopped) return;
+    const started = Date.now();
+    await warmUp();
+    logger.info({ ms: Date.now() - started }, 'catalog changed: report plans made again');
+  }
+
+  // PostgreSQL down is reported where it matters (readiness, reads' 503s); the next check retries.
+  const checkOnce = () =>
+    check().catch((err: unknown) => logger.debug({ err }, 'report plan refresh failed'));
+
+  function schedule(): void {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = checkOnce().finally(schedule);
+    }, intervalMs);
+    timer.unref();
+  }
+
+  // The version now, so that only later changes count (the API warmed up at its start).
+  running = checkOnce().finally(schedule);
+  return {
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}
