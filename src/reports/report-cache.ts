@@ -68,20 +68,20 @@ export class ReportCache<T> {
 
   /** The entry's text (null: none), copied locally until it expires in Redis; undefined: failed. */
   private async redisText(key: string): Promise<string | null | undefined> {
+    let text: string | null;
     try {
-      const [[getError, text], [ttlError, ttlMs]] = (await this.deps.redis
-        .pipeline()
-        .get(key)
-        .pttl(key)
-        .exec()) as [[Error | null, string | null], [Error | null, number]];
-      if (getError) throw getError;
-      if (text !== null && !ttlError && ttlMs > 0) this.keepLocal(key, text, this.now() + ttlMs);
-      return text;
+      text = await this.deps.redis.get(key);
     } catch (err) {
       this.deps.onLookup?.('error');
       this.deps.logger.warn({ err }, 'analytics cache unavailable: reading PostgreSQL');
       return undefined;
     }
+    // Once per entry and process: how long Redis keeps it, which is how long the copy may live.
+    if (text !== null) {
+      const ttlMs = await this.deps.redis.pttl(key).catch(() => -1);
+      if (ttlMs > 0) this.keepLocal(key, text, this.now() + ttlMs);
+    }
+    return text;
   }
 
   private keepLocal(key: string, text: string, expiresAt: number): void {
