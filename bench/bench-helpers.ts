@@ -8,6 +8,11 @@ import { loadConfig } from '../src/config';
 
 export const DIST_ROOT = path.join(__dirname, '..');
 
+/** The benchmark's database (dropped and made again by the commands that load it) and Redis. */
+export const BENCH_DATABASE_URL =
+  process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_bench';
+export const BENCH_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();

@@ -12,6 +12,8 @@ import { createRedisKeys } from '../src/redis-keys';
 import { commandLineOrExit, numberOption, parseCommandLine } from '../scripts/cli';
 import { batchRequests, copyCeiling, flushRate, loadBase } from './batches';
 import {
+  BENCH_DATABASE_URL,
+  BENCH_REDIS_URL,
   engineEnv,
   fmt,
   freePort,
@@ -36,9 +38,8 @@ const { rounds, readings } = commandLineOrExit(() => {
   };
 });
 
-const databaseUrl =
-  process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_bench';
-const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const databaseUrl = BENCH_DATABASE_URL;
+const redisUrl = BENCH_REDIS_URL;
 
 async function round(redis: Redis, index: number): Promise<void> {
   await freshDatabase(databaseUrl);

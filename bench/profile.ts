@@ -16,12 +16,20 @@ import knex from 'knex';
 import { Redis } from 'ioredis';
 import { EnergyReportStore } from '../src/analytics/energy-report-store';
 import { createRedisKeys } from '../src/redis-keys';
-import { engineEnv, fmt, freePort, sleep, startNode, waitForHttp } from './bench-helpers';
+import {
+  BENCH_DATABASE_URL,
+  BENCH_REDIS_URL,
+  engineEnv,
+  fmt,
+  freePort,
+  sleep,
+  startNode,
+  waitForHttp,
+} from './bench-helpers';
 
 const SECONDS = Number(process.env.PROFILE_SECONDS ?? 15);
-const databaseUrl =
-  process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_bench';
-const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const databaseUrl = BENCH_DATABASE_URL;
+const redisUrl = BENCH_REDIS_URL;
 
 interface CpuProfile {
   nodes: {

@@ -31,6 +31,8 @@ import {
 } from './batches';
 import { benchMqtt, type MqttBenchResults } from './mqtt';
 import {
+  BENCH_DATABASE_URL,
+  BENCH_REDIS_URL,
   counterTotal,
   fmt,
   engineEnv,
@@ -89,8 +91,8 @@ const TARGETS = {
   apiPeakRssMb: 150,
 };
 
-const baseUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/energy_bench';
-const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const baseUrl = BENCH_DATABASE_URL;
+const redisUrl = BENCH_REDIS_URL;
 const prefix = `bench-${Date.now().toString(36)}`;
 const shards = createRedisKeys(prefix).shards(QUEUE_SHARDS);
 

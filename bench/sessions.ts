@@ -14,6 +14,7 @@ import path from 'node:path';
 import knex, { type Knex } from 'knex';
 import { commandLineOrExit, numberOption, parseCommandLine } from '../scripts/cli';
 import {
+  BENCH_REDIS_URL,
   engineEnv,
   fmt,
   freePort,
@@ -47,7 +48,7 @@ const CHARGE_MINUTES = 120;
 const baseUrl =
   process.env.BENCH_SESSIONS_DATABASE_URL ??
   'postgres://postgres@127.0.0.1:5432/energy_bench_sessions';
-const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const redisUrl = BENCH_REDIS_URL;
 const prefix = `bench-sessions-${Date.now().toString(36)}`;
 
 /**

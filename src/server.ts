@@ -81,10 +81,11 @@ async function main(): Promise<void> {
       readinessChecks: intake ? { mqtt: () => intake.ready() } : {},
     });
 
+    const warmUpReports = () => withTimeout(api.warmUp(), WARM_UP_TIMEOUT_MS, 'report warm-up');
     if (!postgres) {
       const started = Date.now();
       try {
-        await withTimeout(api.warmUp(), WARM_UP_TIMEOUT_MS, 'report warm-up');
+        await warmUpReports();
         logger.info({ ms: Date.now() - started }, 'report path warmed up');
       } catch (err) {
         logger.warn({ err }, 'report warm-up did not finish: the first reports will be slower');
@@ -94,7 +95,7 @@ async function main(): Promise<void> {
     const planRefresh = genericDb
       ? startPlanRefresh({
           db,
-          warmUp: () => withTimeout(api.warmUp(), WARM_UP_TIMEOUT_MS, 'report warm-up'),
+          warmUp: warmUpReports,
           intervalMs: PLAN_CHECK_INTERVAL_MS,
           logger,
         })
