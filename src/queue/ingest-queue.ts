@@ -48,6 +48,12 @@ export function openShard(
     prefix: keys.prefix,
     ...(config ? { defaultJobOptions: ingestJobOptions(config) } : {}),
     streams: { events: { maxLen: 1000 } },
+    // BullMQ would otherwise wait for the connection to be ready and then ask Redis its version.
+    // That wait settles only when the connection ends: a queue closed before, while Redis was
+    // down, heard its error no more (an uncaught exception at shutdown). Readiness is ours to
+    // handle (a 503, /health/ready); the version only picks between two forms of one script.
+    skipWaitingForReady: true,
+    skipVersionCheck: true,
   });
   queue.on('error', () => undefined); // surfaced by the failing call and by readiness
   return { keys, queue };

@@ -1,0 +1,78 @@
+import { IngestQueues } from '../src/queue/ingest-queue';
+import { createRedis, type RedisClient } from '../src/redis';
+import { createRedisKeys } from '../src/redis-keys';
+import { freePort } from '../bench/bench-helpers';
+import { OwnRedis } from './helpers/own-redis';
+
+const QUEUE_CONFIG = { queueShards: 2, flushAttempts: 3, flushBackoffMs: 100 };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves once the connection has failed at least once and is trying to connect again. */
+async function reconnecting(redis: RedisClient): Promise<void> {
+  let failed = false;
+  redis.on('error', () => (failed = true));
+  const deadline = Date.now() + 5000;
+  while (!(failed && redis.status === 'connecting')) {
+    if (Date.now() > deadline) throw new Error(`connection stayed ${redis.status}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+describe('the ingest queues', () => {
+  test('when Redis is down and the queues are closed before their connection, then nothing is thrown afterwards', async () => {
+    const heard: unknown[] = [];
+    const hear = (err: unknown) => heard.push(err);
+    process.on('unhandledRejection', hear);
+    process.on('uncaughtException', hear);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const dead = createRedis(
+          { redisUrl: `redis://127.0.0.1:${await freePort()}`, redisClusterNodes: '' },
+          'command',
+        );
+        const queues = new IngestQueues({
+          connection: dead,
+          keys: createRedisKeys(`down${i}`),
+          config: QUEUE_CONFIG,
+        });
+        // The moment of a shutdown that used to throw: a reconnect in flight after an error.
+        await reconnecting(dead);
+        await queues.close();
+        dead.disconnect();
+        await sleep(50);
+      }
+    } finally {
+      process.off('unhandledRejection', hear);
+      process.off('uncaughtException', hear);
+    }
+    expect(heard).toEqual([]);
+  });
+
+  test('when Redis comes up after the queues were opened, then they add jobs', async () => {
+    const port = await freePort();
+    const redis = createRedis(
+      { redisUrl: `redis://127.0.0.1:${port}`, redisClusterNodes: '' },
+      'command',
+    );
+    const queues = new IngestQueues({
+      connection: redis,
+      keys: createRedisKeys('late'),
+      config: QUEUE_CONFIG,
+    });
+    const own = new OwnRedis(port);
+    try {
+      await reconnecting(redis);
+      await own.start();
+      const deadline = Date.now() + 10_000;
+      while (redis.status !== 'ready' && Date.now() < deadline) await sleep(20);
+      const { queue } = queues.next();
+      await queue.add('readings', { acceptedAt: 1, readings: [] });
+      expect(await queue.getWaitingCount()).toBe(1);
+    } finally {
+      await queues.close();
+      redis.disconnect();
+      await own.kill();
+    }
+  });
+});
