@@ -48,6 +48,7 @@ export interface RedisKeys {
   deadLettered(jobId: string, readingKey: string): string;
   /** Where dead letters were kept before sharding (still re-driven). */
   readonly legacyDeadLetters: string;
+  /** A device's newest reading (a string, see src/telemetry/live-state.ts), in its bucket's slot. */
   liveState(type: string, id: string): string;
   /** An OCPP charge point's connection and boot, and the set of its connector ids. */
   chargePoint(id: string): string;
@@ -103,7 +104,7 @@ export function createRedisKeys(prefix: string): RedisKeys {
     deadLettered: (jobId, readingKey) =>
       `{${prefix}:ingest:dead-letters}:marked:${jobId}:${readingKey}`,
     legacyDeadLetters: legacyShard.queueKey('dead-letters'),
-    liveState: (type, id) => `{${prefix}:live:${bucketOf(id)}}:${type}:${id}`,
+    liveState: (type, id) => `{${prefix}:latest:${bucketOf(id)}}:${type}:${id}`,
     chargePoint: (id) => `${prefix}:ocpp:cp:${id}`,
     chargePointConnectors: (id) => `${prefix}:ocpp:cp:${id}:connectors`,
     connectorStatus: (meterId) => `${prefix}:ocpp:connector:${meterId}`,

@@ -430,6 +430,49 @@ describe('live state', () => {
     expect((await queuedReadings()).filter((r) => r.id === 'V-ooo')).toHaveLength(5);
   });
 
+  test('when one request holds a device twice, then live state keeps the newest; of the same timestamp, the first, as history does', async () => {
+    await sendJson([
+      { ...VEHICLE, vehicleId: 'V-new', soc: 61, timestamp: at(6) },
+      { ...VEHICLE, vehicleId: 'V-new', soc: 21, timestamp: at(2) },
+    ]).expect(202);
+    const first = await request(engine.api.app).get('/v1/vehicles/V-new/status').expect(200);
+    expect(first.body).toMatchObject({ soc: 61, source: 'live' });
+    await sendJson([
+      { ...VEHICLE, vehicleId: 'V-same', soc: 41, timestamp: at(7) },
+      { ...VEHICLE, vehicleId: 'V-same', soc: 42, timestamp: at(7) },
+    ]).expect(202);
+    await sendJson({ ...VEHICLE, vehicleId: 'V-same', soc: 43, timestamp: at(7) }).expect(202);
+    const res = await request(engine.api.app).get('/v1/vehicles/V-same/status').expect(200);
+    expect(res.body).toMatchObject({ soc: 41, source: 'live' });
+  });
+
+  test('when a newer reading leaves out an optional field, then the status has none, not the older value', async () => {
+    await sendJson({ ...METER, meterId: 'M-opt', voltage: 229, timestamp: at(8) }).expect(202);
+    await sendJson({ meterId: 'M-opt', kwhConsumedAc: 151, timestamp: at(9) }).expect(202);
+    const res = await request(engine.api.app).get('/v1/meters/M-opt/status').expect(200);
+    expect(res.body).toMatchObject({
+      timestamp: '2024-03-20T10:09:00.000Z',
+      voltage: null,
+      source: 'live',
+    });
+  });
+
+  test('when many devices report in one request, then each status is its own newest reading', async () => {
+    const devices = 1200; // more than one script call's worth
+    await sendJson(
+      Array.from({ length: devices * 2 }, (_, i) => ({
+        ...METER,
+        meterId: `M-many${i % devices}`,
+        kwhConsumedAc: i,
+        timestamp: at(i < devices ? 11 : 10),
+      })),
+    ).expect(202);
+    for (const n of [0, 499, 500, 1199]) {
+      const res = await request(engine.api.app).get(`/v1/meters/M-many${n}/status`).expect(200);
+      expect(res.body).toMatchObject({ kwhConsumedAc: n, timestamp: '2024-03-20T10:11:00.000Z' });
+    }
+  });
+
   test('when a meter reported, then its status is answered from Redis', async () => {
     await sendJson({ ...METER, meterId: 'M-live', voltage: 231 }).expect(202);
     const res = await request(engine.api.app).get('/v1/meters/M-live/status').expect(200);
