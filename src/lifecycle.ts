@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { getPriority, setPriority } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import type { Logger } from './logger';
@@ -34,6 +35,37 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+}
+
+/**
+ * Starts `app` listening on `port` (set by `setting`). Express 5 hands a failed listen to its
+ * callback, so without this a port already in use went on as if listening: the API then failed on
+ * the missing address, the flusher and the MQTT intake ran without their health endpoints.
+ */
+export function listen(
+  app: { listen(port: number, callback: (error?: Error) => void): Server },
+  port: number,
+  setting: string,
+): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, (error) => {
+      if (!error) return resolve(server);
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') {
+        reject(
+          new StartupError(
+            `port ${port} (${setting}) is already in use: stop what listens there, or set ${setting} to a free port`,
+          ),
+        );
+      } else if (code === 'EACCES') {
+        reject(
+          new StartupError(
+            `port ${port} (${setting}) needs privileges this process does not have: set ${setting} to a port above 1023`,
+          ),
+        );
+      } else reject(error);
+    });
+  });
 }
 
 /** Reports a start-up failure as a readable message (no stack trace for expected failures). */

@@ -1,7 +1,6 @@
 /** Entry point of the MQTT intake process: `npm run start:mqtt`. */
-import type { Server } from 'node:http';
 import { ConfigError, loadConfig, redactUrl } from './config';
-import { exitOnStartupFailure, limitHeapGrowth, stopOnSignals } from './lifecycle';
+import { exitOnStartupFailure, limitHeapGrowth, listen, stopOnSignals } from './lifecycle';
 import { createLogger } from './logger';
 import { createMqttService } from './mqtt/mqtt-service';
 import { IngestQueues } from './queue/ingest-queue';
@@ -31,9 +30,7 @@ async function main(): Promise<void> {
       config,
     });
     const service = createMqttService({ config: { ...config, mqttUrl }, redis, queues, logger });
-    const server: Server = await new Promise((resolve) => {
-      const s = service.healthApp.listen(config.mqttHealthPort, () => resolve(s));
-    });
+    const server = await listen(service.healthApp, config.mqttHealthPort, 'MQTT_HEALTH_PORT');
     logger.info(
       {
         broker: redactUrl(mqttUrl),

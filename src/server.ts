@@ -1,11 +1,10 @@
 /** Entry point of the API process: `npm run start:api`. */
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
 import { startPlanRefresh } from './analytics/plan-refresh';
 import { ConfigError, loadConfig, redactUrl } from './config';
 import { createDb, createGenericPlanDb } from '../db/create-db';
-import { exitOnStartupFailure, limitHeapGrowth, stopOnSignals } from './lifecycle';
+import { exitOnStartupFailure, limitHeapGrowth, listen, stopOnSignals } from './lifecycle';
 import { createLogger } from './logger';
 import { createRegistry } from './metrics';
 import { startMqttIntake } from './mqtt/mqtt-intake';
@@ -100,9 +99,7 @@ async function main(): Promise<void> {
           logger,
         })
       : null;
-    const server: Server = await new Promise((resolve) => {
-      const s = api.app.listen(config.port, () => resolve(s));
-    });
+    const server = await listen(api.app, config.port, 'PORT');
     api.ocpp.attach(server);
     // Gateways keep connections open; the load balancer's idle timeout should be below this.
     server.keepAliveTimeout = 65_000;

@@ -1,8 +1,9 @@
+import net from 'node:net';
 import request from 'supertest';
 import { migrateToLatest, rollbackAll } from '../db/migrate';
 import { ConfigError, loadConfig } from '../src/config';
 import { startTestApi, startTestFlusher, waitFor, type TestApi } from './helpers/engine';
-import { startProcess } from './helpers/processes';
+import { envFor, startProcess } from './helpers/processes';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
 /** Runs a TypeScript entry point as its own process and collects its output and exit code. */
@@ -118,6 +119,39 @@ describe('health', () => {
     const res = await request(engine.api.app).get('/nope').expect(404);
     expect(res.body.error).toBe('not_found');
   });
+});
+
+describe('start-up on a port already in use', () => {
+  let ctx: TestContext;
+  let busy: net.Server;
+  let port: number;
+  beforeAll(async () => {
+    ctx = await createTestContext();
+    busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    port = (busy.address() as net.AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => busy.close(resolve));
+    await ctx.cleanup();
+  });
+
+  test.each([
+    ['the API', 'src/server.ts', 'PORT'],
+    ['the flusher', 'workers/flusher.ts', 'FLUSHER_PORT'],
+  ])(
+    'when %s is given a port in use, then it exits naming the port and its setting',
+    async (_, entry, setting) => {
+      const result = await runEntry(entry, envFor(ctx.config, { [setting]: String(port) }));
+      expect(result.code).toBe(1);
+      expect(result.output).toMatch(
+        new RegExp(
+          `port ${port} \\(${setting}\\) is already in use: stop what listens there, or set ${setting} to a free port`,
+        ),
+      );
+      expect(result.output).not.toMatch(/\n\s+at /); // no stack trace
+    },
+  );
 });
 
 describe('start-up without PostgreSQL or Redis', () => {

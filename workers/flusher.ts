@@ -1,11 +1,11 @@
 /** Entry point of the flusher process: `npm run start:flusher`. */
-import type { Server } from 'node:http';
 import { createDb, createGenericPlanDb } from '../db/create-db';
 import { FLUSHER_BACKGROUND_CONNECTIONS } from '../db/knex-config';
 import { loadConfig } from '../src/config';
 import {
   exitOnStartupFailure,
   limitHeapGrowth,
+  listen,
   lowerCpuPriority,
   stopOnSignals,
 } from '../src/lifecycle';
@@ -57,9 +57,7 @@ async function main(): Promise<void> {
     }
     await flusher.start();
 
-    const server: Server = await new Promise((resolve) => {
-      const s = flusher.healthApp.listen(config.flusherPort, () => resolve(s));
-    });
+    const server = await listen(flusher.healthApp, config.flusherPort, 'FLUSHER_PORT');
     logger.info(
       { port: config.flusherPort, concurrency: config.flusherConcurrency },
       'flusher running',
