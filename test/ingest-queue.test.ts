@@ -1,12 +1,10 @@
 import { IngestQueues } from '../src/queue/ingest-queue';
-import { createRedis, type RedisClient } from '../src/redis';
+import { createRedis, waitForRedis, type RedisClient } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
-import { freePort } from '../bench/bench-helpers';
+import { freePort, sleep } from '../bench/bench-helpers';
 import { OwnRedis } from './helpers/own-redis';
 
 const QUEUE_CONFIG = { queueShards: 2, flushAttempts: 3, flushBackoffMs: 100 };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Resolves once the connection has failed at least once and is trying to connect again. */
 async function reconnecting(redis: RedisClient): Promise<void> {
@@ -64,8 +62,7 @@ describe('the ingest queues', () => {
     try {
       await reconnecting(redis);
       await own.start();
-      const deadline = Date.now() + 10_000;
-      while (redis.status !== 'ready' && Date.now() < deadline) await sleep(20);
+      await waitForRedis(redis, 10_000);
       const { queue } = queues.next();
       await queue.add('readings', { acceptedAt: 1, readings: [] });
       expect(await queue.getWaitingCount()).toBe(1);
