@@ -1,7 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { IngestQueues } from '../src/queue/ingest-queue';
 import { createRedis, waitForRedis, type RedisClient } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
-import { freePort, sleep } from '../bench/bench-helpers';
+import { freePort } from '../bench/bench-helpers';
 import { OwnRedis } from './helpers/own-redis';
 
 const QUEUE_CONFIG = { queueShards: 2, flushAttempts: 3, flushBackoffMs: 100 };

@@ -1,9 +1,9 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startPlanRefresh, type PlanRefresh } from '../src/analytics/plan-refresh';
 import { waitFor } from './helpers/engine';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
 const INTERVAL_MS = 50;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('report plans made again when the catalog changes', () => {
   let ctx: TestContext;
