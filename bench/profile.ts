@@ -206,6 +206,7 @@ async function explainReport(end: number): Promise<void> {
         new Date(end - 86_400_000 - 12_345),
         new Date(end - 12_345),
         'interval',
+        { hours: false },
       )
       .toSQL();
     const plan = await db.raw(`EXPLAIN (ANALYZE, BUFFERS) ${query.sql}`, [...query.bindings]);

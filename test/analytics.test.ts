@@ -492,50 +492,61 @@ describe('query plans', () => {
   });
   afterAll(() => e.stop());
 
-  test('when the report reads history and rollups, then it uses index scans, never a sequential scan of history', async () => {
-    const store = new EnergyReportStore(e.ctx.db);
-    const query = store.vehicleQuery(
-      'V-7',
-      new Date('2024-09-01T00:10:00Z'),
-      new Date('2024-09-01T04:30:00Z'),
-      'cumulative',
-    );
-    const plan = (await e.ctx.db.raw(`EXPLAIN ${query.toString()}`)).rows
-      .map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN'])
-      .join('\n');
-    // The mapping and rollup_pending are near empty here: reading them whole is the right plan.
-    expect(plan).not.toMatch(/Seq Scan on telemetry_/);
-    expect(plan).toMatch(/Index (Only )?Scan using telemetry_hourly_pkey/);
-    expect(plan).toMatch(/Index (Only )?Scan using telemetry_history_p20240901_pkey/);
-    expect(plan).not.toMatch(/telemetry_history_p2024090[2-9]/); // only the window's partition
-  });
+  // Both forms of the statement: with the hours of a chart, and whole windows only.
+  const forms = [{ hours: true }, { hours: false }];
 
-  test('when the report query runs prepared (a generic plan), then it still uses index scans and prunes history to the window at run time', async () => {
-    const store = new EnergyReportStore(e.ctx.db);
-    await e.ctx.db.raw(`SELECT ensure_history_partition('2024-09-03')`); // one more to prune
-    const plan = await explainGeneric(
-      e.ctx.db,
-      store.vehicleQuery(
+  test.each(forms)(
+    'when the report (hours: $hours) reads history and rollups, then it uses index scans, never a sequential scan of history',
+    async (form) => {
+      const store = new EnergyReportStore(e.ctx.db);
+      const query = store.vehicleQuery(
         'V-7',
         new Date('2024-09-01T00:10:00Z'),
         new Date('2024-09-01T04:30:00Z'),
         'cumulative',
-      ),
-    );
-    // The mapping and rollup_pending are near empty here: reading them whole is the right plan.
-    expect(plan).not.toMatch(/Seq Scan on telemetry_/);
-    expect(plan).toMatch(/Index (Only )?Scan using telemetry_hourly_pkey/);
-    expect(plan).toMatch(/Subplans Removed: [1-9]/); // history partitions outside the window
-    expect(plan).not.toMatch(/telemetry_history_p20240903/);
-    // Nothing is marked: history is read at the edges only (50 and 30 minutes), never the whole
-    // window's 260 readings to look up marks for each (what a generic plan once did).
-    const historyRows = [
-      ...plan.matchAll(/Scan using telemetry_history_\w+ .*rows=(\d+) loops=(\d+)/g),
-    ];
-    expect(historyRows.length).toBeGreaterThan(0);
-    for (const [, rows, loops] of historyRows)
-      expect(Number(rows) * Number(loops)).toBeLessThanOrEqual(50);
-  });
+        form,
+      );
+      const plan = (await e.ctx.db.raw(`EXPLAIN ${query.toString()}`)).rows
+        .map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN'])
+        .join('\n');
+      // The mapping and rollup_pending are near empty here: reading them whole is the right plan.
+      expect(plan).not.toMatch(/Seq Scan on telemetry_/);
+      expect(plan).toMatch(/Index (Only )?Scan using telemetry_hourly_pkey/);
+      expect(plan).toMatch(/Index (Only )?Scan using telemetry_history_p20240901_pkey/);
+      expect(plan).not.toMatch(/telemetry_history_p2024090[2-9]/); // only the window's partition
+    },
+  );
+
+  test.each(forms)(
+    'when the report query (hours: $hours) runs prepared (a generic plan), then it still uses index scans and prunes history to the window at run time',
+    async (form) => {
+      const store = new EnergyReportStore(e.ctx.db);
+      await e.ctx.db.raw(`SELECT ensure_history_partition('2024-09-03')`); // one more to prune
+      const plan = await explainGeneric(
+        e.ctx.db,
+        store.vehicleQuery(
+          'V-7',
+          new Date('2024-09-01T00:10:00Z'),
+          new Date('2024-09-01T04:30:00Z'),
+          'cumulative',
+          form,
+        ),
+      );
+      // The mapping and rollup_pending are near empty here: reading them whole is the right plan.
+      expect(plan).not.toMatch(/Seq Scan on telemetry_/);
+      expect(plan).toMatch(/Index (Only )?Scan using telemetry_hourly_pkey/);
+      expect(plan).toMatch(/Subplans Removed: [1-9]/); // history partitions outside the window
+      expect(plan).not.toMatch(/telemetry_history_p20240903/);
+      // Nothing is marked: history is read at the edges only (50 and 30 minutes), never the whole
+      // window's 260 readings to look up marks for each (what a generic plan once did).
+      const historyRows = [
+        ...plan.matchAll(/Scan using telemetry_history_\w+ .*rows=(\d+) loops=(\d+)/g),
+      ];
+      expect(historyRows.length).toBeGreaterThan(0);
+      for (const [, rows, loops] of historyRows)
+        expect(Number(rows) * Number(loops)).toBeLessThanOrEqual(50);
+    },
+  );
 
   test('when rollups are lost, then npm run rollups:rebuild recomputes them from history', async () => {
     const count = async () =>

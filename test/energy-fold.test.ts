@@ -23,9 +23,14 @@ const insert = (readings: Reading[]) => history.insert(readings, Date.now());
 const FROM = new Date(at('10:30'));
 const TO = new Date(at('12:00'));
 
-/** Energy of each device window, whole and per hour: { 'dc': 18.9, 'ac@10': 5, ... }. */
+/**
+ * Energy of each device window, whole and per hour: { 'dc': 18.9, 'ac@10': 5, ... }. The report
+ * without hours (no chart asked for) must give exactly the whole rows of the one with hours.
+ */
 async function energies(mode: 'interval' | 'cumulative'): Promise<Record<string, number | null>> {
-  const rows = await reports.vehicleWindows('V-f', FROM, TO, mode);
+  const rows = await reports.vehicleWindows('V-f', FROM, TO, mode, { hours: true });
+  const whole = await reports.vehicleWindows('V-f', FROM, TO, mode, { hours: false });
+  expect(whole).toEqual(rows.filter((r) => r.hour === null));
   const round = (v: number | null) => (v === null ? null : Math.round(v * 1e6) / 1e6);
   return Object.fromEntries(
     rows.map((r: WindowRow) => [

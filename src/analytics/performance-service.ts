@@ -89,7 +89,9 @@ export class PerformanceService {
   ): Promise<ComputedReport> {
     const { config, store } = this.deps;
     const [rows, sessions] = await Promise.all([
-      store.vehicleWindows(vehicleId, from, to, config.energyReadings),
+      store.vehicleWindows(vehicleId, from, to, config.energyReadings, {
+        hours: bucket === 'hour',
+      }),
       this.deps.sessions.summary(vehicleId, from, to),
     ]);
     const whole = rows.filter((r) => r.hour === null);
