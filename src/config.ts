@@ -89,7 +89,7 @@ export const settingsSchema = Type.Object({
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info', { description: LOG_LEVELS.map(code).join(' ') }),
   HEAP_GROWING_PERCENT: integer(20, 0, 400, {
     description:
-      "how far a long-running process's JavaScript heap may grow past what it kept at its last full garbage collection, in percent; `0`: V8's own choice (up to 4 times under load)",
+      "how far a long-running process's JavaScript heap may grow past its last full collection's, in percent (lower: less memory, more collections, a longer latency tail); `0`: V8's own choice",
   }),
   MAX_BATCH_READINGS: integer(5000, 1, 100_000, { description: 'readings per ingest request' }),
   BODY_LIMIT: text('4mb', {
