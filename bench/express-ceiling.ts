@@ -1,10 +1,12 @@
 /**
- * The Express ceiling: the API's own Express set-up (createExpress) with `express.json()` at the
- * engine's BODY_LIMIT, answering at once: POST the ingest path's 202, any GET a small JSON (the
- * analytics latency ceiling). No validation, no Redis. `node dist/bench/express-ceiling.js PORT`.
+ * The Express ceiling: the API's own Express set-up (createExpress, createHttpServer) with
+ * `express.json()` at the engine's BODY_LIMIT, answering at once: POST the ingest path's 202, any
+ * GET a small JSON (the analytics latency ceiling). No validation, no Redis.
+ * `node dist/bench/express-ceiling.js PORT`.
  */
 import express from 'express';
 import { createExpress } from '../src/app';
+import { createHttpServer } from '../src/http/http-server';
 import { loadConfig } from '../src/config';
 import { commandLineOrExit, numberOption, parseCommandLine, UsageError } from '../scripts/cli';
 
@@ -28,6 +30,6 @@ app.post('/v1/telemetry/ingest', (req, res) => {
 app.get('/{*path}', (_req, res) => {
   res.json({ vehicleId: 'AV-1', hours: 24, kwh: 21.6, efficiency: 0.9 });
 });
-const server = app.listen(port, '127.0.0.1', () => process.send?.('ready'));
+const server = createHttpServer(app).listen(port, '127.0.0.1', () => process.send?.('ready'));
 server.keepAliveTimeout = 65_000;
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -1,6 +1,8 @@
 import type { Server } from 'node:http';
+import type { Express } from 'express';
 import { getPriority, setPriority } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
+import { createHttpServer } from './http/http-server';
 import type { Logger } from './logger';
 import { StartupError } from './startup-error';
 
@@ -38,26 +40,21 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
 }
 
 /**
- * Starts `app` listening on `port` (set by `setting`). Express 5 hands a failed listen to its
- * callback, so without this a port already in use went on as if listening: the API then failed on
- * the missing address, the flusher and the MQTT intake ran without their health endpoints.
+ * Starts `app` listening on `port` (set by `setting`), on a server made by createHttpServer. A port
+ * already in use or not allowed is a StartupError naming the port and its setting (Express 5's own
+ * `listen` handed the error to its callback, and the processes went on as if listening).
  */
-export function listen(
-  app: { listen(port: number, callback: (error?: Error) => void): Server },
-  port: number,
-  setting: string,
-): Promise<Server> {
+export function listen(app: Express, port: number, setting: string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, (error) => {
-      if (!error) return resolve(server);
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE') {
+    const server = createHttpServer(app);
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE') {
         reject(
           new StartupError(
             `port ${port} (${setting}) is already in use: stop what listens there, or set ${setting} to a free port`,
           ),
         );
-      } else if (code === 'EACCES') {
+      } else if (error.code === 'EACCES') {
         reject(
           new StartupError(
             `port ${port} (${setting}) needs privileges this process does not have: set ${setting} to a port above 1023`,
@@ -65,6 +62,7 @@ export function listen(
         );
       } else reject(error);
     });
+    server.listen(port, () => resolve(server));
   });
 }
 

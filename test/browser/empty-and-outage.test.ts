@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from '../helpers/engine';
 import { createTestContext } from '../helpers/test-env';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
+import { createHttpServer } from '../../src/http/http-server';
 
 let engine: TestEngine;
 let browser: DashboardBrowser;
@@ -102,7 +103,7 @@ describe('dashboard empty and error states', () => {
     // Port 1: nothing listens there, so every database connection is refused at once.
     const api = await startTestApi(ctx, { databaseUrl: 'postgres://postgres@127.0.0.1:1/none' });
     const server = await new Promise<Server>((resolve) => {
-      const s = api.api.app.listen(0, '127.0.0.1', () => resolve(s));
+      const s = createHttpServer(api.api.app).listen(0, '127.0.0.1', () => resolve(s));
     });
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

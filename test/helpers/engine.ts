@@ -12,6 +12,7 @@ import { createFlusher, type Flusher } from '../../workers/flusher-service';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createTestContext, type TestContext } from './test-env';
+import { createHttpServer } from '../../src/http/http-server';
 
 export interface TestApi {
   api: Api;
@@ -182,7 +183,7 @@ export async function startTestEngine(overrides: Record<string, string> = {}): P
   const flusher = await startTestFlusher(ctx);
   const queue = openQueue(ctx.redis, ctx.config.redisPrefix);
   const server = await new Promise<Server>((resolve) => {
-    const s = api.api.app.listen(0, '127.0.0.1', () => resolve(s));
+    const s = createHttpServer(api.api.app).listen(0, '127.0.0.1', () => resolve(s));
   });
   api.api.ocpp.attach(server);
   return {

@@ -1,0 +1,49 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { createExpress } from '../../src/app';
+import { createHttpServer } from '../../src/http/http-server';
+
+describe('createHttpServer', () => {
+  const app = createExpress();
+  app.use(express.json());
+  app.post('/echo', (req, res) => {
+    res.status(201).json({ body: req.body as unknown, query: req.query, host: req.hostname });
+  });
+  let server: Server;
+  let url: string;
+  const born: { req: object | null; res: object | null }[] = [];
+
+  beforeAll(async () => {
+    server = createHttpServer(app);
+    // Runs before Express: what the server made, before Express switches anything.
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+      born.push({
+        req: Object.getPrototypeOf(req) as object,
+        res: Object.getPrototypeOf(res) as object,
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  test("when a request arrives, then it and its response are born with the app's prototypes, so Express switches none", async () => {
+    await fetch(`${url}/echo`, { method: 'POST' });
+    expect(born.at(-1)).toEqual({ req: app.request, res: app.response });
+  });
+
+  test('when Express handles a request on it, then the body, the query, the status and the JSON answer work as on its own server', async () => {
+    const response = await fetch(`${url}/echo?a=1`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ kwh: 1.5 }),
+    });
+    expect(response.status).toBe(201);
+    expect(await response.json()).toEqual({
+      body: { kwh: 1.5 },
+      query: { a: '1' },
+      host: '127.0.0.1',
+    });
+  });
+});
