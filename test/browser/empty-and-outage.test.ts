@@ -1,9 +1,12 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from '../helpers/engine';
+import {
+  serveTestApi,
+  startTestApi,
+  startTestEngine,
+  waitForDrained,
+  type TestEngine,
+} from '../helpers/engine';
 import { createTestContext } from '../helpers/test-env';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
-import { createHttpServer } from '../../src/http/http-server';
 
 let engine: TestEngine;
 let browser: DashboardBrowser;
@@ -102,11 +105,8 @@ describe('dashboard empty and error states', () => {
     const ctx = await createTestContext();
     // Port 1: nothing listens there, so every database connection is refused at once.
     const api = await startTestApi(ctx, { databaseUrl: 'postgres://postgres@127.0.0.1:1/none' });
-    const server = await new Promise<Server>((resolve) => {
-      const s = createHttpServer(api.api.app).listen(0, '127.0.0.1', () => resolve(s));
-    });
+    const { server, url } = await serveTestApi(api);
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const texts = await noticeTexts(`${url}/dashboard`, '.notice-error');
       expect(texts.join(' ')).toMatch(
         /Could not load the fleet report.*The engine is unavailable \(503 database_unavailable\).*tries again every 30 s/,

@@ -176,22 +176,28 @@ export interface TestEngine {
   stop(): Promise<void>;
 }
 
+/** Serves a test API on a free port of 127.0.0.1, on the server production makes. */
+export async function serveTestApi(api: TestApi): Promise<{ server: Server; url: string }> {
+  const server = await new Promise<Server>((resolve) => {
+    const s = createHttpServer(api.api.app).listen(0, '127.0.0.1', () => resolve(s));
+  });
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
 /** A whole engine for one test file: its own database and prefix, the API, a flusher, the queue. */
 export async function startTestEngine(overrides: Record<string, string> = {}): Promise<TestEngine> {
   const ctx = await createTestContext(overrides);
   const api = await startTestApi(ctx);
   const flusher = await startTestFlusher(ctx);
   const queue = openQueue(ctx.redis, ctx.config.redisPrefix);
-  const server = await new Promise<Server>((resolve) => {
-    const s = createHttpServer(api.api.app).listen(0, '127.0.0.1', () => resolve(s));
-  });
+  const { server, url } = await serveTestApi(api);
   api.api.ocpp.attach(server);
   return {
     ctx,
     api,
     flusher,
     queue,
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url,
     async stop() {
       // Charge points' WebSockets would keep the server open.
       await api.api.ocpp.close();
