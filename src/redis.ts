@@ -75,6 +75,23 @@ export function masters(redis: RedisClient): Redis[] {
 }
 
 /**
+ * Runs `send`, and sends the commands it issues synchronously in one write per connection: each
+ * command is otherwise a socket write of its own, and such a write costs more than a small command
+ * (a store of a few readings sends two). Corks the sockets, then uncorks them, which writes what
+ * they hold at once.
+ */
+export function inOneWrite<T>(redis: RedisClient, send: () => T): T {
+  // Undefined before a connection's first connect, whatever ioredis's type says.
+  const sockets = masters(redis).flatMap((c) => (c.stream as Redis['stream'] | undefined) ?? []);
+  for (const socket of sockets) socket.cork();
+  try {
+    return send();
+  } finally {
+    for (const socket of sockets) socket.uncork();
+  }
+}
+
+/**
  * The connection a command on `key` goes over (on a cluster, its slot's master's), e.g. for a
  * `WAIT` that must follow the writes made on that very connection. Null while a cluster does not
  * know the slot's master (during a failover).

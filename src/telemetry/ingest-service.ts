@@ -3,7 +3,7 @@ import { AppError, payloadTooLarge, serviceUnavailable, type ErrorDetail } from 
 import type { Logger } from '../logger';
 import type { IngestQueues, QueueShard } from '../queue/ingest-queue';
 import { createIntakePush, INTAKE_BELOW_READINGS } from '../queue/intake';
-import { connectionFor, type RedisClient } from '../redis';
+import { connectionFor, inOneWrite, type RedisClient } from '../redis';
 import type { IngestAdmission } from './admission';
 import { GroupCommitBuffer, type StoreBatches } from './group-commit';
 import type { LiveStateStore } from './live-state';
@@ -132,10 +132,16 @@ export function createBatchStore({
     const readings = batches.flat();
     // Every part has the deadline: on a cluster the counter and the live-state buckets may sit on
     // a master that is failing over, whose commands ioredis retries for well over a second.
-    const [stored, live] = await Promise.allSettled([
-      enqueue(shard, batches, readings, acceptedAt),
-      withTimeout(liveState.applyReadings(readings, acceptedAt), ENQUEUE_TIMEOUT_MS, 'live state'),
-    ]);
+    const [stored, live] = await Promise.allSettled(
+      inOneWrite(redis, () => [
+        enqueue(shard, batches, readings, acceptedAt),
+        withTimeout(
+          liveState.applyReadings(readings, acceptedAt),
+          ENQUEUE_TIMEOUT_MS,
+          'live state',
+        ),
+      ]),
+    );
     if (stored.status === 'rejected') throw stored.reason;
     // The readings are stored: they are accepted even if live state was not updated.
     if (live.status === 'rejected') {
