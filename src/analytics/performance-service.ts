@@ -88,11 +88,12 @@ export class PerformanceService {
     bucket?: 'hour',
   ): Promise<ComputedReport> {
     const { config, store } = this.deps;
-    const [rows, sessions] = await Promise.all([
+    // The sessions take three statements one after another, the report one: theirs is sent first.
+    const [sessions, rows] = await Promise.all([
+      this.deps.sessions.summary(vehicleId, from, to),
       store.vehicleWindows(vehicleId, from, to, config.energyReadings, {
         hours: bucket === 'hour',
       }),
-      this.deps.sessions.summary(vehicleId, from, to),
     ]);
     const whole = rows.filter((r) => r.hour === null);
     const vehicle = whole.find((r) => r.role === 'dc') as WindowRow;
