@@ -3,11 +3,13 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
 import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { freePort } from '../bench/bench-helpers';
 import { loadConfig } from '../src/config';
+import { createHttpServer } from '../src/http/http-server';
 import {
   startTestApi,
   startTestFlusher,
@@ -187,9 +189,9 @@ describe('a real Prometheus', () => {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   });
 
-  const listen = (app: { listen(port: number, host: string, cb: () => void): Server }) =>
+  const listen = (app: Express) =>
     new Promise<number>((resolve) => {
-      const server = app.listen(0, '127.0.0.1', () =>
+      const server = createHttpServer(app).listen(0, '127.0.0.1', () =>
         resolve((server.address() as AddressInfo).port),
       );
       servers.push(server);
