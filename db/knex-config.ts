@@ -15,11 +15,11 @@ export interface DbSettings {
 export const GENERIC_POOL_MAX = 4;
 
 /**
- * Connections a flusher process uses beside its jobs' (the rollup roller's and the session
- * builder's): its pool holds at least FLUSHER_CONCURRENCY plus these, or jobs and background work
- * would wait for each other's connections.
+ * Connections a flusher process uses beside its jobs' (the rollup roller's, the session builder's
+ * and the dead-row vacuum's): its pool holds at least FLUSHER_CONCURRENCY plus these, or jobs and
+ * background work would wait for each other's connections.
  */
-export const FLUSHER_BACKGROUND_CONNECTIONS = 2;
+export const FLUSHER_BACKGROUND_CONNECTIONS = 3;
 
 /** How long a query may wait for its reply before its connection is cut (see armQueryDeadline). */
 export const queryDeadlineMs = (config: Pick<DbSettings, 'dbStatementTimeoutMs'>) =>

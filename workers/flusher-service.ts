@@ -21,6 +21,7 @@ import {
 import { oldestUnflushedAcceptedAt, readQueueStats } from '../src/queue/queue-stats';
 import { withTimeout } from '../src/with-timeout';
 import { DatabaseOutageGuard } from './database-outage';
+import { DeadRowVacuum } from './dead-row-vacuum';
 import { createFlushProcessor } from './flush-processor';
 import { PartitionMaintainer } from './partition-maintainer';
 import { RollupRoller } from './rollup-roller';
@@ -59,6 +60,7 @@ export interface Flusher {
   partitions: PartitionMaintainer;
   rollups: RollupRoller;
   sessions: SessionBuilder;
+  vacuum: DeadRowVacuum;
   healthApp: Express;
   registry: Registry;
   /** Epoch ms at which the oldest reading not yet in PostgreSQL was accepted, or null. */
@@ -94,6 +96,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     config,
     logger: logger.child({ module: 'sessions' }),
   });
+  const vacuum = new DeadRowVacuum({ db, config, logger: logger.child({ module: 'vacuum' }) });
   // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
   const outage: DatabaseOutageGuard = new DatabaseOutageGuard({
     probe: () => withTimeout(db.raw('SELECT 1'), PROBE_TIMEOUT_MS, 'PostgreSQL probe'),
@@ -171,6 +174,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     partitions,
     rollups,
     sessions,
+    vacuum,
     healthApp,
     registry,
     oldestUnflushedAcceptedAt: () => oldestUnflushedAcceptedAt(redis, workers.readers()),
@@ -190,6 +194,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       shardTimer.unref();
       rollups.start();
       sessions.start();
+      vacuum.start();
     },
     async close() {
       closing = true;
@@ -198,6 +203,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       outage.stop();
       await rollups.stop();
       await sessions.stop();
+      await vacuum.stop();
       await workers.close();
     },
   };
