@@ -98,6 +98,27 @@ describe('dead rows vacuumed by the flusher', () => {
     expect((await stats()).live).toBe(7500);
   });
 
+  test("when a table that is not one of the engine's churning ones holds dead rows, then it is left to autovacuum", async () => {
+    await ctx.db.raw('CREATE TABLE scratch (n int)');
+    await ctx.db.transaction(async (trx) => {
+      await trx.raw('INSERT INTO scratch SELECT generate_series(1, 3000)');
+      await trx.raw('DELETE FROM scratch');
+      await trx.raw('SELECT pg_stat_force_next_flush()');
+    });
+    const scratch = async () =>
+      (
+        (await ctx.db.raw(
+          `SELECT n_dead_tup AS dead, vacuum_count AS vacuums FROM pg_stat_user_tables
+           WHERE relname = 'scratch'`,
+        )) as { rows: { dead: number; vacuums: number }[] }
+      ).rows[0];
+    await waitFor(async () => (await scratch()).dead >= 3000, 20_000, 'the dead rows');
+
+    vacuum = create(1000);
+    expect(await vacuum.vacuumNow()).toEqual([]);
+    expect((await scratch()).vacuums).toBe(0);
+  });
+
   test('when started, then it vacuums on its schedule', async () => {
     const before = await stats();
     vacuum = create(1000, 50);

@@ -1,27 +1,42 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../src/logger';
+import { DEVICE_KINDS } from '../src/devices/device-kinds';
 import { BackgroundTask } from './background-task';
 
 /**
+ * The engine's tables whose rows come and go all day, each probed by every report or flush: the
+ * quarter-hour marks, the vehicles whose sessions must be built again and how far each is built,
+ * and each device kind's status. The large ones (history, rollups, sessions) are left to
+ * autovacuum, which no statement timeout cuts short.
+ */
+const CHURNING_TABLES = [
+  'rollup_pending',
+  'session_dirty',
+  'session_built',
+  ...DEVICE_KINDS.map((k) => k.statusTable),
+];
+
+/**
  * A table is vacuumed only once its dead rows are also this share of its live ones (autovacuum's
- * default scale factor): a large table (the hourly rollups) is not scanned for a few dead rows.
+ * default scale factor): a fleet's status table is not scanned for a few dead rows.
  */
 const DEAD_SHARE_OF_LIVE = 0.2;
 
-/** Tables of the engine's schema past both thresholds, most dead rows first. */
+/** Those tables past both thresholds that this role may vacuum (it owns them), most dead first. */
 const TABLES_TO_VACUUM = `
-SELECT relname AS name, n_dead_tup AS dead
-FROM pg_stat_user_tables
-WHERE schemaname = current_schema() AND n_dead_tup >= ?::bigint AND n_dead_tup >= ?::float8 * n_live_tup
-ORDER BY n_dead_tup DESC`;
+SELECT s.relname AS name
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.schemaname = current_schema() AND s.relname = ANY(?::text[])
+  AND s.n_dead_tup >= ?::bigint AND s.n_dead_tup >= ?::float8 * s.n_live_tup
+  AND pg_has_role(c.relowner, 'MEMBER')
+ORDER BY s.n_dead_tup DESC`;
 
 /**
- * Vacuums the engine's tables whose rows come and go all day (quarter-hour marks, session marks,
- * device status), once their dead rows pass `vacuumDeadRows`, without waiting for autovacuum.
- * Every report probes the marks, and dead ones slow each probe: 80,000 dead marks in a table of
- * none made a report's first statement 5-27 ms instead of 0.1. Autovacuum looks at a database once
- * a minute at best, may be busy elsewhere, or off. SKIP_LOCKED: a table autovacuum (or another
- * flusher) is vacuuming is left to it.
+ * Vacuums the engine's churning tables once their dead rows pass `vacuumDeadRows`, without waiting
+ * for autovacuum, which looks at a database once a minute at best, may be busy elsewhere, or off.
+ * Dead rows slow every probe: 80,000 dead marks in a table of none made a report's first statement
+ * 5-27 ms instead of 0.1. SKIP_LOCKED: a table autovacuum (or another flusher) is vacuuming is left
+ * to it.
  */
 export class DeadRowVacuum {
   private readonly task: BackgroundTask<string[]>;
@@ -51,9 +66,10 @@ export class DeadRowVacuum {
   private async vacuum(): Promise<string[]> {
     const { db, config } = this.deps;
     const { rows } = (await db.raw(TABLES_TO_VACUUM, [
+      CHURNING_TABLES,
       config.vacuumDeadRows,
       DEAD_SHARE_OF_LIVE,
-    ])) as { rows: { name: string; dead: number }[] };
+    ])) as { rows: { name: string }[] };
     const vacuumed: string[] = [];
     for (const { name } of rows) {
       if (this.task.stopping()) break;
