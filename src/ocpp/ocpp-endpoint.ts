@@ -8,12 +8,12 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { RPCServer, createRPCError } from 'ocpp-rpc';
 import type RPCServerClient from 'ocpp-rpc/lib/server-client';
 import { findKey, type ApiKey } from '../auth/api-keys';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState } from './charge-point-state';
+import { ocppRpcFor } from './ocpp-rpc';
 import {
   NotStoredError,
   type BootNotificationReq,
@@ -26,6 +26,7 @@ import {
 
 export const OCPP_PATH = '/ocpp';
 export const OCPP_PROTOCOL = 'ocpp1.6';
+const { RPCServer, createRPCError } = ocppRpcFor(OCPP_PROTOCOL);
 /**
  * A charge point id: a meter id is `{chargePointId}:{connectorId}`, so no `:` (the split stays
  * unambiguous) and at most 48 characters (OCPP's identity limit; the meter id stays within 64).
