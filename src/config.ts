@@ -143,7 +143,7 @@ export const settingsSchema = Type.Object({
   // The figure the quarter-hour marks' own autovacuum settings use (migration 20261130220000).
   VACUUM_DEAD_ROWS: integer(10_000, 0, 1_000_000_000, {
     description:
-      "dead rows in one of the engine's tables (and a fifth of its live ones) at which a flusher vacuums it, without waiting for autovacuum; `0`: autovacuum alone",
+      "dead rows in one of the engine's churning tables (quarter-hour and session marks, device status), and a fifth of its live ones, at which a flusher vacuums it without waiting for autovacuum; `0`: autovacuum alone",
   }),
   DB_POOL_MAX: integer(10, 1, 200, {
     description: `PostgreSQL connections per process (the API and a flusher each open up to ${GENERIC_POOL_MAX} more for their generic-plan statements while DB_PREPARED_STATEMENTS is on; a flusher at least FLUSHER_CONCURRENCY + ${FLUSHER_BACKGROUND_CONNECTIONS})`,
