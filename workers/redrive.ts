@@ -55,16 +55,22 @@ export async function redrive(
   return report;
 }
 
-/** Moves one dead-letter list back into the queue, a round at a time. */
+/**
+ * Moves the letters one dead-letter list holds when it starts back into the queue, a round at a
+ * time. Only those: the flusher appends at the tail (RPUSH) what it refuses again meanwhile, and
+ * popping until the list was empty requeued a still-refused reading over and over.
+ */
 async function requeue(
   deps: { redis: RedisClient; target: QueueShard; logger: Logger },
   list: string,
   report: RedriveReport,
 ): Promise<void> {
   const { redis, target, logger } = deps;
-  for (;;) {
-    const entries = await redis.lpop(list, DEAD_LETTERS_PER_ROUND);
+  let left = await redis.llen(list);
+  while (left > 0) {
+    const entries = await redis.lpop(list, Math.min(DEAD_LETTERS_PER_ROUND, left));
     if (!entries || entries.length === 0) return;
+    left -= entries.length;
     const letters: DeadLetter[] = [];
     for (const entry of entries) {
       try {

@@ -1,0 +1,87 @@
+import { Worker } from 'bullmq';
+import { openShard, type IngestJobData } from '../src/queue/ingest-queue';
+import { createRedis, waitForRedis, type RedisClient } from '../src/redis';
+import { createRedisKeys, INGEST_QUEUE_NAME } from '../src/redis-keys';
+import type { DeadLetter } from '../workers/flush-processor';
+import { redrive } from '../workers/redrive';
+import { waitFor } from './helpers/engine';
+import { meterReading } from './helpers/readings';
+import { createTestConfig } from './helpers/test-env';
+import { createLogger } from '../src/logger';
+
+const T0 = Date.UTC(2030, 0, 1);
+const LETTERS = 2500; // three rounds of the redrive
+
+describe('re-driving dead letters while a flusher refuses them again', () => {
+  const config = createTestConfig();
+  const keys = createRedisKeys(config.redisPrefix);
+  const shard = keys.shards(1)[0];
+  let redis: RedisClient;
+  let blocking: RedisClient;
+  let worker: Worker<IngestJobData> | null = null;
+
+  beforeAll(async () => {
+    redis = createRedis(config, 'command');
+    blocking = createRedis(config, 'blocking');
+    await Promise.all([waitForRedis(redis, 3000), waitForRedis(blocking, 3000)]);
+  });
+  afterAll(async () => {
+    await worker?.close();
+    const stale = await redis.keys(`*${config.redisPrefix}*`);
+    if (stale.length > 0) await redis.del(...stale);
+    redis.disconnect();
+    blocking.disconnect();
+  });
+
+  const letter = (n: number): DeadLetter => ({
+    reading: meterReading(`M-${n}`, T0 + n * 60_000),
+    acceptedAt: T0,
+    jobId: 'poisoned',
+    error: 'new row violates check constraint',
+    code: '23514',
+    failedAt: new Date(T0).toISOString(),
+  });
+
+  test('when every re-driven reading is refused again at once, then each letter there at the start is re-driven once and the refused ones wait for the next run', async () => {
+    await redis.rpush(
+      keys.deadLetters,
+      ...Array.from({ length: LETTERS }, (_, n) => JSON.stringify(letter(n))),
+    );
+    // A flusher for which every reading is still poison: it appends each one to the list again,
+    // at the tail (RPUSH), as the flush processor does.
+    worker = new Worker<IngestJobData>(
+      INGEST_QUEUE_NAME,
+      async (job) => {
+        await redis.rpush(
+          keys.deadLetters,
+          ...job.data.readings.map((reading) =>
+            JSON.stringify({ ...letter(0), reading, jobId: job.id }),
+          ),
+        );
+      },
+      { connection: blocking, prefix: shard.prefix, concurrency: 4 },
+    );
+    const target = openShard(redis, shard);
+
+    const report = await redrive({
+      redis,
+      shards: [target],
+      target,
+      deadLetters: [keys.deadLetters],
+      logger: createLogger({ level: 'silent', name: 'test' }),
+    });
+
+    expect(report.deadLettersRequeued).toBe(LETTERS);
+    // Every re-driven reading comes back once, and nothing else is left behind.
+    await waitFor(
+      async () => (await redis.llen(keys.deadLetters)) === LETTERS,
+      20_000,
+      'the refused readings back in the list',
+    );
+    const back = (await redis.lrange(keys.deadLetters, 0, -1)).map(
+      (l) => (JSON.parse(l) as DeadLetter).reading.id,
+    );
+    expect(new Set(back).size).toBe(LETTERS);
+    await target.queue.close();
+  });
+});
