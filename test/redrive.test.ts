@@ -6,7 +6,7 @@ import type { DeadLetter } from '../workers/flush-processor';
 import { redrive } from '../workers/redrive';
 import { waitFor } from './helpers/engine';
 import { meterReading } from './helpers/readings';
-import { createTestConfig } from './helpers/test-env';
+import { createTestConfig, deleteKeys } from './helpers/test-env';
 import { createLogger } from '../src/logger';
 
 const T0 = Date.UTC(2030, 0, 1);
@@ -27,8 +27,7 @@ describe('re-driving dead letters while a flusher refuses them again', () => {
   });
   afterAll(async () => {
     await worker?.close();
-    const stale = await redis.keys(`*${config.redisPrefix}*`);
-    if (stale.length > 0) await redis.del(...stale);
+    await deleteKeys(redis, config.redisPrefix);
     redis.disconnect();
     blocking.disconnect();
   });
