@@ -140,6 +140,22 @@ describe('performance report, interval readings', () => {
     });
   });
 
+  test('when efficiency is just below the threshold (shown rounded up to it), then the vehicle report and its fleet line both alert', async () => {
+    await ingest(e, [
+      meter('M-edge', '2024-04-20T10:00:00Z', 1),
+      vehicle('V-edge', '2024-04-20T10:00:00Z', 0.84996),
+    ]);
+    await map(e, 'V-edge', 'M-edge', '2024-04-19T00:00:00Z');
+    const window = 'from=2024-04-20T00:00:00Z&to=2024-04-21T00:00:00Z';
+    const own = await report(e, 'V-edge', window).expect(200);
+    expect(own.body.energy).toMatchObject({ efficiency: 0.85, threshold: 0.85, alert: true });
+    const fleet = await request(e.api.api.app).get(`/v1/analytics/fleet?${window}`).expect(200);
+    expect(fleet.body.vehicles).toEqual([
+      expect.objectContaining({ vehicleId: 'V-edge', efficiency: 0.85, alert: true }),
+    ]);
+    expect(fleet.body.totals.vehiclesFlagged).toBe(1);
+  });
+
   test('when asked again for the same window, then the answer comes from the cache', async () => {
     const res = await report(
       e,
@@ -363,10 +379,25 @@ describe('performance report, interval readings', () => {
     ['from=2024-01-01T00:00:00Z&to=2024-06-01T00:00:00Z', '/to'],
     ['window=24h', '/window'],
     ['from=2024-03-20T00:00:00Z&from=2024-03-21T00:00:00Z', '/from'],
+    ['hours=Infinity', '/hours'],
+    ['from=2024-03-20T00:00:00Z&hours=-Infinity', '/hours'],
+    ['hours=0x10', '/hours'],
+    ['hours=%201', '/hours'],
+    ['bucket=day', '/bucket'],
   ])('when the query is %s, then 400 names %s', async (query, path) => {
     const res = await report(e, 'V-456', query).expect(400);
     expect(res.body.error).toBe('invalid_parameter');
     expect(res.body.details[0].path).toBe(path);
+  });
+
+  test.each([
+    ['hours=Infinity', 'hours must be a whole number from 1 to 168'],
+    ['hours=1e1', null],
+    ['bucket=day', 'bucket must be "hour"'],
+  ])('when the query is %s, then the message says what is accepted', async (query, message) => {
+    const res = await report(e, 'V-456', query);
+    if (message === null) expect(res.status).toBe(200);
+    else expect(res.body.message).toContain(message);
   });
 
   test('when Redis is down, then the report is still answered from PostgreSQL', async () => {

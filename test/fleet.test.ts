@@ -154,6 +154,10 @@ describe('fleet report parameters', () => {
     ['limit=10001', '/limit'],
     ['cursor=notacursor', '/cursor'],
     ['hours=500', '/hours'],
+    ['below=Infinity', '/below'],
+    ['below=-Infinity', '/below'],
+    ['limit=Infinity', '/limit'],
+    ['rank=foo', '/rank'],
   ])('when the query is %s, then 400 names %s', async (query, path) => {
     const res = await request(e.api.api.app).get(`/v1/analytics/fleet?${query}`).expect(400);
     expect(res.body.details[0].path).toBe(path);

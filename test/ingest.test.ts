@@ -6,7 +6,7 @@ import { IngestQueues } from '../src/queue/ingest-queue';
 import { INTAKE_BELOW_READINGS } from '../src/queue/intake';
 import { createRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
-import type { Reading } from '../src/devices/device-kinds';
+import { MAX_KWH, type Reading } from '../src/devices/device-kinds';
 import type { IngestJobData } from '../src/queue/ingest-queue';
 import {
   emptyQueue,
@@ -201,6 +201,20 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
       'invalid_reading',
     ],
     ['a string body', 'hello', '/', /must be an object/, 'invalid_reading'],
+    [
+      'energy past MAX_KWH (sums of it would overflow float8 in reports)',
+      { ...METER, kwhConsumedAc: 1.7e308 },
+      '/kwhConsumedAc',
+      /must be <= 1000000000/,
+      'invalid_reading',
+    ],
+    [
+      'a vehicle energy past MAX_KWH',
+      { ...VEHICLE, kwhDeliveredDc: MAX_KWH * 1.01 },
+      '/kwhDeliveredDc',
+      /must be <= 1000000000/,
+      'invalid_reading',
+    ],
   ];
 
   test.each(invalid)(
@@ -223,7 +237,9 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
         '{"meterId":"M-1","kwhConsumedAc":1e400,"voltage":230,"timestamp":"2024-03-20T10:00:00Z"}',
       )
       .expect(400);
-    expect(res.body.details).toEqual([{ path: '/kwhConsumedAc', message: 'must be a number' }]);
+    expect(res.body.details).toEqual([
+      { path: '/kwhConsumedAc', message: 'must be a number from 0 to 1000000000' },
+    ]);
   });
 
   test('when the JSON is malformed, then 400 invalid_json', async () => {

@@ -7,8 +7,14 @@ import type { Session } from '../sessions/session-schemas';
 import type { FleetReport, FleetVehicle, WorstSession } from './report-schemas';
 import { roundFigure as round } from '../reports/rounding';
 
+/**
+ * A vehicle as the snapshot keeps it: `exactEfficiency` unrounded, so `alert` compares what the
+ * vehicle's own report compares (0.84996 is below 0.85 though it is shown as 0.85).
+ */
+type SnapshotVehicle = FleetVehicle & { exactEfficiency: number | null };
+
 export interface FleetSnapshot {
-  vehicles: FleetVehicle[];
+  vehicles: SnapshotVehicle[];
   withoutMapping: string[];
   withoutMeterData: string[];
 }
@@ -57,7 +63,8 @@ export class FleetService {
       'fleet',
       from.getTime(),
       to.getTime(),
-      `fleet:${config.energyReadings}`,
+      // v2: the snapshot's shape (exactEfficiency); a release never reads another's snapshots.
+      `fleet-v2:${config.energyReadings}`,
     );
     let snapshot = await this.deps.cache.get(key);
     const cache: FleetReport['cache'] = snapshot ? 'hit' : this.deps.cache.enabled ? 'miss' : 'off';
@@ -65,9 +72,9 @@ export class FleetService {
       snapshot = this.toSnapshot(await this.deps.store.fleet(from, to, config.energyReadings));
       this.deps.cache.set(key, snapshot);
     }
-    let withAlerts: FleetVehicle[] = snapshot.vehicles.map((v) => ({
+    let withAlerts: FleetVehicle[] = snapshot.vehicles.map(({ exactEfficiency, ...v }) => ({
       ...v,
-      alert: v.efficiency === null ? null : v.efficiency < options.below,
+      alert: exactEfficiency === null ? null : exactEfficiency < options.below,
     }));
     if (options.rank === 'session') {
       const worst = await this.worstSessions(from, to);
@@ -125,6 +132,7 @@ export class FleetService {
         acConsumedKwh: round(ac, 4),
         dcDeliveredKwh: round(dc, 4),
         efficiency: round(efficiency, 4),
+        exactEfficiency: efficiency,
         alert: null,
         counts: { vehicleReadings: row.vehicleReadings, meterReadings: row.meterReadings },
       });
@@ -132,7 +140,7 @@ export class FleetService {
     // Worst first; vehicles whose efficiency is undefined (AC 0, no vehicle readings) last.
     snapshot.vehicles.sort(
       (a, b) =>
-        (a.efficiency ?? Infinity) - (b.efficiency ?? Infinity) ||
+        (a.exactEfficiency ?? Infinity) - (b.exactEfficiency ?? Infinity) ||
         (a.vehicleId < b.vehicleId ? -1 : 1),
     );
     snapshot.withoutMapping.sort();

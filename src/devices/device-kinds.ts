@@ -85,6 +85,14 @@ function declareKind<
   };
 }
 
+/**
+ * The largest energy a reading may hold, either semantics: no meter or battery counts a terawatt
+ * hour. It keeps every sum and power analytics compute from energy far inside float8; readings near
+ * float8's limit overflowed them (a 500 on every report of the window, and the roller stuck on that
+ * quarter for the whole fleet).
+ */
+export const MAX_KWH = 1e9;
+
 export const meterKind = declareKind({
   type: 'meter',
   idField: 'meterId',
@@ -97,6 +105,7 @@ export const meterKind = declareKind({
     kwhConsumedAc: {
       schema: Measure({
         minimum: 0,
+        maximum: MAX_KWH,
         unit: 'kWh',
         description: 'kWh drawn from the grid (see ENERGY_READINGS)',
       }),
@@ -137,6 +146,7 @@ export const vehicleKind = declareKind({
     kwhDeliveredDc: {
       schema: Measure({
         minimum: 0,
+        maximum: MAX_KWH,
         unit: 'kWh',
         description: 'kWh stored in the battery (see ENERGY_READINGS)',
       }),

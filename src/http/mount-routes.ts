@@ -7,7 +7,7 @@ import type { TObject } from '@sinclair/typebox';
 import type Ajv from 'ajv';
 import type { Authorize } from '../auth/authorize';
 import { AppError, invalidParameter } from '../errors';
-import { compile, createAjv, objectValidator, toDetails } from '../schema/validator';
+import { compile, createAjv, numberRule, objectValidator, toDetails } from '../schema/validator';
 import { parseJson } from '../telemetry/ingest-input';
 import { bodyFormatOf, readBodyText } from './read-body';
 import type { AnyRoute } from './route-contract';
@@ -17,10 +17,18 @@ const JSON_BODY_LIMIT_BYTES = 64 * 1024;
 
 export const expressPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
 
+/** A number as a parameter may write it; ajv's coercion alone also takes "Infinity" and "0x10". */
+const DECIMAL = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
+
 /** Path and query values arrive as text: numbers are coerced, anything else must already fit. */
 function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') {
   const validate = compile(ajv, schema);
   const declared = Object.keys(schema.properties);
+  const numbers = new Map(
+    Object.entries(schema.properties).filter(
+      ([, p]) => p.type === 'number' || p.type === 'integer',
+    ),
+  );
   return (raw: Record<string, unknown>): Record<string, unknown> => {
     const input: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(raw)) {
@@ -29,6 +37,10 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
       }
       if (typeof value !== 'string' || value === '') {
         throw invalidParameter(name, 'must be given once, with a value');
+      }
+      const number = numbers.get(name);
+      if (number && !DECIMAL.test(value)) {
+        throw invalidParameter(name, numberRule(number));
       }
       input[name] = value;
     }

@@ -14,7 +14,8 @@ const IdTagParam = Type.String({
   minLength: 1,
   maxLength: 20,
   pattern: '^[A-Za-z0-9._:+=@-]{1,20}$',
-  description: 'an RFID card or app token, 1-20 characters; compared case-insensitively',
+  description:
+    'an RFID card or app token: 1-20 characters from A-Z a-z 0-9 . _ : + = @ -, compared case-insensitively',
 });
 
 const ChargePointIdParam = Type.String({
@@ -213,7 +214,7 @@ export function ocppRoutes({
         ),
         cursor: Type.Optional({
           ...ChargePointIdParam,
-          description: 'nextCursor of the previous page',
+          description: 'the nextCursor of the previous page',
         }),
       }),
       responses: { 200: { description: 'a page of charge points', schema: ChargePointList } },

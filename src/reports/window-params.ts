@@ -82,8 +82,14 @@ export function parseWindow(
     to = query.to !== undefined ? instant('to', query.to) : alignedNow;
     from = new Date(to.getTime() - span);
   }
-  if (from >= to) throw invalidParameter('from', 'must be earlier than to');
+  const toIsNow = query.to === undefined && (query.from === undefined || fromAloneEndsNow);
+  if (from >= to) {
+    const end = toIsNow ? `the window's end, ${to.toISOString()} (now: to is not given)` : 'to';
+    throw invalidParameter('from', `must be earlier than ${end}`);
+  }
   if (to.getTime() - from.getTime() > maxWindowHours * HOUR_MS) {
+    // A window given only its start ends now: the start is what is too far back.
+    if (toIsNow) throw invalidParameter('from', `must be at most ${maxWindowHours} hours ago`);
     throw invalidParameter('to', `must be at most ${maxWindowHours} hours after from`);
   }
   return { from, to };

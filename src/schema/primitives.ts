@@ -5,7 +5,6 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 
 export const DEVICE_ID_PATTERN = '^[A-Za-z0-9._:-]{1,64}$';
-export const DEVICE_ID_RULE = 'must be 1-64 characters from A-Z a-z 0-9 . _ : -';
 
 export const DeviceId = Type.String({
   minLength: 1,

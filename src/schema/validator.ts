@@ -6,7 +6,7 @@ import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { ErrorDetail } from '../errors';
-import { DEVICE_ID_RULE, TIMESTAMP_RULE } from './primitives';
+import { TIMESTAMP_RULE } from './primitives';
 
 /** Why one value (a reading, a request body, a parameter) was refused, in the API's error shape. */
 export interface ValidationFailure {
@@ -66,29 +66,73 @@ export function compile<T extends TSchema>(ajv: Ajv, schema: T): ValidateFunctio
   return known ?? ajv.compile<Static<T>>(schema);
 }
 
+/** A JSON Schema of a number: its `type`, `minimum` and `maximum` are read. */
+type NumberSchema = Record<string, unknown>;
+
+/** What a number parameter or field accepts: "must be a whole number from 1 to 168". */
+export function numberRule({ type, minimum, maximum }: NumberSchema): string {
+  const kind = type === 'integer' ? 'a whole number' : 'a number';
+  if (typeof minimum !== 'number' || typeof maximum !== 'number') return `must be ${kind}`;
+  return `must be ${kind} from ${minimum} to ${maximum}`;
+}
+
 const range = (e: ErrorObject) => {
-  const { minimum, maximum, type } = e.parentSchema ?? {};
-  if (typeof minimum !== 'number' || typeof maximum !== 'number') return null;
-  return `must be ${type === 'integer' ? 'a whole number' : 'a number'} from ${minimum} to ${maximum}`;
+  const schema = (e.parentSchema ?? {}) as NumberSchema;
+  return typeof schema.minimum === 'number' && typeof schema.maximum === 'number'
+    ? numberRule(schema)
+    : null;
+};
+
+/** A pattern's rule is its schema's description (e.g. DeviceId: "1-64 characters from ..."). */
+const patternRule = (e: ErrorObject) => {
+  const description = (e.parentSchema as { description?: unknown } | undefined)?.description;
+  return typeof description === 'string'
+    ? `must be ${description}`
+    : `must match ${String(e.params.pattern)}`;
+};
+
+/** The values a schema of constants accepts (a const, null, or a union of them), else null. */
+function constantsOf(schema: unknown): unknown[] | null {
+  if (!isPlainObject(schema)) return null;
+  if ('const' in schema) return [schema.const];
+  if (schema.type === 'null') return [null];
+  if (!Array.isArray(schema.anyOf)) return null;
+  const values = schema.anyOf.map(constantsOf);
+  return values.every((v) => v !== null) ? values.flat() : null;
+}
+
+/** A union of constants (e.g. `"interval" | "cumulative" | null`) says what it accepts. */
+const allowedValues = (e: ErrorObject) => {
+  const values = constantsOf({ anyOf: e.schema });
+  return values && `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
 };
 
 const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
   required: () => 'is required',
   additionalProperties: () => 'is not an accepted field',
   format: () => TIMESTAMP_RULE,
-  pattern: () => DEVICE_ID_RULE,
+  pattern: patternRule,
   type: (e) => range(e) ?? `must be a ${String(e.params.type)}`,
+  const: (e) => `must be ${JSON.stringify(e.params.allowedValue)}`,
+  anyOf: allowedValues,
 };
 
 /** Turns ajv's errors into one detail per offending field, named by JSON pointer. */
 export function toDetails(errors: ErrorObject[] | null | undefined): ErrorDetail[] {
-  const details = (errors ?? []).map((e) => {
-    let path = e.instancePath;
-    if (e.keyword === 'required') path += `/${String(e.params.missingProperty)}`;
-    if (e.keyword === 'additionalProperties') path += `/${String(e.params.additionalProperty)}`;
-    const friendly = FRIENDLY_MESSAGES[e.keyword]?.(e);
-    return { path: path || '/', message: friendly ?? e.message ?? 'is invalid' };
-  });
+  const all = errors ?? [];
+  // A union of constants says once what it accepts; its branches' own errors would say it piecemeal.
+  const unions = all.filter((e) => e.keyword === 'anyOf' && allowedValues(e) !== null);
+  const inUnion = (e: ErrorObject) =>
+    unions.some((u) => e.schemaPath.startsWith(`${u.schemaPath}/`));
+  const details = all
+    .filter((e) => !inUnion(e))
+    .map((e) => {
+      let path = e.instancePath;
+      if (e.keyword === 'required') path += `/${String(e.params.missingProperty)}`;
+      if (e.keyword === 'additionalProperties') path += `/${String(e.params.additionalProperty)}`;
+      const friendly = FRIENDLY_MESSAGES[e.keyword]?.(e);
+      return { path: path || '/', message: friendly ?? e.message ?? 'is invalid' };
+    });
   // ajv may report a field twice (minLength and pattern); one line per field and message is enough.
   const seen = new Set<string>();
   return details.filter((d) => {

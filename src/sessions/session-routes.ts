@@ -73,7 +73,8 @@ export function sessionRoutes({
         vehicleId: DeviceId,
         sessionId: Type.String({
           pattern: '^(tx-\\d{1,10}|d-\\d{1,15})$',
-          description: 'a session id',
+          description:
+            'a session id as the sessions list gives it: tx-<transaction id> or d-<start, epoch ms>',
         }),
       }),
       responses: {

@@ -1,0 +1,49 @@
+import request from 'supertest';
+import { startTestApi, type TestApi } from './helpers/engine';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+/** A refused parameter or field says what is accepted, in the words of its own rule. */
+let ctx: TestContext;
+let engine: TestApi;
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  engine = await startTestApi(ctx);
+});
+afterAll(async () => {
+  await engine.close();
+  await ctx.cleanup();
+});
+
+const get = (path: string) => request(engine.api.app).get(path);
+
+test.each([
+  [
+    '/v1/vehicles/V-1/sessions/x-1',
+    'sessionId must be a session id as the sessions list gives it: tx-<transaction id> or d-<start, epoch ms>',
+  ],
+  ['/v1/charge-points/cp:1', 'chargePointId must be 1-48 characters from A-Z a-z 0-9 . _ -'],
+  ['/v1/charge-points?cursor=a:b', 'cursor must be the nextCursor of the previous page'],
+  ['/v1/id-tags/abc!', 'idTag must be an RFID card or app token: 1-20 characters from'],
+  ['/v1/analytics/fleet?rank=foo', 'rank must be one of "efficiency", "session"'],
+  ['/v1/analytics/fleet?limit=Infinity', 'limit must be a whole number from 1 to'],
+  ['/v1/vehicles/V-1/sessions?from=2020-01-01T00:00:00Z', 'from must be at most 2208 hours ago'],
+  [
+    '/v1/vehicles/V-1/sessions?from=2999-01-01T00:00:00Z',
+    "from must be earlier than the window's end",
+  ],
+])('when GET %s, then 400 says %s', async (path, message) => {
+  const res = await get(path).expect(400);
+  expect(res.body.error).toBe('invalid_parameter');
+  expect(res.body.message).toContain(message);
+});
+
+test('when a setting is not one of its values, then 400 lists the values once', async () => {
+  const res = await request(engine.api.app)
+    .put('/v1/meters/M-1/settings')
+    .send({ energyReadings: 'CUMULATIVE' })
+    .expect(400);
+  expect(res.body.details).toEqual([
+    { path: '/energyReadings', message: 'must be one of "interval", "cumulative", null' },
+  ]);
+});
