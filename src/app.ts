@@ -150,6 +150,7 @@ export function createApp({
     redis,
     keys,
     ingestService,
+    validator,
     liveState,
     mappingStore,
     settings,

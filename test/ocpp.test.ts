@@ -316,6 +316,140 @@ describe('OCPP 1.6J charge points', () => {
     expect(await history(e, 'CP-BAD:1')).toEqual([]);
   });
 
+  test("when a message breaks the engine's limits (connector id, register, a time ahead of the clock), then PropertyConstraintViolation names it and nothing is recorded", async () => {
+    const cp = await connect('CP-LIMITS');
+    const start = {
+      connectorId: 1,
+      idTag: 'TAG-L',
+      meterStart: 1000,
+      timestamp: '2024-04-06T10:00:00Z',
+    };
+    const ahead = new Date(Date.now() + 3600_000).toISOString();
+    for (const bad of [
+      { ...start, connectorId: 3_000_000_000 },
+      { ...start, connectorId: 0 },
+      { ...start, meterStart: -100 },
+      { ...start, meterStart: 1e20 },
+      { ...start, timestamp: ahead },
+    ]) {
+      expect(await callError(cp.call('StartTransaction', bad))).toBe('PropertyConstraintViolation');
+    }
+    expect(
+      await callError(cp.call('MeterValues', meterValues(-1, start.timestamp, wh(1000)))),
+    ).toBe('PropertyConstraintViolation');
+    const stored = await e.ctx.db('ocpp_transactions').where({ charge_point_id: 'CP-LIMITS' });
+    expect(stored).toEqual([]);
+  });
+
+  test('when a voltage is out of range or the neutral phase is sent, then the register is kept from the line phases', async () => {
+    const cp = await connect('CP-PHASES');
+    await cp.call('MeterValues', {
+      connectorId: 2,
+      meterValue: [
+        {
+          timestamp: '2024-04-07T10:00:00Z',
+          sampledValue: [wh(7000), { value: '1200', measurand: 'Voltage' }],
+        },
+        {
+          timestamp: '2024-04-07T10:01:00Z',
+          sampledValue: [
+            wh(1000, { phase: 'L1-N' }),
+            wh(1000, { phase: 'L2-N' }),
+            wh(1000, { phase: 'L3-N' }),
+            wh(100, { phase: 'N' }),
+            { value: '230', measurand: 'Voltage', phase: 'L1-N' },
+            { value: '5', measurand: 'Voltage', phase: 'N' },
+          ],
+        },
+      ],
+    });
+    await waitForDrained(e.queue);
+    expect(await history(e, 'CP-PHASES:2')).toEqual([
+      { at: '10:00', kwh: 7, voltage: null },
+      { at: '10:01', kwh: 3, voltage: 230 },
+    ]);
+    const metrics = await request(e.api.api.app).get('/metrics').expect(200);
+    expect(metrics.text).toMatch(/energy_ocpp_samples_rejected_total\{reason="out of range"/);
+  });
+
+  test('when a connector gets a transaction while one is open on it, or a stop dated before its start, then no vehicle stays mapped to the connector', async () => {
+    for (const [tag, vehicle] of [
+      ['TAG-A', 'V-a'],
+      ['TAG-B', 'V-b'],
+      ['TAG-C', 'V-c'],
+    ]) {
+      await request(e.api.api.app).put(`/v1/id-tags/${tag}`).send({ vehicleId: vehicle });
+    }
+    type Started = { transactionId: number };
+    const cp = await connect('CP-SEQ');
+    const startOf = (idTag: string, meterStart: number, timestamp: string) =>
+      cp.call('StartTransaction', {
+        connectorId: 1,
+        idTag,
+        meterStart,
+        timestamp,
+      }) as Promise<Started>;
+    // A's StopTransaction never arrives: B's start on the same connector ends A's transaction.
+    const a = await startOf('TAG-A', 1000, '2024-04-08T10:00:00Z');
+    const b = await startOf('TAG-B', 5000, '2024-04-08T11:00:00Z');
+    // B's stop is dated before its start (the clock went back): B ends where it started.
+    await cp.call('StopTransaction', {
+      transactionId: b.transactionId,
+      meterStop: 9000,
+      timestamp: '2024-04-08T10:50:00Z',
+    });
+    // A second stop with other values does not move the first.
+    await cp.call('StopTransaction', {
+      transactionId: b.transactionId,
+      meterStop: 9500,
+      timestamp: '2024-04-08T11:30:00Z',
+    });
+    await startOf('TAG-C', 9500, '2024-04-08T12:00:00Z');
+
+    const map = async (vehicleId: string) =>
+      (await request(e.api.api.app).get(`/v1/telemetry/map/${vehicleId}`).expect(200)).body;
+    expect((await map('V-a')).history).toEqual([
+      { meterId: 'CP-SEQ:1', from: '2024-04-08T10:00:00.001Z', to: '2024-04-08T11:00:00.001Z' },
+    ]);
+    // B's period covered nothing: removed, the vehicle has no mapping at all.
+    await request(e.api.api.app).get('/v1/telemetry/map/V-b').expect(404);
+    expect((await map('V-c')).current).toMatchObject({ meterId: 'CP-SEQ:1', to: null });
+    const stops = await e.ctx
+      .db('ocpp_transactions')
+      .whereIn('id', [a.transactionId, b.transactionId])
+      .orderBy('id')
+      .select('meter_stop_wh', 'stopped_at', 'stop_reason');
+    expect(stops.map((t) => [Number(t.meter_stop_wh), t.stopped_at.toISOString()])).toEqual([
+      [5000, '2024-04-08T11:00:00.000Z'],
+      [9000, '2024-04-08T11:00:00.000Z'],
+    ]);
+    const point = await request(e.api.api.app).get('/v1/charge-points/CP-SEQ').expect(200);
+    expect(point.body.connectors).toEqual([
+      expect.objectContaining({
+        connectorId: 1,
+        openTransaction: expect.objectContaining({ idTag: 'TAG-C' }),
+      }),
+    ]);
+  });
+
+  test('when a StatusNotification is dated ahead of the clock, then it counts as of now and later statuses replace it', async () => {
+    const cp = await connect('CP-CLOCK');
+    const status = (status: string, timestamp?: string) =>
+      cp.call('StatusNotification', {
+        connectorId: 2,
+        errorCode: 'NoError',
+        status,
+        ...(timestamp ? { timestamp } : {}),
+      });
+    await status('Faulted', '2099-01-01T00:00:00Z');
+    const faulted = await request(e.api.api.app).get('/v1/charge-points/CP-CLOCK').expect(200);
+    expect(faulted.body.connectors[0].status).toBe('Faulted');
+    await new Promise((r) => setTimeout(r, 5));
+    await status('Available');
+    const now = await request(e.api.api.app).get('/v1/charge-points/CP-CLOCK').expect(200);
+    expect(now.body.connectors[0].status).toBe('Available');
+  });
+
   test('when a client offers no subprotocol, or the path is not /ocpp/{id}, then no socket opens', async () => {
     await expect(chargePoint(e, 'CP-NOPROTO', { protocols: [] })).rejects.toThrow();
     const res = await request(e.url).get('/ocpp/a%E0%A4%A').set({

@@ -1,14 +1,16 @@
+import { MAX_KWH } from '../devices/device-kinds';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { MappingStore } from '../stores/mapping-store';
 import type { IngestService } from '../telemetry/ingest-service';
+import type { ReadingValidator } from '../telemetry/validation';
 import type { ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
 import type { IdTagStore } from './id-tag-store';
 import { readMeterValues, type MeterValue } from './meter-values';
-import type { TransactionStore } from './transaction-store';
+import type { Transaction, TransactionStore } from './transaction-store';
 
 /** The heartbeat interval (s) a booted charge point is told to keep. */
 export const HEARTBEAT_INTERVAL_S = 60;
@@ -60,6 +62,44 @@ export class NotStoredError extends Error {
 }
 
 /**
+ * A message the engine refuses for good, answered with this CALLERROR: resending it unchanged
+ * would be refused again (OCPP 1.6 has the charge point give up on it after its retries).
+ */
+export class RefusedCallError extends Error {
+  constructor(
+    readonly code: 'PropertyConstraintViolation',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RefusedCallError';
+  }
+}
+
+/** No charge point has more connectors; a larger id is a fault, not a connector. */
+export const MAX_CONNECTOR_ID = 1000;
+
+/** A register in Wh as large as a reading may hold (MAX_KWH). */
+const MAX_REGISTER_WH = MAX_KWH * 1000;
+
+function checkConnectorId(connectorId: number, lowest: 0 | 1): void {
+  if (connectorId < lowest || connectorId > MAX_CONNECTOR_ID) {
+    throw new RefusedCallError(
+      'PropertyConstraintViolation',
+      `connectorId must be from ${lowest} to ${MAX_CONNECTOR_ID}, got ${connectorId}`,
+    );
+  }
+}
+
+function checkRegisterWh(name: 'meterStart' | 'meterStop', wh: number): void {
+  if (wh < 0 || wh > MAX_REGISTER_WH) {
+    throw new RefusedCallError(
+      'PropertyConstraintViolation',
+      `${name} must be a register from 0 to ${MAX_REGISTER_WH} Wh, got ${wh}`,
+    );
+  }
+}
+
+/**
  * OCPP 1.6 allows timestamps without a zone (UTC by the standard) and some chargers send a space
  * for the `T`: turn them into the RFC 3339 instants the engine stores.
  */
@@ -94,6 +134,8 @@ export class ChargePointService {
       /** Records each connector meter's register semantics, once. */
       registers: ConnectorRegisters;
       config: { ocppUnknownIdTags: 'accept' | 'reject' };
+      /** Ingest's own check of a reading's timestamp (a real instant, not ahead of the clock). */
+      checkTimestamp: ReadingValidator['checkTimestamp'];
       metrics: OcppMetrics;
       logger: Logger;
       now?: () => number;
@@ -102,6 +144,15 @@ export class ChargePointService {
 
   private now(): Date {
     return new Date((this.deps.now ?? Date.now)());
+  }
+
+  /** A transaction's instant, held to the rules of a reading's: refused if it is not one. */
+  private transactionInstant(timestamp: string): Date {
+    const checked = this.deps.checkTimestamp(utcTimestamp(timestamp), '/timestamp');
+    if (!checked.ok) {
+      throw new RefusedCallError('PropertyConstraintViolation', checked.failure.message);
+    }
+    return new Date(checked.value);
   }
 
   async bootNotification(chargePointId: string, req: BootNotificationReq) {
@@ -126,16 +177,31 @@ export class ChargePointService {
   }
 
   async statusNotification(chargePointId: string, req: StatusNotificationReq) {
+    checkConnectorId(req.connectorId, 0);
     this.recordRegisterSoon(chargePointId, req.connectorId);
     await this.deps.state.connectorStatus(chargePointId, req.connectorId, {
       status: req.status,
       errorCode: req.errorCode,
       info: req.info ?? null,
-      at: req.timestamp
-        ? new Date(utcTimestamp(req.timestamp)).toISOString()
-        : this.now().toISOString(),
+      at: this.statusInstant(chargePointId, req.timestamp).toISOString(),
     });
     return {};
+  }
+
+  /**
+   * When a status was reported: its timestamp, or now without one. A status newer than the one
+   * kept replaces it, so a timestamp ahead of the clock would keep every later status out: the
+   * status (still worth showing: a connector Faulted) is taken as of now.
+   */
+  private statusInstant(chargePointId: string, timestamp: string | undefined): Date {
+    if (!timestamp) return this.now();
+    const checked = this.deps.checkTimestamp(utcTimestamp(timestamp), '/timestamp');
+    if (checked.ok) return new Date(checked.value);
+    this.deps.logger.warn(
+      { chargePointId, timestamp, reason: checked.failure.message },
+      'StatusNotification timestamp not usable: status taken as of now',
+    );
+    return this.now();
   }
 
   async authorize(_chargePointId: string, req: { idTag: string }) {
@@ -143,10 +209,12 @@ export class ChargePointService {
   }
 
   async startTransaction(chargePointId: string, req: StartTransactionReq) {
+    checkConnectorId(req.connectorId, 1);
+    checkRegisterWh('meterStart', req.meterStart);
+    const startedAt = this.transactionInstant(req.timestamp);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     const tag = await this.deps.idTags.get(req.idTag);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus();
-    const startedAt = new Date(utcTimestamp(req.timestamp));
     const { transaction, created } = await this.deps.transactions.start({
       chargePointId,
       connectorId: req.connectorId,
@@ -157,6 +225,7 @@ export class ChargePointService {
       startedAt,
     });
     await this.recordRegister(chargePointId, req.connectorId);
+    if (created) await this.supersedeOpenTransactions(transaction, meterId, req.meterStart);
     if (transaction.vehicleId) {
       await this.mapVehicle(transaction.vehicleId, meterId, justAfter(startedAt));
     }
@@ -168,8 +237,43 @@ export class ChargePointService {
     return { transactionId: transaction.id, idTagInfo: { status } };
   }
 
+  /**
+   * A connector carries one transaction at a time: one still open on it that started before this
+   * one missed its StopTransaction, and is stopped where this one starts (its register at the
+   * start), so the next vehicle's energy is never counted as its own.
+   */
+  private async supersedeOpenTransactions(
+    started: Transaction,
+    meterId: string,
+    meterStartWh: number,
+  ): Promise<void> {
+    const open = await this.deps.transactions.openOn(started.chargePointId);
+    for (const old of open) {
+      if (old.id === started.id || old.connectorId !== started.connectorId) continue;
+      if (old.startedAt.getTime() >= started.startedAt.getTime()) continue;
+      await this.deps.transactions.stop(old.id, {
+        meterStopWh: meterStartWh,
+        stoppedAt: started.startedAt,
+        reason: 'SupersededByNewTransaction',
+      });
+      if (old.vehicleId) {
+        await this.deps.mapping.endPeriod(
+          old.vehicleId,
+          meterId,
+          justAfter(old.startedAt),
+          justAfter(started.startedAt),
+        );
+      }
+      this.deps.logger.warn(
+        { chargePointId: started.chargePointId, transactionId: old.id, by: started.id },
+        'transaction left open on the connector stopped at the start of the next one',
+      );
+    }
+  }
+
   async stopTransaction(chargePointId: string, req: StopTransactionReq) {
-    const stoppedAt = new Date(utcTimestamp(req.timestamp));
+    checkRegisterWh('meterStop', req.meterStop);
+    const reportedStop = this.transactionInstant(req.timestamp);
     const known = await this.deps.transactions.get(req.transactionId);
     if (!known || known.chargePointId !== chargePointId) {
       // Nothing to attach its readings to: answer, so the charge point does not resend for ever.
@@ -178,6 +282,14 @@ export class ChargePointService {
         'StopTransaction for a transaction this charge point never started: readings dropped',
       );
       return {};
+    }
+    // A stop before its start (a clock set back mid-transaction) ends it where it started.
+    const stoppedAt = reportedStop < known.startedAt ? known.startedAt : reportedStop;
+    if (stoppedAt !== reportedStop) {
+      this.deps.logger.warn(
+        { chargePointId, transactionId: known.id, timestamp: req.timestamp },
+        'StopTransaction dated before its start: the transaction ends at its start',
+      );
     }
     const transaction = await this.deps.transactions.stop(req.transactionId, {
       meterStopWh: req.meterStop,
@@ -200,6 +312,7 @@ export class ChargePointService {
   }
 
   async meterValues(chargePointId: string, req: MeterValuesReq) {
+    checkConnectorId(req.connectorId, 0);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     this.recordRegisterSoon(chargePointId, req.connectorId);
     await this.store(meterId, this.read(req.meterValue));

@@ -2,6 +2,7 @@
  * OCPP 1.6 MeterValues.req `meterValue` / StopTransaction.req `transactionData` -> the connector
  * meter's register readings. Pure: no I/O, no clock, no library types.
  */
+import { MAX_KWH, meterKind } from '../devices/device-kinds';
 
 /** One SampledValue as in the OCPP 1.6 JSON schema (all fields but `value` optional). */
 export interface SampledValue {
@@ -28,7 +29,12 @@ export interface MeterReading {
 }
 
 export type RejectReason =
-  'unknown unit' | 'non-numeric value' | 'negative value' | 'signed data' | 'incomplete phases';
+  | 'unknown unit'
+  | 'non-numeric value'
+  | 'negative value'
+  | 'out of range'
+  | 'signed data'
+  | 'incomplete phases';
 
 export interface SampleReject {
   timestamp: string;
@@ -78,6 +84,9 @@ export function parseReading(value: string): number | 'non-numeric value' | 'neg
   return n === 0 ? 0 : n; // -0 -> 0
 }
 
+/** The largest voltage a meter reading holds (MAX_KWH: the largest register). */
+const MAX_VOLTS = meterKind.fields.voltage.schema.maximum ?? Infinity;
+
 /** Checks one sample we read (register or voltage); returns its value in kWh / V, or why not. */
 export function readSample(sample: SampledValue): number | RejectReason {
   // SignedData carries an opaque signed blob, not a number we may use as is.
@@ -86,8 +95,16 @@ export function readSample(sample: SampledValue): number | RejectReason {
   const factor = isRegister ? kwhPerUnit(sample.unit) : isVoltUnit(sample.unit) ? 1 : undefined;
   if (factor === undefined) return 'unknown unit';
   const n = parseReading(sample.value);
-  return typeof n === 'number' ? n * factor : n;
+  if (typeof n !== 'number') return n;
+  // Refused here, sample by sample: a voltage out of range must not cost the element its register.
+  return n * factor > (isRegister ? MAX_KWH : MAX_VOLTS) ? 'out of range' : n * factor;
 }
+
+/**
+ * The neutral conductor's own sample (phase "N") is not part of the total: the register is the
+ * sum of the line phases (L1, L2, L3 or L1-N, L2-N, L3-N), and N's voltage is not a line voltage.
+ */
+const NEUTRAL = 'N';
 
 // Readings are kept to the mWh / mV: enough for any meter, and it hides float noise (0.1 + 0.2).
 function round6(n: number): number {
@@ -135,8 +152,9 @@ export function readMeterValues(meterValue: readonly MeterValue[]): MeterValuesR
 
     for (const sample of element.sampledValue) {
       const measurand = measurandOf(sample);
-      if (measurand !== ENERGY_REGISTER && measurand !== VOLTAGE) {
-        result.ignored[measurand] = (result.ignored[measurand] ?? 0) + 1;
+      if ((measurand !== ENERGY_REGISTER && measurand !== VOLTAGE) || sample.phase === NEUTRAL) {
+        const ignoredAs = sample.phase === NEUTRAL ? `${measurand} (phase N)` : measurand;
+        result.ignored[ignoredAs] = (result.ignored[ignoredAs] ?? 0) + 1;
         continue;
       }
       const read = readSample(sample);

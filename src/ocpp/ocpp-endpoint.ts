@@ -16,6 +16,7 @@ import type { ChargePointState } from './charge-point-state';
 import { ocppRpcFor } from './ocpp-rpc';
 import {
   NotStoredError,
+  RefusedCallError,
   type BootNotificationReq,
   type ChargePointService,
   type MeterValuesReq,
@@ -141,6 +142,10 @@ export function createOcppEndpoint({
       try {
         return (await run(params as P)) as Record<string, unknown>;
       } catch (err) {
+        if (err instanceof RefusedCallError) {
+          logger.warn({ chargePointId: id, action, reason: err.message }, 'OCPP call refused');
+          throw createRPCError(err.code, err.message);
+        }
         const stored = err instanceof NotStoredError;
         logger.warn({ err, chargePointId: id, action }, 'OCPP call answered with InternalError');
         throw createRPCError(

@@ -12,6 +12,7 @@ import { Instant, Nullable } from '../schema/primitives';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { MappingStore } from '../stores/mapping-store';
 import type { IngestService } from '../telemetry/ingest-service';
+import type { ReadingValidator } from '../telemetry/validation';
 import type { LiveStateStore } from '../telemetry/live-state';
 import { ChargePointService } from './charge-point-service';
 import { ChargePointState } from './charge-point-state';
@@ -48,6 +49,7 @@ export function createOcppIntake({
   redis,
   keys,
   ingestService,
+  validator,
   liveState,
   mappingStore,
   settings,
@@ -63,6 +65,7 @@ export function createOcppIntake({
   redis: RedisClient;
   keys: RedisKeys;
   ingestService: IngestService;
+  validator: ReadingValidator;
   liveState: LiveStateStore;
   mappingStore: MappingStore;
   settings: DeviceSettingsStore;
@@ -87,6 +90,7 @@ export function createOcppIntake({
       knownConnectors: (connectors) => state.knownConnectors(connectors),
     }),
     config,
+    checkTimestamp: validator.checkTimestamp,
     metrics,
     logger,
   });

@@ -86,13 +86,18 @@ export class TransactionStore {
     return { transaction: toTransaction(row), created: row.created };
   }
 
-  /** Records a StopTransaction; a retransmission writes the same values again. Null if unknown. */
+  /**
+   * Records a StopTransaction. The first stop stays: a retransmission, or a second stop with other
+   * values, leaves it as it is (the vehicle's mapping period ended at that first stop), as the
+   * first of two readings with one timestamp stays. The transaction as stored; null if unknown.
+   */
   async stop(
     id: number,
     stop: { meterStopWh: number; stoppedAt: Date; reason: string | null },
   ): Promise<Transaction | null> {
     const [row] = await this.db<TransactionRow>(TABLE)
       .where({ id })
+      .whereNull('stopped_at')
       .update({
         meter_stop_wh: stop.meterStopWh,
         stopped_at: stop.stoppedAt,
@@ -100,9 +105,11 @@ export class TransactionStore {
       })
       .returning('*');
     const stopped = row as TransactionRow | undefined;
-    if (stopped?.vehicle_id)
+    if (!stopped) return this.get(id);
+    if (stopped.vehicle_id) {
       await markSessionsChanged(this.db, stopped.vehicle_id, stopped.started_at);
-    return stopped ? toTransaction(stopped) : null;
+    }
+    return toTransaction(stopped);
   }
 
   async get(id: number): Promise<Transaction | null> {

@@ -83,18 +83,18 @@ export class MappingStore {
 
   /**
    * Ends the period in which the vehicle charges from `meterId` since `from`, at `to` (a charging
-   * transaction that stopped). Returns false when that period is not the open one any more.
+   * transaction that stopped); a period ending where it starts covered nothing and is removed.
+   * Returns false when that period is not the open one any more.
    */
   async endPeriod(vehicleId: string, meterId: string, from: Date, to: Date): Promise<boolean> {
-    if (to.getTime() <= from.getTime()) return false;
     return this.db.transaction(async (trx) => {
       await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
-      const updated = await trx(TABLE)
+      const open = trx(TABLE)
         .where({ vehicle_id: vehicleId, meter_id: meterId, valid_from: from })
-        .whereNull('valid_to')
-        .update({ valid_to: to });
-      if (updated > 0) await markSessionsChanged(trx, vehicleId, to);
-      return updated > 0;
+        .whereNull('valid_to');
+      const ended = to > from ? await open.update({ valid_to: to }) : await open.delete();
+      if (ended > 0) await markSessionsChanged(trx, vehicleId, to);
+      return ended > 0;
     });
   }
 

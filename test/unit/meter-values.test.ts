@@ -132,6 +132,42 @@ describe('rejected samples', () => {
   });
 });
 
+describe('limits and the neutral phase', () => {
+  it('rejects a voltage above the reading limit and keeps the register of the element', () => {
+    const r = readMeterValues([el(T1, reg('7000'), volt('1200'))]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 7, voltage: undefined }]);
+    expect(r.rejects).toEqual([{ timestamp: T1, measurand: 'Voltage', reason: 'out of range' }]);
+  });
+
+  it('rejects a register above MAX_KWH', () => {
+    const r = readMeterValues([el(T1, reg('1e13'))]);
+    expect(r.readings).toEqual([]);
+    expect(r.rejects).toEqual([
+      { timestamp: T1, measurand: 'Energy.Active.Import.Register', reason: 'out of range' },
+    ]);
+  });
+
+  it('leaves the neutral phase out of the register and the voltage, counted as ignored', () => {
+    const r = readMeterValues([
+      el(
+        T1,
+        reg('1000', { phase: 'L1' }),
+        reg('1000', { phase: 'L2' }),
+        reg('1000', { phase: 'L3' }),
+        reg('100', { phase: 'N' }),
+        volt('231', { phase: 'L1-N' }),
+        volt('229', { phase: 'L2-N' }),
+        volt('3', { phase: 'N' }),
+      ),
+    ]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 3, voltage: 230 }]);
+    expect(r.ignored).toEqual({
+      'Energy.Active.Import.Register (phase N)': 1,
+      'Voltage (phase N)': 1,
+    });
+  });
+});
+
 describe('voltage', () => {
   it('is the mean of the phases sent', () => {
     const r = readMeterValues([
