@@ -360,6 +360,8 @@ export function loadConfig(env: Env = {}): Config {
     const errors = validateSettings.errors ?? [];
     throw new ConfigError(names.flatMap((name) => problemsOf(name, given[name], errors)));
   }
+  const conflicts = conflictsOf(values as unknown as Settings);
+  if (conflicts.length > 0) throw new ConfigError(conflicts);
   const config: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(values)) {
     if (!(PARSED as readonly string[]).includes(name)) config[camelCase(name)] = value;
@@ -367,6 +369,17 @@ export function loadConfig(env: Env = {}): Config {
   config.bodyLimitBytes = parseByteSize(values.BODY_LIMIT);
   config.apiKeys = parseApiKeys(values.API_KEYS).keys;
   return Object.freeze(config as unknown as Config);
+}
+
+/** Settings each valid alone but not together, each naming the one to change. */
+function conflictsOf(settings: Settings): string[] {
+  const conflicts: string[] = [];
+  if (settings.MAX_BACKLOG_READINGS < settings.MAX_BATCH_READINGS) {
+    conflicts.push(
+      `MAX_BACKLOG_READINGS=${settings.MAX_BACKLOG_READINGS}: expected at least MAX_BATCH_READINGS (${settings.MAX_BATCH_READINGS}); a request or message of that many readings could never be admitted, and an MQTT one would block the messages after it`,
+    );
+  }
+  return conflicts;
 }
 
 function problemsOf(name: string, value: string | undefined, errors: ErrorObject[]): string[] {

@@ -519,7 +519,7 @@ describe('live state', () => {
 
 describe('backpressure and Redis outages', () => {
   test('when the backlog would pass MAX_BACKLOG_READINGS, then 503 with Retry-After and nothing is queued', async () => {
-    const small = await createTestContext({ MAX_BACKLOG_READINGS: '5' });
+    const small = await createTestContext({ MAX_BACKLOG_READINGS: '5', MAX_BATCH_READINGS: '5' });
     const smallEngine = await (await import('./helpers/engine')).startTestApi(small);
     const smallQueue = openQueue(small.redis, small.config.redisPrefix);
     try {

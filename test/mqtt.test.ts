@@ -223,6 +223,36 @@ describe('MQTT topics and payloads', () => {
   });
 });
 
+describe('the rejects list', () => {
+  test('when a topic, message or error is as long as a client makes it, then the entry stays a few KB: texts clipped, errors cut to fit', async () => {
+    const key = `${ctx.config.redisPrefix}:test:rejects`;
+    const log = new RejectLog(ctx.redis, key);
+    const huge = 'a'.repeat(60_000);
+    await log.add({
+      topic: `${prefix}/${huge}`,
+      reason: 'no_valid_readings',
+      message: `None is valid: ${huge}`,
+      accepted: 0,
+      rejected: 3,
+      errors: [0, 1, 2].map((index) => ({
+        index,
+        error: 'invalid_reading',
+        message: `/${huge} is not an accepted field`,
+        details: [{ path: `/${huge}`, message: 'is not an accepted field' }],
+      })),
+      payload: Buffer.from(huge),
+      gzip: false,
+    });
+    const [raw] = await ctx.redis.lrange(key, 0, 0);
+    expect(raw.length).toBeLessThanOrEqual(6 * 1024);
+    const [entry] = await log.latest(1);
+    expect(entry.topic).toBe(`${prefix}/${'a'.repeat(512 - prefix.length - 1)}...`);
+    expect(entry.message.length).toBe(515);
+    expect(entry).toMatchObject({ rejected: 3, errors: [], payloadBytes: 60_000, truncated: true });
+    await ctx.redis.del(key);
+  });
+});
+
 describe('invalid messages', () => {
   test('when payloads cannot be stored, then each is acknowledged with 0x99, listed with its reason, counted, and never delivered again', async () => {
     const cases: [string, Buffer | string, string][] = [
@@ -259,6 +289,11 @@ describe('invalid messages', () => {
       { path: '/meterId', message: 'must equal the topic\'s device id "M-mine"' },
     ]);
     expect((await rejectFor(`${prefix}/meters/M-bad-utf8`)).payloadEncoding).toBe('base64');
+    // gzip that does not inflate is still listed as gzip (its bytes as sent, in base64).
+    expect(await rejectFor(`${prefix}/meters/M-bad-gzip`)).toMatchObject({
+      gzip: true,
+      payloadEncoding: 'base64',
+    });
 
     await waitFor(
       async () =>

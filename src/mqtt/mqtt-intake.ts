@@ -26,7 +26,7 @@ import {
   type PubackReason,
 } from './ack-after-store';
 import { ConcurrencyLimit } from './concurrency-limit';
-import { decodePayload } from './payload';
+import { decodePayload, isGzip } from './payload';
 import { RejectLog } from './reject-log';
 import { RetryGate, type GateTicket } from './retry-gate';
 import { bindToTopic, createMqttTopics, topicKind } from './topics';
@@ -164,7 +164,7 @@ export function startMqttIntake({
         accepted: 0,
         rejected: Math.max(1, refusal.errors.length),
         payload: bytes,
-        gzip: bytes !== delivery.payload,
+        gzip: isGzip(delivery.payload),
       }),
     );
     metrics.onRejected(refusal.reason);
@@ -233,7 +233,7 @@ export function startMqttIntake({
         rejected: errors.length,
         errors,
         payload: bytes,
-        gzip: bytes !== delivery.payload,
+        gzip: isGzip(delivery.payload),
       }),
     );
     return REASON_SUCCESS;

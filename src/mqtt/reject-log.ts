@@ -8,9 +8,16 @@ import type { RedisClient } from '../redis';
 import type { ItemError } from '../telemetry/ingest-service';
 
 export const MAX_REJECTS = 10_000;
-/** Of the payload, enough to recognise it: the list stays under ~30 MB at its cap. */
+/** Of the payload, enough to recognise it. */
 const PAYLOAD_PREVIEW_BYTES = 2048;
 const MAX_ERRORS = 20;
+/** Of the topic and the message (a topic may be 64 KB): enough to recognise them. */
+const MAX_TEXT_CHARS = 512;
+/** An entry is at most this long, its errors cut to fit: the list stays under ~60 MB at its cap. */
+const MAX_ENTRY_CHARS = 6 * 1024;
+
+const clip = (text: string) =>
+  text.length > MAX_TEXT_CHARS ? `${text.slice(0, MAX_TEXT_CHARS)}...` : text;
 
 export interface RejectEntry {
   /** ISO time the engine refused it. */
@@ -21,14 +28,15 @@ export interface RejectEntry {
   message: string;
   /** Readings of the message that were stored (0 when the whole message was refused). */
   accepted: number;
-  /** Readings refused; the first 20 are described in `errors`. */
+  /** Readings refused; the first 20 are described in `errors` (fewer if they are long). */
   rejected: number;
   errors: ItemError[];
-  /** The payload's first bytes (after gunzip when it was gzip): UTF-8 text, else base64. */
+  /** The payload's first bytes (after gunzip when it was gzip and inflated): UTF-8 text, else base64. */
   payload: string;
   payloadEncoding: 'utf8' | 'base64';
   payloadBytes: number;
   truncated: boolean;
+  /** The payload was gzip (its bytes start 1f 8b), whether or not it inflated. */
   gzip: boolean;
 }
 
@@ -63,13 +71,21 @@ export class RejectLog {
     const record: RejectEntry = {
       at: new Date().toISOString(),
       ...entry,
+      topic: clip(entry.topic),
+      message: clip(entry.message),
       errors: entry.errors.slice(0, MAX_ERRORS),
       payloadBytes: entry.payload.length,
       ...preview(entry.payload),
     };
+    let text = JSON.stringify(record);
+    // Errors echo field names, which a payload may make as long as it likes.
+    while (text.length > MAX_ENTRY_CHARS && record.errors.length > 0) {
+      record.errors.pop();
+      text = JSON.stringify(record);
+    }
     const results = await this.redis
       .multi()
-      .lpush(this.key, JSON.stringify(record))
+      .lpush(this.key, text)
       .ltrim(this.key, 0, MAX_REJECTS - 1)
       .exec();
     const failed = results?.find(([err]) => err);

@@ -4,6 +4,7 @@
  * which may leave the id out (the topic gives it) and, when they carry it, must carry the same.
  */
 import { DEVICE_KINDS, type DeviceKind } from '../devices/device-kinds';
+import { DEVICE_ID_PATTERN, DeviceId } from '../schema/primitives';
 import { isPlainObject } from '../schema/validator';
 import type { IngestItem } from '../telemetry/ingest-service';
 
@@ -50,6 +51,8 @@ export function createMqttTopics(prefix: string, shareGroup: string): MqttTopics
   };
 }
 
+const VALID_DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
+
 const mismatch = (message: string, path: string, detail: string): IngestItem => ({
   invalid: { error: 'topic_mismatch', message, details: [{ path, message: detail }] },
 });
@@ -62,6 +65,15 @@ const mismatch = (message: string, path: string, detail: string): IngestItem => 
 export function bindToTopic(items: IngestItem[], route: TopicRoute): IngestItem[] {
   if (route.kind !== 'device') return items;
   const { device, id } = route;
+  if (!VALID_DEVICE_ID.test(id)) {
+    // Said of the topic: the publisher may never have sent the id field validation would name.
+    const refused = mismatch(
+      `The topic's ${device.idField} ${JSON.stringify(id)} must be ${DeviceId.description}`,
+      '/',
+      `the topic's device id must be ${DeviceId.description}`,
+    );
+    return items.map(() => refused);
+  }
   return items.map((item) => {
     if (!('value' in item) || !isPlainObject(item.value)) return item;
     const value = item.value;

@@ -184,7 +184,7 @@ describe('fleet view with sessions', () => {
     for (const row of flagged.filter((r) => faulty.includes(r.id))) {
       expect(row.reasons).toBe('threshold');
       expect(row.reasonText).toMatch(
-        /^Below the 85\.0\s% efficiency threshold; \d+ sessions? below their threshold$/,
+        /^Below the 85\.0\s% efficiency threshold; \d+ sessions? below (its|their) threshold$/,
       );
     }
     const drift = flagged.find((r) => r.id === drifting.vehicleId);

@@ -264,6 +264,15 @@ describe('configuration problems', () => {
     expect(problemsFor({ [name]: value })).toEqual([message]);
   });
 
+  test('when MAX_BACKLOG_READINGS is below MAX_BATCH_READINGS, then the problem names it: a full request could never be admitted', () => {
+    expect(problemsFor({ MAX_BACKLOG_READINGS: '10' })).toEqual([
+      expect.stringMatching(
+        /^MAX_BACKLOG_READINGS=10: expected at least MAX_BATCH_READINGS \(5000\)/,
+      ),
+    ]);
+    expect(problemsFor({ MAX_BACKLOG_READINGS: '10', MAX_BATCH_READINGS: '10' })).toEqual([]);
+  });
+
   test('when several variables are bad, then one ConfigError names each of them, in the order they are documented', () => {
     let error: unknown;
     try {

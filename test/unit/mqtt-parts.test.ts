@@ -61,6 +61,22 @@ describe('MQTT topics', () => {
     });
     expect(notObject).toEqual({ value: 'text' });
   });
+  test("when the topic's device id is not a valid id, then every item is refused with words about the topic", () => {
+    const route = { kind: 'device' as const, device: meterKind, id: 'M 1' };
+    const [item] = bindToTopic([{ value: { kwhConsumedAc: 1 } }], route);
+    expect(item).toEqual({
+      invalid: {
+        error: 'topic_mismatch',
+        message: `The topic's meterId "M 1" must be 1-64 characters from A-Z a-z 0-9 . _ : -`,
+        details: [
+          {
+            path: '/',
+            message: "the topic's device id must be 1-64 characters from A-Z a-z 0-9 . _ : -",
+          },
+        ],
+      },
+    });
+  });
 });
 
 describe('MQTT payloads', () => {

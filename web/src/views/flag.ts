@@ -79,7 +79,7 @@ export function vehicleFlagOf(
         ? [
             {
               reason: 'threshold' as const,
-              text: `${sessionsText(underThreshold)} below their threshold`,
+              text: `${sessionsText(underThreshold)} below ${underThreshold === 1 ? 'its' : 'their'} threshold`,
             },
           ]
         : []),
