@@ -109,7 +109,8 @@ export const settingsSchema = Type.Object({
     description: `how often a flusher moves a shard's intake (stores of fewer than ${INTAKE_BELOW_READINGS} readings) into jobs while it holds entries: longer makes fewer, larger jobs (less CPU in the flusher, Redis and PostgreSQL) and a longer flush lag`,
   }),
   MAX_BACKLOG_READINGS: integer(1_000_000, 1, 1_000_000_000, {
-    description: 'readings waiting for PostgreSQL above which ingest answers 503',
+    description:
+      'readings waiting for PostgreSQL above which ingest answers 503; at least MAX_BATCH_READINGS',
   }),
   // Below 1: ingest must refuse before Redis itself refuses writes.
   REDIS_MEMORY_HIGH_WATER: number(0.9, 0.1, 0.99, {

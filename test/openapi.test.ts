@@ -84,6 +84,13 @@ describe('the API document', () => {
       'post',
     );
     expectDocumented(await post(map, { vehicleId: 'V-456' }).expect(400), map, 'post');
+    // Every route reading a JSON body documents what its body reader refuses.
+    expectDocumented(await post(map, 'x', 'text/plain').expect(415), map, 'post');
+    expectDocumented(
+      await post(map, { vehicleId: 'V-456', pad: 'x'.repeat(70_000) }).expect(413),
+      map,
+      'post',
+    );
     expectDocumented(
       await post(map, { vehicleId: 'V-456', meterId: 'M-9', since: '2024-03-01T00:00:00Z' }).expect(
         409,

@@ -57,7 +57,9 @@ export function analyticsRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/analytics/fleet',
-      summary: 'Every vehicle active in the window, worst efficiency first, paged',
+      summary: 'Every vehicle mapped or active in the window, worst efficiency first, paged',
+      description:
+        'A window ending now (no `to`) ends at the last whole hour: the fleet reads hourly rollups only. `window` in the answer states the bounds.',
       scope: 'read',
       database: true,
       query: Type.Object({

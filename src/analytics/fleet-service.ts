@@ -20,9 +20,9 @@ export interface FleetSnapshot {
 }
 
 /**
- * Which chargers are losing energy: every vehicle active in the window with the same AC, DC and
- * efficiency as its own performance report, worst efficiency first, paged. One SQL statement
- * computes the fleet; the result is cached per window so paging through it is consistent.
+ * Which chargers are losing energy: every vehicle mapped or active in the window, with the same
+ * AC, DC and efficiency as its own performance report, worst efficiency first, paged. One SQL
+ * statement computes the fleet; the result is cached per window so paging through it is consistent.
  */
 export class FleetService {
   constructor(

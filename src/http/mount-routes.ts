@@ -10,10 +10,7 @@ import { AppError, invalidParameter } from '../errors';
 import { compile, createAjv, numberRule, objectValidator, toDetails } from '../schema/validator';
 import { parseJson } from '../telemetry/ingest-input';
 import { bodyFormatOf, readBodyText } from './read-body';
-import type { AnyRoute } from './route-contract';
-
-/** Largest JSON body a route that reads its own body accepts (ingest has BODY_LIMIT). */
-const JSON_BODY_LIMIT_BYTES = 64 * 1024;
+import { JSON_BODY_LIMIT_BYTES, type AnyRoute } from './route-contract';
 
 export const expressPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
 

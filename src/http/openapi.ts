@@ -7,7 +7,7 @@ import { Router, static as serveStatic, type RequestHandler } from 'express';
 import type { TObject, TSchema } from '@sinclair/typebox';
 import path from 'node:path';
 import { ErrorBody } from '../schema/primitives';
-import type { AnyRoute, ResponseDeclaration } from './route-contract';
+import { JSON_BODY_LIMIT_BYTES, type AnyRoute, type ResponseDeclaration } from './route-contract';
 
 type Json = Record<string, unknown>;
 
@@ -58,6 +58,13 @@ function implicitResponses(route: AnyRoute): Record<number, ResponseDeclaration>
   const error = (description: string): ResponseDeclaration => ({ description, schema: ErrorBody });
   const responses: Record<number, ResponseDeclaration> = {};
   if (route.params || route.query) responses[400] = error('invalid path or query parameter');
+  if (route.body?.read === 'json') {
+    responses[400] = error('invalid body, malformed JSON, or invalid path or query parameter');
+    responses[413] = error(`body over ${JSON_BODY_LIMIT_BYTES} bytes`);
+    responses[415] = error(
+      'content type other than application/json, or an encoding other than UTF-8',
+    );
+  }
   if (route.scope) {
     responses[401] = error('no API key, or not a valid one (WWW-Authenticate: Bearer)');
     responses[403] = error('the key lacks the scope this endpoint needs');

@@ -18,6 +18,9 @@ export interface ResponseDeclaration {
 
 export type Responses = Record<number, ResponseDeclaration>;
 
+/** Largest JSON body the router reads for a route (`read: 'json'`); ingest has BODY_LIMIT. */
+export const JSON_BODY_LIMIT_BYTES = 64 * 1024;
+
 /**
  * A JSON body the router reads and validates (`read: 'json'`), or one the handler reads itself
  * (ingest streams NDJSON and gzip) and the schemas only document.
