@@ -171,7 +171,9 @@ describe('charging sessions detected from readings', () => {
     const minute = detail.body.series.find(
       (m: { minute: string }) => m.minute === iso(at('10', '08:05')),
     );
-    expect(minute).toMatchObject({ acPowerKw: 75, dcPowerKw: 60 }); // 1.25 and 1 kWh in a minute
+    // 1.25 and 1 kWh over the 5 minutes since the previous reading: 15 and 12 kW, the peak.
+    expect(minute).toMatchObject({ acPowerKw: 15, dcPowerKw: 12 });
+    expect(live[0].peakAcPowerKw).toBe(15);
     await request(e.api.api.app).get('/v1/vehicles/V-s/sessions/d-1').expect(404);
   });
 });
@@ -253,6 +255,29 @@ describe('a session across midnight and a re-mapping, register devices among int
     // (00:00, 00:20]: from 1002.5 at 23:50... its prior at 00:00 is 1002.5 -> 1007.5 at 00:20 = 5.
     expect(session.acConsumedKwh).toBe(12.5);
     expect(session.efficiency).toBe(0.8);
+  });
+
+  test("when the register is reset mid-charge, then the reset reading charges (its new value), as in the report: one session with the window's DC", async () => {
+    // 100 first heard of, then 102, 104.5, 3 (reset), 5: the report counts 2 + 2.5 + 3 + 2 = 9.5.
+    await request(e.api.api.app)
+      .put('/v1/vehicles/V-r/settings')
+      .send({ energyReadings: 'cumulative' })
+      .expect(200);
+    await ingest(e, [
+      vehicle('V-r', 100)(at('20', '09:50')),
+      vehicle('V-r', 102)(at('20', '10:10')),
+      vehicle('V-r', 104.5)(at('20', '10:20')),
+      vehicle('V-r', 3)(at('20', '10:30')),
+      vehicle('V-r', 5)(at('20', '10:40')),
+    ]);
+    const sessions = await sessionsOf(e, 'V-r', '2024-05-20T00:00:00Z', '2024-05-21T00:00:00Z');
+    expect(sessions.map((s) => [s.start, s.end, s.dcDeliveredKwh])).toEqual([
+      [iso(at('20', '10:00')), iso(at('20', '10:40')), 9.5],
+    ]);
+    const report = await request(e.api.api.app)
+      .get('/v1/analytics/performance/V-r?from=2024-05-20T00:00:00Z&to=2024-05-21T00:00:00Z')
+      .expect(200);
+    expect(report.body.energy.dcDeliveredKwh).toBe(9.5);
   });
 });
 

@@ -5,8 +5,8 @@
  *
  * A session is an OCPP transaction whose idTag names the vehicle, from its start to its stop, or
  * else a maximal run of the vehicle's charging readings (a positive interval value, or a register
- * that rose since the previous reading) in which consecutive charging readings are at most the
- * gap apart. A detected session spans from its first charging reading minus that reading's
+ * reading that adds energy: it rose since the previous reading, or was reset to a positive value)
+ * in which consecutive charging readings are at most the gap apart. A detected session spans from its first charging reading minus that reading's
  * interval to the previous reading (capped at the gap) to its last charging reading.
  *
  * Over a session's span (start, end], DC is the vehicle's energy and AC the energy of the meter(s)
@@ -71,7 +71,9 @@ charging AS (
          coalesce(lag(s.ts) OVER (PARTITION BY s.vehicle_id ORDER BY s.ts), s.open_end) AS prev_charging_ts
   FROM stepped s
   WHERE s.ts >= s.from_ts
-    AND CASE WHEN s.mode = 'interval' THEN s.energy > 0 ELSE s.energy > s.prev_energy END
+    -- Charging: the reading adds energy, by the one register rule (a reset adds its new value).
+    AND CASE WHEN s.mode = 'interval' THEN s.energy > 0
+             ELSE register_step(s.prev_energy, s.energy) > 0 END
 ),
 runs AS (
   SELECT c.*,
@@ -157,11 +159,11 @@ window_energy AS (
   SELECT s.*, ${pieceEnergy('w.mode')} AS energy
   FROM window_stepped s JOIN windows w USING (wid)
 ),
+-- A reading's power: its energy over the hours since the device's previous reading.
 window_powered AS (
-  SELECT e.*,
-         CASE WHEN e.previous_ts IS NULL OR e.ts = e.previous_ts THEN NULL
-              ELSE e.energy / (extract(epoch FROM e.ts - e.previous_ts) / 3600) END AS power_kw
-  FROM window_energy e
+  SELECT e.*, e.energy / nullif(e.hours, 0) AS power_kw
+  FROM (SELECT e.*, extract(epoch FROM e.ts - e.previous_ts) / 3600 AS hours
+        FROM window_energy e) e
 )`;
 
 /**
@@ -208,15 +210,17 @@ GROUP BY s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, 
 ORDER BY s.vehicle_id, s.start_ts`;
 
 /**
- * One session's minutes, for a chart: AC and DC power (the minute's kWh, per hour), SoC and
- * battery temperature. Parameters as SESSIONS_SQL, plus $KEY.
+ * One session's minutes with readings, for a chart: AC and DC power (the kWh of the minute's
+ * readings over the hours they cover since each one's previous reading: a reading every 5 minutes
+ * is 5 minutes of power, not one), SoC and battery temperature. Parameters as SESSIONS_SQL, plus
+ * $KEY.
  */
 export const SESSION_MINUTES_SQL = `
 WITH ${SPANS},
 ${WINDOWS}
 SELECT date_trunc('minute', p.ts, 'UTC') AS minute,
-       sum(p.energy) FILTER (WHERE w.role = 'ac') * 60 AS ac_kw,
-       sum(p.energy) FILTER (WHERE w.role = 'dc') * 60 AS dc_kw,
+       sum(p.energy) FILTER (WHERE w.role = 'ac') / nullif(sum(p.hours) FILTER (WHERE w.role = 'ac'), 0) AS ac_kw,
+       sum(p.energy) FILTER (WHERE w.role = 'dc') / nullif(sum(p.hours) FILTER (WHERE w.role = 'dc'), 0) AS dc_kw,
        (array_agg(p.last_soc ORDER BY p.ts DESC) FILTER (WHERE w.role = 'dc'))[1] AS soc,
        avg(p.temp_sum) FILTER (WHERE w.role = 'dc') AS temp
 FROM window_powered p
