@@ -2,6 +2,7 @@ import type { Reading } from '../src/devices/device-kinds';
 import { HistoryStore } from '../src/stores/history-store';
 import { RollupStore } from '../src/stores/rollup-store';
 import { statusUpsertsFrom } from '../src/stores/status-store';
+import { RollupRoller } from '../workers/rollup-roller';
 import { waitFor } from './helpers/engine';
 import { meterReading, seededRandom, shuffle, vehicleReading } from './helpers/readings';
 import { createTestContext, type TestContext } from './helpers/test-env';
@@ -167,5 +168,41 @@ describe('marks shared by flushes and rollups', () => {
     const rolled = await rollupTables();
     await rollups.rebuild(new Date(start), new Date(start + 4 * QUARTER));
     expect(rolled).toEqual(await rollupTables());
+  });
+});
+
+describe('a quarter that cannot be rolled up', () => {
+  test('when one device quarter fails for good (a data error), then the roller sets it aside, leaves it marked, and rolls up every other one, again on its next run', async () => {
+    const T = Date.parse('2024-07-02T12:00:00Z');
+    // Stored past validation (history written directly): two values whose sum overflows float8,
+    // in the oldest quarter, so it is in every batch the roller takes.
+    await flush([meterReading('M-poison', T + 60_000, 1.7e308)]);
+    await flush([meterReading('M-poison', T + 120_000, 1.7e308)]);
+    const healthy = ['M-a', 'M-q', 'M-z'];
+    await flush(healthy.map((id) => meterReading(id, T + 180_000, 1)));
+    await flush(healthy.map((id) => meterReading(id, T + QUARTER + 60_000, 2)));
+    const roller = new RollupRoller({ store: rollups, logger: ctx.logger });
+
+    await roller.rollUpNow(new Date(T + 4 * QUARTER));
+    for (const id of healthy) {
+      expect({
+        id,
+        first: await quarterRow(id, T),
+        second: await quarterRow(id, T + QUARTER),
+      }).toEqual({
+        id,
+        first: { readings: 1 },
+        second: { readings: 1 },
+      });
+      expect(await marks(id)).toBe(0);
+    }
+    expect(await marks('M-poison')).toBe(1);
+    expect(await quarterRow('M-poison', T)).toBeUndefined();
+
+    // Its next run takes the new marks and leaves the set-aside one without failing.
+    await flush([meterReading('M-a', T + 2 * QUARTER + 60_000, 3)]);
+    await roller.rollUpNow(new Date(T + 4 * QUARTER));
+    expect(await quarterRow('M-a', T + 2 * QUARTER)).toEqual({ readings: 1 });
+    expect(await marks('M-poison')).toBe(1);
   });
 });

@@ -1,6 +1,7 @@
 import { setTimeout } from 'node:timers/promises';
 import type { Logger } from '../src/logger';
-import type { RollupStore } from '../src/stores/rollup-store';
+import { isPermanentDataError } from '../src/stores/database-errors';
+import { RollupFailed, type DeviceQuarter, type RollupStore } from '../src/stores/rollup-store';
 import { BackgroundTask } from './background-task';
 
 const QUARTER_MS = 900_000;
@@ -22,6 +23,11 @@ const BATCH_DEVICE_QUARTERS = 2000;
  */
 export class RollupRoller {
   private readonly task: BackgroundTask<number>;
+  /**
+   * Marks whose rollup fails for good (a data error), set aside by this process so the others
+   * still roll up: left marked, they are reported raw, and the error is logged for a repair.
+   */
+  private readonly setAside: DeviceQuarter[] = [];
 
   constructor(
     private readonly deps: {
@@ -55,20 +61,35 @@ export class RollupRoller {
 
   private async rollUp(closedBefore: Date, quietMs: number | null): Promise<number> {
     let total = 0;
+    let limit = BATCH_DEVICE_QUARTERS;
     while (!this.task.stopping()) {
       const started = Date.now();
-      const rolled = await this.deps.store.rollUpPending(
-        closedBefore,
-        BATCH_DEVICE_QUARTERS,
-        quietMs,
-      );
+      let rolled;
+      try {
+        rolled = await this.deps.store.rollUpPending(closedBefore, limit, quietMs, this.setAside);
+      } catch (err) {
+        if (!(err instanceof RollupFailed && isPermanentDataError(err.cause))) throw err;
+        // Halve the batch (the oldest marks first) until the failing quarter is alone.
+        if (err.marks.length > 1) limit = Math.ceil(err.marks.length / 2);
+        else this.putAside(err.marks[0], err.cause);
+        continue;
+      }
       total += rolled.hours;
-      if (rolled.quarters < BATCH_DEVICE_QUARTERS) break;
+      if (rolled.quarters < limit) break;
+      limit = Math.min(BATCH_DEVICE_QUARTERS, limit * 2); // back up after a halving
       // Catching up on old hours: PostgreSQL's time goes to rollups instead of flushes; give
       // flushes as long again before the next batch, so catching up never starves durability.
       await setTimeout(Date.now() - started);
     }
     return total;
+  }
+
+  private putAside(mark: DeviceQuarter, cause: unknown): void {
+    this.setAside.push(mark);
+    this.deps.logger.error(
+      { ...mark, err: cause },
+      'a quarter hour cannot be rolled up (a data error): set aside, reported from raw readings; repair its readings and run npm run rollups:rebuild',
+    );
   }
 
   start(): void {

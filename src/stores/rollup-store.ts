@@ -151,10 +151,12 @@ sessions_changed AS (
  * 4 million comparisons, 2.5 s).
  */
 const TAKE_MARKS = `
-SELECT p.ctid::text AS address FROM rollup_pending p
+SELECT p.ctid::text AS address, p.device_type, p.device_id, p.quarter FROM rollup_pending p
 WHERE p.ctid = ANY (ARRAY(SELECT ctid FROM rollup_pending
                           WHERE quarter < ?
                             AND (?::int IS NULL OR touched_at < now() - ?::int * interval '1 ms')
+                            AND (device_type, device_id, quarter) NOT IN (
+                              SELECT * FROM unnest(?::text[], ?::text[], ?::timestamptz[]))
                           ORDER BY quarter, device_type, device_id LIMIT ?))
 ORDER BY p.device_type, p.device_id, p.quarter
 FOR UPDATE`;
@@ -202,27 +204,73 @@ SELECT count(*)::int AS hours FROM hours`;
 
 const HOUR_MS = 3_600_000;
 
+/** One device's quarter hour, as a mark names it. */
+export interface DeviceQuarter {
+  deviceType: string;
+  deviceId: string;
+  quarter: Date;
+}
+
+interface TakenMark {
+  address: string;
+  device_type: string;
+  device_id: string;
+  quarter: Date;
+}
+
+/** Rolling up these marks failed (`cause`); they stay marked. */
+export class RollupFailed extends Error {
+  constructor(
+    readonly marks: DeviceQuarter[],
+    override readonly cause: unknown,
+  ) {
+    super(`rolling up ${marks.length} device quarters failed: ${String(cause)}`);
+    this.name = 'RollupFailed';
+  }
+}
+
 export class RollupStore {
   constructor(private readonly db: Knex) {}
 
   /**
    * Rolls up marked quarter hours that closed before `closedBefore` and, with `quietMs`, gained
    * no reading for that long (by PostgreSQL's clock): oldest first, at most `limit` per
-   * transaction. Returns how many device quarters it took and how many device hours it wrote.
+   * transaction, leaving out the marks `setAside`. Returns how many device quarters it took and
+   * how many device hours it wrote.
    */
   async rollUpPending(
     closedBefore: Date,
     limit: number,
     quietMs: number | null = null,
+    setAside: readonly DeviceQuarter[] = [],
   ): Promise<{ quarters: number; hours: number }> {
     return this.db.transaction(async (trx) => {
       await trx.raw(ROLLUPS_TAKE_TURNS, [ROLLUPS_LOCK_NAME]);
-      const taken = await trx.raw(TAKE_MARKS, [closedBefore, quietMs, quietMs, limit]);
-      const addresses = (taken.rows as { address: string }[]).map((r) => r.address);
-      if (addresses.length === 0) return { quarters: 0, hours: 0 };
-      // A statement of its own: its snapshot sees the flushes the lock waited for.
-      const result = await trx.raw(ROLL_UP_PENDING, [addresses]);
-      return result.rows[0] as { quarters: number; hours: number };
+      const taken = await trx.raw(TAKE_MARKS, [
+        closedBefore,
+        quietMs,
+        quietMs,
+        setAside.map((q) => q.deviceType),
+        setAside.map((q) => q.deviceId),
+        setAside.map((q) => q.quarter),
+        limit,
+      ]);
+      const rows = taken.rows as TakenMark[];
+      if (rows.length === 0) return { quarters: 0, hours: 0 };
+      try {
+        // A statement of its own: its snapshot sees the flushes the lock waited for.
+        const result = await trx.raw(ROLL_UP_PENDING, [rows.map((r) => r.address)]);
+        return result.rows[0] as { quarters: number; hours: number };
+      } catch (err) {
+        throw new RollupFailed(
+          rows.map((r) => ({
+            deviceType: r.device_type,
+            deviceId: r.device_id,
+            quarter: r.quarter,
+          })),
+          err,
+        );
+      }
     });
   }
 
