@@ -156,6 +156,27 @@ describe('performance report, interval readings', () => {
     expect(fleet.body.totals.vehiclesFlagged).toBe(1);
   });
 
+  test('when efficiency is exactly the threshold (17 of 20 kWh, summed from 1.7s as 16.999999999999996), then nothing alerts', async () => {
+    const at = (i: number) =>
+      new Date(Date.parse('2024-04-21T10:00:00Z') + i * 300_000).toISOString();
+    await ingest(
+      e,
+      Array.from({ length: 10 }, (_, i) => [
+        meter('M-eq', at(i), 2),
+        vehicle('V-eq', at(i), 1.7),
+      ]).flat(),
+    );
+    await map(e, 'V-eq', 'M-eq', '2024-04-20T00:00:00Z');
+    const window = 'from=2024-04-21T00:00:00Z&to=2024-04-22T00:00:00Z';
+    const own = await report(e, 'V-eq', window).expect(200);
+    expect(own.body.energy).toMatchObject({ acConsumedKwh: 20, efficiency: 0.85, alert: false });
+    expect(own.body.sessions.flagged).toBe(0);
+    const fleet = await request(e.api.api.app).get(`/v1/analytics/fleet?${window}`).expect(200);
+    expect(fleet.body.vehicles).toEqual([
+      expect.objectContaining({ vehicleId: 'V-eq', alert: false }),
+    ]);
+  });
+
   test('when asked again for the same window, then the answer comes from the cache', async () => {
     const res = await report(
       e,

@@ -26,6 +26,7 @@ test.each([
   ['/v1/charge-points?cursor=a:b', 'cursor must be the nextCursor of the previous page'],
   ['/v1/id-tags/abc!', 'idTag must be an RFID card or app token: 1-20 characters from'],
   ['/v1/analytics/fleet?rank=foo', 'rank must be one of "efficiency", "session"'],
+  ['/v1/analytics/sessions?flagged=yes', 'flagged must be true or false'],
   ['/v1/analytics/fleet?limit=Infinity', 'limit must be a whole number from 1 to'],
   ['/v1/vehicles/V-1/sessions?from=2020-01-01T00:00:00Z', 'from must be at most 2208 hours ago'],
   [

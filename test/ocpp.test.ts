@@ -432,6 +432,61 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test('when a stop is not the one kept, or a start arrives after a later one, then no reading of it lands in another transaction and no vehicle stays mapped', async () => {
+    for (const [tag, vehicle] of [
+      ['TAG-D', 'V-d'],
+      ['TAG-E', 'V-e'],
+      ['TAG-F', 'V-f'],
+    ]) {
+      await request(e.api.api.app).put(`/v1/id-tags/${tag}`).send({ vehicleId: vehicle });
+    }
+    type Started = { transactionId: number };
+    const cp = await connect('CP-LATE');
+    const startOf = (idTag: string, meterStart: number, timestamp: string) =>
+      cp.call('StartTransaction', {
+        connectorId: 1,
+        idTag,
+        meterStart,
+        timestamp,
+      }) as Promise<Started>;
+    const stop = (transactionId: number, meterStop: number, timestamp: string) =>
+      cp.call('StopTransaction', { transactionId, meterStop, timestamp });
+    // D charges 0 -> 10 kWh and stops; E starts; a second stop of D with another register comes.
+    const d = await startOf('TAG-D', 0, '2024-04-09T10:00:00Z');
+    await stop(d.transactionId, 10_000, '2024-04-09T11:00:00Z');
+    const e2 = await startOf('TAG-E', 10_000, '2024-04-09T12:00:00Z');
+    await stop(d.transactionId, 50_000, '2024-04-09T12:30:00Z');
+    await stop(e2.transactionId, 20_000, '2024-04-09T13:00:00Z');
+    // F's start (dated before a start already recorded, G's) arrives after it: F stops at G's.
+    await request(e.api.api.app).put('/v1/id-tags/TAG-G').send({ vehicleId: 'V-g' });
+    await startOf('TAG-G', 30_000, '2024-04-09T15:00:00Z');
+    await startOf('TAG-F', 20_000, '2024-04-09T14:00:00Z');
+    await waitForDrained(e.queue);
+
+    expect((await history(e, 'CP-LATE:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 0],
+      ['11:00', 10],
+      ['12:00', 10],
+      ['13:00', 20],
+      ['14:00', 20],
+      ['15:00', 30],
+    ]);
+    const sessions = async (vehicleId: string) =>
+      (
+        await request(e.api.api.app)
+          .get(
+            `/v1/vehicles/${vehicleId}/sessions?from=2024-04-09T00:00:00Z&to=2024-04-10T00:00:00Z`,
+          )
+          .expect(200)
+      ).body.sessions as { acConsumedKwh: number; open: boolean; end: string }[];
+    expect((await sessions('V-e')).map((x) => x.acConsumedKwh)).toEqual([10]);
+    expect(await sessions('V-f')).toEqual([
+      expect.objectContaining({ open: false, end: '2024-04-09T15:00:00.000Z', acConsumedKwh: 10 }),
+    ]);
+    const mapF = await request(e.api.api.app).get('/v1/telemetry/map/V-f').expect(200);
+    expect(mapF.body.current).toBeNull();
+  });
+
   test('when a StatusNotification is dated ahead of the clock, then it counts as of now and later statuses replace it', async () => {
     const cp = await connect('CP-CLOCK');
     const status = (status: string, timestamp?: string) =>

@@ -5,7 +5,7 @@ import type { EnergyReportStore, FleetRow } from './energy-report-store';
 import type { ReportCache } from '../reports/report-cache';
 import type { Session } from '../sessions/session-schemas';
 import type { FleetReport, FleetVehicle, WorstSession } from './report-schemas';
-import { roundFigure as round } from '../reports/rounding';
+import { isBelow, roundFigure as round } from '../reports/rounding';
 
 /**
  * A vehicle as the snapshot keeps it: `exactEfficiency` unrounded, so `alert` compares what the
@@ -74,7 +74,7 @@ export class FleetService {
     }
     let withAlerts: FleetVehicle[] = snapshot.vehicles.map(({ exactEfficiency, ...v }) => ({
       ...v,
-      alert: exactEfficiency === null ? null : exactEfficiency < options.below,
+      alert: exactEfficiency === null ? null : isBelow(exactEfficiency, options.below),
     }));
     if (options.rank === 'session') {
       const worst = await this.worstSessions(from, to);

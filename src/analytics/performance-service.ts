@@ -6,7 +6,7 @@ import type { EnergyReportStore, WindowRow } from './energy-report-store';
 import type { ReportCache } from '../reports/report-cache';
 import type { SessionSummary } from '../sessions/session-schemas';
 import type { HourlyPoint, PerformanceReport } from './report-schemas';
-import { roundFigure as round } from '../reports/rounding';
+import { isBelow, roundFigure as round } from '../reports/rounding';
 
 const HOUR_MS = 3_600_000;
 
@@ -140,7 +140,7 @@ export class PerformanceService {
         dcDeliveredKwh: round(dc, 4),
         efficiency: round(efficiency, 4),
         threshold: config.efficiencyThreshold,
-        alert: efficiency === null ? null : efficiency < config.efficiencyThreshold,
+        alert: efficiency === null ? null : isBelow(efficiency, config.efficiencyThreshold),
         mode: vehicle.mode,
       },
       battery: {

@@ -225,10 +225,11 @@ export class ChargePointService {
       startedAt,
     });
     await this.recordRegister(chargePointId, req.connectorId);
-    if (created) await this.supersedeOpenTransactions(transaction, meterId, req.meterStart);
+    const later = created ? await this.stopOlderOnConnector(transaction, meterId) : undefined;
     if (transaction.vehicleId) {
       await this.mapVehicle(transaction.vehicleId, meterId, justAfter(startedAt));
     }
+    if (later) await this.supersede(transaction, later, meterId);
     await this.store(meterId, [{ timestamp: req.timestamp, kwh: whToKwh(req.meterStart) }]);
     this.deps.logger.info(
       { chargePointId, connectorId: req.connectorId, transactionId: transaction.id, created },
@@ -238,37 +239,46 @@ export class ChargePointService {
   }
 
   /**
-   * A connector carries one transaction at a time: one still open on it that started before this
-   * one missed its StopTransaction, and is stopped where this one starts (its register at the
-   * start), so the next vehicle's energy is never counted as its own.
+   * A connector carries one transaction at a time. One still open on it that started before
+   * `started` missed its StopTransaction: it is stopped where `started` starts (before `started`
+   * maps its vehicle, which may be the same). Returns the earliest one open that started after
+   * `started` (a charge point's queue delivered out of order): then `started` is the one that
+   * missed its stop, and is stopped there once mapped. So no vehicle is billed another's energy.
    */
-  private async supersedeOpenTransactions(
+  private async stopOlderOnConnector(
     started: Transaction,
     meterId: string,
-    meterStartWh: number,
-  ): Promise<void> {
-    const open = await this.deps.transactions.openOn(started.chargePointId);
-    for (const old of open) {
-      if (old.id === started.id || old.connectorId !== started.connectorId) continue;
-      if (old.startedAt.getTime() >= started.startedAt.getTime()) continue;
-      await this.deps.transactions.stop(old.id, {
-        meterStopWh: meterStartWh,
-        stoppedAt: started.startedAt,
-        reason: 'SupersededByNewTransaction',
-      });
-      if (old.vehicleId) {
-        await this.deps.mapping.endPeriod(
-          old.vehicleId,
-          meterId,
-          justAfter(old.startedAt),
-          justAfter(started.startedAt),
-        );
-      }
-      this.deps.logger.warn(
-        { chargePointId: started.chargePointId, transactionId: old.id, by: started.id },
-        'transaction left open on the connector stopped at the start of the next one',
+  ): Promise<Transaction | undefined> {
+    const others = (await this.deps.transactions.openOn(started.chargePointId)).filter(
+      (t) => t.id !== started.id && t.connectorId === started.connectorId,
+    );
+    for (const older of others.filter((t) => t.startedAt < started.startedAt)) {
+      await this.supersede(older, started, meterId);
+    }
+    return others
+      .filter((t) => t.startedAt > started.startedAt)
+      .sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime())[0];
+  }
+
+  /** Stops `ended` where `by` starts (its register there) and ends its vehicle's period there. */
+  private async supersede(ended: Transaction, by: Transaction, meterId: string): Promise<void> {
+    await this.deps.transactions.stop(ended.id, {
+      meterStopWh: by.meterStartWh,
+      stoppedAt: by.startedAt,
+      reason: 'SupersededByNewTransaction',
+    });
+    if (ended.vehicleId) {
+      await this.deps.mapping.endPeriod(
+        ended.vehicleId,
+        meterId,
+        justAfter(ended.startedAt),
+        justAfter(by.startedAt),
       );
     }
+    this.deps.logger.warn(
+      { chargePointId: ended.chargePointId, transactionId: ended.id, by: by.id },
+      'transaction left open on the connector stopped at the start of the next one',
+    );
   }
 
   async stopTransaction(chargePointId: string, req: StopTransactionReq) {
@@ -298,8 +308,24 @@ export class ChargePointService {
     });
     const meterId = connectorMeterId(chargePointId, known.connectorId);
     await this.recordRegister(chargePointId, known.connectorId);
-    const data = this.read(req.transactionData ?? []);
-    await this.store(meterId, [...data, { timestamp: req.timestamp, kwh: whToKwh(req.meterStop) }]);
+    // Its readings are the transaction's only if this stop is the one kept (or it again, resent
+    // after a failed store) and dated after the start: another stop's register would land in
+    // whatever transaction the connector carries now, and count there.
+    const kept =
+      transaction?.meterStopWh === req.meterStop &&
+      transaction.stoppedAt?.getTime() === stoppedAt.getTime();
+    if (kept && stoppedAt === reportedStop) {
+      const data = this.read(req.transactionData ?? []);
+      await this.store(meterId, [
+        ...data,
+        { timestamp: req.timestamp, kwh: whToKwh(req.meterStop) },
+      ]);
+    } else {
+      this.deps.logger.warn(
+        { chargePointId, transactionId: known.id },
+        'StopTransaction not kept (the transaction was stopped before, or the stop is dated before its start): its readings are not stored',
+      );
+    }
     if (transaction?.vehicleId) {
       await this.deps.mapping.endPeriod(
         transaction.vehicleId,

@@ -5,6 +5,16 @@
  */
 export function roundFigure(value: number | null, digits: number): number | null {
   if (value === null) return null;
-  const settled = Math.round(value * 1e9) / 1e9;
-  return Math.round(settled * 10 ** digits) / 10 ** digits;
+  return Math.round(settle(value) * 10 ** digits) / 10 ** digits;
+}
+
+const settle = (value: number) => Math.round(value * 1e9) / 1e9;
+
+/**
+ * Whether a figure is below a limit (an efficiency below its threshold: an alert), both settled
+ * at 9 decimals: 17 kWh of DC summed from 1.7s is 16.999999999999996, and 17 / 20 is not below
+ * 0.85; 0.84996 is.
+ */
+export function isBelow(value: number, limit: number): boolean {
+  return settle(value) < settle(limit);
 }

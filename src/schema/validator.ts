@@ -112,7 +112,9 @@ const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
   additionalProperties: () => 'is not an accepted field',
   format: () => TIMESTAMP_RULE,
   pattern: patternRule,
-  type: (e) => range(e) ?? `must be a ${String(e.params.type)}`,
+  type: (e) =>
+    range(e) ??
+    (e.params.type === 'boolean' ? 'must be true or false' : `must be a ${String(e.params.type)}`),
   const: (e) => `must be ${JSON.stringify(e.params.allowedValue)}`,
   anyOf: allowedValues,
 };

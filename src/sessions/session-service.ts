@@ -1,5 +1,5 @@
 import type { ReportCache } from '../reports/report-cache';
-import { roundFigure as round } from '../reports/rounding';
+import { isBelow, roundFigure as round } from '../reports/rounding';
 import type { EnergyReadingsMode } from '../config';
 import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
@@ -126,11 +126,11 @@ export class SessionService {
         batteryTempMeanC: round(r.tempMean, 2),
         batteryTempMaxC: round(r.tempMax, 2),
         threshold,
-        alert: efficiency === null ? null : efficiency < threshold,
+        alert: efficiency === null ? null : isBelow(efficiency, threshold),
         drift:
           efficiency === null || !baseline
             ? null
-            : efficiency < baseline.medianEfficiency - config.efficiencyDrift,
+            : isBelow(efficiency, baseline.medianEfficiency - config.efficiencyDrift),
         baseline,
         counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
       };
