@@ -435,6 +435,26 @@ describe('backpressure and redelivery', () => {
   });
 });
 
+describe('a kept session', () => {
+  test('when the engine comes back with another MQTT_TOPIC_PREFIX under the same client id, then it subscribes to the new one (the session kept the old)', async () => {
+    const first = await startConsumer('moved', { mqttTopicPrefix: `${prefix}-old` });
+    await first.close();
+    const again = await startConsumer('moved', { mqttTopicPrefix: `${prefix}-new` });
+    try {
+      await publisher.publishAsync(
+        `${prefix}-new/meters/M-moved`,
+        JSON.stringify(meter(undefined, 7)),
+        {
+          qos: 1,
+        },
+      );
+      expect(await waitForHistory('meter', 'M-moved', 1)).toEqual([BASE_MS + 7000]);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
 describe('PUBACK after store (the mqtt.js mechanism, checked on the wire)', () => {
   test('when messages are being stored, then many are in flight at once, no PUBACK leaves before its store, PUBACKs go in arrival order with their reason codes, and a dropped connection redelivers instead of acknowledging', async () => {
     const broker = await Mosquitto.start({ logAll: true });

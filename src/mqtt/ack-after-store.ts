@@ -52,7 +52,7 @@ export interface AckAfterStoreOptions {
   clientId: string;
   username?: string;
   password?: string;
-  /** Topic filter subscribed at QoS 1 when the broker has no session for the client id. */
+  /** Topic filter subscribed at QoS 1 on every connection. */
   subscription: string;
   receiveMaximum: number;
   sessionExpiryS: number;
@@ -208,7 +208,8 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
   };
 
   const subscribe = (stream: Stream) => {
-    client.subscribe(o.subscription, { qos: 1 }, (err) => {
+    // rh 1: retained messages come only with a new subscription, not again with a renewed one.
+    client.subscribe(o.subscription, { qos: 1, rh: 1 }, (err) => {
       if (client.stream !== stream) return;
       if (!err) {
         subscribed = true;
@@ -235,8 +236,10 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
       { clientId: o.clientId, sessionPresent: connack.sessionPresent },
       'MQTT connected',
     );
-    subscribed = connack.sessionPresent;
-    if (!connack.sessionPresent) subscribe(client.stream);
+    // Subscribed again even with a session kept: the session may hold another subscription (an
+    // earlier MQTT_TOPIC_PREFIX), and renewing the same one changes nothing. Ready once it is.
+    subscribed = false;
+    subscribe(client.stream);
   });
   client.on('close', () => {
     resumeReading(); // lets the closed connection's packet pump finish
