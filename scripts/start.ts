@@ -17,7 +17,13 @@ function startChild(name: string, relativeEntry: string): ChildProcess {
   const compiled = path.extname(__filename) === '.js';
   const entry = path.join(__dirname, '..', relativeEntry + (compiled ? '.js' : '.ts'));
   const args = compiled ? [entry] : [require.resolve('tsx/cli'), entry];
-  const child = spawn(process.execPath, args, { stdio: 'inherit', env: process.env });
+  // A process group of its own: Ctrl-C (or a signal to our group) reaches us alone, and we pass
+  // it on once; reaching the children too, it came twice, which they take as "exit now".
+  const child = spawn(process.execPath, args, {
+    stdio: 'inherit',
+    env: process.env,
+    detached: true,
+  });
   logger.info({ process: name, pid: child.pid }, `${name} started`);
   return child;
 }
@@ -41,11 +47,16 @@ async function main(): Promise<void> {
   let stopping = false;
   let exitCode = 0;
 
+  const signalAll = (signal: NodeJS.Signals) => {
+    for (const child of children.values()) if (child.exitCode === null) child.kill(signal);
+  };
   const stopAll = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    for (const child of children.values()) if (child.exitCode === null) child.kill(signal);
+    signalAll(signal);
   };
+  // A second Ctrl-C is passed on as well: the children then exit at once.
+  const onSignal = (signal: NodeJS.Signals) => (stopping ? signalAll(signal) : stopAll(signal));
 
   for (const [name, child] of children) {
     child.on('exit', (code, signal) => {
@@ -61,9 +72,8 @@ async function main(): Promise<void> {
       if (children.size === 0) process.exit(exitCode);
     });
   }
-  // Ctrl-C reaches the children too (same process group); this covers a SIGTERM sent to us alone.
-  process.on('SIGINT', () => stopAll('SIGINT'));
-  process.on('SIGTERM', () => stopAll('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
   logger.info(
     `engine running: API on http://127.0.0.1:${config.port}${config.mqttUrl ? ' (consuming MQTT)' : ''}, flusher health on :${config.flusherPort}; Ctrl-C stops both`,
   );
