@@ -70,7 +70,12 @@ const command = {
   usage: 'npm run simulate -- --meters N --vehicles N [options]',
   options: {
     meters: { type: 'string', value: 'N', default: '10', help: 'meters in the fleet' },
-    vehicles: { type: 'string', value: 'N', default: '10', help: 'vehicles, one meter each' },
+    vehicles: {
+      type: 'string',
+      value: 'N',
+      default: '10',
+      help: 'vehicles, one meter each (at most --meters)',
+    },
     interval: { type: 'string', value: 'S', default: '60', help: 'seconds between readings' },
     speed: { type: 'string', value: 'X', default: '1', help: 'live ticks this many times faster' },
     duration: {
@@ -119,7 +124,7 @@ const command = {
     },
     ocpp: {
       type: 'boolean',
-      help: 'chargers are OCPP 1.6J charge points {prefix}CP-{n} (needs --meters >= --vehicles)',
+      help: 'chargers are OCPP 1.6J charge points {prefix}CP-{n}',
     },
     'cp-key-file': {
       type: 'string',
@@ -160,7 +165,12 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
   if (mode !== 'interval' && mode !== 'cumulative')
     throw new UsageError('--mode must be interval or cumulative');
   const ocpp = values.ocpp ?? false;
-  if (ocpp) checkOcppFleet(values.prefix, Math.max(1, num('meters')), Math.max(1, num('vehicles')));
+  // Vehicles sharing a meter at the same time would each be billed all of its energy.
+  if (Math.max(1, num('vehicles')) > Math.max(1, num('meters')))
+    throw new UsageError(
+      `each vehicle charges from a meter (charge point) of its own: --meters must be at least --vehicles`,
+    );
+  if (ocpp) checkOcppFleet(values.prefix, Math.max(1, num('meters')));
   if (values['cp-key-file'] !== undefined && !ocpp)
     throw new UsageError('--cp-key-file is for --ocpp charge points');
   return {
@@ -187,12 +197,8 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
   };
 }
 
-/** One connector per charge point, one vehicle per connector, ids OCPP accepts. */
-function checkOcppFleet(prefix: string, meters: number, vehicles: number): void {
-  if (vehicles > meters)
-    throw new UsageError(
-      '--ocpp: each vehicle charges at a charge point of its own: --meters must be at least --vehicles',
-    );
+/** One connector per charge point, ids OCPP accepts. */
+function checkOcppFleet(prefix: string, meters: number): void {
   const longest = chargePointIdOf(prefix, meters);
   if (!new RegExp(CHARGE_POINT_ID_PATTERN).test(longest))
     throw new UsageError(

@@ -28,9 +28,9 @@ describe('fleet simulator', () => {
   test('when options are given, then they are parsed with units and defaults', () => {
     const options = parseArgs([
       '--meters',
-      '5',
-      '--vehicles',
       '7',
+      '--vehicles',
+      '5',
       '--backfill',
       '24h',
       '--mode',
@@ -39,8 +39,8 @@ describe('fleet simulator', () => {
       '0.1',
     ]);
     expect(options).toMatchObject({
-      meters: 5,
-      vehicles: 7,
+      meters: 7,
+      vehicles: 5,
       backfillMs: 86_400_000,
       mode: 'cumulative',
       faulty: 0.1,
@@ -129,7 +129,7 @@ describe('fleet simulator as OCPP charge points (--ocpp)', () => {
   });
   afterAll(() => e.stop());
 
-  test('when --ocpp has fewer charge points than vehicles or an id OCPP refuses, then it says so', () => {
+  test('when there are fewer meters (charge points) than vehicles or an id OCPP refuses, then it says so', () => {
     expect(() => parseArgs(['--ocpp', '--meters', '2', '--vehicles', '3'])).toThrow(
       /--meters must be at least --vehicles/,
     );

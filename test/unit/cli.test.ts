@@ -156,6 +156,7 @@ describe('simulator options', () => {
     [['--quiet=yes'], /'--quiet' does not take an argument/],
     [['--meter', '5'], /Unknown option '--meter'/],
     [['--ocpp', '--vehicles', '11'], /--meters must be at least --vehicles/],
+    [['--meters', '2', '--vehicles', '4'], /--meters must be at least --vehicles/],
   ])('when the options are %j, then a UsageError names the option', (argv, message) => {
     expect(usageErrorOf(() => parseArgs(argv)).message).toMatch(message);
   });
