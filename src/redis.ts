@@ -109,18 +109,35 @@ export function connectionFor(redis: RedisClient, slot: number): Redis | null {
 export async function waitForRedis(redis: RedisClient, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return;
   await new Promise<void>((resolve, reject) => {
+    let lastError: Error | null = null;
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`no answer within ${timeoutMs} ms`));
+      const cause = lastError ? `; last error: ${lastError.message}` : '';
+      reject(new Error(`no answer within ${timeoutMs} ms${cause}`));
     }, timeoutMs);
     const onReady = () => {
       cleanup();
       resolve();
     };
+    // Wrong credentials will not come right by waiting: said at once, in Redis's words.
+    const onError = (err: Error) => {
+      lastError = err;
+      if (!isAuthError(err)) return;
+      cleanup();
+      reject(err);
+    };
     const cleanup = () => {
       clearTimeout(timer);
       redis.off('ready', onReady);
+      redis.off('error', onError);
     };
     redis.on('ready', onReady);
+    redis.on('error', onError);
   });
 }
+
+/** Redis refused the connection's credentials (a wrong user or password, or none given). */
+export const isAuthError = (err: unknown): boolean =>
+  /^(WRONGPASS|NOAUTH|NOPERM)|ERR AUTH|invalid password|invalid username-password/i.test(
+    String((err as Error)?.message ?? ''),
+  );

@@ -3,7 +3,7 @@ import mqtt from 'mqtt';
 import pg from 'pg';
 import { maintenanceUrl } from '../db/migrate';
 import { redactUrl } from './config';
-import { createRedis, waitForRedis, type RedisSettings } from './redis';
+import { createRedis, isAuthError, waitForRedis, type RedisSettings } from './redis';
 import { StartupError } from './startup-error';
 
 /** A dependency the process cannot start without; its message tells a person what to do. */
@@ -46,9 +46,18 @@ export async function assertRedisReachable(
     await waitForRedis(redis, timeoutMs);
     await redis.ping();
   } catch (err) {
+    const where = settings.redisClusterNodes
+      ? `at ${settings.redisClusterNodes} (REDIS_CLUSTER_NODES)`
+      : `at ${redactUrl(settings.redisUrl)}`;
+    if (isAuthError(err)) {
+      throw new DependencyUnavailableError(
+        `Redis ${where} refused the credentials (${describe(err)}).\n` +
+          '  Put the user and password Redis expects in REDIS_URL (redis://user:password@host:port).',
+      );
+    }
     const what = settings.redisClusterNodes
-      ? `The Redis Cluster is not reachable at ${settings.redisClusterNodes} (REDIS_CLUSTER_NODES)`
-      : `Redis is not reachable at ${redactUrl(settings.redisUrl)}`;
+      ? `The Redis Cluster is not reachable ${where}`
+      : `Redis is not reachable ${where}`;
     throw new DependencyUnavailableError(
       `${what} (${describe(err)}).\n` +
         '  Start it, or point REDIS_URL (or REDIS_CLUSTER_NODES) at a running server:\n' +

@@ -234,6 +234,18 @@ describe('start-up without PostgreSQL or Redis', () => {
     expect(result.output).not.toMatch(/\n\s+at /);
   });
 
+  test('when Redis refuses the credentials, then the flusher says so at once, not that Redis is unreachable', async () => {
+    const result = await runEntry('workers/flusher.ts', {
+      REDIS_URL: 'redis://nosuchuser:wrongpw@127.0.0.1:6379',
+      FLUSHER_PORT: '0',
+    });
+    expect(result.code).toBe(1);
+    expect(result.output).toMatch(
+      /Redis at redis:\/\/nosuchuser:\*\*\*@127\.0\.0\.1:6379\/? refused the credentials \(.*WRONGPASS/,
+    );
+    expect(result.output).not.toMatch(/not reachable|apt-get/);
+  });
+
   test('when no API key is configured and AUTH is not off, then the API refuses to start, saying what to do', async () => {
     const result = await runEntry('src/server.ts', { PORT: '0', API_KEYS: '', AUTH: '' });
     expect(result.code).toBe(1);
