@@ -6,6 +6,7 @@ import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
 import { openShard, shardsInUse } from '../src/queue/ingest-queue';
 import { createRedis, waitForRedis } from '../src/redis';
+import { assertRedisReachable } from '../src/startup-checks';
 import { createRedisKeys } from '../src/redis-keys';
 import { redrive } from '../workers/redrive';
 import { parseCommandLine } from './cli';
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
   try {
     const dryRun = parseCommandLine(process.argv.slice(2), command).values['dry-run'] ?? false;
     const config = loadConfig(process.env);
+    await assertRedisReachable(config); // names Redis, its URL and what to do
     const redis = createRedis(config, 'command');
     await waitForRedis(redis, 3000);
     const keys = createRedisKeys(config.redisPrefix);

@@ -4,6 +4,7 @@
  * repairs and for history loaded from outside the engine (e.g. a bulk COPY).
  */
 import { createDb } from '../db/create-db';
+import { assertPostgresReachable } from '../src/startup-checks';
 import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
   try {
     const { from, to } = parseRange(process.argv.slice(2));
     const config = loadConfig(process.env);
+    await assertPostgresReachable(config.databaseUrl); // names PostgreSQL, its URL and what to do
     const db = createDb(config, 'energy-rollups-rebuild', logger);
     const rollups = new RollupStore(db);
     let rows = 0;
