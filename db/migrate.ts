@@ -59,3 +59,9 @@ export async function rollbackAll(db: Knex): Promise<string[]> {
   const [, reverted] = (await db.migrate.rollback(undefined, true)) as [number, string[]];
   return reverted;
 }
+
+/** The migrations not applied yet to the database `db` points at, by file name. */
+export async function pendingMigrations(db: Knex): Promise<string[]> {
+  const [, pending] = (await db.migrate.list()) as [unknown[], { file: string }[]];
+  return pending.map((m) => m.file);
+}

@@ -11,7 +11,11 @@ import { startMqttIntake } from './mqtt/mqtt-intake';
 import { IngestQueues } from './queue/ingest-queue';
 import { createRedis, waitForRedis } from './redis';
 import { createRedisKeys } from './redis-keys';
-import { assertDependenciesReachable, postgresProblem } from './startup-checks';
+import {
+  assertDependenciesReachable,
+  assertSchemaMigrated,
+  postgresProblem,
+} from './startup-checks';
 import { createIngestPipeline } from './telemetry/ingest-pipeline';
 import { withTimeout } from './with-timeout';
 
@@ -45,6 +49,7 @@ async function main(): Promise<void> {
     }
 
     const db = createDb(config, 'energy-api', logger);
+    if (!postgres) await assertSchemaMigrated(db, config.databaseUrl);
     const genericDb = createGenericPlanDb(config, 'energy-api-generic', logger);
     const redis = createRedis(config, 'command');
     await waitForRedis(redis, 5000);

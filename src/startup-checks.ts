@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 import pg from 'pg';
-import { maintenanceUrl } from '../db/migrate';
+import type { Knex } from 'knex';
+import { maintenanceUrl, pendingMigrations } from '../db/migrate';
 import { redactUrl } from './config';
 import { createRedis, isAuthError, waitForRedis, type RedisSettings } from './redis';
 import { StartupError } from './startup-error';
@@ -130,4 +131,23 @@ export async function assertDependenciesReachable(
   ]);
   const failures = results.flatMap((r) => (r.status === 'rejected' ? [describe(r.reason)] : []));
   if (failures.length > 0) throw new DependencyUnavailableError(failures.join('\n'));
+}
+
+/**
+ * Refuses to start against a database that lacks migrations: every flush and read would fail on
+ * a missing table, logged as a stack trace every few seconds. Unreachable: left to the caller
+ * (the API and the flusher start without PostgreSQL).
+ */
+export async function assertSchemaMigrated(db: Knex, databaseUrl: string): Promise<void> {
+  let pending: string[];
+  try {
+    pending = await pendingMigrations(db);
+  } catch {
+    return;
+  }
+  if (pending.length > 0) {
+    throw new StartupError(
+      `The database at ${redactUrl(databaseUrl)} lacks ${pending.length} migration(s) (first: ${pending[0]}): run npm run migrate (npm start migrates by itself)`,
+    );
+  }
 }

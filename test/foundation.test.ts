@@ -1,10 +1,16 @@
+import { withMaintenanceClient } from '../db/migrate';
 import net from 'node:net';
 import request from 'supertest';
 import { migrateToLatest, rollbackAll } from '../db/migrate';
 import { ConfigError, loadConfig } from '../src/config';
 import { startTestApi, startTestFlusher, waitFor, type TestApi } from './helpers/engine';
 import { envFor, startProcess } from './helpers/processes';
-import { createTestContext, type TestContext } from './helpers/test-env';
+import {
+  baseDatabaseUrl,
+  createTestContext,
+  withDatabaseName,
+  type TestContext,
+} from './helpers/test-env';
 
 /** Runs a TypeScript entry point as its own process and collects its output and exit code. */
 async function runEntry(entry: string, env: Record<string, string>, timeoutMs = 20_000) {
@@ -232,6 +238,24 @@ describe('start-up without PostgreSQL or Redis', () => {
     expect(result.output).toMatch(/Redis is not reachable at redis:\/\/127\.0\.0\.1:1/);
     expect(result.output).toMatch(/apt-get install -y redis-server/);
     expect(result.output).not.toMatch(/\n\s+at /);
+  });
+
+  test('when the database is not migrated, then the flusher and the API refuse to start, saying to run npm run migrate', async () => {
+    const name = `energy_unmigrated_${process.pid}`;
+    const url = withDatabaseName(baseDatabaseUrl(), name);
+    await withMaintenanceClient(url, (c) => c.query(`CREATE DATABASE ${name}`));
+    try {
+      const env = { DATABASE_URL: url, AUTH: 'off' };
+      for (const entry of ['workers/flusher.ts', 'src/server.ts']) {
+        const result = await runEntry(entry, { ...env, FLUSHER_PORT: '0', PORT: '0' });
+        expect({ entry, code: result.code }).toEqual({ entry, code: 1 });
+        expect(result.output).toMatch(/lacks \d+ migration\(s\) .*run npm run migrate/);
+      }
+    } finally {
+      await withMaintenanceClient(url, (c) =>
+        c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+      );
+    }
   });
 
   test('when Redis refuses the credentials, then the flusher says so at once, not that Redis is unreachable', async () => {

@@ -11,7 +11,7 @@ import {
 } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
 import { createRedis, waitForRedis } from '../src/redis';
-import { assertRedisReachable } from '../src/startup-checks';
+import { assertRedisReachable, assertSchemaMigrated, postgresProblem } from '../src/startup-checks';
 import { createFlusher } from './flusher-service';
 import { checkRedisDurability } from './redis-durability';
 
@@ -38,6 +38,10 @@ async function main(): Promise<void> {
       'energy-flusher',
       logger,
     );
+    // PostgreSQL down: the flusher starts paused; up but not migrated: it cannot work at all.
+    if (!(await postgresProblem(config.databaseUrl))) {
+      await assertSchemaMigrated(db, config.databaseUrl);
+    }
     // The session builder's statements, planned once per connection (see SessionStore).
     const genericDb = createGenericPlanDb(config, 'energy-flusher-generic', logger);
     const redis = createRedis(config, 'command');
