@@ -69,6 +69,18 @@ describe('OCPP 1.6J charge points', () => {
     await e.stop();
   });
 
+  const registerIdTags = async (tags: [string, string][]) => {
+    for (const [idTag, vehicleId] of tags) {
+      await request(e.api.api.app).put(`/v1/id-tags/${idTag}`).send({ vehicleId }).expect(200);
+    }
+  };
+  /** StartTransaction on connector 1 of `cp`: its transaction id. */
+  const startsOnConnector1 =
+    (cp: RPCClient) => (idTag: string, meterStart: number, timestamp: string) =>
+      cp.call('StartTransaction', { connectorId: 1, idTag, meterStart, timestamp }) as Promise<{
+        transactionId: number;
+      }>;
+
   test('when a charge point boots and beats, then it is accepted with a 60 s interval and the time', async () => {
     const cp = await connect('CP-BOOT');
     const boot = (await cp.call('BootNotification', {
@@ -373,22 +385,13 @@ describe('OCPP 1.6J charge points', () => {
   });
 
   test('when a connector gets a transaction while one is open on it, or a stop dated before its start, then no vehicle stays mapped to the connector', async () => {
-    for (const [tag, vehicle] of [
+    await registerIdTags([
       ['TAG-A', 'V-a'],
       ['TAG-B', 'V-b'],
       ['TAG-C', 'V-c'],
-    ]) {
-      await request(e.api.api.app).put(`/v1/id-tags/${tag}`).send({ vehicleId: vehicle });
-    }
-    type Started = { transactionId: number };
+    ]);
     const cp = await connect('CP-SEQ');
-    const startOf = (idTag: string, meterStart: number, timestamp: string) =>
-      cp.call('StartTransaction', {
-        connectorId: 1,
-        idTag,
-        meterStart,
-        timestamp,
-      }) as Promise<Started>;
+    const startOf = startsOnConnector1(cp);
     // A's StopTransaction never arrives: B's start on the same connector ends A's transaction.
     const a = await startOf('TAG-A', 1000, '2024-04-08T10:00:00Z');
     const b = await startOf('TAG-B', 5000, '2024-04-08T11:00:00Z');
@@ -433,22 +436,13 @@ describe('OCPP 1.6J charge points', () => {
   });
 
   test('when a stop is not the one kept, or a start arrives after a later one, then no reading of it lands in another transaction and no vehicle stays mapped', async () => {
-    for (const [tag, vehicle] of [
+    await registerIdTags([
       ['TAG-D', 'V-d'],
       ['TAG-E', 'V-e'],
       ['TAG-F', 'V-f'],
-    ]) {
-      await request(e.api.api.app).put(`/v1/id-tags/${tag}`).send({ vehicleId: vehicle });
-    }
-    type Started = { transactionId: number };
+    ]);
     const cp = await connect('CP-LATE');
-    const startOf = (idTag: string, meterStart: number, timestamp: string) =>
-      cp.call('StartTransaction', {
-        connectorId: 1,
-        idTag,
-        meterStart,
-        timestamp,
-      }) as Promise<Started>;
+    const startOf = startsOnConnector1(cp);
     const stop = (transactionId: number, meterStop: number, timestamp: string) =>
       cp.call('StopTransaction', { transactionId, meterStop, timestamp });
     // D charges 0 -> 10 kWh and stops; E starts; a second stop of D with another register comes.
@@ -458,7 +452,7 @@ describe('OCPP 1.6J charge points', () => {
     await stop(d.transactionId, 50_000, '2024-04-09T12:30:00Z');
     await stop(e2.transactionId, 20_000, '2024-04-09T13:00:00Z');
     // F's start (dated before a start already recorded, G's) arrives after it: F stops at G's.
-    await request(e.api.api.app).put('/v1/id-tags/TAG-G').send({ vehicleId: 'V-g' });
+    await registerIdTags([['TAG-G', 'V-g']]);
     await startOf('TAG-G', 30_000, '2024-04-09T15:00:00Z');
     await startOf('TAG-F', 20_000, '2024-04-09T14:00:00Z');
     await waitForDrained(e.queue);
