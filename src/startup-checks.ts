@@ -56,9 +56,7 @@ export async function assertRedisReachable(
           '  Put the user and password Redis expects in REDIS_URL (redis://user:password@host:port).',
       );
     }
-    const what = settings.redisClusterNodes
-      ? `The Redis Cluster is not reachable ${where}`
-      : `Redis is not reachable ${where}`;
+    const what = `${settings.redisClusterNodes ? 'The Redis Cluster' : 'Redis'} is not reachable ${where}`;
     throw new DependencyUnavailableError(
       `${what} (${describe(err)}).\n` +
         '  Start it, or point REDIS_URL (or REDIS_CLUSTER_NODES) at a running server:\n' +

@@ -146,9 +146,14 @@ export class ChargePointService {
     return new Date((this.deps.now ?? Date.now)());
   }
 
-  /** A transaction's instant, held to the rules of a reading's: refused if it is not one. */
+  /** A charge point's timestamp held to the rules of a reading's (a real instant, not ahead). */
+  private checkInstant(timestamp: string) {
+    return this.deps.checkTimestamp(utcTimestamp(timestamp), '/timestamp');
+  }
+
+  /** A transaction's instant: refused if it is not one a reading could have. */
   private transactionInstant(timestamp: string): Date {
-    const checked = this.deps.checkTimestamp(utcTimestamp(timestamp), '/timestamp');
+    const checked = this.checkInstant(timestamp);
     if (!checked.ok) {
       throw new RefusedCallError('PropertyConstraintViolation', checked.failure.message);
     }
@@ -195,7 +200,7 @@ export class ChargePointService {
    */
   private statusInstant(chargePointId: string, timestamp: string | undefined): Date {
     if (!timestamp) return this.now();
-    const checked = this.deps.checkTimestamp(utcTimestamp(timestamp), '/timestamp');
+    const checked = this.checkInstant(timestamp);
     if (checked.ok) return new Date(checked.value);
     this.deps.logger.warn(
       { chargePointId, timestamp, reason: checked.failure.message },

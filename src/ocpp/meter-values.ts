@@ -145,6 +145,8 @@ export function readMeterValues(meterValue: readonly MeterValue[]): MeterValuesR
     elementsWithoutRegister: 0,
   };
 
+  const ignore = (what: string) => (result.ignored[what] = (result.ignored[what] ?? 0) + 1);
+
   for (const element of meterValue) {
     const registers: Read[] = [];
     const volts: Read[] = [];
@@ -152,9 +154,12 @@ export function readMeterValues(meterValue: readonly MeterValue[]): MeterValuesR
 
     for (const sample of element.sampledValue) {
       const measurand = measurandOf(sample);
-      if ((measurand !== ENERGY_REGISTER && measurand !== VOLTAGE) || sample.phase === NEUTRAL) {
-        const ignoredAs = sample.phase === NEUTRAL ? `${measurand} (phase N)` : measurand;
-        result.ignored[ignoredAs] = (result.ignored[ignoredAs] ?? 0) + 1;
+      if (sample.phase === NEUTRAL) {
+        ignore(`${measurand} (phase N)`);
+        continue;
+      }
+      if (measurand !== ENERGY_REGISTER && measurand !== VOLTAGE) {
+        ignore(measurand);
         continue;
       }
       const read = readSample(sample);
