@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IngestQueues } from '../src/queue/ingest-queue';
+import { IngestQueues, openShard } from '../src/queue/ingest-queue';
 import { createRedis, waitForRedis, type RedisClient } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import { freePort } from '../bench/bench-helpers';
@@ -69,6 +69,30 @@ describe('the ingest queues', () => {
       expect(await queue.getWaitingCount()).toBe(1);
     } finally {
       await queues.close();
+      redis.disconnect();
+      await own.kill();
+    }
+  });
+
+  test('when Redis dies just as a queue is opened, then the queue works once Redis is back', async () => {
+    const own = await OwnRedis.create();
+    const redis = createRedis({ redisUrl: own.url, redisClusterNodes: '' }, 'command');
+    try {
+      await waitForRedis(redis, 10_000);
+      // Whatever the queue sends on opening gets no answer, then fails with the connection: a
+      // queue that asked Redis anything on opening kept that failure for every later call.
+      own.freeze();
+      const { queue } = openShard(redis, createRedisKeys('dies').shards(1)[0]);
+      await sleep(100);
+      await own.kill();
+      await reconnecting(redis);
+      await sleep(500); // past ioredis's retry per request: what was in flight has failed
+      await own.start();
+      await waitForRedis(redis, 10_000);
+      await queue.add('readings', { acceptedAt: 1, readings: [] });
+      expect(await queue.getWaitingCount()).toBe(1);
+      await queue.close();
+    } finally {
       redis.disconnect();
       await own.kill();
     }

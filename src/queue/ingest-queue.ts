@@ -50,8 +50,10 @@ export function openShard(
     streams: { events: { maxLen: 1000 } },
     // BullMQ would otherwise wait for the connection to be ready and then ask Redis its version.
     // That wait settles only when the connection ends: a queue closed before, while Redis was
-    // down, heard its error no more (an uncaught exception at shutdown). Readiness is ours to
-    // handle (a 503, /health/ready); the version only picks between two forms of one script.
+    // down, heard its error no more (an uncaught exception at shutdown). And a version question
+    // lost with the connection fails every later call of the queue, Redis back or not.
+    // Readiness is ours to handle (a 503, /health/ready); the version only picks between two
+    // forms of one script.
     skipWaitingForReady: true,
     skipVersionCheck: true,
   });

@@ -1,10 +1,10 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { createDb, createGenericPlanDb } from '../../db/create-db';
 import type { Config } from '../../src/config';
 import { createApp, type Api } from '../../src/app';
-import { IngestQueues, type IngestQueue } from '../../src/queue/ingest-queue';
+import { IngestQueues, openShard, type IngestQueue } from '../../src/queue/ingest-queue';
 import { createRedis, waitForRedis, type RedisClient } from '../../src/redis';
-import { INGEST_QUEUE_NAME, createRedisKeys } from '../../src/redis-keys';
+import { createRedisKeys } from '../../src/redis-keys';
 import type { IngestJobData } from '../../src/queue/ingest-queue';
 import { parseIntakeEntry } from '../../src/queue/intake';
 import type { Reading } from '../../src/devices/device-kinds';
@@ -99,12 +99,13 @@ export async function startTestFlusher(
   };
 }
 
-/** A read-only view of one shard of the test's ingest queue (the first by default). */
+/**
+ * A view of one shard of the test's ingest queue (the first by default), opened as the engine
+ * opens its own: a queue opened the usual way asks Redis its version first, and if Redis dies
+ * before answering, every later call of that queue fails with that answer's error.
+ */
 export function openQueue(redis: RedisClient, prefix: string, shard = 0): Queue<IngestJobData> {
-  return new Queue<IngestJobData>(INGEST_QUEUE_NAME, {
-    connection: redis,
-    prefix: createRedisKeys(prefix).shards(shard + 1)[shard].prefix,
-  });
+  return openShard(redis, createRedisKeys(prefix).shards(shard + 1)[shard]).queue;
 }
 
 /** Polls until `check` returns true, or fails after `timeoutMs`. */

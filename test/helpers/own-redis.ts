@@ -67,6 +67,11 @@ export class OwnRedis {
     throw new Error('own redis-server did not start');
   }
 
+  /** Stops the server without closing its sockets: commands sent to it get no answer. */
+  freeze(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null) return;
