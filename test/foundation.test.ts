@@ -125,6 +125,27 @@ describe('health', () => {
     const res = await request(engine.api.app).get('/nope').expect(404);
     expect(res.body.error).toBe('not_found');
   });
+
+  test('when a route is asked with a method it does not have, then the answer is a 405 naming the methods it has', async () => {
+    const post = await request(engine.api.app).post('/v1/analytics/fleet').send({}).expect(405);
+    expect(post.headers.allow).toBe('GET, HEAD, OPTIONS');
+    expect(post.body).toEqual({
+      error: 'method_not_allowed',
+      message: 'POST is not allowed on /v1/analytics/fleet; it allows GET, HEAD, OPTIONS',
+      details: [],
+    });
+    const del = await request(engine.api.app).delete('/v1/telemetry/ingest').expect(405);
+    expect(del.headers.allow).toBe('POST, OPTIONS');
+    // One path, several methods (a path parameter filled in): all of them named.
+    const patch = await request(engine.api.app).patch('/v1/id-tags/TAG-1').expect(405);
+    expect(patch.headers.allow?.split(', ').sort()).toEqual(
+      ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PUT'].sort(),
+    );
+    const options = await request(engine.api.app).options('/v1/analytics/fleet').expect(204);
+    expect(options.headers.allow).toBe('GET, HEAD, OPTIONS');
+    // A method the path has still reaches its route.
+    await request(engine.api.app).head('/health/live').expect(200);
+  });
 });
 
 describe('start-up on a port already in use', () => {

@@ -98,5 +98,31 @@ export function mountRoutes(
     const guards = route.scope && authorize ? [authorize(route.scope)] : [];
     router[route.method](expressPath(route.path), ...guards, handle);
   }
+  mountMethodNotAllowed(router, routes);
   return router;
+}
+
+/**
+ * A declared path asked with a method it does not have: 405 naming the methods it has (in
+ * `Allow`, as HTTP asks), not a 404 that reads as a wrong path. OPTIONS answers with `Allow`.
+ */
+function mountMethodNotAllowed(router: Router, routes: AnyRoute[]): void {
+  const methodsByPath = new Map<string, Set<string>>();
+  for (const { path, method } of routes) {
+    const methods = methodsByPath.get(path) ?? new Set();
+    methods.add(method.toUpperCase());
+    if (method === 'get') methods.add('HEAD');
+    methodsByPath.set(path, methods);
+  }
+  for (const [path, methods] of methodsByPath) {
+    const allow = [...methods, 'OPTIONS'].join(', ');
+    router.all(expressPath(path), (req, res) => {
+      if (req.method === 'OPTIONS') {
+        res.set('Allow', allow).status(204).end();
+        return;
+      }
+      const message = `${req.method} is not allowed on ${req.path}; it allows ${allow}`;
+      throw new AppError(405, 'method_not_allowed', message, [], { Allow: allow });
+    });
+  }
 }
