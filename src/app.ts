@@ -1,6 +1,6 @@
 import express, { type Express } from 'express';
 import type { Knex } from 'knex';
-import type { RedisClient } from './redis';
+import { checkReplicas, type RedisClient } from './redis';
 import type { Registry } from 'prom-client';
 import { analyticsRoutes } from './analytics/analytics-routes';
 import { EnergyReportStore } from './analytics/energy-report-store';
@@ -159,6 +159,11 @@ export function createApp({
   });
   let closing = false;
 
+  // Acknowledgements that wait for replicas cannot be given without them.
+  const replicaChecks: ReadinessChecks =
+    config.redisWaitReplicas > 0
+      ? { replicas: () => checkReplicas(redis, config.redisWaitReplicas) }
+      : {};
   const routes: AnyRoute[] = [
     ...ingestRoutes({ ingestService, config }),
     ...mappingRoutes({
@@ -182,12 +187,13 @@ export function createApp({
       checks: {
         postgres: () => db.raw('SELECT 1'),
         redis: () => redis.ping(),
+        ...replicaChecks,
         ...readinessChecks,
       },
       // Ingest needs Redis only: it keeps accepting while PostgreSQL is down.
       parts: {
         ingest: {
-          checks: ['redis'],
+          checks: ['redis', ...Object.keys(replicaChecks)],
           summary: 'What ingest needs (Redis) answers; for load balancers in front of ingest',
         },
       },

@@ -141,3 +141,27 @@ export const isAuthError = (err: unknown): boolean =>
   /^(WRONGPASS|NOAUTH|NOPERM)|ERR AUTH|invalid password|invalid username-password/i.test(
     String((err as Error)?.message ?? ''),
   );
+
+/** A field of INFO's text (`name:value` lines), e.g. `maxmemory_policy`. */
+export const infoField = (info: string, name: string): string | undefined =>
+  new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();
+
+/** Replicas attached to a master and in sync with it: those a `WAIT` can count. */
+async function onlineReplicas(master: Redis): Promise<number> {
+  const info = await master.info('replication');
+  return info.split('\n').filter((line) => /^slave\d+:.*\bstate=online\b/.test(line)).length;
+}
+
+/**
+ * Resolves when at least one master has `wanted` online replicas, so an acknowledgement that
+ * waits for them (REDIS_WAIT_REPLICAS) can be given; rejects naming what it found. On a cluster,
+ * a shard whose master lacks them rests while the others take the readings.
+ */
+export async function checkReplicas(redis: RedisClient, wanted: number): Promise<void> {
+  const counts = await Promise.all(masters(redis).map(onlineReplicas));
+  if (counts.some((count) => count >= wanted)) return;
+  const found = counts.length === 0 ? 'no master known' : `online: ${counts.join(', ')}`;
+  throw new Error(
+    `REDIS_WAIT_REPLICAS=${wanted} but no Redis master has that many replicas (${found})`,
+  );
+}

@@ -13,6 +13,7 @@ import {
 } from './helpers/engine';
 import { createTestContext, type TestContext } from './helpers/test-env';
 import { startRedisCluster, type RedisClusterHandle } from './helpers/redis-cluster';
+import { OwnRedis } from './helpers/own-redis';
 
 /** Every shard's queue is empty and its backlog counter at zero. */
 async function drained(e: TestEngine, shards: number): Promise<boolean> {
@@ -74,6 +75,9 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
       .set('Authorization', `Bearer ${key.key}`)
       .expect(200);
     expect(status.body).toMatchObject({ source: 'live', kwhConsumedAc: 1 });
+    // Every master has the replica REDIS_WAIT_REPLICAS asks for.
+    const ready = await app.get('/health/ready/ingest').expect(200);
+    expect(ready.body.checks).toEqual({ redis: 'ok', replicas: 'ok' });
   });
 });
 
@@ -141,6 +145,49 @@ describe('queue shards on standalone Redis', () => {
       expect(order(3, 3000 + SHARD_REST_MS).sort()).toEqual([0, 1, 2]);
     } finally {
       void queues.close();
+    }
+  });
+});
+
+describe('REDIS_WAIT_REPLICAS and readiness', () => {
+  let master: OwnRedis;
+  let replica: OwnRedis | null = null;
+  let ctx: TestContext;
+
+  beforeAll(async () => {
+    master = await OwnRedis.create();
+    ctx = await createTestContext({ REDIS_URL: master.url, REDIS_WAIT_REPLICAS: '1' });
+  });
+  afterAll(async () => {
+    await ctx.cleanup();
+    await replica?.kill();
+    await master.kill();
+  });
+
+  test('when Redis has fewer replicas than ingest waits for, then ingest readiness fails naming them, and passes once a replica is in sync', async () => {
+    const api = await startTestApi(ctx);
+    try {
+      const app = request(api.api.app);
+      const alone = await app.get('/health/ready/ingest').expect(503);
+      expect(alone.body.checks).toEqual({
+        redis: 'ok',
+        replicas:
+          'failing: REDIS_WAIT_REPLICAS=1 but no Redis master has that many replicas (online: 0)',
+      });
+      expect((await app.get('/health/ready').expect(503)).body.checks.replicas).toMatch(/^failing/);
+
+      replica = await OwnRedis.create(['--replicaof', '127.0.0.1', String(master.port)]);
+      await waitFor(
+        async () => (await app.get('/health/ready/ingest')).status === 200,
+        15_000,
+        'the replica to be in sync',
+      );
+      const ready = await app.get('/health/ready/ingest').expect(200);
+      expect(ready.body.checks).toEqual({ redis: 'ok', replicas: 'ok' });
+      // And what readiness promises holds: a reading is acknowledged.
+      await app.post('/v1/telemetry/ingest').send(meter('R-1', 0)).expect(202);
+    } finally {
+      await api.close();
     }
   });
 });

@@ -1,7 +1,4 @@
-import { masters, type RedisClient } from '../src/redis';
-
-const field = (info: string, name: string) =>
-  new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();
+import { infoField as field, masters, type RedisClient } from '../src/redis';
 
 /**
  * The queue holds accepted readings until PostgreSQL has them, so Redis must neither evict keys

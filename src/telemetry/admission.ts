@@ -1,6 +1,6 @@
 import { serviceUnavailable } from '../errors';
 import type { Logger } from '../logger';
-import { masters, type RedisClient } from '../redis';
+import { infoField, masters, type RedisClient } from '../redis';
 
 export interface AdmissionSample {
   backlogReadings: number;
@@ -9,10 +9,8 @@ export interface AdmissionSample {
   sampledAt: number;
 }
 
-function parseInfoField(info: string, field: string): number {
-  const match = new RegExp(`^${field}:(\\d+)`, 'm').exec(info);
-  return match ? Number(match[1]) : 0;
-}
+/** A number of INFO's text; 0 when absent. */
+const infoNumber = (info: string, name: string): number => Number(infoField(info, name) ?? 0) || 0;
 
 /**
  * Backpressure: refuses new readings (503 + Retry-After) when the queue backlog passes
@@ -75,8 +73,8 @@ export class IngestAdmission {
     if (nodes0.length === 0) throw new Error('no Redis master is reachable');
     const infos = await Promise.all(nodes0.map((node) => node.info('memory')));
     const nodes = infos.map((info) => ({
-      usedMemoryBytes: parseInfoField(info, 'used_memory'),
-      maxMemoryBytes: parseInfoField(info, 'maxmemory'),
+      usedMemoryBytes: infoNumber(info, 'used_memory'),
+      maxMemoryBytes: infoNumber(info, 'maxmemory'),
     }));
     const share = (n: { usedMemoryBytes: number; maxMemoryBytes: number }) =>
       n.maxMemoryBytes > 0 ? n.usedMemoryBytes / n.maxMemoryBytes : 0;
