@@ -11,7 +11,11 @@ import { RollupStore } from '../src/stores/rollup-store';
 import { SessionBuilder } from '../workers/session-builder';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { explainGeneric } from './helpers/plans';
-import { seededRandom, shuffle } from './helpers/readings';
+import { seededRandom, shuffle, vehicleReading } from './helpers/readings';
+import { HistoryStore } from '../src/stores/history-store';
+import { statusUpsertsFrom } from '../src/stores/status-store';
+import { markSessionsChanged } from '../src/stores/session-marks';
+import { RollupRoller } from '../workers/rollup-roller';
 
 const MIN = 60_000;
 const at = (day: string, hhmm: string) => Date.parse(`2024-05-${day}T${hhmm}:00Z`);
@@ -740,5 +744,64 @@ describe('the builder continuing the session still going on', () => {
     expect(computed.splice(0)).toEqual([{ readFrom: iso(T('11:59')), continued: true }]);
     const built = await e.ctx.db('session_built').where({ vehicle_id: 'V-ob' }).first();
     expect(built.open_session).toBeNull();
+  });
+});
+
+describe('a vehicle whose sessions cannot be built', () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await e.flusher.flusher.rollups.stop();
+    await e.flusher.flusher.sessions.stop();
+  });
+  afterAll(() => e.stop());
+
+  const built = async (vehicleId: string) =>
+    !!(await e.ctx.db('session_built').where({ vehicle_id: vehicleId }).first());
+  const marked = async (vehicleId: string) =>
+    !!(await e.ctx.db('session_dirty').where({ vehicle_id: vehicleId }).first());
+
+  test('when one vehicle fails for good (a data error), then the builder sets it aside, leaves it marked, and builds every other one, again on its next run', async () => {
+    const T = at('24', '10:00');
+    const horizon = new Date(at('24', '13:00'));
+    await ingest(e, [
+      ...every(1, T, T + 30 * MIN, vehicle('V-ok1', 0.2)),
+      ...every(1, T, T + 30 * MIN, vehicle('V-ok2', 0.2)),
+    ]);
+    // Into the day's partition, stored past validation (history written directly): two charging readings whose energies
+    // overflow float8 when summed, marked as any flushed reading is.
+    await new HistoryStore().insert(
+      [
+        vehicleReading('V-poison', T, 50, 1.7e308),
+        vehicleReading('V-poison', T + MIN, 51, 1.7e308),
+      ],
+      Date.now(),
+      e.ctx.db,
+      statusUpsertsFrom,
+    );
+    // Its quarter cannot be rolled up (set aside by the roller); a mapping change marks it.
+    const roller = new RollupRoller({ store: new RollupStore(e.ctx.db), logger: e.ctx.logger });
+    await roller.rollUpNow(horizon);
+    await markSessionsChanged(e.ctx.db, 'V-poison', new Date(T));
+    const builder = new SessionBuilder({
+      store: new SessionStore(e.ctx.db, e.ctx.config),
+      horizon: () => horizon,
+      config: e.ctx.config,
+      logger: e.ctx.logger,
+    });
+
+    expect(await builder.buildNow()).toBe(2);
+    expect([await built('V-ok1'), await built('V-ok2')]).toEqual([true, true]);
+    expect([await built('V-poison'), await marked('V-poison')]).toEqual([false, true]);
+    expect(await sessionsOf(e, 'V-ok1', '2024-05-24T00:00:00Z', '2024-05-25T00:00:00Z')).toEqual([
+      expect.objectContaining({ dcDeliveredKwh: 6.2, source: 'detected' }),
+    ]);
+
+    // Its next run builds the new marks and leaves the set-aside one without failing.
+    await ingest(e, every(1, T + 60 * MIN, T + 70 * MIN, vehicle('V-ok1', 0.2)));
+    await roller.rollUpNow(horizon);
+    expect(await marked('V-ok1')).toBe(true);
+    expect(await builder.buildNow()).toBe(1);
+    expect([await marked('V-ok1'), await marked('V-poison')]).toEqual([false, true]);
   });
 });

@@ -1,5 +1,6 @@
 import type { Logger } from '../src/logger';
 import { readsFrom, type SessionRow, type SessionStore } from '../src/sessions/session-store';
+import { isPermanentDataError } from '../src/stores/database-errors';
 import { BackgroundTask } from './background-task';
 
 const DAY_MS = 86_400_000;
@@ -19,6 +20,11 @@ const MAX_ROUNDS = 100;
  */
 export class SessionBuilder {
   private readonly task: BackgroundTask<number>;
+  /**
+   * Vehicles whose build fails for good (a data error), set aside by this process so the others
+   * are still built: left marked, and the error logged for a repair.
+   */
+  private readonly setAside = new Set<string>();
 
   constructor(
     private readonly deps: {
@@ -55,15 +61,29 @@ export class SessionBuilder {
   private async build(horizon: Date): Promise<number> {
     let builds = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const marks = await this.deps.store.dirty(horizon, MARKS_PER_ROUND);
+      const marks = await this.deps.store.dirty(horizon, MARKS_PER_ROUND, [...this.setAside]);
       if (marks.length === 0) break;
       for (const mark of marks) {
         if (this.task.stopping()) return builds;
-        await this.buildVehicle(mark, horizon);
+        try {
+          await this.buildVehicle(mark, horizon);
+        } catch (err) {
+          if (!isPermanentDataError(err)) throw err;
+          this.putAside(mark.vehicleId, err);
+          continue;
+        }
         builds += 1;
       }
     }
     return builds;
+  }
+
+  private putAside(vehicleId: string, cause: unknown): void {
+    this.setAside.add(vehicleId);
+    this.deps.logger.error(
+      { vehicleId, err: cause },
+      "a vehicle's charging sessions cannot be built (a data error): set aside until the flusher restarts; repair its readings",
+    );
   }
 
   private isFinal(session: SessionRow, builtTo: Date): boolean {

@@ -514,9 +514,13 @@ export class SessionStore {
   async dirty(
     before: Date,
     limit: number,
+    setAside: readonly string[] = [],
   ): Promise<{ vehicleId: string; since: Date; version: number }[]> {
     const rows = await this.db('session_dirty')
       .where('since', '<', before)
+      .modify((q) => {
+        if (setAside.length > 0) q.whereNotIn('vehicle_id', setAside);
+      })
       .orderBy('since')
       .limit(limit);
     return rows.map((r: { vehicle_id: string; since: Date; version: number }) => ({
