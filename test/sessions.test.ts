@@ -770,7 +770,7 @@ describe('a vehicle whose sessions cannot be built', () => {
     ]);
     // Into the day's partition, stored past validation (history written directly): two charging readings whose energies
     // overflow float8 when summed, marked as any flushed reading is.
-    await new HistoryStore().insert(
+    await new HistoryStore(e.ctx.db).insert(
       [
         vehicleReading('V-poison', T, 50, 1.7e308),
         vehicleReading('V-poison', T + MIN, 51, 1.7e308),
