@@ -14,7 +14,13 @@ import { FLUSHER_BACKGROUND_CONNECTIONS, GENERIC_POOL_MAX } from '../db/knex-con
 import { parseApiKeys, type ApiKey } from './auth/api-keys';
 import { LOG_LEVELS } from './logger';
 import { INTAKE_BELOW_READINGS } from './queue/intake';
-import { DRIFT_BASELINE_DAYS, DRIFT_MIN_SESSIONS } from './sessions/thresholds';
+import {
+  DRIFT_BASELINE_DAYS,
+  DRIFT_MIN_SESSIONS,
+  parseThresholdClasses,
+  thresholdClassProblems,
+} from './sessions/thresholds';
+import { DECIMAL_TEXT } from './schema/validator';
 import { StartupError } from './startup-error';
 
 export const ENERGY_READINGS_MODES = ['interval', 'cumulative'] as const;
@@ -51,6 +57,9 @@ const text = (defaultValue: string, options: SettingOptions & { pattern?: string
   Type.String({ default: defaultValue, ...options });
 
 const code = (value: string) => `\`${value}\``;
+
+/** An efficiency threshold's range, for EFFICIENCY_THRESHOLD and each class of EFFICIENCY_THRESHOLDS. */
+const EFFICIENCY_BOUNDS = { minimum: 0, maximum: 10 };
 
 export const settingsSchema = Type.Object({
   DATABASE_URL: text('postgres://postgres@127.0.0.1:5432/energy', {
@@ -166,7 +175,7 @@ export const settingsSchema = Type.Object({
     description:
       '`interval` or `cumulative` meter/vehicle energy values, for devices without their own setting (OCPP connectors are registers)',
   }),
-  EFFICIENCY_THRESHOLD: number(0.85, 0, 10, {
+  EFFICIENCY_THRESHOLD: number(0.85, EFFICIENCY_BOUNDS.minimum, EFFICIENCY_BOUNDS.maximum, {
     description: 'efficiency below this raises an alert',
   }),
   ANALYTICS_CACHE_TTL_S: integer(30, 0, 86_400, { description: 'analytics cache lifetime' }),
@@ -357,9 +366,16 @@ export function loadConfig(env: Env = {}): Config {
   }
   // ajv fills in the defaults and converts numbers in place.
   const values: Record<string, unknown> = { ...given };
-  if (!validateSettings(values)) {
+  const notDecimal = names.filter((name) => isNumber(schemaOf(name)) && !isDecimal(given[name]));
+  if (!validateSettings(values) || notDecimal.length > 0) {
     const errors = validateSettings.errors ?? [];
-    throw new ConfigError(names.flatMap((name) => problemsOf(name, given[name], errors)));
+    throw new ConfigError(
+      names.flatMap((name) =>
+        notDecimal.includes(name)
+          ? [problemOf(name, given[name])]
+          : problemsOf(name, given[name], errors),
+      ),
+    );
   }
   const conflicts = conflictsOf(values as unknown as Settings);
   if (conflicts.length > 0) throw new ConfigError(conflicts);
@@ -372,7 +388,7 @@ export function loadConfig(env: Env = {}): Config {
   return Object.freeze(config as unknown as Config);
 }
 
-/** Settings each valid alone but not together, each naming the one to change. */
+/** Settings each well written but not usable as given (alone or together), each naming the one to change. */
 function conflictsOf(settings: Settings): string[] {
   const conflicts: string[] = [];
   if (settings.MAX_BACKLOG_READINGS < settings.MAX_BATCH_READINGS) {
@@ -380,8 +396,22 @@ function conflictsOf(settings: Settings): string[] {
       `MAX_BACKLOG_READINGS=${settings.MAX_BACKLOG_READINGS}: expected at least MAX_BATCH_READINGS (${settings.MAX_BATCH_READINGS}); a request or message of that many readings could never be admitted, and an MQTT one would block the messages after it`,
     );
   }
+  const classes = parseThresholdClasses(settings.EFFICIENCY_THRESHOLDS);
+  for (const problem of thresholdClassProblems(classes, EFFICIENCY_BOUNDS)) {
+    conflicts.push(
+      `EFFICIENCY_THRESHOLDS=${JSON.stringify(settings.EFFICIENCY_THRESHOLDS)}: ${problem}`,
+    );
+  }
   return conflicts;
 }
+
+const isNumber = (schema: SettingSchema) => schema.type === 'number' || schema.type === 'integer';
+
+/** Unset, or a number written in decimal (ajv's coercion alone would take `0x10` for 16). */
+const isDecimal = (value: string | undefined) => value === undefined || DECIMAL_TEXT.test(value);
+
+const problemOf = (name: string, value: string | undefined) =>
+  `${name}=${JSON.stringify(value)}: expected ${expectation(schemaOf(name))}`;
 
 function problemsOf(name: string, value: string | undefined, errors: ErrorObject[]): string[] {
   const own = errors.filter((e) => e.instancePath === `/${name}`);
@@ -389,7 +419,7 @@ function problemsOf(name: string, value: string | undefined, errors: ErrorObject
   // parseApiKeys names the entry and what is wrong with it; its messages stand on their own.
   const listed = own.filter((e) => e.keyword === 'apiKeys').map((e) => e.message ?? '');
   if (listed.length > 0) return listed;
-  return [`${name}=${JSON.stringify(value)}: expected ${expectation(schemaOf(name))}`];
+  return [problemOf(name, value)];
 }
 
 export interface SettingDescription {

@@ -7,15 +7,19 @@ import type { TObject } from '@sinclair/typebox';
 import type Ajv from 'ajv';
 import type { Authorize } from '../auth/authorize';
 import { AppError, invalidParameter } from '../errors';
-import { compile, createAjv, numberRule, objectValidator, toDetails } from '../schema/validator';
+import {
+  DECIMAL_TEXT,
+  compile,
+  createAjv,
+  numberRule,
+  objectValidator,
+  toDetails,
+} from '../schema/validator';
 import { parseJson } from '../telemetry/ingest-input';
 import { bodyFormatOf, readBodyText } from './read-body';
 import { JSON_BODY_LIMIT_BYTES, type AnyRoute } from './route-contract';
 
 export const expressPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
-
-/** A number as a parameter may write it; ajv's coercion alone also takes "Infinity" and "0x10". */
-const DECIMAL = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
 
 /** Path and query values arrive as text: numbers are coerced, anything else must already fit. */
 function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') {
@@ -36,7 +40,7 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
         throw invalidParameter(name, 'must be given once, with a value');
       }
       const number = numbers.get(name);
-      if (number && !DECIMAL.test(value)) {
+      if (number && !DECIMAL_TEXT.test(value)) {
         throw invalidParameter(name, numberRule(number));
       }
       input[name] = value;

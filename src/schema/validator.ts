@@ -66,6 +66,12 @@ export function compile<T extends TSchema>(ajv: Ajv, schema: T): ValidateFunctio
   return known ?? ajv.compile<Static<T>>(schema);
 }
 
+/**
+ * A number as text (a query parameter, an environment variable) may write it. ajv's coercion
+ * alone also takes "Infinity", "0x10" and "0b11".
+ */
+export const DECIMAL_TEXT = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
+
 /** A JSON Schema of a number: its `type`, `minimum` and `maximum` are read. */
 type NumberSchema = Record<string, unknown>;
 

@@ -28,6 +28,29 @@ export function parseThresholdClasses(text: string): ThresholdClass[] {
     .sort((a, b) => a.upToKw - b.upToKw);
 }
 
+/**
+ * What is wrong with classes each well written: a power limit given twice (which threshold would
+ * hold?), a threshold outside `bounds` (those of the single EFFICIENCY_THRESHOLD).
+ */
+export function thresholdClassProblems(
+  classes: ThresholdClass[],
+  bounds: { minimum: number; maximum: number },
+): string[] {
+  const problems: string[] = [];
+  const limits = classes.map((c) => c.upToKw);
+  for (const limit of new Set(limits.filter((l, i) => limits.indexOf(l) !== i))) {
+    problems.push(`${limit === Infinity ? '*' : `${limit} kW`} is given more than once`);
+  }
+  for (const { threshold } of classes) {
+    if (threshold < bounds.minimum || threshold > bounds.maximum) {
+      problems.push(
+        `threshold ${threshold} is outside ${bounds.minimum} to ${bounds.maximum} (EFFICIENCY_THRESHOLD's range)`,
+      );
+    }
+  }
+  return problems;
+}
+
 /** The threshold for a session of this mean AC power: its class, else the single default. */
 export function thresholdFor(
   classes: ThresholdClass[],

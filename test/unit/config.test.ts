@@ -205,6 +205,10 @@ describe('configuration problems', () => {
     ['PORT', 'Infinity', 'PORT="Infinity": expected an integer from 0 to 65535'],
     ['PORT', '-Infinity', 'PORT="-Infinity": expected an integer from 0 to 65535'],
     ['PORT', '1e400', 'PORT="1e400": expected an integer from 0 to 65535'],
+    // Numbers are written in decimal: ajv's coercion alone would read 0x10 as 16.
+    ['PORT', '0x10', 'PORT="0x10": expected an integer from 0 to 65535'],
+    ['PORT', '0b11', 'PORT="0b11": expected an integer from 0 to 65535'],
+    ['EFFICIENCY_THRESHOLD', '0x1', 'EFFICIENCY_THRESHOLD="0x1": expected a number from 0 to 10'],
     ['FLUSHER_PORT', 'x', 'FLUSHER_PORT="x": expected an integer from 0 to 65535'],
     ['MAX_BATCH_READINGS', '0', 'MAX_BATCH_READINGS="0": expected an integer from 1 to 100000'],
     [
@@ -271,6 +275,23 @@ describe('configuration problems', () => {
       ),
     ]);
     expect(problemsFor({ MAX_BACKLOG_READINGS: '10', MAX_BATCH_READINGS: '10' })).toEqual([]);
+  });
+
+  test.each([
+    ['3.7:0.75,3.7:0.8', '3.7 kW is given more than once'],
+    ['*:0.8,11:0.82,*:0.9', '* is given more than once'],
+    ['3.7:11.5,*:0.88', "threshold 11.5 is outside 0 to 10 (EFFICIENCY_THRESHOLD's range)"],
+  ])(
+    'when EFFICIENCY_THRESHOLDS is %j, then the problem says which class cannot be used',
+    (value, problem) => {
+      expect(problemsFor({ EFFICIENCY_THRESHOLDS: value })).toEqual([
+        `EFFICIENCY_THRESHOLDS="${value}": ${problem}`,
+      ]);
+    },
+  );
+
+  test('when EFFICIENCY_THRESHOLDS has each power limit once, in any order, then it is accepted', () => {
+    expect(problemsFor({ EFFICIENCY_THRESHOLDS: '11:0.82,3.7:0.75,*:0.88' })).toEqual([]);
   });
 
   test('when several variables are bad, then one ConfigError names each of them, in the order they are documented', () => {
