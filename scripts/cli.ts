@@ -23,6 +23,8 @@ type OptionSpec =
 export interface Command<O extends Record<string, OptionSpec>> {
   /** How to run it, e.g. `npm run key -- --name NAME --scopes SCOPES`. */
   usage: string;
+  /** What it does, for `--help`. */
+  summary?: string;
   options: O;
   /** Whether it takes arguments that are not options (the usage shows which). */
   positionals?: boolean;
@@ -51,6 +53,7 @@ export function helpText(command: Command<Record<string, OptionSpec>>): string {
   const width = Math.max(...lines.map(([option]) => option.length));
   return [
     `usage: ${command.usage}`,
+    ...(command.summary ? [command.summary] : []),
     ...lines.map(([option, help]) => `  ${option.padEnd(width)}  ${help}`),
   ].join('\n');
 }

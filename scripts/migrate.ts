@@ -5,6 +5,7 @@ import { loadConfig, redactUrl, type Config } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, type Logger } from '../src/logger';
 import { assertPostgresReachable } from '../src/startup-checks';
+import { commandLineOrExit, parseCommandLine } from './cli';
 
 /** A migration may backfill a big database (e.g. rollups from history): hours, not seconds. */
 const MIGRATION_STATEMENT_TIMEOUT_MS = 6 * 3_600_000;
@@ -27,7 +28,15 @@ export async function runMigrations(config: Config, logger: Logger): Promise<voi
   }
 }
 
+const command = {
+  usage: 'npm run migrate',
+  summary:
+    'Creates the database DATABASE_URL names if needed, then migrates it to the latest schema (settings from the environment: see the README, Configuration).',
+  options: {},
+} as const;
+
 if (require.main === module) {
+  commandLineOrExit(() => parseCommandLine(process.argv.slice(2), command));
   const logger = createLogger({ level: 'info', name: 'migrate' });
   Promise.resolve()
     .then(() => runMigrations(loadConfig(process.env), logger))

@@ -9,6 +9,7 @@ import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
 import { assertDependenciesReachable } from '../src/startup-checks';
+import { commandLineOrExit, parseCommandLine } from './cli';
 import { runMigrations } from './migrate';
 
 const logger = createLogger({ level: 'info', name: 'start' });
@@ -28,7 +29,15 @@ function startChild(name: string, relativeEntry: string): ChildProcess {
   return child;
 }
 
+const command = {
+  usage: 'npm start',
+  summary:
+    'Checks PostgreSQL and Redis (and the MQTT broker with MQTT_URL), migrates, then runs the API and a flusher in the foreground; Ctrl-C stops both. Settings from the environment: see the README, Configuration.',
+  options: {},
+} as const;
+
 async function main(): Promise<void> {
+  commandLineOrExit(() => parseCommandLine(process.argv.slice(2), command));
   if (!process.env.API_KEYS && !process.env.AUTH) {
     // The one-command local start stays one command: no keys configured means no authentication.
     process.env.AUTH = 'off';

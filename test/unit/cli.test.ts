@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { helpText, numberOption, parseCommandLine, UsageError } from '../../scripts/cli';
 import { parseRange } from '../../scripts/rollups-rebuild';
 import { parseArgs } from '../../scripts/simulate';
@@ -160,4 +161,31 @@ describe('simulator options', () => {
   ])('when the options are %j, then a UsageError names the option', (argv, message) => {
     expect(usageErrorOf(() => parseArgs(argv)).message).toMatch(message);
   });
+});
+
+describe('the entry points without options', () => {
+  const run = (script: string, ...args: string[]) =>
+    spawnSync(process.execPath, ['--require', 'tsx/cjs', `scripts/${script}.ts`, ...args], {
+      encoding: 'utf8',
+      // Nowhere to connect: --help and a wrong argument must answer before any connection.
+      env: {
+        ...process.env,
+        DATABASE_URL: 'postgres://127.0.0.1:1/none',
+        REDIS_URL: 'redis://127.0.0.1:1',
+      },
+    });
+
+  test.each(['migrate', 'start'])(
+    'when %s is asked for --help, then it says what it does and touches nothing; a wrong argument is a usage error',
+    (script) => {
+      const help = run(script, '--help');
+      expect({ status: help.status, first: help.stdout.split('\n')[0] }).toEqual({
+        status: 0,
+        first: `usage: npm ${script === 'start' ? 'start' : 'run migrate'}`,
+      });
+      const wrong = run(script, '--bogus');
+      expect(wrong.status).toBe(2);
+      expect(wrong.stderr).toMatch(/^Unknown option '--bogus'/);
+    },
+  );
 });
