@@ -139,6 +139,31 @@ describe.each(['interval', 'cumulative'] as const)('fleet report, %s readings', 
     expect(new Set(ids).size).toBe(30);
     expect(pages.length).toBe(5);
   });
+
+  test('when paging, then a cursor keeps its report: its window and filters hold on the next page, and another report refuses it', async () => {
+    const app = request(e.api.api.app);
+    const first = await app.get(`/v1/analytics/fleet?${query}&below=0.95&limit=7`).expect(200);
+    const cursor = first.body.nextCursor as string;
+    // Asked without the window or the filter: the next page of the same report.
+    const next = await app.get(`/v1/analytics/fleet?limit=7&cursor=${cursor}`).expect(200);
+    expect(next.body.below).toBe(0.95);
+    expect(next.body.window).toEqual(first.body.window);
+    expect(next.body.vehicles).toEqual((await allPages(e, `${query}&below=0.95`, 7))[1].vehicles);
+    for (const other of [
+      `${query}&below=0.5`,
+      `${query}&rank=session`,
+      'hours=3',
+      'from=2024-01-01T00:00:00Z&to=2024-01-02T00:00:00Z',
+    ]) {
+      const res = await app.get(`/v1/analytics/fleet?${other}&cursor=${cursor}`).expect(400);
+      expect({ path: res.body.details[0].path, message: res.body.message }).toEqual({
+        path: '/cursor',
+        message: expect.stringMatching(
+          /^cursor is a page of the report from .* \(below=0\.95, rank=efficiency\), not of one with .*; ask the first page again without a cursor$/,
+        ),
+      });
+    }
+  });
 });
 
 describe('fleet report parameters', () => {

@@ -385,6 +385,20 @@ describe('power classes and drift', () => {
       [found[0].id, false, true],
     ]);
     expect(fleet.body.totals).toEqual({ sessions: 8, flagged: 2, drifting: 1 });
+    // Paged: the cursor keeps the flagged list, asked again without the filter or the window.
+    const first = await request(single.api.api.app)
+      .get(
+        '/v1/analytics/sessions?from=2024-05-20T00:00:00Z&to=2024-06-10T00:00:00Z&flagged=true&limit=1',
+      )
+      .expect(200);
+    const second = await request(single.api.api.app)
+      .get(`/v1/analytics/sessions?limit=1&cursor=${first.body.nextCursor}`)
+      .expect(200);
+    expect([...first.body.sessions, ...second.body.sessions]).toEqual(fleet.body.sessions);
+    expect(second.body.nextCursor).toBeNull();
+    await request(single.api.api.app)
+      .get(`/v1/analytics/sessions?flagged=false&cursor=${first.body.nextCursor}`)
+      .expect(400);
   });
 });
 

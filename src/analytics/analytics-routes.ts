@@ -1,8 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody } from '../schema/primitives';
-import { decodeCursor } from '../reports/paging';
-import type { FleetService } from './fleet-service';
+import { decodeCursor, filterOfPage, windowOfPage } from '../reports/paging';
+import type { FleetScope, FleetService } from './fleet-service';
 import type { PerformanceService } from './performance-service';
 import { FleetReport, PerformanceReport } from './report-schemas';
 import { WindowQuery, parseWindow } from '../reports/window-params';
@@ -90,16 +90,21 @@ export function analyticsRoutes({
       handler: async ({ query }) => {
         // A window ending "now" ends at the last whole hour here: the fleet then reads rollups
         // only (no partial hours), which is what keeps 10,000 vehicles well under a second.
-        const window = parseWindow(query, { now: now(), alignS: 3600 });
-        return reply(
-          200,
-          await fleet.report(window.from, window.to, {
-            below: query.below ?? config.efficiencyThreshold,
-            limit: query.limit ?? DEFAULT_PAGE,
-            offset: query.cursor ? decodeCursor(query.cursor) : 0,
-            rank: query.rank,
-          }),
-        );
+        const asked = () => parseWindow(query, { now: now(), alignS: 3600 });
+        const page = query.cursor ? decodeCursor(query.cursor) : null;
+        const scope: FleetScope = page
+          ? {
+              ...windowOfPage(page, query, asked),
+              below: filterOfPage(page, 'below', query.below, 'number'),
+              rank: filterOfPage(page, 'rank', query.rank, 'string'),
+            }
+          : {
+              ...asked(),
+              below: query.below ?? config.efficiencyThreshold,
+              rank: query.rank ?? 'efficiency',
+            };
+        const limit = query.limit ?? DEFAULT_PAGE;
+        return reply(200, await fleet.report(scope, { limit, offset: page?.offset ?? 0 }));
       },
     }),
   ];

@@ -13,6 +13,14 @@ import { isBelow, roundFigure as round } from '../reports/rounding';
  */
 type SnapshotVehicle = FleetVehicle & { exactEfficiency: number | null };
 
+/** Which fleet report: its window, its alert threshold and its order (what its cursors carry). */
+export interface FleetScope {
+  from: Date;
+  to: Date;
+  below: number;
+  rank: 'efficiency' | 'session';
+}
+
 export interface FleetSnapshot {
   vehicles: SnapshotVehicle[];
   withoutMapping: string[];
@@ -54,9 +62,8 @@ export class FleetService {
   }
 
   async report(
-    from: Date,
-    to: Date,
-    options: { below: number; limit: number; offset: number; rank?: 'efficiency' | 'session' },
+    { from, to, below, rank }: FleetScope,
+    page: { limit: number; offset: number },
   ): Promise<FleetReport> {
     const { config } = this.deps;
     const key = this.deps.keys.analyticsCache(
@@ -74,9 +81,9 @@ export class FleetService {
     }
     let withAlerts: FleetVehicle[] = snapshot.vehicles.map(({ exactEfficiency, ...v }) => ({
       ...v,
-      alert: exactEfficiency === null ? null : isBelow(exactEfficiency, options.below),
+      alert: exactEfficiency === null ? null : isBelow(exactEfficiency, below),
     }));
-    if (options.rank === 'session') {
+    if (rank === 'session') {
       const worst = await this.worstSessions(from, to);
       withAlerts = withAlerts
         .map((v) => ({ ...v, worstSession: worst.get(v.vehicleId) ?? null }))
@@ -86,12 +93,11 @@ export class FleetService {
             (a.vehicleId < b.vehicleId ? -1 : 1),
         );
     }
-    const page = withAlerts.slice(options.offset, options.offset + options.limit);
-    const next = options.offset + options.limit;
+    const next = page.offset + page.limit;
     return {
       window: { from: from.toISOString(), to: to.toISOString() },
       mode: config.energyReadings,
-      below: options.below,
+      below,
       totals: {
         vehiclesChecked:
           withAlerts.length + snapshot.withoutMapping.length + snapshot.withoutMeterData.length,
@@ -99,10 +105,13 @@ export class FleetService {
         withoutMapping: snapshot.withoutMapping.length,
         withoutMeterData: snapshot.withoutMeterData.length,
       },
-      vehicles: page,
+      vehicles: withAlerts.slice(page.offset, next),
       withoutMapping: snapshot.withoutMapping,
       withoutMeterData: snapshot.withoutMeterData,
-      nextCursor: next < withAlerts.length ? encodeCursor(next) : null,
+      nextCursor:
+        next < withAlerts.length
+          ? encodeCursor(next, { from: from.toISOString(), to: to.toISOString(), below, rank })
+          : null,
       cache,
     };
   }

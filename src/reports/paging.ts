@@ -1,18 +1,91 @@
 import { invalidParameter } from '../errors';
+import { HOUR_MS, type AnalyticsWindow } from './window-params';
 
-/** A page's position in a cached report, opaque to clients. */
-export function encodeCursor(offset: number): string {
-  return Buffer.from(JSON.stringify({ offset })).toString('base64url');
+/**
+ * What a paged report is: its window and its filters. A cursor carries it, so every page of one
+ * listing is of one report: a window "ending now" that moved on between two pages (the hour
+ * turned) still pages through the report the first page began, and a cursor is not taken for a
+ * page of another report.
+ */
+export type ReportScope = { from: string; to: string } & Record<string, string | number | boolean>;
+
+export interface Page {
+  offset: number;
+  scope: ReportScope;
 }
 
-export function decodeCursor(cursor: string): number {
+const NOT_A_CURSOR = 'must be a nextCursor from a previous page';
+
+/** A page's position in its report, opaque to clients. */
+export function encodeCursor(offset: number, scope: ReportScope): string {
+  return Buffer.from(JSON.stringify({ offset, scope })).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): Page {
+  let page: Partial<Page>;
   try {
-    const { offset } = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as {
-      offset?: unknown;
-    };
-    if (typeof offset === 'number' && Number.isInteger(offset) && offset >= 0) return offset;
+    page = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Partial<Page>;
   } catch {
-    // fall through
+    throw invalidParameter('cursor', NOT_A_CURSOR);
   }
-  throw invalidParameter('cursor', 'must be a nextCursor from a previous page');
+  const { offset, scope } = page ?? {};
+  const valid =
+    typeof offset === 'number' &&
+    Number.isInteger(offset) &&
+    offset >= 0 &&
+    typeof scope === 'object' &&
+    scope !== null &&
+    !Number.isNaN(Date.parse(String(scope.from))) &&
+    !Number.isNaN(Date.parse(String(scope.to)));
+  if (!valid) throw invalidParameter('cursor', NOT_A_CURSOR);
+  return { offset, scope };
+}
+
+const otherReport = (scope: ReportScope, what: string) =>
+  invalidParameter(
+    'cursor',
+    `is a page of the report from ${scope.from} to ${scope.to}${describeFilters(scope)}, not of one with ${what}; ask the first page again without a cursor`,
+  );
+
+function describeFilters({ from: _from, to: _to, ...filters }: ReportScope): string {
+  const named = Object.entries(filters).map(([name, value]) => `${name}=${String(value)}`);
+  return named.length > 0 ? ` (${named.join(', ')})` : '';
+}
+
+/**
+ * The window of a page: its cursor's. Bounds the query names (`from`, `to`) must be the cursor's;
+ * a window the query gives relative to now (`hours`, or none) is the cursor's as it was, of the
+ * same length.
+ */
+export function windowOfPage(
+  page: Page,
+  query: { from?: string; to?: string; hours?: number },
+  asked: () => AnalyticsWindow,
+): AnalyticsWindow {
+  const pinned = { from: new Date(page.scope.from), to: new Date(page.scope.to) };
+  if (query.from !== undefined || query.to !== undefined) {
+    const { from, to } = asked();
+    if (from.getTime() !== pinned.from.getTime() || to.getTime() !== pinned.to.getTime()) {
+      throw otherReport(page.scope, `the window ${from.toISOString()} to ${to.toISOString()}`);
+    }
+  } else if (
+    query.hours !== undefined &&
+    query.hours * HOUR_MS !== pinned.to.getTime() - pinned.from.getTime()
+  ) {
+    throw otherReport(page.scope, `hours=${query.hours}`);
+  }
+  return pinned;
+}
+
+/** A filter of a page: its cursor's; the query may name it again, not change it. */
+export function filterOfPage<T extends string | number | boolean>(
+  page: Page,
+  name: string,
+  asked: T | undefined,
+  kind: 'string' | 'number' | 'boolean',
+): T {
+  const pinned = page.scope[name];
+  if (typeof pinned !== kind) throw invalidParameter('cursor', NOT_A_CURSOR);
+  if (asked !== undefined && asked !== pinned) throw otherReport(page.scope, `${name}=${asked}`);
+  return pinned as T;
 }

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { invalidParameter } from '../errors';
 import { Timestamp } from '../schema/primitives';
 
-const HOUR_MS = 3_600_000;
+export const HOUR_MS = 3_600_000;
 const DEFAULT_HOURS = 24;
 export const MAX_HOURS_PARAM = 168;
 /** The longest window a report reads (a month): bounds the work one request can ask for. */

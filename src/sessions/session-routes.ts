@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { decodeCursor, encodeCursor } from '../reports/paging';
+import { decodeCursor, encodeCursor, filterOfPage, windowOfPage } from '../reports/paging';
 import { parseWindow } from '../reports/window-params';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
@@ -103,20 +103,27 @@ export function sessionRoutes({
       }),
       responses: { 200: { description: 'the sessions', schema: FleetSessions } },
       handler: async ({ query }) => {
-        const window = parseWindow(query, {
-          now: now(),
-          alignS,
-          defaultHours: FLEET_DEFAULT_HOURS,
-          maxWindowHours: FLEET_MAX_HOURS,
-          fromAloneEndsNow: true,
-        });
+        const asked = () =>
+          parseWindow(query, {
+            now: now(),
+            alignS,
+            defaultHours: FLEET_DEFAULT_HOURS,
+            maxWindowHours: FLEET_MAX_HOURS,
+            fromAloneEndsNow: true,
+          });
+        const page = query.cursor ? decodeCursor(query.cursor) : null;
+        const window = page ? windowOfPage(page, query, asked) : asked();
+        const flagged = page
+          ? filterOfPage(page, 'flagged', query.flagged, 'boolean')
+          : (query.flagged ?? false);
         const found = await sessions.ofFleet(window.from, window.to);
-        const listed = query.flagged
+        const listed = flagged
           ? found.sessions.filter((s) => s.alert === true || s.drift === true)
           : found.sessions;
-        const offset = query.cursor ? decodeCursor(query.cursor) : 0;
+        const offset = page?.offset ?? 0;
         const limit = query.limit ?? DEFAULT_PAGE;
         const next = offset + limit;
+        const scope = { from: window.from.toISOString(), to: window.to.toISOString(), flagged };
         return reply(200, {
           window: { from: window.from.toISOString(), to: window.to.toISOString() },
           totals: {
@@ -125,7 +132,7 @@ export function sessionRoutes({
             drifting: found.sessions.filter((s) => s.drift === true).length,
           },
           sessions: listed.slice(offset, next),
-          nextCursor: next < listed.length ? encodeCursor(next) : null,
+          nextCursor: next < listed.length ? encodeCursor(next, scope) : null,
           cache: found.cache,
         });
       },
