@@ -106,6 +106,12 @@ export function readSample(sample: SampledValue): number | RejectReason {
  */
 const NEUTRAL = 'N';
 
+/**
+ * Line-to-line samples are left out too: a register is per line, and a voltage between two lines
+ * is √3 times a line's (400 V beside 230 V), which the mean of the phases would mix in.
+ */
+const LINE_TO_LINE = new Set(['L1-L2', 'L2-L3', 'L3-L1']);
+
 // Readings are kept to the mWh / mV: enough for any meter, and it hides float noise (0.1 + 0.2).
 function round6(n: number): number {
   return Math.round(n * 1e6) / 1e6;
@@ -154,8 +160,8 @@ export function readMeterValues(meterValue: readonly MeterValue[]): MeterValuesR
 
     for (const sample of element.sampledValue) {
       const measurand = measurandOf(sample);
-      if (sample.phase === NEUTRAL) {
-        ignore(`${measurand} (phase N)`);
+      if (sample.phase === NEUTRAL || LINE_TO_LINE.has(sample.phase ?? '')) {
+        ignore(`${measurand} (phase ${sample.phase})`);
         continue;
       }
       if (measurand !== ENERGY_REGISTER && measurand !== VOLTAGE) {

@@ -166,6 +166,25 @@ describe('limits and the neutral phase', () => {
       'Voltage (phase N)': 1,
     });
   });
+
+  it('leaves line-to-line samples out of the voltage (400 V beside 230 V), counted as ignored', () => {
+    const r = readMeterValues([
+      el(
+        T1,
+        reg('9000'),
+        volt('230', { phase: 'L1-N' }),
+        volt('400', { phase: 'L1-L2' }),
+        volt('401', { phase: 'L2-L3' }),
+        volt('399', { phase: 'L3-L1' }),
+      ),
+    ]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 9, voltage: 230 }]);
+    expect(r.ignored).toEqual({
+      'Voltage (phase L1-L2)': 1,
+      'Voltage (phase L2-L3)': 1,
+      'Voltage (phase L3-L1)': 1,
+    });
+  });
 });
 
 describe('voltage', () => {
