@@ -435,6 +435,90 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test('when two transactions start on one connector at the same instant, or a vehicle starts one while its last is open on another charger, then only the newest stays open and no energy counts twice', async () => {
+    await registerIdTags([
+      ['TAG-T1', 'V-t1'],
+      ['TAG-T2', 'V-t2'],
+      ['TAG-M', 'V-m'],
+    ]);
+    const k = await connect('CP-TIE');
+    const first = await startsOnConnector1(k)('TAG-T1', 10_000, '2024-04-10T10:00:00Z');
+    const second = await startsOnConnector1(k)('TAG-T2', 10_000, '2024-04-10T10:00:00Z');
+    // The vehicle's stop on CP-G never arrives; it starts again on CP-H.
+    const g = await connect('CP-G');
+    const h = await connect('CP-H');
+    const onG = await startsOnConnector1(g)('TAG-M', 0, '2024-04-10T10:00:00Z');
+    await g.call('MeterValues', meterValues(1, '2024-04-10T10:30:00Z', wh(3000)));
+    const onH = await startsOnConnector1(h)('TAG-M', 70_000, '2024-04-10T11:00:00Z');
+    await h.call('StopTransaction', {
+      transactionId: onH.transactionId,
+      meterStop: 76_000,
+      timestamp: '2024-04-10T12:00:00Z',
+    });
+
+    const rows = await e.ctx
+      .db('ocpp_transactions')
+      .whereIn(
+        'id',
+        [first, second, onG, onH].map((t) => t.transactionId),
+      )
+      .orderBy('id')
+      .select('stopped_at', 'stop_reason', 'meter_stop_wh');
+    expect(rows.map((r) => [r.stopped_at?.toISOString() ?? null, r.stop_reason])).toEqual([
+      ['2024-04-10T10:00:00.000Z', 'SupersededByNewTransaction'],
+      [null, null],
+      ['2024-04-10T11:00:00.000Z', 'SupersededByNewTransaction'],
+      ['2024-04-10T12:00:00.000Z', null],
+    ]);
+    // Stopped elsewhere, its register there is unknown: not the other charger's.
+    expect(rows[2].meter_stop_wh).toBeNull();
+    await waitForDrained(e.queue);
+    const sessions = await request(e.api.api.app)
+      .get('/v1/vehicles/V-m/sessions?from=2024-04-10T00:00:00Z&to=2024-04-11T00:00:00Z')
+      .expect(200);
+    expect(
+      sessions.body.sessions.map(
+        (s: { meters: string[]; acConsumedKwh: number; open: boolean }) => [
+          s.meters,
+          s.acConsumedKwh,
+          s.open,
+        ],
+      ),
+    ).toEqual([
+      [['CP-H:1'], 6, false],
+      [['CP-G:1'], 3, false],
+    ]);
+  });
+
+  test('when a message holds a NUL character or a transaction id no transaction can have, then it is refused or answered for good, never InternalError', async () => {
+    const cp = await connect('CP-ODD');
+    for (const [action, params] of [
+      ['Authorize', { idTag: 'A\u0000B' }],
+      ['BootNotification', { chargePointVendor: 'V\u0000', chargePointModel: 'M' }],
+      [
+        'StartTransaction',
+        { connectorId: 1, idTag: 'A\u0000B', meterStart: 0, timestamp: '2024-04-10T10:00:00Z' },
+      ],
+    ] as const) {
+      const error = await cp.call(action, params).then(
+        () => null,
+        (err: { rpcErrorCode: string; message: string }) => [err.rpcErrorCode, err.message],
+      );
+      expect(error).toEqual([
+        'PropertyConstraintViolation',
+        expect.stringMatching(/holds the character U\+0000 \(NUL\), which no text may hold$/),
+      ]);
+    }
+    // Never issued (above PostgreSQL's integer): an unknown transaction, answered.
+    expect(
+      await cp.call('StopTransaction', {
+        transactionId: 99_999_999_999,
+        meterStop: 0,
+        timestamp: '2024-04-10T10:00:00Z',
+      }),
+    ).toEqual({});
+  });
+
   test('when a stop is not the one kept, or a start arrives after a later one, then no reading of it lands in another transaction and no vehicle stays mapped', async () => {
     await registerIdTags([
       ['TAG-D', 'V-d'],

@@ -75,6 +75,28 @@ export class RefusedCallError extends Error {
   }
 }
 
+/**
+ * Refuses a message holding the character U+0000 (NUL) in any text: PostgreSQL's text cannot
+ * store it, so the message would fail every time it was resent.
+ */
+export function refuseNulCharacters(value: unknown, path = ''): void {
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) {
+      throw new RefusedCallError(
+        'PropertyConstraintViolation',
+        `${path || 'the message'} holds the character U+0000 (NUL), which no text may hold`,
+      );
+    }
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) refuseNulCharacters(item, `${path}/${key}`);
+  }
+}
+
+/** Which of two transactions started first: by start, then by id (the order they were recorded). */
+const startsBefore = (a: Transaction, b: Transaction) =>
+  a.startedAt.getTime() < b.startedAt.getTime() ||
+  (a.startedAt.getTime() === b.startedAt.getTime() && a.id < b.id);
+
 /** No charge point has more connectors; a larger id is a fault, not a connector. */
 export const MAX_CONNECTOR_ID = 1000;
 
@@ -231,6 +253,7 @@ export class ChargePointService {
     });
     await this.recordRegister(chargePointId, req.connectorId);
     const later = created ? await this.stopOlderOnConnector(transaction, meterId) : undefined;
+    if (created) await this.stopVehicleElsewhere(transaction);
     if (transaction.vehicleId) {
       await this.mapVehicle(transaction.vehicleId, meterId, justAfter(startedAt));
     }
@@ -257,12 +280,44 @@ export class ChargePointService {
     const others = (await this.deps.transactions.openOn(started.chargePointId)).filter(
       (t) => t.id !== started.id && t.connectorId === started.connectorId,
     );
-    for (const older of others.filter((t) => t.startedAt < started.startedAt)) {
+    for (const older of others.filter((t) => startsBefore(t, started))) {
       await this.supersede(older, started, meterId);
     }
     return others
-      .filter((t) => t.startedAt > started.startedAt)
-      .sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime())[0];
+      .filter((t) => startsBefore(started, t))
+      .sort((a, b) => (startsBefore(a, b) ? -1 : 1))[0];
+  }
+
+  /**
+   * A vehicle charges at one connector at a time: a transaction of its still open elsewhere (on
+   * another connector or charge point) that started before `started` missed its StopTransaction.
+   * It is stopped where `started` starts, its register there unknown, so it is not billed the
+   * energy of the new connector, to which the vehicle's mapping now moves.
+   */
+  private async stopVehicleElsewhere(started: Transaction): Promise<void> {
+    if (!started.vehicleId) return;
+    const open = await this.deps.transactions.openOfVehicle(started.vehicleId);
+    const elsewhere = open.filter(
+      (t) =>
+        (t.chargePointId !== started.chargePointId || t.connectorId !== started.connectorId) &&
+        startsBefore(t, started),
+    );
+    for (const ended of elsewhere) {
+      await this.deps.transactions.stop(ended.id, {
+        meterStopWh: null,
+        stoppedAt: started.startedAt,
+        reason: 'SupersededByNewTransaction',
+      });
+      this.deps.logger.warn(
+        {
+          chargePointId: ended.chargePointId,
+          transactionId: ended.id,
+          vehicleId: started.vehicleId,
+          by: started.id,
+        },
+        "transaction left open elsewhere stopped at the start of the vehicle's next one",
+      );
+    }
   }
 
   /** Stops `ended` where `by` starts (its register there) and ends its vehicle's period there. */

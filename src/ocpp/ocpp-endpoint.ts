@@ -17,6 +17,7 @@ import { ocppRpcFor } from './ocpp-rpc';
 import {
   NotStoredError,
   RefusedCallError,
+  refuseNulCharacters,
   type BootNotificationReq,
   type ChargePointService,
   type MeterValuesReq,
@@ -140,6 +141,7 @@ export function createOcppEndpoint({
     <P>(action: string, id: string, run: (params: P) => unknown) =>
     async ({ params }: { params?: Record<string, unknown> }) => {
       try {
+        refuseNulCharacters(params);
         return (await run(params as P)) as Record<string, unknown>;
       } catch (err) {
         if (err instanceof RefusedCallError) {

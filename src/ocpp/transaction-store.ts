@@ -2,6 +2,9 @@ import type { Knex } from 'knex';
 import { markSessionsChanged } from '../stores/session-marks';
 import { normalizeIdTag } from './id-tag-store';
 
+/** The largest transaction id (a PostgreSQL `integer` serial). */
+const MAX_TRANSACTION_ID = 2_147_483_647;
+
 /** A charging transaction as a charge point reported it (register values in Wh). */
 export interface Transaction {
   id: number;
@@ -93,7 +96,7 @@ export class TransactionStore {
    */
   async stop(
     id: number,
-    stop: { meterStopWh: number; stoppedAt: Date; reason: string | null },
+    stop: { meterStopWh: number | null; stoppedAt: Date; reason: string | null },
   ): Promise<Transaction | null> {
     const [row] = await this.db<TransactionRow>(TABLE)
       .where({ id })
@@ -113,8 +116,18 @@ export class TransactionStore {
   }
 
   async get(id: number): Promise<Transaction | null> {
+    // Ids are PostgreSQL integers: a charge point's id outside them was never one of ours.
+    if (!Number.isInteger(id) || id < 1 || id > MAX_TRANSACTION_ID) return null;
     const row = await this.db<TransactionRow>(TABLE).where({ id }).first();
     return row ? toTransaction(row) : null;
+  }
+
+  /** Transactions still open of a vehicle, on any charge point. */
+  async openOfVehicle(vehicleId: string): Promise<Transaction[]> {
+    const rows = await this.db<TransactionRow>(TABLE)
+      .where({ vehicle_id: vehicleId })
+      .whereNull('stopped_at');
+    return rows.map(toTransaction);
   }
 
   /** Transactions still open on a charge point, newest first. */
