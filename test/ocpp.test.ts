@@ -583,6 +583,21 @@ describe('OCPP 1.6J charge points', () => {
     expect(now.body.connectors[0].status).toBe('Available');
   });
 
+  test('when a charge point reboots with its clock behind, then its first status after the boot replaces the stored one, and an older one after it does not', async () => {
+    const cp = await connect('CP-REBOOT');
+    const statusAt = (status: string, timestamp: string) =>
+      cp.call('StatusNotification', { connectorId: 1, errorCode: 'NoError', status, timestamp });
+    const shown = async () =>
+      (await request(e.api.api.app).get('/v1/charge-points/CP-REBOOT').expect(200)).body
+        .connectors[0].status;
+    await statusAt('Faulted', '2024-04-10T12:00:00Z');
+    await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+    await statusAt('Available', '2024-04-09T00:00:00Z'); // the clock lost a day
+    expect(await shown()).toBe('Available');
+    await statusAt('Faulted', '2024-04-08T00:00:00Z'); // a queued older one: still ordered
+    expect(await shown()).toBe('Available');
+  });
+
   test('when a client offers no subprotocol, or the path is not /ocpp/{id}, then no socket opens', async () => {
     await expect(chargePoint(e, 'CP-NOPROTO', { protocols: [] })).rejects.toThrow();
     const res = await request(e.url).get('/ocpp/a%E0%A4%A').set({

@@ -89,8 +89,23 @@ export class ChargePointState {
     await pipeline.exec();
   }
 
+  /**
+   * Records a boot. A charge point may lose its clock when it reboots and date its statuses
+   * earlier than those before: the first status of each connector after a boot replaces the
+   * stored one whatever its timestamp (its order among the later ones is by timestamp again).
+   */
   async booted(chargePointId: string, at: Date): Promise<void> {
-    await this.redis.hset(this.keys.chargePoint(chargePointId), 'lastBootAt', at.toISOString());
+    const [, connectorIds] = await Promise.all([
+      this.redis.hset(this.keys.chargePoint(chargePointId), 'lastBootAt', at.toISOString()),
+      this.redis.smembers(this.keys.chargePointConnectors(chargePointId)),
+    ]);
+    if (connectorIds.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const id of connectorIds) {
+      pipeline.hdel(this.keys.connectorStatus(connectorMeterId(chargePointId, Number(id))), 'atMs');
+    }
+    const failed = (await pipeline.exec())?.find(([err]) => err);
+    if (failed) throw failed[0];
   }
 
   async connectorStatus(
