@@ -309,6 +309,31 @@ describe('POST /v1/telemetry/ingest: batches', () => {
     expect(await queuedReadings()).toEqual([]);
   });
 
+  test('when a request holds thousands of problems, then the answer lists the first of them and counts the rest: its size stays bounded', async () => {
+    const unknownFields = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`f${i}`, 0]));
+    const one = await sendJson({ ...meter(1), ...unknownFields }).expect(400);
+    expect(one.body.details).toHaveLength(11);
+    expect(one.body.details[10]).toEqual({ path: '/', message: 'has 50 more problems not listed' });
+    expect(one.body.message).toMatch(/; \/ has 50 more problems not listed$/);
+
+    const bad = Array.from({ length: 300 }, () => ({ ...meter(1), ...unknownFields }));
+    const none = await sendJson(bad).expect(400);
+    expect({ rejected: none.body.rejected, listed: none.body.errors.length }).toEqual({
+      rejected: 300,
+      listed: 100,
+    });
+    expect(none.body.message).toMatch(/^None of the 300 readings is valid/);
+    const some = await sendJson([meter(2), ...bad]).expect(207);
+    expect({ accepted: some.body.accepted, rejected: some.body.rejected }).toEqual({
+      accepted: 1,
+      rejected: 300,
+    });
+    expect(some.body.errors.map((e: { index: number }) => e.index)).toEqual(
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+    expect(JSON.stringify(some.body).length).toBeLessThan(150_000);
+  });
+
   test('when the array is empty, then 400', async () => {
     const res = await sendJson([]).expect(400);
     expect(res.body.error).toBe('empty_batch');

@@ -126,6 +126,9 @@ const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
 };
 
 /** Turns ajv's errors into one detail per offending field, named by JSON pointer. */
+/** Problems listed per value; the rest are counted. */
+export const MAX_DETAILS = 10;
+
 export function toDetails(errors: ErrorObject[] | null | undefined): ErrorDetail[] {
   const all = errors ?? [];
   // A union of constants says once what it accepts; its branches' own errors would say it piecemeal.
@@ -143,10 +146,17 @@ export function toDetails(errors: ErrorObject[] | null | undefined): ErrorDetail
     });
   // ajv may report a field twice (minLength and pattern); one line per field and message is enough.
   const seen = new Set<string>();
-  return details.filter((d) => {
+  const unique = details.filter((d) => {
     const key = `${d.path} ${d.message}`;
     return seen.has(key) ? false : (seen.add(key), true);
   });
+  if (unique.length <= MAX_DETAILS) return unique;
+  // An object with thousands of unknown fields must not get an answer thousands of times its size.
+  const rest = unique.length - MAX_DETAILS;
+  return [
+    ...unique.slice(0, MAX_DETAILS),
+    { path: '/', message: `has ${rest} more problem${rest === 1 ? '' : 's'} not listed` },
+  ];
 }
 
 export const describeDetails = (details: ErrorDetail[]) =>

@@ -30,11 +30,19 @@ const IngestSingleResult = Type.Object(
   { $id: 'IngestSingleResult', additionalProperties: false },
 );
 
+/** Invalid readings an answer lists (`rejected` counts them all). */
+export const MAX_LISTED_ERRORS = 100;
+
 const IngestBatchResult = Type.Object(
   {
     accepted: Type.Integer({ minimum: 0 }),
     rejected: Type.Integer({ minimum: 0 }),
-    errors: Type.Optional(Type.Array(ItemError)),
+    errors: Type.Optional(
+      Type.Array(ItemError, {
+        maxItems: MAX_LISTED_ERRORS,
+        description: `the first ${MAX_LISTED_ERRORS} invalid readings; rejected counts them all`,
+      }),
+    ),
   },
   { $id: 'IngestBatchResult', additionalProperties: false },
 );
@@ -45,7 +53,10 @@ const NoValidReadings = Type.Object(
     ...ErrorBody.properties,
     accepted: Type.Literal(0),
     rejected: Type.Integer(),
-    errors: Type.Array(ItemError),
+    errors: Type.Array(ItemError, {
+      maxItems: MAX_LISTED_ERRORS,
+      description: `the first ${MAX_LISTED_ERRORS} invalid readings; rejected counts them all`,
+    }),
   },
   { $id: 'NoValidReadings' },
 );
@@ -105,23 +116,26 @@ export function ingestRoutes({
           const { reading } = outcome;
           return reply(202, { accepted: 1 as const, type: reading.type, id: reading.id });
         }
-        const { accepted, errors } = outcome;
+        const { accepted } = outcome;
+        // The first ones: a request of thousands of bad readings gets an answer of bounded size.
+        const errors = outcome.errors.slice(0, MAX_LISTED_ERRORS);
+        const rejected = outcome.errors.length;
         if (accepted === 0) {
           const first = errors[0];
           return reply(400, {
             error: 'no_valid_readings',
-            message: `None of the ${errors.length} readings is valid (first: reading ${first.index}: ${first.message})`,
+            message: `None of the ${rejected} readings is valid (first: reading ${first.index}: ${first.message})`,
             details: first.details.map((d) => ({
               path: `/${first.index}${d.path === '/' ? '' : d.path}`,
               message: d.message,
             })),
             accepted: 0 as const,
-            rejected: errors.length,
+            rejected,
             errors,
           });
         }
-        const body = { accepted, rejected: errors.length };
-        return errors.length > 0 ? reply(207, { ...body, errors }) : reply(202, body);
+        const body = { accepted, rejected };
+        return rejected > 0 ? reply(207, { ...body, errors }) : reply(202, body);
       },
     }),
   ];
