@@ -33,6 +33,22 @@ test.each([
     '/v1/vehicles/V-1/sessions?from=2999-01-01T00:00:00Z',
     "from must be earlier than the window's end",
   ],
+  [
+    '/v1/analytics/sessions?from=0000-06-01T00:00:00Z&to=0000-06-02T00:00:00Z',
+    'from must not be before 1970-01-01T00:00:00.000Z',
+  ],
+  [
+    '/v1/analytics/fleet?rank=session&from=1969-12-31T00:00:00Z&to=1970-01-02T00:00:00Z',
+    'from must not be before 1970-01-01T00:00:00.000Z',
+  ],
+  [
+    '/v1/analytics/performance/V-1?from=9999-12-31T23:00:00Z&hours=2',
+    "from must keep the window's end at most 9999-01-01T00:00:00.000Z",
+  ],
+  [
+    '/v1/analytics/fleet?from=9998-12-31T00:00:00Z&to=9999-12-31T00:00:00Z',
+    "to must keep the window's end at most 9999-01-01T00:00:00.000Z",
+  ],
 ])('when GET %s, then 400 says %s', async (path, message) => {
   const res = await get(path).expect(400);
   expect(res.body.error).toBe('invalid_parameter');
@@ -47,4 +63,11 @@ test('when a setting is not one of its values, then 400 lists the values once', 
   expect(res.body.details).toEqual([
     { path: '/energyReadings', message: 'must be one of "interval", "cumulative", null' },
   ]);
+});
+
+test('when a session id names a transaction above PostgreSQL integers, or a detected session started before 1970, then it is looked up like any other (404 when absent)', async () => {
+  for (const id of ['tx-2147483648', 'tx-9999999999', 'd--600000']) {
+    const res = await get(`/v1/vehicles/V-1/sessions/${id}`).expect(404);
+    expect(res.body.error).toBe('not_found');
+  }
 });

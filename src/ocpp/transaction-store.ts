@@ -3,7 +3,7 @@ import { markSessionsChanged } from '../stores/session-marks';
 import { normalizeIdTag } from './id-tag-store';
 
 /** The largest transaction id (a PostgreSQL `integer` serial). */
-const MAX_TRANSACTION_ID = 2_147_483_647;
+export const MAX_TRANSACTION_ID = 2_147_483_647;
 
 /** A charging transaction as a charge point reported it (register values in Wh). */
 export interface Transaction {

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { invalidParameter } from '../errors';
 import { Timestamp } from '../schema/primitives';
+import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
 
 export const HOUR_MS = 3_600_000;
 const DEFAULT_HOURS = 24;
@@ -20,6 +21,9 @@ export const WindowQuery = {
     }),
   ),
 };
+
+/** The latest a window may end: its bounds stay four-digit years. */
+const LATEST_WINDOW_END_MS = Date.UTC(9999, 0, 1);
 
 export interface AnalyticsWindow {
   from: Date;
@@ -83,6 +87,20 @@ export function parseWindow(
     from = new Date(to.getTime() - span);
   }
   const toIsNow = query.to === undefined && (query.from === undefined || fromAloneEndsNow);
+  // No reading is older; and a window past year 9999 has no RFC 3339 bounds to answer with.
+  if (from.getTime() < MIN_TIMESTAMP_MS) {
+    throw invalidParameter(
+      'from',
+      `must not be before ${new Date(MIN_TIMESTAMP_MS).toISOString()}`,
+    );
+  }
+  if (to.getTime() > LATEST_WINDOW_END_MS) {
+    const param = query.to === undefined ? 'from' : 'to';
+    throw invalidParameter(
+      param,
+      `must keep the window's end at most ${new Date(LATEST_WINDOW_END_MS).toISOString()}`,
+    );
+  }
   if (from >= to) {
     const end = toIsNow ? `the window's end, ${to.toISOString()} (now: to is not given)` : 'to';
     throw invalidParameter('from', `must be earlier than ${end}`);

@@ -5,6 +5,7 @@ import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
 import { FleetSessions, SessionDetail, VehicleSessions } from './session-schemas';
 import type { SessionService } from './session-service';
+import { DETECTED_SESSION_ID, TRANSACTION_SESSION_ID } from './session-store';
 
 const VEHICLE_DEFAULT_HOURS = 7 * 24;
 const VEHICLE_MAX_HOURS = 92 * 24;
@@ -72,7 +73,7 @@ export function sessionRoutes({
       params: Type.Object({
         vehicleId: DeviceId,
         sessionId: Type.String({
-          pattern: '^(tx-\\d{1,10}|d-\\d{1,15})$',
+          pattern: `${TRANSACTION_SESSION_ID.source}|${DETECTED_SESSION_ID.source}`,
           description:
             'a session id as the sessions list gives it: tx-<transaction id> or d-<start, epoch ms>',
         }),

@@ -3,7 +3,16 @@ import { onGenericPlan } from '../../db/prepared';
 import { mappedInQuarter } from '../stores/rollup-store';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
+import { MAX_TRANSACTION_ID } from '../ocpp/transaction-store';
 import { DRIFT_BASELINE_DAYS } from './thresholds';
+
+/**
+ * Session ids, as the sessions list gives them: `d-<start, epoch ms>` for a detected session (its
+ * start may be before 1970: a reading at 00:00 on 1970-01-01 starts one earlier), `tx-<id>` for
+ * an OCPP transaction.
+ */
+export const DETECTED_SESSION_ID = /^d-(-?\d{1,15})$/;
+export const TRANSACTION_SESSION_ID = /^tx-(\d{1,10})$/;
 
 /** A charging session as computed from readings (see session-sql.ts). */
 export interface SessionRow {
@@ -499,10 +508,10 @@ export class SessionStore {
 
   /** Where a session id says the session starts (`d-<ms>`; `tx-<id>`: the transaction's start). */
   async startOf(vehicleId: string, id: string): Promise<Date | null> {
-    const detected = /^d-(\d{1,15})$/.exec(id);
+    const detected = DETECTED_SESSION_ID.exec(id);
     if (detected) return new Date(Number(detected[1]));
-    const transaction = /^tx-(\d{1,10})$/.exec(id);
-    if (!transaction) return null;
+    const transaction = TRANSACTION_SESSION_ID.exec(id);
+    if (!transaction || Number(transaction[1]) > MAX_TRANSACTION_ID) return null;
     const row = await this.db('ocpp_transactions')
       .select('started_at')
       .where({ id: Number(transaction[1]), vehicle_id: vehicleId })

@@ -12,7 +12,7 @@ import {
 } from '../schema/validator';
 
 /** Earliest timestamp accepted: nothing in an EV fleet's history predates it. */
-const MIN_TIMESTAMP_MS = Date.UTC(1970, 0, 1);
+export const MIN_TIMESTAMP_MS = Date.UTC(1970, 0, 1);
 
 const hasOwn = (obj: object, key: string) => Object.prototype.hasOwnProperty.call(obj, key);
 
