@@ -5,8 +5,8 @@
  * `node dist/bench/express-ceiling.js PORT`.
  */
 import express from 'express';
-import { createExpress } from '../src/app';
-import { createHttpServer } from '../src/http/http-server';
+
+import { createExpress, createHttpServer } from '../src/http/http-server';
 import { loadConfig } from '../src/config';
 import { commandLineOrExit, numberOption, parseCommandLine, UsageError } from '../scripts/cli';
 

@@ -1,4 +1,4 @@
-import express, { type Express } from 'express';
+import type { Express } from 'express';
 import type { Knex } from 'knex';
 import { checkReplicas, type RedisClient } from './redis';
 import type { Registry } from 'prom-client';
@@ -15,6 +15,7 @@ import { statusRoutes } from './telemetry/status-routes';
 import { healthRoutes, type ReadinessChecks } from './health';
 import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
 import { mountRoutes } from './http/mount-routes';
+import { createExpress } from './http/http-server';
 import { buildOpenApiDocument, createDocsRouter } from './http/openapi';
 import { requestId } from './http/request-id';
 import type { AnyRoute } from './http/route-contract';
@@ -84,14 +85,6 @@ export const API_INFO = {
   description:
     'Telemetry for EV fleets: smart meters (AC) and vehicles (DC). A 202 means the reading is durably queued and will reach PostgreSQL.',
 };
-
-/** Express as the API sets it up (the benchmark's Express ceiling is built from it too). */
-export function createExpress(): Express {
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  return app;
-}
 
 /** Builds the API: stores, services and routes, wired from the given connections. Never listens. */
 export function createApp({

@@ -116,6 +116,12 @@ describe('health', () => {
     try {
       const ready = await request(flusher.flusher.healthApp).get('/health/ready').expect(200);
       expect(ready.body.checks).toEqual({ postgres: 'ok', redis: 'ok', worker: 'ok' });
+      // Refused as the API refuses: JSON, no stack.
+      const wrong = await request(flusher.flusher.healthApp).post('/metrics').expect(405);
+      expect(wrong.body).toMatchObject({ error: 'method_not_allowed' });
+      const unknown = await request(flusher.flusher.healthApp).get('/nope').expect(404);
+      expect(unknown.body).toMatchObject({ error: 'not_found' });
+      expect(unknown.text).not.toMatch(/ at /);
     } finally {
       await flusher.close();
     }

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import express, { type Express } from 'express';
+import type { Express } from 'express';
 import type { Knex } from 'knex';
 import type { RedisClient } from '../src/redis';
 import type { Config } from '../src/config';
 import { healthRoutes } from '../src/health';
-import { mountRoutes } from '../src/http/mount-routes';
+import { createServiceApp } from '../src/http/service-app';
 import type { Logger } from '../src/logger';
 import { shardsInUse } from '../src/queue/ingest-queue';
 import { createRedisKeys } from '../src/redis-keys';
@@ -147,10 +147,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     }
   };
   let closing = false;
-  const healthApp = express();
-  healthApp.disable('x-powered-by');
-  healthApp.use(
-    mountRoutes([
+  const healthApp = createServiceApp(
+    [
       ...healthRoutes({
         checks: {
           postgres: () => db.raw('SELECT 1'),
@@ -162,7 +160,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         isShuttingDown: () => closing,
       }),
       metricsRoute(registry),
-    ]),
+    ],
+    logger,
   );
 
   registerPoolMetrics(registry, db);

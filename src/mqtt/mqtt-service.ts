@@ -1,8 +1,8 @@
-import express, { type Express } from 'express';
+import type { Express } from 'express';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config';
 import { healthRoutes } from '../health';
-import { mountRoutes } from '../http/mount-routes';
+import { createServiceApp } from '../http/service-app';
 import type { Logger } from '../logger';
 import { createRegistry, metricsRoute } from '../metrics';
 import type { IngestQueues } from '../queue/ingest-queue';
@@ -48,16 +48,15 @@ export function createMqttService({
     logger,
   });
   let closing = false;
-  const healthApp = express();
-  healthApp.disable('x-powered-by');
-  healthApp.use(
-    mountRoutes([
+  const healthApp = createServiceApp(
+    [
       ...healthRoutes({
         checks: { redis: () => redis.ping(), mqtt: () => intake.ready() },
         isShuttingDown: () => closing,
       }),
       metricsRoute(registry),
-    ]),
+    ],
+    logger,
   );
   return {
     intake,

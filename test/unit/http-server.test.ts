@@ -1,8 +1,8 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { createExpress } from '../../src/app';
-import { createHttpServer } from '../../src/http/http-server';
+
+import { createExpress, createHttpServer } from '../../src/http/http-server';
 
 describe('createHttpServer', () => {
   const app = createExpress();
