@@ -33,7 +33,8 @@ export type PubackReason = typeof REASON_SUCCESS | typeof REASON_PAYLOAD_FORMAT_
 export interface DeliveredMessage {
   topic: string;
   payload: Buffer;
-  qos: 0 | 1;
+  /** 2 only from a broker that sends above the subscription's QoS 1: handled as 1. */
+  qos: 0 | 1 | 2;
   /** The broker sends it again (after a reconnect); it may already be stored. */
   redelivered: boolean;
   /** Aborts when the connection that delivered the message closes, or on close(). */
@@ -163,8 +164,9 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
   // Installed before the first CONNACK is read (see 1. above).
   client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void): void => {
     if (packet.qos === 2) {
-      // Subscribed at QoS 1, so the broker never sends QoS 2; let mqtt.js handle it if it does.
-      callback();
+      // Subscribed at QoS 1, a broker should never send QoS 2. mqtt.js hands one over at its
+      // PUBREL and answers PUBCOMP on `callback()`: only once stored, as a PUBACK would be.
+      handleQos2(packet, callback);
       return;
     }
     // An error makes mqtt.js skip its own PUBACK (QoS 1); without one it has nothing to send (QoS 0).
@@ -207,17 +209,45 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     else next();
   };
 
+  const handleQos2 = (packet: IPublishPacket, callback: (error?: Error) => void): void => {
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    o.handle({
+      topic: packet.topic,
+      payload,
+      qos: 2,
+      redelivered: packet.dup,
+      signal: connection.signal,
+    }).then(
+      () => callback(),
+      (err: unknown) => {
+        if ((err as Error)?.name !== 'AbortError') {
+          o.logger.error({ err, topic: packet.topic }, 'MQTT message handler failed');
+        }
+        callback(DEFERRED); // no PUBCOMP: the broker sends its PUBREL again
+      },
+    );
+  };
+
   const subscribe = (stream: Stream) => {
     // rh 1: retained messages come only with a new subscription, not again with a renewed one.
-    client.subscribe(o.subscription, { qos: 1, rh: 1 }, (err) => {
+    client.subscribe(o.subscription, { qos: 1, rh: 1 }, (err, granted) => {
       if (client.stream !== stream) return;
-      if (!err) {
+      // Granted QoS 0, messages would come unacknowledged: nothing to hold until stored.
+      const grantedQos = granted?.[0]?.qos;
+      const refusal =
+        err ??
+        (grantedQos === 1
+          ? null
+          : new Error(
+              `the broker granted QoS ${String(grantedQos)}; storing before acknowledging needs QoS 1`,
+            ));
+      if (!refusal) {
         subscribed = true;
         o.logger.info({ subscription: o.subscription }, 'MQTT subscribed');
         return;
       }
       o.logger.error(
-        { err, subscription: o.subscription },
+        { err: refusal, subscription: o.subscription },
         'MQTT subscribe refused; retrying in 5 s',
       );
       setTimeout(() => {

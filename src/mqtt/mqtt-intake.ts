@@ -135,7 +135,7 @@ export function startMqttIntake({
       const ticket: GateTicket = await gate.pass(delivery.signal);
       try {
         const result = await attempt();
-        gate.succeeded();
+        gate.succeeded(ticket);
         return result;
       } catch (err) {
         if (err instanceof AppError && err.statusCode < 500) throw err;

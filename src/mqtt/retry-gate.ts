@@ -64,9 +64,13 @@ export class RetryGate {
     });
   }
 
-  /** Storage worked: open, and let every waiter go. */
-  succeeded(): void {
-    if (this.state === 'open') return;
+  /**
+   * Storage worked: open, and let every waiter go. While the gate is closed only its probe
+   * reopens it: an attempt that passed before the gate closed may still succeed (admitted on an
+   * older look at the backlog), and reopening on it let every waiter through, wave after wave.
+   */
+  succeeded(ticket: GateTicket): void {
+    if (this.state === 'open' || !ticket.probe) return;
     this.state = 'open';
     this.delayMs = this.options.minMs;
     this.probeDue = false;

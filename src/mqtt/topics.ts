@@ -86,6 +86,8 @@ export function bindToTopic(items: IngestItem[], route: TopicRoute): IngestItem[
       );
     }
     if (!Object.hasOwn(value, device.idField)) return { value: { ...value, [device.idField]: id } };
+    // Not a string (123 for "123"): validation says what an id must be.
+    if (typeof value[device.idField] !== 'string') return item;
     if (value[device.idField] !== id) {
       return mismatch(
         `${device.idField} ${JSON.stringify(value[device.idField])} differs from the topic's ${JSON.stringify(id)}`,

@@ -25,6 +25,7 @@ export class IngestAdmission {
     sampledAt: 0,
   };
   private timer: NodeJS.Timeout | null = null;
+  private storedSinceSample = 0;
 
   constructor(
     private readonly deps: {
@@ -59,9 +60,20 @@ export class IngestAdmission {
   }
 
   async refresh(): Promise<AdmissionSample> {
+    const storedBefore = this.storedSinceSample;
     const [backlog, memory] = await Promise.all([this.deps.backlog(), this.fullestMaster()]);
     this.sample = { backlogReadings: backlog, ...memory, sampledAt: Date.now() };
+    // Stores made while the sample was read may be in it or not: kept (counted twice at worst).
+    this.storedSinceSample -= storedBefore;
     return this.sample;
+  }
+
+  /**
+   * Readings this process stored: counted against the backlog until the next sample sees them,
+   * so the stores of one sample's interval cannot together pass the limit by far.
+   */
+  noteStored(readings: number): void {
+    this.storedSinceSample += readings;
   }
 
   /**
@@ -83,7 +95,8 @@ export class IngestAdmission {
 
   /** Throws a 503 when `incoming` more readings (plus those still in this process) would not fit. */
   check(incoming: number, pendingInProcess: number): void {
-    const { backlogReadings, usedMemoryBytes, maxMemoryBytes } = this.sample;
+    const { usedMemoryBytes, maxMemoryBytes } = this.sample;
+    const backlogReadings = this.sample.backlogReadings + this.storedSinceSample;
     const { maxBacklogReadings, redisMemoryHighWater } = this.deps.config;
     if (backlogReadings + pendingInProcess + incoming > maxBacklogReadings) {
       throw serviceUnavailable(

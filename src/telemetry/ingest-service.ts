@@ -244,9 +244,11 @@ export class IngestService {
       if (result.ok) readings.push(result.value);
       else errors.push({ index, ...result.failure });
     });
-    for (const e of errors) this.metrics.onRejected(e.error, 1);
     // All invalid: nothing to store; the route answers 400 with the errors.
     if (readings.length > 0) await this.store(readings);
+    // Counted once the answer is final: a store refused for now is tried again (MQTT) with the
+    // same invalid readings, which are not rejected again.
+    for (const e of errors) this.metrics.onRejected(e.error, 1);
     return { kind: 'batch', accepted: readings.length, errors };
   }
 
@@ -259,6 +261,7 @@ export class IngestService {
     }
     try {
       await this.buffer.add(readings);
+      this.deps.admission.noteStored(readings.length);
     } catch (err) {
       if (err instanceof NotReplicatedError) {
         this.metrics.onUnavailable('redis_not_replicated');

@@ -78,6 +78,25 @@ describe('IngestAdmission', () => {
     expect(refusal(admission, 10, 0)).toBeNull();
   });
 
+  test('when this process stored readings since the sample, then they count against the limit until the next sample sees them', async () => {
+    const sample = { backlog: '900', usedMemory: 0, maxMemory: 0 };
+    const { redis } = redisStub(sample);
+    const admission = new IngestAdmission({
+      redis,
+      backlog: () => backlogReadings(redis, [shard]),
+      config: { maxBacklogReadings: 1000, redisMemoryHighWater: 0.9 },
+      logger: createLogger({ level: 'silent', name: 'unit' }),
+    });
+    await admission.refresh();
+    admission.noteStored(60);
+    expect(refusal(admission, 40, 0)).toBeNull();
+    expect(refusal(admission, 41, 0)).toMatchObject({ code: 'backlog_full' });
+    // The flusher took them meanwhile: the next sample says so, and nothing is counted twice.
+    sample.backlog = '500';
+    await admission.refresh();
+    expect(refusal(admission, 500, 0)).toBeNull();
+  });
+
   test('when backlog, pending and incoming readings reach the limit exactly, then they are admitted', async () => {
     const { admission } = await admissionWith({ backlog: '900' });
     expect(refusal(admission, 60, 40)).toBeNull();

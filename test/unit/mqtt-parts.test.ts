@@ -43,16 +43,19 @@ describe('MQTT topics', () => {
 
   test('when items are bound to a device topic, then the id is filled in, kept when equal, and refused when not', () => {
     const route = { kind: 'device' as const, device: meterKind, id: 'M-1' };
-    const [filled, same, other, wrongKind, notObject] = bindToTopic(
+    const [filled, same, other, wrongKind, notObject, number] = bindToTopic(
       [
         { value: { voltage: 1 } },
         { value: { meterId: 'M-1' } },
         { value: { meterId: 'M-2' } },
         { value: { vehicleId: 'V-1' } },
         { value: 'text' },
+        { value: { meterId: 1 } },
       ],
       route,
     );
+    // Not a string: left to validation, which says what an id must be.
+    expect(number).toEqual({ value: { meterId: 1 } });
     expect(filled).toEqual({ value: { voltage: 1, meterId: 'M-1' } });
     expect(same).toEqual({ value: { meterId: 'M-1' } });
     expect(other).toMatchObject({ invalid: { error: 'topic_mismatch' } });
@@ -130,10 +133,28 @@ describe('retry gate', () => {
     while (passed.length < 2) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, 50));
     expect(passed).toEqual([true, true]);
-    gate.succeeded();
+    gate.succeeded({ probe: true });
     await Promise.all(waiters);
     expect(passed).toEqual([true, true, false]);
     expect(gate.isOpen).toBe(true);
+    gate.close();
+  });
+
+  test('when an attempt that passed before the gate closed succeeds, then the gate stays closed: only its probe opens it', async () => {
+    const gate = new RetryGate({ minMs: 20, maxMs: 40 });
+    const early = await gate.pass(never);
+    const refused = await gate.pass(never);
+    gate.failed(refused);
+    let woken = 0;
+    const waiters = [1, 2].map(() => gate.pass(never).then(() => (woken += 1)));
+    gate.succeeded(early);
+    await new Promise((r) => setTimeout(r, 5));
+    expect({ open: gate.isOpen, woken }).toEqual({ open: false, woken: 0 });
+    // The probe (after the delay) takes one waiter; its success lets the other go.
+    while (woken < 1) await new Promise((r) => setTimeout(r, 5));
+    gate.succeeded({ probe: true });
+    await Promise.all(waiters);
+    expect({ open: gate.isOpen, woken }).toEqual({ open: true, woken: 2 });
     gate.close();
   });
 

@@ -1,0 +1,126 @@
+/**
+ * The acknowledging subscriber against a broker that does what Mosquitto does not: grants less
+ * than QoS 1, or delivers QoS 2. A broker of the test's own, speaking MQTT 5 through mqtt-packet.
+ */
+import net, { type AddressInfo, type Socket } from 'node:net';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import {
+  REASON_SUCCESS,
+  startAckAfterStoreSubscriber,
+  type DeliveredMessage,
+  type PubackReason,
+} from '../src/mqtt/ack-after-store';
+import { createLogger } from '../src/logger';
+import { waitFor } from './helpers/engine';
+
+const V5 = { protocolVersion: 5 as const };
+
+/** Answers CONNECT and SUBSCRIBE (granting `grantedQos`) and keeps what the client sends. */
+async function fakeBroker(grantedQos: number) {
+  const received: Packet[] = [];
+  let client: Socket | null = null;
+  const server = net.createServer((socket) => {
+    client = socket;
+    const parser = mqttPacket.parser(V5);
+    parser.on('packet', (packet: Packet) => {
+      received.push(packet);
+      if (packet.cmd === 'connect') {
+        socket.write(
+          mqttPacket.generate({ cmd: 'connack', sessionPresent: false, reasonCode: 0 }, V5),
+        );
+      } else if (packet.cmd === 'subscribe') {
+        socket.write(
+          mqttPacket.generate(
+            { cmd: 'suback', messageId: packet.messageId, granted: [grantedQos] },
+            V5,
+          ),
+        );
+      } else if (packet.cmd === 'pingreq') {
+        socket.write(mqttPacket.generate({ cmd: 'pingresp' }, V5));
+      }
+    });
+    socket.on('data', (data) => parser.parse(data));
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received,
+    send: (packet: Packet) => client?.write(mqttPacket.generate(packet, V5)),
+    close: () =>
+      new Promise<void>((resolve) => {
+        client?.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function subscriberOn(url: string, handle: (m: DeliveredMessage) => Promise<PubackReason>) {
+  return startAckAfterStoreSubscriber({
+    url,
+    clientId: 'quirks',
+    subscription: 'q/#',
+    receiveMaximum: 10,
+    sessionExpiryS: 60,
+    handle,
+    logger: createLogger({ level: 'silent', name: 'test' }),
+  });
+}
+
+test('when the broker grants QoS 0, then the subscriber is not ready: messages could not be held until stored', async () => {
+  for (const [granted, ready] of [
+    [0, false],
+    [1, true],
+  ] as const) {
+    const broker = await fakeBroker(granted);
+    const subscriber = subscriberOn(broker.url, async () => REASON_SUCCESS);
+    try {
+      await waitFor(
+        async () => broker.received.some((p) => p.cmd === 'subscribe'),
+        10_000,
+        'the subscription',
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      expect({ granted, ready: subscriber.ready }).toEqual({ granted, ready });
+    } finally {
+      await subscriber.close(1000);
+      await broker.close();
+    }
+  }
+});
+
+test('when the broker delivers QoS 2, then the message is handled and PUBCOMP answered only once it is stored', async () => {
+  const broker = await fakeBroker(1);
+  const held: { message: DeliveredMessage; store: () => void }[] = [];
+  const subscriber = subscriberOn(
+    broker.url,
+    (message) =>
+      new Promise((resolve) => held.push({ message, store: () => resolve(REASON_SUCCESS) })),
+  );
+  try {
+    await waitFor(async () => subscriber.ready, 10_000, 'subscribed');
+    broker.send({
+      cmd: 'publish',
+      topic: 'q/a',
+      payload: Buffer.from('m'),
+      qos: 2,
+      messageId: 7,
+      dup: false,
+      retain: false,
+    });
+    await waitFor(async () => broker.received.some((p) => p.cmd === 'pubrec'), 10_000, 'PUBREC');
+    broker.send({ cmd: 'pubrel', messageId: 7 });
+    await waitFor(async () => held.length === 1, 10_000, 'the message handed over');
+    expect({ topic: held[0].message.topic, qos: held[0].message.qos }).toEqual({
+      topic: 'q/a',
+      qos: 2,
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(broker.received.some((p) => p.cmd === 'pubcomp')).toBe(false);
+    held[0].store();
+    await waitFor(async () => broker.received.some((p) => p.cmd === 'pubcomp'), 10_000, 'PUBCOMP');
+  } finally {
+    await subscriber.close(1000);
+    await broker.close();
+  }
+});

@@ -1,0 +1,35 @@
+import { createLogger } from '../../src/logger';
+import type { IngestAdmission } from '../../src/telemetry/admission';
+import { IngestService } from '../../src/telemetry/ingest-service';
+import { createReadingValidator } from '../../src/telemetry/validation';
+
+const valid = { meterId: 'M-1', kwhConsumedAc: 1, voltage: 230, timestamp: '2024-04-01T00:00:00Z' };
+
+test('when a batch with an invalid reading is tried again after its store was refused for now, then the invalid reading is counted once', async () => {
+  const rejected: string[] = [];
+  let stores = 0;
+  const service = new IngestService({
+    validator: createReadingValidator({ maxClockSkewS: 300 }),
+    admission: {
+      check: () => undefined,
+      noteStored: () => undefined,
+    } as unknown as IngestAdmission,
+    // Redis refuses the first store, takes the second (as the MQTT intake's retry meets it).
+    storeBatches: async () => {
+      stores += 1;
+      if (stores === 1) throw new Error('Redis connection is reconnecting');
+    },
+    config: { maxBatchReadings: 10, queueBatchReadings: 10 },
+    logger: createLogger({ level: 'silent', name: 'unit' }),
+    metrics: {
+      onAccepted: () => undefined,
+      onRejected: (reason, count) => rejected.push(`${reason} x${count}`),
+      onBatchStored: () => undefined,
+      onUnavailable: () => undefined,
+    },
+  });
+  const input = { kind: 'batch' as const, items: [{ value: valid }, { value: { bad: 1 } }] };
+  await expect(service.ingest(input)).rejects.toMatchObject({ statusCode: 503 });
+  expect(await service.ingest(input)).toMatchObject({ kind: 'batch', accepted: 1 });
+  expect(rejected).toEqual(['unrecognised_reading x1']);
+});
