@@ -23,6 +23,15 @@ test.each([
     'sessionId must be a session id as the sessions list gives it: tx-<transaction id> or d-<start, epoch ms>',
   ],
   ['/v1/charge-points/cp:1', 'chargePointId must be 1-48 characters from A-Z a-z 0-9 . _ -'],
+  ['/v1/meters/M-1/status?x=1', 'x is not a known parameter (this endpoint takes none)'],
+  [
+    '/v1/analytics/fleet?from=2024-01-01T00:00:00+01:00&hours=2',
+    'from must be an RFC 3339 date-time with a zone offset, e.g. 2024-03-20T10:00:00Z (a "+" in a URL query reads as a space: send it as %2B)',
+  ],
+  [
+    '/v1/telemetry/map/V-1?from=2024-01-01',
+    'from is not a known parameter (this endpoint takes none)',
+  ],
   ['/v1/charge-points?cursor=a:b', 'cursor must be the nextCursor of the previous page'],
   ['/v1/id-tags/abc!', 'idTag must be an RFID card or app token: 1-20 characters from'],
   ['/v1/analytics/fleet?rank=foo', 'rank must be one of "efficiency", "session"'],

@@ -1,4 +1,11 @@
-import { IncomingMessage, ServerResponse, createServer, type Server } from 'node:http';
+import {
+  IncomingMessage,
+  STATUS_CODES,
+  ServerResponse,
+  createServer,
+  type Server,
+} from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import express, { type Express } from 'express';
 
@@ -21,12 +28,41 @@ export function createHttpServer(app: Express): Server {
     Reflect.apply(ServerResponse, this, [req, options]);
   }
   Response.prototype = app.response;
-  return createServer(
+  const server = createServer(
     {
       IncomingMessage: Request as unknown as typeof IncomingMessage,
       ServerResponse: Response as unknown as typeof ServerResponse,
     },
     app,
+  );
+  server.on('clientError', answerClientError);
+  return server;
+}
+
+/** What node:http refuses before Express sees a request, answered in JSON like every error. */
+const CLIENT_ERRORS: Record<string, [number, string, string]> = {
+  HPE_HEADER_OVERFLOW: [
+    431,
+    'headers_too_large',
+    'The request line and headers are larger than 16 KB together',
+  ],
+  HPE_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request did not arrive in time'],
+};
+
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, error, message] = CLIENT_ERRORS[err.code ?? ''] ?? [
+    400,
+    'bad_request',
+    'The request is not valid HTTP/1.1',
+  ];
+  const body = JSON.stringify({ error, message, details: [] });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 

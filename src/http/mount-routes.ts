@@ -21,6 +21,8 @@ import { JSON_BODY_LIMIT_BYTES, type AnyRoute } from './route-contract';
 
 export const expressPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
 
+const PLUS_HINT = 'a "+" in a URL query reads as a space: send it as %2B';
+
 /** Path and query values arrive as text: numbers are coerced, anything else must already fit. */
 function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') {
   const validate = compile(ajv, schema);
@@ -48,10 +50,20 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
     if (!validate(input)) {
       const [first] = toDetails(validate.errors);
       const name = first.path.replace(/^\//, '') || where;
-      throw invalidParameter(name, first.message);
+      // A "+" written as such in a URL arrives as a space (an offset such as +01:00 most often).
+      const spaced = where === 'query' && String(input[name] ?? '').includes(' ');
+      throw invalidParameter(name, spaced ? `${first.message} (${PLUS_HINT})` : first.message);
     }
     return input;
   };
+}
+
+/** A route that declares no query takes none: a parameter given is refused, not ignored. */
+function noQuery(raw: unknown): Record<string, never> {
+  const [name] = Object.keys(raw as object);
+  if (name !== undefined)
+    throw invalidParameter(name, 'is not a known parameter (this endpoint takes none)');
+  return {};
 }
 
 /** `authorize` guards the routes that declare a scope (every route of the API has one or none). */
@@ -73,7 +85,7 @@ export function mountRoutes(
     const handle: RequestHandler = async (req, res) => {
       const input = {
         params: params ? params(req.params) : {},
-        query: query ? query(req.query as Record<string, unknown>) : {},
+        query: query ? query(req.query as Record<string, unknown>) : noQuery(req.query),
         body: undefined as unknown,
         req,
         res,

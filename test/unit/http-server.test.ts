@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import express from 'express';
 
 import { createExpress, createHttpServer } from '../../src/http/http-server';
@@ -45,5 +45,20 @@ describe('createHttpServer', () => {
       query: { a: '1' },
       host: '127.0.0.1',
     });
+  });
+
+  test('when node:http refuses a request before Express (headers over 16 KB, not HTTP), then the answer is JSON too', async () => {
+    const long = await fetch(`${url}/echo?x=${'a'.repeat(17_000)}`, { method: 'POST' });
+    expect(long.status).toBe(431);
+    expect(await long.json()).toMatchObject({ error: 'headers_too_large' });
+    const { port } = server.address() as AddressInfo;
+    const raw = await new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write('NOT HTTP AT ALL\r\n\r\n'));
+      let text = '';
+      socket.on('data', (d) => (text += d.toString()));
+      socket.on('close', () => resolve(text));
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(JSON.parse(raw.split('\r\n\r\n')[1])).toMatchObject({ error: 'bad_request' });
   });
 });
