@@ -104,6 +104,18 @@ describe('vehicle to meter mapping', () => {
     for (let i = 1; i < periods.length; i++) expect(periods[i - 1].to).toBe(periods[i].from);
   });
 
+  test('when concurrent re-mappings without since race, then each takes effect now, one after the other, none refused', async () => {
+    await map({ vehicleId: 'V-7', meterId: 'M-0' }).expect(200);
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => map({ vehicleId: 'V-7', meterId: `M-${i + 1}` })),
+    );
+    expect(results.map((r) => r.status)).toEqual(Array.from({ length: 10 }, () => 200));
+    const { body } = await request(engine.api.app).get('/v1/telemetry/map/V-7').expect(200);
+    const periods = body.history as { from: string; to: string | null }[];
+    expect(periods).toHaveLength(11);
+    for (let i = 1; i < periods.length; i++) expect(periods[i - 1].to).toBe(periods[i].from);
+  });
+
   test.each([
     [{ vehicleId: 'V-1' }, '/meterId', /is required/],
     [{ vehicleId: 'V 1', meterId: 'M-1' }, '/vehicleId', /1-64 characters/],

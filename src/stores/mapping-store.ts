@@ -37,7 +37,8 @@ export class MappingStore {
   async assign(
     vehicleId: string,
     meterId: string,
-    since: Date,
+    asked: Date,
+    { sinceIsNow = false }: { sinceIsNow?: boolean } = {},
   ): Promise<{ current: MappingPeriod; previous: MappingPeriod | null; changed: boolean }> {
     return this.db.transaction(async (trx) => {
       await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
@@ -54,6 +55,12 @@ export class MappingStore {
         .first();
       // A new period starts after the open one's start, or at or after the closed one's end.
       const earliestAllowed = latest ? (latest.valid_to ?? latest.valid_from) : null;
+      // "Now" as the caller saw it may be before a mapping made while it waited for the lock:
+      // now is then just after that one.
+      const since =
+        sinceIsNow && earliestAllowed && asked.getTime() <= earliestAllowed.getTime()
+          ? new Date(earliestAllowed.getTime() + 1)
+          : asked;
       const tooEarly = latest?.valid_to
         ? since.getTime() < latest.valid_to.getTime()
         : earliestAllowed !== null && since.getTime() <= earliestAllowed.getTime();
