@@ -82,7 +82,7 @@ export const settingsSchema = Type.Object({
   }),
   REDIS_WAIT_REPLICAS: integer(0, 0, 10, {
     description:
-      'acknowledge readings only once they reached this many replicas (Redis `WAIT`), else `503`; 0: once on the master',
+      'acknowledge readings only once they reached this many replicas (Redis `WAIT`), else `503`; readiness (also `/health/ready/ingest`) fails while no master has that many replicas in sync; 0: once on the master',
   }),
   REDIS_WAIT_TIMEOUT_MS: integer(1000, 1, 60_000, {
     description: 'how long `REDIS_WAIT_REPLICAS` waits for the replicas',

@@ -373,16 +373,16 @@ describe('settings documentation', () => {
     for (const line of section.split('\n')) {
       const cells = line.split('|').map((c) => c.trim());
       const name = /^`([A-Z0-9_]+)`$/.exec(cells[1] ?? '')?.[1];
-      if (name) rows.set(name, cells[2]);
+      if (name) rows.set(name, `${cells[2]} | ${cells[3]}`);
     }
     return rows;
   }
 
-  test('when the README is read, then its Configuration table lists every setting with the same default', () => {
+  test('when the README is read, then its Configuration table lists every setting with the same default and meaning', () => {
     const documented = readmeDefaults();
     const declared = listSettings();
     expect(declared.map((s) => [s.name, documented.get(s.name)])).toEqual(
-      declared.map((s) => [s.name, s.default]),
+      declared.map((s) => [s.name, `${s.default} | ${s.description}`]),
     );
     expect([...documented.keys()].sort()).toEqual(declared.map((s) => s.name).sort());
   });
