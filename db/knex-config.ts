@@ -1,7 +1,35 @@
 import type { Knex } from 'knex';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { armQueryDeadline } from './query-deadline';
+
+export const MIGRATIONS_TABLE = 'knex_migrations';
+
+/**
+ * The migration files, named as compiled code names them (`<file>.js`) whether the code runs
+ * compiled (`npm start`) or under tsx (`npm run dev`): named by their own extension, a database
+ * migrated by one was "missing" every migration for the other.
+ */
+class MigrationFiles implements Knex.MigrationSource<string> {
+  constructor(
+    private readonly directory: string,
+    private readonly extension: '.js' | '.ts',
+  ) {}
+
+  async getMigrations(): Promise<string[]> {
+    const files = await readdir(this.directory);
+    return files.filter((f) => f.endsWith(this.extension) && !f.endsWith('.d.ts')).sort();
+  }
+
+  getMigrationName(file: string): string {
+    return file.replace(/\.ts$/, '.js');
+  }
+
+  async getMigration(file: string): Promise<Knex.Migration> {
+    return (await import(path.join(this.directory, file))) as Knex.Migration;
+  }
+}
 
 /** What the database connection needs of the engine's configuration. */
 export interface DbSettings {
@@ -65,9 +93,11 @@ export function knexConfig(
     },
     acquireConnectionTimeout: config.dbAcquireTimeoutMs,
     migrations: {
-      directory: path.join(__dirname, 'migrations'),
-      loadExtensions: [compiled ? '.js' : '.ts'],
-      tableName: 'knex_migrations',
+      migrationSource: new MigrationFiles(
+        path.join(__dirname, 'migrations'),
+        compiled ? '.js' : '.ts',
+      ),
+      tableName: MIGRATIONS_TABLE,
     },
   };
 }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Knex } from 'knex';
+import { MIGRATIONS_TABLE } from './knex-config';
 
 /** The URL of the server's maintenance database, used to create or drop other databases. */
 export function maintenanceUrl(databaseUrl: string): string {
@@ -51,8 +52,17 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
 }
 
 export async function migrateToLatest(db: Knex): Promise<string[]> {
+  await nameMigrationsAsCompiled(db);
   const [, applied] = (await db.migrate.latest()) as [number, string[]];
   return applied;
+}
+
+/** Migrations recorded under tsx before they were named as compiled (`.ts`): renamed `.js`. */
+async function nameMigrationsAsCompiled(db: Knex): Promise<void> {
+  if (!(await db.schema.hasTable(MIGRATIONS_TABLE))) return;
+  await db(MIGRATIONS_TABLE)
+    .where('name', 'like', '%.ts')
+    .update({ name: db.raw(`regexp_replace(name, '\\.ts$', '.js')`) });
 }
 
 export async function rollbackAll(db: Knex): Promise<string[]> {

@@ -131,6 +131,9 @@ export async function assertDependenciesReachable(
   if (failures.length > 0) throw new DependencyUnavailableError(failures.join('\n'));
 }
 
+/** SQLSTATE invalid_catalog_name: the database named does not exist. */
+const MISSING_DATABASE = '3D000';
+
 /**
  * Refuses to start against a database that lacks migrations: every flush and read would fail on
  * a missing table, logged as a stack trace every few seconds. Unreachable: left to the caller
@@ -140,7 +143,13 @@ export async function assertSchemaMigrated(db: Knex, databaseUrl: string): Promi
   let pending: string[];
   try {
     pending = await pendingMigrations(db);
-  } catch {
+  } catch (err) {
+    // The server answers but has no such database: ingest would accept what it can never store.
+    if ((err as { code?: string }).code === MISSING_DATABASE) {
+      throw new StartupError(
+        `The database ${redactUrl(databaseUrl)} does not exist: run npm run migrate to create it (npm start creates and migrates it by itself)`,
+      );
+    }
     return;
   }
   if (pending.length > 0) {

@@ -1,7 +1,13 @@
-import { withMaintenanceClient } from '../db/migrate';
+import { createDb } from '../db/create-db';
 import net from 'node:net';
 import request from 'supertest';
-import { migrateToLatest, rollbackAll } from '../db/migrate';
+import {
+  ensureDatabase,
+  migrateToLatest,
+  pendingMigrations,
+  rollbackAll,
+  withMaintenanceClient,
+} from '../db/migrate';
 import { ConfigError, loadConfig } from '../src/config';
 import { startTestApi, startTestFlusher, waitFor, type TestApi } from './helpers/engine';
 import { envFor, startProcess } from './helpers/processes';
@@ -279,6 +285,41 @@ describe('start-up without PostgreSQL or Redis', () => {
         expect(result.output).toMatch(/lacks \d+ migration\(s\) .*run npm run migrate/);
       }
     } finally {
+      await withMaintenanceClient(url, (c) =>
+        c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+      );
+    }
+  });
+
+  test('when the database does not exist, then the flusher and the API refuse to start, saying to run npm run migrate', async () => {
+    const url = withDatabaseName(baseDatabaseUrl(), `energy_missing_${process.pid}`);
+    for (const entry of ['workers/flusher.ts', 'src/server.ts']) {
+      const result = await runEntry(entry, {
+        DATABASE_URL: url,
+        AUTH: 'off',
+        FLUSHER_PORT: '0',
+        PORT: '0',
+      });
+      expect({ entry, code: result.code }).toEqual({ entry, code: 1 });
+      expect(result.output).toMatch(/energy_missing_\d+ does not exist: run npm run migrate/);
+    }
+  });
+
+  test('when migrations were recorded under their TypeScript names (npm run dev before), then migrating applies nothing and renames them as compiled code names them', async () => {
+    const name = `energy_renamed_${process.pid}`;
+    const url = withDatabaseName(baseDatabaseUrl(), name);
+    await ensureDatabase(url);
+    const db = createDb(loadConfig({ DATABASE_URL: url }));
+    try {
+      const applied = await migrateToLatest(db);
+      expect(applied.every((m) => m.endsWith('.js'))).toBe(true);
+      await db('knex_migrations').update({ name: db.raw(`replace(name, '.js', '.ts')`) });
+      expect(await migrateToLatest(db)).toEqual([]);
+      expect(await pendingMigrations(db)).toEqual([]);
+      const names = (await db('knex_migrations').pluck('name')) as string[];
+      expect(names).toEqual(applied);
+    } finally {
+      await db.destroy();
       await withMaintenanceClient(url, (c) =>
         c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
       );
