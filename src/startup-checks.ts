@@ -4,7 +4,13 @@ import pg from 'pg';
 import type { Knex } from 'knex';
 import { maintenanceUrl, pendingMigrations } from '../db/migrate';
 import { redactUrl } from './config';
-import { createRedis, isAuthError, waitForRedis, type RedisSettings } from './redis';
+import {
+  createRedis,
+  isAuthError,
+  waitForRedis,
+  type RedisClient,
+  type RedisSettings,
+} from './redis';
 import { StartupError } from './startup-error';
 
 /** A dependency the process cannot start without; its message tells a person what to do. */
@@ -63,8 +69,28 @@ export async function assertRedisReachable(
         '    Debian/Ubuntu: sudo apt-get install -y redis-server && sudo service redis-server start\n' +
         '    Docker:        docker compose up -d redis',
     );
+  }
+  try {
+    await assertDatabaseIndex(redis, settings);
   } finally {
     redis.disconnect();
+  }
+}
+
+/**
+ * A database index in REDIS_URL that the server does not have: ioredis goes on with database 0
+ * when its SELECT fails, so the engine's keys would land where nobody meant them.
+ */
+async function assertDatabaseIndex(redis: RedisClient, settings: RedisSettings): Promise<void> {
+  const index = new URL(settings.redisUrl).pathname.replace(/^\//, '');
+  if (settings.redisClusterNodes || index === '' || index === '0') return;
+  try {
+    await redis.select(Number(index));
+  } catch (err) {
+    throw new DependencyUnavailableError(
+      `REDIS_URL names the database ${index}, which the Redis at ${redactUrl(settings.redisUrl)} does not have (${describe(err)}).\n` +
+        '  Name one below its databases setting (16 by default), or none for 0.',
+    );
   }
 }
 

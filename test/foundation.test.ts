@@ -326,6 +326,18 @@ describe('start-up without PostgreSQL or Redis', () => {
     }
   });
 
+  test('when REDIS_URL names a database index Redis does not have, then the flusher refuses to start, naming it (ioredis would go on with database 0)', async () => {
+    const result = await runEntry('workers/flusher.ts', {
+      REDIS_URL: 'redis://127.0.0.1:6379/99',
+      FLUSHER_PORT: '0',
+    });
+    expect(result.code).toBe(1);
+    expect(result.output).toMatch(
+      /REDIS_URL names the database 99, which the Redis at .* does not have/,
+    );
+    expect(result.output).not.toMatch(/\n\s+at /);
+  });
+
   test('when Redis refuses the credentials, then the flusher says so at once, not that Redis is unreachable', async () => {
     const result = await runEntry('workers/flusher.ts', {
       REDIS_URL: 'redis://nosuchuser:wrongpw@127.0.0.1:6379',
