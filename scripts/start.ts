@@ -17,11 +17,13 @@ const logger = createLogger({ level: 'info', name: 'start' });
 function startChild(name: string, relativeEntry: string): ChildProcess {
   const compiled = path.extname(__filename) === '.js';
   const entry = path.join(__dirname, '..', relativeEntry + (compiled ? '.js' : '.ts'));
-  const args = compiled ? [entry] : [require.resolve('tsx/cli'), entry];
+  // Under tsx, its loader in the child itself (not the tsx CLI, a process between us).
+  const args = compiled ? [entry] : ['--import', 'tsx', entry];
   // A process group of its own: Ctrl-C (or a signal to our group) reaches us alone, and we pass
   // it on once; reaching the children too, it came twice, which they take as "exit now".
+  // The IPC channel is how the child sees this process go, however it goes (see stopOnSignals).
   const child = spawn(process.execPath, args, {
-    stdio: 'inherit',
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: process.env,
     detached: true,
   });
@@ -83,6 +85,12 @@ async function main(): Promise<void> {
   }
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  // The terminal closed, or npm went away without passing its signal on (its SIGTERM): stop too.
+  process.on('SIGHUP', () => onSignal('SIGTERM'));
+  const launcher = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== launcher) stopAll('SIGTERM');
+  }, 1000).unref();
   logger.info(
     `engine running: API on http://127.0.0.1:${config.port}${config.mqttUrl ? ' (consuming MQTT)' : ''}, flusher health on :${config.flusherPort}; Ctrl-C stops both`,
   );

@@ -37,6 +37,12 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Started by `npm start` (with an IPC channel to it): stop when it goes away, however it went
+  // (killed, its terminal closed), rather than run on unseen and hold the ports.
+  if (process.channel) {
+    process.channel.unref();
+    process.once('disconnect', () => onSignal('SIGTERM'));
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import { createDb } from '../db/create-db';
 import net from 'node:net';
 import request from 'supertest';
+import { freePort } from '../bench/bench-helpers';
 import {
   ensureDatabase,
   migrateToLatest,
@@ -189,6 +190,49 @@ describe('start-up on a port already in use', () => {
         ),
       );
       expect(result.output).not.toMatch(/\n\s+at /); // no stack trace
+    },
+  );
+});
+
+describe('npm start going away', () => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await createTestContext();
+  });
+  afterAll(() => ctx.cleanup());
+
+  const answers = (url: string) =>
+    fetch(url).then(
+      () => true,
+      () => false,
+    );
+
+  test.each(['SIGKILL', 'SIGHUP'] as const)(
+    'when npm start is ended by %s, then the API and the flusher it started stop too, not left holding the ports',
+    async (signal) => {
+      const [port, flusherPort] = [await freePort(), await freePort()];
+      const start = startProcess(
+        'scripts/start.ts',
+        envFor(ctx.config, { PORT: String(port), FLUSHER_PORT: String(flusherPort) }),
+      );
+      const api = `http://127.0.0.1:${port}/health/live`;
+      const flusher = `http://127.0.0.1:${flusherPort}/health/live`;
+      try {
+        await waitFor(
+          async () => (await answers(api)) && (await answers(flusher)),
+          60_000,
+          'the API and the flusher to answer',
+        );
+        start.child.kill(signal);
+        await waitFor(
+          async () => !(await answers(api)) && !(await answers(flusher)),
+          20_000,
+          'the API and the flusher to stop',
+        );
+      } finally {
+        start.child.kill('SIGKILL');
+        await start.exited;
+      }
     },
   );
 });
