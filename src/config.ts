@@ -396,6 +396,12 @@ function conflictsOf(settings: Settings): string[] {
       `MAX_BACKLOG_READINGS=${settings.MAX_BACKLOG_READINGS}: expected at least MAX_BATCH_READINGS (${settings.MAX_BATCH_READINGS}); a request or message of that many readings could never be admitted, and an MQTT one would block the messages after it`,
     );
   }
+  // 0 is any free port, for each its own.
+  if (settings.PORT !== 0 && settings.PORT === settings.FLUSHER_PORT) {
+    conflicts.push(
+      `FLUSHER_PORT=${settings.FLUSHER_PORT}: expected another port than PORT's; the API and the flusher (npm start runs both) cannot listen on one port`,
+    );
+  }
   const classes = parseThresholdClasses(settings.EFFICIENCY_THRESHOLDS);
   for (const problem of thresholdClassProblems(classes, EFFICIENCY_BOUNDS)) {
     conflicts.push(

@@ -163,6 +163,10 @@ describe('flusher in this process', () => {
     const letters = (await ctx.redis.lrange(keys.deadLetters, 0, -1)).map((l) => JSON.parse(l));
     expect(letters).toHaveLength(1);
     expect(letters[0]).toMatchObject({ reading: poison, code: '23514' });
+    // PostgreSQL's words, not the statement knex puts before them (kilobytes per letter).
+    expect(letters[0].error).toMatch(
+      /^new row for relation "telemetry_history_p\d+" violates check constraint/,
+    );
     expect(await queue.getJobCountByTypes('failed')).toBe(0);
 
     // Re-driving puts it back in the queue; still invalid, it returns to the dead-letter list.

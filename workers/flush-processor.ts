@@ -10,6 +10,7 @@ import type { FlushMetrics } from '../src/metrics';
 import type { IngestJobData } from '../src/queue/ingest-queue';
 import type { PartitionMaintainer } from './partition-maintainer';
 import {
+  databaseMessage,
   isDatabaseUnavailable,
   isMissingPartition,
   isPermanentDataError,
@@ -145,7 +146,7 @@ export function createFlushProcessor(deps: {
       reading,
       acceptedAt,
       jobId: job.id,
-      error: (err as Error).message,
+      error: databaseMessage(err),
       code: (err as { code?: string }).code,
       failedAt: new Date().toISOString(),
     };
@@ -158,7 +159,7 @@ export function createFlushProcessor(deps: {
     );
     if (listed === 0) return; // listed by an earlier run of this job
     deps.logger.error(
-      { reading, err, jobId: job.id },
+      { reading, code: letter.code, error: letter.error, jobId: job.id },
       'reading refused by PostgreSQL: dead-lettered',
     );
   }

@@ -59,3 +59,13 @@ export function isPermanentDataError(err: unknown): boolean {
   if (typeof code !== 'string' || code.length !== 5 || isMissingPartition(err)) return false;
   return code.startsWith('22') || code.startsWith('23');
 }
+
+/**
+ * PostgreSQL's own words for a failed statement. knex prefixes them with the whole statement
+ * (`<sql> - <message>`), kilobytes for a flush: a dead letter or a log line needs the words only.
+ */
+export function databaseMessage(err: unknown): string {
+  const message = String((err as DriverError)?.message ?? err);
+  const cut = message.lastIndexOf(' - ');
+  return cut === -1 ? message : message.slice(cut + 3);
+}

@@ -290,6 +290,13 @@ describe('configuration problems', () => {
     },
   );
 
+  test('when PORT and FLUSHER_PORT are the same port, then the problem names FLUSHER_PORT; both 0 (any free port) is fine', () => {
+    expect(problemsFor({ PORT: '3841', FLUSHER_PORT: '3841' })).toEqual([
+      expect.stringMatching(/^FLUSHER_PORT=3841: expected another port than PORT's/),
+    ]);
+    expect(problemsFor({ PORT: '0', FLUSHER_PORT: '0' })).toEqual([]);
+  });
+
   test('when EFFICIENCY_THRESHOLDS has each power limit once, in any order, then it is accepted', () => {
     expect(problemsFor({ EFFICIENCY_THRESHOLDS: '11:0.82,3.7:0.75,*:0.88' })).toEqual([]);
   });
