@@ -6,6 +6,9 @@ import { armQueryDeadline } from './query-deadline';
 
 export const MIGRATIONS_TABLE = 'knex_migrations';
 
+/** A migration's recorded name: its file's, as compiled (`.js`). */
+export const migrationName = (file: string) => file.replace(/\.ts$/, '.js');
+
 /**
  * The migration files, named as compiled code names them (`<file>.js`) whether the code runs
  * compiled (`npm start`) or under tsx (`npm run dev`): named by their own extension, a database
@@ -23,7 +26,7 @@ class MigrationFiles implements Knex.MigrationSource<string> {
   }
 
   getMigrationName(file: string): string {
-    return file.replace(/\.ts$/, '.js');
+    return migrationName(file);
   }
 
   async getMigration(file: string): Promise<Knex.Migration> {

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Knex } from 'knex';
-import { MIGRATIONS_TABLE } from './knex-config';
+import { MIGRATIONS_TABLE, migrationName } from './knex-config';
 
 /** The URL of the server's maintenance database, used to create or drop other databases. */
 export function maintenanceUrl(databaseUrl: string): string {
@@ -72,6 +72,7 @@ export async function rollbackAll(db: Knex): Promise<string[]> {
 
 /** The migrations not applied yet to the database `db` points at, by file name. */
 export async function pendingMigrations(db: Knex): Promise<string[]> {
-  const [, pending] = (await db.migrate.list()) as [unknown[], { file: string }[]];
-  return pending.map((m) => m.file);
+  // Pending migrations as the source lists them: their files (see MigrationFiles).
+  const [, pending] = (await db.migrate.list()) as [unknown[], string[]];
+  return pending.map(migrationName);
 }

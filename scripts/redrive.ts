@@ -9,7 +9,7 @@ import { createRedis, waitForRedis } from '../src/redis';
 import { assertRedisReachable } from '../src/startup-checks';
 import { createRedisKeys } from '../src/redis-keys';
 import { redrive } from '../workers/redrive';
-import { parseCommandLine } from './cli';
+import { commandLineOrExit, parseCommandLine } from './cli';
 
 const command = {
   usage: 'npm run redrive [-- --dry-run]',
@@ -20,8 +20,10 @@ const command = {
 
 async function main(): Promise<void> {
   const logger = createLogger({ level: 'info', name: 'redrive' });
+  const dryRun = commandLineOrExit(
+    () => parseCommandLine(process.argv.slice(2), command).values['dry-run'] ?? false,
+  );
   try {
-    const dryRun = parseCommandLine(process.argv.slice(2), command).values['dry-run'] ?? false;
     const config = loadConfig(process.env);
     await assertRedisReachable(config); // names Redis, its URL and what to do
     const redis = createRedis(config, 'command');

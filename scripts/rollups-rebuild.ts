@@ -4,12 +4,12 @@
  * repairs and for history loaded from outside the engine (e.g. a bulk COPY).
  */
 import { createDb } from '../db/create-db';
-import { assertPostgresReachable } from '../src/startup-checks';
+import { assertPostgresReachable, assertSchemaMigrated } from '../src/startup-checks';
 import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
 import { RollupStore } from '../src/stores/rollup-store';
-import { parseCommandLine, UsageError } from './cli';
+import { commandLineOrExit, parseCommandLine, UsageError } from './cli';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -50,17 +50,22 @@ export function parseRange(argv: string[]): { from: Date; to: Date } {
 
 async function main(): Promise<void> {
   const logger = createLogger({ level: 'info', name: 'rollups-rebuild' });
+  const { from, to } = commandLineOrExit(() => parseRange(process.argv.slice(2)));
   try {
-    const { from, to } = parseRange(process.argv.slice(2));
     const config = loadConfig(process.env);
     await assertPostgresReachable(config.databaseUrl); // names PostgreSQL, its URL and what to do
     const db = createDb(config, 'energy-rollups-rebuild', logger);
+    await assertSchemaMigrated(db, config.databaseUrl);
     const rollups = new RollupStore(db);
     let rows = 0;
     for (let start = from.getTime(); start < to.getTime(); start += DAY_MS) {
       const end = new Date(Math.min(start + DAY_MS, to.getTime()));
-      rows += await rollups.rebuild(new Date(start), end);
-      logger.info({ from: new Date(start).toISOString(), to: end.toISOString(), rows }, 'rebuilt');
+      const day = await rollups.rebuild(new Date(start), end);
+      rows += day;
+      logger.info(
+        { from: new Date(start).toISOString(), to: end.toISOString(), rows: day },
+        'rebuilt',
+      );
     }
     logger.info(
       { from: from.toISOString(), to: to.toISOString(), rows },

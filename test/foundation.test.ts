@@ -326,7 +326,9 @@ describe('start-up without PostgreSQL or Redis', () => {
       for (const entry of ['workers/flusher.ts', 'src/server.ts']) {
         const result = await runEntry(entry, { ...env, FLUSHER_PORT: '0', PORT: '0' });
         expect({ entry, code: result.code }).toEqual({ entry, code: 1 });
-        expect(result.output).toMatch(/lacks \d+ migration\(s\) .*run npm run migrate/);
+        expect(result.output).toMatch(
+          /lacks \d+ migration\(s\) \(first: \d+_[\w-]+\.js\): run npm run migrate/,
+        );
       }
     } finally {
       await withMaintenanceClient(url, (c) =>
