@@ -209,6 +209,34 @@ function checkOcppFleet(prefix: string, meters: number): void {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Times a batch is sent again after its connection failed before the simulation stops. */
 const CONNECTION_ATTEMPTS = 5;
+/** An engine that takes a connection but never answers is given up on after this. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * A request to the engine, with a deadline; a failure to reach it names the URL and why (fetch
+ * alone says "fetch failed"), and a refused key says which option gives one.
+ */
+async function engineRequest(url: string, init: RequestInit): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(url, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const why = cause?.code ?? cause?.message ?? (err as Error).message;
+    throw new Error(
+      `the engine at ${new URL(url).origin} did not answer (${why}); is it running? (--url)`,
+    );
+  }
+  if (res.status === 401 || res.status === 403) {
+    throw new KeyRefused(
+      `${new URL(url).pathname} answered ${res.status}: the engine needs a key with the ingest and admin scopes (--key, see npm run key)`,
+    );
+  }
+  return res;
+}
+
+/** Sending again would not help. */
+class KeyRefused extends Error {}
 
 const headersFor = (options: SimulateOptions) => ({
   'content-type': 'application/json',
@@ -232,13 +260,13 @@ class Sender {
     for (let lost = 0; ;) {
       let res: Response;
       try {
-        res = await fetch(`${this.options.url}/v1/telemetry/ingest`, {
+        res = await engineRequest(`${this.options.url}/v1/telemetry/ingest`, {
           method: 'POST',
           headers: headersFor(this.options),
           body: JSON.stringify(batch),
         });
       } catch (err) {
-        if (++lost > CONNECTION_ATTEMPTS) throw err;
+        if (err instanceof KeyRefused || ++lost > CONNECTION_ATTEMPTS) throw err;
         this.retries += 1;
         await sleep(250 * lost);
         continue;
@@ -275,7 +303,7 @@ async function mapFleet(fleet: Fleet, options: SimulateOptions, sinceMs: number)
   const queue = fleet.vehicles.slice();
   const worker = async () => {
     for (let v = queue.shift(); v; v = queue.shift()) {
-      const res = await fetch(`${options.url}/v1/telemetry/map`, {
+      const res = await engineRequest(`${options.url}/v1/telemetry/map`, {
         method: 'POST',
         headers: headersFor(options),
         body: JSON.stringify({ vehicleId: v.id, meterId: v.meter.id, since }),
@@ -366,7 +394,8 @@ export async function simulate(
         const readings = await readingsOf(fleet.step(Math.min(t, Date.now()), options.intervalS));
         for (let i = 0; i < readings.length; i += options.batchSize)
           await sender.send(readings.slice(i, i + options.batchSize));
-        await sleep(Math.max(0, stepMs / options.speed - 1));
+        // Not past the end: --duration 5s with a 60 s interval ends after 5 s, not 60.
+        await sleep(Math.max(0, Math.min(stepMs / options.speed - 1, endAt - Date.now())));
       }
     }
     await chargePoints?.drained();
@@ -382,7 +411,8 @@ export async function simulate(
     );
   for (const line of flaggedReport(fleet, options.judging)) log(line);
   const from = new Date(firstTick - stepMs).toISOString();
-  log(`\nCheck: curl '${options.url}/v1/analytics/sessions?flagged=true&from=${from}'`);
+  const auth = options.key ? ` -H "authorization: Bearer $KEY"` : '';
+  log(`\nCheck: curl${auth} '${options.url}/v1/analytics/sessions?flagged=true&from=${from}'`);
   return fleet;
 }
 

@@ -104,6 +104,28 @@ describe('fleet simulator', () => {
       expect(res.body.battery.socMax).toBeGreaterThan(res.body.battery.socMin);
     }
   });
+
+  test('when run live for a --duration shorter than its interval, then it sends one tick and ends (it slept a whole interval)', async () => {
+    const lines: string[] = [];
+    await simulate(
+      {
+        ...parseArgs(['--meters', '2', '--vehicles', '2', '--duration', '1s', '--interval', '600']),
+        url,
+        quiet: true,
+      },
+      (line) => lines.push(line),
+    );
+    expect(lines.at(-1)).toMatch(/^\nCheck: curl '/);
+  });
+
+  test('when the engine cannot be reached, then the simulator says where it looked', async () => {
+    await expect(
+      simulate({
+        ...parseArgs(['--meters', '1', '--vehicles', '1', '--backfill', '1h']),
+        url: 'http://127.0.0.1:39',
+      }),
+    ).rejects.toThrow(/^the engine at http:\/\/127\.0\.0\.1:39 did not answer \(ECONNREFUSED\)/);
+  });
 });
 
 describe('fleet simulator as OCPP charge points (--ocpp)', () => {
