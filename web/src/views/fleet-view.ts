@@ -370,7 +370,11 @@ export class FleetView implements View {
     return h(
       'details',
       { class: 'vehicle-list', attrs: { 'data-state-key': title } },
-      h('summary', null, `${title}: ${formatCount(vehicleIds.length)} vehicles (${why})`),
+      h(
+        'summary',
+        null,
+        `${title}: ${formatCount(vehicleIds.length)} vehicle${vehicleIds.length === 1 ? '' : 's'} (${why})`,
+      ),
       h(
         'ul',
         null,

@@ -118,7 +118,9 @@ export class VehicleView implements View {
       this.sessions.root.hidden = false;
       this.sessions.showError(sessions.reason);
     }
-    return results.some((r) => r.status === 'rejected') ? 'failed' : 'ok';
+    // A vehicle the engine has nothing on (its 404) is an answer, shown as such: not a failure.
+    const failed = results.some((r) => r.status === 'rejected' && !isNotFound(r.reason));
+    return failed ? 'failed' : 'ok';
   }
 
   destroy(): void {
