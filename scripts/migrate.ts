@@ -3,7 +3,7 @@ import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest } from '../db/migrate';
 import { loadConfig, redactUrl, type Config } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
-import { createLogger, type Logger } from '../src/logger';
+import { createLogger, type Logger, startingLogLevel } from '../src/logger';
 import { assertPostgresReachable } from '../src/startup-checks';
 import { commandLineOrExit, parseCommandLine } from './cli';
 
@@ -37,7 +37,7 @@ const command = {
 
 if (require.main === module) {
   commandLineOrExit(() => parseCommandLine(process.argv.slice(2), command));
-  const logger = createLogger({ level: 'info', name: 'migrate' });
+  const logger = createLogger({ level: startingLogLevel(process.env), name: 'migrate' });
   Promise.resolve()
     .then(() => runMigrations(loadConfig(process.env), logger))
     .catch((err: unknown) => exitOnStartupFailure(err, logger));

@@ -3,7 +3,7 @@
  */
 import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
-import { createLogger } from '../src/logger';
+import { createLogger, startingLogLevel } from '../src/logger';
 import { openShard, shardsInUse } from '../src/queue/ingest-queue';
 import { createRedis, waitForRedis } from '../src/redis';
 import { assertRedisReachable } from '../src/startup-checks';
@@ -19,7 +19,7 @@ const command = {
 } as const;
 
 async function main(): Promise<void> {
-  const logger = createLogger({ level: 'info', name: 'redrive' });
+  const logger = createLogger({ level: startingLogLevel(process.env), name: 'redrive' });
   const dryRun = commandLineOrExit(
     () => parseCommandLine(process.argv.slice(2), command).values['dry-run'] ?? false,
   );

@@ -7,7 +7,7 @@ import { createDb } from '../db/create-db';
 import { assertPostgresReachable, assertSchemaMigrated } from '../src/startup-checks';
 import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
-import { createLogger } from '../src/logger';
+import { createLogger, startingLogLevel } from '../src/logger';
 import { RollupStore } from '../src/stores/rollup-store';
 import { commandLineOrExit, parseCommandLine, UsageError } from './cli';
 
@@ -49,7 +49,7 @@ export function parseRange(argv: string[]): { from: Date; to: Date } {
 }
 
 async function main(): Promise<void> {
-  const logger = createLogger({ level: 'info', name: 'rollups-rebuild' });
+  const logger = createLogger({ level: startingLogLevel(process.env), name: 'rollups-rebuild' });
   const { from, to } = commandLineOrExit(() => parseRange(process.argv.slice(2)));
   try {
     const config = loadConfig(process.env);

@@ -7,12 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
-import { createLogger } from '../src/logger';
+import { createLogger, startingLogLevel } from '../src/logger';
 import { assertDependenciesReachable } from '../src/startup-checks';
 import { commandLineOrExit, parseCommandLine } from './cli';
 import { runMigrations } from './migrate';
 
-const logger = createLogger({ level: 'info', name: 'start' });
+const logger = createLogger({ level: startingLogLevel(process.env), name: 'start' });
 
 function startChild(name: string, relativeEntry: string): ChildProcess {
   const compiled = path.extname(__filename) === '.js';

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { startingLogLevel } from '../../src/logger';
 import { helpText, numberOption, parseCommandLine, UsageError } from '../../scripts/cli';
 import { parseRange } from '../../scripts/rollups-rebuild';
 import { parseArgs } from '../../scripts/simulate';
@@ -188,4 +189,11 @@ describe('the entry points without options', () => {
       expect(wrong.stderr).toMatch(/^Unknown option '--bogus'/);
     },
   );
+});
+
+test('when a script starts, then it logs at LOG_LEVEL when that is a level, else at info until its configuration says more', () => {
+  expect(startingLogLevel({ LOG_LEVEL: 'error' })).toBe('error');
+  expect(startingLogLevel({ LOG_LEVEL: ' warn ' })).toBe('warn');
+  expect(startingLogLevel({ LOG_LEVEL: 'loud' })).toBe('info');
+  expect(startingLogLevel({})).toBe('info');
 });
