@@ -633,7 +633,7 @@ describe('query plans', () => {
       '--to',
       '2024-09-02T00:00:00Z',
     ]);
-    expect(await bad.exited).toBe(1);
+    expect(await bad.exited).toBe(2); // a usage error
     expect(bad.output()).toMatch(/--from must be an RFC 3339 date-time/);
   });
 

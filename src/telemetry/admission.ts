@@ -25,7 +25,9 @@ export class IngestAdmission {
     sampledAt: 0,
   };
   private timer: NodeJS.Timeout | null = null;
-  private storedSinceSample = 0;
+  /** Readings this process stored, and how many of them a sample has seen. */
+  private stored = 0;
+  private storedInSample = 0;
 
   constructor(
     private readonly deps: {
@@ -60,20 +62,20 @@ export class IngestAdmission {
   }
 
   async refresh(): Promise<AdmissionSample> {
-    const storedBefore = this.storedSinceSample;
+    const storedBefore = this.stored;
     const [backlog, memory] = await Promise.all([this.deps.backlog(), this.fullestMaster()]);
     this.sample = { backlogReadings: backlog, ...memory, sampledAt: Date.now() };
     // Stores made while the sample was read may be in it or not: kept (counted twice at worst).
-    this.storedSinceSample -= storedBefore;
+    this.storedInSample = Math.max(this.storedInSample, storedBefore);
     return this.sample;
   }
 
   /**
-   * Readings this process stored: counted against the backlog until the next sample sees them,
-   * so the stores of one sample's interval cannot together pass the limit by far.
+   * Readings this process stored: counted against the backlog until a sample sees them, so the
+   * stores of one sample's interval cannot together pass the limit by far.
    */
   noteStored(readings: number): void {
-    this.storedSinceSample += readings;
+    this.stored += readings;
   }
 
   /**
@@ -96,7 +98,7 @@ export class IngestAdmission {
   /** Throws a 503 when `incoming` more readings (plus those still in this process) would not fit. */
   check(incoming: number, pendingInProcess: number): void {
     const { usedMemoryBytes, maxMemoryBytes } = this.sample;
-    const backlogReadings = this.sample.backlogReadings + this.storedSinceSample;
+    const backlogReadings = this.sample.backlogReadings + (this.stored - this.storedInSample);
     const { maxBacklogReadings, redisMemoryHighWater } = this.deps.config;
     if (backlogReadings + pendingInProcess + incoming > maxBacklogReadings) {
       throw serviceUnavailable(

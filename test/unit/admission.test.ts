@@ -95,6 +95,12 @@ describe('IngestAdmission', () => {
     sample.backlog = '500';
     await admission.refresh();
     expect(refusal(admission, 500, 0)).toBeNull();
+    // Two samples at once (the timer's and another) see those readings once, not twice.
+    admission.noteStored(60);
+    sample.backlog = '960';
+    await Promise.all([admission.refresh(), admission.refresh()]);
+    expect(refusal(admission, 40, 0)).toBeNull();
+    expect(refusal(admission, 41, 0)).toMatchObject({ code: 'backlog_full' });
   });
 
   test('when backlog, pending and incoming readings reach the limit exactly, then they are admitted', async () => {
