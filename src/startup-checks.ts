@@ -50,6 +50,19 @@ export async function assertRedisReachable(
 ): Promise<void> {
   const redis = createRedis(settings, 'command');
   try {
+    await reachRedis(redis, settings, timeoutMs);
+    await assertDatabaseIndex(redis, settings);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function reachRedis(
+  redis: RedisClient,
+  settings: RedisSettings,
+  timeoutMs: number,
+): Promise<void> {
+  try {
     await waitForRedis(redis, timeoutMs);
     await redis.ping();
   } catch (err) {
@@ -69,11 +82,6 @@ export async function assertRedisReachable(
         '    Debian/Ubuntu: sudo apt-get install -y redis-server && sudo service redis-server start\n' +
         '    Docker:        docker compose up -d redis',
     );
-  }
-  try {
-    await assertDatabaseIndex(redis, settings);
-  } finally {
-    redis.disconnect();
   }
 }
 

@@ -75,8 +75,29 @@ test('when a setting is not one of its values, then 400 lists the values once', 
 });
 
 test('when a session id names a transaction above PostgreSQL integers, or a detected session started before 1970, then it is looked up like any other (404 when absent)', async () => {
-  for (const id of ['tx-2147483648', 'tx-9999999999', 'd--600000']) {
+  for (const id of ['tx-2147483648', 'tx-9999999999', 'd--600000', 'd--999999999999999']) {
     const res = await get(`/v1/vehicles/V-1/sessions/${id}`).expect(404);
     expect(res.body.error).toBe('not_found');
+  }
+});
+
+test('when a cursor is made up with a window no report can have, then it is refused as not a cursor', async () => {
+  const forged = Buffer.from(
+    JSON.stringify({
+      offset: 0,
+      scope: {
+        from: '0000-01-01T00:00:00Z',
+        to: '9998-01-01T00:00:00Z',
+        below: 0.85,
+        rank: 'efficiency',
+      },
+    }),
+  ).toString('base64url');
+  for (const path of [
+    `/v1/analytics/fleet?cursor=${forged}`,
+    `/v1/analytics/sessions?cursor=${forged}`,
+  ]) {
+    const res = await get(path).expect(400);
+    expect(res.body.message).toBe('cursor must be a nextCursor from a previous page');
   }
 });

@@ -114,6 +114,10 @@ describe('vehicle to meter mapping', () => {
     const periods = body.history as { from: string; to: string | null }[];
     expect(periods).toHaveLength(11);
     for (let i = 1; i < periods.length; i++) expect(periods[i - 1].to).toBe(periods[i].from);
+    // A period dated ahead on purpose stays a conflict for "now": not silently moved past it.
+    const ahead = new Date(Date.now() + 120_000).toISOString(); // within MAX_CLOCK_SKEW_S
+    await map({ vehicleId: 'V-7', meterId: 'M-ahead', since: ahead }).expect(200);
+    await map({ vehicleId: 'V-7', meterId: 'M-now' }).expect(409);
   });
 
   test.each([

@@ -467,7 +467,7 @@ describe('OCPP 1.6J charge points', () => {
     expect(rows.map((r) => [r.stopped_at?.toISOString() ?? null, r.stop_reason])).toEqual([
       ['2024-04-10T10:00:00.000Z', 'SupersededByNewTransaction'],
       [null, null],
-      ['2024-04-10T11:00:00.000Z', 'SupersededByNewTransaction'],
+      ['2024-04-10T11:00:00.000Z', 'SupersededElsewhere'],
       ['2024-04-10T12:00:00.000Z', null],
     ]);
     // Stopped elsewhere, its register there is unknown: not the other charger's.
@@ -488,6 +488,20 @@ describe('OCPP 1.6J charge points', () => {
       [['CP-H:1'], 6, false],
       [['CP-G:1'], 3, false],
     ]);
+    // CP-G's own stop, queued while it was offline, comes at last: its register is kept, and its
+    // time too, as it is before the vehicle's start on CP-H.
+    await g.call('StopTransaction', {
+      transactionId: onG.transactionId,
+      meterStop: 3000,
+      timestamp: '2024-04-10T10:40:00Z',
+      reason: 'EVDisconnected',
+    });
+    const stoppedOnG = await e.ctx.db('ocpp_transactions').where({ id: onG.transactionId }).first();
+    expect([
+      Number(stoppedOnG.meter_stop_wh),
+      stoppedOnG.stopped_at.toISOString(),
+      stoppedOnG.stop_reason,
+    ]).toEqual([3000, '2024-04-10T10:40:00.000Z', 'EVDisconnected']);
   });
 
   test('when a message holds a NUL character or a transaction id no transaction can have, then it is refused or answered for good, never InternalError', async () => {

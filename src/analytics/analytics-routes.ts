@@ -5,7 +5,7 @@ import { decodeCursor, filterOfPage, windowOfPage } from '../reports/paging';
 import type { FleetScope, FleetService } from './fleet-service';
 import type { PerformanceService } from './performance-service';
 import { FleetReport, PerformanceReport } from './report-schemas';
-import { WindowQuery, parseWindow } from '../reports/window-params';
+import { MAX_WINDOW_HOURS, WindowQuery, parseWindow } from '../reports/window-params';
 
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 10_000;
@@ -94,7 +94,7 @@ export function analyticsRoutes({
         const page = query.cursor ? decodeCursor(query.cursor) : null;
         const scope: FleetScope = page
           ? {
-              ...windowOfPage(page, query, asked),
+              ...windowOfPage(page, query, asked, MAX_WINDOW_HOURS),
               below: filterOfPage(page, 'below', query.below, 'number'),
               rank: filterOfPage(page, 'rank', query.rank, 'string'),
             }

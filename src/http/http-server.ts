@@ -3,6 +3,7 @@ import {
   STATUS_CODES,
   ServerResponse,
   createServer,
+  maxHeaderSize,
   type Server,
 } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -44,13 +45,16 @@ const CLIENT_ERRORS: Record<string, [number, string, string]> = {
   HPE_HEADER_OVERFLOW: [
     431,
     'headers_too_large',
-    'The request line and headers are larger than 16 KB together',
+    `The request line and headers are larger than ${maxHeaderSize / 1024} KB together`,
   ],
-  HPE_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request did not arrive in time'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout', 'The request did not arrive in time'],
 };
 
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  // As node:http does: an answer only where none is under way (a pipelined request's would be
+  // written into the middle of the one before).
+  const inProgress = (socket as { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inProgress?._headerSent) {
     socket.destroy();
     return;
   }

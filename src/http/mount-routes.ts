@@ -58,7 +58,10 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
   };
 }
 
-/** A route that declares no query takes none: a parameter given is refused, not ignored. */
+/**
+ * A read that declares no query takes none: a parameter given is refused, not ignored. Writes
+ * (ingest above all) ignore one, as gateways may append their own to every URL.
+ */
 function noQuery(raw: unknown): Record<string, never> {
   const [name] = Object.keys(raw as object);
   if (name !== undefined)
@@ -85,7 +88,11 @@ export function mountRoutes(
     const handle: RequestHandler = async (req, res) => {
       const input = {
         params: params ? params(req.params) : {},
-        query: query ? query(req.query as Record<string, unknown>) : noQuery(req.query),
+        query: query
+          ? query(req.query as Record<string, unknown>)
+          : route.method === 'get'
+            ? noQuery(req.query)
+            : {},
         body: undefined as unknown,
         req,
         res,

@@ -89,7 +89,7 @@ export function mappingRoutes({
           vehicleId,
           meterId,
           new Date(sinceMs),
-          { sinceIsNow: since === undefined },
+          since === undefined ? { now } : {},
         );
         logger.info({ vehicleId, meterId, changed }, 'vehicle mapped to meter');
         return reply(200, {

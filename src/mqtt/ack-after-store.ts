@@ -89,7 +89,11 @@ const MAX_HELD_BYTES = 64 * 1024 * 1024;
 const RESUBSCRIBE_DELAY_MS = 5000;
 
 type Stream = MqttClient['stream'];
-type SendPacket = (packet: { cmd: 'puback'; messageId: number; reasonCode: number }) => void;
+type SendPacket = (packet: {
+  cmd: 'puback' | 'pubcomp';
+  messageId: number;
+  reasonCode?: number;
+}) => void;
 
 interface Entry {
   messageId: number;
@@ -210,22 +214,33 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
   };
 
   const handleQos2 = (packet: IPublishPacket, callback: (error?: Error) => void): void => {
+    // mqtt.js reads no packet until the callback: released at once, PUBCOMP sent once stored.
+    callback(DEFERRED);
+    if (closing || packet.messageId === undefined) return; // the broker sends its PUBREL again
+    const { messageId } = packet;
+    const stream = client.stream;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    o.handle({
-      topic: packet.topic,
-      payload,
-      qos: 2,
-      redelivered: packet.dup,
-      signal: connection.signal,
-    }).then(
-      () => callback(),
-      (err: unknown) => {
-        if ((err as Error)?.name !== 'AbortError') {
-          o.logger.error({ err, topic: packet.topic }, 'MQTT message handler failed');
-        }
-        callback(DEFERRED); // no PUBCOMP: the broker sends its PUBREL again
-      },
-    );
+    const work = o
+      .handle({
+        topic: packet.topic,
+        payload,
+        qos: 2,
+        redelivered: packet.dup,
+        signal: connection.signal,
+      })
+      .then(
+        () => {
+          if (client.stream === stream && !stream.destroyed)
+            sendPacket({ cmd: 'pubcomp', messageId });
+        },
+        (err: unknown) => {
+          if ((err as Error)?.name !== 'AbortError') {
+            o.logger.error({ err, topic: packet.topic }, 'MQTT message handler failed');
+          }
+        },
+      )
+      .finally(() => pending.delete(work));
+    pending.add(work);
   };
 
   const subscribe = (stream: Stream) => {

@@ -138,7 +138,10 @@ export function startMqttIntake({
         gate.succeeded(ticket);
         return result;
       } catch (err) {
-        if (err instanceof AppError && err.statusCode < 500) throw err;
+        if (err instanceof AppError && err.statusCode < 500) {
+          gate.undecided(ticket);
+          throw err;
+        }
         const cause = err instanceof AppError ? err.code : 'unexpected_error';
         if (!(err instanceof AppError)) {
           log.error({ err }, 'MQTT store failed unexpectedly; retrying');

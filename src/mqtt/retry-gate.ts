@@ -82,6 +82,14 @@ export class RetryGate {
     for (const w of waiters) w.wake(OPEN_TICKET);
   }
 
+  /**
+   * The attempt ended without telling whether storage takes readings (its message was refused for
+   * its own fault): a probe hands probing on, so the waiters are not left without one.
+   */
+  undecided(ticket: GateTicket): void {
+    if (this.state === 'closed' && ticket.probe) this.scheduleProbe();
+  }
+
   /** Storage refused this attempt. The first refusal closes the gate; a failed probe doubles the delay. */
   failed(ticket: GateTicket): void {
     if (this.state === 'open') {

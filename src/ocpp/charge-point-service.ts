@@ -10,7 +10,7 @@ import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
 import type { IdTagStore } from './id-tag-store';
 import { readMeterValues, type MeterValue } from './meter-values';
-import type { Transaction, TransactionStore } from './transaction-store';
+import { SUPERSEDED_ELSEWHERE, type Transaction, type TransactionStore } from './transaction-store';
 
 /** The heartbeat interval (s) a booted charge point is told to keep. */
 export const HEARTBEAT_INTERVAL_S = 60;
@@ -306,7 +306,7 @@ export class ChargePointService {
       await this.deps.transactions.stop(ended.id, {
         meterStopWh: null,
         stoppedAt: started.startedAt,
-        reason: 'SupersededByNewTransaction',
+        reason: SUPERSEDED_ELSEWHERE,
       });
       this.deps.logger.warn(
         {

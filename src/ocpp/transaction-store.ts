@@ -2,6 +2,9 @@ import type { Knex } from 'knex';
 import { markSessionsChanged } from '../stores/session-marks';
 import { normalizeIdTag } from './id-tag-store';
 
+/** The reason of a transaction stopped because its vehicle started one on another connector. */
+export const SUPERSEDED_ELSEWHERE = 'SupersededElsewhere';
+
 /** The largest transaction id (a PostgreSQL `integer` serial). */
 export const MAX_TRANSACTION_ID = 2_147_483_647;
 
@@ -100,10 +103,16 @@ export class TransactionStore {
   ): Promise<Transaction | null> {
     const [row] = await this.db<TransactionRow>(TABLE)
       .where({ id })
-      .whereNull('stopped_at')
+      .where((open) =>
+        open.whereNull('stopped_at').orWhere((elsewhere) =>
+          // Stopped when its vehicle started elsewhere, its register unknown: the charge point's
+          // own stop, arriving later (queued while offline), replaces it, no later than it.
+          elsewhere.where({ stop_reason: SUPERSEDED_ELSEWHERE }).whereNull('meter_stop_wh'),
+        ),
+      )
       .update({
         meter_stop_wh: stop.meterStopWh,
-        stopped_at: stop.stoppedAt,
+        stopped_at: this.db.raw('least(stopped_at, ?::timestamptz)', [stop.stoppedAt]),
         stop_reason: stop.reason,
       })
       .returning('*');

@@ -1,5 +1,5 @@
 import { invalidParameter } from '../errors';
-import { HOUR_MS, type AnalyticsWindow } from './window-params';
+import { HOUR_MS, isAcceptableWindow, type AnalyticsWindow } from './window-params';
 
 /**
  * What a paged report is: its window and its filters. A cursor carries it, so every page of one
@@ -61,14 +61,20 @@ export function windowOfPage(
   page: Page,
   query: { from?: string; to?: string; hours?: number },
   asked: () => AnalyticsWindow,
+  maxWindowHours: number,
 ): AnalyticsWindow {
   const pinned = { from: new Date(page.scope.from), to: new Date(page.scope.to) };
-  if (query.from !== undefined || query.to !== undefined) {
-    const { from, to } = asked();
-    if (from.getTime() !== pinned.from.getTime() || to.getTime() !== pinned.to.getTime()) {
-      throw otherReport(page.scope, `the window ${from.toISOString()} to ${to.toISOString()}`);
-    }
-  } else if (
+  // A cursor is the client's to send: one it made up is held to what any window must be.
+  if (!isAcceptableWindow(pinned, maxWindowHours)) throw invalidParameter('cursor', NOT_A_CURSOR);
+  const given = asked();
+  // Only the bounds the query names: one it leaves to "now" has moved on since the first page.
+  if (query.from !== undefined && given.from.getTime() !== pinned.from.getTime()) {
+    throw otherReport(page.scope, `from=${given.from.toISOString()}`);
+  }
+  if (query.to !== undefined && given.to.getTime() !== pinned.to.getTime()) {
+    throw otherReport(page.scope, `to=${given.to.toISOString()}`);
+  }
+  if (
     query.hours !== undefined &&
     query.hours * HOUR_MS !== pinned.to.getTime() - pinned.from.getTime()
   ) {

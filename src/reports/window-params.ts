@@ -30,6 +30,16 @@ export interface AnalyticsWindow {
   to: Date;
 }
 
+/** Whether a window is one parseWindow could have given (for windows that come back to us). */
+export function isAcceptableWindow({ from, to }: AnalyticsWindow, maxWindowHours: number): boolean {
+  return (
+    from.getTime() >= MIN_TIMESTAMP_MS &&
+    to.getTime() <= LATEST_WINDOW_END_MS &&
+    from < to &&
+    to.getTime() - from.getTime() <= maxWindowHours * HOUR_MS
+  );
+}
+
 function instant(param: string, value: string): Date {
   const ms = Date.parse(value);
   if (!Number.isFinite(ms)) {

@@ -125,9 +125,10 @@ const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
   anyOf: allowedValues,
 };
 
-/** Turns ajv's errors into one detail per offending field, named by JSON pointer. */
 /** Problems listed per value; the rest are counted. */
 export const MAX_DETAILS = 10;
+
+/** Turns ajv's errors into one detail per offending field, named by JSON pointer. */
 
 export function toDetails(errors: ErrorObject[] | null | undefined): ErrorDetail[] {
   const all = errors ?? [];

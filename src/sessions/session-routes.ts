@@ -113,7 +113,7 @@ export function sessionRoutes({
             fromAloneEndsNow: true,
           });
         const page = query.cursor ? decodeCursor(query.cursor) : null;
-        const window = page ? windowOfPage(page, query, asked) : asked();
+        const window = page ? windowOfPage(page, query, asked, FLEET_MAX_HOURS) : asked();
         const flagged = page
           ? filterOfPage(page, 'flagged', query.flagged, 'boolean')
           : (query.flagged ?? false);

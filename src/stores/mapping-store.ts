@@ -26,6 +26,17 @@ const toPeriod = (row: MappingRow): MappingPeriod => ({
   to: row.valid_to,
 });
 
+/**
+ * "Now" for a mapping asked without `since`: just after a period that began in the same moment
+ * (concurrent requests, each within a millisecond or so of the one before, the lock taking turns),
+ * but a period dated later on purpose stays a conflict.
+ */
+function nowAfter(current: number, earliestAllowed: Date | null): Date {
+  const latest = earliestAllowed?.getTime() ?? -Infinity;
+  return new Date(latest >= current && latest - current < SAME_MOMENT_MS ? latest + 1 : current);
+}
+const SAME_MOMENT_MS = 1000;
+
 export class MappingStore {
   constructor(private readonly db: Knex) {}
 
@@ -38,7 +49,8 @@ export class MappingStore {
     vehicleId: string,
     meterId: string,
     asked: Date,
-    { sinceIsNow = false }: { sinceIsNow?: boolean } = {},
+    /** Given when the caller asked for "now": read once the vehicle's lock is held. */
+    { now }: { now?: () => number } = {},
   ): Promise<{ current: MappingPeriod; previous: MappingPeriod | null; changed: boolean }> {
     return this.db.transaction(async (trx) => {
       await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
@@ -55,12 +67,7 @@ export class MappingStore {
         .first();
       // A new period starts after the open one's start, or at or after the closed one's end.
       const earliestAllowed = latest ? (latest.valid_to ?? latest.valid_from) : null;
-      // "Now" as the caller saw it may be before a mapping made while it waited for the lock:
-      // now is then just after that one.
-      const since =
-        sinceIsNow && earliestAllowed && asked.getTime() <= earliestAllowed.getTime()
-          ? new Date(earliestAllowed.getTime() + 1)
-          : asked;
+      const since = now ? nowAfter(now(), earliestAllowed) : asked;
       const tooEarly = latest?.valid_to
         ? since.getTime() < latest.valid_to.getTime()
         : earliestAllowed !== null && since.getTime() <= earliestAllowed.getTime();

@@ -12,6 +12,9 @@ export interface AdmissionSample {
 /** A number of INFO's text; 0 when absent. */
 const infoNumber = (info: string, name: string): number => Number(infoField(info, name) ?? 0) || 0;
 
+/** A sample older than this (sampling fails) no longer has this process's stores added to it. */
+const FRESH_SAMPLE_MS = 5000;
+
 /**
  * Backpressure: refuses new readings (503 + Retry-After) when the queue backlog passes
  * MAX_BACKLOG_READINGS or Redis memory passes its high-water mark, so Redis never reaches the
@@ -98,7 +101,10 @@ export class IngestAdmission {
   /** Throws a 503 when `incoming` more readings (plus those still in this process) would not fit. */
   check(incoming: number, pendingInProcess: number): void {
     const { usedMemoryBytes, maxMemoryBytes } = this.sample;
-    const backlogReadings = this.sample.backlogReadings + (this.stored - this.storedInSample);
+    // Counted on top of a recent sample only: while sampling fails, they would pile up for ever.
+    const fresh = Date.now() - this.sample.sampledAt <= FRESH_SAMPLE_MS;
+    const unseen = fresh ? this.stored - this.storedInSample : 0;
+    const backlogReadings = this.sample.backlogReadings + unseen;
     const { maxBacklogReadings, redisMemoryHighWater } = this.deps.config;
     if (backlogReadings + pendingInProcess + incoming > maxBacklogReadings) {
       throw serviceUnavailable(

@@ -158,6 +158,17 @@ describe('retry gate', () => {
     gate.close();
   });
 
+  test('when a probe ends without telling (its message refused for its own fault), then the next waiter probes', async () => {
+    const gate = new RetryGate({ minMs: 10, maxMs: 10 });
+    gate.failed(await gate.pass(never));
+    const probe = await gate.pass(never).then(async (t) => t);
+    expect(probe.probe).toBe(true);
+    const next = gate.pass(never);
+    gate.undecided(probe);
+    expect((await next).probe).toBe(true);
+    gate.close();
+  });
+
   test('when a waiter is aborted, then it stops waiting', async () => {
     const gate = new RetryGate({ minMs: 10_000, maxMs: 10_000 });
     gate.failed(await gate.pass(never));
