@@ -7,6 +7,22 @@ import type { Logger } from './logger';
 import { StartupError } from './startup-error';
 
 /**
+ * For a process that takes no arguments (its settings come from the environment): `--help` says
+ * what it runs and where its settings come from; any other argument is a usage error (exit 2),
+ * not ignored on the way to starting.
+ */
+export function refuseArguments(argv: readonly string[], what: string): void {
+  if (argv.length === 0) return;
+  const usage = `${what}\nIt takes no arguments: its settings come from the environment (see the README, Configuration).`;
+  if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h')) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  process.stderr.write(`Unexpected argument '${argv[0]}'\n${usage}\n`);
+  process.exit(2);
+}
+
+/**
  * Runs `stop` once on SIGTERM or SIGINT, then exits. A second signal, or a stop that outlives
  * `timeoutMs`, exits at once: an operator's Ctrl-C twice must always work.
  */

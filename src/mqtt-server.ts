@@ -1,6 +1,12 @@
 /** Entry point of the MQTT intake process: `npm run start:mqtt`. */
 import { ConfigError, loadConfig, redactUrl } from './config';
-import { exitOnStartupFailure, limitHeapGrowth, listen, stopOnSignals } from './lifecycle';
+import {
+  exitOnStartupFailure,
+  limitHeapGrowth,
+  listen,
+  refuseArguments,
+  stopOnSignals,
+} from './lifecycle';
 import { createLogger } from './logger';
 import { createMqttService } from './mqtt/mqtt-service';
 import { IngestQueues } from './queue/ingest-queue';
@@ -9,6 +15,10 @@ import { createRedisKeys } from './redis-keys';
 import { assertDependenciesReachable } from './startup-checks';
 
 async function main(): Promise<void> {
+  refuseArguments(
+    process.argv.slice(2),
+    "The engine's MQTT intake: stores what meters and gateways publish (needs MQTT_URL).",
+  );
   let logger = createLogger({ level: 'info', name: 'mqtt' });
   try {
     const config = loadConfig(process.env);

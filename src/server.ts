@@ -4,7 +4,13 @@ import { createApp } from './app';
 import { startPlanRefresh } from './analytics/plan-refresh';
 import { ConfigError, loadConfig, redactUrl } from './config';
 import { createDb, createGenericPlanDb } from '../db/create-db';
-import { exitOnStartupFailure, limitHeapGrowth, listen, stopOnSignals } from './lifecycle';
+import {
+  exitOnStartupFailure,
+  limitHeapGrowth,
+  listen,
+  refuseArguments,
+  stopOnSignals,
+} from './lifecycle';
 import { createLogger } from './logger';
 import { createRegistry } from './metrics';
 import { startMqttIntake } from './mqtt/mqtt-intake';
@@ -26,6 +32,10 @@ const WARM_UP_TIMEOUT_MS = 15_000;
 const PLAN_CHECK_INTERVAL_MS = 5_000;
 
 async function main(): Promise<void> {
+  refuseArguments(
+    process.argv.slice(2),
+    "The engine's API (HTTP ingest, reports, OCPP; MQTT with MQTT_URL).",
+  );
   let logger = createLogger({ level: 'info', name: 'api' });
   try {
     const config = loadConfig(process.env);

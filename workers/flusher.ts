@@ -7,6 +7,7 @@ import {
   limitHeapGrowth,
   listen,
   lowerCpuPriority,
+  refuseArguments,
   stopOnSignals,
 } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
@@ -18,6 +19,10 @@ import { checkRedisDurability } from './redis-durability';
 const LAG_LOG_INTERVAL_MS = 10_000;
 
 async function main(): Promise<void> {
+  refuseArguments(
+    process.argv.slice(2),
+    "The engine's flusher: writes accepted readings to PostgreSQL, rolls up hours, builds sessions.",
+  );
   let logger = createLogger({ level: 'info', name: 'flusher' });
   try {
     const config = loadConfig(process.env);

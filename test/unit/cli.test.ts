@@ -164,6 +164,33 @@ describe('simulator options', () => {
   });
 });
 
+test.each(['src/server.ts', 'workers/flusher.ts', 'src/mqtt-server.ts'])(
+  'when %s is given an argument, then --help says what it runs and anything else is a usage error, before it starts',
+  (entry) => {
+    const run = (arg: string) =>
+      spawnSync(process.execPath, ['--require', 'tsx/cjs', entry, arg], {
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          DATABASE_URL: 'postgres://127.0.0.1:1/none',
+          REDIS_URL: 'redis://127.0.0.1:1',
+        },
+      });
+    const help = run('--help');
+    expect({ status: help.status, out: help.stdout }).toEqual({
+      status: 0,
+      out: expect.stringMatching(
+        /^The engine's .*\nIt takes no arguments: its settings come from the environment/,
+      ),
+    });
+    const wrong = run('--port=3000');
+    expect({ status: wrong.status, err: wrong.stderr.split('\n')[0] }).toEqual({
+      status: 2,
+      err: "Unexpected argument '--port=3000'",
+    });
+  },
+);
+
 describe('the entry points without options', () => {
   const run = (script: string, ...args: string[]) =>
     spawnSync(process.execPath, ['--require', 'tsx/cjs', `scripts/${script}.ts`, ...args], {
