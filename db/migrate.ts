@@ -57,12 +57,17 @@ export async function migrateToLatest(db: Knex): Promise<string[]> {
   return applied;
 }
 
-/** Migrations recorded under tsx before they were named as compiled (`.ts`): renamed `.js`. */
+/** Migrations recorded under tsx before they were named as compiled (`.ts`): renamed so. */
 async function nameMigrationsAsCompiled(db: Knex): Promise<void> {
   if (!(await db.schema.hasTable(MIGRATIONS_TABLE))) return;
-  await db(MIGRATIONS_TABLE)
+  const recorded = (await db(MIGRATIONS_TABLE)
     .where('name', 'like', '%.ts')
-    .update({ name: db.raw(`regexp_replace(name, '\\.ts$', '.js')`) });
+    .pluck('name')) as string[];
+  for (const name of recorded) {
+    await db(MIGRATIONS_TABLE)
+      .where({ name })
+      .update({ name: migrationName(name) });
+  }
 }
 
 export async function rollbackAll(db: Knex): Promise<string[]> {

@@ -89,6 +89,9 @@ const MAX_HELD_BYTES = 64 * 1024 * 1024;
 const RESUBSCRIBE_DELAY_MS = 5000;
 
 type Stream = MqttClient['stream'];
+
+const payloadOf = (packet: IPublishPacket): Buffer =>
+  Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
 type SendPacket = (packet: {
   cmd: 'puback' | 'pubcomp';
   messageId: number;
@@ -181,25 +184,16 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
         ? { messageId: packet.messageId, stream: client.stream, receivedAt: performance.now() }
         : null;
     if (entry) fifo.push(entry);
-    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    const payload = payloadOf(packet);
     heldBytes += payload.length;
-    const work = o
-      .handle({
-        topic: packet.topic,
-        payload,
-        qos: packet.qos,
-        redelivered: packet.dup,
-        signal: connection.signal,
-      })
+    const work = deliver(packet, payload)
       .then(
         (reason) => {
           if (entry) entry.reason = reason;
         },
         (err: unknown) => {
           if (entry) fifo = fifo.filter((e) => e !== entry);
-          if ((err as Error)?.name !== 'AbortError') {
-            o.logger.error({ err, topic: packet.topic }, 'MQTT message handler failed');
-          }
+          reportFailure(err, packet.topic);
         },
       )
       .finally(() => {
@@ -219,28 +213,33 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     if (closing || packet.messageId === undefined) return; // the broker sends its PUBREL again
     const { messageId } = packet;
     const stream = client.stream;
-    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    const work = o
-      .handle({
-        topic: packet.topic,
-        payload,
-        qos: 2,
-        redelivered: packet.dup,
-        signal: connection.signal,
-      })
+    const work = deliver(packet, payloadOf(packet))
       .then(
         () => {
           if (client.stream === stream && !stream.destroyed)
             sendPacket({ cmd: 'pubcomp', messageId });
         },
-        (err: unknown) => {
-          if ((err as Error)?.name !== 'AbortError') {
-            o.logger.error({ err, topic: packet.topic }, 'MQTT message handler failed');
-          }
-        },
+        (err: unknown) => reportFailure(err, packet.topic),
       )
       .finally(() => pending.delete(work));
     pending.add(work);
+  };
+
+  /** Hands a delivered packet to the handler, as a message of the current connection. */
+  const deliver = (packet: IPublishPacket, payload: Buffer) =>
+    o.handle({
+      topic: packet.topic,
+      payload,
+      qos: packet.qos,
+      redelivered: packet.dup,
+      signal: connection.signal,
+    });
+
+  /** Aborted (the connection went, or close()): the broker delivers the message again. */
+  const reportFailure = (err: unknown, topic: string) => {
+    if ((err as Error)?.name !== 'AbortError') {
+      o.logger.error({ err, topic }, 'MQTT message handler failed');
+    }
   };
 
   const subscribe = (stream: Stream) => {

@@ -22,8 +22,8 @@ export const WindowQuery = {
   ),
 };
 
-/** The latest a window may end: its bounds stay four-digit years. */
-const LATEST_WINDOW_END_MS = Date.UTC(9999, 0, 1);
+/** The latest a window may end (and a session start): its bounds stay four-digit years. */
+export const LATEST_WINDOW_END_MS = Date.UTC(9999, 0, 1);
 
 export interface AnalyticsWindow {
   from: Date;

@@ -129,7 +129,6 @@ const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
 export const MAX_DETAILS = 10;
 
 /** Turns ajv's errors into one detail per offending field, named by JSON pointer. */
-
 export function toDetails(errors: ErrorObject[] | null | undefined): ErrorDetail[] {
   const all = errors ?? [];
   // A union of constants says once what it accepts; its branches' own errors would say it piecemeal.

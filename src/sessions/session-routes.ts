@@ -126,7 +126,7 @@ export function sessionRoutes({
         const next = offset + limit;
         const scope = { from: window.from.toISOString(), to: window.to.toISOString(), flagged };
         return reply(200, {
-          window: { from: window.from.toISOString(), to: window.to.toISOString() },
+          window: { from: scope.from, to: scope.to },
           totals: {
             sessions: found.sessions.length,
             flagged: found.sessions.filter((s) => s.alert === true || s.drift === true).length,

@@ -4,6 +4,7 @@ import { mappedInQuarter } from '../stores/rollup-store';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
 import { MAX_TRANSACTION_ID } from '../ocpp/transaction-store';
+import { LATEST_WINDOW_END_MS } from '../reports/window-params';
 import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
 import { DRIFT_BASELINE_DAYS } from './thresholds';
 
@@ -13,9 +14,9 @@ import { DRIFT_BASELINE_DAYS } from './thresholds';
  * an OCPP transaction.
  */
 export const DETECTED_SESSION_ID = /^d-(-?\d{1,15})$/;
-const DAY_MS = 86_400_000;
-const LATEST_START_MS = Date.UTC(9999, 0, 1);
 export const TRANSACTION_SESSION_ID = /^tx-(\d{1,10})$/;
+
+const DAY_MS = 86_400_000;
 
 /** A charging session as computed from readings (see session-sql.ts). */
 export interface SessionRow {
@@ -515,7 +516,9 @@ export class SessionStore {
     if (detected) {
       const start = Number(detected[1]);
       // No session starts before a day ahead of the first reading there can be, nor after 9999.
-      return start >= MIN_TIMESTAMP_MS - DAY_MS && start < LATEST_START_MS ? new Date(start) : null;
+      return start >= MIN_TIMESTAMP_MS - DAY_MS && start < LATEST_WINDOW_END_MS
+        ? new Date(start)
+        : null;
     }
     const transaction = TRANSACTION_SESSION_ID.exec(id);
     if (!transaction || Number(transaction[1]) > MAX_TRANSACTION_ID) return null;

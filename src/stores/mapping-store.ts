@@ -26,6 +26,9 @@ const toPeriod = (row: MappingRow): MappingPeriod => ({
   to: row.valid_to,
 });
 
+/** How close a period's start is to "now" to count as made in the same moment. */
+const SAME_MOMENT_MS = 1000;
+
 /**
  * "Now" for a mapping asked without `since`: just after a period that began in the same moment
  * (concurrent requests, each within a millisecond or so of the one before, the lock taking turns),
@@ -35,7 +38,6 @@ function nowAfter(current: number, earliestAllowed: Date | null): Date {
   const latest = earliestAllowed?.getTime() ?? -Infinity;
   return new Date(latest >= current && latest - current < SAME_MOMENT_MS ? latest + 1 : current);
 }
-const SAME_MOMENT_MS = 1000;
 
 export class MappingStore {
   constructor(private readonly db: Knex) {}
