@@ -30,15 +30,52 @@ export interface AnalyticsWindow {
   to: Date;
 }
 
-/** Whether a window is one parseWindow could have given (for windows that come back to us). */
-export function isAcceptableWindow({ from, to }: AnalyticsWindow, maxWindowHours: number): boolean {
-  return (
-    from.getTime() >= MIN_TIMESTAMP_MS &&
-    to.getTime() <= LATEST_WINDOW_END_MS &&
-    from < to &&
-    to.getTime() - from.getTime() <= maxWindowHours * HOUR_MS
-  );
+/** How the query gave a window's end: named (`to`), or left to now (the start is then to blame). */
+interface WindowEnd {
+  toGiven: boolean;
+  toIsNow: boolean;
 }
+
+/**
+ * The first rule a window breaks, as the parameter to blame and what it must be; null: none. No
+ * reading is older than the first bound, and a window past year 9999 has no RFC 3339 bounds to
+ * answer with.
+ */
+function windowProblem(
+  { from, to }: AnalyticsWindow,
+  maxWindowHours: number,
+  end: WindowEnd = { toGiven: true, toIsNow: false },
+): { param: string; message: string } | null {
+  if (from.getTime() < MIN_TIMESTAMP_MS) {
+    return {
+      param: 'from',
+      message: `must not be before ${new Date(MIN_TIMESTAMP_MS).toISOString()}`,
+    };
+  }
+  if (to.getTime() > LATEST_WINDOW_END_MS) {
+    return {
+      param: end.toGiven ? 'to' : 'from',
+      message: `must keep the window's end at most ${new Date(LATEST_WINDOW_END_MS).toISOString()}`,
+    };
+  }
+  if (from >= to) {
+    const bound = end.toIsNow
+      ? `the window's end, ${to.toISOString()} (now: to is not given)`
+      : 'to';
+    return { param: 'from', message: `must be earlier than ${bound}` };
+  }
+  if (to.getTime() - from.getTime() > maxWindowHours * HOUR_MS) {
+    // A window given only its start ends now: the start is what is too far back.
+    return end.toIsNow
+      ? { param: 'from', message: `must be at most ${maxWindowHours} hours ago` }
+      : { param: 'to', message: `must be at most ${maxWindowHours} hours after from` };
+  }
+  return null;
+}
+
+/** Whether a window is one parseWindow could have given (for windows that come back to us). */
+export const isAcceptableWindow = (window: AnalyticsWindow, maxWindowHours: number): boolean =>
+  windowProblem(window, maxWindowHours) === null;
 
 function instant(param: string, value: string): Date {
   const ms = Date.parse(value);
@@ -97,28 +134,10 @@ export function parseWindow(
     from = new Date(to.getTime() - span);
   }
   const toIsNow = query.to === undefined && (query.from === undefined || fromAloneEndsNow);
-  // No reading is older; and a window past year 9999 has no RFC 3339 bounds to answer with.
-  if (from.getTime() < MIN_TIMESTAMP_MS) {
-    throw invalidParameter(
-      'from',
-      `must not be before ${new Date(MIN_TIMESTAMP_MS).toISOString()}`,
-    );
-  }
-  if (to.getTime() > LATEST_WINDOW_END_MS) {
-    const param = query.to === undefined ? 'from' : 'to';
-    throw invalidParameter(
-      param,
-      `must keep the window's end at most ${new Date(LATEST_WINDOW_END_MS).toISOString()}`,
-    );
-  }
-  if (from >= to) {
-    const end = toIsNow ? `the window's end, ${to.toISOString()} (now: to is not given)` : 'to';
-    throw invalidParameter('from', `must be earlier than ${end}`);
-  }
-  if (to.getTime() - from.getTime() > maxWindowHours * HOUR_MS) {
-    // A window given only its start ends now: the start is what is too far back.
-    if (toIsNow) throw invalidParameter('from', `must be at most ${maxWindowHours} hours ago`);
-    throw invalidParameter('to', `must be at most ${maxWindowHours} hours after from`);
-  }
+  const problem = windowProblem({ from, to }, maxWindowHours, {
+    toGiven: query.to !== undefined,
+    toIsNow,
+  });
+  if (problem) throw invalidParameter(problem.param, problem.message);
   return { from, to };
 }
