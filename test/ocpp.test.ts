@@ -94,11 +94,16 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
   });
 
-  test('when an action the engine does not handle arrives, then the library answers NotImplemented', async () => {
+  test('when an action the engine does not know arrives, then the library answers NotImplemented; DataTransfer and the firmware and diagnostics notifications get their answers', async () => {
     const cp = await connect('CP-NI');
-    expect(
-      await callError(cp.call('DataTransfer', { vendorId: 'x', messageId: 'y', data: 'z' })),
-    ).toBe('NotImplemented');
+    expect(await cp.call('DataTransfer', { vendorId: 'x', messageId: 'y', data: 'z' })).toEqual({
+      status: 'UnknownVendorId',
+    });
+    expect(await cp.call('DiagnosticsStatusNotification', { status: 'Idle' })).toEqual({});
+    expect(await cp.call('FirmwareStatusNotification', { status: 'Installed' })).toEqual({});
+    const loose = await chargePoint(e, 'CP-NI-2', { strict: false });
+    clients.push(loose);
+    expect(await callError(loose.call('FooBar', {}))).toBe('NotImplemented');
   });
 
   test('when an idTag is registered, then Authorize accepts it, case-insensitively, and unknown ones by default too', async () => {
@@ -114,6 +119,10 @@ describe('OCPP 1.6J charge points', () => {
     });
     expect(await cp.call('Authorize', { idTag: 'nobody' })).toEqual({
       idTagInfo: { status: 'Accepted' },
+    });
+    // An empty token names no one.
+    expect(await cp.call('Authorize', { idTag: '' })).toEqual({
+      idTagInfo: { status: 'Invalid' },
     });
     await request(e.api.api.app).delete('/v1/id-tags/card-1').expect(204);
     await request(e.api.api.app).get('/v1/id-tags/card-1').expect(404);
@@ -502,6 +511,53 @@ describe('OCPP 1.6J charge points', () => {
       stoppedOnG.stopped_at.toISOString(),
       stoppedOnG.stop_reason,
     ]).toEqual([3000, '2024-04-10T10:40:00.000Z', 'EVDisconnected']);
+    // The vehicle's period on CP-G ends there too, so the next driver's energy there is not its.
+    const onGNext = await startsOnConnector1(g)('TAG-T1', 3000, '2024-04-10T10:45:00Z');
+    await g.call('StopTransaction', {
+      transactionId: onGNext.transactionId,
+      meterStop: 5000,
+      timestamp: '2024-04-10T10:55:00Z',
+    });
+    const periods = await request(e.api.api.app).get('/v1/telemetry/map/V-m').expect(200);
+    expect(periods.body.history).toEqual([
+      { meterId: 'CP-G:1', from: '2024-04-10T10:00:00.001Z', to: '2024-04-10T10:40:00.001Z' },
+      { meterId: 'CP-H:1', from: '2024-04-10T11:00:00.001Z', to: '2024-04-10T12:00:00.001Z' },
+    ]);
+    await waitForDrained(e.queue);
+    const report = await request(e.api.api.app)
+      .get('/v1/analytics/performance/V-m?from=2024-04-10T10:00:00Z&to=2024-04-10T13:00:00Z')
+      .expect(200);
+    expect(report.body.energy.acConsumedKwh).toBe(9); // 3 on CP-G, 6 on CP-H
+  });
+
+  test("when a StopTransaction's transactionData holds a sample at the stop's instant, then meterStop is the register stored there", async () => {
+    await registerIdTags([['TAG-SD', 'V-sd']]);
+    const cp = await connect('CP-STOPDATA');
+    const { transactionId } = await startsOnConnector1(cp)(
+      'TAG-SD',
+      20_000,
+      '2024-04-12T10:00:00Z',
+    );
+    await cp.call('MeterValues', {
+      ...meterValues(1, '2024-04-12T10:10:00Z', wh(22_000)),
+      transactionId,
+    });
+    const kwh = (value: string, context: string) => ({ value, unit: 'kWh', context });
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 28_000,
+      timestamp: '2024-04-12T10:40:00Z',
+      transactionData: [
+        { timestamp: '2024-04-12T10:00:00Z', sampledValue: [kwh('20.0', 'Transaction.Begin')] },
+        { timestamp: '2024-04-12T10:40:00Z', sampledValue: [kwh('27.9', 'Transaction.End')] },
+      ],
+    });
+    await waitForDrained(e.queue);
+    expect(await history(e, 'CP-STOPDATA:1')).toEqual([
+      { at: '10:00', kwh: 20, voltage: null },
+      { at: '10:10', kwh: 22, voltage: null },
+      { at: '10:40', kwh: 28, voltage: null },
+    ]);
   });
 
   test('when a message holds a NUL character or a transaction id no transaction can have, then it is refused or answered for good, never InternalError', async () => {

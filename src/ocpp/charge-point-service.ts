@@ -235,13 +235,18 @@ export class ChargePointService {
     return { idTagInfo: { status: await this.idTagStatus(req.idTag) } };
   }
 
+  /** No vendor-specific data is understood: the answer OCPP 1.6 gives for an unknown vendor. */
+  dataTransfer() {
+    return { status: 'UnknownVendorId' };
+  }
+
   async startTransaction(chargePointId: string, req: StartTransactionReq) {
     checkConnectorId(req.connectorId, 1);
     checkRegisterWh('meterStart', req.meterStart);
     const startedAt = this.transactionInstant(req.timestamp);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     const tag = await this.deps.idTags.get(req.idTag);
-    const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus();
+    const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
     const { transaction, created } = await this.deps.transactions.start({
       chargePointId,
       connectorId: req.connectorId,
@@ -375,7 +380,12 @@ export class ChargePointService {
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept && stoppedAt === reportedStop) {
-      const data = this.read(req.transactionData ?? []);
+      // meterStop is the register at the stop: a sample of transactionData at the same instant
+      // (often the same register rounded to kWh) is left out, as history keeps one per instant.
+      const data = this.read(req.transactionData ?? []).filter((r) => {
+        const at = this.checkInstant(r.timestamp);
+        return !at.ok || at.value !== stoppedAt.getTime();
+      });
       await this.store(meterId, [
         ...data,
         { timestamp: req.timestamp, kwh: whToKwh(req.meterStop) },
@@ -387,11 +397,12 @@ export class ChargePointService {
       );
     }
     if (transaction?.vehicleId) {
+      // At the stop kept: a resent or conflicting stop does not move the period's end.
       await this.deps.mapping.endPeriod(
         transaction.vehicleId,
         meterId,
         justAfter(known.startedAt),
-        justAfter(stoppedAt),
+        justAfter(transaction.stoppedAt ?? stoppedAt),
       );
     }
     return req.idTag ? { idTagInfo: { status: await this.idTagStatus(req.idTag) } } : {};
@@ -476,10 +487,12 @@ export class ChargePointService {
   }
 
   private async idTagStatus(idTag: string): Promise<IdTagStatus> {
-    return (await this.deps.idTags.get(idTag)) ? 'Accepted' : this.unknownIdTagStatus();
+    return (await this.deps.idTags.get(idTag)) ? 'Accepted' : this.unknownIdTagStatus(idTag);
   }
 
-  private unknownIdTagStatus(): IdTagStatus {
+  private unknownIdTagStatus(idTag: string): IdTagStatus {
+    // An empty token identifies no one, whatever OCPP_UNKNOWN_ID_TAGS says of unknown ones.
+    if (idTag.trim() === '') return 'Invalid';
     return this.deps.config.ocppUnknownIdTags === 'accept' ? 'Accepted' : 'Invalid';
   }
 }

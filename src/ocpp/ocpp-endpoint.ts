@@ -45,6 +45,9 @@ export const OCPP_ACTIONS = [
   'StartTransaction',
   'StopTransaction',
   'MeterValues',
+  'DataTransfer',
+  'DiagnosticsStatusNotification',
+  'FirmwareStatusNotification',
 ] as const;
 
 /** A charge point keeps at most this many bytes in one message. */
@@ -241,6 +244,17 @@ export function createOcppEndpoint({
       'MeterValues',
       handler<MeterValuesReq>('MeterValues', id, (p) => service.meterValues(id, p)),
     );
+    // Core and firmware-management messages a charge point sends on its own: answered as the
+    // specification says a central system that uses none of them does.
+    client.handle(
+      'DataTransfer',
+      handler('DataTransfer', id, () => service.dataTransfer()),
+    );
+    for (const action of ['DiagnosticsStatusNotification', 'FirmwareStatusNotification'])
+      client.handle(
+        action,
+        handler(action, id, () => ({})),
+      );
   });
 
   return {

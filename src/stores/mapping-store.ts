@@ -100,14 +100,16 @@ export class MappingStore {
   /**
    * Ends the period in which the vehicle charges from `meterId` since `from`, at `to` (a charging
    * transaction that stopped); a period ending where it starts covered nothing and is removed.
-   * Returns false when that period is not the open one any more.
+   * A period already ended later is ended at `to` too: the vehicle's start elsewhere closed it
+   * there, before the charge point's own, earlier stop arrived. Returns false when there is no
+   * such period (it ended no later than `to`, or is gone).
    */
   async endPeriod(vehicleId: string, meterId: string, from: Date, to: Date): Promise<boolean> {
     return this.db.transaction(async (trx) => {
       await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
       const open = trx(TABLE)
         .where({ vehicle_id: vehicleId, meter_id: meterId, valid_from: from })
-        .whereNull('valid_to');
+        .where((q) => q.whereNull('valid_to').orWhere('valid_to', '>', to));
       const ended = to > from ? await open.update({ valid_to: to }) : await open.delete();
       if (ended > 0) await markSessionsChanged(trx, vehicleId, to);
       return ended > 0;
