@@ -5,6 +5,7 @@ import { createRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import { EnergyReportStore } from '../src/analytics/energy-report-store';
 import { RollupStore } from '../src/stores/rollup-store';
+import { migrateToLatest } from '../db/migrate';
 import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { explainGeneric } from './helpers/plans';
 import { startProcess } from './helpers/processes';
@@ -515,14 +516,62 @@ describe('performance report, cumulative register readings', () => {
   });
 
   test('when a reading arrives late inside an hour already rolled up, then the hour is recomputed', async () => {
-    await ingest(e, [meter('M-cum', '2024-03-20T10:20:00Z', 90)]); // 105 -> 90 is a reset: +90, then 90 -> 112: +22
+    // 105 -> 40 falls below half: a reset, +40; then 40 -> 112: +72.
+    await ingest(e, [meter('M-cum', '2024-03-20T10:20:00Z', 40)]);
     await clearAnalyticsCache(e);
     const fresh = await report(
       e,
       'V-cum',
       'from=2024-03-20T10:00:00Z&to=2024-03-20T12:00:00Z',
     ).expect(200);
-    expect(fresh.body.energy.acConsumedKwh).toBe(5 + 90 + 22 + 3 + 7);
+    expect(fresh.body.energy.acConsumedKwh).toBe(5 + 40 + 72 + 3 + 7);
+  });
+});
+
+describe('performance report, a register that dips', () => {
+  let e: TestEngine;
+  const readings = [
+    meter('M-dip', '2024-03-21T10:00:00Z', 100.456),
+    meter('M-dip', '2024-03-21T10:01:00Z', 100.4), // read again in tenths: a dip, +0
+    meter('M-dip', '2024-03-21T10:10:00Z', 101.4), // +1
+    meter('M-dip', '2024-03-21T10:20:00Z', 102.456), // +1.056
+    meter('M-dip', '2024-03-21T10:30:00Z', 0.5), // below half: a reset, +0.5
+  ];
+  const window = 'from=2024-03-21T10:00:00Z&to=2024-03-21T11:00:00Z';
+  beforeAll(async () => {
+    e = await startTestEngine({ ENERGY_READINGS: 'cumulative', ...WITHOUT_LOCAL_COPIES });
+    await map(e, 'V-dip', 'M-dip', '2024-03-01T00:00:00Z');
+    await ingest(e, readings);
+  });
+  afterAll(() => e.stop());
+
+  test('when a register drops but stays at half its reading or more, then the drop adds nothing (a reset would have counted the whole register); below half it is a reset', async () => {
+    const res = await report(e, 'V-dip', window).expect(200);
+    expect(res.body.energy.acConsumedKwh).toBe(2.556);
+  });
+
+  test('when a database rolled up under the old rule (every drop a reset) is migrated, then the hours holding a dip are rolled up again and the report counts no dip', async () => {
+    const { db } = e.ctx;
+    await db.migrate.down(); // the register rule before this migration
+    await db('rollup_pending').del();
+    await new RollupStore(db).rebuild(
+      new Date('2024-03-21T10:00:00Z'),
+      new Date('2024-03-21T11:00:00Z'),
+    );
+    await db('session_dirty').del();
+    const before = await db('telemetry_hourly')
+      .where({ device_id: 'M-dip' })
+      .first('register_increase');
+    expect(before.register_increase).toBeCloseTo(100.4 + 1 + 1.056 + 0.5, 6);
+    await migrateToLatest(db);
+    const marked = await db('rollup_pending').where({ device_id: 'M-dip' }).pluck('quarter');
+    expect(marked.map((q: Date) => q.toISOString())).toEqual(['2024-03-21T10:00:00.000Z']);
+    expect(await db('session_dirty').where({ vehicle_id: 'V-dip' }).first('since')).toEqual({
+      since: new Date('2024-03-21T10:01:00Z'),
+    });
+    await clearAnalyticsCache(e);
+    const res = await report(e, 'V-dip', window).expect(200);
+    expect(res.body.energy.acConsumedKwh).toBe(2.556);
   });
 });
 

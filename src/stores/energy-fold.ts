@@ -12,8 +12,9 @@
  *   the sum of its readings;
  * - register (cumulative) semantics: readings are a counter, so a span's energy is the sum of the
  *   increases between consecutive readings, starting from the last reading before the span; a
- *   drop means the register was reset and counts the new value (`register_step`, a SQL function
- *   of the initial migration).
+ *   drop below half of the previous reading means the register was reset and counts the new
+ *   value, a smaller one is a rounding and counts nothing (`register_step`, a SQL function; see
+ *   the register-drops migration).
  */
 import { historyRoleSql } from '../devices/device-kinds';
 
