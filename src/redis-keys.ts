@@ -58,7 +58,13 @@ export interface RedisKeys {
   /** MQTT payloads acknowledged as invalid, newest first, capped (see src/mqtt/reject-log.ts). */
   readonly mqttRejects: string;
   rateLimit(keyName: string): string;
-  analyticsCache(vehicleId: string, fromMs: number, toMs: number, variant: string): string;
+  /** A cached report of one vehicle, or of the whole fleet: apart whatever a vehicle is named. */
+  analyticsCache(
+    of: { vehicleId: string } | 'fleet',
+    fromMs: number,
+    toMs: number,
+    variant: string,
+  ): string;
 }
 
 export const INGEST_QUEUE_NAME = 'ingest';
@@ -110,7 +116,7 @@ export function createRedisKeys(prefix: string): RedisKeys {
     connectorStatus: (meterId) => `${prefix}:ocpp:connector:${meterId}`,
     mqttRejects: `${prefix}:mqtt:rejects`,
     rateLimit: (keyName) => `${prefix}:rate-limit:${keyName}`,
-    analyticsCache: (vehicleId, fromMs, toMs, variant) =>
-      `${prefix}:analytics:${variant}:${vehicleId}:${fromMs}:${toMs}`,
+    analyticsCache: (of, fromMs, toMs, variant) =>
+      `${prefix}:analytics:${variant}:${of === 'fleet' ? 'fleet' : `vehicle:${of.vehicleId}`}:${fromMs}:${toMs}`,
   };
 }

@@ -182,6 +182,41 @@ describe('charging sessions detected from readings', () => {
   });
 });
 
+describe('a vehicle named fleet', () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine();
+    await map(e, 'fleet', 'M-fl', '2024-05-01T00:00:00Z');
+    await map(e, 'V-other', 'M-ot', '2024-05-01T00:00:00Z');
+    await ingest(e, [
+      ...every(5, at('12', '10:00'), at('12', '10:20'), vehicle('fleet', 1)),
+      ...every(5, at('12', '10:00'), at('12', '10:20'), meter('M-fl', 1.25)),
+      ...every(5, at('12', '11:00'), at('12', '11:20'), vehicle('V-other', 1)),
+      ...every(5, at('12', '11:00'), at('12', '11:20'), meter('M-ot', 1.25)),
+    ]);
+  });
+  afterAll(() => e.stop());
+
+  test("when its sessions and the fleet's are asked for the same window, then each is its own answer, whichever is cached first", async () => {
+    const vehicles = async (path: string) =>
+      (await request(e.api.api.app).get(path).expect(200)).body.sessions.map(
+        (s: { vehicleId: string }) => s.vehicleId,
+      );
+    // Two windows over the same sessions: the vehicle's list cached first, then the fleet's.
+    for (const [hour, fleetFirst] of [
+      ['00', false],
+      ['01', true],
+    ] as const) {
+      const window = `from=2024-05-12T${hour}:00:00Z&to=2024-05-12T23:00:00Z`;
+      const own = () => vehicles(`/v1/vehicles/fleet/sessions?${window}`);
+      const fleet = () => vehicles(`/v1/analytics/sessions?${window}`);
+      if (fleetFirst) expect(await fleet()).toEqual(['V-other', 'fleet']);
+      expect(await own()).toEqual(['fleet']);
+      expect(await fleet()).toEqual(['V-other', 'fleet']);
+    }
+  });
+});
+
 describe('the sessions statement with many devices configured', () => {
   let e: TestEngine;
   beforeAll(async () => {

@@ -50,7 +50,7 @@ export class PerformanceService {
   ): Promise<PerformanceReport> {
     const { config } = this.deps;
     const cacheKey = this.deps.keys.analyticsCache(
-      vehicleId,
+      { vehicleId },
       from.getTime(),
       to.getTime(),
       `perf:${config.energyReadings}:${options.bucket ?? 'none'}`,

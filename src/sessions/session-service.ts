@@ -147,7 +147,12 @@ export class SessionService {
 
   /** A vehicle's sessions overlapping the window, newest first. */
   async ofVehicle(vehicleId: string, from: Date, to: Date) {
-    const key = this.deps.keys.analyticsCache(vehicleId, from.getTime(), to.getTime(), 'sessions');
+    const key = this.deps.keys.analyticsCache(
+      { vehicleId },
+      from.getTime(),
+      to.getTime(),
+      'sessions',
+    );
     return this.cached(key, async () =>
       (await this.judge(await this.collect(vehicleId, from, to))).sort((a, b) =>
         b.start.localeCompare(a.start),
