@@ -101,7 +101,7 @@ export function createApp({
   const { keys, liveState, validator, admission, ingestService } = ingest;
   registerPoolMetrics(registry, db);
   registerQueueMetrics(registry, () => readQueueStats(queues.shards, redis));
-  const settings = new DeviceSettingsStore(db);
+  const settings = new DeviceSettingsStore(db, config);
   const reports = new EnergyReportStore(db, {
     preparedStatements: config.dbPreparedStatements === 'on',
     genericDb,

@@ -217,6 +217,48 @@ describe('a vehicle named fleet', () => {
   });
 });
 
+describe("a device's energy semantics changed after its sessions were built", () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await map(e, 'V-mode', 'M-mode', '2024-05-01T00:00:00Z');
+    // The meter sends a register (200, 202, ...) while the engine reads it as intervals.
+    let register = 198;
+    await ingest(e, [
+      vehicle('V-mode', 0)(at('14', '09:55')),
+      ...every(10, at('14', '10:00'), at('14', '10:30'), vehicle('V-mode', 1.8)),
+      ...every(10, at('14', '09:50'), at('14', '10:30'), (ts) => ({
+        ...meter('M-mode', (register += 2))(ts),
+      })),
+    ]);
+    await build(e);
+  });
+  afterAll(() => e.stop());
+
+  const session = async () =>
+    (await sessionsOf(e, 'V-mode', '2024-05-14T00:00:00Z', '2024-05-15T00:00:00Z')).map((s) => [
+      s.acConsumedKwh,
+      s.dcDeliveredKwh,
+    ]);
+
+  test('when the meter is set to cumulative, then the kept session is built again with its register increases; the same setting again marks nothing', async () => {
+    expect(await session()).toEqual([[202 + 204 + 206 + 208, 7.2]]); // (09:55, 10:30] as intervals
+    const settings = (mode: string) =>
+      request(e.api.api.app)
+        .put('/v1/meters/M-mode/settings')
+        .send({ energyReadings: mode })
+        .expect(200);
+    await settings('cumulative');
+    const marked = await e.ctx.db('session_dirty').where({ vehicle_id: 'V-mode' }).first();
+    expect(marked).toBeDefined();
+    await build(e);
+    expect(await session()).toEqual([[8, 7.2]]); // 200 -> 208
+    expect(await e.ctx.db('session_dirty').where({ vehicle_id: 'V-mode' }).first()).toBeUndefined();
+    await settings('cumulative');
+    expect(await e.ctx.db('session_dirty').where({ vehicle_id: 'V-mode' }).first()).toBeUndefined();
+  });
+});
+
 describe('the sessions statement with many devices configured', () => {
   let e: TestEngine;
   beforeAll(async () => {
