@@ -143,6 +143,20 @@ export const isAuthError = (err: unknown): boolean =>
   );
 
 /** A field of INFO's text (`name:value` lines), e.g. `maxmemory_policy`. */
+/**
+ * Redis is down, loading, failing over or out of reach: ioredis's own refusals while the
+ * connection is not ready (commands are not queued offline) and the server's "try later" replies.
+ */
+export function isRedisUnavailable(err: unknown): boolean {
+  const { name, message } = (err ?? {}) as { name?: unknown; message?: unknown };
+  if (name === 'MaxRetriesPerRequestError') return true;
+  const text = typeof message === 'string' ? message : '';
+  return (
+    /^(Stream isn't writeable|Connection is closed|Reached the max retries)/.test(text) ||
+    (name === 'ReplyError' && /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY) /.test(text))
+  );
+}
+
 export const infoField = (info: string, name: string): string | undefined =>
   new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();
 

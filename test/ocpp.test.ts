@@ -738,6 +738,10 @@ describe('OCPP while Redis is down', () => {
     const message = meterValues(1, '2024-04-04T10:00:00Z', wh(42_000));
     await redis.kill();
     expect(await callError(cp.call('MeterValues', message))).toBe('InternalError');
+    // Its live state is out of reach: a 503 to retry, not a 500.
+    const described = await request(e.api.api.app).get('/v1/charge-points/CP-OUT').expect(503);
+    expect(described.body.error).toBe('redis_unavailable');
+    expect(described.headers['retry-after']).toBe('1');
     await redis.start();
     await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
     await waitFor(

@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError, serviceUnavailable } from '../errors';
 import { isDatabaseUnavailable, isStatementTimeout } from '../stores/database-errors';
 import type { Logger } from '../logger';
+import { isRedisUnavailable } from '../redis';
 
 /** Errors thrown by Express itself or its parsers carry a 4xx `status`; keep those as 4xx. */
 function fromFrameworkError(err: unknown): AppError | null {
@@ -15,7 +16,10 @@ function fromFrameworkError(err: unknown): AppError | null {
 
 const DATABASE_RETRY_AFTER_S = 5;
 
-/** PostgreSQL down, restarting or overloaded: a 503 the client can retry, not a server fault. */
+/**
+ * PostgreSQL (or Redis) down, restarting or overloaded: a 503 the client can retry, not a server
+ * fault.
+ */
 function fromDatabaseError(err: unknown): AppError | null {
   if (isDatabaseUnavailable(err))
     return serviceUnavailable(
@@ -28,6 +32,12 @@ function fromDatabaseError(err: unknown): AppError | null {
       'database_timeout',
       'The database took too long to answer; try again shortly',
       DATABASE_RETRY_AFTER_S,
+    );
+  if (isRedisUnavailable(err))
+    return serviceUnavailable(
+      'redis_unavailable',
+      'Redis, which holds live state, is not available right now; try again shortly',
+      1,
     );
   return null;
 }
