@@ -172,7 +172,7 @@ export function createApp({
       logger: logger.child({ module: 'status' }),
       extensions: ocpp.statusExtensions,
     }),
-    ...settingsRoutes({ settings, config }),
+    ...settingsRoutes({ settings, config, connectorOf: ocpp.connectorOf }),
     ...analyticsRoutes({ performance, fleet, config }),
     ...sessionRoutes({ sessions, config }),
     ...ocpp.routes,

@@ -94,6 +94,21 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
   });
 
+  test("when an operator sets a connector's energy semantics, then 409: OCPP makes it a register; a meter named like a connector of no charge point can be set", async () => {
+    const cp = await connect('CP-SET');
+    await cp.call('BootNotification', { chargePointVendor: 'Acme', chargePointModel: 'W' });
+    const res = await request(e.api.api.app)
+      .put('/v1/meters/CP-SET:1/settings')
+      .send({ energyReadings: 'interval' })
+      .expect(409);
+    expect(res.body).toMatchObject({ error: 'ocpp_connector' });
+    expect(res.body.message).toContain('OCPP charge point CP-SET');
+    await request(e.api.api.app)
+      .put('/v1/meters/NOT-A-CP:1/settings')
+      .send({ energyReadings: 'interval' })
+      .expect(200);
+  });
+
   test('when an action the engine does not know arrives, then the library answers NotImplemented; DataTransfer and the firmware and diagnostics notifications get their answers', async () => {
     const cp = await connect('CP-NI');
     expect(await cp.call('DataTransfer', { vendorId: 'x', messageId: 'y', data: 'z' })).toEqual({

@@ -49,6 +49,26 @@ export class ChargePointStore {
     return row ? toRecord(row) : null;
   }
 
+  /**
+   * The charge point a meter id names a connector of (`{chargePointId}:{connectorId}`), if that
+   * charge point has booted or run a transaction here; else null.
+   */
+  async connectorOf(meterId: string): Promise<string | null> {
+    const match = /^(.+):(\d{1,4})$/.exec(meterId);
+    if (!match) return null;
+    const [, id] = match;
+    const found = await this.db
+      .select(
+        this.db.raw(
+          `EXISTS (SELECT 1 FROM charge_points WHERE id = ?)
+           OR EXISTS (SELECT 1 FROM ocpp_transactions WHERE charge_point_id = ?) AS known`,
+          [id, id],
+        ),
+      )
+      .first();
+    return (found as { known: boolean }).known ? id : null;
+  }
+
   /** A page of charge points in id order, after `afterId`. */
   async list(limit: number, afterId: string | null): Promise<ChargePointRecord[]> {
     const query = this.db<ChargePointRow>('charge_points').orderBy('id').limit(limit);

@@ -40,6 +40,8 @@ export interface OcppIntake {
   endpoint: OcppEndpoint;
   routes: AnyRoute[];
   statusExtensions: StatusExtension[];
+  /** The charge point a meter is a connector of, or null (see ChargePointStore.connectorOf). */
+  connectorOf(meterId: string): Promise<string | null>;
 }
 
 /** Charge points over OCPP 1.6J: the WebSocket endpoint, its stores and its HTTP routes. */
@@ -104,6 +106,7 @@ export function createOcppIntake({
       pingIntervalMs: PING_INTERVAL_MS,
     }),
     routes: ocppRoutes({ idTags, chargePoints, state, transactions, liveState }),
+    connectorOf: (meterId) => chargePoints.connectorOf(meterId),
     statusExtensions: [
       {
         type: 'meter',

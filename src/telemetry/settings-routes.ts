@@ -1,6 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { EnergyReadingsMode } from '../config';
+import { conflict } from '../errors';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
+import { ErrorBody } from '../schema/primitives';
 import { DeviceId, EnergyMode, Nullable } from '../schema/primitives';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import { DEVICE_KINDS, type DeviceKind } from '../devices/device-kinds';
@@ -34,9 +36,12 @@ const settingsSchema = (kind: DeviceKind) =>
 export function settingsRoutes({
   settings,
   config,
+  connectorOf,
 }: {
   settings: DeviceSettingsStore;
   config: { energyReadings: EnergyReadingsMode };
+  /** The OCPP charge point a meter is a connector of, or null. */
+  connectorOf: (meterId: string) => Promise<string | null>;
 }): AnyRoute[] {
   return DEVICE_KINDS.flatMap((kind) => {
     const path = `/v1/${kind.plural}/{${kind.idField}}/settings`;
@@ -69,9 +74,19 @@ export function settingsRoutes({
         database: true,
         params,
         body: { schema: SettingsRequest, name: 'settings', read: 'json' },
-        responses,
+        responses: {
+          200: responses[200],
+          409: { description: "an OCPP connector's meter: a register by OCPP", schema: ErrorBody },
+        },
         handler: async ({ params: p, body }) => {
           const id = (p as Record<string, string>)[kind.idField];
+          const chargePoint = kind.type === 'meter' ? await connectorOf(id) : null;
+          if (chargePoint !== null) {
+            throw conflict(
+              'ocpp_connector',
+              `Meter ${id} is a connector of OCPP charge point ${chargePoint}: its readings are the connector's register (cumulative), which no setting changes`,
+            );
+          }
           await settings.setEnergyReadings(kind.type, id, body.energyReadings);
           return answer(id);
         },
