@@ -352,7 +352,7 @@ describe('OCPP 1.6J charge points', () => {
     expect(await history(e, 'CP-BAD:1')).toEqual([]);
   });
 
-  test("when a message breaks the engine's limits (connector id, register, a time ahead of the clock), then PropertyConstraintViolation names it and nothing is recorded", async () => {
+  test("when a message breaks the engine's limits (connector id, register), then PropertyConstraintViolation names it and nothing is recorded", async () => {
     const cp = await connect('CP-LIMITS');
     const start = {
       connectorId: 1,
@@ -360,13 +360,11 @@ describe('OCPP 1.6J charge points', () => {
       meterStart: 1000,
       timestamp: '2024-04-06T10:00:00Z',
     };
-    const ahead = new Date(Date.now() + 3600_000).toISOString();
     for (const bad of [
       { ...start, connectorId: 3_000_000_000 },
       { ...start, connectorId: 0 },
       { ...start, meterStart: -100 },
       { ...start, meterStart: 1e20 },
-      { ...start, timestamp: ahead },
     ]) {
       expect(await callError(cp.call('StartTransaction', bad))).toBe('PropertyConstraintViolation');
     }
@@ -375,6 +373,31 @@ describe('OCPP 1.6J charge points', () => {
     ).toBe('PropertyConstraintViolation');
     const stored = await e.ctx.db('ocpp_transactions').where({ charge_point_id: 'CP-LIMITS' });
     expect(stored).toEqual([]);
+  });
+
+  test('when a charge point whose clock runs an hour fast starts and stops a transaction, then both are taken as of now, with their registers', async () => {
+    await registerIdTags([['TAG-FAST', 'V-fast']]);
+    const cp = await connect('CP-FAST');
+    const ahead = () => new Date(Date.now() + 3600_000).toISOString();
+    const before = Date.now();
+    const start = ahead();
+    const { transactionId } = await startsOnConnector1(cp)('TAG-FAST', 5000, start);
+    // Sent again (its answer lost): the same transaction.
+    expect(await startsOnConnector1(cp)('TAG-FAST', 5000, start)).toMatchObject({ transactionId });
+    await cp.call('StopTransaction', { transactionId, meterStop: 7500, timestamp: ahead() });
+    const after = Date.now();
+    const row = await e.ctx.db('ocpp_transactions').where({ id: transactionId }).first();
+    for (const at of [row.started_at, row.stopped_at]) {
+      expect(at.getTime()).toBeGreaterThanOrEqual(before);
+      expect(at.getTime()).toBeLessThanOrEqual(after);
+    }
+    await waitForDrained(e.queue);
+    const registers = await e.ctx
+      .db('telemetry_history')
+      .where({ device_type: 'meter', device_id: 'CP-FAST:1' })
+      .orderBy('ts')
+      .pluck('kwh_consumed_ac');
+    expect(registers).toEqual([5, 7.5]);
   });
 
   test('when a voltage is out of range or the neutral phase is sent, then the register is kept from the line phases', async () => {

@@ -8,7 +8,7 @@ import type { ReadingValidator } from '../telemetry/validation';
 import type { ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
-import type { IdTagStore } from './id-tag-store';
+import { normalizeIdTag, type IdTagStore } from './id-tag-store';
 import { readMeterValues, type MeterValue } from './meter-values';
 import { SUPERSEDED_ELSEWHERE, type Transaction, type TransactionStore } from './transaction-store';
 
@@ -173,13 +173,42 @@ export class ChargePointService {
     return this.deps.checkTimestamp(utcTimestamp(timestamp), '/timestamp');
   }
 
-  /** A transaction's instant: refused if it is not one a reading could have. */
-  private transactionInstant(timestamp: string): Date {
+  /**
+   * A transaction's instant: refused if it is not one a reading could have, but taken as of now
+   * if it is ahead of the clock. A refused StartTransaction is retried a few times and dropped by
+   * the charge point, and the charge under way is lost; a clock running fast is common (the
+   * BootNotification and Heartbeat answers give it the time to set).
+   */
+  private transactionInstant(
+    chargePointId: string,
+    timestamp: string,
+  ): { at: Date; asOfNow: boolean } {
     const checked = this.checkInstant(timestamp);
-    if (!checked.ok) {
-      throw new RefusedCallError('PropertyConstraintViolation', checked.failure.message);
+    if (checked.ok) return { at: new Date(checked.value), asOfNow: false };
+    if (checked.failure.error === 'timestamp_in_future') {
+      this.deps.logger.warn(
+        { chargePointId, timestamp, reason: checked.failure.message },
+        'transaction timestamp ahead of the clock: taken as of now',
+      );
+      return { at: this.now(), asOfNow: true };
     }
-    return new Date(checked.value);
+    throw new RefusedCallError('PropertyConstraintViolation', checked.failure.message);
+  }
+
+  /**
+   * When a StartTransaction starts: its own instant, or, taken as of now, the start of the same
+   * transaction still open (a retransmission is then the same transaction, as with an instant).
+   */
+  private async startInstant(chargePointId: string, req: StartTransactionReq): Promise<Date> {
+    const { at, asOfNow } = this.transactionInstant(chargePointId, req.timestamp);
+    if (!asOfNow) return at;
+    const same = (await this.deps.transactions.openOn(chargePointId)).find(
+      (t) =>
+        t.connectorId === req.connectorId &&
+        t.idTag === normalizeIdTag(req.idTag) &&
+        t.meterStartWh === req.meterStart,
+    );
+    return same?.startedAt ?? at;
   }
 
   async bootNotification(chargePointId: string, req: BootNotificationReq) {
@@ -243,7 +272,7 @@ export class ChargePointService {
   async startTransaction(chargePointId: string, req: StartTransactionReq) {
     checkConnectorId(req.connectorId, 1);
     checkRegisterWh('meterStart', req.meterStart);
-    const startedAt = this.transactionInstant(req.timestamp);
+    const startedAt = await this.startInstant(chargePointId, req);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     const tag = await this.deps.idTags.get(req.idTag);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
@@ -263,7 +292,9 @@ export class ChargePointService {
       await this.mapVehicle(transaction.vehicleId, meterId, justAfter(startedAt));
     }
     if (later) await this.supersede(transaction, later, meterId);
-    await this.store(meterId, [{ timestamp: req.timestamp, kwh: whToKwh(req.meterStart) }]);
+    await this.store(meterId, [
+      { timestamp: startedAt.toISOString(), kwh: whToKwh(req.meterStart) },
+    ]);
     this.deps.logger.info(
       { chargePointId, connectorId: req.connectorId, transactionId: transaction.id, created },
       created ? 'transaction started' : 'StartTransaction repeated: same transaction',
@@ -348,7 +379,7 @@ export class ChargePointService {
 
   async stopTransaction(chargePointId: string, req: StopTransactionReq) {
     checkRegisterWh('meterStop', req.meterStop);
-    const reportedStop = this.transactionInstant(req.timestamp);
+    const reportedStop = this.transactionInstant(chargePointId, req.timestamp).at;
     const known = await this.deps.transactions.get(req.transactionId);
     if (!known || known.chargePointId !== chargePointId) {
       // Nothing to attach its readings to: answer, so the charge point does not resend for ever.
@@ -388,7 +419,7 @@ export class ChargePointService {
       });
       await this.store(meterId, [
         ...data,
-        { timestamp: req.timestamp, kwh: whToKwh(req.meterStop) },
+        { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) },
       ]);
     } else {
       this.deps.logger.warn(
