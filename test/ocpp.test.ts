@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { RPCClient } from 'ocpp-rpc';
+import WebSocket from 'ws';
 import { generateKey } from '../src/auth/api-keys';
 import { startTestEngine, waitFor, waitForDrained, type TestEngine } from './helpers/engine';
 import { OwnRedis } from './helpers/own-redis';
@@ -92,6 +93,20 @@ describe('OCPP 1.6J charge points', () => {
     expect(await cp.call('Heartbeat', {})).toEqual({ currentTime: expect.any(String) });
     const res = await request(e.api.api.app).get('/v1/charge-points/CP-BOOT').expect(200);
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
+  });
+
+  test('when a frame is not a CALL it can read, then the CALLERROR carries an OCPP 1.6 code', async () => {
+    const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-RAW`, ['ocpp1.6']);
+    await new Promise<void>((resolve) => socket.once('open', () => resolve()));
+    const answer = (frame: string) =>
+      new Promise<unknown[]>((resolve) => {
+        socket.once('message', (data: Buffer) => resolve(JSON.parse(data.toString()) as unknown[]));
+        socket.send(frame);
+      });
+    expect((await answer('hello {')).slice(0, 3)).toEqual([4, '-1', 'FormationViolation']);
+    expect((await answer('[2,"x1"]')).slice(0, 3)).toEqual([4, 'x1', 'FormationViolation']);
+    expect((await answer('[5,"x4","Heartbeat",{}]'))[2]).toBe('GenericError');
+    socket.close();
   });
 
   test("when an operator sets a connector's energy semantics, then 409: OCPP makes it a register; a meter named like a connector of no charge point can be set", async () => {

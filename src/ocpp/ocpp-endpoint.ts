@@ -50,6 +50,34 @@ export const OCPP_ACTIONS = [
   'FirmwareStatusNotification',
 ] as const;
 
+/** The CALLERROR codes of OCPP-J 1.6 (section 4.2.3); ocpp-rpc also sends later versions' own. */
+const OCPP16_ERROR_CODES = new Set([
+  'NotImplemented',
+  'NotSupported',
+  'InternalError',
+  'ProtocolError',
+  'SecurityError',
+  'FormationViolation',
+  'PropertyConstraintViolation',
+  'OccurenceConstraintViolation',
+  'TypeConstraintViolation',
+  'GenericError',
+]);
+
+/**
+ * A CALLERROR frame as OCPP 1.6 words it: ocpp-rpc answers a frame it cannot read with OCPP
+ * 2.0.1's RpcFrameworkError (1.6: FormationViolation) and an unknown message type with
+ * MessageTypeNotSupported (1.6 has none: GenericError). Any other frame is returned as it is.
+ */
+export function asOcpp16Frame(frame: string): string {
+  if (!frame.startsWith('[4,')) return frame;
+  const message = JSON.parse(frame) as unknown[];
+  const code = message[2];
+  if (typeof code !== 'string' || OCPP16_ERROR_CODES.has(code)) return frame;
+  message[2] = code === 'RpcFrameworkError' ? 'FormationViolation' : 'GenericError';
+  return JSON.stringify(message);
+}
+
 /** A charge point keeps at most this many bytes in one message. */
 const MAX_MESSAGE_BYTES = 256 * 1024;
 /** How often this process tells Redis its charge points are still connected. */
@@ -207,6 +235,8 @@ export function createOcppEndpoint({
       logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
     });
     watch(client, id);
+    const sendRaw = client.sendRaw.bind(client);
+    client.sendRaw = (frame: string) => sendRaw(asOcpp16Frame(frame));
     client.once('close', ({ code }: { code: number }) => {
       if (live.get(id) === client) live.delete(id);
       metrics.onConnections(live.size);
