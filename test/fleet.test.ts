@@ -188,6 +188,19 @@ describe('fleet report parameters', () => {
     expect(res.body.details[0].path).toBe(path);
   });
 
+  test.each([
+    ['a threshold outside below', { below: -5, rank: 'efficiency' }, 0],
+    ['a rank there is not', { below: 0.85, rank: 'evil' }, 0],
+    ['an offset past any integer', { below: 0.85, rank: 'efficiency' }, 1e300],
+  ])('when a made-up cursor holds %s, then 400 names the cursor', async (_n, filters, offset) => {
+    const scope = { from: '2024-01-01T00:00:00.000Z', to: '2024-01-02T00:00:00.000Z', ...filters };
+    const cursor = Buffer.from(JSON.stringify({ offset, scope })).toString('base64url');
+    const res = await request(e.api.api.app)
+      .get(`/v1/analytics/fleet?cursor=${cursor}`)
+      .expect(400);
+    expect(res.body.details[0].path).toBe('/cursor');
+  });
+
   test('when the fleet is empty, then the report is empty, not an error', async () => {
     const res = await request(e.api.api.app).get('/v1/analytics/fleet').expect(200);
     expect(res.body.totals).toEqual({

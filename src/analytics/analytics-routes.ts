@@ -10,6 +10,17 @@ import { MAX_WINDOW_HOURS, WindowQuery, parseWindow } from '../reports/window-pa
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 10_000;
 
+/** The fleet report's filters, as its query declares them and its cursors must hold them. */
+const Below = Type.Number({
+  minimum: 0,
+  maximum: 10,
+  description: 'alert threshold; default EFFICIENCY_THRESHOLD',
+});
+const Rank = Type.Union([Type.Literal('efficiency'), Type.Literal('session')], {
+  description:
+    "efficiency (default): by the window's efficiency; session: by each vehicle's worst charging session (adds worstSession)",
+});
+
 export function analyticsRoutes({
   performance,
   fleet,
@@ -64,13 +75,7 @@ export function analyticsRoutes({
       database: true,
       query: Type.Object({
         ...WindowQuery,
-        below: Type.Optional(
-          Type.Number({
-            minimum: 0,
-            maximum: 10,
-            description: 'alert threshold; default EFFICIENCY_THRESHOLD',
-          }),
-        ),
+        below: Type.Optional(Below),
         limit: Type.Optional(
           Type.Integer({
             minimum: 1,
@@ -79,12 +84,7 @@ export function analyticsRoutes({
           }),
         ),
         cursor: Type.Optional(Type.String({ description: 'nextCursor of the previous page' })),
-        rank: Type.Optional(
-          Type.Union([Type.Literal('efficiency'), Type.Literal('session')], {
-            description:
-              "efficiency (default): by the window's efficiency; session: by each vehicle's worst charging session (adds worstSession)",
-          }),
-        ),
+        rank: Type.Optional(Rank),
       }),
       responses: { 200: { description: 'the fleet report', schema: FleetReport } },
       handler: async ({ query }) => {
@@ -95,8 +95,8 @@ export function analyticsRoutes({
         const scope: FleetScope = page
           ? {
               ...windowOfPage(page, query, asked, MAX_WINDOW_HOURS),
-              below: filterOfPage(page, 'below', query.below, 'number'),
-              rank: filterOfPage(page, 'rank', query.rank, 'string'),
+              below: filterOfPage(page, 'below', query.below, Below),
+              rank: filterOfPage(page, 'rank', query.rank, Rank),
             }
           : {
               ...asked(),

@@ -1,3 +1,5 @@
+import type { Static, TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { invalidParameter } from '../errors';
 import { HOUR_MS, isAcceptableWindow, type AnalyticsWindow } from './window-params';
 
@@ -31,7 +33,7 @@ export function decodeCursor(cursor: string): Page {
   const { offset, scope } = page ?? {};
   const valid =
     typeof offset === 'number' &&
-    Number.isInteger(offset) &&
+    Number.isSafeInteger(offset) &&
     offset >= 0 &&
     typeof scope === 'object' &&
     scope !== null &&
@@ -83,15 +85,20 @@ export function windowOfPage(
   return pinned;
 }
 
-/** A filter of a page: its cursor's; the query may name it again, not change it. */
-export function filterOfPage<T extends string | number | boolean>(
+/**
+ * A filter of a page: its cursor's, held to the query parameter's own schema (a cursor is the
+ * client's to send); the query may name it again, not change it.
+ */
+export function filterOfPage<S extends TSchema>(
   page: Page,
   name: string,
-  asked: T | undefined,
-  kind: 'string' | 'number' | 'boolean',
-): T {
+  asked: Static<S> | undefined,
+  schema: S,
+): Static<S> {
   const pinned = page.scope[name];
-  if (typeof pinned !== kind) throw invalidParameter('cursor', NOT_A_CURSOR);
-  if (asked !== undefined && asked !== pinned) throw otherReport(page.scope, `${name}=${asked}`);
-  return pinned as T;
+  if (!Value.Check(schema, pinned)) throw invalidParameter('cursor', NOT_A_CURSOR);
+  if (asked !== undefined && asked !== pinned) {
+    throw otherReport(page.scope, `${name}=${String(asked)}`);
+  }
+  return pinned as Static<S>;
 }

@@ -25,6 +25,9 @@ const windowQuery = (defaultHours: number, maxHours: number) => ({
   }),
 });
 
+/** The fleet sessions list's filter, as its query declares it and its cursors must hold it. */
+const Flagged = Type.Boolean({ description: 'true: only sessions with an alert or drift' });
+
 /** `/v1/vehicles/{vehicleId}/sessions[/{sessionId}]` and `/v1/analytics/sessions`. */
 export function sessionRoutes({
   sessions,
@@ -94,9 +97,7 @@ export function sessionRoutes({
       database: true,
       query: Type.Object({
         ...windowQuery(FLEET_DEFAULT_HOURS, FLEET_MAX_HOURS),
-        flagged: Type.Optional(
-          Type.Boolean({ description: 'true: only sessions with an alert or drift' }),
-        ),
+        flagged: Type.Optional(Flagged),
         limit: Type.Optional(
           Type.Integer({ minimum: 1, maximum: MAX_PAGE, description: `default ${DEFAULT_PAGE}` }),
         ),
@@ -115,7 +116,7 @@ export function sessionRoutes({
         const page = query.cursor ? decodeCursor(query.cursor) : null;
         const window = page ? windowOfPage(page, query, asked, FLEET_MAX_HOURS) : asked();
         const flagged = page
-          ? filterOfPage(page, 'flagged', query.flagged, 'boolean')
+          ? filterOfPage(page, 'flagged', query.flagged, Flagged)
           : (query.flagged ?? false);
         const found = await sessions.ofFleet(window.from, window.to);
         const listed = flagged
