@@ -109,7 +109,7 @@ export class IngestAdmission {
     if (backlogReadings + pendingInProcess + incoming > maxBacklogReadings) {
       throw serviceUnavailable(
         'backlog_full',
-        `The ingest backlog is full (${backlogReadings} readings waiting for PostgreSQL, limit ${maxBacklogReadings}); retry later`,
+        `The ingest backlog is full: ${backlogReadings + pendingInProcess} readings are waiting for PostgreSQL, and this request's ${incoming} would pass the limit of ${maxBacklogReadings}; retry later`,
         5,
       );
     }

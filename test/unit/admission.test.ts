@@ -42,7 +42,12 @@ function refusal(admission: IngestAdmission, incoming: number, pending: number) 
     return null;
   } catch (err) {
     if (!(err instanceof AppError)) throw err;
-    return { status: err.statusCode, code: err.code, retryAfter: err.headers['Retry-After'] };
+    return {
+      status: err.statusCode,
+      code: err.code,
+      retryAfter: err.headers['Retry-After'],
+      message: err.message,
+    };
   }
 }
 
@@ -120,13 +125,14 @@ describe('IngestAdmission', () => {
         status: 503,
         code: 'backlog_full',
         retryAfter: '5',
+        message: `The ingest backlog is full: ${900 + pending} readings are waiting for PostgreSQL, and this request's ${incoming} would pass the limit of 1000; retry later`,
       });
     },
   );
 
   test('when Redis memory is above the high-water share of maxmemory, then ingest answers 503 redis_memory_high', async () => {
     const { admission } = await admissionWith({ backlog: '0', usedMemory: 901, maxMemory: 1000 });
-    expect(refusal(admission, 1, 0)).toEqual({
+    expect(refusal(admission, 1, 0)).toMatchObject({
       status: 503,
       code: 'redis_memory_high',
       retryAfter: '5',
