@@ -145,6 +145,13 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
       'invalid_reading',
     ],
     [
+      'an id of dots alone (no URL path segment can carry it)',
+      { ...METER, meterId: '..' },
+      '/meterId',
+      /not dots alone/,
+      'invalid_reading',
+    ],
+    [
       'an id of 65 characters',
       { ...METER, meterId: 'M'.repeat(65) },
       '/meterId',

@@ -31,9 +31,10 @@ export const OCPP_PROTOCOL = 'ocpp1.6';
 const { RPCServer, createRPCError } = ocppRpcFor(OCPP_PROTOCOL);
 /**
  * A charge point id: a meter id is `{chargePointId}:{connectorId}`, so no `:` (the split stays
- * unambiguous) and at most 48 characters (OCPP's identity limit; the meter id stays within 64).
+ * unambiguous), not dots alone (no URL path segment), and at most 48 characters (OCPP's identity
+ * limit; the meter id stays within 64).
  */
-export const CHARGE_POINT_ID_PATTERN = '^[A-Za-z0-9._-]{1,48}$';
+export const CHARGE_POINT_ID_PATTERN = '^(?!\\.+$)[A-Za-z0-9._-]{1,48}$';
 const CHARGE_POINT_ID = new RegExp(CHARGE_POINT_ID_PATTERN);
 
 /** The actions this engine answers; anything else gets the library's NotImplemented. */

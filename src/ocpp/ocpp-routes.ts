@@ -20,7 +20,7 @@ const IdTagParam = Type.String({
 
 const ChargePointIdParam = Type.String({
   pattern: CHARGE_POINT_ID_PATTERN,
-  description: '1-48 characters from A-Z a-z 0-9 . _ -',
+  description: '1-48 characters from A-Z a-z 0-9 . _ -, not dots alone',
 });
 
 const IdTagBody = Type.Object(

@@ -4,13 +4,14 @@
  */
 import { Type, type TSchema } from '@sinclair/typebox';
 
-export const DEVICE_ID_PATTERN = '^[A-Za-z0-9._:-]{1,64}$';
+/** Not dots alone: `.` and `..` are no path segment a URL can carry (browsers resolve them). */
+export const DEVICE_ID_PATTERN = '^(?!\\.+$)[A-Za-z0-9._:-]{1,64}$';
 
 export const DeviceId = Type.String({
   minLength: 1,
   maxLength: 64,
   pattern: DEVICE_ID_PATTERN,
-  description: '1-64 characters from A-Z a-z 0-9 . _ : -',
+  description: '1-64 characters from A-Z a-z 0-9 . _ : -, not dots alone',
 });
 
 export const TIMESTAMP_RULE =

@@ -56,6 +56,13 @@ describe('dashboard with AUTH on', () => {
     );
     expect(await keyDialog(page).isVisible()).toBe(true);
 
+    // Pasted with an invisible character: not a key, and asked for again (not "unreachable").
+    await enterKey(page, `${reader.key}\u200b`);
+    await page.waitForFunction(() =>
+      /That is not a key/.test(document.querySelector('.key-message')?.textContent ?? ''),
+    );
+    expect(await keyDialog(page).isVisible()).toBe(true);
+
     await enterKey(page, ingestOnly.key);
     await page.waitForFunction(() =>
       /lacks the read scope/.test(document.querySelector('.key-message')?.textContent ?? ''),

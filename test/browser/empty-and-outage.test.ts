@@ -103,6 +103,24 @@ describe('dashboard empty and error states', () => {
     await page.close();
   });
 
+  test('when the engine never answers, then the page says so once the request deadline passes, and the next refresh tries again', async () => {
+    const page = await browser.newPage();
+    try {
+      // Every API request hangs, as behind a proxy whose engine stopped answering.
+      await page.route('**/v1/**', () => undefined);
+      await page.goto(`${engine.url}/dashboard#/fleet`);
+      await page.waitForSelector('.notice-error', { timeout: 30_000 });
+      await expect(page.locator('.notice-error').first().textContent()).resolves.toMatch(
+        /did not answer within 20 s: it is down or hung, or the network is/,
+      );
+      await expect(page.locator('.refresh-status').textContent()).resolves.toMatch(
+        /^Refresh failed /,
+      );
+    } finally {
+      await page.close();
+    }
+  }, 60_000);
+
   test('when PostgreSQL is unreachable, then the page says the engine is unavailable (503)', async () => {
     const ctx = await createTestContext();
     // Port 1: nothing listens there, so every database connection is refused at once.

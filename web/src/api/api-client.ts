@@ -18,13 +18,29 @@ export class ApiError extends Error {
   }
 }
 
-/** No HTTP answer at all: the engine is down or the network is. */
+/** No HTTP answer at all, or none in time: the engine is down or hung, or the network is. */
 export class EngineUnreachableError extends Error {
-  constructor(readonly url: string) {
-    super(`The engine could not be reached at ${url}`);
+  constructor(
+    readonly url: string,
+    timedOut = false,
+  ) {
+    super(
+      timedOut
+        ? `The engine at ${url} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`
+        : `The engine could not be reached at ${url}`,
+    );
     this.name = 'EngineUnreachableError';
   }
 }
+
+/**
+ * How long one request may take: an engine (or a proxy) that never answers would otherwise hold
+ * the view's refresh, and every refresh after it, for good.
+ */
+export const REQUEST_TIMEOUT_MS = 20_000;
+
+/** What an API key is made of (printable ASCII): anything else cannot go in a header. */
+export const isKeyText = (key: string): boolean => /^[\x21-\x7e]+$/.test(key);
 
 export type KeyPromptReason = 'required' | 'refused' | 'insufficient_scope';
 
@@ -77,11 +93,14 @@ export class ApiClient {
 
   private async send(url: string, key: string | null): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (key) headers.authorization = `Bearer ${key}`;
+    // A key no header can carry (kept from before keys were checked) is not sent: the engine
+    // then asks for one.
+    if (key && isKeyText(key)) headers.authorization = `Bearer ${key}`;
+    const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
     try {
-      return await (this.deps.fetch ?? fetch)(url, { headers, cache: 'no-store' });
+      return await (this.deps.fetch ?? fetch)(url, { headers, cache: 'no-store', signal });
     } catch {
-      throw new EngineUnreachableError(new URL(url, location.href).origin);
+      throw new EngineUnreachableError(new URL(url, location.href).origin, signal.aborted);
     }
   }
 }

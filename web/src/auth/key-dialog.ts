@@ -1,4 +1,4 @@
-import type { KeyPromptReason } from '../api/api-client';
+import { isKeyText, type KeyPromptReason } from '../api/api-client';
 import { h } from '../dom/h';
 
 const REASONS: Record<KeyPromptReason, string> = {
@@ -64,7 +64,16 @@ export function createKeyDialog(
     // Handled here, never submitted: the page's CSP allows no form action.
     event.preventDefault();
     const key = input.value.trim();
-    if (key) finish(key);
+    if (!key) return;
+    if (!isKeyText(key)) {
+      message.textContent =
+        'That is not a key: it holds a character no API key has (an invisible one, perhaps, copied with it). Paste the key alone.';
+      message.classList.add('key-message-refused');
+      message.setAttribute('role', 'alert');
+      input.focus();
+      return;
+    }
+    finish(key);
   });
   cancel.addEventListener('click', () => finish(null));
   dialog.addEventListener('cancel', (event) => {

@@ -19,7 +19,7 @@ export function notice(kind: NoticeKind, title: string, detail?: string | Node):
 /** What an error means to the person looking at the page. */
 export function describeError(err: unknown): string {
   if (err instanceof EngineUnreachableError) {
-    return `${err.message}: it is down or the network is. The page tries again every 30 s.`;
+    return `${err.message}: it is down or hung, or the network is. The page tries again every 30 s.`;
   }
   if (err instanceof ApiError) {
     if (err.status === 503) {
