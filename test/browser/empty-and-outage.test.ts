@@ -103,6 +103,17 @@ describe('dashboard empty and error states', () => {
     await page.close();
   });
 
+  test('when the address holds a stray %, then the vehicle view says what is wrong with the id, not a blank page', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    await page.goto(`${engine.url}/dashboard#/vehicles/50%?window=24h`);
+    await page.waitForSelector('#live-status .notice');
+    await expect(page.locator('#live-status .notice').textContent()).resolves.toMatch(/vehicleId/);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   test('when the engine never answers, then the page says so once the request deadline passes, and the next refresh tries again', async () => {
     const page = await browser.newPage();
     try {

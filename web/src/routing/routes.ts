@@ -31,10 +31,19 @@ export const defaultRoute = (): Route => ({
   trail: [],
 });
 
+/** A path segment as typed when it is no valid percent-encoding (a stray `%`): the engine names it. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 export function parseRoute(hash: string): Route {
   const [path, queryText = ''] = hash.replace(/^#/, '').split('?', 2);
   const params = new URLSearchParams(queryText);
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const parts = path.split('/').filter(Boolean).map(decodeSegment);
   switch (parts[0]) {
     case 'vehicles':
       if (parts.length === 2) {
