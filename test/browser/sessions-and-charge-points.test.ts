@@ -284,6 +284,9 @@ describe('vehicle view with sessions', () => {
     expect(rows[0].reasonText).toBe(
       `Drift: ${percent(drifting.degraded)} against its usual ${percent(drifting.usual)}`,
     );
+    // The window's status says so too, as the fleet's line does.
+    const totals = await definitionList('#efficiency .window-totals');
+    expect(totals.Status).toMatch(/^Flagged .*1 session flagged/);
     await page.getByRole('link', { name: 'Show chart' }).click();
     await page.waitForSelector('#sessions .session-detail .chart canvas');
     const detail = await api<{ series: unknown[]; meanAcPowerKw: number }>(

@@ -99,6 +99,20 @@ export function vehicleFlagOf(
   );
 }
 
+/**
+ * A vehicle's flag with the flagged sessions of its window counted in, where only their number is
+ * known (the performance report's session summary).
+ */
+export function withFlaggedSessions(vehicle: Flag, flaggedSessions: number): Flag {
+  if (flaggedSessions === 0) return vehicle;
+  const text = `${sessionsText(flaggedSessions)} flagged (below a threshold or drifting): see Charging sessions`;
+  return {
+    flagged: true,
+    reasons: vehicle.reasons,
+    text: vehicle.flagged ? `${vehicle.text}; ${text}` : text,
+  };
+}
+
 /** The status cell: a visible "Flagged" badge (not colour alone) followed by the reason. */
 export function flagBadge(flag: Flag): HTMLElement {
   return h(

@@ -9,7 +9,7 @@ import {
   formatRatio,
 } from '../../format/numbers';
 import { dataTable } from '../data-table';
-import { flagBadge, vehicleFlagOf } from '../flag';
+import { flagBadge, vehicleFlagOf, withFlaggedSessions } from '../flag';
 import { notice } from '../notices';
 import { timeText, windowText } from '../time-text';
 import { Section } from './section';
@@ -107,7 +107,12 @@ export class EfficiencySection extends Section {
         orMissing(energy.efficiency, formatRatio, 'undefined (see warnings)'),
       ),
       row('Threshold', formatRatio(energy.threshold)),
-      row('Status', flagBadge(vehicleFlagOf(energy, energy.threshold, []))),
+      row(
+        'Status',
+        flagBadge(
+          withFlaggedSessions(vehicleFlagOf(energy, energy.threshold, []), report.sessions.flagged),
+        ),
+      ),
       row(
         'State of charge',
         battery.socStart === null || battery.socEnd === null
