@@ -704,6 +704,12 @@ describe('OCPP 1.6J charge points', () => {
     await status('Available');
     const now = await request(e.api.api.app).get('/v1/charge-points/CP-CLOCK').expect(200);
     expect(now.body.connectors[0].status).toBe('Available');
+    // Ahead by less than MAX_CLOCK_SKEW_S too: a later status without a timestamp replaces it.
+    await status('SuspendedEV', new Date(Date.now() + 120_000).toISOString());
+    await new Promise((r) => setTimeout(r, 5));
+    await status('Finishing');
+    const last = await request(e.api.api.app).get('/v1/charge-points/CP-CLOCK').expect(200);
+    expect(last.body.connectors[0].status).toBe('Finishing');
   });
 
   test('when a charge point reboots with its clock behind, then its first status after the boot replaces the stored one, and an older one after it does not', async () => {

@@ -246,18 +246,20 @@ export class ChargePointService {
 
   /**
    * When a status was reported: its timestamp, or now without one. A status newer than the one
-   * kept replaces it, so a timestamp ahead of the clock would keep every later status out: the
-   * status (still worth showing: a connector Faulted) is taken as of now.
+   * kept replaces it, so a timestamp ahead of the clock (by any amount: a later status without
+   * one is stamped now) would keep later statuses out: the status (still worth showing: a
+   * connector Faulted) is taken as of now.
    */
   private statusInstant(chargePointId: string, timestamp: string | undefined): Date {
-    if (!timestamp) return this.now();
+    const now = this.now();
+    if (!timestamp) return now;
     const checked = this.checkInstant(timestamp);
-    if (checked.ok) return new Date(checked.value);
+    if (checked.ok) return new Date(Math.min(checked.value, now.getTime()));
     this.deps.logger.warn(
       { chargePointId, timestamp, reason: checked.failure.message },
       'StatusNotification timestamp not usable: status taken as of now',
     );
-    return this.now();
+    return now;
   }
 
   async authorize(_chargePointId: string, req: { idTag: string }) {
