@@ -64,8 +64,9 @@ export class DeviceSettingsStore {
           .onConflict(['device_type', 'device_id'])
           .merge({ energy_readings: mode, updated_at: trx.fn.now() });
       }
-      const now = mode ?? this.config.energyReadings;
-      const changed = sorted.filter((id) => (before.get(id) ?? this.config.energyReadings) !== now);
+      const { energyReadings: byDefault } = this.config;
+      const after = mode ?? byDefault;
+      const changed = sorted.filter((id) => (before.get(id) ?? byDefault) !== after);
       await markSessionsOfDevices(trx, type, changed);
     });
   }
