@@ -70,11 +70,12 @@ describe('MQTT topics', () => {
     expect(item).toEqual({
       invalid: {
         error: 'topic_mismatch',
-        message: `The topic's meterId "M 1" must be 1-64 characters from A-Z a-z 0-9 . _ : -`,
+        message: `The topic's meterId "M 1" must be 1-64 characters from A-Z a-z 0-9 . _ : -, not dots alone`,
         details: [
           {
             path: '/',
-            message: "the topic's device id must be 1-64 characters from A-Z a-z 0-9 . _ : -",
+            message:
+              "the topic's device id must be 1-64 characters from A-Z a-z 0-9 . _ : -, not dots alone",
           },
         ],
       },
