@@ -142,7 +142,6 @@ export const isAuthError = (err: unknown): boolean =>
     String((err as Error)?.message ?? ''),
   );
 
-/** A field of INFO's text (`name:value` lines), e.g. `maxmemory_policy`. */
 /**
  * Redis is down, loading, failing over or out of reach: ioredis's own refusals while the
  * connection is not ready (commands are not queued offline) and the server's "try later" replies.
@@ -157,6 +156,7 @@ export function isRedisUnavailable(err: unknown): boolean {
   );
 }
 
+/** A field of INFO's text (`name:value` lines), e.g. `maxmemory_policy`. */
 export const infoField = (info: string, name: string): string | undefined =>
   new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();
 
