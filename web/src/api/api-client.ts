@@ -18,6 +18,12 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * How long one request may take: an engine (or a proxy) that never answers would otherwise hold
+ * the view's refresh, and every refresh after it, for good.
+ */
+export const REQUEST_TIMEOUT_MS = 20_000;
+
 /** No HTTP answer at all, or none in time: the engine is down or hung, or the network is. */
 export class EngineUnreachableError extends Error {
   constructor(
@@ -32,12 +38,6 @@ export class EngineUnreachableError extends Error {
     this.name = 'EngineUnreachableError';
   }
 }
-
-/**
- * How long one request may take: an engine (or a proxy) that never answers would otherwise hold
- * the view's refresh, and every refresh after it, for good.
- */
-export const REQUEST_TIMEOUT_MS = 20_000;
 
 /** What an API key is made of (printable ASCII): anything else cannot go in a header. */
 export const isKeyText = (key: string): boolean => /^[\x21-\x7e]+$/.test(key);
