@@ -144,8 +144,9 @@ describe.each(['interval', 'cumulative'] as const)('fleet report, %s readings', 
     const app = request(e.api.api.app);
     const first = await app.get(`/v1/analytics/fleet?${query}&below=0.95&limit=7`).expect(200);
     const cursor = first.body.nextCursor as string;
-    // Asked without the window or the filter: the next page of the same report.
-    const next = await app.get(`/v1/analytics/fleet?limit=7&cursor=${cursor}`).expect(200);
+    // Asked without the window, the filter or the page size: the next page of the same report.
+    const next = await app.get(`/v1/analytics/fleet?cursor=${cursor}`).expect(200);
+    expect(next.body.vehicles).toHaveLength(7);
     expect(next.body.below).toBe(0.95);
     expect(next.body.window).toEqual(first.body.window);
     expect(next.body.vehicles).toEqual((await allPages(e, `${query}&below=0.95`, 7))[1].vehicles);
@@ -189,17 +190,25 @@ describe('fleet report parameters', () => {
   });
 
   test.each([
-    ['a threshold outside below', { below: -5, rank: 'efficiency' }, 0],
-    ['a rank there is not', { below: 0.85, rank: 'evil' }, 0],
-    ['an offset past any integer', { below: 0.85, rank: 'efficiency' }, 1e300],
-  ])('when a made-up cursor holds %s, then 400 names the cursor', async (_n, filters, offset) => {
-    const scope = { from: '2024-01-01T00:00:00.000Z', to: '2024-01-02T00:00:00.000Z', ...filters };
-    const cursor = Buffer.from(JSON.stringify({ offset, scope })).toString('base64url');
-    const res = await request(e.api.api.app)
-      .get(`/v1/analytics/fleet?cursor=${cursor}`)
-      .expect(400);
-    expect(res.body.details[0].path).toBe('/cursor');
-  });
+    ['a threshold outside below', { below: -5, rank: 'efficiency' }, 0, 10],
+    ['a rank there is not', { below: 0.85, rank: 'evil' }, 0, 10],
+    ['an offset past any integer', { below: 0.85, rank: 'efficiency' }, 1e300, 10],
+    ['a page size past the largest', { below: 0.85, rank: 'efficiency' }, 0, 1e9],
+  ])(
+    'when a made-up cursor holds %s, then 400 names the cursor',
+    async (_n, filters, offset, limit) => {
+      const scope = {
+        from: '2024-01-01T00:00:00.000Z',
+        to: '2024-01-02T00:00:00.000Z',
+        ...filters,
+      };
+      const cursor = Buffer.from(JSON.stringify({ offset, limit, scope })).toString('base64url');
+      const res = await request(e.api.api.app)
+        .get(`/v1/analytics/fleet?cursor=${cursor}`)
+        .expect(400);
+      expect(res.body.details[0].path).toBe('/cursor');
+    },
+  );
 
   test('when the fleet is empty, then the report is empty, not an error', async () => {
     const res = await request(e.api.api.app).get('/v1/analytics/fleet').expect(200);

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody } from '../schema/primitives';
-import { decodeCursor, filterOfPage, windowOfPage } from '../reports/paging';
+import { decodeCursor, filterOfPage, limitOfPage, windowOfPage } from '../reports/paging';
 import type { FleetScope, FleetService } from './fleet-service';
 import type { PerformanceService } from './performance-service';
 import { FleetReport, PerformanceReport } from './report-schemas';
@@ -15,6 +15,11 @@ const Below = Type.Number({
   minimum: 0,
   maximum: 10,
   description: 'alert threshold; default EFFICIENCY_THRESHOLD',
+});
+const Limit = Type.Integer({
+  minimum: 1,
+  maximum: MAX_PAGE,
+  description: `vehicles per page; default ${DEFAULT_PAGE}, or the cursor's page's`,
 });
 const Rank = Type.Union([Type.Literal('efficiency'), Type.Literal('session')], {
   description:
@@ -76,13 +81,7 @@ export function analyticsRoutes({
       query: Type.Object({
         ...WindowQuery,
         below: Type.Optional(Below),
-        limit: Type.Optional(
-          Type.Integer({
-            minimum: 1,
-            maximum: MAX_PAGE,
-            description: `vehicles per page; default ${DEFAULT_PAGE}`,
-          }),
-        ),
+        limit: Type.Optional(Limit),
         cursor: Type.Optional(Type.String({ description: 'nextCursor of the previous page' })),
         rank: Type.Optional(Rank),
       }),
@@ -103,7 +102,7 @@ export function analyticsRoutes({
               below: query.below ?? config.efficiencyThreshold,
               rank: query.rank ?? 'efficiency',
             };
-        const limit = query.limit ?? DEFAULT_PAGE;
+        const limit = limitOfPage(page, query.limit, Limit, DEFAULT_PAGE);
         return reply(200, await fleet.report(scope, { limit, offset: page?.offset ?? 0 }));
       },
     }),

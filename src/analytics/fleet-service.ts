@@ -110,7 +110,11 @@ export class FleetService {
       withoutMeterData: snapshot.withoutMeterData,
       nextCursor:
         next < withAlerts.length
-          ? encodeCursor(next, { from: from.toISOString(), to: to.toISOString(), below, rank })
+          ? encodeCursor(
+              next,
+              { from: from.toISOString(), to: to.toISOString(), below, rank },
+              page.limit,
+            )
           : null,
       cache,
     };

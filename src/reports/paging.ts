@@ -13,14 +13,16 @@ export type ReportScope = { from: string; to: string } & Record<string, string |
 
 export interface Page {
   offset: number;
+  /** The page size the listing was asked with (checked where used: see limitOfPage). */
+  limit?: unknown;
   scope: ReportScope;
 }
 
 const NOT_A_CURSOR = 'must be a nextCursor from a previous page';
 
-/** A page's position in its report, opaque to clients. */
-export function encodeCursor(offset: number, scope: ReportScope): string {
-  return Buffer.from(JSON.stringify({ offset, scope })).toString('base64url');
+/** A page's position in its report, and the page size, opaque to clients. */
+export function encodeCursor(offset: number, scope: ReportScope, limit: number): string {
+  return Buffer.from(JSON.stringify({ offset, limit, scope })).toString('base64url');
 }
 
 export function decodeCursor(cursor: string): Page {
@@ -30,7 +32,7 @@ export function decodeCursor(cursor: string): Page {
   } catch {
     throw invalidParameter('cursor', NOT_A_CURSOR);
   }
-  const { offset, scope } = page ?? {};
+  const { offset, limit, scope } = page ?? {};
   const valid =
     typeof offset === 'number' &&
     Number.isSafeInteger(offset) &&
@@ -40,7 +42,7 @@ export function decodeCursor(cursor: string): Page {
     !Number.isNaN(Date.parse(String(scope.from))) &&
     !Number.isNaN(Date.parse(String(scope.to)));
   if (!valid) throw invalidParameter('cursor', NOT_A_CURSOR);
-  return { offset, scope };
+  return { offset, limit, scope };
 }
 
 const otherReport = (scope: ReportScope, what: string) =>
@@ -101,4 +103,21 @@ export function filterOfPage<S extends TSchema>(
     throw otherReport(page.scope, `${name}=${String(asked)}`);
   }
   return pinned as Static<S>;
+}
+
+/**
+ * How many items a page holds: as the query asks, else as many as the cursor's listing was asked
+ * for (a client paging with limit=10 need not repeat it), held to the parameter's schema, else
+ * `byDefault`.
+ */
+export function limitOfPage(
+  page: Page | null,
+  asked: number | undefined,
+  schema: TSchema,
+  byDefault: number,
+): number {
+  if (asked !== undefined) return asked;
+  if (page?.limit === undefined) return byDefault;
+  if (!Value.Check(schema, page.limit)) throw invalidParameter('cursor', NOT_A_CURSOR);
+  return page.limit as number;
 }

@@ -1,5 +1,11 @@
 import { Type } from '@sinclair/typebox';
-import { decodeCursor, encodeCursor, filterOfPage, windowOfPage } from '../reports/paging';
+import {
+  decodeCursor,
+  encodeCursor,
+  filterOfPage,
+  limitOfPage,
+  windowOfPage,
+} from '../reports/paging';
 import { parseWindow } from '../reports/window-params';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
@@ -26,6 +32,11 @@ const windowQuery = (defaultHours: number, maxHours: number) => ({
 });
 
 /** The fleet sessions list's filter, as its query declares it and its cursors must hold it. */
+const Limit = Type.Integer({
+  minimum: 1,
+  maximum: MAX_PAGE,
+  description: `default ${DEFAULT_PAGE}, or the cursor's page's`,
+});
 const Flagged = Type.Boolean({ description: 'true: only sessions with an alert or drift' });
 
 /** `/v1/vehicles/{vehicleId}/sessions[/{sessionId}]` and `/v1/analytics/sessions`. */
@@ -98,9 +109,7 @@ export function sessionRoutes({
       query: Type.Object({
         ...windowQuery(FLEET_DEFAULT_HOURS, FLEET_MAX_HOURS),
         flagged: Type.Optional(Flagged),
-        limit: Type.Optional(
-          Type.Integer({ minimum: 1, maximum: MAX_PAGE, description: `default ${DEFAULT_PAGE}` }),
-        ),
+        limit: Type.Optional(Limit),
         cursor: Type.Optional(Type.String({ description: 'nextCursor of the previous page' })),
       }),
       responses: { 200: { description: 'the sessions', schema: FleetSessions } },
@@ -123,7 +132,7 @@ export function sessionRoutes({
           ? found.sessions.filter((s) => s.alert === true || s.drift === true)
           : found.sessions;
         const offset = page?.offset ?? 0;
-        const limit = query.limit ?? DEFAULT_PAGE;
+        const limit = limitOfPage(page, query.limit, Limit, DEFAULT_PAGE);
         const next = offset + limit;
         const scope = { from: window.from.toISOString(), to: window.to.toISOString(), flagged };
         return reply(200, {
@@ -134,7 +143,7 @@ export function sessionRoutes({
             drifting: found.sessions.filter((s) => s.drift === true).length,
           },
           sessions: listed.slice(offset, next),
-          nextCursor: next < listed.length ? encodeCursor(next, scope) : null,
+          nextCursor: next < listed.length ? encodeCursor(next, scope, limit) : null,
           cache: found.cache,
         });
       },
