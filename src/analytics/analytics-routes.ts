@@ -10,7 +10,7 @@ import { MAX_WINDOW_HOURS, WindowQuery, parseWindow } from '../reports/window-pa
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 10_000;
 
-/** The fleet report's filters, as its query declares them and its cursors must hold them. */
+/** The fleet report's filters and page size, as its query declares them and its cursors must hold them. */
 const Below = Type.Number({
   minimum: 0,
   maximum: 10,

@@ -16,10 +16,7 @@ function fromFrameworkError(err: unknown): AppError | null {
 
 const DATABASE_RETRY_AFTER_S = 5;
 
-/**
- * PostgreSQL (or Redis) down, restarting or overloaded: a 503 the client can retry, not a server
- * fault.
- */
+/** PostgreSQL down, restarting or overloaded: a 503 the client can retry, not a server fault. */
 function fromDatabaseError(err: unknown): AppError | null {
   if (isDatabaseUnavailable(err))
     return serviceUnavailable(
@@ -33,13 +30,18 @@ function fromDatabaseError(err: unknown): AppError | null {
       'The database took too long to answer; try again shortly',
       DATABASE_RETRY_AFTER_S,
     );
-  if (isRedisUnavailable(err))
-    return serviceUnavailable(
-      'redis_unavailable',
-      'Redis, which holds live state, is not available right now; try again shortly',
-      1,
-    );
   return null;
+}
+
+/** Redis down or failing over on a read (live state): as retryable as ingest's own 503. */
+function fromRedisError(err: unknown): AppError | null {
+  return isRedisUnavailable(err)
+    ? serviceUnavailable(
+        'redis_unavailable',
+        'Redis, which holds live state, is not available right now; try again shortly',
+        1,
+      )
+    : null;
 }
 
 /**
@@ -49,7 +51,9 @@ function fromDatabaseError(err: unknown): AppError | null {
 export function createErrorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const appError =
-      err instanceof AppError ? err : (fromFrameworkError(err) ?? fromDatabaseError(err));
+      err instanceof AppError
+        ? err
+        : (fromFrameworkError(err) ?? fromDatabaseError(err) ?? fromRedisError(err));
     if (res.headersSent) {
       logger.error({ err, url: req.originalUrl }, 'error after the response started');
       res.destroy();

@@ -5,6 +5,10 @@ import type { RedisKeys } from '../redis-keys';
 export const connectorMeterId = (chargePointId: string, connectorId: number) =>
   `${chargePointId}:${connectorId}`;
 
+/** The charge point a meter id would be a connector of (see connectorMeterId), or null. */
+export const chargePointOfMeterId = (meterId: string): string | null =>
+  /^(.+):\d{1,4}$/.exec(meterId)?.[1] ?? null;
+
 export interface ConnectorStatus {
   status: string;
   errorCode: string;

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { chargePointOfMeterId } from './charge-point-state';
 
 /** What a charge point said about itself at its last BootNotification. */
 export interface ChargePointRecord {
@@ -54,9 +55,8 @@ export class ChargePointStore {
    * charge point has booted or run a transaction here; else null.
    */
   async connectorOf(meterId: string): Promise<string | null> {
-    const match = /^(.+):(\d{1,4})$/.exec(meterId);
-    if (!match) return null;
-    const [, id] = match;
+    const id = chargePointOfMeterId(meterId);
+    if (id === null) return null;
     const found = await this.db
       .select(
         this.db.raw(

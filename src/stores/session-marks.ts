@@ -1,16 +1,17 @@
 import type { Knex } from 'knex';
+import type { DeviceType } from '../devices/device-kinds';
+
+/** Marks rows into session_dirty: a newer mark keeps the earlier `since` and bumps the version. */
+const MARK = (rows: string) => `INSERT INTO session_dirty AS d (vehicle_id, since) ${rows}
+  ON CONFLICT (vehicle_id) DO UPDATE SET since = least(d.since, EXCLUDED.since), version = d.version + 1`;
 
 /**
  * Marks a vehicle's charging sessions to be computed again from `since` on (its mapping or a
  * transaction changed): the session builder picks the mark up, and reports compute that stretch
- * live until it has. A newer mark keeps the earlier `since` and bumps the version.
+ * live until it has.
  */
 export async function markSessionsChanged(db: Knex, vehicleId: string, since: Date): Promise<void> {
-  await db.raw(
-    `INSERT INTO session_dirty AS s (vehicle_id, since) VALUES (?, ?)
-     ON CONFLICT (vehicle_id) DO UPDATE SET since = least(s.since, EXCLUDED.since), version = s.version + 1`,
-    [vehicleId, since],
-  );
+  await db.raw(MARK('VALUES (?, ?)'), [vehicleId, since]);
 }
 
 /**
@@ -21,7 +22,7 @@ export async function markSessionsChanged(db: Knex, vehicleId: string, since: Da
  */
 export async function markSessionsOfDevices(
   db: Knex,
-  type: 'meter' | 'vehicle',
+  type: DeviceType,
   ids: string[],
 ): Promise<void> {
   if (ids.length === 0) return;
@@ -33,10 +34,9 @@ export async function markSessionsOfDevices(
           AND (m.valid_to IS NULL OR s.start_ts < m.valid_to)
          WHERE m.meter_id = ANY(?)`;
   await db.raw(
-    `INSERT INTO session_dirty AS d (vehicle_id, since)
-     SELECT vehicle_id, min(start_ts) FROM (${touched}) t
-     GROUP BY vehicle_id ORDER BY vehicle_id
-     ON CONFLICT (vehicle_id) DO UPDATE SET since = least(d.since, EXCLUDED.since), version = d.version + 1`,
+    MARK(
+      `SELECT vehicle_id, min(start_ts) FROM (${touched}) t GROUP BY vehicle_id ORDER BY vehicle_id`,
+    ),
     [ids],
   );
 }

@@ -2,8 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { EnergyReadingsMode } from '../config';
 import { conflict } from '../errors';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
-import { ErrorBody } from '../schema/primitives';
-import { DeviceId, EnergyMode, Nullable } from '../schema/primitives';
+import { DeviceId, EnergyMode, ErrorBody, Nullable } from '../schema/primitives';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import { DEVICE_KINDS, type DeviceKind } from '../devices/device-kinds';
 
