@@ -327,6 +327,32 @@ describe('performance report, interval readings', () => {
     expect(again.body.energy.acConsumedKwh).toBe(5);
   });
 
+  test('when a meter is mapped to a second vehicle while still mapped to the first, then each report counts its energy and warns of the other vehicle for the shared stretch only', async () => {
+    await map(e, 'V-sh1', 'M-sh', '2024-09-01T00:00:00Z');
+    await map(e, 'V-sh2', 'M-sh', '2024-09-01T11:00:00Z');
+    await map(e, 'V-sh3', 'M-sh', '2024-09-02T00:00:00Z'); // after the window
+    await ingest(e, [
+      meter('M-sh', '2024-09-01T10:30:00Z', 2),
+      meter('M-sh', '2024-09-01T11:30:00Z', 6),
+      vehicle('V-sh1', '2024-09-01T10:45:00Z', 1.6),
+      vehicle('V-sh2', '2024-09-01T11:45:00Z', 4.8),
+    ]);
+    const window = 'from=2024-09-01T10:00:00Z&to=2024-09-01T12:00:00Z';
+    const first = await report(e, 'V-sh1', window).expect(200);
+    expect(first.body.energy).toMatchObject({ acConsumedKwh: 8, dcDeliveredKwh: 1.6 });
+    expect(first.body.warnings).toEqual([
+      'Meter M-sh was mapped to vehicle V-sh2 too between 2024-09-01T10:00:00.000Z and 2024-09-01T12:00:00.000Z: its AC energy counts in each of their reports',
+    ]);
+    const second = await report(e, 'V-sh2', window).expect(200);
+    expect(second.body.energy).toMatchObject({ acConsumedKwh: 6, dcDeliveredKwh: 4.8 });
+    expect(second.body.warnings).toEqual([
+      'Meter M-sh was mapped to vehicle V-sh1 too between 2024-09-01T11:00:00.000Z and 2024-09-01T12:00:00.000Z: its AC energy counts in each of their reports',
+    ]);
+    // Before the second mapping the meter was the first vehicle's alone.
+    const before = await report(e, 'V-sh1', 'from=2024-09-01T09:00:00Z&to=2024-09-01T11:00:00Z');
+    expect(before.body.warnings).toEqual([]);
+  });
+
   test('when a window crosses midnight UTC, then readings on both days count', async () => {
     await map(e, 'V-mid', 'M-mid', '2024-08-01T00:00:00Z');
     await ingest(e, [

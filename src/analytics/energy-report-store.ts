@@ -125,14 +125,22 @@ stepped AS (
   LEFT JOIN priors pr USING (wid)
 )`;
 
-/** The windows of one vehicle: itself, and each meter period overlapping the window, clipped. */
+/**
+ * The windows of one vehicle: itself, and each meter period overlapping the window, clipped; with
+ * the other vehicles mapped to the same meter during a meter's period (`shared_with`), whose
+ * reports count the same AC energy.
+ */
 const VEHICLE_WINDOWS = `
 windows AS (
   SELECT 0 AS wid, $V::text AS vehicle_id, 'dc' AS role, 'vehicle' AS device_type, $V::text AS device_id,
-         $WF AS wfrom, $WT AS wto
+         $WF AS wfrom, $WT AS wto, NULL::text[] AS shared_with
   UNION ALL
   SELECT row_number() OVER (ORDER BY m.valid_from)::int, m.vehicle_id, 'ac', 'meter', m.meter_id,
-         greatest(m.valid_from, $WF), least(coalesce(m.valid_to, 'infinity'), $WT)
+         greatest(m.valid_from, $WF), least(coalesce(m.valid_to, 'infinity'), $WT),
+         (SELECT array_agg(DISTINCT o.vehicle_id ORDER BY o.vehicle_id) FROM vehicle_meter_map o
+          WHERE o.meter_id = m.meter_id AND o.vehicle_id <> m.vehicle_id
+            AND o.valid_from < least(coalesce(m.valid_to, 'infinity'), $WT)
+            AND (o.valid_to IS NULL OR o.valid_to > greatest(m.valid_from, $WF)))
   FROM vehicle_meter_map m
   WHERE m.vehicle_id = $V AND m.valid_from < $WT AND (m.valid_to IS NULL OR m.valid_to > $WF)
 )`;
@@ -165,7 +173,8 @@ folded AS (
   FROM stepped
   GROUP BY ${groupBy}
 )
-SELECT b.wid, b.role, b.device_id, b.mode, b.wfrom, b.wto, f.hour, coalesce(f.whole, true) AS whole,
+SELECT b.wid, b.role, b.device_id, b.mode, b.wfrom, b.wto, b.shared_with,
+       f.hour, coalesce(f.whole, true) AS whole,
        coalesce(f.readings, 0) AS readings,
        ${energyByMode('b.mode', 'f.interval_energy', 'f.register_energy')} AS energy,
        f.temp_sum, coalesce(f.temp_count, 0) AS temp_count, f.temp_min, f.temp_max,
@@ -387,6 +396,8 @@ export interface WindowRow {
   mode: EnergyReadingsMode;
   from: Date;
   to: Date;
+  /** A meter's: the other vehicles mapped to it during [from, to) (none: empty). */
+  sharedWith: string[];
   /** Start of the hour; null for the whole window. */
   hour: Date | null;
   readings: number;
@@ -421,6 +432,7 @@ interface VehicleSqlRow {
   mode: EnergyReadingsMode;
   wfrom: Date;
   wto: Date;
+  shared_with: string[] | null;
   hour: Date | null;
   whole: boolean;
   readings: number;
@@ -494,6 +506,7 @@ export class EnergyReportStore {
       mode: r.mode,
       from: r.wfrom,
       to: r.wto,
+      sharedWith: r.shared_with ?? [],
       hour: r.whole ? null : r.hour,
       readings: r.readings,
       energy: r.readings > 0 ? r.energy : null,

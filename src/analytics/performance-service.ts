@@ -113,6 +113,11 @@ export class PerformanceService {
         `Meter ${m.deviceId} sent no readings between ${m.from.toISOString()} and ${m.to.toISOString()}`,
       );
     }
+    for (const m of meters.filter((w) => w.sharedWith.length > 0)) {
+      warnings.push(
+        `Meter ${m.deviceId} was mapped to ${m.sharedWith.length === 1 ? 'vehicle' : 'vehicles'} ${m.sharedWith.join(', ')} too between ${m.from.toISOString()} and ${m.to.toISOString()}: its AC energy counts in each of their reports`,
+      );
+    }
     const ac = acOf(meters);
     const dc = vehicle.energy;
     if (vehicle.readings === 0)
