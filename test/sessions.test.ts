@@ -259,6 +259,76 @@ describe("a device's energy semantics changed after its sessions were built", ()
   });
 });
 
+describe('ENERGY_READINGS changed between runs of the flusher', () => {
+  let e: TestEngine;
+  const kept = async (vehicleId: string) =>
+    (await e.ctx.db('charging_sessions').where({ vehicle_id: vehicleId }).orderBy('start_ts')).map(
+      (s: { ac_kwh: number; dc_kwh: number }) => [s.ac_kwh, s.dc_kwh],
+    );
+  const marked = async () =>
+    (await e.ctx.db('session_dirty').select('vehicle_id').orderBy('vehicle_id')).map(
+      (r: { vehicle_id: string }) => r.vehicle_id,
+    );
+  const recorded = async () =>
+    (await e.ctx.db('session_defaults').where({ id: 1 }).first())?.energy_readings;
+
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await map(e, 'V-dflt', 'M-dflt', '2024-05-01T00:00:00Z');
+    await map(e, 'V-own', 'M-own', '2024-05-01T00:00:00Z');
+    // V-own and M-own have semantics of their own: a change of the default is not theirs. V-dflt
+    // has too (its readings are intervals), but charges from M-dflt, which follows the default.
+    for (const path of [
+      '/v1/vehicles/V-own/settings',
+      '/v1/meters/M-own/settings',
+      '/v1/vehicles/V-dflt/settings',
+    ]) {
+      await request(e.api.api.app).put(path).send({ energyReadings: 'interval' }).expect(200);
+    }
+    // M-dflt sends a register (200, 202, ...) while the default reads it as intervals.
+    let register = 198;
+    await ingest(e, [
+      ...[vehicle('V-dflt', 0), vehicle('V-own', 0)].map((v) => v(at('15', '09:55'))),
+      ...every(10, at('15', '10:00'), at('15', '10:30'), vehicle('V-dflt', 1.8)),
+      ...every(10, at('15', '09:50'), at('15', '10:30'), (ts) =>
+        meter('M-dflt', (register += 2))(ts),
+      ),
+      ...every(10, at('15', '10:00'), at('15', '10:30'), vehicle('V-own', 1.8)),
+      ...every(10, at('15', '10:00'), at('15', '10:30'), meter('M-own', 2)),
+    ]);
+    await build(e);
+    // From here on, flushers of another configuration build: this one's would race them.
+    await e.flusher.flusher.sessions.stop();
+  });
+  afterAll(() => e.stop());
+
+  test('when a flusher starts with another default, then the sessions that followed the old one are built again, the others are left as built, and a second start marks nothing', async () => {
+    expect(await recorded()).toBe('interval');
+    expect(await kept('V-dflt')).toEqual([[202 + 204 + 206 + 208, 7.2]]); // (09:55, 10:30] as intervals
+    expect(await kept('V-own')).toEqual([[8, 7.2]]);
+
+    const store = new SessionStore(e.ctx.db, { ...e.ctx.config, energyReadings: 'cumulative' });
+    expect(await store.adoptDefaultMode()).toEqual({
+      previous: 'interval',
+      now: 'cumulative',
+      marked: 1,
+    });
+    expect(await marked()).toEqual(['V-dflt']);
+    await buildAt(e, store, new Date(Date.now() - 3600_000));
+    expect(await kept('V-dflt')).toEqual([[8, 7.2]]); // 200 -> 208
+    expect(await kept('V-own')).toEqual([[8, 7.2]]);
+    expect(await marked()).toEqual([]);
+    expect(await recorded()).toBe('cumulative');
+
+    expect(await store.adoptDefaultMode()).toEqual({
+      previous: 'cumulative',
+      now: 'cumulative',
+      marked: 0,
+    });
+    expect(await marked()).toEqual([]);
+  });
+});
+
 describe('the sessions statement with many devices configured', () => {
   let e: TestEngine;
   beforeAll(async () => {

@@ -25,6 +25,8 @@ export class SessionBuilder {
    * are still built: left marked, and the error logged for a repair.
    */
   private readonly setAside = new Set<string>();
+  /** Whether this process's ENERGY_READINGS default is recorded (once, on the first run). */
+  private defaultAdopted = false;
 
   constructor(
     private readonly deps: {
@@ -59,6 +61,7 @@ export class SessionBuilder {
   }
 
   private async build(horizon: Date): Promise<number> {
+    if (!this.defaultAdopted) await this.adoptDefault();
     let builds = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const marks = await this.deps.store.dirty(horizon, MARKS_PER_ROUND, [...this.setAside]);
@@ -76,6 +79,18 @@ export class SessionBuilder {
       }
     }
     return builds;
+  }
+
+  /** Sessions built with another ENERGY_READINGS default are marked to be built again. */
+  private async adoptDefault(): Promise<void> {
+    const { previous, now, marked } = await this.deps.store.adoptDefaultMode();
+    this.defaultAdopted = true;
+    if (previous !== null && previous !== now) {
+      this.deps.logger.info(
+        { previous, now, vehicles: marked },
+        'ENERGY_READINGS changed since the sessions were built: building them again',
+      );
+    }
   }
 
   private putAside(vehicleId: string, cause: unknown): void {

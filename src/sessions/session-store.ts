@@ -7,6 +7,7 @@ import { MAX_TRANSACTION_ID } from '../ocpp/transaction-store';
 import { LATEST_WINDOW_END_MS } from '../reports/window-params';
 import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
 import { DRIFT_BASELINE_DAYS } from './thresholds';
+import { adoptDefaultMode } from '../stores/session-marks';
 
 /**
  * Session ids, as the sessions list gives them: `d-<start, epoch ms>` for a detected session (its
@@ -527,6 +528,14 @@ export class SessionStore {
       .where({ id: Number(transaction[1]), vehicle_id: vehicleId })
       .first();
     return row ? (row.started_at as Date) : null;
+  }
+
+  /**
+   * Records this process's ENERGY_READINGS as the default sessions are built with, marking the
+   * kept sessions built with another (stores/session-marks.ts adoptDefaultMode).
+   */
+  adoptDefaultMode(): ReturnType<typeof adoptDefaultMode> {
+    return adoptDefaultMode(this.db, this.config.energyReadings);
   }
 
   /** Vehicles whose sessions changed before `before`, oldest change first, with their mark. */

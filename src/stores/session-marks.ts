@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { EnergyReadingsMode } from '../config';
 import type { DeviceType } from '../devices/device-kinds';
 
 /** Marks rows into session_dirty: a newer mark keeps the earlier `since` and bumps the version. */
@@ -39,4 +40,47 @@ export async function markSessionsOfDevices(
     ),
     [ids],
   );
+}
+
+/** A device of type `type`, id `id` (SQL), has no semantics of its own: it follows the default. */
+const followsDefault = (type: DeviceType, id: string) =>
+  `NOT EXISTS (SELECT 1 FROM device_settings ds WHERE ds.device_type = '${type}' AND ds.device_id = ${id})`;
+
+/**
+ * Records `mode` as the ENERGY_READINGS default the kept sessions are built with. When another
+ * default was recorded, first marks the kept sessions built with it: those of a vehicle or with a
+ * meter that has no semantics of its own, and the session still going on where each vehicle was
+ * built; each vehicle from the earliest of them. Returns the default recorded before (null: none,
+ * the first run), the one recorded now and how many vehicles were marked.
+ */
+export async function adoptDefaultMode(
+  db: Knex,
+  mode: EnergyReadingsMode,
+): Promise<{ previous: EnergyReadingsMode | null; now: EnergyReadingsMode; marked: number }> {
+  return db.transaction(async (trx) => {
+    // Locked: flushers starting together record and mark once.
+    await trx.raw('LOCK TABLE session_defaults IN EXCLUSIVE MODE');
+    const row = await trx('session_defaults').select('energy_readings').where({ id: 1 }).first();
+    const previous = row ? (row.energy_readings as EnergyReadingsMode) : null;
+    if (previous === mode) return { previous, now: mode, marked: 0 };
+    let marked = 0;
+    if (previous !== null) {
+      const result = await trx.raw(
+        MARK(`SELECT vehicle_id, min(since) FROM (
+            SELECT s.vehicle_id, s.start_ts AS since FROM charging_sessions s
+            WHERE ${followsDefault('vehicle', 's.vehicle_id')}
+               OR EXISTS (SELECT 1 FROM unnest(s.meter_ids) AS m(id) WHERE ${followsDefault('meter', 'm.id')})
+            UNION ALL
+            SELECT b.vehicle_id, b.open_since FROM session_built b WHERE b.open_since IS NOT NULL
+          ) t GROUP BY vehicle_id ORDER BY vehicle_id`),
+      );
+      marked = result.rowCount ?? 0;
+    }
+    await trx.raw(
+      `INSERT INTO session_defaults (id, energy_readings) VALUES (1, ?)
+       ON CONFLICT (id) DO UPDATE SET energy_readings = EXCLUDED.energy_readings`,
+      [mode],
+    );
+    return { previous, now: mode, marked };
+  });
 }
