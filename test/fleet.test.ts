@@ -218,7 +218,60 @@ describe('fleet report parameters', () => {
       withoutMapping: 0,
       withoutMeterData: 0,
     });
+    expect(res.body.sharedMeters).toEqual([]);
     expect(res.body.nextCursor).toBeNull();
+  });
+});
+
+describe('a meter mapped to two vehicles at once', () => {
+  let e: TestEngine;
+  const fleetIn = (window: string) =>
+    request(e.api.api.app).get(`/v1/analytics/fleet?${window}`).expect(200);
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    for (const [vehicleId, meterId, since] of [
+      ['V-a', 'M-s', '2024-09-01T00:00:00Z'],
+      ['V-b', 'M-s', '2024-09-01T11:00:00Z'],
+      ['V-c', 'M-c', '2024-09-01T00:00:00Z'],
+    ]) {
+      await request(e.api.api.app)
+        .post('/v1/telemetry/map')
+        .send({ vehicleId, meterId, since })
+        .expect(200);
+    }
+    const at = (hhmm: string) => `2024-09-01T${hhmm}:00Z`;
+    await request(e.api.api.app)
+      .post('/v1/telemetry/ingest')
+      .send([
+        ...['10:30', '11:30'].map((t) => ({
+          meterId: 'M-s',
+          kwhConsumedAc: 2,
+          voltage: 230,
+          timestamp: at(t),
+        })),
+        { meterId: 'M-c', kwhConsumedAc: 2, voltage: 230, timestamp: at('10:30') },
+        ...['V-a', 'V-b', 'V-c'].map((vehicleId) => ({
+          vehicleId,
+          soc: 50,
+          kwhDeliveredDc: 1.5,
+          batteryTemp: 30,
+          timestamp: at('11:45'),
+        })),
+      ])
+      .expect(202);
+    await waitForDrained(e.queue);
+  });
+  afterAll(() => e.stop());
+
+  test('when their periods overlap in the window, then the report names the meter and both vehicles, each line counting its whole energy; before the overlap, nothing', async () => {
+    const shared = await fleetIn('from=2024-09-01T10:00:00Z&to=2024-09-01T12:00:00Z');
+    expect(shared.body.sharedMeters).toEqual([{ meterId: 'M-s', vehicles: ['V-a', 'V-b'] }]);
+    const ac = Object.fromEntries(
+      (shared.body.vehicles as FleetVehicleJson[]).map((v) => [v.vehicleId, v.acConsumedKwh]),
+    );
+    expect(ac).toEqual({ 'V-a': 4, 'V-b': 2, 'V-c': 2 });
+    const before = await fleetIn('from=2024-09-01T09:00:00Z&to=2024-09-01T11:00:00Z');
+    expect(before.body.sharedMeters).toEqual([]);
   });
 });
 

@@ -25,6 +25,34 @@ export interface FleetSnapshot {
   vehicles: SnapshotVehicle[];
   withoutMapping: string[];
   withoutMeterData: string[];
+  sharedMeters: FleetReport['sharedMeters'];
+}
+
+/**
+ * Meters mapped to two or more of the vehicles at once within the window (their periods, clipped
+ * to it, overlap): each such vehicle's AC counts the meter's whole energy. By meter, the vehicles
+ * sorted.
+ */
+export function sharedMeters(vehicles: FleetVehicle[]): FleetReport['sharedMeters'] {
+  const periods = new Map<string, { vehicleId: string; from: number; to: number }[]>();
+  for (const v of vehicles) {
+    for (const m of v.meters) {
+      const list = periods.get(m.meterId) ?? [];
+      list.push({ vehicleId: v.vehicleId, from: Date.parse(m.from), to: Date.parse(m.to) });
+      periods.set(m.meterId, list);
+    }
+  }
+  const shared: FleetReport['sharedMeters'] = [];
+  for (const [meterId, list] of periods) {
+    const sharing = new Set<string>();
+    for (const a of list) {
+      for (const b of list) {
+        if (a.vehicleId !== b.vehicleId && a.from < b.to && b.from < a.to) sharing.add(a.vehicleId);
+      }
+    }
+    if (sharing.size > 0) shared.push({ meterId, vehicles: [...sharing].sort() });
+  }
+  return shared.sort((a, b) => (a.meterId < b.meterId ? -1 : a.meterId > b.meterId ? 1 : 0));
 }
 
 /**
@@ -70,8 +98,8 @@ export class FleetService {
       'fleet',
       from.getTime(),
       to.getTime(),
-      // v2: the snapshot's shape (exactEfficiency); a release never reads another's snapshots.
-      `fleet-v2:${config.energyReadings}`,
+      // v3: the snapshot's shape (sharedMeters); a release never reads another's snapshots.
+      `fleet-v3:${config.energyReadings}`,
     );
     let snapshot = await this.deps.cache.get(key);
     const cache: FleetReport['cache'] = snapshot ? 'hit' : this.deps.cache.enabled ? 'miss' : 'off';
@@ -108,6 +136,7 @@ export class FleetService {
       vehicles: withAlerts.slice(page.offset, next),
       withoutMapping: snapshot.withoutMapping,
       withoutMeterData: snapshot.withoutMeterData,
+      sharedMeters: snapshot.sharedMeters,
       nextCursor:
         next < withAlerts.length
           ? encodeCursor(
@@ -121,7 +150,12 @@ export class FleetService {
   }
 
   private toSnapshot(rows: FleetRow[]): FleetSnapshot {
-    const snapshot: FleetSnapshot = { vehicles: [], withoutMapping: [], withoutMeterData: [] };
+    const snapshot: FleetSnapshot = {
+      vehicles: [],
+      withoutMapping: [],
+      withoutMeterData: [],
+      sharedMeters: [],
+    };
     for (const row of rows) {
       if (row.meters.length === 0) {
         snapshot.withoutMapping.push(row.vehicleId);
@@ -158,6 +192,7 @@ export class FleetService {
     );
     snapshot.withoutMapping.sort();
     snapshot.withoutMeterData.sort();
+    snapshot.sharedMeters = sharedMeters(snapshot.vehicles);
     return snapshot;
   }
 }

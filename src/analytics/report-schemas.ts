@@ -143,6 +143,16 @@ export const FleetReport = Type.Object(
     withoutMeterData: Type.Array(Type.String(), {
       description: 'vehicles whose mapped meters sent nothing in the window',
     }),
+    sharedMeters: Type.Array(
+      Type.Object(
+        { meterId: Type.String(), vehicles: Type.Array(Type.String()) },
+        { additionalProperties: false },
+      ),
+      {
+        description:
+          "meters mapped to two or more of the vehicles at once in the window: the meter's whole AC counts for each of them",
+      },
+    ),
     nextCursor: Nullable(
       Type.String({ description: 'pass as cursor for the next page; null on the last' }),
     ),

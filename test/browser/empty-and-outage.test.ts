@@ -132,6 +132,52 @@ describe('dashboard empty and error states', () => {
     }
   }, 60_000);
 
+  test('when a meter is mapped to two vehicles at once, then the fleet names it and both vehicles', async () => {
+    const post = async (path: string, body: unknown, status: number) => {
+      const res = await fetch(`${engine.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(res.status).toBe(status);
+    };
+    for (const vehicleId of ['V-SHARE-1', 'V-SHARE-2']) {
+      await post(
+        '/v1/telemetry/map',
+        { vehicleId, meterId: 'M-SHARED', since: '2024-09-01T00:00:00Z' },
+        200,
+      );
+    }
+    await post(
+      '/v1/telemetry/ingest',
+      [
+        { meterId: 'M-SHARED', kwhConsumedAc: 2, voltage: 230, timestamp: '2024-09-01T10:30:00Z' },
+        ...['V-SHARE-1', 'V-SHARE-2'].map((vehicleId) => ({
+          vehicleId,
+          soc: 50,
+          kwhDeliveredDc: 1.5,
+          batteryTemp: 30,
+          timestamp: '2024-09-01T10:45:00Z',
+        })),
+      ],
+      202,
+    );
+    await waitForDrained(engine.queue);
+    const page = await browser.newPage();
+    try {
+      await page.goto(
+        `${engine.url}/dashboard#/fleet?window=custom&from=2024-09-01T10:00:00.000Z&to=2024-09-01T12:00:00.000Z`,
+      );
+      const shared = page.locator('.notice-info', { hasText: 'Meters mapped to several vehicles' });
+      await shared.waitFor();
+      await expect(shared.textContent()).resolves.toMatch(
+        /M-SHARED \(V-SHARE-1, V-SHARE-2\): each of these vehicles counts the meter's whole AC energy/,
+      );
+    } finally {
+      await page.close();
+    }
+  });
+
   test('when PostgreSQL is unreachable, then the page says the engine is unavailable (503)', async () => {
     const ctx = await createTestContext();
     // Port 1: nothing listens there, so every database connection is refused at once.

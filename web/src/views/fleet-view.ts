@@ -185,6 +185,15 @@ export class FleetView implements View {
         vehicleFlagOf(v, report.below, sessionFlags?.byVehicle.get(v.vehicleId) ?? []);
       fragment.append(this.table(report, route, flagOf), this.pager(report, route));
     }
+    if (report.sharedMeters.length > 0) {
+      fragment.append(
+        notice(
+          'info',
+          'Meters mapped to several vehicles at once',
+          `${report.sharedMeters.map((m) => `${m.meterId} (${m.vehicles.join(', ')})`).join('; ')}: each of these vehicles counts the meter's whole AC energy. Map each vehicle to its own meter, or read their efficiency with that in mind.`,
+        ),
+      );
+    }
     fragment.append(
       this.vehicleList(
         'Without mapping',
