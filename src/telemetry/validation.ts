@@ -38,6 +38,20 @@ function unrecognised(found: string[]): Validated<never> {
       ]);
 }
 
+/**
+ * A reading with many more keys than its kind declares is refused before the schema runs: the
+ * schema reports every key it does not accept, which for an object of 150,000 keys held the event
+ * loop for 450 ms (30 ms now, listing its keys; for a reading of a few keys, no measurable cost).
+ */
+const hasMoreKeysThan = (input: Record<string, unknown>, max: number) =>
+  Object.keys(input).length > max;
+
+/**
+ * Unknown keys the schema still names one by one (the answer lists the first few and counts the
+ * rest); a reading with more is refused by its count.
+ */
+const MAX_UNKNOWN_KEYS = 100;
+
 /** Builds the engine's reading: type, id and timestamp, and exactly the kind's declared fields. */
 function toReading(kind: DeviceKind, input: Record<string, unknown>, ts: number): Reading {
   const reading: Record<string, unknown> = { type: kind.type, id: input[kind.idField], ts };
@@ -54,7 +68,11 @@ export function createReadingValidator({
   maxClockSkewS: number;
   now?: () => number;
 }): ReadingValidator {
-  const kinds = DEVICE_KINDS.map((kind) => ({ kind, validate: compile(ajv, kind.readingSchema) }));
+  const kinds = DEVICE_KINDS.map((kind) => ({
+    kind,
+    validate: compile(ajv, kind.readingSchema),
+    accepted: Object.keys(kind.readingSchema.properties),
+  }));
 
   /** The one kind whose id field the input carries, or undefined (none, or several). */
   function kindOf(input: Record<string, unknown>): (typeof kinds)[number] | undefined {
@@ -111,7 +129,15 @@ export function createReadingValidator({
         kinds.filter(({ kind }) => hasOwn(input, kind.idField)).map(({ kind }) => kind.idField),
       );
     }
-    const { kind, validate } = match;
+    const { kind, validate, accepted } = match;
+    const most = accepted.length + MAX_UNKNOWN_KEYS;
+    if (hasMoreKeysThan(input, most)) {
+      return failure(
+        'invalid_reading',
+        `Invalid ${kind.type} reading: it has more than ${most} fields, and a ${kind.type} reading has at most ${accepted.length} (${accepted.join(', ')})`,
+        [{ path: '/', message: `must have at most ${accepted.length} properties` }],
+      );
+    }
     if (!validate(input)) {
       const details = toDetails(validate.errors);
       return failure(
