@@ -47,10 +47,16 @@ export function healthRoutes({
   parts?: Record<string, { checks: string[]; summary: string }>;
   isShuttingDown?: () => boolean;
 }): AnyRoute[] {
-  const readiness = (path: string, summary: string, selected: ReadinessChecks) =>
+  const readiness = (
+    path: string,
+    operationId: string,
+    summary: string,
+    selected: ReadinessChecks,
+  ) =>
     defineRoute({
       method: 'get',
       path,
+      operationId,
       summary,
       responses: {
         200: { description: 'ready', schema: Health },
@@ -75,14 +81,21 @@ export function healthRoutes({
     defineRoute({
       method: 'get',
       path: '/health/live',
+      operationId: 'getLiveness',
       summary: 'The process is up',
       responses: { 200: { description: 'live', schema: Health } },
       handler: () => reply(200, { status: 'live' as const }),
     }),
-    readiness('/health/ready', `${Object.keys(checks).join(' and ')} answer`, checks),
+    readiness(
+      '/health/ready',
+      'getReadiness',
+      `${Object.keys(checks).join(' and ')} answer`,
+      checks,
+    ),
     ...Object.entries(parts).map(([part, { checks: names, summary }]) =>
       readiness(
         `/health/ready/${part}`,
+        `get${part.charAt(0).toUpperCase()}${part.slice(1)}Readiness`,
         summary,
         Object.fromEntries(names.map((name) => [name, checks[name]])),
       ),

@@ -340,6 +340,7 @@ export function metricsRoute(registry: Registry): AnyRoute {
   return defineRoute({
     method: 'get',
     path: '/metrics',
+    operationId: 'getMetrics',
     summary: 'Prometheus metrics',
     responses: {
       200: {

@@ -179,6 +179,28 @@ describe('the API document', () => {
     expect((await app().get('/docs/init.js').expect(200)).text).toMatch(/\/openapi\.json/);
   });
 
+  test('when a client is generated from the document, then every operation has its own operationId', async () => {
+    const document = (await app().get('/openapi.json').expect(200)).body;
+    const operations = Object.entries(
+      document.paths as Record<string, Record<string, { operationId?: string }>>,
+    ).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, op]) => ({
+        at: `${method} ${path}`,
+        id: op.operationId,
+      })),
+    );
+    expect(operations.filter((o) => typeof o.id !== 'string' || o.id === '')).toEqual([]);
+    const ids = operations.map((o) => o.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(operations).toEqual(
+      expect.arrayContaining([
+        { at: 'get /v1/meters/{meterId}/status', id: 'getMeterStatus' },
+        { at: 'put /v1/vehicles/{vehicleId}/settings', id: 'setVehicleSettings' },
+        { at: 'get /health/ready/ingest', id: 'getIngestReadiness' },
+      ]),
+    );
+  });
+
   test('when the ingest request schema is read from the document, then it is the one the server validates with', async () => {
     const document = (await app().get('/openapi.json').expect(200)).body;
     expect(document.openapi).toBe('3.1.0');

@@ -41,6 +41,7 @@ export function analyticsRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/analytics/performance/{vehicleId}',
+      operationId: 'getVehiclePerformance',
       summary: 'AC consumed, DC delivered, efficiency and battery behaviour over a window',
       scope: 'read',
       database: true,
@@ -73,6 +74,7 @@ export function analyticsRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/analytics/fleet',
+      operationId: 'getFleetReport',
       summary: 'Every vehicle mapped or active in the window, worst efficiency first, paged',
       description:
         'A window ending now (no `to`) ends at the last whole hour: the fleet reads hourly rollups only. `window` in the answer states the bounds.',

@@ -82,6 +82,7 @@ function operation(route: AnyRoute, components: Json): Json {
   const responses = { ...implicitResponses(route), ...route.responses };
   const body = route.body;
   return {
+    operationId: route.operationId,
     summary: route.summary,
     ...(route.description ? { description: route.description } : {}),
     ...(route.scope ? { security: [{ apiKey: [] }], 'x-scope': route.scope } : {}),

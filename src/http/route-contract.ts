@@ -62,6 +62,8 @@ export interface RouteDeclaration<
   method: 'get' | 'post' | 'put' | 'delete';
   /** OpenAPI style: `/v1/vehicles/{vehicleId}/status`. */
   path: string;
+  /** Unique across the API: what a client generated from the document names the call. */
+  operationId: string;
   summary: string;
   description?: string;
   /** The API-key scope it needs; none for public routes (health, metrics, the document). */

@@ -58,6 +58,7 @@ export function mappingRoutes({
     defineRoute({
       method: 'post',
       path: '/v1/telemetry/map',
+      operationId: 'mapVehicleToMeter',
       summary: 'From `since` on, the vehicle charges from this meter',
       scope: 'admin',
       database: true,
@@ -104,6 +105,7 @@ export function mappingRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/telemetry/map/{vehicleId}',
+      operationId: 'getVehicleMapping',
       summary: 'Current mapping and every past period of a vehicle',
       scope: 'read',
       database: true,

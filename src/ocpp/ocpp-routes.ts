@@ -155,6 +155,7 @@ export function ocppRoutes({
     defineRoute({
       method: 'put',
       path: '/v1/id-tags/{idTag}',
+      operationId: 'registerIdTag',
       summary: 'Registers which vehicle an idTag (RFID card, app token) identifies',
       description:
         'A charging transaction started with this idTag maps the vehicle to the connector from its start.',
@@ -171,6 +172,7 @@ export function ocppRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/id-tags/{idTag}',
+      operationId: 'getIdTag',
       summary: 'The vehicle an idTag identifies',
       scope: 'read',
       database: true,
@@ -188,6 +190,7 @@ export function ocppRoutes({
     defineRoute({
       method: 'delete',
       path: '/v1/id-tags/{idTag}',
+      operationId: 'deleteIdTag',
       summary: 'Forgets an idTag',
       scope: 'admin',
       database: true,
@@ -205,6 +208,7 @@ export function ocppRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/charge-points',
+      operationId: 'listChargePoints',
       summary: 'OCPP charge points that have booted, in id order, paged',
       scope: 'read',
       database: true,
@@ -231,6 +235,7 @@ export function ocppRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/charge-points/{chargePointId}',
+      operationId: 'getChargePoint',
       summary:
         'Connection state, last boot, connectors with their status, register and open transaction',
       scope: 'read',

@@ -54,6 +54,7 @@ export function sessionRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/vehicles/{vehicleId}/sessions',
+      operationId: 'listVehicleSessions',
       summary: "A vehicle's charging sessions overlapping the window, newest first",
       scope: 'read',
       database: true,
@@ -80,6 +81,7 @@ export function sessionRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/vehicles/{vehicleId}/sessions/{sessionId}',
+      operationId: 'getVehicleSession',
       summary:
         'One charging session with its per-minute series (AC and DC power, SoC, temperature)',
       scope: 'read',
@@ -102,6 +104,7 @@ export function sessionRoutes({
     defineRoute({
       method: 'get',
       path: '/v1/analytics/sessions',
+      operationId: 'listFleetSessions',
       summary:
         'Charging sessions of the whole fleet overlapping the window, worst efficiency first, paged',
       scope: 'read',

@@ -77,6 +77,7 @@ export function ingestRoutes({
     defineRoute({
       method: 'post',
       path: '/v1/telemetry/ingest',
+      operationId: 'ingestReadings',
       summary: 'Ingest one reading, a JSON array, or NDJSON (gzip accepted)',
       description: `Up to ${config.maxBatchReadings} readings and ${config.bodyLimitBytes} bytes (after decompression) per request. A 202 means the readings are durably queued and will reach PostgreSQL.`,
       scope: 'ingest',

@@ -58,6 +58,7 @@ export function settingsRoutes({
       defineRoute({
         method: 'get',
         path,
+        operationId: `get${kind.name}Settings`,
         summary: `Settings of a ${kind.type}`,
         scope: 'read',
         database: true,
@@ -68,6 +69,7 @@ export function settingsRoutes({
       defineRoute({
         method: 'put',
         path,
+        operationId: `set${kind.name}Settings`,
         summary: `Sets how a ${kind.type}'s energy values are read`,
         scope: 'admin',
         database: true,

@@ -111,6 +111,7 @@ export function statusRoutes({
     defineRoute({
       method: 'get',
       path: `/v1/${kind.plural}/{${kind.idField}}/status`,
+      operationId: `get${kind.name}Status`,
       summary: `Latest reading of a ${kind.type}`,
       scope: 'read',
       database: true,
