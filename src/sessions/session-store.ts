@@ -1,13 +1,13 @@
 import type { Knex } from 'knex';
 import { onGenericPlan } from '../../db/prepared';
 import { mappedInQuarter } from '../stores/rollup-store';
+import { adoptDefaultMode } from '../stores/session-marks';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
 import { MAX_TRANSACTION_ID } from '../ocpp/transaction-store';
 import { LATEST_WINDOW_END_MS } from '../reports/window-params';
 import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
 import { DRIFT_BASELINE_DAYS } from './thresholds';
-import { adoptDefaultMode } from '../stores/session-marks';
 
 /**
  * Session ids, as the sessions list gives them: `d-<start, epoch ms>` for a detected session (its
