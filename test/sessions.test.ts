@@ -8,6 +8,9 @@ import {
 } from '../src/sessions/session-store';
 import { SESSIONS_SQL, bindSessionSql } from '../src/sessions/session-sql';
 import { RollupStore } from '../src/stores/rollup-store';
+import { SessionService } from '../src/sessions/session-service';
+import { ReportCache } from '../src/reports/report-cache';
+import { createRedisKeys } from '../src/redis-keys';
 import { SessionBuilder } from '../workers/session-builder';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { explainGeneric } from './helpers/plans';
@@ -157,6 +160,41 @@ describe('charging sessions detected from readings', () => {
     expect(await sessionsOf(e, 'V-s', '2024-05-10T00:00:00Z', '2024-05-11T00:00:00Z')).toEqual(
       live,
     );
+  });
+
+  test('when a window ends before where sessions are computed live, then only the kept ones are read: the same sessions, nothing computed', async () => {
+    await build(e);
+    /** The API's session store, counting the live computations it is asked for. */
+    class CountingStore extends SessionStore {
+      computed: string[][] = [];
+      override compute(targets: LiveFrom[], to: Date, db?: Knex): Promise<SessionRow[]> {
+        this.computed.push(targets.map((t) => t.vehicleId));
+        return super.compute(targets, to, db);
+      }
+    }
+    const store = new CountingStore(e.ctx.db, e.ctx.config);
+    const service = new SessionService({
+      store,
+      cache: new ReportCache({
+        redis: e.ctx.redis,
+        ttlS: 0,
+        localBudgetChars: 0,
+        logger: e.ctx.logger,
+      }),
+      keys: createRedisKeys(e.ctx.config.redisPrefix),
+      config: e.ctx.config,
+    });
+    const day = { from: new Date(at('10', '00:00')), to: new Date(at('11', '00:00')) };
+    const past = await service.ofVehicle('V-s', day.from, day.to);
+    expect(store.computed).toEqual([[]]);
+    // The API, which computes them, answers the same three sessions.
+    expect(past.sessions.map((s) => s.id)).toEqual(
+      (await sessionsOf(e, 'V-s', iso(at('10', '00:00')), iso(at('11', '00:00')))).map((s) => s.id),
+    );
+    expect(past.sessions).toHaveLength(3);
+    // A window up to now computes what is after the kept sessions.
+    await service.ofVehicle('V-s', day.from, new Date());
+    expect(store.computed[1]).toEqual(['V-s']);
   });
 
   test('when a late reading fills the gap, then the two sessions merge; the session detail has its minutes', async () => {

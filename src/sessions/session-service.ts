@@ -26,7 +26,7 @@ interface Collected {
   rows: SessionRow[];
   /** Where each vehicle's kept sessions stop counting (live ones replace them from there). */
   liveFrom: Map<string, number>;
-  /** Every session computed live, in the window or not. */
+  /** Every session computed live, in the window or not (of vehicles live before its end). */
   computed: SessionRow[];
 }
 
@@ -73,7 +73,12 @@ export class SessionService {
       store.kept(vehicleId, from, to),
     ]);
     const liveFrom = new Map(live.map((l) => [l.vehicleId, l.from.getTime()]));
-    const computed = await store.compute(live, now);
+    // A vehicle whose live sessions start at or after the window's end has none in the window, and
+    // none that a baseline of one in it counts (only sessions before it): a past window skips them.
+    const computed = await store.compute(
+      live.filter((l) => l.from < to),
+      now,
+    );
     return {
       rows: [
         ...kept.filter((s) => s.start.getTime() < (liveFrom.get(s.vehicleId) ?? Infinity)),
