@@ -297,6 +297,65 @@ describe("a device's energy semantics changed after its sessions were built", ()
   });
 });
 
+describe("a vehicle's own semantics changed after its sessions were built", () => {
+  let e: TestEngine;
+  const kept = async (vehicleId: string) =>
+    (await e.ctx.db('charging_sessions').where({ vehicle_id: vehicleId }).orderBy('start_ts')).map(
+      (s: { start_ts: Date; end_ts: Date; dc_kwh: number }) => [
+        iso(s.start_ts.getTime()),
+        iso(s.end_ts.getTime()),
+        Math.round(s.dc_kwh * 1000) / 1000,
+      ],
+    );
+  const settings = (vehicleId: string, mode: string) =>
+    request(e.api.api.app)
+      .put(`/v1/vehicles/${vehicleId}/settings`)
+      .send({ energyReadings: mode })
+      .expect(200);
+
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    for (const id of ['V-reg', 'V-flat']) await settings(id, 'cumulative');
+    // V-reg's register: flat from 07:50 to 08:00, up 0.9 kWh every 5 minutes to 08:35, then flat.
+    // V-flat's never moves: as a register it never charged, so it has no kept session.
+    let register = 500;
+    await ingest(e, [
+      vehicle('V-reg', 500)(at('16', '07:50')),
+      ...every(5, at('16', '08:00'), at('16', '08:35'), (ts) =>
+        vehicle('V-reg', ts === at('16', '08:00') ? register : (register += 0.9))(ts),
+      ),
+      vehicle('V-reg', register)(at('16', '08:40')),
+      ...every(10, at('16', '09:00'), at('16', '09:20'), vehicle('V-flat', 300)),
+    ]);
+    await build(e);
+  });
+  afterAll(() => e.stop());
+
+  test('when it is set to intervals, then its sessions are built again from its first reading: one starting before the kept one, one where none was kept', async () => {
+    // As a register: charging from 08:05 (the first rise), the span from the reading before it.
+    expect(await kept('V-reg')).toEqual([[iso(at('16', '08:00')), iso(at('16', '08:35')), 6.3]]);
+    expect(await kept('V-flat')).toEqual([]);
+    for (const id of ['V-reg', 'V-flat']) await settings(id, 'interval');
+    await build(e);
+    // As intervals every reading charges: one session from SESSION_GAP_S before the first one.
+    expect(await kept('V-reg')).toEqual([
+      [
+        iso(at('16', '07:40')),
+        iso(at('16', '08:40')),
+        500 * 2 + 500.9 + 501.8 + 502.7 + 503.6 + 504.5 + 505.4 + 506.3 * 2,
+      ],
+    ]);
+    expect(await kept('V-flat')).toEqual([[iso(at('16', '08:50')), iso(at('16', '09:20')), 900]]);
+    // The live answer is the kept one.
+    expect(
+      (await sessionsOf(e, 'V-reg', '2024-05-16T00:00:00Z', '2024-05-17T00:00:00Z')).map((s) => [
+        s.start,
+        s.dcDeliveredKwh,
+      ]),
+    ).toEqual([[iso(at('16', '07:40')), 5031.5]]);
+  });
+});
+
 describe('ENERGY_READINGS changed between runs of the flusher', () => {
   let e: TestEngine;
   const kept = async (vehicleId: string) =>
@@ -333,6 +392,10 @@ describe('ENERGY_READINGS changed between runs of the flusher', () => {
       ),
       ...every(10, at('15', '10:00'), at('15', '10:30'), vehicle('V-own', 1.8)),
       ...every(10, at('15', '10:00'), at('15', '10:30'), meter('M-own', 2)),
+      // V-free follows the default and sends a flat register: two sessions as intervals, none as a
+      // register.
+      vehicle('V-free', 3)(at('15', '09:40')),
+      ...every(10, at('15', '10:00'), at('15', '10:20'), vehicle('V-free', 3)),
     ]);
     await build(e);
     // From here on, flushers of another configuration build: this one's would race them.
@@ -344,17 +407,22 @@ describe('ENERGY_READINGS changed between runs of the flusher', () => {
     expect(await recorded()).toBe('interval');
     expect(await kept('V-dflt')).toEqual([[202 + 204 + 206 + 208, 7.2]]); // (09:55, 10:30] as intervals
     expect(await kept('V-own')).toEqual([[8, 7.2]]);
+    expect(await kept('V-free')).toHaveLength(2);
 
     const store = new SessionStore(e.ctx.db, { ...e.ctx.config, energyReadings: 'cumulative' });
     expect(await store.adoptDefaultMode()).toEqual({
       previous: 'interval',
       now: 'cumulative',
-      marked: 1,
+      marked: 2,
     });
-    expect(await marked()).toEqual(['V-dflt']);
+    expect(await marked()).toEqual(['V-dflt', 'V-free']);
+    // A vehicle following the default from its first reading (which charges or not by it).
+    const free = await e.ctx.db('session_dirty').where({ vehicle_id: 'V-free' }).first();
+    expect(free.since).toEqual(new Date(at('15', '09:40')));
     await buildAt(e, store, new Date(Date.now() - 3600_000));
     expect(await kept('V-dflt')).toEqual([[8, 7.2]]); // 200 -> 208
     expect(await kept('V-own')).toEqual([[8, 7.2]]);
+    expect(await kept('V-free')).toEqual([]);
     expect(await marked()).toEqual([]);
     expect(await recorded()).toBe('cumulative');
 

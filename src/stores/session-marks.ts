@@ -16,10 +16,19 @@ export async function markSessionsChanged(db: Knex, vehicleId: string, since: Da
 }
 
 /**
- * Marks, for devices whose energy semantics changed, the kept sessions they are part of: a
- * vehicle's own, or those of the vehicles mapped to a meter that overlap their mapping period.
- * Each vehicle is marked from its earliest such session (sessions not kept yet are computed with
- * the semantics in force).
+ * A vehicle's first reading (SQL; `id` is its id), NULL without any. A vehicle's semantics decide
+ * which of its readings charge, so a change of them may start, move or end a session anywhere in
+ * its history, also before its first kept session or where none was kept: its sessions are built
+ * again from there.
+ */
+const firstReadingOf = (id: string) =>
+  `(SELECT min(h.ts) FROM telemetry_history h WHERE h.device_type = 'vehicle' AND h.device_id = ${id})`;
+
+/**
+ * Marks, for devices whose energy semantics changed, the sessions they are part of: a vehicle's
+ * from its first reading (see firstReadingOf); a meter's, which only count its AC, from the
+ * earliest kept session of each vehicle mapped to it that overlaps the mapping period (sessions
+ * not kept yet are computed with the semantics in force).
  */
 export async function markSessionsOfDevices(
   db: Knex,
@@ -29,14 +38,15 @@ export async function markSessionsOfDevices(
   if (ids.length === 0) return;
   const touched =
     type === 'vehicle'
-      ? `SELECT s.vehicle_id, s.start_ts FROM charging_sessions s WHERE s.vehicle_id = ANY(?)`
+      ? `SELECT v.id, ${firstReadingOf('v.id')} FROM unnest(?::text[]) AS v(id)`
       : `SELECT s.vehicle_id, s.start_ts FROM vehicle_meter_map m
          JOIN charging_sessions s ON s.vehicle_id = m.vehicle_id AND s.end_ts >= m.valid_from
           AND (m.valid_to IS NULL OR s.start_ts < m.valid_to)
          WHERE m.meter_id = ANY(?)`;
   await db.raw(
     MARK(
-      `SELECT vehicle_id, min(start_ts) FROM (${touched}) t GROUP BY vehicle_id ORDER BY vehicle_id`,
+      `SELECT vehicle_id, min(since) FROM (${touched}) AS t(vehicle_id, since)
+       WHERE since IS NOT NULL GROUP BY vehicle_id ORDER BY vehicle_id`,
     ),
     [ids],
   );
@@ -48,8 +58,9 @@ const followsDefault = (type: DeviceType, id: string) =>
 
 /**
  * Records `mode` as the ENERGY_READINGS default the kept sessions are built with. When another
- * default was recorded, first marks the kept sessions built with it: those of a vehicle or with a
- * meter that has no semantics of its own, and the session still going on where each vehicle was
+ * default was recorded, first marks what was built with it, as markSessionsOfDevices does: each
+ * built vehicle without semantics of its own from its first reading, the kept sessions with a
+ * meter without semantics of its own, and the session still going on where each vehicle was
  * built; each vehicle from the earliest of them. Returns the default recorded before (null: none,
  * the first run), the one recorded now and how many vehicles were marked.
  */
@@ -67,12 +78,14 @@ export async function adoptDefaultMode(
     if (previous !== null) {
       const result = await trx.raw(
         MARK(`SELECT vehicle_id, min(since) FROM (
-            SELECT s.vehicle_id, s.start_ts AS since FROM charging_sessions s
-            WHERE ${followsDefault('vehicle', 's.vehicle_id')}
-               OR EXISTS (SELECT 1 FROM unnest(s.meter_ids) AS m(id) WHERE ${followsDefault('meter', 'm.id')})
+            SELECT b.vehicle_id, ${firstReadingOf('b.vehicle_id')} AS since FROM session_built b
+            WHERE ${followsDefault('vehicle', 'b.vehicle_id')}
+            UNION ALL
+            SELECT s.vehicle_id, s.start_ts FROM charging_sessions s
+            WHERE EXISTS (SELECT 1 FROM unnest(s.meter_ids) AS m(id) WHERE ${followsDefault('meter', 'm.id')})
             UNION ALL
             SELECT b.vehicle_id, b.open_since FROM session_built b WHERE b.open_since IS NOT NULL
-          ) t GROUP BY vehicle_id ORDER BY vehicle_id`),
+          ) t WHERE since IS NOT NULL GROUP BY vehicle_id ORDER BY vehicle_id`),
       );
       marked = result.rowCount ?? 0;
     }
