@@ -341,7 +341,7 @@ describe('performance report, interval readings', () => {
     const first = await report(e, 'V-sh1', window).expect(200);
     expect(first.body.energy).toMatchObject({ acConsumedKwh: 8, dcDeliveredKwh: 1.6 });
     expect(first.body.warnings).toEqual([
-      'Meter M-sh was mapped to vehicle V-sh2 too between 2024-09-01T10:00:00.000Z and 2024-09-01T12:00:00.000Z: its AC energy counts in each of their reports',
+      'Meter M-sh was mapped to vehicle V-sh2 too between 2024-09-01T11:00:00.000Z and 2024-09-01T12:00:00.000Z: its AC energy counts in each of their reports',
     ]);
     const second = await report(e, 'V-sh2', window).expect(200);
     expect(second.body.energy).toMatchObject({ acConsumedKwh: 6, dcDeliveredKwh: 4.8 });

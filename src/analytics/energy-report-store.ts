@@ -127,17 +127,22 @@ stepped AS (
 
 /**
  * The windows of one vehicle: itself, and each meter period overlapping the window, clipped; with
- * the other vehicles mapped to the same meter during a meter's period (`shared_with`), whose
- * reports count the same AC energy.
+ * each period of another vehicle mapped to the same meter during it (`shared_with`: the vehicle
+ * and the stretch both held the meter), whose report counts the same AC energy.
  */
 const VEHICLE_WINDOWS = `
 windows AS (
   SELECT 0 AS wid, $V::text AS vehicle_id, 'dc' AS role, 'vehicle' AS device_type, $V::text AS device_id,
-         $WF AS wfrom, $WT AS wto, NULL::text[] AS shared_with
+         $WF AS wfrom, $WT AS wto, NULL::json AS shared_with
   UNION ALL
   SELECT row_number() OVER (ORDER BY m.valid_from)::int, m.vehicle_id, 'ac', 'meter', m.meter_id,
          greatest(m.valid_from, $WF), least(coalesce(m.valid_to, 'infinity'), $WT),
-         (SELECT array_agg(DISTINCT o.vehicle_id ORDER BY o.vehicle_id) FROM vehicle_meter_map o
+         (SELECT json_agg(json_build_object(
+                   'vehicleId', o.vehicle_id,
+                   'from', greatest(o.valid_from, m.valid_from, $WF),
+                   'to', least(coalesce(o.valid_to, 'infinity'), coalesce(m.valid_to, 'infinity'), $WT))
+                 ORDER BY o.valid_from, o.vehicle_id)
+          FROM vehicle_meter_map o
           WHERE o.meter_id = m.meter_id AND o.vehicle_id <> m.vehicle_id
             AND o.valid_from < least(coalesce(m.valid_to, 'infinity'), $WT)
             AND (o.valid_to IS NULL OR o.valid_to > greatest(m.valid_from, $WF)))
@@ -387,6 +392,13 @@ function bind(template: string, values: Record<string, unknown>) {
   return { sql, bindings: bindings as Knex.RawBinding[] };
 }
 
+/** Another vehicle mapped to a meter while the report's vehicle was, and for how long. */
+export interface SharedStretch {
+  vehicleId: string;
+  from: Date;
+  to: Date;
+}
+
 /** One device window of a vehicle report, whole (`hour` null) or one hour of it. */
 export interface WindowRow {
   wid: number;
@@ -396,8 +408,8 @@ export interface WindowRow {
   mode: EnergyReadingsMode;
   from: Date;
   to: Date;
-  /** A meter's: the other vehicles mapped to it during [from, to) (none: empty). */
-  sharedWith: string[];
+  /** A meter's: each period of another vehicle mapped to it during [from, to) (none: empty). */
+  sharedWith: SharedStretch[];
   /** Start of the hour; null for the whole window. */
   hour: Date | null;
   readings: number;
@@ -432,7 +444,8 @@ interface VehicleSqlRow {
   mode: EnergyReadingsMode;
   wfrom: Date;
   wto: Date;
-  shared_with: string[] | null;
+  /** JSON: the stretch's bounds are text. */
+  shared_with: { vehicleId: string; from: string; to: string }[] | null;
   hour: Date | null;
   whole: boolean;
   readings: number;
@@ -506,7 +519,11 @@ export class EnergyReportStore {
       mode: r.mode,
       from: r.wfrom,
       to: r.wto,
-      sharedWith: r.shared_with ?? [],
+      sharedWith: (r.shared_with ?? []).map((o) => ({
+        vehicleId: o.vehicleId,
+        from: new Date(o.from),
+        to: new Date(o.to),
+      })),
       hour: r.whole ? null : r.hour,
       readings: r.readings,
       energy: r.readings > 0 ? r.energy : null,

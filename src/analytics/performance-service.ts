@@ -113,10 +113,12 @@ export class PerformanceService {
         `Meter ${m.deviceId} sent no readings between ${m.from.toISOString()} and ${m.to.toISOString()}`,
       );
     }
-    for (const m of meters.filter((w) => w.sharedWith.length > 0)) {
-      warnings.push(
-        `Meter ${m.deviceId} was mapped to ${m.sharedWith.length === 1 ? 'vehicle' : 'vehicles'} ${m.sharedWith.join(', ')} too between ${m.from.toISOString()} and ${m.to.toISOString()}: its AC energy counts in each of their reports`,
-      );
+    for (const m of meters) {
+      for (const other of m.sharedWith) {
+        warnings.push(
+          `Meter ${m.deviceId} was mapped to vehicle ${other.vehicleId} too between ${other.from.toISOString()} and ${other.to.toISOString()}: its AC energy counts in each of their reports`,
+        );
+      }
     }
     const ac = acOf(meters);
     const dc = vehicle.energy;
