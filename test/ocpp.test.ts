@@ -583,6 +583,48 @@ describe('OCPP 1.6J charge points', () => {
     expect(report.body.energy.acConsumedKwh).toBe(9); // 3 on CP-G, 6 on CP-H
   });
 
+  test('when a vehicle starts a transaction inside its last one, already stopped, on another connector, then each session counts its own connector only', async () => {
+    await registerIdTags([['TAG-OV', 'V-ov']]);
+    const cp = await connect('CP-OV');
+    const on = (connectorId: number, idTag: string, meterStart: number, timestamp: string) =>
+      cp.call('StartTransaction', { connectorId, idTag, meterStart, timestamp }) as Promise<{
+        transactionId: number;
+      }>;
+    // Connector 1 from 10:00 to 11:00, 20 kWh; then connector 2 from 10:30 (an offline queue, or
+    // a stop sent late), 2 kWh: the vehicle cannot have charged at both, so its mapping to
+    // connector 2 is refused (a past period is never rewritten).
+    const first = await on(1, 'TAG-OV', 0, '2024-04-11T10:00:00Z');
+    await cp.call('MeterValues', meterValues(1, '2024-04-11T10:30:00Z', wh(10_000)));
+    await cp.call('StopTransaction', {
+      transactionId: first.transactionId,
+      meterStop: 20_000,
+      timestamp: '2024-04-11T11:00:00Z',
+    });
+    const second = await on(2, 'TAG-OV', 5_000, '2024-04-11T10:30:00Z');
+    await cp.call('MeterValues', meterValues(2, '2024-04-11T11:30:00Z', wh(6_000)));
+    await cp.call('StopTransaction', {
+      transactionId: second.transactionId,
+      meterStop: 7_000,
+      timestamp: '2024-04-11T12:00:00Z',
+    });
+    await waitForDrained(e.queue);
+    const sessions = await request(e.api.api.app)
+      .get('/v1/vehicles/V-ov/sessions?from=2024-04-11T00:00:00Z&to=2024-04-12T00:00:00Z')
+      .expect(200);
+    expect(
+      sessions.body.sessions.map(
+        (s: { transactionId: number; meters: string[]; acConsumedKwh: number }) => [
+          s.transactionId,
+          s.meters,
+          s.acConsumedKwh,
+        ],
+      ),
+    ).toEqual([
+      [second.transactionId, ['CP-OV:2'], 2],
+      [first.transactionId, ['CP-OV:1'], 20],
+    ]);
+  });
+
   test("when a StopTransaction's transactionData holds a sample at the stop's instant, then meterStop is the register stored there", async () => {
     await registerIdTags([['TAG-SD', 'V-sd']]);
     const cp = await connect('CP-STOPDATA');

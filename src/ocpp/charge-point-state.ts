@@ -1,7 +1,10 @@
 import type { RedisClient } from '../redis';
 import type { RedisKeys } from '../redis-keys';
 
-/** A charge point's meter for one connector (0: the whole charge point). */
+/**
+ * A charge point's meter for one connector (0: the whole charge point). The sessions' SQL names a
+ * transaction's meter the same way (src/sessions/session-sql.ts).
+ */
 export const connectorMeterId = (chargePointId: string, connectorId: number) =>
   `${chargePointId}:${connectorId}`;
 

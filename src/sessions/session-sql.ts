@@ -112,8 +112,11 @@ spans AS (
 )`;
 
 /**
- * The device windows of every span: the vehicle over (start, end], each mapped meter over its part
- * of it (from the end of what is folded already, for a continuation). Half-open [from, to) at
+ * The device windows of every span: the vehicle over (start, end]; for a detected session each
+ * mapped meter over its part of it (from the end of what is folded already, for a continuation),
+ * for an OCPP transaction its own connector's meter, `<charge point>:<connector>` (as
+ * connectorMeterId in src/ocpp/charge-point-state.ts names it), whatever else the vehicle was mapped to meanwhile (a
+ * transaction of another connector overlapping it, its mapping refused). Half-open [from, to) at
  * millisecond precision, so both bounds move one millisecond on.
  */
 const WINDOWS = `
@@ -133,8 +136,12 @@ windows AS MATERIALIZED (
     -- expecting a hundred spans read the whole mapping table).
     CROSS JOIN LATERAL (
       SELECT m.meter_id, m.valid_from, m.valid_to FROM vehicle_meter_map m
-      WHERE m.vehicle_id = s.vehicle_id AND m.valid_from < s.end_ts + interval '1 millisecond'
+      WHERE s.source = 'detected'
+        AND m.vehicle_id = s.vehicle_id AND m.valid_from < s.end_ts + interval '1 millisecond'
         AND (m.valid_to IS NULL OR m.valid_to > s.fold_from + interval '1 millisecond')
+      UNION ALL
+      SELECT x.charge_point_id || ':' || x.connector_id, '-infinity', NULL
+      FROM ocpp_transactions x WHERE s.source = 'ocpp' AND x.id = s.transaction_id
       OFFSET 0) m
   ) w
 ),
