@@ -106,6 +106,14 @@ describe('OCPP 1.6J charge points', () => {
     expect((await answer('hello {')).slice(0, 3)).toEqual([4, '-1', 'FormationViolation']);
     expect((await answer('[2,"x1"]')).slice(0, 3)).toEqual([4, 'x1', 'FormationViolation']);
     expect((await answer('[5,"x4","Heartbeat",{}]'))[2]).toBe('GenericError');
+    // A required field missing: 1.6's code (ocpp-rpc spells it as 2.0.1 does), counted as sent.
+    const missing = await answer('[2,"x5","BootNotification",{"chargePointVendor":"V"}]');
+    expect(missing.slice(0, 3)).toEqual([4, 'x5', 'OccurenceConstraintViolation']);
+    const metrics = await request(e.api.api.app).get('/metrics').expect(200);
+    expect(metrics.text).toContain(
+      'energy_ocpp_callerrors_total{code="OccurenceConstraintViolation",process="api"} 1',
+    );
+    expect(metrics.text).not.toContain('code="OccurrenceConstraintViolation"');
     socket.close();
   });
 

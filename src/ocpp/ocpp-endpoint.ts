@@ -66,16 +66,25 @@ const OCPP16_ERROR_CODES = new Set([
 ]);
 
 /**
- * A CALLERROR frame as OCPP 1.6 words it: ocpp-rpc answers a frame it cannot read with OCPP
- * 2.0.1's RpcFrameworkError (1.6: FormationViolation) and an unknown message type with
- * MessageTypeNotSupported (1.6 has none: GenericError). Any other frame is returned as it is.
+ * A CALLERROR code as OCPP 1.6 words it: ocpp-rpc answers a frame it cannot read with OCPP
+ * 2.0.1's RpcFrameworkError (1.6: FormationViolation), a missing required field with 2.0.1's
+ * spelling OccurrenceConstraintViolation (1.6's has one r), and an unknown message type with
+ * MessageTypeNotSupported (1.6 has none: GenericError).
  */
+export function ocpp16ErrorCode(code: string): string {
+  if (OCPP16_ERROR_CODES.has(code)) return code;
+  if (code === 'RpcFrameworkError') return 'FormationViolation';
+  if (code === 'OccurrenceConstraintViolation') return 'OccurenceConstraintViolation';
+  return 'GenericError';
+}
+
+/** A CALLERROR frame with its code as OCPP 1.6 words it; any other frame as it is. */
 export function asOcpp16Frame(frame: string): string {
   if (!frame.startsWith('[4,')) return frame;
   const message = JSON.parse(frame) as unknown[];
   const code = message[2];
   if (typeof code !== 'string' || OCPP16_ERROR_CODES.has(code)) return frame;
-  message[2] = code === 'RpcFrameworkError' ? 'FormationViolation' : 'GenericError';
+  message[2] = ocpp16ErrorCode(code);
   return JSON.stringify(message);
 }
 
@@ -204,7 +213,8 @@ export function createOcppEndpoint({
       metrics.onResponse(
         call.action,
         failed ? 'callerror' : 'ok',
-        failed ? String(payload[2]) : null,
+        // The code as the charge point gets it (asOcpp16Frame).
+        failed ? ocpp16ErrorCode(String(payload[2])) : null,
         Date.now() - call.startedAt,
       );
     });
