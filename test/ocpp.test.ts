@@ -869,4 +869,44 @@ describe('OCPP while Redis is down', () => {
     expect(await history(e, 'CP-OUT:1')).toEqual([{ at: '10:00', kwh: 42, voltage: null }]);
     await cp.close({ force: true });
   });
+
+  test('when a StopTransaction dated ahead of the clock cannot be stored, then its retry is the same stop, its register stored at it', async () => {
+    const cp = await chargePoint(e, 'CP-AHEAD');
+    const { transactionId } = (await cp.call('StartTransaction', {
+      connectorId: 1,
+      idTag: 'TAG-AHEAD',
+      meterStart: 10_000,
+      timestamp: new Date(Date.now() - 3600_000).toISOString(),
+    })) as { transactionId: number };
+    const stop = {
+      transactionId,
+      meterStop: 20_000,
+      timestamp: new Date(Date.now() + 3600_000).toISOString(), // taken as of now
+    };
+    await redis.kill();
+    expect(await callError(cp.call('StopTransaction', stop))).toBe('InternalError');
+    await redis.start();
+    await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
+    await waitFor(
+      async () => {
+        try {
+          await cp.call('StopTransaction', stop);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      15_000,
+      'the retried StopTransaction to be answered',
+    );
+    await waitForDrained(e.queue);
+    const stopped = await e.ctx.db('ocpp_transactions').where({ id: transactionId }).first();
+    const stored = await e.ctx.db('telemetry_history').where({
+      device_type: 'meter',
+      device_id: 'CP-AHEAD:1',
+      ts: stopped.stopped_at,
+    });
+    expect(stored.map((r: { kwh_consumed_ac: number }) => r.kwh_consumed_ac)).toEqual([20]);
+    await cp.close({ force: true });
+  });
 });

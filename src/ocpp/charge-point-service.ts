@@ -381,7 +381,7 @@ export class ChargePointService {
 
   async stopTransaction(chargePointId: string, req: StopTransactionReq) {
     checkRegisterWh('meterStop', req.meterStop);
-    const reportedStop = this.transactionInstant(chargePointId, req.timestamp).at;
+    const reported = this.transactionInstant(chargePointId, req.timestamp);
     const known = await this.deps.transactions.get(req.transactionId);
     if (!known || known.chargePointId !== chargePointId) {
       // Nothing to attach its readings to: answer, so the charge point does not resend for ever.
@@ -391,6 +391,12 @@ export class ChargePointService {
       );
       return {};
     }
+    // Taken as of now, the stop already recorded with the same register is this one sent again
+    // (after a failed store), as a StartTransaction is: its instant is that stop's.
+    const reportedStop =
+      reported.asOfNow && known.stoppedAt && known.meterStopWh === req.meterStop
+        ? known.stoppedAt
+        : reported.at;
     // A stop before its start (a clock set back mid-transaction) ends it where it started.
     const stoppedAt = reportedStop < known.startedAt ? known.startedAt : reportedStop;
     if (stoppedAt !== reportedStop) {
