@@ -829,6 +829,40 @@ describe('OCPP with AUTH on', () => {
   );
 });
 
+describe('OCPP with MAX_BATCH_READINGS below what a message holds', () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine({ MAX_BATCH_READINGS: '10' });
+  });
+  afterAll(() => e.stop());
+
+  test("when a StopTransaction's transactionData holds more samples than one ingest call takes, then every one is stored, meterStop included", async () => {
+    const cp = await chargePoint(e, 'CP-MANY');
+    const { transactionId } = (await cp.call('StartTransaction', {
+      connectorId: 1,
+      idTag: 'TAG-MANY',
+      meterStart: 0,
+      timestamp: '2024-04-12T10:00:00Z',
+    })) as { transactionId: number };
+    // 25 samples, a minute apart, 500 Wh each (a charge point's queue while it was offline).
+    const transactionData = Array.from({ length: 25 }, (_, i) => ({
+      timestamp: new Date(Date.parse('2024-04-12T10:01:00Z') + i * 60_000).toISOString(),
+      sampledValue: [wh((i + 1) * 500)],
+    }));
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 20_000,
+      timestamp: '2024-04-12T10:30:00Z',
+      transactionData,
+    });
+    await waitForDrained(e.queue);
+    const stored = await history(e, 'CP-MANY:1');
+    expect(stored).toHaveLength(27); // the start, 25 samples, the stop
+    expect(stored.at(-1)).toEqual({ at: '10:30', kwh: 20, voltage: null });
+    await cp.close({ force: true });
+  });
+});
+
 describe('OCPP while Redis is down', () => {
   let redis: OwnRedis;
   let e: TestEngine;

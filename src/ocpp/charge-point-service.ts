@@ -155,7 +155,11 @@ export class ChargePointService {
       mapping: MappingStore;
       /** Records each connector meter's register semantics, once. */
       registers: ConnectorRegisters;
-      config: { ocppUnknownIdTags: 'accept' | 'reject' };
+      config: {
+        ocppUnknownIdTags: 'accept' | 'reject';
+        /** Ingest's limit per call: a message holding more is stored in several. */
+        maxBatchReadings: number;
+      };
       /** Ingest's own check of a reading's timestamp (a real instant, not ahead of the clock). */
       checkTimestamp: ReadingValidator['checkTimestamp'];
       metrics: OcppMetrics;
@@ -472,7 +476,6 @@ export class ChargePointService {
     meterId: string,
     readings: { timestamp: string; kwh: number; voltage?: number }[],
   ): Promise<void> {
-    if (readings.length === 0) return;
     const items = readings.map((r) => ({
       value: {
         meterId,
@@ -481,12 +484,22 @@ export class ChargePointService {
         timestamp: utcTimestamp(r.timestamp),
       },
     }));
+    // A charge point cannot split a message (a StopTransaction's transactionData may hold a
+    // day of samples): it is stored in parts, each answered before the next; a part that fails
+    // fails the message, whose resend stores the parts before it once more (as the same rows).
+    const { maxBatchReadings } = this.deps.config;
+    for (let start = 0; start < items.length; start += maxBatchReadings) {
+      await this.storeItems(meterId, items.slice(start, start + maxBatchReadings));
+    }
+  }
+
+  private async storeItems(meterId: string, items: { value: Record<string, unknown> }[]) {
     let outcome;
     try {
       outcome = await this.deps.ingestService.ingest({ kind: 'batch', items });
     } catch (err) {
       if (!(err instanceof AppError) || err.statusCode === 503) throw new NotStoredError(err);
-      // Refused for good (e.g. too many readings at once): resending would not help.
+      // Refused for good (a 4xx): resending would not help.
       this.deps.logger.warn({ meterId, err }, 'OCPP readings refused');
       return;
     }

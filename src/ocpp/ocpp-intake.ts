@@ -62,6 +62,7 @@ export function createOcppIntake({
     auth: 'on' | 'off';
     apiKeys: readonly ApiKey[];
     ocppUnknownIdTags: 'accept' | 'reject';
+    maxBatchReadings: number;
   };
   db: Knex;
   redis: RedisClient;
