@@ -398,6 +398,30 @@ describe('OCPP 1.6J charge points', () => {
     expect(stored).toEqual([]);
   });
 
+  test('when timestamps carry an hour-only offset, no zone or a space for the T, then each is the instant it names', async () => {
+    const cp = await connect('CP-ZONE');
+    const { transactionId } = (await cp.call('StartTransaction', {
+      connectorId: 1,
+      idTag: 'TAG-ZONE',
+      meterStart: 1_000,
+      timestamp: '2024-04-13T11:00:00+01',
+    })) as { transactionId: number };
+    await cp.call('MeterValues', meterValues(1, '2024-04-13T12:10:00+02', wh(2_000)));
+    await cp.call('MeterValues', meterValues(1, '2024-04-13 10:20:00', wh(3_000)));
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 4_000,
+      timestamp: '2024-04-13T09:30:00-01',
+    });
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-ZONE:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 1],
+      ['10:10', 2],
+      ['10:20', 3],
+      ['10:30', 4],
+    ]);
+  });
+
   test('when a charge point whose clock runs an hour fast starts and stops a transaction, then both are taken as of now, with their registers', async () => {
     await registerIdTags([['TAG-FAST', 'V-fast']]);
     const cp = await connect('CP-FAST');

@@ -122,12 +122,14 @@ function checkRegisterWh(name: 'meterStart' | 'meterStop', wh: number): void {
 }
 
 /**
- * OCPP 1.6 allows timestamps without a zone (UTC by the standard) and some chargers send a space
- * for the `T`: turn them into the RFC 3339 instants the engine stores.
+ * OCPP 1.6 allows timestamps without a zone (UTC by the standard) or with an hour-only offset
+ * (`+01`, as ISO 8601 and the schema's date-time check do), and some chargers send a space for the
+ * `T`: turn them into the RFC 3339 instants the engine stores.
  */
 export function utcTimestamp(timestamp: string): string {
-  const text = timestamp.trim().replace(' ', 'T');
-  return /([zZ]|[+-]\d\d:?\d\d)$/.test(text) ? text.toUpperCase() : `${text.toUpperCase()}Z`;
+  const text = timestamp.trim().replace(' ', 'T').toUpperCase();
+  if (/(Z|[+-]\d\d:?\d\d)$/.test(text)) return text;
+  return /T[\d:.]+[+-]\d\d$/.test(text) ? `${text}:00` : `${text}Z`;
 }
 
 const whToKwh = (wh: number) => Math.round(wh) / 1000;
