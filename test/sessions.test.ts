@@ -736,6 +736,51 @@ describe('the fleet report ranked by sessions', () => {
   });
 });
 
+describe('sessions whose efficiencies round to the same figure', () => {
+  test('when one is worse before rounding, then it ranks first everywhere, as it is the one that alerts', async () => {
+    const e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    try {
+      // 17 of 20 kWh (0.85, the threshold: no alert) against 16.9992 of 20 (0.84996: an alert),
+      // both shown as 0.85; V-e1 sorts before V-e2 by name. V-e3 has one of each, the better first.
+      for (const id of ['1', '2', '3'])
+        await map(e, `V-e${id}`, `M-e${id}`, '2024-05-01T00:00:00Z');
+      await ingest(e, [
+        ...every(5, at('22', '08:00'), at('22', '08:45'), vehicle('V-e1', 1.7)),
+        ...every(5, at('22', '08:00'), at('22', '08:45'), vehicle('V-e2', 1.69992)),
+        ...every(5, at('22', '08:00'), at('22', '08:45'), vehicle('V-e3', 1.7)),
+        ...every(5, at('22', '14:00'), at('22', '14:45'), vehicle('V-e3', 1.69992)),
+        ...['1', '2', '3'].flatMap((id) => [
+          ...every(5, at('22', '08:00'), at('22', '08:45'), meter(`M-e${id}`, 2)),
+          ...every(5, at('22', '14:00'), at('22', '14:45'), meter(`M-e${id}`, 2)),
+        ]),
+      ]);
+      const query = 'from=2024-05-22T00:00:00Z&to=2024-05-23T00:00:00Z';
+      const get = async (path: string) => (await request(e.api.api.app).get(path).expect(200)).body;
+      const fleetSessions = await get(`/v1/analytics/sessions?${query}`);
+      expect(
+        fleetSessions.sessions
+          .filter((s: SessionJson) => s.efficiency !== null)
+          .map((s: SessionJson & { vehicleId: string }) => [s.vehicleId, s.efficiency, s.alert]),
+      ).toEqual([
+        ['V-e2', 0.85, true],
+        ['V-e3', 0.85, true],
+        ['V-e1', 0.85, false],
+        ['V-e3', 0.85, false],
+      ]);
+      const bySession = await get(`/v1/analytics/fleet?${query}&rank=session`);
+      expect(bySession.vehicles.map((v: { vehicleId: string }) => v.vehicleId)).toEqual([
+        'V-e2',
+        'V-e3',
+        'V-e1',
+      ]);
+      const report = await get(`/v1/analytics/performance/V-e3?${query}`);
+      expect(report.sessions.worst).toMatchObject({ start: iso(at('22', '13:50')), alert: true });
+    } finally {
+      await e.stop();
+    }
+  });
+});
+
 describe('sessions under any arrival order', () => {
   test('when readings arrive shuffled, late and duplicated, with builds in between, then the sessions equal the ones computed from scratch', async () => {
     const e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });

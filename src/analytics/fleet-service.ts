@@ -72,7 +72,7 @@ export class FleetService {
     },
   ) {}
 
-  /** Each vehicle's worst session of the window (lowest efficiency), by vehicle. */
+  /** Each vehicle's worst session of the window (lowest efficiency), by vehicle, worst first. */
   private async worstSessions(from: Date, to: Date): Promise<Map<string, WorstSession>> {
     const worst = new Map<string, WorstSession>();
     // Sessions come worst first: the first one seen of each vehicle is its worst.
@@ -113,11 +113,13 @@ export class FleetService {
     }));
     if (rank === 'session') {
       const worst = await this.worstSessions(from, to);
+      // In the sessions' own order (by efficiency before rounding); vehicles without one last.
+      const rankOf = new Map([...worst.keys()].map((vehicleId, i) => [vehicleId, i]));
       withAlerts = withAlerts
         .map((v) => ({ ...v, worstSession: worst.get(v.vehicleId) ?? null }))
         .sort(
           (a, b) =>
-            (a.worstSession?.efficiency ?? Infinity) - (b.worstSession?.efficiency ?? Infinity) ||
+            (rankOf.get(a.vehicleId) ?? Infinity) - (rankOf.get(b.vehicleId) ?? Infinity) ||
             (a.vehicleId < b.vehicleId ? -1 : 1),
         );
     }

@@ -30,11 +30,28 @@ interface Collected {
   computed: SessionRow[];
 }
 
+/** A judged session, with its efficiency before rounding (which ranks it, as it decides its alert). */
+interface Judged {
+  session: Session;
+  exactEfficiency: number | null;
+}
+
 /** Worst efficiency first; sessions without one (no AC) last. */
-const byEfficiency = (a: Session, b: Session) =>
-  (a.efficiency ?? Infinity) - (b.efficiency ?? Infinity) ||
-  (a.vehicleId < b.vehicleId ? -1 : a.vehicleId > b.vehicleId ? 1 : 0) ||
-  a.start.localeCompare(b.start);
+const worstFirst = (judged: Judged[]): Session[] =>
+  [...judged]
+    .sort(
+      (a, b) =>
+        (a.exactEfficiency ?? Infinity) - (b.exactEfficiency ?? Infinity) ||
+        (a.session.vehicleId < b.session.vehicleId
+          ? -1
+          : a.session.vehicleId > b.session.vehicleId
+            ? 1
+            : 0) ||
+        a.session.start.localeCompare(b.session.start),
+    )
+    .map((j) => j.session);
+
+const sessionsOf = (judged: Judged[]): Session[] => judged.map((j) => j.session);
 
 /**
  * Charging sessions as operators read them: the kept ones (built in the background) joined to
@@ -90,7 +107,7 @@ export class SessionService {
   }
 
   /** Judges sessions: efficiency, power, threshold of its class, alert, drift. */
-  private async judge({ rows, liveFrom, computed }: Collected): Promise<Session[]> {
+  private async judge({ rows, liveFrom, computed }: Collected): Promise<Judged[]> {
     const { config, store } = this.deps;
     const now = this.now().getTime();
     const baselines = await store.baselinesOf(
@@ -111,7 +128,7 @@ export class SessionService {
         base && base.median !== null && base.sessions >= DRIFT_MIN_SESSIONS
           ? { medianEfficiency: round(base.median, 4) as number, sessions: base.sessions }
           : null;
-      return {
+      const session: Session = {
         id: r.key,
         vehicleId: r.vehicleId,
         source: r.source,
@@ -139,6 +156,7 @@ export class SessionService {
         baseline,
         counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
       };
+      return { session, exactEfficiency: efficiency };
     });
   }
 
@@ -159,7 +177,7 @@ export class SessionService {
       'sessions',
     );
     return this.cached(key, async () =>
-      (await this.judge(await this.collect(vehicleId, from, to))).sort((a, b) =>
+      sessionsOf(await this.judge(await this.collect(vehicleId, from, to))).sort((a, b) =>
         b.start.localeCompare(a.start),
       ),
     );
@@ -171,8 +189,9 @@ export class SessionService {
    * Redis round trips (a lookup that missed, then a write).
    */
   async summary(vehicleId: string, from: Date, to: Date): Promise<SessionSummary> {
-    const sessions = await this.judge(await this.collect(vehicleId, from, to));
-    const worst = sessions.filter((s) => s.efficiency !== null).sort(byEfficiency)[0] ?? null;
+    const judged = await this.judge(await this.collect(vehicleId, from, to));
+    const sessions = sessionsOf(judged);
+    const worst = worstFirst(judged.filter((j) => j.exactEfficiency !== null))[0] ?? null;
     return {
       count: sessions.length,
       flagged: sessions.filter((s) => s.alert === true || s.drift === true).length,
@@ -184,7 +203,7 @@ export class SessionService {
   async ofFleet(from: Date, to: Date) {
     const key = this.deps.keys.analyticsCache('fleet', from.getTime(), to.getTime(), 'sessions');
     return this.cached(key, async () =>
-      (await this.judge(await this.collect(null, from, to))).sort(byEfficiency),
+      worstFirst(await this.judge(await this.collect(null, from, to))),
     );
   }
 
@@ -194,9 +213,9 @@ export class SessionService {
     const missing = () => notFound(`Vehicle ${vehicleId} has no session ${id}`);
     if (!start) throw missing();
     const around = new Date(start.getTime() + 1);
-    const [session] = (await this.judge(await this.collect(vehicleId, start, around))).filter(
-      (s) => s.id === id,
-    );
+    const [session] = sessionsOf(
+      await this.judge(await this.collect(vehicleId, start, around)),
+    ).filter((s) => s.id === id);
     if (!session) throw missing();
     const minutes = await this.deps.store.minutes(
       vehicleId,
