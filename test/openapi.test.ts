@@ -215,4 +215,32 @@ describe('the API document', () => {
       maximum: 100,
     });
   });
+
+  test('when a client sends readings as each media type the document lists for ingest, then each is accepted, and those are all the server takes', async () => {
+    const document = (await app().get('/openapi.json').expect(200)).body;
+    const types = Object.keys(
+      document.paths['/v1/telemetry/ingest'].post.requestBody.content,
+    ).sort();
+    expect(types).toEqual([
+      'application/json',
+      'application/jsonl',
+      'application/ndjson',
+      'application/x-ndjson',
+    ]);
+    for (const [i, type] of types.entries()) {
+      const reading = { ...SEED_METER, timestamp: `2024-03-2${i}T10:00:00Z` };
+      await app()
+        .post('/v1/telemetry/ingest')
+        .set('content-type', type)
+        .send(JSON.stringify(reading))
+        .expect(202);
+    }
+    // A type the document does not list is refused, naming the ones it does.
+    const refused = await app()
+      .post('/v1/telemetry/ingest')
+      .set('content-type', 'text/plain')
+      .send(JSON.stringify(SEED_METER))
+      .expect(415);
+    for (const type of types) expect(refused.body.message).toContain(type);
+  });
 });

@@ -13,6 +13,10 @@ const MEDIA_TYPES: Record<string, BodyFormat> = {
   'application/jsonl': 'ndjson',
 };
 
+/** The media types a body of `format` may be sent as (for the API document). */
+export const mediaTypesOf = (format: BodyFormat): string[] =>
+  Object.keys(MEDIA_TYPES).filter((m) => MEDIA_TYPES[m] === format);
+
 export function bodyFormatOf(req: Request, accepted: BodyFormat[]): BodyFormat {
   const header = req.headers['content-type'];
   const [mediaType, ...params] = (header ?? '').split(';').map((p) => p.trim().toLowerCase());

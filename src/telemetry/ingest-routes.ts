@@ -1,7 +1,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { Request } from 'express';
 import { DEVICE_KINDS } from '../devices/device-kinds';
-import { bodyFormatOf, readBodyText } from '../http/read-body';
+import { bodyFormatOf, mediaTypesOf, readBodyText } from '../http/read-body';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { ErrorBody, ErrorDetail } from '../schema/primitives';
 import { parseIngestText } from './ingest-input';
@@ -85,9 +85,12 @@ export function ingestRoutes({
         schema: Type.Union([AnyReading, Type.Array(AnyReading, { minItems: 1 })]),
         name: 'readings',
         read: 'handler',
-        alternatives: {
-          'application/x-ndjson': Type.String({ description: 'one reading per line' }),
-        },
+        alternatives: Object.fromEntries(
+          mediaTypesOf('ndjson').map((type) => [
+            type,
+            Type.String({ description: 'one reading per line' }),
+          ]),
+        ),
       },
       responses: {
         202: {
