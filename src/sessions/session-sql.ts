@@ -136,13 +136,16 @@ windows AS MATERIALIZED (
     -- expecting a hundred spans read the whole mapping table).
     CROSS JOIN LATERAL (
       SELECT m.meter_id, m.valid_from, m.valid_to FROM vehicle_meter_map m
-      WHERE s.source = 'detected'
-        AND m.vehicle_id = s.vehicle_id AND m.valid_from < s.end_ts + interval '1 millisecond'
+      WHERE m.vehicle_id = s.vehicle_id AND m.valid_from < s.end_ts + interval '1 millisecond'
         AND (m.valid_to IS NULL OR m.valid_to > s.fold_from + interval '1 millisecond')
-      UNION ALL
-      SELECT x.charge_point_id || ':' || x.connector_id, '-infinity', NULL
-      FROM ocpp_transactions x WHERE s.source = 'ocpp' AND x.id = s.transaction_id
       OFFSET 0) m
+    WHERE s.source = 'detected'
+    UNION ALL
+    SELECT s.vehicle_id, s.key, 'ac', 'meter', x.charge_point_id || ':' || x.connector_id,
+           s.fold_from + interval '1 millisecond', s.end_ts + interval '1 millisecond'
+    FROM spans s
+    JOIN ocpp_transactions x ON x.id = s.transaction_id
+    WHERE s.source = 'ocpp'
   ) w
 ),
 window_pieces AS (
