@@ -43,6 +43,14 @@ const meterValues = (connectorId: number, timestamp: string, ...sampledValue: ob
   meterValue: [{ timestamp, sampledValue }],
 });
 
+/** A StartTransaction: the transaction id it was given. */
+async function startTransaction(
+  cp: RPCClient,
+  req: { connectorId: number; idTag: string; meterStart: number; timestamp: string },
+): Promise<number> {
+  return ((await cp.call('StartTransaction', req)) as { transactionId: number }).transactionId;
+}
+
 async function history(e: TestEngine, meterId: string) {
   return (
     await e.ctx.db.raw(
@@ -400,12 +408,12 @@ describe('OCPP 1.6J charge points', () => {
 
   test('when timestamps carry an hour-only offset, no zone or a space for the T, then each is the instant it names', async () => {
     const cp = await connect('CP-ZONE');
-    const { transactionId } = (await cp.call('StartTransaction', {
+    const transactionId = await startTransaction(cp, {
       connectorId: 1,
       idTag: 'TAG-ZONE',
       meterStart: 1_000,
       timestamp: '2024-04-13T11:00:00+01',
-    })) as { transactionId: number };
+    });
     await cp.call('MeterValues', meterValues(1, '2024-04-13T12:10:00+02', wh(2_000)));
     await cp.call('MeterValues', meterValues(1, '2024-04-13 10:20:00', wh(3_000)));
     await cp.call('StopTransaction', {
@@ -619,23 +627,21 @@ describe('OCPP 1.6J charge points', () => {
     await registerIdTags([['TAG-OV', 'V-ov']]);
     const cp = await connect('CP-OV');
     const on = (connectorId: number, idTag: string, meterStart: number, timestamp: string) =>
-      cp.call('StartTransaction', { connectorId, idTag, meterStart, timestamp }) as Promise<{
-        transactionId: number;
-      }>;
+      startTransaction(cp, { connectorId, idTag, meterStart, timestamp });
     // Connector 1 from 10:00 to 11:00, 20 kWh; then connector 2 from 10:30 (an offline queue, or
     // a stop sent late), 2 kWh: the vehicle cannot have charged at both, so its mapping to
     // connector 2 is refused (a past period is never rewritten).
     const first = await on(1, 'TAG-OV', 0, '2024-04-11T10:00:00Z');
     await cp.call('MeterValues', meterValues(1, '2024-04-11T10:30:00Z', wh(10_000)));
     await cp.call('StopTransaction', {
-      transactionId: first.transactionId,
+      transactionId: first,
       meterStop: 20_000,
       timestamp: '2024-04-11T11:00:00Z',
     });
     const second = await on(2, 'TAG-OV', 5_000, '2024-04-11T10:30:00Z');
     await cp.call('MeterValues', meterValues(2, '2024-04-11T11:30:00Z', wh(6_000)));
     await cp.call('StopTransaction', {
-      transactionId: second.transactionId,
+      transactionId: second,
       meterStop: 7_000,
       timestamp: '2024-04-11T12:00:00Z',
     });
@@ -652,8 +658,8 @@ describe('OCPP 1.6J charge points', () => {
         ],
       ),
     ).toEqual([
-      [second.transactionId, ['CP-OV:2'], 2],
-      [first.transactionId, ['CP-OV:1'], 20],
+      [second, ['CP-OV:2'], 2],
+      [first, ['CP-OV:1'], 20],
     ]);
   });
 
@@ -862,12 +868,12 @@ describe('OCPP with MAX_BATCH_READINGS below what a message holds', () => {
 
   test("when a StopTransaction's transactionData holds more samples than one ingest call takes, then every one is stored, meterStop included", async () => {
     const cp = await chargePoint(e, 'CP-MANY');
-    const { transactionId } = (await cp.call('StartTransaction', {
+    const transactionId = await startTransaction(cp, {
       connectorId: 1,
       idTag: 'TAG-MANY',
       meterStart: 0,
       timestamp: '2024-04-12T10:00:00Z',
-    })) as { transactionId: number };
+    });
     // 25 samples, a minute apart, 500 Wh each (a charge point's queue while it was offline).
     const transactionData = Array.from({ length: 25 }, (_, i) => ({
       timestamp: new Date(Date.parse('2024-04-12T10:01:00Z') + i * 60_000).toISOString(),
@@ -900,6 +906,24 @@ describe('OCPP while Redis is down', () => {
     await redis.kill();
   });
 
+  /** Starts Redis again and sends `call` until it is answered with a .conf, as a charge point does. */
+  async function whenRedisIsBack(call: () => Promise<unknown>, what: string): Promise<void> {
+    await redis.start();
+    await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
+    await waitFor(
+      async () => {
+        try {
+          await call();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      15_000,
+      `${what} to be answered`,
+    );
+  }
+
   test('when MeterValues cannot be stored, then the charge point gets InternalError, and its retry is stored once', async () => {
     const cp = await chargePoint(e, 'CP-OUT');
     const message = meterValues(1, '2024-04-04T10:00:00Z', wh(42_000));
@@ -909,20 +933,7 @@ describe('OCPP while Redis is down', () => {
     const described = await request(e.api.api.app).get('/v1/charge-points/CP-OUT').expect(503);
     expect(described.body.error).toBe('redis_unavailable');
     expect(described.headers['retry-after']).toBe('1');
-    await redis.start();
-    await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
-    await waitFor(
-      async () => {
-        try {
-          await cp.call('MeterValues', message);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      15_000,
-      'the retried MeterValues to be stored',
-    );
+    await whenRedisIsBack(() => cp.call('MeterValues', message), 'the retried MeterValues');
     await waitForDrained(e.queue);
     expect(await history(e, 'CP-OUT:1')).toEqual([{ at: '10:00', kwh: 42, voltage: null }]);
     await cp.close({ force: true });
@@ -930,12 +941,12 @@ describe('OCPP while Redis is down', () => {
 
   test('when a StopTransaction dated ahead of the clock cannot be stored, then its retry is the same stop, its register stored at it', async () => {
     const cp = await chargePoint(e, 'CP-AHEAD');
-    const { transactionId } = (await cp.call('StartTransaction', {
+    const transactionId = await startTransaction(cp, {
       connectorId: 1,
       idTag: 'TAG-AHEAD',
       meterStart: 10_000,
       timestamp: new Date(Date.now() - 3600_000).toISOString(),
-    })) as { transactionId: number };
+    });
     const stop = {
       transactionId,
       meterStop: 20_000,
@@ -943,20 +954,7 @@ describe('OCPP while Redis is down', () => {
     };
     await redis.kill();
     expect(await callError(cp.call('StopTransaction', stop))).toBe('InternalError');
-    await redis.start();
-    await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
-    await waitFor(
-      async () => {
-        try {
-          await cp.call('StopTransaction', stop);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      15_000,
-      'the retried StopTransaction to be answered',
-    );
+    await whenRedisIsBack(() => cp.call('StopTransaction', stop), 'the retried StopTransaction');
     await waitForDrained(e.queue);
     const stopped = await e.ctx.db('ocpp_transactions').where({ id: transactionId }).first();
     const stored = await e.ctx.db('telemetry_history').where({
