@@ -33,6 +33,13 @@ export async function assertPostgresReachable(
     await client.connect();
     await client.query('SELECT 1');
   } catch (err) {
+    // SQLSTATE class 28: it answered, and refused the role or its password (or pg_hba.conf did).
+    if (/^28/.test(String((err as { code?: unknown }).code))) {
+      throw new DependencyUnavailableError(
+        `PostgreSQL at ${redactUrl(databaseUrl)} refused the login (${describe(err)}).\n` +
+          '  Put a user and password it accepts in DATABASE_URL (or allow them in its pg_hba.conf).',
+      );
+    }
     throw new DependencyUnavailableError(
       `PostgreSQL is not reachable at ${redactUrl(databaseUrl)} (${describe(err)}).\n` +
         '  Start it, or point DATABASE_URL at a running server:\n' +

@@ -396,6 +396,19 @@ describe('start-up without PostgreSQL or Redis', () => {
     expect(result.output).not.toMatch(/not reachable|apt-get/);
   });
 
+  test('when PostgreSQL refuses the login, then npm start says so at once, not that PostgreSQL is unreachable', async () => {
+    const result = await runEntry('scripts/start.ts', {
+      DATABASE_URL: 'postgres://nosuchrole:secret@127.0.0.1:5432/energy',
+      PORT: '0',
+      AUTH: 'off',
+    });
+    expect(result.code).toBe(1);
+    expect(result.output).toMatch(
+      /PostgreSQL at postgres:\/\/nosuchrole:\*\*\*@127\.0\.0\.1:5432\/energy refused the login \(.*nosuchrole/,
+    );
+    expect(result.output).not.toMatch(/not reachable|apt-get|secret/);
+  });
+
   test('when no API key is configured and AUTH is not off, then the API refuses to start, saying what to do', async () => {
     const result = await runEntry('src/server.ts', { PORT: '0', API_KEYS: '', AUTH: '' });
     expect(result.code).toBe(1);
