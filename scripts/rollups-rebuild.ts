@@ -9,6 +9,7 @@ import { loadConfig } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { RollupStore } from '../src/stores/rollup-store';
+import { MIN_TIMESTAMP_MS } from '../src/telemetry/validation';
 import { commandLineOrExit, parseCommandLine, UsageError } from './cli';
 
 const DAY_MS = 86_400_000;
@@ -26,7 +27,7 @@ const command = {
   },
 } as const;
 
-export function parseRange(argv: string[]): { from: Date; to: Date } {
+export function parseRange(argv: string[], now = Date.now()): { from: Date; to: Date } {
   const { values } = parseCommandLine(argv, command);
   const value = (name: 'from' | 'to') => {
     const text = values[name];
@@ -41,6 +42,11 @@ export function parseRange(argv: string[]): { from: Date; to: Date } {
   const from = value('from');
   const to = value('to');
   if (from >= to) throw new UsageError('--from must be earlier than --to');
+  // No reading is older, or more than a clock skew ahead: a wider range is days of empty work.
+  if (from < MIN_TIMESTAMP_MS) {
+    throw new UsageError(`--from must not be before ${new Date(MIN_TIMESTAMP_MS).toISOString()}`);
+  }
+  if (to > now + DAY_MS) throw new UsageError('--to must be at most a day from now');
   // Rollups are whole hours: widen to the hours that contain the range's ends.
   return {
     from: new Date(Math.floor(from / HOUR_MS) * HOUR_MS),

@@ -115,6 +115,14 @@ describe('rollups:rebuild range', () => {
       ['--from', '2024-03-01T00:00:00Z', '--to', '2024-03-02T00:00:00Z', '--days', '1'],
       /Unknown option '--days'/,
     ],
+    [
+      ['--from', '1900-01-01T00:00:00Z', '--to', '2024-03-02T00:00:00Z'],
+      /--from must not be before 1970-01-01T00:00:00.000Z/,
+    ],
+    [
+      ['--from', '2024-03-01T00:00:00Z', '--to', '2100-01-01T00:00:00Z'],
+      /--to must be at most a day from now/,
+    ],
   ])('when the arguments are %j, then a UsageError says what is wrong', (argv, message) => {
     expect(usageErrorOf(() => parseRange(argv)).message).toMatch(message);
   });
