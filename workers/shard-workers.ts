@@ -11,6 +11,10 @@ import { INGEST_QUEUE_NAME, type QueueShardKeys } from '../src/redis-keys';
 import { startBacklogReconciler } from './backlog-reconciler';
 import type { FlushResult } from './flush-processor';
 import { IntakeMover } from './intake-mover';
+import { RepeatedErrorLog } from './repeated-errors';
+
+/** A worker's repeated error (Redis down) is logged once per this long, counted. */
+const REPEATED_ERROR_INTERVAL_MS = 30_000;
 
 /** Backoff between attempts: doubles from FLUSH_BACKOFF_MS, capped at a minute. */
 export function cappedExponentialBackoff(attemptsMade: number, baseMs: number): number {
@@ -87,7 +91,8 @@ export class ShardWorkers {
         },
       },
     );
-    worker.on('error', (err) => logger.error({ err, shard: keys.shard }, 'flusher worker error'));
+    const errors = new RepeatedErrorLog({ logger, intervalMs: REPEATED_ERROR_INTERVAL_MS });
+    worker.on('error', (err) => errors.error(err, { shard: keys.shard }, 'flusher worker error'));
     worker.on('failed', (job: Job<IngestJobData> | undefined, err) => {
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
         logger.error(

@@ -1,0 +1,34 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { RepeatedErrorLog } from '../../workers/repeated-errors';
+
+/** A real pino logger whose lines are kept, parsed. */
+function capturingLogger() {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
+}
+
+describe('a repeated error', () => {
+  test('when a worker reports the same error many times a second, then it is logged once per interval with how many were left out; another error at once', () => {
+    const { logger, lines } = capturingLogger();
+    let now = 0;
+    const log = new RepeatedErrorLog({ logger, intervalMs: 30_000, now: () => now });
+    const refused = new Error('connect ECONNREFUSED 127.0.0.1:6390');
+    // Four a second for a minute, as a BullMQ worker reconnecting to a Redis that is down.
+    for (; now < 60_000; now += 250) log.error(refused, { shard: 0 }, 'flusher worker error');
+    log.error(new Error('READONLY'), { shard: 0 }, 'flusher worker error');
+
+    expect(lines.map((l) => [l.msg, (l.err as { message: string }).message, l.repeated])).toEqual([
+      ['flusher worker error', refused.message, undefined],
+      ['flusher worker error', refused.message, 119],
+      ['flusher worker error', 'READONLY', undefined],
+    ]);
+    expect(lines[0].shard).toBe(0);
+  });
+});
