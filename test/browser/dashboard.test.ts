@@ -132,6 +132,26 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
 });
 
 describe('dashboard window choice', () => {
+  test("when a later page's cursor holds an earlier window (the hour has turned since), then the session flags are of that window too", async () => {
+    // A 24-hour window ending an hour ago, as a page-2 link made an hour ago holds it.
+    const to = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000);
+    const from = new Date(to.getTime() - 24 * 3_600_000);
+    const first = await api<{ nextCursor: string | null }>(
+      `/v1/analytics/fleet?from=${from.toISOString()}&to=${to.toISOString()}&limit=5`,
+    );
+    expect(first.nextCursor).not.toBeNull();
+    const sessionsRequest = page.waitForRequest((r) => r.url().includes('/v1/analytics/sessions?'));
+    await page.goto(
+      `${engine.url}/dashboard#/fleet?window=24h&limit=5&trail=${first.nextCursor ?? ''}`,
+    );
+    const asked = new URL((await sessionsRequest).url()).searchParams;
+    expect([asked.get('from'), asked.get('to')]).toEqual([from.toISOString(), to.toISOString()]);
+    await page.waitForSelector('.fleet-content[data-session-flags="loaded"] tbody tr');
+    await expect(
+      page.locator('.fleet-view .window-line time').first().getAttribute('datetime'),
+    ).resolves.toBe(from.toISOString());
+  });
+
   test('when a custom window is applied, then the fleet reports exactly that span', async () => {
     await page.goto(`${engine.url}/dashboard#/fleet?window=24h`);
     await page.waitForSelector('.fleet-view tbody tr');

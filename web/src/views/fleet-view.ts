@@ -4,7 +4,7 @@ import type { ChargingSession, FleetReport, FleetSessions, FleetVehicle } from '
 import { h, replaceContent } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh, formatRatio } from '../format/numbers';
-import { describeWindow, fleetWindowQuery, windowBounds } from '../routing/analytics-window';
+import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
 import { formatRoute, PAGE_SIZES, type Route } from '../routing/routes';
 import { dataTable, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
@@ -92,17 +92,18 @@ export class FleetView implements View {
     const generation = ++this.generation;
     const route = this.route;
     try {
-      // Both asked at once; the table does not wait for the sessions (slower over a big fleet).
-      const flagsRequest = fetchFlaggedSessions(this.deps.api, windowBounds(route.window)).then(
-        flaggedSessionsOf,
-        (error: unknown) => ({ error }),
-      );
       const report = await fetchFleet(this.deps.api, {
         ...fleetWindowQuery(route.window),
         limit: route.limit,
         cursor: route.trail[route.trail.length - 1],
       });
       if (generation !== this.generation) return 'ok';
+      // The report's own window: a later page's cursor keeps the window of its first page (an
+      // hour ago, say), which the browser's clock would not give. The table does not wait.
+      const flagsRequest = fetchFlaggedSessions(this.deps.api, report.window).then(
+        flaggedSessionsOf,
+        (error: unknown) => ({ error }),
+      );
       this.shown = { report, at: new Date() };
       this.feedback.replaceChildren();
       this.show(report, route);

@@ -104,7 +104,7 @@ export class EfficiencySection extends Section {
       row('DC delivered', orMissing(energy.dcDeliveredKwh, formatKwh, 'no vehicle readings')),
       row(
         'Efficiency (DC / AC)',
-        orMissing(energy.efficiency, formatRatio, 'undefined (see warnings)'),
+        orMissing(energy.efficiency, formatRatio, 'n/a (see warnings)'),
       ),
       row('Threshold', formatRatio(energy.threshold)),
       row(
