@@ -173,6 +173,15 @@ describe('dashboard empty and error states', () => {
       await expect(shared.textContent()).resolves.toMatch(
         /M-SHARED \(V-SHARE-1, V-SHARE-2\): each of these vehicles counts the meter's whole AC energy/,
       );
+      // Each vehicle's view names the shared stretch in the page's own time format (Berlin here).
+      await page.goto(
+        `${engine.url}/dashboard#/vehicles/V-SHARE-1?window=custom&from=2024-09-01T10:00:00.000Z&to=2024-09-01T12:00:00.000Z`,
+      );
+      const warning = page.locator('.warnings li', { hasText: 'M-SHARED' });
+      await warning.waitFor();
+      await expect(warning.textContent()).resolves.toBe(
+        'Meter M-SHARED was mapped to vehicle V-SHARE-2 too between 2024-09-01 12:00 +02:00 and 2024-09-01 14:00 +02:00: its AC energy counts in each of their reports',
+      );
     } finally {
       await page.close();
     }

@@ -44,3 +44,17 @@ export function fromDateTimeLocalValue(value: string): Date | null {
   const d = new Date(value);
   return Number.isNaN(d.getTime()) ? null : d;
 }
+
+/** An RFC 3339 UTC instant as the engine writes them in text (e.g. a report's warnings). */
+const UTC_INSTANT = /\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z\b/g;
+
+/** `text` with each UTC instant in it written as the rest of the page writes times (local, offset). */
+export function localizeInstants(text: string): string {
+  return text.replace(UTC_INSTANT, (instant) => {
+    const d = new Date(instant);
+    if (Number.isNaN(d.getTime())) return instant;
+    return d.getUTCSeconds() === 0 && d.getUTCMilliseconds() === 0
+      ? formatDateTime(d)
+      : formatDateTimeSeconds(d);
+  });
+}

@@ -8,6 +8,7 @@ import {
   formatPercent,
   formatRatio,
 } from '../../format/numbers';
+import { localizeInstants } from '../../format/dates';
 import { dataTable } from '../data-table';
 import { flagBadge, vehicleFlagOf, withFlaggedSessions } from '../flag';
 import { notice } from '../notices';
@@ -70,7 +71,7 @@ export class EfficiencySection extends Section {
         ? h(
             'ul',
             { class: 'warnings', attrs: { 'aria-label': 'Warnings' } },
-            report.warnings.map((w) => h('li', null, w)),
+            report.warnings.map((w) => h('li', null, localizeInstants(w))),
           )
         : null,
       charted
@@ -102,10 +103,7 @@ export class EfficiencySection extends Section {
       { class: 'figures window-totals', attrs: { 'aria-label': 'Window totals' } },
       row('AC consumed', orMissing(energy.acConsumedKwh, formatKwh, 'unknown (see warnings)')),
       row('DC delivered', orMissing(energy.dcDeliveredKwh, formatKwh, 'no vehicle readings')),
-      row(
-        'Efficiency (DC / AC)',
-        orMissing(energy.efficiency, formatRatio, 'n/a (see warnings)'),
-      ),
+      row('Efficiency (DC / AC)', orMissing(energy.efficiency, formatRatio, 'n/a (see warnings)')),
       row('Threshold', formatRatio(energy.threshold)),
       row(
         'Status',
