@@ -21,7 +21,7 @@ export function bodyFormatOf(req: Request, accepted: BodyFormat[]): BodyFormat {
   const header = req.headers['content-type'];
   const [mediaType, ...params] = (header ?? '').split(';').map((p) => p.trim().toLowerCase());
   const format = MEDIA_TYPES[mediaType];
-  const names = Object.keys(MEDIA_TYPES).filter((m) => accepted.includes(MEDIA_TYPES[m]));
+  const names = accepted.flatMap(mediaTypesOf);
   if (!format || !accepted.includes(format)) {
     throw unsupportedMediaType(
       `Content-Type ${header ? JSON.stringify(header) : 'is missing'}${header ? ' is not accepted' : ''}; send ${names.join(' or ')}`,

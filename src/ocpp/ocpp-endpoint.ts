@@ -83,7 +83,7 @@ export function asOcpp16Frame(frame: string): string {
   if (!frame.startsWith('[4,')) return frame;
   const message = JSON.parse(frame) as unknown[];
   const code = message[2];
-  if (typeof code !== 'string' || OCPP16_ERROR_CODES.has(code)) return frame;
+  if (typeof code !== 'string' || ocpp16ErrorCode(code) === code) return frame;
   message[2] = ocpp16ErrorCode(code);
   return JSON.stringify(message);
 }

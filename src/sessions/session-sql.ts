@@ -113,11 +113,11 @@ spans AS (
 
 /**
  * The device windows of every span: the vehicle over (start, end]; for a detected session each
- * mapped meter over its part of it (from the end of what is folded already, for a continuation),
+ * mapped meter over its part of it (from the end of what is folded already, for a continuation);
  * for an OCPP transaction its own connector's meter, `<charge point>:<connector>` (as
- * connectorMeterId in src/ocpp/charge-point-state.ts names it), whatever else the vehicle was mapped to meanwhile (a
- * transaction of another connector overlapping it, its mapping refused). Half-open [from, to) at
- * millisecond precision, so both bounds move one millisecond on.
+ * connectorMeterId in src/ocpp/charge-point-state.ts names it), whatever else the vehicle was
+ * mapped to meanwhile (a transaction of another connector overlapping it, its mapping refused).
+ * Half-open [from, to) at millisecond precision, so both bounds move one millisecond on.
  */
 const WINDOWS = `
 windows AS MATERIALIZED (
