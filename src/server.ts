@@ -11,6 +11,7 @@ import {
   refuseArguments,
   stopOnSignals,
 } from './lifecycle';
+import { trackRequests } from './http/graceful-close';
 import { createLogger } from './logger';
 import { createRegistry } from './metrics';
 import { startMqttIntake } from './mqtt/mqtt-intake';
@@ -115,6 +116,7 @@ async function main(): Promise<void> {
         })
       : null;
     const server = await listen(api.app, config.port, 'PORT');
+    const requests = trackRequests(server);
     api.ocpp.attach(server);
     // Gateways keep connections open; the load balancer's idle timeout should be below this.
     server.keepAliveTimeout = 65_000;
@@ -137,9 +139,10 @@ async function main(): Promise<void> {
 
     stopOnSignals(
       async () => {
-        // Order: stop taking requests and messages, store what was accepted, then close connections.
+        // Order: stop taking requests and messages, answer the requests in progress, store what
+        // was accepted, then close connections.
+        await requests.close(config.shutdownTimeoutMs / 2);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
         await intake?.close();
         await api.close();
         await planRefresh?.stop();

@@ -1,0 +1,98 @@
+import { Agent, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { trackRequests, type GracefulClose } from '../../src/http/graceful-close';
+import { createExpress, createHttpServer } from '../../src/http/http-server';
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+interface Answer {
+  status: number;
+  connection: string | undefined;
+}
+
+describe('trackRequests: closing an HTTP server without cutting a request', () => {
+  let server: Server;
+  let requests: GracefulClose;
+  let port: number;
+
+  beforeEach(async () => {
+    const app = createExpress();
+    app.get('/slow/:ms', (req, res) => {
+      setTimeout(() => res.json({ ok: true }), Number(req.params.ms));
+    });
+    server = createHttpServer(app);
+    requests = trackRequests(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterEach(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  /** One GET on `agent`: its status and Connection header, or the error's code. */
+  const get = (agent: Agent, ms: number) =>
+    new Promise<Answer>((resolve, reject) => {
+      const req = request({ port, host: '127.0.0.1', path: `/slow/${ms}`, agent }, (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, connection: res.headers.connection }),
+        );
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => reject(new Error(err.code ?? err.message)));
+      req.end();
+    });
+
+  test('when it closes, then a request in progress is answered, with Connection: close', async () => {
+    const agent = new Agent({ keepAlive: true });
+    const answer = get(agent, 200);
+    await sleep(50);
+    const closed = requests.close(5_000);
+    await expect(answer).resolves.toEqual({ status: 200, connection: 'close' });
+    await closed;
+    agent.destroy();
+  });
+
+  test('when a client sends on its idle keep-alive connection just after the close, then it is answered, not reset', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    await expect(get(agent, 0)).resolves.toEqual({ status: 200, connection: 'keep-alive' });
+    const closed = requests.close(5_000);
+    await sleep(100);
+    await expect(get(agent, 0)).resolves.toEqual({ status: 200, connection: 'close' });
+    await closed;
+    // Listening stopped: a new connection is refused, which a client can retry elsewhere.
+    await expect(get(agent, 0)).rejects.toThrow('ECONNREFUSED');
+    agent.destroy();
+  });
+
+  test('when keep-alive clients send without pause while it closes, then none sees a reset: each is answered until its connection closes, then refused', async () => {
+    const errors: string[] = [];
+    let answered = 0;
+    let stop = false;
+    const client = async () => {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      while (!stop) {
+        try {
+          await get(agent, 5);
+          answered += 1;
+        } catch (err) {
+          const code = (err as Error).message;
+          if (code === 'ECONNREFUSED') break;
+          errors.push(code);
+        }
+      }
+      agent.destroy();
+    };
+    const clients = Array.from({ length: 12 }, client);
+    await sleep(300);
+    const before = answered;
+    await requests.close(5_000);
+    // As the API does once it has stored what it accepted: whatever is still open is cut.
+    server.closeAllConnections();
+    stop = true;
+    await Promise.all(clients);
+    expect(before).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
+  });
+});
