@@ -182,6 +182,29 @@ describe('dashboard window choice', () => {
     expect(params.get('to')).toBe(to.toISOString());
     expect(await page.isChecked('#fleet-window-custom')).toBe(true);
   });
+
+  test("when a link's custom window cannot be shown, then the page says why and which window it shows instead", async () => {
+    const linkProblem = (p: Page, view: string) => p.locator(`#${view}-window-link-problem`);
+    await page.goto(
+      `${engine.url}/dashboard#/fleet?window=custom&from=2024-09-01T12:00:00Z&to=2024-09-01T10:00:00Z`,
+    );
+    await page.waitForSelector('.fleet-view tbody tr');
+    await expect(linkProblem(page, 'fleet').textContent()).resolves.toBe(
+      `The link's window could not be shown: its custom window's "from" (2024-09-01T12:00:00Z) is not before its "to" (2024-09-01T10:00:00Z). Showing the last 24 hours instead.`,
+    );
+    expect(await page.isChecked('#fleet-window-24h')).toBe(true);
+    const vehicleId = (await fleetRows(page))[0].vehicleId;
+    await page.goto(
+      `${engine.url}/dashboard#/vehicles/${vehicleId}?window=custom&from=2024-09-01T10:00:00Z&to=yesterday`,
+    );
+    await expect(linkProblem(page, 'vehicle').textContent()).resolves.toBe(
+      `The link's window could not be shown: "yesterday" in its custom window is not a date. Showing the last 24 hours instead.`,
+    );
+    // Choosing a window replaces the link's: the note goes.
+    await page.getByLabel('Last 7 days').check();
+    await page.waitForFunction(() => location.hash.includes('window=7d'));
+    await expect(linkProblem(page, 'vehicle').isHidden()).resolves.toBe(true);
+  });
 });
 
 describe('dashboard page rules', () => {

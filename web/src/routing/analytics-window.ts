@@ -10,17 +10,35 @@ export const MAX_CUSTOM_WINDOW_HOURS = 31 * 24;
 
 const HOUR_MS = 3_600_000;
 
-/** Hash parameters: window=24h|7d, or window=custom&from=ISO&to=ISO. */
-export function windowFromParams(params: URLSearchParams): AnalyticsWindow {
-  const name = params.get('window');
-  if (name === '7d') return { kind: 'last', hours: 168 };
-  if (name === 'custom') {
-    const from = params.get('from');
-    const to = params.get('to');
-    if (from && to && Date.parse(from) < Date.parse(to)) return { kind: 'custom', from, to };
-  }
-  return DEFAULT_WINDOW;
+/** A link's window, and why it is not the one the link asked for (null when it is). */
+export interface LinkedWindow {
+  window: AnalyticsWindow;
+  problem: string | null;
 }
+
+/**
+ * Hash parameters: window=24h|7d, or window=custom&from=ISO&to=ISO. A link whose window cannot be
+ * shown (a typo, a date cut off) shows the default, and says so rather than pass it off as asked.
+ */
+export function windowFromParams(params: URLSearchParams): LinkedWindow {
+  const name = params.get('window');
+  if (name === null || name === '24h') return { window: DEFAULT_WINDOW, problem: null };
+  if (name === '7d') return { window: { kind: 'last', hours: 168 }, problem: null };
+  if (name !== 'custom') return instead(`its window "${name}" is none of 24h, 7d and custom`);
+  const from = params.get('from');
+  const to = params.get('to');
+  if (!from || !to) return instead(`its custom window has no "${from ? 'to' : 'from'}"`);
+  const notDate = [from, to].find((text) => Number.isNaN(Date.parse(text)));
+  if (notDate !== undefined) return instead(`"${notDate}" in its custom window is not a date`);
+  if (Date.parse(from) >= Date.parse(to))
+    return instead(`its custom window's "from" (${from}) is not before its "to" (${to})`);
+  return { window: { kind: 'custom', from, to }, problem: null };
+}
+
+const instead = (why: string): LinkedWindow => ({
+  window: DEFAULT_WINDOW,
+  problem: `The link's window could not be shown: ${why}. Showing the ${describeWindow(DEFAULT_WINDOW).toLowerCase()} instead.`,
+});
 
 export function windowToParams(window: AnalyticsWindow, params: URLSearchParams): void {
   if (window.kind === 'last') {

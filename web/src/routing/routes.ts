@@ -13,11 +13,19 @@ export type Route =
   | {
       view: 'fleet';
       window: AnalyticsWindow;
+      /** Why the link's window is not the one shown (see windowFromParams). */
+      windowProblem?: string;
       limit: number;
       /** The cursors that led to this page, oldest first (empty on page 1). */
       trail: string[];
     }
-  | { view: 'vehicle'; vehicleId: string; window: AnalyticsWindow; session: string | null }
+  | {
+      view: 'vehicle';
+      vehicleId: string;
+      window: AnalyticsWindow;
+      windowProblem?: string;
+      session: string | null;
+    }
   | { view: 'charge-points' }
   | { view: 'charge-point'; chargePointId: string };
 
@@ -47,10 +55,12 @@ export function parseRoute(hash: string): Route {
   switch (parts[0]) {
     case 'vehicles':
       if (parts.length === 2) {
+        const { window, problem } = windowFromParams(params);
         return {
           view: 'vehicle',
           vehicleId: parts[1],
-          window: windowFromParams(params),
+          window,
+          windowProblem: problem ?? undefined,
           session: params.get('session'),
         };
       }
@@ -61,9 +71,11 @@ export function parseRoute(hash: string): Route {
       break;
     case 'fleet': {
       const limit = Number(params.get('limit'));
+      const { window, problem } = windowFromParams(params);
       return {
         view: 'fleet',
-        window: windowFromParams(params),
+        window,
+        windowProblem: problem ?? undefined,
         limit: (PAGE_SIZES as readonly number[]).includes(limit) ? limit : DEFAULT_PAGE_SIZE,
         trail: (params.get('trail') ?? '').split(',').filter(Boolean),
       };

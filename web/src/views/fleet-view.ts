@@ -67,7 +67,11 @@ export class FleetView implements View {
       onChange: ({ window, pageSize }) =>
         deps.navigate({ ...this.route, window, limit: pageSize ?? this.route.limit, trail: [] }),
     });
-    this.picker.show({ window: route.window, pageSize: route.limit });
+    this.picker.show({
+      window: route.window,
+      pageSize: route.limit,
+      linkProblem: route.windowProblem,
+    });
     this.root = h(
       'section',
       { class: 'view fleet-view', attrs: { 'aria-labelledby': 'view-title' } },
@@ -84,7 +88,11 @@ export class FleetView implements View {
     this.route = route;
     this.shown = null;
     this.flags = { state: 'pending' };
-    this.picker.show({ window: route.window, pageSize: route.limit });
+    this.picker.show({
+      window: route.window,
+      pageSize: route.limit,
+      linkProblem: route.windowProblem,
+    });
     return this.load();
   }
 

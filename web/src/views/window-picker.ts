@@ -10,6 +10,8 @@ import {
 export interface WindowChoice {
   window: AnalyticsWindow;
   pageSize?: number;
+  /** Why the window shown is not the one the link asked for. */
+  linkProblem?: string;
 }
 
 export interface WindowPicker {
@@ -63,6 +65,10 @@ export function createWindowPicker({
     class: 'field-problem',
     attrs: { id: id('problem'), 'aria-live': 'polite' },
   });
+  const linkProblem = h('p', {
+    class: 'field-problem',
+    attrs: { id: id('link-problem'), role: 'status', hidden: true },
+  });
   const custom = h(
     'div',
     { class: 'custom-window', attrs: { hidden: true } },
@@ -89,6 +95,7 @@ export function createWindowPicker({
       h('legend', null, 'Window'),
       radios.map((r) => r.element),
     ),
+    linkProblem,
     custom,
     sizeSelect
       ? h(
@@ -158,6 +165,8 @@ export function createWindowPicker({
         toInput.value = toDateTimeLocalValue(new Date(window.to));
       }
       problem.textContent = '';
+      linkProblem.textContent = choice.linkProblem ?? '';
+      linkProblem.hidden = !choice.linkProblem;
       if (sizeSelect && choice.pageSize !== undefined) sizeSelect.value = String(choice.pageSize);
     },
   };

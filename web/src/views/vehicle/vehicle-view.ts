@@ -50,7 +50,7 @@ export class VehicleView implements View {
       idPrefix: 'vehicle-window',
       onChange: ({ window }) => deps.navigate({ ...this.route, window, session: null }),
     });
-    this.picker.show({ window: route.window });
+    this.picker.show({ window: route.window, linkProblem: route.windowProblem });
     this.sessions = new SessionsSection({
       open: (session) => formatRoute({ ...this.route, session }),
       close: () => formatRoute({ ...this.route, session: null }),
@@ -79,7 +79,7 @@ export class VehicleView implements View {
       this.sessions.forget();
     }
     this.route = route;
-    this.picker.show({ window: route.window });
+    this.picker.show({ window: route.window, linkProblem: route.windowProblem });
     return this.load();
   }
 
