@@ -361,6 +361,21 @@ describe('POST /v1/telemetry/ingest: batches', () => {
     expect(await queuedReadings()).toEqual([]);
   });
 
+  test('when NDJSON holds more lines than MAX_BATCH_READINGS, then 413 names their number, and their JSON is never parsed', async () => {
+    const lines = 'not json\n'.repeat(ctx.config.maxBatchReadings + 1);
+    const parse = jest.spyOn(JSON, 'parse');
+    try {
+      const res = await ingest().set('Content-Type', 'application/x-ndjson').send(lines);
+      expect(res.status).toBe(413);
+      expect(res.body.message).toBe(
+        `The request holds ${ctx.config.maxBatchReadings + 1} readings; at most ${ctx.config.maxBatchReadings} are accepted per request`,
+      );
+      expect(parse.mock.calls.filter(([text]) => text === 'not json')).toEqual([]);
+    } finally {
+      parse.mockRestore();
+    }
+  });
+
   test('when the body is larger than BODY_LIMIT, then 413', async () => {
     const big = JSON.stringify([{ ...METER, meterId: 'x'.repeat(64) }]).padEnd(
       ctx.config.bodyLimitBytes + 10,

@@ -44,6 +44,7 @@ export type MqttConfig = Pick<
   | 'mqttSessionExpiryS'
   | 'redisPrefix'
   | 'bodyLimitBytes'
+  | 'maxBatchReadings'
 >;
 
 /**
@@ -192,7 +193,10 @@ export function startMqttIntake({
         errors: [],
       });
     }
-    const decoded = await decodePayload(delivery.payload, config.bodyLimitBytes);
+    const decoded = await decodePayload(delivery.payload, {
+      bytes: config.bodyLimitBytes,
+      readings: config.maxBatchReadings,
+    });
     if (!decoded.ok) return refuse(delivery, decoded.bytes, fromError(decoded.error));
     const { input, bytes } = decoded;
     const items = bindToTopic(

@@ -35,11 +35,14 @@ export type DecodedPayload =
   { ok: true; bytes: Buffer; input: IngestInput } | { ok: false; bytes: Buffer; error: AppError };
 
 /** A payload to IngestInput, or the 4xx AppError saying why not (`invalid_json`, `invalid_encoding`...). */
-export async function decodePayload(payload: Buffer, limitBytes: number): Promise<DecodedPayload> {
+export async function decodePayload(
+  payload: Buffer,
+  limits: { bytes: number; readings: number },
+): Promise<DecodedPayload> {
   let bytes = payload;
   try {
-    bytes = await decompressPayload(payload, limitBytes);
-    return { ok: true, bytes, input: parseIngestText(decodeUtf8(bytes), 'auto') };
+    bytes = await decompressPayload(payload, limits.bytes);
+    return { ok: true, bytes, input: parseIngestText(decodeUtf8(bytes), 'auto', limits.readings) };
   } catch (err) {
     if (err instanceof AppError && err.statusCode < 500) return { ok: false, bytes, error: err };
     throw err;

@@ -61,9 +61,13 @@ const NoValidReadings = Type.Object(
   { $id: 'NoValidReadings' },
 );
 
-async function readIngestInput(req: Request, limitBytes: number): Promise<IngestInput> {
+async function readIngestInput(
+  req: Request,
+  config: { bodyLimitBytes: number; maxBatchReadings: number },
+): Promise<IngestInput> {
   const format = bodyFormatOf(req, ['json', 'ndjson']);
-  return parseIngestText(await readBodyText(req, limitBytes), format);
+  const text = await readBodyText(req, config.bodyLimitBytes);
+  return parseIngestText(text, format, config.maxBatchReadings);
 }
 
 export function ingestRoutes({
@@ -113,9 +117,7 @@ export function ingestRoutes({
         },
       },
       handler: async ({ req }) => {
-        const outcome = await ingestService.ingest(
-          await readIngestInput(req, config.bodyLimitBytes),
-        );
+        const outcome = await ingestService.ingest(await readIngestInput(req, config));
         if (outcome.kind === 'single') {
           const { reading } = outcome;
           return reply(202, { accepted: 1 as const, type: reading.type, id: reading.id });

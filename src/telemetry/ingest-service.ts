@@ -1,5 +1,6 @@
 import { withTimeout } from '../with-timeout';
-import { AppError, payloadTooLarge, serviceUnavailable, type ErrorDetail } from '../errors';
+import { AppError, serviceUnavailable, type ErrorDetail } from '../errors';
+import { tooManyReadings } from './ingest-input';
 import type { Logger } from '../logger';
 import type { IngestQueues, QueueShard } from '../queue/ingest-queue';
 import { createIntakePush, INTAKE_BELOW_READINGS } from '../queue/intake';
@@ -220,9 +221,7 @@ export class IngestService {
     const { items } = input;
     if (items.length > this.deps.config.maxBatchReadings) {
       this.metrics.onRejected('too_many_readings', items.length);
-      throw payloadTooLarge(
-        `The request holds ${items.length} readings; at most ${this.deps.config.maxBatchReadings} are accepted per request`,
-      );
+      throw tooManyReadings(items.length, this.deps.config.maxBatchReadings);
     }
     const readings: Reading[] = [];
     const errors: ItemError[] = [];

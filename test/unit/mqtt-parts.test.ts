@@ -84,17 +84,21 @@ describe('MQTT topics', () => {
 });
 
 describe('MQTT payloads', () => {
+  const LIMITS = { bytes: 1024, readings: 100 };
+
   test('when a payload is gzip, JSON or NDJSON, then it decodes to the same input as an HTTP body', async () => {
     const reading = { meterId: 'M-1' };
-    expect(await decodePayload(Buffer.from(JSON.stringify(reading)), 1024)).toMatchObject({
+    expect(await decodePayload(Buffer.from(JSON.stringify(reading)), LIMITS)).toMatchObject({
       ok: true,
       input: { kind: 'single', value: reading },
     });
-    expect(await decodePayload(gzipSync(JSON.stringify([reading, reading])), 1024)).toMatchObject({
-      ok: true,
-      input: { kind: 'batch', items: [{ value: reading }, {}] },
-    });
-    const ndjson = await decodePayload(Buffer.from('{"a":1}\n{"b":\n{"c":3}\n'), 1024);
+    expect(await decodePayload(gzipSync(JSON.stringify([reading, reading])), LIMITS)).toMatchObject(
+      {
+        ok: true,
+        input: { kind: 'batch', items: [{ value: reading }, {}] },
+      },
+    );
+    const ndjson = await decodePayload(Buffer.from('{"a":1}\n{"b":\n{"c":3}\n'), LIMITS);
     expect(ndjson).toMatchObject({
       ok: true,
       input: {
@@ -105,8 +109,8 @@ describe('MQTT payloads', () => {
   });
 
   test('when a payload cannot be decoded, then the reason says why, and a gzip bomb stops at the limit', async () => {
-    const reason = async (payload: Buffer, limit = 1024) => {
-      const decoded = await decodePayload(payload, limit);
+    const reason = async (payload: Buffer) => {
+      const decoded = await decodePayload(payload, LIMITS);
       return decoded.ok ? 'ok' : decoded.error.code;
     };
     expect(await reason(gzipSync(Buffer.alloc(1_000_000, 32)))).toBe('payload_too_large');
@@ -116,6 +120,15 @@ describe('MQTT payloads', () => {
     expect(await reason(Buffer.from('{\n  "a": 1,\n'))).toBe('invalid_json');
     expect(await reason(Buffer.from('   '))).toBe('empty_body');
     expect(await reason(Buffer.from('[]'))).toBe('empty_batch');
+    // Counted before a line is parsed: refused for their number, not parsed one by one.
+    const lines = await decodePayload(gzipSync('x\n'.repeat(LIMITS.readings + 1)), LIMITS);
+    expect(lines).toMatchObject({
+      ok: false,
+      error: {
+        code: 'payload_too_large',
+        message: `The request holds ${LIMITS.readings + 1} readings; at most ${LIMITS.readings} are accepted per request`,
+      },
+    });
   });
 });
 
