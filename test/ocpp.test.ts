@@ -623,6 +623,49 @@ describe('OCPP 1.6J charge points', () => {
     expect(report.body.energy.acConsumedKwh).toBe(9); // 3 on CP-G, 6 on CP-H
   });
 
+  test("when a vehicle's start arrives late, after its next one on another connector, then each of its transactions ends where its next one starts, and none stays open beside another", async () => {
+    await registerIdTags([['TAG-LATE', 'V-late']]);
+    const cp = await connect('CP-OUT-OF-ORDER');
+    const on = (connectorId: number, timestamp: string) =>
+      startTransaction(cp, { connectorId, idTag: 'TAG-LATE', meterStart: 1000, timestamp });
+    // Started at 13:00, 13:20, then the one of 13:10 (a queue delivered out of order).
+    const first = await on(1, '2024-04-12T13:00:00Z');
+    const third = await on(3, '2024-04-12T13:20:00Z');
+    const second = await on(2, '2024-04-12T13:10:00Z');
+    const rows = await e.ctx
+      .db('ocpp_transactions')
+      .whereIn('id', [first, second, third])
+      .orderBy('started_at')
+      .select('connector_id', 'stopped_at', 'stop_reason', 'meter_stop_wh');
+    expect(
+      rows.map((r) => [
+        r.connector_id,
+        r.stopped_at?.toISOString() ?? null,
+        r.stop_reason,
+        r.meter_stop_wh,
+      ]),
+    ).toEqual([
+      [1, '2024-04-12T13:10:00.000Z', 'SupersededElsewhere', null],
+      [2, '2024-04-12T13:20:00.000Z', 'SupersededElsewhere', null],
+      [3, null, null, null],
+    ]);
+    const sessions = await request(e.api.api.app)
+      .get('/v1/vehicles/V-late/sessions?from=2024-04-12T00:00:00Z&to=2024-04-13T00:00:00Z')
+      .expect(200);
+    expect(sessions.body.sessions.filter((s: { open: boolean }) => s.open)).toHaveLength(1);
+    // The late one's own stop, when it comes, is kept: its register, and its time before 13:20.
+    await cp.call('StopTransaction', {
+      transactionId: second,
+      meterStop: 1500,
+      timestamp: '2024-04-12T13:15:00Z',
+    });
+    const stopped = await e.ctx.db('ocpp_transactions').where({ id: second }).first();
+    expect([Number(stopped.meter_stop_wh), stopped.stopped_at.toISOString()]).toEqual([
+      1500,
+      '2024-04-12T13:15:00.000Z',
+    ]);
+  });
+
   test('when a vehicle starts a transaction inside its last one, already stopped, on another connector, then each session counts its own connector only', async () => {
     await registerIdTags([['TAG-OV', 'V-ov']]);
     const cp = await connect('CP-OV');

@@ -97,6 +97,13 @@ const startsBefore = (a: Transaction, b: Transaction) =>
   a.startedAt.getTime() < b.startedAt.getTime() ||
   (a.startedAt.getTime() === b.startedAt.getTime() && a.id < b.id);
 
+/**
+ * Whether a later start of its vehicle elsewhere still moves a transaction's stop: it is open, or
+ * was stopped by such a start, its register unknown (TransactionStore.stop takes the earlier).
+ */
+const stopMayMove = (t: Transaction) =>
+  t.stoppedAt === null || (t.stopReason === SUPERSEDED_ELSEWHERE && t.meterStopWh === null);
+
 /** No charge point has more connectors; a larger id is a fault, not a connector. */
 export const MAX_CONNECTOR_ID = 1000;
 
@@ -333,35 +340,45 @@ export class ChargePointService {
   }
 
   /**
-   * A vehicle charges at one connector at a time: a transaction of its still open elsewhere (on
-   * another connector or charge point) that started before `started` missed its StopTransaction.
-   * It is stopped where `started` starts, its register there unknown, so it is not billed the
-   * energy of the new connector, to which the vehicle's mapping now moves.
+   * A vehicle charges at one connector at a time. A transaction of its elsewhere (another
+   * connector or charge point) that started before `started` and still runs past its start (open,
+   * or stopped only by a later start of the vehicle) missed its StopTransaction: it is stopped
+   * where `started` starts, its register there unknown, so it is not billed the energy of the new
+   * connector, to which the vehicle's mapping now moves. One elsewhere that started after
+   * `started` (a charge point's queue delivered late) means `started` missed its stop: it is
+   * stopped where the earliest of them starts, so the vehicle is not left open at two connectors.
    */
   private async stopVehicleElsewhere(started: Transaction): Promise<void> {
     if (!started.vehicleId) return;
-    const open = await this.deps.transactions.openOfVehicle(started.vehicleId);
-    const elsewhere = open.filter(
-      (t) =>
-        (t.chargePointId !== started.chargePointId || t.connectorId !== started.connectorId) &&
-        startsBefore(t, started),
+    const elsewhere = (
+      await this.deps.transactions.ofVehicleAfter(started.vehicleId, started.startedAt)
+    ).filter(
+      (t) => t.chargePointId !== started.chargePointId || t.connectorId !== started.connectorId,
     );
-    for (const ended of elsewhere) {
-      await this.deps.transactions.stop(ended.id, {
-        meterStopWh: null,
-        stoppedAt: started.startedAt,
-        reason: SUPERSEDED_ELSEWHERE,
-      });
-      this.deps.logger.warn(
-        {
-          chargePointId: ended.chargePointId,
-          transactionId: ended.id,
-          vehicleId: started.vehicleId,
-          by: started.id,
-        },
-        "transaction left open elsewhere stopped at the start of the vehicle's next one",
-      );
+    for (const ended of elsewhere.filter((t) => startsBefore(t, started) && stopMayMove(t))) {
+      await this.stopSupersededElsewhere(ended, started);
     }
+    const next = elsewhere
+      .filter((t) => startsBefore(started, t))
+      .sort((a, b) => (startsBefore(a, b) ? -1 : 1))[0];
+    if (next) await this.stopSupersededElsewhere(started, next);
+  }
+
+  private async stopSupersededElsewhere(ended: Transaction, by: Transaction): Promise<void> {
+    await this.deps.transactions.stop(ended.id, {
+      meterStopWh: null,
+      stoppedAt: by.startedAt,
+      reason: SUPERSEDED_ELSEWHERE,
+    });
+    this.deps.logger.warn(
+      {
+        chargePointId: ended.chargePointId,
+        transactionId: ended.id,
+        vehicleId: ended.vehicleId,
+        by: by.id,
+      },
+      "transaction left open elsewhere stopped at the start of the vehicle's next one",
+    );
   }
 
   /** Stops `ended` where `by` starts (its register there) and ends its vehicle's period there. */

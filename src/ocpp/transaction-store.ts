@@ -131,11 +131,11 @@ export class TransactionStore {
     return row ? toTransaction(row) : null;
   }
 
-  /** Transactions still open of a vehicle, on any charge point. */
-  async openOfVehicle(vehicleId: string): Promise<Transaction[]> {
+  /** A vehicle's transactions, on any charge point, still open or stopped after `instant`. */
+  async ofVehicleAfter(vehicleId: string, instant: Date): Promise<Transaction[]> {
     const rows = await this.db<TransactionRow>(TABLE)
       .where({ vehicle_id: vehicleId })
-      .whereNull('stopped_at');
+      .where((after) => after.whereNull('stopped_at').orWhere('stopped_at', '>', instant));
     return rows.map(toTransaction);
   }
 
