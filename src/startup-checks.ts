@@ -4,9 +4,11 @@ import pg from 'pg';
 import type { Knex } from 'knex';
 import { maintenanceUrl, pendingMigrations } from '../db/migrate';
 import { redactUrl } from './config';
+import { Redis } from 'ioredis';
 import {
   createRedis,
   isAuthError,
+  isCluster,
   waitForRedis,
   type RedisClient,
   type RedisSettings,
@@ -58,10 +60,58 @@ export async function assertRedisReachable(
   const redis = createRedis(settings, 'command');
   try {
     await reachRedis(redis, settings, timeoutMs);
+    if (!settings.redisClusterNodes) await assertNotClusterNode(redis, settings);
     await assertDatabaseIndex(redis, settings);
   } finally {
     redis.disconnect();
   }
+}
+
+/** Whether the server on `redis` runs in cluster mode (INFO's `cluster_enabled`). */
+async function clusterEnabled(redis: Redis): Promise<boolean> {
+  return /^cluster_enabled:1\s*$/m.test(await redis.info('cluster'));
+}
+
+/**
+ * REDIS_URL naming a node of a cluster: the connection works and answers PING, but every key of a
+ * slot on another node answers MOVED, so ingest would answer 503 while readiness says ready.
+ */
+async function assertNotClusterNode(redis: RedisClient, settings: RedisSettings): Promise<void> {
+  if (isCluster(redis) || !(await clusterEnabled(redis))) return;
+  throw new DependencyUnavailableError(
+    `Redis at ${redactUrl(settings.redisUrl)} is a node of a Redis Cluster: one connection to it cannot reach the keys on the other nodes.\n` +
+      "  Set REDIS_CLUSTER_NODES to the cluster's nodes (host:port,host:port,...); REDIS_URL then gives only the credentials.",
+  );
+}
+
+/**
+ * Why REDIS_CLUSTER_NODES could not be reached as a cluster when a seed answers as standalone
+ * Redis (cluster mode off), or null: ioredis says only that it failed to refresh the slots cache.
+ */
+async function standaloneSeed(settings: RedisSettings): Promise<string | null> {
+  for (const node of settings.redisClusterNodes.split(',')) {
+    const url = new URL(settings.redisUrl);
+    const [host, port] = node.split(':');
+    url.hostname = host;
+    url.port = port;
+    url.pathname = '';
+    const seed = new Redis(url.toString(), {
+      connectTimeout: 1000,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      lazyConnect: true,
+    });
+    seed.on('error', () => undefined);
+    try {
+      await seed.connect();
+      if (!(await clusterEnabled(seed))) return node;
+    } catch {
+      // not reachable, or not answering INFO: the cluster's own error says more
+    } finally {
+      seed.disconnect();
+    }
+  }
+  return null;
 }
 
 async function reachRedis(
@@ -80,6 +130,13 @@ async function reachRedis(
       throw new DependencyUnavailableError(
         `Redis ${where} refused the credentials (${describe(err)}).\n` +
           '  Put the user and password Redis expects in REDIS_URL (redis://user:password@host:port).',
+      );
+    }
+    const standalone = settings.redisClusterNodes ? await standaloneSeed(settings) : null;
+    if (standalone) {
+      throw new DependencyUnavailableError(
+        `Redis at ${standalone} (REDIS_CLUSTER_NODES) answers, but runs without cluster mode (cluster_enabled:0).\n` +
+          `  For a single Redis, set REDIS_URL=redis://${standalone} and leave REDIS_CLUSTER_NODES empty; for a cluster, name its nodes.`,
       );
     }
     const what = `${settings.redisClusterNodes ? 'The Redis Cluster' : 'Redis'} is not reachable ${where}`;

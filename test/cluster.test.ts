@@ -2,6 +2,7 @@ import request from 'supertest';
 import { generateKey } from '../src/auth/api-keys';
 import { IngestQueues, SHARD_REST_MS } from '../src/queue/ingest-queue';
 import { createRedisKeys } from '../src/redis-keys';
+import { assertRedisReachable } from '../src/startup-checks';
 import {
   openQueue,
   queuedReadings,
@@ -52,6 +53,23 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
   afterAll(async () => {
     await e?.stop();
     await cluster?.stop();
+  });
+
+  test('when REDIS_URL names a node of the cluster, or REDIS_CLUSTER_NODES a Redis without cluster mode, then start-up stops saying which setting to use', async () => {
+    const node = cluster.seeds[0];
+    await expect(
+      assertRedisReachable({ redisUrl: `redis://${node}`, redisClusterNodes: '' }),
+    ).rejects.toThrow(
+      new RegExp(
+        `Redis at redis://${node} is a node of a Redis Cluster[^]*Set REDIS_CLUSTER_NODES`,
+      ),
+    );
+    const standalone = new URL(e.ctx.config.redisUrl).host;
+    await expect(
+      assertRedisReachable({ redisUrl: e.ctx.config.redisUrl, redisClusterNodes: standalone }),
+    ).rejects.toThrow(
+      `Redis at ${standalone} (REDIS_CLUSTER_NODES) answers, but runs without cluster mode (cluster_enabled:0).\n  For a single Redis, set REDIS_URL=redis://${standalone} and leave REDIS_CLUSTER_NODES empty`,
+    );
   });
 
   test('when readings are ingested, then they spread over the three shards (each on its own slot) and all reach PostgreSQL once', async () => {
