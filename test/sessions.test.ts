@@ -593,6 +593,23 @@ describe('power classes and drift', () => {
     ];
   });
 
+  // Baselines a hair either side of 0.93 and last sessions a hair either side of 0.89: shown
+  // alike (0.89 against 0.93), each 0.04 below, one just less (no drift), one just more (drift).
+  const nearTheMargin = (
+    [
+      ['V-edge-in', 0.92996, 0.88998],
+      ['V-edge-out', 0.93004, 0.89002],
+    ] as const
+  ).flatMap(([id, usual, last]) =>
+    [0, 1, 2, 3, 4, 5, 6].flatMap((day) => {
+      const start = Date.parse('2024-07-01T08:00:00Z') + day * 86_400_000;
+      return [
+        ...every(10, start, start + 60 * MIN, vehicle(id, day === 6 ? last : usual)),
+        ...every(10, start, start + 60 * MIN, meter(`M-${id}`, 1)),
+      ];
+    }),
+  );
+
   beforeAll(async () => {
     [classes, single] = await Promise.all([
       startTestEngine({
@@ -604,7 +621,9 @@ describe('power classes and drift', () => {
     for (const e of [classes, single]) {
       await map(e, 'V-slow', 'M-slow', '2024-05-01T00:00:00Z');
       await map(e, 'V-drift', 'M-drift', '2024-05-01T00:00:00Z');
-      await ingest(e, [...slow, ...drifting]);
+      await map(e, 'V-edge-in', 'M-V-edge-in', '2024-05-01T00:00:00Z');
+      await map(e, 'V-edge-out', 'M-V-edge-out', '2024-05-01T00:00:00Z');
+      await ingest(e, [...slow, ...drifting, ...nearTheMargin]);
       await build(e);
     }
   });
@@ -652,6 +671,18 @@ describe('power classes and drift', () => {
     await request(single.api.api.app)
       .get(`/v1/analytics/sessions?flagged=false&cursor=${first.body.nextCursor}`)
       .expect(400);
+  });
+  test('when a session is within a hair of EFFICIENCY_DRIFT below its median, then drift judges the figures before rounding, as alerts do', async () => {
+    const window = ['2024-07-07T00:00:00Z', '2024-07-08T00:00:00Z'] as const;
+    const [inside] = await sessionsOf(single, 'V-edge-in', ...window);
+    const [outside] = await sessionsOf(single, 'V-edge-out', ...window);
+    for (const s of [inside, outside]) {
+      expect(s).toMatchObject({
+        efficiency: 0.89,
+        baseline: { medianEfficiency: 0.93, sessions: 6 },
+      });
+    }
+    expect([inside.drift, outside.drift]).toEqual([false, true]);
   });
 });
 

@@ -124,9 +124,10 @@ export class SessionService {
       const meanAcPowerKw = r.acKwh !== null && durationS > 0 ? r.acKwh / (durationS / 3600) : null;
       const threshold = thresholdFor(this.classes, meanAcPowerKw, config.efficiencyThreshold);
       const base = baselines[i];
+      // Judged before rounding, as the alert is: of two shown alike, one can be just inside.
       const baseline =
         base && base.median !== null && base.sessions >= DRIFT_MIN_SESSIONS
-          ? { medianEfficiency: round(base.median, 4) as number, sessions: base.sessions }
+          ? { median: base.median, sessions: base.sessions }
           : null;
       const session: Session = {
         id: r.key,
@@ -152,8 +153,11 @@ export class SessionService {
         drift:
           efficiency === null || !baseline
             ? null
-            : isBelow(efficiency, baseline.medianEfficiency - config.efficiencyDrift),
-        baseline,
+            : isBelow(efficiency, baseline.median - config.efficiencyDrift),
+        baseline: baseline && {
+          medianEfficiency: round(baseline.median, 4) as number,
+          sessions: baseline.sessions,
+        },
         counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
       };
       return { session, exactEfficiency: efficiency };
