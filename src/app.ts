@@ -100,7 +100,8 @@ export function createApp({
 }: AppDeps): Api {
   const { keys, liveState, validator, admission, ingestService } = ingest;
   registerPoolMetrics(registry, db);
-  registerQueueMetrics(registry, () => readQueueStats(queues.shards, redis));
+  // Every shard in use, as admission counts them: also those of processes with more shards.
+  registerQueueMetrics(registry, async () => readQueueStats(await queues.inUse(), redis));
   const settings = new DeviceSettingsStore(db, config);
   const reports = new EnergyReportStore(db, {
     preparedStatements: config.dbPreparedStatements === 'on',

@@ -125,6 +125,14 @@ describe('queue shards on standalone Redis', () => {
       }),
     );
     expect(counts.every((n) => n > 0)).toBe(true);
+    // An API with one shard reports the whole backlog in its metrics, as its admission counts it.
+    const fewer = await startTestApi(ctx, { queueShards: 1 });
+    try {
+      const metrics = await request(fewer.api.app).get('/metrics').expect(200);
+      expect(metrics.text).toMatch(/^energy_queue_readings_waiting(\{[^}]*\})? 120$/m);
+    } finally {
+      await fewer.close();
+    }
 
     const flusher = await startTestFlusher(ctx, { queueShards: 1 });
     try {

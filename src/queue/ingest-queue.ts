@@ -98,6 +98,10 @@ export class IngestQueues {
   private turn = 0;
   /** Per shard: until when (epoch ms) it is passed over after a failed store. */
   private readonly restingUntil: number[];
+  /** Shards in use by other processes (see shardsInUse) and not by this one, opened to be read. */
+  private readonly others = new Map<string, QueueShard>();
+  private readonly connection: RedisClient;
+  private readonly keys: RedisKeys;
 
   constructor({
     connection,
@@ -110,6 +114,23 @@ export class IngestQueues {
   }) {
     this.shards = keys.shards(config.queueShards).map((k) => openShard(connection, k, config));
     this.restingUntil = this.shards.map(() => 0);
+    this.connection = connection;
+    this.keys = keys;
+  }
+
+  /**
+   * Every shard in use (see shardsInUse): this process's, and those another process (or an
+   * earlier QUEUE_SHARDS) writes to, so what is read of the backlog is all of it.
+   */
+  async inUse(): Promise<QueueShard[]> {
+    const keys = await shardsInUse(this.connection, this.keys, this.shards.length);
+    return keys.map((k) => {
+      const own = this.shards.find((s) => s.keys.prefix === k.prefix);
+      if (own) return own;
+      let other = this.others.get(k.prefix);
+      if (!other) this.others.set(k.prefix, (other = openShard(this.connection, k)));
+      return other;
+    });
   }
 
   /**
@@ -135,6 +156,6 @@ export class IngestQueues {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.shards.map((s) => s.queue.close()));
+    await Promise.all([...this.shards, ...this.others.values()].map((s) => s.queue.close()));
   }
 }
