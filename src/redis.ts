@@ -92,6 +92,19 @@ export function inOneWrite<T>(redis: RedisClient, send: () => T): T {
 }
 
 /**
+ * Sends one command per item, in one write per connection (inOneWrite), and waits for them all:
+ * what a pipeline does, also on a cluster, which refuses a pipeline whose keys lie in more than
+ * one slot ("All keys in the pipeline should belong to the same slots allocation group").
+ */
+export function sendEach<T>(
+  redis: RedisClient,
+  items: readonly T[],
+  send: (item: T) => Promise<unknown>,
+): Promise<unknown[]> {
+  return Promise.all(inOneWrite(redis, () => items.map(send)));
+}
+
+/**
  * The connection a command on `key` goes over (on a cluster, its slot's master's), e.g. for a
  * `WAIT` that must follow the writes made on that very connection. Null while a cluster does not
  * know the slot's master (during a failover).

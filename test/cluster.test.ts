@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { generateKey } from '../src/auth/api-keys';
+import { ChargePointState } from '../src/ocpp/charge-point-state';
 import { IngestQueues, SHARD_REST_MS } from '../src/queue/ingest-queue';
 import { createRedisKeys } from '../src/redis-keys';
 import { assertRedisReachable } from '../src/startup-checks';
@@ -70,6 +71,25 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
     ).rejects.toThrow(
       `Redis at ${standalone} (REDIS_CLUSTER_NODES) answers, but runs without cluster mode (cluster_enabled:0).\n  For a single Redis, set REDIS_URL=redis://${standalone} and leave REDIS_CLUSTER_NODES empty`,
     );
+  });
+
+  test('when charge points are seen, boot and record connectors together, then their live state is written, though their keys lie in several slots', async () => {
+    const redis = cluster.connect();
+    const keys = createRedisKeys(e.ctx.config.redisPrefix);
+    const state = new ChargePointState(redis, keys, 60_000);
+    const ids = ['CP-S1', 'CP-S2', 'CP-S3', 'CP-S4'];
+    await state.knownConnectors(
+      ids.flatMap((chargePointId) => [1, 2].map((connectorId) => ({ chargePointId, connectorId }))),
+    );
+    await state.booted('CP-S1', new Date('2024-07-01T00:00:00Z'));
+    const at = new Date();
+    await state.seen(ids, at);
+    for (const id of ids) {
+      expect(await redis.smembers(keys.chargePointConnectors(id))).toEqual(
+        expect.arrayContaining(['1', '2']),
+      );
+      expect(await redis.hget(keys.chargePoint(id), 'lastSeenAt')).toBe(at.toISOString());
+    }
   });
 
   test('when readings are ingested, then they spread over the three shards (each on its own slot) and all reach PostgreSQL once', async () => {

@@ -1,4 +1,4 @@
-import type { RedisClient } from '../redis';
+import { sendEach, type RedisClient } from '../redis';
 import type { RedisKeys } from '../redis-keys';
 
 /**
@@ -90,10 +90,10 @@ export class ChargePointState {
   /** Marks these charge points as still connected here (one round trip for all of them). */
   async seen(chargePointIds: string[], at: Date): Promise<void> {
     if (chargePointIds.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    for (const id of chargePointIds)
-      pipeline.hset(this.keys.chargePoint(id), 'lastSeenAt', at.toISOString());
-    await pipeline.exec();
+    const seenAt = at.toISOString();
+    await sendEach(this.redis, chargePointIds, (id) =>
+      this.redis.hset(this.keys.chargePoint(id), 'lastSeenAt', seenAt),
+    );
   }
 
   /**
@@ -107,12 +107,12 @@ export class ChargePointState {
       this.redis.smembers(this.keys.chargePointConnectors(chargePointId)),
     ]);
     if (connectorIds.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    for (const id of connectorIds) {
-      pipeline.hdel(this.keys.connectorStatus(connectorMeterId(chargePointId, Number(id))), 'atMs');
-    }
-    const failed = (await pipeline.exec())?.find(([err]) => err);
-    if (failed) throw failed[0];
+    await sendEach(this.redis, connectorIds, (id) =>
+      this.redis.hdel(
+        this.keys.connectorStatus(connectorMeterId(chargePointId, Number(id))),
+        'atMs',
+      ),
+    );
   }
 
   async connectorStatus(
@@ -144,11 +144,9 @@ export class ChargePointState {
     connectors: readonly { chargePointId: string; connectorId: number }[],
   ): Promise<void> {
     if (connectors.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    for (const { chargePointId, connectorId } of connectors)
-      pipeline.sadd(this.keys.chargePointConnectors(chargePointId), String(connectorId));
-    const failed = (await pipeline.exec())?.find(([err]) => err);
-    if (failed) throw failed[0];
+    await sendEach(this.redis, connectors, ({ chargePointId, connectorId }) =>
+      this.redis.sadd(this.keys.chargePointConnectors(chargePointId), String(connectorId)),
+    );
   }
 
   async statusOf(meterId: string): Promise<ConnectorStatus | null> {
