@@ -623,6 +623,51 @@ describe('OCPP 1.6J charge points', () => {
     expect(report.body.energy.acConsumedKwh).toBe(9); // 3 on CP-G, 6 on CP-H
   });
 
+  test("when a client other than the charge point sends readings for one of its connectors' meters, then they are refused (409, or the item's error) and nothing of them is stored", async () => {
+    const cp = await connect('CP-GUARD');
+    await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-GUARD',
+      meterStart: 1000,
+      timestamp: '2024-04-13T10:00:00Z',
+    });
+    const reading = (meterId: string, minute: number) => ({
+      meterId,
+      kwhConsumedAc: 0.001,
+      voltage: 230,
+      timestamp: `2024-04-13T10:${String(minute).padStart(2, '0')}:00Z`,
+    });
+    const app = request(e.api.api.app);
+    const single = await app
+      .post('/v1/telemetry/ingest')
+      .send(reading('CP-GUARD:1', 5))
+      .expect(409);
+    expect(single.body).toMatchObject({
+      error: 'ocpp_connector',
+      message:
+        'Meter CP-GUARD:1 is a connector of an OCPP charge point: its readings come from the charge point alone',
+    });
+    // In a list: that item is refused; a connector the charge point never used, a meter merely
+    // named like one (CP-GUARD:01, NO-SUCH-CP:1) and any other meter are stored.
+    const batch = await app
+      .post('/v1/telemetry/ingest')
+      .send([
+        reading('M-GUARD', 6),
+        reading('CP-GUARD:1', 6),
+        reading('CP-GUARD:2', 6),
+        reading('CP-GUARD:01', 6),
+        reading('NO-SUCH-CP:1', 6),
+      ])
+      .expect(207);
+    expect(batch.body.accepted).toBe(4);
+    expect(batch.body.errors).toEqual([
+      expect.objectContaining({ index: 1, error: 'ocpp_connector' }),
+    ]);
+    await waitForDrained(e.queue);
+    // The connector's history holds its charge point's register only.
+    expect((await history(e, 'CP-GUARD:1')).map((r) => [r.at, r.kwh])).toEqual([['10:00', 1]]);
+  });
+
   test("when a vehicle's start arrives late, after its next one on another connector, then each of its transactions ends where its next one starts, and none stays open beside another", async () => {
     await registerIdTags([['TAG-LATE', 'V-late']]);
     const cp = await connect('CP-OUT-OF-ORDER');

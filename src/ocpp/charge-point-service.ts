@@ -515,7 +515,10 @@ export class ChargePointService {
   private async storeItems(meterId: string, items: { value: Record<string, unknown> }[]) {
     let outcome;
     try {
-      outcome = await this.deps.ingestService.ingest({ kind: 'batch', items });
+      outcome = await this.deps.ingestService.ingest(
+        { kind: 'batch', items },
+        { asChargePoint: true },
+      );
     } catch (err) {
       if (!(err instanceof AppError) || err.statusCode === 503) throw new NotStoredError(err);
       // Refused for good (a 4xx): resending would not help.

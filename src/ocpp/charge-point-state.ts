@@ -12,6 +12,38 @@ export const connectorMeterId = (chargePointId: string, connectorId: number) =>
 export const chargePointOfMeterId = (meterId: string): string | null =>
   /^(.+):\d{1,4}$/.exec(meterId)?.[1] ?? null;
 
+/** A meter id's charge point and connector if it is exactly a connector's (`CP:1`, not `CP:01`). */
+function connectorOfMeterId(
+  meterId: string,
+): { chargePointId: string; connectorId: number } | null {
+  const chargePointId = chargePointOfMeterId(meterId);
+  if (chargePointId === null) return null;
+  const connectorId = Number(meterId.slice(chargePointId.length + 1));
+  return connectorMeterId(chargePointId, connectorId) === meterId
+    ? { chargePointId, connectorId }
+    : null;
+}
+
+/**
+ * Of these meter ids, those that are a connector of a charge point this engine has seen (its
+ * connector set holds it): the charge point's own register, which only it may write. Ids without
+ * the shape of one cost no Redis command.
+ */
+export async function connectorMetersAmong(
+  redis: RedisClient,
+  keys: RedisKeys,
+  meterIds: readonly string[],
+): Promise<Set<string>> {
+  const candidates = [...new Set(meterIds)].flatMap((id) => {
+    const connector = connectorOfMeterId(id);
+    return connector ? [{ id, ...connector }] : [];
+  });
+  const found = await sendEach(redis, candidates, (c) =>
+    redis.sismember(keys.chargePointConnectors(c.chargePointId), String(c.connectorId)),
+  );
+  return new Set(candidates.filter((_, i) => found[i] === 1).map((c) => c.id));
+}
+
 export interface ConnectorStatus {
   status: string;
   errorCode: string;

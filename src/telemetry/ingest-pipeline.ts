@@ -6,6 +6,7 @@ import { shardsInUse, type IngestQueues } from '../queue/ingest-queue';
 import { backlogReadings } from '../queue/queue-stats';
 import type { RedisClient } from '../redis';
 import { createRedisKeys, type RedisKeys } from '../redis-keys';
+import { connectorMetersAmong } from '../ocpp/charge-point-state';
 import { IngestAdmission } from './admission';
 import { createBatchStore, IngestService } from './ingest-service';
 import { LiveStateStore } from './live-state';
@@ -63,6 +64,7 @@ export function createIngestPipeline({
     config,
     logger: logger.child({ module: 'ingest' }),
     metrics: createIngestMetrics(registry),
+    connectorMeters: (meterIds) => connectorMetersAmong(redis, keys, meterIds),
   });
   admission.start();
   return {

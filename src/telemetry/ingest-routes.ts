@@ -109,6 +109,11 @@ export function ingestRoutes({
           description: 'invalid reading(s), malformed JSON, bad gzip or encoding',
           schema: Type.Union([NoValidReadings, ErrorBody]),
         },
+        409: {
+          description:
+            "a single reading for an OCPP charge point's connector meter (`CP:n`), which only the charge point writes",
+          schema: ErrorBody,
+        },
         413: { description: 'body or reading count over the limit', schema: ErrorBody },
         415: { description: 'content type or encoding not accepted', schema: ErrorBody },
         503: {

@@ -179,6 +179,11 @@ export class IngestService {
       config: { maxBatchReadings: number; queueBatchReadings: number };
       logger: Logger;
       metrics?: IngestMetrics;
+      /**
+       * Of these meter ids, those of OCPP charge points' connectors: refused from any intake but
+       * the charge point's own (their register is the charge point's).
+       */
+      connectorMeters?: (meterIds: string[]) => Promise<Set<string>>;
     },
   ) {
     this.buffer = new GroupCommitBuffer(
@@ -201,8 +206,11 @@ export class IngestService {
     return this.buffer.pendingReadings;
   }
 
-  /** Validates, applies backpressure, and resolves once every valid reading is durably queued. */
-  async ingest(input: IngestInput): Promise<IngestOutcome> {
+  /**
+   * Validates, applies backpressure, and resolves once every valid reading is durably queued.
+   * `asChargePoint`: the readings are an OCPP charge point's, which may write its connectors.
+   */
+  async ingest(input: IngestInput, { asChargePoint = false } = {}): Promise<IngestOutcome> {
     if (input.kind === 'single') {
       const result = this.deps.validator.validateReading(input.value);
       if (!result.ok) {
@@ -214,6 +222,12 @@ export class IngestService {
           result.failure.details,
         );
       }
+      const refused = asChargePoint ? new Map() : await this.connectorReadings([result.value]);
+      const failure = refused.get(result.value);
+      if (failure) {
+        this.metrics.onRejected(failure.error, 1);
+        throw new AppError(409, failure.error, failure.message, failure.details);
+      }
       await this.store([result.value]);
       return { kind: 'single', reading: result.value };
     }
@@ -223,7 +237,8 @@ export class IngestService {
       this.metrics.onRejected('too_many_readings', items.length);
       throw tooManyReadings(items.length, this.deps.config.maxBatchReadings);
     }
-    const readings: Reading[] = [];
+    let readings: Reading[] = [];
+    const indexes = new Map<Reading, number>();
     const errors: ItemError[] = [];
     items.forEach((item, index) => {
       if ('parseError' in item) {
@@ -240,15 +255,56 @@ export class IngestService {
         return;
       }
       const result = this.deps.validator.validateReading(item.value);
-      if (result.ok) readings.push(result.value);
-      else errors.push({ index, ...result.failure });
+      if (result.ok) {
+        readings.push(result.value);
+        indexes.set(result.value, index);
+      } else errors.push({ index, ...result.failure });
     });
+    const refused = asChargePoint ? new Map() : await this.connectorReadings(readings);
+    if (refused.size > 0) {
+      readings = readings.filter((r) => !refused.has(r));
+      for (const [reading, failure] of refused) {
+        errors.push({ index: indexes.get(reading) as number, ...failure });
+      }
+      errors.sort((a, b) => a.index - b.index);
+    }
     // All invalid: nothing to store; the route answers 400 with the errors.
     if (readings.length > 0) await this.store(readings);
     // Counted once the answer is final: a store refused for now is tried again (MQTT) with the
     // same invalid readings, which are not rejected again.
     for (const e of errors) this.metrics.onRejected(e.error, 1);
     return { kind: 'batch', accepted: readings.length, errors };
+  }
+
+  /** The readings that would write an OCPP connector's meter, each with why it is refused. */
+  private async connectorReadings(
+    readings: Reading[],
+  ): Promise<Map<Reading, Omit<ItemError, 'index'>>> {
+    const refused = new Map<Reading, Omit<ItemError, 'index'>>();
+    // Only ids with a colon can be a connector's (`CP:1`): others cost nothing.
+    const candidates = readings.filter((r) => r.type === 'meter' && r.id.includes(':'));
+    if (candidates.length === 0 || !this.deps.connectorMeters) return refused;
+    let connectors: Set<string>;
+    try {
+      connectors = await withTimeout(
+        this.deps.connectorMeters(candidates.map((r) => r.id)),
+        ENQUEUE_TIMEOUT_MS,
+        'connector check',
+      );
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'connector check failed: answering 503');
+      this.metrics.onUnavailable('redis_unavailable');
+      throw serviceUnavailable('redis_unavailable', 'Redis is not available; retry shortly', 1);
+    }
+    for (const reading of candidates) {
+      if (!connectors.has(reading.id)) continue;
+      refused.set(reading, {
+        error: 'ocpp_connector',
+        message: `Meter ${reading.id} is a connector of an OCPP charge point: its readings come from the charge point alone`,
+        details: [],
+      });
+    }
+    return refused;
   }
 
   private async store(readings: Reading[]): Promise<void> {
