@@ -4,6 +4,8 @@ import { ChargePointState } from '../src/ocpp/charge-point-state';
 import { IngestQueues, SHARD_REST_MS } from '../src/queue/ingest-queue';
 import { createRedisKeys } from '../src/redis-keys';
 import { assertRedisReachable } from '../src/startup-checks';
+import { createRedis, waitForRedis } from '../src/redis';
+import { LiveStateStore } from '../src/telemetry/live-state';
 import {
   openQueue,
   queuedReadings,
@@ -116,6 +118,46 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
     // Every master has the replica REDIS_WAIT_REPLICAS asks for.
     const ready = await app.get('/health/ready/ingest').expect(200);
     expect(ready.body.checks).toEqual({ redis: 'ok', replicas: 'ok' });
+  });
+
+  test('when the master of some live-state buckets hangs, then once a store has waited out the deadline, the next ones are answered without waiting for those buckets', async () => {
+    const redis = createRedis({
+      redisUrl: 'redis://unused',
+      redisClusterNodes: cluster.seeds.join(','),
+    });
+    try {
+      await waitForRedis(redis, 5000);
+      const keys = createRedisKeys(`${e.ctx.config.redisPrefix}-hang`);
+      const live = new LiveStateStore(redis, keys);
+      // 300 meters: in every bucket, so on every master.
+      const readings = Array.from({ length: 300 }, (_, i) => ({
+        type: 'meter' as const,
+        id: `H-${i}`,
+        ts: Date.parse('2024-07-01T00:00:00Z'),
+        kwhConsumedAc: 1,
+        voltage: 230,
+      }));
+      await live.applyReadings(readings, Date.now(), 1000);
+      const hung = cluster.nodes.find((n) => n.role === 'master')!.port;
+      // Stopped for well under the cluster's node timeout: no failover, just a master not answering.
+      await cluster.kill(hung, 'SIGSTOP');
+      try {
+        const later = readings.map((r) => ({ ...r, ts: r.ts + 60_000 }));
+        await expect(live.applyReadings(later, Date.now(), 200)).rejects.toThrow(
+          'live state took longer than 200 ms',
+        );
+        // Its buckets rest: the others' states are written and the store is not held.
+        const next = readings.map((r) => ({ ...r, ts: r.ts + 120_000 }));
+        const moved = await live.applyReadings(next, Date.now(), 200);
+        expect(moved).toBeGreaterThan(0);
+        expect(moved).toBeLessThan(300);
+      } finally {
+        await cluster.kill(hung, 'SIGCONT');
+      }
+      await cluster.waitForHealthy();
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 

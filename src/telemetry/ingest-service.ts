@@ -136,11 +136,7 @@ export function createBatchStore({
     const [stored, live] = await Promise.allSettled(
       inOneWrite(redis, () => [
         enqueue(shard, batches, readings, acceptedAt),
-        withTimeout(
-          liveState.applyReadings(readings, acceptedAt),
-          ENQUEUE_TIMEOUT_MS,
-          'live state',
-        ),
+        liveState.applyReadings(readings, acceptedAt, ENQUEUE_TIMEOUT_MS),
       ]),
     );
     if (stored.status === 'rejected') throw stored.reason;

@@ -1,4 +1,5 @@
 import { isCluster, type RedisClient } from '../redis';
+import { withTimeout } from '../with-timeout';
 import type { RedisKeys } from '../redis-keys';
 import { DEVICE_KINDS, valuesOf, type DeviceType, type Reading } from '../devices/device-kinds';
 
@@ -47,6 +48,14 @@ const FIELD_NAMES = new Map(DEVICE_KINDS.map((k) => [k.type as string, k.fieldNa
 /** Keys per script call: keeps each call short so Redis stays responsive to other clients. */
 const KEYS_PER_CALL = 500;
 
+/**
+ * On a cluster, a bucket whose write failed or outlived its deadline (its master is failing over)
+ * is not waited for during this long: its writes are still sent, but a store is answered without
+ * them. Otherwise every store, all of which touch most buckets, waited out the deadline on that
+ * one master, and ingest fell to a store a second on every shard for the whole failover.
+ */
+export const BUCKET_REST_MS = 5000;
+
 type RedisWithScript = RedisClient & {
   setLiveIfNewer(numKeys: number, ...args: string[]): Promise<number>;
 };
@@ -92,6 +101,8 @@ function parseState(type: DeviceType, id: string, state: string): LiveState {
 export class LiveStateStore {
   private readonly redis: RedisWithScript;
   private readonly cluster: boolean;
+  /** Per bucket (its hash tag), on a cluster: until when (epoch ms) it is not waited for. */
+  private readonly restingUntil = new Map<string, number>();
 
   constructor(
     redis: RedisClient,
@@ -103,22 +114,43 @@ export class LiveStateStore {
   }
 
   /**
-   * Applies readings newer than the stored state; returns how many states moved. On a cluster, one
-   * script call per live-state bucket present (a call may only touch keys of one slot); on a single
-   * Redis the buckets do not matter, and a batch takes one call per KEYS_PER_CALL readings.
+   * Applies readings newer than the stored state; returns how many states moved. Rejects when a
+   * call waited for fails or outlives `deadlineMs`. On a cluster, one script call per live-state
+   * bucket present (a call may only touch keys of one slot), a resting bucket's not waited for
+   * (BUCKET_REST_MS); on a single Redis the buckets do not matter, and a batch takes one call per
+   * KEYS_PER_CALL readings.
    */
-  async applyReadings(readings: Reading[], receivedAt: number): Promise<number> {
+  async applyReadings(
+    readings: Reading[],
+    receivedAt: number,
+    deadlineMs: number,
+  ): Promise<number> {
+    const now = Date.now();
     const calls: Promise<number>[] = [];
-    for (const group of this.cluster ? this.byBucket(readings) : [readings]) {
+    for (const [tag, group] of this.cluster ? this.byBucket(readings) : [['', readings] as const]) {
       for (let start = 0; start < group.length; start += KEYS_PER_CALL) {
-        calls.push(this.applyToBucket(group.slice(start, start + KEYS_PER_CALL), receivedAt));
+        const call = this.applyToBucket(group.slice(start, start + KEYS_PER_CALL), receivedAt);
+        if ((this.restingUntil.get(tag) ?? 0) > now) {
+          call.catch(() => undefined); // sent, not waited for: its master is failing over
+          continue;
+        }
+        calls.push(
+          withTimeout(call, deadlineMs, 'live state').catch((err: unknown) => {
+            if (this.cluster) this.restingUntil.set(tag, Date.now() + BUCKET_REST_MS);
+            throw err;
+          }),
+        );
       }
     }
-    const updated = await Promise.all(calls);
-    return updated.reduce((sum, n) => sum + n, 0);
+    // Every call settled before answering: each bucket that failed is resting by then.
+    const settled = await Promise.allSettled(calls);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return settled.reduce((sum, r) => sum + (r.status === 'fulfilled' ? r.value : 0), 0);
   }
 
-  private byBucket(readings: Reading[]): Reading[][] {
+  /** Readings by live-state bucket, keyed by the bucket's hash tag. */
+  private byBucket(readings: Reading[]): Map<string, Reading[]> {
     const buckets = new Map<string, Reading[]>();
     for (const reading of readings) {
       const key = this.keys.liveState(reading.type, reading.id);
@@ -127,7 +159,7 @@ export class LiveStateStore {
       if (bucket) bucket.push(reading);
       else buckets.set(tag, [reading]);
     }
-    return [...buckets.values()];
+    return buckets;
   }
 
   private applyToBucket(readings: Reading[], receivedAt: number): Promise<number> {
