@@ -96,9 +96,26 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
     );
   });
 
-  test('when the page turns and 30 s pass, then the refresh keeps the page, scroll and focus; a reload too', async () => {
+  test('when the page turns, the reader scrolls before its drift marks arrive and 30 s pass, then the page, scroll and focus stay; a reload too', async () => {
     const page = await browser.newPage();
     await page.clock.install();
+    // The flagged sessions (drift marks) are held until the reader has scrolled page 2 and the
+    // refresh has fetched the report, as a slow sessions query would hold them: their arrival,
+    // the earlier pages' included, must not move the reader.
+    let releaseFlags = () => {};
+    const flagsHeld = new Promise<void>((resolve) => (releaseFlags = resolve));
+    let flagsAsked = 0;
+    let flagsAnswered = 0;
+    await page.route('**/v1/analytics/sessions?*', async (route) => {
+      flagsAsked += 1;
+      await flagsHeld;
+      await route.continue();
+    });
+    for (const settled of ['requestfinished', 'requestfailed'] as const) {
+      page.on(settled, (request) => {
+        if (request.url().includes('/v1/analytics/sessions?')) flagsAnswered += 1;
+      });
+    }
     await page.goto(`${engine.url}/dashboard#/fleet?window=7d&limit=25`);
     await page.waitForSelector('.fleet-view tbody tr');
     await page.getByRole('link', { name: 'Next page →' }).click();
@@ -125,6 +142,9 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
     const refreshed = page.waitForResponse((r) => r.url().includes('/v1/analytics/fleet'));
     await page.clock.fastForward(30_000);
     await refreshed;
+    releaseFlags();
+    while (flagsAnswered < flagsAsked) await new Promise((resolve) => setTimeout(resolve, 20));
+    await page.waitForSelector('.fleet-content[data-session-flags="loaded"] tbody tr');
     await page.waitForFunction(() =>
       /^Updated /.test(document.querySelector('.refresh-status')?.textContent ?? ''),
     );

@@ -18,12 +18,19 @@ export function startViewRouter({
   onLoaded(outcome: LoadOutcome): void;
 }): { current(): View | null } {
   let view: View | null = null;
+  let navigations = 0;
 
   const show = (route: Route, byUser: boolean) => {
+    const navigation = ++navigations;
+    // Only the latest navigation's data restores the scroll: an earlier one's, arriving late,
+    // would move a reader who has scrolled the newer page since.
+    const loaded = (outcome: LoadOutcome) => {
+      if (navigation === navigations) onLoaded(outcome);
+    };
     onNavigated(route);
     const updated = view?.update(route);
     if (updated) {
-      void updated.then(onLoaded);
+      void updated.then(loaded);
       return;
     }
     view?.destroy();
@@ -31,9 +38,7 @@ export function startViewRouter({
     view = next;
     main.replaceChildren(next.root);
     if (byUser) next.root.querySelector<HTMLElement>('h1')?.focus({ preventScroll: true });
-    void next.load().then((outcome) => {
-      if (view === next) onLoaded(outcome);
-    });
+    void next.load().then(loaded);
   };
 
   window.addEventListener('hashchange', () => show(parseRoute(location.hash), true));

@@ -96,6 +96,10 @@ export class FleetView implements View {
     return this.load();
   }
 
+  /**
+   * Resolves once the report's table is on screen, so the router restores the scroll position
+   * then and not seconds later, under a reader who has scrolled since; the drift marks follow.
+   */
   async load(): Promise<LoadOutcome> {
     const generation = ++this.generation;
     const route = this.route;
@@ -106,32 +110,13 @@ export class FleetView implements View {
         cursor: route.trail[route.trail.length - 1],
       });
       if (generation !== this.generation) return 'ok';
-      // The report's own window: a later page's cursor keeps the window of its first page (an
-      // hour ago, say), which the browser's clock would not give. The table does not wait.
-      const flagsRequest = fetchFlaggedSessions(this.deps.api, report.window).then(
-        flaggedSessionsOf,
-        (error: unknown) => ({ error }),
-      );
+      const flags = this.fetchFlags(report);
       this.shown = { report, at: new Date() };
       this.feedback.replaceChildren();
       this.show(report, route);
       if (performance.getEntriesByName(FLEET_RENDERED_MARK).length === 0)
         performance.mark(FLEET_RENDERED_MARK);
-
-      const flags = await flagsRequest;
-      if (generation !== this.generation) return 'ok';
-      if (flags && 'error' in flags) {
-        this.feedback.append(errorNotice('the flagged sessions (drift)', flags.error));
-        this.flags = { state: 'error' };
-      } else {
-        this.flags = flags ? { state: 'loaded', sessions: flags } : { state: 'none' };
-      }
-      this.show(report, route);
-      if (
-        this.flags.state === 'loaded' &&
-        performance.getEntriesByName(FLEET_FLAGS_MARK).length === 0
-      )
-        performance.mark(FLEET_FLAGS_MARK);
+      void flags.then((found) => this.showFlags(found, report, route, generation));
       return 'ok';
     } catch (err) {
       if (generation !== this.generation) return 'failed';
@@ -145,6 +130,37 @@ export class FleetView implements View {
       }
       return 'failed';
     }
+  }
+
+  /**
+   * In the report's own window: a later page's cursor keeps the window of its first page (an hour
+   * ago, say), which the browser's clock would not give.
+   */
+  private fetchFlags(report: FleetReport): Promise<FlaggedSessions | null | { error: unknown }> {
+    return fetchFlaggedSessions(this.deps.api, report.window).then(flaggedSessionsOf, (error) => ({
+      error,
+    }));
+  }
+
+  private showFlags(
+    flags: FlaggedSessions | null | { error: unknown },
+    report: FleetReport,
+    route: FleetRoute,
+    generation: number,
+  ): void {
+    if (generation !== this.generation) return;
+    if (flags && 'error' in flags) {
+      this.feedback.append(errorNotice('the flagged sessions (drift)', flags.error));
+      this.flags = { state: 'error' };
+    } else {
+      this.flags = flags ? { state: 'loaded', sessions: flags } : { state: 'none' };
+    }
+    this.show(report, route);
+    if (
+      this.flags.state === 'loaded' &&
+      performance.getEntriesByName(FLEET_FLAGS_MARK).length === 0
+    )
+      performance.mark(FLEET_FLAGS_MARK);
   }
 
   destroy(): void {
