@@ -1,4 +1,4 @@
-import type { Page } from 'playwright-core';
+import type { Page, Request } from 'playwright-core';
 import { startTestEngine, type TestEngine } from '../helpers/engine';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
 import { loadSimulatedFleet } from './helpers/fleet-loader';
@@ -111,11 +111,11 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
       await flagsHeld;
       await route.continue();
     });
-    for (const settled of ['requestfinished', 'requestfailed'] as const) {
-      page.on(settled, (request) => {
-        if (request.url().includes('/v1/analytics/sessions?')) flagsAnswered += 1;
-      });
-    }
+    const countSettled = (request: Request) => {
+      if (request.url().includes('/v1/analytics/sessions?')) flagsAnswered += 1;
+    };
+    page.on('requestfinished', countSettled);
+    page.on('requestfailed', countSettled);
     await page.goto(`${engine.url}/dashboard#/fleet?window=7d&limit=25`);
     await page.waitForSelector('.fleet-view tbody tr');
     await page.getByRole('link', { name: 'Next page →' }).click();
