@@ -624,7 +624,7 @@ describe('backpressure and Redis outages', () => {
         .set('Content-Type', 'application/json')
         .send(METER);
       expect(res.status).toBe(503);
-      expect(Date.now() - started).toBeLessThan(1500);
+      expect(Date.now() - started).toBeLessThan(5000); // refused, not held: a hang lasts until Redis is back
       expect(res.headers['retry-after']).toBe('1');
       expect(res.body.error).toBe('redis_unavailable');
       const ready = await request(api.app).get('/health/ready').expect(503);

@@ -80,7 +80,8 @@ test('when the broker grants QoS 0, then the subscriber is not ready: messages c
         10_000,
         'the subscription',
       );
-      await new Promise((r) => setTimeout(r, 200));
+      if (ready) await waitFor(async () => subscriber.ready, 10_000, 'the subscriber ready');
+      else await new Promise((r) => setTimeout(r, 200));
       expect({ granted, ready: subscriber.ready }).toEqual({ granted, ready });
     } finally {
       await subscriber.close(1000);

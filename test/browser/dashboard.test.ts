@@ -203,7 +203,7 @@ describe('dashboard window choice', () => {
     // Choosing a window replaces the link's: the note goes.
     await page.getByLabel('Last 7 days').check();
     await page.waitForFunction(() => location.hash.includes('window=7d'));
-    await expect(linkProblem(page, 'vehicle').isHidden()).resolves.toBe(true);
+    await linkProblem(page, 'vehicle').waitFor({ state: 'hidden' });
   });
 });
 
@@ -252,13 +252,18 @@ describe('dashboard page rules', () => {
       await refreshing.waitForSelector('#efficiency .chart canvas');
       await refreshing.evaluate(() => window.scrollTo(0, 600));
       const before = await refreshing.evaluate(() => window.scrollY);
+      const statusBefore = await refreshing.textContent('.refresh-status');
       const refreshed = refreshing.waitForResponse((r) =>
         r.url().includes(`/v1/analytics/performance/${vehicleId}`),
       );
       await refreshing.clock.fastForward(30_000);
       await refreshed;
-      await refreshing.waitForFunction(() =>
-        /^Updated /.test(document.querySelector('.refresh-status')?.textContent ?? ''),
+      // The refresh has drawn all it fetched once the status names its time (30 s on).
+      await refreshing.waitForFunction(
+        (previous) =>
+          /^Updated /.test(document.querySelector('.refresh-status')?.textContent ?? '') &&
+          document.querySelector('.refresh-status')?.textContent !== previous,
+        statusBefore,
       );
       expect(refreshing.url()).toContain(`#/vehicles/${vehicleId}?window=7d`);
       expect(await refreshing.isChecked('#vehicle-window-7d')).toBe(true);

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import type { Fleet } from '../../scripts/fleet-model';
-import { startTestEngine, waitFor, type TestEngine } from '../helpers/engine';
+import { startTestEngine, waitFor, waitForDrained, type TestEngine } from '../helpers/engine';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
 import { loadDriftingCharger, type DriftingCharger } from './helpers/drifting-charger';
 import { loadSimulatedFleet } from './helpers/fleet-loader';
@@ -84,6 +84,8 @@ beforeAll(async () => {
     vehicleId: 'LIVE-V-1',
     startedAtMs: Date.now() - 15 * 60_000,
   });
+  // Its first readings stored before any page or report is read, so both see the same data.
+  await waitForDrained(engine.queue);
   browser = await launchDashboardBrowser();
   page = await browser.newPage();
   cspViolations = await recordCspViolations(page);
@@ -306,6 +308,8 @@ describe('charge point view', () => {
   test('when a charge point is connected, then the list and its view show its connection, connectors and status', async () => {
     await page.waitForSelector('[data-nav-item="charge-points"]:not([hidden])');
     await page.getByRole('link', { name: 'Charge points' }).click();
+    // The rows of the list, not those of the view it replaces.
+    await page.waitForSelector('h1#view-title:text-is("Charge points")');
     await page.waitForSelector('.view tbody tr');
     const list = await api<{ chargePoints: ChargePointJson[] }>('/v1/charge-points');
     expect(list.chargePoints).toHaveLength(fleet.vehicles.length + 1);

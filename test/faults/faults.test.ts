@@ -275,7 +275,7 @@ describe('fault scenarios', () => {
       });
       expect(res.status).toBe(503);
       expect(res.headers.get('retry-after')).toBeTruthy();
-      expect(Date.now() - started).toBeLessThan(1500);
+      expect(Date.now() - started).toBeLessThan(5000); // refused, not held: a hang lasts until Redis is back
       expect((await fetch(`${s.engine.url}/health/ready`)).status).toBe(503);
       await sleep(1000);
       await s.redis.start();
