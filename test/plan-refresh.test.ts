@@ -25,7 +25,7 @@ describe('report plans made again when the catalog changes', () => {
   beforeEach(async () => {
     warmUps = 0;
     refresh = startPlanRefresh({ db: ctx.db, warmUp, intervalMs: INTERVAL_MS, logger: ctx.logger });
-    await sleep(INTERVAL_MS * 4);
+    await refresh.ready;
   });
   afterEach(() => refresh?.stop());
 

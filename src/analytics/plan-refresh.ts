@@ -11,6 +11,8 @@ SELECT (SELECT coalesce(sum(analyze_count + autoanalyze_count), 0) FROM pg_stat_
        || ':' || (SELECT count(*) FROM pg_class) AS version`;
 
 export interface PlanRefresh {
+  /** Resolves once the catalog's version at the start is read: later changes count from then. */
+  readonly ready: Promise<void>;
   /** Stops watching; waits for a warm-up in progress. */
   stop(): Promise<void>;
 }
@@ -64,6 +66,7 @@ export function startPlanRefresh({
   // The version now, so that only later changes count (the API warmed up at its start).
   running = checkOnce().finally(schedule);
   return {
+    ready: running,
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
