@@ -781,6 +781,104 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test("when a MeterValues sample of the transaction's end comes before the StopTransaction, then meterStop is the register stored at the stop", async () => {
+    await registerIdTags([['TAG-END', 'V-end']]);
+    const cp = await connect('CP-ENDSAMPLE');
+    const { transactionId } = await startsOnConnector1(cp)(
+      'TAG-END',
+      100_456,
+      '2024-04-13T10:00:00Z',
+    );
+    const kwh = (value: string, extra: Record<string, string> = {}) => ({
+      value,
+      unit: 'kWh',
+      ...extra,
+    });
+    await cp.call('MeterValues', {
+      ...meterValues(1, '2024-04-13T10:30:00Z', kwh('105.2')),
+      transactionId,
+    });
+    // Rounded to kWh, sent just before the stop, at its instant.
+    await cp.call('MeterValues', {
+      ...meterValues(1, '2024-04-13T11:00:00Z', kwh('110', { context: 'Transaction.End' })),
+      transactionId,
+    });
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 110_956,
+      timestamp: '2024-04-13T11:00:00Z',
+    });
+    await waitForDrained(e.queue);
+    expect(await history(e, 'CP-ENDSAMPLE:1')).toEqual([
+      { at: '10:00', kwh: 100.456, voltage: null },
+      { at: '10:30', kwh: 105.2, voltage: null },
+      { at: '11:00', kwh: 110.956, voltage: null },
+    ]);
+    const sessions = await request(e.api.api.app)
+      .get('/v1/vehicles/V-end/sessions?from=2024-04-13T00:00:00Z&to=2024-04-14T00:00:00Z')
+      .expect(200);
+    expect(sessions.body.sessions.map((x: { acConsumedKwh: number }) => x.acConsumedKwh)).toEqual([
+      10.5,
+    ]);
+  });
+
+  test("when a charge point's own stop comes after a start stopped its transaction, then its readings are stored up to the connector's next transaction and the stop kept keeps its own register", async () => {
+    await registerIdTags([
+      ['TAG-CARD', 'V-card'],
+      ['TAG-N1', 'V-n1'],
+      ['TAG-N2', 'V-n2'],
+    ]);
+    // One card on two chargers: A's transaction is stopped at B's start, its register unknown;
+    // A's own stop, dated later, comes last.
+    const a = await connect('CP-CARD-A');
+    const b = await connect('CP-CARD-B');
+    const onA = await startsOnConnector1(a)('TAG-CARD', 1000, '2024-04-14T10:00:00Z');
+    await startsOnConnector1(b)('TAG-CARD', 500, '2024-04-14T10:10:00Z');
+    await a.call('MeterValues', meterValues(1, '2024-04-14T10:20:00Z', wh(3000)));
+    expect(
+      await a.call('StopTransaction', {
+        transactionId: onA.transactionId,
+        meterStop: 5000,
+        timestamp: '2024-04-14T10:40:00Z',
+        transactionData: [{ timestamp: '2024-04-14T10:30:00Z', sampledValue: [wh(4000)] }],
+      }),
+    ).toEqual({});
+    const stoppedA = await e.ctx.db('ocpp_transactions').where({ id: onA.transactionId }).first();
+    expect([
+      stoppedA.stopped_at.toISOString(),
+      stoppedA.meter_stop_wh,
+      stoppedA.stop_reason,
+    ]).toEqual(['2024-04-14T10:10:00.000Z', null, 'SupersededElsewhere']);
+
+    // One connector: N1 is stopped where N2 starts (10:40); N1's own stop (10:30) comes after.
+    const n = await connect('CP-NEXT');
+    const n1 = await startsOnConnector1(n)('TAG-N1', 1000, '2024-04-14T10:00:00Z');
+    await startsOnConnector1(n)('TAG-N2', 4000, '2024-04-14T10:40:00Z');
+    await n.call('StopTransaction', {
+      transactionId: n1.transactionId,
+      meterStop: 4000,
+      timestamp: '2024-04-14T10:30:00Z',
+      transactionData: [
+        { timestamp: '2024-04-14T10:15:00Z', sampledValue: [wh(2500)] },
+        // Dated in N2's transaction: it would count there.
+        { timestamp: '2024-04-14T10:50:00Z', sampledValue: [wh(9999)] },
+      ],
+    });
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-CARD-A:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 1],
+      ['10:20', 3],
+      ['10:30', 4],
+      ['10:40', 5],
+    ]);
+    expect((await history(e, 'CP-NEXT:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 1],
+      ['10:15', 2.5],
+      ['10:30', 4],
+      ['10:40', 4],
+    ]);
+  });
+
   test('when a message holds a NUL character or a transaction id no transaction can have, then it is refused or answered for good, never InternalError', async () => {
     const cp = await connect('CP-ODD');
     for (const [action, params] of [

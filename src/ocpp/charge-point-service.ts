@@ -10,7 +10,13 @@ import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
 import { normalizeIdTag, type IdTagStore } from './id-tag-store';
 import { readMeterValues, type MeterValue } from './meter-values';
-import { SUPERSEDED_ELSEWHERE, type Transaction, type TransactionStore } from './transaction-store';
+import {
+  SUPERSEDED_BY_NEW,
+  SUPERSEDED_ELSEWHERE,
+  stoppedByEngine,
+  type Transaction,
+  type TransactionStore,
+} from './transaction-store';
 
 /** The heartbeat interval (s) a booted charge point is told to keep. */
 export const HEARTBEAT_INTERVAL_S = 60;
@@ -386,7 +392,7 @@ export class ChargePointService {
     await this.deps.transactions.stop(ended.id, {
       meterStopWh: by.meterStartWh,
       stoppedAt: by.startedAt,
-      reason: 'SupersededByNewTransaction',
+      reason: SUPERSEDED_BY_NEW,
     });
     if (ended.vehicleId) {
       await this.deps.mapping.endPeriod(
@@ -442,16 +448,21 @@ export class ChargePointService {
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept && stoppedAt === reportedStop) {
-      // meterStop is the register at the stop: a sample of transactionData at the same instant
-      // (often the same register rounded to kWh) is left out, as history keeps one per instant.
-      const data = this.read(req.transactionData ?? []).filter((r) => {
-        const at = this.checkInstant(r.timestamp);
-        return !at.ok || at.value !== stoppedAt.getTime();
-      });
-      await this.store(meterId, [
-        ...data,
-        { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) },
-      ]);
+      await this.store(meterId, this.stopReadings(req, stoppedAt));
+    } else if (transaction && stoppedByEngine(transaction) && stoppedAt === reportedStop) {
+      // The charge point's own stop of a transaction a start stopped before it came: its
+      // readings are its connector's register all the same, up to that connector's next
+      // transaction (in which they would count).
+      const next = await this.deps.transactions.nextOnConnector(known);
+      const from = known.startedAt.getTime();
+      const until = next?.startedAt.getTime() ?? Infinity;
+      await this.store(
+        meterId,
+        this.stopReadings(req, stoppedAt).filter((r) => {
+          const at = this.checkInstant(r.timestamp);
+          return !at.ok || (at.value > from && at.value < until);
+        }),
+      );
     } else {
       this.deps.logger.warn(
         { chargePointId, transactionId: known.id },
@@ -470,17 +481,30 @@ export class ChargePointService {
     return req.idTag ? { idTagInfo: { status: await this.idTagStatus(req.idTag) } } : {};
   }
 
+  /**
+   * A stop's readings: its transactionData, then meterStop, the register at the stop. A sample of
+   * transactionData at the stop's instant (often the same register rounded to kWh) is left out,
+   * as history keeps one reading per instant.
+   */
+  private stopReadings(req: StopTransactionReq, stoppedAt: Date) {
+    const data = this.read(req.transactionData ?? []).filter((r) => {
+      const at = this.checkInstant(r.timestamp);
+      return !at.ok || at.value !== stoppedAt.getTime();
+    });
+    return [...data, { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) }];
+  }
+
   async meterValues(chargePointId: string, req: MeterValuesReq) {
     checkConnectorId(req.connectorId, 0);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     this.recordRegisterSoon(chargePointId, req.connectorId);
-    await this.store(meterId, this.read(req.meterValue));
+    await this.store(meterId, this.read(req.meterValue, { ignoreTransactionEnd: true }));
     return {};
   }
 
   /** The register readings of a meterValue list; samples it cannot use are counted and logged. */
-  private read(meterValue: MeterValue[]) {
-    const result = readMeterValues(meterValue);
+  private read(meterValue: MeterValue[], options?: { ignoreTransactionEnd: boolean }) {
+    const result = readMeterValues(meterValue, options);
     for (const [measurand, count] of Object.entries(result.ignored))
       for (let i = 0; i < count; i++) this.deps.metrics.onSampleIgnored(measurand);
     for (const reject of result.rejects) {

@@ -142,8 +142,19 @@ export function voltageOf(reads: readonly Read[]): number | undefined {
   return round6(reads.reduce((sum, r) => sum + r.value, 0) / reads.length);
 }
 
-/** Turns a `meterValue` array into readings; bad samples are rejected, the rest is kept. */
-export function readMeterValues(meterValue: readonly MeterValue[]): MeterValuesResult {
+/** The context of a sample taken at a transaction's end (OCPP 1.6 ReadingContext). */
+export const TRANSACTION_END = 'Transaction.End';
+
+/**
+ * Turns a `meterValue` array into readings; bad samples are rejected, the rest is kept. With
+ * `ignoreTransactionEnd` (a MeterValues message), samples of a transaction's end are ignored:
+ * StopTransaction's meterStop is the register there, exact, where such a sample is often rounded
+ * to kWh, and history keeps the first reading of an instant, which the sample would be.
+ */
+export function readMeterValues(
+  meterValue: readonly MeterValue[],
+  { ignoreTransactionEnd = false } = {},
+): MeterValuesResult {
   const result: MeterValuesResult = {
     readings: [],
     rejects: [],
@@ -160,6 +171,10 @@ export function readMeterValues(meterValue: readonly MeterValue[]): MeterValuesR
 
     for (const sample of element.sampledValue) {
       const measurand = measurandOf(sample);
+      if (ignoreTransactionEnd && sample.context === TRANSACTION_END) {
+        ignore(`${measurand} (${TRANSACTION_END})`);
+        continue;
+      }
       if (sample.phase === NEUTRAL || LINE_TO_LINE.has(sample.phase ?? '')) {
         ignore(`${measurand} (phase ${sample.phase})`);
         continue;

@@ -5,6 +5,13 @@ import { normalizeIdTag } from './id-tag-store';
 /** The reason of a transaction stopped because its vehicle started one on another connector. */
 export const SUPERSEDED_ELSEWHERE = 'SupersededElsewhere';
 
+/** The reason of a transaction stopped because its connector's next transaction started. */
+export const SUPERSEDED_BY_NEW = 'SupersededByNewTransaction';
+
+/** Whether the engine stopped the transaction (a start superseded it), not its charge point. */
+export const stoppedByEngine = (t: Transaction) =>
+  t.stopReason === SUPERSEDED_ELSEWHERE || t.stopReason === SUPERSEDED_BY_NEW;
+
 /** The largest transaction id (a PostgreSQL `integer` serial). */
 export const MAX_TRANSACTION_ID = 2_147_483_647;
 
@@ -52,6 +59,9 @@ const toTransaction = (r: TransactionRow): Transaction => ({
 });
 
 const TABLE = 'ocpp_transactions';
+
+/** SQL: whether a stop at the instant bound here is the one kept (the stored one, if any, later). */
+const TAKES_STOP = 'stopped_at IS NULL OR ?::timestamptz <= stopped_at';
 
 /** OCPP transactions in PostgreSQL; their ids are the table's identity, unique across replicas. */
 export class TransactionStore {
@@ -111,9 +121,17 @@ export class TransactionStore {
         ),
       )
       .update({
-        meter_stop_wh: stop.meterStopWh,
+        // A stop dated after the one made elsewhere leaves that one whole: its register is the
+        // register at its own instant, not at the stop kept.
+        meter_stop_wh: this.db.raw(
+          `CASE WHEN ${TAKES_STOP} THEN ?::bigint ELSE meter_stop_wh END`,
+          [stop.stoppedAt, stop.meterStopWh],
+        ),
+        stop_reason: this.db.raw(`CASE WHEN ${TAKES_STOP} THEN ?::text ELSE stop_reason END`, [
+          stop.stoppedAt,
+          stop.reason,
+        ]),
         stopped_at: this.db.raw('least(stopped_at, ?::timestamptz)', [stop.stoppedAt]),
-        stop_reason: stop.reason,
       })
       .returning('*');
     const stopped = row as TransactionRow | undefined;
@@ -137,6 +155,20 @@ export class TransactionStore {
       .where({ vehicle_id: vehicleId })
       .where((after) => after.whereNull('stopped_at').orWhere('stopped_at', '>', instant));
     return rows.map(toTransaction);
+  }
+
+  /** The transaction its connector started next after `t`, if any. */
+  async nextOnConnector(t: Transaction): Promise<Transaction | null> {
+    const row = await this.db<TransactionRow>(TABLE)
+      .where({ charge_point_id: t.chargePointId, connector_id: t.connectorId })
+      .where((after) =>
+        after
+          .where('started_at', '>', t.startedAt)
+          .orWhere((tie) => tie.where('started_at', t.startedAt).where('id', '>', t.id)),
+      )
+      .orderBy([{ column: 'started_at' }, { column: 'id' }])
+      .first();
+    return row ? toTransaction(row) : null;
   }
 
   /** Transactions still open on a charge point, newest first. */
