@@ -122,6 +122,12 @@ describe('OCPP 1.6J charge points', () => {
       'energy_ocpp_callerrors_total{code="OccurenceConstraintViolation",process="api"} 1',
     );
     expect(metrics.text).not.toContain('code="OccurrenceConstraintViolation"');
+    // A field nested 5,000 levels deep (10 KB): refused by its schema, not echoed back.
+    const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`;
+    const nested = await answer(`[2,"x6","Heartbeat",{"x":${deep}}]`);
+    expect(nested.slice(0, 3)).toEqual([4, 'x6', 'PropertyConstraintViolation']);
+    expect(JSON.stringify(nested[4])).not.toContain('[[[');
+    expect(await answer('[2,"x7","Heartbeat",{}]')).toEqual([3, 'x7', expect.any(Object)]);
     socket.close();
   });
 

@@ -13,7 +13,7 @@ import { findKey, type ApiKey } from '../auth/api-keys';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState } from './charge-point-state';
-import { ocppRpcFor } from './ocpp-rpc';
+import { ocppRpcFor, validatorWithoutEcho } from './ocpp-rpc';
 import {
   NotStoredError,
   RefusedCallError,
@@ -143,6 +143,7 @@ export function createOcppEndpoint({
   const rpc = new RPCServer({
     protocols: [OCPP_PROTOCOL],
     strictMode: true,
+    strictModeValidators: [validatorWithoutEcho(OCPP_PROTOCOL)],
     pingIntervalMs,
     maxBadMessages: 10,
     wssOptions: { maxPayload: MAX_MESSAGE_BYTES },

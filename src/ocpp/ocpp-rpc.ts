@@ -30,3 +30,30 @@ export function ocppRpcFor(protocol: string): OcppRpc {
   return require('ocpp-rpc') as OcppRpc;
 }
 /* eslint-enable @typescript-eslint/no-require-imports */
+
+type Validator = ReturnType<OcppRpc['createValidator']>;
+
+/**
+ * The strict-mode validator of `protocol` (ocpp-rpc's own, loaded by ocppRpcFor), whose refusals
+ * do not echo the message: ocpp-rpc puts the whole message into the CALLERROR's details, so a
+ * refused 256 KB message was sent back whole, and one nested a few thousand levels deep (10 KB)
+ * could not be turned into JSON at all: the library closed the connection instead of answering.
+ * The details keep the schema errors, which name what was wrong.
+ */
+export function validatorWithoutEcho(protocol: string): Validator {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- ocpp-rpc's own list
+  const standard = require('ocpp-rpc/lib/standard-validators') as Validator[];
+  const validator = standard.find((v) => v.subprotocol === protocol);
+  if (!validator) throw new Error(`ocpp-rpc has no validator for ${protocol}`);
+  const quiet = Object.create(validator) as Validator;
+  quiet.validate = (schemaId: string, params: unknown) => {
+    try {
+      return validator.validate(schemaId, params);
+    } catch (err) {
+      const refusal = err as { details?: { errors?: unknown } };
+      if (refusal.details) refusal.details = { errors: refusal.details.errors };
+      throw err;
+    }
+  };
+  return quiet;
+}
