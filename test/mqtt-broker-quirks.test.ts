@@ -10,13 +10,14 @@ import {
   type DeliveredMessage,
   type PubackReason,
 } from '../src/mqtt/ack-after-store';
-import { createLogger } from '../src/logger';
+import pino from 'pino';
+import { createLogger, type Logger } from '../src/logger';
 import { waitFor } from './helpers/engine';
 
 const V5 = { protocolVersion: 5 as const };
 
 /** Answers CONNECT and SUBSCRIBE (granting `grantedQos`) and keeps what the client sends. */
-async function fakeBroker(grantedQos: number) {
+async function fakeBroker(grantedQos: number, { dropAfterSubscribe = false } = {}) {
   const received: Packet[] = [];
   let client: Socket | null = null;
   const server = net.createServer((socket) => {
@@ -35,6 +36,8 @@ async function fakeBroker(grantedQos: number) {
             V5,
           ),
         );
+        // As Mosquitto does when another client takes the id: closed, no DISCONNECT.
+        if (dropAfterSubscribe) setTimeout(() => socket.destroy(), 50);
       } else if (packet.cmd === 'pingreq') {
         socket.write(mqttPacket.generate({ cmd: 'pingresp' }, V5));
       }
@@ -55,7 +58,11 @@ async function fakeBroker(grantedQos: number) {
   };
 }
 
-function subscriberOn(url: string, handle: (m: DeliveredMessage) => Promise<PubackReason>) {
+function subscriberOn(
+  url: string,
+  handle: (m: DeliveredMessage) => Promise<PubackReason>,
+  logger: Logger = createLogger({ level: 'silent', name: 'test' }),
+) {
   return startAckAfterStoreSubscriber({
     url,
     clientId: 'quirks',
@@ -63,7 +70,7 @@ function subscriberOn(url: string, handle: (m: DeliveredMessage) => Promise<Puba
     receiveMaximum: 10,
     sessionExpiryS: 60,
     handle,
-    logger: createLogger({ level: 'silent', name: 'test' }),
+    logger,
   });
 }
 
@@ -120,6 +127,52 @@ test('when the broker delivers QoS 2, then the message is handled and PUBCOMP an
     expect(broker.received.some((p) => p.cmd === 'pubcomp')).toBe(false);
     held[0].store();
     await waitFor(async () => broker.received.some((p) => p.cmd === 'pubcomp'), 10_000, 'PUBCOMP');
+  } finally {
+    await subscriber.close(1000);
+    await broker.close();
+  }
+});
+
+test('when the broker delivers more QoS 2 messages one after another than Receive Maximum, then each is completed on the one connection', async () => {
+  const broker = await fakeBroker(1);
+  const subscriber = subscriberOn(broker.url, async () => REASON_SUCCESS);
+  const count = (cmd: string) => broker.received.filter((p) => p.cmd === cmd).length;
+  try {
+    await waitFor(async () => subscriber.ready, 10_000, 'subscribed');
+    // Receive Maximum is 10: one in flight at a time, 25 in all.
+    for (let messageId = 1; messageId <= 25; messageId++) {
+      broker.send({
+        cmd: 'publish',
+        topic: 'q/a',
+        payload: Buffer.from(String(messageId)),
+        qos: 2,
+        messageId,
+        dup: false,
+        retain: false,
+      });
+      await waitFor(async () => count('pubrec') === messageId, 10_000, `PUBREC ${messageId}`);
+      broker.send({ cmd: 'pubrel', messageId });
+      await waitFor(async () => count('pubcomp') === messageId, 10_000, `PUBCOMP ${messageId}`);
+    }
+    expect(count('connect')).toBe(1);
+  } finally {
+    await subscriber.close(1000);
+    await broker.close();
+  }
+});
+
+test('when the broker closes the connection again and again without a DISCONNECT, then an error names MQTT_CLIENT_ID', async () => {
+  const broker = await fakeBroker(1, { dropAfterSubscribe: true });
+  const errors: string[] = [];
+  const logger = pino(
+    { level: 'error' },
+    { write: (line: string) => errors.push((JSON.parse(line) as { msg: string }).msg) },
+  );
+  const subscriber = subscriberOn(broker.url, async () => REASON_SUCCESS, logger);
+  try {
+    await waitFor(async () => errors.length > 0, 20_000, 'the error');
+    expect(errors[0]).toMatch(/same client id \(give each engine process its own MQTT_CLIENT_ID\)/);
+    expect(broker.received.filter((p) => p.cmd === 'connect').length).toBeGreaterThanOrEqual(3);
   } finally {
     await subscriber.close(1000);
     await broker.close();

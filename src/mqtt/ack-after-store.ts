@@ -87,6 +87,9 @@ const KEEPALIVE_S = 30;
 const HELD_PER_RECEIVE_MAXIMUM = 2;
 const MAX_HELD_BYTES = 64 * 1024 * 1024;
 const RESUBSCRIBE_DELAY_MS = 5000;
+/** This many connections dropped within the window are logged as an error (see 'close'). */
+const FLAPPING_DROPS = 3;
+const FLAPPING_WINDOW_MS = 60_000;
 
 type Stream = MqttClient['stream'];
 
@@ -123,12 +126,23 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     // maximumPacketSize (the broker would silently drop larger messages for this client).
     properties: { sessionExpiryInterval: o.sessionExpiryS, receiveMaximum: o.receiveMaximum },
   });
-  const internal = client as unknown as { _sendPacket?: unknown };
-  if (typeof internal._sendPacket !== 'function') {
+  const internal = client as unknown as {
+    _sendPacket?: unknown;
+    _releaseIncomingQoS2Publish?: unknown;
+  };
+  if (
+    typeof internal._sendPacket !== 'function' ||
+    typeof internal._releaseIncomingQoS2Publish !== 'function'
+  ) {
     client.end(true);
-    throw new Error('mqtt.js has no MqttClient._sendPacket: run the exact mqtt version pinned');
+    throw new Error(
+      'mqtt.js has no MqttClient._sendPacket or _releaseIncomingQoS2Publish: run the exact mqtt version pinned',
+    );
   }
   const sendPacket = (internal._sendPacket as SendPacket).bind(client);
+  const releaseIncomingQoS2 = (internal._releaseIncomingQoS2Publish as (id: number) => void).bind(
+    client,
+  );
 
   let fifo: Entry[] = [];
   let subscribed = false;
@@ -216,8 +230,12 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     const work = deliver(packet, payloadOf(packet))
       .then(
         () => {
-          if (client.stream === stream && !stream.destroyed)
-            sendPacket({ cmd: 'pubcomp', messageId });
+          if (client.stream !== stream || stream.destroyed) return;
+          sendPacket({ cmd: 'pubcomp', messageId });
+          // What mqtt.js does after its own PUBCOMP (handlers/pubrel.js): else each message
+          // stayed counted against Receive Maximum, and the client disconnected at that many.
+          client.incomingStore.del({ messageId } as IPublishPacket, () => undefined);
+          releaseIncomingQoS2(messageId);
         },
         (err: unknown) => reportFailure(err, packet.topic),
       )
@@ -270,6 +288,21 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     });
   };
 
+  // Mosquitto 2.0.11 closes a session's connection when another client connects with its id,
+  // without the DISCONNECT (0x8E) that says so: connections dropped again and again say it.
+  let drops: number[] = [];
+  let takeoverWarnedAt = -Infinity;
+  const noteDroppedConnection = () => {
+    const now = Date.now();
+    drops = [...drops.filter((at) => now - at < FLAPPING_WINDOW_MS), now];
+    if (drops.length < FLAPPING_DROPS || now - takeoverWarnedAt < FLAPPING_WINDOW_MS) return;
+    takeoverWarnedAt = now;
+    o.logger.error(
+      { clientId: o.clientId, drops: drops.length, withinS: FLAPPING_WINDOW_MS / 1000 },
+      'MQTT connection dropped again and again: another process may connect with the same client id (give each engine process its own MQTT_CLIENT_ID), or the broker refuses this one',
+    );
+  };
+
   client.on('connect', (connack) => {
     // Anything unacknowledged from the previous connection comes again on this one.
     fifo = fifo.filter((e) => e.stream === client.stream);
@@ -287,7 +320,10 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
   });
   client.on('close', () => {
     resumeReading(); // lets the closed connection's packet pump finish
-    if (wasConnected && !closing) o.logger.warn('MQTT connection closed; reconnecting');
+    if (wasConnected && !closing) {
+      o.logger.warn('MQTT connection closed; reconnecting');
+      noteDroppedConnection();
+    }
     wasConnected = false;
     subscribed = false;
     o.onConnection?.(false);
