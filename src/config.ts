@@ -226,6 +226,10 @@ export const settingsSchema = Type.Object({
     description:
       'topics `{prefix}/readings`, `{prefix}/meters/{meterId}`, `{prefix}/vehicles/{vehicleId}`',
   }),
+  MQTT_SHARED_SUBSCRIPTION: oneOf(['on', 'off'] as const, 'on', {
+    description:
+      '`on`: every process consuming MQTT is in one shared subscription (`$share/{REDIS_PREFIX}/...`) and gets its share of the messages; `off`: a plain subscription, for a deployment with one consuming process (Mosquitto 2.0.11 keeps a plain one across its restarts, not a shared one: see MQTT)',
+  }),
   MQTT_USERNAME: text('', { description: 'broker user name' }),
   MQTT_PASSWORD: text('', { description: 'broker password' }),
   MQTT_CLIENT_ID: text('', {

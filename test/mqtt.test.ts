@@ -604,6 +604,37 @@ describe('broker credentials', () => {
   });
 });
 
+describe('broker restarts', () => {
+  test('when MQTT_SHARED_SUBSCRIPTION is off and the broker restarts while the engine is away, then what is published meanwhile is queued and stored', async () => {
+    const broker = await Mosquitto.start();
+    const topicPrefix = `${prefix}-plain`;
+    const settings = { mqttUrl: broker.url, mqttTopicPrefix: topicPrefix };
+    let consumer = await startConsumer('plain', {
+      ...settings,
+      mqttSharedSubscription: 'off',
+    });
+    try {
+      await consumer.close(); // its session, and its subscription, stay
+      await broker.kill('SIGTERM'); // saves the session
+      await broker.start();
+      const pub = await connectPublisher(broker.url);
+      const ack = await pub.publishAsync(
+        `${topicPrefix}/meters/M-restart`,
+        JSON.stringify(meter(undefined, 4000)),
+        { qos: 1 },
+      );
+      await pub.endAsync();
+      // 0x10 (no matching subscribers) is what a shared subscription gets from Mosquitto 2.0.11.
+      expect((ack as { reasonCode?: number } | undefined)?.reasonCode ?? 0).toBe(0);
+      consumer = await startConsumer('plain', { ...settings, mqttSharedSubscription: 'off' });
+      expect(await waitForHistory('meter', 'M-restart', 1)).toEqual([BASE_MS + 4_000_000]);
+    } finally {
+      await consumer.close();
+      await broker.destroy();
+    }
+  });
+});
+
 describe('the API process with MQTT_URL', () => {
   test('when MQTT_URL is set, then the API consumes MQTT and its readiness reports the broker', async () => {
     const broker = await Mosquitto.start();

@@ -42,6 +42,7 @@ export type MqttConfig = Pick<
   | 'mqttClientId'
   | 'mqttReceiveMaximum'
   | 'mqttSessionExpiryS'
+  | 'mqttSharedSubscription'
   | 'redisPrefix'
   | 'bodyLimitBytes'
   | 'maxBatchReadings'
@@ -106,7 +107,10 @@ export function startMqttIntake({
   logger: Logger;
 }): MqttIntake {
   const log = logger.child({ module: 'mqtt' });
-  const topics = createMqttTopics(config.mqttTopicPrefix, config.redisPrefix);
+  const topics = createMqttTopics(
+    config.mqttTopicPrefix,
+    config.mqttSharedSubscription === 'on' ? config.redisPrefix : null,
+  );
   const rejects = new RejectLog(redis, keys.mqttRejects);
   const clientId = mqttClientId(config, role);
   let subscriber: AckAfterStoreSubscriber | null = null;

@@ -14,7 +14,7 @@ export type TopicRoute = { kind: 'readings' } | { kind: 'device'; device: Device
 export type TopicKind = 'readings' | DeviceKind['type'] | 'unknown';
 
 export interface MqttTopics {
-  /** What the engine subscribes to: every topic under the prefix, shared by the group. */
+  /** What the engine subscribes to: every topic under the prefix (shared by the group, if one). */
   readonly subscription: string;
   readonly readings: string;
   /** The topic forms, for messages: `energy/v1/readings`, `energy/v1/meters/{meterId}`, ... */
@@ -30,13 +30,14 @@ export const topicKind = (route: TopicRoute | null): TopicKind =>
 /**
  * `shareGroup` names the shared subscription (`$share/{group}/...`): every engine process of one
  * deployment (one REDIS_PREFIX) is in the same group, so the broker hands each message to one.
+ * Null: a plain subscription, for a deployment with one consuming process.
  */
-export function createMqttTopics(prefix: string, shareGroup: string): MqttTopics {
+export function createMqttTopics(prefix: string, shareGroup: string | null): MqttTopics {
   const byPlural = new Map<string, DeviceKind>(DEVICE_KINDS.map((k) => [k.plural, k]));
   const readings = `${prefix}/readings`;
   const levels = prefix.split('/').length;
   return {
-    subscription: `$share/${shareGroup}/${prefix}/#`,
+    subscription: shareGroup === null ? `${prefix}/#` : `$share/${shareGroup}/${prefix}/#`,
     readings,
     forms: [readings, ...DEVICE_KINDS.map((k) => `${prefix}/${k.plural}/{${k.idField}}`)],
     device: (kind, id) => `${prefix}/${kind.plural}/${id}`,

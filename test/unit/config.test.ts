@@ -79,6 +79,7 @@ describe('configuration defaults', () => {
       mqttHealthPort: 9465,
       mqttReceiveMaximum: 1000,
       mqttSessionExpiryS: 604_800,
+      mqttSharedSubscription: 'on',
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -137,6 +138,7 @@ describe('configuration defaults', () => {
       'mqttHealthPort',
       'mqttReceiveMaximum',
       'mqttSessionExpiryS',
+      'mqttSharedSubscription',
     ];
     expect(Object.keys(loadConfig({})).sort()).toEqual([...keys].sort());
   });
