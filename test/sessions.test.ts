@@ -583,6 +583,15 @@ describe('power classes and drift', () => {
     ...every(10, at('20', '10:00'), at('20', '11:00'), vehicle('V-slow', 0.308)),
     ...every(10, at('20', '10:00'), at('20', '11:00'), meter('M-slow', 0.385)),
   ];
+  // 3.3 kWh of AC over 18 minutes: 11 kW exactly (summed from 1.1s, 11.000000000000002), at
+  // 0.836: within the class up to 11 kW (0.82), not above it (0.85).
+  const boundaryAt = (hhmm: string) => Date.parse(`2024-06-20T${hhmm}:00Z`);
+  const onTheBoundary = [
+    vehicle('V-11kw', 0)(boundaryAt('10:00')),
+    meter('M-11kw', 0)(boundaryAt('10:00')),
+    ...every(6, boundaryAt('10:06'), boundaryAt('10:18'), vehicle('V-11kw', 0.92)),
+    ...every(6, boundaryAt('10:06'), boundaryAt('10:18'), meter('M-11kw', 1.1)),
+  ];
   // Six weeks of 0.93 sessions, then one at 0.87: above 0.85, but 0.06 below its median.
   const drifting = [0, 1, 2, 3, 4, 5, 6].flatMap((day) => {
     const eff = day === 6 ? 0.87 : 0.93;
@@ -623,7 +632,8 @@ describe('power classes and drift', () => {
       await map(e, 'V-drift', 'M-drift', '2024-05-01T00:00:00Z');
       await map(e, 'V-edge-in', 'M-V-edge-in', '2024-05-01T00:00:00Z');
       await map(e, 'V-edge-out', 'M-V-edge-out', '2024-05-01T00:00:00Z');
-      await ingest(e, [...slow, ...drifting, ...nearTheMargin]);
+      await map(e, 'V-11kw', 'M-11kw', '2024-05-01T00:00:00Z');
+      await ingest(e, [...slow, ...onTheBoundary, ...drifting, ...nearTheMargin]);
       await build(e);
     }
   });
@@ -636,6 +646,17 @@ describe('power classes and drift', () => {
     expect(withClasses).toMatchObject({ meanAcPowerKw: 2.31, efficiency: 0.8 });
     expect(withClasses).toMatchObject({ threshold: 0.75, alert: false });
     expect(withSingle).toMatchObject({ threshold: 0.85, alert: true });
+  });
+
+  test("when a session's mean AC power is a class's limit to the last bit of a float, then that class's threshold applies", async () => {
+    const [session] = await sessionsOf(
+      classes,
+      'V-11kw',
+      '2024-06-20T00:00:00Z',
+      '2024-06-21T00:00:00Z',
+    );
+    expect(session).toMatchObject({ meanAcPowerKw: 11, threshold: 0.82, alert: false });
+    expect(session.efficiency).toBeCloseTo(0.8364, 4);
   });
 
   test('when a charger degrades from 0.93 to 0.87, then its session is flagged drift while above its threshold', async () => {

@@ -18,3 +18,11 @@ const settle = (value: number) => Math.round(value * 1e9) / 1e9;
 export function isBelow(value: number, limit: number): boolean {
   return settle(value) < settle(limit);
 }
+
+/**
+ * Whether a figure is at most a limit, both settled at 9 decimals: 3.3 kWh summed from 1.1s over
+ * 18 minutes is 11.000000000000002 kW, and that is at most 11 kW.
+ */
+export function isAtMost(value: number, limit: number): boolean {
+  return settle(value) <= settle(limit);
+}

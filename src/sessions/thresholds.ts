@@ -3,6 +3,8 @@
  * hardware (13-24 % on a 2.3 kW household socket against 6-10 % on an 11 kW wallbox), so one
  * threshold for all either flags healthy slow chargers or misses degrading fast ones.
  */
+import { isAtMost } from '../reports/rounding';
+
 /**
  * Drift: a session's baseline is the median efficiency of the same vehicle's sessions on the same
  * meter over this many days before it, when there are at least DRIFT_MIN_SESSIONS of them.
@@ -58,5 +60,5 @@ export function thresholdFor(
   fallback: number,
 ): number {
   if (meanAcPowerKw === null) return fallback;
-  return classes.find((c) => meanAcPowerKw <= c.upToKw)?.threshold ?? fallback;
+  return classes.find((c) => isAtMost(meanAcPowerKw, c.upToKw))?.threshold ?? fallback;
 }
