@@ -58,6 +58,10 @@ const text = (defaultValue: string, options: SettingOptions & { pattern?: string
 
 const code = (value: string) => `\`${value}\``;
 
+/** A Redis Cluster seed node: a host and a port from 1 to 65535. */
+const CLUSTER_NODE =
+  '[A-Za-z0-9.-]+:([1-9]\\d{0,3}|[1-5]\\d{4}|6[0-4]\\d{3}|65[0-4]\\d{2}|655[0-2]\\d|6553[0-5])';
+
 /** An efficiency threshold's range, for EFFICIENCY_THRESHOLD and each class of EFFICIENCY_THRESHOLDS. */
 const EFFICIENCY_BOUNDS = { minimum: 0, maximum: 10 };
 
@@ -68,10 +72,14 @@ export const settingsSchema = Type.Object({
   }),
   REDIS_URL: text('redis://127.0.0.1:6379', {
     protocols: ['redis:', 'rediss:'],
+    // The path is the database's number: ioredis would send SELECT NaN for another.
+    pattern: '^[a-z]+://[^/?#]*(/\\d*)?([?#].*)?$',
+    expected:
+      'a redis:// or rediss:// URL whose path, if any, is a database number (redis://host:6379/0)',
     description: 'Redis (queue, live state, caches)',
   }),
   REDIS_CLUSTER_NODES: text('', {
-    pattern: '^$|^[A-Za-z0-9.-]+:\\d{1,5}(,[A-Za-z0-9.-]+:\\d{1,5})*$',
+    pattern: `^$|^${CLUSTER_NODE}(,${CLUSTER_NODE})*$`,
     expected: 'comma-separated host:port seed nodes, e.g. 10.0.0.1:6379,10.0.0.2:6379',
     description:
       'comma-separated `host:port` seed nodes of a Redis Cluster; unset: the standalone `REDIS_URL` (its password and TLS apply to the cluster nodes too)',

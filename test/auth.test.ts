@@ -98,6 +98,33 @@ describe('API keys', () => {
   });
 });
 
+describe('a rate of a request every few years', () => {
+  test('when RATE_LIMIT_PER_S is tiny, then the burst is the limit: 429 after it, not every request allowed', async () => {
+    const slow = await createTestContext({
+      AUTH: 'on',
+      API_KEYS: limited.entry,
+      RATE_LIMIT_PER_S: '0.000000000000001',
+      RATE_LIMIT_BURST: '2',
+    });
+    const api = await startTestApi(slow);
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await request(api.api.app)
+          .post('/v1/telemetry/ingest')
+          .set('Content-Type', 'application/json')
+          .set('Authorization', `Bearer ${limited.key}`)
+          .send(JSON.stringify(METER));
+        statuses.push(res.status);
+      }
+      expect(statuses).toEqual([202, 202, 429]);
+    } finally {
+      await api.close();
+      await slow.cleanup();
+    }
+  });
+});
+
 describe('API_KEYS', () => {
   test('when entries are malformed, then each problem names its entry', () => {
     const { problems } = parseApiKeys(

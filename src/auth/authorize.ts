@@ -24,7 +24,8 @@ else
   wait = math.ceil((1 - tokens) / rate * 1000)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+-- Idle until full, then gone; at most 30 days: a tiny rate's time to fill is beyond what PEXPIRE takes.
+redis.call('PEXPIRE', KEYS[1], math.min(math.ceil(burst / rate * 1000), 2592000000) + 1000)
 return wait
 `;
 

@@ -230,11 +230,25 @@ describe('configuration problems', () => {
       'RATE_LIMIT_PER_S="Infinity": expected a number from 0 to 1000000',
     ],
     ['FLUSHER_CONCURRENCY', '0', 'FLUSHER_CONCURRENCY="0": expected an integer from 1 to 256'],
-    ['REDIS_URL', 'http://x', 'REDIS_URL="http://x": expected a redis: or rediss:// URL'],
+    [
+      'REDIS_URL',
+      'http://x',
+      'REDIS_URL="http://x": expected a redis:// or rediss:// URL whose path, if any, is a database number (redis://host:6379/0)',
+    ],
     [
       'REDIS_URL',
       'localhost:6379',
-      'REDIS_URL="localhost:6379": expected a redis: or rediss:// URL',
+      'REDIS_URL="localhost:6379": expected a redis:// or rediss:// URL whose path, if any, is a database number (redis://host:6379/0)',
+    ],
+    [
+      'REDIS_URL',
+      'redis://127.0.0.1:6379/abc',
+      'REDIS_URL="redis://127.0.0.1:6379/abc": expected a redis:// or rediss:// URL whose path, if any, is a database number (redis://host:6379/0)',
+    ],
+    [
+      'REDIS_CLUSTER_NODES',
+      '127.0.0.1:70000',
+      'REDIS_CLUSTER_NODES="127.0.0.1:70000": expected comma-separated host:port seed nodes, e.g. 10.0.0.1:6379,10.0.0.2:6379',
     ],
     [
       'DATABASE_URL',
