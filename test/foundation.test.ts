@@ -62,7 +62,7 @@ describe('configuration', () => {
     expect(error).toBeInstanceOf(ConfigError);
     const message = (error as Error).message;
     expect(message).toMatch(/PORT="eighty": expected an integer from 0 to 65535/);
-    expect(message).toMatch(/REDIS_URL="http:\/\/x": expected a redis: or rediss:\/\/ URL/);
+    expect(message).toMatch(/REDIS_URL="http:\/\/x": expected a redis:\/\/ or rediss:\/\/ URL/);
     expect(message).toMatch(/LOG_LEVEL="loud": expected one of/);
     expect(message).toMatch(/BODY_LIMIT/);
   });
@@ -158,6 +158,16 @@ describe('health', () => {
     expect(options.headers.allow).toBe('GET, HEAD, OPTIONS');
     // A method the path has still reaches its route.
     await request(engine.api.app).head('/health/live').expect(200);
+    // The same for what is served beside the declared routes: the API document, docs, dashboard.
+    for (const path of ['/openapi.json', '/docs', '/dashboard']) {
+      const wrong = await request(engine.api.app).post(path).expect(405);
+      expect([wrong.headers.allow, wrong.body.error]).toEqual([
+        'GET, HEAD, OPTIONS',
+        'method_not_allowed',
+      ]);
+      await request(engine.api.app).options(path).expect(204).expect('Allow', 'GET, HEAD, OPTIONS');
+    }
+    await request(engine.api.app).get('/openapi.json').expect(200);
   });
 });
 

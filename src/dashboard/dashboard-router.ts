@@ -1,6 +1,7 @@
 import express, { Router, type Response } from 'express';
 import { extname, join, resolve } from 'node:path';
 import { AppError } from '../errors';
+import { methodNotAllowed } from '../http/mount-routes';
 
 /**
  * The page's own policy, replacing the JSON API's `default-src 'none'`: scripts, styles and data
@@ -61,6 +62,7 @@ export function createDashboardRouter({ assetsDir }: { assetsDir: string }): Rou
       next((err as NodeJS.ErrnoException).code === 'ENOENT' ? notBuilt() : err);
     });
   });
+  router.all('/dashboard', methodNotAllowed(['GET', 'HEAD']));
 
   router.use(
     '/dashboard/assets',

@@ -138,14 +138,23 @@ function mountMethodNotAllowed(router: Router, routes: AnyRoute[]): void {
     methodsByPath.set(path, methods);
   }
   for (const [path, methods] of methodsByPath) {
-    const allow = [...methods, 'OPTIONS'].join(', ');
-    router.all(expressPath(path), (req, res) => {
-      if (req.method === 'OPTIONS') {
-        res.set('Allow', allow).status(204).end();
-        return;
-      }
-      const message = `${req.method} is not allowed on ${req.path}; it allows ${allow}`;
-      throw new AppError(405, 'method_not_allowed', message, [], { Allow: allow });
-    });
+    router.all(expressPath(path), methodNotAllowed([...methods]));
   }
+}
+
+/**
+ * The handler after a path's own, for every other method: 405 with `Allow` (the given methods and
+ * OPTIONS), or 204 with it for OPTIONS. Also for paths served outside the declared routes (the
+ * API document, the docs page, the dashboard).
+ */
+export function methodNotAllowed(methods: string[]): RequestHandler {
+  const allow = [...methods, 'OPTIONS'].join(', ');
+  return (req, res) => {
+    if (req.method === 'OPTIONS') {
+      res.set('Allow', allow).status(204).end();
+      return;
+    }
+    const message = `${req.method} is not allowed on ${req.path}; it allows ${allow}`;
+    throw new AppError(405, 'method_not_allowed', message, [], { Allow: allow });
+  };
 }

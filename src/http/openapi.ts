@@ -8,6 +8,7 @@ import type { TObject, TSchema } from '@sinclair/typebox';
 import path from 'node:path';
 import { ErrorBody } from '../schema/primitives';
 import { JSON_BODY_LIMIT_BYTES, type AnyRoute, type ResponseDeclaration } from './route-contract';
+import { methodNotAllowed } from './mount-routes';
 
 type Json = Record<string, unknown>;
 
@@ -177,6 +178,7 @@ export function createDocsRouter(document: Json): Router {
   router.get('/docs/init.js', docsHeaders, (_req, res) => {
     res.type('application/javascript').send(DOCS_INIT);
   });
+  router.all(['/openapi.json', '/docs', '/docs/init.js'], methodNotAllowed(['GET', 'HEAD']));
   router.use('/docs/assets', docsHeaders, serveStatic(assets, { index: false }));
   return router;
 }
