@@ -252,7 +252,7 @@ class Sender {
   constructor(private readonly options: SimulateOptions) {}
 
   /**
-   * Sends one batch; on 503 waits Retry-After and tries again, and so after a lost connection (a
+   * Sends one batch; on 503 or 429 waits Retry-After and tries again, and so after a lost connection (a
    * kept-alive socket the server closed as it was reused): readings are stored once however often
    * they are sent.
    */
@@ -271,9 +271,9 @@ class Sender {
         await sleep(250 * lost);
         continue;
       }
-      if (res.status === 503) {
+      if (asksToWait(res)) {
         this.retries += 1;
-        await sleep(Number(res.headers.get('retry-after') ?? 1) * 1000);
+        await waitAsAsked(res);
         continue;
       }
       const body = (await res.json()) as { accepted?: number; rejected?: number; message?: string };
@@ -294,8 +294,17 @@ class Sender {
       // metrics unavailable: show what we know
     }
     const rate = this.sent / Math.max(0.001, (Date.now() - this.started) / 1000);
-    return `sent ${this.sent.toLocaleString('en-US')} readings, ${Math.round(rate).toLocaleString('en-US')}/s, rejected ${this.rejected}, 503 retries ${this.retries}, server backlog ${backlog}`;
+    return `sent ${this.sent.toLocaleString('en-US')} readings, ${Math.round(rate).toLocaleString('en-US')}/s, rejected ${this.rejected}, 503/429 retries ${this.retries}, server backlog ${backlog}`;
   }
+}
+
+/** 503 (the engine is busy or a dependency is down) and 429 (the key's rate limit) say when to retry. */
+const asksToWait = (res: Response) => res.status === 503 || res.status === 429;
+
+async function waitAsAsked(res: Response): Promise<void> {
+  await res.body?.cancel();
+  const seconds = Number(res.headers.get('retry-after'));
+  await sleep((Number.isFinite(seconds) && seconds > 0 ? seconds : 1) * 1000);
 }
 
 async function mapFleet(fleet: Fleet, options: SimulateOptions, sinceMs: number): Promise<void> {
@@ -303,11 +312,16 @@ async function mapFleet(fleet: Fleet, options: SimulateOptions, sinceMs: number)
   const queue = fleet.vehicles.slice();
   const worker = async () => {
     for (let v = queue.shift(); v; v = queue.shift()) {
-      const res = await engineRequest(`${options.url}/v1/telemetry/map`, {
-        method: 'POST',
-        headers: headersFor(options),
-        body: JSON.stringify({ vehicleId: v.id, meterId: v.meter.id, since }),
-      });
+      let res: Response;
+      for (;;) {
+        res = await engineRequest(`${options.url}/v1/telemetry/map`, {
+          method: 'POST',
+          headers: headersFor(options),
+          body: JSON.stringify({ vehicleId: v.id, meterId: v.meter.id, since }),
+        });
+        if (!asksToWait(res)) break;
+        await waitAsAsked(res);
+      }
       // 409: already mapped from an earlier run; the existing mapping stays.
       if (res.status !== 200 && res.status !== 409)
         throw new Error(`mapping ${v.id} answered ${res.status}`);

@@ -467,3 +467,35 @@ const flagKeys = (
     .filter((s) => s.alert === true || s.drift === true)
     .map((s) => `${s.vehicleId} ${s.start} alert=${String(s.alert)} drift=${String(s.drift)}`)
     .sort();
+
+describe('fleet simulator against a rate-limited engine', () => {
+  test('when its key is over the rate limit, then it waits Retry-After and sends everything', async () => {
+    const key = generateKey('simulator', ['ingest', 'admin']);
+    const limited = await startTestEngine({
+      AUTH: 'on',
+      API_KEYS: key.entry,
+      RATE_LIMIT_PER_S: '5',
+      RATE_LIMIT_BURST: '2',
+    });
+    try {
+      const lines: string[] = [];
+      const options = parseArgs([
+        ...['--meters', '4', '--vehicles', '4', '--backfill', '1h', '--batch', '40'],
+        ...['--key', key.key, '--quiet'],
+      ]);
+      await simulate({ ...options, url: limited.url }, (line) => lines.push(line));
+      await waitForDrained(limited.queue, 60_000);
+      const [row] = await limited.ctx
+        .db('telemetry_history')
+        .countDistinct({ devices: 'device_id' })
+        .count({ readings: '*' });
+      // 4 meters and 4 vehicles, a reading a minute for the hour (the edges by the clock).
+      expect(Number(row.devices)).toBe(8);
+      expect(Number(row.readings)).toBeGreaterThanOrEqual(8 * 60);
+      const mapped = await limited.ctx.db('vehicle_meter_map').countDistinct({ n: 'vehicle_id' });
+      expect(Number(mapped[0].n)).toBe(4);
+    } finally {
+      await limited.stop();
+    }
+  });
+});
