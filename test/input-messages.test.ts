@@ -33,7 +33,7 @@ test.each([
     'from is not a known parameter (this endpoint takes none)',
   ],
   ['/v1/charge-points?cursor=a:b', 'cursor must be the nextCursor of the previous page'],
-  ['/v1/id-tags/abc!', 'idTag must be an RFID card or app token: 1-20 characters from'],
+  ['/v1/id-tags/caf%C3%A9', 'idTag must be an RFID card or app token: 1-20 printable'],
   ['/v1/analytics/fleet?rank=foo', 'rank must be one of "efficiency", "session"'],
   ['/v1/analytics/sessions?flagged=yes', 'flagged must be true or false'],
   ['/v1/analytics/fleet?limit=Infinity', 'limit must be a whole number from 1 to'],

@@ -178,6 +178,13 @@ describe('OCPP 1.6J charge points', () => {
     });
     await request(e.api.api.app).delete('/v1/id-tags/card-1').expect(204);
     await request(e.api.api.app).get('/v1/id-tags/card-1').expect(404);
+    // Any printable ASCII a charge point may send, URL-encoded in the path.
+    await request(e.api.api.app)
+      .put(`/v1/id-tags/${encodeURIComponent('App #7/b x')}`)
+      .send({ vehicleId: 'V-app' })
+      .expect(200);
+    const app = await request(e.api.api.app).get('/v1/id-tags/APP%20%237%2FB%20X').expect(200);
+    expect(app.body).toMatchObject({ idTag: 'APP #7/B X', vehicleId: 'V-app' });
   });
 
   test('when a vehicle charges through a whole transaction, then the register in Wh and kWh, phased-only, lands as kWh and the transaction maps the vehicle', async () => {

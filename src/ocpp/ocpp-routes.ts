@@ -9,13 +9,16 @@ import { CHARGE_POINT_ID_PATTERN } from './ocpp-endpoint';
 import type { IdTagStore } from './id-tag-store';
 import type { Transaction, TransactionStore } from './transaction-store';
 
-/** OCPP idTags are CiString20: up to 20 characters; here printable ones without / ? # % or space. */
+/**
+ * OCPP idTags are CiString20: up to 20 characters, which a charge point sends as they are; here
+ * printable ASCII, any of them (a card's or an app's token may hold spaces, # or /).
+ */
 const IdTagParam = Type.String({
   minLength: 1,
   maxLength: 20,
-  pattern: '^[A-Za-z0-9._:+=@-]{1,20}$',
+  pattern: '^[\\x20-\\x7E]{1,20}$',
   description:
-    'an RFID card or app token: 1-20 characters from A-Z a-z 0-9 . _ : + = @ -, compared case-insensitively',
+    'an RFID card or app token: 1-20 printable ASCII characters (in the path URL-encoded: a space %20, # %23, / %2F), compared case-insensitively',
 });
 
 const ChargePointIdParam = Type.String({
