@@ -25,15 +25,23 @@ export function windowFromParams(params: URLSearchParams): LinkedWindow {
   if (name === null || name === '24h') return { window: DEFAULT_WINDOW, problem: null };
   if (name === '7d') return { window: { kind: 'last', hours: 168 }, problem: null };
   if (name !== 'custom') return instead(`its window "${name}" is none of 24h, 7d and custom`);
-  const from = params.get('from');
-  const to = params.get('to');
+  const from = withOffsetSign(params.get('from'));
+  const to = withOffsetSign(params.get('to'));
   if (!from || !to) return instead(`its custom window has no "${from ? 'to' : 'from'}"`);
   const notDate = [from, to].find((text) => Number.isNaN(Date.parse(text)));
   if (notDate !== undefined) return instead(`"${notDate}" in its custom window is not a date`);
   if (Date.parse(from) >= Date.parse(to))
     return instead(`its custom window's "from" (${from}) is not before its "to" (${to})`);
+  if (Date.parse(to) - Date.parse(from) > MAX_CUSTOM_WINDOW_HOURS * HOUR_MS)
+    return instead(`its custom window spans more than ${MAX_CUSTOM_WINDOW_HOURS / 24} days`);
   return { window: { kind: 'custom', from, to }, problem: null };
 }
+
+/**
+ * A link written by hand carries an offset's "+" as it is (`+01:00`), which a query reads as a
+ * space: an instant ending in a space and an offset had a "+" there.
+ */
+const withOffsetSign = (text: string | null) => text?.replace(/ (\d{2}:\d{2})$/, '+$1') ?? null;
 
 const instead = (why: string): LinkedWindow => ({
   window: DEFAULT_WINDOW,

@@ -1,0 +1,35 @@
+/**
+ * The dashboard's window from a link's hash parameters (web/src/routing/analytics-window.ts): pure,
+ * no browser needed; here for the DOM types the dashboard's modules are checked with.
+ */
+import { windowFromParams } from '../../web/src/routing/analytics-window';
+
+const linked = (query: string) => windowFromParams(new URLSearchParams(query));
+
+describe("a dashboard link's window", () => {
+  test('when a hand-written link has "+01:00" offsets (read as spaces in a query), then they are the offsets', () => {
+    expect(
+      linked('window=custom&from=2024-09-01T10:00:00+01:00&to=2024-09-02T10:00:00+05:30'),
+    ).toEqual({
+      window: {
+        kind: 'custom',
+        from: '2024-09-01T10:00:00+01:00',
+        to: '2024-09-02T10:00:00+05:30',
+      },
+      problem: null,
+    });
+  });
+
+  test('when a custom window spans more than 31 days, then the link says so and shows the last 24 hours', () => {
+    const { window, problem } = linked(
+      'window=custom&from=2024-08-01T00:00:00Z&to=2024-09-01T00:00:01Z',
+    );
+    expect(window).toEqual({ kind: 'last', hours: 24 });
+    expect(problem).toBe(
+      "The link's window could not be shown: its custom window spans more than 31 days. Showing the last 24 hours instead.",
+    );
+    expect(linked('window=custom&from=2024-08-01T00:00:00Z&to=2024-09-01T00:00:00Z').problem).toBe(
+      null,
+    );
+  });
+});
