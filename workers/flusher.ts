@@ -1,4 +1,5 @@
 /** Entry point of the flusher process: `npm run start:flusher`. */
+import type { AddressInfo } from 'node:net';
 import { createDb, createGenericPlanDb } from '../db/create-db';
 import { FLUSHER_BACKGROUND_CONNECTIONS } from '../db/knex-config';
 import { loadConfig } from '../src/config';
@@ -67,10 +68,9 @@ async function main(): Promise<void> {
     await flusher.start();
 
     const server = await listen(flusher.healthApp, config.flusherPort, 'FLUSHER_PORT');
-    logger.info(
-      { port: config.flusherPort, concurrency: config.flusherConcurrency },
-      'flusher running',
-    );
+    // The port bound: FLUSHER_PORT=0 takes a free one.
+    const { port } = server.address() as AddressInfo;
+    logger.info({ port, concurrency: config.flusherConcurrency }, 'flusher running');
 
     const lagTimer = setInterval(() => {
       flusher
