@@ -152,9 +152,18 @@ function judgingOf(env: NodeJS.ProcessEnv): JudgingSettings {
 
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): SimulateOptions {
   const { values } = parseCommandLine(argv, command);
-  const num = (
-    name: 'meters' | 'vehicles' | 'interval' | 'speed' | 'faulty' | 'drifting' | 'seed' | 'batch',
-  ) => numberOption(`--${name}`, values[name]);
+  // Each option's range: a value outside it is refused, not quietly made one inside it.
+  const ranges = {
+    meters: { min: 1, integer: true },
+    vehicles: { min: 1, integer: true },
+    interval: { min: 1 },
+    speed: { min: 0.001 },
+    faulty: { min: 0, max: 1 },
+    drifting: { min: 0, max: 1 },
+    seed: { integer: true },
+    batch: { min: 1, integer: true },
+  };
+  const num = (name: keyof typeof ranges) => numberOption(`--${name}`, values[name], ranges[name]);
   let chargers: ChargerShare[];
   try {
     chargers = parseChargerMix(values.chargers);
@@ -166,30 +175,30 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     throw new UsageError('--mode must be interval or cumulative');
   const ocpp = values.ocpp ?? false;
   // Vehicles sharing a meter at the same time would each be billed all of its energy.
-  if (Math.max(1, num('vehicles')) > Math.max(1, num('meters')))
+  if (num('vehicles') > num('meters'))
     throw new UsageError(
       `each vehicle charges from a meter (charge point) of its own: --meters must be at least --vehicles`,
     );
-  if (ocpp) checkOcppFleet(values.prefix, Math.max(1, num('meters')));
+  if (ocpp) checkOcppFleet(values.prefix, num('meters'));
   if (values['cp-key-file'] !== undefined && !ocpp)
     throw new UsageError('--cp-key-file is for --ocpp charge points');
   return {
     url: values.url.replace(/\/$/, ''),
-    meters: Math.max(1, num('meters')),
-    vehicles: Math.max(1, num('vehicles')),
-    intervalS: Math.max(1, num('interval')),
-    speed: Math.max(0.001, num('speed')),
+    meters: num('meters'),
+    vehicles: num('vehicles'),
+    intervalS: num('interval'),
+    speed: num('speed'),
     durationMs:
       values.duration !== undefined ? parseDuration('duration', values.duration) : Infinity,
     mode,
-    faulty: Math.min(1, num('faulty')),
-    drifting: Math.min(1, num('drifting')),
+    faulty: num('faulty'),
+    drifting: num('drifting'),
     chargers,
     judging: judgingOf(env),
     backfillMs: values.backfill !== undefined ? parseDuration('backfill', values.backfill) : 0,
     seed: num('seed'),
     prefix: values.prefix,
-    batchSize: Math.max(1, num('batch')),
+    batchSize: num('batch'),
     quiet: values.quiet ?? false,
     key: values.key ?? null,
     ocpp,
