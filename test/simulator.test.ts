@@ -68,8 +68,8 @@ describe('fleet simulator', () => {
     expect(parseArgs([], {})).toMatchObject({ chargers: [{ ratedKw: 11, share: 1 }], drifting: 0 });
     expect(() => parseArgs(['--chargers', '11kW'])).toThrow(/--chargers: not kW:share/);
     // Out of range is refused, not quietly made a value in range.
-    expect(() => parseArgs(['--meters', '0', '--vehicles', '0'])).toThrow(
-      /--meters must be an integer of at least 1/,
+    expect(() => parseArgs(['--vehicles', '0'])).toThrow(
+      /--vehicles must be an integer of at least 1/,
     );
     expect(() => parseArgs(['--faulty', '2'])).toThrow(/--faulty must be a number from 0 to 1/);
     expect(() => parseArgs(['--batch', '0'])).toThrow(/--batch must be an integer of at least 1/);
