@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { connectorMeterId } from '../src/ocpp/charge-point-state';
 import { registerWh, type Charger, type Fleet, type FleetStep, type Vehicle } from './fleet-model';
+import { asksToWait, waitAsAsked } from './retry-after';
 import {
   MessageRefused,
   SimulatedChargePoint,
@@ -179,7 +180,7 @@ export class OcppFleet {
     };
   }
 
-  /** Registers each vehicle's idTag (PUT /v1/id-tags/{idTag}), honouring 503 + Retry-After. */
+  /** Registers each vehicle's idTag (PUT /v1/id-tags/{idTag}), honouring 503 and 429's Retry-After. */
   async registerIdTags(): Promise<void> {
     await inParallel(this.fleet.vehicles, 8, async (v) => {
       for (;;) {
@@ -188,11 +189,11 @@ export class OcppFleet {
           headers: this.headers(),
           body: JSON.stringify({ vehicleId: v.id }),
         });
-        await res.arrayBuffer();
-        if (res.status === 503) {
-          await sleep(Number(res.headers.get('retry-after') ?? 1) * 1000);
+        if (asksToWait(res)) {
+          await waitAsAsked(res);
           continue;
         }
+        await res.arrayBuffer();
         if (res.status !== 200)
           throw new Error(`registering ${v.id}'s idTag answered ${res.status}`);
         return;

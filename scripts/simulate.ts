@@ -29,6 +29,7 @@ import {
 } from './fleet-model';
 import type { JudgedSession, JudgingSettings } from './fleet-sessions';
 import { OcppFleet, chargePointIdOf, ocppMeterIdOf } from './ocpp-fleet';
+import { asksToWait, waitAsAsked } from './retry-after';
 
 type Reading = MeterReadingBody | VehicleReadingBody;
 
@@ -305,15 +306,6 @@ class Sender {
     const rate = this.sent / Math.max(0.001, (Date.now() - this.started) / 1000);
     return `sent ${this.sent.toLocaleString('en-US')} readings, ${Math.round(rate).toLocaleString('en-US')}/s, rejected ${this.rejected}, 503/429 retries ${this.retries}, server backlog ${backlog}`;
   }
-}
-
-/** 503 (the engine is busy or a dependency is down) and 429 (the key's rate limit) say when to retry. */
-const asksToWait = (res: Response) => res.status === 503 || res.status === 429;
-
-async function waitAsAsked(res: Response): Promise<void> {
-  await res.body?.cancel();
-  const seconds = Number(res.headers.get('retry-after'));
-  await sleep((Number.isFinite(seconds) && seconds > 0 ? seconds : 1) * 1000);
 }
 
 async function mapFleet(fleet: Fleet, options: SimulateOptions, sinceMs: number): Promise<void> {

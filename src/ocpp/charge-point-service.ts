@@ -454,13 +454,11 @@ export class ChargePointService {
       // readings are its connector's register all the same, up to that connector's next
       // transaction (in which they would count).
       const next = await this.deps.transactions.nextOnConnector(known);
-      const from = known.startedAt.getTime();
-      const until = next?.startedAt.getTime() ?? Infinity;
       await this.store(
         meterId,
-        this.stopReadings(req, stoppedAt).filter((r) => {
-          const at = this.checkInstant(r.timestamp);
-          return !at.ok || (at.value > from && at.value < until);
+        this.stopReadings(req, stoppedAt, {
+          after: known.startedAt.getTime(),
+          before: next?.startedAt.getTime() ?? Infinity,
         }),
       );
     } else {
@@ -482,16 +480,24 @@ export class ChargePointService {
   }
 
   /**
-   * A stop's readings: its transactionData, then meterStop, the register at the stop. A sample of
-   * transactionData at the stop's instant (often the same register rounded to kWh) is left out,
-   * as history keeps one reading per instant.
+   * A stop's readings dated within (after, before): its transactionData, then meterStop, the
+   * register at the stop. A sample of transactionData at the stop's instant (often the same
+   * register rounded to kWh) is left out, as history keeps one reading per instant. A reading
+   * whose instant is unreadable is kept, for ingest to refuse it by name.
    */
-  private stopReadings(req: StopTransactionReq, stoppedAt: Date) {
+  private stopReadings(
+    req: StopTransactionReq,
+    stoppedAt: Date,
+    { after = -Infinity, before = Infinity } = {},
+  ) {
+    const stopMs = stoppedAt.getTime();
+    const within = (ms: number) => ms > after && ms < before;
     const data = this.read(req.transactionData ?? []).filter((r) => {
       const at = this.checkInstant(r.timestamp);
-      return !at.ok || at.value !== stoppedAt.getTime();
+      return !at.ok || (at.value !== stopMs && within(at.value));
     });
-    return [...data, { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) }];
+    const stop = { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) };
+    return within(stopMs) ? [...data, stop] : data;
   }
 
   async meterValues(chargePointId: string, req: MeterValuesReq) {
