@@ -99,30 +99,37 @@ describe('API keys', () => {
 });
 
 describe('a rate of a request every few years', () => {
-  test('when RATE_LIMIT_PER_S is tiny, then the burst is the limit: 429 after it, not every request allowed', async () => {
-    const slow = await createTestContext({
-      AUTH: 'on',
-      API_KEYS: limited.entry,
-      RATE_LIMIT_PER_S: '0.000000000000001',
-      RATE_LIMIT_BURST: '2',
-    });
-    const api = await startTestApi(slow);
-    try {
-      const statuses: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        const res = await request(api.api.app)
-          .post('/v1/telemetry/ingest')
-          .set('Content-Type', 'application/json')
-          .set('Authorization', `Bearer ${limited.key}`)
-          .send(JSON.stringify(METER));
-        statuses.push(res.status);
+  // 1e-17: the wait in milliseconds is beyond a 64-bit integer; 1e-320: 1 / rate is Infinity.
+  test.each(['0.000000000000001', '1e-17', '1e-320'])(
+    'when RATE_LIMIT_PER_S is %s, then the burst is the limit: 429 after it, not every request allowed',
+    async (rate) => {
+      const slow = await createTestContext({
+        AUTH: 'on',
+        API_KEYS: limited.entry,
+        RATE_LIMIT_PER_S: rate,
+        RATE_LIMIT_BURST: '2',
+      });
+      const api = await startTestApi(slow);
+      try {
+        const responses = [];
+        for (let i = 0; i < 3; i++) {
+          responses.push(
+            await request(api.api.app)
+              .post('/v1/telemetry/ingest')
+              .set('Content-Type', 'application/json')
+              .set('Authorization', `Bearer ${limited.key}`)
+              .send(JSON.stringify(METER)),
+          );
+        }
+        expect(responses.map((res) => res.status)).toEqual([202, 202, 429]);
+        // The wait is capped at 30 days rather than overflowing.
+        expect(Number(responses[2].headers['retry-after'])).toBe(30 * 24 * 3600);
+      } finally {
+        await api.close();
+        await slow.cleanup();
       }
-      expect(statuses).toEqual([202, 202, 429]);
-    } finally {
-      await api.close();
-      await slow.cleanup();
-    }
-  });
+    },
+  );
 });
 
 describe('API_KEYS', () => {

@@ -11,6 +11,9 @@ import { findKey, type ApiKey, type Scope } from './api-keys';
 const TAKE_TOKEN = `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+-- 30 days caps every wait: a tiny rate's wait overflows Redis's integer reply (negative: allowed),
+-- and its time to fill is beyond what PEXPIRE takes.
+local MAX_MS = 2592000000
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -21,11 +24,11 @@ local wait = 0
 if tokens >= 1 then
   tokens = tokens - 1
 else
-  wait = math.ceil((1 - tokens) / rate * 1000)
+  wait = math.min(math.ceil((1 - tokens) / rate * 1000), MAX_MS)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
--- Idle until full, then gone; at most 30 days: a tiny rate's time to fill is beyond what PEXPIRE takes.
-redis.call('PEXPIRE', KEYS[1], math.min(math.ceil(burst / rate * 1000), 2592000000) + 1000)
+-- Idle until full, then gone.
+redis.call('PEXPIRE', KEYS[1], math.min(math.ceil(burst / rate * 1000), MAX_MS) + 1000)
 return wait
 `;
 
