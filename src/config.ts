@@ -38,6 +38,8 @@ interface SettingOptions {
   expected?: string;
   /** URL schemes accepted (`new URL(v).protocol`). */
   protocols?: readonly string[];
+  /** A Redis URL's database (its path, or `?db=`) is a number: ioredis would send SELECT NaN. */
+  redisDatabase?: true;
   /** A size such as `4mb`, `512kb` or `1048576`, in bytes from minimum to maximum. */
   byteSize?: { minimum: number; maximum: number };
   /** Parsed by parseApiKeys, which names every bad entry. */
@@ -72,10 +74,9 @@ export const settingsSchema = Type.Object({
   }),
   REDIS_URL: text('redis://127.0.0.1:6379', {
     protocols: ['redis:', 'rediss:'],
-    // The path is the database's number: ioredis would send SELECT NaN for another.
-    pattern: '^[a-z]+://[^/?#]*(/\\d*)?([?#].*)?$',
+    redisDatabase: true,
     expected:
-      'a redis:// or rediss:// URL whose path, if any, is a database number (redis://host:6379/0)',
+      'a redis:// or rediss:// URL whose path or ?db=, if any, is a database number (redis://host:6379/0)',
     description: 'Redis (queue, live state, caches)',
   }),
   REDIS_CLUSTER_NODES: text('', {
@@ -309,7 +310,7 @@ const schemaOf = (name: string) =>
 /** What a valid value of the setting looks like, from its schema. */
 function expectation(schema: SettingSchema): string {
   if (schema.expected) return schema.expected;
-  if (schema.protocols) return `a ${schema.protocols.join(' or ')}// URL`;
+  if (schema.protocols) return `a ${schema.protocols.map((p) => `${p}//`).join(' or ')} URL`;
   if (schema.byteSize) {
     const { minimum, maximum } = schema.byteSize;
     return `a size such as 4mb, 512kb or 1048576 (${formatBytes(minimum)} to ${formatBytes(maximum)})`;
@@ -324,6 +325,20 @@ const checkProtocols: SchemaValidateFunction = (protocols: string[], value: stri
   if (value === '') return true;
   try {
     return protocols.includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+};
+
+/** The database a Redis URL names, as ioredis reads it: its path, else `?db=`; '' for none. */
+export function redisDatabaseOf(redisUrl: string): string {
+  const url = new URL(redisUrl);
+  return url.pathname.replace(/^\//, '') || (url.searchParams.get('db') ?? '');
+}
+
+const checkRedisDatabase: SchemaValidateFunction = (_: true, value: string) => {
+  try {
+    return /^\d*$/.test(redisDatabaseOf(value));
   } catch {
     return false;
   }
@@ -358,6 +373,7 @@ function compileSettings() {
   });
   ajv.addVocabulary(['defaultText', 'expected']);
   ajv.addKeyword({ keyword: 'protocols', type: 'string', validate: checkProtocols });
+  ajv.addKeyword({ keyword: 'redisDatabase', type: 'string', validate: checkRedisDatabase });
   ajv.addKeyword({ keyword: 'byteSize', type: 'string', validate: checkByteSize });
   ajv.addKeyword({ keyword: 'apiKeys', type: 'string', errors: true, validate: checkApiKeys });
   return ajv.compile<Settings>(settingsSchema);
@@ -428,8 +444,14 @@ const isNumber = (schema: SettingSchema) => schema.type === 'number' || schema.t
 /** Unset, or a number written in decimal (ajv's coercion alone would take `0x10` for 16). */
 const isDecimal = (value: string | undefined) => value === undefined || DECIMAL_TEXT.test(value);
 
-const problemOf = (name: string, value: string | undefined) =>
-  `${name}=${JSON.stringify(value)}: expected ${expectation(schemaOf(name))}`;
+const problemOf = (name: string, value: string | undefined) => {
+  const schema = schemaOf(name);
+  const shown = schema.protocols && value ? hidePassword(value) : value;
+  return `${name}=${JSON.stringify(shown)}: expected ${expectation(schema)}`;
+};
+
+/** A URL's password as `***`, also in a URL too malformed to parse (the problem shows the rest). */
+const hidePassword = (url: string) => url.replace(/(\/\/[^/@:]*:)[^/@]*@/, '$1***@');
 
 function problemsOf(name: string, value: string | undefined, errors: ErrorObject[]): string[] {
   const own = errors.filter((e) => e.instancePath === `/${name}`);

@@ -3,7 +3,7 @@ import mqtt from 'mqtt';
 import pg from 'pg';
 import type { Knex } from 'knex';
 import { maintenanceUrl, pendingMigrations } from '../db/migrate';
-import { redactUrl } from './config';
+import { redactUrl, redisDatabaseOf } from './config';
 import { Redis } from 'ioredis';
 import {
   createRedis,
@@ -154,7 +154,7 @@ async function reachRedis(
  * when its SELECT fails, so the engine's keys would land where nobody meant them.
  */
 async function assertDatabaseIndex(redis: RedisClient, settings: RedisSettings): Promise<void> {
-  const index = new URL(settings.redisUrl).pathname.replace(/^\//, '');
+  const index = redisDatabaseOf(settings.redisUrl);
   if (settings.redisClusterNodes || index === '' || index === '0') return;
   try {
     await redis.select(Number(index));

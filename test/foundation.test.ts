@@ -430,7 +430,7 @@ describe('start-up without PostgreSQL or Redis', () => {
     const result = await runEntry('scripts/migrate.ts', { DATABASE_URL: 'mysql://x' });
     expect(result.code).toBe(1);
     expect(result.output).toMatch(
-      /DATABASE_URL="mysql:\/\/x": expected a postgres: or postgresql:\/\/ URL/,
+      /DATABASE_URL="mysql:\/\/x": expected a postgres:\/\/ or postgresql:\/\/ URL/,
     );
   });
 });

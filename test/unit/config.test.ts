@@ -193,6 +193,17 @@ describe('configuration defaults', () => {
     });
   });
 
+  test.each([
+    'REDIS://127.0.0.1:6379',
+    'redis://127.0.0.1:6379/',
+    'redis://127.0.0.1:6379/3',
+    'redis://127.0.0.1:6379?db=3',
+    'redis://:pw@[::1]:6379/0?family=6',
+    'rediss://user:pw@cache.example:6380/1',
+  ])('when REDIS_URL is %s, then it is accepted', (url) => {
+    expect(loadConfig({ REDIS_URL: url }).redisUrl).toBe(url);
+  });
+
   test('when variables outside the settings are present, then they are ignored', () => {
     expect(() => loadConfig({ HOME: '/root', PORTS: 'x', port: 'x' })).not.toThrow();
   });
@@ -233,17 +244,33 @@ describe('configuration problems', () => {
     [
       'REDIS_URL',
       'http://x',
-      'REDIS_URL="http://x": expected a redis:// or rediss:// URL whose path, if any, is a database number (redis://host:6379/0)',
+      'REDIS_URL="http://x": expected a redis:// or rediss:// URL whose path or ?db=, if any, is a database number (redis://host:6379/0)',
     ],
     [
       'REDIS_URL',
       'localhost:6379',
-      'REDIS_URL="localhost:6379": expected a redis:// or rediss:// URL whose path, if any, is a database number (redis://host:6379/0)',
+      'REDIS_URL="localhost:6379": expected a redis:// or rediss:// URL whose path or ?db=, if any, is a database number (redis://host:6379/0)',
     ],
     [
       'REDIS_URL',
       'redis://127.0.0.1:6379/abc',
-      'REDIS_URL="redis://127.0.0.1:6379/abc": expected a redis:// or rediss:// URL whose path, if any, is a database number (redis://host:6379/0)',
+      'REDIS_URL="redis://127.0.0.1:6379/abc": expected a redis:// or rediss:// URL whose path or ?db=, if any, is a database number (redis://host:6379/0)',
+    ],
+    [
+      'REDIS_URL',
+      'redis://127.0.0.1:6379?db=abc',
+      'REDIS_URL="redis://127.0.0.1:6379?db=abc": expected a redis:// or rediss:// URL whose path or ?db=, if any, is a database number (redis://host:6379/0)',
+    ],
+    // The password is not shown, also in a URL too malformed to parse.
+    [
+      'REDIS_URL',
+      'redis://app:s3cret@cache:6379/x',
+      'REDIS_URL="redis://app:***@cache:6379/x": expected a redis:// or rediss:// URL whose path or ?db=, if any, is a database number (redis://host:6379/0)',
+    ],
+    [
+      'DATABASE_URL',
+      'postgres//app:s3cret@db/x',
+      'DATABASE_URL="postgres//app:***@db/x": expected a postgres:// or postgresql:// URL',
     ],
     [
       'REDIS_CLUSTER_NODES',
@@ -253,7 +280,7 @@ describe('configuration problems', () => {
     [
       'DATABASE_URL',
       'mysql://db/x',
-      'DATABASE_URL="mysql://db/x": expected a postgres: or postgresql:// URL',
+      'DATABASE_URL="mysql://db/x": expected a postgres:// or postgresql:// URL',
     ],
     ['REDIS_PREFIX', 'a b', 'REDIS_PREFIX="a b": expected 1-64 characters from A-Z a-z 0-9 _ . -'],
     [
@@ -269,7 +296,7 @@ describe('configuration problems', () => {
     ['ENERGY_READINGS', 'weekly', 'ENERGY_READINGS="weekly": expected one of interval, cumulative'],
     ['DB_PREPARED_STATEMENTS', 'yes', 'DB_PREPARED_STATEMENTS="yes": expected one of on, off'],
     ['AUTH', 'OFF', 'AUTH="OFF": expected one of on, off'],
-    ['MQTT_URL', 'http://broker', 'MQTT_URL="http://broker": expected a mqtt: or mqtts:// URL'],
+    ['MQTT_URL', 'http://broker', 'MQTT_URL="http://broker": expected a mqtt:// or mqtts:// URL'],
     [
       'MQTT_TOPIC_PREFIX',
       'energy/#',
