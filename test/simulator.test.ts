@@ -505,4 +505,26 @@ describe('fleet simulator against a rate-limited engine', () => {
       await limited.stop();
     }
   });
+
+  test('when the limit asks it to wait longer than a run should, then it stops naming the limit rather than sleeping or spinning', async () => {
+    const key = generateKey('simulator', ['ingest', 'admin']);
+    // A request a day after a burst of 1: Retry-After is about 86,400 s.
+    const limited = await startTestEngine({
+      AUTH: 'on',
+      API_KEYS: key.entry,
+      RATE_LIMIT_PER_S: String(1 / 86_400),
+      RATE_LIMIT_BURST: '1',
+    });
+    try {
+      const options = parseArgs([
+        ...['--meters', '2', '--vehicles', '2', '--backfill', '1h'],
+        ...['--key', key.key, '--quiet'],
+      ]);
+      await expect(simulate({ ...options, url: limited.url }, () => {})).rejects.toThrow(
+        /answered 429 asking to retry after \d+ s \(more than 60 s\): the key's rate limit \(RATE_LIMIT_PER_S\) is too low/,
+      );
+    } finally {
+      await limited.stop();
+    }
+  });
 });
