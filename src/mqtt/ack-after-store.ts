@@ -299,7 +299,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     takeoverWarnedAt = now;
     o.logger.error(
       { clientId: o.clientId, drops: drops.length, withinS: FLAPPING_WINDOW_MS / 1000 },
-      'MQTT connection dropped again and again: another process may connect with the same client id (give each engine process its own MQTT_CLIENT_ID), or the broker refuses this one',
+      'MQTT connection dropped again and again after connecting: either another process connects with the same client id (give each engine process its own MQTT_CLIENT_ID), or the broker keeps restarting or closing connections (see its log)',
     );
   };
 
