@@ -108,13 +108,13 @@ export function createApp({
     genericDb,
   });
   const analyticsMetrics = createAnalyticsMetrics(registry);
-  const reportCache = <T>(module: string, onLookup?: (result: 'hit' | 'miss' | 'error') => void) =>
+  const reportCache = <T>(report: string) =>
     new ReportCache<T>({
       redis,
       ttlS: config.analyticsCacheTtlS,
       localBudgetChars: config.analyticsCacheLocalKb * 1024,
-      logger: logger.child({ module }),
-      onLookup,
+      logger: logger.child({ module: `${report}-cache` }),
+      onLookup: analyticsMetrics.cacheLookups(report),
     });
   const sessions = new SessionService({
     store: new SessionStore(db, config, genericDb),
@@ -125,7 +125,7 @@ export function createApp({
   const performance = new PerformanceService({
     store: reports,
     sessions: { summary: (vehicleId, from, to) => sessions.summary(vehicleId, from, to) },
-    cache: reportCache('analytics', analyticsMetrics.onCache),
+    cache: reportCache('performance'),
     keys,
     config,
     metrics: analyticsMetrics,

@@ -31,8 +31,11 @@ export interface FlushMetrics {
   onRetry(err: unknown): void;
 }
 
+/** A report cache's lookups, by report (`performance`, `fleet`, `sessions`). */
+export type CacheLookups = (report: string) => (result: 'hit' | 'miss' | 'error') => void;
+
 export interface AnalyticsMetrics {
-  onCache(result: 'hit' | 'miss' | 'error'): void;
+  cacheLookups: CacheLookups;
   /** A report computed from PostgreSQL, with its efficiency alert. */
   onReport(alert: boolean | null): void;
 }
@@ -254,8 +257,8 @@ export function createDatabaseOutageGauge(registry: Registry): (down: boolean) =
 export function createAnalyticsMetrics(registry: Registry): AnalyticsMetrics {
   const cache = new Counter({
     name: 'energy_analytics_cache_total',
-    help: 'Analytics cache lookups by result (hit, miss, error)',
-    labelNames: ['result'],
+    help: 'Report cache lookups by report (performance, fleet, sessions) and result (hit, miss, error)',
+    labelNames: ['report', 'result'],
     registers: [registry],
   });
   const reports = new Counter({
@@ -265,7 +268,7 @@ export function createAnalyticsMetrics(registry: Registry): AnalyticsMetrics {
     registers: [registry],
   });
   return {
-    onCache: (result) => cache.inc({ result }),
+    cacheLookups: (report) => (result) => cache.inc({ report, result }),
     onReport: (alert) => reports.inc({ alert: alert === null ? 'unknown' : String(alert) }),
   };
 }

@@ -130,4 +130,25 @@ describe('Prometheus metrics', () => {
     const text = (await request(api.api.app).get('/metrics').expect(200)).text;
     expect(value(text, 'energy_ingest_unavailable_total', { cause: 'backlog_full' })).toBe(1);
   });
+
+  test('when each report is asked twice, then the cache counts a miss and a hit for each report', async () => {
+    const window = 'from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z';
+    const paths = [
+      `/v1/analytics/performance/V-1?${window}`,
+      `/v1/analytics/fleet?${window}`,
+      `/v1/analytics/sessions?${window}`,
+      `/v1/vehicles/V-1/sessions?${window}`,
+    ];
+    for (const path of [...paths, ...paths]) await request(api.api.app).get(path).expect(200);
+    const text = (await request(api.api.app).get('/metrics').expect(200)).text;
+    for (const report of ['performance', 'fleet', 'sessions']) {
+      const lookups = (result: string) =>
+        value(text, 'energy_analytics_cache_total', { report, result });
+      expect({ report, hits: lookups('hit') > 0, misses: lookups('miss') > 0 }).toEqual({
+        report,
+        hits: true,
+        misses: true,
+      });
+    }
+  });
 });
