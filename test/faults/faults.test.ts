@@ -233,9 +233,11 @@ describe('fault scenarios', () => {
       const before = { acknowledged: s.load.acknowledged.size, refused: s.load.refused };
       proxy.freeze();
       const frozenAt = Date.now();
+      // Answered while still frozen (the thaw comes after this answer): at the query deadline, not
+      // once PostgreSQL answers again, and not a hang (the test's own timeout).
       const report = await fetch(`${s.engine.url}/v1/analytics/performance/V-1`);
-      expect(report.status).toBe(503); // at the query deadline, not a hang
-      expect(Date.now() - frozenAt).toBeLessThan(10_000);
+      expect(report.status).toBe(503);
+      expect(Date.now() - frozenAt).toBeLessThan(12_000);
       await sleep(12_000 - (Date.now() - frozenAt));
       const whileFrozen = s.load.acknowledged.size - before.acknowledged;
       expect(s.load.refused - before.refused).toBe(0);
