@@ -217,6 +217,11 @@ describe('charging sessions detected from readings', () => {
     expect(minute).toMatchObject({ acPowerKw: 15, dcPowerKw: 12 });
     expect(live[0].peakAcPowerKw).toBe(15);
     await request(e.api.api.app).get('/v1/vehicles/V-s/sessions/d-1').expect(404);
+    // The merged session's old id (its start, 08:35, now inside the merged one) still answers.
+    const merged = await request(e.api.api.app)
+      .get(`/v1/vehicles/V-s/sessions/d-${at('10', '08:35')}`)
+      .expect(200);
+    expect(merged.body).toEqual(detail.body);
   });
 });
 

@@ -91,7 +91,7 @@ export function sessionRoutes({
         sessionId: Type.String({
           pattern: `${TRANSACTION_SESSION_ID.source}|${DETECTED_SESSION_ID.source}`,
           description:
-            'a session id as the sessions list gives it: tx-<transaction id> or d-<start, epoch ms>',
+            'a session id as the sessions list gives it: tx-<transaction id> or d-<start, epoch ms>; a d- id whose session has since started earlier (a late reading) answers the session now holding that instant, under its current id',
         }),
       }),
       responses: {

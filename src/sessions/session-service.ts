@@ -4,7 +4,12 @@ import type { EnergyReadingsMode } from '../config';
 import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { Session, SessionMinute, SessionSummary } from './session-schemas';
-import { sessionEfficiency, type SessionRow, type SessionStore } from './session-store';
+import {
+  DETECTED_SESSION_ID,
+  sessionEfficiency,
+  type SessionRow,
+  type SessionStore,
+} from './session-store';
 import { DRIFT_MIN_SESSIONS, parseThresholdClasses, thresholdFor } from './thresholds';
 
 const DAY_MS = 86_400_000;
@@ -211,20 +216,26 @@ export class SessionService {
     );
   }
 
-  /** One session with its per-minute series. */
+  /**
+   * One session with its per-minute series. A detected session's id is its start: when a late
+   * reading moved the start earlier (or merged it into an earlier session), the id asked for is
+   * answered with the session that now holds that instant, under its current id, so links given
+   * out before keep working.
+   */
   async detail(vehicleId: string, id: string): Promise<Session & { series: SessionMinute[] }> {
     const start = await this.deps.store.startOf(vehicleId, id);
     const missing = () => notFound(`Vehicle ${vehicleId} has no session ${id}`);
     if (!start) throw missing();
     const around = new Date(start.getTime() + 1);
-    const [session] = sessionsOf(
-      await this.judge(await this.collect(vehicleId, start, around)),
-    ).filter((s) => s.id === id);
-    if (!session) throw missing();
+    const found = sessionsOf(await this.judge(await this.collect(vehicleId, start, around)));
+    const holds = (s: Session) =>
+      s.source === 'detected' && Date.parse(s.start) < +start && +start <= Date.parse(s.end);
+    const session = found.find((s) => s.id === id) ?? found.find(holds);
+    if (!session || (session.id !== id && !DETECTED_SESSION_ID.test(id))) throw missing();
     const minutes = await this.deps.store.minutes(
       vehicleId,
-      id,
-      new Date(start.getTime() - this.deps.config.sessionGapS * 1000),
+      session.id,
+      new Date(Date.parse(session.start) - this.deps.config.sessionGapS * 1000),
       this.now(),
     );
     return {
