@@ -103,6 +103,31 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
   });
 
+  test('when a charge point connects without booting (it reconnected after a network drop), then the list shows it, its boot record empty', async () => {
+    const cp = await connect('CP-NOBOOT');
+    await cp.call('StatusNotification', {
+      connectorId: 1,
+      errorCode: 'NoError',
+      status: 'Available',
+    });
+    const listed = async () =>
+      (
+        (await request(e.api.api.app).get('/v1/charge-points?limit=1000').expect(200)).body
+          .chargePoints as { id: string }[]
+      ).find((c) => c.id === 'CP-NOBOOT');
+    await waitFor(async () => (await listed()) !== undefined, 15_000, 'CP-NOBOOT listed');
+    expect(await listed()).toMatchObject({
+      connected: true,
+      lastBootAt: null,
+      vendor: null,
+      model: null,
+      connectors: [{ connectorId: 1, status: 'Available' }],
+    });
+    // Its boot, when it comes, fills the record in.
+    await cp.call('BootNotification', { chargePointVendor: 'Acme', chargePointModel: 'W' });
+    expect(await listed()).toMatchObject({ vendor: 'Acme', lastBootAt: expect.any(String) });
+  });
+
   test('when a frame is not a CALL it can read, then the CALLERROR carries an OCPP 1.6 code', async () => {
     const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-RAW`, ['ocpp1.6']);
     await new Promise<void>((resolve) => socket.once('open', () => resolve()));

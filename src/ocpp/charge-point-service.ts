@@ -230,6 +230,18 @@ export class ChargePointService {
     return same?.startedAt ?? at;
   }
 
+  /**
+   * A charge point connected: listed from now on, booted or not (one reconnecting after a network
+   * drop sends no BootNotification). Informative, so off the connection's path.
+   */
+  connected(chargePointId: string): void {
+    this.deps.chargePoints
+      .recordConnected(chargePointId)
+      .catch((err: unknown) =>
+        this.deps.logger.warn({ err, chargePointId }, 'charge point not recorded'),
+      );
+  }
+
   async bootNotification(chargePointId: string, req: BootNotificationReq) {
     const at = this.now();
     // The record is informative: a boot is accepted even while PostgreSQL or Redis is away.

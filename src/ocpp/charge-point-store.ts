@@ -1,23 +1,23 @@
 import type { Knex } from 'knex';
 import { chargePointOfMeterId } from './charge-point-state';
 
-/** What a charge point said about itself at its last BootNotification. */
+/** What a charge point said about itself at its last BootNotification (null: never booted). */
 export interface ChargePointRecord {
   id: string;
-  vendor: string;
-  model: string;
+  vendor: string | null;
+  model: string | null;
   serialNumber: string | null;
   firmwareVersion: string | null;
-  lastBootAt: Date;
+  lastBootAt: Date | null;
 }
 
 interface ChargePointRow {
   id: string;
-  vendor: string;
-  model: string;
+  vendor: string | null;
+  model: string | null;
   serial_number: string | null;
   firmware_version: string | null;
-  last_boot_at: Date;
+  last_boot_at: Date | null;
 }
 
 const toRecord = (r: ChargePointRow): ChargePointRecord => ({
@@ -29,11 +29,16 @@ const toRecord = (r: ChargePointRow): ChargePointRecord => ({
   lastBootAt: r.last_boot_at,
 });
 
-/** Charge points that have booted at least once (charge_points). */
+/** Charge points that have connected at least once, with their last boot (charge_points). */
 export class ChargePointStore {
   constructor(private readonly db: Knex) {}
 
-  async recordBoot(record: ChargePointRecord): Promise<void> {
+  /** A charge point connected: recorded if new, its boot record (if any) kept. */
+  async recordConnected(id: string): Promise<void> {
+    await this.db('charge_points').insert({ id }).onConflict('id').ignore();
+  }
+
+  async recordBoot(record: ChargePointRecord & { lastBootAt: Date }): Promise<void> {
     const row = {
       id: record.id,
       vendor: record.vendor,
@@ -52,7 +57,7 @@ export class ChargePointStore {
 
   /**
    * The charge point a meter id names a connector of (`{chargePointId}:{connectorId}`), if that
-   * charge point has booted or run a transaction here; else null.
+   * charge point has connected or run a transaction here; else null.
    */
   async connectorOf(meterId: string): Promise<string | null> {
     const id = chargePointOfMeterId(meterId);

@@ -246,6 +246,7 @@ export function createOcppEndpoint({
     state.connected(id, connection, new Date()).catch((err: unknown) => {
       logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
     });
+    service.connected(id);
     watch(client, id);
     const sendRaw = client.sendRaw.bind(client);
     client.sendRaw = (frame: string) => sendRaw(asOcpp16Frame(frame));

@@ -146,7 +146,7 @@ export function ocppRoutes({
       connected: live?.connected ?? false,
       connectedAt: live?.connectedAt ?? null,
       lastSeenAt: live?.lastSeenAt ?? null,
-      lastBootAt: record?.lastBootAt.toISOString() ?? live?.lastBootAt ?? null,
+      lastBootAt: record?.lastBootAt?.toISOString() ?? live?.lastBootAt ?? null,
       vendor: record?.vendor ?? null,
       model: record?.model ?? null,
       firmwareVersion: record?.firmwareVersion ?? null,
@@ -212,7 +212,7 @@ export function ocppRoutes({
       method: 'get',
       path: '/v1/charge-points',
       operationId: 'listChargePoints',
-      summary: 'OCPP charge points that have booted, in id order, paged',
+      summary: 'OCPP charge points that have connected, in id order, paged',
       scope: 'read',
       database: true,
       query: Type.Object({
