@@ -123,6 +123,17 @@ describe('OCPP 1.6J charge points', () => {
       model: null,
       connectors: [{ connectorId: 1, status: 'Available' }],
     });
+    // A fault, with the charge point's own code and words: shown with the connector.
+    await cp.call('StatusNotification', {
+      connectorId: 1,
+      errorCode: 'OtherError',
+      status: 'Faulted',
+      vendorErrorCode: 'E-42',
+      info: 'contactor welded',
+    });
+    expect((await listed()) as unknown).toMatchObject({
+      connectors: [{ status: 'Faulted', vendorErrorCode: 'E-42', info: 'contactor welded' }],
+    });
     // Its boot, when it comes, fills the record in.
     await cp.call('BootNotification', { chargePointVendor: 'Acme', chargePointModel: 'W' });
     expect(await listed()).toMatchObject({ vendor: 'Acme', lastBootAt: expect.any(String) });

@@ -34,6 +34,7 @@ export interface StatusNotificationReq {
   errorCode: string;
   status: string;
   info?: string;
+  vendorErrorCode?: string;
   timestamp?: string;
 }
 export interface StartTransactionReq {
@@ -270,6 +271,7 @@ export class ChargePointService {
       status: req.status,
       errorCode: req.errorCode,
       info: req.info ?? null,
+      vendorErrorCode: req.vendorErrorCode ?? null,
       at: this.statusInstant(chargePointId, req.timestamp).toISOString(),
     });
     return {};

@@ -47,7 +47,10 @@ export async function connectorMetersAmong(
 export interface ConnectorStatus {
   status: string;
   errorCode: string;
+  /** Free text the charge point added to the status (OCPP `info`). */
   info: string | null;
+  /** The manufacturer's own error code, beside OCPP's `errorCode`. */
+  vendorErrorCode: string | null;
   /** When the charge point says the status began (its timestamp, else when it arrived). */
   at: string;
 }
@@ -165,6 +168,8 @@ export class ChargePointState {
         status.errorCode,
         'info',
         status.info ?? '',
+        'vendorErrorCode',
+        status.vendorErrorCode ?? '',
         'at',
         status.at,
       ),
@@ -184,7 +189,13 @@ export class ChargePointState {
   async statusOf(meterId: string): Promise<ConnectorStatus | null> {
     const hash = await this.redis.hgetall(this.keys.connectorStatus(meterId));
     if (!hash.status) return null;
-    return { status: hash.status, errorCode: hash.errorCode, info: hash.info || null, at: hash.at };
+    return {
+      status: hash.status,
+      errorCode: hash.errorCode,
+      info: hash.info || null,
+      vendorErrorCode: hash.vendorErrorCode || null,
+      at: hash.at,
+    };
   }
 
   async get(chargePointId: string, now: Date): Promise<ChargePointLiveState | null> {

@@ -30,7 +30,8 @@ const ConnectorStatus = Type.Object(
   {
     status: Type.String(),
     errorCode: Type.String(),
-    info: Nullable(Type.String()),
+    info: Nullable(Type.String({ description: 'free text the charge point added (OCPP info)' })),
+    vendorErrorCode: Nullable(Type.String({ description: "the manufacturer's own error code" })),
     at: Instant,
   },
   { additionalProperties: false, description: "the OCPP connector's last StatusNotification" },

@@ -148,6 +148,8 @@ describe('the dashboard’s own response types', () => {
           meterId: true,
           status: true,
           errorCode: true,
+          info: true,
+          vendorErrorCode: true,
           statusAt: true,
           registerKwh: true,
           registerAt: true,
@@ -156,6 +158,8 @@ describe('the dashboard’s own response types', () => {
         {
           status: true,
           errorCode: true,
+          info: true,
+          vendorErrorCode: true,
           statusAt: true,
           registerKwh: true,
           registerAt: true,

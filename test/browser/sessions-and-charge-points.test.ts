@@ -36,6 +36,8 @@ interface ConnectorJson {
   connectorId: number;
   status: string | null;
   errorCode: string | null;
+  vendorErrorCode: string | null;
+  info: string | null;
   registerKwh: number | null;
   openTransaction: { transactionId: number; vehicleId: string | null } | null;
 }
@@ -356,9 +358,11 @@ describe('charge point view', () => {
       connectorId: 2,
       status: 'Faulted',
       errorCode: 'GroundFailure',
+      vendorErrorCode: 'E-RCD-30',
+      info: 'RCD tripped',
     });
     expect(connectors[1].slice(2, 6)).toEqual([
-      'GroundFailure',
+      'GroundFailure (E-RCD-30): RCD tripped',
       `${LIVE_CP}:2`,
       'no reading',
       'none',

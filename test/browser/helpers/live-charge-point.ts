@@ -38,10 +38,19 @@ export async function connectLiveChargePoint(
     chargePointModel: 'Wallbox 22',
     firmwareVersion: '1.4.2',
   });
-  const status = (connectorId: number, value: string, errorCode = 'NoError') =>
-    chargePoint.call('StatusNotification', { connectorId, errorCode, status: value });
+  const status = (connectorId: number, value: string, extra: object = {}) =>
+    chargePoint.call('StatusNotification', {
+      connectorId,
+      errorCode: 'NoError',
+      status: value,
+      ...extra,
+    });
   await status(1, 'Preparing');
-  await status(2, 'Faulted', 'GroundFailure');
+  await status(2, 'Faulted', {
+    errorCode: 'GroundFailure',
+    vendorErrorCode: 'E-RCD-30',
+    info: 'RCD tripped',
+  });
   const started = new Date(options.startedAtMs).toISOString();
   const { transactionId } = await chargePoint.call<{ transactionId: number }>('StartTransaction', {
     connectorId: 1,

@@ -68,6 +68,8 @@ export interface Connector {
   meterId: string;
   status: string | null;
   errorCode: string | null;
+  info: string | null;
+  vendorErrorCode: string | null;
   statusAt: string | null;
   registerKwh: number | null;
   registerAt: string | null;

@@ -41,10 +41,14 @@ function connectorsTable(cp: ChargePoint): HTMLElement {
       },
       {
         header: 'Error code',
-        cell: (c) =>
+        cell: (c) => [
           c.errorCode && c.errorCode !== 'NoError'
             ? h('strong', null, c.errorCode)
             : (c.errorCode ?? missing('none')),
+          // What the charge point added: its manufacturer's code and its own words.
+          ...(c.vendorErrorCode ? [` (${c.vendorErrorCode})`] : []),
+          ...(c.info ? [`: ${c.info}`] : []),
+        ],
       },
       { header: 'Meter', cell: (c) => c.meterId },
       {
