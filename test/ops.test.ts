@@ -8,7 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { freePort } from '../bench/bench-helpers';
+import { Registry } from 'prom-client';
 import { loadConfig } from '../src/config';
+import { createMqttMetrics } from '../src/metrics';
 import { createHttpServer } from '../src/http/http-server';
 import {
   startTestApi,
@@ -160,9 +162,13 @@ describe('docker-compose stack', () => {
   });
 
   test('when the dashboard and the alerts query metrics, then every metric is one the processes export', async () => {
+    const mqttRegistry = new Registry();
+    createMqttMetrics(mqttRegistry, { unacked: () => 0 });
     const exported = new Set([
       ...exportedNames((await request(api.api.app).get('/metrics')).text),
       ...exportedNames((await request(flusher.flusher.healthApp).get('/metrics')).text),
+      // A process consuming MQTT exports these too (the API here does not consume MQTT).
+      ...exportedNames(await mqttRegistry.metrics()),
       'up',
     ]);
     const dashboard = JSON.parse(read('ops/grafana/dashboards/energy-engine.json')) as {
