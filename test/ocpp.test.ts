@@ -371,6 +371,39 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test('when samples between start and stop are rounded to kWh or share the stop instant, then the session bills meterStop - meterStart exactly', async () => {
+    await registerIdTags([['CARD-BILL', 'V-bill']]);
+    const cp = await connect('CP-BILL');
+    const kwh = (value: string) => ({ value, unit: 'kWh', context: 'Sample.Clock' });
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'CARD-BILL',
+      meterStart: 100_456,
+      timestamp: '2024-04-05T10:00:00Z',
+    });
+    // The charger's clock-aligned samples, truncated to 0.1 kWh; the last at the stop's instant.
+    await cp.call('MeterValues', meterValues(1, '2024-04-05T10:10:00Z', kwh('100.4')));
+    await cp.call('MeterValues', meterValues(1, '2024-04-05T10:20:00Z', kwh('105.2')));
+    await cp.call('MeterValues', meterValues(1, '2024-04-05T10:40:00Z', kwh('110.1')));
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 110_000,
+      timestamp: '2024-04-05T10:40:00Z',
+    });
+    await waitForDrained(e.queue);
+    const res = await request(e.api.api.app)
+      .get('/v1/vehicles/V-bill/sessions?from=2024-04-05T00:00:00Z&to=2024-04-06T00:00:00Z')
+      .expect(200);
+    // 110,000 - 100,456 Wh; the samples' own steps (100.456 -> 100.4 -> ... -> 110.1) say 9.7.
+    expect(res.body.sessions).toEqual([
+      expect.objectContaining({
+        id: `tx-${transactionId}`,
+        acConsumedKwh: 9.544,
+        meanAcPowerKw: 14.316, // 9.544 kWh over 40 minutes
+      }),
+    ]);
+  });
+
   test('when the register resets mid-transaction, then the new value counts as the increase', async () => {
     const cp = await connect('CP-RESET');
     await cp.call('StartTransaction', {

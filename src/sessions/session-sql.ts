@@ -91,20 +91,26 @@ detected AS (
   FROM runs
   GROUP BY vehicle_id, run
 ),
+-- A stopped transaction's AC is what the charge point bills: meterStop - meterStart, exact, where
+-- the register's samples between may be rounded to kWh, carry some phases only, or share the
+-- stop's instant. A register that ended below its start (reset, replaced) is folded instead.
 transactions AS (
   SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
-         least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running
+         least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running,
+         CASE WHEN x.stopped_at <= $TO AND x.meter_stop_wh >= x.meter_start_wh
+              THEN ((x.meter_stop_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
   FROM targets t
   JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id
    AND x.started_at >= t.from_ts AND x.started_at < $TO
 ),
 spans AS (
   SELECT vehicle_id, 'tx-' || transaction_id AS key, 'ocpp' AS source, transaction_id,
-         start_ts, end_ts, running, false AS continues, start_ts AS fold_from
+         start_ts, end_ts, running, false AS continues, start_ts AS fold_from, billed_kwh
   FROM transactions
   UNION ALL
   SELECT d.vehicle_id, 'd-' || (extract(epoch FROM d.start_ts) * 1000)::bigint, 'detected', NULL,
-         d.start_ts, d.end_ts, false, d.continues, CASE WHEN d.continues THEN d.folded_to ELSE d.start_ts END
+         d.start_ts, d.end_ts, false, d.continues, CASE WHEN d.continues THEN d.folded_to ELSE d.start_ts END,
+         NULL::float8
   FROM detected d
   -- The transaction is the session: readings it covers form no session of their own.
   WHERE NOT EXISTS (SELECT 1 FROM transactions x
@@ -203,7 +209,7 @@ ${WINDOWS},
 ${FOLDED}
 SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running, s.continues,
        coalesce(array_agg(DISTINCT w.device_id) FILTER (WHERE w.role = 'ac'), '{}') AS meter_ids,
-       sum(f.energy) FILTER (WHERE w.role = 'ac') AS ac_kwh,
+       coalesce(s.billed_kwh, sum(f.energy) FILTER (WHERE w.role = 'ac')) AS ac_kwh,
        sum(f.energy) FILTER (WHERE w.role = 'dc') AS dc_kwh,
        coalesce(sum(f.readings) FILTER (WHERE w.role = 'dc'), 0)::int AS vehicle_readings,
        coalesce(sum(f.readings) FILTER (WHERE w.role = 'ac'), 0)::int AS meter_readings,
@@ -216,7 +222,8 @@ SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.
 FROM spans s
 JOIN windows w ON w.vehicle_id = s.vehicle_id AND w.key = s.key
 LEFT JOIN folded f ON f.wid = w.wid
-GROUP BY s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running, s.continues
+GROUP BY s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running, s.continues,
+         s.billed_kwh
 ORDER BY s.vehicle_id, s.start_ts`;
 
 /**
