@@ -366,9 +366,17 @@ export interface OcppMetrics {
     errorCode: string | null,
     ms: number,
   ): void;
+  /** A frame that is no readable CALL, answered with a CALLERROR (action `unreadable`). */
+  onUnreadable(errorCode: string): void;
   onSampleIgnored(measurand: string): void;
   onSampleRejected(reason: string): void;
 }
+
+/**
+ * Label values from a charge point are bounded in length: OCPP's codes and measurands are
+ * enumerations, with a context or phase added (`Energy.Active.Import.Register (Transaction.End)`).
+ */
+const ocppLabel = (value: string) => value.slice(0, 64);
 
 export function createOcppMetrics(registry: Registry, actions: readonly string[]): OcppMetrics {
   const connected = new Gauge({
@@ -414,10 +422,14 @@ export function createOcppMetrics(registry: Registry, actions: readonly string[]
     onConnections: (count) => connected.set(count),
     onResponse(action, outcome, errorCode, ms) {
       messages.inc({ action: label(action), outcome });
-      if (errorCode) callErrors.inc({ code: errorCode.slice(0, 40) });
+      if (errorCode) callErrors.inc({ code: ocppLabel(errorCode) });
       duration.observe({ action: label(action) }, ms / 1000);
     },
-    onSampleIgnored: (measurand) => ignored.inc({ measurand: measurand.slice(0, 40) }),
+    onUnreadable(errorCode) {
+      messages.inc({ action: 'unreadable', outcome: 'callerror' });
+      callErrors.inc({ code: ocppLabel(errorCode) });
+    },
+    onSampleIgnored: (measurand) => ignored.inc({ measurand: ocppLabel(measurand) }),
     onSampleRejected: (reason) => rejected.inc({ reason }),
   };
 }

@@ -158,6 +158,16 @@ describe('OCPP 1.6J charge points', () => {
       'energy_ocpp_callerrors_total{code="OccurenceConstraintViolation",process="api"} 1',
     );
     expect(metrics.text).not.toContain('code="OccurrenceConstraintViolation"');
+    // The three frames that were no readable CALL are counted too, by the code they got.
+    expect(metrics.text).toContain(
+      'energy_ocpp_messages_total{action="unreadable",outcome="callerror",process="api"} 3',
+    );
+    expect(metrics.text).toContain(
+      'energy_ocpp_callerrors_total{code="FormationViolation",process="api"} 2',
+    );
+    expect(metrics.text).toContain(
+      'energy_ocpp_callerrors_total{code="GenericError",process="api"} 1',
+    );
     // A field nested 5,000 levels deep (10 KB): refused by its schema, not echoed back.
     const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`;
     const nested = await answer(`[2,"x6","Heartbeat",{"x":${deep}}]`);
@@ -902,6 +912,11 @@ describe('OCPP 1.6J charge points', () => {
     expect(sessions.body.sessions.map((x: { acConsumedKwh: number }) => x.acConsumedKwh)).toEqual([
       10.5,
     ]);
+    // Counted under its measurand and context, whole.
+    const metrics = await request(e.api.api.app).get('/metrics').expect(200);
+    expect(metrics.text).toMatch(
+      /energy_ocpp_samples_ignored_total\{measurand="Energy.Active.Import.Register \(Transaction.End\)",process="api"\} [1-9]/,
+    );
   });
 
   test("when a charge point's own stop comes after a start stopped its transaction, then its readings are stored up to the connector's next transaction and the stop kept keeps its own register", async () => {

@@ -219,6 +219,10 @@ export function createOcppEndpoint({
         Date.now() - call.startedAt,
       );
     });
+    // A frame that is no readable CALL never becomes a call: its CALLERROR is counted here.
+    client.on('badMessage', ({ response }: { response: unknown[] | null }) => {
+      if (response) metrics.onUnreadable(ocpp16ErrorCode(String(response[2])));
+    });
     client.on(
       'strictValidationFailure',
       (event: { method: string; outbound: boolean; error: Error }) => {
