@@ -69,6 +69,36 @@ describe('vehicle to meter mapping', () => {
     expect(got.body.history).toHaveLength(1);
   });
 
+  test('when mapped to its current meter again from before the period started, then 409 naming the period, which stays as it was', async () => {
+    await map({ vehicleId: 'V-3b', meterId: 'M-1', since: '2024-04-01T09:00:00Z' }).expect(200);
+    const res = await map({
+      vehicleId: 'V-3b',
+      meterId: 'M-1',
+      since: '2024-03-01T00:00:00Z',
+    }).expect(409);
+    expect(res.body).toMatchObject({
+      error: 'mapping_conflict',
+      message: expect.stringContaining('mapped to meter M-1 since 2024-04-01T09:00:00.000Z'),
+      details: [{ path: '/since', message: 'must not be before 2024-04-01T09:00:00.000Z' }],
+    });
+    // Later than its start: the same mapping again.
+    await map({ vehicleId: 'V-3b', meterId: 'M-1', since: '2024-05-01T00:00:00Z' }).expect(200);
+    const got = await request(engine.api.app).get('/v1/telemetry/map/V-3b').expect(200);
+    expect(got.body.history).toEqual([
+      { meterId: 'M-1', from: '2024-04-01T09:00:00.000Z', to: null },
+    ]);
+  });
+
+  test('when no since is given and the latest period is dated ahead of the clock, then 409 says now is too early, naming no field', async () => {
+    // Within MAX_CLOCK_SKEW_S of the clock, as a gateway's fast clock may date it.
+    const ahead = new Date(Date.now() + 120_000).toISOString();
+    await map({ vehicleId: 'V-3c', meterId: 'M-1', since: ahead }).expect(200);
+    const res = await map({ vehicleId: 'V-3c', meterId: 'M-2' }).expect(409);
+    expect(res.body.message).toMatch(/^now \(.*\) must be later than /);
+    expect(res.body.message).toContain(ahead);
+    expect(res.body.details).toEqual([]);
+  });
+
   test('when a re-mapping would start before the current period, then 409 and the past is untouched', async () => {
     await map({ vehicleId: 'V-4', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
     const res = await map({

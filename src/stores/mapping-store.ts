@@ -61,6 +61,15 @@ export class MappingStore {
         .whereNull('valid_to')
         .first();
       if (current && current.meter_id === meterId) {
+        // Already so since then: the same mapping again. Asked from earlier, it would move the
+        // period's start back over time it did not cover: refused, as past periods are.
+        if (!now && asked.getTime() < current.valid_from.getTime()) {
+          throw conflict(
+            'mapping_conflict',
+            `vehicle ${vehicleId} is mapped to meter ${meterId} since ${current.valid_from.toISOString()}; a since earlier than that would rewrite the past, which is never done`,
+            [{ path: '/since', message: `must not be before ${current.valid_from.toISOString()}` }],
+          );
+        }
         return { current: toPeriod(current), previous: null, changed: false };
       }
       const latest = await trx<MappingRow>(TABLE)
@@ -74,10 +83,12 @@ export class MappingStore {
         ? since.getTime() < latest.valid_to.getTime()
         : earliestAllowed !== null && since.getTime() <= earliestAllowed.getTime();
       if (earliestAllowed && tooEarly) {
+        const start = earliestAllowed.toISOString();
+        // Without a since (now), the vehicle's latest period is dated ahead of the clock.
         throw conflict(
           'mapping_conflict',
-          `since must be later than ${earliestAllowed.toISOString()}, where the vehicle's latest mapping period starts or ends; past periods are never rewritten`,
-          [{ path: '/since', message: `must be after ${earliestAllowed.toISOString()}` }],
+          `${now ? `now (${since.toISOString()})` : 'since'} must be later than ${start}, where the vehicle's latest mapping period starts or ends; past periods are never rewritten`,
+          now ? [] : [{ path: '/since', message: `must be after ${start}` }],
         );
       }
       let previous: MappingPeriod | null = null;
