@@ -565,6 +565,23 @@ describe('live state', () => {
     expect(res.body).toMatchObject({ meterId: 'M-db', voltage: 229, source: 'database' });
   });
 
+  test('when live state is older than the status table (Redis lost its data, then a late reading came), then status answers the newer, from PostgreSQL', async () => {
+    await ctx
+      .db('meter_status')
+      .insert({ meter_id: 'M-lost', ts: at(2), kwh_consumed_ac: 7, voltage: 230 });
+    await sendJson({ ...METER, meterId: 'M-lost', kwhConsumedAc: 1, timestamp: at(0) }).expect(202);
+    const res = await request(engine.api.app).get('/v1/meters/M-lost/status').expect(200);
+    expect(res.body).toMatchObject({
+      timestamp: '2024-03-20T10:02:00.000Z',
+      kwhConsumedAc: 7,
+      source: 'database',
+    });
+    // A newer reading is newer than both: live again.
+    await sendJson({ ...METER, meterId: 'M-lost', kwhConsumedAc: 9, timestamp: at(3) }).expect(202);
+    const newer = await request(engine.api.app).get('/v1/meters/M-lost/status').expect(200);
+    expect(newer.body).toMatchObject({ kwhConsumedAc: 9, source: 'live' });
+  });
+
   test('when a device was never seen, then 404; when its id is malformed, then 400', async () => {
     await request(engine.api.app).get('/v1/vehicles/V-never/status').expect(404);
     const res = await request(engine.api.app).get('/v1/vehicles/bad%20id/status').expect(400);
@@ -600,7 +617,8 @@ describe('backpressure and Redis outages', () => {
     }
   });
 
-  test('when Redis is unreachable, then ingest answers 503 with Retry-After within a second', async () => {
+  test('when Redis is unreachable, then ingest answers 503 with Retry-After within a second, and status answers what PostgreSQL knows', async () => {
+    const at0 = '2024-03-20T09:00:00Z';
     const deadRedis = createRedis(
       { redisUrl: 'redis://127.0.0.1:1', redisClusterNodes: '' },
       'command',
@@ -630,6 +648,12 @@ describe('backpressure and Redis outages', () => {
       const ready = await request(api.app).get('/health/ready').expect(503);
       expect(ready.body.checks.redis).toMatch(/failing/);
       expect(ready.body.checks.postgres).toBe('ok');
+      // A device PostgreSQL has not heard of may have readings waiting in Redis: not "never seen".
+      const unknown = await request(api.app).get('/v1/meters/M-waiting/status').expect(503);
+      expect(unknown.body.error).toBe('redis_unavailable');
+      await ctx.db('meter_status').insert({ meter_id: 'M-stored', ts: at0, kwh_consumed_ac: 3 });
+      const stored = await request(api.app).get('/v1/meters/M-stored/status').expect(200);
+      expect(stored.body).toMatchObject({ kwhConsumedAc: 3, source: 'database' });
     } finally {
       api.admission.stop();
       await deadQueues.close().catch(() => undefined);

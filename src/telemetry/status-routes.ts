@@ -1,12 +1,13 @@
 import { Type, type TSchema } from '@sinclair/typebox';
-import { notFound } from '../errors';
+import { notFound, serviceUnavailable } from '../errors';
+import { withTimeout } from '../with-timeout';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import type { Logger } from '../logger';
 import { DeviceId, EnergyMode, ErrorBody, Instant, Nullable } from '../schema/primitives';
 import type { EnergyReadingsMode } from '../config';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { StatusStore } from '../stores/status-store';
-import type { LiveStateStore } from './live-state';
+import type { LiveState, LiveStateStore } from './live-state';
 import {
   DEVICE_KINDS,
   type DeviceKind,
@@ -54,6 +55,9 @@ function statusSchema(kind: DeviceKind, extensions: StatusExtension[]): TSchema 
   );
 }
 
+/** How long a status answered from live state waits for PostgreSQL's row, which may be newer. */
+const DATABASE_CHECK_MS = 200;
+
 /** `GET /v1/{meters|vehicles|...}/{id}/status`: the latest reading, from Redis or PostgreSQL. */
 export function statusRoutes({
   liveState,
@@ -96,15 +100,39 @@ export function statusRoutes({
     }
   }
 
+  /**
+   * The newer of the live state and the status row: live state lost (a Redis restarted without
+   * its data) starts again from whatever arrives next, which may be older than the stored status.
+   * With live state at hand, PostgreSQL is waited for only a moment (live status answers while it
+   * is down or slow); without, its answer decides, and a device is unknown only when both could
+   * answer (while Redis is away its readings may still be waiting there for the flusher).
+   */
   async function latest(type: DeviceType, id: string) {
+    const stored = statusStore.get(type, id);
+    stored.catch(() => undefined); // awaited below, or given up on when live state answers
+    let live: LiveState | null | undefined; // undefined: Redis did not answer
     try {
-      const live = await liveState.get(type, id);
-      if (live) return { ts: live.ts, values: live.values, source: 'live' as const };
+      live = await liveState.get(type, id);
     } catch (err) {
       logger.warn({ err }, 'live state unavailable: answering from PostgreSQL');
     }
-    const row = await statusStore.get(type, id);
-    return row ? { ts: row.ts.getTime(), values: row.values, source: 'database' as const } : null;
+    if (live) {
+      const row = await withTimeout(stored, DATABASE_CHECK_MS).catch(() => null);
+      if (!row || live.ts >= row.ts.getTime()) {
+        return { ts: live.ts, values: live.values, source: 'live' as const };
+      }
+      return { ts: row.ts.getTime(), values: row.values, source: 'database' as const };
+    }
+    const row = await stored;
+    if (row) return { ts: row.ts.getTime(), values: row.values, source: 'database' as const };
+    if (live === undefined) {
+      throw serviceUnavailable(
+        'redis_unavailable',
+        `Redis is not available and PostgreSQL has no reading of ${type} ${id} yet; retry shortly`,
+        1,
+      );
+    }
+    return null;
   }
 
   return DEVICE_KINDS.map((kind) =>
