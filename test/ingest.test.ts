@@ -266,6 +266,18 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
     expect(res.body.message).toMatch(/not valid JSON/);
   });
 
+  test('when NDJSON is sent as application/json, then 400 says so and names the content type to send', async () => {
+    const lines = [METER, { ...METER, timestamp: '2024-03-20T10:01:00Z' }];
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send(lines.map((l) => JSON.stringify(l)).join('\n'))
+      .expect(400);
+    expect(res.body).toMatchObject({
+      error: 'invalid_json',
+      message: expect.stringContaining('Content-Type: application/x-ndjson'),
+    });
+  });
+
   test('when the content type is not JSON or NDJSON, then 415', async () => {
     const res = await ingest()
       .set('Content-Type', 'text/plain')

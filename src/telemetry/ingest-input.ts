@@ -61,6 +61,35 @@ function fromJsonValue(body: unknown): IngestInput {
   return { kind: 'single', value: body };
 }
 
+/**
+ * A JSON body that holds one value per line is NDJSON sent with the wrong content type: the
+ * parser's "after JSON at position 72" alone does not say so.
+ */
+function parseJsonOrSayNdjson(text: string): unknown {
+  try {
+    return parseJson(text);
+  } catch (err) {
+    // Its first two lines tell (a body may hold a million lines).
+    const lines = text.trimStart().split('\n', 2);
+    if (lines.length === 2 && lines.every(isJsonValue)) {
+      throw badRequest(
+        'invalid_json',
+        'The body is one JSON value per line (NDJSON), sent as application/json: send it with Content-Type: application/x-ndjson, or as a JSON array',
+      );
+    }
+    throw err;
+  }
+}
+
+const isJsonValue = (line: string) => {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 /** Text (already decoded) to what ingest takes: one reading, or a list whose items may be unparseable. */
 export function parseIngestText(
   text: string,
@@ -68,7 +97,7 @@ export function parseIngestText(
   maxReadings: number,
 ): IngestInput {
   if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text, maxReadings) };
-  if (format === 'json') return fromJsonValue(parseJson(text));
+  if (format === 'json') return fromJsonValue(parseJsonOrSayNdjson(text));
   try {
     return fromJsonValue(parseJson(text));
   } catch (err) {
