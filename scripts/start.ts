@@ -91,9 +91,26 @@ async function main(): Promise<void> {
   setInterval(() => {
     if (process.ppid !== launcher) stopAll('SIGTERM');
   }, 1000).unref();
+  // Said once both answer: a request sent on "engine running" must not be refused.
+  await Promise.all(
+    [config.port, config.flusherPort].map((port) => answering(port, () => stopping)),
+  );
+  if (stopping) return;
   logger.info(
     `engine running: API on http://127.0.0.1:${config.port}${config.mqttUrl ? ' (consuming MQTT)' : ''}, flusher health on :${config.flusherPort}; Ctrl-C stops both`,
   );
+}
+
+/** Resolves once `/health/live` answers on `port` (at once for port 0: a port not known here). */
+async function answering(port: number, stopping: () => boolean): Promise<void> {
+  while (port !== 0 && !stopping()) {
+    const answered = await fetch(`http://127.0.0.1:${port}/health/live`).then(
+      (res) => res.ok,
+      () => false,
+    );
+    if (answered) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 main().catch((err: unknown) => exitOnStartupFailure(err, logger));

@@ -1,6 +1,6 @@
 import type { Express } from 'express';
 import type { Knex } from 'knex';
-import { checkReplicas, type RedisClient } from './redis';
+import { checkReplicas, redisReadiness, type RedisClient } from './redis';
 import type { Registry } from 'prom-client';
 import { analyticsRoutes } from './analytics/analytics-routes';
 import { EnergyReportStore } from './analytics/energy-report-store';
@@ -180,7 +180,7 @@ export function createApp({
     ...healthRoutes({
       checks: {
         postgres: () => db.raw('SELECT 1'),
-        redis: () => redis.ping(),
+        redis: redisReadiness(redis),
         ...replicaChecks,
         ...readinessChecks,
       },

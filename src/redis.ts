@@ -192,3 +192,18 @@ export async function checkReplicas(redis: RedisClient, wanted: number): Promise
     `REDIS_WAIT_REPLICAS=${wanted} but no Redis master has that many replicas (${found})`,
   );
 }
+
+/**
+ * Readiness of a Redis connection. While it is down, ioredis's own words ("Stream isn't writeable
+ * and enableOfflineQueue options is false") say nothing an operator can act on: say what to check.
+ */
+export function redisReadiness(redis: RedisClient): () => Promise<void> {
+  return async () => {
+    if (redis.status !== 'ready') {
+      throw new Error(
+        `no connection (${redis.status}): check that Redis runs at REDIS_URL (or REDIS_CLUSTER_NODES) and accepts this process`,
+      );
+    }
+    await redis.ping();
+  };
+}

@@ -230,7 +230,7 @@ describe('npm start going away', () => {
       try {
         await waitFor(
           async () => (await answers(api)) && (await answers(flusher)),
-          60_000,
+          120_000,
           'the API and the flusher to answer',
         );
         start.child.kill(signal);
@@ -244,6 +244,8 @@ describe('npm start going away', () => {
         await start.exited;
       }
     },
+    // npm start compiles and migrates before both answer: slow on a loaded machine.
+    150_000,
   );
 });
 

@@ -379,8 +379,9 @@ describe('POST /v1/telemetry/ingest: batches', () => {
     try {
       const res = await ingest().set('Content-Type', 'application/x-ndjson').send(lines);
       expect(res.status).toBe(413);
+      expect(res.body.error).toBe('too_many_readings');
       expect(res.body.message).toBe(
-        `The request holds ${ctx.config.maxBatchReadings + 1} readings; at most ${ctx.config.maxBatchReadings} are accepted per request`,
+        `It holds ${ctx.config.maxBatchReadings + 1} readings; at most ${ctx.config.maxBatchReadings} (MAX_BATCH_READINGS) are accepted in one request or MQTT message`,
       );
       expect(parse.mock.calls.filter(([text]) => text === 'not json')).toEqual([]);
     } finally {
@@ -658,7 +659,9 @@ describe('backpressure and Redis outages', () => {
       expect(res.headers['retry-after']).toBe('1');
       expect(res.body.error).toBe('redis_unavailable');
       const ready = await request(api.app).get('/health/ready').expect(503);
-      expect(ready.body.checks.redis).toMatch(/failing/);
+      expect(ready.body.checks.redis).toMatch(
+        /^failing: no connection \(\w+\): check that Redis runs at REDIS_URL/,
+      );
       expect(ready.body.checks.postgres).toBe('ok');
       // A device PostgreSQL has not heard of may have readings waiting in Redis: not "never seen".
       const unknown = await request(api.app).get('/v1/meters/M-waiting/status').expect(503);

@@ -1099,6 +1099,24 @@ describe('OCPP 1.6J charge points', () => {
       'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
     });
     expect(res.status).not.toBe(101);
+    // An id the engine cannot take is told what an id may be.
+    const upgrade = {
+      Connection: 'Upgrade',
+      Upgrade: 'websocket',
+      'Sec-WebSocket-Version': '13',
+      'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      'Sec-WebSocket-Protocol': 'ocpp1.6',
+    };
+    for (const path of ['/ocpp/A%20B', `/ocpp/${'x'.repeat(49)}`]) {
+      const refused = await request(e.url).get(path).set(upgrade);
+      expect({ path, status: refused.status, text: refused.text }).toEqual({
+        path,
+        status: 404,
+        text: expect.stringContaining(
+          'charge points connect to /ocpp/{chargePointId}, the id 1-48',
+        ),
+      });
+    }
   });
 });
 
@@ -1138,6 +1156,20 @@ describe('OCPP with AUTH on', () => {
         (error: unknown) => error as { code?: number },
       );
       expect(err?.code).toBe(401);
+      const refused = await request(e.url)
+        .get('/ocpp/CP-1')
+        .set({
+          Connection: 'Upgrade',
+          Upgrade: 'websocket',
+          'Sec-WebSocket-Version': '13',
+          'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          'Sec-WebSocket-Protocol': 'ocpp1.6',
+          ...(password
+            ? { Authorization: `Basic ${Buffer.from(`CP-1:${password}`).toString('base64')}` }
+            : {}),
+        });
+      expect(refused.status).toBe(401);
+      expect(refused.text).toContain('a key with the charge-point scope named after that id');
     },
   );
 });

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
 import type { Knex } from 'knex';
-import type { RedisClient } from '../src/redis';
+import { redisReadiness, type RedisClient } from '../src/redis';
 import type { Config } from '../src/config';
 import { healthRoutes } from '../src/health';
 import { createServiceApp } from '../src/http/service-app';
@@ -152,7 +152,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       ...healthRoutes({
         checks: {
           postgres: () => db.raw('SELECT 1'),
-          redis: () => redis.ping(),
+          redis: redisReadiness(redis),
           worker: async () => {
             if (!workers.isRunning()) throw new Error('a queue worker is not running');
           },

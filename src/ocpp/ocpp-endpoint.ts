@@ -35,6 +35,7 @@ const { RPCServer, createRPCError } = ocppRpcFor(OCPP_PROTOCOL);
  * limit; the meter id stays within 64).
  */
 export const CHARGE_POINT_ID_PATTERN = '^(?!\\.+$)[A-Za-z0-9._-]{1,48}$';
+export const CHARGE_POINT_ID_RULE = '1-48 characters from A-Z a-z 0-9 . _ -, not dots alone';
 const CHARGE_POINT_ID = new RegExp(CHARGE_POINT_ID_PATTERN);
 
 /** The actions this engine answers; anything else gets the library's NotImplemented. */
@@ -106,9 +107,18 @@ export function chargePointIdOf(url: string | undefined): string | null {
   }
 }
 
+/** Why a WebSocket upgrade is refused, in words a charge point's installer can act on. */
+const REFUSALS = {
+  404: `Not Found: charge points connect to /ocpp/{chargePointId}, the id ${CHARGE_POINT_ID_RULE}`,
+  503: 'Service Unavailable: this engine is shutting down; connect again',
+};
+
 function refuse(socket: Duplex, status: 404 | 503): void {
-  const text = status === 404 ? 'Not Found' : 'Service Unavailable';
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  const text = REFUSALS[status];
+  socket.end(
+    `HTTP/1.1 ${status} ${text.split(':')[0]}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+      `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+  );
 }
 
 interface PendingCall {
@@ -155,7 +165,7 @@ export function createOcppEndpoint({
 
   rpc.auth((accept, reject, handshake) => {
     if (handshake.endpoint !== OCPP_PATH || !CHARGE_POINT_ID.test(handshake.identity)) {
-      reject(404, 'Not Found');
+      reject(404, REFUSALS[404]);
       return;
     }
     if (config.auth === 'on') {
@@ -163,7 +173,10 @@ export function createOcppEndpoint({
       // password = a key with the charge-point scope whose name is that id.
       const key = handshake.password ? findKey(keys, handshake.password.toString('utf8')) : null;
       if (!key || key.name !== handshake.identity || !key.scopes.includes('charge-point')) {
-        reject(401, 'Unauthorized');
+        reject(
+          401,
+          'Unauthorized: send HTTP Basic with the charge point id as user and, as password, a key with the charge-point scope named after that id',
+        );
         return;
       }
     }

@@ -5,7 +5,7 @@ import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
 import type { LiveStateStore } from '../telemetry/live-state';
 import type { ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
-import { CHARGE_POINT_ID_PATTERN } from './ocpp-endpoint';
+import { CHARGE_POINT_ID_PATTERN, CHARGE_POINT_ID_RULE } from './ocpp-endpoint';
 import type { IdTagStore } from './id-tag-store';
 import type { Transaction, TransactionStore } from './transaction-store';
 
@@ -23,7 +23,7 @@ const IdTagParam = Type.String({
 
 const ChargePointIdParam = Type.String({
   pattern: CHARGE_POINT_ID_PATTERN,
-  description: '1-48 characters from A-Z a-z 0-9 . _ -, not dots alone',
+  description: CHARGE_POINT_ID_RULE,
 });
 
 const IdTagBody = Type.Object(

@@ -3,7 +3,7 @@
  * then one JSON value, a JSON array, or NDJSON. Failures are 400 AppErrors whose codes
  * (`invalid_encoding`, `invalid_json`, `empty_body`, `empty_batch`) name what was wrong.
  */
-import { badRequest, payloadTooLarge } from '../errors';
+import { AppError, badRequest } from '../errors';
 import type { IngestInput } from './ingest-service';
 
 /** `auto` (MQTT, which has no content type): JSON when the whole text parses, else NDJSON lines. */
@@ -28,9 +28,16 @@ export function parseJson(text: string): unknown {
   }
 }
 
-/** More readings in one request or message than MAX_BATCH_READINGS: refused whole. */
+/**
+ * More readings in one request or message than MAX_BATCH_READINGS: refused whole, with a code of
+ * its own (`payload_too_large` is a body or payload over its size in bytes).
+ */
 export const tooManyReadings = (count: number, max: number) =>
-  payloadTooLarge(`The request holds ${count} readings; at most ${max} are accepted per request`);
+  new AppError(
+    413,
+    'too_many_readings',
+    `It holds ${count} readings; at most ${max} (MAX_BATCH_READINGS) are accepted in one request or MQTT message`,
+  );
 
 /** One NDJSON line: its parsed value, or why it could not be parsed. */
 export type NdjsonItem = { value: unknown } | { parseError: string };

@@ -125,8 +125,8 @@ describe('MQTT payloads', () => {
     expect(lines).toMatchObject({
       ok: false,
       error: {
-        code: 'payload_too_large',
-        message: `The request holds ${LIMITS.readings + 1} readings; at most ${LIMITS.readings} are accepted per request`,
+        code: 'too_many_readings',
+        message: `It holds ${LIMITS.readings + 1} readings; at most ${LIMITS.readings} (MAX_BATCH_READINGS) are accepted in one request or MQTT message`,
       },
     });
   });
