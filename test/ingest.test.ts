@@ -245,6 +245,20 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
     },
   );
 
+  test('when an optional field is sent as null, then 400 says it may be left out; a required one is only its rule', async () => {
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send({ ...METER, voltage: null, kwhConsumedAc: null })
+      .expect(400);
+    expect(res.body.details).toEqual([
+      { path: '/kwhConsumedAc', message: 'must be a number from 0 to 1000000000' },
+      {
+        path: '/voltage',
+        message: 'must be a number from 0 to 1000, or be left out (null is not a value)',
+      },
+    ]);
+  });
+
   test('when a number overflows to Infinity (1e400), then 400 names the field', async () => {
     const res = await ingest()
       .set('Content-Type', 'application/json')

@@ -1,4 +1,5 @@
 import type Ajv from 'ajv';
+import type { ErrorDetail } from '../errors';
 import { DEVICE_KINDS, type DeviceKind, type Reading } from '../devices/device-kinds';
 import {
   compile,
@@ -57,6 +58,26 @@ function toReading(kind: DeviceKind, input: Record<string, unknown>, ts: number)
   const reading: Record<string, unknown> = { type: kind.type, id: input[kind.idField], ts };
   for (const name of kind.fieldNames) reading[name] = input[name];
   return reading as Reading;
+}
+
+/**
+ * An optional field sent as null: its rule alone ("must be a number from 0 to 1000") does not say
+ * that leaving it out is how a reading says it has no such value.
+ */
+function sayOptional(
+  kind: DeviceKind,
+  input: Record<string, unknown>,
+  detail: ErrorDetail,
+): ErrorDetail {
+  const field = detail.path.slice(1);
+  const { properties, required = [] } = kind.readingSchema as {
+    properties: Record<string, unknown>;
+    required?: string[];
+  };
+  if (input[field] !== null || !hasOwn(properties, field) || required.includes(field)) {
+    return detail;
+  }
+  return { ...detail, message: `${detail.message}, or be left out (null is not a value)` };
 }
 
 export function createReadingValidator({
@@ -139,7 +160,7 @@ export function createReadingValidator({
       );
     }
     if (!validate(input)) {
-      const details = toDetails(validate.errors);
+      const details = toDetails(validate.errors).map((d) => sayOptional(kind, input, d));
       return failure(
         'invalid_reading',
         `Invalid ${kind.type} reading: ${describeDetails(details)}`,
