@@ -23,6 +23,7 @@ test.each([
     'sessionId must be a session id as the sessions list gives it: tx-<transaction id> or d-<start, epoch ms>',
   ],
   ['/v1/charge-points/cp:1', 'chargePointId must be 1-48 characters from A-Z a-z 0-9 . _ -'],
+  [`/v1/vehicles/${'V'.repeat(65)}/status`, 'vehicleId must be 1-64 characters from A-Z'],
   ['/v1/meters/M-1/status?x=1', 'x is not a known parameter (this endpoint takes none)'],
   [
     '/v1/analytics/fleet?from=2024-01-01T00:00:00+01:00&hours=2',

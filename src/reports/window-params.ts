@@ -77,6 +77,14 @@ function windowProblem(
 export const isAcceptableWindow = (window: AnalyticsWindow, maxWindowHours: number): boolean =>
   windowProblem(window, maxWindowHours) === null;
 
+/** Digits of a fraction of a second beyond the millisecond, if any is not zero. */
+const BELOW_MILLISECOND = /\.\d{3}\d*[1-9]/;
+
+/**
+ * A window bound to the millisecond readings are kept to. Date.parse drops what is below it; a
+ * bound between two milliseconds is taken up to the next, for `from` and `to` alike: a reading at
+ * 10:05:00.000 is before from=10:05:00.0001 and before to=10:05:00.0001, so out and in.
+ */
 function instant(param: string, value: string): Date {
   const ms = Date.parse(value);
   if (!Number.isFinite(ms)) {
@@ -85,7 +93,7 @@ function instant(param: string, value: string): Date {
       'must be a real date and time (no leap second or day 31 of a 30-day month)',
     );
   }
-  return new Date(ms);
+  return new Date(BELOW_MILLISECOND.test(value) ? ms + 1 : ms);
 }
 
 /**

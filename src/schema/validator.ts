@@ -113,8 +113,16 @@ const allowedValues = (e: ErrorObject) => {
   return values && `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
 };
 
+/** A length out of bounds says the field's whole rule where it has one, as its pattern does. */
+const lengthRule = (e: ErrorObject) => {
+  const description = (e.parentSchema as { description?: unknown } | undefined)?.description;
+  return typeof description === 'string' ? `must be ${description}` : null;
+};
+
 const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
   required: () => 'is required',
+  maxLength: lengthRule,
+  minLength: lengthRule,
   additionalProperties: () => 'is not an accepted field',
   format: () => TIMESTAMP_RULE,
   pattern: patternRule,

@@ -25,6 +25,15 @@ describe('parseWindow', () => {
     expect(iso(parse({}, 3600))).toEqual(['2024-03-19T10:00:00.000Z', '2024-03-20T10:00:00.000Z']);
   });
 
+  test('when a bound falls between two milliseconds, then it is taken up to the next (a reading at .000 is before .0001)', () => {
+    expect(
+      iso(parse({ from: '2024-03-01T10:04:59.9999Z', to: '2024-03-01T10:05:00.0001Z' })),
+    ).toEqual(['2024-03-01T10:05:00.000Z', '2024-03-01T10:05:00.001Z']);
+    expect(
+      iso(parse({ from: '2024-03-01T10:05:00.0001Z', to: '2024-03-01T10:06:00.123000Z' })),
+    ).toEqual(['2024-03-01T10:05:00.001Z', '2024-03-01T10:06:00.123Z']);
+  });
+
   test('when hours is given alone, then the window ends now and spans that many hours', () => {
     expect(iso(parse({ hours: 2 }))).toEqual([
       '2024-03-20T08:17:30.000Z',
