@@ -116,21 +116,33 @@ export function limitHeapGrowth(percent: number): void {
  * rounds, and 1-17 % more single readings/s at saturation. Lowering a priority needs no privilege.
  * On Linux a priority is a thread's: every thread of the process is lowered (V8's garbage
  * collection threads, started before this runs, took a tenth of the flusher's CPU at full
- * priority); threads started later inherit it from the thread that starts them.
+ * priority); threads started later inherit it from the thread that starts them. A thread started
+ * while the list is walked, by one not lowered yet, is missed: the walk is repeated until it
+ * lowers nothing.
  */
 export function lowerCpuPriority(nice: number, logger: Logger): void {
   try {
-    for (const thread of threadsOfThisProcess()) {
-      try {
-        if (nice > getPriority(thread)) setPriority(thread, nice);
-      } catch (err) {
-        // A thread that ended since the list was read has no priority to lower.
-        if ((err as { info?: { code?: string } }).info?.code !== 'ESRCH') throw err;
-      }
-    }
+    for (let pass = 0; pass < 5 && lowerThreads(nice) > 0; pass++);
   } catch (err) {
     logger.warn({ err, nice }, 'could not lower the CPU priority: running at the same as the API');
   }
+}
+
+/** One walk over this process's threads: how many it lowered to `nice`. */
+function lowerThreads(nice: number): number {
+  let lowered = 0;
+  for (const thread of threadsOfThisProcess()) {
+    try {
+      if (nice > getPriority(thread)) {
+        setPriority(thread, nice);
+        lowered++;
+      }
+    } catch (err) {
+      // A thread that ended since the list was read has no priority to lower.
+      if ((err as { info?: { code?: string } }).info?.code !== 'ESRCH') throw err;
+    }
+  }
+  return lowered;
 }
 
 /** This process's thread ids (Linux's /proc), or 0 (the calling thread) where there is none. */
