@@ -105,12 +105,11 @@ transactions AS (
 ),
 spans AS (
   SELECT vehicle_id, 'tx-' || transaction_id AS key, 'ocpp' AS source, transaction_id,
-         start_ts, end_ts, running, false AS continues, start_ts AS fold_from, billed_kwh
+         start_ts, end_ts, running, false AS continues, start_ts AS fold_from
   FROM transactions
   UNION ALL
   SELECT d.vehicle_id, 'd-' || (extract(epoch FROM d.start_ts) * 1000)::bigint, 'detected', NULL,
-         d.start_ts, d.end_ts, false, d.continues, CASE WHEN d.continues THEN d.folded_to ELSE d.start_ts END,
-         NULL::float8
+         d.start_ts, d.end_ts, false, d.continues, CASE WHEN d.continues THEN d.folded_to ELSE d.start_ts END
   FROM detected d
   -- The transaction is the session: readings it covers form no session of their own.
   WHERE NOT EXISTS (SELECT 1 FROM transactions x
@@ -209,7 +208,9 @@ ${WINDOWS},
 ${FOLDED}
 SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running, s.continues,
        coalesce(array_agg(DISTINCT w.device_id) FILTER (WHERE w.role = 'ac'), '{}') AS meter_ids,
-       coalesce(s.billed_kwh, sum(f.energy) FILTER (WHERE w.role = 'ac')) AS ac_kwh,
+       coalesce(CASE WHEN s.source = 'ocpp' THEN (SELECT x.billed_kwh FROM transactions x
+                                                  WHERE x.transaction_id = s.transaction_id) END,
+                sum(f.energy) FILTER (WHERE w.role = 'ac')) AS ac_kwh,
        sum(f.energy) FILTER (WHERE w.role = 'dc') AS dc_kwh,
        coalesce(sum(f.readings) FILTER (WHERE w.role = 'dc'), 0)::int AS vehicle_readings,
        coalesce(sum(f.readings) FILTER (WHERE w.role = 'ac'), 0)::int AS meter_readings,
@@ -222,8 +223,7 @@ SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.
 FROM spans s
 JOIN windows w ON w.vehicle_id = s.vehicle_id AND w.key = s.key
 LEFT JOIN folded f ON f.wid = w.wid
-GROUP BY s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running, s.continues,
-         s.billed_kwh
+GROUP BY s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running, s.continues
 ORDER BY s.vehicle_id, s.start_ts`;
 
 /**
