@@ -152,6 +152,24 @@ describe('charging sessions detected from readings', () => {
     expect(afternoon).toMatchObject({ dcDeliveredKwh: 5 });
   });
 
+  test('when the window is given as hours from a start, then the session lists answer as the reports take it', async () => {
+    const day = await sessionsOf(e, 'V-s', '2024-05-10T00:00:00Z', '2024-05-11T00:00:00Z');
+    const byHours = await request(e.api.api.app)
+      .get('/v1/vehicles/V-s/sessions?from=2024-05-10T00:00:00Z&hours=24')
+      .expect(200);
+    expect(byHours.body.window).toEqual({
+      from: '2024-05-10T00:00:00.000Z',
+      to: '2024-05-11T00:00:00.000Z',
+    });
+    expect(byHours.body.sessions).toEqual(day);
+    const fleet = await request(e.api.api.app)
+      .get('/v1/analytics/sessions?to=2024-05-11T00:00:00Z&hours=24')
+      .expect(200);
+    expect(fleet.body.sessions.map((s: SessionJson) => s.id).sort()).toEqual(
+      day.map((s) => s.id).sort(),
+    );
+  });
+
   test('when the hours are built in the background, then the kept sessions are the same', async () => {
     const live = await sessionsOf(e, 'V-s', '2024-05-10T00:00:00Z', '2024-05-11T00:00:00Z');
     await build(e);

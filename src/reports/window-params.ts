@@ -128,6 +128,7 @@ export function parseWindow(
   const alignMs = Math.max(1, alignS) * 1000;
   const alignedNow = new Date(Math.floor(now / alignMs) * alignMs);
   const span = (query.hours ?? defaultHours) * HOUR_MS;
+  const fromRunsUntilNow = fromAloneEndsNow && query.hours === undefined;
 
   let from: Date;
   let to: Date;
@@ -136,12 +137,12 @@ export function parseWindow(
     to = instant('to', query.to);
   } else if (query.from !== undefined) {
     from = instant('from', query.from);
-    to = fromAloneEndsNow ? alignedNow : new Date(from.getTime() + span);
+    to = fromRunsUntilNow ? alignedNow : new Date(from.getTime() + span);
   } else {
     to = query.to !== undefined ? instant('to', query.to) : alignedNow;
     from = new Date(to.getTime() - span);
   }
-  const toIsNow = query.to === undefined && (query.from === undefined || fromAloneEndsNow);
+  const toIsNow = query.to === undefined && (query.from === undefined || fromRunsUntilNow);
   const problem = windowProblem({ from, to }, maxWindowHours, {
     toGiven: query.to !== undefined,
     toIsNow,

@@ -29,6 +29,13 @@ const windowQuery = (defaultHours: number, maxHours: number) => ({
     ...Timestamp,
     description: `window end (exclusive); default now; at most ${maxHours} hours after from`,
   }),
+  hours: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: maxHours,
+      description: `window length, with at most one of from/to (as the reports take it): ending now or at to, or starting at from`,
+    }),
+  ),
 });
 
 /** The fleet sessions list's filter, as its query declares it and its cursors must hold it. */
