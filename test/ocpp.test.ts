@@ -437,6 +437,33 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body.energy.acConsumedKwh).toBe(6);
   });
 
+  test('when a register sample of 0 comes inside a transaction that started above 0, then it is left out as a glitch, not read as a reset', async () => {
+    const cp = await connect('CP-ZERO');
+    await cp.call('StartTransaction', {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 50_000_000,
+      timestamp: '2024-04-03T10:00:00Z',
+    });
+    await cp.call('MeterValues', meterValues(1, '2024-04-03T10:10:00Z', wh(50_010_000)));
+    await cp.call('MeterValues', meterValues(1, '2024-04-03T10:20:00Z', wh(0))); // the glitch
+    await cp.call('MeterValues', meterValues(1, '2024-04-03T10:30:00Z', wh(50_020_000)));
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-ZERO:1')).map((r) => r.kwh)).toEqual([50_000, 50_010, 50_020]);
+    await request(e.api.api.app)
+      .post('/v1/telemetry/map')
+      .send({ vehicleId: 'V-zero', meterId: 'CP-ZERO:1', since: '2024-04-03T10:00:00.001Z' })
+      .expect(200);
+    const res = await request(e.api.api.app)
+      .get('/v1/analytics/performance/V-zero?from=2024-04-03T10:00:00Z&to=2024-04-03T11:00:00Z')
+      .expect(200);
+    expect(res.body.energy.acConsumedKwh).toBe(20); // read as a reset: 50,020
+    const metrics = await request(e.api.api.app).get('/metrics').expect(200);
+    expect(metrics.text).toContain(
+      'energy_ocpp_samples_rejected_total{reason="zero register in a transaction",process="api"} 1',
+    );
+  });
+
   test('when a sample has a unit wrong for its measurand or a negative value, then it is refused and the rest of the message kept', async () => {
     const cp = await connect('CP-UNIT');
     await cp.call('MeterValues', {

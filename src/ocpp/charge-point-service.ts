@@ -462,7 +462,10 @@ export class ChargePointService {
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept && stoppedAt === reportedStop) {
-      await this.store(meterId, this.stopReadings(req, stoppedAt));
+      await this.store(
+        meterId,
+        this.withoutZeroGlitches(this.stopReadings(req, stoppedAt), known.meterStartWh),
+      );
     } else if (transaction && stoppedByEngine(transaction) && stoppedAt === reportedStop) {
       // The charge point's own stop of a transaction a start stopped before it came: its
       // readings are its connector's register all the same, up to that connector's next
@@ -470,10 +473,13 @@ export class ChargePointService {
       const next = await this.deps.transactions.nextOnConnector(known);
       await this.store(
         meterId,
-        this.stopReadings(req, stoppedAt, {
-          after: known.startedAt.getTime(),
-          before: next?.startedAt.getTime() ?? Infinity,
-        }),
+        this.withoutZeroGlitches(
+          this.stopReadings(req, stoppedAt, {
+            after: known.startedAt.getTime(),
+            before: next?.startedAt.getTime() ?? Infinity,
+          }),
+          known.meterStartWh,
+        ),
       );
     } else {
       this.deps.logger.warn(
@@ -518,8 +524,44 @@ export class ChargePointService {
     checkConnectorId(req.connectorId, 0);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     this.recordRegisterSoon(chargePointId, req.connectorId);
-    await this.store(meterId, this.read(req.meterValue, { ignoreTransactionEnd: true }));
+    const readings = this.read(req.meterValue, { ignoreTransactionEnd: true });
+    const zero = readings.some((r) => r.kwh === 0);
+    const startWh = zero ? await this.openTransactionStartWh(chargePointId, req.connectorId) : 0;
+    await this.store(meterId, this.withoutZeroGlitches(readings, startWh));
     return {};
+  }
+
+  /** The register at the start of the connector's open transaction; 0 without one, or unknown. */
+  private async openTransactionStartWh(chargePointId: string, connectorId: number) {
+    try {
+      const open = await this.deps.transactions.openOn(chargePointId);
+      return open.find((t) => t.connectorId === connectorId)?.meterStartWh ?? 0;
+    } catch (err) {
+      // Without PostgreSQL the sample is kept: a message is not failed for a check.
+      this.deps.logger.warn({ err, chargePointId }, 'open transaction unknown: zero samples kept');
+      return 0;
+    }
+  }
+
+  /**
+   * A register of 0 inside a transaction that started above 0 is a charger's glitch (a sample
+   * taken while its meter restarts), not a reset: read as one, the next sample would count the
+   * whole register again (50,000 kWh in a session). A real reset goes on from small values, and
+   * the first of them counts as the reset's increase, as it should.
+   */
+  private withoutZeroGlitches<R extends { kwh: number }>(readings: R[], startWh: number): R[] {
+    if (startWh <= 0) return readings;
+    const kept = readings.filter((r) => r.kwh !== 0);
+    for (let i = kept.length; i < readings.length; i++) {
+      this.deps.metrics.onSampleRejected('zero register in a transaction');
+    }
+    if (kept.length < readings.length) {
+      this.deps.logger.warn(
+        { dropped: readings.length - kept.length, meterStartWh: startWh },
+        'register samples of 0 inside a transaction left out',
+      );
+    }
+    return kept;
   }
 
   /** The register readings of a meterValue list; samples it cannot use are counted and logged. */
