@@ -414,50 +414,42 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
-  test('when the register resets mid-transaction, then the new value counts as the increase', async () => {
-    const cp = await connect('CP-RESET');
-    await cp.call('StartTransaction', {
-      connectorId: 2,
-      idTag: 'any',
-      meterStart: 500_000,
-      timestamp: '2024-04-02T10:00:00Z',
-    });
-    await cp.call('MeterValues', meterValues(2, '2024-04-02T10:10:00Z', wh(502_000)));
-    await cp.call('MeterValues', meterValues(2, '2024-04-02T10:20:00Z', wh(1_500))); // reset
-    await cp.call('MeterValues', meterValues(2, '2024-04-02T10:30:00Z', wh(4_000)));
-    await waitForDrained(e.queue);
-    await request(e.api.api.app)
-      .post('/v1/telemetry/map')
-      .send({ vehicleId: 'V-reset', meterId: 'CP-RESET:2', since: '2024-04-02T10:00:00.001Z' })
-      .expect(200);
-    const res = await request(e.api.api.app)
-      .get('/v1/analytics/performance/V-reset?from=2024-04-02T10:00:00Z&to=2024-04-02T11:00:00Z')
-      .expect(200);
-    // 500 -> 502 (+2), reset to 1.5 (+1.5), -> 4 (+2.5)
-    expect(res.body.energy.acConsumedKwh).toBe(6);
-  });
-
-  test('when a register sample of 0 comes inside a transaction that started above 0, then it is left out as a glitch, not read as a reset', async () => {
-    const cp = await connect('CP-ZERO');
+  /**
+   * A transaction on connector 1 of `id` from 10:00 of `day`, its register samples (Wh) ten
+   * minutes apart: the AC its vehicle's report counts over the hour.
+   */
+  const reportedAcOf = async (id: string, day: string, meterStart: number, samples: number[]) => {
+    const cp = await connect(id);
     await cp.call('StartTransaction', {
       connectorId: 1,
       idTag: 'any',
-      meterStart: 50_000_000,
-      timestamp: '2024-04-03T10:00:00Z',
+      meterStart,
+      timestamp: `${day}T10:00:00Z`,
     });
-    await cp.call('MeterValues', meterValues(1, '2024-04-03T10:10:00Z', wh(50_010_000)));
-    await cp.call('MeterValues', meterValues(1, '2024-04-03T10:20:00Z', wh(0))); // the glitch
-    await cp.call('MeterValues', meterValues(1, '2024-04-03T10:30:00Z', wh(50_020_000)));
+    for (const [i, value] of samples.entries()) {
+      await cp.call('MeterValues', meterValues(1, `${day}T10:${i + 1}0:00Z`, wh(value)));
+    }
     await waitForDrained(e.queue);
-    expect((await history(e, 'CP-ZERO:1')).map((r) => r.kwh)).toEqual([50_000, 50_010, 50_020]);
     await request(e.api.api.app)
       .post('/v1/telemetry/map')
-      .send({ vehicleId: 'V-zero', meterId: 'CP-ZERO:1', since: '2024-04-03T10:00:00.001Z' })
+      .send({ vehicleId: `V-${id}`, meterId: `${id}:1`, since: `${day}T10:00:00.001Z` })
       .expect(200);
     const res = await request(e.api.api.app)
-      .get('/v1/analytics/performance/V-zero?from=2024-04-03T10:00:00Z&to=2024-04-03T11:00:00Z')
+      .get(`/v1/analytics/performance/V-${id}?from=${day}T10:00:00Z&to=${day}T11:00:00Z`)
       .expect(200);
-    expect(res.body.energy.acConsumedKwh).toBe(20); // read as a reset: 50,020
+    return res.body.energy.acConsumedKwh as number;
+  };
+
+  test('when the register resets mid-transaction, then the new value counts as the increase', async () => {
+    // 500 -> 502 (+2), reset to 1.5 (+1.5), -> 4 (+2.5)
+    expect(await reportedAcOf('CP-RESET', '2024-04-02', 500_000, [502_000, 1_500, 4_000])).toBe(6);
+  });
+
+  test('when a register sample of 0 comes inside a transaction that started above 0, then it is left out as a glitch, not read as a reset', async () => {
+    // Read as a reset, the 0 would make 50,020 of the last sample.
+    const ac = await reportedAcOf('CP-ZERO', '2024-04-03', 50_000_000, [50_010_000, 0, 50_020_000]);
+    expect(ac).toBe(20);
+    expect((await history(e, 'CP-ZERO:1')).map((r) => r.kwh)).toEqual([50_000, 50_010, 50_020]);
     const metrics = await request(e.api.api.app).get('/metrics').expect(200);
     expect(metrics.text).toContain(
       'energy_ocpp_samples_rejected_total{reason="zero register in a transaction",process="api"} 1',

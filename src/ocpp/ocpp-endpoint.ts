@@ -5,7 +5,7 @@
  * hands each action to the ChargePointService.
  */
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage, Server } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type RPCServerClient from 'ocpp-rpc/lib/server-client';
@@ -116,7 +116,7 @@ const REFUSALS = {
 function refuse(socket: Duplex, status: 404 | 503): void {
   const text = REFUSALS[status];
   socket.end(
-    `HTTP/1.1 ${status} ${text.split(':')[0]}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
       `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
   );
 }

@@ -8,7 +8,7 @@ import type { AnyRoute } from '../http/route-contract';
 import type { Logger } from '../logger';
 import { createOcppMetrics } from '../metrics';
 import type { RedisKeys } from '../redis-keys';
-import { Instant, Nullable } from '../schema/primitives';
+import { Instant } from '../schema/primitives';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { MappingStore } from '../stores/mapping-store';
 import type { IngestService } from '../telemetry/ingest-service';
@@ -20,7 +20,7 @@ import { ChargePointStore } from './charge-point-store';
 import { ConnectorRegisters } from './connector-registers';
 import { IdTagStore } from './id-tag-store';
 import { OCPP_ACTIONS, createOcppEndpoint, type OcppEndpoint } from './ocpp-endpoint';
-import { ocppRoutes } from './ocpp-routes';
+import { StatusDetails, ocppRoutes } from './ocpp-routes';
 import { TransactionStore } from './transaction-store';
 
 const PING_INTERVAL_MS = 30_000;
@@ -30,8 +30,7 @@ const ConnectorStatus = Type.Object(
   {
     status: Type.String(),
     errorCode: Type.String(),
-    info: Nullable(Type.String({ description: 'free text the charge point added (OCPP info)' })),
-    vendorErrorCode: Nullable(Type.String({ description: "the manufacturer's own error code" })),
+    ...StatusDetails,
     at: Instant,
   },
   { additionalProperties: false, description: "the OCPP connector's last StatusNotification" },

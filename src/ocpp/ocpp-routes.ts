@@ -47,6 +47,12 @@ const OpenTransaction = Type.Object(
   { additionalProperties: false },
 );
 
+/** What a StatusNotification adds to its status and error code, as both responses show it. */
+export const StatusDetails = {
+  info: Nullable(Type.String({ description: 'free text the charge point added (OCPP info)' })),
+  vendorErrorCode: Nullable(Type.String({ description: "the manufacturer's own error code" })),
+};
+
 const Connector = Type.Object(
   {
     connectorId: Type.Integer({ description: '0: the charge point as a whole' }),
@@ -55,8 +61,7 @@ const Connector = Type.Object(
     }),
     status: Nullable(Type.String({ description: 'the last StatusNotification status' })),
     errorCode: Nullable(Type.String()),
-    info: Nullable(Type.String({ description: 'free text the charge point added (OCPP info)' })),
-    vendorErrorCode: Nullable(Type.String({ description: "the manufacturer's own error code" })),
+    ...StatusDetails,
     statusAt: Nullable(Instant),
     registerKwh: Nullable(Type.Number({ description: "the meter's latest register reading" })),
     registerAt: Nullable(Instant),

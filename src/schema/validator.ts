@@ -89,13 +89,15 @@ const range = (e: ErrorObject) => {
     : null;
 };
 
-/** A pattern's rule is its schema's description (e.g. DeviceId: "1-64 characters from ..."). */
-const patternRule = (e: ErrorObject) => {
+/** A field's whole rule, where its schema describes it (e.g. DeviceId: "1-64 characters from ..."). */
+const describedRule = (e: ErrorObject) => {
   const description = (e.parentSchema as { description?: unknown } | undefined)?.description;
-  return typeof description === 'string'
-    ? `must be ${description}`
-    : `must match ${String(e.params.pattern)}`;
+  return typeof description === 'string' ? `must be ${description}` : null;
 };
+
+/** A pattern's rule is its schema's description, else the pattern itself. */
+const patternRule = (e: ErrorObject) =>
+  describedRule(e) ?? `must match ${String(e.params.pattern)}`;
 
 /** The values a schema of constants accepts (a const, null, or a union of them), else null. */
 function constantsOf(schema: unknown): unknown[] | null {
@@ -113,16 +115,11 @@ const allowedValues = (e: ErrorObject) => {
   return values && `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
 };
 
-/** A length out of bounds says the field's whole rule where it has one, as its pattern does. */
-const lengthRule = (e: ErrorObject) => {
-  const description = (e.parentSchema as { description?: unknown } | undefined)?.description;
-  return typeof description === 'string' ? `must be ${description}` : null;
-};
-
 const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
   required: () => 'is required',
-  maxLength: lengthRule,
-  minLength: lengthRule,
+  // A length out of bounds says the field's whole rule where it has one, as its pattern does.
+  maxLength: describedRule,
+  minLength: describedRule,
   additionalProperties: () => 'is not an accepted field',
   format: () => TIMESTAMP_RULE,
   pattern: patternRule,

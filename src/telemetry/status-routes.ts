@@ -6,7 +6,7 @@ import type { Logger } from '../logger';
 import { DeviceId, EnergyMode, ErrorBody, Instant, Nullable } from '../schema/primitives';
 import type { EnergyReadingsMode } from '../config';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
-import type { StatusStore } from '../stores/status-store';
+import type { DeviceStatus, StatusStore } from '../stores/status-store';
 import type { LiveState, LiveStateStore } from './live-state';
 import {
   DEVICE_KINDS,
@@ -116,15 +116,18 @@ export function statusRoutes({
     } catch (err) {
       logger.warn({ err }, 'live state unavailable: answering from PostgreSQL');
     }
+    const fromDatabase = (row: DeviceStatus) => ({
+      ts: row.ts.getTime(),
+      values: row.values,
+      source: 'database' as const,
+    });
     if (live) {
       const row = await withTimeout(stored, DATABASE_CHECK_MS).catch(() => null);
-      if (!row || live.ts >= row.ts.getTime()) {
-        return { ts: live.ts, values: live.values, source: 'live' as const };
-      }
-      return { ts: row.ts.getTime(), values: row.values, source: 'database' as const };
+      if (row && row.ts.getTime() > live.ts) return fromDatabase(row);
+      return { ts: live.ts, values: live.values, source: 'live' as const };
     }
     const row = await stored;
-    if (row) return { ts: row.ts.getTime(), values: row.values, source: 'database' as const };
+    if (row) return fromDatabase(row);
     if (live === undefined) {
       throw serviceUnavailable(
         'redis_unavailable',
