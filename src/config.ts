@@ -394,7 +394,9 @@ export function loadConfig(env: Env = {}): Config {
   }
   // ajv fills in the defaults and converts numbers in place.
   const values: Record<string, unknown> = { ...given };
-  const notDecimal = names.filter((name) => isNumber(schemaOf(name)) && !isDecimal(given[name]));
+  const notDecimal = names.filter(
+    (name) => isNumber(schemaOf(name)) && !isDecimal(schemaOf(name), given[name]),
+  );
   if (!validateSettings(values) || notDecimal.length > 0) {
     const errors = validateSettings.errors ?? [];
     throw new ConfigError(
@@ -441,8 +443,15 @@ function conflictsOf(settings: Settings): string[] {
 
 const isNumber = (schema: SettingSchema) => schema.type === 'number' || schema.type === 'integer';
 
-/** Unset, or a number written in decimal (ajv's coercion alone would take `0x10` for 16). */
-const isDecimal = (value: string | undefined) => value === undefined || DECIMAL_TEXT.test(value);
+/** An integer setting in digits alone: `PORT=1e3` is more likely a slip than a port. */
+const INTEGER_TEXT = /^-?\d+$/;
+
+/**
+ * Unset, or a number written in decimal (ajv's coercion alone would take `0x10` for 16); an
+ * integer setting in digits.
+ */
+const isDecimal = (schema: SettingSchema, value: string | undefined) =>
+  value === undefined || (schema.type === 'integer' ? INTEGER_TEXT : DECIMAL_TEXT).test(value);
 
 const problemOf = (name: string, value: string | undefined) => {
   const schema = schemaOf(name);

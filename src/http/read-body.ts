@@ -17,12 +17,16 @@ const MEDIA_TYPES: Record<string, BodyFormat> = {
 export const mediaTypesOf = (format: BodyFormat): string[] =>
   Object.keys(MEDIA_TYPES).filter((m) => MEDIA_TYPES[m] === format);
 
+/** The common case, a bare `application/json`, needs no parsing: it is checked on every request. */
+const PLAIN_JSON = 'application/json';
+
 export function bodyFormatOf(req: Request, accepted: BodyFormat[]): BodyFormat {
   const header = req.headers['content-type'];
+  if (header === PLAIN_JSON && accepted.includes('json')) return 'json';
   const [mediaType, ...params] = (header ?? '').split(';').map((p) => p.trim().toLowerCase());
   const format = MEDIA_TYPES[mediaType];
-  const names = accepted.flatMap(mediaTypesOf);
   if (!format || !accepted.includes(format)) {
+    const names = accepted.flatMap(mediaTypesOf);
     throw unsupportedMediaType(
       `Content-Type ${header ? JSON.stringify(header) : 'is missing'}${header ? ' is not accepted' : ''}; send ${names.join(' or ')}`,
     );

@@ -221,6 +221,9 @@ describe('configuration problems', () => {
     // Numbers are written in decimal: ajv's coercion alone would read 0x10 as 16.
     ['PORT', '0x10', 'PORT="0x10": expected an integer from 0 to 65535'],
     ['PORT', '0b11', 'PORT="0b11": expected an integer from 0 to 65535'],
+    // An integer setting is digits alone: an exponent is more likely a slip.
+    ['PORT', '1e3', 'PORT="1e3": expected an integer from 0 to 65535'],
+    ['MAX_BATCH_READINGS', '5E2', 'MAX_BATCH_READINGS="5E2": expected an integer from 1 to 100000'],
     ['EFFICIENCY_THRESHOLD', '0x1', 'EFFICIENCY_THRESHOLD="0x1": expected a number from 0 to 10'],
     ['FLUSHER_PORT', 'x', 'FLUSHER_PORT="x": expected an integer from 0 to 65535'],
     ['MAX_BATCH_READINGS', '0', 'MAX_BATCH_READINGS="0": expected an integer from 1 to 100000'],
