@@ -271,6 +271,28 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
     ]);
   });
 
+  test('when a number is nearer 0 than SMALLEST_MEASURE (5e-324), then 400 names the field; 1e-9 and 0 are accepted', async () => {
+    // 5e-324 kWh made PostgreSQL's float8 arithmetic underflow: a 500 on every report of its hour.
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send(
+        '[{"meterId":"M-1","kwhConsumedAc":5e-324,"timestamp":"2024-03-20T10:00:00Z"},' +
+          '{"vehicleId":"V-1","soc":50,"kwhDeliveredDc":1e-9,"batteryTemp":-1e-12,"timestamp":"2024-03-20T10:00:00Z"},' +
+          '{"meterId":"M-2","kwhConsumedAc":0,"voltage":1e-9,"timestamp":"2024-03-20T10:00:00Z"}]',
+      )
+      .expect(207);
+    const rule =
+      "must be 0 or at least 1e-9 in size (a smaller value is below any instrument's resolution)";
+    expect(res.body.accepted).toBe(1);
+    expect(res.body.errors.map((e: { details: unknown }) => e.details)).toEqual([
+      [{ path: '/kwhConsumedAc', message: rule }],
+      [{ path: '/batteryTemp', message: rule }],
+    ]);
+    expect(await queuedReadings()).toEqual([
+      expect.objectContaining({ id: 'M-2', kwhConsumedAc: 0, voltage: 1e-9 }),
+    ]);
+  });
+
   test('when the JSON is malformed, then 400 invalid_json', async () => {
     const res = await ingest()
       .set('Content-Type', 'application/json')

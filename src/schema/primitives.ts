@@ -36,8 +36,16 @@ export const NullableNumber = Nullable(Type.Number());
 export const Window = Type.Object({ from: Instant, to: Instant }, { additionalProperties: false });
 
 /**
+ * The smallest magnitude a reading's number may have besides 0: a millionth of a Wh, °C, V or %
+ * is below any instrument's resolution. Far smaller ones (5e-324) made PostgreSQL's float8
+ * arithmetic fail with an underflow (a register's half, a mean, a power), which answered 500 on
+ * every report of the window and left the quarter hour unrolled.
+ */
+export const SMALLEST_MEASURE = 1e-9;
+
+/**
  * A reading's number: ajv's `number` excludes Infinity and NaN (JSON.parse makes 1e400 Infinity).
- * `unit` is published in the API document as `x-unit`.
+ * `unit` is published in the API document as `x-unit`; `x-smallest` is SMALLEST_MEASURE.
  */
 export const Measure = (options: {
   minimum: number;
@@ -50,6 +58,7 @@ export const Measure = (options: {
     ...(options.maximum === undefined ? {} : { maximum: options.maximum }),
     description: options.description,
     'x-unit': options.unit,
+    'x-smallest': SMALLEST_MEASURE,
   });
 
 /** A device's energy semantics: each reading the energy since the previous one, or a register. */

@@ -43,6 +43,12 @@ export function createAjv({ coerce = false }: { coerce?: boolean } = {}): Ajv {
   const dateTime = ajv.formats['date-time'] as { validate: (value: string) => boolean };
   ajv.addFormat('date-time', { ...dateTime, validate: rememberLast(dateTime.validate) });
   ajv.addVocabulary(ANNOTATIONS);
+  ajv.addKeyword({
+    keyword: 'x-smallest',
+    type: 'number',
+    schemaType: 'number',
+    validate: (smallest: number, value: number) => value === 0 || Math.abs(value) >= smallest,
+  });
   return ajv;
 }
 
@@ -127,6 +133,8 @@ const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
     range(e) ??
     (e.params.type === 'boolean' ? 'must be true or false' : `must be a ${String(e.params.type)}`),
   const: (e) => `must be ${JSON.stringify(e.params.allowedValue)}`,
+  'x-smallest': (e) =>
+    `must be 0 or at least ${String(e.schema)} in size (a smaller value is below any instrument's resolution)`,
   anyOf: allowedValues,
 };
 
