@@ -333,6 +333,23 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
     expect(res.body.details).toEqual([{ path: '/__proto__', message: 'is not an accepted field' }]);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
+
+  test('when unknown keys are as long as a body allows, then the answer names them cut short, as JSON pointers', async () => {
+    const huge = 'k'.repeat(200_000);
+    const reading = { ...METER, [`${huge}1`]: 1, [`${huge}2`]: 2, 'a/b~c': 3 };
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send(JSON.stringify([reading, reading]))
+      .expect(400);
+    // Before, every key was named whole in each reading's message and details, and again at the top.
+    expect(res.text.length).toBeLessThan(5_000);
+    const cut = `/${'k'.repeat(64)}…`;
+    // The two keys cut alike are one line.
+    expect(res.body.errors[0].details).toEqual([
+      { path: cut, message: 'is not an accepted field' },
+      { path: '/a~1b~0c', message: 'is not an accepted field' },
+    ]);
+  });
 });
 
 describe('POST /v1/telemetry/ingest: batches', () => {

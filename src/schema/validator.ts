@@ -138,6 +138,17 @@ const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
   anyOf: allowedValues,
 };
 
+/**
+ * An unknown key as a pointer segment (RFC 6901), cut to its first KEY_SHOWN characters: a body of
+ * a few keys of 200,000 characters each (4 KB gzipped) was answered with 12 MB naming them whole.
+ */
+const KEY_SHOWN = 64;
+const shownKey = (key: unknown) => {
+  const text = String(key);
+  const cut = text.length > KEY_SHOWN ? `${text.slice(0, KEY_SHOWN)}…` : text;
+  return cut.replace(/~/g, '~0').replace(/\//g, '~1');
+};
+
 /** Problems listed per value; the rest are counted. */
 export const MAX_DETAILS = 10;
 
@@ -153,7 +164,7 @@ export function toDetails(errors: ErrorObject[] | null | undefined): ErrorDetail
     .map((e) => {
       let path = e.instancePath;
       if (e.keyword === 'required') path += `/${String(e.params.missingProperty)}`;
-      if (e.keyword === 'additionalProperties') path += `/${String(e.params.additionalProperty)}`;
+      if (e.keyword === 'additionalProperties') path += `/${shownKey(e.params.additionalProperty)}`;
       const friendly = FRIENDLY_MESSAGES[e.keyword]?.(e);
       return { path: path || '/', message: friendly ?? e.message ?? 'is invalid' };
     });
