@@ -271,6 +271,24 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
     ]);
   });
 
+  test('when timestamps carry an hour-only offset, a space for the T, or an offset without a colon, then each is the instant it names', async () => {
+    const at = (id: string, timestamp: string) => ({ ...METER, meterId: id, timestamp });
+    await ingest()
+      .set('Content-Type', 'application/json')
+      .send([
+        at('T-1', '2024-03-20T15:00:00+05'),
+        at('T-2', '2024-03-20 15:00:00+05'),
+        at('T-3', '2024-03-20T15:30:00+0530'),
+        at('T-4', '2024-03-20T08:00:00-02'),
+      ])
+      .expect(202);
+    // Before, the first was refused as "not a real instant" where the others were taken.
+    const stored = await queuedReadings();
+    expect(stored.map((r) => [r.id, new Date(r.ts).toISOString()])).toEqual(
+      ['T-1', 'T-2', 'T-3', 'T-4'].map((id) => [id, '2024-03-20T10:00:00.000Z']),
+    );
+  });
+
   test('when a number is nearer 0 than SMALLEST_MEASURE (5e-324), then 400 names the field; 1e-9 and 0 are accepted', async () => {
     // 5e-324 kWh made PostgreSQL's float8 arithmetic underflow: a 500 on every report of its hour.
     const res = await ingest()

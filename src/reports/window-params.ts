@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { invalidParameter } from '../errors';
-import { Timestamp } from '../schema/primitives';
+import { instantMs, REAL_INSTANT_RULE, Timestamp } from '../schema/primitives';
 import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
 
 export const HOUR_MS = 3_600_000;
@@ -86,13 +86,8 @@ const BELOW_MILLISECOND = /\.\d{3}\d*[1-9]/;
  * 10:05:00.000 is before from=10:05:00.0001 and before to=10:05:00.0001, so out and in.
  */
 function instant(param: string, value: string): Date {
-  const ms = Date.parse(value);
-  if (!Number.isFinite(ms)) {
-    throw invalidParameter(
-      param,
-      'must be a real date and time (no leap second or day 31 of a 30-day month)',
-    );
-  }
+  const ms = instantMs(value);
+  if (!Number.isFinite(ms)) throw invalidParameter(param, REAL_INSTANT_RULE);
   return new Date(BELOW_MILLISECOND.test(value) ? ms + 1 : ms);
 }
 

@@ -17,6 +17,20 @@ export const DeviceId = Type.String({
 export const TIMESTAMP_RULE =
   'must be an RFC 3339 date-time with a zone offset, e.g. 2024-03-20T10:00:00Z';
 
+/** Why a timestamp the format accepts is still refused: its date or second does not exist. */
+export const REAL_INSTANT_RULE =
+  'must be a real date and time (no leap second or day 31 of a 30-day month)';
+
+/** An offset of hours alone (`+05`): the format takes it, Date.parse does not without `:00`. */
+const HOURS_OFFSET = /[+-]\d\d$/;
+
+/**
+ * Epoch ms of a timestamp the format accepted, NaN if it does not exist. One parse for readings,
+ * mappings and report windows: `+05` was refused as "not a real instant" where `+0500` passed.
+ */
+export const instantMs = (text: string): number =>
+  Date.parse(HOURS_OFFSET.test(text) ? `${text}:00` : text);
+
 /** An instant a client sends: RFC 3339 with a zone offset. */
 export const Timestamp = Type.String({
   format: 'date-time',

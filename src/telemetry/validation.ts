@@ -1,6 +1,7 @@
 import type Ajv from 'ajv';
 import type { ErrorDetail } from '../errors';
 import { DEVICE_KINDS, type DeviceKind, type Reading } from '../devices/device-kinds';
+import { instantMs, REAL_INSTANT_RULE } from '../schema/primitives';
 import {
   compile,
   createAjv,
@@ -106,16 +107,13 @@ export function createReadingValidator({
     return found;
   }
 
-  const parseInstant = rememberLast(Date.parse);
+  const parseInstant = rememberLast(instantMs);
 
   function checkTimestamp(value: string, path: string): Validated<number> {
     const ms = parseInstant(value);
     if (!Number.isFinite(ms)) {
       return failure('invalid_reading', `${path} is not a real instant`, [
-        {
-          path,
-          message: 'must be a real date and time (no leap second or day 31 of a 30-day month)',
-        },
+        { path, message: REAL_INSTANT_RULE },
       ]);
     }
     if (ms < MIN_TIMESTAMP_MS) {

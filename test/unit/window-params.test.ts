@@ -67,6 +67,13 @@ describe('parseWindow', () => {
     ]);
   });
 
+  test('when a bound has an hour-only offset (+05), then it is the instant it names', () => {
+    expect(iso(parse({ from: '2024-03-01T05:00:00+05', to: '2024-03-01 02:00:00-02' }))).toEqual([
+      '2024-03-01T00:00:00.000Z',
+      '2024-03-01T04:00:00.000Z',
+    ]);
+  });
+
   test('when from and to are given, then they are the window exactly (any zone offset)', () => {
     expect(
       iso(parse({ from: '2024-03-01T00:00:00.250Z', to: '2024-03-01T02:00:00-02:00' })),
