@@ -1,6 +1,6 @@
 import type { Express } from 'express';
 import type { Knex } from 'knex';
-import { checkReplicas, redisReadiness, type RedisClient } from './redis';
+import { ingestReadiness, type RedisClient } from './redis';
 import type { Registry } from 'prom-client';
 import { analyticsRoutes } from './analytics/analytics-routes';
 import { EnergyReportStore } from './analytics/energy-report-store';
@@ -153,11 +153,7 @@ export function createApp({
   });
   let closing = false;
 
-  // Acknowledgements that wait for replicas cannot be given without them.
-  const replicaChecks: ReadinessChecks =
-    config.redisWaitReplicas > 0
-      ? { replicas: () => checkReplicas(redis, config.redisWaitReplicas) }
-      : {};
+  const ingestChecks = ingestReadiness(redis, config);
   const routes: AnyRoute[] = [
     ...ingestRoutes({ ingestService, config }),
     ...mappingRoutes({
@@ -180,14 +176,13 @@ export function createApp({
     ...healthRoutes({
       checks: {
         postgres: () => db.raw('SELECT 1'),
-        redis: redisReadiness(redis),
-        ...replicaChecks,
+        ...ingestChecks,
         ...readinessChecks,
       },
       // Ingest needs Redis only: it keeps accepting while PostgreSQL is down.
       parts: {
         ingest: {
-          checks: ['redis', ...Object.keys(replicaChecks)],
+          checks: Object.keys(ingestChecks),
           summary: 'What ingest needs (Redis) answers; for load balancers in front of ingest',
         },
       },

@@ -207,3 +207,20 @@ export function redisReadiness(redis: RedisClient): () => Promise<void> {
     await redis.ping();
   };
 }
+
+/**
+ * What storing readings needs, as readiness checks: Redis, and with REDIS_WAIT_REPLICAS its
+ * replicas (an acknowledgement that waits for them cannot be given without them). For every
+ * process that acknowledges readings: the API and the MQTT process.
+ */
+export function ingestReadiness(
+  redis: RedisClient,
+  config: { redisWaitReplicas: number },
+): Record<string, () => Promise<void>> {
+  return {
+    redis: redisReadiness(redis),
+    ...(config.redisWaitReplicas > 0
+      ? { replicas: () => checkReplicas(redis, config.redisWaitReplicas) }
+      : {}),
+  };
+}

@@ -18,6 +18,7 @@ import {
 import { createTestContext, type TestContext } from './helpers/test-env';
 import { startRedisCluster, type RedisClusterHandle } from './helpers/redis-cluster';
 import { OwnRedis } from './helpers/own-redis';
+import { startTestMqtt } from './helpers/mqtt';
 
 /** Every shard's queue is empty and its backlog counter at zero. */
 async function drained(e: TestEngine, shards: number): Promise<boolean> {
@@ -252,17 +253,20 @@ describe('REDIS_WAIT_REPLICAS and readiness', () => {
     await master.kill();
   });
 
-  test('when Redis has fewer replicas than ingest waits for, then ingest readiness fails naming them, and passes once a replica is in sync', async () => {
+  test('when Redis has fewer replicas than ingest waits for, then ingest readiness fails naming them (the API and the MQTT process), and passes once a replica is in sync', async () => {
     const api = await startTestApi(ctx);
+    const mqtt = await startTestMqtt(ctx, { mqttClientId: `${ctx.config.redisPrefix}-replicas` });
     try {
       const app = request(api.api.app);
       const alone = await app.get('/health/ready/ingest').expect(503);
-      expect(alone.body.checks).toEqual({
-        redis: 'ok',
-        replicas:
-          'failing: REDIS_WAIT_REPLICAS=1 but no Redis master has that many replicas (online: 0)',
-      });
+      const noReplica =
+        'failing: REDIS_WAIT_REPLICAS=1 but no Redis master has that many replicas (online: 0)';
+      expect(alone.body.checks).toEqual({ redis: 'ok', replicas: noReplica });
       expect((await app.get('/health/ready').expect(503)).body.checks.replicas).toMatch(/^failing/);
+      // The MQTT process acknowledges readings too: it was ready while it could store none.
+      const mqttHealth = request(mqtt.service.healthApp);
+      const mqttAlone = await mqttHealth.get('/health/ready').expect(503);
+      expect(mqttAlone.body.checks.replicas).toBe(noReplica);
 
       replica = await OwnRedis.create(['--replicaof', '127.0.0.1', String(master.port)]);
       await waitFor(
@@ -274,7 +278,9 @@ describe('REDIS_WAIT_REPLICAS and readiness', () => {
       expect(ready.body.checks).toEqual({ redis: 'ok', replicas: 'ok' });
       // And what readiness promises holds: a reading is acknowledged.
       await app.post('/v1/telemetry/ingest').send(meter('R-1', 0)).expect(202);
+      expect((await mqttHealth.get('/health/ready')).body.checks.replicas).toBe('ok');
     } finally {
+      await mqtt.close();
       await api.close();
     }
   });

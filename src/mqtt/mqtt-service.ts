@@ -6,7 +6,7 @@ import { createServiceApp } from '../http/service-app';
 import type { Logger } from '../logger';
 import { createRegistry, metricsRoute } from '../metrics';
 import type { IngestQueues } from '../queue/ingest-queue';
-import { redisReadiness, type RedisClient } from '../redis';
+import { ingestReadiness, type RedisClient } from '../redis';
 import { createIngestPipeline } from '../telemetry/ingest-pipeline';
 import { startMqttIntake, type MqttIntake } from './mqtt-intake';
 
@@ -51,7 +51,7 @@ export function createMqttService({
   const healthApp = createServiceApp(
     [
       ...healthRoutes({
-        checks: { redis: redisReadiness(redis), mqtt: () => intake.ready() },
+        checks: { ...ingestReadiness(redis, config), mqtt: () => intake.ready() },
         isShuttingDown: () => closing,
       }),
       metricsRoute(registry),
