@@ -892,6 +892,39 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test('when a StopTransaction carries 12 hours offline of samples (over 256 KB), then it is answered and every register stored', async () => {
+    const cp = await connect('CP-OFFLINE');
+    const { transactionId } = await startsOnConnector1(cp)('any', 0, '2024-04-16T00:00:00Z');
+    const minute = (i: number) => new Date(Date.parse('2024-04-16T00:00:00Z') + i * 60_000);
+    // A common StopTxnSampledData set: the register, power, current and voltage, every minute.
+    const transactionData = Array.from({ length: 720 }, (_, i) => ({
+      timestamp: minute(i + 1).toISOString(),
+      sampledValue: [
+        {
+          ...wh((i + 1) * 100),
+          context: 'Sample.Periodic',
+          measurand: 'Energy.Active.Import.Register',
+        },
+        { value: '6000', context: 'Sample.Periodic', measurand: 'Power.Active.Import', unit: 'W' },
+        { value: '26.1', context: 'Sample.Periodic', measurand: 'Current.Import', unit: 'A' },
+        { value: '230.4', context: 'Sample.Periodic', measurand: 'Voltage', unit: 'V' },
+      ],
+    }));
+    const stop = {
+      transactionId,
+      meterStop: 72_050,
+      timestamp: minute(721).toISOString(),
+      transactionData,
+    };
+    expect(JSON.stringify(stop).length).toBeGreaterThan(256 * 1024);
+    // Before, the connection was closed (1009) at every resend, and the transaction stayed open.
+    await cp.call('StopTransaction', stop);
+    await waitForDrained(e.queue);
+    const stored = await history(e, 'CP-OFFLINE:1');
+    expect(stored).toHaveLength(722); // the start, 720 samples, the stop
+    expect(stored.at(-1)).toEqual({ at: '12:01', kwh: 72.05, voltage: null });
+  });
+
   test("when a MeterValues sample of the transaction's end comes before the StopTransaction, then meterStop is the register stored at the stop", async () => {
     await registerIdTags([['TAG-END', 'V-end']]);
     const cp = await connect('CP-ENDSAMPLE');

@@ -63,6 +63,7 @@ export function createOcppIntake({
     apiKeys: readonly ApiKey[];
     ocppUnknownIdTags: 'accept' | 'reject';
     maxBatchReadings: number;
+    bodyLimitBytes: number;
   };
   db: Knex;
   redis: RedisClient;
