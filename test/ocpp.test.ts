@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { sampleValue } from './helpers/mqtt';
 import { RPCClient } from 'ocpp-rpc';
 import WebSocket from 'ws';
 import { generateKey } from '../src/auth/api-keys';
@@ -454,6 +455,58 @@ describe('OCPP 1.6J charge points', () => {
     expect(metrics.text).toContain(
       'energy_ocpp_samples_rejected_total{reason="zero register in a transaction",process="api"} 1',
     );
+  });
+
+  test('when register samples inside a transaction fall below its meterStart (rounded down to kWh, some phases only), then they are left out, not read as drops or resets', async () => {
+    const reasons = ["below its transaction's meterStart", 'incomplete phases'];
+    const rejected = async () => {
+      const text = (await request(e.api.api.app).get('/metrics').expect(200)).text;
+      return reasons.map(
+        (reason) => sampleValue(text, 'energy_ocpp_samples_rejected_total', { reason }) || 0,
+      );
+    };
+    const before = await rejected();
+    // Rounded down: 100.456 -> 100 read as a dip made each later kWh step count from 100 (3 for 2.544).
+    expect(
+      await reportedAcOf('CP-ROUND', '2024-04-04', 100_456, [100_000, 101_000, 102_000, 103_000]),
+    ).toBe(2.544);
+    // Some phases only: L1 alone (10,001 of 30,001.5 kWh) read as a reset counted 30,004.5 whole.
+    const cp = await connect('CP-PHASES');
+    await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 30_001_500,
+      timestamp: '2024-04-05T10:00:00Z',
+    });
+    const phases = (...values: number[]) =>
+      values.map((value, i) => wh(value, { phase: `L${i + 1}` }));
+    await cp.call('MeterValues', meterValues(1, '2024-04-05T10:10:00Z', ...phases(10_001_000)));
+    await cp.call(
+      'MeterValues',
+      meterValues(1, '2024-04-05T10:20:00Z', ...phases(10_001_500, 10_001_500, 10_001_500)),
+    );
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-PHASES:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 30_001.5],
+      ['10:20', 30_004.5],
+    ]);
+    expect(await rejected()).toEqual(before.map((n) => n + 1));
+  });
+
+  test("when an element carries the inlet's register beside the outlet's, then the outlet's is the connector's register", async () => {
+    const cp = await connect('CP-INLET');
+    await cp.call('MeterValues', {
+      connectorId: 1,
+      meterValue: [10, 20].map((minute, i) => ({
+        timestamp: `2024-04-06T10:${minute}:00Z`,
+        sampledValue: [
+          wh(5_101_000 + i * 500, { location: 'Inlet' }),
+          wh(5_000_500 + i * 1000, { location: 'Outlet' }),
+        ],
+      })),
+    });
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-INLET:1')).map((r) => r.kwh)).toEqual([5_000.5, 5_001.5]);
   });
 
   test('when a sample has a unit wrong for its measurand or a negative value, then it is refused and the rest of the message kept', async () => {

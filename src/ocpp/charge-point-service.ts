@@ -1,4 +1,5 @@
 import { MAX_KWH } from '../devices/device-kinds';
+import { withTimeout } from '../with-timeout';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
@@ -148,6 +149,24 @@ export function utcTimestamp(timestamp: string): string {
 
 const whToKwh = (wh: number) => Math.round(wh) / 1000;
 
+/** How long a charge point's open transactions, read from PostgreSQL, are taken as known. */
+const OPEN_TRANSACTIONS_KNOWN_MS = 60_000;
+/** A MeterValues waits this long at most for them; without them its samples are kept. */
+const OPEN_TRANSACTIONS_WAIT_MS = 500;
+/** Charge points whose open transactions a process keeps (a few bytes each). */
+const MAX_CHARGE_POINTS_KNOWN = 100_000;
+
+/**
+ * Why a register sample inside a transaction that started at `startKwh` is not the register,
+ * or null when it may be (at or above the start, or a reset: below half of it, not 0).
+ */
+function belowStart(sample: { kwh: number; phased: boolean }, startKwh: number): string | null {
+  if (sample.kwh >= startKwh) return null;
+  if (sample.kwh === 0) return 'zero register in a transaction';
+  if (sample.phased) return 'incomplete phases';
+  return sample.kwh >= startKwh / 2 ? "below its transaction's meterStart" : null;
+}
+
 /**
  * A transaction's mapping period is (start, stop]: the register reading at the start is the
  * baseline, and the one at the stop holds the session's last energy. Periods are half-open
@@ -183,6 +202,9 @@ export class ChargePointService {
       now?: () => number;
     },
   ) {}
+
+  /** Per charge point: its open transactions' meterStart by connector, and when they were read. */
+  private readonly openStarts = new Map<string, { at: number; startWh: Map<number, number> }>();
 
   private now(): Date {
     return new Date((this.deps.now ?? Date.now)());
@@ -311,6 +333,7 @@ export class ChargePointService {
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     const tag = await this.deps.idTags.get(req.idTag);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
+    this.openStarts.delete(chargePointId);
     const { transaction, created } = await this.deps.transactions.start({
       chargePointId,
       connectorId: req.connectorId,
@@ -448,6 +471,7 @@ export class ChargePointService {
         'StopTransaction dated before its start: the transaction ends at its start',
       );
     }
+    this.openStarts.delete(chargePointId);
     const transaction = await this.deps.transactions.stop(req.transactionId, {
       meterStopWh: req.meterStop,
       stoppedAt,
@@ -462,10 +486,7 @@ export class ChargePointService {
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept && stoppedAt === reportedStop) {
-      await this.store(
-        meterId,
-        this.withoutZeroGlitches(this.stopReadings(req, stoppedAt), known.meterStartWh),
-      );
+      await this.store(meterId, this.stopReadings(req, stoppedAt, known.meterStartWh));
     } else if (transaction && stoppedByEngine(transaction) && stoppedAt === reportedStop) {
       // The charge point's own stop of a transaction a start stopped before it came: its
       // readings are its connector's register all the same, up to that connector's next
@@ -473,13 +494,10 @@ export class ChargePointService {
       const next = await this.deps.transactions.nextOnConnector(known);
       await this.store(
         meterId,
-        this.withoutZeroGlitches(
-          this.stopReadings(req, stoppedAt, {
-            after: known.startedAt.getTime(),
-            before: next?.startedAt.getTime() ?? Infinity,
-          }),
-          known.meterStartWh,
-        ),
+        this.stopReadings(req, stoppedAt, known.meterStartWh, {
+          after: known.startedAt.getTime(),
+          before: next?.startedAt.getTime() ?? Infinity,
+        }),
       );
     } else {
       this.deps.logger.warn(
@@ -500,22 +518,25 @@ export class ChargePointService {
   }
 
   /**
-   * A stop's readings dated within (after, before): its transactionData, then meterStop, the
-   * register at the stop. A sample of transactionData at the stop's instant (often the same
-   * register rounded to kWh) is left out, as history keeps one reading per instant. A reading
-   * whose instant is unreadable is kept, for ingest to refuse it by name.
+   * A stop's readings dated within (after, before): its transactionData (held to the
+   * transaction's meterStart, `startWh`), then meterStop, the register at the stop. A sample of
+   * transactionData at the stop's instant (often the same register rounded to kWh) is left out,
+   * as history keeps one reading per instant. A reading whose instant is unreadable is kept, for
+   * ingest to refuse it by name.
    */
   private stopReadings(
     req: StopTransactionReq,
     stoppedAt: Date,
+    startWh: number,
     { after = -Infinity, before = Infinity } = {},
   ) {
     const stopMs = stoppedAt.getTime();
     const within = (ms: number) => ms > after && ms < before;
-    const data = this.read(req.transactionData ?? []).filter((r) => {
+    const samples = this.read(req.transactionData ?? []).filter((r) => {
       const at = this.checkInstant(r.timestamp);
       return !at.ok || (at.value !== stopMs && within(at.value));
     });
+    const data = this.heldToStart(samples, startWh);
     const stop = { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) };
     return within(stopMs) ? [...data, stop] : data;
   }
@@ -525,40 +546,63 @@ export class ChargePointService {
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     this.recordRegisterSoon(chargePointId, req.connectorId);
     const readings = this.read(req.meterValue, { ignoreTransactionEnd: true });
-    const zero = readings.some((r) => r.kwh === 0);
-    const startWh = zero ? await this.openTransactionStartWh(chargePointId, req.connectorId) : 0;
-    await this.store(meterId, this.withoutZeroGlitches(readings, startWh));
+    const startWh =
+      readings.length > 0 ? await this.openTransactionStartWh(chargePointId, req.connectorId) : 0;
+    await this.store(meterId, this.heldToStart(readings, startWh));
     return {};
   }
 
-  /** The register at the start of the connector's open transaction; 0 without one, or unknown. */
+  /**
+   * The register at the start of the connector's open transaction; 0 without one, or unknown.
+   * Read from PostgreSQL once per OPEN_TRANSACTIONS_KNOWN_MS per charge point (every MeterValues
+   * needs it), and again after this process starts or stops one of its transactions.
+   */
   private async openTransactionStartWh(chargePointId: string, connectorId: number) {
-    try {
-      const open = await this.deps.transactions.openOn(chargePointId);
-      return open.find((t) => t.connectorId === connectorId)?.meterStartWh ?? 0;
-    } catch (err) {
-      // Without PostgreSQL the sample is kept: a message is not failed for a check.
-      this.deps.logger.warn({ err, chargePointId }, 'open transaction unknown: zero samples kept');
-      return 0;
+    const now = Date.now();
+    let known = this.openStarts.get(chargePointId);
+    if (!known || now - known.at > OPEN_TRANSACTIONS_KNOWN_MS) {
+      try {
+        const open = await withTimeout(
+          this.deps.transactions.openOn(chargePointId),
+          OPEN_TRANSACTIONS_WAIT_MS,
+          'open transactions',
+        );
+        known = { at: now, startWh: new Map(open.map((t) => [t.connectorId, t.meterStartWh])) };
+      } catch (err) {
+        // Without PostgreSQL the samples are kept: a message is not failed for a check.
+        this.deps.logger.warn({ err, chargePointId }, 'open transaction unknown: samples kept');
+        return 0;
+      }
+      if (this.openStarts.size >= MAX_CHARGE_POINTS_KNOWN) this.openStarts.clear();
+      this.openStarts.set(chargePointId, known);
     }
+    return known.startWh.get(connectorId) ?? 0;
   }
 
   /**
-   * A register of 0 inside a transaction that started above 0 is a charger's glitch (a sample
-   * taken while its meter restarts), not a reset: read as one, the next sample would count the
-   * whole register again (50,000 kWh in a session). A real reset goes on from small values, and
-   * the first of them counts as the reset's increase, as it should.
+   * Register samples inside a transaction are held to its meterStart, the register the charge
+   * point bills from. Below it, and not a reset (which falls below half, as the reports' fold
+   * reads one), a sample is the charger's: 0 while its meter restarts, the register rounded down
+   * to kWh (100 beside a meterStart of 100.456), or a sum of some phases only. Read as what they
+   * look like, they made the window reports count more than the transaction billed (a reset
+   * counted the next sample whole: 50,000 kWh for 20). A real reset goes on from small values,
+   * and the first of them counts as the reset's increase, as it should.
    */
-  private withoutZeroGlitches<R extends { kwh: number }>(readings: R[], startWh: number): R[] {
+  private heldToStart<R extends { kwh: number; phased: boolean }>(
+    readings: R[],
+    startWh: number,
+  ): R[] {
     if (startWh <= 0) return readings;
-    const kept = readings.filter((r) => r.kwh !== 0);
-    for (let i = kept.length; i < readings.length; i++) {
-      this.deps.metrics.onSampleRejected('zero register in a transaction');
-    }
+    const startKwh = whToKwh(startWh);
+    const kept = readings.filter((r) => {
+      const reason = belowStart(r, startKwh);
+      if (reason) this.deps.metrics.onSampleRejected(reason);
+      return !reason;
+    });
     if (kept.length < readings.length) {
       this.deps.logger.warn(
         { dropped: readings.length - kept.length, meterStartWh: startWh },
-        'register samples of 0 inside a transaction left out',
+        "register samples below their transaction's meterStart left out",
       );
     }
     return kept;

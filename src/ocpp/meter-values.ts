@@ -26,6 +26,8 @@ export interface MeterReading {
   timestamp: string;
   kwh: number;
   voltage: number | undefined;
+  /** The register is a sum of phases (no total was sent): a phase missing makes it fall short. */
+  phased: boolean;
 }
 
 export type RejectReason =
@@ -122,6 +124,22 @@ interface Read {
   phased: boolean;
 }
 
+/** OCPP 1.6 §7.32: a sample without location is the connector's outlet. */
+const OUTLET = 'Outlet';
+
+/**
+ * The register samples of one location: the outlet's (the connector's own), else those of the
+ * one location sent. A charger that sends its inlet's register beside its outlet's (5101 beside
+ * 5000.5 kWh) made the register jump between the two. Returns the kept samples and the others.
+ */
+function oneLocation<T extends { location: string }>(samples: T[]): { kept: T[]; other: T[] } {
+  const location = samples.some((s) => s.location === OUTLET) ? OUTLET : samples[0]?.location;
+  return {
+    kept: samples.filter((s) => s.location === location),
+    other: samples.filter((s) => s.location !== location),
+  };
+}
+
 /**
  * The register of one element: the unphased value if sent (it is the total; the phases would
  * count twice), else the sum of the phased values. A phase that was rejected makes the sum
@@ -165,7 +183,7 @@ export function readMeterValues(
   const ignore = (what: string) => (result.ignored[what] = (result.ignored[what] ?? 0) + 1);
 
   for (const element of meterValue) {
-    const registers: Read[] = [];
+    const located: (Read & { location: string })[] = [];
     const volts: Read[] = [];
     let phasedRegisterRejected = false;
 
@@ -190,9 +208,13 @@ export function readMeterValues(
         if (measurand === ENERGY_REGISTER && phased) phasedRegisterRejected = true;
         continue;
       }
-      (measurand === ENERGY_REGISTER ? registers : volts).push({ value: read, phased });
+      if (measurand === ENERGY_REGISTER) {
+        located.push({ value: read, phased, location: sample.location ?? OUTLET });
+      } else volts.push({ value: read, phased });
     }
 
+    const { kept: registers, other } = oneLocation(located);
+    for (const sample of other) ignore(`${ENERGY_REGISTER} (location ${sample.location})`);
     const kwh = registerKwh(registers, phasedRegisterRejected);
     if (kwh === undefined) {
       if (phasedRegisterRejected && registers.length > 0) {
@@ -206,7 +228,12 @@ export function readMeterValues(
       result.elementsWithoutRegister++;
       continue;
     }
-    result.readings.push({ timestamp: element.timestamp, kwh, voltage: voltageOf(volts) });
+    result.readings.push({
+      timestamp: element.timestamp,
+      kwh,
+      voltage: voltageOf(volts),
+      phased: registers.every((r) => r.phased),
+    });
   }
   return result;
 }

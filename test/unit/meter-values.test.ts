@@ -26,21 +26,21 @@ describe('energy register', () => {
   it('reads Wh (the default unit) as kWh', () => {
     const r = readMeterValues([el(T1, reg('150500', { unit: 'Wh' })), el(T2, reg('150600'))]);
     expect(r.readings).toEqual([
-      { timestamp: T1, kwh: 150.5, voltage: undefined },
-      { timestamp: T2, kwh: 150.6, voltage: undefined },
+      { timestamp: T1, kwh: 150.5, voltage: undefined, phased: false },
+      { timestamp: T2, kwh: 150.6, voltage: undefined, phased: false },
     ]);
     expect(r.rejects).toEqual([]);
   });
 
   it('reads kWh as is', () => {
     expect(readMeterValues([el(T1, reg('150.5', { unit: 'kWh' }))]).readings).toEqual([
-      { timestamp: T1, kwh: 150.5, voltage: undefined },
+      { timestamp: T1, kwh: 150.5, voltage: undefined, phased: false },
     ]);
   });
 
   it('takes a sample without measurand as the active import register', () => {
     const r = readMeterValues([el(T1, { value: '1234', context: 'Sample.Periodic' })]);
-    expect(r.readings).toEqual([{ timestamp: T1, kwh: 1.234, voltage: undefined }]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 1.234, voltage: undefined, phased: false }]);
   });
 
   it('sums phased values when no unphased one is sent', () => {
@@ -54,13 +54,28 @@ describe('energy register', () => {
       el(T2, reg('1100', { phase: 'L1-N' }), reg('2200', { phase: 'L2-N' })),
     ]);
     expect(r.readings.map((x) => x.kwh)).toEqual([6.5, 3.3]); // 3.3, not 3.3000000000000003
+    expect(r.readings.map((x) => x.phased)).toEqual([true, true]);
+  });
+
+  it("takes the outlet's register (the connector's own) and leaves another location's out", () => {
+    const r = readMeterValues([
+      el(T1, reg('5101000', { location: 'Inlet' }), reg('5000500', { location: 'Outlet' })),
+      el(T2, reg('5101500', { location: 'Inlet' }), reg('5001500')),
+    ]);
+    expect(r.readings.map((x) => x.kwh)).toEqual([5000.5, 5001.5]);
+    expect(r.ignored).toEqual({ 'Energy.Active.Import.Register (location Inlet)': 2 });
+  });
+
+  it('takes the register of the one location sent when it is not the outlet', () => {
+    const r = readMeterValues([el(T1, reg('7000', { location: 'Inlet' }))]);
+    expect(r.readings.map((x) => x.kwh)).toEqual([7]);
   });
 
   it('prefers the unphased total over the phases (they would count twice)', () => {
     const r = readMeterValues([
       el(T1, reg('1000', { phase: 'L1' }), reg('5000'), reg('2000', { phase: 'L2' })),
     ]);
-    expect(r.readings).toEqual([{ timestamp: T1, kwh: 5, voltage: undefined }]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 5, voltage: undefined, phased: false }]);
   });
 
   it('yields no reading when one phase of a phased-only register is rejected (a partial sum is a false drop)', () => {
@@ -91,7 +106,7 @@ describe('rejected samples', () => {
       { timestamp: T1, measurand: 'Energy.Active.Import.Register', reason: 'unknown unit' },
       { timestamp: T2, measurand: 'Voltage', reason: 'unknown unit' },
     ]);
-    expect(r.readings).toEqual([{ timestamp: T2, kwh: 8, voltage: undefined }]);
+    expect(r.readings).toEqual([{ timestamp: T2, kwh: 8, voltage: undefined, phased: false }]);
     expect(r.elementsWithoutRegister).toBe(1); // T1: voltage only once its register is rejected
   });
 
@@ -101,7 +116,7 @@ describe('rejected samples', () => {
       { timestamp: T1, measurand: 'Energy.Active.Import.Register', reason: 'negative value' },
       { timestamp: T2, measurand: 'Voltage', reason: 'negative value' },
     ]);
-    expect(r.readings).toEqual([{ timestamp: T2, kwh: 0.01, voltage: undefined }]);
+    expect(r.readings).toEqual([{ timestamp: T2, kwh: 0.01, voltage: undefined, phased: false }]);
   });
 
   it.each(['', ' ', 'abc', '12kWh', '0x10', 'Infinity', 'NaN', '1,5', '1e999'])(
@@ -128,14 +143,14 @@ describe('rejected samples', () => {
     expect(r.rejects).toEqual([
       { timestamp: T1, measurand: 'Energy.Active.Import.Register', reason: 'signed data' },
     ]);
-    expect(r.readings).toEqual([{ timestamp: T1, kwh: 5, voltage: undefined }]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 5, voltage: undefined, phased: false }]);
   });
 });
 
 describe('limits and the neutral phase', () => {
   it('rejects a voltage above the reading limit and keeps the register of the element', () => {
     const r = readMeterValues([el(T1, reg('7000'), volt('1200'))]);
-    expect(r.readings).toEqual([{ timestamp: T1, kwh: 7, voltage: undefined }]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 7, voltage: undefined, phased: false }]);
     expect(r.rejects).toEqual([{ timestamp: T1, measurand: 'Voltage', reason: 'out of range' }]);
   });
 
@@ -160,7 +175,7 @@ describe('limits and the neutral phase', () => {
         volt('3', { phase: 'N' }),
       ),
     ]);
-    expect(r.readings).toEqual([{ timestamp: T1, kwh: 3, voltage: 230 }]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 3, voltage: 230, phased: true }]);
     expect(r.ignored).toEqual({
       'Energy.Active.Import.Register (phase N)': 1,
       'Voltage (phase N)': 1,
@@ -178,7 +193,7 @@ describe('limits and the neutral phase', () => {
         volt('399', { phase: 'L3-L1' }),
       ),
     ]);
-    expect(r.readings).toEqual([{ timestamp: T1, kwh: 9, voltage: 230 }]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 9, voltage: 230, phased: false }]);
     expect(r.ignored).toEqual({
       'Voltage (phase L1-L2)': 1,
       'Voltage (phase L2-L3)': 1,
@@ -200,8 +215,8 @@ describe('voltage', () => {
       el(T2, reg('1001'), volt('229', { phase: 'L1' }), volt('231', { phase: 'L2', unit: 'V' })),
     ]);
     expect(r.readings).toEqual([
-      { timestamp: T1, kwh: 1, voltage: 230.166667 },
-      { timestamp: T2, kwh: 1.001, voltage: 230 },
+      { timestamp: T1, kwh: 1, voltage: 230.166667, phased: false },
+      { timestamp: T2, kwh: 1.001, voltage: 230, phased: false },
     ]);
   });
 
@@ -227,7 +242,7 @@ describe('voltage', () => {
 
   it('an element with only voltage yields no reading but is counted', () => {
     const r = readMeterValues([el(T1, volt('230')), el(T2, reg('2000'), volt('231'))]);
-    expect(r.readings).toEqual([{ timestamp: T2, kwh: 2, voltage: 231 }]);
+    expect(r.readings).toEqual([{ timestamp: T2, kwh: 2, voltage: 231, phased: false }]);
     expect(r.elementsWithoutRegister).toBe(1);
     expect(r.rejects).toEqual([]);
   });
@@ -251,7 +266,7 @@ describe('mixed measurands', () => {
         { value: '34', measurand: 'Temperature' },
       ),
     ]);
-    expect(r.readings).toEqual([{ timestamp: T1, kwh: 12, voltage: 230 }]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 12, voltage: 230, phased: false }]);
     expect(r.ignored).toEqual({
       Temperature: 3,
       'Power.Active.Import': 1,
