@@ -241,6 +241,31 @@ describe('charging sessions detected from readings', () => {
       .expect(200);
     expect(merged.body).toEqual(detail.body);
   });
+
+  test("when a session holds its devices' very first readings, then the minute's power leaves their energy out (they cover no time)", async () => {
+    await map(e, 'V-first', 'M-first', '2024-05-12T00:00:00Z');
+    await ingest(e, [
+      vehicle('V-first', 1)(at('12', '10:00')),
+      vehicle('V-first', 0.1)(at('12', '10:00') + 30_000),
+      meter('M-first', 1.2)(at('12', '10:00')),
+      meter('M-first', 0.12)(at('12', '10:00') + 30_000),
+    ]);
+    const [session] = await sessionsOf(
+      e,
+      'V-first',
+      '2024-05-12T00:00:00Z',
+      '2024-05-13T00:00:00Z',
+    );
+    const detail = await request(e.api.api.app)
+      .get(`/v1/vehicles/V-first/sessions/${session.id}`)
+      .expect(200);
+    // 0.12 and 0.1 kWh over 30 s: 14.4 and 12 kW. The first readings' energy over the 30 s of the
+    // second made 158.4 and 132.
+    expect(detail.body.series).toEqual([
+      expect.objectContaining({ minute: iso(at('12', '10:00')), acPowerKw: 14.4, dcPowerKw: 12 }),
+    ]);
+    expect(session.peakAcPowerKw).toBe(14.4);
+  });
 });
 
 describe('a vehicle named fleet', () => {

@@ -229,15 +229,16 @@ ORDER BY s.vehicle_id, s.start_ts`;
 /**
  * One session's minutes with readings, for a chart: AC and DC power (the kWh of the minute's
  * readings over the hours they cover since each one's previous reading: a reading every 5 minutes
- * is 5 minutes of power, not one), SoC and battery temperature. Parameters as SESSIONS_SQL, plus
+ * is 5 minutes of power, not one; a device's first reading covers no time, so its energy is left
+ * out of the minute's power too), SoC and battery temperature. Parameters as SESSIONS_SQL, plus
  * $KEY.
  */
 export const SESSION_MINUTES_SQL = `
 WITH ${SPANS},
 ${WINDOWS}
 SELECT date_trunc('minute', p.ts, 'UTC') AS minute,
-       sum(p.energy) FILTER (WHERE w.role = 'ac') / nullif(sum(p.hours) FILTER (WHERE w.role = 'ac'), 0) AS ac_kw,
-       sum(p.energy) FILTER (WHERE w.role = 'dc') / nullif(sum(p.hours) FILTER (WHERE w.role = 'dc'), 0) AS dc_kw,
+       sum(p.energy) FILTER (WHERE w.role = 'ac' AND p.hours IS NOT NULL) / nullif(sum(p.hours) FILTER (WHERE w.role = 'ac'), 0) AS ac_kw,
+       sum(p.energy) FILTER (WHERE w.role = 'dc' AND p.hours IS NOT NULL) / nullif(sum(p.hours) FILTER (WHERE w.role = 'dc'), 0) AS dc_kw,
        (array_agg(p.last_soc ORDER BY p.ts DESC) FILTER (WHERE w.role = 'dc'))[1] AS soc,
        avg(p.temp_sum) FILTER (WHERE w.role = 'dc') AS temp
 FROM window_powered p
