@@ -23,7 +23,7 @@ const MAX_PAGE = 10_000;
 const windowQuery = (defaultHours: number, maxHours: number) => ({
   from: Type.Optional({
     ...Timestamp,
-    description: `window start (inclusive); default ${defaultHours} hours before to`,
+    description: `window start (inclusive); default ${defaultHours} hours before to; given alone (without to or hours), the window runs until now`,
   }),
   to: Type.Optional({
     ...Timestamp,
