@@ -154,7 +154,8 @@ export const settingsSchema = Type.Object({
     description: 'first retry delay; doubles per attempt, capped at 60 s',
   }),
   RETENTION_DAYS: integer(0, 0, 36_500, {
-    description: 'drop history partitions older than this many days; 0 keeps everything',
+    description:
+      'keep this many whole UTC days of history: older partitions are dropped with their rollups and detected sessions, and older readings refused (`timestamp_before_retention`); 0 keeps everything',
   }),
   PARTITION_DAYS_AHEAD: integer(3, 1, 60, {
     description: 'daily partitions created ahead of time',

@@ -545,10 +545,37 @@ describe('flusher processes', () => {
     }
   });
 
-  test('when RETENTION_DAYS is set, then partitions older than that are dropped and recent ones kept', async () => {
+  test('when RETENTION_DAYS is set, then partitions older than that are dropped with what was derived from them, and recent ones kept', async () => {
     const day = (offset: number) =>
       new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
     await ctx.db.raw('SELECT ensure_history_partition(?::date)', [day(-10)]);
+    // Derived rows of an old day and of yesterday: rollups, a mark, a detected session.
+    for (const offset of [-10, -1]) {
+      const at = `${day(offset)}T10:00:00Z`;
+      const device = { device_type: 'meter', device_id: `M-ret${offset}` };
+      const rollup = {
+        ...device,
+        readings: 1,
+        energy_sum: 1,
+        first_ts: at,
+        first_energy: 1,
+        last_ts: at,
+        last_energy: 1,
+      };
+      await ctx.db('telemetry_15min').insert({ ...rollup, quarter: at });
+      await ctx.db('telemetry_hourly').insert({ ...rollup, hour: at });
+      await ctx.db('rollup_pending').insert({ ...device, quarter: at });
+      await ctx.db('charging_sessions').insert({
+        vehicle_id: `V-ret${offset}`,
+        key: `d-${Date.parse(at)}`,
+        source: 'detected',
+        start_ts: at,
+        end_ts: `${day(offset)}T11:00:00Z`,
+        meter_ids: [],
+        vehicle_readings: 1,
+        meter_readings: 0,
+      });
+    }
     const flusher = startProcess('workers/flusher.ts', envFor(ctx.config, { RETENTION_DAYS: '3' }));
     try {
       const name = (offset: number) => `telemetry_history_p${day(offset).replace(/-/g, '')}`;
@@ -562,6 +589,19 @@ describe('flusher processes', () => {
       );
       const kept = await ctx.db.raw('SELECT to_regclass(?) AS t', [name(-1)]);
       expect(kept.rows[0].t).not.toBeNull();
+      // Kept, old rollups made reports over dropped days read whole hours but not their edges.
+      const ids = async (table: string, column: string) =>
+        (await ctx.db(table).where(column, 'like', '%-ret%').pluck(column)).sort();
+      await waitFor(
+        async () => (await ids('charging_sessions', 'vehicle_id')).length === 1,
+        10_000,
+        'the old session to be dropped',
+      );
+      // (Yesterday's mark may be rolled up meanwhile, so only the old rows are looked for.)
+      for (const table of ['telemetry_15min', 'telemetry_hourly', 'rollup_pending']) {
+        expect(await ids(table, 'device_id')).not.toContain('M-ret-10');
+      }
+      expect(await ids('charging_sessions', 'vehicle_id')).toEqual(['V-ret-1']);
     } finally {
       flusher.child.kill('SIGTERM');
       await flusher.exited;

@@ -1,5 +1,10 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../src/logger';
+import { DEVICE_KINDS } from '../src/devices/device-kinds';
+import { retainedFrom } from '../src/stores/retention';
+
+/** Every device type: the hourly rollups are indexed by (device_type, hour). */
+const DEVICE_TYPES = DEVICE_KINDS.map((k) => k.type);
 
 const DAY_MS = 86_400_000;
 const utcDay = (ms: number) =>
@@ -52,18 +57,38 @@ export class PartitionMaintainer {
     );
     const created = Number(result.rows[0].created);
     let dropped: string[] = [];
-    if (retentionDays > 0) {
-      const cutoff = utcDay(now - retentionDays * DAY_MS);
+    const keptFrom = retainedFrom(now, retentionDays);
+    if (keptFrom !== null) {
       const rows = await this.deps.db.raw(
         'SELECT drop_history_partitions_before(?::date) AS name',
-        [cutoff],
+        [utcDay(keptFrom)],
       );
       dropped = rows.rows.map((r: { name: string }) => r.name);
-      if (dropped.length > 0) this.forget();
+      if (dropped.length > 0) {
+        this.forget();
+        await this.dropDerivedBefore(new Date(keptFrom));
+      }
     }
     if (created > 0 || dropped.length > 0)
       this.deps.logger.info({ created, dropped }, 'history partitions maintained');
     return { created, dropped };
+  }
+
+  /**
+   * What was computed from the dropped days goes with them: their rollups, marks and detected
+   * sessions. Kept, a report over those days read whole hours from rollups and its edges from
+   * history that was gone (moving `from` by 30 s took away a tenth of the readings).
+   */
+  private async dropDerivedBefore(keptFrom: Date): Promise<void> {
+    await this.deps.db.transaction(async (trx) => {
+      await trx('telemetry_15min').where('quarter', '<', keptFrom).delete();
+      await trx('telemetry_hourly')
+        .whereIn('device_type', DEVICE_TYPES)
+        .where('hour', '<', keptFrom)
+        .delete();
+      await trx('rollup_pending').where('quarter', '<', keptFrom).delete();
+      await trx('charging_sessions').where('end_ts', '<', keptFrom).delete();
+    });
   }
 
   /** Runs `maintain` now and then every `intervalMs` (errors are logged, the schedule goes on). */

@@ -43,7 +43,10 @@ export function createIngestPipeline({
 }): IngestPipeline {
   const keys = createRedisKeys(config.redisPrefix);
   const liveState = new LiveStateStore(redis, keys);
-  const validator = createReadingValidator({ maxClockSkewS: config.maxClockSkewS });
+  const validator = createReadingValidator({
+    maxClockSkewS: config.maxClockSkewS,
+    retentionDays: config.retentionDays,
+  });
   const admission = new IngestAdmission({
     redis,
     // Every shard in use, also those another process (or an earlier configuration) wrote to.

@@ -2,6 +2,7 @@ import type Ajv from 'ajv';
 import type { ErrorDetail } from '../errors';
 import { DEVICE_KINDS, type DeviceKind, type Reading } from '../devices/device-kinds';
 import { instantMs, REAL_INSTANT_RULE } from '../schema/primitives';
+import { retainedFrom } from '../stores/retention';
 import {
   compile,
   createAjv,
@@ -84,10 +85,13 @@ function sayOptional(
 export function createReadingValidator({
   ajv = createAjv(),
   maxClockSkewS,
+  retentionDays = 0,
   now = Date.now,
 }: {
   ajv?: Ajv;
   maxClockSkewS: number;
+  /** RETENTION_DAYS: a reading older than what history keeps is refused, not stored and dropped. */
+  retentionDays?: number;
   now?: () => number;
 }): ReadingValidator {
   const kinds = DEVICE_KINDS.map((kind) => ({
@@ -136,6 +140,18 @@ export function createReadingValidator({
     return { ok: true, value: ms };
   }
 
+  /** A reading's instant within what history keeps (a mapping's `since` may be older). */
+  function checkRetained(ms: number, path: string): Validated<number> {
+    const keptFrom = retainedFrom(now(), retentionDays);
+    if (keptFrom === null || ms >= keptFrom) return { ok: true, value: ms };
+    const day = new Date(keptFrom).toISOString();
+    return failure(
+      'timestamp_before_retention',
+      `${path} is before ${day}, the oldest day history keeps (RETENTION_DAYS=${retentionDays})`,
+      [{ path, message: `must not be before ${day} (RETENTION_DAYS=${retentionDays})` }],
+    );
+  }
+
   function validateReading(input: unknown): Validated<Reading> {
     if (!isPlainObject(input)) {
       return failure('invalid_reading', 'A reading must be a JSON object', [
@@ -167,6 +183,8 @@ export function createReadingValidator({
     }
     const ts = checkTimestamp(input.timestamp, '/timestamp');
     if (!ts.ok) return ts;
+    const retained = checkRetained(ts.value, '/timestamp');
+    if (!retained.ok) return retained;
     return { ok: true, value: toReading(kind, input, ts.value) };
   }
 

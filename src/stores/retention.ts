@@ -1,0 +1,12 @@
+/**
+ * RETENTION_DAYS as one instant: history keeps whole UTC days, from the start of the day that
+ * many days ago. The partition maintainer drops what is before it (history and what is derived
+ * from it), and ingest refuses readings dated before it, which would be stored only to be dropped.
+ */
+const DAY_MS = 86_400_000;
+
+/** Epoch ms of the first instant kept, or null when everything is kept (RETENTION_DAYS=0). */
+export function retainedFrom(nowMs: number, retentionDays: number): number | null {
+  if (retentionDays <= 0) return null;
+  return Math.floor((nowMs - retentionDays * DAY_MS) / DAY_MS) * DAY_MS;
+}
