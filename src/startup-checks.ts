@@ -179,6 +179,13 @@ export async function postgresProblem(databaseUrl: string): Promise<string | nul
   }
 }
 
+/**
+ * CONNACK reason codes of a refused login: MQTT 5's "Bad User Name or Password" and "Not
+ * authorized", and MQTT 3.1.1's return codes 4 and 5 for the same. The broker runs; only the
+ * credentials are wrong, which "not reachable" and install instructions did not say.
+ */
+const LOGIN_REFUSED = new Set([4, 5, 134, 135]);
+
 /** Connects once with a throw-away client id (never the engine's: that would take its session). */
 export async function assertMqttBrokerReachable(
   config: { mqttUrl: string; mqttUsername?: string; mqttPassword?: string },
@@ -196,6 +203,12 @@ export async function assertMqttBrokerReachable(
     });
     await client.endAsync();
   } catch (err) {
+    if (LOGIN_REFUSED.has((err as { code?: unknown }).code as number)) {
+      throw new DependencyUnavailableError(
+        `The MQTT broker at ${redactUrl(config.mqttUrl)} refused the login (${describe(err)}).\n` +
+          "  Check MQTT_USERNAME and MQTT_PASSWORD, and that the broker's ACL lets that user subscribe to MQTT_TOPIC_PREFIX.",
+      );
+    }
     throw new DependencyUnavailableError(
       `The MQTT broker is not reachable at ${redactUrl(config.mqttUrl)} (${describe(err)}).\n` +
         '  Start it (see ops/mosquitto/mosquitto.conf for the settings), or point MQTT_URL at a running broker:\n' +

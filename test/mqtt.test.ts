@@ -3,6 +3,7 @@
  * where a test must stop the broker or read its log), real Redis, BullMQ and PostgreSQL.
  */
 import request from 'supertest';
+import { assertMqttBrokerReachable } from '../src/startup-checks';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -596,6 +597,16 @@ describe('broker credentials', () => {
       await expect(
         mqtt.connectAsync(broker.url, { protocolVersion: 5, reconnectPeriod: 0 }),
       ).rejects.toThrow(/Not authorized|Bad User Name or Password/i);
+      // At start, wrong credentials are named as such, not as a broker to install.
+      const refused = assertMqttBrokerReachable({
+        mqttUrl: broker.url,
+        mqttUsername: 'engine',
+        mqttPassword: 'wrong',
+      });
+      await expect(refused).rejects.toThrow(
+        /refused the login .*\n.*MQTT_USERNAME and MQTT_PASSWORD/,
+      );
+      await expect(refused).rejects.not.toThrow(/apt-get/);
     } finally {
       await pub.endAsync();
       await secured.close();
