@@ -134,7 +134,8 @@ async function main(): Promise<void> {
         prefix: config.redisPrefix,
         ...(intake && mqttUrl ? { mqtt: redactUrl(mqttUrl), mqttClientId: intake.clientId } : {}),
       },
-      `API listening on http://127.0.0.1:${port}${intake ? ', consuming MQTT' : ''}`,
+      // Every interface, not only loopback: say so, as whoever checks exposure reads this line.
+      `API listening on port ${port} of every interface (http://127.0.0.1:${port} from this machine)${intake ? ', consuming MQTT' : ''}`,
     );
 
     stopOnSignals(
