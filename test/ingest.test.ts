@@ -523,6 +523,10 @@ describe('POST /v1/telemetry/ingest: batches', () => {
       .serialize((body) => body)
       .send(bomb);
     expect(res.status).toBe(413);
+    // The body sent is 64 KB: the limit it passed is the gunzipped one, and the answer says so.
+    expect(res.body.message).toBe(
+      `The body is larger than ${4 * 1024 * 1024} bytes once gunzipped`,
+    );
   });
 
   test('when an unknown content encoding is used, then 415', async () => {

@@ -54,7 +54,8 @@ function decodedStream(req: Request): Readable {
  * `limitBytes` (compressed or not): a gzip bomb costs at most the limit.
  */
 export async function readBodyText(req: Request, limitBytes: number): Promise<string> {
-  const tooLarge = () => payloadTooLarge(`The body is larger than ${limitBytes} bytes`);
+  const tooLarge = (after = '') =>
+    payloadTooLarge(`The body is larger than ${limitBytes} bytes${after}`);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limitBytes) {
     req.resume();
@@ -76,7 +77,9 @@ export async function readBodyText(req: Request, limitBytes: number): Promise<st
     };
     stream.on('data', (chunk: Buffer) => {
       received += chunk.length;
-      if (received > limitBytes || compressedReceived > limitBytes) return fail(tooLarge());
+      if (compressedReceived > limitBytes) return fail(tooLarge());
+      // Within the limit as sent, over it once gunzipped: say which, or 5 KB "is larger than 4 MB".
+      if (received > limitBytes) return fail(tooLarge(stream === req ? '' : ' once gunzipped'));
       chunks.push(chunk);
     });
     stream.on('end', () => resolve());

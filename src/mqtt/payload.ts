@@ -19,13 +19,16 @@ export const isGzip = (payload: Uint8Array) =>
  * costs at most the limit). Throws a 4xx AppError: `payload_too_large` or `invalid_gzip`.
  */
 export async function decompressPayload(payload: Buffer, limitBytes: number): Promise<Buffer> {
-  const tooLarge = () => payloadTooLarge(`The payload is larger than ${limitBytes} bytes`);
+  const tooLarge = (after = '') =>
+    payloadTooLarge(`The payload is larger than ${limitBytes} bytes${after}`);
   if (payload.length > limitBytes) throw tooLarge();
   if (!isGzip(payload)) return payload;
   try {
     return await gunzipAsync(payload, { maxOutputLength: limitBytes });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge();
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw tooLarge(` once gunzipped (${payload.length} bytes of gzip)`);
+    }
     throw badRequest('invalid_gzip', `The payload is not valid gzip: ${(err as Error).message}`);
   }
 }

@@ -115,6 +115,12 @@ describe('MQTT payloads', () => {
     };
     expect(await reason(gzipSync(Buffer.alloc(1_000_000, 32)))).toBe('payload_too_large');
     expect(await reason(Buffer.alloc(2000, 32))).toBe('payload_too_large');
+    // The limit a small gzip passes is its gunzipped size: the message names both.
+    const bomb = gzipSync(Buffer.alloc(1_000_000, 32));
+    const decoded = await decodePayload(bomb, LIMITS);
+    expect(decoded.ok ? '' : decoded.error.message).toBe(
+      `The payload is larger than ${LIMITS.bytes} bytes once gunzipped (${bomb.length} bytes of gzip)`,
+    );
     expect(await reason(Buffer.from([0x1f, 0x8b, 0, 0]))).toBe('invalid_gzip');
     expect(await reason(Buffer.from([0x22, 0xc3, 0x28, 0x22]))).toBe('invalid_encoding');
     expect(await reason(Buffer.from('{\n  "a": 1,\n'))).toBe('invalid_json');
