@@ -315,7 +315,7 @@ export function createMqttMetrics(
   });
   const connected = new Gauge({
     name: 'energy_mqtt_connected',
-    help: '1 while the MQTT intake is connected to the broker',
+    help: '1 while the MQTT intake takes messages: connected to the broker and subscribed at QoS 1',
     registers: [registry],
   });
   connected.set(0);

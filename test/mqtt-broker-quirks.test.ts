@@ -62,6 +62,7 @@ function subscriberOn(
   url: string,
   handle: (m: DeliveredMessage) => Promise<PubackReason>,
   logger: Logger = createLogger({ level: 'silent', name: 'test' }),
+  onConnection?: (up: boolean) => void,
 ) {
   return startAckAfterStoreSubscriber({
     url,
@@ -71,16 +72,24 @@ function subscriberOn(
     sessionExpiryS: 60,
     handle,
     logger,
+    onConnection,
   });
 }
 
-test('when the broker grants QoS 0, then the subscriber is not ready: messages could not be held until stored', async () => {
+test('when the broker grants QoS 0, then the subscriber is not ready, nor counted as connected: messages could not be held until stored', async () => {
   for (const [granted, ready] of [
     [0, false],
     [1, true],
   ] as const) {
     const broker = await fakeBroker(granted);
-    const subscriber = subscriberOn(broker.url, async () => REASON_SUCCESS);
+    // energy_mqtt_connected: the "MQTT down" alert never fired while nothing was taken.
+    let taking = false;
+    const subscriber = subscriberOn(
+      broker.url,
+      async () => REASON_SUCCESS,
+      undefined,
+      (up) => (taking = up),
+    );
     try {
       await waitFor(
         async () => broker.received.some((p) => p.cmd === 'subscribe'),
@@ -89,7 +98,11 @@ test('when the broker grants QoS 0, then the subscriber is not ready: messages c
       );
       if (ready) await waitFor(async () => subscriber.ready, 10_000, 'the subscriber ready');
       else await new Promise((r) => setTimeout(r, 200));
-      expect({ granted, ready: subscriber.ready }).toEqual({ granted, ready });
+      expect({ granted, ready: subscriber.ready, taking }).toEqual({
+        granted,
+        ready,
+        taking: ready,
+      });
     } finally {
       await subscriber.close(1000);
       await broker.close();

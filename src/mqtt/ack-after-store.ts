@@ -59,6 +59,7 @@ export interface AckAfterStoreOptions {
   sessionExpiryS: number;
   handle: MessageHandler;
   logger: Logger;
+  /** Taking messages (connected and subscribed at QoS 1), or not any more. */
   onConnection?: (connected: boolean) => void;
   onAck?: (reason: PubackReason, seconds: number) => void;
   onAckDropped?: () => void;
@@ -275,6 +276,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
             ));
       if (!refusal) {
         subscribed = true;
+        o.onConnection?.(true);
         o.logger.info({ subscription: o.subscription }, 'MQTT subscribed');
         return;
       }
@@ -306,7 +308,6 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
   client.on('connect', (connack) => {
     // Anything unacknowledged from the previous connection comes again on this one.
     fifo = fifo.filter((e) => e.stream === client.stream);
-    o.onConnection?.(true);
     wasConnected = true;
     errorReported = false;
     o.logger.info(
