@@ -205,6 +205,16 @@ describe('dashboard window choice', () => {
     await page.waitForFunction(() => location.hash.includes('window=7d'));
     await linkProblem(page, 'vehicle').waitFor({ state: 'hidden' });
   });
+
+  test("when a link's page cursor is refused (stale or edited), then the fleet shows its first page, says so, and drops the trail from the address", async () => {
+    await page.goto(`${engine.url}/dashboard#/fleet?window=7d&trail=garbage`);
+    await page.waitForSelector('.fleet-view tbody tr');
+    await expect(page.locator('#fleet-window-link-problem').textContent()).resolves.toBe(
+      'The link named a page this report does not have: showing its first page.',
+    );
+    expect(await page.evaluate(() => location.hash)).toBe('#/fleet?window=7d');
+    expect(await page.isChecked('#fleet-window-7d')).toBe(true);
+  });
 });
 
 describe('dashboard page rules', () => {

@@ -1,4 +1,4 @@
-import type { ApiClient } from '../api/api-client';
+import { ApiError, type ApiClient } from '../api/api-client';
 import { fetchFlaggedSessions, fetchFleet } from '../api/endpoints';
 import type { ChargingSession, FleetReport, FleetSessions, FleetVehicle } from '../api/types';
 import { h, replaceContent } from '../dom/h';
@@ -120,6 +120,9 @@ export class FleetView implements View {
       return 'ok';
     } catch (err) {
       if (generation !== this.generation) return 'failed';
+      if (err instanceof ApiError && err.status === 400 && route.trail.length > 0) {
+        return this.firstPageInstead(route);
+      }
       if (this.shown) {
         replaceContent(
           this.feedback,
@@ -130,6 +133,22 @@ export class FleetView implements View {
       }
       return 'failed';
     }
+  }
+
+  /**
+   * A link to a later page whose cursor the engine refuses (a bookmark, an edited URL): the first
+   * page, saying so, and the address without the trail. Kept, every refresh failed the same way,
+   * and picking the window already chosen changed nothing.
+   */
+  private firstPageInstead(route: FleetRoute): Promise<LoadOutcome> {
+    this.route = { ...route, trail: [] };
+    history.replaceState(history.state, '', formatRoute(this.route));
+    this.picker.show({
+      window: route.window,
+      pageSize: route.limit,
+      linkProblem: 'The link named a page this report does not have: showing its first page.',
+    });
+    return this.load();
   }
 
   /**
