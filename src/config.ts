@@ -203,7 +203,8 @@ export const settingsSchema = Type.Object({
   }),
   // A token bucket per key, shared through Redis.
   RATE_LIMIT_PER_S: number(0, 0, 1_000_000, {
-    description: 'requests per second per key; 0 turns the limit off',
+    description:
+      'requests per second per key (with AUTH=on; AUTH=off has no keys to limit); 0 turns the limit off',
   }),
   RATE_LIMIT_BURST: integer(100, 1, 1_000_000, {
     description: 'requests a key may send at once before the rate applies',

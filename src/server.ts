@@ -47,8 +47,15 @@ async function main(): Promise<void> {
         'API_KEYS is empty: create a key with `npm run key -- --name gateway-1 --scopes ingest` and set API_KEYS, or set AUTH=off to serve without authentication',
       ]);
     }
-    if (config.auth === 'off')
+    if (config.auth === 'off') {
       logger.warn('AUTH=off: every client can write and read; set API_KEYS to require keys');
+      // The limit is per key, and AUTH=off knows none: say so rather than limit nothing silently.
+      if (config.rateLimitPerS > 0) {
+        logger.warn(
+          `RATE_LIMIT_PER_S=${config.rateLimitPerS} has no effect with AUTH=off: the limit is per API key`,
+        );
+      }
+    }
     // Ingest needs Redis only: a replica (re)started while PostgreSQL is down must still serve it.
     await assertDependenciesReachable(config, { postgres: false, mqtt: Boolean(config.mqttUrl) });
     const postgres = await postgresProblem(config.databaseUrl);
