@@ -164,6 +164,18 @@ describe('the API document', () => {
     expectDocumented(await app().get('/metrics').expect(200), '/metrics', 'get');
   });
 
+  test('when an error answer carries Retry-After or WWW-Authenticate, then the document declares the header', async () => {
+    const document = (await request(engine.api.app).get('/openapi.json').expect(200)).body;
+    const headers = (path: string, method: string, status: number) =>
+      Object.keys(document.paths[path][method].responses[status].headers ?? {});
+    expect(headers('/v1/telemetry/ingest', 'post', 503)).toEqual(['Retry-After']);
+    expect(headers('/v1/telemetry/ingest', 'post', 429)).toEqual(['Retry-After']);
+    expect(headers('/v1/telemetry/ingest', 'post', 401)).toEqual(['WWW-Authenticate']);
+    expect(headers('/v1/analytics/fleet', 'get', 503)).toEqual(['Retry-After']);
+    // Readiness's 503 is a health answer, not a refusal to retry.
+    expect(headers('/health/ready', 'get', 503)).toEqual([]);
+  });
+
   test('when a body does not match the document, then the check fails (the check can fail)', () => {
     const fake = {
       status: 202,

@@ -42,10 +42,36 @@ function parameters(schema: TObject | undefined, where: 'path' | 'query', compon
   });
 }
 
-function response(declared: ResponseDeclaration, components: Json): Json {
-  if (!declared.schema) return { description: declared.description };
+/**
+ * The headers an error answer carries by its status: a client (a generated one too) needs them to
+ * act on it. The engine's 429 and error 503s say when to retry; a 401 names the scheme.
+ */
+function headersOf(status: number, declared: ResponseDeclaration): Json | null {
+  if (status === 401) {
+    return {
+      'WWW-Authenticate': {
+        description: 'Bearer: send the API key as Authorization: Bearer <key>',
+        schema: { type: 'string' },
+      },
+    };
+  }
+  if (status === 429 || (status === 503 && declared.schema === ErrorBody)) {
+    return {
+      'Retry-After': {
+        description: 'seconds to wait before sending again',
+        schema: { type: 'integer', minimum: 0 },
+      },
+    };
+  }
+  return null;
+}
+
+function response(status: number, declared: ResponseDeclaration, components: Json): Json {
+  const headers = headersOf(status, declared);
+  if (!declared.schema) return { description: declared.description, ...(headers && { headers }) };
   return {
     description: declared.description,
+    ...(headers && { headers }),
     content: {
       [declared.contentType ?? 'application/json']: {
         schema: withRefs(declared.schema, components),
@@ -106,7 +132,7 @@ function operation(route: AnyRoute, components: Json): Json {
     responses: Object.fromEntries(
       Object.entries(responses).map(([status, declared]) => [
         status,
-        response(declared as ResponseDeclaration, components),
+        response(Number(status), declared as ResponseDeclaration, components),
       ]),
     ),
   };
