@@ -529,6 +529,21 @@ describe('POST /v1/telemetry/ingest: batches', () => {
     );
   });
 
+  test('when a gzip body comes without Content-Encoding, then 400 says to send the header; an empty gzip body is empty_body', async () => {
+    const unlabelled = await ingest()
+      .set('Content-Type', 'application/json')
+      .serialize((body) => body)
+      .send(gzipSync(JSON.stringify(METER)));
+    expect(unlabelled.status).toBe(400);
+    // Before: "The body is not valid UTF-8", which did not say what to do.
+    expect(unlabelled.body.message).toMatch(/gzip .*without Content-Encoding: gzip/);
+    const empty = await ingest()
+      .set('Content-Type', 'application/json')
+      .set('Content-Encoding', 'gzip')
+      .send('');
+    expect([empty.status, empty.body.error]).toEqual([400, 'empty_body']);
+  });
+
   test('when an unknown content encoding is used, then 415', async () => {
     const res = await ingest()
       .set('Content-Type', 'application/json')

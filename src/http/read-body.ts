@@ -2,7 +2,7 @@ import type { Request } from 'express';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { AppError, badRequest, payloadTooLarge, unsupportedMediaType } from '../errors';
-import { decodeUtf8 } from '../telemetry/ingest-input';
+import { decodeUtf8, isGzip } from '../telemetry/ingest-input';
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -83,15 +83,24 @@ export async function readBodyText(req: Request, limitBytes: number): Promise<st
       chunks.push(chunk);
     });
     stream.on('end', () => resolve());
-    stream.on('error', (err: Error) =>
+    stream.on('error', (err: Error) => {
+      // An empty body is empty, gzip or not: the parser says so by name.
+      if (stream !== req && compressedReceived === 0) return resolve();
       fail(
         stream === req
           ? badRequest('body_read_error', 'The request body could not be read')
           : badRequest('invalid_gzip', `The body is not valid gzip: ${err.message}`),
-      ),
-    );
+      );
+    });
     req.on('aborted', () => fail(badRequest('body_read_error', 'The client aborted the request')));
   });
 
-  return decodeUtf8(Buffer.concat(chunks));
+  const body = Buffer.concat(chunks);
+  if (stream === req && isGzip(body)) {
+    throw badRequest(
+      'invalid_encoding',
+      'The body is gzip (it starts with 1f 8b) but was sent without Content-Encoding: gzip; send that header with it',
+    );
+  }
+  return decodeUtf8(body);
 }

@@ -26,7 +26,8 @@ import {
   type PubackReason,
 } from './ack-after-store';
 import { ConcurrencyLimit } from './concurrency-limit';
-import { decodePayload, isGzip } from './payload';
+import { decodePayload } from './payload';
+import { isGzip } from '../telemetry/ingest-input';
 import { RejectLog } from './reject-log';
 import { RetryGate, type GateTicket } from './retry-gate';
 import { bindToTopic, createMqttTopics, topicKind } from './topics';

@@ -6,13 +6,11 @@
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { AppError, badRequest, payloadTooLarge } from '../errors';
-import { decodeUtf8, parseIngestText } from '../telemetry/ingest-input';
+import { decodeUtf8, isGzip, parseIngestText } from '../telemetry/ingest-input';
 import type { IngestInput } from '../telemetry/ingest-service';
 
 const gunzipAsync = promisify(gunzip);
 
-export const isGzip = (payload: Uint8Array) =>
-  payload.length >= 2 && payload[0] === 0x1f && payload[1] === 0x8b;
 
 /**
  * The payload's bytes, gunzipped when they are gzip, at most `limitBytes` either way (a gzip bomb

@@ -9,6 +9,10 @@ import type { IngestInput } from './ingest-service';
 /** `auto` (MQTT, which has no content type): JSON when the whole text parses, else NDJSON lines. */
 export type IngestFormat = 'json' | 'ndjson' | 'auto';
 
+/** Bytes that start as gzip does (1f 8b): how an MQTT payload, which has no header, says so. */
+export const isGzip = (bytes: Uint8Array) =>
+  bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+
 /** Decodes UTF-8 strictly (a malformed byte is an error, never U+FFFD) and drops a leading BOM. */
 export function decodeUtf8(bytes: Uint8Array): string {
   try {
