@@ -1,5 +1,6 @@
 import { MAX_KWH } from '../devices/device-kinds';
 import { withTimeout } from '../with-timeout';
+import { OpenTransactionStarts } from './open-transaction-starts';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
@@ -149,12 +150,8 @@ export function utcTimestamp(timestamp: string): string {
 
 const whToKwh = (wh: number) => Math.round(wh) / 1000;
 
-/** How long a charge point's open transactions, read from PostgreSQL, are taken as known. */
-const OPEN_TRANSACTIONS_KNOWN_MS = 60_000;
-/** A MeterValues waits this long at most for them; without them its samples are kept. */
+/** A MeterValues waits this long at most for its transaction's meterStart; then samples are kept. */
 const OPEN_TRANSACTIONS_WAIT_MS = 500;
-/** Charge points whose open transactions a process keeps (a few bytes each). */
-const MAX_CHARGE_POINTS_KNOWN = 100_000;
 
 /**
  * Why a register sample inside a transaction that started at `startKwh` is not the register,
@@ -180,6 +177,8 @@ const justAfter = (at: Date) => new Date(at.getTime() + 1);
  * live state, history), and a `.conf` is returned only once they are stored.
  */
 export class ChargePointService {
+  private readonly openStarts: OpenTransactionStarts;
+
   constructor(
     private readonly deps: {
       ingestService: IngestService;
@@ -201,10 +200,9 @@ export class ChargePointService {
       logger: Logger;
       now?: () => number;
     },
-  ) {}
-
-  /** Per charge point: its open transactions' meterStart by connector, and when they were read. */
-  private readonly openStarts = new Map<string, { at: number; startWh: Map<number, number> }>();
+  ) {
+    this.openStarts = new OpenTransactionStarts((ids) => deps.transactions.openOnAny(ids));
+  }
 
   private now(): Date {
     return new Date((this.deps.now ?? Date.now)());
@@ -333,7 +331,7 @@ export class ChargePointService {
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     const tag = await this.deps.idTags.get(req.idTag);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
-    this.openStarts.delete(chargePointId);
+    this.openStarts.forget(chargePointId);
     const { transaction, created } = await this.deps.transactions.start({
       chargePointId,
       connectorId: req.connectorId,
@@ -471,7 +469,7 @@ export class ChargePointService {
         'StopTransaction dated before its start: the transaction ends at its start',
       );
     }
-    this.openStarts.delete(chargePointId);
+    this.openStarts.forget(chargePointId);
     const transaction = await this.deps.transactions.stop(req.transactionId, {
       meterStopWh: req.meterStop,
       stoppedAt,
@@ -552,31 +550,19 @@ export class ChargePointService {
     return {};
   }
 
-  /**
-   * The register at the start of the connector's open transaction; 0 without one, or unknown.
-   * Read from PostgreSQL once per OPEN_TRANSACTIONS_KNOWN_MS per charge point (every MeterValues
-   * needs it), and again after this process starts or stops one of its transactions.
-   */
+  /** The register at the start of the connector's open transaction; 0 without one, or unknown. */
   private async openTransactionStartWh(chargePointId: string, connectorId: number) {
-    const now = Date.now();
-    let known = this.openStarts.get(chargePointId);
-    if (!known || now - known.at > OPEN_TRANSACTIONS_KNOWN_MS) {
-      try {
-        const open = await withTimeout(
-          this.deps.transactions.openOn(chargePointId),
-          OPEN_TRANSACTIONS_WAIT_MS,
-          'open transactions',
-        );
-        known = { at: now, startWh: new Map(open.map((t) => [t.connectorId, t.meterStartWh])) };
-      } catch (err) {
-        // Without PostgreSQL the samples are kept: a message is not failed for a check.
-        this.deps.logger.warn({ err, chargePointId }, 'open transaction unknown: samples kept');
-        return 0;
-      }
-      if (this.openStarts.size >= MAX_CHARGE_POINTS_KNOWN) this.openStarts.clear();
-      this.openStarts.set(chargePointId, known);
+    try {
+      return await withTimeout(
+        this.openStarts.startWh(chargePointId, connectorId),
+        OPEN_TRANSACTIONS_WAIT_MS,
+        'open transactions',
+      );
+    } catch (err) {
+      // Without PostgreSQL the samples are kept: a message is not failed for a check.
+      this.deps.logger.warn({ err, chargePointId }, 'open transaction unknown: samples kept');
+      return 0;
     }
-    return known.startWh.get(connectorId) ?? 0;
   }
 
   /**

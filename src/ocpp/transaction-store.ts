@@ -172,6 +172,14 @@ export class TransactionStore {
   }
 
   /** Transactions still open on a charge point, newest first. */
+  /** The open transactions of these charge points. */
+  async openOnAny(chargePointIds: string[]): Promise<Transaction[]> {
+    const rows = await this.db<TransactionRow>(TABLE)
+      .whereIn('charge_point_id', chargePointIds)
+      .whereNull('stopped_at');
+    return rows.map(toTransaction);
+  }
+
   async openOn(chargePointId: string): Promise<Transaction[]> {
     const rows = await this.db<TransactionRow>(TABLE)
       .where({ charge_point_id: chargePointId })

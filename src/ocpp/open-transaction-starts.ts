@@ -1,0 +1,103 @@
+/**
+ * The meterStart of each connector's open transaction, which every MeterValues needs (samples
+ * below it are the charger's, not the register: charge-point-service.ts). Read from PostgreSQL
+ * once per KNOWN_MS per charge point, and again after this process starts or stops one of its
+ * transactions. Ten thousand charge points send their first message within seconds after a
+ * restart: those asked for while a read is in flight join the next one, so PostgreSQL sees one
+ * statement at a time for all of them (a statement each held MeterValues' p99 at 0.7 s).
+ */
+
+/** How long a charge point's open transactions, once read, are taken as known. */
+const KNOWN_MS = 60_000;
+/** Charge points per statement: a bounded parameter list however many wait. */
+const PER_READ = 1000;
+/** Charge points whose open transactions a process keeps (a few bytes each). */
+const MAX_KNOWN = 100_000;
+
+interface OpenTransaction {
+  chargePointId: string;
+  connectorId: number;
+  meterStartWh: number;
+}
+
+interface Waiter {
+  chargePointId: string;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class OpenTransactionStarts {
+  /** Per charge point: meterStart (Wh) by connector, and when it was read. */
+  private readonly known = new Map<string, { at: number; startWh: Map<number, number> }>();
+  private waiting: Waiter[] = [];
+  private reading: Promise<void> | null = null;
+
+  constructor(
+    private readonly read: (chargePointIds: string[]) => Promise<OpenTransaction[]>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The meterStart (Wh) of the connector's open transaction; 0 without one. */
+  async startWh(chargePointId: string, connectorId: number): Promise<number> {
+    if (!this.fresh(chargePointId)) {
+      await new Promise<void>((resolve, reject) => {
+        this.waiting.push({ chargePointId, resolve, reject });
+        this.reading ??= this.readLoop();
+      });
+    }
+    return this.known.get(chargePointId)?.startWh.get(connectorId) ?? 0;
+  }
+
+  /** A transaction of the charge point started or stopped: read its open ones again. */
+  forget(chargePointId: string): void {
+    this.known.delete(chargePointId);
+  }
+
+  private fresh(chargePointId: string): boolean {
+    const entry = this.known.get(chargePointId);
+    return entry !== undefined && this.now() - entry.at <= KNOWN_MS;
+  }
+
+  private async readLoop(): Promise<void> {
+    // Let the messages that arrive in the same tick join the first read.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.waiting.length > 0) {
+      // Those asked for again while an earlier read was in flight have their answer now.
+      const answered = this.waiting.filter((w) => this.fresh(w.chargePointId));
+      this.waiting = this.waiting.filter((w) => !this.fresh(w.chargePointId));
+      answered.forEach((w) => w.resolve());
+      if (this.waiting.length === 0) break;
+      const group = this.takeGroup();
+      const ids = [...new Set(group.map((w) => w.chargePointId))];
+      try {
+        const open = await this.read(ids);
+        this.remember(ids, open);
+        group.forEach((w) => w.resolve());
+      } catch (err) {
+        group.forEach((w) => w.reject(err));
+      }
+    }
+    this.reading = null;
+  }
+
+  private remember(ids: string[], open: OpenTransaction[]): void {
+    if (this.known.size + ids.length > MAX_KNOWN) this.known.clear();
+    const at = this.now();
+    for (const id of ids) this.known.set(id, { at, startWh: new Map() });
+    for (const t of open)
+      this.known.get(t.chargePointId)?.startWh.set(t.connectorId, t.meterStartWh);
+  }
+
+  /** Waiters for at most PER_READ distinct charge points, in arrival order. */
+  private takeGroup(): Waiter[] {
+    const ids = new Set<string>();
+    let count = 0;
+    while (count < this.waiting.length) {
+      const { chargePointId } = this.waiting[count];
+      if (!ids.has(chargePointId) && ids.size === PER_READ) break;
+      ids.add(chargePointId);
+      count += 1;
+    }
+    return this.waiting.splice(0, count);
+  }
+}

@@ -1,0 +1,43 @@
+import { OpenTransactionStarts } from '../../src/ocpp/open-transaction-starts';
+
+describe('OpenTransactionStarts', () => {
+  test('when many charge points ask at once, then one read serves them all; a fresh answer is not read again; forget reads again', async () => {
+    const reads: string[][] = [];
+    let now = 0;
+    const starts = new OpenTransactionStarts(
+      async (ids) => {
+        reads.push(ids);
+        return ids.flatMap((id) =>
+          id === 'CP-1' ? [{ chargePointId: id, connectorId: 2, meterStartWh: 5000 }] : [],
+        );
+      },
+      () => now,
+    );
+    const asked = await Promise.all(
+      Array.from({ length: 2500 }, (_, i) => starts.startWh(`CP-${i % 1500}`, 2)),
+    );
+    // 1,500 charge points, at most 1,000 a statement: two reads, not 2,500.
+    expect(reads.map((ids) => ids.length)).toEqual([1000, 500]);
+    expect(asked[1]).toBe(5000);
+    expect(asked.filter((wh) => wh !== 0)).toHaveLength(2); // CP-1, asked twice
+    expect(await starts.startWh('CP-1', 1)).toBe(0);
+    expect(reads).toHaveLength(2);
+    starts.forget('CP-1');
+    await starts.startWh('CP-1', 2);
+    expect(reads.at(-1)).toEqual(['CP-1']);
+    now += 61_000; // known for a minute
+    await starts.startWh('CP-2', 2);
+    expect(reads.at(-1)).toEqual(['CP-2']);
+  });
+
+  test('when the read fails, then the askers get the error and the next ask reads again', async () => {
+    let fail = true;
+    const starts = new OpenTransactionStarts(async () => {
+      if (fail) throw new Error('PostgreSQL down');
+      return [];
+    });
+    await expect(starts.startWh('CP-1', 1)).rejects.toThrow('PostgreSQL down');
+    fail = false;
+    await expect(starts.startWh('CP-1', 1)).resolves.toBe(0);
+  });
+});
