@@ -122,7 +122,9 @@ async function main(): Promise<void> {
           logger,
         })
       : null;
-    const server = await listen(api.app, config.port, 'PORT');
+    const server = await listen(api.app, config.port, 'PORT', {
+      bodyLimitBytes: config.bodyLimitBytes,
+    });
     const requests = trackRequests(server);
     api.ocpp.attach(server);
     // Gateways keep connections open; the load balancer's idle timeout should be below this.
