@@ -172,7 +172,7 @@ describe('OCPP 1.6J charge points', () => {
     // A field nested 5,000 levels deep (10 KB): refused by its schema, not echoed back.
     const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`;
     const nested = await answer(`[2,"x6","Heartbeat",{"x":${deep}}]`);
-    expect(nested.slice(0, 3)).toEqual([4, 'x6', 'PropertyConstraintViolation']);
+    expect(nested.slice(0, 3)).toEqual([4, 'x6', 'FormationViolation']);
     expect(JSON.stringify(nested[4])).not.toContain('[[[');
     expect(await answer('[2,"x7","Heartbeat",{}]')).toEqual([3, 'x7', expect.any(Object)]);
     socket.close();
@@ -540,9 +540,22 @@ describe('OCPP 1.6J charge points', () => {
         }),
       ),
     ).toBe('TypeConstraintViolation');
+    // OCPP-J 1.6 §4.2.3: a field the PDU has not is a FormationViolation, a value out of its
+    // field's rule (an enum, a length) a PropertyConstraintViolation, a missing field an
+    // OccurenceConstraintViolation. ocpp-rpc's table (2.0's) answered the first and the enum wrong.
     expect(
       await callError(cp.call('MeterValues', { connectorId: 1, meterValue: [], extra: true })),
+    ).toBe('FormationViolation');
+    const status = { connectorId: 1, errorCode: 'NoError', status: 'Available' };
+    expect(await callError(cp.call('StatusNotification', { ...status, status: 'Occupied' }))).toBe(
+      'PropertyConstraintViolation',
+    );
+    expect(
+      await callError(cp.call('StatusNotification', { ...status, info: 'x'.repeat(51) })),
     ).toBe('PropertyConstraintViolation');
+    expect(
+      await callError(cp.call('StatusNotification', { connectorId: 1, status: 'Available' })),
+    ).toBe('OccurenceConstraintViolation');
     await waitForDrained(e.queue);
     expect(await history(e, 'CP-BAD:1')).toEqual([]);
   });

@@ -45,15 +45,40 @@ export function validatorWithoutEcho(protocol: string): Validator {
   const standard = require('ocpp-rpc/lib/standard-validators') as Validator[];
   const validator = standard.find((v) => v.subprotocol === protocol);
   if (!validator) throw new Error(`ocpp-rpc has no validator for ${protocol}`);
+  const { createRPCError } = ocppRpcFor(protocol);
   const quiet = Object.create(validator) as Validator;
   quiet.validate = (schemaId: string, params: unknown) => {
     try {
       return validator.validate(schemaId, params);
     } catch (err) {
-      const refusal = err as { details?: { errors?: unknown } };
-      if (refusal.details) refusal.details = { errors: refusal.details.errors };
-      throw err;
+      const refusal = err as { message: string; details?: { errors?: { keyword?: string }[] } };
+      const errors = refusal.details?.errors;
+      if (!errors) throw err;
+      throw createRPCError(ocpp16SchemaCode(errors[0]?.keyword), refusal.message, { errors });
     }
   };
   return quiet;
+}
+
+/**
+ * The OCPP-J 1.6 error code (§4.2.3) of a message its schema refuses, by the first schema rule it
+ * breaks: a field's value out of its rule (an enum, a range, a length) is a
+ * PropertyConstraintViolation, a field missing an OccurenceConstraintViolation, a value of the
+ * wrong type a TypeConstraintViolation, and a field the message may not carry does not fit the
+ * PDU: FormationViolation. ocpp-rpc answered the last as PropertyConstraintViolation and an enum
+ * as FormationViolation (its table is OCPP 2.0's, and has no enum).
+ */
+export function ocpp16SchemaCode(keyword: string | undefined): string {
+  switch (keyword) {
+    case 'required':
+    case 'minItems':
+    case 'maxItems':
+      return 'OccurenceConstraintViolation';
+    case 'type':
+      return 'TypeConstraintViolation';
+    case 'additionalProperties':
+      return 'FormationViolation';
+    default:
+      return 'PropertyConstraintViolation';
+  }
 }
