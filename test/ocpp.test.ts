@@ -928,6 +928,18 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test('when a transaction has only just started (no sample yet), then its session counts 0 kWh of AC, not unknown', async () => {
+    await registerIdTags([['TAG-NEW', 'V-new']]);
+    const cp = await connect('CP-NEW');
+    const started = new Date(Date.now() - 60_000).toISOString();
+    const { transactionId } = await startsOnConnector1(cp)('TAG-NEW', 7_000, started);
+    await waitForDrained(e.queue);
+    const res = await request(e.api.api.app).get('/v1/vehicles/V-new/sessions?hours=1').expect(200);
+    expect(res.body.sessions).toEqual([
+      expect.objectContaining({ id: `tx-${transactionId}`, open: true, acConsumedKwh: 0 }),
+    ]);
+  });
+
   test("when a StopTransaction's transactionData holds a sample at the stop's instant, then meterStop is the register stored there", async () => {
     await registerIdTags([['TAG-SD', 'V-sd']]);
     const cp = await connect('CP-STOPDATA');

@@ -210,7 +210,9 @@ SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.
        coalesce(array_agg(DISTINCT w.device_id) FILTER (WHERE w.role = 'ac'), '{}') AS meter_ids,
        coalesce(CASE WHEN s.source = 'ocpp' THEN (SELECT x.billed_kwh FROM transactions x
                                                   WHERE x.transaction_id = s.transaction_id) END,
-                sum(f.energy) FILTER (WHERE w.role = 'ac')) AS ac_kwh,
+                sum(f.energy) FILTER (WHERE w.role = 'ac'),
+                -- A transaction's register is known from its start: none counted yet is 0, not unknown.
+                CASE WHEN s.source = 'ocpp' THEN 0 END) AS ac_kwh,
        sum(f.energy) FILTER (WHERE w.role = 'dc') AS dc_kwh,
        coalesce(sum(f.readings) FILTER (WHERE w.role = 'dc'), 0)::int AS vehicle_readings,
        coalesce(sum(f.readings) FILTER (WHERE w.role = 'ac'), 0)::int AS meter_readings,
