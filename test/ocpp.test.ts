@@ -493,6 +493,23 @@ describe('OCPP 1.6J charge points', () => {
     expect(await rejected()).toEqual(before.map((n) => n + 1));
   });
 
+  test("when a sample dated before its connector's transaction started comes late (a charger's queue), then it is kept: the register was lower then", async () => {
+    const cp = await connect('CP-LATEQ');
+    await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 100_000,
+      timestamp: '2024-04-07T10:00:00Z',
+    });
+    await cp.call('MeterValues', meterValues(1, '2024-04-07T09:50:00Z', wh(99_000)));
+    await cp.call('MeterValues', meterValues(1, '2024-04-07T10:10:00Z', wh(99_500)));
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-LATEQ:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['09:50', 99],
+      ['10:00', 100],
+    ]);
+  });
+
   test("when an element carries the inlet's register beside the outlet's, then the outlet's is the connector's register", async () => {
     const cp = await connect('CP-INLET');
     await cp.call('MeterValues', {

@@ -1,6 +1,6 @@
 import { MAX_KWH } from '../devices/device-kinds';
 import { withTimeout } from '../with-timeout';
-import { OpenTransactionStarts } from './open-transaction-starts';
+import { OpenTransactionStarts, type TransactionStart } from './open-transaction-starts';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
@@ -152,6 +152,11 @@ const whToKwh = (wh: number) => Math.round(wh) / 1000;
 
 /** A MeterValues waits this long at most for its transaction's meterStart; then samples are kept. */
 const OPEN_TRANSACTIONS_WAIT_MS = 500;
+
+const startOf = (t: Transaction): TransactionStart => ({
+  wh: t.meterStartWh,
+  atMs: t.startedAt.getTime(),
+});
 
 /**
  * Why a register sample inside a transaction that started at `startKwh` is not the register,
@@ -484,7 +489,7 @@ export class ChargePointService {
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept && stoppedAt === reportedStop) {
-      await this.store(meterId, this.stopReadings(req, stoppedAt, known.meterStartWh));
+      await this.store(meterId, this.stopReadings(req, stoppedAt, startOf(known)));
     } else if (transaction && stoppedByEngine(transaction) && stoppedAt === reportedStop) {
       // The charge point's own stop of a transaction a start stopped before it came: its
       // readings are its connector's register all the same, up to that connector's next
@@ -492,7 +497,7 @@ export class ChargePointService {
       const next = await this.deps.transactions.nextOnConnector(known);
       await this.store(
         meterId,
-        this.stopReadings(req, stoppedAt, known.meterStartWh, {
+        this.stopReadings(req, stoppedAt, startOf(known), {
           after: known.startedAt.getTime(),
           before: next?.startedAt.getTime() ?? Infinity,
         }),
@@ -517,7 +522,7 @@ export class ChargePointService {
 
   /**
    * A stop's readings dated within (after, before): its transactionData (held to the
-   * transaction's meterStart, `startWh`), then meterStop, the register at the stop. A sample of
+   * transaction's `start`), then meterStop, the register at the stop. A sample of
    * transactionData at the stop's instant (often the same register rounded to kWh) is left out,
    * as history keeps one reading per instant. A reading whose instant is unreadable is kept, for
    * ingest to refuse it by name.
@@ -525,7 +530,7 @@ export class ChargePointService {
   private stopReadings(
     req: StopTransactionReq,
     stoppedAt: Date,
-    startWh: number,
+    start: TransactionStart,
     { after = -Infinity, before = Infinity } = {},
   ) {
     const stopMs = stoppedAt.getTime();
@@ -534,7 +539,7 @@ export class ChargePointService {
       const at = this.checkInstant(r.timestamp);
       return !at.ok || (at.value !== stopMs && within(at.value));
     });
-    const data = this.heldToStart(samples, startWh);
+    const data = this.heldToStart(samples, start);
     const stop = { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) };
     return within(stopMs) ? [...data, stop] : data;
   }
@@ -544,24 +549,24 @@ export class ChargePointService {
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     this.recordRegisterSoon(chargePointId, req.connectorId);
     const readings = this.read(req.meterValue, { ignoreTransactionEnd: true });
-    const startWh =
-      readings.length > 0 ? await this.openTransactionStartWh(chargePointId, req.connectorId) : 0;
-    await this.store(meterId, this.heldToStart(readings, startWh));
+    const start =
+      readings.length > 0 ? await this.openTransactionStart(chargePointId, req.connectorId) : null;
+    await this.store(meterId, this.heldToStart(readings, start));
     return {};
   }
 
-  /** The register at the start of the connector's open transaction; 0 without one, or unknown. */
-  private async openTransactionStartWh(chargePointId: string, connectorId: number) {
+  /** Where the connector's open transaction started; null without one, or unknown. */
+  private async openTransactionStart(chargePointId: string, connectorId: number) {
     try {
       return await withTimeout(
-        this.openStarts.startWh(chargePointId, connectorId),
+        this.openStarts.startOf(chargePointId, connectorId),
         OPEN_TRANSACTIONS_WAIT_MS,
         'open transactions',
       );
     } catch (err) {
       // Without PostgreSQL the samples are kept: a message is not failed for a check.
       this.deps.logger.warn({ err, chargePointId }, 'open transaction unknown: samples kept');
-      return 0;
+      return null;
     }
   }
 
@@ -572,22 +577,25 @@ export class ChargePointService {
    * to kWh (100 beside a meterStart of 100.456), or a sum of some phases only. Read as what they
    * look like, they made the window reports count more than the transaction billed (a reset
    * counted the next sample whole: 50,000 kWh for 20). A real reset goes on from small values,
-   * and the first of them counts as the reset's increase, as it should.
+   * and the first of them counts as the reset's increase, as it should. A sample dated before
+   * the start (a charger's queue delivered late) is the register then, which may well be lower.
    */
-  private heldToStart<R extends { kwh: number; phased: boolean }>(
+  private heldToStart<R extends { timestamp: string; kwh: number; phased: boolean }>(
     readings: R[],
-    startWh: number,
+    start: TransactionStart | null,
   ): R[] {
-    if (startWh <= 0) return readings;
-    const startKwh = whToKwh(startWh);
+    if (!start || start.wh <= 0) return readings;
+    const startKwh = whToKwh(start.wh);
     const kept = readings.filter((r) => {
+      const at = this.checkInstant(r.timestamp);
+      if (!at.ok || at.value < start.atMs) return true;
       const reason = belowStart(r, startKwh);
       if (reason) this.deps.metrics.onSampleRejected(reason);
       return !reason;
     });
     if (kept.length < readings.length) {
       this.deps.logger.warn(
-        { dropped: readings.length - kept.length, meterStartWh: startWh },
+        { dropped: readings.length - kept.length, meterStartWh: start.wh },
         "register samples below their transaction's meterStart left out",
       );
     }

@@ -18,6 +18,13 @@ interface OpenTransaction {
   chargePointId: string;
   connectorId: number;
   meterStartWh: number;
+  startedAt: Date;
+}
+
+/** Where a transaction started: its register (Wh) and instant (epoch ms). */
+export interface TransactionStart {
+  wh: number;
+  atMs: number;
 }
 
 interface Waiter {
@@ -27,8 +34,8 @@ interface Waiter {
 }
 
 export class OpenTransactionStarts {
-  /** Per charge point: meterStart (Wh) by connector, and when it was read. */
-  private readonly known = new Map<string, { at: number; startWh: Map<number, number> }>();
+  /** Per charge point: its open transactions' starts by connector, and when they were read. */
+  private readonly known = new Map<string, { at: number; starts: Map<number, TransactionStart> }>();
   private waiting: Waiter[] = [];
   private reading: Promise<void> | null = null;
 
@@ -37,15 +44,15 @@ export class OpenTransactionStarts {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The meterStart (Wh) of the connector's open transaction; 0 without one. */
-  async startWh(chargePointId: string, connectorId: number): Promise<number> {
+  /** Where the connector's open transaction started; null without one. */
+  async startOf(chargePointId: string, connectorId: number): Promise<TransactionStart | null> {
     if (!this.fresh(chargePointId)) {
       await new Promise<void>((resolve, reject) => {
         this.waiting.push({ chargePointId, resolve, reject });
         this.reading ??= this.readLoop();
       });
     }
-    return this.known.get(chargePointId)?.startWh.get(connectorId) ?? 0;
+    return this.known.get(chargePointId)?.starts.get(connectorId) ?? null;
   }
 
   /** A transaction of the charge point started or stopped: read its open ones again. */
@@ -83,9 +90,11 @@ export class OpenTransactionStarts {
   private remember(ids: string[], open: OpenTransaction[]): void {
     if (this.known.size + ids.length > MAX_KNOWN) this.known.clear();
     const at = this.now();
-    for (const id of ids) this.known.set(id, { at, startWh: new Map() });
-    for (const t of open)
-      this.known.get(t.chargePointId)?.startWh.set(t.connectorId, t.meterStartWh);
+    for (const id of ids) this.known.set(id, { at, starts: new Map() });
+    for (const t of open) {
+      const start = { wh: t.meterStartWh, atMs: t.startedAt.getTime() };
+      this.known.get(t.chargePointId)?.starts.set(t.connectorId, start);
+    }
   }
 
   /** Waiters for at most PER_READ distinct charge points, in arrival order. */

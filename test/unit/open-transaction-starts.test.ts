@@ -8,25 +8,27 @@ describe('OpenTransactionStarts', () => {
       async (ids) => {
         reads.push(ids);
         return ids.flatMap((id) =>
-          id === 'CP-1' ? [{ chargePointId: id, connectorId: 2, meterStartWh: 5000 }] : [],
+          id === 'CP-1'
+            ? [{ chargePointId: id, connectorId: 2, meterStartWh: 5000, startedAt: new Date(3000) }]
+            : [],
         );
       },
       () => now,
     );
     const asked = await Promise.all(
-      Array.from({ length: 2500 }, (_, i) => starts.startWh(`CP-${i % 1500}`, 2)),
+      Array.from({ length: 2500 }, (_, i) => starts.startOf(`CP-${i % 1500}`, 2)),
     );
     // 1,500 charge points, at most 1,000 a statement: two reads, not 2,500.
     expect(reads.map((ids) => ids.length)).toEqual([1000, 500]);
-    expect(asked[1]).toBe(5000);
-    expect(asked.filter((wh) => wh !== 0)).toHaveLength(2); // CP-1, asked twice
-    expect(await starts.startWh('CP-1', 1)).toBe(0);
+    expect(asked[1]).toEqual({ wh: 5000, atMs: 3000 });
+    expect(asked.filter((start) => start !== null)).toHaveLength(2); // CP-1, asked twice
+    expect(await starts.startOf('CP-1', 1)).toBeNull();
     expect(reads).toHaveLength(2);
     starts.forget('CP-1');
-    await starts.startWh('CP-1', 2);
+    await starts.startOf('CP-1', 2);
     expect(reads.at(-1)).toEqual(['CP-1']);
     now += 61_000; // known for a minute
-    await starts.startWh('CP-2', 2);
+    await starts.startOf('CP-2', 2);
     expect(reads.at(-1)).toEqual(['CP-2']);
   });
 
@@ -36,8 +38,8 @@ describe('OpenTransactionStarts', () => {
       if (fail) throw new Error('PostgreSQL down');
       return [];
     });
-    await expect(starts.startWh('CP-1', 1)).rejects.toThrow('PostgreSQL down');
+    await expect(starts.startOf('CP-1', 1)).rejects.toThrow('PostgreSQL down');
     fail = false;
-    await expect(starts.startWh('CP-1', 1)).resolves.toBe(0);
+    await expect(starts.startOf('CP-1', 1)).resolves.toBeNull();
   });
 });
