@@ -67,14 +67,9 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
  * already in use or not allowed is a StartupError naming the port and its setting (Express 5's own
  * `listen` handed the error to its callback, and the processes went on as if listening).
  */
-export function listen(
-  app: Express,
-  port: number,
-  setting: string,
-  options: { bodyLimitBytes?: number } = {},
-): Promise<Server> {
+export function listen(app: Express, port: number, setting: string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = createHttpServer(app, options);
+    const server = createHttpServer(app);
     server.once('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE') {
         reject(

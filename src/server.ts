@@ -122,9 +122,7 @@ async function main(): Promise<void> {
           logger,
         })
       : null;
-    const server = await listen(api.app, config.port, 'PORT', {
-      bodyLimitBytes: config.bodyLimitBytes,
-    });
+    const server = await listen(api.app, config.port, 'PORT');
     const requests = trackRequests(server);
     api.ocpp.attach(server);
     // Gateways keep connections open; the load balancer's idle timeout should be below this.

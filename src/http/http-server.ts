@@ -9,7 +9,6 @@ import {
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import express, { type Express } from 'express';
-import { bodyTooLarge } from './read-body';
 
 /**
  * An HTTP server for `app` whose requests and responses are born with Express's prototypes
@@ -19,10 +18,7 @@ import { bodyTooLarge } from './read-body';
  * promoted 85 MB and ran 5 full collections; born with the prototypes, 2.5 MB and none. The API's
  * full collections are what made ingest's latency tail (README, Operating notes).
  */
-export function createHttpServer(
-  app: Express,
-  { bodyLimitBytes }: { bodyLimitBytes?: number } = {},
-): Server {
+export function createHttpServer(app: Express): Server {
   // Constructor functions, not classes: the instances' prototype must be exactly Express's.
   // node:http's IncomingMessage and ServerResponse are such functions, callable on `this`.
   function Request(this: IncomingMessage, socket: Socket): void {
@@ -41,37 +37,7 @@ export function createHttpServer(
     app,
   );
   server.on('clientError', answerClientError);
-  if (bodyLimitBytes !== undefined) {
-    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) =>
-      continueWithin(server, bodyLimitBytes, req, res),
-    );
-  }
   return server;
-}
-
-/**
- * `Expect: 100-continue` (curl sends it with large bodies): a body declared over the limit is
- * refused before it is sent, instead of being invited and read to the end for a 413.
- */
-function continueWithin(
-  server: Server,
-  limitBytes: number,
-  req: IncomingMessage,
-  res: ServerResponse,
-): void {
-  if (Number(req.headers['content-length']) > limitBytes) {
-    const err = bodyTooLarge(limitBytes);
-    const body = JSON.stringify({ error: err.code, message: err.message, details: [] });
-    res.writeHead(err.statusCode, {
-      'Content-Type': 'application/json; charset=utf-8',
-      'Content-Length': Buffer.byteLength(body),
-      Connection: 'close',
-    });
-    res.end(body);
-    return;
-  }
-  res.writeContinue();
-  server.emit('request', req, res);
 }
 
 /** What node:http refuses before Express sees a request, answered in JSON like every error. */

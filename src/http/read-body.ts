@@ -49,16 +49,13 @@ function decodedStream(req: Request): Readable {
   );
 }
 
-/** A body over `limitBytes` (`after`: how it got there, e.g. " once gunzipped"). */
-export const bodyTooLarge = (limitBytes: number, after = '') =>
-  payloadTooLarge(`The body is larger than ${limitBytes} bytes${after}`);
-
 /**
  * Reads the whole body as UTF-8 text, gunzipping when asked, and stops as soon as it passes
  * `limitBytes` (compressed or not): a gzip bomb costs at most the limit.
  */
 export async function readBodyText(req: Request, limitBytes: number): Promise<string> {
-  const tooLarge = (after = '') => bodyTooLarge(limitBytes, after);
+  const tooLarge = (after = '') =>
+    payloadTooLarge(`The body is larger than ${limitBytes} bytes${after}`);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limitBytes) {
     req.resume();

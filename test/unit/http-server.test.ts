@@ -15,7 +15,7 @@ describe('createHttpServer', () => {
   const born: { req: object | null; res: object | null }[] = [];
 
   beforeAll(async () => {
-    server = createHttpServer(app, { bodyLimitBytes: 1000 });
+    server = createHttpServer(app);
     // Runs before Express: what the server made, before Express switches anything.
     server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
       born.push({
@@ -45,33 +45,6 @@ describe('createHttpServer', () => {
       query: { a: '1' },
       host: '127.0.0.1',
     });
-  });
-
-  test('when a client asks to continue (Expect: 100-continue) with a body declared over the limit, then it is refused before sending it; within the limit, it is invited', async () => {
-    const { port } = server.address() as AddressInfo;
-    /** What the server answers to headers alone, then (if invited) to the body. */
-    const exchange = (length: number) =>
-      new Promise<string>((resolve) => {
-        const body = JSON.stringify({ pad: 'x'.repeat(length - 10) });
-        const socket = connect(port, '127.0.0.1', () =>
-          socket.write(
-            `POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
-              `Content-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
-          ),
-        );
-        let text = '';
-        socket.on('data', (d) => {
-          text += d.toString();
-          if (text.startsWith('HTTP/1.1 100') && !text.includes('201')) socket.write(body);
-        });
-        socket.on('close', () => resolve(text));
-      });
-    const refused = await exchange(5000);
-    expect(refused).toMatch(/^HTTP\/1\.1 413 /);
-    expect(refused).toContain('"error":"payload_too_large"');
-    expect(refused).not.toContain('100 Continue');
-    const invited = await exchange(100);
-    expect(invited).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /);
   });
 
   test('when node:http refuses a request before Express (headers over 16 KB, not HTTP), then the answer is JSON too', async () => {
