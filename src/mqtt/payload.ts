@@ -11,7 +11,6 @@ import type { IngestInput } from '../telemetry/ingest-service';
 
 const gunzipAsync = promisify(gunzip);
 
-
 /**
  * The payload's bytes, gunzipped when they are gzip, at most `limitBytes` either way (a gzip bomb
  * costs at most the limit). Throws a 4xx AppError: `payload_too_large` or `invalid_gzip`.

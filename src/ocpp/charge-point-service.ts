@@ -336,7 +336,6 @@ export class ChargePointService {
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     const tag = await this.deps.idTags.get(req.idTag);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
-    this.openStarts.forget(chargePointId);
     const { transaction, created } = await this.deps.transactions.start({
       chargePointId,
       connectorId: req.connectorId,
@@ -346,6 +345,7 @@ export class ChargePointService {
       meterStartWh: req.meterStart,
       startedAt,
     });
+    this.openStarts.forget(chargePointId);
     await this.recordRegister(chargePointId, req.connectorId);
     const later = created ? await this.stopOlderOnConnector(transaction, meterId) : undefined;
     if (created) await this.stopVehicleElsewhere(transaction);
@@ -474,12 +474,12 @@ export class ChargePointService {
         'StopTransaction dated before its start: the transaction ends at its start',
       );
     }
-    this.openStarts.forget(chargePointId);
     const transaction = await this.deps.transactions.stop(req.transactionId, {
       meterStopWh: req.meterStop,
       stoppedAt,
       reason: req.reason ?? null,
     });
+    this.openStarts.forget(chargePointId);
     const meterId = connectorMeterId(chargePointId, known.connectorId);
     await this.recordRegister(chargePointId, known.connectorId);
     // Its readings are the transaction's only if this stop is the one kept (or it again, resent
@@ -489,7 +489,7 @@ export class ChargePointService {
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept && stoppedAt === reportedStop) {
-      await this.store(meterId, this.stopReadings(req, stoppedAt, startOf(known)));
+      await this.store(meterId, this.stopReadings(meterId, req, stoppedAt, startOf(known)));
     } else if (transaction && stoppedByEngine(transaction) && stoppedAt === reportedStop) {
       // The charge point's own stop of a transaction a start stopped before it came: its
       // readings are its connector's register all the same, up to that connector's next
@@ -497,7 +497,7 @@ export class ChargePointService {
       const next = await this.deps.transactions.nextOnConnector(known);
       await this.store(
         meterId,
-        this.stopReadings(req, stoppedAt, startOf(known), {
+        this.stopReadings(meterId, req, stoppedAt, startOf(known), {
           after: known.startedAt.getTime(),
           before: next?.startedAt.getTime() ?? Infinity,
         }),
@@ -528,6 +528,7 @@ export class ChargePointService {
    * ingest to refuse it by name.
    */
   private stopReadings(
+    meterId: string,
     req: StopTransactionReq,
     stoppedAt: Date,
     start: TransactionStart,
@@ -539,7 +540,7 @@ export class ChargePointService {
       const at = this.checkInstant(r.timestamp);
       return !at.ok || (at.value !== stopMs && within(at.value));
     });
-    const data = this.heldToStart(samples, start);
+    const data = this.heldToStart(meterId, samples, start);
     const stop = { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) };
     return within(stopMs) ? [...data, stop] : data;
   }
@@ -551,7 +552,7 @@ export class ChargePointService {
     const readings = this.read(req.meterValue, { ignoreTransactionEnd: true });
     const start =
       readings.length > 0 ? await this.openTransactionStart(chargePointId, req.connectorId) : null;
-    await this.store(meterId, this.heldToStart(readings, start));
+    await this.store(meterId, this.heldToStart(meterId, readings, start));
     return {};
   }
 
@@ -581,6 +582,7 @@ export class ChargePointService {
    * the start (a charger's queue delivered late) is the register then, which may well be lower.
    */
   private heldToStart<R extends { timestamp: string; kwh: number; phased: boolean }>(
+    meterId: string,
     readings: R[],
     start: TransactionStart | null,
   ): R[] {
@@ -595,7 +597,7 @@ export class ChargePointService {
     });
     if (kept.length < readings.length) {
       this.deps.logger.warn(
-        { dropped: readings.length - kept.length, meterStartWh: start.wh },
+        { meterId, dropped: readings.length - kept.length, meterStartWh: start.wh },
         "register samples below their transaction's meterStart left out",
       );
     }

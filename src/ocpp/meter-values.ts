@@ -124,22 +124,13 @@ interface Read {
   phased: boolean;
 }
 
-/** OCPP 1.6 §7.32: a sample without location is the connector's outlet. */
-const OUTLET = 'Outlet';
-
 /**
- * The register samples of one location: the outlet's (the connector's own), else those of the
- * one location sent. A charger that sends its inlet's register beside its outlet's (5101 beside
- * 5000.5 kWh) made the register jump between the two. Returns the kept samples and the others.
+ * OCPP 1.6 §7.32: a sample without location is the connector's outlet, the connector's own
+ * register. Another location's is not: the inlet's beside it made the register jump between the
+ * two (history keeps an instant's first reading, whichever element held it), and the vehicle's
+ * (`EV`) stored as the connector's counted 41.5 kWh where 1.5 were billed.
  */
-function oneLocation<T extends { location: string }>(samples: T[]): { kept: T[]; other: T[] } {
-  const location = samples.some((s) => s.location === OUTLET) ? OUTLET : samples[0]?.location;
-  return {
-    kept: samples.filter((s) => s.location === location),
-    other: samples.filter((s) => s.location !== location),
-  };
-}
-
+const OUTLET = 'Outlet';
 /**
  * The register of one element: the unphased value if sent (it is the total; the phases would
  * count twice), else the sum of the phased values. A phase that was rejected makes the sum
@@ -213,8 +204,10 @@ export function readMeterValues(
       } else volts.push({ value: read, phased });
     }
 
-    const { kept: registers, other } = oneLocation(located);
-    for (const sample of other) ignore(`${ENERGY_REGISTER} (location ${sample.location})`);
+    const registers = located.filter((r) => r.location === OUTLET);
+    for (const r of located) {
+      if (r.location !== OUTLET) ignore(`${ENERGY_REGISTER} (location ${r.location})`);
+    }
     const kwh = registerKwh(registers, phasedRegisterRejected);
     if (kwh === undefined) {
       if (phasedRegisterRejected && registers.length > 0) {

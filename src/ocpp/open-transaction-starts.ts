@@ -36,6 +36,8 @@ interface Waiter {
 export class OpenTransactionStarts {
   /** Per charge point: its open transactions' starts by connector, and when they were read. */
   private readonly known = new Map<string, { at: number; starts: Map<number, TransactionStart> }>();
+  /** Per charge point: how often it was forgotten. A read begun before the last time is stale. */
+  private readonly forgotten = new Map<string, number>();
   private waiting: Waiter[] = [];
   private reading: Promise<void> | null = null;
 
@@ -55,9 +57,13 @@ export class OpenTransactionStarts {
     return this.known.get(chargePointId)?.starts.get(connectorId) ?? null;
   }
 
-  /** A transaction of the charge point started or stopped: read its open ones again. */
+  /**
+   * A transaction of the charge point started or stopped (call it once written): read its open
+   * ones again, and drop what a read begun before brings back.
+   */
   forget(chargePointId: string): void {
     this.known.delete(chargePointId);
+    this.forgotten.set(chargePointId, (this.forgotten.get(chargePointId) ?? 0) + 1);
   }
 
   private fresh(chargePointId: string): boolean {
@@ -76,9 +82,13 @@ export class OpenTransactionStarts {
       if (this.waiting.length === 0) break;
       const group = this.takeGroup();
       const ids = [...new Set(group.map((w) => w.chargePointId))];
+      const begun = new Map(ids.map((id) => [id, this.forgotten.get(id)]));
       try {
         const open = await this.read(ids);
-        this.remember(ids, open);
+        this.remember(
+          ids.filter((id) => this.forgotten.get(id) === begun.get(id)),
+          open,
+        );
         group.forEach((w) => w.resolve());
       } catch (err) {
         group.forEach((w) => w.reject(err));
@@ -88,7 +98,10 @@ export class OpenTransactionStarts {
   }
 
   private remember(ids: string[], open: OpenTransaction[]): void {
-    if (this.known.size + ids.length > MAX_KNOWN) this.known.clear();
+    if (this.known.size + ids.length > MAX_KNOWN) {
+      this.known.clear();
+      this.forgotten.clear();
+    }
     const at = this.now();
     for (const id of ids) this.known.set(id, { at, starts: new Map() });
     for (const t of open) {

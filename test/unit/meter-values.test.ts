@@ -66,9 +66,16 @@ describe('energy register', () => {
     expect(r.ignored).toEqual({ 'Energy.Active.Import.Register (location Inlet)': 2 });
   });
 
-  it('takes the register of the one location sent when it is not the outlet', () => {
-    const r = readMeterValues([el(T1, reg('7000', { location: 'Inlet' }))]);
-    expect(r.readings.map((x) => x.kwh)).toEqual([7]);
+  it("leaves another location's register out even when it is the element's only one (the vehicle's, the inlet's)", () => {
+    const r = readMeterValues([
+      el(T1, reg('40000', { location: 'EV' })),
+      el(T2, reg('7000', { location: 'Inlet' })),
+    ]);
+    expect(r.readings).toEqual([]);
+    expect(r.ignored).toEqual({
+      'Energy.Active.Import.Register (location EV)': 1,
+      'Energy.Active.Import.Register (location Inlet)': 1,
+    });
   });
 
   it('prefers the unphased total over the phases (they would count twice)', () => {

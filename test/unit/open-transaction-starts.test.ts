@@ -32,6 +32,32 @@ describe('OpenTransactionStarts', () => {
     expect(reads.at(-1)).toEqual(['CP-2']);
   });
 
+  test('when a transaction starts while a read is in flight, then that read does not bring back the old answer', async () => {
+    let open: {
+      chargePointId: string;
+      connectorId: number;
+      meterStartWh: number;
+      startedAt: Date;
+    }[] = [];
+    let release = () => undefined as void;
+    const starts = new OpenTransactionStarts(async () => {
+      const answer = open; // read before the start is written
+      await new Promise<void>((resolve) => (release = resolve));
+      return answer;
+    });
+    const inFlight = starts.startOf('CP-1', 1);
+    await new Promise((r) => setImmediate(r));
+    open = [{ chargePointId: 'CP-1', connectorId: 1, meterStartWh: 5000, startedAt: new Date(0) }];
+    starts.forget('CP-1'); // the start is written
+    release();
+    await inFlight;
+    // Kept, the stale "no transaction" held for a minute: the next ask reads again.
+    const next = starts.startOf('CP-1', 1);
+    await new Promise((r) => setImmediate(r));
+    release();
+    expect(await next).toEqual({ wh: 5000, atMs: 0 });
+  });
+
   test('when the read fails, then the askers get the error and the next ask reads again', async () => {
     let fail = true;
     const starts = new OpenTransactionStarts(async () => {
