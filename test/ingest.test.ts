@@ -542,6 +542,15 @@ describe('POST /v1/telemetry/ingest: batches', () => {
       .set('Content-Encoding', 'gzip')
       .send('');
     expect([empty.status, empty.body.error]).toEqual([400, 'empty_body']);
+    const twice = await ingest()
+      .set('Content-Type', 'application/json')
+      .set('Content-Encoding', 'gzip')
+      .serialize((body) => body)
+      .send(gzipSync(gzipSync(JSON.stringify(METER))));
+    expect([twice.status, twice.body.message]).toEqual([
+      400,
+      'The body is gzip inside gzip: gzip it once',
+    ]);
   });
 
   test('when an unknown content encoding is used, then 415', async () => {

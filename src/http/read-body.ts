@@ -96,10 +96,13 @@ export async function readBodyText(req: Request, limitBytes: number): Promise<st
   });
 
   const body = Buffer.concat(chunks);
-  if (stream === req && isGzip(body)) {
+  if (isGzip(body)) {
+    // Gzip that is not to be gunzipped (again): "not valid UTF-8" would not say what to change.
     throw badRequest(
       'invalid_encoding',
-      'The body is gzip (it starts with 1f 8b) but was sent without Content-Encoding: gzip; send that header with it',
+      stream === req
+        ? 'The body is gzip (it starts with 1f 8b) but was sent without Content-Encoding: gzip; send that header with it'
+        : 'The body is gzip inside gzip: gzip it once',
     );
   }
   return decodeUtf8(body);
