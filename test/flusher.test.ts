@@ -576,6 +576,17 @@ describe('flusher processes', () => {
         meter_readings: 0,
       });
     }
+    // A session across the cutoff (the start of the day 3 days ago) holds energy of both sides.
+    await ctx.db('charging_sessions').insert({
+      vehicle_id: 'V-ret-across',
+      key: 'd-across',
+      source: 'detected',
+      start_ts: `${day(-4)}T23:50:00Z`,
+      end_ts: `${day(-3)}T00:10:00Z`,
+      meter_ids: [],
+      vehicle_readings: 2,
+      meter_readings: 0,
+    });
     const flusher = startProcess('workers/flusher.ts', envFor(ctx.config, { RETENTION_DAYS: '3' }));
     try {
       const name = (offset: number) => `telemetry_history_p${day(offset).replace(/-/g, '')}`;
@@ -601,6 +612,7 @@ describe('flusher processes', () => {
       for (const table of ['telemetry_15min', 'telemetry_hourly', 'rollup_pending']) {
         expect(await ids(table, 'device_id')).not.toContain('M-ret-10');
       }
+      // The one across the cutoff is gone too (its vehicle is built again from the cutoff on).
       expect(await ids('charging_sessions', 'vehicle_id')).toEqual(['V-ret-1']);
     } finally {
       flusher.child.kill('SIGTERM');

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { Logger } from '../src/logger';
 import { DEVICE_KINDS } from '../src/devices/device-kinds';
 import { retainedFrom } from '../src/stores/retention';
+import { markSessionsAcross } from '../src/stores/session-marks';
 
 /** Every device type: the hourly rollups are indexed by (device_type, hour). */
 const DEVICE_TYPES = DEVICE_KINDS.map((k) => k.type);
@@ -87,7 +88,9 @@ export class PartitionMaintainer {
         .where('hour', '<', keptFrom)
         .delete();
       await trx('rollup_pending').where('quarter', '<', keptFrom).delete();
-      await trx('charging_sessions').where('end_ts', '<', keptFrom).delete();
+      // A session across the cutoff goes too, and its vehicle's are built again from there.
+      await markSessionsAcross(trx, keptFrom);
+      await trx('charging_sessions').where('start_ts', '<', keptFrom).delete();
     });
   }
 

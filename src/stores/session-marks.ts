@@ -25,6 +25,20 @@ const firstReadingOf = (id: string) =>
   `(SELECT min(h.ts) FROM telemetry_history h WHERE h.device_type = 'vehicle' AND h.device_id = ${id})`;
 
 /**
+ * Marks each vehicle with a kept session across `at` to be computed again from `at` on: retention
+ * drops what was before it, and such a session (then dropped too) held energy of both sides.
+ */
+export async function markSessionsAcross(db: Knex, at: Date): Promise<void> {
+  await db.raw(
+    MARK(
+      `SELECT DISTINCT vehicle_id, ?::timestamptz FROM charging_sessions
+       WHERE start_ts < ? AND end_ts >= ? ORDER BY vehicle_id`,
+    ),
+    [at, at, at],
+  );
+}
+
+/**
  * Marks, for devices whose energy semantics changed, the sessions they are part of: a vehicle's
  * from its first reading (see firstReadingOf); a meter's, which only count its AC, from the
  * earliest kept session of each vehicle mapped to it that overlaps the mapping period (sessions
