@@ -17,17 +17,24 @@ import { waitFor } from './helpers/engine';
 const V5 = { protocolVersion: 5 as const };
 
 /** Answers CONNECT and SUBSCRIBE (granting `grantedQos`) and keeps what the client sends. */
-async function fakeBroker(grantedQos: number, { dropAfterSubscribe = false } = {}) {
+async function fakeBroker(
+  grantedQos: number,
+  { dropAfterSubscribe = false, refuseLogins = 0 } = {},
+) {
   const received: Packet[] = [];
   let client: Socket | null = null;
+  let refusals = refuseLogins;
   const server = net.createServer((socket) => {
     client = socket;
     const parser = mqttPacket.parser(V5);
     parser.on('packet', (packet: Packet) => {
       received.push(packet);
       if (packet.cmd === 'connect') {
+        // 135: Not authorized (a password changed on the broker, then changed back).
+        const reasonCode = refusals > 0 ? 135 : 0;
+        refusals -= 1;
         socket.write(
-          mqttPacket.generate({ cmd: 'connack', sessionPresent: false, reasonCode: 0 }, V5),
+          mqttPacket.generate({ cmd: 'connack', sessionPresent: false, reasonCode }, V5),
         );
       } else if (packet.cmd === 'subscribe') {
         socket.write(
@@ -107,6 +114,19 @@ test('when the broker grants QoS 0, then the subscriber is not ready, nor counte
       await subscriber.close(1000);
       await broker.close();
     }
+  }
+});
+
+test('when the broker refuses the login for a while, then the subscriber keeps trying and is ready once it is let in', async () => {
+  const broker = await fakeBroker(1, { refuseLogins: 2 });
+  const subscriber = subscriberOn(broker.url, async () => REASON_SUCCESS);
+  try {
+    // Before, mqtt.js stopped reconnecting after the first refused CONNACK, for good.
+    await waitFor(async () => subscriber.ready, 15_000, 'the subscriber ready');
+    expect(broker.received.filter((p) => p.cmd === 'connect')).toHaveLength(3);
+  } finally {
+    await subscriber.close(1000);
+    await broker.close();
   }
 });
 

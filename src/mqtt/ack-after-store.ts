@@ -121,6 +121,9 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     clean: false,
     keepalive: KEEPALIVE_S,
     reconnectPeriod: 1000,
+    // A refused CONNACK (a password changed on the broker, a broker busy) is retried too: without
+    // it mqtt.js stopped reconnecting after the first, for good, while the log said "retrying".
+    reconnectOnConnackError: true,
     connectTimeout: 10_000,
     resubscribe: false,
     // No topicAliasMaximum (packet.topic would be empty in handleMessage) and no
