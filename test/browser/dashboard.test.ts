@@ -214,6 +214,14 @@ describe('dashboard window choice', () => {
     );
     expect(await page.evaluate(() => location.hash)).toBe('#/fleet?window=7d');
     expect(await page.isChecked('#fleet-window-7d')).toBe(true);
+    // A link whose window could not be shown either says both.
+    await page.goto(
+      `${engine.url}/dashboard#/fleet?window=custom&from=2024-09-01T12:00:00Z&to=2024-09-01T10:00:00Z&trail=garbage`,
+    );
+    await page.waitForFunction(() => !location.hash.includes('trail='));
+    await expect(page.locator('#fleet-window-link-problem').textContent()).resolves.toMatch(
+      /^The link's window could not be shown: .* The link named a page this report does not have/,
+    );
   });
 });
 

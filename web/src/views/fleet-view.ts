@@ -120,7 +120,7 @@ export class FleetView implements View {
       return 'ok';
     } catch (err) {
       if (generation !== this.generation) return 'failed';
-      if (err instanceof ApiError && err.status === 400 && route.trail.length > 0) {
+      if (err instanceof ApiError && err.status === 400 && /cursor/.test(err.message)) {
         return this.firstPageInstead(route);
       }
       if (this.shown) {
@@ -146,7 +146,13 @@ export class FleetView implements View {
     this.picker.show({
       window: route.window,
       pageSize: route.limit,
-      linkProblem: 'The link named a page this report does not have: showing its first page.',
+      // The link's window problem, if it had one, still holds.
+      linkProblem: [
+        route.windowProblem,
+        'The link named a page this report does not have: showing its first page.',
+      ]
+        .filter(Boolean)
+        .join(' '),
     });
     return this.load();
   }
