@@ -589,11 +589,13 @@ export class ChargePointService {
     if (!start || start.wh <= 0) return readings;
     const startKwh = whToKwh(start.wh);
     const kept = readings.filter((r) => {
+      const reason = belowStart(r, startKwh);
+      if (!reason) return true;
+      // Its instant is read only for a sample below the start: most are not.
       const at = this.checkInstant(r.timestamp);
       if (!at.ok || at.value < start.atMs) return true;
-      const reason = belowStart(r, startKwh);
-      if (reason) this.deps.metrics.onSampleRejected(reason);
-      return !reason;
+      this.deps.metrics.onSampleRejected(reason);
+      return false;
     });
     if (kept.length < readings.length) {
       this.deps.logger.warn(

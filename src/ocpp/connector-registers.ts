@@ -1,5 +1,6 @@
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import { connectorMeterId } from './charge-point-state';
+import { takeDistinct } from './take-distinct';
 
 /** Meters per statement: a bounded parameter list however many charge points wait. */
 const METERS_PER_WRITE = 1000;
@@ -59,7 +60,7 @@ export class ConnectorRegisters {
     // Let the messages that arrive in the same tick join the first write.
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.waiting.length > 0) {
-      const group = this.takeGroup();
+      const group = takeDistinct(this.waiting, (w) => w.meterId, METERS_PER_WRITE);
       const byMeter = new Map(group.map((w) => [w.meterId, w.connector]));
       // Sorted: concurrent writers (other replicas) lock the rows in the same order.
       const meterIds = [...byMeter.keys()].sort();
@@ -75,18 +76,5 @@ export class ConnectorRegisters {
       }
     }
     this.inFlight = null;
-  }
-
-  /** Waiters for at most METERS_PER_WRITE distinct meters, in arrival order. */
-  private takeGroup(): Waiter[] {
-    const meters = new Set<string>();
-    let count = 0;
-    while (count < this.waiting.length) {
-      const { meterId } = this.waiting[count];
-      if (!meters.has(meterId) && meters.size === METERS_PER_WRITE) break;
-      meters.add(meterId);
-      count += 1;
-    }
-    return this.waiting.splice(0, count);
   }
 }

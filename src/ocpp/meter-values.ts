@@ -131,6 +131,7 @@ interface Read {
  * (`EV`) stored as the connector's counted 41.5 kWh where 1.5 were billed.
  */
 const OUTLET = 'Outlet';
+
 /**
  * The register of one element: the unphased value if sent (it is the total; the phases would
  * count twice), else the sum of the phased values. A phase that was rejected makes the sum
@@ -174,7 +175,7 @@ export function readMeterValues(
   const ignore = (what: string) => (result.ignored[what] = (result.ignored[what] ?? 0) + 1);
 
   for (const element of meterValue) {
-    const located: (Read & { location: string })[] = [];
+    const registers: Read[] = [];
     const volts: Read[] = [];
     let phasedRegisterRejected = false;
 
@@ -192,6 +193,11 @@ export function readMeterValues(
         ignore(measurand);
         continue;
       }
+      const location = sample.location ?? OUTLET;
+      if (measurand === ENERGY_REGISTER && location !== OUTLET) {
+        ignore(`${measurand} (location ${location})`);
+        continue;
+      }
       const read = readSample(sample);
       const phased = sample.phase !== undefined;
       if (typeof read === 'string') {
@@ -199,15 +205,9 @@ export function readMeterValues(
         if (measurand === ENERGY_REGISTER && phased) phasedRegisterRejected = true;
         continue;
       }
-      if (measurand === ENERGY_REGISTER) {
-        located.push({ value: read, phased, location: sample.location ?? OUTLET });
-      } else volts.push({ value: read, phased });
+      (measurand === ENERGY_REGISTER ? registers : volts).push({ value: read, phased });
     }
 
-    const registers = located.filter((r) => r.location === OUTLET);
-    for (const r of located) {
-      if (r.location !== OUTLET) ignore(`${ENERGY_REGISTER} (location ${r.location})`);
-    }
     const kwh = registerKwh(registers, phasedRegisterRejected);
     if (kwh === undefined) {
       if (phasedRegisterRejected && registers.length > 0) {

@@ -6,6 +6,7 @@
  * restart: those asked for while a read is in flight join the next one, so PostgreSQL sees one
  * statement at a time for all of them (a statement each held MeterValues' p99 at 0.7 s).
  */
+import { takeDistinct } from './take-distinct';
 
 /** How long a charge point's open transactions, once read, are taken as known. */
 const KNOWN_MS = 60_000;
@@ -80,7 +81,7 @@ export class OpenTransactionStarts {
       this.waiting = this.waiting.filter((w) => !this.fresh(w.chargePointId));
       answered.forEach((w) => w.resolve());
       if (this.waiting.length === 0) break;
-      const group = this.takeGroup();
+      const group = takeDistinct(this.waiting, (w) => w.chargePointId, PER_READ);
       const ids = [...new Set(group.map((w) => w.chargePointId))];
       const begun = new Map(ids.map((id) => [id, this.forgotten.get(id)]));
       try {
@@ -108,18 +109,5 @@ export class OpenTransactionStarts {
       const start = { wh: t.meterStartWh, atMs: t.startedAt.getTime() };
       this.known.get(t.chargePointId)?.starts.set(t.connectorId, start);
     }
-  }
-
-  /** Waiters for at most PER_READ distinct charge points, in arrival order. */
-  private takeGroup(): Waiter[] {
-    const ids = new Set<string>();
-    let count = 0;
-    while (count < this.waiting.length) {
-      const { chargePointId } = this.waiting[count];
-      if (!ids.has(chargePointId) && ids.size === PER_READ) break;
-      ids.add(chargePointId);
-      count += 1;
-    }
-    return this.waiting.splice(0, count);
   }
 }

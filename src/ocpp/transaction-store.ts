@@ -171,7 +171,6 @@ export class TransactionStore {
     return row ? toTransaction(row) : null;
   }
 
-  /** Transactions still open on a charge point, newest first. */
   /** The open transactions of these charge points. */
   async openOnAny(chargePointIds: string[]): Promise<Transaction[]> {
     const rows = await this.db<TransactionRow>(TABLE)
@@ -180,6 +179,7 @@ export class TransactionStore {
     return rows.map(toTransaction);
   }
 
+  /** Transactions still open on a charge point, newest first. */
   async openOn(chargePointId: string): Promise<Transaction[]> {
     const rows = await this.db<TransactionRow>(TABLE)
       .where({ charge_point_id: chargePointId })
