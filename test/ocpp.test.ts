@@ -1316,6 +1316,7 @@ describe('OCPP with AUTH on', () => {
             : {}),
         });
       expect(refused.status).toBe(401);
+      expect(refused.headers['www-authenticate']).toMatch(/^Basic realm=/);
       expect(refused.text).toContain('a key with the charge-point scope named after that id');
     },
   );

@@ -107,14 +107,19 @@ export function chargePointIdOf(url: string | undefined): string | null {
 
 /** Why a WebSocket upgrade is refused, in words a charge point's installer can act on. */
 const REFUSALS = {
+  401: 'Unauthorized: send HTTP Basic with the charge point id as user and, as password, a key with the charge-point scope named after that id',
   404: `Not Found: charge points connect to /ocpp/{chargePointId}, the id ${CHARGE_POINT_ID_RULE}`,
   503: 'Service Unavailable: this engine is shutting down; connect again',
 };
 
-function refuse(socket: Duplex, status: 404 | 503): void {
+/** A 401 names the scheme: a client that sends credentials only when challenged needs it. */
+const CHALLENGE = 'WWW-Authenticate: Basic realm="ocpp", charset="UTF-8"\r\n';
+
+function refuse(socket: Duplex, status: keyof typeof REFUSALS): void {
   const text = REFUSALS[status];
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+      (status === 401 ? CHALLENGE : '') +
       `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
   );
 }
@@ -176,10 +181,9 @@ export function createOcppEndpoint({
       // password = a key with the charge-point scope whose name is that id.
       const key = handshake.password ? findKey(keys, handshake.password.toString('utf8')) : null;
       if (!key || key.name !== handshake.identity || !key.scopes.includes('charge-point')) {
-        reject(
-          401,
-          'Unauthorized: send HTTP Basic with the charge point id as user and, as password, a key with the charge-point scope named after that id',
-        );
+        // Answered here, not by reject(), which cannot add the challenge; the library cleans up
+        // when the socket closes.
+        refuse(handshake.request.socket, 401);
         return;
       }
     }
