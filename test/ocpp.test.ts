@@ -493,6 +493,115 @@ describe('OCPP 1.6J charge points', () => {
     expect(await rejected()).toEqual(before.map((n) => n + 1));
   });
 
+  /** The AC the report of `V-{id}` counts over 10:00-11:00 of `day`, connector 1 of `id` mapped. */
+  const reportedAcOver = async (id: string, day: string) => {
+    await waitForDrained(e.queue);
+    await request(e.api.api.app)
+      .post('/v1/telemetry/map')
+      .send({ vehicleId: `V-${id}`, meterId: `${id}:1`, since: `${day}T10:00:00.001Z` })
+      .expect(200);
+    const res = await request(e.api.api.app)
+      .get(`/v1/analytics/performance/V-${id}?from=${day}T10:00:00Z&to=${day}T11:00:00Z`)
+      .expect(200);
+    return res.body.energy.acConsumedKwh as number;
+  };
+
+  test('when samples inside a transaction dip below an earlier sample of it (the register in Wh beside it rounded down to kWh, some phases only), then they are left out and the report counts what the transaction billed', async () => {
+    const earlier = 'below an earlier register of its transaction';
+    const rejected = async (reason: string) =>
+      sampleValue(
+        (await request(e.api.api.app).get('/metrics').expect(200)).text,
+        'energy_ocpp_samples_rejected_total',
+        { reason },
+      ) || 0;
+    const before = await rejected(earlier);
+    const kwh = (value: string) => ({ value, unit: 'kWh', context: 'Sample.Clock' });
+    // Across messages: 101 after 101.456 read as a dip made the rise after it count again.
+    const cp = await connect('CP-DIP');
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 100_456,
+      timestamp: '2024-04-08T10:00:00Z',
+    });
+    const samples: [string, object][] = [
+      ['10:05', kwh('100')],
+      ['10:10', wh(100_956)],
+      ['10:15', kwh('101')],
+      ['10:20', wh(101_456)],
+      ['10:25', kwh('101')],
+      ['10:30', wh(101_956)],
+    ];
+    for (const [at, sample] of samples) {
+      await cp.call('MeterValues', meterValues(1, `2024-04-08T${at}:00Z`, sample));
+    }
+    // In one StopTransaction's transactionData, in no particular order: the same.
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 102_956,
+      timestamp: '2024-04-08T10:50:00Z',
+      transactionData: [
+        { timestamp: '2024-04-08T10:45:00Z', sampledValue: [kwh('102')] },
+        { timestamp: '2024-04-08T10:40:00Z', sampledValue: [wh(102_456)] },
+        { timestamp: '2024-04-08T10:35:00Z', sampledValue: [kwh('101')] },
+      ],
+    });
+    // 102.956 - 100.456; the dips read as such counted 3.5.
+    expect(await reportedAcOver('CP-DIP', '2024-04-08')).toBe(2.5);
+    expect(await rejected(earlier)).toBe(before + 3);
+
+    // A small meterStart, and every other message without L3.
+    const phased = await connect('CP-DIP3');
+    const phases = (...values: number[]) =>
+      values.map((value, i) => wh(value, { phase: `L${i + 1}` }));
+    const phasedTransaction = await startTransaction(phased, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 300,
+      timestamp: '2024-04-09T10:00:00Z',
+    });
+    const sums = [
+      [1_000, 1_000, 1_000],
+      [1_400, 1_400],
+      [2_000, 2_000, 2_000],
+    ];
+    for (const [i, values] of sums.entries()) {
+      await phased.call(
+        'MeterValues',
+        meterValues(1, `2024-04-09T10:${i + 1}0:00Z`, ...phases(...values)),
+      );
+    }
+    await phased.call('StopTransaction', {
+      transactionId: phasedTransaction,
+      meterStop: 6_300,
+      timestamp: '2024-04-09T10:40:00Z',
+    });
+    // 6.3 - 0.3; L1 and L2 alone (2.8 after 3) read as a dip counted 6.2.
+    expect(await reportedAcOver('CP-DIP3', '2024-04-09')).toBe(6);
+  });
+
+  test('when the register resets mid-transaction, then the samples after the reset count from it, not from meterStart', async () => {
+    const cp = await connect('CP-RESET2');
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 10_000,
+      timestamp: '2024-04-10T10:00:00Z',
+    });
+    for (const [i, value] of [10_500, 1_000, 6_000, 8_000].entries()) {
+      await cp.call('MeterValues', meterValues(1, `2024-04-10T10:${i + 1}0:00Z`, wh(value)));
+    }
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 9_000,
+      timestamp: '2024-04-10T10:50:00Z',
+    });
+    // 10 -> 10.5 (+0.5), reset to 1 (+1), 6 (+5), 8 (+2), 9 (+1). Held to meterStart, 6 and 8
+    // were left out: the same total, but no power in their minutes.
+    expect(await reportedAcOver('CP-RESET2', '2024-04-10')).toBe(9.5);
+    expect((await history(e, 'CP-RESET2:1')).map((r) => r.kwh)).toEqual([10, 10.5, 1, 6, 8, 9]);
+  });
+
   test("when a sample dated before its connector's transaction started comes late (a charger's queue), then it is kept: the register was lower then", async () => {
     const cp = await connect('CP-LATEQ');
     await startTransaction(cp, {

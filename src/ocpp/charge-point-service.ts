@@ -12,6 +12,7 @@ import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
 import { normalizeIdTag, type IdTagStore } from './id-tag-store';
 import { readMeterValues, type MeterValue } from './meter-values';
+import { holdToTransactionRegister, type KnownRegister } from './transaction-register';
 import {
   SUPERSEDED_BY_NEW,
   SUPERSEDED_ELSEWHERE,
@@ -159,17 +160,6 @@ const startOf = (t: Transaction): TransactionStart => ({
 });
 
 /**
- * Why a register sample inside a transaction that started at `startKwh` is not the register,
- * or null when it may be (at or above the start, or a reset: below half of it, not 0).
- */
-function belowStart(sample: { kwh: number; phased: boolean }, startKwh: number): string | null {
-  if (sample.kwh >= startKwh) return null;
-  if (sample.kwh === 0) return 'zero register in a transaction';
-  if (sample.phased) return 'incomplete phases';
-  return sample.kwh >= startKwh / 2 ? "below its transaction's meterStart" : null;
-}
-
-/**
  * A transaction's mapping period is (start, stop]: the register reading at the start is the
  * baseline, and the one at the stop holds the session's last energy. Periods are half-open
  * [from, to) at millisecond precision, so both bounds move one millisecond on.
@@ -194,6 +184,8 @@ export class ChargePointService {
       mapping: MappingStore;
       /** Records each connector meter's register semantics, once. */
       registers: ConnectorRegisters;
+      /** A connector meter's newest stored register (its live state), or null. */
+      storedRegister: (meterId: string) => Promise<KnownRegister | null>;
       config: {
         ocppUnknownIdTags: 'accept' | 'reject';
         /** Ingest's limit per call: a message holding more is stored in several. */
@@ -489,15 +481,19 @@ export class ChargePointService {
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept && stoppedAt === reportedStop) {
-      await this.store(meterId, this.stopReadings(meterId, req, stoppedAt, startOf(known)));
+      const stored = await this.storedRegister(meterId);
+      await this.store(meterId, this.stopReadings(meterId, req, stoppedAt, startOf(known), stored));
     } else if (transaction && stoppedByEngine(transaction) && stoppedAt === reportedStop) {
       // The charge point's own stop of a transaction a start stopped before it came: its
       // readings are its connector's register all the same, up to that connector's next
       // transaction (in which they would count).
-      const next = await this.deps.transactions.nextOnConnector(known);
+      const [next, stored] = await Promise.all([
+        this.deps.transactions.nextOnConnector(known),
+        this.storedRegister(meterId),
+      ]);
       await this.store(
         meterId,
-        this.stopReadings(meterId, req, stoppedAt, startOf(known), {
+        this.stopReadings(meterId, req, stoppedAt, startOf(known), stored, {
           after: known.startedAt.getTime(),
           before: next?.startedAt.getTime() ?? Infinity,
         }),
@@ -522,7 +518,7 @@ export class ChargePointService {
 
   /**
    * A stop's readings dated within (after, before): its transactionData (held to the
-   * transaction's `start`), then meterStop, the register at the stop. A sample of
+   * transaction's register: transaction-register.ts), then meterStop, the register at the stop. A sample of
    * transactionData at the stop's instant (often the same register rounded to kWh) is left out,
    * as history keeps one reading per instant. A reading whose instant is unreadable is kept, for
    * ingest to refuse it by name.
@@ -532,6 +528,7 @@ export class ChargePointService {
     req: StopTransactionReq,
     stoppedAt: Date,
     start: TransactionStart,
+    stored: KnownRegister | null,
     { after = -Infinity, before = Infinity } = {},
   ) {
     const stopMs = stoppedAt.getTime();
@@ -540,7 +537,7 @@ export class ChargePointService {
       const at = this.checkInstant(r.timestamp);
       return !at.ok || (at.value !== stopMs && within(at.value));
     });
-    const data = this.heldToStart(meterId, samples, start);
+    const data = this.heldToRegister(meterId, samples, start, stored);
     const stop = { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) };
     return within(stopMs) ? [...data, stop] : data;
   }
@@ -550,9 +547,12 @@ export class ChargePointService {
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     this.recordRegisterSoon(chargePointId, req.connectorId);
     const readings = this.read(req.meterValue, { ignoreTransactionEnd: true });
-    const start =
-      readings.length > 0 ? await this.openTransactionStart(chargePointId, req.connectorId) : null;
-    await this.store(meterId, this.heldToStart(meterId, readings, start));
+    if (readings.length === 0) return {};
+    const [start, stored] = await Promise.all([
+      this.openTransactionStart(chargePointId, req.connectorId),
+      this.storedRegister(meterId),
+    ]);
+    await this.store(meterId, this.heldToRegister(meterId, readings, start, stored));
     return {};
   }
 
@@ -571,36 +571,41 @@ export class ChargePointService {
     }
   }
 
-  /**
-   * Register samples inside a transaction are held to its meterStart, the register the charge
-   * point bills from. Below it, and not a reset (which falls below half, as the reports' fold
-   * reads one), a sample is the charger's: 0 while its meter restarts, the register rounded down
-   * to kWh (100 beside a meterStart of 100.456), or a sum of some phases only. Read as what they
-   * look like, they made the window reports count more than the transaction billed (a reset
-   * counted the next sample whole: 50,000 kWh for 20). A real reset goes on from small values,
-   * and the first of them counts as the reset's increase, as it should. A sample dated before
-   * the start (a charger's queue delivered late) is the register then, which may well be lower.
-   */
-  private heldToStart<R extends { timestamp: string; kwh: number; phased: boolean }>(
+  /** The connector's newest stored register; null when Redis does not answer (samples kept). */
+  private async storedRegister(meterId: string): Promise<KnownRegister | null> {
+    try {
+      return await withTimeout(
+        this.deps.storedRegister(meterId),
+        OPEN_TRANSACTIONS_WAIT_MS,
+        'stored register',
+      );
+    } catch (err) {
+      this.deps.logger.warn({ err, meterId }, 'stored register unknown: held to meterStart only');
+      return null;
+    }
+  }
+
+  /** Register samples inside the open transaction that began at `start` (if any), held to its register. */
+  private heldToRegister<R extends { timestamp: string; kwh: number; phased: boolean }>(
     meterId: string,
     readings: R[],
     start: TransactionStart | null,
+    stored: KnownRegister | null,
   ): R[] {
-    if (!start || start.wh <= 0) return readings;
-    const startKwh = whToKwh(start.wh);
-    const kept = readings.filter((r) => {
-      const reason = belowStart(r, startKwh);
-      if (!reason) return true;
-      // Its instant is read only for a sample below the start: most are not.
-      const at = this.checkInstant(r.timestamp);
-      if (!at.ok || at.value < start.atMs) return true;
-      this.deps.metrics.onSampleRejected(reason);
-      return false;
-    });
-    if (kept.length < readings.length) {
+    if (!start) return readings;
+    const { kept, leftOut } = holdToTransactionRegister(
+      readings.map((reading) => {
+        const at = this.checkInstant(reading.timestamp);
+        return { reading, atMs: at.ok ? at.value : null };
+      }),
+      { kwh: whToKwh(start.wh), atMs: start.atMs },
+      stored,
+    );
+    for (const reason of leftOut) this.deps.metrics.onSampleRejected(reason);
+    if (leftOut.length > 0) {
       this.deps.logger.warn(
-        { meterId, dropped: readings.length - kept.length, meterStartWh: start.wh },
-        "register samples below their transaction's meterStart left out",
+        { meterId, dropped: leftOut.length, meterStartWh: start.wh, stored },
+        "register samples below their transaction's register left out",
       );
     }
     return kept;

@@ -93,6 +93,11 @@ export function createOcppIntake({
       settings,
       knownConnectors: (connectors) => state.knownConnectors(connectors),
     }),
+    storedRegister: async (meterId) => {
+      const live = await liveState.get('meter', meterId);
+      const kwh = live?.values.kwhConsumedAc;
+      return live && kwh !== undefined ? { kwh, atMs: live.ts } : null;
+    },
     config,
     checkTimestamp: validator.checkTimestamp,
     metrics,
