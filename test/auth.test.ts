@@ -144,6 +144,14 @@ describe('API_KEYS', () => {
     ]);
   });
 
+  test('when two entries hold the same key hash, then the second is named as a problem', () => {
+    const hash = 'c'.repeat(64);
+    const { problems } = parseApiKeys(`gw-old:ingest+read:${hash},gw-new:read:${hash}`);
+    expect(problems).toEqual([
+      'API_KEYS entry 2 (gw-new): the same key as gw-old (one key has one name; join the scopes with +)',
+    ]);
+  });
+
   test('when npm run key makes a key, then its entry admits exactly that key', () => {
     const out = execFileSync(process.execPath, [
       require.resolve('tsx/cli'),

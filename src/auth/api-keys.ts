@@ -40,7 +40,15 @@ export function parseApiKeys(text: string): { keys: ApiKey[]; problems: string[]
     if (!/^[0-9a-f]{64}$/i.test(hex))
       problems.push(`${where}: the hash must be 64 hex characters (the SHA-256 of the key)`);
     if (keys.some((k) => k.name === name)) problems.push(`${where}: the name is used twice`);
-    keys.push({ name, scopes: scopes as Scope[], hash: Buffer.from(hex, 'hex') });
+    const hash = Buffer.from(hex, 'hex');
+    // One key would be one of the two names, and have only its scopes.
+    const same = keys.find((k) => k.hash.equals(hash));
+    if (same) {
+      problems.push(
+        `${where}: the same key as ${same.name} (one key has one name; join the scopes with +)`,
+      );
+    }
+    keys.push({ name, scopes: scopes as Scope[], hash });
   });
   return { keys, problems };
 }
