@@ -289,6 +289,29 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
     );
   });
 
+  test('when a timestamp is a leap second (23:59:60 UTC, in any offset), then it is the last millisecond of its day; second 60 elsewhere is refused', async () => {
+    const at = (id: string, timestamp: string) => ({ ...METER, meterId: id, timestamp });
+    const res = await ingest()
+      .set('Content-Type', 'application/json')
+      .send([
+        at('L-1', '2016-12-31T23:59:60Z'),
+        at('L-2', '2017-01-01T00:59:60.5+01:00'),
+        at('L-3', '2016-12-31T22:59:60Z'),
+      ])
+      .expect(207);
+    // RFC 3339 allows second 60, and so does the API document's date-time: it was refused.
+    expect(res.body.errors).toEqual([
+      expect.objectContaining({
+        index: 2,
+        details: [expect.objectContaining({ path: '/timestamp' })],
+      }),
+    ]);
+    const stored = await queuedReadings();
+    expect(stored.map((r) => [r.id, new Date(r.ts).toISOString()])).toEqual(
+      ['L-1', 'L-2'].map((id) => [id, '2016-12-31T23:59:59.999Z']),
+    );
+  });
+
   test('when a number is nearer 0 than SMALLEST_MEASURE (5e-324), then 400 names the field; 1e-9 and 0 are accepted', async () => {
     // 5e-324 kWh made PostgreSQL's float8 arithmetic underflow: a 500 on every report of its hour.
     const res = await ingest()

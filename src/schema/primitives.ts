@@ -19,17 +19,29 @@ export const TIMESTAMP_RULE =
 
 /** Why a timestamp the format accepts is still refused: its date or second does not exist. */
 export const REAL_INSTANT_RULE =
-  'must be a real date and time (no leap second or day 31 of a 30-day month)';
+  'must be a real date and time (no day 31 of a 30-day month; second 60 only as the leap second at the end of a UTC day)';
 
 /** An offset of hours alone (`+05`): the format takes it, Date.parse does not without `:00`. */
 const HOURS_OFFSET = /[+-]\d\d$/;
 
+/** Second 60 and its fraction: RFC 3339 allows it for a leap second, Date.parse does not. */
+const LEAP_SECOND = /^(.{10}[Tt ]\d\d:\d\d:)60(\.\d+)?/;
+
+const DAY_MS = 86_400_000;
+
 /**
  * Epoch ms of a timestamp the format accepted, NaN if it does not exist. One parse for readings,
  * mappings and report windows: `+05` was refused as "not a real instant" where `+0500` passed.
+ * A leap second (23:59:60 UTC, in any offset) is the last millisecond of its day: epoch time
+ * has no place for it, and a device's GPS clock may send it.
  */
-export const instantMs = (text: string): number =>
-  Date.parse(HOURS_OFFSET.test(text) ? `${text}:00` : text);
+export function instantMs(text: string): number {
+  const zoned = HOURS_OFFSET.test(text) ? `${text}:00` : text;
+  const leap = LEAP_SECOND.exec(zoned);
+  if (!leap) return Date.parse(zoned);
+  const ms = Date.parse(zoned.replace(LEAP_SECOND, `${leap[1]}59.999`));
+  return (ms + 1) % DAY_MS === 0 ? ms : NaN;
+}
 
 /** An instant a client sends: RFC 3339 with a zone offset. */
 export const Timestamp = Type.String({
