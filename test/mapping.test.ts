@@ -61,6 +61,23 @@ describe('vehicle to meter mapping', () => {
     ]);
   });
 
+  test('when a re-mapping starts ahead of the clock, then current stays the period covering now until it begins', async () => {
+    const soon = new Date(Date.now() + 200_000);
+    await map({ vehicleId: 'V-SOON', meterId: 'M-NOW', since: '2024-03-20T00:00:00Z' }).expect(200);
+    await map({ vehicleId: 'V-SOON', meterId: 'M-LATER', since: soon.toISOString() }).expect(200);
+    const got = await request(engine.api.app).get('/v1/telemetry/map/V-SOON').expect(200);
+    // It named M-LATER while the vehicle was still on M-NOW.
+    expect(got.body.current).toEqual({
+      meterId: 'M-NOW',
+      from: '2024-03-20T00:00:00.000Z',
+      to: soon.toISOString(),
+    });
+    expect(got.body.history.map((p: { meterId: string }) => p.meterId)).toEqual([
+      'M-NOW',
+      'M-LATER',
+    ]);
+  });
+
   test('when mapped to its current meter again, then nothing changes', async () => {
     await map({ vehicleId: 'V-3', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
     const res = await map({ vehicleId: 'V-3', meterId: 'M-1' }).expect(200);

@@ -111,14 +111,22 @@ export function mappingRoutes({
       database: true,
       params: Type.Object({ vehicleId: DeviceId }),
       responses: {
-        200: { description: 'mapping history', schema: MappingHistory },
+        200: {
+          description:
+            'mapping history; current is the period covering now (one whose since is ahead of the clock is in history only)',
+          schema: MappingHistory,
+        },
         404: { description: 'never mapped', schema: ErrorBody },
       },
       handler: async ({ params }) => {
         const periods = await mappingStore.history(params.vehicleId);
         if (periods.length === 0)
           throw notFound(`Vehicle ${params.vehicleId} has never been mapped to a meter`);
-        const current = periods.find((p) => p.to === null) ?? null;
+        // The period covering now: one whose since is ahead of the clock has not begun.
+        const now = Date.now();
+        const current =
+          periods.find((p) => p.from.getTime() <= now && (p.to === null || p.to.getTime() > now)) ??
+          null;
         return reply(200, {
           vehicleId: params.vehicleId,
           current: current ? periodJson(current) : null,
