@@ -255,6 +255,28 @@ describe('the rejects list', () => {
 });
 
 describe('invalid messages', () => {
+  test('when a publisher clears its retained message (a zero-byte retained publish), then it is acknowledged and not listed as a reject; an empty payload not retained still is', async () => {
+    const before = await metrics(consumer);
+    await publisher.publishAsync(`${prefix}/meters/M-cleared`, '', { qos: 1, retain: true });
+    await publisher.publishAsync(`${prefix}/meters/M-blank`, '', { qos: 1 });
+    expect((await rejectFor(`${prefix}/meters/M-blank`)).reason).toBe('empty_body');
+    // Both were received; only the one not retained is a reject (it was listed as empty_body).
+    await waitFor(
+      async () =>
+        sampleValue(await metrics(consumer), 'energy_mqtt_messages_received_total') -
+          (sampleValue(before, 'energy_mqtt_messages_received_total') || 0) ===
+        2,
+      10_000,
+      'both messages received',
+    );
+    expect((await rejects()).filter((r) => r.topic === `${prefix}/meters/M-cleared`)).toEqual([]);
+    const after = await metrics(consumer);
+    expect(
+      sampleValue(after, 'energy_mqtt_messages_rejected_total', { reason: 'empty_body' }) -
+        (sampleValue(before, 'energy_mqtt_messages_rejected_total', { reason: 'empty_body' }) || 0),
+    ).toBe(1);
+  });
+
   test('when payloads cannot be stored, then each is acknowledged with 0x99, listed with its reason, counted, and never delivered again', async () => {
     const cases: [string, Buffer | string, string][] = [
       [`${prefix}/meters/M-bad-json`, '{"kwhConsumedAc": 1,', 'invalid_json'],

@@ -37,6 +37,8 @@ export interface DeliveredMessage {
   qos: 0 | 1 | 2;
   /** The broker sends it again (after a reconnect); it may already be stored. */
   redelivered: boolean;
+  /** Published as retained (the subscription keeps the flag as published). */
+  retained: boolean;
   /** Aborts when the connection that delivered the message closes, or on close(). */
   signal: AbortSignal;
 }
@@ -254,6 +256,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
       payload,
       qos: packet.qos,
       redelivered: packet.dup,
+      retained: packet.retain,
       signal: connection.signal,
     });
 
@@ -266,7 +269,9 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
 
   const subscribe = (stream: Stream) => {
     // rh 1: retained messages come only with a new subscription, not again with a renewed one.
-    client.subscribe(o.subscription, { qos: 1, rh: 1 }, (err, granted) => {
+    // rap: the retain flag as published, so a zero-byte retained message (how MQTT clears one)
+    // is told from an empty payload.
+    client.subscribe(o.subscription, { qos: 1, rh: 1, rap: true }, (err, granted) => {
       if (client.stream !== stream) return;
       // Granted QoS 0, messages would come unacknowledged: nothing to hold until stored.
       const grantedQos = granted?.[0]?.qos;

@@ -198,6 +198,11 @@ export function startMqttIntake({
         errors: [],
       });
     }
+    if (delivery.payload.length === 0 && delivery.retained) {
+      // A publisher clearing its retained message: nothing to store, nothing wrong.
+      log.debug({ topic: delivery.topic }, 'retained message cleared');
+      return REASON_SUCCESS;
+    }
     const decoded = await decodePayload(delivery.payload, {
       bytes: config.bodyLimitBytes,
       readings: config.maxBatchReadings,

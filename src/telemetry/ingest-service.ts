@@ -288,7 +288,10 @@ export class IngestService {
         'connector check',
       );
     } catch (err) {
-      this.deps.logger.warn({ err }, 'connector check failed: answering 503');
+      this.deps.logger.warn(
+        { err },
+        'connector check failed: refused as unavailable (HTTP 503; MQTT tries again)',
+      );
       this.metrics.onUnavailable('redis_unavailable');
       throw serviceUnavailable('redis_unavailable', 'Redis is not available; retry shortly', 1);
     }
@@ -322,7 +325,10 @@ export class IngestService {
           1,
         );
       }
-      this.deps.logger.warn({ err }, 'enqueue failed: answering 503');
+      this.deps.logger.warn(
+        { err },
+        'enqueue failed: refused as unavailable (HTTP 503; MQTT tries again)',
+      );
       this.metrics.onUnavailable('redis_unavailable');
       throw serviceUnavailable(
         'redis_unavailable',
