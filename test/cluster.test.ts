@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { generateKey } from '../src/auth/api-keys';
 import { ChargePointState } from '../src/ocpp/charge-point-state';
-import { IngestQueues, SHARD_REST_MS } from '../src/queue/ingest-queue';
+import { IngestQueues, SHARD_REST_MS, shardsSharingMasters } from '../src/queue/ingest-queue';
 import { createRedisKeys } from '../src/redis-keys';
 import { assertRedisReachable } from '../src/startup-checks';
 import { createRedis, waitForRedis } from '../src/redis';
@@ -74,6 +74,26 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
     ).rejects.toThrow(
       `Redis at ${standalone} (REDIS_CLUSTER_NODES) answers, but runs without cluster mode (cluster_enabled:0).\n  For a single Redis, set REDIS_URL=redis://${standalone} and leave REDIS_CLUSTER_NODES empty`,
     );
+  });
+
+  test('when a REDIS_PREFIX puts two queue shards on one master while another has none, then that is named with what to do', async () => {
+    const redis = createRedis(
+      { ...e.ctx.config, redisClusterNodes: cluster.seeds.join(',') },
+      'command',
+    );
+    await waitForRedis(redis, 10_000);
+    try {
+      // {nud:q0} and {nud:q1} hash to slots 15638 and 11575, both of the master of 10923-16383.
+      expect(shardsSharingMasters(redis, createRedisKeys('nud').shards(3))).toMatch(
+        /^3 queue shards sit on 2 of 3 Redis masters \(\{nud:q0\} on [\d.:]+, .*Raise QUEUE_SHARDS/,
+      );
+      // {energy:q0..2} fall on the three masters.
+      expect(shardsSharingMasters(redis, createRedisKeys('energy').shards(3))).toBeNull();
+      // Fewer shards than masters, each on its own: nothing to say.
+      expect(shardsSharingMasters(redis, createRedisKeys('nud').shards(1))).toBeNull();
+    } finally {
+      redis.disconnect();
+    }
   });
 
   test('when charge points are seen, boot and record connectors together, then their live state is written, though their keys lie in several slots', async () => {

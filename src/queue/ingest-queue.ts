@@ -1,6 +1,6 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Reading } from '../devices/device-kinds';
-import type { RedisClient } from '../redis';
+import { isCluster, type RedisClient } from '../redis';
 import { INGEST_QUEUE_NAME, type QueueShardKeys, type RedisKeys } from '../redis-keys';
 
 /** The payload of one BullMQ job: a batch of readings and when the API accepted them. */
@@ -79,6 +79,23 @@ export async function shardsInUse(
 ): Promise<QueueShardKeys[]> {
   const highest = Number(await redis.eval(RAISE_TO, 1, keys.shardHighWater, queueShards));
   return [...keys.shards(Math.max(queueShards, highest)), keys.legacyShard];
+}
+
+/**
+ * On a cluster, where the shards sit when they share masters while others have none, or null.
+ * A shard's master is its slot's, and the slot is the hash of `{REDIS_PREFIX:qN}`: with as many
+ * shards as masters, a prefix may put two on one master (`nud` did on a 3-master cluster), and
+ * that master's failure takes both. Said at start, with what to do.
+ */
+export function shardsSharingMasters(redis: RedisClient, shards: QueueShardKeys[]): string | null {
+  if (!isCluster(redis)) return null;
+  const masterOf = shards.map((s) => redis.slots[s.slot]?.[0]);
+  if (masterOf.some((m) => m === undefined)) return null; // the slots are not known yet
+  const masters = redis.nodes('master').length;
+  const used = new Set(masterOf).size;
+  if (used >= Math.min(shards.length, masters)) return null;
+  const placement = shards.map((s, i) => `${s.prefix} on ${masterOf[i]}`).join(', ');
+  return `${shards.length} queue shards sit on ${used} of ${masters} Redis masters (${placement}): a failed master takes more shards with it than it must. Raise QUEUE_SHARDS (on every process), or pick a REDIS_PREFIX whose shards' slots (redis-cli CLUSTER KEYSLOT '{PREFIX:q0}', ...) fall on different masters`;
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { createIngestMetrics } from '../metrics';
-import { shardsInUse, type IngestQueues } from '../queue/ingest-queue';
+import { shardsInUse, shardsSharingMasters, type IngestQueues } from '../queue/ingest-queue';
 import { backlogReadings } from '../queue/queue-stats';
 import type { RedisClient } from '../redis';
 import { createRedisKeys, type RedisKeys } from '../redis-keys';
@@ -69,6 +69,11 @@ export function createIngestPipeline({
     metrics: createIngestMetrics(registry),
     connectorMeters: (meterIds) => connectorMetersAmong(redis, keys, meterIds),
   });
+  const crowded = shardsSharingMasters(
+    redis,
+    queues.shards.map((s) => s.keys),
+  );
+  if (crowded) logger.warn(crowded);
   admission.start();
   return {
     keys,
