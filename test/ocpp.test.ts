@@ -800,7 +800,8 @@ describe('OCPP 1.6J charge points', () => {
     // A's StopTransaction never arrives: B's start on the same connector ends A's transaction.
     const a = await startOf('TAG-A', 1000, '2024-04-08T10:00:00Z');
     const b = await startOf('TAG-B', 5000, '2024-04-08T11:00:00Z');
-    // B's stop is dated before its start (the clock went back): B ends where it started.
+    // B's stop is dated before its start (the clock went back): B ends just after its last
+    // register reading, its start's (no sample came).
     await cp.call('StopTransaction', {
       transactionId: b.transactionId,
       meterStop: 9000,
@@ -819,8 +820,9 @@ describe('OCPP 1.6J charge points', () => {
     expect((await map('V-a')).history).toEqual([
       { meterId: 'CP-SEQ:1', from: '2024-04-08T10:00:00.001Z', to: '2024-04-08T11:00:00.001Z' },
     ]);
-    // B's period covered nothing: removed, the vehicle has no mapping at all.
-    await request(e.api.api.app).get('/v1/telemetry/map/V-b').expect(404);
+    expect((await map('V-b')).history).toEqual([
+      { meterId: 'CP-SEQ:1', from: '2024-04-08T11:00:00.001Z', to: '2024-04-08T11:00:00.002Z' },
+    ]);
     expect((await map('V-c')).current).toMatchObject({ meterId: 'CP-SEQ:1', to: null });
     const stops = await e.ctx
       .db('ocpp_transactions')
@@ -829,7 +831,7 @@ describe('OCPP 1.6J charge points', () => {
       .select('meter_stop_wh', 'stopped_at', 'stop_reason');
     expect(stops.map((t) => [Number(t.meter_stop_wh), t.stopped_at.toISOString()])).toEqual([
       [5000, '2024-04-08T11:00:00.000Z'],
-      [9000, '2024-04-08T11:00:00.000Z'],
+      [9000, '2024-04-08T11:00:00.001Z'],
     ]);
     const point = await request(e.api.api.app).get('/v1/charge-points/CP-SEQ').expect(200);
     expect(point.body.connectors).toEqual([
@@ -838,6 +840,45 @@ describe('OCPP 1.6J charge points', () => {
         openTransaction: expect.objectContaining({ idTag: 'TAG-C' }),
       }),
     ]);
+  });
+
+  test("when a charger that lost its clock at a reboot stops a transaction with a date before its start, then it ends just after its last sample and the vehicle's report counts what the session bills", async () => {
+    await registerIdTags([['TAG-CLOCK', 'V-clock']]);
+    const cp = await connect('CP-CLOCK');
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-CLOCK',
+      meterStart: 1_000,
+      timestamp: '2024-04-12T10:00:00Z',
+    });
+    await cp.call('MeterValues', meterValues(1, '2024-04-12T10:30:00Z', wh(2_000)));
+    await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 3_000,
+      timestamp: '2000-01-01T00:00:00Z',
+      reason: 'PowerLoss',
+      // Dated by the same lost clock: not read.
+      transactionData: [{ timestamp: '2000-01-01T00:00:00Z', sampledValue: [wh(2_500)] }],
+    });
+    await waitForDrained(e.queue);
+    const window = 'from=2024-04-12T00:00:00Z&to=2024-04-13T00:00:00Z';
+    const sessions = await request(e.api.api.app)
+      .get(`/v1/vehicles/V-clock/sessions?${window}`)
+      .expect(200);
+    expect(sessions.body.sessions).toEqual([
+      expect.objectContaining({
+        acConsumedKwh: 2,
+        start: '2024-04-12T10:00:00.000Z',
+        end: '2024-04-12T10:30:00.001Z',
+      }),
+    ]);
+    // Ended at its start, the report had no mapping period at all: 404 beside a 2 kWh session.
+    const report = await request(e.api.api.app)
+      .get(`/v1/analytics/performance/V-clock?${window}`)
+      .expect(200);
+    expect(report.body.energy.acConsumedKwh).toBe(2);
+    expect((await history(e, 'CP-CLOCK:1')).map((r) => r.kwh)).toEqual([1, 2, 3]);
   });
 
   test('when two transactions start on one connector at the same instant, or a vehicle starts one while its last is open on another charger, then only the newest stays open and no energy counts twice', async () => {

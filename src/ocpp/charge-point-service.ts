@@ -458,12 +458,16 @@ export class ChargePointService {
       reported.asOfNow && known.stoppedAt && known.meterStopWh === req.meterStop
         ? known.stoppedAt
         : reported.at;
-    // A stop before its start (a clock set back mid-transaction) ends it where it started.
-    const stoppedAt = reportedStop < known.startedAt ? known.startedAt : reportedStop;
-    if (stoppedAt !== reportedStop) {
+    const meterId = connectorMeterId(chargePointId, known.connectorId);
+    // A stop dated before its start: the charger's clock was lost (a reboot) or set back.
+    const clockLost = reportedStop < known.startedAt;
+    const stoppedAt = clockLost
+      ? await this.stopAfterLastSample(known, meterId, req.meterStop)
+      : reportedStop;
+    if (clockLost) {
       this.deps.logger.warn(
-        { chargePointId, transactionId: known.id, timestamp: req.timestamp },
-        'StopTransaction dated before its start: the transaction ends at its start',
+        { chargePointId, transactionId: known.id, timestamp: req.timestamp, stoppedAt },
+        'StopTransaction dated before its start: the transaction ends just after its last register reading',
       );
     }
     const transaction = await this.deps.transactions.stop(req.transactionId, {
@@ -472,7 +476,6 @@ export class ChargePointService {
       reason: req.reason ?? null,
     });
     this.openStarts.forget(chargePointId);
-    const meterId = connectorMeterId(chargePointId, known.connectorId);
     await this.recordRegister(chargePointId, known.connectorId);
     // Its readings are the transaction's only if this stop is the one kept (or it again, resent
     // after a failed store) and dated after the start: another stop's register would land in
@@ -480,10 +483,16 @@ export class ChargePointService {
     const kept =
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
-    if (kept && stoppedAt === reportedStop) {
+    if (kept) {
       const stored = await this.storedRegister(meterId);
-      await this.store(meterId, this.stopReadings(meterId, req, stoppedAt, startOf(known), stored));
-    } else if (transaction && stoppedByEngine(transaction) && stoppedAt === reportedStop) {
+      // With its clock lost, the stop's transactionData is dated by that clock too: only
+      // meterStop is read.
+      const readings = clockLost ? { ...req, transactionData: undefined } : req;
+      await this.store(
+        meterId,
+        this.stopReadings(meterId, readings, stoppedAt, startOf(known), stored),
+      );
+    } else if (transaction && stoppedByEngine(transaction) && !clockLost) {
       // The charge point's own stop of a transaction a start stopped before it came: its
       // readings are its connector's register all the same, up to that connector's next
       // transaction (in which they would count).
@@ -501,7 +510,7 @@ export class ChargePointService {
     } else {
       this.deps.logger.warn(
         { chargePointId, transactionId: known.id },
-        'StopTransaction not kept (the transaction was stopped before, or the stop is dated before its start): its readings are not stored',
+        'StopTransaction not kept (the transaction was stopped before): its readings are not stored',
       );
     }
     if (transaction?.vehicleId) {
@@ -514,6 +523,23 @@ export class ChargePointService {
       );
     }
     return req.idTag ? { idTagInfo: { status: await this.idTagStatus(req.idTag) } } : {};
+  }
+
+  /**
+   * Where a stop dated before its start ends its transaction: just after the connector's last
+   * register reading inside it (its start's at least), the last instant the charge is known to
+   * have gone on, so the stop's register counts in the vehicle's reports as in its session. The
+   * same stop sent again keeps the instant it was given.
+   */
+  private async stopAfterLastSample(
+    known: Transaction,
+    meterId: string,
+    meterStopWh: number,
+  ): Promise<Date> {
+    if (known.stoppedAt && known.meterStopWh === meterStopWh) return known.stoppedAt;
+    const stored = await this.storedRegister(meterId);
+    const last = Math.max(known.startedAt.getTime(), stored?.atMs ?? -Infinity);
+    return new Date(last + 1);
   }
 
   /**
