@@ -3,8 +3,9 @@
  * (`--help` lists the options and their defaults).
  *
  * Maps every vehicle to a meter through the API, then sends the fleet's readings through batch
- * ingest: live (one tick every interval/speed seconds, for --duration) or, with --backfill, a past
- * span as fast as the engine accepts it. Honours 503 + Retry-After and shows a progress line.
+ * ingest: live (simulated time --speed times faster than the clock, for --duration, ending at the
+ * clock; one tick every interval/speed seconds) or, with --backfill, a past span as fast as the
+ * engine accepts it. Honours 503 + Retry-After and shows a progress line.
  * Chargers come in power classes (--chargers); a --faulty share is below its class's threshold and
  * a --drifting share degrades. At the end it judges the sessions it sent with the engine's settings
  * (read from the same environment, as the engine reads them) and prints the vehicles flagged by an
@@ -78,7 +79,12 @@ const command = {
       help: 'vehicles, one meter each (at most --meters)',
     },
     interval: { type: 'string', value: 'S', default: '60', help: 'seconds between readings' },
-    speed: { type: 'string', value: 'X', default: '1', help: 'live ticks this many times faster' },
+    speed: {
+      type: 'string',
+      value: 'X',
+      default: '1',
+      help: 'live: simulated time runs this many times faster than the clock (above 1 needs --duration)',
+    },
     duration: {
       type: 'string',
       value: 'D',
@@ -183,6 +189,12 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
   if (ocpp) checkOcppFleet(values.prefix, num('meters'));
   if (values['cp-key-file'] !== undefined && !ocpp)
     throw new UsageError('--cp-key-file is for --ocpp charge points');
+  const backfillMs = values.backfill !== undefined ? parseDuration('backfill', values.backfill) : 0;
+  // Simulated time faster than the clock has to start in the past, by an amount the run's length sets.
+  if (num('speed') > 1 && values.duration === undefined && backfillMs === 0)
+    throw new UsageError(
+      '--speed above 1 needs --duration: simulated time starts that much earlier, to reach the clock as the run ends (readings ahead of the clock are refused)',
+    );
   return {
     url: values.url.replace(/\/$/, ''),
     meters: num('meters'),
@@ -196,7 +208,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     drifting: num('drifting'),
     chargers,
     judging: judgingOf(env),
-    backfillMs: values.backfill !== undefined ? parseDuration('backfill', values.backfill) : 0,
+    backfillMs,
     seed: num('seed'),
     prefix: values.prefix,
     batchSize: num('batch'),
@@ -337,7 +349,7 @@ export async function simulate(
 ): Promise<Fleet> {
   const now = Math.floor(Date.now() / 1000) * 1000;
   const stepMs = options.intervalS * 1000;
-  const firstTick = options.backfillMs > 0 ? now - options.backfillMs : now;
+  const firstTick = options.backfillMs > 0 ? now - options.backfillMs : now - liveLead(options);
   const fleet = new Fleet({
     meters: options.meters,
     vehicles: options.vehicles,
@@ -348,7 +360,7 @@ export async function simulate(
     seed: options.seed,
     prefix: options.prefix,
     judging: options.judging,
-    span: { fromMs: firstTick, toMs: spanEnd(options, now) },
+    span: { fromMs: firstTick, toMs: spanEnd(options, firstTick, now) },
     ...(options.ocpp ? { meterId: ocppMeterIdOf(options.prefix), ocppMeters: true } : {}),
   });
   const sender = new Sender(options);
@@ -404,13 +416,24 @@ export async function simulate(
       if (pending.length > 0) await flush(pending);
       await Promise.all(inFlight);
     } else {
-      const endAt = Date.now() + options.durationMs;
-      for (let t = now; Date.now() < endAt; t += stepMs) {
-        const readings = await readingsOf(fleet.step(Math.min(t, Date.now()), options.intervalS));
+      // Simulated time runs --speed times faster than the clock from firstTick, which is far
+      // enough back to reach the clock as the run ends. Every tick is stamped with its simulated
+      // time and carries one interval of energy: the power its readings imply is the charger's at
+      // any speed. A tick is never sent before the clock reaches its time (the engine refuses
+      // readings ahead of the clock); one that would be due after the end is not sent.
+      const startedAt = Date.now();
+      const endAt = startedAt + options.durationMs;
+      for (let t = firstTick; ; t += stepMs) {
+        const dueAt = Math.max(startedAt + (t - firstTick) / options.speed, t);
+        if (t > firstTick && dueAt >= endAt) {
+          // Not past the end: --duration 5s with a 60 s interval ends after 5 s, not 60.
+          await sleep(Math.max(0, endAt - Date.now()));
+          break;
+        }
+        await sleep(Math.max(0, dueAt - Date.now()));
+        const readings = await readingsOf(fleet.step(t, options.intervalS));
         for (let i = 0; i < readings.length; i += options.batchSize)
           await sender.send(readings.slice(i, i + options.batchSize));
-        // Not past the end: --duration 5s with a 60 s interval ends after 5 s, not 60.
-        await sleep(Math.max(0, Math.min(stepMs / options.speed - 1, endAt - Date.now())));
       }
     }
     await chargePoints?.drained();
@@ -431,11 +454,24 @@ export async function simulate(
   return fleet;
 }
 
+/**
+ * How far before the clock a live run's simulated time starts: with --speed X above 1 a run of
+ * --duration D covers X * D of simulated time, ending at the clock, so it starts (X - 1) * D back
+ * (whole seconds, rounded up). At 1 or below it starts at the clock and never overtakes it.
+ */
+function liveLead(options: Pick<SimulateOptions, 'speed' | 'durationMs'>): number {
+  if (options.speed <= 1) return 0;
+  const leadMs = options.durationMs * (options.speed - 1);
+  if (!Number.isFinite(leadMs))
+    throw new Error('--speed above 1 needs a --duration (simulated time would overtake the clock)');
+  return Math.ceil(leadMs / 1000) * 1000;
+}
+
 /** Where drifting chargers have degraded fully: the run's end (a live run without one: 3 days). */
-function spanEnd(options: SimulateOptions, now: number): number {
+function spanEnd(options: SimulateOptions, firstTick: number, now: number): number {
   if (options.backfillMs > 0) return now;
   const simulatedMs = options.durationMs * options.speed;
-  return now + (Number.isFinite(simulatedMs) ? simulatedMs : 3 * 86_400_000);
+  return Number.isFinite(simulatedMs) ? firstTick + simulatedMs : now + 3 * 86_400_000;
 }
 
 const figure = (value: number | null, digits: number) =>

@@ -125,6 +125,23 @@ describe('fleet simulator', () => {
     expect(lines.at(-1)).toMatch(/^\nCheck: curl '/);
   });
 
+  test('when run live with --speed, then simulated time runs that much faster up to the clock, and the readings imply no more than the charger draws', async () => {
+    expect(() => parseArgs(['--speed', '10'])).toThrow(/--speed above 1 needs --duration/);
+    const startedAt = Date.now();
+    const fleet = await simulate(
+      {
+        ...parseArgs([
+          ...['--meters', '2', '--vehicles', '2', '--interval', '60', '--speed', '60'],
+          ...['--duration', '4s', '--faulty', '0', '--prefix', 'SP-', '--quiet'],
+        ]),
+        url,
+      },
+      () => {},
+    );
+    await waitForDrained(queue, 60_000);
+    await expectSpeedRun(testEngine, fleet, 'SP-', startedAt);
+  });
+
   test('when the engine cannot be reached, then the simulator says where it looked', async () => {
     await expect(
       simulate({
@@ -138,10 +155,10 @@ describe('fleet simulator', () => {
 describe('fleet simulator as OCPP charge points (--ocpp)', () => {
   // AUTH on: the simulator registers idTags with an admin key, each charge point has its own key.
   const admin = generateKey('simulator', ['ingest', 'read', 'admin']);
-  const chargePointKeys = Array.from({ length: 20 }, (_, i) => ({
-    id: `OC-CP-${i + 1}`,
-    ...generateKey(`OC-CP-${i + 1}`, ['charge-point']),
-  }));
+  const chargePointKeys = [
+    ...Array.from({ length: 20 }, (_, i) => `OC-CP-${i + 1}`),
+    ...['OS-CP-1', 'OS-CP-2'],
+  ].map((id) => ({ id, ...generateKey(id, ['charge-point']) }));
   let e: TestEngine;
   let keyFile: string;
 
@@ -252,6 +269,23 @@ describe('fleet simulator as OCPP charge points (--ocpp)', () => {
     const sessions = await fleetSessions(e, from, to, admin.key);
     expect(sessions.every((s) => s.source === 'ocpp')).toBe(true);
     expect(flagKeys(sessions)).toEqual(flagKeys(fleet.sessions.judged().map(asJson)));
+  });
+
+  test('when run live with --speed, then the transactions run on simulated time up to the clock, at no more than the charge point draws', async () => {
+    const startedAt = Date.now();
+    const fleet = await simulate(
+      {
+        ...parseArgs([
+          ...['--ocpp', '--meters', '2', '--vehicles', '2', '--interval', '60', '--speed', '60'],
+          ...['--duration', '4s', '--faulty', '0', '--prefix', 'OS-', '--quiet'],
+          ...['--cp-key-file', keyFile, '--key', admin.key],
+        ]),
+        url: e.url,
+      },
+      () => {},
+    );
+    await waitForDrained(e.queue, 60_000);
+    await expectSpeedRun(e, fleet, 'OS-', startedAt, admin.key);
   });
 });
 
@@ -419,9 +453,61 @@ interface SessionLine {
   start: string;
   end: string;
   efficiency: number | null;
+  open: boolean;
+  acConsumedKwh: number | null;
+  meanAcPowerKw: number | null;
+  peakAcPowerKw: number | null;
   threshold: number;
   alert: boolean | null;
   drift: boolean | null;
+}
+
+/**
+ * A live run of 4 s at --speed 60 and a 60 s interval: its sessions cover about 4 simulated
+ * minutes ending by the clock, the engine's peak AC power (between consecutive readings) is each
+ * charger's draw, within its rating, and the simulator judged them as the engine does.
+ */
+async function expectSpeedRun(
+  e: TestEngine,
+  fleet: Fleet,
+  prefix: string,
+  startedAt: number,
+  key: string | null = null,
+): Promise<void> {
+  const from = new Date(startedAt - 3600_000).toISOString();
+  const to = new Date(Date.now() + 60_000).toISOString();
+  const sessions = (await fleetSessions(e, from, to, key)).filter((s) =>
+    s.vehicleId.startsWith(prefix),
+  );
+  expect(sessions).toHaveLength(2);
+  const judged = fleet.sessions.judged();
+  for (const s of sessions) {
+    const vehicle = fleet.vehicles.find((v) => v.id === s.vehicleId);
+    const ratedKw = vehicle?.meter.ratedKw ?? 0;
+    // The power between consecutive readings is what the charger draws (90-97 % of its rating).
+    expect(s.peakAcPowerKw).toBeGreaterThan(0.85 * ratedKw);
+    expect(s.peakAcPowerKw).toBeLessThanOrEqual(ratedKw);
+    expect(s.meanAcPowerKw).toBeLessThanOrEqual(ratedKw);
+    // About 4 simulated minutes (the edges by the clock), none of it ahead of the clock.
+    const minutes = (Date.parse(s.end) - Date.parse(s.start)) / 60_000;
+    expect(minutes).toBeGreaterThanOrEqual(3);
+    expect(minutes).toBeLessThanOrEqual(6);
+    expect(Date.parse(s.end)).toBeLessThanOrEqual(Date.now());
+    // The simulator judged the session as the engine does.
+    const own = judged.find((j) => j.vehicleId === s.vehicleId);
+    expect(new Date(own?.startMs ?? 0).toISOString()).toBe(s.start);
+    expect(own?.acKwh).toBeCloseTo(s.acConsumedKwh ?? 0, 3);
+    expect(own?.efficiency).toBeCloseTo(s.efficiency ?? 0, 4);
+    expect(own?.threshold).toBe(s.threshold);
+    if (s.source === 'ocpp') {
+      // A transaction still running lasts until the clock, past its last MeterValues.
+      expect(s.open).toBe(true);
+      expect(Date.parse(s.end)).toBeGreaterThanOrEqual(own?.endMs ?? Infinity);
+    } else {
+      expect(new Date(own?.endMs ?? 0).toISOString()).toBe(s.end);
+      expect(own?.meanAcPowerKw).toBeCloseTo(s.meanAcPowerKw ?? 0, 2);
+    }
+  }
 }
 
 /** The vehicles printed under the simulator's `alert` or `drift` heading, sorted. */
