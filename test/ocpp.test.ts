@@ -843,11 +843,11 @@ describe('OCPP 1.6J charge points', () => {
   });
 
   test("when a charger that lost its clock at a reboot stops a transaction with a date before its start, then it ends just after its last sample and the vehicle's report counts what the session bills", async () => {
-    await registerIdTags([['TAG-CLOCK', 'V-clock']]);
-    const cp = await connect('CP-CLOCK');
+    await registerIdTags([['TAG-LOSTCLOCK', 'V-lostclock']]);
+    const cp = await connect('CP-LOSTCLOCK');
     const transactionId = await startTransaction(cp, {
       connectorId: 1,
-      idTag: 'TAG-CLOCK',
+      idTag: 'TAG-LOSTCLOCK',
       meterStart: 1_000,
       timestamp: '2024-04-12T10:00:00Z',
     });
@@ -864,7 +864,7 @@ describe('OCPP 1.6J charge points', () => {
     await waitForDrained(e.queue);
     const window = 'from=2024-04-12T00:00:00Z&to=2024-04-13T00:00:00Z';
     const sessions = await request(e.api.api.app)
-      .get(`/v1/vehicles/V-clock/sessions?${window}`)
+      .get(`/v1/vehicles/V-lostclock/sessions?${window}`)
       .expect(200);
     expect(sessions.body.sessions).toEqual([
       expect.objectContaining({
@@ -875,10 +875,10 @@ describe('OCPP 1.6J charge points', () => {
     ]);
     // Ended at its start, the report had no mapping period at all: 404 beside a 2 kWh session.
     const report = await request(e.api.api.app)
-      .get(`/v1/analytics/performance/V-clock?${window}`)
+      .get(`/v1/analytics/performance/V-lostclock?${window}`)
       .expect(200);
     expect(report.body.energy.acConsumedKwh).toBe(2);
-    expect((await history(e, 'CP-CLOCK:1')).map((r) => r.kwh)).toEqual([1, 2, 3]);
+    expect((await history(e, 'CP-LOSTCLOCK:1')).map((r) => r.kwh)).toEqual([1, 2, 3]);
   });
 
   test('when two transactions start on one connector at the same instant, or a vehicle starts one while its last is open on another charger, then only the newest stays open and no energy counts twice', async () => {
