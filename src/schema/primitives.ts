@@ -37,8 +37,10 @@ const DAY_MS = 86_400_000;
  */
 export function instantMs(text: string): number {
   const zoned = HOURS_OFFSET.test(text) ? `${text}:00` : text;
-  const leap = LEAP_SECOND.exec(zoned);
-  if (!leap) return Date.parse(zoned);
+  const parsed = Date.parse(zoned);
+  // Only a text Date.parse refuses may be a leap second: the usual one costs no more.
+  const leap = Number.isNaN(parsed) ? LEAP_SECOND.exec(zoned) : null;
+  if (!leap) return parsed;
   const ms = Date.parse(zoned.replace(LEAP_SECOND, `${leap[1]}59.999`));
   return (ms + 1) % DAY_MS === 0 ? ms : NaN;
 }
