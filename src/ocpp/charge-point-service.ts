@@ -574,10 +574,9 @@ export class ChargePointService {
     this.recordRegisterSoon(chargePointId, req.connectorId);
     const readings = this.read(req.meterValue, { ignoreTransactionEnd: true });
     if (readings.length === 0) return {};
-    const [start, stored] = await Promise.all([
-      this.openTransactionStart(chargePointId, req.connectorId),
-      this.storedRegister(meterId),
-    ]);
+    const start = await this.openTransactionStart(chargePointId, req.connectorId);
+    // Read only inside a transaction: most MeterValues of an idle connector need none.
+    const stored = start ? await this.storedRegister(meterId) : null;
     await this.store(meterId, this.heldToRegister(meterId, readings, start, stored));
     return {};
   }
