@@ -1,6 +1,6 @@
 import uPlot from 'uplot';
 import type { HourlyPoint } from '../api/types';
-import { formatCelsius, formatKwh, formatPercent } from '../format/numbers';
+import { formatCelsius, formatKwh, formatPercent, formatRatioPercent } from '../format/numbers';
 import { axis, ChartFrame, timeAxis, timeSeries } from './chart-frame';
 import { palette, translucent } from './palette';
 
@@ -60,7 +60,7 @@ export function createEnergyChart(container: HTMLElement): {
           stroke: palette.efficiency,
           width: 2,
           points: { size: 5 },
-          value: show(formatPercent),
+          value: show(formatRatioPercent),
         },
         {
           label: 'Threshold',
@@ -69,7 +69,7 @@ export function createEnergyChart(container: HTMLElement): {
           width: 1.5,
           dash: [6, 4],
           points: { show: false },
-          value: show(formatPercent),
+          value: show(formatRatioPercent),
         },
       ],
       axes: [

@@ -17,8 +17,15 @@ const withUnit = (value: number, digits: number, unit: string) =>
 
 export const formatKwh = (kwh: number) => withUnit(kwh, 2, 'kWh');
 export const formatKw = (kw: number) => withUnit(kw, 1, 'kW');
-/** A ratio (0.8712) as a percentage (87.1 %). */
-export const formatRatio = (ratio: number) => withUnit(ratio * 100, 1, '%');
+/**
+ * The engine gives ratios (efficiency, thresholds) to 4 decimals, so a percentage with 2 shows
+ * exactly its figure (0.9005 as 90.05 %), never rounded a second time.
+ */
+const RATIO_PERCENT_DIGITS = 2;
+/** A ratio (0.8712) as a percentage (87.12 %). */
+export const formatRatio = (ratio: number) => withUnit(ratio * 100, RATIO_PERCENT_DIGITS, '%');
+/** A ratio already scaled to percent (a chart's efficiency line): as formatRatio shows it. */
+export const formatRatioPercent = (percent: number) => withUnit(percent, RATIO_PERCENT_DIGITS, '%');
 /** A value already in percent (state of charge). */
 export const formatPercent = (percent: number) => withUnit(percent, 1, '%');
 export const formatCelsius = (celsius: number) => withUnit(celsius, 1, '°C');
