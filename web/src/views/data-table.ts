@@ -9,7 +9,8 @@ export interface Column<Row> {
 
 /**
  * A semantic table: caption, column headers, and the first column as row headers. Wrapped in a
- * focusable region so a keyboard can scroll it sideways on a narrow screen.
+ * focusable region so a keyboard can scroll it sideways on a narrow screen; a hint says when it
+ * is wider than the screen.
  */
 export function dataTable<Row>({
   caption,
@@ -53,9 +54,36 @@ export function dataTable<Row>({
       ),
     ),
   );
-  return h(
+  const region = h(
     'div',
     { class: 'table-scroll', attrs: { tabindex: 0, role: 'region', 'aria-label': caption } },
     table,
   );
+  overflow.observe(region);
+  return h(
+    'div',
+    { class: 'table-block' },
+    h(
+      'p',
+      { class: 'table-scroll-hint', attrs: { 'aria-hidden': 'true' } },
+      'Scroll sideways for more columns →',
+    ),
+    region,
+  );
 }
+
+/**
+ * Marks a table's region that is wider than the screen (`data-overflowing`), so the page shows a
+ * hint above it and shaded edges: its scrollbar is at the bottom, often below the fold. One
+ * observer for every table; a table taken off the page is no longer watched.
+ */
+const overflow = new ResizeObserver((entries) => {
+  for (const { target } of entries) {
+    if (!target.isConnected) {
+      overflow.unobserve(target);
+      continue;
+    }
+    const wider = target.scrollWidth > target.clientWidth + 1;
+    target.parentElement?.toggleAttribute('data-overflowing', wider);
+  }
+});

@@ -79,6 +79,22 @@ export class SessionsSection extends Section {
         caption: 'Sessions, newest first',
         columns: [
           { header: 'Start', cell: (s) => timeText(s.start) },
+          // Early, so it shows without scrolling sideways: the only way to a session's chart.
+          {
+            header: 'Chart',
+            cell: (s) =>
+              s.id === selected
+                ? h(
+                    'a',
+                    { attrs: { href: this.links.close(), 'data-focus-key': `session:${s.id}` } },
+                    'Hide chart',
+                  )
+                : h(
+                    'a',
+                    { attrs: { href: this.links.open(s.id), 'data-focus-key': `session:${s.id}` } },
+                    'Show chart',
+                  ),
+          },
           {
             header: 'End',
             cell: (s) => (s.open ? h('strong', null, 'open') : timeText(s.end)),
@@ -104,21 +120,6 @@ export class SessionsSection extends Section {
             header: 'AC power (mean / peak)',
             numeric: true,
             cell: (s) => [dash(s.meanAcPowerKw, formatKw), ' / ', dash(s.peakAcPowerKw, formatKw)],
-          },
-          {
-            header: 'Chart',
-            cell: (s) =>
-              s.id === selected
-                ? h(
-                    'a',
-                    { attrs: { href: this.links.close(), 'data-focus-key': `session:${s.id}` } },
-                    'Hide chart',
-                  )
-                : h(
-                    'a',
-                    { attrs: { href: this.links.open(s.id), 'data-focus-key': `session:${s.id}` } },
-                    'Show chart',
-                  ),
           },
         ],
         rows: ordered,
