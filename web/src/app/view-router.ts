@@ -41,11 +41,17 @@ export function startViewRouter({
     void next.load().then(loaded);
   };
 
-  window.addEventListener('hashchange', () => show(parseRoute(location.hash), true));
-  const initial = parseRoute(location.hash);
-  // An empty or unknown hash shows the fleet; the URL says so, without a history entry.
-  const canonical = formatRoute(initial);
-  if (!location.hash.startsWith('#/')) history.replaceState(null, '', canonical);
-  show(initial, false);
+  /**
+   * An empty or unknown hash shows the fleet; the URL says so, without a history entry (an unknown
+   * one is also said on the page, see Route's linkProblem).
+   */
+  const parseAndCanonicalize = (): Route => {
+    const route = parseRoute(location.hash);
+    if (!location.hash.startsWith('#/') || (route.view === 'fleet' && route.linkProblem))
+      history.replaceState(history.state, '', formatRoute(route));
+    return route;
+  };
+  window.addEventListener('hashchange', () => show(parseAndCanonicalize(), true));
+  show(parseAndCanonicalize(), false);
   return { current: () => view };
 }

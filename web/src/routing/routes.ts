@@ -15,6 +15,8 @@ export type Route =
       window: AnalyticsWindow;
       /** Why the link's window is not the one shown (see windowFromParams). */
       windowProblem?: string;
+      /** Why the link's screen is not the one shown: its address named no screen. */
+      linkProblem?: string;
       limit: number;
       /** The cursors that led to this page, oldest first (empty on page 1). */
       trail: string[];
@@ -81,7 +83,15 @@ export function parseRoute(hash: string): Route {
       };
     }
   }
-  return defaultRoute();
+  // An empty address is the landing page; one that names no screen says so.
+  if (parts.length === 0) return defaultRoute();
+  return {
+    view: 'fleet',
+    window: DEFAULT_WINDOW,
+    limit: DEFAULT_PAGE_SIZE,
+    trail: [],
+    linkProblem: `The link's address (${hash}) names no screen of the dashboard: showing the fleet instead.`,
+  };
 }
 
 export function formatRoute(route: Route): string {

@@ -22,6 +22,10 @@ export const FLEET_FLAGS_MARK = 'fleet-session-flags-rendered';
 
 const missing = (text: string) => h('span', { class: 'missing' }, text);
 
+/** What of the link could not be shown: its screen, its window. */
+const linkProblemOf = (route: FleetRoute): string | undefined =>
+  [route.linkProblem, route.windowProblem].filter(Boolean).join(' ') || undefined;
+
 /** The fleet's flagged sessions in the window (GET /v1/analytics/sessions?flagged=true). */
 interface FlaggedSessions {
   byVehicle: Map<string, ChargingSession[]>;
@@ -70,7 +74,7 @@ export class FleetView implements View {
     this.picker.show({
       window: route.window,
       pageSize: route.limit,
-      linkProblem: route.windowProblem,
+      linkProblem: linkProblemOf(route),
     });
     this.root = h(
       'section',
@@ -91,7 +95,7 @@ export class FleetView implements View {
     this.picker.show({
       window: route.window,
       pageSize: route.limit,
-      linkProblem: route.windowProblem,
+      linkProblem: linkProblemOf(route),
     });
     return this.load();
   }
@@ -148,7 +152,7 @@ export class FleetView implements View {
       pageSize: route.limit,
       // The link's window problem, if it had one, still holds.
       linkProblem: [
-        route.windowProblem,
+        linkProblemOf(route),
         'The link named a page this report does not have: showing its first page.',
       ]
         .filter(Boolean)
