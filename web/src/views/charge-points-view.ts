@@ -4,6 +4,7 @@ import type { ChargePoint, Connector, OpenTransaction } from '../api/types';
 import { h, replaceContent } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh } from '../format/numbers';
+import { DEFAULT_WINDOW } from '../routing/analytics-window';
 import { formatRoute, type Route } from '../routing/routes';
 import { dataTable } from './data-table';
 import { errorNotice, notice, staleNotice } from './notices';
@@ -19,7 +20,26 @@ const transactionText = (tx: OpenTransaction | null) =>
   tx
     ? [
         `transaction ${tx.transactionId}`,
-        tx.vehicleId ? ` (${tx.vehicleId})` : ` (idTag ${tx.idTag})`,
+        ...(tx.vehicleId
+          ? [
+              ' (',
+              h(
+                'a',
+                {
+                  attrs: {
+                    href: formatRoute({
+                      view: 'vehicle',
+                      vehicleId: tx.vehicleId,
+                      window: DEFAULT_WINDOW,
+                      session: null,
+                    }),
+                  },
+                },
+                tx.vehicleId,
+              ),
+              ')',
+            ]
+          : [` (idTag ${tx.idTag})`]),
         ', since ',
         timeText(tx.startedAt),
       ]
