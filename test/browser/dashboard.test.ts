@@ -34,16 +34,25 @@ interface FleetRow {
   vehicleId: string;
   flagged: boolean;
   status: string;
+  efficiency: string;
 }
 
 const fleetRows = (p: Page): Promise<FleetRow[]> =>
   p.$$eval('.fleet-view tbody tr', (rows) =>
-    rows.map((r) => ({
-      vehicleId: r.getAttribute('data-vehicle-id') ?? '',
-      flagged: r.getAttribute('data-flagged') === 'true',
-      status: r.querySelector('td')?.textContent ?? '',
-    })),
+    rows.map((r) => {
+      const cells = r.querySelectorAll('td');
+      return {
+        vehicleId: r.getAttribute('data-vehicle-id') ?? '',
+        flagged: r.getAttribute('data-flagged') === 'true',
+        status: cells[0]?.textContent ?? '',
+        efficiency: cells[1]?.textContent ?? '',
+      };
+    }),
   );
+
+/** A percentage on the page equals the API's ratio (to 4 decimals), not a rounding of it. */
+const expectRatioShown = (text: string | undefined, ratio: number | null) =>
+  expect(parseFigure(text ?? '')).toBeCloseTo((ratio ?? NaN) * 100, 6);
 
 /** A <dl> of dt/dd pairs as { term: definition }. */
 const definitionList = (p: Page, selector: string): Promise<Record<string, string>> =>
@@ -69,18 +78,37 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
     expect(new Set(flagged)).toEqual(new Set(faulty));
     expect(rows.slice(0, faulty.length).every((r) => r.flagged)).toBe(true);
     for (const row of rows.filter((r) => r.flagged))
-      expect(row.status).toMatch(/Flagged\s+Below the 85\.0\s%\sefficiency threshold/);
+      expect(row.status).toMatch(/Flagged\s+Below the 85\.00\s%\sefficiency threshold/);
 
     // Same order as the engine's report for the same window.
-    const report = await api<{ vehicles: { vehicleId: string }[] }>(
+    const report = await api<{ vehicles: { vehicleId: string; efficiency: number }[] }>(
       '/v1/analytics/fleet?hours=24&limit=100',
     );
     expect(rows.map((r) => r.vehicleId)).toEqual(report.vehicles.map((v) => v.vehicleId));
+    // The API's efficiency as it gives it (4 decimals), not rounded a second time.
+    report.vehicles.forEach((v, i) => expectRatioShown(rows[i].efficiency, v.efficiency));
     await expect(page.locator('.count-alert dd').textContent()).resolves.toBe('5');
     await expect(page.locator('.window-line time').first().textContent()).resolves.toMatch(
       /^\d{4}-\d{2}-\d{2} \d{2}:00 \+0[12]:00$/,
     );
     expect(page.url()).toMatch(/#\/fleet\?window=24h$/);
+  });
+
+  test('when the screen is 375 px wide, then the fleet table says it scrolls sideways and its status cells stay short', async () => {
+    await page.setViewportSize({ width: 375, height: 800 });
+    try {
+      const block = page.locator('.fleet-view .table-block').first();
+      await page.waitForSelector('.fleet-view .table-block[data-overflowing]');
+      await expect(block.locator('.table-scroll-hint').isVisible()).resolves.toBe(true);
+      const heights = await page.$$eval('.fleet-view tbody tr', (rows) =>
+        rows.map((r) => r.getBoundingClientRect().height),
+      );
+      // A reason in a line or a few, not a column of single words.
+      expect(Math.max(...heights)).toBeLessThan(120);
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
+    }
+    await page.locator('.fleet-view .table-block:not([data-overflowing])').first().waitFor();
   });
 
   test('when a flagged vehicle is clicked, then its view draws the chart and shows the API figures', async () => {
@@ -103,18 +131,22 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
     );
     const report = await api<{
       energy: { acConsumedKwh: number; dcDeliveredKwh: number; efficiency: number; alert: boolean };
-      series: { acConsumedKwh: number | null; dcDeliveredKwh: number | null }[];
+      series: {
+        acConsumedKwh: number | null;
+        dcDeliveredKwh: number | null;
+        efficiency: number | null;
+      }[];
     }>(`/v1/analytics/performance/${worst}?from=${from}&to=${to}&bucket=hour`);
     const totals = await definitionList(page, '#efficiency .window-totals');
     const figure = (label: string) => parseFigure(totals[label] ?? '');
     expect(report.energy.alert).toBe(true);
     expect(figure('AC consumed')).toBeCloseTo(report.energy.acConsumedKwh, 2);
     expect(figure('DC delivered')).toBeCloseTo(report.energy.dcDeliveredKwh, 2);
-    expect(figure('Efficiency (DC / AC)')).toBeCloseTo(report.energy.efficiency * 100, 1);
+    expectRatioShown(totals['Efficiency (DC / AC)'], report.energy.efficiency);
 
     // The hourly table under the charts carries the series hour by hour.
     const hourly = await page.$$eval('#efficiency .hourly tbody tr', (rows) =>
-      rows.map((r) => [...r.querySelectorAll('td')].slice(0, 2).map((td) => td.textContent ?? '')),
+      rows.map((r) => [...r.querySelectorAll('td')].slice(0, 3).map((td) => td.textContent ?? '')),
     );
     expect(hourly).toHaveLength(report.series.length);
     report.series.forEach((point, i) => {
@@ -122,7 +154,26 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
         expect(parseFigure(hourly[i][0])).toBeCloseTo(point.acConsumedKwh, 2);
       if (point.dcDeliveredKwh !== null)
         expect(parseFigure(hourly[i][1])).toBeCloseTo(point.dcDeliveredKwh, 2);
+      if (point.efficiency !== null) expectRatioShown(hourly[i][2], point.efficiency);
     });
+    // The chart's legend (its tooltip) shows the hour's efficiency as the table does.
+    const hovered = report.series.findIndex((p) => p.efficiency !== null);
+    const energyFigure = page.locator('#efficiency .chart-figure').first();
+    const box = await energyFigure.locator('.u-over').boundingBox();
+    if (!box) throw new Error('the energy chart has no plot area');
+    // Each hour is drawn at its middle, the x range spanning whole hours.
+    await page.mouse.move(
+      box.x + (box.width * (hovered + 0.5)) / report.series.length,
+      box.y + box.height / 2,
+    );
+    const legendEfficiency = energyFigure
+      .locator('.u-legend .u-series')
+      .filter({ has: page.locator('th', { hasText: /^Efficiency$/ }) })
+      .locator('.u-value');
+    expectRatioShown(
+      (await legendEfficiency.textContent()) ?? '',
+      report.series[hovered].efficiency,
+    );
 
     // Its sessions (detected from the readings), the mapping and the live status show.
     await page.waitForSelector('#sessions tbody tr');
@@ -204,6 +255,32 @@ describe('dashboard window choice', () => {
     await page.getByLabel('Last 7 days').check();
     await page.waitForFunction(() => location.hash.includes('window=7d'));
     await linkProblem(page, 'vehicle').waitFor({ state: 'hidden' });
+  });
+
+  test('when a link names no screen of the dashboard, then the fleet shows, says so, and the address becomes the fleet’s', async () => {
+    const problem = page.locator('#fleet-window-link-problem');
+    await page.goto(`${engine.url}/dashboard#/nowhere`);
+    await page.waitForSelector('.fleet-view tbody tr');
+    await expect(problem.textContent()).resolves.toBe(
+      "The link's address (#/nowhere) names no screen of the dashboard: showing the fleet instead.",
+    );
+    expect(await page.evaluate(() => location.hash)).toBe('#/fleet?window=24h');
+    // Typed over another screen's address: the same, without a history entry of its own.
+    const vehicleId = (await fleetRows(page))[0].vehicleId;
+    await page.goto(`${engine.url}/dashboard#/vehicles/${vehicleId}?window=24h`);
+    await page.waitForSelector('#efficiency .window-line time');
+    await page.evaluate(() => {
+      location.hash = '#/vehicles/a/b';
+    });
+    await page.waitForSelector('.fleet-view tbody tr');
+    await expect(problem.textContent()).resolves.toBe(
+      "The link's address (#/vehicles/a/b) names no screen of the dashboard: showing the fleet instead.",
+    );
+    expect(await page.evaluate(() => location.hash)).toBe('#/fleet?window=24h');
+    // A window chosen replaces the link: the note goes.
+    await page.getByLabel('Last 7 days').check();
+    await page.waitForFunction(() => location.hash.includes('window=7d'));
+    await problem.waitFor({ state: 'hidden' });
   });
 
   test("when a link's page cursor is refused (stale or edited), then the fleet shows its first page, says so, and drops the trail from the address", async () => {

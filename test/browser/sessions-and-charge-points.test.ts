@@ -148,7 +148,11 @@ const definitionList = (selector: string): Promise<Record<string, string>> =>
     ),
   );
 
-const percent = (ratio: number) => `${(ratio * 100).toFixed(1)}\u00a0%`;
+/** A ratio as the page shows it: the API's 4 decimals as a percentage with 2, not rounded again. */
+const percent = (ratio: number) => `${(ratio * 100).toFixed(2)}\u00a0%`;
+/** A percentage on the page equals the API's ratio (to 4 decimals), not a rounding of it. */
+const expectRatioShown = (text: string, ratio: number | null) =>
+  expect(parseFigure(text)).toBeCloseTo((ratio ?? NaN) * 100, 6);
 
 describe('fleet view with sessions', () => {
   test('when chargers are faulty or drifting, then exactly those vehicles are flagged, first, with their reason', async () => {
@@ -188,7 +192,7 @@ describe('fleet view with sessions', () => {
     for (const row of flagged.filter((r) => faulty.includes(r.id))) {
       expect(row.reasons).toBe('threshold');
       expect(row.reasonText).toMatch(
-        /^Below the 85\.0\s% efficiency threshold; \d+ sessions? below (its|their) threshold$/,
+        /^Below the 85\.00\s% efficiency threshold; \d+ sessions? below (its|their) threshold$/,
       );
     }
     const drift = flagged.find((r) => r.id === drifting.vehicleId);
@@ -230,10 +234,21 @@ describe('vehicle view with sessions', () => {
     expect(rows.map((r) => r.id)).toEqual(listed.sessions.map((s) => s.id));
     listed.sessions.forEach((s, i) => {
       expect(s.source).toBe('ocpp');
-      expect(rows[i].cells[2]).toBe(`OCPP transaction ${s.transactionId}`);
-      expect(parseFigure(rows[i].cells[6])).toBeCloseTo((s.efficiency ?? NaN) * 100, 1);
+      // The chart link comes right after the start, visible without scrolling sideways.
+      expect(rows[i].cells[1]).toBe('Show chart');
+      expect(rows[i].cells[3]).toBe(`OCPP transaction ${s.transactionId}`);
+      expectRatioShown(rows[i].cells[7], s.efficiency);
       expect(rows[i].reasons).toBe(s.alert ? 'threshold' : '');
     });
+
+    // At 1280 px the chart link shows inside the table's region, without scrolling sideways.
+    const region = await page.locator('#sessions .table-scroll').boundingBox();
+    const link = await page
+      .locator('#sessions tbody tr')
+      .first()
+      .getByRole('link', { name: 'Show chart' })
+      .boundingBox();
+    expect(region && link && link.x + link.width <= region.x + region.width).toBe(true);
 
     // The newest session with a per-minute series worth drawing.
     const detailOf = (id: string) =>
@@ -254,10 +269,7 @@ describe('vehicle view with sessions', () => {
     const figures = await definitionList('#sessions .session-figures');
     expect(parseFigure(figures['AC consumed'])).toBeCloseTo(detail.acConsumedKwh ?? NaN, 2);
     expect(parseFigure(figures['DC delivered'])).toBeCloseTo(detail.dcDeliveredKwh ?? NaN, 2);
-    expect(parseFigure(figures['Efficiency (DC / AC)'])).toBeCloseTo(
-      (detail.efficiency ?? NaN) * 100,
-      1,
-    );
+    expectRatioShown(figures['Efficiency (DC / AC)'], detail.efficiency);
     expect(parseFigure(figures['Mean AC power'])).toBeCloseTo(detail.meanAcPowerKw ?? NaN, 1);
     expect(parseFigure(figures['Minutes charted'])).toBe(detail.series.length);
     // Both charts (AC/DC power; SoC and temperature) drawn, not blank.
@@ -283,7 +295,7 @@ describe('vehicle view with sessions', () => {
     const rows = await rowsOf('#sessions tbody tr', 'data-session-id');
     expect(rows.map((r) => r.id)).toEqual(listed.sessions.map((s) => s.id));
     expect(rows).toHaveLength(1);
-    expect(rows[0].cells[2]).toBe('detected from telemetry');
+    expect(rows[0].cells[3]).toBe('detected from telemetry');
     expect(rows[0].reasons).toBe('drift');
     expect(rows[0].reasonText).toBe(
       `Drift: ${percent(drifting.degraded)} against its usual ${percent(drifting.usual)}`,
@@ -354,6 +366,12 @@ describe('charge point view', () => {
     expect(connectors[0][5]).toMatch(
       new RegExp(`^transaction ${live.transactionId} \\(LIVE-V-1\\), since `),
     );
+    // The open transaction's vehicle links to its view.
+    const vehicleLink = page
+      .locator('.view tbody tr')
+      .first()
+      .getByRole('link', { name: 'LIVE-V-1' });
+    await expect(vehicleLink.getAttribute('href')).resolves.toBe('#/vehicles/LIVE-V-1?window=24h');
     expect(faulted).toMatchObject({
       connectorId: 2,
       status: 'Faulted',
@@ -369,6 +387,11 @@ describe('charge point view', () => {
     ]);
     expect(await seriousAxe()).toEqual([]);
     await page.screenshot({ path: join(DOCS, 'dashboard-charge-point.png'), fullPage: true });
+    await vehicleLink.click();
+    await page.waitForSelector('#efficiency .window-line time');
+    expect(page.url()).toContain('#/vehicles/LIVE-V-1?window=24h');
+    await page.goBack();
+    await page.waitForSelector(`h1:has-text("Charge point ${LIVE_CP}")`);
   });
 
   test('when the charge point hangs up, then its view says disconnected', async () => {
