@@ -452,22 +452,19 @@ export class ChargePointService {
       );
       return {};
     }
-    // Taken as of now, the stop already recorded with the same register is this one sent again
-    // (after a failed store), as a StartTransaction is: its instant is that stop's.
-    const reportedStop =
-      reported.asOfNow && known.stoppedAt && known.meterStopWh === req.meterStop
-        ? known.stoppedAt
-        : reported.at;
+    // The stop already recorded with the same register is this one sent again (after a failed
+    // store): taken as of now, it keeps that stop's instant, as a StartTransaction does.
+    const resent = known.stoppedAt && known.meterStopWh === req.meterStop ? known.stoppedAt : null;
+    const reportedStop = reported.asOfNow && resent ? resent : reported.at;
     const meterId = connectorMeterId(chargePointId, known.connectorId);
-    // A stop dated before its start: the charger's clock was lost (a reboot) or set back.
+    // A stop dated before its start: the charger's clock was lost (a reboot) or set back. The
+    // charge went on until some time before now: taken as of now too.
     const clockLost = reportedStop < known.startedAt;
-    const stoppedAt = clockLost
-      ? await this.stopAfterLastSample(known, meterId, req.meterStop)
-      : reportedStop;
+    const stoppedAt = clockLost ? (resent ?? this.now()) : reportedStop;
     if (clockLost) {
       this.deps.logger.warn(
         { chargePointId, transactionId: known.id, timestamp: req.timestamp, stoppedAt },
-        'StopTransaction dated before its start: the transaction ends just after its last register reading',
+        'StopTransaction dated before its start: taken as of now',
       );
     }
     const transaction = await this.deps.transactions.stop(req.transactionId, {
@@ -485,12 +482,12 @@ export class ChargePointService {
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept) {
       const stored = await this.storedRegister(meterId);
-      // With its clock lost, the stop's transactionData is dated by that clock too: only
-      // meterStop is read.
-      const readings = clockLost ? { ...req, transactionData: undefined } : req;
+      // With its clock lost, samples of its transactionData dated before the start carry that
+      // clock too: only those from the start on are read (taken before the reboot).
+      const within = clockLost ? { after: known.startedAt.getTime() - 1 } : {};
       await this.store(
         meterId,
-        this.stopReadings(meterId, readings, stoppedAt, startOf(known), stored),
+        this.stopReadings(meterId, req, stoppedAt, startOf(known), stored, within),
       );
     } else if (transaction && stoppedByEngine(transaction) && !clockLost) {
       // The charge point's own stop of a transaction a start stopped before it came: its
@@ -523,23 +520,6 @@ export class ChargePointService {
       );
     }
     return req.idTag ? { idTagInfo: { status: await this.idTagStatus(req.idTag) } } : {};
-  }
-
-  /**
-   * Where a stop dated before its start ends its transaction: just after the connector's last
-   * register reading inside it (its start's at least), the last instant the charge is known to
-   * have gone on, so the stop's register counts in the vehicle's reports as in its session. The
-   * same stop sent again keeps the instant it was given.
-   */
-  private async stopAfterLastSample(
-    known: Transaction,
-    meterId: string,
-    meterStopWh: number,
-  ): Promise<Date> {
-    if (known.stoppedAt && known.meterStopWh === meterStopWh) return known.stoppedAt;
-    const stored = await this.storedRegister(meterId);
-    const last = Math.max(known.startedAt.getTime(), stored?.atMs ?? -Infinity);
-    return new Date(last + 1);
   }
 
   /**
