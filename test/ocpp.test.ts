@@ -415,6 +415,19 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  /** The AC the report of `V-{id}` counts over 10:00-11:00 of `day`, connector 1 of `id` mapped. */
+  const reportedAcOver = async (id: string, day: string) => {
+    await waitForDrained(e.queue);
+    await request(e.api.api.app)
+      .post('/v1/telemetry/map')
+      .send({ vehicleId: `V-${id}`, meterId: `${id}:1`, since: `${day}T10:00:00.001Z` })
+      .expect(200);
+    const res = await request(e.api.api.app)
+      .get(`/v1/analytics/performance/V-${id}?from=${day}T10:00:00Z&to=${day}T11:00:00Z`)
+      .expect(200);
+    return res.body.energy.acConsumedKwh as number;
+  };
+
   /**
    * A transaction on connector 1 of `id` from 10:00 of `day`, its register samples (Wh) ten
    * minutes apart: the AC its vehicle's report counts over the hour.
@@ -430,15 +443,7 @@ describe('OCPP 1.6J charge points', () => {
     for (const [i, value] of samples.entries()) {
       await cp.call('MeterValues', meterValues(1, `${day}T10:${i + 1}0:00Z`, wh(value)));
     }
-    await waitForDrained(e.queue);
-    await request(e.api.api.app)
-      .post('/v1/telemetry/map')
-      .send({ vehicleId: `V-${id}`, meterId: `${id}:1`, since: `${day}T10:00:00.001Z` })
-      .expect(200);
-    const res = await request(e.api.api.app)
-      .get(`/v1/analytics/performance/V-${id}?from=${day}T10:00:00Z&to=${day}T11:00:00Z`)
-      .expect(200);
-    return res.body.energy.acConsumedKwh as number;
+    return reportedAcOver(id, day);
   };
 
   test('when the register resets mid-transaction, then the new value counts as the increase', async () => {
@@ -492,19 +497,6 @@ describe('OCPP 1.6J charge points', () => {
     ]);
     expect(await rejected()).toEqual(before.map((n) => n + 1));
   });
-
-  /** The AC the report of `V-{id}` counts over 10:00-11:00 of `day`, connector 1 of `id` mapped. */
-  const reportedAcOver = async (id: string, day: string) => {
-    await waitForDrained(e.queue);
-    await request(e.api.api.app)
-      .post('/v1/telemetry/map')
-      .send({ vehicleId: `V-${id}`, meterId: `${id}:1`, since: `${day}T10:00:00.001Z` })
-      .expect(200);
-    const res = await request(e.api.api.app)
-      .get(`/v1/analytics/performance/V-${id}?from=${day}T10:00:00Z&to=${day}T11:00:00Z`)
-      .expect(200);
-    return res.body.energy.acConsumedKwh as number;
-  };
 
   test('when samples inside a transaction dip below an earlier sample of it (the register in Wh beside it rounded down to kWh, some phases only), then they are left out and the report counts what the transaction billed', async () => {
     const earlier = 'below an earlier register of its transaction';
