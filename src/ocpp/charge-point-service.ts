@@ -475,8 +475,8 @@ export class ChargePointService {
     this.openStarts.forget(chargePointId);
     await this.recordRegister(chargePointId, known.connectorId);
     // Its readings are the transaction's only if this stop is the one kept (or it again, resent
-    // after a failed store) and dated after the start: another stop's register would land in
-    // whatever transaction the connector carries now, and count there.
+    // after a failed store): another stop's register would land in whatever transaction the
+    // connector carries now, and count there.
     const kept =
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
@@ -524,8 +524,8 @@ export class ChargePointService {
 
   /**
    * A stop's readings dated within (after, before): its transactionData (held to the
-   * transaction's register: transaction-register.ts), then meterStop, the register at the stop. A sample of
-   * transactionData at the stop's instant (often the same register rounded to kWh) is left out,
+   * transaction's register: transaction-register.ts), then meterStop, the register at the stop.
+   * A sample of transactionData at the stop's instant (often the same register rounded to kWh) is left out,
    * as history keeps one reading per instant. A reading whose instant is unreadable is kept, for
    * ingest to refuse it by name.
    */
