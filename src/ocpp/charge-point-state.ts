@@ -25,9 +25,10 @@ function connectorOfMeterId(
 }
 
 /**
- * Of these meter ids, those that are a connector of a charge point this engine has seen (its
- * connector set holds it): the charge point's own register, which only it may write. Ids without
- * the shape of one cost no Redis command.
+ * Of these meter ids, those of a connector of a charge point this engine has seen using one (its
+ * connector set exists): the charge point's own registers, which only it may write, also those
+ * of connectors it has not used yet (a reading posted there first counted in every later
+ * transaction on it). Ids without the shape of one cost no Redis command.
  */
 export async function connectorMetersAmong(
   redis: RedisClient,
@@ -39,7 +40,7 @@ export async function connectorMetersAmong(
     return connector ? [{ id, ...connector }] : [];
   });
   const found = await sendEach(redis, candidates, (c) =>
-    redis.sismember(keys.chargePointConnectors(c.chargePointId), String(c.connectorId)),
+    redis.exists(keys.chargePointConnectors(c.chargePointId)),
   );
   return new Set(candidates.filter((_, i) => found[i] === 1).map((c) => c.id));
 }
