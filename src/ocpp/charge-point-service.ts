@@ -151,8 +151,11 @@ export function utcTimestamp(timestamp: string): string {
 
 const whToKwh = (wh: number) => Math.round(wh) / 1000;
 
-/** A MeterValues waits this long at most for its transaction's meterStart; then samples are kept. */
-const OPEN_TRANSACTIONS_WAIT_MS = 500;
+/**
+ * A message waits this long at most for what holds its samples to their transaction (its start,
+ * the connector's stored register); without it, they are held to what is known.
+ */
+const CHECK_WAIT_MS = 500;
 
 const startOf = (t: Transaction): TransactionStart => ({
   wh: t.meterStartWh,
@@ -525,9 +528,9 @@ export class ChargePointService {
   /**
    * A stop's readings dated within (after, before): its transactionData (held to the
    * transaction's register: transaction-register.ts), then meterStop, the register at the stop.
-   * A sample of transactionData at the stop's instant (often the same register rounded to kWh) is left out,
-   * as history keeps one reading per instant. A reading whose instant is unreadable is kept, for
-   * ingest to refuse it by name.
+   * A sample of transactionData at the stop's instant (often the same register rounded to kWh)
+   * is left out, as history keeps one reading per instant. A reading whose instant is unreadable
+   * is kept, for ingest to refuse it by name.
    */
   private stopReadings(
     meterId: string,
@@ -539,10 +542,9 @@ export class ChargePointService {
   ) {
     const stopMs = stoppedAt.getTime();
     const within = (ms: number) => ms > after && ms < before;
-    const samples = this.read(req.transactionData ?? []).filter((r) => {
-      const at = this.checkInstant(r.timestamp);
-      return !at.ok || (at.value !== stopMs && within(at.value));
-    });
+    const samples = this.timed(this.read(req.transactionData ?? [])).filter(
+      ({ atMs }) => atMs === null || (atMs !== stopMs && within(atMs)),
+    );
     const data = this.heldToRegister(meterId, samples, start, stored);
     const stop = { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) };
     return within(stopMs) ? [...data, stop] : data;
@@ -554,55 +556,63 @@ export class ChargePointService {
     this.recordRegisterSoon(chargePointId, req.connectorId);
     const readings = this.read(req.meterValue, { ignoreTransactionEnd: true });
     if (readings.length === 0) return {};
-    const start = await this.openTransactionStart(chargePointId, req.connectorId);
-    // Read only inside a transaction: most MeterValues of an idle connector need none.
-    const stored = start ? await this.storedRegister(meterId) : null;
-    await this.store(meterId, this.heldToRegister(meterId, readings, start, stored));
+    const start = await this.readForCheck(
+      this.openStarts.startOf(chargePointId, req.connectorId),
+      'open transaction',
+      { chargePointId },
+    );
+    // Only inside a transaction: most MeterValues of an idle connector need no more.
+    const held = start
+      ? this.heldToRegister(
+          meterId,
+          this.timed(readings),
+          start,
+          await this.storedRegister(meterId),
+        )
+      : readings;
+    await this.store(meterId, held);
     return {};
   }
 
-  /** Where the connector's open transaction started; null without one, or unknown. */
-  private async openTransactionStart(chargePointId: string, connectorId: number) {
+  /**
+   * What a check needs, read within CHECK_WAIT_MS; null when it cannot be (PostgreSQL or Redis
+   * away): a message is not failed for a check.
+   */
+  private async readForCheck<T>(
+    read: Promise<T | null>,
+    what: string,
+    context: Record<string, unknown>,
+  ): Promise<T | null> {
     try {
-      return await withTimeout(
-        this.openStarts.startOf(chargePointId, connectorId),
-        OPEN_TRANSACTIONS_WAIT_MS,
-        'open transactions',
-      );
+      return await withTimeout(read, CHECK_WAIT_MS, what);
     } catch (err) {
-      // Without PostgreSQL the samples are kept: a message is not failed for a check.
-      this.deps.logger.warn({ err, chargePointId }, 'open transaction unknown: samples kept');
+      this.deps.logger.warn({ err, ...context }, `${what} unknown: samples checked without it`);
       return null;
     }
   }
 
-  /** The connector's newest stored register; null when Redis does not answer (samples kept). */
-  private async storedRegister(meterId: string): Promise<KnownRegister | null> {
-    try {
-      return await withTimeout(
-        this.deps.storedRegister(meterId),
-        OPEN_TRANSACTIONS_WAIT_MS,
-        'stored register',
-      );
-    } catch (err) {
-      this.deps.logger.warn({ err, meterId }, 'stored register unknown: held to meterStart only');
-      return null;
-    }
+  /** The connector's newest stored register, or null. */
+  private storedRegister(meterId: string): Promise<KnownRegister | null> {
+    return this.readForCheck(this.deps.storedRegister(meterId), 'stored register', { meterId });
   }
 
-  /** Register samples inside the open transaction that began at `start` (if any), held to its register. */
-  private heldToRegister<R extends { timestamp: string; kwh: number; phased: boolean }>(
+  /** Readings with their instants (null: unreadable, for ingest to refuse by name). */
+  private timed<R extends { timestamp: string }>(readings: R[]) {
+    return readings.map((reading) => {
+      const at = this.checkInstant(reading.timestamp);
+      return { reading, atMs: at.ok ? at.value : null };
+    });
+  }
+
+  /** Register samples inside the transaction that began at `start`, held to its register. */
+  private heldToRegister<R extends { kwh: number; phased: boolean }>(
     meterId: string,
-    readings: R[],
-    start: TransactionStart | null,
+    samples: { reading: R; atMs: number | null }[],
+    start: TransactionStart,
     stored: KnownRegister | null,
   ): R[] {
-    if (!start) return readings;
     const { kept, leftOut } = holdToTransactionRegister(
-      readings.map((reading) => {
-        const at = this.checkInstant(reading.timestamp);
-        return { reading, atMs: at.ok ? at.value : null };
-      }),
+      samples,
       { kwh: whToKwh(start.wh), atMs: start.atMs },
       stored,
     );
