@@ -34,11 +34,22 @@ export type Route =
 export const PAGE_SIZES = [25, 50, 100, 250, 1000] as const;
 export const DEFAULT_PAGE_SIZE = 50;
 
-export const defaultRoute = (): Route => ({
+export const defaultRoute = (): Extract<Route, { view: 'fleet' }> => ({
   view: 'fleet',
   window: DEFAULT_WINDOW,
   limit: DEFAULT_PAGE_SIZE,
   trail: [],
+});
+
+/** A vehicle's view over `window` (the default one unless given), no session open. */
+export const vehicleRoute = (
+  vehicleId: string,
+  window: AnalyticsWindow = DEFAULT_WINDOW,
+): Route => ({
+  view: 'vehicle',
+  vehicleId,
+  window,
+  session: null,
 });
 
 /** A path segment as typed when it is no valid percent-encoding (a stray `%`): the engine names it. */
@@ -86,10 +97,7 @@ export function parseRoute(hash: string): Route {
   // An empty address is the landing page; one that names no screen says so.
   if (parts.length === 0) return defaultRoute();
   return {
-    view: 'fleet',
-    window: DEFAULT_WINDOW,
-    limit: DEFAULT_PAGE_SIZE,
-    trail: [],
+    ...defaultRoute(),
     linkProblem: `The link's address (${hash}) names no screen of the dashboard: showing the fleet instead.`,
   };
 }

@@ -4,8 +4,7 @@ import type { ChargePoint, Connector, OpenTransaction } from '../api/types';
 import { h, replaceContent } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh } from '../format/numbers';
-import { DEFAULT_WINDOW } from '../routing/analytics-window';
-import { formatRoute, type Route } from '../routing/routes';
+import { formatRoute, vehicleRoute, type Route } from '../routing/routes';
 import { dataTable } from './data-table';
 import { errorNotice, notice, staleNotice } from './notices';
 import { timeText } from './time-text';
@@ -23,20 +22,7 @@ const transactionText = (tx: OpenTransaction | null) =>
         ...(tx.vehicleId
           ? [
               ' (',
-              h(
-                'a',
-                {
-                  attrs: {
-                    href: formatRoute({
-                      view: 'vehicle',
-                      vehicleId: tx.vehicleId,
-                      window: DEFAULT_WINDOW,
-                      session: null,
-                    }),
-                  },
-                },
-                tx.vehicleId,
-              ),
+              h('a', { attrs: { href: formatRoute(vehicleRoute(tx.vehicleId)) } }, tx.vehicleId),
               ')',
             ]
           : [` (idTag ${tx.idTag})`]),

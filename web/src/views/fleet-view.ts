@@ -5,7 +5,7 @@ import { h, replaceContent } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh, formatRatio } from '../format/numbers';
 import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
-import { formatRoute, PAGE_SIZES, type Route } from '../routing/routes';
+import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/routes';
 import { dataTable, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
 import { errorNotice, notice, staleNotice } from './notices';
@@ -320,12 +320,6 @@ export class FleetView implements View {
     route: FleetRoute,
     flagOf: (v: FleetVehicle) => Flag,
   ): HTMLElement {
-    const vehicleRoute = (vehicleId: string): Route => ({
-      view: 'vehicle',
-      vehicleId,
-      window: route.window,
-      session: null,
-    });
     const columns: Column<FleetVehicle>[] = [
       {
         header: 'Vehicle',
@@ -334,7 +328,7 @@ export class FleetView implements View {
             'a',
             {
               attrs: {
-                href: formatRoute(vehicleRoute(v.vehicleId)),
+                href: formatRoute(vehicleRoute(v.vehicleId, route.window)),
                 'data-focus-key': `vehicle:${v.vehicleId}`,
               },
             },
@@ -448,14 +442,7 @@ export class FleetView implements View {
             h(
               'a',
               {
-                attrs: {
-                  href: formatRoute({
-                    view: 'vehicle',
-                    vehicleId,
-                    window: route.window,
-                    session: null,
-                  }),
-                },
+                attrs: { href: formatRoute(vehicleRoute(vehicleId, route.window)) },
               },
               vehicleId,
             ),
