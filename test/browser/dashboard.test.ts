@@ -1,9 +1,12 @@
 import type { Page } from 'playwright-core';
 import type { Fleet } from '../../scripts/fleet-model';
-import { startTestEngine, type TestEngine } from '../helpers/engine';
+import { startTestEngine, waitForDrained, type TestEngine } from '../helpers/engine';
+import { post } from './helpers/drifting-charger';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
 import { loadSimulatedFleet } from './helpers/fleet-loader';
 import { drawnPixels, parseFigure, recordCspViolations, runAxe } from './helpers/page-checks';
+
+const HOUR_MS = 3_600_000;
 
 let engine: TestEngine;
 let fleet: Fleet;
@@ -53,6 +56,20 @@ const fleetRows = (p: Page): Promise<FleetRow[]> =>
 /** A percentage on the page equals the API's ratio (to 4 decimals), not a rounding of it. */
 const expectRatioShown = (text: string | undefined, ratio: number | null) =>
   expect(parseFigure(text ?? '')).toBeCloseTo((ratio ?? NaN) * 100, 6);
+
+/** The energy chart's legend (its tooltip) for one hour of the window: its efficiency as shown. */
+async function legendEfficiencyAt(p: Page, hour: number, hours: number): Promise<string> {
+  const energyFigure = p.locator('#efficiency .chart-figure').first();
+  const box = await energyFigure.locator('.u-over').boundingBox();
+  if (!box) throw new Error('the energy chart has no plot area');
+  // Each hour is drawn at its middle, the x range spanning whole hours.
+  await p.mouse.move(box.x + (box.width * (hour + 0.5)) / hours, box.y + box.height / 2);
+  const value = energyFigure
+    .locator('.u-legend .u-series')
+    .filter({ has: p.locator('th', { hasText: /^Efficiency$/ }) })
+    .locator('.u-value');
+  return (await value.textContent()) ?? '';
+}
 
 /** A <dl> of dt/dd pairs as { term: definition }. */
 const definitionList = (p: Page, selector: string): Promise<Record<string, string>> =>
@@ -157,28 +174,73 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
       if (point.efficiency !== null) expectRatioShown(hourly[i][2], point.efficiency);
     });
     // The chart's legend (its tooltip) shows the hour's efficiency as the table does.
-    const hovered = report.series.findIndex((p) => p.efficiency !== null);
-    const energyFigure = page.locator('#efficiency .chart-figure').first();
-    const box = await energyFigure.locator('.u-over').boundingBox();
-    if (!box) throw new Error('the energy chart has no plot area');
-    // Each hour is drawn at its middle, the x range spanning whole hours.
-    await page.mouse.move(
-      box.x + (box.width * (hovered + 0.5)) / report.series.length,
-      box.y + box.height / 2,
-    );
-    const legendEfficiency = energyFigure
-      .locator('.u-legend .u-series')
-      .filter({ has: page.locator('th', { hasText: /^Efficiency$/ }) })
-      .locator('.u-value');
+    const charging = report.series.findIndex((p) => p.efficiency !== null);
     expectRatioShown(
-      (await legendEfficiency.textContent()) ?? '',
-      report.series[hovered].efficiency,
+      await legendEfficiencyAt(page, charging, report.series.length),
+      report.series[charging].efficiency,
     );
 
     // Its sessions (detected from the readings), the mapping and the live status show.
     await page.waitForSelector('#sessions tbody tr');
     await page.waitForSelector('#live-status .figures');
     await page.waitForSelector('#mapping table');
+  });
+  test('when a vehicle idles for an hour between two charges, then the efficiency line leaves that hour out', async () => {
+    const vehicleId = 'IDLE-HOUR-V1';
+    const meterId = 'IDLE-HOUR-M1';
+    const lastWholeHour = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+    await post(engine, '/v1/telemetry/map', {
+      vehicleId,
+      meterId,
+      since: new Date(lastWholeHour - 5 * HOUR_MS).toISOString(),
+    });
+    // Charging 4 h and 2 h before the last whole hour; in the hour between, standby AC and no DC.
+    const hourReadings = (hoursBack: number, acKwh: number, dcKwh: number) =>
+      [10, 20, 30, 40, 50].flatMap((minute) => {
+        const timestamp = new Date(lastWholeHour - hoursBack * HOUR_MS + minute * 60_000);
+        return [
+          { meterId, kwhConsumedAc: acKwh, voltage: 230, timestamp: timestamp.toISOString() },
+          {
+            vehicleId,
+            soc: 50,
+            kwhDeliveredDc: dcKwh,
+            batteryTemp: 25,
+            timestamp: timestamp.toISOString(),
+          },
+        ];
+      });
+    await post(engine, '/v1/telemetry/ingest', [
+      ...hourReadings(4, 2, 1.8),
+      ...hourReadings(3, 0.0004, 0),
+      ...hourReadings(2, 2, 1.8),
+    ]);
+    await waitForDrained(engine.queue, 60_000);
+
+    await page.goto(`${engine.url}/dashboard#/vehicles/${vehicleId}?window=24h`);
+    await page.waitForSelector('#efficiency .chart canvas');
+    const [from, to] = await page.$$eval('#efficiency .window-line time', (times) =>
+      times.map((t) => t.getAttribute('datetime')),
+    );
+    const { series } = await api<{
+      series: { hour: string; dcDeliveredKwh: number | null; efficiency: number | null }[];
+    }>(`/v1/analytics/performance/${vehicleId}?from=${from}&to=${to}&bucket=hour`);
+    const hourAt = (hoursBack: number) =>
+      series.findIndex(
+        (p) => p.hour === new Date(lastWholeHour - hoursBack * HOUR_MS).toISOString(),
+      );
+    const [charging, idle] = [hourAt(4), hourAt(3)];
+    expect(series[charging].efficiency).toBeCloseTo(0.9, 6);
+    expect(series[idle]).toMatchObject({ dcDeliveredKwh: 0, efficiency: 0 });
+
+    expectRatioShown(await legendEfficiencyAt(page, charging, series.length), 0.9);
+    await expect(legendEfficiencyAt(page, idle, series.length)).resolves.toBe('–');
+    // The hourly table still gives the idle hour's efficiency, as the API does.
+    const idleRow = await page.$$eval(
+      '#efficiency .hourly tbody tr',
+      (rows, i) => rows[i].querySelectorAll('td')[2]?.textContent ?? '',
+      idle,
+    );
+    expectRatioShown(idleRow, 0);
   });
 });
 

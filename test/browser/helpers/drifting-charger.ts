@@ -16,7 +16,8 @@ export interface DriftingCharger {
   lastSessionStartMs: number;
 }
 
-async function post(engine: TestEngine, path: string, body: unknown): Promise<void> {
+/** A JSON POST to the engine that must succeed. */
+export async function post(engine: TestEngine, path: string, body: unknown): Promise<void> {
   const res = await fetch(`${engine.url}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
