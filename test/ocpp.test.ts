@@ -187,10 +187,13 @@ describe('OCPP 1.6J charge points', () => {
       .expect(409);
     expect(res.body).toMatchObject({ error: 'ocpp_connector' });
     expect(res.body.message).toContain('OCPP charge point CP-SET');
-    await request(e.api.api.app)
-      .put('/v1/meters/NOT-A-CP:1/settings')
-      .send({ energyReadings: 'interval' })
-      .expect(200);
+    // Only a connector's exact meter id is one (as ingest's guard reads it): CP-SET:01 is not.
+    for (const meterId of ['NOT-A-CP:1', 'CP-SET:01']) {
+      await request(e.api.api.app)
+        .put(`/v1/meters/${meterId}/settings`)
+        .send({ energyReadings: 'interval' })
+        .expect(200);
+    }
   });
 
   test('when an action the engine does not know arrives, then the library answers NotImplemented; DataTransfer and the firmware and diagnostics notifications get their answers', async () => {
@@ -1007,6 +1010,15 @@ describe('OCPP 1.6J charge points', () => {
     await waitForDrained(e.queue);
     // The connector's history holds its charge point's register only.
     expect((await history(e, 'CP-GUARD:1')).map((r) => [r.at, r.kwh])).toEqual([['10:00', 1]]);
+
+    // A charge point that has connected but used no connector yet: its connectors are its own too.
+    const fresh = await connect('CP-GUARD-NEW');
+    await fresh.call('BootNotification', { chargePointVendor: 'Acme', chargePointModel: 'W' });
+    const refused = await app
+      .post('/v1/telemetry/ingest')
+      .send(reading('CP-GUARD-NEW:1', 7))
+      .expect(409);
+    expect(refused.body).toMatchObject({ error: 'ocpp_connector' });
   });
 
   test("when a vehicle's start arrives late, after its next one on another connector, then each of its transactions ends where its next one starts, and none stays open beside another", async () => {

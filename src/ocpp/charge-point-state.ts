@@ -8,16 +8,17 @@ import type { RedisKeys } from '../redis-keys';
 export const connectorMeterId = (chargePointId: string, connectorId: number) =>
   `${chargePointId}:${connectorId}`;
 
-/** The charge point a meter id would be a connector of (see connectorMeterId), or null. */
-export const chargePointOfMeterId = (meterId: string): string | null =>
-  /^(.+):\d{1,4}$/.exec(meterId)?.[1] ?? null;
-
-/** A meter id's charge point and connector if it is exactly a connector's (`CP:1`, not `CP:01`). */
-function connectorOfMeterId(
+/**
+ * A meter id's charge point and connector if it is exactly a connector's meter (`CP:1`, not
+ * `CP:01`), or null. Such a meter is the charge point's register once that charge point has
+ * connected to the engine: only it writes the meter's readings (connectorMetersAmong) and no
+ * setting changes how they are read (ChargePointStore.connectorOf).
+ */
+export function connectorOfMeterId(
   meterId: string,
 ): { chargePointId: string; connectorId: number } | null {
-  const chargePointId = chargePointOfMeterId(meterId);
-  if (chargePointId === null) return null;
+  const chargePointId = /^(.+):\d{1,4}$/.exec(meterId)?.[1];
+  if (chargePointId === undefined) return null;
   const connectorId = Number(meterId.slice(chargePointId.length + 1));
   return connectorMeterId(chargePointId, connectorId) === meterId
     ? { chargePointId, connectorId }
@@ -25,8 +26,8 @@ function connectorOfMeterId(
 }
 
 /**
- * Of these meter ids, those of a connector of a charge point this engine has seen using one (its
- * connector set exists): the charge point's own registers, which only it may write, also those
+ * Of these meter ids, those of a connector of a charge point that has connected to this engine
+ * (its live state exists): the charge point's own registers, which only it may write, also those
  * of connectors it has not used yet (a reading posted there first counted in every later
  * transaction on it). Ids without the shape of one cost no Redis command.
  */
@@ -40,7 +41,7 @@ export async function connectorMetersAmong(
     return connector ? [{ id, ...connector }] : [];
   });
   const found = await sendEach(redis, candidates, (c) =>
-    redis.exists(keys.chargePointConnectors(c.chargePointId)),
+    redis.exists(keys.chargePoint(c.chargePointId)),
   );
   return new Set(candidates.filter((_, i) => found[i] === 1).map((c) => c.id));
 }

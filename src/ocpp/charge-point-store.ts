@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { chargePointOfMeterId } from './charge-point-state';
+import { connectorOfMeterId } from './charge-point-state';
 
 /** What a charge point said about itself at its last BootNotification (null: never booted). */
 export interface ChargePointRecord {
@@ -56,11 +56,11 @@ export class ChargePointStore {
   }
 
   /**
-   * The charge point a meter id names a connector of (`{chargePointId}:{connectorId}`), if that
+   * The charge point a meter id is a connector's meter of (see connectorOfMeterId), if that
    * charge point has connected or run a transaction here; else null.
    */
   async connectorOf(meterId: string): Promise<string | null> {
-    const id = chargePointOfMeterId(meterId);
+    const id = connectorOfMeterId(meterId)?.chargePointId ?? null;
     if (id === null) return null;
     const found = await this.db
       .select(
