@@ -166,6 +166,15 @@ describe('fuzzing the ingest endpoint', () => {
     expect([...statuses.keys()].every((s) => s < 500)).toBe(true);
   });
 
+  test('when a path segment is not valid percent-encoding, then 400 says which segment and why', async () => {
+    const res = await request(engine.api.app).get('/v1/vehicles/%ZZ/status').expect(400);
+    expect(res.body).toMatchObject({
+      error: 'invalid_parameter',
+      message:
+        'The path segment "%ZZ" is not valid percent-encoding (a % starts an escape such as %2F; a literal % is %25)',
+    });
+  });
+
   test('when hostile headers and paths arrive, then every answer is a 4xx', async () => {
     const cases: [string, string, Record<string, string>][] = [
       ['GET', '/v1/vehicles/%E0%A4%A/status', {}],

@@ -222,6 +222,24 @@ describe('MQTT topics and payloads', () => {
       sampleValue(before, 'energy_mqtt_messages_rejected_total'),
     );
   });
+
+  test('when a message holds more readings than MAX_BATCH_READINGS, then its reject entry counts them all as rejected', async () => {
+    const count = ctx.config.maxBatchReadings + 1;
+    const readings = Array.from({ length: count }, (_, i) => meter(undefined, 20 + i));
+    const asArray = `${prefix}/meters/M-too-many`;
+    const asNdjson = `${prefix}/meters/M-too-many-nd`;
+    await publisher.publishAsync(asArray, JSON.stringify(readings), { qos: 1 });
+    await publisher.publishAsync(asNdjson, readings.map((r) => JSON.stringify(r)).join('\n'), {
+      qos: 1,
+    });
+    for (const topic of [asArray, asNdjson]) {
+      expect(await rejectFor(topic)).toMatchObject({
+        reason: 'too_many_readings',
+        accepted: 0,
+        rejected: count,
+      });
+    }
+  });
 });
 
 describe('the rejects list', () => {

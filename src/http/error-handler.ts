@@ -1,17 +1,29 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError, serviceUnavailable } from '../errors';
+import { AppError, badRequest, serviceUnavailable } from '../errors';
 import { isDatabaseUnavailable, isStatementTimeout } from '../stores/database-errors';
 import type { Logger } from '../logger';
 import { isRedisUnavailable } from '../redis';
 
+/** The router's refusal of a path segment it cannot percent-decode (its value in quotes). */
+const UNDECODABLE_PARAM = /^Failed to decode param '(.*)'$/s;
+
 /** Errors thrown by Express itself or its parsers carry a 4xx `status`; keep those as 4xx. */
 function fromFrameworkError(err: unknown): AppError | null {
-  const { status, statusCode } = (err ?? {}) as { status?: unknown; statusCode?: unknown };
+  const { status, statusCode, message } = (err ?? {}) as {
+    status?: unknown;
+    statusCode?: unknown;
+    message?: unknown;
+  };
   const code = status ?? statusCode;
-  if (typeof code === 'number' && code >= 400 && code < 500) {
-    return new AppError(code, 'bad_request', 'The request could not be understood');
+  if (typeof code !== 'number' || code < 400 || code >= 500) return null;
+  const undecodable = typeof message === 'string' ? UNDECODABLE_PARAM.exec(message) : null;
+  if (undecodable) {
+    return badRequest(
+      'invalid_parameter',
+      `The path segment ${JSON.stringify(undecodable[1])} is not valid percent-encoding (a % starts an escape such as %2F; a literal % is %25)`,
+    );
   }
-  return null;
+  return new AppError(code, 'bad_request', 'The request could not be understood');
 }
 
 const DATABASE_RETRY_AFTER_S = 5;

@@ -27,7 +27,7 @@ import {
 } from './ack-after-store';
 import { ConcurrencyLimit } from './concurrency-limit';
 import { decodePayload } from './payload';
-import { isGzip } from '../telemetry/ingest-input';
+import { isGzip, TooManyReadings } from '../telemetry/ingest-input';
 import { RejectLog } from './reject-log';
 import { RetryGate, type GateTicket } from './retry-gate';
 import { bindToTopic, createMqttTopics, topicKind } from './topics';
@@ -77,6 +77,8 @@ interface Refusal {
   reason: string;
   message: string;
   errors: ItemError[];
+  /** Readings refused, when not one per error: a count refused whole, or 1 for a payload not read. */
+  rejected?: number;
 }
 
 /** A message being handled; `once` for QoS 0, which has no redelivery to wait for. */
@@ -171,7 +173,7 @@ export function startMqttIntake({
         topic: delivery.topic,
         ...refusal,
         accepted: 0,
-        rejected: Math.max(1, refusal.errors.length),
+        rejected: refusal.rejected ?? Math.max(1, refusal.errors.length),
         payload: bytes,
         gzip: isGzip(delivery.payload),
       }),
@@ -185,6 +187,7 @@ export function startMqttIntake({
     reason: err.code,
     message: err.message,
     errors: [],
+    rejected: err instanceof TooManyReadings ? err.count : 1,
   });
 
   async function handle(delivery: Delivery): Promise<PubackReason> {

@@ -36,12 +36,21 @@ export function parseJson(text: string): unknown {
  * More readings in one request or message than MAX_BATCH_READINGS: refused whole, with a code of
  * its own (`payload_too_large` is a body or payload over its size in bytes).
  */
-export const tooManyReadings = (count: number, max: number) =>
-  new AppError(
-    413,
-    'too_many_readings',
-    `It holds ${count} readings; at most ${max} (MAX_BATCH_READINGS) are accepted in one request or MQTT message`,
-  );
+export class TooManyReadings extends AppError {
+  constructor(
+    /** How many readings it holds (the MQTT rejects list counts them all as rejected). */
+    readonly count: number,
+    max: number,
+  ) {
+    super(
+      413,
+      'too_many_readings',
+      `It holds ${count} readings; at most ${max} (MAX_BATCH_READINGS) are accepted in one request or MQTT message`,
+    );
+  }
+}
+
+export const tooManyReadings = (count: number, max: number) => new TooManyReadings(count, max);
 
 /** One NDJSON line: its parsed value, or why it could not be parsed. */
 export type NdjsonItem = { value: unknown } | { parseError: string };
