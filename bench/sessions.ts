@@ -25,6 +25,7 @@ import {
   type Proc,
 } from './bench-helpers';
 import { openLoop, type OpenLoopRequest, type OpenLoopResult } from './open-loop';
+import { DAY_MS, HOUR_MS } from '../src/time-units';
 
 const { vehicles, seconds } = commandLineOrExit(() => {
   const { values } = parseCommandLine(process.argv.slice(2), {
@@ -41,8 +42,6 @@ const { vehicles, seconds } = commandLineOrExit(() => {
 });
 
 const TARGETS = { vehicleRatePerS: 50, vehicleP99Ms: 20, fleetRatePerS: 0.5, fleetMaxMs: 2000 };
-const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
 const CHARGE_MINUTES = 120;
 
 const baseUrl =

@@ -11,9 +11,7 @@ import { createLogger, startingLogLevel } from '../src/logger';
 import { RollupStore } from '../src/stores/rollup-store';
 import { MIN_TIMESTAMP_MS } from '../src/telemetry/validation';
 import { commandLineOrExit, parseCommandLine, UsageError } from './cli';
-
-const DAY_MS = 86_400_000;
-const HOUR_MS = 3_600_000;
+import { DAY_MS, HOUR_MS } from '../src/time-units';
 
 const command = {
   usage: 'npm run rollups:rebuild -- --from DATE-TIME --to DATE-TIME',

@@ -3,11 +3,11 @@ import type { Logger } from '../src/logger';
 import { DEVICE_KINDS } from '../src/devices/device-kinds';
 import { retainedFrom } from '../src/stores/retention';
 import { markSessionsAcross } from '../src/stores/session-marks';
+import { DAY_MS } from '../src/time-units';
 
 /** Every device type: the hourly rollups are indexed by (device_type, hour). */
 const DEVICE_TYPES = DEVICE_KINDS.map((k) => k.type);
 
-const DAY_MS = 86_400_000;
 const utcDay = (ms: number) =>
   new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
 

@@ -3,8 +3,8 @@ import type { Logger } from '../src/logger';
 import { isPermanentDataError } from '../src/stores/database-errors';
 import { RollupFailed, type DeviceQuarter, type RollupStore } from '../src/stores/rollup-store';
 import { BackgroundTask } from './background-task';
+import { QUARTER_MS } from '../src/time-units';
 
-const QUARTER_MS = 900_000;
 /** Readings of a quarter still arrive a little after it ends; rolling up after this saves a redo. */
 const CLOSE_DELAY_MS = 120_000;
 /**

@@ -2,8 +2,8 @@ import type { Logger } from '../src/logger';
 import { readsFrom, type SessionRow, type SessionStore } from '../src/sessions/session-store';
 import { isPermanentDataError } from '../src/stores/database-errors';
 import { BackgroundTask } from './background-task';
+import { DAY_MS } from '../src/time-units';
 
-const DAY_MS = 86_400_000;
 /** A vehicle's history is built a month at a time (a first build, or a long backfill). */
 const CHUNK_MS = 31 * DAY_MS;
 const MARKS_PER_ROUND = 100;

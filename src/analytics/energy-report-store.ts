@@ -3,7 +3,8 @@ import { onGenericPlan } from '../../db/prepared';
 import { historyRoleSql } from '../devices/device-kinds';
 import type { EnergyReadingsMode } from '../config';
 import { FOLD, RAW_PIECE, ROLLUP_PIECE, energyByMode, previousEnergy } from '../stores/energy-fold';
-import { quarterOf } from '../stores/rollup-store';
+import { inQuarter, quarterOf } from '../stores/rollup-store';
+import { HOUR_MS, QUARTER_MS } from '../time-units';
 
 /**
  * The reports' SQL. A report is a set of "device windows": the vehicle over the window (DC) and
@@ -276,7 +277,7 @@ device_totals AS MATERIALIZED (
     FROM pending p
     JOIN telemetry_history t
       ON t.device_type = p.device_type AND t.device_id = p.device_id
-     AND t.ts >= p.quarter AND t.ts < p.quarter + interval '15 minutes'
+     AND ${inQuarter('t', 'p.quarter')}
     WHERE t.ts >= $WF AND t.ts < $WT
   ) pieces
   GROUP BY device_type, device_id
@@ -343,8 +344,6 @@ FROM bounds b
 LEFT JOIN per_window pw USING (wid)
 GROUP BY b.vehicle_id`;
 
-const HOUR_MS = 3_600_000;
-const QUARTER_MS = 900_000;
 const floorTo = (ms: number, step: number) => Math.floor(ms / step) * step;
 const ceilTo = (ms: number, step: number) => Math.ceil(ms / step) * step;
 

@@ -7,8 +7,7 @@ import type { ReportCache } from '../reports/report-cache';
 import type { SessionSummary } from '../sessions/session-schemas';
 import type { HourlyPoint, PerformanceReport } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
-
-const HOUR_MS = 3_600_000;
+import { HOUR_MS } from '../time-units';
 
 type ComputedReport = Omit<PerformanceReport, 'cache'>;
 

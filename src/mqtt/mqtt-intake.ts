@@ -16,7 +16,7 @@ import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import { createMqttMetrics, type MqttMetrics } from '../metrics';
 import type { RedisKeys } from '../redis-keys';
-import type { IngestService, ItemError } from '../telemetry/ingest-service';
+import { noValidReadings, type IngestService, type ItemError } from '../telemetry/ingest-service';
 import {
   REASON_PAYLOAD_FORMAT_INVALID,
   REASON_SUCCESS,
@@ -231,16 +231,13 @@ export function startMqttIntake({
     const { accepted, errors } = outcome;
     const [first] = errors;
     if (accepted === 0) {
+      const none = noValidReadings(errors);
       return refuse(
         delivery,
         bytes,
         input.kind === 'single'
           ? { reason: first.error, message: first.message, errors }
-          : {
-              reason: 'no_valid_readings',
-              message: `None of the ${errors.length} readings is valid (first: reading ${first.index}: ${first.message})`,
-              errors,
-            },
+          : { reason: none.code, message: none.message, errors },
       );
     }
     // The valid readings are stored; the invalid ones are listed before the success PUBACK.

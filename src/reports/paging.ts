@@ -1,7 +1,8 @@
 import type { Static, TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { invalidParameter } from '../errors';
-import { HOUR_MS, isAcceptableWindow, type AnalyticsWindow } from './window-params';
+import { HOUR_MS } from '../time-units';
+import { isAcceptableWindow, type AnalyticsWindow } from './window-params';
 
 /**
  * What a paged report is: its window and its filters. A cursor carries it, so every page of one

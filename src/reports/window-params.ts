@@ -2,8 +2,8 @@ import { Type } from '@sinclair/typebox';
 import { invalidParameter } from '../errors';
 import { instantMs, REAL_INSTANT_RULE, Timestamp } from '../schema/primitives';
 import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
+import { HOUR_MS } from '../time-units';
 
-export const HOUR_MS = 3_600_000;
 const DEFAULT_HOURS = 24;
 export const MAX_HOURS_PARAM = 168;
 /** The longest window a report reads (a month): bounds the work one request can ask for. */

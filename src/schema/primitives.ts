@@ -3,6 +3,7 @@
  * type at once). Requests, responses, device readings and the API document all use these.
  */
 import { Type, type TSchema } from '@sinclair/typebox';
+import { DAY_MS } from '../time-units';
 
 /** Not dots alone: `.` and `..` are no path segment a URL can carry (browsers resolve them). */
 export const DEVICE_ID_PATTERN = '^(?!\\.+$)[A-Za-z0-9._:-]{1,64}$';
@@ -26,8 +27,6 @@ const HOURS_OFFSET = /[+-]\d\d$/;
 
 /** Second 60 and its fraction: RFC 3339 allows it for a leap second, Date.parse does not. */
 const LEAP_SECOND = /^(.{10}[Tt ]\d\d:\d\d:)60(\.\d+)?/;
-
-const DAY_MS = 86_400_000;
 
 /**
  * Epoch ms of a timestamp the format accepted, NaN if it does not exist. One parse for readings,

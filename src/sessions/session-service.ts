@@ -11,8 +11,8 @@ import {
   type SessionStore,
 } from './session-store';
 import { DRIFT_MIN_SESSIONS, parseThresholdClasses, thresholdFor } from './thresholds';
+import { DAY_MS } from '../time-units';
 
-const DAY_MS = 86_400_000;
 /** A vehicle whose sessions were never built is computed from this long before the window. */
 const UNBUILT_LOOKBACK_MS = 2 * DAY_MS;
 

@@ -8,6 +8,7 @@ import { MAX_TRANSACTION_ID } from '../ocpp/transaction-store';
 import { LATEST_WINDOW_END_MS } from '../reports/window-params';
 import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
 import { DRIFT_BASELINE_DAYS } from './thresholds';
+import { DAY_MS } from '../time-units';
 
 /**
  * Session ids, as the sessions list gives them: `d-<start, epoch ms>` for a detected session (its
@@ -16,8 +17,6 @@ import { DRIFT_BASELINE_DAYS } from './thresholds';
  */
 export const DETECTED_SESSION_ID = /^d-(-?\d{1,15})$/;
 export const TRANSACTION_SESSION_ID = /^tx-(\d{1,10})$/;
-
-const DAY_MS = 86_400_000;
 
 /** A charging session as computed from readings (see session-sql.ts). */
 export interface SessionRow {

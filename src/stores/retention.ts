@@ -3,7 +3,7 @@
  * many days ago. The partition maintainer drops what is before it (history and what is derived
  * from it), and ingest refuses readings dated before it, which would be stored only to be dropped.
  */
-const DAY_MS = 86_400_000;
+import { DAY_MS } from '../time-units';
 
 /** Epoch ms of the first instant kept, or null when everything is kept (RETENTION_DAYS=0). */
 export function retainedFrom(nowMs: number, retentionDays: number): number | null {

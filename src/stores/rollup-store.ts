@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { FOLD, RAW_PIECE, previousEnergy, rollupPiece } from './energy-fold';
+import { HOUR_MS } from '../time-units';
 
 /**
  * Rollups per hour (telemetry_hourly) and per quarter hour (telemetry_15min, for the partial hours
@@ -58,16 +59,23 @@ const ROLLUP_COLUMNS = [
   'last_soc',
 ];
 
+/** The quarter hour (QUARTER_MS) in SQL. */
+const QUARTER = `interval '15 minutes'`;
+
 /** A quarter hour's start (UTC quarters: every time zone's offset is a multiple of 15 minutes). */
 export const quarterOf = (ts: string) =>
-  `date_bin('15 minutes', ${ts}, timestamptz '2000-01-01T00:00:00Z')`;
+  `date_bin(${QUARTER}, ${ts}, timestamptz '2000-01-01T00:00:00Z')`;
+
+/** History rows `t` within the quarter hour starting at `quarter`. */
+export const inQuarter = (t: string, quarter: string) =>
+  `${t}.ts >= ${quarter} AND ${t}.ts < ${quarter} + ${QUARTER}`;
 
 /**
  * The mapping row `m` (vehicle_meter_map) was in force during some of the quarter hour starting
  * at `quarter`. (Not a range over `quarter`: looked up per meter, its marks are read by key.)
  */
 export const mappedInQuarter = (m: string, quarter: string) =>
-  `${m}.valid_from < ${quarter} + interval '15 minutes' AND (${m}.valid_to IS NULL OR ${m}.valid_to > ${quarter})`;
+  `${m}.valid_from < ${quarter} + ${QUARTER} AND (${m}.valid_to IS NULL OR ${m}.valid_to > ${quarter})`;
 
 /**
  * Folds `source` (pieces with device_type, device_id and `bucket`) into one rollup row per device
@@ -178,7 +186,7 @@ ${upsertBothGrains(
   FROM due d
   JOIN telemetry_history t
     ON t.device_type = d.device_type AND t.device_id = d.device_id
-   AND t.ts >= d.quarter AND t.ts < d.quarter + interval '15 minutes'`,
+   AND ${inQuarter('t', 'd.quarter')}`,
   `
   SELECT q.* FROM (SELECT DISTINCT device_type, device_id, date_trunc('hour', quarter, 'UTC') AS hour
                    FROM due) h
@@ -201,8 +209,6 @@ WITH ${upsertBothGrains(`
   WHERE t.ts >= ? AND t.ts < ?`)},
 ${markSessions('quarters')}
 SELECT count(*)::int AS hours FROM hours`;
-
-const HOUR_MS = 3_600_000;
 
 /** One device's quarter hour, as a mark names it. */
 export interface DeviceQuarter {

@@ -5,7 +5,7 @@ import { bodyFormatOf, mediaTypesOf, readBodyText } from '../http/read-body';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { ErrorBody, ErrorDetail } from '../schema/primitives';
 import { parseIngestText } from './ingest-input';
-import type { IngestInput, IngestService } from './ingest-service';
+import { noValidReadings, type IngestInput, type IngestService } from './ingest-service';
 
 const AnyReading = Type.Union(DEVICE_KINDS.map((k) => k.readingSchema) as TSchema[]);
 
@@ -133,9 +133,10 @@ export function ingestRoutes({
         const rejected = outcome.errors.length;
         if (accepted === 0) {
           const first = errors[0];
+          const { code, message } = noValidReadings(outcome.errors);
           return reply(400, {
-            error: 'no_valid_readings',
-            message: `None of the ${rejected} readings is valid (first: reading ${first.index}: ${first.message})`,
+            error: code,
+            message,
             details: first.details.map((d) => ({
               path: `/${first.index}${d.path === '/' ? '' : d.path}`,
               message: d.message,

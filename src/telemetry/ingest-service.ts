@@ -34,6 +34,12 @@ export interface ItemError {
 export type IngestOutcome =
   { kind: 'single'; reading: Reading } | { kind: 'batch'; accepted: number; errors: ItemError[] };
 
+/** A list none of whose readings is valid, as HTTP's 400 and MQTT's rejects list name it. */
+export const noValidReadings = (errors: readonly ItemError[]) => ({
+  code: 'no_valid_readings',
+  message: `None of the ${errors.length} readings is valid (first: reading ${errors[0].index}: ${errors[0].message})`,
+});
+
 /** A Redis that accepts connections but does not answer must still give a fast 503. */
 const ENQUEUE_TIMEOUT_MS = 1000;
 
