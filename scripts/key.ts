@@ -2,10 +2,14 @@
  * `npm run key -- --name gateway-1 --scopes ingest[+read+admin]`: prints a new API key (give it to
  * the client, once) and the API_KEYS entry that admits it (only the key's SHA-256 is stored).
  */
-import { SCOPES, generateKey, type Scope } from '../src/auth/api-keys';
+import {
+  API_KEY_NAME,
+  API_KEY_NAME_RULE,
+  SCOPES,
+  generateKey,
+  type Scope,
+} from '../src/auth/api-keys';
 import { exitOnUsageError, parseCommandLine, UsageError } from './cli';
-
-const NAME_RULE = '1-64 characters from A-Z a-z 0-9 _ . -';
 
 const command = {
   usage: `npm run key -- --name NAME --scopes ${SCOPES.join('+')}`,
@@ -13,7 +17,7 @@ const command = {
     name: {
       type: 'string',
       value: 'NAME',
-      help: `the client's name: ${NAME_RULE}`,
+      help: `the client's name: ${API_KEY_NAME_RULE}`,
     },
     scopes: {
       type: 'string',
@@ -27,7 +31,7 @@ function main(): void {
   const { values } = parseCommandLine(process.argv.slice(2), command);
   const { name, scopes: scopeText } = values;
   if (!name) throw new UsageError(`--name is required\nusage: ${command.usage}`);
-  if (!/^[\w.-]{1,64}$/.test(name)) throw new UsageError(`--name must be ${NAME_RULE}`);
+  if (!API_KEY_NAME.test(name)) throw new UsageError(`--name must be ${API_KEY_NAME_RULE}`);
   const scopes = (scopeText ?? '').split('+').filter(Boolean);
   if (scopes.length === 0) throw new UsageError(`--scopes is required\nusage: ${command.usage}`);
   const unknown = scopes.filter((s) => !SCOPES.includes(s as Scope));

@@ -9,6 +9,7 @@
 import { once } from 'node:events';
 import { RPCClient } from 'ocpp-rpc';
 import { OCPP_PROTOCOL } from '../src/ocpp/ocpp-endpoint';
+import { ENERGY_REGISTER } from '../src/ocpp/meter-values';
 
 type ClientOptions = ConstructorParameters<typeof RPCClient>[0];
 
@@ -168,7 +169,7 @@ export function meterValue(timestamp: string, registerWh: number, voltage?: numb
     sampledValue: [
       {
         value: String(registerWh),
-        measurand: 'Energy.Active.Import.Register',
+        measurand: ENERGY_REGISTER,
         unit: 'Wh',
         context: 'Sample.Periodic',
       },

@@ -43,3 +43,7 @@ export const unsupportedMediaType = (message: string) =>
 
 export const serviceUnavailable = (code: string, message: string, retryAfterS: number) =>
   new AppError(503, code, message, [], { 'Retry-After': String(retryAfterS) });
+
+/** Redis away or failing over (a replica takes over within about a second): retry soon. */
+export const redisUnavailable = (message: string, code = 'redis_unavailable') =>
+  serviceUnavailable(code, message, 1);

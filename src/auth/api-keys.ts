@@ -13,6 +13,10 @@ export interface ApiKey {
 
 export const hashKey = (key: string) => createHash('sha256').update(key, 'utf8').digest();
 
+/** A key's name, as API_KEYS entries and `npm run key` take it. */
+export const API_KEY_NAME = /^[\w.-]{1,64}$/;
+export const API_KEY_NAME_RULE = '1-64 characters from A-Z a-z 0-9 _ . -';
+
 /**
  * Parses API_KEYS: comma-separated `name:scopes:sha256hex` entries, scopes joined with `+`.
  * Returns the keys and the problems found (each naming the entry and what is wrong).
@@ -31,8 +35,7 @@ export function parseApiKeys(text: string): { keys: ApiKey[]; problems: string[]
       problems.push(`${where}: expected name:scopes:sha256hex`);
       return;
     }
-    if (!/^[\w.-]{1,64}$/.test(name))
-      problems.push(`${where}: the name must be 1-64 characters from A-Z a-z 0-9 _ . -`);
+    if (!API_KEY_NAME.test(name)) problems.push(`${where}: the name must be ${API_KEY_NAME_RULE}`);
     const scopes = scopeText.split('+');
     const unknown = scopes.filter((s) => !SCOPES.includes(s as Scope));
     if (unknown.length > 0)

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError, badRequest, serviceUnavailable } from '../errors';
+import { AppError, badRequest, redisUnavailable, serviceUnavailable } from '../errors';
 import { isDatabaseUnavailable, isStatementTimeout } from '../stores/database-errors';
 import type { Logger } from '../logger';
 import { isRedisUnavailable } from '../redis';
@@ -48,10 +48,8 @@ function fromDatabaseError(err: unknown): AppError | null {
 /** Redis down or failing over on a read (live state): as retryable as ingest's own 503. */
 function fromRedisError(err: unknown): AppError | null {
   return isRedisUnavailable(err)
-    ? serviceUnavailable(
-        'redis_unavailable',
+    ? redisUnavailable(
         'Redis, which holds live state, is not available right now; try again shortly',
-        1,
       )
     : null;
 }

@@ -55,22 +55,22 @@ export interface MeterValuesResult {
 }
 
 export const ENERGY_REGISTER = 'Energy.Active.Import.Register';
-export const VOLTAGE = 'Voltage';
+const VOLTAGE = 'Voltage';
 
 /** OCPP 1.6 §7.31: a SampledValue without measurand is the active import register. */
-export function measurandOf(sample: SampledValue): string {
+function measurandOf(sample: SampledValue): string {
   return sample.measurand ?? ENERGY_REGISTER;
 }
 
 /** Factor from the sample's unit to kWh; undefined = not an energy unit we accept. Default Wh. */
-export function kwhPerUnit(unit: string | undefined): number | undefined {
+function kwhPerUnit(unit: string | undefined): number | undefined {
   if (unit === undefined || unit === 'Wh') return 0.001;
   if (unit === 'kWh') return 1;
   return undefined;
 }
 
 /** Voltage samples must be in V (the default when absent). */
-export function isVoltUnit(unit: string | undefined): boolean {
+function isVoltUnit(unit: string | undefined): boolean {
   return unit === undefined || unit === 'V';
 }
 
@@ -90,7 +90,7 @@ export function parseReading(value: string): number | 'non-numeric value' | 'neg
 const MAX_VOLTS = meterKind.fields.voltage.schema.maximum ?? Infinity;
 
 /** Checks one sample we read (register or voltage); returns its value in kWh / V, or why not. */
-export function readSample(sample: SampledValue): number | RejectReason {
+function readSample(sample: SampledValue): number | RejectReason {
   // SignedData carries an opaque signed blob, not a number we may use as is.
   if (sample.format === 'SignedData') return 'signed data';
   const isRegister = measurandOf(sample) === ENERGY_REGISTER;
@@ -145,7 +145,7 @@ export function registerKwh(reads: readonly Read[], phasedRejected: boolean): nu
 }
 
 /** The element's voltage: the unphased value if sent, else the mean of the phases sent. */
-export function voltageOf(reads: readonly Read[]): number | undefined {
+function voltageOf(reads: readonly Read[]): number | undefined {
   const total = reads.find((r) => !r.phased);
   if (total) return round6(total.value);
   if (reads.length === 0) return undefined;
@@ -153,7 +153,7 @@ export function voltageOf(reads: readonly Read[]): number | undefined {
 }
 
 /** The context of a sample taken at a transaction's end (OCPP 1.6 ReadingContext). */
-export const TRANSACTION_END = 'Transaction.End';
+const TRANSACTION_END = 'Transaction.End';
 
 /**
  * Turns a `meterValue` array into readings; bad samples are rejected, the rest is kept. With

@@ -6,7 +6,7 @@ import type { LiveStateStore } from '../telemetry/live-state';
 import type { ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import { CHARGE_POINT_ID_PATTERN, CHARGE_POINT_ID_RULE } from './ocpp-endpoint';
-import type { IdTagStore } from './id-tag-store';
+import type { IdTag, IdTagStore } from './id-tag-store';
 import type { Transaction, TransactionStore } from './transaction-store';
 
 /**
@@ -98,6 +98,11 @@ const openTransactionJson = (t: Transaction) => ({
   meterStartKwh: t.meterStartWh / 1000,
 });
 
+const idTagJson = (tag: IdTag) => ({ ...tag, updatedAt: tag.updatedAt.toISOString() });
+
+const idTagNotRegistered = (idTag: string) =>
+  notFound(`idTag ${idTag} is not registered to a vehicle`);
+
 /** `/v1/id-tags/{idTag}` and `/v1/charge-points[/{id}]`. */
 export function ocppRoutes({
   idTags,
@@ -178,7 +183,7 @@ export function ocppRoutes({
       responses: { 200: { description: 'registered', schema: IdTag } },
       handler: async ({ params, body }) => {
         const tag = await idTags.set(params.idTag, body.vehicleId);
-        return reply(200, { ...tag, updatedAt: tag.updatedAt.toISOString() });
+        return reply(200, idTagJson(tag));
       },
     }),
     defineRoute({
@@ -195,8 +200,8 @@ export function ocppRoutes({
       },
       handler: async ({ params }) => {
         const tag = await idTags.get(params.idTag);
-        if (!tag) throw notFound(`idTag ${params.idTag} is not registered to a vehicle`);
-        return reply(200, { ...tag, updatedAt: tag.updatedAt.toISOString() });
+        if (!tag) throw idTagNotRegistered(params.idTag);
+        return reply(200, idTagJson(tag));
       },
     }),
     defineRoute({
@@ -212,8 +217,7 @@ export function ocppRoutes({
         404: { description: 'not registered', schema: ErrorBody },
       },
       handler: async ({ params }) => {
-        if (!(await idTags.delete(params.idTag)))
-          throw notFound(`idTag ${params.idTag} is not registered to a vehicle`);
+        if (!(await idTags.delete(params.idTag))) throw idTagNotRegistered(params.idTag);
         return reply(204, undefined);
       },
     }),

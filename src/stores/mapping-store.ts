@@ -39,6 +39,10 @@ function nowAfter(current: number, earliestAllowed: Date | null): Date {
   return new Date(latest >= current && latest - current < SAME_MOMENT_MS ? latest + 1 : current);
 }
 
+/** A vehicle's mapping changes take turns: each holds this lock until its transaction ends. */
+const lockVehicle = (trx: Knex.Transaction, vehicleId: string) =>
+  trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
+
 export class MappingStore {
   constructor(private readonly db: Knex) {}
 
@@ -55,7 +59,7 @@ export class MappingStore {
     { now }: { now?: () => number } = {},
   ): Promise<{ current: MappingPeriod; previous: MappingPeriod | null; changed: boolean }> {
     return this.db.transaction(async (trx) => {
-      await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
+      await lockVehicle(trx, vehicleId);
       const current = await trx<MappingRow>(TABLE)
         .where({ vehicle_id: vehicleId })
         .whereNull('valid_to')
@@ -117,7 +121,7 @@ export class MappingStore {
    */
   async endPeriod(vehicleId: string, meterId: string, from: Date, to: Date): Promise<boolean> {
     return this.db.transaction(async (trx) => {
-      await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
+      await lockVehicle(trx, vehicleId);
       const open = trx(TABLE)
         .where({ vehicle_id: vehicleId, meter_id: meterId, valid_from: from })
         .where((q) => q.whereNull('valid_to').orWhere('valid_to', '>', to));

@@ -1,5 +1,5 @@
 import { withTimeout } from '../with-timeout';
-import { AppError, serviceUnavailable, type ErrorDetail } from '../errors';
+import { AppError, redisUnavailable, type ErrorDetail } from '../errors';
 import { tooManyReadings } from './ingest-input';
 import type { Logger } from '../logger';
 import type { IngestQueues, QueueShard } from '../queue/ingest-queue';
@@ -298,8 +298,7 @@ export class IngestService {
         { err },
         'connector check failed: refused as unavailable (HTTP 503; MQTT tries again)',
       );
-      this.metrics.onUnavailable('redis_unavailable');
-      throw serviceUnavailable('redis_unavailable', 'Redis is not available; retry shortly', 1);
+      throw this.unavailable(redisUnavailable('Redis is not available; retry shortly'));
     }
     for (const reading of candidates) {
       if (!connectors.has(reading.id)) continue;
@@ -316,33 +315,35 @@ export class IngestService {
     try {
       this.deps.admission.check(readings.length, this.buffer.pendingReadings);
     } catch (err) {
-      this.metrics.onUnavailable((err as AppError).code);
-      throw err;
+      throw this.unavailable(err as AppError);
     }
     try {
       await this.buffer.add(readings);
       this.deps.admission.noteStored(readings.length);
     } catch (err) {
       if (err instanceof NotReplicatedError) {
-        this.metrics.onUnavailable('redis_not_replicated');
-        throw serviceUnavailable(
-          'redis_not_replicated',
-          `The readings were not confirmed by Redis replicas in time (${err.message}); send them again`,
-          1,
+        throw this.unavailable(
+          redisUnavailable(
+            `The readings were not confirmed by Redis replicas in time (${err.message}); send them again`,
+            'redis_not_replicated',
+          ),
         );
       }
       this.deps.logger.warn(
         { err },
         'enqueue failed: refused as unavailable (HTTP 503; MQTT tries again)',
       );
-      this.metrics.onUnavailable('redis_unavailable');
-      throw serviceUnavailable(
-        'redis_unavailable',
-        'The ingest queue (Redis) is not available; retry shortly',
-        1,
+      throw this.unavailable(
+        redisUnavailable('The ingest queue (Redis) is not available; retry shortly'),
       );
     }
     this.metrics.onAccepted(readings);
+  }
+
+  /** A 503 of ingest, counted by its code. */
+  private unavailable(err: AppError): AppError {
+    this.metrics.onUnavailable(err.code);
+    return err;
   }
 
   /** Waits until every reading already accepted is stored (used on shutdown). */

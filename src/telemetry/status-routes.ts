@@ -1,5 +1,5 @@
 import { Type, type TSchema } from '@sinclair/typebox';
-import { notFound, serviceUnavailable } from '../errors';
+import { notFound, redisUnavailable } from '../errors';
 import { withTimeout } from '../with-timeout';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import type { Logger } from '../logger';
@@ -129,10 +129,8 @@ export function statusRoutes({
     const row = await stored;
     if (row) return fromDatabase(row);
     if (live === undefined) {
-      throw serviceUnavailable(
-        'redis_unavailable',
+      throw redisUnavailable(
         `Redis is not available and PostgreSQL has no reading of ${type} ${id} yet; retry shortly`,
-        1,
       );
     }
     return null;
