@@ -27,7 +27,7 @@ function startChild(name: string, relativeEntry: string): ChildProcess {
     env: process.env,
     detached: true,
   });
-  logger.info({ process: name, pid: child.pid }, `${name} started`);
+  logger.info({ process: name, childPid: child.pid }, `${name} started`);
   return child;
 }
 

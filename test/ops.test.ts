@@ -1,7 +1,8 @@
 import request from 'supertest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import http, { type Server } from 'node:http';
+import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import os from 'node:os';
@@ -69,6 +70,7 @@ describe('docker-compose stack', () => {
         volumes?: string[];
         environment?: Record<string, string>;
         profiles?: string[];
+        healthcheck?: { test: string[] };
       }
     >;
   };
@@ -120,6 +122,35 @@ describe('docker-compose stack', () => {
         expect(
           existsSync(path.join(ROOT, entry.replace(/^dist\//, '').replace(/\.js$/, '.ts'))),
         ).toBe(true);
+    }
+  });
+
+  test("when Docker checks the engine's services, then each probes its own /health/ready, and the probe runs", async () => {
+    const probes = {
+      api: 'PORT',
+      flusher: 'FLUSHER_PORT',
+      'api-cluster': 'PORT',
+      'flusher-cluster': 'FLUSHER_PORT',
+    };
+    for (const [name, portVariable] of Object.entries(probes)) {
+      const { healthcheck, environment = {} } = compose.services[name];
+      const [cmd, node, flag, script] = healthcheck?.test ?? [];
+      expect([cmd, node, flag]).toEqual(['CMD', 'node', '-e']);
+      expect(script).toContain(`http://127.0.0.1:${environment[portVariable]}/health/ready`);
+    }
+    // The probe itself, against a server that is ready and then one that is not.
+    const script = compose.services.api.healthcheck?.test[3] ?? '';
+    for (const status of [200, 503]) {
+      const server = http.createServer((req, res) => {
+        res.statusCode = req.url === '/health/ready' ? status : 404;
+        res.end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as AddressInfo;
+      const probe = spawn(process.execPath, ['-e', script.replace(':3000/', `:${port}/`)]);
+      const [exitCode] = (await once(probe, 'exit')) as [number];
+      server.close();
+      expect(exitCode).toBe(status === 200 ? 0 : 1);
     }
   });
 

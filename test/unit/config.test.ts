@@ -224,7 +224,7 @@ describe('configuration problems', () => {
     // An integer setting is digits alone: an exponent is more likely a slip.
     ['PORT', '1e3', 'PORT="1e3": expected an integer from 0 to 65535'],
     ['MAX_BATCH_READINGS', '5E2', 'MAX_BATCH_READINGS="5E2": expected an integer from 1 to 100000'],
-    ['EFFICIENCY_THRESHOLD', '0x1', 'EFFICIENCY_THRESHOLD="0x1": expected a number from 0 to 10'],
+    ['EFFICIENCY_THRESHOLD', '0x1', 'EFFICIENCY_THRESHOLD="0x1": expected a number from 0 to 1'],
     ['FLUSHER_PORT', 'x', 'FLUSHER_PORT="x": expected an integer from 0 to 65535'],
     ['MAX_BATCH_READINGS', '0', 'MAX_BATCH_READINGS="0": expected an integer from 1 to 100000'],
     [
@@ -237,7 +237,7 @@ describe('configuration problems', () => {
       '1',
       'REDIS_MEMORY_HIGH_WATER="1": expected a number from 0.1 to 0.99',
     ],
-    ['EFFICIENCY_THRESHOLD', 'NaN', 'EFFICIENCY_THRESHOLD="NaN": expected a number from 0 to 10'],
+    ['EFFICIENCY_THRESHOLD', 'NaN', 'EFFICIENCY_THRESHOLD="NaN": expected a number from 0 to 1'],
     [
       'RATE_LIMIT_PER_S',
       'Infinity',
@@ -326,7 +326,7 @@ describe('configuration problems', () => {
   test.each([
     ['3.7:0.75,3.7:0.8', '3.7 kW is given more than once'],
     ['*:0.8,11:0.82,*:0.9', '* is given more than once'],
-    ['3.7:11.5,*:0.88', "threshold 11.5 is outside 0 to 10 (EFFICIENCY_THRESHOLD's range)"],
+    ['3.7:11.5,*:0.88', "threshold 11.5 is outside 0 to 1 (EFFICIENCY_THRESHOLD's range)"],
   ])(
     'when EFFICIENCY_THRESHOLDS is %j, then the problem says which class cannot be used',
     (value, problem) => {
