@@ -10,7 +10,7 @@ import {
 import { createLogger } from './logger';
 import { createMqttService } from './mqtt/mqtt-service';
 import { IngestQueues } from './queue/ingest-queue';
-import { createRedis, waitForRedis } from './redis';
+import { createRedis, REDIS_START_WAIT_MS, waitForRedis } from './redis';
 import { createRedisKeys } from './redis-keys';
 import { assertDependenciesReachable } from './startup-checks';
 
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     await assertDependenciesReachable(config, { postgres: false, mqtt: true });
 
     const redis = createRedis(config, 'command');
-    await waitForRedis(redis, 5000);
+    await waitForRedis(redis, REDIS_START_WAIT_MS);
     const queues = new IngestQueues({
       connection: redis,
       keys: createRedisKeys(config.redisPrefix),

@@ -118,6 +118,9 @@ export function connectionFor(redis: RedisClient, slot: number): Redis | null {
   );
 }
 
+/** How long a process waits for Redis at start before saying it cannot reach it. */
+export const REDIS_START_WAIT_MS = 5000;
+
 /** Waits until the connection is ready, or fails after `timeoutMs`. */
 export async function waitForRedis(redis: RedisClient, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return;

@@ -16,7 +16,7 @@ import { createLogger } from './logger';
 import { createRegistry } from './metrics';
 import { startMqttIntake } from './mqtt/mqtt-intake';
 import { IngestQueues } from './queue/ingest-queue';
-import { createRedis, waitForRedis } from './redis';
+import { createRedis, REDIS_START_WAIT_MS, waitForRedis } from './redis';
 import { createRedisKeys } from './redis-keys';
 import {
   assertDependenciesReachable,
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     if (!postgres) await assertSchemaMigrated(db, config.databaseUrl);
     const genericDb = createGenericPlanDb(config, 'energy-api-generic', logger);
     const redis = createRedis(config, 'command');
-    await waitForRedis(redis, 5000);
+    await waitForRedis(redis, REDIS_START_WAIT_MS);
     const queues = new IngestQueues({
       connection: redis,
       keys: createRedisKeys(config.redisPrefix),

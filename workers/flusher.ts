@@ -12,7 +12,7 @@ import {
   stopOnSignals,
 } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
-import { createRedis, waitForRedis } from '../src/redis';
+import { createRedis, REDIS_START_WAIT_MS, waitForRedis } from '../src/redis';
 import { assertRedisReachable, assertSchemaMigrated, postgresProblem } from '../src/startup-checks';
 import { createFlusher } from './flusher-service';
 import { checkRedisDurability } from './redis-durability';
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     const genericDb = createGenericPlanDb(config, 'energy-flusher-generic', logger);
     const redis = createRedis(config, 'command');
     const workerConnection = createRedis(config, 'blocking');
-    await waitForRedis(redis, 5000);
+    await waitForRedis(redis, REDIS_START_WAIT_MS);
     const flusher = createFlusher({
       config,
       db,

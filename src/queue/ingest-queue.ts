@@ -118,7 +118,8 @@ export class IngestQueues {
   /** Shards in use by other processes (see shardsInUse) and not by this one, opened to be read. */
   private readonly others = new Map<string, QueueShard>();
   private readonly connection: RedisClient;
-  private readonly keys: RedisKeys;
+  /** The process's Redis keys: the pipeline built on these queues uses the same. */
+  readonly keys: RedisKeys;
 
   constructor({
     connection,

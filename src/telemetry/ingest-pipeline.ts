@@ -5,7 +5,7 @@ import { createIngestMetrics } from '../metrics';
 import { shardsInUse, shardsSharingMasters, type IngestQueues } from '../queue/ingest-queue';
 import { backlogReadings } from '../queue/queue-stats';
 import type { RedisClient } from '../redis';
-import { createRedisKeys, type RedisKeys } from '../redis-keys';
+import type { RedisKeys } from '../redis-keys';
 import { connectorMetersAmong } from '../ocpp/charge-point-state';
 import { IngestAdmission } from './admission';
 import { createBatchStore, IngestService } from './ingest-service';
@@ -41,7 +41,7 @@ export function createIngestPipeline({
   logger: Logger;
   registry: Registry;
 }): IngestPipeline {
-  const keys = createRedisKeys(config.redisPrefix);
+  const { keys } = queues;
   const liveState = new LiveStateStore(redis, keys);
   const validator = createReadingValidator({
     maxClockSkewS: config.maxClockSkewS,
