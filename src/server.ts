@@ -1,8 +1,9 @@
 /** Entry point of the API process: `npm run start:api`. */
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
 import { startPlanRefresh } from './analytics/plan-refresh';
-import { ConfigError, loadConfig, redactUrl } from './config';
+import { ConfigError, loadConfig, redactUrl, type Config } from './config';
 import { createDb, createGenericPlanDb } from '../db/create-db';
 import {
   exitOnStartupFailure,
@@ -12,7 +13,7 @@ import {
   stopOnSignals,
 } from './lifecycle';
 import { trackRequests } from './http/graceful-close';
-import { createLogger } from './logger';
+import { createLogger, type Logger } from './logger';
 import { createRegistry } from './metrics';
 import { startMqttIntake } from './mqtt/mqtt-intake';
 import { IngestQueues } from './queue/ingest-queue';
@@ -32,6 +33,33 @@ const WARM_UP_TIMEOUT_MS = 15_000;
 /** How often the API checks whether PostgreSQL will plan its prepared statements again. */
 const PLAN_CHECK_INTERVAL_MS = 5_000;
 
+/** The API refuses to start open by accident; AUTH=off runs, and says what it leaves open. */
+function checkAuthSettings(config: Config, logger: Logger): void {
+  if (config.auth === 'on' && config.apiKeys.length === 0) {
+    throw new ConfigError([
+      'API_KEYS is empty: create a key with `npm run key -- --name gateway-1 --scopes ingest` and set API_KEYS, or set AUTH=off to serve without authentication',
+    ]);
+  }
+  if (config.auth === 'off') {
+    logger.warn('AUTH=off: every client can write and read; set API_KEYS to require keys');
+    // The limit is per key, and AUTH=off knows none: say so rather than limit nothing silently.
+    if (config.rateLimitPerS > 0) {
+      logger.warn(
+        `RATE_LIMIT_PER_S=${config.rateLimitPerS} has no effect with AUTH=off: the limit is per API key`,
+      );
+    }
+  }
+}
+
+function setConnectionTimeouts(server: Server): void {
+  // Gateways keep connections open; the load balancer's idle timeout should be below this.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  // A whole request must arrive within a minute (4 MB, BODY_LIMIT, at 0.6 Mbit/s): a client
+  // that stalls mid-body is answered 408 then, not after node:http's default five minutes.
+  server.requestTimeout = 60_000;
+}
+
 async function main(): Promise<void> {
   refuseArguments(
     process.argv.slice(2),
@@ -42,20 +70,7 @@ async function main(): Promise<void> {
     const config = loadConfig(process.env);
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'api' });
-    if (config.auth === 'on' && config.apiKeys.length === 0) {
-      throw new ConfigError([
-        'API_KEYS is empty: create a key with `npm run key -- --name gateway-1 --scopes ingest` and set API_KEYS, or set AUTH=off to serve without authentication',
-      ]);
-    }
-    if (config.auth === 'off') {
-      logger.warn('AUTH=off: every client can write and read; set API_KEYS to require keys');
-      // The limit is per key, and AUTH=off knows none: say so rather than limit nothing silently.
-      if (config.rateLimitPerS > 0) {
-        logger.warn(
-          `RATE_LIMIT_PER_S=${config.rateLimitPerS} has no effect with AUTH=off: the limit is per API key`,
-        );
-      }
-    }
+    checkAuthSettings(config, logger);
     // Ingest needs Redis only: a replica (re)started while PostgreSQL is down must still serve it.
     await assertDependenciesReachable(config, { postgres: false, mqtt: Boolean(config.mqttUrl) });
     const postgres = await postgresProblem(config.databaseUrl);
@@ -125,12 +140,7 @@ async function main(): Promise<void> {
     const server = await listen(api.app, config.port, 'PORT');
     const requests = trackRequests(server);
     api.ocpp.attach(server);
-    // Gateways keep connections open; the load balancer's idle timeout should be below this.
-    server.keepAliveTimeout = 65_000;
-    server.headersTimeout = 66_000;
-    // A whole request must arrive within a minute (4 MB, BODY_LIMIT, at 0.6 Mbit/s): a client
-    // that stalls mid-body is answered 408 then, not after node:http's default five minutes.
-    server.requestTimeout = 60_000;
+    setConnectionTimeouts(server);
     const { port } = server.address() as AddressInfo;
     logger.info(
       {
