@@ -22,6 +22,7 @@
 import { setMaxListeners } from 'node:events';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from '../logger';
+import { createFlappingDetector } from './flapping-connection';
 
 export const REASON_SUCCESS = 0x00;
 /** MQTT 5 "Payload format invalid": final, the broker does not redeliver the message. */
@@ -93,6 +94,8 @@ const RESUBSCRIBE_DELAY_MS = 5000;
 /** This many connections dropped within the window are logged as an error (see 'close'). */
 const FLAPPING_DROPS = 3;
 const FLAPPING_WINDOW_MS = 60_000;
+/** What to do when two processes share a session (the broker lets only one connect at a time). */
+const ONE_CLIENT_ID_EACH = 'give each engine process its own MQTT_CLIENT_ID';
 
 type Stream = MqttClient['stream'];
 
@@ -300,16 +303,13 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
 
   // Mosquitto 2.0.11 closes a session's connection when another client connects with its id,
   // without the DISCONNECT (0x8E) that says so: connections dropped again and again say it.
-  let drops: number[] = [];
-  let takeoverWarnedAt = -Infinity;
+  const flapping = createFlappingDetector({ drops: FLAPPING_DROPS, windowMs: FLAPPING_WINDOW_MS });
   const noteDroppedConnection = () => {
-    const now = Date.now();
-    drops = [...drops.filter((at) => now - at < FLAPPING_WINDOW_MS), now];
-    if (drops.length < FLAPPING_DROPS || now - takeoverWarnedAt < FLAPPING_WINDOW_MS) return;
-    takeoverWarnedAt = now;
+    const drops = flapping.dropped();
+    if (drops === null) return;
     o.logger.error(
-      { clientId: o.clientId, drops: drops.length, withinS: FLAPPING_WINDOW_MS / 1000 },
-      'MQTT connection dropped again and again after connecting: either another process connects with the same client id (give each engine process its own MQTT_CLIENT_ID), or the broker keeps restarting or closing connections (see its log)',
+      { clientId: o.clientId, drops, withinS: FLAPPING_WINDOW_MS / 1000 },
+      `MQTT connection dropped again and again after connecting: either another process connects with the same client id (${ONE_CLIENT_ID_EACH}), or the broker keeps restarting or closing connections (see its log)`,
     );
   };
 
@@ -343,7 +343,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     if (packet.reasonCode === REASON_SESSION_TAKEN_OVER) {
       o.logger.error(
         { clientId: o.clientId },
-        'MQTT session taken over: another process connected with the same client id (give each engine process its own MQTT_CLIENT_ID)',
+        `MQTT session taken over: another process connected with the same client id (${ONE_CLIENT_ID_EACH})`,
       );
     } else {
       o.logger.warn({ reasonCode: packet.reasonCode }, 'MQTT broker disconnected us');

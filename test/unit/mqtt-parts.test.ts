@@ -2,6 +2,7 @@ import { gzipSync } from 'node:zlib';
 import { meterKind, vehicleKind } from '../../src/devices/device-kinds';
 import { ConcurrencyLimit } from '../../src/mqtt/concurrency-limit';
 import { decodePayload } from '../../src/mqtt/payload';
+import { createFlappingDetector } from '../../src/mqtt/flapping-connection';
 import { RetryGate } from '../../src/mqtt/retry-gate';
 import { bindToTopic, createMqttTopics, topicKind } from '../../src/mqtt/topics';
 
@@ -230,5 +231,33 @@ describe('concurrency limit', () => {
     await Promise.all([...runs, last]);
     expect(most).toBe(2);
     expect(order).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('flapping connection', () => {
+  test('when drops reach the count within the window, then they are reported once per window', () => {
+    let now = 0;
+    const flapping = createFlappingDetector({ drops: 3, windowMs: 60_000, now: () => now });
+    const dropAt = (ms: number) => {
+      now = ms;
+      return flapping.dropped();
+    };
+    expect([dropAt(0), dropAt(10_000)]).toEqual([null, null]);
+    expect(dropAt(20_000)).toBe(3);
+    // Still flapping, but reported a window ago at most: quiet.
+    expect(dropAt(30_000)).toBeNull();
+    // A window after the report: the drops of the last minute count again (30, 81 and 82 s).
+    expect(dropAt(81_000)).toBeNull();
+    expect(dropAt(82_000)).toBe(3);
+  });
+
+  test('when drops are spread wider than the window, then nothing is reported', () => {
+    let now = 0;
+    const flapping = createFlappingDetector({ drops: 3, windowMs: 60_000, now: () => now });
+    const reports = [0, 40_000, 80_000, 120_000].map((ms) => {
+      now = ms;
+      return flapping.dropped();
+    });
+    expect(reports).toEqual([null, null, null, null]);
   });
 });
