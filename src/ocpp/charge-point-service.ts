@@ -455,21 +455,8 @@ export class ChargePointService {
       );
       return {};
     }
-    // The stop already recorded with the same register is this one sent again (after a failed
-    // store): taken as of now, it keeps that stop's instant, as a StartTransaction does.
-    const resent = known.stoppedAt && known.meterStopWh === req.meterStop ? known.stoppedAt : null;
-    const reportedStop = reported.asOfNow && resent ? resent : reported.at;
     const meterId = connectorMeterId(chargePointId, known.connectorId);
-    // A stop dated before its start: the charger's clock was lost (a reboot) or set back. The
-    // charge went on until some time before now: taken as of now too.
-    const clockLost = reportedStop < known.startedAt;
-    const stoppedAt = clockLost ? (resent ?? this.now()) : reportedStop;
-    if (clockLost) {
-      this.deps.logger.warn(
-        { chargePointId, transactionId: known.id, timestamp: req.timestamp, stoppedAt },
-        'StopTransaction dated before its start: taken as of now',
-      );
-    }
+    const { stoppedAt, clockLost } = this.stopInstant(known, req, reported);
     const transaction = await this.deps.transactions.stop(req.transactionId, {
       meterStopWh: req.meterStop,
       stoppedAt,
@@ -477,6 +464,64 @@ export class ChargePointService {
     });
     this.openStarts.forget(chargePointId);
     await this.recordRegister(chargePointId, known.connectorId);
+    await this.storeStopReadings({ known, transaction, req, meterId, stoppedAt, clockLost });
+    if (transaction?.vehicleId) {
+      // At the stop kept: a resent or conflicting stop does not move the period's end.
+      await this.deps.mapping.endPeriod(
+        transaction.vehicleId,
+        meterId,
+        justAfter(known.startedAt),
+        justAfter(transaction.stoppedAt ?? stoppedAt),
+      );
+    }
+    return req.idTag ? { idTagInfo: { status: await this.idTagStatus(req.idTag) } } : {};
+  }
+
+  /** When a stop took place, from its reported instant (see transactionInstant). */
+  private stopInstant(
+    known: Transaction,
+    req: StopTransactionReq,
+    reported: { at: Date; asOfNow: boolean },
+  ): { stoppedAt: Date; clockLost: boolean } {
+    // The stop already recorded with the same register is this one sent again (after a failed
+    // store): taken as of now, it keeps that stop's instant, as a StartTransaction does.
+    const resent = known.stoppedAt && known.meterStopWh === req.meterStop ? known.stoppedAt : null;
+    const reportedStop = reported.asOfNow && resent ? resent : reported.at;
+    // A stop dated before its start: the charger's clock was lost (a reboot) or set back. The
+    // charge went on until some time before now: taken as of now too.
+    const clockLost = reportedStop < known.startedAt;
+    const stoppedAt = clockLost ? (resent ?? this.now()) : reportedStop;
+    if (clockLost) {
+      this.deps.logger.warn(
+        {
+          chargePointId: known.chargePointId,
+          transactionId: known.id,
+          timestamp: req.timestamp,
+          stoppedAt,
+        },
+        'StopTransaction dated before its start: taken as of now',
+      );
+    }
+    return { stoppedAt, clockLost };
+  }
+
+  /** Stores a stop's readings (transactionData, meterStop) where they are its connector's. */
+  private async storeStopReadings({
+    known,
+    transaction,
+    req,
+    meterId,
+    stoppedAt,
+    clockLost,
+  }: {
+    known: Transaction;
+    /** The transaction as stored after this stop (null: gone). */
+    transaction: Transaction | null;
+    req: StopTransactionReq;
+    meterId: string;
+    stoppedAt: Date;
+    clockLost: boolean;
+  }): Promise<void> {
     // Its readings are the transaction's only if this stop is the one kept (or it again, resent
     // after a failed store): another stop's register would land in whatever transaction the
     // connector carries now, and count there.
@@ -509,20 +554,10 @@ export class ChargePointService {
       );
     } else {
       this.deps.logger.warn(
-        { chargePointId, transactionId: known.id },
+        { chargePointId: known.chargePointId, transactionId: known.id },
         'StopTransaction not kept (the transaction was stopped before): its readings are not stored',
       );
     }
-    if (transaction?.vehicleId) {
-      // At the stop kept: a resent or conflicting stop does not move the period's end.
-      await this.deps.mapping.endPeriod(
-        transaction.vehicleId,
-        meterId,
-        justAfter(known.startedAt),
-        justAfter(transaction.stoppedAt ?? stoppedAt),
-      );
-    }
-    return req.idTag ? { idTagInfo: { status: await this.idTagStatus(req.idTag) } } : {};
   }
 
   /**
