@@ -20,7 +20,7 @@ import {
   parseThresholdClasses,
   thresholdClassProblems,
 } from './sessions/thresholds';
-import { DECIMAL_TEXT } from './schema/validator';
+import { isNumberText } from './schema/validator';
 import { StartupError } from './startup-error';
 
 export const ENERGY_READINGS_MODES = ['interval', 'cumulative'] as const;
@@ -448,15 +448,9 @@ function conflictsOf(settings: Settings): string[] {
 
 const isNumber = (schema: SettingSchema) => schema.type === 'number' || schema.type === 'integer';
 
-/** An integer setting in digits alone: `PORT=1e3` is more likely a slip than a port. */
-const INTEGER_TEXT = /^-?\d+$/;
-
-/**
- * Unset, or a number written in decimal (ajv's coercion alone would take `0x10` for 16); an
- * integer setting in digits.
- */
+/** Unset, or a number written in decimal; an integer setting in digits (see isNumberText). */
 const isDecimal = (schema: SettingSchema, value: string | undefined) =>
-  value === undefined || (schema.type === 'integer' ? INTEGER_TEXT : DECIMAL_TEXT).test(value);
+  value === undefined || isNumberText(schema, value);
 
 const problemOf = (name: string, value: string | undefined) => {
   const schema = schemaOf(name);

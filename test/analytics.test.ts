@@ -430,6 +430,7 @@ describe('performance report, interval readings', () => {
     ['hours=Infinity', '/hours'],
     ['from=2024-03-20T00:00:00Z&hours=-Infinity', '/hours'],
     ['hours=0x10', '/hours'],
+    ['hours=1e1', '/hours'],
     ['hours=%201', '/hours'],
     ['bucket=day', '/bucket'],
   ])('when the query is %s, then 400 names %s', async (query, path) => {
@@ -440,7 +441,8 @@ describe('performance report, interval readings', () => {
 
   test.each([
     ['hours=Infinity', 'hours must be a whole number from 1 to 168'],
-    ['hours=1e1', null],
+    ['hours=1e1', 'hours must be a whole number from 1 to 168'],
+    ['hours=010', null],
     ['bucket=day', 'bucket must be "hour"'],
   ])('when the query is %s, then the message says what is accepted', async (query, message) => {
     const res = await report(e, 'V-456', query);

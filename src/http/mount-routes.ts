@@ -8,7 +8,7 @@ import type Ajv from 'ajv';
 import type { Authorize } from '../auth/authorize';
 import { AppError, invalidParameter } from '../errors';
 import {
-  DECIMAL_TEXT,
+  isNumberText,
   compile,
   createAjv,
   numberRule,
@@ -42,7 +42,7 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
         throw invalidParameter(name, 'must be given once, with a value');
       }
       const number = numbers.get(name);
-      if (number && !DECIMAL_TEXT.test(value)) {
+      if (number && !isNumberText(number, value)) {
         throw invalidParameter(name, numberRule(number));
       }
       input[name] = value;

@@ -72,14 +72,19 @@ export function compile<T extends TSchema>(ajv: Ajv, schema: T): ValidateFunctio
   return known ?? ajv.compile<Static<T>>(schema);
 }
 
-/**
- * A number as text (a query parameter, an environment variable) may write it. ajv's coercion
- * alone also takes "Infinity", "0x10" and "0b11".
- */
-export const DECIMAL_TEXT = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
-
 /** A JSON Schema of a number: its `type`, `minimum` and `maximum` are read. */
 type NumberSchema = Record<string, unknown>;
+
+const DECIMAL_TEXT = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
+/** An integer in digits alone: `hours=1e2` or `PORT=1e3` is more likely a slip than meant. */
+const INTEGER_TEXT = /^-?\d+$/;
+
+/**
+ * Whether a number given as text (a query parameter, an environment variable) is written as its
+ * schema's kind is: ajv's coercion alone also takes "Infinity", "0x10" and "0b11".
+ */
+export const isNumberText = ({ type }: NumberSchema, text: string): boolean =>
+  (type === 'integer' ? INTEGER_TEXT : DECIMAL_TEXT).test(text);
 
 /** What a number parameter or field accepts: "must be a whole number from 1 to 168". */
 export function numberRule({ type, minimum, maximum }: NumberSchema): string {
