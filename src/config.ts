@@ -189,7 +189,7 @@ export const settingsSchema = Type.Object({
       '`interval` or `cumulative` meter/vehicle energy values, for devices without their own setting (OCPP connectors are registers)',
   }),
   EFFICIENCY_THRESHOLD: number(0.85, EFFICIENCY_BOUNDS.minimum, EFFICIENCY_BOUNDS.maximum, {
-    description: 'efficiency below this raises an alert',
+    description: 'efficiency below this (0 to 1) raises an alert',
   }),
   ANALYTICS_CACHE_TTL_S: integer(30, 0, 86_400, { description: 'analytics cache lifetime' }),
   // A hot report then costs no Redis round trip; a copy never outlives its Redis entry.
