@@ -74,8 +74,19 @@ export interface AckAfterStoreSubscriber {
   readonly ready: boolean;
   /** Messages received and not yet acknowledged. */
   readonly unacked: number;
-  /** Stops taking messages, waits up to `timeoutMs` for those being stored, acknowledges them, disconnects (the session stays). */
-  close(timeoutMs: number): Promise<void>;
+  /** Messages handed to the handler since the start. */
+  readonly delivered: number;
+  /**
+   * Unsubscribes, now and on every later connection: the broker sends no new messages, only
+   * those it already queued in the session (Mosquitto 2.0.11 sends them all).
+   */
+  unsubscribe(): Promise<void>;
+  /**
+   * Stops taking messages, waits up to `timeoutMs` for those being stored, acknowledges them,
+   * disconnects: the session stays, unless `endSession` (the broker then forgets it and what it
+   * still queues for it).
+   */
+  close(timeoutMs: number, options?: { endSession?: boolean }): Promise<void>;
 }
 
 /** Keepalive below 30 s made Mosquitto's post-outage bursts (PINGRESP behind them) cut connections. */
@@ -159,6 +170,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
   /** Errors while reconnecting repeat every second: one log line per outage is enough. */
   let errorReported = false;
   let closing = false;
+  let unsubscribed = false;
   /** Aborts when the current connection closes, or on close(); every waiting message listens to it. */
   const newConnection = () => {
     const controller = new AbortController();
@@ -252,9 +264,11 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     pending.add(work);
   };
 
+  let delivered = 0;
   /** Hands a delivered packet to the handler, as a message of the current connection. */
-  const deliver = (packet: IPublishPacket, payload: Buffer) =>
-    o.handle({
+  const deliver = (packet: IPublishPacket, payload: Buffer) => {
+    delivered += 1;
+    return o.handle({
       topic: packet.topic,
       payload,
       qos: packet.qos,
@@ -262,6 +276,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
       retained: packet.retain,
       signal: connection.signal,
     });
+  };
 
   /** Aborted (the connection went, or close()): the broker delivers the message again. */
   const reportFailure = (err: unknown, topic: string) => {
@@ -325,7 +340,8 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     // Subscribed again even with a session kept: the session may hold another subscription (an
     // earlier MQTT_TOPIC_PREFIX), and renewing the same one changes nothing. Ready once it is.
     subscribed = false;
-    subscribe(client.stream);
+    if (unsubscribed) void client.unsubscribeAsync(o.subscription).catch(() => undefined);
+    else subscribe(client.stream);
   });
   client.on('close', () => {
     resumeReading(); // lets the closed connection's packet pump finish
@@ -363,7 +379,15 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     get unacked() {
       return fifo.length;
     },
-    async close(timeoutMs) {
+    get delivered() {
+      return delivered;
+    },
+    async unsubscribe() {
+      unsubscribed = true;
+      subscribed = false;
+      if (client.connected) await client.unsubscribeAsync(o.subscription);
+    },
+    async close(timeoutMs, { endSession = false } = {}) {
       closing = true;
       // Messages still waiting for storage stay unacknowledged, for the next start; those being
       // stored right now finish and are acknowledged.
@@ -371,7 +395,8 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
       const timer = new Promise((resolve) => setTimeout(resolve, timeoutMs).unref());
       await Promise.race([Promise.allSettled([...pending]), timer]);
       flushAcks();
-      await client.endAsync();
+      // MQTT 5 lets a DISCONNECT shorten the session's expiry, to 0: it ends with the connection.
+      await client.endAsync(false, endSession ? { properties: { sessionExpiryInterval: 0 } } : {});
     },
   };
 }

@@ -65,8 +65,15 @@ export interface MqttIntake {
   /** Resolves when connected and subscribed; rejects naming the broker otherwise (readiness). */
   ready(): Promise<void>;
   readonly unacked: number;
-  /** Stops taking messages, acknowledges those being stored, disconnects; the session stays. */
-  close(): Promise<void>;
+  /** Messages received since the start. */
+  readonly delivered: number;
+  /** Takes no new messages, only those the broker queued already (AckAfterStoreSubscriber). */
+  unsubscribe(): Promise<void>;
+  /**
+   * Stops taking messages, acknowledges those being stored, disconnects; the session stays,
+   * unless `endSession` (see AckAfterStoreSubscriber.close).
+   */
+  close(options?: { endSession?: boolean }): Promise<void>;
 }
 
 /** Retry delays while storage refuses: quick at first, at most 2 s behind a recovery. */
@@ -302,8 +309,12 @@ export function startMqttIntake({
     get unacked() {
       return started.unacked;
     },
-    async close() {
-      await started.close(CLOSE_TIMEOUT_MS);
+    get delivered() {
+      return started.delivered;
+    },
+    unsubscribe: () => started.unsubscribe(),
+    async close(options) {
+      await started.close(CLOSE_TIMEOUT_MS, options);
       gate.close();
     },
   };

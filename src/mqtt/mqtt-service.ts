@@ -15,8 +15,11 @@ export interface MqttService {
   /** `/health/live`, `/health/ready` (Redis and the broker) and `/metrics`; never listens. */
   healthApp: Express;
   registry: Registry;
-  /** Stops taking messages, stores and acknowledges those in hand, then stops the pipeline. */
-  close(): Promise<void>;
+  /**
+   * Stops taking messages, stores and acknowledges those in hand, then stops the pipeline;
+   * `endSession` ends the broker session too (see MqttIntake.close).
+   */
+  close(options?: { endSession?: boolean }): Promise<void>;
 }
 
 /**
@@ -62,9 +65,9 @@ export function createMqttService({
     intake,
     healthApp,
     registry,
-    async close() {
+    async close(options) {
       closing = true;
-      await intake.close();
+      await intake.close(options);
       await ingest.close();
     },
   };

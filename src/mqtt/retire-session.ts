@@ -1,0 +1,63 @@
+import type { Logger } from '../logger';
+import type { MqttService } from './mqtt-service';
+
+const POLL_MS = 100;
+const PROGRESS_LOG_MS = 5000;
+
+/**
+ * Retires an MQTT client id (a process scaled down for good): collects what the broker still
+ * queues in its session and ends the session. Mosquitto 2.0.11 keeps a stopped member's share of a
+ * shared subscription in its session and hands it to no other member (README, MQTT), so those
+ * messages are stored only when that id connects again. `service` runs under that id: connected,
+ * it stops its subscription (no new messages come), stores what the broker sends until none came
+ * for `quietMs` and none waits for storage, then disconnects ending the session. Never while a
+ * message is unacknowledged: that one would be lost with the session. Resolves with how many
+ * messages it stored (or refused to the rejects list).
+ */
+export async function retireSession(
+  service: MqttService,
+  {
+    quietMs,
+    connectTimeoutMs,
+    logger,
+  }: { quietMs: number; connectTimeoutMs: number; logger: Logger },
+): Promise<number> {
+  const { intake } = service;
+  await until(
+    () =>
+      intake.ready().then(
+        () => true,
+        () => false,
+      ),
+    connectTimeoutMs,
+  ).catch(() => {
+    throw new Error(`not connected and subscribed within ${connectTimeoutMs} ms`);
+  });
+  await intake.unsubscribe();
+  let seen = intake.delivered;
+  let quietSince = Date.now();
+  let loggedAt = Date.now();
+  while (Date.now() - quietSince < quietMs) {
+    await sleep(POLL_MS);
+    if (intake.delivered !== seen || intake.unacked > 0) {
+      seen = intake.delivered;
+      quietSince = Date.now();
+    }
+    if (Date.now() - loggedAt >= PROGRESS_LOG_MS) {
+      loggedAt = Date.now();
+      logger.info({ delivered: seen, unacked: intake.unacked }, 'collecting the session');
+    }
+  }
+  await service.close({ endSession: true });
+  return seen;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await sleep(POLL_MS);
+  }
+}

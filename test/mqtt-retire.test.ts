@@ -1,0 +1,103 @@
+/**
+ * Retiring an MQTT client id (`npm run mqtt:retire`) on this machine's broker (or TEST_MQTT_URL),
+ * real Redis, BullMQ and PostgreSQL.
+ */
+import mqtt, { type IConnackPacket, type MqttClient } from 'mqtt';
+import { retireSession } from '../src/mqtt/retire-session';
+import { startTestFlusher, waitFor, type TestFlusher } from './helpers/engine';
+import {
+  connectPublisher,
+  purgeSession,
+  startTestMqtt,
+  testBrokerUrl,
+  type TestMqtt,
+} from './helpers/mqtt';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+jest.setTimeout(60_000);
+
+const brokerUrl = testBrokerUrl();
+let ctx: TestContext;
+let flusher: TestFlusher;
+let publisher: MqttClient;
+let clientId: string;
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  flusher = await startTestFlusher(ctx);
+  publisher = await connectPublisher(brokerUrl);
+  clientId = `${ctx.config.redisPrefix}-retired`;
+});
+
+afterAll(async () => {
+  await publisher?.endAsync();
+  await purgeSession(brokerUrl, clientId).catch(() => undefined);
+  await flusher?.close();
+  await ctx?.cleanup();
+});
+
+async function startUnderRetiredId(): Promise<TestMqtt> {
+  const started = await startTestMqtt(ctx, {
+    mqttClientId: clientId,
+    mqttTopicPrefix: `test/${ctx.config.redisPrefix}`,
+  });
+  await waitFor(
+    () =>
+      started.service.intake.ready().then(
+        () => true,
+        () => false,
+      ),
+    15_000,
+    'subscribed',
+  );
+  return started;
+}
+
+async function historyOf(meterId: string): Promise<number> {
+  const rows = await ctx.db('telemetry_history').where({ device_id: meterId }).count('* as n');
+  return Number((rows[0] as { n: string }).n);
+}
+
+test('when a stopped process is retired, then what the broker queued for its id is stored and the session is gone', async () => {
+  // The process ran once (its session holds the shared subscription), then stopped for good.
+  const stopped = await startUnderRetiredId();
+  await stopped.close();
+  // Published while it is away: queued in its session, for no other member.
+  const readings = 7;
+  for (let i = 0; i < readings; i++) {
+    await publisher.publishAsync(
+      `test/${ctx.config.redisPrefix}/meters/M-retired`,
+      JSON.stringify({
+        kwhConsumedAc: 0.1,
+        voltage: 230,
+        timestamp: new Date(Date.UTC(2024, 4, 1, 0, i)).toISOString(),
+      }),
+      { qos: 1 },
+    );
+  }
+
+  const retiring = await startTestMqtt(ctx, {
+    mqttClientId: clientId,
+    mqttTopicPrefix: `test/${ctx.config.redisPrefix}`,
+  });
+  const collected = await retireSession(retiring.service, {
+    quietMs: 1000,
+    connectTimeoutMs: 15_000,
+    logger: ctx.logger,
+  });
+  await retiring.close();
+  expect(collected).toBe(readings);
+  await waitFor(async () => (await historyOf('M-retired')) === readings, 20_000, 'stored');
+
+  // The id has no session any more: the broker keeps nothing for it.
+  const probe = mqtt.connect(brokerUrl, {
+    protocolVersion: 5,
+    clientId,
+    clean: false,
+    reconnectPeriod: 0,
+    properties: { sessionExpiryInterval: 0 },
+  });
+  const connack = await new Promise<IConnackPacket>((resolve) => probe.once('connect', resolve));
+  await probe.endAsync();
+  expect(connack.sessionPresent).toBe(false);
+});
