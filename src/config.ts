@@ -65,10 +65,11 @@ const CLUSTER_NODE =
   '[A-Za-z0-9.-]+:([1-9]\\d{0,3}|[1-5]\\d{4}|6[0-4]\\d{3}|65[0-4]\\d{2}|655[0-2]\\d|6553[0-5])';
 
 /**
- * An efficiency threshold's range, for EFFICIENCY_THRESHOLD and each class of EFFICIENCY_THRESHOLDS:
- * an efficiency is DC over AC, at most 1 (above, a threshold would flag every vehicle).
+ * An efficiency threshold's range (EFFICIENCY_THRESHOLD, each class of EFFICIENCY_THRESHOLDS, the
+ * fleet report's `below`): an efficiency is DC over AC, at most 1 (a threshold above would flag
+ * every vehicle).
  */
-const EFFICIENCY_BOUNDS = { minimum: 0, maximum: 1 };
+export const EFFICIENCY_BOUNDS = { minimum: 0, maximum: 1 };
 
 export const settingsSchema = Type.Object({
   DATABASE_URL: text('postgres://postgres@127.0.0.1:5432/energy', {

@@ -176,6 +176,7 @@ describe('fleet report parameters', () => {
 
   test.each([
     ['below=abc', '/below'],
+    ['below=2', '/below'],
     ['limit=0', '/limit'],
     ['limit=10001', '/limit'],
     ['cursor=notacursor', '/cursor'],
@@ -272,6 +273,18 @@ describe('a meter mapped to two vehicles at once', () => {
     expect(ac).toEqual({ 'V-a': 4, 'V-b': 2, 'V-c': 2 });
     const before = await fleetIn('from=2024-09-01T09:00:00Z&to=2024-09-01T11:00:00Z');
     expect(before.body.sharedMeters).toEqual([]);
+  });
+
+  test('when the shared meter sent nothing in the window, then the report still names it, as each vehicle report warns', async () => {
+    const quiet = await fleetIn('from=2024-09-01T11:00:00Z&to=2024-09-01T11:20:00Z');
+    expect(quiet.body.withoutMeterData).toEqual(expect.arrayContaining(['V-a', 'V-b']));
+    expect(quiet.body.sharedMeters).toEqual([{ meterId: 'M-s', vehicles: ['V-a', 'V-b'] }]);
+    const report = await request(e.api.api.app)
+      .get('/v1/analytics/performance/V-a?from=2024-09-01T11:00:00Z&to=2024-09-01T11:20:00Z')
+      .expect(200);
+    expect(report.body.warnings).toEqual(
+      expect.arrayContaining([expect.stringContaining('Meter M-s was mapped to vehicle V-b too')]),
+    );
   });
 });
 

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import { EFFICIENCY_BOUNDS } from '../config';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody } from '../schema/primitives';
 import { decodeCursor, filterOfPage, limitOfPage, windowOfPage } from '../reports/paging';
@@ -12,8 +13,7 @@ const MAX_PAGE = 10_000;
 
 /** The fleet report's filters and page size, as its query declares them and its cursors must hold them. */
 const Below = Type.Number({
-  minimum: 0,
-  maximum: 10,
+  ...EFFICIENCY_BOUNDS,
   description: 'alert threshold; default EFFICIENCY_THRESHOLD',
 });
 const Limit = Type.Integer({

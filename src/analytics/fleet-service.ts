@@ -31,14 +31,17 @@ export interface FleetSnapshot {
 /**
  * Meters mapped to two or more of the vehicles at once within the window (their periods, clipped
  * to it, overlap): each such vehicle's AC counts the meter's whole energy. By meter, the vehicles
- * sorted.
+ * sorted. Every mapped vehicle counts, also one whose meters sent nothing in the window (listed
+ * under withoutMeterData): its own report warns of the sharing all the same.
  */
-export function sharedMeters(vehicles: FleetVehicle[]): FleetReport['sharedMeters'] {
+export function sharedMeters(
+  vehicles: Pick<FleetRow, 'vehicleId' | 'meters'>[],
+): FleetReport['sharedMeters'] {
   const periods = new Map<string, { vehicleId: string; from: number; to: number }[]>();
   for (const v of vehicles) {
     for (const m of v.meters) {
       const list = periods.get(m.meterId) ?? [];
-      list.push({ vehicleId: v.vehicleId, from: Date.parse(m.from), to: Date.parse(m.to) });
+      list.push({ vehicleId: v.vehicleId, from: m.from.getTime(), to: m.to.getTime() });
       periods.set(m.meterId, list);
     }
   }
@@ -194,7 +197,7 @@ export class FleetService {
     );
     snapshot.withoutMapping.sort();
     snapshot.withoutMeterData.sort();
-    snapshot.sharedMeters = sharedMeters(snapshot.vehicles);
+    snapshot.sharedMeters = sharedMeters(rows);
     return snapshot;
   }
 }

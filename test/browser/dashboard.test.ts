@@ -4,7 +4,14 @@ import { startTestEngine, waitForDrained, type TestEngine } from '../helpers/eng
 import { post } from './helpers/drifting-charger';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
 import { loadSimulatedFleet } from './helpers/fleet-loader';
-import { drawnPixels, parseFigure, recordCspViolations, runAxe } from './helpers/page-checks';
+import { palette } from '../../web/src/charts/palette';
+import {
+  drawnPixels,
+  parseFigure,
+  pixelsOfColour,
+  recordCspViolations,
+  runAxe,
+} from './helpers/page-checks';
 
 const HOUR_MS = 3_600_000;
 
@@ -174,7 +181,7 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
       if (point.efficiency !== null) expectRatioShown(hourly[i][2], point.efficiency);
     });
     // The chart's legend (its tooltip) shows the hour's efficiency as the table does.
-    const charging = report.series.findIndex((p) => p.efficiency !== null);
+    const charging = report.series.findIndex((p) => (p.dcDeliveredKwh ?? 0) > 0);
     expectRatioShown(
       await legendEfficiencyAt(page, charging, report.series.length),
       report.series[charging].efficiency,
@@ -192,9 +199,10 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
     await post(engine, '/v1/telemetry/map', {
       vehicleId,
       meterId,
-      since: new Date(lastWholeHour - 5 * HOUR_MS).toISOString(),
+      since: new Date(lastWholeHour - 50 * HOUR_MS).toISOString(),
     });
     // Charging 4 h and 2 h before the last whole hour; in the hour between, standby AC and no DC.
+    // And a day before: a line of its own length in the 7-day chart (idle hours in between).
     const hourReadings = (hoursBack: number, acKwh: number, dcKwh: number) =>
       [10, 20, 30, 40, 50].flatMap((minute) => {
         const timestamp = new Date(lastWholeHour - hoursBack * HOUR_MS + minute * 60_000);
@@ -210,6 +218,7 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
         ];
       });
     await post(engine, '/v1/telemetry/ingest', [
+      ...hourReadings(48, 2, 1.8),
       ...hourReadings(4, 2, 1.8),
       ...hourReadings(3, 0.0004, 0),
       ...hourReadings(2, 2, 1.8),
@@ -241,6 +250,15 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
       idle,
     );
     expectRatioShown(idleRow, 0);
+
+    // Over 7 days, where the chart draws no points, the charging hours still make a line: from
+    // 48 h back to 4 h back, about a quarter of the plot's width.
+    await page.goto(`${engine.url}/dashboard#/vehicles/${vehicleId}?window=7d`);
+    await page.waitForSelector('#efficiency .chart canvas');
+    const energyCanvas = '#efficiency .chart-figure:nth-of-type(1) canvas';
+    await expect(pixelsOfColour(page, energyCanvas, palette.efficiency)).resolves.toBeGreaterThan(
+      200,
+    );
   });
 });
 

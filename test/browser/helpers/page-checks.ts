@@ -74,6 +74,28 @@ export function drawnPixels(page: Page, selector: string): Promise<number> {
   });
 }
 
+/** Pixels of a canvas within a small distance of one colour (`#rrggbb`), antialiased edges aside. */
+export function pixelsOfColour(page: Page, selector: string, hex: string): Promise<number> {
+  return page.$eval(
+    selector,
+    (canvas, colour) => {
+      const c = canvas as HTMLCanvasElement;
+      const context = c.getContext('2d');
+      if (!context || c.width === 0 || c.height === 0) return 0;
+      const [r, g, b] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
+      const { data } = context.getImageData(0, 0, c.width, c.height);
+      let found = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        const near =
+          Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) < 40;
+        if (near && data[i + 3] > 200) found += 1;
+      }
+      return found;
+    },
+    hex,
+  );
+}
+
 /** "1,234.56 kWh" / "87.3 %" → 1234.56 / 87.3 (the page's en-US format, no-break space). */
 export function parseFigure(text: string): number {
   const match = /-?[\d,]+(?:\.\d+)?/.exec(text.replace(/\u00a0/g, ' '));

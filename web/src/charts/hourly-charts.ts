@@ -66,6 +66,10 @@ export function createEnergyChart(container: HTMLElement): {
           label: 'Efficiency',
           scale: 'percent',
           stroke: palette.efficiency,
+          // From charging hour to charging hour, across idle ones: a lone charging hour's value
+          // would otherwise draw nothing where points are hidden (uPlot hides them past about
+          // one per 14 px: a 7-day window).
+          spanGaps: true,
           width: 2,
           points: { size: 5 },
           value: show(formatRatioPercent),
@@ -126,7 +130,7 @@ export function createBatteryChart(container: HTMLElement): {
           scale: 'soc',
           stroke: palette.soc,
           width: 2,
-          spanGaps: false,
+          spanGaps: true,
           value: show(formatPercent),
         },
         {
