@@ -157,12 +157,16 @@ function judgingOf(env: NodeJS.ProcessEnv): JudgingSettings {
   }
 }
 
+/** The most meters, and vehicles, one simulator run models. */
+const MAX_FLEET_DEVICES = 100_000;
+
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): SimulateOptions {
   const { values } = parseCommandLine(argv, command);
-  // Each option's range: a value outside it is refused, not quietly made one inside it.
+  // Each option's range: a value outside it is refused, not quietly made one inside it. A fleet
+  // is held in memory: 1e9 meters ran out of heap before the first request.
   const ranges = {
-    meters: { min: 1, integer: true },
-    vehicles: { min: 1, integer: true },
+    meters: { min: 1, max: MAX_FLEET_DEVICES, integer: true },
+    vehicles: { min: 1, max: MAX_FLEET_DEVICES, integer: true },
     interval: { min: 1 },
     speed: { min: 0.001 },
     faulty: { min: 0, max: 1 },

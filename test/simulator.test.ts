@@ -69,7 +69,10 @@ describe('fleet simulator', () => {
     expect(() => parseArgs(['--chargers', '11kW'])).toThrow(/--chargers: not kW:share/);
     // Out of range is refused, not quietly made a value in range.
     expect(() => parseArgs(['--vehicles', '0'])).toThrow(
-      /--vehicles must be an integer of at least 1/,
+      /--vehicles must be an integer from 1 to 100000/,
+    );
+    expect(() => parseArgs(['--meters', '1e9'])).toThrow(
+      /--meters must be an integer from 1 to 100000/,
     );
     expect(() => parseArgs(['--faulty', '2'])).toThrow(/--faulty must be a number from 0 to 1/);
     expect(() => parseArgs(['--batch', '0'])).toThrow(/--batch must be an integer of at least 1/);
