@@ -385,6 +385,33 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test("when a running transaction's charger goes quiet, then its mean AC power is over the time its readings cover, not until now", async () => {
+    await registerIdTags([['CARD-QUIET', 'V-quiet']]);
+    const cp = await connect('CP-QUIET');
+    const wh = (value: string) => ({ value, unit: 'Wh', context: 'Sample.Periodic' });
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'CARD-QUIET',
+      meterStart: 20_000,
+      timestamp: '2024-04-06T10:00:00Z',
+    });
+    await cp.call('MeterValues', meterValues(1, '2024-04-06T10:30:00Z', wh('25500')));
+    await cp.call('MeterValues', meterValues(1, '2024-04-06T11:00:00Z', wh('31000')));
+    await waitForDrained(e.queue);
+    // Not stopped: the session runs until now, long after its last reading.
+    const res = await request(e.api.api.app)
+      .get('/v1/vehicles/V-quiet/sessions?from=2024-04-06T00:00:00Z&to=2024-04-07T00:00:00Z')
+      .expect(200);
+    expect(res.body.sessions).toEqual([
+      expect.objectContaining({
+        id: `tx-${transactionId}`,
+        open: true,
+        acConsumedKwh: 11,
+        meanAcPowerKw: 11, // 11 kWh over the hour its readings cover
+      }),
+    ]);
+  });
+
   test('when samples between start and stop are rounded to kWh or share the stop instant, then the session bills meterStop - meterStart exactly', async () => {
     await registerIdTags([['CARD-BILL', 'V-bill']]);
     const cp = await connect('CP-BILL');

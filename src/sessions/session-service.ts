@@ -126,7 +126,12 @@ export class SessionService {
     return rows.map((r, i) => {
       const durationS = (r.end.getTime() - r.start.getTime()) / 1000;
       const efficiency = sessionEfficiency(r);
-      const meanAcPowerKw = r.acKwh !== null && durationS > 0 ? r.acKwh / (durationS / 3600) : null;
+      // A running transaction's span ends now, its AC at its newest meter reading: its power is
+      // over that time (else a charger gone quiet, or a car left plugged in, lowered it by the
+      // minute, and with it the efficiency class and threshold it is judged by).
+      const poweredS =
+        r.running && r.lastAcAt ? (r.lastAcAt.getTime() - r.start.getTime()) / 1000 : durationS;
+      const meanAcPowerKw = r.acKwh !== null && poweredS > 0 ? r.acKwh / (poweredS / 3600) : null;
       const threshold = thresholdFor(this.classes, meanAcPowerKw, config.efficiencyThreshold);
       const base = baselines[i];
       // Judged before rounding, as the alert is: of two shown alike, one can be just inside.

@@ -190,6 +190,7 @@ const FOLDED = `
 folded AS MATERIALIZED (
   SELECT wid,
          count(*) FILTER (WHERE NOT prior)::int AS readings,
+         max(ts) FILTER (WHERE NOT prior) AS last_ts,
          sum(energy) FILTER (WHERE NOT prior) AS energy,
          max(power_kw) FILTER (WHERE NOT prior) AS peak_kw,
          (array_agg(first_soc ORDER BY prior DESC, ts) FILTER (WHERE first_soc IS NOT NULL))[1] AS soc_start,
@@ -217,6 +218,7 @@ SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.
        coalesce(sum(f.readings) FILTER (WHERE w.role = 'dc'), 0)::int AS vehicle_readings,
        coalesce(sum(f.readings) FILTER (WHERE w.role = 'ac'), 0)::int AS meter_readings,
        max(f.peak_kw) FILTER (WHERE w.role = 'ac') AS peak_ac_kw,
+       max(f.last_ts) FILTER (WHERE w.role = 'ac') AS last_ac_ts,
        min(f.soc_start) FILTER (WHERE w.role = 'dc') AS soc_start,
        min(f.soc_end) FILTER (WHERE w.role = 'dc') AS soc_end,
        sum(f.temp_sum) FILTER (WHERE w.role = 'dc') / nullif(sum(f.temp_count) FILTER (WHERE w.role = 'dc'), 0) AS temp_mean,

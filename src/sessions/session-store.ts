@@ -28,6 +28,8 @@ export interface SessionRow {
   end: Date;
   /** An OCPP transaction not stopped yet. */
   running: boolean;
+  /** A computed session's newest meter reading (null: none, or a kept row). */
+  lastAcAt: Date | null;
   meterIds: string[];
   acKwh: number | null;
   dcKwh: number | null;
@@ -91,6 +93,7 @@ interface SqlSession {
   vehicle_readings: number;
   meter_readings: number;
   peak_ac_kw: number | null;
+  last_ac_ts?: Date | null;
   soc_start: number | null;
   soc_end: number | null;
   temp_mean: number | null;
@@ -110,6 +113,7 @@ const toSession = (r: SqlSession): SessionRow => ({
   start: r.start_ts,
   end: r.end_ts,
   running: r.running ?? false,
+  lastAcAt: r.last_ac_ts ?? null,
   meterIds: r.meter_ids,
   acKwh: r.ac_kwh,
   dcKwh: r.dc_kwh,
