@@ -8,9 +8,7 @@ import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { createMqttService } from '../src/mqtt/mqtt-service';
 import { retireSession } from '../src/mqtt/retire-session';
-import { IngestQueues } from '../src/queue/ingest-queue';
-import { createRedis, REDIS_START_WAIT_MS, waitForRedis } from '../src/redis';
-import { createRedisKeys } from '../src/redis-keys';
+import { openIngestQueues } from '../src/queue/ingest-queue';
 import { assertDependenciesReachable } from '../src/startup-checks';
 import { commandLineOrExit, parseCommandLine, UsageError } from './cli';
 
@@ -51,13 +49,7 @@ async function main(): Promise<void> {
     if (!mqttUrl) throw new UsageError('MQTT_URL is not set: the broker that holds the session');
     const config = { ...env, mqttUrl, mqttClientId: clientId };
     await assertDependenciesReachable(config, { postgres: false, mqtt: true });
-    const redis = createRedis(config, 'command');
-    await waitForRedis(redis, REDIS_START_WAIT_MS);
-    const queues = new IngestQueues({
-      connection: redis,
-      keys: createRedisKeys(config.redisPrefix),
-      config,
-    });
+    const { redis, queues } = await openIngestQueues(config);
     const service = createMqttService({ config, redis, queues, logger });
     // Stopped before the end, the session stays as it was: run the command again.
     const interrupt = () => void service.close().finally(() => process.exit(130));

@@ -9,9 +9,7 @@ import {
 } from './lifecycle';
 import { createLogger } from './logger';
 import { createMqttService } from './mqtt/mqtt-service';
-import { IngestQueues } from './queue/ingest-queue';
-import { createRedis, REDIS_START_WAIT_MS, waitForRedis } from './redis';
-import { createRedisKeys } from './redis-keys';
+import { openIngestQueues } from './queue/ingest-queue';
 import { assertDependenciesReachable } from './startup-checks';
 
 async function main(): Promise<void> {
@@ -32,13 +30,7 @@ async function main(): Promise<void> {
     }
     await assertDependenciesReachable(config, { postgres: false, mqtt: true });
 
-    const redis = createRedis(config, 'command');
-    await waitForRedis(redis, REDIS_START_WAIT_MS);
-    const queues = new IngestQueues({
-      connection: redis,
-      keys: createRedisKeys(config.redisPrefix),
-      config,
-    });
+    const { redis, queues } = await openIngestQueues(config);
     const service = createMqttService({ config: { ...config, mqttUrl }, redis, queues, logger });
     const server = await listen(service.healthApp, config.mqttHealthPort, 'MQTT_HEALTH_PORT');
     logger.info(

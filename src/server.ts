@@ -16,9 +16,7 @@ import { trackRequests } from './http/graceful-close';
 import { createLogger, type Logger } from './logger';
 import { createRegistry } from './metrics';
 import { startMqttIntake } from './mqtt/mqtt-intake';
-import { IngestQueues } from './queue/ingest-queue';
-import { createRedis, REDIS_START_WAIT_MS, waitForRedis } from './redis';
-import { createRedisKeys } from './redis-keys';
+import { openIngestQueues } from './queue/ingest-queue';
 import {
   assertDependenciesReachable,
   assertSchemaMigrated,
@@ -84,13 +82,7 @@ async function main(): Promise<void> {
     const db = createDb(config, 'energy-api', logger);
     if (!postgres) await assertSchemaMigrated(db, config.databaseUrl);
     const genericDb = createGenericPlanDb(config, 'energy-api-generic', logger);
-    const redis = createRedis(config, 'command');
-    await waitForRedis(redis, REDIS_START_WAIT_MS);
-    const queues = new IngestQueues({
-      connection: redis,
-      keys: createRedisKeys(config.redisPrefix),
-      config,
-    });
+    const { redis, queues } = await openIngestQueues(config);
     const registry = createRegistry('api');
     const ingest = createIngestPipeline({ config, redis, queues, logger, registry });
     // With MQTT_URL the API consumes MQTT too, into the same pipeline (so `npm start` includes it).

@@ -1,7 +1,19 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Reading } from '../devices/device-kinds';
-import { isCluster, type RedisClient } from '../redis';
-import { INGEST_QUEUE_NAME, type QueueShardKeys, type RedisKeys } from '../redis-keys';
+import {
+  createRedis,
+  isCluster,
+  REDIS_START_WAIT_MS,
+  waitForRedis,
+  type RedisClient,
+  type RedisSettings,
+} from '../redis';
+import {
+  createRedisKeys,
+  INGEST_QUEUE_NAME,
+  type QueueShardKeys,
+  type RedisKeys,
+} from '../redis-keys';
 
 /** The payload of one BullMQ job: a batch of readings and when the API accepted them. */
 export interface IngestJobData {
@@ -176,4 +188,26 @@ export class IngestQueues {
   async close(): Promise<void> {
     await Promise.all([...this.shards, ...this.others.values()].map((s) => s.queue.close()));
   }
+}
+
+/**
+ * A process's ingest connection at start: its `command` Redis connection, once Redis answers
+ * (REDIS_START_WAIT_MS), and the ingest queues on it under the process's keys.
+ */
+export async function openIngestQueues(
+  config: RedisSettings & {
+    redisPrefix: string;
+    queueShards: number;
+    flushAttempts: number;
+    flushBackoffMs: number;
+  },
+): Promise<{ redis: RedisClient; queues: IngestQueues }> {
+  const redis = createRedis(config, 'command');
+  await waitForRedis(redis, REDIS_START_WAIT_MS);
+  const queues = new IngestQueues({
+    connection: redis,
+    keys: createRedisKeys(config.redisPrefix),
+    config,
+  });
+  return { redis, queues };
 }
