@@ -160,7 +160,8 @@ describe('simulator options', () => {
   });
 
   test.each([
-    [['--meters', 'many'], /--meters must be an integer of at least 1/],
+    [['--meters', 'many'], /--meters must be an integer from 1 to 100000/],
+    [['--vehicles', '1e9'], /--vehicles must be an integer from 1 to 100000/],
     [['--faulty', '2'], /--faulty must be a number from 0 to 1/],
     [['--duration', '3x'], /--duration: not a duration/],
     [['--mode', 'weekly'], /--mode must be interval or cumulative/],
