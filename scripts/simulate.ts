@@ -31,14 +31,18 @@ import {
 import type { JudgedSession, JudgingSettings } from './fleet-sessions';
 import { OcppFleet, chargePointIdOf, ocppMeterIdOf } from './ocpp-fleet';
 import { asksToWait, waitAsAsked } from './retry-after';
+import { DAY_MS, HOUR_MS } from '../src/time-units';
 
 type Reading = MeterReadingBody | VehicleReadingBody;
 
 function parseDuration(name: string, text: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
   if (!match) throw new UsageError(`--${name}: not a duration: ${text} (use e.g. 90s, 10m, 24h)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? 's'] ?? 1000;
-  return Number(match[1]) * unit;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: HOUR_MS, d: DAY_MS }[match[2] ?? 's'] ?? 1000;
+  const ms = Number(match[1]) * unit;
+  // 0 is no span: --backfill 0h ran live without end, --duration 0 sent nothing.
+  if (ms < 1) throw new UsageError(`--${name} must be at least 1ms: ${text}`);
+  return ms;
 }
 
 export interface SimulateOptions {

@@ -164,6 +164,8 @@ describe('simulator options', () => {
     [['--vehicles', '1e9'], /--vehicles must be an integer from 1 to 100000/],
     [['--faulty', '2'], /--faulty must be a number from 0 to 1/],
     [['--duration', '3x'], /--duration: not a duration/],
+    [['--duration', '0'], /--duration must be at least 1ms: 0/],
+    [['--backfill', '0h'], /--backfill must be at least 1ms: 0h/],
     [['--mode', 'weekly'], /--mode must be interval or cumulative/],
     [['--quiet=yes'], /'--quiet' does not take an argument/],
     [['--meter', '5'], /Unknown option '--meter'/],
