@@ -131,6 +131,24 @@ describe('Prometheus metrics', () => {
     expect(value(text, 'energy_ingest_unavailable_total', { cause: 'backlog_full' })).toBe(1);
   });
 
+  test('when a request holds more readings than MAX_BATCH_READINGS, as a JSON array or as NDJSON, then every one counts as rejected', async () => {
+    const rejected = async () =>
+      value(
+        (await request(api.api.app).get('/metrics').expect(200)).text,
+        'energy_ingest_readings_rejected_total',
+        { reason: 'too_many_readings' },
+      ) || 0;
+    const count = ctx.config.maxBatchReadings + 1;
+    const reading = { meterId: 'M-3', kwhConsumedAc: 1, voltage: 230 };
+    const before = await rejected();
+    const post = (type: string, body: string) =>
+      request(api.api.app).post('/v1/telemetry/ingest').set('Content-Type', type).send(body);
+    await post('application/json', JSON.stringify(Array(count).fill(reading))).expect(413);
+    // NDJSON lines are counted before any is parsed, on the way to the service.
+    await post('application/x-ndjson', `${JSON.stringify(reading)}\n`.repeat(count)).expect(413);
+    expect(await rejected()).toBe(before + 2 * count);
+  });
+
   test('when each report is asked twice, then the cache counts a miss and a hit for each report', async () => {
     const window = 'from=2024-03-20T00:00:00Z&to=2024-03-21T00:00:00Z';
     const paths = [

@@ -223,7 +223,12 @@ describe('MQTT topics and payloads', () => {
     );
   });
 
-  test('when a message holds more readings than MAX_BATCH_READINGS, then its reject entry counts them all as rejected', async () => {
+  test('when a message holds more readings than MAX_BATCH_READINGS, then its reject entry and the rejected readings counter count them all', async () => {
+    const rejectedReadings = async () =>
+      sampleValue(await metrics(consumer), 'energy_ingest_readings_rejected_total', {
+        reason: 'too_many_readings',
+      }) || 0;
+    const before = await rejectedReadings();
     const count = ctx.config.maxBatchReadings + 1;
     const readings = Array.from({ length: count }, (_, i) => meter(undefined, 20 + i));
     const asArray = `${prefix}/meters/M-too-many`;
@@ -239,6 +244,7 @@ describe('MQTT topics and payloads', () => {
         rejected: count,
       });
     }
+    expect(await rejectedReadings()).toBe(before + 2 * count);
   });
 });
 

@@ -46,7 +46,6 @@ export type MqttConfig = Pick<
   | 'mqttSharedSubscription'
   | 'redisPrefix'
   | 'bodyLimitBytes'
-  | 'maxBatchReadings'
 >;
 
 /**
@@ -214,8 +213,8 @@ export function startMqttIntake({
       return REASON_SUCCESS;
     }
     const decoded = await decodePayload(delivery.payload, {
-      bytes: config.bodyLimitBytes,
-      readings: config.maxBatchReadings,
+      limitBytes: config.bodyLimitBytes,
+      parse: (text) => ingestService.parse(text, 'auto'),
     });
     if (!decoded.ok) return refuse(delivery, decoded.bytes, fromError(decoded.error));
     const { input, bytes } = decoded;

@@ -6,7 +6,7 @@
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { AppError, badRequest, payloadTooLarge } from '../errors';
-import { decodeUtf8, isGzip, parseIngestText } from '../telemetry/ingest-input';
+import { decodeUtf8, isGzip } from '../telemetry/ingest-input';
 import type { IngestInput } from '../telemetry/ingest-service';
 
 const gunzipAsync = promisify(gunzip);
@@ -34,15 +34,18 @@ export type DecodedPayload =
   /** `bytes`: the payload as decoded so far (gunzipped when it was gzip), for the rejects list. */
   { ok: true; bytes: Buffer; input: IngestInput } | { ok: false; bytes: Buffer; error: AppError };
 
-/** A payload to IngestInput, or the 4xx AppError saying why not (`invalid_json`, `invalid_encoding`...). */
+/**
+ * A payload to IngestInput, or the 4xx AppError saying why not (`invalid_json`, `invalid_encoding`...).
+ * `parse`: the text to IngestInput, as an HTTP body's of any format (IngestService.parse).
+ */
 export async function decodePayload(
   payload: Buffer,
-  limits: { bytes: number; readings: number },
+  { limitBytes, parse }: { limitBytes: number; parse: (text: string) => IngestInput },
 ): Promise<DecodedPayload> {
   let bytes = payload;
   try {
-    bytes = await decompressPayload(payload, limits.bytes);
-    return { ok: true, bytes, input: parseIngestText(decodeUtf8(bytes), 'auto', limits.readings) };
+    bytes = await decompressPayload(payload, limitBytes);
+    return { ok: true, bytes, input: parse(decodeUtf8(bytes)) };
   } catch (err) {
     if (err instanceof AppError && err.statusCode < 500) return { ok: false, bytes, error: err };
     throw err;

@@ -4,7 +4,6 @@ import { DEVICE_KINDS } from '../devices/device-kinds';
 import { bodyFormatOf, mediaTypesOf, readBodyText } from '../http/read-body';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { ErrorBody, ErrorDetail } from '../schema/primitives';
-import { parseIngestText } from './ingest-input';
 import { noValidReadings, type IngestInput, type IngestService } from './ingest-service';
 
 const AnyReading = Type.Union(DEVICE_KINDS.map((k) => k.readingSchema) as TSchema[]);
@@ -63,11 +62,11 @@ const NoValidReadings = Type.Object(
 
 async function readIngestInput(
   req: Request,
-  config: { bodyLimitBytes: number; maxBatchReadings: number },
+  ingestService: IngestService,
+  bodyLimitBytes: number,
 ): Promise<IngestInput> {
   const format = bodyFormatOf(req, ['json', 'ndjson']);
-  const text = await readBodyText(req, config.bodyLimitBytes);
-  return parseIngestText(text, format, config.maxBatchReadings);
+  return ingestService.parse(await readBodyText(req, bodyLimitBytes), format);
 }
 
 export function ingestRoutes({
@@ -122,7 +121,9 @@ export function ingestRoutes({
         },
       },
       handler: async ({ req }) => {
-        const outcome = await ingestService.ingest(await readIngestInput(req, config));
+        const outcome = await ingestService.ingest(
+          await readIngestInput(req, ingestService, config.bodyLimitBytes),
+        );
         if (outcome.kind === 'single') {
           const { reading } = outcome;
           return reply(202, { accepted: 1 as const, type: reading.type, id: reading.id });

@@ -1,6 +1,11 @@
 import { withTimeout } from '../with-timeout';
 import { AppError, redisUnavailable, type ErrorDetail } from '../errors';
-import { tooManyReadings } from './ingest-input';
+import {
+  parseIngestText,
+  tooManyReadings,
+  TooManyReadings,
+  type IngestFormat,
+} from './ingest-input';
 import type { Logger } from '../logger';
 import type { IngestQueues, QueueShard } from '../queue/ingest-queue';
 import { createIntakePush, INTAKE_BELOW_READINGS } from '../queue/intake';
@@ -200,6 +205,26 @@ export class IngestService {
     );
   }
 
+  /**
+   * A request body's or a message's text to IngestInput (parseIngestText), at most
+   * MAX_BATCH_READINGS readings. NDJSON lines are counted before any is parsed, so a refusal for
+   * their number comes from here, and is counted as the service's own is.
+   */
+  parse(text: string, format: IngestFormat): IngestInput {
+    try {
+      return parseIngestText(text, format, this.deps.config.maxBatchReadings);
+    } catch (err) {
+      if (err instanceof TooManyReadings) throw this.counted(err);
+      throw err;
+    }
+  }
+
+  /** Every reading of a request or message refused for their number counts as rejected. */
+  private counted(err: TooManyReadings): TooManyReadings {
+    this.metrics.onRejected(err.code, err.count);
+    return err;
+  }
+
   private get metrics(): IngestMetrics {
     return this.deps.metrics ?? noIngestMetrics;
   }
@@ -236,8 +261,7 @@ export class IngestService {
 
     const { items } = input;
     if (items.length > this.deps.config.maxBatchReadings) {
-      this.metrics.onRejected('too_many_readings', items.length);
-      throw tooManyReadings(items.length, this.deps.config.maxBatchReadings);
+      throw this.counted(tooManyReadings(items.length, this.deps.config.maxBatchReadings));
     }
     let readings: Reading[] = [];
     const indexes = new Map<Reading, number>();

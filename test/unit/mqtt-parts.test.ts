@@ -2,6 +2,7 @@ import { gzipSync } from 'node:zlib';
 import { meterKind, vehicleKind } from '../../src/devices/device-kinds';
 import { ConcurrencyLimit } from '../../src/mqtt/concurrency-limit';
 import { decodePayload } from '../../src/mqtt/payload';
+import { parseIngestText } from '../../src/telemetry/ingest-input';
 import { createFlappingDetector } from '../../src/mqtt/flapping-connection';
 import { RetryGate } from '../../src/mqtt/retry-gate';
 import { bindToTopic, createMqttTopics, topicKind } from '../../src/mqtt/topics';
@@ -85,7 +86,11 @@ describe('MQTT topics', () => {
 });
 
 describe('MQTT payloads', () => {
-  const LIMITS = { bytes: 1024, readings: 100 };
+  const MAX_READINGS = 100;
+  const LIMITS = {
+    limitBytes: 1024,
+    parse: (text: string) => parseIngestText(text, 'auto', MAX_READINGS),
+  };
 
   test('when a payload is gzip, JSON or NDJSON, then it decodes to the same input as an HTTP body', async () => {
     const reading = { meterId: 'M-1' };
@@ -120,7 +125,7 @@ describe('MQTT payloads', () => {
     const bomb = gzipSync(Buffer.alloc(1_000_000, 32));
     const decoded = await decodePayload(bomb, LIMITS);
     expect(decoded.ok ? '' : decoded.error.message).toBe(
-      `The payload is larger than ${LIMITS.bytes} bytes once gunzipped (${bomb.length} bytes of gzip)`,
+      `The payload is larger than ${LIMITS.limitBytes} bytes once gunzipped (${bomb.length} bytes of gzip)`,
     );
     expect(await reason(Buffer.from([0x1f, 0x8b, 0, 0]))).toBe('invalid_gzip');
     expect(await reason(Buffer.from([0x22, 0xc3, 0x28, 0x22]))).toBe('invalid_encoding');
@@ -128,12 +133,12 @@ describe('MQTT payloads', () => {
     expect(await reason(Buffer.from('   '))).toBe('empty_body');
     expect(await reason(Buffer.from('[]'))).toBe('empty_batch');
     // Counted before a line is parsed: refused for their number, not parsed one by one.
-    const lines = await decodePayload(gzipSync('x\n'.repeat(LIMITS.readings + 1)), LIMITS);
+    const lines = await decodePayload(gzipSync('x\n'.repeat(MAX_READINGS + 1)), LIMITS);
     expect(lines).toMatchObject({
       ok: false,
       error: {
         code: 'too_many_readings',
-        message: `It holds ${LIMITS.readings + 1} readings; at most ${LIMITS.readings} (MAX_BATCH_READINGS) are accepted in one request or MQTT message`,
+        message: `It holds ${MAX_READINGS + 1} readings; at most ${MAX_READINGS} (MAX_BATCH_READINGS) are accepted in one request or MQTT message`,
       },
     });
   });
