@@ -6,6 +6,7 @@
  * connection or a timeout means "send it again later"; any other CALLERROR means resending
  * cannot help, and the message is given up.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { once } from 'node:events';
 import { RPCClient } from 'ocpp-rpc';
 import { OCPP_PROTOCOL } from '../src/ocpp/ocpp-endpoint';
@@ -59,8 +60,6 @@ function worthResending(err: unknown): boolean {
   const code = (err as { rpcErrorCode?: string }).rpcErrorCode;
   return code === undefined || RESEND_CODES.has(code);
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits for a reconnecting client to open or give up, leaving no listener behind. */
 async function openedOrClosed(client: RPCClient): Promise<void> {

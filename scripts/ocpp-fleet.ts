@@ -6,6 +6,7 @@
  * tick otherwise. The transactions are what map vehicles to meters: nothing is mapped by hand.
  * A charge point's messages go out in order, each kept until it gets its .conf.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { connectorMeterId } from '../src/ocpp/charge-point-state';
 import { registerWh, type Charger, type Fleet, type FleetStep, type Vehicle } from './fleet-model';
@@ -126,8 +127,6 @@ export interface OcppFleetOptions {
   maxQueued?: number;
   retryDelayMs?: number;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs `work` over `items` with at most `width` at a time. */
 async function inParallel<T>(items: T[], width: number, work: (item: T) => Promise<void>) {

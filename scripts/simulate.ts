@@ -15,6 +15,7 @@
  * registers go over OCPP MeterValues and their transactions map the vehicles; the vehicles' own
  * readings still go through batch ingest.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../src/config';
 import { CHARGE_POINT_ID_PATTERN } from '../src/ocpp/ocpp-endpoint';
 import { readChargePointKeys } from './charge-point-keys';
@@ -236,7 +237,6 @@ function checkOcppFleet(prefix: string, meters: number): void {
     );
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Times a batch is sent again after its connection failed before the simulation stops. */
 const CONNECTION_ATTEMPTS = 5;
 /** An engine that takes a connection but never answers is given up on after this. */
