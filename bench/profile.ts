@@ -4,7 +4,8 @@
  * the flusher under `node --cpu-prof` for three cases, each in processes of its own:
  * - single: single-reading ingest, 64 connections, for SECONDS;
  * - reports: uncached performance reports (a different window each time), 10 connections;
- * - flush: the flusher started on a backlog of 1,000-reading batches the API took alone;
+ * - batch: the API alone taking 1,000-reading batches, 8 connections (the flusher stopped);
+ * - flush: the flusher started on that backlog;
  * and prints each profile's functions by self time, then EXPLAIN (ANALYZE, BUFFERS) of the
  * uncached report's statement. The .cpuprofile files stay in a temporary directory (printed).
  */
@@ -109,7 +110,7 @@ async function main(): Promise<void> {
   try {
     // 1. Single readings (the flusher runs, unprofiled).
     let n = 0;
-    const dirs = { single: '', reports: '', flush: '' };
+    const dirs = { single: '', reports: '', batch: '', flush: '' };
     for (const k of Object.keys(dirs) as (keyof typeof dirs)[])
       dirs[k] = mkdtempSync(path.join(root, `${k}-`));
     let api = profiled('api', 'src/server.js', dirs.single);
@@ -154,10 +155,10 @@ async function main(): Promise<void> {
     console.log(`reports: ${fmt(reports.requests.average)} req/s, ${reports.non2xx} non-2xx`);
     await api.stop();
 
-    // 3. The flusher on a backlog of batches (the API alone took them).
+    // 3. Batches the API alone takes, then the flusher on that backlog.
     await drained(redis, prefix);
     await flusher.stop();
-    api = startNode('api', 'src/server.js', [], env);
+    api = profiled('api', 'src/server.js', dirs.batch);
     await waitForHttp(`${apiUrl}/health/ready`, 120_000);
     n = 5_000_000;
     const batches = await autocannon({
@@ -176,7 +177,9 @@ async function main(): Promise<void> {
         },
       ],
     });
-    console.log(`backlog: ${fmt((batches.requests.total - batches.non2xx) * 1000)} readings`);
+    console.log(
+      `backlog: ${fmt((batches.requests.total - batches.non2xx) * 1000)} readings at ${fmt(batches.requests.average * 1000)} readings/s`,
+    );
     await api.stop();
     const flushStart = Date.now();
     flusher = profiled('flusher', 'workers/flusher.js', dirs.flush);
@@ -186,6 +189,7 @@ async function main(): Promise<void> {
 
     printTop('single-reading ingest, API', dirs.single);
     printTop('uncached reports, API', dirs.reports);
+    printTop('batch ingest, API', dirs.batch);
     printTop('flushed batches, flusher', dirs.flush);
     await explainReport(end);
     console.log(`\nprofiles: ${root}`);
