@@ -652,6 +652,31 @@ describe('live state', () => {
     expect(res.body).toMatchObject({ soc: 41, source: 'live' });
   });
 
+  test("when a request holds an hour of one device's readings, then live state is sent its newest alone, and history all of them", async () => {
+    // Spied, not replaced: the script still runs in Redis.
+    const script = jest.spyOn(
+      ctx.redis as unknown as { setLiveIfNewer: (...args: unknown[]) => Promise<number> },
+      'setLiveIfNewer',
+    );
+    try {
+      const hour = Array.from({ length: 60 }, (_, minute) => ({
+        ...VEHICLE,
+        vehicleId: 'V-hour',
+        soc: minute,
+        timestamp: at(minute),
+      }));
+      // Out of order: the newest is in the middle.
+      await sendJson([...hour.slice(30), ...hour.slice(0, 30)]).expect(202);
+      expect(script).toHaveBeenCalledTimes(1);
+      expect(script.mock.calls[0][0]).toBe(1); // one key
+    } finally {
+      script.mockRestore();
+    }
+    const res = await request(engine.api.app).get('/v1/vehicles/V-hour/status').expect(200);
+    expect(res.body).toMatchObject({ soc: 59, timestamp: '2024-03-20T10:59:00.000Z' });
+    expect((await queuedReadings()).filter((r) => r.id === 'V-hour')).toHaveLength(60);
+  });
+
   test('when a newer reading leaves out an optional field, then the status has none, not the older value', async () => {
     await sendJson({ ...METER, meterId: 'M-opt', voltage: 229, timestamp: at(8) }).expect(202);
     await sendJson({ meterId: 'M-opt', kwhConsumedAc: 151, timestamp: at(9) }).expect(202);

@@ -9,30 +9,24 @@ import { DEVICE_KINDS, valuesOf, type DeviceType, type Reading } from '../device
  * that stored states and timestamps compare as strings. A reading replaces the state only if it is
  * newer, checked and written atomically inside one script call.
  *
- * KEYS: one reading's device each. ARGV[1]: a JSON array holding, per key, the reading's padded ts
- * and its state. The script reads every key with one MGET and writes the newer ones with one MSET:
- * inside Redis's Lua each command call and each string made costs about a microsecond, and a hash
- * per device (HGET, HSET, a decoded table of values per reading) cost Redis 5-7 µs a reading; this
- * costs 3. Of two readings with the same timestamp the first stays, as in history.
+ * KEYS: distinct devices (applyReadings sends each device's newest reading alone). ARGV[1]: a JSON
+ * array holding, per key, the reading's padded ts and its state. The script reads every key with
+ * one MGET and writes the newer ones with one MSET: inside Redis's Lua each command call and each
+ * string made costs about a microsecond, and a hash per device (HGET, HSET, a decoded table of
+ * values per reading) cost Redis 5-7 µs a reading; this costs 3. Of two readings with the same
+ * timestamp the first stays, as in history.
  */
 const SET_IF_NEWER = `
 local entries = cjson.decode(ARGV[1])
 local stored = redis.call('MGET', unpack(KEYS))
 local writes = {}
-local written = {}
 local n = 0
 for i = 1, #KEYS do
-  local key = KEYS[i]
   local ts = entries[2 * i - 1]
-  local at = written[key]
   -- A state is its padded ts and more: it sorts below a padded ts exactly when it is older.
-  if at then
-    -- The key came earlier in this call: the newer of the two is written.
-    if writes[at + 1] < ts then writes[at + 1] = entries[2 * i] end
-  elseif (not stored[i]) or stored[i] < ts then
-    writes[n + 1] = key
+  if (not stored[i]) or stored[i] < ts then
+    writes[n + 1] = KEYS[i]
     writes[n + 2] = entries[2 * i]
-    written[key] = n + 1
     n = n + 2
   end
 end
@@ -98,6 +92,21 @@ function parseState(type: DeviceType, id: string, state: string): LiveState {
   return { type, id, ts: Number(ts), receivedAt, values };
 }
 
+/** A device's live-state key and the reading to apply to it. */
+type LiveEntry = readonly [key: string, reading: Reading];
+
+/** Entries by live-state bucket, keyed by the bucket's hash tag (the key's `{...}`). */
+function byBucket(entries: LiveEntry[]): Map<string, LiveEntry[]> {
+  const buckets = new Map<string, LiveEntry[]>();
+  for (const entry of entries) {
+    const tag = entry[0].slice(0, entry[0].indexOf('}') + 1);
+    const bucket = buckets.get(tag);
+    if (bucket) bucket.push(entry);
+    else buckets.set(tag, [entry]);
+  }
+  return buckets;
+}
+
 export class LiveStateStore {
   private readonly redis: RedisWithScript;
   private readonly cluster: boolean;
@@ -115,10 +124,11 @@ export class LiveStateStore {
 
   /**
    * Applies readings newer than the stored state; returns how many states moved. Rejects when a
-   * call waited for fails or outlives `deadlineMs`. On a cluster, one script call per live-state
-   * bucket present (a call may only touch keys of one slot), a resting bucket's not waited for
-   * (BUCKET_REST_MS); on a single Redis the buckets do not matter, and a batch takes one call per
-   * KEYS_PER_CALL readings.
+   * call waited for fails or outlives `deadlineMs`. Of a device's readings only its newest is sent
+   * (the first of equal timestamps, the one the script would keep): a gateway's hour of backfill is
+   * one entry per device, not sixty. On a cluster, one script call per live-state bucket present (a
+   * call may only touch keys of one slot), a resting bucket's not waited for (BUCKET_REST_MS); on a
+   * single Redis the buckets do not matter, and a batch takes one call per KEYS_PER_CALL devices.
    */
   async applyReadings(
     readings: Reading[],
@@ -126,8 +136,9 @@ export class LiveStateStore {
     deadlineMs: number,
   ): Promise<number> {
     const now = Date.now();
+    const newest = this.newestPerDevice(readings);
     const calls: Promise<number>[] = [];
-    for (const [tag, group] of this.cluster ? this.byBucket(readings) : [['', readings] as const]) {
+    for (const [tag, group] of this.cluster ? byBucket(newest) : [['', newest] as const]) {
       for (let start = 0; start < group.length; start += KEYS_PER_CALL) {
         const call = this.applyToBucket(group.slice(start, start + KEYS_PER_CALL), receivedAt);
         if ((this.restingUntil.get(tag) ?? 0) > now) {
@@ -149,30 +160,30 @@ export class LiveStateStore {
     return settled.reduce((sum, r) => sum + (r.status === 'fulfilled' ? r.value : 0), 0);
   }
 
-  /** Readings by live-state bucket, keyed by the bucket's hash tag. */
-  private byBucket(readings: Reading[]): Map<string, Reading[]> {
-    const buckets = new Map<string, Reading[]>();
+  /** Each device's newest reading (the first of equal timestamps), with its live-state key. */
+  private newestPerDevice(readings: Reading[]): LiveEntry[] {
+    // Found by type and id: cheaper to look up than the key, which is made once per device.
+    const at = new Map<string, Map<string, number>>();
+    const entries: LiveEntry[] = [];
     for (const reading of readings) {
-      const key = this.keys.liveState(reading.type, reading.id);
-      const tag = key.slice(0, key.indexOf('}') + 1);
-      const bucket = buckets.get(tag);
-      if (bucket) bucket.push(reading);
-      else buckets.set(tag, [reading]);
+      let ofType = at.get(reading.type);
+      if (!ofType) at.set(reading.type, (ofType = new Map()));
+      const i = ofType.get(reading.id);
+      if (i === undefined) {
+        ofType.set(reading.id, entries.length);
+        entries.push([this.keys.liveState(reading.type, reading.id), reading]);
+      } else if (reading.ts > entries[i][1].ts) entries[i] = [entries[i][0], reading];
     }
-    return buckets;
+    return entries;
   }
 
-  private applyToBucket(readings: Reading[], receivedAt: number): Promise<number> {
+  private applyToBucket(entries: LiveEntry[], receivedAt: number): Promise<number> {
     let json = '[';
-    for (const reading of readings) {
+    for (const [, reading] of entries) {
       if (json.length > 1) json += ',';
       json += entriesJson(reading, receivedAt);
     }
-    return this.redis.setLiveIfNewer(
-      readings.length,
-      ...readings.map((r) => this.keys.liveState(r.type, r.id)),
-      `${json}]`,
-    );
+    return this.redis.setLiveIfNewer(entries.length, ...entries.map(([key]) => key), `${json}]`);
   }
 
   async get(type: DeviceType, id: string): Promise<LiveState | null> {
