@@ -174,6 +174,13 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
       'invalid_reading',
     ],
     [
+      'a timestamp of more than 64 characters (RFC 3339 as such: its fraction is long)',
+      { ...METER, timestamp: `2024-03-20T10:00:00.${'0'.repeat(60)}Z` },
+      '/timestamp',
+      /^must be at most 64 characters$/,
+      'invalid_reading',
+    ],
+    [
       'a timestamp without zone',
       { ...METER, timestamp: '2024-03-20T10:00:00' },
       '/timestamp',

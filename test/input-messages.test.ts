@@ -34,6 +34,11 @@ test.each([
     'from is not a known parameter (this endpoint takes none)',
   ],
   ['/v1/charge-points?cursor=a:b', 'cursor must be the nextCursor of the previous page'],
+  // A valid instant, only longer than any timestamp is allowed to be: its limit, not its meaning.
+  [
+    `/v1/analytics/fleet?from=2024-01-01T00:00:00.${'0'.repeat(60)}Z&hours=2`,
+    'from must be at most 64 characters',
+  ],
   ['/v1/id-tags/caf%C3%A9', 'idTag must be an RFID card or app token: 1-20 printable'],
   ['/v1/analytics/fleet?rank=foo', 'rank must be one of "efficiency", "session"'],
   ['/v1/analytics/sessions?flagged=yes', 'flagged must be true or false'],

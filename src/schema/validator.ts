@@ -106,6 +106,19 @@ const describedRule = (e: ErrorObject) => {
   return typeof description === 'string' ? `must be ${description}` : null;
 };
 
+/**
+ * A length out of bounds states its limit: as the field's whole rule where its description names
+ * the limit (DeviceId: "1-64 characters from ..."), else alone (a timestamp's description, or a
+ * parameter's "window start (inclusive)", is no length rule).
+ */
+const lengthRule = (e: ErrorObject) => {
+  const limit = Number(e.params.limit);
+  const rule = describedRule(e);
+  if (rule?.includes('characters') && new RegExp(`(^|\\D)${limit}(\\D|$)`).test(rule)) return rule;
+  const chars = `${limit} character${limit === 1 ? '' : 's'}`;
+  return e.keyword === 'maxLength' ? `must be at most ${chars}` : `must be at least ${chars}`;
+};
+
 /** A pattern's rule is its schema's description, else the pattern itself. */
 const patternRule = (e: ErrorObject) =>
   describedRule(e) ?? `must match ${String(e.params.pattern)}`;
@@ -128,9 +141,8 @@ const allowedValues = (e: ErrorObject) => {
 
 const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
   required: () => 'is required',
-  // A length out of bounds says the field's whole rule where it has one, as its pattern does.
-  maxLength: describedRule,
-  minLength: describedRule,
+  maxLength: lengthRule,
+  minLength: lengthRule,
   additionalProperties: () => 'is not an accepted field',
   format: () => TIMESTAMP_RULE,
   pattern: patternRule,
