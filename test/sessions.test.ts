@@ -66,13 +66,21 @@ async function build(e: TestEngine): Promise<void> {
   await e.flusher.flusher.sessions.buildNow(horizon);
 }
 
-/** Rolls the hours up and builds the sessions to a chosen horizon, with the given store. */
-async function buildAt(e: TestEngine, store: SessionStore, horizon: Date): Promise<void> {
+/**
+ * Rolls the hours up and builds the sessions to a chosen horizon, with the given store (and the
+ * builder's configuration, when it is not the test context's).
+ */
+async function buildAt(
+  e: TestEngine,
+  store: SessionStore,
+  horizon: Date,
+  config = e.ctx.config,
+): Promise<void> {
   await new RollupStore(e.ctx.db).rollUpPending(horizon, 100_000);
   await new SessionBuilder({
     store,
     horizon: () => horizon,
-    config: e.ctx.config,
+    config,
     logger: e.ctx.logger,
   }).buildNow();
 }
@@ -458,9 +466,10 @@ describe('ENERGY_READINGS changed between runs of the flusher', () => {
     expect(await kept('V-free')).toHaveLength(2);
 
     const store = new SessionStore(e.ctx.db, { ...e.ctx.config, energyReadings: 'cumulative' });
-    expect(await store.adoptDefaultMode()).toEqual({
-      previous: 'interval',
-      now: 'cumulative',
+    const gap = e.ctx.config.sessionGapS;
+    expect(await store.adoptSessionDefaults()).toEqual({
+      previous: { energyReadings: 'interval', sessionGapS: gap },
+      now: { energyReadings: 'cumulative', sessionGapS: gap },
       marked: 2,
     });
     expect(await marked()).toEqual(['V-dflt', 'V-free']);
@@ -474,12 +483,57 @@ describe('ENERGY_READINGS changed between runs of the flusher', () => {
     expect(await marked()).toEqual([]);
     expect(await recorded()).toBe('cumulative');
 
-    expect(await store.adoptDefaultMode()).toEqual({
-      previous: 'cumulative',
-      now: 'cumulative',
+    expect(await store.adoptSessionDefaults()).toEqual({
+      previous: { energyReadings: 'cumulative', sessionGapS: gap },
+      now: { energyReadings: 'cumulative', sessionGapS: gap },
       marked: 0,
     });
     expect(await marked()).toEqual([]);
+  });
+});
+
+describe('SESSION_GAP_S changed between runs of the flusher', () => {
+  let e: TestEngine;
+  const kept = async (vehicleId: string) =>
+    (await e.ctx.db('charging_sessions').where({ vehicle_id: vehicleId }).orderBy('start_ts')).map(
+      (s: { start_ts: Date; end_ts: Date }) => [iso(+s.start_ts), iso(+s.end_ts)],
+    );
+
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await map(e, 'V-gap', 'M-gap', '2024-05-01T00:00:00Z');
+    // Charging every half hour: four sessions 10 minutes apart at most, one 30 minutes apart.
+    await ingest(e, [
+      ...every(30, at('17', '11:00'), at('17', '12:30'), vehicle('V-gap', 1.8)),
+      ...every(30, at('17', '11:00'), at('17', '12:30'), meter('M-gap', 2)),
+    ]);
+    await build(e);
+    // From here on, flushers of another configuration build: this one's would race them.
+    await e.flusher.flusher.sessions.stop();
+  });
+  afterAll(() => e.stop());
+
+  test('when a flusher starts with another gap, then every kept session is built again with it, and a second start marks nothing', async () => {
+    expect(e.ctx.config.sessionGapS).toBe(600);
+    const before = await kept('V-gap');
+    expect(before).toHaveLength(4);
+
+    const config = { ...e.ctx.config, sessionGapS: 1800 };
+    const store = new SessionStore(e.ctx.db, config);
+    const { energyReadings } = config;
+    expect(await store.adoptSessionDefaults()).toEqual({
+      previous: { energyReadings, sessionGapS: 600 },
+      now: { energyReadings, sessionGapS: 1800 },
+      marked: 1,
+    });
+    const mark = await e.ctx.db('session_dirty').where({ vehicle_id: 'V-gap' }).first();
+    expect(mark.since).toEqual(new Date(before[0][0])); // from its first kept session
+    await buildAt(e, store, new Date(Date.now() - 3600_000), config);
+    expect(await kept('V-gap')).toHaveLength(1);
+    expect((await kept('V-gap'))[0][1]).toBe(iso(at('17', '12:30')));
+
+    expect((await store.adoptSessionDefaults()).marked).toBe(0);
+    expect(await e.ctx.db('session_dirty').where({ vehicle_id: 'V-gap' })).toEqual([]);
   });
 });
 

@@ -26,7 +26,7 @@ export class SessionBuilder {
    */
   private readonly setAside = new Set<string>();
   /** Whether this process's ENERGY_READINGS default is recorded (once, on the first run). */
-  private defaultAdopted = false;
+  private defaultsAdopted = false;
 
   constructor(
     private readonly deps: {
@@ -61,7 +61,7 @@ export class SessionBuilder {
   }
 
   private async build(horizon: Date): Promise<number> {
-    if (!this.defaultAdopted) await this.adoptDefault();
+    if (!this.defaultsAdopted) await this.adoptDefaults();
     let builds = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const marks = await this.deps.store.dirty(horizon, MARKS_PER_ROUND, [...this.setAside]);
@@ -81,14 +81,14 @@ export class SessionBuilder {
     return builds;
   }
 
-  /** Sessions built with another ENERGY_READINGS default are marked to be built again. */
-  private async adoptDefault(): Promise<void> {
-    const { previous, now, marked } = await this.deps.store.adoptDefaultMode();
-    this.defaultAdopted = true;
-    if (previous !== null && previous !== now) {
+  /** Sessions built with another ENERGY_READINGS default or SESSION_GAP_S are marked to be built again. */
+  private async adoptDefaults(): Promise<void> {
+    const { previous, now, marked } = await this.deps.store.adoptSessionDefaults();
+    this.defaultsAdopted = true;
+    if (marked > 0) {
       this.deps.logger.info(
         { previous, now, vehicles: marked },
-        'ENERGY_READINGS changed since the sessions were built: building them again',
+        'ENERGY_READINGS or SESSION_GAP_S changed since the sessions were built: building them again',
       );
     }
   }

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { onGenericPlan } from '../../db/prepared';
 import { mappedInQuarter } from '../stores/rollup-store';
-import { adoptDefaultMode } from '../stores/session-marks';
+import { adoptSessionDefaults } from '../stores/session-marks';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
 import { MAX_TRANSACTION_ID } from '../ocpp/transaction-store';
@@ -534,11 +534,14 @@ export class SessionStore {
   }
 
   /**
-   * Records this process's ENERGY_READINGS as the default sessions are built with, marking the
-   * kept sessions built with another (stores/session-marks.ts adoptDefaultMode).
+   * Records this process's ENERGY_READINGS and SESSION_GAP_S as what sessions are built with,
+   * marking the kept sessions built with others (stores/session-marks.ts adoptSessionDefaults).
    */
-  adoptDefaultMode(): ReturnType<typeof adoptDefaultMode> {
-    return adoptDefaultMode(this.db, this.config.energyReadings);
+  adoptSessionDefaults(): ReturnType<typeof adoptSessionDefaults> {
+    return adoptSessionDefaults(this.db, {
+      energyReadings: this.config.energyReadings,
+      sessionGapS: this.config.sessionGapS,
+    });
   }
 
   /** Vehicles whose sessions changed before `before`, oldest change first, with their mark. */

@@ -70,44 +70,85 @@ export async function markSessionsOfDevices(
 const followsDefault = (type: DeviceType, id: string) =>
   `NOT EXISTS (SELECT 1 FROM device_settings ds WHERE ds.device_type = '${type}' AND ds.device_id = ${id})`;
 
+/** What the kept sessions are built with, as recorded in `session_defaults`. */
+export interface SessionDefaults {
+  energyReadings: EnergyReadingsMode;
+  /** Null: built by a version that did not record it. */
+  sessionGapS: number | null;
+}
+
 /**
- * Records `mode` as the ENERGY_READINGS default the kept sessions are built with. When another
- * default was recorded, first marks what was built with it, as markSessionsOfDevices does: each
+ * Marks what was built with another ENERGY_READINGS default, as markSessionsOfDevices does: each
  * built vehicle without semantics of its own from its first reading, the kept sessions with a
- * meter without semantics of its own, and the session still going on where each vehicle was
- * built; each vehicle from the earliest of them. Returns the default recorded before (null: none,
- * the first run), the one recorded now and how many vehicles were marked.
+ * meter without semantics of its own, and the session still going on where each vehicle was built.
  */
-export async function adoptDefaultMode(
+const BUILT_WITH_DEFAULT_MODE = `
+  SELECT b.vehicle_id, ${firstReadingOf('b.vehicle_id')} AS since FROM session_built b
+  WHERE ${followsDefault('vehicle', 'b.vehicle_id')}
+  UNION ALL
+  SELECT s.vehicle_id, s.start_ts FROM charging_sessions s
+  WHERE EXISTS (SELECT 1 FROM unnest(s.meter_ids) AS m(id) WHERE ${followsDefault('meter', 'm.id')})
+  UNION ALL
+  SELECT b.vehicle_id, b.open_since FROM session_built b WHERE b.open_since IS NOT NULL`;
+
+/**
+ * Marks what was built with another SESSION_GAP_S: every vehicle's kept sessions and the session
+ * still going on where it was built. The gap moves where sessions start and end, never whether a
+ * reading charges, so nothing before a vehicle's first kept session changes.
+ */
+const BUILT_WITH_GAP = `
+  SELECT s.vehicle_id, s.start_ts FROM charging_sessions s
+  UNION ALL
+  SELECT b.vehicle_id, b.open_since FROM session_built b WHERE b.open_since IS NOT NULL`;
+
+/**
+ * Records `now` as the defaults the kept sessions are built with. When others were recorded, first
+ * marks what was built with them (BUILT_WITH_DEFAULT_MODE, BUILT_WITH_GAP), each vehicle from the
+ * earliest of its marks. A gap not recorded yet (sessions built before it was) is taken to be
+ * `now`'s. Returns the defaults recorded before (null: none, the first run), those recorded now
+ * and how many vehicles were marked.
+ */
+export async function adoptSessionDefaults(
   db: Knex,
-  mode: EnergyReadingsMode,
-): Promise<{ previous: EnergyReadingsMode | null; now: EnergyReadingsMode; marked: number }> {
+  now: { energyReadings: EnergyReadingsMode; sessionGapS: number },
+): Promise<{ previous: SessionDefaults | null; now: SessionDefaults; marked: number }> {
   return db.transaction(async (trx) => {
     // Locked: flushers starting together record and mark once.
     await trx.raw('LOCK TABLE session_defaults IN EXCLUSIVE MODE');
-    const row = await trx('session_defaults').select('energy_readings').where({ id: 1 }).first();
-    const previous = row ? (row.energy_readings as EnergyReadingsMode) : null;
-    if (previous === mode) return { previous, now: mode, marked: 0 };
+    const row = await trx('session_defaults')
+      .select('energy_readings', 'session_gap_s')
+      .where({ id: 1 })
+      .first();
+    const previous: SessionDefaults | null = row
+      ? { energyReadings: row.energy_readings, sessionGapS: row.session_gap_s }
+      : null;
+    const changed = [
+      ...(previous && previous.energyReadings !== now.energyReadings
+        ? [BUILT_WITH_DEFAULT_MODE]
+        : []),
+      ...(previous?.sessionGapS && previous.sessionGapS !== now.sessionGapS
+        ? [BUILT_WITH_GAP]
+        : []),
+    ];
     let marked = 0;
-    if (previous !== null) {
+    if (changed.length > 0) {
       const result = await trx.raw(
-        MARK(`SELECT vehicle_id, min(since) FROM (
-            SELECT b.vehicle_id, ${firstReadingOf('b.vehicle_id')} AS since FROM session_built b
-            WHERE ${followsDefault('vehicle', 'b.vehicle_id')}
-            UNION ALL
-            SELECT s.vehicle_id, s.start_ts FROM charging_sessions s
-            WHERE EXISTS (SELECT 1 FROM unnest(s.meter_ids) AS m(id) WHERE ${followsDefault('meter', 'm.id')})
-            UNION ALL
-            SELECT b.vehicle_id, b.open_since FROM session_built b WHERE b.open_since IS NOT NULL
-          ) t WHERE since IS NOT NULL GROUP BY vehicle_id ORDER BY vehicle_id`),
+        MARK(`SELECT vehicle_id, min(since) FROM (${changed.join(' UNION ALL ')}) t(vehicle_id, since)
+          WHERE since IS NOT NULL GROUP BY vehicle_id ORDER BY vehicle_id`),
       );
       marked = result.rowCount ?? 0;
     }
-    await trx.raw(
-      `INSERT INTO session_defaults (id, energy_readings) VALUES (1, ?)
-       ON CONFLICT (id) DO UPDATE SET energy_readings = EXCLUDED.energy_readings`,
-      [mode],
-    );
-    return { previous, now: mode, marked };
+    if (
+      previous?.energyReadings !== now.energyReadings ||
+      previous.sessionGapS !== now.sessionGapS
+    ) {
+      await trx.raw(
+        `INSERT INTO session_defaults (id, energy_readings, session_gap_s) VALUES (1, ?, ?)
+         ON CONFLICT (id) DO UPDATE
+         SET energy_readings = EXCLUDED.energy_readings, session_gap_s = EXCLUDED.session_gap_s`,
+        [now.energyReadings, now.sessionGapS],
+      );
+    }
+    return { previous, now, marked };
   });
 }
