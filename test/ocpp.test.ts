@@ -3,12 +3,21 @@ import { sampleValue } from './helpers/mqtt';
 import { RPCClient } from 'ocpp-rpc';
 import WebSocket from 'ws';
 import { generateKey } from '../src/auth/api-keys';
-import { startTestEngine, waitFor, waitForDrained, type TestEngine } from './helpers/engine';
+import {
+  serveTestApi,
+  startTestApi,
+  startTestEngine,
+  waitFor,
+  waitForDrained,
+  type TestEngine,
+} from './helpers/engine';
 import { OwnRedis } from './helpers/own-redis';
+import { TcpProxy } from './helpers/tcp-proxy';
+import { createTestContext } from './helpers/test-env';
 
 /** A charge point: ocpp-rpc's own client, validating what it sends and gets (strict mode). */
 async function chargePoint(
-  e: TestEngine,
+  e: Pick<TestEngine, 'url'>,
   identity: string,
   options: { password?: string; protocols?: string[]; strict?: boolean } = {},
 ): Promise<RPCClient> {
@@ -1613,5 +1622,52 @@ describe('OCPP while Redis is down', () => {
     });
     expect(stored.map((r: { kwh_consumed_ac: number }) => r.kwh_consumed_ac)).toEqual([20]);
     await cp.close({ force: true });
+  });
+});
+
+describe('OCPP while PostgreSQL is down', () => {
+  test('when a charge point connects and boots during the outage, then its connectors are guarded at once, and it is listed with its boot once PostgreSQL is back', async () => {
+    const ctx = await createTestContext();
+    const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);
+    const api = await startTestApi(ctx, { databaseUrl: proxy.rewrite(ctx.config.databaseUrl) });
+    const { server, url } = await serveTestApi(api);
+    api.api.ocpp.attach(server);
+    const app = api.api.app;
+    try {
+      await proxy.cut();
+      const cp = await chargePoint({ url }, 'CP-PGDOWN');
+      const boot = await cp.call('BootNotification', {
+        chargePointVendor: 'VendorX',
+        chargePointModel: 'ModelY',
+      });
+      expect(boot).toMatchObject({ status: 'Accepted' });
+      await proxy.restore();
+      // Its connector is the charge point's register from its first connection: no setting
+      // makes it read as intervals, recorded in PostgreSQL yet or not.
+      const put = await request(app)
+        .put('/v1/meters/CP-PGDOWN:1/settings')
+        .send({ energyReadings: 'interval' })
+        .expect(409);
+      expect(put.body.error).toBe('ocpp_connector');
+      // Its next calls write what PostgreSQL did not take (a charge point does not boot again).
+      await waitFor(
+        async () => {
+          await cp.call('Heartbeat', {});
+          const listed = await request(app).get('/v1/charge-points').expect(200);
+          return JSON.stringify(listed.body).includes('CP-PGDOWN');
+        },
+        20_000,
+        'the charge point to be listed',
+      );
+      const described = await request(app).get('/v1/charge-points/CP-PGDOWN').expect(200);
+      expect(described.body).toMatchObject({ vendor: 'VendorX', model: 'ModelY' });
+      await cp.close({ force: true });
+    } finally {
+      await api.api.ocpp.close();
+      await new Promise((r) => server.close(r));
+      await api.close();
+      await proxy.cut();
+      await ctx.cleanup();
+    }
   });
 });

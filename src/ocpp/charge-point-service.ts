@@ -7,7 +7,7 @@ import type { OcppMetrics } from '../metrics';
 import type { MappingStore } from '../stores/mapping-store';
 import type { IngestService } from '../telemetry/ingest-service';
 import type { ReadingValidator } from '../telemetry/validation';
-import type { ChargePointStore } from './charge-point-store';
+import type { ChargePointRecorder } from './charge-point-recorder';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
 import { normalizeIdTag, type IdTagStore } from './id-tag-store';
@@ -181,7 +181,8 @@ export class ChargePointService {
     private readonly deps: {
       ingestService: IngestService;
       state: ChargePointState;
-      chargePoints: ChargePointStore;
+      /** What a charge point says of itself, to PostgreSQL (retried until it is taken). */
+      recorder: ChargePointRecorder;
       transactions: TransactionStore;
       idTags: IdTagStore;
       mapping: MappingStore;
@@ -251,23 +252,21 @@ export class ChargePointService {
     return same?.startedAt ?? at;
   }
 
-  /**
-   * A charge point connected: listed from now on, booted or not (one reconnecting after a network
-   * drop sends no BootNotification). Informative, so off the connection's path.
-   */
+  /** A charge point connected: listed from now on, booted or not (see ChargePointRecorder). */
   connected(chargePointId: string): void {
-    this.deps.chargePoints
-      .recordConnected(chargePointId)
-      .catch((err: unknown) =>
-        this.deps.logger.warn({ err, chargePointId }, 'charge point not recorded'),
-      );
+    this.deps.recorder.connected(chargePointId);
+  }
+
+  /** Any call of a charge point: what was not recorded of it is tried again (ChargePointRecorder). */
+  heardFrom(chargePointId: string): void {
+    this.deps.recorder.heardFrom(chargePointId);
   }
 
   async bootNotification(chargePointId: string, req: BootNotificationReq) {
     const at = this.now();
     // The record is informative: a boot is accepted even while PostgreSQL or Redis is away.
     await Promise.all([
-      this.deps.chargePoints.recordBoot({
+      this.deps.recorder.booted({
         id: chargePointId,
         vendor: req.chargePointVendor,
         model: req.chargePointModel,
@@ -275,8 +274,12 @@ export class ChargePointService {
         firmwareVersion: req.firmwareVersion ?? null,
         lastBootAt: at,
       }),
-      this.deps.state.booted(chargePointId, at),
-    ]).catch((err: unknown) => this.deps.logger.warn({ err, chargePointId }, 'boot not recorded'));
+      this.deps.state
+        .booted(chargePointId, at)
+        .catch((err: unknown) =>
+          this.deps.logger.warn({ err, chargePointId }, 'boot not recorded in Redis'),
+        ),
+    ]);
     return { status: 'Accepted', interval: HEARTBEAT_INTERVAL_S, currentTime: at.toISOString() };
   }
 

@@ -11,6 +11,9 @@ export interface ChargePointRecord {
   lastBootAt: Date | null;
 }
 
+/** What a BootNotification says of its charge point. */
+export type BootRecord = ChargePointRecord & { lastBootAt: Date };
+
 interface ChargePointRow {
   id: string;
   vendor: string | null;
@@ -38,7 +41,7 @@ export class ChargePointStore {
     await this.db('charge_points').insert({ id }).onConflict('id').ignore();
   }
 
-  async recordBoot(record: ChargePointRecord & { lastBootAt: Date }): Promise<void> {
+  async recordBoot(record: BootRecord): Promise<void> {
     const row = {
       id: record.id,
       vendor: record.vendor,

@@ -202,6 +202,7 @@ export function createOcppEndpoint({
   const handler =
     <P>(action: string, id: string, run: (params: P) => unknown) =>
     async ({ params }: { params?: Record<string, unknown> }) => {
+      service.heardFrom(id);
       try {
         refuseNulCharacters(params);
         return (await run(params as P)) as Record<string, unknown>;

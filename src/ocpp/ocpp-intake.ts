@@ -14,8 +14,9 @@ import type { MappingStore } from '../stores/mapping-store';
 import type { IngestService } from '../telemetry/ingest-service';
 import type { ReadingValidator } from '../telemetry/validation';
 import type { LiveStateStore } from '../telemetry/live-state';
+import { ChargePointRecorder } from './charge-point-recorder';
 import { ChargePointService } from './charge-point-service';
-import { ChargePointState } from './charge-point-state';
+import { ChargePointState, connectorMetersAmong, connectorOfMeterId } from './charge-point-state';
 import { ChargePointStore } from './charge-point-store';
 import { ConnectorRegisters } from './connector-registers';
 import { IdTagStore } from './id-tag-store';
@@ -40,7 +41,10 @@ export interface OcppIntake {
   endpoint: OcppEndpoint;
   routes: AnyRoute[];
   statusExtensions: StatusExtension[];
-  /** The charge point a meter is a connector of, or null (see ChargePointStore.connectorOf). */
+  /**
+   * The charge point a meter is a connector of, or null: recorded in PostgreSQL (see
+   * ChargePointStore.connectorOf) or live in Redis (connectorMetersAmong).
+   */
   connectorOf(meterId: string): Promise<string | null>;
 }
 
@@ -85,7 +89,7 @@ export function createOcppIntake({
   const service = new ChargePointService({
     ingestService,
     state,
-    chargePoints,
+    recorder: new ChargePointRecorder({ store: chargePoints, logger }),
     transactions,
     idTags,
     mapping: mappingStore,
@@ -113,7 +117,18 @@ export function createOcppIntake({
       pingIntervalMs: PING_INTERVAL_MS,
     }),
     routes: ocppRoutes({ idTags, chargePoints, state, transactions, liveState }),
-    connectorOf: (meterId) => chargePoints.connectorOf(meterId),
+    // Recorded in PostgreSQL, or live in Redis as ingest's guard reads it: one that connected
+    // while PostgreSQL was away is in Redis alone until its record is written.
+    connectorOf: async (meterId) => {
+      const [recorded, live] = await Promise.all([
+        chargePoints.connectorOf(meterId),
+        connectorMetersAmong(redis, keys, [meterId]),
+      ]);
+      return (
+        recorded ??
+        (live.has(meterId) ? (connectorOfMeterId(meterId)?.chargePointId ?? null) : null)
+      );
+    },
     statusExtensions: [
       {
         type: 'meter',

@@ -1,0 +1,78 @@
+import pino from 'pino';
+import { ChargePointRecorder, RECORD_RETRY_MS } from '../../src/ocpp/charge-point-recorder';
+import type { BootRecord, ChargePointStore } from '../../src/ocpp/charge-point-store';
+
+/**
+ * The recorder's sequencing, against a store whose writes the test settles one by one (the
+ * PostgreSQL side is tested in test/ocpp.test.ts, through an outage).
+ */
+function heldStore() {
+  const writes: { what: string; settle: (ok: boolean) => void }[] = [];
+  const write = (what: string) =>
+    new Promise<void>((resolve, reject) => {
+      writes.push({
+        what,
+        settle: (ok) => (ok ? resolve() : reject(new Error('PostgreSQL is away'))),
+      });
+    });
+  const store = {
+    recordConnected: (id: string) => write(`connected ${id}`),
+    recordBoot: (r: BootRecord) => write(`boot ${r.id} ${r.vendor}`),
+  } as unknown as ChargePointStore;
+  return { store, writes };
+}
+
+const boot = (vendor: string): BootRecord => ({
+  id: 'CP-1',
+  vendor,
+  model: 'M',
+  serialNumber: null,
+  firmwareVersion: null,
+  lastBootAt: new Date(0),
+});
+
+const settled = () => new Promise((r) => setImmediate(r));
+
+test('a write PostgreSQL refused is tried again on a later call, once it is due, and then no more', async () => {
+  const { store, writes } = heldStore();
+  let now = 0;
+  const recorder = new ChargePointRecorder({
+    store,
+    logger: pino({ level: 'silent' }),
+    now: () => now,
+  });
+  const booted = recorder.booted(boot('A'));
+  writes[0].settle(false);
+  await booted; // answered all the same
+  expect(recorder.pending).toBe(1);
+  recorder.heardFrom('CP-1'); // not due yet
+  expect(writes).toHaveLength(1);
+  now += RECORD_RETRY_MS;
+  recorder.heardFrom('CP-1');
+  expect(writes.map((w) => w.what)).toEqual(['boot CP-1 A', 'boot CP-1 A']);
+  writes[1].settle(true);
+  await settled();
+  expect(recorder.pending).toBe(0);
+  now += RECORD_RETRY_MS;
+  recorder.heardFrom('CP-1');
+  expect(writes).toHaveLength(2);
+});
+
+test('a boot arriving while an older one is written is written after it, never before; a reconnection keeps an unwritten boot', async () => {
+  const { store, writes } = heldStore();
+  const recorder = new ChargePointRecorder({ store, logger: pino({ level: 'silent' }) });
+  void recorder.booted(boot('A'));
+  void recorder.booted(boot('B'));
+  expect(writes.map((w) => w.what)).toEqual(['boot CP-1 A']);
+  writes[0].settle(true);
+  await settled();
+  expect(writes.map((w) => w.what)).toEqual(['boot CP-1 A', 'boot CP-1 B']);
+  writes[1].settle(false);
+  await settled();
+  // It reconnects without booting again: the boot not written is what is written.
+  recorder.connected('CP-1');
+  expect(writes[2].what).toBe('boot CP-1 B');
+  writes[2].settle(true);
+  await settled();
+  expect(recorder.pending).toBe(0);
+});
