@@ -611,6 +611,39 @@ describe('OCPP 1.6J charge points', () => {
     expect(await reportedAcOver('CP-DIP3', '2024-04-09')).toBe(6);
   });
 
+  test('when a sample rounded down arrives after newer ones were stored (a queue delivered late), then it is held to the register stored just before it and left out', async () => {
+    const cp = await connect('CP-DELAYED');
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 10_000,
+      timestamp: '2024-04-12T10:00:00Z',
+    });
+    const kwh = (value: string) => ({ value, unit: 'kWh', context: 'Sample.Periodic' });
+    // 15.0 at 10:30, then late: 12.4 at 10:20, and 12 at 10:25 (12.4 rounded down).
+    for (const [at, value] of [
+      ['10:30', '15.0'],
+      ['10:20', '12.4'],
+      ['10:25', '12'],
+    ]) {
+      await cp.call('MeterValues', meterValues(1, `2024-04-12T${at}:00Z`, kwh(value)));
+      await waitForDrained(e.queue); // in history before the next one comes
+    }
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 16_000,
+      timestamp: '2024-04-12T10:35:00Z',
+    });
+    // 16 - 10, what the transaction billed; the 12 read as a dip counted 6.4.
+    expect(await reportedAcOver('CP-DELAYED', '2024-04-12')).toBe(6);
+    expect((await history(e, 'CP-DELAYED:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 10],
+      ['10:20', 12.4],
+      ['10:30', 15],
+      ['10:35', 16],
+    ]);
+  });
+
   test('when the register resets mid-transaction, then the samples after the reset count from it, not from meterStart', async () => {
     const cp = await connect('CP-RESET2');
     const transactionId = await startTransaction(cp, {

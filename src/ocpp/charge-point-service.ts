@@ -190,6 +190,12 @@ export class ChargePointService {
       registers: ConnectorRegisters;
       /** A connector meter's newest stored register (its live state), or null. */
       storedRegister: (meterId: string) => Promise<KnownRegister | null>;
+      /** A connector meter's registers stored in (afterMs, beforeMs) (history). */
+      registersBetween: (
+        meterId: string,
+        afterMs: number,
+        beforeMs: number,
+      ) => Promise<KnownRegister[]>;
       config: {
         ocppUnknownIdTags: 'accept' | 'reject';
         /** Ingest's limit per call: a message holding more is stored in several. */
@@ -538,7 +544,7 @@ export class ChargePointService {
       const within = clockLost ? { after: known.startedAt.getTime() - 1 } : {};
       await this.store(
         meterId,
-        this.stopReadings(meterId, req, stoppedAt, startOf(known), stored, within),
+        await this.stopReadings(meterId, req, stoppedAt, startOf(known), stored, within),
       );
     } else if (transaction && stoppedByEngine(transaction) && !clockLost) {
       // The charge point's own stop of a transaction a start stopped before it came: its
@@ -550,7 +556,7 @@ export class ChargePointService {
       ]);
       await this.store(
         meterId,
-        this.stopReadings(meterId, req, stoppedAt, startOf(known), stored, {
+        await this.stopReadings(meterId, req, stoppedAt, startOf(known), stored, {
           after: known.startedAt.getTime(),
           before: next?.startedAt.getTime() ?? Infinity,
         }),
@@ -570,7 +576,7 @@ export class ChargePointService {
    * is left out, as history keeps one reading per instant. A reading whose instant is unreadable
    * is kept, for ingest to refuse it by name.
    */
-  private stopReadings(
+  private async stopReadings(
     meterId: string,
     req: StopTransactionReq,
     stoppedAt: Date,
@@ -583,7 +589,7 @@ export class ChargePointService {
     const samples = this.timed(this.read(req.transactionData ?? [])).filter(
       ({ atMs }) => atMs === null || (atMs !== stopMs && within(atMs)),
     );
-    const data = this.heldToRegister(meterId, samples, start, stored);
+    const data = await this.heldToRegister(meterId, samples, start, stored);
     const stop = { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) };
     return within(stopMs) ? [...data, stop] : data;
   }
@@ -601,7 +607,7 @@ export class ChargePointService {
     );
     // Only inside a transaction: most MeterValues of an idle connector need no more.
     const held = start
-      ? this.heldToRegister(
+      ? await this.heldToRegister(
           meterId,
           this.timed(readings),
           start,
@@ -634,6 +640,25 @@ export class ChargePointService {
     return this.readForCheck(this.deps.storedRegister(meterId), 'stored register', { meterId });
   }
 
+  /**
+   * The registers history holds inside the transaction before the latest sample dated before
+   * `newest`; none when no sample is (the usual message costs no query).
+   */
+  private async registersBeforeLate(
+    meterId: string,
+    samples: { atMs: number | null }[],
+    start: TransactionStart,
+    newest: KnownRegister | null,
+  ): Promise<KnownRegister[]> {
+    if (!newest) return [];
+    const late = samples.flatMap(({ atMs }) =>
+      atMs !== null && atMs > start.atMs && atMs < newest.atMs ? [atMs] : [],
+    );
+    if (late.length === 0) return [];
+    const read = this.deps.registersBetween(meterId, start.atMs, Math.max(...late));
+    return (await this.readForCheck(read, 'stored registers', { meterId })) ?? [];
+  }
+
   /** Readings with their instants (null: unreadable, for ingest to refuse by name). */
   private timed<R extends { timestamp: string }>(readings: R[]) {
     return readings.map((reading) => {
@@ -642,13 +667,19 @@ export class ChargePointService {
     });
   }
 
-  /** Register samples inside the transaction that began at `start`, held to its register. */
-  private heldToRegister<R extends { kwh: number; phased: boolean }>(
+  /**
+   * Register samples inside the transaction that began at `start`, held to its register: the
+   * connector's `newest` stored register and, for samples dated before it (a charger's queue
+   * delivered late), those history holds before them.
+   */
+  private async heldToRegister<R extends { kwh: number; phased: boolean }>(
     meterId: string,
     samples: { reading: R; atMs: number | null }[],
     start: TransactionStart,
-    stored: KnownRegister | null,
-  ): R[] {
+    newest: KnownRegister | null,
+  ): Promise<R[]> {
+    const stored = [...(await this.registersBeforeLate(meterId, samples, start, newest))];
+    if (newest) stored.push(newest);
     const { kept, leftOut } = holdToTransactionRegister(
       samples,
       { kwh: whToKwh(start.wh), atMs: start.atMs },

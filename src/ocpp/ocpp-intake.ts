@@ -102,6 +102,8 @@ export function createOcppIntake({
       const kwh = live?.values.kwhConsumedAc;
       return live && kwh !== undefined ? { kwh, atMs: live.ts } : null;
     },
+    registersBetween: (meterId, afterMs, beforeMs) =>
+      transactions.registersBetween(meterId, afterMs, beforeMs),
     config,
     checkTimestamp: validator.checkTimestamp,
     metrics,

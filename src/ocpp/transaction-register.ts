@@ -41,25 +41,29 @@ function belowFloor(sample: { kwh: number; phased: boolean }, floor: Floor): Lef
  * Splits a message's register samples into those kept and those left out (with why). `atMs` is
  * a sample's instant, null if unreadable (kept: ingest refuses it by name). A sample dated
  * before the start (a charger's queue delivered late) is the register then, which may well be
- * lower, and is kept. `stored`: the connector's newest stored register, used for the samples
- * dated at or after it when it is inside the transaction.
+ * lower, and is kept. `stored`: registers of the connector stored before this message (its
+ * newest, and for samples delivered late those stored before them), in any order; those inside
+ * the transaction are each the floor of the samples dated at or after it.
  */
 export function holdToTransactionRegister<R extends { kwh: number; phased: boolean }>(
   samples: { reading: R; atMs: number | null }[],
   start: KnownRegister,
-  stored: KnownRegister | null,
+  stored: readonly KnownRegister[],
 ): { kept: R[]; leftOut: LeftOutReason[] } {
   const inside = samples
     .map((s, index) => ({ ...s, index }))
     .filter((s): s is { reading: R; atMs: number; index: number } => s.atMs !== null)
     .filter((s) => s.atMs >= start.atMs)
     .sort((a, b) => a.atMs - b.atMs);
-  const since = stored && stored.atMs > start.atMs ? stored : null;
+  const known = stored.filter((r) => r.atMs > start.atMs).sort((a, b) => a.atMs - b.atMs);
+  let next = 0;
   let floor: Floor = { ...start, isStart: true };
   const leftOut = new Map<number, LeftOutReason>();
   for (const { reading, atMs, index } of inside) {
-    if (since && since.atMs <= atMs && since.atMs > floor.atMs)
-      floor = { ...since, isStart: false };
+    // The newest register known before the sample: stored, or a sample of this message kept.
+    for (; next < known.length && known[next].atMs <= atMs; next++) {
+      if (known[next].atMs > floor.atMs) floor = { ...known[next], isStart: false };
+    }
     const reason = belowFloor(reading, floor);
     if (reason) leftOut.set(index, reason);
     else floor = { kwh: reading.kwh, atMs, isStart: false };

@@ -142,6 +142,24 @@ export class TransactionStore {
     return toTransaction(stopped);
   }
 
+  /**
+   * A connector meter's registers history holds in (afterMs, beforeMs): what a sample delivered
+   * late is held to (transaction-register.ts). Readings still queued are not there yet.
+   */
+  async registersBetween(
+    meterId: string,
+    afterMs: number,
+    beforeMs: number,
+  ): Promise<{ kwh: number; atMs: number }[]> {
+    const rows: { kwh: number; ts: Date }[] = await this.db('telemetry_history')
+      .select({ kwh: 'kwh_consumed_ac', ts: 'ts' })
+      .where({ device_type: 'meter', device_id: meterId })
+      .where('ts', '>', new Date(afterMs))
+      .where('ts', '<', new Date(beforeMs))
+      .whereNotNull('kwh_consumed_ac');
+    return rows.map((r) => ({ kwh: r.kwh, atMs: r.ts.getTime() }));
+  }
+
   async get(id: number): Promise<Transaction | null> {
     // Ids are PostgreSQL integers: a charge point's id outside them was never one of ours.
     if (!Number.isInteger(id) || id < 1 || id > MAX_TRANSACTION_ID) return null;

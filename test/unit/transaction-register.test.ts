@@ -12,7 +12,7 @@ describe('holding register samples to their transaction', () => {
     const result = holdToTransactionRegister(
       [sample(101, 4_000), sample(102, 3_000), sample(101.5, 2_000)],
       start,
-      null,
+      [],
     );
     // In time order: 101.5, 102, then 101 below 102.
     expect(keptValues(result)).toEqual([102, 101.5]);
@@ -24,7 +24,7 @@ describe('holding register samples to their transaction', () => {
     const result = holdToTransactionRegister(
       [sample(102, 4_000), sample(101, 2_000), sample(99, 1_500)],
       start,
-      stored,
+      [stored],
     );
     expect(keptValues(result)).toEqual([101]);
     expect(result.leftOut.sort()).toEqual([
@@ -34,15 +34,25 @@ describe('holding register samples to their transaction', () => {
   });
 
   test('when the stored register predates the transaction, then it is not a floor', () => {
-    const result = holdToTransactionRegister([sample(100.5, 2_000)], start, {
-      kwh: 500,
-      atMs: 500,
-    });
+    const result = holdToTransactionRegister([sample(100.5, 2_000)], start, [
+      { kwh: 500, atMs: 500 },
+    ]);
     expect(keptValues(result)).toEqual([100.5]);
   });
 
+  test('when a sample comes after a newer one was stored, then it is held to the register stored just before it, not to meterStart', () => {
+    // Stored: 15 at 4,000 (newest) and 12.4 at 2,000; the late sample 12 at 3,000 is 12.4
+    // rounded down, the one at 2,500 a register between them.
+    const result = holdToTransactionRegister([sample(112, 3_000), sample(112.5, 2_500)], start, [
+      { kwh: 115, atMs: 4_000 },
+      { kwh: 112.4, atMs: 2_000 },
+    ]);
+    expect(keptValues(result)).toEqual([112.5]);
+    expect(result.leftOut).toEqual(['below an earlier register of its transaction']);
+  });
+
   test('when a sample is before the start or has no readable instant, then it is kept as it is', () => {
-    const result = holdToTransactionRegister([sample(90, 500), sample(95, null)], start, null);
+    const result = holdToTransactionRegister([sample(90, 500), sample(95, null)], start, []);
     expect(keptValues(result)).toEqual([90, 95]);
     expect(result.leftOut).toEqual([]);
   });
@@ -51,7 +61,7 @@ describe('holding register samples to their transaction', () => {
     const result = holdToTransactionRegister(
       [sample(0, 2_000), sample(60, 3_000, true), sample(10, 4_000), sample(12, 5_000)],
       start,
-      null,
+      [],
     );
     expect(keptValues(result)).toEqual([10, 12]);
     expect(result.leftOut).toEqual(['zero register in a transaction', 'incomplete phases']);
