@@ -3,6 +3,7 @@ import { sampleValue } from './helpers/mqtt';
 import { RPCClient } from 'ocpp-rpc';
 import WebSocket from 'ws';
 import { generateKey } from '../src/auth/api-keys';
+import { ChargePointStore } from '../src/ocpp/charge-point-store';
 import {
   serveTestApi,
   startTestApi,
@@ -1615,6 +1616,27 @@ describe('OCPP while Redis is down', () => {
     );
   }
 
+  test("when a connector's settings are changed meanwhile, then a recorded charge point's are refused (409), an unknown one's refused for now (503), and a plain meter's taken", async () => {
+    const cp = await chargePoint(e, 'CP-GUARD');
+    await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+    await redis.kill();
+    try {
+      const put = (meterId: string) =>
+        request(e.api.api.app)
+          .put(`/v1/meters/${meterId}/settings`)
+          .send({ energyReadings: 'interval' });
+      expect((await put('CP-GUARD:1').expect(409)).body.error).toBe('ocpp_connector');
+      const unknown = await put('SITE-9:12').expect(503);
+      expect(unknown.body).toMatchObject({ error: 'redis_unavailable' });
+      expect(unknown.body.message).toMatch(/meter SITE-9:12 is an OCPP connector/);
+      await put('M-PLAIN').expect(200);
+    } finally {
+      await redis.start();
+      await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
+      await cp.close({ force: true });
+    }
+  });
+
   test('when MeterValues cannot be stored, then the charge point gets InternalError, and its retry is stored once', async () => {
     const cp = await chargePoint(e, 'CP-OUT');
     const message = meterValues(1, '2024-04-04T10:00:00Z', wh(42_000));
@@ -1659,6 +1681,29 @@ describe('OCPP while Redis is down', () => {
 });
 
 describe('OCPP while PostgreSQL is down', () => {
+  test('when a replica writes a boot it kept through the outage after another wrote a newer one, then the newer stays', async () => {
+    const ctx = await createTestContext();
+    try {
+      const store = new ChargePointStore(ctx.db);
+      const bootAt = (vendor: string, at: string) => ({
+        id: 'CP-TWICE',
+        vendor,
+        model: 'M',
+        serialNumber: null,
+        firmwareVersion: null,
+        lastBootAt: new Date(at),
+      });
+      await store.recordBoot(bootAt('after the update', '2024-06-01T11:00:00Z'));
+      await store.recordBoot(bootAt('before the update', '2024-06-01T10:00:00Z'));
+      expect(await store.get('CP-TWICE')).toMatchObject({
+        vendor: 'after the update',
+        lastBootAt: new Date('2024-06-01T11:00:00Z'),
+      });
+    } finally {
+      await ctx.cleanup();
+    }
+  });
+
   test('when a charge point connects and boots during the outage, then its connectors are guarded at once, and it is listed with its boot once PostgreSQL is back', async () => {
     const ctx = await createTestContext();
     const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);

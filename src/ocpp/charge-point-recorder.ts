@@ -4,24 +4,34 @@ import type { BootRecord, ChargePointStore } from './charge-point-store';
 /** A record PostgreSQL has not taken yet: the newest boot, or (null) the connection alone. */
 interface Unrecorded {
   boot: BootRecord | null;
-  /** Not tried again before this (epoch ms): a charge point's every call must not retry it. */
-  retryAt: number;
-  writing: boolean;
+  /** The write under way (and those it chains to), or null. */
+  writing: Promise<void> | null;
+  failures: number;
 }
 
-/** How often a charge point's calls try its record again while PostgreSQL refuses it. */
+/** After a write PostgreSQL refused, no record is tried again for this long (by any charge point). */
 export const RECORD_RETRY_MS = 5000;
 
 /**
- * Writes what a charge point said of itself (that it connected, its boot) to PostgreSQL, off the
- * connection's path: a charge point is served while PostgreSQL is away. A write PostgreSQL did not
- * take is kept and tried again on the charge point's next call, at most every RECORD_RETRY_MS, so
- * one that connected or booted during an outage is listed, with its vendor and model, once
- * PostgreSQL is back (it reconnects without booting again). One write per charge point at a time,
- * so an older boot never lands after a newer one.
+ * Charge points whose record is kept to be tried again, at most: an outage as long as a
+ * deployment's charge points all reconnecting to one replica twice over. Past it the oldest is
+ * given up (it is written anyway when it connects or boots again).
+ */
+export const MAX_UNRECORDED = 50_000;
+
+/**
+ * Writes what a charge point said of itself (that it connected, its boot) to PostgreSQL: a charge
+ * point is served while PostgreSQL is away. A write PostgreSQL did not take is kept and tried
+ * again on the charge point's next call once RECORD_RETRY_MS have passed since the last refusal
+ * (one backoff for all, so an outage costs PostgreSQL one try per interval, not one per charge
+ * point), so one that connected or booted during an outage is listed, with its vendor and model,
+ * once PostgreSQL is back (it reconnects without booting again). One write per charge point at a
+ * time, so an older boot never follows a newer one from this process (the store refuses an older
+ * boot from another replica).
  */
 export class ChargePointRecorder {
   private readonly unrecorded = new Map<string, Unrecorded>();
+  private retryAt = 0;
 
   constructor(
     private readonly deps: { store: ChargePointStore; logger: Logger; now?: () => number },
@@ -40,9 +50,7 @@ export class ChargePointRecorder {
   /** A call from the charge point: a record PostgreSQL did not take is tried again when due. */
   heardFrom(chargePointId: string): void {
     const entry = this.unrecorded.get(chargePointId);
-    if (entry && !entry.writing && this.now() >= entry.retryAt) {
-      void this.attempt(chargePointId, entry);
-    }
+    if (entry && !entry.writing && this.now() >= this.retryAt) this.start(chargePointId, entry);
   }
 
   /** Charge points whose record PostgreSQL has not taken yet. */
@@ -54,33 +62,51 @@ export class ChargePointRecorder {
     return (this.deps.now ?? Date.now)();
   }
 
-  /** Writes the record now, or after the write in flight (which then picks the newest up). */
-  private async write(chargePointId: string, boot: BootRecord | null): Promise<void> {
-    const entry = this.unrecorded.get(chargePointId) ?? { boot: null, retryAt: 0, writing: false };
+  /** Writes the record now, or waits for the write under way, which then writes the newest. */
+  private write(chargePointId: string, boot: BootRecord | null): Promise<void> {
+    let entry = this.unrecorded.get(chargePointId);
+    if (!entry) {
+      entry = { boot: null, writing: null, failures: 0 };
+      this.unrecorded.set(chargePointId, entry);
+      this.giveUpOldest();
+    }
     // A boot written covers the connection; a reconnection keeps the boot not written yet.
     entry.boot = boot ?? entry.boot;
-    this.unrecorded.set(chargePointId, entry);
-    if (!entry.writing) await this.attempt(chargePointId, entry);
+    return entry.writing ?? this.start(chargePointId, entry);
+  }
+
+  private start(chargePointId: string, entry: Unrecorded): Promise<void> {
+    entry.writing = this.attempt(chargePointId, entry).finally(() => (entry.writing = null));
+    return entry.writing;
   }
 
   private async attempt(chargePointId: string, entry: Unrecorded): Promise<void> {
     const { store, logger } = this.deps;
     const boot = entry.boot;
-    entry.writing = true;
-    entry.retryAt = this.now() + RECORD_RETRY_MS;
     try {
       await (boot ? store.recordBoot(boot) : store.recordConnected(chargePointId));
     } catch (err) {
-      logger.warn(
-        { err, chargePointId },
-        `charge point ${boot ? 'boot' : 'connection'} not recorded: tried again on its next call`,
+      this.retryAt = this.now() + RECORD_RETRY_MS;
+      entry.failures += 1;
+      // Said once per charge point: during an outage every call would say it again.
+      logger[entry.failures === 1 ? 'warn' : 'debug'](
+        { err, chargePointId, failures: entry.failures },
+        `charge point ${boot ? 'boot' : 'connection'} not recorded: tried again on a later call`,
       );
       return;
-    } finally {
-      entry.writing = false;
     }
     // A newer boot came while this was written: it is written now.
     if (entry.boot !== boot) await this.attempt(chargePointId, entry);
     else this.unrecorded.delete(chargePointId);
+  }
+
+  private giveUpOldest(): void {
+    if (this.unrecorded.size <= MAX_UNRECORDED) return;
+    const [oldest] = this.unrecorded.keys();
+    this.unrecorded.delete(oldest);
+    this.deps.logger.warn(
+      { chargePointId: oldest },
+      'charge point record given up (too many unrecorded): written when it connects again',
+    );
   }
 }

@@ -25,6 +25,9 @@ export function connectorOfMeterId(
     : null;
 }
 
+/** How long a connector check waits for Redis before the write it guards is refused for now (503). */
+export const CONNECTOR_CHECK_MS = 1000;
+
 /**
  * Of these meter ids, those of a connector of a charge point that has connected to this engine
  * (its live state exists): the charge point's own registers, which only it may write, also those

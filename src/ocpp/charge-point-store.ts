@@ -50,7 +50,16 @@ export class ChargePointStore {
       firmware_version: record.firmwareVersion,
       last_boot_at: record.lastBootAt,
     };
-    await this.db('charge_points').insert(row).onConflict('id').merge();
+    // An older boot (one a replica could not write during an outage) never replaces a newer one.
+    await this.db('charge_points')
+      .insert(row)
+      .onConflict('id')
+      .merge()
+      .where((q) =>
+        q
+          .whereNull('charge_points.last_boot_at')
+          .orWhere('charge_points.last_boot_at', '<=', record.lastBootAt),
+      );
   }
 
   async get(id: string): Promise<ChargePointRecord | null> {

@@ -1,6 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { Knex } from 'knex';
+import { redisUnavailable } from '../errors';
 import type { RedisClient } from '../redis';
+import { withTimeout } from '../with-timeout';
 import type { Registry } from 'prom-client';
 import type { ApiKey } from '../auth/api-keys';
 import type { StatusExtension } from '../telemetry/status-routes';
@@ -16,7 +18,12 @@ import type { ReadingValidator } from '../telemetry/validation';
 import type { LiveStateStore } from '../telemetry/live-state';
 import { ChargePointRecorder } from './charge-point-recorder';
 import { ChargePointService } from './charge-point-service';
-import { ChargePointState, connectorMetersAmong, connectorOfMeterId } from './charge-point-state';
+import {
+  ChargePointState,
+  CONNECTOR_CHECK_MS,
+  connectorMetersAmong,
+  connectorOfMeterId,
+} from './charge-point-state';
 import { ChargePointStore } from './charge-point-store';
 import { ConnectorRegisters } from './connector-registers';
 import { IdTagStore } from './id-tag-store';
@@ -46,6 +53,32 @@ export interface OcppIntake {
    * ChargePointStore.connectorOf) or live in Redis (connectorMetersAmong).
    */
   connectorOf(meterId: string): Promise<string | null>;
+}
+
+/**
+ * The charge point a meter is a connector of: recorded in PostgreSQL, else live in Redis as
+ * ingest's guard reads it (one that connected while PostgreSQL was away is there alone until its
+ * record is written). Redis not answering in CONNECTOR_CHECK_MS refuses for now (503).
+ */
+async function connectorOf(
+  chargePoints: ChargePointStore,
+  redis: RedisClient,
+  keys: RedisKeys,
+  meterId: string,
+): Promise<string | null> {
+  const recorded = await chargePoints.connectorOf(meterId);
+  const shape = connectorOfMeterId(meterId);
+  if (recorded !== null || shape === null) return recorded;
+  const live = await withTimeout(
+    connectorMetersAmong(redis, keys, [meterId]),
+    CONNECTOR_CHECK_MS,
+    'connector check',
+  ).catch(() => {
+    throw redisUnavailable(
+      `Redis is not available to tell whether meter ${meterId} is an OCPP connector; retry shortly`,
+    );
+  });
+  return live.has(meterId) ? shape.chargePointId : null;
 }
 
 /** Charge points over OCPP 1.6J: the WebSocket endpoint, its stores and its HTTP routes. */
@@ -119,18 +152,7 @@ export function createOcppIntake({
       pingIntervalMs: PING_INTERVAL_MS,
     }),
     routes: ocppRoutes({ idTags, chargePoints, state, transactions, liveState }),
-    // Recorded in PostgreSQL, or live in Redis as ingest's guard reads it: one that connected
-    // while PostgreSQL was away is in Redis alone until its record is written.
-    connectorOf: async (meterId) => {
-      const [recorded, live] = await Promise.all([
-        chargePoints.connectorOf(meterId),
-        connectorMetersAmong(redis, keys, [meterId]),
-      ]);
-      return (
-        recorded ??
-        (live.has(meterId) ? (connectorOfMeterId(meterId)?.chargePointId ?? null) : null)
-      );
-    },
+    connectorOf: (meterId) => connectorOf(chargePoints, redis, keys, meterId),
     statusExtensions: [
       {
         type: 'meter',

@@ -14,6 +14,7 @@ import type { IngestAdmission } from './admission';
 import { GroupCommitBuffer, type StoreBatches } from './group-commit';
 import type { LiveStateStore } from './live-state';
 import type { Reading } from '../devices/device-kinds';
+import { CONNECTOR_CHECK_MS } from '../ocpp/charge-point-state';
 import { noIngestMetrics, type IngestMetrics } from '../metrics';
 import type { ValidationFailure } from '../schema/validator';
 import type { ReadingValidator } from './validation';
@@ -314,7 +315,7 @@ export class IngestService {
     try {
       connectors = await withTimeout(
         this.deps.connectorMeters(candidates.map((r) => r.id)),
-        ENQUEUE_TIMEOUT_MS,
+        CONNECTOR_CHECK_MS,
         'connector check',
       );
     } catch (err) {

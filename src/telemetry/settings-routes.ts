@@ -78,6 +78,11 @@ export function settingsRoutes({
         responses: {
           200: responses[200],
           409: { description: "an OCPP connector's meter: a register by OCPP", schema: ErrorBody },
+          503: {
+            description:
+              'PostgreSQL unavailable or too slow (database_unavailable, database_timeout), or Redis unavailable to tell whether the meter is an OCPP connector (redis_unavailable); see Retry-After',
+            schema: ErrorBody,
+          },
         },
         handler: async ({ params: p, body }) => {
           const id = (p as Record<string, string>)[kind.idField];

@@ -58,21 +58,50 @@ test('a write PostgreSQL refused is tried again on a later call, once it is due,
   expect(writes).toHaveLength(2);
 });
 
-test('a boot arriving while an older one is written is written after it, never before; a reconnection keeps an unwritten boot', async () => {
+test('a boot arriving while an older one (or the connection) is written is written after it, and answered only then; a reconnection keeps an unwritten boot', async () => {
   const { store, writes } = heldStore();
   const recorder = new ChargePointRecorder({ store, logger: pino({ level: 'silent' }) });
+  recorder.connected('CP-1');
   void recorder.booted(boot('A'));
-  void recorder.booted(boot('B'));
-  expect(writes.map((w) => w.what)).toEqual(['boot CP-1 A']);
+  let bootedB = false;
+  void recorder.booted(boot('B')).then(() => (bootedB = true));
+  expect(writes.map((w) => w.what)).toEqual(['connected CP-1']);
   writes[0].settle(true);
   await settled();
-  expect(writes.map((w) => w.what)).toEqual(['boot CP-1 A', 'boot CP-1 B']);
+  // Only the newest boot is written after the connection.
+  expect(writes.map((w) => w.what)).toEqual(['connected CP-1', 'boot CP-1 B']);
+  expect(bootedB).toBe(false);
   writes[1].settle(false);
   await settled();
+  expect(bootedB).toBe(true); // kept to be written later: answered all the same
   // It reconnects without booting again: the boot not written is what is written.
   recorder.connected('CP-1');
   expect(writes[2].what).toBe('boot CP-1 B');
   writes[2].settle(true);
   await settled();
   expect(recorder.pending).toBe(0);
+});
+
+test('after a refusal, no charge point retries until the interval has passed (one backoff for all)', async () => {
+  const { store, writes } = heldStore();
+  let now = 0;
+  const recorder = new ChargePointRecorder({
+    store,
+    logger: pino({ level: 'silent' }),
+    now: () => now,
+  });
+  recorder.connected('CP-1');
+  recorder.connected('CP-2');
+  writes.forEach((w) => w.settle(false));
+  await settled();
+  now += RECORD_RETRY_MS - 1;
+  recorder.heardFrom('CP-1');
+  recorder.heardFrom('CP-2');
+  expect(writes).toHaveLength(2);
+  now += 1;
+  recorder.heardFrom('CP-1');
+  writes[2].settle(false);
+  await settled();
+  recorder.heardFrom('CP-2'); // CP-1's refusal starts the interval again
+  expect(writes).toHaveLength(3);
 });
