@@ -1,7 +1,7 @@
 /**
  * `node dist/bench/profile.js`: where the time goes, for the notes behind a performance change.
  * Against the database a `npm run bench` left behind (its analytics data), it runs the API and
- * the flusher under `node --cpu-prof` for three cases, each in processes of its own:
+ * the flusher under `node --cpu-prof` for four cases, each in processes of its own:
  * - single: single-reading ingest, 64 connections, for SECONDS;
  * - reports: uncached performance reports (a different window each time), 10 connections;
  * - batch: the API alone taking 1,000-reading batches, 8 connections (the flusher stopped);
@@ -178,7 +178,7 @@ async function main(): Promise<void> {
       ],
     });
     console.log(
-      `backlog: ${fmt((batches.requests.total - batches.non2xx) * 1000)} readings at ${fmt(batches.requests.average * 1000)} readings/s`,
+      `backlog: ${fmt((batches.requests.total - batches.non2xx) * 1000)} readings at ${fmt(((batches.requests.total - batches.non2xx) * 1000) / batches.duration)} readings/s`,
     );
     await api.stop();
     const flushStart = Date.now();

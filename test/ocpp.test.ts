@@ -637,6 +637,29 @@ describe('OCPP 1.6J charge points', () => {
     });
     // 16 - 10, what the transaction billed; the 12 read as a dip counted 6.4.
     expect(await reportedAcOver('CP-DELAYED', '2024-04-12')).toBe(6);
+
+    // The same sample in a StopTransaction's transactionData, dated before what was stored.
+    const stopping = await connect('CP-DELAYED2');
+    const second = await startTransaction(stopping, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 10_000,
+      timestamp: '2024-04-13T10:00:00Z',
+    });
+    for (const [at, value] of [
+      ['10:20', '12.4'],
+      ['10:30', '15.0'],
+    ]) {
+      await stopping.call('MeterValues', meterValues(1, `2024-04-13T${at}:00Z`, kwh(value)));
+    }
+    await waitForDrained(e.queue);
+    await stopping.call('StopTransaction', {
+      transactionId: second,
+      meterStop: 16_000,
+      timestamp: '2024-04-13T10:35:00Z',
+      transactionData: [{ timestamp: '2024-04-13T10:25:00Z', sampledValue: [kwh('12')] }],
+    });
+    expect(await reportedAcOver('CP-DELAYED2', '2024-04-13')).toBe(6);
     expect((await history(e, 'CP-DELAYED:1')).map((r) => [r.at, r.kwh])).toEqual([
       ['10:00', 10],
       ['10:20', 12.4],

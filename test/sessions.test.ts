@@ -502,7 +502,7 @@ describe('SESSION_GAP_S changed between runs of the flusher', () => {
   beforeAll(async () => {
     e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
     await map(e, 'V-gap', 'M-gap', '2024-05-01T00:00:00Z');
-    // Charging every half hour: four sessions 10 minutes apart at most, one 30 minutes apart.
+    // Charging every half hour: four sessions with a 10-minute gap, one with a 30-minute gap.
     await ingest(e, [
       ...every(30, at('17', '11:00'), at('17', '12:30'), vehicle('V-gap', 1.8)),
       ...every(30, at('17', '11:00'), at('17', '12:30'), meter('M-gap', 2)),
@@ -527,13 +527,24 @@ describe('SESSION_GAP_S changed between runs of the flusher', () => {
       marked: 1,
     });
     const mark = await e.ctx.db('session_dirty').where({ vehicle_id: 'V-gap' }).first();
-    expect(mark.since).toEqual(new Date(before[0][0])); // from its first kept session
+    expect(mark.since).toEqual(new Date(at('17', '11:00'))); // from its first reading
     await buildAt(e, store, new Date(Date.now() - 3600_000), config);
     expect(await kept('V-gap')).toHaveLength(1);
     expect((await kept('V-gap'))[0][1]).toBe(iso(at('17', '12:30')));
 
     expect((await store.adoptSessionDefaults()).marked).toBe(0);
     expect(await e.ctx.db('session_dirty').where({ vehicle_id: 'V-gap' })).toEqual([]);
+  });
+
+  test('when the gap was not recorded (sessions built before it was), then it is taken to be the one in force: recorded, nothing marked', async () => {
+    await e.ctx.db('session_defaults').where({ id: 1 }).update({ session_gap_s: null });
+    const store = new SessionStore(e.ctx.db, { ...e.ctx.config, sessionGapS: 900 });
+    expect(await store.adoptSessionDefaults()).toMatchObject({
+      previous: { sessionGapS: null },
+      now: { sessionGapS: 900 },
+      marked: 0,
+    });
+    expect((await e.ctx.db('session_defaults').where({ id: 1 }).first()).session_gap_s).toBe(900);
   });
 });
 

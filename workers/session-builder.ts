@@ -25,7 +25,7 @@ export class SessionBuilder {
    * are still built: left marked, and the error logged for a repair.
    */
   private readonly setAside = new Set<string>();
-  /** Whether this process's ENERGY_READINGS default is recorded (once, on the first run). */
+  /** Whether the defaults sessions are built with are recorded (once, on the first run). */
   private defaultsAdopted = false;
 
   constructor(

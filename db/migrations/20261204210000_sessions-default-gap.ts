@@ -8,7 +8,7 @@ import type { Knex } from 'knex';
  */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(
-    'ALTER TABLE session_defaults ADD COLUMN session_gap_s integer CHECK (session_gap_s > 0)',
+    'ALTER TABLE session_defaults ADD COLUMN IF NOT EXISTS session_gap_s integer CHECK (session_gap_s > 0)',
   );
 }
 

@@ -190,11 +190,10 @@ export class ChargePointService {
       registers: ConnectorRegisters;
       /** A connector meter's newest stored register (its live state), or null. */
       storedRegister: (meterId: string) => Promise<KnownRegister | null>;
-      /** A connector meter's registers stored in (afterMs, beforeMs) (history). */
-      registersBetween: (
+      /** What samples delivered late are held to, from history (TransactionStore.registersAround). */
+      registersAround: (
         meterId: string,
-        afterMs: number,
-        beforeMs: number,
+        span: { afterMs: number; fromMs: number; toMs: number },
       ) => Promise<KnownRegister[]>;
       config: {
         ocppUnknownIdTags: 'accept' | 'reject';
@@ -641,8 +640,9 @@ export class ChargePointService {
   }
 
   /**
-   * The registers history holds inside the transaction before the latest sample dated before
-   * `newest`; none when no sample is (the usual message costs no query).
+   * For the samples dated inside the transaction before `newest` (delivered late), the registers
+   * history holds among them and the one before the earliest; none when no sample is (the usual
+   * message costs no query).
    */
   private async registersBeforeLate(
     meterId: string,
@@ -651,11 +651,15 @@ export class ChargePointService {
     newest: KnownRegister | null,
   ): Promise<KnownRegister[]> {
     if (!newest) return [];
-    const late = samples.flatMap(({ atMs }) =>
-      atMs !== null && atMs > start.atMs && atMs < newest.atMs ? [atMs] : [],
-    );
-    if (late.length === 0) return [];
-    const read = this.deps.registersBetween(meterId, start.atMs, Math.max(...late));
+    let fromMs = Infinity;
+    let toMs = -Infinity;
+    for (const { atMs } of samples) {
+      if (atMs === null || atMs <= start.atMs || atMs >= newest.atMs) continue;
+      fromMs = Math.min(fromMs, atMs);
+      toMs = Math.max(toMs, atMs);
+    }
+    if (fromMs === Infinity) return [];
+    const read = this.deps.registersAround(meterId, { afterMs: start.atMs, fromMs, toMs });
     return (await this.readForCheck(read, 'stored registers', { meterId })) ?? [];
   }
 
@@ -678,7 +682,7 @@ export class ChargePointService {
     start: TransactionStart,
     newest: KnownRegister | null,
   ): Promise<R[]> {
-    const stored = [...(await this.registersBeforeLate(meterId, samples, start, newest))];
+    const stored = await this.registersBeforeLate(meterId, samples, start, newest);
     if (newest) stored.push(newest);
     const { kept, leftOut } = holdToTransactionRegister(
       samples,
@@ -688,7 +692,7 @@ export class ChargePointService {
     for (const reason of leftOut) this.deps.metrics.onSampleRejected(reason);
     if (leftOut.length > 0) {
       this.deps.logger.warn(
-        { meterId, dropped: leftOut.length, meterStartWh: start.wh, stored },
+        { meterId, dropped: leftOut.length, meterStartWh: start.wh, newest, stored: stored.length },
         "register samples below their transaction's register left out",
       );
     }

@@ -135,8 +135,7 @@ export function createOcppIntake({
       const kwh = live?.values.kwhConsumedAc;
       return live && kwh !== undefined ? { kwh, atMs: live.ts } : null;
     },
-    registersBetween: (meterId, afterMs, beforeMs) =>
-      transactions.registersBetween(meterId, afterMs, beforeMs),
+    registersAround: (meterId, span) => transactions.registersAround(meterId, span),
     config,
     checkTimestamp: validator.checkTimestamp,
     metrics,

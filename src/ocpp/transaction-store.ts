@@ -143,21 +143,25 @@ export class TransactionStore {
   }
 
   /**
-   * A connector meter's registers history holds in (afterMs, beforeMs): what a sample delivered
-   * late is held to (transaction-register.ts). Readings still queued are not there yet.
+   * What a connector meter's samples delivered late, dated from `fromMs` to `toMs`, are held to
+   * (transaction-register.ts): the registers history holds from `fromMs` to before `toMs`, and the
+   * newest before `fromMs` if it is after `afterMs` (the transaction's start). Readings still
+   * queued are not there yet.
    */
-  async registersBetween(
+  async registersAround(
     meterId: string,
-    afterMs: number,
-    beforeMs: number,
+    { afterMs, fromMs, toMs }: { afterMs: number; fromMs: number; toMs: number },
   ): Promise<{ kwh: number; atMs: number }[]> {
-    const rows: { kwh: number; ts: Date }[] = await this.db('telemetry_history')
-      .select({ kwh: 'kwh_consumed_ac', ts: 'ts' })
-      .where({ device_type: 'meter', device_id: meterId })
-      .where('ts', '>', new Date(afterMs))
-      .where('ts', '<', new Date(beforeMs))
-      .whereNotNull('kwh_consumed_ac');
-    return rows.map((r) => ({ kwh: r.kwh, atMs: r.ts.getTime() }));
+    const result = await this.db.raw(
+      `SELECT kwh_consumed_ac AS kwh, ts FROM history_before('meter', ?, ?) WHERE ts > ?
+       UNION ALL
+       SELECT kwh_consumed_ac, ts FROM telemetry_history
+       WHERE device_type = 'meter' AND device_id = ? AND ts >= ? AND ts < ?`,
+      [meterId, new Date(fromMs), new Date(afterMs), meterId, new Date(fromMs), new Date(toMs)],
+    );
+    return (result.rows as { kwh: number | null; ts: Date }[]).flatMap((r) =>
+      r.kwh === null ? [] : [{ kwh: r.kwh, atMs: r.ts.getTime() }],
+    );
   }
 
   async get(id: number): Promise<Transaction | null> {

@@ -92,14 +92,13 @@ const BUILT_WITH_DEFAULT_MODE = `
   SELECT b.vehicle_id, b.open_since FROM session_built b WHERE b.open_since IS NOT NULL`;
 
 /**
- * Marks what was built with another SESSION_GAP_S: every vehicle's kept sessions and the session
- * still going on where it was built. The gap moves where sessions start and end, never whether a
- * reading charges, so nothing before a vehicle's first kept session changes.
+ * Marks what was built with another SESSION_GAP_S: every built vehicle from its first reading
+ * (which covers the session still going on where it was built). The gap moves where sessions
+ * start and end, also before a vehicle's first kept session: a detected run overlapping a
+ * transaction is left out whole, and with another gap part of it may be a session of its own.
  */
 const BUILT_WITH_GAP = `
-  SELECT s.vehicle_id, s.start_ts FROM charging_sessions s
-  UNION ALL
-  SELECT b.vehicle_id, b.open_since FROM session_built b WHERE b.open_since IS NOT NULL`;
+  SELECT b.vehicle_id, ${firstReadingOf('b.vehicle_id')} AS since FROM session_built b`;
 
 /**
  * Records `now` as the defaults the kept sessions are built with. When others were recorded, first

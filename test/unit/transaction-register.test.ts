@@ -41,14 +41,19 @@ describe('holding register samples to their transaction', () => {
   });
 
   test('when a sample comes after a newer one was stored, then it is held to the register stored just before it, not to meterStart', () => {
-    // Stored: 15 at 4,000 (newest) and 12.4 at 2,000; the late sample 12 at 3,000 is 12.4
-    // rounded down, the one at 2,500 a register between them.
-    const result = holdToTransactionRegister([sample(112, 3_000), sample(112.5, 2_500)], start, [
+    // Stored: 115 at 4,000 (the newest) and 112.4 at 2,000; the late sample 112 at 3,000 is
+    // 112.4 rounded down. Held to meterStart (100) alone, it would be kept.
+    const result = holdToTransactionRegister([sample(112, 3_000)], start, [
       { kwh: 115, atMs: 4_000 },
       { kwh: 112.4, atMs: 2_000 },
     ]);
-    expect(keptValues(result)).toEqual([112.5]);
+    expect(keptValues(result)).toEqual([]);
     expect(result.leftOut).toEqual(['below an earlier register of its transaction']);
+    // A register at or after the sample is no floor of it.
+    const later = holdToTransactionRegister([sample(112, 3_000)], start, [
+      { kwh: 115, atMs: 4_000 },
+    ]);
+    expect(keptValues(later)).toEqual([112]);
   });
 
   test('when a sample is before the start or has no readable instant, then it is kept as it is', () => {
