@@ -37,6 +37,29 @@ export function batchJson(n: number, base: number): string {
   return `[${parts.join(',')}]`;
 }
 
+/** Devices a backfill body holds, each with BACKFILL_MINUTES readings (1,000 readings in all). */
+const BACKFILL_DEVICES = 50;
+const BACKFILL_MINUTES = 20;
+
+/**
+ * The `request`th body of a gateway's backfill: 25 meters and 25 vehicles (ids of their own), 20
+ * minutes of each, in device order as a gateway's buffer holds them; the next body the next 50.
+ */
+export function backfillJson(request: number, base: number): string {
+  const parts: string[] = [];
+  for (let minute = 0; minute < BACKFILL_MINUTES; minute++) {
+    const ts = new Date(base + ((request * BACKFILL_MINUTES + minute) % 4000) * 60_000);
+    for (let d = 0; d < BACKFILL_DEVICES; d += 2) {
+      const device = `BF-${(request * BACKFILL_DEVICES + d) % DEVICES}`;
+      parts.push(
+        `{"meterId":"M-${device}","kwhConsumedAc":0.0167,"voltage":230,"timestamp":"${ts.toISOString()}"}`,
+        `{"vehicleId":"V-${device}","soc":55,"kwhDeliveredDc":0.015,"batteryTemp":31.5,"timestamp":"${ts.toISOString()}"}`,
+      );
+    }
+  }
+  return `[${parts.join(',')}]`;
+}
+
 export const INGEST_PATH = '/v1/telemetry/ingest';
 export const JSON_HEADERS = { 'content-type': 'application/json' };
 

@@ -19,6 +19,7 @@ import { RollupStore } from '../src/stores/rollup-store';
 import {
   INGEST_PATH,
   JSON_HEADERS,
+  backfillJson,
   batchRequests,
   copyCeiling,
   flushRate,
@@ -70,6 +71,8 @@ const SECONDS = quick ? 5 : 15;
 const ROUNDS = 3;
 /** The backlog the API accepts with the flusher stopped (below MAX_BACKLOG_READINGS). */
 const BACKLOG_READINGS = quick ? 200_000 : 500_000;
+/** 1,000-reading bodies of the backfill phase. */
+const BACKFILL_REQUESTS = quick ? 50 : 150;
 const ANALYTICS_VEHICLES = quick ? 200 : 1000;
 /** The engine's QUEUE_SHARDS for this run (the processes inherit it from the environment). */
 const QUEUE_SHARDS = Number(process.env.QUEUE_SHARDS ?? 1);
@@ -138,6 +141,8 @@ interface Results {
     apiReadingsPerS: number;
     api503: number;
     rounds: RoundRatio[];
+    /** A gateway's backfill (50 devices x 20 minutes a body), API alone. */
+    backfillReadingsPerS: number;
   };
   flush: { rows: number; rowsPerS: number; rollupsDoneS: number; copy: CopyResult };
   nominalLag: { readingsPerS: number; batches: number; p50Ms: number | null; p99Ms: number | null };
@@ -477,6 +482,23 @@ async function main(): Promise<void> {
     const copy = await copyCeiling(baseUrl, backlog);
     console.log(`COPY ceiling: ${fmt(copy.rowsPerS)} rows/s`);
 
+    // 4b. A gateway's backfill, the API alone again: bodies of the same size holding 20 minutes
+    // of each of 50 devices (live state takes each device's newest alone).
+    await flusher.stop();
+    let backfilled = 0;
+    const backfill = await runAmount({
+      url: apiUrl,
+      connections: 8,
+      amount: BACKFILL_REQUESTS,
+      requests: ingestRequests(() => backfillJson(backfilled++, base)),
+    });
+    const backfillPerS =
+      ((backfill.result.requests.total - backfill.result.non2xx) * 1000) / backfill.seconds;
+    console.log(`backfill batches, API alone: ${fmt(backfillPerS)} readings/s`);
+    flusher = startNode('flusher', 'workers/flusher.js', [], env);
+    procs.push(flusher);
+    await waitUntilDrained(redis, shards);
+
     // 5. The same ingest through MQTT (its own process and broker, the same queue and flusher).
     const mqtt = await benchMqtt({
       env,
@@ -587,6 +609,7 @@ async function main(): Promise<void> {
         apiReadingsPerS: batchPerS,
         api503: batch503,
         rounds: batchRounds,
+        backfillReadingsPerS: backfillPerS,
       },
       flush: { rows: flushed.rows, rowsPerS: flushPerS, rollupsDoneS, copy },
       nominalLag: {
@@ -738,6 +761,11 @@ function otherRows(r: Results): [string, string, string][] {
       `single-reading ingest at ${fmt(latency.apiAlone.ratePerS)} req/s with the flusher stopped`,
       `p50 ${ms(latency.apiAlone.p50Ms)}, p95 ${ms(latency.apiAlone.p95Ms)}, p99 ${ms(latency.apiAlone.p99Ms)}, max ${ms(latency.apiAlone.maxMs)}`,
       describeCores(latency.apiAlone.cores ?? {}),
+    ],
+    [
+      'backfill batches, API alone: 1,000 readings/request of 50 devices x 20 minutes, 8 connections',
+      `${fmt(r.batch.backfillReadingsPerS)} readings/s`,
+      `${fmt(r.batch.backfillReadingsPerS / r.batch.bareReadingsPerS, 2)} of bare parse (batch ceiling)`,
     ],
     [
       'analytics cached: reports computed during the phase (cache misses)',

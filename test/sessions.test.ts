@@ -18,6 +18,7 @@ import { seededRandom, shuffle, vehicleReading } from './helpers/readings';
 import { HistoryStore } from '../src/stores/history-store';
 import { statusUpsertsFrom } from '../src/stores/status-store';
 import { markSessionsChanged } from '../src/stores/session-marks';
+import { retainedFrom } from '../src/stores/retention';
 import { RollupRoller } from '../workers/rollup-roller';
 
 const MIN = 60_000;
@@ -548,6 +549,33 @@ describe('SESSION_GAP_S changed between runs of the flusher', () => {
   });
 });
 
+describe('sessions at the edge of what history keeps (RETENTION_DAYS)', () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine();
+  });
+  afterAll(() => e.stop());
+
+  test("when the readings before a vehicle's first kept one were dropped, then its first session starts at the cutoff, not a gap before it", async () => {
+    const cutoff = retainedFrom(Date.now(), 3) as number;
+    await ingest(e, [
+      vehicle('V-kept', 1.8)(cutoff + 5 * MIN),
+      vehicle('V-kept', 1.8)(cutoff + 10 * MIN),
+    ]);
+    const startOf = async (retentionDays: number) => {
+      const store = new SessionStore(e.ctx.db, { ...e.ctx.config, retentionDays });
+      const [session] = await store.compute(
+        [{ vehicleId: 'V-kept', from: new Date(cutoff - 86_400_000) }],
+        new Date(),
+      );
+      return session.start.toISOString();
+    };
+    // Kept whole, a first reading has no reading before it: its span starts a gap before it.
+    expect(await startOf(0)).toBe(iso(cutoff + 5 * MIN - e.ctx.config.sessionGapS * 1000));
+    expect(await startOf(3)).toBe(iso(cutoff));
+  });
+});
+
 describe('the sessions statement with many devices configured', () => {
   let e: TestEngine;
   beforeAll(async () => {
@@ -568,6 +596,7 @@ describe('the sessions statement with many devices configured', () => {
       FROMS: [new Date(at('10', '00:00'))],
       TO: new Date(at('11', '00:00')),
       GAP: 600,
+      KEPT: null,
       MODE: 'interval',
     });
     const plan = await explainGeneric(e.ctx.db, e.ctx.db.raw(sql, bindings as Knex.RawBinding[]));

@@ -17,6 +17,8 @@
  * its `from`, plus the one reading before), $OPEN_STARTS and $OPEN_ENDS timestamptz[] (a detected
  * session already folded up to its end, whose last charging reading is the vehicle's `from`, or
  * NULLs: see below), $TO (exclusive end), $GAP (seconds), $MODE (the default semantics), and
+ * $KEPT, the first instant history keeps (RETENTION_DAYS; -infinity: all), before which no
+ * session starts, and
  * $FIRST, the earliest of the froms less the gap: no window starts before it, and as a constant
  * (computed here: `timestamptz - interval` is not one to the planner) it lets the planner leave
  * out the history partitions before it.
@@ -84,7 +86,8 @@ runs AS (
 detected AS (
   SELECT vehicle_id,
          CASE WHEN run = 0 THEN min(open_start)
-              ELSE min(ts) - least(coalesce(min(ts) - (array_agg(prev_ts ORDER BY ts))[1], $GAP), $GAP)
+              -- Never before what history keeps: the reading before a first kept one is dropped.
+              ELSE greatest(min(ts) - least(coalesce(min(ts) - (array_agg(prev_ts ORDER BY ts))[1], $GAP), $GAP), $KEPT)
          END AS start_ts,
          max(ts) AS end_ts,
          run = 0 AS continues, min(open_end) AS folded_to
@@ -262,6 +265,8 @@ export function bindSessionSql(
     TO: Date;
     GAP: number;
     MODE: string;
+    /** The first instant history keeps (retainedFrom), or null: all. */
+    KEPT: number | null;
     KEY?: string;
   },
 ): { sql: string; bindings: unknown[] } {
@@ -271,11 +276,12 @@ export function bindSessionSql(
   const named = {
     ...values,
     FIRST: first,
+    KEPT: values.KEPT === null ? '-infinity' : new Date(values.KEPT).toISOString(),
     OPEN_STARTS: opens.map((o) => o?.start ?? null),
     OPEN_ENDS: opens.map((o) => o?.end ?? null),
   };
   const sql = template.replace(
-    /\$(VEHICLES|FROMS|OPEN_STARTS|OPEN_ENDS|TO|GAP|MODE|KEY|FIRST)\b/g,
+    /\$(VEHICLES|FROMS|OPEN_STARTS|OPEN_ENDS|TO|GAP|MODE|KEY|FIRST|KEPT)\b/g,
     (_m, name: string) => {
       const value = named[name as keyof typeof named];
       if (name === 'GAP') {
@@ -287,7 +293,7 @@ export function bindSessionSql(
         return '?';
       }
       bindings.push(value);
-      return name === 'TO' || name === 'FIRST' ? '?::timestamptz' : '?';
+      return name === 'TO' || name === 'FIRST' || name === 'KEPT' ? '?::timestamptz' : '?';
     },
   );
   return { sql, bindings };

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { onGenericPlan } from '../../db/prepared';
 import { mappedInQuarter } from '../stores/rollup-store';
+import { retainedFrom } from '../stores/retention';
 import { adoptSessionDefaults } from '../stores/session-marks';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
@@ -211,7 +212,12 @@ function continued(open: SessionRow, rest: SessionRow): SessionRow {
 export class SessionStore {
   constructor(
     private readonly db: Knex,
-    private readonly config: { sessionGapS: number; energyReadings: EnergyReadingsMode },
+    private readonly config: {
+      sessionGapS: number;
+      energyReadings: EnergyReadingsMode;
+      /** RETENTION_DAYS: no session starts before what history keeps. */
+      retentionDays: number;
+    },
     /**
      * Where one vehicle's live sessions run as a prepared statement, planned once per connection
      * (db/create-db.ts createGenericPlanDb); null: planned on each call.
@@ -233,6 +239,7 @@ export class SessionStore {
       TO: to,
       GAP: this.config.sessionGapS,
       MODE: this.config.energyReadings,
+      KEPT: retainedFrom(Date.now(), this.config.retentionDays),
     });
     // One vehicle's, on every report request, is planned once per connection (it cost more to
     // plan than to run); the fleet's many vehicles are planned for their number each time.
@@ -256,6 +263,7 @@ export class SessionStore {
       TO: to,
       GAP: this.config.sessionGapS,
       MODE: this.config.energyReadings,
+      KEPT: retainedFrom(Date.now(), this.config.retentionDays),
       KEY: key,
     });
     const result = await this.db.raw(sql, bindings as Knex.RawBinding[]);
