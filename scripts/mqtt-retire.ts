@@ -3,11 +3,11 @@
  * (see src/mqtt/retire-session.ts): stores what the broker still queues for it, then ends its
  * session. Run it once the process that used the id is stopped, with that process's settings.
  */
-import { loadConfig, redactUrl } from '../src/config';
+import { loadConfig, MQTT_CLIENT_ID_RULE, redactUrl } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { createMqttService } from '../src/mqtt/mqtt-service';
-import { retireSession } from '../src/mqtt/retire-session';
+import { NoSessionError, retireSession } from '../src/mqtt/retire-session';
 import { openIngestQueues } from '../src/queue/ingest-queue';
 import { assertDependenciesReachable } from '../src/startup-checks';
 import { commandLineOrExit, parseCommandLine, UsageError } from './cli';
@@ -33,6 +33,11 @@ function parse(argv: string[]): { clientId: string; quietMs: number } {
   const { values } = parseCommandLine(argv, command);
   const clientId = values['client-id'];
   if (!clientId) throw new UsageError('--client-id is required: the MQTT_CLIENT_ID to retire');
+  if (!new RegExp(MQTT_CLIENT_ID_RULE.pattern).test(clientId)) {
+    throw new UsageError(
+      `--client-id must be ${MQTT_CLIENT_ID_RULE.expected}, as MQTT_CLIENT_ID is`,
+    );
+  }
   const quietS = Number(values['quiet-s']);
   if (!/^\d+(\.\d+)?$/.test(values['quiet-s']) || quietS < 1 || quietS > 600) {
     throw new UsageError('--quiet-s must be a number of seconds from 1 to 600');
@@ -64,6 +69,11 @@ async function main(): Promise<void> {
     logger.info({ clientId, broker: redactUrl(mqttUrl), messages: stored }, 'session retired');
     console.log(`retired ${clientId}: ${stored} message(s) collected, session ended`);
   } catch (err) {
+    if (err instanceof NoSessionError) {
+      logger.error({ clientId }, 'no session to retire');
+      process.stderr.write(`\nNot retired: ${err.message}\n\n`);
+      process.exit(1);
+    }
     exitOnStartupFailure(err, logger);
   }
 }

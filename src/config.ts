@@ -71,6 +71,12 @@ const CLUSTER_NODE =
  */
 export const EFFICIENCY_BOUNDS = { minimum: 0, maximum: 1 };
 
+/** An MQTT client id (MQTT_CLIENT_ID, and the id `npm run mqtt:retire` is given). */
+export const MQTT_CLIENT_ID_RULE = {
+  pattern: '^[A-Za-z0-9_.:-]{0,128}$',
+  expected: 'up to 128 characters from A-Z a-z 0-9 _ . : -',
+};
+
 export const settingsSchema = Type.Object({
   DATABASE_URL: text('postgres://postgres@127.0.0.1:5432/energy', {
     protocols: ['postgres:', 'postgresql:'],
@@ -248,8 +254,7 @@ export const settingsSchema = Type.Object({
   MQTT_USERNAME: text('', { description: 'broker user name' }),
   MQTT_PASSWORD: text('', { description: 'broker password' }),
   MQTT_CLIENT_ID: text('', {
-    pattern: '^[A-Za-z0-9_.:-]{0,128}$',
-    expected: 'up to 128 characters from A-Z a-z 0-9 _ . : -',
+    ...MQTT_CLIENT_ID_RULE,
     defaultText: '`{REDIS_PREFIX}-{host name}-{role}`',
     description:
       "the session's client id (role `api` or `mqtt`): one per process, the same across its restarts (see MQTT)",

@@ -3,7 +3,7 @@
  * real Redis, BullMQ and PostgreSQL.
  */
 import mqtt, { type IConnackPacket, type MqttClient } from 'mqtt';
-import { retireSession } from '../src/mqtt/retire-session';
+import { NoSessionError, retireSession } from '../src/mqtt/retire-session';
 import { startTestFlusher, waitFor, type TestFlusher } from './helpers/engine';
 import {
   connectPublisher,
@@ -93,6 +93,35 @@ test('when a stopped process is retired, then what the broker queued for its id 
   const probe = mqtt.connect(brokerUrl, {
     protocolVersion: 5,
     clientId,
+    clean: false,
+    reconnectPeriod: 0,
+    properties: { sessionExpiryInterval: 0 },
+  });
+  const connack = await new Promise<IConnackPacket>((resolve) => probe.once('connect', resolve));
+  await probe.endAsync();
+  expect(connack.sessionPresent).toBe(false);
+});
+
+test('when the id has no session on the broker (a mistyped id), then retiring says so and leaves no session behind', async () => {
+  const unknownId = `${ctx.config.redisPrefix}-never-connected`;
+  const retiring = await startTestMqtt(ctx, {
+    mqttClientId: unknownId,
+    mqttTopicPrefix: `test/${ctx.config.redisPrefix}`,
+  });
+  try {
+    await expect(
+      retireSession(retiring.service, {
+        quietMs: 1000,
+        connectTimeoutMs: 15_000,
+        logger: ctx.logger,
+      }),
+    ).rejects.toThrow(NoSessionError);
+  } finally {
+    await retiring.close();
+  }
+  const probe = mqtt.connect(brokerUrl, {
+    protocolVersion: 5,
+    clientId: unknownId,
     clean: false,
     reconnectPeriod: 0,
     properties: { sessionExpiryInterval: 0 },

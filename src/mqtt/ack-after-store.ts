@@ -76,6 +76,8 @@ export interface AckAfterStoreSubscriber {
   readonly unacked: number;
   /** Messages handed to the handler since the start. */
   readonly delivered: number;
+  /** Whether the broker held a session for the client id at the first connection (null: none yet). */
+  readonly sessionFound: boolean | null;
   /**
    * Unsubscribes, now and on every later connection: the broker sends no new messages, only
    * those it already queued in the session (Mosquitto 2.0.11 sends them all).
@@ -265,6 +267,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
   };
 
   let delivered = 0;
+  let sessionFound: boolean | null = null;
   /** Hands a delivered packet to the handler, as a message of the current connection. */
   const deliver = (packet: IPublishPacket, payload: Buffer) => {
     delivered += 1;
@@ -333,6 +336,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     fifo = fifo.filter((e) => e.stream === client.stream);
     wasConnected = true;
     errorReported = false;
+    sessionFound ??= connack.sessionPresent;
     o.logger.info(
       { clientId: o.clientId, sessionPresent: connack.sessionPresent },
       'MQTT connected',
@@ -381,6 +385,9 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     },
     get delivered() {
       return delivered;
+    },
+    get sessionFound() {
+      return sessionFound;
     },
     async unsubscribe() {
       unsubscribed = true;

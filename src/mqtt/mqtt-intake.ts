@@ -66,6 +66,8 @@ export interface MqttIntake {
   readonly unacked: number;
   /** Messages received since the start. */
   readonly delivered: number;
+  /** Whether the broker held a session for the client id at the first connection (null: none yet). */
+  readonly sessionFound: boolean | null;
   /** Takes no new messages, only those the broker queued already (AckAfterStoreSubscriber). */
   unsubscribe(): Promise<void>;
   /**
@@ -310,6 +312,9 @@ export function startMqttIntake({
     },
     get delivered() {
       return started.delivered;
+    },
+    get sessionFound() {
+      return started.sessionFound;
     },
     unsubscribe: () => started.unsubscribe(),
     async close(options) {

@@ -5,6 +5,16 @@ import type { MqttService } from './mqtt-service';
 const POLL_MS = 100;
 const PROGRESS_LOG_MS = 5000;
 
+/** The broker held no session for the client id: nothing was queued for it (a mistyped id?). */
+export class NoSessionError extends Error {
+  constructor(clientId: string) {
+    super(
+      `the broker holds no session of client id ${clientId}: nothing to collect. Is it the MQTT_CLIENT_ID the stopped process used (its log's "MQTT connected" line names it)?`,
+    );
+    this.name = 'NoSessionError';
+  }
+}
+
 /**
  * Retires an MQTT client id (a process scaled down for good): collects what the broker still
  * queues in its session and ends the session. Mosquitto 2.0.11 keeps a stopped member's share of a
@@ -13,7 +23,8 @@ const PROGRESS_LOG_MS = 5000;
  * it stops its subscription (no new messages come), stores what the broker sends until none came
  * for `quietMs` and none waits for storage, then disconnects ending the session. Never while a
  * message is unacknowledged: that one would be lost with the session. Resolves with how many
- * messages it stored (or refused to the rejects list).
+ * messages it stored (or refused to the rejects list); rejects with NoSessionError when the broker
+ * held no session for the id.
  */
 export async function retireSession(
   service: MqttService,
@@ -34,6 +45,11 @@ export async function retireSession(
   ).catch(() => {
     throw new Error(`not connected and subscribed within ${connectTimeoutMs} ms`);
   });
+  if (intake.sessionFound === false) {
+    // Connecting made one: ended again, so the mistaken id leaves nothing behind.
+    await service.close({ endSession: true });
+    throw new NoSessionError(intake.clientId);
+  }
   await intake.unsubscribe();
   let seen = intake.delivered;
   let quietSince = Date.now();

@@ -228,6 +228,14 @@ describe('the entry points without options', () => {
       expect(wrong.stderr).toMatch(/^Unknown option '--bogus'/);
     },
   );
+
+  test('when mqtt-retire is given a client id no process could have used, then it says the rule', () => {
+    const wrong = run('mqtt-retire', '--client-id', 'bad id');
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toMatch(
+      /^--client-id must be up to 128 characters from A-Z a-z 0-9 _ \. : -, as MQTT_CLIENT_ID is/,
+    );
+  });
 });
 
 test('when a script starts, then it logs at LOG_LEVEL when that is a level, else at info until its configuration says more', () => {
