@@ -83,4 +83,31 @@ describe('re-driving dead letters while a flusher refuses them again', () => {
     expect(new Set(back).size).toBe(LETTERS);
     await target.queue.close();
   });
+
+  test('when the list holds entries that parse but are no dead letter (put there by hand), then they are dropped as unreadable and the letters among them re-driven', async () => {
+    await worker?.close();
+    worker = null;
+    await redis.del(keys.deadLetters);
+    const target = openShard(redis, shard);
+    await target.queue.obliterate({ force: true });
+    await redis.rpush(
+      keys.deadLetters,
+      'null',
+      '{"x":1}',
+      JSON.stringify({ ...letter(1), reading: { type: 'kettle', id: 'K-1', ts: T0 } }),
+      JSON.stringify(letter(7)),
+    );
+    const report = await redrive({
+      redis,
+      shards: [target],
+      target,
+      deadLetters: [keys.deadLetters],
+      logger: createLogger({ level: 'silent', name: 'test' }),
+    });
+    expect(report).toMatchObject({ deadLettersRequeued: 1, deadLettersUnreadable: 3 });
+    expect(await redis.llen(keys.deadLetters)).toBe(0);
+    const [job] = await target.queue.getJobs(['wait']);
+    expect(job.data.readings).toEqual([letter(7).reading]);
+    await target.queue.close();
+  });
 });

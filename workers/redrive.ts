@@ -1,6 +1,8 @@
+import { DEVICE_KINDS } from '../src/devices/device-kinds';
 import type { Logger } from '../src/logger';
 import type { QueueShard } from '../src/queue/ingest-queue';
 import type { RedisClient } from '../src/redis';
+import { isPlainObject } from '../src/schema/validator';
 import { chunk } from '../src/telemetry/group-commit';
 import type { DeadLetter } from './flush-processor';
 
@@ -56,6 +58,26 @@ export async function redrive(
 }
 
 /**
+ * A dead letter as the flusher writes it, or null: text that does not parse, or parses to anything
+ * without a reading of a known kind (put in the list by hand), which would fail every attempt of
+ * the job it went into (or stop the redrive) instead.
+ */
+export function parseDeadLetter(entry: string): DeadLetter | null {
+  let letter: unknown;
+  try {
+    letter = JSON.parse(entry);
+  } catch {
+    return null;
+  }
+  if (!isPlainObject(letter) || !isPlainObject(letter.reading)) return null;
+  const { type, id, ts } = letter.reading;
+  const known = DEVICE_KINDS.some((kind) => kind.type === type);
+  return known && typeof id === 'string' && typeof ts === 'number' && Number.isFinite(ts)
+    ? (letter as unknown as DeadLetter)
+    : null;
+}
+
+/**
  * Moves the letters one dead-letter list holds when it starts back into the queue, a round at a
  * time. Only those: the flusher appends at the tail (RPUSH) what it refuses again meanwhile, and
  * popping until the list was empty requeued a still-refused reading over and over.
@@ -73,11 +95,14 @@ async function requeue(
     left -= entries.length;
     const letters: DeadLetter[] = [];
     for (const entry of entries) {
-      try {
-        letters.push(JSON.parse(entry) as DeadLetter);
-      } catch {
+      const letter = parseDeadLetter(entry);
+      if (letter) letters.push(letter);
+      else {
         report.deadLettersUnreadable += 1;
-        logger.error({ entry }, 'unreadable dead letter dropped from the list');
+        logger.error(
+          { entry: entry.slice(0, 500) },
+          'unreadable dead letter dropped from the list',
+        );
       }
     }
     try {
