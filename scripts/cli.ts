@@ -79,9 +79,21 @@ export function parseCommandLine<const O extends Record<string, OptionSpec>>(
       options: { ...options, help: { type: 'boolean', short: 'h' } },
       strict: true,
       allowPositionals: command.positionals ?? false,
+      tokens: true,
     });
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\nusage: ${command.usage} (--help for more)`);
+  }
+  // parseArgs keeps the last of an option given twice: `--scopes read --scopes admin` was admin.
+  const seen = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option') continue;
+    if (seen.has(token.name)) {
+      throw new UsageError(
+        `Option '--${token.name}' is given twice: give it once\nusage: ${command.usage} (--help for more)`,
+      );
+    }
+    seen.add(token.name);
   }
   if (parsed.values.help) {
     process.stdout.write(`${helpText(command)}\n`);

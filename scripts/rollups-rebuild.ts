@@ -29,8 +29,9 @@ export function parseRange(argv: string[], now = Date.now()): { from: Date; to: 
   const { values } = parseCommandLine(argv, command);
   const value = (name: 'from' | 'to') => {
     const text = values[name];
-    const ms = text ? Date.parse(text) : NaN;
-    if (!text || !/(Z|[+-]\d{2}:\d{2})$/i.test(text) || !Number.isFinite(ms)) {
+    if (!text) throw new UsageError(`--${name} is required\nusage: ${command.usage}`);
+    const ms = Date.parse(text);
+    if (!/(Z|[+-]\d{2}:\d{2})$/i.test(text) || !Number.isFinite(ms)) {
       throw new UsageError(
         `--${name} must be an RFC 3339 date-time with a zone, e.g. 2024-03-01T00:00:00Z`,
       );

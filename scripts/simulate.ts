@@ -204,6 +204,10 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     throw new UsageError(
       '--speed above 1 needs --duration: simulated time starts that much earlier, to reach the clock as the run ends (readings ahead of the clock are refused)',
     );
+  if (!isHttpUrl(values.url))
+    throw new UsageError(
+      `--url must be the engine's http:// or https:// address, not ${values.url}`,
+    );
   return {
     url: values.url.replace(/\/$/, ''),
     meters: num('meters'),
@@ -246,6 +250,14 @@ const REQUEST_TIMEOUT_MS = 30_000;
  * A request to the engine, with a deadline; a failure to reach it names the URL and why (fetch
  * alone says "fetch failed"), and a refused key says which option gives one.
  */
+function isHttpUrl(text: string): boolean {
+  try {
+    return /^https?:$/.test(new URL(text).protocol);
+  } catch {
+    return false;
+  }
+}
+
 async function engineRequest(url: string, init: RequestInit): Promise<Response> {
   let res: Response;
   try {
@@ -345,7 +357,7 @@ async function mapFleet(fleet: Fleet, options: SimulateOptions, sinceMs: number)
       }
       // 409: already mapped from an earlier run; the existing mapping stays.
       if (res.status !== 200 && res.status !== 409)
-        throw new Error(`mapping ${v.id} answered ${res.status}`);
+        throw new Error(`mapping ${v.id} answered ${res.status}: ${await res.text()}`);
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));

@@ -42,6 +42,7 @@ describe('command lines', () => {
     [['--name'], /--name <value>' argument missing/],
     [['--dry-run=yes'], /'--dry-run' does not take an argument/],
     [['stray'], /Unexpected argument 'stray'/],
+    [['--name', 'a', '--name', 'b'], /Option '--name' is given twice: give it once/],
   ])(
     'when the command line is %j, then a UsageError names the problem and shows the usage',
     (argv, problem) => {
@@ -106,7 +107,8 @@ describe('rollups:rebuild range', () => {
       ['--from', '2024-03-01T00:00:00', '--to', '2024-03-02T00:00:00Z'],
       /--from must be an RFC 3339/,
     ],
-    [['--from', '2024-03-01T00:00:00Z'], /--to must be an RFC 3339 date-time/],
+    [['--from', '2024-03-01T00:00:00Z'], /^--to is required\nusage: npm run rollups:rebuild/],
+    [[], /^--from is required/],
     [
       ['--to', '2024-03-01T00:00:00Z', '--from', '2024-03-02T00:00:00Z'],
       /--from must be earlier than --to/,
@@ -171,6 +173,8 @@ describe('simulator options', () => {
     [['--meter', '5'], /Unknown option '--meter'/],
     [['--ocpp', '--vehicles', '11'], /--meters must be at least --vehicles/],
     [['--meters', '2', '--vehicles', '4'], /--meters must be at least --vehicles/],
+    [['--url', 'notaurl'], /--url must be the engine's http:\/\/ or https:\/\/ address/],
+    [['--url', 'ftp://host'], /--url must be the engine's http:\/\/ or https:\/\/ address/],
   ])('when the options are %j, then a UsageError names the option', (argv, message) => {
     expect(usageErrorOf(() => parseArgs(argv)).message).toMatch(message);
   });
