@@ -7,7 +7,7 @@ import {
   API_KEY_NAME_RULE,
   SCOPES,
   generateKey,
-  type Scope,
+  parseScopes,
 } from '../src/auth/api-keys';
 import { exitOnUsageError, parseCommandLine, UsageError } from './cli';
 
@@ -32,14 +32,10 @@ function main(): void {
   const { name, scopes: scopeText } = values;
   if (!name) throw new UsageError(`--name is required\nusage: ${command.usage}`);
   if (!API_KEY_NAME.test(name)) throw new UsageError(`--name must be ${API_KEY_NAME_RULE}`);
-  const scopes = (scopeText ?? '').split('+').filter(Boolean);
-  if (scopes.length === 0) throw new UsageError(`--scopes is required\nusage: ${command.usage}`);
-  const unknown = scopes.filter((s) => !SCOPES.includes(s as Scope));
-  if (unknown.length > 0)
-    throw new UsageError(
-      `--scopes: unknown scope ${unknown.join(', ')} (use ${SCOPES.join(', ')})`,
-    );
-  const { key, entry } = generateKey(name, scopes as Scope[]);
+  if (!scopeText) throw new UsageError(`--scopes is required\nusage: ${command.usage}`);
+  const { scopes, problem } = parseScopes(scopeText);
+  if (problem) throw new UsageError(`--scopes: ${problem}`);
+  const { key, entry } = generateKey(name, scopes);
   console.log(`key (give it to ${name}; it is not stored anywhere): ${key}`);
   console.log(`API_KEYS entry (comma-separate several): ${entry}`);
 }

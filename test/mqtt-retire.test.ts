@@ -58,6 +58,20 @@ async function historyOf(meterId: string): Promise<number> {
   return Number((rows[0] as { n: string }).n);
 }
 
+/** Whether the broker holds a session of `id` (asked without keeping one: session expiry 0). */
+async function sessionPresent(id: string): Promise<boolean> {
+  const probe = mqtt.connect(brokerUrl, {
+    protocolVersion: 5,
+    clientId: id,
+    clean: false,
+    reconnectPeriod: 0,
+    properties: { sessionExpiryInterval: 0 },
+  });
+  const connack = await new Promise<IConnackPacket>((resolve) => probe.once('connect', resolve));
+  await probe.endAsync();
+  return connack.sessionPresent;
+}
+
 test('when a stopped process is retired, then what the broker queued for its id is stored and the session is gone', async () => {
   // The process ran once (its session holds the shared subscription), then stopped for good.
   const stopped = await startUnderRetiredId();
@@ -90,16 +104,7 @@ test('when a stopped process is retired, then what the broker queued for its id 
   await waitFor(async () => (await historyOf('M-retired')) === readings, 20_000, 'stored');
 
   // The id has no session any more: the broker keeps nothing for it.
-  const probe = mqtt.connect(brokerUrl, {
-    protocolVersion: 5,
-    clientId,
-    clean: false,
-    reconnectPeriod: 0,
-    properties: { sessionExpiryInterval: 0 },
-  });
-  const connack = await new Promise<IConnackPacket>((resolve) => probe.once('connect', resolve));
-  await probe.endAsync();
-  expect(connack.sessionPresent).toBe(false);
+  expect(await sessionPresent(clientId)).toBe(false);
 });
 
 test('when the id has no session on the broker (a mistyped id), then retiring says so and leaves no session behind', async () => {
@@ -119,14 +124,5 @@ test('when the id has no session on the broker (a mistyped id), then retiring sa
   } finally {
     await retiring.close();
   }
-  const probe = mqtt.connect(brokerUrl, {
-    protocolVersion: 5,
-    clientId: unknownId,
-    clean: false,
-    reconnectPeriod: 0,
-    properties: { sessionExpiryInterval: 0 },
-  });
-  const connack = await new Promise<IConnackPacket>((resolve) => probe.once('connect', resolve));
-  await probe.endAsync();
-  expect(connack.sessionPresent).toBe(false);
+  expect(await sessionPresent(unknownId)).toBe(false);
 });

@@ -18,6 +18,22 @@ export const API_KEY_NAME = /^[\w.-]{1,64}$/;
 export const API_KEY_NAME_RULE = '1-64 characters from A-Z a-z 0-9 _ . -';
 
 /**
+ * Scopes joined with `+` (`ingest+read`), as API_KEYS and `npm run key` take them: the scopes, or
+ * what is wrong with them (an unknown one, one given twice).
+ */
+export function parseScopes(text: string): { scopes: Scope[]; problem: string | null } {
+  const scopes = text.split('+');
+  const unknown = scopes.filter((s) => !SCOPES.includes(s as Scope));
+  if (unknown.length > 0) {
+    const named = unknown.map((s) => (s === '' ? "'' (one + between scopes)" : s)).join(', ');
+    return { scopes: [], problem: `unknown scope ${named} (use ${SCOPES.join(', ')})` };
+  }
+  const twice = scopes.find((s, i) => scopes.indexOf(s) !== i);
+  if (twice) return { scopes: [], problem: `scope ${twice} is given twice` };
+  return { scopes: scopes as Scope[], problem: null };
+}
+
+/**
  * Parses API_KEYS: comma-separated `name:scopes:sha256hex` entries, scopes joined with `+`.
  * Returns the keys and the problems found (each naming the entry and what is wrong).
  */
@@ -36,10 +52,8 @@ export function parseApiKeys(text: string): { keys: ApiKey[]; problems: string[]
       return;
     }
     if (!API_KEY_NAME.test(name)) problems.push(`${where}: the name must be ${API_KEY_NAME_RULE}`);
-    const scopes = scopeText.split('+');
-    const unknown = scopes.filter((s) => !SCOPES.includes(s as Scope));
-    if (unknown.length > 0)
-      problems.push(`${where}: unknown scope ${unknown.join(', ')} (use ${SCOPES.join(', ')})`);
+    const { scopes, problem } = parseScopes(scopeText);
+    if (problem) problems.push(`${where}: ${problem}`);
     if (!/^[0-9a-f]{64}$/i.test(hex))
       problems.push(`${where}: the hash must be 64 hex characters (the SHA-256 of the key)`);
     if (keys.some((k) => k.name === name)) problems.push(`${where}: the name is used twice`);
@@ -51,7 +65,7 @@ export function parseApiKeys(text: string): { keys: ApiKey[]; problems: string[]
         `${where}: the same key as ${same.name} (one key has one name; join the scopes with +)`,
       );
     }
-    keys.push({ name, scopes: scopes as Scope[], hash });
+    keys.push({ name, scopes, hash });
   });
   return { keys, problems };
 }

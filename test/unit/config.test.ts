@@ -416,6 +416,14 @@ describe('API_KEYS', () => {
       'API_KEYS entry 2 (b): expected name:scopes:sha256hex',
     ]);
   });
+
+  test('when an entry names a scope twice, or leaves one empty, then it is said', () => {
+    const other = 'b'.repeat(64);
+    expect(problemsFor({ API_KEYS: `a:read+read:${hex},b:read++admin:${other}` })).toEqual([
+      'API_KEYS entry 1 (a): scope read is given twice',
+      "API_KEYS entry 2 (b): unknown scope '' (one + between scopes) (use ingest, read, admin, charge-point)",
+    ]);
+  });
 });
 
 describe('settings documentation', () => {
