@@ -246,10 +246,7 @@ const CONNECTION_ATTEMPTS = 5;
 /** An engine that takes a connection but never answers is given up on after this. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
-/**
- * A request to the engine, with a deadline; a failure to reach it names the URL and why (fetch
- * alone says "fetch failed"), and a refused key says which option gives one.
- */
+/** Whether `text` is an http:// or https:// address (what --url must be). */
 function isHttpUrl(text: string): boolean {
   try {
     return /^https?:$/.test(new URL(text).protocol);
@@ -258,6 +255,10 @@ function isHttpUrl(text: string): boolean {
   }
 }
 
+/**
+ * A request to the engine, with a deadline; a failure to reach it names the URL and why (fetch
+ * alone says "fetch failed"), and a refused key says which option gives one.
+ */
 async function engineRequest(url: string, init: RequestInit): Promise<Response> {
   let res: Response;
   try {

@@ -32,6 +32,16 @@ describe('re-driving dead letters while a flusher refuses them again', () => {
     blocking.disconnect();
   });
 
+  /** Re-drives the test's dead-letter list into `target`, its only shard. */
+  const redriveInto = (target: ReturnType<typeof openShard>) =>
+    redrive({
+      redis,
+      shards: [target],
+      target,
+      deadLetters: [keys.deadLetters],
+      logger: createLogger({ level: 'silent', name: 'test' }),
+    });
+
   const letter = (n: number): DeadLetter => ({
     reading: meterReading(`M-${n}`, T0 + n * 60_000),
     acceptedAt: T0,
@@ -62,13 +72,7 @@ describe('re-driving dead letters while a flusher refuses them again', () => {
     );
     const target = openShard(redis, shard);
 
-    const report = await redrive({
-      redis,
-      shards: [target],
-      target,
-      deadLetters: [keys.deadLetters],
-      logger: createLogger({ level: 'silent', name: 'test' }),
-    });
+    const report = await redriveInto(target);
 
     expect(report.deadLettersRequeued).toBe(LETTERS);
     // Every re-driven reading comes back once, and nothing else is left behind.
@@ -97,13 +101,7 @@ describe('re-driving dead letters while a flusher refuses them again', () => {
       JSON.stringify({ ...letter(1), reading: { type: 'kettle', id: 'K-1', ts: T0 } }),
       JSON.stringify(letter(7)),
     );
-    const report = await redrive({
-      redis,
-      shards: [target],
-      target,
-      deadLetters: [keys.deadLetters],
-      logger: createLogger({ level: 'silent', name: 'test' }),
-    });
+    const report = await redriveInto(target);
     expect(report).toMatchObject({ deadLettersRequeued: 1, deadLettersUnreadable: 3 });
     expect(await redis.llen(keys.deadLetters)).toBe(0);
     const [job] = await target.queue.getJobs(['wait']);

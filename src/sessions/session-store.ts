@@ -225,6 +225,15 @@ export class SessionStore {
     private readonly genericDb: Knex | null = null,
   ) {}
 
+  /** The sessions statements' settings: the gap, the default semantics, what history keeps. */
+  private sqlSettings() {
+    return {
+      GAP: this.config.sessionGapS,
+      MODE: this.config.energyReadings,
+      KEPT: retainedFrom(Date.now(), this.config.retentionDays),
+    };
+  }
+
   /**
    * Computes the sessions of each vehicle from its readings since its `from` (and the one reading
    * before) up to `to`, sessions starting at or after `from` only (an earlier one may be cut).
@@ -237,9 +246,7 @@ export class SessionStore {
       FROMS: targets.map(readsFrom),
       OPENS: targets.map((t) => t.open ?? null),
       TO: to,
-      GAP: this.config.sessionGapS,
-      MODE: this.config.energyReadings,
-      KEPT: retainedFrom(Date.now(), this.config.retentionDays),
+      ...this.sqlSettings(),
     });
     // One vehicle's, on every report request, is planned once per connection (it cost more to
     // plan than to run); the fleet's many vehicles are planned for their number each time.
@@ -261,9 +268,7 @@ export class SessionStore {
       VEHICLES: [vehicleId],
       FROMS: [from],
       TO: to,
-      GAP: this.config.sessionGapS,
-      MODE: this.config.energyReadings,
-      KEPT: retainedFrom(Date.now(), this.config.retentionDays),
+      ...this.sqlSettings(),
       KEY: key,
     });
     const result = await this.db.raw(sql, bindings as Knex.RawBinding[]);

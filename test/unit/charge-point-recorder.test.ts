@@ -33,14 +33,13 @@ const boot = (vendor: string): BootRecord => ({
 
 const settled = () => new Promise((r) => setImmediate(r));
 
+const recorderOf = (store: ChargePointStore, now?: () => number) =>
+  new ChargePointRecorder({ store, logger: pino({ level: 'silent' }), now });
+
 test('a write PostgreSQL refused is tried again on a later call, once it is due, and then no more', async () => {
   const { store, writes } = heldStore();
   let now = 0;
-  const recorder = new ChargePointRecorder({
-    store,
-    logger: pino({ level: 'silent' }),
-    now: () => now,
-  });
+  const recorder = recorderOf(store, () => now);
   const booted = recorder.booted(boot('A'));
   writes[0].settle(false);
   await booted; // answered all the same
@@ -60,7 +59,7 @@ test('a write PostgreSQL refused is tried again on a later call, once it is due,
 
 test('a boot arriving while an older one (or the connection) is written is written after it, and answered only then; a reconnection keeps an unwritten boot', async () => {
   const { store, writes } = heldStore();
-  const recorder = new ChargePointRecorder({ store, logger: pino({ level: 'silent' }) });
+  const recorder = recorderOf(store);
   recorder.connected('CP-1');
   void recorder.booted(boot('A'));
   let bootedB = false;
@@ -85,11 +84,7 @@ test('a boot arriving while an older one (or the connection) is written is writt
 test('after a refusal, no charge point retries until the interval has passed (one backoff for all)', async () => {
   const { store, writes } = heldStore();
   let now = 0;
-  const recorder = new ChargePointRecorder({
-    store,
-    logger: pino({ level: 'silent' }),
-    now: () => now,
-  });
+  const recorder = recorderOf(store, () => now);
   recorder.connected('CP-1');
   recorder.connected('CP-2');
   writes.forEach((w) => w.settle(false));
