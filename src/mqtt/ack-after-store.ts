@@ -130,8 +130,9 @@ interface Entry {
 /** An error the PUBACK-deferring callback hands mqtt.js; it surfaces nowhere. */
 const DEFERRED = new Error('PUBACK deferred until the message is stored');
 
-export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterStoreSubscriber {
-  const client = mqtt.connect(o.url, {
+/** The MQTT 5 client: a persistent session, the Receive Maximum announced, no automatic resubscribe. */
+function connectClient(o: AckAfterStoreOptions): MqttClient {
+  return mqtt.connect(o.url, {
     protocolVersion: 5,
     clientId: o.clientId,
     username: o.username,
@@ -148,6 +149,10 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
     // maximumPacketSize (the broker would silently drop larger messages for this client).
     properties: { sessionExpiryInterval: o.sessionExpiryS, receiveMaximum: o.receiveMaximum },
   });
+}
+
+/** The private mqtt.js methods acknowledging after the store needs (see 3. above). */
+function privateSenders(client: MqttClient) {
   const internal = client as unknown as {
     _sendPacket?: unknown;
     _releaseIncomingQoS2Publish?: unknown;
@@ -161,134 +166,217 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
       'mqtt.js has no MqttClient._sendPacket or _releaseIncomingQoS2Publish: run the exact mqtt version pinned',
     );
   }
-  const sendPacket = (internal._sendPacket as SendPacket).bind(client);
-  const releaseIncomingQoS2 = (internal._releaseIncomingQoS2Publish as (id: number) => void).bind(
-    client,
-  );
+  return {
+    sendPacket: (internal._sendPacket as SendPacket).bind(client),
+    releaseIncomingQoS2: (internal._releaseIncomingQoS2Publish as (id: number) => void).bind(
+      client,
+    ),
+  };
+}
 
-  let fifo: Entry[] = [];
-  let subscribed = false;
-  let wasConnected = false;
+/** An AbortController every message waiting on one connection listens to. */
+function newConnection(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
+
+export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterStoreSubscriber {
+  return new Subscriber(o);
+}
+
+class Subscriber implements AckAfterStoreSubscriber {
+  readonly client: MqttClient;
+  private readonly sendPacket: SendPacket;
+  private readonly releaseIncomingQoS2: (messageId: number) => void;
+  /** QoS 1 messages received, in order, each with its PUBACK reason once stored. */
+  private fifo: Entry[] = [];
+  private subscribed = false;
+  private wasConnected = false;
   /** Errors while reconnecting repeat every second: one log line per outage is enough. */
-  let errorReported = false;
-  let closing = false;
-  let unsubscribed = false;
-  /** Aborts when the current connection closes, or on close(); every waiting message listens to it. */
-  const newConnection = () => {
-    const controller = new AbortController();
-    setMaxListeners(0, controller.signal);
-    return controller;
-  };
-  let connection = newConnection();
-  const pending = new Set<Promise<unknown>>();
-  let heldBytes = 0;
+  private errorReported = false;
+  private closing = false;
+  private unsubscribed = false;
+  /** Aborts when the current connection closes, or on close(). */
+  private connection = newConnection();
+  /** Messages being stored. */
+  private readonly pending = new Set<Promise<unknown>>();
+  private heldBytes = 0;
   /** mqtt.js's callback for the last message, kept while too much is held: it reads nothing meanwhile. */
-  let paused: (() => void) | null = null;
-  const maxHeld = o.receiveMaximum * HELD_PER_RECEIVE_MAXIMUM;
-  const tooMuchHeld = () =>
-    pending.size >= maxHeld || (pending.size > 1 && heldBytes >= MAX_HELD_BYTES);
-  const resumeReading = () => {
-    const resume = paused;
-    paused = null;
-    resume?.();
-  };
+  private paused: (() => void) | null = null;
+  private readonly maxHeld: number;
+  private deliveredCount = 0;
+  private firstSessionPresent: boolean | null = null;
+  // Mosquitto 2.0.11 closes a session's connection when another client connects with its id,
+  // without the DISCONNECT (0x8E) that says so: connections dropped again and again say it.
+  private readonly flapping = createFlappingDetector({
+    drops: FLAPPING_DROPS,
+    windowMs: FLAPPING_WINDOW_MS,
+  });
 
-  const flushAcks = () => {
+  constructor(private readonly o: AckAfterStoreOptions) {
+    this.client = connectClient(o);
+    ({ sendPacket: this.sendPacket, releaseIncomingQoS2: this.releaseIncomingQoS2 } =
+      privateSenders(this.client));
+    this.maxHeld = o.receiveMaximum * HELD_PER_RECEIVE_MAXIMUM;
+    // Installed before the first CONNACK is read (see 1. above).
+    this.client.handleMessage = (packet, callback) => this.onPublish(packet, callback);
+    this.client.on('connect', (connack) => this.onConnect(connack.sessionPresent));
+    this.client.on('close', () => this.onClose());
+    this.client.on('disconnect', (packet) => this.onDisconnect(packet.reasonCode));
+    this.client.on('error', (err) => this.onError(err));
+  }
+
+  get ready(): boolean {
+    return this.client.connected && this.subscribed;
+  }
+
+  get unacked(): number {
+    return this.fifo.length;
+  }
+
+  get delivered(): number {
+    return this.deliveredCount;
+  }
+
+  get sessionFound(): boolean | null {
+    return this.firstSessionPresent;
+  }
+
+  async unsubscribe(): Promise<void> {
+    this.unsubscribed = true;
+    this.subscribed = false;
+    if (this.client.connected) await this.client.unsubscribeAsync(this.o.subscription);
+  }
+
+  async close(timeoutMs: number, { endSession = false } = {}): Promise<void> {
+    this.closing = true;
+    // Messages still waiting for storage stay unacknowledged, for the next start; those being
+    // stored right now finish and are acknowledged.
+    this.connection.abort();
+    const timer = new Promise((resolve) => setTimeout(resolve, timeoutMs).unref());
+    await Promise.race([Promise.allSettled([...this.pending]), timer]);
+    this.flushAcks();
+    // MQTT 5 lets a DISCONNECT shorten the session's expiry, to 0: it ends with the connection.
+    await this.client.endAsync(
+      false,
+      endSession ? { properties: { sessionExpiryInterval: 0 } } : {},
+    );
+  }
+
+  private tooMuchHeld(): boolean {
+    const { pending } = this;
+    return pending.size >= this.maxHeld || (pending.size > 1 && this.heldBytes >= MAX_HELD_BYTES);
+  }
+
+  private resumeReading(): void {
+    const resume = this.paused;
+    this.paused = null;
+    resume?.();
+  }
+
+  /** Sends the PUBACKs now due: those of the stored messages at the head of the FIFO. */
+  private flushAcks(): void {
+    const { client, fifo, o } = this;
     while (fifo.length > 0 && fifo[0].reason !== undefined) {
       const entry = fifo.shift() as Entry;
       if (!client.connected || client.stream !== entry.stream) {
         o.onAckDropped?.();
         continue;
       }
-      sendPacket({ cmd: 'puback', messageId: entry.messageId, reasonCode: entry.reason as number });
+      this.sendPacket({
+        cmd: 'puback',
+        messageId: entry.messageId,
+        reasonCode: entry.reason as number,
+      });
       o.onAck?.(entry.reason as PubackReason, (performance.now() - entry.receivedAt) / 1000);
     }
-  };
+  }
 
-  // Installed before the first CONNACK is read (see 1. above).
-  client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void): void => {
+  /** mqtt.js's handleMessage: a PUBLISH (QoS 0 or 1; for QoS 2, its PUBREL). */
+  private onPublish(packet: IPublishPacket, callback: (error?: Error) => void): void {
     if (packet.qos === 2) {
       // Subscribed at QoS 1, a broker should never send QoS 2. mqtt.js hands one over at its
       // PUBREL and answers PUBCOMP on `callback()`: only once stored, as a PUBACK would be.
-      handleQos2(packet, callback);
+      this.onQos2(packet, callback);
       return;
     }
     // An error makes mqtt.js skip its own PUBACK (QoS 1); without one it has nothing to send (QoS 0).
     const next = packet.qos === 1 ? () => callback(DEFERRED) : () => callback();
-    if (closing) return next(); // not acknowledged: the broker delivers it again after the restart
+    if (this.closing) return next(); // not acknowledged: the broker delivers it again after the restart
     const entry: Entry | null =
       packet.qos === 1 && packet.messageId !== undefined
-        ? { messageId: packet.messageId, stream: client.stream, receivedAt: performance.now() }
+        ? { messageId: packet.messageId, stream: this.client.stream, receivedAt: performance.now() }
         : null;
-    if (entry) fifo.push(entry);
+    if (entry) this.fifo.push(entry);
     const payload = payloadOf(packet);
-    heldBytes += payload.length;
-    const work = deliver(packet, payload)
+    this.heldBytes += payload.length;
+    const work = this.deliver(packet, payload)
       .then(
         (reason) => {
           if (entry) entry.reason = reason;
         },
         (err: unknown) => {
-          if (entry) fifo = fifo.filter((e) => e !== entry);
-          reportFailure(err, packet.topic);
+          if (entry) this.fifo = this.fifo.filter((e) => e !== entry);
+          this.reportFailure(err, packet.topic);
         },
       )
       .finally(() => {
-        pending.delete(work);
-        heldBytes -= payload.length;
-        flushAcks();
-        if (paused && !tooMuchHeld()) resumeReading();
+        this.pending.delete(work);
+        this.heldBytes -= payload.length;
+        this.flushAcks();
+        if (this.paused && !this.tooMuchHeld()) this.resumeReading();
       });
-    pending.add(work);
-    if (tooMuchHeld()) paused = next;
+    this.pending.add(work);
+    if (this.tooMuchHeld()) this.paused = next;
     else next();
-  };
+  }
 
-  const handleQos2 = (packet: IPublishPacket, callback: (error?: Error) => void): void => {
+  private onQos2(packet: IPublishPacket, callback: (error?: Error) => void): void {
     // mqtt.js reads no packet until the callback: released at once, PUBCOMP sent once stored.
     callback(DEFERRED);
-    if (closing || packet.messageId === undefined) return; // the broker sends its PUBREL again
+    if (this.closing || packet.messageId === undefined) return; // the broker sends its PUBREL again
     const { messageId } = packet;
+    const { client } = this;
     const stream = client.stream;
-    const work = deliver(packet, payloadOf(packet))
+    const work = this.deliver(packet, payloadOf(packet))
       .then(
         () => {
           if (client.stream !== stream || stream.destroyed) return;
-          sendPacket({ cmd: 'pubcomp', messageId });
+          this.sendPacket({ cmd: 'pubcomp', messageId });
           // What mqtt.js does after its own PUBCOMP (handlers/pubrel.js): else each message
           // stayed counted against Receive Maximum, and the client disconnected at that many.
           client.incomingStore.del({ messageId } as IPublishPacket, () => undefined);
-          releaseIncomingQoS2(messageId);
+          this.releaseIncomingQoS2(messageId);
         },
-        (err: unknown) => reportFailure(err, packet.topic),
+        (err: unknown) => this.reportFailure(err, packet.topic),
       )
-      .finally(() => pending.delete(work));
-    pending.add(work);
-  };
+      .finally(() => this.pending.delete(work));
+    this.pending.add(work);
+  }
 
-  let delivered = 0;
-  let sessionFound: boolean | null = null;
   /** Hands a delivered packet to the handler, as a message of the current connection. */
-  const deliver = (packet: IPublishPacket, payload: Buffer) => {
-    delivered += 1;
-    return o.handle({
+  private deliver(packet: IPublishPacket, payload: Buffer): Promise<PubackReason> {
+    this.deliveredCount += 1;
+    return this.o.handle({
       topic: packet.topic,
       payload,
       qos: packet.qos,
       redelivered: packet.dup,
       retained: packet.retain,
-      signal: connection.signal,
+      signal: this.connection.signal,
     });
-  };
+  }
 
   /** Aborted (the connection went, or close()): the broker delivers the message again. */
-  const reportFailure = (err: unknown, topic: string) => {
+  private reportFailure(err: unknown, topic: string): void {
     if ((err as Error)?.name !== 'AbortError') {
-      o.logger.error({ err, topic }, 'MQTT message handler failed');
+      this.o.logger.error({ err, topic }, 'MQTT message handler failed');
     }
-  };
+  }
 
-  const subscribe = (stream: Stream) => {
+  private subscribe(stream: Stream): void {
+    const { client, o } = this;
     // rh 1: retained messages come only with a new subscription, not again with a renewed one.
     // rap: the retain flag as published, so a zero-byte retained message (how MQTT clears one)
     // is told from an empty payload.
@@ -304,7 +392,7 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
               `the broker granted QoS ${String(grantedQos)}; storing before acknowledging needs QoS 1`,
             ));
       if (!refusal) {
-        subscribed = true;
+        this.subscribed = true;
         o.onConnection?.(true);
         o.logger.info({ subscription: o.subscription }, 'MQTT subscribed');
         return;
@@ -314,96 +402,62 @@ export function startAckAfterStoreSubscriber(o: AckAfterStoreOptions): AckAfterS
         'MQTT subscribe refused; retrying in 5 s',
       );
       setTimeout(() => {
-        if (client.connected && client.stream === stream && !closing) subscribe(stream);
+        if (client.connected && client.stream === stream && !this.closing) this.subscribe(stream);
       }, RESUBSCRIBE_DELAY_MS).unref();
     });
-  };
+  }
 
-  // Mosquitto 2.0.11 closes a session's connection when another client connects with its id,
-  // without the DISCONNECT (0x8E) that says so: connections dropped again and again say it.
-  const flapping = createFlappingDetector({ drops: FLAPPING_DROPS, windowMs: FLAPPING_WINDOW_MS });
-  const noteDroppedConnection = () => {
-    const drops = flapping.dropped();
-    if (drops === null) return;
-    o.logger.error(
-      { clientId: o.clientId, drops, withinS: FLAPPING_WINDOW_MS / 1000 },
-      `MQTT connection dropped again and again after connecting: either another process connects with the same client id (${ONE_CLIENT_ID_EACH}), or the broker keeps restarting or closing connections (see its log)`,
-    );
-  };
-
-  client.on('connect', (connack) => {
+  private onConnect(sessionPresent: boolean): void {
+    const { client, o } = this;
     // Anything unacknowledged from the previous connection comes again on this one.
-    fifo = fifo.filter((e) => e.stream === client.stream);
-    wasConnected = true;
-    errorReported = false;
-    sessionFound ??= connack.sessionPresent;
-    o.logger.info(
-      { clientId: o.clientId, sessionPresent: connack.sessionPresent },
-      'MQTT connected',
-    );
+    this.fifo = this.fifo.filter((e) => e.stream === client.stream);
+    this.wasConnected = true;
+    this.errorReported = false;
+    this.firstSessionPresent ??= sessionPresent;
+    o.logger.info({ clientId: o.clientId, sessionPresent }, 'MQTT connected');
     // Subscribed again even with a session kept: the session may hold another subscription (an
     // earlier MQTT_TOPIC_PREFIX), and renewing the same one changes nothing. Ready once it is.
-    subscribed = false;
-    if (unsubscribed) void client.unsubscribeAsync(o.subscription).catch(() => undefined);
-    else subscribe(client.stream);
-  });
-  client.on('close', () => {
-    resumeReading(); // lets the closed connection's packet pump finish
-    if (wasConnected && !closing) {
-      o.logger.warn('MQTT connection closed; reconnecting');
-      noteDroppedConnection();
+    this.subscribed = false;
+    if (this.unsubscribed) void client.unsubscribeAsync(o.subscription).catch(() => undefined);
+    else this.subscribe(client.stream);
+  }
+
+  private onClose(): void {
+    this.resumeReading(); // lets the closed connection's packet pump finish
+    if (this.wasConnected && !this.closing) {
+      this.o.logger.warn('MQTT connection closed; reconnecting');
+      this.noteDroppedConnection();
     }
-    wasConnected = false;
-    subscribed = false;
-    o.onConnection?.(false);
-    connection.abort();
-    connection = newConnection();
-  });
-  client.on('disconnect', (packet) => {
-    if (packet.reasonCode === REASON_SESSION_TAKEN_OVER) {
-      o.logger.error(
-        { clientId: o.clientId },
+    this.wasConnected = false;
+    this.subscribed = false;
+    this.o.onConnection?.(false);
+    this.connection.abort();
+    this.connection = newConnection();
+  }
+
+  private noteDroppedConnection(): void {
+    const drops = this.flapping.dropped();
+    if (drops === null) return;
+    this.o.logger.error(
+      { clientId: this.o.clientId, drops, withinS: FLAPPING_WINDOW_MS / 1000 },
+      `MQTT connection dropped again and again after connecting: either another process connects with the same client id (${ONE_CLIENT_ID_EACH}), or the broker keeps restarting or closing connections (see its log)`,
+    );
+  }
+
+  private onDisconnect(reasonCode: number | undefined): void {
+    if (reasonCode === REASON_SESSION_TAKEN_OVER) {
+      this.o.logger.error(
+        { clientId: this.o.clientId },
         `MQTT session taken over: another process connected with the same client id (${ONE_CLIENT_ID_EACH})`,
       );
     } else {
-      o.logger.warn({ reasonCode: packet.reasonCode }, 'MQTT broker disconnected us');
+      this.o.logger.warn({ reasonCode }, 'MQTT broker disconnected us');
     }
-  });
-  client.on('error', (err) => {
-    if (errorReported) return;
-    errorReported = true;
-    o.logger.warn({ err }, 'MQTT connection error; retrying every second');
-  });
+  }
 
-  return {
-    client,
-    get ready() {
-      return client.connected && subscribed;
-    },
-    get unacked() {
-      return fifo.length;
-    },
-    get delivered() {
-      return delivered;
-    },
-    get sessionFound() {
-      return sessionFound;
-    },
-    async unsubscribe() {
-      unsubscribed = true;
-      subscribed = false;
-      if (client.connected) await client.unsubscribeAsync(o.subscription);
-    },
-    async close(timeoutMs, { endSession = false } = {}) {
-      closing = true;
-      // Messages still waiting for storage stay unacknowledged, for the next start; those being
-      // stored right now finish and are acknowledged.
-      connection.abort();
-      const timer = new Promise((resolve) => setTimeout(resolve, timeoutMs).unref());
-      await Promise.race([Promise.allSettled([...pending]), timer]);
-      flushAcks();
-      // MQTT 5 lets a DISCONNECT shorten the session's expiry, to 0: it ends with the connection.
-      await client.endAsync(false, endSession ? { properties: { sessionExpiryInterval: 0 } } : {});
-    },
-  };
+  private onError(err: Error): void {
+    if (this.errorReported) return;
+    this.errorReported = true;
+    this.o.logger.warn({ err }, 'MQTT connection error; retrying every second');
+  }
 }
