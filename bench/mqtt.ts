@@ -19,6 +19,7 @@ import {
   type Proc,
 } from './bench-helpers';
 import { Mosquitto } from './mosquitto';
+import { quantile } from './open-loop';
 
 export interface MqttThroughput {
   messages: number;
@@ -70,9 +71,6 @@ async function publishAll(
   };
   await Promise.all(publishers.flatMap((c) => Array.from({ length: window }, () => loop(c))));
 }
-
-const quantile = (sorted: number[], q: number) =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
 export async function benchMqtt({
   env,

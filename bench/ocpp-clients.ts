@@ -33,6 +33,10 @@ export type ClientsReport =
       failed: number;
       /** CALL to .conf, ms, of every answered CALL. */
       latenciesMs: number[];
+      /** Per latency: when its CALL was sent, ms since the traffic began. */
+      sentAtMs: number[];
+      /** Per latency: 1 for a charge point's first MeterValues of the traffic, else 0. */
+      first: number[];
       /** Connections still open at the end of the traffic. */
       open: number;
       seconds: number;
@@ -61,15 +65,18 @@ async function connectAll(chargePoints: SimulatedChargePoint[], width: number) {
 /** Each charge point's MeterValues every intervalMs, starting at a random offset within it. */
 async function traffic(chargePoints: SimulatedChargePoint[], plan: ClientsPlan) {
   const latenciesMs: number[] = [];
+  const sentAtMs: number[] = [];
+  const firstFlags: number[] = [];
   const tally = { calls: 0, answered: 0, callErrors: 0, failed: 0 };
   const inFlight = new Set<Promise<void>>();
   const started = Date.now();
   const endAt = started + plan.trafficMs;
   const timers: NodeJS.Timeout[] = [];
-  const sendFrom = (cp: SimulatedChargePoint, registerWh: { value: number }) => {
+  const sendFrom = (cp: SimulatedChargePoint, registerWh: { value: number }, isFirst: boolean) => {
     if (Date.now() >= endAt) return;
     registerWh.value += 18; // 11 kW for 6 s
     const begun = performance.now();
+    const sentAt = Date.now() - started;
     tally.calls++;
     const call = cp
       .callOnce(
@@ -80,6 +87,8 @@ async function traffic(chargePoints: SimulatedChargePoint[], plan: ClientsPlan) 
         () => {
           tally.answered++;
           latenciesMs.push(performance.now() - begun);
+          sentAtMs.push(sentAt);
+          firstFlags.push(isFirst ? 1 : 0);
         },
         (err: { rpcErrorCode?: string }) => {
           if (err.rpcErrorCode) tally.callErrors++;
@@ -92,8 +101,8 @@ async function traffic(chargePoints: SimulatedChargePoint[], plan: ClientsPlan) 
   chargePoints.forEach((cp, i) => {
     const registerWh = { value: 1_000_000 + i };
     const first = setTimeout(() => {
-      sendFrom(cp, registerWh);
-      timers.push(setInterval(() => sendFrom(cp, registerWh), plan.intervalMs));
+      sendFrom(cp, registerWh, true);
+      timers.push(setInterval(() => sendFrom(cp, registerWh, false), plan.intervalMs));
     }, Math.random() * plan.intervalMs);
     timers.push(first);
   });
@@ -104,6 +113,8 @@ async function traffic(chargePoints: SimulatedChargePoint[], plan: ClientsPlan) 
     type: 'done',
     ...tally,
     latenciesMs,
+    sentAtMs,
+    first: firstFlags,
     open: chargePoints.filter((cp) => cp.connected).length,
     seconds: (Date.now() - started) / 1000,
   });

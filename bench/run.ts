@@ -828,7 +828,7 @@ function ocppRows(o: OcppBenchResults): [string, string, string][] {
     ],
     [
       `OCPP MeterValues, each every ${o.traffic.intervalS} s (${fmt(o.traffic.seconds)} s)`,
-      `${fmt(o.traffic.answeredPerS)} answered/s, p50 ${fmt(o.traffic.p50Ms, 1)} ms, p99 ${fmt(o.traffic.p99Ms, 1)} ms CALL to .conf at the clients (in the API: p99 ${o.traffic.server.atLeast ? '>= ' : ''}${fmt(o.traffic.server.p99Ms, 1)} ms); ${fmt(o.traffic.callErrors + o.traffic.failed)} unanswered; API CPU ${fmt(o.traffic.apiCpuMsPerMessage, 2)} ms/message, ${fmt(o.traffic.apiCores, 2)} cores (clients ${fmt(o.traffic.clientCores, 2)})`,
+      `${fmt(o.traffic.answeredPerS)} answered/s, p50 ${fmt(o.traffic.p50Ms, 1)} ms, p99 ${fmt(o.traffic.p99Ms, 1)} ms CALL to .conf at the clients (in the API: p99 ${o.traffic.server.atLeast ? '>= ' : ''}${fmt(o.traffic.server.p99Ms, 1)} ms); each charge point's first: p50 ${fmt(o.traffic.firstOfEach.p50Ms, 1)} ms, p99 ${fmt(o.traffic.firstOfEach.p99Ms, 1)} ms; the later ones: p50 ${fmt(o.traffic.later.p50Ms, 1)} ms, p99 ${fmt(o.traffic.later.p99Ms, 1)} ms, their p99 above ${o.goals.p99Ms} ms in ${fmt(o.traffic.later.secondsOverGoal)} of ${fmt(o.traffic.later.seconds)} seconds; ${fmt(o.traffic.callErrors + o.traffic.failed)} unanswered; API CPU ${fmt(o.traffic.apiCpuMsPerMessage, 2)} ms/message, ${fmt(o.traffic.apiCores, 2)} cores (clients ${fmt(o.traffic.clientCores, 2)})`,
       `goal p99 <= ${o.goals.p99Ms} ms: ${met((o.traffic.p99Ms ?? Infinity) <= o.goals.p99Ms)}`,
     ],
     [
