@@ -9,7 +9,7 @@
  */
 import os from 'node:os';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import Ajv, { type ErrorObject, type SchemaValidateFunction } from 'ajv';
+import Ajv, { type AnySchemaObject, type ErrorObject, type SchemaValidateFunction } from 'ajv';
 import { FLUSHER_BACKGROUND_CONNECTIONS, GENERIC_POOL_MAX } from '../db/knex-config';
 import { parseApiKeys, type ApiKey } from './auth/api-keys';
 import { LOG_LEVELS } from './logger';
@@ -36,8 +36,10 @@ interface SettingOptions {
   defaultText?: string;
   /** What a valid value looks like, for rules no other keyword describes (a pattern). */
   expected?: string;
-  /** URL schemes accepted (`new URL(v).protocol`). */
+  /** URL schemes accepted (`postgres:`); the URL must also name a host, and any port be 1-65535. */
   protocols?: readonly string[];
+  /** The host may be `?host=` instead: libpq's way to name a Unix socket's directory. */
+  hostQuery?: true;
   /** A Redis URL's database (its path, or `?db=`) is a number: ioredis would send SELECT NaN. */
   redisDatabase?: true;
   /** A size such as `4mb`, `512kb` or `1048576`, in bytes from minimum to maximum. */
@@ -80,6 +82,7 @@ export const MQTT_CLIENT_ID_RULE = {
 export const settingsSchema = Type.Object({
   DATABASE_URL: text('postgres://postgres@127.0.0.1:5432/energy', {
     protocols: ['postgres:', 'postgresql:'],
+    hostQuery: true,
     description: 'PostgreSQL; `npm run migrate` creates the database',
   }),
   REDIS_URL: text('redis://127.0.0.1:6379', {
@@ -331,14 +334,27 @@ function expectation(schema: SettingSchema): string {
   return `${kind} from ${String(schema.minimum)} to ${String(schema.maximum)}`;
 }
 
-const checkProtocols: SchemaValidateFunction = (protocols: string[], value: string) => {
+/** A URL's scheme, host and port as written: `new URL` refuses a port above 65535 without saying so. */
+const URL_PARTS = /^([^:/?#]+):\/\/(?:[^/?#]*@)?(\[[^\]/?#]*\]|[^:/?#]*)(?::([^/?#]*))?/;
+
+const isPort = (text: string) => /^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 65535;
+
+/** Why a connection URL cannot be used (what the problem says after `NAME="value": `), if it cannot. */
+function urlProblem(value: string, schema: SettingSchema): string | undefined {
+  const [, scheme = '', host = '', port = ''] = URL_PARTS.exec(value) ?? [];
+  if (!schema.protocols?.includes(`${scheme.toLowerCase()}:`))
+    return `expected ${expectation(schema)}`;
+  if (port !== '' && !isPort(port)) return `the port must be from 1 to 65535, not ${port}`;
+  if (host === '' && !(schema.hostQuery && /[?&]host=[^&#]/.test(value)))
+    return `the host is missing${schema.hostQuery ? ' (or ?host= for a Unix socket)' : ''}`;
+  return URL.canParse(value) ? undefined : `expected ${expectation(schema)}`;
+}
+
+const checkUrl: SchemaValidateFunction = (_: unknown, value: string, schema?: AnySchemaObject) => {
   // Blank variables are dropped before validation: '' is an optional URL's default (unset).
-  if (value === '') return true;
-  try {
-    return protocols.includes(new URL(value).protocol);
-  } catch {
-    return false;
-  }
+  const problem = value === '' ? undefined : urlProblem(value, schema as SettingSchema);
+  checkUrl.errors = problem ? [{ keyword: 'protocols', message: problem, params: {} }] : [];
+  return problem === undefined;
 };
 
 /** The database a Redis URL names, as ioredis reads it: its path, else `?db=`; '' for none. */
@@ -382,8 +398,8 @@ function compileSettings() {
     coerceTypes: true,
     useDefaults: true,
   });
-  ajv.addVocabulary(['defaultText', 'expected']);
-  ajv.addKeyword({ keyword: 'protocols', type: 'string', validate: checkProtocols });
+  ajv.addVocabulary(['defaultText', 'expected', 'hostQuery']);
+  ajv.addKeyword({ keyword: 'protocols', type: 'string', errors: true, validate: checkUrl });
   ajv.addKeyword({ keyword: 'redisDatabase', type: 'string', validate: checkRedisDatabase });
   ajv.addKeyword({ keyword: 'byteSize', type: 'string', validate: checkByteSize });
   ajv.addKeyword({ keyword: 'apiKeys', type: 'string', errors: true, validate: checkApiKeys });
@@ -458,10 +474,13 @@ const isNumber = (schema: SettingSchema) => schema.type === 'number' || schema.t
 const isDecimal = (schema: SettingSchema, value: string | undefined) =>
   value === undefined || isNumberText(schema, value);
 
-const problemOf = (name: string, value: string | undefined) => {
-  const schema = schemaOf(name);
-  const shown = schema.protocols && value ? hidePassword(value) : value;
-  return `${name}=${JSON.stringify(shown)}: expected ${expectation(schema)}`;
+const problemOf = (
+  name: string,
+  value: string | undefined,
+  problem = `expected ${expectation(schemaOf(name))}`,
+) => {
+  const shown = schemaOf(name).protocols && value ? hidePassword(value) : value;
+  return `${name}=${JSON.stringify(shown)}: ${problem}`;
 };
 
 /** A URL's password as `***`, also in a URL too malformed to parse (the problem shows the rest). */
@@ -473,7 +492,9 @@ function problemsOf(name: string, value: string | undefined, errors: ErrorObject
   // parseApiKeys names the entry and what is wrong with it; its messages stand on their own.
   const listed = own.filter((e) => e.keyword === 'apiKeys').map((e) => e.message ?? '');
   if (listed.length > 0) return listed;
-  return [problemOf(name, value)];
+  // A URL's own problem (its port, its host) before any other check of it.
+  const url = own.find((e) => e.keyword === 'protocols');
+  return [problemOf(name, value, url?.message)];
 }
 
 export interface SettingDescription {

@@ -204,6 +204,16 @@ describe('configuration defaults', () => {
     expect(loadConfig({ REDIS_URL: url }).redisUrl).toBe(url);
   });
 
+  test.each([
+    'postgres://db:65535/x',
+    'postgres://[::1]:1/x',
+    // libpq's ways to name a Unix socket's directory.
+    'postgres:///energy?host=/var/run/postgresql',
+    'postgres://%2Fvar%2Frun%2Fpostgresql/energy',
+  ])('when DATABASE_URL is %s, then it is accepted', (url) => {
+    expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
+  });
+
   test('when variables outside the settings are present, then they are ignored', () => {
     expect(() => loadConfig({ HOME: '/root', PORTS: 'x', port: 'x' })).not.toThrow();
   });
@@ -275,6 +285,35 @@ describe('configuration problems', () => {
       'postgres//app:s3cret@db/x',
       'DATABASE_URL="postgres//app:***@db/x": expected a postgres:// or postgresql:// URL',
     ],
+    // A port out of range and a missing host are said as such, not as another kind of URL.
+    [
+      'DATABASE_URL',
+      'postgres://db:99999/x',
+      'DATABASE_URL="postgres://db:99999/x": the port must be from 1 to 65535, not 99999',
+    ],
+    [
+      'DATABASE_URL',
+      'postgres://db:0/x',
+      'DATABASE_URL="postgres://db:0/x": the port must be from 1 to 65535, not 0',
+    ],
+    [
+      'DATABASE_URL',
+      'postgres://',
+      'DATABASE_URL="postgres://": the host is missing (or ?host= for a Unix socket)',
+    ],
+    [
+      'DATABASE_URL',
+      'postgres://app:s3cret@/x',
+      'DATABASE_URL="postgres://app:***@/x": the host is missing (or ?host= for a Unix socket)',
+    ],
+    [
+      'REDIS_URL',
+      'redis://cache:99999',
+      'REDIS_URL="redis://cache:99999": the port must be from 1 to 65535, not 99999',
+    ],
+    ['REDIS_URL', 'redis://', 'REDIS_URL="redis://": the host is missing'],
+    ['REDIS_URL', 'redis:///3', 'REDIS_URL="redis:///3": the host is missing'],
+    ['MQTT_URL', 'mqtt://:1883', 'MQTT_URL="mqtt://:1883": the host is missing'],
     [
       'REDIS_CLUSTER_NODES',
       '127.0.0.1:70000',
