@@ -4,6 +4,7 @@
  * option, and every command answers `--help` with its usage, built from the same declaration.
  */
 import { parseArgs } from 'node:util';
+import { isNumberText } from '../src/schema/validator';
 import { StartupError } from '../src/startup-error';
 
 /** A wrong command line; its message says what is wrong and how the command is used. */
@@ -121,21 +122,18 @@ export function commandLineOrExit<T>(read: () => T): T {
   }
 }
 
-/** An option's text as a number within limits; otherwise a UsageError naming the option. */
+/**
+ * An option's text as a number within limits, written as a number setting is (isNumberText);
+ * otherwise a UsageError naming the option.
+ */
 export function numberOption(
   label: string,
   text: string,
   { min = 0, max = Infinity, integer = false } = {},
 ): number {
-  const value = text.trim() === '' ? NaN : Number(text);
-  if (
-    Number.isFinite(value) &&
-    (!integer || Number.isInteger(value)) &&
-    value >= min &&
-    value <= max
-  )
-    return value;
   const kind = integer ? 'integer' : 'number';
+  const value = isNumberText({ type: kind }, text.trim()) ? Number(text) : NaN;
+  if (value >= min && value <= max) return value;
   const range =
     max !== Infinity
       ? `${integer ? 'an' : 'a'} ${kind} from ${min} to ${max}`

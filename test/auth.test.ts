@@ -100,9 +100,12 @@ describe('API keys', () => {
 
 describe('a rate of a request every few years', () => {
   // 1e-17: the wait in milliseconds is beyond a 64-bit integer; 1e-320: 1 / rate is Infinity.
-  test.each(['0.000000000000001', '1e-17', '1e-320'])(
-    'when RATE_LIMIT_PER_S is %s, then the burst is the limit: 429 after it, not every request allowed',
-    async (rate) => {
+  // Settings are plain decimals: the rates are written out.
+  const decimal = (exponent: number) => `0.${'0'.repeat(-exponent - 1)}1`;
+  test.each([-15, -17, -320])(
+    'when RATE_LIMIT_PER_S is 1e%i written out, then the burst is the limit: 429 after it, not every request allowed',
+    async (exponent) => {
+      const rate = decimal(exponent);
       const slow = await createTestContext({
         AUTH: 'on',
         API_KEYS: limited.entry,

@@ -183,6 +183,7 @@ describe('fleet report parameters', () => {
     ['hours=500', '/hours'],
     ['below=Infinity', '/below'],
     ['below=-Infinity', '/below'],
+    ['below=8e-1', '/below'],
     ['limit=Infinity', '/limit'],
     ['rank=foo', '/rank'],
   ])('when the query is %s, then 400 names %s', async (query, path) => {
@@ -210,6 +211,11 @@ describe('fleet report parameters', () => {
       expect(res.body.details[0].path).toBe('/cursor');
     },
   );
+
+  test('when below is a decimal without its leading zero, then it is taken as written', async () => {
+    const res = await request(e.api.api.app).get('/v1/analytics/fleet?below=.8').expect(200);
+    expect(res.body).toMatchObject({ below: 0.8 });
+  });
 
   test('when the fleet is empty, then the report is empty, not an error', async () => {
     const res = await request(e.api.api.app).get('/v1/analytics/fleet').expect(200);

@@ -75,13 +75,15 @@ export function compile<T extends TSchema>(ajv: Ajv, schema: T): ValidateFunctio
 /** A JSON Schema of a number: its `type`, `minimum` and `maximum` are read. */
 type NumberSchema = Record<string, unknown>;
 
-const DECIMAL_TEXT = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
-/** An integer in digits alone: `hours=1e2` or `PORT=1e3` is more likely a slip than meant. */
+/** A plain decimal, with or without a leading zero (`0.5`, `.5`). */
+const DECIMAL_TEXT = /^-?(\d+(\.\d+)?|\.\d+)$/;
+/** An integer in digits alone. */
 const INTEGER_TEXT = /^-?\d+$/;
 
 /**
- * Whether a number given as text (a query parameter, an environment variable) is written as its
- * schema's kind is: ajv's coercion alone also takes "Infinity", "0x10" and "0b11".
+ * Whether a number given as text (a query parameter, an environment variable, a command-line
+ * option) is written as its schema's kind is. ajv's coercion alone also takes "Infinity", "0x10"
+ * and "0b11"; an exponent (`5e-1`, `PORT=1e3`) is more likely a slip than meant.
  */
 export const isNumberText = ({ type }: NumberSchema, text: string): boolean =>
   (type === 'integer' ? INTEGER_TEXT : DECIMAL_TEXT).test(text);

@@ -66,6 +66,7 @@ describe('command lines', () => {
   test.each([
     ['12', {}, 12],
     ['0.5', {}, 0.5],
+    ['.5', {}, 0.5],
     ['65535', { max: 65535, integer: true }, 65535],
   ])(
     'when a number option is %j within its limits, then it is that number',
@@ -80,6 +81,10 @@ describe('command lines', () => {
     ['ten', { min: 1, integer: true }, '--n must be an integer of at least 1'],
     ['1.5', { max: 9, integer: true }, '--n must be an integer from 0 to 9'],
     ['Infinity', {}, '--n must be a non-negative number'],
+    // Written as a number setting is: a plain decimal, an integer in digits alone.
+    ['5e-1', {}, '--n must be a non-negative number'],
+    ['0x10', {}, '--n must be a non-negative number'],
+    ['1e3', { integer: true }, '--n must be a non-negative integer'],
   ])(
     'when a number option is %j, then the UsageError says what it must be',
     (text, limits, message) => {

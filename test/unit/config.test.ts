@@ -7,6 +7,7 @@ import {
   describeSettings,
   listSettings,
   loadConfig,
+  settingsSchema,
   type Config,
 } from '../../src/config';
 import { StartupError } from '../../src/startup-error';
@@ -167,7 +168,7 @@ describe('configuration defaults', () => {
   test('when values are set, then they are trimmed and numbers become numbers', () => {
     const config = loadConfig({
       PORT: ' 8080 ',
-      REDIS_MEMORY_HIGH_WATER: '0.5',
+      REDIS_MEMORY_HIGH_WATER: '.5',
       RATE_LIMIT_PER_S: '2.5',
       RETENTION_DAYS: '0',
       LOG_LEVEL: 'debug',
@@ -213,6 +214,22 @@ describe('configuration defaults', () => {
   ])('when DATABASE_URL is %s, then it is accepted', (url) => {
     expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
   });
+
+  // Every number setting, from the declaration: one rule for all of them.
+  const numberSettings = Object.entries(settingsSchema.properties)
+    .filter(([, schema]) => schema.type === 'number')
+    .map(([name]) => name);
+
+  test.each(numberSettings)(
+    'when %s is a plain decimal with or without its leading zero, then it is accepted; with an exponent, refused',
+    (name) => {
+      expect(problemsFor({ [name]: '0.5' })).toEqual([]);
+      expect(problemsFor({ [name]: '.5' })).toEqual([]);
+      expect(problemsFor({ [name]: '5e-1' })).toEqual([
+        expect.stringMatching(`^${name}="5e-1": expected a number from`),
+      ]);
+    },
+  );
 
   test('when variables outside the settings are present, then they are ignored', () => {
     expect(() => loadConfig({ HOME: '/root', PORTS: 'x', port: 'x' })).not.toThrow();
