@@ -60,6 +60,29 @@ export function helpText(command: Command<Record<string, OptionSpec>>): string {
 }
 
 /**
+ * `--rate -1` as `--rate=-1`: parseArgs calls a value starting with a dash ambiguous, so a negative
+ * number never reached the option's own range check ("--rate must be ...").
+ */
+function joinNegativeValues(
+  argv: readonly string[],
+  options: Record<string, OptionSpec>,
+): string[] {
+  const args: string[] = [];
+  // After `--` every argument is a positional.
+  const end = argv.includes('--') ? argv.indexOf('--') : argv.length;
+  for (let i = 0; i < end; i++) {
+    const name = argv[i].startsWith('--') ? argv[i].slice(2) : '';
+    const negative = /^-\.?\d/.test(argv[i + 1] ?? '');
+    if (negative && Object.hasOwn(options, name) && options[name].type === 'string') {
+      args.push(`${argv[i]}=${argv[++i]}`);
+    } else {
+      args.push(argv[i]);
+    }
+  }
+  return [...args, ...argv.slice(end)];
+}
+
+/**
  * Parses `argv` (without node and the script) against the command's options. `--help` prints
  * the help text and exits; a mistake throws a UsageError that names the option.
  */
@@ -76,7 +99,7 @@ export function parseCommandLine<const O extends Record<string, OptionSpec>>(
   let parsed;
   try {
     parsed = parseArgs({
-      args: [...argv],
+      args: joinNegativeValues(argv, command.options),
       options: { ...options, help: { type: 'boolean', short: 'h' } },
       strict: true,
       allowPositionals: command.positionals ?? false,

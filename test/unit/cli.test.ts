@@ -37,6 +37,18 @@ describe('command lines', () => {
     });
   });
 
+  test('when a number option is given a negative number, then it is its value, for its own range check', () => {
+    expect(parseCommandLine(['--count', '-5', '--name', '-.5'], command).values).toMatchObject({
+      count: '-5',
+      name: '-.5',
+    });
+    // A flag takes no value; after -- nothing is an option's value.
+    expect(() => parseCommandLine(['--dry-run', '-5'], command)).toThrow(/Unknown option '-5'/);
+    expect(
+      parseCommandLine(['--', '--count', '-5'], { ...command, positionals: true }).positionals,
+    ).toEqual(['--count', '-5']);
+  });
+
   test.each([
     [['--nmae', 'a'], /Unknown option '--nmae'/],
     [['--name'], /--name <value>' argument missing/],
@@ -170,6 +182,9 @@ describe('simulator options', () => {
     [['--meters', 'many'], /--meters must be an integer from 1 to 100000/],
     [['--vehicles', '1e9'], /--vehicles must be an integer from 1 to 100000/],
     [['--faulty', '2'], /--faulty must be a number from 0 to 1/],
+    [['--faulty', '-1'], /^--faulty must be a number from 0 to 1$/],
+    [['--meters', '-5'], /^--meters must be an integer from 1 to 100000$/],
+    [['--seed', '-3'], /^--seed must be a non-negative integer$/],
     [['--duration', '3x'], /--duration: not a duration/],
     [['--duration', '0'], /--duration must be at least 1ms: 0/],
     [['--backfill', '0h'], /--backfill must be at least 1ms: 0h/],
