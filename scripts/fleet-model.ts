@@ -122,7 +122,10 @@ const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 *
 /** OCPP registers are integer Wh; the same rounding everywhere, so a start and a sample agree. */
 export const registerWh = (charger: Charger) => Math.round(charger.register * 1000);
 
-/** `2.3:0.2,11:0.6,22:0.2`: ratings (kW) and their shares of the chargers (normalised). */
+/**
+ * `2.3:0.2,11:0.6,22:0.2`: ratings (kW) and their shares of the chargers, adding up to 1. Shares
+ * that do not are refused rather than scaled: 11:0.5 alone meant all chargers, not half.
+ */
 export function parseChargerMix(text: string): ChargerShare[] {
   const mix = text.split(',').map((entry) => {
     const match = /^\s*(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)\s*$/.exec(entry);
@@ -131,8 +134,10 @@ export function parseChargerMix(text: string): ChargerShare[] {
     return { ratedKw: Number(match[1]), share: Number(match[2]) };
   });
   const total = mix.reduce((sum, c) => sum + c.share, 0);
-  if (total <= 0) throw new Error('the shares add up to 0');
-  return mix.map((c) => ({ ...c, share: c.share / total }));
+  // Within rounding: 0.34 + 0.33 + 0.33 is 1.0000000000000002.
+  if (Math.abs(total - 1) > 1e-9)
+    throw new Error(`the shares add up to ${round(total, 9)}, not 1 (e.g. 2.3:0.2,11:0.6,22:0.2)`);
+  return mix;
 }
 
 function random(seed: number): () => number {

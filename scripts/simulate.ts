@@ -118,7 +118,7 @@ const command = {
       type: 'string',
       value: 'MIX',
       default: '11:1',
-      help: 'ratings kW:share, e.g. 2.3:0.2,11:0.6,22:0.2 (household socket, wallbox, 22 kW)',
+      help: 'ratings kW:share, shares adding up to 1, e.g. 2.3:0.2,11:0.6,22:0.2 (household socket, wallbox, 22 kW)',
     },
     backfill: {
       type: 'string',

@@ -49,9 +49,11 @@ describe('fleet simulator', () => {
     expect(() => parseArgs(['--mode', 'weekly'])).toThrow(/interval or cumulative/);
   });
 
-  test("when power classes and drift are asked for, then the mix is normalised and the judging settings are the engine environment's", () => {
+  test("when power classes and drift are asked for, then the mix is as given and the judging settings are the engine environment's", () => {
     const env = { EFFICIENCY_THRESHOLDS: '3.7:0.75,*:0.88', SESSION_GAP_S: '900' };
-    expect(parseArgs(['--chargers', '2.3:1,11:2,22:1', '--drifting', '0.2'], env)).toMatchObject({
+    expect(
+      parseArgs(['--chargers', '2.3:0.25,11:0.5,22:0.25', '--drifting', '0.2'], env),
+    ).toMatchObject({
       chargers: [
         { ratedKw: 2.3, share: 0.25 },
         { ratedKw: 11, share: 0.5 },
@@ -67,6 +69,12 @@ describe('fleet simulator', () => {
     });
     expect(parseArgs([], {})).toMatchObject({ chargers: [{ ratedKw: 11, share: 1 }], drifting: 0 });
     expect(() => parseArgs(['--chargers', '11kW'])).toThrow(/--chargers: not kW:share/);
+    // Shares not adding up to 1 are refused, not scaled: 11:0.5 is not all wallboxes.
+    expect(() => parseArgs(['--chargers', '2.3:1,11:2,22:1'])).toThrow(
+      /^--chargers: the shares add up to 4, not 1/,
+    );
+    expect(() => parseArgs(['--chargers', '11:0.5'])).toThrow(/the shares add up to 0.5, not 1/);
+    expect(parseArgs(['--chargers', '2.3:0.34,11:0.33,22:0.33']).chargers).toHaveLength(3);
     // Out of range is refused, not quietly made a value in range.
     expect(() => parseArgs(['--vehicles', '0'])).toThrow(
       /--vehicles must be an integer from 1 to 100000/,
