@@ -89,7 +89,12 @@ function joinNegativeValues(
 export function parseCommandLine<const O extends Record<string, OptionSpec>>(
   argv: readonly string[],
   command: Command<O>,
-): { values: OptionValues<O>; positionals: string[] } {
+): {
+  values: OptionValues<O>;
+  positionals: string[];
+  /** The options on the command line, told apart from those left at their default. */
+  given: ReadonlySet<string>;
+} {
   const options = Object.fromEntries(
     Object.entries(command.options).map(([name, spec]) => [
       name,
@@ -123,7 +128,7 @@ export function parseCommandLine<const O extends Record<string, OptionSpec>>(
     process.stdout.write(`${helpText(command)}\n`);
     process.exit(0);
   }
-  return { values: parsed.values as OptionValues<O>, positionals: parsed.positionals };
+  return { values: parsed.values as OptionValues<O>, positionals: parsed.positionals, given: seen };
 }
 
 /** For an entry point: a UsageError is printed without a stack and the process exits with 2. */

@@ -88,12 +88,12 @@ const command = {
       type: 'string',
       value: 'X',
       default: '1',
-      help: 'live: simulated time runs this many times faster than the clock (above 1 needs --duration)',
+      help: 'live: simulated time runs this many times faster than the clock (above 1 needs --duration; not with --backfill)',
     },
     duration: {
       type: 'string',
       value: 'D',
-      help: 'run live this long, e.g. 10m (default: until Ctrl-C)',
+      help: 'run live this long, e.g. 10m (default: until Ctrl-C; not with --backfill)',
     },
     url: { type: 'string', value: 'URL', default: 'http://127.0.0.1:3000', help: 'the engine' },
     mode: {
@@ -166,7 +166,7 @@ function judgingOf(env: NodeJS.ProcessEnv): JudgingSettings {
 const MAX_FLEET_DEVICES = 100_000;
 
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): SimulateOptions {
-  const { values } = parseCommandLine(argv, command);
+  const { values, given } = parseCommandLine(argv, command);
   // Each option's range: a value outside it is refused, not quietly made one inside it. A fleet
   // is held in memory: 1e9 meters ran out of heap before the first request.
   const ranges = {
@@ -199,8 +199,15 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
   if (values['cp-key-file'] !== undefined && !ocpp)
     throw new UsageError('--cp-key-file is for --ocpp charge points');
   const backfillMs = values.backfill !== undefined ? parseDuration('backfill', values.backfill) : 0;
+  // A backfill sends its span as fast as the engine accepts it: a live run's pace and length were
+  // silently ignored.
+  const live = ['speed', 'duration'].find((name) => given.has(name));
+  if (backfillMs > 0 && live)
+    throw new UsageError(
+      `--${live} is for a live run: --backfill sends its span as fast as the engine accepts it`,
+    );
   // Simulated time faster than the clock has to start in the past, by an amount the run's length sets.
-  if (num('speed') > 1 && values.duration === undefined && backfillMs === 0)
+  if (num('speed') > 1 && values.duration === undefined)
     throw new UsageError(
       '--speed above 1 needs --duration: simulated time starts that much earlier, to reach the clock as the run ends (readings ahead of the clock are refused)',
     );

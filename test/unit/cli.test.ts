@@ -193,6 +193,13 @@ describe('simulator options', () => {
     [['--meter', '5'], /Unknown option '--meter'/],
     [['--ocpp', '--vehicles', '11'], /--meters must be at least --vehicles/],
     [['--meters', '2', '--vehicles', '4'], /--meters must be at least --vehicles/],
+    // A backfill runs as fast as accepted: a live run's pace and length would be ignored.
+    [
+      ['--backfill', '1h', '--speed', '10'],
+      /^--speed is for a live run: --backfill sends its span as fast as the engine accepts it/,
+    ],
+    [['--speed', '1', '--backfill', '1h'], /^--speed is for a live run/],
+    [['--backfill', '1h', '--duration', '10m'], /^--duration is for a live run/],
     [['--url', 'notaurl'], /--url must be the engine's http:\/\/ or https:\/\/ address/],
     [['--url', 'ftp://host'], /--url must be the engine's http:\/\/ or https:\/\/ address/],
   ])('when the options are %j, then a UsageError names the option', (argv, message) => {
