@@ -10,6 +10,7 @@
  * `drifting` share of wallboxes degrades from 0.93 towards 0.87 over the simulated span, still
  * above its threshold, which only the engine's drift rule catches.
  */
+import { DECIMAL } from '../src/schema/validator';
 import { parseThresholdClasses, thresholdFor } from '../src/sessions/thresholds';
 import { SessionLedger, type JudgingSettings } from './fleet-sessions';
 
@@ -122,13 +123,15 @@ const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 *
 /** OCPP registers are integer Wh; the same rounding everywhere, so a start and a sample agree. */
 export const registerWh = (charger: Charger) => Math.round(charger.register * 1000);
 
+const CHARGER_SHARE = new RegExp(`^\\s*(${DECIMAL}):(${DECIMAL})\\s*$`);
+
 /**
  * `2.3:0.2,11:0.6,22:0.2`: ratings (kW) and their shares of the chargers, adding up to 1. Shares
  * that do not are refused rather than scaled: 11:0.5 alone meant all chargers, not half.
  */
 export function parseChargerMix(text: string): ChargerShare[] {
   const mix = text.split(',').map((entry) => {
-    const match = /^\s*(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)\s*$/.exec(entry);
+    const match = CHARGER_SHARE.exec(entry);
     if (!match || Number(match[1]) <= 0)
       throw new Error(`not kW:share (e.g. 2.3:0.2,11:0.6,22:0.2): ${entry}`);
     return { ratedKw: Number(match[1]), share: Number(match[2]) };

@@ -20,7 +20,7 @@ import {
   parseThresholdClasses,
   thresholdClassProblems,
 } from './sessions/thresholds';
-import { isNumberText } from './schema/validator';
+import { DECIMAL, isNumberText } from './schema/validator';
 import { StartupError } from './startup-error';
 
 export const ENERGY_READINGS_MODES = ['interval', 'cumulative'] as const;
@@ -65,6 +65,9 @@ const code = (value: string) => `\`${value}\``;
 /** A Redis Cluster seed node: a host and a port from 1 to 65535. */
 const CLUSTER_NODE =
   '[A-Za-z0-9.-]+:([1-9]\\d{0,3}|[1-5]\\d{4}|6[0-4]\\d{3}|65[0-4]\\d{2}|655[0-2]\\d|6553[0-5])';
+
+/** A class of EFFICIENCY_THRESHOLDS: a power limit in kW (`*`: any) and its threshold. */
+const THRESHOLD_CLASS = `(${DECIMAL}|\\*):${DECIMAL}`;
 
 /**
  * An efficiency threshold's range (EFFICIENCY_THRESHOLD, each class of EFFICIENCY_THRESHOLDS, the
@@ -223,7 +226,7 @@ export const settingsSchema = Type.Object({
     description: 'requests a key may send at once before the rate applies',
   }),
   EFFICIENCY_THRESHOLDS: text('', {
-    pattern: '^((\\d+(\\.\\d+)?|\\*):\\d+(\\.\\d+)?)(,(\\d+(\\.\\d+)?|\\*):\\d+(\\.\\d+)?)*$|^$',
+    pattern: `^$|^${THRESHOLD_CLASS}(,${THRESHOLD_CLASS})*$`,
     expected: 'classes kW:threshold, e.g. 3.7:0.75,11:0.82,22:0.85,*:0.88',
     description:
       "a charging session's threshold by its mean AC power: `3.7:0.75,11:0.82,*:0.88` is 0.75 up to 3.7 kW, 0.82 up to 11 kW, 0.88 above; empty: `EFFICIENCY_THRESHOLD` for all",

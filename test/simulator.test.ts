@@ -75,6 +75,12 @@ describe('fleet simulator', () => {
     );
     expect(() => parseArgs(['--chargers', '11:0.5'])).toThrow(/the shares add up to 0.5, not 1/);
     expect(parseArgs(['--chargers', '2.3:0.34,11:0.33,22:0.33']).chargers).toHaveLength(3);
+    // Its numbers are written as a number setting's are.
+    expect(parseArgs(['--chargers', '2.3:.2,11:.8']).chargers).toEqual([
+      { ratedKw: 2.3, share: 0.2 },
+      { ratedKw: 11, share: 0.8 },
+    ]);
+    expect(() => parseArgs(['--chargers', '11:1e0'])).toThrow(/--chargers: not kW:share/);
     // Out of range is refused, not quietly made a value in range.
     expect(() => parseArgs(['--vehicles', '0'])).toThrow(
       /--vehicles must be an integer from 1 to 100000/,

@@ -75,8 +75,9 @@ export function compile<T extends TSchema>(ajv: Ajv, schema: T): ValidateFunctio
 /** A JSON Schema of a number: its `type`, `minimum` and `maximum` are read. */
 type NumberSchema = Record<string, unknown>;
 
-/** A plain decimal, with or without a leading zero (`0.5`, `.5`). */
-const DECIMAL_TEXT = /^-?(\d+(\.\d+)?|\.\d+)$/;
+/** A plain decimal, with or without a leading zero (`0.5`, `.5`), as a RegExp's source. */
+export const DECIMAL = '(?:\\d+(?:\\.\\d+)?|\\.\\d+)';
+const DECIMAL_TEXT = new RegExp(`^-?${DECIMAL}$`);
 /** An integer in digits alone. */
 const INTEGER_TEXT = /^-?\d+$/;
 

@@ -403,6 +403,15 @@ describe('configuration problems', () => {
     expect(problemsFor({ EFFICIENCY_THRESHOLDS: '11:0.82,3.7:0.75,*:0.88' })).toEqual([]);
   });
 
+  test('when EFFICIENCY_THRESHOLDS writes its numbers as a number setting may, then it is accepted; an exponent is refused', () => {
+    expect(loadConfig({ EFFICIENCY_THRESHOLDS: '3.7:.75,*:.88' }).efficiencyThresholds).toBe(
+      '3.7:.75,*:.88',
+    );
+    expect(problemsFor({ EFFICIENCY_THRESHOLDS: '3.7:7.5e-1' })).toEqual([
+      expect.stringMatching(/^EFFICIENCY_THRESHOLDS="3.7:7.5e-1": expected classes kW:threshold/),
+    ]);
+  });
+
   test('when several variables are bad, then one ConfigError names each of them, in the order they are documented', () => {
     let error: unknown;
     try {
