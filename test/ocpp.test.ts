@@ -185,6 +185,20 @@ describe('OCPP 1.6J charge points', () => {
     expect(nested.slice(0, 3)).toEqual([4, 'x6', 'FormationViolation']);
     expect(JSON.stringify(nested[4])).not.toContain('[[[');
     expect(await answer('[2,"x7","Heartbeat",{}]')).toEqual([3, 'x7', expect.any(Object)]);
+    // A CALL without its payload, or with one that is no object, does not fit the PDU (§4.2.3):
+    // there is no field to be of a wrong type.
+    const bare = await answer('[2,"x8","Heartbeat"]');
+    expect(bare.slice(0, 4)).toEqual([
+      4,
+      'x8',
+      'FormationViolation',
+      'The CALL has no payload: an OCPP-J CALL is [2, messageId, action, payload]',
+    ]);
+    expect((await answer('[2,"x9","Heartbeat",5]')).slice(0, 3)).toEqual([
+      4,
+      'x9',
+      'FormationViolation',
+    ]);
     socket.close();
   });
 

@@ -51,13 +51,23 @@ export function validatorWithoutEcho(protocol: string): Validator {
     try {
       return validator.validate(schemaId, params);
     } catch (err) {
-      const refusal = err as { message: string; details?: { errors?: { keyword?: string }[] } };
+      const refusal = err as { message: string; details?: { errors?: SchemaError[] } };
       const errors = refusal.details?.errors;
       if (!errors) throw err;
-      throw createRPCError(ocpp16SchemaCode(errors[0]?.keyword), refusal.message, { errors });
+      const message =
+        params === undefined
+          ? 'The CALL has no payload: an OCPP-J CALL is [2, messageId, action, payload]'
+          : refusal.message;
+      throw createRPCError(ocpp16SchemaCode(errors[0] ?? {}), message, { errors });
     }
   };
   return quiet;
+}
+
+/** What ocpp-rpc's validator (Ajv) says of a rule broken: which rule, and where. */
+interface SchemaError {
+  keyword?: string;
+  instancePath?: string;
 }
 
 /**
@@ -65,17 +75,19 @@ export function validatorWithoutEcho(protocol: string): Validator {
  * breaks: a field's value out of its rule (an enum, a range, a length) is a
  * PropertyConstraintViolation, a field missing an OccurenceConstraintViolation, a value of the
  * wrong type a TypeConstraintViolation, and a field the message may not carry does not fit the
- * PDU: FormationViolation. ocpp-rpc answered the last as PropertyConstraintViolation and an enum
- * as FormationViolation (its table is OCPP 2.0's, and has no enum).
+ * PDU: FormationViolation; so does a payload that is no JSON object at all (or none: a CALL of
+ * three elements), which has no fields to be of a wrong type. ocpp-rpc answered a field the PDU
+ * has not as PropertyConstraintViolation and an enum as FormationViolation (its table is OCPP
+ * 2.0's, and has no enum).
  */
-export function ocpp16SchemaCode(keyword: string | undefined): string {
+export function ocpp16SchemaCode({ keyword, instancePath = '' }: SchemaError): string {
   switch (keyword) {
     case 'required':
     case 'minItems':
     case 'maxItems':
       return 'OccurenceConstraintViolation';
     case 'type':
-      return 'TypeConstraintViolation';
+      return instancePath === '' ? 'FormationViolation' : 'TypeConstraintViolation';
     case 'additionalProperties':
       return 'FormationViolation';
     default:
