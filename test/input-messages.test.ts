@@ -56,6 +56,15 @@ test.each([
     '/v1/analytics/fleet?rank=session&from=1969-12-31T00:00:00Z&to=1970-01-02T00:00:00Z',
     'from must not be before 1970-01-01T00:00:00.000Z',
   ],
+  // A start derived from `to` (and `hours`) before 1970: `to` is what is too early.
+  [
+    '/v1/analytics/fleet?to=1970-01-01T00:00:00Z',
+    'to must be at least 1970-01-02T00:00:00.000Z: the window starts 24 hours before it, not before 1970-01-01T00:00:00.000Z',
+  ],
+  [
+    '/v1/analytics/performance/V-1?to=1970-01-01T01:00:00Z&hours=2',
+    'to must be at least 1970-01-01T02:00:00.000Z: the window starts 2 hours before it',
+  ],
   [
     '/v1/analytics/performance/V-1?from=9999-12-31T23:00:00Z&hours=2',
     "from must keep the window's end at most 9999-01-01T00:00:00.000Z",

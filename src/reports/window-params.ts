@@ -30,9 +30,14 @@ export interface AnalyticsWindow {
   to: Date;
 }
 
-/** How the query gave a window's end: named (`to`), or left to now (the start is then to blame). */
-interface WindowEnd {
+/**
+ * Which bounds the query named: a bound it did not name was derived from the other (and `hours`),
+ * which is then the one to blame.
+ */
+interface WindowGiven {
+  fromGiven: boolean;
   toGiven: boolean;
+  /** The window ends now (`to` left out, and not derived from `from` and `hours`). */
   toIsNow: boolean;
 }
 
@@ -44,12 +49,16 @@ interface WindowEnd {
 function windowProblem(
   { from, to }: AnalyticsWindow,
   maxWindowHours: number,
-  end: WindowEnd = { toGiven: true, toIsNow: false },
+  end: WindowGiven = { fromGiven: true, toGiven: true, toIsNow: false },
 ): { param: string; message: string } | null {
   if (from.getTime() < MIN_TIMESTAMP_MS) {
+    const earliest = new Date(MIN_TIMESTAMP_MS).toISOString();
+    if (end.fromGiven) return { param: 'from', message: `must not be before ${earliest}` };
+    // The start is `hours` before `to`: it is `to` that is too early.
+    const span = to.getTime() - from.getTime();
     return {
-      param: 'from',
-      message: `must not be before ${new Date(MIN_TIMESTAMP_MS).toISOString()}`,
+      param: 'to',
+      message: `must be at least ${new Date(MIN_TIMESTAMP_MS + span).toISOString()}: the window starts ${span / HOUR_MS} hours before it, not before ${earliest}`,
     };
   }
   if (to.getTime() > LATEST_WINDOW_END_MS) {
@@ -139,6 +148,7 @@ export function parseWindow(
   }
   const toIsNow = query.to === undefined && (query.from === undefined || fromRunsUntilNow);
   const problem = windowProblem({ from, to }, maxWindowHours, {
+    fromGiven: query.from !== undefined,
     toGiven: query.to !== undefined,
     toIsNow,
   });
