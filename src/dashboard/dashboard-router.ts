@@ -1,4 +1,4 @@
-import express, { Router, type Response } from 'express';
+import { Router, type Response } from 'express';
 import { extname, join, resolve } from 'node:path';
 import { AppError } from '../errors';
 import { methodNotAllowed } from '../http/mount-routes';
@@ -21,6 +21,9 @@ export const DASHBOARD_CSP = [
 
 /** Asset names carry their content hash, so a browser may keep them for good. */
 const HASHED_ASSET_CACHE = 'public, max-age=31536000, immutable';
+
+/** `npm run build:web` writes a gzipped copy beside each asset: `main-X.js` and `main-X.js.gz`. */
+export const GZIP_SUFFIX = '.gz';
 
 /**
  * Where `npm run build:web` writes the dashboard: dist/web. Compiled, this file is
@@ -64,15 +67,33 @@ export function createDashboardRouter({ assetsDir }: { assetsDir: string }): Rou
   });
   router.all('/dashboard', methodNotAllowed(['GET', 'HEAD']));
 
-  router.use(
-    '/dashboard/assets',
-    express.static(join(root, 'assets'), {
-      index: false,
-      redirect: false,
-      cacheControl: false,
-      setHeaders: (res) => res.set('Cache-Control', HASHED_ASSET_CACHE),
-    }),
-  );
+  // One route (and one metrics label) for every asset; its gzipped copy to those that take it.
+  const sendOptions = {
+    root: join(root, 'assets'),
+    cacheControl: false,
+    headers: { 'Cache-Control': HASHED_ASSET_CACHE },
+  };
+  router.get('/dashboard/assets/:file', (req, res, next) => {
+    const { file } = req.params;
+    res.vary('Accept-Encoding');
+    // Not there, or not a file of the folder (send refuses `..`): the JSON 404 that follows.
+    // Cached for good only once found: a 404 now may be the asset of a build deployed later.
+    const send = (name: string, orElse: () => void) =>
+      res.sendFile(name, sendOptions, (err?: Error) => {
+        if (!err || res.headersSent) return;
+        const status = (err as { status?: number }).status ?? 500;
+        if (status >= 500) next(err);
+        else orElse();
+      });
+    const plain = () => {
+      res.removeHeader('Content-Encoding');
+      res.removeHeader('Content-Type');
+      send(file, () => next());
+    };
+    if (req.acceptsEncodings('gzip', 'identity') !== 'gzip') return plain();
+    res.type(extname(file)).set('Content-Encoding', 'gzip');
+    send(`${file}${GZIP_SUFFIX}`, plain);
+  });
 
   return router;
 }
