@@ -195,24 +195,20 @@ describe('configuration defaults', () => {
   });
 
   test.each([
-    'REDIS://127.0.0.1:6379',
-    'redis://127.0.0.1:6379/',
-    'redis://127.0.0.1:6379/3',
-    'redis://127.0.0.1:6379?db=3',
-    'redis://:pw@[::1]:6379/0?family=6',
-    'rediss://user:pw@cache.example:6380/1',
-  ])('when REDIS_URL is %s, then it is accepted', (url) => {
-    expect(loadConfig({ REDIS_URL: url }).redisUrl).toBe(url);
-  });
-
-  test.each([
-    'postgres://db:65535/x',
-    'postgres://[::1]:1/x',
+    ['REDIS_URL', 'REDIS://127.0.0.1:6379'],
+    ['REDIS_URL', 'redis://127.0.0.1:6379/'],
+    ['REDIS_URL', 'redis://127.0.0.1:6379/3'],
+    ['REDIS_URL', 'redis://127.0.0.1:6379?db=3'],
+    ['REDIS_URL', 'redis://:pw@[::1]:6379/0?family=6'],
+    ['REDIS_URL', 'rediss://user:pw@cache.example:6380/1'],
+    ['DATABASE_URL', 'postgres://db:65535/x'],
+    ['DATABASE_URL', 'postgres://[::1]:1/x'],
     // libpq's ways to name a Unix socket's directory.
-    'postgres:///energy?host=/var/run/postgresql',
-    'postgres://%2Fvar%2Frun%2Fpostgresql/energy',
-  ])('when DATABASE_URL is %s, then it is accepted', (url) => {
-    expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
+    ['DATABASE_URL', 'postgres:///energy?host=/var/run/postgresql'],
+    ['DATABASE_URL', 'postgres://%2Fvar%2Frun%2Fpostgresql/energy'],
+  ] as const)('when %s is %s, then it is accepted', (name, url) => {
+    const config = loadConfig({ [name]: url });
+    expect(name === 'REDIS_URL' ? config.redisUrl : config.databaseUrl).toBe(url);
   });
 
   // Every number setting, from the declaration: one rule for all of them.
