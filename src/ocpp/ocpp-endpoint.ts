@@ -138,6 +138,156 @@ export interface OcppEndpoint {
   close(): Promise<void>;
 }
 
+/** What decides whether an upgrade becomes a charge point's connection. */
+type AuthCallback = Parameters<InstanceType<typeof RPCServer>['auth']>[0];
+
+/**
+ * Who may connect: a charge point id at `/ocpp/{id}`, and with AUTH=on security profile 1: HTTP
+ * Basic, user = the charge point id (ocpp-rpc checks that), password = a key with the
+ * charge-point scope whose name is that id.
+ */
+function authorizeUpgrade(config: {
+  auth: 'on' | 'off';
+  apiKeys: readonly ApiKey[];
+}): AuthCallback {
+  const keys = [...config.apiKeys];
+  return (accept, reject, handshake) => {
+    if (handshake.endpoint !== OCPP_PATH || !CHARGE_POINT_ID.test(handshake.identity)) {
+      reject(404, REFUSALS[404]);
+      return;
+    }
+    if (config.auth === 'on') {
+      const key = handshake.password ? findKey(keys, handshake.password.toString('utf8')) : null;
+      if (!key || key.name !== handshake.identity || !key.scopes.includes('charge-point')) {
+        // Answered here, not by reject(), which cannot add the challenge; the library cleans up
+        // when the socket closes.
+        refuse(handshake.request.socket, 401);
+        return;
+      }
+    }
+    // Naming the protocol makes the library refuse (400) a client that did not offer it.
+    accept({}, OCPP_PROTOCOL);
+  };
+}
+
+/** Wraps a handler: any failure becomes a CALLERROR with our own words, never a driver's. */
+function callHandlers(service: ChargePointService, logger: Logger) {
+  return <P>(action: string, id: string, run: (params: P) => unknown) =>
+    async ({ params }: { params?: Record<string, unknown> }) => {
+      service.heardFrom(id);
+      try {
+        refuseNulCharacters(params);
+        return (await run(params as P)) as Record<string, unknown>;
+      } catch (err) {
+        if (err instanceof RefusedCallError) {
+          logger.warn({ chargePointId: id, action, reason: err.message }, 'OCPP call refused');
+          throw createRPCError(err.code, err.message);
+        }
+        const stored = err instanceof NotStoredError;
+        logger.warn({ err, chargePointId: id, action }, 'OCPP call answered with InternalError');
+        throw createRPCError(
+          'InternalError',
+          stored ? err.message : 'The engine could not handle this message; retry later',
+        );
+      }
+    };
+}
+
+/** Each action this engine answers, on one charge point's connection. */
+function handleActions(
+  client: RPCServerClient,
+  id: string,
+  service: ChargePointService,
+  handler: ReturnType<typeof callHandlers>,
+): void {
+  client.handle(
+    'BootNotification',
+    handler<BootNotificationReq>('BootNotification', id, (p) => service.bootNotification(id, p)),
+  );
+  client.handle(
+    'Heartbeat',
+    handler('Heartbeat', id, () => service.heartbeat()),
+  );
+  client.handle(
+    'StatusNotification',
+    handler<StatusNotificationReq>('StatusNotification', id, (p) =>
+      service.statusNotification(id, p),
+    ),
+  );
+  client.handle(
+    'Authorize',
+    handler<{ idTag: string }>('Authorize', id, (p) => service.authorize(id, p)),
+  );
+  client.handle(
+    'StartTransaction',
+    handler<StartTransactionReq>('StartTransaction', id, (p) => service.startTransaction(id, p)),
+  );
+  client.handle(
+    'StopTransaction',
+    handler<StopTransactionReq>('StopTransaction', id, (p) => service.stopTransaction(id, p)),
+  );
+  client.handle(
+    'MeterValues',
+    handler<MeterValuesReq>('MeterValues', id, (p) => service.meterValues(id, p)),
+  );
+  // Core and firmware-management messages a charge point sends on its own: answered as the
+  // specification says a central system that uses none of them does.
+  client.handle(
+    'DataTransfer',
+    handler('DataTransfer', id, () => service.dataTransfer()),
+  );
+  for (const action of ['DiagnosticsStatusNotification', 'FirmwareStatusNotification'])
+    client.handle(
+      action,
+      handler(action, id, () => ({})),
+    );
+}
+
+/** Counts a connection's calls by action and outcome, and logs messages that fail their schema. */
+function watchCalls(
+  client: RPCServerClient,
+  id: string,
+  { metrics, logger }: { metrics: OcppMetrics; logger: Logger },
+): void {
+  const pending = new Map<string, PendingCall>();
+  client.on('call', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
+    if (!outbound)
+      pending.set(String(payload[1]), { action: String(payload[2]), startedAt: Date.now() });
+  });
+  client.on('response', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
+    if (!outbound) return;
+    const call = pending.get(String(payload[1]));
+    if (!call) return;
+    pending.delete(String(payload[1]));
+    const failed = payload[0] === 4;
+    metrics.onResponse(
+      call.action,
+      failed ? 'callerror' : 'ok',
+      // The code as the charge point gets it (asOcpp16Frame).
+      failed ? ocpp16ErrorCode(String(payload[2])) : null,
+      Date.now() - call.startedAt,
+    );
+  });
+  // A frame that is no readable CALL never becomes a call: its CALLERROR is counted here.
+  client.on('badMessage', ({ response }: { response: unknown[] | null }) => {
+    if (response) metrics.onUnreadable(ocpp16ErrorCode(String(response[2])));
+  });
+  client.on(
+    'strictValidationFailure',
+    (event: { method: string; outbound: boolean; error: Error }) => {
+      logger.warn(
+        {
+          chargePointId: id,
+          action: event.method,
+          outbound: event.outbound,
+          reason: event.error.message,
+        },
+        event.outbound ? 'our OCPP answer failed its schema' : 'OCPP message failed its schema',
+      );
+    },
+  );
+}
+
 export function createOcppEndpoint({
   service,
   state,
@@ -167,29 +317,10 @@ export function createOcppEndpoint({
     wssOptions: { maxPayload: config.bodyLimitBytes },
   });
   rpc.on('error', (err: Error) => logger.error({ err }, 'OCPP server error'));
-  const keys = [...config.apiKeys];
+  rpc.auth(authorizeUpgrade(config));
+  const handler = callHandlers(service, logger);
   const live = new Map<string, RPCServerClient>();
   let closing = false;
-
-  rpc.auth((accept, reject, handshake) => {
-    if (handshake.endpoint !== OCPP_PATH || !CHARGE_POINT_ID.test(handshake.identity)) {
-      reject(404, REFUSALS[404]);
-      return;
-    }
-    if (config.auth === 'on') {
-      // Security profile 1: HTTP Basic, user = the charge point id (ocpp-rpc checks that),
-      // password = a key with the charge-point scope whose name is that id.
-      const key = handshake.password ? findKey(keys, handshake.password.toString('utf8')) : null;
-      if (!key || key.name !== handshake.identity || !key.scopes.includes('charge-point')) {
-        // Answered here, not by reject(), which cannot add the challenge; the library cleans up
-        // when the socket closes.
-        refuse(handshake.request.socket, 401);
-        return;
-      }
-    }
-    // Naming the protocol makes the library refuse (400) a client that did not offer it.
-    accept({}, OCPP_PROTOCOL);
-  });
 
   const seenTimer = setInterval(() => {
     state.seen([...live.keys()], new Date()).catch((err: unknown) => {
@@ -197,68 +328,6 @@ export function createOcppEndpoint({
     });
   }, SEEN_INTERVAL_MS);
   seenTimer.unref();
-
-  /** Wraps a handler: any failure becomes a CALLERROR with our own words, never a driver's. */
-  const handler =
-    <P>(action: string, id: string, run: (params: P) => unknown) =>
-    async ({ params }: { params?: Record<string, unknown> }) => {
-      service.heardFrom(id);
-      try {
-        refuseNulCharacters(params);
-        return (await run(params as P)) as Record<string, unknown>;
-      } catch (err) {
-        if (err instanceof RefusedCallError) {
-          logger.warn({ chargePointId: id, action, reason: err.message }, 'OCPP call refused');
-          throw createRPCError(err.code, err.message);
-        }
-        const stored = err instanceof NotStoredError;
-        logger.warn({ err, chargePointId: id, action }, 'OCPP call answered with InternalError');
-        throw createRPCError(
-          'InternalError',
-          stored ? err.message : 'The engine could not handle this message; retry later',
-        );
-      }
-    };
-
-  function watch(client: RPCServerClient, id: string): void {
-    const pending = new Map<string, PendingCall>();
-    client.on('call', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
-      if (!outbound)
-        pending.set(String(payload[1]), { action: String(payload[2]), startedAt: Date.now() });
-    });
-    client.on('response', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
-      if (!outbound) return;
-      const call = pending.get(String(payload[1]));
-      if (!call) return;
-      pending.delete(String(payload[1]));
-      const failed = payload[0] === 4;
-      metrics.onResponse(
-        call.action,
-        failed ? 'callerror' : 'ok',
-        // The code as the charge point gets it (asOcpp16Frame).
-        failed ? ocpp16ErrorCode(String(payload[2])) : null,
-        Date.now() - call.startedAt,
-      );
-    });
-    // A frame that is no readable CALL never becomes a call: its CALLERROR is counted here.
-    client.on('badMessage', ({ response }: { response: unknown[] | null }) => {
-      if (response) metrics.onUnreadable(ocpp16ErrorCode(String(response[2])));
-    });
-    client.on(
-      'strictValidationFailure',
-      (event: { method: string; outbound: boolean; error: Error }) => {
-        logger.warn(
-          {
-            chargePointId: id,
-            action: event.method,
-            outbound: event.outbound,
-            reason: event.error.message,
-          },
-          event.outbound ? 'our OCPP answer failed its schema' : 'OCPP message failed its schema',
-        );
-      },
-    );
-  }
 
   rpc.on('client', (client: RPCServerClient) => {
     const id = client.identity as string;
@@ -272,7 +341,7 @@ export function createOcppEndpoint({
       logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
     });
     service.connected(id);
-    watch(client, id);
+    watchCalls(client, id, { metrics, logger });
     const sendRaw = client.sendRaw.bind(client);
     client.sendRaw = (frame: string) => sendRaw(asOcpp16Frame(frame));
     client.once('close', ({ code }: { code: number }) => {
@@ -281,48 +350,7 @@ export function createOcppEndpoint({
       logger.debug({ chargePointId: id, code }, 'charge point disconnected');
       state.disconnected(id, connection, new Date()).catch(() => undefined);
     });
-
-    client.handle(
-      'BootNotification',
-      handler<BootNotificationReq>('BootNotification', id, (p) => service.bootNotification(id, p)),
-    );
-    client.handle(
-      'Heartbeat',
-      handler('Heartbeat', id, () => service.heartbeat()),
-    );
-    client.handle(
-      'StatusNotification',
-      handler<StatusNotificationReq>('StatusNotification', id, (p) =>
-        service.statusNotification(id, p),
-      ),
-    );
-    client.handle(
-      'Authorize',
-      handler<{ idTag: string }>('Authorize', id, (p) => service.authorize(id, p)),
-    );
-    client.handle(
-      'StartTransaction',
-      handler<StartTransactionReq>('StartTransaction', id, (p) => service.startTransaction(id, p)),
-    );
-    client.handle(
-      'StopTransaction',
-      handler<StopTransactionReq>('StopTransaction', id, (p) => service.stopTransaction(id, p)),
-    );
-    client.handle(
-      'MeterValues',
-      handler<MeterValuesReq>('MeterValues', id, (p) => service.meterValues(id, p)),
-    );
-    // Core and firmware-management messages a charge point sends on its own: answered as the
-    // specification says a central system that uses none of them does.
-    client.handle(
-      'DataTransfer',
-      handler('DataTransfer', id, () => service.dataTransfer()),
-    );
-    for (const action of ['DiagnosticsStatusNotification', 'FirmwareStatusNotification'])
-      client.handle(
-        action,
-        handler(action, id, () => ({})),
-      );
+    handleActions(client, id, service, handler);
   });
 
   return {
