@@ -200,47 +200,20 @@ function handleActions(
   service: ChargePointService,
   handler: ReturnType<typeof callHandlers>,
 ): void {
-  client.handle(
-    'BootNotification',
-    handler<BootNotificationReq>('BootNotification', id, (p) => service.bootNotification(id, p)),
-  );
-  client.handle(
-    'Heartbeat',
-    handler('Heartbeat', id, () => service.heartbeat()),
-  );
-  client.handle(
-    'StatusNotification',
-    handler<StatusNotificationReq>('StatusNotification', id, (p) =>
-      service.statusNotification(id, p),
-    ),
-  );
-  client.handle(
-    'Authorize',
-    handler<{ idTag: string }>('Authorize', id, (p) => service.authorize(id, p)),
-  );
-  client.handle(
-    'StartTransaction',
-    handler<StartTransactionReq>('StartTransaction', id, (p) => service.startTransaction(id, p)),
-  );
-  client.handle(
-    'StopTransaction',
-    handler<StopTransactionReq>('StopTransaction', id, (p) => service.stopTransaction(id, p)),
-  );
-  client.handle(
-    'MeterValues',
-    handler<MeterValuesReq>('MeterValues', id, (p) => service.meterValues(id, p)),
-  );
+  const on = <P>(action: (typeof OCPP_ACTIONS)[number], run: (params: P) => unknown) =>
+    client.handle(action, handler<P>(action, id, run));
+  on<BootNotificationReq>('BootNotification', (p) => service.bootNotification(id, p));
+  on('Heartbeat', () => service.heartbeat());
+  on<StatusNotificationReq>('StatusNotification', (p) => service.statusNotification(id, p));
+  on<{ idTag: string }>('Authorize', (p) => service.authorize(id, p));
+  on<StartTransactionReq>('StartTransaction', (p) => service.startTransaction(id, p));
+  on<StopTransactionReq>('StopTransaction', (p) => service.stopTransaction(id, p));
+  on<MeterValuesReq>('MeterValues', (p) => service.meterValues(id, p));
   // Core and firmware-management messages a charge point sends on its own: answered as the
   // specification says a central system that uses none of them does.
-  client.handle(
-    'DataTransfer',
-    handler('DataTransfer', id, () => service.dataTransfer()),
-  );
-  for (const action of ['DiagnosticsStatusNotification', 'FirmwareStatusNotification'])
-    client.handle(
-      action,
-      handler(action, id, () => ({})),
-    );
+  on('DataTransfer', () => service.dataTransfer());
+  on('DiagnosticsStatusNotification', () => ({}));
+  on('FirmwareStatusNotification', () => ({}));
 }
 
 /** Counts a connection's calls by action and outcome, and logs messages that fail their schema. */
