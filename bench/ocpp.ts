@@ -336,9 +336,9 @@ function warmAndSteady(
     r.latenciesMs.forEach((ms, i) => {
       if (r.first[i] === 1) return void first.push(ms);
       const second = Math.floor(r.sentAtMs[i] / 1000);
-      const list = bySecond.get(second) ?? [];
-      if (list.length === 0) bySecond.set(second, list);
-      list.push(ms);
+      const list = bySecond.get(second);
+      if (list) list.push(ms);
+      else bySecond.set(second, [ms]);
     });
   }
   const perSecond = [...bySecond.values()].map(ascending);
@@ -346,7 +346,8 @@ function warmAndSteady(
     firstOfEach: p50p99(ascending(first)),
     later: {
       ...p50p99(ascending(perSecond.flat())),
-      secondsOverGoal: perSecond.filter((s) => (p50p99(s).p99Ms ?? 0) > goalMs).length,
+      // Each second has at least one latency: its p99 is a number.
+      secondsOverGoal: perSecond.filter((s) => quantile(s, 0.99) > goalMs).length,
       seconds: perSecond.length,
     },
   };
