@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import request from 'supertest';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
@@ -189,6 +190,37 @@ describe('the API document', () => {
     expect(page.text).toMatch(/swagger-ui-bundle\.js/);
     await app().get('/docs/assets/swagger-ui-bundle.js').expect(200);
     expect((await app().get('/docs/init.js').expect(200)).text).toMatch(/\/openapi\.json/);
+  });
+
+  test('when the docs assets are fetched, then they are gzipped to those that take it, revalidated and counted under one route', async () => {
+    const path = '/docs/assets/swagger-ui-bundle.js';
+    const file = readFileSync(require.resolve('swagger-ui-dist/swagger-ui-bundle.js'), 'utf8');
+    const gzipped = await app().get(path).set('Accept-Encoding', 'gzip').expect(200);
+    expect(gzipped.headers['content-encoding']).toBe('gzip');
+    expect(gzipped.headers['content-type']).toMatch(/javascript/);
+    expect(gzipped.headers.vary).toMatch(/Accept-Encoding/);
+    expect(Number(gzipped.headers['content-length'])).toBeLessThan(file.length / 2);
+    expect(gzipped.text).toBe(file); // supertest inflates it
+    await app()
+      .get(path)
+      .set('Accept-Encoding', 'gzip')
+      .set('If-None-Match', gzipped.headers.etag)
+      .expect(304);
+
+    const plain = await app().get(path).set('Accept-Encoding', 'identity').expect(200);
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.text).toBe(file);
+    // Images are sent as they are.
+    const icon = await app().get('/docs/assets/favicon-32x32.png').expect(200);
+    expect(icon.headers['content-encoding']).toBeUndefined();
+
+    for (const missing of ['/docs/assets/nothing.js', '/docs/assets/..%2Fpackage.json']) {
+      const res = await app().get(missing).set('Accept-Encoding', 'gzip').expect(404);
+      expect(res.body.error).toBe('not_found');
+    }
+    await app().post(path).expect(405);
+    const metrics = (await app().get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(/route="\/docs\/assets\/:file",method="GET",status_code="200"/);
   });
 
   test('when a client is generated from the document, then every operation has its own operationId', async () => {

@@ -1,14 +1,11 @@
 /**
  * `/openapi.json`, assembled from the route declarations: every path, parameter, body and response
  * is the schema the server validates with or answers with. Schemas with an `$id` become named
- * components. `/docs` serves Swagger UI from this process.
+ * components. docs-router.ts serves it, with Swagger UI at `/docs`.
  */
-import { Router, static as serveStatic, type RequestHandler } from 'express';
 import type { TObject, TSchema } from '@sinclair/typebox';
-import path from 'node:path';
 import { ErrorBody } from '../schema/primitives';
 import { JSON_BODY_LIMIT_BYTES, type AnyRoute, type ResponseDeclaration } from './route-contract';
-import { methodNotAllowed } from './mount-routes';
 
 type Json = Record<string, unknown>;
 
@@ -172,39 +169,4 @@ export function buildOpenApiDocument(
       schemas: components,
     },
   };
-}
-
-const DOCS_PAGE = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Energy Ingestion Engine API</title>
-<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="/docs/assets/swagger-ui-bundle.js"></script>
-<script src="/docs/init.js"></script></body></html>`;
-
-const DOCS_INIT = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui' });`;
-
-/** `/openapi.json` and interactive docs at `/docs` (Swagger UI, served from this process). */
-export function createDocsRouter(document: Json): Router {
-  const router = Router();
-  const assets = path.dirname(require.resolve('swagger-ui-dist/package.json'));
-  // The JSON API forbids everything; the docs page needs its own scripts and styles.
-  const docsHeaders: RequestHandler = (_req, res, next) => {
-    res.set({
-      'Content-Security-Policy':
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
-    });
-    next();
-  };
-  router.get('/openapi.json', (_req, res) => {
-    res.json(document);
-  });
-  router.get('/docs', docsHeaders, (_req, res) => {
-    res.type('html').send(DOCS_PAGE);
-  });
-  router.get('/docs/init.js', docsHeaders, (_req, res) => {
-    res.type('application/javascript').send(DOCS_INIT);
-  });
-  router.all(['/openapi.json', '/docs', '/docs/init.js'], methodNotAllowed(['GET', 'HEAD']));
-  router.use('/docs/assets', docsHeaders, serveStatic(assets, { index: false }));
-  return router;
 }
