@@ -19,7 +19,7 @@ const DOCS_PAGE = `<!doctype html>
 
 const DOCS_INIT = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui' });`;
 
-/** Text files of the package, sent gzipped to those that take it (the bundle: 1.4 MB -> 0.4 MB). */
+/** Text files of the package, sent gzipped to those that take it (the bundle: 1.7 MB -> 0.46 MB). */
 const COMPRESSIBLE = new Set(['.js', '.css', '.map', '.html', '.json', '.txt']);
 
 /** Not hashed names: a browser asks again (ETag) whether an upgrade changed them. */
