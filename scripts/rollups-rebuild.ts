@@ -10,6 +10,8 @@ import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { RollupStore } from '../src/stores/rollup-store';
 import { MIN_TIMESTAMP_MS } from '../src/telemetry/validation';
+import { compile, createAjv } from '../src/schema/validator';
+import { instantMs, REAL_INSTANT_RULE, Timestamp, TIMESTAMP_RULE } from '../src/schema/primitives';
 import { commandLineOrExit, parseCommandLine, UsageError } from './cli';
 import { DAY_MS, HOUR_MS } from '../src/time-units';
 
@@ -25,22 +27,26 @@ const command = {
   },
 } as const;
 
+const isTimestamp = compile(createAjv(), Timestamp);
+
 export function parseRange(argv: string[], now = Date.now()): { from: Date; to: Date } {
   const { values } = parseCommandLine(argv, command);
   const value = (name: 'from' | 'to') => {
     const text = values[name];
     if (!text) throw new UsageError(`--${name} is required\nusage: ${command.usage}`);
-    const ms = Date.parse(text);
-    if (!/(Z|[+-]\d{2}:\d{2})$/i.test(text) || !Number.isFinite(ms)) {
-      throw new UsageError(
-        `--${name} must be an RFC 3339 date-time with a zone, e.g. 2024-03-01T00:00:00Z`,
-      );
-    }
+    // As a reading's timestamp or a report's window is read: the same format, the same instant.
+    if (!isTimestamp(text)) throw new UsageError(`--${name} ${TIMESTAMP_RULE}: ${text}`);
+    const ms = instantMs(text);
+    if (!Number.isFinite(ms)) throw new UsageError(`--${name} ${REAL_INSTANT_RULE}: ${text}`);
     return ms;
   };
   const from = value('from');
   const to = value('to');
-  if (from >= to) throw new UsageError('--from must be earlier than --to');
+  if (from >= to) {
+    throw new UsageError(
+      `--from (${values.from}) must be earlier than --to (${values.to}): the range is [from, to)`,
+    );
+  }
   // No reading is older, or more than a clock skew ahead: a wider range is days of empty work.
   if (from < MIN_TIMESTAMP_MS) {
     throw new UsageError(`--from must not be before ${new Date(MIN_TIMESTAMP_MS).toISOString()}`);

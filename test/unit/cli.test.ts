@@ -128,7 +128,16 @@ describe('rollups:rebuild range', () => {
     [[], /^--from is required/],
     [
       ['--to', '2024-03-01T00:00:00Z', '--from', '2024-03-02T00:00:00Z'],
-      /--from must be earlier than --to/,
+      /^--from \(2024-03-02T00:00:00Z\) must be earlier than --to \(2024-03-01T00:00:00Z\)/,
+    ],
+    // Date.parse takes these (as 2024-03-01, and as a date-time); a reading's timestamp may not.
+    [
+      ['--from', '2024-02-30T00:00:00Z', '--to', '2024-03-02T00:00:00Z'],
+      /^--from must be an RFC 3339 date-time with a zone offset, e.g. .*: 2024-02-30T00:00:00Z$/,
+    ],
+    [
+      ['--from', '2024-03-01T00:00Z', '--to', '2024-03-02T00:00:00Z'],
+      /^--from must be an RFC 3339/,
     ],
     [
       ['--from', '2024-03-01T00:00:00Z', '--to', '2024-03-02T00:00:00Z', '--days', '1'],
