@@ -202,7 +202,8 @@ export const settingsSchema = Type.Object({
       '`interval` or `cumulative` meter/vehicle energy values, for devices without their own setting (OCPP connectors are registers)',
   }),
   EFFICIENCY_THRESHOLD: number(0.85, EFFICIENCY_BOUNDS.minimum, EFFICIENCY_BOUNDS.maximum, {
-    description: 'efficiency below this (0 to 1) raises an alert',
+    description:
+      "a vehicle's window (performance report, the fleet report's default `below`) with efficiency below this (0 to 1) raises an alert; sessions are judged by `EFFICIENCY_THRESHOLDS`",
   }),
   ANALYTICS_CACHE_TTL_S: integer(30, 0, 86_400, { description: 'analytics cache lifetime' }),
   // A hot report then costs no Redis round trip; a copy never outlives its Redis entry.
@@ -229,7 +230,7 @@ export const settingsSchema = Type.Object({
     pattern: `^$|^${THRESHOLD_CLASS}(,${THRESHOLD_CLASS})*$`,
     expected: 'classes kW:threshold, e.g. 3.7:0.75,11:0.82,22:0.85,*:0.88',
     description:
-      "a charging session's threshold by its mean AC power: `3.7:0.75,11:0.82,*:0.88` is 0.75 up to 3.7 kW, 0.82 up to 11 kW, 0.88 above; empty: `EFFICIENCY_THRESHOLD` for all",
+      "a charging session's threshold by its mean AC power: `3.7:0.75,11:0.82,*:0.88` is 0.75 up to 3.7 kW, 0.82 up to 11 kW, 0.88 above; `EFFICIENCY_THRESHOLD` for a power above every class (no `*`) or unknown, and for all when empty",
   }),
   EFFICIENCY_DRIFT: number(0.04, 0, 1, {
     description: `a session is flagged \`drift\` when its efficiency is this far below the median of the vehicle's previous ${DRIFT_BASELINE_DAYS} days of sessions on the same meter (at least ${DRIFT_MIN_SESSIONS})`,
