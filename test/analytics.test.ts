@@ -157,6 +157,44 @@ describe('performance report, interval readings', () => {
     expect(fleet.body.totals.vehiclesFlagged).toBe(1);
   });
 
+  test('when a parked vehicle took no DC energy while its meter drew standby AC, then its efficiency is undefined and it is not flagged, in its report, its hours and the fleet', async () => {
+    const at = (minute: number) => `2024-05-20T10:${String(minute).padStart(2, '0')}:00Z`;
+    await ingest(e, [
+      ...[10, 20, 30].flatMap((m) => [meter('M-idle', at(m), 0.002), vehicle('V-idle', at(m), 0)]),
+      meter('M-busy', at(10), 10),
+      vehicle('V-busy', at(10), 9),
+    ]);
+    await map(e, 'V-idle', 'M-idle', '2024-05-19T00:00:00Z');
+    await map(e, 'V-busy', 'M-busy', '2024-05-19T00:00:00Z');
+    const window = 'from=2024-05-20T00:00:00Z&to=2024-05-21T00:00:00Z';
+    const own = await report(e, 'V-idle', `${window}&bucket=hour`).expect(200);
+    expect(own.body.energy).toMatchObject({
+      acConsumedKwh: 0.006,
+      dcDeliveredKwh: 0,
+      efficiency: null,
+      alert: null,
+    });
+    expect(own.body.warnings).toContain(
+      "Vehicle V-idle took no DC energy in this window, so efficiency is undefined: it did not charge, and the 0.006 kWh of AC is its meters' standby (or its DC readings are wrong)",
+    );
+    const tenOClock = own.body.series.find((p: { hour: string }) =>
+      p.hour.startsWith('2024-05-20T10'),
+    );
+    expect(tenOClock).toMatchObject({ acConsumedKwh: 0.006, dcDeliveredKwh: 0, efficiency: null });
+
+    const fleet = await request(e.api.api.app).get(`/v1/analytics/fleet?${window}`).expect(200);
+    expect(fleet.body.vehicles).toEqual([
+      expect.objectContaining({ vehicleId: 'V-busy', efficiency: 0.9, alert: false }),
+      expect.objectContaining({
+        vehicleId: 'V-idle',
+        acConsumedKwh: 0.006,
+        efficiency: null,
+        alert: null,
+      }),
+    ]);
+    expect(fleet.body.totals.vehiclesFlagged).toBe(0);
+  });
+
   test('when efficiency is exactly the threshold (17 of 20 kWh, summed from 1.7s as 16.999999999999996), then nothing alerts', async () => {
     const at = (i: number) =>
       new Date(Date.parse('2024-04-21T10:00:00Z') + i * 300_000).toISOString();

@@ -6,6 +6,7 @@ import type { ReportCache } from '../reports/report-cache';
 import type { Session } from '../sessions/session-schemas';
 import type { FleetReport, FleetVehicle, WorstSession } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
+import { windowEfficiency } from '../reports/efficiency';
 
 /**
  * A vehicle as the snapshot keeps it: `exactEfficiency` unrounded, so `alert` compares what the
@@ -101,8 +102,8 @@ export class FleetService {
       'fleet',
       from.getTime(),
       to.getTime(),
-      // v3: the snapshot's shape (sharedMeters); a release never reads another's snapshots.
-      `fleet-v3:${config.energyReadings}`,
+      // v4: an idle vehicle's efficiency is null; a release never reads another's snapshots.
+      `fleet-v4:${config.energyReadings}`,
     );
     let snapshot = await this.deps.cache.get(key);
     const cache: FleetReport['cache'] = snapshot ? 'hit' : this.deps.cache.enabled ? 'miss' : 'off';
@@ -172,7 +173,7 @@ export class FleetService {
       }
       const ac = row.ac;
       const dc = row.vehicleReadings > 0 ? row.dc : null;
-      const efficiency = ac !== null && dc !== null && ac > 0 ? dc / ac : null;
+      const efficiency = windowEfficiency(ac, dc);
       snapshot.vehicles.push({
         vehicleId: row.vehicleId,
         meters: row.meters.map((m) => ({

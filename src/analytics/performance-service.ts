@@ -8,11 +8,9 @@ import type { SessionSummary } from '../sessions/session-schemas';
 import type { HourlyPoint, PerformanceReport } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
 import { HOUR_MS } from '../time-units';
+import { windowEfficiency } from '../reports/efficiency';
 
 type ComputedReport = Omit<PerformanceReport, 'cache'>;
-
-const efficiencyOf = (ac: number | null, dc: number | null) =>
-  ac !== null && dc !== null && ac > 0 ? dc / ac : null;
 
 /** AC of the meter windows that had readings, summed; null when none had any. */
 function acOf(meters: WindowRow[]): number | null {
@@ -125,7 +123,12 @@ export class PerformanceService {
       warnings.push(`Vehicle ${vehicleId} sent no readings in this window`);
     if (ac === 0 && dc !== null)
       warnings.push('AC energy in this window is 0, so efficiency is undefined');
-    const efficiency = efficiencyOf(ac, dc);
+    if (dc === 0 && ac !== null && ac > 0) {
+      warnings.push(
+        `Vehicle ${vehicleId} took no DC energy in this window, so efficiency is undefined: it did not charge, and the ${round(ac, 4)} kWh of AC is its meters' standby (or its DC readings are wrong)`,
+      );
+    }
+    const efficiency = windowEfficiency(ac, dc);
     if (efficiency !== null && efficiency > 1) {
       warnings.push(
         'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
@@ -190,7 +193,7 @@ function hourlySeries(from: Date, to: Date, rows: WindowRow[]): HourlyPoint[] {
       hour: new Date(hour).toISOString(),
       acConsumedKwh: round(ac, 4),
       dcDeliveredKwh: round(dcKwh, 4),
-      efficiency: round(efficiencyOf(ac, dcKwh), 4),
+      efficiency: round(windowEfficiency(ac, dcKwh), 4),
       avgTempC: dc && dc.tempCount > 0 ? round((dc.tempSum ?? 0) / dc.tempCount, 2) : null,
       socEnd: round(dc?.socEnd ?? null, 2),
     });

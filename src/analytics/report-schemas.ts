@@ -50,7 +50,10 @@ export const PerformanceReport = Type.Object(
         acConsumedKwh: NullableNumber,
         dcDeliveredKwh: NullableNumber,
         efficiency: Nullable(
-          Type.Number({ description: 'DC / AC, 4 decimals; null when AC is 0 or unknown' }),
+          Type.Number({
+            description:
+              'DC / AC, 4 decimals; null when AC is 0 or unknown, or DC is 0 (the vehicle did not charge)',
+          }),
         ),
         threshold: Type.Number(),
         alert: Nullable(Type.Boolean({ description: 'efficiency below threshold' })),
@@ -135,7 +138,8 @@ export const FleetReport = Type.Object(
       { additionalProperties: false },
     ),
     vehicles: Type.Array(FleetVehicle, {
-      description: 'worst efficiency first; undefined efficiency (AC 0, no vehicle readings) last',
+      description:
+        'worst efficiency first; undefined efficiency (AC 0, no vehicle readings, or no DC: idle) last',
     }),
     withoutMapping: Type.Array(Type.String(), {
       description: 'vehicles with readings but no meter mapping in the window',

@@ -10,6 +10,7 @@ import { LATEST_WINDOW_END_MS } from '../reports/window-params';
 import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
 import { DRIFT_BASELINE_DAYS } from './thresholds';
 import { DAY_MS } from '../time-units';
+import { efficiencyOf } from '../reports/efficiency';
 
 /**
  * Session ids, as the sessions list gives them: `d-<start, epoch ms>` for a detected session (its
@@ -53,9 +54,8 @@ export interface Baseline {
   sessions: number;
 }
 
-/** DC out per AC in; null without AC. The baselines' SQL says the same of kept rows. */
-export const sessionEfficiency = (r: SessionRow) =>
-  r.acKwh !== null && r.dcKwh !== null && r.acKwh > 0 ? r.dcKwh / r.acKwh : null;
+/** A session's efficiency. The baselines' SQL says the same of kept rows. */
+export const sessionEfficiency = (r: SessionRow) => efficiencyOf(r.acKwh, r.dcKwh);
 
 export interface SessionMinute {
   minute: Date;

@@ -239,17 +239,17 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
       );
     const [charging, idle] = [hourAt(4), hourAt(3)];
     expect(series[charging].efficiency).toBeCloseTo(0.9, 6);
-    expect(series[idle]).toMatchObject({ dcDeliveredKwh: 0, efficiency: 0 });
+    expect(series[idle]).toMatchObject({ dcDeliveredKwh: 0, efficiency: null });
 
     expectRatioShown(await legendEfficiencyAt(page, charging, series.length), 0.9);
     await expect(legendEfficiencyAt(page, idle, series.length)).resolves.toBe('–');
-    // The hourly table still gives the idle hour's efficiency, as the API does.
+    // The hourly table gives the idle hour's AC, and no efficiency, as the API does.
     const idleRow = await page.$$eval(
       '#efficiency .hourly tbody tr',
-      (rows, i) => rows[i].querySelectorAll('td')[2]?.textContent ?? '',
+      (rows, i) => [...rows[i].querySelectorAll('td')].map((td) => td.textContent ?? ''),
       idle,
     );
-    expectRatioShown(idleRow, 0);
+    expect(idleRow[2]).toBe('–');
 
     // Over 7 days, where the chart draws no points, the charging hours still make a line: from
     // 48 h back to 4 h back, about a quarter of the plot's width (a line a pixel thick covers that

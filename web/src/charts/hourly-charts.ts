@@ -21,13 +21,9 @@ const show = (format: (n: number) => string) => (_u: uPlot, v: number | null) =>
 
 const bars = (align: -1 | 1) => uPlot.paths.bars?.({ size: [0.42, 48], align, gap: 1 });
 
-/**
- * An hour's efficiency as the chart draws it: only in hours the vehicle was charged. An idle hour's
- * standby AC with no DC is an efficiency of 0 (the hourly table shows it), which would pull the
- * line to 0 between every two charges.
- */
-const chargingEfficiencyPercent = (p: HourlyPoint): number | null =>
-  p.efficiency !== null && (p.dcDeliveredKwh ?? 0) > 0 ? p.efficiency * 100 : null;
+/** An hour's efficiency in %; none in an idle hour (no DC: the API's null), a gap in the line. */
+const efficiencyPercent = (p: HourlyPoint): number | null =>
+  p.efficiency === null ? null : p.efficiency * 100;
 
 /** AC and DC energy per hour as bars, efficiency as a line against the threshold. */
 export function createEnergyChart(container: HTMLElement): {
@@ -104,7 +100,7 @@ export function createEnergyChart(container: HTMLElement): {
       hourMiddles(series),
       series.map((p) => p.acConsumedKwh),
       series.map((p) => p.dcDeliveredKwh),
-      series.map(chargingEfficiencyPercent),
+      series.map(efficiencyPercent),
       series.map(() => threshold * 100),
     ],
   };
