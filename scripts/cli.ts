@@ -4,7 +4,7 @@
  * option, and every command answers `--help` with its usage, built from the same declaration.
  */
 import { parseArgs } from 'node:util';
-import { isNumberText } from '../src/schema/validator';
+import { isNumberText, notationNote } from '../src/schema/validator';
 import { StartupError } from '../src/startup-error';
 
 /** A wrong command line; its message says what is wrong and how the command is used. */
@@ -168,5 +168,5 @@ export function numberOption(
       : min === 0
         ? `a non-negative ${kind}`
         : `${integer ? 'an' : 'a'} ${kind} of at least ${min}`;
-  throw new UsageError(`${label} must be ${range}`);
+  throw new UsageError(`${label} must be ${range}${notationNote(text)}`);
 }

@@ -20,7 +20,7 @@ import {
   parseThresholdClasses,
   thresholdClassProblems,
 } from './sessions/thresholds';
-import { DECIMAL, isNumberText } from './schema/validator';
+import { DECIMAL, isNumberText, notationNote } from './schema/validator';
 import { StartupError } from './startup-error';
 
 export const ENERGY_READINGS_MODES = ['interval', 'cumulative'] as const;
@@ -433,7 +433,13 @@ export function loadConfig(env: Env = {}): Config {
     throw new ConfigError(
       names.flatMap((name) =>
         notDecimal.includes(name)
-          ? [problemOf(name, given[name])]
+          ? [
+              problemOf(
+                name,
+                given[name],
+                `expected ${expectation(schemaOf(name))}${notationNote(given[name])}`,
+              ),
+            ]
           : problemsOf(name, given[name], errors),
       ),
     );

@@ -479,7 +479,10 @@ describe('performance report, interval readings', () => {
 
   test.each([
     ['hours=Infinity', 'hours must be a whole number from 1 to 168'],
-    ['hours=1e1', 'hours must be a whole number from 1 to 168'],
+    [
+      'hours=1e1',
+      'hours must be a whole number from 1 to 168 written in plain digits (1e1 is not)',
+    ],
     ['hours=010', null],
     ['bucket=day', 'bucket must be "hour"'],
   ])('when the query is %s, then the message says what is accepted', async (query, message) => {

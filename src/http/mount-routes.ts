@@ -11,6 +11,7 @@ import {
   isNumberText,
   compile,
   createAjv,
+  notationNote,
   numberRule,
   objectValidator,
   toDetails,
@@ -43,7 +44,7 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
       }
       const number = numbers.get(name);
       if (number && !isNumberText(number, value)) {
-        throw invalidParameter(name, numberRule(number));
+        throw invalidParameter(name, `${numberRule(number)}${notationNote(value)}`);
       }
       input[name] = value;
     }

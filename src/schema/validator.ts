@@ -89,6 +89,17 @@ const INTEGER_TEXT = /^-?\d+$/;
 export const isNumberText = ({ type }: NumberSchema, text: string): boolean =>
   (type === 'integer' ? INTEGER_TEXT : DECIMAL_TEXT).test(text);
 
+/**
+ * Said after a number's rule when its text is a number written otherwise (`5e-1`, `0x10`, `1e3`):
+ * the rule alone ("a number from 0.1 to 0.99") reads as if 0.5 were out of range.
+ */
+export function notationNote(text: string): string {
+  const trimmed = text.trim();
+  const otherwise =
+    trimmed !== '' && !DECIMAL_TEXT.test(trimmed) && Number.isFinite(Number(trimmed));
+  return otherwise ? ` written in plain digits (${trimmed} is not)` : '';
+}
+
 /** What a number parameter or field accepts: "must be a whole number from 1 to 168". */
 export function numberRule({ type, minimum, maximum }: NumberSchema): string {
   const kind = type === 'integer' ? 'a whole number' : 'a number';

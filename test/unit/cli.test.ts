@@ -94,9 +94,13 @@ describe('command lines', () => {
     ['1.5', { max: 9, integer: true }, '--n must be an integer from 0 to 9'],
     ['Infinity', {}, '--n must be a non-negative number'],
     // Written as a number setting is: a plain decimal, an integer in digits alone.
-    ['5e-1', {}, '--n must be a non-negative number'],
-    ['0x10', {}, '--n must be a non-negative number'],
-    ['1e3', { integer: true }, '--n must be a non-negative integer'],
+    ['5e-1', {}, '--n must be a non-negative number written in plain digits (5e-1 is not)'],
+    ['0x10', {}, '--n must be a non-negative number written in plain digits (0x10 is not)'],
+    [
+      '1e3',
+      { integer: true },
+      '--n must be a non-negative integer written in plain digits (1e3 is not)',
+    ],
   ])(
     'when a number option is %j, then the UsageError says what it must be',
     (text, limits, message) => {

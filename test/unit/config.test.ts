@@ -222,7 +222,9 @@ describe('configuration defaults', () => {
       expect(problemsFor({ [name]: '0.5' })).toEqual([]);
       expect(problemsFor({ [name]: '.5' })).toEqual([]);
       expect(problemsFor({ [name]: '5e-1' })).toEqual([
-        expect.stringMatching(`^${name}="5e-1": expected a number from`),
+        expect.stringMatching(
+          `^${name}="5e-1": expected a number from .* written in plain digits \\(5e-1 is not\\)$`,
+        ),
       ]);
     },
   );
@@ -242,18 +244,38 @@ describe('configuration problems', () => {
     ['PORT', '-Infinity', 'PORT="-Infinity": expected an integer from 0 to 65535'],
     ['PORT', '1e400', 'PORT="1e400": expected an integer from 0 to 65535'],
     // Numbers are written in decimal: ajv's coercion alone would read 0x10 as 16.
-    ['PORT', '0x10', 'PORT="0x10": expected an integer from 0 to 65535'],
-    ['PORT', '0b11', 'PORT="0b11": expected an integer from 0 to 65535'],
+    [
+      'PORT',
+      '0x10',
+      'PORT="0x10": expected an integer from 0 to 65535 written in plain digits (0x10 is not)',
+    ],
+    [
+      'PORT',
+      '0b11',
+      'PORT="0b11": expected an integer from 0 to 65535 written in plain digits (0b11 is not)',
+    ],
     // An integer setting is digits alone: an exponent is more likely a slip.
-    ['PORT', '1e3', 'PORT="1e3": expected an integer from 0 to 65535'],
-    ['MAX_BATCH_READINGS', '5E2', 'MAX_BATCH_READINGS="5E2": expected an integer from 1 to 100000'],
-    ['EFFICIENCY_THRESHOLD', '0x1', 'EFFICIENCY_THRESHOLD="0x1": expected a number from 0 to 1'],
+    [
+      'PORT',
+      '1e3',
+      'PORT="1e3": expected an integer from 0 to 65535 written in plain digits (1e3 is not)',
+    ],
+    [
+      'MAX_BATCH_READINGS',
+      '5E2',
+      'MAX_BATCH_READINGS="5E2": expected an integer from 1 to 100000 written in plain digits (5E2 is not)',
+    ],
+    [
+      'EFFICIENCY_THRESHOLD',
+      '0x1',
+      'EFFICIENCY_THRESHOLD="0x1": expected a number from 0 to 1 written in plain digits (0x1 is not)',
+    ],
     ['FLUSHER_PORT', 'x', 'FLUSHER_PORT="x": expected an integer from 0 to 65535'],
     ['MAX_BATCH_READINGS', '0', 'MAX_BATCH_READINGS="0": expected an integer from 1 to 100000'],
     [
       'MAX_BACKLOG_READINGS',
       '1e10',
-      'MAX_BACKLOG_READINGS="1e10": expected an integer from 1 to 1000000000',
+      'MAX_BACKLOG_READINGS="1e10": expected an integer from 1 to 1000000000 written in plain digits (1e10 is not)',
     ],
     [
       'REDIS_MEMORY_HIGH_WATER',
