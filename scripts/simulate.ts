@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../src/config';
 import { CHARGE_POINT_ID_PATTERN } from '../src/ocpp/ocpp-endpoint';
 import { readChargePointKeys } from './charge-point-keys';
+import { DECIMAL } from '../src/schema/validator';
 import { exitOnUsageError, numberOption, parseCommandLine, UsageError } from './cli';
 import {
   Fleet,
@@ -36,8 +37,11 @@ import { DAY_MS, HOUR_MS } from '../src/time-units';
 
 type Reading = MeterReadingBody | VehicleReadingBody;
 
+/** A number as a setting's is written (`1.5`, `.5`), then its unit (seconds if none). */
+const DURATION = new RegExp(`^(${DECIMAL})(ms|s|m|h|d)?$`);
+
 function parseDuration(name: string, text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  const match = DURATION.exec(text.trim());
   if (!match) throw new UsageError(`--${name}: not a duration: ${text} (use e.g. 90s, 10m, 24h)`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: HOUR_MS, d: DAY_MS }[match[2] ?? 's'] ?? 1000;
   const ms = Number(match[1]) * unit;

@@ -192,6 +192,15 @@ describe('simulator options', () => {
   });
 
   test.each([
+    ['1.5h', 1.5 * 3_600_000],
+    ['.5h', 1_800_000],
+    ['90', 90_000],
+    ['250ms', 250],
+  ])('when --backfill is %s, then it is %d ms', (text, ms) => {
+    expect(parseArgs(['--backfill', text], {}).backfillMs).toBe(ms);
+  });
+
+  test.each([
     [['--meters', 'many'], /--meters must be an integer from 1 to 100000/],
     [['--vehicles', '1e9'], /--vehicles must be an integer from 1 to 100000/],
     [['--faulty', '2'], /--faulty must be a number from 0 to 1/],
@@ -199,6 +208,7 @@ describe('simulator options', () => {
     [['--meters', '-5'], /^--meters must be an integer from 1 to 100000$/],
     [['--seed', '-3'], /^--seed must be a non-negative integer$/],
     [['--duration', '3x'], /--duration: not a duration/],
+    [['--duration', '1e3s'], /--duration: not a duration/],
     [['--duration', '0'], /--duration must be at least 1ms: 0/],
     [['--backfill', '0h'], /--backfill must be at least 1ms: 0h/],
     [['--mode', 'weekly'], /--mode must be interval or cumulative/],
