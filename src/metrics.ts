@@ -360,6 +360,8 @@ export function metricsRoute(registry: Registry): AnyRoute {
 /** What the OCPP endpoint reports. Actions outside OCPP 1.6 count as `other` (bounded labels). */
 export interface OcppMetrics {
   onConnections(count: number): void;
+  /** A connection closed because its charge point id connected again. */
+  onReplaced(): void;
   onResponse(
     action: string,
     outcome: 'ok' | 'callerror',
@@ -385,6 +387,11 @@ export function createOcppMetrics(registry: Registry, actions: readonly string[]
     registers: [registry],
   });
   connected.set(0);
+  const replaced = new Counter({
+    name: 'energy_ocpp_connections_replaced_total',
+    help: 'Connections closed because their charge point id connected again (a steady rate: two charge points share one id)',
+    registers: [registry],
+  });
   const messages = new Counter({
     name: 'energy_ocpp_messages_total',
     help: 'OCPP CALLs from charge points, by action and outcome (ok: a .conf; callerror)',
@@ -420,6 +427,7 @@ export function createOcppMetrics(registry: Registry, actions: readonly string[]
   const label = (action: string) => (known.has(action) ? action : 'other');
   return {
     onConnections: (count) => connected.set(count),
+    onReplaced: () => replaced.inc(),
     onResponse(action, outcome, errorCode, ms) {
       messages.inc({ action: label(action), outcome });
       if (errorCode) callErrors.inc({ code: ocppLabel(errorCode) });

@@ -150,6 +150,25 @@ describe('OCPP 1.6J charge points', () => {
     expect(await listed()).toMatchObject({ vendor: 'Acme', lastBootAt: expect.any(String) });
   });
 
+  test('when a charge point id connects again while connected, then the older connection is closed, counted as replaced, and the newer one answered', async () => {
+    const replaced = async () => {
+      const text = (await request(e.api.api.app).get('/metrics').expect(200)).text;
+      return sampleValue(text, 'energy_ocpp_connections_replaced_total');
+    };
+    const before = await replaced();
+    expect(before).toBeGreaterThanOrEqual(0); // the counter is there (NaN if not)
+    const older = await connect('CP-TWIN');
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      older.once('close', (event: { code: number; reason: Buffer | string }) =>
+        resolve({ code: event.code, reason: String(event.reason) }),
+      ),
+    );
+    const newer = await connect('CP-TWIN');
+    await expect(closed).resolves.toEqual({ code: 1000, reason: 'Replaced by a new connection' });
+    expect(await newer.call('Heartbeat', {})).toEqual({ currentTime: expect.any(String) });
+    expect(await replaced()).toBe(before + 1);
+  });
+
   test('when a frame is not a CALL it can read, then the CALLERROR carries an OCPP 1.6 code', async () => {
     const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-RAW`, ['ocpp1.6']);
     await new Promise<void>((resolve) => socket.once('open', () => resolve()));

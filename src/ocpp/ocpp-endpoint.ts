@@ -306,9 +306,17 @@ export function createOcppEndpoint({
     const id = client.identity as string;
     const connection = randomBytes(6).toString('hex');
     // A charge point that reconnects before its old connection is seen dead: keep the newest.
+    // Two charge points configured with one id do this to each other, each time one reconnects.
     const previous = live.get(id);
     live.set(id, client);
-    if (previous) void previous.close({ code: 1000, reason: 'Replaced by a new connection' });
+    if (previous) {
+      metrics.onReplaced();
+      logger.warn(
+        { chargePointId: id },
+        'charge point connected again while connected: the older connection is closed (if this repeats, two charge points share this id)',
+      );
+      void previous.close({ code: 1000, reason: 'Replaced by a new connection' });
+    }
     metrics.onConnections(live.size);
     state.connected(id, connection, new Date()).catch((err: unknown) => {
       logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
