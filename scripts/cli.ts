@@ -61,7 +61,8 @@ export function helpText(command: Command<Record<string, OptionSpec>>): string {
 
 /**
  * `--rate -1` as `--rate=-1`: parseArgs calls a value starting with a dash ambiguous, so a negative
- * number never reached the option's own range check ("--rate must be ...").
+ * number never reached the option's own range check ("--rate must be ..."). A flag followed by
+ * one (`--quiet -5`) is told it takes no value.
  */
 function joinNegativeValues(
   argv: readonly string[],
@@ -75,6 +76,9 @@ function joinNegativeValues(
     const negative = /^-\.?\d/.test(argv[i + 1] ?? '');
     if (negative && Object.hasOwn(options, name) && options[name].type === 'string') {
       args.push(`${argv[i]}=${argv[++i]}`);
+    } else if (negative && Object.hasOwn(options, name)) {
+      // parseArgs would call the number an unknown option ("Unknown option '-5'").
+      throw new UsageError(`Option '${argv[i]}' takes no value, not ${argv[i + 1]}`);
     } else {
       args.push(argv[i]);
     }

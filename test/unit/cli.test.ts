@@ -43,7 +43,9 @@ describe('command lines', () => {
       name: '-.5',
     });
     // A flag takes no value; after -- nothing is an option's value.
-    expect(() => parseCommandLine(['--dry-run', '-5'], command)).toThrow(/Unknown option '-5'/);
+    expect(() => parseCommandLine(['--dry-run', '-5'], command)).toThrow(
+      /^Option '--dry-run' takes no value, not -5\nusage:/,
+    );
     expect(
       parseCommandLine(['--', '--count', '-5'], { ...command, positionals: true }).positionals,
     ).toEqual(['--count', '-5']);
@@ -213,6 +215,7 @@ describe('simulator options', () => {
     [['--backfill', '0h'], /--backfill must be at least 1ms: 0h/],
     [['--mode', 'weekly'], /--mode must be interval or cumulative/],
     [['--quiet=yes'], /'--quiet' does not take an argument/],
+    [['--quiet', '-5'], /^Option '--quiet' takes no value, not -5\n/],
     [['--meter', '5'], /Unknown option '--meter'/],
     [['--ocpp', '--vehicles', '11'], /--meters must be at least --vehicles/],
     [['--meters', '2', '--vehicles', '4'], /--meters must be at least --vehicles/],
