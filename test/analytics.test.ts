@@ -479,6 +479,9 @@ describe('performance report, interval readings', () => {
 
   test.each([
     ['hours=Infinity', 'hours must be a whole number from 1 to 168'],
+    // A bound out of range states the whole range: "must be >= 1" left out the 168.
+    ['hours=0', 'hours must be a whole number from 1 to 168'],
+    ['hours=169', 'hours must be a whole number from 1 to 168'],
     [
       'hours=1e1',
       'hours must be a whole number from 1 to 168 written in plain digits (1e1 is not)',

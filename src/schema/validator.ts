@@ -160,6 +160,9 @@ const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
   additionalProperties: () => 'is not an accepted field',
   format: () => TIMESTAMP_RULE,
   pattern: patternRule,
+  // A bound states the whole range where there is one: "hours must be >= 1" left out the 168.
+  minimum: range,
+  maximum: range,
   type: (e) =>
     range(e) ??
     (e.params.type === 'boolean' ? 'must be true or false' : `must be a ${String(e.params.type)}`),
