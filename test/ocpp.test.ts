@@ -701,6 +701,36 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test('when MeterValues of a transaction come after its StopTransaction (a queue delivered late), then a sample rounded down is held to that transaction and left out', async () => {
+    const cp = await connect('CP-AFTERSTOP');
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 10_000,
+      timestamp: '2024-04-14T10:00:00Z',
+    });
+    const kwh = (value: string) => ({ value, unit: 'kWh', context: 'Sample.Periodic' });
+    await cp.call('MeterValues', meterValues(1, '2024-04-14T10:10:00Z', kwh('12.5')));
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 15_000,
+      timestamp: '2024-04-14T10:30:00Z',
+    });
+    await waitForDrained(e.queue);
+    // Late, naming the stopped transaction: 12 at 10:20 is 12.5 rounded down.
+    await cp.call('MeterValues', {
+      ...meterValues(1, '2024-04-14T10:20:00Z', kwh('12')),
+      transactionId,
+    });
+    // 15 - 10, what the transaction billed; the 12 read as a dip counted 5.5.
+    expect(await reportedAcOver('CP-AFTERSTOP', '2024-04-14')).toBe(5);
+    expect((await history(e, 'CP-AFTERSTOP:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 10],
+      ['10:10', 12.5],
+      ['10:30', 15],
+    ]);
+  });
+
   test('when the register resets mid-transaction, then the samples after the reset count from it, not from meterStart', async () => {
     const cp = await connect('CP-RESET2');
     const transactionId = await startTransaction(cp, {

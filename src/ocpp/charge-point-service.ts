@@ -599,11 +599,12 @@ export class ChargePointService {
     this.recordRegisterSoon(chargePointId, req.connectorId);
     const readings = this.read(req.meterValue, { ignoreTransactionEnd: true });
     if (readings.length === 0) return {};
-    const start = await this.readForCheck(
+    const open = await this.readForCheck(
       this.openStarts.startOf(chargePointId, req.connectorId),
       'open transaction',
       { chargePointId },
     );
+    const start = await this.transactionOfSamples(chargePointId, req, readings, open);
     // Only inside a transaction: most MeterValues of an idle connector need no more.
     const held = start
       ? await this.heldToRegister(
@@ -615,6 +616,34 @@ export class ChargePointService {
       : readings;
     await this.store(meterId, held);
     return {};
+  }
+
+  /**
+   * The start of the transaction a MeterValues' samples are held to: the connector's open one,
+   * or, for samples dated before it or with none open (a charger's queue delivered after its
+   * StopTransaction), the stopped transaction of this connector the message names. Looked up only
+   * then: the usual message costs no query.
+   */
+  private async transactionOfSamples(
+    chargePointId: string,
+    req: MeterValuesReq,
+    readings: { timestamp: string }[],
+    open: TransactionStart | null,
+  ): Promise<TransactionStart | null> {
+    if (req.transactionId === undefined) return open;
+    if (open && this.timed(readings).every(({ atMs }) => atMs === null || atMs >= open.atMs)) {
+      return open;
+    }
+    const named = await this.readForCheck(
+      this.deps.transactions.get(req.transactionId),
+      'named transaction',
+      { chargePointId },
+    );
+    const stoppedHere =
+      named?.chargePointId === chargePointId &&
+      named.connectorId === req.connectorId &&
+      named.stoppedAt !== null;
+    return stoppedHere ? startOf(named) : open;
   }
 
   /**
