@@ -786,6 +786,33 @@ describe('OCPP 1.6J charge points', () => {
     expect((await history(e, 'CP-INLET:1')).map((r) => r.kwh)).toEqual([5_000.5, 5_001.5]);
   });
 
+  test("when an element carries the vehicle's voltage beside the outlet's, then the outlet's is the connector's voltage", async () => {
+    const cp = await connect('CP-EVVOLT');
+    await cp.call('MeterValues', {
+      connectorId: 1,
+      meterValue: [
+        {
+          timestamp: '2024-04-06T10:10:00Z',
+          sampledValue: [
+            wh(1_000),
+            { value: '398', measurand: 'Voltage', unit: 'V', location: 'EV' },
+            { value: '231', measurand: 'Voltage', unit: 'V', phase: 'L1-N' },
+          ],
+        },
+        {
+          timestamp: '2024-04-06T10:20:00Z',
+          sampledValue: [wh(2_000), { value: '229', measurand: 'Voltage', location: 'Inlet' }],
+        },
+      ],
+    });
+    await waitForDrained(e.queue);
+    // The battery's 398 V (and the inlet's) is not the outlet's voltage.
+    expect((await history(e, 'CP-EVVOLT:1')).map((r) => [r.kwh, r.voltage])).toEqual([
+      [1, 231],
+      [2, null],
+    ]);
+  });
+
   test('when a sample has a unit wrong for its measurand or a negative value, then it is refused and the rest of the message kept', async () => {
     const cp = await connect('CP-UNIT');
     await cp.call('MeterValues', {

@@ -126,9 +126,10 @@ interface Read {
 
 /**
  * OCPP 1.6 §7.32: a sample without location is the connector's outlet, the connector's own
- * register. Another location's is not: the inlet's beside it made the register jump between the
- * two (history keeps an instant's first reading, whichever element held it), and the vehicle's
- * (`EV`) stored as the connector's counted 41.5 kWh where 1.5 were billed.
+ * register and voltage. Another location's is not: the inlet's beside it made the register jump
+ * between the two (history keeps an instant's first reading, whichever element held it), the
+ * vehicle's (`EV`) stored as the connector's counted 41.5 kWh where 1.5 were billed, and the
+ * vehicle's battery voltage (398 V, unphased) was stored as the outlet's in place of its 231 V.
  */
 const OUTLET = 'Outlet';
 
@@ -194,7 +195,7 @@ export function readMeterValues(
         continue;
       }
       const location = sample.location ?? OUTLET;
-      if (measurand === ENERGY_REGISTER && location !== OUTLET) {
+      if (location !== OUTLET) {
         ignore(`${measurand} (location ${location})`);
         continue;
       }
