@@ -1095,7 +1095,8 @@ describe('OCPP 1.6J charge points', () => {
       ['2024-04-10T10:00:00.000Z', 'SupersededByNewTransaction'],
       [null, null],
       ['2024-04-10T11:00:00.000Z', 'SupersededElsewhere'],
-      ['2024-04-10T12:00:00.000Z', null],
+      // Its StopTransaction gave no reason: OCPP 1.6 leaves it out only for Local.
+      ['2024-04-10T12:00:00.000Z', 'Local'],
     ]);
     // Stopped elsewhere, its register there is unknown: not the other charger's.
     expect(rows[2].meter_stop_wh).toBeNull();

@@ -468,7 +468,8 @@ export class ChargePointService {
     const transaction = await this.deps.transactions.stop(req.transactionId, {
       meterStopWh: req.meterStop,
       stoppedAt,
-      reason: req.reason ?? null,
+      // OCPP 1.6 StopTransaction.req: the reason may be left out only when it is Local.
+      reason: req.reason ?? 'Local',
     });
     this.openStarts.forget(chargePointId);
     await this.recordRegister(chargePointId, known.connectorId);
