@@ -731,6 +731,42 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test('when MeterValues without a transactionId come after the StopTransaction, dated inside it (a clock-aligned sample queued offline), then a sample rounded down is held to that transaction and left out', async () => {
+    const cp = await connect('CP-AFTERSTOP2');
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 10_000,
+      timestamp: '2024-04-15T10:00:00Z',
+    });
+    const kwh = (value: string) => ({ value, unit: 'kWh', context: 'Sample.Clock' });
+    await cp.call('MeterValues', meterValues(1, '2024-04-15T10:10:00Z', kwh('12.5')));
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 15_000,
+      timestamp: '2024-04-15T10:30:00Z',
+    });
+    await waitForDrained(e.queue);
+    // Late and naming no transaction: 12 at 10:20 is 12.5 rounded down. 13 at 10:25 is kept.
+    await cp.call('MeterValues', {
+      connectorId: 1,
+      meterValue: [
+        { timestamp: '2024-04-15T10:20:00Z', sampledValue: [kwh('12')] },
+        { timestamp: '2024-04-15T10:25:00Z', sampledValue: [kwh('13')] },
+      ],
+    });
+    // After the stop, idle: stored as it is.
+    await cp.call('MeterValues', meterValues(1, '2024-04-15T11:00:00Z', kwh('15')));
+    expect(await reportedAcOver('CP-AFTERSTOP2', '2024-04-15')).toBe(5);
+    expect((await history(e, 'CP-AFTERSTOP2:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 10],
+      ['10:10', 12.5],
+      ['10:25', 13],
+      ['10:30', 15],
+      ['11:00', 15],
+    ]);
+  });
+
   test('when the register resets mid-transaction, then the samples after the reset count from it, not from meterStart', async () => {
     const cp = await connect('CP-RESET2');
     const transactionId = await startTransaction(cp, {

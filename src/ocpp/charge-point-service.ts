@@ -622,8 +622,10 @@ export class ChargePointService {
   /**
    * The start of the transaction a MeterValues' samples are held to: the connector's open one,
    * or, for samples dated before it or with none open (a charger's queue delivered after its
-   * StopTransaction), the stopped transaction of this connector the message names. Looked up only
-   * then: the usual message costs no query.
+   * StopTransaction), the stopped transaction of this connector they belong to: the one the
+   * message names, else the one that was running at the earliest sample, if it is dated before
+   * the connector's newest register (late). Looked up only then: a message inside the open
+   * transaction costs no query, one of an idle connector a read of its live register.
    */
   private async transactionOfSamples(
     chargePointId: string,
@@ -631,20 +633,37 @@ export class ChargePointService {
     readings: { timestamp: string }[],
     open: TransactionStart | null,
   ): Promise<TransactionStart | null> {
-    if (req.transactionId === undefined) return open;
-    if (open && this.timed(readings).every(({ atMs }) => atMs === null || atMs >= open.atMs)) {
-      return open;
-    }
-    const named = await this.readForCheck(
-      this.deps.transactions.get(req.transactionId),
-      'named transaction',
+    const instants = this.timed(readings).flatMap(({ atMs }) => (atMs === null ? [] : [atMs]));
+    if (instants.length === 0) return open;
+    const earliestMs = Math.min(...instants);
+    if (open && earliestMs >= open.atMs) return open;
+    const stopped =
+      req.transactionId !== undefined
+        ? await this.readForCheck(
+            this.deps.transactions.get(req.transactionId),
+            'named transaction',
+            {
+              chargePointId,
+            },
+          )
+        : await this.transactionAtLateSample(chargePointId, req.connectorId, earliestMs);
+    const stoppedHere =
+      stopped?.chargePointId === chargePointId &&
+      stopped.connectorId === req.connectorId &&
+      stopped.stoppedAt !== null &&
+      earliestMs <= stopped.stoppedAt.getTime();
+    return stoppedHere ? startOf(stopped) : open;
+  }
+
+  /** The connector's transaction running at `atMs`, when a sample then is late; else null. */
+  private async transactionAtLateSample(chargePointId: string, connectorId: number, atMs: number) {
+    const newest = await this.storedRegister(connectorMeterId(chargePointId, connectorId));
+    if (!newest || atMs >= newest.atMs) return null;
+    return this.readForCheck(
+      this.deps.transactions.onConnectorAt(chargePointId, connectorId, new Date(atMs)),
+      'transaction of a late sample',
       { chargePointId },
     );
-    const stoppedHere =
-      named?.chargePointId === chargePointId &&
-      named.connectorId === req.connectorId &&
-      named.stoppedAt !== null;
-    return stoppedHere ? startOf(named) : open;
   }
 
   /**

@@ -179,6 +179,23 @@ export class TransactionStore {
     return rows.map(toTransaction);
   }
 
+  /** The connector's transaction that started last at or before `at`, if any. */
+  async onConnectorAt(
+    chargePointId: string,
+    connectorId: number,
+    at: Date,
+  ): Promise<Transaction | null> {
+    const row = await this.db<TransactionRow>(TABLE)
+      .where({ charge_point_id: chargePointId, connector_id: connectorId })
+      .where('started_at', '<=', at)
+      .orderBy([
+        { column: 'started_at', order: 'desc' },
+        { column: 'id', order: 'desc' },
+      ])
+      .first();
+    return row ? toTransaction(row) : null;
+  }
+
   /** The transaction its connector started next after `t`, if any. */
   async nextOnConnector(t: Transaction): Promise<Transaction | null> {
     const row = await this.db<TransactionRow>(TABLE)
