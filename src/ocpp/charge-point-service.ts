@@ -633,19 +633,15 @@ export class ChargePointService {
     readings: { timestamp: string }[],
     open: TransactionStart | null,
   ): Promise<TransactionStart | null> {
-    const instants = this.timed(readings).flatMap(({ atMs }) => (atMs === null ? [] : [atMs]));
-    if (instants.length === 0) return open;
-    const earliestMs = Math.min(...instants);
-    if (open && earliestMs >= open.atMs) return open;
+    // A loop, not Math.min(...): a message may hold more samples than a call takes arguments.
+    let earliestMs = Infinity;
+    for (const { atMs } of this.timed(readings)) {
+      if (atMs !== null && atMs < earliestMs) earliestMs = atMs;
+    }
+    if (earliestMs === Infinity || (open && earliestMs >= open.atMs)) return open;
     const stopped =
       req.transactionId !== undefined
-        ? await this.readForCheck(
-            this.deps.transactions.get(req.transactionId),
-            'named transaction',
-            {
-              chargePointId,
-            },
-          )
+        ? await this.namedTransaction(chargePointId, req.transactionId)
         : await this.transactionAtLateSample(chargePointId, req.connectorId, earliestMs);
     const stoppedHere =
       stopped?.chargePointId === chargePointId &&
@@ -653,6 +649,11 @@ export class ChargePointService {
       stopped.stoppedAt !== null &&
       earliestMs <= stopped.stoppedAt.getTime();
     return stoppedHere ? startOf(stopped) : open;
+  }
+
+  private namedTransaction(chargePointId: string, transactionId: number) {
+    const read = this.deps.transactions.get(transactionId);
+    return this.readForCheck(read, 'named transaction', { chargePointId });
   }
 
   /** The connector's transaction running at `atMs`, when a sample then is late; else null. */
