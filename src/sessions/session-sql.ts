@@ -271,7 +271,9 @@ export function bindSessionSql(
   },
 ): { sql: string; bindings: unknown[] } {
   const bindings: unknown[] = [];
-  const first = new Date(Math.min(...values.FROMS.map((d) => d.getTime())) - values.GAP * 1000);
+  // A reduce, not Math.min(...): a fleet may hold more vehicles than a call takes arguments.
+  const earliest = values.FROMS.reduce((min, d) => Math.min(min, d.getTime()), Infinity);
+  const first = new Date(earliest - values.GAP * 1000);
   const opens = values.OPENS ?? values.FROMS.map(() => null);
   const named = {
     ...values,
