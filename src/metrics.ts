@@ -368,8 +368,11 @@ export interface OcppMetrics {
     errorCode: string | null,
     ms: number,
   ): void;
-  /** A frame that is no readable CALL, answered with a CALLERROR (action `unreadable`). */
-  onUnreadable(errorCode: string): void;
+  /**
+   * A frame that is no readable CALL (action `unreadable`): answered with a CALLERROR of
+   * `errorCode`, or, null, a message of a type OCPP-J does not know: ignored.
+   */
+  onUnreadable(errorCode: string | null): void;
   onSampleIgnored(measurand: string): void;
   onSampleRejected(reason: string): void;
 }
@@ -394,7 +397,7 @@ export function createOcppMetrics(registry: Registry, actions: readonly string[]
   });
   const messages = new Counter({
     name: 'energy_ocpp_messages_total',
-    help: 'OCPP CALLs from charge points, by action and outcome (ok: a .conf; callerror)',
+    help: 'OCPP CALLs from charge points, by action and outcome (ok: a .conf; callerror; ignored: a message of an unknown type)',
     labelNames: ['action', 'outcome'],
     registers: [registry],
   });
@@ -434,8 +437,8 @@ export function createOcppMetrics(registry: Registry, actions: readonly string[]
       duration.observe({ action: label(action) }, ms / 1000);
     },
     onUnreadable(errorCode) {
-      messages.inc({ action: 'unreadable', outcome: 'callerror' });
-      callErrors.inc({ code: ocppLabel(errorCode) });
+      messages.inc({ action: 'unreadable', outcome: errorCode === null ? 'ignored' : 'callerror' });
+      if (errorCode !== null) callErrors.inc({ code: ocppLabel(errorCode) });
     },
     onSampleIgnored: (measurand) => ignored.inc({ measurand: ocppLabel(measurand) }),
     onSampleRejected: (reason) => rejected.inc({ reason }),

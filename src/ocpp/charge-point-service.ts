@@ -54,6 +54,12 @@ export interface StopTransactionReq {
   reason?: string;
   transactionData?: MeterValue[];
 }
+export interface SecurityEventNotificationReq {
+  type: string;
+  timestamp: string;
+  techInfo?: string;
+}
+
 export interface MeterValuesReq {
   connectorId: number;
   meterValue: MeterValue[];
@@ -77,7 +83,7 @@ export class NotStoredError extends Error {
  */
 export class RefusedCallError extends Error {
   constructor(
-    readonly code: 'PropertyConstraintViolation',
+    readonly code: 'PropertyConstraintViolation' | 'NotSupported',
     message: string,
   ) {
     super(message);
@@ -330,6 +336,18 @@ export class ChargePointService {
   /** No vendor-specific data is understood: the answer OCPP 1.6 gives for an unknown vendor. */
   dataTransfer() {
     return { status: 'UnknownVendorId' };
+  }
+
+  /**
+   * A security event (OCPP 1.6's security extension: a tamper alarm, a failed firmware check, a
+   * reboot) is not stored but logged, for the operator; the charge point keeps it until answered.
+   */
+  securityEvent(chargePointId: string, req: SecurityEventNotificationReq) {
+    this.deps.logger.info(
+      { chargePointId, type: req.type, at: req.timestamp, techInfo: req.techInfo },
+      'OCPP security event',
+    );
+    return {};
   }
 
   async startTransaction(chargePointId: string, req: StartTransactionReq) {

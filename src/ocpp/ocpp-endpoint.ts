@@ -13,7 +13,7 @@ import { findKey, type ApiKey } from '../auth/api-keys';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState } from './charge-point-state';
-import { ocppRpcFor, validatorWithoutEcho } from './ocpp-rpc';
+import { actionsOf, ocppRpcFor, validatorWithoutEcho } from './ocpp-rpc';
 import {
   NotStoredError,
   RefusedCallError,
@@ -21,6 +21,7 @@ import {
   type BootNotificationReq,
   type ChargePointService,
   type MeterValuesReq,
+  type SecurityEventNotificationReq,
   type StartTransactionReq,
   type StatusNotificationReq,
   type StopTransactionReq,
@@ -38,7 +39,11 @@ export const CHARGE_POINT_ID_PATTERN = '^(?!\\.+$)[A-Za-z0-9._-]{1,48}$';
 export const CHARGE_POINT_ID_RULE = '1-48 characters from A-Z a-z 0-9 . _ -, not dots alone';
 const CHARGE_POINT_ID = new RegExp(CHARGE_POINT_ID_PATTERN);
 
-/** The actions this engine answers; anything else gets the library's NotImplemented. */
+/**
+ * The actions this engine answers. Another action of OCPP 1.6 (one a central system sends, as
+ * Reset, or one of the security extension's it does not use) gets NotSupported; an action 1.6
+ * does not know, the library's NotImplemented.
+ */
 export const OCPP_ACTIONS = [
   'BootNotification',
   'Heartbeat',
@@ -50,7 +55,13 @@ export const OCPP_ACTIONS = [
   'DataTransfer',
   'DiagnosticsStatusNotification',
   'FirmwareStatusNotification',
+  'SecurityEventNotification',
+  'LogStatusNotification',
+  'SignedFirmwareStatusNotification',
 ] as const;
+
+const ANSWERED: ReadonlySet<string> = new Set(OCPP_ACTIONS);
+const NOT_SUPPORTED = actionsOf(OCPP_PROTOCOL).filter((action) => !ANSWERED.has(action));
 
 /** The CALLERROR codes of OCPP-J 1.6 (section 4.2.3); ocpp-rpc also sends later versions' own. */
 const OCPP16_ERROR_CODES = new Set([
@@ -68,9 +79,8 @@ const OCPP16_ERROR_CODES = new Set([
 
 /**
  * A CALLERROR code as OCPP 1.6 words it: ocpp-rpc answers a frame it cannot read with OCPP
- * 2.0.1's RpcFrameworkError (1.6: FormationViolation), a missing required field with 2.0.1's
- * spelling OccurrenceConstraintViolation (1.6's has one r), and an unknown message type with
- * MessageTypeNotSupported (1.6 has none: GenericError).
+ * 2.0.1's RpcFrameworkError (1.6: FormationViolation) and a missing required field with 2.0.1's
+ * spelling OccurrenceConstraintViolation (1.6's has one r).
  */
 export function ocpp16ErrorCode(code: string): string {
   if (OCPP16_ERROR_CODES.has(code)) return code;
@@ -79,11 +89,21 @@ export function ocpp16ErrorCode(code: string): string {
   return 'GenericError';
 }
 
-/** A CALLERROR frame with its code as OCPP 1.6 words it; any other frame as it is. */
-export function asOcpp16Frame(frame: string): string {
+/**
+ * ocpp-rpc's answer to a message of a type OCPP-J does not know (`[5, ...]`): 1.6 has no such
+ * answer, and says such a message is ignored (OCPP-J 1.6, 4.1.3).
+ */
+const UNKNOWN_MESSAGE_TYPE = 'MessageTypeNotSupported';
+
+/**
+ * A frame as OCPP 1.6 words it: a CALLERROR's code in 1.6's words, any other frame as it is;
+ * null for a frame 1.6 does not send (the answer to a message of an unknown type).
+ */
+export function asOcpp16Frame(frame: string): string | null {
   if (!frame.startsWith('[4,')) return frame;
   const message = JSON.parse(frame) as unknown[];
   const code = message[2];
+  if (code === UNKNOWN_MESSAGE_TYPE) return null;
   if (typeof code !== 'string' || ocpp16ErrorCode(code) === code) return frame;
   message[2] = ocpp16ErrorCode(code);
   return JSON.stringify(message);
@@ -209,11 +229,27 @@ function handleActions(
   on<StartTransactionReq>('StartTransaction', (p) => service.startTransaction(id, p));
   on<StopTransactionReq>('StopTransaction', (p) => service.stopTransaction(id, p));
   on<MeterValuesReq>('MeterValues', (p) => service.meterValues(id, p));
-  // Core and firmware-management messages a charge point sends on its own: answered as the
-  // specification says a central system that uses none of them does.
+  // Core, firmware-management and security messages a charge point sends on its own: answered
+  // as the specification says a central system that uses none of them does.
   on('DataTransfer', () => service.dataTransfer());
   on('DiagnosticsStatusNotification', () => ({}));
   on('FirmwareStatusNotification', () => ({}));
+  on<SecurityEventNotificationReq>('SecurityEventNotification', (p) =>
+    service.securityEvent(id, p),
+  );
+  on('LogStatusNotification', () => ({}));
+  on('SignedFirmwareStatusNotification', () => ({}));
+  for (const action of NOT_SUPPORTED) {
+    client.handle(
+      action,
+      handler(action, id, () => {
+        throw new RefusedCallError(
+          'NotSupported',
+          `${action} is an OCPP 1.6 action this central system does not support; it answers ${OCPP_ACTIONS.join(', ')}`,
+        );
+      }),
+    );
+  }
 }
 
 /** Counts a connection's calls by action and outcome, and logs messages that fail their schema. */
@@ -241,10 +277,23 @@ function watchCalls(
       Date.now() - call.startedAt,
     );
   });
-  // A frame that is no readable CALL never becomes a call: its CALLERROR is counted here.
-  client.on('badMessage', ({ response }: { response: unknown[] | null }) => {
-    if (response) metrics.onUnreadable(ocpp16ErrorCode(String(response[2])));
-  });
+  // A frame that is no readable CALL never becomes a call: its CALLERROR is counted here, and a
+  // message of an unknown type, which gets none, is counted and logged.
+  client.on(
+    'badMessage',
+    ({ response, buffer }: { response: unknown[] | null; buffer: Buffer }) => {
+      if (!response) return;
+      if (response[2] !== UNKNOWN_MESSAGE_TYPE) {
+        metrics.onUnreadable(ocpp16ErrorCode(String(response[2])));
+        return;
+      }
+      metrics.onUnreadable(null);
+      logger.warn(
+        { chargePointId: id, message: buffer.toString('utf8', 0, 200) },
+        'OCPP message of an unknown type ignored: OCPP-J 1.6 knows CALL (2), CALLRESULT (3) and CALLERROR (4)',
+      );
+    },
+  );
   client.on(
     'strictValidationFailure',
     (event: { method: string; outbound: boolean; error: Error }) => {
@@ -324,7 +373,10 @@ export function createOcppEndpoint({
     service.connected(id);
     watchCalls(client, id, { metrics, logger });
     const sendRaw = client.sendRaw.bind(client);
-    client.sendRaw = (frame: string) => sendRaw(asOcpp16Frame(frame));
+    client.sendRaw = (frame: string) => {
+      const sent = asOcpp16Frame(frame);
+      if (sent !== null) sendRaw(sent);
+    };
     client.once('close', ({ code }: { code: number }) => {
       if (live.get(id) === client) live.delete(id);
       metrics.onConnections(live.size);

@@ -20,7 +20,7 @@ export function ocppRpcFor(protocol: string): OcppRpc {
     const { createValidator } = require('ocpp-rpc/lib/validator') as {
       createValidator: (subprotocol: string, schemas: unknown) => unknown;
     };
-    const schemas: unknown = require(`ocpp-rpc/lib/schemas/${protocol.replace('.', '_')}.json`);
+    const schemas = schemasOf(protocol);
     const validators = new Module(validatorsFile, module);
     validators.filename = validatorsFile;
     validators.loaded = true;
@@ -30,6 +30,21 @@ export function ocppRpcFor(protocol: string): OcppRpc {
   return require('ocpp-rpc') as OcppRpc;
 }
 /* eslint-enable @typescript-eslint/no-require-imports */
+
+/**
+ * Every action `protocol`'s schemas define (OCPP 1.6 with its security extension: 39), by the
+ * schema ids of their requests (`urn:Reset.req`): the actions a peer may send that this engine
+ * recognises even where it answers none of them.
+ */
+export function actionsOf(protocol: string): string[] {
+  return schemasOf(protocol).flatMap(({ $id }) => /^urn:(\w+)\.req$/.exec($id)?.[1] ?? []);
+}
+
+/** The official JSON schemas of `protocol`, as ocpp-rpc ships them (one file a version). */
+function schemasOf(protocol: string): { $id: string }[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a JSON file of the library
+  return require(`ocpp-rpc/lib/schemas/${protocol.replace('.', '_')}.json`) as { $id: string }[];
+}
 
 type Validator = ReturnType<OcppRpc['createValidator']>;
 
