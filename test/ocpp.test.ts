@@ -257,7 +257,11 @@ describe('OCPP 1.6J charge points', () => {
     expect(await cp.call('SignedFirmwareStatusNotification', firmware)).toEqual({});
     const loose = await chargePoint(e, 'CP-NI-2', { strict: false });
     clients.push(loose);
-    expect(await callError(loose.call('FooBar', {}))).toBe('NotImplemented');
+    const unknown = await loose.call('FooBar', {}).catch((err: unknown) => err);
+    expect(unknown).toMatchObject({
+      rpcErrorCode: 'NotImplemented',
+      message: 'FooBar is not an action of ocpp1.6',
+    });
     // A central system's own action, sent by a charge point: recognised, not supported.
     const reset = await loose.call('Reset', { type: 'Hard' }).catch((err: unknown) => err);
     expect(reset).toMatchObject({ rpcErrorCode: 'NotSupported' });

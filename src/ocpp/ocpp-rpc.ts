@@ -31,15 +31,6 @@ export function ocppRpcFor(protocol: string): OcppRpc {
 }
 /* eslint-enable @typescript-eslint/no-require-imports */
 
-/**
- * Every action `protocol`'s schemas define (OCPP 1.6 with its security extension: 39), by the
- * schema ids of their requests (`urn:Reset.req`): the actions a peer may send that this engine
- * recognises even where it answers none of them.
- */
-export function actionsOf(protocol: string): string[] {
-  return schemasOf(protocol).flatMap(({ $id }) => /^urn:(\w+)\.req$/.exec($id)?.[1] ?? []);
-}
-
 /** The official JSON schemas of `protocol`, as ocpp-rpc ships them (one file a version). */
 function schemasOf(protocol: string): { $id: string }[] {
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- a JSON file of the library
@@ -61,8 +52,15 @@ export function validatorWithoutEcho(protocol: string): Validator {
   const validator = standard.find((v) => v.subprotocol === protocol);
   if (!validator) throw new Error(`ocpp-rpc has no validator for ${protocol}`);
   const { createRPCError } = ocppRpcFor(protocol);
+  const schemaIds = new Set(schemasOf(protocol).map(({ $id }) => $id));
   const quiet = Object.create(validator) as Validator;
   quiet.validate = (schemaId: string, params: unknown) => {
+    if (!schemaIds.has(schemaId)) {
+      // A request of an action the protocol does not know (ocpp-rpc validates it when a handler
+      // takes every action): OCPP-J's answer is NotImplemented, not the library's ProtocolError.
+      const action = schemaId.replace(/^urn:|\.(req|conf)$/g, '');
+      throw createRPCError('NotImplemented', `${action} is not an action of ${protocol}`);
+    }
     try {
       return validator.validate(schemaId, params);
     } catch (err) {
