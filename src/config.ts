@@ -86,7 +86,8 @@ export const settingsSchema = Type.Object({
   DATABASE_URL: text('postgres://postgres@127.0.0.1:5432/energy', {
     protocols: ['postgres:', 'postgresql:'],
     hostQuery: true,
-    description: 'PostgreSQL; `npm run migrate` creates the database',
+    description:
+      'PostgreSQL; `npm run migrate` creates the database. A Unix socket by `?host=`: `postgres://app@/energy?host=/var/run/postgresql`',
   }),
   REDIS_URL: text('redis://127.0.0.1:6379', {
     protocols: ['redis:', 'rediss:'],
@@ -343,6 +344,18 @@ const URL_PARTS = /^([^:/?#]+):\/\/(?:[^/?#]*@)?(\[[^\]/?#]*\]|[^:/?#]*)(?::([^/
 
 const isPort = (text: string) => /^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 65535;
 
+/**
+ * A PostgreSQL URL naming a Unix socket by `?host=` and a user without a host
+ * (`postgres://app@/energy?host=/var/run/postgresql`) as the WHATWG URL parser takes it: with
+ * `localhost` as its host, which node-postgres overrides by `?host=` as libpq does. Every use of
+ * DATABASE_URL (`new URL` to name the database to create, to hide the password) can then read it.
+ */
+export function withSocketPlaceholder(url: string): string {
+  const [whole = '', , host = ''] = URL_PARTS.exec(url) ?? [];
+  if (URL.canParse(url) || whole === '' || host !== '' || !/[?&]host=[^&#]/.test(url)) return url;
+  return `${whole}localhost${url.slice(whole.length)}`;
+}
+
 /** Why a connection URL cannot be used (what the problem says after `NAME="value": `), if it cannot. */
 function urlProblem(value: string, schema: SettingSchema): string | undefined {
   const [, scheme = '', host = '', port = ''] = URL_PARTS.exec(value) ?? [];
@@ -351,7 +364,8 @@ function urlProblem(value: string, schema: SettingSchema): string | undefined {
   if (port !== '' && !isPort(port)) return `the port must be from 1 to 65535, not ${port}`;
   if (host === '' && !(schema.hostQuery && /[?&]host=[^&#]/.test(value)))
     return `the host is missing${schema.hostQuery ? ' (or ?host= for a Unix socket)' : ''}`;
-  return URL.canParse(value) ? undefined : `expected ${expectation(schema)}`;
+  const parsed = schema.hostQuery ? withSocketPlaceholder(value) : value;
+  return URL.canParse(parsed) ? undefined : `expected ${expectation(schema)}`;
 }
 
 const checkUrl: SchemaValidateFunction = (_: unknown, value: string, schema?: AnySchemaObject) => {
@@ -450,6 +464,7 @@ export function loadConfig(env: Env = {}): Config {
   for (const [name, value] of Object.entries(values)) {
     if (!(PARSED as readonly string[]).includes(name)) config[camelCase(name)] = value;
   }
+  config.databaseUrl = withSocketPlaceholder(values.DATABASE_URL);
   config.bodyLimitBytes = parseByteSize(values.BODY_LIMIT);
   config.apiKeys = parseApiKeys(values.API_KEYS).keys;
   return Object.freeze(config as unknown as Config);

@@ -1,12 +1,15 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
+import { databaseName } from '../../db/migrate';
 import { hashKey } from '../../src/auth/api-keys';
 import {
   ConfigError,
   describeSettings,
   listSettings,
   loadConfig,
+  redactUrl,
   settingsSchema,
   type Config,
 } from '../../src/config';
@@ -209,6 +212,20 @@ describe('configuration defaults', () => {
   ] as const)('when %s is %s, then it is accepted', (name, url) => {
     const config = loadConfig({ [name]: url });
     expect(name === 'REDIS_URL' ? config.redisUrl : config.databaseUrl).toBe(url);
+  });
+
+  test('when DATABASE_URL names a user of a Unix socket without a host, then it is accepted and read as libpq reads it', () => {
+    const url = 'postgres://app:pw@/energy?host=/var/run/postgresql';
+    const { databaseUrl } = loadConfig({ DATABASE_URL: url });
+    // node-postgres's own reading of it (constructing a client does not connect).
+    expect(new pg.Client({ connectionString: databaseUrl })).toMatchObject({
+      host: '/var/run/postgresql',
+      user: 'app',
+      password: 'pw',
+      database: 'energy',
+    });
+    expect(databaseName(databaseUrl)).toBe('energy');
+    expect(redactUrl(databaseUrl)).not.toContain('pw');
   });
 
   // Every number setting, from the declaration: one rule for all of them.
