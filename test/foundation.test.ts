@@ -10,11 +10,14 @@ import {
   withMaintenanceClient,
 } from '../db/migrate';
 import { ConfigError, loadConfig } from '../src/config';
+import { createRedis, waitForRedis } from '../src/redis';
 import { startTestApi, startTestFlusher, waitFor, type TestApi } from './helpers/engine';
 import { envFor, startProcess } from './helpers/processes';
 import {
   baseDatabaseUrl,
+  baseRedisUrl,
   createTestContext,
+  deleteKeys,
   withDatabaseName,
   type TestContext,
 } from './helpers/test-env';
@@ -251,6 +254,21 @@ describe('npm start going away', () => {
 
 describe('start-up without PostgreSQL or Redis', () => {
   const closedPort = '1'; // nothing listens on port 1 here
+  // The processes that reach Redis write keys under a prefix of their own: deleted after.
+  const prefixes: string[] = [];
+  const ownPrefix = () => {
+    prefixes.push(`test-nopg-${Date.now().toString(36)}-${prefixes.length}`);
+    return { REDIS_URL: baseRedisUrl(), REDIS_PREFIX: prefixes[prefixes.length - 1] };
+  };
+  afterAll(async () => {
+    const redis = createRedis(loadConfig({ REDIS_URL: baseRedisUrl() }), 'command');
+    try {
+      await waitForRedis(redis, 3000);
+      for (const prefix of prefixes) await deleteKeys(redis, prefix);
+    } finally {
+      redis.disconnect();
+    }
+  });
 
   test('when PostgreSQL is unreachable, then npm start (which migrates) exits fast naming PostgreSQL, its URL and how to get it', async () => {
     const result = await runEntry('scripts/start.ts', {
@@ -272,7 +290,7 @@ describe('start-up without PostgreSQL or Redis', () => {
   test('when PostgreSQL is unreachable, then the API starts anyway, says so once, accepts ingest and answers reads 503', async () => {
     const api = startProcess('src/server.ts', {
       DATABASE_URL: `postgres://postgres:secret@127.0.0.1:${closedPort}/energy`,
-      REDIS_PREFIX: `test-nopg-${Date.now().toString(36)}`,
+      ...ownPrefix(),
       PORT: '0',
       AUTH: 'off',
       LOG_LEVEL: 'info',
@@ -300,7 +318,7 @@ describe('start-up without PostgreSQL or Redis', () => {
   test('when PostgreSQL is unreachable, then the flusher starts paused and stays up', async () => {
     const flusher = startProcess('workers/flusher.ts', {
       DATABASE_URL: `postgres://postgres@127.0.0.1:${closedPort}/energy`,
-      REDIS_PREFIX: `test-nopg-${Date.now().toString(36)}`,
+      ...ownPrefix(),
       FLUSHER_PORT: '0',
       LOG_LEVEL: 'info',
     });
