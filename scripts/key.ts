@@ -22,7 +22,7 @@ const command = {
     scopes: {
       type: 'string',
       value: 'SCOPES',
-      help: `what it may do: one or more of ${SCOPES.join(', ')}, joined with +`,
+      help: `what it may do: one or more of ${SCOPES.join(', ')}, joined with + (or commas)`,
     },
   },
 } as const;
@@ -33,7 +33,13 @@ function main(): void {
   if (!name) throw new UsageError(`--name is required\nusage: ${command.usage}`);
   if (!API_KEY_NAME.test(name)) throw new UsageError(`--name must be ${API_KEY_NAME_RULE}`);
   if (!scopeText) throw new UsageError(`--scopes is required\nusage: ${command.usage}`);
-  const { scopes, problem } = parseScopes(scopeText);
+  // API_KEYS joins scopes with + (commas separate its entries); here a comma is unambiguous.
+  const { scopes, problem } = parseScopes(
+    scopeText
+      .split(',')
+      .map((s) => s.trim())
+      .join('+'),
+  );
   if (problem) throw new UsageError(`--scopes: ${problem}`);
   const { key, entry } = generateKey(name, scopes);
   console.log(`key (give it to ${name}; it is not stored anywhere): ${key}`);

@@ -171,4 +171,18 @@ describe('API_KEYS', () => {
     expect(problems).toEqual([]);
     expect(keys[0]).toMatchObject({ name: 'gw-2', scopes: ['ingest', 'read'] });
   });
+
+  test('when npm run key is given scopes separated by commas, then they are joined with + in the entry', () => {
+    const out = execFileSync(process.execPath, [
+      require.resolve('tsx/cli'),
+      path.join(__dirname, '..', 'scripts', 'key.ts'),
+      '--name',
+      'gw-3',
+      '--scopes',
+      'read, ingest,admin',
+    ]).toString();
+    const entry = /API_KEYS entry[^:]*: (\S+)/.exec(out)?.[1] ?? '';
+    expect(entry).toMatch(/^gw-3:read\+ingest\+admin:[0-9a-f]{64}$/);
+    expect(parseApiKeys(entry).problems).toEqual([]);
+  });
 });
