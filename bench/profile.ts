@@ -6,8 +6,11 @@
  * - reports: uncached performance reports (a different window each time), 10 connections;
  * - batch: the API alone taking 1,000-reading batches, 8 connections (the flusher stopped);
  * - flush: the flusher started on that backlog;
- * and prints each profile's functions by self time, then EXPLAIN (ANALYZE, BUFFERS) of the
- * uncached report's statement. The .cpuprofile files stay in a temporary directory (printed).
+ * - allocations: the API alone taking 100 more batches, its allocations sampled
+ *   (bench/allocation-sampler.ts);
+ * and prints each CPU profile's functions by self time, the bytes allocated per reading by
+ * function, then EXPLAIN (ANALYZE, BUFFERS) of the uncached report's statement. The profiles stay
+ * in a temporary directory (printed).
  */
 import autocannon from 'autocannon';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -16,8 +19,10 @@ import path from 'node:path';
 import knex from 'knex';
 import { Redis } from 'ioredis';
 import { EnergyReportStore } from '../src/analytics/energy-report-store';
+import { allocations, selfTimes, type AllocationNode, type CpuProfile } from './profile-summary';
 import { createRedisKeys } from '../src/redis-keys';
 import {
+  DIST_ROOT,
   BENCH_DATABASE_URL,
   BENCH_REDIS_URL,
   engineEnv,
@@ -32,33 +37,8 @@ const SECONDS = Number(process.env.PROFILE_SECONDS ?? 15);
 const databaseUrl = BENCH_DATABASE_URL;
 const redisUrl = BENCH_REDIS_URL;
 
-interface CpuProfile {
-  nodes: {
-    id: number;
-    callFrame: { functionName: string; url: string; lineNumber: number };
-  }[];
-  samples: number[];
-  timeDeltas: number[];
-}
-
-/** Self time per function (name, file and line), largest first, as shares of all samples. */
-export function selfTimes(profile: CpuProfile): { name: string; ms: number; share: number }[] {
-  const frameOf = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
-  const byName = new Map<string, number>();
-  let total = 0;
-  profile.samples.forEach((id, i) => {
-    const frame = frameOf.get(id);
-    const us = profile.timeDeltas[i] ?? 0;
-    total += us;
-    if (!frame) return;
-    const file = frame.url.replace(/^.*\/(node_modules\/)/, '$1').replace(/^.*\/dist\//, '');
-    const name = `${frame.functionName || '(anonymous)'} ${file ? `${file}:${frame.lineNumber + 1}` : ''}`;
-    byName.set(name, (byName.get(name) ?? 0) + us);
-  });
-  return [...byName.entries()]
-    .map(([name, us]) => ({ name, ms: us / 1000, share: us / total }))
-    .sort((a, b) => b.ms - a.ms);
-}
+/** Batches the allocation case sends: enough for stable shares, few enough to sample quickly. */
+const ALLOCATION_BATCHES = 100;
 
 function printTop(label: string, dir: string, top = 20): void {
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'))) {
@@ -73,6 +53,19 @@ function printTop(label: string, dir: string, top = 20): void {
         `  ${fmt(r.share * 100, 1).padStart(5)} %  ${fmt(r.ms).padStart(6)} ms  ${r.name}`,
       );
   }
+}
+
+function printAllocations(label: string, file: string, readings: number, top = 20): void {
+  const { head } = JSON.parse(readFileSync(file, 'utf8')) as { head: AllocationNode };
+  const rows = allocations(head);
+  const total = rows.reduce((sum, r) => sum + r.bytes, 0);
+  console.log(
+    `\n${label}: ${fmt(total / readings)} bytes allocated per reading (start-up included)`,
+  );
+  for (const r of rows.slice(0, top))
+    console.log(
+      `  ${fmt((r.bytes / total) * 100, 1).padStart(5)} %  ${fmt(r.bytes / readings).padStart(5)} B/reading  ${r.name}`,
+    );
 }
 
 async function drained(redis: Redis, prefix: string): Promise<void> {
@@ -161,22 +154,24 @@ async function main(): Promise<void> {
     api = profiled('api', 'src/server.js', dirs.batch);
     await waitForHttp(`${apiUrl}/health/ready`, 120_000);
     n = 5_000_000;
-    const batches = await autocannon({
-      url: apiUrl,
-      connections: 8,
-      amount: 200,
-      requests: [
-        {
-          method: 'POST',
-          path: '/v1/telemetry/ingest',
-          headers: { 'content-type': 'application/json' },
-          setupRequest: (req) => ({
-            ...req,
-            body: `[${Array.from({ length: 1000 }, () => reading(n++)).join(',')}]`,
-          }),
-        },
-      ],
-    });
+    const sendBatches = (amount: number) =>
+      autocannon({
+        url: apiUrl,
+        connections: 8,
+        amount,
+        requests: [
+          {
+            method: 'POST',
+            path: '/v1/telemetry/ingest',
+            headers: { 'content-type': 'application/json' },
+            setupRequest: (req) => ({
+              ...req,
+              body: `[${Array.from({ length: 1000 }, () => reading(n++)).join(',')}]`,
+            }),
+          },
+        ],
+      });
+    const batches = await sendBatches(200);
     console.log(
       `backlog: ${fmt((batches.requests.total - batches.non2xx) * 1000)} readings at ${fmt(((batches.requests.total - batches.non2xx) * 1000) / batches.duration)} readings/s`,
     );
@@ -187,10 +182,25 @@ async function main(): Promise<void> {
     console.log(`flushed in ${fmt((Date.now() - flushStart) / 1000, 1)} s (with start-up)`);
     await flusher.stop();
 
+    // 4. The batches' allocations (sampling slows the API: its own run, not the CPU profile's).
+    const allocationFile = path.join(root, 'batch.heapprofile');
+    api = startNode('api', 'src/server.js', [], { ...env, ALLOCATION_PROFILE: allocationFile }, [
+      '--require',
+      path.join(DIST_ROOT, 'bench', 'allocation-sampler.js'),
+    ]);
+    await waitForHttp(`${apiUrl}/health/ready`, 120_000);
+    const sampled = await sendBatches(ALLOCATION_BATCHES);
+    await api.stop();
+
     printTop('single-reading ingest, API', dirs.single);
     printTop('uncached reports, API', dirs.reports);
     printTop('batch ingest, API', dirs.batch);
     printTop('flushed batches, flusher', dirs.flush);
+    printAllocations(
+      'batch ingest, API, allocations',
+      allocationFile,
+      (sampled.requests.total - sampled.non2xx) * 1000,
+    );
     await explainReport(end);
     console.log(`\nprofiles: ${root}`);
   } finally {
