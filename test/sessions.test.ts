@@ -101,6 +101,7 @@ interface SessionJson {
   drift: boolean | null;
   source: string;
   open: boolean;
+  warnings: string[];
 }
 
 async function sessionsOf(e: TestEngine, vehicleId: string, from: string, to: string) {
@@ -157,6 +158,11 @@ describe('charging sessions detected from readings', () => {
     // Its first charging reading is 15 min after the previous reading: the span starts 10 min
     // (SESSION_GAP_S) before it. The meter read 08:40 ... 09:00 (5 x 1.25) in (08:35, 09:00].
     expect(second).toMatchObject({ dcDeliveredKwh: 8, acConsumedKwh: 6.25, efficiency: 1.28 });
+    // More DC than AC, which no charger does: said, as the performance report says it.
+    expect(second.warnings).toEqual([
+      'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
+    ]);
+    expect(first.warnings).toEqual([]);
     // 14:00, 14:05, 14:10, 14:18, 14:20: one session (the 8-minute gap is within 600 s).
     expect(afternoon).toMatchObject({ dcDeliveredKwh: 5 });
   });

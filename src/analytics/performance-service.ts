@@ -8,7 +8,7 @@ import type { SessionSummary } from '../sessions/session-schemas';
 import type { HourlyPoint, PerformanceReport } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
 import { HOUR_MS } from '../time-units';
-import { windowEfficiency } from '../reports/efficiency';
+import { DC_EXCEEDS_AC, windowEfficiency } from '../reports/efficiency';
 
 type ComputedReport = Omit<PerformanceReport, 'cache'>;
 
@@ -129,11 +129,7 @@ export class PerformanceService {
       );
     }
     const efficiency = windowEfficiency(ac, dc);
-    if (efficiency !== null && efficiency > 1) {
-      warnings.push(
-        'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
-      );
-    }
+    if (efficiency !== null && efficiency > 1) warnings.push(DC_EXCEEDS_AC);
 
     return {
       vehicleId,

@@ -8,6 +8,13 @@ export const efficiencyOf = (ac: number | null, dc: number | null): number | nul
   ac !== null && dc !== null && ac > 0 ? dc / ac : null;
 
 /**
+ * What a report or a session says when DC delivered is above AC consumed: no charger does that, so
+ * a meter is mapped to the wrong vehicle or counted in the wrong energy mode.
+ */
+export const DC_EXCEEDS_AC =
+  'DC delivered exceeds AC consumed: check the meter mapping and the energy mode';
+
+/**
  * A vehicle's efficiency over a window or an hour: as efficiencyOf, and null when it took no DC
  * energy. It did not charge then (a session is a run of DC energy), and its meter's AC is standby:
  * an idle vehicle was flagged at 0 %, the worst of the fleet.

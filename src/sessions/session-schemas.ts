@@ -42,6 +42,10 @@ export const Session = Type.Object(
       { vehicleReadings: Type.Integer(), meterReadings: Type.Integer() },
       { additionalProperties: false },
     ),
+    warnings: Type.Array(Type.String(), {
+      description:
+        'what makes its figures doubtful, as the performance report says it: DC above AC (a meter mapped to the wrong vehicle, or the wrong energy mode)',
+    }),
   },
   { $id: 'Session', additionalProperties: false },
 );

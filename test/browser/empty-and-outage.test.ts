@@ -32,6 +32,16 @@ const noticeTexts = (url: string, selector = '.notice') =>
     }
   });
 
+/** Posts JSON to the engine and expects the status. */
+async function post(path: string, body: unknown, status: number): Promise<void> {
+  const res = await fetch(`${engine.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  expect(res.status).toBe(status);
+}
+
 describe('dashboard empty and error states', () => {
   test('when the engine has no readings, then the fleet says so instead of showing an empty table', async () => {
     // The 7-day window: the fleet report is cached per window, and the next test reads 24 hours.
@@ -133,14 +143,6 @@ describe('dashboard empty and error states', () => {
   }, 60_000);
 
   test('when a meter is mapped to two vehicles at once, then the fleet names it and both vehicles', async () => {
-    const post = async (path: string, body: unknown, status: number) => {
-      const res = await fetch(`${engine.url}${path}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-      expect(res.status).toBe(status);
-    };
     for (const vehicleId of ['V-SHARE-1', 'V-SHARE-2']) {
       await post(
         '/v1/telemetry/map',
@@ -182,6 +184,44 @@ describe('dashboard empty and error states', () => {
       await expect(warning.textContent()).resolves.toBe(
         'Meter M-SHARED was mapped to vehicle V-SHARE-2 too between 2024-09-01 12:00 +02:00 and 2024-09-01 14:00 +02:00: its AC energy counts in each of their reports',
       );
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('when a session took more DC than its meter gave AC, then its chart view says so', async () => {
+    await post(
+      '/v1/telemetry/map',
+      { vehicleId: 'V-OVER', meterId: 'M-OVER', since: '2024-09-02T00:00:00Z' },
+      200,
+    );
+    await post(
+      '/v1/telemetry/ingest',
+      [
+        { meterId: 'M-OVER', kwhConsumedAc: 1, voltage: 230, timestamp: '2024-09-02T10:30:00Z' },
+        {
+          vehicleId: 'V-OVER',
+          soc: 50,
+          kwhDeliveredDc: 1.5,
+          batteryTemp: 30,
+          timestamp: '2024-09-02T10:30:00Z',
+        },
+      ],
+      202,
+    );
+    await waitForDrained(engine.queue);
+    // Its one charging reading, the vehicle's first: the session starts SESSION_GAP_S before it.
+    const session = `d-${Date.parse('2024-09-02T10:20:00Z')}`;
+    const page = await browser.newPage();
+    try {
+      await page.goto(
+        `${engine.url}/dashboard#/vehicles/V-OVER?window=custom&from=2024-09-02T10:00:00.000Z&to=2024-09-02T12:00:00.000Z&session=${session}`,
+      );
+      const warnings = page.locator('#sessions .session-detail .warnings li');
+      await warnings.first().waitFor();
+      await expect(warnings.allTextContents()).resolves.toEqual([
+        'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
+      ]);
     } finally {
       await page.close();
     }

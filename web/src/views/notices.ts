@@ -1,5 +1,6 @@
 import { ApiError, EngineUnreachableError } from '../api/api-client';
 import { h } from '../dom/h';
+import { localizeInstants } from '../format/dates';
 
 export type NoticeKind = 'empty' | 'error' | 'info';
 
@@ -15,6 +16,16 @@ export function notice(kind: NoticeKind, title: string, detail?: string | Node):
     detail ? h('p', { class: 'notice-detail' }, detail) : null,
   );
 }
+
+/** The engine's warnings on a report or a session, as it wrote them (instants in local time); null for none. */
+export const warningList = (warnings: readonly string[]): HTMLElement | null =>
+  warnings.length === 0
+    ? null
+    : h(
+        'ul',
+        { class: 'warnings', attrs: { 'aria-label': 'Warnings' } },
+        warnings.map((w) => h('li', null, localizeInstants(w))),
+      );
 
 /** What an error means to the person looking at the page. */
 export function describeError(err: unknown): string {

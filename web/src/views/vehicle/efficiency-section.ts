@@ -8,10 +8,9 @@ import {
   formatPercent,
   formatRatio,
 } from '../../format/numbers';
-import { localizeInstants } from '../../format/dates';
 import { dataTable } from '../data-table';
 import { flagBadge, vehicleFlagOf, withFlaggedSessions } from '../flag';
-import { notice } from '../notices';
+import { notice, warningList } from '../notices';
 import { timeText, windowText } from '../time-text';
 import { Section } from './section';
 
@@ -67,13 +66,7 @@ export class EfficiencySection extends Section {
     this.show(
       h('p', { class: 'window-line' }, 'Window: ', windowText(report.window)),
       this.totals(report),
-      report.warnings.length > 0
-        ? h(
-            'ul',
-            { class: 'warnings', attrs: { 'aria-label': 'Warnings' } },
-            report.warnings.map((w) => h('li', null, localizeInstants(w))),
-          )
-        : null,
+      warningList(report.warnings),
       charted
         ? [this.energyFigure, this.batteryFigure]
         : notice(

@@ -11,7 +11,7 @@ import {
 } from '../../format/numbers';
 import { dataTable } from '../data-table';
 import { flagBadge, sessionFlagOf } from '../flag';
-import { errorNotice, notice } from '../notices';
+import { errorNotice, notice, warningList } from '../notices';
 import { timeText } from '../time-text';
 import { Section } from './section';
 
@@ -154,6 +154,7 @@ export class SessionsSection extends Section {
           session.open ? 'now (open)' : timeText(session.end),
         ),
         sessionFigures(session),
+        warningList(session.warnings),
         session.series.length === 0
           ? notice('empty', 'No per-minute readings for this session')
           : [
