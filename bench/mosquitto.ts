@@ -17,6 +17,10 @@ export interface MosquittoOptions {
   logAll?: boolean;
   /** User names and passwords: anonymous clients are refused when given. */
   users?: Record<string, string>;
+  /** Messages queued per client beyond which the broker drops (default 0: none dropped). */
+  maxQueuedMessages?: number;
+  /** Seconds between the broker's `$SYS` updates (Mosquitto's default 10). */
+  sysIntervalS?: number;
   /** Extra mosquitto.conf lines. */
   extra?: string[];
 }
@@ -66,7 +70,8 @@ export class Mosquitto {
         'persistence true',
         `persistence_location ${this.dir}/`,
         `autosave_interval ${this.options.autosaveS ?? 10}`,
-        'max_queued_messages 0',
+        `max_queued_messages ${this.options.maxQueuedMessages ?? 0}`,
+        ...(this.options.sysIntervalS ? [`sys_interval ${this.options.sysIntervalS}`] : []),
         'max_queued_bytes 0',
         `log_dest file ${this.logFile}`,
         ...(this.options.logAll ? ['log_type all'] : []),

@@ -53,6 +53,8 @@ export interface MqttMetrics {
   /** A store that could not be done yet (503 cause) and will be retried. */
   onStoreRetry(cause: string): void;
   onConnection(connected: boolean): void;
+  /** The broker's count of messages it dropped since it started (any client's; see broker-drops.ts). */
+  onBrokerDropped(total: number): void;
 }
 
 /**
@@ -319,6 +321,11 @@ export function createMqttMetrics(
     registers: [registry],
   });
   connected.set(0);
+  const brokerDropped = new Gauge({
+    name: 'energy_mqtt_broker_dropped_messages',
+    help: "Messages the MQTT broker dropped since it started (any client's: a queue or in-flight limit), as its $SYS count says; 0 until it tells, and on a broker that does not",
+    registers: [registry],
+  });
   new Gauge({
     name: 'energy_mqtt_messages_unacknowledged',
     help: 'MQTT messages received and not yet acknowledged (being stored or waiting to be)',
@@ -334,6 +341,7 @@ export function createMqttMetrics(
     onAcked: (result, seconds) => ackDuration.observe({ result }, seconds),
     onAckDropped: () => dropped.inc(),
     onStoreRetry: (cause) => retries.inc({ cause }),
+    onBrokerDropped: (total) => brokerDropped.set(total),
     onConnection: (up) => connected.set(up ? 1 : 0),
   };
 }

@@ -661,6 +661,34 @@ describe('broker credentials', () => {
   });
 });
 
+describe('broker drops', () => {
+  test('when the broker drops messages for a client over its queue limit, then the intake exports its count', async () => {
+    const broker = await Mosquitto.start({ maxQueuedMessages: 5, sysIntervalS: 1 });
+    const consumer = await startConsumer('drops', { mqttUrl: broker.url });
+    // A device's session that is away: the broker queues 5 of its 20 messages and drops 15.
+    const away = await mqtt.connectAsync(broker.url, {
+      protocolVersion: 5,
+      clientId: `away-${prefix}`,
+      clean: false,
+      reconnectPeriod: 0,
+      properties: { sessionExpiryInterval: 300 },
+    });
+    const pub = await connectPublisher(broker.url);
+    const dropped = async () =>
+      sampleValue(await consumer.service.registry.metrics(), 'energy_mqtt_broker_dropped_messages');
+    try {
+      await away.subscribeAsync('drops/away', { qos: 1 });
+      await away.endAsync();
+      for (let i = 0; i < 20; i++) await pub.publishAsync('drops/away', `m${i}`, { qos: 1 });
+      await waitFor(async () => (await dropped()) === 15, 10_000, 'the 15 dropped');
+    } finally {
+      await pub.endAsync();
+      await consumer.close();
+      await broker.destroy();
+    }
+  });
+});
+
 describe('broker restarts', () => {
   test('when MQTT_SHARED_SUBSCRIPTION is off and the broker restarts while the engine is away, then what is published meanwhile is queued and stored', async () => {
     const broker = await Mosquitto.start();

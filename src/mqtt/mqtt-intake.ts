@@ -17,6 +17,7 @@ import {
   startAckAfterStoreSubscriber,
   type AckAfterStoreSubscriber,
 } from './ack-after-store';
+import { watchBrokerDrops } from './broker-drops';
 import { ConcurrencyLimit } from './concurrency-limit';
 import { MqttMessageHandler } from './message-handler';
 import { RejectLog } from './reject-log';
@@ -125,6 +126,14 @@ export function startMqttIntake({
     onAckDropped: () => metrics.onAckDropped(),
   });
   const started = subscriber;
+  const brokerDrops = watchBrokerDrops({
+    url: config.mqttUrl,
+    clientId,
+    username: config.mqttUsername || undefined,
+    password: config.mqttPassword || undefined,
+    onCount: (total) => metrics.onBrokerDropped(total),
+    logger: log,
+  });
 
   return {
     clientId,
@@ -149,7 +158,7 @@ export function startMqttIntake({
     },
     unsubscribe: () => started.unsubscribe(),
     async close(options) {
-      await started.close(CLOSE_TIMEOUT_MS, options);
+      await Promise.all([started.close(CLOSE_TIMEOUT_MS, options), brokerDrops.close()]);
       messages.close();
     },
   };
