@@ -155,15 +155,19 @@ describe('API_KEYS', () => {
     ]);
   });
 
-  test('when npm run key makes a key, then its entry admits exactly that key', () => {
-    const out = execFileSync(process.execPath, [
+  /** What `npm run key -- --name NAME --scopes SCOPES` prints. */
+  const runKey = (name: string, scopes: string) =>
+    execFileSync(process.execPath, [
       require.resolve('tsx/cli'),
       path.join(__dirname, '..', 'scripts', 'key.ts'),
       '--name',
-      'gw-2',
+      name,
       '--scopes',
-      'ingest+read',
+      scopes,
     ]).toString();
+
+  test('when npm run key makes a key, then its entry admits exactly that key', () => {
+    const out = runKey('gw-2', 'ingest+read');
     const key = /key \(give it to gw-2[^)]*\): (\S+)/.exec(out)?.[1];
     const entry = /API_KEYS entry[^:]*: (\S+)/.exec(out)?.[1];
     expect(key).toMatch(/^eie_/);
@@ -173,14 +177,7 @@ describe('API_KEYS', () => {
   });
 
   test('when npm run key is given scopes separated by commas, then they are joined with + in the entry', () => {
-    const out = execFileSync(process.execPath, [
-      require.resolve('tsx/cli'),
-      path.join(__dirname, '..', 'scripts', 'key.ts'),
-      '--name',
-      'gw-3',
-      '--scopes',
-      'read, ingest,admin',
-    ]).toString();
+    const out = runKey('gw-3', 'read, ingest,admin');
     const entry = /API_KEYS entry[^:]*: (\S+)/.exec(out)?.[1] ?? '';
     expect(entry).toMatch(/^gw-3:read\+ingest\+admin:[0-9a-f]{64}$/);
     expect(parseApiKeys(entry).problems).toEqual([]);
