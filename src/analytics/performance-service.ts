@@ -8,7 +8,7 @@ import type { SessionSummary } from '../sessions/session-schemas';
 import type { HourlyPoint, PerformanceReport } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
 import { HOUR_MS } from '../time-units';
-import { DC_EXCEEDS_AC, windowEfficiency } from '../reports/efficiency';
+import { efficiencyWarnings, windowEfficiency } from '../reports/efficiency';
 
 type ComputedReport = Omit<PerformanceReport, 'cache'>;
 
@@ -129,7 +129,7 @@ export class PerformanceService {
       );
     }
     const efficiency = windowEfficiency(ac, dc);
-    if (efficiency !== null && efficiency > 1) warnings.push(DC_EXCEEDS_AC);
+    warnings.push(...efficiencyWarnings(efficiency));
 
     return {
       vehicleId,

@@ -4,7 +4,7 @@
  * slow, the engine's session included, and tells no one but its `$SYS` topics: the engine never
  * sees those readings and cannot refuse them. Watching the broker's own count turns that loss into
  * a metric and a warning. Mosquitto publishes it every `sys_interval`; a broker that has no such
- * topic, or does not let the engine read it, leaves the metric unset.
+ * topic, or does not let the engine read it, leaves the metric at 0.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../logger';

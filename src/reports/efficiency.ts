@@ -11,8 +11,12 @@ export const efficiencyOf = (ac: number | null, dc: number | null): number | nul
  * What a report or a session says when DC delivered is above AC consumed: no charger does that, so
  * a meter is mapped to the wrong vehicle or counted in the wrong energy mode.
  */
-export const DC_EXCEEDS_AC =
+const DC_EXCEEDS_AC =
   'DC delivered exceeds AC consumed: check the meter mapping and the energy mode';
+
+/** The warnings an efficiency calls for: DC_EXCEEDS_AC above 1, else none. */
+export const efficiencyWarnings = (efficiency: number | null): string[] =>
+  efficiency !== null && efficiency > 1 ? [DC_EXCEEDS_AC] : [];
 
 /**
  * A vehicle's efficiency over a window or an hour: as efficiencyOf, and null when it took no DC

@@ -1,6 +1,6 @@
 import type { ReportCache } from '../reports/report-cache';
 import { isBelow, roundFigure as round } from '../reports/rounding';
-import { DC_EXCEEDS_AC } from '../reports/efficiency';
+import { efficiencyWarnings } from '../reports/efficiency';
 import type { EnergyReadingsMode } from '../config';
 import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
@@ -170,7 +170,7 @@ export class SessionService {
           sessions: baseline.sessions,
         },
         counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
-        warnings: efficiency !== null && efficiency > 1 ? [DC_EXCEEDS_AC] : [],
+        warnings: efficiencyWarnings(efficiency),
       };
       return { session, exactEfficiency: efficiency };
     });
