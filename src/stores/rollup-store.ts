@@ -88,6 +88,9 @@ const upsertRollups = (
   { firstTs, lastTs }: { firstTs: string; lastTs: string },
 ) => `
 INSERT INTO ${table} (device_type, device_id, ${bucket}, ${ROLLUP_COLUMNS.join(', ')})
+-- Grouped in the window's order, then the groups ordered: ordering the pieces for the GROUP BY
+-- sorted every piece a second time (a quarter of a rollup's time).
+SELECT * FROM (
 SELECT device_type, device_id, ${bucket}, ${FOLD.readings}, ${FOLD.intervalEnergy}, ${FOLD.registerEnergy},
        ${firstTs}, min(first_energy) FILTER (WHERE is_first), ${lastTs}, min(last_energy) FILTER (WHERE is_last),
        ${FOLD.tempSum}, ${FOLD.tempMin}, ${FOLD.tempMax}, ${FOLD.socMin}, ${FOLD.socMax},
@@ -99,6 +102,7 @@ FROM (
   WINDOW w AS (PARTITION BY device_type, device_id, ${bucket} ORDER BY ts)
 ) stepped
 GROUP BY device_type, device_id, ${bucket}
+) grouped
 -- In time order: the rollups' BRIN indexes stay selective.
 ORDER BY ${bucket}, device_type, device_id
 ON CONFLICT (device_type, device_id, ${bucket}) DO UPDATE SET
@@ -183,7 +187,9 @@ ${markSessions('due')},
 ${upsertBothGrains(
   `
   SELECT d.device_type, d.device_id, ${RAW_PIECE}
-  FROM due d
+  -- In key order, so history comes out grouped by device and the window only sorts each device's
+  -- readings (an incremental sort), not all of them at once: a third of a rollup's time.
+  FROM (SELECT * FROM due ORDER BY device_type, device_id, quarter) d
   JOIN telemetry_history t
     ON t.device_type = d.device_type AND t.device_id = d.device_id
    AND ${inQuarter('t', 'd.quarter')}`,
