@@ -1342,6 +1342,76 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test("when a connector's next transaction is dated inside its last one, already stopped (the charger's clock went back), then it starts where the last one stopped and no energy counts twice", async () => {
+    await registerIdTags([['TAG-CJ', 'V-cj']]);
+    const cp = await connect('CP-CJ');
+    // 10:00 to 11:00, 20 kWh; then the clock goes back 45 minutes: the next transaction says it
+    // started at 10:15 (it started at 11:00 or later), sampled at 10:45 and stopped at 11:15.
+    const first = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-CJ',
+      meterStart: 0,
+      timestamp: '2024-04-12T10:00:00Z',
+    });
+    await cp.call('MeterValues', meterValues(1, '2024-04-12T10:30:00Z', wh(10_000)));
+    await cp.call('StopTransaction', {
+      transactionId: first,
+      meterStop: 20_000,
+      timestamp: '2024-04-12T11:00:00Z',
+    });
+    const second = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-CJ',
+      meterStart: 20_000,
+      timestamp: '2024-04-12T10:15:00Z',
+    });
+    // A retransmission is the same transaction.
+    expect(
+      await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-CJ',
+        meterStart: 20_000,
+        timestamp: '2024-04-12T10:15:00Z',
+      }),
+    ).toBe(second);
+    await cp.call('MeterValues', {
+      ...meterValues(1, '2024-04-12T10:45:00Z', wh(25_000)),
+      transactionId: second,
+    });
+    await cp.call('StopTransaction', {
+      transactionId: second,
+      meterStop: 30_000,
+      timestamp: '2024-04-12T11:15:00Z',
+    });
+    await waitForDrained(e.queue);
+    const window = 'from=2024-04-12T00:00:00Z&to=2024-04-13T00:00:00Z';
+    const sessions = (
+      await request(e.api.api.app).get(`/v1/vehicles/V-cj/sessions?${window}`).expect(200)
+    ).body.sessions as {
+      transactionId: number;
+      start: string;
+      end: string;
+      acConsumedKwh: number;
+      peakAcPowerKw: number;
+    }[];
+    const [one, two] = [...sessions].sort((a, b) => a.transactionId - b.transactionId);
+    expect([one.transactionId, one.start, one.end, one.acConsumedKwh]).toEqual([
+      first,
+      '2024-04-12T10:00:00.000Z',
+      '2024-04-12T11:00:00.000Z',
+      20,
+    ]);
+    expect(two.transactionId).toBe(second);
+    expect(Date.parse(two.start)).toBeGreaterThanOrEqual(Date.parse(one.end));
+    expect(two.acConsumedKwh).toBe(10);
+    // 10 kWh from 11:00 to 11:15 at most: 40 kW.
+    expect(Math.max(one.peakAcPowerKw, two.peakAcPowerKw)).toBeLessThanOrEqual(40);
+    const report = await request(e.api.api.app)
+      .get(`/v1/analytics/performance/V-cj?${window}`)
+      .expect(200);
+    expect(report.body.energy.acConsumedKwh).toBe(30);
+  });
+
   test('when a transaction has only just started (no sample yet), then its session counts 0 kWh of AC, not unknown', async () => {
     await registerIdTags([['TAG-NEW', 'V-new']]);
     const cp = await connect('CP-NEW');
