@@ -1359,21 +1359,15 @@ describe('OCPP 1.6J charge points', () => {
       meterStop: 20_000,
       timestamp: '2024-04-12T11:00:00Z',
     });
-    const second = await startTransaction(cp, {
+    const start = {
       connectorId: 1,
       idTag: 'TAG-CJ',
       meterStart: 20_000,
       timestamp: '2024-04-12T10:15:00Z',
-    });
+    };
+    const second = await startTransaction(cp, start);
     // A retransmission is the same transaction.
-    expect(
-      await startTransaction(cp, {
-        connectorId: 1,
-        idTag: 'TAG-CJ',
-        meterStart: 20_000,
-        timestamp: '2024-04-12T10:15:00Z',
-      }),
-    ).toBe(second);
+    expect(await startTransaction(cp, start)).toBe(second);
     await cp.call('MeterValues', {
       ...meterValues(1, '2024-04-12T10:45:00Z', wh(25_000)),
       transactionId: second,
