@@ -253,7 +253,7 @@ export class ChargePointService {
    */
   private async startInstant(chargePointId: string, req: StartTransactionReq): Promise<Date> {
     const { at, asOfNow } = this.transactionInstant(chargePointId, req.timestamp);
-    if (!asOfNow) return this.afterStoppedTransaction(chargePointId, req.connectorId, at);
+    if (!asOfNow) return at;
     const same = (await this.deps.transactions.openOn(chargePointId)).find(
       (t) =>
         t.connectorId === req.connectorId &&
@@ -261,42 +261,6 @@ export class ChargePointService {
         t.meterStartWh === req.meterStart,
     );
     return same?.startedAt ?? at;
-  }
-
-  /**
-   * A connector carries one transaction at a time, and a charge point sends its transaction
-   * messages in order: a start dated inside the connector's last transaction, which the charge
-   * point itself stopped, comes from a clock that went back (set back, or lost at a reboot). It
-   * starts just after that stop, so the connector's energy counts in one session, not in both. A
-   * start at that transaction's own instant is its retransmission (or a tie): left as it is. The
-   * same timestamp resent finds the same stop, so a retransmission is the same transaction.
-   */
-  private async afterStoppedTransaction(
-    chargePointId: string,
-    connectorId: number,
-    at: Date,
-  ): Promise<Date> {
-    const last = await this.deps.transactions.onConnectorAt(chargePointId, connectorId, at);
-    if (
-      !last?.stoppedAt ||
-      stoppedByEngine(last) ||
-      last.stoppedAt <= at ||
-      last.startedAt.getTime() === at.getTime()
-    ) {
-      return at;
-    }
-    const startedAt = justAfter(last.stoppedAt);
-    this.deps.logger.warn(
-      {
-        chargePointId,
-        connectorId,
-        timestamp: at.toISOString(),
-        startedAt: startedAt.toISOString(),
-        inside: last.id,
-      },
-      "StartTransaction dated inside the connector's last transaction, already stopped (the charge point's clock went back): it starts just after that stop",
-    );
-    return startedAt;
   }
 
   /** A charge point connected: listed from now on, booted or not (see ChargePointRecorder). */

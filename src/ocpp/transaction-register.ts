@@ -20,8 +20,7 @@ export type LeftOutReason =
   | 'zero register in a transaction'
   | 'incomplete phases'
   | "below its transaction's meterStart"
-  | 'below an earlier register of its transaction'
-  | "above its transaction's meterStart, dated before it";
+  | 'below an earlier register of its transaction';
 
 interface Floor extends KnownRegister {
   isStart: boolean;
@@ -39,24 +38,10 @@ function belowFloor(sample: { kwh: number; phased: boolean }, floor: Floor): Lef
 }
 
 /**
- * Why a sample dated before the transaction's start is not the register then: it is above
- * `meterStart`, which is not a reset from it (not below half, as the reports' fold reads one).
- * The register only rises, so its clock went back (the transaction started later than the
- * earlier one it lands in says) or it was rounded up: kept, the reports counted it twice (the
- * rise to it, and the rise from `meterStart` again), and its peak power was that rise in the
- * minutes the wrong date gave it. Null: it may be the register then.
- */
-function aboveStart(sample: { kwh: number }, start: KnownRegister): LeftOutReason | null {
-  return sample.kwh > start.kwh && start.kwh >= sample.kwh / 2
-    ? "above its transaction's meterStart, dated before it"
-    : null;
-}
-
-/**
  * Splits a message's register samples into those kept and those left out (with why). `atMs` is
  * a sample's instant, null if unreadable (kept: ingest refuses it by name). A sample dated
  * before the start (a charger's queue delivered late) is the register then, which may well be
- * lower, and is kept; above `meterStart` it cannot be (aboveStart). `stored`: registers of the connector stored before this message (its
+ * lower, and is kept. `stored`: registers of the connector stored before this message (its
  * newest, and for samples delivered late those stored before them), in any order; those inside
  * the transaction are each the floor of the samples dated at or after it.
  */
@@ -74,10 +59,6 @@ export function holdToTransactionRegister<R extends { kwh: number; phased: boole
   let next = 0;
   let floor: Floor = { ...start, isStart: true };
   const leftOut = new Map<number, LeftOutReason>();
-  samples.forEach(({ reading, atMs }, index) => {
-    const reason = atMs !== null && atMs < start.atMs ? aboveStart(reading, start) : null;
-    if (reason) leftOut.set(index, reason);
-  });
   for (const { reading, atMs, index } of inside) {
     // The newest register known before the sample: stored, or a sample of this message kept.
     for (; next < known.length && known[next].atMs <= atMs; next++) {

@@ -71,15 +71,4 @@ describe('holding register samples to their transaction', () => {
     expect(keptValues(result)).toEqual([10, 12]);
     expect(result.leftOut).toEqual(['zero register in a transaction', 'incomplete phases']);
   });
-  test('when a sample dated before the start is above meterStart, then it is left out unless meterStart reads as a reset from it', () => {
-    const result = holdToTransactionRegister(
-      // Lower: the register then. Above: a clock that went back, or rounded up. Twice or more:
-      // meterStart is a reset from it, and it may be the register then.
-      [sample(99, 500), sample(125, 600), sample(100, 700), sample(5_000, 800)],
-      start,
-      [],
-    );
-    expect(keptValues(result)).toEqual([99, 100, 5_000]);
-    expect(result.leftOut).toEqual(["above its transaction's meterStart, dated before it"]);
-  });
 });
