@@ -89,7 +89,8 @@ const upsertRollups = (
 ) => `
 INSERT INTO ${table} (device_type, device_id, ${bucket}, ${ROLLUP_COLUMNS.join(', ')})
 -- Grouped in the window's order, then the groups ordered: ordering the pieces for the GROUP BY
--- sorted every piece a second time (a quarter of a rollup's time).
+-- sorted every piece a second time, on disk past work_mem (2,000 quarters of 30,000 readings:
+-- 145 ms, 125 without it).
 SELECT * FROM (
 SELECT device_type, device_id, ${bucket}, ${FOLD.readings}, ${FOLD.intervalEnergy}, ${FOLD.registerEnergy},
        ${firstTs}, min(first_energy) FILTER (WHERE is_first), ${lastTs}, min(last_energy) FILTER (WHERE is_last),
@@ -188,7 +189,7 @@ ${upsertBothGrains(
   `
   SELECT d.device_type, d.device_id, ${RAW_PIECE}
   -- In key order, so history comes out grouped by device and the window only sorts each device's
-  -- readings (an incremental sort), not all of them at once: a third of a rollup's time.
+  -- readings (an incremental sort), not all of them at once (the same rollup: 125 ms, 92 with it).
   FROM (SELECT * FROM due ORDER BY device_type, device_id, quarter) d
   JOIN telemetry_history t
     ON t.device_type = d.device_type AND t.device_id = d.device_id
