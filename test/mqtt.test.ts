@@ -313,6 +313,7 @@ describe('invalid messages', () => {
       [`${prefix}/meters/M-empty`, '', 'empty_body'],
       [`${prefix}/meters/M-mine`, JSON.stringify(meter('M-theirs', 13)), 'topic_mismatch'],
       [`${prefix}/meters/M-kind`, JSON.stringify(vehicle('V-kind', 14)), 'topic_mismatch'],
+      [`${prefix}/meters/M bad`, JSON.stringify({ kwhConsumedAc: 1 }), 'invalid_topic_id'],
       [
         `${prefix}/vehicles/V-soc`,
         JSON.stringify({ ...vehicle(undefined, 15), soc: 150 }),

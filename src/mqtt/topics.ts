@@ -54,21 +54,23 @@ export function createMqttTopics(prefix: string, shareGroup: string | null): Mqt
 
 const VALID_DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
 
-const mismatch = (message: string, path: string, detail: string): IngestItem => ({
-  invalid: { error: 'topic_mismatch', message, details: [{ path, message: detail }] },
+const refusal = (error: string, message: string, path: string, detail: string): IngestItem => ({
+  invalid: { error, message, details: [{ path, message: detail }] },
 });
 
 /**
  * Binds the items of a device topic to its device: an item without the id gets the topic's, one
- * with another id or another kind's id field is refused (`topic_mismatch`). Anything that is not
- * an object is left for validation to describe.
+ * with another id or another kind's id field is refused (`topic_mismatch`), and every item of a
+ * topic whose id is not a valid device id (`invalid_topic_id`). Anything that is not an object is
+ * left for validation to describe.
  */
 export function bindToTopic(items: IngestItem[], route: TopicRoute): IngestItem[] {
   if (route.kind !== 'device') return items;
   const { device, id } = route;
   if (!VALID_DEVICE_ID.test(id)) {
     // Said of the topic: the publisher may never have sent the id field validation would name.
-    const refused = mismatch(
+    const refused = refusal(
+      'invalid_topic_id',
       `The topic's ${device.idField} ${JSON.stringify(id)} must be ${DeviceId.description}`,
       '/',
       `the topic's device id must be ${DeviceId.description}`,
@@ -80,7 +82,8 @@ export function bindToTopic(items: IngestItem[], route: TopicRoute): IngestItem[
     const value = item.value;
     const other = DEVICE_KINDS.find((k) => k !== device && Object.hasOwn(value, k.idField));
     if (other) {
-      return mismatch(
+      return refusal(
+        'topic_mismatch',
         `A ${other.type} reading (${other.idField}) was sent to the ${device.type} topic of ${JSON.stringify(id)}`,
         `/${other.idField}`,
         `not allowed on a ${device.plural} topic`,
@@ -90,7 +93,8 @@ export function bindToTopic(items: IngestItem[], route: TopicRoute): IngestItem[
     // Not a string (123 for "123"): validation says what an id must be.
     if (typeof value[device.idField] !== 'string') return item;
     if (value[device.idField] !== id) {
-      return mismatch(
+      return refusal(
+        'topic_mismatch',
         `${device.idField} ${JSON.stringify(value[device.idField])} differs from the topic's ${JSON.stringify(id)}`,
         `/${device.idField}`,
         `must equal the topic's device id ${JSON.stringify(id)}`,

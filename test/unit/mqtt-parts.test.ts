@@ -71,7 +71,7 @@ describe('MQTT topics', () => {
     const [item] = bindToTopic([{ value: { kwhConsumedAc: 1 } }], route);
     expect(item).toEqual({
       invalid: {
-        error: 'topic_mismatch',
+        error: 'invalid_topic_id',
         message: `The topic's meterId "M 1" must be 1-64 characters from A-Z a-z 0-9 . _ : -, not dots alone`,
         details: [
           {
