@@ -381,8 +381,8 @@ export interface OcppMetrics {
    * `errorCode`, or, null, a message of a type OCPP-J does not know: ignored.
    */
   onUnreadable(errorCode: string | null): void;
-  onSampleIgnored(measurand: string): void;
-  onSampleRejected(reason: string): void;
+  onSampleIgnored(measurand: string, count: number): void;
+  onSampleRejected(reason: string, count: number): void;
 }
 
 /**
@@ -448,7 +448,7 @@ export function createOcppMetrics(registry: Registry, actions: readonly string[]
       messages.inc({ action: 'unreadable', outcome: errorCode === null ? 'ignored' : 'callerror' });
       if (errorCode !== null) callErrors.inc({ code: ocppLabel(errorCode) });
     },
-    onSampleIgnored: (measurand) => ignored.inc({ measurand: ocppLabel(measurand) }),
-    onSampleRejected: (reason) => rejected.inc({ reason }),
+    onSampleIgnored: (measurand, count) => ignored.inc({ measurand: ocppLabel(measurand) }, count),
+    onSampleRejected: (reason, count) => rejected.inc({ reason }, count),
   };
 }

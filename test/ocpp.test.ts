@@ -886,6 +886,30 @@ describe('OCPP 1.6J charge points', () => {
     expect(metrics.text).toMatch(/energy_ocpp_samples_rejected_total\{reason="negative value"/);
   });
 
+  test('when a message holds thousands of unusable samples, then each is counted and the good ones stored', async () => {
+    const rejected = async () =>
+      sampleValue(
+        (await request(e.api.api.app).get('/metrics').expect(200)).text,
+        'energy_ocpp_samples_rejected_total',
+        { reason: 'non-numeric value' },
+      ) || 0;
+    const before = await rejected();
+    const cp = await connect('CP-MANYBAD');
+    const bad = { timestamp: '2024-04-03T10:00:00Z', sampledValue: [{ value: 'x' }] };
+    expect(
+      await cp.call('MeterValues', {
+        connectorId: 1,
+        meterValue: [
+          ...Array.from({ length: 3_000 }, () => bad),
+          { timestamp: '2024-04-03T10:01:00Z', sampledValue: [wh(12_000)] },
+        ],
+      }),
+    ).toEqual({});
+    await waitForDrained(e.queue);
+    expect(await history(e, 'CP-MANYBAD:1')).toEqual([{ at: '10:01', kwh: 12, voltage: null }]);
+    expect((await rejected()) - before).toBe(3_000);
+  });
+
   test('when a message breaks the OCPP schema, then the engine refuses it with the schema violation and stores nothing', async () => {
     // A charge point that does not check what it sends (strict mode would refuse to send it).
     const cp = await chargePoint(e, 'CP-BAD', { strict: false });

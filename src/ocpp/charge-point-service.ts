@@ -11,7 +11,13 @@ import type { ChargePointRecorder } from './charge-point-recorder';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
 import { normalizeIdTag, type IdTagStore } from './id-tag-store';
-import { readMeterValues, type MeterValue } from './meter-values';
+import {
+  countBy,
+  LISTED_REJECTS,
+  readMeterValues,
+  summariseRejects,
+  type MeterValue,
+} from './meter-values';
 import { holdToTransactionRegister, type KnownRegister } from './transaction-register';
 import {
   SUPERSEDED_BY_NEW,
@@ -604,7 +610,7 @@ export class ChargePointService {
   ) {
     const stopMs = stoppedAt.getTime();
     const within = (ms: number) => ms > after && ms < before;
-    const samples = this.timed(this.read(req.transactionData ?? [])).filter(
+    const samples = this.timed(this.read(meterId, req.transactionData ?? [])).filter(
       ({ atMs }) => atMs === null || (atMs !== stopMs && within(atMs)),
     );
     const data = await this.heldToRegister(meterId, samples, start, stored);
@@ -616,7 +622,7 @@ export class ChargePointService {
     checkConnectorId(req.connectorId, 0);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     this.recordRegisterSoon(chargePointId, req.connectorId);
-    const readings = this.read(req.meterValue, { ignoreTransactionEnd: true });
+    const readings = this.read(meterId, req.meterValue, { ignoreTransactionEnd: true });
     if (readings.length === 0) return {};
     const open = await this.readForCheck(
       this.openStarts.startOf(chargePointId, req.connectorId),
@@ -757,24 +763,41 @@ export class ChargePointService {
       { kwh: whToKwh(start.wh), atMs: start.atMs },
       stored,
     );
-    for (const reason of leftOut) this.deps.metrics.onSampleRejected(reason);
+    const dropped = countBy(leftOut);
+    for (const [reason, count] of dropped) this.deps.metrics.onSampleRejected(reason, count);
     if (leftOut.length > 0) {
       this.deps.logger.warn(
-        { meterId, dropped: leftOut.length, meterStartWh: start.wh, newest, stored: stored.length },
+        {
+          meterId,
+          dropped: leftOut.length,
+          byReason: Object.fromEntries(dropped),
+          meterStartWh: start.wh,
+          newest,
+          stored: stored.length,
+        },
         "register samples below their transaction's register left out",
       );
     }
     return kept;
   }
 
-  /** The register readings of a meterValue list; samples it cannot use are counted and logged. */
-  private read(meterValue: MeterValue[], options?: { ignoreTransactionEnd: boolean }) {
+  /**
+   * The register readings of a connector meter's meterValue list; samples it cannot use are
+   * counted, and the rejected ones logged in one line.
+   */
+  private read(
+    meterId: string,
+    meterValue: MeterValue[],
+    options?: { ignoreTransactionEnd: boolean },
+  ) {
     const result = readMeterValues(meterValue, options);
     for (const [measurand, count] of Object.entries(result.ignored))
-      for (let i = 0; i < count; i++) this.deps.metrics.onSampleIgnored(measurand);
-    for (const reject of result.rejects) {
-      this.deps.metrics.onSampleRejected(reject.reason);
-      this.deps.logger.warn(reject, 'meter value sample rejected');
+      this.deps.metrics.onSampleIgnored(measurand, count);
+    if (result.rejects.length > 0) {
+      const summary = summariseRejects(result.rejects);
+      for (const [reason, count] of Object.entries(summary.byReason))
+        this.deps.metrics.onSampleRejected(reason, count);
+      this.deps.logger.warn({ meterId, ...summary }, 'meter value samples rejected');
     }
     return result.readings;
   }
@@ -815,8 +838,16 @@ export class ChargePointService {
       return;
     }
     if (outcome.kind === 'batch' && outcome.errors.length > 0) {
-      // Invalid readings are not stored, and resending them would not help: log them.
-      this.deps.logger.warn({ meterId, errors: outcome.errors }, 'OCPP readings refused');
+      // Invalid readings are not stored, and resending them would not help: log how many, and
+      // the first few (a message of many thousands made a line of megabytes).
+      this.deps.logger.warn(
+        {
+          meterId,
+          refused: outcome.errors.length,
+          errors: outcome.errors.slice(0, LISTED_REJECTS),
+        },
+        'OCPP readings refused',
+      );
     }
   }
 

@@ -54,6 +54,25 @@ export interface MeterValuesResult {
   elementsWithoutRegister: number;
 }
 
+/** Rejected samples a log line lists one by one; the rest are counted by reason. */
+export const LISTED_REJECTS = 5;
+
+/**
+ * Rejected samples as one log line says them: how many, how many for each reason, and the first
+ * few. A message may hold hundreds of thousands of samples: a line per sample flooded the log.
+ */
+export function summariseRejects(rejects: readonly SampleReject[]) {
+  const byReason = Object.fromEntries(countBy(rejects.map((r) => r.reason)));
+  return { rejected: rejects.length, byReason, first: rejects.slice(0, LISTED_REJECTS) };
+}
+
+/** How often each value occurs, in order of first occurrence. */
+export function countBy<T>(values: readonly T[]): Map<T, number> {
+  const counts = new Map<T, number>();
+  for (const value of values) counts.set(value, (counts.get(value) ?? 0) + 1);
+  return counts;
+}
+
 export const ENERGY_REGISTER = 'Energy.Active.Import.Register';
 const VOLTAGE = 'Voltage';
 

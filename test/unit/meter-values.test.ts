@@ -1,6 +1,8 @@
 import {
   readMeterValues,
   parseReading,
+  summariseRejects,
+  LISTED_REJECTS,
   type MeterValue,
   type SampledValue,
 } from '../../src/ocpp/meter-values';
@@ -290,6 +292,26 @@ describe('mixed measurands', () => {
       rejects: [],
       ignored: {},
       elementsWithoutRegister: 0,
+    });
+  });
+});
+
+describe('rejected samples in a log line', () => {
+  it('counts them by reason and lists the first few, however many a message holds', () => {
+    const many = Array.from({ length: 10_000 }, (_, i) => el(T1, reg(i % 2 === 0 ? 'x' : '-1')));
+    const { rejects } = readMeterValues([...many, el(T2, reg('5', { unit: 'kW' }))]);
+    const summary = summariseRejects(rejects);
+    expect(summary.rejected).toBe(10_001);
+    expect(summary.byReason).toEqual({
+      'non-numeric value': 5_000,
+      'negative value': 5_000,
+      'unknown unit': 1,
+    });
+    expect(summary.first).toHaveLength(LISTED_REJECTS);
+    expect(summary.first[0]).toEqual({
+      timestamp: T1,
+      measurand: 'Energy.Active.Import.Register',
+      reason: 'non-numeric value',
     });
   });
 });
