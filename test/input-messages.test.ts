@@ -40,6 +40,10 @@ test.each([
     'from must be at most 64 characters',
   ],
   ['/v1/id-tags/caf%C3%A9', 'idTag must be an RFID card or app token: 1-20 printable'],
+  [
+    '/v1/id-tags/%20%20',
+    'idTag must be an RFID card or app token: 1-20 printable ASCII characters, not spaces alone',
+  ],
   ['/v1/analytics/fleet?rank=foo', 'rank must be one of "efficiency", "session"'],
   ['/v1/analytics/sessions?flagged=yes', 'flagged must be true or false'],
   ['/v1/analytics/fleet?limit=Infinity', 'limit must be a whole number from 1 to'],

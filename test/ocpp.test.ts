@@ -287,6 +287,17 @@ describe('OCPP 1.6J charge points', () => {
     expect(await cp.call('Authorize', { idTag: '' })).toEqual({
       idTagInfo: { status: 'Invalid' },
     });
+    // Nor does a blank one: it cannot be registered, and is Invalid however it is spelled.
+    const blank = await request(e.api.api.app)
+      .put('/v1/id-tags/%20%20')
+      .send({ vehicleId: 'V-blank' })
+      .expect(400);
+    expect(blank.body.message).toContain('not spaces alone');
+    // One registered before blank ones were refused is not looked up.
+    await e.ctx.db('id_tags').insert({ id_tag: '  ', vehicle_id: 'V-blank' });
+    expect(await cp.call('Authorize', { idTag: '  ' })).toEqual({
+      idTagInfo: { status: 'Invalid' },
+    });
     await request(e.api.api.app).delete('/v1/id-tags/card-1').expect(204);
     await request(e.api.api.app).get('/v1/id-tags/card-1').expect(404);
     // Any printable ASCII a charge point may send, URL-encoded in the path.

@@ -10,7 +10,7 @@ import type { ReadingValidator } from '../telemetry/validation';
 import type { ChargePointRecorder } from './charge-point-recorder';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
-import { normalizeIdTag, type IdTagStore } from './id-tag-store';
+import { isBlankIdTag, normalizeIdTag, type IdTagStore } from './id-tag-store';
 import {
   countBy,
   LISTED_REJECTS,
@@ -361,7 +361,7 @@ export class ChargePointService {
     checkRegisterWh('meterStart', req.meterStart);
     const startedAt = await this.startInstant(chargePointId, req);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
-    const tag = await this.deps.idTags.get(req.idTag);
+    const tag = await this.registeredTag(req.idTag);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
     const { transaction, created } = await this.deps.transactions.start({
       chargePointId,
@@ -881,12 +881,17 @@ export class ChargePointService {
   }
 
   private async idTagStatus(idTag: string): Promise<IdTagStatus> {
-    return (await this.deps.idTags.get(idTag)) ? 'Accepted' : this.unknownIdTagStatus(idTag);
+    return (await this.registeredTag(idTag)) ? 'Accepted' : this.unknownIdTagStatus(idTag);
+  }
+
+  /** The idTag's registration; none for a blank one (registered before blank ones were refused). */
+  private registeredTag(idTag: string) {
+    return isBlankIdTag(idTag) ? Promise.resolve(null) : this.deps.idTags.get(idTag);
   }
 
   private unknownIdTagStatus(idTag: string): IdTagStatus {
-    // An empty token identifies no one, whatever OCPP_UNKNOWN_ID_TAGS says of unknown ones.
-    if (idTag.trim() === '') return 'Invalid';
+    // A blank token identifies no one, whatever OCPP_UNKNOWN_ID_TAGS says of unknown ones.
+    if (isBlankIdTag(idTag)) return 'Invalid';
     return this.deps.config.ocppUnknownIdTags === 'accept' ? 'Accepted' : 'Invalid';
   }
 }

@@ -3,6 +3,9 @@ import type { Knex } from 'knex';
 /** OCPP compares idTags case-insensitively (CiString20): they are kept and looked up upper-case. */
 export const normalizeIdTag = (idTag: string) => idTag.toUpperCase();
 
+/** An empty or blank idTag identifies no one. */
+export const isBlankIdTag = (idTag: string) => idTag.trim() === '';
+
 export interface IdTag {
   idTag: string;
   vehicleId: string;

@@ -16,9 +16,10 @@ import type { Transaction, TransactionStore } from './transaction-store';
 const IdTagParam = Type.String({
   minLength: 1,
   maxLength: 20,
-  pattern: '^[\\x20-\\x7E]{1,20}$',
+  // Not blank: a blank token identifies no one (Authorize answers Invalid).
+  pattern: '^(?=.*[\\x21-\\x7E])[\\x20-\\x7E]{1,20}$',
   description:
-    'an RFID card or app token: 1-20 printable ASCII characters (in the path URL-encoded: a space %20, # %23, / %2F), compared case-insensitively',
+    'an RFID card or app token: 1-20 printable ASCII characters, not spaces alone (in the path URL-encoded: a space %20, # %23, / %2F), compared case-insensitively',
 });
 
 const ChargePointIdParam = Type.String({
