@@ -114,6 +114,18 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
   });
 
+  test('when the OCPP URL is requested over plain HTTP (an installer checking it), then 426 says it is a WebSocket endpoint', async () => {
+    const plain = await request(e.api.api.app).get('/ocpp/CP-PLAIN').expect(426);
+    expect(plain.headers.upgrade).toBe('websocket');
+    expect(plain.body).toMatchObject({
+      error: 'upgrade_required',
+      message: expect.stringContaining('WebSocket upgrade and the subprotocol ocpp1.6'),
+    });
+    // The same URL still takes the charge point's upgrade.
+    const cp = await connect('CP-PLAIN');
+    expect(await cp.call('Heartbeat', {})).toHaveProperty('currentTime');
+  });
+
   test('when a charge point connects without booting (it reconnected after a network drop), then the list shows it, its boot record empty', async () => {
     const cp = await connect('CP-NOBOOT');
     await cp.call('StatusNotification', {

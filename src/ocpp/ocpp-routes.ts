@@ -5,7 +5,7 @@ import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
 import type { LiveStateStore } from '../telemetry/live-state';
 import type { ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
-import { CHARGE_POINT_ID_PATTERN, CHARGE_POINT_ID_RULE } from './ocpp-endpoint';
+import { CHARGE_POINT_ID_PATTERN, CHARGE_POINT_ID_RULE, OCPP_PATH } from './ocpp-endpoint';
 import type { IdTag, IdTagStore } from './id-tag-store';
 import type { Transaction, TransactionStore } from './transaction-store';
 
@@ -104,7 +104,7 @@ const idTagJson = (tag: IdTag) => ({ ...tag, updatedAt: tag.updatedAt.toISOStrin
 const idTagNotRegistered = (idTag: string) =>
   notFound(`idTag ${idTag} is not registered to a vehicle`);
 
-/** `/v1/id-tags/{idTag}` and `/v1/charge-points[/{id}]`. */
+/** `/v1/id-tags/{idTag}`, `/v1/charge-points[/{id}]`, and plain HTTP at the OCPP endpoint. */
 export function ocppRoutes({
   idTags,
   chargePoints,
@@ -267,6 +267,28 @@ export function ocppRoutes({
         if (!described) throw notFound(`Charge point ${params.chargePointId} has never connected`);
         return reply(200, described);
       },
+    }),
+    defineRoute({
+      method: 'get',
+      path: `${OCPP_PATH}/{chargePointId}`,
+      operationId: 'ocppEndpoint',
+      summary: 'The OCPP 1.6J WebSocket endpoint of a charge point',
+      description:
+        'Charge points connect here with a WebSocket upgrade and the subprotocol ocpp1.6 (with AUTH=on, HTTP Basic: see the README). A plain HTTP request (an installer checking the URL) is told so.',
+      params: Type.Object({ chargePointId: ChargePointIdParam }),
+      responses: {
+        426: { description: 'not a WebSocket upgrade', schema: ErrorBody },
+      },
+      handler: ({ params }) =>
+        reply(
+          426,
+          {
+            error: 'upgrade_required',
+            message: `${OCPP_PATH}/${params.chargePointId} is an OCPP 1.6J endpoint: a charge point connects with a WebSocket upgrade and the subprotocol ocpp1.6 (ws://, or wss:// behind TLS)`,
+            details: [],
+          },
+          { Upgrade: 'websocket' },
+        ),
     }),
   ];
 }
