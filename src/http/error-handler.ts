@@ -1,6 +1,10 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError, badRequest, redisUnavailable, serviceUnavailable } from '../errors';
-import { isDatabaseUnavailable, isStatementTimeout } from '../stores/database-errors';
+import {
+  isDatabaseUnavailable,
+  isLockTableFull,
+  isStatementTimeout,
+} from '../stores/database-errors';
 import type { Logger } from '../logger';
 import { isRedisUnavailable } from '../redis';
 
@@ -30,6 +34,13 @@ const DATABASE_RETRY_AFTER_S = 5;
 
 /** PostgreSQL down, restarting or overloaded: a 503 the client can retry, not a server fault. */
 function fromDatabaseError(err: unknown): AppError | null {
+  // PostgreSQL is up, only too busy: said so, so that nobody looks for an outage.
+  if (isLockTableFull(err))
+    return serviceUnavailable(
+      'database_busy',
+      "PostgreSQL's lock table is full (out of shared memory): a report locks each day of history it may read. Try again shortly; the operator raises max_locks_per_transaction or keeps fewer days (RETENTION_DAYS)",
+      DATABASE_RETRY_AFTER_S,
+    );
   if (isDatabaseUnavailable(err))
     return serviceUnavailable(
       'database_unavailable',

@@ -68,7 +68,7 @@ export interface RouteDeclaration<
   description?: string;
   /** The API-key scope it needs; none for public routes (health, metrics, the document). */
   scope?: Scope;
-  /** Reads PostgreSQL, so it may answer 503 database_unavailable / database_timeout. */
+  /** Reads PostgreSQL, so it may answer 503 database_unavailable / database_timeout / database_busy. */
   database?: boolean;
   params?: P;
   query?: Q;

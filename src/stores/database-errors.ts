@@ -11,6 +11,7 @@ interface DriverError {
   code?: unknown;
   name?: unknown;
   message?: unknown;
+  hint?: unknown;
 }
 
 /** Socket-level failures reaching the server. */
@@ -43,6 +44,16 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   }
   if (name === 'KnexTimeoutError') return true;
   return typeof message === 'string' && UNAVAILABLE_MESSAGES.test(message);
+}
+
+/**
+ * 53200 "out of shared memory", hinting at max_locks_per_transaction: the server's lock table is
+ * full. A statement over history locks every partition it may read (with a generic plan, all of
+ * them: about 3 locks a day of history), so many days of history and concurrent reports fill it.
+ */
+export function isLockTableFull(err: unknown): boolean {
+  const { code, hint } = (err ?? {}) as DriverError;
+  return code === '53200' && /max_locks_per_transaction/.test(String(hint));
 }
 
 /** 57014: the statement ran past DB_STATEMENT_TIMEOUT_MS (the database is overloaded or locked). */

@@ -1,5 +1,7 @@
+import { DatabaseError } from 'pg';
 import {
   isDatabaseUnavailable,
+  isLockTableFull,
   isMissingPartition,
   isPermanentDataError,
   isStatementTimeout,
@@ -140,5 +142,31 @@ describe('isMissingPartition', () => {
     ['undefined', undefined],
   ])('when the error is %s, then no partition is missing', (_, err) => {
     expect(isMissingPartition(err)).toBe(false);
+  });
+});
+
+describe('isLockTableFull', () => {
+  /** What node-postgres gives when the server's lock table is full (seen on PostgreSQL 15). */
+  const outOfSharedMemory = (hint: string | undefined) =>
+    Object.assign(new DatabaseError('out of shared memory', 0, 'error'), {
+      code: '53200',
+      hint,
+      routine: 'LockAcquireExtended',
+    });
+
+  test('when PostgreSQL is out of shared memory for locks, then the lock table is full', () => {
+    expect(
+      isLockTableFull(outOfSharedMemory('You might need to increase max_locks_per_transaction.')),
+    ).toBe(true);
+    expect(
+      isDatabaseUnavailable(
+        outOfSharedMemory('You might need to increase max_locks_per_transaction.'),
+      ),
+    ).toBe(false);
+  });
+
+  test('when 53200 comes without the lock hint (memory for something else), then it is not', () => {
+    expect(isLockTableFull(outOfSharedMemory(undefined))).toBe(false);
+    expect(isLockTableFull(driverError({ code: '57014' }))).toBe(false);
   });
 });

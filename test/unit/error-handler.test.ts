@@ -1,0 +1,47 @@
+import request from 'supertest';
+import { DatabaseError } from 'pg';
+import { Type } from '@sinclair/typebox';
+import { createLogger } from '../../src/logger';
+import { createServiceApp } from '../../src/http/service-app';
+import { defineRoute } from '../../src/http/route-contract';
+
+/** An app of one route that fails with `err`, answered as the API answers it. */
+const failingWith = (err: unknown) =>
+  createServiceApp(
+    [
+      defineRoute({
+        method: 'get',
+        path: '/fails',
+        operationId: 'fails',
+        summary: 'fails',
+        database: true,
+        responses: { 200: { description: 'never', schema: Type.Object({}) } },
+        handler: () => {
+          throw err;
+        },
+      }),
+    ],
+    createLogger({ level: 'silent', name: 'test' }),
+  );
+
+describe('database errors as answers', () => {
+  test("when PostgreSQL's lock table is full, then 503 database_busy names the cause and the remedy", async () => {
+    const full = Object.assign(new DatabaseError('out of shared memory', 0, 'error'), {
+      code: '53200',
+      hint: 'You might need to increase max_locks_per_transaction.',
+    });
+    const res = await request(failingWith(full)).get('/fails').expect(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(res.body).toMatchObject({
+      error: 'database_busy',
+      message: expect.stringContaining('max_locks_per_transaction'),
+    });
+  });
+
+  test('when a statement fails otherwise, then it is a 500 that says nothing of the driver', async () => {
+    const other = Object.assign(new DatabaseError('out of memory', 0, 'error'), { code: '53200' });
+    const res = await request(failingWith(other)).get('/fails').expect(500);
+    expect(res.body.error).toBe('internal_error');
+    expect(JSON.stringify(res.body)).not.toContain('out of memory');
+  });
+});
