@@ -46,6 +46,23 @@ describe('report plans made again when the catalog changes', () => {
     await waitFor(async () => warmUps >= 1, 20_000, 'a warm-up after a new partition');
   });
 
+  test('when partitions are created one after another (a backfill), then the report path is warmed once they stop', async () => {
+    // Checks far apart beside creations close together: every check finds the catalog changed.
+    await refresh?.stop();
+    refresh = startPlanRefresh({ db: ctx.db, warmUp, intervalMs: 400, logger: ctx.logger });
+    await refresh.ready;
+    const until = Date.now() + 1_500;
+    for (let day = 1; Date.now() < until; day++) {
+      const date = new Date(Date.UTC(2032, 0, day)).toISOString().slice(0, 10);
+      await ctx.db.raw(`SELECT ensure_history_partitions(?::date, ?::date)`, [date, date]);
+      await sleep(20);
+    }
+    expect(warmUps).toBe(0);
+    await waitFor(async () => warmUps === 1, 20_000, 'a warm-up once the catalog settled');
+    await sleep(1_200);
+    expect(warmUps).toBe(1);
+  });
+
   test('when a warm-up fails, then the next change still warms the report path', async () => {
     failNext = true;
     await ctx.db.raw('ANALYZE rollup_pending');
