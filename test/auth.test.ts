@@ -42,6 +42,25 @@ describe('API keys', () => {
     expect(res.body.error).toBe('missing_api_key');
   });
 
+  test('when a key is sent another way than Bearer, then 401 says how to send it', async () => {
+    const basic = await app()
+      .get('/v1/meters/M-1/status')
+      .set('Authorization', 'Basic dXNlcjprZXk=')
+      .expect(401);
+    expect(basic.body).toMatchObject({
+      error: 'missing_api_key',
+      message:
+        'Send the API key as Authorization: Bearer <key> (the Authorization header sent uses the Basic scheme)',
+    });
+    const bare = await app()
+      .get('/v1/meters/M-1/status')
+      .set('Authorization', 'eie_some-key')
+      .expect(401);
+    expect(bare.body.message).toBe(
+      'Send the API key as Authorization: Bearer <key> (the Authorization header sent has no scheme)',
+    );
+  });
+
   test('when an unknown key is sent, then 401', async () => {
     const res = await ingest('eie_not-a-real-key').expect(401);
     expect(res.body.error).toBe('invalid_api_key');

@@ -173,6 +173,10 @@ describe('fuzzing the ingest endpoint', () => {
       message:
         'The path segment "%ZZ" is not valid percent-encoding (a % starts an escape such as %2F; a literal % is %25)',
     });
+    const latin1 = await request(engine.api.app).get('/v1/meters/%E9/status').expect(400);
+    expect(latin1.body.message).toBe(
+      'The path segment "%E9" is not UTF-8 once percent-decoded (é is %C3%A9, not %E9)',
+    );
   });
 
   test('when hostile headers and paths arrive, then every answer is a 4xx', async () => {

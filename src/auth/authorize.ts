@@ -96,11 +96,19 @@ export function createAuthorize({
     }
   }
 
+  /** Said of the header sent, if any: a key sent another way (Basic, no scheme) is not read. */
+  const missingKeyMessage = (header: string | undefined) => {
+    if (header === undefined) return 'Send an API key: Authorization: Bearer <key>';
+    const scheme = /^(\S+)\s+\S/.exec(header)?.[1];
+    const sent = scheme ? `uses the ${scheme} scheme` : 'has no scheme';
+    return `Send the API key as Authorization: Bearer <key> (the Authorization header sent ${sent})`;
+  };
+
   return (scope) => async (req, _res, next) => {
     if (config.auth === 'off') return next();
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-    if (!match)
-      throw unauthorized('missing_api_key', 'Send an API key: Authorization: Bearer <key>');
+    const header = req.headers.authorization;
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+    if (!match) throw unauthorized('missing_api_key', missingKeyMessage(header));
     const key = findKey(keys, match[1]);
     if (!key) throw unauthorized('invalid_api_key', 'The API key is not valid');
     if (!key.scopes.includes(scope)) {

@@ -22,9 +22,14 @@ function fromFrameworkError(err: unknown): AppError | null {
   if (typeof code !== 'number' || code < 400 || code >= 500) return null;
   const undecodable = typeof message === 'string' ? UNDECODABLE_PARAM.exec(message) : null;
   if (undecodable) {
+    const segment = undecodable[1];
+    // Escapes well formed that decode to bytes that are not UTF-8 (%E9 for é is Latin-1).
+    const wellFormed = /^(?:[^%]|%[0-9A-Fa-f]{2})*$/.test(segment);
     return badRequest(
       'invalid_parameter',
-      `The path segment ${JSON.stringify(undecodable[1])} is not valid percent-encoding (a % starts an escape such as %2F; a literal % is %25)`,
+      wellFormed
+        ? `The path segment ${JSON.stringify(segment)} is not UTF-8 once percent-decoded (é is %C3%A9, not %E9)`
+        : `The path segment ${JSON.stringify(segment)} is not valid percent-encoding (a % starts an escape such as %2F; a literal % is %25)`,
     );
   }
   return new AppError(code, 'bad_request', 'The request could not be understood');
