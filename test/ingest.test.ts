@@ -366,6 +366,20 @@ describe('POST /v1/telemetry/ingest: one reading', () => {
       error: 'invalid_json',
       message: expect.stringContaining('Content-Type: application/x-ndjson'),
     });
+    // Blank lines (CRLF too), or a bad second line, say the same.
+    for (const body of [
+      `${JSON.stringify(METER)}\r\n\r\n${JSON.stringify(METER)}\r\n`,
+      `${JSON.stringify(METER)}\n{"meterId":`,
+    ]) {
+      const other = await ingest().set('Content-Type', 'application/json').send(body).expect(400);
+      expect(other.body.message).toContain('Content-Type: application/x-ndjson');
+    }
+    // A broken document that is not NDJSON gets the parser's words.
+    const pretty = await ingest()
+      .set('Content-Type', 'application/json')
+      .send('{\n  "meterId": "M-1",\n}')
+      .expect(400);
+    expect(pretty.body.message).toMatch(/^The body is not valid JSON: /);
   });
 
   test('when the content type is not JSON or NDJSON, then 415', async () => {

@@ -89,9 +89,11 @@ function parseJsonOrSayNdjson(text: string): unknown {
   try {
     return parseJson(text);
   } catch (err) {
-    // Its first two lines tell (a body may hold a million lines).
-    const lines = text.trimStart().split('\n', 2);
-    if (lines.length === 2 && lines.every(isJsonValue)) {
+    // Its first line tells (a body may hold a million lines): a whole JSON object, and the body
+    // did not parse, so more follows it.
+    const body = text.trimStart();
+    const firstLine = body.slice(0, Math.max(0, body.indexOf('\n')));
+    if (firstLine.trimEnd().endsWith('}') && isJsonValue(firstLine)) {
       throw badRequest(
         'invalid_json',
         'The body is one JSON value per line (NDJSON), sent as application/json: send it with Content-Type: application/x-ndjson, or as a JSON array',
