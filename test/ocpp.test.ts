@@ -1349,6 +1349,83 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test("when a transaction's own stop arrives after the connector's next start, dated before it, then it replaces the stop made at that start: the session bills what the charger billed", async () => {
+    await registerIdTags([
+      ['TAG-SUP1', 'V-sup1'],
+      ['TAG-SUP2', 'V-sup2'],
+    ]);
+    const cp = await connect('CP-SUP');
+    const first = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-SUP1',
+      meterStart: 1_000,
+      timestamp: '2024-04-16T10:00:00Z',
+    });
+    // The next vehicle starts at 10:20; the first one's stop (10:15, 3,800 Wh) was queued.
+    await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-SUP2',
+      meterStart: 4_000,
+      timestamp: '2024-04-16T10:20:00Z',
+    });
+    const row = () =>
+      e.ctx.db('ocpp_transactions').where({ id: first }).first<{
+        meter_stop_wh: string;
+        stopped_at: Date;
+        stop_reason: string;
+      }>();
+    expect((await row()).stop_reason).toBe('SupersededByNewTransaction');
+    const stop = { transactionId: first, meterStop: 3_800, timestamp: '2024-04-16T10:15:00Z' };
+    await cp.call('StopTransaction', stop);
+    const stopped = await row();
+    expect([
+      Number(stopped.meter_stop_wh),
+      stopped.stopped_at.toISOString(),
+      stopped.stop_reason,
+    ]).toEqual([3_800, '2024-04-16T10:15:00.000Z', 'Local']);
+    await waitForDrained(e.queue);
+    const sessions = await request(e.api.api.app)
+      .get('/v1/vehicles/V-sup1/sessions?from=2024-04-16T00:00:00Z&to=2024-04-17T00:00:00Z')
+      .expect(200);
+    expect(
+      sessions.body.sessions.map((s: { end: string; acConsumedKwh: number }) => [
+        s.end,
+        s.acConsumedKwh,
+      ]),
+    ).toEqual([['2024-04-16T10:15:00.000Z', 2.8]]);
+    // The vehicle's mapping to the connector ends at that stop too.
+    const periods = await e.ctx
+      .db('vehicle_meter_map')
+      .where({ vehicle_id: 'V-sup1', meter_id: 'CP-SUP:1' })
+      .select('valid_to');
+    expect(periods.map((p) => p.valid_to.toISOString())).toEqual(['2024-04-16T10:15:00.001Z']);
+
+    // A stop dated after the next start is not the register there: the stop made at it stays.
+    const third = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-SUP1',
+      meterStart: 6_000,
+      timestamp: '2024-04-16T11:00:00Z',
+    });
+    await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-SUP2',
+      meterStart: 7_000,
+      timestamp: '2024-04-16T11:20:00Z',
+    });
+    await cp.call('StopTransaction', {
+      transactionId: third,
+      meterStop: 7_500,
+      timestamp: '2024-04-16T11:30:00Z',
+    });
+    const kept = await e.ctx.db('ocpp_transactions').where({ id: third }).first();
+    expect([Number(kept.meter_stop_wh), kept.stopped_at.toISOString(), kept.stop_reason]).toEqual([
+      7_000,
+      '2024-04-16T11:20:00.000Z',
+      'SupersededByNewTransaction',
+    ]);
+  });
+
   test('when a vehicle starts a transaction inside its last one, already stopped, on another connector, then each session counts its own connector only', async () => {
     await registerIdTags([['TAG-OV', 'V-ov']]);
     const cp = await connect('CP-OV');

@@ -564,8 +564,14 @@ export class ChargePointService {
     if (kept) {
       const stored = await this.storedRegister(meterId);
       // With its clock lost, samples of its transactionData dated before the start carry that
-      // clock too: only those from the start on are read (taken before the reboot).
-      const within = clockLost ? { after: known.startedAt.getTime() - 1 } : {};
+      // clock too: only those from the start on are read (taken before the reboot). Replacing
+      // the stop made where the connector's next transaction started: those before that start.
+      const within = {
+        ...(clockLost ? { after: known.startedAt.getTime() - 1 } : {}),
+        ...(known.stopReason === SUPERSEDED_BY_NEW && known.stoppedAt
+          ? { before: known.stoppedAt.getTime() }
+          : {}),
+      };
       await this.store(
         meterId,
         await this.stopReadings(meterId, req, stoppedAt, startOf(known), stored, within),

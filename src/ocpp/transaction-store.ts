@@ -8,9 +8,12 @@ export const SUPERSEDED_ELSEWHERE = 'SupersededElsewhere';
 /** The reason of a transaction stopped because its connector's next transaction started. */
 export const SUPERSEDED_BY_NEW = 'SupersededByNewTransaction';
 
+/** Whether a stop's reason is the engine's (a start superseded it), not its charge point's. */
+const isEngineReason = (reason: string | null) =>
+  reason === SUPERSEDED_ELSEWHERE || reason === SUPERSEDED_BY_NEW;
+
 /** Whether the engine stopped the transaction (a start superseded it), not its charge point. */
-export const stoppedByEngine = (t: Transaction) =>
-  t.stopReason === SUPERSEDED_ELSEWHERE || t.stopReason === SUPERSEDED_BY_NEW;
+export const stoppedByEngine = (t: Transaction) => isEngineReason(t.stopReason);
 
 /** The largest transaction id (a PostgreSQL `integer` serial). */
 export const MAX_TRANSACTION_ID = 2_147_483_647;
@@ -105,7 +108,8 @@ export class TransactionStore {
   /**
    * Records a StopTransaction. The first stop stays: a retransmission, or a second stop with other
    * values, leaves it as it is (the vehicle's mapping period ended at that first stop), as the
-   * first of two readings with one timestamp stays. The transaction as stored; null if unknown.
+   * first of two readings with one timestamp stays; but the charge point's own stop replaces one
+   * the engine made at a later start (below). The transaction as stored; null if unknown.
    */
   async stop(
     id: number,
@@ -113,13 +117,22 @@ export class TransactionStore {
   ): Promise<Transaction | null> {
     const [row] = await this.db<TransactionRow>(TABLE)
       .where({ id })
-      .where((open) =>
+      .where((open) => {
         open.whereNull('stopped_at').orWhere((elsewhere) =>
           // Stopped when its vehicle started elsewhere, its register unknown: the charge point's
           // own stop, arriving later (queued while offline), replaces it, no later than it.
           elsewhere.where({ stop_reason: SUPERSEDED_ELSEWHERE }).whereNull('meter_stop_wh'),
-        ),
-      )
+        );
+        // Stopped where its connector's next transaction started: the charge point's own stop,
+        // arriving later, replaces it if dated no later (that start's register was not its).
+        if (!isEngineReason(stop.reason)) {
+          open.orWhere((next) =>
+            next
+              .where({ stop_reason: SUPERSEDED_BY_NEW })
+              .where('stopped_at', '>=', stop.stoppedAt),
+          );
+        }
+      })
       .update({
         // A stop dated after the one made elsewhere leaves that one whole: its register is the
         // register at its own instant, not at the stop kept.
