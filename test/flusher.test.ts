@@ -6,7 +6,7 @@ import type { IngestJobData } from '../src/queue/ingest-queue';
 import { chunk } from '../src/telemetry/group-commit';
 import { redrive } from '../workers/redrive';
 import { createFlushProcessor } from '../workers/flush-processor';
-import { PartitionMaintainer } from '../workers/partition-maintainer';
+import { lockTableShort, PartitionMaintainer } from '../workers/partition-maintainer';
 import { float8ArrayLiteral, textArrayLiteral } from '../src/stores/array-literals';
 import { HistoryStore } from '../src/stores/history-store';
 import { cappedExponentialBackoff } from '../workers/flusher-service';
@@ -286,6 +286,43 @@ describe('flusher without prepared statements', () => {
       expect(await historyCount()).toBe(readings.length);
     } finally {
       await flusher.close();
+    }
+  });
+});
+
+describe("history partitions and PostgreSQL's lock table", () => {
+  test('when a few reports at once would fill the lock table, then it is short, with the setting that would do', () => {
+    // The defaults: 64 locks x 100 connections. A year of days fits; three years do not.
+    expect(lockTableShort(369, 6_400, 100)).toEqual({
+      short: false,
+      neededLocksPerTransaction: 45,
+    });
+    expect(lockTableShort(1_100, 6_400, 100)).toEqual({
+      short: true,
+      neededLocksPerTransaction: 132,
+    });
+  });
+
+  test('when read from PostgreSQL, then the partitions and the lock table settings are those of the server', async () => {
+    const ctx = await createTestContext();
+    try {
+      const maintainer = new PartitionMaintainer({
+        db: ctx.db,
+        config: ctx.config,
+        logger: ctx.logger,
+      });
+      const before = await maintainer.lockTableUse();
+      await ctx.db.raw(`SELECT ensure_history_partitions('2033-01-01'::date, '2033-01-03'::date)`);
+      const after = await maintainer.lockTableUse();
+      expect(after.partitions - before.partitions).toBe(3);
+      const setting = async (name: string) =>
+        Number((await ctx.db.raw(`SHOW ${name}`)).rows[0][name]);
+      expect(after.locksPerTransaction).toBe(await setting('max_locks_per_transaction'));
+      expect(after.connections).toBe(
+        (await setting('max_connections')) + (await setting('max_prepared_transactions')),
+      );
+    } finally {
+      await ctx.cleanup();
     }
   });
 });

@@ -12,6 +12,35 @@ const utcDay = (ms: number) =>
   new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
 
 /**
+ * Locks a statement over history takes per daily partition on a generic plan, which locks every
+ * partition and its indexes before pruning (1,110 measured with 369 partitions, PostgreSQL 15).
+ */
+const LOCKS_PER_PARTITION = 3;
+
+/** Report statements over history assumed to run at once when judging the lock table. */
+const STATEMENTS_AT_ONCE = 4;
+
+/** A lock table warning is repeated at most this often (a backfill creates day after day). */
+const LOCK_WARNING_INTERVAL_MS = 10 * 60_000;
+
+/**
+ * Whether `partitions` daily partitions leave the server's lock table (`lockSlots`, shared by
+ * every session) too small for a few report statements at once, and what
+ * max_locks_per_transaction would do.
+ */
+export function lockTableShort(
+  partitions: number,
+  lockSlots: number,
+  connections: number,
+): { short: boolean; neededLocksPerTransaction: number } {
+  const needed = partitions * LOCKS_PER_PARTITION * STATEMENTS_AT_ONCE;
+  return {
+    short: needed > lockSlots,
+    neededLocksPerTransaction: Math.ceil(needed / Math.max(1, connections)),
+  };
+}
+
+/**
  * Daily history partitions: created ahead of time on a schedule, on demand for any other date a
  * batch carries (backfill), and dropped past RETENTION_DAYS. The SQL functions take an advisory
  * lock, so several flushers can race to create the same day safely.
@@ -20,6 +49,7 @@ export class PartitionMaintainer {
   /** Days (since the epoch) whose partition is known to exist. */
   private readonly knownDays = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
+  private lockWarnedAt = -Infinity;
 
   constructor(
     private readonly deps: {
@@ -41,6 +71,60 @@ export class PartitionMaintainer {
       await this.deps.db.raw('SELECT ensure_history_partition(?::date)', [utcDay(day * DAY_MS)]);
       this.knownDays.add(day);
     }
+    if (missing.size > 0) await this.warnIfLockTableShort();
+  }
+
+  /** History's daily partitions, and what sizes the server's lock table. */
+  async lockTableUse(): Promise<{
+    partitions: number;
+    locksPerTransaction: number;
+    connections: number;
+  }> {
+    const { rows } = await this.deps.db.raw(
+      `SELECT (SELECT count(*) FROM pg_inherits
+                WHERE inhparent = 'telemetry_history'::regclass)::int AS partitions,
+              current_setting('max_locks_per_transaction')::int AS locks_per_transaction,
+              current_setting('max_connections')::int
+                + current_setting('max_prepared_transactions')::int AS connections`,
+    );
+    const row = rows[0] as {
+      partitions: number;
+      locks_per_transaction: number;
+      connections: number;
+    };
+    return {
+      partitions: row.partitions,
+      locksPerTransaction: row.locks_per_transaction,
+      connections: row.connections,
+    };
+  }
+
+  /**
+   * Logs a warning when history has so many daily partitions that a few concurrent reports fill
+   * the server's lock table (they then answer 503 database_busy); at most every 10 minutes.
+   * Never throws.
+   */
+  async warnIfLockTableShort(): Promise<void> {
+    const now = (this.deps.now ?? Date.now)();
+    if (now - this.lockWarnedAt < LOCK_WARNING_INTERVAL_MS) return;
+    // A warning only: its query failing never fails a flush or the maintenance.
+    const use = await this.lockTableUse().catch((err: unknown) => {
+      this.deps.logger.debug({ err }, 'lock table use not read');
+      return null;
+    });
+    if (!use) return;
+    const { partitions, locksPerTransaction, connections } = use;
+    const { short, neededLocksPerTransaction } = lockTableShort(
+      partitions,
+      locksPerTransaction * connections,
+      connections,
+    );
+    if (!short) return;
+    this.lockWarnedAt = now;
+    this.deps.logger.warn(
+      { partitions, maxLocksPerTransaction: locksPerTransaction, neededLocksPerTransaction },
+      `history has ${partitions} daily partitions: a report locks about ${LOCKS_PER_PARTITION} for each, and a few at once fill PostgreSQL's lock table (reports answer 503 database_busy); raise max_locks_per_transaction to ${neededLocksPerTransaction} or keep fewer days (RETENTION_DAYS)`,
+    );
   }
 
   /** Forgets what it knows, e.g. after an insert found a partition missing (dropped elsewhere). */
@@ -72,6 +156,7 @@ export class PartitionMaintainer {
     }
     if (created > 0 || dropped.length > 0)
       this.deps.logger.info({ created, dropped }, 'history partitions maintained');
+    await this.warnIfLockTableShort();
     return { created, dropped };
   }
 
