@@ -1424,6 +1424,71 @@ describe('OCPP 1.6J charge points', () => {
       '2024-04-16T11:20:00.000Z',
       'SupersededByNewTransaction',
     ]);
+
+    // Nor one registered above the next start's meterStart: that energy is the next one's.
+    const fifth = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-SUP1',
+      meterStart: 8_000,
+      timestamp: '2024-04-16T12:00:00Z',
+    });
+    await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-SUP2',
+      meterStart: 9_000,
+      timestamp: '2024-04-16T12:20:00Z',
+    });
+    await cp.call('StopTransaction', {
+      transactionId: fifth,
+      meterStop: 9_500,
+      timestamp: '2024-04-16T12:15:00Z',
+    });
+    const above = await e.ctx.db('ocpp_transactions').where({ id: fifth }).first();
+    expect([Number(above.meter_stop_wh), above.stop_reason]).toEqual([
+      9_000,
+      'SupersededByNewTransaction',
+    ]);
+  });
+
+  test("when a transaction's late own stop is dated inside a start that itself arrived late, or is sent again, then no energy or sample of another transaction is its", async () => {
+    await registerIdTags([['TAG-SUP3', 'V-sup3']]);
+    const cp = await connect('CP-SUP2');
+    const on = (connectorId: number, meterStart: number, timestamp: string) =>
+      startTransaction(cp, { connectorId, idTag: 'TAG-SUP3', meterStart, timestamp });
+    // Connector 1: A at 10:00, C at 10:40 (stops A there), then B of 10:20, delivered late.
+    const a = await on(1, 1_000, '2024-04-17T10:00:00Z');
+    await on(1, 4_000, '2024-04-17T10:40:00Z');
+    await on(1, 2_000, '2024-04-17T10:20:00Z');
+    // A's own stop at 10:30 is inside B: the stop made at C's start stays.
+    await cp.call('StopTransaction', {
+      transactionId: a,
+      meterStop: 3_000,
+      timestamp: '2024-04-17T10:30:00Z',
+    });
+    const insideB = await e.ctx.db('ocpp_transactions').where({ id: a }).first();
+    expect(insideB.stop_reason).toBe('SupersededByNewTransaction');
+
+    // Connector 2: D at 11:00, E at 11:20; D's stop (11:15) with a sample inside E, sent twice.
+    const d = await on(2, 1_000, '2024-04-17T11:00:00Z');
+    await on(2, 4_000, '2024-04-17T11:20:00Z');
+    const stopD = {
+      transactionId: d,
+      meterStop: 3_800,
+      timestamp: '2024-04-17T11:15:00Z',
+      transactionData: [
+        { timestamp: '2024-04-17T11:05:00Z', sampledValue: [wh(2_000)] },
+        { timestamp: '2024-04-17T11:25:00Z', sampledValue: [wh(4_100)] },
+      ],
+    };
+    await cp.call('StopTransaction', stopD);
+    await cp.call('StopTransaction', stopD);
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-SUP2:2')).map((r) => [r.at, r.kwh])).toEqual([
+      ['11:00', 1],
+      ['11:05', 2],
+      ['11:15', 3.8],
+      ['11:20', 4],
+    ]);
   });
 
   test('when a vehicle starts a transaction inside its last one, already stopped, on another connector, then each session counts its own connector only', async () => {

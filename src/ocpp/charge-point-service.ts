@@ -562,15 +562,17 @@ export class ChargePointService {
       transaction?.meterStopWh === req.meterStop &&
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept) {
-      const stored = await this.storedRegister(meterId);
+      // A stop kept after the connector's next transaction started (it replaced the stop made
+      // there, or is that stop sent again): its samples only up to that start.
+      const [next, stored] = await Promise.all([
+        this.deps.transactions.nextOnConnector(known),
+        this.storedRegister(meterId),
+      ]);
       // With its clock lost, samples of its transactionData dated before the start carry that
-      // clock too: only those from the start on are read (taken before the reboot). Replacing
-      // the stop made where the connector's next transaction started: those before that start.
+      // clock too: only those from the start on are read (taken before the reboot).
       const within = {
         ...(clockLost ? { after: known.startedAt.getTime() - 1 } : {}),
-        ...(known.stopReason === SUPERSEDED_BY_NEW && known.stoppedAt
-          ? { before: known.stoppedAt.getTime() }
-          : {}),
+        before: next?.startedAt.getTime() ?? Infinity,
       };
       await this.store(
         meterId,

@@ -124,12 +124,22 @@ export class TransactionStore {
           elsewhere.where({ stop_reason: SUPERSEDED_ELSEWHERE }).whereNull('meter_stop_wh'),
         );
         // Stopped where its connector's next transaction started: the charge point's own stop,
-        // arriving later, replaces it if dated no later (that start's register was not its).
-        if (!isEngineReason(stop.reason)) {
+        // arriving later, replaces it if it is before that next transaction (and any other on
+        // the connector since), dated and registered no later: no energy of another is billed.
+        const ownStopWh = isEngineReason(stop.reason) ? null : stop.meterStopWh;
+        if (ownStopWh !== null) {
           open.orWhere((next) =>
             next
               .where({ stop_reason: SUPERSEDED_BY_NEW })
-              .where('stopped_at', '>=', stop.stoppedAt),
+              .where('stopped_at', '>=', stop.stoppedAt)
+              .where('meter_stop_wh', '>=', ownStopWh)
+              .whereRaw(
+                `NOT EXISTS (SELECT 1 FROM ${TABLE} n
+                  WHERE n.charge_point_id = ${TABLE}.charge_point_id
+                    AND n.connector_id = ${TABLE}.connector_id
+                    AND n.started_at > ${TABLE}.started_at AND n.started_at < ?)`,
+                [stop.stoppedAt],
+              ),
           );
         }
       })
