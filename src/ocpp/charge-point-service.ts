@@ -563,9 +563,10 @@ export class ChargePointService {
       transaction.stoppedAt?.getTime() === stoppedAt.getTime();
     if (kept) {
       // A stop kept after the connector's next transaction started (it replaced the stop made
-      // there, or is that stop sent again): its samples only up to that start.
+      // there, or is that stop sent again): its samples only up to that start. One still open
+      // before this stop has none (that start would have stopped it): no query for it.
       const [next, stored] = await Promise.all([
-        this.deps.transactions.nextOnConnector(known),
+        known.stoppedAt === null ? null : this.deps.transactions.nextOnConnector(known),
         this.storedRegister(meterId),
       ]);
       // With its clock lost, samples of its transactionData dated before the start carry that
