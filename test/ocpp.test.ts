@@ -1355,34 +1355,26 @@ describe('OCPP 1.6J charge points', () => {
       ['TAG-SUP2', 'V-sup2'],
     ]);
     const cp = await connect('CP-SUP');
-    const first = await startTransaction(cp, {
-      connectorId: 1,
-      idTag: 'TAG-SUP1',
-      meterStart: 1_000,
-      timestamp: '2024-04-16T10:00:00Z',
-    });
+    /** V-sup1's transaction, V-sup2's next one on the connector, then the first one's own stop. */
+    const supersededThenStopped = async (
+      start: { meterStart: number; timestamp: string },
+      next: { meterStart: number; timestamp: string },
+      stop: { meterStop: number; timestamp: string },
+    ) => {
+      const id = await startTransaction(cp, { connectorId: 1, idTag: 'TAG-SUP1', ...start });
+      await startTransaction(cp, { connectorId: 1, idTag: 'TAG-SUP2', ...next });
+      await cp.call('StopTransaction', { transactionId: id, ...stop });
+      const row = await e.ctx.db('ocpp_transactions').where({ id }).first();
+      return [Number(row.meter_stop_wh), row.stopped_at.toISOString(), row.stop_reason];
+    };
     // The next vehicle starts at 10:20; the first one's stop (10:15, 3,800 Wh) was queued.
-    await startTransaction(cp, {
-      connectorId: 1,
-      idTag: 'TAG-SUP2',
-      meterStart: 4_000,
-      timestamp: '2024-04-16T10:20:00Z',
-    });
-    const row = () =>
-      e.ctx.db('ocpp_transactions').where({ id: first }).first<{
-        meter_stop_wh: string;
-        stopped_at: Date;
-        stop_reason: string;
-      }>();
-    expect((await row()).stop_reason).toBe('SupersededByNewTransaction');
-    const stop = { transactionId: first, meterStop: 3_800, timestamp: '2024-04-16T10:15:00Z' };
-    await cp.call('StopTransaction', stop);
-    const stopped = await row();
-    expect([
-      Number(stopped.meter_stop_wh),
-      stopped.stopped_at.toISOString(),
-      stopped.stop_reason,
-    ]).toEqual([3_800, '2024-04-16T10:15:00.000Z', 'Local']);
+    expect(
+      await supersededThenStopped(
+        { meterStart: 1_000, timestamp: '2024-04-16T10:00:00Z' },
+        { meterStart: 4_000, timestamp: '2024-04-16T10:20:00Z' },
+        { meterStop: 3_800, timestamp: '2024-04-16T10:15:00Z' },
+      ),
+    ).toEqual([3_800, '2024-04-16T10:15:00.000Z', 'Local']);
     await waitForDrained(e.queue);
     const sessions = await request(e.api.api.app)
       .get('/v1/vehicles/V-sup1/sessions?from=2024-04-16T00:00:00Z&to=2024-04-17T00:00:00Z')
@@ -1401,53 +1393,21 @@ describe('OCPP 1.6J charge points', () => {
     expect(periods.map((p) => p.valid_to.toISOString())).toEqual(['2024-04-16T10:15:00.001Z']);
 
     // A stop dated after the next start is not the register there: the stop made at it stays.
-    const third = await startTransaction(cp, {
-      connectorId: 1,
-      idTag: 'TAG-SUP1',
-      meterStart: 6_000,
-      timestamp: '2024-04-16T11:00:00Z',
-    });
-    await startTransaction(cp, {
-      connectorId: 1,
-      idTag: 'TAG-SUP2',
-      meterStart: 7_000,
-      timestamp: '2024-04-16T11:20:00Z',
-    });
-    await cp.call('StopTransaction', {
-      transactionId: third,
-      meterStop: 7_500,
-      timestamp: '2024-04-16T11:30:00Z',
-    });
-    const kept = await e.ctx.db('ocpp_transactions').where({ id: third }).first();
-    expect([Number(kept.meter_stop_wh), kept.stopped_at.toISOString(), kept.stop_reason]).toEqual([
-      7_000,
-      '2024-04-16T11:20:00.000Z',
-      'SupersededByNewTransaction',
-    ]);
-
+    expect(
+      await supersededThenStopped(
+        { meterStart: 6_000, timestamp: '2024-04-16T11:00:00Z' },
+        { meterStart: 7_000, timestamp: '2024-04-16T11:20:00Z' },
+        { meterStop: 7_500, timestamp: '2024-04-16T11:30:00Z' },
+      ),
+    ).toEqual([7_000, '2024-04-16T11:20:00.000Z', 'SupersededByNewTransaction']);
     // Nor one registered above the next start's meterStart: that energy is the next one's.
-    const fifth = await startTransaction(cp, {
-      connectorId: 1,
-      idTag: 'TAG-SUP1',
-      meterStart: 8_000,
-      timestamp: '2024-04-16T12:00:00Z',
-    });
-    await startTransaction(cp, {
-      connectorId: 1,
-      idTag: 'TAG-SUP2',
-      meterStart: 9_000,
-      timestamp: '2024-04-16T12:20:00Z',
-    });
-    await cp.call('StopTransaction', {
-      transactionId: fifth,
-      meterStop: 9_500,
-      timestamp: '2024-04-16T12:15:00Z',
-    });
-    const above = await e.ctx.db('ocpp_transactions').where({ id: fifth }).first();
-    expect([Number(above.meter_stop_wh), above.stop_reason]).toEqual([
-      9_000,
-      'SupersededByNewTransaction',
-    ]);
+    expect(
+      await supersededThenStopped(
+        { meterStart: 8_000, timestamp: '2024-04-16T12:00:00Z' },
+        { meterStart: 9_000, timestamp: '2024-04-16T12:20:00Z' },
+        { meterStop: 9_500, timestamp: '2024-04-16T12:15:00Z' },
+      ),
+    ).toEqual([9_000, '2024-04-16T12:20:00.000Z', 'SupersededByNewTransaction']);
   });
 
   test("when a transaction's late own stop is dated inside a start that itself arrived late, or is sent again, then no energy or sample of another transaction is its", async () => {
