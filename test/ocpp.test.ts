@@ -1410,6 +1410,43 @@ describe('OCPP 1.6J charge points', () => {
     ).toEqual([9_000, '2024-04-16T12:20:00.000Z', 'SupersededByNewTransaction']);
   });
 
+  test('when a start delivered late falls inside a transaction the engine stopped at a later start, then that one ends where the late one starts: no energy is billed twice', async () => {
+    await registerIdTags([
+      ['TAG-X1', 'V-x1'],
+      ['TAG-X2', 'V-x2'],
+      ['TAG-X3', 'V-x3'],
+    ]);
+    const cp = await connect('CP-ACROSS');
+    const start = (idTag: string, meterStart: number, timestamp: string) =>
+      startTransaction(cp, { connectorId: 1, idTag, meterStart, timestamp });
+    // A at 10:00, C at 10:40 (stops A there), then B of 10:20, delivered late.
+    const a = await start('TAG-X1', 1_000, '2024-04-18T10:00:00Z');
+    const c = await start('TAG-X3', 4_000, '2024-04-18T10:40:00Z');
+    const b = await start('TAG-X2', 2_000, '2024-04-18T10:20:00Z');
+    const rows = await e.ctx
+      .db('ocpp_transactions')
+      .whereIn('id', [a, b, c])
+      .orderBy('started_at')
+      .select('stopped_at', 'meter_stop_wh', 'stop_reason');
+    expect(
+      rows.map((r) => [r.stopped_at?.toISOString() ?? null, r.meter_stop_wh, r.stop_reason]),
+    ).toEqual([
+      ['2024-04-18T10:20:00.000Z', 2000, 'SupersededByNewTransaction'],
+      ['2024-04-18T10:40:00.000Z', 4000, 'SupersededByNewTransaction'],
+      [null, null, null],
+    ]);
+    await waitForDrained(e.queue);
+    const billed = async (vehicleId: string) =>
+      (
+        await request(e.api.api.app)
+          .get(
+            `/v1/vehicles/${vehicleId}/sessions?from=2024-04-18T00:00:00Z&to=2024-04-19T00:00:00Z`,
+          )
+          .expect(200)
+      ).body.sessions.map((s: { acConsumedKwh: number }) => s.acConsumedKwh);
+    expect([await billed('V-x1'), await billed('V-x2')]).toEqual([[1], [2]]);
+  });
+
   test("when a transaction's late own stop is dated inside a start that itself arrived late, or is sent again, then no energy or sample of another transaction is its", async () => {
     await registerIdTags([['TAG-SUP3', 'V-sup3']]);
     const cp = await connect('CP-SUP2');

@@ -407,6 +407,10 @@ export class ChargePointService {
     for (const older of others.filter((t) => startsBefore(t, started))) {
       await this.supersede(older, started, meterId);
     }
+    // One the engine stopped at a later start that `started` (delivered late) falls inside: it
+    // ends where `started` starts, or both would count the energy from there.
+    const across = await this.deps.transactions.stoppedAcross(started);
+    if (across) await this.supersede(across, started, meterId);
     return others
       .filter((t) => startsBefore(started, t))
       .sort((a, b) => (startsBefore(a, b) ? -1 : 1))[0];
@@ -454,13 +458,15 @@ export class ChargePointService {
     );
   }
 
-  /** Stops `ended` where `by` starts (its register there) and ends its vehicle's period there. */
+  /**
+   * Stops `ended` where `by` starts (its register there) and ends its vehicle's period there; one
+   * the engine stopped at a later start has that stop moved back to `by`.
+   */
   private async supersede(ended: Transaction, by: Transaction, meterId: string): Promise<void> {
-    await this.deps.transactions.stop(ended.id, {
-      meterStopWh: by.meterStartWh,
-      stoppedAt: by.startedAt,
-      reason: SUPERSEDED_BY_NEW,
-    });
+    const stop = { meterStopWh: by.meterStartWh, stoppedAt: by.startedAt };
+    await (ended.stoppedAt === null
+      ? this.deps.transactions.stop(ended.id, { ...stop, reason: SUPERSEDED_BY_NEW })
+      : this.deps.transactions.moveStopBack(ended.id, stop));
     if (ended.vehicleId) {
       await this.deps.mapping.endPeriod(
         ended.vehicleId,

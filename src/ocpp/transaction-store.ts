@@ -187,6 +187,48 @@ export class TransactionStore {
     );
   }
 
+  /**
+   * The connector's transaction the engine stopped at a later start that `started` falls inside:
+   * it started before `started` (a start delivered late) and was stopped after it.
+   */
+  async stoppedAcross(started: Transaction): Promise<Transaction | null> {
+    const row = await this.db<TransactionRow>(TABLE)
+      .where({
+        charge_point_id: started.chargePointId,
+        connector_id: started.connectorId,
+        stop_reason: SUPERSEDED_BY_NEW,
+      })
+      .where((before) =>
+        before
+          .where('started_at', '<', started.startedAt)
+          .orWhere((tie) =>
+            tie.where('started_at', started.startedAt).where('id', '<', started.id),
+          ),
+      )
+      .where('stopped_at', '>', started.startedAt)
+      .first();
+    return row ? toTransaction(row) : null;
+  }
+
+  /**
+   * Moves a stop the engine made at a later start back to an earlier one's instant and register
+   * (see stoppedAcross). The transaction as stored; null if it was not such a stop.
+   */
+  async moveStopBack(
+    id: number,
+    stop: { meterStopWh: number; stoppedAt: Date },
+  ): Promise<Transaction | null> {
+    const [row] = await this.db<TransactionRow>(TABLE)
+      .where({ id, stop_reason: SUPERSEDED_BY_NEW })
+      .where('stopped_at', '>', stop.stoppedAt)
+      .update({ meter_stop_wh: stop.meterStopWh, stopped_at: stop.stoppedAt })
+      .returning('*');
+    const moved = row as TransactionRow | undefined;
+    if (!moved) return null;
+    if (moved.vehicle_id) await markSessionsChanged(this.db, moved.vehicle_id, moved.started_at);
+    return toTransaction(moved);
+  }
+
   async get(id: number): Promise<Transaction | null> {
     // Ids are PostgreSQL integers: a charge point's id outside them was never one of ours.
     if (!Number.isInteger(id) || id < 1 || id > MAX_TRANSACTION_ID) return null;
