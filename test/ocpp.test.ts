@@ -1445,6 +1445,39 @@ describe('OCPP 1.6J charge points', () => {
           .expect(200)
       ).body.sessions.map((s: { acConsumedKwh: number }) => s.acConsumedKwh);
     expect([await billed('V-x1'), await billed('V-x2')]).toEqual([[1], [2]]);
+
+    // More late starts, one inside A, one inside B: each transaction ends where the next begins.
+    const d = await start('TAG-X1', 1_500, '2024-04-18T10:10:00Z');
+    const f = await start('TAG-X2', 3_000, '2024-04-18T10:30:00Z');
+    // And one before them all, on connector 2 (A2 at 10:00, C2 at 10:40, then B2 of 09:50), of
+    // cards naming no vehicle (so no vehicle is at two connectors).
+    const onTwo = (idTag: string, meterStart: number, timestamp: string) =>
+      startTransaction(cp, { connectorId: 2, idTag, meterStart, timestamp });
+    const a2 = await onTwo('TAG-Y1', 1_000, '2024-04-18T10:00:00Z');
+    const c2 = await onTwo('TAG-Y3', 4_000, '2024-04-18T10:40:00Z');
+    const b2 = await onTwo('TAG-Y2', 500, '2024-04-18T09:50:00Z');
+    const spans = await e.ctx
+      .db('ocpp_transactions')
+      .whereIn('id', [a, d, b, f, c, b2, a2, c2])
+      .orderBy(['connector_id', 'started_at'])
+      .select('started_at', 'stopped_at', 'meter_start_wh', 'meter_stop_wh');
+    expect(
+      spans.map((r) => [
+        r.started_at.toISOString().slice(11, 16),
+        r.stopped_at?.toISOString().slice(11, 16) ?? null,
+        r.meter_start_wh,
+        r.meter_stop_wh,
+      ]),
+    ).toEqual([
+      ['10:00', '10:10', 1_000, 1_500],
+      ['10:10', '10:20', 1_500, 2_000],
+      ['10:20', '10:30', 2_000, 3_000],
+      ['10:30', '10:40', 3_000, 4_000],
+      ['10:40', null, 4_000, null],
+      ['09:50', '10:00', 500, 1_000],
+      ['10:00', '10:40', 1_000, 4_000],
+      ['10:40', null, 4_000, null],
+    ]);
   });
 
   test("when a transaction's late own stop is dated inside a start that itself arrived late, or is sent again, then no energy or sample of another transaction is its", async () => {

@@ -393,9 +393,9 @@ export class ChargePointService {
   /**
    * A connector carries one transaction at a time. One still open on it that started before
    * `started` missed its StopTransaction: it is stopped where `started` starts (before `started`
-   * maps its vehicle, which may be the same). Returns the earliest one open that started after
-   * `started` (a charge point's queue delivered out of order): then `started` is the one that
-   * missed its stop, and is stopped there once mapped. So no vehicle is billed another's energy.
+   * maps its vehicle, which may be the same). Returns the connector's next transaction after
+   * `started`, if any (a charge point's queue delivered out of order): then `started` is the one
+   * that missed its stop, and is stopped there once mapped. So no vehicle is billed another's energy.
    */
   private async stopOlderOnConnector(
     started: Transaction,
@@ -407,13 +407,13 @@ export class ChargePointService {
     for (const older of others.filter((t) => startsBefore(t, started))) {
       await this.supersede(older, started, meterId);
     }
-    // One the engine stopped at a later start that `started` (delivered late) falls inside: it
-    // ends where `started` starts, or both would count the energy from there.
-    const across = await this.deps.transactions.stoppedAcross(started);
-    if (across) await this.supersede(across, started, meterId);
-    return others
-      .filter((t) => startsBefore(started, t))
-      .sort((a, b) => (startsBefore(a, b) ? -1 : 1))[0];
+    // Those the engine stopped at a later start that `started` (delivered late) falls inside:
+    // they end where `started` starts, or both would count the energy from there.
+    for (const across of await this.deps.transactions.stoppedAcross(started)) {
+      await this.supersede(across, started, meterId);
+    }
+    // The connector's next start, open or stopped: `started` ends there.
+    return (await this.deps.transactions.nextOnConnector(started)) ?? undefined;
   }
 
   /**

@@ -188,11 +188,11 @@ export class TransactionStore {
   }
 
   /**
-   * The connector's transaction the engine stopped at a later start that `started` falls inside:
-   * it started before `started` (a start delivered late) and was stopped after it.
+   * The connector's transactions the engine stopped at a later start that `started` falls inside:
+   * they started before `started` (a start delivered late) and were stopped after it.
    */
-  async stoppedAcross(started: Transaction): Promise<Transaction | null> {
-    const row = await this.db<TransactionRow>(TABLE)
+  async stoppedAcross(started: Transaction): Promise<Transaction[]> {
+    const rows = await this.db<TransactionRow>(TABLE)
       .where({
         charge_point_id: started.chargePointId,
         connector_id: started.connectorId,
@@ -206,8 +206,8 @@ export class TransactionStore {
           ),
       )
       .where('stopped_at', '>', started.startedAt)
-      .first();
-    return row ? toTransaction(row) : null;
+      .orderBy([{ column: 'started_at' }, { column: 'id' }]);
+    return rows.map(toTransaction);
   }
 
   /**
