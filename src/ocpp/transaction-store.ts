@@ -265,11 +265,8 @@ export class TransactionStore {
   async nextOnConnector(t: Transaction): Promise<Transaction | null> {
     const row = await this.db<TransactionRow>(TABLE)
       .where({ charge_point_id: t.chargePointId, connector_id: t.connectorId })
-      .where((after) =>
-        after
-          .where('started_at', '>', t.startedAt)
-          .orWhere((tie) => tie.where('started_at', t.startedAt).where('id', '>', t.id)),
-      )
+      // A row comparison, so that the connector's index is read from `t` on, not from its first.
+      .whereRaw('(started_at, id) > (?::timestamptz, ?::integer)', [t.startedAt, t.id])
       .orderBy([{ column: 'started_at' }, { column: 'id' }])
       .first();
     return row ? toTransaction(row) : null;
