@@ -293,11 +293,13 @@ describe('flusher without prepared statements', () => {
 describe("history partitions and PostgreSQL's lock table", () => {
   test('when a few reports at once would fill the lock table, then it is short, with the setting that would do', () => {
     // The defaults: 64 locks x 100 connections. A year of days fits; three years do not.
-    expect(lockTableShort(369, 6_400, 100)).toEqual({
+    expect(lockTableShort({ partitions: 369, locksPerTransaction: 64, connections: 100 })).toEqual({
       short: false,
       neededLocksPerTransaction: 45,
     });
-    expect(lockTableShort(1_100, 6_400, 100)).toEqual({
+    expect(
+      lockTableShort({ partitions: 1_100, locksPerTransaction: 64, connections: 100 }),
+    ).toEqual({
       short: true,
       neededLocksPerTransaction: 132,
     });

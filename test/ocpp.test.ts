@@ -1417,8 +1417,10 @@ describe('OCPP 1.6J charge points', () => {
       ['TAG-X3', 'V-x3'],
     ]);
     const cp = await connect('CP-ACROSS');
-    const start = (idTag: string, meterStart: number, timestamp: string) =>
-      startTransaction(cp, { connectorId: 1, idTag, meterStart, timestamp });
+    const startOn =
+      (connectorId: number) => (idTag: string, meterStart: number, timestamp: string) =>
+        startTransaction(cp, { connectorId, idTag, meterStart, timestamp });
+    const start = startOn(1);
     // A at 10:00, C at 10:40 (stops A there), then B of 10:20, delivered late.
     const a = await start('TAG-X1', 1_000, '2024-04-18T10:00:00Z');
     const c = await start('TAG-X3', 4_000, '2024-04-18T10:40:00Z');
@@ -1451,8 +1453,7 @@ describe('OCPP 1.6J charge points', () => {
     const f = await start('TAG-X2', 3_000, '2024-04-18T10:30:00Z');
     // And one before them all, on connector 2 (A2 at 10:00, C2 at 10:40, then B2 of 09:50), of
     // cards naming no vehicle (so no vehicle is at two connectors).
-    const onTwo = (idTag: string, meterStart: number, timestamp: string) =>
-      startTransaction(cp, { connectorId: 2, idTag, meterStart, timestamp });
+    const onTwo = startOn(2);
     const a2 = await onTwo('TAG-Y1', 1_000, '2024-04-18T10:00:00Z');
     const c2 = await onTwo('TAG-Y3', 4_000, '2024-04-18T10:40:00Z');
     const b2 = await onTwo('TAG-Y2', 500, '2024-04-18T09:50:00Z');

@@ -23,19 +23,25 @@ const STATEMENTS_AT_ONCE = 4;
 /** A lock table warning is repeated at most this often (a backfill creates day after day). */
 const LOCK_WARNING_INTERVAL_MS = 10 * 60_000;
 
+/** History's daily partitions, and what sizes the server's lock table (their product). */
+export interface LockTableUse {
+  partitions: number;
+  locksPerTransaction: number;
+  /** max_connections + max_prepared_transactions */
+  connections: number;
+}
+
 /**
- * Whether `partitions` daily partitions leave the server's lock table (`lockSlots`, shared by
- * every session) too small for a few report statements at once, and what
- * max_locks_per_transaction would do.
+ * Whether history's daily partitions leave the server's lock table (shared by every session) too
+ * small for a few report statements at once, and the max_locks_per_transaction that would do.
  */
-export function lockTableShort(
-  partitions: number,
-  lockSlots: number,
-  connections: number,
-): { short: boolean; neededLocksPerTransaction: number } {
+export function lockTableShort({ partitions, locksPerTransaction, connections }: LockTableUse): {
+  short: boolean;
+  neededLocksPerTransaction: number;
+} {
   const needed = partitions * LOCKS_PER_PARTITION * STATEMENTS_AT_ONCE;
   return {
-    short: needed > lockSlots,
+    short: needed > locksPerTransaction * connections,
     neededLocksPerTransaction: Math.ceil(needed / Math.max(1, connections)),
   };
 }
@@ -74,12 +80,7 @@ export class PartitionMaintainer {
     if (missing.size > 0) await this.warnIfLockTableShort();
   }
 
-  /** History's daily partitions, and what sizes the server's lock table. */
-  async lockTableUse(): Promise<{
-    partitions: number;
-    locksPerTransaction: number;
-    connections: number;
-  }> {
+  async lockTableUse(): Promise<LockTableUse> {
     const { rows } = await this.deps.db.raw(
       `SELECT (SELECT count(*) FROM pg_inherits
                 WHERE inhparent = 'telemetry_history'::regclass)::int AS partitions,
@@ -113,17 +114,16 @@ export class PartitionMaintainer {
       return null;
     });
     if (!use) return;
-    const { partitions, locksPerTransaction, connections } = use;
-    const { short, neededLocksPerTransaction } = lockTableShort(
-      partitions,
-      locksPerTransaction * connections,
-      connections,
-    );
+    const { short, neededLocksPerTransaction } = lockTableShort(use);
     if (!short) return;
     this.lockWarnedAt = now;
     this.deps.logger.warn(
-      { partitions, maxLocksPerTransaction: locksPerTransaction, neededLocksPerTransaction },
-      `history has ${partitions} daily partitions: a report locks about ${LOCKS_PER_PARTITION} for each, and a few at once fill PostgreSQL's lock table (reports answer 503 database_busy); raise max_locks_per_transaction to ${neededLocksPerTransaction} or keep fewer days (RETENTION_DAYS)`,
+      {
+        partitions: use.partitions,
+        maxLocksPerTransaction: use.locksPerTransaction,
+        neededLocksPerTransaction,
+      },
+      `history has ${use.partitions} daily partitions: a report locks about ${LOCKS_PER_PARTITION} for each, and a few at once fill PostgreSQL's lock table (reports answer 503 database_busy); raise max_locks_per_transaction to ${neededLocksPerTransaction} or keep fewer days (RETENTION_DAYS)`,
     );
   }
 

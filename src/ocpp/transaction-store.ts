@@ -198,13 +198,8 @@ export class TransactionStore {
         connector_id: started.connectorId,
         stop_reason: SUPERSEDED_BY_NEW,
       })
-      .where((before) =>
-        before
-          .where('started_at', '<', started.startedAt)
-          .orWhere((tie) =>
-            tie.where('started_at', started.startedAt).where('id', '<', started.id),
-          ),
-      )
+      // Before `started` in the connector's order, as nextOnConnector reads it after.
+      .whereRaw('(started_at, id) < (?::timestamptz, ?::integer)', [started.startedAt, started.id])
       .where('stopped_at', '>', started.startedAt)
       .orderBy([{ column: 'started_at' }, { column: 'id' }]);
     return rows.map(toTransaction);
