@@ -133,24 +133,43 @@ describe('flusher in this process', () => {
     expect(status.ts.getTime()).toBe(T0 + 60_000);
   });
 
-  test('when readings straddle midnight UTC or are years old, then each lands in its day partition', async () => {
-    const lastMs = Date.parse('2024-06-30T23:59:59.999Z');
-    const midnight = Date.parse('2024-07-01T00:00:00Z');
-    const old = Date.parse('2017-01-15T08:00:00Z');
-    await enqueue([
-      meterReading('M-b', lastMs),
-      meterReading('M-b', midnight),
-      vehicleReading('V-old', old),
-    ]);
+  test('when readings straddle midnight UTC, then each lands in its day partition', async () => {
+    const midnight = Math.floor(Date.now() / 86_400_000) * 86_400_000;
+    const day = (ms: number) => new Date(ms).toISOString().slice(0, 10).replace(/-/g, '');
+    await enqueue([meterReading('M-b', midnight - 1), meterReading('M-b', midnight)]);
     await waitForDrained(queue);
     const rows = await ctx.db.raw(`
       SELECT tableoid::regclass::text AS part, device_id, ts FROM telemetry_history ORDER BY ts`);
     expect(rows.rows.map((r: { part: string }) => r.part)).toEqual([
-      'telemetry_history_p20170115',
-      'telemetry_history_p20240630',
-      'telemetry_history_p20240701',
+      `telemetry_history_p${day(midnight - 1)}`,
+      `telemetry_history_p${day(midnight)}`,
     ]);
-    expect(rows.rows[1].ts.toISOString()).toBe('2024-06-30T23:59:59.999Z');
+    expect(rows.rows[0].ts.getTime()).toBe(midnight - 1);
+  });
+
+  test('when a backfill spans years of closed months, then each month gets one partition (a month with days made before keeps getting days) and every reading lands', async () => {
+    // One reading a day for 1,000 days (a device whose clock was years off sends such a spread).
+    const first = Date.parse('1975-01-01T12:00:00Z');
+    const readings = Array.from({ length: 1000 }, (_, i) =>
+      vehicleReading('V-backfill', first + i * 86_400_000),
+    );
+    await ctx.db.raw(`SELECT ensure_history_partition('1976-06-10')`);
+    await enqueue(readings, 250);
+    await waitForDrained(queue);
+    const { rows } = await ctx.db.raw(`
+      SELECT tableoid::regclass::text AS part, ts FROM telemetry_history
+      WHERE device_id = 'V-backfill' ORDER BY ts`);
+    expect(rows).toHaveLength(1000);
+    for (const { part, ts } of rows as { part: string; ts: Date }[]) {
+      const [y, m, d] = ts.toISOString().slice(0, 10).split('-');
+      expect(part).toBe(
+        `${y}-${m}` === '1976-06'
+          ? `telemetry_history_p${y}${m}${d}`
+          : `telemetry_history_m${y}${m}`,
+      );
+    }
+    const parts = new Set((rows as { part: string }[]).map((r) => r.part));
+    expect(parts.size).toBe(33 - 1 + 30); // 1975-01 to 1977-09, June 1976 by day
   });
 
   test('when one reading of a batch is refused by PostgreSQL, then the rest lands and it is dead-lettered', async () => {
@@ -165,7 +184,7 @@ describe('flusher in this process', () => {
     expect(letters[0]).toMatchObject({ reading: poison, code: '23514' });
     // PostgreSQL's words, not the statement knex puts before them (kilobytes per letter).
     expect(letters[0].error).toMatch(
-      /^new row for relation "telemetry_history_p\d+" violates check constraint/,
+      /^new row for relation "telemetry_history_[pm]\d+" violates check constraint/,
     );
     expect(await queue.getJobCountByTypes('failed')).toBe(0);
 

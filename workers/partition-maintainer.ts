@@ -12,7 +12,7 @@ const utcDay = (ms: number) =>
   new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
 
 /**
- * Locks a statement over history takes per daily partition on a generic plan, which locks every
+ * Locks a statement over history takes per partition on a generic plan, which locks every
  * partition and its indexes before pruning (1,110 measured with 369 partitions, PostgreSQL 15).
  */
 const LOCKS_PER_PARTITION = 3;
@@ -23,7 +23,7 @@ const STATEMENTS_AT_ONCE = 4;
 /** A lock table warning is repeated at most this often (a backfill creates day after day). */
 const LOCK_WARNING_INTERVAL_MS = 10 * 60_000;
 
-/** History's daily partitions, and what sizes the server's lock table (their product). */
+/** History's partitions, and what sizes the server's lock table (their product). */
 export interface LockTableUse {
   partitions: number;
   locksPerTransaction: number;
@@ -32,7 +32,7 @@ export interface LockTableUse {
 }
 
 /**
- * Whether history's daily partitions leave the server's lock table (shared by every session) too
+ * Whether history's partitions leave the server's lock table (shared by every session) too
  * small for a few report statements at once, and the max_locks_per_transaction that would do.
  */
 export function lockTableShort({ partitions, locksPerTransaction, connections }: LockTableUse): {
@@ -47,12 +47,13 @@ export function lockTableShort({ partitions, locksPerTransaction, connections }:
 }
 
 /**
- * Daily history partitions: created ahead of time on a schedule, on demand for any other date a
- * batch carries (backfill), and dropped past RETENTION_DAYS. The SQL functions take an advisory
- * lock, so several flushers can race to create the same day safely.
+ * History partitions: daily ones created ahead of time on a schedule; on demand for any other date
+ * a batch carries (backfill), monthly for a closed month the engine did not run through (migration
+ * 20261205230000); dropped past RETENTION_DAYS. The SQL functions take an advisory lock, so several
+ * flushers can race to create the same partition safely.
  */
 export class PartitionMaintainer {
-  /** Days (since the epoch) whose partition is known to exist. */
+  /** Days (since the epoch) known to have a partition (their own or their month's). */
   private readonly knownDays = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
   private lockWarnedAt = -Infinity;
@@ -66,7 +67,7 @@ export class PartitionMaintainer {
     },
   ) {}
 
-  /** Makes sure a partition exists for the day of every timestamp given. */
+  /** Makes sure a partition covers the day of every timestamp given. */
   async ensureFor(timestamps: number[]): Promise<void> {
     const missing = new Set<number>();
     for (const ts of timestamps) {
@@ -74,7 +75,9 @@ export class PartitionMaintainer {
       if (!this.knownDays.has(day)) missing.add(day);
     }
     for (const day of missing) {
-      await this.deps.db.raw('SELECT ensure_history_partition(?::date)', [utcDay(day * DAY_MS)]);
+      await this.deps.db.raw('SELECT ensure_history_partition_for(?::date)', [
+        utcDay(day * DAY_MS),
+      ]);
       this.knownDays.add(day);
     }
     if (missing.size > 0) await this.warnIfLockTableShort();
@@ -101,7 +104,7 @@ export class PartitionMaintainer {
   }
 
   /**
-   * Logs a warning when history has so many daily partitions that a few concurrent reports fill
+   * Logs a warning when history has so many partitions that a few concurrent reports fill
    * the server's lock table (they then answer 503 database_busy); at most every 10 minutes.
    * Never throws.
    */
@@ -123,7 +126,7 @@ export class PartitionMaintainer {
         maxLocksPerTransaction: use.locksPerTransaction,
         neededLocksPerTransaction,
       },
-      `history has ${use.partitions} daily partitions: a report locks about ${LOCKS_PER_PARTITION} for each, and a few at once fill PostgreSQL's lock table (reports answer 503 database_busy); raise max_locks_per_transaction to ${neededLocksPerTransaction} or keep fewer days (RETENTION_DAYS)`,
+      `history has ${use.partitions} partitions: a report locks about ${LOCKS_PER_PARTITION} for each, and a few at once fill PostgreSQL's lock table (reports answer 503 database_busy); raise max_locks_per_transaction to ${neededLocksPerTransaction} or keep fewer days (RETENTION_DAYS)`,
     );
   }
 
@@ -132,8 +135,11 @@ export class PartitionMaintainer {
     this.knownDays.clear();
   }
 
-  /** Creates yesterday's to a few days ahead, and applies retention. */
-  async maintain(): Promise<{ created: number; dropped: string[] }> {
+  /**
+   * Creates yesterday's to a few days ahead, and applies retention: drops the partitions before
+   * the cutoff, and deletes the rows before it from a monthly partition it falls in (`trimmed`).
+   */
+  async maintain(): Promise<{ created: number; dropped: string[]; trimmed: string[] }> {
     const now = (this.deps.now ?? Date.now)();
     const { retentionDays, partitionDaysAhead } = this.deps.config;
     const result = await this.deps.db.raw(
@@ -142,22 +148,23 @@ export class PartitionMaintainer {
     );
     const created = Number(result.rows[0].created);
     let dropped: string[] = [];
+    let trimmed: string[] = [];
     const keptFrom = retainedFrom(now, retentionDays);
     if (keptFrom !== null) {
-      const rows = await this.deps.db.raw(
-        'SELECT drop_history_partitions_before(?::date) AS name',
-        [utcDay(keptFrom)],
-      );
-      dropped = rows.rows.map((r: { name: string }) => r.name);
-      if (dropped.length > 0) {
-        this.forget();
+      const names = async (fn: string) =>
+        (await this.deps.db.raw(`SELECT ${fn}(?::date) AS name`, [utcDay(keptFrom)])).rows.map(
+          (r: { name: string }) => r.name,
+        ) as string[];
+      dropped = await names('drop_history_partitions_before');
+      trimmed = await names('trim_history_partitions_before');
+      if (dropped.length > 0) this.forget();
+      if (dropped.length > 0 || trimmed.length > 0)
         await this.dropDerivedBefore(new Date(keptFrom));
-      }
     }
-    if (created > 0 || dropped.length > 0)
-      this.deps.logger.info({ created, dropped }, 'history partitions maintained');
+    if (created > 0 || dropped.length > 0 || trimmed.length > 0)
+      this.deps.logger.info({ created, dropped, trimmed }, 'history partitions maintained');
     await this.warnIfLockTableShort();
-    return { created, dropped };
+    return { created, dropped, trimmed };
   }
 
   /**

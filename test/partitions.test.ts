@@ -1,0 +1,152 @@
+import { PartitionMaintainer } from '../workers/partition-maintainer';
+import { DAY_MS } from '../src/time-units';
+import { createTestContext, type TestContext } from './helpers/test-env';
+
+let ctx: TestContext;
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+});
+afterAll(() => ctx.cleanup());
+
+/** The partition each row of history is in, by device id. */
+async function partitionsOf(): Promise<Record<string, string>> {
+  const { rows } = await ctx.db.raw(
+    `SELECT device_id, tableoid::regclass::text AS part FROM telemetry_history ORDER BY device_id`,
+  );
+  return Object.fromEntries(
+    (rows as { device_id: string; part: string }[]).map((r) => [r.device_id, r.part]),
+  );
+}
+
+const ensureFor = async (day: string): Promise<string> =>
+  (await ctx.db.raw('SELECT ensure_history_partition_for(?::date) AS name', [day])).rows[0].name;
+
+const meterRow = (id: string, ts: string) => ({
+  device_type: 'meter',
+  device_id: id,
+  ts,
+  kwh_consumed_ac: 1,
+  voltage: 230,
+  received_at: new Date(),
+});
+
+const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
+describe('history partitions for a backfill', () => {
+  test('when a day of a closed month has no partition, then the whole month gets one, which every day of it then uses', async () => {
+    expect(await ensureFor('1990-02-14')).toBe('telemetry_history_m199002');
+    expect(await ensureFor('1990-02-01')).toBe('telemetry_history_m199002');
+    expect(await ensureFor('1990-02-28')).toBe('telemetry_history_m199002');
+    // The explicit daily function leaves a day its month covers alone.
+    await ctx.db.raw(`SELECT ensure_history_partition('1990-02-20')`);
+    const created = await ctx.db.raw(
+      `SELECT ensure_history_partitions('1990-02-01', '1990-02-28') AS n`,
+    );
+    expect(created.rows[0].n).toBe(0);
+    await ctx
+      .db('telemetry_history')
+      .insert([
+        meterRow('M-first', '1990-02-01T00:00:00Z'),
+        meterRow('M-last', '1990-02-28T23:59:59.999Z'),
+      ]);
+    expect(await partitionsOf()).toMatchObject({
+      'M-first': 'telemetry_history_m199002',
+      'M-last': 'telemetry_history_m199002',
+    });
+    // Its neighbours are not in it.
+    await expect(
+      ctx.db('telemetry_history').insert(meterRow('M-march', '1990-03-01T00:00:00Z')),
+    ).rejects.toThrow(/no partition of relation "telemetry_history" found for row/);
+  });
+
+  test('when a closed month already has a daily partition, then its other days get their own too', async () => {
+    await ctx.db.raw(`SELECT ensure_history_partition('1991-05-10')`);
+    expect(await ensureFor('1991-05-11')).toBe('telemetry_history_p19910511');
+    expect(await ensureFor('1991-05-10')).toBe('telemetry_history_p19910510');
+  });
+
+  test('when the day is recent or ahead, then it gets its own partition, as retention drops a day at a time', async () => {
+    const yesterday = isoDay(Date.now() - DAY_MS);
+    const ahead = isoDay(Date.now() + 10 * DAY_MS);
+    expect(await ensureFor(yesterday)).toBe(`telemetry_history_p${yesterday.replace(/-/g, '')}`);
+    expect(await ensureFor(ahead)).toBe(`telemetry_history_p${ahead.replace(/-/g, '')}`);
+  });
+
+  test('when many flushers ask for days of the same closed month at once, daily or monthly, then every call succeeds and every day is covered once', async () => {
+    const days = Array.from({ length: 28 }, (_, i) => `1992-02-${String(i + 1).padStart(2, '0')}`);
+    const calls = days.flatMap((day, i) => [
+      ctx.db.raw('SELECT ensure_history_partition_for(?::date)', [day]),
+      ctx.db.raw('SELECT ensure_history_partition_for(?::date)', [day]),
+      // The maintainer's daily function, as when a range crosses the month.
+      ...(i % 7 === 0 ? [ctx.db.raw('SELECT ensure_history_partition(?::date)', [day])] : []),
+    ]);
+    const outcomes = await Promise.allSettled(calls);
+    expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
+    await ctx
+      .db('telemetry_history')
+      .insert(days.map((day) => meterRow(`M-${day}`, `${day}T12:00:00Z`)));
+    const { rows } = await ctx.db.raw(
+      `SELECT count(DISTINCT tableoid)::int AS parts FROM telemetry_history
+       WHERE ts >= '1992-02-01T00:00:00Z' AND ts < '1992-03-01T00:00:00Z'`,
+    );
+    expect([1, 28]).toContain(rows[0].parts); // the month, or each day: never a mix
+  });
+});
+
+describe('retention with monthly partitions', () => {
+  test('when the cutoff passes a monthly partition, then it is dropped; when it falls inside one, then its rows before the cutoff are deleted with what was derived from them', async () => {
+    // A cutoff on the 15th of the month three months back (a closed month), and the month before.
+    const now = new Date();
+    const cutoff = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 3, 15);
+    const retentionDays = Math.floor((Date.now() - cutoff) / DAY_MS); // from the start of the 15th
+    const cutMonth = isoDay(cutoff).slice(0, 7);
+    const before = isoDay(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 4, 20));
+    const monthly = (day: string) => `telemetry_history_m${day.slice(0, 7).replace('-', '')}`;
+    expect(await ensureFor(before)).toBe(monthly(before));
+    expect(await ensureFor(`${cutMonth}-03`)).toBe(monthly(cutMonth));
+    await ctx
+      .db('telemetry_history')
+      .insert([
+        meterRow('M-ret-old-month', `${before}T08:00:00Z`),
+        meterRow('M-ret-before-cutoff', `${cutMonth}-14T23:59:59Z`),
+        meterRow('M-ret-at-cutoff', `${cutMonth}-15T00:00:00Z`),
+      ]);
+    const rollup = (device_id: string, hour: string) => ({
+      device_type: 'meter',
+      device_id,
+      hour,
+      readings: 1,
+      energy_sum: 1,
+      first_ts: hour,
+      first_energy: 1,
+      last_ts: hour,
+      last_energy: 1,
+    });
+    await ctx
+      .db('telemetry_hourly')
+      .insert([
+        rollup('M-ret-before-cutoff', `${cutMonth}-14T23:00:00Z`),
+        rollup('M-ret-at-cutoff', `${cutMonth}-15T00:00:00Z`),
+      ]);
+
+    const maintainer = new PartitionMaintainer({
+      db: ctx.db,
+      config: { retentionDays, partitionDaysAhead: 1 },
+      logger: ctx.logger,
+    });
+    const result = await maintainer.maintain();
+    expect(result.dropped).toContain(monthly(before));
+    expect(result.trimmed).toEqual([monthly(cutMonth)]);
+    const kept = await partitionsOf();
+    expect(kept['M-ret-old-month']).toBeUndefined();
+    expect(kept['M-ret-before-cutoff']).toBeUndefined();
+    expect(kept['M-ret-at-cutoff']).toBe(monthly(cutMonth));
+    expect(
+      await ctx.db('telemetry_hourly').where('device_id', 'like', 'M-ret-%').pluck('device_id'),
+    ).toEqual(['M-ret-at-cutoff']);
+
+    // Done once: the next run finds nothing more to trim.
+    expect((await maintainer.maintain()).trimmed).toEqual([]);
+  });
+});
