@@ -1854,8 +1854,30 @@ describe('OCPP 1.6J charge points', () => {
     expect(await shown()).toBe('Available');
   });
 
-  test('when a client offers no subprotocol, or the path is not /ocpp/{id}, then no socket opens', async () => {
+  test('when a client offers no ocpp1.6 subprotocol, or the path is not /ocpp/{id}, then no socket opens and it is told why', async () => {
     await expect(chargePoint(e, 'CP-NOPROTO', { protocols: [] })).rejects.toThrow();
+    // Told which subprotocol to offer, whatever else it offered.
+    for (const offered of [undefined, 'ocpp2.0.1', 'ocpp1.5, ocpp2.0']) {
+      const refused = await request(e.url)
+        .get('/ocpp/CP-NOPROTO')
+        .set({
+          Connection: 'Upgrade',
+          Upgrade: 'websocket',
+          'Sec-WebSocket-Version': '13',
+          'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          ...(offered ? { 'Sec-WebSocket-Protocol': offered } : {}),
+        });
+      expect({ offered, status: refused.status, text: refused.text }).toEqual({
+        offered,
+        status: 400,
+        text: expect.stringContaining('offer the WebSocket subprotocol ocpp1.6'),
+      });
+    }
+    const offeredAmongOthers = await chargePoint(e, 'CP-SEVERAL', {
+      protocols: ['ocpp2.0.1', 'ocpp1.6'],
+    });
+    expect(offeredAmongOthers.protocol).toBe('ocpp1.6');
+    await offeredAmongOthers.close();
     const res = await request(e.url).get('/ocpp/a%E0%A4%A').set({
       Connection: 'Upgrade',
       Upgrade: 'websocket',

@@ -43,7 +43,7 @@ function fromDatabaseError(err: unknown): AppError | null {
   if (isLockTableFull(err))
     return serviceUnavailable(
       'database_busy',
-      "PostgreSQL's lock table is full (out of shared memory): a report locks each day of history it may read. Try again shortly; the operator raises max_locks_per_transaction or keeps fewer days (RETENTION_DAYS)",
+      "PostgreSQL's lock table is full (out of shared memory): a report locks each partition of history it may read. Try again shortly; the operator raises max_locks_per_transaction or keeps fewer days (RETENTION_DAYS)",
       DATABASE_RETRY_AFTER_S,
     );
   if (isDatabaseUnavailable(err))

@@ -134,6 +134,7 @@ export function chargePointIdOf(url: string | undefined): string | null {
 
 /** Why a WebSocket upgrade is refused, in words a charge point's installer can act on. */
 const REFUSALS = {
+  400: `Bad Request: offer the WebSocket subprotocol ${OCPP_PROTOCOL} (Sec-WebSocket-Protocol: ${OCPP_PROTOCOL}); this endpoint speaks OCPP 1.6J`,
   401: 'Unauthorized: send HTTP Basic with the charge point id as user and, as password, a key with the charge-point scope named after that id',
   404: `Not Found: charge points connect to /ocpp/{chargePointId}, the id ${CHARGE_POINT_ID_RULE}`,
   503: 'Service Unavailable: this engine is shutting down; connect again',
@@ -149,6 +150,12 @@ function refuse(socket: Duplex, status: keyof typeof REFUSALS): void {
       (status === 401 ? CHALLENGE : '') +
       `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
   );
+}
+
+/** Whether the upgrade offers OCPP 1.6J among its subprotocols (a comma-separated list). */
+function offersOcpp(req: IncomingMessage): boolean {
+  const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',');
+  return offered.some((protocol) => protocol.trim() === OCPP_PROTOCOL);
 }
 
 interface PendingCall {
@@ -192,7 +199,7 @@ function authorizeUpgrade(config: {
         return;
       }
     }
-    // Naming the protocol makes the library refuse (400) a client that did not offer it.
+    // A client that did not offer it was refused at the upgrade (offersOcpp).
     accept({}, OCPP_PROTOCOL);
   };
 }
@@ -372,6 +379,7 @@ export function createOcppEndpoint({
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         if (closing) return refuse(socket, 503);
         if (chargePointIdOf(req.url) === null) return refuse(socket, 404);
+        if (!offersOcpp(req)) return refuse(socket, 400);
         rpc.handleUpgrade(req, socket as Socket, head).catch(() => socket.destroy());
       });
     },

@@ -49,7 +49,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 /**
  * 53200 "out of shared memory", hinting at max_locks_per_transaction: the server's lock table is
  * full. A statement over history locks every partition it may read (with a generic plan, all of
- * them: about 3 locks a day of history), so many days of history and concurrent reports fill it.
+ * them: about 3 locks a partition of history), so many partitions and concurrent reports fill it.
  */
 export function isLockTableFull(err: unknown): boolean {
   const { code, hint } = (err ?? {}) as DriverError;
