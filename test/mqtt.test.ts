@@ -337,6 +337,13 @@ describe('invalid messages', () => {
       { path: '/meterId', message: 'must equal the topic\'s device id "M-mine"' },
     ]);
     expect((await rejectFor(`${prefix}/meters/M-bad-utf8`)).payloadEncoding).toBe('base64');
+    // The words name an MQTT payload, not an HTTP body.
+    for (const [topic, message] of [
+      ['M-bad-json', /^The payload is not valid JSON: /],
+      ['M-bad-utf8', /^The payload is not valid UTF-8$/],
+      ['M-empty', /^The payload is empty$/],
+    ] as const)
+      expect((await rejectFor(`${prefix}/meters/${topic}`)).message).toMatch(message);
     // gzip that does not inflate is still listed as gzip (its bytes as sent, in base64).
     expect(await rejectFor(`${prefix}/meters/M-bad-gzip`)).toMatchObject({
       gzip: true,

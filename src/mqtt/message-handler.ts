@@ -116,7 +116,7 @@ export class MqttMessageHandler {
     }
     const decoded = await decodePayload(delivery.payload, {
       limitBytes: this.deps.limitBytes,
-      parse: (text) => ingestService.parse(text, 'auto'),
+      parse: (text) => ingestService.parse(text, 'auto', 'payload'),
     });
     if (!decoded.ok) return this.refuse(delivery, decoded.bytes, fromError(decoded.error));
     const { input, bytes } = decoded;

@@ -45,7 +45,7 @@ export async function decodePayload(
   let bytes = payload;
   try {
     bytes = await decompressPayload(payload, limitBytes);
-    return { ok: true, bytes, input: parse(decodeUtf8(bytes)) };
+    return { ok: true, bytes, input: parse(decodeUtf8(bytes, 'payload')) };
   } catch (err) {
     if (err instanceof AppError && err.statusCode < 500) return { ok: false, bytes, error: err };
     throw err;

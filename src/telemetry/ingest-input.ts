@@ -9,26 +9,29 @@ import type { IngestInput } from './ingest-service';
 /** `auto` (MQTT, which has no content type): JSON when the whole text parses, else NDJSON lines. */
 export type IngestFormat = 'json' | 'ndjson' | 'auto';
 
+/** What carried the text, as messages name it: an HTTP request's body or an MQTT message's payload. */
+export type Carrier = 'body' | 'payload';
+
 /** Bytes that start as gzip does (1f 8b): how an MQTT payload, which has no header, says so. */
 export const isGzip = (bytes: Uint8Array) =>
   bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 
 /** Decodes UTF-8 strictly (a malformed byte is an error, never U+FFFD) and drops a leading BOM. */
-export function decodeUtf8(bytes: Uint8Array): string {
+export function decodeUtf8(bytes: Uint8Array, carrier: Carrier = 'body'): string {
   try {
     const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   } catch {
-    throw badRequest('invalid_encoding', 'The body is not valid UTF-8');
+    throw badRequest('invalid_encoding', `The ${carrier} is not valid UTF-8`);
   }
 }
 
-export function parseJson(text: string): unknown {
-  if (text.trim() === '') throw badRequest('empty_body', 'The request body is empty');
+export function parseJson(text: string, carrier: Carrier = 'body'): unknown {
+  if (text.trim() === '') throw badRequest('empty_body', `The ${carrier} is empty`);
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw badRequest('invalid_json', `The body is not valid JSON: ${(err as Error).message}`);
+    throw badRequest('invalid_json', `The ${carrier} is not valid JSON: ${(err as Error).message}`);
   }
 }
 
@@ -60,9 +63,13 @@ export type NdjsonItem = { value: unknown } | { parseError: string };
  * exception (about 5 µs), so 2 million bad lines (a 4 MB body, 4 KB gzipped) held the event loop
  * for 10 s on their way to being refused for their number.
  */
-export function parseNdjson(text: string, maxReadings: number): NdjsonItem[] {
+export function parseNdjson(
+  text: string,
+  maxReadings: number,
+  carrier: Carrier = 'body',
+): NdjsonItem[] {
   const lines = text.split('\n').filter((line) => line.trim() !== '');
-  if (lines.length === 0) throw badRequest('empty_body', 'The request body has no NDJSON lines');
+  if (lines.length === 0) throw badRequest('empty_body', `The ${carrier} has no NDJSON lines`);
   if (lines.length > maxReadings) throw tooManyReadings(lines.length, maxReadings);
   return lines.map((line) => {
     try {
@@ -117,16 +124,17 @@ export function parseIngestText(
   text: string,
   format: IngestFormat,
   maxReadings: number,
+  carrier: Carrier = 'body',
 ): IngestInput {
-  if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text, maxReadings) };
+  if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text, maxReadings, carrier) };
   if (format === 'json') return fromJsonValue(parseJsonOrSayNdjson(text));
   try {
-    return fromJsonValue(parseJson(text));
+    return fromJsonValue(parseJson(text, carrier));
   } catch (err) {
     // Several lines of which at least one parses: NDJSON, with its bad lines reported one by one.
     // Otherwise the JSON error (a single broken document, e.g. pretty-printed) says more.
     if (text.trim().includes('\n')) {
-      const items = parseNdjson(text, maxReadings);
+      const items = parseNdjson(text, maxReadings, carrier);
       if (items.some((item) => 'value' in item)) return { kind: 'batch', items };
     }
     throw err;

@@ -2,6 +2,7 @@ import { withTimeout } from '../with-timeout';
 import { AppError, redisUnavailable, type ErrorDetail } from '../errors';
 import {
   parseIngestText,
+  type Carrier,
   tooManyReadings,
   TooManyReadings,
   type IngestFormat,
@@ -211,9 +212,9 @@ export class IngestService {
    * MAX_BATCH_READINGS readings. NDJSON lines are counted before any is parsed, so a refusal for
    * their number comes from here, and is counted as the service's own is.
    */
-  parse(text: string, format: IngestFormat): IngestInput {
+  parse(text: string, format: IngestFormat, carrier: Carrier = 'body'): IngestInput {
     try {
-      return parseIngestText(text, format, this.deps.config.maxBatchReadings);
+      return parseIngestText(text, format, this.deps.config.maxBatchReadings, carrier);
     } catch (err) {
       if (err instanceof TooManyReadings) throw this.counted(err);
       throw err;
