@@ -1410,6 +1410,39 @@ describe('OCPP 1.6J charge points', () => {
     ).toEqual([9_000, '2024-04-16T12:20:00.000Z', 'SupersededByNewTransaction']);
   });
 
+  test('when a StartTransaction that ends an open one on its connector fails after it was recorded, then its retry ends that one, as the first delivery would have', async () => {
+    const cp = await connect('CP-RESTART');
+    const startOf = startsOnConnector1(cp);
+    const first = await startOf('TAG-RA', 1000, '2024-04-08T10:00:00Z');
+    // PostgreSQL refuses to stop it once (a deadlock, a failover): the start is recorded, the
+    // charge point told InternalError, and it sends the same StartTransaction again.
+    await e.ctx.db.raw(`
+      CREATE FUNCTION refuse_stop() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'injected: stop refused'; END $$;
+      CREATE TRIGGER refuse_stop BEFORE UPDATE ON ocpp_transactions
+        FOR EACH ROW WHEN (OLD.charge_point_id = 'CP-RESTART') EXECUTE FUNCTION refuse_stop()`);
+    try {
+      expect(await callError(startOf('TAG-RB', 4000, '2024-04-08T10:30:00Z'))).toBe(
+        'InternalError',
+      );
+    } finally {
+      await e.ctx.db.raw(
+        `DROP TRIGGER refuse_stop ON ocpp_transactions; DROP FUNCTION refuse_stop()`,
+      );
+    }
+    const retried = await startOf('TAG-RB', 4000, '2024-04-08T10:30:00Z');
+    const rows = await e.ctx
+      .db('ocpp_transactions')
+      .where({ charge_point_id: 'CP-RESTART' })
+      .orderBy('id');
+    expect(
+      rows.map((t) => [t.id, t.stopped_at?.toISOString() ?? null, t.meter_stop_wh, t.stop_reason]),
+    ).toEqual([
+      [first.transactionId, '2024-04-08T10:30:00.000Z', 4000, 'SupersededByNewTransaction'],
+      [retried.transactionId, null, null, null],
+    ]);
+  });
+
   test('when a start delivered late falls inside a transaction the engine stopped at a later start, then that one ends where the late one starts: no energy is billed twice', async () => {
     await registerIdTags([
       ['TAG-X1', 'V-x1'],

@@ -374,8 +374,10 @@ export class ChargePointService {
     });
     this.openStarts.forget(chargePointId);
     await this.recordRegister(chargePointId, req.connectorId);
-    const later = created ? await this.stopOlderOnConnector(transaction, meterId) : undefined;
-    if (created) await this.stopVehicleElsewhere(transaction);
+    // On a resend too: a first delivery that failed after its row was recorded (a deadlock, a
+    // failover) did not finish these, and each finds nothing left to do once they are done.
+    const later = await this.stopOlderOnConnector(transaction, meterId);
+    await this.stopVehicleElsewhere(transaction);
     if (transaction.vehicleId) {
       await this.mapVehicle(transaction.vehicleId, meterId, justAfter(startedAt));
     }
