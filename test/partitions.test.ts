@@ -73,13 +73,20 @@ describe('history partitions for a backfill', () => {
     expect(await ensureFor(ahead)).toBe(`telemetry_history_p${ahead.replace(/-/g, '')}`);
   });
 
-  test('when many flushers ask for days of the same closed month at once, daily or monthly, then every call succeeds and every day is covered once', async () => {
+  test('when many flushers ask for days of the same closed month at once, daily or monthly, in any isolation, then every call succeeds and every day is covered once', async () => {
     const days = Array.from({ length: 28 }, (_, i) => `1992-02-${String(i + 1).padStart(2, '0')}`);
+    // Some in REPEATABLE READ (a database's default may be), whose snapshot predates the lock wait.
+    const call = (fn: string, day: string, repeatableRead: boolean) =>
+      repeatableRead
+        ? ctx.db.transaction((trx) => trx.raw(`SELECT ${fn}(?::date)`, [day]), {
+            isolationLevel: 'repeatable read',
+          })
+        : ctx.db.raw(`SELECT ${fn}(?::date)`, [day]);
     const calls = days.flatMap((day, i) => [
-      ctx.db.raw('SELECT ensure_history_partition_for(?::date)', [day]),
-      ctx.db.raw('SELECT ensure_history_partition_for(?::date)', [day]),
+      call('ensure_history_partition_for', day, false),
+      call('ensure_history_partition_for', day, true),
       // The maintainer's daily function, as when a range crosses the month.
-      ...(i % 7 === 0 ? [ctx.db.raw('SELECT ensure_history_partition(?::date)', [day])] : []),
+      ...(i % 7 === 0 ? [call('ensure_history_partition', day, i % 2 === 0)] : []),
     ]);
     const outcomes = await Promise.allSettled(calls);
     expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
@@ -112,6 +119,13 @@ describe('retention with monthly partitions', () => {
         meterRow('M-ret-before-cutoff', `${cutMonth}-14T23:59:59Z`),
         meterRow('M-ret-at-cutoff', `${cutMonth}-15T00:00:00Z`),
       ]);
+    // More than one statement deletes: a backfilled month may hold millions before the cutoff.
+    await ctx.db.raw(
+      `INSERT INTO telemetry_history (device_type, device_id, ts, kwh_consumed_ac, voltage, received_at)
+       SELECT 'meter', 'M-bulk-' || (n % 100), ?::timestamptz + (n / 100) * interval '1 second', 1, 230, now()
+       FROM generate_series(0, 119999) n`,
+      [`${cutMonth}-01T00:00:00Z`],
+    );
     const rollup = (device_id: string, hour: string) => ({
       device_type: 'meter',
       device_id,
@@ -138,6 +152,7 @@ describe('retention with monthly partitions', () => {
     const result = await maintainer.maintain();
     expect(result.dropped).toContain(monthly(before));
     expect(result.trimmed).toEqual([monthly(cutMonth)]);
+    expect(await ctx.db('telemetry_history').where('device_id', 'like', 'M-bulk-%')).toEqual([]);
     const kept = await partitionsOf();
     expect(kept['M-ret-old-month']).toBeUndefined();
     expect(kept['M-ret-before-cutoff']).toBeUndefined();
@@ -148,5 +163,27 @@ describe('retention with monthly partitions', () => {
 
     // Done once: the next run finds nothing more to trim.
     expect((await maintainer.maintain()).trimmed).toEqual([]);
+  });
+});
+
+describe('going back before monthly partitions', () => {
+  let own: TestContext;
+  beforeAll(async () => {
+    own = await createTestContext();
+  });
+  afterAll(() => own.cleanup());
+
+  test('when a monthly partition exists, then the migration is not undone (its days would overlap it); once it is gone, it is', async () => {
+    await own.db.raw(`SELECT ensure_history_partition_for('1993-07-04')`);
+    await expect(own.db.migrate.down()).rejects.toThrow(
+      /History has monthly partitions \(telemetry_history_m199307\)/,
+    );
+    await own.db.raw('DROP TABLE telemetry_history_m199307');
+    await own.db.migrate.down();
+    // The daily functions as they were.
+    expect(
+      (await own.db.raw(`SELECT ensure_history_partition('1993-07-04') AS name`)).rows[0].name,
+    ).toBe('telemetry_history_p19930704');
+    await own.db.migrate.latest();
   });
 });

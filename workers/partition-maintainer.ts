@@ -20,6 +20,9 @@ const LOCKS_PER_PARTITION = 3;
 /** Report statements over history assumed to run at once when judging the lock table. */
 const STATEMENTS_AT_ONCE = 4;
 
+/** Rows retention deletes from a monthly partition in one statement. */
+const TRIM_BATCH_ROWS = 50_000;
+
 /** A lock table warning is repeated at most this often (a backfill creates day after day). */
 const LOCK_WARNING_INTERVAL_MS = 10 * 60_000;
 
@@ -151,20 +154,40 @@ export class PartitionMaintainer {
     let trimmed: string[] = [];
     const keptFrom = retainedFrom(now, retentionDays);
     if (keptFrom !== null) {
-      const names = async (fn: string) =>
-        (await this.deps.db.raw(`SELECT ${fn}(?::date) AS name`, [utcDay(keptFrom)])).rows.map(
-          (r: { name: string }) => r.name,
-        ) as string[];
-      dropped = await names('drop_history_partitions_before');
-      trimmed = await names('trim_history_partitions_before');
-      if (dropped.length > 0) this.forget();
-      if (dropped.length > 0 || trimmed.length > 0)
-        await this.dropDerivedBefore(new Date(keptFrom));
+      const cutoff = new Date(keptFrom);
+      dropped = (
+        await this.deps.db.raw('SELECT drop_history_partitions_before(?::date) AS name', [
+          utcDay(keptFrom),
+        ])
+      ).rows.map((r: { name: string }) => r.name);
+      if (dropped.length > 0) {
+        this.forget();
+        await this.dropDerivedBefore(cutoff);
+      }
+      trimmed = await this.trimBefore(cutoff);
+      if (trimmed.length > 0) await this.dropDerivedBefore(cutoff);
     }
     if (created > 0 || dropped.length > 0 || trimmed.length > 0)
       this.deps.logger.info({ created, dropped, trimmed }, 'history partitions maintained');
     await this.warnIfLockTableShort();
     return { created, dropped, trimmed };
+  }
+
+  /**
+   * Deletes the rows before `cutoff` from the monthly partition it falls in, a batch per statement
+   * (a backfilled month may hold more than one statement deletes within its timeout). The
+   * partitions it deleted from.
+   */
+  private async trimBefore(cutoff: Date): Promise<string[]> {
+    const trimmed = new Set<string>();
+    for (;;) {
+      const { rows } = await this.deps.db.raw(
+        'SELECT trim_history_partitions_before(?::date, ?) AS name',
+        [utcDay(cutoff.getTime()), TRIM_BATCH_ROWS],
+      );
+      if (rows.length === 0) return [...trimmed];
+      for (const row of rows as { name: string }[]) trimmed.add(row.name);
+    }
   }
 
   /**

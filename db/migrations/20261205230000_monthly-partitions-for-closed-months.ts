@@ -21,21 +21,22 @@ const PARTITION_COVERING = `
       FROM pg_inherits i
       JOIN pg_class c ON c.oid = i.inhrelid
       WHERE i.inhparent = 'telemetry_history'::regclass
-        AND c.relname IN ('telemetry_history_p' || to_char(day, 'YYYYMMDD'),
-                          'telemetry_history_m' || to_char(day, 'YYYYMM'))
+        AND c.relname IN ('telemetry_history_p' || to_char(day::timestamp, 'YYYYMMDD'),
+                          'telemetry_history_m' || to_char(day::timestamp, 'YYYYMM'))
       LIMIT 1
     $$`;
 
 /**
  * The day's own partition, unless a monthly one covers it. Decided under the advisory lock from
  * the catalog itself: to_regclass's cache does not see a table another session has just created
- * (an advisory lock does not refresh it).
+ * (an advisory lock does not refresh it). Names and bounds come from the date as a timestamp
+ * without time zone: through the session's zone a date can turn into another day.
  */
 const ENSURE_DAILY = `
     CREATE OR REPLACE FUNCTION ensure_history_partition(day date) RETURNS text
     LANGUAGE plpgsql AS $$
     DECLARE
-      daily text := 'telemetry_history_p' || to_char(day, 'YYYYMMDD');
+      daily text := 'telemetry_history_p' || to_char(day::timestamp, 'YYYYMMDD');
       existing text;
     BEGIN
       IF to_regclass(daily) IS NOT NULL THEN RETURN daily; END IF;
@@ -46,8 +47,15 @@ const ENSURE_DAILY = `
         EXECUTE format(
           'CREATE TABLE %I PARTITION OF telemetry_history FOR VALUES FROM (%L) TO (%L)',
           daily, (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC'));
-      EXCEPTION WHEN duplicate_table THEN
-        NULL; -- created by a concurrent flusher a moment ago
+      EXCEPTION
+        WHEN duplicate_table THEN
+          NULL; -- created by a concurrent flusher a moment ago
+        WHEN invalid_object_definition THEN
+          -- Overlaps the day's month, created a moment ago (seen now: the failed CREATE locked
+          -- history, which refreshed the catalog cache; a REPEATABLE READ snapshot would not).
+          existing := 'telemetry_history_m' || to_char(day::timestamp, 'YYYYMM');
+          IF to_regclass(existing) IS NULL THEN RAISE; END IF;
+          RETURN existing;
       END;
       RETURN daily;
     END $$`;
@@ -61,11 +69,13 @@ const ENSURE_FOR = `
     CREATE FUNCTION ensure_history_partition_for(day date) RETURNS text
     LANGUAGE plpgsql AS $$
     DECLARE
-      month_start date := date_trunc('month', day)::date;
-      month_end date := (date_trunc('month', day) + interval '1 month')::date;
-      monthly text := 'telemetry_history_m' || to_char(day, 'YYYYMM');
+      month_start timestamp := date_trunc('month', day::timestamp);
+      month_end timestamp := date_trunc('month', day::timestamp) + interval '1 month';
+      daily text := 'telemetry_history_p' || to_char(day::timestamp, 'YYYYMMDD');
+      monthly text := 'telemetry_history_m' || to_char(day::timestamp, 'YYYYMM');
       existing text;
     BEGIN
+      IF to_regclass(daily) IS NOT NULL THEN RETURN daily; END IF;
       IF to_regclass(monthly) IS NOT NULL THEN RETURN monthly; END IF;
       IF month_end > (now() AT TIME ZONE 'UTC')::date - 1 THEN
         RETURN ensure_history_partition(day);
@@ -76,17 +86,20 @@ const ENSURE_FOR = `
       IF EXISTS (
         SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'telemetry_history'::regclass
-          AND c.relname LIKE 'telemetry_history_p' || to_char(day, 'YYYYMM') || '%'
+          AND c.relname LIKE 'telemetry_history_p' || to_char(day::timestamp, 'YYYYMM') || '%'
       ) THEN
         RETURN ensure_history_partition(day);
       END IF;
       BEGIN
         EXECUTE format(
           'CREATE TABLE %I PARTITION OF telemetry_history FOR VALUES FROM (%L) TO (%L)',
-          monthly, (month_start::timestamp AT TIME ZONE 'UTC'),
-          (month_end::timestamp AT TIME ZONE 'UTC'));
-      EXCEPTION WHEN duplicate_table THEN
-        NULL; -- created by a concurrent flusher a moment ago
+          monthly, (month_start AT TIME ZONE 'UTC'), (month_end AT TIME ZONE 'UTC'));
+      EXCEPTION
+        WHEN duplicate_table THEN
+          NULL; -- created by a concurrent flusher a moment ago
+        WHEN invalid_object_definition THEN
+          -- A day of the month was made a moment ago (see ensure_history_partition): days, then.
+          RETURN ensure_history_partition(day);
       END;
       RETURN monthly;
     END $$`;
@@ -100,8 +113,8 @@ const ENSURE_RANGE = `
       created integer := 0;
     BEGIN
       WHILE day <= last_day LOOP
-        IF to_regclass('telemetry_history_p' || to_char(day, 'YYYYMMDD')) IS NULL
-           AND to_regclass('telemetry_history_m' || to_char(day, 'YYYYMM')) IS NULL THEN
+        IF to_regclass('telemetry_history_p' || to_char(day::timestamp, 'YYYYMMDD')) IS NULL
+           AND to_regclass('telemetry_history_m' || to_char(day::timestamp, 'YYYYMM')) IS NULL THEN
           PERFORM ensure_history_partition(day);
           created := created + 1;
         END IF;
@@ -141,11 +154,12 @@ const DROP_BEFORE = `
     END $$`;
 
 /**
- * Retention inside the monthly partition the cutoff falls in: deletes its rows before the cutoff.
- * Returns the partitions it deleted rows from.
+ * Retention inside the monthly partition the cutoff falls in: deletes at most `max_rows` of its
+ * rows before the cutoff, so that each call stays well inside the statement timeout however much
+ * a backfill put there; called until it returns nothing. Returns the partitions it deleted from.
  */
 const TRIM_BEFORE = `
-    CREATE FUNCTION trim_history_partitions_before(cutoff_day date)
+    CREATE FUNCTION trim_history_partitions_before(cutoff_day date, max_rows integer)
     RETURNS SETOF text LANGUAGE plpgsql AS $$
     DECLARE
       part record;
@@ -157,8 +171,9 @@ const TRIM_BEFORE = `
           AND p.ends > cutoff_day
           AND to_date(substring(p.relname from 20), 'YYYYMM') < cutoff_day
       LOOP
-        EXECUTE format('DELETE FROM %I WHERE ts < %L', part.relname,
-                       (cutoff_day::timestamp AT TIME ZONE 'UTC'));
+        EXECUTE format(
+          'DELETE FROM %I WHERE ctid IN (SELECT ctid FROM %I WHERE ts < %L LIMIT %s)',
+          part.relname, part.relname, (cutoff_day::timestamp AT TIME ZONE 'UTC'), max_rows);
         GET DIAGNOSTICS deleted = ROW_COUNT;
         IF deleted > 0 THEN RETURN NEXT part.relname; END IF;
       END LOOP;
@@ -176,9 +191,23 @@ export async function up(knex: Knex): Promise<void> {
     await knex.raw(statement);
 }
 
-/** Back to daily partitions only; monthly ones already made stay, and retention no longer sees them. */
+/**
+ * Back to daily partitions only. Refused while a monthly partition exists: the functions before
+ * this one would fail on every day it covers (their daily partition would overlap it).
+ */
 export async function down(knex: Knex): Promise<void> {
-  await knex.raw('DROP FUNCTION IF EXISTS trim_history_partitions_before(date)');
+  const { rows } = await knex.raw(
+    `SELECT string_agg(c.relname, ', ' ORDER BY c.relname) AS names
+     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = 'telemetry_history'::regclass AND c.relname LIKE 'telemetry_history_m%'`,
+  );
+  const names = (rows as { names: string | null }[])[0].names;
+  if (names) {
+    throw new Error(
+      `History has monthly partitions (${names}), which the daily partitions before this migration would overlap: move their rows into daily partitions, or drop them, before going back`,
+    );
+  }
+  await knex.raw('DROP FUNCTION IF EXISTS trim_history_partitions_before(date, integer)');
   await knex.raw('DROP FUNCTION IF EXISTS ensure_history_partition_for(date)');
   await knex.raw(`
     CREATE OR REPLACE FUNCTION ensure_history_partition(day date) RETURNS text
