@@ -463,6 +463,14 @@ describe('POST /v1/telemetry/ingest: batches', () => {
     expect(one.body.details).toHaveLength(11);
     expect(one.body.details[10]).toEqual({ path: '/', message: 'has 50 more problems not listed' });
     expect(one.body.message).toMatch(/; \/ has 50 more problems not listed$/);
+    // The fields it needs are listed before the unknown ones: a cut never hides them.
+    const untimed: Record<string, unknown> = { ...unknownFields, ...meter(1), voltage: -5 };
+    delete untimed.timestamp;
+    const missing = await sendJson(untimed).expect(400);
+    expect(missing.body.details.slice(0, 2)).toEqual([
+      { path: '/timestamp', message: 'is required' },
+      { path: '/voltage', message: expect.stringMatching(/^must be a number/) },
+    ]);
 
     const bad = Array.from({ length: 300 }, () => ({ ...meter(1), ...unknownFields }));
     const none = await sendJson(bad).expect(400);

@@ -153,11 +153,14 @@ const allowedValues = (e: ErrorObject) => {
   return values && `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
 };
 
+/** What an unknown field is told. */
+const NOT_ACCEPTED = 'is not an accepted field';
+
 const FRIENDLY_MESSAGES: Record<string, (e: ErrorObject) => string | null> = {
   required: () => 'is required',
   maxLength: lengthRule,
   minLength: lengthRule,
-  additionalProperties: () => 'is not an accepted field',
+  additionalProperties: () => NOT_ACCEPTED,
   format: () => TIMESTAMP_RULE,
   pattern: patternRule,
   // A bound states the whole range where there is one: "hours must be >= 1" left out the 168.
@@ -209,10 +212,15 @@ export function toDetails(errors: ErrorObject[] | null | undefined): ErrorDetail
     return seen.has(key) ? false : (seen.add(key), true);
   });
   if (unique.length <= MAX_DETAILS) return unique;
-  // An object with thousands of unknown fields must not get an answer thousands of times its size.
+  // An object with thousands of unknown fields must not get an answer thousands of times its size;
+  // the problems of the fields it needs are listed first, so that a cut never hides them.
+  const listed = [
+    ...unique.filter((d) => d.message !== NOT_ACCEPTED),
+    ...unique.filter((d) => d.message === NOT_ACCEPTED),
+  ];
   const rest = unique.length - MAX_DETAILS;
   return [
-    ...unique.slice(0, MAX_DETAILS),
+    ...listed.slice(0, MAX_DETAILS),
     { path: '/', message: `has ${rest} more problem${rest === 1 ? '' : 's'} not listed` },
   ];
 }
