@@ -592,7 +592,7 @@ describe('flusher processes', () => {
     try {
       await waitFor(
         async () => (await ctx.db('session_dirty').where({ vehicle_id: 'V-generic' })).length === 0,
-        20_000,
+        45_000, // a process to start under tsx first: 8 s alone, more beside other suites
         'the session builder to build the vehicle',
       );
       // Planned per call, its statement cost more to plan than to run (8.2 against 4.6 ms a build).

@@ -173,17 +173,14 @@ describe('going back before monthly partitions', () => {
   });
   afterAll(() => own.cleanup());
 
-  test('when a monthly partition exists, then the migration is not undone (its days would overlap it); once it is gone, it is', async () => {
+  test('when the migration is undone, then days are made daily again, and those a monthly partition made before covers are left to it', async () => {
     await own.db.raw(`SELECT ensure_history_partition_for('1993-07-04')`);
-    await expect(own.db.migrate.down()).rejects.toThrow(
-      /History has monthly partitions \(telemetry_history_m199307\)/,
-    );
-    await own.db.raw('DROP TABLE telemetry_history_m199307');
     await own.db.migrate.down();
-    // The daily functions as they were.
-    expect(
-      (await own.db.raw(`SELECT ensure_history_partition('1993-07-04') AS name`)).rows[0].name,
-    ).toBe('telemetry_history_p19930704');
+    const daily = async (day: string) =>
+      (await own.db.raw(`SELECT ensure_history_partition(?::date) AS name`, [day])).rows[0].name;
+    expect(await daily('1993-07-05')).toBe('telemetry_history_m199307');
+    expect(await daily('1993-08-05')).toBe('telemetry_history_p19930805');
     await own.db.migrate.latest();
+    expect(await daily('1993-07-06')).toBe('telemetry_history_m199307');
   });
 });

@@ -15,7 +15,7 @@ import type { Knex } from 'knex';
 
 /** The partition named for `day`, daily or monthly, if it exists (read fresh, not cached). */
 const PARTITION_COVERING = `
-    CREATE FUNCTION history_partition_covering(day date) RETURNS text
+    CREATE OR REPLACE FUNCTION history_partition_covering(day date) RETURNS text
     LANGUAGE sql STABLE AS $$
       SELECT c.relname::text
       FROM pg_inherits i
@@ -66,7 +66,7 @@ const ENSURE_DAILY = `
  * else its day's.
  */
 const ENSURE_FOR = `
-    CREATE FUNCTION ensure_history_partition_for(day date) RETURNS text
+    CREATE OR REPLACE FUNCTION ensure_history_partition_for(day date) RETURNS text
     LANGUAGE plpgsql AS $$
     DECLARE
       month_start timestamp := date_trunc('month', day::timestamp);
@@ -159,7 +159,7 @@ const DROP_BEFORE = `
  * a backfill put there; called until it returns nothing. Returns the partitions it deleted from.
  */
 const TRIM_BEFORE = `
-    CREATE FUNCTION trim_history_partitions_before(cutoff_day date, max_rows integer)
+    CREATE OR REPLACE FUNCTION trim_history_partitions_before(cutoff_day date, max_rows integer)
     RETURNS SETOF text LANGUAGE plpgsql AS $$
     DECLARE
       part record;
@@ -192,80 +192,11 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 /**
- * Back to daily partitions only. Refused while a monthly partition exists: the functions before
- * this one would fail on every day it covers (their daily partition would overlap it).
+ * Back to making daily partitions only. The functions that find, make and drop partitions keep
+ * knowing monthly ones: those already made stay (their rows with them), and a day they cover must
+ * not be made again (it would overlap them).
  */
 export async function down(knex: Knex): Promise<void> {
-  const { rows } = await knex.raw(
-    `SELECT string_agg(c.relname, ', ' ORDER BY c.relname) AS names
-     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-     WHERE i.inhparent = 'telemetry_history'::regclass AND c.relname LIKE 'telemetry_history_m%'`,
-  );
-  const names = (rows as { names: string | null }[])[0].names;
-  if (names) {
-    throw new Error(
-      `History has monthly partitions (${names}), which the daily partitions before this migration would overlap: move their rows into daily partitions, or drop them, before going back`,
-    );
-  }
   await knex.raw('DROP FUNCTION IF EXISTS trim_history_partitions_before(date, integer)');
   await knex.raw('DROP FUNCTION IF EXISTS ensure_history_partition_for(date)');
-  await knex.raw(`
-    CREATE OR REPLACE FUNCTION ensure_history_partition(day date) RETURNS text
-    LANGUAGE plpgsql AS $$
-    DECLARE
-      partition_name text := 'telemetry_history_p' || to_char(day, 'YYYYMMDD');
-    BEGIN
-      IF to_regclass(partition_name) IS NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtext('telemetry_history_partitions'));
-        IF to_regclass(partition_name) IS NULL THEN
-          BEGIN
-            EXECUTE format(
-              'CREATE TABLE %I PARTITION OF telemetry_history FOR VALUES FROM (%L) TO (%L)',
-              partition_name,
-              (day::timestamp AT TIME ZONE 'UTC'),
-              ((day + 1)::timestamp AT TIME ZONE 'UTC'));
-          EXCEPTION WHEN duplicate_table THEN
-            NULL; -- created by a concurrent flusher a moment ago
-          END;
-        END IF;
-      END IF;
-      RETURN partition_name;
-    END $$`);
-  await knex.raw(`
-    CREATE OR REPLACE FUNCTION ensure_history_partitions(first_day date, last_day date)
-    RETURNS integer LANGUAGE plpgsql AS $$
-    DECLARE
-      day date := first_day;
-      created integer := 0;
-    BEGIN
-      WHILE day <= last_day LOOP
-        IF to_regclass('telemetry_history_p' || to_char(day, 'YYYYMMDD')) IS NULL THEN
-          PERFORM ensure_history_partition(day);
-          created := created + 1;
-        END IF;
-        day := day + 1;
-      END LOOP;
-      RETURN created;
-    END $$`);
-  await knex.raw(`
-    CREATE OR REPLACE FUNCTION drop_history_partitions_before(cutoff_day date)
-    RETURNS SETOF text LANGUAGE plpgsql AS $$
-    DECLARE
-      part record;
-    BEGIN
-      PERFORM pg_advisory_xact_lock(hashtext('telemetry_history_partitions'));
-      FOR part IN
-        SELECT c.relname
-        FROM pg_inherits i
-        JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'telemetry_history'::regclass
-          AND c.relname ~ '^telemetry_history_p[0-9]{8}$'
-          AND to_date(substring(c.relname from 20), 'YYYYMMDD') < cutoff_day
-        ORDER BY c.relname
-      LOOP
-        EXECUTE format('DROP TABLE %I', part.relname);
-        RETURN NEXT part.relname;
-      END LOOP;
-    END $$`);
-  await knex.raw('DROP FUNCTION IF EXISTS history_partition_covering(date)');
 }
