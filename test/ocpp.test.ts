@@ -1443,6 +1443,40 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test('when a start is sent again after it was stopped, then its stop and every mapping period stay as they were', async () => {
+    // Two starts of one vehicle at the same instant (two cards): the first, sent again, must not
+    // end the second's open period.
+    await registerIdTags([
+      ['TAG-SAME-CARD', 'V-same'],
+      ['TAG-SAME-APP', 'V-same'],
+      ['TAG-OWN-A', 'V-own-a'],
+      ['TAG-OWN-B', 'V-own-b'],
+    ]);
+    const periods = async (vehicleId: string) =>
+      (await request(e.api.api.app).get(`/v1/telemetry/map/${vehicleId}`).expect(200)).body.history;
+    const same = startsOnConnector1(await connect('CP-SAME'));
+    await same('TAG-SAME-CARD', 1000, '2024-05-07T10:00:00Z');
+    await same('TAG-SAME-APP', 1000, '2024-05-07T10:00:00Z'); // stops the first there
+    const open = [{ meterId: 'CP-SAME:1', from: '2024-05-07T10:00:00.001Z', to: null }];
+    expect(await periods('V-same')).toEqual(open);
+    await same('TAG-SAME-CARD', 1000, '2024-05-07T10:00:00Z');
+    expect(await periods('V-same')).toEqual(open);
+
+    // Its own stop dated after a later start delivered late: sent again, it keeps its period.
+    const cp = await connect('CP-OWN');
+    const own = startsOnConnector1(cp);
+    const a = await own('TAG-OWN-A', 1000, '2024-05-08T10:00:00Z');
+    await cp.call('StopTransaction', {
+      transactionId: a.transactionId,
+      meterStop: 5000,
+      timestamp: '2024-05-08T10:40:00Z',
+    });
+    await own('TAG-OWN-B', 4000, '2024-05-08T10:30:00Z');
+    const before = await periods('V-own-a');
+    await own('TAG-OWN-A', 1000, '2024-05-08T10:00:00Z');
+    expect(await periods('V-own-a')).toEqual(before);
+  });
+
   test('when a start delivered late falls inside a transaction the engine stopped at a later start, then that one ends where the late one starts: no energy is billed twice', async () => {
     await registerIdTags([
       ['TAG-X1', 'V-x1'],

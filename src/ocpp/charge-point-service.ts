@@ -378,7 +378,8 @@ export class ChargePointService {
     // failover) did not finish these, and each finds nothing left to do once they are done.
     const later = await this.stopOlderOnConnector(transaction, meterId);
     await this.stopVehicleElsewhere(transaction);
-    if (transaction.vehicleId) {
+    // A resend of one already stopped: its vehicle's period ended with it, and stays so.
+    if (transaction.vehicleId && transaction.stoppedAt === null) {
       await this.mapVehicle(transaction.vehicleId, meterId, justAfter(startedAt));
     }
     if (later) await this.supersede(transaction, later, meterId);
@@ -466,9 +467,15 @@ export class ChargePointService {
    */
   private async supersede(ended: Transaction, by: Transaction, meterId: string): Promise<void> {
     const stop = { meterStopWh: by.meterStartWh, stoppedAt: by.startedAt };
-    await (ended.stoppedAt === null
-      ? this.deps.transactions.stop(ended.id, { ...stop, reason: SUPERSEDED_BY_NEW })
-      : this.deps.transactions.moveStopBack(ended.id, stop));
+    const moved =
+      ended.stoppedAt === null
+        ? await this.deps.transactions.stop(ended.id, { ...stop, reason: SUPERSEDED_BY_NEW })
+        : await this.deps.transactions.moveStopBack(ended.id, stop);
+    // Its stop as it was (its own, one made elsewhere, or at `by` already, as on a resend): its
+    // vehicle's period ends where that stop is, and is left so.
+    if (moved?.stopReason !== SUPERSEDED_BY_NEW || moved.stoppedAt?.getTime() !== +by.startedAt) {
+      return;
+    }
     if (ended.vehicleId) {
       await this.deps.mapping.endPeriod(
         ended.vehicleId,
