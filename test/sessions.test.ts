@@ -1257,6 +1257,32 @@ describe('the builder continuing the session still going on', () => {
     const built = await e.ctx.db('session_built').where({ vehicle_id: 'V-ob' }).first();
     expect(built.open_session).toBeNull();
   });
+
+  test("when a meter's semantics change while its session is still going on, then that session is read whole again with them", async () => {
+    await map(e, 'V-os', 'M-os', '2024-05-01T00:00:00Z');
+    // The meter sends a register (100.5, 101, ...), read as intervals at first.
+    const readings: object[] = [];
+    for (let ts = T('14:00'), register = 100; ts <= T('14:40'); ts += MIN) {
+      readings.push(vehicle('V-os', 0.2)(ts), meter('M-os', (register += 0.5))(ts));
+    }
+    await ingest(e, readings);
+    const openAt = async (hhmm: string) => {
+      await buildAt(e, store, new Date(T(hhmm)));
+      const built = await e.ctx.db('session_built').where({ vehicle_id: 'V-os' }).first();
+      return built.open_session as { acKwh: number } | null;
+    };
+    expect((await openAt('14:30'))?.acKwh).toBeGreaterThan(1000); // the register summed
+    await request(e.api.api.app)
+      .put('/v1/meters/M-os/settings')
+      .send({ energyReadings: 'cumulative' })
+      .expect(200);
+    const [whole] = await new SessionStore(e.ctx.db, e.ctx.config).compute(
+      [{ vehicleId: 'V-os', from: new Date(T('00:00')) }],
+      new Date(T('14:35')),
+    );
+    expect(whole.acKwh).toBeLessThan(20); // its increases: 0.5 kWh a minute
+    expect((await openAt('14:35'))?.acKwh).toBeCloseTo(whole.acKwh as number, 9);
+  });
 });
 
 describe('a vehicle whose sessions cannot be built', () => {

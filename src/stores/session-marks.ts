@@ -41,8 +41,9 @@ export async function markSessionsAcross(db: Knex, at: Date): Promise<void> {
 /**
  * Marks, for devices whose energy semantics changed, the sessions they are part of: a vehicle's
  * from its first reading (see firstReadingOf); a meter's, which only count its AC, from the
- * earliest kept session of each vehicle mapped to it that overlaps the mapping period (sessions
- * not kept yet are computed with the semantics in force).
+ * earliest kept session of each vehicle mapped to it that overlaps the mapping period, or the
+ * session still going on where the vehicle was built (kept as built, it would be continued with
+ * the AC of the semantics before). Sessions not built yet are computed with the semantics in force.
  */
 export async function markSessionsOfDevices(
   db: Knex,
@@ -56,13 +57,18 @@ export async function markSessionsOfDevices(
       : `SELECT s.vehicle_id, s.start_ts FROM vehicle_meter_map m
          JOIN charging_sessions s ON s.vehicle_id = m.vehicle_id AND s.end_ts >= m.valid_from
           AND (m.valid_to IS NULL OR s.start_ts < m.valid_to)
+         WHERE m.meter_id = ANY(?)
+         UNION ALL
+         SELECT b.vehicle_id, b.open_since FROM vehicle_meter_map m
+         JOIN session_built b ON b.vehicle_id = m.vehicle_id AND b.open_since IS NOT NULL
+          AND (m.valid_to IS NULL OR b.open_since < m.valid_to)
          WHERE m.meter_id = ANY(?)`;
   await db.raw(
     MARK(
       `SELECT vehicle_id, min(since) FROM (${touched}) AS t(vehicle_id, since)
        WHERE since IS NOT NULL GROUP BY vehicle_id ORDER BY vehicle_id`,
     ),
-    [ids],
+    type === 'vehicle' ? [ids] : [ids, ids],
   );
 }
 
