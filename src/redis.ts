@@ -197,6 +197,22 @@ export async function checkReplicas(redis: RedisClient, wanted: number): Promise
 }
 
 /**
+ * Why Redis may lose accepted readings by evicting keys (its `maxmemory-policy` is not
+ * `noeviction` on some master), or null. The queue holds them until PostgreSQL has them, and
+ * BullMQ needs noeviction as well.
+ */
+export async function evictionProblem(redis: RedisClient): Promise<string | null> {
+  const nodes = masters(redis);
+  const policies = await Promise.all(
+    nodes.map(async (node) => infoField(await node.info('memory'), 'maxmemory_policy')),
+  );
+  const at = policies.findIndex((policy) => policy !== undefined && policy !== 'noeviction');
+  if (at < 0) return null;
+  const where = nodes.length > 1 ? ` on ${nodes[at].options.host}:${nodes[at].options.port}` : '';
+  return `maxmemory-policy is ${policies[at]}${where}: Redis may evict readings accepted but not yet stored; set it to noeviction (CONFIG SET maxmemory-policy noeviction, and in redis.conf)`;
+}
+
+/**
  * Readiness of a Redis connection. While it is down, ioredis's own words ("Stream isn't writeable
  * and enableOfflineQueue options is false") say nothing an operator can act on: say what to check.
  */
@@ -208,6 +224,9 @@ export function redisReadiness(redis: RedisClient): () => Promise<void> {
       );
     }
     await redis.ping();
+    // Set at run time too (CONFIG SET): not ready for what it would lose.
+    const problem = await evictionProblem(redis);
+    if (problem) throw new Error(problem);
   };
 }
 

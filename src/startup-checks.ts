@@ -7,6 +7,7 @@ import { redactUrl, redisDatabaseOf } from './config';
 import { Redis } from 'ioredis';
 import {
   createRedis,
+  evictionProblem,
   isAuthError,
   isCluster,
   waitForRedis,
@@ -62,6 +63,8 @@ export async function assertRedisReachable(
     await reachRedis(redis, settings, timeoutMs);
     if (!settings.redisClusterNodes) await assertNotClusterNode(redis, settings);
     await assertDatabaseIndex(redis, settings);
+    const evicts = await evictionProblem(redis);
+    if (evicts) throw new DependencyUnavailableError(`Redis: ${evicts}.`);
   } finally {
     redis.disconnect();
   }

@@ -305,3 +305,49 @@ describe('REDIS_WAIT_REPLICAS and readiness', () => {
     }
   });
 });
+
+describe('a Redis that evicts keys', () => {
+  let own: OwnRedis;
+  let ctx: TestContext;
+
+  beforeAll(async () => {
+    own = await OwnRedis.create(['--maxmemory-policy', 'allkeys-lru']);
+    ctx = await createTestContext({ REDIS_URL: own.url });
+  });
+  afterAll(async () => {
+    await ctx.cleanup();
+    await own.kill();
+  });
+
+  const setPolicy = async (policy: string) => {
+    const redis = createRedis({ redisUrl: own.url, redisClusterNodes: '' }, 'command');
+    try {
+      await waitForRedis(redis, 3000);
+      await redis.config('SET', 'maxmemory-policy', policy);
+    } finally {
+      redis.disconnect();
+    }
+  };
+
+  test('when its maxmemory-policy is not noeviction, then no process starts on it, and ingest is not ready while it is set so at run time', async () => {
+    const evicts =
+      /maxmemory-policy is allkeys-lru: Redis may evict readings accepted but not yet stored; set it to noeviction/;
+    await expect(
+      assertRedisReachable({ redisUrl: own.url, redisClusterNodes: '' }),
+    ).rejects.toThrow(evicts);
+
+    await setPolicy('noeviction');
+    const api = await startTestApi(ctx);
+    try {
+      const app = request(api.api.app);
+      expect((await app.get('/health/ready/ingest').expect(200)).body.checks.redis).toBe('ok');
+      await setPolicy('allkeys-lru');
+      const evicting = await app.get('/health/ready/ingest').expect(503);
+      expect(evicting.body.checks.redis).toMatch(evicts);
+      await setPolicy('noeviction');
+      await app.get('/health/ready/ingest').expect(200);
+    } finally {
+      await api.close();
+    }
+  });
+});
