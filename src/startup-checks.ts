@@ -19,6 +19,9 @@ import { StartupError } from './startup-error';
 /** A dependency the process cannot start without; its message tells a person what to do. */
 export class DependencyUnavailableError extends StartupError {}
 
+/** PostgreSQL answered and refused the login: a setting to fix, not an outage to ride out. */
+class PostgresLoginRefused extends DependencyUnavailableError {}
+
 const describe = (err: unknown) =>
   (err instanceof Error ? err.message : String(err)) || 'no answer';
 
@@ -38,7 +41,7 @@ export async function assertPostgresReachable(
   } catch (err) {
     // SQLSTATE class 28: it answered, and refused the role or its password (or pg_hba.conf did).
     if (/^28/.test(String((err as { code?: unknown }).code))) {
-      throw new DependencyUnavailableError(
+      throw new PostgresLoginRefused(
         `PostgreSQL at ${redactUrl(databaseUrl)} refused the login (${describe(err)}).\n` +
           '  Put a user and password it accepts in DATABASE_URL (or allow them in its pg_hba.conf).',
       );
@@ -171,13 +174,15 @@ async function assertDatabaseIndex(redis: RedisClient, settings: RedisSettings):
 
 /**
  * Why PostgreSQL cannot be reached, or null when it can: a process that does not need it to
- * start (the API's ingest, a flusher that waits) says so in one line and goes on.
+ * start (the API's ingest, a flusher that waits) says so in one line and goes on. A refused login
+ * is thrown: it would not pass once PostgreSQL is back.
  */
 export async function postgresProblem(databaseUrl: string): Promise<string | null> {
   try {
     await assertPostgresReachable(databaseUrl);
     return null;
   } catch (err) {
+    if (err instanceof PostgresLoginRefused) throw err;
     return describe(err).split('\n')[0];
   }
 }

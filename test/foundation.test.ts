@@ -439,6 +439,20 @@ describe('start-up without PostgreSQL or Redis', () => {
     expect(result.output).not.toMatch(/not reachable|apt-get|secret/);
   });
 
+  test('when PostgreSQL refuses the login, then the API and the flusher refuse to start (an outage they would ride out, a wrong setting not)', async () => {
+    for (const entry of ['src/server.ts', 'workers/flusher.ts']) {
+      const result = await runEntry(entry, {
+        DATABASE_URL: 'postgres://nosuchrole:secret@127.0.0.1:5432/energy',
+        PORT: '0',
+        FLUSHER_PORT: '0',
+        AUTH: 'off',
+      });
+      expect({ entry, code: result.code }).toEqual({ entry, code: 1 });
+      expect(result.output).toMatch(/refused the login \(.*nosuchrole/);
+      expect(result.output).not.toMatch(/not reachable|ingest works|secret/);
+    }
+  });
+
   test('when no API key is configured and AUTH is not off, then the API refuses to start, saying what to do', async () => {
     const result = await runEntry('src/server.ts', { PORT: '0', API_KEYS: '', AUTH: '' });
     expect(result.code).toBe(1);
