@@ -80,6 +80,8 @@ async function main(): Promise<void> {
         exitCode = 1;
         stopAll('SIGTERM');
       }
+      // Stopped, but not cleanly (a second Ctrl-C, its stop timing out): said by the exit code too.
+      if (code !== 0) exitCode = 1;
       if (children.size === 0) process.exit(exitCode);
     });
   }

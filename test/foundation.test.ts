@@ -250,6 +250,29 @@ describe('npm start going away', () => {
     // npm start compiles and migrates before both answer: slow on a loaded machine.
     150_000,
   );
+
+  test('when npm start is stopped twice (its processes then exit at once, not cleanly), then it exits 1, not 0', async () => {
+    const [port, flusherPort] = [await freePort(), await freePort()];
+    const start = startProcess(
+      'scripts/start.ts',
+      envFor(ctx.config, { PORT: String(port), FLUSHER_PORT: String(flusherPort) }),
+    );
+    try {
+      await waitFor(
+        async () =>
+          (await answers(`http://127.0.0.1:${port}/health/live`)) &&
+          (await answers(`http://127.0.0.1:${flusherPort}/health/live`)),
+        120_000,
+        'the API and the flusher to answer',
+      );
+      start.child.kill('SIGINT');
+      await new Promise((r) => setTimeout(r, 100)); // once its processes are stopping
+      start.child.kill('SIGINT');
+      expect(await start.exited).toBe(1);
+    } finally {
+      start.child.kill('SIGKILL');
+    }
+  }, 150_000);
 });
 
 describe('start-up without PostgreSQL or Redis', () => {
