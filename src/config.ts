@@ -424,6 +424,39 @@ function compileSettings() {
   return ajv.compile<Settings>(settingsSchema);
 }
 
+/**
+ * Variables of `env` that are no setting but one letter or two away from one (`REDIS_PREFX`,
+ * `FLUSHER_CONCURENCY`): ignored, they would leave the setting at its default without a word
+ * (a default REDIS_PREFIX joins another deployment's queue). Warnings naming the setting meant.
+ */
+export function misspelledSettings(env: Env): string[] {
+  const names = Object.keys(settingsSchema.properties);
+  return Object.keys(env).flatMap((variable) => {
+    if (names.includes(variable) || !/^[A-Z][A-Z0-9]*_[A-Z0-9_]+$/.test(variable)) return [];
+    const meant = names.find(
+      (name) => name.length >= 6 && editDistance(variable, name) <= (name.length < 10 ? 1 : 2),
+    );
+    return meant ? [`${variable} is not a setting (ignored): did you mean ${meant}?`] : [];
+  });
+}
+
+/** Letters to insert, delete, replace or swap with the next to turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
 let validateSettings: ReturnType<typeof compileSettings> | undefined;
 
 type Env = Record<string, string | undefined>;

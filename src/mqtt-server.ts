@@ -1,5 +1,5 @@
 /** Entry point of the MQTT intake process: `npm run start:mqtt`. */
-import { ConfigError, loadConfig, redactUrl } from './config';
+import { ConfigError, loadConfig, misspelledSettings, redactUrl } from './config';
 import {
   exitOnStartupFailure,
   limitHeapGrowth,
@@ -22,6 +22,7 @@ async function main(): Promise<void> {
     const config = loadConfig(process.env);
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'mqtt' });
+    for (const warning of misspelledSettings(process.env)) logger.warn(warning);
     const { mqttUrl } = config;
     if (!mqttUrl) {
       throw new ConfigError([

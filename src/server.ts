@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
 import { startPlanRefresh } from './analytics/plan-refresh';
-import { ConfigError, loadConfig, redactUrl, type Config } from './config';
+import { ConfigError, loadConfig, misspelledSettings, redactUrl, type Config } from './config';
 import { createDb, createGenericPlanDb } from '../db/create-db';
 import {
   exitOnStartupFailure,
@@ -68,6 +68,7 @@ async function main(): Promise<void> {
     const config = loadConfig(process.env);
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'api' });
+    for (const warning of misspelledSettings(process.env)) logger.warn(warning);
     checkAuthSettings(config, logger);
     // Ingest needs Redis only: a replica (re)started while PostgreSQL is down must still serve it.
     await assertDependenciesReachable(config, { postgres: false, mqtt: Boolean(config.mqttUrl) });

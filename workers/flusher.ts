@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import { createDb, createGenericPlanDb } from '../db/create-db';
 import { FLUSHER_BACKGROUND_CONNECTIONS } from '../db/knex-config';
-import { loadConfig } from '../src/config';
+import { loadConfig, misspelledSettings } from '../src/config';
 import {
   exitOnStartupFailure,
   limitHeapGrowth,
@@ -29,6 +29,7 @@ async function main(): Promise<void> {
     const config = loadConfig(process.env);
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'flusher' });
+    for (const warning of misspelledSettings(process.env)) logger.warn(warning);
     lowerCpuPriority(config.flusherNice, logger);
     // Readings wait in Redis: without PostgreSQL the flusher starts paused, and writes once it is back.
     await assertRedisReachable(config);

@@ -9,6 +9,7 @@ import {
   describeSettings,
   listSettings,
   loadConfig,
+  misspelledSettings,
   redactUrl,
   settingsSchema,
   type Config,
@@ -562,5 +563,26 @@ describe('settings documentation', () => {
     expect(rows).toContain(
       '| `API_KEYS` | (empty) | `name:scopes:sha256hex` entries, comma-separated (`npm run key`) |',
     );
+  });
+});
+
+describe('variables one letter or two away from a setting', () => {
+  test('when a variable is a setting misspelled, then a warning names the setting meant; other variables are left alone', () => {
+    expect(
+      misspelledSettings({
+        REDIS_PREFX: 'fleet-a',
+        FLUSHER_CONCURENCY: '2',
+        DATABSE_URL: 'postgres://x',
+        REDIS_PREFIX: 'fleet-a',
+        PGPORT: '5432',
+        NODE_ENV: 'production',
+        REDIS_HOST: 'redis',
+        PATH: '/usr/bin',
+      }),
+    ).toEqual([
+      'REDIS_PREFX is not a setting (ignored): did you mean REDIS_PREFIX?',
+      'FLUSHER_CONCURENCY is not a setting (ignored): did you mean FLUSHER_CONCURRENCY?',
+      'DATABSE_URL is not a setting (ignored): did you mean DATABASE_URL?',
+    ]);
   });
 });
