@@ -24,10 +24,18 @@ const sessionsText = (n: number) => `${formatCount(n)} session${n === 1 ? '' : '
 type Measured = Pick<FleetVehicle, 'alert' | 'acConsumedKwh' | 'dcDeliveredKwh'>;
 
 function noFigure(item: Measured) {
-  if (item.alert === false) return 'OK';
-  if (item.acConsumedKwh === null) return 'No efficiency: AC energy unknown';
-  if (item.dcDeliveredKwh === null) return 'No efficiency: no vehicle readings';
-  return 'No efficiency: no AC energy drawn';
+  const { acConsumedKwh: ac, dcDeliveredKwh: dc } = item;
+  if (item.alert === false) {
+    // Above 100 %: not efficient but wrong data (a meter mapped to another vehicle, a register
+    // read as intervals), which no threshold flags.
+    return ac !== null && dc !== null && dc > ac
+      ? "Check: more DC than AC (the meter's mapping or energy semantics)"
+      : 'OK';
+  }
+  if (ac === null) return 'No efficiency: AC energy unknown';
+  if (dc === null) return 'No efficiency: no vehicle readings';
+  if (ac === 0) return 'No efficiency: no AC energy drawn';
+  return 'No efficiency: no DC energy delivered';
 }
 
 /** The drift sentence of a session: its efficiency against its usual on that meter. */
