@@ -59,6 +59,11 @@ describe('API keys', () => {
     expect(bare.body.message).toBe(
       'Send the API key as Authorization: Bearer <key> (the Authorization header sent has no scheme)',
     );
+    const noKey = await app()
+      .get('/v1/meters/M-1/status')
+      .set('Authorization', 'Bearer ')
+      .expect(401);
+    expect(noKey.body.message).toBe('Send the API key after Bearer: Authorization: Bearer <key>');
   });
 
   test('when an unknown key is sent, then 401', async () => {

@@ -99,6 +99,9 @@ export function createAuthorize({
   /** Said of the header sent, if any: a key sent another way (Basic, no scheme) is not read. */
   const missingKeyMessage = (header: string | undefined) => {
     if (header === undefined) return 'Send an API key: Authorization: Bearer <key>';
+    // "Bearer" alone: the scheme is right, the key is missing.
+    if (/^Bearer\s*$/i.test(header))
+      return 'Send the API key after Bearer: Authorization: Bearer <key>';
     const scheme = /^(\S+)\s+\S/.exec(header)?.[1];
     const sent = scheme ? `uses the ${scheme} scheme` : 'has no scheme';
     return `Send the API key as Authorization: Bearer <key> (the Authorization header sent ${sent})`;
