@@ -32,4 +32,15 @@ describe("a dashboard link's window", () => {
       null,
     );
   });
+
+  test('when a hand-written link gives dates without a time (the engine refuses them), then the link says so and shows the last 24 hours', () => {
+    const { window, problem } = linked('window=custom&from=2026-11-01&to=2026-11-02');
+    expect(window).toEqual({ kind: 'last', hours: 24 });
+    expect(problem).toBe(
+      `The link's window could not be shown: "2026-11-01" in its custom window is not a date and time with a zone offset (e.g. 2024-03-20T10:00:00Z). Showing the last 24 hours instead.`,
+    );
+    expect(
+      linked('window=custom&from=2026-11-01T00:00:00.5-03:00&to=2026-11-02T00:00:00Z').problem,
+    ).toBe(null);
+  });
 });

@@ -338,7 +338,7 @@ describe('dashboard window choice', () => {
       `${engine.url}/dashboard#/vehicles/${vehicleId}?window=custom&from=2024-09-01T10:00:00Z&to=yesterday`,
     );
     await expect(linkProblem(page, 'vehicle').textContent()).resolves.toBe(
-      `The link's window could not be shown: "yesterday" in its custom window is not a date. Showing the last 24 hours instead.`,
+      `The link's window could not be shown: "yesterday" in its custom window is not a date and time with a zone offset (e.g. 2024-03-20T10:00:00Z). Showing the last 24 hours instead.`,
     );
     // Choosing a window replaces the link's: the note goes.
     await page.getByLabel('Last 7 days').check();

@@ -10,6 +10,13 @@ export const MAX_CUSTOM_WINDOW_HOURS = 31 * 24;
 
 const HOUR_MS = 3_600_000;
 
+/**
+ * What the engine takes as a window's bound (RFC 3339 date-time, as ajv-formats checks it): a
+ * date alone, which Date.parse reads as midnight UTC, the engine refuses.
+ */
+const DATE_TIME =
+  /^\d{4}-[01]\d-[0-3]\d[Tt ](?:[0-2]\d:[0-5]\d:[0-5]\d|23:59:60)(?:\.\d+)?(?:[Zz]|[+-]\d\d(?::?\d\d)?)$/;
+
 /** A link's window, and why it is not the one the link asked for (null when it is). */
 export interface LinkedWindow {
   window: AnalyticsWindow;
@@ -28,8 +35,14 @@ export function windowFromParams(params: URLSearchParams): LinkedWindow {
   const from = withOffsetSign(params.get('from'));
   const to = withOffsetSign(params.get('to'));
   if (!from || !to) return instead(`its custom window has no "${from ? 'to' : 'from'}"`);
-  const notDate = [from, to].find((text) => Number.isNaN(Date.parse(text)));
-  if (notDate !== undefined) return instead(`"${notDate}" in its custom window is not a date`);
+  const notDate = [from, to].find(
+    (text) => !DATE_TIME.test(text) || Number.isNaN(Date.parse(text)),
+  );
+  if (notDate !== undefined) {
+    return instead(
+      `"${notDate}" in its custom window is not a date and time with a zone offset (e.g. 2024-03-20T10:00:00Z)`,
+    );
+  }
   if (Date.parse(from) >= Date.parse(to))
     return instead(`its custom window's "from" (${from}) is not before its "to" (${to})`);
   if (Date.parse(to) - Date.parse(from) > MAX_CUSTOM_WINDOW_HOURS * HOUR_MS)
