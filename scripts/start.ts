@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     );
   }
   const config = loadConfig(process.env);
-  await assertDependenciesReachable(config, { mqtt: true });
+  await assertDependenciesReachable(config, { mqtt: true, acceptsReadings: true });
   await runMigrations(config, logger);
 
   const children = new Map<string, ChildProcess>([

@@ -29,7 +29,11 @@ async function main(): Promise<void> {
         'MQTT_URL is not set: the MQTT process needs a broker, e.g. MQTT_URL=mqtt://127.0.0.1:1883',
       ]);
     }
-    await assertDependenciesReachable(config, { postgres: false, mqtt: true });
+    await assertDependenciesReachable(config, {
+      postgres: false,
+      mqtt: true,
+      acceptsReadings: true,
+    });
 
     const { redis, queues } = await openIngestQueues(config);
     const service = createMqttService({ config: { ...config, mqttUrl }, redis, queues, logger });

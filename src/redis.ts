@@ -197,19 +197,23 @@ export async function checkReplicas(redis: RedisClient, wanted: number): Promise
 }
 
 /**
- * Why Redis may lose accepted readings by evicting keys (its `maxmemory-policy` is not
- * `noeviction` on some master), or null. The queue holds them until PostgreSQL has them, and
- * BullMQ needs noeviction as well.
+ * Why Redis may lose accepted readings by evicting keys (a `maxmemory` is set and its
+ * `maxmemory-policy` is not `noeviction`, on some master), or null. The queue holds them until
+ * PostgreSQL has them, and BullMQ needs noeviction as well. A master that does not answer INFO
+ * (failing over, or INFO denied) says nothing here: other checks report it.
  */
 export async function evictionProblem(redis: RedisClient): Promise<string | null> {
   const nodes = masters(redis);
-  const policies = await Promise.all(
-    nodes.map(async (node) => infoField(await node.info('memory'), 'maxmemory_policy')),
-  );
-  const at = policies.findIndex((policy) => policy !== undefined && policy !== 'noeviction');
-  if (at < 0) return null;
-  const where = nodes.length > 1 ? ` on ${nodes[at].options.host}:${nodes[at].options.port}` : '';
-  return `maxmemory-policy is ${policies[at]}${where}: Redis may evict readings accepted but not yet stored; set it to noeviction (CONFIG SET maxmemory-policy noeviction, and in redis.conf)`;
+  const answers = await Promise.allSettled(nodes.map((node) => node.info('memory')));
+  for (const [i, answer] of answers.entries()) {
+    if (answer.status === 'rejected') continue;
+    const policy = infoField(answer.value, 'maxmemory_policy');
+    const limited = Number(infoField(answer.value, 'maxmemory') ?? 0) > 0;
+    if (!limited || policy === undefined || policy === 'noeviction') continue;
+    const where = nodes.length > 1 ? ` on ${nodes[i].options.host}:${nodes[i].options.port}` : '';
+    return `maxmemory-policy is ${policy}${where} with a maxmemory set: Redis may evict readings accepted but not yet stored; set it to noeviction (in redis.conf, or the managed service's parameter group)`;
+  }
+  return null;
 }
 
 /**
@@ -224,9 +228,6 @@ export function redisReadiness(redis: RedisClient): () => Promise<void> {
       );
     }
     await redis.ping();
-    // Set at run time too (CONFIG SET): not ready for what it would lose.
-    const problem = await evictionProblem(redis);
-    if (problem) throw new Error(problem);
   };
 }
 
@@ -239,8 +240,14 @@ export function ingestReadiness(
   redis: RedisClient,
   config: { redisWaitReplicas: number },
 ): Record<string, () => Promise<void>> {
+  const reachable = redisReadiness(redis);
   return {
-    redis: redisReadiness(redis),
+    redis: async () => {
+      await reachable();
+      // Set at run time too (CONFIG SET): not ready to acknowledge what it may evict.
+      const evicts = await evictionProblem(redis);
+      if (evicts) throw new Error(evicts);
+    },
     ...(config.redisWaitReplicas > 0
       ? { replicas: () => checkReplicas(redis, config.redisWaitReplicas) }
       : {}),

@@ -71,7 +71,11 @@ async function main(): Promise<void> {
     for (const warning of misspelledSettings(process.env)) logger.warn(warning);
     checkAuthSettings(config, logger);
     // Ingest needs Redis only: a replica (re)started while PostgreSQL is down must still serve it.
-    await assertDependenciesReachable(config, { postgres: false, mqtt: Boolean(config.mqttUrl) });
+    await assertDependenciesReachable(config, {
+      postgres: false,
+      mqtt: Boolean(config.mqttUrl),
+      acceptsReadings: true,
+    });
     const postgres = await postgresProblem(config.databaseUrl);
     if (postgres) {
       logger.warn(

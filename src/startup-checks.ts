@@ -57,16 +57,24 @@ export async function assertPostgresReachable(
   }
 }
 
+/**
+ * `acceptsReadings`: the process acknowledges readings (the API, the MQTT process), so a Redis
+ * that may evict them is refused. One that moves them out (the flusher, redrive) starts, to drain
+ * what is there, and warns (workers/redis-durability.ts).
+ */
 export async function assertRedisReachable(
   settings: RedisSettings,
-  timeoutMs = 3000,
+  {
+    timeoutMs = 3000,
+    acceptsReadings = false,
+  }: { timeoutMs?: number; acceptsReadings?: boolean } = {},
 ): Promise<void> {
   const redis = createRedis(settings, 'command');
   try {
     await reachRedis(redis, settings, timeoutMs);
     if (!settings.redisClusterNodes) await assertNotClusterNode(redis, settings);
     await assertDatabaseIndex(redis, settings);
-    const evicts = await evictionProblem(redis);
+    const evicts = acceptsReadings ? await evictionProblem(redis) : null;
     if (evicts) throw new DependencyUnavailableError(`Redis: ${evicts}.`);
   } finally {
     redis.disconnect();
@@ -238,12 +246,16 @@ export async function assertDependenciesReachable(
     mqttUsername?: string;
     mqttPassword?: string;
   } & RedisSettings,
-  { postgres = true, mqtt = false }: { postgres?: boolean; mqtt?: boolean } = {},
+  {
+    postgres = true,
+    mqtt = false,
+    acceptsReadings = false,
+  }: { postgres?: boolean; mqtt?: boolean; acceptsReadings?: boolean } = {},
 ): Promise<void> {
   const { mqttUrl } = config;
   const results = await Promise.allSettled([
     postgres ? assertPostgresReachable(config.databaseUrl) : Promise.resolve(),
-    assertRedisReachable(config),
+    assertRedisReachable(config, { acceptsReadings }),
     mqtt && mqttUrl ? assertMqttBrokerReachable({ ...config, mqttUrl }) : Promise.resolve(),
   ]);
   const failures = results.flatMap((r) => (r.status === 'rejected' ? [describe(r.reason)] : []));

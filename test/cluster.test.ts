@@ -311,7 +311,7 @@ describe('a Redis that evicts keys', () => {
   let ctx: TestContext;
 
   beforeAll(async () => {
-    own = await OwnRedis.create(['--maxmemory-policy', 'allkeys-lru']);
+    own = await OwnRedis.create(['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru']);
     ctx = await createTestContext({ REDIS_URL: own.url });
   });
   afterAll(async () => {
@@ -319,32 +319,37 @@ describe('a Redis that evicts keys', () => {
     await own.kill();
   });
 
-  const setPolicy = async (policy: string) => {
+  const setConfig = async (name: string, value: string) => {
     const redis = createRedis({ redisUrl: own.url, redisClusterNodes: '' }, 'command');
     try {
       await waitForRedis(redis, 3000);
-      await redis.config('SET', 'maxmemory-policy', policy);
+      await redis.config('SET', name, value);
     } finally {
       redis.disconnect();
     }
   };
 
-  test('when its maxmemory-policy is not noeviction, then no process starts on it, and ingest is not ready while it is set so at run time', async () => {
+  test('when its maxmemory-policy is not noeviction, then no process that acknowledges readings starts on it, and ingest is not ready while it is set so at run time', async () => {
     const evicts =
-      /maxmemory-policy is allkeys-lru: Redis may evict readings accepted but not yet stored; set it to noeviction/;
-    await expect(
-      assertRedisReachable({ redisUrl: own.url, redisClusterNodes: '' }),
-    ).rejects.toThrow(evicts);
+      /maxmemory-policy is allkeys-lru with a maxmemory set: Redis may evict readings accepted but not yet stored; set it to noeviction/;
+    const settings = { redisUrl: own.url, redisClusterNodes: '' };
+    await expect(assertRedisReachable(settings, { acceptsReadings: true })).rejects.toThrow(evicts);
+    // The flusher starts on it, to drain what it holds (and warns); without a maxmemory nothing
+    // is evicted, whatever the policy.
+    await assertRedisReachable(settings);
+    await setConfig('maxmemory', '0');
+    await assertRedisReachable(settings, { acceptsReadings: true });
+    await setConfig('maxmemory', '64mb');
 
-    await setPolicy('noeviction');
+    await setConfig('maxmemory-policy', 'noeviction');
     const api = await startTestApi(ctx);
     try {
       const app = request(api.api.app);
       expect((await app.get('/health/ready/ingest').expect(200)).body.checks.redis).toBe('ok');
-      await setPolicy('allkeys-lru');
+      await setConfig('maxmemory-policy', 'allkeys-lru');
       const evicting = await app.get('/health/ready/ingest').expect(503);
       expect(evicting.body.checks.redis).toMatch(evicts);
-      await setPolicy('noeviction');
+      await setConfig('maxmemory-policy', 'noeviction');
       await app.get('/health/ready/ingest').expect(200);
     } finally {
       await api.close();

@@ -1,9 +1,10 @@
-import { infoField as field, masters, type RedisClient } from '../src/redis';
+import { evictionProblem, infoField as field, masters, type RedisClient } from '../src/redis';
 
 /**
- * The queue holds accepted readings until PostgreSQL has them, so Redis must not forget them on
- * restart (a Redis that evicts keys is refused at the start: startup-checks.ts). Checks every
- * master of a cluster. Returns the problems found (empty when Redis is set up safely).
+ * The queue holds accepted readings until PostgreSQL has them, so Redis must neither evict keys
+ * (the API and the MQTT process refuse such a Redis; the flusher starts, to drain it) nor forget
+ * them on restart. Checks every master of a cluster. Returns the problems found (empty when Redis
+ * is set up safely).
  */
 export async function checkRedisDurability(redis: RedisClient): Promise<string[]> {
   const nodes = masters(redis);
@@ -16,5 +17,6 @@ export async function checkRedisDurability(redis: RedisClient): Promise<string[]
       ];
     }),
   );
-  return problems.flat();
+  const evicts = await evictionProblem(redis);
+  return [...(evicts ? [evicts] : []), ...problems.flat()];
 }
