@@ -25,13 +25,17 @@ class PostgresLoginRefused extends DependencyUnavailableError {}
 const describe = (err: unknown) =>
   (err instanceof Error ? err.message : String(err)) || 'no answer';
 
+/**
+ * `ownDatabase`: log in to DATABASE_URL's own database (the API and the flusher, which need it;
+ * pg_hba.conf may allow the role there only), where a missing database passes (the schema check
+ * says so); else to the maintenance database (migrate, npm start: it may not be created yet).
+ */
 export async function assertPostgresReachable(
   databaseUrl: string,
-  timeoutMs = 3000,
+  { timeoutMs = 3000, ownDatabase = false }: { timeoutMs?: number; ownDatabase?: boolean } = {},
 ): Promise<void> {
-  // Connect to the maintenance database: the engine's own database may not be created yet.
   const client = new pg.Client({
-    connectionString: maintenanceUrl(databaseUrl),
+    connectionString: ownDatabase ? databaseUrl : maintenanceUrl(databaseUrl),
     connectionTimeoutMillis: timeoutMs,
   });
   client.on('error', () => undefined);
@@ -39,6 +43,7 @@ export async function assertPostgresReachable(
     await client.connect();
     await client.query('SELECT 1');
   } catch (err) {
+    if (ownDatabase && (err as { code?: unknown }).code === MISSING_DATABASE) return;
     // SQLSTATE class 28: it answered, and refused the role or its password (or pg_hba.conf did).
     if (/^28/.test(String((err as { code?: unknown }).code))) {
       throw new PostgresLoginRefused(
@@ -187,7 +192,7 @@ async function assertDatabaseIndex(redis: RedisClient, settings: RedisSettings):
  */
 export async function postgresProblem(databaseUrl: string): Promise<string | null> {
   try {
-    await assertPostgresReachable(databaseUrl);
+    await assertPostgresReachable(databaseUrl, { ownDatabase: true });
     return null;
   } catch (err) {
     if (err instanceof PostgresLoginRefused) throw err;
