@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
-import { exitOnStartupFailure } from '../src/lifecycle';
+import { exitOnStartupFailure, REPEATED_SIGNAL_MS } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { assertDependenciesReachable } from '../src/startup-checks';
 import { commandLineOrExit, parseCommandLine } from './cli';
@@ -61,13 +61,20 @@ async function main(): Promise<void> {
   const signalAll = (signal: NodeJS.Signals) => {
     for (const child of children.values()) if (child.exitCode === null) child.kill(signal);
   };
+  let first: { signal: NodeJS.Signals; at: number } | null = null;
   const stopAll = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
+    first = { signal, at: Date.now() };
     signalAll(signal);
   };
-  // A second Ctrl-C is passed on as well: the children then exit at once.
-  const onSignal = (signal: NodeJS.Signals) => (stopping ? signalAll(signal) : stopAll(signal));
+  // A second Ctrl-C is passed on as well: the children then exit at once. The same signal again
+  // at once is one Ctrl-C delivered twice (see REPEATED_SIGNAL_MS): not passed on.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!first) return stopAll(signal);
+    if (signal === first.signal && Date.now() - first.at < REPEATED_SIGNAL_MS) return;
+    signalAll(signal);
+  };
 
   for (const [name, child] of children) {
     child.on('exit', (code, signal) => {
@@ -79,9 +86,12 @@ async function main(): Promise<void> {
         );
         exitCode = 1;
         stopAll('SIGTERM');
+      } else if (code !== 0 && !(code === null && signal === first?.signal)) {
+        // Stopped, but not cleanly (a second Ctrl-C, its stop timing out): said by the exit code
+        // too. Ended by the signal sent it (before it took signals: still starting) is clean.
+        logger.warn({ process: name, code, signal }, `${name} did not stop cleanly`);
+        exitCode = 1;
       }
-      // Stopped, but not cleanly (a second Ctrl-C, its stop timing out): said by the exit code too.
-      if (code !== 0) exitCode = 1;
       if (children.size === 0) process.exit(exitCode);
     });
   }

@@ -433,10 +433,13 @@ export function misspelledSettings(env: Env): string[] {
   const names = Object.keys(settingsSchema.properties);
   return Object.keys(env).flatMap((variable) => {
     if (names.includes(variable) || !/^[A-Z][A-Z0-9]*_[A-Z0-9_]+$/.test(variable)) return [];
-    const meant = names.find(
-      (name) => name.length >= 6 && editDistance(variable, name) <= (name.length < 10 ? 1 : 2),
-    );
-    return meant ? [`${variable} is not a setting (ignored): did you mean ${meant}?`] : [];
+    // The nearest (EFFICIENCY_TRESHOLDS is EFFICIENCY_THRESHOLDS, not EFFICIENCY_THRESHOLD).
+    const [meant] = names
+      .filter((name) => name.length >= 6)
+      .map((name) => ({ name, distance: editDistance(variable, name) }))
+      .filter(({ name, distance }) => distance <= (name.length < 10 ? 1 : 2))
+      .sort((a, b) => a.distance - b.distance);
+    return meant ? [`${variable} is not a setting (ignored): did you mean ${meant.name}?`] : [];
   });
 }
 

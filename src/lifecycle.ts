@@ -24,17 +24,26 @@ export function refuseArguments(argv: readonly string[], what: string): void {
 }
 
 /**
- * Runs `stop` once on SIGTERM or SIGINT, then exits. A second signal, or a stop that outlives
- * `timeoutMs`, exits at once: an operator's Ctrl-C twice must always work.
+ * A signal repeated within this long of the first is the same stop delivered twice (a terminal's
+ * Ctrl-C reaches the process group, and npm passes it on as well; systemd signals every process
+ * of the unit), not an operator asking again.
+ */
+export const REPEATED_SIGNAL_MS = 1000;
+
+/**
+ * Runs `stop` once on SIGTERM or SIGINT, then exits. A second signal (another one, or the same
+ * after REPEATED_SIGNAL_MS), or a stop that outlives `timeoutMs`, exits at once: an operator's
+ * Ctrl-C twice must always work.
  */
 export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeoutMs: number): void {
-  let stopping = false;
+  let first: { signal: NodeJS.Signals; at: number } | null = null;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (first) {
+      if (signal === first.signal && Date.now() - first.at < REPEATED_SIGNAL_MS) return;
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
-    stopping = true;
+    first = { signal, at: Date.now() };
     logger.info({ signal }, 'stopping');
     const timer = setTimeout(() => {
       logger.error({ timeoutMs }, 'stop took too long: exiting anyway');

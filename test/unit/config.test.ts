@@ -573,6 +573,7 @@ describe('variables one letter or two away from a setting', () => {
         REDIS_PREFX: 'fleet-a',
         FLUSHER_CONCURENCY: '2',
         DATABSE_URL: 'postgres://x',
+        EFFICIENCY_TRESHOLDS: '11:0.8',
         REDIS_PREFIX: 'fleet-a',
         PGPORT: '5432',
         NODE_ENV: 'production',
@@ -583,6 +584,7 @@ describe('variables one letter or two away from a setting', () => {
       'REDIS_PREFX is not a setting (ignored): did you mean REDIS_PREFIX?',
       'FLUSHER_CONCURENCY is not a setting (ignored): did you mean FLUSHER_CONCURRENCY?',
       'DATABSE_URL is not a setting (ignored): did you mean DATABASE_URL?',
+      'EFFICIENCY_TRESHOLDS is not a setting (ignored): did you mean EFFICIENCY_THRESHOLDS?',
     ]);
   });
 });
