@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
-import { exitOnStartupFailure, REPEATED_SIGNAL_MS } from '../src/lifecycle';
+import { exitOnStartupFailure, repeatsSignal, type SignalTaken } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { assertDependenciesReachable } from '../src/startup-checks';
 import { commandLineOrExit, parseCommandLine } from './cli';
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   const signalAll = (signal: NodeJS.Signals) => {
     for (const child of children.values()) if (child.exitCode === null) child.kill(signal);
   };
-  let first: { signal: NodeJS.Signals; at: number } | null = null;
+  let first: SignalTaken | null = null;
   const stopAll = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
@@ -69,11 +69,10 @@ async function main(): Promise<void> {
     signalAll(signal);
   };
   // A second Ctrl-C is passed on as well: the children then exit at once. The same signal again
-  // at once is one Ctrl-C delivered twice (see REPEATED_SIGNAL_MS): not passed on.
+  // at once is one Ctrl-C delivered twice (repeatsSignal): not passed on.
   const onSignal = (signal: NodeJS.Signals) => {
     if (!first) return stopAll(signal);
-    if (signal === first.signal && Date.now() - first.at < REPEATED_SIGNAL_MS) return;
-    signalAll(signal);
+    if (!repeatsSignal(first, signal)) signalAll(signal);
   };
 
   for (const [name, child] of children) {

@@ -28,7 +28,17 @@ export function refuseArguments(argv: readonly string[], what: string): void {
  * Ctrl-C reaches the process group, and npm passes it on as well; systemd signals every process
  * of the unit), not an operator asking again.
  */
-export const REPEATED_SIGNAL_MS = 1000;
+const REPEATED_SIGNAL_MS = 1000;
+
+/** The first stop signal a process took, and when. */
+export interface SignalTaken {
+  signal: NodeJS.Signals;
+  at: number;
+}
+
+/** Whether `signal` is `first` delivered again (REPEATED_SIGNAL_MS), not a second request. */
+export const repeatsSignal = (first: SignalTaken | null, signal: NodeJS.Signals): boolean =>
+  first !== null && signal === first.signal && Date.now() - first.at < REPEATED_SIGNAL_MS;
 
 /**
  * Runs `stop` once on SIGTERM or SIGINT, then exits. A second signal (another one, or the same
@@ -36,10 +46,10 @@ export const REPEATED_SIGNAL_MS = 1000;
  * Ctrl-C twice must always work.
  */
 export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeoutMs: number): void {
-  let first: { signal: NodeJS.Signals; at: number } | null = null;
+  let first: SignalTaken | null = null;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (repeatsSignal(first, signal)) return;
     if (first) {
-      if (signal === first.signal && Date.now() - first.at < REPEATED_SIGNAL_MS) return;
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }

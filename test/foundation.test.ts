@@ -220,25 +220,35 @@ describe('npm start going away', () => {
       () => false,
     );
 
+  /** npm start on free ports, once its API and flusher both answer; `live`: their /health/live. */
+  async function startedEngine() {
+    const [port, flusherPort] = [await freePort(), await freePort()];
+    const start = startProcess(
+      'scripts/start.ts',
+      envFor(ctx.config, { PORT: String(port), FLUSHER_PORT: String(flusherPort) }),
+    );
+    const live = [port, flusherPort].map((p) => `http://127.0.0.1:${p}/health/live`);
+    try {
+      await waitFor(
+        async () => (await answers(live[0])) && (await answers(live[1])),
+        120_000,
+        'the API and the flusher to answer',
+      );
+    } catch (err) {
+      start.child.kill('SIGKILL');
+      throw err;
+    }
+    return { start, live };
+  }
+
   test.each(['SIGKILL', 'SIGHUP'] as const)(
     'when npm start is ended by %s, then the API and the flusher it started stop too, not left holding the ports',
     async (signal) => {
-      const [port, flusherPort] = [await freePort(), await freePort()];
-      const start = startProcess(
-        'scripts/start.ts',
-        envFor(ctx.config, { PORT: String(port), FLUSHER_PORT: String(flusherPort) }),
-      );
-      const api = `http://127.0.0.1:${port}/health/live`;
-      const flusher = `http://127.0.0.1:${flusherPort}/health/live`;
+      const { start, live } = await startedEngine();
       try {
-        await waitFor(
-          async () => (await answers(api)) && (await answers(flusher)),
-          120_000,
-          'the API and the flusher to answer',
-        );
         start.child.kill(signal);
         await waitFor(
-          async () => !(await answers(api)) && !(await answers(flusher)),
+          async () => !(await answers(live[0])) && !(await answers(live[1])),
           20_000,
           'the API and the flusher to stop',
         );
@@ -252,19 +262,8 @@ describe('npm start going away', () => {
   );
 
   test('when npm start is asked to stop again (its processes then exit at once, not cleanly), then it exits 1; one stop delivered twice at once (a terminal and npm) is one clean stop: 0', async () => {
-    const [port, flusherPort] = [await freePort(), await freePort()];
-    const start = startProcess(
-      'scripts/start.ts',
-      envFor(ctx.config, { PORT: String(port), FLUSHER_PORT: String(flusherPort) }),
-    );
+    const { start } = await startedEngine();
     try {
-      await waitFor(
-        async () =>
-          (await answers(`http://127.0.0.1:${port}/health/live`)) &&
-          (await answers(`http://127.0.0.1:${flusherPort}/health/live`)),
-        120_000,
-        'the API and the flusher to answer',
-      );
       start.child.kill('SIGINT');
       await new Promise((r) => setTimeout(r, 100)); // once its processes are stopping
       start.child.kill('SIGTERM');
@@ -272,18 +271,8 @@ describe('npm start going away', () => {
     } finally {
       start.child.kill('SIGKILL');
     }
-    const again = startProcess(
-      'scripts/start.ts',
-      envFor(ctx.config, { PORT: String(port), FLUSHER_PORT: String(flusherPort) }),
-    );
+    const { start: again } = await startedEngine();
     try {
-      await waitFor(
-        async () =>
-          (await answers(`http://127.0.0.1:${port}/health/live`)) &&
-          (await answers(`http://127.0.0.1:${flusherPort}/health/live`)),
-        120_000,
-        'the API and the flusher to answer again',
-      );
       again.child.kill('SIGINT');
       again.child.kill('SIGINT');
       expect(await again.exited).toBe(0);

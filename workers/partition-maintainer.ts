@@ -154,17 +154,17 @@ export class PartitionMaintainer {
     let trimmed: string[] = [];
     const keptFrom = retainedFrom(now, retentionDays);
     if (keptFrom !== null) {
-      const cutoff = new Date(keptFrom);
+      const [cutoff, cutoffDay] = [new Date(keptFrom), utcDay(keptFrom)];
       dropped = (
         await this.deps.db.raw('SELECT drop_history_partitions_before(?::date) AS name', [
-          utcDay(keptFrom),
+          cutoffDay,
         ])
       ).rows.map((r: { name: string }) => r.name);
       if (dropped.length > 0) {
         this.forget();
         await this.dropDerivedBefore(cutoff);
       }
-      trimmed = await this.trimBefore(cutoff);
+      trimmed = await this.trimBefore(cutoffDay);
       if (trimmed.length > 0) await this.dropDerivedBefore(cutoff);
     }
     if (created > 0 || dropped.length > 0 || trimmed.length > 0)
@@ -174,16 +174,16 @@ export class PartitionMaintainer {
   }
 
   /**
-   * Deletes the rows before `cutoff` from the monthly partition it falls in, a batch per statement
+   * Deletes the rows before `cutoffDay` from the monthly partition it falls in, a batch per statement
    * (a backfilled month may hold more than one statement deletes within its timeout). The
    * partitions it deleted from.
    */
-  private async trimBefore(cutoff: Date): Promise<string[]> {
+  private async trimBefore(cutoffDay: string): Promise<string[]> {
     const trimmed = new Set<string>();
     for (;;) {
       const { rows } = await this.deps.db.raw(
         'SELECT trim_history_partitions_before(?::date, ?) AS name',
-        [utcDay(cutoff.getTime()), TRIM_BATCH_ROWS],
+        [cutoffDay, TRIM_BATCH_ROWS],
       );
       if (rows.length === 0) return [...trimmed];
       for (const row of rows as { name: string }[]) trimmed.add(row.name);
