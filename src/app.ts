@@ -1,5 +1,6 @@
 import type { Express } from 'express';
 import type { Knex } from 'knex';
+import { createSchemaCheck } from '../db/schema-check';
 import { ingestReadiness, type RedisClient } from './redis';
 import type { Registry } from 'prom-client';
 import { analyticsRoutes } from './analytics/analytics-routes';
@@ -176,7 +177,7 @@ export function createApp({
     ...ocpp.routes,
     ...healthRoutes({
       checks: {
-        postgres: () => db.raw('SELECT 1'),
+        postgres: createSchemaCheck(db),
         ...ingestChecks,
         ...readinessChecks,
       },

@@ -3,6 +3,7 @@ import mqtt from 'mqtt';
 import pg from 'pg';
 import type { Knex } from 'knex';
 import { maintenanceUrl, pendingMigrations } from '../db/migrate';
+import { missingMigrationsMessage } from '../db/schema-check';
 import { redactUrl, redisDatabaseOf } from './config';
 import { Redis } from 'ioredis';
 import {
@@ -290,7 +291,7 @@ export async function assertSchemaMigrated(db: Knex, databaseUrl: string): Promi
   }
   if (pending.length > 0) {
     throw new StartupError(
-      `The database at ${redactUrl(databaseUrl)} lacks ${pending.length} migration(s) (first: ${pending[0]}): run npm run migrate (npm start migrates by itself)`,
+      `The database at ${redactUrl(databaseUrl)} ${missingMigrationsMessage(pending)} (npm start migrates by itself)`,
     );
   }
 }

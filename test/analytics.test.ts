@@ -5,13 +5,15 @@ import { createRedis } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import { EnergyReportStore } from '../src/analytics/energy-report-store';
 import { RollupStore } from '../src/stores/rollup-store';
-import { migrateToLatest } from '../db/migrate';
+import { createDb } from '../db/create-db';
+import { migrateToLatest, withMaintenanceClient } from '../db/migrate';
+import { loadConfig } from '../src/config';
 import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { explainGeneric } from './helpers/plans';
 import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
 import { TcpProxy } from './helpers/tcp-proxy';
-import { createTestContext } from './helpers/test-env';
+import { baseDatabaseUrl, createTestContext, withDatabaseName } from './helpers/test-env';
 
 const meter = (meterId: string, timestamp: string, kwhConsumedAc: number) => ({
   meterId,
@@ -841,6 +843,44 @@ describe('when PostgreSQL is unreachable', () => {
       expect(ingestReady.body).toEqual({ status: 'ready', checks: { redis: 'ok' } });
     } finally {
       await api.close();
+      await ctx.cleanup();
+    }
+  });
+
+  test('when PostgreSQL answers after the API started without it but lacks migrations, then reads answer 503 database_not_migrated and readiness says to run npm run migrate', async () => {
+    const ctx = await createTestContext();
+    const name = `energy_unmigrated_api_${process.pid}`;
+    const url = withDatabaseName(baseDatabaseUrl(), name);
+    await withMaintenanceClient(url, (c) => c.query(`CREATE DATABASE ${name}`));
+    const api = await startTestApi(ctx, { databaseUrl: url });
+    try {
+      const app = request(api.api.app);
+      for (const res of [
+        await app.get('/v1/analytics/performance/V-1'),
+        await app.get('/v1/analytics/fleet'),
+        await app.get('/v1/vehicles/V-unknown/status'),
+      ]) {
+        expect({ status: res.status, error: res.body.error }).toEqual({
+          status: 503,
+          error: 'database_not_migrated',
+        });
+        expect(res.body.message).toMatch(/npm run migrate/);
+      }
+      const ready = await app.get('/health/ready').expect(503);
+      expect(ready.body.checks.postgres).toMatch(/lacks \d+ migration\(s\).*npm run migrate/);
+      const db = createDb(loadConfig({ DATABASE_URL: url }));
+      try {
+        await migrateToLatest(db);
+      } finally {
+        await db.destroy();
+      }
+      await app.get('/health/ready').expect(200);
+      await app.get('/v1/analytics/fleet').expect(200);
+    } finally {
+      await api.close();
+      await withMaintenanceClient(url, (c) =>
+        c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+      );
       await ctx.cleanup();
     }
   });

@@ -1,4 +1,8 @@
 import type { Job, Queue } from 'bullmq';
+import request from 'supertest';
+import { createDb } from '../db/create-db';
+import { migrateToLatest, withMaintenanceClient } from '../db/migrate';
+import { loadConfig } from '../src/config';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRedisKeys } from '../src/redis-keys';
 import type { Reading } from '../src/devices/device-kinds';
@@ -26,7 +30,12 @@ import {
   vehicleReading,
 } from './helpers/readings';
 import { TcpProxy } from './helpers/tcp-proxy';
-import { createTestContext, type TestContext } from './helpers/test-env';
+import {
+  baseDatabaseUrl,
+  createTestContext,
+  withDatabaseName,
+  type TestContext,
+} from './helpers/test-env';
 
 const T0 = Date.parse('2024-03-20T10:00:00Z');
 
@@ -438,6 +447,47 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
       proxy.thaw();
       await flusher.close();
       await proxy.cut();
+    }
+  });
+
+  test('when PostgreSQL answers after the flusher started without it but lacks migrations, then the flusher stays paused without spending attempts, says to run npm run migrate, and writes everything once migrated', async () => {
+    // The flusher could not check the schema at its start: here it meets an empty database.
+    const name = `energy_unmigrated_flusher_${process.pid}`;
+    const url = withDatabaseName(baseDatabaseUrl(), name);
+    await withMaintenanceClient(url, (c) => c.query(`CREATE DATABASE ${name}`));
+    const db = createDb(loadConfig({ DATABASE_URL: url }));
+    const flusher = await startTestFlusher(ctx, { databaseUrl: url });
+    const paused = async () =>
+      (
+        await flusher.flusher.registry
+          .getSingleMetric('energy_flusher_paused_database_unavailable')
+          ?.get()
+      )?.values[0]?.value;
+    try {
+      const readings = fleetReadings(5, 10, T0); // 100 readings, 4 jobs
+      await enqueue(readings, 25);
+      await waitFor(async () => (await paused()) === 1, 10_000, 'the flusher to pause');
+      await new Promise((r) => setTimeout(r, 1500));
+      const jobs = await queue.getJobs(['waiting', 'delayed', 'active', 'failed']);
+      expect(jobs).toHaveLength(4);
+      expect(Math.max(...jobs.map((j) => j.attemptsMade))).toBeLessThanOrEqual(1);
+      expect(await queue.getJobCountByTypes('failed')).toBe(0);
+      const ready = await request(flusher.flusher.healthApp).get('/health/ready').expect(503);
+      expect(ready.body.checks.postgres).toMatch(
+        /lacks \d+ migration\(s\) \(first: \d+_[\w-]+\.[jt]s\): run npm run migrate/,
+      );
+
+      await migrateToLatest(db);
+      await waitForDrained(queue);
+      expect(Number((await db('telemetry_history').count({ n: '*' }))[0].n)).toBe(readings.length);
+      expect(await paused()).toBe(0);
+      await request(flusher.flusher.healthApp).get('/health/ready').expect(200);
+    } finally {
+      await flusher.close();
+      await db.destroy();
+      await withMaintenanceClient(url, (c) =>
+        c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+      );
     }
   });
 

@@ -1,4 +1,6 @@
+import { SchemaNotMigratedError } from '../db/schema-check';
 import type { Logger } from '../src/logger';
+import { isDatabaseUnavailable, isSchemaMissing } from '../src/stores/database-errors';
 
 /**
  * Pauses the flusher while PostgreSQL is unreachable. Without it every job would spend its retry
@@ -10,6 +12,7 @@ export class DatabaseOutageGuard {
   private downSince: number | null = null;
   private probeTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private lastProbeFailure: string | null = null;
 
   constructor(
     private readonly deps: {
@@ -28,15 +31,34 @@ export class DatabaseOutageGuard {
   report(err: unknown): void {
     if (this.downSince !== null || this.stopped) return;
     this.downSince = Date.now();
+    this.lastProbeFailure = null;
     this.deps.logger.warn(
       { err },
-      'PostgreSQL unavailable: flusher paused, readings wait in the queue until it is back',
+      err instanceof SchemaNotMigratedError || isSchemaMissing(err)
+        ? 'PostgreSQL lacks migrations: flusher paused, readings wait in the queue until npm run migrate'
+        : 'PostgreSQL unavailable: flusher paused, readings wait in the queue until it is back',
     );
     this.deps.onChange?.(true);
     this.deps
       .pause()
       .catch((pauseErr) => this.deps.logger.error({ err: pauseErr }, 'pause failed'));
     this.scheduleProbe();
+  }
+
+  /**
+   * A probe that fails for another reason than an outage (PostgreSQL answers, but the database
+   * lacks migrations or does not exist) says why, once per reason: that one the operator must fix.
+   */
+  private logProbeFailure(err: unknown): void {
+    const answered =
+      err instanceof SchemaNotMigratedError ||
+      (typeof (err as { code?: unknown })?.code === 'string' &&
+        (err as { code: string }).code.length === 5);
+    if (!answered || isDatabaseUnavailable(err)) return;
+    const reason = (err as Error)?.message ?? String(err);
+    if (reason === this.lastProbeFailure) return;
+    this.lastProbeFailure = reason;
+    this.deps.logger.warn({ reason }, 'PostgreSQL answers but the flusher cannot resume yet');
   }
 
   stop(): void {
@@ -52,7 +74,8 @@ export class DatabaseOutageGuard {
   private async probe(): Promise<void> {
     try {
       await this.deps.probe();
-    } catch {
+    } catch (err) {
+      this.logProbeFailure(err);
       this.scheduleProbe();
       return;
     }

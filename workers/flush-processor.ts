@@ -12,6 +12,7 @@ import type { PartitionMaintainer } from './partition-maintainer';
 import {
   databaseMessage,
   isDatabaseUnavailable,
+  isSchemaMissing,
   isMissingPartition,
   isPermanentDataError,
 } from '../src/stores/database-errors';
@@ -174,7 +175,8 @@ export function createFlushProcessor(deps: {
     } catch (err) {
       if (isMissingPartition(err)) deps.partitions.forget();
       deps.metrics?.onRetry(err);
-      if (isDatabaseUnavailable(err) && deps.onDatabaseUnavailable) {
+      // Unmigrated is as unavailable as down: retried, every job would spend its attempts.
+      if ((isDatabaseUnavailable(err) || isSchemaMissing(err)) && deps.onDatabaseUnavailable) {
         deps.onDatabaseUnavailable(err); // logs once per outage, not once per job
         throw err;
       }

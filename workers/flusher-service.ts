@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
 import type { Knex } from 'knex';
+import { createSchemaCheck } from '../db/schema-check';
 import { redisReadiness, type RedisClient } from '../src/redis';
 import type { Config } from '../src/config';
 import { healthRoutes } from '../src/health';
@@ -98,8 +99,11 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   });
   const vacuum = new DeadRowVacuum({ db, config, logger: logger.child({ module: 'vacuum' }) });
   // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
+  const schemaCheck = createSchemaCheck(db);
   const outage: DatabaseOutageGuard = new DatabaseOutageGuard({
-    probe: () => withTimeout(db.raw('SELECT 1'), PROBE_TIMEOUT_MS, 'PostgreSQL probe'),
+    // Resumes once PostgreSQL answers with its migrations applied (started during an outage, the
+    // flusher could not check them at start).
+    probe: () => withTimeout(schemaCheck(), PROBE_TIMEOUT_MS, 'PostgreSQL probe'),
     logger: logger.child({ module: 'outage' }),
     probeIntervalMs: Math.min(config.flushBackoffMs, 1000),
     pause: () => workers.pause(),
@@ -151,7 +155,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     [
       ...healthRoutes({
         checks: {
-          postgres: () => db.raw('SELECT 1'),
+          postgres: schemaCheck,
           redis: redisReadiness(redis),
           worker: async () => {
             if (!workers.isRunning()) throw new Error('a queue worker is not running');
@@ -180,7 +184,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     async start() {
       await firstShards();
       try {
-        await withTimeout(db.raw('SELECT 1'), PROBE_TIMEOUT_MS, 'PostgreSQL probe');
+        await withTimeout(schemaCheck(), PROBE_TIMEOUT_MS, 'PostgreSQL probe');
       } catch (err) {
         outage.report(err); // start paused: the jobs wait, untouched, until it answers
       }

@@ -3,6 +3,7 @@ import { AppError, badRequest, redisUnavailable, serviceUnavailable } from '../e
 import {
   isDatabaseUnavailable,
   isLockTableFull,
+  isSchemaMissing,
   isStatementTimeout,
 } from '../stores/database-errors';
 import type { Logger } from '../logger';
@@ -50,6 +51,12 @@ function fromDatabaseError(err: unknown): AppError | null {
     return serviceUnavailable(
       'database_unavailable',
       'The database is not available right now; try again shortly',
+      DATABASE_RETRY_AFTER_S,
+    );
+  if (isSchemaMissing(err))
+    return serviceUnavailable(
+      'database_not_migrated',
+      'The database lacks tables or functions this version needs: the operator runs npm run migrate',
       DATABASE_RETRY_AFTER_S,
     );
   if (isStatementTimeout(err))

@@ -96,7 +96,7 @@ function implicitResponses(route: AnyRoute): Record<number, ResponseDeclaration>
   }
   if (route.database) {
     responses[503] = error(
-      'PostgreSQL unavailable, too slow or too busy (database_unavailable, database_timeout, database_busy); see Retry-After',
+      'PostgreSQL unavailable, too slow or too busy, or not migrated (database_unavailable, database_timeout, database_busy, database_not_migrated); see Retry-After',
     );
   }
   return responses;

@@ -68,7 +68,8 @@ export interface RouteDeclaration<
   description?: string;
   /** The API-key scope it needs; none for public routes (health, metrics, the document). */
   scope?: Scope;
-  /** Reads PostgreSQL, so it may answer 503 database_unavailable / database_timeout / database_busy. */
+  /** Reads PostgreSQL, so it may answer 503 database_unavailable / database_timeout / database_busy /
+   * database_not_migrated. */
   database?: boolean;
   params?: P;
   query?: Q;

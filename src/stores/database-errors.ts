@@ -61,6 +61,18 @@ export function isStatementTimeout(err: unknown): boolean {
   return (err as DriverError)?.code === '57014';
 }
 
+/**
+ * 42P01 undefined_table, 42883 undefined_function, 42703 undefined_column: the database lacks what
+ * the code expects, so it lacks migrations (a process started while PostgreSQL was down could not
+ * check at start). Nothing a client or a retry can change: the operator runs `npm run migrate`.
+ */
+const SCHEMA_MISSING_SQLSTATES = new Set(['42P01', '42883', '42703']);
+
+export function isSchemaMissing(err: unknown): boolean {
+  const code = (err as DriverError)?.code;
+  return typeof code === 'string' && SCHEMA_MISSING_SQLSTATES.has(code);
+}
+
 export function isMissingPartition(err: unknown): boolean {
   return /no partition of relation/i.test(String((err as DriverError)?.message ?? ''));
 }

@@ -80,7 +80,7 @@ export function settingsRoutes({
           409: { description: "an OCPP connector's meter: a register by OCPP", schema: ErrorBody },
           503: {
             description:
-              'PostgreSQL unavailable, too slow or too busy (database_unavailable, database_timeout, database_busy), or Redis unavailable to tell whether the meter is an OCPP connector (redis_unavailable); see Retry-After',
+              'PostgreSQL unavailable, too slow or too busy, or not migrated (database_unavailable, database_timeout, database_busy, database_not_migrated), or Redis unavailable to tell whether the meter is an OCPP connector (redis_unavailable); see Retry-After',
             schema: ErrorBody,
           },
         },
