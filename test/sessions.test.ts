@@ -111,6 +111,40 @@ async function sessionsOf(e: TestEngine, vehicleId: string, from: string, to: st
   return res.body.sessions as SessionJson[];
 }
 
+describe('charging sessions without an efficiency', () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+  });
+  afterAll(() => e.stop());
+
+  test('when a session has no efficiency, then its warnings say what was missing: a meter, its readings, or AC energy', async () => {
+    await map(e, 'V-silent', 'M-silent', '2024-05-01T00:00:00Z');
+    await map(e, 'V-zero', 'M-zero', '2024-05-01T00:00:00Z');
+    await ingest(e, [
+      ...every(5, at('12', '08:00'), at('12', '08:30'), vehicle('V-unmapped', 1)),
+      ...every(5, at('12', '08:00'), at('12', '08:30'), vehicle('V-silent', 1)),
+      ...every(5, at('12', '08:00'), at('12', '08:30'), vehicle('V-zero', 1)),
+      ...every(5, at('12', '07:55'), at('12', '08:30'), meter('M-zero', 0)),
+    ]);
+    const only = async (vehicleId: string) => {
+      const found = await sessionsOf(e, vehicleId, '2024-05-12T00:00:00Z', '2024-05-13T00:00:00Z');
+      expect(found).toHaveLength(1);
+      expect(found[0].efficiency).toBeNull();
+      return found[0].warnings;
+    };
+    expect(await only('V-unmapped')).toEqual([
+      'No meter was mapped to the vehicle during this session, so AC energy is unknown',
+    ]);
+    expect(await only('V-silent')).toEqual([
+      'Meter M-silent sent no readings during this session, so AC energy is unknown',
+    ]);
+    expect(await only('V-zero')).toEqual([
+      'AC energy in this session is 0, so efficiency is undefined',
+    ]);
+  });
+});
+
 describe('charging sessions detected from readings', () => {
   let e: TestEngine;
   beforeAll(async () => {

@@ -19,6 +19,32 @@ export const efficiencyWarnings = (efficiency: number | null): string[] =>
   efficiency !== null && efficiency > 1 ? [DC_EXCEEDS_AC] : [];
 
 /**
+ * Why a charging session has no efficiency, so that a null is never left unexplained: what was
+ * missing, AC (no meter mapped, or its meters silent, or 0 kWh) or DC. None when it has one.
+ */
+export function missingEfficiencyReasons(session: {
+  acKwh: number | null;
+  dcKwh: number | null;
+  meterIds: string[];
+}): string[] {
+  const { acKwh: ac, dcKwh: dc, meterIds } = session;
+  const reasons: string[] = [];
+  if (ac === null && meterIds.length === 0) {
+    reasons.push('No meter was mapped to the vehicle during this session, so AC energy is unknown');
+  } else if (ac === null) {
+    reasons.push(
+      `Meter ${meterIds.join(', ')} sent no readings during this session, so AC energy is unknown`,
+    );
+  } else if (ac <= 0) {
+    reasons.push('AC energy in this session is 0, so efficiency is undefined');
+  }
+  if (dc === null) {
+    reasons.push('The vehicle sent no readings during this session, so DC energy is unknown');
+  }
+  return reasons;
+}
+
+/**
  * A vehicle's efficiency over a window or an hour: as efficiencyOf, and null when it took no DC
  * energy. It did not charge then (a session is a run of DC energy), and its meter's AC is standby:
  * an idle vehicle was flagged at 0 %, the worst of the fleet.

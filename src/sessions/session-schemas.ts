@@ -44,7 +44,7 @@ export const Session = Type.Object(
     ),
     warnings: Type.Array(Type.String(), {
       description:
-        'what makes its figures doubtful, as the performance report says it: DC above AC (a meter mapped to the wrong vehicle, or the wrong energy mode)',
+        'what makes its figures doubtful, as the performance report says it: DC above AC (a meter mapped to the wrong vehicle, or the wrong energy mode), or why it has no efficiency (no meter mapped, no readings, no AC)',
     }),
   },
   { $id: 'Session', additionalProperties: false },

@@ -1,6 +1,6 @@
 import type { ReportCache } from '../reports/report-cache';
 import { isBelow, roundFigure as round } from '../reports/rounding';
-import { efficiencyWarnings } from '../reports/efficiency';
+import { efficiencyWarnings, missingEfficiencyReasons } from '../reports/efficiency';
 import type { EnergyReadingsMode } from '../config';
 import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
@@ -170,7 +170,7 @@ export class SessionService {
           sessions: baseline.sessions,
         },
         counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
-        warnings: efficiencyWarnings(efficiency),
+        warnings: [...efficiencyWarnings(efficiency), ...missingEfficiencyReasons(r)],
       };
       return { session, exactEfficiency: efficiency };
     });
