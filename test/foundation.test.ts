@@ -11,7 +11,8 @@ import {
 } from '../db/migrate';
 import { ConfigError, loadConfig } from '../src/config';
 import { createRedis, waitForRedis } from '../src/redis';
-import { startTestApi, startTestFlusher, waitFor, type TestApi } from './helpers/engine';
+import { openQueue, startTestApi, startTestFlusher, waitFor, type TestApi } from './helpers/engine';
+import type { IngestJobData } from '../src/queue/ingest-queue';
 import { envFor, startProcess } from './helpers/processes';
 import {
   baseDatabaseUrl,
@@ -205,6 +206,31 @@ describe('start-up on a port already in use', () => {
       expect(result.output).not.toMatch(/\n\s+at /); // no stack trace
     },
   );
+
+  test('when the flusher is given a port in use, then it exits before taking a job from the queue', async () => {
+    const queue = openQueue(ctx.redis, ctx.config.redisPrefix);
+    try {
+      const reading = { type: 'meter', id: 'M-port', ts: Date.parse('2024-03-20T10:00:00Z') };
+      await queue.add('readings', {
+        acceptedAt: Date.now(),
+        readings: [{ ...reading, kwhConsumedAc: 1, voltage: 230 }],
+      } as unknown as IngestJobData);
+      const result = await runEntry(
+        'workers/flusher.ts',
+        envFor(ctx.config, { FLUSHER_PORT: String(port) }),
+      );
+      expect(result.code).toBe(1);
+      expect(await queue.getJobCounts('waiting', 'active', 'completed', 'failed')).toMatchObject({
+        waiting: 1,
+        active: 0,
+        completed: 0,
+        failed: 0,
+      });
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
 });
 
 describe('npm start going away', () => {

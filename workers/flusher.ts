@@ -66,9 +66,10 @@ async function main(): Promise<void> {
     for (const problem of await checkRedisDurability(redis).catch(() => [])) {
       logger.warn({ problem }, `REDIS IS NOT SAFE FOR THE QUEUE: ${problem}`);
     }
+    // Its port first: a flusher that cannot serve health and metrics exits before taking a job.
+    const server = await listen(flusher.healthApp, config.flusherPort, 'FLUSHER_PORT');
     await flusher.start();
 
-    const server = await listen(flusher.healthApp, config.flusherPort, 'FLUSHER_PORT');
     // The port bound: FLUSHER_PORT=0 takes a free one.
     const { port } = server.address() as AddressInfo;
     logger.info({ port, concurrency: config.flusherConcurrency }, 'flusher running');
