@@ -596,7 +596,7 @@ describe('sessions at the edge of what history keeps (RETENTION_DAYS)', () => {
   });
   afterAll(() => e.stop());
 
-  test("when the readings before a vehicle's first kept one were dropped, then its first session starts at the cutoff, not a gap before it", async () => {
+  test("when the readings before a vehicle's first kept one were dropped, then its first session starts at the cutoff (a millisecond before, so that a reading at it counts), not a gap before it", async () => {
     const cutoff = retainedFrom(Date.now(), 3) as number;
     await ingest(e, [
       vehicle('V-kept', 1.8)(cutoff + 5 * MIN),
@@ -612,7 +612,38 @@ describe('sessions at the edge of what history keeps (RETENTION_DAYS)', () => {
     };
     // Kept whole, a first reading has no reading before it: its span starts a gap before it.
     expect(await startOf(0)).toBe(iso(cutoff + 5 * MIN - e.ctx.config.sessionGapS * 1000));
-    expect(await startOf(3)).toBe(iso(cutoff));
+    expect(await startOf(3)).toBe(iso(cutoff - 1));
+  });
+
+  const keptStore = (retentionDays: number) =>
+    new SessionStore(e.ctx.db, { ...e.ctx.config, retentionDays });
+
+  test('when a charging reading falls exactly on the cutoff, then it counts in its session, as in the report', async () => {
+    const cutoff = retainedFrom(Date.now(), 4) as number;
+    await map(e, 'V-edge', 'M-edge', iso(cutoff - 86_400_000));
+    await ingest(e, [
+      ...every(10, cutoff, cutoff + 60 * MIN, vehicle('V-edge', 1)),
+      ...every(10, cutoff, cutoff + 60 * MIN, meter('M-edge', 1.1)),
+    ]);
+    const [session, ...more] = await keptStore(4).compute(
+      [{ vehicleId: 'V-edge', from: new Date(cutoff - 86_400_000) }],
+      new Date(),
+    );
+    expect(more).toEqual([]);
+    expect(session).toMatchObject({ vehicleReadings: 7, meterReadings: 7, dcKwh: 7 });
+    expect(session.acKwh).toBeCloseTo(7.7, 9);
+  });
+
+  test('when readings older than the cutoff reach history (accepted before it passed them, flushed after), then they make no session', async () => {
+    const cutoff = retainedFrom(Date.now(), 5) as number;
+    const stale = cutoff - 2 * 86_400_000;
+    await ingest(e, every(10, stale, stale + 60 * MIN, vehicle('V-stale', 1)));
+    const sessions = await keptStore(5).compute(
+      [{ vehicleId: 'V-stale', from: new Date(stale - 86_400_000) }],
+      new Date(),
+    );
+    // Before: one session from the cutoff to the last stale reading, ending before it started.
+    expect(sessions).toEqual([]);
   });
 });
 

@@ -17,8 +17,8 @@
  * its `from`, plus the one reading before), $OPEN_STARTS and $OPEN_ENDS timestamptz[] (a detected
  * session already folded up to its end, whose last charging reading is the vehicle's `from`, or
  * NULLs: see below), $TO (exclusive end), $GAP (seconds), $MODE (the default semantics), and
- * $KEPT, the first instant history keeps (RETENTION_DAYS; -infinity: all), before which no
- * session starts, and
+ * $KEPT, the earliest start a session may have under RETENTION_DAYS (earliestSessionStart;
+ * -infinity: any): only readings after it charge, and no session starts before it, and
  * $FIRST, the earliest of the froms less the gap: no window starts before it, and as a constant
  * (computed here: `timestamptz - interval` is not one to the planner) it lets the planner leave
  * out the history partitions before it.
@@ -73,6 +73,9 @@ charging AS (
          coalesce(lag(s.ts) OVER (PARTITION BY s.vehicle_id ORDER BY s.ts), s.open_end) AS prev_charging_ts
   FROM stepped s
   WHERE s.ts >= s.from_ts
+    -- Readings before what history keeps (flushed after the cutoff passed them) are about to be
+    -- dropped: a session of theirs would start at the cutoff and end before it.
+    AND s.ts > $KEPT
     -- Charging: the reading adds energy, by the one register rule (a reset adds its new value).
     AND CASE WHEN s.mode = 'interval' THEN s.energy > 0
              ELSE register_step(s.prev_energy, s.energy) > 0 END
@@ -265,7 +268,7 @@ export function bindSessionSql(
     TO: Date;
     GAP: number;
     MODE: string;
-    /** The first instant history keeps (retainedFrom), or null: all. */
+    /** The earliest start a session may have (earliestSessionStart), or null: any. */
     KEPT: number | null;
     KEY?: string;
   },

@@ -1,7 +1,10 @@
 import type { Knex } from 'knex';
 import { onGenericPlan } from '../../db/prepared';
 import { mappedInQuarter } from '../stores/rollup-store';
-import { retainedFrom } from '../stores/retention';
+import { earliestSessionStart, retainedFrom } from '../stores/retention';
+
+const keptSessionsFrom = (keptFrom: number | null) =>
+  keptFrom === null ? null : earliestSessionStart(keptFrom);
 import { adoptSessionDefaults } from '../stores/session-marks';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
@@ -230,7 +233,7 @@ export class SessionStore {
     return {
       GAP: this.config.sessionGapS,
       MODE: this.config.energyReadings,
-      KEPT: retainedFrom(Date.now(), this.config.retentionDays),
+      KEPT: keptSessionsFrom(retainedFrom(Date.now(), this.config.retentionDays)),
     };
   }
 

@@ -10,3 +10,11 @@ export function retainedFrom(nowMs: number, retentionDays: number): number | nul
   if (retentionDays <= 0) return null;
   return Math.floor((nowMs - retentionDays * DAY_MS) / DAY_MS) * DAY_MS;
 }
+
+/**
+ * The earliest start a charging session may have when history is kept from `keptFrom`: a session
+ * counts the readings after its start, (start, end], so one starting a millisecond before the
+ * first kept instant counts a reading at that instant, as the reports do. Retention drops the
+ * sessions that start before it.
+ */
+export const earliestSessionStart = (keptFrom: number): number => keptFrom - 1;
