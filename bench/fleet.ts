@@ -65,7 +65,7 @@ async function main(): Promise<void> {
 
   const end = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000;
   const start = end - 86_400_000;
-  await db.raw('SELECT ensure_history_partitions(?::date, ?::date)', [
+  await db.raw('SELECT ensure_history_partitions(?::date, ?::date, true)', [
     new Date(start).toISOString(),
     new Date(end).toISOString(),
   ]);

@@ -268,7 +268,10 @@ async function loadAnalyticsData(databaseUrl: string, vehicles: number): Promise
   const db = knex({ client: 'pg', connection: databaseUrl });
   const end = Math.floor(Date.now() / 60_000) * 60_000;
   const start = new Date(end - 1440 * 60_000).toISOString();
-  await db.raw(`SELECT ensure_history_partitions((?::timestamptz)::date, current_date)`, [start]);
+  // As the default (RETENTION_DAYS=0) makes them: a partition a month.
+  await db.raw(`SELECT ensure_history_partitions((?::timestamptz)::date, current_date, true)`, [
+    start,
+  ]);
   for (const [type, columns, values] of [
     ['vehicle', 'soc, kwh_delivered_dc, battery_temp', `50 + (m % 50), 0.015, 30 + (d % 10)`],
     ['meter', 'kwh_consumed_ac, voltage', `0.0167, 230`],

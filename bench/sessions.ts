@@ -135,7 +135,7 @@ async function main(): Promise<void> {
   const procs: Proc[] = [];
   try {
     const loadStart = Date.now();
-    await db.raw(`SELECT ensure_history_partitions((?::timestamptz)::date, current_date)`, [
+    await db.raw(`SELECT ensure_history_partitions((?::timestamptz)::date, current_date, true)`, [
       new Date(end - 31 * DAY_MS).toISOString(),
     ]);
     // The one vehicle reports until now, so each request also computes its newest readings

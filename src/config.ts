@@ -172,10 +172,11 @@ export const settingsSchema = Type.Object({
   }),
   RETENTION_DAYS: integer(0, 0, 36_500, {
     description:
-      'keep this many whole UTC days of history: older partitions are dropped with their rollups and detected sessions, and older readings refused (`timestamp_before_retention`); 0 keeps everything',
+      'keep this many whole UTC days of history (a partition a day): older partitions are dropped with their rollups and detected sessions, and older readings refused (`timestamp_before_retention`); 0 keeps everything (a partition a month)',
   }),
   PARTITION_DAYS_AHEAD: integer(3, 1, 60, {
-    description: 'daily partitions created ahead of time',
+    description:
+      "days ahead of today that have a partition (theirs, or their month's) made ahead of time",
   }),
   // The figure the quarter-hour marks' own autovacuum settings use (migration 20261130220000).
   VACUUM_DEAD_ROWS: integer(10_000, 0, 1_000_000_000, {

@@ -142,16 +142,16 @@ describe('flusher in this process', () => {
     expect(status.ts.getTime()).toBe(T0 + 60_000);
   });
 
-  test('when readings straddle midnight UTC, then each lands in its day partition', async () => {
+  test('when readings straddle midnight UTC, then each lands in the partition of its month (everything kept: RETENTION_DAYS=0)', async () => {
     const midnight = Math.floor(Date.now() / 86_400_000) * 86_400_000;
-    const day = (ms: number) => new Date(ms).toISOString().slice(0, 10).replace(/-/g, '');
+    const month = (ms: number) => new Date(ms).toISOString().slice(0, 7).replace(/-/g, '');
     await enqueue([meterReading('M-b', midnight - 1), meterReading('M-b', midnight)]);
     await waitForDrained(queue);
     const rows = await ctx.db.raw(`
       SELECT tableoid::regclass::text AS part, device_id, ts FROM telemetry_history ORDER BY ts`);
     expect(rows.rows.map((r: { part: string }) => r.part)).toEqual([
-      `telemetry_history_p${day(midnight - 1)}`,
-      `telemetry_history_p${day(midnight)}`,
+      `telemetry_history_m${month(midnight - 1)}`,
+      `telemetry_history_m${month(midnight)}`,
     ]);
     expect(rows.rows[0].ts.getTime()).toBe(midnight - 1);
   });
@@ -706,7 +706,8 @@ describe('flusher processes', () => {
         20_000,
         'the old partition to be dropped',
       );
-      const kept = await ctx.db.raw('SELECT to_regclass(?) AS t', [name(-1)]);
+      // Yesterday's (its own, or its month's: earlier tests here kept everything).
+      const kept = await ctx.db.raw('SELECT history_partition_covering(?::date) AS t', [day(-1)]);
       expect(kept.rows[0].t).not.toBeNull();
       // Kept, old rollups made reports over dropped days read whole hours but not their edges.
       const ids = async (table: string, column: string) =>

@@ -166,6 +166,117 @@ describe('retention with monthly partitions', () => {
   });
 });
 
+describe('history kept for good', () => {
+  let own: TestContext;
+  beforeAll(async () => {
+    own = await createTestContext();
+  });
+  afterAll(() => own.cleanup());
+
+  const maintainerAt = (now: string, retentionDays: number) =>
+    new PartitionMaintainer({
+      db: own.db,
+      config: { retentionDays, partitionDaysAhead: 3 },
+      logger: own.logger,
+      now: () => Date.parse(now),
+    });
+  const partitionsLike = async (pattern: string): Promise<string[]> =>
+    (
+      await own.db.raw(
+        `SELECT c.relname::text AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'telemetry_history'::regclass AND c.relname LIKE ? ORDER BY 1`,
+        [pattern],
+      )
+    ).rows.map((r: { name: string }) => r.name);
+
+  test('when a new database is migrated, then the days the initial schema made ahead are gone, empty, so that its months can be whole, and the flusher makes the current one', async () => {
+    const month = new Date().toISOString().slice(0, 7).replace('-', '');
+    expect(await partitionsLike(`telemetry_history_p${month}%`)).toEqual([]);
+    const maintainer = new PartitionMaintainer({
+      db: own.db,
+      config: { retentionDays: 0, partitionDaysAhead: 3 },
+      logger: own.logger,
+    });
+    await maintainer.maintain();
+    expect(await partitionsLike(`telemetry_history_%${month}%`)).toEqual([
+      `telemetry_history_m${month}`,
+    ]);
+  });
+
+  test('when the migration runs again on a month whose days hold rows, then they stay', async () => {
+    await own.db.raw(`SELECT ensure_history_partition('2049-02-03')`);
+    await own.db.raw(`SELECT ensure_history_partition('2049-02-04')`);
+    await own.db('telemetry_history').insert(meterRow('M-kept-day', '2049-02-04T10:00:00Z'));
+    await own.db.migrate.down();
+    await own.db.migrate.latest();
+    expect(await partitionsLike('telemetry_history_%204902%')).toEqual([
+      'telemetry_history_p20490203',
+      'telemetry_history_p20490204',
+    ]);
+  });
+
+  test('when RETENTION_DAYS is 0, then a month without days gets one partition, the current and those ahead included, and a reading of any of its days goes there', async () => {
+    const maintainer = maintainerAt('2045-06-29T12:00:00Z', 0);
+    expect((await maintainer.maintain()).created).toBe(2); // 06-28 to 07-02: two months
+    await maintainer.ensureFor([Date.parse('2045-08-15T10:00:00Z')]);
+    expect(await partitionsLike('telemetry_history_%2045%')).toEqual([
+      'telemetry_history_m204506',
+      'telemetry_history_m204507',
+      'telemetry_history_m204508',
+    ]);
+    expect((await maintainer.maintain()).created).toBe(0);
+    await own
+      .db('telemetry_history')
+      .insert([
+        meterRow('M-june', '2045-06-01T00:00:00Z'),
+        meterRow('M-july', '2045-07-31T23:59:59.999Z'),
+      ]);
+    const { rows } = await own.db.raw(
+      `SELECT device_id, tableoid::regclass::text AS part FROM telemetry_history
+       WHERE device_id IN ('M-june', 'M-july') ORDER BY device_id`,
+    );
+    expect(rows).toEqual([
+      { device_id: 'M-july', part: 'telemetry_history_m204507' },
+      { device_id: 'M-june', part: 'telemetry_history_m204506' },
+    ]);
+  });
+
+  test('when RETENTION_DAYS is 0 and a month has days already (made under retention, or before this version), then its other days get days too', async () => {
+    await own.db.raw(`SELECT ensure_history_partition('2046-01-10')`);
+    const maintainer = maintainerAt('2046-01-20T12:00:00Z', 0);
+    await maintainer.maintain();
+    await maintainer.ensureFor([Date.parse('2046-01-05T10:00:00Z')]);
+    expect(await partitionsLike('telemetry_history_%2046%')).toEqual([
+      'telemetry_history_p20460105',
+      'telemetry_history_p20460110',
+      ...['19', '20', '21', '22', '23'].map((d) => `telemetry_history_p204601${d}`),
+    ]);
+  });
+
+  test('when RETENTION_DAYS is set, then recent days and days ahead get a partition each, which retention drops a day at a time', async () => {
+    const maintainer = maintainerAt('2047-06-29T12:00:00Z', 36_500);
+    expect((await maintainer.maintain()).created).toBe(5);
+    expect(await partitionsLike('telemetry_history_%2047%')).toEqual(
+      ['0628', '0629', '0630', '0701', '0702'].map((d) => `telemetry_history_p2047${d}`),
+    );
+  });
+
+  test('when the migration is undone, then the partitions it made stay and cover their days, and other days are made as before', async () => {
+    await own.db.raw(`SELECT ensure_history_partition_for('2048-03-10', true)`);
+    await own.db.migrate.down();
+    const ensureFor = async (day: string) =>
+      (await own.db.raw(`SELECT ensure_history_partition_for(?::date) AS name`, [day])).rows[0]
+        .name;
+    expect(await ensureFor('2048-03-11')).toBe('telemetry_history_m204803');
+    expect(await ensureFor('2048-04-11')).toBe('telemetry_history_p20480411');
+    await expect(
+      own.db.raw(`SELECT ensure_history_partition_for('2048-05-10', true)`),
+    ).rejects.toThrow(/does not exist/);
+    await own.db.migrate.latest();
+    expect(await ensureFor('2048-03-12')).toBe('telemetry_history_m204803');
+  });
+});
+
 describe('going back before monthly partitions', () => {
   let own: TestContext;
   beforeAll(async () => {
@@ -175,7 +286,8 @@ describe('going back before monthly partitions', () => {
 
   test('when the migration is undone, then days are made daily again, and those a monthly partition made before covers are left to it', async () => {
     await own.db.raw(`SELECT ensure_history_partition_for('1993-07-04')`);
-    await own.db.migrate.down();
+    await own.db.migrate.down(); // 20261206020000, whole months
+    await own.db.migrate.down(); // 20261205230000, closed months
     const daily = async (day: string) =>
       (await own.db.raw(`SELECT ensure_history_partition(?::date) AS name`, [day])).rows[0].name;
     expect(await daily('1993-07-05')).toBe('telemetry_history_m199307');

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../src/logger';
 import { DEVICE_KINDS } from '../src/devices/device-kinds';
-import { retainedFrom } from '../src/stores/retention';
+import { earliestSessionStart, retainedFrom } from '../src/stores/retention';
 import { markSessionsAcross } from '../src/stores/session-marks';
 import { DAY_MS } from '../src/time-units';
 
@@ -50,10 +50,11 @@ export function lockTableShort({ partitions, locksPerTransaction, connections }:
 }
 
 /**
- * History partitions: daily ones created ahead of time on a schedule; on demand for any other date
- * a batch carries (backfill), monthly for a closed month the engine did not run through (migration
- * 20261205230000); dropped past RETENTION_DAYS. The SQL functions take an advisory lock, so several
- * flushers can race to create the same partition safely.
+ * History partitions: created ahead of time on a schedule and on demand for any other date a batch
+ * carries (backfill); daily under RETENTION_DAYS (dropped a day at a time past it), monthly when
+ * everything is kept, and monthly for a closed month the engine did not run through (migrations
+ * 20261205230000, 20261206020000). The SQL functions take an advisory lock, so several flushers can
+ * race to create the same partition safely.
  */
 export class PartitionMaintainer {
   /** Days (since the epoch) known to have a partition (their own or their month's). */
@@ -70,6 +71,14 @@ export class PartitionMaintainer {
     },
   ) {}
 
+  /**
+   * Kept for good (RETENTION_DAYS=0), history needs no day granularity: a month that has no daily
+   * partitions gets one partition (migration 20261206020000), 12 a year instead of 365.
+   */
+  private wholeMonths(): boolean {
+    return this.deps.config.retentionDays === 0;
+  }
+
   /** Makes sure a partition covers the day of every timestamp given. */
   async ensureFor(timestamps: number[]): Promise<void> {
     const missing = new Set<number>();
@@ -78,8 +87,9 @@ export class PartitionMaintainer {
       if (!this.knownDays.has(day)) missing.add(day);
     }
     for (const day of missing) {
-      await this.deps.db.raw('SELECT ensure_history_partition_for(?::date)', [
+      await this.deps.db.raw('SELECT ensure_history_partition_for(?::date, ?)', [
         utcDay(day * DAY_MS),
+        this.wholeMonths(),
       ]);
       this.knownDays.add(day);
     }
@@ -129,7 +139,7 @@ export class PartitionMaintainer {
         maxLocksPerTransaction: use.locksPerTransaction,
         neededLocksPerTransaction,
       },
-      `history has ${use.partitions} partitions: a report locks about ${LOCKS_PER_PARTITION} for each, and a few at once fill PostgreSQL's lock table (reports answer 503 database_busy); raise max_locks_per_transaction to ${neededLocksPerTransaction} or keep fewer days (RETENTION_DAYS)`,
+      `history has ${use.partitions} partitions: a report locks about ${LOCKS_PER_PARTITION} for each, and a few at once fill PostgreSQL's lock table (reports answer 503 database_busy); raise max_locks_per_transaction to ${neededLocksPerTransaction}, or keep fewer days (RETENTION_DAYS), or all of them (RETENTION_DAYS=0 makes a partition a month)`,
     );
   }
 
@@ -146,8 +156,8 @@ export class PartitionMaintainer {
     const now = (this.deps.now ?? Date.now)();
     const { retentionDays, partitionDaysAhead } = this.deps.config;
     const result = await this.deps.db.raw(
-      'SELECT ensure_history_partitions(?::date, ?::date) AS created',
-      [utcDay(now - DAY_MS), utcDay(now + partitionDaysAhead * DAY_MS)],
+      'SELECT ensure_history_partitions(?::date, ?::date, ?) AS created',
+      [utcDay(now - DAY_MS), utcDay(now + partitionDaysAhead * DAY_MS), this.wholeMonths()],
     );
     const created = Number(result.rows[0].created);
     let dropped: string[] = [];
@@ -204,8 +214,9 @@ export class PartitionMaintainer {
         .delete();
       await trx('rollup_pending').where('quarter', '<', keptFrom).delete();
       // A session across the cutoff goes too, and its vehicle's are built again from there.
-      await markSessionsAcross(trx, keptFrom);
-      await trx('charging_sessions').where('start_ts', '<', keptFrom).delete();
+      const sessionsFrom = new Date(earliestSessionStart(keptFrom.getTime()));
+      await markSessionsAcross(trx, sessionsFrom);
+      await trx('charging_sessions').where('start_ts', '<', sessionsFrom).delete();
     });
   }
 

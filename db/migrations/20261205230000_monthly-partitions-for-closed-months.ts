@@ -65,7 +65,7 @@ const ENSURE_DAILY = `
  * before yesterday (UTC; the maintainer makes days from yesterday on) and has no daily partition,
  * else its day's.
  */
-const ENSURE_FOR = `
+export const ENSURE_FOR = `
     CREATE OR REPLACE FUNCTION ensure_history_partition_for(day date) RETURNS text
     LANGUAGE plpgsql AS $$
     DECLARE
