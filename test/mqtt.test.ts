@@ -460,6 +460,61 @@ describe('backpressure and redelivery', () => {
     }
   });
 
+  test('when Redis was down while only QoS 0 messages arrive, then once it is back they are stored again (one takes the probe turn)', async () => {
+    const redis = await OwnRedis.create();
+    const ownFlusher = await startTestFlusher(ctx, { redisUrl: redis.url });
+    const topicPrefix = `${prefix}-qos0`;
+    const held = await startConsumer('qos0', { redisUrl: redis.url, mqttTopicPrefix: topicPrefix });
+    try {
+      const topic = `${topicPrefix}/meters/M-qos0`;
+      let i = 0;
+      const send = () =>
+        publisher.publishAsync(topic, JSON.stringify(meter(undefined, 1000 + i++)), { qos: 0 });
+      await send();
+      await waitForHistory('meter', 'M-qos0', 1);
+
+      await redis.kill('SIGKILL');
+      for (let n = 0; n < 5; n++) await send(); // dropped: QoS 0 cannot wait
+      await waitFor(
+        async () =>
+          (await request(held.service.healthApp).get('/health/ready')).status === 503 &&
+          (sampleValue(await metrics(held), 'energy_mqtt_store_retries_total') || 0) > 0,
+        10_000,
+        'the store to fail',
+      );
+      await redis.start();
+      await waitFor(
+        async () => (await request(held.service.healthApp).get('/health/ready')).status === 200,
+        10_000,
+        'Redis back',
+      );
+      // Before, the gate only a probe reopens stayed closed: QoS 0 never took the probe's turn.
+      await waitFor(
+        async () => {
+          await send();
+          return (await historyOf('meter', 'M-qos0')).length > 1;
+        },
+        15_000,
+        'a QoS 0 message stored after the outage',
+      );
+      const first = i;
+      for (let n = 0; n < 50; n++) await send();
+      const sent = Array.from({ length: 50 }, (_, n) => BASE_MS + (1000 + first + n) * 1000);
+      await waitFor(
+        async () => {
+          const stored = new Set(await historyOf('meter', 'M-qos0'));
+          return sent.every((ts) => stored.has(ts));
+        },
+        10_000,
+        'all 50 QoS 0 messages sent after it stored',
+      );
+    } finally {
+      await held.close();
+      await ownFlusher.close();
+      await redis.kill('SIGTERM');
+    }
+  });
+
   test('when two engine consumers share the subscription, then both receive part of the stream and every reading is stored once', async () => {
     const second = await startConsumer('second');
     try {

@@ -199,8 +199,12 @@ export class MqttMessageHandler {
   private async untilStored<T>(delivery: Delivery, attempt: () => Promise<T>): Promise<T> {
     const { gate } = this;
     for (;;) {
-      if (delivery.once && !gate.isOpen) throw new NotStored();
-      const ticket: GateTicket = await gate.pass(delivery.signal);
+      // QoS 0 cannot wait: it tries now (taking a due probe's turn, or only QoS 1 traffic could
+      // reopen a closed gate) or is dropped.
+      const ticket: GateTicket | null = delivery.once
+        ? gate.passNow()
+        : await gate.pass(delivery.signal);
+      if (!ticket) throw new NotStored();
       try {
         const result = await attempt();
         gate.succeeded(ticket);

@@ -65,6 +65,18 @@ export class RetryGate {
   }
 
   /**
+   * For a caller that cannot wait (a QoS 0 message, stored now or never): a ticket when it may try
+   * at once (the gate open, or a probe due and nobody waiting to take it), else null. A closed
+   * gate with only such callers is reopened by them taking the probe's turn.
+   */
+  passNow(): GateTicket | null {
+    if (this.state === 'open') return OPEN_TICKET;
+    if (!this.probeDue) return null;
+    this.probeDue = false;
+    return PROBE_TICKET;
+  }
+
+  /**
    * Storage worked: open, and let every waiter go. While the gate is closed only its probe
    * reopens it: an attempt that passed before the gate closed may still succeed (admitted on an
    * older look at the backlog), and reopening on it let every waiter through, wave after wave.

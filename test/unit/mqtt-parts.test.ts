@@ -195,6 +195,20 @@ describe('retry gate', () => {
     gate.close();
   });
 
+  test('when a caller cannot wait (QoS 0), then it passes only while open or when a probe is due and nobody waits for it, and its success reopens the gate', async () => {
+    const gate = new RetryGate({ minMs: 10, maxMs: 10 });
+    expect(gate.passNow()).toEqual({ probe: false });
+    gate.failed(await gate.pass(never));
+    expect(gate.passNow()).toBeNull();
+    await new Promise((r) => setTimeout(r, 30)); // the probe is due, with no waiter to take it
+    const probe = gate.passNow();
+    expect(probe).toEqual({ probe: true });
+    expect(gate.passNow()).toBeNull(); // one probe at a time
+    gate.succeeded(probe as { probe: boolean });
+    expect(gate.isOpen).toBe(true);
+    gate.close();
+  });
+
   test('when a waiter is aborted, then it stops waiting', async () => {
     const gate = new RetryGate({ minMs: 10_000, maxMs: 10_000 });
     gate.failed(await gate.pass(never));
