@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import mqtt, { type MqttClient } from 'mqtt';
+import pino from 'pino';
 import { freePort, waitForHttp } from '../bench/bench-helpers';
 import { Mosquitto } from '../bench/mosquitto';
 import {
@@ -778,6 +779,31 @@ describe('broker restarts', () => {
       expect(await waitForHistory('meter', 'M-restart', 1)).toEqual([BASE_MS + 4_000_000]);
     } finally {
       await consumer.close();
+      await broker.destroy();
+    }
+  });
+
+  test('when the broker comes back without the session it held for the intake (restarted without saving it), then the intake warns that what it held meanwhile is lost', async () => {
+    const broker = await Mosquitto.start({ autosaveS: 3600 });
+    const warnings: string[] = [];
+    const subscriber = startAckAfterStoreSubscriber({
+      url: broker.url,
+      clientId: `lost-session-${ctx.config.redisPrefix}`,
+      subscription: 'lost/#',
+      receiveMaximum: 10,
+      sessionExpiryS: 600,
+      handle: async () => REASON_SUCCESS,
+      logger: pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) }),
+    });
+    try {
+      await waitFor(async () => subscriber.ready, 10_000, 'subscribed');
+      expect(warnings).toEqual([]);
+      await broker.kill('SIGKILL'); // never saved: the session is gone
+      await broker.start();
+      await waitFor(async () => subscriber.ready, 15_000, 'subscribed again');
+      expect(warnings.join('')).toMatch(/the broker kept no session for this client/);
+    } finally {
+      await subscriber.close(2000, { endSession: true });
       await broker.destroy();
     }
   });

@@ -413,8 +413,16 @@ class Subscriber implements AckAfterStoreSubscriber {
     this.fifo = this.fifo.filter((e) => e.stream === client.stream);
     this.wasConnected = true;
     this.errorReported = false;
+    const reconnected = this.firstSessionPresent !== null;
     this.firstSessionPresent ??= sessionPresent;
     o.logger.info({ clientId: o.clientId, sessionPresent }, 'MQTT connected');
+    if (reconnected && !sessionPresent) {
+      // The session this client had is gone, with what the broker held for it meanwhile.
+      o.logger.warn(
+        { clientId: o.clientId },
+        'the broker kept no session for this client across the reconnection: messages it held for it meanwhile are lost (a broker restarted without persistence, or MQTT_SESSION_EXPIRY_S passed)',
+      );
+    }
     // Subscribed again even with a session kept: the session may hold another subscription (an
     // earlier MQTT_TOPIC_PREFIX), and renewing the same one changes nothing. Ready once it is.
     this.subscribed = false;

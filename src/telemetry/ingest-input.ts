@@ -80,9 +80,14 @@ export function parseNdjson(
   });
 }
 
-function fromJsonValue(body: unknown): IngestInput {
+/**
+ * An array of more readings than accepted is refused as it is read, before anything walks its
+ * items (an MQTT device topic rewrote 1.4 million of them first: 3 times as slow to refuse).
+ */
+function fromJsonValue(body: unknown, maxReadings: number): IngestInput {
   if (Array.isArray(body)) {
     if (body.length === 0) throw badRequest('empty_batch', 'The array holds no readings');
+    if (body.length > maxReadings) throw tooManyReadings(body.length, maxReadings);
     return { kind: 'batch', items: body.map((value: unknown) => ({ value })) };
   }
   return { kind: 'single', value: body };
@@ -127,9 +132,10 @@ export function parseIngestText(
   carrier: Carrier = 'body',
 ): IngestInput {
   if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text, maxReadings, carrier) };
-  if (format === 'json') return fromJsonValue(parseJsonOrSayNdjson(text));
+  if (format === 'json') return fromJsonValue(parseJsonOrSayNdjson(text), maxReadings);
+  let value: unknown;
   try {
-    return fromJsonValue(parseJson(text, carrier));
+    value = parseJson(text, carrier);
   } catch (err) {
     // Several lines of which at least one parses: NDJSON, with its bad lines reported one by one.
     // Otherwise the JSON error (a single broken document, e.g. pretty-printed) says more.
@@ -139,4 +145,5 @@ export function parseIngestText(
     }
     throw err;
   }
+  return fromJsonValue(value, maxReadings);
 }

@@ -142,6 +142,18 @@ describe('MQTT payloads', () => {
       },
     });
   });
+
+  test('when a JSON array holds more readings than accepted, even pretty-printed over more lines, then it is refused for their number as it is read', () => {
+    const tooMany = Array.from({ length: MAX_READINGS + 1 }, (_, i) => ({ meterId: `M-${i}` }));
+    for (const text of [JSON.stringify(tooMany), JSON.stringify(tooMany, null, 2)]) {
+      expect(() => parseIngestText(text, 'auto', MAX_READINGS)).toThrow(
+        expect.objectContaining({ code: 'too_many_readings', count: MAX_READINGS + 1 }),
+      );
+    }
+    expect(() => parseIngestText(JSON.stringify(tooMany), 'json', MAX_READINGS)).toThrow(
+      expect.objectContaining({ code: 'too_many_readings', count: MAX_READINGS + 1 }),
+    );
+  });
 });
 
 describe('retry gate', () => {
