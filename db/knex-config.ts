@@ -61,12 +61,22 @@ export const queryDeadlineMs = (config: Pick<DbSettings, 'dbStatementTimeoutMs'>
  * `genericPlans`: the connections plan prepared statements once, generically (see
  * createGenericPlanDb), where PostgreSQL would otherwise plan them again on every call.
  */
+/** The migrations this code holds, by recorded name (read from its files). */
+export async function expectedMigrations(): Promise<string[]> {
+  return (await migrationFiles().getMigrations()).map(migrationName);
+}
+
+const migrationFiles = () =>
+  new MigrationFiles(
+    path.join(__dirname, 'migrations'),
+    path.extname(__filename) === '.js' ? '.js' : '.ts',
+  );
+
 export function knexConfig(
   config: DbSettings,
   applicationName = 'energy-engine',
   { genericPlans = false }: { genericPlans?: boolean } = {},
 ): Knex.Config {
-  const compiled = path.extname(__filename) === '.js';
   return {
     client: 'pg',
     connection: {
@@ -96,10 +106,7 @@ export function knexConfig(
     },
     acquireConnectionTimeout: config.dbAcquireTimeoutMs,
     migrations: {
-      migrationSource: new MigrationFiles(
-        path.join(__dirname, 'migrations'),
-        compiled ? '.js' : '.ts',
-      ),
+      migrationSource: migrationFiles(),
       tableName: MIGRATIONS_TABLE,
     },
   };

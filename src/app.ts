@@ -156,6 +156,7 @@ export function createApp({
   let closing = false;
 
   const ingestChecks = ingestReadiness(redis, config);
+  const schemaCheck = createSchemaCheck(db);
   const routes: AnyRoute[] = [
     ...ingestRoutes({ ingestService, config }),
     ...mappingRoutes({
@@ -177,7 +178,7 @@ export function createApp({
     ...ocpp.routes,
     ...healthRoutes({
       checks: {
-        postgres: createSchemaCheck(db),
+        postgres: schemaCheck,
         ...ingestChecks,
         ...readinessChecks,
       },
@@ -211,7 +212,11 @@ export function createApp({
   app.use(createDocsRouter(buildOpenApiDocument(routes, API_INFO)));
   app.use(createDashboardRouter({ assetsDir: dashboardAssetsDir() }));
   app.use(notFoundHandler);
-  app.use(createErrorHandler(logger.child({ module: 'errors' })));
+  app.use(
+    createErrorHandler(logger.child({ module: 'errors' }), {
+      schemaBehind: async () => (await schemaCheck.missing()).length > 0,
+    }),
+  );
 
   return {
     app,

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 import pg from 'pg';
 import type { Knex } from 'knex';
-import { maintenanceUrl, pendingMigrations } from '../db/migrate';
-import { missingMigrationsMessage } from '../db/schema-check';
+import { maintenanceUrl } from '../db/migrate';
+import { createSchemaCheck, missingMigrationsMessage } from '../db/schema-check';
 import { redactUrl, redisDatabaseOf } from './config';
 import { Redis } from 'ioredis';
 import {
@@ -279,7 +279,7 @@ const MISSING_DATABASE = '3D000';
 export async function assertSchemaMigrated(db: Knex, databaseUrl: string): Promise<void> {
   let pending: string[];
   try {
-    pending = await pendingMigrations(db);
+    pending = await createSchemaCheck(db).missing();
   } catch (err) {
     // The server answers but has no such database: ingest would accept what it can never store.
     if ((err as { code?: string }).code === MISSING_DATABASE) {

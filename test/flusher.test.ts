@@ -491,6 +491,58 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
     }
   });
 
+  test('when a table is missing from a migrated database (a bug, not a migration to run), then the flusher retries as for any error instead of pausing; when the database is migrated down while it runs, then it pauses until migrated', async () => {
+    const name = `energy_schema_flusher_${process.pid}`;
+    const url = withDatabaseName(baseDatabaseUrl(), name);
+    await withMaintenanceClient(url, (c) => c.query(`CREATE DATABASE ${name}`));
+    const db = createDb(loadConfig({ DATABASE_URL: url }));
+    await migrateToLatest(db);
+    const flusher = await startTestFlusher(ctx, { databaseUrl: url });
+    const paused = async () =>
+      (
+        await flusher.flusher.registry
+          .getSingleMetric('energy_flusher_paused_database_unavailable')
+          ?.get()
+      )?.values[0]?.value;
+    try {
+      await db.raw('ALTER TABLE meter_status RENAME TO meter_status_elsewhere');
+      await enqueue(fleetReadings(2, 5, T0), 10); // 20 readings, 2 jobs
+      await waitFor(
+        async () =>
+          (await queue.getJobs(['waiting', 'delayed', 'active'])).some((j) => j.attemptsMade >= 2),
+        10_000,
+        'jobs to be retried',
+      );
+      expect(await paused()).toBe(0);
+      await db.raw('ALTER TABLE meter_status_elsewhere RENAME TO meter_status');
+      await waitForDrained(queue);
+
+      // Migrated down while it runs (as if the newest migration made meter_status).
+      const newest = await db('knex_migrations').orderBy('name', 'desc').first();
+      await db('knex_migrations').where({ id: newest.id }).delete();
+      await db.raw('ALTER TABLE meter_status RENAME TO meter_status_elsewhere');
+      await enqueue(fleetReadings(2, 5, T0 + 3_600_000), 10);
+      await waitFor(async () => (await paused()) === 1, 10_000, 'the flusher to pause');
+      const ready = await request(flusher.flusher.healthApp).get('/health/ready').expect(503);
+      expect(ready.body.checks.postgres).toMatch(/lacks 1 migration\(s\)/);
+      await new Promise((r) => setTimeout(r, 1500));
+      const jobs = await queue.getJobs(['waiting', 'delayed', 'active']);
+      expect(Math.max(...jobs.map((j) => j.attemptsMade))).toBeLessThanOrEqual(1);
+      // Migrated again: it resumes and writes everything.
+      await db.raw('ALTER TABLE meter_status_elsewhere RENAME TO meter_status');
+      await db('knex_migrations').insert(newest);
+      await waitForDrained(queue);
+      expect(await paused()).toBe(0);
+      expect(Number((await db('telemetry_history').count({ n: '*' }))[0].n)).toBe(40);
+    } finally {
+      await flusher.close();
+      await db.destroy();
+      await withMaintenanceClient(url, (c) =>
+        c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+      );
+    }
+  });
+
   test('when the flusher is paused for an outage and asked to stop, then it stops at once and its jobs stay queued', async () => {
     const { proxy, flusher, paused } = await startFlusherBehindProxy();
     try {

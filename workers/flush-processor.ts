@@ -108,8 +108,10 @@ export function createFlushProcessor(deps: {
   partitions: PartitionMaintainer;
   logger: Logger;
   metrics?: FlushMetrics;
-  /** Told when PostgreSQL cannot be reached at all (it pauses the flusher). */
+  /** Told when PostgreSQL cannot be reached at all, or lacks migrations (it pauses the flusher). */
   onDatabaseUnavailable?: (err: unknown) => void;
+  /** Whether the database lacks migrations (asked when a table or function is missing). */
+  schemaBehind?: () => Promise<boolean>;
 }): (job: Job<IngestJobData>) => Promise<FlushResult> {
   deps.redis.defineCommand('settleBacklog', { lua: SETTLE_BACKLOG });
   deps.redis.defineCommand('deadLetterOnce', { lua: DEAD_LETTER_ONCE });
@@ -175,8 +177,10 @@ export function createFlushProcessor(deps: {
     } catch (err) {
       if (isMissingPartition(err)) deps.partitions.forget();
       deps.metrics?.onRetry(err);
-      // Unmigrated is as unavailable as down: retried, every job would spend its attempts.
-      if ((isDatabaseUnavailable(err) || isSchemaMissing(err)) && deps.onDatabaseUnavailable) {
+      // Unmigrated is as unavailable as down: retried, every job would spend its attempts. A table
+      // missing from a migrated database is a statement's own fault: retried as any other.
+      const unmigrated = isSchemaMissing(err) && (await deps.schemaBehind?.().catch(() => true));
+      if ((isDatabaseUnavailable(err) || unmigrated) && deps.onDatabaseUnavailable) {
         deps.onDatabaseUnavailable(err); // logs once per outage, not once per job
         throw err;
       }

@@ -128,6 +128,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         logger: logger.child({ module: 'flush', shard: shard.shard }),
         metrics: flushMetrics,
         onDatabaseUnavailable: (err) => outage.report(err),
+        schemaBehind: async () => (await schemaCheck.missing()).length > 0,
       }),
     config,
     logger,

@@ -53,12 +53,6 @@ function fromDatabaseError(err: unknown): AppError | null {
       'The database is not available right now; try again shortly',
       DATABASE_RETRY_AFTER_S,
     );
-  if (isSchemaMissing(err))
-    return serviceUnavailable(
-      'database_not_migrated',
-      'The database lacks tables or functions this version needs: the operator runs npm run migrate',
-      DATABASE_RETRY_AFTER_S,
-    );
   if (isStatementTimeout(err))
     return serviceUnavailable(
       'database_timeout',
@@ -81,12 +75,36 @@ function fromRedisError(err: unknown): AppError | null {
  * The last middleware: AppErrors become their JSON body, framework 4xx stay 4xx, anything else is a
  * generic 500 whose details go to the log only (never a stack trace or driver message to clients).
  */
-export function createErrorHandler(logger: Logger): ErrorRequestHandler {
-  return (err, req, res, _next) => {
+/**
+ * A table, function or column missing (42P01, 42883, 42703) is the database lacking migrations
+ * only when it does lack some (`schemaBehind`, asked then): a 503 telling the operator to migrate.
+ * Otherwise it is a statement's own bug, and stays a 500 logged as one.
+ */
+async function fromMissingSchema(
+  err: unknown,
+  schemaBehind: (() => Promise<boolean>) | undefined,
+): Promise<AppError | null> {
+  if (!schemaBehind || !isSchemaMissing(err)) return null;
+  if (!(await schemaBehind().catch(() => false))) return null;
+  return serviceUnavailable(
+    'database_not_migrated',
+    'The database lacks tables or functions this version needs: the operator runs npm run migrate',
+    DATABASE_RETRY_AFTER_S,
+  );
+}
+
+export function createErrorHandler(
+  logger: Logger,
+  { schemaBehind }: { schemaBehind?: () => Promise<boolean> } = {},
+): ErrorRequestHandler {
+  return async (err, req, res, _next) => {
     const appError =
       err instanceof AppError
         ? err
-        : (fromFrameworkError(err) ?? fromDatabaseError(err) ?? fromRedisError(err));
+        : (fromFrameworkError(err) ??
+          fromDatabaseError(err) ??
+          fromRedisError(err) ??
+          (await fromMissingSchema(err, schemaBehind)));
     if (res.headersSent) {
       logger.error({ err, url: req.originalUrl }, 'error after the response started');
       res.destroy();
