@@ -11,6 +11,7 @@ import {
 } from '../db/migrate';
 import { ConfigError, loadConfig } from '../src/config';
 import { createRedis, waitForRedis } from '../src/redis';
+import { createFlusher } from '../workers/flusher-service';
 import { openQueue, startTestApi, startTestFlusher, waitFor, type TestApi } from './helpers/engine';
 import type { IngestJobData } from '../src/queue/ingest-queue';
 import { envFor, startProcess } from './helpers/processes';
@@ -120,6 +121,29 @@ describe('health', () => {
     await request(engine.api.app).get('/health/live').expect(200, { status: 'live' });
     const ready = await request(engine.api.app).get('/health/ready').expect(200);
     expect(ready.body).toEqual({ status: 'ready', checks: { postgres: 'ok', redis: 'ok' } });
+  });
+
+  test('when the flusher has not started its workers yet (it serves health first), then it is not ready', async () => {
+    const db = createDb(ctx.config);
+    const redis = createRedis(ctx.config, 'command');
+    const workerConnection = createRedis(ctx.config, 'blocking');
+    try {
+      await waitForRedis(redis, 3000);
+      const flusher = createFlusher({
+        config: ctx.config,
+        db,
+        redis,
+        workerConnection,
+        logger: ctx.logger,
+      });
+      const ready = await request(flusher.healthApp).get('/health/ready').expect(503);
+      expect(ready.body.checks.worker).toMatch(/not running/);
+      await flusher.close();
+    } finally {
+      redis.disconnect();
+      workerConnection.disconnect();
+      await db.destroy();
+    }
   });
 
   test('when the flusher runs, then its health app reports ready including its worker', async () => {

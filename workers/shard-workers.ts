@@ -139,8 +139,10 @@ export class ShardWorkers {
     return [...this.workers.values()].map((w) => w.reader);
   }
 
+  /** Every shard's worker runs (none yet, as while the flusher starts: not running). */
   isRunning(): boolean {
-    return [...this.workers.values()].every((w) => w.worker.isRunning());
+    const workers = [...this.workers.values()];
+    return workers.length > 0 && workers.every((w) => w.worker.isRunning());
   }
 
   async pause(): Promise<void> {
