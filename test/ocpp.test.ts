@@ -1163,6 +1163,83 @@ describe('OCPP 1.6J charge points', () => {
     expect((await history(e, 'CP-LOSTCLOCK:1')).map((r) => r.kwh)).toEqual([1, 2, 2.5, 3]);
   });
 
+  test("when a charger that lost its clock at a reboot starts a transaction dated before the connector's last one, its register past it, then the start is taken as of now and the session bills the charge", async () => {
+    await registerIdTags([['TAG-LOSTSTART', 'V-loststart']]);
+    const cp = await connect('CP-LOSTSTART');
+    const ago = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+    const yesterday = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-LOSTSTART',
+      meterStart: 10_000,
+      timestamp: ago(26 * 60),
+    });
+    await cp.call('StopTransaction', {
+      transactionId: yesterday,
+      meterStop: 30_000,
+      timestamp: ago(25 * 60),
+    });
+    await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+    const before = Date.now();
+    const start = {
+      connectorId: 1,
+      idTag: 'TAG-LOSTSTART',
+      meterStart: 30_000,
+      timestamp: '2000-01-01T00:00:00Z',
+    };
+    const today = await startTransaction(cp, start);
+    expect(await startTransaction(cp, start)).toBe(today); // a resend: the same transaction
+    const point = await request(e.api.api.app).get('/v1/charge-points/CP-LOSTSTART').expect(200);
+    expect(point.body.connectors[0].openTransaction).toMatchObject({ transactionId: today });
+    const tick = () => new Promise((r) => setTimeout(r, 20));
+    await tick();
+    await cp.call('MeterValues', {
+      ...meterValues(1, new Date().toISOString(), wh(32_000)),
+      transactionId: today,
+    });
+    await tick();
+    await cp.call('StopTransaction', {
+      transactionId: today,
+      meterStop: 34_000,
+      timestamp: new Date().toISOString(),
+    });
+    await waitForDrained(e.queue);
+    const stored = await e.ctx.db('ocpp_transactions').where({ id: today }).first();
+    expect(stored.started_at.getTime()).toBeGreaterThanOrEqual(before);
+    expect(Number(stored.meter_stop_wh)).toBe(34_000);
+    const window = `from=${ago(120)}&to=${new Date(Date.now() + 60_000).toISOString()}`;
+    const sessions = await request(e.api.api.app)
+      .get(`/v1/vehicles/V-loststart/sessions?${window}`)
+      .expect(200);
+    expect(sessions.body.sessions).toEqual([
+      expect.objectContaining({ id: `tx-${today}`, acConsumedKwh: 4 }),
+    ]);
+  });
+
+  test("when a start delivered late from the queue is dated before the connector's last one, its register below it, then it keeps its date (out of order, not a lost clock)", async () => {
+    const cp = await connect('CP-LATESTART');
+    const later = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-LATE-B',
+      meterStart: 5_000,
+      timestamp: '2024-04-11T11:00:00Z',
+    });
+    const earlier = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-LATE-A',
+      meterStart: 1_000,
+      timestamp: '2024-04-11T10:00:00Z',
+    });
+    const rows = await e.ctx
+      .db('ocpp_transactions')
+      .whereIn('id', [earlier, later])
+      .orderBy('id')
+      .select('id', 'started_at');
+    expect(rows.map((r) => r.started_at.toISOString())).toEqual([
+      '2024-04-11T11:00:00.000Z',
+      '2024-04-11T10:00:00.000Z',
+    ]);
+  });
+
   test('when two transactions start on one connector at the same instant, or a vehicle starts one while its last is open on another charger, then only the newest stays open and no energy counts twice', async () => {
     await registerIdTags([
       ['TAG-T1', 'V-t1'],
