@@ -830,6 +830,41 @@ describe('OCPP 1.6J charge points', () => {
     expect((await history(e, 'CP-RESET2:1')).map((r) => r.kwh)).toEqual([10, 10.5, 1, 6, 8, 9]);
   });
 
+  test('when the register resets mid-transaction and ends above meterStart, then the session counts the reset as the report does, not meterStop - meterStart', async () => {
+    await registerIdTags([['TAG-RESET3', 'V-reset3']]);
+    const cp = await connect('CP-RESET3');
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-RESET3',
+      meterStart: 1_000,
+      timestamp: '2024-04-12T10:00:00Z',
+    });
+    for (const [i, value] of [1_800, 200, 900].entries()) {
+      await cp.call('MeterValues', {
+        ...meterValues(1, `2024-04-12T10:${i + 1}0:00Z`, wh(value)),
+        transactionId,
+      });
+    }
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 1_500,
+      timestamp: '2024-04-12T10:40:00Z',
+    });
+    await waitForDrained(e.queue);
+    // 1 -> 1.8 (+0.8), reset to 0.2 (+0.2), 0.9 (+0.7), 1.5 (+0.6): 2.3, where the bill says 0.5.
+    const window = 'from=2024-04-12T00:00:00Z&to=2024-04-13T00:00:00Z';
+    const sessions = await request(e.api.api.app)
+      .get(`/v1/vehicles/V-reset3/sessions?${window}`)
+      .expect(200);
+    expect(sessions.body.sessions.map((x: { acConsumedKwh: number }) => x.acConsumedKwh)).toEqual([
+      2.3,
+    ]);
+    const report = await request(e.api.api.app)
+      .get(`/v1/analytics/performance/V-reset3?${window}`)
+      .expect(200);
+    expect(report.body.energy.acConsumedKwh).toBe(2.3);
+  });
+
   test("when a sample dated before its connector's transaction started comes late (a charger's queue), then it is kept: the register was lower then", async () => {
     const cp = await connect('CP-LATEQ');
     await startTransaction(cp, {
