@@ -259,41 +259,14 @@ export class ChargePointService {
    */
   private async startInstant(chargePointId: string, req: StartTransactionReq): Promise<Date> {
     const { at, asOfNow } = this.transactionInstant(chargePointId, req.timestamp);
-    if (!asOfNow && !(await this.clockLostAtStart(chargePointId, req, at))) return at;
+    if (!asOfNow) return at;
     const same = (await this.deps.transactions.openOn(chargePointId)).find(
       (t) =>
         t.connectorId === req.connectorId &&
         t.idTag === normalizeIdTag(req.idTag) &&
         t.meterStartWh === req.meterStart,
     );
-    return same?.startedAt ?? this.now();
-  }
-
-  /**
-   * A start dated before the connector's latest transaction whose register is past that one's: a
-   * start delivered late from the charge point's queue reads less than the later one (a register
-   * only rises), a clock lost at a reboot (`2000-01-01`) reads more. Taken as of now, as a stop
-   * dated before its start is: dated so, it was stopped at once at the later one's start, and
-   * the charge it began was billed to nobody.
-   */
-  private async clockLostAtStart(
-    chargePointId: string,
-    req: StartTransactionReq,
-    at: Date,
-  ): Promise<boolean> {
-    const latest = await this.deps.transactions.latestOnConnector(chargePointId, req.connectorId);
-    if (!latest || latest.startedAt <= at) return false;
-    // The same start again (same tag, same register), taken as of now when first delivered.
-    if (latest.idTag === normalizeIdTag(req.idTag) && latest.meterStartWh === req.meterStart) {
-      return true;
-    }
-    const registerThen = latest.meterStopWh ?? latest.meterStartWh;
-    if (req.meterStart < registerThen || req.meterStart <= latest.meterStartWh) return false;
-    this.deps.logger.warn(
-      { chargePointId, connectorId: req.connectorId, timestamp: req.timestamp, latest: latest.id },
-      "StartTransaction dated before the connector's latest transaction, its register past it (the charge point's clock is lost): taken as of now",
-    );
-    return true;
+    return same?.startedAt ?? at;
   }
 
   /** A charge point connected: listed from now on, booted or not (see ChargePointRecorder). */

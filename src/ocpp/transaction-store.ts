@@ -267,18 +267,6 @@ export class TransactionStore {
     return row ? toTransaction(row) : null;
   }
 
-  /** The connector's transaction that started last (open or stopped), if any. */
-  async latestOnConnector(chargePointId: string, connectorId: number): Promise<Transaction | null> {
-    const row = await this.db<TransactionRow>(TABLE)
-      .where({ charge_point_id: chargePointId, connector_id: connectorId })
-      .orderBy([
-        { column: 'started_at', order: 'desc' },
-        { column: 'id', order: 'desc' },
-      ])
-      .first();
-    return row ? toTransaction(row) : null;
-  }
-
   /** The open transactions of these charge points. */
   async openOnAny(chargePointIds: string[]): Promise<Transaction[]> {
     const rows = await this.db<TransactionRow>(TABLE)
