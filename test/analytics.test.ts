@@ -13,6 +13,7 @@ import { explainGeneric } from './helpers/plans';
 import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
 import { TcpProxy } from './helpers/tcp-proxy';
+import { undoMigrationsThrough } from './helpers/migrations';
 import { baseDatabaseUrl, createTestContext, withDatabaseName } from './helpers/test-env';
 
 const meter = (meterId: string, timestamp: string, kwhConsumedAc: number) => ({
@@ -626,13 +627,8 @@ describe('performance report, a register that dips', () => {
 
   test('when a database rolled up under the old rule (every drop a reset) is migrated, then the hours holding a dip are rolled up again and the report counts no dip', async () => {
     const { db } = e.ctx;
-    // The register rule before its migration: the migrations undone back to it (a rollback that
-    // undoes nothing means it is not there: fail rather than loop).
-    for (;;) {
-      const [, undone] = (await db.migrate.down()) as [number, string[]];
-      if (undone.length === 0) throw new Error('no register-drops migration to undo');
-      if (undone.some((name) => name.includes('register-drops'))) break;
-    }
+    // The register rule before its migration: the migrations undone back to it.
+    await undoMigrationsThrough(db, 'register-drops');
     await db('rollup_pending').del();
     await new RollupStore(db).rebuild(
       new Date('2024-03-21T10:00:00Z'),

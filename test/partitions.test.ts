@@ -1,5 +1,6 @@
 import { PartitionMaintainer } from '../workers/partition-maintainer';
 import { DAY_MS } from '../src/time-units';
+import { undoMigrationsThrough } from './helpers/migrations';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
 let ctx: TestContext;
@@ -207,7 +208,7 @@ describe('history kept for good', () => {
     await own.db.raw(`SELECT ensure_history_partition('2049-02-03')`);
     await own.db.raw(`SELECT ensure_history_partition('2049-02-04')`);
     await own.db('telemetry_history').insert(meterRow('M-kept-day', '2049-02-04T10:00:00Z'));
-    await own.db.migrate.down();
+    await undoMigrationsThrough(own.db, '20261206020000');
     await own.db.migrate.latest();
     expect(await partitionsLike('telemetry_history_%204902%')).toEqual([
       'telemetry_history_p20490203',
@@ -263,7 +264,7 @@ describe('history kept for good', () => {
 
   test('when the migration is undone, then the partitions it made stay and cover their days, and other days are made as before', async () => {
     await own.db.raw(`SELECT ensure_history_partition_for('2048-03-10', true)`);
-    await own.db.migrate.down();
+    await undoMigrationsThrough(own.db, '20261206020000');
     const ensureFor = async (day: string) =>
       (await own.db.raw(`SELECT ensure_history_partition_for(?::date) AS name`, [day])).rows[0]
         .name;
@@ -286,8 +287,7 @@ describe('going back before monthly partitions', () => {
 
   test('when the migration is undone, then days are made daily again, and those a monthly partition made before covers are left to it', async () => {
     await own.db.raw(`SELECT ensure_history_partition_for('1993-07-04')`);
-    await own.db.migrate.down(); // 20261206020000, whole months
-    await own.db.migrate.down(); // 20261205230000, closed months
+    await undoMigrationsThrough(own.db, '20261205230000');
     const daily = async (day: string) =>
       (await own.db.raw(`SELECT ensure_history_partition(?::date) AS name`, [day])).rows[0].name;
     expect(await daily('1993-07-05')).toBe('telemetry_history_m199307');

@@ -113,7 +113,8 @@ transactions AS (
                        FROM telemetry_history h
                        WHERE h.device_type = 'meter'
                          AND h.device_id = x.charge_point_id || ':' || x.connector_id
-                         AND h.ts >= x.started_at AND h.ts <= x.stopped_at AND h.ts >= $FIRST) r
+                         AND h.ts >= x.started_at AND h.ts <= x.stopped_at
+                         AND h.ts >= $FIRST AND h.ts <= $TO) r
                      WHERE r.energy < r.previous AND register_step(r.previous, r.energy) > 0)
               THEN ((x.meter_stop_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
   FROM targets t
