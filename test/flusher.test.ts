@@ -1,5 +1,6 @@
 import type { Job, Queue } from 'bullmq';
 import request from 'supertest';
+import type { Knex } from 'knex';
 import { createDb } from '../db/create-db';
 import { migrateToLatest, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
@@ -374,6 +375,33 @@ describe('partitions created concurrently', () => {
   });
 });
 
+/** Whether the flusher is paused for PostgreSQL (the gauge an operator watches). */
+const pausedOf = (flusher: TestFlusher) => async () =>
+  (
+    await flusher.flusher.registry
+      .getSingleMetric('energy_flusher_paused_database_unavailable')
+      ?.get()
+  )?.values[0]?.value;
+
+/** A database of the test's own, created empty (not migrated); `drop` closes and drops it. */
+async function ownDatabase(
+  name: string,
+): Promise<{ url: string; db: Knex; drop(): Promise<void> }> {
+  const url = withDatabaseName(baseDatabaseUrl(), `${name}_${process.pid}`);
+  await withMaintenanceClient(url, (c) => c.query(`CREATE DATABASE ${name}_${process.pid}`));
+  const db = createDb(loadConfig({ DATABASE_URL: url }));
+  return {
+    url,
+    db,
+    async drop() {
+      await db.destroy();
+      await withMaintenanceClient(url, (c) =>
+        c.query(`DROP DATABASE IF EXISTS ${name}_${process.pid} WITH (FORCE)`),
+      );
+    },
+  };
+}
+
 /** A flusher whose PostgreSQL connections go through a proxy the test can cut or freeze. */
 async function startFlusherBehindProxy(
   overrides: Partial<TestContext['config']> = {},
@@ -383,13 +411,7 @@ async function startFlusherBehindProxy(
     databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
     ...overrides,
   });
-  const paused = async () =>
-    (
-      await flusher.flusher.registry
-        .getSingleMetric('energy_flusher_paused_database_unavailable')
-        ?.get()
-    )?.values[0]?.value;
-  return { proxy, flusher, paused };
+  return { proxy, flusher, paused: pausedOf(flusher) };
 }
 
 describe('flusher riding out an unreachable PostgreSQL', () => {
@@ -452,17 +474,9 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
 
   test('when PostgreSQL answers after the flusher started without it but lacks migrations, then the flusher stays paused without spending attempts, says to run npm run migrate, and writes everything once migrated', async () => {
     // The flusher could not check the schema at its start: here it meets an empty database.
-    const name = `energy_unmigrated_flusher_${process.pid}`;
-    const url = withDatabaseName(baseDatabaseUrl(), name);
-    await withMaintenanceClient(url, (c) => c.query(`CREATE DATABASE ${name}`));
-    const db = createDb(loadConfig({ DATABASE_URL: url }));
+    const { url, db, drop } = await ownDatabase('energy_unmigrated_flusher');
     const flusher = await startTestFlusher(ctx, { databaseUrl: url });
-    const paused = async () =>
-      (
-        await flusher.flusher.registry
-          .getSingleMetric('energy_flusher_paused_database_unavailable')
-          ?.get()
-      )?.values[0]?.value;
+    const paused = pausedOf(flusher);
     try {
       const readings = fleetReadings(5, 10, T0); // 100 readings, 4 jobs
       await enqueue(readings, 25);
@@ -484,26 +498,15 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
       await request(flusher.flusher.healthApp).get('/health/ready').expect(200);
     } finally {
       await flusher.close();
-      await db.destroy();
-      await withMaintenanceClient(url, (c) =>
-        c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
-      );
+      await drop();
     }
   });
 
   test('when a table is missing from a migrated database (a bug, not a migration to run), then the flusher retries as for any error instead of pausing; when the database is migrated down while it runs, then it pauses until migrated', async () => {
-    const name = `energy_schema_flusher_${process.pid}`;
-    const url = withDatabaseName(baseDatabaseUrl(), name);
-    await withMaintenanceClient(url, (c) => c.query(`CREATE DATABASE ${name}`));
-    const db = createDb(loadConfig({ DATABASE_URL: url }));
+    const { url, db, drop } = await ownDatabase('energy_schema_flusher');
     await migrateToLatest(db);
     const flusher = await startTestFlusher(ctx, { databaseUrl: url });
-    const paused = async () =>
-      (
-        await flusher.flusher.registry
-          .getSingleMetric('energy_flusher_paused_database_unavailable')
-          ?.get()
-      )?.values[0]?.value;
+    const paused = pausedOf(flusher);
     try {
       await db.raw('ALTER TABLE meter_status RENAME TO meter_status_elsewhere');
       await enqueue(fleetReadings(2, 5, T0), 10); // 20 readings, 2 jobs
@@ -536,10 +539,7 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
       expect(Number((await db('telemetry_history').count({ n: '*' }))[0].n)).toBe(40);
     } finally {
       await flusher.close();
-      await db.destroy();
-      await withMaintenanceClient(url, (c) =>
-        c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
-      );
+      await drop();
     }
   });
 
