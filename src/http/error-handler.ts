@@ -72,10 +72,6 @@ function fromRedisError(err: unknown): AppError | null {
 }
 
 /**
- * The last middleware: AppErrors become their JSON body, framework 4xx stay 4xx, anything else is a
- * generic 500 whose details go to the log only (never a stack trace or driver message to clients).
- */
-/**
  * A table, function or column missing (42P01, 42883, 42703) is the database lacking migrations
  * only when it does lack some (`schemaBehind`, asked then): a 503 telling the operator to migrate.
  * Otherwise it is a statement's own bug, and stays a 500 logged as one.
@@ -93,6 +89,10 @@ async function fromMissingSchema(
   );
 }
 
+/**
+ * The last middleware: AppErrors become their JSON body, framework 4xx stay 4xx, anything else is a
+ * generic 500 whose details go to the log only (never a stack trace or driver message to clients).
+ */
 export function createErrorHandler(
   logger: Logger,
   { schemaBehind }: { schemaBehind?: () => Promise<boolean> } = {},

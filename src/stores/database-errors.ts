@@ -63,8 +63,8 @@ export function isStatementTimeout(err: unknown): boolean {
 
 /**
  * 42P01 undefined_table, 42883 undefined_function, 42703 undefined_column: the database lacks what
- * the code expects, so it lacks migrations (a process started while PostgreSQL was down could not
- * check at start). Nothing a client or a retry can change: the operator runs `npm run migrate`.
+ * a statement expects. Migrations missing (a process started while PostgreSQL was down could not
+ * check at start) when the schema check says so (db/schema-check.ts); else the statement's own bug.
  */
 const SCHEMA_MISSING_SQLSTATES = new Set(['42P01', '42883', '42703']);
 
