@@ -98,8 +98,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     logger: logger.child({ module: 'sessions' }),
   });
   const vacuum = new DeadRowVacuum({ db, config, logger: logger.child({ module: 'vacuum' }) });
-  // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
   const schemaCheck = createSchemaCheck(db);
+  // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
   const outage: DatabaseOutageGuard = new DatabaseOutageGuard({
     // Resumes once PostgreSQL answers with its migrations applied (started during an outage, the
     // flusher could not check them at start).
