@@ -19,6 +19,8 @@ export interface SchemaCheck {
   (): Promise<void>;
   /** The migrations not applied (none: the schema is this code's). */
   missing(): Promise<string[]>;
+  /** Whether some migration is not applied. */
+  behind(): Promise<boolean>;
 }
 
 /**
@@ -44,5 +46,8 @@ export function createSchemaCheck(db: Knex): SchemaCheck {
       throw new SchemaNotMigratedError(`the database ${missingMigrationsMessage(pending)}`);
     }
   };
-  return Object.assign(check, { missing });
+  return Object.assign(check, {
+    missing,
+    behind: async () => (await missing()).length > 0,
+  });
 }

@@ -214,7 +214,7 @@ export function createApp({
   app.use(notFoundHandler);
   app.use(
     createErrorHandler(logger.child({ module: 'errors' }), {
-      schemaBehind: async () => (await schemaCheck.missing()).length > 0,
+      schemaBehind: schemaCheck.behind,
     }),
   );
 

@@ -99,11 +99,12 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   });
   const vacuum = new DeadRowVacuum({ db, config, logger: logger.child({ module: 'vacuum' }) });
   const schemaCheck = createSchemaCheck(db);
+  // Resolves once PostgreSQL answers with its migrations applied (started during an outage, the
+  // flusher could not check them at start).
+  const probePostgres = () => withTimeout(schemaCheck(), PROBE_TIMEOUT_MS, 'PostgreSQL probe');
   // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
   const outage: DatabaseOutageGuard = new DatabaseOutageGuard({
-    // Resumes once PostgreSQL answers with its migrations applied (started during an outage, the
-    // flusher could not check them at start).
-    probe: () => withTimeout(schemaCheck(), PROBE_TIMEOUT_MS, 'PostgreSQL probe'),
+    probe: probePostgres,
     logger: logger.child({ module: 'outage' }),
     probeIntervalMs: Math.min(config.flushBackoffMs, 1000),
     pause: () => workers.pause(),
@@ -128,7 +129,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         logger: logger.child({ module: 'flush', shard: shard.shard }),
         metrics: flushMetrics,
         onDatabaseUnavailable: (err) => outage.report(err),
-        schemaBehind: async () => (await schemaCheck.missing()).length > 0,
+        schemaBehind: schemaCheck.behind,
       }),
     config,
     logger,
@@ -185,7 +186,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     async start() {
       await firstShards();
       try {
-        await withTimeout(schemaCheck(), PROBE_TIMEOUT_MS, 'PostgreSQL probe');
+        await probePostgres();
       } catch (err) {
         outage.report(err); // start paused: the jobs wait, untouched, until it answers
       }

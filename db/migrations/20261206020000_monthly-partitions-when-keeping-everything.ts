@@ -85,29 +85,23 @@ const DROP_EMPTY_DAYS_AHEAD = `
     DO $$
     DECLARE
       first_month text := to_char((now() AT TIME ZONE 'UTC')::date - 1, 'YYYYMM');
+      months text[];
       month text;
       days text[];
       day text;
       found boolean;
       has_rows boolean;
     BEGIN
+      -- Under the lock that every partition function takes: no day is made meanwhile.
       PERFORM pg_advisory_xact_lock(hashtext('telemetry_history_partitions'));
-      IF NOT EXISTS (
-        SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'telemetry_history'::regclass
-          AND c.relname ~ '^telemetry_history_p[0-9]{8}$'
-          AND substring(c.relname from 20 for 6) >= first_month
-      ) THEN
-        RETURN;
-      END IF;
+      SELECT array_agg(DISTINCT substring(c.relname from 20 for 6)) INTO months
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = 'telemetry_history'::regclass
+        AND c.relname ~ '^telemetry_history_p[0-9]{8}$'
+        AND substring(c.relname from 20 for 6) >= first_month;
+      IF months IS NULL THEN RETURN; END IF;
       LOCK TABLE telemetry_history IN ACCESS EXCLUSIVE MODE;
-      FOR month IN
-        SELECT DISTINCT substring(c.relname from 20 for 6)
-        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'telemetry_history'::regclass
-          AND c.relname ~ '^telemetry_history_p[0-9]{8}$'
-          AND substring(c.relname from 20 for 6) >= first_month
-      LOOP
+      FOREACH month IN ARRAY months LOOP
         SELECT array_agg(c.relname::text ORDER BY c.relname) INTO days
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'telemetry_history'::regclass
