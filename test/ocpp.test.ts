@@ -1198,6 +1198,150 @@ describe('OCPP 1.6J charge points', () => {
     expect((await history(e, 'CP-LOSTCLOCK:1')).map((r) => r.kwh)).toEqual([1, 2, 2.5, 3]);
   });
 
+  describe('a StartTransaction dated by a clock lost at a reboot', () => {
+    const ago = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+
+    /** A charge point with yesterday's transaction (10 to 30 kWh) on connector 1, then a reboot. */
+    async function withYesterday(id: string, tag: string) {
+      await registerIdTags([[tag, `V-${id}`]]);
+      const cp = await connect(id);
+      const yesterday = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: tag,
+        meterStart: 10_000,
+        timestamp: ago(26 * 60),
+      });
+      await cp.call('StopTransaction', {
+        transactionId: yesterday,
+        meterStop: 30_000,
+        timestamp: ago(25 * 60),
+      });
+      await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+      return { cp, yesterday };
+    }
+
+    const lostStart = (tag: string) => ({
+      connectorId: 1,
+      idTag: tag,
+      meterStart: 30_000,
+      timestamp: '2000-01-01T00:00:00Z',
+    });
+
+    test("when its register is past the connector's, then it is taken as of now, a resend is the same transaction, and the session bills the charge", async () => {
+      const { cp } = await withYesterday('CP-LOSTSTART', 'TAG-LOSTSTART');
+      const before = Date.now();
+      const start = lostStart('TAG-LOSTSTART');
+      const today = await startTransaction(cp, start);
+      expect(await startTransaction(cp, start)).toBe(today);
+      const point = await request(e.api.api.app).get('/v1/charge-points/CP-LOSTSTART').expect(200);
+      expect(point.body.connectors[0].openTransaction).toMatchObject({ transactionId: today });
+      const tick = () => new Promise((r) => setTimeout(r, 20));
+      await tick();
+      await cp.call('MeterValues', {
+        ...meterValues(1, new Date().toISOString(), wh(32_000)),
+        transactionId: today,
+      });
+      await tick();
+      await cp.call('StopTransaction', {
+        transactionId: today,
+        meterStop: 34_000,
+        timestamp: new Date().toISOString(),
+      });
+      // Sent again after its stop (its answer lost, the charge point's queue): the same one.
+      expect(await startTransaction(cp, start)).toBe(today);
+      await waitForDrained(e.queue);
+      const stored = await e.ctx
+        .db('ocpp_transactions')
+        .where({ charge_point_id: 'CP-LOSTSTART' })
+        .orderBy('id');
+      expect(stored).toHaveLength(2);
+      expect(stored[1].started_at.getTime()).toBeGreaterThanOrEqual(before);
+      expect(Number(stored[1].meter_stop_wh)).toBe(34_000);
+      const window = `from=${ago(120)}&to=${new Date(Date.now() + 60_000).toISOString()}`;
+      const sessions = await request(e.api.api.app)
+        .get(`/v1/vehicles/V-CP-LOSTSTART/sessions?${window}`)
+        .expect(200);
+      expect(sessions.body.sessions).toEqual([
+        expect.objectContaining({ id: `tx-${today}`, acConsumedKwh: 4 }),
+      ]);
+    });
+
+    test('when it is sent again once its register moved on, then it is still the same transaction', async () => {
+      const { cp } = await withYesterday('CP-LOSTRESEND', 'TAG-LOSTRESEND');
+      const start = lostStart('TAG-LOSTRESEND');
+      const today = await startTransaction(cp, start);
+      await new Promise((r) => setTimeout(r, 20));
+      // A register past the start since: the resend is not taken for a lost clock again, and
+      // still finds its transaction by what the charge point reported.
+      await cp.call('MeterValues', {
+        ...meterValues(1, new Date().toISOString(), wh(31_000)),
+        transactionId: today,
+      });
+      expect(await startTransaction(cp, start)).toBe(today);
+      const rows = await e.ctx.db('ocpp_transactions').where({ charge_point_id: 'CP-LOSTRESEND' });
+      expect(rows).toHaveLength(2);
+    });
+
+    test('when a start delivered late from the queue is dated after the charge point was known, then it keeps its date, whatever its register (a meter replaced, the same register as the next)', async () => {
+      const { cp, yesterday } = await withYesterday('CP-LATEQUEUE', 'TAG-LATEQUEUE');
+      // The meter was replaced this morning: today's transaction starts at a register of 100 Wh.
+      const today = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-LATEQUEUE',
+        meterStart: 100,
+        timestamp: ago(60),
+      });
+      // Queued before the replacement, dated between the two: its register is past today's.
+      const lateAt = ago(24 * 60);
+      const late = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-LATEQUEUE',
+        meterStart: 30_000,
+        timestamp: lateAt,
+      });
+      // Queued and delivered after today's, with today's tag and register: not the same one.
+      const twinAt = ago(90);
+      const twin = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-LATEQUEUE',
+        meterStart: 100,
+        timestamp: twinAt,
+      });
+      expect(new Set([yesterday, today, late, twin]).size).toBe(4);
+      const rows = await e.ctx
+        .db('ocpp_transactions')
+        .whereIn('id', [late, twin])
+        .orderBy('id')
+        .select('started_at');
+      expect(rows.map((r) => r.started_at.toISOString())).toEqual([lateAt, twinAt]);
+    });
+
+    test("when it is dated before the connector's transactions but its register is below the newest (delivered out of order), then it keeps its date", async () => {
+      const cp = await connect('CP-LATESTART');
+      const later = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-LATE-B',
+        meterStart: 5_000,
+        timestamp: '2024-04-11T11:00:00Z',
+      });
+      const earlier = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-LATE-A',
+        meterStart: 1_000,
+        timestamp: '2024-04-11T10:00:00Z',
+      });
+      const rows = await e.ctx
+        .db('ocpp_transactions')
+        .whereIn('id', [earlier, later])
+        .orderBy('id')
+        .select('id', 'started_at');
+      expect(rows.map((r) => r.started_at.toISOString())).toEqual([
+        '2024-04-11T11:00:00.000Z',
+        '2024-04-11T10:00:00.000Z',
+      ]);
+    });
+  });
+
   test('when two transactions start on one connector at the same instant, or a vehicle starts one while its last is open on another charger, then only the newest stays open and no energy counts twice', async () => {
     await registerIdTags([
       ['TAG-T1', 'V-t1'],

@@ -10,7 +10,7 @@ import type { ReadingValidator } from '../telemetry/validation';
 import type { ChargePointRecorder } from './charge-point-recorder';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
-import { isBlankIdTag, normalizeIdTag, type IdTagStore } from './id-tag-store';
+import { isBlankIdTag, type IdTagStore } from './id-tag-store';
 import {
   countBy,
   LISTED_REJECTS,
@@ -235,38 +235,68 @@ export class ChargePointService {
    * A transaction's instant: refused if it is not one a reading could have, but taken as of now
    * if it is ahead of the clock. A refused StartTransaction is retried a few times and dropped by
    * the charge point, and the charge under way is lost; a clock running fast is common (the
-   * BootNotification and Heartbeat answers give it the time to set).
+   * BootNotification and Heartbeat answers give it the time to set). `reported` is the instant
+   * the charge point said.
    */
   private transactionInstant(
     chargePointId: string,
     timestamp: string,
-  ): { at: Date; asOfNow: boolean } {
+  ): { at: Date; asOfNow: boolean; reported: Date } {
     const checked = this.checkInstant(timestamp);
-    if (checked.ok) return { at: new Date(checked.value), asOfNow: false };
+    if (checked.ok) {
+      const at = new Date(checked.value);
+      return { at, asOfNow: false, reported: at };
+    }
     if (checked.failure.error === 'timestamp_in_future') {
       this.deps.logger.warn(
         { chargePointId, timestamp, reason: checked.failure.message },
         'transaction timestamp ahead of the clock: taken as of now',
       );
-      return { at: this.now(), asOfNow: true };
+      return { at: this.now(), asOfNow: true, reported: new Date(utcTimestamp(timestamp)) };
     }
     throw new RefusedCallError('PropertyConstraintViolation', checked.failure.message);
   }
 
   /**
-   * When a StartTransaction starts: its own instant, or, taken as of now, the start of the same
-   * transaction still open (a retransmission is then the same transaction, as with an instant).
+   * When a StartTransaction starts: its own instant, or as of now when that instant is ahead of
+   * the clock or from a clock lost at a reboot (startLostClock). A resend is known by the instant
+   * reported (TransactionStore.start), so it is the same transaction whenever it comes.
    */
-  private async startInstant(chargePointId: string, req: StartTransactionReq): Promise<Date> {
-    const { at, asOfNow } = this.transactionInstant(chargePointId, req.timestamp);
-    if (!asOfNow) return at;
-    const same = (await this.deps.transactions.openOn(chargePointId)).find(
-      (t) =>
-        t.connectorId === req.connectorId &&
-        t.idTag === normalizeIdTag(req.idTag) &&
-        t.meterStartWh === req.meterStart,
+  private async startInstant(
+    chargePointId: string,
+    req: StartTransactionReq,
+  ): Promise<{ startedAt: Date; reportedStartedAt: Date }> {
+    const { at, asOfNow, reported } = this.transactionInstant(chargePointId, req.timestamp);
+    if (asOfNow || !(await this.startLostClock(chargePointId, req, at))) {
+      return { startedAt: at, reportedStartedAt: reported };
+    }
+    this.deps.logger.warn(
+      { chargePointId, connectorId: req.connectorId, timestamp: req.timestamp },
+      "StartTransaction dated before the charge point was known, its register past the connector's: a clock lost at a reboot, taken as of now",
     );
-    return same?.startedAt ?? at;
+    return { startedAt: this.now(), reportedStartedAt: reported };
+  }
+
+  /**
+   * Whether a start's instant `at` comes from a clock lost at a reboot (reset to 2000-01-01, say):
+   * dated before anything the engine knows of the charge point (its first transaction, its first
+   * connection), while its register is past the connector's newest: it started after all of that,
+   * and dated as said it would be stopped at once by the connector's later transactions, its charge
+   * billed to nobody. A start delivered late from the queue is dated after the charge point was
+   * known, or has a register below the newest: it keeps its instant. Asked only of a start dated
+   * before the connector's newest register (one query then).
+   */
+  private async startLostClock(
+    chargePointId: string,
+    req: StartTransactionReq,
+    at: Date,
+  ): Promise<boolean> {
+    const newest = await this.storedRegister(connectorMeterId(chargePointId, req.connectorId));
+    if (!newest || at.getTime() >= newest.atMs || req.meterStart < Math.round(newest.kwh * 1000)) {
+      return false;
+    }
+    const firstKnown = await this.deps.transactions.firstKnown(chargePointId);
+    return firstKnown !== null && at < firstKnown;
   }
 
   /** A charge point connected: listed from now on, booted or not (see ChargePointRecorder). */
@@ -359,7 +389,7 @@ export class ChargePointService {
   async startTransaction(chargePointId: string, req: StartTransactionReq) {
     checkConnectorId(req.connectorId, 1);
     checkRegisterWh('meterStart', req.meterStart);
-    const startedAt = await this.startInstant(chargePointId, req);
+    const { startedAt: at, reportedStartedAt } = await this.startInstant(chargePointId, req);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     const tag = await this.registeredTag(req.idTag);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
@@ -370,8 +400,11 @@ export class ChargePointService {
       idTagStatus: status,
       vehicleId: tag?.vehicleId ?? null,
       meterStartWh: req.meterStart,
-      startedAt,
+      startedAt: at,
+      reportedStartedAt,
     });
+    // A resend: as first started, wherever this one would have been put.
+    const { startedAt } = transaction;
     this.openStarts.forget(chargePointId);
     await this.recordRegister(chargePointId, req.connectorId);
     // On a resend too: a first delivery that failed after its row was recorded (a deadlock, a

@@ -72,7 +72,8 @@ export class TransactionStore {
 
   /**
    * Records a StartTransaction, or finds the one already recorded with the same charge point,
-   * connector, idTag, timestamp and meterStart (a retransmission): the same transaction id.
+   * connector, idTag, reported timestamp and meterStart (a retransmission): the same transaction
+   * id, and the instant it was started at then (a start taken as of now is not moved by a resend).
    */
   async start(t: {
     chargePointId: string;
@@ -82,11 +83,13 @@ export class TransactionStore {
     vehicleId: string | null;
     meterStartWh: number;
     startedAt: Date;
+    /** The timestamp the charge point reported (startedAt, unless taken as of now). */
+    reportedStartedAt: Date;
   }): Promise<{ transaction: Transaction; created: boolean }> {
     const result = await this.db.raw(
-      `INSERT INTO ${TABLE} (charge_point_id, connector_id, id_tag, id_tag_status, vehicle_id, meter_start_wh, started_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (charge_point_id, connector_id, id_tag, started_at, meter_start_wh)
+      `INSERT INTO ${TABLE} (charge_point_id, connector_id, id_tag, id_tag_status, vehicle_id, meter_start_wh, started_at, reported_started_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (charge_point_id, connector_id, id_tag, reported_started_at, meter_start_wh)
          DO UPDATE SET id_tag_status = ${TABLE}.id_tag_status
        RETURNING *, (xmax = 0) AS created`,
       [
@@ -97,6 +100,7 @@ export class TransactionStore {
         t.vehicleId,
         t.meterStartWh,
         t.startedAt,
+        t.reportedStartedAt,
       ],
     );
     const row = result.rows[0] as TransactionRow & { created: boolean };
@@ -237,6 +241,20 @@ export class TransactionStore {
       .where({ vehicle_id: vehicleId })
       .where((after) => after.whereNull('stopped_at').orWhere('stopped_at', '>', instant));
     return rows.map(toTransaction);
+  }
+
+  /**
+   * The earliest instant the engine knows the charge point by: its first transaction's start or
+   * its first connection, whichever is earlier; null for one never heard of.
+   */
+  async firstKnown(chargePointId: string): Promise<Date | null> {
+    const result = await this.db.raw(
+      `SELECT least(
+         (SELECT min(started_at) FROM ${TABLE} WHERE charge_point_id = ?),
+         (SELECT created_at FROM charge_points WHERE id = ?)) AS first`,
+      [chargePointId, chargePointId],
+    );
+    return (result.rows[0] as { first: Date | null }).first;
   }
 
   /** The connector's transaction that started last at or before `at`, if any. */
