@@ -1,7 +1,8 @@
 /**
  * `npm run build:web`: bundles the dashboard (web/src) with esbuild into dist/web, where the API
  * serves it (src/dashboard/dashboard-router.ts): index.html plus content-hashed assets/. Prints
- * every file's size raw and gzipped, and the gzipped total the page downloads.
+ * every file's size raw and gzipped, and the gzipped total the page downloads (with `--quiet`, as
+ * every script that builds first runs it, only when over budget).
  */
 import { build } from 'esbuild';
 import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -113,9 +114,13 @@ if (require.main === module) {
   buildWeb()
     .then(() => {
       const sizes = measureAssets();
-      console.log(`dashboard built in ${relative(process.cwd(), WEB_OUT_DIR)}:`);
-      console.log(formatAssetSizes(sizes));
-      if (sizes.totalGzipBytes > ASSET_BUDGET_GZIP_BYTES) process.exit(1);
+      const over = sizes.totalGzipBytes > ASSET_BUDGET_GZIP_BYTES;
+      // `--quiet` (every script that builds first, `npm run key` too): said only when over budget.
+      if (over || !process.argv.includes('--quiet')) {
+        console.log(`dashboard built in ${relative(process.cwd(), WEB_OUT_DIR)}:`);
+        console.log(formatAssetSizes(sizes));
+      }
+      if (over) process.exit(1);
     })
     .catch((err: unknown) => {
       console.error(`dashboard build failed: ${(err as Error).message}`);

@@ -1,4 +1,5 @@
 import type { Express } from 'express';
+import { version as packageVersion } from '../package.json';
 import type { Knex } from 'knex';
 import { createSchemaCheck } from '../db/schema-check';
 import { ingestReadiness, type RedisClient } from './redis';
@@ -83,7 +84,7 @@ export interface Api {
 
 export const API_INFO = {
   title: 'Energy Ingestion Engine',
-  version: '0.2.0',
+  version: packageVersion,
   description:
     'Telemetry for EV fleets: smart meters (AC) and vehicles (DC). A 202 means the reading is durably queued and will reach PostgreSQL.',
 };

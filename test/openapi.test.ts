@@ -223,6 +223,12 @@ describe('the API document', () => {
     expect(metrics).toMatch(/route="\/docs\/assets\/:file",method="GET",status_code="200"/);
   });
 
+  test("when the document's version is read, then it is the package's (one version, said once)", async () => {
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    const document = (await request(engine.api.app).get('/openapi.json').expect(200)).body;
+    expect(document.info.version).toBe(version);
+  });
+
   test('when a client is generated from the document, then every operation has its own operationId', async () => {
     const document = (await app().get('/openapi.json').expect(200)).body;
     const operations = Object.entries(
