@@ -99,7 +99,13 @@ const command = {
       value: 'D',
       help: 'run live this long, e.g. 10m (default: until Ctrl-C; not with --backfill)',
     },
-    url: { type: 'string', value: 'URL', default: 'http://127.0.0.1:3000', help: 'the engine' },
+    url: {
+      type: 'string',
+      value: 'URL',
+      // The engine this shell would start: its PORT, as the API reads it.
+      default: `http://127.0.0.1:${process.env.PORT || 3000}`,
+      help: 'the engine (default: its PORT on this machine)',
+    },
     mode: {
       type: 'string',
       value: 'M',
