@@ -396,6 +396,46 @@ describe("a device's energy semantics changed after its sessions were built", ()
   });
 });
 
+describe("a meter's late register reading just before a vehicle's mapping period starts", () => {
+  let e: TestEngine;
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await request(e.api.api.app)
+      .put('/v1/meters/M-before/settings')
+      .send({ energyReadings: 'cumulative' })
+      .expect(200);
+    await map(e, 'V-before', 'M-before', '2024-05-22T10:20:00Z');
+    await ingest(e, [
+      vehicle('V-before', 0)(at('22', '10:15')),
+      ...every(5, at('22', '10:20'), at('22', '11:00'), vehicle('V-before', 0.8)),
+      meter('M-before', 50)(at('22', '10:00')),
+      ...every(5, at('22', '10:20'), at('22', '11:00'), (ts) =>
+        meter('M-before', 60 + (ts - at('22', '10:20')) / (5 * MIN))(ts),
+      ),
+    ]);
+    await build(e);
+  });
+  afterAll(() => e.stop());
+
+  const ac = async () =>
+    (await sessionsOf(e, 'V-before', '2024-05-22T00:00:00Z', '2024-05-23T00:00:00Z')).map(
+      (s) => s.acConsumedKwh,
+    );
+
+  test('when it arrives after the session was kept, in a quarter hour before the period, then the session counts from it, live and once built again', async () => {
+    expect(await ac()).toEqual([18]); // 50 (10:00) -> 68
+    // Late, in the quarter 10:00-10:15, before the mapping starts: the period's starting point.
+    await ingest(e, [meter('M-before', 59.5)(at('22', '10:10'))]);
+    expect(await ac()).toEqual([8.5]);
+    await build(e);
+    expect(await ac()).toEqual([8.5]);
+    const report = await request(e.api.api.app)
+      .get('/v1/analytics/performance/V-before?from=2024-05-22T00:00:00Z&to=2024-05-23T00:00:00Z')
+      .expect(200);
+    expect(report.body.energy.acConsumedKwh).toBe(8.5);
+  });
+});
+
 describe("a vehicle's own semantics changed after its sessions were built", () => {
   let e: TestEngine;
   const kept = async (vehicleId: string) =>

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { onGenericPlan } from '../../db/prepared';
-import { mappedInQuarter } from '../stores/rollup-store';
+import { mappedFromQuarterOn } from '../stores/rollup-store';
 import { earliestSessionStart, retainedFrom } from '../stores/retention';
 
 const keptSessionsFrom = (keptFrom: number | null) =>
@@ -317,7 +317,7 @@ export class SessionStore {
            UNION SELECT vehicle_id FROM session_built WHERE open_since IS NOT NULL
            UNION SELECT m.vehicle_id FROM rollup_pending p
                  JOIN vehicle_meter_map m ON m.meter_id = p.device_id
-                  AND ${mappedInQuarter('m', 'p.quarter')}
+                  AND ${mappedFromQuarterOn('m', 'p.quarter')}
                  WHERE p.device_type = 'meter'`;
     const sql = `WITH vehicles AS (${candidates}),
        -- Materialized, and the marks read by primary key, each meter's on its own (each OFFSET 0
@@ -335,7 +335,7 @@ export class SessionStore {
                    CROSS JOIN LATERAL (
                      SELECT q.quarter FROM rollup_pending q
                      WHERE q.device_type = 'meter' AND q.device_id = m.meter_id
-                       AND ${mappedInQuarter('m', 'q.quarter')}
+                       AND ${mappedFromQuarterOn('m', 'q.quarter')}
                      OFFSET 0) p
                    WHERE m.vehicle_id = v.vehicle_id
                    OFFSET 0) x) AS pending

@@ -71,11 +71,13 @@ export const inQuarter = (t: string, quarter: string) =>
   `${t}.ts >= ${quarter} AND ${t}.ts < ${quarter} + ${QUARTER}`;
 
 /**
- * The mapping row `m` (vehicle_meter_map) was in force during some of the quarter hour starting
- * at `quarter`. (Not a range over `quarter`: looked up per meter, its marks are read by key.)
+ * The mapping row `m` (vehicle_meter_map) is one whose sessions a reading of its meter in the
+ * quarter hour starting at `quarter` may change: in force during some of it, or after it (a
+ * register's reading there may be the last before the period starts: its starting point).
+ * (Not a range over `quarter`: looked up per meter, its marks are read by key.)
  */
-export const mappedInQuarter = (m: string, quarter: string) =>
-  `${m}.valid_from < ${quarter} + ${QUARTER} AND (${m}.valid_to IS NULL OR ${m}.valid_to > ${quarter})`;
+export const mappedFromQuarterOn = (m: string, quarter: string) =>
+  `(${m}.valid_to IS NULL OR ${m}.valid_to > ${quarter})`;
 
 /**
  * Folds `source` (pieces with device_type, device_id and `bucket`) into one rollup row per device
@@ -148,7 +150,7 @@ sessions_changed AS (
     SELECT device_id AS vehicle_id, quarter FROM ${changed} WHERE device_type = 'vehicle'
     UNION ALL
     SELECT m.vehicle_id, c.quarter FROM ${changed} c
-    JOIN vehicle_meter_map m ON m.meter_id = c.device_id AND ${mappedInQuarter('m', 'c.quarter')}
+    JOIN vehicle_meter_map m ON m.meter_id = c.device_id AND ${mappedFromQuarterOn('m', 'c.quarter')}
     WHERE c.device_type = 'meter'
   ) changed
   GROUP BY vehicle_id
