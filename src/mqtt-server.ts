@@ -7,6 +7,7 @@ import {
   refuseArguments,
   stopOnSignals,
 } from './lifecycle';
+import { surviveIoredisStrayRejections } from './redis';
 import { createLogger } from './logger';
 import { createMqttService } from './mqtt/mqtt-service';
 import { openIngestQueues } from './queue/ingest-queue';
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
     const config = loadConfig(process.env);
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'mqtt' });
+    surviveIoredisStrayRejections(logger);
     for (const warning of misspelledSettings(process.env)) logger.warn(warning);
     const { mqttUrl } = config;
     if (!mqttUrl) {

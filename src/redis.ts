@@ -1,4 +1,5 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Logger } from './logger';
 
 /** A connection to standalone Redis or to a Redis Cluster: the engine uses either the same way. */
 export type RedisClient = Redis | Cluster;
@@ -118,6 +119,28 @@ export function connectionFor(redis: RedisClient, slot: number): Redis | null {
   );
 }
 
+/**
+ * The node that holds `key`, asked of its slot's owner `owner` directly: the owner, or, while the
+ * slot migrates and the key went ahead to the migration's target, that target (ioredis follows
+ * such an ASK redirection without updating its slot map, so connectionFor still names the
+ * owner). null: the target is not among the connected nodes.
+ */
+export async function nodeHolding(
+  redis: RedisClient,
+  owner: Redis,
+  key: string,
+): Promise<Redis | null> {
+  if (!isCluster(redis)) return owner;
+  try {
+    await owner.exists(key);
+    return owner;
+  } catch (err) {
+    const ask = /^ASK \d+ (\S+)$/.exec((err as Error).message);
+    if (!ask) throw err;
+    return redis.nodes('all').find((n) => `${n.options.host}:${n.options.port}` === ask[1]) ?? null;
+  }
+}
+
 /** How long a process waits for Redis at start before saying it cannot reach it. */
 export const REDIS_START_WAIT_MS = 5000;
 
@@ -228,6 +251,15 @@ export function redisReadiness(redis: RedisClient): () => Promise<void> {
       );
     }
     await redis.ping();
+    if (redis instanceof Cluster) {
+      // A cluster without a majority of its masters still answers PING and INFO, but no key.
+      const state = infoField(await redis.cluster('INFO'), 'cluster_state');
+      if (state !== 'ok') {
+        throw new Error(
+          `Redis Cluster state is ${state ?? 'unknown'} (CLUSTER INFO): it refuses every key until its failed masters are back or replaced by their replicas`,
+        );
+      }
+    }
   };
 }
 
@@ -252,4 +284,42 @@ export function ingestReadiness(
       ? { replicas: () => checkReplicas(redis, config.redisWaitReplicas) }
       : {}),
   };
+}
+
+/**
+ * Whether an unhandled rejection is one ioredis leaves of its own: following a cluster's ASK
+ * redirection (a slot migrating) it sends ASKING without a handler for its answer
+ * (redis/ioredis#1140), so a target connection closing then rejects "Connection is closed." where
+ * nobody listens. The command redirected fails or is retried on its own path. Such an error is
+ * made by the connection's close, so every frame of its stack is ioredis's or Node's own.
+ */
+export function isIoredisStrayRejection(reason: unknown): boolean {
+  if (!(reason instanceof Error) || reason.message !== 'Connection is closed.') return false;
+  const frames = (reason.stack ?? '')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith('at '));
+  return (
+    frames.length > 0 &&
+    frames.every((frame) => /[\\/]node_modules[\\/]ioredis[\\/]|\(node:|^at node:/.test(frame))
+  );
+}
+
+/**
+ * Lets a process live through ioredis's stray rejections (isIoredisStrayRejection), logged: one
+ * ended the API and every flusher when a slot's migration target dropped its connections. Any
+ * other unhandled rejection still ends the process, as Node's default does: it is a bug.
+ */
+export function surviveIoredisStrayRejections(logger: Logger): void {
+  process.on('unhandledRejection', (reason) => {
+    if (isIoredisStrayRejection(reason)) {
+      logger.warn(
+        { err: reason },
+        'a Redis connection closed under a redirected command (ioredis left its ASKING unhandled): the command fails or is retried on its own',
+      );
+      return;
+    }
+    logger.fatal({ err: reason }, 'unhandled promise rejection: exiting');
+    throw reason;
+  });
 }

@@ -13,6 +13,7 @@ import {
   stopOnSignals,
 } from './lifecycle';
 import { trackRequests } from './http/graceful-close';
+import { surviveIoredisStrayRejections } from './redis';
 import { createLogger, type Logger } from './logger';
 import { createRegistry } from './metrics';
 import { startMqttIntake } from './mqtt/mqtt-intake';
@@ -68,6 +69,7 @@ async function main(): Promise<void> {
     const config = loadConfig(process.env);
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'api' });
+    surviveIoredisStrayRejections(logger);
     for (const warning of misspelledSettings(process.env)) logger.warn(warning);
     checkAuthSettings(config, logger);
     // Ingest needs Redis only: a replica (re)started while PostgreSQL is down must still serve it.

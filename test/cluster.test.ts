@@ -180,6 +180,88 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
       redis.disconnect();
     }
   });
+
+  test("when a shard's slot is migrating and its stores are redirected to the target (ASK), then REDIS_WAIT_REPLICAS waits on the target's replicas: none answering, no store is acknowledged", async () => {
+    // An API of one shard of its own: every store goes to the slot that migrates.
+    const prefix = `${e.ctx.config.redisPrefix}-migrating`;
+    const own = await startTestApi(e.ctx, { redisPrefix: prefix, queueShards: 1 });
+    const [shard] = createRedisKeys(prefix).shards(1);
+    const source = await cluster.masterForSlot(shard.slot);
+    const nodes = await cluster.refreshTopology();
+    const target = nodes.find((n) => n.role === 'master' && n.port !== source.port)!;
+    const targetReplica = nodes.find((n) => n.role === 'replica' && n.masterPort === target.port)!;
+    const store = (minute: number) =>
+      request(own.api.app)
+        .post('/v1/telemetry/ingest')
+        .set('Authorization', `Bearer ${key.key}`)
+        .send(meter('C-migrating', 1000 + minute));
+    await store(0).expect(202); // the shard's keys exist on the source
+    // The target's only replica hangs: nothing written on the target can be confirmed.
+    await cluster.kill(targetReplica.port, 'SIGSTOP');
+    const answers: { status: number; error?: string }[] = [];
+    try {
+      await cluster.withNode(target.port, (node) =>
+        node.cluster('SETSLOT', shard.slot, 'IMPORTING', source.id),
+      );
+      await cluster.withNode(source.port, async (node) => {
+        await node.cluster('SETSLOT', shard.slot, 'MIGRATING', target.id);
+        const keys = (await node.cluster('GETKEYSINSLOT', shard.slot, 1000)) as string[];
+        await node.migrate('127.0.0.1', target.port, '', 0, 5000, 'KEYS', ...keys);
+      });
+      for (let minute = 1; minute <= 8; minute++) {
+        const res = await store(minute);
+        answers.push({ status: res.status, error: res.body.error });
+      }
+    } finally {
+      // The migration completed: the slot is the target's from now on.
+      for (const port of [source.port, target.port]) {
+        await cluster.withNode(port, (node) =>
+          node.cluster('SETSLOT', shard.slot, 'NODE', target.id),
+        );
+      }
+      await cluster.kill(targetReplica.port, 'SIGCONT');
+      await own.close();
+    }
+    // Before the fix the source, holding none of these writes, confirmed them at once: 202.
+    expect(answers.filter((a) => a.status !== 503)).toEqual([]);
+    expect(answers).toContainEqual({ status: 503, error: 'redis_not_replicated' });
+    await cluster.waitForHealthy();
+  }, 60_000);
+
+  test('when two of the three masters are down (no majority: no failover, every key refused), then the API and the flusher are not ready, naming the cluster state, until they are back', async () => {
+    const api = request(e.api.api.app);
+    const flusher = request(e.flusher.flusher.healthApp);
+    const down = cluster.nodes.filter((n) => n.role === 'master').slice(0, 2);
+    for (const node of down) await cluster.kill(node.port);
+    try {
+      // Each says so once the surviving nodes see the cluster fail (after the node timeout).
+      const saysClusterFails = (res: request.Response) =>
+        res.status === 503 && /^failing: Redis Cluster state is fail/.test(res.body.checks.redis);
+      await waitFor(
+        async () => saysClusterFails(await api.get('/health/ready/ingest')),
+        15_000,
+        'ingest readiness to name the cluster state',
+      );
+      await waitFor(
+        async () => saysClusterFails(await flusher.get('/health/ready')),
+        15_000,
+        "the flusher's readiness to name the cluster state",
+      );
+    } finally {
+      for (const node of down) await cluster.restart(node.port);
+    }
+    await cluster.waitForHealthy();
+    await waitFor(
+      async () => (await api.get('/health/ready/ingest')).status === 200,
+      30_000,
+      'ingest readiness to pass again',
+    );
+    await waitFor(
+      async () => (await flusher.get('/health/ready')).status === 200,
+      30_000,
+      'the flusher to be ready again',
+    );
+  }, 120_000);
 });
 
 describe('queue shards on standalone Redis', () => {

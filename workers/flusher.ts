@@ -12,7 +12,12 @@ import {
   stopOnSignals,
 } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
-import { createRedis, REDIS_START_WAIT_MS, waitForRedis } from '../src/redis';
+import {
+  createRedis,
+  REDIS_START_WAIT_MS,
+  surviveIoredisStrayRejections,
+  waitForRedis,
+} from '../src/redis';
 import { assertRedisReachable, assertSchemaMigrated, postgresProblem } from '../src/startup-checks';
 import { createFlusher } from './flusher-service';
 import { checkRedisDurability } from './redis-durability';
@@ -29,6 +34,7 @@ async function main(): Promise<void> {
     const config = loadConfig(process.env);
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'flusher' });
+    surviveIoredisStrayRejections(logger);
     for (const warning of misspelledSettings(process.env)) logger.warn(warning);
     lowerCpuPriority(config.flusherNice, logger);
     // Readings wait in Redis: without PostgreSQL the flusher starts paused, and writes once it is back.

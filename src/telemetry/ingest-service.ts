@@ -10,7 +10,7 @@ import {
 import type { Logger } from '../logger';
 import type { IngestQueues, QueueShard } from '../queue/ingest-queue';
 import { createIntakePush, INTAKE_BELOW_READINGS } from '../queue/intake';
-import { connectionFor, inOneWrite, type RedisClient } from '../redis';
+import { connectionFor, inOneWrite, nodeHolding, type RedisClient } from '../redis';
 import type { IngestAdmission } from './admission';
 import { GroupCommitBuffer, type StoreBatches } from './group-commit';
 import type { LiveStateStore } from './live-state';
@@ -61,18 +61,22 @@ export class NotReplicatedError extends Error {
 /**
  * Waits until the master that holds the shard has passed our writes on to `replicas` replicas.
  * WAIT counts the writes made on its own connection, so it goes over the connection the queue
- * wrote with (on a cluster, the shard's master's); if the slot moved meanwhile, the writes may be
- * on a master that is gone: not confirmed.
+ * wrote with: the shard's master's, or, while its slot migrates, the target's the writes were
+ * redirected to (nodeHolding; the source would confirm at once what it does not hold). If the
+ * slot moved meanwhile, the writes may be on a master that is gone: not confirmed.
  */
 async function confirmReplicated(
   redis: RedisClient,
-  slot: number,
+  keys: QueueShard['keys'],
   writer: ReturnType<typeof connectionFor>,
   wait: { replicas: number; timeoutMs: number },
 ): Promise<void> {
-  const now = connectionFor(redis, slot);
+  const now = connectionFor(redis, keys.slot);
   if (!writer || now !== writer) throw new NotReplicatedError(0, wait.replicas, 0);
-  const acked = Number(await writer.wait(wait.replicas, wait.timeoutMs));
+  // The backlog counter, written by every store of the shard, is never deleted.
+  const holder = await nodeHolding(redis, writer, keys.backlogReadings);
+  if (!holder) throw new NotReplicatedError(0, wait.replicas, 0);
+  const acked = Number(await holder.wait(wait.replicas, wait.timeoutMs));
   if (acked < wait.replicas) throw new NotReplicatedError(acked, wait.replicas, wait.timeoutMs);
 }
 
@@ -158,7 +162,7 @@ export function createBatchStore({
       logger.warn({ err: live.reason }, 'live state not updated for an accepted batch');
     }
     if (config.redisWaitReplicas > 0) {
-      await confirmReplicated(redis, keys.slot, writer, {
+      await confirmReplicated(redis, keys, writer, {
         replicas: config.redisWaitReplicas,
         timeoutMs: config.redisWaitTimeoutMs,
       });
