@@ -75,7 +75,14 @@ async function history(e: TestEngine, meterId: string) {
 describe('OCPP 1.6J charge points', () => {
   let e: TestEngine;
   const clients: RPCClient[] = [];
-  const connect = async (identity: string) => {
+  /**
+   * A charge point connected; `knownSince`: first connected then (its queue may deliver starts
+   * that old, out of order: see LOST_CLOCK_BEFORE_MS).
+   */
+  const connect = async (identity: string, { knownSince }: { knownSince?: string } = {}) => {
+    if (knownSince) {
+      await e.ctx.db('charge_points').insert({ id: identity, created_at: knownSince });
+    }
     const client = await chargePoint(e, identity);
     clients.push(client);
     return client;
@@ -1200,6 +1207,8 @@ describe('OCPP 1.6J charge points', () => {
 
   describe('a StartTransaction dated by a clock lost at a reboot', () => {
     const ago = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+    const now = () => new Date().toISOString();
+    const tick = () => new Promise((r) => setTimeout(r, 20));
 
     /** A charge point with yesterday's transaction (10 to 30 kWh) on connector 1, then a reboot. */
     async function withYesterday(id: string, tag: string) {
@@ -1220,14 +1229,26 @@ describe('OCPP 1.6J charge points', () => {
       return { cp, yesterday };
     }
 
-    const lostStart = (tag: string) => ({
-      connectorId: 1,
+    const lostStart = (tag: string, connectorId = 1) => ({
+      connectorId,
       idTag: tag,
       meterStart: 30_000,
       timestamp: '2000-01-01T00:00:00Z',
     });
 
-    test("when its register is past the connector's, then it is taken as of now, a resend is the same transaction, and the session bills the charge", async () => {
+    /** The vehicle's sessions of the last two hours: [id, AC kWh]. */
+    const sessionsOf = async (vehicleId: string) => {
+      const window = `from=${ago(120)}&to=${new Date(Date.now() + 60_000).toISOString()}`;
+      const res = await request(e.api.api.app)
+        .get(`/v1/vehicles/${vehicleId}/sessions?${window}`)
+        .expect(200);
+      return (res.body.sessions as { id: string; acConsumedKwh: number }[]).map((s) => [
+        s.id,
+        s.acConsumedKwh,
+      ]);
+    };
+
+    test('when the charge point has a later transaction, then it is taken as of now, a resend (also after its stop) is the same transaction, and the session bills the charge', async () => {
       const { cp } = await withYesterday('CP-LOSTSTART', 'TAG-LOSTSTART');
       const before = Date.now();
       const start = lostStart('TAG-LOSTSTART');
@@ -1235,17 +1256,13 @@ describe('OCPP 1.6J charge points', () => {
       expect(await startTransaction(cp, start)).toBe(today);
       const point = await request(e.api.api.app).get('/v1/charge-points/CP-LOSTSTART').expect(200);
       expect(point.body.connectors[0].openTransaction).toMatchObject({ transactionId: today });
-      const tick = () => new Promise((r) => setTimeout(r, 20));
       await tick();
-      await cp.call('MeterValues', {
-        ...meterValues(1, new Date().toISOString(), wh(32_000)),
-        transactionId: today,
-      });
+      await cp.call('MeterValues', { ...meterValues(1, now(), wh(32_000)), transactionId: today });
       await tick();
       await cp.call('StopTransaction', {
         transactionId: today,
         meterStop: 34_000,
-        timestamp: new Date().toISOString(),
+        timestamp: now(),
       });
       // Sent again after its stop (its answer lost, the charge point's queue): the same one.
       expect(await startTransaction(cp, start)).toBe(today);
@@ -1257,32 +1274,105 @@ describe('OCPP 1.6J charge points', () => {
       expect(stored).toHaveLength(2);
       expect(stored[1].started_at.getTime()).toBeGreaterThanOrEqual(before);
       expect(Number(stored[1].meter_stop_wh)).toBe(34_000);
-      const window = `from=${ago(120)}&to=${new Date(Date.now() + 60_000).toISOString()}`;
-      const sessions = await request(e.api.api.app)
-        .get(`/v1/vehicles/V-CP-LOSTSTART/sessions?${window}`)
-        .expect(200);
-      expect(sessions.body.sessions).toEqual([
-        expect.objectContaining({ id: `tx-${today}`, acConsumedKwh: 4 }),
+      expect(await sessionsOf('V-CP-LOSTSTART')).toEqual([[`tx-${today}`, 4]]);
+    });
+
+    test('when the charge point already has a transaction dated by the lost clock (its very first, kept as dated), then the next such start is still taken as of now', async () => {
+      await registerIdTags([['TAG-LOSTTWICE', 'V-losttwice']]);
+      const cp = await connect('CP-LOSTTWICE');
+      // Its first start ever: nothing later to tell the clock was lost, so it keeps its date.
+      const first = await startTransaction(cp, {
+        ...lostStart('TAG-LOSTTWICE'),
+        meterStart: 5_000,
+      });
+      await cp.call('StopTransaction', {
+        transactionId: first,
+        meterStop: 10_000,
+        timestamp: '2000-01-01T01:00:00Z',
+      });
+      const yesterday = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-LOSTTWICE',
+        meterStart: 10_000,
+        timestamp: ago(26 * 60),
+      });
+      await cp.call('StopTransaction', {
+        transactionId: yesterday,
+        meterStop: 30_000,
+        timestamp: ago(25 * 60),
+      });
+      await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+      const today = await startTransaction(cp, {
+        ...lostStart('TAG-LOSTTWICE'),
+        timestamp: '2000-01-01T00:10:00Z',
+      });
+      await tick();
+      await cp.call('StopTransaction', {
+        transactionId: today,
+        meterStop: 34_000,
+        timestamp: now(),
+      });
+      await waitForDrained(e.queue);
+      expect(await sessionsOf('V-losttwice')).toEqual([[`tx-${today}`, 4]]);
+    });
+
+    test("when it comes on a connector with no register yet while the vehicle's later transaction is on another, then it is taken as of now and bills its charge", async () => {
+      const { cp } = await withYesterday('CP-LOSTOTHER', 'TAG-LOSTOTHER');
+      const today = await startTransaction(cp, lostStart('TAG-LOSTOTHER', 2));
+      await tick();
+      // The boot's answer set the clock meanwhile: its stop is dated right.
+      await cp.call('StopTransaction', {
+        transactionId: today,
+        meterStop: 34_000,
+        timestamp: now(),
+      });
+      await waitForDrained(e.queue);
+      expect(await sessionsOf('V-CP-LOSTOTHER')).toEqual([[`tx-${today}`, 4]]);
+    });
+
+    test("when a new charge point's first starts arrive out of order, hours apart (the later one first), then each keeps its date and bills its own charge", async () => {
+      await registerIdTags([
+        ['TAG-FIRSTS-A', 'V-firsts-a'],
+        ['TAG-FIRSTS-B', 'V-firsts-b'],
+      ]);
+      const cp = await connect('CP-FIRSTS');
+      // The meter was replaced between the two: the later one starts at 100 Wh.
+      const later = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-FIRSTS-B',
+        meterStart: 100,
+        timestamp: ago(60),
+      });
+      const earlierAt = ago(180);
+      const earlier = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-FIRSTS-A',
+        meterStart: 30_000,
+        timestamp: earlierAt,
+      });
+      await cp.call('StopTransaction', {
+        transactionId: earlier,
+        meterStop: 32_000,
+        timestamp: ago(170),
+      });
+      await cp.call('StopTransaction', {
+        transactionId: later,
+        meterStop: 4_100,
+        timestamp: now(),
+      });
+      // The later one bills what its charger billed (4 kWh); the earlier one keeps its date.
+      const rows = await e.ctx
+        .db('ocpp_transactions')
+        .whereIn('id', [earlier, later])
+        .orderBy('id')
+        .select('started_at', 'meter_stop_wh');
+      expect(rows.map((r) => [r.started_at.toISOString(), Number(r.meter_stop_wh)])).toEqual([
+        [expect.any(String), 4_100],
+        [earlierAt, expect.any(Number)],
       ]);
     });
 
-    test('when it is sent again once its register moved on, then it is still the same transaction', async () => {
-      const { cp } = await withYesterday('CP-LOSTRESEND', 'TAG-LOSTRESEND');
-      const start = lostStart('TAG-LOSTRESEND');
-      const today = await startTransaction(cp, start);
-      await new Promise((r) => setTimeout(r, 20));
-      // A register past the start since: the resend is not taken for a lost clock again, and
-      // still finds its transaction by what the charge point reported.
-      await cp.call('MeterValues', {
-        ...meterValues(1, new Date().toISOString(), wh(31_000)),
-        transactionId: today,
-      });
-      expect(await startTransaction(cp, start)).toBe(today);
-      const rows = await e.ctx.db('ocpp_transactions').where({ charge_point_id: 'CP-LOSTRESEND' });
-      expect(rows).toHaveLength(2);
-    });
-
-    test('when a start delivered late from the queue is dated after the charge point was known, then it keeps its date, whatever its register (a meter replaced, the same register as the next)', async () => {
+    test("when a start delivered late from the queue is dated before the connector's later ones, its charge point known since, then it keeps its date whatever its register (a meter replaced, the same register as the next)", async () => {
       const { cp, yesterday } = await withYesterday('CP-LATEQUEUE', 'TAG-LATEQUEUE');
       // The meter was replaced this morning: today's transaction starts at a register of 100 Wh.
       const today = await startTransaction(cp, {
@@ -1316,29 +1406,16 @@ describe('OCPP 1.6J charge points', () => {
       expect(rows.map((r) => r.started_at.toISOString())).toEqual([lateAt, twinAt]);
     });
 
-    test("when it is dated before the connector's transactions but its register is below the newest (delivered out of order), then it keeps its date", async () => {
-      const cp = await connect('CP-LATESTART');
-      const later = await startTransaction(cp, {
+    test('when a start ahead of the clock is dated at a leap second, then it is taken as of now and a resend is the same transaction', async () => {
+      const cp = await connect('CP-LEAPSTART');
+      const start = {
         connectorId: 1,
-        idTag: 'TAG-LATE-B',
-        meterStart: 5_000,
-        timestamp: '2024-04-11T11:00:00Z',
-      });
-      const earlier = await startTransaction(cp, {
-        connectorId: 1,
-        idTag: 'TAG-LATE-A',
+        idTag: 'TAG-LEAP',
         meterStart: 1_000,
-        timestamp: '2024-04-11T10:00:00Z',
-      });
-      const rows = await e.ctx
-        .db('ocpp_transactions')
-        .whereIn('id', [earlier, later])
-        .orderBy('id')
-        .select('id', 'started_at');
-      expect(rows.map((r) => r.started_at.toISOString())).toEqual([
-        '2024-04-11T11:00:00.000Z',
-        '2024-04-11T10:00:00.000Z',
-      ]);
+        timestamp: '2030-06-30T23:59:60Z',
+      };
+      const first = await startTransaction(cp, start);
+      expect(await startTransaction(cp, start)).toBe(first);
     });
   });
 
@@ -1487,7 +1564,7 @@ describe('OCPP 1.6J charge points', () => {
 
   test("when a vehicle's start arrives late, after its next one on another connector, then each of its transactions ends where its next one starts, and none stays open beside another", async () => {
     await registerIdTags([['TAG-LATE', 'V-late']]);
-    const cp = await connect('CP-OUT-OF-ORDER');
+    const cp = await connect('CP-OUT-OF-ORDER', { knownSince: '2024-01-01T00:00:00Z' });
     const on = (connectorId: number, timestamp: string) =>
       startTransaction(cp, { connectorId, idTag: 'TAG-LATE', meterStart: 1000, timestamp });
     // Started at 13:00, 13:20, then the one of 13:10 (a queue delivered out of order).
@@ -1662,7 +1739,7 @@ describe('OCPP 1.6J charge points', () => {
       ['TAG-X2', 'V-x2'],
       ['TAG-X3', 'V-x3'],
     ]);
-    const cp = await connect('CP-ACROSS');
+    const cp = await connect('CP-ACROSS', { knownSince: '2024-01-01T00:00:00Z' });
     const startOn =
       (connectorId: number) => (idTag: string, meterStart: number, timestamp: string) =>
         startTransaction(cp, { connectorId, idTag, meterStart, timestamp });
@@ -1729,7 +1806,7 @@ describe('OCPP 1.6J charge points', () => {
 
   test("when a transaction's late own stop is dated inside a start that itself arrived late, or is sent again, then no energy or sample of another transaction is its", async () => {
     await registerIdTags([['TAG-SUP3', 'V-sup3']]);
-    const cp = await connect('CP-SUP2');
+    const cp = await connect('CP-SUP2', { knownSince: '2024-01-01T00:00:00Z' });
     const on = (connectorId: number, meterStart: number, timestamp: string) =>
       startTransaction(cp, { connectorId, idTag: 'TAG-SUP3', meterStart, timestamp });
     // Connector 1: A at 10:00, C at 10:40 (stops A there), then B of 10:20, delivered late.
@@ -2021,7 +2098,7 @@ describe('OCPP 1.6J charge points', () => {
       ['TAG-E', 'V-e'],
       ['TAG-F', 'V-f'],
     ]);
-    const cp = await connect('CP-LATE');
+    const cp = await connect('CP-LATE', { knownSince: '2024-01-01T00:00:00Z' });
     const startOf = startsOnConnector1(cp);
     const stop = (transactionId: number, meterStop: number, timestamp: string) =>
       cp.call('StopTransaction', { transactionId, meterStop, timestamp });

@@ -1,4 +1,5 @@
 import { MAX_KWH } from '../devices/device-kinds';
+import { instantMs } from '../schema/primitives';
 import { withTimeout } from '../with-timeout';
 import { OpenTransactionStarts, type TransactionStart } from './open-transaction-starts';
 import { AppError } from '../errors';
@@ -10,7 +11,7 @@ import type { ReadingValidator } from '../telemetry/validation';
 import type { ChargePointRecorder } from './charge-point-recorder';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
-import { isBlankIdTag, type IdTagStore } from './id-tag-store';
+import { isBlankIdTag, normalizeIdTag, type IdTagStore } from './id-tag-store';
 import {
   countBy,
   LISTED_REJECTS,
@@ -29,6 +30,12 @@ import {
 
 /** The heartbeat interval (s) a booted charge point is told to keep. */
 export const HEARTBEAT_INTERVAL_S = 60;
+
+/**
+ * A StartTransaction dated more than this before its charge point first connected is from a clock
+ * lost at a reboot (see startInstant), when later transactions exist.
+ */
+export const LOST_CLOCK_BEFORE_MS = 30 * 24 * 3600_000;
 
 /** The OCPP 1.6 payloads handled here, as the library has validated them against the schemas. */
 export interface BootNotificationReq {
@@ -252,51 +259,54 @@ export class ChargePointService {
         { chargePointId, timestamp, reason: checked.failure.message },
         'transaction timestamp ahead of the clock: taken as of now',
       );
-      return { at: this.now(), asOfNow: true, reported: new Date(utcTimestamp(timestamp)) };
+      const reported = new Date(instantMs(utcTimestamp(timestamp)));
+      return { at: this.now(), asOfNow: true, reported };
     }
     throw new RefusedCallError('PropertyConstraintViolation', checked.failure.message);
   }
 
   /**
-   * When a StartTransaction starts: its own instant, or as of now when that instant is ahead of
-   * the clock or from a clock lost at a reboot (startLostClock). A resend is known by the instant
-   * reported (TransactionStore.start), so it is the same transaction whenever it comes.
+   * When a StartTransaction starts: its own instant, or as of now when that is ahead of the clock
+   * or from a clock lost at a reboot (reset to 2000-01-01, say). Dated so, a start would be
+   * stopped at once by the connector's (or its vehicle's) later transactions, and its charge billed
+   * to nobody. A clock is taken for lost when the start is dated more than LOST_CLOCK_BEFORE_MS
+   * before the charge point first connected, while a later transaction exists: no charge point
+   * queues a transaction that long before it ever connects. A start is known again by the instant
+   * it reported (TransactionStore.start), so a resend is the same transaction whenever it comes;
+   * one ahead of the clock also finds the open one started as of now before that was so.
    */
   private async startInstant(
     chargePointId: string,
     req: StartTransactionReq,
-  ): Promise<{ startedAt: Date; reportedStartedAt: Date }> {
+    vehicleId: string | null,
+  ): Promise<{ startedAt: Date; reportedStartedAt: Date | null }> {
     const { at, asOfNow, reported } = this.transactionInstant(chargePointId, req.timestamp);
-    if (asOfNow || !(await this.startLostClock(chargePointId, req, at))) {
+    if (asOfNow) {
+      // One started as of now before reported instants were kept: known by its start.
+      const same = (await this.deps.transactions.openOn(chargePointId)).find(
+        (t) =>
+          t.reportedStartedAt === null &&
+          t.connectorId === req.connectorId &&
+          t.idTag === normalizeIdTag(req.idTag) &&
+          t.meterStartWh === req.meterStart,
+      );
+      if (same) return { startedAt: same.startedAt, reportedStartedAt: null };
       return { startedAt: at, reportedStartedAt: reported };
     }
+    const lost =
+      at.getTime() < this.now().getTime() - LOST_CLOCK_BEFORE_MS &&
+      (await this.deps.transactions.datedByLostClock({
+        chargePointId,
+        vehicleId,
+        at,
+        horizonMs: LOST_CLOCK_BEFORE_MS,
+      }));
+    if (!lost) return { startedAt: at, reportedStartedAt: null };
     this.deps.logger.warn(
       { chargePointId, connectorId: req.connectorId, timestamp: req.timestamp },
-      "StartTransaction dated before the charge point was known, its register past the connector's: a clock lost at a reboot, taken as of now",
+      'StartTransaction dated long before the charge point first connected, with later transactions: a clock lost at a reboot, taken as of now',
     );
     return { startedAt: this.now(), reportedStartedAt: reported };
-  }
-
-  /**
-   * Whether a start's instant `at` comes from a clock lost at a reboot (reset to 2000-01-01, say):
-   * dated before anything the engine knows of the charge point (its first transaction, its first
-   * connection), while its register is past the connector's newest: it started after all of that,
-   * and dated as said it would be stopped at once by the connector's later transactions, its charge
-   * billed to nobody. A start delivered late from the queue is dated after the charge point was
-   * known, or has a register below the newest: it keeps its instant. Asked only of a start dated
-   * before the connector's newest register (one query then).
-   */
-  private async startLostClock(
-    chargePointId: string,
-    req: StartTransactionReq,
-    at: Date,
-  ): Promise<boolean> {
-    const newest = await this.storedRegister(connectorMeterId(chargePointId, req.connectorId));
-    if (!newest || at.getTime() >= newest.atMs || req.meterStart < Math.round(newest.kwh * 1000)) {
-      return false;
-    }
-    const firstKnown = await this.deps.transactions.firstKnown(chargePointId);
-    return firstKnown !== null && at < firstKnown;
   }
 
   /** A charge point connected: listed from now on, booted or not (see ChargePointRecorder). */
@@ -389,9 +399,13 @@ export class ChargePointService {
   async startTransaction(chargePointId: string, req: StartTransactionReq) {
     checkConnectorId(req.connectorId, 1);
     checkRegisterWh('meterStart', req.meterStart);
-    const { startedAt: at, reportedStartedAt } = await this.startInstant(chargePointId, req);
-    const meterId = connectorMeterId(chargePointId, req.connectorId);
     const tag = await this.registeredTag(req.idTag);
+    const { startedAt: at, reportedStartedAt } = await this.startInstant(
+      chargePointId,
+      req,
+      tag?.vehicleId ?? null,
+    );
+    const meterId = connectorMeterId(chargePointId, req.connectorId);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
     const { transaction, created } = await this.deps.transactions.start({
       chargePointId,

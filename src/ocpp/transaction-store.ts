@@ -28,6 +28,8 @@ export interface Transaction {
   vehicleId: string | null;
   meterStartWh: number;
   startedAt: Date;
+  /** The timestamp the charge point reported, where it is not startedAt (taken as of now). */
+  reportedStartedAt: Date | null;
   meterStopWh: number | null;
   stoppedAt: Date | null;
   stopReason: string | null;
@@ -42,6 +44,7 @@ interface TransactionRow {
   vehicle_id: string | null;
   meter_start_wh: number;
   started_at: Date;
+  reported_started_at: Date | null;
   meter_stop_wh: number | null;
   stopped_at: Date | null;
   stop_reason: string | null;
@@ -56,6 +59,7 @@ const toTransaction = (r: TransactionRow): Transaction => ({
   vehicleId: r.vehicle_id,
   meterStartWh: Number(r.meter_start_wh),
   startedAt: r.started_at,
+  reportedStartedAt: r.reported_started_at,
   meterStopWh: r.meter_stop_wh === null ? null : Number(r.meter_stop_wh),
   stoppedAt: r.stopped_at,
   stopReason: r.stop_reason,
@@ -83,13 +87,13 @@ export class TransactionStore {
     vehicleId: string | null;
     meterStartWh: number;
     startedAt: Date;
-    /** The timestamp the charge point reported (startedAt, unless taken as of now). */
-    reportedStartedAt: Date;
+    /** The timestamp the charge point reported, where it is not startedAt (taken as of now). */
+    reportedStartedAt: Date | null;
   }): Promise<{ transaction: Transaction; created: boolean }> {
     const result = await this.db.raw(
       `INSERT INTO ${TABLE} (charge_point_id, connector_id, id_tag, id_tag_status, vehicle_id, meter_start_wh, started_at, reported_started_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (charge_point_id, connector_id, id_tag, reported_started_at, meter_start_wh)
+       ON CONFLICT (charge_point_id, connector_id, id_tag, (coalesce(reported_started_at, started_at)), meter_start_wh)
          DO UPDATE SET id_tag_status = ${TABLE}.id_tag_status
        RETURNING *, (xmax = 0) AS created`,
       [
@@ -244,17 +248,24 @@ export class TransactionStore {
   }
 
   /**
-   * The earliest instant the engine knows the charge point by: its first transaction's start or
-   * its first connection, whichever is earlier; null for one never heard of.
+   * Whether a start dated `at` is from a clock lost at a reboot (see the service's startInstant):
+   * dated more than `horizonMs` before the charge point first connected (now, if it has not been
+   * recorded yet), while the charge point, or the vehicle, has a transaction started after it.
    */
-  async firstKnown(chargePointId: string): Promise<Date | null> {
+  async datedByLostClock(t: {
+    chargePointId: string;
+    vehicleId: string | null;
+    at: Date;
+    horizonMs: number;
+  }): Promise<boolean> {
     const result = await this.db.raw(
-      `SELECT least(
-         (SELECT min(started_at) FROM ${TABLE} WHERE charge_point_id = ?),
-         (SELECT created_at FROM charge_points WHERE id = ?)) AS first`,
-      [chargePointId, chargePointId],
+      `SELECT ?::timestamptz < coalesce((SELECT created_at FROM charge_points WHERE id = ?), now())
+                               - ?::bigint * interval '1 millisecond'
+          AND (EXISTS (SELECT 1 FROM ${TABLE} WHERE charge_point_id = ? AND started_at > ?)
+               OR EXISTS (SELECT 1 FROM ${TABLE} WHERE vehicle_id = ? AND started_at > ?)) AS lost`,
+      [t.at, t.chargePointId, t.horizonMs, t.chargePointId, t.at, t.vehicleId, t.at],
     );
-    return (result.rows[0] as { first: Date | null }).first;
+    return (result.rows[0] as { lost: boolean }).lost;
   }
 
   /** The connector's transaction that started last at or before `at`, if any. */
