@@ -1210,7 +1210,10 @@ describe('OCPP 1.6J charge points', () => {
     const now = () => new Date().toISOString();
     const tick = () => new Promise((r) => setTimeout(r, 20));
 
-    /** A charge point with yesterday's transaction (10 to 30 kWh) on connector 1, then a reboot. */
+    /**
+     * A charge point with yesterday's transaction (10 to 30 kWh) on connector 1, then a reboot;
+     * `booted`: when the engine heard of the boot.
+     */
     async function withYesterday(id: string, tag: string) {
       await registerIdTags([[tag, `V-${id}`]]);
       const cp = await connect(id);
@@ -1225,8 +1228,9 @@ describe('OCPP 1.6J charge points', () => {
         meterStop: 30_000,
         timestamp: ago(25 * 60),
       });
+      const booted = Date.now();
       await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
-      return { cp, yesterday };
+      return { cp, yesterday, booted };
     }
 
     const lostStart = (tag: string, connectorId = 1) => ({
@@ -1248,9 +1252,8 @@ describe('OCPP 1.6J charge points', () => {
       ]);
     };
 
-    test('when the charge point has a later transaction, then it is taken as of now, a resend (also after its stop) is the same transaction, and the session bills the charge', async () => {
-      const { cp } = await withYesterday('CP-LOSTSTART', 'TAG-LOSTSTART');
-      const before = Date.now();
+    test('when the charge point has a later transaction, then it starts at the boot that set the clock again, a resend (also after its stop) is the same transaction, and the session bills the charge', async () => {
+      const { cp, booted } = await withYesterday('CP-LOSTSTART', 'TAG-LOSTSTART');
       const start = lostStart('TAG-LOSTSTART');
       const today = await startTransaction(cp, start);
       expect(await startTransaction(cp, start)).toBe(today);
@@ -1272,12 +1275,12 @@ describe('OCPP 1.6J charge points', () => {
         .where({ charge_point_id: 'CP-LOSTSTART' })
         .orderBy('id');
       expect(stored).toHaveLength(2);
-      expect(stored[1].started_at.getTime()).toBeGreaterThanOrEqual(before);
+      expect(stored[1].started_at.getTime()).toBeGreaterThanOrEqual(booted);
       expect(Number(stored[1].meter_stop_wh)).toBe(34_000);
       expect(await sessionsOf('V-CP-LOSTSTART')).toEqual([[`tx-${today}`, 4]]);
     });
 
-    test('when the charge point already has a transaction dated by the lost clock (its very first, kept as dated), then the next such start is still taken as of now', async () => {
+    test('when the charge point already has a transaction dated by the lost clock (its very first, kept as dated), then the next such start is still taken for a lost clock', async () => {
       await registerIdTags([['TAG-LOSTTWICE', 'V-losttwice']]);
       const cp = await connect('CP-LOSTTWICE');
       // Its first start ever: nothing later to tell the clock was lost, so it keeps its date.
@@ -1316,7 +1319,66 @@ describe('OCPP 1.6J charge points', () => {
       expect(await sessionsOf('V-losttwice')).toEqual([[`tx-${today}`, 4]]);
     });
 
-    test("when it comes on a connector with no register yet while the vehicle's later transaction is on another, then it is taken as of now and bills its charge", async () => {
+    test('when it is delivered late (queued through a PostgreSQL outage) with the transactions after it, then it starts at the boot, before them, and each bills its own charge', async () => {
+      const { cp } = await withYesterday('CP-LOSTQUEUED', 'TAG-LOSTQUEUED-A');
+      await registerIdTags([['TAG-LOSTQUEUED-B', 'V-lostqueued-b']]);
+      // The boot was 45 minutes ago; what the charge point queued since is delivered now.
+      await e.ctx
+        .db('charge_points')
+        .where({ id: 'CP-LOSTQUEUED' })
+        .update({ last_boot_at: ago(45) });
+      const a = await startTransaction(cp, {
+        ...lostStart('TAG-LOSTQUEUED-A'),
+        timestamp: '2000-01-01T00:00:40Z',
+      });
+      await cp.call('StopTransaction', { transactionId: a, meterStop: 34_000, timestamp: ago(40) });
+      const b = await startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'TAG-LOSTQUEUED-B',
+        meterStart: 34_000,
+        timestamp: ago(30),
+      });
+      await cp.call('MeterValues', { ...meterValues(1, ago(20), wh(35_000)), transactionId: b });
+      await cp.call('StopTransaction', { transactionId: b, meterStop: 40_000, timestamp: now() });
+      await waitForDrained(e.queue);
+      expect(await sessionsOf('V-CP-LOSTQUEUED')).toEqual([[`tx-${a}`, 4]]);
+      expect(await sessionsOf('V-lostqueued-b')).toEqual([[`tx-${b}`, 6]]);
+    });
+
+    test("when a charge point first connecting delivers a backlog over 30 days old, in order, while the vehicle charges elsewhere, then the backlog keeps its dates and the vehicle's charge elsewhere is billed", async () => {
+      await registerIdTags([['TAG-BACKLOG', 'V-backlog']]);
+      const depot = await connect('CP-DEPOT', { knownSince: ago(300 * 24 * 60) });
+      const charging = await startTransaction(depot, {
+        connectorId: 1,
+        idTag: 'TAG-BACKLOG',
+        meterStart: 50_000,
+        timestamp: ago(60),
+      });
+      const fresh = await connect('CP-FRESH');
+      const oldAt = ago(40 * 24 * 60);
+      const old = await startTransaction(fresh, {
+        connectorId: 1,
+        idTag: 'TAG-BACKLOG',
+        meterStart: 1_000,
+        timestamp: oldAt,
+      });
+      await fresh.call('StopTransaction', {
+        transactionId: old,
+        meterStop: 21_000,
+        timestamp: ago(40 * 24 * 60 - 60),
+      });
+      await depot.call('StopTransaction', {
+        transactionId: charging,
+        meterStop: 60_000,
+        timestamp: now(),
+      });
+      await waitForDrained(e.queue);
+      const row = await e.ctx.db('ocpp_transactions').where({ id: old }).first();
+      expect(row.started_at.toISOString()).toBe(oldAt);
+      expect(await sessionsOf('V-backlog')).toEqual([[`tx-${charging}`, 10]]);
+    });
+
+    test("when it comes on a connector with no register yet while the vehicle's later transaction is on another, then it is taken for a lost clock and bills its charge", async () => {
       const { cp } = await withYesterday('CP-LOSTOTHER', 'TAG-LOSTOTHER');
       const today = await startTransaction(cp, lostStart('TAG-LOSTOTHER', 2));
       await tick();

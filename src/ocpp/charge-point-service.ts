@@ -33,7 +33,7 @@ export const HEARTBEAT_INTERVAL_S = 60;
 
 /**
  * A StartTransaction dated more than this before its charge point first connected is from a clock
- * lost at a reboot (see startInstant), when later transactions exist.
+ * lost at a reboot (see startInstant), when the charge point has later transactions.
  */
 export const LOST_CLOCK_BEFORE_MS = 30 * 24 * 3600_000;
 
@@ -266,19 +266,21 @@ export class ChargePointService {
   }
 
   /**
-   * When a StartTransaction starts: its own instant, or as of now when that is ahead of the clock
-   * or from a clock lost at a reboot (reset to 2000-01-01, say). Dated so, a start would be
-   * stopped at once by the connector's (or its vehicle's) later transactions, and its charge billed
-   * to nobody. A clock is taken for lost when the start is dated more than LOST_CLOCK_BEFORE_MS
+   * When a StartTransaction starts: its own instant, or another when that is ahead of the clock
+   * (as of now) or from a clock lost at a reboot (reset to 2000-01-01, say). Dated so, a start
+   * would be stopped at once by the charge point's later transactions, its charge billed to
+   * nobody. A clock is taken for lost when the start is dated more than LOST_CLOCK_BEFORE_MS
    * before the charge point first connected, while a later transaction exists: no charge point
-   * queues a transaction that long before it ever connects. A start is known again by the instant
-   * it reported (TransactionStore.start), so a resend is the same transaction whenever it comes;
-   * one ahead of the clock also finds the open one started as of now before that was so.
+   * queues a transaction that long before it ever connects. Such a start began before the boot
+   * whose answer set the clock again: it starts at that boot if the boot came after every
+   * transaction of the charge point (transactions dated by the clock set then come after it),
+   * else as of now. A start is known again by the instant it reported (TransactionStore.start),
+   * so a resend is the same transaction whenever it comes; one ahead of the clock also finds the
+   * open one started as of now before that was so.
    */
   private async startInstant(
     chargePointId: string,
     req: StartTransactionReq,
-    vehicleId: string | null,
   ): Promise<{ startedAt: Date; reportedStartedAt: Date | null }> {
     const { at, asOfNow, reported } = this.transactionInstant(chargePointId, req.timestamp);
     if (asOfNow) {
@@ -293,20 +295,21 @@ export class ChargePointService {
       if (same) return { startedAt: same.startedAt, reportedStartedAt: null };
       return { startedAt: at, reportedStartedAt: reported };
     }
-    const lost =
-      at.getTime() < this.now().getTime() - LOST_CLOCK_BEFORE_MS &&
-      (await this.deps.transactions.datedByLostClock({
-        chargePointId,
-        vehicleId,
-        at,
-        horizonMs: LOST_CLOCK_BEFORE_MS,
-      }));
+    if (at.getTime() >= this.now().getTime() - LOST_CLOCK_BEFORE_MS) {
+      return { startedAt: at, reportedStartedAt: null };
+    }
+    const { lost, bootedAfter } = await this.deps.transactions.lostClockEvidence({
+      chargePointId,
+      at,
+      horizonMs: LOST_CLOCK_BEFORE_MS,
+    });
     if (!lost) return { startedAt: at, reportedStartedAt: null };
+    const startedAt = bootedAfter ?? this.now();
     this.deps.logger.warn(
-      { chargePointId, connectorId: req.connectorId, timestamp: req.timestamp },
-      'StartTransaction dated long before the charge point first connected, with later transactions: a clock lost at a reboot, taken as of now',
+      { chargePointId, connectorId: req.connectorId, timestamp: req.timestamp, startedAt },
+      'StartTransaction dated long before the charge point first connected, with later transactions: a clock lost at a reboot, started at that boot (or now)',
     );
-    return { startedAt: this.now(), reportedStartedAt: reported };
+    return { startedAt, reportedStartedAt: reported };
   }
 
   /** A charge point connected: listed from now on, booted or not (see ChargePointRecorder). */
@@ -400,11 +403,7 @@ export class ChargePointService {
     checkConnectorId(req.connectorId, 1);
     checkRegisterWh('meterStart', req.meterStart);
     const tag = await this.registeredTag(req.idTag);
-    const { startedAt: at, reportedStartedAt } = await this.startInstant(
-      chargePointId,
-      req,
-      tag?.vehicleId ?? null,
-    );
+    const { startedAt: at, reportedStartedAt } = await this.startInstant(chargePointId, req);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
     const { transaction, created } = await this.deps.transactions.start({

@@ -249,23 +249,25 @@ export class TransactionStore {
 
   /**
    * Whether a start dated `at` is from a clock lost at a reboot (see the service's startInstant):
-   * dated more than `horizonMs` before the charge point first connected (now, if it has not been
-   * recorded yet), while the charge point, or the vehicle, has a transaction started after it.
+   * dated more than `horizonMs` before the charge point first connected (now, if that is not
+   * recorded yet), while the charge point has a transaction started after it. `bootedAfter`: the
+   * charge point's last boot, if it came after every transaction it started.
    */
-  async datedByLostClock(t: {
+  async lostClockEvidence(t: {
     chargePointId: string;
-    vehicleId: string | null;
     at: Date;
     horizonMs: number;
-  }): Promise<boolean> {
+  }): Promise<{ lost: boolean; bootedAfter: Date | null }> {
     const result = await this.db.raw(
-      `SELECT ?::timestamptz < coalesce((SELECT created_at FROM charge_points WHERE id = ?), now())
-                               - ?::bigint * interval '1 millisecond'
-          AND (EXISTS (SELECT 1 FROM ${TABLE} WHERE charge_point_id = ? AND started_at > ?)
-               OR EXISTS (SELECT 1 FROM ${TABLE} WHERE vehicle_id = ? AND started_at > ?)) AS lost`,
-      [t.at, t.chargePointId, t.horizonMs, t.chargePointId, t.at, t.vehicleId, t.at],
+      `SELECT coalesce(?::timestamptz < coalesce(cp.created_at, now()) - ?::bigint * interval '1 millisecond'
+                       AND latest.started_at > ?::timestamptz, false) AS lost,
+              CASE WHEN cp.last_boot_at > latest.started_at THEN cp.last_boot_at END AS booted_after
+       FROM (SELECT max(started_at) AS started_at FROM ${TABLE} WHERE charge_point_id = ?) latest
+       LEFT JOIN charge_points cp ON cp.id = ?`,
+      [t.at, t.horizonMs, t.at, t.chargePointId, t.chargePointId],
     );
-    return (result.rows[0] as { lost: boolean }).lost;
+    const row = result.rows[0] as { lost: boolean; booted_after: Date | null };
+    return { lost: row.lost, bootedAfter: row.booted_after };
   }
 
   /** The connector's transaction that started last at or before `at`, if any. */
