@@ -5,6 +5,7 @@ import { IngestQueues, SHARD_REST_MS, shardsSharingMasters } from '../src/queue/
 import { createRedisKeys } from '../src/redis-keys';
 import { assertRedisReachable } from '../src/startup-checks';
 import { createRedis, waitForRedis } from '../src/redis';
+import { WEDGED_AFTER_MS } from '../workers/shard-workers';
 import { LiveStateStore } from '../src/telemetry/live-state';
 import {
   openQueue,
@@ -227,6 +228,34 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
     expect(answers).toContainEqual({ status: 503, error: 'redis_not_replicated' });
     await cluster.waitForHealthy();
   }, 60_000);
+
+  test('when two of the three masters hang past the node timeout and come back, then every shard is drained again (a worker whose blocking client never returned is replaced)', async () => {
+    const api = request(e.api.api.app);
+    const hung = cluster.nodes.filter((n) => n.role === 'master').slice(0, 2);
+    for (const node of hung) await cluster.kill(node.port, 'SIGSTOP');
+    // Past cluster-node-timeout: the cluster fails. Its clients go on asking meanwhile.
+    const flusher = request(e.flusher.flusher.healthApp);
+    for (const until = Date.now() + 8_000; Date.now() < until;) {
+      await Promise.all([api.get('/health/ready/ingest'), flusher.get('/health/ready')]);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    for (const node of hung) await cluster.kill(node.port, 'SIGCONT');
+    await cluster.waitForHealthy();
+    await waitFor(
+      async () => (await api.get('/health/ready/ingest')).status === 200,
+      30_000,
+      'ingest readiness',
+    );
+    for (let batch = 0; batch < 9; batch++) {
+      const readings = Array.from({ length: 20 }, (_, i) => meter(`AFTER-${i}`, batch));
+      await api
+        .post('/v1/telemetry/ingest')
+        .set('Authorization', `Bearer ${key.key}`)
+        .send(readings)
+        .expect(202);
+    }
+    await waitFor(() => drained(e, 3), WEDGED_AFTER_MS + 30_000, 'every shard to drain again');
+  }, 120_000);
 
   test('when two of the three masters are down (no majority: no failover, every key refused), then the API and the flusher are not ready, naming the cluster state, until they are back', async () => {
     const api = request(e.api.api.app);

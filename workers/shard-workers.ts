@@ -7,6 +7,7 @@ import {
   type QueueShard,
 } from '../src/queue/ingest-queue';
 import type { RedisClient } from '../src/redis';
+import { withTimeout } from '../src/with-timeout';
 import { INGEST_QUEUE_NAME, type QueueShardKeys } from '../src/redis-keys';
 import { startBacklogReconciler } from './backlog-reconciler';
 import type { FlushResult } from './flush-processor';
@@ -16,13 +17,30 @@ import { RepeatedErrorLog } from './repeated-errors';
 /** A worker's repeated error (Redis down) is logged once per this long, counted. */
 const REPEATED_ERROR_INTERVAL_MS = 30_000;
 
+/**
+ * A worker with nothing in flight that took no job while its shard had jobs waiting this long is
+ * wedged: after a Redis Cluster's masters hung and came back, BullMQ's blocking client (an ioredis
+ * Cluster duplicate) may never return (taskforcesh/bullmq#4138), and the shard is drained by
+ * nobody while the worker says it runs. Checked every WEDGE_CHECK_MS; such a worker is replaced.
+ */
+export const WEDGED_AFTER_MS = 20_000;
+const WEDGE_CHECK_MS = 5_000;
+/** How long a wedged worker's close is waited for: its blocking client may never end. */
+const WEDGED_CLOSE_WAIT_MS = 5_000;
+
 /** Backoff between attempts: doubles from FLUSH_BACKOFF_MS, capped at a minute. */
 export function cappedExponentialBackoff(attemptsMade: number, baseMs: number): number {
   return Math.min(baseMs * 2 ** Math.max(0, attemptsMade - 1), 60_000);
 }
 
 interface ShardWorker {
+  keys: QueueShardKeys;
   worker: Worker<IngestJobData, FlushResult>;
+  /** Jobs the worker holds now, and when it last took one (or was made). */
+  inFlight: number;
+  lastTakenAt: number;
+  /** Since when its shard is seen with jobs waiting and the worker idle; null: not so. */
+  idleWithWaitingSince: number | null;
   /** A reader on the command connection, for the backlog and lag figures. */
   reader: QueueShard;
   /** Moves the shard's intake (small stores) into jobs. */
@@ -41,6 +59,7 @@ export class ShardWorkers {
   private running = false;
   /** Set by close(): a shard check still under way must not start a worker (or a mover) after it. */
   private closed = false;
+  private wedgeTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly deps: {
@@ -69,7 +88,38 @@ export class ShardWorkers {
   }
 
   private create(keys: QueueShardKeys): ShardWorker {
+    const { logger } = this.deps;
+    const reader = openShard(this.deps.redis, keys);
+    const mover = new IntakeMover({
+      redis: this.deps.redis,
+      shard: reader,
+      config: this.deps.config,
+      logger: logger.child({ module: 'intake', shard: keys.shard }),
+    });
+    const entry: ShardWorker = {
+      keys,
+      worker: undefined as unknown as ShardWorker['worker'],
+      inFlight: 0,
+      lastTakenAt: Date.now(),
+      idleWithWaitingSince: null,
+      reader,
+      mover,
+      stopReconciler: startBacklogReconciler({
+        redis: this.deps.redis,
+        shard: keys,
+        logger: logger.child({ module: 'backlog', shard: keys.shard }),
+      }),
+    };
+    entry.worker = this.createWorker(entry);
+    if (this.running) this.run(entry.worker, mover);
+    if (this.paused) void entry.worker.pause(true);
+    return entry;
+  }
+
+  /** The shard's BullMQ worker, counting the jobs it holds into `entry` (see WEDGED_AFTER_MS). */
+  private createWorker(entry: ShardWorker): Worker<IngestJobData, FlushResult> {
     const { config, logger } = this.deps;
+    const { keys } = entry;
     const lockDuration = config.flusherLockMs;
     const worker = new Worker<IngestJobData, FlushResult>(
       INGEST_QUEUE_NAME,
@@ -93,7 +143,17 @@ export class ShardWorkers {
     );
     const errors = new RepeatedErrorLog({ logger, intervalMs: REPEATED_ERROR_INTERVAL_MS });
     worker.on('error', (err) => errors.error(err, { shard: keys.shard }, 'flusher worker error'));
+    worker.on('active', () => {
+      if (entry.worker !== worker) return;
+      entry.inFlight += 1;
+      entry.lastTakenAt = Date.now();
+    });
+    const settled = () => {
+      if (entry.worker === worker) entry.inFlight = Math.max(0, entry.inFlight - 1);
+    };
+    worker.on('completed', settled);
     worker.on('failed', (job: Job<IngestJobData> | undefined, err) => {
+      settled();
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
         logger.error(
           { err, shard: keys.shard, jobId: job.id, readings: job.data.readings.length },
@@ -101,25 +161,53 @@ export class ShardWorkers {
         );
       }
     });
-    const reader = openShard(this.deps.redis, keys);
-    const mover = new IntakeMover({
-      redis: this.deps.redis,
-      shard: reader,
-      config,
-      logger: logger.child({ module: 'intake', shard: keys.shard }),
-    });
-    if (this.running) this.run(worker, mover);
-    if (this.paused) void worker.pause(true);
-    return {
-      worker,
-      reader,
-      mover,
-      stopReconciler: startBacklogReconciler({
-        redis: this.deps.redis,
-        shard: keys,
-        logger: logger.child({ module: 'backlog', shard: keys.shard }),
-      }),
-    };
+    return worker;
+  }
+
+  /**
+   * Replaces the worker of each shard that has had jobs waiting for WEDGED_AFTER_MS while its
+   * worker, holding none, took none (not while paused: then none is taken on purpose).
+   */
+  async replaceWedged(now = Date.now()): Promise<void> {
+    if (this.paused || !this.running || this.closed) return;
+    for (const entry of this.workers.values()) {
+      const waiting = await entry.reader.queue.getWaitingCount().catch(() => 0);
+      const idle = waiting > 0 && entry.inFlight === 0;
+      if (!idle) {
+        entry.idleWithWaitingSince = null;
+        continue;
+      }
+      entry.idleWithWaitingSince ??= now;
+      const since = Math.max(entry.idleWithWaitingSince, entry.lastTakenAt);
+      if (now - since >= WEDGED_AFTER_MS) await this.replaceWorker(entry, waiting);
+    }
+  }
+
+  /**
+   * Closes a shard's worker: one holding jobs once they are done; one holding none at once, not
+   * waited for past WEDGED_CLOSE_WAIT_MS (its blocking client may be wedged and never end).
+   */
+  private async closeWorker(entry: ShardWorker): Promise<void> {
+    if (entry.inFlight > 0) return entry.worker.close();
+    await withTimeout(entry.worker.close(true), WEDGED_CLOSE_WAIT_MS, 'closing a worker').catch(
+      (err: unknown) => this.deps.logger.warn({ err }, 'idle worker not closed: left behind'),
+    );
+  }
+
+  private async replaceWorker(entry: ShardWorker, waiting: number): Promise<void> {
+    const wedged = entry.worker;
+    this.deps.logger.warn(
+      { shard: entry.keys.shard, waiting, idleForMs: Date.now() - entry.lastTakenAt },
+      'flusher worker took no job while jobs waited: replaced by a new one',
+    );
+    entry.inFlight = 0;
+    entry.lastTakenAt = Date.now();
+    entry.idleWithWaitingSince = null;
+    entry.worker = this.createWorker(entry);
+    entry.worker.run().catch((err: unknown) => this.deps.logger.error({ err }, 'worker stopped'));
+    await withTimeout(wedged.close(true), WEDGED_CLOSE_WAIT_MS, 'closing a wedged worker').catch(
+      (err: unknown) => this.deps.logger.warn({ err }, 'wedged worker not closed: left behind'),
+    );
   }
 
   private run(worker: Worker<IngestJobData, FlushResult>, mover: IntakeMover): void {
@@ -131,6 +219,12 @@ export class ShardWorkers {
     this.running = true;
     const all = [...this.workers.values()];
     all.forEach((w) => this.run(w.worker, w.mover));
+    this.wedgeTimer = setInterval(() => {
+      this.replaceWedged().catch((err: unknown) =>
+        this.deps.logger.warn({ err }, 'wedged-worker check failed'),
+      );
+    }, WEDGE_CHECK_MS);
+    this.wedgeTimer.unref();
     await Promise.all(all.map((w) => w.worker.waitUntilReady()));
   }
 
@@ -158,10 +252,11 @@ export class ShardWorkers {
   /** Stops moving intakes, finishes the active jobs, then closes every worker and reader. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.wedgeTimer) clearInterval(this.wedgeTimer);
     const all = [...this.workers.values()];
     all.forEach((w) => w.stopReconciler());
     await Promise.all(all.map((w) => w.mover.stop()));
-    await Promise.all(all.map((w) => w.worker.close()));
+    await Promise.all(all.map((w) => this.closeWorker(w)));
     await Promise.all(all.map((w) => w.reader.queue.close()));
   }
 }
