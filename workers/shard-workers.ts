@@ -60,6 +60,8 @@ export class ShardWorkers {
   /** Set by close(): a shard check still under way must not start a worker (or a mover) after it. */
   private closed = false;
   private wedgeTimer: NodeJS.Timeout | null = null;
+  /** The wedged-worker check under way, if any (replaceWedged). */
+  private checking: Promise<void> | null = null;
 
   constructor(
     private readonly deps: {
@@ -121,39 +123,36 @@ export class ShardWorkers {
     const { config, logger } = this.deps;
     const { keys } = entry;
     const lockDuration = config.flusherLockMs;
-    const worker = new Worker<IngestJobData, FlushResult>(
-      INGEST_QUEUE_NAME,
-      this.deps.process(keys),
-      {
-        connection: this.deps.workerConnection,
-        prefix: keys.prefix,
-        concurrency: config.flusherConcurrency,
-        autorun: false,
-        lockDuration,
-        stalledInterval: Math.max(1000, Math.floor(lockDuration / 2)),
-        // A job whose flusher died is run again; only after many such crashes is it kept failed.
-        maxStalledCount: 10,
-        settings: {
-          backoffStrategy: (attemptsMade: number, type?: string) =>
-            type === FLUSH_BACKOFF_TYPE
-              ? cappedExponentialBackoff(attemptsMade, config.flushBackoffMs)
-              : 1000,
-        },
-      },
-    );
-    const errors = new RepeatedErrorLog({ logger, intervalMs: REPEATED_ERROR_INTERVAL_MS });
-    worker.on('error', (err) => errors.error(err, { shard: keys.shard }, 'flusher worker error'));
-    worker.on('active', () => {
-      if (entry.worker !== worker) return;
+    const flush = this.deps.process(keys);
+    // Counted around the processor itself: BullMQ's events skip a job whose finish step fails.
+    const counted = async (job: Job<IngestJobData>) => {
       entry.inFlight += 1;
       entry.lastTakenAt = Date.now();
-    });
-    const settled = () => {
-      if (entry.worker === worker) entry.inFlight = Math.max(0, entry.inFlight - 1);
+      try {
+        return await flush(job);
+      } finally {
+        entry.inFlight -= 1;
+      }
     };
-    worker.on('completed', settled);
+    const worker = new Worker<IngestJobData, FlushResult>(INGEST_QUEUE_NAME, counted, {
+      connection: this.deps.workerConnection,
+      prefix: keys.prefix,
+      concurrency: config.flusherConcurrency,
+      autorun: false,
+      lockDuration,
+      stalledInterval: Math.max(1000, Math.floor(lockDuration / 2)),
+      // A job whose flusher died is run again; only after many such crashes is it kept failed.
+      maxStalledCount: 10,
+      settings: {
+        backoffStrategy: (attemptsMade: number, type?: string) =>
+          type === FLUSH_BACKOFF_TYPE
+            ? cappedExponentialBackoff(attemptsMade, config.flushBackoffMs)
+            : 1000,
+      },
+    });
+    const errors = new RepeatedErrorLog({ logger, intervalMs: REPEATED_ERROR_INTERVAL_MS });
+    worker.on('error', (err) => errors.error(err, { shard: keys.shard }, 'flusher worker error'));
     worker.on('failed', (job: Job<IngestJobData> | undefined, err) => {
-      settled();
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
         logger.error(
           { err, shard: keys.shard, jobId: job.id, readings: job.data.readings.length },
@@ -166,20 +165,32 @@ export class ShardWorkers {
 
   /**
    * Replaces the worker of each shard that has had jobs waiting for WEDGED_AFTER_MS while its
-   * worker, holding none, took none (not while paused: then none is taken on purpose).
+   * worker, holding none, took none (not while paused, nor the queue: then none is taken on
+   * purpose). One check at a time; each step looks again whether the flusher paused or closed.
    */
-  async replaceWedged(now = Date.now()): Promise<void> {
-    if (this.paused || !this.running || this.closed) return;
+  replaceWedged(now = Date.now()): Promise<void> {
+    this.checking ??= this.checkWedged(now).finally(() => {
+      this.checking = null;
+    });
+    return this.checking;
+  }
+
+  private readonly stillChecking = () => this.running && !this.paused && !this.closed;
+
+  private async checkWedged(now: number): Promise<void> {
     for (const entry of this.workers.values()) {
-      const waiting = await entry.reader.queue.getWaitingCount().catch(() => 0);
-      const idle = waiting > 0 && entry.inFlight === 0;
-      if (!idle) {
+      if (!this.stillChecking()) return;
+      const queue = entry.reader.queue;
+      const waiting = (await queue.isPaused()) ? 0 : await queue.getWaitingCount();
+      if (waiting === 0 || entry.inFlight > 0) {
         entry.idleWithWaitingSince = null;
         continue;
       }
       entry.idleWithWaitingSince ??= now;
       const since = Math.max(entry.idleWithWaitingSince, entry.lastTakenAt);
-      if (now - since >= WEDGED_AFTER_MS) await this.replaceWorker(entry, waiting);
+      if (now - since >= WEDGED_AFTER_MS && this.stillChecking()) {
+        await this.replaceWorker(entry, waiting);
+      }
     }
   }
 
@@ -200,11 +211,11 @@ export class ShardWorkers {
       { shard: entry.keys.shard, waiting, idleForMs: Date.now() - entry.lastTakenAt },
       'flusher worker took no job while jobs waited: replaced by a new one',
     );
-    entry.inFlight = 0;
     entry.lastTakenAt = Date.now();
     entry.idleWithWaitingSince = null;
     entry.worker = this.createWorker(entry);
     entry.worker.run().catch((err: unknown) => this.deps.logger.error({ err }, 'worker stopped'));
+    if (this.paused) void entry.worker.pause(true);
     await withTimeout(wedged.close(true), WEDGED_CLOSE_WAIT_MS, 'closing a wedged worker').catch(
       (err: unknown) => this.deps.logger.warn({ err }, 'wedged worker not closed: left behind'),
     );
@@ -221,7 +232,8 @@ export class ShardWorkers {
     all.forEach((w) => this.run(w.worker, w.mover));
     this.wedgeTimer = setInterval(() => {
       this.replaceWedged().catch((err: unknown) =>
-        this.deps.logger.warn({ err }, 'wedged-worker check failed'),
+        // Redis away: the check waits for it, as the workers do.
+        this.deps.logger.debug({ err }, 'wedged-worker check failed'),
       );
     }, WEDGE_CHECK_MS);
     this.wedgeTimer.unref();
@@ -241,18 +253,25 @@ export class ShardWorkers {
 
   async pause(): Promise<void> {
     this.paused = true;
+    for (const w of this.workers.values()) w.idleWithWaitingSince = null;
     await Promise.all([...this.workers.values()].map((w) => w.worker.pause(true)));
   }
 
   resume(): void {
     this.paused = false;
-    for (const w of this.workers.values()) w.worker.resume();
+    for (const w of this.workers.values()) {
+      w.idleWithWaitingSince = null;
+      w.lastTakenAt = Date.now();
+      w.worker.resume();
+    }
   }
 
   /** Stops moving intakes, finishes the active jobs, then closes every worker and reader. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.wedgeTimer) clearInterval(this.wedgeTimer);
+    // A check under way replaces no worker from now on (stillChecking), but let it finish first.
+    await this.checking?.catch(() => undefined);
     const all = [...this.workers.values()];
     all.forEach((w) => w.stopReconciler());
     await Promise.all(all.map((w) => w.mover.stop()));
