@@ -113,11 +113,12 @@ export function sendEach<T>(
 export function connectionFor(redis: RedisClient, slot: number): Redis | null {
   if (!isCluster(redis)) return redis;
   const address = redis.slots[slot]?.[0];
-  if (!address) return null;
-  return (
-    redis.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === address) ?? null
-  );
+  return address ? nodeAt(redis, address, 'master') : null;
 }
+
+/** A cluster's connected node at `host:port`, as its slot map and redirections name nodes. */
+const nodeAt = (cluster: Cluster, address: string, role: 'master' | 'all'): Redis | null =>
+  cluster.nodes(role).find((n) => `${n.options.host}:${n.options.port}` === address) ?? null;
 
 /**
  * The node that holds `key`, asked of its slot's owner `owner` directly: the owner, or, while the
@@ -137,7 +138,7 @@ export async function nodeHolding(
   } catch (err) {
     const ask = /^ASK \d+ (\S+)$/.exec((err as Error).message);
     if (!ask) throw err;
-    return redis.nodes('all').find((n) => `${n.options.host}:${n.options.port}` === ask[1]) ?? null;
+    return nodeAt(redis, ask[1], 'all');
   }
 }
 
@@ -251,7 +252,7 @@ export function redisReadiness(redis: RedisClient): () => Promise<void> {
       );
     }
     await redis.ping();
-    if (redis instanceof Cluster) {
+    if (isCluster(redis)) {
       // A cluster without a majority of its masters still answers PING and INFO, but no key.
       const state = infoField(await redis.cluster('INFO'), 'cluster_state');
       if (state !== 'ok') {

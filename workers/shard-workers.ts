@@ -33,14 +33,19 @@ export function cappedExponentialBackoff(attemptsMade: number, baseMs: number): 
   return Math.min(baseMs * 2 ** Math.max(0, attemptsMade - 1), 60_000);
 }
 
-interface ShardWorker {
-  keys: QueueShardKeys;
-  worker: Worker<IngestJobData, FlushResult>;
+/** What a shard's worker is doing, for the wedged-worker check (WEDGED_AFTER_MS). */
+interface WorkerActivity {
   /** Jobs the worker holds now, and when it last took one (or was made). */
   inFlight: number;
   lastTakenAt: number;
   /** Since when its shard is seen with jobs waiting and the worker idle; null: not so. */
   idleWithWaitingSince: number | null;
+}
+
+interface ShardWorker {
+  keys: QueueShardKeys;
+  worker: Worker<IngestJobData, FlushResult>;
+  activity: WorkerActivity;
   /** A reader on the command connection, for the backlog and lag figures. */
   reader: QueueShard;
   /** Moves the shard's intake (small stores) into jobs. */
@@ -98,12 +103,15 @@ export class ShardWorkers {
       config: this.deps.config,
       logger: logger.child({ module: 'intake', shard: keys.shard }),
     });
-    const entry: ShardWorker = {
-      keys,
-      worker: undefined as unknown as ShardWorker['worker'],
+    const activity: WorkerActivity = {
       inFlight: 0,
       lastTakenAt: Date.now(),
       idleWithWaitingSince: null,
+    };
+    const entry: ShardWorker = {
+      keys,
+      worker: this.createWorker(keys, activity),
+      activity,
       reader,
       mover,
       stopReconciler: startBacklogReconciler({
@@ -112,26 +120,27 @@ export class ShardWorkers {
         logger: logger.child({ module: 'backlog', shard: keys.shard }),
       }),
     };
-    entry.worker = this.createWorker(entry);
     if (this.running) this.run(entry.worker, mover);
     if (this.paused) void entry.worker.pause(true);
     return entry;
   }
 
-  /** The shard's BullMQ worker, counting the jobs it holds into `entry` (see WEDGED_AFTER_MS). */
-  private createWorker(entry: ShardWorker): Worker<IngestJobData, FlushResult> {
+  /** The shard's BullMQ worker, counting the jobs it holds into `activity` (WEDGED_AFTER_MS). */
+  private createWorker(
+    keys: QueueShardKeys,
+    activity: WorkerActivity,
+  ): Worker<IngestJobData, FlushResult> {
     const { config, logger } = this.deps;
-    const { keys } = entry;
     const lockDuration = config.flusherLockMs;
     const flush = this.deps.process(keys);
     // Counted around the processor itself: BullMQ's events skip a job whose finish step fails.
     const counted = async (job: Job<IngestJobData>) => {
-      entry.inFlight += 1;
-      entry.lastTakenAt = Date.now();
+      activity.inFlight += 1;
+      activity.lastTakenAt = Date.now();
       try {
         return await flush(job);
       } finally {
-        entry.inFlight -= 1;
+        activity.inFlight -= 1;
       }
     };
     const worker = new Worker<IngestJobData, FlushResult>(INGEST_QUEUE_NAME, counted, {
@@ -182,12 +191,12 @@ export class ShardWorkers {
       if (!this.stillChecking()) return;
       const queue = entry.reader.queue;
       const waiting = (await queue.isPaused()) ? 0 : await queue.getWaitingCount();
-      if (waiting === 0 || entry.inFlight > 0) {
-        entry.idleWithWaitingSince = null;
+      if (waiting === 0 || entry.activity.inFlight > 0) {
+        entry.activity.idleWithWaitingSince = null;
         continue;
       }
-      entry.idleWithWaitingSince ??= now;
-      const since = Math.max(entry.idleWithWaitingSince, entry.lastTakenAt);
+      entry.activity.idleWithWaitingSince ??= now;
+      const since = Math.max(entry.activity.idleWithWaitingSince, entry.activity.lastTakenAt);
       if (now - since >= WEDGED_AFTER_MS && this.stillChecking()) {
         await this.replaceWorker(entry, waiting);
       }
@@ -199,7 +208,7 @@ export class ShardWorkers {
    * waited for past WEDGED_CLOSE_WAIT_MS (its blocking client may be wedged and never end).
    */
   private async closeWorker(entry: ShardWorker): Promise<void> {
-    if (entry.inFlight > 0) return entry.worker.close();
+    if (entry.activity.inFlight > 0) return entry.worker.close();
     await withTimeout(entry.worker.close(true), WEDGED_CLOSE_WAIT_MS, 'closing a worker').catch(
       (err: unknown) => this.deps.logger.warn({ err }, 'idle worker not closed: left behind'),
     );
@@ -208,13 +217,13 @@ export class ShardWorkers {
   private async replaceWorker(entry: ShardWorker, waiting: number): Promise<void> {
     const wedged = entry.worker;
     this.deps.logger.warn(
-      { shard: entry.keys.shard, waiting, idleForMs: Date.now() - entry.lastTakenAt },
+      { shard: entry.keys.shard, waiting, idleForMs: Date.now() - entry.activity.lastTakenAt },
       'flusher worker took no job while jobs waited: replaced by a new one',
     );
-    entry.lastTakenAt = Date.now();
-    entry.idleWithWaitingSince = null;
-    entry.worker = this.createWorker(entry);
-    entry.worker.run().catch((err: unknown) => this.deps.logger.error({ err }, 'worker stopped'));
+    entry.activity.lastTakenAt = Date.now();
+    entry.activity.idleWithWaitingSince = null;
+    entry.worker = this.createWorker(entry.keys, entry.activity);
+    this.runWorker(entry.worker);
     if (this.paused) void entry.worker.pause(true);
     await withTimeout(wedged.close(true), WEDGED_CLOSE_WAIT_MS, 'closing a wedged worker').catch(
       (err: unknown) => this.deps.logger.warn({ err }, 'wedged worker not closed: left behind'),
@@ -222,8 +231,12 @@ export class ShardWorkers {
   }
 
   private run(worker: Worker<IngestJobData, FlushResult>, mover: IntakeMover): void {
-    worker.run().catch((err: unknown) => this.deps.logger.error({ err }, 'worker stopped'));
+    this.runWorker(worker);
     mover.start();
+  }
+
+  private runWorker(worker: Worker<IngestJobData, FlushResult>): void {
+    worker.run().catch((err: unknown) => this.deps.logger.error({ err }, 'worker stopped'));
   }
 
   async start(): Promise<void> {
@@ -253,15 +266,15 @@ export class ShardWorkers {
 
   async pause(): Promise<void> {
     this.paused = true;
-    for (const w of this.workers.values()) w.idleWithWaitingSince = null;
+    for (const w of this.workers.values()) w.activity.idleWithWaitingSince = null;
     await Promise.all([...this.workers.values()].map((w) => w.worker.pause(true)));
   }
 
   resume(): void {
     this.paused = false;
     for (const w of this.workers.values()) {
-      w.idleWithWaitingSince = null;
-      w.lastTakenAt = Date.now();
+      w.activity.idleWithWaitingSince = null;
+      w.activity.lastTakenAt = Date.now();
       w.worker.resume();
     }
   }

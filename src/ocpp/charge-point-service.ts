@@ -402,9 +402,9 @@ export class ChargePointService {
   async startTransaction(chargePointId: string, req: StartTransactionReq) {
     checkConnectorId(req.connectorId, 1);
     checkRegisterWh('meterStart', req.meterStart);
-    const tag = await this.registeredTag(req.idTag);
     const { startedAt: at, reportedStartedAt } = await this.startInstant(chargePointId, req);
     const meterId = connectorMeterId(chargePointId, req.connectorId);
+    const tag = await this.registeredTag(req.idTag);
     const status: IdTagStatus = tag ? 'Accepted' : this.unknownIdTagStatus(req.idTag);
     const { transaction, created } = await this.deps.transactions.start({
       chargePointId,
