@@ -64,6 +64,14 @@ describe('API keys', () => {
       .set('Authorization', 'Bearer ')
       .expect(401);
     expect(noKey.body.message).toBe('Send the API key after Bearer: Authorization: Bearer <key>');
+    // A valid key followed by more: what is wrong is the extra token, not the scheme.
+    const extra = await app()
+      .get('/v1/meters/M-1/status')
+      .set('Authorization', `Bearer ${gateway.key} extra`)
+      .expect(401);
+    expect(extra.body.message).toBe(
+      'Send the API key alone after Bearer: the Authorization header sent has more than one token after it',
+    );
   });
 
   test('when an unknown key is sent, then 401', async () => {

@@ -214,7 +214,14 @@ describe('the API document', () => {
     const icon = await app().get('/docs/assets/favicon-32x32.png').expect(200);
     expect(icon.headers['content-encoding']).toBeUndefined();
 
-    for (const missing of ['/docs/assets/nothing.js', '/docs/assets/..%2Fpackage.json']) {
+    // Only the files the docs page uses: not the package's stock page, initializer or manifest.
+    for (const missing of [
+      '/docs/assets/nothing.js',
+      '/docs/assets/..%2Fpackage.json',
+      '/docs/assets/swagger-initializer.js',
+      '/docs/assets/index.html',
+      '/docs/assets/package.json',
+    ]) {
       const res = await app().get(missing).set('Accept-Encoding', 'gzip').expect(404);
       expect(res.body.error).toBe('not_found');
     }

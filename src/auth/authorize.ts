@@ -102,6 +102,9 @@ export function createAuthorize({
     // "Bearer" alone: the scheme is right, the key is missing.
     if (/^Bearer\s*$/i.test(header))
       return 'Send the API key after Bearer: Authorization: Bearer <key>';
+    // "Bearer <key> <more>": the scheme is right, but a key is one token.
+    if (/^Bearer\s+\S+\s+\S/i.test(header))
+      return 'Send the API key alone after Bearer: the Authorization header sent has more than one token after it';
     const scheme = /^(\S+)\s+\S/.exec(header)?.[1];
     const sent = scheme ? `uses the ${scheme} scheme` : 'has no scheme';
     return `Send the API key as Authorization: Bearer <key> (the Authorization header sent ${sent})`;

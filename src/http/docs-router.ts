@@ -19,8 +19,21 @@ const DOCS_PAGE = `<!doctype html>
 
 const DOCS_INIT = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui' });`;
 
+/**
+ * The package's files the docs page uses (and the browser's source maps of them): not the rest,
+ * such as its stock page and initializer, which point at Swagger's petstore example.
+ */
+const ASSETS = new Set([
+  'swagger-ui-bundle.js',
+  'swagger-ui-bundle.js.map',
+  'swagger-ui.css',
+  'swagger-ui.css.map',
+  'favicon-16x16.png',
+  'favicon-32x32.png',
+]);
+
 /** Text files of the package, sent gzipped to those that take it (the bundle: 1.7 MB -> 0.46 MB). */
-const COMPRESSIBLE = new Set(['.js', '.css', '.map', '.html', '.json', '.txt']);
+const COMPRESSIBLE = new Set(['.js', '.css', '.map']);
 
 /** Not hashed names: a browser asks again (ETag) whether an upgrade changed them. */
 const REVALIDATE = 'no-cache';
@@ -64,21 +77,17 @@ function docsAssets(dir: string): RequestHandler {
   };
   return (req, res, next) => {
     const file = String(req.params.file);
+    // Out of this router: not to the 405 of other methods, but to the JSON 404.
+    if (!ASSETS.has(file)) return next('router');
     res.vary('Accept-Encoding');
     const plain = () =>
-      // `root` refuses a name that climbs out of the folder; a missing file is the JSON 404.
       res.sendFile(file, { root: dir, headers: { 'Cache-Control': REVALIDATE } }, (err?: Error) => {
         if (!err || res.headersSent) return;
         const status = (err as { status?: number }).status ?? 500;
-        // Out of this router: not to the 405 of other methods, but to the JSON 404.
         next(status >= 500 ? err : 'router');
       });
     const ext = path.extname(file);
-    if (
-      path.basename(file) !== file ||
-      !COMPRESSIBLE.has(ext) ||
-      req.acceptsEncodings('gzip', 'identity') !== 'gzip'
-    ) {
+    if (!COMPRESSIBLE.has(ext) || req.acceptsEncodings('gzip', 'identity') !== 'gzip') {
       return plain();
     }
     gzipOnce(file).then(({ content, etag }) => {
