@@ -125,6 +125,18 @@ describe('vehicle to meter mapping', () => {
     }).expect(409);
     expect(res.body.error).toBe('mapping_conflict');
     expect(res.body.details).toEqual([expect.objectContaining({ path: '/since' })]);
+    expect(res.body.message).toMatch(
+      /^since \(2024-03-19T00:00:00.000Z\) must be later than 2024-03-20T00:00:00.000Z, /,
+    );
+    // Digits beyond the millisecond are cut, as of every instant: the message names what was taken.
+    const cut = await map({
+      vehicleId: 'V-4',
+      meterId: 'M-2',
+      since: '2024-03-20T00:00:00.0000001Z',
+    }).expect(409);
+    expect(cut.body.message).toMatch(
+      /^since \(2024-03-20T00:00:00.000Z\) must be later than 2024-03-20T00:00:00.000Z, /,
+    );
   });
 
   test('when no since is given, then the mapping starts now', async () => {

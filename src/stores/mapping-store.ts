@@ -88,10 +88,11 @@ export class MappingStore {
         : earliestAllowed !== null && since.getTime() <= earliestAllowed.getTime();
       if (earliestAllowed && tooEarly) {
         const start = earliestAllowed.toISOString();
-        // Without a since (now), the vehicle's latest period is dated ahead of the clock.
+        // Without a since (now), the vehicle's latest period is dated ahead of the clock. The
+        // instant is named as taken (to the millisecond, as every instant): digits beyond are cut.
         throw conflict(
           'mapping_conflict',
-          `${now ? `now (${since.toISOString()})` : 'since'} must be later than ${start}, where the vehicle's latest mapping period starts or ends; past periods are never rewritten`,
+          `${now ? 'now' : 'since'} (${since.toISOString()}) must be later than ${start}, where the vehicle's latest mapping period starts or ends; past periods are never rewritten`,
           now ? [] : [{ path: '/since', message: `must be after ${start}` }],
         );
       }
