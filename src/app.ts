@@ -124,6 +124,7 @@ export function createApp({
     cache: reportCache('sessions'),
     keys,
     config,
+    vehicleExists: (vehicleId) => reports.vehicleExists(vehicleId),
   });
   const performance = new PerformanceService({
     store: reports,

@@ -33,6 +33,10 @@ export const invalidParameter = (name: string, message: string) =>
 
 export const notFound = (message: string) => new AppError(404, 'not_found', message);
 
+/** A vehicle the engine knows nothing of: no reading flushed, no meter mapped. */
+export const unknownVehicle = (vehicleId: string) =>
+  notFound(`Vehicle ${vehicleId} has sent no readings and is mapped to no meter`);
+
 export const conflict = (code: string, message: string, details: ErrorDetail[] = []) =>
   new AppError(409, code, message, details);
 

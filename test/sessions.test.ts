@@ -221,6 +221,34 @@ describe('charging sessions detected from readings', () => {
     );
   });
 
+  test('when a vehicle the engine never saw is asked for, then its sessions answer 404 as its report does; a known one without sessions answers an empty list', async () => {
+    const window = 'from=2024-05-10T00:00:00Z&to=2024-05-11T00:00:00Z';
+    const unknown = await request(e.api.api.app)
+      .get(`/v1/vehicles/V-never-seen/sessions?${window}`)
+      .expect(404);
+    const report = await request(e.api.api.app)
+      .get(`/v1/analytics/performance/V-never-seen?${window}`)
+      .expect(404);
+    expect(unknown.body).toMatchObject({
+      error: 'not_found',
+      message: 'Vehicle V-never-seen has sent no readings and is mapped to no meter',
+    });
+    expect(unknown.body.message).toBe(report.body.message);
+    // Known by its readings, and by a meter mapped alone: no sessions in a window is an answer.
+    const quiet = await request(e.api.api.app)
+      .get('/v1/vehicles/V-s/sessions?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z')
+      .expect(200);
+    expect(quiet.body.sessions).toEqual([]);
+    await request(e.api.api.app)
+      .post('/v1/telemetry/map')
+      .send({ vehicleId: 'V-mapped-only', meterId: 'M-mapped-only' })
+      .expect(200);
+    const mapped = await request(e.api.api.app)
+      .get(`/v1/vehicles/V-mapped-only/sessions?${window}`)
+      .expect(200);
+    expect(mapped.body.sessions).toEqual([]);
+  });
+
   test('when the hours are built in the background, then the kept sessions are the same', async () => {
     const live = await sessionsOf(e, 'V-s', '2024-05-10T00:00:00Z', '2024-05-11T00:00:00Z');
     await build(e);
@@ -252,6 +280,7 @@ describe('charging sessions detected from readings', () => {
       }),
       keys: createRedisKeys(e.ctx.config.redisPrefix),
       config: e.ctx.config,
+      vehicleExists: async () => true,
     });
     const day = { from: new Date(at('10', '00:00')), to: new Date(at('11', '00:00')) };
     const past = await service.ofVehicle('V-s', day.from, day.to);

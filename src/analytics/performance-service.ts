@@ -1,5 +1,5 @@
 import type { EnergyReadingsMode } from '../config';
-import { notFound } from '../errors';
+import { unknownVehicle } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { AnalyticsMetrics } from '../metrics';
 import type { EnergyReportStore, WindowRow } from './energy-report-store';
@@ -96,7 +96,7 @@ export class PerformanceService {
     const vehicle = whole.find((r) => r.role === 'dc') as WindowRow;
     const meters = whole.filter((r) => r.role === 'ac');
     if (meters.length === 0 && vehicle.readings === 0 && !(await store.vehicleExists(vehicleId))) {
-      throw notFound(`Vehicle ${vehicleId} has sent no readings and is mapped to no meter`);
+      throw unknownVehicle(vehicleId);
     }
 
     const warnings: string[] = [];

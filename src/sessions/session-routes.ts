@@ -67,7 +67,10 @@ export function sessionRoutes({
       database: true,
       params: Type.Object({ vehicleId: DeviceId }),
       query: Type.Object(windowQuery(VEHICLE_DEFAULT_HOURS, VEHICLE_MAX_HOURS)),
-      responses: { 200: { description: 'the sessions', schema: VehicleSessions } },
+      responses: {
+        200: { description: 'the sessions', schema: VehicleSessions },
+        404: { description: 'no readings and no mapping', schema: ErrorBody },
+      },
       handler: async ({ params, query }) => {
         const window = parseWindow(query, {
           now: now(),

@@ -2,7 +2,7 @@ import type { ReportCache } from '../reports/report-cache';
 import { isBelow, roundFigure as round } from '../reports/rounding';
 import { efficiencyWarnings, missingEfficiencyReasons } from '../reports/efficiency';
 import type { EnergyReadingsMode } from '../config';
-import { notFound } from '../errors';
+import { notFound, unknownVehicle } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { Session, SessionMinute, SessionSummary } from './session-schemas';
 import {
@@ -73,6 +73,8 @@ export class SessionService {
       cache: ReportCache<Session[]>;
       keys: RedisKeys;
       config: SessionConfig;
+      /** Whether the engine knows the vehicle (a reading flushed or a meter mapped). */
+      vehicleExists: (vehicleId: string) => Promise<boolean>;
       now?: () => number;
     },
   ) {
@@ -192,11 +194,16 @@ export class SessionService {
       to.getTime(),
       'sessions',
     );
-    return this.cached(key, async () =>
+    const found = await this.cached(key, async () =>
       sessionsOf(await this.judge(await this.collect(vehicleId, from, to))).sort((a, b) =>
         b.start.localeCompare(a.start),
       ),
     );
+    // No sessions of a vehicle never seen is a mistyped id, not a vehicle that did not charge.
+    if (found.sessions.length === 0 && !(await this.deps.vehicleExists(vehicleId))) {
+      throw unknownVehicle(vehicleId);
+    }
+    return found;
   }
 
   /**

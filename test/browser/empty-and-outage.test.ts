@@ -108,6 +108,7 @@ describe('dashboard empty and error states', () => {
     await expect(page.locator('#mapping .notice').textContent()).resolves.toMatch(
       /never been mapped to a meter/,
     );
+    await expect(page.locator('#sessions').textContent()).resolves.toMatch(/No charging sessions/);
     // Nothing on the vehicle is an answer, not a failed refresh.
     await expect(page.locator('.refresh-status').textContent()).resolves.toMatch(/^Updated /);
     await page.close();

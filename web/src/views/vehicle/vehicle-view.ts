@@ -114,6 +114,8 @@ export class VehicleView implements View {
         if (detail.status === 'fulfilled') this.sessions.renderDetail(detail.value);
         else this.sessions.renderDetailError(detail.reason);
       }
+    } else if (isNotFound(sessions.reason)) {
+      this.sessions.render([], session); // a vehicle the engine has nothing on has no sessions
     } else {
       this.sessions.root.hidden = false;
       this.sessions.showError(sessions.reason);
