@@ -22,11 +22,20 @@ function optionsFor(kind: 'command' | 'blocking'): RedisOptions {
     connectTimeout: 2000,
     // Reconnect quickly at first, then every 2 s: an outage is ridden out, not given up on.
     retryStrategy: (times) => Math.min(times * 100, 2000),
+    reconnectOnError: isReplicaRefusal,
     ...(kind === 'command'
       ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000 }
       : { maxRetriesPerRequest: null }),
   };
 }
+
+/**
+ * A write refused by a replica: the master this connection was opened to was demoted behind the
+ * same address (a Sentinel or managed service's failover points the address at the new master,
+ * and the old one keeps its connections). Such a connection is replaced, not kept refusing every
+ * write for good; the command itself fails (a 503, or retried by the flusher).
+ */
+const isReplicaRefusal = (err: Error): boolean => err.message.startsWith('READONLY ');
 
 /** Credentials and TLS from REDIS_URL, for a cluster's nodes. */
 function credentialsOf(url: string): RedisOptions {
@@ -241,6 +250,20 @@ export async function evictionProblem(redis: RedisClient): Promise<string | null
 }
 
 /**
+ * Throws when standalone Redis answers as a replica, which refuses every write, and reconnects:
+ * after a failover the address may name the new master by now (see isReplicaRefusal). A server
+ * that does not answer INFO (denied) says nothing here.
+ */
+async function notAReplica(redis: Redis): Promise<void> {
+  const role = infoField(await redis.info('replication').catch(() => ''), 'role');
+  if (role !== 'slave') return;
+  redis.disconnect(true);
+  throw new Error(
+    'Redis at REDIS_URL answers as a replica, which refuses every write (a failover demoted it?): reconnecting; REDIS_URL must name the master',
+  );
+}
+
+/**
  * Readiness of a Redis connection. While it is down, ioredis's own words ("Stream isn't writeable
  * and enableOfflineQueue options is false") say nothing an operator can act on: say what to check.
  */
@@ -252,14 +275,13 @@ export function redisReadiness(redis: RedisClient): () => Promise<void> {
       );
     }
     await redis.ping();
-    if (isCluster(redis)) {
-      // A cluster without a majority of its masters still answers PING and INFO, but no key.
-      const state = infoField(await redis.cluster('INFO'), 'cluster_state');
-      if (state !== 'ok') {
-        throw new Error(
-          `Redis Cluster state is ${state ?? 'unknown'} (CLUSTER INFO): it refuses every key until its failed masters are back or replaced by their replicas`,
-        );
-      }
+    if (!isCluster(redis)) return notAReplica(redis);
+    // A cluster without a majority of its masters still answers PING and INFO, but no key.
+    const state = infoField(await redis.cluster('INFO'), 'cluster_state');
+    if (state !== 'ok') {
+      throw new Error(
+        `Redis Cluster state is ${state ?? 'unknown'} (CLUSTER INFO): it refuses every key until its failed masters are back or replaced by their replicas`,
+      );
     }
   };
 }

@@ -9,7 +9,7 @@ interface Pair {
  * A TCP proxy in front of a real server (PostgreSQL here), for faults a test can switch on and off:
  * `cut()` drops every connection and refuses new ones, as a dead server does; `freeze()` keeps
  * every connection open but forwards nothing, as a vanished host or a network partition does (no
- * error, no answer); `restore()` / `thaw()` undo them.
+ * error, no answer); `restore()` / `thaw()` undo them; `retarget()` points it at another server.
  */
 export class TcpProxy {
   private server: net.Server | null = null;
@@ -17,7 +17,7 @@ export class TcpProxy {
   private frozen = false;
 
   private constructor(
-    private readonly target: { host: string; port: number },
+    private target: { host: string; port: number },
     public port = 0,
   ) {}
 
@@ -66,6 +66,11 @@ export class TcpProxy {
       pair.client.pause();
       pair.upstream?.pause();
     }
+  }
+
+  /** New connections go to `target`; those open stay where they are, as a moved address does. */
+  retarget(target: { host: string; port: number }): void {
+    this.target = target;
   }
 
   thaw(): void {
