@@ -693,6 +693,72 @@ describe('OCPP 1.6J charge points', () => {
     expect(await reportedAcOver('CP-DIP3', '2024-04-09')).toBe(6);
   });
 
+  test('when a transaction starts on another replica (the charge point reconnected there, or is connected to both), then its samples rounded down are left out on this one too', async () => {
+    const other = await startTestApi(e.ctx);
+    const { server, url } = await serveTestApi(other);
+    other.api.ocpp.attach(server);
+    const kwh = (value: string) => ({ value, unit: 'kWh', context: 'Sample.Clock' });
+    /** Rounded samples of a transaction from 100.456 kWh (`named`: naming it), then its stop. */
+    const samplesAndStop = async (
+      cp: RPCClient,
+      day: string,
+      transactionId: number,
+      { named }: { named: boolean },
+    ) => {
+      for (const [at, sample] of [
+        ['10:10', kwh('100')],
+        ['10:20', wh(101_456)],
+        ['10:30', kwh('101')],
+      ] as const) {
+        await cp.call('MeterValues', {
+          ...meterValues(1, `${day}T${at}:00Z`, sample),
+          ...(named ? { transactionId } : {}),
+        });
+      }
+      await cp.call('StopTransaction', {
+        transactionId,
+        meterStop: 102_956,
+        timestamp: `${day}T10:50:00Z`,
+      });
+    };
+    const idle = (cp: RPCClient, day: string) =>
+      cp.call('MeterValues', meterValues(1, `${day}T09:00:00Z`, wh(100_456)));
+    const start = (cp: RPCClient, day: string) =>
+      startTransaction(cp, {
+        connectorId: 1,
+        idTag: 'any',
+        meterStart: 100_456,
+        timestamp: `${day}T10:00:00Z`,
+      });
+    try {
+      // Here while idle, then on the other replica for its start, then back here (within a
+      // minute): samples naming no transaction.
+      const first = await connect('CP-MOVED');
+      await idle(first, '2024-07-01');
+      await first.close({ force: true });
+      const there = await chargePoint({ url }, 'CP-MOVED');
+      const transactionId = await start(there, '2024-07-01');
+      await there.close({ force: true });
+      const back = await connect('CP-MOVED');
+      await samplesAndStop(back, '2024-07-01', transactionId, { named: false });
+      expect(await reportedAcOver('CP-MOVED', '2024-07-01')).toBe(2.5);
+
+      // Connected to both at once (two chargers with one id, an old socket not closed): started
+      // on the other replica, its samples here name it.
+      const here = await connect('CP-BOTH');
+      await idle(here, '2024-07-02');
+      const both = await chargePoint({ url }, 'CP-BOTH');
+      const started = await start(both, '2024-07-02');
+      await samplesAndStop(here, '2024-07-02', started, { named: true });
+      await both.close({ force: true });
+      expect(await reportedAcOver('CP-BOTH', '2024-07-02')).toBe(2.5);
+    } finally {
+      await other.api.ocpp.close();
+      await new Promise((r) => server.close(r));
+      await other.close();
+    }
+  });
+
   test('when a sample rounded down arrives after newer ones were stored (a queue delivered late), then it is held to the register stored just before it and left out', async () => {
     const cp = await connect('CP-DELAYED');
     const transactionId = await startTransaction(cp, {
@@ -2495,6 +2561,49 @@ describe('OCPP while PostgreSQL is down', () => {
         lastBootAt: new Date('2024-06-01T11:00:00Z'),
       });
     } finally {
+      await ctx.cleanup();
+    }
+  });
+
+  test("when PostgreSQL stops answering (a partition), then a BootNotification is answered all the same, within the charger's own timeout, and its record is written once PostgreSQL answers", async () => {
+    const ctx = await createTestContext();
+    const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);
+    const api = await startTestApi(ctx, { databaseUrl: proxy.rewrite(ctx.config.databaseUrl) });
+    const { server, url } = await serveTestApi(api);
+    api.api.ocpp.attach(server);
+    try {
+      // Connected first, so its connection's record is written: the boot's alone meets the freeze.
+      const cp = await chargePoint({ url }, 'CP-PARTITION');
+      await waitFor(
+        async () => (await ctx.db('charge_points').where({ id: 'CP-PARTITION' })).length === 1,
+        10_000,
+        'the connection recorded',
+      );
+      proxy.freeze();
+      // A charger gives up on a CALL after its own timeout (10 s here; the query deadline is 35 s).
+      const boot = await cp.call(
+        'BootNotification',
+        { chargePointVendor: 'VendorP', chargePointModel: 'ModelQ' },
+        { callTimeoutMs: 10_000 },
+      );
+      expect(boot).toMatchObject({ status: 'Accepted' });
+      proxy.thaw();
+      await waitFor(
+        async () => {
+          await cp.call('Heartbeat', {});
+          const row = await ctx.db('charge_points').where({ id: 'CP-PARTITION' }).first();
+          return row?.vendor === 'VendorP';
+        },
+        60_000,
+        'the boot recorded',
+      );
+      await cp.close({ force: true });
+    } finally {
+      proxy.thaw();
+      await api.api.ocpp.close();
+      await new Promise((r) => server.close(r));
+      await api.close();
+      await proxy.cut();
       await ctx.cleanup();
     }
   });

@@ -62,7 +62,10 @@ export class ChargePointRecorder {
     return (this.deps.now ?? Date.now)();
   }
 
-  /** Writes the record now, or waits for the write under way, which then writes the newest. */
+  /**
+   * Writes the record now, or waits for the write under way, which then writes the newest; within
+   * RECORD_RETRY_MS of a refusal, keeps it for a later call (heardFrom).
+   */
   private write(chargePointId: string, boot: BootRecord | null): Promise<void> {
     let entry = this.unrecorded.get(chargePointId);
     if (!entry) {
@@ -72,7 +75,9 @@ export class ChargePointRecorder {
     }
     // A boot written covers the connection; a reconnection keeps the boot not written yet.
     entry.boot = boot ?? entry.boot;
-    return entry.writing ?? this.start(chargePointId, entry);
+    if (entry.writing) return entry.writing;
+    // Within the backoff after a refusal it waits, as every record does, for a later call.
+    return this.now() < this.retryAt ? Promise.resolve() : this.start(chargePointId, entry);
   }
 
   private start(chargePointId: string, entry: Unrecorded): Promise<void> {

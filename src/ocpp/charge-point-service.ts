@@ -176,6 +176,9 @@ const whToKwh = (wh: number) => Math.round(wh) / 1000;
  */
 const CHECK_WAIT_MS = 500;
 
+/** A BootNotification waits this long at most for its record in PostgreSQL (see bootNotification). */
+const BOOT_RECORD_WAIT_MS = 2000;
+
 const startOf = (t: Transaction): TransactionStart => ({
   wh: t.meterStartWh,
   atMs: t.startedAt.getTime(),
@@ -312,9 +315,14 @@ export class ChargePointService {
     return { startedAt, reportedStartedAt: reported };
   }
 
-  /** A charge point connected: listed from now on, booted or not (see ChargePointRecorder). */
+  /**
+   * A charge point connected: listed from now on, booted or not (see ChargePointRecorder). What
+   * this process knew of its open transactions is read again: while connected to another replica
+   * it may have started or stopped one.
+   */
   connected(chargePointId: string): void {
     this.deps.recorder.connected(chargePointId);
+    this.openStarts.forget(chargePointId);
   }
 
   /** Any call of a charge point: what was not recorded of it is tried again (ChargePointRecorder). */
@@ -324,23 +332,32 @@ export class ChargePointService {
 
   async bootNotification(chargePointId: string, req: BootNotificationReq) {
     const at = this.now();
-    // The record is informative: a boot is accepted even while PostgreSQL or Redis is away.
+    const recorded = this.deps.recorder.booted({
+      id: chargePointId,
+      vendor: req.chargePointVendor,
+      model: req.chargePointModel,
+      serialNumber: req.chargePointSerialNumber ?? req.chargeBoxSerialNumber ?? null,
+      firmwareVersion: req.firmwareVersion ?? null,
+      lastBootAt: at,
+    });
+    // The record is informative: a boot is accepted even while PostgreSQL or Redis is away. It is
+    // waited for (a start dated by a lost clock is dated by it) but not past BOOT_RECORD_WAIT_MS:
+    // a PostgreSQL that does not answer held each boot to the query deadline (35 s), past the
+    // charger's own timeout. The record goes on (or is kept) meanwhile.
     await Promise.all([
-      this.deps.recorder.booted({
-        id: chargePointId,
-        vendor: req.chargePointVendor,
-        model: req.chargePointModel,
-        serialNumber: req.chargePointSerialNumber ?? req.chargeBoxSerialNumber ?? null,
-        firmwareVersion: req.firmwareVersion ?? null,
-        lastBootAt: at,
-      }),
+      withTimeout(recorded, BOOT_RECORD_WAIT_MS, 'boot record').catch(() => undefined),
       this.deps.state
         .booted(chargePointId, at)
         .catch((err: unknown) =>
           this.deps.logger.warn({ err, chargePointId }, 'boot not recorded in Redis'),
         ),
     ]);
-    return { status: 'Accepted', interval: HEARTBEAT_INTERVAL_S, currentTime: at.toISOString() };
+    // The time of the answer, which the charger sets its clock to: not of the boot's arrival.
+    return {
+      status: 'Accepted',
+      interval: HEARTBEAT_INTERVAL_S,
+      currentTime: this.now().toISOString(),
+    };
   }
 
   heartbeat() {
@@ -733,16 +750,16 @@ export class ChargePointService {
       if (atMs !== null && atMs < earliestMs) earliestMs = atMs;
     }
     if (earliestMs === Infinity || (open && earliestMs >= open.atMs)) return open;
-    const stopped =
+    const found =
       req.transactionId !== undefined
         ? await this.namedTransaction(chargePointId, req.transactionId)
         : await this.transactionAtLateSample(chargePointId, req.connectorId, earliestMs);
-    const stoppedHere =
-      stopped?.chargePointId === chargePointId &&
-      stopped.connectorId === req.connectorId &&
-      stopped.stoppedAt !== null &&
-      earliestMs <= stopped.stoppedAt.getTime();
-    return stoppedHere ? startOf(stopped) : open;
+    const here = found?.chargePointId === chargePointId && found.connectorId === req.connectorId;
+    // Open, though this process took the connector for idle (it started on another replica while
+    // the charge point was connected here too, or while PostgreSQL was away): held to it as well.
+    if (here && !open && found.stoppedAt === null) return startOf(found);
+    const stoppedHere = here && found.stoppedAt !== null && earliestMs <= found.stoppedAt.getTime();
+    return stoppedHere ? startOf(found) : open;
   }
 
   private namedTransaction(chargePointId: string, transactionId: number) {
