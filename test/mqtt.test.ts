@@ -516,6 +516,51 @@ describe('backpressure and redelivery', () => {
     }
   });
 
+  test('when QoS 1 messages are held while Redis is down and take every slot, then QoS 0 messages arriving meanwhile are dropped at once and counted, not lost unseen', async () => {
+    const redis = await OwnRedis.create();
+    const ownFlusher = await startTestFlusher(ctx, { redisUrl: redis.url });
+    const topicPrefix = `${prefix}-qos0-held`;
+    const held = await startConsumer('qos0-held', {
+      redisUrl: redis.url,
+      mqttTopicPrefix: topicPrefix,
+      mqttReceiveMaximum: 3,
+    });
+    const dropped = async () =>
+      sampleValue(await metrics(held), 'energy_mqtt_messages_rejected_total', {
+        reason: 'qos0_not_stored',
+      }) || 0;
+    try {
+      const topic = `${topicPrefix}/meters/M-qos0-held`;
+      let i = 0;
+      const send = (qos: 0 | 1) =>
+        publisher.publishAsync(topic, JSON.stringify(meter(undefined, 2000 + i++)), { qos });
+      await redis.kill('SIGKILL');
+      // Three QoS 1 messages wait, unacknowledged, for storage: every slot of the three.
+      void send(1);
+      void send(1);
+      void send(1);
+      await waitFor(
+        async () => sampleValue(await metrics(held), 'energy_mqtt_messages_unacknowledged') === 3,
+        10_000,
+        'three QoS 1 messages held',
+      );
+      for (let n = 0; n < 4; n++) await send(0);
+      await waitFor(async () => (await dropped()) === 4, 10_000, 'four QoS 0 messages counted');
+      // The QoS 1 messages are stored once Redis is back.
+      await redis.start();
+      await waitFor(
+        async () => (await historyOf('meter', 'M-qos0-held')).length === 3,
+        20_000,
+        'the held QoS 1 messages stored',
+      );
+      expect(await dropped()).toBe(4);
+    } finally {
+      await held.close();
+      await ownFlusher.close();
+      await redis.kill('SIGTERM');
+    }
+  });
+
   test('when two engine consumers share the subscription, then both receive part of the stream and every reading is stored once', async () => {
     const second = await startConsumer('second');
     try {

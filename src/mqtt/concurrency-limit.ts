@@ -10,6 +10,11 @@ export class ConcurrencyLimit {
 
   constructor(private readonly max: number) {}
 
+  /** Every slot taken: a task run now waits. */
+  get full(): boolean {
+    return this.active >= this.max;
+  }
+
   /** Runs `task` once a slot is free; rejects (AbortError) if `signal` aborts while waiting. */
   async run<T>(signal: AbortSignal, task: () => Promise<T>): Promise<T> {
     if (this.active >= this.max) await this.slot(signal);

@@ -87,9 +87,19 @@ export class MqttMessageHandler {
       return await this.handleDelivery({ ...message, once: true });
     } catch (err) {
       if (!(err instanceof NotStored)) throw err;
-      this.deps.metrics.onRejected('qos0_not_stored');
-      return REASON_SUCCESS; // nothing is sent for QoS 0
+      return this.dropped();
     }
+  }
+
+  /** Storage refuses for now: the gate is closed (messages that can wait, wait). */
+  get refusing(): boolean {
+    return !this.gate.isOpen;
+  }
+
+  /** A QoS 0 message not stored: dropped, as QoS 0 allows, and counted. */
+  dropped(): PubackReason {
+    this.deps.metrics.onRejected('qos0_not_stored');
+    return REASON_SUCCESS; // nothing is sent for QoS 0
   }
 
   /** Stops the retry gate's timers (the subscriber is closed first). */

@@ -16,6 +16,8 @@ import {
   REASON_SUCCESS,
   startAckAfterStoreSubscriber,
   type AckAfterStoreSubscriber,
+  type DeliveredMessage,
+  type PubackReason,
 } from './ack-after-store';
 import { watchBrokerDrops } from './broker-drops';
 import { ConcurrencyLimit } from './concurrency-limit';
@@ -70,6 +72,26 @@ export interface MqttIntake {
 
 const CLOSE_TIMEOUT_MS = 5000;
 
+/**
+ * A message handled once one of `limit`'s slots is free. QoS 0 has no redelivery to wait for:
+ * while storage refuses and the slots are taken (by QoS 1 messages held until it takes them), it
+ * is dropped at once, and one whose connection went while it waited for a slot is dropped too;
+ * both counted (qos0_not_stored), where before they were lost unseen.
+ */
+function handleWithin(
+  limit: ConcurrencyLimit,
+  messages: MqttMessageHandler,
+  message: DeliveredMessage,
+): Promise<PubackReason> {
+  const run = () => limit.run(message.signal, () => messages.handle(message));
+  if (message.qos !== 0) return run();
+  if (limit.full && messages.refusing) return Promise.resolve(messages.dropped());
+  return run().catch((err: unknown) => {
+    if ((err as Error)?.name === 'AbortError') return messages.dropped();
+    throw err;
+  });
+}
+
 export function startMqttIntake({
   config,
   role,
@@ -118,7 +140,7 @@ export function startMqttIntake({
     subscription: topics.subscription,
     receiveMaximum: config.mqttReceiveMaximum,
     sessionExpiryS: config.mqttSessionExpiryS,
-    handle: (message) => limit.run(message.signal, () => messages.handle(message)),
+    handle: (message) => handleWithin(limit, messages, message),
     logger: log,
     onConnection: (up) => metrics.onConnection(up),
     onAck: (reason, seconds) =>
