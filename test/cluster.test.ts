@@ -107,7 +107,10 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
     );
     await state.booted('CP-S1', new Date('2024-07-01T00:00:00Z'));
     const at = new Date();
-    await state.seen(ids, at);
+    await state.seen(
+      ids.map((chargePointId) => ({ chargePointId, connection: 'here', connectedAt: at })),
+      at,
+    );
     for (const id of ids) {
       expect(await redis.smembers(keys.chargePointConnectors(id))).toEqual(
         expect.arrayContaining(['1', '2']),

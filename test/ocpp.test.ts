@@ -4,6 +4,8 @@ import { RPCClient } from 'ocpp-rpc';
 import WebSocket from 'ws';
 import { generateKey } from '../src/auth/api-keys';
 import { ChargePointStore } from '../src/ocpp/charge-point-store';
+import { ChargePointState } from '../src/ocpp/charge-point-state';
+import { createRedisKeys } from '../src/redis-keys';
 import {
   serveTestApi,
   startTestApi,
@@ -186,6 +188,31 @@ describe('OCPP 1.6J charge points', () => {
     await expect(closed).resolves.toEqual({ code: 1000, reason: 'Replaced by a new connection' });
     expect(await newer.call('Heartbeat', {})).toEqual({ currentTime: expect.any(String) });
     expect(await replaced()).toBe(before + 1);
+  });
+
+  test('when a charge point id is connected to two replicas and one connection closes, then the one still open is shown connected again at its next refresh', async () => {
+    const state = new ChargePointState(
+      e.ctx.redis,
+      createRedisKeys(e.ctx.config.redisPrefix),
+      60_000,
+    );
+    const here = { chargePointId: 'CP-TWICE-LIVE', connection: 'here', connectedAt: new Date() };
+    await state.connected(here.chargePointId, here.connection, here.connectedAt);
+    // The same id connects to another replica (recorded last), then that connection closes.
+    await state.connected(here.chargePointId, 'there', new Date());
+    await state.disconnected(here.chargePointId, 'there', new Date());
+    expect(await state.get(here.chargePointId, new Date())).toMatchObject({ connected: false });
+    // This replica's refresh of its connections records the one still open.
+    await state.seen([here], new Date());
+    expect(await state.get(here.chargePointId, new Date())).toMatchObject({
+      connected: true,
+      connectedAt: here.connectedAt.toISOString(),
+    });
+    // A refresh does not take over a connection recorded since (the newest stays recorded).
+    await state.connected(here.chargePointId, 'newest', new Date());
+    await state.seen([here], new Date());
+    await state.disconnected(here.chargePointId, 'here', new Date());
+    expect(await state.get(here.chargePointId, new Date())).toMatchObject({ connected: true });
   });
 
   test('when a frame is not a CALL it can read, then the CALLERROR carries an OCPP 1.6 code', async () => {

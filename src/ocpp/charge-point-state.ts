@@ -60,6 +60,14 @@ export interface ConnectorStatus {
   at: string;
 }
 
+/** A charge point's connection to this process. */
+export interface LiveConnection {
+  chargePointId: string;
+  /** The connection's token, as `connected` recorded it. */
+  connection: string;
+  connectedAt: Date;
+}
+
 export interface ChargePointLiveState {
   connected: boolean;
   /** Since when it is connected, or when it was last seen. */
@@ -127,13 +135,22 @@ export class ChargePointState {
     );
   }
 
-  /** Marks these charge points as still connected here (one round trip for all of them). */
-  async seen(chargePointIds: string[], at: Date): Promise<void> {
-    if (chargePointIds.length === 0) return;
+  /**
+   * Marks these charge points as still connected here (one round trip for all of them). One whose
+   * recorded connection is gone is recorded with this one: a connection of the same id to another
+   * replica (two chargers sharing an id, a socket not closed) closed and took it away.
+   */
+  async seen(connections: LiveConnection[], at: Date): Promise<void> {
+    if (connections.length === 0) return;
     const seenAt = at.toISOString();
-    await sendEach(this.redis, chargePointIds, (id) =>
-      this.redis.hset(this.keys.chargePoint(id), 'lastSeenAt', seenAt),
-    );
+    await sendEach(this.redis, connections, ({ chargePointId, connection, connectedAt }) => {
+      const key = this.keys.chargePoint(chargePointId);
+      return Promise.all([
+        this.redis.hsetnx(key, 'connection', connection),
+        this.redis.hsetnx(key, 'connectedAt', connectedAt.toISOString()),
+        this.redis.hset(key, 'lastSeenAt', seenAt),
+      ]);
+    });
   }
 
   /**

@@ -12,7 +12,7 @@ import type RPCServerClient from 'ocpp-rpc/lib/server-client';
 import { findKey, type ApiKey } from '../auth/api-keys';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
-import type { ChargePointState } from './charge-point-state';
+import type { ChargePointState, LiveConnection } from './charge-point-state';
 import { ocppRpcFor, validatorWithoutEcho } from './ocpp-rpc';
 import {
   NotStoredError,
@@ -326,11 +326,13 @@ export function createOcppEndpoint({
   rpc.on('error', (err: Error) => logger.error({ err }, 'OCPP server error'));
   rpc.auth(authorizeUpgrade(config));
   const answer = answerCalls(service, logger);
-  const live = new Map<string, RPCServerClient>();
+  /** The charge points connected here, each with its connection (recorded again while it lives). */
+  const live = new Map<string, { client: RPCServerClient; connection: LiveConnection }>();
   let closing = false;
 
   const seenTimer = setInterval(() => {
-    state.seen([...live.keys()], new Date()).catch((err: unknown) => {
+    const here = [...live.values()].map((entry) => entry.connection);
+    state.seen(here, new Date()).catch((err: unknown) => {
       logger.debug({ err }, 'charge point presence not refreshed');
     });
   }, SEEN_INTERVAL_MS);
@@ -341,8 +343,9 @@ export function createOcppEndpoint({
     const connection = randomBytes(6).toString('hex');
     // A charge point that reconnects before its old connection is seen dead: keep the newest.
     // Two charge points configured with one id do this to each other, each time one reconnects.
-    const previous = live.get(id);
-    live.set(id, client);
+    const previous = live.get(id)?.client;
+    const connectedAt = new Date();
+    live.set(id, { client, connection: { chargePointId: id, connection, connectedAt } });
     if (previous) {
       metrics.onReplaced();
       logger.warn(
@@ -352,7 +355,7 @@ export function createOcppEndpoint({
       void previous.close({ code: 1000, reason: 'Replaced by a new connection' });
     }
     metrics.onConnections(live.size);
-    state.connected(id, connection, new Date()).catch((err: unknown) => {
+    state.connected(id, connection, connectedAt).catch((err: unknown) => {
       logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
     });
     service.connected(id);
@@ -363,7 +366,7 @@ export function createOcppEndpoint({
       if (sent !== null) sendRaw(sent);
     };
     client.once('close', ({ code }: { code: number }) => {
-      if (live.get(id) === client) live.delete(id);
+      if (live.get(id)?.client === client) live.delete(id);
       metrics.onConnections(live.size);
       logger.debug({ chargePointId: id, code }, 'charge point disconnected');
       state.disconnected(id, connection, new Date()).catch(() => undefined);
