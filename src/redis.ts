@@ -11,6 +11,15 @@ export interface RedisSettings {
 }
 
 /**
+ * A server that sends nothing for this long while commands wait for it is gone (its host vanished
+ * without closing the socket, as in a failover to another address): the connection is replaced
+ * (ioredis socketTimeout) instead of waiting, or timing every command out, until TCP gives up
+ * (about 15 min). Well past commandTimeout, and for the workers' connections past BullMQ's longest
+ * blocking wait (10 s), so a slow answer or an empty queue is not taken for a vanished server.
+ */
+const SILENT_SERVER_MS = { command: 5000, blocking: 20_000 };
+
+/**
  * Two kinds of connection:
  * - `command`: the API's connection. No offline queue, one retry per request and a command
  *   timeout, so a Redis outage (or a cluster failover) turns into a fast error and a 503 instead
@@ -24,8 +33,13 @@ function optionsFor(kind: 'command' | 'blocking'): RedisOptions {
     retryStrategy: (times) => Math.min(times * 100, 2000),
     reconnectOnError: isReplicaRefusal,
     ...(kind === 'command'
-      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000 }
-      : { maxRetriesPerRequest: null }),
+      ? {
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          commandTimeout: 2000,
+          socketTimeout: SILENT_SERVER_MS.command,
+        }
+      : { maxRetriesPerRequest: null, socketTimeout: SILENT_SERVER_MS.blocking }),
   };
 }
 
@@ -33,9 +47,13 @@ function optionsFor(kind: 'command' | 'blocking'): RedisOptions {
  * A write refused by a replica: the master this connection was opened to was demoted behind the
  * same address (a Sentinel or managed service's failover points the address at the new master,
  * and the old one keeps its connections). Such a connection is replaced, not kept refusing every
- * write for good; the command itself fails (a 503, or retried by the flusher).
+ * write for good; the command itself fails (a 503, or retried by the flusher). Redis 7 answers
+ * `READONLY You can't write...`; before 7 a write inside a script (most of the engine's and
+ * BullMQ's) came wrapped, `ERR Error running script ... -READONLY You can't write against a read
+ * only slave.`
  */
-const isReplicaRefusal = (err: Error): boolean => err.message.startsWith('READONLY ');
+export const isReplicaRefusal = (err: Error): boolean =>
+  /(^|-)READONLY You can't write against a read only (replica|slave)/.test(err.message);
 
 /** Credentials and TLS from REDIS_URL, for a cluster's nodes. */
 function credentialsOf(url: string): RedisOptions {
@@ -201,7 +219,8 @@ export function isRedisUnavailable(err: unknown): boolean {
   const text = typeof message === 'string' ? message : '';
   return (
     /^(Stream isn't writeable|Connection is closed|Reached the max retries)/.test(text) ||
-    (name === 'ReplyError' && /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY) /.test(text))
+    (name === 'ReplyError' && /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY) /.test(text)) ||
+    (err instanceof Error && isReplicaRefusal(err))
   );
 }
 

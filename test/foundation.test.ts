@@ -150,7 +150,12 @@ describe('health', () => {
     const flusher = await startTestFlusher(ctx);
     try {
       const ready = await request(flusher.flusher.healthApp).get('/health/ready').expect(200);
-      expect(ready.body.checks).toEqual({ postgres: 'ok', redis: 'ok', worker: 'ok' });
+      expect(ready.body.checks).toEqual({
+        postgres: 'ok',
+        redis: 'ok',
+        workerRedis: 'ok',
+        worker: 'ok',
+      });
       // Refused as the API refuses: JSON, no stack.
       const wrong = await request(flusher.flusher.healthApp).post('/metrics').expect(405);
       expect(wrong.body).toMatchObject({ error: 'method_not_allowed' });

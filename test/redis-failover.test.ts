@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { OwnRedis } from './helpers/own-redis';
 import { TcpProxy } from './helpers/tcp-proxy';
 import { startTestEngine, waitFor, type TestEngine } from './helpers/engine';
+import { isRedisUnavailable, isReplicaRefusal } from '../src/redis';
 
 const LOCALHOST = '127.0.0.1';
 
@@ -87,5 +88,72 @@ describe('a Redis failover behind the address the engine knows', () => {
       20_000,
       'every acknowledged reading in PostgreSQL',
     );
+  });
+
+  test('when the old master vanishes without a word (no answer, no error) and the address names the new one, then ingest and the flusher carry on with the new master', async () => {
+    const app = () => request(e.api.api.app);
+    // Whichever server is the master now (the test before swaps them) goes silent; its replica,
+    // in sync, is promoted.
+    const role = async (server: OwnRedis) => {
+      const admin = adminOf(server);
+      const info = await admin.info('replication');
+      admin.disconnect();
+      return /role:master/.test(info) ? 'master' : 'replica';
+    };
+    const [current, next] =
+      (await role(master)) === 'master' ? [master, replica] : [replica, master];
+    const [silent, promoted] = [adminOf(current), adminOf(next)];
+    try {
+      expect(await silent.wait(1, 5000)).toBe(1);
+      await promoted.replicaof('NO', 'ONE');
+    } finally {
+      silent.disconnect();
+      promoted.disconnect();
+    }
+    address.vanish({ host: LOCALHOST, port: next.port });
+    for (let minute = 10; minute <= 12; minute++) {
+      await waitFor(
+        async () => (await app().post('/v1/telemetry/ingest').send(reading(minute))).status === 202,
+        30_000,
+        `reading ${minute} acknowledged`,
+      );
+    }
+    const acknowledged = [10, 11, 12].map((minute) => reading(minute).timestamp);
+    await waitFor(
+      async () =>
+        (
+          await e.ctx
+            .db('telemetry_history')
+            .where({ device_id: 'M-failover' })
+            .whereIn('ts', acknowledged)
+        ).length === acknowledged.length,
+      60_000,
+      'every acknowledged reading in PostgreSQL',
+    );
+  });
+});
+
+describe('a write refused by a replica', () => {
+  const replyError = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' });
+
+  test('when Redis 7 or an earlier one says so, of a command or of a write inside a script, then it is taken for one (its connection is replaced) and for Redis unavailable (503)', () => {
+    const refusals = [
+      "READONLY You can't write against a read only replica.",
+      "READONLY You can't write against a read only replica. script: 9cafb5464f1264634c440ee2e365936bafa909b6, on @user_script:123.",
+      // Before Redis 7, a script's error came wrapped, and said "slave" until 5.
+      "ERR Error running script (call to f_9cafb5464f12): @user_script:123: @user_script: 123: -READONLY You can't write against a read only replica.",
+      "ERR Error running script (call to f_9cafb5464f12): @user_script:1: @user_script: 1: -READONLY You can't write against a read only slave.",
+    ];
+    for (const message of refusals) {
+      expect(isReplicaRefusal(replyError(message))).toBe(true);
+      expect(isRedisUnavailable(replyError(message))).toBe(true);
+    }
+    // A key or a value that happens to hold the word is not a refusal.
+    expect(isReplicaRefusal(replyError('ERR unknown command READONLY-ISH'))).toBe(false);
+    expect(
+      isReplicaRefusal(
+        replyError('WRONGTYPE Operation against a key holding the wrong kind of value'),
+      ),
+    ).toBe(false);
   });
 });

@@ -159,6 +159,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         checks: {
           postgres: schemaCheck,
           redis: redisReadiness(redis),
+          // The workers' own connection too: its commands alone tell it from a demoted master.
+          workerRedis: redisReadiness(deps.workerConnection),
           worker: async () => {
             if (!workers.isRunning()) throw new Error('a queue worker is not running');
           },
