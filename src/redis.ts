@@ -11,15 +11,6 @@ export interface RedisSettings {
 }
 
 /**
- * A server that sends nothing for this long while commands wait for it is gone (its host vanished
- * without closing the socket, as in a failover to another address): the connection is replaced
- * (ioredis socketTimeout) instead of waiting, or timing every command out, until TCP gives up
- * (about 15 min). Well past commandTimeout, and for the workers' connections past BullMQ's longest
- * blocking wait (10 s), so a slow answer or an empty queue is not taken for a vanished server.
- */
-const SILENT_SERVER_MS = { command: 5000, blocking: 20_000 };
-
-/**
  * Two kinds of connection:
  * - `command`: the API's connection. No offline queue, one retry per request and a command
  *   timeout, so a Redis outage (or a cluster failover) turns into a fast error and a 503 instead
@@ -33,13 +24,8 @@ function optionsFor(kind: 'command' | 'blocking'): RedisOptions {
     retryStrategy: (times) => Math.min(times * 100, 2000),
     reconnectOnError: isReplicaRefusal,
     ...(kind === 'command'
-      ? {
-          enableOfflineQueue: false,
-          maxRetriesPerRequest: 1,
-          commandTimeout: 2000,
-          socketTimeout: SILENT_SERVER_MS.command,
-        }
-      : { maxRetriesPerRequest: null, socketTimeout: SILENT_SERVER_MS.blocking }),
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000 }
+      : { maxRetriesPerRequest: null }),
   };
 }
 

@@ -9,8 +9,7 @@ interface Pair {
  * A TCP proxy in front of a real server (PostgreSQL here), for faults a test can switch on and off:
  * `cut()` drops every connection and refuses new ones, as a dead server does; `freeze()` keeps
  * every connection open but forwards nothing, as a vanished host or a network partition does (no
- * error, no answer); `restore()` / `thaw()` undo them; `retarget()` points it at another server,
- * `vanish()` too, freezing the connections open.
+ * error, no answer); `restore()` / `thaw()` undo them; `retarget()` points it at another server.
  */
 export class TcpProxy {
   private server: net.Server | null = null;
@@ -61,10 +60,6 @@ export class TcpProxy {
 
   freeze(): void {
     this.frozen = true;
-    this.pauseOpen();
-  }
-
-  private pauseOpen(): void {
     for (const pair of this.pairs) {
       pair.client.unpipe();
       pair.upstream?.unpipe();
@@ -75,15 +70,6 @@ export class TcpProxy {
 
   /** New connections go to `target`; those open stay where they are, as a moved address does. */
   retarget(target: { host: string; port: number }): void {
-    this.target = target;
-  }
-
-  /**
-   * The server's host vanishes and its address moves to `target`: the connections open get no
-   * answer, nor an error (as `freeze`), new ones go to `target`.
-   */
-  vanish(target: { host: string; port: number }): void {
-    this.pauseOpen();
     this.target = target;
   }
 
