@@ -59,7 +59,8 @@ test('a write PostgreSQL refused is tried again on a later call, once it is due,
 
 test('a boot arriving while an older one (or the connection) is written is written after it, and answered only then; a reconnection keeps an unwritten boot', async () => {
   const { store, writes } = heldStore();
-  const recorder = recorderOf(store);
+  let now = 0;
+  const recorder = recorderOf(store, () => now);
   recorder.connected('CP-1');
   void recorder.booted(boot('A'));
   let bootedB = false;
@@ -73,7 +74,11 @@ test('a boot arriving while an older one (or the connection) is written is writt
   writes[1].settle(false);
   await settled();
   expect(bootedB).toBe(true); // kept to be written later: answered all the same
-  // It reconnects without booting again: the boot not written is what is written.
+  // It reconnects without booting again: the boot not written is what is written, once the
+  // backoff after the refusal has passed (within it, kept for a later call, as every record is).
+  recorder.connected('CP-1');
+  expect(writes).toHaveLength(2);
+  now += RECORD_RETRY_MS;
   recorder.connected('CP-1');
   expect(writes[2].what).toBe('boot CP-1 B');
   writes[2].settle(true);
