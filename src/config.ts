@@ -22,6 +22,7 @@ import {
 } from './sessions/thresholds';
 import { DECIMAL, isNumberText, notationNote } from './schema/validator';
 import { StartupError } from './startup-error';
+import { COMMAND_TIMEOUT_MS } from './redis';
 
 export const ENERGY_READINGS_MODES = ['interval', 'cumulative'] as const;
 export type EnergyReadingsMode = (typeof ENERGY_READINGS_MODES)[number];
@@ -110,8 +111,10 @@ export const settingsSchema = Type.Object({
     description:
       'acknowledge readings only once they reached this many replicas (Redis `WAIT`), else `503`; readiness (also `/health/ready/ingest`) fails while no master has that many replicas in sync; 0: once on the master',
   }),
-  REDIS_WAIT_TIMEOUT_MS: integer(1000, 1, 60_000, {
-    description: 'how long `REDIS_WAIT_REPLICAS` waits for the replicas',
+  // WAIT is a command of the connection that stored the readings: past its command timeout it
+  // failed as Redis unavailable, not as replicas missing; the margin is its round trip.
+  REDIS_WAIT_TIMEOUT_MS: integer(1000, 1, COMMAND_TIMEOUT_MS - 500, {
+    description: `how long \`REDIS_WAIT_REPLICAS\` waits for the replicas (at most ${COMMAND_TIMEOUT_MS - 500}: a command to Redis fails after ${COMMAND_TIMEOUT_MS / 1000} s)`,
   }),
   REDIS_PREFIX: text('energy', {
     pattern: '^[A-Za-z0-9_.-]{1,64}$',

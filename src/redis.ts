@@ -10,6 +10,9 @@ export interface RedisSettings {
   redisClusterNodes: string;
 }
 
+/** A command connection's command fails after this long (a 503): a Redis that does not answer. */
+export const COMMAND_TIMEOUT_MS = 2000;
+
 /**
  * Two kinds of connection:
  * - `command`: the API's connection. No offline queue, one retry per request and a command
@@ -24,7 +27,7 @@ function optionsFor(kind: 'command' | 'blocking'): RedisOptions {
     retryStrategy: (times) => Math.min(times * 100, 2000),
     reconnectOnError: isReplicaRefusal,
     ...(kind === 'command'
-      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000 }
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS }
       : { maxRetriesPerRequest: null }),
   };
 }

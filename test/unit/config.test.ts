@@ -406,6 +406,13 @@ describe('configuration problems', () => {
     expect(problemsFor({ [name]: value })).toEqual([message]);
   });
 
+  test('when REDIS_WAIT_TIMEOUT_MS would outlast a Redis command, then the problem names it: the WAIT would fail as Redis unavailable, not as replicas missing', () => {
+    expect(problemsFor({ REDIS_WAIT_TIMEOUT_MS: '5000' })).toEqual([
+      expect.stringMatching(/^REDIS_WAIT_TIMEOUT_MS="?5000"?: expected .*1500/),
+    ]);
+    expect(problemsFor({ REDIS_WAIT_TIMEOUT_MS: '1500' })).toEqual([]);
+  });
+
   test('when MAX_BACKLOG_READINGS is below MAX_BATCH_READINGS, then the problem names it: a full request could never be admitted', () => {
     expect(problemsFor({ MAX_BACKLOG_READINGS: '10' })).toEqual([
       expect.stringMatching(
