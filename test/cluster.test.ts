@@ -43,6 +43,17 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
   let cluster: RedisClusterHandle;
   let e: TestEngine;
   const key = generateKey('gw', ['ingest', 'read', 'admin']);
+  /** `batches` requests of `size` meters' readings (`<prefix>-<i>`, minute `batch`), each a 202. */
+  const ingestMeters = async (prefix: string, batches: number, size: number) => {
+    for (let batch = 0; batch < batches; batch++) {
+      const readings = Array.from({ length: size }, (_, i) => meter(`${prefix}-${i}`, batch));
+      await request(e.api.api.app)
+        .post('/v1/telemetry/ingest')
+        .set('Authorization', `Bearer ${key.key}`)
+        .send(readings)
+        .expect(202);
+    }
+  };
 
   beforeAll(async () => {
     cluster = await startRedisCluster({ masters: 3, replicasPerMaster: 1 });
@@ -122,18 +133,11 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
   test('when readings are ingested, then they spread over the three shards (each on its own slot) and all reach PostgreSQL once', async () => {
     const shards = createRedisKeys(e.ctx.config.redisPrefix).shards(3);
     expect(new Set(shards.map((s) => s.slot)).size).toBe(3);
-    const app = request(e.api.api.app);
-    for (let batch = 0; batch < 12; batch++) {
-      const readings = Array.from({ length: 50 }, (_, i) => meter(`C-${i}`, batch));
-      await app
-        .post('/v1/telemetry/ingest')
-        .set('Authorization', `Bearer ${key.key}`)
-        .send(readings)
-        .expect(202);
-    }
+    await ingestMeters('C', 12, 50);
     await waitFor(() => drained(e, 3), 30_000, 'every shard to drain');
     const rows = await e.ctx.db('telemetry_history').count({ n: '*' });
     expect(Number(rows[0].n)).toBe(600);
+    const app = request(e.api.api.app);
     // Live state (hash-tagged buckets), the rate limiter and the report cache work across slots.
     const status = await app
       .get('/v1/meters/C-7/status')
@@ -249,14 +253,7 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
       30_000,
       'ingest readiness',
     );
-    for (let batch = 0; batch < 9; batch++) {
-      const readings = Array.from({ length: 20 }, (_, i) => meter(`AFTER-${i}`, batch));
-      await api
-        .post('/v1/telemetry/ingest')
-        .set('Authorization', `Bearer ${key.key}`)
-        .send(readings)
-        .expect(202);
-    }
+    await ingestMeters('AFTER', 9, 20);
     await waitFor(() => drained(e, 3), WEDGED_AFTER_MS + 30_000, 'every shard to drain again');
   }, 120_000);
 

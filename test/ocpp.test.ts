@@ -2569,6 +2569,28 @@ describe('OCPP while Redis is down', () => {
 });
 
 describe('OCPP while PostgreSQL is down', () => {
+  /** An API of its own serving OCPP, its PostgreSQL behind a proxy the test cuts or freezes. */
+  async function apiBehindProxy() {
+    const ctx = await createTestContext();
+    const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);
+    const api = await startTestApi(ctx, { databaseUrl: proxy.rewrite(ctx.config.databaseUrl) });
+    const { server, url } = await serveTestApi(api);
+    api.api.ocpp.attach(server);
+    return {
+      ctx,
+      proxy,
+      api,
+      url,
+      async stop() {
+        await api.api.ocpp.close();
+        await new Promise((r) => server.close(r));
+        await api.close();
+        await proxy.cut();
+        await ctx.cleanup();
+      },
+    };
+  }
+
   test('when a replica writes a boot it kept through the outage after another wrote a newer one, then the newer stays', async () => {
     const ctx = await createTestContext();
     try {
@@ -2593,11 +2615,7 @@ describe('OCPP while PostgreSQL is down', () => {
   });
 
   test("when PostgreSQL stops answering (a partition), then a BootNotification is answered all the same, within the charger's own timeout, and its record is written once PostgreSQL answers", async () => {
-    const ctx = await createTestContext();
-    const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);
-    const api = await startTestApi(ctx, { databaseUrl: proxy.rewrite(ctx.config.databaseUrl) });
-    const { server, url } = await serveTestApi(api);
-    api.api.ocpp.attach(server);
+    const { ctx, proxy, url, stop } = await apiBehindProxy();
     try {
       // Connected first, so its connection's record is written: the boot's alone meets the freeze.
       const cp = await chargePoint({ url }, 'CP-PARTITION');
@@ -2627,20 +2645,12 @@ describe('OCPP while PostgreSQL is down', () => {
       await cp.close({ force: true });
     } finally {
       proxy.thaw();
-      await api.api.ocpp.close();
-      await new Promise((r) => server.close(r));
-      await api.close();
-      await proxy.cut();
-      await ctx.cleanup();
+      await stop();
     }
   });
 
   test('when a charge point connects and boots during the outage, then its connectors are guarded at once, and it is listed with its boot once PostgreSQL is back', async () => {
-    const ctx = await createTestContext();
-    const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);
-    const api = await startTestApi(ctx, { databaseUrl: proxy.rewrite(ctx.config.databaseUrl) });
-    const { server, url } = await serveTestApi(api);
-    api.api.ocpp.attach(server);
+    const { proxy, api, url, stop } = await apiBehindProxy();
     const app = api.api.app;
     try {
       await proxy.cut();
@@ -2672,11 +2682,7 @@ describe('OCPP while PostgreSQL is down', () => {
       expect(described.body).toMatchObject({ vendor: 'VendorX', model: 'ModelY' });
       await cp.close({ force: true });
     } finally {
-      await api.api.ocpp.close();
-      await new Promise((r) => server.close(r));
-      await api.close();
-      await proxy.cut();
-      await ctx.cleanup();
+      await stop();
     }
   });
 });

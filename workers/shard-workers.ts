@@ -209,8 +209,13 @@ export class ShardWorkers {
    */
   private async closeWorker(entry: ShardWorker): Promise<void> {
     if (entry.activity.inFlight > 0) return entry.worker.close();
-    await withTimeout(entry.worker.close(true), WEDGED_CLOSE_WAIT_MS, 'closing a worker').catch(
-      (err: unknown) => this.deps.logger.warn({ err }, 'idle worker not closed: left behind'),
+    await this.closeAtOnce(entry.worker, 'idle worker');
+  }
+
+  /** Closes a worker holding no job without waiting for it past WEDGED_CLOSE_WAIT_MS. */
+  private async closeAtOnce(worker: Worker<IngestJobData, FlushResult>, what: string) {
+    await withTimeout(worker.close(true), WEDGED_CLOSE_WAIT_MS, `closing the ${what}`).catch(
+      (err: unknown) => this.deps.logger.warn({ err }, `${what} not closed: left behind`),
     );
   }
 
@@ -225,9 +230,7 @@ export class ShardWorkers {
     entry.worker = this.createWorker(entry.keys, entry.activity);
     this.runWorker(entry.worker);
     if (this.paused) void entry.worker.pause(true);
-    await withTimeout(wedged.close(true), WEDGED_CLOSE_WAIT_MS, 'closing a wedged worker').catch(
-      (err: unknown) => this.deps.logger.warn({ err }, 'wedged worker not closed: left behind'),
-    );
+    await this.closeAtOnce(wedged, 'wedged worker');
   }
 
   private run(worker: Worker<IngestJobData, FlushResult>, mover: IntakeMover): void {

@@ -17,7 +17,7 @@ export class ConcurrencyLimit {
 
   /** Runs `task` once a slot is free; rejects (AbortError) if `signal` aborts while waiting. */
   async run<T>(signal: AbortSignal, task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.max) await this.slot(signal);
+    if (this.full) await this.slot(signal);
     else this.active += 1;
     try {
       return await task();
