@@ -14,6 +14,7 @@ import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState, LiveConnection } from './charge-point-state';
 import { ocppRpcFor, validatorWithoutEcho } from './ocpp-rpc';
+import { PresenceRefresh } from './presence-refresh';
 import {
   NotStoredError,
   RefusedCallError,
@@ -116,8 +117,10 @@ export function asOcpp16Frame(frame: string): string | null {
   return JSON.stringify(message);
 }
 
-/** How often this process tells Redis its charge points are still connected. */
+/** How often this process tells Redis each of its charge points is still connected. */
 const SEEN_INTERVAL_MS = 30_000;
+/** Slices of the interval: a thirtieth of the charge points is told each second. */
+const SEEN_TICKS = 30;
 
 /** The charge point id of an upgrade URL `/ocpp/{id}` (query ignored), or null. */
 export function chargePointIdOf(url: string | undefined): string | null {
@@ -330,32 +333,35 @@ export function createOcppEndpoint({
   const live = new Map<string, { client: RPCServerClient; connection: LiveConnection }>();
   let closing = false;
 
-  const seenTimer = setInterval(() => {
-    const here = [...live.values()].map((entry) => entry.connection);
-    state.seen(here, new Date()).catch((err: unknown) => {
-      logger.debug({ err }, 'charge point presence not refreshed');
-    });
-  }, SEEN_INTERVAL_MS);
-  seenTimer.unref();
+  const presence = new PresenceRefresh(
+    (connections) =>
+      state.seen(connections, new Date()).catch((err: unknown) => {
+        logger.debug({ err }, 'charge point presence not refreshed');
+      }),
+    { intervalMs: SEEN_INTERVAL_MS, ticks: SEEN_TICKS },
+  );
+  presence.start();
 
   rpc.on('client', (client: RPCServerClient) => {
     const id = client.identity as string;
     const connection = randomBytes(6).toString('hex');
     // A charge point that reconnects before its old connection is seen dead: keep the newest.
     // Two charge points configured with one id do this to each other, each time one reconnects.
-    const previous = live.get(id)?.client;
-    const connectedAt = new Date();
-    live.set(id, { client, connection: { chargePointId: id, connection, connectedAt } });
+    const previous = live.get(id);
+    const here: LiveConnection = { chargePointId: id, connection, connectedAt: new Date() };
+    live.set(id, { client, connection: here });
+    if (previous) presence.remove(previous.connection);
+    presence.add(here);
     if (previous) {
       metrics.onReplaced();
       logger.warn(
         { chargePointId: id },
         'charge point connected again while connected: the older connection is closed (if this repeats, two charge points share this id)',
       );
-      void previous.close({ code: 1000, reason: 'Replaced by a new connection' });
+      void previous.client.close({ code: 1000, reason: 'Replaced by a new connection' });
     }
     metrics.onConnections(live.size);
-    state.connected(id, connection, connectedAt).catch((err: unknown) => {
+    state.connected(id, connection, here.connectedAt).catch((err: unknown) => {
       logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
     });
     service.connected(id);
@@ -367,6 +373,7 @@ export function createOcppEndpoint({
     };
     client.once('close', ({ code }: { code: number }) => {
       if (live.get(id)?.client === client) live.delete(id);
+      presence.remove(here);
       metrics.onConnections(live.size);
       logger.debug({ chargePointId: id, code }, 'charge point disconnected');
       state.disconnected(id, connection, new Date()).catch(() => undefined);
@@ -389,7 +396,7 @@ export function createOcppEndpoint({
     connected: () => live.size,
     async close() {
       closing = true;
-      clearInterval(seenTimer);
+      presence.stop();
       // Calls in progress finish (their readings are stored and answered); then every socket
       // closes as "going away", and charge points reconnect to another replica.
       await rpc.close({ code: 1001, reason: 'Server shutting down', awaitPending: true });
