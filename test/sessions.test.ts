@@ -1072,6 +1072,56 @@ describe('the fleet report ranked by sessions', () => {
   });
 });
 
+describe('paging the fleet report ranked by sessions', () => {
+  test('when the fleet sessions change between pages, then every page is cut from the ranking of the first', async () => {
+    // No copy in the process: the fleet sessions' cache entry is taken away in Redis below, as
+    // its expiry would (cached apart, it may expire between two pages of one ranking).
+    const e = await startTestEngine({
+      ANALYTICS_CACHE_TTL_S: '300',
+      ANALYTICS_CACHE_LOCAL_KB: '0',
+    });
+    try {
+      for (const id of ['a', 'b', 'c'])
+        await map(e, `V-p${id}`, `M-p${id}`, '2024-05-01T00:00:00Z');
+      await ingest(e, [
+        ...['a', 'b', 'c'].flatMap((id) => [
+          ...every(5, at('23', '08:00'), at('23', '09:00'), vehicle(`V-p${id}`, 0.9)),
+          ...every(5, at('23', '08:00'), at('23', '09:00'), meter(`M-p${id}`, 1)),
+        ]),
+      ]);
+      const query = 'from=2024-05-23T00:00:00Z&to=2024-05-24T00:00:00Z';
+      const get = async (path: string) => (await request(e.api.api.app).get(path).expect(200)).body;
+      const first = await get(`/v1/analytics/fleet?${query}&rank=session&limit=1`);
+      expect(first.vehicles.map((v: { vehicleId: string }) => v.vehicleId)).toEqual(['V-pa']);
+
+      // V-pc's session becomes the fleet's worst, and its sessions are computed again.
+      await ingest(e, [meter('M-pc', 10)(at('23', '08:30') + 30_000)]);
+      const sessionKeys = await e.ctx.redis.keys(
+        `${e.ctx.config.redisPrefix}:analytics:sessions:*`,
+      );
+      expect(sessionKeys.length).toBeGreaterThan(0);
+      await e.ctx.redis.del(...sessionKeys);
+
+      const pages = [first];
+      while (pages[pages.length - 1].nextCursor)
+        pages.push(
+          await get(
+            `/v1/analytics/fleet?cursor=${encodeURIComponent(pages[pages.length - 1].nextCursor)}`,
+          ),
+        );
+      expect(
+        pages.flatMap((p) => p.vehicles.map((v: { vehicleId: string }) => v.vehicleId)),
+      ).toEqual(['V-pa', 'V-pb', 'V-pc']);
+      // A new ranking, once the cached one is gone, has V-pc first.
+      await e.ctx.redis.del(...(await e.ctx.redis.keys(`${e.ctx.config.redisPrefix}:analytics:*`)));
+      const fresh = await get(`/v1/analytics/fleet?${query}&rank=session&limit=1`);
+      expect(fresh.vehicles.map((v: { vehicleId: string }) => v.vehicleId)).toEqual(['V-pc']);
+    } finally {
+      await e.stop();
+    }
+  });
+});
+
 describe('sessions whose efficiencies round to the same figure', () => {
   test('when one is worse before rounding, then it ranks first everywhere, as it is the one that alerts', async () => {
     const e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });

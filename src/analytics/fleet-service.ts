@@ -93,40 +93,60 @@ export class FleetService {
     return worst;
   }
 
+  /**
+   * The window's snapshot in the rank asked for, from the cache or made and cached: a ranking by
+   * session is cached whole as well, so the pages of one are cut from it, as those of the
+   * efficiency ranking are. Ranked at each page from the fleet's sessions, cached apart and on a
+   * clock of their own, a page could follow another ranking than the page before (a vehicle
+   * listed twice, another never).
+   */
+  private async snapshot(
+    from: Date,
+    to: Date,
+    rank: FleetScope['rank'],
+  ): Promise<{ snapshot: FleetSnapshot; cache: FleetReport['cache'] }> {
+    const { config, cache } = this.deps;
+    // v4: an idle vehicle's efficiency is null; a release never reads another's snapshots.
+    const variant = `fleet-v4:${config.energyReadings}${rank === 'session' ? ':by-session' : ''}`;
+    const key = this.deps.keys.analyticsCache('fleet', from.getTime(), to.getTime(), variant);
+    const cached = await cache.get(key);
+    if (cached) return { snapshot: cached, cache: 'hit' };
+    const snapshot =
+      rank === 'session'
+        ? await this.rankedBySession(from, to)
+        : this.toSnapshot(await this.deps.store.fleet(from, to, config.energyReadings));
+    cache.set(key, snapshot);
+    return { snapshot, cache: cache.enabled ? 'miss' : 'off' };
+  }
+
+  /** The efficiency snapshot in its vehicles' worst sessions' order, each with that session. */
+  private async rankedBySession(from: Date, to: Date): Promise<FleetSnapshot> {
+    const [{ snapshot }, worst] = await Promise.all([
+      this.snapshot(from, to, 'efficiency'),
+      this.worstSessions(from, to),
+    ]);
+    // In the sessions' own order (by efficiency before rounding); vehicles without one last.
+    const rankOf = new Map([...worst.keys()].map((vehicleId, i) => [vehicleId, i]));
+    const vehicles = snapshot.vehicles
+      .map((v) => ({ ...v, worstSession: worst.get(v.vehicleId) ?? null }))
+      .sort(
+        (a, b) =>
+          (rankOf.get(a.vehicleId) ?? Infinity) - (rankOf.get(b.vehicleId) ?? Infinity) ||
+          (a.vehicleId < b.vehicleId ? -1 : 1),
+      );
+    return { ...snapshot, vehicles };
+  }
+
   async report(
     { from, to, below, rank }: FleetScope,
     page: { limit: number; offset: number },
   ): Promise<FleetReport> {
     const { config } = this.deps;
-    const key = this.deps.keys.analyticsCache(
-      'fleet',
-      from.getTime(),
-      to.getTime(),
-      // v4: an idle vehicle's efficiency is null; a release never reads another's snapshots.
-      `fleet-v4:${config.energyReadings}`,
-    );
-    let snapshot = await this.deps.cache.get(key);
-    const cache: FleetReport['cache'] = snapshot ? 'hit' : this.deps.cache.enabled ? 'miss' : 'off';
-    if (!snapshot) {
-      snapshot = this.toSnapshot(await this.deps.store.fleet(from, to, config.energyReadings));
-      this.deps.cache.set(key, snapshot);
-    }
-    let withAlerts: FleetVehicle[] = snapshot.vehicles.map(({ exactEfficiency, ...v }) => ({
+    const { snapshot, cache } = await this.snapshot(from, to, rank);
+    const withAlerts: FleetVehicle[] = snapshot.vehicles.map(({ exactEfficiency, ...v }) => ({
       ...v,
       alert: exactEfficiency === null ? null : isBelow(exactEfficiency, below),
     }));
-    if (rank === 'session') {
-      const worst = await this.worstSessions(from, to);
-      // In the sessions' own order (by efficiency before rounding); vehicles without one last.
-      const rankOf = new Map([...worst.keys()].map((vehicleId, i) => [vehicleId, i]));
-      withAlerts = withAlerts
-        .map((v) => ({ ...v, worstSession: worst.get(v.vehicleId) ?? null }))
-        .sort(
-          (a, b) =>
-            (rankOf.get(a.vehicleId) ?? Infinity) - (rankOf.get(b.vehicleId) ?? Infinity) ||
-            (a.vehicleId < b.vehicleId ? -1 : 1),
-        );
-    }
     const next = page.offset + page.limit;
     return {
       window: { from: from.toISOString(), to: to.toISOString() },
