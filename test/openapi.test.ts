@@ -189,6 +189,10 @@ describe('the API document', () => {
     const page = await app().get('/docs').expect(200);
     expect(page.text).toMatch(/swagger-ui-bundle\.js/);
     await app().get('/docs/assets/swagger-ui-bundle.js').expect(200);
+    // Its icons are named, so a browser does not ask for /favicon.ico (a 404 in its console).
+    const icons = [...page.text.matchAll(/<link rel="icon"[^>]* href="([^"]+)"/g)].map((m) => m[1]);
+    expect(icons).toHaveLength(2);
+    for (const icon of icons) await app().get(icon).expect(200);
     expect((await app().get('/docs/init.js').expect(200)).text).toMatch(/\/openapi\.json/);
   });
 

@@ -12,7 +12,9 @@ import { methodNotAllowed } from './mount-routes';
 
 const DOCS_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Energy Ingestion Engine API</title>
-<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+<link rel="icon" type="image/png" sizes="32x32" href="/docs/assets/favicon-32x32.png">
+<link rel="icon" type="image/png" sizes="16x16" href="/docs/assets/favicon-16x16.png"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
 <script src="/docs/init.js"></script></body></html>`;
