@@ -387,6 +387,8 @@ describe('performance report, interval readings', () => {
     const second = await report(e, 'V-sh2', window).expect(200);
     expect(second.body.energy).toMatchObject({ acConsumedKwh: 6, dcDeliveredKwh: 4.8 });
     expect(second.body.warnings).toEqual([
+      // Mapped from 11:00 on: its AC before is unknown, its DC counts the whole window.
+      'Vehicle V-sh2 was mapped to no meter between 2024-09-01T10:00:00.000Z and 2024-09-01T11:00:00.000Z: its AC energy then is unknown, while its DC counts',
       'Meter M-sh was mapped to vehicle V-sh1 too between 2024-09-01T11:00:00.000Z and 2024-09-01T12:00:00.000Z: its AC energy counts in each of their reports',
     ]);
     // Before the second mapping the meter was the first vehicle's alone.

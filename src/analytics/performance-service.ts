@@ -105,6 +105,11 @@ export class PerformanceService {
         `Vehicle ${vehicleId} is mapped to no meter in this window, so AC energy is unknown`,
       );
     }
+    for (const gap of unmappedStretches(from, to, meters)) {
+      warnings.push(
+        `Vehicle ${vehicleId} was mapped to no meter between ${gap.from.toISOString()} and ${gap.to.toISOString()}: its AC energy then is unknown, while its DC counts`,
+      );
+    }
     for (const m of meters.filter((w) => w.readings === 0)) {
       warnings.push(
         `Meter ${m.deviceId} sent no readings between ${m.from.toISOString()} and ${m.to.toISOString()}`,
@@ -167,6 +172,27 @@ export class PerformanceService {
       ...(bucket === 'hour' ? { series: hourlySeries(from, to, rows) } : {}),
     };
   }
+}
+
+/**
+ * The stretches of [from, to) that none of the meter periods covers (none when no period is: that
+ * is said on its own). A vehicle is mapped from its first `since` on, so this is the window's
+ * start before it.
+ */
+export function unmappedStretches(
+  from: Date,
+  to: Date,
+  periods: readonly { from: Date; to: Date }[],
+): { from: Date; to: Date }[] {
+  if (periods.length === 0) return [];
+  const stretches: { from: Date; to: Date }[] = [];
+  let coveredTo = from.getTime();
+  for (const p of [...periods].sort((a, b) => a.from.getTime() - b.from.getTime())) {
+    if (p.from.getTime() > coveredTo) stretches.push({ from: new Date(coveredTo), to: p.from });
+    coveredTo = Math.max(coveredTo, p.to.getTime());
+  }
+  if (coveredTo < to.getTime()) stretches.push({ from: new Date(coveredTo), to });
+  return stretches;
 }
 
 /** One entry per hour touching the window: AC of the meters mapped then, DC, temperature, SoC. */
