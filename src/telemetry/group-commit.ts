@@ -4,20 +4,10 @@ interface Waiter {
   readings: Reading[];
   resolve: () => void;
   reject: (err: unknown) => void;
-  /** When it was added (epoch ms). */
-  addedAt: number;
 }
 
 /** Stores batches of readings durably (one queue job per batch); resolves once all are stored. */
 export type StoreBatches = (batches: Reading[][]) => Promise<void>;
-
-/** Readings refused unsent: they waited `maxWaitMs` behind stores that did not finish sooner. */
-export class WaitedTooLongError extends Error {
-  constructor(waitedMs: number) {
-    super(`readings waited ${waitedMs} ms behind earlier stores, and were not sent`);
-    this.name = 'WaitedTooLongError';
-  }
-}
 
 /**
  * Group commit: concurrent requests share queue jobs. While `maxStoresInFlight` stores are in
@@ -42,13 +32,6 @@ export class GroupCommitBuffer {
        * process works while Redis does instead of taking turns with it. Default 1.
        */
       maxStoresInFlight?: number;
-      /**
-       * Readings that waited this long for a store are refused without being sent (so surely not
-       * stored): behind stores that each take their deadline to fail (Redis stalled), a request
-       * is answered when its own would fail, not one store later. Default: no limit.
-       */
-      maxWaitMs?: number;
-      now?: () => number;
     },
     private readonly onStored: (readings: number, batches: number) => void = () => undefined,
   ) {}
@@ -61,7 +44,7 @@ export class GroupCommitBuffer {
   add(readings: Reading[]): Promise<void> {
     if (readings.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.waiting.push({ readings, resolve, reject, addedAt: this.now() });
+      this.waiting.push({ readings, resolve, reject });
       this.waitingReadings += readings.length;
       if (this.loops < (this.options.maxStoresInFlight ?? 1)) this.startLoop();
     });
@@ -82,8 +65,7 @@ export class GroupCommitBuffer {
     // Let requests that arrive in the same tick join the first store.
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.waiting.length > 0) {
-      const group = this.refuseOverdue(this.takeGroup());
-      if (group.length === 0) continue;
+      const group = this.takeGroup();
       const readings = group.flatMap((w) => w.readings);
       const batches = chunk(readings, this.options.batchSize);
       try {
@@ -95,23 +77,6 @@ export class GroupCommitBuffer {
       }
     }
     this.loops -= 1;
-  }
-
-  private now(): number {
-    return (this.options.now ?? Date.now)();
-  }
-
-  /** Refuses the waiters that waited maxWaitMs or longer; returns the others. */
-  private refuseOverdue(group: Waiter[]): Waiter[] {
-    const { maxWaitMs } = this.options;
-    if (maxWaitMs === undefined) return group;
-    const now = this.now();
-    return group.filter((w) => {
-      const waited = now - w.addedAt;
-      if (waited < maxWaitMs) return true;
-      w.reject(new WaitedTooLongError(waited));
-      return false;
-    });
   }
 
   /** Takes whole requests until the group would pass the per-store cap (always at least one). */

@@ -49,12 +49,6 @@ export const noValidReadings = (errors: readonly ItemError[]) => ({
 
 /** A Redis that accepts connections but does not answer must still give a fast 503. */
 const ENQUEUE_TIMEOUT_MS = 1000;
-/**
- * How long readings may wait for a store before they are refused unsent: behind stores that each
- * take ENQUEUE_TIMEOUT_MS to fail (a stalled Redis), a request is answered within 1.5 s, not 2.
- * A healthy store takes milliseconds.
- */
-const MAX_WAIT_FOR_STORE_MS = ENQUEUE_TIMEOUT_MS / 2;
 
 /** The job holding the readings did not reach REDIS_WAIT_REPLICAS replicas in time. */
 export class NotReplicatedError extends Error {
@@ -195,13 +189,7 @@ export class IngestService {
       validator: ReadingValidator;
       admission: IngestAdmission;
       storeBatches: StoreBatches;
-      config: {
-        maxBatchReadings: number;
-        queueBatchReadings: number;
-        /** With REDIS_WAIT_REPLICAS a store waits for the replicas too: so may readings behind it. */
-        redisWaitReplicas?: number;
-        redisWaitTimeoutMs?: number;
-      };
+      config: { maxBatchReadings: number; queueBatchReadings: number };
       logger: Logger;
       metrics?: IngestMetrics;
       /**
@@ -218,9 +206,6 @@ export class IngestService {
         maxBatchesPerStore: 20,
         // Two: the requests parsed while one store is in Redis are stored at once, not after it.
         maxStoresInFlight: 2,
-        maxWaitMs:
-          MAX_WAIT_FOR_STORE_MS +
-          (deps.config.redisWaitReplicas ? (deps.config.redisWaitTimeoutMs ?? 0) : 0),
       },
       (readings, jobs) => this.metrics.onBatchStored(readings, jobs),
     );
