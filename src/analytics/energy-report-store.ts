@@ -546,6 +546,16 @@ export class EnergyReportStore {
     return Boolean(row.rows[0].found);
   }
 
+  /** Whether the vehicle has a reading in [from, to): one primary-key range probe. */
+  async vehicleReadsBetween(vehicleId: string, from: Date, to: Date): Promise<boolean> {
+    const row = await this.db.raw(
+      `SELECT EXISTS (SELECT 1 FROM telemetry_history WHERE device_type = 'vehicle'
+         AND device_id = ? AND ts >= ? AND ts < ?) AS found`,
+      [vehicleId, from, to],
+    );
+    return Boolean(row.rows[0].found);
+  }
+
   /** The whole fleet over [from, to) in one statement. */
   async fleet(from: Date, to: Date, mode: EnergyReadingsMode): Promise<FleetRow[]> {
     const { sql, bindings } = bind(FLEET_REPORT, {

@@ -72,7 +72,7 @@ export class FleetService {
       keys: RedisKeys;
       config: { energyReadings: EnergyReadingsMode };
       /** The fleet's charging sessions in a window, for ranking by the worst one. */
-      sessions: { ofFleet(from: Date, to: Date): Promise<{ sessions: Session[] }> };
+      sessions: { ofFleetComputed(from: Date, to: Date): Promise<Session[]> };
     },
   ) {}
 
@@ -80,7 +80,7 @@ export class FleetService {
   private async worstSessions(from: Date, to: Date): Promise<Map<string, WorstSession>> {
     const worst = new Map<string, WorstSession>();
     // Sessions come worst first: the first one seen of each vehicle is its worst.
-    for (const s of (await this.deps.sessions.ofFleet(from, to)).sessions) {
+    for (const s of await this.deps.sessions.ofFleetComputed(from, to)) {
       if (s.efficiency === null || worst.has(s.vehicleId)) continue;
       worst.set(s.vehicleId, {
         id: s.id,
@@ -119,12 +119,18 @@ export class FleetService {
     return { snapshot, cache: cache.enabled ? 'miss' : 'off' };
   }
 
-  /** The efficiency snapshot in its vehicles' worst sessions' order, each with that session. */
+  /**
+   * The fleet in its vehicles' worst sessions' order, each with that session. Both computed now,
+   * not taken from the caches of the efficiency ranking and of the fleet's sessions: made of
+   * those, this ranking, cached in turn, was served up to twice the cache's lifetime after they
+   * were computed. (So the two rankings of one window may be a cache lifetime apart.)
+   */
   private async rankedBySession(from: Date, to: Date): Promise<FleetSnapshot> {
-    const [{ snapshot }, worst] = await Promise.all([
-      this.snapshot(from, to, 'efficiency'),
+    const [rows, worst] = await Promise.all([
+      this.deps.store.fleet(from, to, this.deps.config.energyReadings),
       this.worstSessions(from, to),
     ]);
+    const snapshot = this.toSnapshot(rows);
     // In the sessions' own order (by efficiency before rounding); vehicles without one last.
     const rankOf = new Map([...worst.keys()].map((vehicleId, i) => [vehicleId, i]));
     const vehicles = snapshot.vehicles

@@ -78,6 +78,25 @@ export class PerformanceService {
     }
   }
 
+  /**
+   * The stretches of the window mapped to no meter in which the vehicle sent readings (their DC
+   * counts against no AC); a stretch before a fleet's vehicle existed is not worth a word. A
+   * window with one costs a probe of history; others none.
+   */
+  private async unmappedWithReadings(
+    vehicleId: string,
+    from: Date,
+    to: Date,
+    meters: WindowRow[],
+  ): Promise<{ from: Date; to: Date }[]> {
+    const stretches = unmappedStretches(from, to, meters);
+    if (stretches.length === 0) return [];
+    const read = await Promise.all(
+      stretches.map((s) => this.deps.store.vehicleReadsBetween(vehicleId, s.from, s.to)),
+    );
+    return stretches.filter((_, i) => read[i]);
+  }
+
   private async compute(
     vehicleId: string,
     from: Date,
@@ -105,7 +124,7 @@ export class PerformanceService {
         `Vehicle ${vehicleId} is mapped to no meter in this window, so AC energy is unknown`,
       );
     }
-    for (const gap of unmappedStretches(from, to, meters)) {
+    for (const gap of await this.unmappedWithReadings(vehicleId, from, to, meters)) {
       warnings.push(
         `Vehicle ${vehicleId} was mapped to no meter between ${gap.from.toISOString()} and ${gap.to.toISOString()}: its AC energy then is unknown, while its DC counts`,
       );
