@@ -67,6 +67,8 @@ const expectRatioShown = (text: string | undefined, ratio: number | null) =>
 /** The energy chart's legend (its tooltip) for one hour of the window: its efficiency as shown. */
 async function legendEfficiencyAt(p: Page, hour: number, hours: number): Promise<string> {
   const energyFigure = p.locator('#efficiency .chart-figure').first();
+  // The mouse reaches only what is on screen (warnings above may push the chart down).
+  await energyFigure.locator('.u-over').scrollIntoViewIfNeeded();
   const box = await energyFigure.locator('.u-over').boundingBox();
   if (!box) throw new Error('the energy chart has no plot area');
   // Each hour is drawn at its middle, the x range spanning whole hours.
@@ -76,6 +78,67 @@ async function legendEfficiencyAt(p: Page, hour: number, hours: number): Promise
     .filter({ has: p.locator('th', { hasText: /^Efficiency$/ }) })
     .locator('.u-value');
   return (await value.textContent()) ?? '';
+}
+
+/** A point that stands out: a solid dot (about 40 px of its colour), not a thin ring (7). */
+const LONE_POINT_PIXELS = 25;
+
+/**
+ * Pixels of the efficiency line's colour in the energy chart within `halfWidth` px of one hour's
+ * middle, where its point and its line through that hour are drawn.
+ */
+async function efficiencyPixelsAt(
+  p: Page,
+  hour: number,
+  hours: number,
+  halfWidth: number,
+): Promise<number> {
+  const energyFigure = p.locator('#efficiency .chart-figure').first();
+  const canvas = await energyFigure.locator('canvas').boundingBox();
+  const plot = await energyFigure.locator('.u-over').boundingBox();
+  if (!canvas || !plot) throw new Error('the energy chart has no plot area');
+  const x = plot.x - canvas.x + (plot.width * (hour + 0.5)) / hours;
+  return pixelsOfColour(p, '#efficiency .chart-figure:nth-of-type(1) canvas', palette.efficiency, {
+    from: x - halfWidth,
+    to: x + halfWidth,
+  });
+}
+
+/**
+ * The lines each cell of a table's column takes for its text (its own content's line boxes,
+ * not the row's height); the column by its header.
+ */
+const linesOfColumn = (p: Page, table: string, header: string): Promise<number[]> =>
+  p.$eval(
+    table,
+    (t, name) => {
+      const column = [...t.querySelectorAll('thead th')].findIndex((th) => th.textContent === name);
+      return [...t.querySelectorAll('tbody tr')].map((row) => {
+        const range = document.createRange();
+        range.selectNodeContents(row.children[column]);
+        const tops = [...range.getClientRects()]
+          .filter((r) => r.width > 0)
+          .map((r) => Math.round(r.top));
+        return new Set(tops).size;
+      });
+    },
+    header,
+  );
+
+/** A table's ids and times each on one line, at 1280 px and at 375 px, where it scrolls sideways. */
+async function expectUnbroken(p: Page, table: string, headers: string[]): Promise<void> {
+  for (const width of [1280, 375]) {
+    await p.setViewportSize({ width, height: 900 });
+    for (const header of headers) {
+      const lines = await linesOfColumn(p, table, header);
+      expect(lines.length).toBeGreaterThan(0);
+      expect({ header, width, lines }).toEqual({ header, width, lines: lines.map(() => 1) });
+    }
+    // Wider than the screen, the table scrolls in its own region; the page itself does not.
+    await expect(
+      p.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+    ).resolves.toBe(true);
+  }
 }
 
 /** A <dl> of dt/dd pairs as { term: definition }. */
@@ -135,6 +198,24 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
     await page.locator('.fleet-view .table-block:not([data-overflowing])').first().waitFor();
   });
 
+  test('when the fleet shows at 1280 px, then its seven summary cards share one row', async () => {
+    await page.waitForSelector('.fleet-content[data-session-flags="loaded"] tbody tr');
+    const tops = await page.$$eval('.fleet-view .counts .count', (cards) =>
+      cards.map((c) => Math.round(c.getBoundingClientRect().top)),
+    );
+    expect(tops).toHaveLength(7);
+    expect(new Set(tops).size).toBe(1);
+  });
+
+  test('when the fleet table lists meter ids, then no id breaks across lines, on a wide or a narrow screen', async () => {
+    await page.waitForSelector('.fleet-view tbody tr');
+    try {
+      await expectUnbroken(page, '.fleet-view table', ['Meters']);
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
+    }
+  });
+
   test('when a flagged vehicle is clicked, then its view draws the chart and shows the API figures', async () => {
     const worst = (await fleetRows(page))[0].vehicleId;
     await page.click(`.fleet-view tbody tr[data-vehicle-id="${worst}"] a`);
@@ -192,7 +273,8 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
     await page.waitForSelector('#live-status .figures');
     await page.waitForSelector('#mapping table');
   });
-  test('when a vehicle idles for an hour between two charges, then the efficiency line leaves that hour out', async () => {
+
+  test('when a vehicle idles for an hour between two charges, then the efficiency line leaves that hour out and each lone charging hour shows as a point', async () => {
     const vehicleId = 'IDLE-HOUR-V1';
     const meterId = 'IDLE-HOUR-M1';
     const lastWholeHour = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
@@ -251,9 +333,16 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
     );
     expect(idleRow[2]).toBe('–');
 
-    // Over 7 days, where the chart draws no points, the charging hours still make a line: from
-    // 48 h back to 4 h back, about a quarter of the plot's width (a line a pixel thick covers that
-    // many pixels; without it, none).
+    // The idle hour is a gap in the line: nothing of its colour where a line from the charging
+    // hour before to the one after would cross it. Each of those, lone now, is a solid point that
+    // stands out from the bars (a 5 px ring was lost against a bar's edge).
+    await expect(efficiencyPixelsAt(page, idle, series.length, 4)).resolves.toBe(0);
+    await expect(efficiencyPixelsAt(page, charging, series.length, 8)).resolves.toBeGreaterThan(
+      LONE_POINT_PIXELS,
+    );
+
+    // Over 7 days, where the chart hides its points, a lone charging hour still shows as one:
+    // the hour 48 h back, with no line from it across the idle day to the next charging hour.
     await page.goto(`${engine.url}/dashboard#/vehicles/${vehicleId}?window=7d`);
     // Only the hash changed: the 24-hour chart stays on the page until the 7-day one replaces it.
     await page.waitForFunction(() => {
@@ -263,11 +352,41 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
       return to - from >= 7 * 24 * 3_600_000;
     });
     await page.waitForSelector('#efficiency .chart canvas');
-    const energyCanvas = '#efficiency .chart-figure:nth-of-type(1) canvas';
-    const width = await page.$eval(energyCanvas, (c) => (c as HTMLCanvasElement).width);
-    await expect(pixelsOfColour(page, energyCanvas, palette.efficiency)).resolves.toBeGreaterThan(
-      0.15 * width,
+    const week = await page.$$eval('#efficiency .window-line time', (times) =>
+      times.map((t) => t.getAttribute('datetime')),
     );
+    const weekSeries = (
+      await api<{ series: { hour: string }[] }>(
+        `/v1/analytics/performance/${vehicleId}?from=${week[0]}&to=${week[1]}&bucket=hour`,
+      )
+    ).series;
+    const weekHourAt = (hoursBack: number) =>
+      weekSeries.findIndex(
+        (p) => p.hour === new Date(lastWholeHour - hoursBack * HOUR_MS).toISOString(),
+      );
+    await expect(
+      efficiencyPixelsAt(page, weekHourAt(48), weekSeries.length, 8),
+    ).resolves.toBeGreaterThan(LONE_POINT_PIXELS);
+    await expect(efficiencyPixelsAt(page, weekHourAt(26), weekSeries.length, 4)).resolves.toBe(0);
+  });
+
+  test("when a vehicle's sessions are listed, then their times and meters do not break across lines, on a wide or a narrow screen", async () => {
+    // The vehicle of the last test: its charges ended, so each session has an end time.
+    await page.goto(`${engine.url}/dashboard#/vehicles/IDLE-HOUR-V1?window=24h`);
+    // Only the hash changed: the 7-day view stays on the page until the 24-hour one replaces it.
+    await page.waitForFunction(() => {
+      const [from, to] = [...document.querySelectorAll('#efficiency .window-line time')].map((t) =>
+        Date.parse(t.getAttribute('datetime') ?? ''),
+      );
+      return to - from < 7 * 24 * 3_600_000;
+    });
+    await page.waitForSelector('#sessions tbody tr');
+    await expect(page.locator('#sessions tbody td time').count()).resolves.toBeGreaterThan(0);
+    try {
+      await expectUnbroken(page, '#sessions table', ['Start', 'End', 'Meters']);
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
+    }
   });
 });
 

@@ -143,7 +143,7 @@ describe('dashboard empty and error states', () => {
     }
   }, 60_000);
 
-  test('when a meter is mapped to two vehicles at once, then the fleet names it and both vehicles', async () => {
+  test('when a meter is mapped to two vehicles at once, then the fleet names it and both vehicles, above its lists', async () => {
     for (const vehicleId of ['V-SHARE-1', 'V-SHARE-2']) {
       await post(
         '/v1/telemetry/map',
@@ -176,6 +176,24 @@ describe('dashboard empty and error states', () => {
       await expect(shared.textContent()).resolves.toMatch(
         /M-SHARED \(V-SHARE-1, V-SHARE-2\): each of these vehicles counts the meter's whole AC energy/,
       );
+      // Above the lists it changes the reading of: the table, its pager, the vehicles apart.
+      await page.waitForSelector('.fleet-view tbody tr');
+      await expect(
+        page.$eval('.fleet-content', (content) => {
+          const notice = [...content.querySelectorAll('.notice-info')].find((n) =>
+            n.textContent?.includes('Meters mapped to several vehicles'),
+          );
+          const lists = content.querySelectorAll('.table-block, .pager, .vehicle-list');
+          return (
+            lists.length > 0 &&
+            [...lists].every(
+              (l) =>
+                !!notice &&
+                !!(notice.compareDocumentPosition(l) & Node.DOCUMENT_POSITION_FOLLOWING),
+            )
+          );
+        }),
+      ).resolves.toBe(true);
       // Each vehicle's view names the shared stretch in the page's own time format (Berlin here).
       await page.goto(
         `${engine.url}/dashboard#/vehicles/V-SHARE-1?window=custom&from=2024-09-01T10:00:00.000Z&to=2024-09-01T12:00:00.000Z`,

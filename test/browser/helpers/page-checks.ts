@@ -74,16 +74,28 @@ export function drawnPixels(page: Page, selector: string): Promise<number> {
   });
 }
 
-/** Pixels of a canvas within a small distance of one colour (`#rrggbb`), antialiased edges aside. */
-export function pixelsOfColour(page: Page, selector: string, hex: string): Promise<number> {
+/**
+ * Pixels of a canvas within a small distance of one colour (`#rrggbb`), antialiased edges aside;
+ * in `columns` only (CSS px from the canvas's left edge), if given.
+ */
+export function pixelsOfColour(
+  page: Page,
+  selector: string,
+  hex: string,
+  columns?: { from: number; to: number },
+): Promise<number> {
   return page.$eval(
     selector,
-    (canvas, colour) => {
+    (canvas, { colour, columns }) => {
       const c = canvas as HTMLCanvasElement;
       const context = c.getContext('2d');
       if (!context || c.width === 0 || c.height === 0) return 0;
       const [r, g, b] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
-      const { data } = context.getImageData(0, 0, c.width, c.height);
+      const scale = c.width / c.getBoundingClientRect().width;
+      const from = columns ? Math.max(0, Math.round(columns.from * scale)) : 0;
+      const to = columns ? Math.min(c.width, Math.round(columns.to * scale)) : c.width;
+      if (to <= from) return 0;
+      const { data } = context.getImageData(from, 0, to - from, c.height);
       let found = 0;
       for (let i = 0; i < data.length; i += 4) {
         const near =
@@ -92,7 +104,7 @@ export function pixelsOfColour(page: Page, selector: string, hex: string): Promi
       }
       return found;
     },
-    hex,
+    { colour: hex, columns },
   );
 }
 

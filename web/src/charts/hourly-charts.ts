@@ -25,6 +25,19 @@ const bars = (align: -1 | 1) => uPlot.paths.bars?.({ size: [0.42, 48], align, ga
 const efficiencyPercent = (p: HourlyPoint): number | null =>
   p.efficiency === null ? null : p.efficiency * 100;
 
+/**
+ * Where uPlot hides the points (closer than twice their size: a 7-day window), the charging hours
+ * between idle ones still get theirs: idle hours are gaps, so those draw no line. Null: uPlot's.
+ */
+function lonePoints(u: uPlot, seriesIdx: number, shown: boolean): number[] | null {
+  if (shown) return null;
+  const values = u.data[seriesIdx];
+  const lone: number[] = [];
+  for (let i = 0; i < values.length; i++)
+    if (values[i] != null && values[i - 1] == null && values[i + 1] == null) lone.push(i);
+  return lone.length > 0 ? lone : null;
+}
+
 /** AC and DC energy per hour as bars, efficiency as a line against the threshold. */
 export function createEnergyChart(container: HTMLElement): {
   frame: ChartFrame;
@@ -62,12 +75,15 @@ export function createEnergyChart(container: HTMLElement): {
           label: 'Efficiency',
           scale: 'percent',
           stroke: palette.efficiency,
-          // From charging hour to charging hour, across idle ones: a lone charging hour's value
-          // would otherwise draw nothing where points are hidden (uPlot hides them past about
-          // one per 14 px: a 7-day window).
-          spanGaps: true,
           width: 2,
-          points: { size: 5 },
+          // Solid and ringed in the page's white, so a point stands out against a bar's edge.
+          points: {
+            size: 11,
+            width: 1.5,
+            fill: palette.efficiency,
+            stroke: '#ffffff',
+            filter: lonePoints,
+          },
           value: show(formatRatioPercent),
         },
         {

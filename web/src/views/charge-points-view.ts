@@ -5,7 +5,7 @@ import { h, replaceContent } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh } from '../format/numbers';
 import { formatRoute, vehicleRoute, type Route } from '../routing/routes';
-import { dataTable } from './data-table';
+import { dataTable, idList } from './data-table';
 import { errorNotice, notice, staleNotice } from './notices';
 import { timeText } from './time-text';
 import type { LoadOutcome, View } from './view';
@@ -56,7 +56,7 @@ function connectorsTable(cp: ChargePoint): HTMLElement {
           ...(c.info ? [`: ${c.info}`] : []),
         ],
       },
-      { header: 'Meter', cell: (c) => c.meterId },
+      { header: 'Meter', cell: (c) => idList([c.meterId]) },
       {
         header: 'Register',
         numeric: true,

@@ -7,6 +7,10 @@ export interface Column<Row> {
   cell(row: Row): Child | Child[];
 }
 
+/** Meter ids, a line broken between them, never inside one (`SIM-CP-⏎1:1`). */
+export const idList = (ids: string[]): Child[] =>
+  ids.flatMap((id, i) => [i > 0 ? ', ' : null, h('span', { class: 'id' }, id)]);
+
 /**
  * A semantic table: caption, column headers, and the first column as row headers. Wrapped in a
  * focusable region so a keyboard can scroll it sideways on a narrow screen; a hint says when it

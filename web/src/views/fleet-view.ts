@@ -6,7 +6,7 @@ import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh, formatRatio } from '../format/numbers';
 import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
 import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/routes';
-import { dataTable, type Column } from './data-table';
+import { dataTable, idList, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
 import { errorNotice, notice, staleNotice } from './notices';
 import { windowText } from './time-text';
@@ -21,6 +21,14 @@ export const FLEET_RENDERED_MARK = 'fleet-table-rendered';
 export const FLEET_FLAGS_MARK = 'fleet-session-flags-rendered';
 
 const missing = (text: string) => h('span', { class: 'missing' }, text);
+
+/** Meters mapped to two or more of the listed vehicles at once: each counts the meter's whole AC. */
+const sharedMetersNotice = (shared: FleetReport['sharedMeters']) =>
+  notice(
+    'info',
+    'Meters mapped to several vehicles at once',
+    `${shared.map((m) => `${m.meterId} (${m.vehicles.join(', ')})`).join('; ')}: each of these vehicles counts the meter's whole AC energy. Map each vehicle to its own meter, or read their efficiency with that in mind.`,
+  );
 
 /** What of the link could not be shown: its screen, its window. */
 const linkProblemOf = (route: FleetRoute): string | undefined =>
@@ -224,6 +232,8 @@ export class FleetView implements View {
       );
       return fragment;
     }
+    // Above the lists: it changes how their AC and efficiency read.
+    if (report.sharedMeters.length > 0) fragment.append(sharedMetersNotice(report.sharedMeters));
     if (report.vehicles.length === 0) {
       fragment.append(
         route.trail.length > 0
@@ -238,15 +248,6 @@ export class FleetView implements View {
       const flagOf = (v: FleetVehicle) =>
         vehicleFlagOf(v, report.below, sessionFlags?.byVehicle.get(v.vehicleId) ?? []);
       fragment.append(this.table(report, route, flagOf), this.pager(report, route));
-    }
-    if (report.sharedMeters.length > 0) {
-      fragment.append(
-        notice(
-          'info',
-          'Meters mapped to several vehicles at once',
-          `${report.sharedMeters.map((m) => `${m.meterId} (${m.vehicles.join(', ')})`).join('; ')}: each of these vehicles counts the meter's whole AC energy. Map each vehicle to its own meter, or read their efficiency with that in mind.`,
-        ),
-      );
     }
     fragment.append(
       this.vehicleList(
@@ -355,7 +356,7 @@ export class FleetView implements View {
       {
         header: 'Meters',
         // One mapping period per OCPP transaction: the same meter often, named once.
-        cell: (v) => [...new Set(v.meters.map((m) => m.meterId))].join(', '),
+        cell: (v) => idList([...new Set(v.meters.map((m) => m.meterId))]),
       },
       {
         header: 'Readings (vehicle / meter)',

@@ -9,7 +9,7 @@ import {
   formatPercent,
   formatRatio,
 } from '../../format/numbers';
-import { dataTable } from '../data-table';
+import { dataTable, idList } from '../data-table';
 import { flagBadge, sessionFlagOf } from '../flag';
 import { errorNotice, notice, warningList } from '../notices';
 import { timeText } from '../time-text';
@@ -102,7 +102,8 @@ export class SessionsSection extends Section {
           { header: 'Source', cell: sourceText },
           {
             header: 'Meters',
-            cell: (s) => s.meters.join(', ') || h('span', { class: 'missing' }, 'none'),
+            cell: (s) =>
+              s.meters.length > 0 ? idList(s.meters) : h('span', { class: 'missing' }, 'none'),
           },
           { header: 'AC consumed', numeric: true, cell: (s) => dash(s.acConsumedKwh, formatKwh) },
           { header: 'DC delivered', numeric: true, cell: (s) => dash(s.dcDeliveredKwh, formatKwh) },
