@@ -386,7 +386,7 @@ describe('performance report, interval readings', () => {
     ]);
     const second = await report(e, 'V-sh2', window).expect(200);
     expect(second.body.energy).toMatchObject({ acConsumedKwh: 6, dcDeliveredKwh: 4.8 });
-    // Mapped from 11:00 on, but it sent nothing before: the stretch is not worth a warning.
+    // Mapped from 11:00 on, but it took nothing before: the stretch is not worth a warning.
     expect(second.body.warnings).toEqual([
       'Meter M-sh was mapped to vehicle V-sh1 too between 2024-09-01T11:00:00.000Z and 2024-09-01T12:00:00.000Z: its AC energy counts in each of their reports',
     ]);
@@ -395,18 +395,24 @@ describe('performance report, interval readings', () => {
     expect(before.body.warnings).toEqual([]);
   });
 
-  test('when a vehicle sent readings before its first mapping in the window, then the report names that stretch, its DC counted against no AC', async () => {
+  test('when a vehicle took DC energy before its first mapping in the window, then the report names that stretch; readings of no energy there are not worth a word', async () => {
     await map(e, 'V-late', 'M-late', '2024-09-03T11:00:00Z');
+    await map(e, 'V-drove', 'M-drove', '2024-09-03T11:00:00Z');
     await ingest(e, [
-      vehicle('V-late', '2024-09-03T10:30:00Z', 2), // before the mapping: no AC to set it against
+      vehicle('V-late', '2024-09-03T10:30:00Z', 2), // charged before the mapping: no AC for it
       vehicle('V-late', '2024-09-03T11:30:00Z', 1.8),
       meter('M-late', '2024-09-03T11:30:00Z', 2),
+      vehicle('V-drove', '2024-09-03T10:30:00Z', 0), // driving: no energy taken
+      vehicle('V-drove', '2024-09-03T11:30:00Z', 1.8),
+      meter('M-drove', '2024-09-03T11:30:00Z', 2),
     ]);
-    const res = await report(e, 'V-late', 'from=2024-09-03T10:00:00Z&to=2024-09-03T12:00:00Z');
+    const window = 'from=2024-09-03T10:00:00Z&to=2024-09-03T12:00:00Z';
+    const res = await report(e, 'V-late', window);
     expect(res.body.energy).toMatchObject({ acConsumedKwh: 2, dcDeliveredKwh: 3.8 });
     expect(res.body.warnings).toContain(
-      'Vehicle V-late was mapped to no meter between 2024-09-03T10:00:00.000Z and 2024-09-03T11:00:00.000Z: its AC energy then is unknown, while its DC counts',
+      'Vehicle V-late took DC energy between 2024-09-03T10:00:00.000Z and 2024-09-03T11:00:00.000Z, when it was mapped to no meter: the AC energy of that charging is unknown, while its DC counts',
     );
+    expect((await report(e, 'V-drove', window)).body.warnings).toEqual([]);
     // A window from the mapping on has no such stretch.
     const mapped = await report(e, 'V-late', 'from=2024-09-03T11:00:00Z&to=2024-09-03T12:00:00Z');
     expect(mapped.body.warnings).toEqual([]);

@@ -546,14 +546,24 @@ export class EnergyReportStore {
     return Boolean(row.rows[0].found);
   }
 
-  /** Whether the vehicle has a reading in [from, to): one primary-key range probe. */
-  async vehicleReadsBetween(vehicleId: string, from: Date, to: Date): Promise<boolean> {
+  /**
+   * Whether the vehicle took DC energy in [from, to) by its semantics: an interval reading above 0,
+   * or a register that rose within it. One primary-key range scan of its readings there.
+   */
+  async vehicleChargedBetween(
+    vehicleId: string,
+    from: Date,
+    to: Date,
+    mode: EnergyReadingsMode,
+  ): Promise<boolean> {
     const row = await this.db.raw(
-      `SELECT EXISTS (SELECT 1 FROM telemetry_history WHERE device_type = 'vehicle'
-         AND device_id = ? AND ts >= ? AND ts < ?) AS found`,
-      [vehicleId, from, to],
+      `SELECT coalesce(max(${ENERGY}) > 0 AND (? = 'interval' OR max(${ENERGY}) > min(${ENERGY})), false)
+         AS charged
+       FROM telemetry_history t
+       WHERE t.device_type = 'vehicle' AND t.device_id = ? AND t.ts >= ? AND t.ts < ?`,
+      [mode, vehicleId, from, to],
     );
-    return Boolean(row.rows[0].found);
+    return Boolean(row.rows[0].charged);
   }
 
   /** The whole fleet over [from, to) in one statement. */

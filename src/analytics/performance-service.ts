@@ -79,22 +79,24 @@ export class PerformanceService {
   }
 
   /**
-   * The stretches of the window mapped to no meter in which the vehicle sent readings (their DC
-   * counts against no AC); a stretch before a fleet's vehicle existed is not worth a word. A
-   * window with one costs a probe of history; others none.
+   * The stretches of the window mapped to no meter in which the vehicle took DC energy (it charged
+   * from a meter the engine does not know of). Driving between an OCPP charge point's transactions,
+   * or before a new fleet's vehicles existed, is not worth a word. A window with such a stretch
+   * costs a scan of the vehicle's readings in it; others none.
    */
-  private async unmappedWithReadings(
+  private async chargedUnmapped(
     vehicleId: string,
     from: Date,
     to: Date,
+    mode: EnergyReadingsMode,
     meters: WindowRow[],
   ): Promise<{ from: Date; to: Date }[]> {
     const stretches = unmappedStretches(from, to, meters);
     if (stretches.length === 0) return [];
-    const read = await Promise.all(
-      stretches.map((s) => this.deps.store.vehicleReadsBetween(vehicleId, s.from, s.to)),
+    const charged = await Promise.all(
+      stretches.map((s) => this.deps.store.vehicleChargedBetween(vehicleId, s.from, s.to, mode)),
     );
-    return stretches.filter((_, i) => read[i]);
+    return stretches.filter((_, i) => charged[i]);
   }
 
   private async compute(
@@ -124,9 +126,9 @@ export class PerformanceService {
         `Vehicle ${vehicleId} is mapped to no meter in this window, so AC energy is unknown`,
       );
     }
-    for (const gap of await this.unmappedWithReadings(vehicleId, from, to, meters)) {
+    for (const gap of await this.chargedUnmapped(vehicleId, from, to, vehicle.mode, meters)) {
       warnings.push(
-        `Vehicle ${vehicleId} was mapped to no meter between ${gap.from.toISOString()} and ${gap.to.toISOString()}: its AC energy then is unknown, while its DC counts`,
+        `Vehicle ${vehicleId} took DC energy between ${gap.from.toISOString()} and ${gap.to.toISOString()}, when it was mapped to no meter: the AC energy of that charging is unknown, while its DC counts`,
       );
     }
     for (const m of meters.filter((w) => w.readings === 0)) {
@@ -195,8 +197,8 @@ export class PerformanceService {
 
 /**
  * The stretches of [from, to) that none of the meter periods covers (none when no period is: that
- * is said on its own). A vehicle is mapped from its first `since` on, so this is the window's
- * start before it.
+ * is said on its own): before the vehicle's first mapping, and between and after an OCPP charge
+ * point's transactions (each maps the vehicle for its own span).
  */
 export function unmappedStretches(
   from: Date,
