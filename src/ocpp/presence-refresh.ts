@@ -4,9 +4,9 @@ import type { LiveConnection } from './charge-point-state';
  * Tells Redis again, every `intervalMs`, that the charge points connected here still are (a
  * replica that dies stops, and its charge points read as disconnected). The interval is cut into
  * `ticks` slices and each connection keeps one slice for as long as it lives, so each is told once
- * an interval and each tick sends a share of them. All at once, 10,000 charge points' commands
- * every 30 s sat in front of every other command on the shared Redis connection: the bench's
- * MeterValues p99 came from those bursts.
+ * an interval and each tick sends a share of them: all at once, 10,000 charge points' script calls
+ * went out in one burst every 30 s, in front of every other command on the shared Redis connection.
+ * (The bench's MeterValues tail did not come from those bursts: see the README's Performance.)
  */
 export class PresenceRefresh {
   private readonly slices: Set<LiveConnection>[];
