@@ -108,4 +108,43 @@ describe('re-driving dead letters while a flusher refuses them again', () => {
     expect(job.data.readings).toEqual([letter(7).reading]);
     await target.queue.close();
   });
+  test('when failed jobs are re-driven, then each gets all its attempts again, not one', async () => {
+    await worker?.close();
+    worker = null;
+    const target = openShard(redis, shard);
+    await target.queue.obliterate({ force: true }); // the jobs the tests before left
+    const attempts = 2;
+    const jobs = await target.queue.addBulk(
+      [1, 2, 3].map((n) => ({
+        name: 'readings',
+        data: { acceptedAt: T0, readings: [meterReading(`M-f${n}`, T0)] },
+        opts: { attempts },
+      })),
+    );
+    // A flusher meeting an error every time (a lock held, say): each job uses its attempts.
+    const failing = new Worker<IngestJobData>(
+      INGEST_QUEUE_NAME,
+      async () => {
+        throw new Error('lock timeout');
+      },
+      { connection: blocking, prefix: shard.prefix },
+    );
+    await waitFor(
+      async () => (await target.queue.getJobCountByTypes('failed')) === jobs.length,
+      10_000,
+      'the jobs to fail for good',
+    );
+    await failing.close();
+
+    const report = await redriveInto(target);
+
+    expect(report.failedJobsRetried).toBe(jobs.length);
+    for (const { id } of jobs) {
+      const job = await target.queue.getJob(id as string);
+      expect(await job?.getState()).toBe('waiting');
+      expect(job?.attemptsMade).toBe(0);
+    }
+    await target.queue.obliterate({ force: true });
+    await target.queue.close();
+  });
 });

@@ -5,24 +5,25 @@ import type { QueueShardKeys } from '../src/redis-keys';
 /**
  * The backlog counter is bookkeeping next to the queue, so a Redis failure at the wrong moment can
  * leave it off (e.g. a job store failing after the counter was raised, with Redis gone before the
- * API could lower it again). When the queue holds no job at all and the intake no entry, the
- * backlog is zero by definition:
- * this script checks that and resets the counter atomically. Returns the corrected value, or -1.
+ * API could lower it again). When the queue holds no job at all (failed ones included: their
+ * readings still wait for PostgreSQL, and count until a re-driven job is written) and the intake
+ * no entry, the backlog is zero by definition: this script checks that and resets the counter
+ * atomically. Returns the value it corrected (below zero too), or nil.
  */
 const RECONCILE = `
 for i = 2, #KEYS do
   local kind = redis.call('TYPE', KEYS[i])['ok']
-  if kind == 'list' and redis.call('LLEN', KEYS[i]) > 0 then return -1 end
-  if kind == 'zset' and redis.call('ZCARD', KEYS[i]) > 0 then return -1 end
+  if kind == 'list' and redis.call('LLEN', KEYS[i]) > 0 then return nil end
+  if kind == 'zset' and redis.call('ZCARD', KEYS[i]) > 0 then return nil end
 end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current == 0 then return -1 end
+if current == 0 then return nil end
 redis.call('SET', KEYS[1], '0')
 return current
 `;
 
 type RedisWithReconcile = RedisClient & {
-  reconcileBacklog(numKeys: number, ...keys: string[]): Promise<number>;
+  reconcileBacklog(numKeys: number, ...keys: string[]): Promise<number | null>;
 };
 
 /** Checks one queue shard's counter (its keys share the shard's slot) every `intervalMs`. */
@@ -35,8 +36,8 @@ export function startBacklogReconciler(deps: {
   deps.redis.defineCommand('reconcileBacklog', { lua: RECONCILE });
   const redis = deps.redis as RedisWithReconcile;
   const queueKeys = [
-    ...['wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children'].map((name) =>
-      deps.shard.queueKey(name),
+    ...['wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children', 'failed'].map(
+      (name) => deps.shard.queueKey(name),
     ),
     deps.shard.intake,
   ];
@@ -44,7 +45,7 @@ export function startBacklogReconciler(deps: {
     redis
       .reconcileBacklog(1 + queueKeys.length, deps.shard.backlogReadings, ...queueKeys)
       .then((corrected) => {
-        if (corrected > 0)
+        if (corrected !== null)
           deps.logger.warn(
             { was: corrected },
             'backlog counter drifted with an empty queue: reset to 0',

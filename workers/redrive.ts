@@ -43,11 +43,7 @@ export async function redrive(
   if (options.dryRun) {
     return { failedJobsRetried: failed, deadLettersRequeued: letters, deadLettersUnreadable: 0 };
   }
-  await Promise.all(
-    shards.map((s, i) =>
-      failedPerShard[i] > 0 ? s.queue.retryJobs({ state: 'failed', count: 1000 }) : undefined,
-    ),
-  );
+  await Promise.all(shards.map((s, i) => (failedPerShard[i] > 0 ? retryFailed(s) : undefined)));
   const report: RedriveReport = {
     failedJobsRetried: failed,
     deadLettersRequeued: 0,
@@ -55,6 +51,28 @@ export async function redrive(
   };
   for (const list of deadLetters) await requeue(deps, list, report);
   return report;
+}
+
+/** Failed jobs read and retried per round: a bounded number of calls in flight. */
+const FAILED_JOBS_PER_ROUND = 1000;
+
+/**
+ * The shard's failed jobs back to waiting, each with all its attempts again (`FLUSH_ATTEMPTS`):
+ * BullMQ's bulk retry keeps the attempts they used, so a re-driven job met by one passing error
+ * (a lock held a moment) failed for good at once. Stops when a round moves none (another redrive,
+ * or the jobs gone).
+ */
+async function retryFailed(shard: QueueShard): Promise<void> {
+  for (;;) {
+    const jobs = (await shard.queue.getFailed(0, FAILED_JOBS_PER_ROUND - 1)).filter(Boolean);
+    if (jobs.length === 0) return;
+    const retried = await Promise.allSettled(
+      jobs.map((job) =>
+        job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true }),
+      ),
+    );
+    if (!retried.some((r) => r.status === 'fulfilled')) return;
+  }
 }
 
 /**
