@@ -220,45 +220,43 @@ describe('the intake', () => {
     expect(text).toMatch(/^energy_queue_readings_waiting(\{[^}]*\})? 3$/m);
   });
 
+  /** Runs `check` with the shard's reconciler running every 20 ms, after ten of its rounds. */
+  async function whileReconciling(check: () => Promise<void>): Promise<void> {
+    const stop = startBacklogReconciler({
+      redis: ctx.redis,
+      shard: shard.keys,
+      logger: ctx.logger,
+      intervalMs: 20,
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      await check();
+    } finally {
+      stop();
+    }
+  }
+
   test('when the queue holds only failed jobs, then the backlog counter keeps their readings; one below zero is reset', async () => {
     // A failed job's readings wait for PostgreSQL until it is re-driven and written: the probe saw
     // the counter reset to 0 under them, then go below zero once the re-driven job was written.
     const failed = shard.keys.queueKey('failed');
     await ctx.redis.zadd(failed, Date.now(), 'failed-job');
     await ctx.redis.set(shard.keys.backlogReadings, 1000);
-    const stop = startBacklogReconciler({
-      redis: ctx.redis,
-      shard: shard.keys,
-      logger: ctx.logger,
-      intervalMs: 20,
-    });
-    try {
-      await new Promise((r) => setTimeout(r, 200));
+    await whileReconciling(async () => {
       expect(await backlog()).toBe(1000);
       await ctx.redis.del(failed);
       await ctx.redis.set(shard.keys.backlogReadings, -1000);
       await waitFor(async () => (await backlog()) === 0, 5000, 'the counter to be reset');
-    } finally {
-      stop();
-    }
+    });
   });
 
   test('when the queue is empty but the intake is not, then the backlog counter is not reset', async () => {
     await post(meter('M-1'));
-    const stop = startBacklogReconciler({
-      redis: ctx.redis,
-      shard: shard.keys,
-      logger: ctx.logger,
-      intervalMs: 20,
-    });
-    try {
-      await new Promise((r) => setTimeout(r, 200));
+    await whileReconciling(async () => {
       expect(await backlog()).toBe(1);
       await ctx.redis.del(shard.keys.intake);
       await ctx.redis.incrby(shard.keys.backlogReadings, 4); // drifted
       await waitFor(async () => (await backlog()) === 0, 5000, 'the counter to be reset');
-    } finally {
-      stop();
-    }
+    });
   });
 });
