@@ -14,6 +14,31 @@ export function startingLogLevel(env: Record<string, string | undefined>): LogLe
   return (LOG_LEVELS as readonly string[]).includes(asked ?? '') ? (asked as LogLevel) : 'info';
 }
 
+/** Characters of an error's message (and stack) kept at each end in a log line. */
+const MESSAGE_ENDS = 400;
+
+/** `text` with its middle left out when longer than both ends: what was cut is counted. */
+function keepEnds(text: string): string {
+  if (text.length <= 3 * MESSAGE_ENDS) return text;
+  const cut = text.length - 2 * MESSAGE_ENDS;
+  return `${text.slice(0, MESSAGE_ENDS)} [... ${cut} characters ...] ${text.slice(-MESSAGE_ENDS)}`;
+}
+
+/**
+ * pino's error serializer, with long messages cut in the middle: knex puts a failed statement's
+ * whole SQL before PostgreSQL's reason ("insert into ... - canceling statement due to statement
+ * timeout"), so a flush's warning was about 6 KB with its cause at the very end, where log viewers
+ * cut the line.
+ */
+export function errorForLog(err: Error): Record<string, unknown> {
+  const serialized = pino.stdSerializers.err(err) as unknown as Record<string, unknown>;
+  for (const field of ['message', 'stack'] as const) {
+    const value = serialized[field];
+    if (typeof value === 'string') serialized[field] = keepEnds(value);
+  }
+  return serialized;
+}
+
 /** The root logger of a process; modules take named children of it (`logger.child({ module })`). */
 export function createLogger({ level, name }: { level: LogLevel; name: string }): Logger {
   return pino({
@@ -21,6 +46,6 @@ export function createLogger({ level, name }: { level: LogLevel; name: string })
     level,
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
-    serializers: { err: pino.stdSerializers.err },
+    serializers: { err: errorForLog },
   });
 }
