@@ -7,7 +7,7 @@ import { ChargePointStore } from '../src/ocpp/charge-point-store';
 import { ChargePointState } from '../src/ocpp/charge-point-state';
 import { createRedisKeys } from '../src/redis-keys';
 import {
-  serveTestApi,
+  serveTestApiWithOcpp,
   startTestApi,
   startTestEngine,
   waitFor,
@@ -722,8 +722,7 @@ describe('OCPP 1.6J charge points', () => {
 
   test('when a transaction starts on another replica (the charge point reconnected there, or is connected to both), then its samples rounded down are left out on this one too', async () => {
     const other = await startTestApi(e.ctx);
-    const { server, url } = await serveTestApi(other);
-    other.api.ocpp.attach(server);
+    const served = await serveTestApiWithOcpp(other);
     const kwh = (value: string) => ({ value, unit: 'kWh', context: 'Sample.Clock' });
     /** Rounded samples of a transaction from 100.456 kWh (`named`: naming it), then its stop. */
     const samplesAndStop = async (
@@ -763,7 +762,7 @@ describe('OCPP 1.6J charge points', () => {
       const first = await connect('CP-MOVED');
       await idle(first, '2024-07-01');
       await first.close({ force: true });
-      const there = await chargePoint({ url }, 'CP-MOVED');
+      const there = await chargePoint(served, 'CP-MOVED');
       const transactionId = await start(there, '2024-07-01');
       await there.close({ force: true });
       const back = await connect('CP-MOVED');
@@ -774,14 +773,13 @@ describe('OCPP 1.6J charge points', () => {
       // on the other replica, its samples here name it.
       const here = await connect('CP-BOTH');
       await idle(here, '2024-07-02');
-      const both = await chargePoint({ url }, 'CP-BOTH');
+      const both = await chargePoint(served, 'CP-BOTH');
       const started = await start(both, '2024-07-02');
       await samplesAndStop(here, '2024-07-02', started, { named: true });
       await both.close({ force: true });
       expect(await reportedAcOver('CP-BOTH', '2024-07-02')).toBe(2.5);
     } finally {
-      await other.api.ocpp.close();
-      await new Promise((r) => server.close(r));
+      await served.close();
       await other.close();
     }
   });
@@ -2574,16 +2572,14 @@ describe('OCPP while PostgreSQL is down', () => {
     const ctx = await createTestContext();
     const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);
     const api = await startTestApi(ctx, { databaseUrl: proxy.rewrite(ctx.config.databaseUrl) });
-    const { server, url } = await serveTestApi(api);
-    api.api.ocpp.attach(server);
+    const served = await serveTestApiWithOcpp(api);
     return {
       ctx,
       proxy,
       api,
-      url,
+      url: served.url,
       async stop() {
-        await api.api.ocpp.close();
-        await new Promise((r) => server.close(r));
+        await served.close();
         await api.close();
         await proxy.cut();
         await ctx.cleanup();

@@ -112,9 +112,7 @@ export class FleetService {
     const cached = await cache.get(key);
     if (cached) return { snapshot: cached, cache: 'hit' };
     const snapshot =
-      rank === 'session'
-        ? await this.rankedBySession(from, to)
-        : this.toSnapshot(await this.deps.store.fleet(from, to, config.energyReadings));
+      rank === 'session' ? await this.rankedBySession(from, to) : await this.computed(from, to);
     cache.set(key, snapshot);
     return { snapshot, cache: cache.enabled ? 'miss' : 'off' };
   }
@@ -126,11 +124,10 @@ export class FleetService {
    * were computed. (So the two rankings of one window may be a cache lifetime apart.)
    */
   private async rankedBySession(from: Date, to: Date): Promise<FleetSnapshot> {
-    const [rows, worst] = await Promise.all([
-      this.deps.store.fleet(from, to, this.deps.config.energyReadings),
+    const [snapshot, worst] = await Promise.all([
+      this.computed(from, to),
       this.worstSessions(from, to),
     ]);
-    const snapshot = this.toSnapshot(rows);
     // In the sessions' own order (by efficiency before rounding); vehicles without one last.
     const rankOf = new Map([...worst.keys()].map((vehicleId, i) => [vehicleId, i]));
     const vehicles = snapshot.vehicles
@@ -141,6 +138,11 @@ export class FleetService {
           (a.vehicleId < b.vehicleId ? -1 : 1),
       );
     return { ...snapshot, vehicles };
+  }
+
+  /** The efficiency snapshot of the window, from PostgreSQL. */
+  private async computed(from: Date, to: Date): Promise<FleetSnapshot> {
+    return this.toSnapshot(await this.deps.store.fleet(from, to, this.deps.config.energyReadings));
   }
 
   async report(

@@ -350,9 +350,9 @@ export function createOcppEndpoint({
     const previous = live.get(id);
     const here: LiveConnection = { chargePointId: id, connection, connectedAt: new Date() };
     live.set(id, { client, connection: here });
-    if (previous) presence.remove(previous.connection);
     presence.add(here);
     if (previous) {
+      presence.remove(previous.connection);
       metrics.onReplaced();
       logger.warn(
         { chargePointId: id },

@@ -185,24 +185,39 @@ export async function serveTestApi(api: TestApi): Promise<{ server: Server; url:
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
+/**
+ * serveTestApi with the API's OCPP endpoint on the same server; `close` ends both (charge points'
+ * WebSockets would keep the server open).
+ */
+export async function serveTestApiWithOcpp(
+  api: TestApi,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const { server, url } = await serveTestApi(api);
+  api.api.ocpp.attach(server);
+  return {
+    url,
+    async close() {
+      await api.api.ocpp.close();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
 /** A whole engine for one test file: its own database and prefix, the API, a flusher, the queue. */
 export async function startTestEngine(overrides: Record<string, string> = {}): Promise<TestEngine> {
   const ctx = await createTestContext(overrides);
   const api = await startTestApi(ctx);
   const flusher = await startTestFlusher(ctx);
   const queue = openQueue(ctx.redis, ctx.config.redisPrefix);
-  const { server, url } = await serveTestApi(api);
-  api.api.ocpp.attach(server);
+  const served = await serveTestApiWithOcpp(api);
   return {
     ctx,
     api,
     flusher,
     queue,
-    url,
+    url: served.url,
     async stop() {
-      // Charge points' WebSockets would keep the server open.
-      await api.api.ocpp.close();
-      await new Promise((r) => server.close(r));
+      await served.close();
       await queue.close();
       await flusher.close();
       await api.close();
