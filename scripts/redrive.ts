@@ -42,7 +42,7 @@ async function main(): Promise<void> {
       },
       { dryRun },
     );
-    logger.info(report, dryRun ? 'would re-drive (dry run)' : 're-driven');
+    logger.info({ ...report, dryRun }, dryRun ? 'would re-drive (dry run)' : 're-driven');
     console.log(
       `${dryRun ? 'would retry' : 'retried'} ${report.failedJobsRetried} failed job(s); ` +
         `${dryRun ? 'would re-enqueue' : 're-enqueued'} ${report.deadLettersRequeued} dead-lettered reading(s)` +

@@ -215,6 +215,27 @@ describe('OCPP 1.6J charge points', () => {
     expect(await state.get(here.chargePointId, new Date())).toMatchObject({ connected: true });
   });
 
+  test('when a refresh of a connection arrives after its close (a command retried across a failover), then the charge point stays disconnected', async () => {
+    const state = new ChargePointState(
+      e.ctx.redis,
+      createRedisKeys(e.ctx.config.redisPrefix),
+      60_000,
+    );
+    const gone = { chargePointId: 'CP-LATE-SEEN', connection: 'gone', connectedAt: new Date() };
+    await state.connected(gone.chargePointId, gone.connection, gone.connectedAt);
+    await state.disconnected(gone.chargePointId, gone.connection, new Date());
+    await state.seen([gone], new Date());
+    expect(await state.get(gone.chargePointId, new Date())).toMatchObject({
+      connected: false,
+      connectedAt: null,
+    });
+    // A later connection of the same id is refreshed as before.
+    const next = { ...gone, connection: 'next' };
+    await state.connected(next.chargePointId, next.connection, next.connectedAt);
+    await state.seen([next], new Date());
+    expect(await state.get(next.chargePointId, new Date())).toMatchObject({ connected: true });
+  });
+
   test('when a frame is not a CALL it can read, then the CALLERROR carries an OCPP 1.6 code', async () => {
     const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-RAW`, ['ocpp1.6']);
     await new Promise<void>((resolve) => socket.once('open', () => resolve()));

@@ -84,8 +84,12 @@ if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'atMs', ARGV[1], unpack(ARGV, 2))
 return 1`;
 
-/** Forgets the connection only if it is still the one that closed (it may have reconnected elsewhere). */
+/**
+ * Forgets the connection only if it is still the one that closed (it may have reconnected
+ * elsewhere), and keeps its token as the last one closed, for SEEN.
+ */
 const DISCONNECT = `
+redis.call('HSET', KEYS[1], 'lastClosed', ARGV[1])
 if redis.call('HGET', KEYS[1], 'connection') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'connection', 'connectedAt')
   redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[2])
@@ -95,9 +99,12 @@ return 0`;
 
 /**
  * Still connected here (ARGV: seen at, this connection, since when): records the connection too
- * when none is recorded (another replica's connection of the same id closed and took it away).
+ * when none is recorded (another replica's connection of the same id closed and took it away),
+ * unless this is the connection that closed last: a refresh sent before its close may arrive
+ * after it (a command retried across a Redis failover), and must not show it connected again.
  */
 const SEEN = `
+if redis.call('HGET', KEYS[1], 'lastClosed') == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[1])
 if redis.call('HSETNX', KEYS[1], 'connection', ARGV[2]) == 1 then
   redis.call('HSET', KEYS[1], 'connectedAt', ARGV[3])
