@@ -16,7 +16,6 @@ import { trackRequests } from './http/graceful-close';
 import { surviveIoredisStrayRejections } from './redis';
 import { createLogger, type Logger } from './logger';
 import { createRegistry } from './metrics';
-import { startMqttIntake } from './mqtt/mqtt-intake';
 import { openIngestQueues } from './queue/ingest-queue';
 import {
   assertDependenciesReachable,
@@ -93,9 +92,10 @@ async function main(): Promise<void> {
     const registry = createRegistry('api');
     const ingest = createIngestPipeline({ config, redis, queues, logger, registry });
     // With MQTT_URL the API consumes MQTT too, into the same pipeline (so `npm start` includes it).
+    // The MQTT client is loaded only then: about 5 MB resident an API without MQTT does not carry.
     const { mqttUrl } = config;
     const intake = mqttUrl
-      ? startMqttIntake({
+      ? (await import('./mqtt/mqtt-intake')).startMqttIntake({
           config: { ...config, mqttUrl },
           role: 'api',
           ingestService: ingest.ingestService,

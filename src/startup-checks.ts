@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import mqtt from 'mqtt';
 import pg from 'pg';
 import type { Knex } from 'knex';
 import { maintenanceUrl } from '../db/migrate';
@@ -214,7 +213,8 @@ export async function assertMqttBrokerReachable(
   timeoutMs = 3000,
 ): Promise<void> {
   try {
-    const client = await mqtt.connectAsync(config.mqttUrl, {
+    const { connectAsync } = await import('mqtt'); // loaded by processes that use MQTT only
+    const client = await connectAsync(config.mqttUrl, {
       protocolVersion: 5,
       clientId: `energy-probe-${randomBytes(4).toString('hex')}`,
       username: config.mqttUsername || undefined,
