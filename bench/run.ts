@@ -153,7 +153,13 @@ interface Results {
     cached: { express: Latency; api: Latency; misses: number };
   };
   mqtt: MqttBenchResults & { batchRatioToHttpBatch: number; singleRatioToHttpSingle: number };
-  memory: { apiPeakRssMb: number; flusherPeakRssMb: number; mqttPeakRssMb: number };
+  memory: {
+    apiPeakRssMb: number;
+    /** The API's peak so far at the end of each phase: the phase that raised it to its peak. */
+    apiPeakRssMbAfter: Record<string, number>;
+    flusherPeakRssMb: number;
+    mqttPeakRssMb: number;
+  };
   ocpp: OcppBenchResults;
 }
 
@@ -351,6 +357,8 @@ async function main(): Promise<void> {
     for (const url of [`${apiUrl}/health/ready`, flusherReady, bareUrl, expressUrl])
       await waitForHttp(url, 120_000);
     const base = loadBase();
+    const apiPeakRssMbAfter: Record<string, number> = {};
+    const markApiPeak = (phase: string) => (apiPeakRssMbAfter[phase] = api.peakRssMb());
 
     // 1. Single readings at saturation, 64 connections: Express ceiling and the engine, in
     // alternating rounds after a warm-up of each. The engine's readings continue from round to round.
@@ -379,6 +387,7 @@ async function main(): Promise<void> {
       `single-reading ingest: ${fmt(single.apiPerS)} req/s (${fmt(single.apiNon2xx)} non-2xx); rounds ${describeRounds(singleRounds)}`,
     );
     await waitUntilDrained(redis, shards);
+    markApiPeak('single at saturation');
 
     // 2. Single readings at a steady rate: the stall floor (bare), Express, then the engine.
     const bareFloor = await steady(
@@ -427,6 +436,8 @@ async function main(): Promise<void> {
     procs.push(flusher);
     await waitUntilDrained(redis, shards);
 
+    markApiPeak('single at a steady rate');
+
     // 3. 1,000-reading batches with the flusher stopped: bare parse ceiling and the API alone, in
     // alternating rounds (the API's add up to the backlog the flusher then drains).
     await flusher.stop();
@@ -471,6 +482,8 @@ async function main(): Promise<void> {
       `batch ingest, API alone: ${fmt(batchPerS)} readings/s (${fmt(batch503)} non-2xx); rounds ${describeRounds(batchRounds)}`,
     );
 
+    markApiPeak('batches');
+
     // 4. The flusher started on that backlog, then COPY of as many rows.
     flusher = startNode('flusher', 'workers/flusher.js', [], env);
     procs.push(flusher);
@@ -501,6 +514,8 @@ async function main(): Promise<void> {
     flusher = startNode('flusher', 'workers/flusher.js', [], env);
     procs.push(flusher);
     await waitUntilDrained(redis, shards);
+
+    markApiPeak('flush and backfill batches');
 
     // 5. The same ingest through MQTT (its own process and broker, the same queue and flusher).
     const mqtt = await benchMqtt({
@@ -538,6 +553,8 @@ async function main(): Promise<void> {
       'energy_ingest_to_durable_seconds',
     );
     console.log(`nominal lag: p50 ${fmt(lag.p50Ms)} ms, p99 ${fmt(lag.p99Ms)} ms`);
+
+    markApiPeak('MQTT and nominal lag');
 
     // 7. Analytics right after a bulk load: a day of readings per vehicle, its sessions built by
     // the flusher as it builds those of any history loaded and rebuilt (npm run rollups:rebuild).
@@ -589,8 +606,15 @@ async function main(): Promise<void> {
     cached.misses = (await cacheMisses()) - missesBefore;
     console.log(`  cache misses during the phase: ${fmt(cached.misses)}`);
 
+    markApiPeak('analytics');
+    console.log(
+      `API peak RSS after each phase: ${Object.entries(apiPeakRssMbAfter)
+        .map(([phase, mb]) => `${phase} ${fmt(mb)} MB`)
+        .join(', ')}`,
+    );
     const memory = {
       apiPeakRssMb: api.peakRssMb(),
+      apiPeakRssMbAfter,
       flusherPeakRssMb: flusher.peakRssMb(),
       mqttPeakRssMb: mqtt.peakRssMb,
     };
