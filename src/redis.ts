@@ -207,7 +207,11 @@ export function isRedisUnavailable(err: unknown): boolean {
   if (name === 'MaxRetriesPerRequestError') return true;
   const text = typeof message === 'string' ? message : '';
   return (
-    /^(Stream isn't writeable|Connection is closed|Reached the max retries)/.test(text) ||
+    // "Command timed out": a command connection's COMMAND_TIMEOUT_MS passed without an answer (a
+    // master hung, or stopped before the cluster fails it over).
+    /^(Stream isn't writeable|Connection is closed|Reached the max retries|Command timed out)/.test(
+      text,
+    ) ||
     (name === 'ReplyError' && /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY) /.test(text)) ||
     (err instanceof Error && isReplicaRefusal(err))
   );

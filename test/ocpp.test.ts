@@ -2544,6 +2544,24 @@ describe('OCPP while Redis is down', () => {
     }
   });
 
+  test('when Redis does not answer (a master hung), then a charge point and the list of them are a 503 to retry, not a 500', async () => {
+    const cp = await chargePoint(e, 'CP-HUNG');
+    await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+    redis.freeze();
+    try {
+      for (const path of ['/v1/charge-points/CP-HUNG', '/v1/charge-points']) {
+        const answer = await request(e.api.api.app).get(path).expect(503);
+        expect(answer.body.error).toBe('redis_unavailable');
+        expect(answer.headers['retry-after']).toBe('1');
+      }
+    } finally {
+      await redis.kill();
+      await redis.start();
+      await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
+      await cp.close({ force: true });
+    }
+  });
+
   test('when MeterValues cannot be stored, then the charge point gets InternalError, and its retry is stored once', async () => {
     const cp = await chargePoint(e, 'CP-OUT');
     const message = meterValues(1, '2024-04-04T10:00:00Z', wh(42_000));
