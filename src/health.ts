@@ -58,6 +58,7 @@ export function healthRoutes({
       path,
       operationId,
       summary,
+      ignoresQuery: true,
       responses: {
         200: { description: 'ready', schema: Health },
         503: { description: 'not ready; names the failing part', schema: Health },
@@ -83,6 +84,7 @@ export function healthRoutes({
       path: '/health/live',
       operationId: 'getLiveness',
       summary: 'The process is up',
+      ignoresQuery: true,
       responses: { 200: { description: 'live', schema: Health } },
       handler: () => reply(200, { status: 'live' as const }),
     }),

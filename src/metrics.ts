@@ -353,6 +353,7 @@ export function metricsRoute(registry: Registry): AnyRoute {
     path: '/metrics',
     operationId: 'getMetrics',
     summary: 'Prometheus metrics',
+    ignoresQuery: true,
     responses: {
       200: {
         description: 'text exposition format',

@@ -122,3 +122,8 @@ test('when a cursor is made up with a window no report can have, then it is refu
     expect(res.body.message).toBe('cursor must be a nextCursor from a previous page');
   }
 });
+
+test('when a probe or a scraper adds a query of its own to health or metrics, then it is ignored, not refused', async () => {
+  for (const path of ['/health/live?nocache=1', '/health/ready?x=1&x=2', '/metrics?module=http'])
+    expect({ path, status: (await get(path)).status }).toEqual({ path, status: 200 });
+});

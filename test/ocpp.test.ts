@@ -292,6 +292,48 @@ describe('OCPP 1.6J charge points', () => {
     socket.close();
   });
 
+  test('when a message id is longer than the 36 characters OCPP-J allows, or holds NUL, then the call gets FormationViolation', async () => {
+    const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-LONG-ID`, ['ocpp1.6']);
+    await new Promise<void>((resolve) => socket.once('open', () => resolve()));
+    const answer = (id: string) =>
+      new Promise<unknown[]>((resolve) => {
+        socket.once('message', (data: Buffer) => resolve(JSON.parse(data.toString()) as unknown[]));
+        socket.send(JSON.stringify([2, id, 'Heartbeat', {}]));
+      });
+    const guid = 'a'.repeat(36);
+    expect(await answer(guid)).toEqual([3, guid, expect.any(Object)]);
+    const long = 'b'.repeat(37);
+    expect(await answer(long)).toEqual([
+      4,
+      long,
+      'FormationViolation',
+      'The message id is 37 characters long; OCPP-J allows at most 36',
+      {},
+    ]);
+    expect((await answer('c\u0000')).slice(2, 4)).toEqual([
+      'FormationViolation',
+      'The message id holds the character U+0000 (NUL), which no text may hold',
+    ]);
+    socket.close();
+  });
+
+  test('when a charge point sends and never reads its answers, then its connection is closed once 1 MB of them waits unread', async () => {
+    const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-NO-READ`, ['ocpp1.6']);
+    await new Promise<void>((resolve) => socket.once('open', () => resolve()));
+    (socket as unknown as { _socket: { pause(): void } })._socket.pause();
+    // Each refusal echoes its 1 MB message id: past what the sockets' buffers take, answers wait
+    // in the API's memory.
+    const id = 'x'.repeat(1024 * 1024);
+    for (let i = 0; i < 24; i++) socket.send(JSON.stringify([2, id, 'Heartbeat', {}]));
+    await waitFor(
+      async () =>
+        (await request(e.api.api.app).get('/v1/charge-points/CP-NO-READ')).body.connected === false,
+      20_000,
+      'the connection closed',
+    );
+    socket.terminate();
+  });
+
   test("when an operator sets a connector's energy semantics, then 409: OCPP makes it a register; a meter named like a connector of no charge point can be set", async () => {
     const cp = await connect('CP-SET');
     await cp.call('BootNotification', { chargePointVendor: 'Acme', chargePointModel: 'W' });
@@ -2364,10 +2406,13 @@ describe('OCPP 1.6J charge points', () => {
           'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
           ...(offered ? { 'Sec-WebSocket-Protocol': offered } : {}),
         });
-      expect({ offered, status: refused.status, text: refused.text }).toEqual({
+      expect({ offered, status: refused.status, body: refused.body }).toEqual({
         offered,
         status: 400,
-        text: expect.stringContaining('offer the WebSocket subprotocol ocpp1.6'),
+        body: expect.objectContaining({
+          error: 'subprotocol_required',
+          message: expect.stringContaining('Offer the WebSocket subprotocol ocpp1.6'),
+        }),
       });
     }
     const offeredAmongOthers = await chargePoint(e, 'CP-SEVERAL', {
@@ -2392,12 +2437,17 @@ describe('OCPP 1.6J charge points', () => {
     };
     for (const path of ['/ocpp/A%20B', `/ocpp/${'x'.repeat(49)}`]) {
       const refused = await request(e.url).get(path).set(upgrade);
-      expect({ path, status: refused.status, text: refused.text }).toEqual({
+      // As every error of the API: JSON naming it.
+      expect({ path, status: refused.status, body: refused.body }).toEqual({
         path,
         status: 404,
-        text: expect.stringContaining(
-          'charge points connect to /ocpp/{chargePointId}, the id 1-48',
-        ),
+        body: {
+          error: 'not_found',
+          message: expect.stringContaining(
+            'Charge points connect to /ocpp/{chargePointId}, the id 1-48',
+          ),
+          details: [],
+        },
       });
     }
   });
@@ -2453,7 +2503,11 @@ describe('OCPP with AUTH on', () => {
         });
       expect(refused.status).toBe(401);
       expect(refused.headers['www-authenticate']).toMatch(/^Basic realm=/);
-      expect(refused.text).toContain('a key with the charge-point scope named after that id');
+      expect(refused.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(refused.body.error).toBe('invalid_charge_point_key');
+      expect(refused.body.message).toContain(
+        'a key with the charge-point scope named after that id',
+      );
     },
   );
 });

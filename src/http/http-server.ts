@@ -37,7 +37,46 @@ export function createHttpServer(app: Express): Server {
     app,
   );
   server.on('clientError', answerClientError);
+  // Node answers these itself otherwise: CONNECT by closing the socket unanswered, an Expect
+  // other than 100-continue with an empty 417.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) =>
+    endWithError(socket, 405, {
+      error: 'method_not_allowed',
+      message: 'CONNECT is not answered here: this is an API, not a proxy',
+    }),
+  );
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify({
+      error: 'expectation_failed',
+      message: `Expect: ${req.headers.expect} is not supported; only 100-continue is`,
+      details: [],
+    });
+    res.writeHead(417, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      Connection: 'close',
+    });
+    res.end(body);
+  });
   return server;
+}
+
+/**
+ * Answers on a bare socket, where there is no response object (a request node:http refused, an
+ * upgrade refused), with the JSON error body of every other answer, and closes it.
+ */
+export function endWithError(
+  socket: Duplex,
+  status: number,
+  { error, message }: { error: string; message: string },
+  extraHeaders = '',
+): void {
+  const body = JSON.stringify({ error, message, details: [] });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      extraHeaders +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** What node:http refuses before Express sees a request, answered in JSON like every error. */
@@ -63,11 +102,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     'bad_request',
     'The request is not valid HTTP/1.1',
   ];
-  const body = JSON.stringify({ error, message, details: [] });
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  endWithError(socket, status, { error, message });
 }
 
 /** Express as the engine sets it up (the benchmark's Express ceiling is built from it too). */

@@ -91,7 +91,7 @@ export function mountRoutes(
         params: params ? params(req.params) : {},
         query: query
           ? query(req.query as Record<string, unknown>)
-          : route.method === 'get'
+          : route.method === 'get' && !route.ignoresQuery
             ? noQuery(req.query)
             : {},
         body: undefined as unknown,

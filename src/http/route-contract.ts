@@ -73,6 +73,11 @@ export interface RouteDeclaration<
   database?: boolean;
   params?: P;
   query?: Q;
+  /**
+   * A read without `query` refuses any parameter; these ignore them instead: probes and scrapers
+   * (a load balancer's cache-buster, Prometheus's `params`) add their own.
+   */
+  ignoresQuery?: boolean;
   body?: B extends TSchema ? BodyDeclaration<B> : undefined;
   responses: R;
   handler(input: HandlerInput<P, Q, B>): Promise<Reply<R>> | Reply<R>;

@@ -96,7 +96,7 @@ export class NotStoredError extends Error {
  */
 export class RefusedCallError extends Error {
   constructor(
-    readonly code: 'PropertyConstraintViolation' | 'NotSupported',
+    readonly code: 'PropertyConstraintViolation' | 'NotSupported' | 'FormationViolation',
     message: string,
   ) {
     super(message);

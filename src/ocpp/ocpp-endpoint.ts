@@ -5,11 +5,12 @@
  * hands each action to the ChargePointService.
  */
 import { randomBytes } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type RPCServerClient from 'ocpp-rpc/lib/server-client';
 import { findKey, type ApiKey } from '../auth/api-keys';
+import { endWithError } from '../http/http-server';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState, LiveConnection } from './charge-point-state';
@@ -117,6 +118,16 @@ export function asOcpp16Frame(frame: string): string | null {
   return JSON.stringify(message);
 }
 
+/** OCPP-J 1.6 (4.1.3): a message id is at most 36 characters, room for a GUID. */
+const MAX_MESSAGE_ID_LENGTH = 36;
+
+/**
+ * Answers a connection may leave unread before it is closed. A charge point that sends and never
+ * reads made this process hold every answer (four such, echoing 1 MB message ids: 1.4 GB). Far
+ * above what a live charger leaves: its answers are a few hundred bytes each.
+ */
+const MAX_UNREAD_ANSWER_BYTES = 1024 * 1024;
+
 /** How often this process tells Redis each of its charge points is still connected. */
 const SEEN_INTERVAL_MS = 30_000;
 /** Slices of the interval: a thirtieth of the charge points is told each second. */
@@ -135,24 +146,50 @@ export function chargePointIdOf(url: string | undefined): string | null {
   }
 }
 
-/** Why a WebSocket upgrade is refused, in words a charge point's installer can act on. */
-const REFUSALS = {
-  400: `Bad Request: offer the WebSocket subprotocol ${OCPP_PROTOCOL} (Sec-WebSocket-Protocol: ${OCPP_PROTOCOL}); this endpoint speaks OCPP 1.6J`,
-  401: 'Unauthorized: send HTTP Basic with the charge point id as user and, as password, a key with the charge-point scope named after that id',
-  404: `Not Found: charge points connect to /ocpp/{chargePointId}, the id ${CHARGE_POINT_ID_RULE}`,
-  503: 'Service Unavailable: this engine is shutting down; connect again',
+/**
+ * Why a WebSocket upgrade is refused, in words a charge point's installer can act on, as the API's
+ * other errors: JSON with a code (`error`) and a message (the OpenAPI document lists them).
+ */
+export const UPGRADE_REFUSALS = {
+  400: {
+    error: 'subprotocol_required',
+    message: `Offer the WebSocket subprotocol ${OCPP_PROTOCOL} (Sec-WebSocket-Protocol: ${OCPP_PROTOCOL}); this endpoint speaks OCPP 1.6J`,
+  },
+  401: {
+    error: 'invalid_charge_point_key',
+    message:
+      'Send HTTP Basic with the charge point id as user and, as password, a key with the charge-point scope named after that id',
+  },
+  404: {
+    error: 'not_found',
+    message: `Charge points connect to /ocpp/{chargePointId}, the id ${CHARGE_POINT_ID_RULE}`,
+  },
+  503: {
+    error: 'shutting_down',
+    message: 'This engine is shutting down; connect again',
+  },
 };
 
 /** A 401 names the scheme: a client that sends credentials only when challenged needs it. */
 const CHALLENGE = 'WWW-Authenticate: Basic realm="ocpp", charset="UTF-8"\r\n';
 
-function refuse(socket: Duplex, status: keyof typeof REFUSALS): void {
-  const text = REFUSALS[status];
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
-      (status === 401 ? CHALLENGE : '') +
-      `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
-  );
+const refuse = (socket: Duplex, status: keyof typeof UPGRADE_REFUSALS): void =>
+  endWithError(socket, status, UPGRADE_REFUSALS[status], status === 401 ? CHALLENGE : '');
+
+/** A message id as OCPP-J 1.6 has it: at most 36 characters, and no NUL, as no text here holds. */
+function checkMessageId(messageId: string): void {
+  if (messageId.length > MAX_MESSAGE_ID_LENGTH) {
+    throw new RefusedCallError(
+      'FormationViolation',
+      `The message id is ${messageId.length} characters long; OCPP-J allows at most ${MAX_MESSAGE_ID_LENGTH}`,
+    );
+  }
+  if (messageId.includes('\u0000')) {
+    throw new RefusedCallError(
+      'FormationViolation',
+      'The message id holds the character U+0000 (NUL), which no text may hold',
+    );
+  }
 }
 
 /** Whether the upgrade offers OCPP 1.6J among its subprotocols (a comma-separated list). */
@@ -188,9 +225,9 @@ function authorizeUpgrade(config: {
   apiKeys: readonly ApiKey[];
 }): AuthCallback {
   const keys = [...config.apiKeys];
-  return (accept, reject, handshake) => {
+  return (accept, _reject, handshake) => {
     if (handshake.endpoint !== OCPP_PATH || !CHARGE_POINT_ID.test(handshake.identity)) {
-      reject(404, REFUSALS[404]);
+      refuse(handshake.request.socket, 404);
       return;
     }
     if (config.auth === 'on') {
@@ -213,9 +250,15 @@ function authorizeUpgrade(config: {
  * and connection cost 10,000 charge points about 25 MB of heap.
  */
 function answerCalls(service: ChargePointService, logger: Logger) {
-  return async (id: string, action: string, params: Record<string, unknown> | undefined) => {
+  return async (
+    id: string,
+    action: string,
+    params: Record<string, unknown> | undefined,
+    messageId: string,
+  ) => {
     service.heardFrom(id);
     try {
+      checkMessageId(messageId);
       refuseNulCharacters(params);
       if (!isAnswered(action)) {
         throw new RefusedCallError(
@@ -367,9 +410,18 @@ export function createOcppEndpoint({
     service.connected(id);
     watchCalls(client, id, { metrics, logger });
     const sendRaw = client.sendRaw.bind(client);
+    const socket = client.handshake.request.socket;
     client.sendRaw = (frame: string) => {
       const sent = asOcpp16Frame(frame);
-      if (sent !== null) sendRaw(sent);
+      if (sent === null) return;
+      sendRaw(sent);
+      if (socket.writableLength > MAX_UNREAD_ANSWER_BYTES) {
+        logger.warn(
+          { chargePointId: id, unreadBytes: socket.writableLength },
+          'OCPP connection closed: the charge point does not read its answers',
+        );
+        void client.close({ code: 1008, reason: 'Answers left unread', force: true });
+      }
     };
     client.once('close', ({ code }: { code: number }) => {
       if (live.get(id)?.client === client) live.delete(id);
@@ -379,8 +431,15 @@ export function createOcppEndpoint({
       state.disconnected(id, connection, new Date()).catch(() => undefined);
     });
     client.handle(
-      ({ method = '', params }: { method?: string; params?: Record<string, unknown> }) =>
-        answer(id, method, params),
+      ({
+        method = '',
+        params,
+        messageId,
+      }: {
+        method?: string;
+        params?: Record<string, unknown>;
+        messageId?: string;
+      }) => answer(id, method, params, messageId ?? ''),
     );
   });
 

@@ -5,7 +5,12 @@ import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
 import type { LiveStateStore } from '../telemetry/live-state';
 import type { ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
-import { CHARGE_POINT_ID_PATTERN, CHARGE_POINT_ID_RULE, OCPP_PATH } from './ocpp-endpoint';
+import {
+  CHARGE_POINT_ID_PATTERN,
+  CHARGE_POINT_ID_RULE,
+  OCPP_PATH,
+  UPGRADE_REFUSALS,
+} from './ocpp-endpoint';
 import type { IdTag, IdTagStore } from './id-tag-store';
 import type { Transaction, TransactionStore } from './transaction-store';
 
@@ -90,6 +95,14 @@ const ChargePointList = Type.Object(
   { chargePoints: Type.Array(ChargePoint), nextCursor: Nullable(Type.String()) },
   { $id: 'ChargePointList', additionalProperties: false },
 );
+
+/** A refusal of the WebSocket upgrade, as the API document lists it. */
+const upgradeRefusal = (status: keyof typeof UPGRADE_REFUSALS, why: string) => ({
+  [status]: {
+    description: `the WebSocket upgrade refused, ${UPGRADE_REFUSALS[status].error}: ${why}`,
+    schema: ErrorBody,
+  },
+});
 
 const openTransactionJson = (t: Transaction) => ({
   transactionId: t.id,
@@ -278,6 +291,11 @@ export function ocppRoutes({
       params: Type.Object({ chargePointId: ChargePointIdParam }),
       responses: {
         426: { description: 'not a WebSocket upgrade', schema: ErrorBody },
+        // Answers of the upgrade itself (ocpp-endpoint.ts), which this handler never sees.
+        ...upgradeRefusal(400, 'no subprotocol ocpp1.6 offered'),
+        ...upgradeRefusal(401, 'with AUTH=on, no valid charge point key (WWW-Authenticate: Basic)'),
+        ...upgradeRefusal(404, 'an id the engine does not take'),
+        ...upgradeRefusal(503, 'the engine is shutting down'),
       },
       handler: ({ params }) =>
         reply(

@@ -61,4 +61,28 @@ describe('createHttpServer', () => {
     expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(JSON.parse(raw.split('\r\n\r\n')[1])).toMatchObject({ error: 'bad_request' });
   });
+
+  test('when a request is a CONNECT, or expects something other than 100-continue, then it gets a JSON error, not a closed socket or an empty 417', async () => {
+    const { port } = server.address() as AddressInfo;
+    const rawAnswer = (request: string) =>
+      new Promise<string>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write(request));
+        let text = '';
+        socket.on('data', (d) => (text += d.toString()));
+        socket.on('close', () => resolve(text));
+      });
+    const connected = await rawAnswer('CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n');
+    expect(connected).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    expect(JSON.parse(connected.split('\r\n\r\n')[1])).toMatchObject({
+      error: 'method_not_allowed',
+    });
+    const expecting = await rawAnswer(
+      'POST /echo HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 0\r\n\r\n',
+    );
+    expect(expecting).toMatch(/^HTTP\/1\.1 417 Expectation Failed\r\n/);
+    expect(JSON.parse(expecting.split('\r\n\r\n')[1])).toMatchObject({
+      error: 'expectation_failed',
+      message: 'Expect: foo is not supported; only 100-continue is',
+    });
+  });
 });
