@@ -1,6 +1,6 @@
 import uPlot from 'uplot';
 import { palette } from './palette';
-import { formatDateTime } from '../format/dates';
+import { formatDateTime, formatDay, timeTickLabels } from '../format/dates';
 
 const CHART_HEIGHT = 260;
 
@@ -10,31 +10,49 @@ export const timeSeries: uPlot.Series = {
   value: (_u, seconds) => (seconds === null ? '–' : formatDateTime(seconds * 1000)),
 };
 
-const pad = (n: number) => String(n).padStart(2, '0');
+/** Every axis's labels: uPlot's own font, named here so the time axis can measure its dates. */
+export const AXIS_FONT = '12px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif';
+/** The least room between two neighbouring tick labels, px. */
+const LABEL_GAP_PX = 12;
 
-/**
- * Time ticks as the page writes times (24-hour, local zone), with the date under the first tick
- * of each day, rather than uPlot's US-style defaults.
- */
-function timeTicks(_u: uPlot, ticks: number[]): string[] {
-  let lastDay = '';
-  return ticks.map((seconds) => {
-    const d = new Date(seconds * 1000);
-    const day = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-    const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-    const label = day === lastDay ? time : `${time}\n${day}`;
-    lastDay = day;
-    return label;
-  });
+let measuring: CanvasRenderingContext2D | null | undefined;
+/** A label's width in the axis font (CSS px), or an estimate where no canvas can measure it. */
+function labelWidth(text: string): number {
+  measuring ??= document.createElement('canvas').getContext('2d');
+  if (!measuring) return text.length * 8;
+  measuring.font = AXIS_FONT;
+  return measuring.measureText(text).width;
 }
 
-export const timeAxis = (): uPlot.Axis => axis({ values: timeTicks, space: 60 });
+const HALF_DAY_S = 43_200;
+
+/**
+ * The least spacing of time ticks, so that neighbouring labels never touch. Ticks whole days
+ * apart are all dated: a date's width apart. Closer ticks are times with a date under a day's
+ * first, never two dated side by side (timeTickLabels): half a date's and half a time's width
+ * apart. Ticks are closer than a day when half a day fits at that spacing.
+ */
+function timeTickSpace(_u: uPlot, _axis: number, min: number, max: number, plotPx: number): number {
+  const date = Math.max(labelWidth(formatDay(min * 1000)), labelWidth(formatDay(max * 1000)));
+  const hours = Math.ceil((date + labelWidth('00:00')) / 2) + LABEL_GAP_PX;
+  return (HALF_DAY_S * plotPx) / (max - min) >= hours ? hours : Math.ceil(date) + LABEL_GAP_PX;
+}
+
+/** Time ticks as the page writes times (24-hour, local zone), rather than uPlot's US style. */
+const timeTicks = (_u: uPlot, ticks: number[], _axis: number, _space: number, step: number) =>
+  timeTickLabels(
+    ticks.map((s) => s * 1000),
+    step * 1000,
+  );
+
+export const timeAxis = (): uPlot.Axis => axis({ values: timeTicks, space: timeTickSpace });
 
 /** An axis in the page's colours; `unit` goes on its tick labels. */
 export function axis(options: uPlot.Axis & { unit?: string; digits?: number }): uPlot.Axis {
   const { unit, digits = 0, ...rest } = options;
   return {
     stroke: palette.axis,
+    font: AXIS_FONT,
     grid: { stroke: palette.grid, width: 1 },
     ticks: { stroke: palette.grid, width: 1 },
     ...(unit

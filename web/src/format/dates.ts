@@ -10,6 +10,9 @@ export function formatOffset(date: Date): string {
 const localDay = (d: Date) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 const localMinute = (d: Date) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 
+/** A date alone, in the browser's zone: 2024-03-20. */
+export const formatDay = (value: Date | string | number): string => localDay(toDate(value));
+
 export const toDate = (value: Date | string | number): Date =>
   value instanceof Date ? value : new Date(value);
 
@@ -21,6 +24,26 @@ export function formatDateTime(value: Date | string | number): string {
 export function formatDateTimeSeconds(value: Date | string | number): string {
   const d = toDate(value);
   return `${localDay(d)} ${localMinute(d)}:${pad(d.getSeconds())} ${formatOffset(d)}`;
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * A time axis's tick labels (24-hour, local zone). Ticks whole days apart (they fall on local
+ * midnights) are their dates alone. Closer ones are their times, with the date under the first
+ * tick of each day that starts on the axis; under the axis's first tick only when that is a
+ * midnight or no other tick has a date. So two dated labels never stand side by side (a day
+ * starting at the second tick would otherwise put a date under both). `stepMs`: between ticks.
+ */
+export function timeTickLabels(ticksMs: readonly number[], stepMs: number): string[] {
+  if (stepMs >= DAY_MS) return ticksMs.map(formatDay);
+  const dates = ticksMs.map((ms) => toDate(ms));
+  const days = dates.map(localDay);
+  const dated = dates.map((d, i) =>
+    i === 0 ? d.getHours() === 0 && d.getMinutes() === 0 : days[i] !== days[i - 1],
+  );
+  if (dates.length > 0 && !dated.includes(true)) dated[0] = true;
+  return dates.map((d, i) => (dated[i] ? `${localMinute(d)}\n${days[i]}` : localMinute(d)));
 }
 
 /** How long ago, in the largest unit that matters: "40 s ago", "12 min ago", "3 h 5 min ago". */
