@@ -415,12 +415,12 @@ export function createOcppEndpoint({
       const sent = asOcpp16Frame(frame);
       if (sent === null) return;
       sendRaw(sent);
-      if (socket.writableLength > MAX_UNREAD_ANSWER_BYTES) {
+      if (socket.writableLength > MAX_UNREAD_ANSWER_BYTES && !socket.destroyed) {
         logger.warn(
           { chargePointId: id, unreadBytes: socket.writableLength },
           'OCPP connection closed: the charge point does not read its answers',
         );
-        void client.close({ code: 1008, reason: 'Answers left unread', force: true });
+        void client.close({ force: true }); // no close frame: it would wait behind the rest
       }
     };
     client.once('close', ({ code }: { code: number }) => {
