@@ -40,10 +40,15 @@ export function createHttpServer(app: Express): Server {
   // Node answers these itself otherwise: CONNECT by closing the socket unanswered, an Expect
   // other than 100-continue with an empty 417.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) =>
-    endWithError(socket, 405, {
-      error: 'method_not_allowed',
-      message: 'CONNECT is not answered here: this is an API, not a proxy',
-    }),
+    endWithError(
+      socket,
+      405,
+      {
+        error: 'method_not_allowed',
+        message: 'CONNECT is not answered here: this is an API, not a proxy',
+      },
+      'Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS\r\n',
+    ),
   );
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const body = JSON.stringify({
@@ -72,6 +77,9 @@ export function endWithError(
   extraHeaders = '',
 ): void {
   const body = JSON.stringify({ error, message, details: [] });
+  // No HTTP timeout watches a socket handed over this way, and end() closes only our side: a
+  // client that never closes its own would hold it (and a graceful stop) for ever.
+  socket.once('finish', () => socket.destroy());
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
       extraHeaders +

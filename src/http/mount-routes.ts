@@ -60,8 +60,9 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
 }
 
 /**
- * A read that declares no query takes none: a parameter given is refused, not ignored. Writes
- * (ingest above all) ignore one, as gateways may append their own to every URL.
+ * A read that declares no query takes none: a parameter given is refused, not ignored (but by
+ * routes that say `ignoresQuery`). Writes (ingest above all) ignore one, as gateways may append
+ * their own to every URL.
  */
 function noQuery(raw: unknown): Record<string, never> {
   const [name] = Object.keys(raw as object);

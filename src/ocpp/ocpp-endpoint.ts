@@ -173,8 +173,14 @@ export const UPGRADE_REFUSALS = {
 /** A 401 names the scheme: a client that sends credentials only when challenged needs it. */
 const CHALLENGE = 'WWW-Authenticate: Basic realm="ocpp", charset="UTF-8"\r\n';
 
+/** Headers a refusal adds: a 401 names the scheme, a 503 when to come back. */
+const REFUSAL_HEADERS: Partial<Record<keyof typeof UPGRADE_REFUSALS, string>> = {
+  401: CHALLENGE,
+  503: 'Retry-After: 5\r\n',
+};
+
 const refuse = (socket: Duplex, status: keyof typeof UPGRADE_REFUSALS): void =>
-  endWithError(socket, status, UPGRADE_REFUSALS[status], status === 401 ? CHALLENGE : '');
+  endWithError(socket, status, UPGRADE_REFUSALS[status], REFUSAL_HEADERS[status] ?? '');
 
 /** A message id as OCPP-J 1.6 has it: at most 36 characters, and no NUL, as no text here holds. */
 function checkMessageId(messageId: string): void {
@@ -420,7 +426,8 @@ export function createOcppEndpoint({
           { chargePointId: id, unreadBytes: socket.writableLength },
           'OCPP connection closed: the charge point does not read its answers',
         );
-        void client.close({ force: true }); // no close frame: it would wait behind the rest
+        // No close frame, which would wait behind the rest; destroyed even while already closing.
+        socket.destroy();
       }
     };
     client.once('close', ({ code }: { code: number }) => {

@@ -287,13 +287,13 @@ export function ocppRoutes({
       operationId: 'ocppEndpoint',
       summary: 'The OCPP 1.6J WebSocket endpoint of a charge point',
       description:
-        'Charge points connect here with a WebSocket upgrade and the subprotocol ocpp1.6 (with AUTH=on, HTTP Basic: see the README). A plain HTTP request (an installer checking the URL) is told so.',
+        'Charge points connect here with a WebSocket upgrade and the subprotocol ocpp1.6 (with AUTH=on, HTTP Basic: see the README). A plain HTTP request (an installer checking the URL) is told so. An upgrade is refused with the JSON error body: 400 subprotocol_required (no ocpp1.6 offered), 401 invalid_charge_point_key (with WWW-Authenticate: Basic), 404 not_found, 503 shutting_down.',
       params: Type.Object({ chargePointId: ChargePointIdParam }),
       responses: {
         426: { description: 'not a WebSocket upgrade', schema: ErrorBody },
         // Answers of the upgrade itself (ocpp-endpoint.ts), which this handler never sees.
-        ...upgradeRefusal(400, 'no subprotocol ocpp1.6 offered'),
-        ...upgradeRefusal(401, 'with AUTH=on, no valid charge point key (WWW-Authenticate: Basic)'),
+        // (Its 400, no ocpp1.6 offered, and 401, no valid key with WWW-Authenticate: Basic, are
+        // in the description: the document's own 400 and 401 say parameters and Bearer.)
         ...upgradeRefusal(404, 'an id the engine does not take'),
         ...upgradeRefusal(503, 'the engine is shutting down'),
       },
