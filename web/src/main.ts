@@ -60,7 +60,8 @@ function start(): void {
   let chargePointsKnown = false;
   const probeChargePoints = () => {
     if (chargePointsKnown) return;
-    fetchChargePoints(api).then(
+    // One row is enough to tell: the list itself may be thousands.
+    fetchChargePoints(api, { limit: 1 }).then(
       (list) => {
         chargePointsKnown = true;
         chargePointsItem.hidden = list === null;

@@ -49,9 +49,16 @@ export const fetchFlaggedSessions = (api: ApiClient, window: { from: string; to:
 export const fetchSession = (api: ApiClient, vehicleId: string, sessionId: string) =>
   api.get<SessionDetail>(`/v1/vehicles/${id(vehicleId)}/sessions/${id(sessionId)}`);
 
-/** null: this engine has no charge points endpoint. */
-export const fetchChargePoints = (api: ApiClient) =>
-  unlessRouteMissing(api.get<ChargePointList>('/v1/charge-points'));
+/** The engine's largest page of charge points (GET /v1/charge-points `limit`). */
+export const CHARGE_POINTS_MAX_PAGE = 1000;
+
+/**
+ * One page of charge points in the engine's order, after `cursor` (a previous page's nextCursor;
+ * none: from the first), of `limit` (1 to CHARGE_POINTS_MAX_PAGE; none: the engine's default, 100).
+ * null: this engine has no charge points endpoint.
+ */
+export const fetchChargePoints = (api: ApiClient, page: { limit?: number; cursor?: string } = {}) =>
+  unlessRouteMissing(api.get<ChargePointList>('/v1/charge-points', page));
 
 export const fetchChargePoint = (api: ApiClient, chargePointId: string) =>
   api.get<ChargePoint>(`/v1/charge-points/${id(chargePointId)}`);
