@@ -236,14 +236,20 @@ describe('OCPP 1.6J charge points', () => {
     expect(await state.get(next.chargePointId, new Date())).toMatchObject({ connected: true });
   });
 
-  test('when a frame is not a CALL it can read, then the CALLERROR carries an OCPP 1.6 code', async () => {
-    const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-RAW`, ['ocpp1.6']);
+  /** A charge point's bare WebSocket, for frames no OCPP library would send; `answer` sends one. */
+  async function rawChargePoint(id: string) {
+    const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/${id}`, ['ocpp1.6']);
     await new Promise<void>((resolve) => socket.once('open', () => resolve()));
     const answer = (frame: string) =>
       new Promise<unknown[]>((resolve) => {
         socket.once('message', (data: Buffer) => resolve(JSON.parse(data.toString()) as unknown[]));
         socket.send(frame);
       });
+    return { socket, answer };
+  }
+
+  test('when a frame is not a CALL it can read, then the CALLERROR carries an OCPP 1.6 code', async () => {
+    const { socket, answer } = await rawChargePoint('CP-RAW');
     expect((await answer('hello {')).slice(0, 3)).toEqual([4, '-1', 'FormationViolation']);
     expect((await answer('[2,"x1"]')).slice(0, 3)).toEqual([4, 'x1', 'FormationViolation']);
     // A message of a type OCPP-J does not know is ignored (OCPP-J 1.6, 4.1.3): the next answer
@@ -293,13 +299,8 @@ describe('OCPP 1.6J charge points', () => {
   });
 
   test('when a message id is longer than the 36 characters OCPP-J allows, or holds NUL, then the call gets FormationViolation', async () => {
-    const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-LONG-ID`, ['ocpp1.6']);
-    await new Promise<void>((resolve) => socket.once('open', () => resolve()));
-    const answer = (id: string) =>
-      new Promise<unknown[]>((resolve) => {
-        socket.once('message', (data: Buffer) => resolve(JSON.parse(data.toString()) as unknown[]));
-        socket.send(JSON.stringify([2, id, 'Heartbeat', {}]));
-      });
+    const raw = await rawChargePoint('CP-LONG-ID');
+    const answer = (id: string) => raw.answer(JSON.stringify([2, id, 'Heartbeat', {}]));
     const guid = 'a'.repeat(36);
     expect(await answer(guid)).toEqual([3, guid, expect.any(Object)]);
     const long = 'b'.repeat(37);
@@ -314,12 +315,11 @@ describe('OCPP 1.6J charge points', () => {
       'FormationViolation',
       'The message id holds the character U+0000 (NUL), which no text may hold',
     ]);
-    socket.close();
+    raw.socket.close();
   });
 
   test('when a charge point sends and never reads its answers, then its connection is closed once 1 MB of them waits unread', async () => {
-    const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-NO-READ`, ['ocpp1.6']);
-    await new Promise<void>((resolve) => socket.once('open', () => resolve()));
+    const { socket } = await rawChargePoint('CP-NO-READ');
     (socket as unknown as { _socket: { pause(): void } })._socket.pause();
     // Each refusal echoes its 1 MB message id: past what the sockets' buffers take, answers wait
     // in the API's memory.
