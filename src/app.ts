@@ -142,6 +142,7 @@ export function createApp({
     sessions,
   });
   const mappingStore = new MappingStore(db);
+  const statusStore = new StatusStore(db);
   const ocpp = createOcppIntake({
     config,
     db,
@@ -150,6 +151,7 @@ export function createApp({
     ingestService,
     validator,
     liveState,
+    statusStore,
     mappingStore,
     settings,
     registry,
@@ -168,7 +170,7 @@ export function createApp({
     }),
     ...statusRoutes({
       liveState,
-      statusStore: new StatusStore(db),
+      statusStore,
       settings,
       config,
       logger: logger.child({ module: 'status' }),

@@ -123,6 +123,29 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
   });
 
+  test("when a connector's register is not in live state (Redis restarted empty, or an upgrade from a release that kept it elsewhere), then the charge point shows the stored one", async () => {
+    const cp = await connect('CP-REGLOST');
+    await cp.call('MeterValues', meterValues(1, '2024-04-09T10:00:00Z', wh(12_345)));
+    await waitForDrained(e.queue);
+    const keys = createRedisKeys(e.ctx.config.redisPrefix);
+    await e.ctx.redis.del(keys.liveState('meter', 'CP-REGLOST:1'));
+    const res = await request(e.api.api.app).get('/v1/charge-points/CP-REGLOST').expect(200);
+    expect(res.body.connectors).toEqual([
+      expect.objectContaining({
+        meterId: 'CP-REGLOST:1',
+        registerKwh: 12.345,
+        registerAt: '2024-04-09T10:00:00.000Z',
+      }),
+    ]);
+    // Live state, once the charge point sends again, is what it shows.
+    await cp.call('MeterValues', meterValues(1, '2024-04-09T10:15:00Z', wh(12_500)));
+    const next = await request(e.api.api.app).get('/v1/charge-points/CP-REGLOST').expect(200);
+    expect(next.body.connectors[0]).toMatchObject({
+      registerKwh: 12.5,
+      registerAt: '2024-04-09T10:15:00.000Z',
+    });
+  });
+
   test('when the OCPP URL is requested over plain HTTP (an installer checking it), then 426 says it is a WebSocket endpoint', async () => {
     const plain = await request(e.api.api.app).get('/ocpp/CP-PLAIN').expect(426);
     expect(plain.headers.upgrade).toBe('websocket');

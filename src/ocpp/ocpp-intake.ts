@@ -13,6 +13,7 @@ import type { RedisKeys } from '../redis-keys';
 import { Instant } from '../schema/primitives';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { MappingStore } from '../stores/mapping-store';
+import type { StatusStore } from '../stores/status-store';
 import type { IngestService } from '../telemetry/ingest-service';
 import type { ReadingValidator } from '../telemetry/validation';
 import type { LiveStateStore } from '../telemetry/live-state';
@@ -90,6 +91,7 @@ export function createOcppIntake({
   ingestService,
   validator,
   liveState,
+  statusStore,
   mappingStore,
   settings,
   registry,
@@ -108,6 +110,7 @@ export function createOcppIntake({
   ingestService: IngestService;
   validator: ReadingValidator;
   liveState: LiveStateStore;
+  statusStore: StatusStore;
   mappingStore: MappingStore;
   settings: DeviceSettingsStore;
   registry: Registry;
@@ -150,7 +153,14 @@ export function createOcppIntake({
       logger,
       pingIntervalMs: PING_INTERVAL_MS,
     }),
-    routes: ocppRoutes({ idTags, chargePoints, state, transactions, liveState }),
+    routes: ocppRoutes({
+      idTags,
+      chargePoints,
+      state,
+      transactions,
+      liveState,
+      statusStore,
+    }),
     connectorOf: (meterId) => connectorOf(chargePoints, redis, keys, meterId),
     statusExtensions: [
       {

@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { notFound } from '../errors';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
+import type { StatusStore } from '../stores/status-store';
 import type { LiveStateStore } from '../telemetry/live-state';
 import type { ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
@@ -104,6 +105,12 @@ const upgradeRefusal = (status: keyof typeof UPGRADE_REFUSALS, why: string) => (
   },
 });
 
+/** A connector meter's latest register reading: kWh, and the instant it was read (ms). */
+interface Register {
+  kwh: number;
+  at: number;
+}
+
 const openTransactionJson = (t: Transaction) => ({
   transactionId: t.id,
   idTag: t.idTag,
@@ -124,6 +131,7 @@ export function ocppRoutes({
   state,
   transactions,
   liveState,
+  statusStore,
   now = Date.now,
 }: {
   idTags: IdTagStore;
@@ -131,9 +139,31 @@ export function ocppRoutes({
   state: ChargePointState;
   transactions: TransactionStore;
   liveState: LiveStateStore;
+  statusStore: StatusStore;
   now?: () => number;
 }): AnyRoute[] {
   const idTagParams = Type.Object({ idTag: IdTagParam });
+
+  /**
+   * Each connector meter's latest register: from live state, else from the meter's status row
+   * (live state lost with a Redis that restarted empty, or written by an older release under
+   * other keys). PostgreSQL is asked only for the meters live state lacks.
+   */
+  async function registersOf(meterIds: string[]): Promise<Map<string, Register>> {
+    const live = await Promise.all(meterIds.map((m) => liveState.get('meter', m)));
+    const registers = new Map<string, Register>();
+    const keep = (meterId: string, reading: { ts: number; values: Record<string, number> }) => {
+      const kwh = reading.values.kwhConsumedAc;
+      if (kwh !== undefined) registers.set(meterId, { kwh, at: reading.ts });
+    };
+    meterIds.forEach((m, i) => live[i] && keep(m, live[i]));
+    const missing = meterIds.filter((m) => !registers.has(m));
+    if (missing.length > 0) {
+      const rows = await statusStore.getMany('meter', missing);
+      for (const [m, row] of rows) keep(m, { ts: row.ts.getTime(), values: row.values });
+    }
+    return registers;
+  }
 
   /** Everything known of one charge point: its boot record, live state, connectors. */
   async function describe(id: string) {
@@ -147,28 +177,26 @@ export function ocppRoutes({
       ...(live?.connectors.map((c) => c.connectorId) ?? []),
       ...open.map((t) => t.connectorId),
     ]);
-    const connectors = await Promise.all(
-      [...connectorIds]
-        .sort((a, b) => a - b)
-        .map(async (connectorId) => {
-          const meterId = connectorMeterId(id, connectorId);
-          const status = live?.connectors.find((c) => c.connectorId === connectorId)?.status;
-          const register = await liveState.get('meter', meterId);
-          const transaction = open.find((t) => t.connectorId === connectorId);
-          return {
-            connectorId,
-            meterId,
-            status: status?.status ?? null,
-            errorCode: status?.errorCode ?? null,
-            info: status?.info ?? null,
-            vendorErrorCode: status?.vendorErrorCode ?? null,
-            statusAt: status?.at ?? null,
-            registerKwh: register?.values.kwhConsumedAc ?? null,
-            registerAt: register ? new Date(register.ts).toISOString() : null,
-            openTransaction: transaction ? openTransactionJson(transaction) : null,
-          };
-        }),
-    );
+    const sorted = [...connectorIds].sort((a, b) => a - b);
+    const registers = await registersOf(sorted.map((c) => connectorMeterId(id, c)));
+    const connectors = sorted.map((connectorId) => {
+      const meterId = connectorMeterId(id, connectorId);
+      const status = live?.connectors.find((c) => c.connectorId === connectorId)?.status;
+      const register = registers.get(meterId);
+      const transaction = open.find((t) => t.connectorId === connectorId);
+      return {
+        connectorId,
+        meterId,
+        status: status?.status ?? null,
+        errorCode: status?.errorCode ?? null,
+        info: status?.info ?? null,
+        vendorErrorCode: status?.vendorErrorCode ?? null,
+        statusAt: status?.at ?? null,
+        registerKwh: register?.kwh ?? null,
+        registerAt: register ? new Date(register.at).toISOString() : null,
+        openTransaction: transaction ? openTransactionJson(transaction) : null,
+      };
+    });
     return {
       id,
       connected: live?.connected ?? false,

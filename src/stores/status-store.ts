@@ -44,14 +44,21 @@ export class StatusStore {
   constructor(private readonly db: Knex) {}
 
   async get(type: DeviceType, id: string): Promise<DeviceStatus | null> {
+    return (await this.getMany(type, [id])).get(id) ?? null;
+  }
+
+  /** Several devices' rows in one statement, by device id; a device without a row is absent. */
+  async getMany(type: DeviceType, ids: readonly string[]): Promise<Map<string, DeviceStatus>> {
     const kind: DeviceKind = kindOf(type);
-    const row = await this.db(kind.statusTable)
-      .where({ [kind.statusIdColumn]: id })
-      .first();
-    if (!row) return null;
-    const values: Record<string, number> = {};
-    for (const { name, column } of columnsOf(kind))
-      if (row[column] !== null) values[name] = row[column];
-    return { ts: row.ts, values };
+    const rows = await this.db(kind.statusTable).whereIn(kind.statusIdColumn, ids);
+    const columns = columnsOf(kind);
+    return new Map(
+      rows.map((row): [string, DeviceStatus] => {
+        const values: Record<string, number> = {};
+        for (const { name, column } of columns)
+          if (row[column] !== null) values[name] = row[column];
+        return [row[kind.statusIdColumn], { ts: row.ts, values }];
+      }),
+    );
   }
 }
