@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import express from 'express';
 
 import { createExpress, createHttpServer } from '../../src/http/http-server';
@@ -84,5 +84,26 @@ describe('createHttpServer', () => {
       error: 'expectation_failed',
       message: 'Expect: foo is not supported; only 100-continue is',
     });
+  });
+
+  test('when a client keeps its side open after a CONNECT is answered, then the server closes the socket all the same (no HTTP timeout watches it)', async () => {
+    const { port } = server.address() as AddressInfo;
+    const serverSide = new Promise<Socket>((resolve) =>
+      server.once('connection', (socket: Socket) => resolve(socket)),
+    );
+    const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    client.write('CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n');
+    client.resume(); // reads the answer, so its end arrives
+    await new Promise((resolve) => client.once('end', resolve));
+    const socket = await serverSide;
+    // Only end() on the server's side left it half open, waiting for the client's end for ever.
+    const closed = await Promise.race([
+      new Promise<boolean>((resolve) =>
+        socket.destroyed ? resolve(true) : socket.once('close', () => resolve(true)),
+      ),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5000)),
+    ]);
+    client.destroy();
+    expect(closed).toBe(true);
   });
 });
