@@ -259,7 +259,11 @@ function checkOcppFleet(prefix: string, meters: number): void {
 }
 
 /** Times a batch is sent again after its connection failed before the simulation stops. */
-const CONNECTION_ATTEMPTS = 5;
+/**
+ * How long a run rides out an engine it has reached before and now cannot (an API restarting,
+ * replicas replaced one at a time), trying again with a growing pause of up to 2 s.
+ */
+const UNREACHABLE_LIMIT_MS = 60_000;
 /** An engine that takes a connection but never answers is given up on after this. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
@@ -313,10 +317,11 @@ class Sender {
 
   /**
    * Sends one batch; on 503 or 429 waits Retry-After and tries again, and so after a lost connection (a
-   * kept-alive socket the server closed as it was reused): readings are stored once however often
-   * they are sent.
+   * kept-alive socket the server closed as it was reused) or while the engine cannot be reached, up
+   * to UNREACHABLE_LIMIT_MS: readings are stored once however often they are sent.
    */
   async send(batch: Reading[]): Promise<void> {
+    let unreachableSince: number | undefined;
     for (let lost = 0; ;) {
       let res: Response;
       try {
@@ -326,9 +331,12 @@ class Sender {
           body: JSON.stringify(batch),
         });
       } catch (err) {
-        if (err instanceof KeyRefused || ++lost > CONNECTION_ATTEMPTS) throw err;
+        unreachableSince ??= Date.now();
+        if (err instanceof KeyRefused || Date.now() - unreachableSince > UNREACHABLE_LIMIT_MS) {
+          throw err;
+        }
         this.retries += 1;
-        await sleep(250 * lost);
+        await sleep(Math.min(250 * ++lost, 2000));
         continue;
       }
       if (asksToWait(res)) {

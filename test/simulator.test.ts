@@ -10,7 +10,14 @@ import { idTagOf } from '../scripts/ocpp-fleet';
 import { Fleet, parseChargerMix } from '../scripts/fleet-model';
 import type { JudgedSession } from '../scripts/fleet-sessions';
 import { judgingSettings, parseArgs, simulate } from '../scripts/simulate';
-import { startTestEngine, waitForDrained, type TestApi, type TestEngine } from './helpers/engine';
+import {
+  startTestEngine,
+  waitFor,
+  waitForDrained,
+  type TestApi,
+  type TestEngine,
+} from './helpers/engine';
+import { TcpProxy } from './helpers/tcp-proxy';
 
 let testEngine: TestEngine;
 let url: string;
@@ -167,6 +174,38 @@ describe('fleet simulator', () => {
       }),
     ).rejects.toThrow(/^the engine at http:\/\/127\.0\.0\.1:39 did not answer \(ECONNREFUSED\)/);
   });
+
+  test('when the engine it reached goes away for a few seconds (an API restarting), then the run waits for it and sends everything', async () => {
+    const proxy = await TcpProxy.inFrontOf(url);
+    const stored = async () => {
+      const [row] = await testEngine.ctx
+        .db('telemetry_history')
+        .where('device_id', 'like', 'SR-%')
+        .count({ n: '*' });
+      return Number(row.n);
+    };
+    try {
+      const run = simulate({
+        ...parseArgs([
+          ...['--meters', '10', '--vehicles', '10', '--backfill', '6h', '--batch', '10'],
+          ...['--faulty', '0', '--prefix', 'SR-', '--quiet'],
+        ]),
+        url: proxy.rewrite(url).replace(/\/$/, ''),
+      });
+      run.catch(() => undefined); // awaited below
+      // Once its readings flow, the engine is out of reach for 6 s: longer than it waited before.
+      await waitFor(async () => (await stored()) > 0, 30_000, 'the first readings');
+      await proxy.cut();
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      await proxy.restore();
+      await run;
+      await waitForDrained(queue, 60_000);
+      // 10 meters and 10 vehicles, a reading a minute over the 6 hours (the edges by the clock).
+      expect(await stored()).toBeGreaterThanOrEqual(20 * 6 * 60);
+    } finally {
+      await proxy.cut();
+    }
+  }, 90_000);
 });
 
 describe('fleet simulator as OCPP charge points (--ocpp)', () => {
