@@ -441,6 +441,64 @@ describe('OCPP 1.6J charge points', () => {
     expect(app.body).toMatchObject({ idTag: 'APP #7/B X', vehicleId: 'V-app' });
   });
 
+  test("when an unknown idTag is registered while a transaction started with it is open, then that transaction is the vehicle's from its start; one already stopped stays unmapped", async () => {
+    const cp = await connect('CP-LATETAG');
+    const stopped = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'tag-late',
+      meterStart: 1_000,
+      timestamp: '2024-04-12T08:00:00Z',
+    });
+    await cp.call('StopTransaction', {
+      transactionId: stopped,
+      meterStop: 2_000,
+      timestamp: '2024-04-12T09:00:00Z',
+    });
+    const open = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'tag-late',
+      meterStart: 2_000,
+      timestamp: '2024-04-12T10:00:00Z',
+    });
+    await cp.call('MeterValues', meterValues(1, '2024-04-12T10:30:00Z', wh(7_000)));
+    // Before: no vehicle charges from the connector.
+    expect((await request(e.api.api.app).get('/v1/telemetry/map/V-late')).status).toBe(404);
+
+    await request(e.api.api.app)
+      .put('/v1/id-tags/TAG-LATE')
+      .send({ vehicleId: 'V-late' })
+      .expect(200);
+    const point = await request(e.api.api.app).get('/v1/charge-points/CP-LATETAG').expect(200);
+    expect(point.body.connectors[0].openTransaction).toMatchObject({
+      transactionId: open,
+      vehicleId: 'V-late',
+    });
+    const map = async () =>
+      (await request(e.api.api.app).get('/v1/telemetry/map/V-late').expect(200)).body.history;
+    expect(await map()).toEqual([
+      { meterId: 'CP-LATETAG:1', from: '2024-04-12T10:00:00.001Z', to: null },
+    ]);
+    // Its stop ends the vehicle's period, as for a tag known at the start.
+    await cp.call('StopTransaction', {
+      transactionId: open,
+      meterStop: 9_000,
+      timestamp: '2024-04-12T11:00:00Z',
+    });
+    expect(await map()).toEqual([
+      {
+        meterId: 'CP-LATETAG:1',
+        from: '2024-04-12T10:00:00.001Z',
+        to: '2024-04-12T11:00:00.001Z',
+      },
+    ]);
+    // Registered again, nothing changes: no transaction of the tag is open and without a vehicle.
+    await request(e.api.api.app)
+      .put('/v1/id-tags/TAG-LATE')
+      .send({ vehicleId: 'V-late' })
+      .expect(200);
+    expect(await map()).toHaveLength(1);
+  });
+
   test('when a vehicle charges through a whole transaction, then the register in Wh and kWh, phased-only, lands as kWh and the transaction maps the vehicle', async () => {
     await request(e.api.api.app).put('/v1/id-tags/TAG-OC').send({ vehicleId: 'V-oc' }).expect(200);
     const cp = await connect('CP-R');

@@ -457,6 +457,29 @@ export class ChargePointService {
   }
 
   /**
+   * An idTag registered while transactions started with it are open (unknown at their start and
+   * accepted, OCPP_UNKNOWN_ID_TAGS=accept): each is the vehicle's from its start, as if the tag
+   * had been known then. Stopped ones stay as they were: past periods are never rewritten.
+   */
+  async idTagRegistered(idTag: string, vehicleId: string): Promise<void> {
+    for (const transaction of await this.deps.transactions.giveOpenToVehicle(idTag, vehicleId)) {
+      const meterId = connectorMeterId(transaction.chargePointId, transaction.connectorId);
+      const since = justAfter(transaction.startedAt);
+      await this.stopVehicleElsewhere(transaction);
+      await this.mapVehicle(vehicleId, meterId, since);
+      // A stop that came in meanwhile (or the one just made elsewhere) found no period to end.
+      const now = await this.deps.transactions.get(transaction.id);
+      if (now?.stoppedAt) {
+        await this.deps.mapping.endPeriod(vehicleId, meterId, since, justAfter(now.stoppedAt));
+      }
+      this.deps.logger.info(
+        { chargePointId: transaction.chargePointId, transactionId: transaction.id, vehicleId },
+        "open transaction given to its idTag's vehicle, registered after its start",
+      );
+    }
+  }
+
+  /**
    * A connector carries one transaction at a time. One still open on it that started before
    * `started` missed its StopTransaction: it is stopped where `started` starts (before `started`
    * maps its vehicle, which may be the same). Returns the connector's next transaction after

@@ -160,6 +160,7 @@ export function createOcppIntake({
       transactions,
       liveState,
       statusStore,
+      idTagRegistered: (idTag, vehicleId) => service.idTagRegistered(idTag, vehicleId),
     }),
     connectorOf: (meterId) => connectorOf(chargePoints, redis, keys, meterId),
     statusExtensions: [

@@ -132,6 +132,7 @@ export function ocppRoutes({
   transactions,
   liveState,
   statusStore,
+  idTagRegistered,
   now = Date.now,
 }: {
   idTags: IdTagStore;
@@ -140,6 +141,8 @@ export function ocppRoutes({
   transactions: TransactionStore;
   liveState: LiveStateStore;
   statusStore: StatusStore;
+  /** Gives the tag's open transactions, started while it was unknown, to its vehicle. */
+  idTagRegistered: (idTag: string, vehicleId: string) => Promise<void>;
   now?: () => number;
 }): AnyRoute[] {
   const idTagParams = Type.Object({ idTag: IdTagParam });
@@ -217,7 +220,7 @@ export function ocppRoutes({
       operationId: 'registerIdTag',
       summary: 'Registers which vehicle an idTag (RFID card, app token) identifies',
       description:
-        'A charging transaction started with this idTag maps the vehicle to the connector from its start.',
+        'A charging transaction started with this idTag maps the vehicle to the connector from its start; so does one still open that started with it while it was unknown.',
       scope: 'admin',
       database: true,
       params: idTagParams,
@@ -225,6 +228,7 @@ export function ocppRoutes({
       responses: { 200: { description: 'registered', schema: IdTag } },
       handler: async ({ params, body }) => {
         const tag = await idTags.set(params.idTag, body.vehicleId);
+        await idTagRegistered(tag.idTag, tag.vehicleId);
         return reply(200, idTagJson(tag));
       },
     }),

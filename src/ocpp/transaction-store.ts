@@ -239,6 +239,20 @@ export class TransactionStore {
     return row ? toTransaction(row) : null;
   }
 
+  /**
+   * The open transactions started with `idTag` (compared case-insensitively) that have no vehicle
+   * (the tag was unknown then) become `vehicleId`'s; returns them as they are now.
+   */
+  async giveOpenToVehicle(idTag: string, vehicleId: string): Promise<Transaction[]> {
+    const rows: TransactionRow[] = await this.db<TransactionRow>(TABLE)
+      .whereNull('stopped_at')
+      .whereNull('vehicle_id')
+      .whereRaw('upper(id_tag) = upper(?)', [idTag])
+      .update({ vehicle_id: vehicleId })
+      .returning('*');
+    return rows.map(toTransaction);
+  }
+
   /** A vehicle's transactions, on any charge point, still open or stopped after `instant`. */
   async ofVehicleAfter(vehicleId: string, instant: Date): Promise<Transaction[]> {
     const rows = await this.db<TransactionRow>(TABLE)
