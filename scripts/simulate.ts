@@ -258,7 +258,6 @@ function checkOcppFleet(prefix: string, meters: number): void {
     );
 }
 
-/** Times a batch is sent again after its connection failed before the simulation stops. */
 /**
  * How long a run rides out an engine it has reached before and now cannot (an API restarting,
  * replicas replaced one at a time), trying again with a growing pause of up to 2 s.

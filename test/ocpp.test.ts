@@ -123,7 +123,7 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
   });
 
-  test("when a connector's register is not in live state (Redis restarted empty, or an upgrade from a release that kept it elsewhere), then the charge point shows the stored one", async () => {
+  test("when a connector's register is not in live state (Redis restarted empty, or an upgrade from a release that kept it elsewhere), then the charge point shows the newer of it and the stored one", async () => {
     const cp = await connect('CP-REGLOST');
     await cp.call('MeterValues', meterValues(1, '2024-04-09T10:00:00Z', wh(12_345)));
     await waitForDrained(e.queue);
@@ -137,7 +137,14 @@ describe('OCPP 1.6J charge points', () => {
         registerAt: '2024-04-09T10:00:00.000Z',
       }),
     ]);
-    // Live state, once the charge point sends again, is what it shows.
+    // A queued older reading arriving then starts live state again: the stored one is newer.
+    await cp.call('MeterValues', meterValues(1, '2024-04-09T09:00:00Z', wh(11_000)));
+    const older = await request(e.api.api.app).get('/v1/charge-points/CP-REGLOST').expect(200);
+    expect(older.body.connectors[0]).toMatchObject({
+      registerKwh: 12.345,
+      registerAt: '2024-04-09T10:00:00.000Z',
+    });
+    // A newer one is what it shows.
     await cp.call('MeterValues', meterValues(1, '2024-04-09T10:15:00Z', wh(12_500)));
     const next = await request(e.api.api.app).get('/v1/charge-points/CP-REGLOST').expect(200);
     expect(next.body.connectors[0]).toMatchObject({
@@ -497,6 +504,36 @@ describe('OCPP 1.6J charge points', () => {
       .send({ vehicleId: 'V-late' })
       .expect(200);
     expect(await map()).toHaveLength(1);
+  });
+
+  test("when an idTag is registered at the moment a transaction starts with it, then the transaction is the vehicle's whichever comes first", async () => {
+    const cp = await connect('CP-TAGRACE');
+    const app = request(e.api.api.app);
+    for (let round = 0; round < 30; round++) {
+      const [idTag, vehicleId] = [`TAG-RACE-${round}`, `V-race-${round}`];
+      const connectorId = 1 + (round % 2);
+      const timestamp = new Date(Date.UTC(2024, 3, 13, 8, round)).toISOString();
+      const [transactionId] = await Promise.all([
+        startTransaction(cp, { connectorId, idTag, meterStart: round * 1000, timestamp }),
+        app.put(`/v1/id-tags/${idTag}`).send({ vehicleId }).expect(200),
+      ]);
+      const map = await app.get(`/v1/telemetry/map/${vehicleId}`).expect(200);
+      expect({ round, history: map.body.history }).toEqual({
+        round,
+        history: [
+          {
+            meterId: `CP-TAGRACE:${connectorId}`,
+            from: new Date(Date.parse(timestamp) + 1).toISOString(),
+            to: null,
+          },
+        ],
+      });
+      await cp.call('StopTransaction', {
+        transactionId,
+        meterStop: round * 1000 + 500,
+        timestamp: new Date(Date.parse(timestamp) + 30_000).toISOString(),
+      });
+    }
   });
 
   test('when a vehicle charges through a whole transaction, then the register in Wh and kWh, phased-only, lands as kWh and the transaction maps the vehicle', async () => {
@@ -2548,6 +2585,25 @@ describe('OCPP with AUTH on', () => {
     });
   });
   afterAll(() => e.stop());
+
+  test('when an idTag refused at a start (OCPP_UNKNOWN_ID_TAGS=reject) is registered later, then that transaction is not given to the vehicle', async () => {
+    const cp = await chargePoint(e, 'CP-1', { password: cp1.key });
+    const started = (await cp.call('StartTransaction', {
+      connectorId: 1,
+      idTag: 'TAG-REFUSED',
+      meterStart: 0,
+      timestamp: '2024-04-14T10:00:00Z',
+    })) as { transactionId: number; idTagInfo: { status: string } };
+    expect(started.idTagInfo.status).toBe('Invalid');
+    const admin = { Authorization: `Bearer ${reader.key}` };
+    await request(e.api.api.app)
+      .put('/v1/id-tags/TAG-REFUSED')
+      .set(admin)
+      .send({ vehicleId: 'V-refused' })
+      .expect(200);
+    await request(e.api.api.app).get('/v1/telemetry/map/V-refused').set(admin).expect(404);
+    await cp.close();
+  });
 
   test("when the Basic password is the charge point's own key, then it connects", async () => {
     const cp = await chargePoint(e, 'CP-1', { password: cp1.key });

@@ -11,7 +11,8 @@ import type { ReadingValidator } from '../telemetry/validation';
 import type { ChargePointRecorder } from './charge-point-recorder';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
-import { isBlankIdTag, normalizeIdTag, type IdTagStore } from './id-tag-store';
+import type { IdTagRegistrations } from './id-tag-registrations';
+import { isBlankIdTag, normalizeIdTag, type IdTag, type IdTagStore } from './id-tag-store';
 import {
   countBy,
   LISTED_REJECTS,
@@ -207,6 +208,7 @@ export class ChargePointService {
       recorder: ChargePointRecorder;
       transactions: TransactionStore;
       idTags: IdTagStore;
+      registrations: IdTagRegistrations;
       mapping: MappingStore;
       /** Records each connector meter's register semantics, once. */
       registers: ConnectorRegisters;
@@ -446,6 +448,10 @@ export class ChargePointService {
       await this.mapVehicle(transaction.vehicleId, meterId, justAfter(startedAt));
     }
     if (later) await this.supersede(transaction, later, meterId);
+    if (!transaction.vehicleId && transaction.idTagStatus === 'Accepted') {
+      // A registration of the tag made while this start was on its way did not see it.
+      await this.settleGiven(await this.deps.registrations.giveIfRegistered(req.idTag));
+    }
     await this.store(meterId, [
       { timestamp: startedAt.toISOString(), kwh: whToKwh(req.meterStart) },
     ]);
@@ -457,24 +463,26 @@ export class ChargePointService {
   }
 
   /**
-   * An idTag registered while transactions started with it are open (unknown at their start and
-   * accepted, OCPP_UNKNOWN_ID_TAGS=accept): each is the vehicle's from its start, as if the tag
-   * had been known then. Stopped ones stay as they were: past periods are never rewritten.
+   * `PUT /v1/id-tags/{idTag}`: the open transactions started with the tag while it was unknown
+   * are its vehicle's from their start (see IdTagRegistrations).
    */
-  async idTagRegistered(idTag: string, vehicleId: string): Promise<void> {
-    for (const transaction of await this.deps.transactions.giveOpenToVehicle(idTag, vehicleId)) {
-      const meterId = connectorMeterId(transaction.chargePointId, transaction.connectorId);
-      const since = justAfter(transaction.startedAt);
+  async registerIdTag(idTag: string, vehicleId: string): Promise<IdTag> {
+    const { tag, given } = await this.deps.registrations.register(idTag, vehicleId);
+    await this.settleGiven(given);
+    return tag;
+  }
+
+  /** Transactions given to a vehicle after their start: its others stopped, as at a start. */
+  private async settleGiven(given: Transaction[]): Promise<void> {
+    for (const transaction of given) {
       await this.stopVehicleElsewhere(transaction);
-      await this.mapVehicle(vehicleId, meterId, since);
-      // A stop that came in meanwhile (or the one just made elsewhere) found no period to end.
-      const now = await this.deps.transactions.get(transaction.id);
-      if (now?.stoppedAt) {
-        await this.deps.mapping.endPeriod(vehicleId, meterId, since, justAfter(now.stoppedAt));
-      }
       this.deps.logger.info(
-        { chargePointId: transaction.chargePointId, transactionId: transaction.id, vehicleId },
-        "open transaction given to its idTag's vehicle, registered after its start",
+        {
+          chargePointId: transaction.chargePointId,
+          transactionId: transaction.id,
+          vehicleId: transaction.vehicleId,
+        },
+        "idTag registered: its open transaction is the vehicle's from its start",
       );
     }
   }
@@ -562,9 +570,10 @@ export class ChargePointService {
     if (moved?.stopReason !== SUPERSEDED_BY_NEW || moved.stoppedAt?.getTime() !== +by.startedAt) {
       return;
     }
-    if (ended.vehicleId) {
+    // The vehicle as stopped: a registration of its idTag may have given it one since it was read.
+    if (moved.vehicleId) {
       await this.deps.mapping.endPeriod(
-        ended.vehicleId,
+        moved.vehicleId,
         meterId,
         justAfter(ended.startedAt),
         justAfter(by.startedAt),
@@ -981,12 +990,8 @@ export class ChargePointService {
 
   /** From the transaction's start, the vehicle charges from the connector's meter. */
   private async mapVehicle(vehicleId: string, meterId: string, since: Date): Promise<void> {
-    try {
-      await this.deps.mapping.assign(vehicleId, meterId, since);
-    } catch (err) {
-      // A mapping made later than this start (by hand, or by a later transaction) is kept.
-      if (!(err instanceof AppError && err.statusCode === 409)) throw err;
-      this.deps.logger.info({ vehicleId, meterId, err: err.message }, 'vehicle mapping kept');
+    if (!(await this.deps.mapping.assignUnlessLater(vehicleId, meterId, since))) {
+      this.deps.logger.info({ vehicleId, meterId, since }, 'vehicle mapping made later kept');
     }
   }
 

@@ -27,6 +27,7 @@ import {
 } from './charge-point-state';
 import { ChargePointStore } from './charge-point-store';
 import { ConnectorRegisters } from './connector-registers';
+import { IdTagRegistrations } from './id-tag-registrations';
 import { IdTagStore } from './id-tag-store';
 import { OCPP_ACTIONS, createOcppEndpoint, type OcppEndpoint } from './ocpp-endpoint';
 import { StatusDetails, ocppRoutes } from './ocpp-routes';
@@ -128,6 +129,7 @@ export function createOcppIntake({
     recorder: new ChargePointRecorder({ store: chargePoints, logger }),
     transactions,
     idTags,
+    registrations: new IdTagRegistrations(db),
     mapping: mappingStore,
     registers: ConnectorRegisters.using({
       settings,
@@ -160,7 +162,7 @@ export function createOcppIntake({
       transactions,
       liveState,
       statusStore,
-      idTagRegistered: (idTag, vehicleId) => service.idTagRegistered(idTag, vehicleId),
+      registerIdTag: (idTag, vehicleId) => service.registerIdTag(idTag, vehicleId),
     }),
     connectorOf: (meterId) => connectorOf(chargePoints, redis, keys, meterId),
     statusExtensions: [

@@ -2,9 +2,9 @@ import { Type } from '@sinclair/typebox';
 import { notFound } from '../errors';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
-import type { StatusStore } from '../stores/status-store';
+import type { DeviceStatus, StatusStore } from '../stores/status-store';
 import type { LiveStateStore } from '../telemetry/live-state';
-import type { ChargePointStore } from './charge-point-store';
+import type { ChargePointRecord, ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import {
   CHARGE_POINT_ID_PATTERN,
@@ -132,7 +132,7 @@ export function ocppRoutes({
   transactions,
   liveState,
   statusStore,
-  idTagRegistered,
+  registerIdTag,
   now = Date.now,
 }: {
   idTags: IdTagStore;
@@ -141,76 +141,98 @@ export function ocppRoutes({
   transactions: TransactionStore;
   liveState: LiveStateStore;
   statusStore: StatusStore;
-  /** Gives the tag's open transactions, started while it was unknown, to its vehicle. */
-  idTagRegistered: (idTag: string, vehicleId: string) => Promise<void>;
+  /** Registers the tag (ChargePointService.registerIdTag). */
+  registerIdTag: (idTag: string, vehicleId: string) => Promise<IdTag>;
   now?: () => number;
 }): AnyRoute[] {
   const idTagParams = Type.Object({ idTag: IdTagParam });
 
   /**
-   * Each connector meter's latest register: from live state, else from the meter's status row
-   * (live state lost with a Redis that restarted empty, or written by an older release under
-   * other keys). PostgreSQL is asked only for the meters live state lacks.
+   * Each connector meter's latest register: the newer of its live state and its status row, as
+   * the meter's own status answers (live state lost with a Redis that restarted empty, or kept
+   * under other keys by an older release, starts again from whatever arrives next, which may be a
+   * queued older reading). One statement for all the meters.
    */
   async function registersOf(meterIds: string[]): Promise<Map<string, Register>> {
-    const live = await Promise.all(meterIds.map((m) => liveState.get('meter', m)));
+    const [live, stored] = await Promise.all([
+      Promise.all(meterIds.map((m) => liveState.get('meter', m))),
+      meterIds.length > 0
+        ? statusStore.getMany('meter', meterIds)
+        : new Map<string, DeviceStatus>(),
+    ]);
     const registers = new Map<string, Register>();
-    const keep = (meterId: string, reading: { ts: number; values: Record<string, number> }) => {
-      const kwh = reading.values.kwhConsumedAc;
-      if (kwh !== undefined) registers.set(meterId, { kwh, at: reading.ts });
+    const consider = (meterId: string, at: number, values: Record<string, number>) => {
+      const kwh = values.kwhConsumedAc;
+      const known = registers.get(meterId);
+      if (kwh !== undefined && (!known || at > known.at)) registers.set(meterId, { kwh, at });
     };
-    meterIds.forEach((m, i) => live[i] && keep(m, live[i]));
-    const missing = meterIds.filter((m) => !registers.has(m));
-    if (missing.length > 0) {
-      const rows = await statusStore.getMany('meter', missing);
-      for (const [m, row] of rows) keep(m, { ts: row.ts.getTime(), values: row.values });
-    }
+    meterIds.forEach((meterId, i) => {
+      const reading = live[i];
+      if (reading) consider(meterId, reading.ts, reading.values);
+    });
+    for (const [meterId, row] of stored) consider(meterId, row.ts.getTime(), row.values);
     return registers;
   }
 
-  /** Everything known of one charge point: its boot record, live state, connectors. */
-  async function describe(id: string) {
-    const [record, live, open] = await Promise.all([
-      chargePoints.get(id),
-      state.get(id, new Date(now())),
-      transactions.openOn(id),
+  /**
+   * Everything known of these charge points (boot record, live state, connectors), in their
+   * order; null for one never seen. Their open transactions and registers are read together.
+   */
+  async function describeMany(ids: string[], knownRecords?: (ChargePointRecord | null)[]) {
+    const at = new Date(now());
+    const [records, lives, open] = await Promise.all([
+      knownRecords ?? Promise.all(ids.map((id) => chargePoints.get(id))),
+      Promise.all(ids.map((id) => state.get(id, at))),
+      transactions.openOnAny(ids),
     ]);
-    if (!record && !live) return null;
-    const connectorIds = new Set([
-      ...(live?.connectors.map((c) => c.connectorId) ?? []),
-      ...open.map((t) => t.connectorId),
-    ]);
-    const sorted = [...connectorIds].sort((a, b) => a - b);
-    const registers = await registersOf(sorted.map((c) => connectorMeterId(id, c)));
-    const connectors = sorted.map((connectorId) => {
-      const meterId = connectorMeterId(id, connectorId);
-      const status = live?.connectors.find((c) => c.connectorId === connectorId)?.status;
-      const register = registers.get(meterId);
-      const transaction = open.find((t) => t.connectorId === connectorId);
+    // Newest first: a connector shows its latest open transaction.
+    open.sort((a, b) => b.startedAt.getTime() - a.startedAt.getTime());
+    const connectorIds = ids.map((id, i) =>
+      [
+        ...new Set([
+          ...(lives[i]?.connectors.map((c) => c.connectorId) ?? []),
+          ...open.filter((t) => t.chargePointId === id).map((t) => t.connectorId),
+        ]),
+      ].sort((a, b) => a - b),
+    );
+    const registers = await registersOf(
+      ids.flatMap((id, i) => connectorIds[i].map((c) => connectorMeterId(id, c))),
+    );
+    return ids.map((id, i) => {
+      const [record, live] = [records[i], lives[i]];
+      if (!record && !live) return null;
+      const connectors = connectorIds[i].map((connectorId) => {
+        const meterId = connectorMeterId(id, connectorId);
+        const status = live?.connectors.find((c) => c.connectorId === connectorId)?.status;
+        const register = registers.get(meterId);
+        const transaction = open.find(
+          (t) => t.chargePointId === id && t.connectorId === connectorId,
+        );
+        return {
+          connectorId,
+          meterId,
+          status: status?.status ?? null,
+          errorCode: status?.errorCode ?? null,
+          info: status?.info ?? null,
+          vendorErrorCode: status?.vendorErrorCode ?? null,
+          statusAt: status?.at ?? null,
+          registerKwh: register?.kwh ?? null,
+          registerAt: register ? new Date(register.at).toISOString() : null,
+          openTransaction: transaction ? openTransactionJson(transaction) : null,
+        };
+      });
       return {
-        connectorId,
-        meterId,
-        status: status?.status ?? null,
-        errorCode: status?.errorCode ?? null,
-        info: status?.info ?? null,
-        vendorErrorCode: status?.vendorErrorCode ?? null,
-        statusAt: status?.at ?? null,
-        registerKwh: register?.kwh ?? null,
-        registerAt: register ? new Date(register.at).toISOString() : null,
-        openTransaction: transaction ? openTransactionJson(transaction) : null,
+        id,
+        connected: live?.connected ?? false,
+        connectedAt: live?.connectedAt ?? null,
+        lastSeenAt: live?.lastSeenAt ?? null,
+        lastBootAt: record?.lastBootAt?.toISOString() ?? live?.lastBootAt ?? null,
+        vendor: record?.vendor ?? null,
+        model: record?.model ?? null,
+        firmwareVersion: record?.firmwareVersion ?? null,
+        connectors,
       };
     });
-    return {
-      id,
-      connected: live?.connected ?? false,
-      connectedAt: live?.connectedAt ?? null,
-      lastSeenAt: live?.lastSeenAt ?? null,
-      lastBootAt: record?.lastBootAt?.toISOString() ?? live?.lastBootAt ?? null,
-      vendor: record?.vendor ?? null,
-      model: record?.model ?? null,
-      firmwareVersion: record?.firmwareVersion ?? null,
-      connectors,
-    };
   }
 
   return [
@@ -227,9 +249,7 @@ export function ocppRoutes({
       body: { schema: IdTagBody, name: 'id tag', read: 'json' },
       responses: { 200: { description: 'registered', schema: IdTag } },
       handler: async ({ params, body }) => {
-        const tag = await idTags.set(params.idTag, body.vehicleId);
-        await idTagRegistered(tag.idTag, tag.vehicleId);
-        return reply(200, idTagJson(tag));
+        return reply(200, idTagJson(await registerIdTag(params.idTag, body.vehicleId)));
       },
     }),
     defineRoute({
@@ -287,7 +307,10 @@ export function ocppRoutes({
       handler: async ({ query }) => {
         const limit = query.limit ?? 100;
         const records = await chargePoints.list(limit, query.cursor ?? null);
-        const described = await Promise.all(records.map((r) => describe(r.id)));
+        const described = await describeMany(
+          records.map((r) => r.id),
+          records,
+        );
         return reply(200, {
           chargePoints: described.filter((d): d is NonNullable<typeof d> => d !== null),
           nextCursor: records.length === limit ? records[records.length - 1].id : null,
@@ -308,7 +331,7 @@ export function ocppRoutes({
         404: { description: 'never connected', schema: ErrorBody },
       },
       handler: async ({ params }) => {
-        const described = await describe(params.chargePointId);
+        const [described] = await describeMany([params.chargePointId]);
         if (!described) throw notFound(`Charge point ${params.chargePointId} has never connected`);
         return reply(200, described);
       },

@@ -240,17 +240,22 @@ export class TransactionStore {
   }
 
   /**
-   * The open transactions started with `idTag` (compared case-insensitively) that have no vehicle
-   * (the tag was unknown then) become `vehicleId`'s; returns them as they are now.
+   * The open transactions started with `idTag` and accepted, without a vehicle (the tag unknown
+   * then) or `vehicleId`'s already (a registration tried again), in start order, locked: those
+   * without become the vehicle's, their sessions marked. Run in a transaction.
    */
   async giveOpenToVehicle(idTag: string, vehicleId: string): Promise<Transaction[]> {
     const rows: TransactionRow[] = await this.db<TransactionRow>(TABLE)
+      .where({ id_tag: normalizeIdTag(idTag), id_tag_status: 'Accepted' })
       .whereNull('stopped_at')
-      .whereNull('vehicle_id')
-      .whereRaw('upper(id_tag) = upper(?)', [idTag])
-      .update({ vehicle_id: vehicleId })
-      .returning('*');
-    return rows.map(toTransaction);
+      .where((mine) => mine.whereNull('vehicle_id').orWhere('vehicle_id', vehicleId))
+      .orderBy([{ column: 'started_at' }, { column: 'id' }])
+      .forUpdate();
+    for (const row of rows.filter((r) => r.vehicle_id === null)) {
+      await this.db(TABLE).where({ id: row.id }).update({ vehicle_id: vehicleId });
+      await markSessionsChanged(this.db, vehicleId, row.started_at);
+    }
+    return rows.map((row) => toTransaction({ ...row, vehicle_id: vehicleId }));
   }
 
   /** A vehicle's transactions, on any charge point, still open or stopped after `instant`. */

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { conflict } from '../errors';
+import { AppError, conflict } from '../errors';
 import { markSessionsChanged } from './session-marks';
 
 const TABLE = 'vehicle_meter_map';
@@ -40,7 +40,7 @@ function nowAfter(current: number, earliestAllowed: Date | null): Date {
 }
 
 /** A vehicle's mapping changes take turns: each holds this lock until its transaction ends. */
-const lockVehicle = (trx: Knex.Transaction, vehicleId: string) =>
+export const lockVehicle = (trx: Knex.Transaction, vehicleId: string) =>
   trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
 
 export class MappingStore {
@@ -111,6 +111,20 @@ export class MappingStore {
       await markSessionsChanged(trx, vehicleId, since);
       return { current: toPeriod(opened as MappingRow), previous, changed: true };
     });
+  }
+
+  /**
+   * `assign`, but a mapping of the vehicle made later than `since` (by hand, or by a later
+   * charging transaction) is kept: false then.
+   */
+  async assignUnlessLater(vehicleId: string, meterId: string, since: Date): Promise<boolean> {
+    try {
+      await this.assign(vehicleId, meterId, since);
+      return true;
+    } catch (err) {
+      if (err instanceof AppError && err.statusCode === 409) return false;
+      throw err;
+    }
   }
 
   /**
