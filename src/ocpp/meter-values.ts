@@ -239,6 +239,8 @@ export function readMeterValues(
         });
       }
       result.elementsWithoutRegister++;
+      // A meter's reading holds its register: volts alone are not one (counted, not silent).
+      volts.forEach(() => ignore(`${VOLTAGE} (no register)`));
       continue;
     }
     result.readings.push({

@@ -253,6 +253,7 @@ describe('voltage', () => {
     const r = readMeterValues([el(T1, volt('230')), el(T2, reg('2000'), volt('231'))]);
     expect(r.readings).toEqual([{ timestamp: T2, kwh: 2, voltage: 231, phased: false }]);
     expect(r.elementsWithoutRegister).toBe(1);
+    expect(r.ignored).toEqual({ 'Voltage (no register)': 1 });
     expect(r.rejects).toEqual([]);
   });
 });
