@@ -160,6 +160,40 @@ describe('performance report, interval readings', () => {
     expect(fleet.body.totals.vehiclesFlagged).toBe(1);
   });
 
+  test("when a meter sends its running total while read as intervals, then the report says which setting to check; set to cumulative, the figures are a charger's", async () => {
+    const at = (minute: number) => new Date(Date.UTC(2024, 3, 22, 10, minute)).toISOString();
+    // A register at 5,000 kWh, 0.5 kWh more every 5 minutes; the vehicle 0.4 kWh of DC each time.
+    await ingest(e, [
+      ...Array.from({ length: 13 }, (_, i) => meter('M-total', at(i * 5), 5000 + i * 0.5)),
+      ...Array.from({ length: 13 }, (_, i) => vehicle('V-total', at(i * 5), i === 0 ? 0 : 0.4)),
+    ]);
+    await map(e, 'V-total', 'M-total', '2024-04-21T00:00:00Z');
+    const window = 'from=2024-04-22T10:00:00Z&to=2024-04-22T11:00:00Z';
+    const misread = await report(e, 'V-total', window).expect(200);
+    expect(misread.body.energy.efficiency).toBeLessThan(0.001);
+    expect(misread.body.warnings).toContainEqual(
+      expect.stringMatching(
+        /^AC consumed is over 20 times DC delivered, which no charger loses: check the energy mode \(a meter that sends its running total must be set to cumulative/,
+      ),
+    );
+    await request(e.api.api.app)
+      .put('/v1/meters/M-total/settings')
+      .send({ energyReadings: 'cumulative' })
+      .expect(200);
+    // Another window's report (this one's may be cached): the same readings.
+    const read = await report(
+      e,
+      'V-total',
+      'from=2024-04-22T10:00:00Z&to=2024-04-22T10:59:00Z',
+    ).expect(200);
+    expect(read.body.energy).toMatchObject({
+      acConsumedKwh: 5.5,
+      dcDeliveredKwh: 4.4,
+      efficiency: 0.8,
+    });
+    expect(read.body.warnings).toEqual([]);
+  });
+
   test('when a parked vehicle took no DC energy while its meter drew standby AC, then its efficiency is undefined and it is not flagged, in its report, its hours and the fleet', async () => {
     const at = (minute: number) => `2024-05-20T10:${String(minute).padStart(2, '0')}:00Z`;
     await ingest(e, [

@@ -14,9 +14,21 @@ export const efficiencyOf = (ac: number | null, dc: number | null): number | nul
 const DC_EXCEEDS_AC =
   'DC delivered exceeds AC consumed: check the meter mapping and the energy mode';
 
-/** The warnings an efficiency calls for: DC_EXCEEDS_AC above 1, else none. */
-export const efficiencyWarnings = (efficiency: number | null): string[] =>
-  efficiency !== null && efficiency > 1 ? [DC_EXCEEDS_AC] : [];
+/**
+ * Below this no charger works: the worst losses measured (a 2.3 kW household socket, about a
+ * quarter) leave 0.75, so a twentieth means a mistake, most often a meter that sends its running
+ * total (its register) read as intervals, each reading counted whole.
+ */
+const LOWEST_PLAUSIBLE_EFFICIENCY = 0.05;
+
+const AC_FAR_ABOVE_DC = `AC consumed is over ${1 / LOWEST_PLAUSIBLE_EFFICIENCY} times DC delivered, which no charger loses: check the energy mode (a meter that sends its running total must be set to cumulative, PUT /v1/meters/{meterId}/settings) and the meter mapping`;
+
+/** The warnings an efficiency calls for: DC_EXCEEDS_AC above 1, AC_FAR_ABOVE_DC far below. */
+export function efficiencyWarnings(efficiency: number | null): string[] {
+  if (efficiency === null) return [];
+  if (efficiency > 1) return [DC_EXCEEDS_AC];
+  return efficiency < LOWEST_PLAUSIBLE_EFFICIENCY ? [AC_FAR_ABOVE_DC] : [];
+}
 
 /**
  * Why a charging session has no efficiency, so that a null is never left unexplained: what was
