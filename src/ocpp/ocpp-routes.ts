@@ -186,7 +186,7 @@ export function ocppRoutes({
       transactions.openOnAny(ids),
     ]);
     // Newest first: a connector shows its latest open transaction.
-    open.sort((a, b) => b.startedAt.getTime() - a.startedAt.getTime());
+    open.sort((a, b) => b.startedAt.getTime() - a.startedAt.getTime() || b.id - a.id);
     const connectorIds = ids.map((id, i) =>
       [
         ...new Set([
