@@ -173,7 +173,7 @@ describe('performance report, interval readings', () => {
     expect(misread.body.energy.efficiency).toBeLessThan(0.001);
     expect(misread.body.warnings).toContainEqual(
       expect.stringMatching(
-        /^AC consumed is over 20 times DC delivered, which no charger loses: check the energy mode \(a meter that sends its running total must be set to cumulative/,
+        /^AC consumed is over 20 times DC delivered at over 50 kW on average, which no charger loses: check the energy mode \(a meter that sends its running total must be set to cumulative/,
       ),
     );
     await request(e.api.api.app)
@@ -192,6 +192,15 @@ describe('performance report, interval readings', () => {
       efficiency: 0.8,
     });
     expect(read.body.warnings).toEqual([]);
+    // A meter's standby against a vehicle's top-up is a twentieth too, at a few watts: not a mistake.
+    await ingest(e, [
+      ...Array.from({ length: 12 }, (_, i) => meter('M-standby', at(i * 5), 0.01)),
+      vehicle('V-standby', at(30), 0.002),
+    ]);
+    await map(e, 'V-standby', 'M-standby', '2024-04-21T00:00:00Z');
+    const standby = await report(e, 'V-standby', window).expect(200);
+    expect(standby.body.energy.efficiency).toBeLessThan(0.05);
+    expect(standby.body.warnings).toEqual([]);
   });
 
   test('when a parked vehicle took no DC energy while its meter drew standby AC, then its efficiency is undefined and it is not flagged, in its report, its hours and the fleet', async () => {

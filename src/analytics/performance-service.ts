@@ -155,7 +155,8 @@ export class PerformanceService {
       );
     }
     const efficiency = windowEfficiency(ac, dc);
-    warnings.push(...efficiencyWarnings(efficiency));
+    const windowHours = (to.getTime() - from.getTime()) / HOUR_MS;
+    warnings.push(...efficiencyWarnings(efficiency, ac === null ? null : ac / windowHours));
 
     return {
       vehicleId,

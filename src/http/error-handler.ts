@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError, badRequest, redisUnavailable, serviceUnavailable } from '../errors';
 import {
   isDatabaseUnavailable,
+  isLockConflict,
   isLockTableFull,
   isSchemaMissing,
   isStatementTimeout,
@@ -51,6 +52,12 @@ function fromDatabaseError(err: unknown): AppError | null {
     return serviceUnavailable(
       'database_unavailable',
       'The database is not available right now; try again shortly',
+      DATABASE_RETRY_AFTER_S,
+    );
+  if (isLockConflict(err))
+    return serviceUnavailable(
+      'database_busy',
+      'The database set this request aside for a concurrent one (a deadlock or lock conflict); try again',
       DATABASE_RETRY_AFTER_S,
     );
   if (isStatementTimeout(err))

@@ -11,7 +11,7 @@ import type { ReadingValidator } from '../telemetry/validation';
 import type { ChargePointRecorder } from './charge-point-recorder';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
 import type { ConnectorRegisters } from './connector-registers';
-import type { IdTagRegistrations } from './id-tag-registrations';
+import type { GivenTransaction, IdTagRegistrations } from './id-tag-registrations';
 import { isBlankIdTag, normalizeIdTag, type IdTag, type IdTagStore } from './id-tag-store';
 import {
   countBy,
@@ -22,6 +22,7 @@ import {
 } from './meter-values';
 import { holdToTransactionRegister, type KnownRegister } from './transaction-register';
 import {
+  justAfter,
   SUPERSEDED_BY_NEW,
   SUPERSEDED_ELSEWHERE,
   stoppedByEngine,
@@ -184,13 +185,6 @@ const startOf = (t: Transaction): TransactionStart => ({
   wh: t.meterStartWh,
   atMs: t.startedAt.getTime(),
 });
-
-/**
- * A transaction's mapping period is (start, stop]: the register reading at the start is the
- * baseline, and the one at the stop holds the session's last energy. Periods are half-open
- * [from, to) at millisecond precision, so both bounds move one millisecond on.
- */
-const justAfter = (at: Date) => new Date(at.getTime() + 1);
 
 /**
  * What the engine does with each OCPP message of a charge point. Connector n of charge point CP
@@ -473,16 +467,20 @@ export class ChargePointService {
   }
 
   /** Transactions given to a vehicle after their start: its others stopped, as at a start. */
-  private async settleGiven(given: Transaction[]): Promise<void> {
-    for (const transaction of given) {
+  private async settleGiven(given: GivenTransaction[]): Promise<void> {
+    for (const { transaction, newlyGiven, mapped } of given) {
       await this.stopVehicleElsewhere(transaction);
+      if (!newlyGiven) continue; // given before (a registration tried again, or repeated)
       this.deps.logger.info(
         {
           chargePointId: transaction.chargePointId,
           transactionId: transaction.id,
           vehicleId: transaction.vehicleId,
+          mapped,
         },
-        "idTag registered: its open transaction is the vehicle's from its start",
+        mapped
+          ? "idTag registered: its open transaction is the vehicle's from its start"
+          : "idTag registered: its open transaction is the vehicle's, whose mapping made later is kept",
       );
     }
   }

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { lockVehicle, MappingStore } from '../stores/mapping-store';
 import { connectorMeterId } from './charge-point-state';
 import { IdTagStore, normalizeIdTag, type IdTag } from './id-tag-store';
-import { TransactionStore, type Transaction } from './transaction-store';
+import { justAfter, TransactionStore, type Transaction } from './transaction-store';
 
 /**
  * Registering an idTag gives its vehicle the open transactions started with it while it was
@@ -16,7 +16,7 @@ export class IdTagRegistrations {
   constructor(private readonly db: Knex) {}
 
   /** `PUT /v1/id-tags/{idTag}`: the tag as stored, and the transactions now its vehicle's. */
-  register(idTag: string, vehicleId: string): Promise<{ tag: IdTag; given: Transaction[] }> {
+  register(idTag: string, vehicleId: string): Promise<{ tag: IdTag; given: GivenTransaction[] }> {
     return this.db.transaction(async (trx) => {
       await lockIdTag(trx, idTag);
       const tag = await new IdTagStore(trx).set(idTag, vehicleId);
@@ -25,7 +25,7 @@ export class IdTagRegistrations {
   }
 
   /** After a StartTransaction with an unknown tag: a registration that came in meanwhile. */
-  giveIfRegistered(idTag: string): Promise<Transaction[]> {
+  giveIfRegistered(idTag: string): Promise<GivenTransaction[]> {
     return this.db.transaction(async (trx) => {
       await lockIdTag(trx, idTag);
       const tag = await new IdTagStore(trx).get(idTag);
@@ -37,15 +37,27 @@ export class IdTagRegistrations {
 const lockIdTag = (trx: Knex.Transaction, idTag: string) =>
   trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`id_tags:${normalizeIdTag(idTag)}`]);
 
+/** An open transaction of a registered tag, its vehicle's now. */
+export interface GivenTransaction {
+  transaction: Transaction;
+  /** By this registration (not by an earlier one, or the tag known at its start). */
+  newlyGiven: boolean;
+  /** Its mapping period made (false: the vehicle has a mapping made later, which is kept). */
+  mapped: boolean;
+}
+
 /** Gives the tag's open transactions to its vehicle, each mapped from its start, in start order. */
-async function giveOpen(trx: Knex.Transaction, tag: IdTag): Promise<Transaction[]> {
+async function giveOpen(trx: Knex.Transaction, tag: IdTag): Promise<GivenTransaction[]> {
   // First, as every change of the vehicle's mapping does: its marks are locked after it.
   await lockVehicle(trx, tag.vehicleId);
-  const given = await new TransactionStore(trx).giveOpenToVehicle(tag.idTag, tag.vehicleId);
+  const open = await new TransactionStore(trx).giveOpenToVehicle(tag.idTag, tag.vehicleId);
   const mapping = new MappingStore(trx);
-  for (const t of given) {
-    const meterId = connectorMeterId(t.chargePointId, t.connectorId);
-    await mapping.assignUnlessLater(tag.vehicleId, meterId, new Date(t.startedAt.getTime() + 1));
+  const given: GivenTransaction[] = [];
+  for (const { transaction, newlyGiven } of open) {
+    const meterId = connectorMeterId(transaction.chargePointId, transaction.connectorId);
+    const since = justAfter(transaction.startedAt);
+    const mapped = await mapping.assignUnlessLater(tag.vehicleId, meterId, since);
+    given.push({ transaction, newlyGiven, mapped });
   }
   return given;
 }

@@ -18,6 +18,13 @@ export const stoppedByEngine = (t: Transaction) => isEngineReason(t.stopReason);
 /** The largest transaction id (a PostgreSQL `integer` serial). */
 export const MAX_TRANSACTION_ID = 2_147_483_647;
 
+/**
+ * A transaction's mapping period is (start, stop]: the register reading at the start is the
+ * baseline, and the one at the stop holds the session's last energy. Periods are half-open
+ * [from, to) at millisecond precision, so both bounds move one millisecond on.
+ */
+export const justAfter = (at: Date) => new Date(at.getTime() + 1);
+
 /** A charging transaction as a charge point reported it (register values in Wh). */
 export interface Transaction {
   id: number;
@@ -244,7 +251,10 @@ export class TransactionStore {
    * then) or `vehicleId`'s already (a registration tried again), in start order, locked: those
    * without become the vehicle's, their sessions marked. Run in a transaction.
    */
-  async giveOpenToVehicle(idTag: string, vehicleId: string): Promise<Transaction[]> {
+  async giveOpenToVehicle(
+    idTag: string,
+    vehicleId: string,
+  ): Promise<{ transaction: Transaction; newlyGiven: boolean }[]> {
     const rows: TransactionRow[] = await this.db<TransactionRow>(TABLE)
       .where({ id_tag: normalizeIdTag(idTag), id_tag_status: 'Accepted' })
       .whereNull('stopped_at')
@@ -255,7 +265,10 @@ export class TransactionStore {
       await this.db(TABLE).where({ id: row.id }).update({ vehicle_id: vehicleId });
       await markSessionsChanged(this.db, vehicleId, row.started_at);
     }
-    return rows.map((row) => toTransaction({ ...row, vehicle_id: vehicleId }));
+    return rows.map((row) => ({
+      transaction: toTransaction({ ...row, vehicle_id: vehicleId }),
+      newlyGiven: row.vehicle_id === null,
+    }));
   }
 
   /** A vehicle's transactions, on any charge point, still open or stopped after `instant`. */

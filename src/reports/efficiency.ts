@@ -21,13 +21,24 @@ const DC_EXCEEDS_AC =
  */
 const LOWEST_PLAUSIBLE_EFFICIENCY = 0.05;
 
-const AC_FAR_ABOVE_DC = `AC consumed is over ${1 / LOWEST_PLAUSIBLE_EFFICIENCY} times DC delivered, which no charger loses: check the energy mode (a meter that sends its running total must be set to cumulative, PUT /v1/meters/{meterId}/settings) and the meter mapping`;
+/**
+ * ...drawn at a mean AC power above this: a meter's standby against a vehicle's top-up (a week of
+ * 15 W against 0.1 kWh of DC) is a twentieth as well, at a few watts.
+ */
+const MISREAD_MEAN_AC_KW = 50;
 
-/** The warnings an efficiency calls for: DC_EXCEEDS_AC above 1, AC_FAR_ABOVE_DC far below. */
-export function efficiencyWarnings(efficiency: number | null): string[] {
+const AC_FAR_ABOVE_DC = `AC consumed is over ${1 / LOWEST_PLAUSIBLE_EFFICIENCY} times DC delivered at over ${MISREAD_MEAN_AC_KW} kW on average, which no charger loses: check the energy mode (a meter that sends its running total must be set to cumulative, PUT /v1/meters/{meterId}/settings) and the meter mapping`;
+
+/**
+ * The warnings an efficiency calls for: DC_EXCEEDS_AC above 1, AC_FAR_ABOVE_DC far below at a
+ * charger's power (`meanAcKw`: the AC energy over the hours it was drawn in, or the window's).
+ */
+export function efficiencyWarnings(efficiency: number | null, meanAcKw: number | null): string[] {
   if (efficiency === null) return [];
   if (efficiency > 1) return [DC_EXCEEDS_AC];
-  return efficiency < LOWEST_PLAUSIBLE_EFFICIENCY ? [AC_FAR_ABOVE_DC] : [];
+  const misread =
+    efficiency < LOWEST_PLAUSIBLE_EFFICIENCY && meanAcKw !== null && meanAcKw > MISREAD_MEAN_AC_KW;
+  return misread ? [AC_FAR_ABOVE_DC] : [];
 }
 
 /**

@@ -172,7 +172,10 @@ export class SessionService {
           sessions: baseline.sessions,
         },
         counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
-        warnings: [...efficiencyWarnings(efficiency), ...missingEfficiencyReasons(r)],
+        warnings: [
+          ...efficiencyWarnings(efficiency, meanAcPowerKw),
+          ...missingEfficiencyReasons(r),
+        ],
       };
       return { session, exactEfficiency: efficiency };
     });

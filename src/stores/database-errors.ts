@@ -56,6 +56,14 @@ export function isLockTableFull(err: unknown): boolean {
   return code === '53200' && /max_locks_per_transaction/.test(String(hint));
 }
 
+/**
+ * 40P01 deadlock, 40001 serialization failure, 55P03 lock not available: PostgreSQL gave up on
+ * the statement for another's sake; sent again, it goes through.
+ */
+export function isLockConflict(err: unknown): boolean {
+  return ['40P01', '40001', '55P03'].includes(String((err as DriverError)?.code));
+}
+
 /** 57014: the statement ran past DB_STATEMENT_TIMEOUT_MS (the database is overloaded or locked). */
 export function isStatementTimeout(err: unknown): boolean {
   return (err as DriverError)?.code === '57014';

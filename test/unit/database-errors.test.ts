@@ -1,6 +1,7 @@
 import { DatabaseError } from 'pg';
 import {
   isDatabaseUnavailable,
+  isLockConflict,
   isLockTableFull,
   isMissingPartition,
   isPermanentDataError,
@@ -85,6 +86,23 @@ describe('isDatabaseUnavailable', () => {
       expect(isDatabaseUnavailable(value)).toBe(false);
     },
   );
+});
+
+describe('isLockConflict', () => {
+  test.each(['40P01', '40001', '55P03'])(
+    'when the SQLSTATE is %s, then PostgreSQL set the statement aside for another: sent again, it goes through',
+    (code) => {
+      expect(isLockConflict(driverError({ code }))).toBe(true);
+    },
+  );
+
+  test.each([
+    ['a statement timeout (57014)', driverError({ code: '57014' })],
+    ['a unique violation (23505)', driverError({ code: '23505' })],
+    ['null', null],
+  ])('when the error is %s, then it is not a lock conflict', (_, err) => {
+    expect(isLockConflict(err)).toBe(false);
+  });
 });
 
 describe('isStatementTimeout', () => {
