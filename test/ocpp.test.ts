@@ -448,6 +448,37 @@ describe('OCPP 1.6J charge points', () => {
     expect(app.body).toMatchObject({ idTag: 'APP #7/B X', vehicleId: 'V-app' });
   });
 
+  test('when idTags are listed, then every registered one comes in order, upper-case, page by page, a cursor in any case', async () => {
+    const app = request(e.api.api.app);
+    for (const [idTag, vehicleId] of [
+      ['list-b', 'V-list-b'],
+      ['LIST-A', 'V-list-a'],
+      ['List-C', 'V-list-c'],
+    ]) {
+      await app.put(`/v1/id-tags/${idTag}`).send({ vehicleId }).expect(200);
+    }
+    const seen: { idTag: string; vehicleId: string }[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await app
+        .get('/v1/id-tags')
+        .query({ limit: 2, ...(cursor ? { cursor } : {}) })
+        .expect(200);
+      expect(page.body.idTags.length).toBeLessThanOrEqual(2);
+      seen.push(...(page.body.idTags as { idTag: string; vehicleId: string }[]));
+      cursor = page.body.nextCursor as string | null;
+    } while (cursor !== null);
+    expect(seen.filter((t) => t.idTag.startsWith('LIST-'))).toEqual([
+      expect.objectContaining({ idTag: 'LIST-A', vehicleId: 'V-list-a' }),
+      expect.objectContaining({ idTag: 'LIST-B', vehicleId: 'V-list-b' }),
+      expect.objectContaining({ idTag: 'LIST-C', vehicleId: 'V-list-c' }),
+    ]);
+    const after = await app.get('/v1/id-tags').query({ cursor: 'list-a', limit: 1 }).expect(200);
+    expect(after.body.idTags[0].idTag).toBe('LIST-B');
+    const refused = await app.get('/v1/id-tags').query({ limit: 0 }).expect(400);
+    expect(refused.body.details).toEqual([expect.objectContaining({ path: '/limit' })]);
+  });
+
   test("when an unknown idTag is registered while a transaction started with it is open, then that transaction is the vehicle's from its start; one already stopped stays unmapped", async () => {
     const cp = await connect('CP-LATETAG');
     const stopped = await startTransaction(cp, {

@@ -23,6 +23,17 @@ export class IdTagStore {
     return row ? { idTag: row.id_tag, vehicleId: row.vehicle_id, updatedAt: row.updated_at } : null;
   }
 
+  /** A page of registered idTags in their (upper-case) order, after `afterIdTag`. */
+  async list(limit: number, afterIdTag: string | null): Promise<IdTag[]> {
+    const query = this.db('id_tags').orderBy('id_tag').limit(limit);
+    if (afterIdTag !== null) query.where('id_tag', '>', normalizeIdTag(afterIdTag));
+    return (await query).map((row) => ({
+      idTag: row.id_tag,
+      vehicleId: row.vehicle_id,
+      updatedAt: row.updated_at,
+    }));
+  }
+
   async set(idTag: string, vehicleId: string): Promise<IdTag> {
     const [row] = await this.db('id_tags')
       .insert({ id_tag: normalizeIdTag(idTag), vehicle_id: vehicleId })

@@ -43,6 +43,11 @@ const IdTag = Type.Object(
   { $id: 'IdTag', additionalProperties: false },
 );
 
+const IdTagList = Type.Object(
+  { idTags: Type.Array(IdTag), nextCursor: Nullable(Type.String()) },
+  { $id: 'IdTagList', additionalProperties: false },
+);
+
 const OpenTransaction = Type.Object(
   {
     transactionId: Type.Integer(),
@@ -250,6 +255,32 @@ export function ocppRoutes({
       responses: { 200: { description: 'registered', schema: IdTag } },
       handler: async ({ params, body }) => {
         return reply(200, idTagJson(await registerIdTag(params.idTag, body.vehicleId)));
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/v1/id-tags',
+      operationId: 'listIdTags',
+      summary: 'Registered idTags and their vehicles, in idTag order (upper-case), paged',
+      scope: 'read',
+      database: true,
+      query: Type.Object({
+        limit: Type.Optional(
+          Type.Integer({ minimum: 1, maximum: 1000, description: 'default 100' }),
+        ),
+        cursor: Type.Optional({
+          ...IdTagParam,
+          description: 'the nextCursor of the previous page',
+        }),
+      }),
+      responses: { 200: { description: 'a page of idTags', schema: IdTagList } },
+      handler: async ({ query }) => {
+        const limit = query.limit ?? 100;
+        const tags = await idTags.list(limit, query.cursor ?? null);
+        return reply(200, {
+          idTags: tags.map(idTagJson),
+          nextCursor: tags.length === limit ? tags[tags.length - 1].idTag : null,
+        });
       },
     }),
     defineRoute({
