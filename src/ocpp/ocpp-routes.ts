@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type TString } from '@sinclair/typebox';
 import { notFound } from '../errors';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
@@ -101,6 +101,22 @@ const ChargePointList = Type.Object(
   { chargePoints: Type.Array(ChargePoint), nextCursor: Nullable(Type.String()) },
   { $id: 'ChargePointList', additionalProperties: false },
 );
+
+/** Rows a list answers without `limit`. */
+const DEFAULT_PAGE_SIZE = 100;
+
+/** A list's query, paged in the order of its key: `cursor` is the last key of the page before. */
+const pageQuery = (key: TString) =>
+  Type.Object({
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1000, description: `default ${DEFAULT_PAGE_SIZE}` }),
+    ),
+    cursor: Type.Optional({ ...key, description: 'the nextCursor of the previous page' }),
+  });
+
+/** A full page may have more after it: its last key is the next cursor. */
+const nextCursorOf = <T>(page: T[], limit: number, keyOf: (row: T) => string): string | null =>
+  page.length === limit ? keyOf(page[page.length - 1]) : null;
 
 /** A refusal of the WebSocket upgrade, as the API document lists it. */
 const upgradeRefusal = (status: keyof typeof UPGRADE_REFUSALS, why: string) => ({
@@ -264,22 +280,14 @@ export function ocppRoutes({
       summary: 'Registered idTags and their vehicles, in idTag order (upper-case), paged',
       scope: 'read',
       database: true,
-      query: Type.Object({
-        limit: Type.Optional(
-          Type.Integer({ minimum: 1, maximum: 1000, description: 'default 100' }),
-        ),
-        cursor: Type.Optional({
-          ...IdTagParam,
-          description: 'the nextCursor of the previous page',
-        }),
-      }),
+      query: pageQuery(IdTagParam),
       responses: { 200: { description: 'a page of idTags', schema: IdTagList } },
       handler: async ({ query }) => {
-        const limit = query.limit ?? 100;
+        const limit = query.limit ?? DEFAULT_PAGE_SIZE;
         const tags = await idTags.list(limit, query.cursor ?? null);
         return reply(200, {
           idTags: tags.map(idTagJson),
-          nextCursor: tags.length === limit ? tags[tags.length - 1].idTag : null,
+          nextCursor: nextCursorOf(tags, limit, (t) => t.idTag),
         });
       },
     }),
@@ -325,18 +333,10 @@ export function ocppRoutes({
       summary: 'OCPP charge points that have connected, in id order, paged',
       scope: 'read',
       database: true,
-      query: Type.Object({
-        limit: Type.Optional(
-          Type.Integer({ minimum: 1, maximum: 1000, description: 'default 100' }),
-        ),
-        cursor: Type.Optional({
-          ...ChargePointIdParam,
-          description: 'the nextCursor of the previous page',
-        }),
-      }),
+      query: pageQuery(ChargePointIdParam),
       responses: { 200: { description: 'a page of charge points', schema: ChargePointList } },
       handler: async ({ query }) => {
-        const limit = query.limit ?? 100;
+        const limit = query.limit ?? DEFAULT_PAGE_SIZE;
         const records = await chargePoints.list(limit, query.cursor ?? null);
         const described = await describeMany(
           records.map((r) => r.id),
@@ -344,7 +344,7 @@ export function ocppRoutes({
         );
         return reply(200, {
           chargePoints: described.filter((d): d is NonNullable<typeof d> => d !== null),
-          nextCursor: records.length === limit ? records[records.length - 1].id : null,
+          nextCursor: nextCursorOf(records, limit, (r) => r.id),
         });
       },
     }),
