@@ -261,9 +261,15 @@ export class TransactionStore {
       .where((mine) => mine.whereNull('vehicle_id').orWhere('vehicle_id', vehicleId))
       .orderBy([{ column: 'started_at' }, { column: 'id' }])
       .forUpdate();
-    for (const row of rows.filter((r) => r.vehicle_id === null)) {
-      await this.db(TABLE).where({ id: row.id }).update({ vehicle_id: vehicleId });
-      await markSessionsChanged(this.db, vehicleId, row.started_at);
+    const newly = rows.filter((r) => r.vehicle_id === null); // in start order: [0] is the earliest
+    if (newly.length > 0) {
+      await this.db(TABLE)
+        .whereIn(
+          'id',
+          newly.map((r) => r.id),
+        )
+        .update({ vehicle_id: vehicleId });
+      await markSessionsChanged(this.db, vehicleId, newly[0].started_at);
     }
     return rows.map((row) => ({
       transaction: toTransaction({ ...row, vehicle_id: vehicleId }),
