@@ -12,41 +12,49 @@ export interface IdTag {
   updatedAt: Date;
 }
 
+interface IdTagRow {
+  id_tag: string;
+  vehicle_id: string;
+  updated_at: Date;
+}
+
+const toIdTag = (row: IdTagRow): IdTag => ({
+  idTag: row.id_tag,
+  vehicleId: row.vehicle_id,
+  updatedAt: row.updated_at,
+});
+
 /** Which vehicle an idTag (RFID card, app token) identifies. */
 export class IdTagStore {
   constructor(private readonly db: Knex) {}
 
   async get(idTag: string): Promise<IdTag | null> {
-    const row = await this.db('id_tags')
+    const row = await this.db<IdTagRow>('id_tags')
       .where({ id_tag: normalizeIdTag(idTag) })
       .first();
-    return row ? { idTag: row.id_tag, vehicleId: row.vehicle_id, updatedAt: row.updated_at } : null;
+    return row ? toIdTag(row) : null;
   }
 
   /** A page of registered idTags in their (upper-case) order, after `afterIdTag`. */
   async list(limit: number, afterIdTag: string | null): Promise<IdTag[]> {
-    const query = this.db('id_tags').orderBy('id_tag').limit(limit);
+    const query = this.db<IdTagRow>('id_tags').orderBy('id_tag').limit(limit);
     if (afterIdTag !== null) query.where('id_tag', '>', normalizeIdTag(afterIdTag));
-    return (await query).map((row) => ({
-      idTag: row.id_tag,
-      vehicleId: row.vehicle_id,
-      updatedAt: row.updated_at,
-    }));
+    return (await query).map(toIdTag);
   }
 
   async set(idTag: string, vehicleId: string): Promise<IdTag> {
-    const [row] = await this.db('id_tags')
+    const [row] = await this.db<IdTagRow>('id_tags')
       .insert({ id_tag: normalizeIdTag(idTag), vehicle_id: vehicleId })
       .onConflict('id_tag')
       .merge({ vehicle_id: vehicleId, updated_at: this.db.fn.now() })
       .returning(['id_tag', 'vehicle_id', 'updated_at']);
-    return { idTag: row.id_tag, vehicleId: row.vehicle_id, updatedAt: row.updated_at };
+    return toIdTag(row);
   }
 
   /** Returns whether the idTag was known. */
   async delete(idTag: string): Promise<boolean> {
     return (
-      (await this.db('id_tags')
+      (await this.db<IdTagRow>('id_tags')
         .where({ id_tag: normalizeIdTag(idTag) })
         .del()) > 0
     );
