@@ -411,6 +411,48 @@ describe('performance report, interval readings', () => {
     expect(again.body.energy.acConsumedKwh).toBe(5);
   });
 
+  test("when the vehicle's mapping is ended mid-window, then its meter counts until the end only, and a meter shared by mistake is shared no longer", async () => {
+    await map(e, 'V-end', 'M-end', '2024-06-02T00:00:00Z');
+    await map(e, 'V-next', 'M-end', '2024-06-02T11:00:00Z'); // a new vehicle on the same charger
+    await ingest(e, [
+      meter('M-end', '2024-06-02T10:30:00Z', 2),
+      meter('M-end', '2024-06-02T11:30:00Z', 50), // the next vehicle's
+      vehicle('V-end', '2024-06-02T10:45:00Z', 1.8),
+    ]);
+    const window = 'from=2024-06-02T10:00:00Z&to=2024-06-02T12:00:00Z';
+    const shared = await report(e, 'V-end', window).expect(200);
+    expect(shared.body.energy.acConsumedKwh).toBe(52);
+    expect(shared.body.warnings).toEqual([expect.stringMatching(/mapped to vehicle V-next too/)]);
+
+    const ended = await request(e.api.api.app)
+      .delete('/v1/telemetry/map/V-end?until=2024-06-02T11:00:00Z')
+      .expect(200);
+    expect(ended.body).toEqual({
+      vehicleId: 'V-end',
+      ended: { meterId: 'M-end', from: '2024-06-02T00:00:00.000Z', to: '2024-06-02T11:00:00.000Z' },
+      changed: true,
+    });
+    await clearAnalyticsCache(e);
+    const res = await report(e, 'V-end', window).expect(200);
+    expect(res.body.meters).toEqual([
+      {
+        meterId: 'M-end',
+        from: '2024-06-02T10:00:00.000Z',
+        to: '2024-06-02T11:00:00.000Z',
+        energyReadings: 'interval',
+      },
+    ]);
+    expect(res.body.energy).toMatchObject({
+      acConsumedKwh: 2,
+      dcDeliveredKwh: 1.8,
+      efficiency: 0.9,
+    });
+    expect(res.body.warnings).toEqual([]);
+    const next = await report(e, 'V-next', window).expect(200);
+    expect(next.body.energy.acConsumedKwh).toBe(50);
+    expect(next.body.warnings).not.toContainEqual(expect.stringMatching(/mapped to vehicle/));
+  });
+
   test('when a meter is mapped to a second vehicle while still mapped to the first, then each report counts its energy and warns of the other vehicle for the shared stretch only', async () => {
     await map(e, 'V-sh1', 'M-sh', '2024-09-01T00:00:00Z');
     await map(e, 'V-sh2', 'M-sh', '2024-09-01T11:00:00Z');

@@ -20,6 +20,9 @@ const map = (body: unknown) =>
     .set('Content-Type', 'application/json')
     .send(JSON.stringify(body));
 
+const end = (vehicleId: string, query = '') =>
+  request(engine.api.app).delete(`/v1/telemetry/map/${vehicleId}${query}`);
+
 describe('vehicle to meter mapping', () => {
   test('when a vehicle is mapped, then 200 returns the mapping and GET shows it as current', async () => {
     const res = await map({
@@ -190,6 +193,75 @@ describe('vehicle to meter mapping', () => {
     expect(res.body.details).toEqual(
       expect.arrayContaining([{ path, message: expect.stringMatching(message) }]),
     );
+  });
+
+  test('when a mapping is ended, then GET shows no current period, a retry changes nothing, and a new mapping may start at the end', async () => {
+    await map({ vehicleId: 'V-E1', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
+    const res = await end('V-E1', '?until=2024-03-21T00:00:00Z').expect(200);
+    const ended = {
+      meterId: 'M-1',
+      from: '2024-03-20T00:00:00.000Z',
+      to: '2024-03-21T00:00:00.000Z',
+    };
+    expect(res.body).toEqual({ vehicleId: 'V-E1', ended, changed: true });
+    const got = await request(engine.api.app).get('/v1/telemetry/map/V-E1').expect(200);
+    expect(got.body).toEqual({ vehicleId: 'V-E1', current: null, history: [ended] });
+    // A retry, with the same until or none (now), finds the end made.
+    for (const query of ['?until=2024-03-21T00:00:00Z', '']) {
+      const again = await end('V-E1', query).expect(200);
+      expect(again.body).toEqual({ vehicleId: 'V-E1', ended, changed: false });
+    }
+    // Another end would rewrite the past.
+    const moved = await end('V-E1', '?until=2024-03-22T00:00:00Z').expect(409);
+    expect(moved.body.error).toBe('mapping_conflict');
+    expect(moved.body.message).toMatch(/ended at 2024-03-21T00:00:00.000Z/);
+    await map({ vehicleId: 'V-E1', meterId: 'M-2', since: '2024-03-21T00:00:00Z' }).expect(200);
+  });
+
+  test('when a mapping is ended without until, then it ends now', async () => {
+    await map({ vehicleId: 'V-E2', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
+    const before = Date.now();
+    const res = await end('V-E2').expect(200);
+    const to = Date.parse(res.body.ended.to);
+    expect(to).toBeGreaterThanOrEqual(before);
+    expect(to).toBeLessThanOrEqual(Date.now());
+  });
+
+  test("when until is not after the current period's start, then 409 and the period stays open", async () => {
+    await map({ vehicleId: 'V-E3', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
+    for (const until of ['2024-03-20T00:00:00Z', '2024-03-19T00:00:00Z']) {
+      const res = await end('V-E3', `?until=${until}`).expect(409);
+      expect(res.body.error).toBe('mapping_conflict');
+      expect(res.body.details).toEqual([
+        { path: '/until', message: 'must be after 2024-03-20T00:00:00.000Z' },
+      ]);
+    }
+    // Dated ahead of the clock, the period cannot end now.
+    await map({
+      vehicleId: 'V-E3',
+      meterId: 'M-2',
+      since: new Date(Date.now() + 200_000).toISOString(),
+    }).expect(200);
+    const now = await end('V-E3').expect(409);
+    expect(now.body.message).toMatch(/^now \(.*\) must be later than/);
+    const got = await request(engine.api.app).get('/v1/telemetry/map/V-E3').expect(200);
+    expect(got.body.history.at(-1).to).toBeNull();
+  });
+
+  test.each([
+    ['?until=yesterday', '/until', /RFC 3339/],
+    ['?since=2024-03-20T00:00:00Z', '/since', /not a known parameter \(use until\)/],
+  ])('when the end is asked with %s, then 400 names %s', async (query, path, message) => {
+    await map({ vehicleId: 'V-E4', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
+    const res = await end('V-E4', query).expect(400);
+    expect(res.body.details).toEqual(
+      expect.arrayContaining([{ path, message: expect.stringMatching(message) }]),
+    );
+  });
+
+  test('when a vehicle never mapped is ended, then 404', async () => {
+    const res = await end('V-none').expect(404);
+    expect(res.body.message).toBe('Vehicle V-none has never been mapped to a meter');
   });
 
   test('when a vehicle was never mapped, then GET answers 404', async () => {

@@ -36,6 +36,18 @@ const MappingHistory = Type.Object(
   { $id: 'MappingHistory', additionalProperties: false },
 );
 
+const MappingEnd = Type.Object(
+  {
+    vehicleId: Type.String(),
+    ended: Period,
+    changed: Type.Boolean({ description: 'false when the period had ended there already' }),
+  },
+  { $id: 'MappingEnd', additionalProperties: false },
+);
+
+const neverMapped = (vehicleId: string) =>
+  notFound(`Vehicle ${vehicleId} has never been mapped to a meter`);
+
 const periodJson = (p: MappingPeriod) => ({
   meterId: p.meterId,
   from: p.from.toISOString(),
@@ -54,6 +66,16 @@ export function mappingRoutes({
   logger: Logger;
   now?: () => number;
 }): AnyRoute[] {
+  /** A request's instant (`since`, `until`), or now when it has none. */
+  const instantOf = (value: string | undefined, name: string): number => {
+    if (value === undefined) return now();
+    const checked = validator.checkTimestamp(value, `/${name}`);
+    if (!checked.ok) {
+      throw new AppError(400, 'invalid_mapping', checked.failure.message, checked.failure.details);
+    }
+    return checked.value;
+  };
+
   return [
     defineRoute({
       method: 'post',
@@ -73,23 +95,10 @@ export function mappingRoutes({
       },
       handler: async ({ body }) => {
         const { vehicleId, meterId, since } = body;
-        let sinceMs = now();
-        if (since !== undefined) {
-          const checked = validator.checkTimestamp(since, '/since');
-          if (!checked.ok) {
-            throw new AppError(
-              400,
-              'invalid_mapping',
-              checked.failure.message,
-              checked.failure.details,
-            );
-          }
-          sinceMs = checked.value;
-        }
         const { current, previous, changed } = await mappingStore.assign(
           vehicleId,
           meterId,
-          new Date(sinceMs),
+          new Date(instantOf(since, 'since')),
           since === undefined ? { now } : {},
         );
         logger.info({ vehicleId, meterId, changed }, 'vehicle mapped to meter');
@@ -120,8 +129,7 @@ export function mappingRoutes({
       },
       handler: async ({ params }) => {
         const periods = await mappingStore.history(params.vehicleId);
-        if (periods.length === 0)
-          throw notFound(`Vehicle ${params.vehicleId} has never been mapped to a meter`);
+        if (periods.length === 0) throw neverMapped(params.vehicleId);
         // The period covering now: one whose since is ahead of the clock has not begun.
         const now = Date.now();
         const current =
@@ -132,6 +140,43 @@ export function mappingRoutes({
           current: current ? periodJson(current) : null,
           history: periods.map(periodJson),
         });
+      },
+    }),
+    defineRoute({
+      method: 'delete',
+      path: '/v1/telemetry/map/{vehicleId}',
+      operationId: 'endVehicleMapping',
+      summary: 'From `until` on, the vehicle charges from no meter',
+      description:
+        'Ends the current period (a vehicle unplugged for good, decommissioned): readings of its meter after `until` count for no vehicle until it is mapped again. A retry of an end already made answers `changed: false`.',
+      scope: 'admin',
+      database: true,
+      params: Type.Object({ vehicleId: DeviceId }),
+      query: Type.Object(
+        { until: Type.Optional(Timestamp) },
+        { additionalProperties: false, description: '`until` defaults to now' },
+      ),
+      responses: {
+        200: { description: 'the period ended', schema: MappingEnd },
+        400: { description: 'invalid until', schema: ErrorBody },
+        404: { description: 'never mapped', schema: ErrorBody },
+        409: {
+          description:
+            'until is not after the start of the current period, or the latest period ended at another instant',
+          schema: ErrorBody,
+        },
+      },
+      handler: async ({ params, query }) => {
+        const { vehicleId } = params;
+        const result = await mappingStore.end(
+          vehicleId,
+          new Date(instantOf(query.until, 'until')),
+          query.until === undefined ? { now } : {},
+        );
+        if (!result) throw neverMapped(vehicleId);
+        const { ended, changed } = result;
+        logger.info({ vehicleId, meterId: ended.meterId, changed }, 'vehicle mapping ended');
+        return reply(200, { vehicleId, ended: periodJson(ended), changed });
       },
     }),
   ];

@@ -114,6 +114,54 @@ export class MappingStore {
   }
 
   /**
+   * The vehicle charges from no meter from `asked` on (unplugged for good, decommissioned): its
+   * open period ends there, in one transaction locked per vehicle. Ended already: the same end
+   * again is a no-op (a retried request), another one would rewrite the past and is refused.
+   * Returns the period ended, or null when the vehicle was never mapped.
+   */
+  async end(
+    vehicleId: string,
+    asked: Date,
+    /** Given when the caller asked for "now": read once the vehicle's lock is held. */
+    { now }: { now?: () => number } = {},
+  ): Promise<{ ended: MappingPeriod; changed: boolean } | null> {
+    return this.db.transaction(async (trx) => {
+      await lockVehicle(trx, vehicleId);
+      const latest = await trx<MappingRow>(TABLE)
+        .where({ vehicle_id: vehicleId })
+        .orderBy('valid_from', 'desc')
+        .first();
+      if (!latest) return null;
+      if (latest.valid_to) {
+        if (now || asked.getTime() === latest.valid_to.getTime()) {
+          return { ended: toPeriod(latest), changed: false };
+        }
+        throw conflict(
+          'mapping_conflict',
+          `vehicle ${vehicleId}'s latest mapping period (meter ${latest.meter_id}) ended at ${latest.valid_to.toISOString()}; past periods are never rewritten`,
+          [{ path: '/until', message: `the period ended at ${latest.valid_to.toISOString()}` }],
+        );
+      }
+      const until = now ? nowAfter(now(), latest.valid_from) : asked;
+      if (until.getTime() <= latest.valid_from.getTime()) {
+        const start = latest.valid_from.toISOString();
+        throw conflict(
+          'mapping_conflict',
+          `${now ? 'now' : 'until'} (${until.toISOString()}) must be later than ${start}, where the vehicle's period on meter ${latest.meter_id} starts`,
+          now ? [] : [{ path: '/until', message: `must be after ${start}` }],
+        );
+      }
+      const [closed] = await trx<MappingRow>(TABLE)
+        .where({ vehicle_id: vehicleId })
+        .whereNull('valid_to')
+        .update({ valid_to: until })
+        .returning(['vehicle_id', 'meter_id', 'valid_from', 'valid_to']);
+      await markSessionsChanged(trx, vehicleId, until);
+      return { ended: toPeriod(closed as MappingRow), changed: true };
+    });
+  }
+
+  /**
    * `assign`, but a mapping of the vehicle made later than `since` (by hand, or by a later
    * charging transaction) is kept: false then.
    */
