@@ -1,6 +1,7 @@
-import { Type, type TString } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import { notFound } from '../errors';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
+import { DEFAULT_PAGE_SIZE, nextCursorOf, pageQuery } from '../http/keyset-paging';
 import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
 import type { DeviceStatus, StatusStore } from '../stores/status-store';
 import type { LiveStateStore } from '../telemetry/live-state';
@@ -101,22 +102,6 @@ const ChargePointList = Type.Object(
   { chargePoints: Type.Array(ChargePoint), nextCursor: Nullable(Type.String()) },
   { $id: 'ChargePointList', additionalProperties: false },
 );
-
-/** Rows a list answers without `limit`. */
-const DEFAULT_PAGE_SIZE = 100;
-
-/** A list's query, paged in the order of its key: `cursor` is the last key of the page before. */
-const pageQuery = (key: TString) =>
-  Type.Object({
-    limit: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 1000, description: `default ${DEFAULT_PAGE_SIZE}` }),
-    ),
-    cursor: Type.Optional({ ...key, description: 'the nextCursor of the previous page' }),
-  });
-
-/** A full page may have more after it: its last key is the next cursor. */
-const nextCursorOf = <T>(page: T[], limit: number, keyOf: (row: T) => string): string | null =>
-  page.length === limit ? keyOf(page[page.length - 1]) : null;
 
 /** A refusal of the WebSocket upgrade, as the API document lists it. */
 const upgradeRefusal = (status: keyof typeof UPGRADE_REFUSALS, why: string) => ({

@@ -90,11 +90,11 @@ export const isAcceptableWindow = (window: AnalyticsWindow, maxWindowHours: numb
 const BELOW_MILLISECOND = /\.\d{3}\d*[1-9]/;
 
 /**
- * A window bound to the millisecond readings are kept to. Date.parse drops what is below it; a
+ * A query's instant (a window bound, a filter) to the millisecond readings are kept to. Date.parse drops what is below it; a
  * bound between two milliseconds is taken up to the next, for `from` and `to` alike: a reading at
  * 10:05:00.000 is before from=10:05:00.0001 and before to=10:05:00.0001, so out and in.
  */
-function instant(param: string, value: string): Date {
+export function instantParam(param: string, value: string): Date {
   const ms = instantMs(value);
   if (!Number.isFinite(ms)) throw invalidParameter(param, REAL_INSTANT_RULE);
   return new Date(BELOW_MILLISECOND.test(value) ? ms + 1 : ms);
@@ -137,13 +137,13 @@ export function parseWindow(
   let from: Date;
   let to: Date;
   if (query.from !== undefined && query.to !== undefined) {
-    from = instant('from', query.from);
-    to = instant('to', query.to);
+    from = instantParam('from', query.from);
+    to = instantParam('to', query.to);
   } else if (query.from !== undefined) {
-    from = instant('from', query.from);
+    from = instantParam('from', query.from);
     to = fromRunsUntilNow ? alignedNow : new Date(from.getTime() + span);
   } else {
-    to = query.to !== undefined ? instant('to', query.to) : alignedNow;
+    to = query.to !== undefined ? instantParam('to', query.to) : alignedNow;
     from = new Date(to.getTime() - span);
   }
   const toIsNow = query.to === undefined && (query.from === undefined || fromRunsUntilNow);

@@ -51,14 +51,33 @@ export class StatusStore {
   async getMany(type: DeviceType, ids: readonly string[]): Promise<Map<string, DeviceStatus>> {
     const kind: DeviceKind = kindOf(type);
     const rows = await this.db(kind.statusTable).whereIn(kind.statusIdColumn, ids);
-    const columns = columnsOf(kind);
-    return new Map(
-      rows.map((row): [string, DeviceStatus] => {
-        const values: Record<string, number> = {};
-        for (const { name, column } of columns)
-          if (row[column] !== null) values[name] = row[column];
-        return [row[kind.statusIdColumn], { ts: row.ts, values }];
-      }),
-    );
+    return new Map(rows.map((row) => toEntry(kind, row)));
   }
+
+  /**
+   * A page of one kind's devices in id order, after the id `after`; with `silentSince`, only those
+   * whose newest reading is older than it.
+   */
+  async list(
+    type: DeviceType,
+    {
+      limit,
+      after,
+      silentSince,
+    }: { limit: number; after: string | null; silentSince: Date | null },
+  ): Promise<Array<[id: string, status: DeviceStatus]>> {
+    const kind: DeviceKind = kindOf(type);
+    const query = this.db(kind.statusTable).orderBy(kind.statusIdColumn).limit(limit);
+    if (after !== null) query.where(kind.statusIdColumn, '>', after);
+    if (silentSince) query.where('ts', '<', silentSince);
+    return (await query).map((row) => toEntry(kind, row));
+  }
+}
+
+/** A status row as its device id and status: a column left null is a field left out. */
+function toEntry(kind: DeviceKind, row: Record<string, unknown>): [string, DeviceStatus] {
+  const values: Record<string, number> = {};
+  for (const { name, column } of columnsOf(kind))
+    if (row[column] !== null) values[name] = row[column] as number;
+  return [row[kind.statusIdColumn] as string, { ts: row.ts as Date, values }];
 }

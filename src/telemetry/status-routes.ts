@@ -3,7 +3,16 @@ import { notFound, redisUnavailable } from '../errors';
 import { withTimeout } from '../with-timeout';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import type { Logger } from '../logger';
-import { DeviceId, EnergyMode, ErrorBody, Instant, Nullable } from '../schema/primitives';
+import {
+  DeviceId,
+  EnergyMode,
+  ErrorBody,
+  Instant,
+  Nullable,
+  Timestamp,
+} from '../schema/primitives';
+import { DEFAULT_PAGE_SIZE, nextCursorOf, pageQuery } from '../http/keyset-paging';
+import { instantParam } from '../reports/window-params';
 import type { EnergyReadingsMode } from '../config';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { DeviceStatus, StatusStore } from '../stores/status-store';
@@ -31,19 +40,29 @@ export interface StatusExtension {
   load(id: string): Promise<unknown>;
 }
 
-/** `{ <idField>, timestamp, <fields>, energyReadings, source }`, from the kind's declaration. */
-function statusSchema(kind: DeviceKind, extensions: StatusExtension[]): TSchema {
+/** `{ <idField>, timestamp, <fields> }` of a device's latest reading, from the kind's declaration. */
+function readingProperties(kind: DeviceKind) {
   const fields = Object.fromEntries(
     Object.entries(kind.fields as Record<string, FieldDeclaration>).map(([name, field]) => [
       name,
       field.optional ? Nullable(Type.Number()) : Type.Number(),
     ]),
   );
+  return { [kind.idField]: Type.String(), timestamp: Instant, ...fields };
+}
+
+/** The reading's part of a status: every field of the kind, null when the reading left it out. */
+const readingJson = (kind: DeviceKind, id: string, ts: number, values: Record<string, number>) => ({
+  [kind.idField]: id,
+  timestamp: new Date(ts).toISOString(),
+  ...Object.fromEntries(kind.fieldNames.map((n) => [n, values[n] ?? null])),
+});
+
+/** `{ <idField>, timestamp, <fields>, energyReadings, source }`, from the kind's declaration. */
+function statusSchema(kind: DeviceKind, extensions: StatusExtension[]): TSchema {
   return Type.Object(
     {
-      [kind.idField]: Type.String(),
-      timestamp: Instant,
-      ...fields,
+      ...readingProperties(kind),
       energyReadings: Nullable({
         ...EnergyMode,
         description: 'how its energy values are read; null when PostgreSQL cannot tell',
@@ -58,7 +77,10 @@ function statusSchema(kind: DeviceKind, extensions: StatusExtension[]): TSchema 
 /** How long a status answered from live state waits for PostgreSQL's row, which may be newer. */
 const DATABASE_CHECK_MS = 200;
 
-/** `GET /v1/{meters|vehicles|...}/{id}/status`: the latest reading, from Redis or PostgreSQL. */
+/**
+ * `GET /v1/{meters|vehicles|...}/{id}/status`: the latest reading, from Redis or PostgreSQL;
+ * `GET /v1/{meters|vehicles|...}`: every device that has reported, from PostgreSQL.
+ */
 export function statusRoutes({
   liveState,
   statusStore,
@@ -136,7 +158,7 @@ export function statusRoutes({
     return null;
   }
 
-  return DEVICE_KINDS.map((kind) =>
+  const statusRoute = (kind: DeviceKind) =>
     defineRoute({
       method: 'get',
       path: `/v1/${kind.plural}/{${kind.idField}}/status`,
@@ -163,16 +185,59 @@ export function statusRoutes({
           extras(kind.type, id),
         ]);
         if (!state) throw notFound(`No reading has been received from ${kind.type} ${id}`);
-        const values = Object.fromEntries(kind.fieldNames.map((n) => [n, state.values[n] ?? null]));
         return reply(200, {
-          [kind.idField]: id,
-          timestamp: new Date(state.ts).toISOString(),
-          ...values,
+          ...readingJson(kind, id, state.ts, state.values),
           energyReadings: mode,
           source: state.source,
           ...more,
         });
       },
-    }),
-  );
+    });
+
+  /** `GET /v1/{meters|vehicles|...}`: the devices that have reported, with their latest reading. */
+  const listRoute = (kind: DeviceKind) =>
+    defineRoute({
+      method: 'get',
+      path: `/v1/${kind.plural}`,
+      operationId: `list${kind.name}s`,
+      summary: `Every ${kind.type} that has reported, with its latest stored reading, in id order, paged`,
+      description: `A ${kind.type} is listed once a reading of it is stored in PostgreSQL (the flusher's lag behind ingest); its status route adds a newer reading still in Redis. \`silentSince\` keeps those whose latest reading is older: the ones that went quiet.`,
+      scope: 'read',
+      database: true,
+      query: pageQuery(DeviceId, {
+        silentSince: Type.Optional({
+          ...Timestamp,
+          description: 'only devices with no reading at or after this instant',
+        }),
+      }),
+      responses: {
+        200: {
+          description: `a page of ${kind.plural}`,
+          schema: Type.Object(
+            {
+              [kind.plural]: Type.Array(
+                Type.Object(readingProperties(kind), { additionalProperties: false }),
+              ),
+              nextCursor: Nullable(Type.String()),
+            },
+            { $id: `${kind.name}List`, additionalProperties: false },
+          ),
+        },
+      },
+      handler: async ({ query }) => {
+        const limit = query.limit ?? DEFAULT_PAGE_SIZE;
+        const { silentSince } = query;
+        const page = await statusStore.list(kind.type, {
+          limit,
+          after: query.cursor ?? null,
+          silentSince: silentSince === undefined ? null : instantParam('silentSince', silentSince),
+        });
+        return reply(200, {
+          [kind.plural]: page.map(([id, s]) => readingJson(kind, id, s.ts.getTime(), s.values)),
+          nextCursor: nextCursorOf(page, limit, ([id]) => id),
+        });
+      },
+    });
+
+  return DEVICE_KINDS.flatMap((kind) => [listRoute(kind), statusRoute(kind)]);
 }
