@@ -232,15 +232,15 @@ describe('OCPP 1.6J charge points', () => {
     await state.connected(here.chargePointId, 'there', new Date());
     await state.disconnected(here.chargePointId, 'there', new Date());
     expect(await state.get(here.chargePointId, new Date())).toMatchObject({ connected: false });
-    // This replica's refresh of its connections records the one still open.
-    await state.seen([here], new Date());
+    // This replica's refresh of its connections records the one still open, and says so.
+    expect(await state.seen([here], new Date())).toEqual([here]);
     expect(await state.get(here.chargePointId, new Date())).toMatchObject({
       connected: true,
       connectedAt: here.connectedAt.toISOString(),
     });
     // A refresh does not take over a connection recorded since (the newest stays recorded).
     await state.connected(here.chargePointId, 'newest', new Date());
-    await state.seen([here], new Date());
+    expect(await state.seen([here], new Date())).toEqual([]);
     await state.disconnected(here.chargePointId, 'here', new Date());
     expect(await state.get(here.chargePointId, new Date())).toMatchObject({ connected: true });
   });
@@ -2780,6 +2780,52 @@ describe('OCPP while Redis is down', () => {
       await redis.kill();
       await redis.start();
       await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
+      await cp.close({ force: true });
+    }
+  });
+
+  test("when Redis comes back empty, then a connected charge point reads as connected again at once and is asked for its connectors' statuses, which it sends", async () => {
+    const cp = await chargePoint(e, 'CP-EMPTIED');
+    await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+    const sendStatuses = () =>
+      Promise.all(
+        ['Charging', 'Available'].map((status, i) =>
+          cp.call('StatusNotification', { connectorId: i + 1, errorCode: 'NoError', status }),
+        ),
+      );
+    await sendStatuses();
+    const asked: unknown[] = [];
+    cp.handle('TriggerMessage', ({ params }: { params: unknown }) => {
+      asked.push(params);
+      // As a charge point does: the statuses follow the answer.
+      setImmediate(() => void sendStatuses().catch(() => undefined));
+      return { status: 'Accepted' };
+    });
+    const described = async () =>
+      (await request(e.api.api.app).get('/v1/charge-points/CP-EMPTIED').expect(200)).body as {
+        connected: boolean;
+        connectors: { connectorId: number; status: string | null }[];
+      };
+    try {
+      await waitForDrained(e.queue);
+      await e.ctx.redis.flushall(); // a Redis that restarted without its data
+      await redis.kill();
+      await redis.start();
+      await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
+      await waitFor(
+        async () => {
+          const cpNow = await described();
+          return cpNow.connected && cpNow.connectors.every((c) => c.status !== null);
+        },
+        10_000,
+        'the charge point connected with its connectors',
+      );
+      expect((await described()).connectors).toEqual([
+        expect.objectContaining({ connectorId: 1, status: 'Charging' }),
+        expect.objectContaining({ connectorId: 2, status: 'Available' }),
+      ]);
+      expect(asked).toEqual([{ requestedMessage: 'StatusNotification' }]);
+    } finally {
       await cp.close({ force: true });
     }
   });

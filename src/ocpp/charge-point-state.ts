@@ -99,17 +99,20 @@ return 0`;
 
 /**
  * Still connected here (ARGV: seen at, this connection, since when): records the connection too
- * when none is recorded (another replica's connection of the same id closed and took it away),
- * unless this is the connection that closed last: a refresh sent before its close may arrive
- * after it (a command retried across a Redis failover), and must not show it connected again.
+ * when none is recorded (another replica's connection of the same id closed and took it away, or
+ * Redis lost its data), unless this is the connection that closed last: a refresh sent before its
+ * close may arrive after it (a command retried across a Redis failover), and must not show it
+ * connected again. Returns 2 when it recorded the connection, 1 when it was recorded, 0 if closed.
  */
 const SEEN = `
 if redis.call('HGET', KEYS[1], 'lastClosed') == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[1])
 if redis.call('HSETNX', KEYS[1], 'connection', ARGV[2]) == 1 then
   redis.call('HSET', KEYS[1], 'connectedAt', ARGV[3])
+  return 2
 end
 return 1`;
+const RECORDED_AGAIN = 2;
 
 type RedisWithScripts = RedisClient & {
   setConnectorStatusIfNewer(numKeys: 1, key: string, ...args: string[]): Promise<number>;
@@ -164,22 +167,41 @@ export class ChargePointState {
   /**
    * Marks these charge points as still connected here (one round trip for all of them). One whose
    * recorded connection is gone is recorded with this one: a connection of the same id to another
-   * replica (two chargers sharing an id, a socket not closed) closed and took it away.
+   * replica (two chargers sharing an id, a socket not closed) closed and took it away, or Redis
+   * lost its data. Returns those recorded again: what else Redis held of them may be gone too.
    */
-  async seen(connections: LiveConnection[], at: Date): Promise<void> {
-    if (connections.length === 0) return;
+  async seen(connections: LiveConnection[], at: Date): Promise<LiveConnection[]> {
+    if (connections.length === 0) return [];
     const seenAt = at.toISOString();
     // One command each: three each for 10,000 charge points every 30 s showed in the bench's
     // MeterValues p99 (348 and 671 ms, against 172-271 ms with one, run by run).
-    await sendEach(this.redis, connections, ({ chargePointId, connection, connectedAt }) =>
-      this.redis.seenChargePoint(
-        1,
-        this.keys.chargePoint(chargePointId),
-        seenAt,
-        connection,
-        connectedAt.toISOString(),
-      ),
+    const results = await sendEach(
+      this.redis,
+      connections,
+      ({ chargePointId, connection, connectedAt }) =>
+        this.redis.seenChargePoint(
+          1,
+          this.keys.chargePoint(chargePointId),
+          seenAt,
+          connection,
+          connectedAt.toISOString(),
+        ),
     );
+    return connections.filter((_, i) => results[i] === RECORDED_AGAIN);
+  }
+
+  /**
+   * Calls `listener` each time the Redis connection is ready again after a loss (not at the first
+   * connect); returns what stops it. A Redis that restarted without its data is back empty.
+   */
+  onReconnected(listener: () => void): () => void {
+    let connectedBefore = this.redis.status === 'ready';
+    const onReady = () => {
+      if (connectedBefore) listener();
+      connectedBefore = true;
+    };
+    this.redis.on('ready', onReady);
+    return () => this.redis.off('ready', onReady);
   }
 
   /**

@@ -382,14 +382,45 @@ export function createOcppEndpoint({
   const live = new Map<string, { client: RPCServerClient; connection: LiveConnection }>();
   let closing = false;
 
-  const presence = new PresenceRefresh(
-    (connections) =>
-      state.seen(connections, new Date()).catch((err: unknown) => {
+  /**
+   * A charge point whose connection Redis had to record again (it lost its data, or another
+   * connection of its id took the record away) is asked for its connectors' statuses, also lost:
+   * without them its connectors are unknown until each changes state.
+   */
+  const askForStatuses = (connection: LiveConnection) => {
+    const { chargePointId } = connection;
+    const here = live.get(chargePointId);
+    if (here?.connection !== connection) return; // closed or replaced meanwhile
+    here.client
+      .call('TriggerMessage', { requestedMessage: 'StatusNotification' })
+      .then((answer: unknown) =>
+        logger.info(
+          { chargePointId, status: (answer as { status?: string }).status },
+          "charge point's live state was missing in Redis: asked it for its connectors' statuses",
+        ),
+      )
+      .catch((err: unknown) =>
+        logger.warn({ err, chargePointId }, "charge point's connector statuses not asked for"),
+      );
+  };
+  /** Tells Redis these connections are still here; asks those it had lost for their statuses. */
+  const refresh = (connections: LiveConnection[]) =>
+    state
+      .seen(connections, new Date())
+      .then((again) => again.forEach(askForStatuses))
+      .catch((err: unknown) => {
         logger.debug({ err }, 'charge point presence not refreshed');
-      }),
-    { intervalMs: SEEN_INTERVAL_MS, ticks: SEEN_TICKS },
-  );
+      });
+  const presence = new PresenceRefresh(refresh, {
+    intervalMs: SEEN_INTERVAL_MS,
+    ticks: SEEN_TICKS,
+  });
   presence.start();
+  // A Redis back from an outage may have restarted empty: every connection is told at once, not
+  // over the next SEEN_INTERVAL_MS, for the charge points to read as connected again.
+  const stopWatchingRedis = state.onReconnected(
+    () => void refresh([...live.values()].map((l) => l.connection)),
+  );
 
   rpc.on('client', (client: RPCServerClient) => {
     const id = client.identity as string;
@@ -463,6 +494,7 @@ export function createOcppEndpoint({
     async close() {
       closing = true;
       presence.stop();
+      stopWatchingRedis();
       // Calls in progress finish (their readings are stored and answered); then every socket
       // closes as "going away", and charge points reconnect to another replica.
       await rpc.close({ code: 1001, reason: 'Server shutting down', awaitPending: true });
