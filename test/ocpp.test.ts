@@ -2795,7 +2795,7 @@ describe('OCPP while Redis is down', () => {
       );
     await sendStatuses();
     const asked: unknown[] = [];
-    cp.handle('TriggerMessage', ({ params }: { params: unknown }) => {
+    cp.handle('TriggerMessage', async ({ params }) => {
       asked.push(params);
       // As a charge point does: the statuses follow the answer.
       setImmediate(() => void sendStatuses().catch(() => undefined));
