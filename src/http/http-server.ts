@@ -11,6 +11,12 @@ import type { Socket } from 'node:net';
 import express, { type Express } from 'express';
 
 /**
+ * How often node:http looks for requests past `requestTimeout` or `headersTimeout`: by default
+ * every 30 s, so a client stalled mid-body got its 408 up to 30 s after the timeout.
+ */
+const TIMEOUT_CHECK_MS = 2000;
+
+/**
  * An HTTP server for `app` whose requests and responses are born with Express's prototypes
  * (`app.request`, `app.response`), so the prototype switch Express makes on each of them
  * (`Object.setPrototypeOf` in `app.handle`) changes nothing. Switched, part of every request
@@ -33,6 +39,7 @@ export function createHttpServer(app: Express): Server {
     {
       IncomingMessage: Request as unknown as typeof IncomingMessage,
       ServerResponse: Response as unknown as typeof ServerResponse,
+      connectionsCheckingInterval: TIMEOUT_CHECK_MS,
     },
     app,
   );
