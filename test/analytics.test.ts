@@ -272,6 +272,29 @@ describe('performance report, interval readings', () => {
     expect(res.body.energy.efficiency).toBe(0.7987);
   });
 
+  test('when a report is asked with Cache-Control: no-cache, then it is computed again from what is stored now, and replaces the cached one', async () => {
+    await map(e, 'V-fresh', 'M-fresh', '2024-03-21T00:00:00Z');
+    await ingest(e, [
+      meter('M-fresh', '2024-03-21T10:00:00Z', 10),
+      vehicle('V-fresh', '2024-03-21T10:00:00Z', 9),
+    ]);
+    const window = 'from=2024-03-21T09:00:00Z&to=2024-03-21T12:00:00Z';
+    expect((await report(e, 'V-fresh', window).expect(200)).body.cache).toBe('miss');
+    await ingest(e, [meter('M-fresh', '2024-03-21T10:30:00Z', 2)]);
+    const cached = await report(e, 'V-fresh', window).expect(200);
+    expect(cached.body).toMatchObject({ cache: 'hit', energy: { acConsumedKwh: 10 } });
+    const fresh = await report(e, 'V-fresh', window)
+      .set('Cache-Control', 'max-age=0, No-Cache')
+      .expect(200);
+    expect(fresh.body).toMatchObject({ cache: 'miss', energy: { acConsumedKwh: 12 } });
+    const after = await report(e, 'V-fresh', window).expect(200);
+    expect(after.body).toMatchObject({ cache: 'hit', energy: { acConsumedKwh: 12 } });
+    // Other directives do not ask for it.
+    await ingest(e, [meter('M-fresh', '2024-03-21T11:00:00Z', 3)]);
+    const stale = await report(e, 'V-fresh', window).set('Cache-Control', 'max-age=0').expect(200);
+    expect(stale.body).toMatchObject({ cache: 'hit', energy: { acConsumedKwh: 12 } });
+  });
+
   // Readings every 20 minutes from 09:00 to 13:40; window 09:30 to 13:10 cuts hours at both ends.
   const times = Array.from({ length: 15 }, (_, i) =>
     new Date(Date.parse('2024-05-01T09:00:00Z') + i * 20 * 60_000).toISOString(),

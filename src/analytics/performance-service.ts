@@ -3,7 +3,7 @@ import { unknownVehicle } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { AnalyticsMetrics } from '../metrics';
 import type { EnergyReportStore, WindowRow } from './energy-report-store';
-import type { ReportCache } from '../reports/report-cache';
+import type { Freshness, ReportCache } from '../reports/report-cache';
 import type { SessionSummary } from '../sessions/session-schemas';
 import type { HourlyPoint, PerformanceReport } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
@@ -43,7 +43,7 @@ export class PerformanceService {
     vehicleId: string,
     from: Date,
     to: Date,
-    options: { bucket?: 'hour' } = {},
+    options: { bucket?: 'hour' } & Freshness = {},
   ): Promise<PerformanceReport> {
     const { config } = this.deps;
     const cacheKey = this.deps.keys.analyticsCache(
@@ -52,12 +52,16 @@ export class PerformanceService {
       to.getTime(),
       `perf:${config.energyReadings}:${options.bucket ?? 'none'}`,
     );
-    const cached = await this.deps.cache.get(cacheKey);
-    if (cached) return { ...cached, cache: 'hit' };
-    const report = await this.compute(vehicleId, from, to, options.bucket);
-    this.deps.metrics?.onReport(report.energy.alert);
-    this.deps.cache.set(cacheKey, report);
-    return { ...report, cache: this.deps.cache.enabled ? 'miss' : 'off' };
+    const { value, cache } = await this.deps.cache.through(
+      cacheKey,
+      async () => {
+        const report = await this.compute(vehicleId, from, to, options.bucket);
+        this.deps.metrics?.onReport(report.energy.alert);
+        return report;
+      },
+      options,
+    );
+    return { ...value, cache };
   }
 
   /**

@@ -8,6 +8,26 @@ interface LocalCopy {
   expiresAt: number;
 }
 
+/** Where a report came from: the cache, computed (and cached), or computed with no cache. */
+export type CacheOutcome = 'hit' | 'miss' | 'off';
+
+/** `fresh`: computed again whatever is cached (see asksFresh). */
+export interface Freshness {
+  fresh?: boolean;
+}
+
+/**
+ * Whether a request asks for a report computed again: `Cache-Control: no-cache`, as a browser's
+ * hard reload sends and as HTTP caches read it (the directive among others, any case).
+ */
+export const asksFresh = (cacheControl: string | undefined): boolean =>
+  cacheControl !== undefined &&
+  cacheControl.split(',').some((d) => d.trim().toLowerCase() === 'no-cache');
+
+/** What a cached report's route says of its cache, in the API document. */
+export const cachedReportNote = (paged: boolean) =>
+  `Cached for ANALYTICS_CACHE_TTL_S (\`cache\` says whether this answer was); a request with \`Cache-Control: no-cache\` computes it again${paged ? ' (a first page: later pages are cut from the report the first one made)' : ''}.`;
+
 /**
  * Computed reports in Redis for `ttlS` seconds (0: no caching), and a copy of the recent ones in
  * the process, up to `localBudgetChars` of JSON: a hot report is then answered without the Redis
@@ -41,6 +61,22 @@ export class ReportCache<T> {
     this.deps.onLookup?.(text === null ? 'miss' : 'hit');
     // Parsed on every hit: each caller gets its own copy to change as it likes.
     return text === null ? null : (JSON.parse(text) as T);
+  }
+
+  /**
+   * The cached value of `key`, or `compute`d and cached; `fresh` (a client's `Cache-Control:
+   * no-cache`) computes it again whatever is cached, and replaces it. `cache` says which.
+   */
+  async through(
+    key: string,
+    compute: () => Promise<T>,
+    { fresh = false }: Freshness = {},
+  ): Promise<{ value: T; cache: CacheOutcome }> {
+    const hit = fresh ? null : await this.get(key);
+    if (hit) return { value: hit, cache: 'hit' };
+    const value = await compute();
+    this.set(key, value);
+    return { value, cache: this.enabled ? 'miss' : 'off' };
   }
 
   /**

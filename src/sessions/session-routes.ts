@@ -7,6 +7,7 @@ import {
   windowOfPage,
 } from '../reports/paging';
 import { parseWindow } from '../reports/window-params';
+import { cachedReportNote, asksFresh } from '../reports/report-cache';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
 import { FleetSessions, SessionDetail, VehicleSessions } from './session-schemas';
@@ -63,6 +64,7 @@ export function sessionRoutes({
       path: '/v1/vehicles/{vehicleId}/sessions',
       operationId: 'listVehicleSessions',
       summary: "A vehicle's charging sessions overlapping the window, newest first",
+      description: cachedReportNote(false),
       scope: 'read',
       database: true,
       params: Type.Object({ vehicleId: DeviceId }),
@@ -71,7 +73,7 @@ export function sessionRoutes({
         200: { description: 'the sessions', schema: VehicleSessions },
         404: { description: 'no readings and no mapping', schema: ErrorBody },
       },
-      handler: async ({ params, query }) => {
+      handler: async ({ params, query, req }) => {
         const window = parseWindow(query, {
           now: now(),
           alignS,
@@ -79,7 +81,9 @@ export function sessionRoutes({
           maxWindowHours: VEHICLE_MAX_HOURS,
           fromAloneEndsNow: true,
         });
-        const found = await sessions.ofVehicle(params.vehicleId, window.from, window.to);
+        const found = await sessions.ofVehicle(params.vehicleId, window.from, window.to, {
+          fresh: asksFresh(req.get('cache-control')),
+        });
         return reply(200, {
           vehicleId: params.vehicleId,
           window: { from: window.from.toISOString(), to: window.to.toISOString() },
@@ -117,6 +121,7 @@ export function sessionRoutes({
       operationId: 'listFleetSessions',
       summary:
         'Charging sessions of the whole fleet overlapping the window, worst efficiency first, paged',
+      description: cachedReportNote(true),
       scope: 'read',
       database: true,
       query: Type.Object({
@@ -126,7 +131,7 @@ export function sessionRoutes({
         cursor: Type.Optional(Type.String({ description: 'nextCursor of the previous page' })),
       }),
       responses: { 200: { description: 'the sessions', schema: FleetSessions } },
-      handler: async ({ query }) => {
+      handler: async ({ query, req }) => {
         const asked = () =>
           parseWindow(query, {
             now: now(),
@@ -140,7 +145,9 @@ export function sessionRoutes({
         const flagged = page
           ? filterOfPage(page, 'flagged', query.flagged, Flagged)
           : (query.flagged ?? false);
-        const found = await sessions.ofFleet(window.from, window.to);
+        const found = await sessions.ofFleet(window.from, window.to, {
+          fresh: !page && asksFresh(req.get('cache-control')),
+        });
         const listed = flagged
           ? found.sessions.filter((s) => s.alert === true || s.drift === true)
           : found.sessions;

@@ -1,4 +1,4 @@
-import type { ReportCache } from '../reports/report-cache';
+import type { Freshness, ReportCache } from '../reports/report-cache';
 import { isBelow, roundFigure as round } from '../reports/rounding';
 import { efficiencyWarnings, missingEfficiencyReasons } from '../reports/efficiency';
 import type { EnergyReadingsMode } from '../config';
@@ -181,26 +181,26 @@ export class SessionService {
     });
   }
 
-  private async cached(key: string, compute: () => Promise<Session[]>) {
-    const hit = await this.deps.cache.get(key);
-    if (hit) return { sessions: hit, cache: 'hit' as const };
-    const sessions = await compute();
-    this.deps.cache.set(key, sessions);
-    return { sessions, cache: this.deps.cache.enabled ? ('miss' as const) : ('off' as const) };
+  private async cached(key: string, compute: () => Promise<Session[]>, options: Freshness) {
+    const { value, cache } = await this.deps.cache.through(key, compute, options);
+    return { sessions: value, cache };
   }
 
   /** A vehicle's sessions overlapping the window, newest first. */
-  async ofVehicle(vehicleId: string, from: Date, to: Date) {
+  async ofVehicle(vehicleId: string, from: Date, to: Date, options: Freshness = {}) {
     const key = this.deps.keys.analyticsCache(
       { vehicleId },
       from.getTime(),
       to.getTime(),
       'sessions',
     );
-    const found = await this.cached(key, async () =>
-      sessionsOf(await this.judge(await this.collect(vehicleId, from, to))).sort((a, b) =>
-        b.start.localeCompare(a.start),
-      ),
+    const found = await this.cached(
+      key,
+      async () =>
+        sessionsOf(await this.judge(await this.collect(vehicleId, from, to))).sort((a, b) =>
+          b.start.localeCompare(a.start),
+        ),
+      options,
     );
     // No sessions of a vehicle never seen is a mistyped id, not a vehicle that did not charge.
     if (found.sessions.length === 0 && !(await this.deps.vehicleExists(vehicleId))) {
@@ -226,9 +226,9 @@ export class SessionService {
   }
 
   /** Every vehicle's sessions overlapping the window, worst efficiency first. */
-  async ofFleet(from: Date, to: Date) {
+  async ofFleet(from: Date, to: Date, options: Freshness = {}) {
     const key = this.deps.keys.analyticsCache('fleet', from.getTime(), to.getTime(), 'sessions');
-    return this.cached(key, () => this.ofFleetComputed(from, to));
+    return this.cached(key, () => this.ofFleetComputed(from, to), options);
   }
 
   /**
