@@ -74,6 +74,25 @@ describe('API keys', () => {
     );
   });
 
+  test('when two Authorization headers are sent, then 400, whichever is valid', async () => {
+    for (const keys of [
+      [operator.key, 'eie_not-a-real-key'],
+      ['eie_not-a-real-key', operator.key],
+    ]) {
+      const res = await app()
+        .post('/v1/telemetry/ingest')
+        .set('Content-Type', 'application/json')
+        // Sent as two header lines (superagent's types allow a list for Cookie only).
+        .set('Authorization', keys.map((k) => `Bearer ${k}`) as unknown as string)
+        .send(JSON.stringify(METER))
+        .expect(400);
+      expect(res.body).toMatchObject({
+        error: 'ambiguous_api_key',
+        message: 'Send one Authorization header; this request has 2',
+      });
+    }
+  });
+
   test('when an unknown key is sent, then 401', async () => {
     const res = await ingest('eie_not-a-real-key').expect(401);
     expect(res.body.error).toBe('invalid_api_key');

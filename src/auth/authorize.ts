@@ -32,6 +32,14 @@ redis.call('PEXPIRE', KEYS[1], math.min(math.ceil(burst / rate * 1000), MAX_MS) 
 return wait
 `;
 
+/** How many Authorization headers a request carries (rawHeaders: name, value, name, ...). */
+function authorizationHeaders(rawHeaders: string[]): number {
+  let count = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    if (rawHeaders[i].length === 13 && rawHeaders[i].toLowerCase() === 'authorization') count++;
+  return count;
+}
+
 type RedisWithBucket = RedisClient & {
   takeToken(numKeys: 1, key: string, rate: number, burst: number): Promise<number>;
 };
@@ -112,6 +120,15 @@ export function createAuthorize({
 
   return (scope) => async (req, _res, next) => {
     if (config.auth === 'off') return next();
+    const sent = authorizationHeaders(req.rawHeaders);
+    if (sent > 1) {
+      // node:http keeps the first: a proxy in front may have read another.
+      throw new AppError(
+        400,
+        'ambiguous_api_key',
+        `Send one Authorization header; this request has ${sent}`,
+      );
+    }
     const header = req.headers.authorization;
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
     if (!match) throw unauthorized('missing_api_key', missingKeyMessage(header));

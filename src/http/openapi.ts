@@ -90,6 +90,9 @@ function implicitResponses(route: AnyRoute): Record<number, ResponseDeclaration>
     );
   }
   if (route.scope) {
+    const ambiguous = 'two Authorization headers (ambiguous_api_key)';
+    const bad = responses[400]?.description;
+    responses[400] = error(bad ? `${bad}, or ${ambiguous}` : ambiguous);
     responses[401] = error('no API key, or not a valid one (WWW-Authenticate: Bearer)');
     responses[403] = error('the key lacks the scope this endpoint needs');
     responses[429] = error('the key is over its rate limit; see Retry-After');
