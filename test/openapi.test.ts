@@ -177,6 +177,30 @@ describe('the API document', () => {
     expect(headers('/health/ready', 'get', 503)).toEqual([]);
   });
 
+  test("when a keyed route declares its own 400, then the document's 400 still lists every cause of it", async () => {
+    const document = (await request(engine.api.app).get('/openapi.json').expect(200)).body;
+    const keyed = Object.entries(
+      document.paths as Record<
+        string,
+        Record<string, { security?: unknown[]; responses: Record<string, { description: string }> }>
+      >,
+    ).flatMap(([path, methods]) =>
+      Object.entries(methods)
+        .filter(([, op]) => op.responses['401'])
+        .map(
+          ([method, op]) => [`${method} ${path}`, op.responses['400']?.description ?? ''] as const,
+        ),
+    );
+    expect(keyed.length).toBeGreaterThan(10);
+    for (const [route, description] of keyed) {
+      expect([route, description]).toEqual([route, expect.stringContaining('ambiguous_api_key')]);
+    }
+    const end = document.paths['/v1/telemetry/map/{vehicleId}'].delete.responses['400'];
+    expect(end.description).toBe(
+      'invalid until; or invalid path or query parameter, or two Authorization headers (ambiguous_api_key)',
+    );
+  });
+
   test('when a body does not match the document, then the check fails (the check can fail)', () => {
     const fake = {
       status: 202,

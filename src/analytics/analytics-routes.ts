@@ -7,7 +7,7 @@ import type { FleetScope, FleetService } from './fleet-service';
 import type { PerformanceService } from './performance-service';
 import { FleetReport, PerformanceReport } from './report-schemas';
 import { MAX_WINDOW_HOURS, WindowQuery, parseWindow } from '../reports/window-params';
-import { cachedReportNote, asksFresh } from '../reports/report-cache';
+import { FreshQuery } from '../reports/report-cache';
 
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 10_000;
@@ -44,12 +44,12 @@ export function analyticsRoutes({
       path: '/v1/analytics/performance/{vehicleId}',
       operationId: 'getVehiclePerformance',
       summary: 'AC consumed, DC delivered, efficiency and battery behaviour over a window',
-      description: cachedReportNote(false),
       scope: 'read',
       database: true,
       params: Type.Object({ vehicleId: DeviceId }),
       query: Type.Object({
         ...WindowQuery,
+        ...FreshQuery,
         bucket: Type.Optional(
           Type.Literal('hour', {
             description: 'hour: add `series`, one entry per hour, for charts',
@@ -60,7 +60,7 @@ export function analyticsRoutes({
         200: { description: 'the report', schema: PerformanceReport },
         404: { description: 'no readings and no mapping', schema: ErrorBody },
       },
-      handler: async ({ params, query, req }) => {
+      handler: async ({ params, query }) => {
         const window = parseWindow(query, {
           now: now(),
           alignS: Math.min(config.analyticsCacheTtlS, 60),
@@ -69,7 +69,7 @@ export function analyticsRoutes({
           200,
           await performance.report(params.vehicleId, window.from, window.to, {
             bucket: query.bucket,
-            fresh: asksFresh(req.get('cache-control')),
+            fresh: query.fresh,
           }),
         );
       },
@@ -79,7 +79,8 @@ export function analyticsRoutes({
       path: '/v1/analytics/fleet',
       operationId: 'getFleetReport',
       summary: 'Every vehicle mapped or active in the window, worst efficiency first, paged',
-      description: `A window ending now (no \`to\`) ends at the last whole hour: the fleet reads hourly rollups only. \`window\` in the answer states the bounds. ${cachedReportNote(true)}`,
+      description:
+        'A window ending now (no `to`) ends at the last whole hour: the fleet reads hourly rollups only. `window` in the answer states the bounds.',
       scope: 'read',
       database: true,
       query: Type.Object({
@@ -90,7 +91,7 @@ export function analyticsRoutes({
         rank: Type.Optional(Rank),
       }),
       responses: { 200: { description: 'the fleet report', schema: FleetReport } },
-      handler: async ({ query, req }) => {
+      handler: async ({ query }) => {
         // A window ending "now" ends at the last whole hour here: the fleet then reads rollups
         // only (no partial hours), which is what keeps 10,000 vehicles well under a second.
         const asked = () => parseWindow(query, { now: now(), alignS: 3600 });
@@ -107,11 +108,7 @@ export function analyticsRoutes({
               rank: query.rank ?? 'efficiency',
             };
         const limit = limitOfPage(page, query.limit, Limit, DEFAULT_PAGE);
-        const fresh = !page && asksFresh(req.get('cache-control'));
-        return reply(
-          200,
-          await fleet.report(scope, { limit, offset: page?.offset ?? 0 }, { fresh }),
-        );
+        return reply(200, await fleet.report(scope, { limit, offset: page?.offset ?? 0 }));
       },
     }),
   ];

@@ -2,7 +2,7 @@ import type { EnergyReadingsMode } from '../config';
 import { encodeCursor } from '../reports/paging';
 import type { RedisKeys } from '../redis-keys';
 import type { EnergyReportStore, FleetRow } from './energy-report-store';
-import type { Freshness, ReportCache } from '../reports/report-cache';
+import type { ReportCache } from '../reports/report-cache';
 import type { Session } from '../sessions/session-schemas';
 import type { FleetReport, FleetVehicle, WorstSession } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
@@ -104,16 +104,13 @@ export class FleetService {
     from: Date,
     to: Date,
     rank: FleetScope['rank'],
-    fresh: boolean,
   ): Promise<{ snapshot: FleetSnapshot; cache: FleetReport['cache'] }> {
     const { config, cache } = this.deps;
     // v4: an idle vehicle's efficiency is null; a release never reads another's snapshots.
     const variant = `fleet-v4:${config.energyReadings}${rank === 'session' ? ':by-session' : ''}`;
     const key = this.deps.keys.analyticsCache('fleet', from.getTime(), to.getTime(), variant);
-    const { value, cache: outcome } = await cache.through(
-      key,
-      () => (rank === 'session' ? this.rankedBySession(from, to) : this.computed(from, to)),
-      { fresh },
+    const { value, cache: outcome } = await cache.through(key, () =>
+      rank === 'session' ? this.rankedBySession(from, to) : this.computed(from, to),
     );
     return { snapshot: value, cache: outcome };
   }
@@ -149,10 +146,9 @@ export class FleetService {
   async report(
     { from, to, below, rank }: FleetScope,
     page: { limit: number; offset: number },
-    { fresh = false }: Freshness = {},
   ): Promise<FleetReport> {
     const { config } = this.deps;
-    const { snapshot, cache } = await this.snapshot(from, to, rank, fresh);
+    const { snapshot, cache } = await this.snapshot(from, to, rank);
     const withAlerts: FleetVehicle[] = snapshot.vehicles.map(({ exactEfficiency, ...v }) => ({
       ...v,
       alert: exactEfficiency === null ? null : isBelow(exactEfficiency, below),

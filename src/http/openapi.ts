@@ -105,8 +105,22 @@ function implicitResponses(route: AnyRoute): Record<number, ResponseDeclaration>
   return responses;
 }
 
+/**
+ * A route's responses: the implicit ones and its own; of a 400 both give, its own description
+ * first, then what else the status says (a bad parameter, two Authorization headers).
+ */
+function responsesOf(route: AnyRoute): Record<number, ResponseDeclaration> {
+  const implicit = implicitResponses(route);
+  const responses = { ...implicit, ...route.responses };
+  const own = route.responses[400];
+  if (own && implicit[400]) {
+    responses[400] = { ...own, description: `${own.description}; or ${implicit[400].description}` };
+  }
+  return responses;
+}
+
 function operation(route: AnyRoute, components: Json): Json {
-  const responses = { ...implicitResponses(route), ...route.responses };
+  const responses = responsesOf(route);
   const body = route.body;
   return {
     operationId: route.operationId,

@@ -1,3 +1,4 @@
+import { Type } from '@sinclair/typebox';
 import type { RedisClient } from '../redis';
 import type { Logger } from '../logger';
 
@@ -11,22 +12,25 @@ interface LocalCopy {
 /** Where a report came from: the cache, computed (and cached), or computed with no cache. */
 export type CacheOutcome = 'hit' | 'miss' | 'off';
 
-/** `fresh`: computed again whatever is cached (see asksFresh). */
+/** `fresh`: computed again whatever is cached. */
 export interface Freshness {
   fresh?: boolean;
 }
 
 /**
- * Whether a request asks for a report computed again: `Cache-Control: no-cache`, as a browser's
- * hard reload sends and as HTTP caches read it (the directive among others, any case).
+ * A report's `fresh` query parameter: an explicit opt-in, not `Cache-Control: no-cache`, which
+ * browsers send by themselves (a fetch with `cache: 'no-store'`, a hard reload): every dashboard
+ * refresh would have computed every report again. Paged reports have none: their later pages are
+ * cut from the cached report the first page made, which another client's fresh first page would
+ * replace under them.
  */
-export const asksFresh = (cacheControl: string | undefined): boolean =>
-  cacheControl !== undefined &&
-  cacheControl.split(',').some((d) => d.trim().toLowerCase() === 'no-cache');
-
-/** What a cached report's route says of its cache, in the API document. */
-export const cachedReportNote = (paged: boolean) =>
-  `Cached for ANALYTICS_CACHE_TTL_S (\`cache\` says whether this answer was); a request with \`Cache-Control: no-cache\` computes it again${paged ? ' (a first page: later pages are cut from the report the first one made)' : ''}.`;
+export const FreshQuery = {
+  fresh: Type.Optional(
+    Type.Boolean({
+      description: `true: computed again from what is stored now, not answered from the cache (ANALYTICS_CACHE_TTL_S), and cached in its place; other API replicas may still answer their copy of the cached one until it expires`,
+    }),
+  ),
+};
 
 /**
  * Computed reports in Redis for `ttlS` seconds (0: no caching), and a copy of the recent ones in

@@ -7,7 +7,7 @@ import {
   windowOfPage,
 } from '../reports/paging';
 import { parseWindow } from '../reports/window-params';
-import { cachedReportNote, asksFresh } from '../reports/report-cache';
+import { FreshQuery } from '../reports/report-cache';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
 import { FleetSessions, SessionDetail, VehicleSessions } from './session-schemas';
@@ -64,16 +64,18 @@ export function sessionRoutes({
       path: '/v1/vehicles/{vehicleId}/sessions',
       operationId: 'listVehicleSessions',
       summary: "A vehicle's charging sessions overlapping the window, newest first",
-      description: cachedReportNote(false),
       scope: 'read',
       database: true,
       params: Type.Object({ vehicleId: DeviceId }),
-      query: Type.Object(windowQuery(VEHICLE_DEFAULT_HOURS, VEHICLE_MAX_HOURS)),
+      query: Type.Object({
+        ...windowQuery(VEHICLE_DEFAULT_HOURS, VEHICLE_MAX_HOURS),
+        ...FreshQuery,
+      }),
       responses: {
         200: { description: 'the sessions', schema: VehicleSessions },
         404: { description: 'no readings and no mapping', schema: ErrorBody },
       },
-      handler: async ({ params, query, req }) => {
+      handler: async ({ params, query }) => {
         const window = parseWindow(query, {
           now: now(),
           alignS,
@@ -82,7 +84,7 @@ export function sessionRoutes({
           fromAloneEndsNow: true,
         });
         const found = await sessions.ofVehicle(params.vehicleId, window.from, window.to, {
-          fresh: asksFresh(req.get('cache-control')),
+          fresh: query.fresh,
         });
         return reply(200, {
           vehicleId: params.vehicleId,
@@ -121,7 +123,6 @@ export function sessionRoutes({
       operationId: 'listFleetSessions',
       summary:
         'Charging sessions of the whole fleet overlapping the window, worst efficiency first, paged',
-      description: cachedReportNote(true),
       scope: 'read',
       database: true,
       query: Type.Object({
@@ -131,7 +132,7 @@ export function sessionRoutes({
         cursor: Type.Optional(Type.String({ description: 'nextCursor of the previous page' })),
       }),
       responses: { 200: { description: 'the sessions', schema: FleetSessions } },
-      handler: async ({ query, req }) => {
+      handler: async ({ query }) => {
         const asked = () =>
           parseWindow(query, {
             now: now(),
@@ -145,9 +146,7 @@ export function sessionRoutes({
         const flagged = page
           ? filterOfPage(page, 'flagged', query.flagged, Flagged)
           : (query.flagged ?? false);
-        const found = await sessions.ofFleet(window.from, window.to, {
-          fresh: !page && asksFresh(req.get('cache-control')),
-        });
+        const found = await sessions.ofFleet(window.from, window.to);
         const listed = flagged
           ? found.sessions.filter((s) => s.alert === true || s.drift === true)
           : found.sessions;

@@ -181,7 +181,7 @@ export class SessionService {
     });
   }
 
-  private async cached(key: string, compute: () => Promise<Session[]>, options: Freshness) {
+  private async cached(key: string, compute: () => Promise<Session[]>, options: Freshness = {}) {
     const { value, cache } = await this.deps.cache.through(key, compute, options);
     return { sessions: value, cache };
   }
@@ -226,9 +226,9 @@ export class SessionService {
   }
 
   /** Every vehicle's sessions overlapping the window, worst efficiency first. */
-  async ofFleet(from: Date, to: Date, options: Freshness = {}) {
+  async ofFleet(from: Date, to: Date) {
     const key = this.deps.keys.analyticsCache('fleet', from.getTime(), to.getTime(), 'sessions');
-    return this.cached(key, () => this.ofFleetComputed(from, to), options);
+    return this.cached(key, () => this.ofFleetComputed(from, to));
   }
 
   /**
