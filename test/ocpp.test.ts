@@ -2801,8 +2801,15 @@ describe('OCPP while Redis is down', () => {
       setImmediate(() => void sendStatuses().catch(() => undefined));
       return { status: 'Accepted' };
     });
-    const described = async () =>
-      (await request(e.api.api.app).get('/v1/charge-points/CP-EMPTIED').expect(200)).body as {
+    // Another, without OCPP's Remote Trigger (ocpp-rpc answers its CALLERROR NotImplemented).
+    const plain = await chargePoint(e, 'CP-EMPTIED-PLAIN');
+    await plain.call('StatusNotification', {
+      connectorId: 1,
+      errorCode: 'NoError',
+      status: 'Available',
+    });
+    const described = async (id = 'CP-EMPTIED') =>
+      (await request(e.api.api.app).get(`/v1/charge-points/${id}`).expect(200)).body as {
         connected: boolean;
         connectors: { connectorId: number; status: string | null }[];
       };
@@ -2815,7 +2822,7 @@ describe('OCPP while Redis is down', () => {
       await waitFor(
         async () => {
           const cpNow = await described();
-          return cpNow.connected && cpNow.connectors.every((c) => c.status !== null);
+          return cpNow.connected && cpNow.connectors.filter((c) => c.status !== null).length === 2;
         },
         10_000,
         'the charge point connected with its connectors',
@@ -2825,8 +2832,21 @@ describe('OCPP while Redis is down', () => {
         expect.objectContaining({ connectorId: 2, status: 'Available' }),
       ]);
       expect(asked).toEqual([{ requestedMessage: 'StatusNotification' }]);
+      // The other reads as connected, its connectors unknown until it reports them again.
+      expect(await described('CP-EMPTIED-PLAIN')).toMatchObject({
+        connected: true,
+        connectors: [],
+      });
+      await plain.call('StatusNotification', {
+        connectorId: 1,
+        errorCode: 'NoError',
+        status: 'Available',
+      });
+      expect((await described('CP-EMPTIED-PLAIN')).connectors).toEqual([
+        expect.objectContaining({ connectorId: 1, status: 'Available' }),
+      ]);
     } finally {
-      await cp.close({ force: true });
+      await Promise.all([cp.close({ force: true }), plain.close({ force: true })]);
     }
   });
 

@@ -191,17 +191,12 @@ export class ChargePointState {
   }
 
   /**
-   * Calls `listener` each time the Redis connection is ready again after a loss (not at the first
-   * connect); returns what stops it. A Redis that restarted without its data is back empty.
+   * Calls `listener` each time the Redis connection is ready (again, after a loss: a Redis that
+   * restarted without its data is back empty); returns what stops it.
    */
-  onReconnected(listener: () => void): () => void {
-    let connectedBefore = this.redis.status === 'ready';
-    const onReady = () => {
-      if (connectedBefore) listener();
-      connectedBefore = true;
-    };
-    this.redis.on('ready', onReady);
-    return () => this.redis.off('ready', onReady);
+  onReady(listener: () => void): () => void {
+    this.redis.on('ready', listener);
+    return () => this.redis.off('ready', listener);
   }
 
   /**

@@ -16,6 +16,7 @@ import type { OcppMetrics } from '../metrics';
 import type { ChargePointState, LiveConnection } from './charge-point-state';
 import { ocppRpcFor, validatorWithoutEcho } from './ocpp-rpc';
 import { PresenceRefresh } from './presence-refresh';
+import { StatusRecovery } from './status-recovery';
 import {
   NotStoredError,
   RefusedCallError,
@@ -384,30 +385,33 @@ export function createOcppEndpoint({
 
   /**
    * A charge point whose connection Redis had to record again (it lost its data, or another
-   * connection of its id took the record away) is asked for its connectors' statuses, also lost:
-   * without them its connectors are unknown until each changes state.
+   * connection of its id took the record away) is asked for its connectors' statuses, also lost.
    */
-  const askForStatuses = (connection: LiveConnection) => {
-    const { chargePointId } = connection;
-    const here = live.get(chargePointId);
-    if (here?.connection !== connection) return; // closed or replaced meanwhile
-    here.client
-      .call('TriggerMessage', { requestedMessage: 'StatusNotification' })
-      .then((answer: unknown) =>
-        logger.info(
-          { chargePointId, status: (answer as { status?: string }).status },
-          "charge point's live state was missing in Redis: asked it for its connectors' statuses",
-        ),
-      )
-      .catch((err: unknown) =>
-        logger.warn({ err, chargePointId }, "charge point's connector statuses not asked for"),
+  const recovery = new StatusRecovery({
+    ask: (chargePointId, { signal, timeoutMs }) => {
+      const here = live.get(chargePointId);
+      if (!here) return Promise.reject(new Error('no longer connected here'));
+      return here.client.call(
+        'TriggerMessage',
+        { requestedMessage: 'StatusNotification' },
+        { signal, callTimeoutMs: timeoutMs },
       );
-  };
+    },
+    logger,
+  });
   /** Tells Redis these connections are still here; asks those it had lost for their statuses. */
   const refresh = (connections: LiveConnection[]) =>
     state
       .seen(connections, new Date())
-      .then((again) => again.forEach(askForStatuses))
+      .then((again) =>
+        // Only connections still the charge point's own here: one closed or replaced meanwhile
+        // has nothing to ask.
+        recovery.add(
+          again
+            .filter((c) => live.get(c.chargePointId)?.connection === c)
+            .map((c) => c.chargePointId),
+        ),
+      )
       .catch((err: unknown) => {
         logger.debug({ err }, 'charge point presence not refreshed');
       });
@@ -417,8 +421,9 @@ export function createOcppEndpoint({
   });
   presence.start();
   // A Redis back from an outage may have restarted empty: every connection is told at once, not
-  // over the next SEEN_INTERVAL_MS, for the charge points to read as connected again.
-  const stopWatchingRedis = state.onReconnected(
+  // over the next SEEN_INTERVAL_MS, for the charge points to read as connected again (a
+  // standalone Redis; a Cluster's client says nothing when one master comes back).
+  const stopWatchingRedis = state.onReady(
     () => void refresh([...live.values()].map((l) => l.connection)),
   );
 
@@ -495,6 +500,7 @@ export function createOcppEndpoint({
       closing = true;
       presence.stop();
       stopWatchingRedis();
+      recovery.stop();
       // Calls in progress finish (their readings are stored and answered); then every socket
       // closes as "going away", and charge points reconnect to another replica.
       await rpc.close({ code: 1001, reason: 'Server shutting down', awaitPending: true });
