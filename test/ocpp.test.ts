@@ -2832,11 +2832,12 @@ describe('OCPP while Redis is down', () => {
         expect.objectContaining({ connectorId: 2, status: 'Available' }),
       ]);
       expect(asked).toEqual([{ requestedMessage: 'StatusNotification' }]);
-      // The other reads as connected, its connectors unknown until it reports them again.
-      expect(await described('CP-EMPTIED-PLAIN')).toMatchObject({
-        connected: true,
-        connectors: [],
-      });
+      // The other reads as connected, its connectors' statuses unknown until it reports again
+      // (its connector may be listed: its register's record, written just after its status was
+      // answered, may have reached Redis after the flush).
+      const plainNow = await described('CP-EMPTIED-PLAIN');
+      expect(plainNow.connected).toBe(true);
+      expect(plainNow.connectors.filter((c) => c.status !== null)).toEqual([]);
       await plain.call('StatusNotification', {
         connectorId: 1,
         errorCode: 'NoError',
