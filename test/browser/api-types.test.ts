@@ -1,6 +1,6 @@
 /**
  * The dashboard's types of the responses whose schemas the engine keeps inside its route files
- * (web/src/api/types.ts: status, mapping, charge points) against the API document the engine
+ * (web/src/api/types.ts: status, device lists, mapping, charge points) against the API document the engine
  * serves: the same properties, the same nullable ones, all required. The other types are the
  * schemas' own TypeBox Static<> and need no check.
  */
@@ -10,7 +10,11 @@ import type {
   Connector,
   MappingHistory,
   MappingPeriod,
+  MeterList,
+  MeterListing,
   OpenTransaction,
+  VehicleList,
+  VehicleListing,
   VehicleStatus,
 } from '../../web/src/api/types';
 import { startTestEngine, type TestEngine } from '../helpers/engine';
@@ -178,6 +182,33 @@ describe('the dashboard’s own response types', () => {
           meterStartKwh: true,
         },
         { vehicleId: true },
+      ),
+    );
+  });
+
+  test('when the API document describes the device lists, then MeterList and VehicleList have their fields', () => {
+    const meters = schemas.MeterList;
+    expectSameShape(
+      meters,
+      shape<MeterList>({ meters: true, nextCursor: true }, { nextCursor: true }),
+    );
+    expectSameShape(
+      objectIn(meters.properties?.meters ?? {}),
+      shape<MeterListing>(
+        { meterId: true, timestamp: true, kwhConsumedAc: true, voltage: true },
+        { voltage: true },
+      ),
+    );
+    const vehicles = schemas.VehicleList;
+    expectSameShape(
+      vehicles,
+      shape<VehicleList>({ vehicles: true, nextCursor: true }, { nextCursor: true }),
+    );
+    expectSameShape(
+      objectIn(vehicles.properties?.vehicles ?? {}),
+      shape<VehicleListing>(
+        { vehicleId: true, timestamp: true, soc: true, kwhDeliveredDc: true, batteryTemp: true },
+        {},
       ),
     );
   });

@@ -32,6 +32,7 @@ describe('dashboard assets (built by the global setup, as npm run build:web does
       expect.stringMatching(/^\/dashboard\/assets\/main-\w+\.css$/),
       expect.stringMatching(/^\/dashboard\/assets\/main-\w+\.js$/),
       '#/fleet',
+      '#/devices',
       '#/charge-points',
     ]);
     // No CDN, no other origin anywhere in the bundle.

@@ -11,14 +11,16 @@ import { createScrollMemory } from './app/scroll-memory';
 import { startViewRouter } from './app/view-router';
 import { createKeyDialog } from './auth/key-dialog';
 import { createSessionKeyStore } from './auth/session-key-store';
-import { defaultRoute, formatRoute, type Route } from './routing/routes';
+import { defaultDevicesRoute, defaultRoute, formatRoute, type Route } from './routing/routes';
 import { ChargePointsView, ChargePointView } from './views/charge-points-view';
+import { DevicesView } from './views/devices-view';
 import { FleetView } from './views/fleet-view';
 import { VehicleView } from './views/vehicle/vehicle-view';
 import type { View } from './views/view';
 
 const REFRESH_INTERVAL_MS = 30_000;
 const FLEET_HREF_KEY = 'energy-dashboard:fleet-href';
+const DEVICES_HREF_KEY = 'energy-dashboard:devices-href';
 
 function required<T extends Element>(selector: string): T {
   const el = document.querySelector<T>(selector);
@@ -30,6 +32,7 @@ function start(): void {
   const main = required<HTMLElement>('#main');
   const status = required<HTMLElement>('.refresh-status');
   const fleetLink = required<HTMLAnchorElement>('[data-nav="fleet"]');
+  const devicesLink = required<HTMLAnchorElement>('[data-nav="devices"]');
   const chargePointsItem = required<HTMLElement>('[data-nav-item="charge-points"]');
   const navLinks = [...document.querySelectorAll<HTMLAnchorElement>('[data-nav]')];
 
@@ -42,6 +45,9 @@ function start(): void {
   };
   // The fleet as last seen (window, page), so "Fleet" goes back to it, also after a reload.
   const fleetHref = () => sessionStorage.getItem(FLEET_HREF_KEY) ?? formatRoute(defaultRoute());
+  // The devices as last seen (kind, filter, page), likewise.
+  const devicesHref = () =>
+    sessionStorage.getItem(DEVICES_HREF_KEY) ?? formatRoute(defaultDevicesRoute());
 
   const createView = (route: Route): View => {
     switch (route.view) {
@@ -53,6 +59,8 @@ function start(): void {
         return new ChargePointsView(api);
       case 'charge-point':
         return new ChargePointView(route.chargePointId, api);
+      case 'devices':
+        return new DevicesView(route, { api, navigate });
     }
   };
 
@@ -84,9 +92,16 @@ function start(): void {
     createView,
     onNavigated: (route) => {
       if (route.view === 'fleet') sessionStorage.setItem(FLEET_HREF_KEY, formatRoute(route));
+      if (route.view === 'devices')
+        sessionStorage.setItem(DEVICES_HREF_KEY, formatRoute({ ...route, linkProblem: undefined }));
       fleetLink.href = fleetHref();
+      devicesLink.href = devicesHref();
       const section =
-        route.view === 'fleet' || route.view === 'vehicle' ? 'fleet' : 'charge-points';
+        route.view === 'fleet' || route.view === 'vehicle'
+          ? 'fleet'
+          : route.view === 'devices'
+            ? 'devices'
+            : 'charge-points';
       for (const link of navLinks) {
         if (link.dataset.nav === section) link.setAttribute('aria-current', 'page');
         else link.removeAttribute('aria-current');

@@ -5,8 +5,10 @@ import type {
   FleetReport,
   FleetSessions,
   MappingHistory,
+  MeterList,
   PerformanceReport,
   SessionDetail,
+  VehicleList,
   VehicleSessions,
   VehicleStatus,
 } from './types';
@@ -62,3 +64,16 @@ export const fetchChargePoints = (api: ApiClient, page: { limit?: number; cursor
 
 export const fetchChargePoint = (api: ApiClient, chargePointId: string) =>
   api.get<ChargePoint>(`/v1/charge-points/${id(chargePointId)}`);
+
+/**
+ * One page of devices with a stored reading, in id order, with their latest stored reading:
+ * `limit` (1 to 1000; none: the engine's 100), after `cursor` (a previous page's nextCursor),
+ * `silentSince` (RFC 3339: only those whose latest reading is older). null: no such endpoint.
+ */
+type DevicePage = { limit?: number; cursor?: string; silentSince?: string };
+
+export const fetchMeters = (api: ApiClient, page: DevicePage) =>
+  unlessRouteMissing(api.get<MeterList>('/v1/meters', page));
+
+export const fetchVehicles = (api: ApiClient, page: DevicePage) =>
+  unlessRouteMissing(api.get<VehicleList>('/v1/vehicles', page));

@@ -1,8 +1,8 @@
 /**
  * The engine's response bodies. Where the engine exports a route's response schema, the type is
  * that schema's TypeBox `Static<>` (imported type-only: nothing of src/ reaches the bundle). The
- * status, mapping and charge point schemas live inside their route files, so those three are
- * declared here, and test/browser/api-types.test.ts holds them equal to the API document.
+ * status, device list, mapping and charge point schemas live inside their route files, so those
+ * are declared here, and test/browser/api-types.test.ts holds them equal to the API document.
  */
 import type { Static } from '@sinclair/typebox';
 import type {
@@ -92,5 +92,35 @@ export interface ChargePoint {
 /** `ChargePointList` of the API document (GET /v1/charge-points). */
 export interface ChargePointList {
   chargePoints: ChargePoint[];
+  nextCursor: string | null;
+}
+
+/** A meter's latest stored reading, in `MeterList` of the API document (GET /v1/meters). */
+export interface MeterListing {
+  meterId: string;
+  timestamp: string;
+  kwhConsumedAc: number;
+  /** null: the reading had no voltage (a charger's register without one). */
+  voltage: number | null;
+}
+
+/** `MeterList` of the API document (GET /v1/meters). */
+export interface MeterList {
+  meters: MeterListing[];
+  nextCursor: string | null;
+}
+
+/** A vehicle's latest stored reading, in `VehicleList` of the API document (GET /v1/vehicles). */
+export interface VehicleListing {
+  vehicleId: string;
+  timestamp: string;
+  soc: number;
+  kwhDeliveredDc: number;
+  batteryTemp: number;
+}
+
+/** `VehicleList` of the API document (GET /v1/vehicles). */
+export interface VehicleList {
+  vehicles: VehicleListing[];
   nextCursor: string | null;
 }

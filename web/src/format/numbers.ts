@@ -28,5 +28,6 @@ export const formatRatio = (ratio: number) => withUnit(ratio * 100, RATIO_PERCEN
 export const formatRatioPercent = (percent: number) => withUnit(percent, RATIO_PERCENT_DIGITS, '%');
 /** A value already in percent (state of charge). */
 export const formatPercent = (percent: number) => withUnit(percent, 1, '%');
+export const formatVolts = (volts: number) => withUnit(volts, 1, 'V');
 export const formatCelsius = (celsius: number) => withUnit(celsius, 1, '°C');
 export const formatCount = (n: number) => fixed(0).format(n);

@@ -29,7 +29,32 @@ export type Route =
       session: string | null;
     }
   | { view: 'charge-points' }
-  | { view: 'charge-point'; chargePointId: string };
+  | { view: 'charge-point'; chargePointId: string }
+  | {
+      view: 'devices';
+      kind: DeviceListKind;
+      quiet: QuietFilter;
+      /** Why the link's list is not the one shown (an unknown kind or quiet filter). */
+      linkProblem?: string;
+      limit: number;
+      /** The cursors that led to this page, oldest first (empty on page 1). */
+      trail: string[];
+    };
+
+/** The device lists of the engine (GET /v1/meters, GET /v1/vehicles). */
+export const DEVICE_LIST_KINDS = ['vehicles', 'meters'] as const;
+export type DeviceListKind = (typeof DEVICE_LIST_KINDS)[number];
+
+/** "Gone quiet for more than": the list's silentSince is now minus this much. */
+export const QUIET_FILTERS = {
+  all: null,
+  '15m': { ms: 15 * 60_000, text: '15 minutes' },
+  '1h': { ms: 3_600_000, text: '1 hour' },
+  '24h': { ms: 86_400_000, text: '24 hours' },
+} as const;
+export type QuietFilter = keyof typeof QUIET_FILTERS;
+const isQuietFilter = (value: string): value is QuietFilter =>
+  Object.prototype.hasOwnProperty.call(QUIET_FILTERS, value);
 
 export const PAGE_SIZES = [25, 50, 100, 250, 1000] as const;
 export const DEFAULT_PAGE_SIZE = 50;
@@ -37,6 +62,15 @@ export const DEFAULT_PAGE_SIZE = 50;
 export const defaultRoute = (): Extract<Route, { view: 'fleet' }> => ({
   view: 'fleet',
   window: DEFAULT_WINDOW,
+  limit: DEFAULT_PAGE_SIZE,
+  trail: [],
+});
+
+/** Every device of a kind, first page, none filtered out (the "Devices" entry of the menu). */
+export const defaultDevicesRoute = (): Extract<Route, { view: 'devices' }> => ({
+  view: 'devices',
+  kind: 'vehicles',
+  quiet: 'all',
   limit: DEFAULT_PAGE_SIZE,
   trail: [],
 });
@@ -82,6 +116,9 @@ export function parseRoute(hash: string): Route {
       if (parts.length === 1) return { view: 'charge-points' };
       if (parts.length === 2) return { view: 'charge-point', chargePointId: parts[1] };
       break;
+    case 'devices':
+      if (parts.length === 1) return devicesRoute(params);
+      break;
     case 'fleet': {
       const limit = Number(params.get('limit'));
       const { window, problem } = windowFromParams(params);
@@ -102,6 +139,32 @@ export function parseRoute(hash: string): Route {
   };
 }
 
+/**
+ * #/devices?kind=vehicles&quiet=1h&limit=25&trail=...: a kind or filter the dashboard does not
+ * know shows the default one, and says so rather than pass it off as asked.
+ */
+function devicesRoute(params: URLSearchParams): Route {
+  const route = defaultDevicesRoute();
+  const problems: string[] = [];
+  const kind = params.get('kind');
+  if (kind !== null) {
+    if ((DEVICE_LIST_KINDS as readonly string[]).includes(kind))
+      route.kind = kind as DeviceListKind;
+    else problems.push(`its kind "${kind}" is neither vehicles nor meters`);
+  }
+  const quiet = params.get('quiet');
+  if (quiet !== null) {
+    if (isQuietFilter(quiet)) route.quiet = quiet;
+    else problems.push(`its filter "${quiet}" is none of ${Object.keys(QUIET_FILTERS).join(', ')}`);
+  }
+  const limit = Number(params.get('limit'));
+  if ((PAGE_SIZES as readonly number[]).includes(limit)) route.limit = limit;
+  route.trail = (params.get('trail') ?? '').split(',').filter(Boolean);
+  if (problems.length > 0)
+    route.linkProblem = `The link's list could not be shown as asked: ${problems.join('; ')}. Showing the ${route.kind}${route.quiet === 'all' ? '' : ` gone quiet for more than ${QUIET_FILTERS[route.quiet].text}`} instead.`;
+  return route;
+}
+
 export function formatRoute(route: Route): string {
   const params = new URLSearchParams();
   const seg = encodeURIComponent;
@@ -119,5 +182,11 @@ export function formatRoute(route: Route): string {
       return '#/charge-points';
     case 'charge-point':
       return `#/charge-points/${seg(route.chargePointId)}`;
+    case 'devices':
+      params.set('kind', route.kind);
+      params.set('quiet', route.quiet);
+      if (route.limit !== DEFAULT_PAGE_SIZE) params.set('limit', String(route.limit));
+      if (route.trail.length > 0) params.set('trail', route.trail.join(','));
+      return `#/devices?${params}`;
   }
 }

@@ -9,6 +9,7 @@ import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/ro
 import { dataTable, idList, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
 import { errorNotice, notice, staleNotice } from './notices';
+import { pager } from './pager';
 import { windowText } from './time-text';
 import type { LoadOutcome, View, ViewDeps } from './view';
 import { createWindowPicker, type WindowPicker } from './window-picker';
@@ -389,33 +390,14 @@ export class FleetView implements View {
 
   private pager(report: FleetReport, route: FleetRoute): HTMLElement {
     const page = route.trail.length + 1;
-    const link = (label: string, target: FleetRoute | null, key: string) =>
-      target
-        ? h(
-            'a',
-            { class: 'pager-link', attrs: { href: formatRoute(target), 'data-focus-key': key } },
-            label,
-          )
-        : h(
-            'span',
-            { class: 'pager-link pager-disabled', attrs: { 'aria-disabled': 'true' } },
-            label,
-          );
-    return h(
-      'nav',
-      { class: 'pager', attrs: { 'aria-label': 'Fleet report pages' } },
-      link(
-        '← Previous page',
-        page > 1 ? { ...route, trail: route.trail.slice(0, -1) } : null,
-        'prev',
-      ),
-      h('span', { class: 'pager-page' }, `Page ${page}`),
-      link(
-        'Next page →',
-        report.nextCursor ? { ...route, trail: [...route.trail, report.nextCursor] } : null,
-        'next',
-      ),
-    );
+    return pager({
+      label: 'Fleet report pages',
+      page,
+      previous: page > 1 ? formatRoute({ ...route, trail: route.trail.slice(0, -1) }) : null,
+      next: report.nextCursor
+        ? formatRoute({ ...route, trail: [...route.trail, report.nextCursor] })
+        : null,
+    });
   }
 
   private vehicleList(

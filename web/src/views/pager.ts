@@ -1,0 +1,31 @@
+import { h } from '../dom/h';
+
+/**
+ * "← Previous page · Page n · Next page →" of a list the engine pages by cursor; each link is
+ * the address of that page (null: there is none, the label stays, greyed). The links keep their
+ * `data-focus-key` across a refresh.
+ */
+export function pager({
+  label,
+  page,
+  previous,
+  next,
+}: {
+  /** The navigation's accessible name ("Fleet report pages"). */
+  label: string;
+  page: number;
+  previous: string | null;
+  next: string | null;
+}): HTMLElement {
+  const link = (text: string, href: string | null, key: string) =>
+    href
+      ? h('a', { class: 'pager-link', attrs: { href, 'data-focus-key': key } }, text)
+      : h('span', { class: 'pager-link pager-disabled', attrs: { 'aria-disabled': 'true' } }, text);
+  return h(
+    'nav',
+    { class: 'pager', attrs: { 'aria-label': label } },
+    link('← Previous page', previous, 'prev'),
+    h('span', { class: 'pager-page' }, `Page ${page}`),
+    link('Next page →', next, 'next'),
+  );
+}
