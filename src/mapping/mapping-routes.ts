@@ -40,7 +40,10 @@ const MappingEnd = Type.Object(
   {
     vehicleId: Type.String(),
     ended: Period,
-    changed: Type.Boolean({ description: 'false when the period had ended there already' }),
+    changed: Type.Boolean({
+      description:
+        'false when the latest period had already ended (a retry): at `until`, or anywhere without one',
+    }),
   },
   { $id: 'MappingEnd', additionalProperties: false },
 );

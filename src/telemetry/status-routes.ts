@@ -201,7 +201,7 @@ export function statusRoutes({
       path: `/v1/${kind.plural}`,
       operationId: `list${kind.name}s`,
       summary: `Every ${kind.type} that has reported, with its latest stored reading, in id order, paged`,
-      description: `A ${kind.type} is listed once a reading of it is stored in PostgreSQL (the flusher's lag behind ingest); its status route adds a newer reading still in Redis. \`silentSince\` keeps those whose latest reading is older: the ones that went quiet.`,
+      description: `A ${kind.type} is listed once a reading of it is stored in PostgreSQL, in the order of the database's collation; its status route adds a newer reading still in Redis. \`silentSince\` keeps those whose latest stored reading is older: the ones that went quiet, or, while the flusher lags behind ingest (energy_oldest_unflushed_reading_age_seconds), those whose newer readings are still queued.`,
       scope: 'read',
       database: true,
       query: pageQuery(DeviceId, {
