@@ -203,6 +203,33 @@ describe('performance report, interval readings', () => {
     expect(standby.body.warnings).toEqual([]);
   });
 
+  test("when a register meter drops to 0 and back during a charge, then the report warns of it whatever the window's length, and says what to check", async () => {
+    await request(e.api.api.app)
+      .put('/v1/meters/M-dip/settings')
+      .send({ energyReadings: 'cumulative' })
+      .expect(200);
+    await map(e, 'V-dip', 'M-dip', '2024-10-10T00:00:00Z');
+    const at = (minute: number) => new Date(Date.UTC(2024, 9, 10, 10, minute)).toISOString();
+    await ingest(e, [
+      ...[1000, 1001, 0, 1002].map((kwh, i) => meter('M-dip', at(i * 5), kwh)),
+      ...[1, 2, 3].map((i) => vehicle('V-dip', at(i * 5), 0.9)),
+    ]);
+    // 1 + 0 + 1002 kWh (the drop to 0 is a reset) against 2.7: 1,003 kWh in 15 minutes, which
+    // over a day would average 42 kW, over an hour 1,003.
+    for (const window of [
+      'from=2024-10-10T10:00:00Z&to=2024-10-10T11:00:00Z',
+      'from=2024-10-10T00:00:00Z&to=2024-10-11T00:00:00Z',
+    ]) {
+      const res = await report(e, 'V-dip', window).expect(200);
+      expect(res.body.energy).toMatchObject({ acConsumedKwh: 1003, dcDeliveredKwh: 2.7 });
+      expect(res.body.warnings).toEqual([
+        expect.stringMatching(
+          /over 50 kW on average.*a cumulative meter's readings \(one that drops below half its register and rises again counts as a reset/,
+        ),
+      ]);
+    }
+  });
+
   test('when a parked vehicle took no DC energy while its meter drew standby AC, then its efficiency is undefined and it is not flagged, in its report, its hours and the fleet', async () => {
     const at = (minute: number) => `2024-05-20T10:${String(minute).padStart(2, '0')}:00Z`;
     await ingest(e, [

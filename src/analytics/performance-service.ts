@@ -159,8 +159,12 @@ export class PerformanceService {
       );
     }
     const efficiency = windowEfficiency(ac, dc);
+    // A charge of minutes in a day's window averages a few kW over the window: its session says
+    // at what power the AC was drawn (a warning must not depend on how long the window is).
     const windowHours = (to.getTime() - from.getTime()) / HOUR_MS;
-    warnings.push(...efficiencyWarnings(efficiency, ac === null ? null : ac / windowHours));
+    const meanAcKw =
+      ac === null ? null : Math.max(ac / windowHours, sessions.worst?.meanAcPowerKw ?? 0);
+    warnings.push(...efficiencyWarnings(efficiency, meanAcKw));
 
     return {
       vehicleId,

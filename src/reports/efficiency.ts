@@ -27,11 +27,12 @@ const LOWEST_PLAUSIBLE_EFFICIENCY = 0.05;
  */
 const MISREAD_MEAN_AC_KW = 50;
 
-const AC_FAR_ABOVE_DC = `AC consumed is over ${1 / LOWEST_PLAUSIBLE_EFFICIENCY} times DC delivered at over ${MISREAD_MEAN_AC_KW} kW on average, which no charger loses: check the energy mode (a meter that sends its running total must be set to cumulative, PUT /v1/meters/{meterId}/settings) and the meter mapping`;
+const AC_FAR_ABOVE_DC = `AC consumed is over ${1 / LOWEST_PLAUSIBLE_EFFICIENCY} times DC delivered at over ${MISREAD_MEAN_AC_KW} kW on average, which no charger loses: check the energy mode (a meter that sends its running total must be set to cumulative, PUT /v1/meters/{meterId}/settings), a cumulative meter's readings (one that drops below half its register and rises again counts as a reset: its whole new value is added) and the meter mapping`;
 
 /**
  * The warnings an efficiency calls for: DC_EXCEEDS_AC above 1, AC_FAR_ABOVE_DC far below at a
- * charger's power (`meanAcKw`: the AC energy over the hours it was drawn in, or the window's).
+ * charger's power (`meanAcKw`: the AC energy over the span it was drawn in: a session's, or for a
+ * window the larger of its own and its worst session's).
  */
 export function efficiencyWarnings(efficiency: number | null, meanAcKw: number | null): string[] {
   if (efficiency === null) return [];
