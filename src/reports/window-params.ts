@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { invalidParameter } from '../errors';
-import { instantMs, REAL_INSTANT_RULE, Timestamp } from '../schema/primitives';
+import { Timestamp } from '../schema/primitives';
+import { instantParam } from '../http/instant-param';
 import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
 import { HOUR_MS } from '../time-units';
 
@@ -85,20 +86,6 @@ function windowProblem(
 /** Whether a window is one parseWindow could have given (for windows that come back to us). */
 export const isAcceptableWindow = (window: AnalyticsWindow, maxWindowHours: number): boolean =>
   windowProblem(window, maxWindowHours) === null;
-
-/** Digits of a fraction of a second beyond the millisecond, if any is not zero. */
-const BELOW_MILLISECOND = /\.\d{3}\d*[1-9]/;
-
-/**
- * A query's instant (a window bound, a filter) to the millisecond readings are kept to. Date.parse drops what is below it; a
- * bound between two milliseconds is taken up to the next, for `from` and `to` alike: a reading at
- * 10:05:00.000 is before from=10:05:00.0001 and before to=10:05:00.0001, so out and in.
- */
-export function instantParam(param: string, value: string): Date {
-  const ms = instantMs(value);
-  if (!Number.isFinite(ms)) throw invalidParameter(param, REAL_INSTANT_RULE);
-  return new Date(BELOW_MILLISECOND.test(value) ? ms + 1 : ms);
-}
 
 /**
  * The window [from, to) of a report from already validated parameters: `from` and `to`, or

@@ -12,7 +12,7 @@ import {
   Timestamp,
 } from '../schema/primitives';
 import { DEFAULT_PAGE_SIZE, nextCursorOf, pageQuery } from '../http/keyset-paging';
-import { instantParam } from '../reports/window-params';
+import { instantParam } from '../http/instant-param';
 import type { EnergyReadingsMode } from '../config';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { DeviceStatus, StatusStore } from '../stores/status-store';
