@@ -2678,6 +2678,28 @@ describe('OCPP with AUTH on', () => {
       );
     },
   );
+
+  test('when the upgrade carries two Authorization headers, then it is refused with 401, though one holds the key', async () => {
+    const basic = (password: string) =>
+      `Basic ${Buffer.from(`CP-1:${password}`).toString('base64')}`;
+    for (const passwords of [
+      [cp1.key, other.key],
+      [other.key, cp1.key],
+    ]) {
+      const refused = await request(e.url)
+        .get('/ocpp/CP-1')
+        .set({
+          Connection: 'Upgrade',
+          Upgrade: 'websocket',
+          'Sec-WebSocket-Version': '13',
+          'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          'Sec-WebSocket-Protocol': 'ocpp1.6',
+        })
+        // Two header lines (superagent's types allow a list for Cookie only).
+        .set('Authorization', passwords.map(basic) as unknown as string);
+      expect([refused.status, refused.body.error]).toEqual([401, 'invalid_charge_point_key']);
+    }
+  });
 });
 
 describe('OCPP with MAX_BATCH_READINGS below what a message holds', () => {

@@ -33,7 +33,7 @@ return wait
 `;
 
 /** How many Authorization headers a request carries (rawHeaders: name, value, name, ...). */
-function authorizationHeaders(rawHeaders: string[]): number {
+export function authorizationHeaders(rawHeaders: string[]): number {
   let count = 0;
   for (let i = 0; i < rawHeaders.length; i += 2)
     if (rawHeaders[i].length === 13 && rawHeaders[i].toLowerCase() === 'authorization') count++;

@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type RPCServerClient from 'ocpp-rpc/lib/server-client';
 import { findKey, type ApiKey } from '../auth/api-keys';
+import { authorizationHeaders } from '../auth/authorize';
 import { endWithError } from '../http/http-server';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
@@ -238,7 +239,12 @@ function authorizeUpgrade(config: {
       return;
     }
     if (config.auth === 'on') {
-      const key = handshake.password ? findKey(keys, handshake.password.toString('utf8')) : null;
+      // Two Authorization headers: which one a proxy in front read is unknown, so neither counts.
+      const ambiguous = authorizationHeaders(handshake.request.rawHeaders) > 1;
+      const key =
+        handshake.password && !ambiguous
+          ? findKey(keys, handshake.password.toString('utf8'))
+          : null;
       if (!key || key.name !== handshake.identity || !key.scopes.includes('charge-point')) {
         // Answered here, not by reject(), which cannot add the challenge; the library cleans up
         // when the socket closes.
