@@ -480,7 +480,8 @@ describe('performance report, interval readings', () => {
     expect(shared.body.warnings).toEqual([expect.stringMatching(/mapped to vehicle V-next too/)]);
 
     const ended = await request(e.api.api.app)
-      .delete('/v1/telemetry/map/V-end?until=2024-06-02T11:00:00Z')
+      .post('/v1/telemetry/map/V-end/end')
+      .send({ until: '2024-06-02T11:00:00Z' })
       .expect(200);
     expect(ended.body).toEqual({
       vehicleId: 'V-end',

@@ -20,8 +20,13 @@ const map = (body: unknown) =>
     .set('Content-Type', 'application/json')
     .send(JSON.stringify(body));
 
-const end = (vehicleId: string, query = '') =>
-  request(engine.api.app).delete(`/v1/telemetry/map/${vehicleId}${query}`);
+/** Ends the vehicle's mapping: with a body, or (none given) with none at all. */
+const end = (vehicleId: string, body?: object) => {
+  const req = request(engine.api.app).post(`/v1/telemetry/map/${vehicleId}/end`);
+  return body === undefined
+    ? req
+    : req.set('Content-Type', 'application/json').send(JSON.stringify(body));
+};
 
 describe('vehicle to meter mapping', () => {
   test('when a vehicle is mapped, then 200 returns the mapping and GET shows it as current', async () => {
@@ -197,7 +202,7 @@ describe('vehicle to meter mapping', () => {
 
   test('when a mapping is ended, then GET shows no current period, a retry changes nothing, and a new mapping may start at the end', async () => {
     await map({ vehicleId: 'V-E1', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
-    const res = await end('V-E1', '?until=2024-03-21T00:00:00Z').expect(200);
+    const res = await end('V-E1', { until: '2024-03-21T00:00:00Z' }).expect(200);
     const ended = {
       meterId: 'M-1',
       from: '2024-03-20T00:00:00.000Z',
@@ -207,12 +212,12 @@ describe('vehicle to meter mapping', () => {
     const got = await request(engine.api.app).get('/v1/telemetry/map/V-E1').expect(200);
     expect(got.body).toEqual({ vehicleId: 'V-E1', current: null, history: [ended] });
     // A retry, with the same until or none (now), finds the end made.
-    for (const query of ['?until=2024-03-21T00:00:00Z', '']) {
-      const again = await end('V-E1', query).expect(200);
+    for (const body of [{ until: '2024-03-21T00:00:00Z' }, {}, undefined]) {
+      const again = await end('V-E1', body).expect(200);
       expect(again.body).toEqual({ vehicleId: 'V-E1', ended, changed: false });
     }
     // Another end would rewrite the past.
-    const moved = await end('V-E1', '?until=2024-03-22T00:00:00Z').expect(409);
+    const moved = await end('V-E1', { until: '2024-03-22T00:00:00Z' }).expect(409);
     expect(moved.body.error).toBe('mapping_conflict');
     expect(moved.body.message).toMatch(/ended at 2024-03-21T00:00:00.000Z/);
     await map({ vehicleId: 'V-E1', meterId: 'M-2', since: '2024-03-21T00:00:00Z' }).expect(200);
@@ -230,7 +235,7 @@ describe('vehicle to meter mapping', () => {
   test("when until is not after the current period's start, then 409 and the period stays open", async () => {
     await map({ vehicleId: 'V-E3', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
     for (const until of ['2024-03-20T00:00:00Z', '2024-03-19T00:00:00Z']) {
-      const res = await end('V-E3', `?until=${until}`).expect(409);
+      const res = await end('V-E3', { until }).expect(409);
       expect(res.body.error).toBe('mapping_conflict');
       expect(res.body.details).toEqual([
         { path: '/until', message: 'must be after 2024-03-20T00:00:00.000Z' },
@@ -249,14 +254,26 @@ describe('vehicle to meter mapping', () => {
   });
 
   test.each([
-    ['?until=yesterday', '/until', /RFC 3339/],
-    ['?since=2024-03-20T00:00:00Z', '/since', /not a known parameter \(use until\)/],
-  ])('when the end is asked with %s, then 400 names %s', async (query, path, message) => {
+    [{ until: 'yesterday' }, '/until', /RFC 3339/],
+    [{ until: '2024-02-30T00:00:00Z' }, '/until', /RFC 3339|real date/],
+    [{ since: '2024-03-20T00:00:00Z' }, '/since', /not an accepted field/],
+    [[], '/', /object/],
+  ])('when the end is asked with %j, then 400 names %s', async (body, path, message) => {
     await map({ vehicleId: 'V-E4', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
-    const res = await end('V-E4', query).expect(400);
+    const res = await end('V-E4', body).expect(400);
+    expect(res.body.error).toBe('invalid_mapping');
     expect(res.body.details).toEqual(
       expect.arrayContaining([{ path, message: expect.stringMatching(message) }]),
     );
+  });
+
+  test('when the end carries a query string (a gateway adds its own), then it is ignored, as by every write', async () => {
+    await map({ vehicleId: 'V-E5', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
+    const res = await request(engine.api.app)
+      .post('/v1/telemetry/map/V-E5/end?trace=abc&until=2024-03-20T05:00:00Z')
+      .expect(200);
+    // Without a body: now, not the query's until.
+    expect(Date.parse(res.body.ended.to)).toBeGreaterThan(Date.parse('2024-03-21T00:00:00Z'));
   });
 
   test('when a vehicle never mapped is ended, then 404', async () => {

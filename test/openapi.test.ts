@@ -195,10 +195,15 @@ describe('the API document', () => {
     for (const [route, description] of keyed) {
       expect([route, description]).toEqual([route, expect.stringContaining('ambiguous_api_key')]);
     }
-    const end = document.paths['/v1/telemetry/map/{vehicleId}'].delete.responses['400'];
+    const end = document.paths['/v1/telemetry/map/{vehicleId}/end'].post.responses['400'];
     expect(end.description).toBe(
-      'invalid until; or invalid path or query parameter, or two Authorization headers (ambiguous_api_key)',
+      'invalid until; or invalid body, malformed JSON, or invalid path or query parameter, or two Authorization headers (ambiguous_api_key)',
     );
+    // Its body may be left out (now).
+    expect(document.paths['/v1/telemetry/map/{vehicleId}/end'].post.requestBody.required).toBe(
+      false,
+    );
+    expect(document.paths['/v1/telemetry/map'].post.requestBody.required).toBe(true);
   });
 
   test('when a body does not match the document, then the check fails (the check can fail)', () => {

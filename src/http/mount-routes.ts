@@ -59,6 +59,10 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
   };
 }
 
+/** Whether a request has a body at all: a length above 0, or chunks to come. */
+const carriesBody = (req: { headers: Record<string, string | string[] | undefined> }) =>
+  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
 /**
  * A read that declares no query takes none: a parameter given is refused, not ignored (but by
  * routes that say `ignoresQuery`). Writes (ingest above all) ignore one, as gateways may append
@@ -100,8 +104,11 @@ export function mountRoutes(
         res,
       };
       if (body) {
-        bodyFormatOf(req, ['json']);
-        const result = body(parseJson(await readBodyText(req, JSON_BODY_LIMIT_BYTES)));
+        const omitted = route.body?.optional === true && !carriesBody(req);
+        if (!omitted) bodyFormatOf(req, ['json']);
+        const result = body(
+          omitted ? {} : parseJson(await readBodyText(req, JSON_BODY_LIMIT_BYTES)),
+        );
         if (!result.ok) {
           const { error, message, details } = result.failure;
           throw new AppError(400, error, message, details);

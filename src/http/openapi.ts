@@ -134,7 +134,7 @@ function operation(route: AnyRoute, components: Json): Json {
     ...(body
       ? {
           requestBody: {
-            required: true,
+            required: !body.optional,
             content: Object.fromEntries(
               Object.entries({ 'application/json': body.schema, ...body.alternatives }).map(
                 ([type, schema]) => [type, { schema: withRefs(schema as TSchema, components) }],

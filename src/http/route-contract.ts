@@ -30,6 +30,8 @@ export interface BodyDeclaration<B extends TSchema> {
   /** Names the body in errors: `invalid_<name>`, "Invalid <name>: ...". */
   name: string;
   read: 'json' | 'handler';
+  /** A request without a body (no Content-Length, or 0) is an empty object (`read: 'json'`). */
+  optional?: boolean;
   /** Other media types the handler accepts, documented beside application/json. */
   alternatives?: Record<string, TSchema>;
 }

@@ -36,6 +36,15 @@ const MappingHistory = Type.Object(
   { $id: 'MappingHistory', additionalProperties: false },
 );
 
+const MappingEndRequest = Type.Object(
+  { until: Type.Optional(Timestamp) },
+  {
+    $id: 'MappingEndRequest',
+    description: 'From `until` (default now; no body: now) on, the vehicle charges from no meter.',
+    additionalProperties: false,
+  },
+);
+
 const MappingEnd = Type.Object(
   {
     vehicleId: Type.String(),
@@ -146,8 +155,8 @@ export function mappingRoutes({
       },
     }),
     defineRoute({
-      method: 'delete',
-      path: '/v1/telemetry/map/{vehicleId}',
+      method: 'post',
+      path: '/v1/telemetry/map/{vehicleId}/end',
       operationId: 'endVehicleMapping',
       summary: 'From `until` on, the vehicle charges from no meter',
       description:
@@ -155,10 +164,7 @@ export function mappingRoutes({
       scope: 'admin',
       database: true,
       params: Type.Object({ vehicleId: DeviceId }),
-      query: Type.Object(
-        { until: Type.Optional(Timestamp) },
-        { additionalProperties: false, description: '`until` defaults to now' },
-      ),
+      body: { schema: MappingEndRequest, name: 'mapping', read: 'json', optional: true },
       responses: {
         200: { description: 'the period ended', schema: MappingEnd },
         400: { description: 'invalid until', schema: ErrorBody },
@@ -169,12 +175,12 @@ export function mappingRoutes({
           schema: ErrorBody,
         },
       },
-      handler: async ({ params, query }) => {
+      handler: async ({ params, body }) => {
         const { vehicleId } = params;
         const result = await mappingStore.end(
           vehicleId,
-          new Date(instantOf(query.until, 'until')),
-          query.until === undefined ? { now } : {},
+          new Date(instantOf(body.until, 'until')),
+          body.until === undefined ? { now } : {},
         );
         if (!result) throw neverMapped(vehicleId);
         const { ended, changed } = result;
