@@ -394,9 +394,11 @@ export function createOcppEndpoint({
    * connection of its id took the record away) is asked for its connectors' statuses, also lost.
    */
   const recovery = new StatusRecovery({
-    ask: (chargePointId, { signal, timeoutMs }) => {
-      const here = live.get(chargePointId);
-      if (!here) return Promise.reject(new Error('no longer connected here'));
+    // Only a connection still the charge point's own here: one closed or replaced meanwhile (the
+    // wave may take minutes with thousands of charge points) has nothing to ask.
+    ask: (connection, { signal, timeoutMs }) => {
+      const here = live.get(connection.chargePointId);
+      if (here?.connection !== connection) return null;
       return here.client.call(
         'TriggerMessage',
         { requestedMessage: 'StatusNotification' },
@@ -409,15 +411,7 @@ export function createOcppEndpoint({
   const refresh = (connections: LiveConnection[]) =>
     state
       .seen(connections, new Date())
-      .then((again) =>
-        // Only connections still the charge point's own here: one closed or replaced meanwhile
-        // has nothing to ask.
-        recovery.add(
-          again
-            .filter((c) => live.get(c.chargePointId)?.connection === c)
-            .map((c) => c.chargePointId),
-        ),
-      )
+      .then((again) => recovery.add(again))
       .catch((err: unknown) => {
         logger.debug({ err }, 'charge point presence not refreshed');
       });

@@ -1,7 +1,5 @@
 import type { Logger } from '../logger';
-
-/** How a charge point answered a TriggerMessage for its statuses (its `status`), or why none. */
-type Outcome = 'Accepted' | 'Rejected' | 'NotImplemented' | 'failed';
+import type { LiveConnection } from './charge-point-state';
 
 /**
  * Asks for at most this many at once: after a Redis that restarted empty, every connected charge
@@ -13,86 +11,99 @@ const CONCURRENCY = 20;
 /** A charge point that does not answer is given up on after this long (ocpp-rpc waits 60 s). */
 export const ASK_TIMEOUT_MS = 10_000;
 
+/** What the ask of one connection gives: its answer, or null when it is no longer connected here. */
+export type Ask = (
+  connection: LiveConnection,
+  options: { signal: AbortSignal; timeoutMs: number },
+) => Promise<unknown> | null;
+
 /**
- * Asks charge points whose live state Redis lost for their connectors' statuses (OCPP 1.6
- * TriggerMessage StatusNotification, of the Remote Trigger profile), a few at a time, and says
- * in one log line per wave how they answered: without the statuses a charge point's connectors
- * are unknown until each changes state.
+ * How a charge point answered, in the words an operator looks up: the TriggerMessage's status
+ * (Accepted, Rejected, NotImplemented), a CALLERROR's code (a charge point without the Remote
+ * Trigger profile may answer NotImplemented or NotSupported so), no answer in time, or gone.
+ */
+function outcomeOf(answer: unknown): string {
+  const status = (answer as { status?: unknown } | null | undefined)?.status;
+  return typeof status === 'string' ? status : 'no status';
+}
+
+function failureOf(err: unknown): string {
+  const { rpcErrorCode, name } = err as { rpcErrorCode?: unknown; name?: unknown };
+  if (typeof rpcErrorCode === 'string') return `CALLERROR ${rpcErrorCode}`;
+  if (name === 'TimeoutError') return 'no answer in time';
+  return 'connection closed';
+}
+
+/**
+ * Asks charge points whose record Redis had to make again (it lost its data, or another
+ * connection of the same id took the record away) for their connectors' statuses (OCPP 1.6
+ * TriggerMessage StatusNotification, of the Remote Trigger profile), a few at a time, and says in
+ * one log line per wave how they answered: without the statuses a charge point's connectors are
+ * unknown until each changes state.
  */
 export class StatusRecovery {
-  private readonly waiting: string[] = [];
-  private readonly queued = new Set<string>();
-  private inFlight = 0;
-  private tally = new Map<Outcome, number>();
-  private readonly stopped = new AbortController();
+  private readonly waiting: LiveConnection[] = [];
+  /** Waiting or being asked: a connection is asked once per wave. */
+  private readonly pending = new Set<LiveConnection>();
+  /** One per ask: a signal shared by all would keep each call (and its connection) listening. */
+  private readonly asking = new Set<AbortController>();
+  private tally = new Map<string, number>();
+  private stopped = false;
 
-  constructor(
-    private readonly deps: {
-      /** Sends the TriggerMessage to the charge point connected here; its answer's `status`. */
-      ask: (
-        chargePointId: string,
-        options: { signal: AbortSignal; timeoutMs: number },
-      ) => Promise<unknown>;
-      logger: Logger;
-    },
-  ) {}
+  constructor(private readonly deps: { ask: Ask; logger: Logger }) {}
 
-  /** Queues charge points to ask (one already waiting is asked once). */
-  add(chargePointIds: string[]): void {
-    if (this.stopped.signal.aborted) return;
-    for (const id of chargePointIds) {
-      if (this.queued.has(id)) continue;
-      this.queued.add(id);
-      this.waiting.push(id);
+  add(connections: LiveConnection[]): void {
+    if (this.stopped) return;
+    for (const connection of connections) {
+      if (this.pending.has(connection)) continue;
+      this.pending.add(connection);
+      this.waiting.push(connection);
     }
     this.pump();
   }
 
-  /** Abandons the calls in flight and asks no more (shutdown must not wait on charge points). */
+  /** Abandons the asks in flight and asks no more: shutdown must not wait on charge points. */
   stop(): void {
-    this.stopped.abort();
+    this.stopped = true;
     this.waiting.length = 0;
-    this.queued.clear();
+    for (const controller of this.asking) controller.abort();
   }
 
   private pump(): void {
-    while (this.inFlight < CONCURRENCY && this.waiting.length > 0) {
-      const id = this.waiting.shift() as string;
-      this.queued.delete(id);
-      this.inFlight += 1;
-      void this.askOne(id).finally(() => {
-        this.inFlight -= 1;
+    while (this.asking.size < CONCURRENCY && this.waiting.length > 0) {
+      const connection = this.waiting.shift() as LiveConnection;
+      const controller = new AbortController();
+      this.asking.add(controller);
+      void this.askOne(connection, controller.signal).finally(() => {
+        this.asking.delete(controller);
+        this.pending.delete(connection);
         if (this.waiting.length > 0) this.pump();
-        else if (this.inFlight === 0) this.report();
+        else if (this.asking.size === 0) this.report();
       });
     }
   }
 
-  private async askOne(chargePointId: string): Promise<void> {
-    let outcome: Outcome = 'failed';
+  private async askOne(connection: LiveConnection, signal: AbortSignal): Promise<void> {
+    let outcome: string;
     try {
-      const answer = await this.deps.ask(chargePointId, {
-        signal: this.stopped.signal,
-        timeoutMs: ASK_TIMEOUT_MS,
-      });
-      const status = (answer as { status?: unknown } | undefined)?.status;
-      if (status === 'Accepted' || status === 'Rejected' || status === 'NotImplemented') {
-        outcome = status;
-      }
+      const call = this.deps.ask(connection, { signal, timeoutMs: ASK_TIMEOUT_MS });
+      outcome = call === null ? 'gone' : outcomeOf(await call);
     } catch (err) {
-      // A CALLERROR (NotImplemented, NotSupported), no answer in time, or the connection closed.
+      outcome = failureOf(err);
+      const { chargePointId } = connection;
       this.deps.logger.debug({ err, chargePointId }, 'charge point not asked for its statuses');
     }
     this.tally.set(outcome, (this.tally.get(outcome) ?? 0) + 1);
   }
 
   private report(): void {
-    if (this.stopped.signal.aborted) return;
+    // Stopped: the asks were abandoned, not answered; there is nothing to tell.
+    if (this.stopped) return;
     const answers = Object.fromEntries(this.tally);
     this.tally = new Map();
     this.deps.logger.info(
       { answers },
-      "asked charge points whose live state Redis had lost for their connectors' statuses (TriggerMessage StatusNotification); those that did not accept show their connectors as each next reports",
+      "asked charge points whose record Redis had to make again for their connectors' statuses (TriggerMessage StatusNotification); those that did not accept show their connectors as each next reports",
     );
   }
 }
