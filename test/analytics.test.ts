@@ -230,6 +230,26 @@ describe('performance report, interval readings', () => {
     }
   });
 
+  test('when a healthy fast charge begins just before the end of the window, then the window is low but nothing warns of a misread meter', async () => {
+    await map(e, 'V-late-start', 'M-late-start', '2024-10-11T00:00:00Z');
+    const at = (minute: number) => new Date(Date.UTC(2024, 9, 11, 9, 50 + minute)).toISOString();
+    // 150 kW from 09:50 (2.5 kWh a minute) to 10:30; the vehicle's first reading at 09:59.
+    await ingest(e, [
+      ...Array.from({ length: 41 }, (_, i) => meter('M-late-start', at(i), 2.5)),
+      vehicle('V-late-start', at(9), 0.3),
+      ...Array.from({ length: 6 }, (_, i) => vehicle('V-late-start', at(14 + i * 5), 11.25)),
+    ]);
+    // 09:00-10:00: AC 25 kWh (25 kW over the hour) against 0.3 of DC; its session is healthy.
+    const res = await report(
+      e,
+      'V-late-start',
+      'from=2024-10-11T09:00:00Z&to=2024-10-11T10:00:00Z',
+    ).expect(200);
+    expect(res.body.energy.efficiency).toBeLessThan(0.05);
+    expect(res.body.sessions.worst.efficiency).toBeGreaterThan(0.5);
+    expect(res.body.warnings).toEqual([]);
+  });
+
   test('when a parked vehicle took no DC energy while its meter drew standby AC, then its efficiency is undefined and it is not flagged, in its report, its hours and the fleet', async () => {
     const at = (minute: number) => `2024-05-20T10:${String(minute).padStart(2, '0')}:00Z`;
     await ingest(e, [

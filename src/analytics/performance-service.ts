@@ -8,7 +8,7 @@ import type { SessionSummary } from '../sessions/session-schemas';
 import type { HourlyPoint, PerformanceReport } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
 import { HOUR_MS } from '../time-units';
-import { efficiencyWarnings, windowEfficiency } from '../reports/efficiency';
+import { atChargerPower, efficiencyWarnings, windowEfficiency } from '../reports/efficiency';
 
 type ComputedReport = Omit<PerformanceReport, 'cache'>;
 
@@ -28,7 +28,13 @@ export class PerformanceService {
     private readonly deps: {
       store: EnergyReportStore;
       /** The window's charging sessions, summed up for the report. */
-      sessions: { summary(vehicleId: string, from: Date, to: Date): Promise<SessionSummary> };
+      sessions: {
+        summary(
+          vehicleId: string,
+          from: Date,
+          to: Date,
+        ): Promise<{ summary: SessionSummary; anyMisread: boolean }>;
+      };
       cache: ReportCache<ComputedReport>;
       keys: RedisKeys;
       config: {
@@ -111,7 +117,7 @@ export class PerformanceService {
   ): Promise<ComputedReport> {
     const { config, store } = this.deps;
     // The sessions take three statements one after another, the report one: theirs is sent first.
-    const [sessions, rows] = await Promise.all([
+    const [{ summary: sessions, anyMisread }, rows] = await Promise.all([
       this.deps.sessions.summary(vehicleId, from, to),
       store.vehicleWindows(vehicleId, from, to, config.energyReadings, {
         hours: bucket === 'hour',
@@ -159,12 +165,12 @@ export class PerformanceService {
       );
     }
     const efficiency = windowEfficiency(ac, dc);
-    // A charge of minutes in a day's window averages a few kW over the window: its session says
-    // at what power the AC was drawn (a warning must not depend on how long the window is).
+    // A charge of minutes in a day's window averages little over the window: a session in it
+    // that looks misread by its own power says the same (the warning must not depend on the
+    // window's length), where a healthy charge reaching into the window says nothing.
     const windowHours = (to.getTime() - from.getTime()) / HOUR_MS;
-    const meanAcKw =
-      ac === null ? null : Math.max(ac / windowHours, sessions.worst?.meanAcPowerKw ?? 0);
-    warnings.push(...efficiencyWarnings(efficiency, meanAcKw));
+    const drawnAtChargerPower = atChargerPower(ac === null ? null : ac / windowHours) || anyMisread;
+    warnings.push(...efficiencyWarnings(efficiency, drawnAtChargerPower));
 
     return {
       vehicleId,

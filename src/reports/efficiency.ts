@@ -29,17 +29,26 @@ const MISREAD_MEAN_AC_KW = 50;
 
 const AC_FAR_ABOVE_DC = `AC consumed is over ${1 / LOWEST_PLAUSIBLE_EFFICIENCY} times DC delivered at over ${MISREAD_MEAN_AC_KW} kW on average, which no charger loses: check the energy mode (a meter that sends its running total must be set to cumulative, PUT /v1/meters/{meterId}/settings), a cumulative meter's readings (one that drops below half its register and rises again counts as a reset: its whole new value is added) and the meter mapping`;
 
+/** Whether AC was drawn at a charger's power on average, not at a meter's standby. */
+export const atChargerPower = (meanAcKw: number | null): boolean =>
+  meanAcKw !== null && meanAcKw > MISREAD_MEAN_AC_KW;
+
+/** An efficiency no charger has, with AC drawn at a charger's power: the AC is misread. */
+export const looksMisread = (efficiency: number | null, drawnAtChargerPower: boolean): boolean =>
+  efficiency !== null && efficiency < LOWEST_PLAUSIBLE_EFFICIENCY && drawnAtChargerPower;
+
 /**
- * The warnings an efficiency calls for: DC_EXCEEDS_AC above 1, AC_FAR_ABOVE_DC far below at a
- * charger's power (`meanAcKw`: the AC energy over the span it was drawn in: a session's, or for a
- * window the larger of its own and its worst session's).
+ * The warnings an efficiency calls for: DC_EXCEEDS_AC above 1, AC_FAR_ABOVE_DC far below with the
+ * AC drawn at a charger's power (a session's mean AC power; for a window, its own mean, or a
+ * session in it that looks misread: a charge of minutes averages little over a day's window).
  */
-export function efficiencyWarnings(efficiency: number | null, meanAcKw: number | null): string[] {
+export function efficiencyWarnings(
+  efficiency: number | null,
+  drawnAtChargerPower: boolean,
+): string[] {
   if (efficiency === null) return [];
   if (efficiency > 1) return [DC_EXCEEDS_AC];
-  const misread =
-    efficiency < LOWEST_PLAUSIBLE_EFFICIENCY && meanAcKw !== null && meanAcKw > MISREAD_MEAN_AC_KW;
-  return misread ? [AC_FAR_ABOVE_DC] : [];
+  return looksMisread(efficiency, drawnAtChargerPower) ? [AC_FAR_ABOVE_DC] : [];
 }
 
 /**

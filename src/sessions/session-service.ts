@@ -1,6 +1,11 @@
 import type { Freshness, ReportCache } from '../reports/report-cache';
 import { isBelow, roundFigure as round } from '../reports/rounding';
-import { efficiencyWarnings, missingEfficiencyReasons } from '../reports/efficiency';
+import {
+  atChargerPower,
+  efficiencyWarnings,
+  looksMisread,
+  missingEfficiencyReasons,
+} from '../reports/efficiency';
 import type { EnergyReadingsMode } from '../config';
 import { notFound, unknownVehicle } from '../errors';
 import type { RedisKeys } from '../redis-keys';
@@ -173,7 +178,7 @@ export class SessionService {
         },
         counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
         warnings: [
-          ...efficiencyWarnings(efficiency, meanAcPowerKw),
+          ...efficiencyWarnings(efficiency, atChargerPower(meanAcPowerKw)),
           ...missingEfficiencyReasons(r),
         ],
       };
@@ -214,14 +219,23 @@ export class SessionService {
    * of a report that is cached itself, and a cache of its own cost an uncached report two more
    * Redis round trips (a lookup that missed, then a write).
    */
-  async summary(vehicleId: string, from: Date, to: Date): Promise<SessionSummary> {
+  async summary(
+    vehicleId: string,
+    from: Date,
+    to: Date,
+  ): Promise<{ summary: SessionSummary; anyMisread: boolean }> {
     const judged = await this.judge(await this.collect(vehicleId, from, to));
     const sessions = sessionsOf(judged);
     const worst = worstFirst(judged.filter((j) => j.exactEfficiency !== null))[0] ?? null;
     return {
-      count: sessions.length,
-      flagged: sessions.filter((s) => s.alert === true || s.drift === true).length,
-      worst,
+      summary: {
+        count: sessions.length,
+        flagged: sessions.filter((s) => s.alert === true || s.drift === true).length,
+        worst,
+      },
+      anyMisread: judged.some((j) =>
+        looksMisread(j.exactEfficiency, atChargerPower(j.session.meanAcPowerKw)),
+      ),
     };
   }
 
