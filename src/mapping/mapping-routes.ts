@@ -177,9 +177,20 @@ export function mappingRoutes({
       },
       handler: async ({ params, body }) => {
         const { vehicleId } = params;
+        const until = instantOf(body.until, 'until');
+        // An end ahead of the clock would keep the vehicle mapped until then, and refuse every
+        // mapping meanwhile, an OCPP transaction's too (none may start before an end).
+        if (until > now()) {
+          throw new AppError(
+            400,
+            'invalid_mapping',
+            '/until is in the future: a mapping ends now or earlier',
+            [{ path: '/until', message: 'must not be in the future' }],
+          );
+        }
         const result = await mappingStore.end(
           vehicleId,
-          new Date(instantOf(body.until, 'until')),
+          new Date(until),
           body.until === undefined ? { now } : {},
         );
         if (!result) throw neverMapped(vehicleId);
