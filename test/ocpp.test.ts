@@ -2604,6 +2604,16 @@ describe('OCPP 1.6J charge points', () => {
 
 describe('OCPP with AUTH on', () => {
   let e: TestEngine;
+  /** CP-1's WebSocket upgrade as a bare HTTP request, to read a refusal. */
+  const upgrade = () =>
+    request(e.url).get('/ocpp/CP-1').set({
+      Connection: 'Upgrade',
+      Upgrade: 'websocket',
+      'Sec-WebSocket-Version': '13',
+      'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      'Sec-WebSocket-Protocol': 'ocpp1.6',
+    });
+  const basic = (password: string) => `Basic ${Buffer.from(`CP-1:${password}`).toString('base64')}`;
   const cp1 = generateKey('CP-1', ['charge-point']);
   const other = generateKey('CP-2', ['charge-point']);
   const reader = generateKey('reader', ['read', 'admin']);
@@ -2657,18 +2667,7 @@ describe('OCPP with AUTH on', () => {
         (error: unknown) => error as { code?: number },
       );
       expect(err?.code).toBe(401);
-      const refused = await request(e.url)
-        .get('/ocpp/CP-1')
-        .set({
-          Connection: 'Upgrade',
-          Upgrade: 'websocket',
-          'Sec-WebSocket-Version': '13',
-          'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
-          'Sec-WebSocket-Protocol': 'ocpp1.6',
-          ...(password
-            ? { Authorization: `Basic ${Buffer.from(`CP-1:${password}`).toString('base64')}` }
-            : {}),
-        });
+      const refused = await upgrade().set(password ? { Authorization: basic(password) } : {});
       expect(refused.status).toBe(401);
       expect(refused.headers['www-authenticate']).toMatch(/^Basic realm=/);
       expect(refused.headers['content-type']).toBe('application/json; charset=utf-8');
@@ -2680,23 +2679,15 @@ describe('OCPP with AUTH on', () => {
   );
 
   test('when the upgrade carries two Authorization headers, then it is refused with 401, though one holds the key', async () => {
-    const basic = (password: string) =>
-      `Basic ${Buffer.from(`CP-1:${password}`).toString('base64')}`;
     for (const passwords of [
       [cp1.key, other.key],
       [other.key, cp1.key],
     ]) {
-      const refused = await request(e.url)
-        .get('/ocpp/CP-1')
-        .set({
-          Connection: 'Upgrade',
-          Upgrade: 'websocket',
-          'Sec-WebSocket-Version': '13',
-          'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
-          'Sec-WebSocket-Protocol': 'ocpp1.6',
-        })
-        // Two header lines (superagent's types allow a list for Cookie only).
-        .set('Authorization', passwords.map(basic) as unknown as string);
+      // Two header lines (superagent's types allow a list for Cookie only).
+      const refused = await upgrade().set(
+        'Authorization',
+        passwords.map(basic) as unknown as string,
+      );
       expect([refused.status, refused.body.error]).toEqual([401, 'invalid_charge_point_key']);
     }
   });
