@@ -511,6 +511,36 @@ describe('dashboard window choice', () => {
       /^The link's window could not be shown: .* The link named a page this report does not have/,
     );
   });
+
+  test('when a link’s page cursor was refused, then the "Fleet" menu link leads to the first page shown, not to the refused one', async () => {
+    await page.goto(`${engine.url}/dashboard#/fleet?window=7d&limit=25&trail=garbage`);
+    await page.waitForFunction(() => !location.hash.includes('trail='));
+    await page.waitForSelector('.fleet-view tbody tr');
+    expect(await page.evaluate(() => location.hash)).toBe('#/fleet?window=7d&limit=25');
+    expect(await page.getAttribute('[data-nav="fleet"]', 'href')).toBe(
+      '#/fleet?window=7d&limit=25',
+    );
+
+    // To the devices and back by the menu: the first page, without the note.
+    await page.getByRole('link', { name: 'Devices', exact: true }).click();
+    await page.waitForSelector('.devices-view');
+    const asked: string[] = [];
+    const record = (r: { url(): string }) => asked.push(r.url());
+    page.on('request', record);
+    try {
+      await page.getByRole('link', { name: 'Fleet', exact: true }).click();
+      await page.waitForSelector('.fleet-view tbody tr');
+      expect(await page.evaluate(() => location.hash)).toBe('#/fleet?window=7d&limit=25');
+      expect(await page.isHidden('#fleet-window-link-problem')).toBe(true);
+      expect(await page.isChecked('#fleet-window-7d')).toBe(true);
+      // The refused cursor was not asked again.
+      const listed = asked.filter((url) => url.includes('/v1/analytics/fleet?'));
+      expect(listed.length).toBeGreaterThan(0);
+      expect(listed.filter((url) => url.includes('cursor='))).toEqual([]);
+    } finally {
+      page.off('request', record);
+    }
+  });
 });
 
 describe('dashboard page rules', () => {

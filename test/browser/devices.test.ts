@@ -297,6 +297,98 @@ describe('devices view', () => {
     }
   });
 
+  test('when a link names a kind or filter the view does not know, then the defaults show, it says so once, and the address becomes what is shown', async () => {
+    const page = await browser.newPage();
+    try {
+      await open(page, '#/devices?kind=foo&quiet=5m&limit=25');
+      expect(await shownIds(page)).toEqual(VEHICLES.slice(0, 25));
+      expect(await page.textContent('#devices-link-problem')).toBe(
+        'The link\'s list could not be shown as asked: its kind "foo" is neither vehicles nor meters; its filter "5m" is none of all, 15m, 1h, 24h. Showing the vehicles instead.',
+      );
+      expect(await page.isChecked('#devices-kind-vehicles')).toBe(true);
+      expect(await page.isChecked('#devices-quiet-all')).toBe(true);
+      // Without a history entry of its own: back leaves the view.
+      expect(new URL(page.url()).hash).toBe('#/devices?kind=vehicles&quiet=all&limit=25');
+      expect(await page.evaluate(() => history.length)).toBe(2);
+      expect(await page.getAttribute('[data-nav="devices"]', 'href')).toBe(
+        '#/devices?kind=vehicles&quiet=all&limit=25',
+      );
+
+      // A reload shows the list as shown, the note gone.
+      await page.reload();
+      await page.waitForSelector('.devices-view tbody tr');
+      expect(await shownIds(page)).toEqual(VEHICLES.slice(0, 25));
+      expect(await page.isHidden('#devices-link-problem')).toBe(true);
+      expect(new URL(page.url()).hash).toBe('#/devices?kind=vehicles&quiet=all&limit=25');
+
+      // Typed over the list's address: the same.
+      await page.evaluate(() => {
+        location.hash = '#/devices?kind=meters&quiet=2h';
+      });
+      await waitForIds(page, METERS);
+      expect(await page.textContent('#devices-link-problem')).toMatch(/its filter "2h" is none of/);
+      expect(new URL(page.url()).hash).toBe('#/devices?kind=meters&quiet=all');
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('when a link’s page cursor is refused, then the first page shows, and the "Devices" menu link leads to it, not to the refused page', async () => {
+    const page = await browser.newPage();
+    try {
+      await open(page, '#/devices?kind=meters&quiet=all&limit=25&trail=..');
+      await page.waitForFunction(() => !location.hash.includes('trail='));
+      await waitForIds(page, METERS);
+      expect(await page.textContent('#devices-link-problem')).toBe(
+        'The link named a page this list does not have: showing its first page.',
+      );
+      expect(new URL(page.url()).hash).toBe('#/devices?kind=meters&quiet=all&limit=25');
+      expect(await page.getAttribute('[data-nav="devices"]', 'href')).toBe(
+        '#/devices?kind=meters&quiet=all&limit=25',
+      );
+
+      // To the fleet and back by the menu: the first page, without the note.
+      await page.getByRole('link', { name: 'Fleet', exact: true }).click();
+      await page.waitForSelector('.fleet-view');
+      const asked: string[] = [];
+      page.on('request', (r) => asked.push(r.url()));
+      await page.getByRole('link', { name: 'Devices', exact: true }).click();
+      await waitForIds(page, METERS);
+      expect(new URL(page.url()).hash).toBe('#/devices?kind=meters&quiet=all&limit=25');
+      expect(await page.isHidden('#devices-link-problem')).toBe(true);
+      // The refused cursor was not asked again.
+      const listed = asked.filter((url) => url.includes('/v1/meters?'));
+      expect(listed.length).toBeGreaterThan(0);
+      expect(listed.filter((url) => url.includes('cursor='))).toEqual([]);
+
+      // Likewise after a reload (the menu's link is kept for the tab).
+      await page.reload();
+      await waitForIds(page, METERS);
+      expect(await page.getAttribute('[data-nav="devices"]', 'href')).toBe(
+        '#/devices?kind=meters&quiet=all&limit=25',
+      );
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('when a link’s page is past the end of the list, then the page says so and links back to the first page', async () => {
+    const page = await browser.newPage();
+    try {
+      await open(page, '#/devices?kind=vehicles&quiet=1h&trail=zzzzzz');
+      expect(await page.textContent('.devices-view .notice-empty .notice-title')).toBe(
+        'This page is past the end of the list',
+      );
+      const back = page.getByRole('link', { name: 'Go back to the first page' });
+      expect(await back.getAttribute('href')).toBe('#/devices?kind=vehicles&quiet=1h');
+      await back.click();
+      await waitForIds(page, ['DV-03', 'DV-07', 'DV-12', 'DV-20']);
+      expect(new URL(page.url()).hash).toBe('#/devices?kind=vehicles&quiet=1h');
+    } finally {
+      await page.close();
+    }
+  });
+
   test('when a vehicle is clicked, then its own view opens, and "Devices" goes back to the list as it was', async () => {
     const page = await browser.newPage();
     try {

@@ -48,19 +48,33 @@ function start(): void {
   // The devices as last seen (kind, filter, page), likewise.
   const devicesHref = () =>
     sessionStorage.getItem(DEVICES_HREF_KEY) ?? formatRoute(defaultDevicesRoute());
+  /** The menu's links follow the route shown (a link's problem is no part of it). */
+  const remember = (route: Route) => {
+    if (route.view === 'fleet') sessionStorage.setItem(FLEET_HREF_KEY, formatRoute(route));
+    if (route.view === 'devices')
+      sessionStorage.setItem(DEVICES_HREF_KEY, formatRoute({ ...route, linkProblem: undefined }));
+    fleetLink.href = fleetHref();
+    devicesLink.href = devicesHref();
+  };
+  // A view showing other than its link asked (a refused page cursor): the address and the menu
+  // say what is shown, so neither leads back to the refused link.
+  const replace = (route: Route) => {
+    history.replaceState(history.state, '', formatRoute(route));
+    remember(route);
+  };
 
   const createView = (route: Route): View => {
     switch (route.view) {
       case 'fleet':
-        return new FleetView(route, { api, navigate });
+        return new FleetView(route, { api, navigate, replace });
       case 'vehicle':
-        return new VehicleView(route, { api, navigate, fleetHref });
+        return new VehicleView(route, { api, navigate, replace, fleetHref });
       case 'charge-points':
         return new ChargePointsView(api);
       case 'charge-point':
         return new ChargePointView(route.chargePointId, api);
       case 'devices':
-        return new DevicesView(route, { api, navigate });
+        return new DevicesView(route, { api, navigate, replace });
     }
   };
 
@@ -91,11 +105,7 @@ function start(): void {
     main,
     createView,
     onNavigated: (route) => {
-      if (route.view === 'fleet') sessionStorage.setItem(FLEET_HREF_KEY, formatRoute(route));
-      if (route.view === 'devices')
-        sessionStorage.setItem(DEVICES_HREF_KEY, formatRoute({ ...route, linkProblem: undefined }));
-      fleetLink.href = fleetHref();
-      devicesLink.href = devicesHref();
+      remember(route);
       const section =
         route.view === 'fleet' || route.view === 'vehicle'
           ? 'fleet'

@@ -42,12 +42,13 @@ export function startViewRouter({
   };
 
   /**
-   * An empty or unknown hash shows the fleet; the URL says so, without a history entry (an unknown
-   * one is also said on the page, see Route's linkProblem).
+   * An empty or unknown hash shows the fleet, a devices link with an unknown kind or filter the
+   * default one; the URL says what is shown, without a history entry (the link's problem is said
+   * on the page once, see Route's linkProblem: a reload does not repeat it).
    */
   const parseAndCanonicalize = (): Route => {
     const route = parseRoute(location.hash);
-    if (!location.hash.startsWith('#/') || (route.view === 'fleet' && route.linkProblem))
+    if (!location.hash.startsWith('#/') || ('linkProblem' in route && route.linkProblem))
       history.replaceState(history.state, '', formatRoute(route));
     return route;
   };

@@ -22,7 +22,7 @@ import {
 } from '../routing/routes';
 import { dataTable, idList, type Column } from './data-table';
 import { errorNotice, notice, staleNotice } from './notices';
-import { pager } from './pager';
+import { firstPageLink, pager } from './pager';
 import { timeText } from './time-text';
 import type { LoadOutcome, View, ViewDeps } from './view';
 
@@ -236,7 +236,7 @@ export class DevicesView implements View {
   /** The first page, saying so, and the address without the trail. */
   private firstPageInstead(route: DevicesRoute): Promise<LoadOutcome> {
     this.route = { ...route, trail: [] };
-    history.replaceState(history.state, '', formatRoute(this.route));
+    this.deps.replace(this.route);
     this.filter.show(
       this.route,
       [route.linkProblem, 'The link named a page this list does not have: showing its first page.']
@@ -312,7 +312,11 @@ export class DevicesView implements View {
     const kind = KINDS[route.kind];
     const quiet = QUIET_FILTERS[route.quiet];
     if (route.trail.length > 0)
-      return notice('empty', 'This page is past the end of the list', 'Go back to the first page.');
+      return notice(
+        'empty',
+        'This page is past the end of the list',
+        firstPageLink(formatRoute({ ...route, trail: [], linkProblem: undefined })),
+      );
     if (!quiet || !silentSince)
       return notice(
         'empty',

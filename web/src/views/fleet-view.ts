@@ -9,7 +9,7 @@ import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/ro
 import { dataTable, idList, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
 import { errorNotice, notice, staleNotice } from './notices';
-import { pager } from './pager';
+import { firstPageLink, pager } from './pager';
 import { windowText } from './time-text';
 import type { LoadOutcome, View, ViewDeps } from './view';
 import { createWindowPicker, type WindowPicker } from './window-picker';
@@ -155,7 +155,7 @@ export class FleetView implements View {
    */
   private firstPageInstead(route: FleetRoute): Promise<LoadOutcome> {
     this.route = { ...route, trail: [] };
-    history.replaceState(history.state, '', formatRoute(this.route));
+    this.deps.replace(this.route);
     this.picker.show({
       window: route.window,
       pageSize: route.limit,
@@ -238,7 +238,11 @@ export class FleetView implements View {
     if (report.vehicles.length === 0) {
       fragment.append(
         route.trail.length > 0
-          ? notice('empty', 'This page is past the end of the report', 'Go back to the first page.')
+          ? notice(
+              'empty',
+              'This page is past the end of the report',
+              firstPageLink(formatRoute({ ...route, trail: [] })),
+            )
           : notice(
               'empty',
               'No vehicle can be measured in this window',

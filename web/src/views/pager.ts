@@ -29,3 +29,12 @@ export function pager({
     link('Next page →', next, 'next'),
   );
 }
+
+/** "Go back to the first page." of a page past the end of a list: `href` is the first page's. */
+export const firstPageLink = (href: string): HTMLElement =>
+  h(
+    'span',
+    null,
+    h('a', { attrs: { href, 'data-focus-key': 'first' } }, 'Go back to the first page'),
+    '.',
+  );

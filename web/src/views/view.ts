@@ -15,4 +15,9 @@ export interface View {
 
 export interface ViewDeps {
   navigate(route: Route): void;
+  /**
+   * The address becomes the route's (what the view now shows instead of its link), without a
+   * history entry nor a new load; the menu's remembered link follows it.
+   */
+  replace(route: Route): void;
 }
