@@ -93,6 +93,20 @@ describe('API keys', () => {
     }
   });
 
+  test('when two keys come joined in one header (a proxy merging two headers), then 400 too', async () => {
+    const res = await app()
+      .post('/v1/telemetry/ingest')
+      .set('Content-Type', 'application/json')
+      .set('Authorization', `Bearer ${operator.key}, Bearer eie_not-a-real-key`)
+      .send(JSON.stringify(METER))
+      .expect(400);
+    expect(res.body).toMatchObject({
+      error: 'ambiguous_api_key',
+      message:
+        'Send one Authorization header with one key; this one holds several, separated by commas',
+    });
+  });
+
   test('when an unknown key is sent, then 401', async () => {
     const res = await ingest('eie_not-a-real-key').expect(401);
     expect(res.body.error).toBe('invalid_api_key');

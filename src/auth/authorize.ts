@@ -130,6 +130,14 @@ export function createAuthorize({
       );
     }
     const header = req.headers.authorization;
+    // A key (a token68) holds no comma: one is two headers a proxy joined into one.
+    if (header?.includes(',')) {
+      throw new AppError(
+        400,
+        'ambiguous_api_key',
+        'Send one Authorization header with one key; this one holds several, separated by commas',
+      );
+    }
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
     if (!match) throw unauthorized('missing_api_key', missingKeyMessage(header));
     const key = findKey(keys, match[1]);
