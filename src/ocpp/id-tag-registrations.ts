@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { takeTurns } from '../stores/advisory-lock';
 import { lockVehicle, MappingStore } from '../stores/mapping-store';
 import { connectorMeterId } from './charge-point-state';
 import { IdTagStore, normalizeIdTag, type IdTag } from './id-tag-store';
@@ -35,7 +36,7 @@ export class IdTagRegistrations {
 }
 
 const lockIdTag = (trx: Knex.Transaction, idTag: string) =>
-  trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`id_tags:${normalizeIdTag(idTag)}`]);
+  takeTurns(trx, `id_tags:${normalizeIdTag(idTag)}`);
 
 /** An open transaction of a registered tag, its vehicle's now. */
 export interface GivenTransaction {

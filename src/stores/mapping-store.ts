@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { AppError, conflict } from '../errors';
+import { takeTurns } from './advisory-lock';
 import { markSessionsChanged } from './session-marks';
 
 const TABLE = 'vehicle_meter_map';
@@ -41,7 +42,7 @@ function nowAfter(current: number, earliestAllowed: Date | null): Date {
 
 /** A vehicle's mapping changes take turns: each holds this lock until its transaction ends. */
 export const lockVehicle = (trx: Knex.Transaction, vehicleId: string) =>
-  trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`${TABLE}:${vehicleId}`]);
+  takeTurns(trx, `${TABLE}:${vehicleId}`);
 
 export class MappingStore {
   constructor(private readonly db: Knex) {}

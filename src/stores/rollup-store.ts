@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { takeTurns } from './advisory-lock';
 import { FOLD, RAW_PIECE, previousEnergy, rollupPiece } from './energy-fold';
 import { HOUR_MS } from '../time-units';
 
@@ -22,7 +23,6 @@ import { HOUR_MS } from '../time-units';
  * quarters never wait for a rollup; rollups take turns among themselves (an hour is recomputed
  * from its quarters, which a concurrent rollup might be changing).
  */
-const ROLLUPS_TAKE_TURNS = 'SELECT pg_advisory_xact_lock(hashtext(?))';
 const ROLLUPS_LOCK_NAME = 'energy rollups';
 /** A rebuild also holds every flush back: it deletes and recomputes whole hours at once. */
 const LOCK_PENDING = 'LOCK TABLE rollup_pending IN SHARE ROW EXCLUSIVE MODE';
@@ -260,7 +260,7 @@ export class RollupStore {
     setAside: readonly DeviceQuarter[] = [],
   ): Promise<{ quarters: number; hours: number }> {
     return this.db.transaction(async (trx) => {
-      await trx.raw(ROLLUPS_TAKE_TURNS, [ROLLUPS_LOCK_NAME]);
+      await takeTurns(trx, ROLLUPS_LOCK_NAME);
       const taken = await trx.raw(TAKE_MARKS, [
         closedBefore,
         quietMs,
@@ -306,7 +306,7 @@ export class RollupStore {
     const first = new Date(Math.floor(from.getTime() / HOUR_MS) * HOUR_MS);
     const end = new Date(Math.ceil(to.getTime() / HOUR_MS) * HOUR_MS);
     return this.db.transaction(async (trx) => {
-      await trx.raw(ROLLUPS_TAKE_TURNS, [ROLLUPS_LOCK_NAME]);
+      await takeTurns(trx, ROLLUPS_LOCK_NAME);
       await trx.raw(LOCK_PENDING);
       await trx('telemetry_hourly').where('hour', '>=', first).where('hour', '<', end).del();
       await trx('telemetry_15min').where('quarter', '>=', first).where('quarter', '<', end).del();
