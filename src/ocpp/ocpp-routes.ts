@@ -193,11 +193,19 @@ export function ocppRoutes({
     ]);
     // Newest first: a connector shows its latest open transaction.
     open.sort((a, b) => b.startedAt.getTime() - a.startedAt.getTime() || b.id - a.id);
+    const openOn = new Map<string, Transaction>(); // by connector meter
+    const withOpen = new Map<string, number[]>(); // charge point -> its connectors with one
+    for (const t of open) {
+      const meterId = connectorMeterId(t.chargePointId, t.connectorId);
+      if (openOn.has(meterId)) continue;
+      openOn.set(meterId, t);
+      withOpen.set(t.chargePointId, [...(withOpen.get(t.chargePointId) ?? []), t.connectorId]);
+    }
     const connectorIds = ids.map((id, i) =>
       [
         ...new Set([
           ...(lives[i]?.connectors.map((c) => c.connectorId) ?? []),
-          ...open.filter((t) => t.chargePointId === id).map((t) => t.connectorId),
+          ...(withOpen.get(id) ?? []),
         ]),
       ].sort((a, b) => a - b),
     );
@@ -211,9 +219,7 @@ export function ocppRoutes({
         const meterId = connectorMeterId(id, connectorId);
         const status = live?.connectors.find((c) => c.connectorId === connectorId)?.status;
         const register = registers.get(meterId);
-        const transaction = open.find(
-          (t) => t.chargePointId === id && t.connectorId === connectorId,
-        );
+        const transaction = openOn.get(meterId);
         return {
           connectorId,
           meterId,

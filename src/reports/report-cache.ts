@@ -68,8 +68,8 @@ export class ReportCache<T> {
   }
 
   /**
-   * The cached value of `key`, or `compute`d and cached; `fresh` (a client's `Cache-Control:
-   * no-cache`) computes it again whatever is cached, and replaces it. `cache` says which.
+   * The cached value of `key`, or `compute`d and cached; `fresh` (a report's `fresh=true`, see
+   * FreshQuery) computes it again whatever is cached, and replaces it. `cache` says which.
    */
   async through(
     key: string,
