@@ -45,6 +45,8 @@ interface Collected {
 interface Judged {
   session: Session;
   exactEfficiency: number | null;
+  /** Its AC looks misread (looksMisread, by its unrounded figures), as its warnings say. */
+  misread: boolean;
 }
 
 /** Worst efficiency first; sessions without one (no AC) last. */
@@ -141,6 +143,7 @@ export class SessionService {
         r.running && r.lastAcAt ? (r.lastAcAt.getTime() - r.start.getTime()) / 1000 : durationS;
       const meanAcPowerKw = r.acKwh !== null && poweredS > 0 ? r.acKwh / (poweredS / 3600) : null;
       const threshold = thresholdFor(this.classes, meanAcPowerKw, config.efficiencyThreshold);
+      const drawnAtChargerPower = atChargerPower(meanAcPowerKw);
       const base = baselines[i];
       // Judged before rounding, as the alert is: of two shown alike, one can be just inside.
       const baseline =
@@ -178,11 +181,15 @@ export class SessionService {
         },
         counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
         warnings: [
-          ...efficiencyWarnings(efficiency, atChargerPower(meanAcPowerKw)),
+          ...efficiencyWarnings(efficiency, drawnAtChargerPower),
           ...missingEfficiencyReasons(r),
         ],
       };
-      return { session, exactEfficiency: efficiency };
+      return {
+        session,
+        exactEfficiency: efficiency,
+        misread: looksMisread(efficiency, drawnAtChargerPower),
+      };
     });
   }
 
@@ -233,9 +240,7 @@ export class SessionService {
         flagged: sessions.filter((s) => s.alert === true || s.drift === true).length,
         worst,
       },
-      anyMisread: judged.some((j) =>
-        looksMisread(j.exactEfficiency, atChargerPower(j.session.meanAcPowerKw)),
-      ),
+      anyMisread: judged.some((j) => j.misread),
     };
   }
 
