@@ -217,6 +217,18 @@ export function isRedisUnavailable(err: unknown): boolean {
   );
 }
 
+/**
+ * Redis refused a write at its maxmemory (`noeviction`). The flusher's moves of jobs are writes
+ * too, so until memory is freed nothing drains: said so, with what to do, where it is logged.
+ */
+export function isRedisFull(err: unknown): boolean {
+  const message = (err as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && /(^|-)OOM command not allowed/.test(message);
+}
+
+export const REDIS_FULL_HINT =
+  "Redis is at its maxmemory and refuses writes, the flusher's moves of jobs among them: nothing drains until memory is freed. Raise it (redis-cli CONFIG SET maxmemory ..., and in redis.conf); ingest refuses readings above REDIS_MEMORY_HIGH_WATER so that it is not reached";
+
 /** A field of INFO's text (`name:value` lines), e.g. `maxmemory_policy`. */
 export const infoField = (info: string, name: string): string | undefined =>
   new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();

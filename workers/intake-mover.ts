@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../src/logger';
 import { ingestJobOptions, type IngestJobData, type QueueShard } from '../src/queue/ingest-queue';
 import { parseIntakeEntry, type IntakeEntry } from '../src/queue/intake';
-import type { RedisClient } from '../src/redis';
+import { isRedisFull, REDIS_FULL_HINT, type RedisClient } from '../src/redis';
 
 /**
  * Takes (or keeps) the shard's mover lock for ARGV[1] and returns the intake's first ARGV[3]
@@ -233,7 +233,9 @@ export class IntakeMover {
       if (this.failures % FAILURES_PER_LOG === 0) {
         this.deps.logger.warn(
           { err, failures: this.failures + 1 },
-          'intake not moved: trying again',
+          isRedisFull(err)
+            ? `intake not moved: ${REDIS_FULL_HINT}`
+            : 'intake not moved: trying again',
         );
       }
       this.failures += 1;

@@ -6,7 +6,7 @@ import {
   type IngestJobData,
   type QueueShard,
 } from '../src/queue/ingest-queue';
-import type { RedisClient } from '../src/redis';
+import { isRedisFull, REDIS_FULL_HINT, type RedisClient } from '../src/redis';
 import { withTimeout } from '../src/with-timeout';
 import { INGEST_QUEUE_NAME, type QueueShardKeys } from '../src/redis-keys';
 import { startBacklogReconciler } from './backlog-reconciler';
@@ -160,7 +160,13 @@ export class ShardWorkers {
       },
     });
     const errors = new RepeatedErrorLog({ logger, intervalMs: REPEATED_ERROR_INTERVAL_MS });
-    worker.on('error', (err) => errors.error(err, { shard: keys.shard }, 'flusher worker error'));
+    worker.on('error', (err) =>
+      errors.error(
+        err,
+        { shard: keys.shard },
+        isRedisFull(err) ? REDIS_FULL_HINT : 'flusher worker error',
+      ),
+    );
     worker.on('failed', (job: Job<IngestJobData> | undefined, err) => {
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
         logger.error(

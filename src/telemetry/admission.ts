@@ -16,6 +16,15 @@ const infoNumber = (info: string, name: string): number => Number(infoField(info
 const FRESH_SAMPLE_MS = 5000;
 
 /**
+ * Redis memory a queued reading takes, at most: readings stored since the last sample are counted
+ * on top of its memory at this much each. A queued meter reading took 86 bytes (1,000-reading
+ * jobs); a vehicle's holds about twice the fields. Without it, a busy API stores megabytes between
+ * two samples: a 32 MB Redis went from under 90 % past its maxmemory, where the flusher can take
+ * no job (its moves are writes Redis refuses) and nothing drains it.
+ */
+export const QUEUED_READING_BYTES = 256;
+
+/**
  * Backpressure: refuses new readings (503 + Retry-After) when the queue backlog passes
  * MAX_BACKLOG_READINGS or Redis memory passes its high-water mark, so Redis never reaches the
  * point of refusing writes. It samples Redis in the background; the per-request check is free.
@@ -113,10 +122,12 @@ export class IngestAdmission {
         5,
       );
     }
-    if (maxMemoryBytes > 0 && usedMemoryBytes > maxMemoryBytes * redisMemoryHighWater) {
+    const memoryAfter =
+      usedMemoryBytes + (unseen + pendingInProcess + incoming) * QUEUED_READING_BYTES;
+    if (maxMemoryBytes > 0 && memoryAfter > maxMemoryBytes * redisMemoryHighWater) {
       throw serviceUnavailable(
         'redis_memory_high',
-        `Redis memory is above ${Math.round(redisMemoryHighWater * 100)}% of maxmemory; retry later`,
+        `Redis memory would pass ${Math.round(redisMemoryHighWater * 100)}% of maxmemory with this request's readings; retry later`,
         5,
       );
     }

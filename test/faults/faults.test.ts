@@ -4,6 +4,7 @@
  * reading is in PostgreSQL exactly once and the status table holds the newest reading.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
 import { waitFor } from '../helpers/engine';
 import { seededRandom, shuffle } from '../helpers/readings';
 import { TcpProxy } from '../helpers/tcp-proxy';
@@ -322,6 +323,36 @@ describe('fault scenarios', () => {
       await drainedAndVerified(s, 'Redis near maxmemory');
       expect(s.load.refusals.get('503 redis_unavailable') ?? 0).toBe(0);
     } finally {
+      await tearDown(s);
+    }
+  });
+
+  test('when Redis is past its maxmemory as the flusher starts, then the flusher says so and what to do, and drains once maxmemory is raised', async () => {
+    const s = await setUp({ redisArgs: ['--maxmemory', '32mb'], batch: 1000 });
+    const admin = new Redis(s.redis.url);
+    try {
+      s.load.start();
+      await waitFor(
+        async () => (s.load.refusals.get('503 redis_memory_high') ?? 0) > 0,
+        90_000,
+        'the memory high-water 503',
+      );
+      await s.load.stop();
+      // Memory that grew elsewhere, or a maxmemory lowered: the flusher's moves of jobs are
+      // writes, refused from here on.
+      const used = Number(/^used_memory:(\d+)/m.exec(await admin.info('memory'))?.[1]);
+      await admin.config('SET', 'maxmemory', String(Math.floor(used * 0.95)));
+      const flusher = s.engine.startFlusher();
+      await waitFor(
+        async () => /Redis is at its maxmemory and refuses writes/.test(flusher.output()),
+        60_000,
+        'the flusher to say Redis is full',
+      );
+      expect(await loadRowsStored(s)).toBe(0);
+      await admin.config('SET', 'maxmemory', '64mb');
+      await drainedAndVerified(s, 'Redis past maxmemory at flusher start');
+    } finally {
+      admin.disconnect();
       await tearDown(s);
     }
   });

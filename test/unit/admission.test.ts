@@ -3,7 +3,7 @@ import { createLogger } from '../../src/logger';
 import { backlogReadings } from '../../src/queue/queue-stats';
 import type { RedisClient } from '../../src/redis';
 import { createRedisKeys } from '../../src/redis-keys';
-import { IngestAdmission } from '../../src/telemetry/admission';
+import { IngestAdmission, QUEUED_READING_BYTES } from '../../src/telemetry/admission';
 
 const [shard] = createRedisKeys('unit').shards(1);
 
@@ -131,16 +131,43 @@ describe('IngestAdmission', () => {
   );
 
   test('when Redis memory is above the high-water share of maxmemory, then ingest answers 503 redis_memory_high', async () => {
-    const { admission } = await admissionWith({ backlog: '0', usedMemory: 901, maxMemory: 1000 });
-    expect(refusal(admission, 1, 0)).toMatchObject({
+    const { admission } = await admissionWith({
+      backlog: '0',
+      usedMemory: 900_001,
+      maxMemory: 1_000_000,
+    });
+    expect(refusal(admission, 1, 0)).toEqual({
       status: 503,
       code: 'redis_memory_high',
       retryAfter: '5',
+      message: "Redis memory would pass 90% of maxmemory with this request's readings; retry later",
     });
   });
 
-  test('when Redis memory is at the high-water mark, then readings are admitted', async () => {
-    const { admission } = await admissionWith({ backlog: '0', usedMemory: 900, maxMemory: 1000 });
+  test('when Redis memory with the incoming readings stays at the high-water mark, then they are admitted', async () => {
+    const { admission } = await admissionWith({
+      backlog: '0',
+      usedMemory: 900_000 - 10 * QUEUED_READING_BYTES,
+      maxMemory: 1_000_000,
+    });
+    expect(refusal(admission, 10, 0)).toBeNull();
+    expect(refusal(admission, 11, 0)?.code).toBe('redis_memory_high');
+  });
+
+  test('when readings stored or waiting since the sample would carry memory past the high-water mark, then ingest answers 503 before the next sample', async () => {
+    // 80 % at the sample: a busy API stores megabytes before the next one.
+    const { admission } = await admissionWith(
+      { backlog: '0', usedMemory: 800_000, maxMemory: 1_000_000 },
+      { maxBacklogReadings: 1_000_000, redisMemoryHighWater: 0.9 },
+    );
+    const room = 100_000 / QUEUED_READING_BYTES;
+    admission.noteStored(Math.floor(room / 2));
+    expect(refusal(admission, 1, 0)).toBeNull();
+    expect(refusal(admission, 1, Math.ceil(room / 2))?.code).toBe('redis_memory_high');
+    admission.noteStored(Math.ceil(room / 2));
+    expect(refusal(admission, 1, 0)?.code).toBe('redis_memory_high');
+    // The next sample holds them: counted once, in its memory.
+    await admission.refresh();
     expect(refusal(admission, 1, 0)).toBeNull();
   });
 
