@@ -147,6 +147,71 @@ describe('charging sessions without an efficiency', () => {
   });
 });
 
+describe('warnings of a doubtful session about its mappings', () => {
+  let e: TestEngine;
+  const day = (hhmm: string) => at('14', hhmm);
+  const whole = ['2024-05-14T00:00:00Z', '2024-05-15T00:00:00Z'] as const;
+  beforeAll(async () => {
+    e = await startTestEngine({ ANALYTICS_CACHE_TTL_S: '0' });
+    await map(e, 'V-past', 'M-past', '2024-05-01T00:00:00Z');
+    await request(e.api.api.app)
+      .post('/v1/telemetry/map/V-past/end')
+      .send({ until: iso(day('09:00')) })
+      .expect(200);
+    await map(e, 'V-sh1', 'M-sh', '2024-05-01T00:00:00Z');
+    await map(e, 'V-sh2', 'M-sh', '2024-05-01T00:00:00Z');
+    await map(e, 'V-late', 'M-late', iso(day('11:00')));
+    await ingest(e, [
+      // Charging 08:30-09:30, its meter mapped until 09:00 only: DC 13, AC 7 x 1.25.
+      ...every(5, day('08:30'), day('09:30'), vehicle('V-past', 1)),
+      ...every(5, day('08:25'), day('09:30'), meter('M-past', 1.25)),
+      // A meter two vehicles are mapped to: V-sh1's session counts both (AC 8 x 2.5, DC 7).
+      ...every(5, day('10:00'), day('10:30'), vehicle('V-sh1', 1)),
+      ...every(5, day('09:55'), day('10:30'), meter('M-sh', 2.5)),
+      // Mapped at its first charging reading: the span's 10 minutes before it are no gap.
+      ...every(5, day('11:00'), day('11:30'), vehicle('V-late', 1)),
+      ...every(5, day('11:00'), day('11:30'), meter('M-late', 0.9)),
+    ]);
+  });
+  afterAll(() => e.stop());
+
+  const only = async (vehicleId: string) => {
+    const found = await sessionsOf(e, vehicleId, ...whole);
+    expect(found).toHaveLength(1);
+    return found[0];
+  };
+
+  test("when a session runs past its mapping's end, then its warnings name the part mapped to no meter", async () => {
+    const session = await only('V-past');
+    expect(session).toMatchObject({ dcDeliveredKwh: 13, acConsumedKwh: 8.75 });
+    expect(session.warnings).toEqual([
+      'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
+      'Vehicle V-past was mapped to no meter between 2024-05-14T09:00:00.000Z and 2024-05-14T09:30:00.000Z, during this session: the AC energy drawn then is unknown, while its DC counts',
+    ]);
+  });
+
+  test("when another vehicle is mapped to the session's meter too, then its warnings name it, in the sessions and in the report's worst session", async () => {
+    const shared =
+      'Meter M-sh was mapped to vehicle V-sh2 too between 2024-05-14T09:50:00.000Z and 2024-05-14T10:30:00.000Z: its AC energy counts in each of their sessions';
+    const session = await only('V-sh1');
+    expect(session).toMatchObject({ dcDeliveredKwh: 7, acConsumedKwh: 20, alert: true });
+    expect(session.warnings).toEqual([shared]);
+    const report = await request(e.api.api.app)
+      .get(`/v1/analytics/performance/V-sh1?from=${whole[0]}&to=${whole[1]}`)
+      .expect(200);
+    expect(report.body.sessions.worst.warnings).toEqual([shared]);
+  });
+
+  test('when the vehicle was mapped at its first charging reading, then the span before it is not called unmapped', async () => {
+    const session = await only('V-late');
+    expect(session).toMatchObject({ start: iso(day('10:50')), dcDeliveredKwh: 7 });
+    expect(session.efficiency).toBeGreaterThan(1);
+    expect(session.warnings).toEqual([
+      'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
+    ]);
+  });
+});
+
 describe('charging sessions detected from readings', () => {
   let e: TestEngine;
   beforeAll(async () => {

@@ -9,6 +9,7 @@ import type { HourlyPoint, PerformanceReport } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
 import { HOUR_MS } from '../time-units';
 import { atChargerPower, efficiencyWarnings, windowEfficiency } from '../reports/efficiency';
+import { sharedMeterWarning, unmappedStretches } from '../reports/mapping-warnings';
 
 type ComputedReport = Omit<PerformanceReport, 'cache'>;
 
@@ -147,11 +148,8 @@ export class PerformanceService {
       );
     }
     for (const m of meters) {
-      for (const other of m.sharedWith) {
-        warnings.push(
-          `Meter ${m.deviceId} was mapped to vehicle ${other.vehicleId} too between ${other.from.toISOString()} and ${other.to.toISOString()}: its AC energy counts in each of their reports`,
-        );
-      }
+      for (const other of m.sharedWith)
+        warnings.push(sharedMeterWarning(m.deviceId, other, 'reports'));
     }
     const ac = acOf(meters);
     const dc = vehicle.energy;
@@ -208,27 +206,6 @@ export class PerformanceService {
       ...(bucket === 'hour' ? { series: hourlySeries(from, to, rows) } : {}),
     };
   }
-}
-
-/**
- * The stretches of [from, to) that none of the meter periods covers (none when no period is: that
- * is said on its own): before the vehicle's first mapping, and between and after an OCPP charge
- * point's transactions (each maps the vehicle for its own span).
- */
-export function unmappedStretches(
-  from: Date,
-  to: Date,
-  periods: readonly { from: Date; to: Date }[],
-): { from: Date; to: Date }[] {
-  if (periods.length === 0) return [];
-  const stretches: { from: Date; to: Date }[] = [];
-  let coveredTo = from.getTime();
-  for (const p of [...periods].sort((a, b) => a.from.getTime() - b.from.getTime())) {
-    if (p.from.getTime() > coveredTo) stretches.push({ from: new Date(coveredTo), to: p.from });
-    coveredTo = Math.max(coveredTo, p.to.getTime());
-  }
-  if (coveredTo < to.getTime()) stretches.push({ from: new Date(coveredTo), to });
-  return stretches;
 }
 
 /** One entry per hour touching the window: AC of the meters mapped then, DC, temperature, SoC. */

@@ -13,11 +13,13 @@ import type { Session, SessionMinute, SessionSummary } from './session-schemas';
 import {
   DETECTED_SESSION_ID,
   sessionEfficiency,
+  type SessionCoverage,
   type SessionRow,
   type SessionStore,
 } from './session-store';
 import { DRIFT_MIN_SESSIONS, parseThresholdClasses, thresholdFor } from './thresholds';
 import { DAY_MS } from '../time-units';
+import { sharedMeterWarning, unmappedStretches } from '../reports/mapping-warnings';
 
 /** A vehicle whose sessions were never built is computed from this long before the window. */
 const UNBUILT_LOOKBACK_MS = 2 * DAY_MS;
@@ -47,6 +49,22 @@ interface Judged {
   exactEfficiency: number | null;
   /** Its AC looks misread (looksMisread, by its unrounded figures), as its warnings say. */
   misread: boolean;
+}
+
+/**
+ * What a session's mappings leave out of its AC, or count twice. Only from its first (charging)
+ * reading on: its span starts a reading's interval before it, whose meter reading comes with it.
+ */
+function coverageWarnings(session: SessionRow, coverage: SessionCoverage | undefined): string[] {
+  if (!coverage?.firstReadingAt) return [];
+  const unmapped = unmappedStretches(coverage.firstReadingAt, session.end, coverage.periods).map(
+    (gap) =>
+      `Vehicle ${session.vehicleId} was mapped to no meter between ${gap.from.toISOString()} and ${gap.to.toISOString()}, during this session: the AC energy drawn then is unknown, while its DC counts`,
+  );
+  const shared = coverage.periods.flatMap((p) =>
+    p.sharedWith.map((other) => sharedMeterWarning(p.meterId, other, 'sessions')),
+  );
+  return [...unmapped, ...shared];
 }
 
 /** Worst efficiency first; sessions without one (no AC) last. */
@@ -121,29 +139,66 @@ export class SessionService {
     };
   }
 
+  /** A session's efficiency, its mean AC power and the threshold of its power class. */
+  private figuresOf(r: SessionRow) {
+    const durationS = (r.end.getTime() - r.start.getTime()) / 1000;
+    const efficiency = sessionEfficiency(r);
+    // A running transaction's span ends now, its AC at its newest meter reading: its power is
+    // over that time (else a charger gone quiet, or a car left plugged in, lowered it by the
+    // minute, and with it the efficiency class and threshold it is judged by).
+    const poweredS =
+      r.running && r.lastAcAt ? (r.lastAcAt.getTime() - r.start.getTime()) / 1000 : durationS;
+    const meanAcPowerKw = r.acKwh !== null && poweredS > 0 ? r.acKwh / (poweredS / 3600) : null;
+    const threshold = thresholdFor(
+      this.classes,
+      meanAcPowerKw,
+      this.deps.config.efficiencyThreshold,
+    );
+    const drawnAtChargerPower = atChargerPower(meanAcPowerKw);
+    return { durationS, efficiency, meanAcPowerKw, threshold, drawnAtChargerPower };
+  }
+
+  /**
+   * For each detected session whose efficiency is doubtful (above 1, under its threshold, or its
+   * AC misread), what its mappings cover: a part mapped to no meter, or a meter another vehicle
+   * held too, is often why, and is said. Others (most) cost no statement.
+   */
+  private async coverageOfDoubtful(
+    rows: SessionRow[],
+    figures: ReturnType<SessionService['figuresOf']>[],
+  ): Promise<Map<number, SessionCoverage>> {
+    const doubtful = rows.flatMap((r, i) => {
+      const { efficiency, threshold, drawnAtChargerPower } = figures[i];
+      return r.source === 'detected' &&
+        efficiency !== null &&
+        (efficiency > 1 ||
+          isBelow(efficiency, threshold) ||
+          looksMisread(efficiency, drawnAtChargerPower))
+        ? [i]
+        : [];
+    });
+    const coverage = await this.deps.store.coverageOf(doubtful.map((i) => rows[i]));
+    return new Map(doubtful.map((i, k) => [i, coverage[k]]));
+  }
+
   /** Judges sessions: efficiency, power, threshold of its class, alert, drift. */
   private async judge({ rows, liveFrom, computed }: Collected): Promise<Judged[]> {
     const { config, store } = this.deps;
     const now = this.now().getTime();
-    const baselines = await store.baselinesOf(
-      rows,
-      (vehicleId) => {
-        const at = liveFrom.get(vehicleId);
-        return at === undefined ? null : new Date(at);
-      },
-      computed,
-    );
+    const figures = rows.map((r) => this.figuresOf(r));
+    const [baselines, coverage] = await Promise.all([
+      store.baselinesOf(
+        rows,
+        (vehicleId) => {
+          const at = liveFrom.get(vehicleId);
+          return at === undefined ? null : new Date(at);
+        },
+        computed,
+      ),
+      this.coverageOfDoubtful(rows, figures),
+    ]);
     return rows.map((r, i) => {
-      const durationS = (r.end.getTime() - r.start.getTime()) / 1000;
-      const efficiency = sessionEfficiency(r);
-      // A running transaction's span ends now, its AC at its newest meter reading: its power is
-      // over that time (else a charger gone quiet, or a car left plugged in, lowered it by the
-      // minute, and with it the efficiency class and threshold it is judged by).
-      const poweredS =
-        r.running && r.lastAcAt ? (r.lastAcAt.getTime() - r.start.getTime()) / 1000 : durationS;
-      const meanAcPowerKw = r.acKwh !== null && poweredS > 0 ? r.acKwh / (poweredS / 3600) : null;
-      const threshold = thresholdFor(this.classes, meanAcPowerKw, config.efficiencyThreshold);
-      const drawnAtChargerPower = atChargerPower(meanAcPowerKw);
+      const { durationS, efficiency, meanAcPowerKw, threshold, drawnAtChargerPower } = figures[i];
       const base = baselines[i];
       // Judged before rounding, as the alert is: of two shown alike, one can be just inside.
       const baseline =
@@ -183,6 +238,7 @@ export class SessionService {
         warnings: [
           ...efficiencyWarnings(efficiency, drawnAtChargerPower),
           ...missingEfficiencyReasons(r),
+          ...coverageWarnings(r, coverage.get(i)),
         ],
       };
       return {

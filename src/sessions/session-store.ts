@@ -69,6 +69,28 @@ export interface SessionMinute {
 }
 
 /** Where one vehicle's kept sessions stop and must be computed live instead. */
+/** A vehicle's mapping period within a session, with the other vehicles mapped to its meter then. */
+export interface PeriodInSession {
+  meterId: string;
+  from: Date;
+  to: Date;
+  /** Each stretch of it in which another vehicle held the meter too (each counts its AC). */
+  sharedWith: { vehicleId: string; from: Date; to: Date }[];
+}
+
+/** What a session's AC counts of its charging: the mappings from its first reading on. */
+export interface SessionCoverage {
+  /** The vehicle's first reading in the session's span (its first charging one), or null. */
+  firstReadingAt: Date | null;
+  /** The vehicle's mapping periods over the span, clipped to it, oldest first. */
+  periods: PeriodInSession[];
+}
+
+interface JsonStretch {
+  from: string;
+  to: string;
+}
+
 export interface LiveFrom {
   vehicleId: string;
   /** Kept sessions starting at or after this are replaced by live ones. */
@@ -440,6 +462,71 @@ export class SessionStore {
       if (mark.nextSince) await handled.update({ since: mark.nextSince });
       else await handled.del();
     });
+  }
+
+  /**
+   * For each session (span `(start, end]`), the vehicle's first reading in it and its mapping
+   * periods over it, each with the stretches another vehicle held the same meter: what its AC
+   * leaves out, and what it shares. One statement for all of them.
+   */
+  async coverageOf(
+    sessions: readonly { vehicleId: string; start: Date; end: Date }[],
+  ): Promise<SessionCoverage[]> {
+    if (sessions.length === 0) return [];
+    const { rows } = await this.db.raw<{
+      rows: {
+        first_ts: Date | null;
+        periods:
+          | (JsonStretch & {
+              meterId: string;
+              sharedWith: (JsonStretch & { vehicleId: string })[];
+            })[]
+          | null;
+      }[];
+    }>(
+      `WITH s AS (
+         SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::timestamptz[])
+           WITH ORDINALITY AS s(vehicle_id, wfrom, wto, i))
+       SELECT
+         (SELECT min(h.ts) FROM telemetry_history h
+          WHERE h.device_type = 'vehicle' AND h.device_id = s.vehicle_id
+            AND h.ts > s.wfrom AND h.ts <= s.wto) AS first_ts,
+         (SELECT json_agg(json_build_object(
+                   'meterId', m.meter_id,
+                   'from', greatest(m.valid_from, s.wfrom),
+                   'to', least(coalesce(m.valid_to, 'infinity'), s.wto),
+                   'sharedWith', coalesce((
+                     SELECT json_agg(json_build_object(
+                              'vehicleId', o.vehicle_id,
+                              'from', greatest(o.valid_from, m.valid_from, s.wfrom),
+                              'to', least(coalesce(o.valid_to, 'infinity'), coalesce(m.valid_to, 'infinity'), s.wto))
+                            ORDER BY o.valid_from, o.vehicle_id)
+                     FROM vehicle_meter_map o
+                     WHERE o.meter_id = m.meter_id AND o.vehicle_id <> m.vehicle_id
+                       AND o.valid_from < least(coalesce(m.valid_to, 'infinity'), s.wto)
+                       AND (o.valid_to IS NULL OR o.valid_to > greatest(m.valid_from, s.wfrom))),
+                     '[]'))
+                 ORDER BY m.valid_from)
+          FROM vehicle_meter_map m
+          WHERE m.vehicle_id = s.vehicle_id AND m.valid_from < s.wto
+            AND (m.valid_to IS NULL OR m.valid_to > s.wfrom)) AS periods
+       FROM s
+       ORDER BY s.i`,
+      [
+        sessions.map((x) => x.vehicleId),
+        sessions.map((x) => x.start.toISOString()),
+        sessions.map((x) => x.end.toISOString()),
+      ],
+    );
+    const stretch = (x: JsonStretch) => ({ from: new Date(x.from), to: new Date(x.to) });
+    return rows.map((r) => ({
+      firstReadingAt: r.first_ts,
+      periods: (r.periods ?? []).map((p) => ({
+        meterId: p.meterId,
+        ...stretch(p),
+        sharedWith: p.sharedWith.map((o) => ({ vehicleId: o.vehicleId, ...stretch(o) })),
+      })),
+    }));
   }
 
   /**
