@@ -2250,6 +2250,71 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test("when a vehicle charged from another meter until minutes before a transaction, then that charge is a session of its own; readings within MAX_CLOCK_SKEW_S of the transaction are the transaction's", async () => {
+    await registerIdTags([['TAG-DEP', 'V-dep']]);
+    await request(e.api.api.app)
+      .post('/v1/telemetry/map')
+      .send({ vehicleId: 'V-dep', meterId: 'M-dep', since: '2024-04-12T00:00:00Z' })
+      .expect(200);
+    const at = (hhmm: string) => `2024-04-12T${hhmm}:00Z`;
+    const dc = (hhmm: string, kwh: number) => ({
+      vehicleId: 'V-dep',
+      kwhDeliveredDc: kwh,
+      soc: 50,
+      batteryTemp: 30,
+      timestamp: at(hhmm),
+    });
+    const depot = ['09:00', '09:10', '09:20', '09:30', '09:40', '09:50', '10:00', '10:10'];
+    await request(e.api.api.app)
+      .post('/v1/telemetry/ingest')
+      .send([
+        // At the depot's meter, 09:00-10:10: 8 x 2 kWh DC, 8 x 2.5 kWh AC in (08:50, 10:10].
+        ...depot.map((t) => dc(t, 2)),
+        ...['08:50', ...depot].map((t) => ({
+          meterId: 'M-dep',
+          kwhConsumedAc: 2.5,
+          voltage: 230,
+          timestamp: at(t),
+        })),
+        // Two minutes before the start (a vehicle's clock ahead), and two after the stop.
+        dc('10:18', 1),
+        // In the transaction, 7 minutes after it (within SESSION_GAP_S): 4 x 5 kWh.
+        ...['10:25', '10:35', '10:45', '10:55'].map((t) => dc(t, 5)),
+        dc('11:02', 0.5),
+        // Charging again, from 11:10, with no meter mapped (the transaction's mapping ended).
+        ...['11:10', '11:20', '11:30'].map((t) => dc(t, 2)),
+      ])
+      .expect(202);
+    const cp = await connect('CP-DEP');
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-DEP',
+      meterStart: 0,
+      timestamp: at('10:20'),
+    });
+    await cp.call('StopTransaction', { transactionId, meterStop: 20_000, timestamp: at('11:00') });
+    await waitForDrained(e.queue);
+    const res = await request(e.api.api.app)
+      .get('/v1/vehicles/V-dep/sessions?from=2024-04-12T00:00:00Z&to=2024-04-13T00:00:00Z')
+      .expect(200);
+    expect(
+      res.body.sessions.map((s: Record<string, unknown>) => [
+        s.source,
+        s.start,
+        s.end,
+        s.meters,
+        s.dcDeliveredKwh,
+        s.acConsumedKwh,
+      ]),
+    ).toEqual([
+      // Its span starts no earlier than MAX_CLOCK_SKEW_S after the stop: 11:02 was the stop's.
+      ['detected', '2024-04-12T11:05:00.000Z', '2024-04-12T11:30:00.000Z', [], 6, null],
+      ['ocpp', '2024-04-12T10:20:00.000Z', '2024-04-12T11:00:00.000Z', ['CP-DEP:1'], 20, 20],
+      // No reading before 09:00: its span starts SESSION_GAP_S before.
+      ['detected', '2024-04-12T08:50:00.000Z', '2024-04-12T10:10:00.000Z', ['M-dep'], 16, 20],
+    ]);
+  });
+
   test('when a transaction has only just started (no sample yet), then its session counts 0 kWh of AC, not unknown', async () => {
     await registerIdTags([['TAG-NEW', 'V-new']]);
     const cp = await connect('CP-NEW');
