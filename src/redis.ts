@@ -227,7 +227,7 @@ export function isRedisFull(err: unknown): boolean {
 }
 
 export const REDIS_FULL_HINT =
-  "Redis is at its maxmemory and refuses writes, the flusher's moves of jobs among them: nothing drains until memory is freed. Raise it (redis-cli CONFIG SET maxmemory ..., and in redis.conf); ingest refuses readings above REDIS_MEMORY_HIGH_WATER so that it is not reached";
+  "Redis is at its maxmemory and refuses writes, the flusher's moves of jobs among them: nothing drains until it has room. Raise maxmemory on that Redis (on a cluster, the full master's: redis-cli CONFIG SET maxmemory <bytes>, and in redis.conf) or free memory other data takes; ingest refuses readings above REDIS_MEMORY_HIGH_WATER so that it is not reached";
 
 /** A field of INFO's text (`name:value` lines), e.g. `maxmemory_policy`. */
 export const infoField = (info: string, name: string): string | undefined =>

@@ -16,13 +16,14 @@ const infoNumber = (info: string, name: string): number => Number(infoField(info
 const FRESH_SAMPLE_MS = 5000;
 
 /**
- * Redis memory a queued reading takes, at most: readings stored since the last sample are counted
- * on top of its memory at this much each. A queued meter reading took 86 bytes (1,000-reading
- * jobs); a vehicle's holds about twice the fields. Without it, a busy API stores megabytes between
- * two samples: a 32 MB Redis went from under 90 % past its maxmemory, where the flusher can take
- * no job (its moves are writes Redis refuses) and nothing drains it.
+ * Redis memory a queued reading takes, about, with margin: readings stored since the last sample,
+ * and those waiting or in flight in this process, are counted on top of its memory at this much
+ * each. Measured: a meter reading in a 1,000-reading job 86 bytes, a vehicle's alone in the intake
+ * (a single-reading store) 201, with a 64-character id 257. Without it, a busy API stored
+ * megabytes between two samples: a 32 MB Redis went from under 90 % past its maxmemory, where the
+ * flusher can take no job (its moves are writes Redis refuses) and nothing drains it.
  */
-export const QUEUED_READING_BYTES = 256;
+export const QUEUED_READING_BYTES = 320;
 
 /**
  * Backpressure: refuses new readings (503 + Retry-After) when the queue backlog passes

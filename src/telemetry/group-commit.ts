@@ -18,6 +18,8 @@ export type StoreBatches = (batches: Reading[][]) => Promise<void>;
 export class GroupCommitBuffer {
   private waiting: Waiter[] = [];
   private waitingReadings = 0;
+  /** Readings of the stores in flight: taken, not yet stored (or failed). */
+  private storingReadings = 0;
   private readonly inFlight = new Set<Promise<void>>();
   /** Store loops running; each leaves (synchronously) as soon as it finds nothing waiting. */
   private loops = 0;
@@ -36,9 +38,9 @@ export class GroupCommitBuffer {
     private readonly onStored: (readings: number, batches: number) => void = () => undefined,
   ) {}
 
-  /** Readings accepted by this process and not yet stored. */
+  /** Readings accepted by this process and not yet stored: waiting, or in a store in flight. */
   get pendingReadings(): number {
-    return this.waitingReadings;
+    return this.waitingReadings + this.storingReadings;
   }
 
   add(readings: Reading[]): Promise<void> {
@@ -68,11 +70,15 @@ export class GroupCommitBuffer {
       const group = this.takeGroup();
       const readings = group.flatMap((w) => w.readings);
       const batches = chunk(readings, this.options.batchSize);
+      this.storingReadings += readings.length;
       try {
         await this.store(batches);
+        // In the same turn as they leave the pending ones: counted as one or the other, always.
+        this.storingReadings -= readings.length;
         this.onStored(readings.length, batches.length);
         group.forEach((w) => w.resolve());
       } catch (err) {
+        this.storingReadings -= readings.length;
         group.forEach((w) => w.reject(err));
       }
     }

@@ -207,7 +207,11 @@ export class IngestService {
         // Two: the requests parsed while one store is in Redis are stored at once, not after it.
         maxStoresInFlight: 2,
       },
-      (readings, jobs) => this.metrics.onBatchStored(readings, jobs),
+      (readings, jobs) => {
+        // Counted as stored the moment they stop counting as pending (admission sees both).
+        deps.admission.noteStored(readings);
+        this.metrics.onBatchStored(readings, jobs);
+      },
     );
   }
 
@@ -349,7 +353,6 @@ export class IngestService {
     }
     try {
       await this.buffer.add(readings);
-      this.deps.admission.noteStored(readings.length);
     } catch (err) {
       if (err instanceof NotReplicatedError) {
         throw this.unavailable(

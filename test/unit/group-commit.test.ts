@@ -209,21 +209,27 @@ describe('GroupCommitBuffer', () => {
     expect(store).not.toHaveBeenCalled();
   });
 
-  test('when readings wait, then pendingReadings counts them until a store takes them, and drops to 0 after a failure too', async () => {
+  test('when readings wait or are in a store in flight, then pendingReadings counts them until it is stored or fails, and each stored one is reported in the same turn', async () => {
     const { store, calls } = manualStore();
-    const buffer = new GroupCommitBuffer(store, { batchSize: 10, maxBatchesPerStore: 4 });
+    const reported: number[] = [];
+    const buffer = new GroupCommitBuffer(store, { batchSize: 10, maxBatchesPerStore: 4 }, (n) =>
+      reported.push(n + buffer.pendingReadings),
+    );
     void buffer.add(readings('a', 3)).catch(() => undefined);
     expect(buffer.pendingReadings).toBe(3);
     await turn();
-    expect(buffer.pendingReadings).toBe(0); // taken by the store in flight
+    expect(calls).toHaveLength(1);
+    expect(buffer.pendingReadings).toBe(3); // taken by the store in flight, not yet stored
     void buffer.add(readings('b', 2));
     void buffer.add(readings('c', 4));
-    expect(buffer.pendingReadings).toBe(6);
+    expect(buffer.pendingReadings).toBe(9);
     calls[0].reject(new Error('fails'));
     await turn();
-    expect(buffer.pendingReadings).toBe(0);
+    expect(buffer.pendingReadings).toBe(6);
     calls[1].resolve();
     await buffer.drain();
     expect(buffer.pendingReadings).toBe(0);
+    // Stored and still pending, seen together: never a reading counted twice or missed.
+    expect(reported).toEqual([6]);
   });
 });
