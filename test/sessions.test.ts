@@ -161,6 +161,12 @@ describe('warnings of a doubtful session about its mappings', () => {
     await map(e, 'V-sh1', 'M-sh', '2024-05-01T00:00:00Z');
     await map(e, 'V-sh2', 'M-sh', '2024-05-01T00:00:00Z');
     await map(e, 'V-late', 'M-late', iso(day('11:00')));
+    await map(e, 'V-began', 'M-began', iso(day('12:30')));
+    await map(e, 'V-ended', 'M-ended', '2024-05-01T00:00:00Z');
+    await request(e.api.api.app)
+      .post('/v1/telemetry/map/V-ended/end')
+      .send({ until: iso(day('13:30')) })
+      .expect(200);
     await ingest(e, [
       // Charging 08:30-09:30, its meter mapped until 09:00 only: DC 13, AC 7 x 1.25.
       ...every(5, day('08:30'), day('09:30'), vehicle('V-past', 1)),
@@ -171,6 +177,12 @@ describe('warnings of a doubtful session about its mappings', () => {
       // Mapped at its first charging reading: the span's 10 minutes before it are no gap.
       ...every(5, day('11:00'), day('11:30'), vehicle('V-late', 1)),
       ...every(5, day('11:00'), day('11:30'), meter('M-late', 0.9)),
+      // Mapped at its last charging reading: only that reading's AC counts.
+      ...every(5, day('12:00'), day('12:30'), vehicle('V-began', 1)),
+      ...every(5, day('12:00'), day('12:30'), meter('M-began', 1.1)),
+      // Its mapping ended at its last charging reading: that reading's AC is not counted.
+      ...every(5, day('13:00'), day('13:30'), vehicle('V-ended', 1)),
+      ...every(5, day('13:00'), day('13:30'), meter('M-ended', 1)),
     ]);
   });
   afterAll(() => e.stop());
@@ -186,13 +198,14 @@ describe('warnings of a doubtful session about its mappings', () => {
     expect(session).toMatchObject({ dcDeliveredKwh: 13, acConsumedKwh: 8.75 });
     expect(session.warnings).toEqual([
       'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
-      'Vehicle V-past was mapped to no meter between 2024-05-14T09:00:00.000Z and 2024-05-14T09:30:00.000Z, during this session: the AC energy drawn then is unknown, while its DC counts',
+      'Vehicle V-past was mapped to no meter from 2024-05-14T09:00:00.000Z to 2024-05-14T09:30:00.000Z of this session: the AC energy drawn then is unknown, while its DC counts',
     ]);
   });
 
   test("when another vehicle is mapped to the session's meter too, then its warnings name it, in the sessions and in the report's worst session", async () => {
+    // From its first charging reading, as the unmapped parts are.
     const shared =
-      'Meter M-sh was mapped to vehicle V-sh2 too between 2024-05-14T09:50:00.000Z and 2024-05-14T10:30:00.000Z: its AC energy counts in each of their sessions';
+      'Meter M-sh was mapped to vehicle V-sh2 too, between 2024-05-14T10:00:00.000Z and 2024-05-14T10:30:00.000Z of this session: its AC energy counts for both vehicles';
     const session = await only('V-sh1');
     expect(session).toMatchObject({ dcDeliveredKwh: 7, acConsumedKwh: 20, alert: true });
     expect(session.warnings).toEqual([shared]);
@@ -200,6 +213,20 @@ describe('warnings of a doubtful session about its mappings', () => {
       .get(`/v1/analytics/performance/V-sh1?from=${whole[0]}&to=${whole[1]}`)
       .expect(200);
     expect(report.body.sessions.worst.warnings).toEqual([shared]);
+  });
+
+  test("when a mapping begins or ends at the session's last charging reading, then the part it leaves out is named, to the millisecond the windows use", async () => {
+    const began = await only('V-began');
+    expect(began).toMatchObject({ dcDeliveredKwh: 7, acConsumedKwh: 1.1 });
+    expect(began.warnings).toContain(
+      'Vehicle V-began was mapped to no meter from 2024-05-14T12:00:00.000Z to 2024-05-14T12:30:00.000Z of this session: the AC energy drawn then is unknown, while its DC counts',
+    );
+    const ended = await only('V-ended');
+    expect(ended).toMatchObject({ dcDeliveredKwh: 7, acConsumedKwh: 6 });
+    expect(ended.warnings).toEqual([
+      'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
+      'Vehicle V-ended was mapped to no meter at 2024-05-14T13:30:00.000Z of this session: the AC energy drawn then is unknown, while its DC counts',
+    ]);
   });
 
   test('when the vehicle was mapped at its first charging reading, then the span before it is not called unmapped', async () => {

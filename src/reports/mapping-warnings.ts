@@ -22,10 +22,17 @@ export function unmappedStretches(from: Date, to: Date, periods: readonly Stretc
   return stretches;
 }
 
-/** A meter another vehicle held too for a stretch: its AC counts for both vehicles. */
-export const sharedMeterWarning = (
+/**
+ * A meter another vehicle held too for a stretch (of the report's window, or of the session): its
+ * AC counts for both vehicles.
+ */
+export function sharedMeterWarning(
   meterId: string,
   other: Stretch & { vehicleId: string },
-  countsIn: 'reports' | 'sessions',
-): string =>
-  `Meter ${meterId} was mapped to vehicle ${other.vehicleId} too between ${other.from.toISOString()} and ${other.to.toISOString()}: its AC energy counts in each of their ${countsIn}`;
+  within: 'reports' | 'sessions',
+): string {
+  const stretch = `${other.from.toISOString()} and ${other.to.toISOString()}`;
+  return within === 'reports'
+    ? `Meter ${meterId} was mapped to vehicle ${other.vehicleId} too between ${stretch}: its AC energy counts in each of their reports`
+    : `Meter ${meterId} was mapped to vehicle ${other.vehicleId} too, between ${stretch} of this session: its AC energy counts for both vehicles`;
+}

@@ -43,6 +43,15 @@ interface Collected {
   computed: SessionRow[];
 }
 
+/** What a session is judged by, before its drift. */
+interface SessionFigures {
+  durationS: number;
+  efficiency: number | null;
+  meanAcPowerKw: number | null;
+  threshold: number;
+  drawnAtChargerPower: boolean;
+}
+
 /** A judged session, with its efficiency before rounding (which ranks it, as it decides its alert). */
 interface Judged {
   session: Session;
@@ -51,20 +60,45 @@ interface Judged {
   misread: boolean;
 }
 
+/** Text of an instant of a stretch; its end given as `end + 1 ms` (half-open) is `end`. */
+const shown = (ms: number, end: Date) => new Date(Math.min(ms, end.getTime())).toISOString();
+
 /**
- * What a session's mappings leave out of its AC, or count twice. Only from its first (charging)
+ * What a session's mappings leave out of its AC, or count twice, from its first (charging)
  * reading on: its span starts a reading's interval before it, whose meter reading comes with it.
+ * Stretches are half-open, `[from, to)`, as its windows are: a mapping that ends at its last
+ * reading leaves that reading's AC out.
  */
 function coverageWarnings(session: SessionRow, coverage: SessionCoverage | undefined): string[] {
-  if (!coverage?.firstReadingAt) return [];
-  const unmapped = unmappedStretches(coverage.firstReadingAt, session.end, coverage.periods).map(
-    (gap) =>
-      `Vehicle ${session.vehicleId} was mapped to no meter between ${gap.from.toISOString()} and ${gap.to.toISOString()}, during this session: the AC energy drawn then is unknown, while its DC counts`,
+  const first = coverage?.firstReadingAt;
+  if (!coverage || !first) return [];
+  const upTo = new Date(session.end.getTime() + 1);
+  const periods = coverage.periods.filter((p) => p.to > first);
+  const gaps = periods.length === 0 ? [{ from: first, to: upTo }] : [];
+  const unmapped = [...gaps, ...unmappedStretches(first, upTo, periods)].map((gap) => {
+    const [from, to] = [
+      shown(gap.from.getTime(), session.end),
+      shown(gap.to.getTime(), session.end),
+    ];
+    const when = from === to ? `at ${from}` : `from ${from} to ${to}`;
+    return `Vehicle ${session.vehicleId} was mapped to no meter ${when} of this session: the AC energy drawn then is unknown, while its DC counts`;
+  });
+  const shared = periods.flatMap((p) =>
+    p.sharedWith
+      .filter((other) => other.to > first)
+      .map((other) =>
+        sharedMeterWarning(
+          p.meterId,
+          {
+            vehicleId: other.vehicleId,
+            from: new Date(Math.max(other.from.getTime(), first.getTime())),
+            to: new Date(shown(other.to.getTime(), session.end)),
+          },
+          'sessions',
+        ),
+      ),
   );
-  const shared = coverage.periods.flatMap((p) =>
-    p.sharedWith.map((other) => sharedMeterWarning(p.meterId, other, 'sessions')),
-  );
-  return [...unmapped, ...shared];
+  return [...new Set([...unmapped, ...shared])];
 }
 
 /** Worst efficiency first; sessions without one (no AC) last. */
@@ -140,7 +174,7 @@ export class SessionService {
   }
 
   /** A session's efficiency, its mean AC power and the threshold of its power class. */
-  private figuresOf(r: SessionRow) {
+  private figuresOf(r: SessionRow): SessionFigures {
     const durationS = (r.end.getTime() - r.start.getTime()) / 1000;
     const efficiency = sessionEfficiency(r);
     // A running transaction's span ends now, its AC at its newest meter reading: its power is
@@ -159,23 +193,21 @@ export class SessionService {
   }
 
   /**
-   * For each detected session whose efficiency is doubtful (above 1, under its threshold, or its
-   * AC misread), what its mappings cover: a part mapped to no meter, or a meter another vehicle
-   * held too, is often why, and is said. Others (most) cost no statement.
+   * For each detected session with a meter whose efficiency is doubtful (none, or one its
+   * warnings or its alert speak of), what its mappings cover: a part mapped to no meter, or a
+   * meter another vehicle held too, is often why, and is said. Others (most) cost no statement.
    */
   private async coverageOfDoubtful(
     rows: SessionRow[],
-    figures: ReturnType<SessionService['figuresOf']>[],
+    figures: SessionFigures[],
   ): Promise<Map<number, SessionCoverage>> {
     const doubtful = rows.flatMap((r, i) => {
       const { efficiency, threshold, drawnAtChargerPower } = figures[i];
-      return r.source === 'detected' &&
-        efficiency !== null &&
-        (efficiency > 1 ||
-          isBelow(efficiency, threshold) ||
-          looksMisread(efficiency, drawnAtChargerPower))
-        ? [i]
-        : [];
+      const doubted =
+        efficiency === null ||
+        isBelow(efficiency, threshold) ||
+        efficiencyWarnings(efficiency, drawnAtChargerPower).length > 0;
+      return r.source === 'detected' && r.meterIds.length > 0 && doubted ? [i] : [];
     });
     const coverage = await this.deps.store.coverageOf(doubtful.map((i) => rows[i]));
     return new Map(doubtful.map((i, k) => [i, coverage[k]]));

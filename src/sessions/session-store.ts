@@ -68,7 +68,6 @@ export interface SessionMinute {
   temp: number | null;
 }
 
-/** Where one vehicle's kept sessions stop and must be computed live instead. */
 /** A vehicle's mapping period within a session, with the other vehicles mapped to its meter then. */
 export interface PeriodInSession {
   meterId: string;
@@ -91,6 +90,7 @@ interface JsonStretch {
   to: string;
 }
 
+/** Where one vehicle's kept sessions stop and must be computed live instead. */
 export interface LiveFrom {
   vehicleId: string;
   /** Kept sessions starting at or after this are replaced by live ones. */
@@ -471,32 +471,27 @@ export class SessionStore {
   }
 
   /**
-   * For each session (span `(start, end]`), the vehicle's first reading in it and its mapping
-   * periods over it, each with the stretches another vehicle held the same meter: what its AC
-   * leaves out, and what it shares. One statement for all of them.
+   * For each session (span `(start, end]`, read as the windows of SESSIONS_SQL read it: `[start +
+   * 1 ms, end + 1 ms)`), the vehicle's first reading in it and its mapping periods over it, each
+   * with the stretches another vehicle held the same meter: what its AC leaves out, and what it
+   * shares. One statement for all of them, planned once per connection.
    */
   async coverageOf(
     sessions: readonly { vehicleId: string; start: Date; end: Date }[],
   ): Promise<SessionCoverage[]> {
     if (sessions.length === 0) return [];
-    const { rows } = await this.db.raw<{
-      rows: {
-        first_ts: Date | null;
-        periods:
-          | (JsonStretch & {
-              meterId: string;
-              sharedWith: (JsonStretch & { vehicleId: string })[];
-            })[]
-          | null;
-      }[];
-    }>(
+    const { rows } = (await onGenericPlan(
+      this.genericDb,
+      this.db,
       `WITH s AS (
-         SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::timestamptz[])
+         SELECT vehicle_id, wfrom + interval '1 millisecond' AS wfrom,
+                wto + interval '1 millisecond' AS wto, i
+         FROM unnest(?::text[], ?::timestamptz[], ?::timestamptz[])
            WITH ORDINALITY AS s(vehicle_id, wfrom, wto, i))
        SELECT
          (SELECT min(h.ts) FROM telemetry_history h
           WHERE h.device_type = 'vehicle' AND h.device_id = s.vehicle_id
-            AND h.ts > s.wfrom AND h.ts <= s.wto) AS first_ts,
+            AND h.ts >= s.wfrom AND h.ts < s.wto) AS first_ts,
          (SELECT json_agg(json_build_object(
                    'meterId', m.meter_id,
                    'from', greatest(m.valid_from, s.wfrom),
@@ -523,7 +518,17 @@ export class SessionStore {
         sessions.map((x) => x.start.toISOString()),
         sessions.map((x) => x.end.toISOString()),
       ],
-    );
+    )) as {
+      rows: {
+        first_ts: Date | null;
+        periods:
+          | (JsonStretch & {
+              meterId: string;
+              sharedWith: (JsonStretch & { vehicleId: string })[];
+            })[]
+          | null;
+      }[];
+    };
     const stretch = (x: JsonStretch) => ({ from: new Date(x.from), to: new Date(x.to) });
     return rows.map((r) => ({
       firstReadingAt: r.first_ts,
