@@ -36,7 +36,8 @@ export type RejectReason =
   | 'negative value'
   | 'out of range'
   | 'signed data'
-  | 'incomplete phases';
+  | 'incomplete phases'
+  | 'phase sent twice';
 
 export interface SampleReject {
   timestamp: string;
@@ -133,6 +134,9 @@ const NEUTRAL = 'N';
  */
 const LINE_TO_LINE = new Set(['L1-L2', 'L2-L3', 'L3-L1']);
 
+/** The line a phased sample is of: `L1-N` (line to neutral) is line L1's, as `L1` is. */
+const lineOf = (phase: string) => phase.replace(/-N$/, '');
+
 // Readings are kept to the mWh / mV: enough for any meter, and it hides float noise (0.1 + 0.2).
 function round6(n: number): number {
   return Math.round(n * 1e6) / 1e6;
@@ -198,6 +202,11 @@ export function readMeterValues(
     const registers: Read[] = [];
     const volts: Read[] = [];
     let phasedRegisterRejected = false;
+    /** Per measurand, each line's value so far: a line sent twice would count twice in the sum. */
+    const lines = {
+      [ENERGY_REGISTER]: new Map<string, number>(),
+      [VOLTAGE]: new Map<string, number>(),
+    };
 
     for (const sample of element.sampledValue) {
       const measurand = measurandOf(sample);
@@ -224,6 +233,26 @@ export function readMeterValues(
         result.rejects.push({ timestamp: element.timestamp, measurand, reason: read });
         if (measurand === ENERGY_REGISTER && phased) phasedRegisterRejected = true;
         continue;
+      }
+      if (phased) {
+        const seen = lines[measurand];
+        const line = lineOf(sample.phase as string);
+        const before = seen.get(line);
+        if (before === read) {
+          ignore(`${measurand} (phase ${line} repeated)`);
+          continue;
+        }
+        if (before !== undefined) {
+          // Two values for one line: which is the meter's is unknown, so the sum is too.
+          result.rejects.push({
+            timestamp: element.timestamp,
+            measurand,
+            reason: 'phase sent twice',
+          });
+          if (measurand === ENERGY_REGISTER) phasedRegisterRejected = true;
+          continue;
+        }
+        seen.set(line, read);
       }
       (measurand === ENERGY_REGISTER ? registers : volts).push({ value: read, phased });
     }

@@ -105,6 +105,49 @@ describe('energy register', () => {
   });
 });
 
+describe('a phase sent twice', () => {
+  it('counts a line once when it is repeated with the same value, L1 and L1-N alike', () => {
+    const r = readMeterValues([
+      el(T1, reg('150', { phase: 'L1' }), reg('150', { phase: 'L1' }), reg('200', { phase: 'L2' })),
+      el(
+        T2,
+        reg('150', { phase: 'L1' }),
+        reg('150', { phase: 'L1-N' }),
+        volt('230', { phase: 'L1' }),
+        volt('230', { phase: 'L1-N' }),
+        volt('232', { phase: 'L2' }),
+      ),
+    ]);
+    expect(r.readings).toEqual([
+      { timestamp: T1, kwh: 0.35, voltage: undefined, phased: true },
+      { timestamp: T2, kwh: 0.15, voltage: 231, phased: true },
+    ]);
+    expect(r.rejects).toEqual([]);
+    expect(r.ignored).toEqual({
+      'Energy.Active.Import.Register (phase L1 repeated)': 2,
+      'Voltage (phase L1 repeated)': 1,
+    });
+  });
+
+  it("yields no register when a line comes with two values (which one is the meter's is not known), and leaves such a voltage out", () => {
+    const r = readMeterValues([
+      el(
+        T1,
+        reg('150', { phase: 'L1' }),
+        reg('160', { phase: 'L1-N' }),
+        reg('200', { phase: 'L2' }),
+      ),
+      el(T2, reg('5000'), volt('230', { phase: 'L1' }), volt('240', { phase: 'L1' })),
+    ]);
+    expect(r.readings).toEqual([{ timestamp: T2, kwh: 5, voltage: 230, phased: false }]);
+    expect(r.rejects).toEqual([
+      { timestamp: T1, measurand: 'Energy.Active.Import.Register', reason: 'phase sent twice' },
+      { timestamp: T1, measurand: 'Energy.Active.Import.Register', reason: 'incomplete phases' },
+      { timestamp: T2, measurand: 'Voltage', reason: 'phase sent twice' },
+    ]);
+  });
+});
+
 describe('rejected samples', () => {
   it('rejects an unknown unit and keeps the rest of the message', () => {
     const r = readMeterValues([
