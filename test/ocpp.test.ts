@@ -822,6 +822,34 @@ describe('OCPP 1.6J charge points', () => {
     );
   });
 
+  test("when a StopTransaction's meterStop is below its meterStart, then it is left out of history as such a sample is, and counted; the transaction keeps it", async () => {
+    const reason = "below its transaction's meterStart";
+    const rejected = async () =>
+      sampleValue(
+        (await request(e.api.api.app).get('/metrics').expect(200)).text,
+        'energy_ocpp_samples_rejected_total',
+        { reason },
+      ) || 0;
+    const before = await rejected();
+    const cp = await connect('CP-STOPLOW');
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'any',
+      meterStart: 5_000,
+      timestamp: '2024-04-05T13:00:00Z',
+    });
+    await cp.call('StopTransaction', {
+      transactionId,
+      meterStop: 4_000,
+      timestamp: '2024-04-05T13:30:00Z',
+    });
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-STOPLOW:1')).map((r) => [r.at, r.kwh])).toEqual([['13:00', 5]]);
+    expect(await rejected()).toBe(before + 1);
+    const [kept] = await e.ctx.db('ocpp_transactions').where({ id: transactionId });
+    expect(Number(kept.meter_stop_wh)).toBe(4_000);
+  });
+
   test('when register samples inside a transaction fall below its meterStart (rounded down to kWh, some phases only), then they are left out, not read as drops or resets', async () => {
     const reasons = ["below its transaction's meterStart", 'incomplete phases'];
     const rejected = async () => {

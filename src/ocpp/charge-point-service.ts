@@ -711,11 +711,12 @@ export class ChargePointService {
   }
 
   /**
-   * A stop's readings dated within (after, before): its transactionData (held to the
-   * transaction's register: transaction-register.ts), then meterStop, the register at the stop.
-   * A sample of transactionData at the stop's instant (often the same register rounded to kWh)
-   * is left out, as history keeps one reading per instant. A reading whose instant is unreadable
-   * is kept, for ingest to refuse it by name.
+   * A stop's readings dated within (after, before): its transactionData, then meterStop, the
+   * register at the stop, each held to the transaction's register (transaction-register.ts): a
+   * meterStop below meterStart is left out and counted as a sample would be (stored, it read as
+   * a drop of the register). A sample of transactionData at the stop's instant (often the same
+   * register rounded to kWh) is left out, as history keeps one reading per instant. A reading
+   * whose instant is unreadable is kept, for ingest to refuse it by name.
    */
   private async stopReadings(
     meterId: string,
@@ -730,9 +731,16 @@ export class ChargePointService {
     const samples = this.timed(this.read(meterId, req.transactionData ?? [])).filter(
       ({ atMs }) => atMs === null || (atMs !== stopMs && within(atMs)),
     );
-    const data = await this.heldToRegister(meterId, samples, start, stored);
-    const stop = { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop) };
-    return within(stopMs) ? [...data, stop] : data;
+    const stop = {
+      reading: { timestamp: stoppedAt.toISOString(), kwh: whToKwh(req.meterStop), phased: false },
+      atMs: stopMs,
+    };
+    return this.heldToRegister(
+      meterId,
+      within(stopMs) ? [...samples, stop] : samples,
+      start,
+      stored,
+    );
   }
 
   async meterValues(chargePointId: string, req: MeterValuesReq) {
