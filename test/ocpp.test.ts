@@ -2521,7 +2521,7 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
-  test('when a message holds a NUL character or a transaction id no transaction can have, then it is refused or answered for good, never InternalError', async () => {
+  test('when a message holds a NUL character or a lone surrogate, or a transaction id no transaction can have, then it is refused or answered for good, never InternalError', async () => {
     const cp = await connect('CP-ODD');
     for (const [action, params] of [
       ['Authorize', { idTag: 'A\u0000B' }],
@@ -2540,6 +2540,21 @@ describe('OCPP 1.6J charge points', () => {
         expect.stringMatching(/holds the character U\+0000 \(NUL\), which no text may hold$/),
       ]);
     }
+    // A lone surrogate would be stored as U+FFFD: two cards' idTags read as one.
+    for (const idTag of ['A\ud800', '\udc00B']) {
+      const error = await cp.call('Authorize', { idTag }).then(
+        () => null,
+        (err: { rpcErrorCode: string; message: string }) => [err.rpcErrorCode, err.message],
+      );
+      expect(error).toEqual([
+        'PropertyConstraintViolation',
+        '/idTag holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair), which is no character',
+      ]);
+    }
+    // A pair is a character like any other.
+    expect(await cp.call('Authorize', { idTag: 'A\ud83d\ude00' })).toMatchObject({
+      idTagInfo: expect.any(Object),
+    });
     // Never issued (above PostgreSQL's integer): an unknown transaction, answered.
     expect(
       await cp.call('StopTransaction', {

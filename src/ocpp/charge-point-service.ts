@@ -106,20 +106,31 @@ export class RefusedCallError extends Error {
   }
 }
 
+/** A UTF-16 surrogate without its pair: JSON's `\ud800` escape, which is no character. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /**
- * Refuses a message holding the character U+0000 (NUL) in any text: PostgreSQL's text cannot
- * store it, so the message would fail every time it was resent.
+ * Refuses a message holding text no column can store as sent: the character U+0000 (NUL), which
+ * PostgreSQL's text cannot hold (the message would fail every time it was resent), or a lone
+ * surrogate, which it would store as U+FFFD (two cards' different idTags read as one).
  */
-export function refuseNulCharacters(value: unknown, path = ''): void {
+export function refuseUnstorableText(value: unknown, path = ''): void {
   if (typeof value === 'string') {
+    const where = path || 'the message';
     if (value.includes('\u0000')) {
       throw new RefusedCallError(
         'PropertyConstraintViolation',
-        `${path || 'the message'} holds the character U+0000 (NUL), which no text may hold`,
+        `${where} holds the character U+0000 (NUL), which no text may hold`,
+      );
+    }
+    if (LONE_SURROGATE.test(value)) {
+      throw new RefusedCallError(
+        'PropertyConstraintViolation',
+        `${where} holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair), which is no character`,
       );
     }
   } else if (typeof value === 'object' && value !== null) {
-    for (const [key, item] of Object.entries(value)) refuseNulCharacters(item, `${path}/${key}`);
+    for (const [key, item] of Object.entries(value)) refuseUnstorableText(item, `${path}/${key}`);
   }
 }
 

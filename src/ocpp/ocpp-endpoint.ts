@@ -21,7 +21,7 @@ import { StatusRecovery } from './status-recovery';
 import {
   NotStoredError,
   RefusedCallError,
-  refuseNulCharacters,
+  refuseUnstorableText,
   type BootNotificationReq,
   type ChargePointService,
   type MeterValuesReq,
@@ -272,7 +272,7 @@ function answerCalls(service: ChargePointService, logger: Logger) {
     service.heardFrom(id);
     try {
       checkMessageId(messageId);
-      refuseNulCharacters(params);
+      refuseUnstorableText(params);
       if (!isAnswered(action)) {
         throw new RefusedCallError(
           'NotSupported',
