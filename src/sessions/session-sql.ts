@@ -51,30 +51,6 @@ targets AS MATERIALIZED (
   FROM unnest($VEHICLES::text[], $FROMS::timestamptz[], $OPEN_STARTS::timestamptz[],
               $OPEN_ENDS::timestamptz[]) AS t(vehicle_id, from_ts, open_start, open_end)
 ),
--- A stopped transaction's AC is what the charge point bills: meterStop - meterStart, exact, where
--- the register's samples between may be rounded to kWh, carry some phases only, or share the
--- stop's instant. A register that ended below its start (reset, replaced), or was reset between
--- (a sample that drops and adds energy by the one register rule), is folded instead: the bill
--- would leave out what came before the reset.
-transactions AS (
-  SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
-         least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running,
-         CASE WHEN x.stopped_at <= $TO AND x.meter_stop_wh >= x.meter_start_wh
-                   AND NOT EXISTS (
-                     SELECT 1 FROM (
-                       SELECT h.kwh_consumed_ac AS energy,
-                              lag(h.kwh_consumed_ac) OVER (ORDER BY h.ts) AS previous
-                       FROM telemetry_history h
-                       WHERE h.device_type = 'meter'
-                         AND h.device_id = x.charge_point_id || ':' || x.connector_id
-                         AND h.ts >= x.started_at AND h.ts <= x.stopped_at
-                         AND h.ts >= $FIRST AND h.ts <= $TO) r
-                     WHERE r.energy < r.previous AND register_step(r.previous, r.energy) > 0)
-              THEN ((x.meter_stop_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
-  FROM targets t
-  JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id
-   AND x.started_at >= t.from_ts AND x.started_at < $TO
-),
 vehicle_readings AS (
   SELECT t.vehicle_id, h.ts, ${vehicle.energy} AS energy
   FROM targets t
@@ -103,36 +79,47 @@ charging AS (
     -- Charging: the reading adds energy, by the one register rule (a reset adds its new value).
     AND CASE WHEN s.mode = 'interval' THEN s.energy > 0
              ELSE register_step(s.prev_energy, s.energy) > 0 END
-    -- A reading within MAX_CLOCK_SKEW_S of one of the vehicle's transactions is the transaction's, dated by a
-    -- clock apart from the charger's (a vehicle reporting before the start or after the stop):
-    -- no session of its own. Those further out are: a charge on another meter just before.
-    AND NOT EXISTS (SELECT 1 FROM transactions x
-                    WHERE x.vehicle_id = s.vehicle_id
-                      AND s.ts > x.start_ts - $SKEW AND s.ts <= x.end_ts + $SKEW)
 ),
 runs AS (
   SELECT c.*,
-         -- A transaction between two charging readings ends a run, however close they are.
-         sum((c.prev_charging_ts IS NULL OR c.ts - c.prev_charging_ts > $GAP
-              OR EXISTS (SELECT 1 FROM transactions x
-                         WHERE x.vehicle_id = c.vehicle_id
-                           AND x.start_ts > c.prev_charging_ts AND x.start_ts < c.ts))::int)
+         sum((c.prev_charging_ts IS NULL OR c.ts - c.prev_charging_ts > $GAP)::int)
            OVER (PARTITION BY c.vehicle_id ORDER BY c.ts) AS run
   FROM charging c
 ),
 detected AS (
   SELECT vehicle_id,
          CASE WHEN run = 0 THEN min(open_start)
-              -- Never before what history keeps: the reading before a first kept one is dropped;
-              -- nor before the end (and the skew) of a transaction just before it: that is its own.
-              ELSE greatest(min(ts) - least(coalesce(min(ts) - (array_agg(prev_ts ORDER BY ts))[1], $GAP), $GAP), $KEPT,
-                            (SELECT max(x.end_ts) + $SKEW FROM transactions x
-                             WHERE x.vehicle_id = runs.vehicle_id AND x.end_ts < min(runs.ts)))
+              -- Never before what history keeps: the reading before a first kept one is dropped.
+              ELSE greatest(min(ts) - least(coalesce(min(ts) - (array_agg(prev_ts ORDER BY ts))[1], $GAP), $GAP), $KEPT)
          END AS start_ts,
          max(ts) AS end_ts,
          run = 0 AS continues, min(open_end) AS folded_to
   FROM runs
   GROUP BY vehicle_id, run
+),
+-- A stopped transaction's AC is what the charge point bills: meterStop - meterStart, exact, where
+-- the register's samples between may be rounded to kWh, carry some phases only, or share the
+-- stop's instant. A register that ended below its start (reset, replaced), or was reset between
+-- (a sample that drops and adds energy by the one register rule), is folded instead: the bill
+-- would leave out what came before the reset.
+transactions AS (
+  SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
+         least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running,
+         CASE WHEN x.stopped_at <= $TO AND x.meter_stop_wh >= x.meter_start_wh
+                   AND NOT EXISTS (
+                     SELECT 1 FROM (
+                       SELECT h.kwh_consumed_ac AS energy,
+                              lag(h.kwh_consumed_ac) OVER (ORDER BY h.ts) AS previous
+                       FROM telemetry_history h
+                       WHERE h.device_type = 'meter'
+                         AND h.device_id = x.charge_point_id || ':' || x.connector_id
+                         AND h.ts >= x.started_at AND h.ts <= x.stopped_at
+                         AND h.ts >= $FIRST AND h.ts <= $TO) r
+                     WHERE r.energy < r.previous AND register_step(r.previous, r.energy) > 0)
+              THEN ((x.meter_stop_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
+  FROM targets t
+  JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id
+   AND x.started_at >= t.from_ts AND x.started_at < $TO
 ),
 spans AS (
   SELECT vehicle_id, 'tx-' || transaction_id AS key, 'ocpp' AS source, transaction_id,
@@ -142,10 +129,9 @@ spans AS (
   SELECT d.vehicle_id, 'd-' || (extract(epoch FROM d.start_ts) * 1000)::bigint, 'detected', NULL,
          d.start_ts, d.end_ts, false, d.continues, CASE WHEN d.continues THEN d.folded_to ELSE d.start_ts END
   FROM detected d
-  -- The transaction is the session: a run overlapping its span (start, end] is none of its own
-  -- (kept for what the rules above leave: a transaction from before the vehicle's \`from\`).
+  -- The transaction is the session: readings it covers form no session of their own.
   WHERE NOT EXISTS (SELECT 1 FROM transactions x
-                    WHERE x.vehicle_id = d.vehicle_id AND x.start_ts < d.end_ts AND x.end_ts > d.start_ts)
+                    WHERE x.vehicle_id = d.vehicle_id AND x.start_ts <= d.end_ts AND x.end_ts >= d.start_ts)
 )`;
 
 /**
@@ -296,8 +282,6 @@ export function bindSessionSql(
     MODE: string;
     /** The earliest start a session may have (earliestSessionStart), or null: any. */
     KEPT: number | null;
-    /** MAX_CLOCK_SKEW_S: readings this close to a transaction are its own (see SPANS). */
-    SKEW: number;
     KEY?: string;
   },
 ): { sql: string; bindings: unknown[] } {
@@ -314,10 +298,10 @@ export function bindSessionSql(
     OPEN_ENDS: opens.map((o) => o?.end ?? null),
   };
   const sql = template.replace(
-    /\$(VEHICLES|FROMS|OPEN_STARTS|OPEN_ENDS|TO|GAP|SKEW|MODE|KEY|FIRST|KEPT)\b/g,
+    /\$(VEHICLES|FROMS|OPEN_STARTS|OPEN_ENDS|TO|GAP|MODE|KEY|FIRST|KEPT)\b/g,
     (_m, name: string) => {
       const value = named[name as keyof typeof named];
-      if (name === 'GAP' || name === 'SKEW') {
+      if (name === 'GAP') {
         bindings.push(`${value as number} seconds`);
         return '?::interval';
       }

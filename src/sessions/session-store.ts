@@ -242,8 +242,6 @@ export class SessionStore {
       energyReadings: EnergyReadingsMode;
       /** RETENTION_DAYS: no session starts before what history keeps. */
       retentionDays: number;
-      /** MAX_CLOCK_SKEW_S: a vehicle's readings this close to its transaction are the transaction's. */
-      maxClockSkewS: number;
     },
     /**
      * Where one vehicle's live sessions run as a prepared statement, planned once per connection
@@ -252,14 +250,10 @@ export class SessionStore {
     private readonly genericDb: Knex | null = null,
   ) {}
 
-  /**
-   * The sessions statements' settings: the gap, the default semantics, what history keeps, the
-   * clocks' tolerance.
-   */
+  /** The sessions statements' settings: the gap, the default semantics, what history keeps. */
   private sqlSettings() {
     return {
       GAP: this.config.sessionGapS,
-      SKEW: this.config.maxClockSkewS,
       MODE: this.config.energyReadings,
       KEPT: keptSessionsFrom(retainedFrom(Date.now(), this.config.retentionDays)),
     };

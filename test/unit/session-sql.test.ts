@@ -7,7 +7,6 @@ test("when the fleet's sessions are computed for more vehicles than a call takes
     FROMS: starts,
     TO: new Date(Date.UTC(2024, 4, 11)),
     GAP: 600,
-    SKEW: 300,
     KEPT: null,
     MODE: 'interval',
   });
