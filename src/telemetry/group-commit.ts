@@ -71,16 +71,18 @@ export class GroupCommitBuffer {
       const readings = group.flatMap((w) => w.readings);
       const batches = chunk(readings, this.options.batchSize);
       this.storingReadings += readings.length;
-      try {
-        await this.store(batches);
-        // In the same turn as they leave the pending ones: counted as one or the other, always.
-        this.storingReadings -= readings.length;
-        this.onStored(readings.length, batches.length);
-        group.forEach((w) => w.resolve());
-      } catch (err) {
-        this.storingReadings -= readings.length;
-        group.forEach((w) => w.reject(err));
+      const failure = await this.store(batches).then(
+        () => null,
+        (err: unknown) => ({ err }),
+      );
+      this.storingReadings -= readings.length;
+      if (failure) {
+        group.forEach((w) => w.reject(failure.err));
+        continue;
       }
+      // In the same turn as they leave the pending ones: counted as one or the other, always.
+      this.onStored(readings.length, batches.length);
+      group.forEach((w) => w.resolve());
     }
     this.loops -= 1;
   }

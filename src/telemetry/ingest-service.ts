@@ -239,10 +239,6 @@ export class IngestService {
     return this.deps.metrics ?? noIngestMetrics;
   }
 
-  get pendingReadings(): number {
-    return this.buffer.pendingReadings;
-  }
-
   /**
    * Validates, applies backpressure, and resolves once every valid reading is durably queued.
    * `asChargePoint`: the readings are an OCPP charge point's, which may write its connectors.
