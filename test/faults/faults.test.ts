@@ -76,6 +76,19 @@ function record(scenario: string, figures: Record<string, number | string>): voi
   process.stdout.write(`[fault] ${scenario}: ${parts.join(' ')}\n`);
 }
 
+/**
+ * Starts the load on a scenario without a flusher and waits for ingest's memory high-water 503:
+ * a 32 MB Redis holds about 350,000 of its queued readings.
+ */
+async function filledToHighWater(s: Scenario): Promise<void> {
+  s.load.start();
+  await waitFor(
+    async () => (s.load.refusals.get('503 redis_memory_high') ?? 0) > 0,
+    90_000,
+    'the memory high-water 503',
+  );
+}
+
 /** Rows of the load's readings in history so far. */
 async function loadRowsStored(s: Scenario): Promise<number> {
   const [row] = await s.ctx
@@ -301,15 +314,9 @@ describe('fault scenarios', () => {
   });
 
   test('when Redis nears maxmemory, then ingest answers 503 before Redis refuses writes, and recovers as the flusher drains', async () => {
-    // 32 MB holds about 150,000 queued readings; no flusher runs at first, so the queue fills.
     const s = await setUp({ redisArgs: ['--maxmemory', '32mb'], batch: 1000 });
     try {
-      s.load.start();
-      await waitFor(
-        async () => (s.load.refusals.get('503 redis_memory_high') ?? 0) > 0,
-        90_000,
-        'the memory high-water 503',
-      );
+      await filledToHighWater(s);
       // Redis itself never refused a write: no enqueue failed as "unavailable".
       expect(s.load.refusals.get('503 redis_unavailable') ?? 0).toBe(0);
       s.engine.startFlusher();
@@ -331,12 +338,7 @@ describe('fault scenarios', () => {
     const s = await setUp({ redisArgs: ['--maxmemory', '32mb'], batch: 1000 });
     const admin = new Redis(s.redis.url);
     try {
-      s.load.start();
-      await waitFor(
-        async () => (s.load.refusals.get('503 redis_memory_high') ?? 0) > 0,
-        90_000,
-        'the memory high-water 503',
-      );
+      await filledToHighWater(s);
       await s.load.stop();
       // Memory that grew elsewhere, or a maxmemory lowered: the flusher's moves of jobs are
       // writes, refused from here on.
