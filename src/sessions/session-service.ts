@@ -49,7 +49,12 @@ interface SessionFigures {
   efficiency: number | null;
   meanAcPowerKw: number | null;
   threshold: number;
-  drawnAtChargerPower: boolean;
+  /** Below its threshold; null without an efficiency. */
+  alert: boolean | null;
+  /** What its efficiency calls for (efficiencyWarnings). */
+  efficiencyWarnings: string[];
+  /** Its AC looks misread (looksMisread), as those warnings say. */
+  misread: boolean;
 }
 
 /** A judged session, with its efficiency before rounding (which ranks it, as it decides its alert). */
@@ -59,9 +64,6 @@ interface Judged {
   /** Its AC looks misread (looksMisread, by its unrounded figures), as its warnings say. */
   misread: boolean;
 }
-
-/** Text of an instant of a stretch; its end given as `end + 1 ms` (half-open) is `end`. */
-const shown = (ms: number, end: Date) => new Date(Math.min(ms, end.getTime())).toISOString();
 
 /**
  * What a session's mappings leave out of its AC, or count twice, from its first (charging)
@@ -73,13 +75,12 @@ function coverageWarnings(session: SessionRow, coverage: SessionCoverage | undef
   const first = coverage?.firstReadingAt;
   if (!coverage || !first) return [];
   const upTo = new Date(session.end.getTime() + 1);
+  // Shown within [first, end]: a stretch's half-open end `end + 1 ms` is the session's end.
+  const within = (at: Date) => (at < first ? first : at > session.end ? session.end : at);
   const periods = coverage.periods.filter((p) => p.to > first);
   const gaps = periods.length === 0 ? [{ from: first, to: upTo }] : [];
   const unmapped = [...gaps, ...unmappedStretches(first, upTo, periods)].map((gap) => {
-    const [from, to] = [
-      shown(gap.from.getTime(), session.end),
-      shown(gap.to.getTime(), session.end),
-    ];
+    const [from, to] = [within(gap.from).toISOString(), within(gap.to).toISOString()];
     const when = from === to ? `at ${from}` : `from ${from} to ${to}`;
     return `Vehicle ${session.vehicleId} was mapped to no meter ${when} of this session: the AC energy drawn then is unknown, while its DC counts`;
   });
@@ -89,11 +90,7 @@ function coverageWarnings(session: SessionRow, coverage: SessionCoverage | undef
       .map((other) =>
         sharedMeterWarning(
           p.meterId,
-          {
-            vehicleId: other.vehicleId,
-            from: new Date(Math.max(other.from.getTime(), first.getTime())),
-            to: new Date(shown(other.to.getTime(), session.end)),
-          },
+          { vehicleId: other.vehicleId, from: within(other.from), to: within(other.to) },
           'sessions',
         ),
       ),
@@ -189,7 +186,15 @@ export class SessionService {
       this.deps.config.efficiencyThreshold,
     );
     const drawnAtChargerPower = atChargerPower(meanAcPowerKw);
-    return { durationS, efficiency, meanAcPowerKw, threshold, drawnAtChargerPower };
+    return {
+      durationS,
+      efficiency,
+      meanAcPowerKw,
+      threshold,
+      alert: efficiency === null ? null : isBelow(efficiency, threshold),
+      efficiencyWarnings: efficiencyWarnings(efficiency, drawnAtChargerPower),
+      misread: looksMisread(efficiency, drawnAtChargerPower),
+    };
   }
 
   /**
@@ -202,11 +207,8 @@ export class SessionService {
     figures: SessionFigures[],
   ): Promise<Map<number, SessionCoverage>> {
     const doubtful = rows.flatMap((r, i) => {
-      const { efficiency, threshold, drawnAtChargerPower } = figures[i];
-      const doubted =
-        efficiency === null ||
-        isBelow(efficiency, threshold) ||
-        efficiencyWarnings(efficiency, drawnAtChargerPower).length > 0;
+      const { alert, efficiencyWarnings: warned } = figures[i];
+      const doubted = alert === null || alert || warned.length > 0;
       return r.source === 'detected' && r.meterIds.length > 0 && doubted ? [i] : [];
     });
     const coverage = await this.deps.store.coverageOf(doubtful.map((i) => rows[i]));
@@ -230,7 +232,7 @@ export class SessionService {
       this.coverageOfDoubtful(rows, figures),
     ]);
     return rows.map((r, i) => {
-      const { durationS, efficiency, meanAcPowerKw, threshold, drawnAtChargerPower } = figures[i];
+      const { durationS, efficiency, meanAcPowerKw, threshold, alert, misread } = figures[i];
       const base = baselines[i];
       // Judged before rounding, as the alert is: of two shown alike, one can be just inside.
       const baseline =
@@ -257,7 +259,7 @@ export class SessionService {
         batteryTempMeanC: round(r.tempMean, 2),
         batteryTempMaxC: round(r.tempMax, 2),
         threshold,
-        alert: efficiency === null ? null : isBelow(efficiency, threshold),
+        alert,
         drift:
           efficiency === null || !baseline
             ? null
@@ -268,16 +270,12 @@ export class SessionService {
         },
         counts: { vehicleReadings: r.vehicleReadings, meterReadings: r.meterReadings },
         warnings: [
-          ...efficiencyWarnings(efficiency, drawnAtChargerPower),
+          ...figures[i].efficiencyWarnings,
           ...missingEfficiencyReasons(r),
           ...coverageWarnings(r, coverage.get(i)),
         ],
       };
-      return {
-        session,
-        exactEfficiency: efficiency,
-        misread: looksMisread(efficiency, drawnAtChargerPower),
-      };
+      return { session, exactEfficiency: efficiency, misread };
     });
   }
 
