@@ -1,7 +1,7 @@
 import type { Page } from 'playwright-core';
 import type { Fleet } from '../../scripts/fleet-model';
 import { startTestEngine, waitForDrained, type TestEngine } from '../helpers/engine';
-import { post } from './helpers/drifting-charger';
+import { post } from './helpers/requests';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
 import { loadSimulatedFleet } from './helpers/fleet-loader';
 import { palette } from '../../web/src/charts/palette';

@@ -7,7 +7,8 @@
  */
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { startTestEngine, waitForDrained, type TestEngine } from '../helpers/engine';
+import { startTestEngine, type TestEngine } from '../helpers/engine';
+import { ingestAllStored } from './helpers/requests';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
 import { recordCspViolations, runAxe } from './helpers/page-checks';
 
@@ -33,15 +34,7 @@ let engine: TestEngine;
 let browser: DashboardBrowser;
 let loadedAt: number;
 
-async function ingest(readings: unknown[]): Promise<void> {
-  const res = await fetch(`${engine.url}/v1/telemetry/ingest`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(readings),
-  });
-  expect(res.status).toBe(202);
-  await waitForDrained(engine.queue);
-}
+const ingest = (readings: unknown[]) => ingestAllStored(engine, readings);
 
 beforeAll(async () => {
   engine = await startTestEngine();

@@ -7,6 +7,7 @@ import {
 } from '../helpers/engine';
 import { createTestContext } from '../helpers/test-env';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
+import { ingestAllStored } from './helpers/requests';
 
 let engine: TestEngine;
 let browser: DashboardBrowser;
@@ -59,13 +60,7 @@ describe('dashboard empty and error states', () => {
       batteryTemp: 30,
       timestamp: new Date(start + i * 5 * 60_000).toISOString(),
     }));
-    const res = await fetch(`${engine.url}/v1/telemetry/ingest`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(readings),
-    });
-    expect(res.status).toBe(202);
-    await waitForDrained(engine.queue);
+    await ingestAllStored(engine, readings);
 
     const fleet = await browser.newPage();
     await fleet.goto(`${engine.url}/dashboard`);

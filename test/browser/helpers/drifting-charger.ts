@@ -1,5 +1,6 @@
 import type { TestEngine } from '../../helpers/engine';
 import { waitForDrained } from '../../helpers/engine';
+import { post } from './requests';
 
 const MINUTE_MS = 60_000;
 const DAY_MS = 24 * 3_600_000;
@@ -14,16 +15,6 @@ export interface DriftingCharger {
   degraded: number;
   /** The last (degraded) session's start: its first reading minus one minute. */
   lastSessionStartMs: number;
-}
-
-/** A JSON POST to the engine that must succeed. */
-export async function post(engine: TestEngine, path: string, body: unknown): Promise<void> {
-  const res = await fetch(`${engine.url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (res.status >= 300) throw new Error(`${path} answered ${res.status}: ${await res.text()}`);
 }
 
 /**
