@@ -993,6 +993,29 @@ describe('query plans', () => {
 });
 
 describe('when PostgreSQL is unreachable', () => {
+  test.each([
+    ['its database does not exist (dropped, being restored)', { database: 'energy_no_such_db' }],
+    ['it refuses the login (a role or password changed)', { user: 'energy_no_such_role' }],
+  ])(
+    'when PostgreSQL answers but %s, then reads answer 503 database_unavailable, not 500',
+    async (_, change: { database?: string; user?: string }) => {
+      const ctx = await createTestContext();
+      const url = new URL(ctx.config.databaseUrl);
+      if (change.database) url.pathname = `/${change.database}`;
+      if (change.user) url.username = change.user;
+      const api = await startTestApi(ctx, { databaseUrl: url.toString() });
+      try {
+        const res = await request(api.api.app).get('/v1/analytics/fleet');
+        expect(res.status).toBe(503);
+        expect(res.body.error).toBe('database_unavailable');
+        expect(res.headers['retry-after']).toBe('5');
+      } finally {
+        await api.close();
+        await ctx.cleanup();
+      }
+    },
+  );
+
   test('then reports, status and mapping answer 503 database_unavailable with Retry-After, while ingest still answers 202 and stays ready', async () => {
     const ctx = await createTestContext();
     // Port 1: nothing listens there, so every connection is refused at once.

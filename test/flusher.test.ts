@@ -4,7 +4,9 @@ import type { Knex } from 'knex';
 import { createDb } from '../db/create-db';
 import { migrateToLatest, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createRedisKeys } from '../src/redis-keys';
 import type { Reading } from '../src/devices/device-kinds';
 import type { IngestJobData } from '../src/queue/ingest-queue';
@@ -402,11 +404,15 @@ async function ownDatabase(
   };
 }
 
-/** A flusher whose PostgreSQL connections go through a proxy the test can cut or freeze. */
+/**
+ * A flusher whose PostgreSQL connections go through a proxy the test can cut or freeze (on a Unix
+ * socket in `socketDir`, if given).
+ */
 async function startFlusherBehindProxy(
   overrides: Partial<TestContext['config']> = {},
+  socketDir: string | null = null,
 ): Promise<{ proxy: TcpProxy; flusher: TestFlusher; paused: () => Promise<number | undefined> }> {
-  const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl);
+  const proxy = await TcpProxy.inFrontOf(ctx.config.databaseUrl, socketDir);
   const flusher = await startTestFlusher(ctx, {
     databaseUrl: proxy.rewrite(ctx.config.databaseUrl),
     ...overrides,
@@ -441,6 +447,34 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
     } finally {
       await flusher.close();
       await proxy.cut();
+    }
+  });
+
+  test('when PostgreSQL is reached over a Unix socket and stops (its socket file is gone), then the flusher pauses without spending job attempts and writes everything once it is back', async () => {
+    const socketDir = mkdtempSync(path.join(os.tmpdir(), 'energy-pg-socket-'));
+    const { proxy, flusher, paused } = await startFlusherBehindProxy({}, socketDir);
+    try {
+      const before = fleetReadings(10, 10, T0);
+      await enqueue(before, 50);
+      await waitForDrained(queue);
+
+      await proxy.cut(); // connecting now fails with ENOENT, not ECONNREFUSED
+      const during = fleetReadings(10, 25, T0 + 3_600_000);
+      await enqueue(during, 50);
+      await waitFor(async () => (await paused()) === 1, 10_000, 'the flusher to pause');
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await queue.getJobCountByTypes('failed')).toBe(0);
+      const jobs = await queue.getJobs(['waiting', 'delayed', 'active']);
+      expect(Math.max(...jobs.map((j) => j.attemptsMade))).toBeLessThanOrEqual(1);
+
+      await proxy.restore();
+      await waitForDrained(queue);
+      expect(await historyCount()).toBe(before.length + during.length);
+      expect(await paused()).toBe(0);
+    } finally {
+      await flusher.close();
+      await proxy.cut();
+      rmSync(socketDir, { recursive: true, force: true });
     }
   });
 

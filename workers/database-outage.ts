@@ -1,6 +1,6 @@
 import { SchemaNotMigratedError } from '../db/schema-check';
 import type { Logger } from '../src/logger';
-import { isDatabaseUnavailable, isSchemaMissing } from '../src/stores/database-errors';
+import { isDatabaseUnreachable, isSchemaMissing } from '../src/stores/database-errors';
 
 /**
  * Pauses the flusher while PostgreSQL is unreachable. Without it every job would spend its retry
@@ -47,14 +47,15 @@ export class DatabaseOutageGuard {
 
   /**
    * A probe that fails for another reason than an outage (PostgreSQL answers, but the database
-   * lacks migrations or does not exist) says why, once per reason: that one the operator must fix.
+   * lacks migrations or does not exist, or the login is refused) says why, once per reason: that
+   * one the operator must fix.
    */
   private logProbeFailure(err: unknown): void {
     const answered =
       err instanceof SchemaNotMigratedError ||
       (typeof (err as { code?: unknown })?.code === 'string' &&
         (err as { code: string }).code.length === 5);
-    if (!answered || isDatabaseUnavailable(err)) return;
+    if (!answered || isDatabaseUnreachable(err)) return;
     const reason = (err as Error)?.message ?? String(err);
     if (reason === this.lastProbeFailure) return;
     this.lastProbeFailure = reason;

@@ -12,6 +12,7 @@ interface DriverError {
   name?: unknown;
   message?: unknown;
   hint?: unknown;
+  syscall?: unknown;
 }
 
 /** Socket-level failures reaching the server. */
@@ -30,20 +31,37 @@ const NETWORK_CODES = new Set([
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
 
 /**
+ * SQLSTATEs of a server that answers but will not let this process in: 3D000 the database does
+ * not exist and 57P04 it was dropped (being restored), 28000 and 28P01 the login refused (a role
+ * or password changed). Until an operator acts nothing can be read or written: as unavailable as a
+ * server that is down (a 503, a paused flusher), not a fault of the request or of the readings.
+ */
+const REFUSED_SQLSTATES = new Set(['3D000', '57P04', '28000', '28P01']);
+
+/**
  * node-postgres and knex report lost connections and connect or pool timeouts by message only
  * ("timeout expired" is a connection that got no answer within connectionTimeoutMillis).
  */
 const UNAVAILABLE_MESSAGES =
   /Connection terminated|^timeout expired$|timeout exceeded when trying to connect|Timeout acquiring a connection|Client has encountered a connection error/i;
 
-export function isDatabaseUnavailable(err: unknown): boolean {
-  const { code, name, message } = (err ?? {}) as DriverError;
+/** The server cannot be reached or cannot answer now (down, starting, stopping, overloaded). */
+export function isDatabaseUnreachable(err: unknown): boolean {
+  const { code, name, message, syscall } = (err ?? {}) as DriverError;
   if (typeof code === 'string') {
     if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) return true;
+    // A Unix socket whose file is gone: PostgreSQL removes it when it stops.
+    if (code === 'ENOENT' && syscall === 'connect') return true;
     if (code.length === 5 && code.startsWith('08')) return true; // connection exception class
   }
   if (name === 'KnexTimeoutError') return true;
   return typeof message === 'string' && UNAVAILABLE_MESSAGES.test(message);
+}
+
+/** PostgreSQL cannot be used now: unreachable, or refusing this database or login. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const code = (err as DriverError)?.code;
+  return isDatabaseUnreachable(err) || (typeof code === 'string' && REFUSED_SQLSTATES.has(code));
 }
 
 /**

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import path from 'node:path';
 
 interface Pair {
   client: net.Socket;
@@ -10,6 +11,8 @@ interface Pair {
  * `cut()` drops every connection and refuses new ones, as a dead server does; `freeze()` keeps
  * every connection open but forwards nothing, as a vanished host or a network partition does (no
  * error, no answer); `restore()` / `thaw()` undo them; `retarget()` points it at another server.
+ * With `socketDir`, it listens on PostgreSQL's Unix socket in that folder instead of a port, and
+ * `cut()` removes the socket's file, as a stopped PostgreSQL does.
  */
 export class TcpProxy {
   private server: net.Server | null = null;
@@ -19,23 +22,30 @@ export class TcpProxy {
   private constructor(
     private target: { host: string; port: number },
     public port = 0,
+    private readonly socketDir: string | null = null,
   ) {}
 
-  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
-    const proxy = new TcpProxy(target);
+  static async start(
+    target: { host: string; port: number },
+    socketDir: string | null = null,
+  ): Promise<TcpProxy> {
+    const proxy = new TcpProxy(target, 0, socketDir);
     await proxy.restore();
     return proxy;
   }
 
-  /** A proxy in front of the server a connection URL names. */
-  static inFrontOf(url: string): Promise<TcpProxy> {
+  /** A proxy in front of the server a connection URL names (on a Unix socket in `socketDir`). */
+  static inFrontOf(url: string, socketDir: string | null = null): Promise<TcpProxy> {
     const { hostname, port } = new URL(url);
-    return TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+    return TcpProxy.start({ host: hostname, port: Number(port || 5432) }, socketDir);
   }
 
-  /** The URL with its host and port replaced by the proxy's. */
+  /** The URL with its host and port replaced by the proxy's (its socket's folder, `?host=`). */
   rewrite(url: string): string {
     const parsed = new URL(url);
+    if (this.socketDir) {
+      return `postgres://${parsed.username}@${parsed.pathname}?host=${encodeURIComponent(this.socketDir)}`;
+    }
     parsed.hostname = '127.0.0.1';
     parsed.port = String(this.port);
     return parsed.toString();
@@ -45,9 +55,10 @@ export class TcpProxy {
     const server = net.createServer((client) => this.accept(client));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
+      if (this.socketDir) server.listen(path.join(this.socketDir, '.s.PGSQL.5432'), resolve);
+      else server.listen(this.port, '127.0.0.1', () => resolve());
     });
-    this.port = (server.address() as net.AddressInfo).port;
+    if (!this.socketDir) this.port = (server.address() as net.AddressInfo).port;
     this.server = server;
   }
 

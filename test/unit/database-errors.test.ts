@@ -1,6 +1,7 @@
 import { DatabaseError } from 'pg';
 import {
   isDatabaseUnavailable,
+  isDatabaseUnreachable,
   isLockConflict,
   isLockTableFull,
   isMissingPartition,
@@ -72,13 +73,31 @@ describe('isDatabaseUnavailable', () => {
     ],
     ['a unique violation (23505)', { code: '23505' }],
     ['a deadlock (40P01)', { code: '40P01' }],
-    ['a database dropped (57P04)', { code: '57P04' }],
+    ['a file that is not there (ENOENT, not a connect)', { code: 'ENOENT' }],
     ['a message that only contains "timeout expired"', { message: 'lock timeout expired' }],
     ['a numeric code', { code: 8006 }],
     ['a short 08 code', { code: '08' }],
   ])('when the error is %s, then the database is not unavailable', (_, fields) => {
     expect(isDatabaseUnavailable(driverError(fields))).toBe(false);
   });
+
+  test('when a Unix socket is gone (ENOENT on connect: PostgreSQL stopped), then the database is unavailable', () => {
+    const err = driverError({ code: 'ENOENT', message: 'connect ENOENT /run/pg/.s.PGSQL.5432' });
+    expect(isDatabaseUnavailable(Object.assign(err, { syscall: 'connect' }))).toBe(true);
+  });
+
+  test.each([
+    ['3D000', 'the database does not exist'],
+    ['57P04', 'the database was dropped'],
+    ['28000', 'the login is not authorized'],
+    ['28P01', 'the password is refused'],
+  ])(
+    'when the SQLSTATE is %s (%s), then the database is unavailable, though the server answers',
+    (code) => {
+      expect(isDatabaseUnavailable(driverError({ code }))).toBe(true);
+      expect(isDatabaseUnreachable(driverError({ code }))).toBe(false);
+    },
+  );
 
   test.each([null, undefined, 'ECONNREFUSED', 42])(
     'when the thrown value is %p, then it is not unavailable',
