@@ -173,6 +173,10 @@ describe('the API document', () => {
     expect(headers('/v1/telemetry/ingest', 'post', 429)).toEqual(['Retry-After']);
     expect(headers('/v1/telemetry/ingest', 'post', 401)).toEqual(['WWW-Authenticate']);
     expect(headers('/v1/analytics/fleet', 'get', 503)).toEqual(['Retry-After']);
+    // A charge point's upgrade is refused with its own scheme, HTTP Basic.
+    const ocpp = document.paths['/ocpp/{chargePointId}'].get.responses;
+    expect(ocpp[401].headers['WWW-Authenticate'].description).toMatch(/^Basic/);
+    expect(ocpp[400].description).toMatch(/subprotocol_required/);
     // Readiness's 503 is a health answer, not a refusal to retry.
     expect(headers('/health/ready', 'get', 503)).toEqual([]);
   });
@@ -186,7 +190,7 @@ describe('the API document', () => {
       >,
     ).flatMap(([path, methods]) =>
       Object.entries(methods)
-        .filter(([, op]) => op.responses['401'])
+        .filter(([, op]) => op.security)
         .map(
           ([method, op]) => [`${method} ${path}`, op.responses['400']?.description ?? ''] as const,
         ),

@@ -44,6 +44,14 @@ function parameters(schema: TObject | undefined, where: 'path' | 'query', compon
  * act on it. The engine's 429 and error 503s say when to retry; a 401 names the scheme.
  */
 function headersOf(status: number, declared: ResponseDeclaration): Json | null {
+  if (declared.headers) {
+    return Object.fromEntries(
+      Object.entries(declared.headers).map(([name, description]) => [
+        name,
+        { description, schema: { type: 'string' } },
+      ]),
+    );
+  }
   if (status === 401) {
     return {
       'WWW-Authenticate': {

@@ -14,6 +14,8 @@ export interface ResponseDeclaration {
   schema?: TSchema;
   /** Default application/json. */
   contentType?: string;
+  /** Headers it carries, by name, each with what it says: in place of its status's usual ones. */
+  headers?: Record<string, string>;
 }
 
 export type Responses = Record<number, ResponseDeclaration>;

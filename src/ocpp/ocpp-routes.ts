@@ -369,8 +369,13 @@ export function ocppRoutes({
       responses: {
         426: { description: 'not a WebSocket upgrade', schema: ErrorBody },
         // Answers of the upgrade itself (ocpp-endpoint.ts), which this handler never sees.
-        // (Its 400, no ocpp1.6 offered, and 401, no valid key with WWW-Authenticate: Basic, are
-        // in the description: the document's own 400 and 401 say parameters and Bearer.)
+        ...upgradeRefusal(400, 'no ocpp1.6 subprotocol offered'),
+        401: {
+          ...upgradeRefusal(401, 'with AUTH=on, no valid charge point key')[401],
+          headers: {
+            'WWW-Authenticate': `Basic: the charge point id as user, a key with the charge-point scope named after it as password`,
+          },
+        },
         ...upgradeRefusal(404, 'an id the engine does not take'),
         ...upgradeRefusal(503, 'the engine is shutting down'),
       },
