@@ -48,7 +48,9 @@ export function parseApiKeys(text: string): { keys: ApiKey[]; problems: string[]
     const [name, scopeText, hex, ...rest] = entry.split(':');
     const where = `API_KEYS entry ${i + 1}${name ? ` (${name})` : ''}`;
     if (rest.length > 0 || !name || !scopeText || !hex) {
-      problems.push(`${where}: expected name:scopes:sha256hex`);
+      problems.push(
+        `${where}: expected name:scopes:sha256hex (scopes joined with +, entries with commas)`,
+      );
       return;
     }
     if (!API_KEY_NAME.test(name)) problems.push(`${where}: the name must be ${API_KEY_NAME_RULE}`);

@@ -521,7 +521,14 @@ describe('API_KEYS', () => {
     expect(problemsFor({ API_KEYS: `a:fly:${hex},b`, PORT: 'x' })).toEqual([
       'PORT="x": expected an integer from 0 to 65535',
       'API_KEYS entry 1 (a): unknown scope fly (use ingest, read, admin, charge-point)',
-      'API_KEYS entry 2 (b): expected name:scopes:sha256hex',
+      'API_KEYS entry 2 (b): expected name:scopes:sha256hex (scopes joined with +, entries with commas)',
+    ]);
+  });
+
+  test('when scopes are joined with a comma, then the entries it makes say how to join them', () => {
+    expect(problemsFor({ API_KEYS: `zz:read,ingest:${hex}` })).toEqual([
+      'API_KEYS entry 1 (zz): expected name:scopes:sha256hex (scopes joined with +, entries with commas)',
+      'API_KEYS entry 2 (ingest): expected name:scopes:sha256hex (scopes joined with +, entries with commas)',
     ]);
   });
 
