@@ -19,8 +19,14 @@ import { StartupError } from './startup-error';
 /** A dependency the process cannot start without; its message tells a person what to do. */
 export class DependencyUnavailableError extends StartupError {}
 
-/** PostgreSQL answered and refused the login: a setting to fix, not an outage to ride out. */
+/**
+ * PostgreSQL answered and refused the login, or the SSL that DATABASE_URL asks for: a setting to
+ * fix, not an outage to ride out.
+ */
 class PostgresLoginRefused extends DependencyUnavailableError {}
+
+/** node-postgres' words (it gives no code) for a server without SSL when `sslmode` asks for it. */
+const SSL_REFUSED = /does not support SSL connections/;
 
 const describe = (err: unknown) =>
   (err instanceof Error ? err.message : String(err)) || 'no answer';
@@ -49,6 +55,12 @@ export async function assertPostgresReachable(
       throw new PostgresLoginRefused(
         `PostgreSQL at ${redactUrl(databaseUrl)} refused the login (${describe(err)}).\n` +
           '  Put a user and password it accepts in DATABASE_URL (or allow them in its pg_hba.conf).',
+      );
+    }
+    if (SSL_REFUSED.test(describe(err))) {
+      throw new PostgresLoginRefused(
+        `PostgreSQL at ${redactUrl(databaseUrl)} does not accept SSL, which DATABASE_URL asks for (sslmode).\n` +
+          '  Turn ssl on in its postgresql.conf, or leave sslmode out of DATABASE_URL on a trusted network.',
       );
     }
     throw new DependencyUnavailableError(

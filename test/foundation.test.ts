@@ -538,6 +538,26 @@ describe('start-up without PostgreSQL or Redis', () => {
     }
   });
 
+  test('when DATABASE_URL asks for SSL and PostgreSQL has none, then the API refuses to start, saying so (a setting to fix, not an outage to ride out)', async () => {
+    // A server without SSL answers a client's SSLRequest (8 bytes) with a single N.
+    const noSsl = net.createServer((socket) => socket.once('data', () => socket.write('N')));
+    await new Promise<void>((resolve) => noSsl.listen(0, '127.0.0.1', resolve));
+    const { port } = noSsl.address() as net.AddressInfo;
+    try {
+      const result = await runEntry('src/server.ts', {
+        DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/energy?sslmode=require`,
+        PORT: '0',
+        FLUSHER_PORT: '0',
+        AUTH: 'off',
+      });
+      expect(result.code).toBe(1);
+      expect(result.output).toMatch(/does not accept SSL, which DATABASE_URL asks for/);
+      expect(result.output).not.toMatch(/not reachable|ingest works/);
+    } finally {
+      noSsl.close();
+    }
+  });
+
   test('when no API key is configured and AUTH is not off, then the API refuses to start, saying what to do', async () => {
     const result = await runEntry('src/server.ts', { PORT: '0', API_KEYS: '', AUTH: '' });
     expect(result.code).toBe(1);
