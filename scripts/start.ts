@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { loadConfig } from '../src/config';
+import { ConfigError, loadConfig, sharedPortProblem } from '../src/config';
 import { exitOnStartupFailure, repeatsSignal, type SignalTaken } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { assertDependenciesReachable } from '../src/startup-checks';
@@ -48,6 +48,8 @@ async function main(): Promise<void> {
     );
   }
   const config = loadConfig(process.env);
+  const sharedPort = sharedPortProblem(config);
+  if (sharedPort) throw new ConfigError([sharedPort]);
   await assertDependenciesReachable(config, { mqtt: true, acceptsReadings: true });
   await runMigrations(config, logger);
 

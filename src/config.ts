@@ -309,6 +309,16 @@ export interface Config extends PlainSettings {
   readonly apiKeys: readonly ApiKey[];
 }
 
+/**
+ * PORT and FLUSHER_PORT one port, where one host runs both processes (npm start): null when they
+ * can be (0 is any free port, for each its own). Processes started alone, each in a container of
+ * its own, may share a number.
+ */
+export function sharedPortProblem(config: { port: number; flusherPort: number }): string | null {
+  if (config.port === 0 || config.port !== config.flusherPort) return null;
+  return `FLUSHER_PORT=${config.flusherPort}: expected another port than PORT's; npm start runs the API and the flusher on one host, which cannot listen on one port`;
+}
+
 export class ConfigError extends StartupError {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
@@ -516,12 +526,6 @@ function conflictsOf(settings: Settings): string[] {
   if (settings.MAX_BACKLOG_READINGS < settings.MAX_BATCH_READINGS) {
     conflicts.push(
       `MAX_BACKLOG_READINGS=${settings.MAX_BACKLOG_READINGS}: expected at least MAX_BATCH_READINGS (${settings.MAX_BATCH_READINGS}); a request or message of that many readings could never be admitted, and an MQTT one would block the messages after it`,
-    );
-  }
-  // 0 is any free port, for each its own.
-  if (settings.PORT !== 0 && settings.PORT === settings.FLUSHER_PORT) {
-    conflicts.push(
-      `FLUSHER_PORT=${settings.FLUSHER_PORT}: expected another port than PORT's; the API and the flusher (npm start runs both) cannot listen on one port`,
     );
   }
   const classes = parseThresholdClasses(settings.EFFICIENCY_THRESHOLDS);

@@ -355,6 +355,17 @@ describe('start-up without PostgreSQL or Redis', () => {
     }
   });
 
+  test('when PORT and FLUSHER_PORT are one port, then npm start (both processes on one host) refuses it at once, naming FLUSHER_PORT', async () => {
+    const result = await runEntry('scripts/start.ts', {
+      PORT: '3841',
+      FLUSHER_PORT: '3841',
+      AUTH: 'off',
+    });
+    expect(result.code).toBe(1);
+    expect(result.output).toMatch(/FLUSHER_PORT=3841: expected another port than PORT's/);
+    expect(result.output).not.toMatch(/\n\s+at /);
+  });
+
   test('when PostgreSQL is unreachable, then npm start (which migrates) exits fast naming PostgreSQL, its URL and how to get it', async () => {
     const result = await runEntry('scripts/start.ts', {
       DATABASE_URL: `postgres://postgres:secret@127.0.0.1:${closedPort}/energy`,

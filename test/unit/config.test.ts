@@ -12,6 +12,7 @@ import {
   misspelledSettings,
   redactUrl,
   settingsSchema,
+  sharedPortProblem,
   type Config,
 } from '../../src/config';
 import { StartupError } from '../../src/startup-error';
@@ -435,11 +436,14 @@ describe('configuration problems', () => {
     },
   );
 
-  test('when PORT and FLUSHER_PORT are the same port, then the problem names FLUSHER_PORT; both 0 (any free port) is fine', () => {
-    expect(problemsFor({ PORT: '3841', FLUSHER_PORT: '3841' })).toEqual([
-      expect.stringMatching(/^FLUSHER_PORT=3841: expected another port than PORT's/),
-    ]);
-    expect(problemsFor({ PORT: '0', FLUSHER_PORT: '0' })).toEqual([]);
+  test('when PORT and FLUSHER_PORT are the same port, then npm start (one host, both processes) names FLUSHER_PORT; both 0 (any free port) is fine, and so is each process alone', () => {
+    expect(sharedPortProblem({ port: 3841, flusherPort: 3841 })).toMatch(
+      /^FLUSHER_PORT=3841: expected another port than PORT's/,
+    );
+    expect(sharedPortProblem({ port: 0, flusherPort: 0 })).toBeNull();
+    expect(sharedPortProblem({ port: 3841, flusherPort: 3842 })).toBeNull();
+    // Each in a container of its own: one number is fine.
+    expect(problemsFor({ PORT: '3841', FLUSHER_PORT: '3841' })).toEqual([]);
   });
 
   test('when EFFICIENCY_THRESHOLDS has each power limit once, in any order, then it is accepted', () => {
