@@ -167,6 +167,8 @@ describe('warnings of a doubtful session about its mappings', () => {
       .post('/v1/telemetry/map/V-ended/end')
       .send({ until: iso(day('13:30')) })
       .expect(200);
+    await map(e, 'V-silent', 'M-heard', '2024-05-01T00:00:00Z');
+    await map(e, 'V-silent', 'M-silent', iso(day('14:15')));
     await ingest(e, [
       // Charging 08:30-09:30, its meter mapped until 09:00 only: DC 13, AC 7 x 1.25.
       ...every(5, day('08:30'), day('09:30'), vehicle('V-past', 1)),
@@ -183,6 +185,9 @@ describe('warnings of a doubtful session about its mappings', () => {
       // Its mapping ended at its last charging reading: that reading's AC is not counted.
       ...every(5, day('13:00'), day('13:30'), vehicle('V-ended', 1)),
       ...every(5, day('13:00'), day('13:30'), meter('M-ended', 1)),
+      // Moved at 14:15 to a meter that sends nothing: AC 4 x 1.25 (13:55-14:10), DC 7.
+      ...every(5, day('14:00'), day('14:30'), vehicle('V-silent', 1)),
+      ...every(5, day('13:55'), day('14:30'), meter('M-heard', 1.25)),
     ]);
   });
   afterAll(() => e.stop());
@@ -226,6 +231,16 @@ describe('warnings of a doubtful session about its mappings', () => {
     expect(ended.warnings).toEqual([
       'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
       'Vehicle V-ended was mapped to no meter at 2024-05-14T13:30:00.000Z of this session: the AC energy drawn then is unknown, while its DC counts',
+    ]);
+  });
+
+  test('when a meter mapped during the session sent no readings then, then its warnings name that meter and when', async () => {
+    const session = await only('V-silent');
+    expect(session).toMatchObject({ dcDeliveredKwh: 7, acConsumedKwh: 5 });
+    expect(session.meters).toEqual(['M-heard', 'M-silent']);
+    expect(session.warnings).toEqual([
+      'DC delivered exceeds AC consumed: check the meter mapping and the energy mode',
+      'Meter M-silent sent no readings from 2024-05-14T14:15:00.000Z to 2024-05-14T14:30:00.000Z of this session, while the vehicle was mapped to it: the AC energy drawn then is unknown, while its DC counts',
     ]);
   });
 

@@ -79,11 +79,20 @@ function coverageWarnings(session: SessionRow, coverage: SessionCoverage | undef
   const within = (at: Date) => (at < first ? first : at > session.end ? session.end : at);
   const periods = coverage.periods.filter((p) => p.to > first);
   const gaps = periods.length === 0 ? [{ from: first, to: upTo }] : [];
-  const unmapped = [...gaps, ...unmappedStretches(first, upTo, periods)].map((gap) => {
-    const [from, to] = [within(gap.from).toISOString(), within(gap.to).toISOString()];
-    const when = from === to ? `at ${from}` : `from ${from} to ${to}`;
-    return `Vehicle ${session.vehicleId} was mapped to no meter ${when} of this session: the AC energy drawn then is unknown, while its DC counts`;
-  });
+  const when = (stretch: { from: Date; to: Date }) => {
+    const [from, to] = [within(stretch.from).toISOString(), within(stretch.to).toISOString()];
+    return from === to ? `at ${from}` : `from ${from} to ${to}`;
+  };
+  const unmapped = [...gaps, ...unmappedStretches(first, upTo, periods)].map(
+    (gap) =>
+      `Vehicle ${session.vehicleId} was mapped to no meter ${when(gap)} of this session: the AC energy drawn then is unknown, while its DC counts`,
+  );
+  // A session none of whose meters sent a reading says so among its missing-efficiency reasons.
+  const silent = session.meterReadings === 0 ? [] : periods.filter((p) => p.silent);
+  const unread = silent.map(
+    (p) =>
+      `Meter ${p.meterId} sent no readings ${when(p)} of this session, while the vehicle was mapped to it: the AC energy drawn then is unknown, while its DC counts`,
+  );
   const shared = periods.flatMap((p) =>
     p.sharedWith
       .filter((other) => other.to > first)
@@ -95,7 +104,7 @@ function coverageWarnings(session: SessionRow, coverage: SessionCoverage | undef
         ),
       ),
   );
-  return [...new Set([...unmapped, ...shared])];
+  return [...new Set([...unmapped, ...unread, ...shared])];
 }
 
 /** Worst efficiency first; sessions without one (no AC) last. */

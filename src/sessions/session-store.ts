@@ -73,6 +73,8 @@ export interface PeriodInSession {
   meterId: string;
   from: Date;
   to: Date;
+  /** The meter sent no reading in it: none of the AC drawn then is counted. */
+  silent: boolean;
   /** Each stretch of it in which another vehicle held the meter too (each counts its AC). */
   sharedWith: { vehicleId: string; from: Date; to: Date }[];
 }
@@ -490,6 +492,11 @@ export class SessionStore {
                    'meterId', m.meter_id,
                    'from', greatest(m.valid_from, s.wfrom),
                    'to', least(coalesce(m.valid_to, 'infinity'), s.wto),
+                   'silent', NOT EXISTS (
+                     SELECT 1 FROM telemetry_history h
+                     WHERE h.device_type = 'meter' AND h.device_id = m.meter_id
+                       AND h.ts >= greatest(m.valid_from, s.wfrom)
+                       AND h.ts < least(coalesce(m.valid_to, 'infinity'), s.wto)),
                    'sharedWith', coalesce((
                      SELECT json_agg(json_build_object(
                               'vehicleId', o.vehicle_id,
@@ -518,6 +525,7 @@ export class SessionStore {
         periods:
           | (JsonStretch & {
               meterId: string;
+              silent: boolean;
               sharedWith: (JsonStretch & { vehicleId: string })[];
             })[]
           | null;
@@ -529,6 +537,7 @@ export class SessionStore {
       periods: (r.periods ?? []).map((p) => ({
         meterId: p.meterId,
         ...stretch(p),
+        silent: p.silent,
         sharedWith: p.sharedWith.map((o) => ({ vehicleId: o.vehicleId, ...stretch(o) })),
       })),
     }));
