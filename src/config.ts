@@ -310,9 +310,9 @@ export interface Config extends PlainSettings {
 }
 
 /**
- * PORT and FLUSHER_PORT one port, where one host runs both processes (npm start): null when they
- * can be (0 is any free port, for each its own). Processes started alone, each in a container of
- * its own, may share a number.
+ * What is wrong with PORT and FLUSHER_PORT for npm start, which runs the API and the flusher on one
+ * host: one port for both (0, any free port, is each its own). Null when nothing is. Processes
+ * started alone, each in a container of its own, may use one number.
  */
 export function sharedPortProblem(config: { port: number; flusherPort: number }): string | null {
   if (config.port === 0 || config.port !== config.flusherPort) return null;

@@ -23,7 +23,7 @@ export class DependencyUnavailableError extends StartupError {}
  * PostgreSQL answered and refused the login, or the SSL that DATABASE_URL asks for: a setting to
  * fix, not an outage to ride out.
  */
-class PostgresLoginRefused extends DependencyUnavailableError {}
+class PostgresRefusesSettings extends DependencyUnavailableError {}
 
 /** node-postgres' words (it gives no code) for a server without SSL when `sslmode` asks for it. */
 const SSL_REFUSED = /does not support SSL connections/;
@@ -52,13 +52,13 @@ export async function assertPostgresReachable(
     if (ownDatabase && (err as { code?: unknown }).code === MISSING_DATABASE) return;
     // SQLSTATE class 28: it answered, and refused the role or its password (or pg_hba.conf did).
     if (/^28/.test(String((err as { code?: unknown }).code))) {
-      throw new PostgresLoginRefused(
+      throw new PostgresRefusesSettings(
         `PostgreSQL at ${redactUrl(databaseUrl)} refused the login (${describe(err)}).\n` +
           '  Put a user and password it accepts in DATABASE_URL (or allow them in its pg_hba.conf).',
       );
     }
     if (SSL_REFUSED.test(describe(err))) {
-      throw new PostgresLoginRefused(
+      throw new PostgresRefusesSettings(
         `PostgreSQL at ${redactUrl(databaseUrl)} does not accept SSL, which DATABASE_URL asks for (sslmode).\n` +
           '  Turn ssl on in its postgresql.conf, or leave sslmode out of DATABASE_URL on a trusted network.',
       );
@@ -207,7 +207,7 @@ export async function postgresProblem(databaseUrl: string): Promise<string | nul
     await assertPostgresReachable(databaseUrl, { ownDatabase: true });
     return null;
   } catch (err) {
-    if (err instanceof PostgresLoginRefused) throw err;
+    if (err instanceof PostgresRefusesSettings) throw err;
     return describe(err).split('\n')[0];
   }
 }

@@ -478,6 +478,52 @@ describe('flusher riding out an unreachable PostgreSQL', () => {
     }
   });
 
+  test("when PostgreSQL refuses the flusher's login while its pool still holds sessions, then it stays paused until the login works again, without spending attempts", async () => {
+    // A role disabled (or its password changed) leaves its open sessions working: the pool's.
+    const role = `energy_flusher_role_${process.pid}`;
+    const admin = (sql: string) =>
+      withMaintenanceClient(ctx.config.databaseUrl, (c) => c.query(sql));
+    await admin(`CREATE ROLE ${role} LOGIN SUPERUSER`);
+    const url = new URL(ctx.config.databaseUrl);
+    url.username = role;
+    url.password = '';
+    const flusher = await startTestFlusher(ctx, {
+      databaseUrl: url.toString(),
+      flusherConcurrency: 8,
+    });
+    const paused = pausedOf(flusher);
+    try {
+      const before = fleetReadings(10, 20, T0); // 400 readings, 8 jobs at once
+      await enqueue(before, 50);
+      await waitForDrained(queue);
+
+      await admin(`ALTER ROLE ${role} NOLOGIN`);
+      // All but two of its sessions end (a failover, idle timeouts): jobs need new connections.
+      await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                   WHERE usename = '${role}' AND pid NOT IN (
+                     SELECT pid FROM pg_stat_activity WHERE usename = '${role}' ORDER BY pid LIMIT 2)`);
+      const during = fleetReadings(20, 25, T0 + 3_600_000); // 1,000 readings, 20 jobs
+      await enqueue(during, 50);
+      await waitFor(async () => (await paused()) === 1, 10_000, 'the flusher to pause');
+      // Resumed by a probe through a pooled session, it would pause again at the next new one.
+      for (let i = 0; i < 20; i++) {
+        expect(await paused()).toBe(1);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(await queue.getJobCountByTypes('failed')).toBe(0);
+
+      await admin(`ALTER ROLE ${role} LOGIN`);
+      await waitForDrained(queue);
+      expect(await historyCount()).toBe(before.length + during.length);
+      expect(await paused()).toBe(0);
+    } finally {
+      await flusher.close();
+      await ctx.db.raw(`REASSIGN OWNED BY ${role} TO CURRENT_USER`);
+      await ctx.db.raw(`DROP OWNED BY ${role}`);
+      await admin(`DROP ROLE ${role}`);
+    }
+  });
+
   test('when PostgreSQL stops answering without closing connections, then the stuck query is cut, the flusher pauses, and everything lands once it answers', async () => {
     // A 300 ms statement timeout puts the query deadline at 5.3 s.
     const { proxy, flusher, paused } = await startFlusherBehindProxy({ dbStatementTimeoutMs: 300 });

@@ -3,10 +3,10 @@ import type { Logger } from '../src/logger';
 import { isDatabaseUnreachable, isSchemaMissing } from '../src/stores/database-errors';
 
 /**
- * Pauses the flusher while PostgreSQL is unreachable. Without it every job would spend its retry
- * attempts against a dead server (a long outage would park jobs as failed) and log each attempt;
- * paused, the jobs simply wait in the queue, where they are durable, and one probe per interval
- * finds out when the database is back.
+ * Pauses the flusher while PostgreSQL is unavailable (unreachable, or refusing its database or
+ * login). Without it every job would spend its retry attempts against a dead server (a long outage
+ * would park jobs as failed) and log each attempt; paused, the jobs simply wait in the queue, where
+ * they are durable, and one probe per interval finds out when the database is back.
  */
 export class DatabaseOutageGuard {
   private downSince: number | null = null;
@@ -27,7 +27,7 @@ export class DatabaseOutageGuard {
     },
   ) {}
 
-  /** A flush failed because PostgreSQL could not be reached: pause until a probe succeeds. */
+  /** A flush failed because PostgreSQL is unavailable: pause until a probe succeeds. */
   report(err: unknown): void {
     if (this.downSince !== null || this.stopped) return;
     this.downSince = Date.now();

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
 import type { Knex } from 'knex';
+import { loginAnew } from '../db/fresh-login';
 import { createSchemaCheck } from '../db/schema-check';
 import { redisReadiness, type RedisClient } from '../src/redis';
 import type { Config } from '../src/config';
@@ -99,9 +100,14 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   });
   const vacuum = new DeadRowVacuum({ db, config, logger: logger.child({ module: 'vacuum' }) });
   const schemaCheck = createSchemaCheck(db);
-  // Resolves once PostgreSQL answers with its migrations applied (started during an outage, the
-  // flusher could not check them at start).
-  const probePostgres = () => withTimeout(schemaCheck(), PROBE_TIMEOUT_MS, 'PostgreSQL probe');
+  // Resolves once PostgreSQL lets a new connection in and has its migrations applied (started
+  // during an outage, the flusher could not check them at start).
+  const probePostgres = () =>
+    withTimeout(
+      loginAnew(config.databaseUrl, PROBE_TIMEOUT_MS).then(() => schemaCheck()),
+      PROBE_TIMEOUT_MS,
+      'PostgreSQL probe',
+    );
   // Pauses the worker (defined below) while PostgreSQL is down; probes at the retry base interval.
   const outage: DatabaseOutageGuard = new DatabaseOutageGuard({
     probe: probePostgres,

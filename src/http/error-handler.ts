@@ -39,7 +39,10 @@ function fromFrameworkError(err: unknown): AppError | null {
 
 const DATABASE_RETRY_AFTER_S = 5;
 
-/** PostgreSQL down, restarting or overloaded: a 503 the client can retry, not a server fault. */
+/**
+ * PostgreSQL down, restarting, overloaded or refusing this database or login: a 503 the client can
+ * retry, not a server fault.
+ */
 function fromDatabaseError(err: unknown): AppError | null {
   // PostgreSQL is up, only too busy: said so, so that nobody looks for an outage.
   if (isLockTableFull(err))

@@ -1,6 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import { notFound } from '../errors';
-import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
+import {
+  defineRoute,
+  reply,
+  type AnyRoute,
+  type ResponseDeclaration,
+} from '../http/route-contract';
 import { DEFAULT_PAGE_SIZE, nextCursorOf, pageQuery } from '../http/keyset-paging';
 import { DeviceId, ErrorBody, Instant, Nullable } from '../schema/primitives';
 import type { DeviceStatus, StatusStore } from '../stores/status-store';
@@ -104,10 +109,15 @@ const ChargePointList = Type.Object(
 );
 
 /** A refusal of the WebSocket upgrade, as the API document lists it. */
-const upgradeRefusal = (status: keyof typeof UPGRADE_REFUSALS, why: string) => ({
+const upgradeRefusal = (
+  status: keyof typeof UPGRADE_REFUSALS,
+  why: string,
+  headers?: ResponseDeclaration['headers'],
+) => ({
   [status]: {
     description: `the WebSocket upgrade refused, ${UPGRADE_REFUSALS[status].error}: ${why}`,
     schema: ErrorBody,
+    ...(headers ? { headers } : {}),
   },
 });
 
@@ -364,18 +374,15 @@ export function ocppRoutes({
       operationId: 'ocppEndpoint',
       summary: 'The OCPP 1.6J WebSocket endpoint of a charge point',
       description:
-        'Charge points connect here with a WebSocket upgrade and the subprotocol ocpp1.6 (with AUTH=on, HTTP Basic: see the README). A plain HTTP request (an installer checking the URL) is told so. An upgrade is refused with the JSON error body: 400 subprotocol_required (no ocpp1.6 offered), 401 invalid_charge_point_key (with WWW-Authenticate: Basic), 404 not_found, 503 shutting_down.',
+        'Charge points connect here with a WebSocket upgrade and the subprotocol ocpp1.6 (with AUTH=on, HTTP Basic: see the README). A plain HTTP request (an installer checking the URL) is told so. A refused upgrade has the JSON error body (its statuses below).',
       params: Type.Object({ chargePointId: ChargePointIdParam }),
       responses: {
         426: { description: 'not a WebSocket upgrade', schema: ErrorBody },
         // Answers of the upgrade itself (ocpp-endpoint.ts), which this handler never sees.
         ...upgradeRefusal(400, 'no ocpp1.6 subprotocol offered'),
-        401: {
-          ...upgradeRefusal(401, 'with AUTH=on, no valid charge point key')[401],
-          headers: {
-            'WWW-Authenticate': `Basic: the charge point id as user, a key with the charge-point scope named after it as password`,
-          },
-        },
+        ...upgradeRefusal(401, 'with AUTH=on, no valid charge point key', {
+          'WWW-Authenticate': `Basic: ${UPGRADE_REFUSALS[401].message}`,
+        }),
         ...upgradeRefusal(404, 'an id the engine does not take'),
         ...upgradeRefusal(503, 'the engine is shutting down'),
       },

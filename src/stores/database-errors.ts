@@ -1,7 +1,8 @@
 /**
  * How PostgreSQL failures are told apart, for the API and the flusher alike:
- * - unavailable (the server cannot answer right now): the API answers 503 + Retry-After, so clients
- *   and load balancers retry instead of reporting a server fault; the flusher pauses;
+ * - unavailable (the server cannot answer right now, or refuses this database or login until an
+ *   operator acts): the API answers 503 + Retry-After, so clients and load balancers retry instead
+ *   of reporting a server fault; the flusher pauses;
  * - permanent data errors (SQLSTATE classes 22 and 23) fail again however often a batch is retried,
  *   so the flusher isolates the readings that cause them;
  * - everything else (timeouts, deadlocks, a partition dropped under us) is retried with backoff:

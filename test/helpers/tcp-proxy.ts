@@ -44,7 +44,9 @@ export class TcpProxy {
   rewrite(url: string): string {
     const parsed = new URL(url);
     if (this.socketDir) {
-      return `postgres://${parsed.username}@${parsed.pathname}?host=${encodeURIComponent(this.socketDir)}`;
+      // A host left empty: the socket's folder goes in `host` (its password and options kept).
+      parsed.searchParams.set('host', this.socketDir);
+      return parsed.toString().replace(`${parsed.host}/`, '/');
     }
     parsed.hostname = '127.0.0.1';
     parsed.port = String(this.port);
