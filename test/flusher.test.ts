@@ -421,62 +421,44 @@ async function startFlusherBehindProxy(
 }
 
 describe('flusher riding out an unreachable PostgreSQL', () => {
-  test('when PostgreSQL cannot be reached, then the flusher pauses without spending job attempts and writes everything once it is back', async () => {
-    const { proxy, flusher, paused } = await startFlusherBehindProxy();
-    try {
-      const before = fleetReadings(10, 10, T0); // 200 readings
-      await enqueue(before, 50);
-      await waitForDrained(queue);
-      expect(await historyCount()).toBe(before.length);
+  test.each([
+    ['over TCP (the connection refused)', false],
+    ['over a Unix socket (its file gone, ENOENT)', true],
+  ])(
+    'when PostgreSQL reached %s stops, then the flusher pauses without spending job attempts and writes everything once it is back',
+    async (_, overSocket) => {
+      const socketDir = overSocket
+        ? mkdtempSync(path.join(os.tmpdir(), 'energy-pg-socket-'))
+        : null;
+      const { proxy, flusher, paused } = await startFlusherBehindProxy({}, socketDir);
+      try {
+        const before = fleetReadings(10, 10, T0); // 200 readings
+        await enqueue(before, 50);
+        await waitForDrained(queue);
+        expect(await historyCount()).toBe(before.length);
 
-      await proxy.cut();
-      const during = fleetReadings(10, 25, T0 + 3_600_000); // 500 readings, 10 jobs
-      await enqueue(during, 50);
-      await waitFor(async () => (await paused()) === 1, 10_000, 'the flusher to pause');
-      // With a 100 ms retry base, a job retried blindly would be on its 4th or 5th attempt by now.
-      await new Promise((r) => setTimeout(r, 1500));
-      const jobs = await queue.getJobs(['waiting', 'delayed', 'active', 'failed']);
-      expect(jobs).toHaveLength(10);
-      expect(Math.max(...jobs.map((j) => j.attemptsMade))).toBeLessThanOrEqual(1);
-      expect(await queue.getJobCountByTypes('failed')).toBe(0);
+        await proxy.cut();
+        const during = fleetReadings(10, 25, T0 + 3_600_000); // 500 readings, 10 jobs
+        await enqueue(during, 50);
+        await waitFor(async () => (await paused()) === 1, 10_000, 'the flusher to pause');
+        // With a 100 ms retry base, a job retried blindly would be on its 4th or 5th attempt by now.
+        await new Promise((r) => setTimeout(r, 1500));
+        const jobs = await queue.getJobs(['waiting', 'delayed', 'active', 'failed']);
+        expect(jobs).toHaveLength(10);
+        expect(Math.max(...jobs.map((j) => j.attemptsMade))).toBeLessThanOrEqual(1);
+        expect(await queue.getJobCountByTypes('failed')).toBe(0);
 
-      await proxy.restore();
-      await waitForDrained(queue);
-      expect(await historyCount()).toBe(before.length + during.length);
-      expect(await paused()).toBe(0);
-    } finally {
-      await flusher.close();
-      await proxy.cut();
-    }
-  });
-
-  test('when PostgreSQL is reached over a Unix socket and stops (its socket file is gone), then the flusher pauses without spending job attempts and writes everything once it is back', async () => {
-    const socketDir = mkdtempSync(path.join(os.tmpdir(), 'energy-pg-socket-'));
-    const { proxy, flusher, paused } = await startFlusherBehindProxy({}, socketDir);
-    try {
-      const before = fleetReadings(10, 10, T0);
-      await enqueue(before, 50);
-      await waitForDrained(queue);
-
-      await proxy.cut(); // connecting now fails with ENOENT, not ECONNREFUSED
-      const during = fleetReadings(10, 25, T0 + 3_600_000);
-      await enqueue(during, 50);
-      await waitFor(async () => (await paused()) === 1, 10_000, 'the flusher to pause');
-      await new Promise((r) => setTimeout(r, 1500));
-      expect(await queue.getJobCountByTypes('failed')).toBe(0);
-      const jobs = await queue.getJobs(['waiting', 'delayed', 'active']);
-      expect(Math.max(...jobs.map((j) => j.attemptsMade))).toBeLessThanOrEqual(1);
-
-      await proxy.restore();
-      await waitForDrained(queue);
-      expect(await historyCount()).toBe(before.length + during.length);
-      expect(await paused()).toBe(0);
-    } finally {
-      await flusher.close();
-      await proxy.cut();
-      rmSync(socketDir, { recursive: true, force: true });
-    }
-  });
+        await proxy.restore();
+        await waitForDrained(queue);
+        expect(await historyCount()).toBe(before.length + during.length);
+        expect(await paused()).toBe(0);
+      } finally {
+        await flusher.close();
+        await proxy.cut();
+        if (socketDir) rmSync(socketDir, { recursive: true, force: true });
+      }
+    },
+  );
 
   test("when PostgreSQL refuses the flusher's login while its pool still holds sessions, then it stays paused until the login works again, without spending attempts", async () => {
     // A role disabled (or its password changed) leaves its open sessions working: the pool's.

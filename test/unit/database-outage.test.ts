@@ -1,18 +1,5 @@
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { DatabaseOutageGuard } from '../../workers/database-outage';
-
-/** A real pino logger whose lines are kept, parsed. */
-function capturingLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
+import { capturingLogger } from '../helpers/capturing-logger';
 
 const driverError = (code: string, message: string) => Object.assign(new Error(message), { code });
 

@@ -1,18 +1,5 @@
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { RepeatedErrorLog } from '../../workers/repeated-errors';
-
-/** A real pino logger whose lines are kept, parsed. */
-function capturingLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
+import { capturingLogger } from '../helpers/capturing-logger';
 
 describe('a repeated error', () => {
   test('when a worker reports the same error many times a second, then it is logged once per interval with how many were left out; another error at once', () => {
