@@ -35,18 +35,35 @@ export const fetchMappingHistory = (api: ApiClient, vehicleId: string) =>
 export const fetchSessions = (api: ApiClient, vehicleId: string, query: Query) =>
   unlessRouteMissing(api.get<VehicleSessions>(`/v1/vehicles/${id(vehicleId)}/sessions`, query));
 
-/** The engine's largest page of fleet sessions: flagged ones are few, one page holds them. */
+/** The engine's largest page of fleet sessions: one usually holds the flagged ones. */
 const FLAGGED_SESSIONS_PAGE = 10_000;
 
-/** The fleet's sessions with an alert or drift in the window; null: no sessions endpoint. */
-export const fetchFlaggedSessions = (api: ApiClient, window: { from: string; to: string }) =>
-  unlessRouteMissing(
+/**
+ * The fleet's sessions with an alert or drift in the window, every page of them (worst first:
+ * a page cut short would leave out the drifting ones, whose efficiency is above the threshold);
+ * null: no sessions endpoint.
+ */
+export async function fetchFlaggedSessions(
+  api: ApiClient,
+  window: { from: string; to: string },
+): Promise<FleetSessions | null> {
+  const pageAfter = (cursor?: string) =>
     api.get<FleetSessions>('/v1/analytics/sessions', {
       ...window,
       flagged: 'true',
       limit: FLAGGED_SESSIONS_PAGE,
-    }),
-  );
+      ...(cursor ? { cursor } : {}),
+    });
+  const first = await unlessRouteMissing(pageAfter());
+  if (!first) return null;
+  const sessions = [...first.sessions];
+  for (let cursor = first.nextCursor; cursor;) {
+    const next = await pageAfter(cursor);
+    sessions.push(...next.sessions);
+    cursor = next.nextCursor;
+  }
+  return { ...first, sessions, nextCursor: null };
+}
 
 export const fetchSession = (api: ApiClient, vehicleId: string, sessionId: string) =>
   api.get<SessionDetail>(`/v1/vehicles/${id(vehicleId)}/sessions/${id(sessionId)}`);
