@@ -1,7 +1,7 @@
 import type { Page } from 'playwright-core';
 import type { Fleet } from '../../scripts/fleet-model';
 import { startTestEngine, waitForDrained, type TestEngine } from '../helpers/engine';
-import { post } from './helpers/requests';
+import { ingestAllStored, post } from './helpers/requests';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
 import { loadSimulatedFleet } from './helpers/fleet-loader';
 import { palette } from '../../web/src/charts/palette';
@@ -609,6 +609,37 @@ describe('dashboard page rules', () => {
       expect(await refreshing.isVisible('[data-nav-item="charge-points"]')).toBe(true);
     } finally {
       await refreshing.close();
+    }
+  });
+});
+
+// Last: its vehicle joins the fleet the tests above count.
+describe('dashboard with the longest ids', () => {
+  test('when a vehicle and its meter have the longest ids there are, then its view at 375 px does not scroll sideways', async () => {
+    // 64 characters each, the most an id may have.
+    const vehicleId = `V-${'L'.repeat(30)}.:_-${'x'.repeat(28)}`;
+    const meterId = `M-${'y'.repeat(62)}`;
+    await post(engine, '/v1/telemetry/map', { vehicleId, meterId });
+    await ingestAllStored(engine, [
+      {
+        vehicleId,
+        soc: 50,
+        kwhDeliveredDc: 1,
+        batteryTemp: 30,
+        timestamp: new Date().toISOString(),
+      },
+    ]);
+    await page.setViewportSize({ width: 375, height: 800 });
+    try {
+      await page.goto(`${engine.url}/dashboard#/vehicles/${vehicleId}?window=24h`);
+      await page.waitForSelector('#mapping strong');
+      const widths = await page.evaluate(() => ({
+        page: document.documentElement.scrollWidth,
+        screen: document.documentElement.clientWidth,
+      }));
+      expect(widths.page).toBeLessThanOrEqual(widths.screen);
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
     }
   });
 });
