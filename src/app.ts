@@ -119,17 +119,25 @@ export function createApp({
       logger: logger.child({ module: `${report}-cache` }),
       onLookup: analyticsMetrics.cacheLookups(report),
     });
+  // A Redis that fails to answer says nothing: the vehicle is then told unknown, as before.
+  const hasSentReadings = (vehicleId: string) =>
+    liveState.get('vehicle', vehicleId).then(
+      (state) => state !== null,
+      () => false,
+    );
   const sessions = new SessionService({
     store: new SessionStore(db, config, genericDb),
     cache: reportCache('sessions'),
     keys,
     config,
     vehicleExists: (vehicleId) => reports.vehicleExists(vehicleId),
+    hasSentReadings,
   });
   const performance = new PerformanceService({
     store: reports,
     sessions: { summary: (vehicleId, from, to) => sessions.summary(vehicleId, from, to) },
     cache: reportCache('performance'),
+    hasSentReadings,
     keys,
     config,
     metrics: analyticsMetrics,

@@ -33,9 +33,16 @@ export const invalidParameter = (name: string, message: string) =>
 
 export const notFound = (message: string) => new AppError(404, 'not_found', message);
 
-/** A vehicle the engine knows nothing of: no reading flushed, no meter mapped. */
-export const unknownVehicle = (vehicleId: string) =>
-  notFound(`Vehicle ${vehicleId} has sent no readings and is mapped to no meter`);
+/**
+ * A vehicle with no reading stored and no meter mapped: unknown, or (`accepted`: it has live
+ * state) its first readings are accepted and not stored yet, while the flusher is behind or down.
+ */
+export const unknownVehicle = (vehicleId: string, accepted = false) =>
+  notFound(
+    accepted
+      ? `Vehicle ${vehicleId} has readings accepted but not stored yet (the flusher stores them within about a second, later while it is behind or stopped); its reports count them once stored`
+      : `Vehicle ${vehicleId} has sent no readings and is mapped to no meter`,
+  );
 
 export const conflict = (code: string, message: string, details: ErrorDetail[] = []) =>
   new AppError(409, code, message, details);

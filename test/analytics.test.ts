@@ -992,6 +992,39 @@ describe('query plans', () => {
   });
 });
 
+describe('a vehicle whose first readings are not stored yet', () => {
+  test('when its report or sessions are asked before the flusher stores them, then the 404 says they are accepted and not stored yet, not that it sent none', async () => {
+    const ctx = await createTestContext();
+    const api = await startTestApi(ctx); // no flusher: what it accepts stays in the queue
+    try {
+      const app = request(api.api.app);
+      await app
+        .post('/v1/telemetry/ingest')
+        .send({
+          vehicleId: 'V-new',
+          soc: 50,
+          kwhDeliveredDc: 1,
+          batteryTemp: 30,
+          timestamp: new Date().toISOString(),
+        })
+        .expect(202);
+      for (const path of ['/v1/analytics/performance/V-new', '/v1/vehicles/V-new/sessions']) {
+        const res = await app.get(path).expect(404);
+        expect(res.body.message).toBe(
+          'Vehicle V-new has readings accepted but not stored yet (the flusher stores them within about a second, later while it is behind or stopped); its reports count them once stored',
+        );
+      }
+      const never = await app.get('/v1/analytics/performance/V-never').expect(404);
+      expect(never.body.message).toBe(
+        'Vehicle V-never has sent no readings and is mapped to no meter',
+      );
+    } finally {
+      await api.close();
+      await ctx.cleanup();
+    }
+  });
+});
+
 describe('when PostgreSQL is unreachable', () => {
   test.each([
     ['its database does not exist (dropped, being restored)', { database: 'energy_no_such_db' }],

@@ -37,6 +37,8 @@ export class PerformanceService {
         ): Promise<{ summary: SessionSummary; anyMisread: boolean }>;
       };
       cache: ReportCache<ComputedReport>;
+      /** Whether the vehicle has live state: readings accepted, stored or not. */
+      hasSentReadings: (vehicleId: string) => Promise<boolean>;
       keys: RedisKeys;
       config: {
         energyReadings: EnergyReadingsMode;
@@ -128,7 +130,7 @@ export class PerformanceService {
     const vehicle = whole.find((r) => r.role === 'dc') as WindowRow;
     const meters = whole.filter((r) => r.role === 'ac');
     if (meters.length === 0 && vehicle.readings === 0 && !(await store.vehicleExists(vehicleId))) {
-      throw unknownVehicle(vehicleId);
+      throw unknownVehicle(vehicleId, await this.deps.hasSentReadings(vehicleId));
     }
 
     const warnings: string[] = [];

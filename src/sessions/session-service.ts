@@ -140,6 +140,8 @@ export class SessionService {
       config: SessionConfig;
       /** Whether the engine knows the vehicle (a reading flushed or a meter mapped). */
       vehicleExists: (vehicleId: string) => Promise<boolean>;
+      /** Whether the vehicle has live state: readings accepted, stored or not. */
+      hasSentReadings: (vehicleId: string) => Promise<boolean>;
       now?: () => number;
     },
   ) {
@@ -311,7 +313,7 @@ export class SessionService {
     );
     // No sessions of a vehicle never seen is a mistyped id, not a vehicle that did not charge.
     if (found.sessions.length === 0 && !(await this.deps.vehicleExists(vehicleId))) {
-      throw unknownVehicle(vehicleId);
+      throw unknownVehicle(vehicleId, await this.deps.hasSentReadings(vehicleId));
     }
     return found;
   }
