@@ -321,6 +321,25 @@ describe('vehicle view with sessions', () => {
     await page.screenshot({ path: join(DOCS, 'dashboard-vehicle.png'), fullPage: true });
   });
 
+  test('when a link names a detected session by an older id (an instant inside it, as before a late reading moved its start), then the address and the table take its current id', async () => {
+    const listed = await api<{ sessions: (SessionJson & { start: string; end: string })[] }>(
+      `/v1/vehicles/${drifting.vehicleId}/sessions?hours=24`,
+    );
+    const session = listed.sessions.find(
+      (s) => s.source === 'detected' && Date.parse(s.end) - Date.parse(s.start) > 60_000,
+    );
+    expect(session).toBeDefined();
+    const olderId = `d-${Date.parse(session!.start) + 60_000}`;
+    await page.goto(
+      `${engine.url}/dashboard#/vehicles/${drifting.vehicleId}?window=24h&session=${olderId}`,
+    );
+    const opened = page.locator('#sessions tbody tr[aria-current="true"]');
+    await opened.waitFor();
+    expect(await opened.getAttribute('data-session-id')).toBe(session!.id);
+    expect(page.url()).toContain(`session=${session!.id}`);
+    expect(page.url()).not.toContain(olderId);
+  });
+
   test('when the drifting vehicle is opened, then its last session is marked drift with the API’s figures', async () => {
     await page.goto(`${engine.url}/dashboard#/vehicles/${drifting.vehicleId}?window=24h`);
     await page.waitForSelector('#sessions tbody tr');

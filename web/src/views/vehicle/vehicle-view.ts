@@ -1,4 +1,5 @@
 import type { ApiClient } from '../../api/api-client';
+import type { SessionDetail } from '../../api/types';
 import {
   fetchHourlyPerformance,
   fetchMappingHistory,
@@ -97,6 +98,7 @@ export class VehicleView implements View {
     ]);
     if (generation !== this.generation) return 'ok';
     const [status, report, mapping, sessions, detail] = results;
+    const opened = this.followSessionId(session, detail);
 
     if (status.status === 'fulfilled') this.live.render(status.value);
     else this.live.showError(status.reason);
@@ -109,13 +111,13 @@ export class VehicleView implements View {
     else this.mapping.showError(mapping.reason);
 
     if (sessions.status === 'fulfilled') {
-      this.sessions.render(sessions.value?.sessions ?? null, session);
+      this.sessions.render(sessions.value?.sessions ?? null, opened);
       if (sessions.value) {
         if (detail.status === 'fulfilled') this.sessions.renderDetail(detail.value);
         else this.sessions.renderDetailError(detail.reason);
       }
     } else if (isNotFound(sessions.reason)) {
-      this.sessions.render([], session); // a vehicle the engine has nothing on has no sessions
+      this.sessions.render([], opened); // a vehicle the engine has nothing on has no sessions
     } else {
       this.sessions.root.hidden = false;
       this.sessions.showError(sessions.reason);
@@ -123,6 +125,24 @@ export class VehicleView implements View {
     // A vehicle the engine has nothing on (its 404) is an answer, shown as such: not a failure.
     const failed = results.some((r) => r.status === 'rejected' && !isNotFound(r.reason));
     return failed ? 'failed' : 'ok';
+  }
+
+  /**
+   * The open session's current id. A late reading that moved a detected session's start changes
+   * its id; the engine answers the old one with the session now holding that instant, whose id
+   * the address then takes (no history entry), so that its row is marked and a link copied
+   * names it.
+   */
+  private followSessionId(
+    asked: string | null,
+    detail: PromiseSettledResult<SessionDetail | null>,
+  ): string | null {
+    const current = detail.status === 'fulfilled' && detail.value ? detail.value.id : asked;
+    if (current !== asked) {
+      this.route = { ...this.route, session: current };
+      this.deps.replace(this.route);
+    }
+    return current;
   }
 
   destroy(): void {
