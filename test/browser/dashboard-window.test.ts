@@ -20,6 +20,26 @@ describe("a dashboard link's window", () => {
     });
   });
 
+  test('when a hand-written link has short offsets ("+05", "+0530", "-08"), then they are the same offsets, written out', () => {
+    expect(
+      linked('window=custom&from=2024-09-01T10:00:00+05&to=2024-09-02T10:00:00%2B0530'),
+    ).toEqual({
+      window: {
+        kind: 'custom',
+        from: '2024-09-01T10:00:00+05:00',
+        to: '2024-09-02T10:00:00+05:30',
+      },
+      problem: null,
+    });
+    expect(
+      linked('window=custom&from=2024-09-01T10:00:00-08&to=2024-09-02T10:00:00Z').window,
+    ).toEqual({
+      kind: 'custom',
+      from: '2024-09-01T10:00:00-08:00',
+      to: '2024-09-02T10:00:00Z',
+    });
+  });
+
   test('when a custom window spans more than 31 days, then the link says so and shows the last 24 hours', () => {
     const { window, problem } = linked(
       'window=custom&from=2024-08-01T00:00:00Z&to=2024-09-01T00:00:01Z',

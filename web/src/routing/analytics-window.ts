@@ -52,9 +52,16 @@ export function windowFromParams(params: URLSearchParams): LinkedWindow {
 
 /**
  * A link written by hand carries an offset's "+" as it is (`+01:00`), which a query reads as a
- * space: an instant ending in a space and an offset had a "+" there.
+ * space: an instant ending in a space and an offset had a "+" there. Its offset is written out as
+ * `±HH:MM` (RFC 3339 also has `+05` and `+0500`, which the browser's Date.parse does not all read).
  */
-const withOffsetSign = (text: string | null) => text?.replace(/ (\d{2}:\d{2})$/, '+$1') ?? null;
+const withOffsetSign = (text: string | null) =>
+  text?.replace(
+    // After the seconds: a date's own "-01" is no offset.
+    /(:\d{2}(?:\.\d+)?)([ +-])(\d{2})(?::?(\d{2}))?$/,
+    (_, seconds: string, sign: string, hours: string, minutes = '00') =>
+      `${seconds}${sign === ' ' ? '+' : sign}${hours}:${minutes}`,
+  ) ?? null;
 
 const instead = (why: string): LinkedWindow => ({
   window: DEFAULT_WINDOW,
