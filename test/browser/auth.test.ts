@@ -71,6 +71,8 @@ describe('dashboard with AUTH on', () => {
     await enterKey(page, reader.key);
     await page.waitForSelector('.fleet-view tbody tr');
     expect(await keyDialog(page).isVisible()).toBe(false);
+    // Focus goes on from the screen's heading, not from the page's start.
+    expect(await page.evaluate(() => document.activeElement?.tagName)).toBe('H1');
     expect(await page.locator('.fleet-view tbody tr').count()).toBe(6);
     expect(await page.locator('.fleet-view tbody tr[data-flagged="true"]').count()).toBe(2);
 

@@ -57,6 +57,11 @@ export function createKeyDialog(
 
   const finish = (key: string | null) => {
     if (dialog.open) dialog.close();
+    // Asked for at the page's load, the dialog gives focus back to nothing: the screen's heading
+    // takes it, as after a navigation, so a keyboard reader goes on from the content.
+    const focused = document.activeElement;
+    if (!focused || focused === document.body || dialog.contains(focused))
+      document.querySelector<HTMLElement>('main h1')?.focus({ preventScroll: true });
     pending = null;
     settle(key);
   };
