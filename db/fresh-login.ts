@@ -1,5 +1,8 @@
 import pg from 'pg';
 
+/** The name a login check shows under in pg_stat_activity and PostgreSQL's log. */
+const LOGIN_CHECK_NAME = 'energy-login-check';
+
 /**
  * Logs in to `databaseUrl` anew, outside any pool, and leaves at once; rejects with the driver's
  * own error (a SQLSTATE when the server answered). A pool's sessions outlive a role disabled or a
@@ -9,6 +12,7 @@ export async function loginAnew(databaseUrl: string, timeoutMs: number): Promise
   const client = new pg.Client({
     connectionString: databaseUrl,
     connectionTimeoutMillis: timeoutMs,
+    application_name: LOGIN_CHECK_NAME,
   });
   client.on('error', () => undefined); // a connection lost after the login: the answer is given
   try {

@@ -119,11 +119,11 @@ export function createApp({
       logger: logger.child({ module: `${report}-cache` }),
       onLookup: analyticsMetrics.cacheLookups(report),
     });
-  // A Redis that fails to answer says nothing: the vehicle is then told unknown, as before.
+  // Null when Redis fails to answer: whether it sent any is then not known.
   const hasSentReadings = (vehicleId: string) =>
     liveState.get('vehicle', vehicleId).then(
       (state) => state !== null,
-      () => false,
+      () => null,
     );
   const sessions = new SessionService({
     store: new SessionStore(db, config, genericDb),

@@ -34,14 +34,17 @@ export const invalidParameter = (name: string, message: string) =>
 export const notFound = (message: string) => new AppError(404, 'not_found', message);
 
 /**
- * A vehicle with no reading stored and no meter mapped: unknown, or (`accepted`: it has live
- * state) its first readings are accepted and not stored yet, while the flusher is behind or down.
+ * A vehicle with no reading stored and no meter mapped. `accepted`, by its live state: it sent
+ * readings not stored (the flusher behind or stopped, or PostgreSQL refused them); it sent none;
+ * or null, unknown (Redis did not answer).
  */
-export const unknownVehicle = (vehicleId: string, accepted = false) =>
+export const unknownVehicle = (vehicleId: string, accepted: boolean | null = false) =>
   notFound(
-    accepted
-      ? `Vehicle ${vehicleId} has readings accepted but not stored yet (the flusher stores them within about a second, later while it is behind or stopped); its reports count them once stored`
-      : `Vehicle ${vehicleId} has sent no readings and is mapped to no meter`,
+    accepted === null
+      ? `Vehicle ${vehicleId} has no reading stored and is mapped to no meter`
+      : accepted
+        ? `Vehicle ${vehicleId} has readings accepted but none stored (the flusher is behind or stopped, or PostgreSQL refused them: see the dead letters); its reports count them once stored`
+        : `Vehicle ${vehicleId} has sent no readings and is mapped to no meter`,
   );
 
 export const conflict = (code: string, message: string, details: ErrorDetail[] = []) =>

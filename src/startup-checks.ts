@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import { loginAnew } from '../db/fresh-login';
 import type { Knex } from 'knex';
 import { maintenanceUrl } from '../db/migrate';
 import { createSchemaCheck, missingMigrationsMessage } from '../db/schema-check';
@@ -40,14 +40,8 @@ export async function assertPostgresReachable(
   databaseUrl: string,
   { timeoutMs = 3000, ownDatabase = false }: { timeoutMs?: number; ownDatabase?: boolean } = {},
 ): Promise<void> {
-  const client = new pg.Client({
-    connectionString: ownDatabase ? databaseUrl : maintenanceUrl(databaseUrl),
-    connectionTimeoutMillis: timeoutMs,
-  });
-  client.on('error', () => undefined);
   try {
-    await client.connect();
-    await client.query('SELECT 1');
+    await loginAnew(ownDatabase ? databaseUrl : maintenanceUrl(databaseUrl), timeoutMs);
   } catch (err) {
     if (ownDatabase && (err as { code?: unknown }).code === MISSING_DATABASE) return;
     // SQLSTATE class 28: it answered, and refused the role or its password (or pg_hba.conf did).
@@ -69,8 +63,6 @@ export async function assertPostgresReachable(
         '    Debian/Ubuntu: sudo apt-get install -y postgresql && sudo service postgresql start\n' +
         '    Docker:        docker compose up -d postgres',
     );
-  } finally {
-    await client.end().catch(() => undefined);
   }
 }
 

@@ -1011,7 +1011,7 @@ describe('a vehicle whose first readings are not stored yet', () => {
       for (const path of ['/v1/analytics/performance/V-new', '/v1/vehicles/V-new/sessions']) {
         const res = await app.get(path).expect(404);
         expect(res.body.message).toBe(
-          'Vehicle V-new has readings accepted but not stored yet (the flusher stores them within about a second, later while it is behind or stopped); its reports count them once stored',
+          'Vehicle V-new has readings accepted but none stored (the flusher is behind or stopped, or PostgreSQL refused them: see the dead letters); its reports count them once stored',
         );
       }
       const never = await app.get('/v1/analytics/performance/V-never').expect(404);

@@ -37,8 +37,8 @@ export class PerformanceService {
         ): Promise<{ summary: SessionSummary; anyMisread: boolean }>;
       };
       cache: ReportCache<ComputedReport>;
-      /** Whether the vehicle has live state: readings accepted, stored or not. */
-      hasSentReadings: (vehicleId: string) => Promise<boolean>;
+      /** Whether the vehicle has live state (readings accepted, stored or not); null: unknown. */
+      hasSentReadings: (vehicleId: string) => Promise<boolean | null>;
       keys: RedisKeys;
       config: {
         energyReadings: EnergyReadingsMode;

@@ -140,8 +140,8 @@ export class SessionService {
       config: SessionConfig;
       /** Whether the engine knows the vehicle (a reading flushed or a meter mapped). */
       vehicleExists: (vehicleId: string) => Promise<boolean>;
-      /** Whether the vehicle has live state: readings accepted, stored or not. */
-      hasSentReadings: (vehicleId: string) => Promise<boolean>;
+      /** Whether the vehicle has live state (readings accepted, stored or not); null: unknown. */
+      hasSentReadings: (vehicleId: string) => Promise<boolean | null>;
       now?: () => number;
     },
   ) {
@@ -210,8 +210,9 @@ export class SessionService {
 
   /**
    * For each detected session with a meter whose efficiency is doubtful (none, or one its
-   * warnings or its alert speak of), what its mappings cover: a part mapped to no meter, or a
-   * meter another vehicle held too, is often why, and is said. Others (most) cost no statement.
+   * warnings or its alert speak of), what its mappings cover: a part mapped to no meter, a meter
+   * silent for its part, or a meter another vehicle held too, is often why, and is said. Others
+   * (most) cost no statement.
    */
   private async coverageOfDoubtful(
     rows: SessionRow[],

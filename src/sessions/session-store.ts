@@ -469,8 +469,9 @@ export class SessionStore {
   /**
    * For each session (span `(start, end]`, read as the windows of SESSIONS_SQL read it: `[start +
    * 1 ms, end + 1 ms)`), the vehicle's first reading in it and its mapping periods over it, each
-   * with the stretches another vehicle held the same meter: what its AC leaves out, and what it
-   * shares. One statement for all of them, planned once per connection.
+   * with whether its meter sent a reading in it and the stretches another vehicle held the same
+   * meter: what its AC leaves out, and what it shares. One statement for all of them, planned
+   * once per connection.
    */
   async coverageOf(
     sessions: readonly { vehicleId: string; start: Date; end: Date }[],

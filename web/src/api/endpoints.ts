@@ -38,14 +38,19 @@ export const fetchSessions = (api: ApiClient, vehicleId: string, query: Query) =
 /** The engine's largest page of fleet sessions: one usually holds the flagged ones. */
 const FLAGGED_SESSIONS_PAGE = 10_000;
 
+/** Pages of flagged sessions read at most: a million sessions, far past any fleet's. */
+const FLAGGED_SESSIONS_MAX_PAGES = 100;
+
 /**
  * The fleet's sessions with an alert or drift in the window, every page of them (worst first:
  * a page cut short would leave out the drifting ones, whose efficiency is above the threshold);
- * null: no sessions endpoint.
+ * null: no sessions endpoint. Reading stops once `wanted` says the view moved on (a refresh or a
+ * navigation asks again), and at a cursor given twice.
  */
 export async function fetchFlaggedSessions(
   api: ApiClient,
   window: { from: string; to: string },
+  wanted: () => boolean = () => true,
 ): Promise<FleetSessions | null> {
   const pageAfter = (cursor?: string) =>
     api.get<FleetSessions>('/v1/analytics/sessions', {
@@ -57,10 +62,11 @@ export async function fetchFlaggedSessions(
   const first = await unlessRouteMissing(pageAfter());
   if (!first) return null;
   const sessions = [...first.sessions];
-  for (let cursor = first.nextCursor; cursor;) {
+  let cursor = first.nextCursor;
+  for (let page = 1; cursor && page < FLAGGED_SESSIONS_MAX_PAGES && wanted(); page++) {
     const next = await pageAfter(cursor);
     sessions.push(...next.sessions);
-    cursor = next.nextCursor;
+    cursor = next.nextCursor === cursor ? null : next.nextCursor;
   }
   return { ...first, sessions, nextCursor: null };
 }

@@ -123,7 +123,7 @@ export class FleetView implements View {
         cursor: route.trail[route.trail.length - 1],
       });
       if (generation !== this.generation) return 'ok';
-      const flags = this.fetchFlags(report);
+      const flags = this.fetchFlags(report, () => generation === this.generation);
       this.shown = { report, at: new Date() };
       this.feedback.replaceChildren();
       this.show(report, route);
@@ -174,10 +174,14 @@ export class FleetView implements View {
    * In the report's own window: a later page's cursor keeps the window of its first page (an hour
    * ago, say), which the browser's clock would not give.
    */
-  private fetchFlags(report: FleetReport): Promise<FlaggedSessions | null | { error: unknown }> {
-    return fetchFlaggedSessions(this.deps.api, report.window).then(flaggedSessionsOf, (error) => ({
-      error,
-    }));
+  private fetchFlags(
+    report: FleetReport,
+    wanted: () => boolean,
+  ): Promise<FlaggedSessions | null | { error: unknown }> {
+    return fetchFlaggedSessions(this.deps.api, report.window, wanted).then(
+      flaggedSessionsOf,
+      (error) => ({ error }),
+    );
   }
 
   private showFlags(
