@@ -56,10 +56,15 @@ function start(): void {
     fleetLink.href = fleetHref();
     devicesLink.href = devicesHref();
   };
-  // A view showing other than its link asked (a refused page cursor): the address and the menu
-  // say what is shown, so neither leads back to the refused link.
+  // The address the shown view was made for. Another one is a navigation on its way (its
+  // hashchange not handled yet), which a view's late answer must not write over.
+  let shownAddress = location.hash;
+  // A view showing other than its link asked (a refused page cursor, a session's current id): the
+  // address and the menu say what is shown, so neither leads back to the link.
   const replace = (route: Route) => {
+    if (location.hash !== shownAddress) return;
     history.replaceState(history.state, '', formatRoute(route));
+    shownAddress = location.hash;
     remember(route);
   };
 
@@ -105,6 +110,7 @@ function start(): void {
     main,
     createView,
     onNavigated: (route) => {
+      shownAddress = location.hash;
       remember(route);
       const section =
         route.view === 'fleet' || route.view === 'vehicle'

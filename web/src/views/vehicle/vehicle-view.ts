@@ -88,7 +88,6 @@ export class VehicleView implements View {
     const generation = ++this.generation;
     const { api } = this.deps;
     const { vehicleId, session } = this.route;
-    const address = location.hash;
     const bounds = windowBounds(this.route.window);
     const results = await Promise.allSettled([
       orNullIfNotFound(fetchVehicleStatus(api, vehicleId)),
@@ -99,7 +98,7 @@ export class VehicleView implements View {
     ]);
     if (generation !== this.generation) return 'ok';
     const [status, report, mapping, sessions, detail] = results;
-    const opened = this.followSessionId(session, detail, address);
+    const opened = this.followSessionId(session, detail);
 
     if (status.status === 'fulfilled') this.live.render(status.value);
     else this.live.showError(status.reason);
@@ -137,11 +136,9 @@ export class VehicleView implements View {
   private followSessionId(
     asked: string | null,
     detail: PromiseSettledResult<SessionDetail | null>,
-    address: string,
   ): string | null {
     const current = detail.status === 'fulfilled' && detail.value ? detail.value.id : asked;
-    // Not over an address the reader has moved to since (its hashchange not handled yet).
-    if (current !== asked && location.hash === address) {
+    if (current !== asked) {
       this.route = { ...this.route, session: current };
       this.deps.replace(this.route);
     }
