@@ -94,9 +94,13 @@ async function main(): Promise<void> {
     stopOnSignals(
       async () => {
         clearInterval(lagTimer);
-        // Finish the active jobs (they commit or are retried later), then close connections.
+        // Stop listening first: a flusher started in this one's place may take the port while
+        // this one finishes its active jobs (they commit or are retried later); connections
+        // already open are answered until then. Then close connections.
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         await flusher.close();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await closed;
         await workerConnection.quit().catch(() => workerConnection.disconnect());
         await redis.quit().catch(() => redis.disconnect());
         await db.destroy();
