@@ -78,6 +78,9 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
   if (process.channel) {
     process.channel.unref();
     process.once('disconnect', () => onSignal('SIGTERM'));
+  } else if (process.send && !process.connected) {
+    // It went away while this process was starting, before this listened: stop now.
+    onSignal('SIGTERM');
   }
 }
 
