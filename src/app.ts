@@ -16,6 +16,7 @@ import { settingsRoutes } from './telemetry/settings-routes';
 import { statusRoutes } from './telemetry/status-routes';
 import { healthRoutes, type ReadinessChecks } from './health';
 import { createErrorHandler, notFoundHandler, securityHeaders } from './http/error-handler';
+import { unknownVehicle } from './errors';
 import { mountRoutes } from './http/mount-routes';
 import { createExpress } from './http/http-server';
 import { buildOpenApiDocument } from './http/openapi';
@@ -119,11 +120,15 @@ export function createApp({
       logger: logger.child({ module: `${report}-cache` }),
       onLookup: analyticsMetrics.cacheLookups(report),
     });
-  // Null when Redis fails to answer: whether it sent any is then not known.
-  const hasSentReadings = (vehicleId: string) =>
-    liveState.get('vehicle', vehicleId).then(
-      (state) => state !== null,
-      () => null,
+  // A vehicle with nothing stored, explained by its live state: readings accepted but not stored
+  // yet, or none sent (not known when Redis fails to answer).
+  const unknownVehicleError = async (vehicleId: string) =>
+    unknownVehicle(
+      vehicleId,
+      await liveState.get('vehicle', vehicleId).then(
+        (state) => state !== null,
+        () => null,
+      ),
     );
   const sessions = new SessionService({
     store: new SessionStore(db, config, genericDb),
@@ -131,13 +136,13 @@ export function createApp({
     keys,
     config,
     vehicleExists: (vehicleId) => reports.vehicleExists(vehicleId),
-    hasSentReadings,
+    unknownVehicleError,
   });
   const performance = new PerformanceService({
     store: reports,
     sessions: { summary: (vehicleId, from, to) => sessions.summary(vehicleId, from, to) },
     cache: reportCache('performance'),
-    hasSentReadings,
+    unknownVehicleError,
     keys,
     config,
     metrics: analyticsMetrics,

@@ -388,7 +388,7 @@ describe('charging sessions detected from readings', () => {
       keys: createRedisKeys(e.ctx.config.redisPrefix),
       config: e.ctx.config,
       vehicleExists: async () => true,
-      hasSentReadings: async () => true,
+      unknownVehicleError: async (vehicleId) => new Error(`no vehicle ${vehicleId}`),
     });
     const day = { from: new Date(at('10', '00:00')), to: new Date(at('11', '00:00')) };
     const past = await service.ofVehicle('V-s', day.from, day.to);

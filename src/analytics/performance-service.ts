@@ -1,5 +1,4 @@
 import type { EnergyReadingsMode } from '../config';
-import { unknownVehicle } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { AnalyticsMetrics } from '../metrics';
 import type { EnergyReportStore, WindowRow } from './energy-report-store';
@@ -37,8 +36,8 @@ export class PerformanceService {
         ): Promise<{ summary: SessionSummary; anyMisread: boolean }>;
       };
       cache: ReportCache<ComputedReport>;
-      /** Whether the vehicle has live state (readings accepted, stored or not); null: unknown. */
-      hasSentReadings: (vehicleId: string) => Promise<boolean | null>;
+      /** The 404 for a vehicle with nothing stored, saying whether it sent readings not stored yet. */
+      unknownVehicleError: (vehicleId: string) => Promise<Error>;
       keys: RedisKeys;
       config: {
         energyReadings: EnergyReadingsMode;
@@ -130,7 +129,7 @@ export class PerformanceService {
     const vehicle = whole.find((r) => r.role === 'dc') as WindowRow;
     const meters = whole.filter((r) => r.role === 'ac');
     if (meters.length === 0 && vehicle.readings === 0 && !(await store.vehicleExists(vehicleId))) {
-      throw unknownVehicle(vehicleId, await this.deps.hasSentReadings(vehicleId));
+      throw await this.deps.unknownVehicleError(vehicleId);
     }
 
     const warnings: string[] = [];

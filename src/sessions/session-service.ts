@@ -7,7 +7,7 @@ import {
   missingEfficiencyReasons,
 } from '../reports/efficiency';
 import type { EnergyReadingsMode } from '../config';
-import { notFound, unknownVehicle } from '../errors';
+import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { Session, SessionMinute, SessionSummary } from './session-schemas';
 import {
@@ -140,8 +140,8 @@ export class SessionService {
       config: SessionConfig;
       /** Whether the engine knows the vehicle (a reading flushed or a meter mapped). */
       vehicleExists: (vehicleId: string) => Promise<boolean>;
-      /** Whether the vehicle has live state (readings accepted, stored or not); null: unknown. */
-      hasSentReadings: (vehicleId: string) => Promise<boolean | null>;
+      /** The 404 for a vehicle with nothing stored, saying whether it sent readings not stored yet. */
+      unknownVehicleError: (vehicleId: string) => Promise<Error>;
       now?: () => number;
     },
   ) {
@@ -314,7 +314,7 @@ export class SessionService {
     );
     // No sessions of a vehicle never seen is a mistyped id, not a vehicle that did not charge.
     if (found.sessions.length === 0 && !(await this.deps.vehicleExists(vehicleId))) {
-      throw unknownVehicle(vehicleId, await this.deps.hasSentReadings(vehicleId));
+      throw await this.deps.unknownVehicleError(vehicleId);
     }
     return found;
   }
