@@ -851,7 +851,7 @@ describe('the sessions statement with many devices configured', () => {
     });
     const plan = await explainGeneric(e.ctx.db, e.ctx.db.raw(sql, bindings as Knex.RawBinding[]));
     expect(plan).toMatch(/device_settings_pkey/);
-    expect(plan).not.toMatch(/Seq Scan on (device_settings|vehicle_meter_map)/);
+    expect(plan).not.toMatch(/Seq Scan/);
   });
 });
 

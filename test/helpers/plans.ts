@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { GENERIC_PLAN_SETTINGS } from '../../db/knex-config';
 
 /** A statement parameter as an SQL literal (arrays as array literals). */
 function literal(value: unknown): string {
@@ -9,13 +10,14 @@ function literal(value: unknown): string {
 }
 
 /**
- * The plan a statement gets when it runs prepared with a generic plan (as on the engine's
- * generic-plan pools), executed once: `EXPLAIN (ANALYZE, COSTS OFF)`, as one text.
+ * The plan a statement gets when it runs prepared with a generic plan, with the settings of the
+ * engine's generic-plan pools, executed once: `EXPLAIN (ANALYZE, COSTS OFF)`, as one text.
  */
 export async function explainGeneric(db: Knex, statement: Knex.Raw): Promise<string> {
   const native = statement.toSQL().toNative();
   return db.transaction(async (trx) => {
-    await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
+    for (const [name, value] of Object.entries(GENERIC_PLAN_SETTINGS))
+      await trx.raw(`SET LOCAL ${name} = ${value}`);
     await trx.raw(`PREPARE generic_plan AS ${native.sql}`);
     const args = native.bindings.map(literal).join(', ');
     const rows = (await trx.raw(`EXPLAIN (ANALYZE, COSTS OFF) EXECUTE generic_plan(${args})`))
