@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { TimeoutError } from 'ocpp-rpc';
 import { StatusRecovery } from '../src/ocpp/status-recovery';
 import type { LiveConnection } from '../src/ocpp/charge-point-state';
 import { waitFor } from './helpers/engine';
@@ -80,7 +81,7 @@ describe('asking charge points for their statuses after Redis lost them', () => 
     pending[0].fail(
       Object.assign(new Error('not implemented'), { rpcErrorCode: 'NotImplemented' }),
     );
-    pending[1].fail(Object.assign(new Error('timed out'), { name: 'TimeoutError' }));
+    pending[1].fail(new TimeoutError('Call timeout'));
     expect(await summary()).toEqual({
       'CALLERROR NotImplemented': 1,
       'no answer in time': 1,

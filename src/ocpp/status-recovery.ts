@@ -1,4 +1,5 @@
 import type { Logger } from '../logger';
+import { TimeoutError } from 'ocpp-rpc';
 import type { LiveConnection } from './charge-point-state';
 
 /**
@@ -28,9 +29,10 @@ function outcomeOf(answer: unknown): string {
 }
 
 function failureOf(err: unknown): string {
-  const { rpcErrorCode, name } = err as { rpcErrorCode?: unknown; name?: unknown };
+  const { rpcErrorCode } = err as { rpcErrorCode?: unknown };
   if (typeof rpcErrorCode === 'string') return `CALLERROR ${rpcErrorCode}`;
-  if (name === 'TimeoutError') return 'no answer in time';
+  // By class: ocpp-rpc's TimeoutError does not set its name (it reads "Error").
+  if (err instanceof TimeoutError) return 'no answer in time';
   return 'connection closed';
 }
 
