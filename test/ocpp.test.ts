@@ -2689,6 +2689,30 @@ describe('OCPP with AUTH on', () => {
     await cp.close();
   });
 
+  test('when an idTag differs from a registered one by a letter outside ASCII that upper-cases into it, then it is not that tag', async () => {
+    const admin = { Authorization: `Bearer ${reader.key}` };
+    await request(e.api.api.app)
+      .put('/v1/id-tags/STAGE')
+      .set(admin)
+      .send({ vehicleId: 'V-stage' })
+      .expect(200);
+    const cp = await chargePoint(e, 'CP-1', { password: cp1.key });
+    expect(await cp.call('Authorize', { idTag: 'stage' })).toEqual({
+      idTagInfo: { status: 'Accepted' },
+    });
+    // 'ſ' (long s) and 'ﬆ' (the st ligature) upper-case into 'S' and 'ST' in JavaScript.
+    for (const idTag of ['ſTAGE', 'ﬆAGE'])
+      expect(await cp.call('Authorize', { idTag })).toEqual({ idTagInfo: { status: 'Invalid' } });
+    const started = (await cp.call('StartTransaction', {
+      connectorId: 2,
+      idTag: 'ſtage',
+      meterStart: 0,
+      timestamp: '2024-04-14T11:00:00Z',
+    })) as { idTagInfo: { status: string } };
+    expect(started.idTagInfo.status).toBe('Invalid');
+    await cp.close();
+  });
+
   test("when the Basic password is the charge point's own key, then it connects", async () => {
     const cp = await chargePoint(e, 'CP-1', { password: cp1.key });
     expect(await cp.call('Authorize', { idTag: 'unknown' })).toEqual({

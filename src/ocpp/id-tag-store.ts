@@ -1,7 +1,12 @@
 import type { Knex } from 'knex';
 
-/** OCPP compares idTags case-insensitively (CiString20): they are kept and looked up upper-case. */
-export const normalizeIdTag = (idTag: string) => idTag.toUpperCase();
+/**
+ * OCPP compares idTags case-insensitively (CiString20, printable ASCII): they are kept and looked
+ * up upper-case, ASCII letters only. toUpperCase() would fold other letters into ASCII ('ſ' into
+ * 'S', 'ﬀ' into 'FF'), and a token no card carries would pass as a registered one.
+ */
+export const normalizeIdTag = (idTag: string) =>
+  idTag.replace(/[a-z]+/g, (letters) => letters.toUpperCase());
 
 /** An empty or blank idTag identifies no one. */
 export const isBlankIdTag = (idTag: string) => idTag.trim() === '';
