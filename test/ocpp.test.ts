@@ -2588,7 +2588,7 @@ describe('OCPP 1.6J charge points', () => {
   test('when a client offers no ocpp1.6 subprotocol, or the path is not /ocpp/{id}, then no socket opens and it is told why', async () => {
     await expect(chargePoint(e, 'CP-NOPROTO', { protocols: [] })).rejects.toThrow();
     // Told which subprotocol to offer, whatever else it offered.
-    for (const offered of [undefined, 'ocpp2.0.1', 'ocpp1.5, ocpp2.0']) {
+    for (const offered of [undefined, '', 'ocpp2.0.1', 'ocpp1.5, ocpp2.0']) {
       const refused = await request(e.url)
         .get('/ocpp/CP-NOPROTO')
         .set({
@@ -2604,6 +2604,26 @@ describe('OCPP 1.6J charge points', () => {
         body: expect.objectContaining({
           error: 'subprotocol_required',
           message: expect.stringContaining('Offer the WebSocket subprotocol ocpp1.6'),
+        }),
+      });
+    }
+    // A list the WebSocket library cannot read is told so too (it answered a bare 500).
+    for (const offered of ['ocpp1.6, ocpp1.6', 'ocpp1.6,,', 'ocpp1.6;q=1']) {
+      const refused = await request(e.url).get('/ocpp/CP-NOPROTO').set({
+        Connection: 'Upgrade',
+        Upgrade: 'websocket',
+        'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        'Sec-WebSocket-Protocol': offered,
+      });
+      expect({ offered, status: refused.status, body: refused.body }).toEqual({
+        offered,
+        status: 400,
+        body: expect.objectContaining({
+          error: 'subprotocol_required',
+          message: expect.stringMatching(
+            /^Sec-WebSocket-Protocol is not a list of subprotocols \(.+\)\. Offer the WebSocket subprotocol ocpp1\.6/,
+          ),
         }),
       });
     }

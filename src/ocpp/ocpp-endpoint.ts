@@ -9,6 +9,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type RPCServerClient from 'ocpp-rpc/lib/server-client';
+import { parseSubprotocols } from 'ocpp-rpc/lib/ws-util';
 import { findKey, type ApiKey } from '../auth/api-keys';
 import { authorizationHeaders } from '../auth/authorize';
 import { endWithError } from '../http/http-server';
@@ -200,10 +201,22 @@ function checkMessageId(messageId: string): void {
   }
 }
 
-/** Whether the upgrade offers OCPP 1.6J among its subprotocols (a comma-separated list). */
-function offersOcpp(req: IncomingMessage): boolean {
-  const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',');
-  return offered.some((protocol) => protocol.trim() === OCPP_PROTOCOL);
+/**
+ * Why an upgrade's subprotocols do not offer OCPP 1.6J, or null when they do. Read by ocpp-rpc's
+ * own parser: a list it cannot read (an empty entry, one offered twice) it answered with a bare 500.
+ */
+function subprotocolRefusal(req: IncomingMessage): { error: string; message: string } | null {
+  const header = req.headers['sec-websocket-protocol'];
+  if (header === undefined) return UPGRADE_REFUSALS[400];
+  try {
+    return parseSubprotocols(header).has(OCPP_PROTOCOL) ? null : UPGRADE_REFUSALS[400];
+  } catch (err) {
+    const { error, message } = UPGRADE_REFUSALS[400];
+    return {
+      error,
+      message: `Sec-WebSocket-Protocol is not a list of subprotocols (${(err as Error).message}). ${message}`,
+    };
+  }
 }
 
 interface PendingCall {
@@ -252,7 +265,7 @@ function authorizeUpgrade(config: {
         return;
       }
     }
-    // A client that did not offer it was refused at the upgrade (offersOcpp).
+    // A client that did not offer it was refused at the upgrade (subprotocolRefusal).
     accept({}, OCPP_PROTOCOL);
   };
 }
@@ -491,7 +504,8 @@ export function createOcppEndpoint({
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         if (closing) return refuse(socket, 503);
         if (chargePointIdOf(req.url) === null) return refuse(socket, 404);
-        if (!offersOcpp(req)) return refuse(socket, 400);
+        const subprotocol = subprotocolRefusal(req);
+        if (subprotocol) return endWithError(socket, 400, subprotocol);
         rpc.handleUpgrade(req, socket as Socket, head).catch(() => socket.destroy());
       });
     },
