@@ -2884,6 +2884,33 @@ describe('OCPP while Redis is down', () => {
     }
   });
 
+  test("when Redis comes back empty, then the connectors of a charge point not connected since are still its own: another source's readings for them are refused (409)", async () => {
+    const cp = await chargePoint(e, 'CP-AWAY');
+    await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+    await cp.close();
+    await waitForDrained(e.queue);
+    await e.ctx.redis.flushall(); // a Redis that restarted without its data
+    await redis.kill();
+    await redis.start();
+    await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
+    await waitFor(
+      async () =>
+        (await e.ctx.redis.exists(
+          createRedisKeys(e.ctx.config.redisPrefix).chargePoint('CP-AWAY'),
+        )) === 1,
+      10_000,
+      'the charge point marked again from PostgreSQL',
+    );
+    const res = await request(e.api.api.app)
+      .post('/v1/telemetry/ingest')
+      .send({ meterId: 'CP-AWAY:1', kwhConsumedAc: 999, voltage: 230, timestamp: new Date() })
+      .expect(409);
+    expect(res.body).toMatchObject({ error: 'ocpp_connector' });
+    // Marked, not shown: it has no live state until it connects again.
+    const shown = await request(e.api.api.app).get('/v1/charge-points/CP-AWAY').expect(200);
+    expect(shown.body).toMatchObject({ connected: false, lastSeenAt: null, connectors: [] });
+  });
+
   test("when Redis comes back empty, then a connected charge point reads as connected again at once and is asked for its connectors' statuses, which it sends", async () => {
     const cp = await chargePoint(e, 'CP-EMPTIED');
     await cp.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });

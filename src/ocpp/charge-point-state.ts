@@ -191,6 +191,17 @@ export class ChargePointState {
   }
 
   /**
+   * Marks these charge points as recorded in PostgreSQL (one round trip for all), whatever else
+   * Redis holds of them: their connectors' meters are theirs alone (connectorMetersAmong) also
+   * after Redis lost its data. Nothing else reads the mark (`get` shows no state for it alone).
+   */
+  async markRecorded(chargePointIds: readonly string[]): Promise<void> {
+    await sendEach(this.redis, chargePointIds, (id) =>
+      this.redis.hsetnx(this.keys.chargePoint(id), 'recorded', '1'),
+    );
+  }
+
+  /**
    * Calls `listener` each time the Redis connection is ready (again, after a loss: a Redis that
    * restarted without its data is back empty); returns what stops it.
    */

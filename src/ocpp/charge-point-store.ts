@@ -86,6 +86,13 @@ export class ChargePointStore {
     return (found as { known: boolean }).known ? id : null;
   }
 
+  /** A page of the ids of charge points, in id order, after `afterId`. */
+  async ids(limit: number, afterId: string | null): Promise<string[]> {
+    const query = this.db('charge_points').orderBy('id').limit(limit).pluck('id');
+    if (afterId !== null) query.where('id', '>', afterId);
+    return query;
+  }
+
   /** A page of charge points in id order, after `afterId`. */
   async list(limit: number, afterId: string | null): Promise<ChargePointRecord[]> {
     const query = this.db<ChargePointRow>('charge_points').orderBy('id').limit(limit);

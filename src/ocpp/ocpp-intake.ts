@@ -26,6 +26,7 @@ import {
   connectorOfMeterId,
 } from './charge-point-state';
 import { ChargePointStore } from './charge-point-store';
+import { startConnectorGuardRestore } from './connector-guard-restore';
 import { ConnectorRegisters } from './connector-registers';
 import { IdTagRegistrations } from './id-tag-registrations';
 import { IdTagStore } from './id-tag-store';
@@ -146,15 +147,23 @@ export function createOcppIntake({
     metrics,
     logger,
   });
+  const endpoint = createOcppEndpoint({
+    service,
+    state,
+    config,
+    metrics,
+    logger,
+    pingIntervalMs: PING_INTERVAL_MS,
+  });
+  const guardRestore = startConnectorGuardRestore({ state, chargePoints, logger });
   return {
-    endpoint: createOcppEndpoint({
-      service,
-      state,
-      config,
-      metrics,
-      logger,
-      pingIntervalMs: PING_INTERVAL_MS,
-    }),
+    endpoint: {
+      ...endpoint,
+      close() {
+        guardRestore.stop();
+        return endpoint.close();
+      },
+    },
     routes: ocppRoutes({
       idTags,
       chargePoints,
