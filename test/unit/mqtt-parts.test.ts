@@ -66,6 +66,14 @@ describe('MQTT topics', () => {
     });
     expect(notObject).toEqual({ value: 'text' });
   });
+  test('when an id is filled in, then into the message as parsed, not a copy: a copy of a huge object cost its size before validation refused it', () => {
+    const route = { kind: 'device' as const, device: meterKind, id: 'M-1' };
+    const huge = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`k${i}`, i]));
+    const [bound] = bindToTopic([{ value: huge }], route);
+    expect(bound).toEqual({ value: huge });
+    expect((bound as { value: unknown }).value).toBe(huge);
+    expect(huge.meterId).toBe('M-1');
+  });
   test("when the topic's device id is not a valid id, then every item is refused with words about the topic", () => {
     const route = { kind: 'device' as const, device: meterKind, id: 'M 1' };
     const [item] = bindToTopic([{ value: { kwhConsumedAc: 1 } }], route);
