@@ -108,10 +108,11 @@ async function assertNotClusterNode(redis: RedisClient, settings: RedisSettings)
 }
 
 /**
- * Why REDIS_CLUSTER_NODES could not be reached as a cluster when a seed answers as standalone
- * Redis (cluster mode off), or null: ioredis says only that it failed to refresh the slots cache.
+ * Why REDIS_CLUSTER_NODES could not be reached as a cluster although a seed answers, or null:
+ * ioredis says only that it failed to refresh the slots cache, or nothing within the deadline.
+ * The seed runs without cluster mode, or its cluster is down (a shard without a live master).
  */
-async function standaloneSeed(settings: RedisSettings): Promise<string | null> {
+async function seedProblem(settings: RedisSettings): Promise<string | null> {
   for (const node of settings.redisClusterNodes.split(',')) {
     const url = new URL(settings.redisUrl);
     const [host, port] = node.split(':');
@@ -127,7 +128,21 @@ async function standaloneSeed(settings: RedisSettings): Promise<string | null> {
     seed.on('error', () => undefined);
     try {
       await seed.connect();
-      if (!(await clusterEnabled(seed))) return node;
+      if (!(await clusterEnabled(seed))) {
+        return (
+          `Redis at ${node} (REDIS_CLUSTER_NODES) answers, but runs without cluster mode (cluster_enabled:0).\n` +
+          `  For a single Redis, set REDIS_URL=redis://${node} and leave REDIS_CLUSTER_NODES empty; for a cluster, name its nodes.`
+        );
+      }
+      const info = String(await seed.call('CLUSTER', 'INFO'));
+      const state = /^cluster_state:(\w+)/m.exec(info)?.[1];
+      if (state !== undefined && state !== 'ok') {
+        const served = /^cluster_slots_ok:(\d+)/m.exec(info)?.[1] ?? '?';
+        return (
+          `The Redis Cluster answers at ${node} (REDIS_CLUSTER_NODES), but its state is ${state} (CLUSTER INFO; ${served} of 16384 slots served): it refuses every key until each slot has a live master.\n` +
+          '  Start its failed nodes again (each shard needs its master, or a replica to take over); then start this again.'
+        );
+      }
     } catch {
       // not reachable, or not answering INFO: the cluster's own error says more
     } finally {
@@ -155,13 +170,8 @@ async function reachRedis(
           '  Put the user and password Redis expects in REDIS_URL (redis://user:password@host:port).',
       );
     }
-    const standalone = settings.redisClusterNodes ? await standaloneSeed(settings) : null;
-    if (standalone) {
-      throw new DependencyUnavailableError(
-        `Redis at ${standalone} (REDIS_CLUSTER_NODES) answers, but runs without cluster mode (cluster_enabled:0).\n` +
-          `  For a single Redis, set REDIS_URL=redis://${standalone} and leave REDIS_CLUSTER_NODES empty; for a cluster, name its nodes.`,
-      );
-    }
+    const seed = settings.redisClusterNodes ? await seedProblem(settings) : null;
+    if (seed) throw new DependencyUnavailableError(seed);
     const what = `${settings.redisClusterNodes ? 'The Redis Cluster' : 'Redis'} is not reachable ${where}`;
     throw new DependencyUnavailableError(
       `${what} (${describe(err)}).\n` +

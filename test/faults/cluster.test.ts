@@ -6,6 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRedisKeys } from '../../src/redis-keys';
+import { assertRedisReachable } from '../../src/startup-checks';
 import { openQueue, queuedReadings, waitFor } from '../helpers/engine';
 import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster';
 import { createTestContext, type TestContext } from '../helpers/test-env';
@@ -268,6 +269,37 @@ describe('fault scenarios on a Redis Cluster (3 masters, 3 replicas, QUEUE_SHARD
       expect(s.load.refusedWithoutRetryAfter).toBe(0);
     } finally {
       await tearDown(s);
+    }
+  });
+});
+
+describe('starting on a Redis Cluster that is down', () => {
+  test('when a shard has lost its master with no replica to take over, then start-up says the cluster is down, not that Redis is not reachable', async () => {
+    const cluster = await startRedisCluster({ masters: 3, replicasPerMaster: 0 });
+    try {
+      const [lost, ...alive] = cluster.nodes.map((n) => n.port);
+      await cluster.kill(lost);
+      await waitFor(
+        async () =>
+          /cluster_state:fail/.test(
+            String(await cluster.withNode(alive[0], (r) => r.call('CLUSTER', 'INFO'))),
+          ),
+        15_000,
+        'the cluster to see its master failed',
+      );
+      const seeds = alive.map((port) => `127.0.0.1:${port}`).join(',');
+      await expect(
+        assertRedisReachable(
+          { redisUrl: 'redis://127.0.0.1:6379', redisClusterNodes: seeds },
+          { timeoutMs: 2000 },
+        ),
+      ).rejects.toThrow(
+        new RegExp(
+          `^The Redis Cluster answers at 127\\.0\\.0\\.1:${alive[0]} \\(REDIS_CLUSTER_NODES\\), but its state is fail \\(CLUSTER INFO; \\d+ of 16384 slots served\\)[^]*Start its failed nodes again`,
+        ),
+      );
+    } finally {
+      await cluster.stop();
     }
   });
 });
