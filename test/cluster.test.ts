@@ -20,6 +20,7 @@ import { createTestContext, type TestContext } from './helpers/test-env';
 import { startRedisCluster, type RedisClusterHandle } from './helpers/redis-cluster';
 import { OwnRedis } from './helpers/own-redis';
 import { startTestMqtt } from './helpers/mqtt';
+import { capturingLogger } from './helpers/capturing-logger';
 
 /** Every shard's queue is empty and its backlog counter at zero. */
 async function drained(e: TestEngine, shards: number): Promise<boolean> {
@@ -387,7 +388,8 @@ describe('REDIS_WAIT_REPLICAS and readiness', () => {
   });
 
   test('when Redis has fewer replicas than ingest waits for, then ingest readiness fails naming them (the API and the MQTT process), and passes once a replica is in sync', async () => {
-    const api = await startTestApi(ctx);
+    const { logger, lines } = capturingLogger();
+    const api = await startTestApi({ ...ctx, logger });
     const mqtt = await startTestMqtt(ctx, { mqttClientId: `${ctx.config.redisPrefix}-replicas` });
     try {
       const app = request(api.api.app);
@@ -395,6 +397,16 @@ describe('REDIS_WAIT_REPLICAS and readiness', () => {
       const noReplica =
         'failing: REDIS_WAIT_REPLICAS=1 but no Redis master has that many replicas (online: 0)';
       expect(alone.body.checks).toEqual({ redis: 'ok', replicas: noReplica });
+      // Said at the start too, with what it means.
+      await waitFor(
+        async () =>
+          lines.some((l) => l.level === 40 && String(l.msg).startsWith(noReplica.slice(9))),
+        5_000,
+        'the start-up warning',
+      );
+      expect(lines.find((l) => String(l.msg).startsWith(noReplica.slice(9)))?.msg).toBe(
+        `${noReplica.slice(9)}: every reading is refused (503 redis_not_replicated) until one has; add replicas, or lower REDIS_WAIT_REPLICAS`,
+      );
       expect((await app.get('/health/ready').expect(503)).body.checks.replicas).toMatch(/^failing/);
       // The MQTT process acknowledges readings too: it was ready while it could store none.
       const mqttHealth = request(mqtt.service.healthApp);

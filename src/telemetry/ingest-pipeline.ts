@@ -4,7 +4,7 @@ import type { Logger } from '../logger';
 import { createIngestMetrics } from '../metrics';
 import { shardsInUse, shardsSharingMasters, type IngestQueues } from '../queue/ingest-queue';
 import { backlogReadings } from '../queue/queue-stats';
-import type { RedisClient } from '../redis';
+import { checkReplicas, type RedisClient } from '../redis';
 import type { RedisKeys } from '../redis-keys';
 import { connectorMetersAmong } from '../ocpp/charge-point-state';
 import { IngestAdmission } from './admission';
@@ -21,6 +21,19 @@ export interface IngestPipeline {
   ingestService: IngestService;
   /** Stops the admission sampler and waits until every accepted reading is stored. */
   close(): Promise<void>;
+}
+
+/**
+ * REDIS_WAIT_REPLICAS that no master meets at the start refuses every reading until one does:
+ * said at once, as readiness says it, not only by the first 503s.
+ */
+function warnIfReplicasLack(redis: RedisClient, wanted: number, logger: Logger): void {
+  if (wanted === 0) return;
+  checkReplicas(redis, wanted).catch((err: unknown) =>
+    logger.warn(
+      `${(err as Error).message}: every reading is refused (503 redis_not_replicated) until one has; add replicas, or lower REDIS_WAIT_REPLICAS`,
+    ),
+  );
 }
 
 /**
@@ -74,6 +87,7 @@ export function createIngestPipeline({
     queues.shards.map((s) => s.keys),
   );
   if (crowded) logger.warn(crowded);
+  warnIfReplicasLack(redis, config.redisWaitReplicas, logger);
   admission.start();
   return {
     keys,
