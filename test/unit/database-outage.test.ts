@@ -45,6 +45,36 @@ describe('the flusher paused for PostgreSQL', () => {
     ]);
   });
 
+  test('when PostgreSQL keeps refusing the login, then the probes slow down, doubling up to a limit, and an outage after it is probed at the interval again', async () => {
+    jest.useFakeTimers();
+    try {
+      const refused = driverError('28P01', 'password authentication failed for user "energy"');
+      const down = driverError('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:5432');
+      const failures = [...Array<Error>(6).fill(refused), down, down];
+      const probedAt: number[] = [];
+      const guard = new DatabaseOutageGuard({
+        probe: async () => {
+          probedAt.push(Date.now());
+          const failure = failures[probedAt.length - 1];
+          if (failure) throw failure;
+        },
+        logger: capturingLogger().logger,
+        probeIntervalMs: 100,
+        refusedProbeMaxMs: 1000,
+        pause: async () => undefined,
+        resume: () => undefined,
+      });
+      const start = Date.now();
+      guard.report(refused);
+      await jest.advanceTimersByTimeAsync(10_000);
+      guard.stop();
+      const gaps = probedAt.map((at, i) => at - (i === 0 ? start : probedAt[i - 1]));
+      expect(gaps).toEqual([100, 200, 400, 800, 1000, 1000, 1000, 100, 100]);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   test('when PostgreSQL cannot be reached, then the probe failures say nothing more than the pause did', async () => {
     const down = driverError('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:5432');
     const { guard, lines, probed } = guardProbing([down, down]);
