@@ -2596,7 +2596,7 @@ describe('OCPP 1.6J charge points', () => {
           Upgrade: 'websocket',
           'Sec-WebSocket-Version': '13',
           'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
-          ...(offered ? { 'Sec-WebSocket-Protocol': offered } : {}),
+          ...(offered !== undefined ? { 'Sec-WebSocket-Protocol': offered } : {}),
         });
       expect({ offered, status: refused.status, body: refused.body }).toEqual({
         offered,

@@ -5,11 +5,12 @@ import type { ChargePointStore } from './charge-point-store';
 /** Charge points marked per round trip to each store. */
 const PAGE = 1000;
 
-/** After PostgreSQL failed to list them, the next try. */
+/** After PostgreSQL (or Redis) failed, the next try. */
 const RETRY_MS = 5000;
 
 export interface ConnectorGuardRestore {
-  stop(): void;
+  /** Stops watching Redis; waits for a restore in progress to stop. */
+  stop(): Promise<void>;
 }
 
 /**
@@ -19,6 +20,8 @@ export interface ConnectorGuardRestore {
  * took HTTP and MQTT readings into the energy its transactions bill. So each time Redis is ready
  * (at the start, and again after an outage), every charge point PostgreSQL recorded is marked in
  * Redis anew (ChargePointState.markRecorded); PostgreSQL away, it tries again every RETRY_MS.
+ * A Redis Cluster's client says nothing when one master comes back empty: there, only its replica
+ * taking over (which keeps the data) or a restart of the API restores the marks.
  */
 export function startConnectorGuardRestore({
   state,
@@ -32,9 +35,11 @@ export function startConnectorGuardRestore({
   retryMs?: number;
 }): ConnectorGuardRestore {
   let stopped = false;
-  let running = false;
+  let running: Promise<void> | null = null;
   let again = false;
   let retry: NodeJS.Timeout | null = null;
+  /** Failed since the last restore: said once, and its end said too. */
+  let failing = false;
 
   async function restore(): Promise<void> {
     let marked = 0;
@@ -45,7 +50,23 @@ export function startConnectorGuardRestore({
       marked += ids.length;
       after = ids[ids.length - 1];
     }
-    logger.debug({ chargePoints: marked }, "charge points' connectors guarded again in Redis");
+    if (stopped) return;
+    const message = "charge points' connectors guarded again in Redis";
+    if (failing) logger.info({ chargePoints: marked }, message);
+    else logger.debug({ chargePoints: marked }, message);
+    failing = false;
+  }
+
+  function failed(err: unknown): void {
+    if (stopped) return;
+    if (!failing) {
+      logger.warn(
+        { err },
+        "charge points' connectors not guarded again in Redis yet (PostgreSQL or Redis failed): readings for them from other sources are not refused until then; retrying",
+      );
+    }
+    failing = true;
+    retry = setTimeout(run, retryMs).unref();
   }
 
   function run(): void {
@@ -54,19 +75,12 @@ export function startConnectorGuardRestore({
       again = true; // Redis was ready again meanwhile: what was marked may be gone
       return;
     }
-    running = true;
     if (retry) clearTimeout(retry);
     retry = null;
-    restore()
-      .catch((err: unknown) => {
-        logger.warn(
-          { err },
-          "charge points' connectors not guarded again in Redis yet (PostgreSQL or Redis failed); retrying",
-        );
-        if (!stopped) retry = setTimeout(run, retryMs).unref();
-      })
+    running = restore()
+      .catch(failed)
       .finally(() => {
-        running = false;
+        running = null;
         if (again) {
           again = false;
           run();
@@ -77,10 +91,11 @@ export function startConnectorGuardRestore({
   const stopWatching = state.onReady(run);
   run();
   return {
-    stop() {
+    async stop() {
       stopped = true;
       stopWatching();
       if (retry) clearTimeout(retry);
+      await running;
     },
   };
 }

@@ -207,7 +207,7 @@ function checkMessageId(messageId: string): void {
  */
 function subprotocolRefusal(req: IncomingMessage): { error: string; message: string } | null {
   const header = req.headers['sec-websocket-protocol'];
-  if (header === undefined) return UPGRADE_REFUSALS[400];
+  if (header === undefined || header.trim() === '') return UPGRADE_REFUSALS[400];
   try {
     return parseSubprotocols(header).has(OCPP_PROTOCOL) ? null : UPGRADE_REFUSALS[400];
   } catch (err) {

@@ -159,9 +159,9 @@ export function createOcppIntake({
   return {
     endpoint: {
       ...endpoint,
-      close() {
-        guardRestore.stop();
-        return endpoint.close();
+      async close() {
+        await guardRestore.stop();
+        await endpoint.close();
       },
     },
     routes: ocppRoutes({
