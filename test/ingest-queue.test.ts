@@ -1,4 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue, Worker } from 'bullmq';
+import { isFlushedJobGone } from '../workers/shard-workers';
 import { IngestQueues, openShard } from '../src/queue/ingest-queue';
 import { createRedis, waitForRedis, type RedisClient } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
@@ -95,6 +97,44 @@ describe('the ingest queues', () => {
     } finally {
       redis.disconnect();
       await own.kill();
+    }
+  });
+});
+
+describe('a job Redis lost while it was being flushed', () => {
+  test('when BullMQ marks it done and its record is gone, then the flusher tells that apart from other worker errors (its readings are stored)', async () => {
+    const settings = { redisUrl: 'redis://127.0.0.1:6379', redisClusterNodes: '' };
+    const redis = createRedis(settings, 'command');
+    const blocking = createRedis(settings, 'blocking');
+    await waitForRedis(redis, 3000);
+    const prefix = `gone-${Date.now().toString(36)}`;
+    const queue = new Queue('gone', { connection: redis, prefix });
+    const errors: Error[] = [];
+    const worker = new Worker(
+      'gone',
+      async (job) => {
+        // As a Redis restarted from an append-only file without its last second loses it.
+        await redis.del(`${prefix}:gone:${job.id}`);
+      },
+      { connection: blocking, prefix },
+    );
+    worker.on('error', (err) => errors.push(err));
+    try {
+      await queue.add('readings', { readings: [] });
+      const deadline = Date.now() + 5000;
+      while (errors.length === 0 && Date.now() < deadline) await sleep(20);
+      expect(errors.length).toBeGreaterThan(0);
+      for (const err of errors) {
+        expect(err.message).toMatch(/^Missing key for job \S+\. moveToFinished$/);
+        expect(isFlushedJobGone(err)).toBe(true);
+      }
+      expect(isFlushedJobGone(new Error('Missing key for job 1. moveToDelayed'))).toBe(false);
+    } finally {
+      await worker.close(true);
+      await queue.obliterate({ force: true });
+      await queue.close();
+      blocking.disconnect();
+      redis.disconnect();
     }
   });
 });

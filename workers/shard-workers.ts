@@ -18,6 +18,14 @@ import { RepeatedErrorLog } from './repeated-errors';
 const REPEATED_ERROR_INTERVAL_MS = 30_000;
 
 /**
+ * BullMQ marking a job done that Redis no longer has: its rows were committed, and Redis restarted
+ * from an append-only file without its last writes (the job's record among them). Nothing is lost
+ * (the readings are stored), so it is no error to page on.
+ */
+export const isFlushedJobGone = (err: unknown): boolean =>
+  err instanceof Error && /^Missing key for job \S+\. moveToFinished$/.test(err.message);
+
+/**
  * A worker with nothing in flight that took no job while its shard had jobs waiting this long is
  * wedged: after a Redis Cluster's masters hung and came back, BullMQ's blocking client (an ioredis
  * Cluster duplicate) may never return (taskforcesh/bullmq#4138), and the shard is drained by
@@ -160,13 +168,20 @@ export class ShardWorkers {
       },
     });
     const errors = new RepeatedErrorLog({ logger, intervalMs: REPEATED_ERROR_INTERVAL_MS });
-    worker.on('error', (err) =>
+    worker.on('error', (err) => {
+      if (isFlushedJobGone(err)) {
+        logger.warn(
+          { err, shard: keys.shard },
+          'a flushed job was gone from Redis when marked done (Redis restarted without its last writes): its readings are stored',
+        );
+        return;
+      }
       errors.error(
         err,
         { shard: keys.shard },
         isRedisFull(err) ? REDIS_FULL_HINT : 'flusher worker error',
-      ),
-    );
+      );
+    });
     worker.on('failed', (job: Job<IngestJobData> | undefined, err) => {
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
         logger.error(
