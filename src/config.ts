@@ -595,11 +595,15 @@ export function describeSettings(): string[] {
   ];
 }
 
-/** Hides the password of a connection URL so it can be logged or shown in an error. */
+/**
+ * Hides the password of a connection URL so it can be logged or shown in an error: in its user
+ * part, or as a `password` parameter (node-postgres reads `?password=` too).
+ */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
+    if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '***');
     return parsed.toString();
   } catch {
     return '(unparseable URL)';

@@ -230,6 +230,14 @@ describe('configuration defaults', () => {
     expect(redactUrl(databaseUrl)).not.toContain('pw');
   });
 
+  test('when a URL gives its password as a parameter, then it is hidden too when shown', () => {
+    const url = 'postgres://app@127.0.0.1:5432/energy?password=S3cretQ&sslmode=disable';
+    expect(new pg.Client({ connectionString: url })).toMatchObject({ password: 'S3cretQ' });
+    expect(redactUrl(url)).toBe(
+      'postgres://app@127.0.0.1:5432/energy?password=***&sslmode=disable',
+    );
+  });
+
   // Every number setting, from the declaration: one rule for all of them.
   const numberSettings = Object.entries(settingsSchema.properties)
     .filter(([, schema]) => schema.type === 'number')
