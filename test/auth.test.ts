@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { generateKey, parseApiKeys } from '../src/auth/api-keys';
+import { findKey, generateKey, parseApiKeys } from '../src/auth/api-keys';
 import { startTestApi, type TestApi } from './helpers/engine';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
@@ -239,6 +239,15 @@ describe('API_KEYS', () => {
     const { keys, problems } = parseApiKeys(entry ?? '');
     expect(problems).toEqual([]);
     expect(keys[0]).toMatchObject({ name: 'gw-2', scopes: ['ingest', 'read'] });
+  });
+
+  test("when npm run key makes a charge point's key, then it is 40 hex digits, as OCPP 1.6's AuthorizationKey holds, and its entry admits it", () => {
+    const out = runKey('CP-17', 'charge-point');
+    const key = /key \(give it to CP-17[^)]*\): (\S+)/.exec(out)?.[1] ?? '';
+    const entry = /API_KEYS entry[^:]*: (\S+)/.exec(out)?.[1];
+    expect(key).toMatch(/^[0-9a-f]{40}$/);
+    const { keys } = parseApiKeys(entry ?? '');
+    expect(findKey(keys, key)).toMatchObject({ name: 'CP-17', scopes: ['charge-point'] });
   });
 
   test('when npm run key is given scopes separated by commas, then they are joined with + in the entry', () => {

@@ -82,8 +82,14 @@ export function findKey(keys: ApiKey[], presented: string): ApiKey | null {
   return found;
 }
 
-/** A new random key and the API_KEYS entry that admits it. */
+/**
+ * A new random key and the API_KEYS entry that admits it. A charge point's is 20 bytes as 40 hex
+ * digits: its Basic password is OCPP 1.6's AuthorizationKey, which a charger holds in at most
+ * that (the Security Whitepaper's 16-20 bytes); the others are 32 bytes, base64url.
+ */
 export function generateKey(name: string, scopes: Scope[]): { key: string; entry: string } {
-  const key = `eie_${randomBytes(32).toString('base64url')}`;
+  const key = scopes.includes('charge-point')
+    ? randomBytes(20).toString('hex')
+    : `eie_${randomBytes(32).toString('base64url')}`;
   return { key, entry: `${name}:${scopes.join('+')}:${hashKey(key).toString('hex')}` };
 }
