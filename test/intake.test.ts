@@ -250,6 +250,18 @@ describe('the intake', () => {
     });
   });
 
+  test('when the counter changes between two checks with the queue empty (a job being added or completed), then it is not reset; the same value twice is', async () => {
+    await whileReconciling(async () => {
+      // A value that moves at every check, as an API's raise before its job lands: never reset.
+      for (let i = 1; i <= 10; i++) {
+        await ctx.redis.set(shard.keys.backlogReadings, 400 * i);
+        await new Promise((r) => setTimeout(r, 10));
+        expect(await backlog()).toBe(400 * i);
+      }
+      await waitFor(async () => (await backlog()) === 0, 5000, 'a value that stays to be reset');
+    });
+  });
+
   test('when the queue is empty but the intake is not, then the backlog counter is not reset', async () => {
     await post(meter('M-1'));
     await whileReconciling(async () => {
