@@ -13,8 +13,16 @@ import type {
   VehicleStatus,
 } from './types';
 
+/**
+ * An id as one path segment. `.` and `..` would be read by the browser as dot segments, also
+ * percent-encoded, and the request would go to another endpoint (`/v1/vehicles/../status` is
+ * `/v1/status`): they are sent as `...`, which the engine refuses with the same words (an id is
+ * not dots alone).
+ */
+export const id = (value: string): string =>
+  value === '.' || value === '..' ? '...' : encodeURIComponent(value);
+
 /** One function per engine endpoint the dashboard reads. */
-const id = encodeURIComponent;
 
 export const fetchFleet = (api: ApiClient, query: Query) =>
   api.get<FleetReport>('/v1/analytics/fleet', query);

@@ -126,7 +126,9 @@ export class EfficiencySection extends Section {
       { class: 'hourly', attrs: { 'data-state-key': 'hourly' } },
       h('summary', null, `Hourly figures (${formatCount(series.length)} hours)`),
       dataTable<HourlyPoint>({
-        caption: 'Energy, efficiency and battery per hour (– : no readings that hour)',
+        // An idle hour has readings and no efficiency (no energy delivered): said apart.
+        caption:
+          'Energy, efficiency and battery per hour (–: no readings that hour; an efficiency –: no energy delivered that hour, or no AC to compare)',
         columns: [
           { header: 'Hour', cell: (p) => timeText(p.hour) },
           { header: 'AC consumed', numeric: true, cell: (p) => dash(p.acConsumedKwh, formatKwh) },
