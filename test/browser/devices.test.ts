@@ -398,6 +398,32 @@ describe('devices view', () => {
     }
   });
 
+  test('when a narrow screen scrolls a table sideways and focuses it, then 30 s later the table is still scrolled and focused', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.setViewportSize({ width: 375, height: 740 });
+      await page.clock.install();
+      await open(page, '#/devices?kind=vehicles&quiet=all&limit=25');
+      const region = page.locator('.devices-view .table-scroll');
+      await region.focus();
+      const left = await region.evaluate((el) => {
+        el.scrollLeft = Math.floor((el.scrollWidth - el.clientWidth) / 2);
+        return el.scrollLeft;
+      });
+      expect(left).toBeGreaterThan(0);
+      const refreshed = page.waitForResponse((r) => r.url().includes('/v1/vehicles?'));
+      await page.clock.fastForward(30_000);
+      await refreshed;
+      await page.waitForFunction(() =>
+        /^Updated /.test(document.querySelector('.refresh-status')?.textContent ?? ''),
+      );
+      expect(await region.evaluate((el) => el.scrollLeft)).toBe(left);
+      expect(await region.evaluate((el) => el === document.activeElement)).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
+
   test('when the page is reloaded or 30 s pass, then the kind, filter, page, scroll and focus stay, and the list is the engine’s current one', async () => {
     const page = await browser.newPage();
     try {

@@ -1,4 +1,4 @@
-import { h, type Child } from '../dom/h';
+import { h, keepScrollLeft, type Child } from '../dom/h';
 
 export interface Column<Row> {
   header: string;
@@ -60,10 +60,14 @@ export function dataTable<Row>({
   );
   const region = h(
     'div',
-    { class: 'table-scroll', attrs: { tabindex: 0, role: 'region', 'aria-label': caption } },
+    {
+      class: 'table-scroll',
+      attrs: { tabindex: 0, role: 'region', 'aria-label': caption, 'data-scroll-key': caption },
+    },
     table,
   );
   overflow.observe(region);
+  keepScrollLeft(region);
   return h(
     'div',
     { class: 'table-block' },
