@@ -101,6 +101,19 @@ describe('re-driving dead letters while a flusher refuses them again', () => {
       JSON.stringify({ ...letter(1), reading: { type: 'kettle', id: 'K-1', ts: T0 } }),
       JSON.stringify(letter(7)),
     );
+    // A dry run says what the run does, and changes nothing.
+    const dryRun = await redrive(
+      {
+        redis,
+        shards: [target],
+        target,
+        deadLetters: [keys.deadLetters],
+        logger: createLogger({ level: 'silent', name: 'test' }),
+      },
+      { dryRun: true },
+    );
+    expect(dryRun).toMatchObject({ deadLettersRequeued: 1, deadLettersUnreadable: 3 });
+    expect(await redis.llen(keys.deadLetters)).toBe(4);
     const report = await redriveInto(target);
     expect(report).toMatchObject({ deadLettersRequeued: 1, deadLettersUnreadable: 3 });
     expect(await redis.llen(keys.deadLetters)).toBe(0);

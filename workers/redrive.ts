@@ -36,12 +36,13 @@ export async function redrive(
   const { redis, shards, deadLetters } = deps;
   const failedPerShard = await Promise.all(shards.map((s) => s.queue.getJobCountByTypes('failed')));
   const failed = failedPerShard.reduce((sum, n) => sum + n, 0);
-  const letters = (await Promise.all(deadLetters.map((list) => redis.llen(list)))).reduce(
-    (sum, n) => sum + n,
-    0,
-  );
   if (options.dryRun) {
-    return { failedJobsRetried: failed, deadLettersRequeued: letters, deadLettersUnreadable: 0 };
+    const { readable, unreadable } = await countDeadLetters(redis, deadLetters);
+    return {
+      failedJobsRetried: failed,
+      deadLettersRequeued: readable,
+      deadLettersUnreadable: unreadable,
+    };
   }
   await Promise.all(shards.map((s, i) => (failedPerShard[i] > 0 ? retryFailed(s) : undefined)));
   const report: RedriveReport = {
@@ -51,6 +52,22 @@ export async function redrive(
   };
   for (const list of deadLetters) await requeue(deps, list, report);
   return report;
+}
+
+/** The dead letters a redrive would re-enqueue, and those it would drop as unreadable. */
+async function countDeadLetters(
+  redis: RedisClient,
+  lists: string[],
+): Promise<{ readable: number; unreadable: number }> {
+  const counts = { readable: 0, unreadable: 0 };
+  for (const list of lists) {
+    for (let start = 0; ; start += DEAD_LETTERS_PER_ROUND) {
+      const entries = await redis.lrange(list, start, start + DEAD_LETTERS_PER_ROUND - 1);
+      for (const entry of entries) counts[parseDeadLetter(entry) ? 'readable' : 'unreadable'] += 1;
+      if (entries.length < DEAD_LETTERS_PER_ROUND) break;
+    }
+  }
+  return counts;
 }
 
 /** Failed jobs read and retried per round: a bounded number of calls in flight. */
