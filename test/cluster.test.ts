@@ -137,7 +137,23 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
     await ingestMeters('C', 12, 50);
     await waitFor(() => drained(e, 3), 30_000, 'every shard to drain');
     const rows = await e.ctx.db('telemetry_history').count({ n: '*' });
-    expect(Number(rows[0].n)).toBe(600);
+    // Once seen at 550 (one request's readings) in a full CI run: where they went, if it recurs.
+    const whereElse = async () => {
+      const keys = createRedisKeys(e.ctx.config.redisPrefix);
+      const failed = await Promise.all(
+        [0, 1, 2].map(async (shard) => {
+          const queue = openQueue(e.ctx.redis, e.ctx.config.redisPrefix, shard);
+          const count = await queue.getJobCountByTypes('failed');
+          await queue.close();
+          return count;
+        }),
+      );
+      return { failedJobs: failed, deadLetters: await e.ctx.redis.llen(keys.deadLetters) };
+    };
+    expect({
+      rows: Number(rows[0].n),
+      ...(Number(rows[0].n) === 600 ? {} : await whereElse()),
+    }).toEqual({ rows: 600 });
     const app = request(e.api.api.app);
     // Live state (hash-tagged buckets), the rate limiter and the report cache work across slots.
     const status = await app
