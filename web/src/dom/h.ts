@@ -66,8 +66,8 @@ function focusSignature(element: Element): string {
 /**
  * Replaces a container's content keeping what the user did with it: focus goes back to the
  * element that matches the focused one (see focusSignature), <details data-state-key> stay open,
- * and a region with `data-scroll-key` keeps how far it was scrolled sideways (keepScrollLeft), so a refresh under
- * the user's cursor does not lose their place.
+ * and a region with `data-scroll-key` keeps how far it was scrolled sideways (keepScrollLeft),
+ * so a refresh under the user's cursor does not lose their place.
  */
 export function replaceContent(container: Element, ...children: Children): void {
   const active = document.activeElement;
