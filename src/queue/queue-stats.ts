@@ -17,10 +17,11 @@ const JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] as 
 /** Epoch ms at which the oldest reading of a shard not yet in PostgreSQL was accepted, or null. */
 async function oldestIn(redis: RedisClient, shard: QueueShard): Promise<number | null> {
   // Jobs and intake entries wait in arrival order, so the first of each is enough; active and
-  // delayed (retrying) jobs are few and may be older.
+  // delayed (retrying) jobs are few and may be older. The intake is read first: an entry leaves it
+  // only once its job is stored, so one moved meanwhile is seen in its job, not missed by both.
   const { queue } = shard;
-  const [intake, ...groups] = await Promise.all([
-    oldestInIntake(redis, shard.keys),
+  const intake = await oldestInIntake(redis, shard.keys);
+  const groups = await Promise.all([
     queue.getJobs(['waiting'], 0, 0, true),
     queue.getJobs(['active'], 0, 199, true),
     queue.getJobs(['delayed', 'prioritized'], 0, 199, true),
