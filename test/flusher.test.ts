@@ -787,6 +787,19 @@ describe('flusher processes', () => {
       await ctx.db('telemetry_15min').insert({ ...rollup, quarter: at });
       await ctx.db('telemetry_hourly').insert({ ...rollup, hour: at });
       await ctx.db('rollup_pending').insert({ ...device, quarter: at });
+      await ctx.db('meter_status').insert({
+        meter_id: device.device_id,
+        ts: at,
+        kwh_consumed_ac: 1,
+        voltage: 230,
+      });
+      await ctx.db('vehicle_status').insert({
+        vehicle_id: `V-ret${offset}`,
+        ts: at,
+        soc: 50,
+        kwh_delivered_dc: 1,
+        battery_temp: 25,
+      });
       await ctx.db('charging_sessions').insert({
         vehicle_id: `V-ret${offset}`,
         key: `d-${Date.parse(at)}`,
@@ -837,6 +850,9 @@ describe('flusher processes', () => {
       }
       // The one across the cutoff is gone too (its vehicle is built again from the cutoff on).
       expect(await ids('charging_sessions', 'vehicle_id')).toEqual(['V-ret-1']);
+      // A device whose latest reading was dropped is no longer listed; a recent one is.
+      expect(await ids('meter_status', 'meter_id')).toEqual(['M-ret-1']);
+      expect(await ids('vehicle_status', 'vehicle_id')).toEqual(['V-ret-1']);
     } finally {
       flusher.child.kill('SIGTERM');
       await flusher.exited;

@@ -1,12 +1,9 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../src/logger';
-import { DEVICE_KINDS } from '../src/devices/device-kinds';
+import { DEVICE_KINDS, DEVICE_TYPES } from '../src/devices/device-kinds';
 import { earliestSessionStart, retainedFrom } from '../src/stores/retention';
 import { markSessionsAcross } from '../src/stores/session-marks';
 import { DAY_MS } from '../src/time-units';
-
-/** Every device type: the hourly rollups are indexed by (device_type, hour). */
-const DEVICE_TYPES = DEVICE_KINDS.map((k) => k.type);
 
 const utcDay = (ms: number) =>
   new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
@@ -203,12 +200,17 @@ export class PartitionMaintainer {
   /**
    * What was computed from the dropped days goes with them: their rollups, marks and detected
    * sessions. Kept, a report over those days read whole hours from rollups and its edges from
-   * history that was gone (moving `from` by 30 s took away a tenth of the readings).
+   * history that was gone (moving `from` by 30 s took away a tenth of the readings). So does the
+   * stored status of a device whose latest reading was dropped: the device lists are of devices
+   * with a reading stored, and retention is also a promise that old readings are gone.
    */
   private async dropDerivedBefore(keptFrom: Date): Promise<void> {
     await this.deps.db.transaction(async (trx) => {
+      for (const kind of DEVICE_KINDS)
+        await trx(kind.statusTable).where('ts', '<', keptFrom).delete();
       await trx('telemetry_15min').where('quarter', '<', keptFrom).delete();
       await trx('telemetry_hourly')
+        // Every device type: the hourly rollups are indexed by (device_type, hour).
         .whereIn('device_type', DEVICE_TYPES)
         .where('hour', '<', keptFrom)
         .delete();
