@@ -63,9 +63,9 @@ const text = (defaultValue: string, options: SettingOptions & { pattern?: string
 
 const code = (value: string) => `\`${value}\``;
 
-/** A Redis Cluster seed node: a host and a port from 1 to 65535. */
+/** A Redis Cluster seed node: a host (an IPv6 address in brackets) and a port from 1 to 65535. */
 const CLUSTER_NODE =
-  '[A-Za-z0-9.-]+:([1-9]\\d{0,3}|[1-5]\\d{4}|6[0-4]\\d{3}|65[0-4]\\d{2}|655[0-2]\\d|6553[0-5])';
+  '([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\]):([1-9]\\d{0,3}|[1-5]\\d{4}|6[0-4]\\d{3}|65[0-4]\\d{2}|655[0-2]\\d|6553[0-5])';
 
 /** A class of EFFICIENCY_THRESHOLDS: a power limit in kW (`*`: any) and its threshold. */
 const THRESHOLD_CLASS = `(${DECIMAL}|\\*):${DECIMAL}`;
@@ -99,9 +99,9 @@ export const settingsSchema = Type.Object({
   }),
   REDIS_CLUSTER_NODES: text('', {
     pattern: `^$|^${CLUSTER_NODE}(,${CLUSTER_NODE})*$`,
-    expected: 'comma-separated host:port seed nodes, e.g. 10.0.0.1:6379,10.0.0.2:6379',
+    expected: 'comma-separated host:port seed nodes, e.g. 10.0.0.1:6379,[fd00::2]:6379',
     description:
-      'comma-separated `host:port` seed nodes of a Redis Cluster; unset: the standalone `REDIS_URL` (its password and TLS apply to the cluster nodes too)',
+      'comma-separated `host:port` seed nodes of a Redis Cluster (an IPv6 address in brackets: `[fd00::1]:6379`); unset: the standalone `REDIS_URL` (its password and TLS apply to the cluster nodes too)',
   }),
   QUEUE_SHARDS: integer(1, 1, 64, {
     description:

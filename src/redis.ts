@@ -54,11 +54,17 @@ function credentialsOf(url: string): RedisOptions {
   };
 }
 
-function createCluster(settings: RedisSettings, kind: 'command' | 'blocking'): Cluster {
-  const seeds = settings.redisClusterNodes.split(',').map((node) => {
-    const [host, port] = node.split(':');
-    return { host, port: Number(port) };
+/** REDIS_CLUSTER_NODES as written, each with its host and port (an IPv6 host loses its brackets). */
+export function clusterSeeds(nodes: string): { node: string; host: string; port: number }[] {
+  return nodes.split(',').map((node) => {
+    const colon = node.lastIndexOf(':');
+    const host = node.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    return { node, host, port: Number(node.slice(colon + 1)) };
   });
+}
+
+function createCluster(settings: RedisSettings, kind: 'command' | 'blocking'): Cluster {
+  const seeds = clusterSeeds(settings.redisClusterNodes).map(({ host, port }) => ({ host, port }));
   const options: ClusterOptions = {
     redisOptions: { ...optionsFor(kind), ...credentialsOf(settings.redisUrl) },
     clusterRetryStrategy: (times) => Math.min(times * 100, 2000),

@@ -6,6 +6,7 @@ import { createSchemaCheck, missingMigrationsMessage } from '../db/schema-check'
 import { redactUrl, redisDatabaseOf } from './config';
 import { Redis } from 'ioredis';
 import {
+  clusterSeeds,
   createRedis,
   evictionProblem,
   isAuthError,
@@ -113,11 +114,10 @@ async function assertNotClusterNode(redis: RedisClient, settings: RedisSettings)
  * The seed runs without cluster mode, or its cluster is down (a shard without a live master).
  */
 async function seedProblem(settings: RedisSettings): Promise<string | null> {
-  for (const node of settings.redisClusterNodes.split(',')) {
+  for (const { node, host, port } of clusterSeeds(settings.redisClusterNodes)) {
     const url = new URL(settings.redisUrl);
-    const [host, port] = node.split(':');
-    url.hostname = host;
-    url.port = port;
+    url.hostname = host.includes(':') ? `[${host}]` : host;
+    url.port = String(port);
     url.pathname = '';
     const seed = new Redis(url.toString(), {
       connectTimeout: 1000,

@@ -89,6 +89,20 @@ describe('on a Redis Cluster (3 masters, 3 replicas)', () => {
     );
   });
 
+  test('when a seed is an IPv6 address, then the cluster is reached through it', async () => {
+    const port = cluster.seeds[0].split(':')[1];
+    const settings = { redisUrl: e.ctx.config.redisUrl, redisClusterNodes: `[::1]:${port}` };
+    await assertRedisReachable(settings);
+    const redis = createRedis(settings, 'command');
+    try {
+      await waitForRedis(redis, 10_000);
+      await redis.set('{ipv6}:seed', 'reached');
+      expect(await redis.get('{ipv6}:seed')).toBe('reached');
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   test('when a REDIS_PREFIX puts two queue shards on one master while another has none, then that is named with what to do', async () => {
     const redis = createRedis(
       { ...e.ctx.config, redisClusterNodes: cluster.seeds.join(',') },

@@ -447,7 +447,8 @@ async function startOnce(opts: StartRedisClusterOptions): Promise<RedisClusterHa
     const logFile = path.join(dir, 'redis.log');
     const conf: Record<string, string | number> = {
       port,
-      bind: HOST,
+      // IPv6 loopback too where the machine has it (`-`: skipped where not), for IPv6 seeds.
+      bind: `${HOST} -::1`,
       'protected-mode': 'no',
       daemonize: 'no',
       dir,

@@ -15,6 +15,7 @@ import {
   sharedPortProblem,
   type Config,
 } from '../../src/config';
+import { clusterSeeds } from '../../src/redis';
 import { StartupError } from '../../src/startup-error';
 
 /** The problems loadConfig reports for this environment (none when it loads). */
@@ -379,7 +380,12 @@ describe('configuration problems', () => {
     [
       'REDIS_CLUSTER_NODES',
       '127.0.0.1:70000',
-      'REDIS_CLUSTER_NODES="127.0.0.1:70000": expected comma-separated host:port seed nodes, e.g. 10.0.0.1:6379,10.0.0.2:6379',
+      'REDIS_CLUSTER_NODES="127.0.0.1:70000": expected comma-separated host:port seed nodes, e.g. 10.0.0.1:6379,[fd00::2]:6379',
+    ],
+    [
+      'REDIS_CLUSTER_NODES',
+      '::1:7000',
+      'REDIS_CLUSTER_NODES="::1:7000": expected comma-separated host:port seed nodes, e.g. 10.0.0.1:6379,[fd00::2]:6379',
     ],
     [
       'DATABASE_URL',
@@ -490,6 +496,18 @@ describe('configuration problems', () => {
     expect((error as Error).message).toMatch(
       /^Invalid configuration:\n {2}- REDIS_URL="http:\/\/x"/,
     );
+  });
+});
+
+describe('REDIS_CLUSTER_NODES', () => {
+  test('when seeds are host names, IPv4 or bracketed IPv6 addresses, then each is read with its port', () => {
+    const nodes = 'redis-a.internal:6379,10.0.0.2:7000,[fd00::3]:7001';
+    expect(loadConfig({ REDIS_CLUSTER_NODES: nodes }).redisClusterNodes).toBe(nodes);
+    expect(clusterSeeds(nodes)).toEqual([
+      { node: 'redis-a.internal:6379', host: 'redis-a.internal', port: 6379 },
+      { node: '10.0.0.2:7000', host: '10.0.0.2', port: 7000 },
+      { node: '[fd00::3]:7001', host: 'fd00::3', port: 7001 },
+    ]);
   });
 });
 
