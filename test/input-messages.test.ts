@@ -127,3 +127,37 @@ test('when a probe or a scraper adds a query of its own to health or metrics, th
   for (const path of ['/health/live?nocache=1', '/health/ready?x=1&x=2', '/metrics?module=http'])
     expect({ path, status: (await get(path)).status }).toEqual({ path, status: 200 });
 });
+
+test('when a write is sent a query parameter, then it is refused by name, not ignored (a mapping given ?since= began now), but by ingest, which gateways append theirs to', async () => {
+  const app = request(engine.api.app);
+  const writes = [
+    app
+      .post('/v1/telemetry/map?since=2024-01-01T00:00:00Z')
+      .send({ vehicleId: 'V-Q', meterId: 'M-Q' }),
+    app.post('/v1/telemetry/map/V-Q/end?until=2024-01-01T00:00:00Z'),
+    app.put('/v1/meters/M-Q/settings?x=1').send({ energyReadings: 'interval' }),
+    app.put('/v1/id-tags/TAG9?vehicleId=V-2').send({ vehicleId: 'V-2' }),
+    app.delete('/v1/id-tags/TAG9?force=1'),
+  ];
+  for (const write of writes) {
+    const res = await write;
+    expect({ status: res.status, message: res.body.message }).toEqual({
+      status: 400,
+      message: expect.stringMatching(
+        /^(since|until|x|vehicleId|force) is not a known parameter \(this endpoint takes none\)$/,
+      ),
+    });
+  }
+  expect(await ctx.db('vehicle_meter_map').where({ vehicle_id: 'V-Q' })).toEqual([]);
+  await app
+    .post('/v1/telemetry/ingest?gateway=gw-1')
+    .send({ meterId: 'M-Q', kwhConsumedAc: 1, voltage: 230, timestamp: new Date().toISOString() })
+    .expect(202);
+});
+
+test('when a query parameter has no name, then 400 says so', async () => {
+  const res = await get('/v1/meters/M-1/status?=1').expect(400);
+  expect(res.body.message).toBe(
+    'a parameter without a name ("?=1") is not a known parameter (this endpoint takes none)',
+  );
+});

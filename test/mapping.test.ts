@@ -268,13 +268,14 @@ describe('vehicle to meter mapping', () => {
     );
   });
 
-  test('when the end carries a query string (a gateway adds its own), then it is ignored, as by every write', async () => {
+  test('when the end carries a query string, then it is refused, and the mapping stays open (ignored, the end was now, not the until meant)', async () => {
     await map({ vehicleId: 'V-E5', meterId: 'M-1', since: '2024-03-20T00:00:00Z' }).expect(200);
     const res = await request(engine.api.app)
-      .post('/v1/telemetry/map/V-E5/end?trace=abc&until=2024-03-20T05:00:00Z')
-      .expect(200);
-    // Without a body: now, not the query's until.
-    expect(Date.parse(res.body.ended.to)).toBeGreaterThan(Date.parse('2024-03-21T00:00:00Z'));
+      .post('/v1/telemetry/map/V-E5/end?until=2024-03-20T05:00:00Z')
+      .expect(400);
+    expect(res.body.message).toBe('until is not a known parameter (this endpoint takes none)');
+    const open = await request(engine.api.app).get('/v1/telemetry/map/V-E5').expect(200);
+    expect(open.body.current).toMatchObject({ meterId: 'M-1' });
   });
 
   test('when a vehicle never mapped is ended, then 404', async () => {

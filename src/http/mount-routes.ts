@@ -24,6 +24,13 @@ export const expressPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
 
 const PLUS_HINT = 'a "+" in a URL query reads as a space: send it as %2B';
 
+/** A query parameter the route does not take, by name (`?=1` has none: said so). */
+const unknownParameter = (name: string, use: string) =>
+  invalidParameter(
+    name || 'a parameter without a name ("?=1")',
+    `is not a known parameter (${use})`,
+  );
+
 /** Path and query values arrive as text: numbers are coerced, anything else must already fit. */
 function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') {
   const validate = compile(ajv, schema);
@@ -37,7 +44,7 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
     const input: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(raw)) {
       if (!declared.includes(name)) {
-        throw invalidParameter(name, `is not a known parameter (use ${declared.join(', ')})`);
+        throw unknownParameter(name, `use ${declared.join(', ')}`);
       }
       if (typeof value !== 'string' || value === '') {
         throw invalidParameter(name, 'must be given once, with a value');
@@ -64,14 +71,13 @@ const carriesBody = (req: { headers: Record<string, string | string[] | undefine
   req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
 /**
- * A read that declares no query takes none: a parameter given is refused, not ignored (but by
- * routes that say `ignoresQuery`). Writes (ingest above all) ignore one, as gateways may append
- * their own to every URL.
+ * A route that declares no query takes none: a parameter given is refused, not ignored (but by
+ * routes that say `ignoresQuery`). A write ignoring one did what it was not asked: a mapping sent
+ * with `?since=` began now, for good (the past is never rewritten).
  */
 function noQuery(raw: unknown): Record<string, never> {
   const [name] = Object.keys(raw as object);
-  if (name !== undefined)
-    throw invalidParameter(name, 'is not a known parameter (this endpoint takes none)');
+  if (name !== undefined) throw unknownParameter(name, 'this endpoint takes none');
   return {};
 }
 
@@ -96,9 +102,9 @@ export function mountRoutes(
         params: params ? params(req.params) : {},
         query: query
           ? query(req.query as Record<string, unknown>)
-          : route.method === 'get' && !route.ignoresQuery
-            ? noQuery(req.query)
-            : {},
+          : route.ignoresQuery
+            ? {}
+            : noQuery(req.query),
         body: undefined as unknown,
         req,
         res,

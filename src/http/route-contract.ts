@@ -78,8 +78,8 @@ export interface RouteDeclaration<
   params?: P;
   query?: Q;
   /**
-   * A read without `query` refuses any parameter; these ignore them instead: probes and scrapers
-   * (a load balancer's cache-buster, Prometheus's `params`) add their own.
+   * A route without `query` refuses any parameter; these ignore them instead: probes and scrapers
+   * (a load balancer's cache-buster, Prometheus's `params`) and ingest's gateways add their own.
    */
   ignoresQuery?: boolean;
   body?: B extends TSchema ? BodyDeclaration<B> : undefined;

@@ -84,6 +84,8 @@ export function ingestRoutes({
       summary: 'Ingest one reading, a JSON array, or NDJSON (gzip accepted)',
       description: `Up to ${config.maxBatchReadings} readings and ${config.bodyLimitBytes} bytes (after decompression) per request. A 202 means the readings are durably queued and will reach PostgreSQL.`,
       scope: 'ingest',
+      // Gateways append their own parameters to every URL; there is no `?dryRun`.
+      ignoresQuery: true,
       body: {
         schema: Type.Union([AnyReading, Type.Array(AnyReading, { minItems: 1 })]),
         name: 'readings',
