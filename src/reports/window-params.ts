@@ -23,6 +23,8 @@ export const WindowQuery = {
   ),
 };
 
+const hoursText = (hours: number) => `${hours} hour${hours === 1 ? '' : 's'}`;
+
 /** The latest a window may end (and a session start): its bounds stay four-digit years. */
 export const LATEST_WINDOW_END_MS = Date.UTC(9999, 0, 1);
 
@@ -59,7 +61,7 @@ function windowProblem(
     const span = to.getTime() - from.getTime();
     return {
       param: 'to',
-      message: `must be at least ${new Date(MIN_TIMESTAMP_MS + span).toISOString()}: the window starts ${span / HOUR_MS} hours before it, not before ${earliest}`,
+      message: `must be at least ${new Date(MIN_TIMESTAMP_MS + span).toISOString()}: the window starts ${hoursText(span / HOUR_MS)} before it, not before ${earliest}`,
     };
   }
   if (to.getTime() > LATEST_WINDOW_END_MS) {
@@ -91,7 +93,7 @@ export const isAcceptableWindow = (window: AnalyticsWindow, maxWindowHours: numb
  * The window [from, to) of a report from already validated parameters: `from` and `to`, or
  * `hours` with at most one of them; by default the last 24 hours. A window ending "now" ends at
  * the last multiple of `alignS` seconds, so repeated requests share one cached answer (the
- * response states the bounds).
+ * response states the bounds); one given a `from` later than that ends at `now` itself.
  */
 export function parseWindow(
   query: { from?: string; to?: string; hours?: number },
@@ -128,7 +130,13 @@ export function parseWindow(
     to = instantParam('to', query.to);
   } else if (query.from !== undefined) {
     from = instantParam('from', query.from);
-    to = fromRunsUntilNow ? alignedNow : new Date(from.getTime() + span);
+    // A start since the aligned end (a client asking for what came since its last look) runs
+    // until the instant itself rather than being refused as after the window's end.
+    to = !fromRunsUntilNow
+      ? new Date(from.getTime() + span)
+      : from >= alignedNow
+        ? new Date(now)
+        : alignedNow;
   } else {
     to = query.to !== undefined ? instantParam('to', query.to) : alignedNow;
     from = new Date(to.getTime() - span);

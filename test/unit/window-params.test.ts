@@ -60,6 +60,23 @@ describe('parseWindow', () => {
     expect(iso(untilNow)).toEqual(['2024-03-12T00:00:00.000Z', '2024-03-20T10:17:30.000Z']);
   });
 
+  test('when a session list is given a from since the aligned end (what came since a last look), then it runs until now itself; a from ahead of now is refused', () => {
+    const sinceLastLook = (from: string) =>
+      parseWindow({ from }, { now: NOW, alignS: 60, fromAloneEndsNow: true });
+    expect(iso(sinceLastLook('2024-03-20T10:17:10Z'))).toEqual([
+      '2024-03-20T10:17:10.000Z',
+      '2024-03-20T10:17:42.500Z',
+    ]);
+    // Before the aligned end, the window ends there, shared by every such request's cache.
+    expect(iso(sinceLastLook('2024-03-20T10:16:10Z'))).toEqual([
+      '2024-03-20T10:16:10.000Z',
+      '2024-03-20T10:17:00.000Z',
+    ]);
+    expect(() => sinceLastLook('2024-03-20T10:17:42.500Z')).toThrow(
+      "from must be earlier than the window's end, 2024-03-20T10:17:42.500Z (now: to is not given)",
+    );
+  });
+
   test('when to is given alone, then the window is the 24 hours before it', () => {
     expect(iso(parse({ to: '2024-03-02T00:00:00+01:00' }))).toEqual([
       '2024-02-29T23:00:00.000Z',
