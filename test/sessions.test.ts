@@ -489,6 +489,14 @@ describe('a vehicle named fleet', () => {
       expect(await fleet()).toEqual(['V-other', 'fleet']);
     }
   });
+
+  test('when an unknown vehicle is answered 404 and then becomes known, then its sessions are computed, not an empty list cached with the 404', async () => {
+    const path = '/v1/vehicles/V-later/sessions?from=2024-05-12T00:00:00Z&to=2024-05-13T00:00:00Z';
+    await request(e.api.api.app).get(path).expect(404);
+    await map(e, 'V-later', 'M-later', '2024-05-01T00:00:00Z');
+    const known = await request(e.api.api.app).get(path).expect(200);
+    expect(known.body).toMatchObject({ sessions: [], cache: 'miss' });
+  });
 });
 
 describe("a device's energy semantics changed after its sessions were built", () => {

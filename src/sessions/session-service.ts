@@ -304,19 +304,19 @@ export class SessionService {
       to.getTime(),
       'sessions',
     );
-    const found = await this.cached(
+    return this.cached(
       key,
-      async () =>
-        sessionsOf(await this.judge(await this.collect(vehicleId, from, to))).sort((a, b) =>
-          b.start.localeCompare(a.start),
-        ),
+      async () => {
+        const sessions = sessionsOf(await this.judge(await this.collect(vehicleId, from, to)));
+        // No sessions of a vehicle never seen is a mistyped id, not a vehicle that did not charge;
+        // told before caching, so that the empty list is not served once the vehicle is known.
+        if (sessions.length === 0 && !(await this.deps.vehicleExists(vehicleId))) {
+          throw await this.deps.unknownVehicleError(vehicleId);
+        }
+        return sessions.sort((a, b) => b.start.localeCompare(a.start));
+      },
       options,
     );
-    // No sessions of a vehicle never seen is a mistyped id, not a vehicle that did not charge.
-    if (found.sessions.length === 0 && !(await this.deps.vehicleExists(vehicleId))) {
-      throw await this.deps.unknownVehicleError(vehicleId);
-    }
-    return found;
   }
 
   /**
