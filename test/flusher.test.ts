@@ -18,6 +18,7 @@ import { float8ArrayLiteral, textArrayLiteral } from '../src/stores/array-litera
 import { HistoryStore } from '../src/stores/history-store';
 import { cappedExponentialBackoff } from '../workers/flusher-service';
 import {
+  liveStateOf,
   openQueue,
   startTestFlusher,
   waitFor,
@@ -228,7 +229,12 @@ describe('a job run again', () => {
       shard: keys.shards(1)[0],
       deadLetters: { list: keys.deadLetters, marked: keys.deadLettered },
       historyStore: new HistoryStore(ctx.db),
-      partitions: new PartitionMaintainer({ db: ctx.db, config: ctx.config, logger: ctx.logger }),
+      partitions: new PartitionMaintainer({
+        db: ctx.db,
+        liveState: liveStateOf(ctx),
+        config: ctx.config,
+        logger: ctx.logger,
+      }),
       logger: ctx.logger,
     });
     const good = fleetReadings(2, 5, T0);
@@ -341,6 +347,7 @@ describe("history partitions and PostgreSQL's lock table", () => {
     try {
       const maintainer = new PartitionMaintainer({
         db: ctx.db,
+        liveState: liveStateOf(ctx),
         config: ctx.config,
         logger: ctx.logger,
       });
@@ -822,6 +829,19 @@ describe('flusher processes', () => {
       vehicle_readings: 2,
       meter_readings: 0,
     });
+    // Their live states too (a status route answered a dropped reading from it).
+    const live = liveStateOf(ctx);
+    await live.applyReadings(
+      [-10, -1].map((offset) => ({
+        type: 'meter' as const,
+        id: `M-ret${offset}`,
+        ts: Date.parse(`${day(offset)}T10:00:00Z`),
+        kwhConsumedAc: 1,
+        voltage: 230,
+      })),
+      Date.now(),
+      5000,
+    );
     const flusher = startProcess('workers/flusher.ts', envFor(ctx.config, { RETENTION_DAYS: '3' }));
     try {
       const name = (offset: number) => `telemetry_history_p${day(offset).replace(/-/g, '')}`;
@@ -851,8 +871,15 @@ describe('flusher processes', () => {
       // The one across the cutoff is gone too (its vehicle is built again from the cutoff on).
       expect(await ids('charging_sessions', 'vehicle_id')).toEqual(['V-ret-1']);
       // A device whose latest reading was dropped is no longer listed; a recent one is.
+      await waitFor(
+        async () => (await ids('meter_status', 'meter_id')).length === 1,
+        10_000,
+        'the old status to be dropped',
+      );
       expect(await ids('meter_status', 'meter_id')).toEqual(['M-ret-1']);
       expect(await ids('vehicle_status', 'vehicle_id')).toEqual(['V-ret-1']);
+      expect(await live.get('meter', 'M-ret-10')).toBeNull();
+      expect(await live.get('meter', 'M-ret-1')).toMatchObject({ values: { kwhConsumedAc: 1 } });
     } finally {
       flusher.child.kill('SIGTERM');
       await flusher.exited;

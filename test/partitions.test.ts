@@ -1,5 +1,6 @@
 import { PartitionMaintainer } from '../workers/partition-maintainer';
 import { DAY_MS } from '../src/time-units';
+import { liveStateOf } from './helpers/engine';
 import { undoMigrationsThrough } from './helpers/migrations';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
@@ -147,6 +148,7 @@ describe('retention with monthly partitions', () => {
 
     const maintainer = new PartitionMaintainer({
       db: ctx.db,
+      liveState: liveStateOf(ctx),
       config: { retentionDays, partitionDaysAhead: 1 },
       logger: ctx.logger,
     });
@@ -177,6 +179,7 @@ describe('history kept for good', () => {
   const maintainerAt = (now: string, retentionDays: number) =>
     new PartitionMaintainer({
       db: own.db,
+      liveState: liveStateOf(own),
       config: { retentionDays, partitionDaysAhead: 3 },
       logger: own.logger,
       now: () => Date.parse(now),
@@ -195,6 +198,7 @@ describe('history kept for good', () => {
     expect(await partitionsLike(`telemetry_history_p${month}%`)).toEqual([]);
     const maintainer = new PartitionMaintainer({
       db: own.db,
+      liveState: liveStateOf(own),
       config: { retentionDays: 0, partitionDaysAhead: 3 },
       logger: own.logger,
     });

@@ -30,6 +30,7 @@ import { RollupRoller } from './rollup-roller';
 import { SessionBuilder } from './session-builder';
 import { SessionStore } from '../src/sessions/session-store';
 import { RollupStore } from '../src/stores/rollup-store';
+import { LiveStateStore } from '../src/telemetry/live-state';
 import { ShardWorkers } from './shard-workers';
 
 export { cappedExponentialBackoff } from './shard-workers';
@@ -85,6 +86,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   const registry = deps.registry ?? createRegistry('flusher');
   const partitions = new PartitionMaintainer({
     db,
+    liveState: new LiveStateStore(redis, keys),
     config,
     logger: logger.child({ module: 'partitions' }),
   });

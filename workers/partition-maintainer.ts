@@ -3,6 +3,7 @@ import type { Logger } from '../src/logger';
 import { DEVICE_KINDS, DEVICE_TYPES } from '../src/devices/device-kinds';
 import { earliestSessionStart, retainedFrom } from '../src/stores/retention';
 import { markSessionsAcross } from '../src/stores/session-marks';
+import type { LiveStateStore } from '../src/telemetry/live-state';
 import { DAY_MS } from '../src/time-units';
 
 const utcDay = (ms: number) =>
@@ -62,6 +63,8 @@ export class PartitionMaintainer {
   constructor(
     private readonly deps: {
       db: Knex;
+      /** Where devices' live states are forgotten with their last stored readings. */
+      liveState: Pick<LiveStateStore, 'forgetOlderThan'>;
       config: { retentionDays: number; partitionDaysAhead: number };
       logger: Logger;
       now?: () => number;
@@ -173,6 +176,7 @@ export class PartitionMaintainer {
       }
       trimmed = await this.trimBefore(cutoffDay);
       if (trimmed.length > 0) await this.dropDerivedBefore(cutoff);
+      await this.forgetDevicesBefore(cutoff);
     }
     if (created > 0 || dropped.length > 0 || trimmed.length > 0)
       this.deps.logger.info({ created, dropped, trimmed }, 'history partitions maintained');
@@ -200,14 +204,10 @@ export class PartitionMaintainer {
   /**
    * What was computed from the dropped days goes with them: their rollups, marks and detected
    * sessions. Kept, a report over those days read whole hours from rollups and its edges from
-   * history that was gone (moving `from` by 30 s took away a tenth of the readings). So does the
-   * stored status of a device whose latest reading was dropped: the device lists are of devices
-   * with a reading stored, and retention is also a promise that old readings are gone.
+   * history that was gone (moving `from` by 30 s took away a tenth of the readings).
    */
   private async dropDerivedBefore(keptFrom: Date): Promise<void> {
     await this.deps.db.transaction(async (trx) => {
-      for (const kind of DEVICE_KINDS)
-        await trx(kind.statusTable).where('ts', '<', keptFrom).delete();
       await trx('telemetry_15min').where('quarter', '<', keptFrom).delete();
       await trx('telemetry_hourly')
         // Every device type: the hourly rollups are indexed by (device_type, hour).
@@ -220,6 +220,26 @@ export class PartitionMaintainer {
       await markSessionsAcross(trx, sessionsFrom);
       await trx('charging_sessions').where('start_ts', '<', sessionsFrom).delete();
     });
+  }
+
+  /**
+   * Devices whose latest reading is before the cutoff: their stored status and live state go too
+   * (the device lists are of devices with a reading stored, and a status route showed a reading
+   * retention had dropped). The live states first: should Redis fail, the statuses stay to be
+   * found at the next pass. The status rows are locked in id order, as the flusher's upserts lock
+   * them, in a statement of their own; one a reading moved past the cutoff meanwhile stays.
+   */
+  private async forgetDevicesBefore(keptFrom: Date): Promise<void> {
+    for (const kind of DEVICE_KINDS) {
+      const { statusTable: table, statusIdColumn: id } = kind;
+      const ids: string[] = await this.deps.db(table).where('ts', '<', keptFrom).pluck(id);
+      if (ids.length === 0) continue;
+      await this.deps.liveState.forgetOlderThan(kind.type, ids, keptFrom.getTime());
+      await this.deps.db.raw(
+        `DELETE FROM ?? WHERE ?? IN (SELECT ?? FROM ?? WHERE ts < ? ORDER BY ?? FOR UPDATE)`,
+        [table, id, id, table, keptFrom, id],
+      );
+    }
   }
 
   /** Runs `maintain` now and then every `intervalMs` (errors are logged, the schedule goes on). */

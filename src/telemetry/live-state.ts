@@ -34,6 +34,13 @@ if n > 0 then redis.call('MSET', unpack(writes)) end
 return n / 2
 `;
 
+/** Deletes a device's state if it is older than ARGV[1] (a padded ts); 1 when deleted. */
+const DELETE_IF_OLDER = `
+local stored = redis.call('GET', KEYS[1])
+if stored and stored < ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
 /** Digits of a padded ts: every epoch ms up to the year 33658 (readings are after 1970). */
 const TS_DIGITS = 15;
 
@@ -52,6 +59,7 @@ export const BUCKET_REST_MS = 5000;
 
 type RedisWithScript = RedisClient & {
   setLiveIfNewer(numKeys: number, ...args: string[]): Promise<number>;
+  deleteLiveIfOlder(numKeys: 1, key: string, before: string): Promise<number>;
 };
 
 export interface LiveState {
@@ -118,6 +126,7 @@ export class LiveStateStore {
     private readonly keys: RedisKeys,
   ) {
     redis.defineCommand('setLiveIfNewer', { lua: SET_IF_NEWER });
+    redis.defineCommand('deleteLiveIfOlder', { lua: DELETE_IF_OLDER });
     this.redis = redis as RedisWithScript;
     this.cluster = isCluster(redis);
   }
@@ -184,6 +193,25 @@ export class LiveStateStore {
       json += entriesJson(reading, receivedAt);
     }
     return this.redis.setLiveIfNewer(entries.length, ...entries.map(([key]) => key), `${json}]`);
+  }
+
+  /**
+   * Forgets the states of these devices older than `beforeMs` (retention dropped their readings);
+   * a state a newer reading moved meanwhile stays. One call per device: on a cluster, devices'
+   * keys sit in different slots. Returns how many were forgotten.
+   */
+  async forgetOlderThan(type: DeviceType, ids: string[], beforeMs: number): Promise<number> {
+    const before = String(beforeMs).padStart(TS_DIGITS, '0');
+    let forgotten = 0;
+    for (let start = 0; start < ids.length; start += KEYS_PER_CALL) {
+      const deleted = await Promise.all(
+        ids
+          .slice(start, start + KEYS_PER_CALL)
+          .map((id) => this.redis.deleteLiveIfOlder(1, this.keys.liveState(type, id), before)),
+      );
+      forgotten += deleted.reduce((sum, n) => sum + n, 0);
+    }
+    return forgotten;
   }
 
   async get(type: DeviceType, id: string): Promise<LiveState | null> {

@@ -13,6 +13,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createTestContext, type TestContext } from './test-env';
 import { createHttpServer } from '../../src/http/http-server';
+import { LiveStateStore } from '../../src/telemetry/live-state';
 
 export interface TestApi {
   api: Api;
@@ -107,6 +108,10 @@ export async function startTestFlusher(
 export function openQueue(redis: RedisClient, prefix: string, shard = 0): Queue<IngestJobData> {
   return openShard(redis, createRedisKeys(prefix).shards(shard + 1)[shard]).queue;
 }
+
+/** The test's live-state store: on its Redis, under its prefix. */
+export const liveStateOf = (ctx: TestContext) =>
+  new LiveStateStore(ctx.redis, createRedisKeys(ctx.config.redisPrefix));
 
 /** Polls until `check` returns true, or fails after `timeoutMs`. */
 export async function waitFor(
