@@ -21,6 +21,7 @@ async function oldestIn(redis: RedisClient, shard: QueueShard): Promise<number |
   // only once its job is stored, so one moved meanwhile is seen in its job, not missed by both.
   const { queue } = shard;
   const intake = await oldestInIntake(redis, shard.keys);
+  // Sent in this order on one connection: a job moving from waiting to active is seen in one.
   const groups = await Promise.all([
     queue.getJobs(['waiting'], 0, 0, true),
     queue.getJobs(['active'], 0, 199, true),
@@ -59,9 +60,10 @@ export async function readQueueStats(
   shards: QueueShard[],
   redis: RedisClient,
 ): Promise<QueueStats> {
-  const [counts, intakes, readingsWaiting, oldest] = await Promise.all([
+  // The intakes before the jobs, as in oldestIn: an entry moved in between is counted in its job.
+  const intakes = await Promise.all(shards.map((s) => redis.llen(s.keys.intake)));
+  const [counts, readingsWaiting, oldest] = await Promise.all([
     Promise.all(shards.map((s) => s.queue.getJobCounts(...JOB_STATES))),
-    Promise.all(shards.map((s) => redis.llen(s.keys.intake))),
     backlogReadings(
       redis,
       shards.map((s) => s.keys),

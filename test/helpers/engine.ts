@@ -139,7 +139,10 @@ function intakeOf(queue: Queue<IngestJobData>): { redis: RedisClient; key: strin
  * still to write reads as drained (a cluster test once counted 550 of 600 rows that way).
  */
 
-/** The readings waiting in a shard: in its unfinished jobs, then in its intake. */
+/**
+ * The readings waiting in a shard: in its unfinished jobs, then in its intake (an entry moved
+ * between the two reads is in both: listed twice).
+ */
 export async function queuedReadings(queue: Queue<IngestJobData>): Promise<Reading[]> {
   const { redis, key } = intakeOf(queue);
   const entries = (await redis.lrange(key, 0, -1)).map(parseIntakeEntry);

@@ -206,13 +206,22 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-function canListen(port: number): Promise<boolean> {
+function canListenOn(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
     server.once('error', () => resolve(false));
-    server.listen({ port, host: HOST, exclusive: true }, () => server.close(() => resolve(true)));
+    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)));
   });
+}
+
+/** Whether this machine has the IPv6 loopback, which the nodes then listen on too. */
+export const hasIpv6Loopback: Promise<boolean> = canListenOn('::1', 0);
+
+/** Free on every address a node binds (a port taken on ::1 alone makes redis-server abort). */
+async function canListen(port: number): Promise<boolean> {
+  if (!(await canListenOn(HOST, port))) return false;
+  return !(await hasIpv6Loopback) || canListenOn('::1', port);
 }
 
 const reservedPorts = new Set<number>();
@@ -447,8 +456,8 @@ async function startOnce(opts: StartRedisClusterOptions): Promise<RedisClusterHa
     const logFile = path.join(dir, 'redis.log');
     const conf: Record<string, string | number> = {
       port,
-      // IPv6 loopback too where the machine has it (`-`: skipped where not), for IPv6 seeds.
-      bind: `${HOST} -::1`,
+      // IPv6 loopback too where the machine has it, for IPv6 seeds (`-`: skipped where not).
+      bind: (await hasIpv6Loopback) ? `${HOST} -::1` : HOST,
       'protected-mode': 'no',
       daemonize: 'no',
       dir,
