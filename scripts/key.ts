@@ -3,10 +3,10 @@
  * the client, once) and the API_KEYS entry that admits it (only the key's SHA-256 is stored).
  */
 import {
-  API_KEY_NAME,
   API_KEY_NAME_RULE,
   SCOPES,
   generateKey,
+  keyNameProblem,
   parseScopes,
 } from '../src/auth/api-keys';
 import { exitOnUsageError, parseCommandLine, UsageError } from './cli';
@@ -31,7 +31,6 @@ function main(): void {
   const { values } = parseCommandLine(process.argv.slice(2), command);
   const { name, scopes: scopeText } = values;
   if (!name) throw new UsageError(`--name is required\nusage: ${command.usage}`);
-  if (!API_KEY_NAME.test(name)) throw new UsageError(`--name must be ${API_KEY_NAME_RULE}`);
   if (!scopeText) throw new UsageError(`--scopes is required\nusage: ${command.usage}`);
   // API_KEYS joins scopes with + (commas separate its entries); here a comma is unambiguous.
   const { scopes, problem } = parseScopes(
@@ -41,6 +40,8 @@ function main(): void {
       .join('+'),
   );
   if (problem) throw new UsageError(`--scopes: ${problem}`);
+  const badName = keyNameProblem(name, scopes);
+  if (badName) throw new UsageError(`--name: ${badName}`);
   const { key, entry } = generateKey(name, scopes);
   console.log(`key (give it to ${name}; it is not stored anywhere): ${key}`);
   console.log(`API_KEYS entry (comma-separate several): ${entry}`);

@@ -17,7 +17,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../src/config';
-import { CHARGE_POINT_ID_PATTERN } from '../src/ocpp/ocpp-endpoint';
+import { CHARGE_POINT_ID_PATTERN } from '../src/ocpp/charge-point-id';
 import { readChargePointKeys } from './charge-point-keys';
 import { DECIMAL } from '../src/schema/validator';
 import { exitOnUsageError, numberOption, parseCommandLine, UsageError } from './cli';

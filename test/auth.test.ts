@@ -250,6 +250,23 @@ describe('API_KEYS', () => {
     expect(findKey(keys, key)).toMatchObject({ name: 'CP-17', scopes: ['charge-point'] });
   });
 
+  test('when npm run key is asked for a charge point key under a name no charge point id can be, then it refuses, saying why', () => {
+    for (const name of ['A'.repeat(49), '...']) {
+      let stderr = '';
+      try {
+        runKey(name, 'charge-point');
+      } catch (err) {
+        stderr = String((err as { stderr: Buffer }).stderr);
+      }
+      expect(stderr).toContain(
+        '--name: a charge-point key is named after its charge point, whose id is 1-48 characters from A-Z a-z 0-9 . _ -, not dots alone',
+      );
+    }
+    expect(parseApiKeys(`...:charge-point:${'a'.repeat(64)}`).problems).toEqual([
+      'API_KEYS entry 1 (...): a charge-point key is named after its charge point, whose id is 1-48 characters from A-Z a-z 0-9 . _ -, not dots alone',
+    ]);
+  });
+
   test('when npm run key is given scopes separated by commas, then they are joined with + in the entry', () => {
     const out = runKey('gw-3', 'read, ingest,admin');
     const entry = /API_KEYS entry[^:]*: (\S+)/.exec(out)?.[1] ?? '';

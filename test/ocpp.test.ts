@@ -22,7 +22,7 @@ import { createTestContext } from './helpers/test-env';
 async function chargePoint(
   e: Pick<TestEngine, 'url'>,
   identity: string,
-  options: { password?: string; protocols?: string[]; strict?: boolean } = {},
+  options: { password?: string | Buffer; protocols?: string[]; strict?: boolean } = {},
 ): Promise<RPCClient> {
   const client = new RPCClient({
     endpoint: `${e.url.replace('http', 'ws')}/ocpp`,
@@ -2739,6 +2739,22 @@ describe('OCPP with AUTH on', () => {
       idTagInfo: { status: 'Invalid' },
     });
     await cp.close();
+  });
+
+  test('when the Basic password is the key as the bytes its hex digits stand for (OCPP 1.6 security profile 1, OCTT TC_085_CS), or its hex in capitals, then it connects', async () => {
+    for (const password of [Buffer.from(cp1.key, 'hex'), cp1.key.toUpperCase()]) {
+      const cp = await chargePoint(e, 'CP-1', { password });
+      expect(await cp.call('Heartbeat', {})).toMatchObject({ currentTime: expect.any(String) });
+      await cp.close();
+    }
+    // Another charge point's key in those forms is still another's.
+    for (const password of [Buffer.from(other.key, 'hex'), other.key.toUpperCase()]) {
+      const err = await chargePoint(e, 'CP-1', { password }).then(
+        () => null,
+        (error: unknown) => error as { code?: number },
+      );
+      expect(err?.code).toBe(401);
+    }
   });
 
   test.each([

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { CHARGE_POINT_ID, CHARGE_POINT_ID_RULE } from '../ocpp/charge-point-id';
 
 /** What a key may do; `charge-point` admits an OCPP charge point whose id is the key's name. */
 export const SCOPES = ['ingest', 'read', 'admin', 'charge-point'] as const;
@@ -53,9 +54,10 @@ export function parseApiKeys(text: string): { keys: ApiKey[]; problems: string[]
       );
       return;
     }
-    if (!API_KEY_NAME.test(name)) problems.push(`${where}: the name must be ${API_KEY_NAME_RULE}`);
     const { scopes, problem } = parseScopes(scopeText);
     if (problem) problems.push(`${where}: ${problem}`);
+    const badName = keyNameProblem(name, scopes);
+    if (badName) problems.push(`${where}: ${badName}`);
     if (!/^[0-9a-f]{64}$/i.test(hex))
       problems.push(`${where}: the hash must be 64 hex characters (the SHA-256 of the key)`);
     if (keys.some((k) => k.name === name)) problems.push(`${where}: the name is used twice`);
@@ -72,6 +74,17 @@ export function parseApiKeys(text: string): { keys: ApiKey[]; problems: string[]
   return { keys, problems };
 }
 
+/**
+ * Why a key of these scopes cannot have this name, or null: a charge point's key is named after
+ * the charge point, so its name must be one (else the key is made, but never lets it connect).
+ */
+export function keyNameProblem(name: string, scopes: readonly Scope[]): string | null {
+  if (!API_KEY_NAME.test(name)) return `the name must be ${API_KEY_NAME_RULE}`;
+  if (scopes.includes('charge-point') && !CHARGE_POINT_ID.test(name))
+    return `a charge-point key is named after its charge point, whose id is ${CHARGE_POINT_ID_RULE}`;
+  return null;
+}
+
 /** Finds the key's entry, comparing every hash in constant time (no early exit on a match). */
 export function findKey(keys: ApiKey[], presented: string): ApiKey | null {
   const hash = hashKey(presented);
@@ -80,6 +93,23 @@ export function findKey(keys: ApiKey[], presented: string): ApiKey | null {
     if (key.hash.length === hash.length && timingSafeEqual(key.hash, hash)) found = key;
   }
   return found;
+}
+
+/**
+ * A charge point's key as its Basic password may carry it: as the key's text (its hex digits in
+ * either case), or as the 16-20 bytes those digits stand for, which OCPP 1.6's Security Whitepaper
+ * has a charger send of its AuthorizationKey (the conformance test TC_085_CS checks that form).
+ */
+export function findChargePointKey(keys: ApiKey[], password: Buffer): ApiKey | null {
+  const text = password.toString('utf8');
+  const forms = [text];
+  if (/^[0-9A-F]{32,40}$/i.test(text)) forms.push(text.toLowerCase());
+  if (password.length >= 16 && password.length <= 20) forms.push(password.toString('hex'));
+  for (const form of new Set(forms)) {
+    const key = findKey(keys, form);
+    if (key) return key;
+  }
+  return null;
 }
 
 /**

@@ -10,13 +10,14 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type RPCServerClient from 'ocpp-rpc/lib/server-client';
 import { parseSubprotocols } from 'ocpp-rpc/lib/ws-util';
-import { findKey, type ApiKey } from '../auth/api-keys';
+import { findChargePointKey, type ApiKey } from '../auth/api-keys';
 import { authorizationHeaders } from '../auth/authorize';
 import { endWithError } from '../http/http-server';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState, LiveConnection } from './charge-point-state';
 import { ocppRpcFor, validatorWithoutEcho } from './ocpp-rpc';
+import { CHARGE_POINT_ID, CHARGE_POINT_ID_RULE } from './charge-point-id';
 import { PresenceRefresh } from './presence-refresh';
 import { StatusRecovery } from './status-recovery';
 import {
@@ -35,14 +36,6 @@ import {
 export const OCPP_PATH = '/ocpp';
 export const OCPP_PROTOCOL = 'ocpp1.6';
 const { RPCServer, createRPCError } = ocppRpcFor(OCPP_PROTOCOL);
-/**
- * A charge point id: a meter id is `{chargePointId}:{connectorId}`, so no `:` (the split stays
- * unambiguous), not dots alone (no URL path segment), and at most 48 characters (OCPP's identity
- * limit; the meter id stays within 64).
- */
-export const CHARGE_POINT_ID_PATTERN = '^(?!\\.+$)[A-Za-z0-9._-]{1,48}$';
-export const CHARGE_POINT_ID_RULE = '1-48 characters from A-Z a-z 0-9 . _ -, not dots alone';
-const CHARGE_POINT_ID = new RegExp(CHARGE_POINT_ID_PATTERN);
 
 /** One action's answer: what the service makes of a charge point's (schema-checked) params. */
 type ActionHandler = (service: ChargePointService, id: string, params: never) => unknown;
@@ -255,9 +248,7 @@ function authorizeUpgrade(config: {
       // Two Authorization headers: which one a proxy in front read is unknown, so neither counts.
       const ambiguous = authorizationHeaders(handshake.request.rawHeaders) > 1;
       const key =
-        handshake.password && !ambiguous
-          ? findKey(keys, handshake.password.toString('utf8'))
-          : null;
+        handshake.password && !ambiguous ? findChargePointKey(keys, handshake.password) : null;
       if (!key || key.name !== handshake.identity || !key.scopes.includes('charge-point')) {
         // Answered here, not by reject(), which cannot add the challenge; the library cleans up
         // when the socket closes.

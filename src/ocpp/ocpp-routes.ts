@@ -12,12 +12,8 @@ import type { DeviceStatus, StatusStore } from '../stores/status-store';
 import type { LiveStateStore } from '../telemetry/live-state';
 import type { ChargePointRecord, ChargePointStore } from './charge-point-store';
 import { connectorMeterId, type ChargePointState } from './charge-point-state';
-import {
-  CHARGE_POINT_ID_PATTERN,
-  CHARGE_POINT_ID_RULE,
-  OCPP_PATH,
-  UPGRADE_REFUSALS,
-} from './ocpp-endpoint';
+import { CHARGE_POINT_ID_PATTERN, CHARGE_POINT_ID_RULE } from './charge-point-id';
+import { OCPP_PATH, UPGRADE_REFUSALS } from './ocpp-endpoint';
 import type { IdTag, IdTagStore } from './id-tag-store';
 import type { Transaction, TransactionStore } from './transaction-store';
 
