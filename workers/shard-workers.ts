@@ -12,7 +12,7 @@ import { INGEST_QUEUE_NAME, type QueueShardKeys } from '../src/redis-keys';
 import { startBacklogReconciler } from './backlog-reconciler';
 import type { FlushResult } from './flush-processor';
 import { IntakeMover } from './intake-mover';
-import { RepeatedErrorLog } from './repeated-errors';
+import { RepeatedErrorLog } from '../src/repeated-errors';
 
 /** A worker's repeated error (Redis down) is logged once per this long, counted. */
 const REPEATED_ERROR_INTERVAL_MS = 30_000;
@@ -176,7 +176,7 @@ export class ShardWorkers {
         );
         return;
       }
-      errors.error(
+      errors.log(
         err,
         { shard: keys.shard },
         isRedisFull(err) ? REDIS_FULL_HINT : 'flusher worker error',

@@ -4,6 +4,7 @@ import { withTimeout } from '../with-timeout';
 import { OpenTransactionStarts, type TransactionStart } from './open-transaction-starts';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
+import { RepeatedErrorLog } from '../repeated-errors';
 import type { OcppMetrics } from '../metrics';
 import type { MappingStore } from '../stores/mapping-store';
 import type { IngestService } from '../telemetry/ingest-service';
@@ -189,6 +190,13 @@ const whToKwh = (wh: number) => Math.round(wh) / 1000;
  */
 const CHECK_WAIT_MS = 500;
 
+/**
+ * A check skipped again for the same reason is logged at most this often: while PostgreSQL is
+ * slow every message of every charge point skips one (a charger sending its queue without waiting
+ * for answers wrote 1,500 lines a second).
+ */
+const CHECKS_SKIPPED_LOG_INTERVAL_MS = 10_000;
+
 /** A BootNotification waits this long at most for its record in PostgreSQL (see bootNotification). */
 const BOOT_RECORD_WAIT_MS = 2000;
 
@@ -204,6 +212,8 @@ const startOf = (t: Transaction): TransactionStart => ({
  */
 export class ChargePointService {
   private readonly openStarts: OpenTransactionStarts;
+  /** Checks a message was stored without (see readForCheck), logged once in a while. */
+  private readonly checksSkipped: RepeatedErrorLog;
 
   constructor(
     private readonly deps: {
@@ -237,6 +247,11 @@ export class ChargePointService {
     },
   ) {
     this.openStarts = new OpenTransactionStarts((ids) => deps.transactions.openOnAny(ids));
+    this.checksSkipped = new RepeatedErrorLog({
+      logger: deps.logger,
+      intervalMs: CHECKS_SKIPPED_LOG_INTERVAL_MS,
+      level: 'warn',
+    });
   }
 
   private now(): Date {
@@ -839,7 +854,7 @@ export class ChargePointService {
     try {
       return await withTimeout(read, CHECK_WAIT_MS, what);
     } catch (err) {
-      this.deps.logger.warn({ err, ...context }, `${what} unknown: samples checked without it`);
+      this.checksSkipped.log(err, context, `${what} unknown: samples checked without it`);
       return null;
     }
   }

@@ -1,4 +1,4 @@
-import { RepeatedErrorLog } from '../../workers/repeated-errors';
+import { RepeatedErrorLog } from '../../src/repeated-errors';
 import { capturingLogger } from '../helpers/capturing-logger';
 
 describe('a repeated error', () => {
@@ -8,8 +8,8 @@ describe('a repeated error', () => {
     const log = new RepeatedErrorLog({ logger, intervalMs: 30_000, now: () => now });
     const refused = new Error('connect ECONNREFUSED 127.0.0.1:6390');
     // Four a second for a minute, as a BullMQ worker reconnecting to a Redis that is down.
-    for (; now < 60_000; now += 250) log.error(refused, { shard: 0 }, 'flusher worker error');
-    log.error(new Error('READONLY'), { shard: 0 }, 'flusher worker error');
+    for (; now < 60_000; now += 250) log.log(refused, { shard: 0 }, 'flusher worker error');
+    log.log(new Error('READONLY'), { shard: 0 }, 'flusher worker error');
 
     expect(lines.map((l) => [l.msg, (l.err as { message: string }).message, l.repeated])).toEqual([
       ['flusher worker error', refused.message, undefined],
@@ -17,5 +17,16 @@ describe('a repeated error', () => {
       ['flusher worker error', 'READONLY', undefined],
     ]);
     expect(lines[0].shard).toBe(0);
+  });
+});
+
+describe('a repeated warning', () => {
+  test('when a check is skipped for the same reason message after message, then it is a warning once per interval', () => {
+    const { logger, lines } = capturingLogger();
+    let now = 0;
+    const log = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn', now: () => now });
+    const slow = new Error('stored registers took longer than 500 ms');
+    for (; now < 1000; now += 1) log.log(slow, { meterId: 'CP-1:1' }, 'skipped');
+    expect(lines.map((l) => [l.level, l.msg, l.repeated])).toEqual([[40, 'skipped', undefined]]);
   });
 });
