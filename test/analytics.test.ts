@@ -8,6 +8,8 @@ import { RollupStore } from '../src/stores/rollup-store';
 import { createDb } from '../db/create-db';
 import { migrateToLatest, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
+import { retainedFrom } from '../src/stores/retention';
+import { HOUR_MS } from '../src/time-units';
 import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { explainGeneric } from './helpers/plans';
 import { startProcess } from './helpers/processes';
@@ -991,6 +993,33 @@ describe('query plans', () => {
     // 600 readings at random times over 5 hours: most device quarters hold several.
     expect(maintained.quarters.length).toBeGreaterThan(maintained.hours.length);
     expect(maintained).toEqual(await both());
+  });
+});
+
+describe('a window reaching before what history keeps (RETENTION_DAYS)', () => {
+  test('when a report window starts before the cutoff, then a warning says its readings before it were dropped; one after the cutoff says nothing of it', async () => {
+    const e = await startTestEngine({ RETENTION_DAYS: '3' });
+    try {
+      const cutoff = retainedFrom(Date.now(), 3) as number;
+      const at = (ms: number) => new Date(ms).toISOString();
+      await map(e, 'V-ret', 'M-ret', at(cutoff));
+      await ingest(e, [
+        vehicle('V-ret', at(cutoff + HOUR_MS), 10),
+        meter('M-ret', at(cutoff + HOUR_MS), 12),
+      ]);
+      const across = await report(
+        e,
+        'V-ret',
+        `from=${at(cutoff - HOUR_MS)}&to=${at(cutoff + 2 * HOUR_MS)}`,
+      ).expect(200);
+      expect(across.body.warnings).toContain(
+        `History before ${at(cutoff)} is not kept (RETENTION_DAYS=3): this window's readings before it were dropped, and count in none of its figures`,
+      );
+      const inside = await report(e, 'V-ret', `from=${at(cutoff)}&to=${at(cutoff + 2 * HOUR_MS)}`);
+      expect(inside.body.warnings.join('\n')).not.toMatch(/is not kept/);
+    } finally {
+      await e.stop();
+    }
   });
 });
 

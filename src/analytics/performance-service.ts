@@ -9,6 +9,7 @@ import { isBelow, roundFigure as round } from '../reports/rounding';
 import { HOUR_MS } from '../time-units';
 import { atChargerPower, efficiencyWarnings, windowEfficiency } from '../reports/efficiency';
 import { sharedMeterWarning, unmappedStretches } from '../reports/mapping-warnings';
+import { retainedFrom } from '../stores/retention';
 
 type ComputedReport = Omit<PerformanceReport, 'cache'>;
 
@@ -42,6 +43,8 @@ export class PerformanceService {
       config: {
         energyReadings: EnergyReadingsMode;
         efficiencyThreshold: number;
+        /** RETENTION_DAYS: a window reaching before what history keeps is said to. */
+        retentionDays: number;
       };
       metrics?: AnalyticsMetrics;
     },
@@ -133,6 +136,12 @@ export class PerformanceService {
     }
 
     const warnings: string[] = [];
+    const keptFrom = retainedFrom(Date.now(), config.retentionDays);
+    if (keptFrom !== null && from.getTime() < keptFrom) {
+      warnings.push(
+        `History before ${new Date(keptFrom).toISOString()} is not kept (RETENTION_DAYS=${config.retentionDays}): this window's readings before it were dropped, and count in none of its figures`,
+      );
+    }
     if (meters.length === 0) {
       warnings.push(
         `Vehicle ${vehicleId} is mapped to no meter in this window, so AC energy is unknown`,
