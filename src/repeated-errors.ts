@@ -1,15 +1,18 @@
 import type { Logger } from './logger';
 
+/** Distinct errors remembered at most: texts are few (a check's name, a connection's error). */
+const REMEMBERED = 100;
+
 /**
  * Logs an error that repeats (a BullMQ worker's reconnect attempts while Redis is down: several a
  * second per shard; a check every OCPP message skips while PostgreSQL is slow) once per
- * `intervalMs`, the next line counting those left out, so an outage of an hour is a line every
- * interval instead of tens of thousands. A new message logs at once.
+ * `intervalMs` for each error text, the next line counting those left out (`repeated`, whoever
+ * they came from: the fields shown are that line's), so an outage of an hour is a line every
+ * interval instead of tens of thousands. An error not seen within the interval logs at once, also
+ * when two alternate.
  */
 export class RepeatedErrorLog {
-  private lastMessage: string | null = null;
-  private lastLoggedAt = 0;
-  private leftOut = 0;
+  private readonly seen = new Map<string, { loggedAt: number; leftOut: number }>();
 
   constructor(
     private readonly deps: {
@@ -23,18 +26,18 @@ export class RepeatedErrorLog {
 
   log(err: unknown, fields: Record<string, unknown>, message: string): void {
     const now = (this.deps.now ?? Date.now)();
-    const text = err instanceof Error ? err.message : String(err);
-    if (text === this.lastMessage && now - this.lastLoggedAt < this.deps.intervalMs) {
-      this.leftOut += 1;
+    const text = `${message}\n${err instanceof Error ? err.message : String(err)}`;
+    const last = this.seen.get(text);
+    if (last && now - last.loggedAt < this.deps.intervalMs) {
+      last.leftOut += 1;
       return;
     }
-    const repeated = text === this.lastMessage ? this.leftOut : 0;
+    const repeated = last?.leftOut ?? 0;
     this.deps.logger[this.deps.level ?? 'error'](
       { err, ...fields, ...(repeated > 0 ? { repeated } : {}) },
       message,
     );
-    this.lastMessage = text;
-    this.lastLoggedAt = now;
-    this.leftOut = 0;
+    if (!last && this.seen.size >= REMEMBERED) this.seen.clear();
+    this.seen.set(text, { loggedAt: now, leftOut: 0 });
   }
 }

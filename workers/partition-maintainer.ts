@@ -18,6 +18,9 @@ const LOCKS_PER_PARTITION = 3;
 /** Report statements over history assumed to run at once when judging the lock table. */
 const STATEMENTS_AT_ONCE = 4;
 
+/** Devices retention forgets (their status rows and live states) in one statement. */
+const FORGET_CHUNK = 5000;
+
 /** Rows retention deletes from a monthly partition in one statement. */
 const TRIM_BATCH_ROWS = 50_000;
 
@@ -226,19 +229,24 @@ export class PartitionMaintainer {
    * Devices whose latest reading is before the cutoff: their stored status and live state go too
    * (the device lists are of devices with a reading stored, and a status route showed a reading
    * retention had dropped). The live states first: should Redis fail, the statuses stay to be
-   * found at the next pass. The status rows are locked in id order, as the flusher's upserts lock
-   * them, in a statement of their own; one a reading moved past the cutoff meanwhile stays.
+   * found at the next pass. Only the rows of the devices whose live states were forgotten go (one
+   * stored meanwhile, dated before the cutoff, waits for the next pass), a chunk per statement,
+   * locked in id order as the flusher's upserts lock them; one a reading moved past the cutoff
+   * meanwhile stays.
    */
   private async forgetDevicesBefore(keptFrom: Date): Promise<void> {
     for (const kind of DEVICE_KINDS) {
       const { statusTable: table, statusIdColumn: id } = kind;
       const ids: string[] = await this.deps.db(table).where('ts', '<', keptFrom).pluck(id);
-      if (ids.length === 0) continue;
-      await this.deps.liveState.forgetOlderThan(kind.type, ids, keptFrom.getTime());
-      await this.deps.db.raw(
-        `DELETE FROM ?? WHERE ?? IN (SELECT ?? FROM ?? WHERE ts < ? ORDER BY ?? FOR UPDATE)`,
-        [table, id, id, table, keptFrom, id],
-      );
+      for (let start = 0; start < ids.length; start += FORGET_CHUNK) {
+        const chunk = ids.slice(start, start + FORGET_CHUNK);
+        await this.deps.liveState.forgetOlderThan(kind.type, chunk, keptFrom.getTime());
+        await this.deps.db.raw(
+          `DELETE FROM ?? WHERE ?? IN (
+             SELECT ?? FROM ?? WHERE ?? = ANY(?) AND ts < ? ORDER BY ?? FOR UPDATE)`,
+          [table, id, id, table, id, chunk, keptFrom, id],
+        );
+      }
     }
   }
 

@@ -139,7 +139,7 @@ export class PerformanceService {
     const keptFrom = retainedFrom(Date.now(), config.retentionDays);
     if (keptFrom !== null && from.getTime() < keptFrom) {
       warnings.push(
-        `History before ${new Date(keptFrom).toISOString()} is not kept (RETENTION_DAYS=${config.retentionDays}): this window's readings before it were dropped, and count in none of its figures`,
+        `History is kept from ${new Date(keptFrom).toISOString()} (RETENTION_DAYS=${config.retentionDays}): this window starts before it, and its readings before it are dropped within the hour, if not already`,
       );
     }
     if (meters.length === 0) {

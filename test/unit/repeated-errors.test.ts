@@ -29,4 +29,22 @@ describe('a repeated warning', () => {
     for (; now < 1000; now += 1) log.log(slow, { meterId: 'CP-1:1' }, 'skipped');
     expect(lines.map((l) => [l.level, l.msg, l.repeated])).toEqual([[40, 'skipped', undefined]]);
   });
+
+  test('when two checks fail in turn, message after message, then each is a warning once per interval', () => {
+    const { logger, lines } = capturingLogger();
+    let now = 0;
+    const log = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn', now: () => now });
+    const open = new Error('open transaction took longer than 500 ms');
+    const named = new Error('named transaction took longer than 500 ms');
+    for (; now < 12_000; now += 2) {
+      log.log(open, {}, 'open transaction unknown');
+      log.log(named, {}, 'named transaction unknown');
+    }
+    expect(lines.map((l) => [l.msg, l.repeated])).toEqual([
+      ['open transaction unknown', undefined],
+      ['named transaction unknown', undefined],
+      ['open transaction unknown', 4999],
+      ['named transaction unknown', 4999],
+    ]);
+  });
 });
