@@ -247,9 +247,13 @@ function authorizeUpgrade(config: {
     if (config.auth === 'on') {
       // Two Authorization headers: which one a proxy in front read is unknown, so neither counts.
       const ambiguous = authorizationHeaders(handshake.request.rawHeaders) > 1;
+      // Its own key only: of the forms a password may take, none can then match another's first.
+      const own = keys.filter(
+        (k) => k.name === handshake.identity && k.scopes.includes('charge-point'),
+      );
       const key =
-        handshake.password && !ambiguous ? findChargePointKey(keys, handshake.password) : null;
-      if (!key || key.name !== handshake.identity || !key.scopes.includes('charge-point')) {
+        handshake.password && !ambiguous ? findChargePointKey(own, handshake.password) : null;
+      if (!key) {
         // Answered here, not by reject(), which cannot add the challenge; the library cleans up
         // when the socket closes.
         refuse(handshake.request.socket, 401);
