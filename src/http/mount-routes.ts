@@ -6,7 +6,7 @@ import { Router, type RequestHandler } from 'express';
 import type { TObject } from '@sinclair/typebox';
 import type Ajv from 'ajv';
 import type { Authorize } from '../auth/authorize';
-import { AppError, invalidParameter } from '../errors';
+import { AppError, badRequest, invalidParameter } from '../errors';
 import {
   isNumberText,
   compile,
@@ -24,12 +24,13 @@ export const expressPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
 
 const PLUS_HINT = 'a "+" in a URL query reads as a space: send it as %2B';
 
-/** A query parameter the route does not take, by name (`?=1` has none: said so). */
-const unknownParameter = (name: string, use: string) =>
-  invalidParameter(
-    name || 'a parameter without a name ("?=1")',
-    `is not a known parameter (${use})`,
-  );
+/** A query parameter the route does not take, by name (`?=1` has none: said so, at `/`). */
+function unknownParameter(name: string, use: string) {
+  const message = `is not a known parameter (${use})`;
+  if (name !== '') return invalidParameter(name, message);
+  const nameless = `a parameter without a name ("?=1") ${message}`;
+  return badRequest('invalid_parameter', nameless, [{ path: '/', message: nameless }]);
+}
 
 /** Path and query values arrive as text: numbers are coerced, anything else must already fit. */
 function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') {
