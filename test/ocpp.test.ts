@@ -2,7 +2,7 @@ import request from 'supertest';
 import { sampleValue } from './helpers/mqtt';
 import { RPCClient } from 'ocpp-rpc';
 import WebSocket from 'ws';
-import { generateKey } from '../src/auth/api-keys';
+import { generateKey, hashKey } from '../src/auth/api-keys';
 import { ChargePointStore } from '../src/ocpp/charge-point-store';
 import { ChargePointState } from '../src/ocpp/charge-point-state';
 import { createRedisKeys } from '../src/redis-keys';
@@ -2680,11 +2680,14 @@ describe('OCPP with AUTH on', () => {
   const cp1 = generateKey('CP-1', ['charge-point']);
   const other = generateKey('CP-2', ['charge-point']);
   const reader = generateKey('reader', ['read', 'admin']);
+  // A charger set up with a password of its own, admitted by an entry hashing it (README).
+  const ownPassword = 'its-own-password';
+  const ownEntry = `CP-3:charge-point:${hashKey(ownPassword).toString('hex')}`;
 
   beforeAll(async () => {
     e = await startTestEngine({
       AUTH: 'on',
-      API_KEYS: [cp1.entry, other.entry, reader.entry].join(','),
+      API_KEYS: [cp1.entry, other.entry, reader.entry, ownEntry].join(','),
       OCPP_UNKNOWN_ID_TAGS: 'reject',
     });
   });
@@ -2755,6 +2758,12 @@ describe('OCPP with AUTH on', () => {
       );
       expect(err?.code).toBe(401);
     }
+  });
+
+  test('when a charger sends a password of its own, as written, that an entry hashes, then it connects', async () => {
+    const cp = await chargePoint(e, 'CP-3', { password: ownPassword });
+    expect(await cp.call('Heartbeat', {})).toMatchObject({ currentTime: expect.any(String) });
+    await cp.close();
   });
 
   test.each([
