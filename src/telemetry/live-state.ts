@@ -44,6 +44,9 @@ return 0
 /** Digits of a padded ts: every epoch ms up to the year 33658 (readings are after 1970). */
 const TS_DIGITS = 15;
 
+/** An epoch ms as a state begins with it: states then sort by their readings' times as text. */
+const paddedTs = (ms: number) => String(ms).padStart(TS_DIGITS, '0');
+
 const FIELD_NAMES = new Map(DEVICE_KINDS.map((k) => [k.type as string, k.fieldNames]));
 
 /** Keys per script call: keeps each call short so Redis stays responsive to other clients. */
@@ -76,7 +79,7 @@ export interface LiveState {
  */
 function entriesJson(reading: Reading, receivedAt: number): string {
   const values = valuesOf(reading);
-  const ts = String(reading.ts).padStart(TS_DIGITS, '0');
+  const ts = paddedTs(reading.ts);
   let state = `${ts}|receivedAt=${receivedAt}`;
   for (const name of FIELD_NAMES.get(reading.type)!) {
     const value = values[name];
@@ -201,7 +204,7 @@ export class LiveStateStore {
    * keys sit in different slots. Returns how many were forgotten.
    */
   async forgetOlderThan(type: DeviceType, ids: string[], beforeMs: number): Promise<number> {
-    const before = String(beforeMs).padStart(TS_DIGITS, '0');
+    const before = paddedTs(beforeMs);
     let forgotten = 0;
     for (let start = 0; start < ids.length; start += KEYS_PER_CALL) {
       const deleted = await Promise.all(
