@@ -13,5 +13,5 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 USER node
-EXPOSE 3000 9464
+EXPOSE 3000 9464 9465
 CMD ["node", "dist/src/server.js"]

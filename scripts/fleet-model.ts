@@ -301,12 +301,6 @@ export class Fleet {
     return this.withCharger('faulty');
   }
 
-  /** Advances the fleet by `intervalS` seconds and returns every device's reading at `atMs`. */
-  tick(atMs: number, intervalS: number): (MeterReadingBody | VehicleReadingBody)[] {
-    const step = this.step(atMs, intervalS);
-    return [...step.vehicles, ...step.meters];
-  }
-
   /**
    * Every device's reading at `atMs` without advancing (no energy): sent one interval before the
    * first tick, so the first charging reading has its interval, as every later one does.

@@ -1,7 +1,9 @@
 /**
  * The engine's configuration: read from the environment once, validated, frozen.
- * Every process (API, flusher, scripts) calls loadConfig(process.env) at its entry point and
- * passes the result down; nothing else reads process.env.
+ * Every engine process (API, flusher, MQTT) and script calls loadConfig(process.env) at its entry
+ * point and passes the result down; nothing below an entry point reads process.env. (`npm start`
+ * sets AUTH=off before loading when no key is configured; the simulator, a client, takes its
+ * default URL from PORT; the bench passes settings to the processes it starts.)
  *
  * Each variable is declared once, in `settingsSchema`: its type, default, limits, allowed values
  * and meaning. The `Config` type, the validation (ajv), the error messages and the README's

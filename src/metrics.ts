@@ -162,7 +162,16 @@ export function createHttpMetrics(registry: Registry): RequestHandler {
   };
 }
 
-export function createIngestMetrics(registry: Registry): IngestMetrics {
+export function createIngestMetrics(
+  registry: Registry,
+  { maxBacklogReadings }: { maxBacklogReadings: number },
+): IngestMetrics {
+  // The limit beside the backlog, so an alert can compare the two whatever the setting.
+  new Gauge({
+    name: 'energy_ingest_backlog_limit_readings',
+    help: 'MAX_BACKLOG_READINGS: the backlog at which this process answers 503',
+    registers: [registry],
+  }).set(maxBacklogReadings);
   const accepted = new Counter({
     name: 'energy_ingest_readings_accepted_total',
     help: 'Readings accepted (stored in the queue), by device type',

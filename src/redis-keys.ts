@@ -69,7 +69,10 @@ export interface RedisKeys {
 
 export const INGEST_QUEUE_NAME = 'ingest';
 
-/** Live state hash buckets: a batch updates its devices in at most this many script calls. */
+/**
+ * Live-state hash-tag buckets: on a cluster a script call touches one bucket's keys, so a batch
+ * updates its devices in a call per bucket present (more for a bucket past 500 devices).
+ */
 export const LIVE_STATE_BUCKETS = 64;
 
 /** FNV-1a: a device id's live-state bucket (stable across processes and releases). */

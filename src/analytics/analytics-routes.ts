@@ -2,15 +2,19 @@ import { Type } from '@sinclair/typebox';
 import { EFFICIENCY_BOUNDS } from '../config';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody } from '../schema/primitives';
-import { decodeCursor, filterOfPage, limitOfPage, windowOfPage } from '../reports/paging';
+import {
+  decodeCursor,
+  filterOfPage,
+  limitOfPage,
+  REPORT_PAGE_DEFAULT,
+  REPORT_PAGE_MAX,
+  windowOfPage,
+} from '../reports/paging';
 import type { FleetScope, FleetService } from './fleet-service';
 import type { PerformanceService } from './performance-service';
 import { FleetReport, PerformanceReport } from './report-schemas';
-import { MAX_WINDOW_HOURS, WindowQuery, parseWindow } from '../reports/window-params';
+import { MAX_WINDOW_HOURS, WindowQuery, nowAlignS, parseWindow } from '../reports/window-params';
 import { FreshQuery } from '../reports/report-cache';
-
-const DEFAULT_PAGE = 100;
-const MAX_PAGE = 10_000;
 
 /** The fleet report's filters and page size, as its query declares them and its cursors must hold them. */
 const Below = Type.Number({
@@ -19,8 +23,8 @@ const Below = Type.Number({
 });
 const Limit = Type.Integer({
   minimum: 1,
-  maximum: MAX_PAGE,
-  description: `vehicles per page; default ${DEFAULT_PAGE}, or the cursor's page's`,
+  maximum: REPORT_PAGE_MAX,
+  description: `vehicles per page; default ${REPORT_PAGE_DEFAULT}, or the cursor's page's`,
 });
 const Rank = Type.Union([Type.Literal('efficiency'), Type.Literal('session')], {
   description:
@@ -63,7 +67,7 @@ export function analyticsRoutes({
       handler: async ({ params, query }) => {
         const window = parseWindow(query, {
           now: now(),
-          alignS: Math.min(config.analyticsCacheTtlS, 60),
+          alignS: nowAlignS(config.analyticsCacheTtlS),
         });
         return reply(
           200,
@@ -107,7 +111,7 @@ export function analyticsRoutes({
               below: query.below ?? config.efficiencyThreshold,
               rank: query.rank ?? 'efficiency',
             };
-        const limit = limitOfPage(page, query.limit, Limit, DEFAULT_PAGE);
+        const limit = limitOfPage(page, query.limit, Limit, REPORT_PAGE_DEFAULT);
         return reply(200, await fleet.report(scope, { limit, offset: page?.offset ?? 0 }));
       },
     }),

@@ -21,6 +21,10 @@ export interface Page {
 
 const NOT_A_CURSOR = 'must be a nextCursor from a previous page';
 
+/** Rows of a paged report without `limit`, and the most a page may ask for. */
+export const REPORT_PAGE_DEFAULT = 100;
+export const REPORT_PAGE_MAX = 10_000;
+
 /** A page's position in its report, and the page size, opaque to clients. */
 export function encodeCursor(offset: number, scope: ReportScope, limit: number): string {
   return Buffer.from(JSON.stringify({ offset, limit, scope })).toString('base64url');

@@ -5,7 +5,7 @@ import { instantParam } from '../http/instant-param';
 import { MIN_TIMESTAMP_MS } from '../telemetry/validation';
 import { HOUR_MS } from '../time-units';
 
-const DEFAULT_HOURS = 24;
+export const DEFAULT_HOURS = 24;
 export const MAX_HOURS_PARAM = 168;
 /** The longest window a report reads (a month): bounds the work one request can ask for. */
 export const MAX_WINDOW_HOURS = 31 * 24;
@@ -88,6 +88,12 @@ function windowProblem(
 /** Whether a window is one parseWindow could have given (for windows that come back to us). */
 export const isAcceptableWindow = (window: AnalyticsWindow, maxWindowHours: number): boolean =>
   windowProblem(window, maxWindowHours) === null;
+
+/**
+ * Seconds a window ending "now" is aligned to: the cache's lifetime, so repeated requests share
+ * an answer, but never more than a minute behind.
+ */
+export const nowAlignS = (analyticsCacheTtlS: number) => Math.min(analyticsCacheTtlS, 60);
 
 /**
  * The window [from, to) of a report from already validated parameters: `from` and `to`, or

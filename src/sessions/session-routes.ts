@@ -4,9 +4,11 @@ import {
   encodeCursor,
   filterOfPage,
   limitOfPage,
+  REPORT_PAGE_DEFAULT,
+  REPORT_PAGE_MAX,
   windowOfPage,
 } from '../reports/paging';
-import { parseWindow } from '../reports/window-params';
+import { DEFAULT_HOURS, MAX_WINDOW_HOURS, nowAlignS, parseWindow } from '../reports/window-params';
 import { FreshQuery } from '../reports/report-cache';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
@@ -16,10 +18,9 @@ import { DETECTED_SESSION_ID, TRANSACTION_SESSION_ID } from './session-store';
 
 const VEHICLE_DEFAULT_HOURS = 7 * 24;
 const VEHICLE_MAX_HOURS = 92 * 24;
-const FLEET_DEFAULT_HOURS = 24;
-const FLEET_MAX_HOURS = 31 * 24;
-const DEFAULT_PAGE = 100;
-const MAX_PAGE = 10_000;
+/** The fleet's sessions take a report's window: a day by default, a month at most. */
+const FLEET_DEFAULT_HOURS = DEFAULT_HOURS;
+const FLEET_MAX_HOURS = MAX_WINDOW_HOURS;
 
 const windowQuery = (defaultHours: number, maxHours: number) => ({
   from: Type.Optional({
@@ -42,8 +43,8 @@ const windowQuery = (defaultHours: number, maxHours: number) => ({
 /** The fleet sessions list's filter, as its query declares it and its cursors must hold it. */
 const Limit = Type.Integer({
   minimum: 1,
-  maximum: MAX_PAGE,
-  description: `default ${DEFAULT_PAGE}, or the cursor's page's`,
+  maximum: REPORT_PAGE_MAX,
+  description: `default ${REPORT_PAGE_DEFAULT}, or the cursor's page's`,
 });
 const Flagged = Type.Boolean({ description: 'true: only sessions with an alert or drift' });
 
@@ -57,7 +58,7 @@ export function sessionRoutes({
   config: { analyticsCacheTtlS: number };
   now?: () => number;
 }): AnyRoute[] {
-  const alignS = Math.min(config.analyticsCacheTtlS, 60);
+  const alignS = nowAlignS(config.analyticsCacheTtlS);
   return [
     defineRoute({
       method: 'get',
@@ -151,7 +152,7 @@ export function sessionRoutes({
           ? found.sessions.filter((s) => s.alert === true || s.drift === true)
           : found.sessions;
         const offset = page?.offset ?? 0;
-        const limit = limitOfPage(page, query.limit, Limit, DEFAULT_PAGE);
+        const limit = limitOfPage(page, query.limit, Limit, REPORT_PAGE_DEFAULT);
         const next = offset + limit;
         const scope = { from: window.from.toISOString(), to: window.to.toISOString(), flagged };
         return reply(200, {

@@ -6,7 +6,6 @@ import {
   looksMisread,
   missingEfficiencyReasons,
 } from '../reports/efficiency';
-import type { EnergyReadingsMode } from '../config';
 import { notFound } from '../errors';
 import type { RedisKeys } from '../redis-keys';
 import type { Session, SessionMinute, SessionSummary } from './session-schemas';
@@ -26,7 +25,6 @@ const UNBUILT_LOOKBACK_MS = 2 * DAY_MS;
 
 export interface SessionConfig {
   sessionGapS: number;
-  energyReadings: EnergyReadingsMode;
   efficiencyThreshold: number;
   efficiencyThresholds: string;
   efficiencyDrift: number;

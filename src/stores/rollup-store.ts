@@ -289,14 +289,6 @@ export class RollupStore {
     });
   }
 
-  /** Quarter hours with marks older than `closedBefore`: how much rolling up is left. */
-  async pendingBefore(closedBefore: Date): Promise<number> {
-    const row = await this.db('rollup_pending')
-      .where('quarter', '<', closedBefore)
-      .count({ n: '*' });
-    return Number(row[0].n);
-  }
-
   /**
    * Recomputes the rollups (both grains) of every hour touching [from, to) from history (for
    * repairs, or history loaded from outside) and marks the sessions concerned for the session
