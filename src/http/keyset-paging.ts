@@ -15,7 +15,11 @@ export const pageQuery = <P extends TProperties = Record<never, never>>(
     limit: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 1000, description: `default ${DEFAULT_PAGE_SIZE}` }),
     ),
-    cursor: Type.Optional({ ...key, description: 'the nextCursor of the previous page' }),
+    cursor: Type.Optional({
+      ...key,
+      description:
+        "lists what comes after this key in the list's order: the previous page's nextCursor (its last key), or any key to start after it",
+    }),
     ...more,
   });
 

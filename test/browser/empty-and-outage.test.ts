@@ -138,6 +138,32 @@ describe('dashboard empty and error states', () => {
     }
   }, 60_000);
 
+  test('when the engine is slow to answer, then each vehicle section says it is loading and the charge points entry stays', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.route('**/v1/**', () => undefined);
+      await page.goto(`${engine.url}/dashboard#/vehicles/V-SLOW`);
+      await page.waitForSelector('#sessions .notice');
+      const loading = await page.$$eval('.view section.panel', (sections) =>
+        sections.map((s) => [
+          s.id,
+          (s as HTMLElement).hidden,
+          s.querySelector('.notice')?.textContent ?? '',
+        ]),
+      );
+      expect(loading).toEqual([
+        ['live-status', false, 'Loading the live status…'],
+        ['efficiency', false, 'Loading the performance report…'],
+        ['sessions', false, 'Loading the charging sessions…'],
+        ['mapping', false, 'Loading the mapping history…'],
+      ]);
+      // An engine not answering is not an engine without charge points.
+      expect(await page.isVisible('[data-nav-item="charge-points"]')).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
+
   test('when a meter is mapped to two vehicles at once, then the fleet names it and both vehicles, above its lists', async () => {
     for (const vehicleId of ['V-SHARE-1', 'V-SHARE-2']) {
       await post(

@@ -388,7 +388,9 @@ describe('charge point view', () => {
     expect(rows.map((r) => r[0])).toEqual(list.chargePoints.map((cp) => cp.id));
     list.chargePoints.forEach((cp, i) => {
       expect(rows[i][1]).toBe(cp.connected ? 'Connected' : 'Disconnected');
-      expect(rows[i][4]).toBe(cp.connectors.map((c) => `${c.connectorId}: ${c.status}`).join(', '));
+      const statuses = cp.connectors.map((c) => `${c.connectorId}: ${c.status}`).join(', ');
+      // A disconnected charge point's statuses are what it last said, and say so.
+      expect(rows[i][4]).toBe(cp.connected ? statuses : `${statuses} (last reported)`);
     });
     // The simulator's charge points hung up when their backfill ended; the live one is on.
     expect(list.chargePoints.filter((cp) => cp.connected).map((cp) => cp.id)).toEqual([LIVE_CP]);
@@ -461,6 +463,13 @@ describe('charge point view', () => {
     const figures = await definitionList('.view dl.figures');
     expect(figures['Connection']).toBe('Disconnected');
     expect(figures['Last seen']).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2} \+0[12]:00$/);
+    // Its connectors are what it said before it went, not their state now.
+    await expect(page.locator('.view caption').textContent()).resolves.toBe(
+      `Connectors of ${LIVE_CP}, as it last reported them before it disconnected`,
+    );
+    await expect(page.locator('.view thead th').nth(1).textContent()).resolves.toBe(
+      'Last reported status',
+    );
     expect(await cspViolations()).toEqual([]);
   });
 });

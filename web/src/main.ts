@@ -83,7 +83,8 @@ function start(): void {
     }
   };
 
-  // The charge points entry appears only when the engine has the endpoint.
+  // The charge points entry goes only when the engine says it has no such endpoint (an older
+  // engine): an engine down or a key not yet given must not look like a missing feature.
   let chargePointsKnown = false;
   const probeChargePoints = () => {
     if (chargePointsKnown) return;

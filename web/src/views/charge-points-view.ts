@@ -35,11 +35,14 @@ function connectorsTable(cp: ChargePoint): HTMLElement {
   if (cp.connectors.length === 0)
     return notice('empty', 'This charge point reported no connectors');
   return dataTable<Connector>({
-    caption: `Connectors of ${cp.id}`,
+    // A disconnected charge point's connectors are what it said last, not what they are now.
+    caption: cp.connected
+      ? `Connectors of ${cp.id}`
+      : `Connectors of ${cp.id}, as it last reported them before it disconnected`,
     columns: [
       { header: 'Connector', cell: (c) => String(c.connectorId) },
       {
-        header: 'Status',
+        header: cp.connected ? 'Status' : 'Last reported status',
         cell: (c) =>
           c.status === null
             ? missing('unknown')
@@ -319,9 +322,13 @@ export class ChargePointsView extends ChargePointScreen {
           },
           {
             header: 'Connector status',
-            cell: (cp) =>
-              cp.connectors.map((c) => `${c.connectorId}: ${c.status ?? 'unknown'}`).join(', ') ||
-              missing('none'),
+            cell: (cp) => {
+              const statuses = cp.connectors
+                .map((c) => `${c.connectorId}: ${c.status ?? 'unknown'}`)
+                .join(', ');
+              if (!statuses) return missing('none');
+              return cp.connected ? statuses : [statuses, ' ', missing('(last reported)')];
+            },
           },
         ],
         rows,

@@ -62,10 +62,9 @@ export class SessionsSection extends Section {
     },
   ) {
     super('sessions', 'Charging sessions', 'the charging sessions');
-    this.root.hidden = true;
   }
 
-  /** `null`: the engine has no sessions endpoint: the section stays hidden. */
+  /** `null`: the engine has no sessions endpoint (an older engine): the section goes. */
   render(sessions: ChargingSession[] | null, selected: string | null): void {
     this.root.hidden = sessions === null;
     if (sessions === null) return;
