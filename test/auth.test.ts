@@ -1,7 +1,12 @@
 import request from 'supertest';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { Redis } from 'ioredis';
+import { freePort } from '../bench/bench-helpers';
 import { findKey, generateKey, parseApiKeys } from '../src/auth/api-keys';
+import { createAuthorize, createLocalBuckets } from '../src/auth/authorize';
+import { createLogger } from '../src/logger';
 import { startTestApi, type TestApi } from './helpers/engine';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
@@ -269,5 +274,55 @@ describe('API_KEYS', () => {
     const entry = /API_KEYS entry[^:]*: (\S+)/.exec(out)?.[1] ?? '';
     expect(entry).toMatch(/^gw-3:read\+ingest\+admin:[0-9a-f]{64}$/);
     expect(parseApiKeys(entry).problems).toEqual([]);
+  });
+});
+
+describe('the rate limit while Redis does not answer', () => {
+  test('when Redis is unreachable, then each key is limited by this process at the same rate, not let through', async () => {
+    // A real client of a port nothing listens on: every command fails at once.
+    const unreachable = new Redis({
+      port: await freePort(),
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+      lazyConnect: true,
+    });
+    unreachable.on('error', () => undefined);
+    const app = express();
+    app.get(
+      '/probe',
+      createAuthorize({
+        config: {
+          auth: 'on',
+          apiKeys: parseApiKeys(`${limited.entry},${dashboard.entry}`).keys,
+          rateLimitPerS: 0.001,
+          rateLimitBurst: 2,
+        },
+        redis: unreachable,
+        rateLimitKey: (name) => `probe:${name}`,
+        logger: createLogger({ level: 'silent', name: 'test' }),
+      })('ingest'),
+      (_req, res) => void res.status(204).end(),
+    );
+    app.use((err: { statusCode?: number }, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(err.statusCode ?? 500).end();
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++)
+      statuses.push(
+        (await request(app).get('/probe').set('Authorization', `Bearer ${limited.key}`)).status,
+      );
+    expect(statuses).toEqual([204, 204, 429]);
+    unreachable.disconnect();
+  });
+
+  test('when the clock moves, then the bucket in this process fills at the rate, up to the burst', () => {
+    let now = 0;
+    const take = createLocalBuckets(2, 3, () => now);
+    expect([take('k'), take('k'), take('k'), take('k')]).toEqual([0, 0, 0, 500]);
+    expect(take('other')).toBe(0);
+    now = 500; // one token back
+    expect([take('k'), take('k')]).toEqual([0, 500]);
+    now = 60_000; // full again, no more than the burst
+    expect([take('k'), take('k'), take('k'), take('k')]).toEqual([0, 0, 0, 500]);
   });
 });

@@ -123,6 +123,50 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
   });
 
+  test('when a charge point sends many calls without waiting for answers, then at most 4 of them are handled at once, and each is answered', async () => {
+    const cp = new RPCClient({
+      endpoint: `${e.url.replace('http', 'ws')}/ocpp`,
+      identity: 'CP-PIPELINE',
+      protocols: ['ocpp1.6'],
+      strictMode: true,
+      reconnect: false,
+      callConcurrency: 20,
+    } as ConstructorParameters<typeof RPCClient>[0]);
+    await cp.connect();
+    clients.push(cp);
+    // Each start waits on this lock, holding whatever it took: the calls being handled show.
+    const lock = await e.ctx.db.transaction();
+    const waiting = async () =>
+      Number(
+        (
+          await e.ctx.db.raw(
+            `SELECT count(*) AS n FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+          )
+        ).rows[0].n,
+      );
+    let starts: Promise<number>[] = [];
+    try {
+      await lock.raw('LOCK TABLE ocpp_transactions IN ACCESS EXCLUSIVE MODE');
+      starts = Array.from({ length: 20 }, (_, i) =>
+        startTransaction(cp, {
+          connectorId: i + 1,
+          idTag: 'TAG-PIPE',
+          meterStart: 0,
+          timestamp: new Date(Date.now() - 60_000 + i).toISOString(),
+        }),
+      );
+      await waitFor(async () => (await waiting()) >= 4, 10_000, 'the first calls to wait');
+      // The others wait their turn in the process: still 4 a second later, not 20.
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await waiting()).toBe(4);
+    } finally {
+      await lock.rollback();
+    }
+    const ids = await Promise.all(starts);
+    expect(new Set(ids).size).toBe(20);
+  });
+
   test("when a connector's register is not in live state (Redis restarted empty, or an upgrade from a release that kept it elsewhere), then the charge point shows the newer of it and the stored one", async () => {
     const cp = await connect('CP-REGLOST');
     await cp.call('MeterValues', meterValues(1, '2024-04-09T10:00:00Z', wh(12_345)));

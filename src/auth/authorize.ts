@@ -2,6 +2,7 @@ import type { RequestHandler } from 'express';
 import type { RedisClient } from '../redis';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
+import { RepeatedErrorLog } from '../repeated-errors';
 import { findKey, type ApiKey, type Scope } from './api-keys';
 
 /**
@@ -31,6 +32,26 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
 redis.call('PEXPIRE', KEYS[1], math.min(math.ceil(burst / rate * 1000), MAX_MS) + 1000)
 return wait
 `;
+
+/**
+ * TAKE_TOKEN's bucket kept in this process, by its clock: what limits a key while Redis does not
+ * answer, each API replica on its own. Returns 0 when allowed, else the milliseconds to wait.
+ */
+export function createLocalBuckets(rate: number, burst: number, now: () => number = Date.now) {
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  return (name: string): number => {
+    const at = now();
+    const bucket = buckets.get(name) ?? { tokens: burst, at };
+    bucket.tokens = Math.min(burst, bucket.tokens + ((at - bucket.at) / 1000) * rate);
+    bucket.at = at;
+    buckets.set(name, bucket);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - bucket.tokens) / rate) * 1000);
+  };
+}
 
 /** How many Authorization headers a request carries (rawHeaders: name, value, name, ...). */
 export function authorizationHeaders(rawHeaders: string[]): number {
@@ -75,6 +96,9 @@ export function createAuthorize({
   redis.defineCommand('takeToken', { lua: TAKE_TOKEN });
   const bucket = redis as RedisWithBucket;
   const keys = [...config.apiKeys];
+  // Keys are the configured ones: this holds one bucket per key at most.
+  const takeLocalToken = createLocalBuckets(config.rateLimitPerS, config.rateLimitBurst);
+  const unavailable = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn' });
 
   async function withinRateLimit(name: string): Promise<void> {
     if (config.rateLimitPerS <= 0) return;
@@ -87,9 +111,14 @@ export function createAuthorize({
         config.rateLimitBurst,
       );
     } catch (err) {
-      // The limit protects the service; it must not take it down with Redis.
-      logger.warn({ err }, 'rate limit unavailable: request allowed');
-      return;
+      // The limit must not take the service down with Redis, nor go while Redis is slow (a
+      // process stalled by its own load sees its Redis calls time out): this process counts.
+      unavailable.log(
+        err,
+        {},
+        'rate limit not shared while Redis does not answer: counted in this process',
+      );
+      waitMs = takeLocalToken(name);
     }
     if (waitMs > 0) {
       throw new AppError(

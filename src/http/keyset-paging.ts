@@ -18,7 +18,7 @@ export const pageQuery = <P extends TProperties = Record<never, never>>(
     cursor: Type.Optional({
       ...key,
       description:
-        "lists what comes after this key in the list's order: the previous page's nextCursor (its last key), or any key to start after it",
+        'the nextCursor of the previous page (its last key), or any key to list what comes after it',
     }),
     ...more,
   });

@@ -20,7 +20,7 @@ import {
   type PubackReason,
 } from './ack-after-store';
 import { watchBrokerDrops } from './broker-drops';
-import { ConcurrencyLimit } from './concurrency-limit';
+import { ConcurrencyLimit } from '../concurrency-limit';
 import { MqttMessageHandler } from './message-handler';
 import { RejectLog } from './reject-log';
 import { createMqttTopics } from './topics';
@@ -128,7 +128,10 @@ export function startMqttIntake({
     limitBytes: config.bodyLimitBytes,
     log,
   });
-  // As many at once as the broker should send: beyond that, messages wait undecoded.
+  // As many at once as the broker should send: beyond that, messages wait undecoded. Receive
+  // Maximum alone does not bound this: Mosquitto 2.0.11 sends far beyond it once PUBACKs flow
+  // while a backlog is queued (tens of thousands of messages measured), and a parsed message
+  // takes several times its payload's memory.
   const limit = new ConcurrencyLimit(config.mqttReceiveMaximum);
 
   subscriber = startAckAfterStoreSubscriber({

@@ -12,6 +12,7 @@ import type RPCServerClient from 'ocpp-rpc/lib/server-client';
 import { parseSubprotocols } from 'ocpp-rpc/lib/ws-util';
 import { findChargePointKey, type ApiKey } from '../auth/api-keys';
 import { authorizationHeaders } from '../auth/authorize';
+import { ConcurrencyLimit } from '../concurrency-limit';
 import { endWithError } from '../http/http-server';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
@@ -123,6 +124,9 @@ const MAX_MESSAGE_ID_LENGTH = 36;
  * above what a live charger leaves: its answers are a few hundred bytes each.
  */
 const MAX_UNREAD_ANSWER_BYTES = 1024 * 1024;
+
+/** Calls of one connection answered at once; more wait their turn, in the order they came. */
+const CALLS_IN_FLIGHT_PER_CONNECTION = 4;
 
 /** How often this process tells Redis each of its charge points is still connected. */
 const SEEN_INTERVAL_MS = 30_000;
@@ -481,6 +485,12 @@ export function createOcppEndpoint({
       logger.debug({ chargePointId: id, code }, 'charge point disconnected');
       state.disconnected(id, connection, new Date()).catch(() => undefined);
     });
+    // OCPP-J has a charge point wait for each answer; one that does not takes turns with itself
+    // (3,000 calls sent at once took the API's whole database pool from every other client).
+    // Calls still waiting when it hangs up are dropped: it never reads their answers.
+    const calls = new ConcurrencyLimit(CALLS_IN_FLIGHT_PER_CONNECTION);
+    const hungUp = new AbortController();
+    client.once('close', () => hungUp.abort());
     client.handle(
       ({
         method = '',
@@ -490,7 +500,7 @@ export function createOcppEndpoint({
         method?: string;
         params?: Record<string, unknown>;
         messageId?: string;
-      }) => answer(id, method, params, messageId ?? ''),
+      }) => calls.run(hungUp.signal, () => answer(id, method, params, messageId ?? '')),
     );
   });
 

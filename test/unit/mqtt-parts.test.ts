@@ -1,6 +1,6 @@
 import { gzipSync } from 'node:zlib';
 import { meterKind, vehicleKind } from '../../src/devices/device-kinds';
-import { ConcurrencyLimit } from '../../src/mqtt/concurrency-limit';
+import { ConcurrencyLimit } from '../../src/concurrency-limit';
 import { decodePayload } from '../../src/mqtt/payload';
 import { parseIngestText } from '../../src/telemetry/ingest-input';
 import { createFlappingDetector } from '../../src/mqtt/flapping-connection';
@@ -161,6 +161,55 @@ describe('MQTT payloads', () => {
     expect(() => parseIngestText(JSON.stringify(tooMany), 'json', MAX_READINGS)).toThrow(
       expect.objectContaining({ code: 'too_many_readings', count: MAX_READINGS + 1 }),
     );
+  });
+});
+
+describe('nesting', () => {
+  const MAX_READINGS = 100;
+  const nested = (depth: number, open = '[', close = ']') =>
+    open.repeat(depth) + close.repeat(depth);
+  const objects = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+
+  test('when a text nests arrays or objects deeper than readings ever do, then it is refused before JSON.parse sees it, in every format', () => {
+    const parse = jest.spyOn(JSON, 'parse');
+    try {
+      for (const text of [
+        nested(200_000),
+        objects(200_000),
+        `[{"meterId":"M-1"},${nested(MAX_READINGS)}]`,
+      ]) {
+        for (const format of ['json', 'ndjson', 'auto'] as const) {
+          expect(() => parseIngestText(text, format, MAX_READINGS)).toThrow(
+            expect.objectContaining({
+              statusCode: 400,
+              code: 'nested_too_deep',
+              message: expect.stringMatching(
+                /^The body nests arrays and objects more than 32 deep \(at character \d+\)/,
+              ),
+            }),
+          );
+        }
+      }
+      expect(parse).not.toHaveBeenCalled();
+    } finally {
+      parse.mockRestore();
+    }
+  });
+
+  test('when brackets are inside strings, escaped quotes too, or a text holds few arrays and objects, then its depth is not held against it', () => {
+    // As many brackets as would be refused, all inside strings of readings.
+    const inStrings = JSON.stringify(
+      Array.from({ length: 10 }, (_, i) => ({
+        meterId: `M-${i}`,
+        // A quote first: JSON.stringify escapes it, and the scan must step over it.
+        note: `"${'['.repeat(MAX_READINGS)}`,
+      })),
+    );
+    expect(parseIngestText(inStrings, 'json', MAX_READINGS)).toMatchObject({ kind: 'batch' });
+    // Deep, but no more arrays and objects than a full batch: parsed, as cheap as a batch.
+    expect(parseIngestText(nested(MAX_READINGS / 2), 'json', MAX_READINGS)).toMatchObject({
+      kind: 'batch',
+    });
   });
 });
 

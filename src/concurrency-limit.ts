@@ -1,8 +1,7 @@
 /**
- * At most `max` messages decoded and being stored at once; the rest wait, in arrival order, as the
- * raw payloads mqtt.js already holds. Receive Maximum alone does not bound this: Mosquitto 2.0.11
- * sends far beyond it once PUBACKs flow while a backlog is queued (tens of thousands of messages
- * measured), and a parsed message takes several times its payload's memory.
+ * At most `max` tasks running at once; the rest wait, in arrival order. The MQTT intake decodes
+ * and stores this many messages at once (the rest wait as the raw payloads mqtt.js already holds),
+ * and each OCPP connection answers this many calls at once.
  */
 export class ConcurrencyLimit {
   private active = 0;
