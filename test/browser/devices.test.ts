@@ -398,6 +398,30 @@ describe('devices view', () => {
     }
   });
 
+  test('when an id is typed into "Open a vehicle by id", then that vehicle opens, trimmed; an id the engine does not know opens a view that says so', async () => {
+    const page = await browser.newPage();
+    try {
+      await open(page, '#/devices?kind=meters');
+      await page.getByLabel('Open a vehicle by id').fill('  DV-12 ');
+      await page.getByRole('button', { name: 'Open', exact: true }).click();
+      await page.waitForSelector('h1:has-text("Vehicle DV-12")');
+      expect(new URL(page.url()).hash).toBe('#/vehicles/DV-12?window=24h');
+      await page.waitForSelector('#live-status dl.figures');
+
+      await open(page, '#/devices');
+      await page.getByLabel('Open a vehicle by id').fill('NO-SUCH-VEHICLE');
+      await page.getByLabel('Open a vehicle by id').press('Enter');
+      await page.waitForSelector('h1:has-text("Vehicle NO-SUCH-VEHICLE")');
+      const answered = '#live-status .notice:not(.notice-loading)';
+      await page.waitForSelector(answered);
+      await expect(page.locator(answered).textContent()).resolves.toMatch(
+        /No readings received from this vehicle yet/,
+      );
+    } finally {
+      await page.close();
+    }
+  });
+
   test('when a narrow screen scrolls a table sideways and focuses it, then 30 s later the table is still scrolled and focused', async () => {
     const page = await browser.newPage();
     try {

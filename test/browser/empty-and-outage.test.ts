@@ -91,18 +91,20 @@ describe('dashboard empty and error states', () => {
   test('when a vehicle is unknown, then its view says it sent nothing', async () => {
     const page = await browser.newPage();
     await page.goto(`${engine.url}/dashboard#/vehicles/V-NEVER-SEEN?window=24h`);
-    await page.waitForSelector('#live-status .notice');
-    await page.waitForSelector('#efficiency .notice');
-    await expect(page.locator('#live-status .notice').textContent()).resolves.toMatch(
-      /No readings received from this vehicle yet/,
-    );
-    await expect(page.locator('#efficiency .notice').textContent()).resolves.toMatch(
+    await page.waitForSelector('#live-status .notice:not(.notice-loading)');
+    await page.waitForSelector('#efficiency .notice:not(.notice-loading)');
+    await expect(
+      page.locator('#live-status .notice:not(.notice-loading)').textContent(),
+    ).resolves.toMatch(/No readings received from this vehicle yet/);
+    await expect(
+      page.locator('#efficiency .notice:not(.notice-loading)').textContent(),
+    ).resolves.toMatch(
       /No report for this vehicle.*has sent no readings and is mapped to no meter/,
     );
-    await page.waitForSelector('#mapping .notice');
-    await expect(page.locator('#mapping .notice').textContent()).resolves.toMatch(
-      /never been mapped to a meter/,
-    );
+    await page.waitForSelector('#mapping .notice:not(.notice-loading)');
+    await expect(
+      page.locator('#mapping .notice:not(.notice-loading)').textContent(),
+    ).resolves.toMatch(/never been mapped to a meter/);
     await expect(page.locator('#sessions').textContent()).resolves.toMatch(/No charging sessions/);
     // Nothing on the vehicle is an answer, not a failed refresh.
     await expect(page.locator('.refresh-status').textContent()).resolves.toMatch(/^Updated /);
@@ -114,8 +116,10 @@ describe('dashboard empty and error states', () => {
     const errors: string[] = [];
     page.on('pageerror', (err) => errors.push(err.message));
     await page.goto(`${engine.url}/dashboard#/vehicles/50%?window=24h`);
-    await page.waitForSelector('#live-status .notice');
-    await expect(page.locator('#live-status .notice').textContent()).resolves.toMatch(/vehicleId/);
+    await page.waitForSelector('#live-status .notice:not(.notice-loading)');
+    await expect(
+      page.locator('#live-status .notice:not(.notice-loading)').textContent(),
+    ).resolves.toMatch(/vehicleId/);
     expect(errors).toEqual([]);
     await page.close();
   });
@@ -143,7 +147,7 @@ describe('dashboard empty and error states', () => {
     try {
       await page.route('**/v1/**', () => undefined);
       await page.goto(`${engine.url}/dashboard#/vehicles/V-SLOW`);
-      await page.waitForSelector('#sessions .notice');
+      await page.waitForSelector('#sessions .notice-loading');
       const loading = await page.$$eval('.view section.panel', (sections) =>
         sections.map((s) => [
           s.id,

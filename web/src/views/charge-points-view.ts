@@ -93,7 +93,7 @@ abstract class ChargePointScreen implements View {
       this.feedback,
       this.content,
     );
-    this.content.append(notice('info', `Loading ${what}…`));
+    this.content.append(notice('loading', `Loading ${what}…`));
   }
 
   /** Whether the route shows this same screen (then it reloads in place). */

@@ -154,6 +154,39 @@ function createDeviceFilter(onChange: (choice: Partial<DevicesRoute>) => void) {
 }
 
 /**
+ * Opens a vehicle's view by its id: in a fleet of thousands, paging to it is no way to find it.
+ * An id the engine does not know opens a view that says so.
+ */
+function createVehicleOpener(open: (vehicleId: string) => void): HTMLFormElement {
+  const input = h('input', {
+    attrs: {
+      id: 'devices-open-vehicle',
+      type: 'text',
+      autocomplete: 'off',
+      spellcheck: 'false',
+      required: true,
+    },
+  });
+  return h(
+    'form',
+    {
+      class: 'vehicle-opener',
+      attrs: { 'aria-label': 'Open a vehicle' },
+      on: {
+        submit: (event) => {
+          event.preventDefault();
+          const vehicleId = input.value.trim();
+          if (vehicleId) open(vehicleId);
+        },
+      },
+    },
+    h('label', { attrs: { for: 'devices-open-vehicle' } }, 'Open a vehicle by id'),
+    input,
+    h('button', { attrs: { type: 'submit' } }, 'Open'),
+  );
+}
+
+/**
  * Every meter or vehicle with a reading stored in PostgreSQL, in id order, with its latest stored
  * reading and its age (GET /v1/meters, GET /v1/vehicles); "gone quiet for more than" keeps those
  * whose latest reading is older than now minus that (silentSince). Paged by the engine's cursors,
@@ -180,11 +213,12 @@ export class DevicesView implements View {
       'section',
       { class: 'view devices-view', attrs: { 'aria-labelledby': 'view-title' } },
       h('h1', { attrs: { id: 'view-title', tabindex: -1 } }, 'Devices'),
+      createVehicleOpener((vehicleId) => deps.navigate(vehicleRoute(vehicleId))),
       this.filter.root,
       this.feedback,
       this.content,
     );
-    this.content.append(notice('info', `Loading the ${KINDS[route.kind].many}…`));
+    this.content.append(notice('loading', `Loading the ${KINDS[route.kind].many}…`));
   }
 
   update(route: Route): Promise<LoadOutcome> | null {

@@ -93,7 +93,7 @@ export class FleetView implements View {
       this.feedback,
       this.content,
     );
-    this.content.append(notice('info', 'Loading the fleet report…'));
+    this.content.append(notice('loading', 'Loading the fleet report…'));
   }
 
   update(route: Route): Promise<LoadOutcome> | null {

@@ -2,7 +2,8 @@ import { ApiError, EngineUnreachableError } from '../api/api-client';
 import { h } from '../dom/h';
 import { localizeInstants } from '../format/dates';
 
-export type NoticeKind = 'empty' | 'error' | 'info';
+/** `loading`: what stands in a place until its first answer, told apart from an answer. */
+export type NoticeKind = 'empty' | 'error' | 'info' | 'loading';
 
 /** A message where data would be: says what is missing or what went wrong, never a blank. */
 export function notice(kind: NoticeKind, title: string, detail?: string | Node): HTMLElement {

@@ -30,7 +30,7 @@ export class Section {
       this.body,
     );
     // Until its first answer: an engine slow to answer must not look like one with nothing to say.
-    replaceContent(this.body, notice('info', `Loading ${what}…`));
+    replaceContent(this.body, notice('loading', `Loading ${what}…`));
   }
 
   protected show(...children: (Child | Child[])[]): void {
