@@ -105,7 +105,7 @@ export function createApp({
   const { keys, liveState, validator, admission, ingestService } = ingest;
   registerPoolMetrics(registry, db);
   // Every shard in use, as admission counts them: also those of processes with more shards.
-  registerQueueMetrics(registry, async () => readQueueStats(await queues.inUse(), redis));
+  registerQueueMetrics(registry, async () => readQueueStats(await queues.inUse(), redis), config);
   const settings = new DeviceSettingsStore(db, config);
   const reports = new EnergyReportStore(db, {
     preparedStatements: config.dbPreparedStatements === 'on',

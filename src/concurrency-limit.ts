@@ -9,6 +9,11 @@ export class ConcurrencyLimit {
 
   constructor(private readonly max: number) {}
 
+  /** Tasks waiting for a slot. */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
   /** Every slot taken: a task run now waits. */
   get full(): boolean {
     return this.active >= this.max;

@@ -98,7 +98,18 @@ export function registerPoolMetrics(registry: Registry, db: Knex): void {
 }
 
 /** Queue backlog, read from Redis when Prometheus scrapes (both processes export it). */
-export function registerQueueMetrics(registry: Registry, read: () => Promise<QueueStats>): void {
+export function registerQueueMetrics(
+  registry: Registry,
+  read: () => Promise<QueueStats>,
+  { maxBacklogReadings }: { maxBacklogReadings: number },
+): void {
+  // The limit beside the backlog, so an alert compares the two whatever the setting, from either
+  // process (a flusher's alone still pages).
+  new Gauge({
+    name: 'energy_ingest_backlog_limit_readings',
+    help: 'MAX_BACKLOG_READINGS: the backlog at which ingest answers 503',
+    registers: [registry],
+  }).set(maxBacklogReadings);
   let latest: Promise<Awaited<ReturnType<typeof read>> | null> | null = null;
   // One Redis read per scrape, shared by the gauges below.
   const sample = () =>
@@ -162,16 +173,7 @@ export function createHttpMetrics(registry: Registry): RequestHandler {
   };
 }
 
-export function createIngestMetrics(
-  registry: Registry,
-  { maxBacklogReadings }: { maxBacklogReadings: number },
-): IngestMetrics {
-  // The limit beside the backlog, so an alert can compare the two whatever the setting.
-  new Gauge({
-    name: 'energy_ingest_backlog_limit_readings',
-    help: 'MAX_BACKLOG_READINGS: the backlog at which this process answers 503',
-    registers: [registry],
-  }).set(maxBacklogReadings);
+export function createIngestMetrics(registry: Registry): IngestMetrics {
   const accepted = new Counter({
     name: 'energy_ingest_readings_accepted_total',
     help: 'Readings accepted (stored in the queue), by device type',

@@ -129,8 +129,14 @@ describe('Prometheus metrics', () => {
     await api.api.admission.refresh();
     const text = (await request(api.api.app).get('/metrics').expect(200)).text;
     expect(value(text, 'energy_ingest_unavailable_total', { cause: 'backlog_full' })).toBe(1);
-    // Beside the limit it was refused at, which the backlog alert compares the backlog with.
-    expect(value(text, 'energy_ingest_backlog_limit_readings')).toBe(ctx.config.maxBacklogReadings);
+    // Beside the limit it was refused at, which the backlog alert compares the backlog with:
+    // from the flusher too, so the alert holds when only the flusher is scraped.
+    const flushers = (await request(flusher.flusher.healthApp).get('/metrics').expect(200)).text;
+    for (const exported of [text, flushers]) {
+      expect(value(exported, 'energy_ingest_backlog_limit_readings')).toBe(
+        ctx.config.maxBacklogReadings,
+      );
+    }
   });
 
   test('when a request holds more readings than MAX_BATCH_READINGS, as a JSON array or as NDJSON, then every one counts as rejected', async () => {

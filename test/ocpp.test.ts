@@ -123,14 +123,14 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
   });
 
-  test('when a charge point sends many calls without waiting for answers, then at most 4 of them are handled at once, and each is answered', async () => {
+  test('when a charge point sends many calls without waiting for answers, then at most 4 are handled at once, 100 wait their turn, the rest are refused at once, and a heartbeat is not held up', async () => {
     const cp = new RPCClient({
       endpoint: `${e.url.replace('http', 'ws')}/ocpp`,
       identity: 'CP-PIPELINE',
       protocols: ['ocpp1.6'],
       strictMode: true,
       reconnect: false,
-      callConcurrency: 20,
+      callConcurrency: 200,
     } as ConstructorParameters<typeof RPCClient>[0]);
     await cp.connect();
     clients.push(cp);
@@ -145,26 +145,89 @@ describe('OCPP 1.6J charge points', () => {
           )
         ).rows[0].n,
       );
-    let starts: Promise<number>[] = [];
+    /** Each start's transaction id, or its CALLERROR's message. */
+    let starts: Promise<number | string>[] = [];
     try {
       await lock.raw('LOCK TABLE ocpp_transactions IN ACCESS EXCLUSIVE MODE');
-      starts = Array.from({ length: 20 }, (_, i) =>
+      starts = Array.from({ length: 110 }, (_, i) =>
         startTransaction(cp, {
           connectorId: i + 1,
           idTag: 'TAG-PIPE',
           meterStart: 0,
           timestamp: new Date(Date.now() - 60_000 + i).toISOString(),
-        }),
+        }).catch((err: Error) => err.message),
       );
       await waitFor(async () => (await waiting()) >= 4, 10_000, 'the first calls to wait');
-      // The others wait their turn in the process: still 4 a second later, not 20.
+      // The others wait their turn in the process: still 4 a second later, not 110.
       await new Promise((r) => setTimeout(r, 1000));
       expect(await waiting()).toBe(4);
+      // Beyond 100 waiting, a call is answered at once, saying why.
+      expect(await Promise.all(starts.slice(104))).toEqual(
+        Array(6).fill(expect.stringMatching(/^100 calls of this connection are waiting/)),
+      );
+      expect(await cp.call('Heartbeat', {})).toEqual({ currentTime: expect.any(String) });
     } finally {
       await lock.rollback();
     }
-    const ids = await Promise.all(starts);
-    expect(new Set(ids).size).toBe(20);
+    const ids = await Promise.all(starts.slice(0, 104));
+    expect(ids.every((id) => typeof id === 'number')).toBe(true);
+    expect(new Set(ids).size).toBe(104);
+  });
+
+  test('when the API shuts down while a charge point has calls waiting their turn, then the calls in progress are answered and stored, and the waiting ones are answered InternalError unstarted', async () => {
+    const other = await startTestApi(e.ctx);
+    const served = await serveTestApiWithOcpp(other);
+    const cp = new RPCClient({
+      endpoint: `${served.url.replace('http', 'ws')}/ocpp`,
+      identity: 'CP-SHUTDOWN-QUEUE',
+      protocols: ['ocpp1.6'],
+      strictMode: true,
+      reconnect: false,
+      callConcurrency: 20,
+    } as ConstructorParameters<typeof RPCClient>[0]);
+    await cp.connect();
+    const lock = await e.ctx.db.transaction();
+    try {
+      await lock.raw('LOCK TABLE ocpp_transactions IN ACCESS EXCLUSIVE MODE');
+      const starts = Array.from({ length: 12 }, (_, i) =>
+        startTransaction(cp, {
+          connectorId: i + 1,
+          idTag: 'TAG-SHUT',
+          meterStart: 0,
+          timestamp: new Date(Date.now() - 60_000 + i).toISOString(),
+        }).catch((err: Error) => err.message),
+      );
+      await waitFor(
+        async () =>
+          Number(
+            (
+              await e.ctx.db.raw(
+                `SELECT count(*) AS n FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+              )
+            ).rows[0].n,
+          ) >= 4,
+        10_000,
+        'the first calls to wait',
+      );
+      const closed = served.close();
+      await new Promise((r) => setTimeout(r, 200));
+      await lock.commit();
+      await closed;
+      const answers = await Promise.all(starts);
+      expect(answers.slice(0, 4).every((a) => typeof a === 'number')).toBe(true);
+      expect(answers.slice(4)).toEqual(
+        Array(8).fill(expect.stringMatching(/^The central system is shutting down/)),
+      );
+      const stored = await e.ctx
+        .db('ocpp_transactions')
+        .where({ charge_point_id: 'CP-SHUTDOWN-QUEUE' });
+      expect(stored).toHaveLength(4);
+    } finally {
+      await lock.rollback().catch(() => undefined);
+      await cp.close({ force: true });
+      await other.close();
+    }
   });
 
   test("when a connector's register is not in live state (Redis restarted empty, or an upgrade from a release that kept it elsewhere), then the charge point shows the newer of it and the stored one", async () => {

@@ -181,7 +181,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   );
 
   registerPoolMetrics(registry, db);
-  registerQueueMetrics(registry, () => readQueueStats(workers.readers(), redis));
+  registerQueueMetrics(registry, () => readQueueStats(workers.readers(), redis), config);
   let shardTimer: NodeJS.Timeout | null = null;
 
   return {

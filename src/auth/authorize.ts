@@ -6,15 +6,20 @@ import { RepeatedErrorLog } from '../repeated-errors';
 import { findKey, type ApiKey, type Scope } from './api-keys';
 
 /**
+ * The longest wait a limit answers (30 days): a tiny rate's wait overflows Redis's integer reply,
+ * and its time to fill is beyond what PEXPIRE takes.
+ */
+const MAX_WAIT_MS = 2_592_000_000;
+
+/**
  * A token bucket per key, shared through Redis so the limit holds across API replicas. Redis's
  * clock is used, not the replica's. Returns 0 when allowed, else the milliseconds to wait.
  */
 const TAKE_TOKEN = `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
--- 30 days caps every wait: a tiny rate's wait overflows Redis's integer reply (negative: allowed),
--- and its time to fill is beyond what PEXPIRE takes.
-local MAX_MS = 2592000000
+-- Capped (MAX_WAIT_MS): an overflowed integer reply is negative, which would mean allowed.
+local MAX_MS = ${MAX_WAIT_MS}
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -34,10 +39,15 @@ return wait
 `;
 
 /**
- * TAKE_TOKEN's bucket kept in this process, by its clock: what limits a key while Redis does not
- * answer, each API replica on its own. Returns 0 when allowed, else the milliseconds to wait.
+ * TAKE_TOKEN's bucket kept in this process, by its monotonic clock (a wall clock stepped back
+ * would owe tokens for the step): what limits a key while Redis does not answer, each API replica
+ * on its own. Returns 0 when allowed, else the milliseconds to wait.
  */
-export function createLocalBuckets(rate: number, burst: number, now: () => number = Date.now) {
+export function createLocalBuckets(
+  rate: number,
+  burst: number,
+  now: () => number = () => performance.now(),
+) {
   const buckets = new Map<string, { tokens: number; at: number }>();
   return (name: string): number => {
     const at = now();
@@ -49,7 +59,7 @@ export function createLocalBuckets(rate: number, burst: number, now: () => numbe
       bucket.tokens -= 1;
       return 0;
     }
-    return Math.ceil(((1 - bucket.tokens) / rate) * 1000);
+    return Math.min(Math.ceil(((1 - bucket.tokens) / rate) * 1000), MAX_WAIT_MS);
   };
 }
 

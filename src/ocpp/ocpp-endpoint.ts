@@ -128,6 +128,19 @@ const MAX_UNREAD_ANSWER_BYTES = 1024 * 1024;
 /** Calls of one connection answered at once; more wait their turn, in the order they came. */
 const CALLS_IN_FLIGHT_PER_CONNECTION = 4;
 
+/** What a call waiting its turn is answered when this process shuts down before it starts. */
+const goingAway = () =>
+  createRPCError(
+    'InternalError',
+    'The central system is shutting down before this call was handled; send it again once reconnected',
+  );
+
+/**
+ * Calls of one connection waiting their turn at most; the next is answered InternalError at once
+ * (the charger sends it again later). Bounds what one connection holds: each waits parsed.
+ */
+const CALLS_WAITING_PER_CONNECTION = 100;
+
 /** How often this process tells Redis each of its charge points is still connected. */
 const SEEN_INTERVAL_MS = 30_000;
 /** Slices of the interval: a thirtieth of the charge points is told each second. */
@@ -281,7 +294,6 @@ function answerCalls(service: ChargePointService, logger: Logger) {
     params: Record<string, unknown> | undefined,
     messageId: string,
   ) => {
-    service.heardFrom(id);
     try {
       checkMessageId(messageId);
       refuseUnstorableText(params);
@@ -487,20 +499,35 @@ export function createOcppEndpoint({
     });
     // OCPP-J has a charge point wait for each answer; one that does not takes turns with itself
     // (3,000 calls sent at once took the API's whole database pool from every other client).
-    // Calls still waiting when it hangs up are dropped: it never reads their answers.
     const calls = new ConcurrencyLimit(CALLS_IN_FLIGHT_PER_CONNECTION);
-    const hungUp = new AbortController();
-    client.once('close', () => hungUp.abort());
     client.handle(
       ({
         method = '',
         params,
         messageId,
+        signal,
       }: {
         method?: string;
         params?: Record<string, unknown>;
         messageId?: string;
-      }) => calls.run(hungUp.signal, () => answer(id, method, params, messageId ?? '')),
+        signal?: AbortSignal;
+      }) => {
+        service.heardFrom(id);
+        const call = () => answer(id, method, params, messageId ?? '');
+        // A heartbeat does no I/O: answered at once, also while slow calls take their turns.
+        if (method === 'Heartbeat') return call();
+        if (calls.waiting >= CALLS_WAITING_PER_CONNECTION) {
+          throw createRPCError(
+            'InternalError',
+            `${CALLS_WAITING_PER_CONNECTION} calls of this connection are waiting for their turn: send one at a time, each after the answer to the one before (OCPP-J), and send this one again`,
+          );
+        }
+        // Calls still waiting when the connection goes (a hang-up, a replacement: `signal`) are
+        // dropped, as are those this process, shutting down, has not started.
+        return calls.run(signal ?? new AbortController().signal, () =>
+          closing ? Promise.reject(goingAway()) : call(),
+        );
+      },
     );
   });
 
@@ -520,8 +547,9 @@ export function createOcppEndpoint({
       presence.stop();
       stopWatchingRedis();
       recovery.stop();
-      // Calls in progress finish (their readings are stored and answered); then every socket
-      // closes as "going away", and charge points reconnect to another replica.
+      // Calls in progress finish (their readings are stored and answered), those waiting their
+      // turn are answered InternalError unstarted; then every socket closes as "going away", and
+      // charge points reconnect to another replica and send again what was not answered.
       await rpc.close({ code: 1001, reason: 'Server shutting down', awaitPending: true });
     },
   };

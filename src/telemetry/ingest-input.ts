@@ -4,6 +4,7 @@
  * (`invalid_encoding`, `invalid_json`, `empty_body`, `empty_batch`) name what was wrong.
  */
 import { AppError, badRequest } from '../errors';
+import type { ValidationFailure } from '../schema/validator';
 import type { IngestInput } from './ingest-service';
 
 /** `auto` (MQTT, which has no content type): JSON when the whole text parses, else NDJSON lines. */
@@ -55,8 +56,9 @@ export class TooManyReadings extends AppError {
 
 export const tooManyReadings = (count: number, max: number) => new TooManyReadings(count, max);
 
-/** One NDJSON line: its parsed value, or why it could not be parsed. */
-export type NdjsonItem = { value: unknown } | { parseError: string };
+/** One NDJSON line: its parsed value, why it could not be parsed, or why it was not. */
+export type NdjsonItem =
+  { value: unknown } | { parseError: string } | { invalid: ValidationFailure };
 
 /**
  * The lines are counted before any is parsed: a line that does not parse costs JSON.parse an
@@ -72,6 +74,12 @@ export function parseNdjson(
   if (lines.length === 0) throw badRequest('empty_body', `The ${carrier} has no NDJSON lines`);
   if (lines.length > maxReadings) throw tooManyReadings(lines.length, maxReadings);
   return lines.map((line) => {
+    const deep = deepAt(line, LINE_STRUCTURES);
+    if (deep !== -1) {
+      return {
+        invalid: { error: 'nested_too_deep', message: nestedTooDeep('Line', deep), details: [] },
+      };
+    }
     try {
       return { value: JSON.parse(line) };
     } catch (err) {
@@ -127,6 +135,9 @@ const isJsonValue = (line: string) => {
 /** Readings are objects of numbers and strings, in an array at most: 2 deep. */
 const MAX_NESTING = 32;
 
+/** An NDJSON line with more arrays and objects than this is scanned for its depth. */
+const LINE_STRUCTURES = 64;
+
 /** Whether the text holds more than `max` of `{` and `[` (counted with indexOf, in strings too). */
 function moreStructuresThan(text: string, max: number): boolean {
   let count = 0;
@@ -138,41 +149,40 @@ function moreStructuresThan(text: string, max: number): boolean {
   return false;
 }
 
-/** Where the text's arrays and objects first nest deeper than `max` (outside strings), or -1. */
+/**
+ * Where the text's arrays and objects first nest deeper than `max`, or -1. A string ends at its
+ * closing quote or at a control character (a line break: none is valid in a JSON string), so an
+ * unterminated one on a line does not hide the next line; a closer too many does not count.
+ */
 function deeperThan(text: string, max: number): number {
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22) {
-      // A string: on to its closing quote, past escaped characters.
       for (i++; i < text.length; i++) {
         const d = text.charCodeAt(i);
-        if (d === 0x5c) i++;
-        else if (d === 0x22) break;
+        if (d === 0x22 || d < 0x20) break;
+        if (d === 0x5c && text.charCodeAt(i + 1) >= 0x20) i++;
       }
     } else if (c === 0x5b || c === 0x7b) {
       if (++depth > max) return i;
-    } else if (c === 0x5d || c === 0x7d) depth--;
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
   }
   return -1;
 }
 
 /**
  * JSON.parse spends about 0.7 µs on each level of nesting: a 4 MB body of arrays nested 2 million
- * deep held the event loop for 1.4 s (40 of them, for a minute). Such a text is refused before it
- * is parsed. Only a text with more arrays and objects than `maxReadings` readings hold (one each,
- * in one array) is scanned for its depth: counting them costs a 1,000-reading body about 30 µs,
- * the scan ten times that, and fewer cannot nest deep enough to cost much.
+ * deep held the event loop for 1.4 s (40 of them, for a minute). Where a text nests deeper than
+ * MAX_NESTING, or -1; only a text with more than `structures` arrays and objects is scanned
+ * (counting them costs a 1,000-reading body about 30 µs, the scan ten times that), as fewer
+ * cannot nest deep enough to cost much.
  */
-function refuseDeepNesting(text: string, maxReadings: number, carrier: Carrier): void {
-  if (!moreStructuresThan(text, maxReadings + 1)) return;
-  const at = deeperThan(text, MAX_NESTING);
-  if (at === -1) return;
-  throw badRequest(
-    'nested_too_deep',
-    `The ${carrier} nests arrays and objects more than ${MAX_NESTING} deep (at character ${at}): readings are objects of numbers and strings, in one array at most`,
-  );
-}
+const deepAt = (text: string, structures: number) =>
+  moreStructuresThan(text, structures) ? deeperThan(text, MAX_NESTING) : -1;
+
+const nestedTooDeep = (what: string, at: number) =>
+  `${what} nests arrays and objects more than ${MAX_NESTING} deep (at character ${at}), and was not parsed: a reading is an object of numbers and strings`;
 
 /** Text (already decoded) to what ingest takes: one reading, or a list whose items may be unparseable. */
 export function parseIngestText(
@@ -181,16 +191,23 @@ export function parseIngestText(
   maxReadings: number,
   carrier: Carrier = 'body',
 ): IngestInput {
-  refuseDeepNesting(text, maxReadings, carrier);
   if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text, maxReadings, carrier) };
+  // Parsed whole only when it is not too deep: a batch's readings hold one object each.
+  const deep = deepAt(text, maxReadings + 1);
+  const hasLines = text.trim().includes('\n');
+  if (deep !== -1 && (format === 'json' || !hasLines)) {
+    throw badRequest('nested_too_deep', nestedTooDeep(`The ${carrier}`, deep));
+  }
   if (format === 'json') return fromJsonValue(parseJsonOrSayNdjson(text), maxReadings);
+  // Auto (MQTT): a text too deep to be one document may still be NDJSON, each line held alone.
+  if (deep !== -1) return { kind: 'batch', items: parseNdjson(text, maxReadings, carrier) };
   let value: unknown;
   try {
     value = parseJson(text, carrier);
   } catch (err) {
     // Several lines of which at least one parses: NDJSON, with its bad lines reported one by one.
     // Otherwise the JSON error (a single broken document, e.g. pretty-printed) says more.
-    if (text.trim().includes('\n')) {
+    if (hasLines) {
       const items = parseNdjson(text, maxReadings, carrier);
       if (items.some((item) => 'value' in item)) return { kind: 'batch', items };
     }

@@ -79,7 +79,7 @@ export function createIngestPipeline({
     }),
     config,
     logger: logger.child({ module: 'ingest' }),
-    metrics: createIngestMetrics(registry, config),
+    metrics: createIngestMetrics(registry),
     connectorMeters: (meterIds) => connectorMetersAmong(redis, keys, meterIds),
   });
   const crowded = shardsSharingMasters(

@@ -170,29 +170,64 @@ describe('nesting', () => {
     open.repeat(depth) + close.repeat(depth);
   const objects = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
 
-  test('when a text nests arrays or objects deeper than readings ever do, then it is refused before JSON.parse sees it, in every format', () => {
+  const tooDeep = (what: string) =>
+    expect.stringMatching(
+      new RegExp(`^${what} nests arrays and objects more than 32 deep \\(at character \\d+\\)`),
+    );
+  /** JSON.parse's calls during `run`, by the length of the text each was given. */
+  const parsedLengths = (run: () => void): number[] => {
     const parse = jest.spyOn(JSON, 'parse');
     try {
-      for (const text of [
-        nested(200_000),
-        objects(200_000),
-        `[{"meterId":"M-1"},${nested(MAX_READINGS)}]`,
-      ]) {
-        for (const format of ['json', 'ndjson', 'auto'] as const) {
+      run();
+      return parse.mock.calls.map(([text]) => String(text).length);
+    } finally {
+      parse.mockRestore();
+    }
+  };
+
+  test('when a text nests arrays or objects deeper than readings ever do, then it is refused whole before JSON.parse sees it (a JSON body; an MQTT payload of one line)', () => {
+    const texts = [
+      nested(200_000),
+      objects(200_000),
+      `[{"meterId":"M-1"},${nested(MAX_READINGS)}]`,
+    ];
+    for (const text of texts) {
+      for (const format of ['json', 'auto'] as const) {
+        const lengths = parsedLengths(() =>
           expect(() => parseIngestText(text, format, MAX_READINGS)).toThrow(
             expect.objectContaining({
               statusCode: 400,
               code: 'nested_too_deep',
-              message: expect.stringMatching(
-                /^The body nests arrays and objects more than 32 deep \(at character \d+\)/,
-              ),
+              message: tooDeep('The body'),
             }),
-          );
-        }
+          ),
+        );
+        expect(lengths).toEqual([]);
       }
-      expect(parse).not.toHaveBeenCalled();
-    } finally {
-      parse.mockRestore();
+    }
+  });
+
+  test('when a line of NDJSON nests too deep, also after a line that leaves a string or a bracket open or closes too many, then that line alone is refused unparsed and the others are read', () => {
+    const deep = nested(200_000);
+    const reading = '{"meterId":"M-1","kwhConsumedAc":1}';
+    for (const before of ['{"a":"x', '{"a":"x\\', ']'.repeat(1000), '{"a":[', reading]) {
+      const text = `${reading}\n${before}\n${deep}\n${reading}`;
+      for (const format of ['ndjson', 'auto'] as const) {
+        let input: ReturnType<typeof parseIngestText> | undefined;
+        const lengths = parsedLengths(() => {
+          input = parseIngestText(text, format, MAX_READINGS);
+        });
+        expect(input).toMatchObject({
+          kind: 'batch',
+          items: [
+            { value: { meterId: 'M-1' } },
+            expect.anything(),
+            { invalid: { error: 'nested_too_deep', message: tooDeep('Line'), details: [] } },
+            { value: { meterId: 'M-1' } },
+          ],
+        });
+        expect(Math.max(...lengths)).toBeLessThan(deep.length);
+      }
     }
   });
 

@@ -165,6 +165,9 @@ function createVehicleOpener(open: (vehicleId: string) => void): HTMLFormElement
       autocomplete: 'off',
       spellcheck: 'false',
       required: true,
+      // Spaces alone are no id: the browser says so instead of the form doing nothing.
+      pattern: '.*\\S.*',
+      title: 'a vehicle id, e.g. V-17',
     },
   });
   return h(
