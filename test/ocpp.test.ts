@@ -22,7 +22,13 @@ import { createTestContext } from './helpers/test-env';
 async function chargePoint(
   e: Pick<TestEngine, 'url'>,
   identity: string,
-  options: { password?: string | Buffer; protocols?: string[]; strict?: boolean } = {},
+  options: {
+    password?: string | Buffer;
+    protocols?: string[];
+    strict?: boolean;
+    /** Calls it sends without waiting for answers (OCPP-J: 1). */
+    callConcurrency?: number;
+  } = {},
 ): Promise<RPCClient> {
   const client = new RPCClient({
     endpoint: `${e.url.replace('http', 'ws')}/ocpp`,
@@ -30,6 +36,7 @@ async function chargePoint(
     protocols: options.protocols ?? ['ocpp1.6'],
     strictMode: options.strict ?? true,
     reconnect: false,
+    callConcurrency: options.callConcurrency ?? 1,
     ...(options.password ? { password: options.password } : {}),
   } as ConstructorParameters<typeof RPCClient>[0]);
   await client.connect();
@@ -62,6 +69,29 @@ async function startTransaction(
   req: { connectorId: number; idTag: string; meterStart: number; timestamp: string },
 ): Promise<number> {
   return ((await cp.call('StartTransaction', req)) as { transactionId: number }).transactionId;
+}
+
+/**
+ * StartTransactions on connectors 1..count sent at once: each one's transaction id, or its
+ * CALLERROR's message.
+ */
+const startsAtOnce = (cp: RPCClient, count: number, idTag: string) =>
+  Array.from({ length: count }, (_, i) =>
+    startTransaction(cp, {
+      connectorId: i + 1,
+      idTag,
+      meterStart: 0,
+      timestamp: new Date(Date.now() - 60_000 + i).toISOString(),
+    }).catch((err: Error) => err.message),
+  );
+
+/** Statements of this database waiting for a lock: the calls a locked table holds up. */
+async function waitingOnLocks(e: TestEngine): Promise<number> {
+  const { rows } = await e.ctx.db.raw(
+    `SELECT count(*) AS n FROM pg_stat_activity
+     WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+  );
+  return Number(rows[0].n);
 }
 
 async function history(e: TestEngine, meterId: string) {
@@ -124,43 +154,18 @@ describe('OCPP 1.6J charge points', () => {
   });
 
   test('when a charge point sends many calls without waiting for answers, then at most 4 are handled at once, 100 wait their turn, the rest are refused at once, and a heartbeat is not held up', async () => {
-    const cp = new RPCClient({
-      endpoint: `${e.url.replace('http', 'ws')}/ocpp`,
-      identity: 'CP-PIPELINE',
-      protocols: ['ocpp1.6'],
-      strictMode: true,
-      reconnect: false,
-      callConcurrency: 200,
-    } as ConstructorParameters<typeof RPCClient>[0]);
-    await cp.connect();
+    const cp = await chargePoint(e, 'CP-PIPELINE', { callConcurrency: 200 });
     clients.push(cp);
     // Each start waits on this lock, holding whatever it took: the calls being handled show.
     const lock = await e.ctx.db.transaction();
-    const waiting = async () =>
-      Number(
-        (
-          await e.ctx.db.raw(
-            `SELECT count(*) AS n FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-          )
-        ).rows[0].n,
-      );
-    /** Each start's transaction id, or its CALLERROR's message. */
     let starts: Promise<number | string>[] = [];
     try {
       await lock.raw('LOCK TABLE ocpp_transactions IN ACCESS EXCLUSIVE MODE');
-      starts = Array.from({ length: 110 }, (_, i) =>
-        startTransaction(cp, {
-          connectorId: i + 1,
-          idTag: 'TAG-PIPE',
-          meterStart: 0,
-          timestamp: new Date(Date.now() - 60_000 + i).toISOString(),
-        }).catch((err: Error) => err.message),
-      );
-      await waitFor(async () => (await waiting()) >= 4, 10_000, 'the first calls to wait');
+      starts = startsAtOnce(cp, 110, 'TAG-PIPE');
+      await waitFor(async () => (await waitingOnLocks(e)) >= 4, 10_000, 'the first calls');
       // The others wait their turn in the process: still 4 a second later, not 110.
       await new Promise((r) => setTimeout(r, 1000));
-      expect(await waiting()).toBe(4);
+      expect(await waitingOnLocks(e)).toBe(4);
       // Beyond 100 waiting, a call is answered at once, saying why.
       expect(await Promise.all(starts.slice(104))).toEqual(
         Array(6).fill(expect.stringMatching(/^100 calls of this connection are waiting/)),
@@ -177,39 +182,12 @@ describe('OCPP 1.6J charge points', () => {
   test('when the API shuts down while a charge point has calls waiting their turn, then the calls in progress are answered and stored, and the waiting ones are answered InternalError unstarted', async () => {
     const other = await startTestApi(e.ctx);
     const served = await serveTestApiWithOcpp(other);
-    const cp = new RPCClient({
-      endpoint: `${served.url.replace('http', 'ws')}/ocpp`,
-      identity: 'CP-SHUTDOWN-QUEUE',
-      protocols: ['ocpp1.6'],
-      strictMode: true,
-      reconnect: false,
-      callConcurrency: 20,
-    } as ConstructorParameters<typeof RPCClient>[0]);
-    await cp.connect();
+    const cp = await chargePoint(served, 'CP-SHUTDOWN-QUEUE', { callConcurrency: 20 });
     const lock = await e.ctx.db.transaction();
     try {
       await lock.raw('LOCK TABLE ocpp_transactions IN ACCESS EXCLUSIVE MODE');
-      const starts = Array.from({ length: 12 }, (_, i) =>
-        startTransaction(cp, {
-          connectorId: i + 1,
-          idTag: 'TAG-SHUT',
-          meterStart: 0,
-          timestamp: new Date(Date.now() - 60_000 + i).toISOString(),
-        }).catch((err: Error) => err.message),
-      );
-      await waitFor(
-        async () =>
-          Number(
-            (
-              await e.ctx.db.raw(
-                `SELECT count(*) AS n FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-              )
-            ).rows[0].n,
-          ) >= 4,
-        10_000,
-        'the first calls to wait',
-      );
+      const starts = startsAtOnce(cp, 12, 'TAG-SHUT');
+      await waitFor(async () => (await waitingOnLocks(e)) >= 4, 10_000, 'the first calls');
       const closed = served.close();
       await new Promise((r) => setTimeout(r, 200));
       await lock.commit();

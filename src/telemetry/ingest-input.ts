@@ -1,7 +1,8 @@
 /**
  * From bytes to IngestInput, the same for every intake (HTTP bodies, MQTT payloads): strict UTF-8,
  * then one JSON value, a JSON array, or NDJSON. Failures are 400 AppErrors whose codes
- * (`invalid_encoding`, `invalid_json`, `empty_body`, `empty_batch`) name what was wrong.
+ * (`invalid_encoding`, `invalid_json`, `nested_too_deep`, `empty_body`, `empty_batch`) name what
+ * was wrong.
  */
 import { AppError, badRequest } from '../errors';
 import type { ValidationFailure } from '../schema/validator';
@@ -184,6 +185,8 @@ const deepAt = (text: string, structures: number) =>
 const nestedTooDeep = (what: string, at: number) =>
   `${what} nests arrays and objects more than ${MAX_NESTING} deep (at character ${at}), and was not parsed: a reading is an object of numbers and strings`;
 
+const hasLines = (text: string) => text.trim().includes('\n');
+
 /** Text (already decoded) to what ingest takes: one reading, or a list whose items may be unparseable. */
 export function parseIngestText(
   text: string,
@@ -194,20 +197,21 @@ export function parseIngestText(
   if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text, maxReadings, carrier) };
   // Parsed whole only when it is not too deep: a batch's readings hold one object each.
   const deep = deepAt(text, maxReadings + 1);
-  const hasLines = text.trim().includes('\n');
-  if (deep !== -1 && (format === 'json' || !hasLines)) {
+  if (deep !== -1) {
+    // Auto (MQTT): a text too deep to be one document may still be NDJSON, each line held alone.
+    if (format === 'auto' && hasLines(text)) {
+      return { kind: 'batch', items: parseNdjson(text, maxReadings, carrier) };
+    }
     throw badRequest('nested_too_deep', nestedTooDeep(`The ${carrier}`, deep));
   }
   if (format === 'json') return fromJsonValue(parseJsonOrSayNdjson(text), maxReadings);
-  // Auto (MQTT): a text too deep to be one document may still be NDJSON, each line held alone.
-  if (deep !== -1) return { kind: 'batch', items: parseNdjson(text, maxReadings, carrier) };
   let value: unknown;
   try {
     value = parseJson(text, carrier);
   } catch (err) {
     // Several lines of which at least one parses: NDJSON, with its bad lines reported one by one.
     // Otherwise the JSON error (a single broken document, e.g. pretty-printed) says more.
-    if (hasLines) {
+    if (hasLines(text)) {
       const items = parseNdjson(text, maxReadings, carrier);
       if (items.some((item) => 'value' in item)) return { kind: 'batch', items };
     }
