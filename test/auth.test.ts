@@ -306,12 +306,16 @@ describe('the rate limit while Redis does not answer', () => {
     app.use((err: { statusCode?: number }, _req: Request, res: Response, _next: NextFunction) => {
       res.status(err.statusCode ?? 500).end();
     });
+    const asked = jest.spyOn(unreachable as unknown as { takeToken(): unknown }, 'takeToken');
     const statuses: number[] = [];
     for (let i = 0; i < 3; i++)
       statuses.push(
         (await request(app).get('/probe').set('Authorization', `Bearer ${limited.key}`)).status,
       );
     expect(statuses).toEqual([204, 204, 429]);
+    // Once it failed, Redis is not asked again for a second: a hanging one would cost each
+    // request its command timeout.
+    expect(asked).toHaveBeenCalledTimes(1);
     unreachable.disconnect();
   });
 

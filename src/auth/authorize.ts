@@ -11,6 +11,9 @@ import { findKey, type ApiKey, type Scope } from './api-keys';
  */
 const MAX_WAIT_MS = 2_592_000_000;
 
+/** After a rate-limit call to Redis failed, how long each process counts alone before asking again. */
+const REDIS_RETRY_MS = 1000;
+
 /**
  * A token bucket per key, shared through Redis so the limit holds across API replicas. Redis's
  * clock is used, not the replica's. Returns 0 when allowed, else the milliseconds to wait.
@@ -110,26 +113,37 @@ export function createAuthorize({
   const takeLocalToken = createLocalBuckets(config.rateLimitPerS, config.rateLimitBurst);
   const unavailable = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn' });
 
-  async function withinRateLimit(name: string): Promise<void> {
-    if (config.rateLimitPerS <= 0) return;
-    let waitMs = 0;
+  let redisFailedAt = -Infinity;
+
+  /**
+   * The limit must not take the service down with Redis, nor go while Redis is slow (a process
+   * stalled by its own load sees its Redis calls time out): this process counts meanwhile. Once a
+   * call failed, Redis is asked again only after REDIS_RETRY_MS, so a Redis that hangs costs a
+   * request its command timeout once a second, not every request.
+   */
+  async function takeToken(name: string): Promise<number> {
+    if (performance.now() - redisFailedAt < REDIS_RETRY_MS) return takeLocalToken(name);
     try {
-      waitMs = await bucket.takeToken(
+      return await bucket.takeToken(
         1,
         rateLimitKey(name),
         config.rateLimitPerS,
         config.rateLimitBurst,
       );
     } catch (err) {
-      // The limit must not take the service down with Redis, nor go while Redis is slow (a
-      // process stalled by its own load sees its Redis calls time out): this process counts.
+      redisFailedAt = performance.now();
       unavailable.log(
         err,
         {},
         'rate limit not shared while Redis does not answer: counted in this process',
       );
-      waitMs = takeLocalToken(name);
+      return takeLocalToken(name);
     }
+  }
+
+  async function withinRateLimit(name: string): Promise<void> {
+    if (config.rateLimitPerS <= 0) return;
+    const waitMs = await takeToken(name);
     if (waitMs > 0) {
       throw new AppError(
         429,

@@ -125,6 +125,9 @@ const MAX_MESSAGE_ID_LENGTH = 36;
  */
 const MAX_UNREAD_ANSWER_BYTES = 1024 * 1024;
 
+/** ocpp-rpc's `client.state` once its connection is gone (the WebSocket readyState CLOSED). */
+const CLIENT_CLOSED = 3;
+
 /** Calls of one connection answered at once; more wait their turn, in the order they came. */
 const CALLS_IN_FLIGHT_PER_CONNECTION = 4;
 
@@ -336,6 +339,8 @@ function watchCalls(
     const call = pending.get(String(payload[1]));
     if (!call) return;
     pending.delete(String(payload[1]));
+    // A call dropped as the connection went is "answered" to no one: not counted as an answer.
+    if (client.state === CLIENT_CLOSED) return;
     const failed = payload[0] === 4;
     metrics.onResponse(
       call.action,

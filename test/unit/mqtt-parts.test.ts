@@ -207,6 +207,17 @@ describe('nesting', () => {
     }
   });
 
+  test('when an MQTT payload is one document pretty-printed too deep, more lines than readings, then it is refused as too deep, not counted as readings', () => {
+    const pretty = `${'[\n'.repeat(10_000)}${']\n'.repeat(10_000)}`;
+    expect(() => parseIngestText(pretty, 'auto', MAX_READINGS)).toThrow(
+      expect.objectContaining({ code: 'nested_too_deep', message: tooDeep('The body') }),
+    );
+    // As NDJSON it is what it says: too many lines.
+    expect(() => parseIngestText(pretty, 'ndjson', MAX_READINGS)).toThrow(
+      expect.objectContaining({ code: 'too_many_readings', count: 20_000 }),
+    );
+  });
+
   test('when a line of NDJSON nests too deep, also after a line that leaves a string or a bracket open or closes too many, then that line alone is refused unparsed and the others are read', () => {
     const deep = nested(200_000);
     const reading = '{"meterId":"M-1","kwhConsumedAc":1}';
