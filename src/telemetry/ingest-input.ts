@@ -214,8 +214,6 @@ const deepAt = (text: string, structures: number) =>
 const nestedTooDeep = (what: string, at: number) =>
   `${what} nests arrays and objects more than ${MAX_NESTING} deep (at character ${at}), and was not parsed: a reading is an object of numbers and strings`;
 
-const hasLines = (text: string) => text.trim().includes('\n');
-
 /** Text (already decoded) to what ingest takes: one reading, or a list whose items may be unparseable. */
 export function parseIngestText(
   text: string,
@@ -244,8 +242,9 @@ export function parseIngestText(
   } catch (err) {
     // Several lines of which at least one parses: NDJSON, with its bad lines reported one by one.
     // Otherwise the JSON error (a single broken document, e.g. pretty-printed) says more.
-    if (hasLines(text)) {
-      const items = parseNdjson(text, maxReadings, carrier);
+    const found = nonBlankLines(text, maxReadings);
+    if (found.count > 1) {
+      const items = parseLines(found, maxReadings, carrier);
       if (items.some((item) => 'value' in item)) return { kind: 'batch', items };
     }
     throw err;
