@@ -6,7 +6,7 @@ import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh } from '../format/numbers';
 import { formatRoute, vehicleRoute, type Route } from '../routing/routes';
 import { dataTable, idList } from './data-table';
-import { errorNotice, notice, staleNotice } from './notices';
+import { errorNotice, loadingNotice, notice, staleNotice } from './notices';
 import { timeText } from './time-text';
 import type { LoadOutcome, View } from './view';
 
@@ -93,7 +93,7 @@ abstract class ChargePointScreen implements View {
       this.feedback,
       this.content,
     );
-    this.content.append(notice('loading', `Loading ${what}…`));
+    this.content.append(loadingNotice(what));
   }
 
   /** Whether the route shows this same screen (then it reloads in place). */

@@ -21,7 +21,7 @@ import {
   type Route,
 } from '../routing/routes';
 import { dataTable, idList, type Column } from './data-table';
-import { errorNotice, notice, staleNotice } from './notices';
+import { errorNotice, loadingNotice, notice, staleNotice } from './notices';
 import { firstPageLink, pager } from './pager';
 import { timeText } from './time-text';
 import type { LoadOutcome, View, ViewDeps } from './view';
@@ -221,7 +221,7 @@ export class DevicesView implements View {
       this.feedback,
       this.content,
     );
-    this.content.append(notice('loading', `Loading the ${KINDS[route.kind].many}…`));
+    this.content.append(loadingNotice(`the ${KINDS[route.kind].many}`));
   }
 
   update(route: Route): Promise<LoadOutcome> | null {

@@ -8,7 +8,7 @@ import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
 import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/routes';
 import { dataTable, idList, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
-import { errorNotice, notice, staleNotice } from './notices';
+import { errorNotice, loadingNotice, notice, staleNotice } from './notices';
 import { firstPageLink, pager } from './pager';
 import { windowText } from './time-text';
 import type { LoadOutcome, View, ViewDeps } from './view';
@@ -93,7 +93,7 @@ export class FleetView implements View {
       this.feedback,
       this.content,
     );
-    this.content.append(notice('loading', 'Loading the fleet report…'));
+    this.content.append(loadingNotice('the fleet report'));
   }
 
   update(route: Route): Promise<LoadOutcome> | null {

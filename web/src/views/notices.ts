@@ -18,6 +18,9 @@ export function notice(kind: NoticeKind, title: string, detail?: string | Node):
   );
 }
 
+/** What stands where `what` will be shown, until its first answer ("Loading the fleet report…"). */
+export const loadingNotice = (what: string): HTMLElement => notice('loading', `Loading ${what}…`);
+
 /** The engine's warnings on a report or a session, as it wrote them (instants in local time); null for none. */
 export const warningList = (warnings: readonly string[]): HTMLElement | null =>
   warnings.length === 0

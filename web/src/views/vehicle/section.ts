@@ -1,7 +1,7 @@
 import { ApiError } from '../../api/api-client';
 import { h, replaceContent, type Child } from '../../dom/h';
 import { formatDateTimeSeconds } from '../../format/dates';
-import { errorNotice, notice, staleNotice } from '../notices';
+import { errorNotice, loadingNotice, staleNotice } from '../notices';
 
 /** The engine answered 404 for the vehicle (no readings, no mapping), not for a missing route. */
 export const isNotFound = (err: unknown): err is ApiError =>
@@ -30,7 +30,7 @@ export class Section {
       this.body,
     );
     // Until its first answer: an engine slow to answer must not look like one with nothing to say.
-    replaceContent(this.body, notice('loading', `Loading ${what}…`));
+    replaceContent(this.body, loadingNotice(what));
   }
 
   protected show(...children: (Child | Child[])[]): void {
