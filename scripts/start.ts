@@ -39,6 +39,8 @@ const command = {
 } as const;
 
 async function main(): Promise<void> {
+  // Read first: a launcher gone while migrations ran would leave this process reparented already.
+  const launcher = process.ppid;
   commandLineOrExit(() => parseCommandLine(process.argv.slice(2), command));
   if (!process.env.API_KEYS && !process.env.AUTH) {
     // The one-command local start stays one command: no keys configured means no authentication.
@@ -100,9 +102,14 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   // The terminal closed, or npm went away without passing its signal on (its SIGTERM): stop too.
   process.on('SIGHUP', () => onSignal('SIGTERM'));
-  const launcher = process.ppid;
-  setInterval(() => {
-    if (process.ppid !== launcher) stopAll('SIGTERM');
+  const watchLauncher = setInterval(() => {
+    if (process.ppid === launcher || stopping) return;
+    clearInterval(watchLauncher);
+    logger.warn(
+      { launcher },
+      'the process that started npm start (npm, a shell) went away: stopping the engine. npm start runs in the foreground; to keep the engine running, run npm run start:api and npm run start:flusher under a service manager',
+    );
+    stopAll('SIGTERM');
   }, 1000).unref();
   // Said once both answer: a request sent on "engine running" must not be refused.
   await Promise.all(

@@ -43,6 +43,11 @@ interface SettingOptions {
   protocols?: readonly string[];
   /** The host may be `?host=` instead: libpq's way to name a Unix socket's directory. */
   hostQuery?: true;
+  /**
+   * The path names a database: without one node-postgres connects to the database named after the
+   * user (`postgres`: the server's maintenance database, where migrations would then go).
+   */
+  databaseName?: true;
   /** A Redis URL's database (its path, or `?db=`) is a number: ioredis would send SELECT NaN. */
   redisDatabase?: true;
   /** A size such as `4mb`, `512kb` or `1048576`, in bytes from minimum to maximum. */
@@ -89,6 +94,7 @@ export const settingsSchema = Type.Object({
   DATABASE_URL: text('postgres://postgres@127.0.0.1:5432/energy', {
     protocols: ['postgres:', 'postgresql:'],
     hostQuery: true,
+    databaseName: true,
     description:
       'PostgreSQL; `npm run migrate` creates the database. A Unix socket by `?host=`: `postgres://app@/energy?host=/var/run/postgresql`',
   }),
@@ -381,7 +387,10 @@ function urlProblem(value: string, schema: SettingSchema): string | undefined {
   if (host === '' && !(schema.hostQuery && /[?&]host=[^&#]/.test(value)))
     return `the host is missing${schema.hostQuery ? ' (or ?host= for a Unix socket)' : ''}`;
   const parsed = schema.hostQuery ? withSocketPlaceholder(value) : value;
-  return URL.canParse(parsed) ? undefined : `expected ${expectation(schema)}`;
+  if (!URL.canParse(parsed)) return `expected ${expectation(schema)}`;
+  if (schema.databaseName && new URL(parsed).pathname.replace(/^\//, '') === '')
+    return 'the database name is missing: end the URL with it (/energy); without one the driver connects to the database named after the user';
+  return undefined;
 }
 
 const checkUrl: SchemaValidateFunction = (_: unknown, value: string, schema?: AnySchemaObject) => {
@@ -432,7 +441,7 @@ function compileSettings() {
     coerceTypes: true,
     useDefaults: true,
   });
-  ajv.addVocabulary(['defaultText', 'expected', 'hostQuery']);
+  ajv.addVocabulary(['defaultText', 'expected', 'hostQuery', 'databaseName']);
   ajv.addKeyword({ keyword: 'protocols', type: 'string', errors: true, validate: checkUrl });
   ajv.addKeyword({ keyword: 'redisDatabase', type: 'string', validate: checkRedisDatabase });
   ajv.addKeyword({ keyword: 'byteSize', type: 'string', validate: checkByteSize });

@@ -3,6 +3,9 @@ import type { Logger } from './logger';
 /** Distinct errors remembered at most: texts are few (a check's name, a connection's error). */
 const REMEMBERED = 100;
 
+/** How often an error that repeats is logged, unless a caller says otherwise. */
+export const REPEATED_ERROR_INTERVAL_MS = 10_000;
+
 /**
  * Logs an error that repeats (a BullMQ worker's reconnect attempts while Redis is down: several a
  * second per shard; a check every OCPP message skips while PostgreSQL is slow) once per
@@ -17,7 +20,8 @@ export class RepeatedErrorLog {
   constructor(
     private readonly deps: {
       logger: Logger;
-      intervalMs: number;
+      /** Default REPEATED_ERROR_INTERVAL_MS. */
+      intervalMs?: number;
       /** Default `error`. */
       level?: 'error' | 'warn';
       now?: () => number;
@@ -28,7 +32,7 @@ export class RepeatedErrorLog {
     const now = (this.deps.now ?? Date.now)();
     const text = `${message}\n${err instanceof Error ? err.message : String(err)}`;
     const last = this.seen.get(text);
-    if (last && now - last.loggedAt < this.deps.intervalMs) {
+    if (last && now - last.loggedAt < (this.deps.intervalMs ?? REPEATED_ERROR_INTERVAL_MS)) {
       last.leftOut += 1;
       return;
     }

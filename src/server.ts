@@ -39,7 +39,12 @@ function checkAuthSettings(config: Config, logger: Logger): void {
     ]);
   }
   if (config.auth === 'off') {
-    logger.warn('AUTH=off: every client can write and read; set API_KEYS to require keys');
+    const keys = config.apiKeys.length;
+    logger.warn(
+      keys > 0
+        ? `AUTH=off: API_KEYS holds ${keys} key(s), all ignored: every client can write and read without one; set AUTH=on to require them`
+        : 'AUTH=off: every client can write and read; set API_KEYS to require keys',
+    );
     // The limit is per key, and AUTH=off knows none: say so rather than limit nothing silently.
     if (config.rateLimitPerS > 0) {
       logger.warn(

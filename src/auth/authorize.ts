@@ -111,7 +111,7 @@ export function createAuthorize({
   const keys = [...config.apiKeys];
   // Keys are the configured ones: this holds one bucket per key at most.
   const takeLocalToken = createLocalBuckets(config.rateLimitPerS, config.rateLimitBurst);
-  const unavailable = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn' });
+  const unavailable = new RepeatedErrorLog({ logger, level: 'warn' });
 
   let redisFailedAt = -Infinity;
 

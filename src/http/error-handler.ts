@@ -8,6 +8,7 @@ import {
   isStatementTimeout,
 } from '../stores/database-errors';
 import type { Logger } from '../logger';
+import { RepeatedErrorLog } from '../repeated-errors';
 import { isRedisUnavailable } from '../redis';
 
 /** The router's refusal of a path segment it cannot percent-decode (its value in quotes). */
@@ -107,6 +108,9 @@ export function createErrorHandler(
   logger: Logger,
   { schemaBehind }: { schemaBehind?: () => Promise<boolean> } = {},
 ): ErrorRequestHandler {
+  // A 503 of an outage (Redis or PostgreSQL away) comes with every request until it ends: each
+  // cause is logged once an interval, with how many were left out, not once a request.
+  const outages = new RepeatedErrorLog({ logger, level: 'warn' });
   return async (err, req, res, _next) => {
     const appError =
       err instanceof AppError
@@ -134,8 +138,9 @@ export function createErrorHandler(
     }
     if (appError.statusCode >= 500) {
       const cause = appError === err ? undefined : err;
-      logger.warn(
-        { code: appError.code, reqId: req.id, url: req.originalUrl, err: cause },
+      outages.log(
+        cause,
+        { code: appError.code, reqId: req.id, url: req.originalUrl },
         appError.message,
       );
     }

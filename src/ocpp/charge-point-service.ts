@@ -190,13 +190,6 @@ const whToKwh = (wh: number) => Math.round(wh) / 1000;
  */
 const CHECK_WAIT_MS = 500;
 
-/**
- * A check skipped again for the same reason is logged at most this often: while PostgreSQL is
- * slow every message of every charge point skips one (a charger sending its queue without waiting
- * for answers wrote 1,500 lines a second).
- */
-const CHECKS_SKIPPED_LOG_INTERVAL_MS = 10_000;
-
 /** A BootNotification waits this long at most for its record in PostgreSQL (see bootNotification). */
 const BOOT_RECORD_WAIT_MS = 2000;
 
@@ -213,6 +206,11 @@ const startOf = (t: Transaction): TransactionStart => ({
 export class ChargePointService {
   private readonly openStarts: OpenTransactionStarts;
   /** Checks a message was stored without (see readForCheck), logged once in a while. */
+  /**
+   * A check skipped for the same reason is logged once an interval: while PostgreSQL is slow every
+   * message of every charge point skips one (a charger sending its queue without waiting for
+   * answers wrote 1,500 lines a second).
+   */
   private readonly checksSkipped: RepeatedErrorLog;
 
   constructor(
@@ -247,11 +245,7 @@ export class ChargePointService {
     },
   ) {
     this.openStarts = new OpenTransactionStarts((ids) => deps.transactions.openOnAny(ids));
-    this.checksSkipped = new RepeatedErrorLog({
-      logger: deps.logger,
-      intervalMs: CHECKS_SKIPPED_LOG_INTERVAL_MS,
-      level: 'warn',
-    });
+    this.checksSkipped = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
   }
 
   private now(): Date {

@@ -8,6 +8,7 @@ import {
   type IngestFormat,
 } from './ingest-input';
 import type { Logger } from '../logger';
+import { RepeatedErrorLog } from '../repeated-errors';
 import type { IngestQueues, QueueShard } from '../queue/ingest-queue';
 import { createIntakePush, INTAKE_BELOW_READINGS } from '../queue/intake';
 import { connectionFor, inOneWrite, nodeHolding, type RedisClient } from '../redis';
@@ -100,6 +101,8 @@ export function createBatchStore({
   config: { redisWaitReplicas: number; redisWaitTimeoutMs: number; queueBatchReadings: number };
 }): StoreBatches {
   const pushToIntake = createIntakePush(redis);
+  // While a Redis master fails over, every batch would log the same warning.
+  const partialFailures = new RepeatedErrorLog({ logger, level: 'warn' });
   // Below the job size too: entries are never split, so each job stays within QUEUE_BATCH_READINGS.
   const intakeBelow = Math.min(INTAKE_BELOW_READINGS, config.queueBatchReadings);
   /** Small stores go to the intake (counted in the same script); large ones become jobs at once. */
@@ -137,8 +140,9 @@ export function createBatchStore({
     }
     // The jobs are stored: the readings are accepted even if the counter was not raised.
     if (counted.status === 'rejected') {
-      logger.warn(
-        { err: counted.reason },
+      partialFailures.log(
+        counted.reason,
+        {},
         'backlog counter not incremented; backlog under-counted',
       );
     }
@@ -159,7 +163,7 @@ export function createBatchStore({
     if (stored.status === 'rejected') throw stored.reason;
     // The readings are stored: they are accepted even if live state was not updated.
     if (live.status === 'rejected') {
-      logger.warn({ err: live.reason }, 'live state not updated for an accepted batch');
+      partialFailures.log(live.reason, {}, 'live state not updated for an accepted batch');
     }
     if (config.redisWaitReplicas > 0) {
       await confirmReplicated(redis, keys, writer, {
@@ -183,6 +187,8 @@ export function createBatchStore({
 }
 export class IngestService {
   private readonly buffer: GroupCommitBuffer;
+  /** While Redis is down every request is refused: one line an interval, not two a request. */
+  private readonly refusals: RepeatedErrorLog;
 
   constructor(
     private readonly deps: {
@@ -199,6 +205,7 @@ export class IngestService {
       connectorMeters?: (meterIds: string[]) => Promise<Set<string>>;
     },
   ) {
+    this.refusals = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
     this.buffer = new GroupCommitBuffer(
       deps.storeBatches,
       {
@@ -324,8 +331,9 @@ export class IngestService {
         'connector check',
       );
     } catch (err) {
-      this.deps.logger.warn(
-        { err },
+      this.refusals.log(
+        err,
+        {},
         'connector check failed: refused as unavailable (HTTP 503; MQTT tries again)',
       );
       throw this.unavailable(redisUnavailable('Redis is not available; retry shortly'));
@@ -358,8 +366,9 @@ export class IngestService {
           ),
         );
       }
-      this.deps.logger.warn(
-        { err },
+      this.refusals.log(
+        err,
+        {},
         'enqueue failed: refused as unavailable (HTTP 503; MQTT tries again)',
       );
       throw this.unavailable(

@@ -369,6 +369,17 @@ describe('configuration problems', () => {
       'postgres://app:s3cret@/x',
       'DATABASE_URL="postgres://app:***@/x": the host is missing (or ?host= for a Unix socket)',
     ],
+    // Without a database the driver would connect to the maintenance database `postgres`.
+    [
+      'DATABASE_URL',
+      'postgres://postgres@127.0.0.1:5432/',
+      'DATABASE_URL="postgres://postgres@127.0.0.1:5432/": the database name is missing: end the URL with it (/energy); without one the driver connects to the database named after the user',
+    ],
+    [
+      'DATABASE_URL',
+      'postgres://app@db?sslmode=require',
+      'DATABASE_URL="postgres://app@db?sslmode=require": the database name is missing: end the URL with it (/energy); without one the driver connects to the database named after the user',
+    ],
     [
       'REDIS_URL',
       'redis://cache:99999',

@@ -4,9 +4,10 @@ import { Type } from '@sinclair/typebox';
 import { createLogger } from '../../src/logger';
 import { createServiceApp } from '../../src/http/service-app';
 import { defineRoute } from '../../src/http/route-contract';
+import { capturingLogger } from '../helpers/capturing-logger';
 
 /** An app of one route that fails with `err`, answered as the API answers it. */
-const failingWith = (err: unknown) =>
+const failingWith = (err: unknown, logger = createLogger({ level: 'silent', name: 'test' })) =>
   createServiceApp(
     [
       defineRoute({
@@ -21,7 +22,7 @@ const failingWith = (err: unknown) =>
         },
       }),
     ],
-    createLogger({ level: 'silent', name: 'test' }),
+    logger,
   );
 
 describe('database errors as answers', () => {
@@ -43,5 +44,21 @@ describe('database errors as answers', () => {
     const res = await request(failingWith(other)).get('/fails').expect(500);
     expect(res.body.error).toBe('internal_error');
     expect(JSON.stringify(res.body)).not.toContain('out of memory');
+  });
+});
+
+describe('an outage under load', () => {
+  test('when every request meets PostgreSQL away, then each gets its 503 and the log has one line an interval, not one a request', async () => {
+    const { logger, lines } = capturingLogger();
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), {
+      code: 'ECONNREFUSED',
+    });
+    const app = failingWith(refused, logger);
+    for (let i = 0; i < 20; i += 1) {
+      const res = await request(app).get('/fails').expect(503);
+      expect(res.body.error).toBe('database_unavailable');
+    }
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ code: 'database_unavailable', url: '/fails' });
   });
 });

@@ -2,6 +2,7 @@ import { createLogger } from '../../src/logger';
 import type { IngestAdmission } from '../../src/telemetry/admission';
 import { IngestService } from '../../src/telemetry/ingest-service';
 import { createReadingValidator } from '../../src/telemetry/validation';
+import { capturingLogger } from '../helpers/capturing-logger';
 
 const valid = { meterId: 'M-1', kwhConsumedAc: 1, voltage: 230, timestamp: '2024-04-01T00:00:00Z' };
 
@@ -32,4 +33,26 @@ test('when a batch with an invalid reading is tried again after its store was re
   await expect(service.ingest(input)).rejects.toMatchObject({ statusCode: 503 });
   expect(await service.ingest(input)).toMatchObject({ kind: 'batch', accepted: 1 });
   expect(rejected).toEqual(['unrecognised_reading x1']);
+});
+
+test('when Redis refuses every store under load, then the refusals are one warning an interval, not one a request', async () => {
+  const { logger, lines } = capturingLogger();
+  const service = new IngestService({
+    validator: createReadingValidator({ maxClockSkewS: 300 }),
+    admission: {
+      check: () => undefined,
+      noteStored: () => undefined,
+    } as unknown as IngestAdmission,
+    storeBatches: () => Promise.reject(new Error('Redis connection is reconnecting')),
+    config: { maxBatchReadings: 10, queueBatchReadings: 10 },
+    logger,
+  });
+  for (let i = 0; i < 50; i += 1) {
+    await expect(service.ingest({ kind: 'single', value: valid })).rejects.toMatchObject({
+      statusCode: 503,
+    });
+  }
+  expect(lines.map((l) => l.msg)).toEqual([
+    'enqueue failed: refused as unavailable (HTTP 503; MQTT tries again)',
+  ]);
 });
