@@ -126,6 +126,15 @@ export function registerQueueMetrics(
       for (const [state, count] of Object.entries(s?.jobs ?? {})) this.set({ state }, count);
     },
   });
+  // Without it a Redis outage would look like a backlog frozen in time: flush lag could not page.
+  new Gauge({
+    name: 'energy_queue_stats_readable',
+    help: '1 when the queue figures were read from Redis at this scrape; 0 when they could not be (the energy_queue_* gauges then hold their last values)',
+    registers: [registry],
+    async collect() {
+      this.set((await sample()) ? 1 : 0);
+    },
+  });
   /** A gauge of one figure of the shared sample; left as it was when the read failed. */
   const sampled = (name: string, help: string, figure: (s: QueueStats) => number) =>
     new Gauge({
@@ -253,6 +262,24 @@ export function createFlushMetrics(registry: Registry): FlushMetrics {
       lag.observe(Math.max(0, Date.now() - acceptedAt) / 1000);
     },
     onRetry: () => retries.inc(),
+  };
+}
+
+/** A flusher found Redis had lost a queue shard's data (workers/queue-loss-watch.ts). */
+export function createQueueLossMetrics(registry: Registry): (readingsWaiting: number) => void {
+  const losses = new Counter({
+    name: 'energy_queue_data_lost_total',
+    help: "Times Redis was found to have lost an ingest queue shard's data (restarted without appendonly, flushed): acknowledged readings lost",
+    registers: [registry],
+  });
+  const readings = new Counter({
+    name: 'energy_queue_readings_lost_total',
+    help: 'Readings waiting in a lost queue shard at the look before the loss was found (at most that many lost)',
+    registers: [registry],
+  });
+  return (waiting) => {
+    losses.inc();
+    readings.inc(Math.max(0, waiting));
   };
 }
 

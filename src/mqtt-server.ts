@@ -12,6 +12,7 @@ import { createLogger } from './logger';
 import { createMqttService } from './mqtt/mqtt-service';
 import { openIngestQueues } from './queue/ingest-queue';
 import { assertDependenciesReachable } from './startup-checks';
+import { warnIfRedisUnsafe } from './redis-durability';
 
 async function main(): Promise<void> {
   refuseArguments(
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
     });
 
     const { redis, queues } = await openIngestQueues(config);
+    await warnIfRedisUnsafe(redis, logger);
     const service = createMqttService({ config: { ...config, mqttUrl }, redis, queues, logger });
     const server = await listen(service.healthApp, config.mqttHealthPort, 'MQTT_HEALTH_PORT');
     logger.info(

@@ -22,6 +22,7 @@ import {
   assertSchemaMigrated,
   postgresProblem,
 } from './startup-checks';
+import { warnIfRedisUnsafe } from './redis-durability';
 import { createIngestPipeline } from './telemetry/ingest-pipeline';
 import { withTimeout } from './with-timeout';
 
@@ -94,6 +95,7 @@ async function main(): Promise<void> {
     if (!postgres) await assertSchemaMigrated(db, config.databaseUrl);
     const genericDb = createGenericPlanDb(config, 'energy-api-generic', logger);
     const { redis, queues } = await openIngestQueues(config);
+    await warnIfRedisUnsafe(redis, logger);
     const registry = createRegistry('api');
     const ingest = createIngestPipeline({ config, redis, queues, logger, registry });
     // With MQTT_URL the API consumes MQTT too, into the same pipeline (so `npm start` includes it).

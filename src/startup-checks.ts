@@ -70,7 +70,7 @@ export async function assertPostgresReachable(
 /**
  * `acceptsReadings`: the process acknowledges readings (the API, the MQTT process), so a Redis
  * that may evict them is refused. One that moves them out (the flusher, redrive) starts, to drain
- * what is there, and warns (workers/redis-durability.ts).
+ * what is there; every one warns (redis-durability.ts).
  */
 export async function assertRedisReachable(
   settings: RedisSettings,

@@ -15,6 +15,7 @@ import type { Registry } from 'prom-client';
 import {
   createDatabaseOutageGauge,
   createFlushMetrics,
+  createQueueLossMetrics,
   createRegistry,
   metricsRoute,
   registerPoolMetrics,
@@ -141,6 +142,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       }),
     config,
     logger,
+    onQueueLoss: createQueueLossMetrics(registry),
   });
   const useShardsInUse = async () =>
     workers.ensure(await shardsInUse(redis, keys, config.queueShards));

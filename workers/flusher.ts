@@ -18,9 +18,9 @@ import {
   surviveIoredisStrayRejections,
   waitForRedis,
 } from '../src/redis';
+import { warnIfRedisUnsafe } from '../src/redis-durability';
 import { assertRedisReachable, assertSchemaMigrated, postgresProblem } from '../src/startup-checks';
 import { createFlusher } from './flusher-service';
-import { checkRedisDurability } from './redis-durability';
 
 const LAG_LOG_INTERVAL_MS = 10_000;
 
@@ -69,9 +69,7 @@ async function main(): Promise<void> {
       logger,
     });
 
-    for (const problem of await checkRedisDurability(redis).catch(() => [])) {
-      logger.warn({ problem }, `REDIS IS NOT SAFE FOR THE QUEUE: ${problem}`);
-    }
+    await warnIfRedisUnsafe(redis, logger);
     // Its port first: a flusher that cannot serve health and metrics exits before taking a job.
     const server = await listen(flusher.healthApp, config.flusherPort, 'FLUSHER_PORT');
     await flusher.start();

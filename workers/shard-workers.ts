@@ -12,6 +12,7 @@ import { INGEST_QUEUE_NAME, type QueueShardKeys } from '../src/redis-keys';
 import { startBacklogReconciler } from './backlog-reconciler';
 import type { FlushResult } from './flush-processor';
 import { IntakeMover } from './intake-mover';
+import { startQueueLossWatch } from './queue-loss-watch';
 import { RepeatedErrorLog } from '../src/repeated-errors';
 
 /** A worker's repeated error (Redis down) is logged once per this long, counted. */
@@ -59,6 +60,7 @@ interface ShardWorker {
   /** Moves the shard's intake (small stores) into jobs. */
   mover: IntakeMover;
   stopReconciler: () => void;
+  stopLossWatch: () => void;
 }
 
 /**
@@ -91,6 +93,8 @@ export class ShardWorkers {
         intakeMoveIntervalMs: number;
       };
       logger: Logger;
+      /** Redis lost a shard's data, with how many readings it held at the look before. */
+      onQueueLoss?: (readingsWaiting: number) => void;
     },
   ) {}
 
@@ -126,6 +130,12 @@ export class ShardWorkers {
         redis: this.deps.redis,
         shard: keys,
         logger: logger.child({ module: 'backlog', shard: keys.shard }),
+      }),
+      stopLossWatch: startQueueLossWatch({
+        redis: this.deps.redis,
+        shard: keys,
+        logger: logger.child({ module: 'queue-loss' }),
+        onLoss: (waiting) => this.deps.onQueueLoss?.(waiting),
       }),
     };
     if (this.running) this.run(entry.worker, mover);
@@ -310,7 +320,10 @@ export class ShardWorkers {
     // A check under way replaces no worker from now on (stillChecking), but let it finish first.
     await this.checking?.catch(() => undefined);
     const all = [...this.workers.values()];
-    all.forEach((w) => w.stopReconciler());
+    all.forEach((w) => {
+      w.stopReconciler();
+      w.stopLossWatch();
+    });
     await Promise.all(all.map((w) => w.mover.stop()));
     await Promise.all(all.map((w) => this.closeWorker(w)));
     await Promise.all(all.map((w) => w.reader.queue.close()));

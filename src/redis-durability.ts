@@ -1,4 +1,5 @@
-import { evictionProblem, infoField as field, masters, type RedisClient } from '../src/redis';
+import type { Logger } from './logger';
+import { evictionProblem, infoField as field, masters, type RedisClient } from './redis';
 
 /**
  * The queue holds accepted readings until PostgreSQL has them, so Redis must neither evict keys
@@ -19,4 +20,15 @@ export async function checkRedisDurability(redis: RedisClient): Promise<string[]
   );
   const evicts = await evictionProblem(redis);
   return [...(evicts ? [evicts] : []), ...problems.flat()];
+}
+
+/**
+ * Says at start, in every process that holds or drains readings, what makes Redis unsafe for them:
+ * an operator reading any one log sees it. (An API or MQTT process given an evicting Redis stopped
+ * before this; a flusher finding a Redis that lost its data later says so: queue-loss-watch.)
+ */
+export async function warnIfRedisUnsafe(redis: RedisClient, logger: Logger): Promise<void> {
+  for (const problem of await checkRedisDurability(redis).catch(() => [])) {
+    logger.warn({ problem }, `REDIS IS NOT SAFE FOR THE QUEUE: ${problem}`);
+  }
 }

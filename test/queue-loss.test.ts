@@ -1,0 +1,60 @@
+import { createRedis, waitForRedis } from '../src/redis';
+import { createRedisKeys } from '../src/redis-keys';
+import { startQueueLossWatch } from '../workers/queue-loss-watch';
+import { capturingLogger } from './helpers/capturing-logger';
+import { OwnRedis } from './helpers/own-redis';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A shard holding 42 acknowledged readings, watched every 50 ms, on a redis-server of its own
+ * (started with `args`) that is killed and started again; what the watch says of it.
+ */
+async function restartWith(args: string[]) {
+  const own = await OwnRedis.create(args);
+  const redis = createRedis({ redisUrl: own.url, redisClusterNodes: '' }, 'command');
+  const { logger, lines } = capturingLogger();
+  const losses: number[] = [];
+  const shard = createRedisKeys('loss').shards(1)[0];
+  try {
+    await waitForRedis(redis, 10_000);
+    await redis.set(shard.backlogReadings, 42);
+    const stop = startQueueLossWatch({
+      redis,
+      shard,
+      logger,
+      onLoss: (waiting) => losses.push(waiting),
+      intervalMs: 50,
+    });
+    await sleep(300);
+    await own.kill();
+    await own.start();
+    await waitForRedis(redis, 10_000);
+    // Well past the watch's interval and ioredis's reconnection.
+    await sleep(600);
+    stop();
+    return { losses, lines, backlogAfter: await redis.get(shard.backlogReadings) };
+  } finally {
+    redis.disconnect();
+    await own.kill();
+  }
+}
+
+describe('a Redis that lost the queue', () => {
+  test('when Redis restarts without persistence while readings wait, then the loss is logged as an error with how many waited, and counted', async () => {
+    const { losses, lines, backlogAfter } = await restartWith(['--appendonly', 'no']);
+    expect(backlogAfter).toBeNull();
+    expect(losses).toEqual([42]);
+    const errors = lines.filter((l) => l.level === 50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ readingsWaitingBefore: 42, shard: 0 });
+    expect(errors[0].msg).toContain('appendonly yes');
+  });
+
+  test('when Redis restarts from its append-only file, then nothing is said: the readings are still there', async () => {
+    const { losses, lines, backlogAfter } = await restartWith([]);
+    expect(backlogAfter).toBe('42');
+    expect(losses).toEqual([]);
+    expect(lines.filter((l) => l.level === 50)).toEqual([]);
+  });
+});
