@@ -1288,6 +1288,65 @@ describe('OCPP 1.6J charge points', () => {
     expect(report.body.energy.acConsumedKwh).toBe(2.3);
   });
 
+  test.each([
+    // One glitched sample: 1 -> 3, 0.2 (a "reset" worth 0.2), 4, 5: folded 7 kWh.
+    ['a glitched sample', 'CP-GLITCH', 1_000, ['3000', '200', '4000'], 'Wh', 5_000, 4],
+    // kWh sent without its unit (read as Wh): 120 -> 0.1255, 0.131, 0.1365, 142: folded 142.
+    [
+      'samples in kWh sent as Wh',
+      'CP-KWHUNIT',
+      120_000,
+      ['125.5', '131.0', '136.5'],
+      undefined,
+      142_000,
+      22,
+    ],
+  ])(
+    'when a transaction holds %s below half its register but stops above it, then the session bills meterStop - meterStart: no reset happened',
+    async (_what, id, meterStart, samples, unit, meterStop, billedKwh) => {
+      const idTag = `TAG-${id}`;
+      const vehicle = `V-${id}`;
+      await registerIdTags([[idTag, vehicle]]);
+      const cp = await connect(id);
+      const transactionId = await startTransaction(cp, {
+        connectorId: 1,
+        idTag,
+        meterStart,
+        timestamp: '2024-04-13T10:00:00Z',
+      });
+      for (const [i, value] of samples.entries()) {
+        await cp.call('MeterValues', {
+          connectorId: 1,
+          transactionId,
+          meterValue: [
+            {
+              timestamp: `2024-04-13T10:${i + 1}5:00Z`,
+              sampledValue: [
+                {
+                  value,
+                  measurand: 'Energy.Active.Import.Register',
+                  ...(unit ? { unit } : {}),
+                },
+              ],
+            },
+          ],
+        });
+      }
+      await cp.call('StopTransaction', {
+        transactionId,
+        meterStop,
+        timestamp: '2024-04-13T11:00:00Z',
+      });
+      await waitForDrained(e.queue);
+      const sessions = await request(e.api.api.app)
+        .get(`/v1/vehicles/${vehicle}/sessions?from=2024-04-13T00:00:00Z&to=2024-04-14T00:00:00Z`)
+        .expect(200);
+      expect(sessions.body.sessions.map((x: { acConsumedKwh: number }) => x.acConsumedKwh)).toEqual(
+        [billedKwh],
+      );
+    },
+  );
+
   test("when a sample dated before its connector's transaction started comes late (a charger's queue), then it is kept: the register was lower then", async () => {
     const cp = await connect('CP-LATEQ');
     await startTransaction(cp, {

@@ -1684,37 +1684,43 @@ describe('a vehicle whose sessions cannot be built', () => {
 });
 
 describe('sessions kept before a change of what they count', () => {
-  test('when the migration that folds OCPP transactions with a reset runs, then every vehicle with kept OCPP sessions is marked to be built again from its first', async () => {
-    const ctx = await createTestContext();
-    try {
-      await undoMigrationsThrough(ctx.db, '20261206030000');
-      const session = (vehicle: string, source: string, start: string) => ({
-        vehicle_id: vehicle,
-        key: `${source}-${start}`,
-        source,
-        start_ts: start,
-        end_ts: start,
-        meter_ids: [],
-        vehicle_readings: 0,
-        meter_readings: 0,
-      });
-      await ctx
-        .db('charging_sessions')
-        .insert([
-          session('V-ocpp', 'ocpp', '2024-05-02T10:00:00Z'),
-          session('V-ocpp', 'ocpp', '2024-05-01T10:00:00Z'),
-          session('V-detected', 'detected', '2024-05-01T10:00:00Z'),
-        ]);
-      await ctx.db.migrate.latest();
-      const marks = await ctx.db('session_dirty').select('vehicle_id', 'since');
-      expect(
-        marks.map((m: { vehicle_id: string; since: Date }) => [
-          m.vehicle_id,
-          m.since.toISOString(),
-        ]),
-      ).toEqual([['V-ocpp', '2024-05-01T10:00:00.000Z']]);
-    } finally {
-      await ctx.cleanup();
-    }
-  });
+  test.each([
+    ['folds OCPP transactions with a reset', '20261206030000'],
+    ['bills OCPP transactions with a glitch again', '20261207110000'],
+  ])(
+    'when the migration that %s runs, then every vehicle with kept OCPP sessions is marked to be built again from its first',
+    async (_what, migration) => {
+      const ctx = await createTestContext();
+      try {
+        await undoMigrationsThrough(ctx.db, migration);
+        const session = (vehicle: string, source: string, start: string) => ({
+          vehicle_id: vehicle,
+          key: `${source}-${start}`,
+          source,
+          start_ts: start,
+          end_ts: start,
+          meter_ids: [],
+          vehicle_readings: 0,
+          meter_readings: 0,
+        });
+        await ctx
+          .db('charging_sessions')
+          .insert([
+            session('V-ocpp', 'ocpp', '2024-05-02T10:00:00Z'),
+            session('V-ocpp', 'ocpp', '2024-05-01T10:00:00Z'),
+            session('V-detected', 'detected', '2024-05-01T10:00:00Z'),
+          ]);
+        await ctx.db.migrate.latest();
+        const marks = await ctx.db('session_dirty').select('vehicle_id', 'since');
+        expect(
+          marks.map((m: { vehicle_id: string; since: Date }) => [
+            m.vehicle_id,
+            m.since.toISOString(),
+          ]),
+        ).toEqual([['V-ocpp', '2024-05-01T10:00:00.000Z']]);
+      } finally {
+        await ctx.cleanup();
+      }
+    },
+  );
 });

@@ -100,8 +100,10 @@ detected AS (
 -- A stopped transaction's AC is what the charge point bills: meterStop - meterStart, exact, where
 -- the register's samples between may be rounded to kWh, carry some phases only, or share the
 -- stop's instant. A register that ended below its start (reset, replaced), or was reset between
--- (a sample that drops and adds energy by the one register rule), is folded instead: the bill
--- would leave out what came before the reset.
+-- (a sample that drops and adds energy by the one register rule, from a register above where it
+-- stopped), is folded instead: the bill would leave out what came before the reset. A drop from
+-- a register at or below meterStop is no reset but a wrong sample (a glitch, kWh sent as Wh): the
+-- register ended above it, so the bill stands.
 transactions AS (
   SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
          least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running,
@@ -115,7 +117,8 @@ transactions AS (
                          AND h.device_id = x.charge_point_id || ':' || x.connector_id
                          AND h.ts >= x.started_at AND h.ts <= x.stopped_at
                          AND h.ts >= $FIRST AND h.ts <= $TO) r
-                     WHERE r.energy < r.previous AND register_step(r.previous, r.energy) > 0)
+                     WHERE r.energy < r.previous AND register_step(r.previous, r.energy) > 0
+                       AND r.previous > x.meter_stop_wh / 1000.0)
               THEN ((x.meter_stop_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
   FROM targets t
   JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id
