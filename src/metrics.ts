@@ -269,12 +269,12 @@ export function createFlushMetrics(registry: Registry): FlushMetrics {
 export function createQueueLossMetrics(registry: Registry): (readingsWaiting: number) => void {
   const losses = new Counter({
     name: 'energy_queue_data_lost_total',
-    help: "Times Redis was found to have lost an ingest queue shard's data (restarted without appendonly, flushed): acknowledged readings lost",
+    help: 'Times a flusher found Redis had gone back in time on an ingest queue shard (restarted without appendonly or from an older snapshot, flushed): acknowledged readings lost',
     registers: [registry],
   });
   const readings = new Counter({
     name: 'energy_queue_readings_lost_total',
-    help: 'Readings waiting in a lost queue shard at the look before the loss was found (at most that many lost)',
+    help: "Readings waiting in the shard at the flusher's look before it found the loss (up to 5 s earlier): about as many were lost",
     registers: [registry],
   });
   return (waiting) => {

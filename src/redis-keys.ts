@@ -27,8 +27,8 @@ export interface QueueShardKeys {
   readonly intakeSeq: string;
   /** Held by the one flusher moving this shard's intake into jobs. */
   readonly intakeMover: string;
-  /** Set once by a flusher: gone or replaced, Redis lost this shard (workers/queue-loss-watch.ts). */
-  readonly dataMarker: string;
+  /** When a flusher last looked (Redis's clock): gone back in time, Redis lost data (queue-loss-watch). */
+  readonly lastLook: string;
 }
 
 export interface RedisKeys {
@@ -100,7 +100,7 @@ function shardKeys(tag: string, shard: number | 'legacy'): QueueShardKeys {
     intake: queueKey('intake'),
     intakeSeq: queueKey('intake-seq'),
     intakeMover: queueKey('intake-mover'),
-    dataMarker: queueKey('data-marker'),
+    lastLook: queueKey('last-look'),
   };
 }
 

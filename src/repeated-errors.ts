@@ -28,12 +28,20 @@ export class RepeatedErrorLog {
     },
   ) {}
 
-  log(err: unknown, fields: Record<string, unknown>, message: string): void {
+  /**
+   * What repeats is the message and the error's; `cause`, if given, names it instead: a message or
+   * an error that holds a figure or an id new in each line (a backlog's size, a device, a
+   * statement's values) needs a name that does not change, or each line would be new.
+   */
+  log(err: unknown, fields: Record<string, unknown>, message: string, cause?: string): void {
     const now = (this.deps.now ?? Date.now)();
-    const text = `${message}\n${err instanceof Error ? err.message : String(err)}`;
+    const text = cause ?? `${message}\n${err instanceof Error ? err.message : String(err)}`;
     const last = this.seen.get(text);
     if (last && now - last.loggedAt < (this.deps.intervalMs ?? REPEATED_ERROR_INTERVAL_MS)) {
       last.leftOut += 1;
+      // Seen again: the last to be forgotten (a Map keeps the order texts were set in).
+      this.seen.delete(text);
+      this.seen.set(text, last);
       return;
     }
     const repeated = last?.leftOut ?? 0;
@@ -41,7 +49,9 @@ export class RepeatedErrorLog {
       { err, ...fields, ...(repeated > 0 ? { repeated } : {}) },
       message,
     );
-    if (!last && this.seen.size >= REMEMBERED) this.seen.clear();
+    // The longest unseen goes first: a flood of new texts must not reset the ones that repeat.
+    this.seen.delete(text);
+    if (this.seen.size >= REMEMBERED) this.seen.delete(this.seen.keys().next().value as string);
     this.seen.set(text, { loggedAt: now, leftOut: 0 });
   }
 }

@@ -1301,8 +1301,19 @@ describe('OCPP 1.6J charge points', () => {
       142_000,
       22,
     ],
+    // A register that restarts from 0 and climbs past where it dropped from: a reset all the
+    // same (0 -> 10, 0.1 (+0.1), 2, 5, 9, 12, 15: 25 folded), not billed as 15.
+    [
+      'a reset early in the session',
+      'CP-EARLYRESET',
+      0,
+      ['10000', '100', '2000', '5000', '9000', '12000'],
+      'Wh',
+      15_000,
+      25,
+    ],
   ])(
-    'when a transaction holds %s below half its register but stops above it, then the session bills meterStop - meterStart: no reset happened',
+    'when a transaction holds %s below half its register, then the session bills meterStop - meterStart only if the register came back in one step',
     async (_what, id, meterStart, samples, unit, meterStop, billedKwh) => {
       const idTag = `TAG-${id}`;
       const vehicle = `V-${id}`;
@@ -1320,7 +1331,7 @@ describe('OCPP 1.6J charge points', () => {
           transactionId,
           meterValue: [
             {
-              timestamp: `2024-04-13T10:${i + 1}5:00Z`,
+              timestamp: `2024-04-13T10:${String(5 + i * 8).padStart(2, '0')}:00Z`,
               sampledValue: [
                 {
                   value,

@@ -1,4 +1,4 @@
-import { createRedis, waitForRedis } from '../src/redis';
+import { createRedis, waitForRedis, type RedisClient } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
 import { startQueueLossWatch } from '../workers/queue-loss-watch';
 import { capturingLogger } from './helpers/capturing-logger';
@@ -8,9 +8,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A shard holding 42 acknowledged readings, watched every 50 ms, on a redis-server of its own
- * (started with `args`) that is killed and started again; what the watch says of it.
+ * (started with `args`) that is killed and started again after `beforeKill`; what the watch says.
  */
-async function restartWith(args: string[]) {
+async function restartWith(args: string[], beforeKill: (redis: RedisClient) => Promise<void>) {
   const own = await OwnRedis.create(args);
   const redis = createRedis({ redisUrl: own.url, redisClusterNodes: '' }, 'command');
   const { logger, lines } = capturingLogger();
@@ -27,6 +27,7 @@ async function restartWith(args: string[]) {
       intervalMs: 50,
     });
     await sleep(300);
+    await beforeKill(redis);
     await own.kill();
     await own.start();
     await waitForRedis(redis, 10_000);
@@ -40,19 +41,37 @@ async function restartWith(args: string[]) {
   }
 }
 
+const nothing = async () => undefined;
+
 describe('a Redis that lost the queue', () => {
   test('when Redis restarts without persistence while readings wait, then the loss is logged as an error with how many waited, and counted', async () => {
-    const { losses, lines, backlogAfter } = await restartWith(['--appendonly', 'no']);
+    const { losses, lines, backlogAfter } = await restartWith(['--appendonly', 'no'], nothing);
     expect(backlogAfter).toBeNull();
     expect(losses).toEqual([42]);
     const errors = lines.filter((l) => l.level === 50);
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ readingsWaitingBefore: 42, shard: 0 });
+    expect(errors[0]).toMatchObject({ readingsWaitingBefore: 42, shard: 0, lostSince: 'ever' });
     expect(errors[0].msg).toContain('appendonly yes');
   });
 
+  test('when Redis restarts from an older snapshot (no appendonly), then the loss is noticed although the shard is not empty', async () => {
+    const { losses, lines, backlogAfter } = await restartWith(
+      ['--appendonly', 'no', '--dbfilename', 'snapshot.rdb'],
+      async (redis) => {
+        await redis.save();
+        // Readings acknowledged after the snapshot, for longer than the loss tolerated.
+        await redis.set(createRedisKeys('loss').shards(1)[0].backlogReadings, 5042);
+        await sleep(2500);
+      },
+    );
+    expect(backlogAfter).toBe('42');
+    expect(losses).toEqual([5042]);
+    const [error] = lines.filter((l) => l.level === 50);
+    expect(Date.parse(error.lostSince as string)).toBeLessThan(Date.now() - 2500);
+  });
+
   test('when Redis restarts from its append-only file, then nothing is said: the readings are still there', async () => {
-    const { losses, lines, backlogAfter } = await restartWith([]);
+    const { losses, lines, backlogAfter } = await restartWith([], nothing);
     expect(backlogAfter).toBe('42');
     expect(losses).toEqual([]);
     expect(lines.filter((l) => l.level === 50)).toEqual([]);

@@ -1,33 +1,41 @@
-import { randomUUID } from 'node:crypto';
 import type { Logger } from '../src/logger';
 import type { RedisClient } from '../src/redis';
 import type { QueueShardKeys } from '../src/redis-keys';
 
+const LOOK_INTERVAL_MS = 5000;
+
 /**
- * Returns the shard's marker, set to ARGV[1] first if it is missing, and its backlog counter: read
- * together, so the backlog is the one of the marker's generation.
+ * How far back Redis may go without a loss being said: `appendfsync everysec` may lose the last
+ * second of writes (the README says so), and a replica promoted in a failover lags by
+ * milliseconds; neither is what this watch is for.
+ */
+const TOLERATED_MS = 2000;
+
+/**
+ * Returns when the shard was last looked at (by any flusher; '0' if never), by Redis's own clock,
+ * then records this look's time, and the backlog counter read in the same moment.
  */
 const LOOK = `
-local marker = redis.call('GET', KEYS[1])
-if not marker then
-  redis.call('SET', KEYS[1], ARGV[1])
-  marker = ARGV[1]
-end
-return {marker, redis.call('GET', KEYS[2]) or '0'}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local before = redis.call('GET', KEYS[1]) or '0'
+redis.call('SET', KEYS[1], now)
+return {before, now, redis.call('GET', KEYS[2]) or '0'}
 `;
 
 type RedisWithLook = RedisClient & {
-  lookForQueueLoss(marker: string, backlog: string, fresh: string): Promise<[string, string]>;
+  lookForQueueLoss(lastLook: string, backlog: string): Promise<[string, number, string]>;
 };
 
 /**
- * Notices a Redis that lost a queue shard's data: restarted without persistence (`appendonly
- * no`), flushed, or failed over to a replica that never had it. The readings waiting there were
- * acknowledged and will never be stored, and nothing else says so: the backlog merely drops. The
- * shard holds a marker, set by the first flusher to find it missing; a flusher that saw one and
- * finds it gone or replaced logs an error with the backlog of its previous look (every
- * `intervalMs`: at most that many readings are lost) and calls `onLoss`. A loss while no flusher
- * ran is not seen: nobody remembers a marker then.
+ * Notices a Redis that lost a queue shard's data: restarted without persistence (`appendonly no`:
+ * empty, or from an older RDB snapshot), flushed, or failed over to a replica far behind. The
+ * readings waiting there were acknowledged and will never be stored, and nothing else says so:
+ * the backlog merely drops. Each look records its time in the shard; a flusher that finds the
+ * last look recorded well before its own look before finds Redis gone back in time. It logs an
+ * error naming since when, with the backlog of its look before (about as many readings lost: more
+ * if readings were accepted since, fewer if some were flushed), and calls `onLoss`. Every flusher
+ * watches, so each may say so. A loss while no flusher ran is not seen.
  */
 export function startQueueLossWatch(deps: {
   redis: RedisClient;
@@ -38,24 +46,31 @@ export function startQueueLossWatch(deps: {
 }): () => void {
   deps.redis.defineCommand('lookForQueueLoss', { numberOfKeys: 2, lua: LOOK });
   const redis = deps.redis as RedisWithLook;
-  let last: { marker: string; backlog: number } | null = null;
+  let last: { atMs: number; backlog: number } | null = null;
+  let looking = false;
   const look = async () => {
-    const [marker, backlog] = await redis.lookForQueueLoss(
-      deps.shard.dataMarker,
+    const [before, atMs, backlog] = await redis.lookForQueueLoss(
+      deps.shard.lastLook,
       deps.shard.backlogReadings,
-      randomUUID(),
     );
-    if (last && marker !== last.marker) {
+    if (last && Number(before) < last.atMs - TOLERATED_MS) {
+      const since = Number(before) > 0 ? new Date(Number(before)).toISOString() : 'ever';
       deps.logger.error(
-        { shard: deps.shard.shard, readingsWaitingBefore: last.backlog },
-        `Redis lost the ingest queue's data (restarted without appendonly, flushed, or failed over to a replica without it): up to ${last.backlog} acknowledged readings waiting at the look before are lost. Run Redis with appendonly yes`,
+        { shard: deps.shard.shard, lostSince: since, readingsWaitingBefore: last.backlog },
+        `Redis lost the ingest queue's data since ${since} (restarted without appendonly or from an older snapshot, flushed, or failed over to a replica behind it): readings acknowledged since then are lost, about ${last.backlog} waiting at this flusher's look before. Run Redis with appendonly yes`,
       );
       deps.onLoss(last.backlog);
     }
-    last = { marker, backlog: Number(backlog) };
+    last = { atMs, backlog: Number(backlog) };
   };
-  const timer = setInterval(() => void look().catch(() => undefined), deps.intervalMs ?? 5000);
+  const timer = setInterval(() => {
+    // One look at a time: two finishing out of order would look like going back in time.
+    if (looking) return;
+    looking = true;
+    look()
+      .catch(() => undefined)
+      .finally(() => (looking = false));
+  }, deps.intervalMs ?? LOOK_INTERVAL_MS);
   timer.unref();
-  void look().catch(() => undefined);
   return () => clearInterval(timer);
 }

@@ -138,10 +138,13 @@ export function createErrorHandler(
     }
     if (appError.statusCode >= 500) {
       const cause = appError === err ? undefined : err;
+      // By codes: messages may name the backlog's size, a device or a statement's values.
+      const causeCode = (cause as { code?: unknown } | undefined)?.code;
       outages.log(
         cause,
         { code: appError.code, reqId: req.id, url: req.originalUrl },
         appError.message,
+        `${appError.code} ${String(causeCode ?? '')}`,
       );
     }
     // A refused upload may still be streaming in: close the connection rather than read it all.

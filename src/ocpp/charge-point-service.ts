@@ -205,13 +205,14 @@ const startOf = (t: Transaction): TransactionStart => ({
  */
 export class ChargePointService {
   private readonly openStarts: OpenTransactionStarts;
-  /** Checks a message was stored without (see readForCheck), logged once in a while. */
   /**
    * A check skipped for the same reason is logged once an interval: while PostgreSQL is slow every
    * message of every charge point skips one (a charger sending its queue without waiting for
    * answers wrote 1,500 lines a second).
    */
   private readonly checksSkipped: RepeatedErrorLog;
+  /** Chargers naming transactions not their own: once an interval, whichever charger. */
+  private readonly foreignTransactions: RepeatedErrorLog;
 
   constructor(
     private readonly deps: {
@@ -246,6 +247,7 @@ export class ChargePointService {
   ) {
     this.openStarts = new OpenTransactionStarts((ids) => deps.transactions.openOnAny(ids));
     this.checksSkipped = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
+    this.foreignTransactions = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
   }
 
   private now(): Date {
@@ -813,6 +815,20 @@ export class ChargePointService {
         ? await this.namedTransaction(chargePointId, req.transactionId)
         : await this.transactionAtLateSample(chargePointId, req.connectorId, earliestMs);
     const here = found?.chargePointId === chargePointId && found.connectorId === req.connectorId;
+    if (found && !here) {
+      // Nothing is billed wrongly (the samples stay this connector's), but a charger configured
+      // with another's id, or numbering transactions itself, should not go unnoticed.
+      this.foreignTransactions.log(
+        undefined,
+        {
+          chargePointId,
+          connectorId: req.connectorId,
+          transactionId: req.transactionId,
+          transactionOf: { chargePointId: found.chargePointId, connectorId: found.connectorId },
+        },
+        "MeterValues names a transaction of another connector or charge point: its samples are held to the connector's own transaction, if any",
+      );
+    }
     // Open, though this process took the connector for idle (it started on another replica while
     // the charge point was connected here too, or while PostgreSQL was away): held to it as well.
     if (here && !open && found.stoppedAt === null) return startOf(found);

@@ -37,7 +37,8 @@ export type RejectReason =
   | 'out of range'
   | 'signed data'
   | 'incomplete phases'
-  | 'phase sent twice';
+  | 'phase sent twice'
+  | 'total sent twice';
 
 export interface SampleReject {
   timestamp: string;
@@ -134,6 +135,9 @@ const NEUTRAL = 'N';
  */
 const LINE_TO_LINE = new Set(['L1-L2', 'L2-L3', 'L3-L1']);
 
+/** Where an element's unphased value (its total) is kept beside its lines' values. */
+const TOTAL = 'total';
+
 /** The line a phased sample is of: `L1-N` (line to neutral) is line L1's, as `L1` is. */
 const lineOf = (phase: string) => phase.replace(/-N$/, '');
 
@@ -199,10 +203,15 @@ export function readMeterValues(
   const ignore = (what: string) => (result.ignored[what] = (result.ignored[what] ?? 0) + 1);
 
   for (const element of meterValue) {
-    const registers: Read[] = [];
-    const volts: Read[] = [];
+    let registers: Read[] = [];
+    let volts: Read[] = [];
     let phasedRegisterRejected = false;
-    /** Per measurand, each line's value so far: a line sent twice would count twice in the sum. */
+    /** Measurands sent with two different unphased values (totals) in this element. */
+    const ambiguousTotals = new Set<string>();
+    /**
+     * Per measurand, each line's value so far (and the total's, as TOTAL): a line sent twice would
+     * count twice in the sum, and of two totals the first is no likelier the meter's.
+     */
     const lines = {
       [ENERGY_REGISTER]: new Map<string, number>(),
       [VOLTAGE]: new Map<string, number>(),
@@ -234,28 +243,31 @@ export function readMeterValues(
         if (measurand === ENERGY_REGISTER && phased) phasedRegisterRejected = true;
         continue;
       }
-      if (phased) {
-        const seen = lines[measurand];
-        const line = lineOf(sample.phase as string);
-        const before = seen.get(line);
-        if (before === read) {
-          ignore(`${measurand} (phase ${line} repeated)`);
-          continue;
-        }
-        if (before !== undefined) {
-          // Two values for one line: which is the meter's is unknown, so the sum is too.
-          result.rejects.push({
-            timestamp: element.timestamp,
-            measurand,
-            reason: 'phase sent twice',
-          });
-          if (measurand === ENERGY_REGISTER) phasedRegisterRejected = true;
-          continue;
-        }
-        seen.set(line, read);
+      const seen = lines[measurand];
+      const line = phased ? lineOf(sample.phase as string) : TOTAL;
+      const before = seen.get(line);
+      // Two totals apart by less than a unit are one reading at two precisions (1235 Wh, 1.2345 kWh).
+      if (before === read || (!phased && before !== undefined && Math.abs(before - read) < 1)) {
+        ignore(`${measurand} (${phased ? `phase ${line}` : TOTAL} repeated)`);
+        continue;
       }
+      if (before !== undefined) {
+        // Two values for one line, or two totals: which is the meter's is unknown.
+        result.rejects.push({
+          timestamp: element.timestamp,
+          measurand,
+          reason: phased ? 'phase sent twice' : 'total sent twice',
+        });
+        if (!phased) ambiguousTotals.add(measurand);
+        else if (measurand === ENERGY_REGISTER) phasedRegisterRejected = true;
+        continue;
+      }
+      seen.set(line, read);
       (measurand === ENERGY_REGISTER ? registers : volts).push({ value: read, phased });
     }
+    // Of two totals neither is the meter's, and the phases sent may not be all of them: none.
+    if (ambiguousTotals.has(ENERGY_REGISTER)) registers = [];
+    if (ambiguousTotals.has(VOLTAGE)) volts = [];
 
     const kwh = registerKwh(registers, phasedRegisterRejected);
     if (kwh === undefined) {

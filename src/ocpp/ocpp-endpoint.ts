@@ -18,6 +18,7 @@ import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState, LiveConnection } from './charge-point-state';
 import { ocppRpcFor, validatorWithoutEcho } from './ocpp-rpc';
+import { RepeatedErrorLog } from '../repeated-errors';
 import { CHARGE_POINT_ID, CHARGE_POINT_ID_RULE } from './charge-point-id';
 import { PresenceRefresh } from './presence-refresh';
 import { StatusRecovery } from './status-recovery';
@@ -291,6 +292,8 @@ function authorizeUpgrade(config: {
  * and connection cost 10,000 charge points about 25 MB of heap.
  */
 function answerCalls(service: ChargePointService, logger: Logger) {
+  // While Redis or PostgreSQL is away every charger's every call fails alike: once an interval.
+  const failures = new RepeatedErrorLog({ logger, level: 'warn' });
   return async (
     id: string,
     action: string,
@@ -314,7 +317,12 @@ function answerCalls(service: ChargePointService, logger: Logger) {
         throw createRPCError(err.code, err.message);
       }
       const stored = err instanceof NotStoredError;
-      logger.warn({ err, chargePointId: id, action }, 'OCPP call answered with InternalError');
+      failures.log(
+        err,
+        { chargePointId: id, action },
+        'OCPP call answered with InternalError',
+        `${action} ${(err as Error).name}: ${(err as Error).message}`,
+      );
       throw createRPCError(
         'InternalError',
         stored ? err.message : 'The engine could not handle this message; retry later',

@@ -100,17 +100,18 @@ detected AS (
 -- A stopped transaction's AC is what the charge point bills: meterStop - meterStart, exact, where
 -- the register's samples between may be rounded to kWh, carry some phases only, or share the
 -- stop's instant. A register that ended below its start (reset, replaced), or was reset between
--- (a sample that drops and adds energy by the one register rule, from a register above where it
--- stopped), is folded instead: the bill would leave out what came before the reset. A drop from
--- a register at or below meterStop is no reset but a wrong sample (a glitch, kWh sent as Wh): the
--- register ended above it, so the bill stands.
+-- (a sample that drops and adds energy by the one register rule), is folded instead: the bill
+-- would leave out what came before the reset. A drop after which the register comes back to
+-- where it dropped from in one step (its first sample back above half of that is above it, the
+-- stop's included) was no reset but wrong samples (a glitch, kWh sent as Wh): the bill stands. A
+-- restarted register climbs through what lies between.
 transactions AS (
   SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
          least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running,
          CASE WHEN x.stopped_at <= $TO AND x.meter_stop_wh >= x.meter_start_wh
                    AND NOT EXISTS (
                      SELECT 1 FROM (
-                       SELECT h.kwh_consumed_ac AS energy,
+                       SELECT h.ts, h.kwh_consumed_ac AS energy,
                               lag(h.kwh_consumed_ac) OVER (ORDER BY h.ts) AS previous
                        FROM telemetry_history h
                        WHERE h.device_type = 'meter'
@@ -118,7 +119,15 @@ transactions AS (
                          AND h.ts >= x.started_at AND h.ts <= x.stopped_at
                          AND h.ts >= $FIRST AND h.ts <= $TO) r
                      WHERE r.energy < r.previous AND register_step(r.previous, r.energy) > 0
-                       AND r.previous > x.meter_stop_wh / 1000.0)
+                       AND NOT coalesce((
+                         SELECT u.kwh_consumed_ac >= r.previous
+                         FROM telemetry_history u
+                         WHERE u.device_type = 'meter'
+                           AND u.device_id = x.charge_point_id || ':' || x.connector_id
+                           AND u.ts > r.ts AND u.ts <= x.stopped_at
+                           AND u.ts >= $FIRST AND u.ts <= $TO
+                           AND u.kwh_consumed_ac >= r.previous / 2
+                         ORDER BY u.ts LIMIT 1), false))
               THEN ((x.meter_stop_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
   FROM targets t
   JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id

@@ -3,6 +3,7 @@ import { notFound, redisUnavailable } from '../errors';
 import { withTimeout } from '../with-timeout';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import type { Logger } from '../logger';
+import { RepeatedErrorLog } from '../repeated-errors';
 import {
   DeviceId,
   EnergyMode,
@@ -96,13 +97,16 @@ export function statusRoutes({
   logger: Logger;
   extensions?: StatusExtension[];
 }): AnyRoute[] {
+  // While Redis or PostgreSQL is away every status read meets it: once an interval, not a read.
+  const unavailable = new RepeatedErrorLog({ logger, level: 'warn' });
+
   /** The device's extensions that have a value; best effort, like the settings. */
   async function extras(type: DeviceType, id: string) {
     const mine = extensions.filter((e) => e.type === type);
     const values = await Promise.all(
       mine.map((e) =>
         e.load(id).catch((err: unknown) => {
-          logger.warn({ err, extension: e.name }, 'status extension unavailable');
+          unavailable.log(err, { extension: e.name }, 'status extension unavailable');
           return null;
         }),
       ),
@@ -117,7 +121,7 @@ export function statusRoutes({
     try {
       return (await settings.energyReadings(type, id)) ?? config.energyReadings;
     } catch (err) {
-      logger.warn({ err }, 'device settings unavailable: status without energyReadings');
+      unavailable.log(err, {}, 'device settings unavailable: status without energyReadings');
       return null;
     }
   }
@@ -136,7 +140,7 @@ export function statusRoutes({
     try {
       live = await liveState.get(type, id);
     } catch (err) {
-      logger.warn({ err }, 'live state unavailable: answering from PostgreSQL');
+      unavailable.log(err, {}, 'live state unavailable: answering from PostgreSQL');
     }
     const fromDatabase = (row: DeviceStatus) => ({
       ts: row.ts.getTime(),

@@ -4,9 +4,10 @@ import { Type } from '@sinclair/typebox';
 import { createLogger } from '../../src/logger';
 import { createServiceApp } from '../../src/http/service-app';
 import { defineRoute } from '../../src/http/route-contract';
+import { serviceUnavailable } from '../../src/errors';
 import { capturingLogger } from '../helpers/capturing-logger';
 
-/** An app of one route that fails with `err`, answered as the API answers it. */
+/** An app of one route that fails with `err` (or what it makes), answered as the API answers it. */
 const failingWith = (err: unknown, logger = createLogger({ level: 'silent', name: 'test' })) =>
   createServiceApp(
     [
@@ -18,7 +19,7 @@ const failingWith = (err: unknown, logger = createLogger({ level: 'silent', name
         database: true,
         responses: { 200: { description: 'never', schema: Type.Object({}) } },
         handler: () => {
-          throw err;
+          throw typeof err === 'function' ? (err as () => unknown)() : err;
         },
       }),
     ],
@@ -60,5 +61,16 @@ describe('an outage under load', () => {
     }
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ code: 'database_unavailable', url: '/fails' });
+  });
+
+  test('when the refusals name a figure that changes (the backlog), then they are still one line an interval', async () => {
+    const { logger, lines } = capturingLogger();
+    let backlog = 1_000_000;
+    const app = failingWith(
+      () => serviceUnavailable('backlog_full', `The backlog holds ${(backlog += 7)} readings`, 1),
+      logger,
+    );
+    for (let i = 0; i < 20; i += 1) await request(app).get('/fails').expect(503);
+    expect(lines.map((l) => l.code)).toEqual(['backlog_full']);
   });
 });

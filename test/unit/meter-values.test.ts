@@ -9,6 +9,7 @@ import {
 
 const T1 = '2024-03-20T10:00:00Z';
 const T2 = '2024-03-20T10:00:06Z';
+const T3 = '2024-03-20T10:00:12Z';
 const el = (timestamp: string, ...sampledValue: SampledValue[]): MeterValue => ({
   timestamp,
   sampledValue,
@@ -145,6 +146,33 @@ describe('a phase sent twice', () => {
       { timestamp: T1, measurand: 'Energy.Active.Import.Register', reason: 'incomplete phases' },
       { timestamp: T2, measurand: 'Voltage', reason: 'phase sent twice' },
     ]);
+  });
+});
+
+describe('a total sent twice', () => {
+  it('counts a total repeated with the same value, or at another precision, once; of two different totals neither is the register, nor are the phases', () => {
+    const r = readMeterValues([
+      el(T1, reg('13500'), reg('13500'), reg('13.4995', { unit: 'kWh' })),
+      el(T2, reg('13500'), reg('99', { unit: 'kWh' })),
+      el(
+        T3,
+        reg('13500'),
+        reg('15000'),
+        reg('7000', { phase: 'L1' }),
+        reg('7000', { phase: 'L2' }),
+        volt('230'),
+        volt('400'),
+        volt('231', { phase: 'L1' }),
+      ),
+    ]);
+    expect(r.readings).toEqual([{ timestamp: T1, kwh: 13.5, voltage: undefined, phased: false }]);
+    expect(r.rejects).toEqual([
+      { timestamp: T2, measurand: 'Energy.Active.Import.Register', reason: 'total sent twice' },
+      { timestamp: T3, measurand: 'Energy.Active.Import.Register', reason: 'total sent twice' },
+      { timestamp: T3, measurand: 'Voltage', reason: 'total sent twice' },
+    ]);
+    expect(r.ignored).toEqual({ 'Energy.Active.Import.Register (total repeated)': 2 });
+    expect(r.elementsWithoutRegister).toBe(2);
   });
 });
 

@@ -48,3 +48,17 @@ describe('a repeated warning', () => {
     ]);
   });
 });
+
+describe('many distinct errors', () => {
+  test('when a hundred and more new texts come between the repeats of one, then that one is still once an interval: the longest unseen are forgotten first', () => {
+    const { logger, lines } = capturingLogger();
+    let now = 0;
+    const log = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn', now: () => now });
+    const down = new Error('connect ECONNREFUSED');
+    for (let i = 0; i < 300; i += 1, now += 10) {
+      log.log(down, {}, 'outage');
+      log.log(new Error(`device D-${i} failed`), {}, 'one-off');
+    }
+    expect(lines.filter((l) => l.msg === 'outage')).toHaveLength(1);
+  });
+});
