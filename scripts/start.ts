@@ -54,6 +54,13 @@ async function main(): Promise<void> {
   if (sharedPort) throw new ConfigError([sharedPort]);
   await assertDependenciesReachable(config, { mqtt: true, acceptsReadings: true });
   await runMigrations(config, logger);
+  if (process.ppid !== launcher) {
+    logger.warn(
+      { launcher },
+      'the process that started npm start went away while it migrated: not starting the engine',
+    );
+    return;
+  }
 
   const children = new Map<string, ChildProcess>([
     ['api', startChild('api', 'src/server')],

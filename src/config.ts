@@ -389,7 +389,7 @@ function urlProblem(value: string, schema: SettingSchema): string | undefined {
   const parsed = schema.hostQuery ? withSocketPlaceholder(value) : value;
   if (!URL.canParse(parsed)) return `expected ${expectation(schema)}`;
   if (schema.databaseName && new URL(parsed).pathname.replace(/^\//, '') === '')
-    return 'the database name is missing: end the URL with it (/energy); without one the driver connects to the database named after the user';
+    return 'the database name is missing: end the URL with it (/energy); without one the driver connects to the one PGDATABASE or the user names';
   return undefined;
 }
 

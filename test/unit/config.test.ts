@@ -373,12 +373,12 @@ describe('configuration problems', () => {
     [
       'DATABASE_URL',
       'postgres://postgres@127.0.0.1:5432/',
-      'DATABASE_URL="postgres://postgres@127.0.0.1:5432/": the database name is missing: end the URL with it (/energy); without one the driver connects to the database named after the user',
+      'DATABASE_URL="postgres://postgres@127.0.0.1:5432/": the database name is missing: end the URL with it (/energy); without one the driver connects to the one PGDATABASE or the user names',
     ],
     [
       'DATABASE_URL',
       'postgres://app@db?sslmode=require',
-      'DATABASE_URL="postgres://app@db?sslmode=require": the database name is missing: end the URL with it (/energy); without one the driver connects to the database named after the user',
+      'DATABASE_URL="postgres://app@db?sslmode=require": the database name is missing: end the URL with it (/energy); without one the driver connects to the one PGDATABASE or the user names',
     ],
     [
       'REDIS_URL',
