@@ -266,7 +266,7 @@ export function createFlushMetrics(registry: Registry): FlushMetrics {
 }
 
 /** A flusher found Redis had lost a queue shard's data (workers/queue-loss-watch.ts). */
-export function createQueueLossMetrics(registry: Registry): (readingsWaiting: number) => void {
+export function createQueueLossMetrics(registry: Registry): (readingsLost: number) => void {
   const losses = new Counter({
     name: 'energy_queue_data_lost_total',
     help: 'Times a flusher found Redis had gone back in time on an ingest queue shard (restarted without appendonly or from an older snapshot, flushed): acknowledged readings lost',
@@ -274,12 +274,12 @@ export function createQueueLossMetrics(registry: Registry): (readingsWaiting: nu
   });
   const readings = new Counter({
     name: 'energy_queue_readings_lost_total',
-    help: "Readings waiting in the shard at the flusher's look before it found the loss (up to 5 s earlier): about as many were lost",
+    help: "Readings the backlog lost since the flusher's look before it found the loss (up to 5 s earlier): about as many acknowledged readings lost",
     registers: [registry],
   });
-  return (waiting) => {
+  return (lost) => {
     losses.inc();
-    readings.inc(Math.max(0, waiting));
+    readings.inc(lost);
   };
 }
 

@@ -19,7 +19,7 @@ import { explainGeneric } from './helpers/plans';
 import { seededRandom, shuffle, vehicleReading } from './helpers/readings';
 import { HistoryStore } from '../src/stores/history-store';
 import { statusUpsertsFrom } from '../src/stores/status-store';
-import { markSessionsChanged } from '../src/stores/session-marks';
+import { markSessionsChanged, SESSION_RULES } from '../src/stores/session-marks';
 import { retainedFrom } from '../src/stores/retention';
 import { RollupRoller } from '../workers/rollup-roller';
 
@@ -696,8 +696,8 @@ describe('ENERGY_READINGS changed between runs of the flusher', () => {
     const store = new SessionStore(e.ctx.db, { ...e.ctx.config, energyReadings: 'cumulative' });
     const gap = e.ctx.config.sessionGapS;
     expect(await store.adoptSessionDefaults()).toEqual({
-      previous: { energyReadings: 'interval', sessionGapS: gap },
-      now: { energyReadings: 'cumulative', sessionGapS: gap },
+      previous: { energyReadings: 'interval', sessionGapS: gap, sessionRules: SESSION_RULES },
+      now: { energyReadings: 'cumulative', sessionGapS: gap, sessionRules: SESSION_RULES },
       marked: 2,
     });
     expect(await marked()).toEqual(['V-dflt', 'V-free']);
@@ -712,8 +712,8 @@ describe('ENERGY_READINGS changed between runs of the flusher', () => {
     expect(await recorded()).toBe('cumulative');
 
     expect(await store.adoptSessionDefaults()).toEqual({
-      previous: { energyReadings: 'cumulative', sessionGapS: gap },
-      now: { energyReadings: 'cumulative', sessionGapS: gap },
+      previous: { energyReadings: 'cumulative', sessionGapS: gap, sessionRules: SESSION_RULES },
+      now: { energyReadings: 'cumulative', sessionGapS: gap, sessionRules: SESSION_RULES },
       marked: 0,
     });
     expect(await marked()).toEqual([]);
@@ -750,8 +750,8 @@ describe('SESSION_GAP_S changed between runs of the flusher', () => {
     const store = new SessionStore(e.ctx.db, config);
     const { energyReadings } = config;
     expect(await store.adoptSessionDefaults()).toEqual({
-      previous: { energyReadings, sessionGapS: 600 },
-      now: { energyReadings, sessionGapS: 1800 },
+      previous: { energyReadings, sessionGapS: 600, sessionRules: SESSION_RULES },
+      now: { energyReadings, sessionGapS: 1800, sessionRules: SESSION_RULES },
       marked: 1,
     });
     const mark = await e.ctx.db('session_dirty').where({ vehicle_id: 'V-gap' }).first();
@@ -1684,6 +1684,51 @@ describe('a vehicle whose sessions cannot be built', () => {
 });
 
 describe('sessions kept before a change of what they count', () => {
+  test('when a flusher finds older session rules recorded (an older flusher rebuilt what the migrations marked), then it marks every vehicle with kept OCPP sessions again, once', async () => {
+    const ctx = await createTestContext();
+    try {
+      await ctx.db('charging_sessions').insert(
+        [
+          ['V-ocpp', 'ocpp', '2024-05-02T10:00:00Z'],
+          ['V-ocpp', 'ocpp', '2024-05-01T10:00:00Z'],
+          ['V-detected', 'detected', '2024-05-01T10:00:00Z'],
+        ].map(([vehicle, source, start]) => ({
+          vehicle_id: vehicle,
+          key: `${source}-${start}`,
+          source,
+          start_ts: start,
+          end_ts: start,
+          meter_ids: [],
+          vehicle_readings: 0,
+          meter_readings: 0,
+        })),
+      );
+      // As an older flusher leaves it: it records its defaults, and knows no rules.
+      await ctx.db('session_defaults').insert({
+        id: 1,
+        energy_readings: ctx.config.energyReadings,
+        session_gap_s: ctx.config.sessionGapS,
+      });
+      const store = new SessionStore(ctx.db, ctx.config);
+      expect(await store.adoptSessionDefaults()).toMatchObject({
+        previous: { sessionRules: null },
+        now: { sessionRules: SESSION_RULES },
+        marked: 1,
+      });
+      const marks = await ctx.db('session_dirty').select('vehicle_id', 'since');
+      expect(
+        marks.map((m: { vehicle_id: string; since: Date }) => [
+          m.vehicle_id,
+          m.since.toISOString(),
+        ]),
+      ).toEqual([['V-ocpp', '2024-05-01T10:00:00.000Z']]);
+      await ctx.db('session_dirty').del();
+      expect((await store.adoptSessionDefaults()).marked).toBe(0);
+    } finally {
+      await ctx.cleanup();
+    }
+  });
+
   test.each([
     ['folds OCPP transactions with a reset', '20261206030000'],
     ['bills OCPP transactions with a glitch again', '20261207110000'],

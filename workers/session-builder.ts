@@ -81,14 +81,14 @@ export class SessionBuilder {
     return builds;
   }
 
-  /** Sessions built with another ENERGY_READINGS default or SESSION_GAP_S are marked to be built again. */
+  /** Sessions built with another ENERGY_READINGS default, SESSION_GAP_S or older rules are marked to be built again. */
   private async adoptDefaults(): Promise<void> {
     const { previous, now, marked } = await this.deps.store.adoptSessionDefaults();
     this.defaultsAdopted = true;
     if (marked > 0) {
       this.deps.logger.info(
         { previous, now, vehicles: marked },
-        'ENERGY_READINGS or SESSION_GAP_S changed since the sessions were built: building them again',
+        'ENERGY_READINGS, SESSION_GAP_S or how OCPP sessions are counted changed since the sessions were built: building them again',
       );
     }
   }

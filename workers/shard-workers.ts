@@ -93,8 +93,8 @@ export class ShardWorkers {
         intakeMoveIntervalMs: number;
       };
       logger: Logger;
-      /** Redis lost a shard's data, with how many readings it held at the look before. */
-      onQueueLoss?: (readingsWaiting: number) => void;
+      /** Redis lost a shard's data, with about how many readings (queue-loss-watch). */
+      onQueueLoss?: (readingsLost: number) => void;
     },
   ) {}
 
@@ -131,12 +131,16 @@ export class ShardWorkers {
         shard: keys,
         logger: logger.child({ module: 'backlog', shard: keys.shard }),
       }),
-      stopLossWatch: startQueueLossWatch({
-        redis: this.deps.redis,
-        shard: keys,
-        logger: logger.child({ module: 'queue-loss' }),
-        onLoss: (waiting) => this.deps.onQueueLoss?.(waiting),
-      }),
+      // Not the queue of before sharding, which only drains: one loss would be counted twice.
+      stopLossWatch:
+        keys.shard === 'legacy'
+          ? () => undefined
+          : startQueueLossWatch({
+              redis: this.deps.redis,
+              shard: keys,
+              logger: logger.child({ module: 'queue-loss' }),
+              onLoss: (lost) => this.deps.onQueueLoss?.(lost),
+            }),
     };
     if (this.running) this.run(entry.worker, mover);
     if (this.paused) void entry.worker.pause(true);

@@ -5,7 +5,7 @@ import { earliestSessionStart, retainedFrom } from '../stores/retention';
 
 const keptSessionsFrom = (keptFrom: number | null) =>
   keptFrom === null ? null : earliestSessionStart(keptFrom);
-import { adoptSessionDefaults } from '../stores/session-marks';
+import { adoptSessionDefaults, SESSION_RULES } from '../stores/session-marks';
 import type { EnergyReadingsMode } from '../config';
 import { SESSIONS_SQL, SESSION_MINUTES_SQL, bindSessionSql } from './session-sql';
 import { MAX_TRANSACTION_ID } from '../ocpp/transaction-store';
@@ -652,13 +652,14 @@ export class SessionStore {
   }
 
   /**
-   * Records this process's ENERGY_READINGS and SESSION_GAP_S as what sessions are built with,
+   * Records this process's ENERGY_READINGS, SESSION_GAP_S and SESSION_RULES as what sessions are built with,
    * marking the kept sessions built with others (stores/session-marks.ts adoptSessionDefaults).
    */
   adoptSessionDefaults(): ReturnType<typeof adoptSessionDefaults> {
     return adoptSessionDefaults(this.db, {
       energyReadings: this.config.energyReadings,
       sessionGapS: this.config.sessionGapS,
+      sessionRules: SESSION_RULES,
     });
   }
 

@@ -76,11 +76,21 @@ export async function markSessionsOfDevices(
 const followsDefault = (type: DeviceType, id: string) =>
   `NOT EXISTS (SELECT 1 FROM device_settings ds WHERE ds.device_type = '${type}' AND ds.device_id = ${id})`;
 
+/**
+ * The version of how an OCPP session is counted (src/sessions/session-sql.ts), raised with each
+ * change of it (the date of the change): a flusher finding older rules recorded builds the kept
+ * OCPP sessions again. Migrations marked them too, but a flusher of the older release still
+ * running after them built them again the old way, for good.
+ */
+export const SESSION_RULES = 20261207;
+
 /** What the kept sessions are built with, as recorded in `session_defaults`. */
 export interface SessionDefaults {
   energyReadings: EnergyReadingsMode;
   /** Null: built by a version that did not record it. */
   sessionGapS: number | null;
+  /** Null: built by a version that did not record it (before SESSION_RULES). */
+  sessionRules: number | null;
 }
 
 /**
@@ -106,26 +116,35 @@ const BUILT_WITH_DEFAULT_MODE = `
 const BUILT_WITH_GAP = `
   SELECT b.vehicle_id, ${firstReadingOf('b.vehicle_id')} AS since FROM session_built b`;
 
+/** Marks what was counted by older SESSION_RULES: each vehicle's kept OCPP sessions, from its first. */
+const BUILT_WITH_OLDER_RULES = `
+  SELECT vehicle_id, start_ts FROM charging_sessions WHERE source = 'ocpp'`;
+
 /**
  * Records `now` as the defaults the kept sessions are built with. When others were recorded, first
- * marks what was built with them (BUILT_WITH_DEFAULT_MODE, BUILT_WITH_GAP), each vehicle from the
- * earliest of its marks. A gap not recorded yet (sessions built before it was) is taken to be
- * `now`'s. Returns the defaults recorded before (null: none, the first run), those recorded now
- * and how many vehicles were marked.
+ * marks what was built with them (BUILT_WITH_DEFAULT_MODE, BUILT_WITH_GAP, BUILT_WITH_OLDER_RULES),
+ * each vehicle from the earliest of its marks. A gap not recorded yet (sessions built before it
+ * was) is taken to be `now`'s; rules not recorded yet are older than any. Returns the defaults
+ * recorded before (null: none, the first run), those recorded now and how many vehicles were
+ * marked.
  */
 export async function adoptSessionDefaults(
   db: Knex,
-  now: { energyReadings: EnergyReadingsMode; sessionGapS: number },
+  now: { energyReadings: EnergyReadingsMode; sessionGapS: number; sessionRules: number },
 ): Promise<{ previous: SessionDefaults | null; now: SessionDefaults; marked: number }> {
   return db.transaction(async (trx) => {
     // Locked: flushers starting together record and mark once.
     await trx.raw('LOCK TABLE session_defaults IN EXCLUSIVE MODE');
     const row = await trx('session_defaults')
-      .select('energy_readings', 'session_gap_s')
+      .select('energy_readings', 'session_gap_s', 'session_rules')
       .where({ id: 1 })
       .first();
     const previous: SessionDefaults | null = row
-      ? { energyReadings: row.energy_readings, sessionGapS: row.session_gap_s }
+      ? {
+          energyReadings: row.energy_readings,
+          sessionGapS: row.session_gap_s,
+          sessionRules: row.session_rules,
+        }
       : null;
     const changed = [
       ...(previous && previous.energyReadings !== now.energyReadings
@@ -133,6 +152,9 @@ export async function adoptSessionDefaults(
         : []),
       ...(previous?.sessionGapS && previous.sessionGapS !== now.sessionGapS
         ? [BUILT_WITH_GAP]
+        : []),
+      ...(previous && (previous.sessionRules ?? 0) < now.sessionRules
+        ? [BUILT_WITH_OLDER_RULES]
         : []),
     ];
     let marked = 0;
@@ -145,13 +167,16 @@ export async function adoptSessionDefaults(
     }
     if (
       previous?.energyReadings !== now.energyReadings ||
-      previous.sessionGapS !== now.sessionGapS
+      previous.sessionGapS !== now.sessionGapS ||
+      previous.sessionRules !== now.sessionRules
     ) {
       await trx.raw(
-        `INSERT INTO session_defaults (id, energy_readings, session_gap_s) VALUES (1, ?, ?)
+        `INSERT INTO session_defaults (id, energy_readings, session_gap_s, session_rules)
+         VALUES (1, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE
-         SET energy_readings = EXCLUDED.energy_readings, session_gap_s = EXCLUDED.session_gap_s`,
-        [now.energyReadings, now.sessionGapS],
+         SET energy_readings = EXCLUDED.energy_readings, session_gap_s = EXCLUDED.session_gap_s,
+             session_rules = greatest(session_defaults.session_rules, EXCLUDED.session_rules)`,
+        [now.energyReadings, now.sessionGapS, now.sessionRules],
       );
     }
     return { previous, now, marked };
