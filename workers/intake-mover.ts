@@ -191,7 +191,9 @@ export class IntakeMover {
     if (trimmed === -1) throw new Error('a job made of intake entries was not stored');
     this.unfinished = null;
     if (trimmed === 0) {
-      logger.warn('intake entries were moved by another flusher meanwhile');
+      logger.warn(
+        'intake entries were gone when trimmed: moved by another flusher meanwhile, or lost with Redis data (see the queue-loss error, if any)',
+      );
       return 0;
     }
     return entries.length;
