@@ -14,7 +14,7 @@ import { createRedisKeys } from '../src/redis-keys';
 import { SessionBuilder } from '../workers/session-builder';
 import { startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { undoMigrationsThrough } from './helpers/migrations';
-import { createTestContext } from './helpers/test-env';
+import { createTestContext, type TestContext } from './helpers/test-env';
 import { explainGeneric } from './helpers/plans';
 import { seededRandom, shuffle, vehicleReading } from './helpers/readings';
 import { HistoryStore } from '../src/stores/history-store';
@@ -1684,25 +1684,35 @@ describe('a vehicle whose sessions cannot be built', () => {
 });
 
 describe('sessions kept before a change of what they count', () => {
+  /** Two kept OCPP sessions of one vehicle and a detected one of another, as built before. */
+  const keepSessions = (ctx: TestContext) =>
+    ctx.db('charging_sessions').insert(
+      [
+        ['V-ocpp', 'ocpp', '2024-05-02T10:00:00Z'],
+        ['V-ocpp', 'ocpp', '2024-05-01T10:00:00Z'],
+        ['V-detected', 'detected', '2024-05-01T10:00:00Z'],
+      ].map(([vehicle, source, start]) => ({
+        vehicle_id: vehicle,
+        key: `${source}-${start}`,
+        source,
+        start_ts: start,
+        end_ts: start,
+        meter_ids: [],
+        vehicle_readings: 0,
+        meter_readings: 0,
+      })),
+    );
+  /** The vehicles marked to be built again, each with since when. */
+  const marksOf = async (ctx: TestContext) =>
+    (await ctx.db('session_dirty').select('vehicle_id', 'since')).map(
+      (m: { vehicle_id: string; since: Date }) => [m.vehicle_id, m.since.toISOString()],
+    );
+  const OCPP_VEHICLE_FROM_ITS_FIRST = [['V-ocpp', '2024-05-01T10:00:00.000Z']];
+
   test('when a flusher finds older session rules recorded (an older flusher rebuilt what the migrations marked), then it marks every vehicle with kept OCPP sessions again, once', async () => {
     const ctx = await createTestContext();
     try {
-      await ctx.db('charging_sessions').insert(
-        [
-          ['V-ocpp', 'ocpp', '2024-05-02T10:00:00Z'],
-          ['V-ocpp', 'ocpp', '2024-05-01T10:00:00Z'],
-          ['V-detected', 'detected', '2024-05-01T10:00:00Z'],
-        ].map(([vehicle, source, start]) => ({
-          vehicle_id: vehicle,
-          key: `${source}-${start}`,
-          source,
-          start_ts: start,
-          end_ts: start,
-          meter_ids: [],
-          vehicle_readings: 0,
-          meter_readings: 0,
-        })),
-      );
+      await keepSessions(ctx);
       // As an older flusher leaves it: it records its defaults, and knows no rules.
       await ctx.db('session_defaults').insert({
         id: 1,
@@ -1715,13 +1725,7 @@ describe('sessions kept before a change of what they count', () => {
         now: { sessionRules: SESSION_RULES },
         marked: 1,
       });
-      const marks = await ctx.db('session_dirty').select('vehicle_id', 'since');
-      expect(
-        marks.map((m: { vehicle_id: string; since: Date }) => [
-          m.vehicle_id,
-          m.since.toISOString(),
-        ]),
-      ).toEqual([['V-ocpp', '2024-05-01T10:00:00.000Z']]);
+      expect(await marksOf(ctx)).toEqual(OCPP_VEHICLE_FROM_ITS_FIRST);
       await ctx.db('session_dirty').del();
       expect((await store.adoptSessionDefaults()).marked).toBe(0);
     } finally {
@@ -1738,31 +1742,9 @@ describe('sessions kept before a change of what they count', () => {
       const ctx = await createTestContext();
       try {
         await undoMigrationsThrough(ctx.db, migration);
-        const session = (vehicle: string, source: string, start: string) => ({
-          vehicle_id: vehicle,
-          key: `${source}-${start}`,
-          source,
-          start_ts: start,
-          end_ts: start,
-          meter_ids: [],
-          vehicle_readings: 0,
-          meter_readings: 0,
-        });
-        await ctx
-          .db('charging_sessions')
-          .insert([
-            session('V-ocpp', 'ocpp', '2024-05-02T10:00:00Z'),
-            session('V-ocpp', 'ocpp', '2024-05-01T10:00:00Z'),
-            session('V-detected', 'detected', '2024-05-01T10:00:00Z'),
-          ]);
+        await keepSessions(ctx);
         await ctx.db.migrate.latest();
-        const marks = await ctx.db('session_dirty').select('vehicle_id', 'since');
-        expect(
-          marks.map((m: { vehicle_id: string; since: Date }) => [
-            m.vehicle_id,
-            m.since.toISOString(),
-          ]),
-        ).toEqual([['V-ocpp', '2024-05-01T10:00:00.000Z']]);
+        expect(await marksOf(ctx)).toEqual(OCPP_VEHICLE_FROM_ITS_FIRST);
       } finally {
         await ctx.cleanup();
       }

@@ -6,21 +6,29 @@ import { capturingLogger } from '../helpers/capturing-logger';
 
 const valid = { meterId: 'M-1', kwhConsumedAc: 1, voltage: 230, timestamp: '2024-04-01T00:00:00Z' };
 
-test('when a batch with an invalid reading is tried again after its store was refused for now, then the invalid reading is counted once', async () => {
-  const rejected: string[] = [];
-  let stores = 0;
-  const service = new IngestService({
+/** An ingest service that admits everything and stores with `deps.storeBatches`. */
+const serviceWith = (
+  deps: Pick<ConstructorParameters<typeof IngestService>[0], 'storeBatches' | 'logger' | 'metrics'>,
+) =>
+  new IngestService({
     validator: createReadingValidator({ maxClockSkewS: 300 }),
     admission: {
       check: () => undefined,
       noteStored: () => undefined,
     } as unknown as IngestAdmission,
+    config: { maxBatchReadings: 10, queueBatchReadings: 10 },
+    ...deps,
+  });
+
+test('when a batch with an invalid reading is tried again after its store was refused for now, then the invalid reading is counted once', async () => {
+  const rejected: string[] = [];
+  let stores = 0;
+  const service = serviceWith({
     // Redis refuses the first store, takes the second (as the MQTT intake's retry meets it).
     storeBatches: async () => {
       stores += 1;
       if (stores === 1) throw new Error('Redis connection is reconnecting');
     },
-    config: { maxBatchReadings: 10, queueBatchReadings: 10 },
     logger: createLogger({ level: 'silent', name: 'unit' }),
     metrics: {
       onAccepted: () => undefined,
@@ -37,14 +45,8 @@ test('when a batch with an invalid reading is tried again after its store was re
 
 test('when Redis refuses every store under load, then the refusals are one warning an interval, not one a request', async () => {
   const { logger, lines } = capturingLogger();
-  const service = new IngestService({
-    validator: createReadingValidator({ maxClockSkewS: 300 }),
-    admission: {
-      check: () => undefined,
-      noteStored: () => undefined,
-    } as unknown as IngestAdmission,
+  const service = serviceWith({
     storeBatches: () => Promise.reject(new Error('Redis connection is reconnecting')),
-    config: { maxBatchReadings: 10, queueBatchReadings: 10 },
     logger,
   });
   for (let i = 0; i < 50; i += 1) {
