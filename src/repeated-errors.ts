@@ -6,16 +6,27 @@ const REMEMBERED = 100;
 /** How often an error that repeats is logged, unless a caller says otherwise. */
 export const REPEATED_ERROR_INTERVAL_MS = 10_000;
 
+/** One text's state: when it was last logged, and what was left out since. */
+interface Seen {
+  loggedAt: number;
+  leftOut: number;
+  /** The last occurrence left out, logged with the count when the interval ends. */
+  last?: { err: unknown; fields: Record<string, unknown>; message: string };
+  /** Logs what was left out at the interval's end, if nothing else has by then. */
+  timer?: NodeJS.Timeout;
+}
+
 /**
  * Logs an error that repeats (a BullMQ worker's reconnect attempts while Redis is down: several a
  * second per shard; a check every OCPP message skips while PostgreSQL is slow) once per
- * `intervalMs` for each error text, the next line counting those left out (`repeated`, whoever
- * they came from: the fields shown are that line's), so an outage of an hour is a line every
- * interval instead of tens of thousands. An error not seen within the interval logs at once, also
- * when two alternate.
+ * `intervalMs` for each error text; at the end of an interval in which it came again, one more
+ * line counts those left out (`repeated`, with the last one's fields), so an outage of an hour is
+ * a line every interval instead of tens of thousands, and one of seconds says how many it cost
+ * as soon as its interval ends. An error not seen within the interval logs at once, also when two
+ * alternate.
  */
 export class RepeatedErrorLog {
-  private readonly seen = new Map<string, { loggedAt: number; leftOut: number }>();
+  private readonly seen = new Map<string, Seen>();
 
   constructor(
     private readonly deps: {
@@ -28,30 +39,61 @@ export class RepeatedErrorLog {
     },
   ) {}
 
+  private get intervalMs(): number {
+    return this.deps.intervalMs ?? REPEATED_ERROR_INTERVAL_MS;
+  }
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
+  }
+
   /**
    * What repeats is the message and the error's; `cause`, if given, names it instead: a message or
    * an error that holds a figure or an id new in each line (a backlog's size, a device, a
    * statement's values) needs a name that does not change, or each line would be new.
    */
   log(err: unknown, fields: Record<string, unknown>, message: string, cause?: string): void {
-    const now = (this.deps.now ?? Date.now)();
+    const now = this.now();
     const text = cause ?? `${message}\n${err instanceof Error ? err.message : String(err)}`;
-    const last = this.seen.get(text);
-    if (last && now - last.loggedAt < (this.deps.intervalMs ?? REPEATED_ERROR_INTERVAL_MS)) {
-      last.leftOut += 1;
+    const seen = this.seen.get(text);
+    if (seen && now - seen.loggedAt < this.intervalMs) {
+      seen.leftOut += 1;
+      seen.last = { err, fields, message };
+      seen.timer ??= setTimeout(
+        () => this.logLeftOut(text),
+        seen.loggedAt + this.intervalMs - now,
+      ).unref();
       // Seen again: the last to be forgotten (a Map keeps the order texts were set in).
       this.seen.delete(text);
-      this.seen.set(text, last);
+      this.seen.set(text, seen);
       return;
     }
-    const repeated = last?.leftOut ?? 0;
+    if (seen?.timer) clearTimeout(seen.timer);
+    this.write(err, fields, message, seen?.leftOut ?? 0);
+    // The longest unseen goes first: a flood of new texts must not reset the ones that repeat.
+    this.seen.delete(text);
+    if (this.seen.size >= REMEMBERED) this.forget(this.seen.keys().next().value as string);
+    this.seen.set(text, { loggedAt: now, leftOut: 0 });
+  }
+
+  /** At an interval's end: the last occurrence left out, with how many were. */
+  private logLeftOut(text: string): void {
+    const seen = this.seen.get(text);
+    if (!seen?.last) return;
+    this.write(seen.last.err, seen.last.fields, seen.last.message, seen.leftOut);
+    this.seen.set(text, { loggedAt: this.now(), leftOut: 0 });
+  }
+
+  private forget(text: string): void {
+    const seen = this.seen.get(text);
+    if (seen?.timer) clearTimeout(seen.timer);
+    this.seen.delete(text);
+  }
+
+  private write(err: unknown, fields: Record<string, unknown>, message: string, repeated: number) {
     this.deps.logger[this.deps.level ?? 'error'](
       { err, ...fields, ...(repeated > 0 ? { repeated } : {}) },
       message,
     );
-    // The longest unseen goes first: a flood of new texts must not reset the ones that repeat.
-    this.seen.delete(text);
-    if (this.seen.size >= REMEMBERED) this.seen.delete(this.seen.keys().next().value as string);
-    this.seen.set(text, { loggedAt: now, leftOut: 0 });
   }
 }

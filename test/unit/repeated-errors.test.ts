@@ -62,3 +62,22 @@ describe('many distinct errors', () => {
     expect(lines.filter((l) => l.msg === 'outage')).toHaveLength(1);
   });
 });
+
+describe('an outage shorter than the interval', () => {
+  test('when an error repeats for less than an interval and stops, then one more line at the end of the interval counts those left out, with the last one’s fields', async () => {
+    const { logger, lines } = capturingLogger();
+    const log = new RepeatedErrorLog({ logger, intervalMs: 50, level: 'warn' });
+    const down = new Error('connect ECONNREFUSED');
+    for (let request = 0; request < 6; request += 1) log.log(down, { request }, 'refused');
+    expect(lines).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(lines.map((l) => [l.msg, l.repeated, l.request])).toEqual([
+      ['refused', undefined, 0],
+      ['refused', 5, 5],
+    ]);
+    // Counted once: the next occurrence, an interval later, starts afresh.
+    log.log(down, { request: 6 }, 'refused');
+    expect(lines.at(-1)).toMatchObject({ request: 6 });
+    expect(lines.at(-1)?.repeated).toBeUndefined();
+  });
+});
