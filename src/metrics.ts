@@ -266,7 +266,7 @@ export function createFlushMetrics(registry: Registry): FlushMetrics {
 }
 
 /** A flusher found Redis had lost a queue shard's data (workers/queue-loss-watch.ts). */
-export function createQueueLossMetrics(registry: Registry): (readingsLost: number) => void {
+export function createQueueLossMetrics(registry: Registry): (readingsWaiting: number) => void {
   const losses = new Counter({
     name: 'energy_queue_data_lost_total',
     help: 'Times a flusher found Redis had gone back in time on an ingest queue shard (restarted without appendonly or from an older snapshot, flushed): acknowledged readings lost',
@@ -274,12 +274,12 @@ export function createQueueLossMetrics(registry: Registry): (readingsLost: numbe
   });
   const readings = new Counter({
     name: 'energy_queue_readings_lost_total',
-    help: "Readings the backlog lost since the flusher's look before it found the loss (up to 5 s earlier): about as many acknowledged readings lost",
+    help: "Readings waiting at the flusher's look before it found Redis gone back in time (up to 5 s earlier): about as many acknowledged readings lost, fewer if some came back from a snapshot (the error log says how many did)",
     registers: [registry],
   });
-  return (lost) => {
+  return (waiting) => {
     losses.inc();
-    readings.inc(lost);
+    readings.inc(waiting);
   };
 }
 

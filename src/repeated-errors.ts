@@ -84,9 +84,13 @@ export class RepeatedErrorLog {
     this.seen.set(text, { loggedAt: this.now(), leftOut: 0 });
   }
 
+  /** Forgets a text, saying first how many of it were left out, if any. */
   private forget(text: string): void {
     const seen = this.seen.get(text);
     if (seen?.timer) clearTimeout(seen.timer);
+    if (seen?.last && seen.leftOut > 0) {
+      this.write(seen.last.err, seen.last.fields, seen.last.message, seen.leftOut);
+    }
     this.seen.delete(text);
   }
 

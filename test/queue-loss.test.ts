@@ -50,7 +50,12 @@ describe('a Redis that lost the queue', () => {
     expect(losses).toEqual([42]);
     const errors = lines.filter((l) => l.level === 50);
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ readingsLost: 42, shard: 0, lostSince: 'ever' });
+    expect(errors[0]).toMatchObject({
+      readingsWaitingBefore: 42,
+      restored: 0,
+      shard: 0,
+      lostSince: 'ever',
+    });
     expect(errors[0].msg).toContain('appendonly yes');
   });
 
@@ -65,9 +70,11 @@ describe('a Redis that lost the queue', () => {
       },
     );
     expect(backlogAfter).toBe('42');
-    // 5,042 waited at the look before, 42 came back with the snapshot.
-    expect(losses).toEqual([5000]);
+    // 5,042 waited at the look before, 42 came back with the snapshot: 5,000 of those lost.
+    expect(losses).toEqual([5042]);
     const [error] = lines.filter((l) => l.level === 50);
+    expect(error).toMatchObject({ readingsWaitingBefore: 5042, restored: 42 });
+    expect(error.msg).toContain('between 5000 and 5042');
     expect(Date.parse(error.lostSince as string)).toBeLessThan(Date.now() - 2500);
   });
 

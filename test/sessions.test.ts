@@ -1709,29 +1709,38 @@ describe('sessions kept before a change of what they count', () => {
     );
   const OCPP_VEHICLE_FROM_ITS_FIRST = [['V-ocpp', '2024-05-01T10:00:00.000Z']];
 
-  test('when a flusher finds older session rules recorded (an older flusher rebuilt what the migrations marked), then it marks every vehicle with kept OCPP sessions again, once', async () => {
-    const ctx = await createTestContext();
-    try {
-      await keepSessions(ctx);
-      // As an older flusher leaves it: it records its defaults, and knows no rules.
-      await ctx.db('session_defaults').insert({
-        id: 1,
-        energy_readings: ctx.config.energyReadings,
-        session_gap_s: ctx.config.sessionGapS,
-      });
-      const store = new SessionStore(ctx.db, ctx.config);
-      expect(await store.adoptSessionDefaults()).toMatchObject({
-        previous: { sessionRules: null },
-        now: { sessionRules: SESSION_RULES },
-        marked: 1,
-      });
-      expect(await marksOf(ctx)).toEqual(OCPP_VEHICLE_FROM_ITS_FIRST);
-      await ctx.db('session_dirty').del();
-      expect((await store.adoptSessionDefaults()).marked).toBe(0);
-    } finally {
-      await ctx.cleanup();
-    }
-  });
+  test.each([
+    // An older flusher records its defaults and knows no rules.
+    ['no rules recorded (an older flusher rebuilt what the migrations marked)', null],
+    ['the rules of an older release (a rollback)', SESSION_RULES - 1],
+    ['no record at all (a release before records were kept)', undefined],
+  ])(
+    'when a flusher finds %s, then it marks every vehicle with kept OCPP sessions again, once',
+    async (_what, rules) => {
+      const ctx = await createTestContext();
+      try {
+        await keepSessions(ctx);
+        if (rules !== undefined) {
+          await ctx.db('session_defaults').insert({
+            id: 1,
+            energy_readings: ctx.config.energyReadings,
+            session_gap_s: ctx.config.sessionGapS,
+            session_rules: rules,
+          });
+        }
+        const store = new SessionStore(ctx.db, ctx.config);
+        expect(await store.adoptSessionDefaults()).toMatchObject({
+          now: { sessionRules: SESSION_RULES },
+          marked: 1,
+        });
+        expect(await marksOf(ctx)).toEqual(OCPP_VEHICLE_FROM_ITS_FIRST);
+        await ctx.db('session_dirty').del();
+        expect((await store.adoptSessionDefaults()).marked).toBe(0);
+      } finally {
+        await ctx.cleanup();
+      }
+    },
+  );
 
   test.each([
     ['folds OCPP transactions with a reset', '20261206030000'],

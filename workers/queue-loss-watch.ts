@@ -33,16 +33,16 @@ type RedisWithLook = RedisClient & {
  * readings waiting there were acknowledged and will never be stored, and nothing else says so:
  * the backlog merely drops. Each look records its time in the shard; a flusher that finds the
  * last look recorded well before its own look before finds Redis gone back in time. It logs an
- * error naming since when, with what the backlog lost since its look before (about as many
- * readings lost: more if readings were accepted since, fewer if some were flushed), and calls
- * `onLoss`. Every flusher
+ * error naming since when, with the backlog of its look before and what came back (the readings
+ * lost are about the difference while flushers were stalled, about the whole backlog while
+ * readings flowed), and calls `onLoss` with that backlog. Every flusher
  * watches, so each may say so. A loss while no flusher ran is not seen.
  */
 export function startQueueLossWatch(deps: {
   redis: RedisClient;
   shard: QueueShardKeys;
   logger: Logger;
-  onLoss: (readingsLost: number) => void;
+  onLoss: (readingsWaitingBefore: number) => void;
   intervalMs?: number;
 }): () => void {
   deps.redis.defineCommand('lookForQueueLoss', { numberOfKeys: 2, lua: LOOK });
@@ -56,13 +56,16 @@ export function startQueueLossWatch(deps: {
     );
     if (last && Number(before) < last.atMs - TOLERATED_MS) {
       const since = Number(before) > 0 ? new Date(Number(before)).toISOString() : 'ever';
-      // What waited at the look before and is not there now (an older snapshot keeps some).
-      const lost = Math.max(0, last.backlog - Number(backlog));
+      // Of the backlog at the look before, an older snapshot holds what was still waiting then:
+      // all of it while flushers were stalled, little of it while readings flowed. Neither figure
+      // is exact, so both are said, and the backlog at the look before counted.
+      const waited = last.backlog;
+      const restored = Number(backlog);
       deps.logger.error(
-        { shard: deps.shard.shard, lostSince: since, readingsLost: lost },
-        `Redis lost the ingest queue's data since ${since} (restarted without appendonly or from an older snapshot, flushed, or failed over to a replica behind it): readings acknowledged since then are lost, about ${lost} by the backlog at this flusher's look before. Run Redis with appendonly yes`,
+        { shard: deps.shard.shard, lostSince: since, readingsWaitingBefore: waited, restored },
+        `Redis lost the ingest queue's data since ${since} (restarted without appendonly or from an older snapshot, flushed, or failed over to a replica behind it): readings acknowledged since then are lost; ${waited} waited at this flusher's look before and ${restored} came back, so between ${Math.max(0, waited - restored)} and ${waited} of those, and any accepted since. Run Redis with appendonly yes`,
       );
-      deps.onLoss(lost);
+      deps.onLoss(waited);
     }
     last = { atMs, backlog: Number(backlog) };
   };

@@ -93,8 +93,8 @@ export class ShardWorkers {
         intakeMoveIntervalMs: number;
       };
       logger: Logger;
-      /** Redis lost a shard's data, with about how many readings (queue-loss-watch). */
-      onQueueLoss?: (readingsLost: number) => void;
+      /** Redis lost a shard's data, with the backlog before (queue-loss-watch). */
+      onQueueLoss?: (readingsWaitingBefore: number) => void;
     },
   ) {}
 
@@ -139,7 +139,7 @@ export class ShardWorkers {
               redis: this.deps.redis,
               shard: keys,
               logger: logger.child({ module: 'queue-loss' }),
-              onLoss: (lost) => this.deps.onQueueLoss?.(lost),
+              onLoss: (waiting) => this.deps.onQueueLoss?.(waiting),
             }),
     };
     if (this.running) this.run(entry.worker, mover);

@@ -124,7 +124,8 @@ const BUILT_WITH_OLDER_RULES = `
  * Records `now` as the defaults the kept sessions are built with. When others were recorded, first
  * marks what was built with them (BUILT_WITH_DEFAULT_MODE, BUILT_WITH_GAP, BUILT_WITH_OLDER_RULES),
  * each vehicle from the earliest of its marks. A gap not recorded yet (sessions built before it
- * was) is taken to be `now`'s; rules not recorded yet are older than any. Returns the defaults
+ * was) is taken to be `now`'s; rules not recorded yet (or no record at all) are older than any,
+ * and an older release's rules recorded after a rollback are marked again at the next upgrade. Returns the defaults
  * recorded before (null: none, the first run), those recorded now and how many vehicles were
  * marked.
  */
@@ -153,9 +154,8 @@ export async function adoptSessionDefaults(
       ...(previous?.sessionGapS && previous.sessionGapS !== now.sessionGapS
         ? [BUILT_WITH_GAP]
         : []),
-      ...(previous && (previous.sessionRules ?? 0) < now.sessionRules
-        ? [BUILT_WITH_OLDER_RULES]
-        : []),
+      // No record at all: sessions built by a release before records were kept, if any.
+      ...((previous?.sessionRules ?? 0) < now.sessionRules ? [BUILT_WITH_OLDER_RULES] : []),
     ];
     let marked = 0;
     if (changed.length > 0) {
@@ -175,7 +175,7 @@ export async function adoptSessionDefaults(
          VALUES (1, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE
          SET energy_readings = EXCLUDED.energy_readings, session_gap_s = EXCLUDED.session_gap_s,
-             session_rules = greatest(session_defaults.session_rules, EXCLUDED.session_rules)`,
+             session_rules = EXCLUDED.session_rules`,
         [now.energyReadings, now.sessionGapS, now.sessionRules],
       );
     }

@@ -81,3 +81,16 @@ describe('an outage shorter than the interval', () => {
     expect(lines.at(-1)?.repeated).toBeUndefined();
   });
 });
+
+describe('a repeated error forgotten', () => {
+  test('when a text with repeats left out is forgotten for a hundred new ones, then its count is logged first', () => {
+    const { logger, lines } = capturingLogger();
+    let now = 0;
+    const log = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn', now: () => now });
+    const down = new Error('connect ECONNREFUSED');
+    log.log(down, {}, 'outage');
+    log.log(down, {}, 'outage');
+    for (let i = 0; i < 100; i += 1, now += 1) log.log(new Error(`D-${i}`), {}, 'one-off');
+    expect(lines.filter((l) => l.msg === 'outage').map((l) => l.repeated)).toEqual([undefined, 1]);
+  });
+});
