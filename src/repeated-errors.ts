@@ -6,6 +6,16 @@ const REMEMBERED = 100;
 /** How often an error that repeats is logged, unless a caller says otherwise. */
 export const REPEATED_ERROR_INTERVAL_MS = 10_000;
 
+/**
+ * Logs holding a count not yet written. Their timers are unref'd (a process must not wait for a
+ * log line to exit), so at exit, after a stop that came before an interval ended, the counts are
+ * written then: the exit is the one moment every log of the process shares.
+ */
+const pending = new Set<RepeatedErrorLog>();
+process.on('exit', () => {
+  for (const log of pending) log.flush();
+});
+
 /** One text's state: when it was last logged, and what was left out since. */
 interface Seen {
   loggedAt: number;
@@ -59,10 +69,13 @@ export class RepeatedErrorLog {
     if (seen && now - seen.loggedAt < this.intervalMs) {
       seen.leftOut += 1;
       seen.last = { err, fields, message };
-      seen.timer ??= setTimeout(
-        () => this.logLeftOut(text),
-        seen.loggedAt + this.intervalMs - now,
-      ).unref();
+      if (!seen.timer) {
+        seen.timer = setTimeout(
+          () => this.logLeftOut(text),
+          seen.loggedAt + this.intervalMs - now,
+        ).unref();
+        pending.add(this);
+      }
       // Seen again: the last to be forgotten (a Map keeps the order texts were set in).
       this.seen.delete(text);
       this.seen.set(text, seen);
@@ -76,12 +89,22 @@ export class RepeatedErrorLog {
     this.seen.set(text, { loggedAt: now, leftOut: 0 });
   }
 
+  /** Writes every count not yet written (at exit: see `pending`). */
+  flush(): void {
+    for (const [text, seen] of this.seen) {
+      if (seen.timer) clearTimeout(seen.timer);
+      this.logLeftOut(text);
+    }
+    pending.delete(this);
+  }
+
   /** At an interval's end: the last occurrence left out, with how many were. */
   private logLeftOut(text: string): void {
     const seen = this.seen.get(text);
     if (!seen?.last) return;
     this.write(seen.last.err, seen.last.fields, seen.last.message, seen.leftOut);
     this.seen.set(text, { loggedAt: this.now(), leftOut: 0 });
+    if (![...this.seen.values()].some((s) => s.timer)) pending.delete(this);
   }
 
   /** Forgets a text, saying first how many of it were left out, if any. */

@@ -56,6 +56,7 @@ describe('a Redis that lost the queue', () => {
       shard: 0,
       lostSince: 'ever',
     });
+    expect(errors[0].msg).toContain('so all 42 of those');
     expect(errors[0].msg).toContain('appendonly yes');
   });
 

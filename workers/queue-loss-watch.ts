@@ -27,6 +27,12 @@ type RedisWithLook = RedisClient & {
   lookForQueueLoss(lastLook: string, backlog: string): Promise<[string, number, string]>;
 };
 
+/** How many of `waited` are lost when `restored` came back: a figure, or bounds. */
+const lostText = (waited: number, restored: number) => {
+  const least = Math.max(0, waited - restored);
+  return least === waited ? `all ${waited}` : `between ${least} and ${waited}`;
+};
+
 /**
  * Notices a Redis that lost a queue shard's data: restarted without persistence (`appendonly no`:
  * empty, or from an older RDB snapshot), flushed, or failed over to a replica far behind. The
@@ -63,7 +69,7 @@ export function startQueueLossWatch(deps: {
       const restored = Number(backlog);
       deps.logger.error(
         { shard: deps.shard.shard, lostSince: since, readingsWaitingBefore: waited, restored },
-        `Redis lost the ingest queue's data since ${since} (restarted without appendonly or from an older snapshot, flushed, or failed over to a replica behind it): readings acknowledged since then are lost; ${waited} waited at this flusher's look before and ${restored} came back, so between ${Math.max(0, waited - restored)} and ${waited} of those, and any accepted since. Run Redis with appendonly yes`,
+        `Redis lost the ingest queue's data since ${since} (restarted without appendonly or from an older snapshot, flushed, or failed over to a replica behind it): readings acknowledged since then and not yet flushed are lost: ${waited} waited at this flusher's look before and ${restored} came back, so ${lostText(waited, restored)} of those, and any accepted since. Run Redis with appendonly yes`,
       );
       deps.onLoss(waited);
     }

@@ -16,7 +16,7 @@ import { startQueueLossWatch } from './queue-loss-watch';
 import { RepeatedErrorLog } from '../src/repeated-errors';
 
 /** A worker's repeated error (Redis down) is logged once per this long, counted. */
-const REPEATED_ERROR_INTERVAL_MS = 30_000;
+const WORKER_ERROR_INTERVAL_MS = 30_000;
 
 /**
  * BullMQ marking a job done that Redis no longer has: its rows were committed, and Redis restarted
@@ -181,7 +181,7 @@ export class ShardWorkers {
             : 1000,
       },
     });
-    const errors = new RepeatedErrorLog({ logger, intervalMs: REPEATED_ERROR_INTERVAL_MS });
+    const errors = new RepeatedErrorLog({ logger, intervalMs: WORKER_ERROR_INTERVAL_MS });
     worker.on('error', (err) => {
       if (isFlushedJobGone(err)) {
         logger.warn(

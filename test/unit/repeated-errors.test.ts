@@ -94,3 +94,18 @@ describe('a repeated error forgotten', () => {
     expect(lines.filter((l) => l.msg === 'outage').map((l) => l.repeated)).toEqual([undefined, 1]);
   });
 });
+
+describe('a stop before the interval ends', () => {
+  test('when the log is flushed (as at exit) with repeats left out, then their count is written, once', () => {
+    const { logger, lines } = capturingLogger();
+    const log = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn' });
+    const down = new Error('connect ECONNREFUSED');
+    for (let request = 0; request < 4; request += 1) log.log(down, { request }, 'refused');
+    log.flush();
+    log.flush();
+    expect(lines.map((l) => [l.repeated, l.request])).toEqual([
+      [undefined, 0],
+      [3, 3],
+    ]);
+  });
+});
