@@ -39,13 +39,32 @@ export function errorForLog(err: Error): Record<string, unknown> {
   return serialized;
 }
 
+/**
+ * Standard output for the log, given up once a write to it fails. pino's own drops only a closed
+ * pipe (EPIPE); any other failure, such as EIO from a terminal that was closed under `npm start`,
+ * was thrown as an uncaught error, and at exit pino's flush retried the line for ever: the API and
+ * the flusher hung on holding their ports, answering nothing. A process that cannot log must still
+ * be able to stop.
+ */
+export function logDestination(fd = process.stdout.fd): pino.DestinationStream {
+  const destination = pino.destination({ fd, sync: false });
+  destination.on('error', () => {
+    const noop = () => true;
+    Object.assign(destination, { write: noop, flushSync: noop, end: noop, destroy: noop });
+  });
+  return destination;
+}
+
 /** The root logger of a process; modules take named children of it (`logger.child({ module })`). */
 export function createLogger({ level, name }: { level: LogLevel; name: string }): Logger {
-  return pino({
-    name,
-    level,
-    base: { pid: process.pid },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    serializers: { err: errorForLog },
-  });
+  return pino(
+    {
+      name,
+      level,
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      serializers: { err: errorForLog },
+    },
+    logDestination(),
+  );
 }
