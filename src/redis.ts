@@ -254,10 +254,13 @@ export async function checkReplicas(redis: RedisClient, wanted: number): Promise
   const counts = await Promise.all(masters(redis).map(onlineReplicas));
   if (counts.some((count) => count >= wanted)) return;
   const found = counts.length === 0 ? 'no master known' : `online: ${counts.join(', ')}`;
-  throw new Error(
+  throw new ReplicasLacking(
     `REDIS_WAIT_REPLICAS=${wanted} but no Redis master has that many replicas (${found})`,
   );
 }
+
+/** checkReplicas' answer that the replicas are not there (not that asking for them failed). */
+export class ReplicasLacking extends Error {}
 
 /**
  * Why Redis may lose accepted readings by evicting keys (a `maxmemory` is set and its

@@ -4,7 +4,7 @@ import type { Logger } from '../logger';
 import { createIngestMetrics } from '../metrics';
 import { shardsInUse, shardsSharingMasters, type IngestQueues } from '../queue/ingest-queue';
 import { backlogReadings } from '../queue/queue-stats';
-import { checkReplicas, type RedisClient } from '../redis';
+import { checkReplicas, ReplicasLacking, type RedisClient } from '../redis';
 import type { RedisKeys } from '../redis-keys';
 import { connectorMetersAmong } from '../ocpp/charge-point-state';
 import { IngestAdmission } from './admission';
@@ -27,13 +27,21 @@ export interface IngestPipeline {
  * REDIS_WAIT_REPLICAS that no master meets at the start refuses every reading until one does:
  * said at once, as readiness says it, not only by the first 503s.
  */
-function warnIfReplicasLack(redis: RedisClient, wanted: number, logger: Logger): void {
+export function warnIfReplicasLack(redis: RedisClient, wanted: number, logger: Logger): void {
   if (wanted === 0) return;
-  checkReplicas(redis, wanted).catch((err: unknown) =>
-    logger.warn(
-      `${(err as Error).message}: every reading is refused (503 redis_not_replicated) until one has; add replicas, or lower REDIS_WAIT_REPLICAS`,
-    ),
-  );
+  checkReplicas(redis, wanted).catch((err: unknown) => {
+    if (err instanceof ReplicasLacking) {
+      logger.warn(
+        `${err.message}: every reading is refused (503 redis_not_replicated) until one has; add replicas, or lower REDIS_WAIT_REPLICAS`,
+      );
+    } else {
+      // A slow INFO under load is no missing replica: said as what it is.
+      logger.warn(
+        { err },
+        'could not count the Redis replicas at start (REDIS_WAIT_REPLICAS): /health/ready says whether readings are refused for lack of them',
+      );
+    }
+  });
 }
 
 /**
