@@ -796,6 +796,34 @@ describe('broker drops', () => {
       await broker.destroy();
     }
   });
+
+  test('when the broker restarts, then its drops are still watched', async () => {
+    const broker = await Mosquitto.start({ maxQueuedMessages: 5, sysIntervalS: 1 });
+    const consumer = await startConsumer('drops-restart', { mqttUrl: broker.url });
+    const dropped = async () =>
+      sampleValue(await consumer.service.registry.metrics(), 'energy_mqtt_broker_dropped_messages');
+    try {
+      await broker.kill('SIGTERM');
+      await broker.start();
+      const away = await mqtt.connectAsync(broker.url, {
+        protocolVersion: 5,
+        clientId: `away-restart-${prefix}`,
+        clean: false,
+        reconnectPeriod: 0,
+        properties: { sessionExpiryInterval: 300 },
+      });
+      await away.subscribeAsync('drops/away-restart', { qos: 1 });
+      await away.endAsync();
+      const pub = await connectPublisher(broker.url);
+      for (let i = 0; i < 8; i++) await pub.publishAsync('drops/away-restart', `m${i}`, { qos: 1 });
+      await pub.endAsync();
+      // The restarted broker counts from 0: 3 of the 8 dropped, seen after the reconnect.
+      await waitFor(async () => (await dropped()) === 3, 15_000, 'the 3 dropped after the restart');
+    } finally {
+      await consumer.close();
+      await broker.destroy();
+    }
+  });
 });
 
 describe('broker restarts', () => {

@@ -46,6 +46,9 @@ export function watchBrokerDrops({
     password,
     clean: true,
     reconnectPeriod: 5000,
+    // Subscribed anew at each connect, below: with mqtt.js resubscribing too, that subscribe after
+    // a broker restart sent nothing and answered no grant, taken as a refusal: the watch stopped.
+    resubscribe: false,
   });
   let last: number | null = null;
   /** Connections closed in a row after CONNACK and before a SUBACK (a broker that is down does not count). */
