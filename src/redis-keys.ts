@@ -27,8 +27,8 @@ export interface QueueShardKeys {
   readonly intakeSeq: string;
   /** Held by the one flusher moving this shard's intake into jobs. */
   readonly intakeMover: string;
-  /** When a flusher last looked (Redis's clock): gone back in time, Redis lost data (queue-loss-watch). */
-  readonly lastLook: string;
+  /** When each flusher last looked (Redis's clock): gone back in time, Redis lost data (queue-loss-watch). */
+  readonly looks: string;
 }
 
 export interface RedisKeys {
@@ -100,7 +100,7 @@ function shardKeys(tag: string, shard: number | 'legacy'): QueueShardKeys {
     intake: queueKey('intake'),
     intakeSeq: queueKey('intake-seq'),
     intakeMover: queueKey('intake-mover'),
-    lastLook: queueKey('last-look'),
+    looks: queueKey('looks'),
   };
 }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '../src/logger';
 import type { RedisClient } from '../src/redis';
 import type { QueueShardKeys } from '../src/redis-keys';
@@ -11,38 +12,47 @@ const LOOK_INTERVAL_MS = 5000;
  */
 const TOLERATED_MS = 2000;
 
+/** A look older than this is a flusher gone: forgotten (a flusher restarted looks under a new id). */
+const KEEP_LOOK_MS = 3_600_000;
+
 /**
- * Returns when the shard was last looked at (by any flusher; '0' if never), by Redis's own clock,
- * then records this look's time, and the backlog counter read in the same moment.
+ * Returns when this watcher last looked at the shard ('0' if never or forgotten), by Redis's own
+ * clock, then records this look's time, and the backlog counter read in the same moment. Each
+ * watcher keeps its own look: with one shared, the first flusher to look after a loss recorded
+ * the time anew, and the others found nothing wrong.
  */
 const LOOK = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local before = redis.call('GET', KEYS[1]) or '0'
-redis.call('SET', KEYS[1], now)
+local before = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
+redis.call('HSET', KEYS[1], ARGV[1], now)
+local looks = redis.call('HGETALL', KEYS[1])
+for i = 1, #looks, 2 do
+  if tonumber(looks[i + 1]) < now - tonumber(ARGV[2]) then redis.call('HDEL', KEYS[1], looks[i]) end
+end
 return {before, now, redis.call('GET', KEYS[2]) or '0'}
 `;
 
 type RedisWithLook = RedisClient & {
-  lookForQueueLoss(lastLook: string, backlog: string): Promise<[string, number, string]>;
-};
-
-/** How many of `waited` are lost when `restored` came back: a figure, or bounds. */
-const lostText = (waited: number, restored: number) => {
-  const least = Math.max(0, waited - restored);
-  return least === waited ? `all ${waited}` : `between ${least} and ${waited}`;
+  lookForQueueLoss(
+    looks: string,
+    backlog: string,
+    watcher: string,
+    keepMs: number,
+  ): Promise<[string, number, string]>;
 };
 
 /**
  * Notices a Redis that lost a queue shard's data: restarted without persistence (`appendonly no`:
  * empty, or from an older RDB snapshot), flushed, or failed over to a replica far behind. The
  * readings waiting there were acknowledged and will never be stored, and nothing else says so:
- * the backlog merely drops. Each look records its time in the shard; a flusher that finds the
- * last look recorded well before its own look before finds Redis gone back in time. It logs an
- * error naming since when, with the backlog of its look before and what came back (the readings
- * lost are about the difference while flushers were stalled, about the whole backlog while
- * readings flowed), and calls `onLoss` with that backlog. Every flusher
- * watches, so each may say so. A loss while no flusher ran is not seen.
+ * the backlog merely drops. Each look records its time in the shard; a flusher that finds its
+ * look before recorded well before it was, or not at all, finds Redis gone back in time. It logs
+ * an error naming since when, with the backlog of its look before (about what is lost: not
+ * exactly, as some of it may have been flushed before the loss, and readings accepted after that
+ * look are lost too; what came back cannot tell, as a snapshot brings back readings stored since),
+ * and calls `onLoss` with that backlog. Every flusher watches, so each says so. A loss while no
+ * flusher ran is not seen.
  */
 export function startQueueLossWatch(deps: {
   redis: RedisClient;
@@ -53,23 +63,24 @@ export function startQueueLossWatch(deps: {
 }): () => void {
   deps.redis.defineCommand('lookForQueueLoss', { numberOfKeys: 2, lua: LOOK });
   const redis = deps.redis as RedisWithLook;
+  const watcher = randomUUID();
   let last: { atMs: number; backlog: number } | null = null;
   let looking = false;
   const look = async () => {
     const [before, atMs, backlog] = await redis.lookForQueueLoss(
-      deps.shard.lastLook,
+      deps.shard.looks,
       deps.shard.backlogReadings,
+      watcher,
+      KEEP_LOOK_MS,
     );
-    if (last && Number(before) < last.atMs - TOLERATED_MS) {
+    // A look before that was forgotten (this process stopped for as long) tells nothing.
+    const remembered = last !== null && atMs - last.atMs < KEEP_LOOK_MS;
+    if (last && remembered && Number(before) < last.atMs - TOLERATED_MS) {
       const since = Number(before) > 0 ? new Date(Number(before)).toISOString() : 'ever';
-      // Of the backlog at the look before, an older snapshot holds what was still waiting then:
-      // all of it while flushers were stalled, little of it while readings flowed. Neither figure
-      // is exact, so both are said, and the backlog at the look before counted.
       const waited = last.backlog;
-      const restored = Number(backlog);
       deps.logger.error(
-        { shard: deps.shard.shard, lostSince: since, readingsWaitingBefore: waited, restored },
-        `Redis lost the ingest queue's data since ${since} (restarted without appendonly or from an older snapshot, flushed, or failed over to a replica behind it): readings acknowledged since then and not yet flushed are lost: ${waited} waited at this flusher's look before and ${restored} came back, so ${lostText(waited, restored)} of those, and any accepted since. Run Redis with appendonly yes`,
+        { shard: deps.shard.shard, lostSince: since, readingsWaitingBefore: waited },
+        `Redis lost the ingest queue's data since ${since} (restarted without appendonly or from an older snapshot, flushed, or failed over to a replica behind it): readings acknowledged since then and not yet flushed are lost, about the ${waited} waiting at this flusher's look before (not exactly: some may have been flushed before the loss, and readings accepted after that look are lost too). Run Redis with appendonly yes`,
       );
       deps.onLoss(waited);
     }
