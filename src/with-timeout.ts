@@ -1,8 +1,13 @@
-/** Rejects with "<what> took longer than <ms> ms" when `promise` has not settled in time. */
+/** The deadline passed; what was asked may still be done (a Redis write sent lands later). */
+export class TimeoutError extends Error {
+  override name = 'TimeoutError';
+}
+
+/** Rejects with a TimeoutError, "<what> took longer than <ms> ms", when `promise` has not settled in time. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, what = 'operation'): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new TimeoutError(`${what} took longer than ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

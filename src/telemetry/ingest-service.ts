@@ -1,4 +1,4 @@
-import { withTimeout } from '../with-timeout';
+import { TimeoutError, withTimeout } from '../with-timeout';
 import { AppError, redisUnavailable, type ErrorDetail } from '../errors';
 import {
   parseIngestText,
@@ -50,6 +50,15 @@ export const noValidReadings = (errors: readonly ItemError[]) => ({
 
 /** A Redis that accepts connections but does not answer must still give a fast 503. */
 const ENQUEUE_TIMEOUT_MS = 1000;
+
+/**
+ * Why a store failed, for the client. Past its deadline a write already sent to Redis may still
+ * land: the client must send the same readings again (stored once), not count them as not stored.
+ */
+const enqueueRefusal = (err: unknown) =>
+  err instanceof TimeoutError
+    ? `The ingest queue (Redis) did not answer within ${ENQUEUE_TIMEOUT_MS} ms: the readings may have been stored or not; send them again as they are (a reading sent twice is stored once)`
+    : 'The ingest queue (Redis) is not available; retry shortly';
 
 /** The job holding the readings did not reach REDIS_WAIT_REPLICAS replicas in time. */
 export class NotReplicatedError extends Error {
@@ -371,9 +380,7 @@ export class IngestService {
         {},
         'enqueue failed: refused as unavailable (HTTP 503; MQTT tries again)',
       );
-      throw this.unavailable(
-        redisUnavailable('The ingest queue (Redis) is not available; retry shortly'),
-      );
+      throw this.unavailable(redisUnavailable(enqueueRefusal(err)));
     }
     this.metrics.onAccepted(readings);
   }
