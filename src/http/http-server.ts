@@ -94,6 +94,39 @@ export function endWithError(
   );
 }
 
+/** Headers that ask to switch protocols, and the Connection tokens naming them. */
+const UPGRADE_HEADERS = new Set(['upgrade', 'http2-settings']);
+
+/**
+ * Serves a request that asks to switch to a protocol other than WebSocket as the HTTP/1.1 request
+ * it also is (RFC 9110 lets a server ignore Upgrade). Clients ask for HTTP/2 that way on http://
+ * (`Upgrade: h2c`: curl --http2, Java's HttpClient), and once an 'upgrade' listener exists (the
+ * OCPP endpoint's) node:http hands every such request to it: they were answered 404, ingest's
+ * readings refused. The request's head goes back to the server without the Upgrade, followed by
+ * the rest of the connection, and is parsed and served as any other.
+ */
+export function serveIgnoringUpgrade(
+  server: Server,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): void {
+  const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const [name, value] = [req.rawHeaders[i], req.rawHeaders[i + 1]];
+    const lower = name.toLowerCase();
+    if (UPGRADE_HEADERS.has(lower)) continue;
+    if (lower !== 'connection') lines.push(`${name}: ${value}`);
+    else {
+      const kept = value.split(',').filter((t) => !UPGRADE_HEADERS.has(t.trim().toLowerCase()));
+      if (kept.some((t) => t.trim())) lines.push(`${name}: ${kept.join(',')}`);
+    }
+  }
+  // Header bytes as they came: node:http reads them as latin1.
+  socket.unshift(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), head]));
+  server.emit('connection', socket);
+}
+
 /** What node:http refuses before Express sees a request, answered in JSON like every error. */
 const CLIENT_ERRORS: Record<string, [number, string, string]> = {
   HPE_HEADER_OVERFLOW: [

@@ -13,7 +13,7 @@ import { parseSubprotocols } from 'ocpp-rpc/lib/ws-util';
 import { findChargePointKey, type ApiKey } from '../auth/api-keys';
 import { authorizationHeaders } from '../auth/authorize';
 import { ConcurrencyLimit } from '../concurrency-limit';
-import { endWithError } from '../http/http-server';
+import { endWithError, serveIgnoringUpgrade } from '../http/http-server';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState, LiveConnection } from './charge-point-state';
@@ -291,7 +291,7 @@ function authorizeUpgrade(config: {
  * a driver's) when it fails. One function for every connection and action: a closure per action
  * and connection cost 10,000 charge points about 25 MB of heap.
  */
-function answerCalls(service: ChargePointService, logger: Logger) {
+function answerCalls(service: ChargePointService, logger: Logger, refusals: RepeatedErrorLog) {
   // While Redis or PostgreSQL is away every charger's every call fails alike: once an interval.
   const failures = new RepeatedErrorLog({ logger, level: 'warn' });
   return async (
@@ -313,7 +313,13 @@ function answerCalls(service: ChargePointService, logger: Logger) {
       return (await handle(service, id, params)) as Record<string, unknown>;
     } catch (err) {
       if (err instanceof RefusedCallError) {
-        logger.warn({ chargePointId: id, action, reason: err.message }, 'OCPP call refused');
+        logRefusal(
+          refusals,
+          id,
+          `${action} ${err.code}`,
+          { action, reason: err.message },
+          'OCPP call refused',
+        );
         throw createRPCError(err.code, err.message);
       }
       const stored = err instanceof NotStoredError;
@@ -331,11 +337,27 @@ function answerCalls(service: ChargePointService, logger: Logger) {
   };
 }
 
+/**
+ * Logs a refusal of what a charge point sent once an interval for each charge point and `kind`
+ * (what it broke, in words that do not change from one message to the next): one that repeats a
+ * bad message wrote a line each, 2,000 in 4 s. The first line says what was wrong; one at the
+ * interval's end counts those left out (`repeated`).
+ */
+function logRefusal(
+  refusals: RepeatedErrorLog,
+  id: string,
+  kind: string,
+  fields: Record<string, unknown>,
+  message: string,
+): void {
+  refusals.log(undefined, { chargePointId: id, ...fields }, message, `${id} ${kind} ${message}`);
+}
+
 /** Counts a connection's calls by action and outcome, and logs messages that fail their schema. */
 function watchCalls(
   client: RPCServerClient,
   id: string,
-  { metrics, logger }: { metrics: OcppMetrics; logger: Logger },
+  { metrics, refusals }: { metrics: OcppMetrics; refusals: RepeatedErrorLog },
 ): void {
   const pending = new Map<string, PendingCall>();
   client.on('call', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
@@ -369,22 +391,26 @@ function watchCalls(
         return;
       }
       metrics.onUnreadable(null);
-      logger.warn(
-        { chargePointId: id, message: buffer.toString('utf8', 0, 200) },
+      logRefusal(
+        refusals,
+        id,
+        UNKNOWN_MESSAGE_TYPE,
+        { message: buffer.toString('utf8', 0, 200) },
         'OCPP message of an unknown type ignored: OCPP-J 1.6 knows CALL (2), CALLRESULT (3) and CALLERROR (4)',
       );
     },
   );
   client.on(
     'strictValidationFailure',
-    (event: { method: string; outbound: boolean; error: Error }) => {
-      logger.warn(
-        {
-          chargePointId: id,
-          action: event.method,
-          outbound: event.outbound,
-          reason: event.error.message,
-        },
+    (event: { method: string; outbound: boolean; error: Error & { rpcErrorCode?: string } }) => {
+      const code = event.error.rpcErrorCode;
+      // An action OCPP 1.6 does not know is any text (FooBar1, FooBar2, ...): one kind, all.
+      const action = code === 'NotImplemented' ? 'an unknown action' : event.method;
+      logRefusal(
+        refusals,
+        id,
+        `${action} ${code}`,
+        { action: event.method, outbound: event.outbound, reason: event.error.message },
         event.outbound ? 'our OCPP answer failed its schema' : 'OCPP message failed its schema',
       );
     },
@@ -421,7 +447,8 @@ export function createOcppEndpoint({
   });
   rpc.on('error', (err: Error) => logger.error({ err }, 'OCPP server error'));
   rpc.auth(authorizeUpgrade(config));
-  const answer = answerCalls(service, logger);
+  const refusals = new RepeatedErrorLog({ logger, level: 'warn' });
+  const answer = answerCalls(service, logger, refusals);
   /** The charge points connected here, each with its connection (recorded again while it lives). */
   const live = new Map<string, { client: RPCServerClient; connection: LiveConnection }>();
   let closing = false;
@@ -487,7 +514,7 @@ export function createOcppEndpoint({
       logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
     });
     service.connected(id);
-    watchCalls(client, id, { metrics, logger });
+    watchCalls(client, id, { metrics, refusals });
     const sendRaw = client.sendRaw.bind(client);
     const socket = client.handshake.request.socket;
     client.sendRaw = (frame: string) => {
@@ -547,6 +574,9 @@ export function createOcppEndpoint({
   return {
     attach(server) {
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+          return serveIgnoringUpgrade(server, req, socket, head);
+        }
         if (closing) return refuse(socket, 503);
         if (chargePointIdOf(req.url) === null) return refuse(socket, 404);
         const subprotocol = subprotocolRefusal(req);

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import express from 'express';
 
-import { createExpress, createHttpServer } from '../../src/http/http-server';
+import { createExpress, createHttpServer, serveIgnoringUpgrade } from '../../src/http/http-server';
 
 describe('createHttpServer', () => {
   const app = createExpress();
@@ -105,5 +105,45 @@ describe('createHttpServer', () => {
     ]);
     client.destroy();
     expect(closed).toBe(true);
+  });
+});
+
+describe('a request asking to switch to another protocol than WebSocket', () => {
+  test('when a client asks for HTTP/2 (Upgrade: h2c) beside a WebSocket endpoint, then it is served as HTTP/1.1, its body and the next request on the connection too', async () => {
+    const app = createExpress();
+    app.use(express.json());
+    app.post('/echo', (req, res) => {
+      res.status(201).json({ body: req.body as unknown, upgrade: req.headers.upgrade ?? null });
+    });
+    app.get('/ping', (_req, res) => res.json({ pong: true }));
+    const server = createHttpServer(app);
+    // As the OCPP endpoint: with an 'upgrade' listener, node:http hands it every Upgrade.
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      serveIgnoringUpgrade(server, req, socket, head),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const body = JSON.stringify({ kwh: 1.5 });
+      const raw = await new Promise<string>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () =>
+          socket.write(
+            'POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n' +
+              'Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n' +
+              `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+              'GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+          ),
+        );
+        let text = '';
+        socket.on('data', (d) => (text += d.toString()));
+        socket.on('close', () => resolve(text));
+      });
+      const answers = raw.split(/HTTP\/1\.1 (?=\d{3} )/).filter(Boolean);
+      expect(answers.map((a) => a.slice(0, 3))).toEqual(['201', '200']);
+      expect(answers[0]).toContain('{"body":{"kwh":1.5},"upgrade":null}');
+      expect(answers[1]).toContain('{"pong":true}');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
