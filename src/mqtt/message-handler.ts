@@ -8,9 +8,11 @@
  * - no answer while storage refuses (the 503 causes): the message is retried behind a RetryGate.
  *   A QoS 0 message, which has no redelivery to wait for, is dropped instead.
  */
-import { AppError } from '../errors';
+import { AppError, redisUnavailable } from '../errors';
 import type { Logger } from '../logger';
 import type { MqttMetrics } from '../metrics';
+import { isRedisUnavailable } from '../redis';
+import { RepeatedErrorLog } from '../repeated-errors';
 import { noValidReadings, type IngestService, type ItemError } from '../telemetry/ingest-service';
 import { isGzip, TooManyReadings } from '../telemetry/ingest-input';
 import {
@@ -52,10 +54,25 @@ const fromError = (err: AppError): Refusal => ({
   rejected: err instanceof TooManyReadings ? err.count : 1,
 });
 
+/**
+ * A store's failure as the 503 it amounts to, or null when unexpected. Redis unavailable is one
+ * whichever write met it: the ingest service says so itself, the rejects list's write does not.
+ */
+const asRefusal = (err: unknown): AppError | null =>
+  err instanceof AppError
+    ? err
+    : isRedisUnavailable(err)
+      ? redisUnavailable('Redis is not available to store MQTT messages; retrying')
+      : null;
+
 export class MqttMessageHandler {
   /** Why storage last refused, for the log line when the gate closes. */
   private lastCause = '';
   private readonly gate: RetryGate;
+  // Each of up to MQTT_RECEIVE_MAXIMUM messages in flight fails an attempt of its own: an outage,
+  // or a fault that repeats, is a line an interval, not one an attempt.
+  private readonly unavailable: RepeatedErrorLog;
+  private readonly unexpected: RepeatedErrorLog;
 
   constructor(
     private readonly deps: {
@@ -69,6 +86,8 @@ export class MqttMessageHandler {
     },
   ) {
     const { log } = deps;
+    this.unavailable = new RepeatedErrorLog({ logger: log, level: 'warn' });
+    this.unexpected = new RepeatedErrorLog({ logger: log });
     this.gate = new RetryGate({
       ...RETRY,
       onClose: () =>
@@ -231,12 +250,13 @@ export class MqttMessageHandler {
     }
   }
 
+  /** Counts the retry by its cause; logs an error that is not an AppError (whose maker logs it). */
   private onStoreFailed(err: unknown): void {
-    const cause = err instanceof AppError ? err.code : 'unexpected_error';
-    if (!(err instanceof AppError)) {
-      this.deps.log.error({ err }, 'MQTT store failed unexpectedly; retrying');
-    }
+    const refusal = asRefusal(err);
+    const cause = refusal?.code ?? 'unexpected_error';
     this.lastCause = cause;
     this.deps.metrics.onStoreRetry(cause);
+    if (!refusal) this.unexpected.log(err, { cause }, 'MQTT store failed unexpectedly; retrying');
+    else if (refusal !== err) this.unavailable.log(err, { cause }, refusal.message, cause);
   }
 }
