@@ -14,6 +14,7 @@ import {
   waitForDrained,
   type TestEngine,
 } from './helpers/engine';
+import { capturingLogger } from './helpers/capturing-logger';
 import { OwnRedis } from './helpers/own-redis';
 import { TcpProxy } from './helpers/tcp-proxy';
 import { createTestContext } from './helpers/test-env';
@@ -3314,6 +3315,84 @@ describe('OCPP while PostgreSQL is down', () => {
       await cp.close({ force: true });
     } finally {
       await stop();
+    }
+  });
+});
+
+describe('OCPP log under a charge point that repeats bad messages', () => {
+  test('when a charge point sends many bad messages of a few kinds, then each kind is logged once, with what was wrong, and another charge point is still logged', async () => {
+    const ctx = await createTestContext();
+    const { logger, lines } = capturingLogger();
+    const api = await startTestApi({ ...ctx, logger });
+    const served = await serveTestApiWithOcpp(api);
+    const sockets: WebSocket[] = [];
+    /** A bare WebSocket, sending frames as the probe did; `answer` waits for the next frame. */
+    const connect = async (id: string) => {
+      const socket = new WebSocket(`${served.url.replace('http', 'ws')}/ocpp/${id}`, ['ocpp1.6']);
+      sockets.push(socket);
+      await new Promise<void>((resolve) => socket.once('open', () => resolve()));
+      return (frame: string) =>
+        new Promise<unknown[]>((resolve) => {
+          socket.once('message', (data: Buffer) =>
+            resolve(JSON.parse(data.toString()) as unknown[]),
+          );
+          socket.send(frame);
+        });
+    };
+    const badBoot = (messageId: string) =>
+      `[2,"${messageId}","BootNotification",{"chargePointVendor":"${'V'.repeat(31)}","chargePointModel":"M"}]`;
+    try {
+      const answer = await connect('CP-FLOOD');
+      for (let i = 0; i < 20; i++) {
+        expect((await answer(`[2,"f${i}","FooBar${i}",{}]`))[2]).toBe('NotImplemented');
+        expect((await answer(badBoot(`b${i}`)))[2]).toBe('PropertyConstraintViolation');
+        const status = `{"connectorId":${5000 + i},"errorCode":"NoError","status":"Available"}`;
+        expect((await answer(`[2,"s${i}","StatusNotification",${status}]`))[2]).toBe(
+          'PropertyConstraintViolation',
+        );
+        // Ignored, unanswered: the next CALL's answer says it was read.
+        sockets[0].send(`[5,"u${i}"]`);
+        const sample = `{"timestamp":"2024-06-01T10:00:00Z","sampledValue":[{"value":"abc${i}"}]}`;
+        const values = `{"connectorId":1,"meterValue":[${sample}]}`;
+        expect((await answer(`[2,"m${i}","MeterValues",${values}]`))[0]).toBe(3);
+      }
+      expect((await (await connect('CP-OTHER'))(badBoot('b0')))[2]).toBe(
+        'PropertyConstraintViolation',
+      );
+      const logged = (msg: string) => lines.filter((line) => line.msg === msg);
+      const unknownType =
+        'OCPP message of an unknown type ignored: OCPP-J 1.6 knows CALL (2), CALLRESULT (3) and CALLERROR (4)';
+      const counts = {
+        schema: logged('OCPP message failed its schema').length,
+        refused: logged('OCPP call refused').length,
+        samples: logged('meter value samples rejected').length,
+        unknownType: logged(unknownType).length,
+      };
+      // Two kinds of CP-FLOOD's (any action 1.6 does not know is one), one of CP-OTHER's.
+      expect(counts).toEqual({ schema: 3, refused: 1, samples: 1, unknownType: 1 });
+      const schema = logged('OCPP message failed its schema');
+      expect(schema.map(({ chargePointId, action }) => [chargePointId, action])).toEqual([
+        ['CP-FLOOD', 'FooBar0'],
+        ['CP-FLOOD', 'BootNotification'],
+        ['CP-OTHER', 'BootNotification'],
+      ]);
+      // Each line is the first occurrence, with what was wrong.
+      expect(schema[1].reason).toContain('chargePointVendor');
+      expect(logged('OCPP call refused')[0]).toMatchObject({
+        chargePointId: 'CP-FLOOD',
+        action: 'StatusNotification',
+        reason: expect.stringContaining('got 5000'),
+      });
+      expect(logged('meter value samples rejected')[0]).toMatchObject({
+        meterId: 'CP-FLOOD:1',
+        byReason: { 'non-numeric value': 1 },
+      });
+      expect(logged(unknownType)[0]).toMatchObject({ message: '[5,"u0"]' });
+    } finally {
+      for (const socket of sockets) socket.terminate();
+      await served.close();
+      await api.close();
+      await ctx.cleanup();
     }
   });
 });

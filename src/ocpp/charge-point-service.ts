@@ -213,6 +213,11 @@ export class ChargePointService {
   private readonly checksSkipped: RepeatedErrorLog;
   /** Chargers naming transactions not their own: once an interval, whichever charger. */
   private readonly foreignTransactions: RepeatedErrorLog;
+  /**
+   * Unusable samples, once an interval for each connector and set of reasons: a charger sending
+   * the same bad value in every message wrote a line each.
+   */
+  private readonly samplesRejected: RepeatedErrorLog;
 
   constructor(
     private readonly deps: {
@@ -248,6 +253,7 @@ export class ChargePointService {
     this.openStarts = new OpenTransactionStarts((ids) => deps.transactions.openOnAny(ids));
     this.checksSkipped = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
     this.foreignTransactions = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
+    this.samplesRejected = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
   }
 
   private now(): Date {
@@ -958,7 +964,13 @@ export class ChargePointService {
       const summary = summariseRejects(result.rejects);
       for (const [reason, count] of Object.entries(summary.byReason))
         this.deps.metrics.onSampleRejected(reason, count);
-      this.deps.logger.warn({ meterId, ...summary }, 'meter value samples rejected');
+      const reasons = Object.keys(summary.byReason).sort().join(', ');
+      this.samplesRejected.log(
+        undefined,
+        { meterId, ...summary },
+        'meter value samples rejected',
+        `${meterId} ${reasons}`,
+      );
     }
     return result.readings;
   }
