@@ -1,7 +1,12 @@
 import type { Logger } from './logger';
 
-/** Distinct errors remembered at most: texts are few (a check's name, a connection's error). */
-const REMEMBERED = 100;
+/**
+ * Distinct texts remembered at most, of those seen within an interval (older ones, with nothing
+ * left to count, are forgotten as new ones come). Texts kept per charge point or connector make
+ * thousands where a fleet's chargers share a fault: with 100, each new one forgot another, and
+ * every message was logged again.
+ */
+export const REMEMBERED_ERRORS = 10_000;
 
 /** How often an error that repeats is logged, unless a caller says otherwise. */
 export const REPEATED_ERROR_INTERVAL_MS = 10_000;
@@ -37,6 +42,8 @@ interface Seen {
  */
 export class RepeatedErrorLog {
   private readonly seen = new Map<string, Seen>();
+  /** Texts whose left-out count waits for its interval's end (this log is then `pending`). */
+  private counting = 0;
 
   constructor(
     private readonly deps: {
@@ -74,6 +81,7 @@ export class RepeatedErrorLog {
           () => this.logLeftOut(text),
           seen.loggedAt + this.intervalMs - now,
         ).unref();
+        this.counting += 1;
         pending.add(this);
       }
       // Seen again: the last to be forgotten (a Map keeps the order texts were set in).
@@ -81,36 +89,52 @@ export class RepeatedErrorLog {
       this.seen.set(text, seen);
       return;
     }
-    if (seen?.timer) clearTimeout(seen.timer);
+    if (seen) this.stopCounting(seen);
     this.write(err, fields, message, seen?.leftOut ?? 0);
-    // The longest unseen goes first: a flood of new texts must not reset the ones that repeat.
     this.seen.delete(text);
-    if (this.seen.size >= REMEMBERED) this.forget(this.seen.keys().next().value as string);
+    this.forgetStale(now);
+    // The longest unseen goes first: a flood of new texts must not reset the ones that repeat.
+    if (this.seen.size >= REMEMBERED_ERRORS) this.forget(this.seen.keys().next().value as string);
     this.seen.set(text, { loggedAt: now, leftOut: 0 });
+  }
+
+  /**
+   * Forgets, from the longest unseen on, texts last logged an interval ago with nothing left out:
+   * the next of them logs at once anyway.
+   */
+  private forgetStale(now: number): void {
+    for (const [text, seen] of this.seen) {
+      if (seen.timer || now - seen.loggedAt < this.intervalMs) return;
+      this.seen.delete(text);
+    }
+  }
+
+  private stopCounting(seen: Seen): void {
+    if (!seen.timer) return;
+    clearTimeout(seen.timer);
+    seen.timer = undefined;
+    this.counting -= 1;
+    if (this.counting === 0) pending.delete(this);
   }
 
   /** Writes every count not yet written (at exit: see `pending`). */
   flush(): void {
-    for (const [text, seen] of this.seen) {
-      if (seen.timer) clearTimeout(seen.timer);
-      this.logLeftOut(text);
-    }
-    pending.delete(this);
+    for (const text of this.seen.keys()) this.logLeftOut(text);
   }
 
   /** At an interval's end: the last occurrence left out, with how many were. */
   private logLeftOut(text: string): void {
     const seen = this.seen.get(text);
     if (!seen?.last) return;
+    this.stopCounting(seen);
     this.write(seen.last.err, seen.last.fields, seen.last.message, seen.leftOut);
     this.seen.set(text, { loggedAt: this.now(), leftOut: 0 });
-    if (![...this.seen.values()].some((s) => s.timer)) pending.delete(this);
   }
 
   /** Forgets a text, saying first how many of it were left out, if any. */
   private forget(text: string): void {
     const seen = this.seen.get(text);
-    if (seen?.timer) clearTimeout(seen.timer);
+    if (seen) this.stopCounting(seen);
     if (seen?.last && seen.leftOut > 0) {
       this.write(seen.last.err, seen.last.fields, seen.last.message, seen.leftOut);
     }

@@ -3355,6 +3355,11 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
         const sample = `{"timestamp":"2024-06-01T10:00:00Z","sampledValue":[{"value":"abc${i}"}]}`;
         const values = `{"connectorId":1,"meterValue":[${sample}]}`;
         expect((await answer(`[2,"m${i}","MeterValues",${values}]`))[0]).toBe(3);
+        // Answered, with what is wrong logged: a clock before 1970, a transaction never started.
+        const oldStatus = `{"connectorId":1,"errorCode":"NoError","status":"Available","timestamp":"1969-01-01T00:00:00Z"}`;
+        expect((await answer(`[2,"t${i}","StatusNotification",${oldStatus}]`))[0]).toBe(3);
+        const stop = `{"transactionId":${990_000 + i},"meterStop":5,"timestamp":"2024-06-01T10:00:00Z"}`;
+        expect((await answer(`[2,"x${i}","StopTransaction",${stop}]`))[0]).toBe(3);
       }
       expect((await (await connect('CP-OTHER'))(badBoot('b0')))[2]).toBe(
         'PropertyConstraintViolation',
@@ -3367,9 +3372,20 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
         refused: logged('OCPP call refused').length,
         samples: logged('meter value samples rejected').length,
         unknownType: logged(unknownType).length,
+        clock: logged('StatusNotification timestamp not usable: status taken as of now').length,
+        stop: logged(
+          'StopTransaction for a transaction this charge point never started: readings dropped',
+        ).length,
       };
       // Two kinds of CP-FLOOD's (any action 1.6 does not know is one), one of CP-OTHER's.
-      expect(counts).toEqual({ schema: 3, refused: 1, samples: 1, unknownType: 1 });
+      expect(counts).toEqual({
+        schema: 3,
+        refused: 1,
+        samples: 1,
+        unknownType: 1,
+        clock: 1,
+        stop: 1,
+      });
       const schema = logged('OCPP message failed its schema');
       expect(schema.map(({ chargePointId, action }) => [chargePointId, action])).toEqual([
         ['CP-FLOOD', 'FooBar0'],

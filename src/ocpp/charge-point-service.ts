@@ -214,10 +214,11 @@ export class ChargePointService {
   /** Chargers naming transactions not their own: once an interval, whichever charger. */
   private readonly foreignTransactions: RepeatedErrorLog;
   /**
-   * Unusable samples, once an interval for each connector and set of reasons: a charger sending
-   * the same bad value in every message wrote a line each.
+   * What a charger does wrong message after message (unusable samples, a clock ahead, a stop of a
+   * transaction it never started), once an interval for each charge point or connector and kind:
+   * a charger sending the same bad value in every message wrote a line each.
    */
-  private readonly samplesRejected: RepeatedErrorLog;
+  private readonly faults: RepeatedErrorLog;
 
   constructor(
     private readonly deps: {
@@ -253,7 +254,17 @@ export class ChargePointService {
     this.openStarts = new OpenTransactionStarts((ids) => deps.transactions.openOnAny(ids));
     this.checksSkipped = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
     this.foreignTransactions = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
-    this.samplesRejected = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
+    this.faults = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
+  }
+
+  /** A charger's fault at `where` (a charge point, a connector), logged once an interval per kind. */
+  private warnFault(
+    where: string,
+    kind: string,
+    fields: Record<string, unknown>,
+    message: string,
+  ): void {
+    this.faults.log(undefined, fields, message, `${where} ${message} ${kind}`);
   }
 
   private now(): Date {
@@ -282,7 +293,9 @@ export class ChargePointService {
       return { at, asOfNow: false, reported: at };
     }
     if (checked.failure.error === 'timestamp_in_future') {
-      this.deps.logger.warn(
+      this.warnFault(
+        chargePointId,
+        '',
         { chargePointId, timestamp, reason: checked.failure.message },
         'transaction timestamp ahead of the clock: taken as of now',
       );
@@ -412,7 +425,9 @@ export class ChargePointService {
     if (!timestamp) return now;
     const checked = this.checkInstant(timestamp);
     if (checked.ok) return new Date(Math.min(checked.value, now.getTime()));
-    this.deps.logger.warn(
+    this.warnFault(
+      chargePointId,
+      checked.failure.error,
       { chargePointId, timestamp, reason: checked.failure.message },
       'StatusNotification timestamp not usable: status taken as of now',
     );
@@ -617,7 +632,9 @@ export class ChargePointService {
     const known = await this.deps.transactions.get(req.transactionId);
     if (!known || known.chargePointId !== chargePointId) {
       // Nothing to attach its readings to: answer, so the charge point does not resend for ever.
-      this.deps.logger.warn(
+      this.warnFault(
+        chargePointId,
+        '',
         { chargePointId, transactionId: req.transactionId },
         'StopTransaction for a transaction this charge point never started: readings dropped',
       );
@@ -933,7 +950,9 @@ export class ChargePointService {
     const dropped = countBy(leftOut);
     for (const [reason, count] of dropped) this.deps.metrics.onSampleRejected(reason, count);
     if (leftOut.length > 0) {
-      this.deps.logger.warn(
+      this.warnFault(
+        meterId,
+        [...dropped.keys()].sort().join(', '),
         {
           meterId,
           dropped: leftOut.length,
@@ -965,12 +984,7 @@ export class ChargePointService {
       for (const [reason, count] of Object.entries(summary.byReason))
         this.deps.metrics.onSampleRejected(reason, count);
       const reasons = Object.keys(summary.byReason).sort().join(', ');
-      this.samplesRejected.log(
-        undefined,
-        { meterId, ...summary },
-        'meter value samples rejected',
-        `${meterId} ${reasons}`,
-      );
+      this.warnFault(meterId, reasons, { meterId, ...summary }, 'meter value samples rejected');
     }
     return result.readings;
   }
@@ -1007,13 +1021,15 @@ export class ChargePointService {
     } catch (err) {
       if (!(err instanceof AppError) || err.statusCode === 503) throw new NotStoredError(err);
       // Refused for good (a 4xx): resending would not help.
-      this.deps.logger.warn({ meterId, err }, 'OCPP readings refused');
+      this.warnFault(meterId, err.code, { meterId, err }, 'OCPP readings refused');
       return;
     }
     if (outcome.kind === 'batch' && outcome.errors.length > 0) {
       // Invalid readings are not stored, and resending them would not help: log how many, and
       // the first few (a message of many thousands made a line of megabytes).
-      this.deps.logger.warn(
+      this.warnFault(
+        meterId,
+        'some',
         {
           meterId,
           refused: outcome.errors.length,

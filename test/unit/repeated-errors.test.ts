@@ -1,4 +1,4 @@
-import { RepeatedErrorLog } from '../../src/repeated-errors';
+import { REMEMBERED_ERRORS, RepeatedErrorLog } from '../../src/repeated-errors';
 import { capturingLogger } from '../helpers/capturing-logger';
 
 describe('a repeated error', () => {
@@ -83,15 +83,26 @@ describe('an outage shorter than the interval', () => {
 });
 
 describe('a repeated error forgotten', () => {
-  test('when a text with repeats left out is forgotten for a hundred new ones, then its count is logged first', () => {
+  test('when a text with repeats left out is forgotten for as many new ones as are remembered, then its count is logged first', () => {
     const { logger, lines } = capturingLogger();
-    let now = 0;
+    const now = 0;
     const log = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn', now: () => now });
     const down = new Error('connect ECONNREFUSED');
     log.log(down, {}, 'outage');
     log.log(down, {}, 'outage');
-    for (let i = 0; i < 100; i += 1, now += 1) log.log(new Error(`D-${i}`), {}, 'one-off');
+    for (let i = 0; i < REMEMBERED_ERRORS; i += 1) log.log(new Error(`D-${i}`), {}, 'one-off');
     expect(lines.filter((l) => l.msg === 'outage').map((l) => l.repeated)).toEqual([undefined, 1]);
+  });
+
+  test('when more charge points than were once remembered each repeat a fault, then each is still once an interval', () => {
+    const { logger, lines } = capturingLogger();
+    let now = 0;
+    const log = new RepeatedErrorLog({ logger, intervalMs: 10_000, level: 'warn', now: () => now });
+    // 1,000 chargers, a bad message each every second for 5 s: 100 texts forgot each other.
+    for (let second = 0; second < 5; second += 1, now += 1000) {
+      for (let cp = 0; cp < 1000; cp += 1) log.log(undefined, {}, 'refused', `CP-${cp} refused`);
+    }
+    expect(lines).toHaveLength(1000);
   });
 });
 
