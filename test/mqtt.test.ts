@@ -35,7 +35,7 @@ import {
   type TestMqtt,
 } from './helpers/mqtt';
 import { envFor, startProcess } from './helpers/processes';
-import { createTestContext, type TestContext } from './helpers/test-env';
+import { createTestContext, deleteKeys, type TestContext } from './helpers/test-env';
 
 jest.setTimeout(60_000);
 
@@ -609,6 +609,44 @@ describe('a kept session', () => {
       await again.close();
     }
   });
+});
+
+describe('MQTT_SHARED_SUBSCRIPTION switched', () => {
+  test.each([
+    ['off', 'on'],
+    ['on', 'off'],
+  ] as const)(
+    'when the engine comes back with it switched from %s to %s under the same client id, then each message comes once (the session kept the other form)',
+    async (from, to) => {
+      // A share group of its own (REDIS_PREFIX names it): no other test's session takes a share.
+      const redisPrefix = `${ctx.config.redisPrefix}-sw${from}`;
+      const first = await startConsumer(`switched-${from}`, {
+        redisPrefix,
+        mqttSharedSubscription: from,
+      });
+      await first.close();
+      const again = await startConsumer(`switched-${from}`, {
+        redisPrefix,
+        mqttSharedSubscription: to,
+      });
+      try {
+        for (let i = 0; i < 3; i += 1) {
+          await publisher.publishAsync(
+            `${prefix}/meters/M-switched-${from}`,
+            JSON.stringify(meter(undefined, 100 + i)),
+            { qos: 1 },
+          );
+        }
+        await waitFor(async () => again.service.intake.delivered >= 3, 10_000, 'the 3 messages');
+        // A second copy of each would follow the first at once; give it the time to.
+        await new Promise((r) => setTimeout(r, 500));
+        expect(again.service.intake.delivered).toBe(3);
+      } finally {
+        await again.close();
+        await deleteKeys(ctx.redis, redisPrefix);
+      }
+    },
+  );
 });
 
 describe('PUBACK after store (the mqtt.js mechanism, checked on the wire)', () => {

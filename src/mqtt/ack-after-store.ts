@@ -58,6 +58,8 @@ export interface AckAfterStoreOptions {
   password?: string;
   /** Topic filter subscribed at QoS 1 on every connection. */
   subscription: string;
+  /** A filter the kept session may hold from an earlier setting: unsubscribed on every connection. */
+  formerSubscription?: string | null;
   receiveMaximum: number;
   sessionExpiryS: number;
   handle: MessageHandler;
@@ -426,6 +428,9 @@ class Subscriber implements AckAfterStoreSubscriber {
     // Subscribed again even with a session kept: the session may hold another subscription (an
     // earlier MQTT_TOPIC_PREFIX), and renewing the same one changes nothing. Ready once it is.
     this.subscribed = false;
+    if (o.formerSubscription) {
+      void client.unsubscribeAsync(o.formerSubscription).catch(() => undefined);
+    }
     if (this.unsubscribed) void client.unsubscribeAsync(o.subscription).catch(() => undefined);
     else this.subscribe(client.stream);
   }

@@ -111,10 +111,10 @@ export function startMqttIntake({
   logger: Logger;
 }): MqttIntake {
   const log = logger.child({ module: 'mqtt' });
-  const topics = createMqttTopics(
-    config.mqttTopicPrefix,
-    config.mqttSharedSubscription === 'on' ? config.redisPrefix : null,
-  );
+  const topics = createMqttTopics(config.mqttTopicPrefix, {
+    group: config.redisPrefix,
+    shared: config.mqttSharedSubscription === 'on',
+  });
   const clientId = mqttClientId(config, role);
   let subscriber: AckAfterStoreSubscriber | null = null;
   const metrics: MqttMetrics = createMqttMetrics(registry, {
@@ -141,6 +141,7 @@ export function startMqttIntake({
     username: config.mqttUsername || undefined,
     password: config.mqttPassword || undefined,
     subscription: topics.subscription,
+    formerSubscription: topics.formerSubscription,
     receiveMaximum: config.mqttReceiveMaximum,
     sessionExpiryS: config.mqttSessionExpiryS,
     handle: (message) => handleWithin(limit, messages, message),

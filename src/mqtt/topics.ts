@@ -16,6 +16,11 @@ export type TopicKind = 'readings' | DeviceKind['type'] | 'unknown';
 export interface MqttTopics {
   /** What the engine subscribes to: every topic under the prefix (shared by the group, if one). */
   readonly subscription: string;
+  /**
+   * The other form, plain or shared, which a kept session may still hold from an earlier
+   * MQTT_SHARED_SUBSCRIPTION: with both, every message came twice. Null without a group.
+   */
+  readonly formerSubscription: string | null;
   readonly readings: string;
   /** The topic forms, for messages: `energy/v1/readings`, `energy/v1/meters/{meterId}`, ... */
   readonly forms: readonly string[];
@@ -28,16 +33,22 @@ export const topicKind = (route: TopicRoute | null): TopicKind =>
   route === null ? 'unknown' : route.kind === 'readings' ? 'readings' : route.device.type;
 
 /**
- * `shareGroup` names the shared subscription (`$share/{group}/...`): every engine process of one
+ * `group` names the shared subscription (`$share/{group}/...`): every engine process of one
  * deployment (one REDIS_PREFIX) is in the same group, so the broker hands each message to one.
- * Null: a plain subscription, for a deployment with one consuming process.
+ * Not `shared`: a plain subscription, for a deployment with one consuming process.
  */
-export function createMqttTopics(prefix: string, shareGroup: string | null): MqttTopics {
+export function createMqttTopics(
+  prefix: string,
+  { group, shared }: { group: string | null; shared: boolean },
+): MqttTopics {
+  const plain = `${prefix}/#`;
+  const sharedForm = group === null ? null : `$share/${group}/${plain}`;
   const byPlural = new Map<string, DeviceKind>(DEVICE_KINDS.map((k) => [k.plural, k]));
   const readings = `${prefix}/readings`;
   const levels = prefix.split('/').length;
   return {
-    subscription: shareGroup === null ? `${prefix}/#` : `$share/${shareGroup}/${prefix}/#`,
+    subscription: shared && sharedForm ? sharedForm : plain,
+    formerSubscription: sharedForm && (shared ? plain : sharedForm),
     readings,
     forms: [readings, ...DEVICE_KINDS.map((k) => `${prefix}/${k.plural}/{${k.idField}}`)],
     device: (kind, id) => `${prefix}/${kind.plural}/${id}`,

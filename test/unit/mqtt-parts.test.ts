@@ -11,7 +11,7 @@ const never = new AbortController().signal;
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe('MQTT topics', () => {
-  const topics = createMqttTopics('energy/v1', 'energy');
+  const topics = createMqttTopics('energy/v1', { group: 'energy', shared: true });
 
   test('when the topics are derived from the device kinds, then each kind has its form and the subscription is shared', () => {
     expect(topics.subscription).toBe('$share/energy/energy/v1/#');

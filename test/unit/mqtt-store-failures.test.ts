@@ -35,7 +35,7 @@ async function rejectMany(redis: RedisClient) {
   const { logger, lines } = capturingLogger();
   const registry = new Registry();
   const handler = new MqttMessageHandler({
-    topics: createMqttTopics('energy/v1', null),
+    topics: createMqttTopics('energy/v1', { group: null, shared: false }),
     // Not reached: an unknown topic is refused before its payload is read.
     ingestService: {} as IngestService,
     rejects: new RejectLog(redis, 'test:mqtt:rejects'),
