@@ -181,6 +181,19 @@ describe('the API document', () => {
     expect(headers('/health/ready', 'get', 503)).toEqual([]);
   });
 
+  test('when node:http refuses a request before any route (headers too large, too slow, an unknown Expect), then every operation documents it', async () => {
+    const document = (await request(engine.api.app).get('/openapi.json').expect(200)).body;
+    for (const [path, methods] of Object.entries(document.paths as Record<string, object>)) {
+      for (const [method, op] of Object.entries(methods as Record<string, { responses: object }>)) {
+        expect([path, method, Object.keys(op.responses)]).toEqual([
+          path,
+          method,
+          expect.arrayContaining(['408', '417', '431']),
+        ]);
+      }
+    }
+  });
+
   test("when a keyed route declares its own 400, then the document's 400 still lists every cause of it", async () => {
     const document = (await request(engine.api.app).get('/openapi.json').expect(200)).body;
     const keyed = Object.entries(

@@ -127,8 +127,11 @@ export function serveIgnoringUpgrade(
   server.emit('connection', socket);
 }
 
-/** What node:http refuses before Express sees a request, answered in JSON like every error. */
-const CLIENT_ERRORS: Record<string, [number, string, string]> = {
+/**
+ * What node:http refuses before Express sees a request, answered in JSON like every error (and
+ * listed on every operation of the OpenAPI document).
+ */
+export const CLIENT_ERRORS: Record<string, [number, string, string]> = {
   HPE_HEADER_OVERFLOW: [
     431,
     'headers_too_large',

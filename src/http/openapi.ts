@@ -5,6 +5,7 @@
  */
 import type { TObject, TSchema } from '@sinclair/typebox';
 import { ErrorBody } from '../schema/primitives';
+import { CLIENT_ERRORS } from './http-server';
 import { JSON_BODY_LIMIT_BYTES, type AnyRoute, type ResponseDeclaration } from './route-contract';
 
 type Json = Record<string, unknown>;
@@ -89,6 +90,10 @@ function response(status: number, declared: ResponseDeclaration, components: Jso
 function implicitResponses(route: AnyRoute): Record<number, ResponseDeclaration> {
   const error = (description: string): ResponseDeclaration => ({ description, schema: ErrorBody });
   const responses: Record<number, ResponseDeclaration> = {};
+  // Any request, before a route sees it: headers too large, a request that did not arrive in time.
+  for (const [status, , message] of Object.values(CLIENT_ERRORS))
+    responses[status] = error(message);
+  responses[417] = error('an Expect header other than 100-continue');
   if (route.params || route.query) responses[400] = error('invalid path or query parameter');
   if (route.body?.read === 'json') {
     responses[400] = error('invalid body, malformed JSON, or invalid path or query parameter');
