@@ -40,8 +40,16 @@ export function createHttpServer(app: Express): Server {
       IncomingMessage: Request as unknown as typeof IncomingMessage,
       ServerResponse: Response as unknown as typeof ServerResponse,
       connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+      // Refused below instead, in JSON: node:http's own answer was a 400 with no body.
+      requireHostHeader: false,
     },
-    app,
+    (req, res) =>
+      hostMissing(req)
+        ? endResponseWithError(res, 400, {
+            error: 'bad_request',
+            message: 'An HTTP/1.1 request needs a Host header',
+          })
+        : app(req, res),
   );
   server.on('clientError', answerClientError);
   // Node answers these itself otherwise: CONNECT by closing the socket unanswered, an Expect
@@ -57,20 +65,32 @@ export function createHttpServer(app: Express): Server {
       'Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS\r\n',
     ),
   );
-  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const body = JSON.stringify({
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+    endResponseWithError(res, 417, {
       error: 'expectation_failed',
       message: `Expect: ${req.headers.expect} is not supported; only 100-continue is`,
-      details: [],
-    });
-    res.writeHead(417, {
-      'Content-Type': 'application/json; charset=utf-8',
-      'Content-Length': Buffer.byteLength(body),
-      Connection: 'close',
-    });
-    res.end(body);
-  });
+    }),
+  );
   return server;
+}
+
+/** HTTP/1.1 requires a Host header (RFC 9112 3.2); HTTP/1.0 has none to send. */
+const hostMissing = (req: IncomingMessage) =>
+  req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1;
+
+/** Answers a request node:http refuses before Express with the JSON error body of every other. */
+function endResponseWithError(
+  res: ServerResponse,
+  status: number,
+  { error, message }: { error: string; message: string },
+): void {
+  const body = JSON.stringify({ error, message, details: [] });
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    Connection: 'close',
+  });
+  res.end(body);
 }
 
 /**

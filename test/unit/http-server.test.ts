@@ -62,7 +62,7 @@ describe('createHttpServer', () => {
     expect(JSON.parse(raw.split('\r\n\r\n')[1])).toMatchObject({ error: 'bad_request' });
   });
 
-  test('when a request is a CONNECT, or expects something other than 100-continue, then it gets a JSON error, not a closed socket or an empty 417', async () => {
+  test('when a request is a CONNECT, expects something other than 100-continue, or lacks its Host, then it gets a JSON error, not a closed socket or an empty answer', async () => {
     const { port } = server.address() as AddressInfo;
     const rawAnswer = (request: string) =>
       new Promise<string>((resolve) => {
@@ -84,6 +84,15 @@ describe('createHttpServer', () => {
       error: 'expectation_failed',
       message: 'Expect: foo is not supported; only 100-continue is',
     });
+    // HTTP/1.1 without Host: node:http answered 400 with no body; HTTP/1.0 needs none.
+    const hostless = await rawAnswer('POST /echo HTTP/1.1\r\nContent-Length: 0\r\n\r\n');
+    expect(hostless).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(JSON.parse(hostless.split('\r\n\r\n')[1])).toMatchObject({
+      error: 'bad_request',
+      message: 'An HTTP/1.1 request needs a Host header',
+    });
+    const old = await rawAnswer('POST /echo HTTP/1.0\r\nContent-Length: 0\r\n\r\n');
+    expect(old).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
   });
 
   test('when a client keeps its side open after a CONNECT is answered, then the server closes the socket all the same (no HTTP timeout watches it)', async () => {
