@@ -5,6 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { ConfigError, loadConfig, sharedPortProblem } from '../src/config';
 import { exitOnStartupFailure, repeatsSignal, type SignalTaken } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
@@ -22,13 +24,32 @@ function startChild(name: string, relativeEntry: string): ChildProcess {
   // A process group of its own: Ctrl-C (or a signal to our group) reaches us alone, and we pass
   // it on once; reaching the children too, it came twice, which they take as "exit now".
   // The IPC channel is how the child sees this process go, however it goes (see stopOnSignals).
+  // Its output comes through this process, not the terminal: Node restores a terminal's settings
+  // at exit, and when the terminal had been closed that aborted the child (SIGABRT, or SIGSEGV),
+  // after it had stopped cleanly.
   const child = spawn(process.execPath, args, {
-    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     env: process.env,
     detached: true,
   });
+  passLines(child.stdout, process.stdout);
+  passLines(child.stderr, process.stderr);
   logger.info({ process: name, childPid: child.pid }, `${name} started`);
   return child;
+}
+
+/**
+ * Copies whole lines, so that the two processes' log lines never interleave mid-line. Once `to`
+ * fails (its terminal closed) lines are still read, and dropped: a child writing into a full pipe
+ * would wait for ever.
+ */
+function passLines(from: Readable | null, to: Writable): void {
+  if (!from) return;
+  let failed = false;
+  to.once('error', () => (failed = true));
+  createInterface({ input: from, crlfDelay: Infinity }).on('line', (line) => {
+    if (!failed) to.write(`${line}\n`);
+  });
 }
 
 const command = {
@@ -87,7 +108,8 @@ async function main(): Promise<void> {
   };
 
   for (const [name, child] of children) {
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': once its last lines are passed on too.
+    child.on('close', (code, signal) => {
       children.delete(name);
       if (!stopping) {
         logger.error(

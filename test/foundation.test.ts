@@ -1,5 +1,8 @@
 import { createDb } from '../db/create-db';
+import { spawn } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import request from 'supertest';
 import { freePort } from '../bench/bench-helpers';
 import {
@@ -315,6 +318,54 @@ describe('npm start going away', () => {
     // npm start compiles and migrates before both answer: slow on a loaded machine.
     150_000,
   );
+
+  test('when npm start runs in a terminal, then its processes log through it, not to the terminal, and stop with it when it closes', async () => {
+    const [port, flusherPort] = [await freePort(), await freePort()];
+    const env = {
+      ...process.env,
+      ...envFor(ctx.config, {
+        PORT: String(port),
+        FLUSHER_PORT: String(flusherPort),
+        LOG_LEVEL: 'info',
+      }),
+    };
+    const entry = path.join(__dirname, '..', 'scripts', 'start.ts');
+    // `script` runs it in a terminal of its own (a pseudo-terminal), closed when it is killed.
+    const terminal = spawn(
+      'script',
+      ['-qfec', `${process.execPath} --import tsx ${entry}`, '/dev/null'],
+      {
+        env,
+      },
+    );
+    let output = '';
+    terminal.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    const live = [port, flusherPort].map((p) => `http://127.0.0.1:${p}/health/live`);
+    try {
+      await waitFor(
+        async () => (await answers(live[0])) && (await answers(live[1])),
+        120_000,
+        'the API and the flusher to answer',
+      );
+      const pids = [...output.matchAll(/"childPid":(\d+)/g)].map((m) => m[1]);
+      expect(pids).toHaveLength(2);
+      // Node restores a terminal's settings at exit: with the terminal closed, that aborted them.
+      const terminals = pids.flatMap((pid) =>
+        [0, 1, 2]
+          .map((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`))
+          .filter((f) => f.startsWith('/dev/pts/')),
+      );
+      expect(terminals).toEqual([]);
+      expect(output).toMatch(/"name":"api".*"msg":"API listening/);
+    } finally {
+      terminal.kill('SIGKILL');
+    }
+    await waitFor(
+      async () => !(await answers(live[0])) && !(await answers(live[1])),
+      20_000,
+      'the API and the flusher to stop',
+    );
+  }, 150_000);
 
   test('when npm start is asked to stop again (its processes then exit at once, not cleanly), then it exits 1; one stop delivered twice at once (a terminal and npm) is one clean stop: 0', async () => {
     const { start } = await startedEngine();
