@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 
 export type { Logger };
@@ -48,11 +49,35 @@ export function errorForLog(err: Error): Record<string, unknown> {
  */
 export function logDestination(fd = process.stdout.fd): pino.DestinationStream {
   const destination = pino.destination({ fd, sync: false });
-  destination.on('error', () => {
+  let given = false;
+  const giveUp = (err: NodeJS.ErrnoException) => {
+    if (given) return;
+    given = true;
     const noop = () => true;
     Object.assign(destination, { write: noop, flushSync: noop, end: noop, destroy: noop });
-  });
+    // Said where it can still be read, if anywhere (a full disk behind standard output).
+    tryWrite(2, `log output (fd ${fd}) failed with ${err.code ?? err.message}: logging stops\n`);
+  };
+  destination.on('error', giveUp);
+  // At exit, a failed write still in flight has not said so yet, and sonic-boom 4's flushSync
+  // retries any failure for ever: a write of nothing first finds a closed terminal (EIO).
+  const flushSync = destination.flushSync.bind(destination);
+  destination.flushSync = () => {
+    const failed = tryWrite(fd, '');
+    if (failed) giveUp(failed);
+    else flushSync();
+  };
   return destination;
+}
+
+/** Writes `text` to `fd` at once; the error if it failed. */
+function tryWrite(fd: number, text: string): NodeJS.ErrnoException | null {
+  try {
+    writeSync(fd, text);
+    return null;
+  } catch (err) {
+    return err as NodeJS.ErrnoException;
+  }
 }
 
 /** The root logger of a process; modules take named children of it (`logger.child({ module })`). */

@@ -27,28 +27,43 @@ describe('errorForLog', () => {
 });
 
 describe('a log that cannot be written', () => {
-  test('when standard output fails (a closed terminal), then the process still logs on and exits', async () => {
-    // Opened for reading only: every write to it fails, as one to a closed terminal does (EIO).
-    const file = path.join(os.tmpdir(), `unwritable-log-${process.pid}`);
-    closeSync(openSync(file, 'w'));
-    const unwritable = openSync(file, 'r');
-    const script = `
-      const { createLogger } = require(${JSON.stringify(path.join(__dirname, '../../src/logger'))});
-      const logger = createLogger({ level: 'info', name: 'test' });
-      logger.info('stopping');
-      setTimeout(() => { logger.info('stopped cleanly'); process.exit(0); }, 200);
-    `;
-    const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], {
-      stdio: ['ignore', unwritable, 'pipe'],
-    });
-    closeSync(unwritable);
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    // Before: the failed write was thrown, and pino's flush at exit retried it for ever.
-    const hung = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    const code = await exited;
-    clearTimeout(hung);
-    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-  }, 20_000);
+  test.each([
+    [
+      'after its failure was seen',
+      "logger.info('stopping'); setTimeout(() => { logger.info('stopped cleanly'); process.exit(0); }, 200);",
+    ],
+    [
+      'before its failure was seen',
+      "logger.info('stopping'); logger.info('stopped cleanly'); process.exit(0);",
+    ],
+  ])(
+    'when standard output fails (a closed terminal) and the process exits %s, then it exits, saying on stderr that logging stopped',
+    async (_when, steps) => {
+      // Opened for reading only: every write to it fails, as one to a closed terminal does (EIO).
+      const file = path.join(os.tmpdir(), `unwritable-log-${process.pid}`);
+      closeSync(openSync(file, 'w'));
+      const unwritable = openSync(file, 'r');
+      const script = `
+        const { createLogger } = require(${JSON.stringify(path.join(__dirname, '../../src/logger'))});
+        const logger = createLogger({ level: 'info', name: 'test' });
+        ${steps}
+      `;
+      const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], {
+        stdio: ['ignore', unwritable, 'pipe'],
+      });
+      closeSync(unwritable);
+      let stderr = '';
+      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      // Before: the failed write was thrown, and pino's flush at exit retried it for ever.
+      const hung = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(hung);
+      expect({ code, stderr }).toEqual({
+        code: 0,
+        stderr: 'log output (fd 1) failed with EBADF: logging stops\n',
+      });
+    },
+    20_000,
+  );
 });
