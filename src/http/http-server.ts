@@ -143,8 +143,16 @@ export function serveIgnoringUpgrade(
     }
   }
   // Header bytes as they came: node:http reads them as latin1.
-  socket.unshift(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), head]));
-  server.emit('connection', socket);
+  const refeed = () => {
+    if (socket.destroyed) return;
+    socket.unshift(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), head]));
+    server.emit('connection', socket);
+  };
+  // Pipelined behind a request still being answered: taken up once that answer is sent (given to
+  // the server while it was being answered, this one's answer waited for ever).
+  const answering = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (answering && !answering.writableFinished) answering.once('finish', refeed);
+  else refeed();
 }
 
 /**

@@ -125,6 +125,7 @@ describe('a request asking to switch to another protocol than WebSocket', () => 
       res.status(201).json({ body: req.body as unknown, upgrade: req.headers.upgrade ?? null });
     });
     app.get('/ping', (_req, res) => res.json({ pong: true }));
+    app.get('/slow', (_req, res) => setTimeout(() => res.json({ slow: true }), 300));
     const server = createHttpServer(app);
     // As the OCPP endpoint: with an 'upgrade' listener, node:http hands it every Upgrade.
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
@@ -151,6 +152,24 @@ describe('a request asking to switch to another protocol than WebSocket', () => 
       expect(answers.map((a) => a.slice(0, 3))).toEqual(['201', '200']);
       expect(answers[0]).toContain('{"body":{"kwh":1.5},"upgrade":null}');
       expect(answers[1]).toContain('{"pong":true}');
+      // Pipelined behind a request still being answered, it is answered after it.
+      const behind = await new Promise<string>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () =>
+          socket.write(
+            'GET /slow HTTP/1.1\r\nHost: x\r\n\r\n' +
+              'GET /ping HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: h2c\r\n\r\n',
+          ),
+        );
+        let text = '';
+        socket.on('data', (d) => (text += d.toString()));
+        socket.on('close', () => resolve(text));
+      });
+      expect(
+        behind
+          .split(/HTTP\/1\.1 (?=\d{3} )/)
+          .filter(Boolean)
+          .map((a) => a.slice(-13)),
+      ).toEqual(['{"slow":true}', '{"pong":true}']);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
