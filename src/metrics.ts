@@ -274,7 +274,7 @@ export function createQueueLossMetrics(registry: Registry): (readingsWaiting: nu
   });
   const readings = new Counter({
     name: 'energy_queue_readings_lost_total',
-    help: "Readings waiting at the flusher's look before it found Redis gone back in time (up to 5 s earlier): about as many acknowledged readings lost, fewer if some came back from a snapshot (the error log says how many did)",
+    help: "Readings waiting at the flusher's look before it found Redis gone back in time: about as many acknowledged readings lost (not exactly: some may have been flushed before the loss, and readings accepted after that look are lost too); every flusher counts the same loss",
     registers: [registry],
   });
   return (waiting) => {

@@ -13,7 +13,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function restartWith(
   args: string[],
   beforeKill: (redis: RedisClient) => Promise<void>,
-  watchers = 1,
+  {
+    watchers = 1,
+    keepLookMs,
+    downMs = 0,
+  }: { watchers?: number; keepLookMs?: number; downMs?: number } = {},
 ) {
   const own = await OwnRedis.create(args);
   const redis = createRedis({ redisUrl: own.url, redisClusterNodes: '' }, 'command');
@@ -31,11 +35,13 @@ async function restartWith(
         logger,
         onLoss: (waiting) => losses.push(waiting),
         intervalMs: 50,
+        keepLookMs,
       }),
     );
     await sleep(300);
     await beforeKill(redis);
     await own.kill();
+    await sleep(downMs);
     await own.start();
     await waitForRedis(redis, 10_000);
     // Well past the watch's interval and ioredis's reconnection.
@@ -63,9 +69,17 @@ describe('a Redis that lost the queue', () => {
   });
 
   test('when several flushers watch, then each says so and counts it, not only the first to look', async () => {
-    const { losses, lines } = await restartWith(['--appendonly', 'no'], nothing, 3);
+    const { losses, lines } = await restartWith(['--appendonly', 'no'], nothing, { watchers: 3 });
     expect(losses).toEqual([42, 42, 42]);
     expect(lines.filter((l) => l.level === 50)).toHaveLength(3);
+  });
+
+  test('when Redis comes back empty after longer than a look is kept, then the loss is still noticed', async () => {
+    const { losses } = await restartWith(['--appendonly', 'no'], nothing, {
+      keepLookMs: 200,
+      downMs: 500,
+    });
+    expect(losses).toEqual([42]);
   });
 
   test('when Redis restarts from an older snapshot (no appendonly), then the loss is noticed although the shard is not empty', async () => {

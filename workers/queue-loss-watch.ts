@@ -3,7 +3,8 @@ import type { Logger } from '../src/logger';
 import type { RedisClient } from '../src/redis';
 import type { QueueShardKeys } from '../src/redis-keys';
 
-const LOOK_INTERVAL_MS = 5000;
+/** More often than TOLERATED_MS: Redis losing the last look must not be going back further. */
+const LOOK_INTERVAL_MS = 1000;
 
 /**
  * How far back Redis may go without a loss being said: `appendfsync everysec` may lose the last
@@ -17,20 +18,24 @@ const KEEP_LOOK_MS = 3_600_000;
 
 /**
  * Returns when this watcher last looked at the shard ('0' if never or forgotten), by Redis's own
- * clock, then records this look's time, and the backlog counter read in the same moment. Each
- * watcher keeps its own look: with one shared, the first flusher to look after a loss recorded
- * the time anew, and the others found nothing wrong.
+ * clock, then records this look's time; also the backlog counter read in the same moment, and
+ * when the looks began (`first`, set once and never forgotten: a Redis back empty after longer
+ * than a look is kept still shows by it). Each watcher keeps its own look: with one shared, the
+ * first flusher to look after a loss recorded the time anew, and the others found nothing wrong.
  */
 const LOOK = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSETNX', KEYS[1], 'first', now)
 local before = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
 redis.call('HSET', KEYS[1], ARGV[1], now)
 local looks = redis.call('HGETALL', KEYS[1])
 for i = 1, #looks, 2 do
-  if tonumber(looks[i + 1]) < now - tonumber(ARGV[2]) then redis.call('HDEL', KEYS[1], looks[i]) end
+  if looks[i] ~= 'first' and tonumber(looks[i + 1]) < now - tonumber(ARGV[2]) then
+    redis.call('HDEL', KEYS[1], looks[i])
+  end
 end
-return {before, now, redis.call('GET', KEYS[2]) or '0'}
+return {before, now, redis.call('GET', KEYS[2]) or '0', redis.call('HGET', KEYS[1], 'first')}
 `;
 
 type RedisWithLook = RedisClient & {
@@ -39,7 +44,7 @@ type RedisWithLook = RedisClient & {
     backlog: string,
     watcher: string,
     keepMs: number,
-  ): Promise<[string, number, string]>;
+  ): Promise<[string, number, string, string]>;
 };
 
 /**
@@ -60,22 +65,28 @@ export function startQueueLossWatch(deps: {
   logger: Logger;
   onLoss: (readingsWaitingBefore: number) => void;
   intervalMs?: number;
+  /** How long a look is kept; KEEP_LOOK_MS unless a test says otherwise. */
+  keepLookMs?: number;
 }): () => void {
   deps.redis.defineCommand('lookForQueueLoss', { numberOfKeys: 2, lua: LOOK });
   const redis = deps.redis as RedisWithLook;
   const watcher = randomUUID();
-  let last: { atMs: number; backlog: number } | null = null;
+  const keepLookMs = deps.keepLookMs ?? KEEP_LOOK_MS;
+  let last: { atMs: number; backlog: number; first: string } | null = null;
   let looking = false;
   const look = async () => {
-    const [before, atMs, backlog] = await redis.lookForQueueLoss(
+    const [before, atMs, backlog, first] = await redis.lookForQueueLoss(
       deps.shard.looks,
       deps.shard.backlogReadings,
       watcher,
-      KEEP_LOOK_MS,
+      keepLookMs,
     );
-    // A look before that was forgotten (this process stopped for as long) tells nothing.
-    const remembered = last !== null && atMs - last.atMs < KEEP_LOOK_MS;
-    if (last && remembered && Number(before) < last.atMs - TOLERATED_MS) {
+    // A look before that was forgotten (this process stopped for as long) tells nothing of itself.
+    const remembered = last !== null && atMs - last.atMs < keepLookMs;
+    const wentBack =
+      last !== null &&
+      (first !== last.first || (remembered && Number(before) < last.atMs - TOLERATED_MS));
+    if (last && wentBack) {
       const since = Number(before) > 0 ? new Date(Number(before)).toISOString() : 'ever';
       const waited = last.backlog;
       deps.logger.error(
@@ -84,7 +95,7 @@ export function startQueueLossWatch(deps: {
       );
       deps.onLoss(waited);
     }
-    last = { atMs, backlog: Number(backlog) };
+    last = { atMs, backlog: Number(backlog), first };
   };
   const timer = setInterval(() => {
     // One look at a time: two finishing out of order would look like going back in time.
