@@ -260,7 +260,9 @@ export async function checkReplicas(redis: RedisClient, wanted: number): Promise
 }
 
 /** checkReplicas' answer that the replicas are not there (not that asking for them failed). */
-export class ReplicasLacking extends Error {}
+export class ReplicasLacking extends Error {
+  override name = 'ReplicasLacking';
+}
 
 /**
  * Why Redis may lose accepted readings by evicting keys (a `maxmemory` is set and its

@@ -1,4 +1,4 @@
-import { TimeoutError, withTimeout } from '../with-timeout';
+import { DeadlineError, withTimeout } from '../with-timeout';
 import { AppError, redisUnavailable, type ErrorDetail } from '../errors';
 import {
   parseIngestText,
@@ -56,7 +56,7 @@ const ENQUEUE_TIMEOUT_MS = 1000;
  * land: the client must send the same readings again (stored once), not count them as not stored.
  */
 const enqueueRefusal = (err: unknown) =>
-  err instanceof TimeoutError
+  err instanceof DeadlineError
     ? `The ingest queue (Redis) did not answer within ${ENQUEUE_TIMEOUT_MS} ms: the readings may have been stored or not; send them again as they are (a reading sent twice is stored once)`
     : 'The ingest queue (Redis) is not available; retry shortly';
 

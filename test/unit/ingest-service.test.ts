@@ -2,7 +2,7 @@ import { createLogger } from '../../src/logger';
 import type { IngestAdmission } from '../../src/telemetry/admission';
 import { IngestService } from '../../src/telemetry/ingest-service';
 import { createReadingValidator } from '../../src/telemetry/validation';
-import { TimeoutError } from '../../src/with-timeout';
+import { DeadlineError } from '../../src/with-timeout';
 import { capturingLogger } from '../helpers/capturing-logger';
 
 const valid = { meterId: 'M-1', kwhConsumedAc: 1, voltage: 230, timestamp: '2024-04-01T00:00:00Z' };
@@ -63,7 +63,7 @@ test('when Redis refuses every store under load, then the refusals are one warni
 test('when a store passes its deadline, then the 503 says the readings may have been stored and to send them again, not that Redis is unavailable', async () => {
   const service = serviceWith({
     // A write sent to a slow Redis lands after the deadline: the client must not take it as lost.
-    storeBatches: () => Promise.reject(new TimeoutError('enqueue took longer than 1000 ms')),
+    storeBatches: () => Promise.reject(new DeadlineError('enqueue took longer than 1000 ms')),
     logger: createLogger({ level: 'silent', name: 'unit' }),
   });
   await expect(service.ingest({ kind: 'single', value: valid })).rejects.toMatchObject({
