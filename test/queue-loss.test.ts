@@ -64,7 +64,8 @@ describe('a Redis that lost the queue', () => {
     const errors = lines.filter((l) => l.level === 50);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ readingsWaitingBefore: 42, shard: 0, lostSince: 'ever' });
-    expect(errors[0].msg).toContain("about the 42 waiting at this flusher's look before");
+    expect(errors[0].msg).toContain("lost the ingest queue's data, all its data");
+    expect(errors[0].msg).toContain("42 were waiting at this flusher's look before");
     expect(errors[0].msg).toContain('appendonly yes');
   });
 

@@ -89,9 +89,10 @@ export function startQueueLossWatch(deps: {
     if (last && wentBack) {
       const since = Number(before) > 0 ? new Date(Number(before)).toISOString() : 'ever';
       const waited = last.backlog;
+      const lost = since === 'ever' ? 'all its data' : `its data since ${since}`;
       deps.logger.error(
         { shard: deps.shard.shard, lostSince: since, readingsWaitingBefore: waited },
-        `Redis lost the ingest queue's data since ${since} (restarted without appendonly or from an older snapshot, flushed, or failed over to a replica behind it): readings acknowledged since then and not yet flushed are lost, about the ${waited} waiting at this flusher's look before (not exactly: some may have been flushed before the loss, and readings accepted after that look are lost too). Run Redis with appendonly yes`,
+        `Redis lost the ingest queue's data, ${lost} (restarted without appendonly or from an older snapshot, flushed, or failed over to a replica behind it): readings acknowledged and not yet flushed are lost. ${waited} were waiting at this flusher's look before, a second or less before the loss: all of them lost while flushers were stalled, few while they kept up; and those accepted since. Run Redis with appendonly yes`,
       );
       deps.onLoss(waited);
     }
