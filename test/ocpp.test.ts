@@ -1,3 +1,4 @@
+import net from 'node:net';
 import request from 'supertest';
 import { sampleValue } from './helpers/mqtt';
 import { RPCClient } from 'ocpp-rpc';
@@ -2788,6 +2789,36 @@ describe('OCPP 1.6J charge points', () => {
     });
     expect(offeredAmongOthers.protocol).toBe('ocpp1.6');
     await offeredAmongOthers.close();
+    // RFC 6455 asks HTTP/1.1 and a Host of an upgrade; the WebSocket library switched without.
+    const { port } = new URL(e.url);
+    const handshake = (line: string, host: string) =>
+      new Promise<string>((resolve) => {
+        const socket = net.connect(Number(port), '127.0.0.1', () =>
+          socket.write(
+            `GET /ocpp/CP-NOHOST ${line}\r\n${host}Connection: Upgrade\r\nUpgrade: websocket\r\n` +
+              'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+              'Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n',
+          ),
+        );
+        let text = '';
+        socket.on('data', (d: Buffer) => (text += d.toString()));
+        socket.on('close', () => resolve(text));
+        setTimeout(() => socket.destroy(), 3000);
+      });
+    for (const [line, host] of [
+      ['HTTP/1.1', ''],
+      ['HTTP/1.0', 'Host: x\r\n'],
+    ]) {
+      const answer = await handshake(line, host);
+      expect({ line, host, status: answer.split('\r\n')[0] }).toEqual({
+        line,
+        host,
+        status: 'HTTP/1.1 400 Bad Request',
+      });
+      expect(JSON.parse(answer.split('\r\n\r\n')[1])).toMatchObject({
+        message: 'A WebSocket upgrade is an HTTP/1.1 request with a Host header',
+      });
+    }
     const res = await request(e.url).get('/ocpp/a%E0%A4%A').set({
       Connection: 'Upgrade',
       Upgrade: 'websocket',

@@ -578,6 +578,13 @@ export function createOcppEndpoint({
           return serveIgnoringUpgrade(server, req, socket, head);
         }
         if (closing) return refuse(socket, 503);
+        // RFC 6455 4.1, which the WebSocket library does not check: HTTP/1.1 and a Host.
+        if (req.httpVersion !== '1.1' || req.headers.host === undefined) {
+          return endWithError(socket, 400, {
+            error: 'bad_request',
+            message: 'A WebSocket upgrade is an HTTP/1.1 request with a Host header',
+          });
+        }
         if (chargePointIdOf(req.url) === null) return refuse(socket, 404);
         const subprotocol = subprotocolRefusal(req);
         if (subprotocol) return endWithError(socket, 400, subprotocol);
