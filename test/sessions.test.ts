@@ -430,7 +430,7 @@ describe('charging sessions detected from readings', () => {
     expect(merged.body).toEqual(detail.body);
   });
 
-  test("when a session holds its devices' very first readings, then the minute's power leaves their energy out (they cover no time)", async () => {
+  test("when a session holds its devices' very first readings, then the minute's power counts their energy over the time since the session's start, as its totals do", async () => {
     await map(e, 'V-first', 'M-first', '2024-05-12T00:00:00Z');
     await ingest(e, [
       vehicle('V-first', 1)(at('12', '10:00')),
@@ -447,11 +447,17 @@ describe('charging sessions detected from readings', () => {
     const detail = await request(e.api.api.app)
       .get(`/v1/vehicles/V-first/sessions/${session.id}`)
       .expect(200);
-    // 0.12 and 0.1 kWh over 30 s: 14.4 and 12 kW. The first readings' energy over the 30 s of the
-    // second made 158.4 and 132.
+    // The session starts SESSION_GAP_S (10 minutes) before its first reading: 1.2 + 0.12 and
+    // 1 + 0.1 kWh over 10.5 minutes. Left out, as they were, the chart's line began a reading
+    // after its totals did; over the 30 s of the second reading they made 158.4 and 132.
     expect(detail.body.series).toEqual([
-      expect.objectContaining({ minute: iso(at('12', '10:00')), acPowerKw: 14.4, dcPowerKw: 12 }),
+      expect.objectContaining({
+        minute: iso(at('12', '10:00')),
+        acPowerKw: 7.543,
+        dcPowerKw: 6.286,
+      }),
     ]);
+    // The peak is a step between two of the meter's readings.
     expect(session.peakAcPowerKw).toBe(14.4);
   });
 });

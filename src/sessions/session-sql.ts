@@ -271,11 +271,18 @@ export const SESSION_MINUTES_SQL = `
 WITH ${SPANS},
 ${WINDOWS}
 SELECT date_trunc('minute', p.ts, 'UTC') AS minute,
-       sum(p.energy) FILTER (WHERE w.role = 'ac' AND p.hours IS NOT NULL) / nullif(sum(p.hours) FILTER (WHERE w.role = 'ac'), 0) AS ac_kw,
-       sum(p.energy) FILTER (WHERE w.role = 'dc' AND p.hours IS NOT NULL) / nullif(sum(p.hours) FILTER (WHERE w.role = 'dc'), 0) AS dc_kw,
+       sum(p.energy) FILTER (WHERE w.role = 'ac') / nullif(sum(p.span_hours) FILTER (WHERE w.role = 'ac'), 0) AS ac_kw,
+       sum(p.energy) FILTER (WHERE w.role = 'dc') / nullif(sum(p.span_hours) FILTER (WHERE w.role = 'dc'), 0) AS dc_kw,
        (array_agg(p.last_soc ORDER BY p.ts DESC) FILTER (WHERE w.role = 'dc'))[1] AS soc,
        avg(p.temp_sum) FILTER (WHERE w.role = 'dc') AS temp
-FROM window_powered p
+FROM (
+  -- A device's very first reading has no previous one: its energy, which the session counts,
+  -- is over the time since the session's start (where its span puts that reading's interval).
+  SELECT p.*, coalesce(p.hours, extract(epoch FROM p.ts - s.start_ts) / 3600) AS span_hours
+  FROM window_powered p
+  JOIN windows w USING (wid)
+  JOIN spans s ON s.vehicle_id = w.vehicle_id AND s.key = w.key
+) p
 JOIN windows w USING (wid)
 WHERE NOT p.prior AND w.key = $KEY
 GROUP BY 1
