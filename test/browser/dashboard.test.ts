@@ -615,11 +615,14 @@ describe('dashboard page rules', () => {
 
 // Last: its vehicle joins the fleet the tests above count.
 describe('dashboard with the longest ids', () => {
+  // 64 characters each, the most an id may have.
+  const vehicleId = `V-${'L'.repeat(30)}.:_-${'x'.repeat(22)}-00042`;
+  const meterId = `M-${'y'.repeat(56)}-00042`;
+
   test('when a vehicle and its meter have the longest ids there are, then its view at 375 px does not scroll sideways', async () => {
-    // 64 characters each, the most an id may have.
-    const vehicleId = `V-${'L'.repeat(30)}.:_-${'x'.repeat(28)}`;
-    const meterId = `M-${'y'.repeat(62)}`;
-    await post(engine, '/v1/telemetry/map', { vehicleId, meterId });
+    // From before the window of the next test's charge.
+    const since = new Date(Date.now() - 3 * HOUR_MS).toISOString();
+    await post(engine, '/v1/telemetry/map', { vehicleId, meterId, since });
     await ingestAllStored(engine, [
       {
         vehicleId,
@@ -640,6 +643,110 @@ describe('dashboard with the longest ids', () => {
       expect(widths.page).toBeLessThanOrEqual(widths.screen);
     } finally {
       await page.setViewportSize({ width: 1280, height: 900 });
+    }
+  });
+  test('when the fleet lists them at 1280 px, then the ids are cut in the middle, whole in their title, link and copy, and the table needs no scrolling; scrolled sideways at 375 px, the vehicle column stays', async () => {
+    // A charge inside the window (which ends at the last whole hour), its meter's AC too: the
+    // vehicle is in the table rather than listed below it.
+    const lastWholeHour = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+    const timestamp = new Date(lastWholeHour - HOUR_MS / 2).toISOString();
+    await ingestAllStored(engine, [
+      { meterId, kwhConsumedAc: 1.2, voltage: 230, timestamp },
+      { vehicleId, soc: 50, kwhDeliveredDc: 1, batteryTemp: 30, timestamp },
+    ]);
+    // A window no test before asked for: a report cached from before this charge lacks it.
+    const window = `window=custom&from=${new Date(lastWholeHour - HOUR_MS).toISOString()}&to=${new Date(lastWholeHour).toISOString()}`;
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${engine.url}/dashboard#/fleet?${window}&limit=1000`);
+    const row = page.locator(`.fleet-view tbody tr[data-vehicle-id="${vehicleId}"]`);
+    await row.waitFor();
+    const sizes = await page.$eval('.fleet-view .table-scroll', (region) => {
+      const width = (selector: string) =>
+        Math.max(
+          ...[...region.querySelectorAll<HTMLElement>(selector)].map((cell) => cell.offsetWidth),
+        );
+      return {
+        scroll: region.scrollWidth,
+        view: region.clientWidth,
+        vehicle: width('tbody th .id'),
+        meters: width('tbody td .id'),
+      };
+    });
+    expect(sizes.scroll).toBeLessThanOrEqual(sizes.view);
+    expect(sizes.vehicle).toBeLessThan(160);
+    expect(sizes.meters).toBeLessThan(160);
+
+    // Cut in the middle: its start and its end show, the whole id is its text, title and name.
+    const link = row.locator('th a');
+    await expect(link.getAttribute('title')).resolves.toBe(vehicleId);
+    await expect(link.textContent()).resolves.toBe(vehicleId);
+    await expect(
+      link.locator('.id-head').evaluate((head) => head.scrollWidth > head.clientWidth),
+    ).resolves.toBe(true);
+    await expect(link.evaluate((a) => (a as HTMLElement).innerText)).resolves.toMatch(/-00042$/);
+    expect(await row.getByRole('link', { name: vehicleId, exact: true }).count()).toBe(1);
+    await expect(row.locator(`td .id[title="${meterId}"]`).textContent()).resolves.toBe(meterId);
+    // Selected and copied, it is the whole id.
+    await expect(
+      link.evaluate((a) => {
+        const range = document.createRange();
+        range.selectNodeContents(a);
+        const selection = getSelection();
+        selection?.removeAllRanges();
+        selection?.addRange(range);
+        return selection?.toString();
+      }),
+    ).resolves.toBe(vehicleId);
+
+    // Narrow, the table scrolls sideways under its row headers.
+    await page.setViewportSize({ width: 375, height: 800 });
+    try {
+      await page.waitForSelector('.fleet-view .table-block[data-overflowing]');
+      const moved = await page.$eval(
+        '.fleet-view .table-scroll',
+        (region, id) => {
+          const tr = region.querySelector(`tr[data-vehicle-id="${CSS.escape(id)}"]`);
+          const [th, status] = [tr?.querySelector('th'), tr?.querySelector('td')];
+          if (!th || !status) return null;
+          th.scrollIntoView({ block: 'center' });
+          const before = {
+            th: th.getBoundingClientRect().left,
+            td: status.getBoundingClientRect().left,
+          };
+          region.scrollLeft = 300;
+          const box = th.getBoundingClientRect();
+          const over = document.elementFromPoint(
+            box.left + box.width / 2,
+            box.top + box.height / 2,
+          );
+          return {
+            region: region.getBoundingClientRect().left,
+            th: box.left - before.th,
+            td: status.getBoundingClientRect().left - before.td,
+            thOnTop: !!over && th.contains(over),
+          };
+        },
+        vehicleId,
+      );
+      expect(moved).toMatchObject({ th: 0, thOnTop: true });
+      expect(moved?.td).toBeLessThan(-100);
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
+    }
+
+    // The link still leads to the vehicle.
+    await link.click();
+    await page.waitForSelector('#efficiency .window-line time');
+    await expect(page.locator('h1').textContent()).resolves.toBe(`Vehicle ${vehicleId}`);
+
+    // The devices list cuts them the same way.
+    for (const kind of ['vehicles', 'meters']) {
+      await page.goto(`${engine.url}/dashboard#/devices?kind=${kind}&quiet=all&limit=1000`);
+      const id = kind === 'vehicles' ? vehicleId : meterId;
+      const shown = page.locator(`.devices-view tbody tr[data-device-id="${id}"] th .id`);
+      await shown.waitFor();
+      expect(await shown.evaluate((el) => (el as HTMLElement).offsetWidth)).toBeLessThan(160);
+      await expect(shown.getAttribute('title')).resolves.toBe(id);
     }
   });
 });

@@ -417,6 +417,20 @@ describe('devices view', () => {
       await expect(page.locator(answered).textContent()).resolves.toMatch(
         /No readings received from this vehicle yet/,
       );
+
+      // One the engine would refuse is said at the field, with the engine's rule, and not opened.
+      await open(page, '#/devices');
+      const field = page.getByLabel('Open a vehicle by id');
+      await field.fill('V 17');
+      await field.press('Enter');
+      await expect(
+        field.evaluate((input) => (input as HTMLInputElement).validationMessage),
+      ).resolves.toBe('A vehicle id is 1-64 characters from A-Z a-z 0-9 . _ : -, not dots alone.');
+      expect(new URL(page.url()).hash).toMatch(/^#\/devices/);
+      await field.fill('V-17');
+      await expect(
+        field.evaluate((input) => (input as HTMLInputElement).validity.valid),
+      ).resolves.toBe(true);
     } finally {
       await page.close();
     }

@@ -96,6 +96,134 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
     );
   });
 
+  test('when all 1,000 rows show and their drift marks arrive, then only the rows they change are built again, and a refresh 30 s on builds none that did not change (main thread time printed)', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.clock.install();
+      const cdp = await page.context().newCDPSession(page);
+      await cdp.send('Performance.enable');
+      /** Chromium's own counters: ms of the main thread's tasks, of script, layout and style. */
+      const counters = async () => {
+        const { metrics } = (await cdp.send('Performance.getMetrics')) as {
+          metrics: { name: string; value: number }[];
+        };
+        const of = (name: string) => (metrics.find((m) => m.name === name)?.value ?? 0) * 1000;
+        return {
+          tasks: of('TaskDuration'),
+          script: of('ScriptDuration'),
+          layout: of('LayoutDuration'),
+          style: of('RecalcStyleDuration'),
+        };
+      };
+      type Counters = Awaited<ReturnType<typeof counters>>;
+      // And the page's long tasks (50 ms or more: what holds it still), as it observes them.
+      await page.addInitScript(() => {
+        const tasks: number[] = [];
+        (window as unknown as { longTasks: number[] }).longTasks = tasks;
+        new PerformanceObserver((list) => {
+          for (const entry of list.getEntries()) tasks.push(entry.duration);
+        }).observe({ type: 'longtask' });
+      });
+      const longTasks = () =>
+        page.evaluate(() => [...((window as unknown as { longTasks?: number[] }).longTasks ?? [])]);
+      type Mark = { counters: Counters; longTasks: number };
+      const mark = async (): Promise<Mark> => ({
+        counters: await counters(),
+        longTasks: (await longTasks()).length,
+      });
+      const spent = async (from: Mark, to: Mark) => {
+        const long = (await longTasks()).slice(from.longTasks, to.longTasks);
+        const sum = long.reduce((a, b) => a + b, 0);
+        const chromium = (Object.keys(from.counters) as (keyof Counters)[])
+          .map((k) => `${k} ${Math.round(to.counters[k] - from.counters[k])} ms`)
+          .join(', ');
+        return `longest task ${Math.round(Math.max(0, ...long))} ms, long tasks ${Math.round(sum)} ms (${chromium})`;
+      };
+      /** The rows on screen now, to tell later which of them were built again. */
+      const remember = () =>
+        page.evaluate(() => {
+          (window as unknown as { rowsSeen: unknown }).rowsSeen = new Map(
+            [...document.querySelectorAll('.fleet-view tbody tr')].map((tr) => [
+              tr.getAttribute('data-vehicle-id'),
+              { tr, html: tr.outerHTML },
+            ]),
+          );
+        });
+      /** Rows kept, built again, and built again although they show the same as before. */
+      const rebuilt = () =>
+        page.evaluate(() => {
+          const seen = (
+            window as unknown as { rowsSeen: Map<string, { tr: Element; html: string }> }
+          ).rowsSeen;
+          const counts = { rows: 0, kept: 0, rebuilt: 0, rebuiltUnchanged: 0 };
+          for (const tr of document.querySelectorAll('.fleet-view tbody tr')) {
+            const before = seen.get(tr.getAttribute('data-vehicle-id') ?? '');
+            counts.rows += 1;
+            if (before?.tr === tr) counts.kept += 1;
+            else {
+              counts.rebuilt += 1;
+              if (before?.html === tr.outerHTML) counts.rebuiltUnchanged += 1;
+            }
+          }
+          return counts;
+        });
+      // The flagged sessions are held, so the table's first drawing and the marks' are apart.
+      let releaseFlags = () => {};
+      const flagsHeld = new Promise<void>((resolve) => (releaseFlags = resolve));
+      let flagsAnswered = 0;
+      await page.route('**/v1/analytics/sessions?*', async (route) => {
+        await flagsHeld;
+        await route.continue();
+        flagsAnswered += 1;
+      });
+      /** Until the main thread has had nothing to do for a while (real time). */
+      const settled = async () => {
+        let last = await counters();
+        for (;;) {
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          const now = await counters();
+          if (now.tasks - last.tasks < 5) return mark();
+          last = now;
+        }
+      };
+
+      const start = await mark();
+      await page.goto(`${engine.url}/dashboard#/fleet?window=24h&limit=1000`);
+      await page.waitForSelector('.fleet-view tbody tr');
+      const tableShown = await settled();
+      await remember();
+      const flagsAsked = await mark();
+      releaseFlags();
+      await page.waitForSelector('.fleet-content[data-session-flags="loaded"]');
+      const flagsShown = await settled();
+      const byFlags = await rebuilt();
+
+      await remember();
+      const statusBefore = await page.textContent('.refresh-status');
+      const refreshing = await mark();
+      await page.clock.fastForward(30_000);
+      await page.waitForFunction(
+        (previous) => document.querySelector('.refresh-status')?.textContent !== previous,
+        statusBefore,
+      );
+      while (flagsAnswered < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+      const refreshed = await settled();
+      const byRefresh = await rebuilt();
+      process.stdout.write(
+        `\nMain thread, 1,000 rows (headless Chromium, Performance.getMetrics):\n` +
+          `  navigation to the table: ${await spent(start, tableShown)}\n` +
+          `  drift marks arriving (${byFlags.rebuilt} rows built again): ${await spent(flagsAsked, flagsShown)}\n` +
+          `  a refresh 30 s on, report and marks (${byRefresh.rebuilt} rows built again): ${await spent(refreshing, refreshed)}\n`,
+      );
+      expect(byFlags).toMatchObject({ rows: VEHICLES, rebuiltUnchanged: 0 });
+      // The faulty chargers' vehicles gain their sessions' flags.
+      expect(byFlags.rebuilt).toBeGreaterThan(0);
+      expect(byRefresh).toMatchObject({ rows: VEHICLES, rebuiltUnchanged: 0 });
+    } finally {
+      await page.close();
+    }
+  });
+
   test('when the page turns, the reader scrolls before its drift marks arrive and 30 s pass, then the page, scroll and focus stay; a reload too', async () => {
     const page = await browser.newPage();
     await page.clock.install();

@@ -19,10 +19,22 @@ export class ApiError extends Error {
 }
 
 /**
- * How long one request may take: an engine (or a proxy) that never answers would otherwise hold
- * the view's refresh, and every refresh after it, for good.
+ * The engine's `DB_STATEMENT_TIMEOUT_MS` default: the longest a database statement may run there.
+ * Named once for the page, which cannot read an engine's own setting; test/browser/
+ * engine-rules.test.ts holds it to the engine's declaration.
  */
-export const REQUEST_TIMEOUT_MS = 20_000;
+export const ENGINE_STATEMENT_TIMEOUT_MS = 30_000;
+
+/**
+ * How long the page waits for an answer before calling the engine hung: an engine (or a proxy)
+ * that never answers would otherwise hold the view's refresh, and every refresh after it, for
+ * good. Never shorter than the engine may take: it bounds each database statement, not a
+ * request, and its slowest reads run several in turn (the fleet's flagged sessions before they
+ * are built: 37.8 s at 1,370 vehicles), so the page allows three statements' time; a statement
+ * that runs out of time the engine answers itself (503 `database_timeout`). Given up sooner, the
+ * engine would go on with the abandoned request while the next refresh asked for it again.
+ */
+export const REQUEST_TIMEOUT_MS = 3 * ENGINE_STATEMENT_TIMEOUT_MS;
 
 /** No HTTP answer at all, or none in time: the engine is down or hung, or the network is. */
 export class EngineUnreachableError extends Error {
@@ -54,9 +66,13 @@ export type Query = Record<string, string | number | undefined>;
 /**
  * GETs JSON from the engine (same origin). With a key in the store it sends
  * `Authorization: Bearer`; a 401 (or a 403 for the missing read scope) asks for a key and retries.
+ * A URL already in flight is not asked again: the caller waits for that request's answer (a
+ * refresh of a view whose last request the engine is still working on). Callers share the
+ * answer: they read it, never change it.
  */
 export class ApiClient {
   private declined = false;
+  private readonly inFlight = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly deps: {
@@ -67,21 +83,29 @@ export class ApiClient {
     },
   ) {}
 
-  async get<T>(path: string, query: Query = {}): Promise<T> {
+  get<T>(path: string, query: Query = {}): Promise<T> {
     const url = withQuery(path, query);
+    const pending = this.inFlight.get(url);
+    if (pending) return pending as Promise<T>;
+    const answer = this.fetchJson<T>(url).finally(() => this.inFlight.delete(url));
+    this.inFlight.set(url, answer);
+    return answer;
+  }
+
+  private async fetchJson<T>(url: string): Promise<T> {
     for (;;) {
       const key = this.deps.keys.get();
-      const res = await this.send(url, key);
-      if (res.ok) return (await res.json()) as T;
-      const error = await toApiError(res);
-      const refusedKey = res.status === 401 || error.code === 'insufficient_scope';
+      const answer = await this.send(url, key);
+      if (answer.ok) return answer.body as T;
+      const { status, error } = answer;
+      const refusedKey = status === 401 || error.code === 'insufficient_scope';
       if (!refusedKey) throw error;
       // Another request may already have brought a new key while this one was in flight.
       if (this.deps.keys.get() !== key) continue;
       // Once declined, the page stops asking (every refresh would) until it is reloaded.
       if (this.declined) throw error;
       const reason: KeyPromptReason =
-        res.status === 403 ? 'insufficient_scope' : key ? 'refused' : 'required';
+        status === 403 ? 'insufficient_scope' : key ? 'refused' : 'required';
       const entered = await this.deps.promptForKey(reason);
       if (entered === null) {
         this.declined = true;
@@ -91,16 +115,37 @@ export class ApiClient {
     }
   }
 
-  private async send(url: string, key: string | null): Promise<Response> {
+  /** One request and its body, within REQUEST_TIMEOUT_MS. */
+  private async send(
+    url: string,
+    key: string | null,
+  ): Promise<{ ok: true; body: unknown } | { ok: false; status: number; error: ApiError }> {
     const headers: Record<string, string> = { accept: 'application/json' };
     // A key no header can carry (kept from before keys were checked) is not sent: the engine
     // then asks for one.
     if (key && isKeyText(key)) headers.authorization = `Bearer ${key}`;
-    const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    // A timer rather than AbortSignal.timeout, which the browser tests' clock would not drive.
+    const deadline = new AbortController();
+    const { signal } = deadline;
+    const timer = setTimeout(() => deadline.abort(), REQUEST_TIMEOUT_MS);
+    const unreachable = () =>
+      new EngineUnreachableError(new URL(url, location.href).origin, signal.aborted);
     try {
-      return await (this.deps.fetch ?? fetch)(url, { headers, cache: 'no-store', signal });
-    } catch {
-      throw new EngineUnreachableError(new URL(url, location.href).origin, signal.aborted);
+      let res: Response;
+      try {
+        res = await (this.deps.fetch ?? fetch)(url, { headers, cache: 'no-store', signal });
+      } catch {
+        throw unreachable();
+      }
+      if (!res.ok) return { ok: false, status: res.status, error: await toApiError(res) };
+      try {
+        return { ok: true, body: await res.json() };
+      } catch (err) {
+        if (signal.aborted) throw unreachable();
+        throw err;
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -19,6 +19,20 @@ const hoursRange: uPlot.Scale = {
 const show = (format: (n: number) => string) => (_u: uPlot, v: number | null) =>
   v === null || v === undefined ? '–' : format(v);
 
+/** The efficiency series's index in the energy chart's data. */
+const EFFICIENCY = 3;
+
+/**
+ * An hour's energy in the legend as the hourly table shows it: a 0 beside the hour's efficiency
+ * is one the engine rounded away (formatKwh's `drawn`: any efficiency for AC, one above 0 for DC).
+ */
+const showEnergy =
+  (drawn: (efficiencyPercent: number | null | undefined) => boolean) =>
+  (u: uPlot, v: number | null, _series: number, idx: number | null) =>
+    v === null || v === undefined
+      ? '–'
+      : formatKwh(v, idx !== null && drawn(u.data[EFFICIENCY][idx]));
+
 const bars = (align: -1 | 1) => uPlot.paths.bars?.({ size: [0.42, 48], align, gap: 1 });
 
 /** An hour's efficiency in %; none in an idle hour (no DC: the API's null), a gap in the line. */
@@ -60,7 +74,7 @@ export function createEnergyChart(container: HTMLElement): {
           fill: translucent(palette.ac),
           paths: bars(-1),
           points: { show: false },
-          value: show(formatKwh),
+          value: showEnergy((efficiency) => efficiency !== null && efficiency !== undefined),
         },
         {
           label: 'DC delivered',
@@ -69,7 +83,7 @@ export function createEnergyChart(container: HTMLElement): {
           fill: translucent(palette.dc),
           paths: bars(1),
           points: { show: false },
-          value: show(formatKwh),
+          value: showEnergy((efficiency) => !!efficiency),
         },
         {
           label: 'Efficiency',

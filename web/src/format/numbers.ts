@@ -15,8 +15,39 @@ function fixed(digits: number): Intl.NumberFormat {
 const withUnit = (value: number, digits: number, unit: string) =>
   `${fixed(digits).format(value)}\u00a0${unit}`;
 
-export const formatKwh = (kwh: number) => withUnit(kwh, 2, 'kWh');
-export const formatKw = (kw: number) => withUnit(kw, 1, 'kW');
+/** Significant digits of a figure too small for its unit's decimals. */
+const SMALL_FIGURE_DIGITS = 3;
+const significant = new Intl.NumberFormat(undefined, {
+  maximumSignificantDigits: SMALL_FIGURE_DIGITS,
+});
+
+/**
+ * A figure in kilo-units with `digits` decimals; one below a unit of the last decimal (0.01 kWh,
+ * which would show as 0.00 or 0.01 kWh) in the base unit with 3 significant digits ("4 Wh",
+ * "0.576 Wh"): an efficiency resting on tiny energies shows that it does, not "50.00 %" of
+ * "0.00 kWh".
+ */
+function kilo(value: number, digits: number, unit: string): string {
+  if (value === 0 || Math.abs(value) >= 10 ** -digits) return withUnit(value, digits, `k${unit}`);
+  return `${significant.format(value * 1000)}\u00a0${unit}`;
+}
+
+/**
+ * The engine gives energies to 4 decimals of kWh (0.1 Wh), and a smaller one as 0, but computes
+ * efficiency before rounding: a 0 beside an efficiency that shows energy was there is below half
+ * of that step.
+ */
+const ROUNDED_AWAY = `<\u00a0${significant.format(0.05)}\u00a0Wh`;
+
+/**
+ * Energy: 2 decimals of kWh (12.34 kWh); below 0.01 kWh in Wh (5.2 Wh, 0.002 Wh). `drawn`: its
+ * efficiency shows there was some (any efficiency for AC, one above 0 for DC), so a 0 is a figure
+ * the engine rounded away ("< 0.05 Wh").
+ */
+export const formatKwh = (kwh: number, drawn = false) =>
+  kwh === 0 && drawn ? ROUNDED_AWAY : kilo(kwh, 2, 'Wh');
+/** Power: 1 decimal of kW (11.0 kW); below 0.1 kW in W (52 W, 0.12 W). */
+export const formatKw = (kw: number) => kilo(kw, 1, 'W');
 /**
  * The engine gives ratios (efficiency, thresholds) to 4 decimals, so a percentage with 2 shows
  * exactly its figure (0.9005 as 90.05 %), never rounded a second time.

@@ -5,7 +5,7 @@ import { h, replaceContent } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh } from '../format/numbers';
 import { formatRoute, vehicleRoute, type Route } from '../routing/routes';
-import { dataTable, idList } from './data-table';
+import { dataTable, deviceId } from './data-table';
 import { errorNotice, loadingNotice, notice, staleNotice } from './notices';
 import { timeText } from './time-text';
 import type { LoadOutcome, View } from './view';
@@ -20,11 +20,7 @@ const transactionText = (tx: OpenTransaction | null) =>
     ? [
         `transaction ${tx.transactionId}`,
         ...(tx.vehicleId
-          ? [
-              ' (',
-              h('a', { attrs: { href: formatRoute(vehicleRoute(tx.vehicleId)) } }, tx.vehicleId),
-              ')',
-            ]
+          ? [' (', deviceId(tx.vehicleId, { href: formatRoute(vehicleRoute(tx.vehicleId)) }), ')']
           : [` (idTag ${tx.idTag})`]),
         ', since ',
         timeText(tx.startedAt),
@@ -59,7 +55,7 @@ function connectorsTable(cp: ChargePoint): HTMLElement {
           ...(c.info ? [`: ${c.info}`] : []),
         ],
       },
-      { header: 'Meter', cell: (c) => idList([c.meterId]) },
+      { header: 'Meter', cell: (c) => deviceId(c.meterId) },
       {
         header: 'Register',
         numeric: true,
@@ -299,16 +295,10 @@ export class ChargePointsView extends ChargePointScreen {
           {
             header: 'Charge point',
             cell: (cp) =>
-              h(
-                'a',
-                {
-                  attrs: {
-                    href: formatRoute({ view: 'charge-point', chargePointId: cp.id }),
-                    'data-focus-key': `cp:${cp.id}`,
-                  },
-                },
-                cp.id,
-              ),
+              deviceId(cp.id, {
+                href: formatRoute({ view: 'charge-point', chargePointId: cp.id }),
+                focusKey: `cp:${cp.id}`,
+              }),
           },
           { header: 'Connection', cell: connectedText },
           {

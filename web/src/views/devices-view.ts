@@ -1,4 +1,5 @@
 import { ApiError, type ApiClient } from '../api/api-client';
+import { DEVICE_ID_RULE, isDeviceId } from '../api/device-id';
 import { fetchMeters, fetchVehicles } from '../api/endpoints';
 import type { MeterListing, VehicleListing } from '../api/types';
 import { h, replaceContent } from '../dom/h';
@@ -20,7 +21,7 @@ import {
   type QuietFilter,
   type Route,
 } from '../routing/routes';
-import { dataTable, idList, type Column } from './data-table';
+import { dataTable, deviceId, type Column } from './data-table';
 import { errorNotice, loadingNotice, notice, staleNotice } from './notices';
 import { firstPageLink, pager } from './pager';
 import { timeText } from './time-text';
@@ -169,6 +170,8 @@ function createVehicleOpener(open: (vehicleId: string) => void): HTMLFormElement
       pattern: '.*\\S.*',
       title: 'a vehicle id, e.g. V-17',
     },
+    // What the engine would refuse is said at the field, until the id is changed.
+    on: { input: () => input.setCustomValidity('') },
   });
   return h(
     'form',
@@ -179,7 +182,9 @@ function createVehicleOpener(open: (vehicleId: string) => void): HTMLFormElement
         submit: (event) => {
           event.preventDefault();
           const vehicleId = input.value.trim();
-          if (vehicleId) open(vehicleId);
+          if (isDeviceId(vehicleId)) return open(vehicleId);
+          input.setCustomValidity(`A vehicle id is ${DEVICE_ID_RULE}.`);
+          input.reportValidity();
         },
       },
     },
@@ -394,16 +399,10 @@ const vehicleColumns = (now: number): Column<VehicleListing>[] => [
   {
     header: 'Vehicle',
     cell: (v) =>
-      h(
-        'a',
-        {
-          attrs: {
-            href: formatRoute(vehicleRoute(v.vehicleId)),
-            'data-focus-key': `vehicle:${v.vehicleId}`,
-          },
-        },
-        v.vehicleId,
-      ),
+      deviceId(v.vehicleId, {
+        href: formatRoute(vehicleRoute(v.vehicleId)),
+        focusKey: `vehicle:${v.vehicleId}`,
+      }),
   },
   readingTime(),
   readingAge(now),
@@ -417,7 +416,7 @@ const vehicleColumns = (now: number): Column<VehicleListing>[] => [
 ];
 
 const meterColumns = (now: number): Column<MeterListing>[] => [
-  { header: 'Meter', cell: (m) => idList([m.meterId]) },
+  { header: 'Meter', cell: (m) => deviceId(m.meterId) },
   readingTime(),
   readingAge(now),
   {

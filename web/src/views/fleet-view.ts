@@ -1,12 +1,12 @@
 import { ApiError, type ApiClient } from '../api/api-client';
 import { fetchFlaggedSessions, fetchFleet } from '../api/endpoints';
 import type { ChargingSession, FleetReport, FleetSessions, FleetVehicle } from '../api/types';
-import { h, replaceContent } from '../dom/h';
+import { h, replaceContent, type Child } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
 import { formatCount, formatKwh, formatRatio } from '../format/numbers';
 import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
 import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/routes';
-import { dataTable, idList, type Column } from './data-table';
+import { DataTable, deviceId, idList, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
 import { errorNotice, loadingNotice, notice, staleNotice } from './notices';
 import { firstPageLink, pager } from './pager';
@@ -68,6 +68,22 @@ export class FleetView implements View {
   private shown: { report: FleetReport; at: Date } | null = null;
   /** The window's flagged sessions; a refresh shows the last ones until the new ones arrive. */
   private flags: SessionFlagsState = { state: 'pending' };
+  /**
+   * The report on screen in three parts, for the route (its address) they were made for: what
+   * is above the table (counts, notices), the table, what is below it (pager, lists). A refresh
+   * or the flags arriving redraw the small parts and update the table's changed rows in place.
+   */
+  private parts: {
+    address: string;
+    above: HTMLElement;
+    table: DataTable<FleetVehicle>;
+    below: HTMLElement;
+  } | null = null;
+  /** What the table's rows are judged by now: the report's threshold, the flags in so far. */
+  private judgedBy: { below: number; sessions: FlaggedSessions | null } = {
+    below: 0,
+    sessions: null,
+  };
   private generation = 0;
 
   constructor(
@@ -101,6 +117,7 @@ export class FleetView implements View {
     this.route = route;
     this.shown = null;
     this.flags = { state: 'pending' };
+    this.parts = null;
     this.picker.show({
       window: route.window,
       pageSize: route.limit,
@@ -155,6 +172,7 @@ export class FleetView implements View {
    */
   private firstPageInstead(route: FleetRoute): Promise<LoadOutcome> {
     this.route = { ...route, trail: [] };
+    this.parts = null;
     this.deps.replace(this.route);
     this.picker.show({
       window: route.window,
@@ -209,38 +227,68 @@ export class FleetView implements View {
     this.generation += 1;
   }
 
-  /** `data-session-flags` says whether the drift marks are in yet (pending, loaded, none, error). */
+  /**
+   * `data-session-flags` says whether the drift marks are in yet (pending, loaded, none, error).
+   * The same page of the report shown again (a refresh, its flags arriving) keeps its table and
+   * updates only the rows that changed.
+   */
   private show(report: FleetReport, route: FleetRoute): void {
     const flags = this.flags;
     this.content.setAttribute('data-session-flags', flags.state);
-    replaceContent(
-      this.content,
-      this.render(report, route, flags.state === 'loaded' ? flags.sessions : null),
-    );
+    const sessionFlags = flags.state === 'loaded' ? flags.sessions : null;
+    this.judgedBy = { below: report.below, sessions: sessionFlags };
+    const address = formatRoute(route);
+    const listed = report.totals.vehiclesChecked > 0 && report.vehicles.length > 0;
+    const { parts } = this;
+    if (
+      parts &&
+      parts.address === address &&
+      listed &&
+      this.content.contains(parts.table.element)
+    ) {
+      replaceContent(parts.above, this.above(report, route, sessionFlags));
+      parts.table.update(report.vehicles, this.caption(report, route));
+      replaceContent(parts.below, this.below(report, route));
+      return;
+    }
+    this.parts = null;
+    const above = h('div', null, this.above(report, route, sessionFlags));
+    if (!listed) {
+      replaceContent(
+        this.content,
+        above,
+        report.totals.vehiclesChecked > 0 ? this.below(report, route) : null,
+      );
+      return;
+    }
+    const table = this.table(report, route);
+    const below = h('div', null, this.below(report, route));
+    replaceContent(this.content, above, table.element, below);
+    this.parts = { address, above, table, below };
   }
 
-  private render(
+  /** The counts, and what changes how the table reads (or why there is none). */
+  private above(
     report: FleetReport,
     route: FleetRoute,
     sessionFlags: FlaggedSessions | null,
-  ): DocumentFragment {
-    const fragment = document.createDocumentFragment();
-    fragment.append(this.summary(report, route, sessionFlags));
+  ): Child[] {
+    const parts: Child[] = [this.summary(report, route, sessionFlags)];
     const { totals } = report;
     if (totals.vehiclesChecked === 0) {
-      fragment.append(
+      parts.push(
         notice(
           'empty',
           'No vehicle sent readings in this window',
           'Choose a longer window, or check that the vehicles are ingesting telemetry.',
         ),
       );
-      return fragment;
+      return parts;
     }
     // Above the lists: it changes how their AC and efficiency read.
-    if (report.sharedMeters.length > 0) fragment.append(sharedMetersNotice(report.sharedMeters));
+    if (report.sharedMeters.length > 0) parts.push(sharedMetersNotice(report.sharedMeters));
     if (report.vehicles.length === 0) {
-      fragment.append(
+      parts.push(
         route.trail.length > 0
           ? notice(
               'empty',
@@ -253,12 +301,14 @@ export class FleetView implements View {
               'Every vehicle with readings lacks a meter mapping or meter data (listed below).',
             ),
       );
-    } else {
-      const flagOf = (v: FleetVehicle) =>
-        vehicleFlagOf(v, report.below, sessionFlags?.byVehicle.get(v.vehicleId) ?? []);
-      fragment.append(this.table(report, route, flagOf), this.pager(report, route));
     }
-    fragment.append(
+    return parts;
+  }
+
+  /** The pager (with a table) and the vehicles that could not be measured. */
+  private below(report: FleetReport, route: FleetRoute): Child[] {
+    return [
+      report.vehicles.length > 0 ? this.pager(report, route) : null,
       this.vehicleList(
         'Without mapping',
         'mapped to no meter in this window, so AC energy is unknown',
@@ -271,8 +321,7 @@ export class FleetView implements View {
         report.withoutMeterData,
         route,
       ),
-    );
-    return fragment;
+    ];
   }
 
   private summary(
@@ -325,25 +374,31 @@ export class FleetView implements View {
     );
   }
 
-  private table(
-    report: FleetReport,
-    route: FleetRoute,
-    flagOf: (v: FleetVehicle) => Flag,
-  ): HTMLElement {
+  private caption(report: FleetReport, route: FleetRoute): string {
+    const first = route.trail.length * route.limit + 1;
+    const last = first + report.vehicles.length - 1;
+    const measurable =
+      report.totals.vehiclesChecked - report.totals.withoutMapping - report.totals.withoutMeterData;
+    return `Vehicles by efficiency, worst first: ${formatCount(first)}–${formatCount(last)} of ${formatCount(measurable)}`;
+  }
+
+  /** A row's flag, as the table draws it now. */
+  private flagOf(v: FleetVehicle): Flag {
+    const { below, sessions } = this.judgedBy;
+    return vehicleFlagOf(v, below, sessions?.byVehicle.get(v.vehicleId) ?? []);
+  }
+
+  /** Its rows read their flag through flagOf, so flags arriving update them in place. */
+  private table(report: FleetReport, route: FleetRoute): DataTable<FleetVehicle> {
+    const flagOf = (v: FleetVehicle) => this.flagOf(v);
     const columns: Column<FleetVehicle>[] = [
       {
         header: 'Vehicle',
         cell: (v) =>
-          h(
-            'a',
-            {
-              attrs: {
-                href: formatRoute(vehicleRoute(v.vehicleId, route.window)),
-                'data-focus-key': `vehicle:${v.vehicleId}`,
-              },
-            },
-            v.vehicleId,
-          ),
+          deviceId(v.vehicleId, {
+            href: formatRoute(vehicleRoute(v.vehicleId, route.window)),
+            focusKey: `vehicle:${v.vehicleId}`,
+          }),
       },
       { header: 'Status', cell: (v) => flagBadge(flagOf(v)) },
       {
@@ -354,13 +409,18 @@ export class FleetView implements View {
       {
         header: 'AC consumed',
         numeric: true,
-        cell: (v) => (v.acConsumedKwh === null ? missing('unknown') : formatKwh(v.acConsumedKwh)),
+        cell: (v) =>
+          v.acConsumedKwh === null
+            ? missing('unknown')
+            : formatKwh(v.acConsumedKwh, v.efficiency !== null),
       },
       {
         header: 'DC delivered',
         numeric: true,
         cell: (v) =>
-          v.dcDeliveredKwh === null ? missing('no readings') : formatKwh(v.dcDeliveredKwh),
+          v.dcDeliveredKwh === null
+            ? missing('no readings')
+            : formatKwh(v.dcDeliveredKwh, !!v.efficiency),
       },
       {
         header: 'Meters',
@@ -374,14 +434,8 @@ export class FleetView implements View {
           `${formatCount(v.counts.vehicleReadings)} / ${formatCount(v.counts.meterReadings)}`,
       },
     ];
-    const first = route.trail.length * route.limit + 1;
-    const last = first + report.vehicles.length - 1;
-    return dataTable({
-      caption: `Vehicles by efficiency, worst first: ${formatCount(first)}–${formatCount(last)} of ${formatCount(
-        report.totals.vehiclesChecked -
-          report.totals.withoutMapping -
-          report.totals.withoutMeterData,
-      )}`,
+    return new DataTable<FleetVehicle>({
+      caption: this.caption(report, route),
       columns,
       rows: report.vehicles,
       rowAttrs: (v) => {
@@ -392,6 +446,14 @@ export class FleetView implements View {
           'data-flagged': flagged ? 'true' : 'false',
           'data-flag-reasons': reasons.join(' ') || undefined,
         };
+      },
+      // A row shows its figures and its flag (another route builds another table).
+      identity: {
+        key: (v) => v.vehicleId,
+        version: (v) => {
+          const flag = flagOf(v);
+          return `${JSON.stringify(v)} ${flag.reasons.join(' ')} ${flag.text}`;
+        },
       },
     });
   }
@@ -430,13 +492,7 @@ export class FleetView implements View {
           h(
             'li',
             null,
-            h(
-              'a',
-              {
-                attrs: { href: formatRoute(vehicleRoute(vehicleId, route.window)) },
-              },
-              vehicleId,
-            ),
+            deviceId(vehicleId, { href: formatRoute(vehicleRoute(vehicleId, route.window)) }),
           ),
         ),
       ),

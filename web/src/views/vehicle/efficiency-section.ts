@@ -94,8 +94,22 @@ export class EfficiencySection extends Section {
     return h(
       'dl',
       { class: 'figures window-totals', attrs: { 'aria-label': 'Window totals' } },
-      row('AC consumed', orMissing(energy.acConsumedKwh, formatKwh, 'unknown (see warnings)')),
-      row('DC delivered', orMissing(energy.dcDeliveredKwh, formatKwh, 'no vehicle readings')),
+      row(
+        'AC consumed',
+        orMissing(
+          energy.acConsumedKwh,
+          (kwh) => formatKwh(kwh, energy.efficiency !== null),
+          'unknown (see warnings)',
+        ),
+      ),
+      row(
+        'DC delivered',
+        orMissing(
+          energy.dcDeliveredKwh,
+          (kwh) => formatKwh(kwh, !!energy.efficiency),
+          'no vehicle readings',
+        ),
+      ),
       row('Efficiency (DC / AC)', orMissing(energy.efficiency, formatRatio, 'n/a (see warnings)')),
       row('Threshold', formatRatio(energy.threshold)),
       row(
@@ -131,8 +145,16 @@ export class EfficiencySection extends Section {
           'Energy, efficiency and battery per hour (–: no readings that hour; an efficiency –: no energy delivered that hour, or no AC to compare)',
         columns: [
           { header: 'Hour', cell: (p) => timeText(p.hour) },
-          { header: 'AC consumed', numeric: true, cell: (p) => dash(p.acConsumedKwh, formatKwh) },
-          { header: 'DC delivered', numeric: true, cell: (p) => dash(p.dcDeliveredKwh, formatKwh) },
+          {
+            header: 'AC consumed',
+            numeric: true,
+            cell: (p) => dash(p.acConsumedKwh, (kwh) => formatKwh(kwh, p.efficiency !== null)),
+          },
+          {
+            header: 'DC delivered',
+            numeric: true,
+            cell: (p) => dash(p.dcDeliveredKwh, (kwh) => formatKwh(kwh, !!p.efficiency)),
+          },
           { header: 'Efficiency', numeric: true, cell: (p) => dash(p.efficiency, formatRatio) },
           { header: 'Battery (avg)', numeric: true, cell: (p) => dash(p.avgTempC, formatCelsius) },
           { header: 'SoC (end)', numeric: true, cell: (p) => dash(p.socEnd, formatPercent) },

@@ -1,6 +1,6 @@
 import type { MappingHistory } from '../../api/types';
 import { h } from '../../dom/h';
-import { dataTable } from '../data-table';
+import { dataTable, deviceId } from '../data-table';
 import { notice } from '../notices';
 import { timeText } from '../time-text';
 import { Section } from './section';
@@ -44,7 +44,7 @@ export class MappingSection extends Section {
       dataTable<Period>({
         caption: 'Mapping periods, newest first',
         columns: [
-          { header: 'Meter', cell: (p) => p.meterId },
+          { header: 'Meter', cell: (p) => deviceId(p.meterId) },
           { header: 'From', cell: (p) => timeText(p.from) },
           { header: 'To', cell: (p) => (p.to ? timeText(p.to) : h('strong', null, 'current')) },
         ],

@@ -30,8 +30,14 @@ function sessionFigures(s: SessionDetail): HTMLElement {
   return h(
     'dl',
     { class: 'figures session-figures' },
-    row('AC consumed', dash(s.acConsumedKwh, formatKwh)),
-    row('DC delivered', dash(s.dcDeliveredKwh, formatKwh)),
+    row(
+      'AC consumed',
+      dash(s.acConsumedKwh, (kwh) => formatKwh(kwh, s.efficiency !== null)),
+    ),
+    row(
+      'DC delivered',
+      dash(s.dcDeliveredKwh, (kwh) => formatKwh(kwh, !!s.efficiency)),
+    ),
     row('Efficiency (DC / AC)', dash(s.efficiency, formatRatio)),
     row('Status', flagBadge(sessionFlagOf(s))),
     row('Mean AC power', dash(s.meanAcPowerKw, formatKw)),
@@ -104,8 +110,16 @@ export class SessionsSection extends Section {
             cell: (s) =>
               s.meters.length > 0 ? idList(s.meters) : h('span', { class: 'missing' }, 'none'),
           },
-          { header: 'AC consumed', numeric: true, cell: (s) => dash(s.acConsumedKwh, formatKwh) },
-          { header: 'DC delivered', numeric: true, cell: (s) => dash(s.dcDeliveredKwh, formatKwh) },
+          {
+            header: 'AC consumed',
+            numeric: true,
+            cell: (s) => dash(s.acConsumedKwh, (kwh) => formatKwh(kwh, s.efficiency !== null)),
+          },
+          {
+            header: 'DC delivered',
+            numeric: true,
+            cell: (s) => dash(s.dcDeliveredKwh, (kwh) => formatKwh(kwh, !!s.efficiency)),
+          },
           { header: 'Efficiency', numeric: true, cell: (s) => dash(s.efficiency, formatRatio) },
           { header: 'Status', cell: (s) => flagBadge(sessionFlagOf(s)) },
           {

@@ -1,4 +1,5 @@
 import type { ApiClient } from '../../api/api-client';
+import { DEVICE_ID_RULE, isDeviceId } from '../../api/device-id';
 import type { SessionDetail } from '../../api/types';
 import {
   fetchHourlyPerformance,
@@ -10,6 +11,7 @@ import {
 import { h } from '../../dom/h';
 import { windowBounds } from '../../routing/analytics-window';
 import { formatRoute, type Route } from '../../routing/routes';
+import { notice } from '../notices';
 import type { LoadOutcome, View, ViewDeps } from '../view';
 import { createWindowPicker, type WindowPicker } from '../window-picker';
 import { EfficiencySection } from './efficiency-section';
@@ -65,12 +67,24 @@ export class VehicleView implements View {
         h('a', { attrs: { href: deps.fleetHref() } }, '← Fleet'),
       ),
       h('h1', { attrs: { id: 'view-title', tabindex: -1 } }, `Vehicle ${route.vehicleId}`),
-      this.picker.root,
-      this.live.root,
-      this.efficiency.root,
-      this.sessions.root,
-      this.mapping.root,
+      this.validId
+        ? [
+            this.picker.root,
+            this.live.root,
+            this.efficiency.root,
+            this.sessions.root,
+            this.mapping.root,
+          ]
+        : invalidIdNotice(route.vehicleId),
     );
+  }
+
+  /**
+   * An id the engine refuses (a mistyped or tampered link) is said once, here, and asked of no
+   * endpoint: each would answer the same 400, one error per section.
+   */
+  private get validId(): boolean {
+    return isDeviceId(this.route.vehicleId);
   }
 
   update(route: Route): Promise<LoadOutcome> | null {
@@ -86,6 +100,7 @@ export class VehicleView implements View {
 
   async load(): Promise<LoadOutcome> {
     const generation = ++this.generation;
+    if (!this.validId) return 'ok';
     const { api } = this.deps;
     const { vehicleId, session } = this.route;
     const bounds = windowBounds(this.route.window);
@@ -151,3 +166,10 @@ export class VehicleView implements View {
     this.sessions.destroy();
   }
 }
+
+const invalidIdNotice = (vehicleId: string) =>
+  notice(
+    'error',
+    `“${vehicleId}” is not a vehicle id`,
+    `The engine refuses it (400): vehicleId must be ${DEVICE_ID_RULE}. Open a vehicle from the fleet, or by its id under Devices.`,
+  );
