@@ -117,6 +117,14 @@ export class RepeatedErrorLog {
     if (this.counting === 0) pending.delete(this);
   }
 
+  /**
+   * What one source (a charge point, a connector) does wrong, with no error to log: once an
+   * interval for each source and `kind` (words that do not change from one message to the next).
+   */
+  logFor(source: string, kind: string, fields: Record<string, unknown>, message: string): void {
+    this.log(undefined, fields, message, `${source} ${message} ${kind}`);
+  }
+
   /** Writes every count not yet written (at exit: see `pending`). */
   flush(): void {
     for (const text of this.seen.keys()) this.logLeftOut(text);

@@ -278,6 +278,17 @@ describe('npm start going away', () => {
       () => false,
     );
 
+  /** The API's and the flusher's /health/live on these ports. */
+  const liveOn = (ports: number[]) => ports.map((p) => `http://127.0.0.1:${p}/health/live`);
+
+  /** Resolves once both answer (npm start compiles and migrates first: slow on a loaded machine). */
+  const bothAnswer = (live: string[]) =>
+    waitFor(
+      async () => (await answers(live[0])) && (await answers(live[1])),
+      120_000,
+      'the API and the flusher to answer',
+    );
+
   /** npm start on free ports, once its API and flusher both answer; `live`: their /health/live. */
   async function startedEngine() {
     const [port, flusherPort] = [await freePort(), await freePort()];
@@ -285,13 +296,9 @@ describe('npm start going away', () => {
       'scripts/start.ts',
       envFor(ctx.config, { PORT: String(port), FLUSHER_PORT: String(flusherPort) }),
     );
-    const live = [port, flusherPort].map((p) => `http://127.0.0.1:${p}/health/live`);
+    const live = liveOn([port, flusherPort]);
     try {
-      await waitFor(
-        async () => (await answers(live[0])) && (await answers(live[1])),
-        120_000,
-        'the API and the flusher to answer',
-      );
+      await bothAnswer(live);
     } catch (err) {
       start.child.kill('SIGKILL');
       throw err;
@@ -340,13 +347,9 @@ describe('npm start going away', () => {
     );
     let output = '';
     terminal.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    const live = [port, flusherPort].map((p) => `http://127.0.0.1:${p}/health/live`);
+    const live = liveOn([port, flusherPort]);
     try {
-      await waitFor(
-        async () => (await answers(live[0])) && (await answers(live[1])),
-        120_000,
-        'the API and the flusher to answer',
-      );
+      await bothAnswer(live);
       const pids = [...output.matchAll(/"childPid":(\d+)/g)].map((m) => m[1]);
       expect(pids).toHaveLength(2);
       // Node restores a terminal's settings at exit: with the terminal closed, that aborted them.

@@ -257,16 +257,6 @@ export class ChargePointService {
     this.faults = new RepeatedErrorLog({ logger: deps.logger, level: 'warn' });
   }
 
-  /** A charger's fault at `where` (a charge point, a connector), logged once an interval per kind. */
-  private warnFault(
-    where: string,
-    kind: string,
-    fields: Record<string, unknown>,
-    message: string,
-  ): void {
-    this.faults.log(undefined, fields, message, `${where} ${message} ${kind}`);
-  }
-
   private now(): Date {
     return new Date((this.deps.now ?? Date.now)());
   }
@@ -293,7 +283,7 @@ export class ChargePointService {
       return { at, asOfNow: false, reported: at };
     }
     if (checked.failure.error === 'timestamp_in_future') {
-      this.warnFault(
+      this.faults.logFor(
         chargePointId,
         '',
         { chargePointId, timestamp, reason: checked.failure.message },
@@ -425,7 +415,7 @@ export class ChargePointService {
     if (!timestamp) return now;
     const checked = this.checkInstant(timestamp);
     if (checked.ok) return new Date(Math.min(checked.value, now.getTime()));
-    this.warnFault(
+    this.faults.logFor(
       chargePointId,
       checked.failure.error,
       { chargePointId, timestamp, reason: checked.failure.message },
@@ -632,7 +622,7 @@ export class ChargePointService {
     const known = await this.deps.transactions.get(req.transactionId);
     if (!known || known.chargePointId !== chargePointId) {
       // Nothing to attach its readings to: answer, so the charge point does not resend for ever.
-      this.warnFault(
+      this.faults.logFor(
         chargePointId,
         '',
         { chargePointId, transactionId: req.transactionId },
@@ -950,7 +940,7 @@ export class ChargePointService {
     const dropped = countBy(leftOut);
     for (const [reason, count] of dropped) this.deps.metrics.onSampleRejected(reason, count);
     if (leftOut.length > 0) {
-      this.warnFault(
+      this.faults.logFor(
         meterId,
         [...dropped.keys()].sort().join(', '),
         {
@@ -984,7 +974,7 @@ export class ChargePointService {
       for (const [reason, count] of Object.entries(summary.byReason))
         this.deps.metrics.onSampleRejected(reason, count);
       const reasons = Object.keys(summary.byReason).sort().join(', ');
-      this.warnFault(meterId, reasons, { meterId, ...summary }, 'meter value samples rejected');
+      this.faults.logFor(meterId, reasons, { meterId, ...summary }, 'meter value samples rejected');
     }
     return result.readings;
   }
@@ -1021,13 +1011,13 @@ export class ChargePointService {
     } catch (err) {
       if (!(err instanceof AppError) || err.statusCode === 503) throw new NotStoredError(err);
       // Refused for good (a 4xx): resending would not help.
-      this.warnFault(meterId, err.code, { meterId, err }, 'OCPP readings refused');
+      this.faults.logFor(meterId, err.code, { meterId, err }, 'OCPP readings refused');
       return;
     }
     if (outcome.kind === 'batch' && outcome.errors.length > 0) {
       // Invalid readings are not stored, and resending them would not help: log how many, and
       // the first few (a message of many thousands made a line of megabytes).
-      this.warnFault(
+      this.faults.logFor(
         meterId,
         'some',
         {

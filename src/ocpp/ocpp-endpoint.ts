@@ -339,9 +339,8 @@ function answerCalls(service: ChargePointService, logger: Logger, refusals: Repe
 
 /**
  * Logs a refusal of what a charge point sent once an interval for each charge point and `kind`
- * (what it broke, in words that do not change from one message to the next): one that repeats a
- * bad message wrote a line each, 2,000 in 4 s. The first line says what was wrong; one at the
- * interval's end counts those left out (`repeated`).
+ * (what it broke): one that repeats a bad message wrote a line each, 2,000 in 4 s. The first line
+ * says what was wrong; one at the interval's end counts those left out (`repeated`).
  */
 function logRefusal(
   refusals: RepeatedErrorLog,
@@ -350,7 +349,7 @@ function logRefusal(
   fields: Record<string, unknown>,
   message: string,
 ): void {
-  refusals.log(undefined, { chargePointId: id, ...fields }, message, `${id} ${kind} ${message}`);
+  refusals.logFor(id, kind, { chargePointId: id, ...fields }, message);
 }
 
 /** Counts a connection's calls by action and outcome, and logs messages that fail their schema. */
