@@ -118,14 +118,37 @@ export function endWithError(
 const UPGRADE_HEADERS = new Set(['upgrade', 'http2-settings']);
 
 /**
+ * Hands `server`'s WebSocket upgrades to `handle`. Once an 'upgrade' listener exists node:http
+ * hands it every request with an Upgrade, so this one also serves the others as the HTTP/1.1
+ * requests they also are (serveIgnoringUpgrade), and refuses a WebSocket upgrade without HTTP/1.1
+ * and a Host (RFC 6455 4.1), which the WebSocket library does not check.
+ */
+export function onWebSocketUpgrade(
+  server: Server,
+  handle: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+): void {
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      return serveIgnoringUpgrade(server, req, socket, head);
+    }
+    if (req.httpVersion !== '1.1' || req.headers.host === undefined) {
+      return endWithError(socket, 400, {
+        error: 'bad_request',
+        message: 'A WebSocket upgrade is an HTTP/1.1 request with a Host header',
+      });
+    }
+    handle(req, socket, head);
+  });
+}
+
+/**
  * Serves a request that asks to switch to a protocol other than WebSocket as the HTTP/1.1 request
  * it also is (RFC 9110 lets a server ignore Upgrade). Clients ask for HTTP/2 that way on http://
- * (`Upgrade: h2c`: curl --http2, Java's HttpClient), and once an 'upgrade' listener exists (the
- * OCPP endpoint's) node:http hands every such request to it: they were answered 404, ingest's
- * readings refused. The request's head goes back to the server without the Upgrade, followed by
- * the rest of the connection, and is parsed and served as any other.
+ * (`Upgrade: h2c`: curl --http2, Java's HttpClient): handed to the OCPP endpoint, they were
+ * answered 404, ingest's readings refused. The request's head goes back to the server without the
+ * Upgrade, followed by the rest of the connection, and is parsed and served as any other.
  */
-export function serveIgnoringUpgrade(
+function serveIgnoringUpgrade(
   server: Server,
   req: IncomingMessage,
   socket: Duplex,

@@ -13,7 +13,7 @@ import { parseSubprotocols } from 'ocpp-rpc/lib/ws-util';
 import { findChargePointKey, type ApiKey } from '../auth/api-keys';
 import { authorizationHeaders } from '../auth/authorize';
 import { ConcurrencyLimit } from '../concurrency-limit';
-import { endWithError, serveIgnoringUpgrade } from '../http/http-server';
+import { endWithError, onWebSocketUpgrade } from '../http/http-server';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState, LiveConnection } from './charge-point-state';
@@ -572,18 +572,8 @@ export function createOcppEndpoint({
 
   return {
     attach(server) {
-      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-        if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
-          return serveIgnoringUpgrade(server, req, socket, head);
-        }
+      onWebSocketUpgrade(server, (req, socket, head) => {
         if (closing) return refuse(socket, 503);
-        // RFC 6455 4.1, which the WebSocket library does not check: HTTP/1.1 and a Host.
-        if (req.httpVersion !== '1.1' || req.headers.host === undefined) {
-          return endWithError(socket, 400, {
-            error: 'bad_request',
-            message: 'A WebSocket upgrade is an HTTP/1.1 request with a Host header',
-          });
-        }
         if (chargePointIdOf(req.url) === null) return refuse(socket, 404);
         const subprotocol = subprotocolRefusal(req);
         if (subprotocol) return endWithError(socket, 400, subprotocol);

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import express from 'express';
 
-import { createExpress, createHttpServer, serveIgnoringUpgrade } from '../../src/http/http-server';
+import { createExpress, createHttpServer, onWebSocketUpgrade } from '../../src/http/http-server';
 
 describe('createHttpServer', () => {
   const app = createExpress();
@@ -127,10 +127,8 @@ describe('a request asking to switch to another protocol than WebSocket', () => 
     app.get('/ping', (_req, res) => res.json({ pong: true }));
     app.get('/slow', (_req, res) => setTimeout(() => res.json({ slow: true }), 300));
     const server = createHttpServer(app);
-    // As the OCPP endpoint: with an 'upgrade' listener, node:http hands it every Upgrade.
-    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
-      serveIgnoringUpgrade(server, req, socket, head),
-    );
+    // As the OCPP endpoint's: with an 'upgrade' listener, node:http hands it every Upgrade.
+    onWebSocketUpgrade(server, (_req, socket) => socket.destroy());
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as AddressInfo;
