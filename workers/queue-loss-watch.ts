@@ -74,6 +74,14 @@ export function startQueueLossWatch(deps: {
   const keepLookMs = deps.keepLookMs ?? KEEP_LOOK_MS;
   let last: { atMs: number; backlog: number; first: string } | null = null;
   let looking = false;
+  /** Whether Redis lost data since `last`: the looks' beginning changed, or this watcher's look. */
+  const wentBack = (
+    last: { atMs: number; first: string },
+    now: { before: number; atMs: number; first: string },
+  ) =>
+    now.first !== last.first ||
+    // A look before that was forgotten (this process stopped for as long) tells nothing of itself.
+    (now.atMs - last.atMs < keepLookMs && now.before < last.atMs - TOLERATED_MS);
   const look = async () => {
     const [before, atMs, backlog, first] = await redis.lookForQueueLoss(
       deps.shard.looks,
@@ -81,12 +89,7 @@ export function startQueueLossWatch(deps: {
       watcher,
       keepLookMs,
     );
-    // A look before that was forgotten (this process stopped for as long) tells nothing of itself.
-    const remembered = last !== null && atMs - last.atMs < keepLookMs;
-    const wentBack =
-      last !== null &&
-      (first !== last.first || (remembered && Number(before) < last.atMs - TOLERATED_MS));
-    if (last && wentBack) {
+    if (last && wentBack(last, { before: Number(before), atMs, first })) {
       const since = Number(before) > 0 ? new Date(Number(before)).toISOString() : 'ever';
       const waited = last.backlog;
       const lost = since === 'ever' ? 'all its data' : `its data since ${since}`;
