@@ -660,6 +660,8 @@ describe('dashboard with the longest ids', () => {
     await page.goto(`${engine.url}/dashboard#/fleet?${window}&limit=1000`);
     const row = page.locator(`.fleet-view tbody tr[data-vehicle-id="${vehicleId}"]`);
     await row.waitFor();
+    // Once the flags are in: a row they change is built again, its old cells detached.
+    await page.waitForSelector('.fleet-content[data-session-flags="loaded"] tbody tr');
     const sizes = await page.$eval('.fleet-view .table-scroll', (region) => {
       const width = (selector: string) =>
         Math.max(
