@@ -215,8 +215,19 @@ describe('dashboard empty and error states', () => {
       await page.waitForSelector('.fleet-content[data-session-flags="pending"] .fleet-summary');
       await waitFor(async () => asked.sessions === 1, 5000, 'the flagged sessions asked');
       for (const refresh of [2, 3]) {
+        const statusBefore = await page.textContent('.refresh-status');
         await page.clock.fastForward(30_000);
         await waitFor(async () => asked.fleet === refresh, 5000, `refresh ${refresh}`);
+        // A refresh still running when the next is due is skipped: the clock moves on only once
+        // this one has been answered (the status line then says when).
+        await waitFor(
+          async () => {
+            const status = await page.textContent('.refresh-status');
+            return status !== statusBefore && /^Updated /.test(status ?? '');
+          },
+          5000,
+          `refresh ${refresh} answered`,
+        );
       }
       // Two refreshes on, past the engine's statement timeout, the first request is still the one
       // awaited: neither asked again, nor given up on.
