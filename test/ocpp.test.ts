@@ -2805,9 +2805,11 @@ describe('OCPP 1.6J charge points', () => {
         socket.on('close', () => resolve(text));
         setTimeout(() => socket.destroy(), 3000);
       });
-    for (const [line, host] of [
-      ['HTTP/1.1', ''],
-      ['HTTP/1.0', 'Host: x\r\n'],
+    const withoutHost = 'A WebSocket upgrade is an HTTP/1.1 request with a Host header';
+    for (const [line, host, message] of [
+      ['HTTP/1.1', '', withoutHost],
+      ['HTTP/1.0', 'Host: x\r\n', withoutHost],
+      ['HTTP/1.1', 'Host: x\r\nHost: y\r\n', 'A request has one Host header; this one has 2'],
     ]) {
       const answer = await handshake(line, host);
       expect({ line, host, status: answer.split('\r\n')[0] }).toEqual({
@@ -2815,9 +2817,7 @@ describe('OCPP 1.6J charge points', () => {
         host,
         status: 'HTTP/1.1 400 Bad Request',
       });
-      expect(JSON.parse(answer.split('\r\n\r\n')[1])).toMatchObject({
-        message: 'A WebSocket upgrade is an HTTP/1.1 request with a Host header',
-      });
+      expect(JSON.parse(answer.split('\r\n\r\n')[1])).toMatchObject({ message });
     }
     const res = await request(e.url).get('/ocpp/a%E0%A4%A').set({
       Connection: 'Upgrade',

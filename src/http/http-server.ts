@@ -43,13 +43,11 @@ export function createHttpServer(app: Express): Server {
       // Refused below instead, in JSON: node:http's own answer was a 400 with no body.
       requireHostHeader: false,
     },
-    (req, res) =>
-      hostMissing(req)
-        ? endResponseWithError(res, 400, {
-            error: 'bad_request',
-            message: 'An HTTP/1.1 request needs a Host header',
-          })
-        : app(req, res),
+    (req, res) => {
+      const problem = hostProblem(req);
+      if (problem === undefined) return app(req, res);
+      endResponseWithError(res, 400, { error: 'bad_request', message: problem });
+    },
   );
   server.on('clientError', answerClientError);
   // Node answers these itself otherwise: CONNECT by closing the socket unanswered, an Expect
@@ -74,9 +72,23 @@ export function createHttpServer(app: Express): Server {
   return server;
 }
 
-/** HTTP/1.1 requires a Host header (RFC 9112 3.2); HTTP/1.0 has none to send. */
-const hostMissing = (req: IncomingMessage) =>
-  req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1;
+/**
+ * What is wrong with a request's Host, if anything: HTTP/1.1 requires exactly one (RFC 9112 3.2;
+ * HTTP/1.0 has none to send). node:http keeps the first of two, where a proxy in front may have
+ * routed by the second.
+ */
+function hostProblem(req: IncomingMessage): string | undefined {
+  if (req.headers.host === undefined) {
+    const needed = req.httpVersionMajor === 1 && req.httpVersionMinor >= 1;
+    return needed ? 'An HTTP/1.1 request needs a Host header' : undefined;
+  }
+  let hosts = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
+  }
+  return hosts > 1 ? `A request has one Host header; this one has ${hosts}` : undefined;
+}
 
 /** Answers a request node:http refuses before Express with the JSON error body of every other. */
 function endResponseWithError(
@@ -136,6 +148,10 @@ export function onWebSocketUpgrade(
         error: 'bad_request',
         message: 'A WebSocket upgrade is an HTTP/1.1 request with a Host header',
       });
+    }
+    const problem = hostProblem(req);
+    if (problem !== undefined) {
+      return endWithError(socket, 400, { error: 'bad_request', message: problem });
     }
     handle(req, socket, head);
   });

@@ -94,7 +94,9 @@ function implicitResponses(route: AnyRoute): Record<number, ResponseDeclaration>
   for (const [status, , message] of Object.values(CLIENT_ERRORS))
     responses[status] = error(message);
   responses[417] = error('an Expect header other than 100-continue');
-  responses[400] = error('not valid HTTP/1.1, or an HTTP/1.1 request without a Host header');
+  responses[400] = error(
+    'not valid HTTP/1.1, or an HTTP/1.1 request without a Host header, or one with two',
+  );
   if (route.params || route.query) responses[400] = error('invalid path or query parameter');
   if (route.body?.read === 'json') {
     responses[400] = error('invalid body, malformed JSON, or invalid path or query parameter');

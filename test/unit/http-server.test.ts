@@ -62,7 +62,7 @@ describe('createHttpServer', () => {
     expect(JSON.parse(raw.split('\r\n\r\n')[1])).toMatchObject({ error: 'bad_request' });
   });
 
-  test('when a request is a CONNECT, expects something other than 100-continue, or lacks its Host, then it gets a JSON error, not a closed socket or an empty answer', async () => {
+  test('when a request is a CONNECT, expects something other than 100-continue, lacks its Host or has two, then it gets a JSON error, not a closed socket or an empty answer', async () => {
     const { port } = server.address() as AddressInfo;
     const rawAnswer = (request: string) =>
       new Promise<string>((resolve) => {
@@ -93,6 +93,15 @@ describe('createHttpServer', () => {
     });
     const old = await rawAnswer('POST /echo HTTP/1.0\r\nContent-Length: 0\r\n\r\n');
     expect(old).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
+    // Two Hosts: node:http kept the first, where a proxy in front may have routed by the second.
+    const twoHosts = await rawAnswer(
+      'POST /echo HTTP/1.1\r\nHost: a\r\nhost: b\r\nContent-Length: 0\r\n\r\n',
+    );
+    expect(twoHosts).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(JSON.parse(twoHosts.split('\r\n\r\n')[1])).toMatchObject({
+      error: 'bad_request',
+      message: 'A request has one Host header; this one has 2',
+    });
   });
 
   test('when a client keeps its side open after a CONNECT is answered, then the server closes the socket all the same (no HTTP timeout watches it)', async () => {
