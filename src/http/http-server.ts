@@ -90,13 +90,18 @@ function hostProblem(req: IncomingMessage): string | undefined {
   return hosts > 1 ? `A request has one Host header; this one has ${hosts}` : undefined;
 }
 
+/** A refusal made before any route: its error code and message. */
+interface Refusal {
+  error: string;
+  message: string;
+}
+
+/** The JSON error body of every answer, for those given before Express. */
+const errorBody = ({ error, message }: Refusal) => JSON.stringify({ error, message, details: [] });
+
 /** Answers a request node:http refuses before Express with the JSON error body of every other. */
-function endResponseWithError(
-  res: ServerResponse,
-  status: number,
-  { error, message }: { error: string; message: string },
-): void {
-  const body = JSON.stringify({ error, message, details: [] });
+function endResponseWithError(res: ServerResponse, status: number, refusal: Refusal): void {
+  const body = errorBody(refusal);
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
@@ -112,10 +117,10 @@ function endResponseWithError(
 export function endWithError(
   socket: Duplex,
   status: number,
-  { error, message }: { error: string; message: string },
+  refusal: Refusal,
   extraHeaders = '',
 ): void {
-  const body = JSON.stringify({ error, message, details: [] });
+  const body = errorBody(refusal);
   // No HTTP timeout watches a socket handed over this way, and end() closes only our side: a
   // client that never closes its own would hold it (and a graceful stop) for ever.
   socket.once('finish', () => socket.destroy());
