@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Knex } from 'knex';
-import { MIGRATIONS_TABLE, migrationName } from './knex-config';
+import { MIGRATIONS_TABLE, expectedMigrations, migrationName } from './knex-config';
 
 /** The URL of the server's maintenance database, used to create or drop other databases. */
 export function maintenanceUrl(databaseUrl: string): string {
@@ -51,10 +51,43 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   });
 }
 
+/**
+ * Applies this release's pending migrations; returns their names. A database a later release
+ * migrated records migrations this one lacks: that is a rollback, which runs on the newer schema
+ * (migrations only add), so it migrates nothing rather than refusing, where knex called the
+ * directory corrupt. It still is when a migration this release lacks sorts before its own last.
+ */
 export async function migrateToLatest(db: Knex): Promise<string[]> {
   await nameMigrationsAsCompiled(db);
-  const [, applied] = (await db.migrate.latest()) as [number, string[]];
+  const { missing } = await unknownMigrations(db);
+  if (missing.length > 0) {
+    throw new Error(
+      `The migration directory is corrupt: the database records migrations that sort among this release's own and have no file here: ${missing.join(', ')}`,
+    );
+  }
+  const [, applied] = (await db.migrate.latest({
+    disableMigrationsListValidation: true, // checked above
+  })) as [number, string[]];
   return applied;
+}
+
+/**
+ * Migrations the database records that this release has no file of: those later than its own
+ * last (named by timestamp, they sort by it), of a later release, and the others, missing.
+ */
+export async function unknownMigrations(
+  db: Knex,
+): Promise<{ ofLaterReleases: string[]; missing: string[] }> {
+  if (!(await db.schema.hasTable(MIGRATIONS_TABLE))) return { ofLaterReleases: [], missing: [] };
+  const own = await expectedMigrations();
+  const known = new Set(own);
+  const recorded = (await db(MIGRATIONS_TABLE).pluck('name')) as string[];
+  const unknown = recorded.filter((name) => !known.has(name)).sort();
+  const lastOwn = own[own.length - 1] ?? '';
+  return {
+    ofLaterReleases: unknown.filter((name) => name > lastOwn),
+    missing: unknown.filter((name) => name < lastOwn),
+  };
 }
 
 /** Migrations recorded under tsx before they were named as compiled (`.ts`): renamed so. */
@@ -77,7 +110,11 @@ export async function rollbackAll(db: Knex): Promise<string[]> {
 
 /** The migrations not applied yet to the database `db` points at, by file name. */
 export async function pendingMigrations(db: Knex): Promise<string[]> {
-  // Pending migrations as the source lists them: their files (see MigrationFiles).
-  const [, pending] = (await db.migrate.list()) as [unknown[], string[]];
+  // Pending migrations as the source lists them: their files (see MigrationFiles). Migrations
+  // recorded without a file here (see migrateToLatest) are no pending ones.
+  const [, pending] = (await db.migrate.list({ disableMigrationsListValidation: true })) as [
+    unknown[],
+    string[],
+  ];
   return pending.map(migrationName);
 }

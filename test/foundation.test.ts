@@ -552,6 +552,39 @@ describe('start-up without PostgreSQL or Redis', () => {
     }
   });
 
+  test('when a later release migrated the database (a rollback), then migrating applies nothing and says so, and a migration missing among its own is still refused', async () => {
+    const name = `energy_rolled_back_${process.pid}`;
+    const url = withDatabaseName(baseDatabaseUrl(), name);
+    await ensureDatabase(url);
+    const db = createDb(loadConfig({ DATABASE_URL: url }));
+    try {
+      await migrateToLatest(db);
+      const later = '29991231000000_of-a-later-release.js';
+      await db('knex_migrations').insert({ name: later, batch: 99, migration_time: new Date() });
+      expect(await migrateToLatest(db)).toEqual([]);
+      expect(await pendingMigrations(db)).toEqual([]);
+      const result = await runEntry('scripts/migrate.ts', { DATABASE_URL: url });
+      expect(result.code).toBe(0);
+      expect(result.output).toContain(
+        `the schema is newer than this release (a rollback): 1 migration(s) of a later release applied, up to ${later}`,
+      );
+      // One sorting among this release's own is no later release's: its file is missing here.
+      await db('knex_migrations').insert({
+        name: '20000101000000_gone.js',
+        batch: 99,
+        migration_time: new Date(),
+      });
+      await expect(migrateToLatest(db)).rejects.toThrow(
+        "The migration directory is corrupt: the database records migrations that sort among this release's own and have no file here: 20000101000000_gone.js",
+      );
+    } finally {
+      await db.destroy();
+      await withMaintenanceClient(url, (c) =>
+        c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+      );
+    }
+  });
+
   test('when REDIS_URL names a database index Redis does not have, then the flusher refuses to start, naming it (ioredis would go on with database 0)', async () => {
     const result = await runEntry('workers/flusher.ts', {
       REDIS_URL: 'redis://127.0.0.1:6379/99',
