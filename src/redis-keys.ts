@@ -6,6 +6,7 @@
  * devices of one slot.
  */
 import calculateSlot from 'cluster-key-slot';
+import { codeFingerprint } from './code-fingerprint';
 
 /** The keys of one ingest queue shard. */
 export interface QueueShardKeys {
@@ -60,7 +61,10 @@ export interface RedisKeys {
   /** MQTT payloads acknowledged as invalid, newest first, capped (see src/mqtt/reject-log.ts). */
   readonly mqttRejects: string;
   rateLimit(keyName: string): string;
-  /** A cached report of one vehicle, or of the whole fleet: apart whatever a vehicle is named. */
+  /**
+   * A cached report of one vehicle, or of the whole fleet: apart whatever a vehicle is named, and
+   * apart from another release's (codeFingerprint), which may compute it by other rules.
+   */
   analyticsCache(
     of: { vehicleId: string } | 'fleet',
     fromMs: number,
@@ -123,6 +127,6 @@ export function createRedisKeys(prefix: string): RedisKeys {
     mqttRejects: `${prefix}:mqtt:rejects`,
     rateLimit: (keyName) => `${prefix}:rate-limit:${keyName}`,
     analyticsCache: (of, fromMs, toMs, variant) =>
-      `${prefix}:analytics:${variant}:${of === 'fleet' ? 'fleet' : `vehicle:${of.vehicleId}`}:${fromMs}:${toMs}`,
+      `${prefix}:analytics:${codeFingerprint()}:${variant}:${of === 'fleet' ? 'fleet' : `vehicle:${of.vehicleId}`}:${fromMs}:${toMs}`,
   };
 }

@@ -1219,7 +1219,7 @@ describe('paging the fleet report ranked by sessions', () => {
       // V-pc's session becomes the fleet's worst, and its sessions are computed again.
       await ingest(e, [meter('M-pc', 10)(at('23', '08:30') + 30_000)]);
       const sessionKeys = await e.ctx.redis.keys(
-        `${e.ctx.config.redisPrefix}:analytics:sessions:*`,
+        `${e.ctx.config.redisPrefix}:analytics:*:sessions:*`,
       );
       if (sessionKeys.length > 0) await e.ctx.redis.del(...sessionKeys);
 

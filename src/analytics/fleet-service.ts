@@ -106,8 +106,7 @@ export class FleetService {
     rank: FleetScope['rank'],
   ): Promise<{ snapshot: FleetSnapshot; cache: FleetReport['cache'] }> {
     const { config, cache } = this.deps;
-    // v4: an idle vehicle's efficiency is null; a release never reads another's snapshots.
-    const variant = `fleet-v4:${config.energyReadings}${rank === 'session' ? ':by-session' : ''}`;
+    const variant = `fleet:${config.energyReadings}${rank === 'session' ? ':by-session' : ''}`;
     const key = this.deps.keys.analyticsCache('fleet', from.getTime(), to.getTime(), variant);
     const { value, cache: outcome } = await cache.through(key, () =>
       rank === 'session' ? this.rankedBySession(from, to) : this.computed(from, to),
