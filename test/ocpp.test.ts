@@ -3351,6 +3351,51 @@ describe('OCPP while PostgreSQL is down', () => {
 });
 
 describe('OCPP log under a charge point that repeats bad messages', () => {
+  test('when two charge points share an id and keep replacing each other, or one leaves transactions open, then each is logged once an interval, not once each time', async () => {
+    const ctx = await createTestContext();
+    const { logger, lines } = capturingLogger();
+    const api = await startTestApi({ ...ctx, logger });
+    const served = await serveTestApiWithOcpp(api);
+    const sockets: WebSocket[] = [];
+    const connect = async (id: string) => {
+      const socket = new WebSocket(`${served.url.replace('http', 'ws')}/ocpp/${id}`, ['ocpp1.6']);
+      sockets.push(socket);
+      await new Promise<void>((resolve) => socket.once('open', () => resolve()));
+      return socket;
+    };
+    const answer = (socket: WebSocket, frame: string) =>
+      new Promise<unknown[]>((resolve) => {
+        socket.once('message', (data: Buffer) => resolve(JSON.parse(data.toString()) as unknown[]));
+        socket.send(frame);
+      });
+    try {
+      // Each connection of the id closes the one before, as two chargers sharing it do.
+      for (let i = 0; i < 10; i++) await connect('CP-SHARED-ID');
+      // Each start on connector 1 stops the transaction left open there.
+      const socket = sockets[sockets.length - 1];
+      for (let i = 0; i < 5; i++) {
+        const start = `{"connectorId":1,"idTag":"TAG-OPEN","meterStart":${1000 * i},"timestamp":"2024-06-01T1${i}:00:00Z"}`;
+        expect((await answer(socket, `[2,"s${i}","StartTransaction",${start}]`))[0]).toBe(3);
+      }
+      const logged = (msg: string) => lines.filter((line) => line.msg === msg);
+      expect(
+        logged(
+          'charge point connected again while connected: the older connection is closed (if this repeats, two charge points share this id)',
+        ).map((line) => line.chargePointId),
+      ).toEqual(['CP-SHARED-ID']);
+      expect(
+        logged('transaction left open on the connector stopped at the start of the next one').map(
+          (line) => line.chargePointId,
+        ),
+      ).toEqual(['CP-SHARED-ID']);
+    } finally {
+      for (const socket of sockets) socket.terminate();
+      await served.close();
+      await api.close();
+      await ctx.cleanup();
+    }
+  });
+
   test('when a charge point sends many bad messages of a few kinds, then each kind is logged once, with what was wrong, and another charge point is still logged', async () => {
     const ctx = await createTestContext();
     const { logger, lines } = capturingLogger();

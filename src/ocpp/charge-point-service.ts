@@ -610,7 +610,9 @@ export class ChargePointService {
         justAfter(by.startedAt),
       );
     }
-    this.deps.logger.warn(
+    this.faults.logFor(
+      ended.chargePointId,
+      '',
       { chargePointId: ended.chargePointId, transactionId: ended.id, by: by.id },
       'transaction left open on the connector stopped at the start of the next one',
     );

@@ -291,7 +291,7 @@ function authorizeUpgrade(config: {
  * a driver's) when it fails. One function for every connection and action: a closure per action
  * and connection cost 10,000 charge points about 25 MB of heap.
  */
-function answerCalls(service: ChargePointService, logger: Logger, refusals: RepeatedErrorLog) {
+function answerCalls(service: ChargePointService, logger: Logger, faults: RepeatedErrorLog) {
   // While Redis or PostgreSQL is away every charger's every call fails alike: once an interval.
   const failures = new RepeatedErrorLog({ logger, level: 'warn' });
   return async (
@@ -314,7 +314,7 @@ function answerCalls(service: ChargePointService, logger: Logger, refusals: Repe
     } catch (err) {
       if (err instanceof RefusedCallError) {
         logRefusal(
-          refusals,
+          faults,
           id,
           `${action} ${err.code}`,
           { action, reason: err.message },
@@ -343,20 +343,20 @@ function answerCalls(service: ChargePointService, logger: Logger, refusals: Repe
  * says what was wrong; one at the interval's end counts those left out (`repeated`).
  */
 function logRefusal(
-  refusals: RepeatedErrorLog,
+  faults: RepeatedErrorLog,
   id: string,
   kind: string,
   fields: Record<string, unknown>,
   message: string,
 ): void {
-  refusals.logFor(id, kind, { chargePointId: id, ...fields }, message);
+  faults.logFor(id, kind, { chargePointId: id, ...fields }, message);
 }
 
 /** Counts a connection's calls by action and outcome, and logs messages that fail their schema. */
 function watchCalls(
   client: RPCServerClient,
   id: string,
-  { metrics, refusals }: { metrics: OcppMetrics; refusals: RepeatedErrorLog },
+  { metrics, faults }: { metrics: OcppMetrics; faults: RepeatedErrorLog },
 ): void {
   const pending = new Map<string, PendingCall>();
   client.on('call', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
@@ -391,7 +391,7 @@ function watchCalls(
       }
       metrics.onUnreadable(null);
       logRefusal(
-        refusals,
+        faults,
         id,
         UNKNOWN_MESSAGE_TYPE,
         { message: buffer.toString('utf8', 0, 200) },
@@ -406,7 +406,7 @@ function watchCalls(
       // An action OCPP 1.6 does not know is any text (FooBar1, FooBar2, ...): one kind, all.
       const action = code === 'NotImplemented' ? 'an unknown action' : event.method;
       logRefusal(
-        refusals,
+        faults,
         id,
         `${action} ${code}`,
         { action: event.method, outbound: event.outbound, reason: event.error.message },
@@ -446,8 +446,9 @@ export function createOcppEndpoint({
   });
   rpc.on('error', (err: Error) => logger.error({ err }, 'OCPP server error'));
   rpc.auth(authorizeUpgrade(config));
-  const refusals = new RepeatedErrorLog({ logger, level: 'warn' });
-  const answer = answerCalls(service, logger, refusals);
+  // What a charge point does wrong or oddly: once an interval for each charge point and kind.
+  const faults = new RepeatedErrorLog({ logger, level: 'warn' });
+  const answer = answerCalls(service, logger, faults);
   /** The charge points connected here, each with its connection (recorded again while it lives). */
   const live = new Map<string, { client: RPCServerClient; connection: LiveConnection }>();
   let closing = false;
@@ -502,7 +503,10 @@ export function createOcppEndpoint({
     if (previous) {
       presence.remove(previous.connection);
       metrics.onReplaced();
-      logger.warn(
+      // Once an interval: two charge points sharing an id replace each other for ever.
+      faults.logFor(
+        id,
+        'replaced',
         { chargePointId: id },
         'charge point connected again while connected: the older connection is closed (if this repeats, two charge points share this id)',
       );
@@ -513,7 +517,7 @@ export function createOcppEndpoint({
       logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
     });
     service.connected(id);
-    watchCalls(client, id, { metrics, refusals });
+    watchCalls(client, id, { metrics, faults });
     const sendRaw = client.sendRaw.bind(client);
     const socket = client.handshake.request.socket;
     client.sendRaw = (frame: string) => {
