@@ -2,7 +2,15 @@ import { Type } from '@sinclair/typebox';
 import { AppError, notFound } from '../errors';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import type { Logger } from '../logger';
-import { DeviceId, ErrorBody, Instant, Nullable, Timestamp } from '../schema/primitives';
+import {
+  DeviceId,
+  ErrorBody,
+  Instant,
+  instantMs,
+  Nullable,
+  PastTimestamp,
+  Timestamp,
+} from '../schema/primitives';
 import type { MappingPeriod, MappingStore } from '../stores/mapping-store';
 import type { ReadingValidator } from '../telemetry/validation';
 
@@ -37,7 +45,7 @@ const MappingHistory = Type.Object(
 );
 
 const MappingEndRequest = Type.Object(
-  { until: Type.Optional(Timestamp) },
+  { until: Type.Optional(PastTimestamp) },
   {
     $id: 'MappingEndRequest',
     description: 'From `until` (default now; no body: now) on, the vehicle charges from no meter.',
@@ -177,9 +185,11 @@ export function mappingRoutes({
       },
       handler: async ({ params, body }) => {
         const { vehicleId } = params;
-        const until = instantOf(body.until, 'until');
         // An end ahead of the clock would keep the vehicle mapped until then, and refuse every
-        // mapping meanwhile, an OCPP transaction's too (none may start before an end).
+        // mapping meanwhile, an OCPP transaction's too (none may start before an end): refused
+        // however far ahead, not only past the clock skew other instants are allowed.
+        const ahead = body.until !== undefined && instantMs(body.until) > now();
+        const until = ahead ? Infinity : instantOf(body.until, 'until');
         if (until > now()) {
           throw new AppError(
             400,

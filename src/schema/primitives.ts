@@ -44,13 +44,18 @@ export function instantMs(text: string): number {
   return (ms + 1) % DAY_MS === 0 ? ms : NaN;
 }
 
-/** An instant a client sends: RFC 3339 with a zone offset. */
-export const Timestamp = Type.String({
-  format: 'date-time',
-  maxLength: 64,
-  description:
-    'RFC 3339 with a zone offset, e.g. 2024-03-20T10:00:00Z; at most MAX_CLOCK_SKEW_S in the future',
-});
+/** An instant a client sends: RFC 3339 with a zone offset, and how far ahead it may be. */
+const timestamp = (ahead: string) =>
+  Type.String({
+    format: 'date-time',
+    maxLength: 64,
+    description: `RFC 3339 with a zone offset, e.g. 2024-03-20T10:00:00Z; ${ahead}`,
+  });
+
+export const Timestamp = timestamp('at most MAX_CLOCK_SKEW_S in the future');
+
+/** An instant that may not be ahead of the clock at all (the end of a mapping). */
+export const PastTimestamp = timestamp('not in the future');
 
 /** An instant the engine answers with (always UTC, milliseconds). */
 export const Instant = Type.String({ format: 'date-time' });
