@@ -5,6 +5,7 @@ import path from 'node:path';
 import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest, quoteIdent, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
+import { PROCESS_ENV_DEFAULTS } from '../src/lifecycle';
 
 export const DIST_ROOT = path.join(__dirname, '..');
 
@@ -117,6 +118,7 @@ export function engineEnv(
   overrides: Record<string, string> = {},
 ): Record<string, string> {
   return {
+    ...PROCESS_ENV_DEFAULTS,
     DATABASE_URL: databaseUrl,
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,

@@ -8,7 +8,12 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, loadConfig, sharedPortProblem } from '../src/config';
-import { exitOnStartupFailure, repeatsSignal, type SignalTaken } from '../src/lifecycle';
+import {
+  exitOnStartupFailure,
+  PROCESS_ENV_DEFAULTS,
+  repeatsSignal,
+  type SignalTaken,
+} from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { assertDependenciesReachable } from '../src/startup-checks';
 import { commandLineOrExit, parseCommandLine } from './cli';
@@ -29,7 +34,7 @@ function startChild(name: string, relativeEntry: string): ChildProcess {
   // after it had stopped cleanly.
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: process.env,
+    env: { ...PROCESS_ENV_DEFAULTS, ...process.env },
     detached: true,
   });
   passLines(child.stdout, process.stdout);

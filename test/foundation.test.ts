@@ -1,6 +1,6 @@
 import { createDb } from '../db/create-db';
 import { spawn } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import request from 'supertest';
@@ -14,6 +14,7 @@ import {
 } from '../db/migrate';
 import { ConfigError, loadConfig } from '../src/config';
 import { createRedis, waitForRedis } from '../src/redis';
+import { PROCESS_ENV_DEFAULTS } from '../src/lifecycle';
 import { createFlusher } from '../workers/flusher-service';
 import { openQueue, startTestApi, startTestFlusher, waitFor, type TestApi } from './helpers/engine';
 import type { IngestJobData } from '../src/queue/ingest-queue';
@@ -326,7 +327,7 @@ describe('npm start going away', () => {
     150_000,
   );
 
-  test('when npm start runs in a terminal, then its processes log through it, not to the terminal, and stop with it when it closes', async () => {
+  test("when npm start runs in a terminal, then its processes log through it, not to the terminal, start with the engine's environment defaults, and stop with it when it closes", async () => {
     const [port, flusherPort] = [await freePort(), await freePort()];
     const env = {
       ...process.env,
@@ -360,6 +361,13 @@ describe('npm start going away', () => {
       );
       expect(terminals).toEqual([]);
       expect(output).toMatch(/"name":"api".*"msg":"API listening/);
+      // Unless its environment sets them, both start with the engine's defaults (MALLOC_ARENA_MAX).
+      for (const pid of pids) {
+        const environment = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+        for (const [name, value] of Object.entries(PROCESS_ENV_DEFAULTS)) {
+          expect(environment).toContain(`${name}=${process.env[name] ?? value}`);
+        }
+      }
     } finally {
       terminal.kill('SIGKILL');
     }
