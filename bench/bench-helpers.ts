@@ -53,7 +53,8 @@ export function startNode(
   nodeArgs: string[] = [],
 ): Proc {
   const child = spawn(process.execPath, [...nodeArgs, path.join(DIST_ROOT, entry), ...args], {
-    env: { ...process.env, ...env },
+    // As npm start does: the engine's defaults unless the environment sets them.
+    env: { ...PROCESS_ENV_DEFAULTS, ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   let stderr = '';
@@ -118,7 +119,6 @@ export function engineEnv(
   overrides: Record<string, string> = {},
 ): Record<string, string> {
   return {
-    ...PROCESS_ENV_DEFAULTS,
     DATABASE_URL: databaseUrl,
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,

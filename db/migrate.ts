@@ -83,7 +83,8 @@ export async function unknownMigrations(
   const known = new Set(own);
   const recorded = (await db(MIGRATIONS_TABLE).pluck('name')) as string[];
   const unknown = recorded.filter((name) => !known.has(name)).sort();
-  const lastOwn = own[own.length - 1] ?? '';
+  // Without files of its own (a broken install) none is known to be later.
+  const lastOwn = own[own.length - 1] ?? '\uffff';
   return {
     ofLaterReleases: unknown.filter((name) => name > lastOwn),
     missing: unknown.filter((name) => name < lastOwn),

@@ -110,6 +110,8 @@ function shardKeys(tag: string, shard: number | 'legacy'): QueueShardKeys {
 
 export function createRedisKeys(prefix: string): RedisKeys {
   const legacyShard = shardKeys(prefix, 'legacy');
+  // At start, not at the first report: the code on disk may be a newer release's by then.
+  const release = codeFingerprint();
   return {
     prefix,
     shards: (count) => Array.from({ length: count }, (_, i) => shardKeys(`${prefix}:q${i}`, i)),
@@ -127,6 +129,6 @@ export function createRedisKeys(prefix: string): RedisKeys {
     mqttRejects: `${prefix}:mqtt:rejects`,
     rateLimit: (keyName) => `${prefix}:rate-limit:${keyName}`,
     analyticsCache: (of, fromMs, toMs, variant) =>
-      `${prefix}:analytics:${codeFingerprint()}:${variant}:${of === 'fleet' ? 'fleet' : `vehicle:${of.vehicleId}`}:${fromMs}:${toMs}`,
+      `${prefix}:analytics:${release}:${variant}:${of === 'fleet' ? 'fleet' : `vehicle:${of.vehicleId}`}:${fromMs}:${toMs}`,
   };
 }

@@ -188,9 +188,7 @@ export function mappingRoutes({
         // An end ahead of the clock would keep the vehicle mapped until then, and refuse every
         // mapping meanwhile, an OCPP transaction's too (none may start before an end): refused
         // however far ahead, not only past the clock skew other instants are allowed.
-        const ahead = body.until !== undefined && instantMs(body.until) > now();
-        const until = ahead ? Infinity : instantOf(body.until, 'until');
-        if (until > now()) {
+        if (body.until !== undefined && instantMs(body.until) > now()) {
           throw new AppError(
             400,
             'invalid_mapping',
@@ -198,6 +196,7 @@ export function mappingRoutes({
             [{ path: '/until', message: 'must not be in the future' }],
           );
         }
+        const until = instantOf(body.until, 'until');
         const result = await mappingStore.end(
           vehicleId,
           new Date(until),

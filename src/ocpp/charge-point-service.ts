@@ -575,7 +575,9 @@ export class ChargePointService {
       stoppedAt: by.startedAt,
       reason: SUPERSEDED_ELSEWHERE,
     });
-    this.deps.logger.warn(
+    this.faults.logFor(
+      ended.chargePointId,
+      '',
       {
         chargePointId: ended.chargePointId,
         transactionId: ended.id,
