@@ -3351,7 +3351,18 @@ describe('OCPP while PostgreSQL is down', () => {
 });
 
 describe('OCPP log under a charge point that repeats bad messages', () => {
-  test('when two charge points share an id and keep replacing each other, or one leaves transactions open, then each is logged once an interval, not once each time', async () => {
+  /**
+   * Runs `check` against an engine whose log lines are kept, with bare WebSockets to its OCPP
+   * endpoint sending frames as the probes did: `answer` sends one and waits for the next frame.
+   */
+  const withLoggedEngine = async (
+    check: (engine: {
+      logged(msg: string): Record<string, unknown>[];
+      connect(
+        id: string,
+      ): Promise<{ socket: WebSocket; answer(frame: string): Promise<unknown[]> }>;
+    }) => Promise<void>,
+  ) => {
     const ctx = await createTestContext();
     const { logger, lines } = capturingLogger();
     const api = await startTestApi({ ...ctx, logger });
@@ -3361,23 +3372,35 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
       const socket = new WebSocket(`${served.url.replace('http', 'ws')}/ocpp/${id}`, ['ocpp1.6']);
       sockets.push(socket);
       await new Promise<void>((resolve) => socket.once('open', () => resolve()));
-      return socket;
+      const answer = (frame: string) =>
+        new Promise<unknown[]>((resolve) => {
+          socket.once('message', (data: Buffer) =>
+            resolve(JSON.parse(data.toString()) as unknown[]),
+          );
+          socket.send(frame);
+        });
+      return { socket, answer };
     };
-    const answer = (socket: WebSocket, frame: string) =>
-      new Promise<unknown[]>((resolve) => {
-        socket.once('message', (data: Buffer) => resolve(JSON.parse(data.toString()) as unknown[]));
-        socket.send(frame);
-      });
     try {
+      await check({ logged: (msg) => lines.filter((line) => line.msg === msg), connect });
+    } finally {
+      for (const socket of sockets) socket.terminate();
+      await served.close();
+      await api.close();
+      await ctx.cleanup();
+    }
+  };
+
+  test('when two charge points share an id and keep replacing each other, or one leaves transactions open, then each is logged once an interval, not once each time', async () => {
+    await withLoggedEngine(async ({ logged, connect }) => {
       // Each connection of the id closes the one before, as two chargers sharing it do.
-      for (let i = 0; i < 10; i++) await connect('CP-SHARED-ID');
+      let last = await connect('CP-SHARED-ID');
+      for (let i = 1; i < 10; i++) last = await connect('CP-SHARED-ID');
       // Each start on connector 1 stops the transaction left open there.
-      const socket = sockets[sockets.length - 1];
       for (let i = 0; i < 5; i++) {
         const start = `{"connectorId":1,"idTag":"TAG-OPEN","meterStart":${1000 * i},"timestamp":"2024-06-01T1${i}:00:00Z"}`;
-        expect((await answer(socket, `[2,"s${i}","StartTransaction",${start}]`))[0]).toBe(3);
+        expect((await last.answer(`[2,"s${i}","StartTransaction",${start}]`))[0]).toBe(3);
       }
-      const logged = (msg: string) => lines.filter((line) => line.msg === msg);
       expect(
         logged(
           'charge point connected again while connected: the older connection is closed (if this repeats, two charge points share this id)',
@@ -3388,37 +3411,14 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
           (line) => line.chargePointId,
         ),
       ).toEqual(['CP-SHARED-ID']);
-    } finally {
-      for (const socket of sockets) socket.terminate();
-      await served.close();
-      await api.close();
-      await ctx.cleanup();
-    }
+    });
   });
 
   test('when a charge point sends many bad messages of a few kinds, then each kind is logged once, with what was wrong, and another charge point is still logged', async () => {
-    const ctx = await createTestContext();
-    const { logger, lines } = capturingLogger();
-    const api = await startTestApi({ ...ctx, logger });
-    const served = await serveTestApiWithOcpp(api);
-    const sockets: WebSocket[] = [];
-    /** A bare WebSocket, sending frames as the probe did; `answer` waits for the next frame. */
-    const connect = async (id: string) => {
-      const socket = new WebSocket(`${served.url.replace('http', 'ws')}/ocpp/${id}`, ['ocpp1.6']);
-      sockets.push(socket);
-      await new Promise<void>((resolve) => socket.once('open', () => resolve()));
-      return (frame: string) =>
-        new Promise<unknown[]>((resolve) => {
-          socket.once('message', (data: Buffer) =>
-            resolve(JSON.parse(data.toString()) as unknown[]),
-          );
-          socket.send(frame);
-        });
-    };
     const badBoot = (messageId: string) =>
       `[2,"${messageId}","BootNotification",{"chargePointVendor":"${'V'.repeat(31)}","chargePointModel":"M"}]`;
-    try {
-      const answer = await connect('CP-FLOOD');
+    await withLoggedEngine(async ({ logged, connect }) => {
+      const { socket, answer } = await connect('CP-FLOOD');
       for (let i = 0; i < 20; i++) {
         expect((await answer(`[2,"f${i}","FooBar${i}",{}]`))[2]).toBe('NotImplemented');
         expect((await answer(badBoot(`b${i}`)))[2]).toBe('PropertyConstraintViolation');
@@ -3427,7 +3427,7 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
           'PropertyConstraintViolation',
         );
         // Ignored, unanswered: the next CALL's answer says it was read.
-        sockets[0].send(`[5,"u${i}"]`);
+        socket.send(`[5,"u${i}"]`);
         const sample = `{"timestamp":"2024-06-01T10:00:00Z","sampledValue":[{"value":"abc${i}"}]}`;
         const values = `{"connectorId":1,"meterValue":[${sample}]}`;
         expect((await answer(`[2,"m${i}","MeterValues",${values}]`))[0]).toBe(3);
@@ -3437,10 +3437,9 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
         const stop = `{"transactionId":${990_000 + i},"meterStop":5,"timestamp":"2024-06-01T10:00:00Z"}`;
         expect((await answer(`[2,"x${i}","StopTransaction",${stop}]`))[0]).toBe(3);
       }
-      expect((await (await connect('CP-OTHER'))(badBoot('b0')))[2]).toBe(
+      expect((await (await connect('CP-OTHER')).answer(badBoot('b0')))[2]).toBe(
         'PropertyConstraintViolation',
       );
-      const logged = (msg: string) => lines.filter((line) => line.msg === msg);
       const unknownType =
         'OCPP message of an unknown type ignored: OCPP-J 1.6 knows CALL (2), CALLRESULT (3) and CALLERROR (4)';
       const counts = {
@@ -3480,11 +3479,6 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
         byReason: { 'non-numeric value': 1 },
       });
       expect(logged(unknownType)[0]).toMatchObject({ message: '[5,"u0"]' });
-    } finally {
-      for (const socket of sockets) socket.terminate();
-      await served.close();
-      await api.close();
-      await ctx.cleanup();
-    }
+    });
   });
 });
