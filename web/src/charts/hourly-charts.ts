@@ -1,6 +1,12 @@
 import uPlot from 'uplot';
 import type { HourlyPoint } from '../api/types';
-import { formatCelsius, formatKwh, formatPercent, formatRatioPercent } from '../format/numbers';
+import {
+  formatAcKwh,
+  formatCelsius,
+  formatDcKwh,
+  formatPercent,
+  formatRatioPercent,
+} from '../format/numbers';
 import { axis, ChartFrame, timeAxis, timeSeries } from './chart-frame';
 import { palette, translucent } from './palette';
 
@@ -23,15 +29,13 @@ const show = (format: (n: number) => string) => (_u: uPlot, v: number | null) =>
 const EFFICIENCY = 3;
 
 /**
- * An hour's energy in the legend as the hourly table shows it: a 0 beside the hour's efficiency
- * is one the engine rounded away (formatKwh's `drawn`: any efficiency for AC, one above 0 for DC).
+ * An hour's energy in the legend as the hourly table shows it, beside the hour's efficiency (in
+ * %: only whether there is one, and above 0, matters).
  */
 const showEnergy =
-  (drawn: (efficiencyPercent: number | null | undefined) => boolean) =>
+  (format: (kwh: number, efficiency: number | null | undefined) => string) =>
   (u: uPlot, v: number | null, _series: number, idx: number | null) =>
-    v === null || v === undefined
-      ? '–'
-      : formatKwh(v, idx !== null && drawn(u.data[EFFICIENCY][idx]));
+    v === null || v === undefined ? '–' : format(v, idx === null ? null : u.data[EFFICIENCY][idx]);
 
 const bars = (align: -1 | 1) => uPlot.paths.bars?.({ size: [0.42, 48], align, gap: 1 });
 
@@ -74,7 +78,7 @@ export function createEnergyChart(container: HTMLElement): {
           fill: translucent(palette.ac),
           paths: bars(-1),
           points: { show: false },
-          value: showEnergy((efficiency) => efficiency !== null && efficiency !== undefined),
+          value: showEnergy(formatAcKwh),
         },
         {
           label: 'DC delivered',
@@ -83,7 +87,7 @@ export function createEnergyChart(container: HTMLElement): {
           fill: translucent(palette.dc),
           paths: bars(1),
           points: { show: false },
-          value: showEnergy((efficiency) => !!efficiency),
+          value: showEnergy(formatDcKwh),
         },
         {
           label: 'Efficiency',

@@ -46,6 +46,12 @@ const ROUNDED_AWAY = `<\u00a0${significant.format(0.05)}\u00a0Wh`;
  */
 export const formatKwh = (kwh: number, drawn = false) =>
   kwh === 0 && drawn ? ROUNDED_AWAY : kilo(kwh, 2, 'Wh');
+/** AC energy beside its efficiency: any efficiency shows AC was there. */
+export const formatAcKwh = (kwh: number, efficiency: number | null | undefined) =>
+  formatKwh(kwh, efficiency !== null && efficiency !== undefined);
+/** DC energy beside its efficiency: one above 0 shows DC was there. */
+export const formatDcKwh = (kwh: number, efficiency: number | null | undefined) =>
+  formatKwh(kwh, !!efficiency);
 /** Power: 1 decimal of kW (11.0 kW); below 0.1 kW in W (52 W, 0.12 W). */
 export const formatKw = (kw: number) => kilo(kw, 1, 'W');
 /**

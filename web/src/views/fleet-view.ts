@@ -3,7 +3,7 @@ import { fetchFlaggedSessions, fetchFleet } from '../api/endpoints';
 import type { ChargingSession, FleetReport, FleetSessions, FleetVehicle } from '../api/types';
 import { h, replaceContent, type Child } from '../dom/h';
 import { formatDateTimeSeconds } from '../format/dates';
-import { formatCount, formatKwh, formatRatio } from '../format/numbers';
+import { formatAcKwh, formatCount, formatDcKwh, formatRatio } from '../format/numbers';
 import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
 import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/routes';
 import { DataTable, deviceId, idList, type Column } from './data-table';
@@ -412,7 +412,7 @@ export class FleetView implements View {
         cell: (v) =>
           v.acConsumedKwh === null
             ? missing('unknown')
-            : formatKwh(v.acConsumedKwh, v.efficiency !== null),
+            : formatAcKwh(v.acConsumedKwh, v.efficiency),
       },
       {
         header: 'DC delivered',
@@ -420,7 +420,7 @@ export class FleetView implements View {
         cell: (v) =>
           v.dcDeliveredKwh === null
             ? missing('no readings')
-            : formatKwh(v.dcDeliveredKwh, !!v.efficiency),
+            : formatDcKwh(v.dcDeliveredKwh, v.efficiency),
       },
       {
         header: 'Meters',

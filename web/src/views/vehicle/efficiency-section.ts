@@ -4,7 +4,8 @@ import { h } from '../../dom/h';
 import {
   formatCelsius,
   formatCount,
-  formatKwh,
+  formatAcKwh,
+  formatDcKwh,
   formatPercent,
   formatRatio,
 } from '../../format/numbers';
@@ -98,7 +99,7 @@ export class EfficiencySection extends Section {
         'AC consumed',
         orMissing(
           energy.acConsumedKwh,
-          (kwh) => formatKwh(kwh, energy.efficiency !== null),
+          (kwh) => formatAcKwh(kwh, energy.efficiency),
           'unknown (see warnings)',
         ),
       ),
@@ -106,7 +107,7 @@ export class EfficiencySection extends Section {
         'DC delivered',
         orMissing(
           energy.dcDeliveredKwh,
-          (kwh) => formatKwh(kwh, !!energy.efficiency),
+          (kwh) => formatDcKwh(kwh, energy.efficiency),
           'no vehicle readings',
         ),
       ),
@@ -148,12 +149,12 @@ export class EfficiencySection extends Section {
           {
             header: 'AC consumed',
             numeric: true,
-            cell: (p) => dash(p.acConsumedKwh, (kwh) => formatKwh(kwh, p.efficiency !== null)),
+            cell: (p) => dash(p.acConsumedKwh, (kwh) => formatAcKwh(kwh, p.efficiency)),
           },
           {
             header: 'DC delivered',
             numeric: true,
-            cell: (p) => dash(p.dcDeliveredKwh, (kwh) => formatKwh(kwh, !!p.efficiency)),
+            cell: (p) => dash(p.dcDeliveredKwh, (kwh) => formatDcKwh(kwh, p.efficiency)),
           },
           { header: 'Efficiency', numeric: true, cell: (p) => dash(p.efficiency, formatRatio) },
           { header: 'Battery (avg)', numeric: true, cell: (p) => dash(p.avgTempC, formatCelsius) },

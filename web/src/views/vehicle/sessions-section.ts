@@ -5,7 +5,8 @@ import {
   formatCelsius,
   formatCount,
   formatKw,
-  formatKwh,
+  formatAcKwh,
+  formatDcKwh,
   formatPercent,
   formatRatio,
 } from '../../format/numbers';
@@ -32,11 +33,11 @@ function sessionFigures(s: SessionDetail): HTMLElement {
     { class: 'figures session-figures' },
     row(
       'AC consumed',
-      dash(s.acConsumedKwh, (kwh) => formatKwh(kwh, s.efficiency !== null)),
+      dash(s.acConsumedKwh, (kwh) => formatAcKwh(kwh, s.efficiency)),
     ),
     row(
       'DC delivered',
-      dash(s.dcDeliveredKwh, (kwh) => formatKwh(kwh, !!s.efficiency)),
+      dash(s.dcDeliveredKwh, (kwh) => formatDcKwh(kwh, s.efficiency)),
     ),
     row('Efficiency (DC / AC)', dash(s.efficiency, formatRatio)),
     row('Status', flagBadge(sessionFlagOf(s))),
@@ -113,12 +114,12 @@ export class SessionsSection extends Section {
           {
             header: 'AC consumed',
             numeric: true,
-            cell: (s) => dash(s.acConsumedKwh, (kwh) => formatKwh(kwh, s.efficiency !== null)),
+            cell: (s) => dash(s.acConsumedKwh, (kwh) => formatAcKwh(kwh, s.efficiency)),
           },
           {
             header: 'DC delivered',
             numeric: true,
-            cell: (s) => dash(s.dcDeliveredKwh, (kwh) => formatKwh(kwh, !!s.efficiency)),
+            cell: (s) => dash(s.dcDeliveredKwh, (kwh) => formatDcKwh(kwh, s.efficiency)),
           },
           { header: 'Efficiency', numeric: true, cell: (s) => dash(s.efficiency, formatRatio) },
           { header: 'Status', cell: (s) => flagBadge(sessionFlagOf(s)) },
