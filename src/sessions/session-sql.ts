@@ -263,27 +263,26 @@ ORDER BY s.vehicle_id, s.start_ts`;
 /**
  * One session's minutes with readings, for a chart: AC and DC power (the kWh of the minute's
  * readings over the hours they cover since each one's previous reading: a reading every 5 minutes
- * is 5 minutes of power, not one; a device's first reading covers no time, so its energy is left
- * out of the minute's power too), SoC and battery temperature. Parameters as SESSIONS_SQL, plus
+ * is 5 minutes of power, not one; a device's very first reading covers the time since the
+ * session's start), SoC and battery temperature. Parameters as SESSIONS_SQL, plus
  * $KEY.
  */
 export const SESSION_MINUTES_SQL = `
 WITH ${SPANS},
 ${WINDOWS}
 SELECT date_trunc('minute', p.ts, 'UTC') AS minute,
-       sum(p.energy) FILTER (WHERE w.role = 'ac') / nullif(sum(p.span_hours) FILTER (WHERE w.role = 'ac'), 0) AS ac_kw,
-       sum(p.energy) FILTER (WHERE w.role = 'dc') / nullif(sum(p.span_hours) FILTER (WHERE w.role = 'dc'), 0) AS dc_kw,
+       sum(p.energy) FILTER (WHERE w.role = 'ac') / nullif(sum(h.span_hours) FILTER (WHERE w.role = 'ac'), 0) AS ac_kw,
+       sum(p.energy) FILTER (WHERE w.role = 'dc') / nullif(sum(h.span_hours) FILTER (WHERE w.role = 'dc'), 0) AS dc_kw,
        (array_agg(p.last_soc ORDER BY p.ts DESC) FILTER (WHERE w.role = 'dc'))[1] AS soc,
        avg(p.temp_sum) FILTER (WHERE w.role = 'dc') AS temp
-FROM (
-  -- A device's very first reading has no previous one: its energy, which the session counts,
-  -- is over the time since the session's start (where its span puts that reading's interval).
-  SELECT p.*, coalesce(p.hours, extract(epoch FROM p.ts - s.start_ts) / 3600) AS span_hours
-  FROM window_powered p
-  JOIN windows w USING (wid)
-  JOIN spans s ON s.vehicle_id = w.vehicle_id AND s.key = w.key
-) p
+FROM window_powered p
 JOIN windows w USING (wid)
+JOIN spans s ON s.vehicle_id = w.vehicle_id AND s.key = w.key
+-- A device's very first reading has no previous one: its energy, which the session counts, is
+-- over the time since the session's start (where its span puts that reading's interval).
+CROSS JOIN LATERAL (
+  SELECT coalesce(p.hours, extract(epoch FROM p.ts - s.start_ts) / 3600) AS span_hours
+) h
 WHERE NOT p.prior AND w.key = $KEY
 GROUP BY 1
 ORDER BY 1`;
