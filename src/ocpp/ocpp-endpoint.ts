@@ -313,7 +313,7 @@ function answerCalls(service: ChargePointService, logger: Logger, faults: Repeat
       return (await handle(service, id, params)) as Record<string, unknown>;
     } catch (err) {
       if (err instanceof RefusedCallError) {
-        logRefusal(
+        logFault(
           faults,
           id,
           `${action} ${err.code}`,
@@ -338,11 +338,12 @@ function answerCalls(service: ChargePointService, logger: Logger, faults: Repeat
 }
 
 /**
- * Logs a refusal of what a charge point sent once an interval for each charge point and `kind`
- * (what it broke): one that repeats a bad message wrote a line each, 2,000 in 4 s. The first line
- * says what was wrong; one at the interval's end counts those left out (`repeated`).
+ * Logs what a charge point does wrong (a refusal of what it sent, a connection replacing its own)
+ * once an interval for each charge point and `kind`: one that repeats a bad message wrote a line
+ * each, 2,000 in 4 s. The first line says what was wrong; one at the interval's end counts those
+ * left out (`repeated`).
  */
-function logRefusal(
+function logFault(
   faults: RepeatedErrorLog,
   id: string,
   kind: string,
@@ -390,7 +391,7 @@ function watchCalls(
         return;
       }
       metrics.onUnreadable(null);
-      logRefusal(
+      logFault(
         faults,
         id,
         UNKNOWN_MESSAGE_TYPE,
@@ -405,7 +406,7 @@ function watchCalls(
       const code = event.error.rpcErrorCode;
       // An action OCPP 1.6 does not know is any text (FooBar1, FooBar2, ...): one kind, all.
       const action = code === 'NotImplemented' ? 'an unknown action' : event.method;
-      logRefusal(
+      logFault(
         faults,
         id,
         `${action} ${code}`,
@@ -504,10 +505,11 @@ export function createOcppEndpoint({
       presence.remove(previous.connection);
       metrics.onReplaced();
       // Once an interval: two charge points sharing an id replace each other for ever.
-      faults.logFor(
+      logFault(
+        faults,
         id,
         'replaced',
-        { chargePointId: id },
+        {},
         'charge point connected again while connected: the older connection is closed (if this repeats, two charge points share this id)',
       );
       void previous.client.close({ code: 1000, reason: 'Replaced by a new connection' });
