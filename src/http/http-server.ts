@@ -73,12 +73,20 @@ export function createHttpServer(app: Express): Server {
 }
 
 /**
- * What is wrong with a request's Host, if anything: HTTP/1.1 requires exactly one (RFC 9112 3.2;
- * HTTP/1.0 has none to send). node:http keeps the first of two, where a proxy in front may have
- * routed by the second.
+ * A Host value as RFC 9110 7.2 allows: a name (RFC 3986's reg-name, empty included), an IPv4
+ * address or a bracketed IP literal, then an optional port. Proxies that merge two Hosts into one
+ * write `a, b`, which the space makes invalid.
+ */
+const VALID_HOST = /^(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?$/;
+
+/**
+ * What is wrong with a request's Host, if anything: HTTP/1.1 requires exactly one, with a valid
+ * value (RFC 9112 3.2; HTTP/1.0 has none to send). node:http keeps the first of two, where a proxy
+ * in front may have routed by the second.
  */
 function hostProblem(req: IncomingMessage): string | undefined {
-  if (req.headers.host === undefined) {
+  const { host } = req.headers;
+  if (host === undefined) {
     const needed = req.httpVersionMajor === 1 && req.httpVersionMinor >= 1;
     return needed ? 'An HTTP/1.1 request needs a Host header' : undefined;
   }
@@ -87,7 +95,10 @@ function hostProblem(req: IncomingMessage): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
   }
-  return hosts > 1 ? `A request has one Host header; this one has ${hosts}` : undefined;
+  if (hosts > 1) return `A request has one Host header; this one has ${hosts}`;
+  return VALID_HOST.test(host)
+    ? undefined
+    : `Host ${JSON.stringify(host)} is not a host name or address with an optional port`;
 }
 
 /** A refusal made before any route: its error code and message. */

@@ -62,7 +62,7 @@ describe('createHttpServer', () => {
     expect(JSON.parse(raw.split('\r\n\r\n')[1])).toMatchObject({ error: 'bad_request' });
   });
 
-  test('when a request is a CONNECT, expects something other than 100-continue, lacks its Host or has two, then it gets a JSON error, not a closed socket or an empty answer', async () => {
+  test('when a request is a CONNECT, expects something other than 100-continue, lacks its Host, has two or one that is no host, then it gets a JSON error, not a closed socket or an empty answer', async () => {
     const { port } = server.address() as AddressInfo;
     const rawAnswer = (request: string) =>
       new Promise<string>((resolve) => {
@@ -102,6 +102,21 @@ describe('createHttpServer', () => {
       error: 'bad_request',
       message: 'A request has one Host header; this one has 2',
     });
+    // One Host holding two, as a proxy merges them: which one it routed by is as unknown.
+    const merged = await rawAnswer(
+      'POST /echo HTTP/1.1\r\nHost: a, b\r\nContent-Length: 0\r\n\r\n',
+    );
+    expect(merged).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(JSON.parse(merged.split('\r\n\r\n')[1])).toMatchObject({
+      error: 'bad_request',
+      message: 'Host "a, b" is not a host name or address with an optional port',
+    });
+    for (const host of ['', 'api.example.com', '127.0.0.1:3000', '[::1]:3000', 'ev-fleet_1:80']) {
+      const valid = await rawAnswer(
+        `POST /echo HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 0\r\n\r\n`,
+      );
+      expect(valid).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
+    }
   });
 
   test('when a client keeps its side open after a CONNECT is answered, then the server closes the socket all the same (no HTTP timeout watches it)', async () => {
