@@ -1360,6 +1360,62 @@ describe('OCPP 1.6J charge points', () => {
     },
   );
 
+  test('when a transaction without meterStop (running, or left open and superseded) holds a glitched sample, then its session bills its newest sample - meterStart, not the glitch as a reset', async () => {
+    await registerIdTags([['TAG-OPENGLITCH', 'V-OPENGLITCH']]);
+    const sample = (transactionId: number, at: string, value: string) => ({
+      connectorId: 1,
+      transactionId,
+      meterValue: [
+        {
+          timestamp: `2024-04-14T${at}:00Z`,
+          sampledValue: [{ value, measurand: 'Energy.Active.Import.Register', unit: 'Wh' }],
+        },
+      ],
+    });
+    const sessionsAc = async () => {
+      await waitForDrained(e.queue);
+      const res = await request(e.api.api.app)
+        .get(
+          '/v1/vehicles/V-OPENGLITCH/sessions?from=2024-04-14T00:00:00Z&to=2024-04-15T00:00:00Z&fresh=true',
+        )
+        .expect(200);
+      return res.body.sessions.map((x: { transactionId: number; acConsumedKwh: number }) => [
+        x.transactionId,
+        x.acConsumedKwh,
+      ]);
+    };
+    const first = await connect('CP-OPENGLITCH-A');
+    const running = await startTransaction(first, {
+      connectorId: 1,
+      idTag: 'TAG-OPENGLITCH',
+      meterStart: 500_000,
+      timestamp: '2024-04-14T10:00:00Z',
+    });
+    // 500 -> 500.2, a glitch of 166.733, back at 500.3: folded as a reset it was 500.3 kWh.
+    for (const [at, value] of [
+      ['10:10', '500200'],
+      ['10:20', '166733'],
+      ['10:30', '500300'],
+    ]) {
+      await first.call('MeterValues', sample(running, at, value));
+    }
+    expect(await sessionsAc()).toEqual([[running, 0.3]]);
+    // The vehicle starts elsewhere: the first transaction is closed without a meterStop.
+    const second = await connect('CP-OPENGLITCH-B');
+    const next = await startTransaction(second, {
+      connectorId: 1,
+      idTag: 'TAG-OPENGLITCH',
+      meterStart: 7_000,
+      timestamp: '2024-04-14T11:00:00Z',
+    });
+    const [closed] = await e.ctx.db('ocpp_transactions').where({ id: running });
+    expect([closed.stop_reason, closed.meter_stop_wh]).toEqual(['SupersededElsewhere', null]);
+    expect(await sessionsAc()).toEqual([
+      [next, 0],
+      [running, 0.3],
+    ]);
+  });
+
   test("when a sample dated before its connector's transaction started comes late (a charger's queue), then it is kept: the register was lower then", async () => {
     const cp = await connect('CP-LATEQ');
     await startTransaction(cp, {

@@ -97,41 +97,57 @@ detected AS (
   FROM runs
   GROUP BY vehicle_id, run
 ),
--- A stopped transaction's AC is what the charge point bills: meterStop - meterStart, exact, where
--- the register's samples between may be rounded to kWh, carry some phases only, or share the
--- stop's instant. A register that ended below its start (reset, replaced), or was reset between
--- (a sample that drops and adds energy by the one register rule), is folded instead: the bill
--- would leave out what came before the reset. A drop after which the register comes back to
--- where it dropped from in one step (its first sample back above half of that is above it, the
--- stop's included) was no reset but wrong samples (a glitch, kWh sent as Wh): the bill stands. A
--- restarted register climbs through what lies between.
+-- A transaction's AC is what the charge point bills: its register at the end less meterStart,
+-- exact, where the register's samples between may be rounded to kWh, carry some phases only, or
+-- share the stop's instant. The register at the end is meterStop; while the transaction runs, or
+-- when it was closed without one (left open, superseded), it is the connector's newest sample. A
+-- register that ended below its start (reset, replaced), or was reset between (a sample that
+-- drops and adds energy by the one register rule), is folded instead: the bill would leave out
+-- what came before the reset. A drop after which the register comes back to where it dropped from
+-- in one step (its first sample back above half of that is above it, the stop's included) was no
+-- reset but wrong samples (a glitch, kWh sent as Wh): the bill stands. A restarted register climbs
+-- through what lies between.
 transactions AS (
-  SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
-         least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running,
-         CASE WHEN x.stopped_at <= $TO AND x.meter_stop_wh >= x.meter_start_wh
+  SELECT x.vehicle_id, x.transaction_id, x.start_ts, x.end_ts, x.running,
+         CASE WHEN x.end_wh >= x.meter_start_wh
                    AND NOT EXISTS (
                      SELECT 1 FROM (
                        SELECT h.ts, h.kwh_consumed_ac AS energy,
                               lag(h.kwh_consumed_ac) OVER (ORDER BY h.ts) AS previous
                        FROM telemetry_history h
-                       WHERE h.device_type = 'meter'
-                         AND h.device_id = x.charge_point_id || ':' || x.connector_id
-                         AND h.ts >= x.started_at AND h.ts <= x.stopped_at
+                       WHERE h.device_type = 'meter' AND h.device_id = x.meter_id
+                         AND h.ts >= x.start_ts AND h.ts <= x.end_ts
                          AND h.ts >= $FIRST AND h.ts <= $TO) r
                      WHERE r.energy < r.previous AND register_step(r.previous, r.energy) > 0
                        AND NOT coalesce((
                          SELECT u.kwh_consumed_ac >= r.previous
                          FROM telemetry_history u
-                         WHERE u.device_type = 'meter'
-                           AND u.device_id = x.charge_point_id || ':' || x.connector_id
-                           AND u.ts > r.ts AND u.ts <= x.stopped_at
+                         WHERE u.device_type = 'meter' AND u.device_id = x.meter_id
+                           AND u.ts > r.ts AND u.ts <= x.end_ts
                            AND u.ts >= $FIRST AND u.ts <= $TO
                            AND u.kwh_consumed_ac >= r.previous / 2
                          ORDER BY u.ts LIMIT 1), false))
-              THEN ((x.meter_stop_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
-  FROM targets t
-  JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id
-   AND x.started_at >= t.from_ts AND x.started_at < $TO
+              THEN ((x.end_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
+  FROM (
+    SELECT x.*,
+           CASE WHEN x.stopped_at <= $TO AND x.meter_stop_wh IS NOT NULL THEN x.meter_stop_wh
+                -- In Wh as the charger sent it: a float8 cast to numeric keeps 15 digits.
+                ELSE (SELECT (h.kwh_consumed_ac * 1000)::numeric FROM telemetry_history h
+                      WHERE h.device_type = 'meter' AND h.device_id = x.meter_id
+                        AND h.ts > x.start_ts AND h.ts <= x.end_ts
+                        AND h.ts >= $FIRST AND h.ts <= $TO
+                      ORDER BY h.ts DESC LIMIT 1)
+           END AS end_wh
+    FROM (
+      SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
+             least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running,
+             x.stopped_at, x.meter_start_wh, x.meter_stop_wh,
+             x.charge_point_id || ':' || x.connector_id AS meter_id
+      FROM targets t
+      JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id
+       AND x.started_at >= t.from_ts AND x.started_at < $TO
+    ) x
+  ) x
 ),
 spans AS (
   SELECT vehicle_id, 'tx-' || transaction_id AS key, 'ocpp' AS source, transaction_id,
