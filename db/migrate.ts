@@ -55,11 +55,16 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
  * Applies this release's pending migrations; returns their names. A database a later release
  * migrated records migrations this one lacks: that is a rollback, which runs on the newer schema
  * (migrations only add), so it migrates nothing rather than refusing, where knex called the
- * directory corrupt. It still is when a migration this release lacks sorts before its own last.
+ * directory corrupt, and tells `onLaterReleases` their names. It still is corrupt when a migration
+ * this release lacks sorts before its own last.
  */
-export async function migrateToLatest(db: Knex): Promise<string[]> {
+export async function migrateToLatest(
+  db: Knex,
+  onLaterReleases: (names: string[]) => void = () => undefined,
+): Promise<string[]> {
   await nameMigrationsAsCompiled(db);
-  const { missing } = await unknownMigrations(db);
+  const { ofLaterReleases, missing } = await unknownMigrations(db);
+  if (ofLaterReleases.length > 0) onLaterReleases(ofLaterReleases);
   if (missing.length > 0) {
     throw new Error(
       `The migration directory is corrupt: the database records migrations that sort among this release's own and have no file here: ${missing.join(', ')}`,
@@ -75,7 +80,7 @@ export async function migrateToLatest(db: Knex): Promise<string[]> {
  * Migrations the database records that this release has no file of: those later than its own
  * last (named by timestamp, they sort by it), of a later release, and the others, missing.
  */
-export async function unknownMigrations(
+async function unknownMigrations(
   db: Knex,
 ): Promise<{ ofLaterReleases: string[]; missing: string[] }> {
   if (!(await db.schema.hasTable(MIGRATIONS_TABLE))) return { ofLaterReleases: [], missing: [] };

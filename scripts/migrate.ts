@@ -1,6 +1,6 @@
 /** `npm run migrate`: creates the database in DATABASE_URL if needed, then migrates to latest. */
 import { createDb } from '../db/create-db';
-import { ensureDatabase, migrateToLatest, unknownMigrations } from '../db/migrate';
+import { ensureDatabase, migrateToLatest } from '../db/migrate';
 import { loadConfig, redactUrl, type Config } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, type Logger, startingLogLevel } from '../src/logger';
@@ -21,14 +21,12 @@ export async function runMigrations(config: Config, logger: Logger): Promise<voi
     logger,
   );
   try {
-    const { ofLaterReleases } = await unknownMigrations(db);
-    if (ofLaterReleases.length > 0) {
+    const applied = await migrateToLatest(db, (ofLaterReleases) =>
       logger.warn(
         { ofLaterReleases },
         `the schema is newer than this release (a rollback): ${ofLaterReleases.length} migration(s) of a later release applied, up to ${ofLaterReleases[ofLaterReleases.length - 1]}; this release runs on it, as migrations only add`,
-      );
-    }
-    const applied = await migrateToLatest(db);
+      ),
+    );
     logger.info({ applied }, applied.length ? 'migrations applied' : 'schema is up to date');
   } finally {
     await db.destroy();
