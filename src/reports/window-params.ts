@@ -7,8 +7,16 @@ import { HOUR_MS } from '../time-units';
 
 export const DEFAULT_HOURS = 24;
 export const MAX_HOURS_PARAM = 168;
-/** The longest window a report reads (a month): bounds the work one request can ask for. */
-export const MAX_WINDOW_HOURS = 31 * 24;
+/**
+ * The hour a time zone leaving summer time adds to a day: a calendar month or quarter in local
+ * time may be that much longer than its days.
+ */
+export const DST_HOUR = 1;
+/**
+ * The longest window a report reads (a month, in any time zone: 31 days and the hour leaving summer
+ * time adds, as October in Europe): bounds the work one request can ask for.
+ */
+export const MAX_WINDOW_HOURS = 31 * 24 + DST_HOUR;
 
 /** The query parameters that choose a report's window, as the routes declare them. */
 export const WindowQuery = {

@@ -8,7 +8,13 @@ import {
   REPORT_PAGE_MAX,
   windowOfPage,
 } from '../reports/paging';
-import { DEFAULT_HOURS, MAX_WINDOW_HOURS, nowAlignS, parseWindow } from '../reports/window-params';
+import {
+  DEFAULT_HOURS,
+  DST_HOUR,
+  MAX_WINDOW_HOURS,
+  nowAlignS,
+  parseWindow,
+} from '../reports/window-params';
 import { FreshQuery } from '../reports/report-cache';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
@@ -17,7 +23,8 @@ import type { SessionService } from './session-service';
 import { DETECTED_SESSION_ID, TRANSACTION_SESSION_ID } from './session-store';
 
 const VEHICLE_DEFAULT_HOURS = 7 * 24;
-const VEHICLE_MAX_HOURS = 92 * 24;
+/** A quarter in any time zone (92 days, and the hour leaving summer time adds). */
+const VEHICLE_MAX_HOURS = 92 * 24 + DST_HOUR;
 /** The fleet's sessions take a report's window: a day by default, a month at most. */
 const FLEET_DEFAULT_HOURS = DEFAULT_HOURS;
 const FLEET_MAX_HOURS = MAX_WINDOW_HOURS;

@@ -114,4 +114,9 @@ describe('parseWindow', () => {
     expect(refused({ from: at(0), to: at(MAX_WINDOW_HOURS + 1) })).toBe('/to');
     expect(iso(parse({ from: at(0), to: at(MAX_WINDOW_HOURS) }))[1]).toBe(at(MAX_WINDOW_HOURS));
   });
+
+  test('when the window is a calendar month in a time zone that leaves summer time in it (October in Berlin: 745 hours), then it is accepted', () => {
+    const october = { from: '2023-10-01T00:00:00+02:00', to: '2023-11-01T00:00:00+01:00' };
+    expect(iso(parse(october))).toEqual(['2023-09-30T22:00:00.000Z', '2023-10-31T23:00:00.000Z']);
+  });
 });
