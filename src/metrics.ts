@@ -24,7 +24,7 @@ export const noIngestMetrics: IngestMetrics = {
 /** What the flusher reports per job. */
 export interface FlushMetrics {
   onFlushed(
-    result: { written: number; duplicates: number; deadLettered: number },
+    result: { written: number; duplicates: number; deadLettered: number; expired: number },
     durationMs: number,
     acceptedAt: number,
   ): void;
@@ -236,6 +236,11 @@ export function createFlushMetrics(registry: Registry): FlushMetrics {
     help: 'Readings PostgreSQL refused for good, moved to the dead-letter list',
     registers: [registry],
   });
+  const expired = new Counter({
+    name: 'energy_flush_expired_total',
+    help: 'Readings left out of history because RETENTION_DAYS no longer keeps them when flushed (re-driven dead letters, failed jobs, a queue older than the cutoff)',
+    registers: [registry],
+  });
   const retries = new Counter({
     name: 'energy_flush_transaction_retries_total',
     help: 'Flush transactions that failed and will be retried',
@@ -258,6 +263,7 @@ export function createFlushMetrics(registry: Registry): FlushMetrics {
       written.inc(result.written);
       duplicates.inc(result.duplicates);
       deadLettered.inc(result.deadLettered);
+      expired.inc(result.expired);
       batchDuration.observe(durationMs / 1000);
       lag.observe(Math.max(0, Date.now() - acceptedAt) / 1000);
     },

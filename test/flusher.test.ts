@@ -235,6 +235,7 @@ describe('a job run again', () => {
         config: ctx.config,
         logger: ctx.logger,
       }),
+      config: ctx.config,
       logger: ctx.logger,
     });
     const good = fleetReadings(2, 5, T0);
@@ -246,14 +247,58 @@ describe('a job run again', () => {
     } as unknown as Job<IngestJobData>;
     const first = await flush(job);
     const second = await flush(job);
-    expect(first).toEqual({ written: good.length, duplicates: 0, deadLettered: 1 });
-    expect(second).toEqual({ written: 0, duplicates: good.length, deadLettered: 1 });
+    expect(first).toEqual({ written: good.length, duplicates: 0, deadLettered: 1, expired: 0 });
+    expect(second).toEqual({ written: 0, duplicates: good.length, deadLettered: 1, expired: 0 });
     const letters = await ctx.redis.lrange(keys.deadLetters, 0, -1);
     expect(letters.map((l) => JSON.parse(l).reading)).toEqual([poison]);
 
     // Another job holding the same reading (a re-drive) lists it again.
     await flush({ ...job, id: `${job.id}-redriven` } as unknown as Job<IngestJobData>);
     expect(await ctx.redis.llen(keys.deadLetters)).toBe(2);
+  });
+
+  test('when a job holds readings older than RETENTION_DAYS keeps by the time it is flushed (dead letters re-driven after the cutoff moved), then they are left out and counted, and no partition is made for them', async () => {
+    const keys = createRedisKeys(ctx.config.redisPrefix);
+    const flush = createFlushProcessor({
+      db: ctx.db,
+      redis: ctx.redis,
+      shard: keys.shards(1)[0],
+      deadLetters: { list: keys.deadLetters, marked: keys.deadLettered },
+      historyStore: new HistoryStore(ctx.db),
+      partitions: new PartitionMaintainer({
+        db: ctx.db,
+        liveState: liveStateOf(ctx),
+        config: ctx.config,
+        logger: ctx.logger,
+      }),
+      config: { retentionDays: 3 },
+      logger: ctx.logger,
+    });
+    const recent = meterReading('M-retained', Date.now() - 3_600_000);
+    const expired = [
+      meterReading('M-expired', Date.UTC(2001, 0, 1)),
+      meterReading('M-expired', Date.UTC(2001, 0, 2)),
+    ];
+    const accepted = Date.now();
+    const job = {
+      id: `expired-${accepted}`,
+      attemptsMade: 0,
+      data: {
+        acceptedAt: accepted,
+        readings: [expired[0], recent, expired[1]],
+        receivedAt: [1, 2, 3].map((i) => accepted - i),
+      },
+    } as unknown as Job<IngestJobData>;
+    expect(await flush(job)).toEqual({ written: 1, duplicates: 0, deadLettered: 0, expired: 2 });
+    const stored = await ctx
+      .db('telemetry_history')
+      .whereIn('device_id', ['M-retained', 'M-expired']);
+    // Each kept reading keeps its own acceptance time.
+    expect(stored.map((r) => [r.device_id, new Date(r.received_at).getTime()])).toEqual([
+      ['M-retained', accepted - 2],
+    ]);
+    const partition = await ctx.db.raw(`SELECT to_regclass('telemetry_history_m200101') AS p`);
+    expect(partition.rows[0].p).toBeNull();
   });
 });
 

@@ -9,6 +9,7 @@ import type { Reading } from '../src/devices/device-kinds';
 import type { FlushMetrics } from '../src/metrics';
 import type { IngestJobData } from '../src/queue/ingest-queue';
 import type { PartitionMaintainer } from './partition-maintainer';
+import { retainedFrom } from '../src/stores/retention';
 import {
   databaseMessage,
   isDatabaseUnavailable,
@@ -21,6 +22,8 @@ export interface FlushResult {
   written: number;
   duplicates: number;
   deadLettered: number;
+  /** Older than RETENTION_DAYS keeps by the time they were flushed: left out. */
+  expired: number;
 }
 
 /** A reading PostgreSQL refused for good, kept in Redis until re-driven. */
@@ -93,6 +96,25 @@ const sliceOf = (receivedAt: number | number[], start: number, end?: number) =>
   typeof receivedAt === 'number' ? receivedAt : receivedAt.slice(start, end);
 
 /**
+ * A job's readings that history still keeps (RETENTION_DAYS, at `now`), each with when it was
+ * accepted. The API refuses older ones, but a job can outlive the cutoff it was accepted under:
+ * re-driven dead letters and failed jobs, a queue waiting out a long outage, an API that keeps
+ * more days than this flusher. Stored, they would make a partition retention dropped again.
+ */
+function keptOf(
+  readings: Reading[],
+  receivedAt: number | number[],
+  keptFrom: number | null,
+): { readings: Reading[]; receivedAt: number | number[] } {
+  if (keptFrom === null || readings.every((r) => r.ts >= keptFrom)) return { readings, receivedAt };
+  const kept = readings.flatMap((r, i) => (r.ts >= keptFrom ? [i] : []));
+  return {
+    readings: kept.map((i) => readings[i]),
+    receivedAt: typeof receivedAt === 'number' ? receivedAt : kept.map((i) => receivedAt[i]),
+  };
+}
+
+/**
  * The flusher's job handler. A job commits in one statement, or throws (BullMQ retries it with
  * backoff). When PostgreSQL refuses the batch for a permanent reason, the batch is split in halves
  * until the bad readings are alone: the rest commits, the bad ones go to the dead-letter list.
@@ -106,6 +128,8 @@ export function createFlushProcessor(deps: {
   deadLetters: { list: string; marked(jobId: string, readingKey: string): string };
   historyStore: HistoryStore;
   partitions: PartitionMaintainer;
+  /** RETENTION_DAYS: readings older than it keeps are left out (see keptOf). */
+  config: { retentionDays: number };
   logger: Logger;
   metrics?: FlushMetrics;
   /** Told when PostgreSQL cannot be reached at all, or lacks migrations (it pauses the flusher). */
@@ -170,10 +194,28 @@ export function createFlushProcessor(deps: {
   return async (job) => {
     const started = Date.now();
     const { readings, acceptedAt } = job.data;
-    const result: FlushResult = { written: 0, duplicates: 0, deadLettered: 0 };
+    const keptFrom = retainedFrom(started, deps.config.retentionDays);
+    const kept = keptOf(readings, job.data.receivedAt ?? acceptedAt, keptFrom);
+    const result: FlushResult = {
+      written: 0,
+      duplicates: 0,
+      deadLettered: 0,
+      expired: readings.length - kept.readings.length,
+    };
+    if (result.expired > 0) {
+      deps.logger.warn(
+        {
+          jobId: job.id,
+          expired: result.expired,
+          keptFrom: new Date(keptFrom as number).toISOString(),
+          retentionDays: deps.config.retentionDays,
+        },
+        'readings older than RETENTION_DAYS keeps left out of history',
+      );
+    }
     try {
-      await deps.partitions.ensureFor(readings.map((r) => r.ts));
-      await writeIsolating(readings, job.data.receivedAt ?? acceptedAt, job, result);
+      await deps.partitions.ensureFor(kept.readings.map((r) => r.ts));
+      await writeIsolating(kept.readings, kept.receivedAt, job, result);
     } catch (err) {
       if (isMissingPartition(err)) deps.partitions.forget();
       deps.metrics?.onRetry(err);
@@ -190,7 +232,7 @@ export function createFlushProcessor(deps: {
       );
       throw err;
     }
-    result.duplicates = readings.length - result.written - result.deadLettered;
+    result.duplicates = kept.readings.length - result.written - result.deadLettered;
     await redis.settleBacklog(
       2,
       deps.shard.backlogReadings,

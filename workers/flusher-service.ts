@@ -135,6 +135,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         deadLetters: { list: keys.deadLetters, marked: keys.deadLettered },
         historyStore,
         partitions,
+        config,
         logger: logger.child({ module: 'flush', shard: shard.shard }),
         metrics: flushMetrics,
         onDatabaseUnavailable: (err) => outage.report(err),
