@@ -101,6 +101,42 @@ describe('a Redis that lost the queue', () => {
     expect(Date.parse(error.lostSince as string)).toBeLessThan(Date.now() - 2500);
   });
 
+  test('when a master hangs and a replica that never saw its last look takes over, then nothing is said: the looks the hung master ran when it woke are not measured from', async () => {
+    const own = await OwnRedis.create(['--appendonly', 'no', '--enable-debug-command', 'yes']);
+    const redis = createRedis({ redisUrl: own.url, redisClusterNodes: '' }, 'command');
+    // Without a command timeout: it answers when the sleep is over.
+    const other = createRedis({ redisUrl: own.url, redisClusterNodes: '' }, 'blocking');
+    const { logger, lines } = capturingLogger();
+    const losses: number[] = [];
+    const shard = createRedisKeys('loss').shards(1)[0];
+    try {
+      await waitForRedis(redis, 10_000);
+      await waitForRedis(other, 10_000);
+      const stop = startQueueLossWatch({
+        redis,
+        shard,
+        logger,
+        onLoss: (waiting) => losses.push(waiting),
+        intervalMs: 200,
+      });
+      await sleep(700);
+      // What the replica holds: the looks up to the hang.
+      const replica = await other.hgetall(shard.looks);
+      // The master hangs for 3 s: a look times out, the next waits, and is run when it wakes ...
+      await other.call('DEBUG', 'SLEEP', '3');
+      // ... just before it learns that its replica took over, which never saw those looks.
+      await other.multi().del(shard.looks).hset(shard.looks, replica).exec();
+      await sleep(1000);
+      stop();
+      expect(losses).toEqual([]);
+      expect(lines.filter((l) => l.level === 50)).toEqual([]);
+    } finally {
+      redis.disconnect();
+      other.disconnect();
+      await own.kill();
+    }
+  });
+
   test('when Redis restarts from its append-only file, then nothing is said: the readings are still there', async () => {
     const { losses, lines, backlogAfter } = await restartWith([], nothing);
     expect(backlogAfter).toBe('42');

@@ -13,6 +13,14 @@ const LOOK_INTERVAL_MS = 1000;
  */
 const TOLERATED_MS = 2000;
 
+/**
+ * After a look fails or is answered late, how long later looks are judged but not measured from: a
+ * master that hung and was replaced meanwhile runs the looks queued to it when it wakes, before it
+ * learns (within a second) that its replica took over, which never saw them; measured from, the
+ * next look, answered by that replica, would find Redis gone back in time.
+ */
+const SETTLE_MS = 5000;
+
 /** A look older than this is a flusher gone: forgotten (a flusher restarted looks under a new id). */
 const KEEP_LOOK_MS = 3_600_000;
 
@@ -74,6 +82,8 @@ export function startQueueLossWatch(deps: {
   const keepLookMs = deps.keepLookMs ?? KEEP_LOOK_MS;
   let last: { atMs: number; backlog: number; first: string } | null = null;
   let looking = false;
+  /** When the latest look failed or was answered late (SETTLE_MS). */
+  let troubleAt = -Infinity;
   /** Whether Redis lost data since `last`: the looks' beginning changed, or this watcher's look. */
   const wentBack = (
     last: { atMs: number; first: string },
@@ -83,13 +93,18 @@ export function startQueueLossWatch(deps: {
     // A look before that was forgotten (this process stopped for as long) tells nothing of itself.
     (now.atMs - last.atMs < keepLookMs && now.before < last.atMs - TOLERATED_MS);
   const look = async () => {
-    const [before, atMs, backlog, first] = await redis.lookForQueueLoss(
-      deps.shard.looks,
-      deps.shard.backlogReadings,
-      watcher,
-      keepLookMs,
-    );
-    if (last && wentBack(last, { before: Number(before), atMs, first })) {
+    const sentAt = Date.now();
+    const [before, atMs, backlog, first] = await redis
+      .lookForQueueLoss(deps.shard.looks, deps.shard.backlogReadings, watcher, keepLookMs)
+      .catch((err: unknown) => {
+        troubleAt = Date.now();
+        throw err;
+      });
+    const answeredAt = Date.now();
+    if (answeredAt - sentAt > TOLERATED_MS) troubleAt = answeredAt;
+    const wentBackSinceLast =
+      last !== null && wentBack(last, { before: Number(before), atMs, first });
+    if (last && wentBackSinceLast) {
       const since = Number(before) > 0 ? new Date(Number(before)).toISOString() : 'ever';
       const waited = last.backlog;
       const lost = since === 'ever' ? 'all its data' : `its data since ${since}`;
@@ -99,7 +114,10 @@ export function startQueueLossWatch(deps: {
       );
       deps.onLoss(waited);
     }
-    last = { atMs, backlog: Number(backlog), first };
+    // One that found a loss is measured from all the same, so that the loss is said once.
+    if (wentBackSinceLast || answeredAt - troubleAt >= SETTLE_MS) {
+      last = { atMs, backlog: Number(backlog), first };
+    }
   };
   const timer = setInterval(() => {
     // One look at a time: two finishing out of order would look like going back in time.
