@@ -9,7 +9,7 @@ import { createDb } from '../db/create-db';
 import { migrateToLatest, withMaintenanceClient } from '../db/migrate';
 import { loadConfig } from '../src/config';
 import { retainedFrom } from '../src/stores/retention';
-import { HOUR_MS } from '../src/time-units';
+import { DAY_MS, HOUR_MS } from '../src/time-units';
 import { startTestApi, startTestEngine, waitForDrained, type TestEngine } from './helpers/engine';
 import { explainGeneric } from './helpers/plans';
 import { startProcess } from './helpers/processes';
@@ -997,7 +997,7 @@ describe('query plans', () => {
 });
 
 describe('a window reaching before what history keeps (RETENTION_DAYS)', () => {
-  test('when a report window starts before the cutoff, then a warning says its readings before it were dropped; one after the cutoff says nothing of it', async () => {
+  test('when a report window starts before the cutoff, then the report, the fleet report and the session lists warn that its readings before it were dropped; one after the cutoff says nothing of it', async () => {
     const e = await startTestEngine({ RETENTION_DAYS: '3' });
     try {
       const cutoff = retainedFrom(Date.now(), 3) as number;
@@ -1017,6 +1017,23 @@ describe('a window reaching before what history keeps (RETENTION_DAYS)', () => {
       );
       const inside = await report(e, 'V-ret', `from=${at(cutoff)}&to=${at(cutoff + 2 * HOUR_MS)}`);
       expect(inside.body.warnings.join('\n')).not.toMatch(/History is kept/);
+      // The fleet report and the session lists say it too: a fleet whose readings retention
+      // dropped otherwise reads as meters that sent nothing.
+      const warned = `History is kept from ${at(cutoff)} (RETENTION_DAYS=3): this window starts before it, and its readings before it are dropped within the hour, if not already`;
+      for (const path of [
+        '/v1/analytics/fleet',
+        '/v1/analytics/sessions',
+        '/v1/vehicles/V-ret/sessions',
+      ]) {
+        const before = await request(e.api.api.app)
+          .get(`${path}?from=${at(cutoff - 2 * DAY_MS)}&to=${at(cutoff - DAY_MS)}`)
+          .expect(200);
+        expect({ path, warnings: before.body.warnings }).toEqual({ path, warnings: [warned] });
+        const after = await request(e.api.api.app)
+          .get(`${path}?from=${at(cutoff)}&to=${at(cutoff + 2 * HOUR_MS)}`)
+          .expect(200);
+        expect({ path, warnings: after.body.warnings }).toEqual({ path, warnings: [] });
+      }
     } finally {
       await e.stop();
     }

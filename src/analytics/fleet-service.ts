@@ -7,6 +7,7 @@ import type { Session } from '../sessions/session-schemas';
 import type { FleetReport, FleetVehicle, WorstSession } from './report-schemas';
 import { isBelow, roundFigure as round } from '../reports/rounding';
 import { windowEfficiency } from '../reports/efficiency';
+import { retentionWarnings } from '../reports/retention-warning';
 
 /**
  * A vehicle as the snapshot keeps it: `exactEfficiency` unrounded, so `alert` compares what the
@@ -70,7 +71,11 @@ export class FleetService {
       store: EnergyReportStore;
       cache: ReportCache<FleetSnapshot>;
       keys: RedisKeys;
-      config: { energyReadings: EnergyReadingsMode };
+      config: {
+        energyReadings: EnergyReadingsMode;
+        /** RETENTION_DAYS: a window reaching before what history keeps is said to. */
+        retentionDays: number;
+      };
       /** The fleet's charging sessions in a window, for ranking by the worst one. */
       sessions: { ofFleetComputed(from: Date, to: Date): Promise<Session[]> };
     },
@@ -168,6 +173,7 @@ export class FleetService {
       withoutMapping: snapshot.withoutMapping,
       withoutMeterData: snapshot.withoutMeterData,
       sharedMeters: snapshot.sharedMeters,
+      warnings: retentionWarnings(from, config.retentionDays, Date.now()),
       nextCursor:
         next < withAlerts.length
           ? encodeCursor(

@@ -9,7 +9,7 @@ import { isBelow, roundFigure as round } from '../reports/rounding';
 import { HOUR_MS } from '../time-units';
 import { atChargerPower, efficiencyWarnings, windowEfficiency } from '../reports/efficiency';
 import { sharedMeterWarning, unmappedStretches } from '../reports/mapping-warnings';
-import { retainedFrom } from '../stores/retention';
+import { retentionWarnings } from '../reports/retention-warning';
 
 type ComputedReport = Omit<PerformanceReport, 'cache'>;
 
@@ -135,13 +135,7 @@ export class PerformanceService {
       throw await this.deps.unknownVehicleError(vehicleId);
     }
 
-    const warnings: string[] = [];
-    const keptFrom = retainedFrom(Date.now(), config.retentionDays);
-    if (keptFrom !== null && from.getTime() < keptFrom) {
-      warnings.push(
-        `History is kept from ${new Date(keptFrom).toISOString()} (RETENTION_DAYS=${config.retentionDays}): this window starts before it, and its readings before it are dropped within the hour, if not already`,
-      );
-    }
+    const warnings = retentionWarnings(from, config.retentionDays, Date.now());
     if (meters.length === 0) {
       warnings.push(
         `Vehicle ${vehicleId} is mapped to no meter in this window, so AC energy is unknown`,

@@ -157,6 +157,10 @@ export const FleetReport = Type.Object(
           "meters mapped to two or more of the vehicles at once in the window: the meter's whole AC counts for each of them",
       },
     ),
+    warnings: Type.Array(Type.String(), {
+      description:
+        'what makes the whole report doubtful: a window starting before what history keeps (RETENTION_DAYS), whose vehicles may then be listed without meter data',
+    }),
     nextCursor: Nullable(
       Type.String({ description: 'pass as cursor for the next page; null on the last' }),
     ),

@@ -16,6 +16,7 @@ import {
   parseWindow,
 } from '../reports/window-params';
 import { FreshQuery } from '../reports/report-cache';
+import { retentionWarnings } from '../reports/retention-warning';
 import { defineRoute, reply, type AnyRoute } from '../http/route-contract';
 import { DeviceId, ErrorBody, Timestamp } from '../schema/primitives';
 import { FleetSessions, SessionDetail, VehicleSessions } from './session-schemas';
@@ -62,7 +63,7 @@ export function sessionRoutes({
   now = Date.now,
 }: {
   sessions: SessionService;
-  config: { analyticsCacheTtlS: number };
+  config: { analyticsCacheTtlS: number; retentionDays: number };
   now?: () => number;
 }): AnyRoute[] {
   const alignS = nowAlignS(config.analyticsCacheTtlS);
@@ -98,6 +99,7 @@ export function sessionRoutes({
           vehicleId: params.vehicleId,
           window: { from: window.from.toISOString(), to: window.to.toISOString() },
           sessions: found.sessions,
+          warnings: retentionWarnings(window.from, config.retentionDays, now()),
           cache: found.cache,
         });
       },
@@ -170,6 +172,7 @@ export function sessionRoutes({
             drifting: found.sessions.filter((s) => s.drift === true).length,
           },
           sessions: listed.slice(offset, next),
+          warnings: retentionWarnings(window.from, config.retentionDays, now()),
           nextCursor: next < listed.length ? encodeCursor(next, scope, limit) : null,
           cache: found.cache,
         });

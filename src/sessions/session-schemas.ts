@@ -50,11 +50,17 @@ export const Session = Type.Object(
   { $id: 'Session', additionalProperties: false },
 );
 
+const WindowWarnings = Type.Array(Type.String(), {
+  description:
+    'what makes the list doubtful: a window starting before what history keeps (RETENTION_DAYS), whose sessions before it are gone',
+});
+
 export const VehicleSessions = Type.Object(
   {
     vehicleId: Type.String(),
     window: Window,
     sessions: Type.Array(Session, { description: 'newest first; overlapping the window, whole' }),
+    warnings: WindowWarnings,
     cache: CacheState,
   },
   { $id: 'VehicleSessions', additionalProperties: false },
@@ -84,6 +90,7 @@ export const FleetSessions = Type.Object(
       { additionalProperties: false },
     ),
     sessions: Type.Array(Session, { description: 'worst efficiency first' }),
+    warnings: WindowWarnings,
     nextCursor: Nullable(Type.String()),
     cache: CacheState,
   },

@@ -8,7 +8,7 @@ import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
 import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/routes';
 import { DataTable, deviceId, idList, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
-import { errorNotice, loadingNotice, notice, staleNotice } from './notices';
+import { errorNotice, loadingNotice, notice, staleNotice, warningList } from './notices';
 import { firstPageLink, pager } from './pager';
 import { windowText } from './time-text';
 import type { LoadOutcome, View, ViewDeps } from './view';
@@ -273,7 +273,11 @@ export class FleetView implements View {
     route: FleetRoute,
     sessionFlags: FlaggedSessions | null,
   ): Child[] {
-    const parts: Child[] = [this.summary(report, route, sessionFlags)];
+    // A window reaching before what history keeps: its vehicles may read as without meter data.
+    const parts: Child[] = [
+      this.summary(report, route, sessionFlags),
+      warningList(report.warnings),
+    ];
     const { totals } = report;
     if (totals.vehiclesChecked === 0) {
       parts.push(
