@@ -1034,6 +1034,11 @@ describe('a window reaching before what history keeps (RETENTION_DAYS)', () => {
           .expect(200);
         expect({ path, warnings: after.body.warnings }).toEqual({ path, warnings: [] });
       }
+      // A device whose readings retention dropped is not said never to have sent any.
+      const gone = await request(e.api.api.app).get('/v1/meters/M-gone/status').expect(404);
+      expect(gone.body.message).toBe(
+        'No reading of meter M-gone is kept: none has been received, or the newest is older than the 3 days RETENTION_DAYS keeps',
+      );
     } finally {
       await e.stop();
     }

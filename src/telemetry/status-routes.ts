@@ -93,7 +93,11 @@ export function statusRoutes({
   liveState: LiveStateStore;
   statusStore: StatusStore;
   settings: DeviceSettingsStore;
-  config: { energyReadings: EnergyReadingsMode };
+  config: {
+    energyReadings: EnergyReadingsMode;
+    /** RETENTION_DAYS: a device whose readings were all dropped is not said never to have sent. */
+    retentionDays: number;
+  };
   logger: Logger;
   extensions?: StatusExtension[];
 }): AnyRoute[] {
@@ -188,7 +192,13 @@ export function statusRoutes({
           energyReadings(kind.type, id),
           extras(kind.type, id),
         ]);
-        if (!state) throw notFound(`No reading has been received from ${kind.type} ${id}`);
+        if (!state) {
+          throw notFound(
+            config.retentionDays > 0
+              ? `No reading of ${kind.type} ${id} is kept: none has been received, or the newest is older than the ${config.retentionDays} days RETENTION_DAYS keeps`
+              : `No reading has been received from ${kind.type} ${id}`,
+          );
+        }
         return reply(200, {
           ...readingJson(kind, id, state.ts, state.values),
           energyReadings: mode,
