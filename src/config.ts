@@ -216,7 +216,7 @@ export const settingsSchema = Type.Object({
   }),
   EFFICIENCY_THRESHOLD: number(0.85, EFFICIENCY_BOUNDS.minimum, EFFICIENCY_BOUNDS.maximum, {
     description:
-      "a vehicle's window (performance report, the fleet report's default `below`) with efficiency below this (0 to 1) raises an alert; sessions are judged by `EFFICIENCY_THRESHOLDS`",
+      "a vehicle's window (performance report, the fleet report's default `below`) with efficiency below this raises an alert; sessions are judged by `EFFICIENCY_THRESHOLDS`",
   }),
   ANALYTICS_CACHE_TTL_S: integer(30, 0, 86_400, { description: 'analytics cache lifetime' }),
   // A hot report then costs no Redis round trip; a copy never outlives its Redis entry.
@@ -589,10 +589,12 @@ export function listSettings(): SettingDescription[] {
   return Object.keys(settingsSchema.properties).map((name) => {
     const schema = schemaOf(name);
     const value = String(schema.default);
+    // A number's range, as a bad value's start-up message says it (not written twice).
+    const range = isNumber(schema) || schema.byteSize ? `; ${expectation(schema)}` : '';
     return {
       name,
       default: schema.defaultText ?? (value === '' ? '(empty)' : code(value)),
-      description: schema.description,
+      description: `${schema.description}${range}`,
     };
   });
 }
