@@ -827,6 +827,28 @@ describe('sessions at the edge of what history keeps (RETENTION_DAYS)', () => {
     expect(session.acKwh).toBeCloseTo(7.7, 9);
   });
 
+  test('when a kept session was judged against 30 days that now reach before the cutoff, then its drift baseline is computed again from the sessions still kept, as a session built again would be', async () => {
+    const cutoff = retainedFrom(Date.now(), 40) as number;
+    const kept = (days: number, sessions: number) =>
+      ({
+        vehicleId: 'V-baseline-cut',
+        meterIds: ['M-baseline-cut'],
+        start: new Date(cutoff + days * 86_400_000),
+        baseline: { median: 0.9, sessions },
+      }) as SessionRow;
+    // Built when 27 sessions were in its 30 days, which retention has dropped since.
+    const reaching = kept(10, 27);
+    const within = kept(35, 7);
+    expect(await keptStore(40).baselinesOf([reaching, within], () => null, [])).toEqual([
+      { median: null, sessions: 0 },
+      { median: 0.9, sessions: 7 },
+    ]);
+    expect(await keptStore(0).baselinesOf([reaching, within], () => null, [])).toEqual([
+      { median: 0.9, sessions: 27 },
+      { median: 0.9, sessions: 7 },
+    ]);
+  });
+
   test('when readings older than the cutoff reach history (accepted before it passed them, flushed after), then they make no session', async () => {
     const cutoff = retainedFrom(Date.now(), 5) as number;
     const stale = cutoff - 2 * 86_400_000;

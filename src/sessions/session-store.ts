@@ -547,14 +547,20 @@ export class SessionStore {
   /**
    * Each session's drift baseline, or null for a session without exactly one meter: the one stored
    * with a kept session, else computed (see baselines) from the vehicle's sessions kept before
-   * `keptBefore(vehicleId)` and the `live` ones.
+   * `keptBefore(vehicleId)` and the `live` ones. A stored one whose 30 days reach before what
+   * history keeps now is computed again: it counted sessions retention has dropped since, which a
+   * session built again (a late reading, a changed setting) would not.
    */
   async baselinesOf(
     rows: SessionRow[],
     keptBefore: (vehicleId: string) => Date | null,
     live: SessionRow[],
   ): Promise<(Baseline | null)[]> {
-    const missing = rows.flatMap((r, i) => (r.meterIds.length === 1 && !r.baseline ? [i] : []));
+    const keptFrom = retainedFrom(Date.now(), this.config.retentionDays);
+    const current = (r: SessionRow) =>
+      r.baseline !== null &&
+      (keptFrom === null || r.start.getTime() - DRIFT_BASELINE_DAYS * DAY_MS >= keptFrom);
+    const missing = rows.flatMap((r, i) => (r.meterIds.length === 1 && !current(r) ? [i] : []));
     const computed = await this.baselines(
       missing.map((i) => ({
         vehicleId: rows[i].vehicleId,
@@ -571,7 +577,7 @@ export class SessionStore {
     );
     const found = new Map(missing.map((i, k) => [i, computed[k]]));
     return rows.map((r, i) =>
-      r.meterIds.length === 1 ? (r.baseline ?? found.get(i) ?? null) : null,
+      r.meterIds.length === 1 ? (found.get(i) ?? r.baseline ?? null) : null,
     );
   }
 
