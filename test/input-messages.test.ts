@@ -49,7 +49,7 @@ test.each([
   ['/v1/analytics/fleet?limit=Infinity', 'limit must be a whole number from 1 to'],
   ['/v1/analytics/fleet?limit=0', 'limit must be a whole number from 1 to 10000'],
   ['/v1/analytics/fleet?below=1.5', 'below must be a number from 0 to 1'],
-  ['/v1/vehicles/V-1/sessions?from=2020-01-01T00:00:00Z', 'from must be at most 2208 hours ago'],
+  ['/v1/vehicles/V-1/sessions?from=2020-01-01T00:00:00Z', 'from must be at most 2209 hours ago'],
   [
     '/v1/vehicles/V-1/sessions?from=2999-01-01T00:00:00Z',
     "from must be earlier than the window's end",

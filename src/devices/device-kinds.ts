@@ -12,7 +12,7 @@ import {
   type TOptional,
   type TString,
 } from '@sinclair/typebox';
-import { DeviceId, Measure, Timestamp } from '../schema/primitives';
+import { DeviceId, Measure, ReadingTimestamp } from '../schema/primitives';
 
 /** One reading field: its schema (limits, unit, description) and its column. */
 export interface FieldDeclaration {
@@ -70,7 +70,7 @@ function declareKind<
     {
       [declaration.idField]: DeviceId,
       ...fieldSchemas(declaration.fields),
-      timestamp: Timestamp,
+      timestamp: ReadingTimestamp,
     } as { [K in I]: TString } & FieldSchemas<F> & { timestamp: TString },
     {
       $id: `${declaration.name}Reading`,

@@ -52,7 +52,12 @@ const timestamp = (ahead: string) =>
     description: `RFC 3339 with a zone offset, e.g. 2024-03-20T10:00:00Z; ${ahead}`,
   });
 
-export const Timestamp = timestamp('at most MAX_CLOCK_SKEW_S in the future');
+export const Timestamp = timestamp('from 1970 on, at most MAX_CLOCK_SKEW_S in the future');
+
+/** A reading's instant: history keeps no older one than RETENTION_DAYS says. */
+export const ReadingTimestamp = timestamp(
+  'from 1970 on, at most MAX_CLOCK_SKEW_S in the future; with RETENTION_DAYS set, no older than the whole UTC days history keeps (timestamp_before_retention)',
+);
 
 /** An instant that may not be ahead of the clock at all (the end of a mapping). */
 export const PastTimestamp = timestamp('not in the future');
