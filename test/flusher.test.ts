@@ -220,10 +220,13 @@ describe('flusher in this process', () => {
   });
 });
 
-describe('a job run again', () => {
-  test('when a job holding a refused reading runs twice (a retry or a stalled job), then the reading is dead-lettered once', async () => {
-    const keys = createRedisKeys(ctx.config.redisPrefix);
-    const flush = createFlushProcessor({
+describe('the flush job handler', () => {
+  /** The job handler of a flusher's first shard, called as BullMQ would. */
+  const flushProcessor = (
+    keys: ReturnType<typeof createRedisKeys>,
+    config: { retentionDays: number } = ctx.config,
+  ) =>
+    createFlushProcessor({
       db: ctx.db,
       redis: ctx.redis,
       shard: keys.shards(1)[0],
@@ -235,9 +238,13 @@ describe('a job run again', () => {
         config: ctx.config,
         logger: ctx.logger,
       }),
-      config: ctx.config,
+      config,
       logger: ctx.logger,
     });
+
+  test('when a job holding a refused reading runs twice (a retry or a stalled job), then the reading is dead-lettered once', async () => {
+    const keys = createRedisKeys(ctx.config.redisPrefix);
+    const flush = flushProcessor(keys);
     const good = fleetReadings(2, 5, T0);
     const poison = vehicleReading('V-poison-twice', T0, 150);
     const job = {
@@ -258,22 +265,7 @@ describe('a job run again', () => {
   });
 
   test('when a job holds readings older than RETENTION_DAYS keeps by the time it is flushed (dead letters re-driven after the cutoff moved), then they are left out and counted, and no partition is made for them', async () => {
-    const keys = createRedisKeys(ctx.config.redisPrefix);
-    const flush = createFlushProcessor({
-      db: ctx.db,
-      redis: ctx.redis,
-      shard: keys.shards(1)[0],
-      deadLetters: { list: keys.deadLetters, marked: keys.deadLettered },
-      historyStore: new HistoryStore(ctx.db),
-      partitions: new PartitionMaintainer({
-        db: ctx.db,
-        liveState: liveStateOf(ctx),
-        config: ctx.config,
-        logger: ctx.logger,
-      }),
-      config: { retentionDays: 3 },
-      logger: ctx.logger,
-    });
+    const flush = flushProcessor(createRedisKeys(ctx.config.redisPrefix), { retentionDays: 3 });
     const recent = meterReading('M-retained', Date.now() - 3_600_000);
     const expired = [
       meterReading('M-expired', Date.UTC(2001, 0, 1)),
