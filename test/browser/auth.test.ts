@@ -86,6 +86,46 @@ describe('dashboard with AUTH on', () => {
     await page.close();
   });
 
+  test('when the kept key is one the engine cannot read (two keys pasted together, far too long), then the page forgets it and asks again, saying what was wrong', async () => {
+    const page = await browser.newPage();
+    const keep = (key: string) =>
+      page.evaluate((k) => sessionStorage.setItem('energy-dashboard:api-key', k), key);
+    const kept = () => page.evaluate(() => sessionStorage.getItem('energy-dashboard:api-key'));
+    const message = (pattern: RegExp) =>
+      page.waitForFunction(
+        (source) =>
+          new RegExp(source).test(document.querySelector('.key-message')?.textContent ?? ''),
+        pattern.source,
+      );
+    await page.goto(`${engine.url}/dashboard`);
+    await keyDialog(page).waitFor({ state: 'visible' });
+
+    await keep(`${reader.key},${reader.key}`);
+    await page.reload();
+    await message(/read it as several keys \(400 ambiguous_api_key\)/);
+    expect(await kept()).toBeNull();
+    // Forgotten: a reload asks for a key, rather than failing with it again.
+    await page.reload();
+    await message(/requires an API key with the read scope/);
+
+    await keep('x'.repeat(20_000));
+    await page.reload();
+    await message(/too long for the engine to read \(431 headers_too_large\)/);
+    expect(await kept()).toBeNull();
+
+    // What can never be a key is refused at the field, before the engine sees it.
+    await enterKey(page, `${reader.key},${reader.key}`);
+    await message(/^That is not a key: it holds a comma/);
+    await enterKey(page, 'x'.repeat(20_000));
+    await message(/^That is not a key: it is 20,000 characters long, and a key is at most 1,024/);
+    expect(await kept()).toBeNull();
+
+    await enterKey(page, reader.key);
+    await page.waitForSelector('.fleet-view tbody tr');
+    expect(await kept()).toBe(reader.key);
+    await page.close();
+  });
+
   test('when the prompt is declined, then the page says which key is missing instead of a blank', async () => {
     const page = await browser.newPage();
     await page.goto(`${engine.url}/dashboard`);

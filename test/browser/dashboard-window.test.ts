@@ -40,15 +40,16 @@ describe("a dashboard link's window", () => {
     });
   });
 
-  test('when a custom window spans more than 31 days, then the link says so and shows the last 24 hours', () => {
+  test('when a custom window spans more than a month in any time zone (745 hours), then the link says so and shows the last 24 hours', () => {
     const { window, problem } = linked(
-      'window=custom&from=2024-08-01T00:00:00Z&to=2024-09-01T00:00:01Z',
+      'window=custom&from=2024-08-01T00:00:00Z&to=2024-09-01T01:00:01Z',
     );
     expect(window).toEqual({ kind: 'last', hours: 24 });
     expect(problem).toBe(
-      "The link's window could not be shown: its custom window spans more than 31 days. Showing the last 24 hours instead.",
+      "The link's window could not be shown: its custom window spans more than 745 hours. Showing the last 24 hours instead.",
     );
-    expect(linked('window=custom&from=2024-08-01T00:00:00Z&to=2024-09-01T00:00:00Z').problem).toBe(
+    // October in Berlin: 31 days and the hour the clocks go back.
+    expect(linked('window=custom&from=2024-09-30T22:00:00Z&to=2024-10-31T23:00:00Z').problem).toBe(
       null,
     );
   });

@@ -391,9 +391,10 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
 });
 
 describe('dashboard window choice', () => {
-  test("when a later page's cursor holds an earlier window (the hour has turned since), then the session flags are of that window too", async () => {
+  test("when a later page's link holds an earlier window (the hour has turned since), then the fleet shows the new window's first page, says why, and its session flags are of that window", async () => {
     // A 24-hour window ending an hour ago, as a page-2 link made an hour ago holds it.
-    const to = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000);
+    const now = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+    const to = new Date(now.getTime() - 3_600_000);
     const from = new Date(to.getTime() - 24 * 3_600_000);
     const first = await api<{ nextCursor: string | null }>(
       `/v1/analytics/fleet?from=${from.toISOString()}&to=${to.toISOString()}&limit=5`,
@@ -403,12 +404,22 @@ describe('dashboard window choice', () => {
     await page.goto(
       `${engine.url}/dashboard#/fleet?window=24h&limit=5&trail=${first.nextCursor ?? ''}`,
     );
+    await page.waitForFunction(() => !location.hash.includes('trail='));
     const asked = new URL((await sessionsRequest).url()).searchParams;
-    expect([asked.get('from'), asked.get('to')]).toEqual([from.toISOString(), to.toISOString()]);
+    const newFrom = new Date(now.getTime() - 24 * 3_600_000);
+    expect([asked.get('from'), asked.get('to')]).toEqual([
+      newFrom.toISOString(),
+      now.toISOString(),
+    ]);
     await page.waitForSelector('.fleet-content[data-session-flags="loaded"] tbody tr');
     await expect(
       page.locator('.fleet-view .window-line time').first().getAttribute('datetime'),
-    ).resolves.toBe(from.toISOString());
+    ).resolves.toBe(newFrom.toISOString());
+    expect(await page.evaluate(() => location.hash)).toBe('#/fleet?window=24h');
+    expect(await page.textContent('.fleet-view .pager-page')).toBe('Page 1');
+    await expect(page.locator('#fleet-window-link-problem').textContent()).resolves.toMatch(
+      /^The hour has turned, and with it the last 24 hours: showing the first page of the new window \(page 2 was of the window ending \d{4}-\d\d-\d\d \d\d:00 [+-]\d\d:\d\d\)\.$/,
+    );
   });
 
   test('when a custom window is applied, then the fleet reports exactly that span', async () => {

@@ -5,7 +5,7 @@ import { fetchChargePoint, fetchVehicleStatus } from '../../web/src/api/endpoint
 async function requestedPaths(request: (api: ApiClient) => Promise<unknown>): Promise<string> {
   let url = '';
   const api = new ApiClient({
-    keys: { get: () => null, set: () => undefined },
+    keys: { get: () => null, set: () => undefined, clear: () => undefined },
     promptForKey: async () => null,
     fetch: async (input) => {
       url = new URL(String(input), 'http://engine.test').pathname;

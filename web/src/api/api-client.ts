@@ -54,18 +54,58 @@ export class EngineUnreachableError extends Error {
 /** What an API key is made of (printable ASCII): anything else cannot go in a header. */
 export const isKeyText = (key: string): boolean => /^[\x21-\x7e]+$/.test(key);
 
-export type KeyPromptReason = 'required' | 'refused' | 'insufficient_scope';
+/**
+ * The longest text taken as a key. The engine's own are far shorter (`npm run key`'s: 47
+ * characters, a charge point's 40); API_KEYS admits any text by its hash, so this leaves room for
+ * keys made elsewhere, and refuses only a paste no engine reads (its headers end at 16 KB).
+ */
+export const MAX_KEY_LENGTH = 1024;
+
+/** Why `key` can never be an API key, in words for the person who pasted it; null if it may be. */
+export function keyTextProblem(key: string): string | null {
+  // A key (a token68) holds none: the engine reads one as several keys.
+  if (key.includes(','))
+    return 'That is not a key: it holds a comma, as two keys pasted together do. Paste one key.';
+  if (!isKeyText(key))
+    return 'That is not a key: it holds a character no API key has (an invisible one, perhaps, copied with it). Paste the key alone.';
+  if (key.length > MAX_KEY_LENGTH)
+    return `That is not a key: it is ${key.length.toLocaleString('en-US')} characters long, and a key is at most ${MAX_KEY_LENGTH.toLocaleString('en-US')}. Paste the key alone.`;
+  return null;
+}
+
+/**
+ * Why the page asks for a key: none yet, or the engine refused the one sent (unknown, without the
+ * read scope, read as several keys, too long for its headers).
+ */
+export type KeyPromptReason =
+  'required' | 'refused' | 'insufficient_scope' | 'several_keys' | 'too_long';
 
 export interface KeyStore {
   get(): string | null;
   set(key: string): void;
+  /** Forgets the key: one the engine refused would be sent again after a reload. */
+  clear(): void;
+}
+
+/**
+ * Whether an answer refuses the key itself (as KeyPromptReason says why), or null: an answer
+ * about anything else. A 400 or 431 is the key's only when one was sent.
+ */
+function keyRefusal(status: number, error: ApiError, key: string | null): KeyPromptReason | null {
+  if (status === 401) return key ? 'refused' : 'required';
+  if (error.code === 'insufficient_scope') return 'insufficient_scope';
+  if (!key || !isKeyText(key)) return null; // none sent (see send)
+  if (error.code === 'ambiguous_api_key') return 'several_keys';
+  if (status === 431) return 'too_long';
+  return null;
 }
 
 export type Query = Record<string, string | number | undefined>;
 
 /**
  * GETs JSON from the engine (same origin). With a key in the store it sends
- * `Authorization: Bearer`; a 401 (or a 403 for the missing read scope) asks for a key and retries.
+ * `Authorization: Bearer`; an answer refusing the key (see keyRefusal) drops it, asks for one and
+ * retries.
  * A URL already in flight is not asked again: the caller waits for that request's answer (a
  * refresh of a view whose last request the engine is still working on). Callers share the
  * answer: they read it, never change it.
@@ -73,6 +113,8 @@ export type Query = Record<string, string | number | undefined>;
 export class ApiClient {
   private declined = false;
   private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** The engine's clock less the browser's (ms), as the last answer's Date header put it. */
+  private clockOffsetMs: number | null = null;
 
   constructor(
     private readonly deps: {
@@ -82,6 +124,15 @@ export class ApiClient {
       fetch?: typeof fetch;
     },
   ) {}
+
+  /**
+   * The engine's time now, as its last answer's Date header gave it; null before any answer
+   * carried one. The header's whole seconds put it never ahead of the engine: a window "ending
+   * now" is the engine's, and the browser's clock may be off by any amount.
+   */
+  engineNow(): number | null {
+    return this.clockOffsetMs === null ? null : Date.now() + this.clockOffsetMs;
+  }
 
   get<T>(path: string, query: Query = {}): Promise<T> {
     const url = withQuery(path, query);
@@ -98,14 +149,13 @@ export class ApiClient {
       const answer = await this.send(url, key);
       if (answer.ok) return answer.body as T;
       const { status, error } = answer;
-      const refusedKey = status === 401 || error.code === 'insufficient_scope';
-      if (!refusedKey) throw error;
+      const reason = keyRefusal(status, error, key);
+      if (!reason) throw error;
       // Another request may already have brought a new key while this one was in flight.
       if (this.deps.keys.get() !== key) continue;
+      if (key) this.deps.keys.clear();
       // Once declined, the page stops asking (every refresh would) until it is reloaded.
       if (this.declined) throw error;
-      const reason: KeyPromptReason =
-        status === 403 ? 'insufficient_scope' : key ? 'refused' : 'required';
       const entered = await this.deps.promptForKey(reason);
       if (entered === null) {
         this.declined = true;
@@ -137,6 +187,7 @@ export class ApiClient {
       } catch {
         throw unreachable();
       }
+      this.noteEngineClock(res);
       if (!res.ok) return { ok: false, status: res.status, error: await toApiError(res) };
       try {
         return { ok: true, body: await res.json() };
@@ -147,6 +198,11 @@ export class ApiClient {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private noteEngineClock(res: Response): void {
+    const date = Date.parse(res.headers.get('date') ?? '');
+    if (!Number.isNaN(date)) this.clockOffsetMs = date - Date.now();
   }
 }
 

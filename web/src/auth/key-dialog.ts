@@ -1,10 +1,14 @@
-import { isKeyText, type KeyPromptReason } from '../api/api-client';
+import { keyTextProblem, type KeyPromptReason } from '../api/api-client';
 import { h } from '../dom/h';
 
 const REASONS: Record<KeyPromptReason, string> = {
   required: 'This engine requires an API key with the read scope.',
   refused: 'The key was refused: the engine does not know it. Check it and enter it again.',
   insufficient_scope: 'The key was refused: it lacks the read scope. Enter a key that has it.',
+  several_keys:
+    'The key was refused: the engine read it as several keys (400 ambiguous_api_key). Enter one key.',
+  too_long:
+    'The key was refused: it is too long for the engine to read (431 headers_too_large). Enter the key alone.',
 };
 
 /**
@@ -70,9 +74,9 @@ export function createKeyDialog(
     event.preventDefault();
     const key = input.value.trim();
     if (!key) return;
-    if (!isKeyText(key)) {
-      message.textContent =
-        'That is not a key: it holds a character no API key has (an invisible one, perhaps, copied with it). Paste the key alone.';
+    const problem = keyTextProblem(key);
+    if (problem) {
+      message.textContent = problem;
       message.classList.add('key-message-refused');
       message.setAttribute('role', 'alert');
       input.focus();

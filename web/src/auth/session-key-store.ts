@@ -7,5 +7,6 @@ export function createSessionKeyStore(storage: Storage = sessionStorage): KeySto
   return {
     get: () => storage.getItem(STORAGE_KEY),
     set: (key) => storage.setItem(STORAGE_KEY, key),
+    clear: () => storage.removeItem(STORAGE_KEY),
   };
 }

@@ -68,6 +68,24 @@ export function fromDateTimeLocalValue(value: string): Date | null {
   return Number.isNaN(d.getTime()) ? null : d;
 }
 
+/**
+ * The instants a local time (an `<input type="datetime-local">` value) stands for in the browser's
+ * zone, earliest first: one, two in the hour the clocks go back (it occurs twice), none in the
+ * hour they skip going forward. `new Date(value)` picks one of two silently.
+ */
+export function instantsAtLocalTime(value: string): Date[] {
+  const guess = fromDateTimeLocalValue(value);
+  if (!guess) return [];
+  const minute = value.slice(0, 16);
+  const found = new Map<number, Date>();
+  // Zones shift by 30 min to 2 h: the other instant is within that of the browser's guess.
+  for (let shift = -120; shift <= 120; shift += 30) {
+    const d = new Date(guess.getTime() + shift * 60_000);
+    if (toDateTimeLocalValue(d) === minute) found.set(d.getTime(), d);
+  }
+  return [...found.values()].sort((a, b) => a.getTime() - b.getTime());
+}
+
 /** An RFC 3339 UTC instant as the engine writes them in text (e.g. a report's warnings). */
 const UTC_INSTANT = /\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z\b/g;
 

@@ -1,5 +1,6 @@
 import {
   DEFAULT_WINDOW,
+  unpinned,
   windowFromParams,
   windowToParams,
   type AnalyticsWindow,
@@ -124,7 +125,8 @@ export function parseRoute(hash: string): Route {
       const { window, problem } = windowFromParams(params);
       return {
         view: 'fleet',
-        window,
+        // The fleet's own cursors pin a later page's window.
+        window: unpinned(window),
         windowProblem: problem ?? undefined,
         limit: (PAGE_SIZES as readonly number[]).includes(limit) ? limit : DEFAULT_PAGE_SIZE,
         trail: (params.get('trail') ?? '').split(',').filter(Boolean),

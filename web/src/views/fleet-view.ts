@@ -2,9 +2,15 @@ import { ApiError, type ApiClient } from '../api/api-client';
 import { fetchFlaggedSessions, fetchFleet } from '../api/endpoints';
 import type { ChargingSession, FleetReport, FleetSessions, FleetVehicle } from '../api/types';
 import { h, replaceContent, type Child } from '../dom/h';
-import { formatDateTimeSeconds } from '../format/dates';
+import { formatDateTime, formatDateTimeSeconds } from '../format/dates';
 import { formatAcKwh, formatCount, formatDcKwh, formatRatio } from '../format/numbers';
-import { describeWindow, fleetWindowQuery } from '../routing/analytics-window';
+import {
+  DEFAULT_WINDOW,
+  describeWindow,
+  fleetWindowQuery,
+  lastWholeHour,
+  type AnalyticsWindow,
+} from '../routing/analytics-window';
 import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/routes';
 import { DataTable, deviceId, idList, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
@@ -30,6 +36,14 @@ const sharedMetersNotice = (shared: FleetReport['sharedMeters']) =>
     'Meters mapped to several vehicles at once',
     `${shared.map((m) => `${m.meterId} (${m.vehicles.join(', ')})`).join('; ')}: each of these vehicles counts the meter's whole AC energy. Map each vehicle to its own meter, or read their efficiency with that in mind.`,
   );
+
+/**
+ * The window a vehicle opened from the report shows: the report's own. "The last N hours" is
+ * pinned to the report's end, which the engine set: the browser's clock, or an hour turning
+ * before the click, would give the vehicle another window than its line.
+ */
+const reportWindow = (window: AnalyticsWindow, report: FleetReport): AnalyticsWindow =>
+  window.kind === 'last' ? { ...window, end: report.window.to } : window;
 
 /** What of the link could not be shown: its screen, its window. */
 const linkProblemOf = (route: FleetRoute): string | undefined =>
@@ -84,6 +98,8 @@ export class FleetView implements View {
     below: 0,
     sessions: null,
   };
+  /** The window the rows' vehicle links open: the report's on screen (see reportWindow). */
+  private linkedWindow: AnalyticsWindow = DEFAULT_WINDOW;
   private generation = 0;
 
   constructor(
@@ -93,6 +109,7 @@ export class FleetView implements View {
     this.picker = createWindowPicker({
       idPrefix: 'fleet-window',
       pageSizes: PAGE_SIZES,
+      now: () => deps.api.engineNow() ?? Date.now(),
       onChange: ({ window, pageSize }) =>
         deps.navigate({ ...this.route, window, limit: pageSize ?? this.route.limit, trail: [] }),
     });
@@ -140,6 +157,7 @@ export class FleetView implements View {
         cursor: route.trail[route.trail.length - 1],
       });
       if (generation !== this.generation) return 'ok';
+      if (this.hourTurnedSince(route, report)) return this.newWindowInstead(route, report);
       const flags = this.fetchFlags(report, () => generation === this.generation);
       this.shown = { report, at: new Date() };
       this.feedback.replaceChildren();
@@ -171,6 +189,38 @@ export class FleetView implements View {
    * and picking the window already chosen changed nothing.
    */
   private firstPageInstead(route: FleetRoute): Promise<LoadOutcome> {
+    return this.restartAt(
+      route,
+      'The link named a page this report does not have: showing its first page.',
+    );
+  }
+
+  /**
+   * Whether this is a later page of "the last N hours" whose window the engine's hour has left
+   * behind: its cursor keeps the window of its first page, so it would show that window for ever
+   * while saying "Updated", and "Previous page" would lead to the first page of another window.
+   */
+  private hourTurnedSince(route: FleetRoute, report: FleetReport): boolean {
+    const now = this.deps.api.engineNow();
+    return (
+      route.window.kind === 'last' &&
+      route.trail.length > 0 &&
+      now !== null &&
+      lastWholeHour(now) > Date.parse(report.window.to)
+    );
+  }
+
+  /** The new window's first page, saying why: the one an operator paging "the last hours" expects. */
+  private newWindowInstead(route: FleetRoute, report: FleetReport): Promise<LoadOutcome> {
+    const last = describeWindow(route.window).toLowerCase();
+    return this.restartAt(
+      route,
+      `The hour has turned, and with it the ${last}: showing the first page of the new window (page ${route.trail.length + 1} was of the window ending ${formatDateTime(report.window.to)}).`,
+    );
+  }
+
+  /** The report's first page, the address without the trail, and why (beside the picker). */
+  private restartAt(route: FleetRoute, why: string): Promise<LoadOutcome> {
     this.route = { ...route, trail: [] };
     this.parts = null;
     this.deps.replace(this.route);
@@ -178,12 +228,7 @@ export class FleetView implements View {
       window: route.window,
       pageSize: route.limit,
       // The link's window problem, if it had one, still holds.
-      linkProblem: [
-        linkProblemOf(route),
-        'The link named a page this report does not have: showing its first page.',
-      ]
-        .filter(Boolean)
-        .join(' '),
+      linkProblem: [linkProblemOf(route), why].filter(Boolean).join(' '),
     });
     return this.load();
   }
@@ -237,6 +282,7 @@ export class FleetView implements View {
     this.content.setAttribute('data-session-flags', flags.state);
     const sessionFlags = flags.state === 'loaded' ? flags.sessions : null;
     this.judgedBy = { below: report.below, sessions: sessionFlags };
+    this.linkedWindow = reportWindow(route.window, report);
     const address = formatRoute(route);
     const listed = report.totals.vehiclesChecked > 0 && report.vehicles.length > 0;
     const { parts } = this;
@@ -318,12 +364,14 @@ export class FleetView implements View {
         'mapped to no meter in this window, so AC energy is unknown',
         report.withoutMapping,
         route,
+        report,
       ),
       this.vehicleList(
         'Without meter data',
         'their meters sent nothing in this window',
         report.withoutMeterData,
         route,
+        report,
       ),
     ];
   }
@@ -400,7 +448,7 @@ export class FleetView implements View {
         header: 'Vehicle',
         cell: (v) =>
           deviceId(v.vehicleId, {
-            href: formatRoute(vehicleRoute(v.vehicleId, route.window)),
+            href: formatRoute(vehicleRoute(v.vehicleId, this.linkedWindow)),
             focusKey: `vehicle:${v.vehicleId}`,
           }),
       },
@@ -456,7 +504,8 @@ export class FleetView implements View {
         key: (v) => v.vehicleId,
         version: (v) => {
           const flag = flagOf(v);
-          return `${JSON.stringify(v)} ${flag.reasons.join(' ')} ${flag.text}`;
+          const linked = JSON.stringify(this.linkedWindow);
+          return `${JSON.stringify(v)} ${flag.reasons.join(' ')} ${flag.text} ${linked}`;
         },
       },
     });
@@ -479,6 +528,7 @@ export class FleetView implements View {
     why: string,
     vehicleIds: string[],
     route: FleetRoute,
+    report: FleetReport,
   ): HTMLElement | string {
     if (vehicleIds.length === 0) return '';
     return h(
@@ -496,7 +546,9 @@ export class FleetView implements View {
           h(
             'li',
             null,
-            deviceId(vehicleId, { href: formatRoute(vehicleRoute(vehicleId, route.window)) }),
+            deviceId(vehicleId, {
+              href: formatRoute(vehicleRoute(vehicleId, reportWindow(route.window, report))),
+            }),
           ),
         ),
       ),

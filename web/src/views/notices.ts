@@ -43,7 +43,13 @@ export function describeError(err: unknown): string {
         : '';
       return `The engine is unavailable (503 ${err.code}): ${err.message}${retry}. The page tries again every 30 s.`;
     }
-    if (err.status === 401 || err.status === 403) {
+    // The answers that refuse a key (see the ApiClient's keyRefusal), once the prompt is declined.
+    const keyRefused =
+      err.status === 401 ||
+      err.status === 403 ||
+      err.status === 431 ||
+      err.code === 'ambiguous_api_key';
+    if (keyRefused) {
       return `No accepted API key (${err.status} ${err.code}): ${err.message}. Reload the page to enter a key.`;
     }
     return `${err.message} (${err.status} ${err.code})`;

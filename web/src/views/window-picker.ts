@@ -1,11 +1,11 @@
 import { h } from '../dom/h';
 import { formatCount } from '../format/numbers';
-import { fromDateTimeLocalValue, toDateTimeLocalValue } from '../format/dates';
 import {
   MAX_CUSTOM_WINDOW_HOURS,
   windowBounds,
   type AnalyticsWindow,
 } from '../routing/analytics-window';
+import { createLocalTimeField, type FieldInstant } from './local-time-field';
 
 export interface WindowChoice {
   window: AnalyticsWindow;
@@ -34,10 +34,13 @@ type Preset = (typeof PRESETS)[number]['value'];
 export function createWindowPicker({
   idPrefix,
   pageSizes,
+  now,
   onChange,
 }: {
   idPrefix: string;
   pageSizes?: readonly number[];
+  /** The time a window "ending now" ends by: the engine's, as far as known. */
+  now(): number;
   onChange(choice: WindowChoice): void;
 }): WindowPicker {
   const id = (name: string) => `${idPrefix}-${name}`;
@@ -57,10 +60,8 @@ export function createWindowPicker({
       input,
     };
   });
-  const fromInput = h('input', {
-    attrs: { type: 'datetime-local', id: id('from'), required: true },
-  });
-  const toInput = h('input', { attrs: { type: 'datetime-local', id: id('to'), required: true } });
+  const fromField = createLocalTimeField(id('from'), 'From');
+  const toField = createLocalTimeField(id('to'), 'To');
   const problem = h('p', {
     class: 'field-problem',
     attrs: { id: id('problem'), 'aria-live': 'polite' },
@@ -73,9 +74,11 @@ export function createWindowPicker({
     'div',
     { class: 'custom-window', attrs: { hidden: true } },
     h('label', { attrs: { for: id('from') } }, 'From'),
-    fromInput,
+    fromField.input,
+    fromField.which,
     h('label', { attrs: { for: id('to') } }, 'To'),
-    toInput,
+    toField.input,
+    toField.which,
     h('button', { attrs: { type: 'submit' } }, 'Apply'),
     problem,
   );
@@ -125,10 +128,10 @@ export function createWindowPicker({
     custom.hidden = preset !== 'custom';
     if (preset === 'custom') {
       // Start from the span on screen, so "Custom" is an edit of what is shown.
-      const bounds = windowBounds(current.window);
-      fromInput.value = toDateTimeLocalValue(new Date(bounds.from));
-      toInput.value = toDateTimeLocalValue(new Date(bounds.to));
-      fromInput.focus();
+      const bounds = windowBounds(current.window, now());
+      fromField.fill(bounds.from);
+      toField.fill(bounds.to);
+      fromField.input.focus();
       return;
     }
     emitPreset(preset);
@@ -136,19 +139,9 @@ export function createWindowPicker({
 
   root.addEventListener('submit', (event) => {
     event.preventDefault();
-    const from = fromDateTimeLocalValue(fromInput.value);
-    const to = fromDateTimeLocalValue(toInput.value);
-    let message = '';
-    if (!from || !to) message = 'Enter both dates.';
-    else if (from >= to) message = '"From" must be before "To".';
-    else if (to.getTime() - from.getTime() > MAX_CUSTOM_WINDOW_HOURS * 3_600_000)
-      message = `A window can span at most ${MAX_CUSTOM_WINDOW_HOURS / 24} days.`;
-    problem.textContent = message;
-    if (message || !from || !to) return;
-    onChange({
-      window: { kind: 'custom', from: from.toISOString(), to: to.toISOString() },
-      pageSize: pageSize(),
-    });
+    const chosen = customWindow(fromField.read(), toField.read());
+    problem.textContent = 'problem' in chosen ? chosen.problem : '';
+    if ('window' in chosen) onChange({ window: chosen.window, pageSize: pageSize() });
   });
 
   return {
@@ -161,8 +154,8 @@ export function createWindowPicker({
       for (const r of radios) r.input.checked = r.value === preset;
       custom.hidden = preset !== 'custom';
       if (window.kind === 'custom') {
-        fromInput.value = toDateTimeLocalValue(new Date(window.from));
-        toInput.value = toDateTimeLocalValue(new Date(window.to));
+        fromField.fill(window.from);
+        toField.fill(window.to);
       }
       problem.textContent = '';
       linkProblem.textContent = choice.linkProblem ?? '';
@@ -170,4 +163,23 @@ export function createWindowPicker({
       if (sizeSelect && choice.pageSize !== undefined) sizeSelect.value = String(choice.pageSize);
     },
   };
+}
+
+/** The custom window two fields stand for, or why they stand for none. */
+function customWindow(
+  from: FieldInstant,
+  to: FieldInstant,
+): { window: AnalyticsWindow } | { problem: string } {
+  if (!from || !to) return { problem: 'Enter both dates.' };
+  if ('problem' in from || 'problem' in to) {
+    const problems = [from, to].flatMap((f) => ('problem' in f ? [f.problem] : []));
+    return { problem: problems.join(' ') };
+  }
+  const span = Date.parse(to.iso) - Date.parse(from.iso);
+  if (span <= 0) return { problem: '"From" must be before "To".' };
+  if (span > MAX_CUSTOM_WINDOW_HOURS * 3_600_000)
+    return {
+      problem: `A window can span at most ${MAX_CUSTOM_WINDOW_HOURS} hours (a month, in any time zone).`,
+    };
+  return { window: { kind: 'custom', from: from.iso, to: to.iso } };
 }

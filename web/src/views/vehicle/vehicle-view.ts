@@ -9,7 +9,13 @@ import {
   fetchVehicleStatus,
 } from '../../api/endpoints';
 import { h } from '../../dom/h';
-import { windowBounds } from '../../routing/analytics-window';
+import { formatDateTime } from '../../format/dates';
+import {
+  describeWindow,
+  lastWholeHour,
+  unpinned,
+  windowBounds,
+} from '../../routing/analytics-window';
 import { formatRoute, type Route } from '../../routing/routes';
 import { notice } from '../notices';
 import type { LoadOutcome, View, ViewDeps } from '../view';
@@ -51,6 +57,7 @@ export class VehicleView implements View {
   ) {
     this.picker = createWindowPicker({
       idPrefix: 'vehicle-window',
+      now: () => deps.api.engineNow() ?? Date.now(),
       onChange: ({ window }) => deps.navigate({ ...this.route, window, session: null }),
     });
     this.picker.show({ window: route.window, linkProblem: route.windowProblem });
@@ -89,21 +96,45 @@ export class VehicleView implements View {
 
   update(route: Route): Promise<LoadOutcome> | null {
     if (route.view !== 'vehicle' || route.vehicleId !== this.route.vehicleId) return null;
+    this.showWindow(route, route.windowProblem);
+    return this.load();
+  }
+
+  /** The route's window in the picker and, another than shown, charts and lists made anew. */
+  private showWindow(route: VehicleRoute, linkProblem: string | undefined): void {
     if (JSON.stringify(route.window) !== JSON.stringify(this.route.window)) {
       this.efficiency.forget();
       this.sessions.forget();
     }
     this.route = route;
-    this.picker.show({ window: route.window, linkProblem: route.windowProblem });
-    return this.load();
+    this.picker.show({ window: route.window, linkProblem });
+  }
+
+  /**
+   * A window pinned to the fleet report this vehicle was opened from (its figures equal its line)
+   * goes on to the last hours now once the engine's hour has turned, saying so: kept, the view
+   * would show an ever older window while saying "Updated".
+   */
+  private followTheHour(): void {
+    const { window } = this.route;
+    const now = this.deps.api.engineNow();
+    if (window.kind !== 'last' || !window.end || now === null) return;
+    if (lastWholeHour(now) <= Date.parse(window.end)) return;
+    const last = describeWindow(window).toLowerCase();
+    this.showWindow(
+      { ...this.route, window: unpinned(window) },
+      `The hour has turned since the fleet report this vehicle was opened from (its window ended ${formatDateTime(window.end)}): showing the ${last} now.`,
+    );
+    this.deps.replace(this.route);
   }
 
   async load(): Promise<LoadOutcome> {
     const generation = ++this.generation;
     if (!this.validId) return 'ok';
     const { api } = this.deps;
+    this.followTheHour();
     const { vehicleId, session } = this.route;
-    const bounds = windowBounds(this.route.window);
+    const bounds = windowBounds(this.route.window, api.engineNow() ?? Date.now());
     const results = await Promise.allSettled([
       orNullIfNotFound(fetchVehicleStatus(api, vehicleId)),
       fetchHourlyPerformance(api, vehicleId, bounds),

@@ -1,0 +1,171 @@
+/**
+ * The dashboard's windows against time: the hour the clocks go back (Europe/Berlin, the test
+ * browser's zone), the hour turning while a page is open, and a browser clock off the engine's.
+ */
+import type { Page } from 'playwright-core';
+import { startTestEngine, type TestEngine } from '../helpers/engine';
+import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
+import { loadSimulatedFleet } from './helpers/fleet-loader';
+
+const HOUR_MS = 3_600_000;
+
+let engine: TestEngine;
+let browser: DashboardBrowser;
+
+beforeAll(async () => {
+  engine = await startTestEngine();
+  // 26 vehicles: two pages of 25.
+  await loadSimulatedFleet(engine, { vehicles: 26, faulty: 0.2, backfill: '2h' });
+  browser = await launchDashboardBrowser();
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await engine?.stop();
+});
+
+const hashParams = (page: Page) =>
+  page.evaluate(() => Object.fromEntries(new URLSearchParams(location.hash.split('?')[1])));
+
+/**
+ * The engine's clock as the page reads it (every answer's Date header) moved `ahead()` ms on:
+ * the hour turns for the engine, not for the browser.
+ */
+async function shiftEngineClock(page: Page, ahead: () => number): Promise<void> {
+  await page.route('**/v1/**', async (route) => {
+    const response = await route.fetch();
+    const date = new Date(Date.parse(response.headers().date) + ahead()).toUTCString();
+    await route.fulfill({ response, headers: { ...response.headers(), date } });
+  });
+}
+
+describe('a custom window in the hour the clocks go back', () => {
+  // 2026-10-25 in Berlin: 02:00-03:00 +02:00, then 02:00-03:00 +01:00 again.
+  const link = '#/vehicles/V-1?window=custom&from=2026-10-24T22:00:15Z&to=2026-10-25T01:30:00Z';
+
+  test('when Apply is pressed with the fields unchanged, then the window stays exactly the link’s, its seconds and its second 02:30 too', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${engine.url}/dashboard${link}`);
+      await expect(page.inputValue('#vehicle-window-to')).resolves.toBe('2026-10-25T02:30');
+      await page.getByRole('button', { name: 'Apply' }).click();
+      expect(await hashParams(page)).toEqual({
+        window: 'custom',
+        from: '2026-10-24T22:00:15Z',
+        to: '2026-10-25T01:30:00Z',
+      });
+      // Which 02:30 it is shows beside the field.
+      expect(await page.isVisible('#vehicle-window-to-which')).toBe(true);
+      await expect(page.inputValue('#vehicle-window-to-which')).resolves.toBe('1');
+      expect(await page.isVisible('#vehicle-window-from-which')).toBe(false);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('when a time of that hour is typed, then the page asks which of the two it is, and a time the clocks skip is refused', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${engine.url}/dashboard${link}`);
+      await page.getByLabel('To', { exact: true }).fill('2026-10-25T02:15');
+      await expect(page.textContent('label[for="vehicle-window-to-which"]')).resolves.toBe(
+        'To: 02:15 occurs twice (the clocks go back), take',
+      );
+      const options = await page.$$eval('#vehicle-window-to-which option', (all) =>
+        all.map((o) => o.textContent),
+      );
+      expect(options).toEqual(['the first, +02:00', 'the second, +01:00']);
+      await page.selectOption('#vehicle-window-to-which', 'the second, +01:00');
+      await page.getByRole('button', { name: 'Apply' }).click();
+      await page.waitForFunction(() => location.hash.includes('T01%3A15'));
+      expect((await hashParams(page)).to).toBe('2026-10-25T01:15:00.000Z');
+
+      // 2026-03-29 in Berlin goes from 02:00 +01:00 to 03:00 +02:00.
+      await page.getByLabel('From', { exact: true }).fill('2026-03-29T02:30');
+      await page.getByLabel('To', { exact: true }).fill('2026-03-29T04:00');
+      await page.getByRole('button', { name: 'Apply' }).click();
+      await expect(page.textContent('#vehicle-window-problem')).resolves.toBe(
+        'From: 2026-03-29 02:30 does not exist here (the clocks skip that hour). Enter another time.',
+      );
+      expect((await hashParams(page)).to).toBe('2026-10-25T01:15:00.000Z');
+    } finally {
+      await page.close();
+    }
+  });
+});
+
+describe('the last 24 hours when the hour turns', () => {
+  test('when the engine’s hour turns while a later page is open, then the fleet goes to the new window’s first page and says why', async () => {
+    const page = await browser.newPage();
+    let ahead = 0;
+    try {
+      await page.clock.install();
+      await shiftEngineClock(page, () => ahead);
+      await page.goto(`${engine.url}/dashboard#/fleet?window=24h&limit=25`);
+      await page.waitForSelector('.fleet-view tbody tr');
+      await page.getByRole('link', { name: 'Next page →' }).click();
+      await page.waitForFunction(
+        () => document.querySelector('.fleet-view .pager-page')?.textContent === 'Page 2',
+      );
+      // A refresh in the same hour keeps the page.
+      const refreshed = () => page.waitForResponse((r) => r.url().includes('/v1/analytics/fleet?'));
+      let answered = refreshed();
+      await page.clock.fastForward(30_000);
+      await answered;
+      expect(await page.textContent('.fleet-view .pager-page')).toBe('Page 2');
+      expect(await page.isHidden('#fleet-window-link-problem')).toBe(true);
+
+      ahead = HOUR_MS;
+      answered = refreshed();
+      await page.clock.fastForward(30_000);
+      await answered;
+      await page.waitForFunction(() => !location.hash.includes('trail='));
+      await page.waitForFunction(
+        () => document.querySelector('.fleet-view .pager-page')?.textContent === 'Page 1',
+      );
+      await expect(page.textContent('#fleet-window-link-problem')).resolves.toMatch(
+        /^The hour has turned, and with it the last 24 hours: showing the first page of the new window \(page 2 was of the window ending .*\)\.$/,
+      );
+      expect(await page.evaluate(() => location.hash)).toBe('#/fleet?window=24h&limit=25');
+    } finally {
+      await page.close();
+    }
+  });
+});
+
+describe('a vehicle opened from the fleet', () => {
+  test('when the browser’s clock is hours ahead of the engine’s, then the vehicle shows its fleet report’s window; once the engine’s hour turns, the current one, saying so', async () => {
+    const page = await browser.newPage();
+    let ahead = 0;
+    try {
+      await page.clock.install({ time: Date.now() + 3 * HOUR_MS });
+      await shiftEngineClock(page, () => ahead);
+      await page.goto(`${engine.url}/dashboard#/fleet?window=24h`);
+      await page.waitForSelector('.fleet-view tbody tr');
+      const fleetWindow = await page.$$eval('.fleet-view .window-line time', (times) =>
+        times.map((t) => t.getAttribute('datetime')),
+      );
+      await page.locator('.fleet-view tbody tr a').first().click();
+      await page.waitForSelector('.vehicle-view .window-line time');
+      const vehicleWindow = await page.$$eval('.vehicle-view .window-line time', (times) =>
+        times.map((t) => t.getAttribute('datetime')),
+      );
+      expect(vehicleWindow).toEqual(fleetWindow);
+      expect((await hashParams(page)).end).toBe(fleetWindow[1]);
+      expect(await page.isChecked('#vehicle-window-24h')).toBe(true);
+
+      // The refresh after an answer of the engine's new hour goes on to the current window.
+      ahead = HOUR_MS;
+      const answered = page.waitForResponse((r) => r.url().includes('/v1/analytics/performance/'));
+      await page.clock.fastForward(30_000);
+      await answered;
+      await page.clock.fastForward(30_000);
+      await page.waitForFunction(() => !location.hash.includes('end='));
+      await expect(page.textContent('#vehicle-window-link-problem')).resolves.toMatch(
+        /^The hour has turned since the fleet report this vehicle was opened from \(its window ended .*\): showing the last 24 hours now\.$/,
+      );
+    } finally {
+      await page.close();
+    }
+  });
+});
