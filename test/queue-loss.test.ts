@@ -101,7 +101,12 @@ describe('a Redis that lost the queue', () => {
     expect(Date.parse(error.lostSince as string)).toBeLessThan(Date.now() - 2500);
   });
 
-  test('when a master hangs and a replica that never saw its last look takes over, then nothing is said: the looks the hung master ran when it woke are not measured from', async () => {
+  /**
+   * A master that hangs for 3 s with the watch's looks queued to it (one times out, the next waits
+   * and is run when it wakes), replaced by a replica holding the looks as they were `behindMs`
+   * before the hang: what the watch says, and whether it went on looking after.
+   */
+  async function hangThenFailOver(behindMs: number) {
     const own = await OwnRedis.create(['--appendonly', 'no', '--enable-debug-command', 'yes']);
     const redis = createRedis({ redisUrl: own.url, redisClusterNodes: '' }, 'command');
     // Without a command timeout: it answers when the sleep is over.
@@ -120,21 +125,39 @@ describe('a Redis that lost the queue', () => {
         intervalMs: 200,
       });
       await sleep(700);
-      // What the replica holds: the looks up to the hang.
+      // What the replica holds: the looks up to `behindMs` before the hang.
       const replica = await other.hgetall(shard.looks);
-      // The master hangs for 3 s: a look times out, the next waits, and is run when it wakes ...
+      await sleep(behindMs);
       await other.call('DEBUG', 'SLEEP', '3');
-      // ... just before it learns that its replica took over, which never saw those looks.
+      // The master wakes, runs the looks queued to it, and learns its replica took over.
       await other.multi().del(shard.looks).hset(shard.looks, replica).exec();
-      await sleep(1000);
+      const restored = Date.now();
+      await sleep(1500);
       stop();
-      expect(losses).toEqual([]);
-      expect(lines.filter((l) => l.level === 50)).toEqual([]);
+      const looks = await other.hgetall(shard.looks);
+      const lookedAfter = Object.entries(looks).some(
+        ([field, at]) => field !== 'first' && Number(at) > restored,
+      );
+      return { losses, errors: lines.filter((l) => l.level === 50), lookedAfter };
     } finally {
       redis.disconnect();
       other.disconnect();
       await own.kill();
     }
+  }
+
+  test('when a master hangs and a replica that never saw its last looks takes over, then nothing is said: the looks the hung master ran when it woke are not measured from', async () => {
+    const { losses, errors, lookedAfter } = await hangThenFailOver(0);
+    expect(lookedAfter).toBe(true);
+    expect(losses).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+
+  test('when a master hangs and a replica seconds behind it takes over, then the loss is said once', async () => {
+    const { losses, errors, lookedAfter } = await hangThenFailOver(3000);
+    expect(lookedAfter).toBe(true);
+    expect(losses).toHaveLength(1);
+    expect(errors).toHaveLength(1);
   });
 
   test('when Redis restarts from its append-only file, then nothing is said: the readings are still there', async () => {

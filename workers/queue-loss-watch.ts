@@ -14,12 +14,13 @@ const LOOK_INTERVAL_MS = 1000;
 const TOLERATED_MS = 2000;
 
 /**
- * After a look fails or is answered late, how long later looks are judged but not measured from: a
- * master that hung and was replaced meanwhile runs the looks queued to it when it wakes, before it
- * learns (within a second) that its replica took over, which never saw them; measured from, the
- * next look, answered by that replica, would find Redis gone back in time.
+ * After a look fails or is answered late, how many prompt looks in a row are judged but not
+ * measured from: a master that hung and was replaced meanwhile runs the looks queued to it when it
+ * wakes, before it learns (within a second) that its replica took over, which never saw them;
+ * measured from, the next look, answered by that replica, would find Redis gone back in time.
+ * Counted in looks, not time, so that troubles recurring every few seconds do not blind the watch.
  */
-const SETTLE_MS = 5000;
+const SETTLE_LOOKS = 3;
 
 /** A look older than this is a flusher gone: forgotten (a flusher restarted looks under a new id). */
 const KEEP_LOOK_MS = 3_600_000;
@@ -82,8 +83,8 @@ export function startQueueLossWatch(deps: {
   const keepLookMs = deps.keepLookMs ?? KEEP_LOOK_MS;
   let last: { atMs: number; backlog: number; first: string } | null = null;
   let looking = false;
-  /** When the latest look failed or was answered late (SETTLE_MS). */
-  let troubleAt = -Infinity;
+  /** Looks answered promptly since the latest that failed or was answered late (SETTLE_LOOKS). */
+  let promptLooks = SETTLE_LOOKS;
   /** Whether Redis lost data since `last`: the looks' beginning changed, or this watcher's look. */
   const wentBack = (
     last: { atMs: number; first: string },
@@ -93,15 +94,14 @@ export function startQueueLossWatch(deps: {
     // A look before that was forgotten (this process stopped for as long) tells nothing of itself.
     (now.atMs - last.atMs < keepLookMs && now.before < last.atMs - TOLERATED_MS);
   const look = async () => {
-    const sentAt = Date.now();
+    const sentAt = performance.now();
     const [before, atMs, backlog, first] = await redis
       .lookForQueueLoss(deps.shard.looks, deps.shard.backlogReadings, watcher, keepLookMs)
       .catch((err: unknown) => {
-        troubleAt = Date.now();
+        promptLooks = 0;
         throw err;
       });
-    const answeredAt = Date.now();
-    if (answeredAt - sentAt > TOLERATED_MS) troubleAt = answeredAt;
+    promptLooks = performance.now() - sentAt <= TOLERATED_MS ? promptLooks + 1 : 0;
     const wentBackSinceLast =
       last !== null && wentBack(last, { before: Number(before), atMs, first });
     if (last && wentBackSinceLast) {
@@ -115,7 +115,7 @@ export function startQueueLossWatch(deps: {
       deps.onLoss(waited);
     }
     // One that found a loss is measured from all the same, so that the loss is said once.
-    if (wentBackSinceLast || answeredAt - troubleAt >= SETTLE_MS) {
+    if (wentBackSinceLast || promptLooks >= SETTLE_LOOKS) {
       last = { atMs, backlog: Number(backlog), first };
     }
   };
