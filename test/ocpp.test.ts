@@ -1360,7 +1360,7 @@ describe('OCPP 1.6J charge points', () => {
     },
   );
 
-  test('when a transaction without meterStop (running, or left open and superseded) holds a glitched sample, then its session bills its newest sample - meterStart, not the glitch as a reset', async () => {
+  test('when a transaction without meterStop (running, or left open and superseded) holds a glitched sample, then its session bills its newest sample - meterStart, not the glitch as a reset, nor a newest sample that drops below half', async () => {
     await registerIdTags([['TAG-OPENGLITCH', 'V-OPENGLITCH']]);
     const sample = (transactionId: number, at: string, value: string) => ({
       connectorId: 1,
@@ -1392,14 +1392,16 @@ describe('OCPP 1.6J charge points', () => {
       timestamp: '2024-04-14T10:00:00Z',
     });
     // 500 -> 500.2, a glitch of 166.733, back at 500.3: folded as a reset it was 500.3 kWh.
-    for (const [at, value] of [
-      ['10:10', '500200'],
-      ['10:20', '166733'],
-      ['10:30', '500300'],
-    ]) {
+    // While the glitch is the newest sample, a reset or a glitch, the register stands at 500.2.
+    for (const [at, value, billed] of [
+      ['10:10', '500200', 0.2],
+      ['10:20', '166733', 0.2],
+      ['10:30', '500300', 0.3],
+      ['10:40', '1000', 0.3],
+    ] as const) {
       await first.call('MeterValues', sample(running, at, value));
+      expect({ at, sessions: await sessionsAc() }).toEqual({ at, sessions: [[running, billed]] });
     }
-    expect(await sessionsAc()).toEqual([[running, 0.3]]);
     // The vehicle starts elsewhere: the first transaction is closed without a meterStop.
     const second = await connect('CP-OPENGLITCH-B');
     const next = await startTransaction(second, {

@@ -97,57 +97,71 @@ detected AS (
   FROM runs
   GROUP BY vehicle_id, run
 ),
+-- A transaction: its span, and its connector's meter.
+transactions AS (
+  SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
+         least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running,
+         x.stopped_at, x.meter_start_wh, x.meter_stop_wh,
+         x.charge_point_id || ':' || x.connector_id AS meter_id
+  FROM targets t
+  JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id
+   AND x.started_at >= t.from_ts AND x.started_at < $TO
+),
 -- A transaction's AC is what the charge point bills: its register at the end less meterStart,
 -- exact, where the register's samples between may be rounded to kWh, carry some phases only, or
 -- share the stop's instant. The register at the end is meterStop; while the transaction runs, or
--- when it was closed without one (left open, superseded), it is the connector's newest sample. A
--- register that ended below its start (reset, replaced), or was reset between (a sample that
--- drops and adds energy by the one register rule), is folded instead: the bill would leave out
--- what came before the reset. A drop after which the register comes back to where it dropped from
--- in one step (its first sample back above half of that is above it, the stop's included) was no
--- reset but wrong samples (a glitch, kWh sent as Wh): the bill stands. A restarted register climbs
--- through what lies between.
-transactions AS (
-  SELECT x.vehicle_id, x.transaction_id, x.start_ts, x.end_ts, x.running,
-         CASE WHEN x.end_wh >= x.meter_start_wh
+-- when it was closed without one (left open, superseded), the connector's newest sample, unless
+-- that one is below half the sample before it: a reset or a glitch, which only the next sample
+-- tells apart, so until then (and for good, in a transaction closed) the register stands where
+-- it was. A register that ended below its start (reset, replaced), or was reset between (a sample
+-- that drops and adds energy by the one register rule), is folded instead: the bill would leave
+-- out what came before the reset. A drop after which the register comes back to where it dropped
+-- from in one step (its first sample back above half of that is above it, the stop's included)
+-- was no reset but wrong samples (a glitch, kWh sent as Wh): the bill stands. A restarted register
+-- climbs through what lies between. Only the final statement reads it (the minutes' skips it).
+billed AS (
+  SELECT x.transaction_id,
+         CASE WHEN e.end_wh >= x.meter_start_wh
                    AND NOT EXISTS (
                      SELECT 1 FROM (
                        SELECT h.ts, h.kwh_consumed_ac AS energy,
                               lag(h.kwh_consumed_ac) OVER (ORDER BY h.ts) AS previous
                        FROM telemetry_history h
                        WHERE h.device_type = 'meter' AND h.device_id = x.meter_id
-                         AND h.ts >= x.start_ts AND h.ts <= x.end_ts
+                         AND h.ts >= x.start_ts AND h.ts <= e.end_at
                          AND h.ts >= $FIRST AND h.ts <= $TO) r
                      WHERE r.energy < r.previous AND register_step(r.previous, r.energy) > 0
                        AND NOT coalesce((
                          SELECT u.kwh_consumed_ac >= r.previous
                          FROM telemetry_history u
                          WHERE u.device_type = 'meter' AND u.device_id = x.meter_id
-                           AND u.ts > r.ts AND u.ts <= x.end_ts
+                           AND u.ts > r.ts AND u.ts <= e.end_at
                            AND u.ts >= $FIRST AND u.ts <= $TO
                            AND u.kwh_consumed_ac >= r.previous / 2
                          ORDER BY u.ts LIMIT 1), false))
-              THEN ((x.end_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
-  FROM (
-    SELECT x.*,
-           CASE WHEN x.stopped_at <= $TO AND x.meter_stop_wh IS NOT NULL THEN x.meter_stop_wh
-                -- In Wh as the charger sent it: a float8 cast to numeric keeps 15 digits.
-                ELSE (SELECT (h.kwh_consumed_ac * 1000)::numeric FROM telemetry_history h
-                      WHERE h.device_type = 'meter' AND h.device_id = x.meter_id
-                        AND h.ts > x.start_ts AND h.ts <= x.end_ts
-                        AND h.ts >= $FIRST AND h.ts <= $TO
-                      ORDER BY h.ts DESC LIMIT 1)
-           END AS end_wh
-    FROM (
-      SELECT x.vehicle_id, x.id AS transaction_id, x.started_at AS start_ts,
-             least(coalesce(x.stopped_at, $TO), $TO) AS end_ts, x.stopped_at IS NULL AS running,
-             x.stopped_at, x.meter_start_wh, x.meter_stop_wh,
-             x.charge_point_id || ':' || x.connector_id AS meter_id
-      FROM targets t
-      JOIN ocpp_transactions x ON x.vehicle_id = t.vehicle_id
-       AND x.started_at >= t.from_ts AND x.started_at < $TO
-    ) x
-  ) x
+              THEN ((e.end_wh - x.meter_start_wh) / 1000.0)::float8 END AS billed_kwh
+  FROM transactions x
+  CROSS JOIN LATERAL (SELECT x.stopped_at <= $TO AND x.meter_stop_wh IS NOT NULL AS stopped) b
+  -- The connector's two newest samples (meterStart's among them), read only without a meterStop.
+  CROSS JOIN LATERAL (
+    SELECT (array_agg(h.kwh_consumed_ac ORDER BY h.ts DESC))[1] AS newest,
+           (array_agg(h.ts ORDER BY h.ts DESC))[1] AS newest_at,
+           (array_agg(h.kwh_consumed_ac ORDER BY h.ts DESC))[2] AS before,
+           (array_agg(h.ts ORDER BY h.ts DESC))[2] AS before_at
+    FROM (SELECT h.ts, h.kwh_consumed_ac FROM telemetry_history h
+          WHERE NOT b.stopped AND h.device_type = 'meter' AND h.device_id = x.meter_id
+            AND h.ts >= x.start_ts AND h.ts <= x.end_ts AND h.ts >= $FIRST AND h.ts <= $TO
+          ORDER BY h.ts DESC LIMIT 2) h
+  ) n
+  -- In Wh as the charger sent them: a float8 cast to numeric keeps 15 digits.
+  CROSS JOIN LATERAL (
+    SELECT CASE WHEN b.stopped THEN x.meter_stop_wh::numeric
+                WHEN n.newest < n.before / 2 THEN (n.before * 1000)::numeric
+                ELSE (n.newest * 1000)::numeric END AS end_wh,
+           CASE WHEN b.stopped THEN x.stopped_at
+                WHEN n.newest < n.before / 2 THEN n.before_at
+                ELSE n.newest_at END AS end_at
+  ) e
 ),
 spans AS (
   SELECT vehicle_id, 'tx-' || transaction_id AS key, 'ocpp' AS source, transaction_id,
@@ -255,7 +269,7 @@ ${WINDOWS},
 ${FOLDED}
 SELECT s.vehicle_id, s.key, s.source, s.transaction_id, s.start_ts, s.end_ts, s.running, s.continues,
        coalesce(array_agg(DISTINCT w.device_id) FILTER (WHERE w.role = 'ac'), '{}') AS meter_ids,
-       coalesce(CASE WHEN s.source = 'ocpp' THEN (SELECT x.billed_kwh FROM transactions x
+       coalesce(CASE WHEN s.source = 'ocpp' THEN (SELECT x.billed_kwh FROM billed x
                                                   WHERE x.transaction_id = s.transaction_id) END,
                 sum(f.energy) FILTER (WHERE w.role = 'ac'),
                 -- A transaction's register is known from its start: none counted yet is 0, not unknown.

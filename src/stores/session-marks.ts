@@ -78,9 +78,10 @@ const followsDefault = (type: DeviceType, id: string) =>
 
 /**
  * The version of how an OCPP session is counted (src/sessions/session-sql.ts), raised with each
- * change of it (the date of the change, and its hour after a day's first): a flusher finding older
- * rules recorded builds the kept OCPP sessions again. Migrations marked them too, but a flusher of
- * the older release still running after them built them again the old way, for good.
+ * change of it: the date and hour of the change, YYYYMMDDHH (so it only grows; the first,
+ * 20261207, was a date alone, and is below every one since): a flusher finding older rules
+ * recorded builds the kept OCPP sessions again. Migrations marked them too, but a flusher of the
+ * older release still running after them built them again the old way, for good.
  * 2026120719: a transaction without meterStop bills its newest sample (a glitch is not a reset).
  */
 export const SESSION_RULES = 2026120719;
