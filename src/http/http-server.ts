@@ -73,11 +73,13 @@ export function createHttpServer(app: Express): Server {
 }
 
 /**
- * A Host value as RFC 9110 7.2 allows: a name (RFC 3986's reg-name, empty included), an IPv4
- * address or a bracketed IP literal, then an optional port. Proxies that merge two Hosts into one
- * write `a, b`, which the space makes invalid.
+ * A Host value as RFC 9110 7.2 allows it, and as hosts are named: a name (letters, digits, `-._~`
+ * and %-escapes, empty included; none of the sub-delims RFC 3986 also admits, which no host name
+ * holds), an IPv4 address or a bracketed IP literal (an IPv6 zone `%25eth0` too), then an optional
+ * port. Proxies that merge two Hosts into one write `a, b` or `a,b`.
  */
-const VALID_HOST = /^(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?$/;
+const VALID_HOST =
+  /^(?:\[[0-9A-Za-z:.]+(?:%25[0-9A-Za-z\-._~%]+)?\]|[A-Za-z0-9\-._~%]*)(?::[0-9]{0,5})?$/;
 
 /**
  * What is wrong with a request's Host, if anything: HTTP/1.1 requires exactly one, with a valid

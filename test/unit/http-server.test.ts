@@ -111,7 +111,12 @@ describe('createHttpServer', () => {
       error: 'bad_request',
       message: 'Host "a, b" is not a host name or address with an optional port',
     });
-    for (const host of ['', 'api.example.com', '127.0.0.1:3000', '[::1]:3000', 'ev-fleet_1:80']) {
+    const mergedTight = await rawAnswer(
+      'POST /echo HTTP/1.1\r\nHost: a,b\r\nContent-Length: 0\r\n\r\n',
+    );
+    expect(mergedTight).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    const hosts = ['', 'API.example.com.', '127.0.0.1:3000', '[::1]:3000', '[fe80::1%25eth0]:3000'];
+    for (const host of [...hosts, 'ev-fleet_1:80']) {
       const valid = await rawAnswer(
         `POST /echo HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 0\r\n\r\n`,
       );
