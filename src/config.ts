@@ -122,7 +122,7 @@ export const settingsSchema = Type.Object({
   // WAIT is a command of the connection that stored the readings: past its command timeout it
   // failed as Redis unavailable, not as replicas missing; the margin is its round trip.
   REDIS_WAIT_TIMEOUT_MS: integer(1000, 1, COMMAND_TIMEOUT_MS - 500, {
-    description: `how long \`REDIS_WAIT_REPLICAS\` waits for the replicas (at most ${COMMAND_TIMEOUT_MS - 500}: a command to Redis fails after ${COMMAND_TIMEOUT_MS / 1000} s)`,
+    description: `how long \`REDIS_WAIT_REPLICAS\` waits for the replicas (below the ${COMMAND_TIMEOUT_MS / 1000} s after which a command to Redis fails)`,
   }),
   REDIS_PREFIX: text('energy', {
     pattern: '^[A-Za-z0-9_.-]{1,64}$',
@@ -590,7 +590,7 @@ export function listSettings(): SettingDescription[] {
     const schema = schemaOf(name);
     const value = String(schema.default);
     // A number's range, as a bad value's start-up message says it (not written twice).
-    const range = isNumber(schema) || schema.byteSize ? `; ${expectation(schema)}` : '';
+    const range = isNumber(schema) || schema.byteSize ? `; valid: ${expectation(schema)}` : '';
     return {
       name,
       default: schema.defaultText ?? (value === '' ? '(empty)' : code(value)),

@@ -13,7 +13,7 @@ export const MAX_HOURS_PARAM = 168;
  */
 export const DST_HOUR = 1;
 /**
- * The longest window a report reads (a month, in any time zone: 31 days and the hour leaving summer
+ * The longest window a report reads (a month in local time: 31 days and the hour leaving summer
  * time adds, as October in Europe): bounds the work one request can ask for.
  */
 export const MAX_WINDOW_HOURS = 31 * 24 + DST_HOUR;

@@ -24,7 +24,7 @@ import type { SessionService } from './session-service';
 import { DETECTED_SESSION_ID, TRANSACTION_SESSION_ID } from './session-store';
 
 const VEHICLE_DEFAULT_HOURS = 7 * 24;
-/** A quarter in any time zone (92 days, and the hour leaving summer time adds). */
+/** A quarter in local time (92 days, and the hour leaving summer time adds). */
 const VEHICLE_MAX_HOURS = 92 * 24 + DST_HOUR;
 /** The fleet's sessions take a report's window: a day by default, a month at most. */
 const FLEET_DEFAULT_HOURS = DEFAULT_HOURS;

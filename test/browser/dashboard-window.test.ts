@@ -40,7 +40,7 @@ describe("a dashboard link's window", () => {
     });
   });
 
-  test('when a custom window spans more than a month in any time zone (745 hours), then the link says so and shows the last 24 hours', () => {
+  test('when a custom window spans more than a month and an hour (745 hours), then the link says so and shows the last 24 hours', () => {
     const { window, problem } = linked(
       'window=custom&from=2024-08-01T00:00:00Z&to=2024-09-01T01:00:01Z',
     );

@@ -610,10 +610,10 @@ describe('settings documentation', () => {
     expect(rows[0]).toBe('| variable | default | meaning |');
     expect(rows).toHaveLength(listSettings().length + 2);
     expect(rows).toContain(
-      '| `BODY_LIMIT` | `4mb` | largest body, also after gzip decompression; a size such as 4mb, 512kb or 1048576 (1kb to 256mb) |',
+      '| `BODY_LIMIT` | `4mb` | largest body, also after gzip decompression; valid: a size such as 4mb, 512kb or 1048576 (1kb to 256mb) |',
     );
     expect(rows).toContain(
-      '| `FLUSHER_CONCURRENCY` | twice the cores, at least 4 | jobs one flusher process writes at once; an integer from 1 to 256 |',
+      '| `FLUSHER_CONCURRENCY` | twice the cores, at least 4 | jobs one flusher process writes at once; valid: an integer from 1 to 256 |',
     );
     expect(rows).toContain(
       '| `API_KEYS` | (empty) | `name:scopes:sha256hex` entries, comma-separated (`npm run key`) |',

@@ -179,7 +179,7 @@ function customWindow(
   if (span <= 0) return { problem: '"From" must be before "To".' };
   if (span > MAX_CUSTOM_WINDOW_HOURS * 3_600_000)
     return {
-      problem: `A window can span at most ${MAX_CUSTOM_WINDOW_HOURS} hours (a month, in any time zone).`,
+      problem: `A window can span at most ${MAX_CUSTOM_WINDOW_HOURS} hours (a month, and the hour a clock change adds).`,
     };
   return { window: { kind: 'custom', from: from.iso, to: to.iso } };
 }
