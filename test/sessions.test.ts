@@ -836,13 +836,32 @@ describe('sessions at the edge of what history keeps (RETENTION_DAYS)', () => {
         start: new Date(cutoff + days * 86_400_000),
         baseline: { median: 0.9, sessions },
       }) as SessionRow;
-    // Built when 27 sessions were in its 30 days, which retention has dropped since.
+    // Built when 27 sessions were in its 30 days, which retention has dropped since but for the
+    // three kept after the cutoff (efficiencies 0.8, 0.82, 0.84).
+    await e.ctx.db('charging_sessions').insert(
+      [1, 2, 3].map((day) => ({
+        vehicle_id: 'V-baseline-cut',
+        key: `d-${cutoff + day * 86_400_000}`,
+        source: 'detected',
+        start_ts: new Date(cutoff + day * 86_400_000),
+        end_ts: new Date(cutoff + day * 86_400_000 + 3_600_000),
+        meter_ids: ['M-baseline-cut'],
+        ac_kwh: 10,
+        dc_kwh: 7.8 + day * 0.2,
+        vehicle_readings: 6,
+        meter_readings: 6,
+      })),
+    );
     const reaching = kept(10, 27);
     const within = kept(35, 7);
-    expect(await keptStore(40).baselinesOf([reaching, within], () => null, [])).toEqual([
-      { median: null, sessions: 0 },
-      { median: 0.9, sessions: 7 },
-    ]);
+    const [recomputed, stored] = await keptStore(40).baselinesOf(
+      [reaching, within],
+      () => null,
+      [],
+    );
+    expect(recomputed?.sessions).toBe(3);
+    expect(recomputed?.median).toBeCloseTo(0.82, 12);
+    expect(stored).toEqual({ median: 0.9, sessions: 7 });
     expect(await keptStore(0).baselinesOf([reaching, within], () => null, [])).toEqual([
       { median: 0.9, sessions: 27 },
       { median: 0.9, sessions: 7 },
