@@ -16,6 +16,7 @@ import { createFlushProcessor } from '../workers/flush-processor';
 import { lockTableShort, PartitionMaintainer } from '../workers/partition-maintainer';
 import { float8ArrayLiteral, textArrayLiteral } from '../src/stores/array-literals';
 import { HistoryStore } from '../src/stores/history-store';
+import { retainedFrom } from '../src/stores/retention';
 import { cappedExponentialBackoff } from '../workers/flusher-service';
 import {
   liveStateOf,
@@ -266,10 +267,12 @@ describe('the flush job handler', () => {
 
   test('when a job holds readings older than RETENTION_DAYS keeps by the time it is flushed (dead letters re-driven after the cutoff moved), then they are left out and counted, and no partition is made for them', async () => {
     const flush = flushProcessor(createRedisKeys(ctx.config.redisPrefix), { retentionDays: 3 });
-    const recent = meterReading('M-retained', Date.now() - 3_600_000);
+    // The first instant kept is kept; the millisecond before it is not.
+    const cutoff = retainedFrom(Date.now(), 3) as number;
+    const recent = meterReading('M-retained', cutoff);
     const expired = [
       meterReading('M-expired', Date.UTC(2001, 0, 1)),
-      meterReading('M-expired', Date.UTC(2001, 0, 2)),
+      meterReading('M-expired', cutoff - 1),
     ];
     const accepted = Date.now();
     const job = {
