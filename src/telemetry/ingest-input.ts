@@ -1,8 +1,8 @@
 /**
  * From bytes to IngestInput, the same for every intake (HTTP bodies, MQTT payloads): strict UTF-8,
  * then one JSON value, a JSON array, or NDJSON. Failures are 400 AppErrors whose codes
- * (`invalid_encoding`, `invalid_json`, `nested_too_deep`, `empty_body`, `empty_batch`) name what
- * was wrong.
+ * (`invalid_encoding`, `invalid_json`, `nested_too_deep`, `too_many_structures`, `empty_body`,
+ * `empty_batch`) name what was wrong.
  */
 import { AppError, badRequest } from '../errors';
 import type { ValidationFailure } from '../schema/validator';
@@ -104,12 +104,8 @@ function parseLines(
   if (count === 0) throw badRequest('empty_body', `The ${carrier} has no NDJSON lines`);
   if (count > maxReadings) throw tooManyReadings(count, maxReadings);
   return lines.map((line) => {
-    const deep = deepAt(line, LINE_STRUCTURES);
-    if (deep !== -1) {
-      return {
-        invalid: { error: 'nested_too_deep', message: nestedTooDeep('Line', deep), details: [] },
-      };
-    }
+    const shape = shapeOf(line, LINE_STRUCTURES, LINE_STRUCTURES);
+    if (shape) return { invalid: { ...tooCostly('Line', shape, LINE_STRUCTURES), details: [] } };
     try {
       return { value: JSON.parse(line) };
     } catch (err) {
@@ -165,7 +161,15 @@ const isJsonValue = (line: string) => {
 /** Readings are objects of numbers and strings, in an array at most: 2 deep. */
 const MAX_NESTING = 32;
 
-/** An NDJSON line with more arrays and objects than this is scanned for its depth. */
+/**
+ * The arrays and objects a text may hold per reading it may carry: a reading holds one (an object),
+ * so this leaves room for a stray nested value, which validation names, while `JSON.parse` of
+ * 4 MB of small arrays (3.6 million of them: half a second, and gigabytes of garbage for MQTT) is
+ * refused by their count.
+ */
+const STRUCTURES_PER_READING = 4;
+
+/** An NDJSON line with more arrays and objects than this is scanned (it holds one reading). */
 const LINE_STRUCTURES = 64;
 
 /** Whether the text holds more than `max` of `{` and `[` (counted with indexOf, in strings too). */
@@ -179,13 +183,22 @@ function moreStructuresThan(text: string, max: number): boolean {
   return false;
 }
 
+/** What makes a text too costly to parse: its arrays and objects nest too deep, or are too many. */
+interface ShapeProblem {
+  problem: 'deep' | 'many';
+  /** The character where it first shows. */
+  at: number;
+}
+
 /**
- * Where the text's arrays and objects first nest deeper than `max`, or -1. A string ends at its
- * closing quote or at a control character (a line break: none is valid in a JSON string), so an
- * unterminated one on a line does not hide the next line; a closer too many does not count.
+ * Where the text's arrays and objects first nest deeper than `maxDepth` or number more than
+ * `maxCount`, or null. A string ends at its closing quote or at a control character (a line
+ * break: none is valid in a JSON string), so an unterminated one on a line does not hide the next
+ * line; a closer too many does not count.
  */
-function deeperThan(text: string, max: number): number {
+function shapeProblem(text: string, maxDepth: number, maxCount: number): ShapeProblem | null {
   let depth = 0;
+  let count = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22) {
@@ -195,24 +208,33 @@ function deeperThan(text: string, max: number): number {
         if (d === 0x5c && text.charCodeAt(i + 1) >= 0x20) i++;
       }
     } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) return i;
+      if (++depth > maxDepth) return { problem: 'deep', at: i };
+      if (++count > maxCount) return { problem: 'many', at: i };
     } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
   }
-  return -1;
+  return null;
 }
 
 /**
  * JSON.parse spends about 0.7 µs on each level of nesting: a 4 MB body of arrays nested 2 million
- * deep held the event loop for 1.4 s (40 of them, for a minute). Where a text nests deeper than
- * MAX_NESTING, or -1; only a text with more than `structures` arrays and objects is scanned
- * (counting them costs a 1,000-reading body about 30 µs, the scan ten times that), as fewer
- * cannot nest deep enough to cost much.
+ * deep held the event loop for 1.4 s (40 of them, for a minute), and about 0.15 µs on each array
+ * or object. What makes a text too costly, or null; only a text with more than `structures`
+ * arrays and objects is scanned (counting them costs a 1,000-reading body about 30 µs, the scan
+ * ten times that), as fewer cannot cost much.
  */
-const deepAt = (text: string, structures: number) =>
-  moreStructuresThan(text, structures) ? deeperThan(text, MAX_NESTING) : -1;
+const shapeOf = (text: string, structures: number, maxCount: number) =>
+  moreStructuresThan(text, structures) ? shapeProblem(text, MAX_NESTING, maxCount) : null;
 
-const nestedTooDeep = (what: string, at: number) =>
-  `${what} nests arrays and objects more than ${MAX_NESTING} deep (at character ${at}), and was not parsed: a reading is an object of numbers and strings`;
+const tooCostly = (what: string, { problem, at }: ShapeProblem, maxCount: number) =>
+  problem === 'deep'
+    ? {
+        error: 'nested_too_deep',
+        message: `${what} nests arrays and objects more than ${MAX_NESTING} deep (at character ${at}), and was not parsed: a reading is an object of numbers and strings`,
+      }
+    : {
+        error: 'too_many_structures',
+        message: `${what} holds more than ${maxCount} arrays and objects (at character ${at}), and was not parsed: a reading is an object of numbers and strings`,
+      };
 
 /** Text (already decoded) to what ingest takes: one reading, or a list whose items may be unparseable. */
 export function parseIngestText(
@@ -222,18 +244,20 @@ export function parseIngestText(
   carrier: Carrier = 'body',
 ): IngestInput {
   if (format === 'ndjson') return { kind: 'batch', items: parseNdjson(text, maxReadings, carrier) };
-  // Parsed whole only when it is not too deep: a batch's readings hold one object each.
-  const deep = deepAt(text, maxReadings + 1);
-  if (deep !== -1) {
+  // Parsed whole only when not too costly: a batch's readings hold one object each.
+  const maxCount = maxReadings * STRUCTURES_PER_READING + 1;
+  const shape = shapeOf(text, maxReadings + 1, maxCount);
+  if (shape) {
     // Auto (MQTT): a text too deep to be one document may still be NDJSON, each line held alone;
     // with more lines than readings it is not, but one document (pretty-printed) too deep.
-    if (format === 'auto') {
+    if (format === 'auto' && shape.problem === 'deep') {
       const found = nonBlankLines(text, maxReadings);
       if (found.count > 1 && found.count <= maxReadings) {
         return { kind: 'batch', items: parseLines(found, maxReadings, carrier) };
       }
     }
-    throw badRequest('nested_too_deep', nestedTooDeep(`The ${carrier}`, deep));
+    const { error, message } = tooCostly(`The ${carrier}`, shape, maxCount);
+    throw badRequest(error, message);
   }
   if (format === 'json') return fromJsonValue(parseJsonOrSayNdjson(text), maxReadings);
   let value: unknown;

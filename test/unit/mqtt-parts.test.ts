@@ -242,6 +242,44 @@ describe('nesting', () => {
     }
   });
 
+  test('when a text holds far more arrays and objects than its readings could (4 MB of small arrays, shallow), then it is refused whole before JSON.parse sees it, and an NDJSON line so full alone', () => {
+    const crowded = (count: number) => `[${Array(count).fill('[[[]]]').join(',')}]`;
+    const manyStructures = new RegExp(
+      `^The body holds more than ${4 * MAX_READINGS + 1} arrays and objects \\(at character \\d+\\), and was not parsed`,
+    );
+    for (const format of ['json', 'auto'] as const) {
+      const lengths = parsedLengths(() =>
+        expect(() => parseIngestText(crowded(200_000), format, MAX_READINGS)).toThrow(
+          expect.objectContaining({
+            statusCode: 400,
+            code: 'too_many_structures',
+            message: expect.stringMatching(manyStructures),
+          }),
+        ),
+      );
+      expect(lengths).toEqual([]);
+    }
+    const reading = '{"meterId":"M-1","kwhConsumedAc":1}';
+    const input = parseIngestText(
+      `${reading}\n${crowded(100)}\n${reading}`,
+      'ndjson',
+      MAX_READINGS,
+    );
+    expect(input).toMatchObject({
+      kind: 'batch',
+      items: [
+        { value: { meterId: 'M-1' } },
+        { invalid: { error: 'too_many_structures' } },
+        { value: { meterId: 'M-1' } },
+      ],
+    });
+    // A full batch, each reading holding a stray array, is parsed: validation names the arrays.
+    const full = JSON.stringify(
+      Array.from({ length: MAX_READINGS }, (_, i) => ({ meterId: `M-${i}`, stray: [] })),
+    );
+    expect(parseIngestText(full, 'json', MAX_READINGS)).toMatchObject({ kind: 'batch' });
+  });
+
   test('when brackets are inside strings, escaped quotes too, or a text holds few arrays and objects, then its depth is not held against it', () => {
     // As many brackets as would be refused, all inside strings of readings.
     const inStrings = JSON.stringify(
