@@ -228,8 +228,8 @@ export const CLIENT_ERRORS: Record<string, [number, string, string]> = {
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   // As node:http does: an answer only where none is under way (a pipelined request's would be
   // written into the middle of the one before).
-  const inProgress = (socket as { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || inProgress?._headerSent) {
+  const inProgress = (socket as { _httpMessage?: ServerResponse })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inProgress?.headersSent) {
     socket.destroy();
     return;
   }
@@ -238,7 +238,17 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     'bad_request',
     'The request is not valid HTTP/1.1',
   ];
-  endWithError(socket, status, { error, message });
+  const refuse = () => endWithError(socket, status, { error, message });
+  // A request before the bad bytes is still being answered (an ingest already stored): its answer
+  // first, or the client takes the 400 alone for a refusal of it.
+  if (inProgress && !inProgress.writableFinished) {
+    inProgress.once('finish', refuse);
+    inProgress.once('close', () => {
+      if (!inProgress.writableFinished) socket.destroy();
+    });
+    return;
+  }
+  refuse();
 }
 
 /** Express as the engine sets it up (the benchmark's Express ceiling is built from it too). */

@@ -118,10 +118,29 @@ describe('createHttpServer', () => {
     const hosts = ['', 'API.example.com.', '127.0.0.1:3000', '[::1]:3000', '[fe80::1%25eth0]:3000'];
     for (const host of [...hosts, 'ev-fleet_1:80']) {
       const valid = await rawAnswer(
-        `POST /echo HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 0\r\n\r\n`,
+        `POST /echo HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
       );
       expect(valid).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
     }
+  });
+
+  test('when bad bytes follow a valid request on its connection (pipelined), then that request is answered first, then the bad bytes get their 400', async () => {
+    const { port } = server.address() as AddressInfo;
+    const answer = await new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () =>
+        socket.write(
+          'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"kwh":1.5}GARBAGE\r\n\r\n',
+        ),
+      );
+      let text = '';
+      socket.on('data', (d) => (text += d.toString()));
+      socket.on('close', () => resolve(text));
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
+    expect(answer).toContain('{"body":{"kwh":1.5}');
+    expect(answer).toMatch(
+      /\r\n\r\nHTTP\/1\.1 400 Bad Request\r\n|}HTTP\/1\.1 400 Bad Request\r\n/,
+    );
   });
 
   test('when a client keeps its side open after a CONNECT is answered, then the server closes the socket all the same (no HTTP timeout watches it)', async () => {
