@@ -2877,6 +2877,37 @@ describe('OCPP 1.6J charge points', () => {
       });
       expect(JSON.parse(answer.split('\r\n\r\n')[1])).toMatchObject({ message });
     }
+    // A handshake the WebSocket library refuses is told so in JSON (it answered text/html).
+    for (const [headers, message] of [
+      [{ 'Sec-WebSocket-Version': '13' }, /needs a Sec-WebSocket-Key/],
+      [
+        { 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'short' },
+        /needs a Sec-WebSocket-Key/,
+      ],
+      [
+        { 'Sec-WebSocket-Version': '99', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' },
+        /^Sec-WebSocket-Version "99" is not supported: send 13/,
+      ],
+    ] as const) {
+      const refused = await request(e.url)
+        .get('/ocpp/CP-BADSHAKE')
+        .set({
+          Connection: 'Upgrade',
+          Upgrade: 'websocket',
+          'Sec-WebSocket-Protocol': 'ocpp1.6',
+          ...headers,
+        });
+      expect({ headers, status: refused.status, type: refused.type }).toEqual({
+        headers,
+        status: 400,
+        type: 'application/json',
+      });
+      expect(refused.body).toMatchObject({
+        error: 'bad_request',
+        message: expect.stringMatching(message),
+      });
+      expect(refused.headers['sec-websocket-version']).toBe('13');
+    }
     const res = await request(e.url).get('/ocpp/a%E0%A4%A').set({
       Connection: 'Upgrade',
       Upgrade: 'websocket',

@@ -233,6 +233,30 @@ function subprotocolRefusal(req: IncomingMessage): { error: string; message: str
   }
 }
 
+/**
+ * Why an upgrade is no WebSocket handshake the WebSocket library takes (RFC 6455 4.2.1: a
+ * Sec-WebSocket-Key of 16 bytes in base64, version 13; the library also takes 8), or null. Said
+ * here in the API's JSON, where the library answered a text/html 400.
+ */
+function handshakeRefusal(req: IncomingMessage): { error: string; message: string } | null {
+  const key = req.headers['sec-websocket-key'];
+  if (key === undefined || !/^[+/0-9A-Za-z]{22}==$/.test(key)) {
+    return {
+      error: 'bad_request',
+      message:
+        'A WebSocket upgrade needs a Sec-WebSocket-Key: 16 random bytes in base64 (RFC 6455)',
+    };
+  }
+  const version = req.headers['sec-websocket-version'];
+  if (version !== '13' && version !== '8') {
+    return {
+      error: 'bad_request',
+      message: `Sec-WebSocket-Version ${version === undefined ? 'is missing' : `${JSON.stringify(version)} is not supported`}: send 13 (RFC 6455)`,
+    };
+  }
+  return null;
+}
+
 interface PendingCall {
   action: string;
   startedAt: number;
@@ -581,6 +605,8 @@ export function createOcppEndpoint({
       onWebSocketUpgrade(server, (req, socket, head) => {
         if (closing) return refuse(socket, 503);
         if (chargePointIdOf(req.url) === null) return refuse(socket, 404);
+        const handshake = handshakeRefusal(req);
+        if (handshake) return endWithError(socket, 400, handshake, 'Sec-WebSocket-Version: 13\r\n');
         const subprotocol = subprotocolRefusal(req);
         if (subprotocol) return endWithError(socket, 400, subprotocol);
         rpc.handleUpgrade(req, socket as Socket, head).catch(() => socket.destroy());
