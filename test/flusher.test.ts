@@ -16,6 +16,7 @@ import { createFlushProcessor } from '../workers/flush-processor';
 import { lockTableShort, PartitionMaintainer } from '../workers/partition-maintainer';
 import { float8ArrayLiteral, textArrayLiteral } from '../src/stores/array-literals';
 import { HistoryStore } from '../src/stores/history-store';
+import type { FlushMetrics } from '../src/metrics';
 import { retainedFrom } from '../src/stores/retention';
 import { cappedExponentialBackoff } from '../workers/flusher-service';
 import {
@@ -226,6 +227,7 @@ describe('the flush job handler', () => {
   const flushProcessor = (
     keys: ReturnType<typeof createRedisKeys>,
     config: { retentionDays: number } = ctx.config,
+    metrics?: FlushMetrics,
   ) =>
     createFlushProcessor({
       db: ctx.db,
@@ -241,6 +243,7 @@ describe('the flush job handler', () => {
       }),
       config,
       logger: ctx.logger,
+      metrics,
     });
 
   test('when a job holding a refused reading runs twice (a retry or a stalled job), then the reading is dead-lettered once', async () => {
@@ -266,7 +269,12 @@ describe('the flush job handler', () => {
   });
 
   test('when a job holds readings older than RETENTION_DAYS keeps by the time it is flushed (dead letters re-driven after the cutoff moved), then they are left out and counted, and no partition is made for them', async () => {
-    const flush = flushProcessor(createRedisKeys(ctx.config.redisPrefix), { retentionDays: 3 });
+    const counted: number[] = [];
+    const flush = flushProcessor(
+      createRedisKeys(ctx.config.redisPrefix),
+      { retentionDays: 3 },
+      { onFlushed: ({ expired }) => counted.push(expired), onRetry: () => undefined },
+    );
     // The first instant kept is kept; the millisecond before it is not.
     const cutoff = retainedFrom(Date.now(), 3) as number;
     const recent = meterReading('M-retained', cutoff);
@@ -285,6 +293,9 @@ describe('the flush job handler', () => {
       },
     } as unknown as Job<IngestJobData>;
     expect(await flush(job)).toEqual({ written: 1, duplicates: 0, deadLettered: 0, expired: 2 });
+    // Run again after its commit (a crash before it was marked done): counted once.
+    expect(await flush(job)).toEqual({ written: 0, duplicates: 1, deadLettered: 0, expired: 2 });
+    expect(counted).toEqual([2, 0]);
     const stored = await ctx
       .db('telemetry_history')
       .whereIn('device_id', ['M-retained', 'M-expired']);

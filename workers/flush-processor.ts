@@ -202,17 +202,6 @@ export function createFlushProcessor(deps: {
       deadLettered: 0,
       expired: readings.length - kept.readings.length,
     };
-    if (result.expired > 0) {
-      deps.logger.warn(
-        {
-          jobId: job.id,
-          expired: result.expired,
-          keptFrom: new Date(keptFrom as number).toISOString(),
-          retentionDays: deps.config.retentionDays,
-        },
-        'readings older than RETENTION_DAYS keeps left out of history',
-      );
-    }
     try {
       await deps.partitions.ensureFor(kept.readings.map((r) => r.ts));
       await writeIsolating(kept.readings, kept.receivedAt, job, result);
@@ -233,14 +222,32 @@ export function createFlushProcessor(deps: {
       throw err;
     }
     result.duplicates = kept.readings.length - result.written - result.deadLettered;
-    await redis.settleBacklog(
+    const settled = await redis.settleBacklog(
       2,
       deps.shard.backlogReadings,
       deps.shard.backlogSettled(String(job.id)),
       readings.length,
       SETTLED_MARK_TTL_S,
     );
-    deps.metrics?.onFlushed(result, Date.now() - started, acceptedAt);
+    // Said and counted once per job: a job run again after its commit (a crash before it was
+    // marked done) leaves them out again, settled already.
+    const firstRun = settled !== -1;
+    if (result.expired > 0 && firstRun) {
+      deps.logger.warn(
+        {
+          jobId: job.id,
+          expired: result.expired,
+          keptFrom: new Date(keptFrom as number).toISOString(),
+          retentionDays: deps.config.retentionDays,
+        },
+        'readings older than RETENTION_DAYS keeps left out of history',
+      );
+    }
+    deps.metrics?.onFlushed(
+      { ...result, expired: firstRun ? result.expired : 0 },
+      Date.now() - started,
+      acceptedAt,
+    );
     return result;
   };
 }
