@@ -28,6 +28,16 @@ describe('createHttpServer', () => {
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
+  /** Everything the server writes back to `request`, sent as raw bytes, until it closes. */
+  const rawAnswer = (request: string) =>
+    new Promise<string>((resolve) => {
+      const { port } = server.address() as AddressInfo;
+      const socket = connect(port, '127.0.0.1', () => socket.write(request));
+      let text = '';
+      socket.on('data', (d) => (text += d.toString()));
+      socket.on('close', () => resolve(text));
+    });
+
   test("when a request arrives, then it and its response are born with the app's prototypes, so Express switches none", async () => {
     await fetch(`${url}/echo`, { method: 'POST' });
     expect(born.at(-1)).toEqual({ req: app.request, res: app.response });
@@ -51,26 +61,12 @@ describe('createHttpServer', () => {
     const long = await fetch(`${url}/echo?x=${'a'.repeat(17_000)}`, { method: 'POST' });
     expect(long.status).toBe(431);
     expect(await long.json()).toMatchObject({ error: 'headers_too_large' });
-    const { port } = server.address() as AddressInfo;
-    const raw = await new Promise<string>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => socket.write('NOT HTTP AT ALL\r\n\r\n'));
-      let text = '';
-      socket.on('data', (d) => (text += d.toString()));
-      socket.on('close', () => resolve(text));
-    });
+    const raw = await rawAnswer('NOT HTTP AT ALL\r\n\r\n');
     expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(JSON.parse(raw.split('\r\n\r\n')[1])).toMatchObject({ error: 'bad_request' });
   });
 
   test('when a request is a CONNECT, expects something other than 100-continue, lacks its Host, has two or one that is no host, then it gets a JSON error, not a closed socket or an empty answer', async () => {
-    const { port } = server.address() as AddressInfo;
-    const rawAnswer = (request: string) =>
-      new Promise<string>((resolve) => {
-        const socket = connect(port, '127.0.0.1', () => socket.write(request));
-        let text = '';
-        socket.on('data', (d) => (text += d.toString()));
-        socket.on('close', () => resolve(text));
-      });
     const connected = await rawAnswer('CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n');
     expect(connected).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
     expect(JSON.parse(connected.split('\r\n\r\n')[1])).toMatchObject({
@@ -125,17 +121,9 @@ describe('createHttpServer', () => {
   });
 
   test('when bad bytes follow a valid request on its connection (pipelined), then that request is answered first, then the bad bytes get their 400', async () => {
-    const { port } = server.address() as AddressInfo;
-    const answer = await new Promise<string>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () =>
-        socket.write(
-          'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"kwh":1.5}GARBAGE\r\n\r\n',
-        ),
-      );
-      let text = '';
-      socket.on('data', (d) => (text += d.toString()));
-      socket.on('close', () => resolve(text));
-    });
+    const answer = await rawAnswer(
+      'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"kwh":1.5}GARBAGE\r\n\r\n',
+    );
     expect(answer).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
     expect(answer).toContain('{"body":{"kwh":1.5}');
     expect(answer).toMatch(
