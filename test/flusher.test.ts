@@ -922,10 +922,13 @@ describe('flusher processes', () => {
       // The one across the cutoff is gone too (its vehicle is built again from the cutoff on).
       expect(await ids('charging_sessions', 'vehicle_id')).toEqual(['V-ret-1']);
       // A device whose latest reading was dropped is no longer listed; a recent one is.
+      // Each kind's statuses go in statements of their own: wait for the last kind's too.
       await waitFor(
-        async () => (await ids('meter_status', 'meter_id')).length === 1,
+        async () =>
+          (await ids('meter_status', 'meter_id')).length === 1 &&
+          (await ids('vehicle_status', 'vehicle_id')).length === 1,
         10_000,
-        'the old status to be dropped',
+        'the old statuses to be dropped',
       );
       expect(await ids('meter_status', 'meter_id')).toEqual(['M-ret-1']);
       expect(await ids('vehicle_status', 'vehicle_id')).toEqual(['V-ret-1']);
