@@ -428,6 +428,8 @@ export interface OcppMetrics {
   onUnreadable(errorCode: string | null): void;
   onSampleIgnored(measurand: string, count: number): void;
   onSampleRejected(reason: string, count: number): void;
+  /** A WebSocket upgrade to /ocpp refused, by the refusal's error code. */
+  onUpgradeRefused(error: string): void;
 }
 
 /**
@@ -479,6 +481,12 @@ export function createOcppMetrics(registry: Registry, actions: readonly string[]
     labelNames: ['reason'],
     registers: [registry],
   });
+  const refused = new Counter({
+    name: 'energy_ocpp_connections_refused_total',
+    help: 'WebSocket upgrades to /ocpp refused (a charge point that cannot connect), by error code',
+    labelNames: ['error'],
+    registers: [registry],
+  });
   const known = new Set(actions);
   const label = (action: string) => (known.has(action) ? action : 'other');
   return {
@@ -495,5 +503,6 @@ export function createOcppMetrics(registry: Registry, actions: readonly string[]
     },
     onSampleIgnored: (measurand, count) => ignored.inc({ measurand: ocppLabel(measurand) }, count),
     onSampleRejected: (reason, count) => rejected.inc({ reason }, count),
+    onUpgradeRefused: (error) => refused.inc({ error }),
   };
 }

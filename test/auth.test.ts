@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { execFileSync } from 'node:child_process';
+import { connect } from 'node:net';
 import path from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Redis } from 'ioredis';
@@ -7,13 +8,14 @@ import { freePort } from '../bench/bench-helpers';
 import { findKey, generateKey, parseApiKeys } from '../src/auth/api-keys';
 import { createAuthorize, createLocalBuckets } from '../src/auth/authorize';
 import { createLogger } from '../src/logger';
-import { startTestApi, type TestApi } from './helpers/engine';
+import { serveTestApi, startTestApi, type TestApi } from './helpers/engine';
 import { createTestContext, type TestContext } from './helpers/test-env';
 
 const gateway = generateKey('gateway-1', ['ingest']);
 const dashboard = generateKey('dashboard', ['read']);
 const operator = generateKey('operator', ['ingest', 'read', 'admin']);
 const limited = generateKey('limited', ['ingest']);
+const uploader = generateKey('uploader', ['ingest']);
 
 const METER = { meterId: 'M-1', kwhConsumedAc: 1, voltage: 230, timestamp: '2024-03-20T10:00:00Z' };
 
@@ -23,7 +25,7 @@ let engine: TestApi;
 beforeAll(async () => {
   ctx = await createTestContext({
     AUTH: 'on',
-    API_KEYS: [gateway, dashboard, operator, limited].map((k) => k.entry).join(','),
+    API_KEYS: [gateway, dashboard, operator, limited, uploader].map((k) => k.entry).join(','),
     RATE_LIMIT_PER_S: '1',
     RATE_LIMIT_BURST: '3',
   });
@@ -165,6 +167,44 @@ describe('API keys', () => {
     const res = await ingest(limited.key);
     if (res.status === 429) expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     await ingest(operator.key).expect(202);
+  });
+});
+
+describe('a client that waits for 100 Continue before sending its body', () => {
+  /** Sends `head`, then `body` once the server answers 100 Continue (if ever); all it wrote. */
+  const exchange = (port: number, head: string, body: string) =>
+    new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write(head));
+      let text = '';
+      socket.on('data', (d) => {
+        text += d.toString();
+        if (text === 'HTTP/1.1 100 Continue\r\n\r\n') socket.write(body);
+      });
+      socket.on('close', () => resolve(text));
+    });
+  const head = (length: number, key?: string) =>
+    'POST /v1/telemetry/ingest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n' +
+    `Content-Type: application/json\r\nContent-Length: ${length}\r\nExpect: 100-continue\r\n` +
+    (key ? `Authorization: Bearer ${key}\r\n` : '') +
+    '\r\n';
+
+  test('when its key or its size is refused, then it is answered without a 100, so the body is never sent; when both pass, it gets the 100, and its reading is accepted', async () => {
+    const { server, url } = await serveTestApi(engine);
+    const port = Number(new URL(url).port);
+    const body = JSON.stringify({ ...METER, meterId: 'M-continue' });
+    try {
+      const keyless = await exchange(port, head(body.length), body);
+      expect(keyless).toMatch(/^HTTP\/1\.1 401 /);
+      const unscoped = await exchange(port, head(body.length, dashboard.key), body);
+      expect(unscoped).toMatch(/^HTTP\/1\.1 403 /);
+      const huge = await exchange(port, head(ctx.config.bodyLimitBytes + 1, uploader.key), body);
+      expect(huge).toMatch(/^HTTP\/1\.1 413 /);
+      const accepted = await exchange(port, head(body.length, uploader.key), body);
+      expect(accepted).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 202 /);
+      expect(JSON.parse(accepted.split('\r\n\r\n').at(-1)!)).toMatchObject({ accepted: 1 });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 

@@ -3447,6 +3447,10 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
   const withLoggedEngine = async (
     check: (engine: {
       logged(msg: string): Record<string, unknown>[];
+      /** The API's base URL, for raw upgrades. */
+      url: string;
+      /** What the API's /metrics says. */
+      metrics(): Promise<string>;
       connect(
         id: string,
       ): Promise<{ socket: WebSocket; answer(frame: string): Promise<unknown[]> }>;
@@ -3471,7 +3475,12 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
       return { socket, answer };
     };
     try {
-      await check({ logged: (msg) => lines.filter((line) => line.msg === msg), connect });
+      await check({
+        logged: (msg) => lines.filter((line) => line.msg === msg),
+        url: served.url,
+        metrics: async () => (await request(api.api.app).get('/metrics')).text,
+        connect,
+      });
     } finally {
       for (const socket of sockets) socket.terminate();
       await served.close();
@@ -3500,6 +3509,47 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
           (line) => line.chargePointId,
         ),
       ).toEqual(['CP-SHARED-ID']);
+    });
+  });
+
+  test('when upgrades to /ocpp are refused again and again (an unknown path, no ocpp1.6, a Host that is none), then each is counted by its error, and logged once an interval for each address and error, naming the charge point and why', async () => {
+    await withLoggedEngine(async ({ logged, url, metrics }) => {
+      const upgrade = (path: string, headers: Record<string, string> = {}) =>
+        request(url)
+          .get(path)
+          .set({
+            Connection: 'Upgrade',
+            Upgrade: 'websocket',
+            'Sec-WebSocket-Version': '13',
+            'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+            'Sec-WebSocket-Protocol': 'ocpp1.6',
+            ...headers,
+          });
+      for (let i = 0; i < 3; i++) {
+        expect((await upgrade('/ocpp/A%20B')).status).toBe(404);
+        expect(
+          (await upgrade('/ocpp/CP-NO-PROTOCOL', { 'Sec-WebSocket-Protocol': 'ocpp2.0.1' })).status,
+        ).toBe(400);
+        expect((await upgrade('/ocpp/CP-BAD-HOST', { Host: 'a, b' })).status).toBe(400);
+      }
+      const lines = logged('charge point connection refused');
+      expect(
+        lines.map(({ chargePointId, status, error }) => ({ chargePointId, status, error })),
+      ).toEqual([
+        { chargePointId: undefined, status: 404, error: 'not_found' },
+        { chargePointId: 'CP-NO-PROTOCOL', status: 400, error: 'subprotocol_required' },
+        { chargePointId: 'CP-BAD-HOST', status: 400, error: 'bad_request' },
+      ]);
+      expect(lines[2]).toMatchObject({
+        remoteAddress: '127.0.0.1',
+        reason: 'Host "a, b" is not a host name or address with an optional port',
+      });
+      const text = await metrics();
+      for (const error of ['not_found', 'subprotocol_required', 'bad_request']) {
+        expect(text).toContain(
+          `energy_ocpp_connections_refused_total{error="${error}",process="api"} 3`,
+        );
+      }
     });
   });
 

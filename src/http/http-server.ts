@@ -35,6 +35,11 @@ export function createHttpServer(app: Express): Server {
     Reflect.apply(ServerResponse, this, [req, options]);
   }
   Response.prototype = app.response;
+  const serve = (req: IncomingMessage, res: ServerResponse) => {
+    const problem = hostProblem(req);
+    if (problem === undefined) return app(req, res);
+    endResponseWithError(res, 400, { error: 'bad_request', message: problem });
+  };
   const server = createServer(
     {
       IncomingMessage: Request as unknown as typeof IncomingMessage,
@@ -43,12 +48,12 @@ export function createHttpServer(app: Express): Server {
       // Refused below instead, in JSON: node:http's own answer was a 400 with no body.
       requireHostHeader: false,
     },
-    (req, res) => {
-      const problem = hostProblem(req);
-      if (problem === undefined) return app(req, res);
-      endResponseWithError(res, 400, { error: 'bad_request', message: problem });
-    },
+    serve,
   );
+  // A request with `Expect: 100-continue` is served as any other, and its 100 sent only when a
+  // route reads its body (read-body.ts): node:http sent it on arrival, so a client sent a body
+  // its key or its size was then refused for.
+  server.on('checkContinue', serve);
   server.on('clientError', answerClientError);
   // Node answers these itself otherwise: CONNECT by closing the socket unanswered, an Expect
   // other than 100-continue with an empty 417.
@@ -104,7 +109,7 @@ function hostProblem(req: IncomingMessage): string | undefined {
 }
 
 /** A refusal made before any route: its error code and message. */
-interface Refusal {
+export interface Refusal {
   error: string;
   message: string;
 }
@@ -144,32 +149,42 @@ export function endWithError(
   );
 }
 
+/** Refuses a WebSocket upgrade (endWithError, perhaps with more: a log line, a count). */
+export type RefuseUpgrade = (
+  req: IncomingMessage,
+  socket: Duplex,
+  status: number,
+  refusal: Refusal,
+  extraHeaders?: string,
+) => void;
+
 /** Headers that ask to switch protocols, and the Connection tokens naming them. */
 const UPGRADE_HEADERS = new Set(['upgrade', 'http2-settings']);
 
 /**
  * Hands `server`'s WebSocket upgrades to `handle`. Once an 'upgrade' listener exists node:http
  * hands it every request with an Upgrade, so this one also serves the others as the HTTP/1.1
- * requests they also are (serveIgnoringUpgrade), and refuses a WebSocket upgrade without HTTP/1.1
- * and a Host (RFC 6455 4.1), which the WebSocket library does not check.
+ * requests they also are (serveIgnoringUpgrade), and refuses (with `refuse`) a WebSocket upgrade
+ * without HTTP/1.1 and a Host (RFC 6455 4.1), which the WebSocket library does not check.
  */
 export function onWebSocketUpgrade(
   server: Server,
   handle: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+  refuse: RefuseUpgrade,
 ): void {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
       return serveIgnoringUpgrade(server, req, socket, head);
     }
     if (req.httpVersion !== '1.1' || req.headers.host === undefined) {
-      return endWithError(socket, 400, {
+      return refuse(req, socket, 400, {
         error: 'bad_request',
         message: 'A WebSocket upgrade is an HTTP/1.1 request with a Host header',
       });
     }
     const problem = hostProblem(req);
     if (problem !== undefined) {
-      return endWithError(socket, 400, { error: 'bad_request', message: problem });
+      return refuse(req, socket, 400, { error: 'bad_request', message: problem });
     }
     handle(req, socket, head);
   });

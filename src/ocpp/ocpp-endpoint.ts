@@ -13,7 +13,7 @@ import { parseSubprotocols } from 'ocpp-rpc/lib/ws-util';
 import { findChargePointKey, type ApiKey } from '../auth/api-keys';
 import { authorizationHeaders } from '../auth/authorize';
 import { ConcurrencyLimit } from '../concurrency-limit';
-import { endWithError, onWebSocketUpgrade } from '../http/http-server';
+import { endWithError, onWebSocketUpgrade, type RefuseUpgrade } from '../http/http-server';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState, LiveConnection } from './charge-point-state';
@@ -196,8 +196,38 @@ const REFUSAL_HEADERS: Partial<Record<keyof typeof UPGRADE_REFUSALS, string>> = 
   503: 'Retry-After: 5\r\n',
 };
 
-const refuse = (socket: Duplex, status: keyof typeof UPGRADE_REFUSALS): void =>
-  endWithError(socket, status, UPGRADE_REFUSALS[status], REFUSAL_HEADERS[status] ?? '');
+/**
+ * Refuses an upgrade, counts it by its error code and logs it (once an interval for each address
+ * and code, with how many were left out): a charge point that cannot connect was otherwise seen
+ * only in its own log, which its operator may not reach.
+ */
+function upgradeRefuser(metrics: OcppMetrics, faults: RepeatedErrorLog): RefuseUpgrade {
+  return (req, socket, status, refusal, extraHeaders = '') => {
+    const address = req.socket.remoteAddress ?? 'unknown';
+    metrics.onUpgradeRefused(refusal.error);
+    faults.logFor(
+      address,
+      refusal.error,
+      {
+        chargePointId: chargePointIdOf(req.url) ?? undefined,
+        remoteAddress: address,
+        status,
+        error: refusal.error,
+        reason: refusal.message,
+      },
+      'charge point connection refused',
+    );
+    endWithError(socket, status, refusal, extraHeaders);
+  };
+}
+
+/** Refuses an upgrade with one of UPGRADE_REFUSALS, and the headers its status adds. */
+const refuseAs = (
+  refuse: RefuseUpgrade,
+  req: IncomingMessage,
+  socket: Duplex,
+  status: keyof typeof UPGRADE_REFUSALS,
+): void => refuse(req, socket, status, UPGRADE_REFUSALS[status], REFUSAL_HEADERS[status]);
 
 /** A message id as OCPP-J 1.6 has it: at most 36 characters, and no NUL, as no text here holds. */
 function checkMessageId(messageId: string): void {
@@ -279,19 +309,20 @@ type AuthCallback = Parameters<InstanceType<typeof RPCServer>['auth']>[0];
  * Basic, user = the charge point id (ocpp-rpc checks that), password = a key with the
  * charge-point scope whose name is that id.
  */
-function authorizeUpgrade(config: {
-  auth: 'on' | 'off';
-  apiKeys: readonly ApiKey[];
-}): AuthCallback {
+function authorizeUpgrade(
+  config: { auth: 'on' | 'off'; apiKeys: readonly ApiKey[] },
+  refuse: RefuseUpgrade,
+): AuthCallback {
   const keys = [...config.apiKeys];
   return (accept, _reject, handshake) => {
+    const { request } = handshake;
     if (handshake.endpoint !== OCPP_PATH || !CHARGE_POINT_ID.test(handshake.identity)) {
-      refuse(handshake.request.socket, 404);
+      refuseAs(refuse, request, request.socket, 404);
       return;
     }
     if (config.auth === 'on') {
       // Two Authorization headers: which one a proxy in front read is unknown, so neither counts.
-      const ambiguous = authorizationHeaders(handshake.request.rawHeaders) > 1;
+      const ambiguous = authorizationHeaders(request.rawHeaders) > 1;
       // Its own key only: of the forms a password may take, none can then match another's first.
       const own = keys.filter(
         (k) => k.name === handshake.identity && k.scopes.includes('charge-point'),
@@ -301,7 +332,7 @@ function authorizeUpgrade(config: {
       if (!key) {
         // Answered here, not by reject(), which cannot add the challenge; the library cleans up
         // when the socket closes.
-        refuse(handshake.request.socket, 401);
+        refuseAs(refuse, request, request.socket, 401);
         return;
       }
     }
@@ -470,9 +501,10 @@ export function createOcppEndpoint({
     wssOptions: { maxPayload: config.bodyLimitBytes },
   });
   rpc.on('error', (err: Error) => logger.error({ err }, 'OCPP server error'));
-  rpc.auth(authorizeUpgrade(config));
   // What a charge point does wrong or oddly: once an interval for each charge point and kind.
   const faults = new RepeatedErrorLog({ logger, level: 'warn' });
+  const refuse = upgradeRefuser(metrics, faults);
+  rpc.auth(authorizeUpgrade(config, refuse));
   const answer = answerCalls(service, logger, faults);
   /** The charge points connected here, each with its connection (recorded again while it lives). */
   const live = new Map<string, { client: RPCServerClient; connection: LiveConnection }>();
@@ -602,15 +634,21 @@ export function createOcppEndpoint({
 
   return {
     attach(server) {
-      onWebSocketUpgrade(server, (req, socket, head) => {
-        if (closing) return refuse(socket, 503);
-        if (chargePointIdOf(req.url) === null) return refuse(socket, 404);
-        const handshake = handshakeRefusal(req);
-        if (handshake) return endWithError(socket, 400, handshake, 'Sec-WebSocket-Version: 13\r\n');
-        const subprotocol = subprotocolRefusal(req);
-        if (subprotocol) return endWithError(socket, 400, subprotocol);
-        rpc.handleUpgrade(req, socket as Socket, head).catch(() => socket.destroy());
-      });
+      onWebSocketUpgrade(
+        server,
+        (req, socket, head) => {
+          if (closing) return refuseAs(refuse, req, socket, 503);
+          if (chargePointIdOf(req.url) === null) return refuseAs(refuse, req, socket, 404);
+          const handshake = handshakeRefusal(req);
+          if (handshake) {
+            return refuse(req, socket, 400, handshake, 'Sec-WebSocket-Version: 13\r\n');
+          }
+          const subprotocol = subprotocolRefusal(req);
+          if (subprotocol) return refuse(req, socket, 400, subprotocol);
+          rpc.handleUpgrade(req, socket as Socket, head).catch(() => socket.destroy());
+        },
+        refuse,
+      );
     },
     connected: () => live.size,
     async close() {

@@ -164,7 +164,11 @@ describe('a request asking to switch to another protocol than WebSocket', () => 
     app.get('/slow', (_req, res) => setTimeout(() => res.json({ slow: true }), 300));
     const server = createHttpServer(app);
     // As the OCPP endpoint's: with an 'upgrade' listener, node:http hands it every Upgrade.
-    onWebSocketUpgrade(server, (_req, socket) => socket.destroy());
+    onWebSocketUpgrade(
+      server,
+      (_req, socket) => socket.destroy(),
+      (_req, socket) => socket.destroy(),
+    );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as AddressInfo;
