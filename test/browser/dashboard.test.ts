@@ -370,6 +370,29 @@ describe('dashboard against a simulated fleet with known faulty chargers', () =>
     await expect(efficiencyPixelsAt(page, weekHourAt(26), weekSeries.length, 4)).resolves.toBe(0);
   });
 
+  test("when a vehicle's energy is read as a register, then its live status calls the DC value the register, not the energy in that reading", async () => {
+    const reading = (vehicleId: string) => ({
+      vehicleId,
+      soc: 60,
+      kwhDeliveredDc: 1234.5,
+      batteryTemp: 25,
+      timestamp: new Date().toISOString(),
+    });
+    const res = await fetch(`${engine.url}/v1/vehicles/REGISTER-V1/settings`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ energyReadings: 'cumulative' }),
+    });
+    expect(res.status).toBe(200);
+    await ingestAllStored(engine, [reading('REGISTER-V1'), reading('INTERVAL-V1')]);
+    const labelOf = async (vehicleId: string) => {
+      await page.goto(`${engine.url}/dashboard#/vehicles/${vehicleId}?window=24h`);
+      return page.locator('#live-status dl.figures dt', { hasText: /^DC / }).textContent();
+    };
+    await expect(labelOf('REGISTER-V1')).resolves.toBe('DC register (total delivered)');
+    await expect(labelOf('INTERVAL-V1')).resolves.toBe('DC energy in that reading');
+  });
+
   test("when a vehicle's sessions are listed, then their times and meters do not break across lines, on a wide or a narrow screen", async () => {
     // The vehicle of the last test: its charges ended, so each session has an end time.
     await page.goto(`${engine.url}/dashboard#/vehicles/IDLE-HOUR-V1?window=24h`);

@@ -9,6 +9,16 @@ import { Section } from './section';
 /** A reading older than this is called out: the vehicle may be offline. */
 const STALE_AFTER_MS = 15 * 60_000;
 
+/**
+ * What a reading's kwhDeliveredDc is, by how the vehicle's energy is read: the energy since its
+ * reading before, or its register (a total that only rises); null when the engine cannot tell.
+ */
+const DC_ENERGY_LABELS = {
+  interval: 'DC energy in that reading',
+  cumulative: 'DC register (total delivered)',
+  unknown: 'DC energy value (in that reading or a total: unknown)',
+};
+
 /** The vehicle's latest reading (GET /v1/vehicles/:id/status) and how old it is. */
 export class LiveStatusSection extends Section {
   constructor() {
@@ -43,7 +53,7 @@ export class LiveStatusSection extends Section {
           ),
         ),
         row('State of charge', formatPercent(status.soc)),
-        row('DC energy in that reading', formatKwh(status.kwhDeliveredDc)),
+        row(DC_ENERGY_LABELS[status.energyReadings ?? 'unknown'], formatKwh(status.kwhDeliveredDc)),
         row('Battery temperature', formatCelsius(status.batteryTemp)),
         row(
           'Source',
