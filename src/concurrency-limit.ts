@@ -1,7 +1,7 @@
 /**
  * At most `max` tasks running at once; the rest wait, in arrival order. The MQTT intake decodes
  * and stores this many messages at once (the rest wait as the raw payloads mqtt.js already holds),
- * and each OCPP connection answers this many calls at once.
+ * and each OCPP charge point's calls take turns (CallTurns).
  */
 export class ConcurrencyLimit {
   private active = 0;

@@ -155,7 +155,7 @@ describe('OCPP 1.6J charge points', () => {
     expect(res.body).toMatchObject({ id: 'CP-BOOT', connected: true, vendor: 'Acme' });
   });
 
-  test('when a charge point sends many calls without waiting for answers, then at most 4 are handled at once, 100 wait their turn, the rest are refused at once, and a heartbeat is not held up', async () => {
+  test('when a charge point sends many calls without waiting for answers, then they are handled one at a time, 100 wait their turn, the rest are refused at once, and a heartbeat is not held up', async () => {
     const cp = await chargePoint(e, 'CP-PIPELINE', { callConcurrency: 200 });
     clients.push(cp);
     // Each start waits on this lock, holding whatever it took: the calls being handled show.
@@ -164,21 +164,75 @@ describe('OCPP 1.6J charge points', () => {
     try {
       await lock.raw('LOCK TABLE ocpp_transactions IN ACCESS EXCLUSIVE MODE');
       starts = startsAtOnce(cp, 110, 'TAG-PIPE');
-      await waitFor(async () => (await waitingOnLocks(e)) >= 4, 10_000, 'the first calls');
-      // The others wait their turn in the process: still 4 a second later, not 110.
+      await waitFor(async () => (await waitingOnLocks(e)) >= 1, 10_000, 'the first call');
+      // The others wait their turn in the process: still 1 a second later, not 110.
       await new Promise((r) => setTimeout(r, 1000));
-      expect(await waitingOnLocks(e)).toBe(4);
+      expect(await waitingOnLocks(e)).toBe(1);
       // Beyond 100 waiting, a call is answered at once, saying why.
-      expect(await Promise.all(starts.slice(104))).toEqual(
-        Array(6).fill(expect.stringMatching(/^100 calls of this connection are waiting/)),
+      expect(await Promise.all(starts.slice(101))).toEqual(
+        Array(9).fill(expect.stringMatching(/^100 calls of this charge point are waiting/)),
       );
       expect(await cp.call('Heartbeat', {})).toEqual({ currentTime: expect.any(String) });
     } finally {
       await lock.rollback();
     }
-    const ids = await Promise.all(starts.slice(0, 104));
+    const ids = await Promise.all(starts.slice(0, 101));
     expect(ids.every((id) => typeof id === 'number')).toBe(true);
-    expect(new Set(ids).size).toBe(104);
+    expect(new Set(ids).size).toBe(101);
+  });
+
+  test("when a charger sends a call again before its answer came (a resend after its own timeout), then it gets one answer, the call's own, not a refusal before it", async () => {
+    const socket = new WebSocket(`${e.url.replace('http', 'ws')}/ocpp/CP-RESEND`, ['ocpp1.6']);
+    await new Promise((resolve) => socket.once('open', resolve));
+    const frames: unknown[] = [];
+    socket.on('message', (data: Buffer) => frames.push(JSON.parse(data.toString())));
+    const start =
+      '[2,"resend-1","StartTransaction",{"connectorId":1,"idTag":"TAG-RESEND","meterStart":0,"timestamp":"2024-05-02T10:00:00Z"}]';
+    const lock = await e.ctx.db.transaction();
+    try {
+      await lock.raw('LOCK TABLE ocpp_transactions IN ACCESS EXCLUSIVE MODE');
+      socket.send(start);
+      await waitFor(async () => (await waitingOnLocks(e)) >= 1, 10_000, 'the first call');
+      // Twice more: ocpp-rpc refuses the first copy itself, and hands the next to the engine.
+      socket.send(start);
+      socket.send(start);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      await lock.rollback();
+    }
+    await waitFor(async () => frames.length > 0, 10_000, 'the answer');
+    await new Promise((r) => setTimeout(r, 300));
+    socket.terminate();
+    expect(frames).toEqual([
+      [3, 'resend-1', { transactionId: expect.any(Number), idTagInfo: { status: 'Accepted' } }],
+    ]);
+  });
+
+  test("when a charge point sends two MeterValues of one connector without waiting for the first's answer, then they are handled in turn: a sample below the register the first stored is left out, as when sent one after the other", async () => {
+    const cp = await chargePoint(e, 'CP-OVERLAP', { callConcurrency: 2 });
+    clients.push(cp);
+    const transactionId = await startTransaction(cp, {
+      connectorId: 1,
+      idTag: 'TAG-OVERLAP',
+      meterStart: 5_000,
+      timestamp: '2024-05-01T10:00:00Z',
+    });
+    // The second is the register rounded down to kWh: below what the first stores.
+    await Promise.all([
+      cp.call('MeterValues', {
+        ...meterValues(1, '2024-05-01T10:05:00Z', wh(5_456)),
+        transactionId,
+      }),
+      cp.call('MeterValues', {
+        ...meterValues(1, '2024-05-01T10:06:00Z', { value: '5', unit: 'kWh' }),
+        transactionId,
+      }),
+    ]);
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-OVERLAP:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 5],
+      ['10:05', 5.456],
+    ]);
   });
 
   test('when the API shuts down while a charge point has calls waiting their turn, then the calls in progress are answered and stored, and the waiting ones are answered InternalError unstarted', async () => {
@@ -189,20 +243,20 @@ describe('OCPP 1.6J charge points', () => {
     try {
       await lock.raw('LOCK TABLE ocpp_transactions IN ACCESS EXCLUSIVE MODE');
       const starts = startsAtOnce(cp, 12, 'TAG-SHUT');
-      await waitFor(async () => (await waitingOnLocks(e)) >= 4, 10_000, 'the first calls');
+      await waitFor(async () => (await waitingOnLocks(e)) >= 1, 10_000, 'the first call');
       const closed = served.close();
       await new Promise((r) => setTimeout(r, 200));
       await lock.commit();
       await closed;
       const answers = await Promise.all(starts);
-      expect(answers.slice(0, 4).every((a) => typeof a === 'number')).toBe(true);
-      expect(answers.slice(4)).toEqual(
-        Array(8).fill(expect.stringMatching(/^The central system is shutting down/)),
+      expect(typeof answers[0]).toBe('number');
+      expect(answers.slice(1)).toEqual(
+        Array(11).fill(expect.stringMatching(/^The central system is shutting down/)),
       );
       const stored = await e.ctx
         .db('ocpp_transactions')
         .where({ charge_point_id: 'CP-SHUTDOWN-QUEUE' });
-      expect(stored).toHaveLength(4);
+      expect(stored).toHaveLength(1);
     } finally {
       await lock.rollback().catch(() => undefined);
       await cp.close({ force: true });
@@ -1415,6 +1469,22 @@ describe('OCPP 1.6J charge points', () => {
     expect(await sessionsAc()).toEqual([
       [next, 0],
       [running, 0.3],
+    ]);
+  });
+
+  test('when one idTag starts on two connectors at the same instant, then the vehicle is mapped to the one kept open, not to the one stopped', async () => {
+    await registerIdTags([['TAG-TWIN', 'V-TWIN']]);
+    const cp = await connect('CP-TWIN');
+    const at = '2024-04-15T10:00:00.000Z';
+    for (const connectorId of [2, 3]) {
+      await startTransaction(cp, { connectorId, idTag: 'TAG-TWIN', meterStart: 0, timestamp: at });
+    }
+    const periods = await e.ctx
+      .db('vehicle_meter_map')
+      .where({ vehicle_id: 'V-TWIN' })
+      .orderBy('valid_from');
+    expect(periods.map((p) => [p.meter_id, p.valid_from.toISOString(), p.valid_to])).toEqual([
+      ['CP-TWIN:3', '2024-04-15T10:00:00.001Z', null],
     ]);
   });
 
@@ -3509,6 +3579,33 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
           (line) => line.chargePointId,
         ),
       ).toEqual(['CP-SHARED-ID']);
+    });
+  });
+
+  test('when a charge point answers calls never made (or answered late), then that is logged once an interval, and the close its eleventh in a row brings is logged too', async () => {
+    await withLoggedEngine(async ({ logged, connect }) => {
+      const { socket } = await connect('CP-LATE-ANSWERS');
+      const closed = new Promise<number>((resolve) => socket.once('close', resolve));
+      for (let i = 0; i < 11; i++) socket.send(`[3,"late-${i}",{"status":"Accepted"}]`);
+      expect(await closed).toBe(1002);
+      await waitFor(
+        async () => logged('charge point disconnected: protocol error').length > 0,
+        5000,
+        'the close to be logged',
+      );
+      expect(
+        logged(
+          'OCPP answer to no call of this central system ignored (late, or to a call never made)',
+        ),
+      ).toEqual([
+        expect.objectContaining({
+          chargePointId: 'CP-LATE-ANSWERS',
+          message: '[3,"late-0",{"status":"Accepted"}]',
+        }),
+      ]);
+      expect(logged('charge point disconnected: protocol error')).toEqual([
+        expect.objectContaining({ chargePointId: 'CP-LATE-ANSWERS', code: 1002 }),
+      ]);
     });
   });
 

@@ -570,11 +570,22 @@ export class ChargePointService {
   }
 
   private async stopSupersededElsewhere(ended: Transaction, by: Transaction): Promise<void> {
-    await this.deps.transactions.stop(ended.id, {
+    const stopped = await this.deps.transactions.stop(ended.id, {
       meterStopWh: null,
       stoppedAt: by.startedAt,
       reason: SUPERSEDED_ELSEWHERE,
     });
+    // Its vehicle's period on that connector ends there too, as at a stop. The vehicle's next
+    // period (`by`'s) starts just after; one started at the same instant covered nothing and goes
+    // (left open, it kept `by`'s from being made: the vehicle stayed on the stopped connector).
+    if (stopped?.vehicleId && stopped.stoppedAt?.getTime() === by.startedAt.getTime()) {
+      await this.deps.mapping.endPeriod(
+        stopped.vehicleId,
+        connectorMeterId(ended.chargePointId, ended.connectorId),
+        justAfter(ended.startedAt),
+        justAfter(by.startedAt),
+      );
+    }
     this.faults.logFor(
       ended.chargePointId,
       '',

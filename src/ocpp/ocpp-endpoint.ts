@@ -12,7 +12,7 @@ import type RPCServerClient from 'ocpp-rpc/lib/server-client';
 import { parseSubprotocols } from 'ocpp-rpc/lib/ws-util';
 import { findChargePointKey, type ApiKey } from '../auth/api-keys';
 import { authorizationHeaders } from '../auth/authorize';
-import { ConcurrencyLimit } from '../concurrency-limit';
+import { CallTurns } from './call-turns';
 import { endWithError, onWebSocketUpgrade, type RefuseUpgrade } from '../http/http-server';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
@@ -37,7 +37,7 @@ import {
 
 export const OCPP_PATH = '/ocpp';
 export const OCPP_PROTOCOL = 'ocpp1.6';
-const { RPCServer, createRPCError } = ocppRpcFor(OCPP_PROTOCOL);
+const { RPCServer, createRPCError, NOREPLY } = ocppRpcFor(OCPP_PROTOCOL);
 
 /** One action's answer: what the service makes of a charge point's (schema-checked) params. */
 type ActionHandler = (service: ChargePointService, id: string, params: never) => unknown;
@@ -116,6 +116,14 @@ export function asOcpp16Frame(frame: string): string | null {
   return JSON.stringify(message);
 }
 
+/**
+ * Whether an outgoing frame is ocpp-rpc's refusal of a copy of a call still being answered (a
+ * CALLERROR for a message id in `answering`; the call's own answer is sent once it is not).
+ */
+function isRefusalOfCopy(frame: string, answering: ReadonlySet<string>): boolean {
+  return frame.startsWith('[4,') && answering.has(String((JSON.parse(frame) as unknown[])[1]));
+}
+
 /** OCPP-J 1.6 (4.1.3): a message id is at most 36 characters, room for a GUID. */
 const MAX_MESSAGE_ID_LENGTH = 36;
 
@@ -129,9 +137,6 @@ const MAX_UNREAD_ANSWER_BYTES = 1024 * 1024;
 /** ocpp-rpc's `client.state` once its connection is gone (the WebSocket readyState CLOSED). */
 const CLIENT_CLOSED = 3;
 
-/** Calls of one connection answered at once; more wait their turn, in the order they came. */
-const CALLS_IN_FLIGHT_PER_CONNECTION = 4;
-
 /** What a call waiting its turn is answered when this process shuts down before it starts. */
 const goingAway = () =>
   createRPCError(
@@ -140,10 +145,11 @@ const goingAway = () =>
   );
 
 /**
- * Calls of one connection waiting their turn at most; the next is answered InternalError at once
- * (the charger sends it again later). Bounds what one connection holds: each waits parsed.
+ * Calls of one charge point waiting their turn (CallTurns) at most; the next is answered
+ * InternalError at once (the charger sends it again later). Bounds what one charge point holds:
+ * each waits parsed.
  */
-const CALLS_WAITING_PER_CONNECTION = 100;
+const CALLS_WAITING_PER_CHARGE_POINT = 100;
 
 /** How often this process tells Redis each of its charge points is still connected. */
 const SEEN_INTERVAL_MS = 30_000;
@@ -408,19 +414,27 @@ function logFault(
   faults.logFor(id, kind, { chargePointId: id, ...fields }, message);
 }
 
-/** Counts a connection's calls by action and outcome, and logs messages that fail their schema. */
+/**
+ * Counts a connection's calls by action and outcome, and logs messages that fail their schema. A
+ * copy of a call being answered (`answering`) is neither: the call's own answer is its answer.
+ */
 function watchCalls(
   client: RPCServerClient,
   id: string,
-  { metrics, faults }: { metrics: OcppMetrics; faults: RepeatedErrorLog },
+  {
+    metrics,
+    faults,
+    answering,
+  }: { metrics: OcppMetrics; faults: RepeatedErrorLog; answering: ReadonlySet<string> },
 ): void {
   const pending = new Map<string, PendingCall>();
   client.on('call', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
-    if (!outbound)
-      pending.set(String(payload[1]), { action: String(payload[2]), startedAt: Date.now() });
+    const messageId = String(payload[1]);
+    if (outbound || answering.has(messageId)) return;
+    pending.set(messageId, { action: String(payload[2]), startedAt: Date.now() });
   });
   client.on('response', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
-    if (!outbound) return;
+    if (!outbound || answering.has(String(payload[1]))) return;
     const call = pending.get(String(payload[1]));
     if (!call) return;
     pending.delete(String(payload[1]));
@@ -440,7 +454,18 @@ function watchCalls(
   client.on(
     'badMessage',
     ({ response, buffer }: { response: unknown[] | null; buffer: Buffer }) => {
-      if (!response) return;
+      if (!response) {
+        // An answer to no call of ours (one late past our timeout, or to a call never made): not
+        // answered, as OCPP-J has it, but it counts to the 1002 below, and said why here.
+        logFault(
+          faults,
+          id,
+          'answer to no call',
+          { message: buffer.toString('utf8', 0, 200) },
+          'OCPP answer to no call of this central system ignored (late, or to a call never made)',
+        );
+        return;
+      }
       if (response[2] !== UNKNOWN_MESSAGE_TYPE) {
         metrics.onUnreadable(ocpp16ErrorCode(String(response[2])));
         return;
@@ -508,6 +533,7 @@ export function createOcppEndpoint({
   const answer = answerCalls(service, logger, faults);
   /** The charge points connected here, each with its connection (recorded again while it lives). */
   const live = new Map<string, { client: RPCServerClient; connection: LiveConnection }>();
+  const turns = new CallTurns();
   let closing = false;
 
   /**
@@ -575,10 +601,17 @@ export function createOcppEndpoint({
       logger.warn({ err, chargePointId: id }, 'charge point connection not recorded');
     });
     service.connected(id);
-    watchCalls(client, id, { metrics, faults });
+    // The message ids of this connection's calls being answered. A charger that sends a call
+    // again before its answer came (a resend after its own timeout) had ocpp-rpc refuse the copy
+    // ("Already processing a call with message ID"), then got the first's answer: two answers to
+    // one id, the refusal first, though the call was stored. That refusal is not sent, nor
+    // counted (watchCalls), and a further copy is not handled again: one answer, the call's own.
+    const answering = new Set<string>();
+    watchCalls(client, id, { metrics, faults, answering });
     const sendRaw = client.sendRaw.bind(client);
     const socket = client.handshake.request.socket;
     client.sendRaw = (frame: string) => {
+      if (isRefusalOfCopy(frame, answering)) return;
       const sent = asOcpp16Frame(frame);
       if (sent === null) return;
       sendRaw(sent);
@@ -595,17 +628,17 @@ export function createOcppEndpoint({
       if (live.get(id)?.client === client) live.delete(id);
       presence.remove(here);
       metrics.onConnections(live.size);
-      logger.debug({ chargePointId: id, code }, 'charge point disconnected');
+      // Closed for what it sent (frames in a row it could not take, a message too large): said.
+      if (code === 1002 || code === 1009) {
+        logger.warn({ chargePointId: id, code }, 'charge point disconnected: protocol error');
+      } else logger.debug({ chargePointId: id, code }, 'charge point disconnected');
       state.disconnected(id, connection, new Date()).catch(() => undefined);
     });
-    // OCPP-J has a charge point wait for each answer; one that does not takes turns with itself
-    // (3,000 calls sent at once took the API's whole database pool from every other client).
-    const calls = new ConcurrencyLimit(CALLS_IN_FLIGHT_PER_CONNECTION);
     client.handle(
-      ({
+      async ({
         method = '',
         params,
-        messageId,
+        messageId = '',
         signal,
       }: {
         method?: string;
@@ -614,22 +647,38 @@ export function createOcppEndpoint({
         signal?: AbortSignal;
       }) => {
         service.heardFrom(id);
-        const call = () => answer(id, method, params, messageId ?? '');
-        // A heartbeat does no I/O: answered at once, also while slow calls take their turns.
-        if (method === 'Heartbeat') return call();
-        if (calls.waiting >= CALLS_WAITING_PER_CONNECTION) {
-          throw createRPCError(
-            'InternalError',
-            `${CALLS_WAITING_PER_CONNECTION} calls of this connection are waiting for their turn: send one at a time, each after the answer to the one before (OCPP-J), and send this one again`,
-          );
+        if (answering.has(messageId)) return NOREPLY;
+        answering.add(messageId);
+        try {
+          return await answerInTurn(method, () => answer(id, method, params, messageId), signal);
+        } finally {
+          answering.delete(messageId);
         }
-        // Calls still waiting when the connection goes (a hang-up, a replacement: `signal`) are
-        // dropped, as are those this process, shutting down, has not started.
-        return calls.run(signal ?? new AbortController().signal, () =>
-          closing ? Promise.reject(goingAway()) : call(),
-        );
       },
     );
+    /**
+     * A call answered in its charge point's turn (CallTurns; OCPP-J has a charge point wait for
+     * each answer, and 3,000 calls sent at once took the API's whole database pool from every
+     * other client). A heartbeat does no I/O: answered at once, also while slow calls wait.
+     */
+    const answerInTurn = async (
+      method: string,
+      call: () => Promise<Record<string, unknown>>,
+      signal: AbortSignal | undefined,
+    ) => {
+      if (method === 'Heartbeat') return call();
+      if (turns.waiting(id) >= CALLS_WAITING_PER_CHARGE_POINT) {
+        throw createRPCError(
+          'InternalError',
+          `${CALLS_WAITING_PER_CHARGE_POINT} calls of this charge point are waiting for their turn: send one at a time, each after the answer to the one before (OCPP-J), and send this one again`,
+        );
+      }
+      // Calls still waiting when the connection goes (a hang-up, a replacement: `signal`) are
+      // dropped, as are those this process, shutting down, has not started.
+      return turns.run(id, signal ?? new AbortController().signal, () =>
+        closing ? Promise.reject(goingAway()) : call(),
+      );
+    };
   });
 
   return {
