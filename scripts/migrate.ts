@@ -1,7 +1,7 @@
 /** `npm run migrate`: creates the database in DATABASE_URL if needed, then migrates to latest. */
 import { createDb } from '../db/create-db';
 import { ensureDatabase, migrateToLatest } from '../db/migrate';
-import { loadConfig, redactUrl, type Config } from '../src/config';
+import { loadConfig, redactUrl, warnOfMisspelledSettings, type Config } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, type Logger, startingLogLevel } from '../src/logger';
 import { assertPostgresReachable } from '../src/startup-checks';
@@ -44,6 +44,9 @@ if (require.main === module) {
   commandLineOrExit(() => parseCommandLine(process.argv.slice(2), command));
   const logger = createLogger({ level: startingLogLevel(process.env), name: 'migrate' });
   Promise.resolve()
-    .then(() => runMigrations(loadConfig(process.env), logger))
+    .then(() => {
+      warnOfMisspelledSettings(process.env, logger);
+      return runMigrations(loadConfig(process.env), logger);
+    })
     .catch((err: unknown) => exitOnStartupFailure(err, logger));
 }

@@ -3,7 +3,12 @@
  * (see src/mqtt/retire-session.ts): stores what the broker still queues for it, then ends its
  * session. Run it once the process that used the id is stopped, with that process's settings.
  */
-import { loadConfig, MQTT_CLIENT_ID_RULE, redactUrl } from '../src/config';
+import {
+  loadConfig,
+  MQTT_CLIENT_ID_RULE,
+  redactUrl,
+  warnOfMisspelledSettings,
+} from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { createMqttService } from '../src/mqtt/mqtt-service';
@@ -49,6 +54,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: startingLogLevel(process.env), name: 'mqtt-retire' });
   const { clientId, quietMs } = commandLineOrExit(() => parse(process.argv.slice(2)));
   try {
+    warnOfMisspelledSettings(process.env, logger);
     const env = loadConfig(process.env);
     const { mqttUrl } = env;
     if (!mqttUrl) throw new UsageError('MQTT_URL is not set: the broker that holds the session');

@@ -1,7 +1,7 @@
 /**
  * `npm run redrive [-- --dry-run]`: retries failed flush jobs and re-enqueues dead-lettered readings.
  */
-import { loadConfig } from '../src/config';
+import { loadConfig, warnOfMisspelledSettings } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { openShard, shardsInUse } from '../src/queue/ingest-queue';
@@ -24,6 +24,7 @@ async function main(): Promise<void> {
     () => parseCommandLine(process.argv.slice(2), command).values['dry-run'] ?? false,
   );
   try {
+    warnOfMisspelledSettings(process.env, logger);
     const config = loadConfig(process.env);
     await assertRedisReachable(config); // names Redis, its URL and what to do
     const redis = createRedis(config, 'command');

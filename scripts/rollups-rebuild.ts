@@ -5,7 +5,7 @@
  */
 import { createDb } from '../db/create-db';
 import { assertPostgresReachable, assertSchemaMigrated } from '../src/startup-checks';
-import { loadConfig } from '../src/config';
+import { loadConfig, warnOfMisspelledSettings } from '../src/config';
 import { exitOnStartupFailure } from '../src/lifecycle';
 import { createLogger, startingLogLevel } from '../src/logger';
 import { RollupStore } from '../src/stores/rollup-store';
@@ -63,6 +63,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: startingLogLevel(process.env), name: 'rollups-rebuild' });
   const { from, to } = commandLineOrExit(() => parseRange(process.argv.slice(2)));
   try {
+    warnOfMisspelledSettings(process.env, logger);
     const config = loadConfig(process.env);
     await assertPostgresReachable(config.databaseUrl); // names PostgreSQL, its URL and what to do
     const db = createDb(config, 'energy-rollups-rebuild', logger);

@@ -7,7 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { ConfigError, loadConfig, sharedPortProblem } from '../src/config';
+import {
+  ConfigError,
+  loadConfig,
+  sharedPortProblem,
+  warnOfMisspelledSettings,
+} from '../src/config';
 import {
   exitOnStartupFailure,
   PROCESS_ENV_DEFAULTS,
@@ -75,6 +80,7 @@ async function main(): Promise<void> {
       'no API_KEYS set: starting with AUTH=off (anyone who can reach the API can use it); see `npm run key`',
     );
   }
+  warnOfMisspelledSettings(process.env, logger);
   const config = loadConfig(process.env);
   const sharedPort = sharedPortProblem(config);
   if (sharedPort) throw new ConfigError([sharedPort]);

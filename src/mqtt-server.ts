@@ -1,5 +1,5 @@
 /** Entry point of the MQTT intake process: `npm run start:mqtt`. */
-import { ConfigError, loadConfig, misspelledSettings, redactUrl } from './config';
+import { ConfigError, loadConfig, warnOfMisspelledSettings, redactUrl } from './config';
 import {
   exitOnStartupFailure,
   limitHeapGrowth,
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'mqtt' });
     surviveIoredisStrayRejections(logger);
-    for (const warning of misspelledSettings(process.env)) logger.warn(warning);
+    warnOfMisspelledSettings(process.env, logger);
     const { mqttUrl } = config;
     if (!mqttUrl) {
       throw new ConfigError([

@@ -3,7 +3,13 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
 import { startPlanRefresh } from './analytics/plan-refresh';
-import { ConfigError, loadConfig, misspelledSettings, redactUrl, type Config } from './config';
+import {
+  ConfigError,
+  loadConfig,
+  warnOfMisspelledSettings,
+  redactUrl,
+  type Config,
+} from './config';
 import { createDb, createGenericPlanDb } from '../db/create-db';
 import {
   exitOnStartupFailure,
@@ -75,7 +81,7 @@ async function main(): Promise<void> {
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'api' });
     surviveIoredisStrayRejections(logger);
-    for (const warning of misspelledSettings(process.env)) logger.warn(warning);
+    warnOfMisspelledSettings(process.env, logger);
     checkAuthSettings(config, logger);
     // Ingest needs Redis only: a replica (re)started while PostgreSQL is down must still serve it.
     await assertDependenciesReachable(config, {

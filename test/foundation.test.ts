@@ -678,4 +678,20 @@ describe('start-up without PostgreSQL or Redis', () => {
       /DATABASE_URL="mysql:\/\/x": expected a postgres:\/\/ or postgresql:\/\/ URL/,
     );
   });
+
+  test.each(['scripts/migrate.ts', 'scripts/start.ts', 'scripts/redrive.ts'])(
+    'when a setting is misspelled, then %s says which setting was meant before it acts',
+    async (entry) => {
+      // Nothing reachable: each stops at its first step, after the warning.
+      const result = await runEntry(entry, {
+        DATABSE_URL: 'postgres://127.0.0.1:1/other',
+        DATABASE_URL: 'postgres://127.0.0.1:1/energy',
+        REDIS_URL: 'redis://127.0.0.1:1',
+      });
+      expect(result.code).toBe(1);
+      expect(result.output).toContain(
+        'DATABSE_URL is not a setting (ignored): did you mean DATABASE_URL?',
+      );
+    },
+  );
 });

@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import { createDb, createGenericPlanDb } from '../db/create-db';
 import { FLUSHER_BACKGROUND_CONNECTIONS } from '../db/knex-config';
-import { loadConfig, misspelledSettings } from '../src/config';
+import { loadConfig, warnOfMisspelledSettings } from '../src/config';
 import {
   exitOnStartupFailure,
   limitHeapGrowth,
@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     limitHeapGrowth(config.heapGrowingPercent);
     logger = createLogger({ level: config.logLevel, name: 'flusher' });
     surviveIoredisStrayRejections(logger);
-    for (const warning of misspelledSettings(process.env)) logger.warn(warning);
+    warnOfMisspelledSettings(process.env, logger);
     lowerCpuPriority(config.flusherNice, logger);
     // Readings wait in Redis: without PostgreSQL the flusher starts paused, and writes once it is back.
     await assertRedisReachable(config);
