@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     const config = { ...env, mqttUrl, mqttClientId: clientId };
     await assertDependenciesReachable(config, { postgres: false, mqtt: true });
     const { redis, queues } = await openIngestQueues(config);
-    const service = createMqttService({ config, redis, queues, logger });
+    const service = createMqttService({ config, redis, queues, logger, collectOnly: true });
     // Stopped before the end, the session stays as it was: run the command again.
     const interrupt = () => void service.close().finally(() => process.exit(130));
     process.once('SIGINT', interrupt).once('SIGTERM', interrupt);

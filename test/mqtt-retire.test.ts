@@ -90,10 +90,11 @@ test('when a stopped process is retired, then what the broker queued for its id 
     );
   }
 
-  const retiring = await startTestMqtt(ctx, {
-    mqttClientId: clientId,
-    mqttTopicPrefix: `test/${ctx.config.redisPrefix}`,
-  });
+  const retiring = await startTestMqtt(
+    ctx,
+    { mqttClientId: clientId, mqttTopicPrefix: `test/${ctx.config.redisPrefix}` },
+    { collectOnly: true },
+  );
   const collected = await retireSession(retiring.service, {
     quietMs: 1000,
     connectTimeoutMs: 15_000,
@@ -109,10 +110,11 @@ test('when a stopped process is retired, then what the broker queued for its id 
 
 test('when the id has no session on the broker (a mistyped id), then retiring says so and leaves no session behind', async () => {
   const unknownId = `${ctx.config.redisPrefix}-never-connected`;
-  const retiring = await startTestMqtt(ctx, {
-    mqttClientId: unknownId,
-    mqttTopicPrefix: `test/${ctx.config.redisPrefix}`,
-  });
+  const retiring = await startTestMqtt(
+    ctx,
+    { mqttClientId: unknownId, mqttTopicPrefix: `test/${ctx.config.redisPrefix}` },
+    { collectOnly: true },
+  );
   try {
     await expect(
       retireSession(retiring.service, {
@@ -125,4 +127,50 @@ test('when the id has no session on the broker (a mistyped id), then retiring sa
     await retiring.close();
   }
   expect(await sessionPresent(unknownId)).toBe(false);
+});
+
+test('when an id is being retired, then it takes nothing from the live subscription it shares with running members: a mistyped id took messages and dropped them', async () => {
+  const live = await startTestMqtt(ctx, {
+    mqttClientId: `${ctx.config.redisPrefix}-live-member`,
+    mqttTopicPrefix: `test/${ctx.config.redisPrefix}`,
+  });
+  const retiring = await startTestMqtt(
+    ctx,
+    {
+      mqttClientId: `${ctx.config.redisPrefix}-typo`,
+      mqttTopicPrefix: `test/${ctx.config.redisPrefix}`,
+    },
+    { collectOnly: true },
+  );
+  try {
+    for (const service of [live.service, retiring.service]) {
+      await waitFor(
+        () =>
+          service.intake.ready().then(
+            () => true,
+            () => false,
+          ),
+        15_000,
+        'connected',
+      );
+    }
+    const readings = 10;
+    for (let i = 0; i < readings; i++) {
+      await publisher.publishAsync(
+        `test/${ctx.config.redisPrefix}/meters/M-live`,
+        JSON.stringify({
+          kwhConsumedAc: 0.1,
+          voltage: 230,
+          timestamp: new Date(Date.UTC(2024, 4, 2, 0, i)).toISOString(),
+        }),
+        { qos: 1 },
+      );
+    }
+    await waitFor(async () => (await historyOf('M-live')) === readings, 20_000, 'stored');
+    expect(retiring.service.intake.delivered).toBe(0);
+  } finally {
+    await retiring.service.close({ endSession: true });
+    await live.close();
+    await purgeSession(brokerUrl, `${ctx.config.redisPrefix}-live-member`);
+  }
 });

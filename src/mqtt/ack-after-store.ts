@@ -60,6 +60,13 @@ export interface AckAfterStoreOptions {
   subscription: string;
   /** A filter the kept session may hold from an earlier setting: unsubscribed on every connection. */
   formerSubscription?: string | null;
+  /**
+   * Takes only what the broker queued in the session already (`npm run mqtt:retire`; Mosquitto
+   * 2.0.11 sends it all): never subscribes, and unsubscribes the session's subscription on every
+   * connection, so no new messages come. Subscribed first, a client id with no session (a typo)
+   * joined the live shared group and took messages it then dropped, ending the session it made.
+   */
+  collectOnly?: boolean;
   receiveMaximum: number;
   sessionExpiryS: number;
   handle: MessageHandler;
@@ -72,7 +79,7 @@ export interface AckAfterStoreOptions {
 
 export interface AckAfterStoreSubscriber {
   readonly client: MqttClient;
-  /** Connected and subscribed. */
+  /** Connected and subscribed (collecting only: connected). */
   readonly ready: boolean;
   /** Messages received and not yet acknowledged. */
   readonly unacked: number;
@@ -80,11 +87,6 @@ export interface AckAfterStoreSubscriber {
   readonly delivered: number;
   /** Whether the broker held a session for the client id at the first connection (null: none yet). */
   readonly sessionFound: boolean | null;
-  /**
-   * Unsubscribes, now and on every later connection: the broker sends no new messages, only
-   * those it already queued in the session (Mosquitto 2.0.11 sends them all).
-   */
-  unsubscribe(): Promise<void>;
   /**
    * Stops taking messages, waits up to `timeoutMs` for those being stored, acknowledges them,
    * disconnects: the session stays, unless `endSession` (the broker then forgets it and what it
@@ -198,7 +200,6 @@ class Subscriber implements AckAfterStoreSubscriber {
   /** Errors while reconnecting repeat every second: one log line per outage is enough. */
   private errorReported = false;
   private closing = false;
-  private unsubscribed = false;
   /** Aborts when the current connection closes, or on close(). */
   private connection = newConnection();
   /** Messages being stored. */
@@ -230,7 +231,7 @@ class Subscriber implements AckAfterStoreSubscriber {
   }
 
   get ready(): boolean {
-    return this.client.connected && this.subscribed;
+    return this.client.connected && (this.subscribed || this.o.collectOnly === true);
   }
 
   get unacked(): number {
@@ -243,12 +244,6 @@ class Subscriber implements AckAfterStoreSubscriber {
 
   get sessionFound(): boolean | null {
     return this.firstSessionPresent;
-  }
-
-  async unsubscribe(): Promise<void> {
-    this.unsubscribed = true;
-    this.subscribed = false;
-    if (this.client.connected) await this.client.unsubscribeAsync(this.o.subscription);
   }
 
   async close(timeoutMs: number, { endSession = false } = {}): Promise<void> {
@@ -431,7 +426,7 @@ class Subscriber implements AckAfterStoreSubscriber {
     if (o.formerSubscription) {
       void client.unsubscribeAsync(o.formerSubscription).catch(() => undefined);
     }
-    if (this.unsubscribed) void client.unsubscribeAsync(o.subscription).catch(() => undefined);
+    if (o.collectOnly) void client.unsubscribeAsync(o.subscription).catch(() => undefined);
     else this.subscribe(client.stream);
   }
 

@@ -54,15 +54,16 @@ export function mqttClientId(config: MqttConfig, role: MqttRole, hostname = os.h
 export interface MqttIntake {
   readonly clientId: string;
   readonly subscription: string;
-  /** Resolves when connected and subscribed; rejects naming the broker otherwise (readiness). */
+  /**
+   * Resolves when connected and subscribed (collecting only: connected); rejects naming the broker
+   * otherwise (readiness).
+   */
   ready(): Promise<void>;
   readonly unacked: number;
   /** Messages received since the start. */
   readonly delivered: number;
   /** Whether the broker held a session for the client id at the first connection (null: none yet). */
   readonly sessionFound: boolean | null;
-  /** Takes no new messages, only those the broker queued already (AckAfterStoreSubscriber). */
-  unsubscribe(): Promise<void>;
   /**
    * Stops taking messages, acknowledges those being stored, disconnects; the session stays,
    * unless `endSession` (see AckAfterStoreSubscriber.close).
@@ -95,6 +96,7 @@ function handleWithin(
 export function startMqttIntake({
   config,
   role,
+  collectOnly = false,
   ingestService,
   redis,
   keys,
@@ -103,6 +105,8 @@ export function startMqttIntake({
 }: {
   config: MqttConfig & { mqttUrl: string };
   role: MqttRole;
+  /** Only what the session queued already (AckAfterStoreOptions.collectOnly). */
+  collectOnly?: boolean;
   ingestService: IngestService;
   /** A `command` connection: the rejects list is written through it. */
   redis: RedisClient;
@@ -142,6 +146,7 @@ export function startMqttIntake({
     password: config.mqttPassword || undefined,
     subscription: topics.subscription,
     formerSubscription: topics.formerSubscription,
+    collectOnly,
     receiveMaximum: config.mqttReceiveMaximum,
     sessionExpiryS: config.mqttSessionExpiryS,
     handle: (message) => handleWithin(limit, messages, message),
@@ -182,7 +187,6 @@ export function startMqttIntake({
     get sessionFound() {
       return started.sessionFound;
     },
-    unsubscribe: () => started.unsubscribe(),
     async close(options) {
       await Promise.all([started.close(CLOSE_TIMEOUT_MS, options), brokerDrops.close()]);
       messages.close();

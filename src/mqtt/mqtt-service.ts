@@ -32,6 +32,7 @@ export function createMqttService({
   queues,
   logger,
   registry = createRegistry('mqtt'),
+  collectOnly = false,
 }: {
   config: Config & { mqttUrl: string };
   /** A `command` connection (see src/redis.ts); the queues may share it. */
@@ -39,11 +40,14 @@ export function createMqttService({
   queues: IngestQueues;
   logger: Logger;
   registry?: Registry;
+  /** Only what the session queued already (AckAfterStoreOptions.collectOnly: mqtt:retire). */
+  collectOnly?: boolean;
 }): MqttService {
   const ingest = createIngestPipeline({ config, redis, queues, logger, registry });
   const intake = startMqttIntake({
     config,
     role: 'mqtt',
+    collectOnly,
     ingestService: ingest.ingestService,
     redis,
     keys: ingest.keys,

@@ -19,8 +19,9 @@ export class NoSessionError extends Error {
  * Retires an MQTT client id (a process scaled down for good): collects what the broker still
  * queues in its session and ends the session. Mosquitto 2.0.11 keeps a stopped member's share of a
  * shared subscription in its session and hands it to no other member (README, MQTT), so those
- * messages are stored only when that id connects again. `service` runs under that id: connected,
- * it stops its subscription (no new messages come), stores what the broker sends until none came
+ * messages are stored only when that id connects again. `service` runs under that id, collecting
+ * only (createMqttService's collectOnly: it never subscribes, so no new messages come), and stores
+ * what the broker sends until none came
  * for `quietMs` and none waits for storage, then disconnects ending the session. Never while a
  * message is unacknowledged: that one would be lost with the session. Resolves with how many
  * messages it stored (or refused to the rejects list); rejects with NoSessionError when the broker
@@ -46,11 +47,10 @@ export async function retireSession(
     throw new Error(`not connected and subscribed within ${connectTimeoutMs} ms`);
   });
   if (intake.sessionFound === false) {
-    // Connecting made one: ended again, so the mistaken id leaves nothing behind.
+    // Connecting made one, with no subscription: ended again, so the mistaken id leaves nothing.
     await service.close({ endSession: true });
     throw new NoSessionError(intake.clientId);
   }
-  await intake.unsubscribe();
   let seen = intake.delivered;
   let quietSince = Date.now();
   let loggedAt = Date.now();

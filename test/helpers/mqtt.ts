@@ -26,6 +26,7 @@ export interface TestMqtt {
 export async function startTestMqtt(
   ctx: TestContext,
   overrides: Partial<Config> & { mqttClientId: string },
+  { collectOnly = false }: { collectOnly?: boolean } = {},
 ): Promise<TestMqtt> {
   const config = {
     ...ctx.config,
@@ -40,7 +41,7 @@ export async function startTestMqtt(
     keys: createRedisKeys(config.redisPrefix),
     config,
   });
-  const service = createMqttService({ config, redis, queues, logger: ctx.logger });
+  const service = createMqttService({ config, redis, queues, logger: ctx.logger, collectOnly });
   return {
     service,
     config,
