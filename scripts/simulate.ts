@@ -16,7 +16,7 @@
  * readings still go through batch ingest.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadConfig } from '../src/config';
+import { loadConfig, warnOfMisspelledSettings } from '../src/config';
 import { CHARGE_POINT_ID_PATTERN } from '../src/ocpp/charge-point-id';
 import { readChargePointKeys } from './charge-point-keys';
 import { DECIMAL } from '../src/schema/validator';
@@ -557,6 +557,10 @@ export function flaggedReport(fleet: Fleet, judging: JudgingSettings): string[] 
 }
 
 if (require.main === module) {
+  // It judges sessions by the engine's settings, read from the same environment.
+  warnOfMisspelledSettings(process.env, {
+    warn: (message) => console.error(`warning: ${message}`),
+  });
   let options: SimulateOptions;
   try {
     options = parseArgs(process.argv.slice(2));

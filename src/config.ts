@@ -14,7 +14,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import Ajv, { type AnySchemaObject, type ErrorObject, type SchemaValidateFunction } from 'ajv';
 import { FLUSHER_BACKGROUND_CONNECTIONS, GENERIC_POOL_MAX } from '../db/knex-config';
 import { parseApiKeys, type ApiKey } from './auth/api-keys';
-import { LOG_LEVELS, type Logger } from './logger';
+import { LOG_LEVELS } from './logger';
 import { INTAKE_BELOW_READINGS } from './queue/intake';
 import {
   DRIFT_BASELINE_DAYS,
@@ -472,7 +472,7 @@ export function misspelledSettings(env: Env): string[] {
  * Logs misspelledSettings as warnings: each process and command reading the settings does, before
  * it acts on them (`npm start` migrated a database a misspelled DATABASE_URL left at its default).
  */
-export function warnOfMisspelledSettings(env: Env, logger: Pick<Logger, 'warn'>): void {
+export function warnOfMisspelledSettings(env: Env, logger: { warn(message: string): void }): void {
   for (const warning of misspelledSettings(env)) logger.warn(warning);
 }
 

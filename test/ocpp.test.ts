@@ -3582,16 +3582,23 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
     });
   });
 
-  test('when a charge point answers calls never made (or answered late), then that is logged once an interval, and the close its eleventh in a row brings is logged too', async () => {
+  test('when a charge point answers calls never made (or answered late), then that is logged once an interval, and the close its eleventh in a row brings is logged too, as is one for a message too large', async () => {
     await withLoggedEngine(async ({ logged, connect }) => {
       const { socket } = await connect('CP-LATE-ANSWERS');
       const closed = new Promise<number>((resolve) => socket.once('close', resolve));
       for (let i = 0; i < 11; i++) socket.send(`[3,"late-${i}",{"status":"Accepted"}]`);
       expect(await closed).toBe(1002);
+      const large = await connect('CP-LARGE');
+      const largeClosed = new Promise<number>((resolve) => large.socket.once('close', resolve));
+      large.socket.send(`[2,"big","DataTransfer",{"vendorId":"${'x'.repeat(5_000_000)}"}]`);
+      expect(await largeClosed).toBe(1009);
+      const protocolError =
+        'OCPP connection closed (1002): frames in a row were no OCPP-J message it could take';
+      const tooLarge = 'OCPP connection closed (1009): a message larger than BODY_LIMIT';
       await waitFor(
-        async () => logged('charge point disconnected: protocol error').length > 0,
+        async () => logged(protocolError).length > 0 && logged(tooLarge).length > 0,
         5000,
-        'the close to be logged',
+        'the closes to be logged',
       );
       expect(
         logged(
@@ -3603,13 +3610,14 @@ describe('OCPP log under a charge point that repeats bad messages', () => {
           message: '[3,"late-0",{"status":"Accepted"}]',
         }),
       ]);
-      expect(logged('charge point disconnected: protocol error')).toEqual([
-        expect.objectContaining({ chargePointId: 'CP-LATE-ANSWERS', code: 1002 }),
+      expect(logged(protocolError)).toEqual([
+        expect.objectContaining({ chargePointId: 'CP-LATE-ANSWERS' }),
       ]);
+      expect(logged(tooLarge)).toEqual([expect.objectContaining({ chargePointId: 'CP-LARGE' })]);
     });
   });
 
-  test('when upgrades to /ocpp are refused again and again (an unknown path, no ocpp1.6, a Host that is none), then each is counted by its error, and logged once an interval for each address and error, naming the charge point and why', async () => {
+  test('when upgrades to /ocpp are refused again and again (an unknown path, no ocpp1.6, a Host that is none), then each is counted by its error, and logged once an interval for each error, naming the charge point and why', async () => {
     await withLoggedEngine(async ({ logged, url, metrics }) => {
       const upgrade = (path: string, headers: Record<string, string> = {}) =>
         request(url)

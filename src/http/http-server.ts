@@ -50,10 +50,16 @@ export function createHttpServer(app: Express): Server {
     },
     serve,
   );
-  // A request with `Expect: 100-continue` is served as any other, and its 100 sent only when a
-  // route reads its body (read-body.ts): node:http sent it on arrival, so a client sent a body
-  // its key or its size was then refused for.
-  server.on('checkContinue', serve);
+  // A request with `Expect: 100-continue`, which node:http hands here instead of to 'request', goes
+  // to 'request' all the same (graceful-close.ts counts requests there), its 100 sent only once a
+  // route reads its body (sendContinue): node:http sent it on arrival, so a client sent a body its
+  // key or its size was then refused for. One without a body waits for nothing: its 100 at once
+  // (node:http closes the connection of a request it never sent one for).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (carriesBody(req)) awaitingContinue.add(req);
+    else res.writeContinue();
+    server.emit('request', req, res);
+  });
   server.on('clientError', answerClientError);
   // Node answers these itself otherwise: CONNECT by closing the socket unanswered, an Expect
   // other than 100-continue with an empty 417.
@@ -75,6 +81,21 @@ export function createHttpServer(app: Express): Server {
     }),
   );
   return server;
+}
+
+/** Whether a request has a body at all: a length above 0, or chunks to come. */
+export const carriesBody = (req: { headers: Record<string, string | string[] | undefined> }) =>
+  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
+/** Requests whose client waits for a 100 Continue before sending the body (checkContinue above). */
+const awaitingContinue = new WeakSet<IncomingMessage>();
+
+/**
+ * Tells a client waiting for it (`Expect: 100-continue`, RFC 9110 10.1.1) to send its body: called
+ * by a route starting to read it, once its checks of the headers and key passed.
+ */
+export function sendContinue(req: IncomingMessage, res: ServerResponse): void {
+  if (awaitingContinue.delete(req) && !res.headersSent) res.writeContinue();
 }
 
 /**

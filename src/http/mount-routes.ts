@@ -17,6 +17,7 @@ import {
   toDetails,
 } from '../schema/validator';
 import { parseJson } from '../telemetry/ingest-input';
+import { carriesBody } from './http-server';
 import { bodyFormatOf, readBodyText } from './read-body';
 import { JSON_BODY_LIMIT_BYTES, type AnyRoute } from './route-contract';
 
@@ -66,10 +67,6 @@ function textInputValidator(ajv: Ajv, schema: TObject, where: 'path' | 'query') 
     return input;
   };
 }
-
-/** Whether a request has a body at all: a length above 0, or chunks to come. */
-const carriesBody = (req: { headers: Record<string, string | string[] | undefined> }) =>
-  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
 /**
  * A route that declares no query takes none: a parameter given is refused, not ignored (but by

@@ -3,6 +3,7 @@ import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { AppError, badRequest, payloadTooLarge, unsupportedMediaType } from '../errors';
 import { decodeUtf8, isGzip } from '../telemetry/ingest-input';
+import { sendContinue } from './http-server';
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -49,19 +50,6 @@ function decodedStream(req: Request): Readable {
   );
 }
 
-/** What node:http takes for `Expect: 100-continue` (and hands to 'checkContinue'). */
-const EXPECTS_CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
-
-/**
- * Tells a client that waits for it (`Expect: 100-continue`, RFC 9110 10.1.1) to send its body,
- * now that the route's checks of its headers and key passed (http-server.ts leaves it to here).
- */
-function sendContinueIfExpected(req: Request): void {
-  const waiting =
-    req.httpVersion === '1.1' && EXPECTS_CONTINUE.test(req.headers.expect ?? '') && !req.complete;
-  if (waiting && !req.res?.headersSent) req.res?.writeContinue();
-}
-
 /**
  * Reads the whole body as UTF-8 text, gunzipping when asked, and stops as soon as it passes
  * `limitBytes` (compressed or not): a gzip bomb costs at most the limit.
@@ -75,7 +63,7 @@ export async function readBodyText(req: Request, limitBytes: number): Promise<st
     throw tooLarge();
   }
   const stream = decodedStream(req);
-  sendContinueIfExpected(req);
+  if (req.res) sendContinue(req, req.res);
   const chunks: Buffer[] = [];
   let received = 0;
   let compressedReceived = 0;

@@ -203,23 +203,24 @@ const REFUSAL_HEADERS: Partial<Record<keyof typeof UPGRADE_REFUSALS, string>> = 
 };
 
 /**
- * Refuses an upgrade, counts it by its error code and logs it (once an interval for each address
- * and code, with how many were left out): a charge point that cannot connect was otherwise seen
- * only in its own log, which its operator may not reach.
+ * Refuses an upgrade, counts it by its error code and logs it once an interval for each code (the
+ * first of the interval named, with how many were left out): a charge point that cannot connect
+ * was otherwise seen only in its own log, which its operator may not reach. Not per address or
+ * id, which anyone may vary at will: a log of its own, five texts at most.
  */
-function upgradeRefuser(metrics: OcppMetrics, faults: RepeatedErrorLog): RefuseUpgrade {
+function upgradeRefuser(metrics: OcppMetrics, logger: Logger): RefuseUpgrade {
+  const refusals = new RepeatedErrorLog({ logger, level: 'warn' });
   return (req, socket, status, refusal, extraHeaders = '') => {
-    const address = req.socket.remoteAddress ?? 'unknown';
     metrics.onUpgradeRefused(refusal.error);
-    faults.logFor(
-      address,
+    refusals.logFor(
+      '',
       refusal.error,
       {
         chargePointId: chargePointIdOf(req.url) ?? undefined,
-        remoteAddress: address,
+        remoteAddress: req.socket.remoteAddress,
         status,
         error: refusal.error,
-        reason: refusal.message,
+        reason: refusal.message.slice(0, 300),
       },
       'charge point connection refused',
     );
@@ -399,6 +400,33 @@ function answerCalls(service: ChargePointService, logger: Logger, faults: Repeat
 }
 
 /**
+ * Logs a connection closed for what its charge point sent: frames in a row that were no OCPP-J
+ * message to take (ocpp-rpc closes with 1002 after 10) or a message over BODY_LIMIT (the WebSocket
+ * library closes with 1009). The close code in the 'close' event is the one the charger sends
+ * back, if any: it does not tell.
+ */
+function logClosesForWhatItSent(client: RPCServerClient, id: string, logger: Logger): void {
+  const close = client.close.bind(client);
+  client.close = (options) => {
+    if (options?.code === 1002) {
+      logger.warn(
+        { chargePointId: id, reason: options.reason },
+        'OCPP connection closed (1002): frames in a row were no OCPP-J message it could take',
+      );
+    }
+    return close(options);
+  };
+  client.on('socketError', (err: Error & { code?: string }) => {
+    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+      logger.warn(
+        { chargePointId: id },
+        'OCPP connection closed (1009): a message larger than BODY_LIMIT',
+      );
+    }
+  });
+}
+
+/**
  * Logs what a charge point does wrong (a refusal of what it sent, a connection replacing its own)
  * once an interval for each charge point and `kind`: one that repeats a bad message wrote a line
  * each, 2,000 in 4 s. The first line says what was wrong; one at the interval's end counts those
@@ -528,12 +556,14 @@ export function createOcppEndpoint({
   rpc.on('error', (err: Error) => logger.error({ err }, 'OCPP server error'));
   // What a charge point does wrong or oddly: once an interval for each charge point and kind.
   const faults = new RepeatedErrorLog({ logger, level: 'warn' });
-  const refuse = upgradeRefuser(metrics, faults);
+  const refuse = upgradeRefuser(metrics, logger);
   rpc.auth(authorizeUpgrade(config, refuse));
   const answer = answerCalls(service, logger, faults);
   /** The charge points connected here, each with its connection (recorded again while it lives). */
   const live = new Map<string, { client: RPCServerClient; connection: LiveConnection }>();
   const turns = new CallTurns();
+  /** Calls being answered (or waiting their turn): a shutdown waits for them. */
+  const inFlight = new Set<Promise<unknown>>();
   let closing = false;
 
   /**
@@ -605,8 +635,11 @@ export function createOcppEndpoint({
     // again before its answer came (a resend after its own timeout) had ocpp-rpc refuse the copy
     // ("Already processing a call with message ID"), then got the first's answer: two answers to
     // one id, the refusal first, though the call was stored. That refusal is not sent, nor
-    // counted (watchCalls), and a further copy is not handled again: one answer, the call's own.
+    // counted (watchCalls). Refusing it, ocpp-rpc also forgets the first (its `finally`), so a
+    // further copy reaches the handler: not handled again. One answer, the call's own.
     const answering = new Set<string>();
+    // Forgotten so, the first is no longer aborted when the connection goes: this does it.
+    const gone = new AbortController();
     watchCalls(client, id, { metrics, faults, answering });
     const sendRaw = client.sendRaw.bind(client);
     const socket = client.handshake.request.socket;
@@ -624,14 +657,13 @@ export function createOcppEndpoint({
         socket.destroy();
       }
     };
+    logClosesForWhatItSent(client, id, logger);
     client.once('close', ({ code }: { code: number }) => {
       if (live.get(id)?.client === client) live.delete(id);
       presence.remove(here);
       metrics.onConnections(live.size);
-      // Closed for what it sent (frames in a row it could not take, a message too large): said.
-      if (code === 1002 || code === 1009) {
-        logger.warn({ chargePointId: id, code }, 'charge point disconnected: protocol error');
-      } else logger.debug({ chargePointId: id, code }, 'charge point disconnected');
+      logger.debug({ chargePointId: id, code }, 'charge point disconnected');
+      gone.abort();
       state.disconnected(id, connection, new Date()).catch(() => undefined);
     });
     client.handle(
@@ -649,10 +681,17 @@ export function createOcppEndpoint({
         service.heardFrom(id);
         if (answering.has(messageId)) return NOREPLY;
         answering.add(messageId);
+        const answered = answerInTurn(
+          method,
+          () => answer(id, method, params, messageId),
+          signal ? AbortSignal.any([signal, gone.signal]) : gone.signal,
+        );
+        inFlight.add(answered);
         try {
-          return await answerInTurn(method, () => answer(id, method, params, messageId), signal);
+          return await answered;
         } finally {
           answering.delete(messageId);
+          inFlight.delete(answered);
         }
       },
     );
@@ -664,7 +703,7 @@ export function createOcppEndpoint({
     const answerInTurn = async (
       method: string,
       call: () => Promise<Record<string, unknown>>,
-      signal: AbortSignal | undefined,
+      signal: AbortSignal,
     ) => {
       if (method === 'Heartbeat') return call();
       if (turns.waiting(id) >= CALLS_WAITING_PER_CHARGE_POINT) {
@@ -675,9 +714,7 @@ export function createOcppEndpoint({
       }
       // Calls still waiting when the connection goes (a hang-up, a replacement: `signal`) are
       // dropped, as are those this process, shutting down, has not started.
-      return turns.run(id, signal ?? new AbortController().signal, () =>
-        closing ? Promise.reject(goingAway()) : call(),
-      );
+      return turns.run(id, signal, () => (closing ? Promise.reject(goingAway()) : call()));
     };
   });
 
@@ -709,6 +746,9 @@ export function createOcppEndpoint({
       // turn are answered InternalError unstarted; then every socket closes as "going away", and
       // charge points reconnect to another replica and send again what was not answered.
       await rpc.close({ code: 1001, reason: 'Server shutting down', awaitPending: true });
+      // Those ocpp-rpc forgot (a copy refused, above) too: their answer cannot go, but their
+      // storage must not be closed under them.
+      await Promise.allSettled([...inFlight]);
     },
   };
 }

@@ -40,9 +40,10 @@ describe('trackRequests: closing an HTTP server without cutting a request', () =
   });
 
   /** One GET on `agent`: its status and Connection header, or the error's code. */
-  const get = (agent: Agent, ms: number) =>
+  const get = (agent: Agent, ms: number, headers: Record<string, string> = {}) =>
     new Promise<Answer>((resolve, reject) => {
-      const req = request({ port, host: '127.0.0.1', path: `/slow/${ms}`, agent }, (res) => {
+      const options = { port, host: '127.0.0.1', path: `/slow/${ms}`, agent, headers };
+      const req = request(options, (res) => {
         res.resume();
         res.on('end', () =>
           resolve({ status: res.statusCode!, connection: res.headers.connection }),
@@ -55,6 +56,17 @@ describe('trackRequests: closing an HTTP server without cutting a request', () =
   test('when it closes, then a request in progress is answered, with Connection: close', async () => {
     const agent = new Agent({ keepAlive: true });
     const answer = get(agent, 200);
+    await waitUntil(() => arrived === 1);
+    const closed = requests.close(5_000);
+    await expect(answer).resolves.toEqual({ status: 200, connection: 'close' });
+    await closed;
+    agent.destroy();
+  });
+
+  test('when it closes while a request that expects 100 Continue is in progress, then that one is waited for and answered with Connection: close too', async () => {
+    const agent = new Agent({ keepAlive: true });
+    // Past IDLE_GRACE_MS: a request the close does not know of is not waited for.
+    const answer = get(agent, 1500, { Expect: '100-continue' });
     await waitUntil(() => arrived === 1);
     const closed = requests.close(5_000);
     await expect(answer).resolves.toEqual({ status: 200, connection: 'close' });

@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Agent, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import express from 'express';
 
@@ -118,6 +118,37 @@ describe('createHttpServer', () => {
       );
       expect(valid).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
     }
+  });
+
+  test('when a request without a body expects 100 Continue, then it gets it at once and keeps its connection', async () => {
+    const { port } = server.address() as AddressInfo;
+    const agent = new Agent({ keepAlive: true });
+    const answer = await new Promise<{ continued: boolean; status: number; connection?: string }>(
+      (resolve, reject) => {
+        let continued = false;
+        const req = request(
+          {
+            port,
+            host: '127.0.0.1',
+            method: 'POST',
+            path: '/echo',
+            agent,
+            headers: { Expect: '100-continue', 'Content-Length': '0' },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () =>
+              resolve({ continued, status: res.statusCode!, connection: res.headers.connection }),
+            );
+          },
+        );
+        req.on('continue', () => (continued = true));
+        req.on('error', reject);
+        req.end();
+      },
+    );
+    agent.destroy();
+    expect(answer).toEqual({ continued: true, status: 201, connection: 'keep-alive' });
   });
 
   test('when bad bytes follow a valid request on its connection (pipelined), then that request is answered first, then the bad bytes get their 400', async () => {
