@@ -120,7 +120,7 @@ export function asOcpp16Frame(frame: string): string | null {
  * Whether an outgoing frame is ocpp-rpc's refusal of a copy of a call still being answered (a
  * CALLERROR for a message id in `answering`; the call's own answer is sent once it is not).
  */
-function isRefusalOfCopy(frame: string, answering: ReadonlySet<string>): boolean {
+function isRefusalOfCopy(frame: string, answering: ReadonlyMap<string, unknown>): boolean {
   return frame.startsWith('[4,') && answering.has(String((JSON.parse(frame) as unknown[])[1]));
 }
 
@@ -453,7 +453,7 @@ function watchCalls(
     metrics,
     faults,
     answering,
-  }: { metrics: OcppMetrics; faults: RepeatedErrorLog; answering: ReadonlySet<string> },
+  }: { metrics: OcppMetrics; faults: RepeatedErrorLog; answering: ReadonlyMap<string, unknown> },
 ): void {
   const pending = new Map<string, PendingCall>();
   client.on('call', ({ outbound, payload }: { outbound: boolean; payload: unknown[] }) => {
@@ -636,10 +636,10 @@ export function createOcppEndpoint({
     // ("Already processing a call with message ID"), then got the first's answer: two answers to
     // one id, the refusal first, though the call was stored. That refusal is not sent, nor
     // counted (watchCalls). Refusing it, ocpp-rpc also forgets the first (its `finally`), so a
-    // further copy reaches the handler: not handled again. One answer, the call's own.
-    const answering = new Set<string>();
-    // Forgotten so, the first is no longer aborted when the connection goes: this does it.
-    const gone = new AbortController();
+    // further copy reaches the handler: not handled again. One answer, the call's own. Forgotten
+    // so, the first is no longer aborted by ocpp-rpc when the connection goes: each call's own
+    // controller is, here.
+    const answering = new Map<string, AbortController>();
     watchCalls(client, id, { metrics, faults, answering });
     const sendRaw = client.sendRaw.bind(client);
     const socket = client.handshake.request.socket;
@@ -663,7 +663,7 @@ export function createOcppEndpoint({
       presence.remove(here);
       metrics.onConnections(live.size);
       logger.debug({ chargePointId: id, code }, 'charge point disconnected');
-      gone.abort();
+      for (const call of answering.values()) call.abort();
       state.disconnected(id, connection, new Date()).catch(() => undefined);
     });
     client.handle(
@@ -680,17 +680,21 @@ export function createOcppEndpoint({
       }) => {
         service.heardFrom(id);
         if (answering.has(messageId)) return NOREPLY;
-        answering.add(messageId);
+        const call = new AbortController();
+        answering.set(messageId, call);
+        const abort = () => call.abort();
+        signal?.addEventListener('abort', abort, { once: true });
         const answered = answerInTurn(
           method,
           () => answer(id, method, params, messageId),
-          signal ? AbortSignal.any([signal, gone.signal]) : gone.signal,
+          call.signal,
         );
         inFlight.add(answered);
         try {
           return await answered;
         } finally {
           answering.delete(messageId);
+          signal?.removeEventListener('abort', abort);
           inFlight.delete(answered);
         }
       },
