@@ -1,5 +1,5 @@
 import type { Express } from 'express';
-import { version as packageVersion } from '../package.json';
+import { releaseName } from './code-fingerprint';
 import type { Knex } from 'knex';
 import { createSchemaCheck } from '../db/schema-check';
 import { ingestReadiness, type RedisClient } from './redis';
@@ -85,7 +85,7 @@ export interface Api {
 
 export const API_INFO = {
   title: 'Energy Ingestion Engine',
-  version: packageVersion,
+  version: releaseName(),
   description:
     'Telemetry for EV fleets: smart meters (AC) and vehicles (DC). A 202 means the reading is durably queued and will reach PostgreSQL.',
 };

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { version as packageVersion } from '../package.json';
 
 /** The code a fingerprint covers: the engine's own (src/) and its schema's (db/). */
 const CODE_DIRECTORIES = ['src', 'db'];
@@ -47,4 +48,13 @@ let ownFingerprint: string | undefined;
 export function codeFingerprint(): string {
   ownFingerprint ??= fingerprintOf(path.join(__dirname, '..'));
   return ownFingerprint;
+}
+
+/**
+ * The release this process runs, as a version with build metadata: the package's version and its
+ * code's fingerprint (`0.2.0+1a2b3c4d5e6f`). The version alone told nothing apart during a rolling
+ * upgrade, where replicas of two releases of one version answer side by side.
+ */
+export function releaseName(): string {
+  return `${packageVersion}+${codeFingerprint()}`;
 }

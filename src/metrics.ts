@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { Type } from '@sinclair/typebox';
 import type { RequestHandler } from 'express';
 import type { Knex } from 'knex';
+import { releaseName } from './code-fingerprint';
 import type { Reading } from './devices/device-kinds';
 import type { QueueStats } from './queue/queue-stats';
 import { defineRoute, reply, type AnyRoute } from './http/route-contract';
@@ -68,6 +69,13 @@ export function createRegistry(process: 'api' | 'flusher' | 'mqtt'): Registry {
   collectDefaultMetrics({ register: registry });
   // prom-client names these gauges `_total`, which Prometheus reserves for counters
   // (`promtool check metrics` flags them); nodejs_active_handles and nodejs_active_resources carry the same counts.
+  // Which release the process runs: two answer side by side during a rolling upgrade.
+  new Gauge({
+    name: 'energy_build_info',
+    help: 'The release this process runs: its version and code fingerprint (always 1)',
+    labelNames: ['release'],
+    registers: [registry],
+  }).set({ release: releaseName() }, 1);
   for (const name of [
     'nodejs_active_handles_total',
     'nodejs_active_requests_total',

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { codeFingerprint } from '../src/code-fingerprint';
 import request from 'supertest';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
@@ -280,10 +281,14 @@ describe('the API document', () => {
     expect(metrics).toMatch(/route="\/docs\/assets\/:file",method="GET",status_code="200"/);
   });
 
-  test("when the document's version is read, then it is the package's (one version, said once)", async () => {
+  test("when the document's version and the metrics' build info are read, then both are the package's version with the code's fingerprint: two releases of one version tell apart", async () => {
     const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    const release = `${version}+${codeFingerprint()}`;
+    expect(release).toMatch(/^\d+\.\d+\.\d+\+[0-9a-f]{12}$/);
     const document = (await request(engine.api.app).get('/openapi.json').expect(200)).body;
-    expect(document.info.version).toBe(version);
+    expect(document.info.version).toBe(release);
+    const metrics = (await request(engine.api.app).get('/metrics').expect(200)).text;
+    expect(metrics).toContain(`energy_build_info{release="${release}",process="api"} 1`);
   });
 
   test('when a client is generated from the document, then every operation has its own operationId', async () => {
