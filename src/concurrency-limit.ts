@@ -14,6 +14,11 @@ export class ConcurrencyLimit {
     return this.queue.length;
   }
 
+  /** No task running or waiting. */
+  get idle(): boolean {
+    return this.active === 0 && this.queue.length === 0;
+  }
+
   /** Every slot taken: a task run now waits. */
   get full(): boolean {
     return this.active >= this.max;

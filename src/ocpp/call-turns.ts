@@ -9,27 +9,28 @@ import { ConcurrencyLimit } from '../concurrency-limit';
  * a call of its old connection still runs, sent such pairs.
  */
 export class CallTurns {
-  /** Each charge point with calls running or waiting: its turns, and how many calls hold them. */
-  private readonly byChargePoint = new Map<string, { turns: ConcurrencyLimit; calls: number }>();
+  /** Each charge point with calls running or waiting: its turns. */
+  private readonly byChargePoint = new Map<string, ConcurrencyLimit>();
 
   /** Calls of the charge point waiting for their turn. */
   waiting(chargePointId: string): number {
-    return this.byChargePoint.get(chargePointId)?.turns.waiting ?? 0;
+    return this.byChargePoint.get(chargePointId)?.waiting ?? 0;
   }
 
   /** Runs `call` in the charge point's turn; rejects (AbortError) if `signal` aborts while waiting. */
   async run<T>(chargePointId: string, signal: AbortSignal, call: () => Promise<T>): Promise<T> {
-    let held = this.byChargePoint.get(chargePointId);
-    if (!held) {
-      held = { turns: new ConcurrencyLimit(1), calls: 0 };
-      this.byChargePoint.set(chargePointId, held);
+    let turns = this.byChargePoint.get(chargePointId);
+    if (!turns) {
+      turns = new ConcurrencyLimit(1);
+      this.byChargePoint.set(chargePointId, turns);
     }
-    held.calls += 1;
     try {
-      return await held.turns.run(signal, call);
+      return await turns.run(signal, call);
     } finally {
-      held.calls -= 1;
-      if (held.calls === 0) this.byChargePoint.delete(chargePointId);
+      // The last call out (a finishing one hands its turn to the next, which keeps it busy).
+      if (turns.idle && this.byChargePoint.get(chargePointId) === turns) {
+        this.byChargePoint.delete(chargePointId);
+      }
     }
   }
 }

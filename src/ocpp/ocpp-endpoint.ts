@@ -13,7 +13,12 @@ import { parseSubprotocols } from 'ocpp-rpc/lib/ws-util';
 import { findChargePointKey, type ApiKey } from '../auth/api-keys';
 import { authorizationHeaders } from '../auth/authorize';
 import { CallTurns } from './call-turns';
-import { endWithError, onWebSocketUpgrade, type RefuseUpgrade } from '../http/http-server';
+import {
+  endWithError,
+  onWebSocketUpgrade,
+  type Refusal,
+  type RefuseUpgrade,
+} from '../http/http-server';
 import type { Logger } from '../logger';
 import type { OcppMetrics } from '../metrics';
 import type { ChargePointState, LiveConnection } from './charge-point-state';
@@ -256,7 +261,7 @@ function checkMessageId(messageId: string): void {
  * Why an upgrade's subprotocols do not offer OCPP 1.6J, or null when they do. Read by ocpp-rpc's
  * own parser: a list it cannot read (an empty entry, one offered twice) it answered with a bare 500.
  */
-function subprotocolRefusal(req: IncomingMessage): { error: string; message: string } | null {
+function subprotocolRefusal(req: IncomingMessage): Refusal | null {
   const header = req.headers['sec-websocket-protocol'];
   if (header === undefined || header.trim() === '') return UPGRADE_REFUSALS[400];
   try {
@@ -275,7 +280,7 @@ function subprotocolRefusal(req: IncomingMessage): { error: string; message: str
  * Sec-WebSocket-Key of 16 bytes in base64, version 13; the library also takes 8), or null. Said
  * here in the API's JSON, where the library answered a text/html 400.
  */
-function handshakeRefusal(req: IncomingMessage): { error: string; message: string } | null {
+function handshakeRefusal(req: IncomingMessage): Refusal | null {
   const key = req.headers['sec-websocket-key'];
   if (key === undefined || !/^[+/0-9A-Za-z]{22}==$/.test(key)) {
     return {
