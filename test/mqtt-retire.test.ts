@@ -36,11 +36,8 @@ afterAll(async () => {
   await ctx?.cleanup();
 });
 
-async function startUnderRetiredId(): Promise<TestMqtt> {
-  const started = await startTestMqtt(ctx, {
-    mqttClientId: clientId,
-    mqttTopicPrefix: `test/${ctx.config.redisPrefix}`,
-  });
+/** Waits until the intake is ready: connected and subscribed (collecting only: connected). */
+async function untilReady(started: TestMqtt): Promise<void> {
   await waitFor(
     () =>
       started.service.intake.ready().then(
@@ -48,9 +45,32 @@ async function startUnderRetiredId(): Promise<TestMqtt> {
         () => false,
       ),
     15_000,
-    'subscribed',
+    'ready',
   );
+}
+
+async function startUnderRetiredId(): Promise<TestMqtt> {
+  const started = await startTestMqtt(ctx, {
+    mqttClientId: clientId,
+    mqttTopicPrefix: `test/${ctx.config.redisPrefix}`,
+  });
+  await untilReady(started);
   return started;
+}
+
+/** Publishes `count` readings of `meterId` at QoS 1, a minute apart from midnight of May `day`. */
+async function publishReadings(meterId: string, count: number, day: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    await publisher.publishAsync(
+      `test/${ctx.config.redisPrefix}/meters/${meterId}`,
+      JSON.stringify({
+        kwhConsumedAc: 0.1,
+        voltage: 230,
+        timestamp: new Date(Date.UTC(2024, 4, day, 0, i)).toISOString(),
+      }),
+      { qos: 1 },
+    );
+  }
 }
 
 async function historyOf(meterId: string): Promise<number> {
@@ -78,17 +98,7 @@ test('when a stopped process is retired, then what the broker queued for its id 
   await stopped.close();
   // Published while it is away: queued in its session, for no other member.
   const readings = 7;
-  for (let i = 0; i < readings; i++) {
-    await publisher.publishAsync(
-      `test/${ctx.config.redisPrefix}/meters/M-retired`,
-      JSON.stringify({
-        kwhConsumedAc: 0.1,
-        voltage: 230,
-        timestamp: new Date(Date.UTC(2024, 4, 1, 0, i)).toISOString(),
-      }),
-      { qos: 1 },
-    );
-  }
+  await publishReadings('M-retired', readings, 1);
 
   const retiring = await startTestMqtt(
     ctx,
@@ -143,29 +153,9 @@ test('when an id is being retired, then it takes nothing from the live subscript
     { collectOnly: true },
   );
   try {
-    for (const service of [live.service, retiring.service]) {
-      await waitFor(
-        () =>
-          service.intake.ready().then(
-            () => true,
-            () => false,
-          ),
-        15_000,
-        'connected',
-      );
-    }
+    for (const started of [live, retiring]) await untilReady(started);
     const readings = 10;
-    for (let i = 0; i < readings; i++) {
-      await publisher.publishAsync(
-        `test/${ctx.config.redisPrefix}/meters/M-live`,
-        JSON.stringify({
-          kwhConsumedAc: 0.1,
-          voltage: 230,
-          timestamp: new Date(Date.UTC(2024, 4, 2, 0, i)).toISOString(),
-        }),
-        { qos: 1 },
-      );
-    }
+    await publishReadings('M-live', readings, 2);
     await waitFor(async () => (await historyOf('M-live')) === readings, 20_000, 'stored');
     expect(retiring.service.intake.delivered).toBe(0);
   } finally {
