@@ -5,6 +5,7 @@ import { getPriority, setPriority } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { createHttpServer } from './http/http-server';
 import type { Logger } from './logger';
+import { writeRepeatedCounts } from './repeated-errors';
 import { StartupError } from './startup-error';
 
 /**
@@ -62,6 +63,7 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
     timer.unref();
     stop().then(
       () => {
+        writeRepeatedCounts();
         logger.info('stopped cleanly');
         process.exit(0);
       },

@@ -17,9 +17,15 @@ export const REPEATED_ERROR_INTERVAL_MS = 10_000;
  * written then: the exit is the one moment every log of the process shares.
  */
 const pending = new Set<RepeatedErrorLog>();
-process.on('exit', () => {
+process.on('exit', writeRepeatedCounts);
+
+/**
+ * Writes every count not yet written, of every log. A process that stops calls it before saying it
+ * stopped, so that no line about its work comes after that one.
+ */
+export function writeRepeatedCounts(): void {
   for (const log of pending) log.flush();
-});
+}
 
 /** One text's state: when it was last logged, and what was left out since. */
 interface Seen {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
-import { isFlushedJobGone } from '../workers/shard-workers';
+import { isFlushedJobGone, isJobLockLost } from '../workers/shard-workers';
 import { IngestQueues, openShard } from '../src/queue/ingest-queue';
 import { createRedis, waitForRedis, type RedisClient } from '../src/redis';
 import { createRedisKeys } from '../src/redis-keys';
@@ -137,4 +137,60 @@ describe('a job Redis lost while it was being flushed', () => {
       redis.disconnect();
     }
   });
+});
+
+describe('a job whose lock its worker lost', () => {
+  test.each([
+    ['gone (it expired while Redis was out of reach)', 'del', /^Missing lock for job \S+\. /],
+    [
+      'held by another worker (the job was taken over as stalled)',
+      'set',
+      /^Lock mismatch for job /,
+    ],
+  ] as const)(
+    'when its lock is %s as the job finishes, then the flusher tells that apart from other worker errors, and the job runs again',
+    async (_how, mutation, message) => {
+      const settings = { redisUrl: 'redis://127.0.0.1:6379', redisClusterNodes: '' };
+      const redis = createRedis(settings, 'command');
+      const blocking = createRedis(settings, 'blocking');
+      await waitForRedis(redis, 3000);
+      const prefix = `lock-lost-${Date.now().toString(36)}`;
+      const queue = new Queue('lost', { connection: redis, prefix });
+      const errors: Error[] = [];
+      let runs = 0;
+      const worker = new Worker(
+        'lost',
+        async (job) => {
+          runs += 1;
+          if (runs > 1) return;
+          const lock = `${prefix}:lost:${job.id}:lock`;
+          if (mutation === 'del') await redis.del(lock);
+          else await redis.set(lock, 'another-worker', 'PX', 1000);
+        },
+        { connection: blocking, prefix, lockDuration: 1000, stalledInterval: 1000 },
+      );
+      worker.on('error', (err) => errors.push(err));
+      try {
+        const job = await queue.add('readings', { readings: [] });
+        const deadline = Date.now() + 15_000;
+        while ((await job.getState()) !== 'completed' && Date.now() < deadline) await sleep(50);
+        expect(await job.getState()).toBe('completed');
+        expect(runs).toBe(2);
+        expect(errors.length).toBeGreaterThan(0);
+        for (const err of errors) {
+          expect(err.message).toMatch(message);
+          expect(isJobLockLost(err)).toBe(true);
+          expect(isFlushedJobGone(err)).toBe(false);
+        }
+        expect(isJobLockLost(new Error('Missing key for job 1. moveToFinished'))).toBe(false);
+      } finally {
+        await worker.close(true);
+        await queue.obliterate({ force: true });
+        await queue.close();
+        blocking.disconnect();
+        redis.disconnect();
+      }
+    },
+    30_000,
+  );
 });

@@ -27,6 +27,15 @@ export const isFlushedJobGone = (err: unknown): boolean =>
   err instanceof Error && /^Missing key for job \S+\. moveToFinished$/.test(err.message);
 
 /**
+ * BullMQ finishing (or retrying) a job whose lock this worker no longer holds: Redis was out of
+ * reach for longer than FLUSHER_LOCK_MS, or the job was taken as stalled by another flusher. The
+ * job runs again (here or there) and its readings, flushed once already or not, are stored once:
+ * a recovery that works, not an error to page on.
+ */
+export const isJobLockLost = (err: unknown): boolean =>
+  err instanceof Error && /^(Missing lock|Lock mismatch) for job \S+\. /.test(err.message);
+
+/**
  * A worker with nothing in flight that took no job while its shard had jobs waiting this long is
  * wedged: after a Redis Cluster's masters hung and came back, BullMQ's blocking client (an ioredis
  * Cluster duplicate) may never return (taskforcesh/bullmq#4138), and the shard is drained by
@@ -182,11 +191,25 @@ export class ShardWorkers {
       },
     });
     const errors = new RepeatedErrorLog({ logger, intervalMs: WORKER_ERROR_INTERVAL_MS });
+    const locksLost = new RepeatedErrorLog({
+      logger,
+      intervalMs: WORKER_ERROR_INTERVAL_MS,
+      level: 'warn',
+    });
     worker.on('error', (err) => {
       if (isFlushedJobGone(err)) {
         logger.warn(
           { err, shard: keys.shard },
           'a flushed job was gone from Redis when marked done (Redis restarted without its last writes): its readings are stored',
+        );
+        return;
+      }
+      if (isJobLockLost(err)) {
+        locksLost.log(
+          err,
+          { shard: keys.shard },
+          'the flusher lost its lock on a job (Redis out of reach for longer than FLUSHER_LOCK_MS, or the job taken over as stalled): the job runs again and its readings are stored once',
+          'lock lost',
         );
         return;
       }

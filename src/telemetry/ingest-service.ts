@@ -62,9 +62,20 @@ const enqueueRefusal = (err: unknown) =>
 
 /** The job holding the readings did not reach REDIS_WAIT_REPLICAS replicas in time. */
 export class NotReplicatedError extends Error {
-  constructor(acked: number, wanted: number, timeoutMs: number) {
-    super(`${acked} of ${wanted} Redis replicas confirmed the readings within ${timeoutMs} ms`);
-    this.name = 'NotReplicatedError';
+  override name = 'NotReplicatedError';
+
+  /** Fewer than `wanted` replicas confirmed within `timeoutMs`. */
+  static tooFew(acked: number, wanted: number, timeoutMs: number): NotReplicatedError {
+    return new NotReplicatedError(
+      `${acked} of ${wanted} Redis replicas confirmed the readings within ${timeoutMs} ms`,
+    );
+  }
+
+  /** The shard's slot moved after the write: no replica of the master that took it can be asked. */
+  static masterChanged(): NotReplicatedError {
+    return new NotReplicatedError(
+      "the queue shard's Redis master changed (a failover or a slot migration) before its replicas confirmed the readings",
+    );
   }
 }
 
@@ -82,12 +93,14 @@ async function confirmReplicated(
   wait: { replicas: number; timeoutMs: number },
 ): Promise<void> {
   const now = connectionFor(redis, keys.slot);
-  if (!writer || now !== writer) throw new NotReplicatedError(0, wait.replicas, 0);
+  if (!writer || now !== writer) throw NotReplicatedError.masterChanged();
   // The backlog counter, written by every store of the shard, is never deleted.
   const holder = await nodeHolding(redis, writer, keys.backlogReadings);
-  if (!holder) throw new NotReplicatedError(0, wait.replicas, 0);
+  if (!holder) throw NotReplicatedError.masterChanged();
   const acked = Number(await holder.wait(wait.replicas, wait.timeoutMs));
-  if (acked < wait.replicas) throw new NotReplicatedError(acked, wait.replicas, wait.timeoutMs);
+  if (acked < wait.replicas) {
+    throw NotReplicatedError.tooFew(acked, wait.replicas, wait.timeoutMs);
+  }
 }
 
 /**
