@@ -276,8 +276,10 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   ];
   const refuse = () => endWithError(socket, status, { error, message });
   // A request before the bad bytes is still being answered (an ingest already stored): its answer
-  // first, or the client takes the 400 alone for a refusal of it.
-  if (inProgress && !inProgress.writableFinished) {
+  // first, or the client takes the 400 alone for a refusal of it. Not a request still receiving
+  // its body: the error is about that one (stalled past requestTimeout, cut off), whose answer
+  // waits for a body that will never come: it gets this one, and its socket is closed.
+  if (inProgress && !inProgress.writableFinished && inProgress.req.complete) {
     inProgress.once('finish', refuse);
     inProgress.once('close', () => {
       if (!inProgress.writableFinished) socket.destroy();

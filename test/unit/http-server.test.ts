@@ -244,3 +244,66 @@ describe('a request asking to switch to another protocol than WebSocket', () => 
     }
   });
 });
+
+describe('a request whose body never arrives whole', () => {
+  const app = createExpress();
+  app.use(express.json());
+  app.post('/echo', (req, res) => {
+    res.status(201).json({ body: req.body as unknown });
+  });
+  let server: Server;
+  let port: number;
+  const serverSockets: Socket[] = [];
+
+  beforeAll(async () => {
+    server = createHttpServer(app);
+    // Short, for the API's minute: node:http looks every 2 s (createHttpServer). It swaps the
+    // two when headersTimeout is the longer, as it is by default.
+    server.requestTimeout = 1000;
+    server.headersTimeout = 1000;
+    server.on('connection', (socket: Socket) => serverSockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  const partialRequest =
+    'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"a":';
+
+  /** Whether the server's side of its newest connection closes within `ms`. */
+  const serverSideCloses = async (ms: number) => {
+    const socket = serverSockets.at(-1)!;
+    return Promise.race([
+      new Promise<boolean>((resolve) =>
+        socket.destroyed ? resolve(true) : socket.once('close', () => resolve(true)),
+      ),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms)),
+    ]);
+  };
+
+  test('when the client stalls mid-body past requestTimeout, then it is answered 408 in JSON and the connection closed', async () => {
+    const client = connect(port, '127.0.0.1', () => client.write(partialRequest));
+    let text = '';
+    client.on('data', (d) => (text += d.toString()));
+    const closed = await new Promise<boolean>((resolve) => {
+      client.once('close', () => resolve(true));
+      setTimeout(() => resolve(false), 8000);
+    });
+    client.destroy();
+    expect(closed).toBe(true);
+    expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(JSON.parse(text.split('\r\n\r\n')[1])).toMatchObject({ error: 'request_timeout' });
+  }, 15_000);
+
+  test('when the client closes its side mid-body, then the server closes its own (no socket left half open)', async () => {
+    const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () =>
+      client.write(partialRequest),
+    );
+    client.resume();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    client.end();
+    const closed = await serverSideCloses(8000);
+    client.destroy();
+    expect(closed).toBe(true);
+  }, 15_000);
+});
