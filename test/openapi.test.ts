@@ -277,6 +277,18 @@ describe('the API document', () => {
       expect(res.body.error).toBe('not_found');
     }
     await app().post(path).expect(405);
+    // A Range outside the file: a 416 in JSON saying the size, not a 404 (nor a script's type).
+    const outside = await app()
+      .get(path)
+      .set('Accept-Encoding', 'identity')
+      .set('Range', 'bytes=99999999-')
+      .expect(416);
+    expect(outside.headers['content-type']).toMatch(/^application\/json/);
+    expect(outside.headers['content-range']).toBe(`bytes */${Buffer.byteLength(file)}`);
+    expect(outside.body).toMatchObject({
+      error: 'range_not_satisfiable',
+      message: `The requested Range lies outside the file, which is ${Buffer.byteLength(file)} bytes`,
+    });
     const metrics = (await app().get('/metrics').expect(200)).text;
     expect(metrics).toMatch(/route="\/docs\/assets\/:file",method="GET",status_code="200"/);
   });

@@ -1,6 +1,7 @@
 import { Router, type Response } from 'express';
 import { extname, join, resolve } from 'node:path';
 import { AppError } from '../errors';
+import { isNotServed } from '../http/error-handler';
 import { methodNotAllowed } from '../http/mount-routes';
 
 /**
@@ -76,24 +77,25 @@ export function createDashboardRouter({ assetsDir }: { assetsDir: string }): Rou
   router.get('/dashboard/assets/:file', (req, res, next) => {
     const { file } = req.params;
     res.vary('Accept-Encoding');
-    // Not there, or not a file of the folder (send refuses `..`): the JSON 404 that follows.
-    // Cached for good only once found: a 404 now may be the asset of a build deployed later.
+    // Not there, or not a file of the folder (send refuses `..`): on to the JSON 404. Cached for
+    // good only once found: a 404 now may be the asset of a build deployed later. Refused
+    // otherwise (a Range outside the file): said in JSON.
     const send = (name: string, orElse: () => void) =>
       res.sendFile(name, sendOptions, (err?: Error) => {
         if (!err || res.headersSent) return;
-        const status = (err as { status?: number }).status ?? 500;
-        if (status >= 500) next(err);
-        else orElse();
+        if (isNotServed(err)) orElse();
+        else next(err);
       });
     const plain = () => {
       res.removeHeader('Content-Encoding');
       res.removeHeader('Content-Type');
-      send(file, () => next());
+      send(file, () => next('router'));
     };
     if (req.acceptsEncodings('gzip', 'identity') !== 'gzip') return plain();
     res.type(extname(file)).set('Content-Encoding', 'gzip');
     send(`${file}${GZIP_SUFFIX}`, plain);
   });
+  router.all('/dashboard/assets/:file', methodNotAllowed(['GET', 'HEAD']));
 
   return router;
 }

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
+import { isNotServed } from './error-handler';
 import { methodNotAllowed } from './mount-routes';
 
 const DOCS_PAGE = `<!doctype html>
@@ -85,8 +86,7 @@ function docsAssets(dir: string): RequestHandler {
     const plain = () =>
       res.sendFile(file, { root: dir, headers: { 'Cache-Control': REVALIDATE } }, (err?: Error) => {
         if (!err || res.headersSent) return;
-        const status = (err as { status?: number }).status ?? 500;
-        next(status >= 500 ? err : 'router');
+        next(isNotServed(err) ? 'router' : err);
       });
     const ext = path.extname(file);
     if (!COMPRESSIBLE.has(ext) || req.acceptsEncodings('gzip', 'identity') !== 'gzip') {

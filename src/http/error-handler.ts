@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { AppError, badRequest, redisUnavailable, serviceUnavailable } from '../errors';
 import {
   isDatabaseUnavailable,
@@ -23,6 +23,7 @@ function fromFrameworkError(err: unknown): AppError | null {
   };
   const code = status ?? statusCode;
   if (typeof code !== 'number' || code < 400 || code >= 500) return null;
+  if (code === 416) return rangeNotSatisfiable(err);
   const undecodable = typeof message === 'string' ? UNDECODABLE_PARAM.exec(message) : null;
   if (undecodable) {
     const segment = undecodable[1];
@@ -37,6 +38,42 @@ function fromFrameworkError(err: unknown): AppError | null {
   }
   return new AppError(code, 'bad_request', 'The request could not be understood');
 }
+
+/** A file's send refusing a Range outside the file: its `Content-Range` says the file's size. */
+function rangeNotSatisfiable(err: unknown): AppError {
+  const { headers } = err as { headers?: Record<string, string> };
+  const contentRange = headers?.['Content-Range'];
+  const size = contentRange?.split('/')[1];
+  return new AppError(
+    416,
+    'range_not_satisfiable',
+    `The requested Range lies outside the file${size ? `, which is ${size} bytes` : ''}`,
+    [],
+    contentRange ? { 'Content-Range': contentRange } : {},
+  );
+}
+
+/** A file's send that found no file to serve: not there, or outside its folder (`..`). */
+export const isNotServed = (err: Error): boolean =>
+  [403, 404].includes((err as { status?: number }).status ?? 500);
+
+/**
+ * Headers a file's send sets before it fails (its type and encoding, a year's caching, its
+ * validators): they describe the file, not the JSON error answered instead.
+ */
+function clearFileHeaders(res: Response): void {
+  for (const name of FILE_HEADERS) res.removeHeader(name);
+  res.setHeader('Cache-Control', 'no-store');
+}
+const FILE_HEADERS = [
+  'Content-Type',
+  'Content-Encoding',
+  'Content-Range',
+  'Content-Length',
+  'Accept-Ranges',
+  'ETag',
+  'Last-Modified',
+];
 
 const DATABASE_RETRY_AFTER_S = 5;
 
@@ -149,11 +186,13 @@ export function createErrorHandler(
     }
     // A refused upload may still be streaming in: close the connection rather than read it all.
     if (appError.statusCode === 413) res.set('Connection', 'close');
+    clearFileHeaders(res);
     res.set(appError.headers).status(appError.statusCode).json(appError.toJSON());
   };
 }
 
 export const notFoundHandler: RequestHandler = (req, res) => {
+  clearFileHeaders(res);
   res.status(404).json({
     error: 'not_found',
     message: `No route for ${req.method} ${req.path}`,
