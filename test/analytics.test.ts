@@ -16,6 +16,8 @@ import { startProcess } from './helpers/processes';
 import { seededRandom, shuffle } from './helpers/readings';
 import { TcpProxy } from './helpers/tcp-proxy';
 import { undoMigrationsThrough } from './helpers/migrations';
+import { liveStateOf } from './helpers/engine';
+import { PartitionMaintainer } from '../workers/partition-maintainer';
 import { baseDatabaseUrl, createTestContext, withDatabaseName } from './helpers/test-env';
 
 const meter = (meterId: string, timestamp: string, kwhConsumedAc: number) => ({
@@ -1039,6 +1041,57 @@ describe('a window reaching before what history keeps (RETENTION_DAYS)', () => {
       expect(gone.body.message).toBe(
         'No reading of meter M-gone is kept: none has been received, or the newest is older than the 3 days RETENTION_DAYS keeps',
       );
+    } finally {
+      await e.stop();
+    }
+  });
+});
+
+describe('register devices across what retention drops', () => {
+  test("when retention drops the days before a report's window, then the report over the days kept is unchanged: each device's last reading before them is kept as its baseline", async () => {
+    const e = await startTestEngine({ ENERGY_READINGS: 'cumulative', ...WITHOUT_LOCAL_COPIES });
+    try {
+      const cutoff = retainedFrom(Date.now(), 3) as number;
+      const at = (ms: number) => new Date(ms).toISOString();
+      const quarter = HOUR_MS / 4;
+      await map(e, 'V-base', 'M-base', at(cutoff - 2 * HOUR_MS));
+      // Registers rising 1.75 kWh AC and 1.5 kWh DC a quarter, from before the cutoff to after it.
+      const steps = [-2, -1, 0, 1, 2, 3];
+      await ingest(e, [
+        ...steps.map((i) => meter('M-base', at(cutoff + i * quarter), 100 + 1.75 * i)),
+        ...steps.map((i) => vehicle('V-base', at(cutoff + i * quarter), 50 + 1.5 * i)),
+      ]);
+      await e.flusher.flusher.rollups.rollUpNow();
+      const window = `from=${at(cutoff)}&to=${at(cutoff + HOUR_MS)}&fresh=true`;
+      const figures = async () => {
+        const { body } = await report(e, 'V-base', window).expect(200);
+        return {
+          ac: body.energy.acConsumedKwh,
+          dc: body.energy.dcDeliveredKwh,
+          warnings: body.warnings,
+        };
+      };
+      const before = await figures();
+      // The readings at the cutoff and the three after it, each a step from the one before.
+      expect(before).toEqual({ ac: 7, dc: 6, warnings: [] });
+
+      const maintainer = new PartitionMaintainer({
+        db: e.ctx.db,
+        liveState: liveStateOf(e.ctx),
+        config: { ...e.ctx.config, retentionDays: 3 },
+        logger: e.ctx.logger,
+      });
+      await maintainer.maintain();
+      const kept = await e.ctx.db('telemetry_history').where('ts', '<', new Date(cutoff));
+      expect(kept).toEqual([]);
+      await clearAnalyticsCache(e);
+      expect(await figures()).toEqual(before);
+      // Sessions read the reading before a window the same way.
+      const { rows } = await e.ctx.db.raw(
+        `SELECT ts, kwh_consumed_ac FROM history_before('meter', 'M-base', ?)`,
+        [new Date(cutoff)],
+      );
+      expect(rows).toEqual([{ ts: new Date(cutoff - quarter), kwh_consumed_ac: 98.25 }]);
     } finally {
       await e.stop();
     }

@@ -18,7 +18,10 @@ const LOCKS_PER_PARTITION = 3;
 /** Report statements over history assumed to run at once when judging the lock table. */
 const STATEMENTS_AT_ONCE = 4;
 
-/** Devices retention forgets (their status rows and live states) in one statement. */
+/**
+ * Devices retention forgets (their status rows and live states), or takes the baselines of, in one
+ * statement.
+ */
 const FORGET_CHUNK = 5000;
 
 /** Rows retention deletes from a monthly partition in one statement. */
@@ -60,6 +63,8 @@ export function lockTableShort({ partitions, locksPerTransaction, connections }:
 export class PartitionMaintainer {
   /** Days (since the epoch) known to have a partition (their own or their month's). */
   private readonly knownDays = new Set<number>();
+  /** The cutoff the devices' baselines were last taken before (keepBaselinesBefore). */
+  private baselinesTakenBefore: number | null = null;
   private timer: NodeJS.Timeout | null = null;
   private lockWarnedAt = -Infinity;
 
@@ -168,6 +173,7 @@ export class PartitionMaintainer {
     const keptFrom = retainedFrom(now, retentionDays);
     if (keptFrom !== null) {
       const [cutoff, cutoffDay] = [new Date(keptFrom), utcDay(keptFrom)];
+      await this.keepBaselinesBefore(cutoff);
       dropped = (
         await this.deps.db.raw('SELECT drop_history_partitions_before(?::date) AS name', [
           cutoffDay,
@@ -185,6 +191,32 @@ export class PartitionMaintainer {
       this.deps.logger.info({ created, dropped, trimmed }, 'history partitions maintained');
     await this.warnIfLockTableShort();
     return { created, dropped, trimmed };
+  }
+
+  /**
+   * Before anything before `keptFrom` goes: each device's last reading before it, as its baseline
+   * (`history_baseline`, see its migration), so that reports over the days kept stay as they were.
+   * Once for each cutoff (it moves a day at a time), for every device with a reading stored.
+   */
+  private async keepBaselinesBefore(keptFrom: Date): Promise<void> {
+    if (this.baselinesTakenBefore === keptFrom.getTime()) return;
+    for (const kind of DEVICE_KINDS) {
+      const { statusTable: table, statusIdColumn: id } = kind;
+      const ids: string[] = await this.deps.db(table).pluck(id);
+      for (let start = 0; start < ids.length; start += FORGET_CHUNK) {
+        await this.deps.db.raw(
+          `INSERT INTO history_baseline (device_type, device_id, ts, reading)
+           SELECT h.device_type, h.device_id, h.ts, to_jsonb(h)
+           FROM unnest(?::text[]) AS d(id)
+           CROSS JOIN LATERAL history_before(?, d.id, ?) h
+           ON CONFLICT (device_type, device_id) DO UPDATE
+             SET ts = excluded.ts, reading = excluded.reading
+             WHERE history_baseline.ts < excluded.ts`,
+          [ids.slice(start, start + FORGET_CHUNK), kind.type, keptFrom],
+        );
+      }
+    }
+    this.baselinesTakenBefore = keptFrom.getTime();
   }
 
   /**
