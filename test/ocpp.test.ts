@@ -2741,6 +2741,43 @@ describe('OCPP 1.6J charge points', () => {
     ]);
   });
 
+  test("when a charge point sends a second, different stop of a transaction a start stopped, then that one's readings are not stored; its first, sent again, changes nothing", async () => {
+    await registerIdTags([['TAG-TWICE', 'V-twice']]);
+    const c = await connect('CP-TWICE-C');
+    const d = await connect('CP-TWICE-D');
+    const onC = await startsOnConnector1(c)('TAG-TWICE', 1000, '2024-04-15T10:00:00Z');
+    await startsOnConnector1(d)('TAG-TWICE', 500, '2024-04-15T10:10:00Z');
+    const first = {
+      transactionId: onC.transactionId,
+      meterStop: 5000,
+      timestamp: '2024-04-15T10:40:00Z',
+      transactionData: [{ timestamp: '2024-04-15T10:30:00Z', sampledValue: [wh(4000)] }],
+    };
+    expect(await c.call('StopTransaction', first)).toEqual({});
+    expect(await c.call('StopTransaction', first)).toEqual({});
+    // Another stop, with other values: before, its register landed on the connector's history.
+    expect(
+      await c.call('StopTransaction', {
+        transactionId: onC.transactionId,
+        meterStop: 9999,
+        timestamp: '2024-04-15T10:50:00Z',
+        transactionData: [{ timestamp: '2024-04-15T10:45:00Z', sampledValue: [wh(9000)] }],
+      }),
+    ).toEqual({});
+    await waitForDrained(e.queue);
+    expect((await history(e, 'CP-TWICE-C:1')).map((r) => [r.at, r.kwh])).toEqual([
+      ['10:00', 1],
+      ['10:30', 4],
+      ['10:40', 5],
+    ]);
+    const row = await e.ctx.db('ocpp_transactions').where({ id: onC.transactionId }).first();
+    expect([row.stop_reason, row.meter_stop_wh, row.charger_stop_wh]).toEqual([
+      'SupersededElsewhere',
+      null,
+      5000,
+    ]);
+  });
+
   test('when a message holds a NUL character or a lone surrogate, or a transaction id no transaction can have, then it is refused or answered for good, never InternalError', async () => {
     const cp = await connect('CP-ODD');
     for (const [action, params] of [

@@ -647,12 +647,19 @@ export class ChargePointService {
     }
     const meterId = connectorMeterId(chargePointId, known.connectorId);
     const { stoppedAt, clockLost } = this.stopInstant(known, req, reported);
-    const transaction = await this.deps.transactions.stop(req.transactionId, {
+    let transaction = await this.deps.transactions.stop(req.transactionId, {
       meterStopWh: req.meterStop,
       stoppedAt,
       // OCPP 1.6 StopTransaction.req: the reason may be left out only when it is Local.
       reason: req.reason ?? 'Local',
     });
+    if (transaction && stoppedByEngine(transaction)) {
+      // The engine's stop stands: this one is recorded, if it is the first, to tell a second apart.
+      transaction = await this.deps.transactions.recordChargerStop(req.transactionId, {
+        meterStopWh: req.meterStop,
+        stoppedAt,
+      });
+    }
     this.openStarts.forget(chargePointId);
     await this.recordRegister(chargePointId, known.connectorId);
     await this.storeStopReadings({ known, transaction, req, meterId, stoppedAt, clockLost });
@@ -676,7 +683,12 @@ export class ChargePointService {
   ): { stoppedAt: Date; clockLost: boolean } {
     // The stop already recorded with the same register is this one sent again (after a failed
     // store): taken as of now, it keeps that stop's instant, as a StartTransaction does.
-    const resent = known.stoppedAt && known.meterStopWh === req.meterStop ? known.stoppedAt : null;
+    const resent =
+      known.stoppedAt && known.meterStopWh === req.meterStop
+        ? known.stoppedAt
+        : known.chargerStop?.meterStopWh === req.meterStop
+          ? known.chargerStop.stoppedAt
+          : null;
     const reportedStop = reported.asOfNow && resent ? resent : reported.at;
     // A stop dated before its start: the charger's clock was lost (a reboot) or set back. The
     // charge went on until some time before now: taken as of now too.
@@ -737,10 +749,16 @@ export class ChargePointService {
         meterId,
         await this.stopReadings(meterId, req, stoppedAt, startOf(known), stored, within),
       );
-    } else if (transaction && stoppedByEngine(transaction) && !clockLost) {
-      // The charge point's own stop of a transaction a start stopped before it came: its
-      // readings are its connector's register all the same, up to that connector's next
-      // transaction (in which they would count).
+    } else if (
+      transaction &&
+      stoppedByEngine(transaction) &&
+      !clockLost &&
+      transaction.chargerStop?.meterStopWh === req.meterStop &&
+      transaction.chargerStop.stoppedAt.getTime() === stoppedAt.getTime()
+    ) {
+      // The charge point's own stop of a transaction a start stopped before it came (the first
+      // received, or it sent again): its readings are its connector's register all the same, up
+      // to that connector's next transaction (in which they would count).
       const [next, stored] = await Promise.all([
         this.deps.transactions.nextOnConnector(known),
         this.storedRegister(meterId),

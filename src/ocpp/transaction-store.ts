@@ -40,6 +40,11 @@ export interface Transaction {
   meterStopWh: number | null;
   stoppedAt: Date | null;
   stopReason: string | null;
+  /**
+   * The charge point's own stop, first received, of a transaction the engine stopped, where it
+   * did not replace the engine's stop (recordChargerStop).
+   */
+  chargerStop: { meterStopWh: number; stoppedAt: Date } | null;
 }
 
 interface TransactionRow {
@@ -55,6 +60,8 @@ interface TransactionRow {
   meter_stop_wh: number | null;
   stopped_at: Date | null;
   stop_reason: string | null;
+  charger_stop_wh: number | null;
+  charger_stopped_at: Date | null;
 }
 
 const toTransaction = (r: TransactionRow): Transaction => ({
@@ -70,6 +77,10 @@ const toTransaction = (r: TransactionRow): Transaction => ({
   meterStopWh: r.meter_stop_wh === null ? null : Number(r.meter_stop_wh),
   stoppedAt: r.stopped_at,
   stopReason: r.stop_reason,
+  chargerStop:
+    r.charger_stop_wh === null || r.charger_stopped_at === null
+      ? null
+      : { meterStopWh: Number(r.charger_stop_wh), stoppedAt: r.charger_stopped_at },
 });
 
 const TABLE = 'ocpp_transactions';
@@ -178,6 +189,24 @@ export class TransactionStore {
       await markSessionsChanged(this.db, stopped.vehicle_id, stopped.started_at);
     }
     return toTransaction(stopped);
+  }
+
+  /**
+   * Records a charge point's own stop of a transaction the engine stopped, where it did not
+   * replace the engine's (see `stop`): the first one received stays. Returns the transaction as
+   * stored (null: gone), or as it was when the engine did not stop it.
+   */
+  async recordChargerStop(
+    id: number,
+    stop: { meterStopWh: number; stoppedAt: Date },
+  ): Promise<Transaction | null> {
+    const [row] = await this.db<TransactionRow>(TABLE)
+      .where({ id })
+      .whereIn('stop_reason', [SUPERSEDED_ELSEWHERE, SUPERSEDED_BY_NEW])
+      .whereNull('charger_stop_wh')
+      .update({ charger_stop_wh: stop.meterStopWh, charger_stopped_at: stop.stoppedAt })
+      .returning('*');
+    return row ? toTransaction(row as TransactionRow) : this.get(id);
   }
 
   /**
