@@ -54,6 +54,7 @@ describe('device lists', () => {
       timestamp: '2024-03-20T11:00:00.000Z',
       kwhConsumedAc: 2,
       voltage: 230,
+      energyReadings: 'interval',
     });
     expect(res.body.nextCursor).toBeNull();
     const vehicles = await list('/v1/vehicles').expect(200);
@@ -65,6 +66,7 @@ describe('device lists', () => {
           soc: 50,
           kwhDeliveredDc: 1.2,
           batteryTemp: 30,
+          energyReadings: 'interval',
         },
       ],
       nextCursor: null,
@@ -106,7 +108,13 @@ describe('device lists', () => {
     await ingest([{ meterId: 'M-e', kwhConsumedAc: 1, timestamp: '2024-03-20T10:00:00Z' }]);
     const res = await list('/v1/meters?cursor=M-d').expect(200);
     expect(res.body.meters).toEqual([
-      { meterId: 'M-e', timestamp: '2024-03-20T10:00:00.000Z', kwhConsumedAc: 1, voltage: null },
+      {
+        meterId: 'M-e',
+        timestamp: '2024-03-20T10:00:00.000Z',
+        kwhConsumedAc: 1,
+        voltage: null,
+        energyReadings: 'interval',
+      },
     ]);
   });
 
@@ -120,5 +128,28 @@ describe('device lists', () => {
   ])('when the list is asked with %s, then 400 names %s', async (query, path) => {
     const res = await list(`/v1/meters?${query}`).expect(400);
     expect(res.body.details).toEqual(expect.arrayContaining([expect.objectContaining({ path })]));
+  });
+});
+
+describe('device lists and energy semantics', () => {
+  test("when a device has its own energy semantics, then the list says each device's, so a register's running total is not read as one reading's energy", async () => {
+    await ingest([
+      meter('M-register', '2024-03-21T10:00:00Z', { kwhConsumedAc: 1024 }),
+      meter('M-plain', '2024-03-21T10:00:00Z'),
+    ]);
+    await request(e.api.api.app)
+      .put('/v1/meters/M-register/settings')
+      .send({ energyReadings: 'cumulative' })
+      .expect(200);
+    const res = await list('/v1/meters?cursor=M-e').expect(200);
+    expect(
+      res.body.meters.map((m: { meterId: string; energyReadings: string }) => [
+        m.meterId,
+        m.energyReadings,
+      ]),
+    ).toEqual([
+      ['M-plain', 'interval'],
+      ['M-register', 'cumulative'],
+    ]);
   });
 });

@@ -25,6 +25,25 @@ export class DeviceSettingsStore {
     return row ? (row.energy_readings as EnergyReadingsMode) : null;
   }
 
+  /** The semantics of each of `ids`, its own or ENERGY_READINGS (a page of a device list). */
+  async energyReadingsOf(
+    type: DeviceType,
+    ids: string[],
+  ): Promise<Map<string, EnergyReadingsMode>> {
+    const own = new Map<string, EnergyReadingsMode>(
+      (
+        await this.db(TABLE)
+          .select('device_id', 'energy_readings')
+          .where({ device_type: type })
+          .whereIn('device_id', ids)
+      ).map((r: { device_id: string; energy_readings: EnergyReadingsMode }) => [
+        r.device_id,
+        r.energy_readings,
+      ]),
+    );
+    return new Map(ids.map((id) => [id, own.get(id) ?? this.config.energyReadings]));
+  }
+
   /** Sets the device's energy semantics; null returns it to the default. */
   async setEnergyReadings(
     type: DeviceType,

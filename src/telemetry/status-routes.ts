@@ -230,7 +230,17 @@ export function statusRoutes({
           schema: Type.Object(
             {
               [kind.plural]: Type.Array(
-                Type.Object(readingProperties(kind), { additionalProperties: false }),
+                Type.Object(
+                  {
+                    ...readingProperties(kind),
+                    energyReadings: {
+                      ...EnergyMode,
+                      description:
+                        'how its energy values are read: interval (each reading the energy since the one before) or cumulative (a register, its running total)',
+                    },
+                  },
+                  { additionalProperties: false },
+                ),
               ),
               nextCursor: Nullable(Type.String()),
             },
@@ -246,8 +256,15 @@ export function statusRoutes({
           after: query.cursor ?? null,
           silentSince: silentSince === undefined ? null : instantParam('silentSince', silentSince),
         });
+        const modes = await settings.energyReadingsOf(
+          kind.type,
+          page.map(([id]) => id),
+        );
         return reply(200, {
-          [kind.plural]: page.map(([id, s]) => readingJson(kind, id, s.ts.getTime(), s.values)),
+          [kind.plural]: page.map(([id, s]) => ({
+            ...readingJson(kind, id, s.ts.getTime(), s.values),
+            energyReadings: modes.get(id) ?? config.energyReadings,
+          })),
           nextCursor: nextCursorOf(page, limit, ([id]) => id),
         });
       },

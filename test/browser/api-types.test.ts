@@ -195,7 +195,13 @@ describe('the dashboard’s own response types', () => {
     expectSameShape(
       objectIn(meters.properties?.meters ?? {}),
       shape<MeterListing>(
-        { meterId: true, timestamp: true, kwhConsumedAc: true, voltage: true },
+        {
+          meterId: true,
+          timestamp: true,
+          kwhConsumedAc: true,
+          voltage: true,
+          energyReadings: true,
+        },
         { voltage: true },
       ),
     );
@@ -207,7 +213,14 @@ describe('the dashboard’s own response types', () => {
     expectSameShape(
       objectIn(vehicles.properties?.vehicles ?? {}),
       shape<VehicleListing>(
-        { vehicleId: true, timestamp: true, soc: true, kwhDeliveredDc: true, batteryTemp: true },
+        {
+          vehicleId: true,
+          timestamp: true,
+          soc: true,
+          kwhDeliveredDc: true,
+          batteryTemp: true,
+          energyReadings: true,
+        },
         {},
       ),
     );

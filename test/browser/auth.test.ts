@@ -126,6 +126,69 @@ describe('dashboard with AUTH on', () => {
     await page.close();
   });
 
+  test('when the engine answers again after an outage but refuses the kept key, then no panel still says it could not be reached', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.clock.install();
+      await page.route('**/v1/**', (route) => route.abort());
+      await page.goto(`${engine.url}/dashboard#/vehicles/SIM-V-1`);
+      const unreachable = page.locator('main .notice', { hasText: 'could not be reached' });
+      await page.waitForFunction(
+        () => document.querySelectorAll('main .notice-error').length === 4,
+      );
+      expect(await unreachable.count()).toBe(4);
+
+      // The engine is back, without the key this tab kept (revoked, say).
+      await page.evaluate(() =>
+        sessionStorage.setItem('energy-dashboard:api-key', 'eie_revoked-key-the-engine-forgot'),
+      );
+      await page.unroute('**/v1/**');
+      await page.clock.fastForward(30_000);
+      await keyDialog(page).waitFor({ state: 'visible' });
+      await expect(page.locator('.key-message').textContent()).resolves.toMatch(/was refused/);
+      expect(await unreachable.count()).toBe(0);
+      await expect(
+        page.locator('main .notice', { hasText: 'Waiting for an API key' }).count(),
+      ).resolves.toBe(4);
+
+      await enterKey(page, reader.key);
+      await page.waitForSelector('#efficiency .window-line');
+      expect(
+        await page.locator('main .notice', { hasText: 'Waiting for an API key' }).count(),
+      ).toBe(0);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('when the key is forgotten by the header’s button, then the tab keeps none and the page asks for one again; an accepted key is left in no field', async () => {
+    const page = await browser.newPage();
+    const forget = page.getByRole('button', { name: 'Forget API key' });
+    try {
+      await page.goto(`${engine.url}/dashboard`);
+      await keyDialog(page).waitFor({ state: 'visible' });
+      expect(await forget.isHidden()).toBe(true);
+      await enterKey(page, reader.key);
+      await page.waitForSelector('.fleet-view tbody tr');
+      await expect(page.inputValue('#key-input')).resolves.toBe('');
+
+      await forget.click();
+      await keyDialog(page).waitFor({ state: 'visible' });
+      await expect(page.locator('.key-message').textContent()).resolves.toMatch(
+        /requires an API key with the read scope/,
+      );
+      expect(await page.evaluate(() => Object.values(sessionStorage))).not.toContain(reader.key);
+      expect(await page.locator('.fleet-view tbody tr').count()).toBe(0);
+      expect(await forget.isHidden()).toBe(true);
+      // Another key may be given in its place.
+      await enterKey(page, loader.key);
+      await page.waitForSelector('.fleet-view tbody tr');
+      expect(await forget.isVisible()).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
+
   test('when the prompt is declined, then the page says which key is missing instead of a blank', async () => {
     const page = await browser.newPage();
     await page.goto(`${engine.url}/dashboard`);

@@ -499,6 +499,26 @@ describe('dashboard window choice', () => {
     await linkProblem(page, 'vehicle').waitFor({ state: 'hidden' });
   });
 
+  test("when a link's window is unknown (window=bogus), then the page says so once and the address becomes the window shown", async () => {
+    const vehicleId = fleet.vehicles[0].id;
+    await page.goto(`${engine.url}/dashboard#/vehicles/${vehicleId}?window=bogus`);
+    const problem = page.locator('#vehicle-window-link-problem');
+    await expect(problem.textContent()).resolves.toBe(
+      `The link's window could not be shown: its window "bogus" is none of 24h, 7d and custom. Showing the last 24 hours instead.`,
+    );
+    expect(await page.evaluate(() => location.hash)).toBe(`#/vehicles/${vehicleId}?window=24h`);
+    // A reload (or a copy of the address) shows the window without repeating the note.
+    await page.reload();
+    await page.waitForSelector('#efficiency .window-line time');
+    expect(await problem.isHidden()).toBe(true);
+
+    await page.goto(`${engine.url}/dashboard#/fleet?window=bogus&limit=25`);
+    await expect(page.locator('#fleet-window-link-problem').textContent()).resolves.toMatch(
+      /^The link's window could not be shown: its window "bogus"/,
+    );
+    expect(await page.evaluate(() => location.hash)).toBe('#/fleet?window=24h&limit=25');
+  });
+
   test('when a link names no screen of the dashboard, then the fleet shows, says so, and the address becomes the fleet’s', async () => {
     const problem = page.locator('#fleet-window-link-problem');
     await page.goto(`${engine.url}/dashboard#/nowhere`);

@@ -29,6 +29,7 @@ const QUIET: Record<string, number> = {
 };
 /** A meter whose reading has no voltage (a charger's register without one). */
 const NO_VOLTAGE = 'DM-04';
+const REGISTER = 'DM-05';
 
 let engine: TestEngine;
 let browser: DashboardBrowser;
@@ -55,6 +56,13 @@ beforeAll(async () => {
       timestamp: at(meterId),
     })),
   ]);
+  // One meter a register: its value is its running total, not one reading's energy.
+  const settings = await fetch(`${engine.url}/v1/meters/${REGISTER}/settings`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ energyReadings: 'cumulative' }),
+  });
+  expect(settings.status).toBe(200);
   browser = await launchDashboardBrowser();
 }, 180_000);
 
@@ -162,7 +170,7 @@ describe('devices view', () => {
           berlinTime(v.timestamp),
           expect.any(String),
           nbsp(`${(v.soc as number).toFixed(1)} %`),
-          nbsp(`${(v.kwhDeliveredDc as number).toFixed(2)} kWh`),
+          `${nbsp(`${(v.kwhDeliveredDc as number).toFixed(2)} kWh`)}in the reading`,
           nbsp(`${(v.batteryTemp as number).toFixed(1)} °C`),
         ]);
         expect(rows[i][2]).toMatch(
@@ -192,7 +200,7 @@ describe('devices view', () => {
     }
   });
 
-  test('when the meters are chosen, then each shows its energy and voltage, and one without voltage says so', async () => {
+  test('when the meters are chosen, then each shows its energy, said as in the reading or a register total, and its voltage; one without voltage says so', async () => {
     const listed = await engineList('meters');
     const page = await browser.newPage();
     try {
@@ -206,7 +214,7 @@ describe('devices view', () => {
           m.id,
           berlinTime(m.timestamp),
           expect.stringMatching(/ ago$/),
-          nbsp(`${(m.kwhConsumedAc as number).toFixed(2)} kWh`),
+          `${nbsp(`${(m.kwhConsumedAc as number).toFixed(2)} kWh`)}${m.id === REGISTER ? 'register total' : 'in the reading'}`,
           m.voltage === null ? 'not measured' : nbsp(`${(m.voltage as number).toFixed(1)} V`),
         ]),
       );

@@ -333,6 +333,38 @@ describe('dashboard empty and error states', () => {
     }
   });
 
+  test('when a mapping starts a millisecond after its meter’s last reading, then the warning’s instants keep their milliseconds', async () => {
+    await post(
+      '/v1/telemetry/map',
+      { vehicleId: 'V-MS', meterId: 'M-MS', since: '2024-09-06T10:59:45.001Z' },
+      200,
+    );
+    await ingestAllStored(engine, [
+      { meterId: 'M-MS', kwhConsumedAc: 1, voltage: 230, timestamp: '2024-09-06T10:59:45.000Z' },
+      {
+        vehicleId: 'V-MS',
+        soc: 50,
+        kwhDeliveredDc: 0.5,
+        batteryTemp: 30,
+        timestamp: '2024-09-06T11:30:00Z',
+      },
+    ]);
+    const page = await browser.newPage();
+    try {
+      await page.goto(
+        `${engine.url}/dashboard#/vehicles/V-MS?window=custom&from=2024-09-06T10:00:00.000Z&to=2024-09-06T12:00:00.000Z`,
+      );
+      const warning = page.locator('#efficiency .warnings li', { hasText: 'M-MS' });
+      await warning.waitFor();
+      // Cut to the second, 12:59:45 would seem to hold the meter's reading of 12:59:45.000.
+      await expect(warning.textContent()).resolves.toBe(
+        'Meter M-MS sent no readings between 2024-09-06 12:59:45.001 +02:00 and 2024-09-06 14:00 +02:00',
+      );
+    } finally {
+      await page.close();
+    }
+  });
+
   test('when vehicles draw tiny energies, then their figures say how tiny in Wh, not 0.00 kWh, in the fleet and in their own view', async () => {
     // A reading every 5 minutes of 0.000002 kWh AC and 0.000001 kWh DC, 50 % efficient: for a day
     // (0.0006 and 0.0003 kWh as the engine rounds them), and for an hour (0.000024 and 0.000012

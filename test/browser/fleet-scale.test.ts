@@ -2,6 +2,7 @@ import type { Page, Request } from 'playwright-core';
 import { startTestEngine, type TestEngine } from '../helpers/engine';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
 import { loadSimulatedFleet } from './helpers/fleet-loader';
+import { MAX_TRAIL } from '../../web/src/routing/routes';
 
 const VEHICLES = 1000;
 
@@ -290,5 +291,51 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
     expect(await firstRowId(page)).toBe(secondPage.vehicles[0].vehicleId);
     expect(await page.locator('.pager-page').textContent()).toBe('Page 2');
     await page.close();
+  });
+
+  test('when the reader pages far into the report, then the address keeps a bounded trail, and the pager and the browser’s Back still lead through the pages', async () => {
+    const page = await browser.newPage();
+    const shown = async () => ({
+      page: await page.textContent('.fleet-view .pager-page'),
+      caption: await page.textContent('.fleet-view caption'),
+    });
+    const turn = async (name: string, to: number) => {
+      await page.getByRole('link', { name }).click();
+      await page.waitForFunction(
+        (n) => document.querySelector('.fleet-view .pager-page')?.textContent === `Page ${n}`,
+        to,
+      );
+      await page.waitForSelector('.fleet-view tbody tr');
+    };
+    try {
+      await page.goto(`${engine.url}/dashboard#/fleet?window=7d&limit=25`);
+      await page.waitForSelector('.fleet-view tbody tr');
+      for (let n = 2; n <= 15; n++) await turn('Next page →', n);
+      const params = new URLSearchParams(new URL(page.url()).hash.split('?')[1]);
+      expect(params.get('page')).toBe('15');
+      expect(params.get('trail')?.split(',')).toHaveLength(MAX_TRAIL);
+      const fifteenth = await shown();
+      expect(fifteenth.caption).toMatch(/: 351–375 of /);
+
+      await turn('← Previous page', 14);
+      expect((await shown()).caption).toMatch(/: 326–350 of /);
+      await page.goBack();
+      await page.waitForFunction(
+        () => document.querySelector('.fleet-view .pager-page')?.textContent === 'Page 15',
+      );
+      await page.waitForSelector('.fleet-view tbody tr');
+      expect(await shown()).toEqual(fifteenth);
+
+      // Back by the pager as far as the address's cursors reach, then to the first page.
+      for (let n = 14; n >= 15 - MAX_TRAIL + 1; n--) await turn('← Previous page', n);
+      expect(await page.locator('.fleet-view .pager .pager-disabled').textContent()).toBe(
+        '← Previous page',
+      );
+      await turn('« First page', 1);
+      expect((await shown()).caption).toMatch(/: 1–25 of /);
+      expect(new URL(page.url()).hash).toBe('#/fleet?window=7d&limit=25');
+    } finally {
+      await page.close();
+    }
   });
 });

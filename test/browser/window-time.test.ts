@@ -169,3 +169,58 @@ describe('a vehicle opened from the fleet', () => {
     }
   });
 });
+
+describe("a vehicle's window", () => {
+  const vehicle = '#/vehicles/SIM-V-4';
+
+  test('when another window is picked and the engine is slow to answer, then the view says it is loading that window instead of showing the last one’s figures', async () => {
+    const page = await browser.newPage();
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    try {
+      await page.goto(`${engine.url}/dashboard${vehicle}?window=24h`);
+      await page.waitForSelector('#efficiency .window-totals');
+      await page.route('**/v1/analytics/performance/**', async (route) => {
+        await held;
+        await route.continue();
+      });
+      await page.getByLabel('Last 7 days').check();
+      await page.waitForFunction(() => location.hash.includes('window=7d'));
+      await expect(page.textContent('#efficiency .notice-loading')).resolves.toBe(
+        'Loading the performance report for the last 7 days…',
+      );
+      expect(await page.locator('#efficiency .window-totals').count()).toBe(0);
+      await expect(page.textContent('.refresh-status')).resolves.toMatch(/^Loading… /);
+
+      release();
+      await page.waitForSelector('#efficiency .window-totals');
+      const [from, to] = await page.$$eval('#efficiency .window-line time', (times) =>
+        times.map((t) => Date.parse(t.getAttribute('datetime') ?? '')),
+      );
+      expect(to - from).toBe(168 * HOUR_MS);
+      await expect(page.textContent('.refresh-status')).resolves.toMatch(/^Updated /);
+    } finally {
+      release();
+      await page.close();
+    }
+  });
+
+  test('when a link’s window ends after the engine’s now, then the view shows the last hours now, saying so, and the address follows', async () => {
+    const page = await browser.newPage();
+    const future = new Date(Math.floor(Date.now() / HOUR_MS) * HOUR_MS + 5 * HOUR_MS);
+    try {
+      await page.goto(`${engine.url}/dashboard${vehicle}?window=24h&end=${future.toISOString()}`);
+      await page.waitForSelector('#efficiency .window-line time');
+      const to = await page.$$eval('#efficiency .window-line time', (times) =>
+        Date.parse(times[1].getAttribute('datetime') ?? ''),
+      );
+      expect(to).toBeLessThanOrEqual(Date.now());
+      await expect(page.textContent('#vehicle-window-link-problem')).resolves.toMatch(
+        /^The link's window ends \d{4}-\d\d-\d\d \d\d:00 [+-]\d\d:\d\d, which is still to come by the engine's clock: showing the last 24 hours now\.$/,
+      );
+      expect(await page.evaluate(() => location.hash)).toBe(`${vehicle}?window=24h`);
+    } finally {
+      await page.close();
+    }
+  });
+});

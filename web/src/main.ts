@@ -15,6 +15,7 @@ import { defaultDevicesRoute, defaultRoute, formatRoute, type Route } from './ro
 import { ChargePointsView, ChargePointView } from './views/charge-points-view';
 import { DevicesView } from './views/devices-view';
 import { FleetView } from './views/fleet-view';
+import { replaceOutageNotices } from './views/notices';
 import { VehicleView } from './views/vehicle/vehicle-view';
 import type { View } from './views/view';
 
@@ -36,9 +37,23 @@ function start(): void {
   const chargePointsItem = required<HTMLElement>('[data-nav-item="charge-points"]');
   const navLinks = [...document.querySelectorAll<HTMLAnchorElement>('[data-nav]')];
 
+  const forgetKey = required<HTMLButtonElement>('.forget-key');
+  const keys = createSessionKeyStore(sessionStorage, (kept) => {
+    forgetKey.hidden = !kept;
+  });
+  forgetKey.hidden = keys.get() === null;
+  // A reload: nothing read with the key stays on screen, and the engine's first 401 asks anew.
+  forgetKey.addEventListener('click', () => {
+    keys.clear();
+    location.reload();
+  });
+  const askForKey = createKeyDialog(document.body);
   const api = new ApiClient({
-    keys: createSessionKeyStore(),
-    promptForKey: createKeyDialog(document.body),
+    keys,
+    promptForKey: (reason) => {
+      replaceOutageNotices(main);
+      return askForKey(reason);
+    },
   });
   const navigate = (route: Route) => {
     location.hash = formatRoute(route);
@@ -111,6 +126,7 @@ function start(): void {
     main,
     createView,
     onNavigated: (route) => {
+      refresher.loading();
       shownAddress = location.hash;
       remember(route);
       const section =

@@ -102,6 +102,8 @@ export interface MeterListing {
   kwhConsumedAc: number;
   /** null: the reading had no voltage (a charger's register without one). */
   voltage: number | null;
+  /** interval: kwhConsumedAc is the energy since the reading before; cumulative: its register. */
+  energyReadings: 'interval' | 'cumulative';
 }
 
 /** `MeterList` of the API document (GET /v1/meters). */
@@ -117,6 +119,8 @@ export interface VehicleListing {
   soc: number;
   kwhDeliveredDc: number;
   batteryTemp: number;
+  /** interval: kwhDeliveredDc is the energy since the reading before; cumulative: its register. */
+  energyReadings: 'interval' | 'cumulative';
 }
 
 /** `VehicleList` of the API document (GET /v1/vehicles). */

@@ -14,16 +14,21 @@ export function startAutoRefresh({
   intervalMs: number;
   refresh(): Promise<LoadOutcome>;
   status: HTMLElement;
-}): { loaded(outcome: LoadOutcome): void } {
+}): { loaded(outcome: LoadOutcome): void; loading(): void } {
   let running = false;
   let lastAttempt = Date.now();
+  const every = `refreshes every ${Math.round(intervalMs / 1000)} s`;
 
   const loaded = (outcome: LoadOutcome) => {
     const at = formatDateTimeSeconds(new Date());
-    const every = `refreshes every ${Math.round(intervalMs / 1000)} s`;
     status.textContent =
       outcome === 'ok' ? `Updated ${at} · ${every}` : `Refresh failed ${at} · ${every}`;
     status.classList.toggle('refresh-failed', outcome === 'failed');
+  };
+  /** A navigation's data is on its way: when the last screen's arrived says nothing of it. */
+  const loading = () => {
+    status.textContent = `Loading… · ${every}`;
+    status.classList.remove('refresh-failed');
   };
 
   const tick = async () => {
@@ -41,5 +46,5 @@ export function startAutoRefresh({
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden && Date.now() - lastAttempt >= intervalMs) void tick();
   });
-  return { loaded };
+  return { loaded, loading };
 }

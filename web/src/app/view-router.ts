@@ -43,12 +43,16 @@ export function startViewRouter({
 
   /**
    * An empty or unknown hash shows the fleet, a devices link with an unknown kind or filter the
-   * default one; the URL says what is shown, without a history entry (the link's problem is said
-   * on the page once, see Route's linkProblem: a reload does not repeat it).
+   * default one, a window that cannot be shown the default window; the URL says what is shown,
+   * without a history entry (the link's problem is said on the page once, see Route's linkProblem
+   * and windowProblem: a reload or a shared copy does not repeat it).
    */
   const parseAndCanonicalize = (): Route => {
     const route = parseRoute(location.hash);
-    if (!location.hash.startsWith('#/') || ('linkProblem' in route && route.linkProblem))
+    const problem =
+      ('linkProblem' in route && route.linkProblem) ||
+      ('windowProblem' in route && route.windowProblem);
+    if (!location.hash.startsWith('#/') || problem)
       history.replaceState(history.state, '', formatRoute(route));
     return route;
   };

@@ -61,6 +61,8 @@ export function createKeyDialog(
 
   const finish = (key: string | null) => {
     if (dialog.open) dialog.close();
+    // The key is kept by the store alone, not in a field left in the page.
+    input.value = '';
     // Asked for at the page's load, the dialog gives focus back to nothing: the screen's heading
     // takes it, as after a navigation, so a keyboard reader goes on from the content.
     const focused = document.activeElement;

@@ -26,6 +26,12 @@ export function formatDateTimeSeconds(value: Date | string | number): string {
   return `${localDay(d)} ${localMinute(d)}:${pad(d.getSeconds())} ${formatOffset(d)}`;
 }
 
+/** With milliseconds: 2024-03-20 11:00:15.001 +01:00. */
+function formatDateTimeMillis(d: Date): string {
+  const ms = String(d.getMilliseconds()).padStart(3, '0');
+  return `${localDay(d)} ${localMinute(d)}:${pad(d.getSeconds())}.${ms} ${formatOffset(d)}`;
+}
+
 const DAY_MS = 86_400_000;
 
 /**
@@ -94,8 +100,9 @@ export function localizeInstants(text: string): string {
   return text.replace(UTC_INSTANT, (instant) => {
     const d = new Date(instant);
     if (Number.isNaN(d.getTime())) return instant;
-    return d.getUTCSeconds() === 0 && d.getUTCMilliseconds() === 0
-      ? formatDateTime(d)
-      : formatDateTimeSeconds(d);
+    // As precise as the engine wrote it: cut to the second, a gap starting at 23:59:45.001 would
+    // read as including a reading at 23:59:45.000.
+    if (d.getUTCMilliseconds() !== 0) return formatDateTimeMillis(d);
+    return d.getUTCSeconds() === 0 ? formatDateTime(d) : formatDateTimeSeconds(d);
   });
 }

@@ -19,7 +19,12 @@ export type Route =
       /** Why the link's screen is not the one shown: its address named no screen. */
       linkProblem?: string;
       limit: number;
-      /** The cursors that led to this page, oldest first (empty on page 1). */
+      /** The page shown, 1 the first. */
+      page: number;
+      /**
+       * The cursors that led to this page, oldest first (empty on page 1): the last MAX_TRAIL of
+       * them (see nextFleetPage).
+       */
       trail: string[];
     }
   | {
@@ -60,12 +65,35 @@ const isQuietFilter = (value: string): value is QuietFilter =>
 export const PAGE_SIZES = [25, 50, 100, 250, 1000] as const;
 export const DEFAULT_PAGE_SIZE = 50;
 
-export const defaultRoute = (): Extract<Route, { view: 'fleet' }> => ({
+type FleetRoute = Extract<Route, { view: 'fleet' }>;
+
+export const defaultRoute = (): FleetRoute => ({
   view: 'fleet',
   window: DEFAULT_WINDOW,
   limit: DEFAULT_PAGE_SIZE,
+  page: 1,
   trail: [],
 });
+
+/**
+ * The most cursors a fleet address keeps (each some 200 characters): the address of page 40 would
+ * otherwise carry 39 of them. Further back than they reach, "Previous page" gives way to the first
+ * page; the browser's Back still goes through every page seen.
+ */
+export const MAX_TRAIL = 10;
+
+/** The fleet's page after `route`'s, `cursor` its report's nextCursor. */
+export const nextFleetPage = (route: FleetRoute, cursor: string): FleetRoute => ({
+  ...route,
+  page: route.page + 1,
+  trail: [...route.trail, cursor].slice(-MAX_TRAIL),
+});
+
+/** The fleet's page before `route`'s; null on the first, or when the address no longer holds its cursor. */
+export function previousFleetPage(route: FleetRoute): FleetRoute | null {
+  if (route.page === 1 || (route.page > 2 && route.trail.length < 2)) return null;
+  return { ...route, page: route.page - 1, trail: route.trail.slice(0, -1) };
+}
 
 /** Every device of a kind, first page, none filtered out (the "Devices" entry of the menu). */
 export const defaultDevicesRoute = (): Extract<Route, { view: 'devices' }> => ({
@@ -123,13 +151,20 @@ export function parseRoute(hash: string): Route {
     case 'fleet': {
       const limit = Number(params.get('limit'));
       const { window, problem } = windowFromParams(params);
+      const trail = (params.get('trail') ?? '').split(',').filter(Boolean);
+      // Named only once earlier cursors were dropped (see MAX_TRAIL); else the trail's length says.
+      const page = Number(params.get('page'));
       return {
         view: 'fleet',
         // The fleet's own cursors pin a later page's window.
         window: unpinned(window),
         windowProblem: problem ?? undefined,
         limit: (PAGE_SIZES as readonly number[]).includes(limit) ? limit : DEFAULT_PAGE_SIZE,
-        trail: (params.get('trail') ?? '').split(',').filter(Boolean),
+        page:
+          trail.length > 0 && Number.isSafeInteger(page) && page > trail.length
+            ? page
+            : trail.length + 1,
+        trail,
       };
     }
   }
@@ -174,6 +209,7 @@ export function formatRoute(route: Route): string {
     case 'fleet':
       windowToParams(route.window, params);
       if (route.limit !== DEFAULT_PAGE_SIZE) params.set('limit', String(route.limit));
+      if (route.page !== route.trail.length + 1) params.set('page', String(route.page));
       if (route.trail.length > 0) params.set('trail', route.trail.join(','));
       return `#/fleet?${params}`;
     case 'vehicle':

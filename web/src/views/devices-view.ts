@@ -395,6 +395,16 @@ const readingAge = <T extends { timestamp: string }>(now: number): Column<T> => 
   },
 });
 
+/**
+ * A reading's energy value, said as what it is by how the device's energy is read: the energy
+ * since its reading before, or its register's running total (a meter's 1,024 kWh beside another's
+ * 1 kWh is no reading of a thousand times the energy).
+ */
+const energyCell = (kwh: number, mode: 'interval' | 'cumulative') => [
+  formatKwh(kwh),
+  h('span', { class: 'energy-kind' }, mode === 'cumulative' ? 'register total' : 'in the reading'),
+];
+
 const vehicleColumns = (now: number): Column<VehicleListing>[] => [
   {
     header: 'Vehicle',
@@ -408,9 +418,9 @@ const vehicleColumns = (now: number): Column<VehicleListing>[] => [
   readingAge(now),
   { header: 'State of charge', numeric: true, cell: (v) => formatPercent(v.soc) },
   {
-    header: 'DC energy in the reading',
+    header: 'DC energy',
     numeric: true,
-    cell: (v) => formatKwh(v.kwhDeliveredDc),
+    cell: (v) => energyCell(v.kwhDeliveredDc, v.energyReadings),
   },
   { header: 'Battery temperature', numeric: true, cell: (v) => formatCelsius(v.batteryTemp) },
 ];
@@ -420,9 +430,9 @@ const meterColumns = (now: number): Column<MeterListing>[] => [
   readingTime(),
   readingAge(now),
   {
-    header: 'AC energy in the reading',
+    header: 'AC energy',
     numeric: true,
-    cell: (m) => formatKwh(m.kwhConsumedAc),
+    cell: (m) => energyCell(m.kwhConsumedAc, m.energyReadings),
   },
   {
     header: 'Voltage',

@@ -11,7 +11,14 @@ import {
   lastWholeHour,
   type AnalyticsWindow,
 } from '../routing/analytics-window';
-import { formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/routes';
+import {
+  formatRoute,
+  nextFleetPage,
+  PAGE_SIZES,
+  previousFleetPage,
+  vehicleRoute,
+  type Route,
+} from '../routing/routes';
 import { DataTable, deviceId, idList, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
 import { errorNotice, loadingNotice, notice, staleNotice, warningList } from './notices';
@@ -111,7 +118,13 @@ export class FleetView implements View {
       pageSizes: PAGE_SIZES,
       now: () => deps.api.engineNow() ?? Date.now(),
       onChange: ({ window, pageSize }) =>
-        deps.navigate({ ...this.route, window, limit: pageSize ?? this.route.limit, trail: [] }),
+        deps.navigate({
+          ...this.route,
+          window,
+          limit: pageSize ?? this.route.limit,
+          page: 1,
+          trail: [],
+        }),
     });
     this.picker.show({
       window: route.window,
@@ -204,7 +217,7 @@ export class FleetView implements View {
     const now = this.deps.api.engineNow();
     return (
       route.window.kind === 'last' &&
-      route.trail.length > 0 &&
+      route.page > 1 &&
       now !== null &&
       lastWholeHour(now) > Date.parse(report.window.to)
     );
@@ -215,13 +228,13 @@ export class FleetView implements View {
     const last = describeWindow(route.window).toLowerCase();
     return this.restartAt(
       route,
-      `The hour has turned, and with it the ${last}: showing the first page of the new window (page ${route.trail.length + 1} was of the window ending ${formatDateTime(report.window.to)}).`,
+      `The hour has turned, and with it the ${last}: showing the first page of the new window (page ${route.page} was of the window ending ${formatDateTime(report.window.to)}).`,
     );
   }
 
   /** The report's first page, the address without the trail, and why (beside the picker). */
   private restartAt(route: FleetRoute, why: string): Promise<LoadOutcome> {
-    this.route = { ...route, trail: [] };
+    this.route = { ...route, page: 1, trail: [] };
     this.parts = null;
     this.deps.replace(this.route);
     this.picker.show({
@@ -339,11 +352,11 @@ export class FleetView implements View {
     if (report.sharedMeters.length > 0) parts.push(sharedMetersNotice(report.sharedMeters));
     if (report.vehicles.length === 0) {
       parts.push(
-        route.trail.length > 0
+        route.page > 1
           ? notice(
               'empty',
               'This page is past the end of the report',
-              firstPageLink(formatRoute({ ...route, trail: [] })),
+              firstPageLink(formatRoute({ ...route, page: 1, trail: [] })),
             )
           : notice(
               'empty',
@@ -427,7 +440,7 @@ export class FleetView implements View {
   }
 
   private caption(report: FleetReport, route: FleetRoute): string {
-    const first = route.trail.length * route.limit + 1;
+    const first = (route.page - 1) * route.limit + 1;
     const last = first + report.vehicles.length - 1;
     const measurable =
       report.totals.vehiclesChecked - report.totals.withoutMapping - report.totals.withoutMeterData;
@@ -512,14 +525,14 @@ export class FleetView implements View {
   }
 
   private pager(report: FleetReport, route: FleetRoute): HTMLElement {
-    const page = route.trail.length + 1;
+    const previous = previousFleetPage(route);
     return pager({
       label: 'Fleet report pages',
-      page,
-      previous: page > 1 ? formatRoute({ ...route, trail: route.trail.slice(0, -1) }) : null,
-      next: report.nextCursor
-        ? formatRoute({ ...route, trail: [...route.trail, report.nextCursor] })
-        : null,
+      page: route.page,
+      previous: previous ? formatRoute(previous) : null,
+      // Further back than the address's cursors reach (see MAX_TRAIL).
+      first: route.page > 1 && !previous ? formatRoute({ ...route, page: 1, trail: [] }) : null,
+      next: report.nextCursor ? formatRoute(nextFleetPage(route, report.nextCursor)) : null,
     });
   }
 

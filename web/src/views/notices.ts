@@ -57,13 +57,43 @@ export function describeError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** The engine down, hung or unavailable: what such a notice says holds only until it answers. */
+const isOutage = (err: unknown): boolean =>
+  err instanceof EngineUnreachableError || (err instanceof ApiError && err.status === 503);
+
+/** `data-outage` marks a notice of an outage (see replaceOutageNotices). */
+function markedIfOutage(element: HTMLElement, err: unknown): HTMLElement {
+  if (isOutage(err)) element.setAttribute('data-outage', '');
+  return element;
+}
+
 export const errorNotice = (what: string, err: unknown): HTMLElement =>
-  notice('error', `Could not load ${what}`, describeError(err));
+  markedIfOutage(notice('error', `Could not load ${what}`, describeError(err)), err);
 
 /** Shown above data that is still on screen when a refresh failed: stale, but not gone. */
 export const staleNotice = (what: string, err: unknown, since: string): HTMLElement =>
-  notice(
-    'error',
-    `Could not refresh ${what}; showing the data loaded at ${since}`,
-    describeError(err),
+  markedIfOutage(
+    notice(
+      'error',
+      `Could not refresh ${what}; showing the data loaded at ${since}`,
+      describeError(err),
+    ),
+    err,
   );
+
+/**
+ * The engine has answered asking for a key: the notices under `root` saying it was out no
+ * longer hold, and say what the page waits for instead until the views redraw (the key given or
+ * declined). Left, they would blame the engine behind the prompt.
+ */
+export function replaceOutageNotices(root: ParentNode): void {
+  for (const outage of root.querySelectorAll('[data-outage]')) {
+    outage.replaceWith(
+      notice(
+        'info',
+        'Waiting for an API key',
+        'The engine answers again and asks for a key with the read scope: enter one in the prompt.',
+      ),
+    );
+  }
+}

@@ -2,20 +2,22 @@ import { h } from '../dom/h';
 
 /**
  * "← Previous page · Page n · Next page →" of a list the engine pages by cursor; each link is
- * the address of that page (null: there is none, the label stays, greyed). The links keep their
- * `data-focus-key` across a refresh.
+ * the address of that page (null: there is none, the label stays, greyed). `first`, given, leads
+ * to the first page before them. The links keep their `data-focus-key` across a refresh.
  */
 export function pager({
   label,
   page,
   previous,
   next,
+  first = null,
 }: {
   /** The navigation's accessible name ("Fleet report pages"). */
   label: string;
   page: number;
   previous: string | null;
   next: string | null;
+  first?: string | null;
 }): HTMLElement {
   const link = (text: string, href: string | null, key: string) =>
     href
@@ -24,6 +26,7 @@ export function pager({
   return h(
     'nav',
     { class: 'pager', attrs: { 'aria-label': label } },
+    first ? link('« First page', first, 'first') : null,
     link('← Previous page', previous, 'prev'),
     h('span', { class: 'pager-page' }, `Page ${page}`),
     link('Next page →', next, 'next'),

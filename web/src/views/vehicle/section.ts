@@ -50,8 +50,14 @@ export class Section {
     }
   }
 
-  /** New parameters (another window): what is shown no longer answers them. */
-  forget(): void {
+  /**
+   * New parameters (another window): what is shown no longer answers them, so it goes, and the
+   * section says what it is loading instead (`forWhat`: "for the last 7 days"). Kept until the
+   * answer, a slow engine's old figures would pass for the new window's.
+   */
+  forget(forWhat: string): void {
     this.shownAt = null;
+    this.feedback.replaceChildren();
+    replaceContent(this.body, loadingNotice(`${this.what} ${forWhat}`));
   }
 }

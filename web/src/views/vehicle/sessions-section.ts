@@ -201,6 +201,11 @@ export class SessionsSection extends Section {
     replaceContent(this.detail, errorNotice('the session’s per-minute series', err));
   }
 
+  override forget(forWhat: string): void {
+    this.closeDetail();
+    super.forget(forWhat);
+  }
+
   destroy(): void {
     this.closeDetail();
   }

@@ -103,8 +103,9 @@ export class VehicleView implements View {
   /** The route's window in the picker and, another than shown, charts and lists made anew. */
   private showWindow(route: VehicleRoute, linkProblem: string | undefined): void {
     if (JSON.stringify(route.window) !== JSON.stringify(this.route.window)) {
-      this.efficiency.forget();
-      this.sessions.forget();
+      const forWhat = `for the ${describeWindow(route.window).toLowerCase()}`;
+      this.efficiency.forget(forWhat);
+      this.sessions.forget(forWhat);
     }
     this.route = route;
     this.picker.show({ window: route.window, linkProblem });
@@ -113,19 +114,24 @@ export class VehicleView implements View {
   /**
    * A window pinned to the fleet report this vehicle was opened from (its figures equal its line)
    * goes on to the last hours now once the engine's hour has turned, saying so: kept, the view
-   * would show an ever older window while saying "Updated".
+   * would show an ever older window while saying "Updated". One ending after the engine's now (a
+   * link edited, or made by a clock ahead) is no report's window: likewise. Whether it went on.
    */
-  private followTheHour(): void {
+  private followTheHour(): boolean {
     const { window } = this.route;
     const now = this.deps.api.engineNow();
-    if (window.kind !== 'last' || !window.end || now === null) return;
-    if (lastWholeHour(now) <= Date.parse(window.end)) return;
+    if (window.kind !== 'last' || !window.end || now === null) return false;
+    const end = Date.parse(window.end);
     const last = describeWindow(window).toLowerCase();
-    this.showWindow(
-      { ...this.route, window: unpinned(window) },
-      `The hour has turned since the fleet report this vehicle was opened from (its window ended ${formatDateTime(window.end)}): showing the ${last} now.`,
-    );
+    let why: string;
+    if (end > now)
+      why = `The link's window ends ${formatDateTime(end)}, which is still to come by the engine's clock: showing the ${last} now.`;
+    else if (lastWholeHour(now) > end)
+      why = `The hour has turned since the fleet report this vehicle was opened from (its window ended ${formatDateTime(end)}): showing the ${last} now.`;
+    else return false;
+    this.showWindow({ ...this.route, window: unpinned(window) }, why);
     this.deps.replace(this.route);
+    return true;
   }
 
   async load(): Promise<LoadOutcome> {
@@ -143,6 +149,8 @@ export class VehicleView implements View {
       session ? fetchSession(api, vehicleId, session) : Promise.resolve(null),
     ]);
     if (generation !== this.generation) return 'ok';
+    // A link's first answers bring the engine's clock, which may say its window is not one to show.
+    if (this.followTheHour()) return this.load();
     const [status, report, mapping, sessions, detail] = results;
     const opened = this.followSessionId(session, detail);
 
