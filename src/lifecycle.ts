@@ -51,12 +51,14 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
   const onSignal = (signal: NodeJS.Signals) => {
     if (repeatsSignal(first, signal)) return;
     if (first) {
+      writeRepeatedCounts();
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
     first = { signal, at: Date.now() };
     logger.info({ signal }, 'stopping');
     const timer = setTimeout(() => {
+      writeRepeatedCounts();
       logger.error({ timeoutMs }, 'stop took too long: exiting anyway');
       process.exit(1);
     }, timeoutMs);
@@ -68,6 +70,7 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeout
         process.exit(0);
       },
       (err: unknown) => {
+        writeRepeatedCounts();
         logger.error({ err }, 'error while stopping');
         process.exit(1);
       },

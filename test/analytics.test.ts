@@ -1060,6 +1060,8 @@ describe('register devices across what retention drops', () => {
       await ingest(e, [
         ...steps.map((i) => meter('M-base', at(cutoff + i * quarter), 100 + 1.75 * i)),
         ...steps.map((i) => vehicle('V-base', at(cutoff + i * quarter), 50 + 1.5 * i)),
+        // A meter whose readings all go: forgotten, with no baseline to count its return from.
+        meter('M-left', at(cutoff - HOUR_MS), 500),
       ]);
       await e.flusher.flusher.rollups.rollUpNow();
       const window = `from=${at(cutoff)}&to=${at(cutoff + HOUR_MS)}&fresh=true`;
@@ -1092,6 +1094,20 @@ describe('register devices across what retention drops', () => {
         [new Date(cutoff)],
       );
       expect(rows).toEqual([{ ts: new Date(cutoff - quarter), kwh_consumed_ac: 98.25 }]);
+      const baselines = await e.ctx
+        .db('history_baseline')
+        .orderBy(['device_type', 'device_id'])
+        .pluck('device_id');
+      expect(baselines).toEqual(['M-base', 'V-base']);
+      // Days later every reading is gone: the devices are forgotten, their baselines with them.
+      await new PartitionMaintainer({
+        db: e.ctx.db,
+        liveState: liveStateOf(e.ctx),
+        config: { ...e.ctx.config, retentionDays: 3 },
+        logger: e.ctx.logger,
+        now: () => Date.now() + 5 * DAY_MS,
+      }).maintain();
+      expect(await e.ctx.db('history_baseline').pluck('device_id')).toEqual([]);
     } finally {
       await e.stop();
     }

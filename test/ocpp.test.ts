@@ -2764,6 +2764,15 @@ describe('OCPP 1.6J charge points', () => {
         transactionData: [{ timestamp: '2024-04-15T10:45:00Z', sampledValue: [wh(9000)] }],
       }),
     ).toEqual({});
+    // And one dated before the engine's stop (10:10), which a first stop of its own replaces.
+    expect(
+      await c.call('StopTransaction', {
+        transactionId: onC.transactionId,
+        meterStop: 3000,
+        timestamp: '2024-04-15T10:05:00Z',
+        transactionData: [{ timestamp: '2024-04-15T10:02:00Z', sampledValue: [wh(2000)] }],
+      }),
+    ).toEqual({});
     await waitForDrained(e.queue);
     expect((await history(e, 'CP-TWICE-C:1')).map((r) => [r.at, r.kwh])).toEqual([
       ['10:00', 1],
@@ -2771,11 +2780,12 @@ describe('OCPP 1.6J charge points', () => {
       ['10:40', 5],
     ]);
     const row = await e.ctx.db('ocpp_transactions').where({ id: onC.transactionId }).first();
-    expect([row.stop_reason, row.meter_stop_wh, row.charger_stop_wh]).toEqual([
-      'SupersededElsewhere',
-      null,
-      5000,
-    ]);
+    expect([
+      row.stop_reason,
+      row.stopped_at.toISOString(),
+      row.meter_stop_wh,
+      row.charger_stop_wh,
+    ]).toEqual(['SupersededElsewhere', '2024-04-15T10:10:00.000Z', null, 5000]);
   });
 
   test('when a message holds a NUL character or a lone surrogate, or a transaction id no transaction can have, then it is refused or answered for good, never InternalError', async () => {

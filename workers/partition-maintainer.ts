@@ -196,13 +196,20 @@ export class PartitionMaintainer {
   /**
    * Before anything before `keptFrom` goes: each device's last reading before it, as its baseline
    * (`history_baseline`, see its migration), so that reports over the days kept stay as they were.
-   * Once for each cutoff (it moves a day at a time), for every device with a reading stored.
+   * Once for each cutoff (it moves a day at a time), for every device with a reading kept.
    */
   private async keepBaselinesBefore(keptFrom: Date): Promise<void> {
     if (this.baselinesTakenBefore === keptFrom.getTime()) return;
     for (const kind of DEVICE_KINDS) {
       const { statusTable: table, statusIdColumn: id } = kind;
-      const ids: string[] = await this.deps.db(table).pluck(id);
+      // In id order, as every writer of these rows locks them. A device whose readings all go is
+      // forgotten (forgetDevicesBefore): none is kept for it, or its return would count the whole
+      // register increase since it left.
+      const ids: string[] = await this.deps
+        .db(table)
+        .where('ts', '>=', keptFrom)
+        .orderBy(id)
+        .pluck(id);
       for (let start = 0; start < ids.length; start += FORGET_CHUNK) {
         await this.deps.db.raw(
           `INSERT INTO history_baseline (device_type, device_id, ts, reading)
@@ -273,11 +280,19 @@ export class PartitionMaintainer {
       for (let start = 0; start < ids.length; start += FORGET_CHUNK) {
         const chunk = ids.slice(start, start + FORGET_CHUNK);
         await this.deps.liveState.forgetOlderThan(kind.type, chunk, keptFrom.getTime());
-        await this.deps.db.raw(
-          `DELETE FROM ?? WHERE ?? IN (
-             SELECT ?? FROM ?? WHERE ?? = ANY(?) AND ts < ? ORDER BY ?? FOR UPDATE)`,
-          [table, id, id, table, id, chunk, keptFrom, id],
-        );
+        const forgotten: string[] = (
+          await this.deps.db.raw(
+            `DELETE FROM ?? WHERE ?? IN (
+               SELECT ?? FROM ?? WHERE ?? = ANY(?) AND ts < ? ORDER BY ?? FOR UPDATE)
+             RETURNING ?? AS id`,
+            [table, id, id, table, id, chunk, keptFrom, id, id],
+          )
+        ).rows.map((r: { id: string }) => r.id);
+        await this.deps
+          .db('history_baseline')
+          .where({ device_type: kind.type })
+          .whereIn('device_id', forgotten)
+          .delete();
       }
     }
   }

@@ -91,7 +91,7 @@ priors AS MATERIALIZED (
   -- Register semantics step from the device's last reading before its window: the raw readings
   -- of the window's first hour, else the newest earlier hour (its rollup when up to date, else
   -- its raw readings), else the one before what retention dropped.
-  SELECT b.wid, (
+  SELECT b.wid, coalesce((
     SELECT c.energy FROM (
       (SELECT t.ts, ${ENERGY} AS energy FROM telemetry_history t
         WHERE t.device_type = b.device_type AND t.device_id = b.device_id
@@ -116,12 +116,12 @@ priors AS MATERIALIZED (
         WHERE p.device_type = b.device_type AND p.device_id = b.device_id
           AND p.quarter < date_trunc('hour', b.wfrom, 'UTC')
         ORDER BY p.quarter DESC LIMIT 1)
-      UNION ALL
-      -- The last reading before what retention dropped (history_baseline), older than any kept.
-      (SELECT t.ts, ${ENERGY} FROM history_baseline bl
-        CROSS JOIN LATERAL jsonb_populate_record(NULL::telemetry_history, bl.reading) t
-        WHERE bl.device_type = b.device_type AND bl.device_id = b.device_id AND bl.ts < b.wfrom)
-    ) c ORDER BY c.ts DESC LIMIT 1) AS prior
+    ) c ORDER BY c.ts DESC LIMIT 1), (
+    -- The last reading before what retention dropped (history_baseline), older than any kept.
+    SELECT ${ENERGY} FROM history_baseline bl
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::telemetry_history, bl.reading) t
+    WHERE bl.device_type = b.device_type AND bl.device_id = b.device_id AND bl.ts < b.wfrom
+  )) AS prior
   FROM ${source} b
   WHERE b.mode = 'cumulative'
 ),

@@ -1,7 +1,7 @@
 import { Router, type Response } from 'express';
 import { extname, join, resolve } from 'node:path';
 import { AppError } from '../errors';
-import { isNotServed } from '../http/error-handler';
+import { isNotServed } from '../http/file-sends';
 import { methodNotAllowed } from '../http/mount-routes';
 
 /**

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { isNotServed } from './error-handler';
+import { isNotServed } from './file-sends';
 import { methodNotAllowed } from './mount-routes';
 
 const DOCS_PAGE = `<!doctype html>

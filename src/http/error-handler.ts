@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError, badRequest, redisUnavailable, serviceUnavailable } from '../errors';
 import {
   isDatabaseUnavailable,
@@ -9,6 +9,7 @@ import {
 } from '../stores/database-errors';
 import type { Logger } from '../logger';
 import { RepeatedErrorLog } from '../repeated-errors';
+import { clearFileHeaders, rangeNotSatisfiable } from './file-sends';
 import { isRedisUnavailable } from '../redis';
 
 /** The router's refusal of a path segment it cannot percent-decode (its value in quotes). */
@@ -24,6 +25,13 @@ function fromFrameworkError(err: unknown): AppError | null {
   const code = status ?? statusCode;
   if (typeof code !== 'number' || code < 400 || code >= 500) return null;
   if (code === 416) return rangeNotSatisfiable(err);
+  if (code === 412) {
+    return new AppError(
+      412,
+      'precondition_failed',
+      'The file does not match If-Match or If-Unmodified-Since',
+    );
+  }
   const undecodable = typeof message === 'string' ? UNDECODABLE_PARAM.exec(message) : null;
   if (undecodable) {
     const segment = undecodable[1];
@@ -38,42 +46,6 @@ function fromFrameworkError(err: unknown): AppError | null {
   }
   return new AppError(code, 'bad_request', 'The request could not be understood');
 }
-
-/** A file's send refusing a Range outside the file: its `Content-Range` says the file's size. */
-function rangeNotSatisfiable(err: unknown): AppError {
-  const { headers } = err as { headers?: Record<string, string> };
-  const contentRange = headers?.['Content-Range'];
-  const size = contentRange?.split('/')[1];
-  return new AppError(
-    416,
-    'range_not_satisfiable',
-    `The requested Range lies outside the file${size ? `, which is ${size} bytes` : ''}`,
-    [],
-    contentRange ? { 'Content-Range': contentRange } : {},
-  );
-}
-
-/** A file's send that found no file to serve: not there, or outside its folder (`..`). */
-export const isNotServed = (err: Error): boolean =>
-  [403, 404].includes((err as { status?: number }).status ?? 500);
-
-/**
- * Headers a file's send sets before it fails (its type and encoding, a year's caching, its
- * validators): they describe the file, not the JSON error answered instead.
- */
-function clearFileHeaders(res: Response): void {
-  for (const name of FILE_HEADERS) res.removeHeader(name);
-  res.setHeader('Cache-Control', 'no-store');
-}
-const FILE_HEADERS = [
-  'Content-Type',
-  'Content-Encoding',
-  'Content-Range',
-  'Content-Length',
-  'Accept-Ranges',
-  'ETag',
-  'Last-Modified',
-];
 
 const DATABASE_RETRY_AFTER_S = 5;
 
@@ -161,6 +133,8 @@ export function createErrorHandler(
       res.destroy();
       return;
     }
+    // Whatever a file's send set before it failed is not the error's (a year's caching, say).
+    clearFileHeaders(res);
     if (!appError) {
       logger.error(
         { err, reqId: req.id, method: req.method, url: req.originalUrl },
@@ -186,7 +160,6 @@ export function createErrorHandler(
     }
     // A refused upload may still be streaming in: close the connection rather than read it all.
     if (appError.statusCode === 413) res.set('Connection', 'close');
-    clearFileHeaders(res);
     res.set(appError.headers).status(appError.statusCode).json(appError.toJSON());
   };
 }

@@ -278,7 +278,8 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   // A request before the bad bytes is still being answered (an ingest already stored): its answer
   // first, or the client takes the 400 alone for a refusal of it. Not a request still receiving
   // its body: the error is about that one (stalled past requestTimeout, cut off), whose answer
-  // waits for a body that will never come: it gets this one, and its socket is closed.
+  // waits for a body that will never come: it gets this one, and its socket is closed. (A route
+  // that read no body for requestTimeout would be taken for one stalled: none waits that long.)
   if (inProgress && !inProgress.writableFinished && inProgress.req.complete) {
     inProgress.once('finish', refuse);
     inProgress.once('close', () => {

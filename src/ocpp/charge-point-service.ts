@@ -26,6 +26,7 @@ import {
   justAfter,
   SUPERSEDED_BY_NEW,
   SUPERSEDED_ELSEWHERE,
+  recordedChargerStop,
   stoppedByEngine,
   type Transaction,
   type TransactionStore,
@@ -646,6 +647,7 @@ export class ChargePointService {
       return {};
     }
     const meterId = connectorMeterId(chargePointId, known.connectorId);
+    const ownStop = { meterStopWh: req.meterStop, reportedAt: reported.reported };
     const { stoppedAt, clockLost } = this.stopInstant(known, req, reported);
     let transaction = await this.deps.transactions.stop(req.transactionId, {
       meterStopWh: req.meterStop,
@@ -656,13 +658,21 @@ export class ChargePointService {
     if (transaction && stoppedByEngine(transaction)) {
       // The engine's stop stands: this one is recorded, if it is the first, to tell a second apart.
       transaction = await this.deps.transactions.recordChargerStop(req.transactionId, {
-        meterStopWh: req.meterStop,
+        ...ownStop,
         stoppedAt,
       });
     }
     this.openStarts.forget(chargePointId);
     await this.recordRegister(chargePointId, known.connectorId);
-    await this.storeStopReadings({ known, transaction, req, meterId, stoppedAt, clockLost });
+    await this.storeStopReadings({
+      known,
+      transaction,
+      req,
+      meterId,
+      stoppedAt,
+      clockLost,
+      ownStop,
+    });
     if (transaction?.vehicleId) {
       // At the stop kept: a resent or conflicting stop does not move the period's end.
       await this.deps.mapping.endPeriod(
@@ -679,16 +689,20 @@ export class ChargePointService {
   private stopInstant(
     known: Transaction,
     req: StopTransactionReq,
-    reported: { at: Date; asOfNow: boolean },
+    reported: { at: Date; asOfNow: boolean; reported: Date },
   ): { stoppedAt: Date; clockLost: boolean } {
+    // The charge point's own stop recorded beside the engine's, sent again: at the instant taken
+    // then, also when its timestamp, ahead of the clock then, no longer is.
+    const recorded = recordedChargerStop(known, {
+      meterStopWh: req.meterStop,
+      reportedAt: reported.reported,
+    });
+    if (recorded) {
+      return { stoppedAt: recorded.stoppedAt, clockLost: reported.reported < known.startedAt };
+    }
     // The stop already recorded with the same register is this one sent again (after a failed
     // store): taken as of now, it keeps that stop's instant, as a StartTransaction does.
-    const resent =
-      known.stoppedAt && known.meterStopWh === req.meterStop
-        ? known.stoppedAt
-        : known.chargerStop?.meterStopWh === req.meterStop
-          ? known.chargerStop.stoppedAt
-          : null;
+    const resent = known.stoppedAt && known.meterStopWh === req.meterStop ? known.stoppedAt : null;
     const reportedStop = reported.asOfNow && resent ? resent : reported.at;
     // A stop dated before its start: the charger's clock was lost (a reboot) or set back. The
     // charge went on until some time before now: taken as of now too.
@@ -716,6 +730,7 @@ export class ChargePointService {
     meterId,
     stoppedAt,
     clockLost,
+    ownStop,
   }: {
     known: Transaction;
     /** The transaction as stored after this stop (null: gone). */
@@ -724,6 +739,8 @@ export class ChargePointService {
     meterId: string;
     stoppedAt: Date;
     clockLost: boolean;
+    /** This stop, as a charge point's own stop is recorded (recordChargerStop). */
+    ownStop: { meterStopWh: number; reportedAt: Date };
   }): Promise<void> {
     // Its readings are the transaction's only if this stop is the one kept (or it again, resent
     // after a failed store): another stop's register would land in whatever transaction the
@@ -753,8 +770,7 @@ export class ChargePointService {
       transaction &&
       stoppedByEngine(transaction) &&
       !clockLost &&
-      transaction.chargerStop?.meterStopWh === req.meterStop &&
-      transaction.chargerStop.stoppedAt.getTime() === stoppedAt.getTime()
+      recordedChargerStop(transaction, ownStop)
     ) {
       // The charge point's own stop of a transaction a start stopped before it came (the first
       // received, or it sent again): its readings are its connector's register all the same, up

@@ -44,8 +44,25 @@ export interface Transaction {
    * The charge point's own stop, first received, of a transaction the engine stopped, where it
    * did not replace the engine's stop (recordChargerStop).
    */
-  chargerStop: { meterStopWh: number; stoppedAt: Date } | null;
+  chargerStop: ChargerStop | null;
 }
+
+/** A charge point's own stop: its meterStop, the instant it reported and the instant taken. */
+export interface ChargerStop {
+  meterStopWh: number;
+  reportedAt: Date;
+  stoppedAt: Date;
+}
+
+/** The charge point's stop recorded on `t` (recordChargerStop), if `stop` is that one sent again. */
+export const recordedChargerStop = (
+  t: Transaction,
+  stop: { meterStopWh: number; reportedAt: Date },
+): ChargerStop | null =>
+  t.chargerStop?.meterStopWh === stop.meterStopWh &&
+  t.chargerStop.reportedAt.getTime() === stop.reportedAt.getTime()
+    ? t.chargerStop
+    : null;
 
 interface TransactionRow {
   id: number;
@@ -61,6 +78,7 @@ interface TransactionRow {
   stopped_at: Date | null;
   stop_reason: string | null;
   charger_stop_wh: number | null;
+  charger_stop_reported_at: Date | null;
   charger_stopped_at: Date | null;
 }
 
@@ -78,9 +96,15 @@ const toTransaction = (r: TransactionRow): Transaction => ({
   stoppedAt: r.stopped_at,
   stopReason: r.stop_reason,
   chargerStop:
-    r.charger_stop_wh === null || r.charger_stopped_at === null
+    r.charger_stop_wh === null ||
+    r.charger_stop_reported_at === null ||
+    r.charger_stopped_at === null
       ? null
-      : { meterStopWh: Number(r.charger_stop_wh), stoppedAt: r.charger_stopped_at },
+      : {
+          meterStopWh: Number(r.charger_stop_wh),
+          reportedAt: r.charger_stop_reported_at,
+          stoppedAt: r.charger_stopped_at,
+        },
 });
 
 const TABLE = 'ocpp_transactions';
@@ -146,8 +170,12 @@ export class TransactionStore {
       .where((open) => {
         open.whereNull('stopped_at').orWhere((elsewhere) =>
           // Stopped when its vehicle started elsewhere, its register unknown: the charge point's
-          // own stop, arriving later (queued while offline), replaces it, no later than it.
-          elsewhere.where({ stop_reason: SUPERSEDED_ELSEWHERE }).whereNull('meter_stop_wh'),
+          // own stop, arriving later (queued while offline), replaces it, no later than it; not
+          // once one of its own was recorded (recordChargerStop): a second one replaces nothing.
+          elsewhere
+            .where({ stop_reason: SUPERSEDED_ELSEWHERE })
+            .whereNull('meter_stop_wh')
+            .whereNull('charger_stop_wh'),
         );
         // Stopped where its connector's next transaction started: the charge point's own stop,
         // arriving later, replaces it if it is before that next transaction (and any other on
@@ -157,6 +185,7 @@ export class TransactionStore {
           open.orWhere((next) =>
             next
               .where({ stop_reason: SUPERSEDED_BY_NEW })
+              .whereNull('charger_stop_wh')
               .where('stopped_at', '>=', stop.stoppedAt)
               .where('meter_stop_wh', '>=', ownStopWh)
               .whereRaw(
@@ -196,15 +225,16 @@ export class TransactionStore {
    * replace the engine's (see `stop`): the first one received stays. Returns the transaction as
    * stored (null: gone), or as it was when the engine did not stop it.
    */
-  async recordChargerStop(
-    id: number,
-    stop: { meterStopWh: number; stoppedAt: Date },
-  ): Promise<Transaction | null> {
+  async recordChargerStop(id: number, stop: ChargerStop): Promise<Transaction | null> {
     const [row] = await this.db<TransactionRow>(TABLE)
       .where({ id })
       .whereIn('stop_reason', [SUPERSEDED_ELSEWHERE, SUPERSEDED_BY_NEW])
       .whereNull('charger_stop_wh')
-      .update({ charger_stop_wh: stop.meterStopWh, charger_stopped_at: stop.stoppedAt })
+      .update({
+        charger_stop_wh: stop.meterStopWh,
+        charger_stop_reported_at: stop.reportedAt,
+        charger_stopped_at: stop.stoppedAt,
+      })
       .returning('*');
     return row ? toTransaction(row as TransactionRow) : this.get(id);
   }

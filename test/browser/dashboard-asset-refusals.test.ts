@@ -55,6 +55,14 @@ describe('what the dashboard router refuses', () => {
     expect(res.body.error).toBe('range_not_satisfiable');
   });
 
+  test('when an asset path names the assets folder itself, then it is a JSON 404, not a 500', async () => {
+    for (const file of ['.', '%2E']) {
+      const res = await request(appServing(dir)).get(`/dashboard/assets/${file}`).expect(404);
+      expect(res.body.error).toBe('not_found');
+      expect(res.headers['cache-control']).toBe('no-store');
+    }
+  });
+
   test('when an asset path is asked with another method, then 405 with Allow; OPTIONS answers 204 with it', async () => {
     for (const file of ['main-ABC123.js', 'nope.js']) {
       const path = `/dashboard/assets/${file}`;

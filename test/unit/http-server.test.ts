@@ -257,8 +257,8 @@ describe('a request whose body never arrives whole', () => {
 
   beforeAll(async () => {
     server = createHttpServer(app);
-    // Short, for the API's minute: node:http looks every 2 s (createHttpServer). It swaps the
-    // two when headersTimeout is the longer, as it is by default.
+    // Short, for the API's minute: node:http looks every 2 s (createHttpServer). Of the two it
+    // takes the shorter for the headers and the longer for the whole request: both short here.
     server.requestTimeout = 1000;
     server.headersTimeout = 1000;
     server.on('connection', (socket: Socket) => serverSockets.push(socket));
