@@ -48,32 +48,25 @@ export const repeatsSignal = (first: SignalTaken | null, signal: NodeJS.Signals)
  */
 export function stopOnSignals(stop: () => Promise<void>, logger: Logger, timeoutMs: number): void {
   let first: SignalTaken | null = null;
+  /** Exits with its last line last: counts of errors that repeated during the stop come first. */
+  const exitSaying = (code: 0 | 1, say: () => void): never => {
+    writeRepeatedCounts();
+    say();
+    return process.exit(code);
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     if (repeatsSignal(first, signal)) return;
-    if (first) {
-      writeRepeatedCounts();
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
+    if (first) exitSaying(1, () => logger.warn({ signal }, 'second signal: exiting now'));
     first = { signal, at: Date.now() };
     logger.info({ signal }, 'stopping');
-    const timer = setTimeout(() => {
-      writeRepeatedCounts();
-      logger.error({ timeoutMs }, 'stop took too long: exiting anyway');
-      process.exit(1);
-    }, timeoutMs);
+    const timer = setTimeout(
+      () => exitSaying(1, () => logger.error({ timeoutMs }, 'stop took too long: exiting anyway')),
+      timeoutMs,
+    );
     timer.unref();
     stop().then(
-      () => {
-        writeRepeatedCounts();
-        logger.info('stopped cleanly');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        writeRepeatedCounts();
-        logger.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
+      () => exitSaying(0, () => logger.info('stopped cleanly')),
+      (err: unknown) => exitSaying(1, () => logger.error({ err }, 'error while stopping')),
     );
   };
   process.on('SIGTERM', onSignal);

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Queue, Worker } from 'bullmq';
+import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { isFlushedJobGone, isJobLockLost } from '../workers/shard-workers';
 import { IngestQueues, openShard } from '../src/queue/ingest-queue';
 import { createRedis, waitForRedis, type RedisClient } from '../src/redis';
@@ -101,41 +101,62 @@ describe('the ingest queues', () => {
   });
 });
 
+/**
+ * A queue and a BullMQ worker of their own on the shared Redis, for a test of what BullMQ reports:
+ * `process` runs each job (given the command connection and the keys' prefix), `use` adds jobs and
+ * reads the worker's errors; everything is removed after.
+ */
+async function withOwnWorker(
+  name: string,
+  process: (job: Job, redis: RedisClient, prefix: string) => Promise<void>,
+  options: Partial<WorkerOptions>,
+  use: (queue: Queue, errors: Error[]) => Promise<void>,
+): Promise<void> {
+  const settings = { redisUrl: 'redis://127.0.0.1:6379', redisClusterNodes: '' };
+  const redis = createRedis(settings, 'command');
+  const blocking = createRedis(settings, 'blocking');
+  await waitForRedis(redis, 3000);
+  const prefix = `${name}-${Date.now().toString(36)}`;
+  const queue = new Queue(name, { connection: redis, prefix });
+  const errors: Error[] = [];
+  const worker = new Worker(name, (job) => process(job, redis, prefix), {
+    ...options,
+    connection: blocking,
+    prefix,
+  });
+  worker.on('error', (err) => errors.push(err));
+  try {
+    await use(queue, errors);
+  } finally {
+    await worker.close(true);
+    await queue.obliterate({ force: true });
+    await queue.close();
+    blocking.disconnect();
+    redis.disconnect();
+  }
+}
+
 describe('a job Redis lost while it was being flushed', () => {
   test('when BullMQ marks it done and its record is gone, then the flusher tells that apart from other worker errors (its readings are stored)', async () => {
-    const settings = { redisUrl: 'redis://127.0.0.1:6379', redisClusterNodes: '' };
-    const redis = createRedis(settings, 'command');
-    const blocking = createRedis(settings, 'blocking');
-    await waitForRedis(redis, 3000);
-    const prefix = `gone-${Date.now().toString(36)}`;
-    const queue = new Queue('gone', { connection: redis, prefix });
-    const errors: Error[] = [];
-    const worker = new Worker(
+    await withOwnWorker(
       'gone',
-      async (job) => {
+      async (job, redis, prefix) => {
         // As a Redis restarted from an append-only file without its last second loses it.
         await redis.del(`${prefix}:gone:${job.id}`);
       },
-      { connection: blocking, prefix },
+      {},
+      async (queue, errors) => {
+        await queue.add('readings', { readings: [] });
+        const deadline = Date.now() + 5000;
+        while (errors.length === 0 && Date.now() < deadline) await sleep(20);
+        expect(errors.length).toBeGreaterThan(0);
+        for (const err of errors) {
+          expect(err.message).toMatch(/^Missing key for job \S+\. moveToFinished$/);
+          expect(isFlushedJobGone(err)).toBe(true);
+        }
+        expect(isFlushedJobGone(new Error('Missing key for job 1. moveToDelayed'))).toBe(false);
+      },
     );
-    worker.on('error', (err) => errors.push(err));
-    try {
-      await queue.add('readings', { readings: [] });
-      const deadline = Date.now() + 5000;
-      while (errors.length === 0 && Date.now() < deadline) await sleep(20);
-      expect(errors.length).toBeGreaterThan(0);
-      for (const err of errors) {
-        expect(err.message).toMatch(/^Missing key for job \S+\. moveToFinished$/);
-        expect(isFlushedJobGone(err)).toBe(true);
-      }
-      expect(isFlushedJobGone(new Error('Missing key for job 1. moveToDelayed'))).toBe(false);
-    } finally {
-      await worker.close(true);
-      await queue.obliterate({ force: true });
-      await queue.close();
-      blocking.disconnect();
-      redis.disconnect();
-    }
   });
 });
 
@@ -150,46 +171,32 @@ describe('a job whose lock its worker lost', () => {
   ] as const)(
     'when its lock is %s as the job finishes, then the flusher tells that apart from other worker errors, and the job runs again',
     async (_how, mutation, message) => {
-      const settings = { redisUrl: 'redis://127.0.0.1:6379', redisClusterNodes: '' };
-      const redis = createRedis(settings, 'command');
-      const blocking = createRedis(settings, 'blocking');
-      await waitForRedis(redis, 3000);
-      const prefix = `lock-lost-${Date.now().toString(36)}`;
-      const queue = new Queue('lost', { connection: redis, prefix });
-      const errors: Error[] = [];
       let runs = 0;
-      const worker = new Worker(
+      await withOwnWorker(
         'lost',
-        async (job) => {
+        async (job, redis, prefix) => {
           runs += 1;
           if (runs > 1) return;
           const lock = `${prefix}:lost:${job.id}:lock`;
           if (mutation === 'del') await redis.del(lock);
           else await redis.set(lock, 'another-worker', 'PX', 1000);
         },
-        { connection: blocking, prefix, lockDuration: 1000, stalledInterval: 1000 },
+        { lockDuration: 1000, stalledInterval: 1000 },
+        async (queue, errors) => {
+          const job = await queue.add('readings', { readings: [] });
+          const deadline = Date.now() + 15_000;
+          while ((await job.getState()) !== 'completed' && Date.now() < deadline) await sleep(50);
+          expect(await job.getState()).toBe('completed');
+          expect(runs).toBe(2);
+          expect(errors.length).toBeGreaterThan(0);
+          for (const err of errors) {
+            expect(err.message).toMatch(message);
+            expect(isJobLockLost(err)).toBe(true);
+            expect(isFlushedJobGone(err)).toBe(false);
+          }
+          expect(isJobLockLost(new Error('Missing key for job 1. moveToFinished'))).toBe(false);
+        },
       );
-      worker.on('error', (err) => errors.push(err));
-      try {
-        const job = await queue.add('readings', { readings: [] });
-        const deadline = Date.now() + 15_000;
-        while ((await job.getState()) !== 'completed' && Date.now() < deadline) await sleep(50);
-        expect(await job.getState()).toBe('completed');
-        expect(runs).toBe(2);
-        expect(errors.length).toBeGreaterThan(0);
-        for (const err of errors) {
-          expect(err.message).toMatch(message);
-          expect(isJobLockLost(err)).toBe(true);
-          expect(isFlushedJobGone(err)).toBe(false);
-        }
-        expect(isJobLockLost(new Error('Missing key for job 1. moveToFinished'))).toBe(false);
-      } finally {
-        await worker.close(true);
-        await queue.obliterate({ force: true });
-        await queue.close();
-        blocking.disconnect();
-        redis.disconnect();
-      }
     },
     30_000,
   );

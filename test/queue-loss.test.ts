@@ -132,7 +132,8 @@ describe('a Redis that lost the queue', () => {
       // The master wakes, runs the looks queued to it, and learns its replica took over.
       await other.multi().del(shard.looks).hset(shard.looks, replica).exec();
       const restored = Date.now();
-      await sleep(1500);
+      // Long enough for several looks after it on a loaded machine (CI once saw none measured).
+      await sleep(3000);
       stop();
       const looks = await other.hgetall(shard.looks);
       const lookedAfter = Object.entries(looks).some(

@@ -203,8 +203,8 @@ export class PartitionMaintainer {
     for (const kind of DEVICE_KINDS) {
       const { statusTable: table, statusIdColumn: id } = kind;
       // In id order, as every writer of these rows locks them. A device whose readings all go is
-      // forgotten (forgetDevicesBefore): none is kept for it, or its return would count the whole
-      // register increase since it left.
+      // forgotten (forgetDevicesBefore): none is kept for it (below), or its return would count
+      // the whole register increase since it left.
       const ids: string[] = await this.deps
         .db(table)
         .where('ts', '>=', keptFrom)
@@ -222,6 +222,14 @@ export class PartitionMaintainer {
           [ids.slice(start, start + FORGET_CHUNK), kind.type, keptFrom],
         );
       }
+      // Those of devices with no reading kept: retention forgets them. (Also those a crash or
+      // a reading arriving meanwhile left: a baseline older than the readings dropped since.)
+      await this.deps.db.raw(
+        `DELETE FROM history_baseline b
+         WHERE b.device_type = ?
+           AND NOT EXISTS (SELECT 1 FROM ?? s WHERE s.?? = b.device_id AND s.ts >= ?)`,
+        [kind.type, table, id, keptFrom],
+      );
     }
     this.baselinesTakenBefore = keptFrom.getTime();
   }
@@ -280,19 +288,11 @@ export class PartitionMaintainer {
       for (let start = 0; start < ids.length; start += FORGET_CHUNK) {
         const chunk = ids.slice(start, start + FORGET_CHUNK);
         await this.deps.liveState.forgetOlderThan(kind.type, chunk, keptFrom.getTime());
-        const forgotten: string[] = (
-          await this.deps.db.raw(
-            `DELETE FROM ?? WHERE ?? IN (
-               SELECT ?? FROM ?? WHERE ?? = ANY(?) AND ts < ? ORDER BY ?? FOR UPDATE)
-             RETURNING ?? AS id`,
-            [table, id, id, table, id, chunk, keptFrom, id, id],
-          )
-        ).rows.map((r: { id: string }) => r.id);
-        await this.deps
-          .db('history_baseline')
-          .where({ device_type: kind.type })
-          .whereIn('device_id', forgotten)
-          .delete();
+        await this.deps.db.raw(
+          `DELETE FROM ?? WHERE ?? IN (
+             SELECT ?? FROM ?? WHERE ?? = ANY(?) AND ts < ? ORDER BY ?? FOR UPDATE)`,
+          [table, id, id, table, id, chunk, keptFrom, id],
+        );
       }
     }
   }

@@ -648,7 +648,7 @@ export class ChargePointService {
     }
     const meterId = connectorMeterId(chargePointId, known.connectorId);
     const ownStop = { meterStopWh: req.meterStop, reportedAt: reported.reported };
-    const { stoppedAt, clockLost } = this.stopInstant(known, req, reported);
+    const { stoppedAt, clockLost } = this.stopInstant(known, req, reported, ownStop);
     let transaction = await this.deps.transactions.stop(req.transactionId, {
       meterStopWh: req.meterStop,
       stoppedAt,
@@ -689,16 +689,14 @@ export class ChargePointService {
   private stopInstant(
     known: Transaction,
     req: StopTransactionReq,
-    reported: { at: Date; asOfNow: boolean; reported: Date },
+    reported: { at: Date; asOfNow: boolean },
+    ownStop: { meterStopWh: number; reportedAt: Date },
   ): { stoppedAt: Date; clockLost: boolean } {
     // The charge point's own stop recorded beside the engine's, sent again: at the instant taken
     // then, also when its timestamp, ahead of the clock then, no longer is.
-    const recorded = recordedChargerStop(known, {
-      meterStopWh: req.meterStop,
-      reportedAt: reported.reported,
-    });
+    const recorded = recordedChargerStop(known, ownStop);
     if (recorded) {
-      return { stoppedAt: recorded.stoppedAt, clockLost: reported.reported < known.startedAt };
+      return { stoppedAt: recorded.stoppedAt, clockLost: ownStop.reportedAt < known.startedAt };
     }
     // The stop already recorded with the same register is this one sent again (after a failed
     // store): taken as of now, it keeps that stop's instant, as a StartTransaction does.

@@ -25,11 +25,9 @@ export class DeviceSettingsStore {
     return row ? (row.energy_readings as EnergyReadingsMode) : null;
   }
 
-  /** The semantics of each of `ids`, its own or ENERGY_READINGS (a page of a device list). */
-  async energyReadingsOf(
-    type: DeviceType,
-    ids: string[],
-  ): Promise<Map<string, EnergyReadingsMode>> {
+  /** The semantics of each of `ids`, in order: its own or ENERGY_READINGS (a device list's page). */
+  async energyReadingsOf(type: DeviceType, ids: string[]): Promise<EnergyReadingsMode[]> {
+    if (ids.length === 0) return [];
     const own = new Map<string, EnergyReadingsMode>(
       (
         await this.db(TABLE)
@@ -41,7 +39,7 @@ export class DeviceSettingsStore {
         r.energy_readings,
       ]),
     );
-    return new Map(ids.map((id) => [id, own.get(id) ?? this.config.energyReadings]));
+    return ids.map((id) => own.get(id) ?? this.config.energyReadings);
   }
 
   /** Sets the device's energy semantics; null returns it to the default. */

@@ -261,9 +261,9 @@ export function statusRoutes({
           page.map(([id]) => id),
         );
         return reply(200, {
-          [kind.plural]: page.map(([id, s]) => ({
+          [kind.plural]: page.map(([id, s], i) => ({
             ...readingJson(kind, id, s.ts.getTime(), s.values),
-            energyReadings: modes.get(id) ?? config.energyReadings,
+            energyReadings: modes[i],
           })),
           nextCursor: nextCursorOf(page, limit, ([id]) => id),
         });
