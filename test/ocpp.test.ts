@@ -3232,6 +3232,71 @@ describe('OCPP with MAX_BATCH_READINGS below what a message holds', () => {
   });
 });
 
+describe('OCPP stops sent again once their timestamp is no longer ahead of the clock', () => {
+  let redis: OwnRedis;
+  let e: TestEngine;
+
+  beforeAll(async () => {
+    redis = await OwnRedis.create();
+    e = await startTestEngine({ REDIS_URL: redis.url, MAX_CLOCK_SKEW_S: '1' });
+  });
+  afterAll(async () => {
+    await e.stop();
+    await redis.kill();
+  });
+
+  test("when a charge point's own stop of a transaction a start stopped was dated ahead of the clock and its store failed, then the same stop sent once the clock passed its date stores its readings", async () => {
+    await request(e.api.api.app).put('/v1/id-tags/TAG-AHEAD').send({ vehicleId: 'V-ahead' });
+    const [c, d] = [await chargePoint(e, 'CP-AHEAD-C'), await chargePoint(e, 'CP-AHEAD-D')];
+    const now = Date.now();
+    const at = (ms: number) => new Date(ms).toISOString();
+    const started = (await c.call('StartTransaction', {
+      connectorId: 1,
+      idTag: 'TAG-AHEAD',
+      meterStart: 1000,
+      timestamp: at(now - 20 * 60_000),
+    })) as { transactionId: number };
+    // The vehicle starts elsewhere: the engine stops the first transaction there.
+    await d.call('StartTransaction', {
+      connectorId: 1,
+      idTag: 'TAG-AHEAD',
+      meterStart: 500,
+      timestamp: at(now - 10 * 60_000),
+    });
+    const stop = {
+      transactionId: started.transactionId,
+      meterStop: 5000,
+      timestamp: at(Date.now() + 3000), // ahead of the clock: taken as of now
+      transactionData: [{ timestamp: at(now - 15 * 60_000), sampledValue: [wh(3000)] }],
+    };
+    await redis.kill();
+    try {
+      await expect(c.call('StopTransaction', stop)).rejects.toBeDefined();
+    } finally {
+      await redis.start();
+      await waitFor(async () => e.ctx.redis.status === 'ready', 15_000, 'Redis to be back');
+    }
+    // By now the stop's own date has passed: sent again, it is still the stop recorded.
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, Date.parse(stop.timestamp) - Date.now() + 1500)),
+    );
+    await waitFor(
+      () =>
+        c.call('StopTransaction', stop).then(
+          () => true,
+          () => false,
+        ),
+      15_000,
+      'the stop to be answered',
+    );
+    await waitForDrained(e.queue);
+    const row = await e.ctx.db('ocpp_transactions').where({ id: started.transactionId }).first();
+    expect((await history(e, 'CP-AHEAD-C:1')).map((r) => r.kwh)).toEqual([1, 3, 5]);
+    expect(row.charger_stopped_at.getTime()).toBeLessThan(Date.parse(stop.timestamp));
+    await Promise.all([c.close({ force: true }), d.close({ force: true })]);
+  }, 60_000);
+});
+
 describe('OCPP while Redis is down', () => {
   let redis: OwnRedis;
   let e: TestEngine;
