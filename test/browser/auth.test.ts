@@ -147,15 +147,75 @@ describe('dashboard with AUTH on', () => {
       await keyDialog(page).waitFor({ state: 'visible' });
       await expect(page.locator('.key-message').textContent()).resolves.toMatch(/was refused/);
       expect(await unreachable.count()).toBe(0);
+      // One notice for the page, not one a section, each read out as a status.
       await expect(
         page.locator('main .notice', { hasText: 'Waiting for an API key' }).count(),
-      ).resolves.toBe(4);
+      ).resolves.toBe(1);
+      expect(await page.locator('main .notice-error').count()).toBe(0);
 
       await enterKey(page, reader.key);
       await page.waitForSelector('#efficiency .window-line');
       expect(
         await page.locator('main .notice', { hasText: 'Waiting for an API key' }).count(),
       ).toBe(0);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('when the engine answers again asking for a key while the page shows data from before an outage, then one notice says it waits for a key, and each section still says when its data were loaded', async () => {
+    const page = await browser.newPage();
+    const stale = page.locator('main .notice-error', { hasText: /^Could not refresh/ });
+    try {
+      await page.clock.install();
+      await page.goto(`${engine.url}/dashboard#/vehicles/SIM-V-1`);
+      await keyDialog(page).waitFor({ state: 'visible' });
+      await enterKey(page, reader.key);
+      await page.waitForSelector('#efficiency .window-totals');
+
+      await page.route('**/v1/**', (route) => route.abort());
+      await page.clock.fastForward(30_000);
+      await page.waitForFunction(() =>
+        /^Refresh failed/.test(document.querySelector('.refresh-status')?.textContent ?? ''),
+      );
+      const loadedAt = await stale.evaluateAll((notices) =>
+        notices.map(
+          (n) => / loaded at (.*)$/.exec(n.querySelector('.notice-title')?.textContent ?? '')?.[1],
+        ),
+      );
+      expect(loadedAt.length).toBeGreaterThan(1);
+
+      // The engine is back, without the key this tab kept (revoked, say).
+      await page.evaluate(() =>
+        sessionStorage.setItem('energy-dashboard:api-key', 'eie_revoked-key-the-engine-forgot'),
+      );
+      await page.unroute('**/v1/**');
+      await page.clock.fastForward(30_000);
+      await keyDialog(page).waitFor({ state: 'visible' });
+      expect(await page.locator('main .notice-error').count()).toBe(0);
+      // One read out for the page; what each section's data are says so quietly.
+      expect(
+        await page.locator('main .notice', { hasText: 'Waiting for an API key' }).count(),
+      ).toBe(1);
+      expect(
+        await page
+          .locator('main [role="status"], main [role="alert"]', { hasText: /loaded at/ })
+          .count(),
+      ).toBe(0);
+      const notes = await page
+        .locator('main .notice', { hasText: /^Showing .* loaded at / })
+        .allTextContents();
+      expect(notes.map((note) => / loaded at (.*)$/.exec(note)?.[1])).toEqual(loadedAt);
+      expect(await page.locator('#efficiency .window-totals').count()).toBe(1);
+
+      // The key given, the sections redraw: their data are fresh again.
+      await enterKey(page, reader.key);
+      await page.waitForFunction(
+        () =>
+          ![...document.querySelectorAll('main .notice')].some((n) =>
+            /^(Waiting for an API key|Showing .* loaded at )/.test(n.textContent ?? ''),
+          ),
+      );
     } finally {
       await page.close();
     }

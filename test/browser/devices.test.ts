@@ -11,6 +11,7 @@ import { startTestEngine, type TestEngine } from '../helpers/engine';
 import { ingestAllStored } from './helpers/requests';
 import { launchDashboardBrowser, type DashboardBrowser } from './helpers/chromium';
 import { recordCspViolations, runAxe } from './helpers/page-checks';
+import { MAX_TRAIL } from '../../web/src/routing/routes';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -260,6 +261,50 @@ describe('devices view', () => {
     }
   });
 
+  test('when a link goes deep into the list, then its address keeps at most MAX_TRAIL cursors and names the page, and the pager leads back as far as they reach, then to the first page', async () => {
+    const page = await browser.newPage();
+    const hashParams = () => new URLSearchParams(new URL(page.url()).hash.split('?')[1]);
+    // The engine pages by the last cursor alone: these lead to the page after DV-01, page 11.
+    const trail = VEHICLES.slice(0, MAX_TRAIL).reverse();
+    try {
+      await open(page, `#/devices?kind=vehicles&quiet=all&limit=25&trail=${trail.join(',')}`);
+      expect(await shownIds(page)).toEqual(VEHICLES.slice(1, 26));
+      expect(await page.textContent('.devices-view .pager-page')).toBe('Page 11');
+
+      await page.getByRole('link', { name: 'Next page', exact: true }).click();
+      await waitForIds(page, VEHICLES.slice(26));
+      expect(hashParams().get('page')).toBe('12');
+      expect(hashParams().get('trail')?.split(',')).toEqual([...trail.slice(1), 'DV-26']);
+      expect(await page.textContent('.devices-view .pager-page')).toBe('Page 12');
+      expect(await page.textContent('.devices-view caption')).toBe('Vehicles by id: 276–279');
+
+      await page.getByRole('link', { name: 'Previous page', exact: true }).click();
+      await waitForIds(page, VEHICLES.slice(1, 26));
+      expect(hashParams().get('page')).toBe('11');
+      expect(hashParams().get('trail')?.split(',')).toEqual(trail.slice(1));
+
+      // Back as far as the cursors reach; then the first page stands for the previous one.
+      for (let n = 10; n >= 3; n--) {
+        await page.getByRole('link', { name: 'Previous page', exact: true }).click();
+        await page.waitForFunction(
+          (text) => document.querySelector('.devices-view .pager-page')?.textContent === text,
+          `Page ${n}`,
+        );
+      }
+      expect(hashParams().get('trail')).toBe('DV-09');
+      // The rest of the list fits this page (DV-10 to DV-30): no next page either.
+      expect(await page.locator('.devices-view .pager .pager-disabled').allTextContents()).toEqual([
+        '← Previous page',
+        'Next page →',
+      ]);
+      await page.getByRole('link', { name: 'First page', exact: true }).click();
+      await waitForIds(page, VEHICLES.slice(0, 25));
+      expect(new URL(page.url()).hash).toBe('#/devices?kind=vehicles&quiet=all&limit=25');
+    } finally {
+      await page.close();
+    }
+  });
+
   test('when the list is longer than a page, then the pages follow the engine’s cursors, and a reload keeps the page', async () => {
     const page = await browser.newPage();
     try {
@@ -269,7 +314,7 @@ describe('devices view', () => {
         'Vehicles by id: 1–25, more follow',
       );
       expect(await page.inputValue('#devices-page-size')).toBe('25');
-      await page.getByRole('link', { name: 'Next page →' }).click();
+      await page.getByRole('link', { name: 'Next page', exact: true }).click();
       await waitForIds(page, VEHICLES.slice(25));
       expect(new URL(page.url()).hash).toBe(
         '#/devices?kind=vehicles&quiet=all&limit=25&trail=DV-25',
@@ -282,7 +327,7 @@ describe('devices view', () => {
       expect(await shownIds(page)).toEqual(VEHICLES.slice(25));
       expect(await page.textContent('.devices-view .pager-page')).toBe('Page 2');
 
-      await page.getByRole('link', { name: '← Previous page' }).click();
+      await page.getByRole('link', { name: 'Previous page', exact: true }).click();
       await waitForIds(page, VEHICLES.slice(0, 25));
       expect(await page.textContent('.devices-view .pager-page')).toBe('Page 1');
 
@@ -485,7 +530,7 @@ describe('devices view', () => {
       await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
       const scrolled = await page.evaluate(() => window.scrollY);
       expect(scrolled).toBeGreaterThan(0);
-      await page.getByRole('link', { name: 'Next page →' }).focus();
+      await page.getByRole('link', { name: 'Next page', exact: true }).focus();
 
       // A vehicle that sorts first reports meanwhile: the first page now starts with it.
       await ingest([

@@ -247,7 +247,7 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
     page.on('requestfailed', countSettled);
     await page.goto(`${engine.url}/dashboard#/fleet?window=7d&limit=25`);
     await page.waitForSelector('.fleet-view tbody tr');
-    await page.getByRole('link', { name: 'Next page →' }).click();
+    await page.getByRole('link', { name: 'Next page', exact: true }).click();
     await page.waitForFunction(
       () => document.querySelector('.pager-page')?.textContent === 'Page 2',
     );
@@ -266,7 +266,7 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
     expect(secondPage.vehicles[0].vehicleId).not.toBe(firstPage.vehicles[0].vehicleId);
 
     await page.evaluate(() => window.scrollTo(0, 700));
-    await page.getByRole('link', { name: 'Next page →' }).focus();
+    await page.getByRole('link', { name: 'Next page', exact: true }).focus();
     const scrollBefore = await page.evaluate(() => window.scrollY);
     const refreshed = page.waitForResponse((r) => r.url().includes('/v1/analytics/fleet'));
     await page.clock.fastForward(30_000);
@@ -300,7 +300,7 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
       caption: await page.textContent('.fleet-view caption'),
     });
     const turn = async (name: string, to: number) => {
-      await page.getByRole('link', { name }).click();
+      await page.getByRole('link', { name, exact: true }).click();
       await page.waitForFunction(
         (n) => document.querySelector('.fleet-view .pager-page')?.textContent === `Page ${n}`,
         to,
@@ -310,14 +310,14 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
     try {
       await page.goto(`${engine.url}/dashboard#/fleet?window=7d&limit=25`);
       await page.waitForSelector('.fleet-view tbody tr');
-      for (let n = 2; n <= 15; n++) await turn('Next page →', n);
+      for (let n = 2; n <= 15; n++) await turn('Next page', n);
       const params = new URLSearchParams(new URL(page.url()).hash.split('?')[1]);
       expect(params.get('page')).toBe('15');
       expect(params.get('trail')?.split(',')).toHaveLength(MAX_TRAIL);
       const fifteenth = await shown();
       expect(fifteenth.caption).toMatch(/: 351–375 of /);
 
-      await turn('← Previous page', 14);
+      await turn('Previous page', 14);
       expect((await shown()).caption).toMatch(/: 326–350 of /);
       await page.goBack();
       await page.waitForFunction(
@@ -327,13 +327,88 @@ describe(`dashboard with a fleet of ${VEHICLES} vehicles`, () => {
       expect(await shown()).toEqual(fifteenth);
 
       // Back by the pager as far as the address's cursors reach, then to the first page.
-      for (let n = 14; n >= 15 - MAX_TRAIL + 1; n--) await turn('← Previous page', n);
+      for (let n = 14; n >= 15 - MAX_TRAIL + 1; n--) await turn('Previous page', n);
       expect(await page.locator('.fleet-view .pager .pager-disabled').textContent()).toBe(
         '← Previous page',
       );
-      await turn('« First page', 1);
+      await turn('First page', 1);
       expect((await shown()).caption).toMatch(/: 1–25 of /);
       expect(new URL(page.url()).hash).toBe('#/fleet?window=7d&limit=25');
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('when a fleet link names a page its cursors cannot lead to, or one past the report’s end, then the page says so once, numbers the page it shows, and the address follows', async () => {
+    const page = await browser.newPage();
+    const problem = page.locator('#fleet-window-link-problem');
+    const saysProblem = (pattern: RegExp) =>
+      page.waitForFunction(
+        (source) =>
+          new RegExp(source).test(
+            document.querySelector('#fleet-window-link-problem')?.textContent ?? '',
+          ),
+        pattern.source,
+      );
+    const shown = async () => ({
+      page: await page.textContent('.fleet-view .pager-page'),
+      caption: await page.textContent('.fleet-view caption'),
+      address: new URL(page.url()).hash,
+    });
+    try {
+      await page.goto(`${engine.url}/dashboard#/fleet?window=7d`);
+      await page.waitForSelector('.fleet-view tbody tr');
+      const secondPage =
+        (await page.getByRole('link', { name: 'Next page', exact: true }).getAttribute('href')) ??
+        '';
+      // As the address writes it: `trail=` and the second page's cursor.
+      const trail = secondPage.split('&').find((param) => param.startsWith('trail=')) ?? '';
+      expect(trail).not.toBe('');
+
+      // A forged page number: its report has no such page.
+      await page.goto(`${engine.url}/dashboard#/fleet?window=7d&${trail}&page=400`);
+      await saysProblem(/^Page 400 is past the end of the report/);
+      await expect(problem.textContent()).resolves.toMatch(
+        /^Page 400 is past the end of the report \([\d,]+ vehicles, \d+ pages of 50\): showing its first page\.$/,
+      );
+      await page.waitForSelector('.fleet-view tbody tr');
+      expect(await shown()).toEqual({
+        page: 'Page 1',
+        caption: expect.stringMatching(/: 1–50 of /),
+        address: '#/fleet?window=7d',
+      });
+
+      // A page number below what its cursors count: the page they lead to, numbered by them.
+      await page.goto(`${engine.url}/dashboard#/fleet?window=7d&${trail}&page=1`);
+      await saysProblem(/^The link's page number "1" cannot be right/);
+      await page.waitForFunction(
+        () => document.querySelector('.fleet-view .pager-page')?.textContent === 'Page 2',
+      );
+      expect(await shown()).toEqual({
+        page: 'Page 2',
+        caption: expect.stringMatching(/: 51–100 of /),
+        address: `#/fleet?window=7d&${trail}`,
+      });
+      expect(await page.getByRole('link', { name: 'Previous page', exact: true }).count()).toBe(1);
+      // Said once: the address no longer carries it.
+      await page.reload();
+      await page.waitForSelector('.fleet-view tbody tr');
+      expect(await problem.isHidden()).toBe(true);
+      expect((await shown()).page).toBe('Page 2');
+
+      // A later page named without the cursors to reach it, or no number: the first page.
+      for (const named of ['3', 'abc']) {
+        await page.goto(`${engine.url}/dashboard#/fleet?window=7d&page=${named}`);
+        await saysProblem(new RegExp(`^The link's page number "${named}" cannot be right`));
+        await page.waitForFunction(
+          () => document.querySelector('.fleet-view .pager-page')?.textContent === 'Page 1',
+        );
+        expect(await shown()).toEqual({
+          page: 'Page 1',
+          caption: expect.stringMatching(/: 1–50 of /),
+          address: '#/fleet?window=7d',
+        });
+      }
     } finally {
       await page.close();
     }

@@ -103,7 +103,7 @@ describe('the last 24 hours when the hour turns', () => {
       await shiftEngineClock(page, () => ahead);
       await page.goto(`${engine.url}/dashboard#/fleet?window=24h&limit=25`);
       await page.waitForSelector('.fleet-view tbody tr');
-      await page.getByRole('link', { name: 'Next page →' }).click();
+      await page.getByRole('link', { name: 'Next page', exact: true }).click();
       await page.waitForFunction(
         () => document.querySelector('.fleet-view .pager-page')?.textContent === 'Page 2',
       );
@@ -170,6 +170,87 @@ describe('a vehicle opened from the fleet', () => {
   });
 });
 
+describe('a vehicle whose window the hour has left behind', () => {
+  test('when a refresh finds the engine’s hour turned, then the sections keep their figures, focus and scroll until the current window’s replace them, and only what depends on the window is asked again', async () => {
+    const page = await browser.newPage();
+    let ahead = 0;
+    let watching = false;
+    const asked: string[] = [];
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let secondAsked = () => {};
+    const second = new Promise<void>((resolve) => (secondAsked = resolve));
+    try {
+      // Short, so the view scrolls.
+      await page.setViewportSize({ width: 1280, height: 500 });
+      await page.clock.install();
+      await shiftEngineClock(page, () => ahead);
+      // The window of a fleet report asked now: it ends at the last whole hour.
+      const end = new Date(Math.floor(Date.now() / HOUR_MS) * HOUR_MS).toISOString();
+      await page.goto(`${engine.url}/dashboard#/vehicles/SIM-V-4?window=24h&end=${end}`);
+      await page.waitForSelector('#efficiency .window-totals');
+      expect((await hashParams(page)).end).toBe(end);
+      const shownEnd = () =>
+        page.$$eval('#efficiency .window-line time', (times) => times[1]?.getAttribute('datetime'));
+      const endBefore = await shownEnd();
+      // The current window's hourly report (the second asked once the hour has turned) waits.
+      await page.route('**/v1/**', async (route) => {
+        const { pathname } = new URL(route.request().url());
+        if (watching) {
+          asked.push(pathname);
+          if (pathname.startsWith('/v1/analytics/performance/')) {
+            if (asked.filter((p) => p.startsWith('/v1/analytics/performance/')).length === 2) {
+              secondAsked();
+              await held;
+            }
+          }
+        }
+        await route.fallback();
+      });
+      await page.focus('#efficiency .hourly summary');
+      await page.evaluate(() => window.scrollTo(0, 300));
+      expect(await page.evaluate(() => window.scrollY)).toBeGreaterThan(0);
+      // Where the reader is: the hourly figures' place in the window (the note of why the window
+      // moved on, above, moves the page under it, and the browser's scroll anchoring with it).
+      const place = () =>
+        page.$eval('#efficiency .hourly summary', (summary) => summary.getBoundingClientRect().top);
+      const placeBefore = await place();
+
+      ahead = HOUR_MS;
+      watching = true;
+      await page.clock.fastForward(30_000);
+      await second;
+      await page.waitForFunction(() => !location.hash.includes('end='));
+      expect(await page.locator('main .notice-loading').count()).toBe(0);
+      expect(await page.locator('#efficiency .window-totals').count()).toBe(1);
+      expect(
+        await page.evaluate(() => document.activeElement?.matches('#efficiency .hourly summary')),
+      ).toBe(true);
+      expect(Math.abs((await place()) - placeBefore)).toBeLessThan(2);
+      // The status, the mapping, asked once: they do not depend on the window.
+      expect(asked.filter((p) => p.endsWith('/status'))).toHaveLength(1);
+      expect(asked.filter((p) => p.startsWith('/v1/telemetry/map/'))).toHaveLength(1);
+
+      release();
+      await page.waitForFunction(
+        (before) =>
+          document
+            .querySelectorAll('#efficiency .window-line time')[1]
+            ?.getAttribute('datetime') !== before,
+        endBefore,
+      );
+      expect(Date.parse((await shownEnd()) ?? '')).toBe(Date.parse(end) + HOUR_MS);
+      await expect(page.textContent('#vehicle-window-link-problem')).resolves.toMatch(
+        /^The hour has turned since the fleet report this vehicle was opened from/,
+      );
+      await expect(page.textContent('.refresh-status')).resolves.toMatch(/^Updated /);
+    } finally {
+      release();
+      await page.close();
+    }
+  });
+});
+
 describe("a vehicle's window", () => {
   const vehicle = '#/vehicles/SIM-V-4';
 
@@ -220,6 +301,61 @@ describe("a vehicle's window", () => {
       );
       expect(await page.evaluate(() => location.hash)).toBe(`${vehicle}?window=24h`);
     } finally {
+      await page.close();
+    }
+  });
+
+  test('when a refresh under way is overtaken by another window picked, then the header says Loading until that window’s figures arrive', async () => {
+    const page = await browser.newPage();
+    // Each hourly report asked, held until released, by its window's span.
+    const held: { hours: number; release(): void }[] = [];
+    let holding = false;
+    const span = (url: string) => {
+      const query = new URL(url).searchParams;
+      return (Date.parse(query.get('to') ?? '') - Date.parse(query.get('from') ?? '')) / HOUR_MS;
+    };
+    const heldFor = async (hours: number) => {
+      for (;;) {
+        const found = held.find((h) => h.hours === hours);
+        if (found) return found;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    try {
+      await page.clock.install();
+      await page.goto(`${engine.url}/dashboard${vehicle}?window=24h`);
+      await page.waitForSelector('#efficiency .window-totals');
+      await expect(page.textContent('.refresh-status')).resolves.toMatch(/^Updated /);
+      await page.route('**/v1/analytics/performance/**', async (route) => {
+        if (holding)
+          await new Promise<void>((release) =>
+            held.push({ hours: span(route.request().url()), release }),
+          );
+        await route.fallback();
+      });
+
+      holding = true;
+      await page.clock.fastForward(30_000);
+      const refresh = await heldFor(24);
+      await page.getByLabel('Last 7 days').check();
+      const picked = await heldFor(168);
+      await expect(page.textContent('.refresh-status')).resolves.toMatch(/^Loading… /);
+
+      // The refresh's answer, of the window no longer shown, arrives first.
+      const answered = page.waitForResponse(
+        (r) => r.url().includes('/v1/analytics/performance/') && span(r.url()) === 24,
+      );
+      refresh.release();
+      await answered;
+      await page.waitForTimeout(500);
+      await expect(page.textContent('.refresh-status')).resolves.toMatch(/^Loading… /);
+      expect(await page.locator('#efficiency .window-totals').count()).toBe(0);
+
+      picked.release();
+      await page.waitForSelector('#efficiency .window-totals');
+      await expect(page.textContent('.refresh-status')).resolves.toMatch(/^Updated /);
+    } finally {
+      for (const h of held) h.release();
       await page.close();
     }
   });

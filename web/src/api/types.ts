@@ -31,6 +31,12 @@ export type VehicleSessions = Static<typeof VehicleSessionsSchema>;
 export type FleetSessions = Static<typeof FleetSessionsSchema>;
 export type ErrorBody = Static<typeof ErrorBodySchema>;
 
+/**
+ * How a device's energy is read: `interval`, each reading's value is the energy since the reading
+ * before; `cumulative`, its register's running total.
+ */
+export type EnergyReadings = 'interval' | 'cumulative';
+
 /** `VehicleStatus` of the API document (GET /v1/vehicles/{vehicleId}/status). */
 export interface VehicleStatus {
   vehicleId: string;
@@ -38,7 +44,7 @@ export interface VehicleStatus {
   soc: number;
   kwhDeliveredDc: number;
   batteryTemp: number;
-  energyReadings: 'interval' | 'cumulative' | null;
+  energyReadings: EnergyReadings | null;
   source: 'live' | 'database';
 }
 
@@ -102,8 +108,8 @@ export interface MeterListing {
   kwhConsumedAc: number;
   /** null: the reading had no voltage (a charger's register without one). */
   voltage: number | null;
-  /** interval: kwhConsumedAc is the energy since the reading before; cumulative: its register. */
-  energyReadings: 'interval' | 'cumulative';
+  /** How kwhConsumedAc reads. */
+  energyReadings: EnergyReadings;
 }
 
 /** `MeterList` of the API document (GET /v1/meters). */
@@ -119,8 +125,8 @@ export interface VehicleListing {
   soc: number;
   kwhDeliveredDc: number;
   batteryTemp: number;
-  /** interval: kwhDeliveredDc is the energy since the reading before; cumulative: its register. */
-  energyReadings: 'interval' | 'cumulative';
+  /** How kwhDeliveredDc reads. */
+  energyReadings: EnergyReadings;
 }
 
 /** `VehicleList` of the API document (GET /v1/vehicles). */

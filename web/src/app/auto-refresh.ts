@@ -19,7 +19,9 @@ export function startAutoRefresh({
   let lastAttempt = Date.now();
   const every = `refreshes every ${Math.round(intervalMs / 1000)} s`;
 
+  /** A superseded load's screen is still on its way: the newer load says when it arrives. */
   const loaded = (outcome: LoadOutcome) => {
+    if (outcome === 'superseded') return;
     const at = formatDateTimeSeconds(new Date());
     status.textContent =
       outcome === 'ok' ? `Updated ${at} · ${every}` : `Refresh failed ${at} · ${every}`;

@@ -14,7 +14,7 @@ export function startViewRouter({
   main: HTMLElement;
   createView(route: Route): View;
   onNavigated(route: Route): void;
-  /** A navigation's data is on screen (or its error is). */
+  /** A navigation's data is on screen (or its error is); never for a superseded load. */
   onLoaded(outcome: LoadOutcome): void;
 }): { current(): View | null } {
   let view: View | null = null;
@@ -23,9 +23,10 @@ export function startViewRouter({
   const show = (route: Route, byUser: boolean) => {
     const navigation = ++navigations;
     // Only the latest navigation's data restores the scroll: an earlier one's, arriving late,
-    // would move a reader who has scrolled the newer page since.
+    // would move a reader who has scrolled the newer page since. A load a refresh superseded has
+    // nothing on screen yet: the refresh's own says when it has.
     const loaded = (outcome: LoadOutcome) => {
-      if (navigation === navigations) onLoaded(outcome);
+      if (navigation === navigations && outcome !== 'superseded') onLoaded(outcome);
     };
     onNavigated(route);
     const updated = view?.update(route);

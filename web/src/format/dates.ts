@@ -21,15 +21,14 @@ export function formatDateTime(value: Date | string | number): string {
   return `${localDay(d)} ${localMinute(d)} ${formatOffset(d)}`;
 }
 
-export function formatDateTimeSeconds(value: Date | string | number): string {
+/** With seconds (2024-03-20 11:00:15 +01:00), and `milliseconds` too (11:00:15.001). */
+export function formatDateTimeSeconds(
+  value: Date | string | number,
+  { milliseconds = false }: { milliseconds?: boolean } = {},
+): string {
   const d = toDate(value);
-  return `${localDay(d)} ${localMinute(d)}:${pad(d.getSeconds())} ${formatOffset(d)}`;
-}
-
-/** With milliseconds: 2024-03-20 11:00:15.001 +01:00. */
-function formatDateTimeMillis(d: Date): string {
-  const ms = String(d.getMilliseconds()).padStart(3, '0');
-  return `${localDay(d)} ${localMinute(d)}:${pad(d.getSeconds())}.${ms} ${formatOffset(d)}`;
+  const ms = milliseconds ? `.${String(d.getMilliseconds()).padStart(3, '0')}` : '';
+  return `${localDay(d)} ${localMinute(d)}:${pad(d.getSeconds())}${ms} ${formatOffset(d)}`;
 }
 
 const DAY_MS = 86_400_000;
@@ -102,7 +101,7 @@ export function localizeInstants(text: string): string {
     if (Number.isNaN(d.getTime())) return instant;
     // As precise as the engine wrote it: cut to the second, a gap starting at 23:59:45.001 would
     // read as including a reading at 23:59:45.000.
-    if (d.getUTCMilliseconds() !== 0) return formatDateTimeMillis(d);
+    if (d.getUTCMilliseconds() !== 0) return formatDateTimeSeconds(d, { milliseconds: true });
     return d.getUTCSeconds() === 0 ? formatDateTime(d) : formatDateTimeSeconds(d);
   });
 }

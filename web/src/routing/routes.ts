@@ -11,22 +11,18 @@ import {
  * is on screen survives a reload and can be shared or bookmarked.
  */
 export type Route =
-  | {
+  | ({
       view: 'fleet';
       window: AnalyticsWindow;
       /** Why the link's window is not the one shown (see windowFromParams). */
       windowProblem?: string;
-      /** Why the link's screen is not the one shown: its address named no screen. */
+      /**
+       * Why the link's screen or page is not the one shown: its address named no screen, or a
+       * page number its cursors cannot lead to.
+       */
       linkProblem?: string;
       limit: number;
-      /** The page shown, 1 the first. */
-      page: number;
-      /**
-       * The cursors that led to this page, oldest first (empty on page 1): the last MAX_TRAIL of
-       * them (see nextFleetPage).
-       */
-      trail: string[];
-    }
+    } & PagedRoute)
   | {
       view: 'vehicle';
       vehicleId: string;
@@ -36,16 +32,25 @@ export type Route =
     }
   | { view: 'charge-points' }
   | { view: 'charge-point'; chargePointId: string }
-  | {
+  | ({
       view: 'devices';
       kind: DeviceListKind;
       quiet: QuietFilter;
-      /** Why the link's list is not the one shown (an unknown kind or quiet filter). */
+      /** Why the link's list is not the one shown (an unknown kind, quiet filter or page number). */
       linkProblem?: string;
       limit: number;
-      /** The cursors that led to this page, oldest first (empty on page 1). */
-      trail: string[];
-    };
+    } & PagedRoute);
+
+/** A list the engine pages by cursor, as its address keeps it (the fleet's, the devices'). */
+export interface PagedRoute {
+  /** The page shown, 1 the first. */
+  page: number;
+  /**
+   * The cursors that led to this page, oldest first (empty on page 1): the last MAX_TRAIL of them
+   * (see nextPage).
+   */
+  trail: string[];
+}
 
 /** The device lists of the engine (GET /v1/meters, GET /v1/vehicles). */
 export const DEVICE_LIST_KINDS = ['vehicles', 'meters'] as const;
@@ -76,23 +81,51 @@ export const defaultRoute = (): FleetRoute => ({
 });
 
 /**
- * The most cursors a fleet address keeps (each some 200 characters): the address of page 40 would
- * otherwise carry 39 of them. Further back than they reach, "Previous page" gives way to the first
- * page; the browser's Back still goes through every page seen.
+ * The most cursors a list's address keeps (each up to some 200 characters): the address of page
+ * 40 would otherwise carry 39 of them. Further back than they reach, "Previous page" gives way to
+ * the first page; the browser's Back still goes through every page seen.
  */
 export const MAX_TRAIL = 10;
 
-/** The fleet's page after `route`'s, `cursor` its report's nextCursor. */
-export const nextFleetPage = (route: FleetRoute, cursor: string): FleetRoute => ({
+/** The most pages a link may name: no list is paged further by hand (25 rows a page: 2.5 million). */
+export const MAX_PAGE = 100_000;
+
+/** The page after `route`'s, `cursor` its list's nextCursor. */
+export const nextPage = <R extends PagedRoute>(route: R, cursor: string): R => ({
   ...route,
   page: route.page + 1,
   trail: [...route.trail, cursor].slice(-MAX_TRAIL),
 });
 
-/** The fleet's page before `route`'s; null on the first, or when the address no longer holds its cursor. */
-export function previousFleetPage(route: FleetRoute): FleetRoute | null {
+/** The page before `route`'s; null on the first, or when the address no longer holds its cursor. */
+export function previousPage<R extends PagedRoute>(route: R): R | null {
   if (route.page === 1 || (route.page > 2 && route.trail.length < 2)) return null;
   return { ...route, page: route.page - 1, trail: route.trail.slice(0, -1) };
+}
+
+/** The first page of `route`'s list. */
+export const firstPage = <R extends PagedRoute>(route: R): R => ({ ...route, page: 1, trail: [] });
+
+/**
+ * A link's page and trail. `page=` is named only once earlier cursors were dropped (see
+ * MAX_TRAIL), so it is at least one past the trail's cursors (a longer trail keeps its last
+ * MAX_TRAIL); one that cannot be (edited, forged, no number) is the trail's own count, and a
+ * problem to say.
+ */
+function pageFromParams(params: URLSearchParams): PagedRoute & { problem?: string } {
+  const cursors = (params.get('trail') ?? '').split(',').filter(Boolean);
+  const counted = cursors.length + 1;
+  const trail = cursors.slice(-MAX_TRAIL);
+  const named = params.get('page');
+  if (named === null) return { page: counted, trail };
+  const page = Number(named);
+  const possible = page === counted || (trail.length > 0 && page > counted && page <= MAX_PAGE);
+  if (Number.isSafeInteger(page) && possible) return { page, trail };
+  return {
+    page: counted,
+    trail,
+    problem: `The link's page number "${named}" cannot be right for its cursors: showing the page they lead to as page ${counted}.`,
+  };
 }
 
 /** Every device of a kind, first page, none filtered out (the "Devices" entry of the menu). */
@@ -101,6 +134,7 @@ export const defaultDevicesRoute = (): Extract<Route, { view: 'devices' }> => ({
   kind: 'vehicles',
   quiet: 'all',
   limit: DEFAULT_PAGE_SIZE,
+  page: 1,
   trail: [],
 });
 
@@ -151,19 +185,15 @@ export function parseRoute(hash: string): Route {
     case 'fleet': {
       const limit = Number(params.get('limit'));
       const { window, problem } = windowFromParams(params);
-      const trail = (params.get('trail') ?? '').split(',').filter(Boolean);
-      // Named only once earlier cursors were dropped (see MAX_TRAIL); else the trail's length says.
-      const page = Number(params.get('page'));
+      const { page, trail, problem: pageProblem } = pageFromParams(params);
       return {
         view: 'fleet',
         // The fleet's own cursors pin a later page's window.
         window: unpinned(window),
         windowProblem: problem ?? undefined,
         limit: (PAGE_SIZES as readonly number[]).includes(limit) ? limit : DEFAULT_PAGE_SIZE,
-        page:
-          trail.length > 0 && Number.isSafeInteger(page) && page > trail.length
-            ? page
-            : trail.length + 1,
+        linkProblem: pageProblem,
+        page,
         trail,
       };
     }
@@ -196,10 +226,19 @@ function devicesRoute(params: URLSearchParams): Route {
   }
   const limit = Number(params.get('limit'));
   if ((PAGE_SIZES as readonly number[]).includes(limit)) route.limit = limit;
-  route.trail = (params.get('trail') ?? '').split(',').filter(Boolean);
-  if (problems.length > 0)
-    route.linkProblem = `The link's list could not be shown as asked: ${problems.join('; ')}. Showing the ${route.kind}${route.quiet === 'all' ? '' : ` gone quiet for more than ${QUIET_FILTERS[route.quiet].text}`} instead.`;
+  const { page, trail, problem: pageProblem } = pageFromParams(params);
+  route.page = page;
+  route.trail = trail;
+  const listProblem =
+    problems.length > 0 &&
+    `The link's list could not be shown as asked: ${problems.join('; ')}. Showing the ${route.kind}${route.quiet === 'all' ? '' : ` gone quiet for more than ${QUIET_FILTERS[route.quiet].text}`} instead.`;
+  route.linkProblem = [listProblem, pageProblem].filter(Boolean).join(' ') || undefined;
   return route;
+}
+
+function pageToParams(route: PagedRoute, params: URLSearchParams): void {
+  if (route.page !== route.trail.length + 1) params.set('page', String(route.page));
+  if (route.trail.length > 0) params.set('trail', route.trail.join(','));
 }
 
 export function formatRoute(route: Route): string {
@@ -209,8 +248,7 @@ export function formatRoute(route: Route): string {
     case 'fleet':
       windowToParams(route.window, params);
       if (route.limit !== DEFAULT_PAGE_SIZE) params.set('limit', String(route.limit));
-      if (route.page !== route.trail.length + 1) params.set('page', String(route.page));
-      if (route.trail.length > 0) params.set('trail', route.trail.join(','));
+      pageToParams(route, params);
       return `#/fleet?${params}`;
     case 'vehicle':
       windowToParams(route.window, params);
@@ -224,7 +262,7 @@ export function formatRoute(route: Route): string {
       params.set('kind', route.kind);
       params.set('quiet', route.quiet);
       if (route.limit !== DEFAULT_PAGE_SIZE) params.set('limit', String(route.limit));
-      if (route.trail.length > 0) params.set('trail', route.trail.join(','));
+      pageToParams(route, params);
       return `#/devices?${params}`;
   }
 }

@@ -104,13 +104,13 @@ abstract class ChargePointScreen implements View {
     const generation = ++this.generation;
     try {
       const render = await this.fetchAndRender();
-      if (generation !== this.generation) return 'ok';
+      if (generation !== this.generation) return 'superseded';
       this.feedback.replaceChildren();
       render();
       this.shownAt = new Date();
       return 'ok';
     } catch (err) {
-      if (generation !== this.generation) return 'failed';
+      if (generation !== this.generation) return 'superseded';
       if (this.shownAt)
         replaceContent(
           this.feedback,

@@ -1,7 +1,7 @@
 import { ApiError, type ApiClient } from '../api/api-client';
 import { DEVICE_ID_RULE, isDeviceId } from '../api/device-id';
 import { fetchMeters, fetchVehicles } from '../api/endpoints';
-import type { MeterListing, VehicleListing } from '../api/types';
+import type { EnergyReadings, MeterListing, VehicleListing } from '../api/types';
 import { h, replaceContent } from '../dom/h';
 import { formatAge, formatDateTimeSeconds } from '../format/dates';
 import {
@@ -13,6 +13,7 @@ import {
 } from '../format/numbers';
 import {
   DEVICE_LIST_KINDS,
+  firstPage,
   formatRoute,
   PAGE_SIZES,
   QUIET_FILTERS,
@@ -214,7 +215,7 @@ export class DevicesView implements View {
   ) {
     // A new kind, filter or page size starts again at the first page.
     this.filter = createDeviceFilter((choice) =>
-      deps.navigate({ ...this.route, ...choice, trail: [], linkProblem: undefined }),
+      deps.navigate({ ...firstPage(this.route), ...choice, linkProblem: undefined }),
     );
     this.filter.show(route, route.linkProblem);
     this.root = h(
@@ -247,7 +248,7 @@ export class DevicesView implements View {
     const silentSince = quiet ? new Date(now - quiet.ms).toISOString() : null;
     try {
       const page = await fetchDevicePage(this.deps.api, route, silentSince);
-      if (generation !== this.generation) return 'ok';
+      if (generation !== this.generation) return 'superseded';
       this.feedback.replaceChildren();
       this.shownAt = new Date();
       if (!page) {
@@ -264,7 +265,7 @@ export class DevicesView implements View {
       replaceContent(this.content, this.render({ page, now, silentSince }, route));
       return 'ok';
     } catch (err) {
-      if (generation !== this.generation) return 'failed';
+      if (generation !== this.generation) return 'superseded';
       // A bookmark or an edited link whose cursor the engine refuses.
       if (err instanceof ApiError && err.status === 400 && route.trail.length > 0)
         return this.firstPageInstead(route);
@@ -277,7 +278,7 @@ export class DevicesView implements View {
 
   /** The first page, saying so, and the address without the trail. */
   private firstPageInstead(route: DevicesRoute): Promise<LoadOutcome> {
-    this.route = { ...route, trail: [] };
+    this.route = firstPage(route);
     this.deps.replace(this.route);
     this.filter.show(
       this.route,
@@ -314,7 +315,7 @@ export class DevicesView implements View {
       fragment.append(this.empty(route, silentSince));
       return fragment;
     }
-    const first = route.trail.length * route.limit + 1;
+    const first = (route.page - 1) * route.limit + 1;
     const last = first + page.rows.length - 1;
     const caption = `${kind.label}${quiet ? ` gone quiet for more than ${quiet.text}` : ''} by id: ${formatCount(first)}–${formatCount(last)}${page.nextCursor ? ', more follow' : ''}`;
     fragment.append(
@@ -331,21 +332,7 @@ export class DevicesView implements View {
             rows: page.rows,
             rowAttrs: (m) => ({ 'data-device-id': m.meterId }),
           }),
-      pager({
-        label: `${kind.label} pages`,
-        page: route.trail.length + 1,
-        previous:
-          route.trail.length > 0
-            ? formatRoute({ ...route, trail: route.trail.slice(0, -1), linkProblem: undefined })
-            : null,
-        next: page.nextCursor
-          ? formatRoute({
-              ...route,
-              trail: [...route.trail, page.nextCursor],
-              linkProblem: undefined,
-            })
-          : null,
-      }),
+      pager({ label: `${kind.label} pages`, route, next: page.nextCursor, href: formatRoute }),
     );
     return fragment;
   }
@@ -353,11 +340,11 @@ export class DevicesView implements View {
   private empty(route: DevicesRoute, silentSince: string | null): HTMLElement {
     const kind = KINDS[route.kind];
     const quiet = QUIET_FILTERS[route.quiet];
-    if (route.trail.length > 0)
+    if (route.page > 1)
       return notice(
         'empty',
         'This page is past the end of the list',
-        firstPageLink(formatRoute({ ...route, trail: [], linkProblem: undefined })),
+        firstPageLink(formatRoute(firstPage(route))),
       );
     if (!quiet || !silentSince)
       return notice(
@@ -400,7 +387,7 @@ const readingAge = <T extends { timestamp: string }>(now: number): Column<T> => 
  * since its reading before, or its register's running total (a meter's 1,024 kWh beside another's
  * 1 kWh is no reading of a thousand times the energy).
  */
-const energyCell = (kwh: number, mode: 'interval' | 'cumulative') => [
+const energyCell = (kwh: number, mode: EnergyReadings) => [
   formatKwh(kwh),
   h('span', { class: 'energy-kind' }, mode === 'cumulative' ? 'register total' : 'in the reading'),
 ];

@@ -11,14 +11,7 @@ import {
   lastWholeHour,
   type AnalyticsWindow,
 } from '../routing/analytics-window';
-import {
-  formatRoute,
-  nextFleetPage,
-  PAGE_SIZES,
-  previousFleetPage,
-  vehicleRoute,
-  type Route,
-} from '../routing/routes';
+import { firstPage, formatRoute, PAGE_SIZES, vehicleRoute, type Route } from '../routing/routes';
 import { DataTable, deviceId, idList, type Column } from './data-table';
 import { flagBadge, vehicleFlagOf, type Flag } from './flag';
 import { errorNotice, loadingNotice, notice, staleNotice, warningList } from './notices';
@@ -52,9 +45,22 @@ const sharedMetersNotice = (shared: FleetReport['sharedMeters']) =>
 const reportWindow = (window: AnalyticsWindow, report: FleetReport): AnalyticsWindow =>
   window.kind === 'last' ? { ...window, end: report.window.to } : window;
 
-/** What of the link could not be shown: its screen, its window. */
+/** What of the link could not be shown: its screen or page, its window. */
 const linkProblemOf = (route: FleetRoute): string | undefined =>
   [route.linkProblem, route.windowProblem].filter(Boolean).join(' ') || undefined;
+
+/** The vehicles the report ranks (its table's rows over all pages). */
+const measurableVehicles = ({ totals }: FleetReport): number =>
+  totals.vehiclesChecked - totals.withoutMapping - totals.withoutMeterData;
+
+/**
+ * Whether `route`'s page number cannot be the report's: its rows would be numbered beyond the
+ * report's ranked vehicles. (An empty page right after the last, its cursor the last one's
+ * nextCursor, numbers none beyond them.)
+ */
+const pastTheEnd = (report: FleetReport, route: FleetRoute): boolean =>
+  route.page > 1 &&
+  (route.page - 1) * route.limit + report.vehicles.length > measurableVehicles(report);
 
 /** The fleet's flagged sessions in the window (GET /v1/analytics/sessions?flagged=true). */
 interface FlaggedSessions {
@@ -169,8 +175,9 @@ export class FleetView implements View {
         limit: route.limit,
         cursor: route.trail[route.trail.length - 1],
       });
-      if (generation !== this.generation) return 'ok';
+      if (generation !== this.generation) return 'superseded';
       if (this.hourTurnedSince(route, report)) return this.newWindowInstead(route, report);
+      if (pastTheEnd(report, route)) return this.firstPageAfterTheEnd(route, report);
       const flags = this.fetchFlags(report, () => generation === this.generation);
       this.shown = { report, at: new Date() };
       this.feedback.replaceChildren();
@@ -180,7 +187,7 @@ export class FleetView implements View {
       void flags.then((found) => this.showFlags(found, report, route, generation));
       return 'ok';
     } catch (err) {
-      if (generation !== this.generation) return 'failed';
+      if (generation !== this.generation) return 'superseded';
       if (err instanceof ApiError && err.status === 400 && /cursor/.test(err.message)) {
         return this.firstPageInstead(route);
       }
@@ -232,9 +239,22 @@ export class FleetView implements View {
     );
   }
 
+  /**
+   * A page number beyond the report's vehicles (a link's, or one the fleet has shrunk under):
+   * its rows numbered "19,951–20,000 of 1,000" would be believed.
+   */
+  private firstPageAfterTheEnd(route: FleetRoute, report: FleetReport): Promise<LoadOutcome> {
+    const vehicles = measurableVehicles(report);
+    const pages = Math.max(1, Math.ceil(vehicles / route.limit));
+    return this.restartAt(
+      route,
+      `Page ${formatCount(route.page)} is past the end of the report (${formatCount(vehicles)} vehicle${vehicles === 1 ? '' : 's'}, ${formatCount(pages)} page${pages === 1 ? '' : 's'} of ${route.limit}): showing its first page.`,
+    );
+  }
+
   /** The report's first page, the address without the trail, and why (beside the picker). */
   private restartAt(route: FleetRoute, why: string): Promise<LoadOutcome> {
-    this.route = { ...route, page: 1, trail: [] };
+    this.route = firstPage(route);
     this.parts = null;
     this.deps.replace(this.route);
     this.picker.show({
@@ -356,7 +376,7 @@ export class FleetView implements View {
           ? notice(
               'empty',
               'This page is past the end of the report',
-              firstPageLink(formatRoute({ ...route, page: 1, trail: [] })),
+              firstPageLink(formatRoute(firstPage(route))),
             )
           : notice(
               'empty',
@@ -442,9 +462,7 @@ export class FleetView implements View {
   private caption(report: FleetReport, route: FleetRoute): string {
     const first = (route.page - 1) * route.limit + 1;
     const last = first + report.vehicles.length - 1;
-    const measurable =
-      report.totals.vehiclesChecked - report.totals.withoutMapping - report.totals.withoutMeterData;
-    return `Vehicles by efficiency, worst first: ${formatCount(first)}–${formatCount(last)} of ${formatCount(measurable)}`;
+    return `Vehicles by efficiency, worst first: ${formatCount(first)}–${formatCount(last)} of ${formatCount(measurableVehicles(report))}`;
   }
 
   /** A row's flag, as the table draws it now. */
@@ -525,14 +543,11 @@ export class FleetView implements View {
   }
 
   private pager(report: FleetReport, route: FleetRoute): HTMLElement {
-    const previous = previousFleetPage(route);
     return pager({
       label: 'Fleet report pages',
-      page: route.page,
-      previous: previous ? formatRoute(previous) : null,
-      // Further back than the address's cursors reach (see MAX_TRAIL).
-      first: route.page > 1 && !previous ? formatRoute({ ...route, page: 1, trail: [] }) : null,
-      next: report.nextCursor ? formatRoute(nextFleetPage(route, report.nextCursor)) : null,
+      route,
+      next: report.nextCursor,
+      href: formatRoute,
     });
   }
 

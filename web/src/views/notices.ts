@@ -61,9 +61,15 @@ export function describeError(err: unknown): string {
 const isOutage = (err: unknown): boolean =>
   err instanceof EngineUnreachableError || (err instanceof ApiError && err.status === 503);
 
-/** `data-outage` marks a notice of an outage (see replaceOutageNotices). */
-function markedIfOutage(element: HTMLElement, err: unknown): HTMLElement {
-  if (isOutage(err)) element.setAttribute('data-outage', '');
+/**
+ * `data-outage` marks a notice of an outage (see replaceOutageNotices); `stillShown`, of a stale
+ * one, says what its data on screen are once the outage no longer holds.
+ */
+function markedIfOutage(element: HTMLElement, err: unknown, stillShown?: string): HTMLElement {
+  if (isOutage(err)) {
+    element.setAttribute('data-outage', '');
+    if (stillShown) element.setAttribute('data-still-shown', stillShown);
+  }
   return element;
 }
 
@@ -79,21 +85,35 @@ export const staleNotice = (what: string, err: unknown, since: string): HTMLElem
       describeError(err),
     ),
     err,
+    `Showing ${what} loaded at ${since}`,
   );
 
 /**
  * The engine has answered asking for a key: the notices under `root` saying it was out no
- * longer hold, and say what the page waits for instead until the views redraw (the key given or
- * declined). Left, they would blame the engine behind the prompt.
+ * longer hold. One notice, in place of the first, says what the page waits for instead until the
+ * views redraw (the key given or declined); a stale one's data say when they were loaded, the
+ * others go. Left, they would blame the engine behind the prompt; one each, a screen reader
+ * would read the same words for each section.
  */
 export function replaceOutageNotices(root: ParentNode): void {
-  for (const outage of root.querySelectorAll('[data-outage]')) {
-    outage.replaceWith(
-      notice(
-        'info',
-        'Waiting for an API key',
-        'The engine answers again and asks for a key with the read scope: enter one in the prompt.',
-      ),
+  const outages = [...root.querySelectorAll('[data-outage]')];
+  if (outages.length === 0) return;
+  if (!root.querySelector('[data-waiting-for-key]')) {
+    const waiting = notice(
+      'info',
+      'Waiting for an API key',
+      'The engine answers again and asks for a key with the read scope: enter one in the prompt.',
     );
+    waiting.setAttribute('data-waiting-for-key', '');
+    outages[0].before(waiting);
+  }
+  for (const outage of outages) {
+    const stillShown = outage.getAttribute('data-still-shown');
+    // Not a live region: the one "Waiting for an API key" is what is read out.
+    if (stillShown)
+      outage.replaceWith(
+        h('div', { class: 'notice notice-info' }, h('p', { class: 'notice-title' }, stillShown)),
+      );
+    else outage.remove();
   }
 }

@@ -1,7 +1,11 @@
 import type { Route } from '../routing/routes';
 
-/** What a view's load did; the header shows when data last arrived. */
-export type LoadOutcome = 'ok' | 'failed';
+/**
+ * What a view's load did; the header shows when data last arrived. `superseded`: a newer load
+ * (a navigation, a refresh) took its place before its answers were shown, so it says nothing of
+ * what is on screen.
+ */
+export type LoadOutcome = 'ok' | 'failed' | 'superseded';
 
 /** One screen of the dashboard, mounted in <main> by the router. */
 export interface View {

@@ -96,17 +96,18 @@ export class VehicleView implements View {
 
   update(route: Route): Promise<LoadOutcome> | null {
     if (route.view !== 'vehicle' || route.vehicleId !== this.route.vehicleId) return null;
-    this.showWindow(route, route.windowProblem);
-    return this.load();
-  }
-
-  /** The route's window in the picker and, another than shown, charts and lists made anew. */
-  private showWindow(route: VehicleRoute, linkProblem: string | undefined): void {
+    // Another window picked: what is shown no longer answers it.
     if (JSON.stringify(route.window) !== JSON.stringify(this.route.window)) {
       const forWhat = `for the ${describeWindow(route.window).toLowerCase()}`;
       this.efficiency.forget(forWhat);
       this.sessions.forget(forWhat);
     }
+    this.showWindow(route, route.windowProblem);
+    return this.load();
+  }
+
+  /** The route's window in the picker, and the link's problem with it, if any. */
+  private showWindow(route: VehicleRoute, linkProblem: string | undefined): void {
     this.route = route;
     this.picker.show({ window: route.window, linkProblem });
   }
@@ -116,6 +117,8 @@ export class VehicleView implements View {
    * goes on to the last hours now once the engine's hour has turned, saying so: kept, the view
    * would show an ever older window while saying "Updated". One ending after the engine's now (a
    * link edited, or made by a clock ahead) is no report's window: likewise. Whether it went on.
+   * The sections keep what they show until the new window's answers replace it: a refresh moves
+   * on so, and must not take the reader's place and focus with it.
    */
   private followTheHour(): boolean {
     const { window } = this.route;
@@ -134,24 +137,38 @@ export class VehicleView implements View {
     return true;
   }
 
+  /** The requests that depend on the window: its hourly report and its sessions. */
+  private fetchWindowed() {
+    const { api } = this.deps;
+    const { vehicleId, window } = this.route;
+    const bounds = windowBounds(window, api.engineNow() ?? Date.now());
+    return Promise.allSettled([
+      fetchHourlyPerformance(api, vehicleId, bounds),
+      fetchSessions(api, vehicleId, bounds),
+    ]);
+  }
+
   async load(): Promise<LoadOutcome> {
     const generation = ++this.generation;
     if (!this.validId) return 'ok';
     const { api } = this.deps;
     this.followTheHour();
     const { vehicleId, session } = this.route;
-    const bounds = windowBounds(this.route.window, api.engineNow() ?? Date.now());
-    const results = await Promise.allSettled([
+    const windowed = this.fetchWindowed();
+    const [status, mapping, detail] = await Promise.allSettled([
       orNullIfNotFound(fetchVehicleStatus(api, vehicleId)),
-      fetchHourlyPerformance(api, vehicleId, bounds),
       orNullIfNotFound(fetchMappingHistory(api, vehicleId)),
-      fetchSessions(api, vehicleId, bounds),
       session ? fetchSession(api, vehicleId, session) : Promise.resolve(null),
     ]);
-    if (generation !== this.generation) return 'ok';
-    // A link's first answers bring the engine's clock, which may say its window is not one to show.
-    if (this.followTheHour()) return this.load();
-    const [status, report, mapping, sessions, detail] = results;
+    let [report, sessions] = await windowed;
+    if (generation !== this.generation) return 'superseded';
+    // A link's first answers bring the engine's clock, which may say its window is not one to show:
+    // the new window's are asked, the rest stands.
+    if (this.followTheHour()) {
+      [report, sessions] = await this.fetchWindowed();
+      if (generation !== this.generation) return 'superseded';
+    }
+    const results = [status, report, mapping, sessions, detail];
     const opened = this.followSessionId(session, detail);
 
     if (status.status === 'fulfilled') this.live.render(status.value);
