@@ -14,7 +14,6 @@ import {
 } from '../schema/primitives';
 import { DEFAULT_PAGE_SIZE, nextCursorOf, pageQuery } from '../http/keyset-paging';
 import { instantParam } from '../http/instant-param';
-import type { EnergyReadingsMode } from '../config';
 import type { DeviceSettingsStore } from '../stores/device-settings-store';
 import type { DeviceStatus, StatusStore } from '../stores/status-store';
 import type { LiveState, LiveStateStore } from './live-state';
@@ -94,7 +93,6 @@ export function statusRoutes({
   statusStore: StatusStore;
   settings: DeviceSettingsStore;
   config: {
-    energyReadings: EnergyReadingsMode;
     /** RETENTION_DAYS: a device whose readings were all dropped is not said never to have sent. */
     retentionDays: number;
   };
@@ -123,7 +121,8 @@ export function statusRoutes({
   /** Best effort: live status must answer while PostgreSQL is down. */
   async function energyReadings(type: DeviceType, id: string) {
     try {
-      return (await settings.energyReadings(type, id)) ?? config.energyReadings;
+      const [mode] = await settings.energyReadingsOf(type, [id]);
+      return mode;
     } catch (err) {
       unavailable.log(err, {}, 'device settings unavailable: status without energyReadings');
       return null;
